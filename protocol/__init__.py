@@ -1,0 +1,39 @@
+"""The wire format shared by hls-segment and hls-uploadd: pure functions, no I/O.
+
+See docs/protocol.md for the format with examples of every message.
+"""
+
+from .auth import compute_tag, sign, verify
+from .decoder import CLOSED, NEED_DATA, Event, MessageDecoder, PayloadData, PayloadEnd, Signal
+from .errors import ProtocolError
+from .limits import DEFAULT_MAX_PAYLOAD_BYTES, MAX_LINE_BYTES
+from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
+from .replies import Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
+
+__all__ = [
+    "CLOSED",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_LINE_BYTES",
+    "NEED_DATA",
+    "V1_FIELD_NAMES",
+    "Ack",
+    "Event",
+    "IndexMessage",
+    "MessageDecoder",
+    "PayloadData",
+    "PayloadEnd",
+    "ProtocolError",
+    "Reject",
+    "Reply",
+    "ReplyDecoder",
+    "Signal",
+    "compute_tag",
+    "encode_message",
+    "encode_reply",
+    "one_line",
+    "parse_message",
+    "parse_reply",
+    "segment_file_name",
+    "sign",
+    "verify",
+]

@@ -1,0 +1,83 @@
+"""Reply lines: ``OK <last_segment>`` once a message is durably queued, ``ERR <reason>`` otherwise."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ProtocolError
+from .limits import MAX_LINE_BYTES, MAX_REASON_CHARS
+
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def one_line(text: str) -> str:
+    """``text`` made fit for a reply: printable ASCII, one line, cut to the longest reason."""
+    text = _NOT_PRINTABLE.sub("?", " ".join(text.split()))
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The message naming ``last_segment`` is on the daemon's disk."""
+
+    last_segment: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.last_segment, bool) or not isinstance(self.last_segment, int) or self.last_segment < 0:
+            raise ProtocolError(f"OK needs a non-negative segment number, not {self.last_segment!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The message was refused; ``reason`` says why, in one printable line."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason or self.reason != one_line(self.reason):
+            raise ProtocolError("ERR needs a short printable one-line reason")
+
+    @classmethod
+    def because(cls, text: str) -> Reject:
+        return cls(one_line(text) or "refused")
+
+
+Reply = Ack | Reject
+
+
+def encode_reply(reply: Reply) -> bytes:
+    if isinstance(reply, Ack):
+        return f"OK {reply.last_segment}\n".encode("ascii")
+    return f"ERR {reply.reason}\n".encode("ascii")
+
+
+def parse_reply(line: bytes) -> Reply:
+    text = line.rstrip(b"\r\n").decode("ascii", errors="replace")
+    verb, _, rest = text.partition(" ")
+    if verb == "OK" and rest.isascii() and rest.isdigit():
+        return Ack(int(rest))
+    if verb == "ERR" and rest:
+        return Reject(rest)
+    raise ProtocolError(f"not a reply line: {one_line(text)[:60]!r}")
+
+
+class ReplyDecoder:
+    """Splits the daemon's byte stream into replies, for the client side."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+        if b"\n" not in self._buffer and len(self._buffer) > MAX_LINE_BYTES:
+            raise ProtocolError(f"reply line longer than {MAX_LINE_BYTES} bytes", recoverable=False)
+
+    def next_reply(self) -> Reply | None:
+        """The next complete reply, or None until more bytes arrive."""
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            return None
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return parse_reply(line)

@@ -1,0 +1,428 @@
+"""The wire format: the original's bytes, every rejection rule, framing, replies, tags."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import (
+    CLOSED,
+    NEED_DATA,
+    Ack,
+    IndexMessage,
+    MessageDecoder,
+    PayloadData,
+    PayloadEnd,
+    ProtocolError,
+    Reject,
+    ReplyDecoder,
+    encode_message,
+    encode_reply,
+    parse_message,
+    parse_reply,
+    segment_file_name,
+    sign,
+    verify,
+)
+
+ORIGINAL = (
+    b"stream-128k.m3u8, /tmp/, 10, sample_128k, http://d3vmly3syseqo9.cloudfront.net/stream0001/,"
+    b" 1, 5, 0, ionlivestream, stream0001"
+)
+ORIGINAL_MESSAGE = IndexMessage(
+    index="stream-128k.m3u8",
+    output_directory="/tmp/",
+    segment_duration=10,
+    output_prefix="sample_128k",
+    http_prefix="http://d3vmly3syseqo9.cloudfront.net/stream0001/",
+    first_segment=1,
+    last_segment=5,
+    end=False,
+    bucket="ionlivestream",
+    key_prefix="stream0001",
+)
+
+
+def decode_all(data: bytes, *, chunk: int | None = None, eof: bool = True, **limits: int) -> list[object]:
+    """Every event (or ProtocolError reason) the decoder gives for ``data``."""
+    decoder = MessageDecoder(**limits)
+    events: list[object] = []
+    broken = False
+    pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+
+    def drain() -> None:
+        nonlocal broken
+        while not broken:
+            try:
+                event = decoder.next_event()
+            except ProtocolError as error:
+                events.append(("error", error.reason))
+                broken = not error.recoverable  # a real server closes the connection here
+                continue
+            if event is NEED_DATA or event is CLOSED:
+                if event is CLOSED:
+                    events.append(CLOSED)
+                return
+            events.append(event)
+
+    for piece in pieces:
+        if broken:
+            break
+        decoder.receive_data(piece)
+        drain()
+    if eof and not broken:
+        decoder.receive_eof()
+        drain()
+    return _merge_payload(events)
+
+
+def _merge_payload(events: list[object]) -> list[object]:
+    """Join consecutive PayloadData so chunked and whole feeding compare equal."""
+    merged: list[object] = []
+    for event in events:
+        if isinstance(event, PayloadData) and merged and isinstance(merged[-1], PayloadData):
+            merged[-1] = PayloadData(merged[-1].data + event.data)
+        else:
+            merged.append(event)
+    return merged
+
+
+# The original's message, byte for byte.
+
+
+def test_original_message_decodes_to_its_fields() -> None:
+    assert parse_message(ORIGINAL) == ORIGINAL_MESSAGE
+
+
+def test_v1_message_encodes_to_the_original_bytes() -> None:
+    assert encode_message(ORIGINAL_MESSAGE) == ORIGINAL
+    assert encode_message(ORIGINAL_MESSAGE, newline=True) == ORIGINAL + b"\n"
+
+
+def test_original_client_sends_one_message_then_eof_without_newline() -> None:
+    assert decode_all(ORIGINAL) == [ORIGINAL_MESSAGE, CLOSED]
+    assert decode_all(ORIGINAL, chunk=1) == [ORIGINAL_MESSAGE, CLOSED]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_line_endings_end_a_message(ending: bytes) -> None:
+    assert decode_all(ORIGINAL + ending) == [ORIGINAL_MESSAGE, CLOSED]
+    assert decode_all(ORIGINAL + ending, eof=False) == [ORIGINAL_MESSAGE]
+
+
+@pytest.mark.parametrize("separator", [b",", b",  ", b",\t", b", \t  "])
+def test_any_white_space_may_follow_a_comma(separator: bytes) -> None:
+    assert parse_message(ORIGINAL.replace(b", ", separator)) == ORIGINAL_MESSAGE
+
+
+def test_several_messages_on_one_connection_in_order() -> None:
+    messages = [dataclasses.replace(ORIGINAL_MESSAGE, last_segment=n, duration=9.96) for n in range(1, 6)]
+    data = b"".join(encode_message(message, newline=True) for message in messages)
+    assert decode_all(data) == [*messages, CLOSED]
+    assert decode_all(data, chunk=1) == [*messages, CLOSED]
+    assert decode_all(data, chunk=7) == [*messages, CLOSED]
+
+
+def test_blank_lines_between_messages_are_skipped() -> None:
+    assert decode_all(b"\n\r\n" + ORIGINAL + b"\n\n") == [ORIGINAL_MESSAGE, CLOSED]
+
+
+def test_startup_message_with_last_segment_zero_parses() -> None:
+    startup = ORIGINAL.replace(b", 1, 5, 0,", b", 1, 0, 0,")
+    assert parse_message(startup).last_segment == 0
+
+
+def test_segment_names_are_five_digits_then_wider() -> None:
+    assert segment_file_name("sample_128k", 1) == "sample_128k-00001.ts"
+    assert segment_file_name("s", 99999) == "s-99999.ts"
+    assert segment_file_name("s", 100000) == "s-100000.ts"
+    assert ORIGINAL_MESSAGE.segment_key == "stream0001/sample_128k-00005.ts"
+    assert ORIGINAL_MESSAGE.playlist_key == "stream0001/stream-128k.m3u8"
+    assert dataclasses.replace(ORIGINAL_MESSAGE, key_prefix="").playlist_key == "stream-128k.m3u8"
+
+
+# Extensions.
+
+
+def test_extensions_round_trip_and_follow_the_tenth_field() -> None:
+    message = dataclasses.replace(
+        ORIGINAL_MESSAGE,
+        duration=2.002,
+        discontinuity=True,
+        start=12.5,
+        bandwidth=2_000_000,
+        resolution="1280x720",
+        codecs="avc1.64001f,mp4a.40.2",
+        frame_rate=29.97,
+        size=1234,
+        sent_at_ms=1_700_000_000_000,
+        extras=(("future", "a b,c"),),
+    )
+    wire = encode_message(message)
+    assert wire.startswith(ORIGINAL + b", duration=2.002, discontinuity=1, start=12.5,")
+    assert b"codecs=avc1.64001f%2Cmp4a.40.2" in wire
+    assert parse_message(wire) == message
+
+
+def test_unknown_extension_keys_are_kept() -> None:
+    message = parse_message(ORIGINAL + b", colour=blue, level=3")
+    assert message.extras == (("colour", "blue"), ("level", "3"))
+
+
+def test_discontinuity_zero_is_the_default() -> None:
+    assert parse_message(ORIGINAL + b", discontinuity=0") == ORIGINAL_MESSAGE
+
+
+REJECTIONS = [
+    (b"a.m3u8, /tmp/, 10", "expected 10 comma-separated fields, got 3"),
+    (ORIGINAL.replace(b", 10,", b", ten,"), "segment_duration 'ten' is not a non-negative integer"),
+    (ORIGINAL.replace(b", 10,", b", -10,"), "segment_duration '-10' is not a non-negative integer"),
+    (ORIGINAL.replace(b", 10,", b", 1.5,"), "segment_duration '1.5' is not a non-negative integer"),
+    (ORIGINAL.replace(b", 10,", b", 0,"), "segment_duration 0 is outside 1..3600"),
+    (ORIGINAL.replace(b", 1, 5,", b", 1, 99999999999999999999,"), "last_segment '99999999999999999999' is not"),
+    (ORIGINAL.replace(b", 1, 5,", b", 1, 4294967296,"), "last_segment 4294967296 is outside"),
+    (ORIGINAL.replace(b", 1, 5,", ", ٣, 5,".encode()), "first_segment '٣' is not a non-negative integer"),
+    (ORIGINAL.replace(b", 1, 5,", b", 6, 5,"), "first_segment 6 is after last_segment 5"),
+    (ORIGINAL.replace(b", 5, 0,", b", 5, 2,"), "end '2' must be 0 or 1"),
+    (ORIGINAL.replace(b"stream-128k.m3u8", b"stream-128k.txt"), "must end in .m3u8"),
+    (ORIGINAL.replace(b"stream-128k.m3u8", b"../x.m3u8"), "is not a plain file name"),
+    (ORIGINAL.replace(b"stream-128k.m3u8", b"a/x.m3u8"), "is not a plain file name"),
+    (ORIGINAL.replace(b"sample_128k", b"../sample"), "output_prefix '../sample' is not a plain file name"),
+    (ORIGINAL.replace(b"sample_128k", "sample\u2215x".encode()), "is not a plain file name"),
+    (ORIGINAL.replace(b", stream0001", b", /stream0001"), "must be relative (no leading /)"),
+    (ORIGINAL.replace(b", stream0001", b", a/../b"), "has an empty, . or .. path segment"),
+    (ORIGINAL.replace(b", stream0001", b", a//b"), "has an empty, . or .. path segment"),
+    (ORIGINAL.replace(b", stream0001", b", .."), "has an empty, . or .. path segment"),
+    (ORIGINAL.replace(b", stream0001", ", a\u2024\u2024/b".encode()), "characters outside"),
+    (ORIGINAL.replace(b"ionlivestream", b"Ion_Live"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"ab"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"192.168.1.10"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"a..b"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"http://d3vmly3syseqo9", b"ftp://d3vmly3syseqo9"), "is not an http(s) URL"),
+    (ORIGINAL.replace(b"http://d3vmly3syseqo9.cloudfront.net", b"cdn"), "is not an http(s) URL"),
+    (ORIGINAL.replace(b"/tmp/", b"/tmp/\x00"), "field 2 contains a control character"),
+    (ORIGINAL.replace(b"/tmp/", b"/tmp/\xff"), "message is not valid UTF-8"),
+    (ORIGINAL + b", duration", "is not key=value"),
+    (ORIGINAL + b", Duration=1", "is not key=value"),
+    (ORIGINAL + b", duration=1, duration=2", "extension 'duration' appears twice"),
+    (ORIGINAL + b", duration=nan", "duration 'nan' is not a plain decimal number"),
+    (ORIGINAL + b", duration=1e3", "duration '1e3' is not a plain decimal number"),
+    (ORIGINAL + b", duration=0", "duration 0.0 is outside"),
+    (ORIGINAL + b", discontinuity=yes", "discontinuity 'yes' must be 0 or 1"),
+    (ORIGINAL + b", resolution=1280*720", "is not WIDTHxHEIGHT"),
+    (ORIGINAL + b", codecs=avc1%3Bx", "is not an RFC 6381 codecs list"),
+    (ORIGINAL + b", size=-1", "size '-1' is not a non-negative integer"),
+    (ORIGINAL + b", tag=abc", "tag must be 64 lowercase hex digits"),
+    (ORIGINAL + b", tag=" + b"0" * 64 + b", duration=1", "tag must be the last field"),
+    (ORIGINAL + b", note=%ff", "is not valid UTF-8 once percent-decoded"),
+    (ORIGINAL + b", note=%00", "has a control character"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), REJECTIONS)
+def test_each_rule_rejects_with_a_one_line_reason(line: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_message(line)
+    assert reason in caught.value.reason
+    assert "\n" not in caught.value.reason and len(caught.value.reason) < 200
+    assert caught.value.recoverable
+
+
+def test_a_rejected_line_does_not_stop_the_next_one() -> None:
+    events = decode_all(b"garbage\n" + ORIGINAL + b"\n")
+    assert events == [("error", "expected 10 comma-separated fields, got 1"), ORIGINAL_MESSAGE, CLOSED]
+
+
+def test_over_long_line_is_refused_without_buffering_it_whole() -> None:
+    decoder = MessageDecoder()
+    reasons = []
+    for _ in range(256):  # 1 MiB in 4 KiB pieces, never a newline
+        decoder.receive_data(b"x" * 4096)
+        try:
+            assert decoder.next_event() is NEED_DATA
+        except ProtocolError as error:
+            reasons.append(error.reason)
+        assert len(decoder._buffer) <= 2 * 4096
+    assert reasons == ["line longer than 4096 bytes"]
+    decoder.receive_data(b"tail of the long line\n" + ORIGINAL + b"\n")
+    assert decoder.next_event() == ORIGINAL_MESSAGE
+
+
+def test_over_long_line_before_a_good_one_in_one_chunk() -> None:
+    events = decode_all(b"y" * 5000 + b"\n" + ORIGINAL + b"\n")
+    assert events == [("error", "line longer than 4096 bytes"), ORIGINAL_MESSAGE, CLOSED]
+
+
+def test_a_line_of_exactly_the_limit_is_read() -> None:
+    padded = ORIGINAL + b", pad=" + b"p" * (4096 - len(ORIGINAL) - 6)
+    assert len(padded) == 4096
+    assert decode_all(padded + b"\n")[0] == parse_message(padded)
+
+
+# Inline payloads.
+
+
+def test_payload_follows_its_message() -> None:
+    body = bytes(range(256)) * 40
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=len(body))
+    data = encode_message(message, newline=True) + body + ORIGINAL + b"\n"
+    expected = [message, PayloadData(body), PayloadEnd(len(body)), ORIGINAL_MESSAGE, CLOSED]
+    assert decode_all(data) == expected
+    assert decode_all(data, chunk=1) == expected
+    assert decode_all(data, chunk=1000) == expected
+
+
+def test_empty_payload() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=0)
+    assert decode_all(encode_message(message, newline=True)) == [message, PayloadEnd(0), CLOSED]
+
+
+def test_truncated_payload_is_a_fatal_error() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=100)
+    events = decode_all(encode_message(message, newline=True) + b"z" * 60)
+    assert events == [message, PayloadData(b"z" * 60), ("error", "connection closed after 60 of 100 payload bytes")]
+
+
+def test_oversized_payload_is_refused_before_reading_it() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=1001)
+    events = decode_all(encode_message(message, newline=True) + b"z" * 1001, max_payload_bytes=1000)
+    assert events == [("error", "payload of 1001 bytes is over the limit of 1000")]
+
+
+# Replies.
+
+
+def test_replies_encode_and_decode() -> None:
+    assert encode_reply(Ack(5)) == b"OK 5\n"
+    assert encode_reply(Reject("bucket 'x' is not allowed")) == b"ERR bucket 'x' is not allowed\n"
+    assert parse_reply(b"OK 12\r\n") == Ack(12)
+    assert parse_reply(b"ERR no space left\n") == Reject("no space left")
+    for bad in (b"OK", b"OK x", b"ERR", b"HELLO 1"):
+        with pytest.raises(ProtocolError):
+            parse_reply(bad)
+
+
+def test_reject_reasons_are_made_one_printable_line() -> None:
+    assert Reject.because("bad\nthing\x00 here").reason == "bad thing? here"
+    assert len(Reject.because("x" * 1000).reason) == 200
+    with pytest.raises(ProtocolError):
+        Reject("two\nlines")
+
+
+def test_reply_decoder_splits_a_stream_of_replies() -> None:
+    decoder = ReplyDecoder()
+    decoder.receive_data(b"OK 1\nOK 2\nER")
+    assert [decoder.next_reply(), decoder.next_reply(), decoder.next_reply()] == [Ack(1), Ack(2), None]
+    decoder.receive_data(b"R full\n")
+    assert decoder.next_reply() == Reject("full")
+
+
+# Authentication tags.
+
+
+def test_signed_message_verifies_and_tampering_does_not() -> None:
+    secret = b"s3cret"
+    signed = sign(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000), secret)
+    wire = encode_message(signed)
+    assert wire.endswith(b", tag=" + signed.tag.encode())
+    received = parse_message(wire)
+    assert verify(received, secret)
+    assert not verify(received, b"other secret")
+    assert not verify(dataclasses.replace(received, last_segment=6), secret)
+    assert not verify(ORIGINAL_MESSAGE, secret)  # untagged
+
+
+# Properties.
+
+_name = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,30}", fullmatch=True)
+_bucket = st.from_regex(r"[a-z][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True)
+_key = st.lists(st.from_regex(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,10}", fullmatch=True), max_size=3).map("/".join)
+_decimal = st.floats(min_value=0.001, max_value=3600, allow_nan=False).map(lambda x: round(x, 6))
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> IndexMessage:
+    last = draw(st.integers(0, 2**31 - 1))
+    return IndexMessage(
+        index=draw(_name) + ".m3u8",
+        output_directory=draw(st.from_regex(r"/[A-Za-z0-9_./-]{0,40}", fullmatch=True)),
+        segment_duration=draw(st.integers(1, 3600)),
+        output_prefix=draw(_name),
+        http_prefix=draw(st.sampled_from(["", "http://cdn.example.net/live/", "https://x.example/a?b=c&"])),
+        first_segment=draw(st.integers(0, last)) if last else 1,
+        last_segment=last,
+        end=draw(st.booleans()),
+        bucket=draw(_bucket),
+        key_prefix=draw(_key),
+        duration=draw(st.none() | _decimal),
+        discontinuity=draw(st.booleans()),
+        start=draw(st.none() | st.floats(0, 1e9).map(lambda x: round(x, 6))),
+        bandwidth=draw(st.none() | st.integers(1, 10**9)),
+        resolution=draw(st.none() | st.sampled_from(["320x240", "1920x1080"])),
+        codecs=draw(st.none() | st.sampled_from(["avc1.64001f", "avc1.64001f,mp4a.40.2", "mp4a.40.2"])),
+        frame_rate=draw(st.none() | st.sampled_from([25.0, 29.97, 59.94])),
+        size=draw(st.none() | st.integers(0, 10**6)),
+        sent_at_ms=draw(st.none() | st.integers(0, 2**42)),
+        extras=tuple(draw(st.dictionaries(st.from_regex(r"x[a-z0-9_-]{0,8}", fullmatch=True), st.text(st.characters(min_codepoint=32, blacklist_categories=("Cc", "Cs"))), max_size=3)).items()),
+        tag=draw(st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
+    )
+
+
+@settings(max_examples=300)
+@given(messages())
+def test_encode_then_decode_is_the_identity(message: IndexMessage) -> None:
+    assert parse_message(encode_message(message)) == message
+    assert parse_message(encode_message(message, newline=True)) == message
+
+
+@settings(max_examples=100)
+@given(st.lists(messages().map(lambda m: dataclasses.replace(m, size=None)), min_size=1, max_size=4), st.integers(1, 50))
+def test_chunked_feeding_gives_the_same_messages_as_whole(batch: list[IndexMessage], chunk: int) -> None:
+    data = b"".join(encode_message(message, newline=True) for message in batch)
+    assert decode_all(data) == decode_all(data, chunk=chunk) == [*batch, CLOSED]
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=600))
+def test_any_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
+    try:
+        parse_message(data)
+    except ProtocolError:
+        pass
+    decode_all(data, chunk=17, max_line_bytes=256, max_payload_bytes=64)  # raises nothing else
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b",", b", ", b"=", b"\n", b"%", b"%2C", b"1", b"a", b"size=3", b"tag=", b".m3u8", b"\xff", b"\x00"]), max_size=40))
+def test_near_miss_bytes_decode_or_raise_protocol_error(tokens: list[bytes]) -> None:
+    data = ORIGINAL + b"".join(tokens)
+    decode_all(data)
+    decode_all(data, chunk=3)
+
+
+# The protocol package does no I/O.
+
+_ALLOWED_IMPORTS = {"__future__", "dataclasses", "decimal", "enum", "hashlib", "hmac", "math", "re", "typing", "urllib.parse"}
+
+
+def test_protocol_imports_nothing_that_does_io() -> None:
+    package = Path(__file__).resolve().parent.parent / "protocol"
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            assert set(names) <= _ALLOWED_IMPORTS, f"{source.name} imports {names}"
+    probe = "import sys, protocol; print(sorted({'socket','asyncio','boto3','botocore','ssl','selectors','subprocess','http.client','urllib.request'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=package.parent)
+    assert loaded.stdout.strip() == "[]"

@@ -409,7 +409,7 @@ def test_near_miss_bytes_decode_or_raise_protocol_error(tokens: list[bytes]) -> 
 
 # The protocol package does no I/O.
 
-_ALLOWED_IMPORTS = {"__future__", "dataclasses", "decimal", "enum", "hashlib", "hmac", "math", "re", "typing", "urllib.parse"}
+_ALLOWED_IMPORTS = {"__future__", "collections.abc", "ipaddress", "tomllib", "typing", "dataclasses", "decimal", "enum", "hashlib", "hmac", "math", "re", "typing", "urllib.parse"}
 
 
 def test_protocol_imports_nothing_that_does_io() -> None:
@@ -426,3 +426,33 @@ def test_protocol_imports_nothing_that_does_io() -> None:
     probe = "import sys, protocol; print(sorted({'socket','asyncio','boto3','botocore','ssl','selectors','subprocess','http.client','urllib.request'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=package.parent)
     assert loaded.stdout.strip() == "[]"
+
+
+# Settings shared by both commands.
+
+
+def test_addresses_parse_with_a_default_port() -> None:
+    from protocol.settings import ConfigError, is_loopback, parse_address
+
+    assert parse_address("127.0.0.1:10234") == ("127.0.0.1", 10234)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    assert parse_address("example.net") == ("example.net", 10234)
+    assert parse_address(":7000") == ("127.0.0.1", 7000)
+    for bad in ("h:port", "h:70000"):
+        with pytest.raises(ConfigError, match="address"):
+            parse_address(bad)
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1")
+
+
+def test_settings_precedence_and_unknown_keys() -> None:
+    from protocol.settings import ConfigError, merge_settings, parse_toml
+
+    from_file = parse_toml("[uploadd]\nwindow = 7\nmax-inflight = 3\n", source="f.toml", section="uploadd")
+    defaults = {"window": 5, "max_inflight": 16, "listen": "127.0.0.1:10234"}
+    merged = merge_settings({"window": None, "max_inflight": 4}, from_file, defaults, source="f.toml")
+    assert merged == {"window": 7, "max_inflight": 4, "listen": "127.0.0.1:10234"}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        merge_settings({}, {"windw": 3}, defaults, source="f.toml")
+    with pytest.raises(ConfigError, match="f.toml"):
+        parse_toml("window = ", source="f.toml", section="uploadd")

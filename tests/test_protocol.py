@@ -456,3 +456,19 @@ def test_settings_precedence_and_unknown_keys() -> None:
         merge_settings({}, {"windw": 3}, defaults, source="f.toml")
     with pytest.raises(ConfigError, match="f.toml"):
         parse_toml("window = ", source="f.toml", section="uploadd")
+
+
+def test_every_example_message_in_the_protocol_doc_parses() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    examples = [
+        line.removeprefix("> ")
+        for line in doc.splitlines()
+        if ".m3u8, " in line and not line.startswith("INDEX") and "<" not in line
+    ]
+    assert len(examples) >= 8
+    for example in examples:
+        if "duration=nan" in example:
+            with pytest.raises(ProtocolError, match="not a plain decimal"):
+                parse_message(example.encode())
+        else:
+            assert encode_message(parse_message(example.encode())) == example.encode()

@@ -1,0 +1,302 @@
+"""The cut rule without media: synthetic packet sequences through the pure Cutter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import pytest
+
+from segmenter.cutter import (
+    MAX_HELD_PACKETS,
+    TS_WRAP_TICKS,
+    Action,
+    Cutter,
+    SegmentTiming,
+    StreamInfo,
+    StreamKind,
+)
+
+TB = Fraction(1, 90000)
+VIDEO = StreamInfo(0, StreamKind.VIDEO, TB, wraps=True)
+AUDIO = StreamInfo(1, StreamKind.AUDIO, TB, wraps=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    index: int
+    key: bool
+    pts: int | None
+    dts: int | None
+    duration: int | None
+
+
+def av_packets(
+    seconds: float,
+    *,
+    fps: int = 30,
+    gop_frames: int = 60,
+    start: int = 0,
+    audio: bool = True,
+    video: bool = True,
+    wrap: bool = False,
+) -> list[Packet]:
+    """Video frames and 1024-sample AAC frames at 48 kHz, interleaved by time like a muxer would."""
+    frame = 90000 // fps
+    audio_frame = Fraction(1024 * 90000, 48000)
+    packets: list[tuple[int, Packet]] = []
+    if video:
+        for n in range(int(seconds * fps)):
+            ts = start + n * frame
+            packets.append((ts, Packet(0, n % gop_frames == 0, ts, ts, frame)))
+    if audio:
+        n = 0
+        while n * audio_frame < seconds * 90000:
+            ts = start + int(n * audio_frame)
+            packets.append((ts, Packet(1, True, ts, ts, int(audio_frame))))
+            n += 1
+    packets.sort(key=lambda item: item[0])
+    result = [p for _, p in packets]
+    if wrap:
+        result = [
+            Packet(p.index, p.key, p.pts % TS_WRAP_TICKS, p.dts % TS_WRAP_TICKS, p.duration) for p in result
+        ]
+    return result
+
+
+@dataclass
+class Run:
+    segments: list[list[tuple[int, int | None]]] = field(default_factory=list)  # (index, pts) written
+    timings: list[SegmentTiming] = field(default_factory=list)
+    dropped: list[Packet] = field(default_factory=list)
+    released: int = 0
+
+
+def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fraction | str = "6", **kw) -> Run:
+    """Feed packets like the shell does; record what lands in which segment."""
+    cutter = Cutter(streams, Fraction(segment_seconds), **kw)
+    result = Run()
+    held: list[tuple[int, int | None]] = []
+    for p in packets:
+        action = cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
+        item = (p.index, cutter.pts)
+        if action is Action.CUT:
+            if cutter.finished is not None:
+                result.timings.append(cutter.finished)
+            result.segments.append([])
+            if cutter.discontinuity:
+                result.segments[-1].extend(held)
+                held.clear()
+            result.segments[-1].append(item)
+        elif action is Action.WRITE:
+            result.segments[-1].append(item)
+        elif action is Action.HOLD:
+            held.append(item)
+        elif action is Action.RELEASE:
+            result.released += sum(1 for index, _ in held if index == p.index)
+            held[:] = [h for h in held if h[0] != p.index]
+            result.segments[-1].append(item)
+        else:
+            result.dropped.append(p)
+    last = cutter.finish()
+    if last is not None:
+        result.timings.append(last)
+    return result
+
+
+def first_video_pts(segment: list[tuple[int, int | None]]) -> int | None:
+    return next((pts for index, pts in segment if index == 0), None)
+
+
+def test_cuts_on_the_first_keyframe_at_or_after_each_boundary() -> None:
+    result = run([VIDEO, AUDIO], av_packets(60), "6")
+    starts = [first_video_pts(s) for s in result.segments]
+    assert starts == [k * 6 * 90000 for k in range(10)]
+    assert [t.duration_s for t in result.timings] == [6.0] * 10
+    assert not result.dropped
+
+
+def test_gop_longer_than_segment_cuts_at_next_keyframe_and_skips_passed_boundaries() -> None:
+    # GOP 4 s, segments 3 s: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12 -> cuts at 4, 8, 12
+    result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3")
+    starts = [first_video_pts(s) // 90000 for s in result.segments]  # type: ignore[operator]
+    assert starts == [0, 4, 8, 12]
+    assert [t.duration_s for t in result.timings] == [4.0, 4.0, 4.0, 4.0]
+
+
+def test_fractional_segment_duration_follows_the_grid_without_drift() -> None:
+    # 1-s GOP at 2.5 s: boundaries 2.5, 5, 7.5, 10 -> cuts at 3, 5, 8, 10, ...
+    result = run([VIDEO], av_packets(20, audio=False, gop_frames=30), "2.5")
+    starts = [first_video_pts(s) / 90000 for s in result.segments]  # type: ignore[operator]
+    assert starts == [0, 3, 5, 8, 10, 13, 15, 18]
+    assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(20.0)
+
+
+def test_durations_sum_to_the_input_and_last_one_ends_at_its_last_packet() -> None:
+    result = run([VIDEO, AUDIO], av_packets(65, gop_frames=60), "6")
+    assert result.timings[-1].duration_s == pytest.approx(5.0)
+    assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(65.0)
+
+
+def test_audio_only_cuts_on_any_packet_at_the_grid() -> None:
+    result = run([AUDIO], av_packets(20, video=False), "4")
+    assert len(result.segments) == 5
+    for k, timing in enumerate(result.timings):
+        assert 4.0 * k <= timing.start_s < 4.0 * k + 1024 / 48000  # type: ignore[operator]
+    assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(20.0, abs=0.03)
+
+
+def test_video_before_the_first_keyframe_is_dropped_and_audio_kept() -> None:
+    packets = av_packets(14)
+    # Start in the middle of the first GOP, as when joining a live stream.
+    packets = [p for p in packets if not (p.index == 0 and p.pts < 30 * 3000)]  # type: ignore[operator]
+    packets = [p for p in packets if p.index == 1 or p.pts >= 0]  # type: ignore[operator]
+    joined = [p for p in packets if not (p.index == 0 and p.pts < 45 * 3000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], joined, "6")
+    assert all(p.index == 0 and not p.key for p in result.dropped)
+    assert len(result.dropped) == 15  # frames 45..59
+    assert first_video_pts(result.segments[0]) == 60 * 3000
+    # Audio before the first keyframe opened the first segment.
+    assert result.segments[0][0][0] == 1
+    # The grid starts at the first keyframe: 2 s, then 8 s, 14 s.
+    assert [first_video_pts(s) for s in result.segments] == [2 * 90000, 8 * 90000]
+
+
+@pytest.mark.parametrize("libav_corrected", [False, True])
+def test_unwraps_33_bit_timestamps(libav_corrected: bool) -> None:
+    start = TS_WRAP_TICKS - 10 * 90000  # 10 s before the wrap
+    packets = av_packets(30, start=start, wrap=not libav_corrected)
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert not any(t.discontinuity for t in result.timings)
+    assert [t.duration_s for t in result.timings] == [6.0] * 5
+    starts = [first_video_pts(s) for s in result.segments]
+    assert starts == [start + k * 6 * 90000 for k in range(5)]
+    assert not result.dropped
+
+
+def test_libav_negative_start_below_the_wrap_is_restored() -> None:
+    # libavformat subtracts 2^33 when a stream starts just below the wrap point.
+    packets = [
+        Packet(p.index, p.key, p.pts - TS_WRAP_TICKS, p.dts - TS_WRAP_TICKS, p.duration)  # type: ignore[operator]
+        for p in av_packets(12, start=TS_WRAP_TICKS - 5 * 90000)
+    ]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.timings[0].start_s == pytest.approx((TS_WRAP_TICKS - 5 * 90000) / 90000)
+    assert [t.duration_s for t in result.timings] == [6.0, 6.0]
+
+
+def test_wraps_twice() -> None:
+    # Video only, 1 fps keyframes every second, spanning two wraps (values raw modulo 2^33).
+    step = 90000 * 60 * 60  # one packet an hour would be a gap; use 1-s steps near each wrap
+    packets = []
+    for base in (TS_WRAP_TICKS - 3 * 90000, 2 * TS_WRAP_TICKS - 3 * 90000):
+        packets += [Packet(0, True, (base + n * 90000) % TS_WRAP_TICKS, (base + n * 90000) % TS_WRAP_TICKS, 90000) for n in range(6)]
+    del step
+    cutter = Cutter([VIDEO], Fraction(2))
+    unwrapped = []
+    for p in packets[:6]:
+        cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
+        unwrapped.append(cutter.dts)
+    assert unwrapped == [TS_WRAP_TICKS - 3 * 90000 + n * 90000 for n in range(6)]
+
+
+def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> None:
+    first = av_packets(20)
+    second = av_packets(20, start=1000)
+    # The next file's first audio packets come before its first video packet.
+    audio_first = [p for p in second[:8] if p.index == 1]
+    rest = [p for p in second if p not in audio_first]
+    result = run([VIDEO, AUDIO], first + audio_first + rest, "6")
+    flags = [t.discontinuity for t in result.timings]
+    assert flags.count(True) == 1
+    jump_segment = flags.index(True)
+    assert first_video_pts(result.segments[jump_segment]) == 1000
+    # The held audio went into the new segment, nothing of it was lost.
+    assert [pts for index, pts in result.segments[jump_segment] if index == 1][: len(audio_first)] == [
+        p.pts for p in audio_first
+    ]
+    assert not result.dropped and not result.released
+    # The segment before the jump ends at its own last packet.
+    assert result.timings[jump_segment - 1].duration_s == pytest.approx(2.0)
+    # The grid restarts at the jump: next cuts 6 s after it.
+    assert first_video_pts(result.segments[jump_segment + 1]) == 1000 + 6 * 90000
+
+
+def test_backward_jump_with_old_audio_arriving_after_the_cut() -> None:
+    first = av_packets(12)
+    second = av_packets(12, start=1000)
+    tail = [p for p in first[-6:] if p.index == 1][-2:]
+    head = [p for p in first if p not in tail]
+    result = run([VIDEO, AUDIO], head + [second[0]] + tail + second[1:], "6")
+    assert [t.discontinuity for t in result.timings] == [False, False, True, False]
+    # The old timeline's straggling audio belongs to a closed segment: dropped, not mixed in.
+    assert result.dropped == tail
+    new = result.segments[2]
+    assert all(pts is not None and pts < 12 * 90000 for _, pts in new)
+
+
+def test_forward_gap_is_a_discontinuity_but_a_small_one_is_not() -> None:
+    small = av_packets(6) + av_packets(6, start=8 * 90000)  # 2-s gap: just missing frames
+    assert not any(t.discontinuity for t in run([VIDEO, AUDIO], small, "6").timings)
+    large = av_packets(6) + av_packets(12, start=60 * 90000)
+    result = run([VIDEO, AUDIO], large, "6")
+    assert [t.discontinuity for t in result.timings] == [False, True, False]
+    assert result.timings[1].start_s == 60.0
+
+
+def test_jump_on_a_non_keyframe_waits_for_the_next_keyframe() -> None:
+    first = av_packets(6, audio=False)
+    second = [p for p in av_packets(8, audio=False, start=5000) if p.pts >= 5000 + 30 * 3000]  # type: ignore[operator]
+    result = run([VIDEO], first + second, "6")
+    assert len(result.dropped) == 30  # second half of the new timeline's first GOP
+    assert first_video_pts(result.segments[1]) == 5000 + 60 * 3000
+    assert result.timings[1].discontinuity
+
+
+def test_audio_jumping_alone_is_released_not_held_forever() -> None:
+    packets = av_packets(20)
+    glitched = [
+        Packet(p.index, p.key, p.pts + 7 * 90000, p.dts + 7 * 90000, p.duration)  # type: ignore[operator]
+        if p.index == 1 and p.pts >= 4 * 90000  # type: ignore[operator]
+        else p
+        for p in packets
+    ]
+    result = run([VIDEO, AUDIO], glitched, "6")
+    assert not any(t.discontinuity for t in result.timings)
+    assert 0 < result.released <= MAX_HELD_PACKETS
+    assert len(result.segments) == 4
+
+
+def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
+    packets = av_packets(13)
+    packets = [Packet(p.index, p.key, None, None, None) if i % 7 == 3 else p for i, p in enumerate(packets)]
+    result = run([VIDEO, AUDIO], [Packet(1, True, None, None, None)] + packets, "6")
+    assert [t.duration_s for t in result.timings][:2] == [6.0, 6.0]
+    only_pts = [Packet(p.index, p.key, p.pts, None, p.duration) for p in av_packets(13)]
+    assert len(run([VIDEO, AUDIO], only_pts, "6").segments) == 3
+
+
+def test_restart_flags_the_first_segment() -> None:
+    result = run([VIDEO, AUDIO], av_packets(13), "6", discontinuity=True)
+    assert [t.discontinuity for t in result.timings] == [True, False, False]
+
+
+def test_other_time_bases_are_honoured() -> None:
+    video = StreamInfo(0, StreamKind.VIDEO, Fraction(1, 15360), wraps=False)
+    packets = [Packet(0, n % 25 == 0, n * 512, n * 512, 512) for n in range(30 * 20)]
+    result = run([video], packets, "2.5")
+    # 30 fps, keyframe every 25 frames (0.8333 s): cuts at frames 75 (2.5 s), 150, 225, ...
+    assert [first_video_pts(s) // 512 for s in result.segments][:3] == [0, 75, 150]  # type: ignore[operator]
+
+
+def test_renditions_with_same_gop_cut_at_the_same_points() -> None:
+    a = run([VIDEO, AUDIO], av_packets(60, start=126000), "6")
+    b = run([VIDEO], av_packets(60, start=126000, audio=False), "6")
+    assert [first_video_pts(s) for s in a.segments] == [first_video_pts(s) for s in b.segments]
+
+
+def test_rejects_useless_configurations() -> None:
+    with pytest.raises(ValueError):
+        Cutter([VIDEO], Fraction(0))
+    with pytest.raises(ValueError):
+        Cutter([], Fraction(6))

@@ -1,0 +1,133 @@
+"""Reading segment files: only regular files under allowed directories, symlinks never followed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from uploader.files import AllowedDirs, DirectoryRefused, SegmentFileError
+
+NAME = "seg-00001.ts"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (allowed / NAME).write_bytes(b"inside")
+    (allowed / "sub" / NAME).write_bytes(b"inside-sub")
+    (outside / NAME).write_bytes(b"SECRET")
+    return {"allowed": allowed, "outside": outside}
+
+
+def dirs(*paths: Path) -> AllowedDirs:
+    return AllowedDirs(tuple(Path(os.path.realpath(p)) for p in paths))
+
+
+def read(allowed: AllowedDirs, directory: Path | str, name: str = NAME) -> bytes:
+    with allowed.open_segment(str(directory), name) as file:
+        return file.read()
+
+
+def test_reads_a_segment_in_an_allowed_directory_and_below(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    assert read(allowed, tree["allowed"]) == b"inside"
+    assert read(allowed, f"{tree['allowed']}/") == b"inside"  # the original sends "/tmp/"
+    assert read(allowed, tree["allowed"] / "sub") == b"inside-sub"
+
+
+def test_default_allows_nothing(tree: dict[str, Path]) -> None:
+    with pytest.raises(DirectoryRefused, match=r"is not allowed \(add --allow-dir .*allowed\)"):
+        dirs().check(str(tree["allowed"]))
+
+
+def test_other_directories_are_refused_with_the_option_to_add(tree: dict[str, Path]) -> None:
+    with pytest.raises(DirectoryRefused, match=f"add --allow-dir {tree['outside']}"):
+        read(dirs(tree["allowed"]), tree["outside"])
+
+
+def test_relative_and_dotdot_paths(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    with pytest.raises(DirectoryRefused, match="absolute"):
+        allowed.check("tmp/")
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        allowed.check(f"{tree['allowed']}/../outside")
+    assert read(allowed, f"{tree['outside']}/../allowed/sub") == b"inside-sub"
+
+
+def test_a_symlinked_directory_pointing_outside_is_refused(tree: dict[str, Path]) -> None:
+    (tree["allowed"] / "escape").symlink_to(tree["outside"])
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        read(dirs(tree["allowed"]), tree["allowed"] / "escape")
+
+
+def test_a_symlinked_segment_file_is_refused_even_pointing_inside(tree: dict[str, Path]) -> None:
+    (tree["allowed"] / "link").mkdir()
+    (tree["allowed"] / "link" / NAME).symlink_to(tree["outside"] / NAME)
+    with pytest.raises(SegmentFileError, match="symlink"):
+        read(dirs(tree["allowed"]), tree["allowed"] / "link")
+    (tree["allowed"] / "link" / NAME).unlink()
+    (tree["allowed"] / "link" / NAME).symlink_to(tree["allowed"] / NAME)
+    with pytest.raises(SegmentFileError, match="symlink"):
+        read(dirs(tree["allowed"]), tree["allowed"] / "link")
+
+
+def test_directory_swapped_for_a_symlink_after_the_check(tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time of check vs time of use: the check passes, then the directory becomes a symlink out."""
+    allowed = dirs(tree["allowed"])
+    sub = tree["allowed"] / "sub"
+    real_check = AllowedDirs.check
+
+    def check_then_swap(self: AllowedDirs, directory: str) -> tuple[Path, tuple[str, ...]]:
+        result = real_check(self, directory)
+        os.rename(sub, tree["allowed"] / "sub.old")
+        sub.symlink_to(tree["outside"])
+        return result
+
+    monkeypatch.setattr(AllowedDirs, "check", check_then_swap)
+    with pytest.raises(SegmentFileError, match="symlink"):
+        read(allowed, sub)
+
+
+def test_file_swapped_for_a_symlink_after_the_check(tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = dirs(tree["allowed"])
+    real_check = AllowedDirs.check
+
+    def check_then_swap(self: AllowedDirs, directory: str) -> tuple[Path, tuple[str, ...]]:
+        result = real_check(self, directory)
+        (tree["allowed"] / NAME).unlink()
+        (tree["allowed"] / NAME).symlink_to(tree["outside"] / NAME)
+        return result
+
+    monkeypatch.setattr(AllowedDirs, "check", check_then_swap)
+    with pytest.raises(SegmentFileError, match="symlink"):
+        read(allowed, tree["allowed"])
+
+
+def test_missing_and_non_regular_files(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    with pytest.raises(SegmentFileError, match="does not exist"):
+        read(allowed, tree["allowed"], "seg-00002.ts")
+    (tree["allowed"] / "seg-00003.ts").mkdir()
+    with pytest.raises(SegmentFileError, match="not a regular file"):
+        read(allowed, tree["allowed"], "seg-00003.ts")
+    os.mkfifo(tree["allowed"] / "seg-00004.ts")  # must not block the daemon
+    with pytest.raises(SegmentFileError, match="not a regular file"):
+        read(allowed, tree["allowed"], "seg-00004.ts")
+
+
+@pytest.mark.parametrize("name", ["../seg-00001.ts", "seg-1.ts", "seg-00001.ts.part", "/etc/passwd", ".hidden-00001.ts"])
+def test_only_segment_names_are_opened(tree: dict[str, Path], name: str) -> None:
+    with pytest.raises(SegmentFileError, match="not a segment file name"):
+        read(dirs(tree["allowed"]), tree["allowed"], name)
+
+
+def test_allowed_root_given_through_a_symlink(tmp_path: Path, tree: dict[str, Path]) -> None:
+    (tmp_path / "alias").symlink_to(tree["allowed"])
+    allowed = dirs(tmp_path / "alias")  # resolved at startup, as the config does
+    assert read(allowed, tmp_path / "alias") == b"inside"
+    assert read(allowed, tree["allowed"]) == b"inside"

@@ -1,0 +1,171 @@
+"""The playlist writer and the stream state it renders, without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from uploader.config import PlaylistType
+from uploader.playlist import PlaylistOptions, format_duration, media_playlist, should_publish
+from uploader.stream import StreamState, rounded_seconds, with_end, with_failure, with_segment
+
+PREFIX = "http://cdn.example.net/stream0001/"
+LIVE = PlaylistOptions(window=5)
+
+
+def ruby_index(segment_duration: int, output_prefix: str, http_prefix: str, first: int, last: int) -> list[str]:
+    """The original s3server.rb's create_index, transcribed line for line (its tags only)."""
+    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{segment_duration}"]
+    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{last - 4 if last >= 5 else 1}")
+    for index in range(first, last + 1):
+        if index > last - 5:
+            lines.append(f"#EXTINF:{segment_duration}")
+            lines.append(f"{http_prefix}{output_prefix}-{index:05d}.ts")
+    return lines
+
+
+def publish(numbers: range | list[int], *, duration: float | None = None, promised: int = 10,
+            keep: int | None = 5, state: StreamState | None = None, end_at: int | None = None) -> StreamState:
+    state = state or StreamState()
+    for number in numbers:
+        state = with_segment(
+            state,
+            uri=f"{PREFIX}sample_128k-{number:05d}.ts",
+            duration_s=duration if duration is not None else float(promised),
+            promised_s=promised,
+            discontinuity=False,
+            end=number == end_at,
+            keep=keep,
+        ).state
+    return state
+
+
+def comparable(text: str) -> list[str]:
+    """Our playlist reduced to the original's tags: no VERSION, EXTINF without its comma."""
+    return [line.rstrip(",") for line in text.splitlines() if not line.startswith("#EXT-X-VERSION")]
+
+
+@pytest.mark.parametrize("last", range(1, 13))
+def test_window_matches_the_original_rule(last: int) -> None:
+    text = media_playlist(publish(range(1, last + 1)), LIVE)
+    assert comparable(text) == ruby_index(10, "sample_128k", PREFIX, 1, last)
+    assert text.splitlines()[:2] == ["#EXTM3U", "#EXT-X-VERSION:3"]
+    assert all(line.endswith(",") for line in text.splitlines() if line.startswith("#EXTINF:"))
+    assert "#EXT-X-ENDLIST" not in text
+
+
+def test_exact_text_of_a_live_window() -> None:
+    state = publish(range(1, 8), duration=2.002, promised=2, end_at=7)
+    assert media_playlist(state, LIVE) == (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n"
+        + "".join(f"#EXTINF:2.002,\n{PREFIX}sample_128k-{n:05d}.ts\n" for n in range(3, 8))
+        + "#EXT-X-ENDLIST\n"
+    )
+
+
+def test_relative_uris_when_http_prefix_is_empty() -> None:
+    state = with_segment(StreamState(), uri="a-00001.ts", duration_s=4, promised_s=4, discontinuity=False,
+                         end=False, keep=5).state
+    assert media_playlist(state, LIVE).splitlines()[-1] == "a-00001.ts"
+
+
+def test_window_option_is_honoured() -> None:
+    text = media_playlist(publish(range(1, 11), keep=3), PlaylistOptions(window=3))
+    assert "#EXT-X-MEDIA-SEQUENCE:8" in text
+    assert text.count("#EXTINF") == 3
+
+
+@pytest.mark.parametrize("kind", [PlaylistType.EVENT, PlaylistType.VOD])
+def test_event_and_vod_keep_every_segment(kind: PlaylistType) -> None:
+    options = PlaylistOptions(window=5, playlist_type=kind)
+    state = publish(range(1, 13), keep=None, end_at=12)
+    text = media_playlist(state, options)
+    assert f"#EXT-X-PLAYLIST-TYPE:{kind.value.upper()}" in text
+    assert "#EXT-X-MEDIA-SEQUENCE:1" in text
+    assert text.count("#EXTINF") == 12
+
+
+def test_vod_goes_out_only_when_complete() -> None:
+    vod = PlaylistOptions(window=5, playlist_type=PlaylistType.VOD)
+    assert not should_publish(publish(range(1, 3), keep=None), vod)
+    assert should_publish(publish(range(1, 3), keep=None, end_at=2), vod)
+    assert should_publish(publish(range(1, 3)), LIVE)
+
+
+def test_target_duration_is_fixed_by_the_first_segment_and_covers_rounding() -> None:
+    state = publish([1], duration=10.6, promised=10)
+    assert state.target_duration_s == 11  # round(10.6) > the promised 10
+    state = publish([2, 3], duration=9.2, state=state)
+    assert state.target_duration_s == 11  # never lowered
+    assert "#EXT-X-TARGETDURATION:11" in media_playlist(state, LIVE)
+
+
+def test_a_longer_segment_raises_the_target_with_a_warning() -> None:
+    state = publish([1, 2], duration=4.0, promised=4)
+    transition = with_segment(state, uri="x-00003.ts", duration_s=6.4, promised_s=4, discontinuity=False,
+                              end=False, keep=5)
+    assert transition.state.target_duration_s == 6
+    assert len(transition.warnings) == 1 and "6.4" in transition.warnings[0]
+    assert "#EXTINF:6.4," in media_playlist(transition.state, LIVE)
+
+
+@pytest.mark.parametrize(("seconds", "rounded"), [(2.5, 3), (3.5, 4), (2.49, 2), (0.1, 0), (10.0, 10)])
+def test_rounding_is_half_up(seconds: float, rounded: int) -> None:
+    assert rounded_seconds(seconds) == rounded
+
+
+def test_failed_segment_leaves_a_gap_free_sequence_and_a_discontinuity() -> None:
+    state = publish([1, 2, 3])
+    state = with_failure(state, promised_s=10, end=False)  # segment 4 never listed
+    state = publish([5, 6], state=state)
+    text = media_playlist(state, LIVE)
+    assert "sample_128k-00004.ts" not in text
+    assert "#EXT-X-MEDIA-SEQUENCE:1" in text
+    assert [s.media_sequence for s in state.segments] == [1, 2, 3, 4, 5]
+    lines = text.splitlines()
+    assert lines[lines.index("#EXT-X-DISCONTINUITY") + 2].endswith("-00005.ts")
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:0" in text
+
+
+def test_discontinuity_sequence_counts_tags_that_slid_out() -> None:
+    state = publish([1, 2])
+    state = with_segment(state, uri="r-00001.ts", duration_s=10, promised_s=10, discontinuity=True, end=False,
+                         keep=5).state
+    assert "#EXT-X-DISCONTINUITY\n#EXTINF:10,\nr-00001.ts" in media_playlist(state, LIVE)
+    state = publish(range(3, 7), state=state)  # 3 + 4 = 7 segments: the tagged 3rd is still listed
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:0" in media_playlist(state, LIVE)
+    state = publish([7], state=state)  # now it slides out
+    text = media_playlist(state, LIVE)
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in text and "#EXT-X-DISCONTINUITY\n" not in text
+
+
+def test_no_discontinuity_before_the_very_first_segment() -> None:
+    state = with_failure(StreamState(), promised_s=10, end=False)
+    state = publish([2], state=state)
+    assert "DISCONTINUITY" not in media_playlist(state, LIVE)
+
+
+def test_new_segments_after_an_end_reopen_the_stream_with_a_discontinuity() -> None:
+    state = publish([1, 2], end_at=2)
+    state = publish([1], state=state)
+    text = media_playlist(state, LIVE)
+    assert "#EXT-X-ENDLIST" not in text and "#EXT-X-DISCONTINUITY" in text
+
+
+def test_end_without_a_segment() -> None:
+    state = with_end(publish([1, 2]), promised_s=10)
+    assert media_playlist(state, LIVE).endswith("-00002.ts\n#EXT-X-ENDLIST\n")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(10, "10"), (2.002, "2.002"), (3.5, "3.5"), (1 / 3, "0.333333")])
+def test_duration_format(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_playlists_parse_with_the_m3u8_library() -> None:
+    m3u8 = pytest.importorskip("m3u8")
+    state = publish(range(1, 9), duration=3.96, promised=4, end_at=8)
+    parsed = m3u8.loads(media_playlist(state, LIVE))
+    assert parsed.media_sequence == 4
+    assert parsed.target_duration == 4
+    assert parsed.is_endlist
+    assert [segment.duration for segment in parsed.segments] == [3.96] * 5

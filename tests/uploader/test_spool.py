@@ -1,0 +1,153 @@
+"""The durable queue: what is queued, what is a re-send, epochs, and state across reopen."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from protocol import IndexMessage
+from uploader.spool import Queued, Spool, is_v1
+from uploader.stream import StreamState, with_segment
+
+V1 = IndexMessage(
+    index="stream-128k.m3u8",
+    output_directory="/tmp/",
+    segment_duration=10,
+    output_prefix="sample_128k",
+    http_prefix="http://cdn.example.net/stream0001/",
+    first_segment=1,
+    last_segment=1,
+    end=False,
+    bucket="ionlivestream",
+    key_prefix="stream0001",
+)
+
+
+def v1(last: int, **changes: object) -> IndexMessage:
+    return dataclasses.replace(V1, last_segment=last, **changes)
+
+
+def ext(last: int, **changes: object) -> IndexMessage:
+    return dataclasses.replace(V1, last_segment=last, duration=9.96, **changes)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    opened = Spool.open(tmp_path / "spool")
+    yield opened
+    opened.close()
+
+
+def drain(spool: Spool) -> list[tuple[int, bool, bool]]:
+    """(last_segment, starts_epoch, end_only) of every queued item, completing each."""
+    seen = []
+    while (item := spool.next_queued(V1.stream_id)) is not None:
+        seen.append((item.message.last_segment, item.starts_epoch, item.end_only))
+        spool.complete(item, spool.load_state(V1.stream_id))
+    return seen
+
+
+def test_wal_and_full_sync(spool: Spool) -> None:
+    db = sqlite3.connect(spool.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_startup_message_is_ignored(spool: Spool) -> None:
+    assert spool.enqueue(v1(0)) is Queued.IGNORED
+    assert spool.queued_count() == 0
+
+
+def test_messages_queue_in_order_and_keep_their_bytes(spool: Spool) -> None:
+    for number in (1, 2, 3):
+        assert spool.enqueue(ext(number)) is Queued.NEW
+    item = spool.next_queued(V1.stream_id)
+    assert item is not None and item.message == ext(1)
+    assert drain(spool) == [(1, False, False), (2, False, False), (3, False, False)]
+
+
+def test_extension_resend_is_idempotent(spool: Spool) -> None:
+    for number in (1, 2, 3):
+        spool.enqueue(ext(number))
+    assert spool.enqueue(ext(2)) is Queued.DUPLICATE
+    assert spool.enqueue(ext(3)) is Queued.DUPLICATE
+    assert spool.enqueue(ext(4)) is Queued.NEW
+    assert [number for number, _, _ in drain(spool)] == [1, 2, 3, 4]
+
+
+def test_discontinuity_or_v1_restart_starts_an_epoch(spool: Spool) -> None:
+    spool.enqueue(v1(1))
+    spool.enqueue(v1(2))
+    assert spool.enqueue(v1(1)) is Queued.NEW  # an original segmenter restarted
+    assert spool.enqueue(ext(1, discontinuity=True)) is Queued.NEW
+    assert spool.enqueue(ext(1)) is Queued.DUPLICATE
+    assert drain(spool) == [(1, False, False), (2, False, False), (1, True, False), (1, True, False)]
+
+
+def test_end_for_an_already_queued_segment_is_an_end_only_item(spool: Spool) -> None:
+    spool.enqueue(ext(1))
+    spool.enqueue(ext(2))
+    assert spool.enqueue(ext(2, end=True)) is Queued.NEW
+    assert spool.enqueue(ext(2, end=True)) is Queued.DUPLICATE
+    assert drain(spool) == [(1, False, False), (2, False, False), (2, False, True)]
+
+
+def test_everything_survives_reopening(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path)
+    spool.enqueue(ext(1))
+    spool.enqueue(ext(2))
+    item = spool.next_queued(V1.stream_id)
+    assert item is not None
+    state = with_segment(StreamState(), uri="u1", duration_s=9.96, promised_s=10, discontinuity=False, end=False,
+                         keep=5).state
+    spool.complete(item, state)
+    spool.close()  # no checkpoint happens on kill -9 either; WAL replays on open
+
+    reopened = Spool.open(tmp_path)
+    assert reopened.load_state(V1.stream_id) == state
+    assert reopened.streams_with_work() == [V1.stream_id]
+    assert reopened.enqueue(ext(2)) is Queued.DUPLICATE
+    assert drain(reopened) == [(2, False, False)]
+    reopened.close()
+
+
+def test_failures_are_kept_with_their_reason(spool: Spool) -> None:
+    spool.enqueue(ext(1))
+    item = spool.next_queued(V1.stream_id)
+    assert item is not None
+    spool.complete(item, StreamState(pending_discontinuity=True, target_duration_s=10), failure="gone")
+    assert spool.failures() == [(ext(1), "gone")]
+    assert spool.queued_count() == 0
+
+
+def test_window_rows_are_pruned(spool: Spool) -> None:
+    state = StreamState()
+    for number in range(1, 9):
+        spool.enqueue(ext(number))
+        item = spool.next_queued(V1.stream_id)
+        assert item is not None
+        state = with_segment(state, uri=f"u{number}", duration_s=10, promised_s=10, discontinuity=False, end=False,
+                             keep=3).state
+        spool.complete(item, state)
+    assert spool.load_state(V1.stream_id) == state
+    assert [s.uri for s in state.segments] == ["u6", "u7", "u8"]
+
+
+def test_is_v1() -> None:
+    assert is_v1(V1)
+    assert not is_v1(ext(1))
+    assert not is_v1(dataclasses.replace(V1, extras=(("x", "1"),)))
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    from uploader.spool import SpoolError
+
+    Spool.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "spool.sqlite3")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(SpoolError, match="schema version 99"):
+        Spool.open(tmp_path)

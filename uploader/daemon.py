@@ -1,0 +1,106 @@
+"""Wiring and lifetime: spool, publisher and server up; signals; a bounded drain on the way down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import UploaderConfig
+from .files import AllowedDirs
+from .publisher import Publisher
+from .server import UploadServer
+from .spool import Spool, SpoolError, SpoolThread
+from .stores import Store
+
+log = logging.getLogger("hls_uploadd")
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port taken, spool unreadable...): a one-line reason for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    queued_left: int  # messages left in the spool for the next start
+    puts_abandoned: int  # PUTs still running in threads at exit (the next start redoes them)
+
+
+def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spool: Spool) -> str:
+    shown_host = f"[{host}]" if ":" in host else host
+    allowed = ", ".join(str(path) for path in config.allow_dirs) or "none (add --allow-dir)"
+    buckets = ", ".join(sorted(config.buckets)) or "any"
+    return (
+        f"hls-uploadd listening on {shown_host}:{port}; store {store.description}; spool {spool.path};"
+        f" allowed dirs: {allowed}; buckets: {buckets}"
+    )
+
+
+async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> Outcome:
+    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``."""
+    try:
+        spool = Spool.open(config.spool_dir)
+    except SpoolError as error:
+        raise StartupError(str(error)) from None
+    spool_thread = SpoolThread(spool)
+    allowed = AllowedDirs(config.allow_dirs)
+    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed)
+    server = UploadServer(spool=spool_thread, publisher=publisher, allowed=allowed, buckets=config.buckets)
+    try:
+        try:
+            host, port = await server.start(config.listen_host, config.listen_port)
+        except OSError as error:
+            raise StartupError(f"cannot listen on {config.listen_host}:{config.listen_port}: {error.strerror}") from None
+        if config.port_file is not None:
+            _write_atomically(config.port_file, f"{port}\n")
+        stop = asyncio.Event()
+        _install_signal_handlers(stop)
+        announce(startup_line(config, host, port, store, spool))
+        resumed = await publisher.start()
+        if resumed:
+            log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
+        await stop.wait()
+        log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
+        await server.stop()
+        cut = await publisher.drain(config.drain_timeout_s)
+        if cut:
+            log.warning("drain timeout: %d stream(s) stopped mid-upload; the next start redoes them", cut)
+        left = await spool_thread.call(Spool.queued_count, spool)
+        log.info("stopped; %d message(s) left queued for the next start", left)
+        return Outcome(queued_left=left, puts_abandoned=publisher.puts_running)
+    finally:
+        publisher.close()
+        spool_thread.close()
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        if not stop.is_set():
+            log.info("%s received: stopping (send it again to exit at once)", signal.Signals(number).name)
+            stop.set()
+            return
+        # Everything acknowledged is already in the spool: exiting now loses nothing.
+        log.warning("%s received again: exiting at once", signal.Signals(number).name)
+        logging.shutdown()
+        os._exit(1)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+
+
+def _write_atomically(path: os.PathLike[str] | str, text: str) -> None:
+    directory = os.path.dirname(os.fspath(path)) or "."
+    fd, temp = tempfile.mkstemp(prefix=".port.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise

@@ -1,0 +1,103 @@
+"""Reading segment files safely: only regular files, only under the allowed directories.
+
+The file name is derived from the message (``OUTPUT_PREFIX-NNNNN.ts``), never taken from a peer as
+a path. The directory is resolved, checked against the allowed roots, then opened one component at
+a time from the root's descriptor with O_NOFOLLOW, and the file itself with O_NOFOLLOW and an
+fstat check. A symlink or directory swapped in after the check therefore fails the open instead of
+leading the read outside the roots (no time-of-check/time-of-use gap).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]{5,10}\.ts")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK so that opening a FIFO planted under the segment's name cannot block the daemon.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+class DirectoryRefused(Exception):
+    """A message names a directory the daemon may not read: the peer's request is refused."""
+
+
+class SegmentFileError(Exception):
+    """The segment cannot be read (missing, not a regular file, a symlink...): a permanent failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedDirs:
+    """The roots segment files may be read from, already resolved with realpath."""
+
+    roots: tuple[Path, ...]
+
+    def check(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
+        """(root, components below it) of a message's directory, or raise DirectoryRefused."""
+        if not output_directory.startswith("/"):
+            raise DirectoryRefused(f"output directory {output_directory} must be an absolute path")
+        real = Path(os.path.realpath(output_directory))
+        for root in self.roots:
+            if real == root or root in real.parents:
+                return root, real.relative_to(root).parts
+        raise DirectoryRefused(
+            f"output directory {output_directory} is not allowed (add --allow-dir {output_directory})"
+        )
+
+    def open_segment(self, output_directory: str, name: str) -> BinaryIO:
+        """The segment file, open for reading; raises DirectoryRefused or SegmentFileError."""
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise SegmentFileError(f"{name!r} is not a segment file name")
+        root, parts = self.check(output_directory)
+        shown = os.path.join(output_directory, name)
+        directory = _open_below(root, parts, shown)
+        try:
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=directory)
+            except OSError as error:
+                raise SegmentFileError(_describe(error, shown)) from None
+        finally:
+            os.close(directory)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise SegmentFileError(f"segment {shown} is not a regular file")
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _open_below(root: Path, parts: tuple[str, ...], shown: str) -> int:
+    """A descriptor of root/parts..., never following a symlink below root."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise SegmentFileError(f"allowed directory {root}: {error.strerror}") from None
+    for part in parts:
+        try:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as error:
+            os.close(fd)
+            raise SegmentFileError(_describe(error, shown)) from None
+        os.close(fd)
+        fd = child
+    return fd
+
+
+def _describe(error: OSError, shown: str) -> str:
+    if error.errno == errno.ENOENT:
+        return f"segment {shown} does not exist"
+    if error.errno == errno.ELOOP:
+        return f"segment {shown} or a directory above it is a symlink (refused)"
+    if error.errno == errno.ENOTDIR:
+        # O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR on Linux.
+        return f"a directory above segment {shown} is a symlink or not a directory (refused)"
+    return f"segment {shown}: {error.strerror}"

@@ -1,0 +1,74 @@
+"""The player page uploaded beside a playlist: native HLS in Safari, hls.js everywhere else.
+
+hls.js (Apache-2.0, ``static/hls.js.LICENSE``) is uploaded next to the page, so viewers need no
+third-party CDN and the page, script and playlist share one origin (no CORS setup).
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+
+PAGE_NAME = "index.html"
+SCRIPT_NAME = "hls.light.min.js"
+PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
+SCRIPT_CONTENT_TYPE = "text/javascript"
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+  body {{ margin: 0; background: #111; color: #eee; font-family: system-ui, sans-serif; }}
+  main {{ max-width: 960px; margin: auto; padding: 1rem; }}
+  video {{ width: 100%; background: #000; aspect-ratio: 16 / 9; }}
+  code {{ word-break: break-all; }}
+</style>
+</head>
+<body>
+<main>
+  <h1>{title}</h1>
+  <video id="video" controls autoplay muted playsinline></video>
+  <p>Stream: <a id="stream" href="{playlist}"><code>{playlist}</code></a></p>
+  <p id="status">Loading...</p>
+</main>
+<script src="{script}"></script>
+<script>
+  const video = document.getElementById("video");
+  const link = document.getElementById("stream");
+  const status = document.getElementById("status");
+  const source = new URL(link.getAttribute("href"), location.href).href;
+  link.querySelector("code").textContent = source;
+  video.addEventListener("playing", () => {{ status.textContent = "Playing"; }});
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {{
+    video.src = source;  // Safari and iOS play HLS natively
+  }} else if (window.Hls && Hls.isSupported()) {{
+    const hls = new Hls({{ liveSyncDurationCount: 3 }});
+    hls.on(Hls.Events.ERROR, (event, data) => {{
+      if (data.fatal) status.textContent = "Error: " + data.details;
+    }});
+    hls.loadSource(source);
+    hls.attachMedia(video);
+  }} else {{
+    status.textContent = "This browser cannot play HLS.";
+  }}
+</script>
+</body>
+</html>
+"""
+
+
+def render_player_page(playlist_name: str, *, title: str) -> str:
+    """The page, pointing at ``playlist_name`` relative to itself."""
+    return _PAGE.format(
+        title=html.escape(title),
+        playlist=html.escape(playlist_name, quote=True),
+        script=SCRIPT_NAME,
+    )
+
+
+def player_script() -> bytes:
+    """hls.js, as shipped inside this package."""
+    return resources.files("uploader").joinpath("static", SCRIPT_NAME).read_bytes()

@@ -1,0 +1,250 @@
+"""Publishing queued messages: per stream strictly in order, streams concurrently.
+
+For each queued message of a stream: PUT the segment, then PUT the playlist that names it, then
+record both in the spool. A stream has at most one worker, so its playlists go out in order and
+a newer one is never overwritten by an older one. A global semaphore bounds PUTs in flight.
+Transient store errors are retried without limit (exponential backoff, full jitter, capped);
+permanent ones fail the segment, which is then never listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from .config import PlaylistType, UploaderConfig
+from .files import AllowedDirs, DirectoryRefused, SegmentFileError
+from .playlist import PlaylistOptions, media_playlist, should_publish
+from .spool import QueuedItem, Spool, SpoolError, SpoolThread, StreamKey
+from .stores import (
+    PLAYLIST_CONTENT_TYPE,
+    SEGMENT_CONTENT_TYPE,
+    Body,
+    PermanentStoreError,
+    Store,
+    TransientStoreError,
+)
+from .stream import StreamState, with_end, with_failure, with_segment
+
+log = logging.getLogger("hls_uploadd.publisher")
+
+# First retry delay; doubles each attempt up to --retry-max-delay.
+RETRY_BASE_DELAY_S = 0.2
+
+# During a long outage, one warning per this many failed attempts of one PUT (plus the first).
+RETRY_LOG_EVERY = 10
+
+
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt - 1, 30)))
+
+
+def stream_label(key: StreamKey) -> str:
+    bucket, key_prefix, index = key
+    return f"{bucket}/{key_prefix}/{index}" if key_prefix else f"{bucket}/{index}"
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        config: UploaderConfig,
+        spool: SpoolThread,
+        store: Store,
+        allowed: AllowedDirs,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._options = PlaylistOptions(window=config.window, playlist_type=config.playlist_type)
+        self._keep = config.window if config.playlist_type is PlaylistType.LIVE else None
+        self._spool = spool
+        self._store = store
+        self._allowed = allowed
+        self._rng = rng or random.Random()
+        self._inflight = asyncio.Semaphore(config.max_inflight)
+        # One thread per possible in-flight PUT: the semaphore never lets work queue here.
+        self._io = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="put")
+        self._workers: dict[StreamKey, asyncio.Task[None]] = {}
+        self._woken: set[StreamKey] = set()
+        self._stopping = False
+        self._running_lock = threading.Lock()
+        self._running = 0  # store calls in threads right now: a cancelled await does not stop them
+
+    # Control.
+
+    async def start(self) -> int:
+        """Start a worker for every stream with queued messages (left from a previous run)."""
+        keys = await self._spool.call(Spool.streams_with_work, self._spool.spool)
+        for key in keys:
+            self.notify(key)
+        return len(keys)
+
+    def notify(self, key: StreamKey) -> None:
+        """A message for ``key`` was queued."""
+        if self._stopping:
+            return
+        if key in self._workers:
+            self._woken.add(key)
+        else:
+            self._workers[key] = asyncio.create_task(self._run_stream(key), name=f"stream {stream_label(key)}")
+
+    async def drain(self, timeout_s: float) -> int:
+        """Finish the messages being published, for at most ``timeout_s``; the rest stays queued.
+
+        Returns how many streams were cut off at the deadline.
+        """
+        self._stopping = True
+        tasks = list(self._workers.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        else:
+            pending = set()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+    @property
+    def puts_running(self) -> int:
+        with self._running_lock:
+            return self._running
+
+    def _counted(self, call: Callable[[], None]) -> None:
+        with self._running_lock:
+            self._running += 1
+        try:
+            call()
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def close(self) -> None:
+        # A PUT still running in a thread cannot be interrupted; do not wait for it.
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    # One stream.
+
+    async def _run_stream(self, key: StreamKey) -> None:
+        label = stream_label(key)
+        state: StreamState | None = None
+        failures = 0
+        try:
+            while not self._stopping:
+                self._woken.discard(key)
+                try:
+                    if state is None:
+                        state = await self._spool.call(Spool.load_state, self._spool.spool, key)
+                    item = await self._spool.call(Spool.next_queued, self._spool.spool, key)
+                    if item is None:
+                        if key in self._woken:
+                            continue
+                        return
+                    state = await self._publish(label, item, state)
+                    failures = 0
+                except SpoolError as error:
+                    # The spool is the source of truth: reload it and redo (PUTs are idempotent).
+                    failures += 1
+                    delay = backoff_delay(failures, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
+                    log.error("stream %s: %s; retrying in %.1f s", label, error, delay)
+                    state = None
+                    await asyncio.sleep(delay)
+        finally:
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
+
+    async def _publish(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
+        message = item.message
+        segment = message.segment_name
+        began = time.monotonic()
+        if item.end_only:
+            new_state = with_end(state, promised_s=message.segment_duration)
+        else:
+            opener = partial(self._allowed.open_segment, message.output_directory, segment)
+            try:
+                await self._put(label, segment, message.bucket, message.segment_key, opener, SEGMENT_CONTENT_TYPE,
+                                self._config.cache_control_segment)
+            except (PermanentStoreError, SegmentFileError, DirectoryRefused) as error:
+                return await self._fail(label, item, state, str(error))
+            transition = with_segment(
+                state,
+                uri=message.http_prefix + segment,
+                duration_s=message.duration if message.duration is not None else float(message.segment_duration),
+                promised_s=message.segment_duration,
+                discontinuity=item.starts_epoch or message.discontinuity,
+                end=message.end,
+                keep=self._keep,
+            )
+            for warning in transition.warnings:
+                log.warning("stream %s segment %s: %s", label, segment, warning)
+            new_state = transition.state
+        if should_publish(new_state, self._options):
+            try:
+                await self._put_playlist(label, item, new_state)
+            except PermanentStoreError as error:
+                return await self._fail(label, item, state, f"playlist: {error}")
+        await self._spool.call(Spool.complete, self._spool.spool, item, new_state)
+        listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
+        log.info(
+            "stream %s segment %s published%s%s in %.3f s",
+            label,
+            segment,
+            f" as media sequence {listed}" if listed is not None else "",
+            " (stream ended)" if new_state.ended else "",
+            time.monotonic() - began,
+        )
+        return new_state
+
+    async def _fail(self, label: str, item: QueuedItem, state: StreamState, reason: str) -> StreamState:
+        message = item.message
+        log.error(
+            "stream %s segment %s failed permanently and will not be listed: %s",
+            label,
+            message.segment_name,
+            reason,
+        )
+        new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
+        if message.end and should_publish(new_state, self._options):
+            try:
+                await self._put_playlist(label, item, new_state)  # the ENDLIST must still go out
+            except PermanentStoreError as error:
+                log.error("stream %s: playlist failed permanently: %s", label, error)
+        await self._spool.call(Spool.complete, self._spool.spool, item, new_state, reason)
+        return new_state
+
+    async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> None:
+        text = media_playlist(state, self._options)
+        message = item.message
+        await self._put(label, message.index, message.bucket, message.playlist_key, text.encode("ascii"),
+                        PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
+
+    async def _put(
+        self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str
+    ) -> None:
+        """One PUT, retried for as long as the store fails transiently."""
+        call: Callable[[], None] = partial(
+            self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control
+        )
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                async with self._inflight:
+                    await loop.run_in_executor(self._io, self._counted, call)
+            except TransientStoreError as error:
+                attempt += 1
+                delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
+                if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
+                    log.warning("stream %s: upload of %s failed (attempt %d), retrying in %.1f s: %s",
+                                label, what, attempt, delay, error)
+                await asyncio.sleep(delay)
+                continue
+            if attempt:
+                log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
+            return

@@ -1,0 +1,298 @@
+"""The durable queue and per-stream state: one SQLite database, WAL, synchronous=FULL.
+
+A message is answered OK only after ``enqueue`` returned, i.e. after its transaction committed
+and was fsync'd, so an acknowledged message survives kill -9 and power loss. The publisher marks
+it done or failed in the same transaction that stores the stream's new published state, so the
+spool never says a segment is listed when it is not (and a crash in between just redoes PUTs).
+
+Not thread-safe: the daemon uses it from one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
+
+from .stream import PublishedSegment, StreamState
+
+SPOOL_FILE_NAME = "spool.sqlite3"
+
+# Bumped when the schema changes incompatibly; an older spool is refused, not misread.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    bucket TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    idx TEXT NOT NULL,
+    -- queue side: decided when a message arrives
+    epoch INTEGER NOT NULL DEFAULT 0,
+    last_queued INTEGER NOT NULL DEFAULT 0,
+    end_queued INTEGER NOT NULL DEFAULT 0,
+    -- publish side: what the playlist is built from
+    next_media_sequence INTEGER NOT NULL DEFAULT 1,
+    discontinuity_sequence INTEGER NOT NULL DEFAULT 0,
+    target_duration INTEGER,
+    ended INTEGER NOT NULL DEFAULT 0,
+    pending_discontinuity INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, key_prefix, idx)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bucket TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    idx TEXT NOT NULL,
+    line BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    starts_epoch INTEGER NOT NULL,
+    end_only INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_queued ON messages (bucket, key_prefix, idx, id) WHERE state = 'queued';
+CREATE TABLE IF NOT EXISTS segments (
+    bucket TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    idx TEXT NOT NULL,
+    media_sequence INTEGER NOT NULL,
+    uri TEXT NOT NULL,
+    duration REAL NOT NULL,
+    discontinuity INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key_prefix, idx, media_sequence)
+);
+"""
+
+T = TypeVar("T")
+
+StreamKey = tuple[str, str, str]  # (bucket, key_prefix, index), as IndexMessage.stream_id
+
+
+class SpoolError(Exception):
+    """The spool cannot be opened or written (disk full, permissions, corrupt file)."""
+
+
+class Queued(enum.Enum):
+    NEW = "new"  # stored: the publisher has work
+    DUPLICATE = "duplicate"  # a re-sent message already queued: nothing to do
+    IGNORED = "ignored"  # last_segment 0, the original's start-up message
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    id: int
+    message: IndexMessage
+    starts_epoch: bool  # numbering restarted here: the segment is preceded by a discontinuity
+    end_only: bool  # an end for segments already queued: no segment to upload
+
+
+def is_v1(message: IndexMessage) -> bool:
+    """A message with none of the extensions, as the original client sends."""
+    return all(
+        getattr(message, field.name) == field.default
+        for field in fields(IndexMessage)
+        if field.name not in V1_FIELD_NAMES
+    )
+
+
+class Spool:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, directory: Path) -> Spool:
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = directory / SPOOL_FILE_NAME
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise SpoolError(f"spool {path} has schema version {version}, this daemon reads {SCHEMA_VERSION}")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as error:
+            raise SpoolError(f"cannot open spool in {directory}: {error}") from None
+        return cls(db, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Queue side.
+
+    def enqueue(self, message: IndexMessage) -> Queued:
+        """Store ``message`` durably, or decide it needs nothing. Raises SpoolError."""
+        if message.last_segment == 0:
+            return Queued.IGNORED
+        key = message.stream_id
+        try:
+            with _transaction(self._db):
+                row = self._db.execute(
+                    "SELECT epoch, last_queued, end_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+                    key,
+                ).fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO streams (bucket, key_prefix, idx) VALUES (?, ?, ?)", key)
+                    epoch, last_queued, end_queued = 0, 0, False
+                else:
+                    epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
+                starts_epoch = end_only = False
+                number = message.last_segment
+                if row is not None and message.discontinuity:
+                    starts_epoch = True
+                elif row is not None and number < last_queued and is_v1(message):
+                    starts_epoch = True  # an original segmenter restarted: its numbers start over
+                elif number <= last_queued:
+                    if not message.end or end_queued:
+                        return Queued.DUPLICATE  # re-sent after a reconnect: already queued
+                    end_only = True
+                if starts_epoch:
+                    epoch += 1
+                    end_queued = False
+                self._db.execute(
+                    "UPDATE streams SET epoch=?, last_queued=?, end_queued=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                    (epoch, number if not end_only else last_queued, end_queued or message.end, *key),
+                )
+                self._db.execute(
+                    "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
+                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (*key, encode_message(message), epoch, starts_epoch, end_only, time.time()),
+                )
+        except sqlite3.Error as error:
+            raise SpoolError(f"spool write failed: {error}") from None
+        return Queued.NEW
+
+    # Publish side.
+
+    def streams_with_work(self) -> list[StreamKey]:
+        rows = self._db.execute(
+            "SELECT DISTINCT bucket, key_prefix, idx FROM messages WHERE state='queued' ORDER BY id"
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def next_queued(self, key: StreamKey) -> QueuedItem | None:
+        row = self._db.execute(
+            "SELECT id, line, starts_epoch, end_only FROM messages"
+            " WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' ORDER BY id LIMIT 1",
+            key,
+        ).fetchone()
+        if row is None:
+            return None
+        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]))
+
+    def queued_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM messages WHERE state='queued'").fetchone()[0])
+
+    def load_state(self, key: StreamKey) -> StreamState:
+        row = self._db.execute(
+            "SELECT next_media_sequence, discontinuity_sequence, target_duration, ended, pending_discontinuity"
+            " FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+            key,
+        ).fetchone()
+        if row is None:
+            return StreamState()
+        segments = self._db.execute(
+            "SELECT media_sequence, uri, duration, discontinuity FROM segments"
+            " WHERE bucket=? AND key_prefix=? AND idx=? ORDER BY media_sequence",
+            key,
+        ).fetchall()
+        return StreamState(
+            segments=tuple(PublishedSegment(s[0], s[1], s[2], bool(s[3])) for s in segments),
+            next_media_sequence=row[0],
+            discontinuity_sequence=row[1],
+            target_duration_s=row[2],
+            ended=bool(row[3]),
+            pending_discontinuity=bool(row[4]),
+        )
+
+    def complete(self, item: QueuedItem, state: StreamState, *, failure: str | None = None) -> None:
+        """Mark ``item`` done (or failed, with the reason) and store the stream's new state."""
+        key = item.message.stream_id
+        try:
+            with _transaction(self._db):
+                self._db.execute(
+                    "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
+                    " ended=?, pending_discontinuity=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                    (
+                        state.next_media_sequence,
+                        state.discontinuity_sequence,
+                        state.target_duration_s,
+                        state.ended,
+                        state.pending_discontinuity,
+                        *key,
+                    ),
+                )
+                first_kept = state.segments[0].media_sequence if state.segments else state.next_media_sequence
+                self._db.execute(
+                    "DELETE FROM segments WHERE bucket=? AND key_prefix=? AND idx=? AND media_sequence<?",
+                    (*key, first_kept),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
+                    " discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity) for s in state.segments[-1:]],
+                )
+                if failure is None:
+                    # Done messages carry nothing the state does not: drop them, the spool stays small.
+                    self._db.execute("DELETE FROM messages WHERE id=?", (item.id,))
+                else:
+                    self._db.execute(
+                        "UPDATE messages SET state='failed', reason=? WHERE id=?", (failure, item.id)
+                    )
+        except sqlite3.Error as error:
+            raise SpoolError(f"spool write failed: {error}") from None
+
+    def failures(self) -> list[tuple[IndexMessage, str]]:
+        rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
+        return [(parse_message(row[0]), row[1]) for row in rows]
+
+    def describe(self) -> dict[str, int]:
+        counts = dict(self._db.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
+        return {"queued": counts.get("queued", 0), "failed": counts.get("failed", 0)}
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a ``return`` inside commits)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+
+
+class SpoolThread:
+    """The spool driven from asyncio: every call runs on one dedicated thread, in order.
+
+    SQLite commits fsync; doing them here keeps the event loop serving other connections.
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.spool.close()

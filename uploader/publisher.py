@@ -10,6 +10,7 @@ permanent ones fail the segment, which is then never listed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -36,6 +37,10 @@ log = logging.getLogger("hls_uploadd.publisher")
 
 # First retry delay; doubles each attempt up to --retry-max-delay.
 RETRY_BASE_DELAY_S = 0.2
+
+# Internal errors (bugs) in a row on one message before it is marked failed, so it cannot block
+# its stream forever.
+MAX_UNEXPECTED_ERRORS = 5
 
 # During a long outage, one warning per this many failed attempts of one PUT (plus the first).
 RETRY_LOG_EVERY = 10
@@ -134,10 +139,11 @@ class Publisher:
     async def _run_stream(self, key: StreamKey) -> None:
         label = stream_label(key)
         state: StreamState | None = None
-        failures = 0
+        errors = 0  # consecutive failed attempts at the stream's next message
         try:
             while not self._stopping:
                 self._woken.discard(key)
+                item: QueuedItem | None = None
                 try:
                     if state is None:
                         state = await self._spool.call(Spool.load_state, self._spool.spool, key)
@@ -147,17 +153,37 @@ class Publisher:
                             continue
                         return
                     state = await self._publish(label, item, state)
-                    failures = 0
+                    errors = 0
+                    continue
                 except SpoolError as error:
                     # The spool is the source of truth: reload it and redo (PUTs are idempotent).
-                    failures += 1
-                    delay = backoff_delay(failures, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
-                    log.error("stream %s: %s; retrying in %.1f s", label, error, delay)
-                    state = None
-                    await asyncio.sleep(delay)
+                    log.error("stream %s: %s", label, error)
+                except Exception:
+                    # A bug, not a peer's or the store's doing: keep the stream alive, and do not
+                    # let one message block it forever.
+                    log.exception("stream %s: unexpected error publishing the next message", label)
+                    if item is not None and errors + 1 >= MAX_UNEXPECTED_ERRORS:
+                        await self._give_up(label, item)
+                        errors = 0
+                        state = None
+                        continue
+                errors += 1
+                state = None
+                delay = backoff_delay(errors, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s,
+                                      rng=self._rng)
+                log.info("stream %s: retrying in %.1f s", label, delay)
+                await asyncio.sleep(delay)
         finally:
             if self._workers.get(key) is asyncio.current_task():
                 del self._workers[key]
+
+    async def _give_up(self, label: str, item: QueuedItem) -> None:
+        with contextlib.suppress(Exception):
+            state = await self._spool.call(Spool.load_state, self._spool.spool, item.message.stream_id)
+            failed = with_failure(state, promised_s=item.message.segment_duration, end=False)
+            await self._spool.call(partial(Spool.complete, self._spool.spool, item, failed, failure="internal error"))
+            log.error("stream %s segment %s: given up after %d internal errors; it will not be listed",
+                      label, item.message.segment_name, MAX_UNEXPECTED_ERRORS)
 
     async def _publish(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         message = item.message
@@ -215,7 +241,7 @@ class Publisher:
                 await self._put_playlist(label, item, new_state)  # the ENDLIST must still go out
             except PermanentStoreError as error:
                 log.error("stream %s: playlist failed permanently: %s", label, error)
-        await self._spool.call(Spool.complete, self._spool.spool, item, new_state, reason)
+        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
         return new_state
 
     async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> None:

@@ -8,19 +8,10 @@ from uploader.config import PlaylistType
 from uploader.playlist import PlaylistOptions, format_duration, media_playlist, should_publish
 from uploader.stream import StreamState, rounded_seconds, with_end, with_failure, with_segment
 
+from .original_rule import comparable, ruby_index
+
 PREFIX = "http://cdn.example.net/stream0001/"
 LIVE = PlaylistOptions(window=5)
-
-
-def ruby_index(segment_duration: int, output_prefix: str, http_prefix: str, first: int, last: int) -> list[str]:
-    """The original s3server.rb's create_index, transcribed line for line (its tags only)."""
-    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{segment_duration}"]
-    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{last - 4 if last >= 5 else 1}")
-    for index in range(first, last + 1):
-        if index > last - 5:
-            lines.append(f"#EXTINF:{segment_duration}")
-            lines.append(f"{http_prefix}{output_prefix}-{index:05d}.ts")
-    return lines
 
 
 def publish(numbers: range | list[int], *, duration: float | None = None, promised: int = 10,
@@ -37,11 +28,6 @@ def publish(numbers: range | list[int], *, duration: float | None = None, promis
             keep=keep,
         ).state
     return state
-
-
-def comparable(text: str) -> list[str]:
-    """Our playlist reduced to the original's tags: no VERSION, EXTINF without its comma."""
-    return [line.rstrip(",") for line in text.splitlines() if not line.startswith("#EXT-X-VERSION")]
 
 
 @pytest.mark.parametrize("last", range(1, 13))

@@ -1,0 +1,197 @@
+"""hls-uploadd as a real subprocess on a free loopback port, and a client that talks to it.
+
+The daemon is started with ``--listen 127.0.0.1:0``; its one startup line on stdout names the
+port it got. Nothing here sleeps for a fixed time: starting waits for that line, stopping waits
+for the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from protocol import IndexMessage, Reply, ReplyDecoder, encode_message
+from tests.support.net import LOOPBACK
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+REPLY_TIMEOUT_S = 20.0
+
+_STARTUP = re.compile(rb"listening on (\S+):(\d+);")
+
+
+class DaemonError(RuntimeError):
+    pass
+
+
+class UploaderDaemon:
+    """One hls-uploadd process; ``start()`` again after a stop or kill reuses spool and options."""
+
+    def __init__(self, base_dir: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None) -> None:
+        self.base_dir = base_dir
+        self.spool_dir = base_dir / "spool"
+        self.log_path = base_dir / "uploadd.log"
+        self.args = list(args)
+        self.env = env
+        self.port: int | None = None
+        self.startup_line = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uploader",
+            "--listen", f"{LOOPBACK}:0",
+            "--spool-dir", str(self.spool_dir),
+            "--retry-max-delay", "0.5",
+            *self.args,
+        ]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.port is None:
+            raise DaemonError("the daemon was never started")
+        return (LOOPBACK, self.port)
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> UploaderDaemon:
+        if self.running:
+            raise DaemonError("already running")
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== {' '.join(self.command)}\n".encode())
+            log.flush()
+            self._log_offset = log.tell()
+            self.proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
+                cwd=self.base_dir,
+            )
+        line = self._read_startup_line(timeout_s)
+        match = _STARTUP.search(line)
+        if match is None:
+            self.kill()
+            raise DaemonError(f"unexpected startup line {line!r}; log:\n{self.log()}")
+        self.startup_line = line.decode().strip()
+        self.port = int(match.group(2))
+        return self
+
+    def _read_startup_line(self, timeout_s: float) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        buffer = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    raise DaemonError(f"no startup line within {timeout_s:g} s; log:\n{self.log()}")
+                if selector.select(left):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        code = self.proc.wait()
+                        raise DaemonError(f"hls-uploadd exited with {code} before listening; log:\n{self.log()}")
+                    buffer += chunk
+        return buffer
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, number: int) -> None:
+        if self.running and self.proc is not None:
+            self.proc.send_signal(number)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM and wait for the exit code."""
+        if self.proc is None:
+            return 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._close_pipe()
+
+    def kill(self) -> None:
+        """kill -9: no drain, no cleanup."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def log(self, *, all_runs: bool = False) -> str:
+        with contextlib.suppress(FileNotFoundError), open(self.log_path, "rb") as log:
+            if not all_runs:
+                log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
+        return ""
+
+    # Talking to it.
+
+    def send_v1(self, line: bytes, timeout_s: float = REPLY_TIMEOUT_S) -> bytes:
+        """As the original C client: connect, send the bytes, close the sending side; then read
+        whatever reply comes (the original never read it)."""
+        with socket.create_connection(self.address, timeout=timeout_s) as sock:
+            sock.sendall(line)
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    @contextlib.contextmanager
+    def connect(self, timeout_s: float = REPLY_TIMEOUT_S) -> Iterator[Client]:
+        with socket.create_connection(self.address, timeout=timeout_s) as sock:
+            yield Client(sock)
+
+
+class Client:
+    """An extension client: newline-terminated messages on one connection, one reply each."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._replies = ReplyDecoder()
+
+    def send(self, message: IndexMessage | bytes) -> Reply:
+        self.send_only(message)
+        return self.reply()
+
+    def send_only(self, message: IndexMessage | bytes) -> None:
+        data = encode_message(message, newline=True) if isinstance(message, IndexMessage) else message
+        self.sock.sendall(data)
+
+    def reply(self) -> Reply:
+        while (reply := self._replies.next_reply()) is None:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the daemon closed the connection")
+            self._replies.receive_data(chunk)
+        return reply
+
+
+def place_segment(source: Path, directory: Path, output_prefix: str, number: int) -> Path:
+    """Put a copy of ``source`` where a segmenter would: temp name, then the final name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{output_prefix}-{number:05d}.ts"
+    temp = directory / f".{target.name}.part"
+    shutil.copyfile(source, temp)
+    os.replace(temp, target)
+    return target

@@ -1,0 +1,47 @@
+"""Fixtures for hls-uploadd tests: the daemon as a subprocess, segment files, messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import UploaderDaemon
+from tests.support.media import MediaCache
+
+
+@pytest.fixture(scope="session")
+def segment_source(media: MediaCache) -> Path:
+    """A small real H.264+AAC TS file (1 s) copied under each segment's name."""
+    return media.ts(seconds=1.0)
+
+
+@pytest.fixture
+def segments_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "segments"
+    directory.mkdir()
+    return directory
+
+
+StartUploader = Callable[..., UploaderDaemon]
+
+
+@pytest.fixture
+def start_uploader(tmp_path: Path, seaweed: object) -> Iterator[StartUploader]:
+    """start_uploader(*args, name="uploadd") -> a running daemon; every one is stopped at the end.
+
+    Depends on ``seaweed`` so that AWS_ENDPOINT_URL and credentials are in the environment.
+    """
+    daemons: list[UploaderDaemon] = []
+
+    def start(*args: str, name: str = "uploadd") -> UploaderDaemon:
+        daemon = UploaderDaemon(tmp_path / name, args)
+        daemons.append(daemon)
+        return daemon.start()
+
+    yield start
+    for daemon in daemons:
+        daemon.kill()
+        if "Traceback" in daemon.log(all_runs=True):
+            pytest.fail(f"traceback in the log of hls-uploadd:\n{daemon.log(all_runs=True)}")

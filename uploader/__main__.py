@@ -1,0 +1,5 @@
+"""``python -m uploader``: the same as the hls-uploadd command."""
+
+from .cli import main
+
+main()

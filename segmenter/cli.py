@@ -1,14 +1,162 @@
-"""Command line of hls-segment."""
+"""Command line of hls-segment: the one place where errors become a message and an exit code.
 
+Exit codes: 0 done, every message acknowledged; 1 an unexpected failure (e.g. the disk);
+2 bad usage, configuration or input; 3 messages left undelivered or refused by the daemon;
+130 stopped by a second SIGINT/SIGTERM without finishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Optional
+
+import av
+import av.logging
 import typer
+
+from protocol.settings import ConfigError, merge_settings, parse_toml
+
+from .config import OPTION_DEFAULTS, SegmenterConfig
+from .input import InputError
+from .notifier import DeliveryReport
+from .progress import Progress, StatusAwareHandler
+from .segmenter import Segmenter
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNDELIVERED = 3
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("segmenter")
 
 app = typer.Typer(add_completion=False, help="Live segmenter: MPEG-TS in, HLS segments and index messages out.")
 
 
+def _env(name: str) -> str:
+    return f"HLS_SEGMENT_{name}"
+
+
 @app.command()
-def run() -> None:
-    """Segment a live MPEG-TS stream."""
-    raise typer.Exit(1)
+def run(
+    input: Annotated[str, typer.Argument(metavar="INPUT", help="'-' for stdin, or a file or URL FFmpeg opens.")],
+    segment_duration: Annotated[str, typer.Argument(metavar="SEGMENT_DURATION", help="Target seconds, e.g. 10 or 2.5.")],
+    output_dir: Annotated[str, typer.Argument(metavar="OUTPUT_DIR", help="Where segment files are written.")],
+    output_prefix: Annotated[str, typer.Argument(metavar="OUTPUT_PREFIX", help="Segments are OUTPUT_PREFIX-%05u.ts.")],
+    index_name: Annotated[str, typer.Argument(metavar="INDEX_NAME", help="Playlist name, e.g. stream-128k.m3u8.")],
+    http_prefix: Annotated[str, typer.Argument(metavar="HTTP_PREFIX", help="URL prefix of segments in the playlist.")],
+    bucket: Annotated[str, typer.Argument(metavar="BUCKET", help="S3 bucket.")],
+    key_prefix: Annotated[str, typer.Argument(metavar="KEY_PREFIX", help="S3 key prefix.")],
+    uploader: Annotated[Optional[str], typer.Option(
+        envvar=_env("UPLOADER"), help="Daemon address HOST:PORT [default: 127.0.0.1:10234].")] = None,
+    wire: Annotated[Optional[str], typer.Option(
+        envvar=_env("WIRE"), help="ext: extensions and replies; v1: the original's bytes, no reply [default: ext].")] = None,
+    start_number: Annotated[Optional[int], typer.Option(
+        envvar=_env("START_NUMBER"), help="First segment number [default: 1, or after the highest in OUTPUT_DIR].")] = None,
+    probe_timeout: Annotated[Optional[float], typer.Option(
+        envvar=_env("PROBE_TIMEOUT"), help="Seconds to wait for the input to start [default: 30].")] = None,
+    drain_timeout: Annotated[Optional[float], typer.Option(
+        envvar=_env("DRAIN_TIMEOUT"), help="Seconds to wait at exit for acknowledgements [default: 10].")] = None,
+    quiet: Annotated[Optional[bool], typer.Option(
+        "--quiet", "-q", envvar=_env("QUIET"), help="Warnings and errors only.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        envvar=_env("CONFIG"), help="TOML file with a [segment] table of these options.")] = None,
+) -> None:
+    """Cut a live stream into HLS segments and tell hls-uploadd about each one."""
+    stop, abort = threading.Event(), threading.Event()
+    try:
+        from_file = {}
+        if config is not None:
+            try:
+                text = config.read_text(encoding="utf-8")
+            except OSError as error:
+                raise ConfigError(f"{config}: {error.strerror or error}") from None
+            from_file = parse_toml(text, source=str(config), section="segment")
+        given = {"uploader": uploader, "wire": wire, "start_number": start_number,
+                 "probe_timeout": probe_timeout, "drain_timeout": drain_timeout, "quiet": quiet}
+        settings = merge_settings(given, from_file, OPTION_DEFAULTS, source=str(config))
+        segmenter_config = SegmenterConfig.from_settings(
+            input=input, segment_duration=segment_duration, output_dir=output_dir,
+            output_prefix=output_prefix, index_name=index_name, http_prefix=http_prefix,
+            bucket=bucket, key_prefix=key_prefix, settings=settings,
+        )
+    except ConfigError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    progress = Progress(quiet=segmenter_config.quiet)
+    _setup_logging(quiet=segmenter_config.quiet, status_line=progress.status_line)
+    _install_signal_handlers(stop, abort)
+    try:
+        summary = Segmenter(segmenter_config, stop=stop, abort=abort, progress=progress).run()
+    except (ConfigError, InputError) as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        _fail("stopped before the current segment was finished", EXIT_INTERRUPTED)
+    except OSError as error:
+        _fail(f"{error.filename or 'I/O'}: {error.strerror or error}", EXIT_FAILURE)
+    problem = _undelivered(summary.delivery, segmenter_config)
+    if problem:
+        _fail(problem, EXIT_UNDELIVERED)
+    log.info("done: segments %d to %d, every message acknowledged", summary.first_segment, summary.last_segment)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"hls-segment: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def _undelivered(report: DeliveryReport, config: SegmenterConfig) -> str:
+    parts = []
+    peer = f"{config.uploader_host}:{config.uploader_port}"
+    if report.undelivered:
+        numbers = _ranges([m.last_segment for m in report.undelivered])
+        parts.append(
+            f"{len(report.undelivered)} message(s) not delivered to {peer} (segment {numbers} of "
+            f"{config.index_name}); kept in {report.journal} and re-sent by the next run"
+        )
+    if report.refused:
+        numbers = _ranges([m.last_segment for m, _ in report.refused])
+        parts.append(f"{len(report.refused)} refused by the daemon (segment {numbers}: {report.refused[-1][1]})")
+    return "; ".join(parts)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _setup_logging(*, quiet: bool, status_line: bool) -> None:
+    handler = StatusAwareHandler(sys.stderr, clear=status_line)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    # FFmpeg's own warnings say what it skipped in damaged input (resyncs, corrupt packets).
+    av.logging.set_level(av.logging.WARNING)
+
+
+def _install_signal_handlers(stop: threading.Event, abort: threading.Event) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            stop.set()
+            log.warning("%s: finishing the current segment, then stopping (again to stop at once)",
+                        signal.Signals(signum).name)
+            return
+        abort.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
 
 
 def main() -> None:

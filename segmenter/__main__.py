@@ -1,0 +1,5 @@
+"""``python -m segmenter`` is ``hls-segment``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""The one validated configuration of an hls-segment process, built once by the command line."""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from protocol import IndexMessage, ProtocolError
+from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
+from protocol.settings import ConfigError, parse_address
+
+DEFAULT_UPLOADER = "127.0.0.1:10234"
+
+# Long enough for an encoder that takes a while to start (a camera, a remote source) to send its
+# first bytes; short enough that a forgotten pipe is reported within a minute.
+DEFAULT_PROBE_TIMEOUT_S = 30.0
+
+# At exit, how long to keep trying to deliver what the daemon has not acknowledged: a few
+# reconnect attempts, not so long that a service manager's stop timeout kills us first.
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
+
+# Defaults of every option that a config file may also set ([segment] table), by setting name.
+OPTION_DEFAULTS: dict[str, Any] = {
+    "uploader": DEFAULT_UPLOADER,
+    "wire": "ext",
+    "start_number": None,
+    "probe_timeout": DEFAULT_PROBE_TIMEOUT_S,
+    "drain_timeout": DEFAULT_DRAIN_TIMEOUT_S,
+    "quiet": False,
+}
+
+
+class WireMode(enum.Enum):
+    EXT = "ext"  # one connection, newline-terminated messages with extensions, one reply each
+    V1 = "v1"  # the original's bytes: ten fields, one connection per message, no reply read
+
+
+def parse_segment_seconds(text: str) -> Fraction:
+    """SEGMENT_DURATION as an exact fraction ("2.5" -> 5/2), so the grid never drifts."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ConfigError(f"SEGMENT_DURATION {text!r} is not a number of seconds") from None
+    if not value.is_finite() or not 0 < value <= MAX_SEGMENT_DURATION_S:
+        raise ConfigError(f"SEGMENT_DURATION {text!r} must be more than 0 and at most {MAX_SEGMENT_DURATION_S} s")
+    return Fraction(value)
+
+
+def message_directory(output_dir: str) -> str:
+    """OUTPUT_DIR as sent to the daemon: absolute, keeping a trailing slash as the original did."""
+    absolute = os.path.abspath(output_dir)
+    return absolute + "/" if output_dir.endswith("/") and absolute != "/" else absolute
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    input: str  # "-" is stdin; anything else is a file or URL FFmpeg opens
+    segment_seconds: Fraction
+    output_dir: Path  # absolute
+    output_prefix: str
+    index_name: str
+    http_prefix: str
+    bucket: str
+    key_prefix: str
+    uploader_host: str = "127.0.0.1"
+    uploader_port: int = 10234
+    wire: WireMode = WireMode.EXT
+    start_number: int | None = None  # None: 1, or after the highest segment already in output_dir
+    probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    quiet: bool = False
+    directory_text: str = ""  # output_dir as the messages name it; derived when empty
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise ConfigError("INPUT is empty (use - for stdin)")
+        if not 0 < self.segment_seconds <= MAX_SEGMENT_DURATION_S:
+            raise ConfigError(f"SEGMENT_DURATION must be more than 0 and at most {MAX_SEGMENT_DURATION_S} s")
+        if not self.output_dir.is_absolute():
+            raise ConfigError("output_dir must be absolute")
+        if self.start_number is not None and not 1 <= self.start_number <= MAX_SEGMENT_NUMBER:
+            raise ConfigError(f"--start-number must be between 1 and {MAX_SEGMENT_NUMBER}")
+        if not (math.isfinite(self.probe_timeout_s) and self.probe_timeout_s > 0):
+            raise ConfigError("--probe-timeout must be a positive number of seconds")
+        if not (math.isfinite(self.drain_timeout_s) and self.drain_timeout_s >= 0):
+            raise ConfigError("--drain-timeout must be zero or a positive number of seconds")
+        if not 0 < self.uploader_port <= 65535:
+            raise ConfigError("--uploader needs a port between 1 and 65535")
+        if not self.directory_text:
+            object.__setattr__(self, "directory_text", str(self.output_dir))
+        try:
+            self.message(first_segment=1, last_segment=1, end=False)
+        except ProtocolError as error:
+            # The fields are checked by the same code that checks them on the daemon's side.
+            raise ConfigError(f"the index message would be refused: {error}") from None
+
+    @property
+    def segment_duration_field(self) -> int:
+        """SEGMENT_DURATION as the message's integer field: rounded up, as a target duration is."""
+        return max(1, math.ceil(self.segment_seconds))
+
+    def message(self, *, first_segment: int, last_segment: int, end: bool, **extensions: Any) -> IndexMessage:
+        return IndexMessage(
+            index=self.index_name,
+            output_directory=self.directory_text,
+            segment_duration=self.segment_duration_field,
+            output_prefix=self.output_prefix,
+            http_prefix=self.http_prefix,
+            first_segment=first_segment,
+            last_segment=last_segment,
+            end=end,
+            bucket=self.bucket,
+            key_prefix=self.key_prefix,
+            **extensions,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        input: str,
+        segment_duration: str,
+        output_dir: str,
+        output_prefix: str,
+        index_name: str,
+        http_prefix: str,
+        bucket: str,
+        key_prefix: str,
+        settings: dict[str, Any],
+    ) -> SegmenterConfig:
+        """Build from the positional arguments and merged options (see OPTION_DEFAULTS)."""
+        host, port = parse_address(str(settings["uploader"]))
+        try:
+            wire = WireMode(str(settings["wire"]))
+        except ValueError:
+            raise ConfigError(f"--wire must be ext or v1, not {settings['wire']!r}") from None
+        return cls(
+            input=input,
+            segment_seconds=parse_segment_seconds(segment_duration),
+            output_dir=Path(os.path.abspath(output_dir)),
+            output_prefix=output_prefix,
+            index_name=index_name,
+            http_prefix=http_prefix,
+            bucket=bucket,
+            key_prefix=key_prefix,
+            uploader_host=host,
+            uploader_port=port,
+            wire=wire,
+            start_number=_optional_int("start_number", settings["start_number"]),
+            probe_timeout_s=_number("probe_timeout", settings["probe_timeout"]),
+            drain_timeout_s=_number("drain_timeout", settings["drain_timeout"]),
+            quiet=bool(settings["quiet"]),
+            directory_text=message_directory(output_dir),
+        )
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{name} must be a number of seconds")
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} {value!r} is not a number of seconds") from None
+
+
+def _optional_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a whole number")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {value!r} is not a whole number") from None

@@ -1,0 +1,292 @@
+"""The segmenting loop: demux, ask the cutter, write segments, queue one message per segment.
+
+This is the I/O shell around ``cutter.Cutter``: PyAV reads and writes, the cutter decides.
+Nothing here grows with the length of the stream: packets are written as they come, except a
+bounded few held back at a discontinuity.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.container
+
+from protocol import IndexMessage
+from protocol.limits import MAX_SEGMENT_DURATION_S
+from protocol.settings import ConfigError
+
+from .config import SegmenterConfig, WireMode
+from .cutter import Action, Cutter, SegmentTiming
+from .input import InputDescription, InputError, describe, open_input
+from .notifier import DeliveryReport, Notifier
+from .progress import Progress
+from .writer import SegmentWriter, highest_segment_number, remove_stale_parts
+
+log = logging.getLogger("segmenter")
+
+# Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
+# as ended; one bad spot in a live stream produces a handful at most.
+MAX_READ_ERRORS_IN_A_ROW = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    first_segment: int
+    last_segment: int  # first_segment - 1 when no segment was written
+    dropped_packets: int
+    delivery: DeliveryReport
+
+
+def journal_path(config: SegmenterConfig) -> Path:
+    return config.output_dir / f".{config.output_prefix}.journal"
+
+
+def first_number(config: SegmenterConfig) -> tuple[int, bool]:
+    """The first segment number of this run, and whether it continues an earlier run's files.
+
+    Without --start-number a run that finds PREFIX-N.ts files continues after the highest N
+    (and flags a discontinuity) instead of overwriting segments a CDN may have cached.
+    """
+    if config.start_number is not None:
+        return config.start_number, False
+    highest = highest_segment_number(config.output_dir, config.output_prefix)
+    return highest + 1, highest > 0
+
+
+class Segmenter:
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        *,
+        stop: threading.Event,
+        abort: threading.Event,
+        progress: Progress,
+        memory_limit: int | None = None,
+    ) -> None:
+        self.config = config
+        self._stop = stop
+        self._abort = abort
+        self._progress = progress
+        self._notifier_options = {} if memory_limit is None else {"memory_limit": memory_limit}
+
+    def run(self) -> RunSummary:
+        config = self.config
+        try:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
+            for name in remove_stale_parts(config.output_dir, config.output_prefix):
+                log.info("removed %s, left unfinished by an earlier run", name)
+            first, restarted = first_number(config)
+        except OSError as error:
+            raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
+        if restarted:
+            log.warning(
+                "%s already holds segments up to %s: continuing at %d, flagged as a discontinuity",
+                config.output_dir, first - 1, first,
+            )
+        notifier = Notifier(
+            (config.uploader_host, config.uploader_port),
+            v1=config.wire is WireMode.V1,
+            journal_path=journal_path(config),
+            **self._notifier_options,
+        )
+        notifier.start()
+        last = first - 1
+        dropped = 0
+        try:
+            container, _ = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop)
+            try:
+                description = describe(container)
+                self._log_input(description)
+                run = _Run(config, container, description, notifier, self._progress, self._stop, first, restarted)
+                run.loop()
+                last, dropped = run.number, run.dropped
+            finally:
+                container.close()
+        finally:
+            self._progress.done()
+            waiting = len(notifier)
+            if waiting:
+                log.info("waiting up to %g s for the daemon to acknowledge %d message(s)",
+                         config.drain_timeout_s, waiting)
+            report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
+        return RunSummary(first, last, dropped, report)
+
+    def _log_input(self, description: InputDescription) -> None:
+        streams = ", ".join(f"#{s.index} {s.kind.value}" for s in description.streams)
+        log.info(
+            "input %s (%s): %s; codecs %s, resolution %s, %s fps",
+            self.config.input, description.format_name, streams, description.codecs or "unknown",
+            description.resolution or "-", description.frame_rate or "-",
+        )
+        if description.skipped:
+            log.info("not copied (neither audio nor video): %s", ", ".join(description.skipped))
+
+
+class _Run:
+    """One pass over the input. Holds the open segment and the per-segment counters."""
+
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        container: av.container.InputContainer,
+        description: InputDescription,
+        notifier: Notifier,
+        progress: Progress,
+        stop: threading.Event,
+        first: int,
+        restarted: bool,
+    ) -> None:
+        self.config = config
+        self.container = container
+        self.description = description
+        self.notifier = notifier
+        self.progress = progress
+        self.stop = stop
+        self.first = first
+        self.number = first - 1  # last segment number used
+        self.streams = [container.streams[info.index] for info in description.streams]
+        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=restarted)
+        self.writer: SegmentWriter | None = None
+        self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
+        self.dropped = 0
+        self._segment_dropped = 0
+        self._segment_corrupt = 0
+        self._last_drop_reason = ""
+
+    def loop(self) -> None:
+        directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._read_all(directory_fd)
+            if self.writer is not None:
+                self._finish_segment(self.cutter.finish(), end=True, directory_fd=directory_fd)
+            elif not self.stop.is_set():
+                raise InputError("input ended before its first audio packet or video keyframe")
+            if self.held:
+                log.warning("dropped %d packet(s) held at a timestamp jump the video never followed", len(self.held))
+        except BaseException:
+            if self.writer is not None:
+                self.writer.abort()
+            raise
+        finally:
+            os.close(directory_fd)
+
+    def _read_all(self, directory_fd: int) -> None:
+        errors_in_a_row = 0
+        feed = self.cutter.feed
+        cutter = self.cutter
+        stop = self.stop
+        write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
+        while True:
+            try:
+                for packet in self.container.demux(self.streams):
+                    if stop.is_set():
+                        return
+                    if not packet.size:
+                        continue  # end-of-stream marker
+                    errors_in_a_row = 0
+                    index = packet.stream_index
+                    pts = packet.pts
+                    dts = packet.dts
+                    action = feed(index, packet.is_keyframe, pts, dts, packet.duration)
+                    if cutter.dts != dts:
+                        packet.dts = cutter.dts
+                    if cutter.pts != pts:
+                        packet.pts = cutter.pts
+                    if packet.is_corrupt:
+                        self._segment_corrupt += 1
+                    if action is write:
+                        self._write(index, packet)
+                    elif action is cut:
+                        self._cut(index, packet, directory_fd)
+                    elif action is drop:
+                        self._drop(index, cutter.dropped_reason)
+                    else:
+                        self._hold_or_release(action, index, packet)
+                return
+            except av.error.FFmpegError as error:
+                errors_in_a_row += 1
+                log.warning("input: skipped unreadable data in segment %d: %s", self.number + 1, error)
+                if errors_in_a_row >= MAX_READ_ERRORS_IN_A_ROW:
+                    log.error("input: %d read errors in a row, treating it as ended", errors_in_a_row)
+                    return
+
+    def _write(self, index: int, packet: av.Packet) -> None:
+        try:
+            self.writer.write(index, packet)  # type: ignore[union-attr]
+        except av.error.FFmpegError as error:
+            self._drop(index, f"the muxer refused it: {error}")
+
+    def _drop(self, index: int, reason: str) -> None:
+        self.dropped += 1
+        self._segment_dropped += 1
+        if reason != self._last_drop_reason:
+            self._last_drop_reason = reason
+            log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
+
+    def _hold_or_release(self, action: Action, index: int, packet: av.Packet) -> None:
+        if action is Action.HOLD:
+            self.held.append((index, packet))
+            return
+        kept = collections.deque(item for item in self.held if item[0] != index)
+        released = len(self.held) - len(kept)
+        self.held = kept
+        self.dropped += released
+        log.warning(
+            "stream #%d: timestamps jumped without the video in segment %d; dropped %d held packet(s)",
+            index, self.number, released,
+        )
+        self._write(index, packet)
+
+    def _cut(self, index: int, packet: av.Packet, directory_fd: int) -> None:
+        if self.writer is not None:
+            self._finish_segment(self.cutter.finished, end=False, directory_fd=directory_fd)
+        self.number += 1
+        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, self.number, self.streams)
+        if self.cutter.discontinuity:
+            log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+            while self.held:
+                self._write(*self.held.popleft())
+        self._write(index, packet)
+
+    def _finish_segment(self, timing: SegmentTiming | None, *, end: bool, directory_fd: int) -> None:
+        writer = self.writer
+        assert writer is not None
+        self.writer = None
+        size = writer.close(directory_fd=directory_fd)
+        timing = timing or SegmentTiming(None, None, False)
+        if self._segment_dropped or self._segment_corrupt:
+            log.warning(
+                "segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
+                writer.number, writer.name, self._segment_dropped, self._segment_corrupt,
+            )
+        self._segment_dropped = self._segment_corrupt = 0
+        self._last_drop_reason = ""
+        message = self._message(writer.number, timing, end=end)
+        self.notifier.put(message)
+        self.progress.segment(writer.name, message.duration, message.start, size, timing.discontinuity, len(self.notifier))
+
+    def _message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
+        duration = timing.duration_s
+        if duration is not None:
+            duration = round(min(duration, MAX_SEGMENT_DURATION_S), 6)
+            if duration <= 0:
+                duration = None
+        start = round(timing.start_s, 6) if timing.start_s is not None and timing.start_s >= 0 else None
+        description = self.description
+        return self.config.message(
+            first_segment=self.first,
+            last_segment=number,
+            end=end,
+            duration=duration,
+            start=start,
+            discontinuity=timing.discontinuity,
+            codecs=description.codecs,
+            resolution=description.resolution,
+            frame_rate=description.frame_rate,
+        )

@@ -1,0 +1,142 @@
+"""Writing segment files: one MPEG-TS muxer per segment, temp name, fsync, rename."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import av
+import av.container
+import av.stream
+
+from protocol import segment_file_name
+
+TS_PACKET_BYTES = 188
+
+# PSI packets the muxer writes ahead of the first PES packet: SDT, PAT, PMT. A few suffice.
+_LEADING_PSI_PACKETS = 8
+
+_PAT_PID = 0x0000
+_SDT_PID = 0x0011
+
+
+class SegmentWriter:
+    """One segment being written under ``.NAME.part`` until ``close`` renames it to NAME.
+
+    Each segment gets its own muxer, so each starts with its own PAT and PMT and opens alone.
+    Timestamps are written as given (``mpegts_copyts``): segments are continuous and equal to
+    the input's.
+    """
+
+    def __init__(self, directory: Path, prefix: str, number: int, streams: list[av.stream.Stream]) -> None:
+        self.number = number
+        self.name = segment_file_name(prefix, number)
+        self.path = directory / self.name
+        self.temp_path = directory / f".{self.name}.part"
+        self._container = av.open(str(self.temp_path), "w", format="mpegts", options={"mpegts_copyts": "1"})
+        self._outputs = {stream.index: self._container.add_stream_from_template(stream) for stream in streams}
+        self._mux = self._container.mux_one
+        self.packets = 0
+
+    def write(self, index: int, packet: av.Packet) -> None:
+        packet.stream = self._outputs[index]
+        self._mux(packet)
+        self.packets += 1
+
+    def close(self, *, directory_fd: int | None) -> int:
+        """Finish the file, make it durable, give it its real name. Returns its size in bytes."""
+        self._container.close()
+        put_psi_first(self.temp_path)
+        fd = os.open(self.temp_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        os.replace(self.temp_path, self.path)
+        if directory_fd is not None:
+            os.fsync(directory_fd)  # the rename itself survives a crash
+        return size
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except (av.error.FFmpegError, ValueError):
+            pass
+        self.temp_path.unlink(missing_ok=True)
+
+
+def put_psi_first(path: Path) -> None:
+    """Reorder the muxer's leading PSI packets to PAT, PMT, then the rest (SDT).
+
+    FFmpeg's muxer writes the SDT first; a segment should open with PAT and PMT so that a reader
+    starting at its first byte learns the program at once. Packets of one PID keep their order,
+    so continuity counters stay valid.
+    """
+    with open(path, "r+b") as file:
+        head = file.read(TS_PACKET_BYTES * _LEADING_PSI_PACKETS)
+        packets = [head[i : i + TS_PACKET_BYTES] for i in range(0, len(head) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES)]
+        if not packets or any(p[0] != 0x47 for p in packets):
+            return
+        pmt_pids = _pmt_pids(packets)
+        leading = 0
+        for packet in packets:
+            if _pid(packet) not in pmt_pids | {_PAT_PID, _SDT_PID}:
+                break
+            leading += 1
+        rank = {_PAT_PID: 0, **{pid: 1 for pid in pmt_pids}}
+        ordered = sorted(packets[:leading], key=lambda p: rank.get(_pid(p), 2))
+        if ordered != packets[:leading]:
+            file.seek(0)
+            file.write(b"".join(ordered))
+
+
+def _pid(packet: bytes) -> int:
+    return ((packet[1] & 0x1F) << 8) | packet[2]
+
+
+def _pmt_pids(packets: list[bytes]) -> set[int]:
+    """PMT PIDs listed by the first PAT packet."""
+    for packet in packets:
+        if _pid(packet) != _PAT_PID or not packet[1] & 0x40:
+            continue
+        payload = 4
+        if packet[3] & 0x20:  # adaptation field
+            payload += 1 + packet[4]
+        section = payload + 1 + packet[payload]  # skip the pointer field
+        length = ((packet[section + 1] & 0x0F) << 8) | packet[section + 2]
+        programs = packet[section + 8 : section + 3 + length - 4]  # before the CRC
+        return {
+            ((programs[i + 2] & 0x1F) << 8) | programs[i + 3]
+            for i in range(0, len(programs) - 3, 4)
+            if programs[i] or programs[i + 1]  # program 0 is the network PID
+        }
+    return set()
+
+
+_STALE_PART = re.compile(r"\.(?P<prefix>.+)-(?P<number>[0-9]{5,})\.ts\.part")
+
+
+def highest_segment_number(directory: Path, prefix: str) -> int:
+    """The highest N of PREFIX-N.ts in ``directory`` (0 when there is none)."""
+    pattern = re.compile(re.escape(prefix) + r"-([0-9]{5,})\.ts")
+    highest = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest
+
+
+def remove_stale_parts(directory: Path, prefix: str) -> list[str]:
+    """Delete ``.PREFIX-N.ts.part`` files an earlier run left when it was killed."""
+    removed = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            match = _STALE_PART.fullmatch(entry.name)
+            if match and match.group("prefix") == prefix:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed

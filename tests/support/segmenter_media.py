@@ -1,0 +1,69 @@
+"""Helpers for segmenter tests: run hls-segment, look inside segment files, make odd inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .media import TS_CLOCK_HZ
+
+TS_PACKET_BYTES = 188
+HLS_SEGMENT = [sys.executable, "-m", "segmenter"]
+
+# The positional arguments after INPUT and SEGMENT_DURATION, in the original's order.
+INDEX = "stream-128k.m3u8"
+PREFIX = "sample"
+HTTP_PREFIX = "http://cdn.example.net/stream0001/"
+BUCKET = "ionlivestream"
+KEY_PREFIX = "stream0001"
+
+
+def segment_args(input: str, seconds: str, out_dir: Path, port: int, *options: str, prefix: str = PREFIX) -> list[str]:
+    return [
+        *HLS_SEGMENT, input, seconds, str(out_dir), prefix, INDEX, HTTP_PREFIX, BUCKET, KEY_PREFIX,
+        "--uploader", f"127.0.0.1:{port}", *options,
+    ]
+
+
+def run_segmenter(
+    source: Path | bytes | None,
+    seconds: str,
+    out_dir: Path,
+    port: int,
+    *options: str,
+    timeout_s: float = 120,
+    prefix: str = PREFIX,
+) -> subprocess.CompletedProcess[str]:
+    """Run hls-segment with ``source`` on stdin (a file, bytes, or nothing at all)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = segment_args("-", seconds, out_dir, port, *options, prefix=prefix)
+    if isinstance(source, Path):
+        with open(source, "rb") as stdin:
+            return subprocess.run(args, stdin=stdin, capture_output=True, text=True, timeout=timeout_s, env=env)
+    return subprocess.run(args, input=(source or b"").decode("latin-1"), capture_output=True, text=True,
+                          timeout=timeout_s, env=env, encoding="latin-1")
+
+
+def segment_files(out_dir: Path, prefix: str = PREFIX) -> list[Path]:
+    return sorted(p for p in out_dir.iterdir() if p.name.startswith(prefix + "-") and p.suffix == ".ts")
+
+
+def first_pids(path: Path, count: int = 3) -> list[int]:
+    with open(path, "rb") as file:
+        head = file.read(TS_PACKET_BYTES * count)
+    assert all(head[i] == 0x47 for i in range(0, len(head), TS_PACKET_BYTES)), "not 188-byte TS packets"
+    return [((head[i + 1] & 0x1F) << 8) | head[i + 2] for i in range(0, len(head), TS_PACKET_BYTES)]
+
+
+def concatenate(parts: list[Path], out: Path) -> Path:
+    """Byte-wise concatenation of TS files: the second file's timestamps jump back."""
+    with open(out, "wb") as target:
+        for part in parts:
+            target.write(part.read_bytes())
+    return out
+
+
+def seconds(ticks: int) -> float:
+    return ticks / TS_CLOCK_HZ

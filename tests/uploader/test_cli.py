@@ -1,0 +1,131 @@
+"""Options, environment and the config file become one UploaderConfig; bad ones a one-line exit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from protocol.settings import ConfigError
+from tests.support.daemon import UploaderDaemon
+from uploader.cli import load_settings
+from uploader.config import DEFAULTS, PlaylistType, UploaderConfig
+
+
+def given(**values: object) -> dict[str, object]:
+    return {name: values.get(name) for name in DEFAULTS}
+
+
+def build(config_file: Path | None = None, **values: object) -> UploaderConfig:
+    return UploaderConfig.from_settings(load_settings(given(**values), config_file))
+
+
+def test_defaults_are_safe(tmp_path: Path) -> None:
+    config = build(spool_dir=str(tmp_path))
+    assert (config.listen_host, config.listen_port) == ("127.0.0.1", 10234)
+    assert config.allow_dirs == ()  # no directory may be read until the operator says so
+    assert config.buckets == frozenset()
+    assert config.window == 5 and config.playlist_type is PlaylistType.LIVE
+    assert config.acl is None
+    assert config.store == "s3" and config.store_root is None
+    assert config.cache_control_segment == "max-age=31536000, immutable"
+
+
+def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    config_file = tmp_path / "uploadd.toml"
+    config_file.write_text(
+        f'[uploadd]\nwindow = 7\nplaylist-type = "event"\nallow_dir = ["{segments}"]\nretry_max_delay = 2\n'
+    )
+    config = build(config_file, window=3)
+    assert config.window == 3
+    assert config.playlist_type is PlaylistType.EVENT
+    assert config.allow_dirs == (segments.resolve(),)
+    assert config.retry_max_delay_s == 2.0
+
+
+@pytest.mark.parametrize(
+    ("values", "file_text", "message"),
+    [
+        ({"window": 0}, "", "--window 0 is outside"),
+        ({"listen": "127.0.0.1:99999"}, "", "outside 0..65535"),
+        ({"playlist_type": "loop"}, "", "--playlist-type 'loop' is not one of live, event, vod"),
+        ({"store": "ftp://x"}, "", "neither 's3' nor 'file:///ABSOLUTE/PATH'"),
+        ({"allow_dir": ["relative/dir"]}, "", "must be an absolute path"),
+        ({"allow_dir": ["/no/such/dir"]}, "", "is not an existing directory"),
+        ({"bucket": ["Bad_Bucket"]}, "", "not a valid S3 bucket name"),
+        ({"acl": "everyone"}, "", "--acl 'everyone'"),
+        ({}, "[uploadd]\nwindoww = 3\n", "unknown setting(s): windoww"),
+        ({}, "[uploadd]\nwindow = 'five'\n", "--window must be an integer"),
+        ({}, "[uploadd\n", "uploadd.toml"),
+    ],
+)
+def test_bad_settings_are_config_errors(tmp_path: Path, values: dict[str, object], file_text: str, message: str) -> None:
+    config_file = tmp_path / "uploadd.toml"
+    config_file.write_text(file_text)
+    with pytest.raises(ConfigError) as error:
+        build(config_file, **values)
+    assert message in str(error.value)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uploader", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("--spool-dir", str(tmp_path), "--window", "0")
+    assert result.returncode == 2
+    assert result.stderr == "hls-uploadd: configuration error: --window 0 is outside 1..1000\n"
+
+
+def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--spool-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(f"hls-uploadd: cannot start: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in result.stderr
+
+
+def test_unusable_spool_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_cli("--spool-dir", str(tmp_path / "file" / "spool"))
+    assert result.returncode == 1
+    assert "hls-uploadd: cannot start: cannot open spool" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_environment_and_config_file_reach_the_daemon(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    config_file = tmp_path / "uploadd.toml"
+    config_file.write_text('[uploadd]\nbucket = ["from-file"]\n')
+    port_file = tmp_path / "port"
+    env = {
+        **os.environ,
+        "HLS_UPLOADD_ALLOW_DIR": f"{one}:{two}",
+        "HLS_UPLOADD_CONFIG": str(config_file),
+        "HLS_UPLOADD_PORT_FILE": str(port_file),
+        "HLS_UPLOADD_STORE": f"file://{tmp_path / 'www'}",
+    }
+    daemon = UploaderDaemon(tmp_path / "d", env=env).start()
+    try:
+        line = daemon.startup_line
+        assert f"listening on 127.0.0.1:{daemon.port};" in line
+        assert f"allowed dirs: {one}, {two};" in line and "buckets: from-file" in line
+        assert f"store file://{tmp_path / 'www'};" in line and f"spool {daemon.spool_dir}" in line
+        assert port_file.read_text() == f"{daemon.port}\n"
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()

@@ -61,6 +61,10 @@ class Listener:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
             server.close()
         with self._changed:
             for conn in list(self._open):

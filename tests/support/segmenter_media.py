@@ -20,7 +20,7 @@ BUCKET = "ionlivestream"
 KEY_PREFIX = "stream0001"
 
 
-def segment_args(input: str, seconds: str, out_dir: Path, port: int, *options: str, prefix: str = PREFIX) -> list[str]:
+def segment_args(input: str, seconds: str, out_dir: Path | str, port: int, *options: str, prefix: str = PREFIX) -> list[str]:
     return [
         *HLS_SEGMENT, input, seconds, str(out_dir), prefix, INDEX, HTTP_PREFIX, BUCKET, KEY_PREFIX,
         "--uploader", f"127.0.0.1:{port}", *options,
@@ -30,7 +30,7 @@ def segment_args(input: str, seconds: str, out_dir: Path, port: int, *options: s
 def run_segmenter(
     source: Path | bytes | None,
     seconds: str,
-    out_dir: Path,
+    out_dir: Path | str,
     port: int,
     *options: str,
     timeout_s: float = 120,
@@ -41,9 +41,12 @@ def run_segmenter(
     args = segment_args("-", seconds, out_dir, port, *options, prefix=prefix)
     if isinstance(source, Path):
         with open(source, "rb") as stdin:
-            return subprocess.run(args, stdin=stdin, capture_output=True, text=True, timeout=timeout_s, env=env)
-    return subprocess.run(args, input=(source or b"").decode("latin-1"), capture_output=True, text=True,
-                          timeout=timeout_s, env=env, encoding="latin-1")
+            result = subprocess.run(args, stdin=stdin, capture_output=True, timeout=timeout_s, env=env)
+    else:
+        result = subprocess.run(args, input=source or b"", capture_output=True, timeout=timeout_s, env=env)
+    return subprocess.CompletedProcess(
+        args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    )
 
 
 def segment_files(out_dir: Path, prefix: str = PREFIX) -> list[Path]:

@@ -1,0 +1,321 @@
+"""hls-segment end to end: PyAV-made media piped into the real command, a real TCP peer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from protocol import IndexMessage, Reject
+from tests.support.listener import Listener, acknowledge
+from tests.support.media import MediaCache, probe
+from tests.support.segmenter_media import (
+    BUCKET,
+    HTTP_PREFIX,
+    INDEX,
+    KEY_PREFIX,
+    PREFIX,
+    concatenate,
+    first_pids,
+    run_segmenter,
+    segment_args,
+    segment_files,
+)
+
+FPS = 25
+FRAME_S = 1 / FPS
+
+
+def check_run(result: subprocess.CompletedProcess[str], code: int = 0) -> None:
+    assert result.returncode == code, result.stderr
+
+
+def assert_valid_segments(out_dir: Path, messages: list[IndexMessage], *, video: bool = True) -> None:
+    files = sorted(segment_files(out_dir), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert [f.name for f in files] == [f"{PREFIX}-{m.last_segment:05d}.ts" for m in messages]
+    for path in files:
+        assert first_pids(path, 2) == [0, 0x1000], f"{path.name} does not open with PAT, PMT"
+        info = probe(path)  # opens alone
+        if video:
+            assert info.video is not None
+            assert info.video.pts[0] == info.video.keyframe_pts[0], f"{path.name} starts without a keyframe"
+    assert not any(p.name.endswith(".part") for p in out_dir.iterdir())
+
+
+def test_h264_aac_60s_gop2_segment6(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=60, gop_seconds=2, fps=FPS, video_bitrate=300_000)
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+        messages = listener.messages
+    assert [m.last_segment for m in messages] == list(range(1, 11))
+    assert [m.end for m in messages] == [False] * 9 + [True]
+    first = messages[0]
+    assert (first.index, first.output_directory, first.segment_duration, first.output_prefix) == (
+        INDEX, str(tmp_path), 6, PREFIX)
+    assert (first.http_prefix, first.bucket, first.key_prefix, first.first_segment) == (HTTP_PREFIX, BUCKET, KEY_PREFIX, 1)
+    assert first.codecs is not None and first.codecs.startswith("avc1.64") and first.codecs.endswith(",mp4a.40.2")
+    assert (first.resolution, first.frame_rate) == ("320x240", 25.0)
+    assert not any(m.discontinuity for m in messages)
+    assert_valid_segments(tmp_path, messages)
+
+    source_info = probe(source)
+    origin = source_info.video.start_s  # type: ignore[union-attr]
+    for k, message in enumerate(messages):
+        assert message.duration is not None and message.start is not None
+        gops = message.duration / 2.0
+        assert gops == pytest.approx(round(gops), abs=1e-6), "duration is not a whole number of GOPs"
+        assert 0 <= message.start - (origin + 6 * k) < 2.0, "cut not within one GOP after the grid"
+    assert sum(m.duration for m in messages) == pytest.approx(source_info.video.duration_s, abs=FRAME_S)  # type: ignore[misc, union-attr]
+    # Timestamps are the input's: each segment's first video pts is a keyframe pts of the source.
+    segment_starts = [probe(p).video.pts[0] for p in segment_files(tmp_path)]  # type: ignore[union-attr]
+    assert set(segment_starts) <= set(source_info.video.keyframe_pts)  # type: ignore[union-attr]
+    assert [round(s / 90000, 6) for s in segment_starts] == [m.start for m in messages]
+    # Nothing lost: every packet of the source is in exactly one segment.
+    copied = sum(probe(p).packet_count for p in segment_files(tmp_path))
+    assert copied == source_info.packet_count
+
+
+def test_renditions_of_one_source_cut_at_the_same_points(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    starts = []
+    for bitrate in (300_000, 120_000):
+        source = media.ts(seconds=60, gop_seconds=2, fps=FPS, video_bitrate=bitrate)
+        out = tmp_path / str(bitrate)
+        with Listener(free_port) as listener:
+            check_run(run_segmenter(source, "6", out, free_port))
+        starts.append([(m.last_segment, m.start) for m in listener.messages])
+        assert_valid_segments(out, listener.messages)
+    assert starts[0] == starts[1]
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+def test_single_kind_inputs(kind: str, tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=19, gop_seconds=2, fps=FPS, video=kind == "video", audio=kind == "audio")
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "4", tmp_path, free_port))
+    messages = listener.messages
+    assert [m.last_segment for m in messages] == list(range(1, 6))
+    assert_valid_segments(tmp_path, messages, video=kind == "video")
+    assert sum(m.duration for m in messages) == pytest.approx(19.0, abs=0.03)  # type: ignore[misc]
+    assert messages[0].codecs == ("mp4a.40.2" if kind == "audio" else messages[0].codecs)
+    if kind == "audio":
+        assert messages[0].resolution is None
+        for k, m in enumerate(messages):  # cut at the first audio packet at or after the grid
+            assert 0 <= m.start - (messages[0].start + 4 * k) < 1024 / 48000 + 1e-6  # type: ignore[operator]
+    else:
+        assert [m.duration for m in messages] == [4.0] * 4 + [3.0]
+
+
+def test_33_bit_timestamp_wrap(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.wrapping_ts(seconds=20, wrap_after_seconds=7, gop_seconds=2, fps=FPS)
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+    messages = listener.messages
+    assert not any(m.discontinuity for m in messages)
+    assert [m.duration for m in messages] == [6.0, 6.0, 6.0, 2.0]
+    starts = [m.start for m in messages]
+    assert starts[0] == pytest.approx(2**33 / 90000 - 7, abs=FRAME_S)
+    assert [b - a for a, b in zip(starts, starts[1:])] == pytest.approx([6.0, 6.0, 6.0])
+    assert_valid_segments(tmp_path, messages)
+
+
+def test_backward_jump_is_a_discontinuity(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    part = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    source = concatenate([part, part], tmp_path / "twice.ts")
+    out = tmp_path / "out"
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", out, free_port))
+    messages = listener.messages
+    assert [m.discontinuity for m in messages] == [False, False, True, False]
+    assert [m.duration for m in messages] == pytest.approx([6.0, 6.0, 6.0, 6.0], abs=FRAME_S)
+    assert messages[2].start == messages[0].start
+    assert_valid_segments(out, messages)
+
+
+def test_every_audio_and_video_stream_is_copied(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    single = media.ts(seconds=8, gop_seconds=2, fps=FPS)
+    source = tmp_path / "two-audio.ts"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(single), "-map", "0:v", "-map", "0:a", "-map", "0:a",
+         "-c", "copy", "-copyts", "-f", "mpegts", str(source)],
+        check=True,
+    )
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "4", tmp_path / "out", free_port))
+    for path in segment_files(tmp_path / "out"):
+        assert probe(path).kinds == ("video", "audio", "audio")
+
+
+def test_daemon_down_for_10_s_then_started(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=60, gop_seconds=2, fps=FPS)
+    with open(source, "rb") as stdin:
+        process = subprocess.Popen(
+            segment_args("-", "2", tmp_path, free_port, "--drain-timeout", "60"),
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    started = time.monotonic()
+    listener = Listener(free_port)
+    try:
+        # The input is read at full speed while nobody answers: all 30 segments long before 10 s.
+        while len(segment_files(tmp_path)) < 30 and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        assert len(segment_files(tmp_path)) == 30
+        assert process.poll() is None  # still trying to deliver
+        time.sleep(max(0.0, 10 - (time.monotonic() - started)))
+        listener.start()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        listener.stop()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()
+    assert [m.last_segment for m in listener.messages] == list(range(1, 31))
+    assert b"connection refused" in stderr
+    assert not (tmp_path / f".{PREFIX}.journal").exists()
+
+
+def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+    messages = listener.messages
+    assert [(m.first_segment, m.last_segment, m.discontinuity) for m in messages] == [
+        (1, 1, False), (1, 2, False), (3, 3, True), (3, 4, False)]
+    assert len(segment_files(tmp_path)) == 4
+
+
+def test_start_number_and_wide_numbers(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", tmp_path, free_port, "--start-number", "99999"))
+    assert sorted(f.name for f in segment_files(tmp_path)) == [f"{PREFIX}-100000.ts", f"{PREFIX}-99999.ts"]
+    assert [(m.first_segment, m.last_segment) for m in listener.messages] == [(99999, 99999), (99999, 100000)]
+
+
+def test_wire_v1_sends_exactly_the_original_bytes(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    out = str(tmp_path) + "/"
+    with Listener(free_port, replies=False) as listener:
+        result = run_segmenter(source, "6", out, free_port, "--wire", "v1")
+        check_run(result)
+        listener.wait_for(lambda lst: len(lst.connections) == 2)
+    assert sorted(listener.connections) == [
+        f"{INDEX}, {out}, 6, {PREFIX}, {HTTP_PREFIX}, 1, 1, 0, {BUCKET}, {KEY_PREFIX}".encode(),
+        f"{INDEX}, {out}, 6, {PREFIX}, {HTTP_PREFIX}, 1, 2, 1, {BUCKET}, {KEY_PREFIX}".encode(),
+    ]
+
+
+def test_refused_and_transient_replies(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=18, gop_seconds=2, fps=FPS)
+    busy = {"left": 2}
+
+    def reply(message: IndexMessage) -> Reject | None:
+        if message.last_segment == 1 and busy["left"]:
+            busy["left"] -= 1
+            return Reject("spool full, try again")
+        if message.last_segment == 2:
+            return Reject("output_directory is not allowed")
+        return acknowledge(message)  # type: ignore[return-value]
+
+    with Listener(free_port, reply=reply) as listener:  # type: ignore[arg-type]
+        result = run_segmenter(source, "6", tmp_path, free_port)
+    assert result.returncode == 3, result.stderr
+    assert "refused by the daemon (segment 2: output_directory is not allowed)" in result.stderr
+    assert [m.last_segment for m in listener.messages] == [1, 1, 1, 2, 3]
+
+
+def test_undelivered_messages_are_named_and_kept(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    result = run_segmenter(source, "6", tmp_path, free_port, "--drain-timeout", "0.5")
+    assert result.returncode == 3
+    assert f"2 message(s) not delivered to 127.0.0.1:{free_port} (segment 1-2 of {INDEX})" in result.stderr
+    journal = tmp_path / f".{PREFIX}.journal"
+    assert len(journal.read_bytes().splitlines()) == 2
+    # The next run sends them first, then its own.
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+    assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4]
+    assert not journal.exists()
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_empty_stdin(tmp_path: Path, free_port: int) -> None:
+    result = run_segmenter(b"", "6", tmp_path, free_port)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "hls-segment: stdin is empty: it ended before any byte arrived (expected MPEG-TS)")
+
+
+def test_garbage_stdin(tmp_path: Path, free_port: int) -> None:
+    result = run_segmenter(os.urandom(300_000), "6", tmp_path, free_port)
+    assert result.returncode == 2, result.stderr
+    assert "hls-segment: stdin is not MPEG-TS or any media FFmpeg recognises" in result.stderr
+    assert segment_files(tmp_path) == []
+
+
+def test_silent_stdin_times_out(tmp_path: Path, free_port: int) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            segment_args("-", "6", tmp_path, free_port, "--probe-timeout", "3"),
+            stdin=read_end, capture_output=True, text=True, timeout=30,
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode == 2
+    assert "waiting for MPEG-TS on stdin" in result.stderr
+    assert "nothing arrived on stdin in 3 s" in result.stderr
+    assert 3 <= time.monotonic() - started < 15
+
+
+def test_truncated_input_keeps_what_is_there(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    cut = data[: len(data) * 6 // 10 + 77]  # mid-packet
+    with Listener(free_port) as listener:
+        check_run(run_segmenter(cut, "6", tmp_path, free_port))
+    messages = listener.messages
+    assert len(messages) == 3 and messages[-1].end
+    assert messages[-1].duration < 1.0  # type: ignore[operator]
+    assert_valid_segments(tmp_path, messages)
+
+
+def test_garbage_mid_stream_is_skipped(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    middle = len(data) // 2 // 188 * 188 + 100
+    damaged = data[:middle] + os.urandom(50_000) + data[middle:]
+    with Listener(free_port) as listener:
+        result = run_segmenter(damaged, "6", tmp_path, free_port)
+    check_run(result)
+    messages = listener.messages
+    assert len(messages) == 4 and messages[-1].end
+    assert sum(m.duration for m in messages) == pytest.approx(20.0, abs=0.5)  # type: ignore[misc]
+    assert "WARNING" in result.stderr  # what was skipped is logged
+    for path in segment_files(tmp_path):
+        with av.open(str(path)) as container:  # each still opens alone
+            assert container.streams.video
+
+
+def test_sigterm_finishes_the_current_segment(tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    data = media.ts(seconds=30, gop_seconds=2, fps=FPS).read_bytes()
+    with Listener(free_port) as listener:
+        process = subprocess.Popen(segment_args("-", "4", tmp_path, free_port), stdin=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        assert process.stdin is not None
+        process.stdin.write(data[: len(data) // 2])  # a live encoder that is still running
+        process.stdin.flush()
+        listener.wait_for(lambda lst: len(lst.messages) >= 2)
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    messages = listener.messages
+    assert messages[-1].end and not any(m.end for m in messages[:-1])
+    assert [m.last_segment for m in messages] == list(range(1, len(messages) + 1))
+    assert_valid_segments(tmp_path, messages)

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from protocol.settings import is_loopback
+
 from .config import UploaderConfig
 from .files import AllowedDirs
 from .publisher import Publisher
@@ -60,6 +62,10 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         stop = asyncio.Event()
         _install_signal_handlers(stop)
         announce(startup_line(config, host, port, store, spool))
+        if not is_loopback(config.listen_host):
+            # Peers are not authenticated yet: anyone who reaches the port can queue messages
+            # (still only for allowed directories and buckets).
+            log.warning("listening on non-loopback address %s without peer authentication", host)
         resumed = await publisher.start()
         if resumed:
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)

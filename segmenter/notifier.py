@@ -33,6 +33,9 @@ CONNECT_TIMEOUT_S = 3.0
 # The daemon replies once the message is on its disk (an fsync); a reply this late means trouble.
 REPLY_TIMEOUT_S = 15.0
 
+# How often a wait for a reply wakes up to check whether the drain time is over.
+WAKE_UP_S = 0.25
+
 # Retry delays while the daemon is down: start fast (a daemon restart takes about a second),
 # double, and never wait so long that a recovered daemon learns about a segment late.
 FIRST_RETRY_S = 0.2
@@ -179,6 +182,17 @@ class Notifier:
         with self._lock:
             return len(self._pending) + self._journal.unread
 
+    def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until every queued message is delivered (or refused); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._pending or self._journal.unread:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+            return True
+
     def put(self, message: IndexMessage) -> None:
         """Queue a message; never blocks on the network."""
         with self._lock:
@@ -249,6 +263,7 @@ class Notifier:
                     delay = FIRST_RETRY_S
                     self._pending.popleft()
                     self._refill()
+                    self._lock.notify_all()
                     if outcome is Outcome.DELIVERED:
                         self._report.delivered += 1
         finally:
@@ -290,8 +305,19 @@ class Notifier:
         sock = self._sock
         sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
         sock.sendall(encode_message(message, newline=True))
+        # Wait for the reply in short slices so that the end of the drain time is noticed.
+        sock.settimeout(WAKE_UP_S)
+        waited_s = 0.0
         while (reply := self._replies.next_reply()) is None:
-            data = sock.recv(4096)
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                waited_s += WAKE_UP_S
+                with self._lock:
+                    expired = self._expired()
+                if expired or waited_s >= REPLY_TIMEOUT_S:
+                    raise TimeoutError("no reply in time") from None
+                continue
             if not data:
                 raise ConnectionResetError("daemon closed the connection")
             self._replies.receive_data(data)

@@ -1,0 +1,214 @@
+"""Segmenter parts in process: codec strings, configuration, the notifier against a real peer."""
+
+from __future__ import annotations
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from protocol import IndexMessage, Reject
+from protocol.settings import ConfigError
+from segmenter.cli import app
+from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
+from segmenter.config import OPTION_DEFAULTS, SegmenterConfig, message_directory, parse_segment_seconds
+from segmenter.notifier import Notifier, is_transient
+from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
+from tests.support.listener import Listener, acknowledge
+
+# -- codecs ------------------------------------------------------------------------------------
+
+
+def test_h264_codec_from_annex_b_sps_avcc_and_profile() -> None:
+    assert h264_codec(b"\x00\x00\x00\x01\x67\x64\x00\x1f\xac", None, None) == "avc1.64001f"
+    assert h264_codec(b"\x00\x00\x01\x68\xee\x00\x00\x01\x67\x42\xc0\x0d\x01", None, None) == "avc1.42c00d"
+    assert h264_codec(b"\x01\x4d\x40\x1e\xff", None, None) == "avc1.4d401e"
+    assert h264_codec(None, "High", 31) == "avc1.64001f"
+    assert h264_codec(None, "Main", 30) == "avc1.4d401e"
+    assert h264_codec(None, "Unknown", 30) is None
+
+
+def test_audio_codecs() -> None:
+    assert aac_codec(None, "LC") == "mp4a.40.2"
+    assert aac_codec(None, "HE-AAC") == "mp4a.40.5"
+    assert aac_codec(bytes([0x11, 0x90]), None) == "mp4a.40.2"  # AudioSpecificConfig, LC
+    assert codec_string("mp3", None, None, None) == "mp4a.40.34"
+    assert codec_string("ac3", None, None, None) == "ac-3"
+    assert codec_string("hevc", None, "Main", 93) == "hvc1.1.6.L93.B0"
+    assert codec_string("mpeg2video", None, None, None) is None
+
+
+def test_codecs_list_is_all_or_nothing() -> None:
+    assert codecs_list(["avc1.64001f", "mp4a.40.2", "mp4a.40.2"]) == "avc1.64001f,mp4a.40.2"
+    assert codecs_list(["avc1.64001f", None]) is None
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def make_config(tmp_path: Path, **settings: object) -> SegmenterConfig:
+    return SegmenterConfig.from_settings(
+        input="-", segment_duration=str(settings.pop("segment_duration", "2.5")), output_dir=str(tmp_path),
+        output_prefix="sample", index_name="s.m3u8", http_prefix="http://cdn.example.net/s/",
+        bucket=str(settings.pop("bucket", "mybucket")), key_prefix="s1",
+        settings={**OPTION_DEFAULTS, **settings},
+    )
+
+
+def test_config_units_and_fields(tmp_path: Path) -> None:
+    config = make_config(tmp_path, uploader="10.0.0.5:9000", wire="v1", start_number="7")
+    assert config.segment_seconds == Fraction(5, 2)
+    assert config.segment_duration_field == 3
+    assert (config.uploader_host, config.uploader_port, config.start_number) == ("10.0.0.5", 9000, 7)
+    assert config.message(first_segment=7, last_segment=7, end=False).output_directory == str(tmp_path)
+    assert message_directory("/tmp/") == "/tmp/"
+    assert message_directory("rel") == os.path.abspath("rel")
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"segment_duration": "0"}, "SEGMENT_DURATION"),
+        ({"segment_duration": "ten"}, "SEGMENT_DURATION"),
+        ({"segment_duration": "3601"}, "SEGMENT_DURATION"),
+        ({"bucket": "Bad_Bucket"}, "bucket"),
+        ({"wire": "v2"}, "--wire"),
+        ({"uploader": "host:port"}, "port"),
+        ({"probe_timeout": 0}, "--probe-timeout"),
+        ({"start_number": 0}, "--start-number"),
+    ],
+)
+def test_config_errors(tmp_path: Path, settings: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        make_config(tmp_path, **settings)
+
+
+def test_parse_segment_seconds_is_exact() -> None:
+    assert parse_segment_seconds("2.5") == Fraction(5, 2)
+    assert parse_segment_seconds("0.1") == Fraction(1, 10)
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["-", "6", str(tmp_path), "sample", "s.m3u8", "http://cdn.example.net/", "mybucket", "k"]
+    result = runner.invoke(app, args[:3])
+    assert result.exit_code == 2
+    result = runner.invoke(app, args, env={"HLS_SEGMENT_WIRE": "v9"})
+    assert result.exit_code == 2 and "--wire must be ext or v1" in result.output
+    config = tmp_path / "segment.toml"
+    config.write_text("[segment]\nprobe-timeot = 3\n")
+    result = runner.invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 2 and "unknown setting(s): probe_timeot" in result.output
+
+
+# -- writer helpers ------------------------------------------------------------------------------
+
+
+def ts_packet(pid: int, payload: bytes = b"", start: bool = True) -> bytes:
+    header = bytes([0x47, (0x40 if start else 0) | (pid >> 8), pid & 0xFF, 0x10])
+    return (header + payload).ljust(188, b"\xff")
+
+
+def test_put_psi_first_reorders_sdt_pat_pmt(tmp_path: Path) -> None:
+    # PAT section: pointer 0, table 0, length 13, ts id, version, section 0/0, program 1 -> PID 0x1000, CRC.
+    pat = bytes([0, 0x00, 0xB0, 13, 0, 1, 0xC1, 0, 0, 0, 1, 0xF0, 0x00, 1, 2, 3, 4])
+    sdt, pat_packet, pmt, pes = ts_packet(0x11), ts_packet(0, pat), ts_packet(0x1000), ts_packet(0x100)
+    path = tmp_path / "s.ts"
+    path.write_bytes(sdt + pat_packet + pmt + pes)
+    put_psi_first(path)
+    assert path.read_bytes() == pat_packet + pmt + sdt + pes
+
+
+def test_numbering_helpers(tmp_path: Path) -> None:
+    for name in ("s-00003.ts", "s-100001.ts", "other-99999999.ts", ".s-00009.ts.part", "s-7.ts"):
+        (tmp_path / name).write_bytes(b"")
+    assert highest_segment_number(tmp_path, "s") == 100001
+    assert highest_segment_number(tmp_path, "none") == 0
+    assert remove_stale_parts(tmp_path, "s") == [".s-00009.ts.part"]
+
+
+# -- notifier ----------------------------------------------------------------------------------
+
+
+def message(n: int, *, end: bool = False) -> IndexMessage:
+    return IndexMessage("s.m3u8", "/tmp", 6, "sample", "", 1, n, end, "mybucket", "s1", duration=6.0)
+
+
+def test_transient_reasons() -> None:
+    assert is_transient("spool full")
+    assert is_transient("busy, try again")
+    assert not is_transient("output_directory is not allowed")
+
+
+def test_notifier_spills_to_the_journal_and_keeps_order(tmp_path: Path, free_port: int) -> None:
+    journal = tmp_path / ".sample.journal"
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=journal, memory_limit=3)
+    notifier.start()
+    for n in range(1, 21):
+        notifier.put(message(n, end=n == 20))
+    assert len(notifier) == 20
+    assert journal.exists()  # beyond three in memory
+    with Listener(free_port) as listener:
+        listener.wait_for_end()
+        report = notifier.close(10)
+    assert [m.last_segment for m in listener.messages] == list(range(1, 21))
+    assert report.delivered == 20 and not report.undelivered
+    assert not journal.exists()
+
+
+def test_notifier_reconnects_after_the_daemon_restarts(tmp_path: Path, free_port: int) -> None:
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j")
+    listener = Listener(free_port)
+    listener.start()
+    notifier.start()
+    notifier.put(message(1))
+    assert notifier.wait_empty(10)  # acknowledged
+    listener.stop()
+    notifier.put(message(2))
+    listener.start()
+    notifier.put(message(3, end=True))
+    listener.wait_for_end()
+    report = notifier.close(5)
+    listener.stop()
+    assert [m.last_segment for m in listener.messages] == [1, 2, 3]
+    assert report.delivered == 3
+
+
+def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_port: int) -> None:
+    # A peer that accepts and never replies.
+    release = threading.Event()
+
+    def hang(msg: IndexMessage) -> Reject | None:
+        release.wait(10)
+        return None
+
+    with Listener(free_port, reply=hang):  # type: ignore[arg-type]
+        notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j", memory_limit=2)
+        notifier.start()
+        for n in range(1, 501):
+            notifier.put(message(n))  # returns at once: memory, then the journal
+        assert len(notifier) == 500
+        abort = threading.Event()
+        abort.set()
+        report = notifier.close(0.2, abort=abort)
+        release.set()
+    assert len(report.undelivered) == 500
+    assert report.journal is not None and len(report.journal.read_bytes().splitlines()) == 500
+
+
+def test_notifier_ok_for_another_segment_is_a_protocol_error(tmp_path: Path, free_port: int) -> None:
+    answers = iter([acknowledge(message(9))])
+
+    def reply(msg: IndexMessage) -> object:
+        return next(answers, acknowledge(msg))
+
+    with Listener(free_port, reply=reply) as listener:  # type: ignore[arg-type]
+        notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j")
+        notifier.start()
+        notifier.put(message(1, end=True))
+        report = notifier.close(10)
+    assert report.delivered == 1
+    assert [m.last_segment for m in listener.messages] == [1, 1]

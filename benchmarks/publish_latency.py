@@ -107,6 +107,15 @@ def raw_put_times(weed: SeaweedServer, source: Path, count: int) -> list[float]:
     return times
 
 
+def warm_up(weed: SeaweedServer) -> None:
+    """SeaweedFS grows a volume for a new bucket on its first write (up to seconds): not ours to time."""
+    client = weed.client()
+    try:
+        client.put_object(Bucket=BUCKET, Key="warm-up", Body=b"x")
+    finally:
+        client.close()
+
+
 def describe(name: str, values: list[float]) -> str:
     return f"{name}: median {statistics.median(values) * 1000:.1f} ms, worst {max(values) * 1000:.1f} ms"
 
@@ -123,6 +132,7 @@ def main() -> None:
         size_kib = source.stat().st_size // 1024
         with SeaweedServer(work / "weed") as weed:
             weed.create_bucket(BUCKET)
+            warm_up(weed)
             latencies = daemon_latencies(weed, work, source, args.segments, args.interval)
             raw = raw_put_times(weed, source, args.segments)
     print(f"{args.segments} segments of {size_kib} KiB, one every {args.interval:g} s, "

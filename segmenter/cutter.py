@@ -149,18 +149,19 @@ class Cutter:
             self.pts, self.dts = pts, dts
             return
         anchor = track.last_dts if track.last_dts is not None else self._clock
+        half = wrap >> 1
         if dts is not None:
             if anchor is None:
                 dts = dts + wrap if dts < 0 else dts
-            else:
+            elif not -half <= dts - anchor < half:
                 dts = anchor + _signed_mod(dts - anchor, wrap)
-            if pts is not None:
+            if pts is not None and not -half <= pts - dts < half:
                 pts = dts + _signed_mod(pts - dts, wrap)
             self._clock = dts
         elif pts is not None:
             if anchor is None:
                 pts = pts + wrap if pts < 0 else pts
-            else:
+            elif not -half <= pts - anchor < half:
                 pts = anchor + _signed_mod(pts - anchor, wrap)
         self.pts, self.dts = pts, dts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,48 @@ log = logging.getLogger("segmenter")
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.
 MAX_READ_ERRORS_IN_A_ROW = 50
+
+# Closed segments waiting for their fsync and rename. The read loop never waits for the disk's
+# flush unless this many are behind, which only a disk slower than the stream itself causes.
+MAX_UNCOMMITTED_SEGMENTS = 4
+
+
+class _Committer:
+    """Makes closed segments durable and renames them, then queues their message: in order,
+    on its own thread, so a slow fsync does not stall reading a live pipe."""
+
+    def __init__(self, notifier: Notifier, directory_fd: int) -> None:
+        self._notifier = notifier
+        self._directory_fd = directory_fd
+        self._queue: queue.Queue[tuple[SegmentWriter, IndexMessage] | None] = queue.Queue(MAX_UNCOMMITTED_SEGMENTS)
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
+        self._thread.start()
+
+    def put(self, writer: SegmentWriter, message: IndexMessage) -> None:
+        self._raise_error()
+        self._queue.put((writer, message))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            writer, message = item
+            if self._error is not None:
+                continue
+            try:
+                writer.commit(directory_fd=self._directory_fd)
+            except OSError as error:
+                self._error = error
+                continue
+            self._notifier.put(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +204,11 @@ class _Run:
 
     def loop(self) -> None:
         directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.committer = _Committer(self.notifier, directory_fd)
         try:
-            self._read_all(directory_fd)
+            self._read_all()
             if self.writer is not None:
-                self._finish_segment(self.cutter.finish(), end=True, directory_fd=directory_fd)
+                self._finish_segment(self.cutter.finish(), end=True)
             elif not self.stop.is_set():
                 raise InputError("input ended before its first audio packet or video keyframe")
             if self.held:
@@ -174,9 +218,12 @@ class _Run:
                 self.writer.abort()
             raise
         finally:
-            os.close(directory_fd)
+            try:
+                self.committer.close()
+            finally:
+                os.close(directory_fd)
 
-    def _read_all(self, directory_fd: int) -> None:
+    def _read_all(self) -> None:
         errors_in_a_row = 0
         feed = self.cutter.feed
         cutter = self.cutter
@@ -203,7 +250,7 @@ class _Run:
                     if action is write:
                         self._write(index, packet)
                     elif action is cut:
-                        self._cut(index, packet, directory_fd)
+                        self._cut(index, packet)
                     elif action is drop:
                         self._drop(index, cutter.dropped_reason)
                     else:
@@ -243,9 +290,9 @@ class _Run:
         )
         self._write(index, packet)
 
-    def _cut(self, index: int, packet: av.Packet, directory_fd: int) -> None:
+    def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
-            self._finish_segment(self.cutter.finished, end=False, directory_fd=directory_fd)
+            self._finish_segment(self.cutter.finished, end=False)
         self.number += 1
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, self.number, self.streams)
         if self.cutter.discontinuity:
@@ -254,11 +301,11 @@ class _Run:
                 self._write(*self.held.popleft())
         self._write(index, packet)
 
-    def _finish_segment(self, timing: SegmentTiming | None, *, end: bool, directory_fd: int) -> None:
+    def _finish_segment(self, timing: SegmentTiming | None, *, end: bool) -> None:
         writer = self.writer
         assert writer is not None
         self.writer = None
-        size = writer.close(directory_fd=directory_fd)
+        size = writer.close()
         timing = timing or SegmentTiming(None, None, False)
         if self._segment_dropped or self._segment_corrupt:
             log.warning(
@@ -268,7 +315,7 @@ class _Run:
         self._segment_dropped = self._segment_corrupt = 0
         self._last_drop_reason = ""
         message = self._message(writer.number, timing, end=end)
-        self.notifier.put(message)
+        self.committer.put(writer, message)
         self.progress.segment(writer.name, message.duration, message.start, size, timing.discontinuity, len(self.notifier))
 
     def _message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:

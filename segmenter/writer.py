@@ -44,20 +44,22 @@ class SegmentWriter:
         self._mux(packet)
         self.packets += 1
 
-    def close(self, *, directory_fd: int | None) -> int:
-        """Finish the file, make it durable, give it its real name. Returns its size in bytes."""
+    def close(self) -> int:
+        """Finish the muxer and the file's first bytes. Returns the size in bytes; see ``commit``."""
         self._container.close()
         put_psi_first(self.temp_path)
+        return self.temp_path.stat().st_size
+
+    def commit(self, *, directory_fd: int | None) -> None:
+        """Make the closed file durable and give it its real name (a few ms: off the read loop)."""
         fd = os.open(self.temp_path, os.O_RDONLY)
         try:
             os.fsync(fd)
-            size = os.fstat(fd).st_size
         finally:
             os.close(fd)
         os.replace(self.temp_path, self.path)
         if directory_fd is not None:
             os.fsync(directory_fd)  # the rename itself survives a crash
-        return size
 
     def abort(self) -> None:
         try:

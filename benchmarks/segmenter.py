@@ -1,0 +1,153 @@
+"""hls-segment vs ffmpeg's own HLS muxer on the same 600-s 720p file.
+
+    python benchmarks/segmenter.py [--runs 5] [--seconds 600]
+
+Makes (once, cached in benchmarks/.cache/) a 1280x720 2 Mbit/s H.264 + AAC MPEG-TS with Debian's
+ffmpeg, then times, alternating, `hls-segment IN 10 ...` (with a trivial acknowledging listener
+on its port) and `ffmpeg -i IN -c copy -f hls -hls_time 10`. Prints the median wall and CPU
+seconds, the ratios ffmpeg/ours, and the peak RSS of each (from wait4's rusage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from protocol import Ack, IndexMessage, MessageDecoder, NEED_DATA, CLOSED, encode_reply  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    wall_s: float
+    cpu_s: float
+    max_rss_kib: int
+
+
+def make_source(seconds: int) -> Path:
+    path = CACHE / f"source-720p-2M-{seconds}s.ts"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".part")
+    print(f"making {path.name} (once) ...", flush=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
+            "-vf", "noise=alls=12:allf=t",  # real-looking entropy, so the bitrate is what we ask
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "4M",
+            "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(temp),
+        ],
+        check=True,
+    )
+    temp.rename(path)
+    return path
+
+
+class AckListener:
+    """Replies OK n to every message, like a daemon with an instant disk."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.messages = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        decoder = MessageDecoder()
+        with conn:
+            while data := conn.recv(65536):
+                decoder.receive_data(data)
+                while (event := decoder.next_event()) not in (NEED_DATA, CLOSED):
+                    if isinstance(event, IndexMessage):
+                        self.messages += 1
+                        conn.sendall(encode_reply(Ack(event.last_segment)))
+
+
+def timed(args: list[str]) -> Sample:
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({process.returncode}): {stderr}")
+    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=600)
+    options = parser.parse_args()
+    source = make_source(options.seconds)
+    listener = AckListener()
+    ours: list[Sample] = []
+    theirs: list[Sample] = []
+    with tempfile.TemporaryDirectory(prefix="hls-bench-") as scratch:
+        def run_ours() -> Sample:
+            out = Path(scratch) / "ours"
+            shutil.rmtree(out, ignore_errors=True)
+            return timed([
+                sys.executable, "-m", "segmenter", str(source), "10", str(out), "bench", "bench.m3u8",
+                "http://cdn.example.net/bench/", "benchbucket", "bench",
+                "--uploader", f"127.0.0.1:{listener.port}", "--quiet",
+            ])
+
+        def run_ffmpeg() -> Sample:
+            out = Path(scratch) / "ffmpeg"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            return timed([
+                "ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy", "-f", "hls",
+                "-hls_time", "10", "-hls_list_size", "0", str(out / "bench.m3u8"),
+            ])
+
+        for run in range(options.runs):
+            pair = (run_ours, run_ffmpeg) if run % 2 == 0 else (run_ffmpeg, run_ours)
+            for job in pair:
+                (ours if job is run_ours else theirs).append(job())
+    size_mb = source.stat().st_size / 1e6
+
+    def median(samples: list[Sample], attribute: str) -> float:
+        return statistics.median(getattr(s, attribute) for s in samples)
+
+    print(f"\ninput: {source.name}, {size_mb:.0f} MB, {options.runs} runs each, alternating")
+    print(f"{'':12}{'wall s':>10}{'CPU s':>10}{'peak RSS MiB':>15}")
+    for name, samples in (("hls-segment", ours), ("ffmpeg hls", theirs)):
+        rss = max(s.max_rss_kib for s in samples) / 1024
+        print(f"{name:12}{median(samples, 'wall_s'):10.3f}{median(samples, 'cpu_s'):10.3f}{rss:15.1f}")
+    print(
+        f"ratio ffmpeg/ours: wall {median(theirs, 'wall_s') / median(ours, 'wall_s'):.2f}, "
+        f"CPU {median(theirs, 'cpu_s') / median(ours, 'cpu_s'):.2f} (goal >= 1.0)"
+    )
+
+
+if __name__ == "__main__":
+    main()

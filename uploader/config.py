@@ -117,7 +117,7 @@ class UploaderConfig:
         ):
             if not value.isascii() or not value.isprintable():
                 raise ConfigError(f"{option} must be printable ASCII")
-        self.store_root  # validates the store spec
+        _ = self.store_root  # raises ConfigError for a bad --store
 
     @property
     def store_root(self) -> Path | None:

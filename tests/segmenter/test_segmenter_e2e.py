@@ -149,6 +149,7 @@ def test_every_audio_and_video_stream_is_copied(tmp_path: Path, media: MediaCach
         assert probe(path).kinds == ("video", "audio", "audio")
 
 
+@pytest.mark.slow
 def test_daemon_down_for_10_s_then_started(tmp_path: Path, media: MediaCache, free_port: int) -> None:
     source = media.ts(seconds=60, gop_seconds=2, fps=FPS)
     with open(source, "rb") as stdin:

@@ -52,6 +52,7 @@ def run(
     drain_timeout: Annotated[float | None, typer.Option(envvar=_env("drain_timeout"), metavar="SECONDS", help="On SIGTERM, how long running uploads may finish, seconds [10].")] = None,
     log_level: Annotated[str | None, typer.Option(envvar=_env("log_level"), metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR [INFO].")] = None,
     port_file: Annotated[Path | None, typer.Option(envvar=_env("port_file"), metavar="PATH", help="Write the port actually listened on to this file.")] = None,
+    player_page: Annotated[bool | None, typer.Option("--player-page/--no-player-page", envvar=_env("player_page"), help="Upload a player page (index.html + hls.js) beside each stream's playlist [off].")] = None,
     config: Annotated[Path | None, typer.Option(envvar=_env("config"), metavar="FILE", help=f"TOML file with a [{SECTION}] table of these settings.")] = None,
 ) -> None:
     """Run the upload daemon in the foreground."""
@@ -73,6 +74,7 @@ def run(
         "drain_timeout": drain_timeout,
         "log_level": log_level,
         "port_file": port_file,
+        "player_page": player_page,
     }
     try:
         settings = load_settings(given, config)

@@ -71,6 +71,7 @@ DEFAULTS: Mapping[str, Any] = {
     "drain_timeout": 10.0,
     "log_level": "INFO",
     "port_file": None,
+    "player_page": False,
 }
 
 
@@ -94,6 +95,7 @@ class UploaderConfig:
     drain_timeout_s: float
     log_level: str
     port_file: Path | None
+    player_page: bool  # upload index.html and hls.js beside each stream's playlist
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= MAX_WINDOW:
@@ -154,6 +156,7 @@ class UploaderConfig:
                 drain_timeout_s=_as_float("drain_timeout", settings["drain_timeout"]),
                 log_level=str(settings["log_level"]).upper(),
                 port_file=Path(settings["port_file"]).absolute() if settings["port_file"] else None,
+                player_page=_as_bool("player_page", settings["player_page"]),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
@@ -187,6 +190,12 @@ def _as_float(name: str, value: object) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"{_option(name)} must be a number of seconds, not {value!r}") from None
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_option(name)} must be true or false, not {value!r}")
+    return value
 
 
 def _as_playlist_type(value: object) -> PlaylistType:

@@ -13,6 +13,8 @@ PAGE_NAME = "index.html"
 SCRIPT_NAME = "hls.light.min.js"
 PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
 SCRIPT_CONTENT_TYPE = "text/javascript"
+# The script's name does not change with its version, so it is cached for a day, not for ever.
+SCRIPT_CACHE_CONTROL = "max-age=86400"
 
 _PAGE = """<!doctype html>
 <html lang="en">

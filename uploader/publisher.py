@@ -19,8 +19,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from protocol import IndexMessage
+
 from .config import PlaylistType, UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
+from .player import (
+    PAGE_CONTENT_TYPE,
+    PAGE_NAME,
+    SCRIPT_CACHE_CONTROL,
+    SCRIPT_CONTENT_TYPE,
+    SCRIPT_NAME,
+    player_script,
+    render_player_page,
+)
 from .playlist import PlaylistOptions, media_playlist, should_publish
 from .spool import QueuedItem, Spool, SpoolError, SpoolThread, StreamKey
 from .stores import (
@@ -77,6 +88,7 @@ class Publisher:
         # One thread per possible in-flight PUT: the semaphore never lets work queue here.
         self._io = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="put")
         self._workers: dict[StreamKey, asyncio.Task[None]] = {}
+        self._pages: set[tuple[str, str]] = set()  # (bucket, key_prefix) with a player page this run
         self._woken: set[StreamKey] = set()
         self._stopping = False
         self._running_lock = threading.Lock()
@@ -215,6 +227,8 @@ class Publisher:
                 await self._put_playlist(label, item, new_state)
             except PermanentStoreError as error:
                 return await self._fail(label, item, state, f"playlist: {error}")
+            if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
+                await self._put_player_page(label, message)
         await self._spool.call(Spool.complete, self._spool.spool, item, new_state)
         listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
         log.info(
@@ -249,6 +263,20 @@ class Publisher:
         message = item.message
         await self._put(label, message.index, message.bucket, message.playlist_key, text.encode("ascii"),
                         PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
+
+    async def _put_player_page(self, label: str, message: IndexMessage) -> None:
+        """index.html and hls.js beside the first stream that publishes under a key prefix."""
+        self._pages.add((message.bucket, message.key_prefix))
+        page = render_player_page(message.index, title=label).encode("utf-8")
+        try:
+            await self._put(label, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME), player_script(),
+                            SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
+            await self._put(label, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
+                            PAGE_CONTENT_TYPE, self._config.cache_control_playlist)
+        except PermanentStoreError as error:
+            log.error("stream %s: player page failed permanently: %s", label, error)
+            return
+        log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
 
     async def _put(
         self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str

@@ -277,3 +277,21 @@ def test_file_store(start_uploader: StartUploader, segments_dir: Path, segment_s
     playlist = root / "bucket/live/one/index.m3u8"
     wait_for(lambda: playlist.exists() and playlist.read_text().endswith("#EXT-X-ENDLIST\n"))
     assert (root / "bucket/live/one/seg-00001.ts").read_bytes() == segment_source.read_bytes()
+
+
+def test_player_page_and_script_are_uploaded_beside_the_playlist(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path
+) -> None:
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--player-page")
+    place_segment(segment_source, segments_dir, "seg", 1)
+    with daemon.connect() as client:
+        assert client.send(ext_message(segments_dir, bucket, 1)) == Ack(1)
+    page_url = seaweed.object_url(bucket, "live/one/index.html")
+    page = wait_for(lambda: (r := http_get(page_url)).status == 200 and r, message="the player page")
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert '<video id="video"' in page.text and 'href="index.m3u8"' in page.text
+    assert '<script src="hls.light.min.js">' in page.text
+    script = http_get(seaweed.object_url(bucket, "live/one/hls.light.min.js"))
+    assert script.status == 200 and script.headers["Content-Type"] == "text/javascript"
+    assert b"isSupported" in script.body and len(script.body) > 100_000
+    assert http_get(seaweed.object_url(bucket, "live/one/index.m3u8")).status == 200

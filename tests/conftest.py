@@ -1,0 +1,98 @@
+"""Fixtures every test may use: a real SeaweedFS, fresh buckets, test media, free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.support import net
+from tests.support.media import MediaCache
+from tests.support.seaweed import SeaweedServer, bucket_name
+
+# Written to AWS_CONFIG_FILE so that boto3 in daemon subprocesses uses path-style
+# URLs against the loopback endpoint, as our own clients do.
+AWS_CONFIG = """\
+[default]
+region = us-east-1
+s3 =
+    addressing_style = path
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-benchmark, when installed, warns at start-up that xdist disables it;
+    # with filterwarnings = error that warning aborts every `pytest -n N` run.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Benchmarks are automatically disabled because xdist plugin is active"
+    )
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS per pytest process (each xdist worker has its own).
+
+    For the rest of the session the environment points boto3 at it, so daemon
+    subprocesses that tests start find it without extra options. A test that
+    stops this server must start it again; fault tests that kill S3 are better
+    off with their own `SeaweedServer(tmp_path)`.
+    """
+    base = tmp_path_factory.mktemp("seaweed")
+    aws_config = base / "aws-config"
+    aws_config.write_text(AWS_CONFIG)
+    with SeaweedServer(base) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        env.setenv("AWS_ACCESS_KEY_ID", "test")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_CONFIG_FILE", str(aws_config))
+        # Keep a developer's own AWS setup (profiles, tokens, ~/.aws) out of the tests.
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(base / "no-aws-credentials"))
+        env.delenv("AWS_PROFILE", raising=False)
+        env.delenv("AWS_SESSION_TOKEN", raising=False)
+        # Never wait for an EC2 metadata service when a test removes credentials.
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3(seaweed: SeaweedServer) -> Iterator[BaseClient]:
+    """A boto3 S3 client for the session's SeaweedFS."""
+    client = seaweed.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bucket(request: pytest.FixtureRequest, seaweed: SeaweedServer, s3: BaseClient) -> Iterator[str]:
+    """A new, empty bucket named after the test; deleted afterwards with its objects."""
+    name = bucket_name(request.node.name)
+    s3.create_bucket(Bucket=name)
+    yield name
+    # Every bucket holds a SeaweedFS volume, and their number is capped by free disk.
+    # A test that left S3 stopped must not also fail in teardown, hence best effort.
+    if seaweed.running:
+        try:
+            s3.delete_bucket(Bucket=name)  # weed deletes non-empty buckets too
+        except (BotoCoreError, ClientError):
+            pass
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def media(media_dir: Path) -> MediaCache:
+    """Test clips made once per session: media.ts(seconds=6), media.wrapping_ts(), ..."""
+    return MediaCache(media_dir)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    return net.free_port()

@@ -123,10 +123,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until stopped)")
     parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--gop-seconds", type=float, default=2.0, help="keyframe interval")
     parser.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
     args = parser.parse_args()
     width, height = (int(part) for part in args.size.split("x"))
-    run(sys.stdout.buffer, seconds=args.seconds, width=width, height=height, fps=args.fps, realtime=not args.fast)
+    run(sys.stdout.buffer, seconds=args.seconds, width=width, height=height, fps=args.fps,
+        gop_seconds=args.gop_seconds, realtime=not args.fast)
 
 
 if __name__ == "__main__":

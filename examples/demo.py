@@ -1,0 +1,172 @@
+"""The live demo: a test source, hls-segment and hls-uploadd publishing to an embedded S3.
+
+    ./dev demo                  # until Ctrl-C
+    ./dev demo --seconds 60     # or for a minute
+
+It starts SeaweedFS on loopback (data under .demo/), creates the bucket ``live``, runs the upload
+daemon, and pipes a live test source (ffmpeg's testsrc2 + sine when ffmpeg is installed, else
+frames and a tone made with PyAV) into the segmenter. It prints the playlist URL and a player
+page URL. Ctrl-C ends the stream cleanly: the source stops, the segmenter finishes its segment
+and sends END, the daemon publishes the ENDLIST and drains, then everything it started stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from uploader.embedded_s3 import EmbeddedS3
+
+BUCKET = "live"
+KEY_PREFIX = "demo"
+PLAYLIST = "stream.m3u8"
+SEGMENT_PREFIX = "demo"
+# What the segmenter and daemon may take to wind down after the source stops.
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def bin_path(name: str) -> str:
+    """A console script of this installation (the venv's, not whatever is on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def source_command(segment_seconds: float, kind: str) -> tuple[list[str], str]:
+    gop = round(segment_seconds * 25)
+    if kind == "ffmpeg" or (kind == "auto" and shutil.which("ffmpeg")):
+        return [
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "800k",
+            "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
+        ], "ffmpeg testsrc2 + sine"
+    return [sys.executable, "-m", "examples.live_source", "--gop-seconds", str(segment_seconds)], "PyAV test pattern + tone"
+
+
+def wait_for_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urlopen(url, timeout=2) as response:
+                if response.status == 200 and b"#EXTINF" in response.read():
+                    return True
+        except (URLError, OSError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def wait_port_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"hls-uploadd exited with code {process.returncode}; see its log above")
+        text = path.read_text().strip() if path.exists() else ""
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    raise SystemExit("hls-uploadd did not start listening in time")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kind: str) -> int:
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh stream every run
+    segments = workdir / "segments"
+    segments.mkdir(parents=True)
+    started = time.monotonic()
+    print("starting the embedded S3 (SeaweedFS) ...", flush=True)
+    s3 = EmbeddedS3(workdir / "s3")
+    s3.start()
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        s3.create_bucket(BUCKET)
+        env = {**os.environ, **s3.client_environment()}
+        port_file = workdir / "uploadd.port"
+        # Own process groups: Ctrl-C reaches only this script, which stops the others in order.
+        daemon = subprocess.Popen(
+            [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+             "--spool-dir", str(workdir / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
+             "--endpoint-url", s3.endpoint_url, "--player-page"],
+            env=env, start_new_session=True,
+        )
+        children.append(daemon)
+        port = wait_port_file(port_file, daemon, 30)
+        command, description = source_command(segment_seconds, source_kind)
+        source = subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True)
+        children.append(source)
+        segmenter = subprocess.Popen(
+            [bin_path("hls-segment"), "-", str(segment_seconds), str(segments), SEGMENT_PREFIX, PLAYLIST, "",
+             BUCKET, KEY_PREFIX, "--uploader", f"127.0.0.1:{port}"],
+            stdin=source.stdout, env=env, start_new_session=True,
+        )
+        children.append(segmenter)
+        assert source.stdout is not None
+        source.stdout.close()  # the segmenter owns the pipe now
+
+        playlist_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}")
+        page_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
+        print(f"source: {description}, {segment_seconds:g}-s segments", flush=True)
+        if not wait_for_http(playlist_url, 60):
+            print("no playlist after 60 s; see the logs above", file=sys.stderr)
+            return 1
+        print(
+            f"\nlive after {time.monotonic() - started:.1f} s\n"
+            f"  playlist: {playlist_url}\n"
+            f"  player:   {page_url}\n"
+            f"  ffplay {playlist_url}\n"
+            f"Ctrl-C ends the stream.\n",
+            flush=True,
+        )
+        interrupted = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+        signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not interrupted.is_set() and segmenter.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            interrupted.wait(0.5)
+        print("ending the stream ...", flush=True)
+        stop(source, signal.SIGINT, 10)  # EOF on the segmenter's stdin: it ends the stream
+        segmenter_code = segmenter.wait(SHUTDOWN_TIMEOUT_S)
+        stop(daemon, signal.SIGTERM, SHUTDOWN_TIMEOUT_S)  # drains, then exits
+        print(f"stream ended (segmenter exit {segmenter_code}); final playlist: {playlist_url}", flush=True)
+        return 0 if segmenter_code == 0 else 1
+    finally:
+        for child in reversed(children):
+            stop(child, signal.SIGTERM, 10)
+        s3.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Live HLS demo on an embedded S3.")
+    parser.add_argument("--seconds", type=float, default=None, help="end the stream after this long")
+    parser.add_argument("--segment-seconds", type=float, default=2.0, help="target segment duration")
+    parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where data and segments go")
+    parser.add_argument("--source", choices=("auto", "ffmpeg", "pyav"), default="auto",
+                        help="test source: ffmpeg when installed (auto), or PyAV alone")
+    args = parser.parse_args()
+    sys.exit(run(args.workdir.absolute(), args.seconds, args.segment_seconds, args.source))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""End to end with real peers.
+
+ffmpeg encodes a live test source in real time, hls-segment cuts it into 2-s segments, hls-uploadd
+publishes them to SeaweedFS, and a second ffmpeg, as a viewer, records the live playlist over
+HTTP. Meanwhile a poller reads every playlist snapshot as a player would and checks it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from tests.support.daemon import UploaderDaemon
+from tests.support.media import probe
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import http_get, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+LIVE_SECONDS = 24  # the encoder runs in real time (-re)
+SEGMENT_SECONDS = 2
+FPS = 25
+FRAME_S = 1 / FPS
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+
+
+def encoder_command(seconds: float) -> list[str]:
+    gop = SEGMENT_SECONDS * FPS
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "300k",
+        "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
+    ]
+
+
+@dataclass
+class Snapshots:
+    """What a player saw: every playlist version, and when each segment first appeared."""
+
+    texts: list[str] = field(default_factory=list)
+    first_seen: dict[str, float] = field(default_factory=dict)  # URI -> wall clock
+    durations: dict[str, float] = field(default_factory=dict)  # URI -> EXTINF
+    problems: list[str] = field(default_factory=list)
+
+
+def poll_playlist(url: str, segment_base: str, stop: threading.Event, seen: Snapshots) -> None:
+    """Read the playlist every 100 ms; check each new version and GET every segment it names."""
+    last_text = ""
+    fetched: set[str] = set()
+    while not stop.is_set():
+        response = http_get(url)
+        if response.status == 200 and response.text != last_text:
+            last_text = response.text
+            now = time.time()
+            seen.texts.append(last_text)
+            if response.headers["Content-Type"] != PLAYLIST_TYPE:
+                seen.problems.append(f"playlist Content-Type {response.headers['Content-Type']}")
+            for segment in m3u8.loads(last_text).segments:
+                seen.first_seen.setdefault(segment.uri, now)
+                seen.durations[segment.uri] = segment.duration
+                if segment.uri not in fetched:
+                    got = http_get(segment_base + segment.uri)
+                    if got.status != 200 or got.headers["Content-Type"] != "video/MP2T":
+                        seen.problems.append(f"{segment.uri} listed but GET gave {got.status}")
+                    fetched.add(segment.uri)
+            if "#EXT-X-ENDLIST" in last_text:
+                return
+        stop.wait(0.1)
+
+
+def check_rfc8216(texts: list[str]) -> None:
+    """What RFC 8216 requires across the versions of one live media playlist."""
+    assert texts, "no playlist was ever readable"
+    target = None
+    sequence_of: dict[str, int] = {}
+    previous_first = -1
+    for text in texts:
+        assert text.startswith("#EXTM3U\n")
+        playlist = m3u8.loads(text)
+        assert playlist.version == 3
+        if target is None:
+            target = playlist.target_duration
+        assert playlist.target_duration == target, "EXT-X-TARGETDURATION changed (6.2.1)"
+        assert playlist.media_sequence >= previous_first, "media sequence went backwards (6.2.2)"
+        previous_first = playlist.media_sequence
+        for position, segment in enumerate(playlist.segments):
+            assert round(segment.duration) <= target, f"{segment.uri} EXTINF over the target (4.3.3.1)"
+            number = playlist.media_sequence + position
+            assert sequence_of.setdefault(segment.uri, number) == number, f"{segment.uri} changed sequence number"
+    assert m3u8.loads(texts[-1]).is_endlist
+
+
+def segmenter_close_times(log: str) -> dict[str, float]:
+    """When hls-segment logged each finished segment (its log lines carry local wall-clock times)."""
+    times = {}
+    for match in re.finditer(r"^(\S+ \S+) INFO segmenter: segment (\S+\.ts):", log, re.MULTILINE):
+        times[match.group(2)] = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return times
+
+
+def video_frame_times(path: Path) -> list[float]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return sorted(float(line.split(",")[0]) for line in out.split() if line.strip() and line != "N/A")
+
+
+@pytest.mark.slow
+def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> None:
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments)]).start()
+    playlist_url = seaweed.object_url(bucket, "e2e/live.m3u8")
+    segment_base = seaweed.object_url(bucket, "e2e/")
+    segmenter_log = tmp_path / "segmenter.log"
+    viewer_log = tmp_path / "viewer.log"
+    recording = tmp_path / "recording.ts"
+    seen = Snapshots()
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_playlist, args=(playlist_url, segment_base, stop, seen), daemon=True)
+    encoder = subprocess.Popen(encoder_command(LIVE_SECONDS), stdout=subprocess.PIPE)
+    viewer = None
+    try:
+        with open(segmenter_log, "wb") as log:
+            segmenter = subprocess.Popen(
+                [sys.executable, "-m", "segmenter", "-", str(SEGMENT_SECONDS), str(segments), "seg", "live.m3u8",
+                 "", bucket, "e2e", "--uploader", f"127.0.0.1:{daemon.port}"],
+                stdin=encoder.stdout, stderr=log,
+            )
+        assert encoder.stdout is not None
+        encoder.stdout.close()
+        poller.start()
+        wait_for(lambda: seen.texts, timeout=30, message="the first live playlist")
+        # The viewer joins the live stream at the first listed segment and records until ENDLIST.
+        with open(viewer_log, "wb") as log:
+            viewer = subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-live_start_index", "0",
+                 "-i", playlist_url, "-c", "copy", "-f", "mpegts", str(recording)],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        assert segmenter.wait(LIVE_SECONDS + 60) == 0, segmenter_log.read_text()
+        assert encoder.wait(10) == 0
+        assert viewer.wait(60) == 0, viewer_log.read_text()
+        poller.join(30)
+    finally:
+        stop.set()
+        for process in (encoder, viewer):
+            if process is not None and process.poll() is None:
+                process.kill()
+        daemon.kill()
+
+    assert not seen.problems, seen.problems
+    check_rfc8216(seen.texts)
+    assert "Traceback" not in daemon.log(all_runs=True)
+
+    # The viewer covered every segment from the one it joined at to the end, with no gap.
+    opened = re.findall(r"Opening '[^']*/(seg-\d+\.ts)' for reading", viewer_log.read_text())
+    assert opened, viewer_log.read_text()
+    numbers = [int(name[4:-3]) for name in opened]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), f"viewer skipped segments: {numbers}"
+    assert f"seg-{numbers[-1]:05d}.ts" == sorted(seen.durations)[-1], "viewer stopped before the last segment"
+    covered_s = sum(seen.durations[name] for name in opened)
+    frames = video_frame_times(recording)
+    steps = [later - earlier for earlier, later in zip(frames, frames[1:])]
+    assert max(steps) < 1.5 * FRAME_S, f"a gap of {max(steps):.3f} s in the recording"
+    recorded_s = frames[-1] - frames[0] + FRAME_S
+    assert abs(recorded_s - covered_s) <= FRAME_S * len(opened), (recorded_s, covered_s)
+    decode = subprocess.run(["ffmpeg", "-v", "error", "-i", str(recording), "-f", "null", "-"],
+                            capture_output=True, text=True)
+    assert decode.returncode == 0 and decode.stderr == "", decode.stderr
+    assert probe(recording).kinds == ("video", "audio")
+
+    # Segment closed -> visible to a viewer (reported, not asserted: shared machines are noisy).
+    closed = segmenter_close_times(segmenter_log.read_text())
+    delays = [seen.first_seen[name] - closed[name] for name in seen.first_seen if name in closed]
+    print(f"\nend-to-end delay, segment closed -> in the playlist a viewer reads: "
+          f"median {statistics.median(delays) * 1000:.0f} ms, worst {max(delays) * 1000:.0f} ms "
+          f"over {len(delays)} segments")
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """Command lines of live processes whose environment carries ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path) -> None:
+    marker = f"HLS_DEMO_TEST_RUN={uuid.uuid4().hex}"
+    workdir = tmp_path / "demo"
+    # README's command when the suite runs in the venv ./dev made; the same program otherwise.
+    in_dev_venv = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
+    command = ["./dev", "demo"] if in_dev_venv else [sys.executable, "-m", "examples.demo"]
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    for name in [name for name in env if name.startswith("AWS_")]:
+        del env[name]  # the demo brings its own S3
+    demo = subprocess.Popen(
+        [*command, "--workdir", str(workdir)], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(line.decode() for line in demo.stdout), daemon=True)
+    reader.start()
+    try:
+        started = time.monotonic()
+        url_line = wait_for(lambda: next((line for line in output if "playlist: http" in line), None),
+                            timeout=120, message="the demo's playlist URL")
+        time_to_live = time.monotonic() - started
+        playlist_url = url_line.split("playlist:")[1].strip()
+        page_url = next(line for line in output if "player:" in line).split("player:")[1].strip()
+        live = m3u8.loads(http_get(playlist_url).text)
+        assert live.segments and not live.is_endlist and live.target_duration == 2
+        page = http_get(page_url)
+        assert page.status == 200 and "stream.m3u8" in page.text
+        newest = live.media_sequence + len(live.segments) - 1
+        wait_for(lambda: m3u8.loads(http_get(playlist_url).text).media_sequence > newest, timeout=30,
+                 message="the live window to move on past the first segments seen")
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(60) == 0, "".join(output)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        reader.join(5)
+        demo.stdout.close()
+    print(f"\ndemo: first playable playlist {time_to_live:.1f} s after the command started")
+    text = "".join(output)
+    assert "stream ended (segmenter exit 0)" in text, text
+    assert re.search(r"segment demo-\d+\.ts published .*\(stream ended\)", text), "no ENDLIST published"
+    wait_for(lambda: not _processes_marked(marker), timeout=10, message="every process the demo started to exit")
+

@@ -8,7 +8,7 @@ from .decoder import CLOSED, NEED_DATA, Event, MessageDecoder, PayloadData, Payl
 from .errors import ProtocolError
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, MAX_LINE_BYTES
 from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
-from .replies import Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
+from .replies import TRY_AGAIN_PREFIX, Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
 
 __all__ = [
     "CLOSED",
@@ -27,6 +27,7 @@ __all__ = [
     "Reply",
     "ReplyDecoder",
     "Signal",
+    "TRY_AGAIN_PREFIX",
     "compute_tag",
     "encode_message",
     "encode_reply",

@@ -10,6 +10,10 @@ from .limits import MAX_LINE_BYTES, MAX_REASON_CHARS
 
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
+# An ERR whose reason starts so is about the daemon's state, not the message (spool full, too
+# many connections): the client keeps the message and sends it again later. Any other ERR is final.
+TRY_AGAIN_PREFIX = "try again: "
+
 
 def one_line(text: str) -> str:
     """``text`` made fit for a reply: printable ASCII, one line, cut to the longest reason."""
@@ -40,7 +44,17 @@ class Reject:
 
     @classmethod
     def because(cls, text: str) -> Reject:
+        """A final refusal: the message itself is at fault."""
         return cls(one_line(text) or "refused")
+
+    @classmethod
+    def try_again(cls, text: str) -> Reject:
+        """The daemon cannot take the message just now; the client should send it again later."""
+        return cls(one_line(TRY_AGAIN_PREFIX + text))
+
+    @property
+    def is_transient(self) -> bool:
+        return self.reason.startswith(TRY_AGAIN_PREFIX)
 
 
 Reply = Ack | Reject

@@ -41,17 +41,6 @@ WAKE_UP_S = 0.25
 FIRST_RETRY_S = 0.2
 MAX_RETRY_S = 5.0
 
-# An ERR is final (the daemon refused the message for cause: a bad field, a path it does not
-# allow) unless its reason says the daemon could not take it just now, then it is retried like
-# a connection failure. The daemon phrases such reasons with one of these words.
-TRANSIENT_REASON_WORDS = ("busy", "full", "try again", "retry", "temporar", "unavailable", "shutting down", "overload")
-
-
-def is_transient(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(word in lowered for word in TRANSIENT_REASON_WORDS)
-
-
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
     REFUSED = "refused"  # final ERR: dropped from the queue, reported at exit
@@ -326,7 +315,9 @@ class Notifier:
                 raise ProtocolError(f"daemon acknowledged segment {reply.last_segment}, not {message.last_segment}")
             log.debug("daemon at %s has segment %d of %s", self.peer, message.last_segment, message.index)
             return Outcome.DELIVERED
-        if is_transient(reply.reason):
+        # An ERR is final (a bad field, a path the daemon does not allow) unless the daemon says
+        # "try again: ..." (spool full, too many connections): then it is retried like a lost connection.
+        if reply.is_transient:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning("daemon at %s cannot take segment %d just now: %s; retrying",

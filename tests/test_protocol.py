@@ -316,6 +316,13 @@ def test_reject_reasons_are_made_one_printable_line() -> None:
         Reject("two\nlines")
 
 
+def test_try_again_marks_a_transient_refusal() -> None:
+    busy = Reject.try_again("spool full")
+    assert encode_reply(busy) == b"ERR try again: spool full\n"
+    assert parse_reply(encode_reply(busy)).is_transient
+    assert not Reject.because("bucket 'x' is not allowed").is_transient
+
+
 def test_reply_decoder_splits_a_stream_of_replies() -> None:
     decoder = ReplyDecoder()
     decoder.receive_data(b"OK 1\nOK 2\nER")

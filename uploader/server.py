@@ -100,7 +100,7 @@ class UploadServer:
         try:
             if len(self._connections) >= self._limits.max_connections:
                 log.warning("peer %s refused: %d connections open", peer, len(self._connections))
-                await self._reply(writer, Reject.because("too many connections, try again later"))
+                await self._reply(writer, Reject.try_again("too many connections"))
                 return
             self._connections.add(task)
             await self._serve(peer, reader, writer)
@@ -172,7 +172,7 @@ class UploadServer:
             queued = await self._spool.call(Spool.enqueue, self._spool.spool, message)
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
-            return Reject.because(f"daemon cannot queue the message: {error}")
+            return Reject.try_again(f"daemon cannot queue the message: {error}")
         if queued is Queued.NEW:
             log.info("peer %s stream %s segment %s queued%s", peer, label, segment, " (end)" if message.end else "")
             self._publisher.notify(message.stream_id)

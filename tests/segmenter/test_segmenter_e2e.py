@@ -217,7 +217,7 @@ def test_refused_and_transient_replies(tmp_path: Path, media: MediaCache, free_p
     def reply(message: IndexMessage) -> Reject | None:
         if message.last_segment == 1 and busy["left"]:
             busy["left"] -= 1
-            return Reject("spool full, try again")
+            return Reject.try_again("spool full")
         if message.last_segment == 2:
             return Reject("output_directory is not allowed")
         return acknowledge(message)  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from protocol.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import OPTION_DEFAULTS, SegmenterConfig, message_directory, parse_segment_seconds
-from segmenter.notifier import Notifier, is_transient
+from segmenter.notifier import Notifier
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
 
@@ -135,12 +135,6 @@ def test_numbering_helpers(tmp_path: Path) -> None:
 
 def message(n: int, *, end: bool = False) -> IndexMessage:
     return IndexMessage("s.m3u8", "/tmp", 6, "sample", "", 1, n, end, "mybucket", "s1", duration=6.0)
-
-
-def test_transient_reasons() -> None:
-    assert is_transient("spool full")
-    assert is_transient("busy, try again")
-    assert not is_transient("output_directory is not allowed")
 
 
 def test_notifier_spills_to_the_journal_and_keeps_order(tmp_path: Path, free_port: int) -> None:

@@ -1,27 +1,12 @@
-"""Free loopback TCP ports for servers that tests start."""
+"""Free loopback TCP ports for servers that tests start (the embedded S3 picks its own the same way)."""
 
 from __future__ import annotations
 
 import socket
-from contextlib import ExitStack
 
-LOOPBACK = "127.0.0.1"
+from uploader.embedded_s3 import LOOPBACK, free_ports
 
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free a moment ago.
-
-    All sockets stay bound until every port is chosen, so the kernel cannot
-    hand out the same port twice. Another process may still take one before the
-    caller binds it; callers that start servers retry with new ports.
-    """
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(sock.getsockname()[1])
-        return ports
+__all__ = ["LOOPBACK", "free_port", "free_ports", "port_is_listening"]
 
 
 def free_port() -> int:

@@ -1,0 +1,188 @@
+"""Deployment files: docker-compose.yml, the Dockerfile, the systemd unit and its TOML config.
+
+The compose checks need the docker client with its compose plugin (not the engine: `docker
+compose config` only reads files); without it they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol.settings import merge_settings, parse_toml
+from uploader.config import DEFAULTS, ENV_PREFIX, SECTION, UploaderConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+UNIT = ROOT / "deploy" / "hls-uploadd.service"
+TOML = ROOT / "deploy" / "uploadd.toml"
+SERVICES = {"s3", "createbucket", "uploadd", "encoder"}
+
+
+def _compose_command() -> list[str] | None:
+    """`docker compose` (the plugin), else a standalone Compose v2 `docker-compose`."""
+    candidates = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for command in candidates:
+        try:
+            done = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        major = done.stdout.strip().lstrip("v").split(".")[0]
+        if done.returncode == 0 and major.isdigit() and int(major) >= 2:  # v1 lacks `config --format`
+            return command
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose() -> list[str]:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker client with the compose plugin (docker compose v2) on this machine")
+    return [*command, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def compose_config(compose: list[str]) -> dict[str, Any]:
+    done = _run([*compose, "config", "--format", "json"])
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_compose_config_is_valid(compose: list[str]) -> None:
+    done = _run([*compose, "config", "-q"])
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_services_volumes_and_port(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    assert set(services) == SERVICES
+    assert "segments" in compose_config["volumes"]
+    for name in ("uploadd", "encoder"):
+        mounts = {(m["type"], m["source"], m["target"]) for m in services[name].get("volumes", [])}
+        assert ("volume", "segments", "/segments") in mounts, name
+    ports = services["s3"]["ports"]
+    assert any(
+        p.get("host_ip") == "127.0.0.1" and str(p.get("published")) == "8333" and p["target"] == 8333 for p in ports
+    ), ports
+    assert services["s3"]["image"].startswith("chrislusf/seaweedfs")
+
+
+def test_compose_wiring(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    # SeaweedFS turns AWS_* credentials in its own environment into an admin identity.
+    assert not any(key.startswith("AWS_") for key in services["s3"].get("environment") or {})
+    uploadd = " ".join(services["uploadd"]["command"])
+    for expected in ("--listen=0.0.0.0:10234", "--allow-dir=/segments", "--bucket=live",
+                     "--endpoint-url=http://s3:8333", "--player-page"):
+        assert expected in uploadd
+    assert services["uploadd"]["environment"]["AWS_ACCESS_KEY_ID"]
+    encoder = " ".join(services["encoder"]["command"])
+    assert "hls-segment - 2 /segments demo stream.m3u8 \"\" live demo --uploader uploadd:10234" in encoder
+    assert services["uploadd"]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
+    for name in ("createbucket", "uploadd", "encoder"):
+        assert services[name]["build"]["context"] == str(ROOT)
+
+
+def _option_names(words: list[str]) -> set[str]:
+    return {word[2:].split("=", 1)[0] for word in words if word.startswith("--")}
+
+
+def test_compose_uploadd_options_exist() -> None:
+    """Without docker: every option the compose file gives hls-uploadd is one it has."""
+    text = COMPOSE_FILE.read_text()
+    block = re.search(r"^  uploadd:\n(.*?)^  \w", text, flags=re.M | re.S)
+    assert block, "no uploadd service"
+    options = _option_names(re.findall(r"^\s+- (--[\w-]+(?:=\S+)?)$", block.group(1), flags=re.M))
+    assert options >= {"listen", "allow-dir", "bucket", "endpoint-url", "player-page"}
+    known = {key.replace("_", "-") for key in DEFAULTS} | {"config"}
+    assert options <= known, options - known
+
+
+def test_dockerfile_basics() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.M)
+    assert "ffmpeg" in text and re.search(r"pip install \S+", text)
+    assert re.search(r"^USER (?!root\b|0\b)\S+", text, flags=re.M), "the image must not run as root"
+    assert re.search(r'^CMD \["hls-uploadd"', text, flags=re.M)
+    for variable in re.findall(rf"\b{ENV_PREFIX}(\w+)=", text):
+        assert variable.lower() in DEFAULTS, variable
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".demo", "benchmarks/.cache", ".git"} <= set(ignored)
+
+
+def _unit_sections() -> dict[str, dict[str, list[str]]]:
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        assert current is not None and "=" in line, line
+        key, value = line.split("=", 1)
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def test_systemd_unit_shape() -> None:
+    sections = _unit_sections()
+    assert {"Unit", "Service", "Install"} <= set(sections)
+    service = sections["Service"]
+    (exec_start,) = service["ExecStart"]
+    words = exec_start.split()
+    assert words[0].startswith("/") and Path(words[0]).name == "hls-uploadd"
+    assert words[words.index("--config") + 1] == "/etc/hls-uploadd/uploadd.toml"
+    assert service["StateDirectory"] == ["hls-uploadd"]  # the spool: $STATE_DIRECTORY
+    assert service.get("KillSignal", ["SIGTERM"]) == ["SIGTERM"]
+    assert "2" in " ".join(service.get("RestartPreventExitStatus", [])).split()  # configuration error
+    assert sections["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """`systemd-analyze verify` (offline) with ExecStart pointed at an executable that exists here."""
+    stand_in = tmp_path / "hls-uploadd"
+    stand_in.write_text("#!/bin/sh\nexit 0\n")
+    stand_in.chmod(0o755)
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={stand_in}", UNIT.read_text(), flags=re.M)
+    unit = tmp_path / UNIT.name
+    unit.write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    problems = [line for line in output.splitlines() if unit.name in line]
+    assert not problems, "\n".join(problems)
+
+
+def test_uploadd_toml_is_a_valid_config(tmp_path: Path) -> None:
+    """Every key is a known setting of the right type; allow_dir checked for shape, then swapped for a real dir."""
+    from_file = parse_toml(TOML.read_text(), source=str(TOML), section=SECTION)
+    assert from_file, "the [uploadd] table is empty"
+    settings = merge_settings({}, from_file, DEFAULTS, source=str(TOML))  # unknown keys raise
+    assert all(Path(path).is_absolute() for path in settings["allow_dir"])
+    config = UploaderConfig.from_settings({**settings, "allow_dir": [str(tmp_path)]})
+    assert config.listen_host == "127.0.0.1"
+    assert config.buckets
+
+
+def test_uploadd_toml_commented_keys_are_known() -> None:
+    """Keys shown commented out (`# region = ...`) are settings too, so uncommenting one works."""
+    commented = re.findall(r"^#\s*([a-z_]+)\s*=", TOML.read_text(), flags=re.M)
+    assert set(commented) <= set(DEFAULTS), set(commented) - set(DEFAULTS)

@@ -146,7 +146,7 @@ class Segmenter:
             try:
                 description = describe(container)
                 self._log_input(description)
-                run = _Run(config, container, description, notifier, self._progress, self._stop, first, restarted)
+                run = _Run(config, container, description, notifier, self._progress, self._stop, first)
                 run.loop()
                 last, dropped = run.number, run.dropped
             finally:
@@ -183,7 +183,6 @@ class _Run:
         progress: Progress,
         stop: threading.Event,
         first: int,
-        restarted: bool,
     ) -> None:
         self.config = config
         self.container = container
@@ -194,7 +193,9 @@ class _Run:
         self.first = first
         self.number = first - 1  # last segment number used
         self.streams = [container.streams[info.index] for info in description.streams]
-        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=restarted)
+        # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
+        # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
+        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
         self.writer: SegmentWriter | None = None
         self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
         self.dropped = 0
@@ -296,7 +297,8 @@ class _Run:
         self.number += 1
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, self.number, self.streams)
         if self.cutter.discontinuity:
-            log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+            if self.number > self.first:
+                log.warning("segment %d starts a new timeline (discontinuity)", self.number)
             while self.held:
                 self._write(*self.held.popleft())
         self._write(index, packet)

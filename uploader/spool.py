@@ -151,6 +151,8 @@ class Spool:
                     epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
                 starts_epoch = end_only = False
                 number = message.last_segment
+                if row is not None and message.discontinuity and number == last_queued:
+                    return Queued.DUPLICATE  # the message that opened this epoch, re-sent
                 if row is not None and message.discontinuity:
                     starts_epoch = True
                 elif row is not None and number < last_queued and is_v1(message):

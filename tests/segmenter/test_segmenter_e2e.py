@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import av
+import m3u8
 import pytest
 
 from protocol import IndexMessage, Reject
+from tests.support.daemon import UploaderDaemon
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import (
@@ -25,6 +27,8 @@ from tests.support.segmenter_media import (
     segment_args,
     segment_files,
 )
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import http_get, wait_for
 
 FPS = 25
 FRAME_S = 1 / FPS
@@ -59,7 +63,7 @@ def test_h264_aac_60s_gop2_segment6(tmp_path: Path, media: MediaCache, free_port
     assert (first.http_prefix, first.bucket, first.key_prefix, first.first_segment) == (HTTP_PREFIX, BUCKET, KEY_PREFIX, 1)
     assert first.codecs is not None and first.codecs.startswith("avc1.64") and first.codecs.endswith(",mp4a.40.2")
     assert (first.resolution, first.frame_rate) == ("320x240", 25.0)
-    assert not any(m.discontinuity for m in messages)
+    assert [m.discontinuity for m in messages] == [True] + [False] * (len(messages) - 1)  # a run opens a timeline
     assert_valid_segments(tmp_path, messages)
 
     source_info = probe(source)
@@ -114,7 +118,7 @@ def test_33_bit_timestamp_wrap(tmp_path: Path, media: MediaCache, free_port: int
     with Listener(free_port) as listener:
         check_run(run_segmenter(source, "6", tmp_path, free_port))
     messages = listener.messages
-    assert not any(m.discontinuity for m in messages)
+    assert [m.discontinuity for m in messages] == [True] + [False] * (len(messages) - 1)  # a run opens a timeline
     assert [m.duration for m in messages] == [6.0, 6.0, 6.0, 2.0]
     starts = [m.start for m in messages]
     assert starts[0] == pytest.approx(2**33 / 90000 - 7, abs=FRAME_S)
@@ -129,7 +133,7 @@ def test_backward_jump_is_a_discontinuity(tmp_path: Path, media: MediaCache, fre
     with Listener(free_port) as listener:
         check_run(run_segmenter(source, "6", out, free_port))
     messages = listener.messages
-    assert [m.discontinuity for m in messages] == [False, False, True, False]
+    assert [m.discontinuity for m in messages] == [True, False, True, False]
     assert [m.duration for m in messages] == pytest.approx([6.0, 6.0, 6.0, 6.0], abs=FRAME_S)
     assert messages[2].start == messages[0].start
     assert_valid_segments(out, messages)
@@ -185,8 +189,26 @@ def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media:
         check_run(run_segmenter(source, "6", tmp_path, free_port))
     messages = listener.messages
     assert [(m.first_segment, m.last_segment, m.discontinuity) for m in messages] == [
-        (1, 1, False), (1, 2, False), (3, 3, True), (3, 4, False)]
+        (1, 1, True), (1, 2, False), (3, 3, True), (3, 4, False)]
     assert len(segment_files(tmp_path)) == 4
+
+
+def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
+    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str
+) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(tmp_path)]).start()
+    try:
+        for _ in range(2):  # the operator restarts it with --start-number 1 on the same stream
+            check_run(run_segmenter(source, "6", tmp_path, daemon.port, "--start-number", "1",
+                                    bucket=bucket))
+        playlist_url = seaweed.object_url(bucket, f"{KEY_PREFIX}/{INDEX}")
+        playlist = wait_for(lambda: (p := m3u8.loads(http_get(playlist_url).text)).is_endlist
+                            and len(p.segments) == 4 and p, message="both runs in the playlist")
+    finally:
+        daemon.kill()
+    assert playlist.media_sequence == 1
+    assert [segment.discontinuity for segment in playlist.segments] == [False, False, True, False]
 
 
 def test_start_number_and_wide_numbers(tmp_path: Path, media: MediaCache, free_port: int) -> None:

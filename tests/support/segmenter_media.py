@@ -20,9 +20,11 @@ BUCKET = "ionlivestream"
 KEY_PREFIX = "stream0001"
 
 
-def segment_args(input: str, seconds: str, out_dir: Path | str, port: int, *options: str, prefix: str = PREFIX) -> list[str]:
+def segment_args(
+    input: str, seconds: str, out_dir: Path | str, port: int, *options: str, prefix: str = PREFIX, bucket: str = BUCKET
+) -> list[str]:
     return [
-        *HLS_SEGMENT, input, seconds, str(out_dir), prefix, INDEX, HTTP_PREFIX, BUCKET, KEY_PREFIX,
+        *HLS_SEGMENT, input, seconds, str(out_dir), prefix, INDEX, HTTP_PREFIX, bucket, KEY_PREFIX,
         "--uploader", f"127.0.0.1:{port}", *options,
     ]
 
@@ -35,10 +37,11 @@ def run_segmenter(
     *options: str,
     timeout_s: float = 120,
     prefix: str = PREFIX,
+    bucket: str = BUCKET,
 ) -> subprocess.CompletedProcess[str]:
     """Run hls-segment with ``source`` on stdin (a file, bytes, or nothing at all)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = segment_args("-", seconds, out_dir, port, *options, prefix=prefix)
+    args = segment_args("-", seconds, out_dir, port, *options, prefix=prefix, bucket=bucket)
     if isinstance(source, Path):
         with open(source, "rb") as stdin:
             result = subprocess.run(args, stdin=stdin, capture_output=True, timeout=timeout_s, env=env)

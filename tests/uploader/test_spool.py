@@ -151,3 +151,13 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(SpoolError, match="schema version 99"):
         Spool.open(tmp_path)
+
+
+def test_a_run_restarted_from_one_opens_an_epoch_and_its_resend_is_a_duplicate(spool: Spool) -> None:
+    # hls-segment flags the first segment of every run; a restart from 1 must not look like re-sends.
+    for number in (1, 2, 3):
+        assert spool.enqueue(ext(number, discontinuity=number == 1)) is Queued.NEW
+    assert spool.enqueue(ext(1, discontinuity=True)) is Queued.NEW
+    assert spool.enqueue(ext(1, discontinuity=True)) is Queued.DUPLICATE  # its OK was lost: sent again
+    assert spool.enqueue(ext(2)) is Queued.NEW
+    assert drain(spool) == [(1, False, False), (2, False, False), (3, False, False), (1, True, False), (2, False, False)]

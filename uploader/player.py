@@ -27,6 +27,7 @@ _PAGE = """<!doctype html>
   main {{ max-width: 960px; margin: auto; padding: 1rem; }}
   video {{ width: 100%; background: #000; aspect-ratio: 16 / 9; }}
   code {{ word-break: break-all; }}
+  a {{ color: #8cf; }}
 </style>
 </head>
 <body>

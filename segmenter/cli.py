@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("segmenter")
 
-app = typer.Typer(add_completion=False, help="Live segmenter: MPEG-TS in, HLS segments and index messages out.")
+app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Live segmenter: MPEG-TS in, HLS segments and index messages out.")
 
 
 def _env(name: str) -> str:

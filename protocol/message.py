@@ -91,6 +91,8 @@ class IndexMessage:
     frame_rate: float | None = None
     size: int | None = None  # bytes of segment payload that follow the line
     sent_at_ms: int | None = None  # sender's clock, Unix ms: bounds replays of signed messages
+    independent: bool = False  # last_segment starts with a keyframe: decodable on its own
+    payload_sha256: str | None = None  # hex SHA-256 of the inline payload, so the tag covers its bytes
     extras: tuple[tuple[str, str], ...] = ()  # unknown extensions, kept in order
     tag: str | None = None  # HMAC-SHA256 hex over the message without this field
 
@@ -139,6 +141,13 @@ class IndexMessage:
             _check_range("size", self.size, 0, 10**12)
         if self.sent_at_ms is not None:
             _check_range("ts", self.sent_at_ms, 0, 10**15)
+        if not isinstance(self.independent, bool):
+            raise ProtocolError("independent must be 0 or 1")
+        if self.payload_sha256 is not None:
+            if not _TAG.fullmatch(self.payload_sha256):
+                raise ProtocolError("sha256 must be 64 lowercase hex digits")
+            if self.size is None:
+                raise ProtocolError("sha256 without size: there is no payload to check")
         if self.tag is not None and not _TAG.fullmatch(self.tag):
             raise ProtocolError("tag must be 64 lowercase hex digits")
         seen = set(_EXTENSIONS_BY_KEY)
@@ -265,6 +274,12 @@ def _parse_decimal(name: str, text: str) -> float:
     return float(text)
 
 
+def _parse_hex(name: str, text: str) -> str:
+    if not _TAG.fullmatch(text):
+        raise ProtocolError(f"{name} {_show(text)} is not 64 lowercase hex digits")
+    return text
+
+
 def _format_decimal(value: float) -> str:
     # The shortest text that reads back as the same float, without an exponent.
     return format(Decimal(repr(float(value))), "f")
@@ -292,9 +307,11 @@ _EXTENSIONS = (
     _Extension("frame_rate", "frame_rate", _parse_decimal, _format_decimal),
     _Extension("size", "size", _parse_int, str),
     _Extension("ts", "sent_at_ms", _parse_int, str),
+    _Extension("independent", "independent", _parse_flag, lambda v: "1"),
+    _Extension("sha256", "payload_sha256", _parse_hex, str),
 )
 _EXTENSIONS_BY_KEY = {extension.key: extension for extension in _EXTENSIONS} | {"tag": None}
-_DEFAULTS = {"discontinuity": False}
+_DEFAULTS = {"discontinuity": False, "independent": False}
 
 
 def encode_message(message: IndexMessage, *, newline: bool = False) -> bytes:

@@ -1,4 +1,5 @@
-"""Settings shared by both commands: addresses and option precedence. Pure: callers read files."""
+"""Settings shared by both commands: addresses, option precedence, the shared secret. Pure:
+callers read files."""
 
 from __future__ import annotations
 
@@ -67,3 +68,17 @@ def merge_settings(
     merged.update(from_file)
     merged.update({key: value for key, value in given.items() if value is not None})
     return merged
+
+
+# Shortest shared secret accepted: 16 bytes (128 bits) if random; shorter ones are guessable
+# offline from one captured message and its tag.
+MIN_SECRET_BYTES = 16
+
+
+def parse_secret(data: bytes, *, source: str) -> bytes:
+    """A shared secret from a secret file's bytes: white space around it is not part of it."""
+    secret = data.strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"secret file {source} holds {len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed")
+    return secret
+

@@ -416,7 +416,7 @@ def test_near_miss_bytes_decode_or_raise_protocol_error(tokens: list[bytes]) -> 
 
 # The protocol package does no I/O.
 
-_ALLOWED_IMPORTS = {"__future__", "collections.abc", "ipaddress", "tomllib", "typing", "dataclasses", "decimal", "enum", "hashlib", "hmac", "math", "re", "typing", "urllib.parse"}
+_ALLOWED_IMPORTS = {"__future__", "collections.abc", "ipaddress", "tomllib", "typing", "dataclasses", "decimal", "enum", "hashlib", "heapq", "hmac", "math", "re", "typing", "urllib.parse"}
 
 
 def test_protocol_imports_nothing_that_does_io() -> None:
@@ -479,3 +479,48 @@ def test_every_example_message_in_the_protocol_doc_parses() -> None:
                 parse_message(example.encode())
         else:
             assert encode_message(parse_message(example.encode())) == example.encode()
+
+
+# Authentication: the replay rule, pure.
+
+
+def test_replay_guard_window_replays_and_forgetting() -> None:
+    from protocol import AUTH_WINDOW_MS, ReplayGuard, sign_at
+
+    secret = b"0123456789abcdef"
+    guard = ReplayGuard(secret)
+    t0 = 1_700_000_000_000
+    message = sign_at(ORIGINAL_MESSAGE, secret, t0)
+    assert guard.check(message, t0 + 5) is None
+    refused = guard.check(message, t0 + 10)
+    assert refused is not None and refused.reason.startswith("replayed message")
+    # Once its ts has left the window the tag is forgotten, and the clock check refuses it.
+    later = t0 + AUTH_WINDOW_MS + 1
+    refused = guard.check(message, later)
+    assert refused is not None and "outside the 30 s window" in refused.reason
+    assert len(guard) == 0
+    # At the edge of the window, either way, a message is still accepted.
+    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, later - AUTH_WINDOW_MS), later) is None
+    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, later + AUTH_WINDOW_MS), later) is None
+    assert guard.check(sign_at(ORIGINAL_MESSAGE, b"another secret key", later), later).reason.startswith("wrong")
+
+
+def test_replay_guard_is_bounded() -> None:
+    from protocol import ReplayGuard, sign_at
+
+    secret = b"0123456789abcdef"
+    guard = ReplayGuard(secret, capacity=2)
+    t0 = 1_700_000_000_000
+    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
+    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0) is None
+    refused = guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0 + 2), t0)
+    assert refused is not None and refused.transient
+
+
+def test_payload_digest_and_independent_round_trip() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=10, payload_sha256="ab" * 32, independent=True)
+    line = encode_message(message)
+    assert line.endswith(b", independent=1, sha256=" + b"ab" * 32)
+    assert parse_message(line) == message
+    with pytest.raises(ProtocolError, match="sha256 without size"):
+        dataclasses.replace(ORIGINAL_MESSAGE, payload_sha256="ab" * 32)

@@ -82,9 +82,10 @@ def test_discontinuity_or_v1_restart_starts_an_epoch(spool: Spool) -> None:
     spool.enqueue(v1(1))
     spool.enqueue(v1(2))
     assert spool.enqueue(v1(1)) is Queued.NEW  # an original segmenter restarted
+    assert spool.enqueue(ext(2, discontinuity=True)) is Queued.NEW
     assert spool.enqueue(ext(1, discontinuity=True)) is Queued.NEW
     assert spool.enqueue(ext(1)) is Queued.DUPLICATE
-    assert drain(spool) == [(1, False, False), (2, False, False), (1, True, False), (1, True, False)]
+    assert drain(spool) == [(1, False, False), (2, False, False), (1, True, False), (2, True, False), (1, True, False)]
 
 
 def test_end_for_an_already_queued_segment_is_an_end_only_item(spool: Spool) -> None:

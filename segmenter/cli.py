@@ -62,6 +62,13 @@ def run(
         envvar=_env("PROBE_TIMEOUT"), help="Seconds to wait for the input to start [default: 30].")] = None,
     drain_timeout: Annotated[Optional[float], typer.Option(
         envvar=_env("DRAIN_TIMEOUT"), help="Seconds to wait at exit for acknowledgements [default: 10].")] = None,
+    secret_file: Annotated[Optional[Path], typer.Option(
+        envvar=_env("SECRET_FILE"), help="Shared secret: sign every message (ts= and an HMAC tag=), as hls-uploadd --secret-file expects.")] = None,
+    send_segments: Annotated[Optional[bool], typer.Option(
+        "--send-segments/--no-send-segments", envvar=_env("SEND_SEGMENTS"),
+        help="Send each segment's bytes after its message (for a daemon on another host) [default: on when --uploader is not loopback].")] = None,
+    bandwidth: Annotated[Optional[int], typer.Option(
+        envvar=_env("BANDWIDTH"), help="Declared peak bit/s of this rendition (the daemon also measures it).")] = None,
     quiet: Annotated[Optional[bool], typer.Option(
         "--quiet", "-q", envvar=_env("QUIET"), help="Warnings and errors only.")] = None,
     config: Annotated[Optional[Path], typer.Option(
@@ -78,7 +85,9 @@ def run(
                 raise ConfigError(f"{config}: {error.strerror or error}") from None
             from_file = parse_toml(text, source=str(config), section="segment")
         given = {"uploader": uploader, "wire": wire, "start_number": start_number,
-                 "probe_timeout": probe_timeout, "drain_timeout": drain_timeout, "quiet": quiet}
+                 "probe_timeout": probe_timeout, "drain_timeout": drain_timeout, "quiet": quiet,
+                 "secret_file": str(secret_file) if secret_file else None, "send_segments": send_segments,
+                 "bandwidth": bandwidth}
         settings = merge_settings(given, from_file, OPTION_DEFAULTS, source=str(config))
         segmenter_config = SegmenterConfig.from_settings(
             input=input, segment_duration=segment_duration, output_dir=output_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
-from protocol.settings import ConfigError, parse_address
+from protocol.settings import ConfigError, is_loopback, parse_address, parse_secret
 
 DEFAULT_UPLOADER = "127.0.0.1:10234"
 
@@ -33,7 +33,13 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "probe_timeout": DEFAULT_PROBE_TIMEOUT_S,
     "drain_timeout": DEFAULT_DRAIN_TIMEOUT_S,
     "quiet": False,
+    "secret_file": None,  # None: messages are not signed
+    "send_segments": None,  # None: on when --uploader is not a loopback address
+    "bandwidth": None,  # declared peak bit/s; the daemon measures it anyway
 }
+
+# Largest --bandwidth: 1 Tbit/s, as the protocol's field allows.
+MAX_BANDWIDTH = 10**12
 
 
 class WireMode(enum.Enum):
@@ -76,6 +82,9 @@ class SegmenterConfig:
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     quiet: bool = False
     directory_text: str = ""  # output_dir as the messages name it; derived when empty
+    secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
+    send_segments: bool = False  # segment bytes travel inline after each message (size=N)
+    bandwidth: int | None = None  # declared peak bit/s, sent as bandwidth=
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -92,6 +101,10 @@ class SegmenterConfig:
             raise ConfigError("--drain-timeout must be zero or a positive number of seconds")
         if not 0 < self.uploader_port <= 65535:
             raise ConfigError("--uploader needs a port between 1 and 65535")
+        if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
+            raise ConfigError("--wire v1 carries no extensions: --secret-file and --send-segments need --wire ext")
+        if self.bandwidth is not None and not 1 <= self.bandwidth <= MAX_BANDWIDTH:
+            raise ConfigError(f"--bandwidth must be between 1 and {MAX_BANDWIDTH} bit/s")
         if not self.directory_text:
             object.__setattr__(self, "directory_text", str(self.output_dir))
         try:
@@ -113,6 +126,7 @@ class SegmenterConfig:
             output_prefix=self.output_prefix,
             http_prefix=self.http_prefix,
             first_segment=first_segment,
+            bandwidth=self.bandwidth,
             last_segment=last_segment,
             end=end,
             bucket=self.bucket,
@@ -157,7 +171,24 @@ class SegmenterConfig:
             drain_timeout_s=_number("drain_timeout", settings["drain_timeout"]),
             quiet=bool(settings["quiet"]),
             directory_text=message_directory(output_dir),
+            secret=_read_secret(settings["secret_file"]),
+            send_segments=(
+                bool(settings["send_segments"]) if settings["send_segments"] is not None
+                else wire is WireMode.EXT and not is_loopback(host)
+            ),
+            bandwidth=_optional_int("bandwidth", settings["bandwidth"]),
         )
+
+
+def _read_secret(path: Any) -> bytes | None:
+    """The shared secret of --secret-file (None when not given); read once, at startup."""
+    if not path:
+        return None
+    try:
+        data = Path(str(path)).expanduser().read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read --secret-file {path}: {error.strerror or error}") from None
+    return parse_secret(data, source=str(path))
 
 
 def _number(name: str, value: Any) -> float:

@@ -10,7 +10,9 @@ so a message re-sent after a lost reply does no harm.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
+import hashlib
 import logging
 import os
 import socket
@@ -18,8 +20,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from protocol import V1_FIELD_NAMES, Ack, IndexMessage, ProtocolError, ReplyDecoder, encode_message, parse_message
+from protocol import (
+    V1_FIELD_NAMES,
+    Ack,
+    IndexMessage,
+    ProtocolError,
+    Reply,
+    ReplyDecoder,
+    encode_message,
+    parse_message,
+    sign_at,
+)
 
 log = logging.getLogger("segmenter.notifier")
 
@@ -40,6 +53,11 @@ WAKE_UP_S = 0.25
 # double, and never wait so long that a recovered daemon learns about a segment late.
 FIRST_RETRY_S = 0.2
 MAX_RETRY_S = 5.0
+
+# An inline payload is sent with this timeout per socket operation: a few MB over a slow link.
+PAYLOAD_SEND_TIMEOUT_S = 60.0
+
+_HASH_CHUNK = 1024 * 1024
 
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
@@ -140,9 +158,13 @@ class Notifier:
         v1: bool,
         journal_path: Path,
         memory_limit: int = MAX_MESSAGES_IN_MEMORY,
+        secret: bytes | None = None,
+        send_segments: bool = False,
     ) -> None:
         self.address = address
         self.v1 = v1
+        self._secret = secret  # sign each message as it is sent: a re-send gets a new ts and tag
+        self._send_segments = send_segments
         self._memory_limit = memory_limit
         self._pending: collections.deque[IndexMessage] = collections.deque()
         self._journal = _Journal(journal_path)
@@ -288,12 +310,49 @@ class Notifier:
         return Outcome.DELIVERED
 
     def _send_ext(self, message: IndexMessage) -> Outcome:
+        payload = None
+        if self._send_segments and message.last_segment > 0:
+            try:
+                payload = open(Path(message.output_directory) / message.segment_name, "rb")
+            except OSError as error:
+                reason = f"segment file cannot be read for sending: {error.strerror}"
+                log.error("segment %d of %s not sent: %s", message.last_segment, message.index, reason)
+                self._report.refused.append((message, reason))
+                return Outcome.REFUSED
+        try:
+            return self._exchange(message, payload)
+        finally:
+            if payload is not None:
+                payload.close()
+
+    def _exchange(self, message: IndexMessage, payload: BinaryIO | None) -> Outcome:
+        wire = message
+        if payload is not None:
+            size, digest = _measure(payload)
+            wire = dataclasses.replace(wire, size=size, payload_sha256=digest)
+        if self._secret is not None:
+            wire = sign_at(wire, self._secret, time.time_ns() // 1_000_000)
         if self._sock is None:
             self._sock = socket.create_connection(self.address, timeout=self._timeout(CONNECT_TIMEOUT_S))
             self._replies = ReplyDecoder()
         sock = self._sock
         sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
-        sock.sendall(encode_message(message, newline=True))
+        sock.sendall(encode_message(wire, newline=True))
+        if payload is not None:
+            sock.settimeout(PAYLOAD_SEND_TIMEOUT_S)
+            payload.seek(0)
+            try:
+                sent = sock.sendfile(payload)
+            except OSError:
+                # The daemon may have refused the message (a payload over its limit) and closed:
+                # its ERR line, if it arrived, says why; otherwise this is a lost connection.
+                reply = self._pending_reply(sock)
+                if reply is None:
+                    raise
+                self._disconnect()
+                return self._handle_reply(message, reply)
+            if sent != wire.size:
+                raise ConnectionError(f"sent {sent} of {wire.size} payload bytes (the segment file changed?)")
         # Wait for the reply in short slices so that the end of the drain time is noticed.
         sock.settimeout(WAKE_UP_S)
         waited_s = 0.0
@@ -310,6 +369,22 @@ class Notifier:
             if not data:
                 raise ConnectionResetError("daemon closed the connection")
             self._replies.receive_data(data)
+        return self._handle_reply(message, reply)
+
+    def _pending_reply(self, sock: socket.socket) -> Reply | None:
+        """A reply already received, if any, without waiting."""
+        try:
+            sock.settimeout(0.5)
+            while (reply := self._replies.next_reply()) is None:
+                data = sock.recv(4096)
+                if not data:
+                    return None
+                self._replies.receive_data(data)
+            return reply
+        except (OSError, ProtocolError):
+            return None
+
+    def _handle_reply(self, message: IndexMessage, reply: Reply) -> Outcome:
         if isinstance(reply, Ack):
             if reply.last_segment != message.last_segment:
                 raise ProtocolError(f"daemon acknowledged segment {reply.last_segment}, not {message.last_segment}")
@@ -333,6 +408,17 @@ class Notifier:
                 self._sock.close()
             finally:
                 self._sock = None
+
+
+def _measure(file: BinaryIO) -> tuple[int, str]:
+    """Size and SHA-256 of a segment file, read once before it is sent."""
+    digest = hashlib.sha256()
+    size = 0
+    file.seek(0)
+    while chunk := file.read(_HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def _describe(error: Exception) -> str:

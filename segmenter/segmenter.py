@@ -136,6 +136,8 @@ class Segmenter:
             (config.uploader_host, config.uploader_port),
             v1=config.wire is WireMode.V1,
             journal_path=journal_path(config),
+            secret=config.secret,
+            send_segments=config.send_segments,
             **self._notifier_options,
         )
         notifier.start()
@@ -338,4 +340,5 @@ class _Run:
             codecs=description.codecs,
             resolution=description.resolution,
             frame_rate=description.frame_rate,
+            independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
         )

@@ -53,6 +53,10 @@ def run(
     log_level: Annotated[str | None, typer.Option(envvar=_env("log_level"), metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR [INFO].")] = None,
     port_file: Annotated[Path | None, typer.Option(envvar=_env("port_file"), metavar="PATH", help="Write the port actually listened on to this file.")] = None,
     player_page: Annotated[bool | None, typer.Option("--player-page/--no-player-page", envvar=_env("player_page"), help="Upload a player page (index.html + hls.js) beside each stream's playlist [off].")] = None,
+    secret_file: Annotated[Path | None, typer.Option(envvar=_env("secret_file"), metavar="PATH", help="Shared secret: every message must carry ts= and an HMAC tag= made with it. Required for a non-loopback --listen.")] = None,
+    insecure_no_auth: Annotated[bool | None, typer.Option("--insecure-no-auth", envvar=_env("insecure_no_auth"), help="Allow a non-loopback --listen without --secret-file (anyone who reaches the port can queue messages) [off].")] = None,
+    max_payload_size: Annotated[int | None, typer.Option(envvar=_env("max_payload_size"), metavar="BYTES", help="Largest inline segment payload (size=N) accepted; 0 refuses them [67108864].")] = None,
+    master_name: Annotated[str | None, typer.Option(envvar=_env("master_name"), metavar="NAME", help="Master playlist written under a KEY_PREFIX shared by several streams; '' for none [master.m3u8].")] = None,
     config: Annotated[Path | None, typer.Option(envvar=_env("config"), metavar="FILE", help=f"TOML file with a [{SECTION}] table of these settings.")] = None,
 ) -> None:
     """Run the upload daemon in the foreground."""
@@ -75,6 +79,10 @@ def run(
         "log_level": log_level,
         "port_file": port_file,
         "player_page": player_page,
+        "secret_file": str(secret_file) if secret_file else None,
+        "insecure_no_auth": insecure_no_auth,
+        "max_payload_size": max_payload_size,
+        "master_name": master_name,
     }
     try:
         settings = load_settings(given, config)

@@ -6,12 +6,13 @@ import enum
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocol.settings import ConfigError, parse_address
+from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES
+from protocol.settings import ConfigError, is_loopback, parse_address, parse_secret
 
 SECTION = "uploadd"
 ENV_PREFIX = "HLS_UPLOADD_"
@@ -22,6 +23,10 @@ MAX_INFLIGHT_LIMIT = 256
 # Longest window: a live playlist of more than 1000 segments is a configuration mistake.
 MAX_WINDOW = 1000
 
+# Largest --max-payload-size: 1 GiB; a segment beyond it is a misconfigured encoder.
+MAX_PAYLOAD_SIZE_LIMIT = 1024 * 1024 * 1024
+
+_MASTER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}\.m3u8")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CANNED_ACLS = (
@@ -72,6 +77,10 @@ DEFAULTS: Mapping[str, Any] = {
     "log_level": "INFO",
     "port_file": None,
     "player_page": False,
+    "secret_file": None,  # None: peers are not authenticated (loopback listeners only)
+    "insecure_no_auth": False,
+    "max_payload_size": DEFAULT_MAX_PAYLOAD_BYTES,
+    "master_name": "master.m3u8",  # "" : no master playlists
 }
 
 
@@ -96,6 +105,10 @@ class UploaderConfig:
     log_level: str
     port_file: Path | None
     player_page: bool  # upload index.html and hls.js beside each stream's playlist
+    secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
+    insecure_no_auth: bool = False  # a non-loopback listener without a secret, on purpose
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # 0: inline payloads refused
+    master_name: str = "master.m3u8"  # "" : none
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= MAX_WINDOW:
@@ -120,6 +133,19 @@ class UploaderConfig:
             if not value.isascii() or not value.isprintable():
                 raise ConfigError(f"{option} must be printable ASCII")
         _ = self.store_root  # raises ConfigError for a bad --store
+        if not 0 <= self.max_payload_bytes <= MAX_PAYLOAD_SIZE_LIMIT:
+            raise ConfigError(f"--max-payload-size {self.max_payload_bytes} is outside 0..{MAX_PAYLOAD_SIZE_LIMIT} bytes")
+        if self.master_name and not _MASTER_NAME.fullmatch(self.master_name):
+            raise ConfigError(f"--master-name {self.master_name!r} is not a plain file name ending in .m3u8")
+        if not is_loopback(self.listen_host) and self.secret is None and not self.insecure_no_auth:
+            raise ConfigError(
+                f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH so peers"
+                " are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
+            )
+
+    @property
+    def authenticated(self) -> bool:
+        return self.secret is not None
 
     @property
     def store_root(self) -> Path | None:
@@ -157,9 +183,24 @@ class UploaderConfig:
                 log_level=str(settings["log_level"]).upper(),
                 port_file=Path(settings["port_file"]).absolute() if settings["port_file"] else None,
                 player_page=_as_bool("player_page", settings["player_page"]),
+                secret=read_secret_file(settings["secret_file"]),
+                insecure_no_auth=_as_bool("insecure_no_auth", settings["insecure_no_auth"]),
+                max_payload_bytes=_as_int("max_payload_size", settings["max_payload_size"]),
+                master_name=str(settings["master_name"] or ""),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
+
+
+def read_secret_file(path: object) -> bytes | None:
+    """The shared secret of --secret-file (None when not given); read once, at startup."""
+    if not path:
+        return None
+    try:
+        data = Path(str(path)).expanduser().read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read --secret-file {path}: {error.strerror or error}") from None
+    return parse_secret(data, source=str(path))
 
 
 def _option(name: str) -> str:

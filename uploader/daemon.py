@@ -10,12 +10,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from protocol import ReplayGuard
 from protocol.settings import is_loopback
 
 from .config import UploaderConfig
 from .files import AllowedDirs
+from .payloads import PayloadStore
 from .publisher import Publisher
-from .server import UploadServer
+from .server import ServerLimits, UploadServer
 from .spool import Spool, SpoolError, SpoolThread
 from .stores import Store
 
@@ -36,9 +38,10 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
     shown_host = f"[{host}]" if ":" in host else host
     allowed = ", ".join(str(path) for path in config.allow_dirs) or "none (add --allow-dir)"
     buckets = ", ".join(sorted(config.buckets)) or "any"
+    auth = "HMAC secret" if config.authenticated else "none"
     return (
         f"hls-uploadd listening on {shown_host}:{port}; store {store.description}; spool {spool.path};"
-        f" allowed dirs: {allowed}; buckets: {buckets}"
+        f" allowed dirs: {allowed}; buckets: {buckets}; peer authentication: {auth}"
     )
 
 
@@ -48,10 +51,28 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         spool = Spool.open(config.spool_dir)
     except SpoolError as error:
         raise StartupError(str(error)) from None
+    payloads = PayloadStore(config.spool_dir)
+    try:
+        payloads.open()
+        for name in payloads.sweep(spool.queued_payloads()):
+            log.info("removed payload %s, left by an earlier run without a queued message", name)
+    except OSError as error:
+        spool.close()
+        raise StartupError(f"payload directory {payloads.directory}: {error.strerror or error}") from None
     spool_thread = SpoolThread(spool)
     allowed = AllowedDirs(config.allow_dirs)
-    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed)
-    server = UploadServer(spool=spool_thread, publisher=publisher, allowed=allowed, buckets=config.buckets)
+    insecure = not config.authenticated and not is_loopback(config.listen_host)
+    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads)
+    server = UploadServer(
+        spool=spool_thread,
+        publisher=publisher,
+        allowed=allowed,
+        buckets=config.buckets,
+        payloads=payloads,
+        guard=ReplayGuard(config.secret) if config.secret is not None else None,
+        insecure=insecure,
+        limits=ServerLimits(max_payload_bytes=config.max_payload_bytes),
+    )
     try:
         try:
             host, port = await server.start(config.listen_host, config.listen_port)
@@ -62,10 +83,10 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         stop = asyncio.Event()
         _install_signal_handlers(stop)
         announce(startup_line(config, host, port, store, spool))
-        if not is_loopback(config.listen_host):
-            # Peers are not authenticated yet: anyone who reaches the port can queue messages
+        if insecure:
+            # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages
             # (still only for allowed directories and buckets).
-            log.warning("listening on non-loopback address %s without peer authentication", host)
+            log.warning("listening on non-loopback address %s WITHOUT peer authentication (--insecure-no-auth)", host)
         resumed = await publisher.start()
         if resumed:
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)

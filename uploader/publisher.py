@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import BinaryIO
 
 from protocol import IndexMessage
 
+from .alignment import AlignmentTracker
 from .config import PlaylistType, UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
 from .player import (
@@ -32,6 +35,8 @@ from .player import (
     player_script,
     render_player_page,
 )
+from .master import Variant, master_playlist, needs_upload, sorted_variants, variant
+from .payloads import PayloadStore
 from .playlist import PlaylistOptions, media_playlist, should_publish
 from .spool import QueuedItem, Spool, SpoolError, SpoolThread, StreamKey
 from .stores import (
@@ -42,7 +47,7 @@ from .stores import (
     Store,
     TransientStoreError,
 )
-from .stream import StreamState, with_end, with_failure, with_segment
+from .stream import RenditionInfo, StreamState, with_end, with_failure, with_segment
 
 log = logging.getLogger("hls_uploadd.publisher")
 
@@ -75,6 +80,7 @@ class Publisher:
         spool: SpoolThread,
         store: Store,
         allowed: AllowedDirs,
+        payloads: PayloadStore,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
@@ -83,12 +89,18 @@ class Publisher:
         self._spool = spool
         self._store = store
         self._allowed = allowed
+        self._payloads = payloads
         self._rng = rng or random.Random()
         self._inflight = asyncio.Semaphore(config.max_inflight)
         # One thread per possible in-flight PUT: the semaphore never lets work queue here.
         self._io = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="put")
         self._workers: dict[StreamKey, asyncio.Task[None]] = {}
-        self._pages: set[tuple[str, str]] = set()  # (bucket, key_prefix) with a player page this run
+        self._pages: dict[tuple[str, str], str] = {}  # (bucket, key_prefix) -> playlist its page plays
+        # Per program (bucket, key_prefix): the master as last uploaded this run, a lock so its
+        # PUTs go out in order, and the alignment of its renditions.
+        self._masters: dict[tuple[str, str], tuple[Variant, ...]] = {}
+        self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
         self._woken: set[StreamKey] = set()
         self._stopping = False
         self._running_lock = threading.Lock()
@@ -194,6 +206,7 @@ class Publisher:
             state = await self._spool.call(Spool.load_state, self._spool.spool, item.message.stream_id)
             failed = with_failure(state, promised_s=item.message.segment_duration, end=False)
             await self._spool.call(partial(Spool.complete, self._spool.spool, item, failed, failure="internal error"))
+            self._drop_payload(item)
             log.error("stream %s segment %s: given up after %d internal errors; it will not be listed",
                       label, item.message.segment_name, MAX_UNEXPECTED_ERRORS)
 
@@ -204,7 +217,8 @@ class Publisher:
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
         else:
-            opener = partial(self._allowed.open_segment, message.output_directory, segment)
+            sizes: list[int] = []
+            opener = partial(self._open_segment, item, sizes)
             try:
                 await self._put(label, segment, message.bucket, message.segment_key, opener, SEGMENT_CONTENT_TYPE,
                                 self._config.cache_control_segment)
@@ -218,18 +232,24 @@ class Publisher:
                 discontinuity=item.starts_epoch or message.discontinuity,
                 end=message.end,
                 keep=self._keep,
+                size_bytes=sizes[-1] if sizes else None,
+                independent=message.independent,
+                info=RenditionInfo(message.codecs, message.resolution, message.frame_rate, message.bandwidth),
             )
             for warning in transition.warnings:
                 log.warning("stream %s segment %s: %s", label, segment, warning)
             new_state = transition.state
+            self._check_alignment(label, message)
         if should_publish(new_state, self._options):
             try:
                 await self._put_playlist(label, item, new_state)
             except PermanentStoreError as error:
                 return await self._fail(label, item, state, f"playlist: {error}")
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
-                await self._put_player_page(label, message)
+                await self._put_player_page(label, message, message.index)
         await self._spool.call(Spool.complete, self._spool.spool, item, new_state)
+        self._drop_payload(item)
+        await self._update_master(label, message)
         listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
         log.info(
             "stream %s segment %s published%s%s in %.3f s",
@@ -256,7 +276,69 @@ class Publisher:
             except PermanentStoreError as error:
                 log.error("stream %s: playlist failed permanently: %s", label, error)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
+        self._drop_payload(item)
+        await self._update_master(label, message)
         return new_state
+
+    def _open_segment(self, item: QueuedItem, sizes: list[int]) -> BinaryIO:
+        """The segment's bytes: the inline payload in the spool, else the file under an allowed dir."""
+        message = item.message
+        if item.payload is not None:
+            try:
+                file: BinaryIO = open(self._payloads.path(item.payload), "rb")
+            except OSError as error:
+                raise SegmentFileError(f"inline payload of {message.segment_name} is gone: {error.strerror}") from None
+        else:
+            file = self._allowed.open_segment(message.output_directory, message.segment_name)
+        sizes.append(os.fstat(file.fileno()).st_size)
+        return file
+
+    def _drop_payload(self, item: QueuedItem) -> None:
+        if item.payload is not None:
+            with contextlib.suppress(OSError):
+                self._payloads.remove(item.payload)
+
+    def _check_alignment(self, label: str, message: IndexMessage) -> None:
+        tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())
+        warning = tracker.check(message.index, message.last_segment, message.start, message.frame_rate)
+        if warning:
+            log.warning("stream %s segment %s: %s", label, message.segment_name, warning)
+
+    async def _update_master(self, label: str, message: IndexMessage) -> None:
+        """Re-upload the program's master when a rendition appeared, ended or changed."""
+        name = self._config.master_name
+        if not name:
+            return
+        group = (message.bucket, message.key_prefix)
+        lock = self._master_locks.setdefault(group, asyncio.Lock())
+        async with lock:
+            variants: list[Variant] = []
+            for key in await self._spool.call(Spool.group_streams, self._spool.spool, *group):
+                if key[2] == name:
+                    continue  # a stream named like the master is not one of its renditions
+                state = await self._spool.call(Spool.load_state, self._spool.spool, key)
+                found = variant(key[2], state) if should_publish(state, self._options) else None
+                if found is not None:
+                    variants.append(found)
+            current = sorted_variants(variants)
+            if not needs_upload(self._masters.get(group), current):
+                return
+            text = master_playlist(current)
+            try:
+                await self._put(label, name, message.bucket, message.key_for(name), text.encode("ascii"),
+                                PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
+            except PermanentStoreError as error:
+                log.error("program %s: master playlist failed permanently: %s", stream_label((*group, name)), error)
+                return
+            first = group not in self._masters
+            self._masters[group] = current
+            log.info(
+                "program %s: master playlist uploaded with %d rendition(s): %s",
+                stream_label((*group, name)), len(current),
+                ", ".join(f"{v.uri} {v.bandwidth} bit/s" for v in current),
+            )
+            if first and self._config.player_page and self._pages.get(group) != name:
+                await self._put_player_page(label, message, name)
 
     async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> None:
         text = media_playlist(state, self._options)
@@ -264,10 +346,14 @@ class Publisher:
         await self._put(label, message.index, message.bucket, message.playlist_key, text.encode("ascii"),
                         PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
 
-    async def _put_player_page(self, label: str, message: IndexMessage) -> None:
-        """index.html and hls.js beside the first stream that publishes under a key prefix."""
-        self._pages.add((message.bucket, message.key_prefix))
-        page = render_player_page(message.index, title=label).encode("utf-8")
+    async def _put_player_page(self, label: str, message: IndexMessage, playlist: str) -> None:
+        """index.html and hls.js beside the first stream that publishes under a key prefix; the
+        page plays that stream, or the program's master once there is one."""
+        group = (message.bucket, message.key_prefix)
+        if group in self._masters and self._config.master_name:
+            playlist = self._config.master_name
+        self._pages[group] = playlist
+        page = render_player_page(playlist, title=label if playlist == message.index else stream_label((*group, playlist))).encode("utf-8")
         try:
             await self._put(label, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME), player_script(),
                             SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)

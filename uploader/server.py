@@ -1,9 +1,13 @@
 """The TCP side: bytes in, one reply line per message out; parsing stays in protocol/.
 
 A connection handler only moves bytes between the socket and a ``MessageDecoder``, applies the
-daemon's policy (allowed buckets and directories), queues the message durably and replies. An
-original client sends one message and closes without reading: the reply is written anyway and a
-broken pipe is ignored.
+daemon's policy (authentication, allowed buckets and directories), queues the message durably and
+replies. An original client sends one message and closes without reading: the reply is written
+anyway and a broken pipe is ignored.
+
+A message with ``size=N`` is followed by N bytes of segment: they are written piece by piece to
+a payload file in the spool (payloads.py) and the reply waits until that file is fsync'd and the
+message queued. A payload cut off mid-way leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from protocol import (
     CLOSED,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     NEED_DATA,
     Ack,
     IndexMessage,
@@ -24,10 +30,12 @@ from protocol import (
     ProtocolError,
     Reject,
     Reply,
+    ReplayGuard,
     encode_reply,
 )
 
 from .files import AllowedDirs, DirectoryRefused
+from .payloads import PayloadError, PayloadFile, PayloadStore
 from .publisher import Publisher, stream_label
 from .spool import Queued, Spool, SpoolError, SpoolThread
 
@@ -57,6 +65,7 @@ class ServerLimits:
     max_connections: int = MAX_CONNECTIONS
     max_bad_messages: int = MAX_BAD_MESSAGES
     write_timeout_s: float = WRITE_TIMEOUT_S
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
 
 class UploadServer:
@@ -67,9 +76,15 @@ class UploadServer:
         publisher: Publisher,
         allowed: AllowedDirs,
         buckets: frozenset[str],
+        payloads: PayloadStore,
+        guard: ReplayGuard | None = None,
+        insecure: bool = False,
         limits: ServerLimits = ServerLimits(),
     ) -> None:
         self._spool = spool
+        self._payloads = payloads
+        self._guard = guard  # None: messages are not authenticated
+        self._insecure = insecure  # a non-loopback listener without authentication, on purpose
         self._publisher = publisher
         self._allowed = allowed
         self._buckets = buckets
@@ -103,6 +118,8 @@ class UploadServer:
                 await self._reply(writer, Reject.try_again("too many connections"))
                 return
             self._connections.add(task)
+            if self._insecure:
+                log.warning("peer %s connected to an unauthenticated non-loopback listener (--insecure-no-auth)", peer)
             await self._serve(peer, reader, writer)
         except (ConnectionError, TimeoutError) as error:
             log.info("peer %s: connection closed (%s)", peer, type(error).__name__)
@@ -115,70 +132,147 @@ class UploadServer:
                 await writer.wait_closed()
 
     async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = MessageDecoder()
+        decoder = MessageDecoder(max_payload_bytes=self._limits.max_payload_bytes)
         bad = 0
-        while True:
-            try:
-                event = decoder.next_event()
-            except ProtocolError as error:
-                bad += 1
-                log.warning("peer %s: refused message: %s", peer, error.reason)
-                await self._reply(writer, Reject.because(error.reason))
-                if not error.recoverable:
-                    return
-                if bad >= self._limits.max_bad_messages:
-                    log.warning("peer %s: closed after %d bad messages", peer, bad)
-                    return
-                continue
-            if event is NEED_DATA:
+        receiving: tuple[IndexMessage, PayloadFile] | None = None  # a payload being written
+        try:
+            while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), self._limits.idle_timeout_s)
-                except TimeoutError:
-                    log.info("peer %s: closed after %.0f s idle", peer, self._limits.idle_timeout_s)
+                    event = decoder.next_event()
+                except ProtocolError as error:
+                    bad += 1
+                    if receiving is not None:
+                        receiving[1].discard()
+                        self._log_cut_off(peer, receiving[0], error.reason)
+                        receiving = None
+                    else:
+                        log.warning("peer %s: refused message: %s", peer, error.reason)
+                    await self._reply(writer, Reject.because(error.reason))
+                    if not error.recoverable:
+                        return
+                    if bad >= self._limits.max_bad_messages:
+                        log.warning("peer %s: closed after %d bad messages", peer, bad)
+                        return
+                    continue
+                if event is NEED_DATA:
+                    try:
+                        data = await asyncio.wait_for(reader.read(_READ_CHUNK), self._limits.idle_timeout_s)
+                    except TimeoutError:
+                        log.info("peer %s: closed after %.0f s idle", peer, self._limits.idle_timeout_s)
+                        return
+                    if data:
+                        decoder.receive_data(data)
+                    else:
+                        decoder.receive_eof()
+                    continue
+                if event is CLOSED:
                     return
-                if data:
-                    decoder.receive_data(data)
+                if isinstance(event, PayloadData):
+                    if receiving is not None:
+                        receiving[1].write(event.data)  # pieces of at most one read: never the whole payload
+                    continue  # else: bytes of a refused message's payload; the framing stays intact
+                if isinstance(event, PayloadEnd):
+                    if receiving is None:
+                        continue
+                    message, payload = receiving
+                    receiving = None
+                    reply = await self._accept_payload(peer, message, payload)
                 else:
-                    decoder.receive_eof()
-                continue
-            if event is CLOSED:
-                return
-            if isinstance(event, (PayloadData, PayloadEnd)):
-                continue  # bytes of a payload whose message was refused: the framing stays intact
-            reply = await self._accept(peer, event)
-            if isinstance(reply, Reject):
-                bad += 1
-            await self._reply(writer, reply)
-            if bad >= self._limits.max_bad_messages:
-                log.warning("peer %s: closed after %d refused messages", peer, bad)
-                return
+                    reply = self._check(peer, event)
+                    if reply is None and event.size is not None:
+                        try:
+                            receiving = (event, self._payloads.receive(event.size))
+                        except PayloadError as error:
+                            log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
+                                      stream_label(event.stream_id), event.segment_name, error)
+                            await self._reply(writer, Reject.try_again(str(error)))
+                            return  # its bytes would follow; the connection cannot go on
+                        continue  # the reply waits for the payload
+                    if reply is None:
+                        reply, _ = await self._queue(peer, event)
+                if isinstance(reply, Reject):
+                    bad += 1
+                await self._reply(writer, reply)
+                if bad >= self._limits.max_bad_messages:
+                    log.warning("peer %s: closed after %d refused messages", peer, bad)
+                    return
+        except PayloadError as error:  # a write failed (disk full): the rest of the payload is not read
+            assert receiving is not None
+            message, payload = receiving
+            receiving = None
+            payload.discard()
+            log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
+                      stream_label(message.stream_id), message.segment_name, error)
+            await self._reply(writer, Reject.try_again(str(error)))
+        finally:
+            if receiving is not None:
+                receiving[1].discard()
+                self._log_cut_off(peer, receiving[0], "connection ended")
 
-    async def _accept(self, peer: str, message: IndexMessage) -> Reply:
-        """Policy, then the durable queue. Returns the reply for ``message``."""
+    @staticmethod
+    def _log_cut_off(peer: str, message: IndexMessage, reason: str) -> None:
+        log.warning("peer %s stream %s segment %s: payload cut off, nothing kept: %s",
+                    peer, stream_label(message.stream_id), message.segment_name, reason)
+
+    def _check(self, peer: str, message: IndexMessage) -> Reject | None:
+        """Authentication and policy: a refusal, or None when the message may be queued."""
         label = stream_label(message.stream_id)
         segment = message.segment_name
-        if message.size is not None:
-            return self._refuse(peer, label, segment, "inline payloads are not enabled")
+        if self._guard is not None:
+            refused = self._guard.check(message, time.time_ns() // 1_000_000)
+            if refused is not None:
+                log.warning("peer %s stream %s segment %s: not authenticated: %s", peer, label, segment, refused.reason)
+                return Reject.try_again(refused.reason) if refused.transient else Reject.because(refused.reason)
         if self._buckets and message.bucket not in self._buckets:
             return self._refuse(peer, label, segment, f"bucket {message.bucket} is not allowed")
+        if message.size is not None:
+            if self._limits.max_payload_bytes == 0:
+                return self._refuse(peer, label, segment, "inline payloads are not enabled (--max-payload-size is 0)")
+            if message.last_segment == 0 or message.size == 0:
+                return self._refuse(peer, label, segment, "an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
+            return None  # the bytes come with the message: no directory is read
         if message.last_segment == 0:
-            log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
-            return Ack(0)
+            return None
         try:
             self._allowed.check(message.output_directory)
         except DirectoryRefused as error:
             return self._refuse(peer, label, segment, str(error))
+        return None
+
+    async def _accept_payload(self, peer: str, message: IndexMessage, payload: PayloadFile) -> Reply:
+        label = stream_label(message.stream_id)
+        if message.payload_sha256 is not None and payload.sha256 != message.payload_sha256:
+            payload.discard()
+            return self._refuse(peer, label, message.segment_name, "payload does not match its sha256")
         try:
-            queued = await self._spool.call(Spool.enqueue, self._spool.spool, message)
+            name = await asyncio.get_running_loop().run_in_executor(None, payload.commit)
+        except PayloadError as error:
+            log.error("peer %s stream %s segment %s: payload not stored: %s", peer, label, message.segment_name, error)
+            return Reject.try_again(str(error))
+        reply, new = await self._queue(peer, message, name)
+        if not new:
+            self._payloads.remove(name)  # refused, or a re-send of a message already queued
+        return reply
+
+    async def _queue(self, peer: str, message: IndexMessage, payload: str | None = None) -> tuple[Reply, bool]:
+        """The durable queue: the reply for ``message``, and whether it was newly queued."""
+        label = stream_label(message.stream_id)
+        segment = message.segment_name
+        if message.last_segment == 0:
+            log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
+            return Ack(0), False
+        try:
+            queued = await self._spool.call(Spool.enqueue, self._spool.spool, message, payload)
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
-            return Reject.try_again(f"daemon cannot queue the message: {error}")
+            return Reject.try_again(f"daemon cannot queue the message: {error}"), False
         if queued is Queued.NEW:
-            log.info("peer %s stream %s segment %s queued%s", peer, label, segment, " (end)" if message.end else "")
+            log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
+                     f" with its {message.size}-byte payload" if payload else "", " (end)" if message.end else "")
             self._publisher.notify(message.stream_id)
         else:
             log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
-        return Ack(message.last_segment)
+        return Ack(message.last_segment), queued is Queued.NEW
 
     @staticmethod
     def _refuse(peer: str, label: str, segment: str, reason: str) -> Reject:

@@ -22,12 +22,25 @@ from typing import Any, TypeVar
 
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
-from .stream import PublishedSegment, StreamState
+from .stream import PublishedSegment, RenditionInfo, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
 
-# Bumped when the schema changes incompatibly; an older spool is refused, not misread.
-SCHEMA_VERSION = 1
+# Bumped when the schema changes; an older spool is upgraded (columns added), a newer one refused.
+SCHEMA_VERSION = 2
+
+# Columns added by version 2 (inline payloads; rendition info and measurements for the master).
+_ADDED_COLUMNS = (
+    ("messages", "payload", "TEXT"),
+    ("streams", "peak_bps", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "total_bits", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "total_seconds", "REAL NOT NULL DEFAULT 0"),
+    ("streams", "independent", "INTEGER NOT NULL DEFAULT 1"),
+    ("streams", "codecs", "TEXT"),
+    ("streams", "resolution", "TEXT"),
+    ("streams", "frame_rate", "REAL"),
+    ("streams", "declared_bandwidth", "INTEGER"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -93,6 +106,7 @@ class QueuedItem:
     message: IndexMessage
     starts_epoch: bool  # numbering restarted here: the segment is preceded by a discontinuity
     end_only: bool  # an end for segments already queued: no segment to upload
+    payload: str | None = None  # name of the inline payload in the spool's payloads/ directory
 
 
 def is_v1(message: IndexMessage) -> bool:
@@ -123,6 +137,10 @@ class Spool:
             if version not in (0, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}, this daemon reads {SCHEMA_VERSION}")
             db.executescript(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as error:
             raise SpoolError(f"cannot open spool in {directory}: {error}") from None
@@ -133,8 +151,11 @@ class Spool:
 
     # Queue side.
 
-    def enqueue(self, message: IndexMessage) -> Queued:
-        """Store ``message`` durably, or decide it needs nothing. Raises SpoolError."""
+    def enqueue(self, message: IndexMessage, payload: str | None = None) -> Queued:
+        """Store ``message`` durably, or decide it needs nothing. Raises SpoolError.
+
+        ``payload`` names the segment's bytes in the payloads/ directory (inline payloads).
+        """
         if message.last_segment == 0:
             return Queued.IGNORED
         key = message.stream_id
@@ -170,8 +191,8 @@ class Spool:
                 )
                 self._db.execute(
                     "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
-                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    (*key, encode_message(message), epoch, starts_epoch, end_only, time.time()),
+                    " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
                 )
         except sqlite3.Error as error:
             raise SpoolError(f"spool write failed: {error}") from None
@@ -187,20 +208,33 @@ class Spool:
 
     def next_queued(self, key: StreamKey) -> QueuedItem | None:
         row = self._db.execute(
-            "SELECT id, line, starts_epoch, end_only FROM messages"
+            "SELECT id, line, starts_epoch, end_only, payload FROM messages"
             " WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' ORDER BY id LIMIT 1",
             key,
         ).fetchone()
         if row is None:
             return None
-        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]))
+        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4])
+
+    def queued_payloads(self) -> set[str]:
+        rows = self._db.execute("SELECT payload FROM messages WHERE state='queued' AND payload IS NOT NULL")
+        return {row[0] for row in rows}
+
+    def group_streams(self, bucket: str, key_prefix: str) -> list[StreamKey]:
+        """Every stream under one key prefix: the renditions of one program."""
+        rows = self._db.execute(
+            "SELECT bucket, key_prefix, idx FROM streams WHERE bucket=? AND key_prefix=? ORDER BY idx",
+            (bucket, key_prefix),
+        ).fetchall()
+        return [tuple(row) for row in rows]
 
     def queued_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM messages WHERE state='queued'").fetchone()[0])
 
     def load_state(self, key: StreamKey) -> StreamState:
         row = self._db.execute(
-            "SELECT next_media_sequence, discontinuity_sequence, target_duration, ended, pending_discontinuity"
+            "SELECT next_media_sequence, discontinuity_sequence, target_duration, ended, pending_discontinuity,"
+            " peak_bps, total_bits, total_seconds, independent, codecs, resolution, frame_rate, declared_bandwidth"
             " FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
             key,
         ).fetchone()
@@ -218,6 +252,11 @@ class Spool:
             target_duration_s=row[2],
             ended=bool(row[3]),
             pending_discontinuity=bool(row[4]),
+            peak_bps=row[5],
+            total_bits=row[6],
+            total_seconds=row[7],
+            independent=bool(row[8]),
+            info=RenditionInfo(codecs=row[9], resolution=row[10], frame_rate=row[11], declared_bandwidth=row[12]),
         )
 
     def complete(self, item: QueuedItem, state: StreamState, *, failure: str | None = None) -> None:
@@ -227,13 +266,23 @@ class Spool:
             with _transaction(self._db):
                 self._db.execute(
                     "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
-                    " ended=?, pending_discontinuity=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                    " ended=?, pending_discontinuity=?, peak_bps=?, total_bits=?, total_seconds=?, independent=?,"
+                    " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?"
+                    " WHERE bucket=? AND key_prefix=? AND idx=?",
                     (
                         state.next_media_sequence,
                         state.discontinuity_sequence,
                         state.target_duration_s,
                         state.ended,
                         state.pending_discontinuity,
+                        state.peak_bps,
+                        state.total_bits,
+                        state.total_seconds,
+                        state.independent,
+                        state.info.codecs,
+                        state.info.resolution,
+                        state.info.frame_rate,
+                        state.info.declared_bandwidth,
                         *key,
                     ),
                 )

@@ -25,6 +25,16 @@ class PublishedSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class RenditionInfo:
+    """What the segmenter says about the rendition (from its probe), as of the last segment."""
+
+    codecs: str | None = None  # RFC 6381 list
+    resolution: str | None = None  # WIDTHxHEIGHT
+    frame_rate: float | None = None
+    declared_bandwidth: int | None = None  # bit/s, from hls-segment --bandwidth
+
+
+@dataclass(frozen=True, slots=True)
 class StreamState:
     """What the stream's playlist is made of. ``segments`` holds the kept tail, oldest first."""
 
@@ -38,10 +48,25 @@ class StreamState:
     ended: bool = False
     # A segment failed or the numbering restarted: the next published segment gets a tag.
     pending_discontinuity: bool = False
+    # Measured over every published segment of the stream (for the master playlist).
+    peak_bps: int = 0  # max over segments of bits / duration
+    total_bits: int = 0
+    total_seconds: float = 0.0
+    independent: bool = True  # every published segment said it starts with a keyframe
+    info: RenditionInfo = RenditionInfo()
 
     @property
     def published_any(self) -> bool:
         return self.next_media_sequence > 1
+
+    @property
+    def average_bps(self) -> int:
+        return round(self.total_bits / self.total_seconds) if self.total_seconds > 0 else 0
+
+
+def segment_bps(size_bytes: int, duration_s: float) -> int:
+    """A segment's bit rate: its bits over its duration, rounded up (BANDWIDTH is an upper bound)."""
+    return math.ceil(size_bytes * 8 / duration_s) if duration_s > 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +84,9 @@ def with_segment(
     discontinuity: bool,
     end: bool,
     keep: int | None,
+    size_bytes: int | None = None,
+    independent: bool = False,
+    info: RenditionInfo | None = None,
 ) -> Transition:
     """``state`` after a segment was uploaded. ``keep`` bounds the kept segments (None: all)."""
     warnings: list[str] = []
@@ -80,6 +108,7 @@ def with_segment(
     if keep is not None and len(segments) > keep:
         removed_tags = sum(1 for old in segments[:-keep] if old.discontinuity)
         segments = segments[-keep:]
+    measured = size_bytes is not None and duration_s > 0
     new_state = StreamState(
         segments=segments,
         next_media_sequence=state.next_media_sequence + 1,
@@ -87,6 +116,11 @@ def with_segment(
         target_duration_s=target,
         ended=end,
         pending_discontinuity=False,
+        peak_bps=max(state.peak_bps, segment_bps(size_bytes, duration_s)) if measured else state.peak_bps,
+        total_bits=state.total_bits + (size_bytes * 8 if measured else 0),
+        total_seconds=state.total_seconds + (duration_s if measured else 0.0),
+        independent=state.independent and independent,
+        info=info if info is not None else state.info,
     )
     return Transition(new_state, tuple(warnings))
 

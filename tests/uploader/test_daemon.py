@@ -236,9 +236,9 @@ def test_refusals_get_a_reason_and_the_daemon_keeps_serving(
         assert client.send(b"x" * 5000 + b"\n") == Reject("line longer than 4096 bytes")
         reply = client.send(dataclasses.replace(ext_message(segments_dir, bucket, 1), output_directory="tmp/x"))
         assert reply == Reject("output directory tmp/x must be an absolute path")
-        reply = client.send(ext_message(segments_dir, bucket, 1, size=3))
-        assert reply == Reject("inline payloads are not enabled")
-        client.send_only(b"abc")  # the payload: skipped, the framing holds
+        reply = client.send(ext_message(segments_dir, "other-bucket", 1, size=3))
+        assert reply == Reject("bucket other-bucket is not allowed")
+        client.send_only(b"abc")  # the refused message's payload: skipped, the framing holds
         place_segment(segment_source, segments_dir, "seg", 1)
         assert client.send(ext_message(segments_dir, bucket, 1, end=True)) == Ack(1)
     assert daemon.send_v1(b"garbage") == b"ERR expected 10 comma-separated fields, got 1\n"

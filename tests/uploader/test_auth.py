@@ -1,0 +1,133 @@
+"""Authenticated peers: --secret-file on the daemon, refusals with a reason, the listen rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from botocore.client import BaseClient
+
+from protocol import Ack, Reject, sign, sign_at
+from tests.support.daemon import place_segment
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import wait_for
+
+from .conftest import StartUploader
+from .test_daemon import ext_message, fetch_playlist_or_none
+
+SECRET = b"correct horse battery staple 42"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret"
+    path.write_bytes(SECRET + b"\n")  # a trailing newline, as editors write it, is not part of it
+    path.chmod(0o600)
+    return path
+
+
+def test_untagged_wrong_replayed_and_stale_messages_are_refused_while_a_signed_stream_goes_on(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
+    segment_source: Path, secret_file: Path,
+) -> None:
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--secret-file", str(secret_file))
+    assert "peer authentication: HMAC secret" in daemon.startup_line
+    for number in (1, 2, 3):
+        place_segment(segment_source, segments_dir, "seg", number)
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    with daemon.connect() as legit, daemon.connect() as attacker:
+        first = sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms())
+        assert legit.send(first) == Ack(1)
+
+        untagged = ext_message(segments_dir, bucket, 2, sent_at_ms=now_ms())
+        assert attacker.send(untagged) == Reject("message is not signed (this daemon requires ts= and tag=)")
+        wrong = sign_at(ext_message(segments_dir, bucket, 2), b"not the secret at all, guessed", now_ms())
+        assert attacker.send(wrong) == Reject("wrong authentication tag (check the shared secret)")
+        no_ts = sign(ext_message(segments_dir, bucket, 2), SECRET)
+        assert attacker.send(no_ts) == Reject("signed message has no ts (needed against replays)")
+        tampered = dataclasses.replace(first, last_segment=2)  # the tag of segment 1 on segment 2
+        assert attacker.send(tampered) == Reject("wrong authentication tag (check the shared secret)")
+        assert attacker.send(first) == Reject("replayed message: this tag was already received")
+        stale = sign_at(ext_message(segments_dir, bucket, 2), SECRET, now_ms() - 31_000)
+        reply = attacker.send(stale)
+        assert isinstance(reply, Reject) and "outside the 30 s window" in reply.reason
+
+        # The legitimate peer is unaffected, before and after the attacker gives up.
+        assert legit.send(sign_at(ext_message(segments_dir, bucket, 2), SECRET, now_ms())) == Ack(2)
+    with daemon.connect() as legit:
+        assert legit.send(sign_at(ext_message(segments_dir, bucket, 3, end=True), SECRET, now_ms())) == Ack(3)
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    assert [s.uri for s in final.segments] == ["seg-00001.ts", "seg-00002.ts", "seg-00003.ts"]
+    log = daemon.log()
+    peer_lines = [line for line in log.splitlines() if "not authenticated" in line]
+    assert len(peer_lines) == 6
+    assert all("peer 127.0.0.1:" in line and "stream " in line for line in peer_lines)
+    assert SECRET.decode() not in log
+
+
+def test_a_re_signed_resend_is_a_duplicate_not_a_replay(
+    start_uploader: StartUploader, bucket: str, segments_dir: Path, segment_source: Path, secret_file: Path,
+) -> None:
+    """A segmenter that lost a reply sends the message again, signed anew: acknowledged again."""
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--secret-file", str(secret_file))
+    place_segment(segment_source, segments_dir, "seg", 1)
+    with daemon.connect() as client:
+        assert client.send(sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms())) == Ack(1)
+        assert client.send(sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms() + 1)) == Ack(1)
+    assert "already queued (re-sent)" in daemon.log()
+
+
+def run_uploadd(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uploader", "--spool-dir", str(tmp_path / "spool"), *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_a_non_loopback_listener_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
+    result = run_uploadd("--listen", "0.0.0.0:0", tmp_path=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hls-uploadd: configuration error: --listen 0.0.0.0 is not a loopback address")
+    assert "--secret-file" in lines[0] and "--insecure-no-auth" in lines[0]
+    assert not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"short\n", "at least 16 are needed"), (None, "cannot read")])
+def test_a_bad_secret_file_refuses_to_start(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_bytes(content)
+    result = run_uploadd("--secret-file", str(path), tmp_path=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_insecure_no_auth_warns_at_start_and_on_every_connection(
+    start_uploader: StartUploader, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--listen", "0.0.0.0:0", "--insecure-no-auth")
+    assert "peer authentication: none" in daemon.startup_line
+    place_segment(segment_source, segments_dir, "seg", 1)
+    for _ in range(2):
+        with daemon.connect() as client:
+            assert client.send(ext_message(segments_dir, bucket, 1)) == Ack(1)
+    log = daemon.log()
+    assert "WITHOUT peer authentication (--insecure-no-auth)" in log
+    assert log.count("connected to an unauthenticated non-loopback listener") == 2
+
+
+def test_a_secret_on_a_non_loopback_listener_starts(
+    start_uploader: StartUploader, secret_file: Path, s3: BaseClient
+) -> None:
+    daemon = start_uploader("--listen", "0.0.0.0:0", "--secret-file", str(secret_file))
+    assert "peer authentication: HMAC secret" in daemon.startup_line
+    assert "WITHOUT peer authentication" not in daemon.log()

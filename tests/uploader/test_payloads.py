@@ -1,0 +1,110 @@
+"""Inline segment payloads (size=N): bytes on the wire, stored whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from botocore.client import BaseClient
+
+from protocol import Ack, Reject, encode_message
+from tests.support.daemon import place_segment
+from tests.support.media import MediaCache
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import http_get, wait_for
+
+from .conftest import StartUploader
+from .test_auth import SECRET
+from .test_daemon import ext_message, fetch_playlist_or_none
+
+
+def keys(s3: BaseClient, bucket: str) -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def payload_files(spool_dir: Path) -> list[str]:
+    return sorted(os.listdir(spool_dir / "payloads"))
+
+
+def test_segments_travel_on_the_wire_to_a_daemon_that_cannot_read_the_segmenters_directory(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, media: MediaCache, tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "daemon-may-read-only-this"
+    elsewhere.mkdir()
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    daemon = start_uploader("--allow-dir", str(elsewhere), "--secret-file", str(secret_file))
+    out_dir = tmp_path / "segmenter-out"
+    source = media.ts(seconds=6.0, gop_seconds=1.0)
+    with open(source, "rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "segmenter", "-", "2", str(out_dir), "cam", "index.m3u8", "", bucket, "live/remote",
+             "--uploader", f"127.0.0.1:{daemon.port}", "--send-segments", "--secret-file", str(secret_file)],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr
+    url = seaweed.object_url(bucket, "live/remote/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    files = sorted(out_dir.glob("cam-*.ts"))
+    assert [s.uri for s in final.segments] == [f.name for f in files] and len(files) == 3
+    for file in files:
+        assert http_get(seaweed.object_url(bucket, f"live/remote/{file.name}")).body == file.read_bytes()
+    log = daemon.log()
+    assert log.count("-byte payload") == 3 and "not allowed" not in log
+    wait_for(lambda: payload_files(daemon.spool_dir) == [], message="payload files removed once published")
+
+
+def test_a_payload_cut_off_mid_way_leaves_nothing_behind(
+    start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segment_source: Path,
+    tmp_path: Path,
+) -> None:
+    daemon = start_uploader()  # no --allow-dir at all: only inline payloads can be published
+    data = segment_source.read_bytes()
+    message = ext_message(Path("/nowhere"), bucket, 1, end=True, size=len(data),
+                          payload_sha256=hashlib.sha256(data).hexdigest())
+    with socket.create_connection(daemon.address, timeout=10) as sock:
+        sock.sendall(encode_message(message, newline=True) + data[: len(data) // 2])
+        wait_for(lambda: len(payload_files(daemon.spool_dir)) == 1, message="the payload being written")
+    wait_for(lambda: "payload cut off, nothing kept" in daemon.log(), message="the cut-off payload noticed")
+    assert payload_files(daemon.spool_dir) == []  # not even a temp file
+    assert keys(s3, bucket) == []
+
+    with daemon.connect() as client:  # the same message, whole this time
+        client.send_only(encode_message(message, newline=True) + data)
+        assert client.reply() == Ack(1)
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist)
+    assert http_get(seaweed.object_url(bucket, "live/one/seg-00001.ts")).body == data
+
+
+def test_oversized_and_corrupted_payloads_are_refused_while_a_stream_goes_on(
+    start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segments_dir: Path,
+    segment_source: Path,
+) -> None:
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--max-payload-size", "1000")
+    place_segment(segment_source, segments_dir, "seg", 1)
+    place_segment(segment_source, segments_dir, "seg", 2)
+    other = {"key_prefix": "live/other"}
+    with daemon.connect() as legit:
+        assert legit.send(ext_message(segments_dir, bucket, 1)) == Ack(1)
+        with daemon.connect() as client:
+            client.send_only(ext_message(segments_dir, bucket, 1, size=5000, **other))
+            assert client.reply() == Reject("payload of 5000 bytes is over the limit of 1000")
+            assert client.sock.recv(100) == b""  # framing lost: the daemon closed the connection
+        with daemon.connect() as client:
+            message = ext_message(segments_dir, bucket, 1, size=10, payload_sha256="00" * 32, **other)
+            client.send_only(encode_message(message, newline=True) + b"0123456789")
+            assert client.reply() == Reject("payload does not match its sha256")
+            message = ext_message(segments_dir, bucket, 0, size=3, **other)
+            client.send_only(encode_message(message, newline=True) + b"abc")
+            assert client.reply() == Reject("an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
+        assert legit.send(ext_message(segments_dir, bucket, 2, end=True)) == Ack(2)
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    assert len(final.segments) == 2
+    assert not any(key.startswith("live/other/") for key in keys(s3, bucket))
+    assert payload_files(daemon.spool_dir) == []

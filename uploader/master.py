@@ -1,0 +1,111 @@
+"""The master playlist of a program: one EXT-X-STREAM-INF per rendition (RFC 8216 4.3.4.2). Pure.
+
+The renditions of a program are the streams that share (bucket, key_prefix); the master is
+``--master-name`` under that prefix, written once two or more of them have a playlist. BANDWIDTH
+is the measured peak segment bit rate (bits / duration of each published segment, the max), or
+the declared ``--bandwidth`` when that is higher: BANDWIDTH must be an upper bound, and a
+measurement over the first few segments can only under-estimate the encoder's cap.
+AVERAGE-BANDWIDTH is the measured mean (all bits / all seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stream import StreamState
+
+# Renditions needed before a master is written: one stream is its own playlist.
+MIN_RENDITIONS = 2
+
+# A measured bandwidth that moved less than this fraction since the master was last uploaded
+# does not re-upload it: each segment nudges the numbers, and a CDN-cached master should not
+# change every few seconds for noise. Appearing, ending or changing renditions always do.
+BANDWIDTH_TOLERANCE = 0.10
+
+MASTER_VERSION = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One rendition as the master names it."""
+
+    uri: str  # the rendition's playlist, relative to the master
+    bandwidth: int
+    average_bandwidth: int | None
+    codecs: str | None
+    resolution: str | None
+    frame_rate: float | None
+    independent: bool
+    ended: bool
+
+    def lines(self) -> list[str]:
+        attributes = [f"BANDWIDTH={self.bandwidth}"]
+        if self.average_bandwidth:
+            attributes.append(f"AVERAGE-BANDWIDTH={self.average_bandwidth}")
+        if self.codecs:
+            attributes.append(f'CODECS="{self.codecs}"')
+        if self.resolution:
+            attributes.append(f"RESOLUTION={self.resolution}")
+        if self.frame_rate:
+            attributes.append(f"FRAME-RATE={self.frame_rate:.3f}")
+        return ["#EXT-X-STREAM-INF:" + ",".join(attributes), self.uri]
+
+
+def variant(index: str, state: StreamState) -> Variant | None:
+    """The variant of a stream, or None while it has no measured segment (no playlist yet)."""
+    if not state.published_any or state.peak_bps <= 0:
+        return None
+    info = state.info
+    return Variant(
+        uri=index,
+        bandwidth=max(state.peak_bps, info.declared_bandwidth or 0),
+        average_bandwidth=state.average_bps or None,
+        codecs=info.codecs,
+        resolution=info.resolution,
+        frame_rate=info.frame_rate,
+        independent=state.independent,
+        ended=state.ended,
+    )
+
+
+def sorted_variants(variants: list[Variant]) -> tuple[Variant, ...]:
+    """Lowest bandwidth first (players start with the first one listed), then by name."""
+    return tuple(sorted(variants, key=lambda v: (v.bandwidth, v.uri)))
+
+
+def master_playlist(variants: tuple[Variant, ...]) -> str:
+    """The m3u8 text. EXT-X-INDEPENDENT-SEGMENTS only when every segment of every rendition
+    starts with a keyframe."""
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{MASTER_VERSION}"]
+    if variants and all(v.independent for v in variants):
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    for v in sorted_variants(list(variants)):
+        lines += v.lines()
+    return "".join(line + "\n" for line in lines)
+
+
+def needs_upload(published: tuple[Variant, ...] | None, current: tuple[Variant, ...]) -> bool:
+    """Whether the master must go out again: a rendition appeared, ended or changed, or a
+    bandwidth moved by more than BANDWIDTH_TOLERANCE."""
+    if len(current) < MIN_RENDITIONS:
+        return False
+    if published is None:
+        return True
+    old = {v.uri: v for v in published}
+    if set(old) != {v.uri for v in current}:
+        return True
+    for new in current:
+        before = old[new.uri]
+        if (new.codecs, new.resolution, new.frame_rate, new.independent, new.ended) != (
+            before.codecs, before.resolution, before.frame_rate, before.independent, before.ended
+        ):
+            return True
+        if _moved(before.bandwidth, new.bandwidth) or _moved(before.average_bandwidth, new.average_bandwidth):
+            return True
+    return False
+
+
+def _moved(before: int | None, now: int | None) -> bool:
+    if not before or not now:
+        return before != now
+    return abs(now - before) > BANDWIDTH_TOLERANCE * before

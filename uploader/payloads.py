@@ -1,0 +1,113 @@
+"""Inline segment payloads kept in the spool directory until their segment is published.
+
+A payload is written piece by piece as it arrives (never held whole in memory) to a temp name,
+fsync'd, renamed to a unique final name and the directory fsync'd; only then is its message
+queued and answered OK. A payload cut off mid-way is only ever a temp file, removed at once (and
+at the next start, should the daemon die first). Final files no queued message names (the daemon
+died between the rename and the queueing) are removed at start too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+PAYLOAD_DIR_NAME = "payloads"
+_TEMP_SUFFIX = ".part"
+
+
+class PayloadError(Exception):
+    """A payload could not be stored (disk full, permissions): the daemon's state, not the peer's."""
+
+
+class PayloadFile:
+    """One payload being received. ``write`` each piece, then ``commit`` or ``discard``."""
+
+    def __init__(self, directory: Path, expected_size: int) -> None:
+        self.name = f"{secrets.token_hex(16)}.ts"
+        self._directory = directory
+        self._temp = directory / (self.name + _TEMP_SUFFIX)
+        self.expected_size = expected_size
+        self.received = 0
+        self._digest = hashlib.sha256()
+        try:
+            self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise PayloadError(f"cannot create a payload file: {error.strerror}") from None
+
+    def write(self, piece: bytes) -> None:
+        assert self._fd is not None
+        self._digest.update(piece)
+        view = memoryview(piece)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as error:
+            raise PayloadError(f"cannot write a payload: {error.strerror}") from None
+        self.received += len(piece)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def commit(self) -> str:
+        """fsync, rename to the final name, fsync the directory: blocking, run it off the loop."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            os.replace(self._temp, self._directory / self.name)
+            _fsync_directory(self._directory)
+        except OSError as error:
+            self.discard()
+            raise PayloadError(f"cannot store a payload: {error.strerror}") from None
+        return self.name
+
+    def discard(self) -> None:
+        """Remove what was written (a refused or cut-off payload). Safe to call twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._temp.unlink(missing_ok=True)
+
+
+class PayloadStore:
+    """The ``payloads/`` directory of the spool."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        self.directory = spool_dir / PAYLOAD_DIR_NAME
+
+    def open(self) -> None:
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+
+    def receive(self, size: int) -> PayloadFile:
+        return PayloadFile(self.directory, size)
+
+    def path(self, name: str) -> Path:
+        if os.sep in name or name.startswith("."):
+            raise ValueError(f"bad payload name {name!r}")
+        return self.directory / name
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def sweep(self, referenced: set[str]) -> list[str]:
+        """Remove temp files and payloads no queued message names; returns the names removed."""
+        removed = []
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(_TEMP_SUFFIX) or entry.name not in referenced:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        return removed
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

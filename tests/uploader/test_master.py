@@ -1,0 +1,81 @@
+"""The master playlist (pure), the alignment check (pure) and measured bandwidth."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import m3u8
+
+from uploader.alignment import AlignmentTracker
+from uploader.master import Variant, master_playlist, needs_upload, sorted_variants, variant
+from uploader.stream import RenditionInfo, StreamState, segment_bps, with_segment
+
+
+def published(sizes_and_durations: list[tuple[int, float]], info: RenditionInfo, *, independent: bool = True) -> StreamState:
+    state = StreamState()
+    for number, (size, duration) in enumerate(sizes_and_durations, start=1):
+        state = with_segment(state, uri=f"s-{number}.ts", duration_s=duration, promised_s=2, discontinuity=False,
+                             end=False, keep=5, size_bytes=size, independent=independent, info=info).state
+    return state
+
+
+LOW = RenditionInfo("avc1.42c00d,mp4a.40.2", "320x240", 25.0, None)
+HIGH = RenditionInfo("avc1.64001f,mp4a.40.2", "1280x720", 29.97, 3_000_000)
+
+
+def test_measured_peak_and_average() -> None:
+    state = published([(25_000, 2.0), (40_000, 2.0), (10_000, 1.0)], LOW)
+    assert state.peak_bps == 160_000  # 40000 B * 8 / 2 s
+    assert state.average_bps == round(75_000 * 8 / 5.0)
+    assert segment_bps(1, 3.0) == 3  # rounded up: BANDWIDTH is an upper bound
+
+
+def test_master_text_sorted_with_every_attribute() -> None:
+    high = variant("high.m3u8", published([(500_000, 2.0)], HIGH))
+    low = variant("low.m3u8", published([(30_000, 2.0), (34_000, 2.0)], LOW))
+    assert high is not None and low is not None
+    text = master_playlist((high, low))
+    assert text == (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=136000,AVERAGE-BANDWIDTH=128000,CODECS="avc1.42c00d,mp4a.40.2",'
+        "RESOLUTION=320x240,FRAME-RATE=25.000\nlow.m3u8\n"
+        # the declared 3 Mbit/s is above the measured 2 Mbit/s peak: BANDWIDTH stays an upper bound
+        '#EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2000000,CODECS="avc1.64001f,mp4a.40.2",'
+        "RESOLUTION=1280x720,FRAME-RATE=29.970\nhigh.m3u8\n"
+    )
+    parsed = m3u8.loads(text)
+    assert parsed.is_variant and [p.stream_info.bandwidth for p in parsed.playlists] == [136_000, 3_000_000]
+
+
+def test_independent_segments_only_when_every_rendition_says_so() -> None:
+    one = variant("a.m3u8", published([(1000, 2.0)], LOW))
+    other = variant("b.m3u8", published([(1000, 2.0)], LOW, independent=False))
+    assert one is not None and other is not None
+    assert "INDEPENDENT" not in master_playlist((one, other))
+    assert variant("c.m3u8", StreamState()) is None  # no playlist yet: not named
+
+
+def test_when_the_master_goes_out_again() -> None:
+    a = Variant("a.m3u8", 100_000, 90_000, "avc1.42c00d", "320x240", 25.0, True, False)
+    b = dataclasses.replace(a, uri="b.m3u8", bandwidth=300_000)
+    assert not needs_upload(None, (a,))  # one rendition is its own playlist
+    assert needs_upload(None, (a, b))
+    assert not needs_upload((a, b), (dataclasses.replace(a, bandwidth=109_000), b))  # noise
+    assert needs_upload((a, b), (dataclasses.replace(a, bandwidth=111_000), b))
+    assert needs_upload((a, b), (a, dataclasses.replace(b, ended=True)))
+    assert needs_upload((a, b), (a, dataclasses.replace(b, resolution="640x480")))
+    c = dataclasses.replace(a, uri="c.m3u8")
+    assert needs_upload((a, b), sorted_variants([a, b, c]))
+
+
+def test_alignment_names_the_drifting_rendition() -> None:
+    tracker = AlignmentTracker(memory=4)
+    assert tracker.check("low.m3u8", 7, 14.0, 25.0) is None
+    assert tracker.check("mid.m3u8", 7, 14.04, 25.0) is None  # one frame: fine
+    warning = tracker.check("high.m3u8", 7, 14.5, 25.0)
+    assert warning is not None and warning.startswith("rendition high.m3u8 drifts: its segment 7 starts at 14.500 s")
+    assert "low.m3u8" in warning
+    assert tracker.check("high.m3u8", 8, None, 25.0) is None  # no start: nothing to compare
+    for number in range(9, 14):
+        tracker.check("low.m3u8", number, float(number), 25.0)
+    assert tracker.check("high.m3u8", 7, 99.0, 25.0) is None  # forgotten: bounded memory

@@ -1,0 +1,154 @@
+"""Shared pieces of the daemon benchmarks: cached media, the daemon's /proc figures, its log."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CACHE = ROOT / "benchmarks" / ".cache"
+
+# Distinct segment files per duration: the daemon reads a different file each time, as it would.
+SEGMENT_VARIANTS = 6
+
+BUCKET = "bench"
+
+
+def segment_files(segment_seconds: float, video_bitrate: str = "2M") -> list[Path]:
+    """Real 720p H.264 + AAC MPEG-TS segments of ``segment_seconds`` at ~2.1 Mbit/s, made once.
+
+    One ffmpeg encode (1-s GOP, so any whole-second duration cuts exactly) split by ffmpeg's
+    segment muxer; cached under benchmarks/.cache.
+    """
+    tag = f"{segment_seconds:g}s-{video_bitrate}"
+    directory = CACHE / f"segments-{tag}"
+    done = directory / "done"
+    if done.exists():
+        return sorted(directory.glob("seg-*.ts"))[:SEGMENT_VARIANTS]
+    directory.mkdir(parents=True, exist_ok=True)
+    seconds = math.ceil(segment_seconds * SEGMENT_VARIANTS)
+    print(f"making {SEGMENT_VARIANTS} segments of {segment_seconds:g} s (once) ...", flush=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
+            "-vf", "noise=alls=12:allf=t",
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", video_bitrate, "-maxrate", video_bitrate,
+            "-bufsize", "2M", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", "128k",
+            "-f", "segment", "-segment_time", f"{segment_seconds:g}", "-segment_format", "mpegts",
+            "-reset_timestamps", "0", str(directory / "seg-%03d.ts"),
+        ],
+        check=True,
+    )
+    done.touch()
+    return sorted(directory.glob("seg-*.ts"))[:SEGMENT_VARIANTS]
+
+
+# -- the daemon's process figures ---------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcFigures:
+    cpu_s: float
+    rss_kib: int
+    hwm_kib: int
+
+
+def proc_figures(pid: int) -> ProcFigures:
+    """CPU seconds (user + system, from /proc/PID/stat), VmRSS and VmHWM (peak RSS)."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15
+    values = {}
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+    return ProcFigures(cpu_s, values["VmRSS"], values["VmHWM"])
+
+
+# -- the daemon's log: when each segment's playlist PUT completed ------------------------------
+
+_PUBLISHED = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO hls_uploadd\.publisher: stream (\S+) segment (\S+) published"
+)
+
+
+class PublishedLog:
+    """Follows the daemon's log file; ``poll()`` returns new {(stream label, segment): epoch s}.
+
+    The daemon logs "stream B/P/I segment S published ..." after the playlist PUT and the spool
+    commit; asctime has millisecond resolution (local time, as ``time.time`` is read here).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> dict[tuple[str, str], float]:
+        found: dict[tuple[str, str], float] = {}
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+                self._offset = file.tell()
+        except FileNotFoundError:
+            return found
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            match = _PUBLISHED.match(raw.decode(errors="replace"))
+            if match:
+                stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                found[(match.group(2), match.group(3))] = stamp
+        return found
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(values: list[float]) -> tuple[float, float, float, float]:
+    return tuple(percentile(values, q) * 1000 for q in (50, 95, 99, 100))  # type: ignore[return-value]
+
+
+def daemon_env(endpoint: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **endpoint, "PYTHONUNBUFFERED": "1"}
+
+
+class PySpy:
+    """``py-spy record`` attached to a process (pip install py-spy), collapsed stacks to ``path``."""
+
+    def __init__(self, pid: int, path: str | None, *, idle: bool = False) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        if path:
+            command = ["py-spy", "record", "-p", str(pid), "-o", path, "--format", "raw", "-r", "200", "--threads"]
+            if idle:
+                command.append("--idle")
+            self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            self._proc.wait(timeout=60)

@@ -1,0 +1,334 @@
+"""Publish latency of hls-uploadd with many renditions at live pace, vs raw boto3 PUTs.
+
+    python benchmarks/publish.py [--renditions 20] [--segment-seconds 2] [--minutes 1]
+
+Starts a loopback SeaweedFS (uploader.embedded_s3) and then, in the same run:
+
+1. raw: a plain boto3 script that, for N streams on the same live schedule, PUTs each segment
+   and then a playlist naming it (thread per stream in flight, a connection pool of N): the
+   storage's own time for the two PUTs;
+2. daemon: hls-uploadd as a subprocess and N simulated segmenters (asyncio tasks, one persistent
+   extension connection each, protocol.encode_message / ReplyDecoder) that, every
+   SEGMENT_SECONDS, hard-link a real ~2 Mbit/s 720p TS segment into their directory and send
+   its message (duration, start, codecs, resolution, frame rate), waiting for OK as
+   hls-segment does. Renditions come in channels of 4 that cut at the same instant.
+
+Latency per segment: message sent -> the daemon's log line saying its playlist PUT completed
+(asctime, ms resolution); a few streams are also polled over plain HTTP to check that the
+playlist is readable then. Prints p50/p95/p99/max of both, the ratio, and the daemon's CPU
+seconds and peak RSS (/proc/PID/stat, VmHWM), per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import (  # noqa: E402
+    BUCKET,
+    ProcFigures,
+    PublishedLog,
+    PySpy,
+    daemon_env,
+    proc_figures,
+    segment_files,
+    summary_ms,
+)
+from botocore.config import Config  # noqa: E402
+
+from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
+from tests.support.daemon import UploaderDaemon  # noqa: E402
+from tests.support.viewer import http_get  # noqa: E402
+from uploader.embedded_s3 import EmbeddedS3  # noqa: E402
+
+INDEX = "index.m3u8"
+PREFIX = "seg"
+RENDITIONS_PER_CHANNEL = 4
+CODECS = "avc1.64001f,mp4a.40.2"
+WINDOW = 5
+# After the last message, how long the daemon may take to publish what is left.
+SETTLE_TIMEOUT_S = 120.0
+
+
+def key_prefix(stream: int) -> str:
+    return f"live/s{stream:04d}"
+
+
+def label(stream: int) -> str:
+    return f"{BUCKET}/{key_prefix(stream)}/{INDEX}"
+
+
+def segment_name(number: int) -> str:
+    return f"{PREFIX}-{number:05d}.ts"
+
+
+class Schedule:
+    """When each stream's segment k (1-based) is due: channels of renditions share a phase."""
+
+    def __init__(self, streams: int, segment_seconds: float, minutes: float, seed: int = 8) -> None:
+        rng = random.Random(seed)
+        channels = math.ceil(streams / RENDITIONS_PER_CHANNEL)
+        phases = [rng.uniform(0, segment_seconds) for _ in range(channels)]
+        self.streams = streams
+        self.segment_seconds = segment_seconds
+        self.count = max(1, round(minutes * 60 / segment_seconds))
+        self.phase = [phases[i // RENDITIONS_PER_CHANNEL] for i in range(streams)]
+
+    def due(self, start: float, stream: int, number: int) -> float:
+        return start + self.phase[stream] + (number - 1) * self.segment_seconds
+
+
+def playlist_text(number: int, segment_seconds: float) -> bytes:
+    first = max(1, number - WINDOW + 1)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(segment_seconds)}",
+             f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+    for n in range(first, number + 1):
+        lines += [f"#EXTINF:{segment_seconds:g},", segment_name(n)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+# -- raw boto3 ----------------------------------------------------------------------------------
+
+def run_raw(weed: EmbeddedS3, schedule: Schedule, files: list[Path]) -> list[float]:
+    """Two PUTs per segment (segment, then playlist) on the daemon's schedule; seconds each,
+    from the moment the segment was due to the playlist PUT's completion."""
+    threads = min(schedule.streams, 256)
+    client = _pooled_client(weed.endpoint_url, threads)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raw")
+    times: list[float] = []
+
+    def two_puts(stream: int, number: int, due: float) -> None:
+        with open(files[(stream + number) % len(files)], "rb") as body:
+            client.put_object(Bucket=BUCKET, Key=f"raw/{key_prefix(stream)}/{segment_name(number)}", Body=body,
+                              ContentType="video/MP2T", CacheControl="max-age=31536000, immutable")
+        client.put_object(Bucket=BUCKET, Key=f"raw/{key_prefix(stream)}/{INDEX}",
+                          Body=playlist_text(number, schedule.segment_seconds),
+                          ContentType="application/vnd.apple.mpegurl", CacheControl="max-age=1")
+        times.append(time.time() - due)
+
+    async def stream_task(stream: int, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        pending = []
+        for number in range(1, schedule.count + 1):
+            due = schedule.due(start, stream, number)
+            await asyncio.sleep(max(0.0, due - time.time()))
+            pending.append(loop.run_in_executor(pool, two_puts, stream, number, due))
+        await asyncio.gather(*pending)
+
+    async def all_streams() -> None:
+        start = time.time() + 0.5
+        await asyncio.gather(*(stream_task(i, start) for i in range(schedule.streams)))
+
+    try:
+        asyncio.run(all_streams())
+    finally:
+        pool.shutdown()
+        client.close()
+    return times
+
+
+def _pooled_client(endpoint_url: str, pool: int):  # type: ignore[no-untyped-def]
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
+                                    region_name="us-east-1")
+    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool, connect_timeout=5,
+                    read_timeout=30, retries={"total_max_attempts": 1})
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+class DaemonRun:
+    def __init__(self, weed: EmbeddedS3, work: Path, schedule: Schedule, files: list[Path],
+                 daemon_args: list[str], sample: int, py_spy: str | None = None, py_spy_idle: bool = False) -> None:
+        self.py_spy = (py_spy, py_spy_idle)
+        self.weed = weed
+        self.schedule = schedule
+        self.files = files
+        self.segments = work / "segments"
+        self.segments.mkdir(parents=True)
+        self.daemon = UploaderDaemon(
+            work / "daemon",
+            ["--allow-dir", str(self.segments), "--bucket", BUCKET, "--endpoint-url", weed.endpoint_url,
+             "--log-level", "INFO", *daemon_args],
+            env=daemon_env(weed.client_environment()),
+        )
+        self.sent: dict[tuple[str, str], float] = {}
+        self.published: dict[tuple[str, str], float] = {}
+        self.polled: dict[tuple[str, str], float] = {}
+        self.sampled = sorted(random.Random(1).sample(range(schedule.streams), min(sample, schedule.streams)))
+        self.refused: list[str] = []
+        self.idle: ProcFigures | None = None
+        self.final: ProcFigures | None = None
+
+    def run(self) -> None:
+        self.daemon.start()
+        assert self.daemon.proc is not None
+        pid = self.daemon.proc.pid
+        log = PublishedLog(self.daemon.log_path)
+        done = threading.Event()
+        poller = threading.Thread(target=self._poll, args=(done,), daemon=True)
+        try:
+            self.idle = proc_figures(pid)
+            spy = PySpy(pid, self.py_spy[0], idle=self.py_spy[1])
+            poller.start()
+            asyncio.run(self._segmenters())
+            deadline = time.monotonic() + SETTLE_TIMEOUT_S
+            while time.monotonic() < deadline:
+                self.published.update(log.poll())
+                if len(self.published) >= len(self.sent):
+                    break
+                time.sleep(0.1)
+            self.final = proc_figures(pid)
+            spy.stop()
+        finally:
+            done.set()
+            poller.join(timeout=10)
+            self.daemon.stop()
+
+    async def _segmenters(self) -> None:
+        start = time.time() + 1.0
+        await asyncio.gather(*(self._segmenter(i, start) for i in range(self.schedule.streams)))
+
+    async def _segmenter(self, stream: int, start: float) -> None:
+        directory = self.segments / f"s{stream:04d}"
+        directory.mkdir()
+        reader, writer = await asyncio.open_connection(*self.daemon.address)
+        replies = ReplyDecoder()
+        try:
+            for number in range(1, self.schedule.count + 1):
+                due = self.schedule.due(start, stream, number)
+                await asyncio.sleep(max(0.0, due - time.time()))
+                source = self.files[(stream + number) % len(self.files)]
+                target = directory / segment_name(number)
+                target.hardlink_to(source)
+                message = IndexMessage(
+                    index=INDEX, output_directory=str(directory),
+                    segment_duration=math.ceil(self.schedule.segment_seconds), output_prefix=PREFIX,
+                    http_prefix="", first_segment=1, last_segment=number, end=False, bucket=BUCKET,
+                    key_prefix=key_prefix(stream), duration=self.schedule.segment_seconds,
+                    start=round(10 + (number - 1) * self.schedule.segment_seconds, 6),
+                    discontinuity=number == 1, codecs=CODECS, resolution="1280x720", frame_rate=30.0,
+                )
+                self.sent[(label(stream), target.name)] = time.time()
+                writer.write(encode_message(message, newline=True))
+                while (reply := replies.next_reply()) is None:
+                    data = await reader.read(4096)
+                    if not data:
+                        raise ConnectionError(f"stream {stream}: the daemon closed the connection")
+                    replies.receive_data(data)
+                if reply != Ack(number):
+                    self.refused.append(f"stream {stream} segment {number}: {reply}")
+        finally:
+            writer.close()
+
+    def _poll(self, done: threading.Event) -> None:
+        """Polls the sampled streams' playlists over HTTP; first time each segment is named."""
+        urls = {label(i): self.weed.object_url(BUCKET, f"{key_prefix(i)}/{INDEX}") for i in self.sampled}
+        while not done.is_set() and urls:
+            for name, url in urls.items():
+                reply = http_get(url)
+                now = time.time()
+                if reply.status != 200:
+                    continue
+                for line in reply.text.splitlines():
+                    if line.startswith(PREFIX + "-"):
+                        self.polled.setdefault((name, line), now)
+            time.sleep(0.002)
+
+    def latencies(self) -> list[float]:
+        return [self.published[key] - sent for key, sent in self.sent.items() if key in self.published]
+
+    def polled_latencies(self) -> list[float]:
+        return [self.polled[key] - sent for key, sent in self.sent.items() if key in self.polled]
+
+
+def warm_up(weed: EmbeddedS3) -> None:
+    """SeaweedFS grows a volume for a new bucket on its first write (seconds): not ours to time."""
+    client = weed.client()
+    try:
+        for n in range(3):
+            client.put_object(Bucket=BUCKET, Key=f"warm-up-{n}", Body=b"x" * 100_000)
+    finally:
+        client.close()
+
+
+def row(name: str, values_ms: tuple[float, float, float, float], count: int) -> str:
+    return f"{name:44}{count:>7}" + "".join(f"{v:9.1f}" for v in values_ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--renditions", type=int, default=20, help="simulated segmenters (streams)")
+    parser.add_argument("--segment-seconds", type=float, default=2.0)
+    parser.add_argument("--minutes", type=float, default=1.0, help="length of each of the two phases")
+    parser.add_argument("--sample", type=int, default=4, help="streams whose playlist is also polled over HTTP")
+    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                        help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
+    parser.add_argument("--py-spy-idle", action="store_true", help="include idle (waiting) samples")
+    parser.add_argument("--skip-raw", action="store_true")
+    parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
+    args = parser.parse_args()
+    if not 1 <= args.renditions <= 2000 or not 0.5 <= args.segment_seconds <= 60 or not 0 < args.minutes <= 30:
+        parser.error("bounds: 1..2000 renditions, 0.5..60 s segments, up to 30 minutes")
+    files = segment_files(args.segment_seconds)
+    sizes = [f.stat().st_size for f in files]
+    schedule = Schedule(args.renditions, args.segment_seconds, args.minutes)
+    temp = None if args.keep else tempfile.TemporaryDirectory(prefix="hls-publish-bench-")
+    work = Path(args.keep or temp.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        with EmbeddedS3(work / "weed") as weed:
+            weed.create_bucket(BUCKET)
+            warm_up(weed)
+            raw = [] if args.skip_raw else run_raw(weed, schedule, files)
+            run = DaemonRun(weed, work, schedule, files, args.daemon_arg, args.sample, args.py_spy, args.py_spy_idle)
+            run.run()
+    finally:
+        if temp is not None:
+            temp.cleanup()
+
+    latencies = run.latencies()
+    polled = run.polled_latencies()
+    mean_kib = sum(sizes) / len(sizes) / 1024
+    rate_mbit = sum(sizes) / len(sizes) * 8 / args.segment_seconds / 1e6
+    print(f"\n{args.renditions} renditions x {schedule.count} segments of {args.segment_seconds:g} s "
+          f"({mean_kib:.0f} KiB, {rate_mbit:.1f} Mbit/s), live pace, loopback SeaweedFS")
+    print(f"{'':44}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    if raw:
+        print(row("raw boto3 segment PUT + playlist PUT", summary_ms(raw), len(raw)))
+    if latencies:
+        print(row("daemon: message sent -> playlist PUT done", summary_ms(latencies), len(latencies)))
+    if polled:
+        print(row(f"daemon: sent -> readable over HTTP ({len(run.sampled)} polled)", summary_ms(polled), len(polled)))
+    missing = len(run.sent) - len(latencies)
+    if missing:
+        print(f"NOT PUBLISHED within {SETTLE_TIMEOUT_S:g} s of the last message: {missing} of {len(run.sent)}")
+    if run.refused:
+        print(f"refused: {len(run.refused)}, e.g. {run.refused[0]}")
+    if raw and latencies:
+        raw_ms, ours_ms = summary_ms(raw), summary_ms(latencies)
+        print(f"ratio daemon/raw: p50 {ours_ms[0] / raw_ms[0]:.2f}, p95 {ours_ms[1] / raw_ms[1]:.2f}, "
+              f"p99 {ours_ms[2] / raw_ms[2]:.2f} (goal p99 <= 1.5)")
+    if run.idle and run.final:
+        grown_kib = run.final.hwm_kib - run.idle.rss_kib
+        print(f"daemon: CPU {run.final.cpu_s - run.idle.cpu_s:.1f} s over {args.minutes:g} min "
+              f"({(run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions) * 1000:.2f} ms per segment); "
+              f"RSS idle {run.idle.rss_kib / 1024:.1f} MiB, peak {run.final.hwm_kib / 1024:.1f} MiB, "
+              f"growth {grown_kib / 1024:.1f} MiB = {grown_kib / args.renditions:.0f} KiB per stream (goal < 1024)")
+
+
+if __name__ == "__main__":
+    main()

@@ -50,9 +50,24 @@ class StdinSource:
         self._started = time.monotonic()
         self._interactive = os.isatty(fd)
         self.bytes_read = 0
+        # Every byte read, until the shell chose a path: the MPEG-TS fast path replays what the
+        # probe consumed, the PyAV path forgets it (so memory stays bounded).
+        self._recording: bytearray | None = bytearray()
 
     def probed(self) -> None:
         self._probing = False
+
+    def recorded(self) -> bytes:
+        """The bytes read so far (only while recording)."""
+        return bytes(self._recording or b"")
+
+    def replay(self) -> bytes:
+        """The bytes read so far, to be read again; recording stops."""
+        data, self._recording = bytes(self._recording or b""), None
+        return data
+
+    def forget(self) -> None:
+        self._recording = None
 
     def read(self, size: int) -> bytes:
         while True:
@@ -76,6 +91,8 @@ class StdinSource:
             if readable:
                 data = os.read(self._fd, min(size, READ_CHUNK_BYTES))
                 self.bytes_read += len(data)
+                if self._recording is not None:
+                    self._recording += data
                 return data
 
 

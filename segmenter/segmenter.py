@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import av
@@ -24,7 +25,8 @@ from protocol.settings import ConfigError
 
 from .config import SegmenterConfig, WireMode
 from .cutter import Action, Cutter, SegmentTiming
-from .input import InputDescription, InputError, describe, open_input
+from .fastrun import FastPlan, FastRun, plan_fast_path
+from .input import InputDescription, InputError, StdinSource, describe, open_input
 from .notifier import DeliveryReport, Notifier
 from .progress import Progress
 from .writer import SegmentWriter, highest_segment_number, remove_stale_parts
@@ -144,11 +146,18 @@ class Segmenter:
         last = first - 1
         dropped = 0
         try:
-            container, _ = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop)
+            container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop)
             try:
                 description = describe(container)
                 self._log_input(description)
-                run = _Run(config, container, description, notifier, self._progress, self._stop, first)
+                fast = self._fast_plan(container, description, source)
+                run: _Run | FastRun
+                if fast is not None:
+                    run = FastRun(config, description, fast, notifier, self._progress, self._stop, first,
+                                  partial(segment_message, config, description, first),
+                                  partial(_Committer, notifier))
+                else:
+                    run = _Run(config, container, description, notifier, self._progress, self._stop, first)
                 run.loop()
                 last, dropped = run.number, run.dropped
             finally:
@@ -161,6 +170,21 @@ class Segmenter:
                          config.drain_timeout_s, waiting)
             report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
         return RunSummary(first, last, dropped, report)
+
+    def _fast_plan(
+        self, container: av.container.InputContainer, description: InputDescription, source: StdinSource | None
+    ) -> FastPlan | None:
+        """The MPEG-TS fast path's plan (fastrun.py), or None for the PyAV path, with the reason logged."""
+        fast, reason = plan_fast_path(self.config, container, description, source, self._stop,
+                                      enabled=fast_path_enabled(self.config))
+        if fast is None:
+            log.info("MPEG-TS fast path not used: %s", reason)
+            if source is not None:
+                source.forget()
+        else:
+            log.info("MPEG-TS fast path: cutting at 188-byte packet level (PIDs %s)",
+                     ", ".join(f"0x{t.pid:x}" for t in fast.tracks))
+        return fast
 
     def _log_input(self, description: InputDescription) -> None:
         streams = ", ".join(f"#{s.index} {s.kind.value}" for s in description.streams)
@@ -323,22 +347,36 @@ class _Run:
         self.progress.segment(writer.name, message.duration, message.start, size, timing.discontinuity, len(self.notifier))
 
     def _message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
-        duration = timing.duration_s
-        if duration is not None:
-            duration = round(min(duration, MAX_SEGMENT_DURATION_S), 6)
-            if duration <= 0:
-                duration = None
-        start = round(timing.start_s, 6) if timing.start_s is not None and timing.start_s >= 0 else None
-        description = self.description
-        return self.config.message(
-            first_segment=self.first,
-            last_segment=number,
-            end=end,
-            duration=duration,
-            start=start,
-            discontinuity=timing.discontinuity,
-            codecs=description.codecs,
-            resolution=description.resolution,
-            frame_rate=description.frame_rate,
-            independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
-        )
+        return segment_message(self.config, self.description, self.first, number, timing, end)
+
+
+def fast_path_enabled(config: SegmenterConfig) -> bool:
+    """--fast-path/--no-fast-path; HLS_SEGMENT_FAST_PATH=0 turns it off."""
+    value = getattr(config, "fast_path", None)
+    if value is None:
+        value = os.environ.get("HLS_SEGMENT_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")
+    return bool(value)
+
+
+def segment_message(
+    config: SegmenterConfig, description: InputDescription, first: int, number: int, timing: SegmentTiming, end: bool
+) -> IndexMessage:
+    """The index message of a finished segment (both paths)."""
+    duration = timing.duration_s
+    if duration is not None:
+        duration = round(min(duration, MAX_SEGMENT_DURATION_S), 6)
+        if duration <= 0:
+            duration = None
+    start = round(timing.start_s, 6) if timing.start_s is not None and timing.start_s >= 0 else None
+    return config.message(
+        first_segment=first,
+        last_segment=number,
+        end=end,
+        duration=duration,
+        start=start,
+        discontinuity=timing.discontinuity,
+        codecs=description.codecs,
+        resolution=description.resolution,
+        frame_rate=description.frame_rate,
+        independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
+    )

@@ -30,6 +30,9 @@ from tests.support.segmenter_media import (
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
+# Every test here runs twice: with the MPEG-TS fast path (segmenter/tsfast.py) and with PyAV.
+pytestmark = pytest.mark.usefixtures("segmenter_path")
+
 FPS = 25
 FRAME_S = 1 / FPS
 

@@ -1,0 +1,257 @@
+"""The MPEG-TS fast path's I/O shell: read the input, feed ``tsfast.TsSplitter``, write its segments.
+
+Used for MPEG-TS inputs (stdin or a regular file) whose program PyAV described completely: one
+program, every elementary stream audio or video with 90 kHz timestamps, and an H.264 or HEVC
+reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
+messages, commit order, logs and guarantees are the PyAV path's (``segmenter.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av.container
+
+from protocol import segment_file_name
+
+from .config import SegmenterConfig
+from .cutter import Cutter, SegmentTiming, StreamKind
+from .input import InputDescription, StdinSource
+from .notifier import Notifier
+from .progress import Progress
+from .tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, STREAM_TYPE_HEVC, NotEligible, ProgramMap, Track, TsSplitter, find_program
+
+log = logging.getLogger("segmenter")
+
+# Bytes read from a file per call: large enough that the per-chunk work vanishes.
+FILE_READ_BYTES = 188 * 4096
+
+TICKS_PER_SECOND = 90000
+
+
+class FastPlan:
+    """What the fast path needs to start: the program, the tracks, and where the bytes come from."""
+
+    def __init__(self, program: ProgramMap, tracks: list[Track], chunks: Callable[[], Iterator[bytes]]) -> None:
+        self.program = program
+        self.tracks = tracks
+        self.chunks = chunks
+
+
+def plan_fast_path(
+    config: SegmenterConfig,
+    container: av.container.InputContainer,
+    description: InputDescription,
+    source: StdinSource | None,
+    stop: threading.Event,
+    *,
+    enabled: bool,
+) -> tuple[FastPlan | None, str]:
+    """The fast path's plan, or None and the reason the PyAV path is used instead."""
+    if not enabled:
+        return None, "turned off (--no-fast-path)"
+    try:
+        return plan(config, container, description, source, stop), ""
+    except NotEligible as reason:
+        return None, str(reason)
+
+
+def plan(
+    config: SegmenterConfig,
+    container: av.container.InputContainer,
+    description: InputDescription,
+    source: StdinSource | None,
+    stop: threading.Event,
+) -> FastPlan:
+    """A plan for the fast path, or NotEligible with the reason the PyAV path is used instead."""
+    if description.format_name != "mpegts":
+        raise NotEligible(f"the input is {description.format_name}, not MPEG-TS")
+    if description.skipped:
+        raise NotEligible("the input has streams that are neither audio nor video")
+    if config.input == "-":
+        if source is None:
+            raise NotEligible("stdin was not read through the probe recorder")
+        head = source.recorded()
+    elif os.path.isfile(config.input):
+        with open(config.input, "rb") as file:
+            head = file.read(4 * 1024 * 1024)
+    else:
+        raise NotEligible("the input is not stdin or a regular file")
+    program = find_program(head)
+    types = dict(program.streams)
+    reference = next((s for s in description.streams if s.kind is StreamKind.VIDEO), None)
+    if reference is None:
+        raise NotEligible("no video stream to find keyframes in")
+    tracks = []
+    for info in description.streams:
+        stream = container.streams[info.index]
+        pid = stream.id
+        if pid not in types:
+            raise NotEligible(f"stream #{info.index} (PID {pid}) is not in the first PMT")
+        if info.time_base != Fraction(1, TICKS_PER_SECOND):
+            raise NotEligible(f"stream #{info.index} has time base {info.time_base}")
+        video = info.kind is StreamKind.VIDEO
+        frame_ticks = None
+        if video:
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if rate and 0 < rate <= 1000:
+                frame_ticks = round(Fraction(TICKS_PER_SECOND) / Fraction(rate))
+        tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks))
+    if types[container.streams[reference.index].id] not in (STREAM_TYPE_H264, STREAM_TYPE_HEVC):
+        raise NotEligible("the video is neither H.264 nor HEVC")
+    if len(tracks) != len(program.streams):
+        raise NotEligible("the PMT lists streams the probe did not describe")
+
+    def chunks() -> Iterator[bytes]:
+        if source is not None:
+            yield source.replay()
+            while not stop.is_set() and (data := source.read(FILE_READ_BYTES)):
+                yield data
+            return
+        with open(config.input, "rb", buffering=0) as file:
+            while not stop.is_set() and (data := file.read(FILE_READ_BYTES)):
+                yield data
+
+    return FastPlan(program, tracks, chunks)
+
+
+class RawSegment:
+    """One segment file being written as bytes under ``.NAME.part``; same life as SegmentWriter."""
+
+    def __init__(self, directory: Path, prefix: str, number: int, psi: bytes) -> None:
+        self.number = number
+        self.name = segment_file_name(prefix, number)
+        self.path = directory / self.name
+        self.temp_path = directory / f".{self.name}.part"
+        self._file = open(self.temp_path, "wb")
+        self._file.write(psi)
+        self.write = self._file.write
+
+    def close(self) -> int:
+        self._file.close()
+        return self.temp_path.stat().st_size
+
+    def commit(self, *, directory_fd: int | None) -> None:
+        fd = os.open(self.temp_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.temp_path, self.path)
+        if directory_fd is not None:
+            os.fsync(directory_fd)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+class FastRun:
+    """One pass over an MPEG-TS input with the fast path. Same outputs as ``segmenter._Run``."""
+
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        description: InputDescription,
+        fast: FastPlan,
+        notifier: Notifier,
+        progress: Progress,
+        stop: threading.Event,
+        first: int,
+        message: Callable[[int, SegmentTiming, bool], object],
+        committer: Callable[[int], object],
+    ) -> None:
+        self.config = config
+        self.fast = fast
+        self.notifier = notifier
+        self.progress = progress
+        self.stop = stop
+        self.first = first
+        self.number = first - 1  # last segment number used
+        self.dropped = 0
+        self._message = message
+        self._make_committer = committer
+        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
+        self._files: dict[int, RawSegment] = {}
+        self._timings: dict[int, SegmentTiming | None] = {}
+        self._segment_dropped: dict[int, int] = {}
+        self._last_drop_reason = ""
+
+    def loop(self) -> None:
+        from .input import InputError
+
+        directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.committer = self._make_committer(directory_fd)
+        try:
+            handle = self._handle
+            feed = self.splitter.feed
+            for data in self.fast.chunks():
+                handle(feed(data), end=False)
+            handle(self.splitter.finish(), end=True)
+            if self.number < self.first and not self.stop.is_set():
+                raise InputError("input ended before its first audio packet or video keyframe")
+        except BaseException:
+            for writer in self._files.values():
+                writer.abort()
+            raise
+        finally:
+            try:
+                self.committer.close()  # type: ignore[attr-defined]
+            finally:
+                os.close(directory_fd)
+
+    def _handle(self, events: list[tuple], *, end: bool) -> None:
+        files = self._files
+        for event in events:
+            kind = event[0]
+            if kind == DATA:
+                writer = files.get(event[1])
+                if writer is not None:
+                    writer.write(event[2])
+            elif kind == OPEN:
+                self._open(event[1], event[2], event[3], event[4])
+            elif kind == CLOSE:
+                last = end and len(files) == 1
+                self._close(event[1], end=last)
+            elif kind == DROPPED:
+                self._drop(event[1], event[2])
+            elif kind == SKIPPED:
+                log.warning("input: lost MPEG-TS sync in segment %d; skipped %d byte(s) of garbage",
+                            self.number + 1, event[1])
+
+    def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool) -> None:
+        if self._files:
+            self._timings[max(self._files)] = finished
+        self.number += 1
+        if discontinuity and self.number > self.first:
+            log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+        self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, self.number, psi)
+        self._segment_dropped[key] = 0
+
+    def _close(self, key: int, *, end: bool) -> None:
+        writer = self._files.pop(key)
+        size = writer.close()
+        timing = self._timings.pop(key) if key in self._timings else self.cutter.finish()
+        timing = timing or SegmentTiming(None, None, False)
+        dropped = self._segment_dropped.pop(key, 0)
+        if dropped:
+            log.warning("segment %d (%s): %d packet(s) dropped", writer.number, writer.name, dropped)
+        message = self._message(writer.number, timing, end)
+        self.committer.put(writer, message)  # type: ignore[attr-defined]
+        self.progress.segment(writer.name, message.duration, message.start, size,  # type: ignore[attr-defined]
+                              timing.discontinuity, len(self.notifier))
+
+    def _drop(self, index: int, reason: str) -> None:
+        self.dropped += 1
+        if self._files:
+            key = max(self._files)
+            self._segment_dropped[key] = self._segment_dropped.get(key, 0) + 1
+        if reason != self._last_drop_reason:
+            self._last_drop_reason = reason
+            log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)

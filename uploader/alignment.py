@@ -2,8 +2,9 @@
 
 With the grid cut rule, renditions encoded from one source with the same GOP are cut at the same
 timestamps and numbered alike, so a player can switch between them at any segment boundary. The
-first rendition to report a segment number is the reference for that number; a later one whose
-``start`` is more than one frame away from it is drifting, and is named in the warning.
+first rendition the daemon hears from in a program is its reference; another rendition whose
+segment N starts more than one frame away from the reference's segment N is drifting, and is
+named in the warning, whichever of the two arrives first.
 """
 
 from __future__ import annotations
@@ -21,38 +22,48 @@ DEFAULT_FRAME_S = 0.04
 
 @dataclass(frozen=True, slots=True)
 class Reported:
-    rendition: str
     start_s: float
     frame_s: float
 
 
 @dataclass(slots=True)
 class AlignmentTracker:
-    """Per program: segment number -> the first rendition's start. Feed ``check`` every segment."""
+    """Per program: segment number -> each rendition's start. Feed ``check`` every segment."""
 
     memory: int = ALIGNMENT_MEMORY
-    _first: collections.OrderedDict[int, Reported] = field(default_factory=collections.OrderedDict)
+    reference: str | None = None
+    _starts: collections.OrderedDict[int, dict[str, Reported]] = field(default_factory=collections.OrderedDict)
 
-    def check(self, rendition: str, number: int, start_s: float | None, frame_rate: float | None) -> str | None:
-        """A warning naming ``rendition`` when its segment ``number`` does not line up, else None."""
+    def check(self, rendition: str, number: int, start_s: float | None, frame_rate: float | None) -> list[str]:
+        """Warnings, each naming a rendition whose segment ``number`` does not line up."""
         if start_s is None:
-            return None
-        frame_s = 1.0 / frame_rate if frame_rate else DEFAULT_FRAME_S
-        reference = self._first.get(number)
+            return []
+        if self.reference is None:
+            self.reference = rendition
+        reported = Reported(start_s, 1.0 / frame_rate if frame_rate else DEFAULT_FRAME_S)
+        starts = self._starts.get(number)
+        if starts is None:
+            starts = self._starts[number] = {}
+            while len(self._starts) > self.memory:
+                self._starts.popitem(last=False)
+        starts[rendition] = reported
+        reference = starts.get(self.reference)
         if reference is None:
-            self._first[number] = Reported(rendition, start_s, frame_s)
-            while len(self._first) > self.memory:
-                self._first.popitem(last=False)
-            return None
-        if reference.rendition == rendition:
-            self._first[number] = Reported(rendition, start_s, frame_s)  # re-sent or restarted
-            return None
-        drift_s = start_s - reference.start_s
-        allowed_s = max(frame_s, reference.frame_s)
+            return []  # compared when the reference's segment arrives
+        others = starts.items() if rendition == self.reference else [(rendition, reported)]
+        return [
+            warning
+            for name, other in others
+            if name != self.reference and (warning := self._compare(name, number, other, reference))
+        ]
+
+    def _compare(self, rendition: str, number: int, other: Reported, reference: Reported) -> str | None:
+        drift_s = other.start_s - reference.start_s
+        allowed_s = max(other.frame_s, reference.frame_s)
         if abs(drift_s) <= allowed_s + 1e-6:
             return None
         return (
-            f"rendition {rendition} drifts: its segment {number} starts at {start_s:.3f} s,"
-            f" {drift_s:+.3f} s from {reference.rendition} ({reference.start_s:.3f} s), more than one frame"
+            f"rendition {rendition} drifts: its segment {number} starts at {other.start_s:.3f} s,"
+            f" {drift_s:+.3f} s from {self.reference} ({reference.start_s:.3f} s), more than one frame"
             f" ({allowed_s:.3f} s); players switching renditions will skip or repeat"
         )

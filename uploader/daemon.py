@@ -71,6 +71,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         payloads=payloads,
         guard=ReplayGuard(config.secret) if config.secret is not None else None,
         insecure=insecure,
+        master_name=config.master_name,
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes),
     )
     try:

@@ -23,7 +23,6 @@ from typing import BinaryIO
 
 from protocol import IndexMessage
 
-from .alignment import AlignmentTracker
 from .config import PlaylistType, UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
 from .player import (
@@ -96,11 +95,10 @@ class Publisher:
         self._io = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="put")
         self._workers: dict[StreamKey, asyncio.Task[None]] = {}
         self._pages: dict[tuple[str, str], str] = {}  # (bucket, key_prefix) -> playlist its page plays
-        # Per program (bucket, key_prefix): the master as last uploaded this run, a lock so its
-        # PUTs go out in order, and the alignment of its renditions.
+        # Per program (bucket, key_prefix): the master as last uploaded this run, and a lock so
+        # its PUTs go out in order.
         self._masters: dict[tuple[str, str], tuple[Variant, ...]] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
         self._woken: set[StreamKey] = set()
         self._stopping = False
         self._running_lock = threading.Lock()
@@ -239,7 +237,6 @@ class Publisher:
             for warning in transition.warnings:
                 log.warning("stream %s segment %s: %s", label, segment, warning)
             new_state = transition.state
-            self._check_alignment(label, message)
         if should_publish(new_state, self._options):
             try:
                 await self._put_playlist(label, item, new_state)
@@ -297,12 +294,6 @@ class Publisher:
         if item.payload is not None:
             with contextlib.suppress(OSError):
                 self._payloads.remove(item.payload)
-
-    def _check_alignment(self, label: str, message: IndexMessage) -> None:
-        tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())
-        warning = tracker.check(message.index, message.last_segment, message.start, message.frame_rate)
-        if warning:
-            log.warning("stream %s segment %s: %s", label, message.segment_name, warning)
 
     async def _update_master(self, label: str, message: IndexMessage) -> None:
         """Re-upload the program's master when a rendition appeared, ended or changed."""

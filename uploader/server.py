@@ -34,6 +34,7 @@ from protocol import (
     encode_reply,
 )
 
+from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
 from .payloads import PayloadError, PayloadFile, PayloadStore
 from .publisher import Publisher, stream_label
@@ -79,8 +80,13 @@ class UploadServer:
         payloads: PayloadStore,
         guard: ReplayGuard | None = None,
         insecure: bool = False,
+        master_name: str = "",
         limits: ServerLimits = ServerLimits(),
     ) -> None:
+        self._master_name = master_name  # no stream may take the master playlist's name
+        # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
+        # messages arrive, so the warning comes in real time.
+        self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
         self._spool = spool
         self._payloads = payloads
         self._guard = guard  # None: messages are not authenticated
@@ -225,6 +231,9 @@ class UploadServer:
                 return Reject.try_again(refused.reason) if refused.transient else Reject.because(refused.reason)
         if self._buckets and message.bucket not in self._buckets:
             return self._refuse(peer, label, segment, f"bucket {message.bucket} is not allowed")
+        if self._master_name and message.index == self._master_name:
+            return self._refuse(peer, label, segment,
+                                f"index {message.index} is the name of the master playlist (--master-name)")
         if message.size is not None:
             if self._limits.max_payload_bytes == 0:
                 return self._refuse(peer, label, segment, "inline payloads are not enabled (--max-payload-size is 0)")
@@ -267,12 +276,19 @@ class UploadServer:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
             return Reject.try_again(f"daemon cannot queue the message: {error}"), False
         if queued is Queued.NEW:
+            self._check_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
                      f" with its {message.size}-byte payload" if payload else "", " (end)" if message.end else "")
             self._publisher.notify(message.stream_id)
         else:
             log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
         return Ack(message.last_segment), queued is Queued.NEW
+
+    def _check_alignment(self, message: IndexMessage) -> None:
+        tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())
+        for warning in tracker.check(message.index, message.last_segment, message.start, message.frame_rate):
+            program = f"{message.bucket}/{message.key_prefix}" if message.key_prefix else message.bucket
+            log.warning("program %s segment %d: %s", program, message.last_segment, warning)
 
     @staticmethod
     def _refuse(peer: str, label: str, segment: str, reason: str) -> Reject:

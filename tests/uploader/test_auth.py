@@ -64,7 +64,7 @@ def test_untagged_wrong_replayed_and_stale_messages_are_refused_while_a_signed_s
         assert legit.send(sign_at(ext_message(segments_dir, bucket, 2), SECRET, now_ms())) == Ack(2)
     with daemon.connect() as legit:
         assert legit.send(sign_at(ext_message(segments_dir, bucket, 3, end=True), SECRET, now_ms())) == Ack(3)
-    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     assert [s.uri for s in final.segments] == ["seg-00001.ts", "seg-00002.ts", "seg-00003.ts"]
     log = daemon.log()
     peer_lines = [line for line in log.splitlines() if "not authenticated" in line]

@@ -48,14 +48,14 @@ def test_segments_travel_on_the_wire_to_a_daemon_that_cannot_read_the_segmenters
         )
     assert result.returncode == 0, result.stderr
     url = seaweed.object_url(bucket, "live/remote/index.m3u8")
-    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     files = sorted(out_dir.glob("cam-*.ts"))
     assert [s.uri for s in final.segments] == [f.name for f in files] and len(files) == 3
     for file in files:
         assert http_get(seaweed.object_url(bucket, f"live/remote/{file.name}")).body == file.read_bytes()
     log = daemon.log()
     assert log.count("-byte payload") == 3 and "not allowed" not in log
-    wait_for(lambda: payload_files(daemon.spool_dir) == [], message="payload files removed once published")
+    wait_for(lambda: payload_files(daemon.spool_dir) == [], message="payload files removed once published", timeout=30)
 
 
 def test_a_payload_cut_off_mid_way_leaves_nothing_behind(
@@ -68,8 +68,8 @@ def test_a_payload_cut_off_mid_way_leaves_nothing_behind(
                           payload_sha256=hashlib.sha256(data).hexdigest())
     with socket.create_connection(daemon.address, timeout=10) as sock:
         sock.sendall(encode_message(message, newline=True) + data[: len(data) // 2])
-        wait_for(lambda: len(payload_files(daemon.spool_dir)) == 1, message="the payload being written")
-    wait_for(lambda: "payload cut off, nothing kept" in daemon.log(), message="the cut-off payload noticed")
+        wait_for(lambda: len(payload_files(daemon.spool_dir)) == 1, message="the payload being written", timeout=30)
+    wait_for(lambda: "payload cut off, nothing kept" in daemon.log(), message="the cut-off payload noticed", timeout=30)
     assert payload_files(daemon.spool_dir) == []  # not even a temp file
     assert keys(s3, bucket) == []
 
@@ -77,7 +77,7 @@ def test_a_payload_cut_off_mid_way_leaves_nothing_behind(
         client.send_only(encode_message(message, newline=True) + data)
         assert client.reply() == Ack(1)
     url = seaweed.object_url(bucket, "live/one/index.m3u8")
-    wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist)
+    wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist, timeout=30)
     assert http_get(seaweed.object_url(bucket, "live/one/seg-00001.ts")).body == data
 
 
@@ -104,7 +104,7 @@ def test_oversized_and_corrupted_payloads_are_refused_while_a_stream_goes_on(
             assert client.reply() == Reject("an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
         assert legit.send(ext_message(segments_dir, bucket, 2, end=True)) == Ack(2)
     url = seaweed.object_url(bucket, "live/one/index.m3u8")
-    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p)
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     assert len(final.segments) == 2
     assert not any(key.startswith("live/other/") for key in keys(s3, bucket))
     assert payload_files(daemon.spool_dir) == []

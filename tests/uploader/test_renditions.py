@@ -15,7 +15,7 @@ import m3u8
 import pytest
 from botocore.client import BaseClient
 
-from protocol import Ack
+from protocol import Ack, Reject
 from tests.support.daemon import place_segment
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer
@@ -76,7 +76,7 @@ def test_three_renditions_one_master(
     for name, *_ in LADDER:
         url = f"{base}/{name}.m3u8"
         playlists[name] = wait_for(lambda u=url: (p := fetch_playlist_or_none(u)) is not None and p.is_endlist and p,
-                                   message=f"{name}.m3u8 ended")
+                                   message=f"{name}.m3u8 ended", timeout=30)
     expected = {f"{name}.m3u8": real_bitrates(s3, bucket, playlists[name], name) for name, *_ in LADDER}
 
     def final_master() -> m3u8.M3U8 | None:
@@ -87,7 +87,7 @@ def test_three_renditions_one_master(
         got = {p.uri: (p.stream_info.bandwidth, p.stream_info.average_bandwidth) for p in master.playlists}
         return master if got == expected else None
 
-    master = wait_for(final_master, timeout=20, message=f"the master with the measured bit rates {expected}")
+    master = wait_for(final_master, timeout=30, message=f"the master with the measured bit rates {expected}")
     text = http_get(f"{base}/master.m3u8").text
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
     variants = master.playlists
@@ -137,12 +137,14 @@ def test_a_drifting_rendition_is_named_in_a_warning(
                 message = ext_message(segments_dir, bucket, number, index=f"{prefix}.m3u8", output_prefix=prefix,
                                       start=2.0 * (number - 1) + start, frame_rate=25.0, duration=1.0)
                 assert client.send(message) == Ack(number)
-    url = seaweed.object_url(bucket, "live/one/b.m3u8")
-    wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and len(p.segments) == 2)
-    warnings = wait_for(lambda: [line for line in daemon.log().splitlines() if "drifts" in line])
+        reply = client.send(ext_message(segments_dir, bucket, 1, index="master.m3u8"))
+        assert reply == Reject("index master.m3u8 is the name of the master playlist (--master-name)")
+    # Checked as the messages arrive: the warning is logged before the OK.
+    warnings = [line for line in daemon.log().splitlines() if "drifts" in line]
     assert len(warnings) == 1
-    assert "WARNING" in warnings[0] and "rendition b.m3u8 drifts: its segment 2 starts at 2.400 s" in warnings[0]
+    assert "WARNING" in warnings[0] and f"program {bucket}/live/one segment 2:" in warnings[0]
+    assert "rendition b.m3u8 drifts: its segment 2 starts at 2.400 s" in warnings[0]
     assert "from a.m3u8 (2.000 s)" in warnings[0]
     master_url = seaweed.object_url(bucket, "live/one/master.m3u8")
-    master = wait_for(lambda: (p := fetch_playlist_or_none(master_url)) is not None and p, message="the master")
+    master = wait_for(lambda: (p := fetch_playlist_or_none(master_url)) is not None and p, message="the master", timeout=30)
     assert sorted(p.uri for p in master.playlists) == ["a.m3u8", "b.m3u8"]

@@ -235,8 +235,6 @@ class UploadServer:
             return self._refuse(peer, label, segment,
                                 f"index {message.index} is the name of the master playlist (--master-name)")
         if message.size is not None:
-            if self._limits.max_payload_bytes == 0:
-                return self._refuse(peer, label, segment, "inline payloads are not enabled (--max-payload-size is 0)")
             if message.last_segment == 0 or message.size == 0:
                 return self._refuse(peer, label, segment, "an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
             return None  # the bytes come with the message: no directory is read

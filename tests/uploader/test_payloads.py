@@ -108,3 +108,34 @@ def test_oversized_and_corrupted_payloads_are_refused_while_a_stream_goes_on(
     assert len(final.segments) == 2
     assert not any(key.startswith("live/other/") for key in keys(s3, bucket))
     assert payload_files(daemon.spool_dir) == []
+
+
+def test_an_acknowledged_payload_survives_kill_9(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segment_source: Path, free_port: int,
+) -> None:
+    """OK means on disk: with S3 unreachable, kill -9, restart with S3 back: it is published."""
+    daemon = start_uploader("--endpoint-url", f"http://127.0.0.1:{free_port}")  # nothing listens there
+    data = segment_source.read_bytes()
+    message = ext_message(Path("/nowhere"), bucket, 1, end=True, size=len(data),
+                          payload_sha256=hashlib.sha256(data).hexdigest())
+    with daemon.connect() as client:
+        client.send_only(encode_message(message, newline=True) + data)
+        assert client.reply() == Ack(1)
+    daemon.kill()
+    assert len(payload_files(daemon.spool_dir)) == 1
+    daemon.args = [arg for arg in daemon.args if arg not in ("--endpoint-url", f"http://127.0.0.1:{free_port}")]
+    daemon.start()
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist, timeout=30)
+    assert http_get(seaweed.object_url(bucket, "live/one/seg-00001.ts")).body == data
+    wait_for(lambda: payload_files(daemon.spool_dir) == [], timeout=30, message="the payload removed once published")
+
+
+def test_leftovers_of_a_crash_are_swept_at_start(start_uploader: StartUploader, tmp_path: Path) -> None:
+    payloads = tmp_path / "uploadd" / "spool" / "payloads"
+    payloads.mkdir(parents=True)
+    (payloads / "0123.ts.part").write_bytes(b"half")  # died mid-payload
+    (payloads / "4567.ts").write_bytes(b"whole")  # died between rename and queueing
+    daemon = start_uploader()
+    assert payload_files(daemon.spool_dir) == []
+    assert daemon.log().count("left by an earlier run") == 2

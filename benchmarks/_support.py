@@ -97,7 +97,7 @@ class PublishedLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._offset = 0
+        self._offset = path.stat().st_size if path.exists() else 0  # this run's lines only
         self._partial = b""
 
     def poll(self) -> dict[tuple[str, str], float]:
@@ -133,6 +133,21 @@ def summary_ms(values: list[float]) -> tuple[float, float, float, float]:
     return tuple(percentile(values, q) * 1000 for q in (50, 95, 99, 100))  # type: ignore[return-value]
 
 
+def work_directory(keep: str | None, prefix: str) -> tuple[Path, object]:
+    """A fresh work directory: ``keep`` (must be new or empty: an old spool would make every
+    message a re-send), else a temporary one (the second value; call .cleanup())."""
+    import tempfile
+
+    if keep:
+        path = Path(keep)
+        if path.exists() and any(path.iterdir()):
+            raise SystemExit(f"--keep {keep}: the directory must be new or empty")
+        path.mkdir(parents=True, exist_ok=True)
+        return path, None
+    temp = tempfile.TemporaryDirectory(prefix=prefix)
+    return Path(temp.name), temp
+
+
 def daemon_env(endpoint: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **endpoint, "PYTHONUNBUFFERED": "1"}
 
@@ -140,12 +155,13 @@ def daemon_env(endpoint: dict[str, str]) -> dict[str, str]:
 class PySpy:
     """``py-spy record`` attached to a process (pip install py-spy), collapsed stacks to ``path``."""
 
-    def __init__(self, pid: int, path: str | None, *, idle: bool = False) -> None:
+    def __init__(self, pid: int, path: str | None, *, mode: str = "active") -> None:
+        """``mode``: "active" (threads not waiting), "idle" (all), "gil" (the GIL holder: CPU)."""
         self._proc: subprocess.Popen[bytes] | None = None
         if path:
             command = ["py-spy", "record", "-p", str(pid), "-o", path, "--format", "raw", "-r", "200", "--threads"]
-            if idle:
-                command.append("--idle")
+            if mode in ("idle", "gil"):
+                command.append(f"--{mode}")
             self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:

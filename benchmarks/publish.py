@@ -24,9 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +40,7 @@ from _support import (  # noqa: E402
     PublishedLog,
     PySpy,
     daemon_env,
+    work_directory,
     proc_figures,
     segment_files,
     summary_ms,
@@ -151,8 +152,8 @@ def _pooled_client(endpoint_url: str, pool: int):  # type: ignore[no-untyped-def
 
 class DaemonRun:
     def __init__(self, weed: EmbeddedS3, work: Path, schedule: Schedule, files: list[Path],
-                 daemon_args: list[str], sample: int, py_spy: str | None = None, py_spy_idle: bool = False) -> None:
-        self.py_spy = (py_spy, py_spy_idle)
+                 daemon_args: list[str], sample: int, py_spy: str | None = None, py_spy_mode: str = "active") -> None:
+        self.py_spy = (py_spy, py_spy_mode)
         self.weed = weed
         self.schedule = schedule
         self.files = files
@@ -181,7 +182,7 @@ class DaemonRun:
         poller = threading.Thread(target=self._poll, args=(done,), daemon=True)
         try:
             self.idle = proc_figures(pid)
-            spy = PySpy(pid, self.py_spy[0], idle=self.py_spy[1])
+            spy = PySpy(pid, self.py_spy[0], mode=self.py_spy[1])
             poller.start()
             asyncio.run(self._segmenters())
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -277,7 +278,8 @@ def main() -> None:
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                         help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
-    parser.add_argument("--py-spy-idle", action="store_true", help="include idle (waiting) samples")
+    parser.add_argument("--py-spy-mode", choices=["active", "idle", "gil"], default="active",
+                        help="py-spy samples: active threads, all (idle) or the GIL holder (CPU)")
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
     args = parser.parse_args()
@@ -286,19 +288,22 @@ def main() -> None:
     files = segment_files(args.segment_seconds)
     sizes = [f.stat().st_size for f in files]
     schedule = Schedule(args.renditions, args.segment_seconds, args.minutes)
-    temp = None if args.keep else tempfile.TemporaryDirectory(prefix="hls-publish-bench-")
-    work = Path(args.keep or temp.name)  # type: ignore[union-attr]
-    work.mkdir(parents=True, exist_ok=True)
+    work, temp = work_directory(args.keep, "hls-publish-bench-")
     try:
         with EmbeddedS3(work / "weed") as weed:
             weed.create_bucket(BUCKET)
             warm_up(weed)
+            assert weed.pid is not None
+            load = os.getloadavg()[0]
+            weed_cpu = [proc_figures(weed.pid).cpu_s]
             raw = [] if args.skip_raw else run_raw(weed, schedule, files)
-            run = DaemonRun(weed, work, schedule, files, args.daemon_arg, args.sample, args.py_spy, args.py_spy_idle)
+            weed_cpu.append(proc_figures(weed.pid).cpu_s)
+            run = DaemonRun(weed, work, schedule, files, args.daemon_arg, args.sample, args.py_spy, args.py_spy_mode)
             run.run()
+            weed_cpu.append(proc_figures(weed.pid).cpu_s)
     finally:
         if temp is not None:
-            temp.cleanup()
+            temp.cleanup()  # type: ignore[attr-defined]
 
     latencies = run.latencies()
     polled = run.polled_latencies()
@@ -322,6 +327,8 @@ def main() -> None:
         raw_ms, ours_ms = summary_ms(raw), summary_ms(latencies)
         print(f"ratio daemon/raw: p50 {ours_ms[0] / raw_ms[0]:.2f}, p95 {ours_ms[1] / raw_ms[1]:.2f}, "
               f"p99 {ours_ms[2] / raw_ms[2]:.2f} (goal p99 <= 1.5)")
+    print(f"SeaweedFS CPU: {weed_cpu[1] - weed_cpu[0]:.1f} s in the raw phase, {weed_cpu[2] - weed_cpu[1]:.1f} s in the "
+          f"daemon phase; {os.cpu_count()} CPUs, load average {load:.1f} at the start")
     if run.idle and run.final:
         grown_kib = run.final.hwm_kib - run.idle.rss_kib
         print(f"daemon: CPU {run.final.cpu_s - run.idle.cpu_s:.1f} s over {args.minutes:g} min "

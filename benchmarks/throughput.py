@@ -6,7 +6,8 @@ Starts a loopback SeaweedFS (uploader.embedded_s3), places STREAMS x SEGMENTS re
 720p TS segments (2 s each) on disk, then in the same run:
 
 1. raw: a plain boto3 script PUTs all of them with a thread pool (and as many pooled
-   connections) of each size in --threads; the best MB/s is the baseline;
+   connections) of each size in --threads; the best MB/s is the baseline; then the same with a
+   playlist PUT after each segment, streams in order, as the daemon must work;
 2. daemon: hls-uploadd as a subprocess; every stream's simulated segmenter sends its whole
    backlog of messages on one connection (each after the previous OK, as hls-segment drains its
    journal), and the clock stops at the daemon's log line for the last published segment.
@@ -19,15 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import BUCKET, PublishedLog, PySpy, daemon_env, proc_figures, segment_files  # noqa: E402
+from _support import BUCKET, PublishedLog, PySpy, daemon_env, proc_figures, segment_files, work_directory  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
@@ -63,6 +64,31 @@ def raw_rate(weed: EmbeddedS3, paths: list[Path], threads: int, run: int) -> flo
         began = time.monotonic()
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(put, enumerate(paths)):
+                pass
+        return time.monotonic() - began
+    finally:
+        client.close()
+
+
+def raw_two_put_rate(weed: EmbeddedS3, streams: list[list[Path]], threads: int, run: int) -> float:
+    """Seconds to PUT every file and, after each, its stream's playlist (in order per stream, as
+    the daemon must), ``threads`` streams at a time."""
+    client = pooled_client(weed.endpoint_url, threads)
+    playlist = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n" + b"#EXTINF:2.0,\nseg-00001.ts\n" * 5
+
+    def one_stream(item: tuple[int, list[Path]]) -> None:
+        n, paths = item
+        for path in paths:
+            with open(path, "rb") as body:
+                client.put_object(Bucket=BUCKET, Key=f"raw{run}/s{n:04d}/{path.name}", Body=body,
+                                  ContentType="video/MP2T")
+            client.put_object(Bucket=BUCKET, Key=f"raw{run}/s{n:04d}/index.m3u8", Body=playlist,
+                              ContentType="application/vnd.apple.mpegurl")
+
+    try:
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(one_stream, enumerate(streams)):
                 pass
         return time.monotonic() - began
     finally:
@@ -115,16 +141,15 @@ def main() -> None:
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                         help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
-    parser.add_argument("--py-spy-idle", action="store_true", help="include idle (waiting) samples")
+    parser.add_argument("--py-spy-mode", choices=["active", "idle", "gil"], default="active",
+                        help="py-spy samples: active threads, all (idle) or the GIL holder (CPU)")
     parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
     args = parser.parse_args()
     if not 1 <= args.streams <= 2000 or not 1 <= args.segments <= 1000 or args.streams * args.segments > 20000:
         parser.error("bounds: 1..2000 streams, 1..1000 segments each, at most 20000 in all")
     thread_counts = [int(t) for t in args.threads.split(",")]
     files = segment_files(SEGMENT_SECONDS)
-    temp = None if args.keep else tempfile.TemporaryDirectory(prefix="hls-throughput-bench-")
-    work = Path(args.keep or temp.name)  # type: ignore[union-attr]
-    work.mkdir(parents=True, exist_ok=True)
+    work, temp = work_directory(args.keep, "hls-throughput-bench-")
     segments = work / "segments"
     try:
         paths = place_backlog(segments, files, args.streams, args.segments)
@@ -132,7 +157,11 @@ def main() -> None:
         with EmbeddedS3(work / "weed") as weed:
             weed.create_bucket(BUCKET)
             raw_rate(weed, paths[:20], 4, 0)  # warm-up: SeaweedFS grows the bucket's volume
+            load = os.getloadavg()[0]
             raw = {threads: raw_rate(weed, paths, threads, run) for run, threads in enumerate(thread_counts, 1)}
+            by_stream = [paths[i * args.segments : (i + 1) * args.segments] for i in range(args.streams)]
+            raw_pairs = {threads: raw_two_put_rate(weed, by_stream, threads, 100 + run)
+                         for run, threads in enumerate(thread_counts, 1)}
             daemon = UploaderDaemon(
                 work / "daemon",
                 ["--allow-dir", str(segments), "--bucket", BUCKET, "--endpoint-url", weed.endpoint_url,
@@ -143,7 +172,7 @@ def main() -> None:
             log = PublishedLog(daemon.log_path)
             try:
                 idle = proc_figures(daemon.proc.pid)
-                spy = PySpy(daemon.proc.pid, args.py_spy, idle=args.py_spy_idle)
+                spy = PySpy(daemon.proc.pid, args.py_spy, mode=args.py_spy_mode)
                 began = time.time()
                 asyncio.run(send_backlog(daemon.address, segments, args.streams, args.segments))
                 queued_s = time.time() - began
@@ -158,7 +187,7 @@ def main() -> None:
                 daemon.stop()
     finally:
         if temp is not None:
-            temp.cleanup()
+            temp.cleanup()  # type: ignore[attr-defined]
     if len(published) < len(paths):
         raise SystemExit(f"only {len(published)} of {len(paths)} segments published in {SETTLE_TIMEOUT_S:g} s")
     daemon_s = max(published.values()) - began
@@ -167,10 +196,15 @@ def main() -> None:
     print(f"{'':34}{'seconds':>9}{'MB/s':>9}")
     for threads, seconds in raw.items():
         print(f"{f'raw boto3, {threads} threads':34}{seconds:9.2f}{total_mb / seconds:9.1f}")
+    for threads, seconds in raw_pairs.items():
+        print(f"{f'raw, + playlist each, {threads} thr.':34}{seconds:9.2f}{total_mb / seconds:9.1f}")
     best = max(raw, key=lambda t: total_mb / raw[t])
+    best_pairs = max(raw_pairs, key=lambda t: total_mb / raw_pairs[t])
     print(f"{'hls-uploadd (+ a playlist each)':34}{daemon_s:9.2f}{total_mb / daemon_s:9.1f}")
     print(f"all messages acknowledged after {queued_s:.2f} s")
-    print(f"ratio daemon/best raw ({best} threads): {raw[best] / daemon_s:.2f} (goal >= 0.80)")
+    print(f"ratio daemon/best raw ({best} threads): {raw[best] / daemon_s:.2f} (goal >= 0.80); "
+          f"daemon/best raw with playlists ({best_pairs} threads): {raw_pairs[best_pairs] / daemon_s:.2f}")
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f} at the start")
     print(f"daemon: CPU {final.cpu_s - idle.cpu_s:.1f} s ({(final.cpu_s - idle.cpu_s) / len(paths) * 1000:.2f} ms "
           f"per segment), peak RSS {final.hwm_kib / 1024:.1f} MiB")
 

@@ -33,6 +33,9 @@ FILE_READ_BYTES = 188 * 4096
 
 TICKS_PER_SECOND = 90000
 
+# Bytes of a file input searched for its PAT and PMT (PyAV's probe found the program in them).
+HEAD_BYTES = 1024 * 1024
+
 
 class FastPlan:
     """What the fast path needs to start: the program, the tracks, and where the bytes come from."""
@@ -59,6 +62,8 @@ def plan_fast_path(
         return plan(config, container, description, source, stop), ""
     except NotEligible as reason:
         return None, str(reason)
+    except (IndexError, ValueError) as error:  # PSI too malformed to read: PyAV copes or says why
+        return None, f"the input's PAT/PMT could not be read ({error})"
 
 
 def plan(
@@ -79,7 +84,7 @@ def plan(
         head = source.recorded()
     elif os.path.isfile(config.input):
         with open(config.input, "rb") as file:
-            head = file.read(4 * 1024 * 1024)
+            head = file.read(HEAD_BYTES)
     else:
         raise NotEligible("the input is not stdin or a regular file")
     program = find_program(head)

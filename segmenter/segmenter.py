@@ -153,6 +153,7 @@ class Segmenter:
                 fast = self._fast_plan(container, description, source)
                 run: _Run | FastRun
                 if fast is not None:
+                    container.close()  # the probe's buffers and decoders are not needed any more
                     run = FastRun(config, description, fast, notifier, self._progress, self._stop, first,
                                   partial(segment_message, config, description, first),
                                   partial(_Committer, notifier))

@@ -246,7 +246,7 @@ class TsSplitter:
         self._number = 0
         self._uniform = False
         self._buffer = bytearray()
-        self._synced = False
+        self._synced = True  # a grid is looked for only once the first packet is out of step
         self._events: list[tuple] = []
         self._pending: tuple[_Segment, memoryview, int, int] | None = None
 
@@ -255,8 +255,15 @@ class TsSplitter:
     def feed(self, data: bytes) -> list[tuple]:
         """Take the next bytes of the input; returns the events they complete."""
         buffer = self._buffer
-        buffer += data
         events = self._events = []
+        if not buffer and self._synced and data[:1] == b"\x47":
+            # The usual case: whole packets, in step with the grid; no copy.
+            whole = len(data) - len(data) % TS_PACKET_BYTES
+            if whole and _NOT_SYNC.search(data[:whole:TS_PACKET_BYTES]) is None:
+                self._chunk(data[:whole] if whole < len(data) else data, whole // TS_PACKET_BYTES)
+                buffer += data[whole:]
+                return events
+        buffer += data
         position = 0
         while True:
             if not self._synced:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -131,3 +132,25 @@ def test_a_secret_on_a_non_loopback_listener_starts(
     daemon = start_uploader("--listen", "0.0.0.0:0", "--secret-file", str(secret_file))
     assert "peer authentication: HMAC secret" in daemon.startup_line
     assert "WITHOUT peer authentication" not in daemon.log()
+
+
+def test_options_from_env_and_toml_and_the_secret_never_printed(
+    tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uploader.cli import load_settings
+    from uploader.config import DEFAULTS, UploaderConfig
+
+    config_file = tmp_path / "uploadd.toml"
+    config_file.write_text('[uploadd]\nlisten = "0.0.0.0:10234"\ninsecure-no-auth = true\nmax-payload-size = 1000\n')
+    given = {name: None for name in DEFAULTS} | {"spool_dir": str(tmp_path / "spool")}
+    config = UploaderConfig.from_settings(load_settings(given, config_file))
+    assert config.insecure_no_auth and config.max_payload_bytes == 1000 and config.secret is None
+    given["secret_file"] = str(secret_file)
+    config = UploaderConfig.from_settings(load_settings(given, config_file))
+    assert config.secret == SECRET and SECRET.decode() not in repr(config)
+    result = subprocess.run(
+        [sys.executable, "-m", "uploader", "--spool-dir", str(tmp_path / "spool"), "--listen", "0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HLS_UPLOADD_SECRET_FILE": str(tmp_path / "missing")},
+    )
+    assert result.returncode == 2 and "cannot read --secret-file" in result.stderr

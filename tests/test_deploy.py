@@ -191,3 +191,19 @@ def test_uploadd_toml_commented_keys_are_known() -> None:
     """Keys shown commented out (`# region = ...`) are settings too, so uncommenting one works."""
     commented = re.findall(r"^#\s*([a-z_]+)\s*=", TOML.read_text(), flags=re.M)
     assert set(commented) <= set(DEFAULTS), set(commented) - set(DEFAULTS)
+
+
+def test_compose_uploadd_command_is_a_config_the_daemon_accepts(tmp_path: Path) -> None:
+    """The daemon in compose listens off loopback: its options must pass the start-up checks."""
+    block = re.search(r"^  uploadd:\n(.*?)^  \w", COMPOSE_FILE.read_text(), flags=re.M | re.S)
+    assert block, "no uploadd service"
+    given: dict[str, Any] = {}
+    for word in re.findall(r"^\s+- (--[\w-]+(?:=\S+)?)$", block.group(1), flags=re.M):
+        name, _, value = word[2:].partition("=")
+        key = name.replace("-", "_")
+        if isinstance(DEFAULTS[key], list):
+            given.setdefault(key, []).append(value)
+        else:
+            given[key] = value if value else True
+    given["allow_dir"] = [str(tmp_path)]  # /segments exists only in the container
+    UploaderConfig.from_settings(merge_settings(given, {}, DEFAULTS, source="docker-compose.yml"))

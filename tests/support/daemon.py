@@ -102,6 +102,7 @@ class UploaderDaemon:
                     chunk = os.read(self.proc.stdout.fileno(), 4096)
                     if not chunk:
                         code = self.proc.wait()
+                        self._close_pipe()
                         raise DaemonError(f"hls-uploadd exited with {code} before listening; log:\n{self.log()}")
                     buffer += chunk
         return buffer

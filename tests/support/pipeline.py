@@ -1,0 +1,284 @@
+"""A live stream through the real pipeline, and what a viewer and an auditor see of it.
+
+- ``Feeder`` pipes a TS file into a real ``hls-segment`` at real-time pace (bytes spread evenly
+  over the clip's duration), like an encoder's pipe; it can pause (a stalled input) and stop.
+- ``PlaylistPoller`` reads the live playlist as a player does, every 50 ms, and for each new
+  version GETs every segment it names: a playlist naming a missing segment is a problem.
+- ``audit`` compares what the segmenter produced on disk with what is in S3 and returns the
+  figures (produced / published / lost).
+- ``process_figures`` reads a daemon's RSS, peak RSS and open files from /proc.
+- ``record`` appends one JSON line of figures to ``$RELIABILITY_FIGURES`` (docs/reliability.md
+  is written from that file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import m3u8
+from botocore.client import BaseClient
+
+from .viewer import http_get
+
+HLS_SEGMENT = [sys.executable, "-m", "segmenter"]
+TS_PACKET = 188
+FEED_CHUNK = TS_PACKET * 16
+
+
+def segmenter_command(
+    seconds: str, out_dir: Path, port: int, bucket: str, key_prefix: str, *options: str,
+    prefix: str = "live", index: str = "live.m3u8", input: str = "-",
+) -> list[str]:
+    """hls-segment's positional arguments in the original's order; relative URIs (HTTP_PREFIX '')."""
+    return [*HLS_SEGMENT, input, seconds, str(out_dir), prefix, index, "", bucket, key_prefix,
+            "--uploader", f"127.0.0.1:{port}", *options]
+
+
+class Segmenter:
+    """hls-segment as a subprocess reading a pipe; its stderr goes to ``log_path``."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.command = command
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout_s: float) -> int:
+        code = self.proc.wait(timeout_s)
+        self.close_stdin()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.close_stdin()
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # unflushed bytes into a dead pipe
+                pass
+
+
+class Feeder(threading.Thread):
+    """Writes ``source`` into ``sink`` at ``duration_s`` worth of bytes per second."""
+
+    def __init__(self, source: Path, sink: subprocess.Popen[bytes], duration_s: float, *,
+                 close_at_end: bool = True, speed: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.data = source.read_bytes()
+        self.sink = sink
+        self.bytes_per_s = len(self.data) / duration_s * speed
+        self.close_at_end = close_at_end
+        self.fed = 0
+        self.running = threading.Event()
+        self.running.set()
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def pause(self) -> None:
+        self.running.clear()
+
+    def resume(self) -> None:
+        self.running.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.running.set()
+
+    @property
+    def fed_seconds(self) -> float:
+        return self.fed / self.bytes_per_s
+
+    def run(self) -> None:
+        assert self.sink.stdin is not None
+        began = time.monotonic()
+        paused_s = 0.0
+        try:
+            while self.fed < len(self.data) and not self.stopped.is_set():
+                if not self.running.is_set():
+                    pause_began = time.monotonic()
+                    self.running.wait()
+                    paused_s += time.monotonic() - pause_began
+                    continue
+                due = began + paused_s + self.fed / self.bytes_per_s
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self.stopped.wait(wait)
+                    continue
+                chunk = self.data[self.fed : self.fed + FEED_CHUNK]
+                self.sink.stdin.write(chunk)
+                self.sink.stdin.flush()
+                self.fed += len(chunk)
+            if self.close_at_end and not self.stopped.is_set():
+                self.sink.stdin.close()
+        except (BrokenPipeError, ValueError, OSError) as error:  # the segmenter was killed
+            self.error = error
+        finally:
+            self.finished.set()
+
+
+class PlaylistPoller(threading.Thread):
+    """Reads ``playlist_url`` every ``interval_s``; checks each new version as a player would."""
+
+    def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.playlist_url = playlist_url
+        self.segment_base = segment_base  # URL that relative segment URIs are joined to
+        self.interval_s = interval_s
+        self.texts: list[str] = []
+        self.problems: list[str] = []
+        self.unreachable = 0  # reads that failed (S3 down): not a problem, a player retries
+        self._halt = threading.Event()
+        self._checked: set[str] = set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+    def run(self) -> None:
+        last = ""
+        while not self._halt.is_set():
+            try:
+                reply = http_get(self.playlist_url, timeout=5)
+            except OSError:
+                self.unreachable += 1
+                self._halt.wait(self.interval_s)
+                continue
+            if reply.status == 200 and reply.text != last:
+                last = reply.text
+                self.texts.append(last)
+                for segment in m3u8.loads(last).segments:
+                    if segment.uri in self._checked:
+                        continue
+                    try:
+                        got = http_get(self.segment_base + segment.uri, timeout=5)
+                    except OSError:
+                        self.unreachable += 1  # S3 went down between the two reads
+                        continue
+                    if got.status != 200:
+                        self.problems.append(f"playlist named {segment.uri} but GET gave {got.status}")
+                    self._checked.add(segment.uri)
+            self._halt.wait(self.interval_s)
+
+
+def check_playlists(texts: list[str]) -> list[str]:
+    """RFC 8216 rules across the versions of one live media playlist; returns what is broken."""
+    problems: list[str] = []
+    if not texts:
+        return ["no playlist was ever readable"]
+    target = None
+    previous_first = -1
+    previous_discontinuity_sequence = -1
+    sequence_of: dict[str, int] = {}
+    for text in texts:
+        if not text.startswith("#EXTM3U\n"):
+            problems.append("playlist does not start with #EXTM3U")
+            continue
+        playlist = m3u8.loads(text)
+        if target is None:
+            target = playlist.target_duration
+        if playlist.target_duration != target:
+            problems.append(f"EXT-X-TARGETDURATION changed from {target} to {playlist.target_duration} (6.2.1)")
+        if playlist.media_sequence < previous_first:
+            problems.append(f"media sequence went back from {previous_first} to {playlist.media_sequence} (6.2.2)")
+        previous_first = playlist.media_sequence
+        discontinuity_sequence = playlist.discontinuity_sequence or 0
+        if discontinuity_sequence < previous_discontinuity_sequence:
+            problems.append("discontinuity sequence went back (6.2.2)")
+        previous_discontinuity_sequence = discontinuity_sequence
+        for position, segment in enumerate(playlist.segments):
+            if round(segment.duration) > playlist.target_duration:
+                problems.append(f"{segment.uri} EXTINF {segment.duration} over the target (4.3.3.1)")
+            number = playlist.media_sequence + position
+            if sequence_of.setdefault(segment.uri, number) != number:
+                problems.append(f"{segment.uri} changed media sequence number")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    produced: list[str]  # segment file names on the segmenter's disk
+    published: list[str]  # segment objects in S3 under the key prefix
+    mismatched: list[str]  # published with bytes other than the file's
+    stray: list[str]  # published but never produced (a partial, another run's bytes...)
+
+    @property
+    def lost(self) -> list[str]:
+        return sorted(set(self.produced) - set(self.published))
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.mismatched and not self.stray
+
+    def figures(self) -> dict[str, int]:
+        return {"segments_produced": len(self.produced), "segments_published": len(self.published),
+                "segments_lost": len(self.lost)}
+
+
+def audit(s3: BaseClient, bucket: str, key_prefix: str, out_dirs: list[Path], prefix: str = "live") -> Audit:
+    """Every segment file produced in ``out_dirs`` against the objects under ``key_prefix``."""
+    files: dict[str, Path] = {}
+    for directory in out_dirs:
+        for path in directory.iterdir():
+            if path.name.startswith(prefix + "-") and path.suffix == ".ts":
+                files[path.name] = path
+    objects: dict[str, str] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=key_prefix + "/"):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(key_prefix) + 1 :]
+            if name.startswith(prefix + "-") and name.endswith(".ts"):
+                objects[name] = item["Key"]
+    mismatched = []
+    for name, key in objects.items():
+        if name in files:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            if hashlib.sha256(body).digest() != hashlib.sha256(files[name].read_bytes()).digest():
+                mismatched.append(name)
+    return Audit(
+        produced=sorted(files),
+        published=sorted(objects),
+        mismatched=sorted(mismatched),
+        stray=sorted(set(objects) - set(files)),
+    )
+
+
+def process_figures(pid: int) -> dict[str, int]:
+    """Resident memory now and at its peak (kB), and open file descriptors, of process ``pid``."""
+    figures: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                figures[name] = int(value.split()[0])
+    figures["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    return figures
+
+
+def record(case: str, **figures: object) -> None:
+    """Append the figures of one case to $RELIABILITY_FIGURES (one JSON object a line), if set."""
+    path = os.environ.get("RELIABILITY_FIGURES")
+    if not path:
+        return
+    line = json.dumps({"case": case, "at": time.strftime("%Y-%m-%d %H:%M:%S"), **figures}, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write: lines from xdist workers do not interleave
+    finally:
+        os.close(fd)

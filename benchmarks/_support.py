@@ -85,6 +85,7 @@ def proc_figures(pid: int) -> ProcFigures:
 
 _PUBLISHED = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO hls_uploadd\.publisher: stream (\S+) segment (\S+) published"
+    r"(.*\(listed by the next playlist\))?"
 )
 
 
@@ -92,13 +93,16 @@ class PublishedLog:
     """Follows the daemon's log file; ``poll()`` returns new {(stream label, segment): epoch s}.
 
     The daemon logs "stream B/P/I segment S published ..." after the playlist PUT and the spool
-    commit; asctime has millisecond resolution (local time, as ``time.time`` is read here).
+    commit; asctime has millisecond resolution (local time, as ``time.time`` is read here). A
+    segment logged "(listed by the next playlist)" (the daemon was behind and skipped a playlist
+    that a newer one superseded) counts as listed when the stream's next playlist went out.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = path.stat().st_size if path.exists() else 0  # this run's lines only
         self._partial = b""
+        self._deferred: dict[str, list[str]] = {}
 
     def poll(self) -> dict[tuple[str, str], float]:
         found: dict[tuple[str, str], float] = {}
@@ -115,8 +119,14 @@ class PublishedLog:
         for raw in lines:
             match = _PUBLISHED.match(raw.decode(errors="replace"))
             if match:
+                stream, segment = match.group(2), match.group(3)
+                if match.group(4):
+                    self._deferred.setdefault(stream, []).append(segment)
+                    continue
                 stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                found[(match.group(2), match.group(3))] = stamp
+                for earlier in self._deferred.pop(stream, []):
+                    found[(stream, earlier)] = stamp
+                found[(stream, segment)] = stamp
         return found
 
 

@@ -57,6 +57,8 @@ PREFIX = "seg"
 RENDITIONS_PER_CHANNEL = 4
 CODECS = "avc1.64001f,mp4a.40.2"
 WINDOW = 5
+# Between two rounds of playlist GETs (only streams with a segment sent and not yet seen are read).
+POLL_INTERVAL_S = 0.005
 # After the last message, how long the daemon may take to publish what is left.
 SETTLE_TIMEOUT_S = 120.0
 
@@ -168,6 +170,7 @@ class DaemonRun:
         self.sent: dict[tuple[str, str], float] = {}
         self.published: dict[tuple[str, str], float] = {}
         self.polled: dict[tuple[str, str], float] = {}
+        self.last_sent: dict[str, tuple[str, str]] = {}
         self.sampled = sorted(random.Random(1).sample(range(schedule.streams), min(sample, schedule.streams)))
         self.refused: list[str] = []
         self.idle: ProcFigures | None = None
@@ -223,6 +226,7 @@ class DaemonRun:
                     discontinuity=number == 1, codecs=CODECS, resolution="1280x720", frame_rate=30.0,
                 )
                 self.sent[(label(stream), target.name)] = time.time()
+                self.last_sent[label(stream)] = (label(stream), target.name)
                 writer.write(encode_message(message, newline=True))
                 while (reply := replies.next_reply()) is None:
                     data = await reader.read(4096)
@@ -235,10 +239,14 @@ class DaemonRun:
             writer.close()
 
     def _poll(self, done: threading.Event) -> None:
-        """Polls the sampled streams' playlists over HTTP; first time each segment is named."""
+        """Polls the sampled streams' playlists over HTTP while one of their segments is sent and
+        not yet seen (so the GETs do not load SeaweedFS); first time each segment is named."""
         urls = {label(i): self.weed.object_url(BUCKET, f"{key_prefix(i)}/{INDEX}") for i in self.sampled}
         while not done.is_set() and urls:
             for name, url in urls.items():
+                last = self.last_sent.get(name)
+                if last is None or last in self.polled:
+                    continue
                 reply = http_get(url)
                 now = time.time()
                 if reply.status != 200:
@@ -246,7 +254,7 @@ class DaemonRun:
                 for line in reply.text.splitlines():
                     if line.startswith(PREFIX + "-"):
                         self.polled.setdefault((name, line), now)
-            time.sleep(0.002)
+            time.sleep(POLL_INTERVAL_S)
 
     def latencies(self) -> list[float]:
         return [self.published[key] - sent for key, sent in self.sent.items() if key in self.published]

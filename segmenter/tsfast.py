@@ -334,7 +334,12 @@ class TsSplitter:
         for match in _PUSI_EVENT.finditer(classes):
             at = match.start()
             if at > start:
-                runs = self._route(view, classes, runs, start, at)
+                pending = self._pending
+                if (self._uniform and pending is not None and pending[0] is self._current and pending[1] is view
+                        and pending[3] == start):
+                    self._pending = (pending[0], view, pending[2], at)  # the same write, longer
+                else:
+                    runs = self._route(view, classes, runs, start, at)
             cls = classes[at] & 0x1F
             packet = chunk[at * TS_PACKET_BYTES : (at + 1) * TS_PACKET_BYTES]
             if cls >= _PMT_CLASS:
@@ -438,6 +443,8 @@ class TsSplitter:
         self._dest[cls] = target
         if type(target) is _Segment:
             target.open_units += 1
+            if self._uniform and target is self._current:
+                return  # the usual case: still every unit in the newest segment
         # Every unit still arriving goes to the newest segment: bytes can go there in bulk. (Stray
         # packets of a stream with no unit started are written too: a reader drops them.)
         current = self._current
@@ -446,6 +453,7 @@ class TsSplitter:
 
     def _cut(self, finished: SegmentTiming | None, discontinuity: bool) -> None:
         self._flush()
+        self._uniform = False  # units still arriving now belong to the older segment
         previous = self._current
         self._number += 1
         segment = _Segment(self._number)

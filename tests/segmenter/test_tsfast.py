@@ -59,8 +59,33 @@ def split(data: bytes, seconds: int, *, chunk: int = 65536) -> tuple[dict[int, b
     return files, events
 
 
-def test_segments_are_the_input_cut_at_keyframes(media: MediaCache) -> None:
+def interleave(data: bytes, delay: int = 40) -> bytes:
+    """FFmpeg writes each PES as one run of packets; broadcast muxers interleave them. Delay every
+    audio continuation packet behind ``delay`` other packets (PID order kept), so audio PES
+    straddle video keyframes."""
+    out: list[bytes] = []
+    waiting: list[tuple[int, bytes]] = []
+    for offset in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES):
+        packet = data[offset : offset + TS_PACKET_BYTES]
+        audio = (((packet[1] & 0x1F) << 8) | packet[2]) == 0x101
+        if audio and packet[1] & 0x40:
+            out += [p for _, p in waiting]
+            waiting = []
+        if audio and not packet[1] & 0x40:
+            waiting.append((len(out) + delay, packet))
+        else:
+            out.append(packet)
+        while waiting and waiting[0][0] <= len(out):
+            out.append(waiting.pop(0)[1])
+    out += [p for _, p in waiting]
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_segments_are_the_input_cut_at_keyframes(media: MediaCache, interleaved: bool) -> None:
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
     # Odd chunk sizes: packets and PES split across feeds.
     files, events = split(data, 6, chunk=100_003)
     assert [e[1] for e in events if e[0] == CLOSE] == [1, 2, 3, 4]
@@ -72,6 +97,18 @@ def test_segments_are_the_input_cut_at_keyframes(media: MediaCache) -> None:
         assert head == [0, 0x1000], "PAT and PMT first"
         for pid in (0x100, 0x101):
             joined[pid] += pids[pid]
+            # Whole PES packets only: each stream's first packet in a segment starts a PES, and
+            # the PES still arriving at a cut ends in the segment it started in.
+            assert pids[pid][0][1] & 0x40, f"segment {number} PID {pid:#x} opens mid-PES"
+    # The last audio PES of every segment is whole: its packets carry the PES_packet_length it declares.
+    for number, content in sorted(files.items()):
+        audio = packets_by_pid(bytes(content))[0x101]
+        starts = [i for i, packet in enumerate(audio) if packet[1] & 0x40]
+        last = audio[starts[-1]]
+        offset = 4 + (1 + last[4] if last[3] & 0x20 else 0)
+        declared = (last[offset + 4] << 8) | last[offset + 5]
+        payload = sum(188 - (4 + (1 + p[4] if p[3] & 0x20 else 0)) for p in audio[starts[-1]:])
+        assert payload >= declared + 6, f"segment {number}: its last audio PES is cut short"
     # Every elementary stream packet, once, in order: continuity counters run on across segments.
     for pid in (0x100, 0x101):
         assert joined[pid] == source[pid]

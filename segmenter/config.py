@@ -25,6 +25,12 @@ DEFAULT_PROBE_TIMEOUT_S = 30.0
 # reconnect attempts, not so long that a service manager's stop timeout kills us first.
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
 
+# Stale-input watchdog. A live encoder writes every few milliseconds; 10 s of silence on stdin is
+# worth a warning (a stalled camera, a hung encoder), but it is not the end of the stream: the
+# input may resume. Ending the stream on silence is the operator's choice (0: never).
+DEFAULT_STALL_WARNING_S = 10.0
+DEFAULT_STALL_END_S = 0.0
+
 # Defaults of every option that a config file may also set ([segment] table), by setting name.
 OPTION_DEFAULTS: dict[str, Any] = {
     "uploader": DEFAULT_UPLOADER,
@@ -36,6 +42,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "secret_file": None,  # None: messages are not signed
     "send_segments": None,  # None: on when --uploader is not a loopback address
     "bandwidth": None,  # declared peak bit/s; the daemon measures it anyway
+    "stall_warning": DEFAULT_STALL_WARNING_S,
+    "stall_end": DEFAULT_STALL_END_S,
 }
 
 # Largest --bandwidth: 1 Tbit/s, as the protocol's field allows.
@@ -85,6 +93,8 @@ class SegmenterConfig:
     secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
     send_segments: bool = False  # segment bytes travel inline after each message (size=N)
     bandwidth: int | None = None  # declared peak bit/s, sent as bandwidth=
+    stall_warning_s: float = DEFAULT_STALL_WARNING_S  # silence on stdin worth a warning
+    stall_end_s: float = DEFAULT_STALL_END_S  # silence on stdin that ends the stream; 0: never
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -99,6 +109,12 @@ class SegmenterConfig:
             raise ConfigError("--probe-timeout must be a positive number of seconds")
         if not (math.isfinite(self.drain_timeout_s) and self.drain_timeout_s >= 0):
             raise ConfigError("--drain-timeout must be zero or a positive number of seconds")
+        if not (math.isfinite(self.stall_warning_s) and self.stall_warning_s > 0):
+            raise ConfigError("--stall-warning must be a positive number of seconds")
+        if not (math.isfinite(self.stall_end_s) and self.stall_end_s >= 0):
+            raise ConfigError("--stall-end must be zero (never) or a positive number of seconds")
+        if 0 < self.stall_end_s <= self.stall_warning_s:
+            raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
         if not 0 < self.uploader_port <= 65535:
             raise ConfigError("--uploader needs a port between 1 and 65535")
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
@@ -177,6 +193,8 @@ class SegmenterConfig:
                 else wire is WireMode.EXT and not is_loopback(host)
             ),
             bandwidth=_optional_int("bandwidth", settings["bandwidth"]),
+            stall_warning_s=_number("stall_warning", settings["stall_warning"]),
+            stall_end_s=_number("stall_end", settings["stall_end"]),
         )
 
 

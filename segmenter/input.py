@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import threading
@@ -41,8 +42,14 @@ class StdinSource:
     reads block (a live stream may pause) but return end of input once ``stop`` is set.
     """
 
-    def __init__(self, fd: int, *, probe_timeout_s: float, stop: threading.Event) -> None:
+    def __init__(self, fd: int, *, probe_timeout_s: float, stop: threading.Event,
+                 stall_warning_s: float = math.inf, stall_end_s: float = 0.0) -> None:
         self._fd = fd
+        self._stall_warning_s = stall_warning_s
+        self._stall_end_s = stall_end_s  # 0: silence never ends the input
+        self._last_data = time.monotonic()
+        self._stalled = False  # the stall warning was given and no byte came since
+        self._ended = False
         self._stop = stop
         self._probe_timeout_s = probe_timeout_s
         self._probing = True
@@ -71,9 +78,13 @@ class StdinSource:
 
     def read(self, size: int) -> bytes:
         while True:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._ended:
                 return b""
             wait_s = STOP_POLL_S
+            if not self._probing or self.bytes_read:
+                self._watch_for_stall()
+                if self._ended:
+                    return b""
             if self._probing and self.bytes_read == 0:
                 waited = time.monotonic() - self._started
                 if waited >= self._probe_timeout_s:
@@ -93,7 +104,23 @@ class StdinSource:
                 self.bytes_read += len(data)
                 if self._recording is not None:
                     self._recording += data
+                now = time.monotonic()
+                if self._stalled and data:
+                    log.warning("input resumed after %.1f s without data", now - self._last_data)
+                    self._stalled = False
+                self._last_data = now
                 return data
+
+    def _watch_for_stall(self) -> None:
+        """The stale-input watchdog: a warning after --stall-warning, the end after --stall-end."""
+        silent_s = time.monotonic() - self._last_data
+        if self._stall_end_s and silent_s >= self._stall_end_s:
+            log.warning("no input for %.0f s (--stall-end %g): ending the stream", silent_s, self._stall_end_s)
+            self._ended = True
+        elif not self._stalled and silent_s >= self._stall_warning_s:
+            self._stalled = True
+            then = f"the stream ends after {self._stall_end_s:g} s" if self._stall_end_s else "waiting for it"
+            log.warning("no input for %.0f s: the encoder may have stalled; %s", silent_s, then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +136,15 @@ class InputDescription:
 
 
 def open_input(
-    target: str, *, probe_timeout_s: float, stop: threading.Event
+    target: str, *, probe_timeout_s: float, stop: threading.Event,
+    stall_warning_s: float = math.inf, stall_end_s: float = 0.0,
 ) -> tuple[av.container.InputContainer, StdinSource | None]:
     """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input."""
     source: StdinSource | None = None
     try:
         if target == "-":
-            source = StdinSource(0, probe_timeout_s=probe_timeout_s, stop=stop)
+            source = StdinSource(0, probe_timeout_s=probe_timeout_s, stop=stop,
+                                 stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
             container = av.open(source, "r", buffer_size=64 * 1024)
             source.probed()
         else:

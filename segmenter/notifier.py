@@ -10,6 +10,7 @@ so a message re-sent after a lost reply does no harm.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -148,6 +149,64 @@ class _Journal:
         os.replace(temp, self.path)
 
 
+class _Unacknowledged:
+    """Write-ahead record of the messages not yet acknowledged, so that kill -9 loses none.
+
+    Every queued message is appended as ``M <message>`` (and fsync'd) before anything else
+    happens to it; every message taken off the queue (acknowledged, or refused for good) appends
+    ``A``. Delivery is strictly in order, so the messages still owed are the ``M`` lines after as
+    many as there are ``A`` lines. The file is emptied whenever the queue is, so it stays small.
+    A message whose ``A`` was lost to a crash is sent again: the daemon takes re-sends as
+    duplicates.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def recover(self) -> list[IndexMessage]:
+        """What an earlier run that did not exit cleanly still owed the daemon."""
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        messages = []
+        for line in lines:
+            if line.startswith(b"M "):
+                try:
+                    messages.append(parse_message(line[2:]))
+                except ProtocolError as error:
+                    log.error("%s: dropping an unreadable line: %s", self.path, error)
+            elif line == b"A" and messages:
+                messages.pop(0)
+        return messages
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        return self._fd
+
+    def added(self, message: IndexMessage) -> None:
+        fd = self._open()
+        os.write(fd, b"M " + encode_message(message) + b"\n")
+        os.fsync(fd)
+
+    def taken(self) -> None:
+        os.write(self._open(), b"A\n")
+
+    def empty(self) -> None:
+        """Nothing is owed: start the record afresh."""
+        os.ftruncate(self._open(), 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_size == 0:
+                self.path.unlink()
+
+
 class Notifier:
     """Queue of messages for the daemon, sent in order by a background thread."""
 
@@ -168,6 +227,7 @@ class Notifier:
         self._memory_limit = memory_limit
         self._pending: collections.deque[IndexMessage] = collections.deque()
         self._journal = _Journal(journal_path)
+        self._unacknowledged = _Unacknowledged(journal_path.with_suffix(".unacked"))
         self._lock = threading.Condition()
         self._closing = False
         self._deadline: float | None = None
@@ -186,7 +246,16 @@ class Notifier:
         left = self._journal.load_existing()
         if left:
             log.warning("re-sending %d undelivered message(s) kept by an earlier run in %s", left, self._journal.path)
-            self._refill()
+        # A clean exit leaves what it could not deliver in the journal; a killed run leaves what the
+        # daemon had not acknowledged in the write-ahead record. Both go first, in that order.
+        owed = self._journal.read_all() if left else []
+        recovered = self._unacknowledged.recover()
+        if recovered:
+            log.warning("re-sending %d message(s) an earlier run queued but never had acknowledged "
+                        "(segments %d to %d)", len(recovered), recovered[0].last_segment, recovered[-1].last_segment)
+        self._unacknowledged.empty()
+        for message in owed + recovered:
+            self.put(message)
         self._thread.start()
 
     def __len__(self) -> int:
@@ -207,6 +276,7 @@ class Notifier:
     def put(self, message: IndexMessage) -> None:
         """Queue a message; never blocks on the network."""
         with self._lock:
+            self._unacknowledged.added(message)
             if self._journal.unread or len(self._pending) >= self._memory_limit:
                 self._journal.append(message)
             else:
@@ -237,6 +307,9 @@ class Notifier:
                 self._report.journal = self._journal.path
             else:
                 self._journal.clear()
+            # Whatever is still owed is in the journal now.
+            self._unacknowledged.empty()
+            self._unacknowledged.close()
             self._report.undelivered = undelivered
         return self._report
 
@@ -273,7 +346,10 @@ class Notifier:
                         continue
                     delay = FIRST_RETRY_S
                     self._pending.popleft()
+                    self._unacknowledged.taken()
                     self._refill()
+                    if not self._pending and not self._journal.unread:
+                        self._unacknowledged.empty()
                     self._lock.notify_all()
                     if outcome is Outcome.DELIVERED:
                         self._report.delivered += 1

@@ -146,7 +146,8 @@ class Segmenter:
         last = first - 1
         dropped = 0
         try:
-            container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop)
+            container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop,
+                                           stall_warning_s=config.stall_warning_s, stall_end_s=config.stall_end_s)
             try:
                 description = describe(container)
                 self._log_input(description)

@@ -81,6 +81,7 @@ DEFAULTS: Mapping[str, Any] = {
     "insecure_no_auth": False,
     "max_payload_size": DEFAULT_MAX_PAYLOAD_BYTES,
     "master_name": "master.m3u8",  # "" : no master playlists
+    "idle_timeout": 300.0,  # uploader/server.py IDLE_TIMEOUT_S
 }
 
 
@@ -109,6 +110,7 @@ class UploaderConfig:
     insecure_no_auth: bool = False  # a non-loopback listener without a secret, on purpose
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # 0: inline payloads refused
     master_name: str = "master.m3u8"  # "" : none
+    idle_timeout_s: float = 300.0  # a connection without a byte for this long is closed
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= MAX_WINDOW:
@@ -135,6 +137,8 @@ class UploaderConfig:
         _ = self.store_root  # raises ConfigError for a bad --store
         if not 0 <= self.max_payload_bytes <= MAX_PAYLOAD_SIZE_LIMIT:
             raise ConfigError(f"--max-payload-size {self.max_payload_bytes} is outside 0..{MAX_PAYLOAD_SIZE_LIMIT} bytes")
+        if not 0.1 <= self.idle_timeout_s <= 86400:
+            raise ConfigError(f"--idle-timeout {self.idle_timeout_s} is outside 0.1..86400 seconds")
         if self.master_name and not _MASTER_NAME.fullmatch(self.master_name):
             raise ConfigError(f"--master-name {self.master_name!r} is not a plain file name ending in .m3u8")
         if not is_loopback(self.listen_host) and self.secret is None and not self.insecure_no_auth:
@@ -187,6 +191,7 @@ class UploaderConfig:
                 insecure_no_auth=_as_bool("insecure_no_auth", settings["insecure_no_auth"]),
                 max_payload_bytes=_as_int("max_payload_size", settings["max_payload_size"]),
                 master_name=str(settings["master_name"] or ""),
+                idle_timeout_s=_as_float("idle_timeout", settings["idle_timeout"]),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None

@@ -72,7 +72,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         guard=ReplayGuard(config.secret) if config.secret is not None else None,
         insecure=insecure,
         master_name=config.master_name,
-        limits=ServerLimits(max_payload_bytes=config.max_payload_bytes),
+        limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
     )
     try:
         try:

@@ -42,7 +42,14 @@ class AllowedDirs:
         """(root, components below it) of a message's directory, or raise DirectoryRefused."""
         if not output_directory.startswith("/"):
             raise DirectoryRefused(f"output directory {output_directory} must be an absolute path")
-        real = Path(os.path.realpath(output_directory))
+        try:
+            real = Path(os.path.realpath(output_directory))
+        except OSError as error:
+            # realpath races with the file system: a symlink on the way that is removed between its
+            # lstat and its readlink. Whatever was there is not resolvable now: refuse, do not crash.
+            raise DirectoryRefused(
+                f"output directory {output_directory} cannot be resolved ({error.strerror or error})"
+            ) from None
         for root in self.roots:
             if real == root or root in real.parents:
                 return root, real.relative_to(root).parts

@@ -129,7 +129,6 @@ def test_500_idle_connections_then_the_cap_refuses_clearly(
            daemon_peak_rss_kb=after["VmHWM"], legit_worst_ok_s=round(max(legit.latencies), 3))
 
 
-@pytest.mark.xfail(reason="hls-uploadd has no --idle-timeout option yet", strict=True)
 @pytest.mark.timeout(120)
 def test_idle_connections_are_closed_after_the_idle_timeout(
     tmp_path: Path, seaweed: SeaweedServer, bucket: str

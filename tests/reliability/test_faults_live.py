@@ -280,8 +280,7 @@ def test_spool_file_system_full(live: Live, media: MediaCache, small_spool: Path
     assert "disk is full" in daemon.log() or "No space" in daemon.log()
 
 
-@pytest.mark.xfail(reason="bug: a segment whose message was not yet acknowledged when hls-segment was killed"
-                   " is never announced by the next run (messages in memory are not journalled)", strict=True)
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_segmenter_kill_9_between_a_segment_and_its_acknowledgement(live: Live, media: MediaCache) -> None:
     """The window the mid-segment case does not hit: a segment is on disk, its message not yet

@@ -177,8 +177,6 @@ def test_directory_swapped_for_a_symlink_after_the_check(
     assert "Traceback" not in site.daemon.log(all_runs=True)
 
 
-@pytest.mark.xfail(reason="bug: os.path.realpath raises FileNotFoundError when a symlink on the way vanishes"
-                   " (uploader/files.py AllowedDirs.check): traceback, connection dropped", strict=True)
 @pytest.mark.timeout(180)
 def test_directory_flipping_between_real_and_symlink_under_load(
     tmp_path: Path, seaweed: SeaweedServer, bucket: str, s3: BaseClient, segment_source: Path

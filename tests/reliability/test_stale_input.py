@@ -16,7 +16,6 @@ from .test_faults_live import finish, published, wait_ended
 STALL_S = 30
 
 
-@pytest.mark.xfail(reason="hls-segment has no stale-input watchdog yet (--stall-warning/--stall-end)", strict=True)
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_input_stalls_for_30_s_then_resumes(live: Live, media: MediaCache) -> None:
@@ -43,13 +42,14 @@ def test_input_stalls_for_30_s_then_resumes(live: Live, media: MediaCache) -> No
     assert not any("#EXT-X-ENDLIST" in text for text in poller.texts[:-1])
 
 
-@pytest.mark.xfail(reason="hls-segment has no stale-input watchdog yet (--stall-warning/--stall-end)", strict=True)
 @pytest.mark.timeout(120)
-def test_a_long_silence_ends_the_stream_cleanly(live: Live, media: MediaCache) -> None:
+@pytest.mark.parametrize("fast_path", ["1", "0"], ids=["fast-path", "pyav-path"])
+def test_a_long_silence_ends_the_stream_cleanly(live: Live, media: MediaCache, fast_path: str) -> None:
     clip = live_clip(media, 20)
     live.daemon()
     poller = live.poller()
-    segmenter, feeder = live.segmenter(clip, 20, "--stall-warning", "1", "--stall-end", "4")
+    segmenter, feeder = live.segmenter(clip, 20, "--stall-warning", "1", "--stall-end", "4",
+                                       env={"HLS_SEGMENT_FAST_PATH": fast_path})
     wait_for(lambda: published(live, "live-00004.ts"), timeout=30, message="segment 4 published")
     feeder.pause()  # the encoder hangs with its pipe open
     paused_at = time.monotonic()

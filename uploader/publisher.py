@@ -237,7 +237,13 @@ class Publisher:
             for warning in transition.warnings:
                 log.warning("stream %s segment %s: %s", label, segment, warning)
             new_state = transition.state
-        if should_publish(new_state, self._options):
+        # Behind (a backlog after an outage, or more streams than the store keeps up with): when a
+        # newer message of this stream is already queued, its playlist names this segment too, so
+        # this one is not PUT. Half the PUTs while catching up; at live pace nothing changes.
+        superseded = key_woken = message.stream_id in self._woken
+        if key_woken:
+            superseded = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
+        if should_publish(new_state, self._options) and not superseded:
             try:
                 await self._put_playlist(label, item, new_state)
             except PermanentStoreError as error:
@@ -249,11 +255,12 @@ class Publisher:
         await self._update_master(label, message)
         listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
         log.info(
-            "stream %s segment %s published%s%s in %.3f s",
+            "stream %s segment %s published%s%s%s in %.3f s",
             label,
             segment,
             f" as media sequence {listed}" if listed is not None else "",
             " (stream ended)" if new_state.ended else "",
+            " (listed by the next playlist)" if superseded else "",
             time.monotonic() - began,
         )
         return new_state

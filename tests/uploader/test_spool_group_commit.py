@@ -1,0 +1,103 @@
+"""Group commit: calls queued while a commit runs share the next one; results only after it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from protocol import IndexMessage
+from uploader.spool import Queued, Spool, SpoolError, SpoolThread, _transaction
+
+MESSAGE = IndexMessage(
+    index="stream-128k.m3u8", output_directory="/tmp/", segment_duration=10, output_prefix="sample_128k",
+    http_prefix="", first_segment=1, last_segment=1, end=False, bucket="ionlivestream", key_prefix="stream0001",
+    duration=9.96,
+)
+
+
+def message(stream: int, last: int) -> IndexMessage:
+    return dataclasses.replace(MESSAGE, key_prefix=f"stream{stream:04d}", last_segment=last)
+
+
+class CountingCommits:
+    """Counts COMMITs on the spool's connection (trace callback) to see calls share one."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.commits = 0
+        spool._db.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
+        if statement.strip().upper() == "COMMIT":
+            self.commits += 1
+
+
+def test_concurrent_calls_share_commits_and_all_are_durable(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path / "spool")
+    counter = CountingCommits(spool)
+    thread = SpoolThread(spool)
+
+    async def main() -> list[Queued]:
+        return await asyncio.gather(*(thread.call(Spool.enqueue, spool, message(s, n))
+                                      for s in range(20) for n in (1, 2, 3)))
+
+    results = asyncio.run(main())
+    thread.close()
+    assert results == [Queued.NEW] * 60
+    assert counter.commits < 60  # grouped
+    reopened = Spool.open(tmp_path / "spool")
+    try:
+        assert reopened.queued_count() == 60
+    finally:
+        reopened.close()
+
+
+def test_a_failing_call_undoes_only_its_own_writes(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path / "spool")
+    thread = SpoolThread(spool)
+
+    def half_then_fail(target: Spool) -> None:
+        with _transaction(target._db):
+            target._db.execute("INSERT INTO streams (bucket, key_prefix, idx) VALUES ('x', 'y', 'z.m3u8')")
+            raise sqlite3.IntegrityError("boom")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            thread.call(Spool.enqueue, spool, message(1, 1)),
+            thread.call(half_then_fail, spool),
+            thread.call(Spool.enqueue, spool, message(2, 1)),
+            return_exceptions=True,
+        )
+
+    first, failed, last = asyncio.run(main())
+    thread.close()
+    assert first == last == Queued.NEW
+    assert isinstance(failed, sqlite3.IntegrityError)
+    reopened = Spool.open(tmp_path / "spool")
+    try:
+        assert reopened.queued_count() == 2
+        assert reopened._db.execute("SELECT count(*) FROM streams WHERE bucket='x'").fetchone()[0] == 0
+    finally:
+        reopened.close()
+
+
+def test_a_closed_spool_thread_refuses_calls(tmp_path: Path) -> None:
+    thread = SpoolThread(Spool.open(tmp_path / "spool"))
+    thread.close()
+    with pytest.raises(RuntimeError):
+        asyncio.run(thread.call(Spool.queued_count, thread.spool))
+
+
+def test_spool_error_from_a_call_reaches_its_caller(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path / "spool")
+    thread = SpoolThread(spool)
+
+    def broken(target: Spool) -> None:
+        raise SpoolError("disk full")
+
+    with pytest.raises(SpoolError):
+        asyncio.run(thread.call(broken, spool))
+    thread.close()

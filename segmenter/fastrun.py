@@ -25,6 +25,7 @@ from .input import InputDescription, StdinSource
 from .notifier import Notifier
 from .progress import Progress
 from .tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, STREAM_TYPE_HEVC, NotEligible, ProgramMap, Track, TsSplitter, find_program
+from .writer import commit_file
 
 log = logging.getLogger("segmenter")
 
@@ -142,14 +143,7 @@ class RawSegment:
         return self.temp_path.stat().st_size
 
     def commit(self, *, directory_fd: int | None) -> None:
-        fd = os.open(self.temp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.temp_path, self.path)
-        if directory_fd is not None:
-            os.fsync(directory_fd)
+        commit_file(self.temp_path, self.path, directory_fd=directory_fd)
 
     def abort(self) -> None:
         self._file.close()

@@ -52,14 +52,7 @@ class SegmentWriter:
 
     def commit(self, *, directory_fd: int | None) -> None:
         """Make the closed file durable and give it its real name (a few ms: off the read loop)."""
-        fd = os.open(self.temp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.temp_path, self.path)
-        if directory_fd is not None:
-            os.fsync(directory_fd)  # the rename itself survives a crash
+        commit_file(self.temp_path, self.path, directory_fd=directory_fd)
 
     def abort(self) -> None:
         try:
@@ -67,6 +60,18 @@ class SegmentWriter:
         except (av.error.FFmpegError, ValueError):
             pass
         self.temp_path.unlink(missing_ok=True)
+
+
+def commit_file(temp_path: Path, path: Path, *, directory_fd: int | None) -> None:
+    """fsync a finished file, rename it to its real name, and fsync the directory."""
+    fd = os.open(temp_path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp_path, path)
+    if directory_fd is not None:
+        os.fsync(directory_fd)  # the rename itself survives a crash
 
 
 def put_psi_first(path: Path) -> None:

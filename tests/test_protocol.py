@@ -31,23 +31,7 @@ from protocol import (
     sign,
     verify,
 )
-
-ORIGINAL = (
-    b"stream-128k.m3u8, /tmp/, 10, sample_128k, http://d3vmly3syseqo9.cloudfront.net/stream0001/,"
-    b" 1, 5, 0, ionlivestream, stream0001"
-)
-ORIGINAL_MESSAGE = IndexMessage(
-    index="stream-128k.m3u8",
-    output_directory="/tmp/",
-    segment_duration=10,
-    output_prefix="sample_128k",
-    http_prefix="http://d3vmly3syseqo9.cloudfront.net/stream0001/",
-    first_segment=1,
-    last_segment=5,
-    end=False,
-    bucket="ionlivestream",
-    key_prefix="stream0001",
-)
+from tests.support.messages import ORIGINAL, ORIGINAL_MESSAGE
 
 
 def decode_all(data: bytes, *, chunk: int | None = None, eof: bool = True, **limits: int) -> list[object]:

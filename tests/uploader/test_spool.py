@@ -9,21 +9,11 @@ from pathlib import Path
 import pytest
 
 from protocol import IndexMessage
+from tests.support.messages import ORIGINAL_MESSAGE
 from uploader.spool import Queued, Spool, is_v1
 from uploader.stream import StreamState, with_segment
 
-V1 = IndexMessage(
-    index="stream-128k.m3u8",
-    output_directory="/tmp/",
-    segment_duration=10,
-    output_prefix="sample_128k",
-    http_prefix="http://cdn.example.net/stream0001/",
-    first_segment=1,
-    last_segment=1,
-    end=False,
-    bucket="ionlivestream",
-    key_prefix="stream0001",
-)
+V1 = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1)
 
 
 def v1(last: int, **changes: object) -> IndexMessage:

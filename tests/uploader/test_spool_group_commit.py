@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from protocol import IndexMessage
+from tests.support.messages import ORIGINAL_MESSAGE
 from uploader.spool import Queued, Spool, SpoolError, SpoolThread, _transaction
 
-MESSAGE = IndexMessage(
-    index="stream-128k.m3u8", output_directory="/tmp/", segment_duration=10, output_prefix="sample_128k",
-    http_prefix="", first_segment=1, last_segment=1, end=False, bucket="ionlivestream", key_prefix="stream0001",
-    duration=9.96,
-)
+MESSAGE = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1, duration=9.96)
 
 
 def message(stream: int, last: int) -> IndexMessage:

@@ -1,4 +1,4 @@
-"""Media playlist text from a stream's state (RFC 8216). Pure: one type per tag, then text."""
+"""Media playlist text from a stream's state (RFC 8216). Pure."""
 
 from __future__ import annotations
 
@@ -17,101 +17,13 @@ class PlaylistOptions:
     playlist_type: PlaylistType = PlaylistType.LIVE
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    def line(self) -> str:
-        return "#EXTM3U"
-
-
-@dataclass(frozen=True, slots=True)
-class Version:
-    number: int
-
-    def line(self) -> str:
-        return f"#EXT-X-VERSION:{self.number}"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetDuration:
-    seconds: int
-
-    def line(self) -> str:
-        return f"#EXT-X-TARGETDURATION:{self.seconds}"
-
-
-@dataclass(frozen=True, slots=True)
-class MediaSequence:
-    number: int
-
-    def line(self) -> str:
-        return f"#EXT-X-MEDIA-SEQUENCE:{self.number}"
-
-
-@dataclass(frozen=True, slots=True)
-class DiscontinuitySequence:
-    number: int
-
-    def line(self) -> str:
-        return f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.number}"
-
-
-@dataclass(frozen=True, slots=True)
-class PlaylistTypeTag:
-    kind: PlaylistType
-
-    def line(self) -> str:
-        return f"#EXT-X-PLAYLIST-TYPE:{self.kind.value.upper()}"
-
-
-@dataclass(frozen=True, slots=True)
-class Discontinuity:
-    def line(self) -> str:
-        return "#EXT-X-DISCONTINUITY"
-
-
-@dataclass(frozen=True, slots=True)
-class ExtInf:
-    duration_s: float
-
-    def line(self) -> str:
-        return f"#EXTINF:{format_duration(self.duration_s)},"
-
-
-@dataclass(frozen=True, slots=True)
-class Uri:
-    text: str
-
-    def line(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True, slots=True)
-class EndList:
-    def line(self) -> str:
-        return "#EXT-X-ENDLIST"
-
-
-Tag = (
-    Header
-    | Version
-    | TargetDuration
-    | MediaSequence
-    | DiscontinuitySequence
-    | PlaylistTypeTag
-    | Discontinuity
-    | ExtInf
-    | Uri
-    | EndList
-)
-
-
 def format_duration(duration_s: float) -> str:
     """Microsecond precision without trailing zeros: 10 -> "10", 2.0020 -> "2.002"."""
     return f"{duration_s:.6f}".rstrip("0").rstrip(".")
 
 
-def playlist_tags(state: StreamState, options: PlaylistOptions) -> list[Tag]:
-    """The playlist as tags: the last ``window`` segments live, every kept segment otherwise."""
+def playlist_lines(state: StreamState, options: PlaylistOptions) -> list[str]:
+    """The playlist's lines: the last ``window`` segments live, every kept segment otherwise."""
     if state.target_duration_s is None:
         raise ValueError("a stream without a target duration has no playlist yet")
     segments = state.segments
@@ -121,32 +33,28 @@ def playlist_tags(state: StreamState, options: PlaylistOptions) -> list[Tag]:
         dropped = ()
     discontinuity_sequence = state.discontinuity_sequence + sum(1 for s in dropped if s.discontinuity)
     first_sequence = segments[0].media_sequence if segments else state.next_media_sequence
-    tags: list[Tag] = [
-        Header(),
-        Version(PLAYLIST_VERSION),
-        TargetDuration(state.target_duration_s),
-        MediaSequence(first_sequence),
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{PLAYLIST_VERSION}",
+        f"#EXT-X-TARGETDURATION:{state.target_duration_s}",
+        f"#EXT-X-MEDIA-SEQUENCE:{first_sequence}",
     ]
     if discontinuity_sequence or any(segment.discontinuity for segment in segments):
-        tags.append(DiscontinuitySequence(discontinuity_sequence))
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     if options.playlist_type is not PlaylistType.LIVE:
-        tags.append(PlaylistTypeTag(options.playlist_type))
+        lines.append(f"#EXT-X-PLAYLIST-TYPE:{options.playlist_type.value.upper()}")
     for segment in segments:
         if segment.discontinuity:
-            tags.append(Discontinuity())
-        tags += [ExtInf(segment.duration_s), Uri(segment.uri)]
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines += [f"#EXTINF:{format_duration(segment.duration_s)},", segment.uri]
     if state.ended:
-        tags.append(EndList())
-    return tags
-
-
-def render(tags: list[Tag]) -> str:
-    return "".join(tag.line() + "\n" for tag in tags)
+        lines.append("#EXT-X-ENDLIST")
+    return lines
 
 
 def media_playlist(state: StreamState, options: PlaylistOptions) -> str:
     """The m3u8 text of ``state``."""
-    return render(playlist_tags(state, options))
+    return "".join(line + "\n" for line in playlist_lines(state, options))
 
 
 def should_publish(state: StreamState, options: PlaylistOptions) -> bool:

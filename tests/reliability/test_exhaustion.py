@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from protocol import Ack, IndexMessage, Reject, encode_message
-from tests.support.daemon import UploaderDaemon, place_segment
+from protocol import Ack, Reject, encode_message
+from tests.support.daemon import UploaderDaemon, daemon_with_segments, place_segment
+from tests.support.daemon import legit_message as message
 from tests.support.pipeline import process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
@@ -24,15 +25,6 @@ from tests.support.viewer import http_get, wait_for
 MAX_CONNECTIONS = 512  # uploader/server.py
 IDLE_CONNECTIONS = 500
 RSS_GROWTH_LIMIT_KB = 96 * 1024  # what any of these floods may add to the daemon's resident memory
-
-
-def message(directory: Path, bucket: str, number: int, *, key_prefix: str = "legit", index: str = "legit.m3u8",
-            prefix: str = "legit", end: bool = False) -> IndexMessage:
-    return IndexMessage(
-        index=index, output_directory=f"{directory}/", segment_duration=1, output_prefix=prefix,
-        http_prefix="", first_segment=1, last_segment=number, end=end, bucket=bucket, key_prefix=key_prefix,
-        duration=1.0,
-    )
 
 
 class Legit:
@@ -61,15 +53,9 @@ class Legit:
 
 @pytest.fixture
 def daemon_setup(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterator[tuple[UploaderDaemon, Path]]:
-    directory = tmp_path / "segments"
-    directory.mkdir()
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(directory), "--bucket", bucket])
-    daemon.start()
-    try:
+    with daemon_with_segments(tmp_path, bucket) as (daemon, directory):
         yield daemon, directory
-    finally:
-        daemon.kill()
-        assert "Traceback" not in daemon.log(all_runs=True)
+    assert "Traceback" not in daemon.log(all_runs=True)
 
 
 def pid_of(daemon: UploaderDaemon) -> int:

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import Ack, IndexMessage, ProtocolError, Reject, ReplyDecoder, parse_message
-from tests.support.daemon import UploaderDaemon, place_segment
+from protocol import Ack, ProtocolError, Reject, ReplyDecoder, parse_message
+from tests.support.daemon import UploaderDaemon, daemon_with_segments, legit_message, place_segment
 from tests.support.pipeline import process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
@@ -222,13 +222,6 @@ class LegitimateStream(threading.Thread):
         self.sent = 0
         self.error: BaseException | None = None
 
-    def message(self, number: int, end: bool) -> IndexMessage:
-        return IndexMessage(
-            index="legit.m3u8", output_directory=f"{self.directory}/", segment_duration=1, output_prefix="legit",
-            http_prefix="", first_segment=1, last_segment=number, end=end, bucket=self.bucket,
-            key_prefix="legit", duration=1.0,
-        )
-
     def run(self) -> None:
         try:
             number = 0
@@ -237,7 +230,7 @@ class LegitimateStream(threading.Thread):
                     number += 1
                     end = self.halt.is_set()
                     place_segment(self.source, self.directory, "legit", number)
-                    reply = client.send(self.message(number, end))
+                    reply = client.send(legit_message(self.directory, self.bucket, number, end=end))
                     assert reply == Ack(number), reply
                     self.sent = number
                     if end:
@@ -249,14 +242,8 @@ class LegitimateStream(threading.Thread):
 
 @pytest.fixture
 def fuzz_daemon(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterator[tuple[UploaderDaemon, Path]]:
-    segments_dir = tmp_path / "segments"
-    segments_dir.mkdir()
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments_dir), "--bucket", bucket])
-    daemon.start()
-    try:
-        yield daemon, segments_dir
-    finally:
-        daemon.kill()
+    with daemon_with_segments(tmp_path, bucket) as setup:
+        yield setup
 
 
 @pytest.mark.timeout(300)

@@ -188,6 +188,30 @@ class Client:
         return reply
 
 
+@contextlib.contextmanager
+def daemon_with_segments(base_dir: Path, bucket: str) -> Iterator[tuple[UploaderDaemon, Path]]:
+    """hls-uploadd allowed to read ``base_dir/segments`` (made here) and write to ``bucket``;
+    kill -9 at the end: nothing left to drain is worth waiting for."""
+    directory = base_dir / "segments"
+    directory.mkdir()
+    daemon = UploaderDaemon(base_dir / "uploadd", ["--allow-dir", str(directory), "--bucket", bucket]).start()
+    try:
+        yield daemon, directory
+    finally:
+        daemon.kill()
+
+
+def legit_message(directory: Path, bucket: str, number: int, *, end: bool = False, key_prefix: str = "legit",
+                  index: str = "legit.m3u8", prefix: str = "legit") -> IndexMessage:
+    """Segment ``number`` (1 s) of a valid stream: by default the legitimate one that the abuse tests
+    keep publishing beside their attack."""
+    return IndexMessage(
+        index=index, output_directory=f"{directory}/", segment_duration=1, output_prefix=prefix,
+        http_prefix="", first_segment=1, last_segment=number, end=end, bucket=bucket, key_prefix=key_prefix,
+        duration=1.0,
+    )
+
+
 def place_segment(source: Path, directory: Path, output_prefix: str, number: int) -> Path:
     """Put a copy of ``source`` where a segmenter would: temp name, then the final name."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,7 @@ def run(
     secret_file: Annotated[Path | None, typer.Option(envvar=_env("secret_file"), metavar="PATH", help="Shared secret: every message must carry ts= and an HMAC tag= made with it. Required for a non-loopback --listen.")] = None,
     insecure_no_auth: Annotated[bool | None, typer.Option("--insecure-no-auth", envvar=_env("insecure_no_auth"), help="Allow a non-loopback --listen without --secret-file (anyone who reaches the port can queue messages) [off].")] = None,
     max_payload_size: Annotated[int | None, typer.Option(envvar=_env("max_payload_size"), metavar="BYTES", help="Largest inline segment payload (size=N) accepted; 0 refuses them [67108864].")] = None,
+    max_payload_inflight: Annotated[int | None, typer.Option(envvar=_env("max_payload_inflight"), metavar="BYTES", help="Inline payloads being received at once, all connections together; past it a message gets 'ERR try again' [1073741824].")] = None,
     master_name: Annotated[str | None, typer.Option(envvar=_env("master_name"), metavar="NAME", help="Master playlist written under a KEY_PREFIX shared by several streams; '' for none [master.m3u8].")] = None,
     idle_timeout: Annotated[float | None, typer.Option(envvar=_env("idle_timeout"), metavar="SECONDS", help="Close a connection that sends nothing for this long, seconds [300].")] = None,
     config: Annotated[Path | None, typer.Option(envvar=_env("config"), metavar="FILE", help=f"TOML file with a [{SECTION}] table of these settings.")] = None,
@@ -83,6 +84,7 @@ def run(
         "secret_file": str(secret_file) if secret_file else None,
         "insecure_no_auth": insecure_no_auth,
         "max_payload_size": max_payload_size,
+        "max_payload_inflight": max_payload_inflight,
         "master_name": master_name,
         "idle_timeout": idle_timeout,
     }

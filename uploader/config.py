@@ -26,6 +26,12 @@ MAX_WINDOW = 1000
 # Largest --max-payload-size: 1 GiB; a segment beyond it is a misconfigured encoder.
 MAX_PAYLOAD_SIZE_LIMIT = 1024 * 1024 * 1024
 
+# Default --max-payload-inflight: 1 GiB of payloads being received at once, across all
+# connections: sixteen payloads at the 64 MiB cap, hundreds of real few-MB segments. Without it,
+# 512 connections x 64 MiB of temp files could fill the spool's disk. Never below the largest
+# payload, or that payload could not be received at all.
+DEFAULT_MAX_PAYLOAD_INFLIGHT = 1024 * 1024 * 1024
+
 _MASTER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}\.m3u8")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -80,6 +86,7 @@ DEFAULTS: Mapping[str, Any] = {
     "secret_file": None,  # None: peers are not authenticated (loopback listeners only)
     "insecure_no_auth": False,
     "max_payload_size": DEFAULT_MAX_PAYLOAD_BYTES,
+    "max_payload_inflight": DEFAULT_MAX_PAYLOAD_INFLIGHT,
     "master_name": "master.m3u8",  # "" : no master playlists
     "idle_timeout": 300.0,  # uploader/server.py IDLE_TIMEOUT_S
 }
@@ -109,6 +116,7 @@ class UploaderConfig:
     secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
     insecure_no_auth: bool = False  # a non-loopback listener without a secret, on purpose
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # 0: inline payloads refused
+    max_payload_inflight_bytes: int = DEFAULT_MAX_PAYLOAD_INFLIGHT  # payloads being received, all connections
     master_name: str = "master.m3u8"  # "" : none
     idle_timeout_s: float = 300.0  # a connection without a byte for this long is closed
 
@@ -137,6 +145,11 @@ class UploaderConfig:
         _ = self.store_root  # raises ConfigError for a bad --store
         if not 0 <= self.max_payload_bytes <= MAX_PAYLOAD_SIZE_LIMIT:
             raise ConfigError(f"--max-payload-size {self.max_payload_bytes} is outside 0..{MAX_PAYLOAD_SIZE_LIMIT} bytes")
+        if self.max_payload_inflight_bytes < self.max_payload_bytes:
+            raise ConfigError(
+                f"--max-payload-inflight {self.max_payload_inflight_bytes} is below --max-payload-size"
+                f" {self.max_payload_bytes}: a payload of the largest size could never be received"
+            )
         if not 0.1 <= self.idle_timeout_s <= 86400:
             raise ConfigError(f"--idle-timeout {self.idle_timeout_s} is outside 0.1..86400 seconds")
         if self.master_name and not _MASTER_NAME.fullmatch(self.master_name):
@@ -190,6 +203,7 @@ class UploaderConfig:
                 secret=read_secret_file(settings["secret_file"]),
                 insecure_no_auth=_as_bool("insecure_no_auth", settings["insecure_no_auth"]),
                 max_payload_bytes=_as_int("max_payload_size", settings["max_payload_size"]),
+                max_payload_inflight_bytes=_as_int("max_payload_inflight", settings["max_payload_inflight"]),
                 master_name=str(settings["master_name"] or ""),
                 idle_timeout_s=_as_float("idle_timeout", settings["idle_timeout"]),
             )

@@ -51,7 +51,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         spool = Spool.open(config.spool_dir)
     except SpoolError as error:
         raise StartupError(str(error)) from None
-    payloads = PayloadStore(config.spool_dir)
+    payloads = PayloadStore(config.spool_dir, max_inflight_bytes=config.max_payload_inflight_bytes)
     try:
         payloads.open()
         for name in payloads.sweep(spool.queued_payloads()):

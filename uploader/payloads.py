@@ -5,6 +5,10 @@ fsync'd, renamed to a unique final name and the directory fsync'd; only then is 
 queued and answered OK. A payload cut off mid-way is only ever a temp file, removed at once (and
 at the next start, should the daemon die first). Final files no queued message names (the daemon
 died between the rename and the queueing) are removed at start too.
+
+Each payload is capped by --max-payload-size, and the payloads being received at once, across
+all connections, by --max-payload-inflight: a payload is only taken when its size still fits the
+budget, and gives its share back once committed or discarded, whichever way it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from pathlib import Path
 
 PAYLOAD_DIR_NAME = "payloads"
@@ -22,19 +27,73 @@ class PayloadError(Exception):
     """A payload could not be stored (disk full, permissions): the daemon's state, not the peer's."""
 
 
-class PayloadFile:
-    """One payload being received. ``write`` each piece, then ``commit`` or ``discard``."""
+class PayloadsBusy(Exception):
+    """Payloads being received already hold the budget: refuse this one for now, not for good."""
 
-    def __init__(self, directory: Path, expected_size: int) -> None:
+
+class PayloadBudget:
+    """Bytes of the inline payloads being received at once, across all connections.
+
+    Thread-safe: a payload's commit, which gives its share back, runs off the event loop.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def reserve(self, size: int) -> Reservation:
+        """``size`` bytes of the budget, or PayloadsBusy when they would take it past the limit."""
+        with self._lock:
+            if self._used + size > self.limit:
+                raise PayloadsBusy(
+                    f"{self._used} bytes of payloads are being received and {size} more would pass"
+                    f" the daemon's limit of {self.limit} (--max-payload-inflight)"
+                )
+            self._used += size
+        return Reservation(self, size)
+
+    def _give_back(self, reservation: Reservation) -> None:
+        with self._lock:
+            if not reservation.released:
+                reservation.released = True
+                self._used -= reservation.size
+
+
+class Reservation:
+    """One payload's share of a PayloadBudget; ``release`` gives it back once, later calls do nothing."""
+
+    def __init__(self, budget: PayloadBudget, size: int) -> None:
+        self.size = size
+        self.released = False
+        self._budget = budget
+
+    def release(self) -> None:
+        self._budget._give_back(self)
+
+
+class PayloadFile:
+    """One payload being received. ``write`` each piece, then ``commit`` or ``discard``.
+
+    Either of them releases the payload's reservation; so does a failure to create the file.
+    """
+
+    def __init__(self, directory: Path, expected_size: int, reservation: Reservation) -> None:
         self.name = f"{secrets.token_hex(16)}.ts"
         self._directory = directory
         self._temp = directory / (self.name + _TEMP_SUFFIX)
         self.expected_size = expected_size
         self.received = 0
         self._digest = hashlib.sha256()
+        self._reservation = reservation
         try:
             self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as error:
+            reservation.release()
             raise PayloadError(f"cannot create a payload file: {error.strerror}") from None
 
     def write(self, piece: bytes) -> None:
@@ -65,27 +124,34 @@ class PayloadFile:
         except OSError as error:
             self.discard()
             raise PayloadError(f"cannot store a payload: {error.strerror}") from None
+        # Stored: it is a queued payload now, no longer one being received.
+        self._reservation.release()
         return self.name
 
     def discard(self) -> None:
         """Remove what was written (a refused or cut-off payload). Safe to call twice."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._temp.unlink(missing_ok=True)
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._temp.unlink(missing_ok=True)
+        finally:
+            self._reservation.release()
 
 
 class PayloadStore:
-    """The ``payloads/`` directory of the spool."""
+    """The ``payloads/`` directory of the spool, and the budget of the payloads being received."""
 
-    def __init__(self, spool_dir: Path) -> None:
+    def __init__(self, spool_dir: Path, *, max_inflight_bytes: int) -> None:
         self.directory = spool_dir / PAYLOAD_DIR_NAME
+        self.budget = PayloadBudget(max_inflight_bytes)
 
     def open(self) -> None:
         self.directory.mkdir(mode=0o700, exist_ok=True)
 
     def receive(self, size: int) -> PayloadFile:
-        return PayloadFile(self.directory, size)
+        """A payload file to write ``size`` bytes to; PayloadsBusy when the budget is spent."""
+        return PayloadFile(self.directory, size, self.budget.reserve(size))
 
     def path(self, name: str) -> Path:
         if os.sep in name or name.startswith("."):

@@ -7,7 +7,9 @@ anyway and a broken pipe is ignored.
 
 A message with ``size=N`` is followed by N bytes of segment: they are written piece by piece to
 a payload file in the spool (payloads.py) and the reply waits until that file is fsync'd and the
-message queued. A payload cut off mid-way leaves nothing behind.
+message queued. A payload cut off mid-way leaves nothing behind. When the payloads being received
+on all connections would pass --max-payload-inflight, the message gets "ERR try again" at once and
+its bytes are read and dropped, so the connection goes on.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from protocol import (
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
-from .payloads import PayloadError, PayloadFile, PayloadStore
+from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .publisher import Publisher, stream_label
 from .spool import Queued, Spool, SpoolError, SpoolThread
 
@@ -188,6 +190,12 @@ class UploadServer:
                     if reply is None and event.size is not None:
                         try:
                             receiving = (event, self._payloads.receive(event.size))
+                        except PayloadsBusy as error:
+                            # The daemon's state, not the peer's fault: not counted as a bad message.
+                            log.warning("peer %s stream %s segment %s: payload put off: %s", peer,
+                                        stream_label(event.stream_id), event.segment_name, error)
+                            await self._reply(writer, Reject.try_again(str(error)))
+                            continue  # its bytes are dropped as a refused message's: the framing stays intact
                         except PayloadError as error:
                             log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
                                       stream_label(event.stream_id), event.segment_name, error)

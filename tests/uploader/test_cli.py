@@ -33,6 +33,7 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
     assert config.acl is None
     assert config.store == "s3" and config.store_root is None
     assert config.cache_control_segment == "max-age=31536000, immutable"
+    assert config.max_payload_inflight_bytes == 1024 * 1024 * 1024 >= config.max_payload_bytes
 
 
 def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
@@ -62,6 +63,9 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
         ({"acl": "everyone"}, "", "--acl 'everyone'"),
         ({}, "[uploadd]\nwindoww = 3\n", "unknown setting(s): windoww"),
         ({}, "[uploadd]\nwindow = 'five'\n", "--window must be an integer"),
+        ({"max_payload_size": 1000, "max_payload_inflight": 999}, "",
+         "--max-payload-inflight 999 is below --max-payload-size 1000: a payload of the largest size could never be received"),
+        ({}, "[uploadd]\nmax_payload_inflight = 'lots'\n", "--max-payload-inflight must be an integer"),
         ({}, "[uploadd\n", "uploadd.toml"),
     ],
 )
@@ -84,6 +88,16 @@ def test_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run_cli("--spool-dir", str(tmp_path), "--window", "0")
     assert result.returncode == 2
     assert result.stderr == "hls-uploadd: configuration error: --window 0 is outside 1..1000\n"
+
+
+def test_payload_budget_below_the_largest_payload_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("--spool-dir", str(tmp_path), "--max-payload-inflight", "1000",
+                     env={"HLS_UPLOADD_MAX_PAYLOAD_SIZE": "2000"})
+    assert result.returncode == 2
+    assert result.stderr == (
+        "hls-uploadd: configuration error: --max-payload-inflight 1000 is below --max-payload-size 2000:"
+        " a payload of the largest size could never be received\n"
+    )
 
 
 def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from botocore.client import BaseClient
 
 from protocol import Ack, Reject, encode_message
@@ -16,6 +17,7 @@ from tests.support.daemon import place_segment
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
+from uploader.payloads import PayloadError, PayloadsBusy, PayloadStore
 
 from .conftest import StartUploader
 from .test_auth import SECRET
@@ -139,3 +141,83 @@ def test_leftovers_of_a_crash_are_swept_at_start(start_uploader: StartUploader, 
     daemon = start_uploader()
     assert payload_files(daemon.spool_dir) == []
     assert daemon.log().count("left by an earlier run") == 2
+
+
+def test_the_payload_budget_is_given_back_exactly_once_whichever_way_a_payload_ends(tmp_path: Path) -> None:
+    store = PayloadStore(tmp_path, max_inflight_bytes=100)
+    store.open()
+    committed, discarded = store.receive(40), store.receive(60)
+    assert store.budget.used == 100
+    with pytest.raises(PayloadsBusy, match=r"100 bytes .* 1 more would pass the daemon's limit of 100"):
+        store.receive(1)
+    committed.write(b"x" * 40)
+    committed.commit()
+    committed.discard()  # after a commit: nothing more to give back
+    assert store.budget.used == 60
+    discarded.discard()
+    discarded.discard()
+    assert store.budget.used == 0
+    (store.directory / "gone").mkdir()
+    store.directory = store.directory / "gone" / "missing"  # creating the file fails
+    with pytest.raises(PayloadError):
+        store.receive(100)
+    assert store.budget.used == 0
+
+
+def test_payloads_in_flight_are_capped_across_connections(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    """Budget of two payloads: two held mid-way on two connections, a third is put off ("try
+    again") and its connection goes on; a finished or cut-off payload gives its share back."""
+    data = segment_source.read_bytes()
+    size = len(data)
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--max-payload-size", str(size),
+                            "--max-payload-inflight", str(2 * size))
+    digest = hashlib.sha256(data).hexdigest()
+
+    def payload_message(stream: str, number: int = 1) -> bytes:
+        message = ext_message(Path("/nowhere"), bucket, number, key_prefix=f"live/{stream}", size=size,
+                              payload_sha256=digest)
+        return encode_message(message, newline=True)
+
+    def being_received(count: int) -> None:
+        wait_for(lambda: sum(name.endswith(".part") for name in payload_files(daemon.spool_dir)) == count,
+                 message=f"{count} payload(s) being received", timeout=30)
+
+    with daemon.connect() as first, daemon.connect() as second, daemon.connect() as third:
+        first.send_only(payload_message("first") + data[: size // 2])
+        second.send_only(payload_message("second") + data[: size // 2])
+        being_received(2)
+
+        third.send_only(payload_message("third") + data)
+        refused = third.reply()
+        assert isinstance(refused, Reject) and refused.is_transient, refused
+        assert f"{2 * size} bytes of payloads are being received and {size} more" in refused.reason
+        place_segment(segment_source, segments_dir, "seg", 1)
+        assert third.send(ext_message(segments_dir, bucket, 1, key_prefix="live/third-file")) == Ack(1)
+        log = daemon.log()
+        assert log.count("payload put off") == 1
+        assert f"WARNING hls_uploadd.server: peer 127.0.0.1:{third.sock.getsockname()[1]} stream {bucket}/live/third/index.m3u8 segment seg-00001.ts: payload put off" in log
+
+        first.send_only(data[size // 2 :])
+        assert first.reply() == Ack(1)
+        assert third.send(payload_message("third") + data) == Ack(1)  # the first one's share was given back
+
+        second.sock.close()  # cut off mid-payload
+        wait_for(lambda: "payload cut off, nothing kept" in daemon.log(), message="the cut-off payload noticed",
+                 timeout=30)
+        being_received(0)
+
+    # Every share is back: two new payloads fit again, and a third does not.
+    with daemon.connect() as fourth, daemon.connect() as fifth, daemon.connect() as sixth:
+        fourth.send_only(payload_message("fourth") + data[:10])
+        fifth.send_only(payload_message("fifth") + data[:10])
+        being_received(2)
+        refused = sixth.send(payload_message("sixth") + data)
+        assert isinstance(refused, Reject) and refused.is_transient, refused
+        fourth.send_only(data[10:])
+        fifth.send_only(data[10:])
+        assert (fourth.reply(), fifth.reply()) == (Ack(1), Ack(1))
+    url = seaweed.object_url(bucket, "live/third/index.m3u8")
+    wait_for(lambda: fetch_playlist_or_none(url) is not None, message="the put-off stream published", timeout=30)
+    assert http_get(seaweed.object_url(bucket, "live/third/seg-00001.ts")).body == data

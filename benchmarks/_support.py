@@ -1,7 +1,9 @@
-"""Shared pieces of the daemon benchmarks: cached media, the daemon's /proc figures, its log."""
+"""Shared pieces of the benchmarks: cached media, S3 clients, the daemon's /proc figures, its log."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime
 import math
 import os
@@ -10,10 +12,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from protocol import Reply, ReplyDecoder  # noqa: E402
+from tests.support.viewer import http_get  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 
@@ -39,10 +48,7 @@ def segment_files(segment_seconds: float, video_bitrate: str = "2M") -> list[Pat
     print(f"making {SEGMENT_VARIANTS} segments of {segment_seconds:g} s (once) ...", flush=True)
     subprocess.run(
         [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
-            "-vf", "noise=alls=12:allf=t",
+            "ffmpeg", "-v", "error", "-y", *lavfi_source(seconds),
             "-c:v", "libx264", "-preset", "ultrafast", "-b:v", video_bitrate, "-maxrate", video_bitrate,
             "-bufsize", "2M", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
             "-c:a", "aac", "-b:a", "128k",
@@ -53,6 +59,49 @@ def segment_files(segment_seconds: float, video_bitrate: str = "2M") -> list[Pat
     )
     done.touch()
     return sorted(directory.glob("seg-*.ts"))[:SEGMENT_VARIANTS]
+
+
+def lavfi_source(seconds: float) -> list[str]:
+    """ffmpeg inputs for a moving 720p30 picture with a 1 kHz tone; the noise gives it
+    real-looking entropy, so the encoder's bitrate is what was asked."""
+    return [
+        "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
+        "-vf", "noise=alls=12:allf=t",
+    ]
+
+
+# -- talking to S3 and to the daemon ------------------------------------------------------------
+
+def pooled_client(endpoint_url: str, pool: int, *, read_timeout_s: float) -> BaseClient:
+    """A boto3 S3 client with ``pool`` connections for as many threads, and no retries: a failed
+    PUT is a failed run, not a slower figure."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
+                                    region_name="us-east-1")
+    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool, connect_timeout=5,
+                    read_timeout=read_timeout_s, retries={"total_max_attempts": 1})
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+async def read_reply(reader: asyncio.StreamReader, replies: ReplyDecoder) -> Reply:
+    """The daemon's next reply on this connection."""
+    while (reply := replies.next_reply()) is None:
+        data = await reader.read(4096)
+        if not data:
+            raise ConnectionError("the daemon closed the connection")
+        replies.receive_data(data)
+    return reply
+
+
+def listed_segments(url: str, prefix: str) -> list[str]:
+    """The segment names (``prefix-…``) the playlist at ``url`` lists now: none while it is missing."""
+    reply = http_get(url)
+    if reply.status != 200:
+        return []
+    return [line for line in reply.text.splitlines() if line.startswith(prefix + "-")]
 
 
 # -- the daemon's process figures ---------------------------------------------------------------
@@ -156,6 +205,16 @@ def work_directory(keep: str | None, prefix: str) -> tuple[Path, object]:
         return path, None
     temp = tempfile.TemporaryDirectory(prefix=prefix)
     return Path(temp.name), temp
+
+
+def add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every benchmark that runs the daemon: its extra arguments, profiling, the work directory."""
+    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                        help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
+    parser.add_argument("--py-spy-mode", choices=["active", "idle", "gil"], default="active",
+                        help="py-spy samples: active threads, all (idle) or the GIL holder (CPU)")
+    parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
 
 
 def daemon_env(endpoint: dict[str, str]) -> dict[str, str]:

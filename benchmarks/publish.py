@@ -39,17 +39,19 @@ from _support import (  # noqa: E402
     ProcFigures,
     PublishedLog,
     PySpy,
+    add_daemon_options,
     daemon_env,
-    work_directory,
+    listed_segments,
+    pooled_client,
     proc_figures,
+    read_reply,
     segment_files,
     summary_ms,
+    work_directory,
 )
-from botocore.config import Config  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
 from tests.support.daemon import UploaderDaemon  # noqa: E402
-from tests.support.viewer import http_get  # noqa: E402
 from uploader.embedded_s3 import EmbeddedS3  # noqa: E402
 
 INDEX = "index.m3u8"
@@ -106,7 +108,7 @@ def run_raw(weed: EmbeddedS3, schedule: Schedule, files: list[Path]) -> list[flo
     """Two PUTs per segment (segment, then playlist) on the daemon's schedule; seconds each,
     from the moment the segment was due to the playlist PUT's completion."""
     threads = min(schedule.streams, 256)
-    client = _pooled_client(weed.endpoint_url, threads)
+    client = pooled_client(weed.endpoint_url, threads, read_timeout_s=30)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raw")
     times: list[float] = []
 
@@ -138,16 +140,6 @@ def run_raw(weed: EmbeddedS3, schedule: Schedule, files: list[Path]) -> list[flo
         pool.shutdown()
         client.close()
     return times
-
-
-def _pooled_client(endpoint_url: str, pool: int):  # type: ignore[no-untyped-def]
-    import boto3
-
-    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
-                                    region_name="us-east-1")
-    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool, connect_timeout=5,
-                    read_timeout=30, retries={"total_max_attempts": 1})
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 # -- the daemon ---------------------------------------------------------------------------------
@@ -228,11 +220,7 @@ class DaemonRun:
                 self.sent[(label(stream), target.name)] = time.time()
                 self.last_sent[label(stream)] = (label(stream), target.name)
                 writer.write(encode_message(message, newline=True))
-                while (reply := replies.next_reply()) is None:
-                    data = await reader.read(4096)
-                    if not data:
-                        raise ConnectionError(f"stream {stream}: the daemon closed the connection")
-                    replies.receive_data(data)
+                reply = await read_reply(reader, replies)
                 if reply != Ack(number):
                     self.refused.append(f"stream {stream} segment {number}: {reply}")
         finally:
@@ -247,13 +235,10 @@ class DaemonRun:
                 last = self.last_sent.get(name)
                 if last is None or last in self.polled:
                     continue
-                reply = http_get(url)
+                names = listed_segments(url, PREFIX)
                 now = time.time()
-                if reply.status != 200:
-                    continue
-                for line in reply.text.splitlines():
-                    if line.startswith(PREFIX + "-"):
-                        self.polled.setdefault((name, line), now)
+                for segment in names:
+                    self.polled.setdefault((name, segment), now)
             time.sleep(POLL_INTERVAL_S)
 
     def latencies(self) -> list[float]:
@@ -283,13 +268,8 @@ def main() -> None:
     parser.add_argument("--segment-seconds", type=float, default=2.0)
     parser.add_argument("--minutes", type=float, default=1.0, help="length of each of the two phases")
     parser.add_argument("--sample", type=int, default=4, help="streams whose playlist is also polled over HTTP")
-    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                        help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
-    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
-    parser.add_argument("--py-spy-mode", choices=["active", "idle", "gil"], default="active",
-                        help="py-spy samples: active threads, all (idle) or the GIL holder (CPU)")
     parser.add_argument("--skip-raw", action="store_true")
-    parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
+    add_daemon_options(parser)
     args = parser.parse_args()
     if not 1 <= args.renditions <= 2000 or not 0.5 <= args.segment_seconds <= 60 or not 0 < args.minutes <= 30:
         parser.error("bounds: 1..2000 renditions, 0.5..60 s segments, up to 30 minutes")

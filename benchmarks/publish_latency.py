@@ -10,7 +10,6 @@ and worst latency; beside them, the raw boto3 time of the same two PUTs (segment
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -18,15 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import BUCKET, daemon_env, listed_segments  # noqa: E402
 
 from protocol import Ack, IndexMessage  # noqa: E402
 from tests.support.daemon import UploaderDaemon, place_segment  # noqa: E402
 from tests.support.media import make_ts  # noqa: E402
 from tests.support.seaweed import SeaweedServer  # noqa: E402
-from tests.support.viewer import http_get  # noqa: E402
 
-BUCKET = "bench"
 KEY_PREFIX = "live/bench"
 INDEX = "index.m3u8"
 PREFIX = "seg"
@@ -43,15 +42,9 @@ def daemon_latencies(weed: SeaweedServer, work: Path, source: Path, count: int, 
     segments = work / "segments"
     for number in range(1, count + 1):
         place_segment(source, segments, PREFIX, number)
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
     daemon = UploaderDaemon(work / "daemon", ["--allow-dir", str(segments), "--endpoint-url", weed.endpoint_url,
-                                              "--log-level", "WARNING"], env=env).start()
+                                              "--log-level", "WARNING"], env=daemon_env(weed.client_environment()))
+    daemon.start()
     url = weed.object_url(BUCKET, f"{KEY_PREFIX}/{INDEX}")
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
@@ -59,13 +52,10 @@ def daemon_latencies(weed: SeaweedServer, work: Path, source: Path, count: int, 
 
     def poll() -> None:
         while not done.is_set():
-            reply = http_get(url)
+            names = listed_segments(url, PREFIX)
             now = time.monotonic()
-            if reply.status != 200:
-                continue
-            for line in reply.text.splitlines():
-                if line.startswith(PREFIX + "-"):
-                    seen.setdefault(int(line[len(PREFIX) + 1 : -3]), now)
+            for name in names:
+                seen.setdefault(int(name[len(PREFIX) + 1 : -3]), now)
             if len(seen) == count:
                 return
 

@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import CACHE, lavfi_source  # noqa: E402
 
 from protocol import Ack, IndexMessage, MessageDecoder, NEED_DATA, CLOSED, encode_reply  # noqa: E402
-
-CACHE = ROOT / "benchmarks" / ".cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +47,7 @@ def make_source(seconds: int) -> Path:
     print(f"making {path.name} (once) ...", flush=True)
     subprocess.run(
         [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
-            "-vf", "noise=alls=12:allf=t",  # real-looking entropy, so the bitrate is what we ask
+            "ffmpeg", "-v", "error", "-y", *lavfi_source(seconds),
             "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "4M",
             "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
             "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(temp),

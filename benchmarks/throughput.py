@@ -20,16 +20,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import BUCKET, PublishedLog, PySpy, daemon_env, proc_figures, segment_files, work_directory  # noqa: E402
-from botocore.config import Config  # noqa: E402
+from _support import (  # noqa: E402
+    BUCKET,
+    PublishedLog,
+    PySpy,
+    add_daemon_options,
+    daemon_env,
+    pooled_client,
+    proc_figures,
+    read_reply,
+    segment_files,
+    work_directory,
+)
+from botocore.client import BaseClient  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
 from tests.support.daemon import UploaderDaemon  # noqa: E402
@@ -40,43 +54,40 @@ PREFIX = "seg"
 SEGMENT_SECONDS = 2.0
 SETTLE_TIMEOUT_S = 600.0
 
-
-def pooled_client(endpoint_url: str, pool: int):  # type: ignore[no-untyped-def]
-    import boto3
-
-    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
-                                    region_name="us-east-1")
-    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool, connect_timeout=5,
-                    read_timeout=60, retries={"total_max_attempts": 1})
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
+Item = TypeVar("Item")
 
 
-def raw_rate(weed: EmbeddedS3, paths: list[Path], threads: int, run: int) -> float:
-    """Seconds to PUT every file with ``threads`` threads."""
-    client = pooled_client(weed.endpoint_url, threads)
-
-    def put(item: tuple[int, Path]) -> None:
-        n, path = item
-        with open(path, "rb") as body:
-            client.put_object(Bucket=BUCKET, Key=f"raw{run}/{n:06d}.ts", Body=body, ContentType="video/MP2T")
-
+def timed_puts(weed: EmbeddedS3, threads: int, puts: Callable[[BaseClient, Item], None],
+               items: Iterable[Item]) -> float:
+    """Seconds for ``threads`` threads, sharing one client, to run ``puts(client, item)`` on every item."""
+    client = pooled_client(weed.endpoint_url, threads, read_timeout_s=60)
     try:
         began = time.monotonic()
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for _ in pool.map(put, enumerate(paths)):
+            for _ in pool.map(functools.partial(puts, client), items):
                 pass
         return time.monotonic() - began
     finally:
         client.close()
 
 
+def raw_rate(weed: EmbeddedS3, paths: list[Path], threads: int, run: int) -> float:
+    """Seconds to PUT every file with ``threads`` threads."""
+
+    def put(client: BaseClient, item: tuple[int, Path]) -> None:
+        n, path = item
+        with open(path, "rb") as body:
+            client.put_object(Bucket=BUCKET, Key=f"raw{run}/{n:06d}.ts", Body=body, ContentType="video/MP2T")
+
+    return timed_puts(weed, threads, put, enumerate(paths))
+
+
 def raw_two_put_rate(weed: EmbeddedS3, streams: list[list[Path]], threads: int, run: int) -> float:
     """Seconds to PUT every file and, after each, its stream's playlist (in order per stream, as
     the daemon must), ``threads`` streams at a time."""
-    client = pooled_client(weed.endpoint_url, threads)
     playlist = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n" + b"#EXTINF:2.0,\nseg-00001.ts\n" * 5
 
-    def one_stream(item: tuple[int, list[Path]]) -> None:
+    def one_stream(client: BaseClient, item: tuple[int, list[Path]]) -> None:
         n, paths = item
         for path in paths:
             with open(path, "rb") as body:
@@ -85,14 +96,7 @@ def raw_two_put_rate(weed: EmbeddedS3, streams: list[list[Path]], threads: int, 
             client.put_object(Bucket=BUCKET, Key=f"raw{run}/s{n:04d}/index.m3u8", Body=playlist,
                               ContentType="application/vnd.apple.mpegurl")
 
-    try:
-        began = time.monotonic()
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for _ in pool.map(one_stream, enumerate(streams)):
-                pass
-        return time.monotonic() - began
-    finally:
-        client.close()
+    return timed_puts(weed, threads, one_stream, enumerate(streams))
 
 
 def place_backlog(segments: Path, files: list[Path], streams: int, count: int) -> list[Path]:
@@ -120,11 +124,7 @@ async def send_backlog(address: tuple[str, int], segments: Path, streams: int, c
                     key_prefix=f"live/s{stream:04d}", duration=SEGMENT_SECONDS, discontinuity=number == 1,
                 )
                 writer.write(encode_message(message, newline=True))
-                while (reply := replies.next_reply()) is None:
-                    data = await reader.read(4096)
-                    if not data:
-                        raise ConnectionError("the daemon closed the connection")
-                    replies.receive_data(data)
+                reply = await read_reply(reader, replies)
                 if reply != Ack(number):
                     raise RuntimeError(f"stream {stream} segment {number}: {reply}")
         finally:
@@ -138,12 +138,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=40)
     parser.add_argument("--segments", type=int, default=20, help="backlog per stream")
     parser.add_argument("--threads", default="4,8,16,32,64", help="raw boto3 thread counts to try")
-    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                        help="extra hls-uploadd argument (repeatable), e.g. --daemon-arg=--max-inflight=32")
-    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon with py-spy (collapsed stacks)")
-    parser.add_argument("--py-spy-mode", choices=["active", "idle", "gil"], default="active",
-                        help="py-spy samples: active threads, all (idle) or the GIL holder (CPU)")
-    parser.add_argument("--keep", metavar="DIR", help="work directory to keep (daemon log, spool)")
+    add_daemon_options(parser)
     args = parser.parse_args()
     if not 1 <= args.streams <= 2000 or not 1 <= args.segments <= 1000 or args.streams * args.segments > 20000:
         parser.error("bounds: 1..2000 streams, 1..1000 segments each, at most 20000 in all")

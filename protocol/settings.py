@@ -1,12 +1,14 @@
-"""Settings shared by both commands: addresses, option precedence, the shared secret. Pure:
-callers read files."""
+"""Settings shared by both commands: addresses, option precedence, value types, the shared
+secret. Pure: callers read files."""
 
 from __future__ import annotations
 
 import ipaddress
 import tomllib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class ConfigError(Exception):
@@ -70,6 +72,30 @@ def merge_settings(
     return merged
 
 
+def option_name(setting: str) -> str:
+    """The command-line option of a setting: ``max_inflight`` -> ``--max-inflight``."""
+    return "--" + setting.replace("_", "-")
+
+
+def as_int(setting: str, value: object) -> int:
+    """An integer setting: an int (options, TOML) or its digits (environment); not a bool or 2.5."""
+    return _convert(setting, value, int, (int, str), "an integer")
+
+
+def as_seconds(setting: str, value: object) -> float:
+    """A duration setting in seconds: a number or its text; not a bool."""
+    return _convert(setting, value, float, (int, float, str), "a number of seconds")
+
+
+def _convert(setting: str, value: object, kind: Callable[[Any], _T], accepted: tuple[type, ...], what: str) -> _T:
+    try:
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return kind(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"{option_name(setting)} must be {what}, not {value!r}")
+
+
 # Shortest shared secret accepted: 16 bytes (128 bits) if random; shorter ones are guessable
 # offline from one captured message and its tag.
 MIN_SECRET_BYTES = 16
@@ -82,3 +108,14 @@ def parse_secret(data: bytes, *, source: str) -> bytes:
         raise ConfigError(f"secret file {source} holds {len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed")
     return secret
 
+
+def secret_from_file(path: object, read: Callable[[str], bytes]) -> bytes | None:
+    """The shared secret of ``--secret-file PATH``, None when not given; ``read`` (the caller's)
+    returns the file's bytes or raises OSError. Read once, at startup."""
+    if not path:
+        return None
+    try:
+        data = read(str(path))
+    except OSError as error:
+        raise ConfigError(f"cannot read --secret-file {path}: {error.strerror or error}") from None
+    return parse_secret(data, source=str(path))

@@ -13,7 +13,14 @@ from typing import Any
 
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
-from protocol.settings import ConfigError, is_loopback, parse_address, parse_secret
+from protocol.settings import (
+    ConfigError,
+    as_int,
+    as_seconds,
+    is_loopback,
+    parse_address,
+    secret_from_file,
+)
 
 DEFAULT_UPLOADER = "127.0.0.1:10234"
 
@@ -183,47 +190,25 @@ class SegmenterConfig:
             uploader_port=port,
             wire=wire,
             start_number=_optional_int("start_number", settings["start_number"]),
-            probe_timeout_s=_number("probe_timeout", settings["probe_timeout"]),
-            drain_timeout_s=_number("drain_timeout", settings["drain_timeout"]),
+            probe_timeout_s=as_seconds("probe_timeout", settings["probe_timeout"]),
+            drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
             quiet=bool(settings["quiet"]),
             directory_text=message_directory(output_dir),
-            secret=_read_secret(settings["secret_file"]),
+            secret=secret_from_file(settings["secret_file"], _read_file),
             send_segments=(
                 bool(settings["send_segments"]) if settings["send_segments"] is not None
                 else wire is WireMode.EXT and not is_loopback(host)
             ),
             bandwidth=_optional_int("bandwidth", settings["bandwidth"]),
-            stall_warning_s=_number("stall_warning", settings["stall_warning"]),
-            stall_end_s=_number("stall_end", settings["stall_end"]),
+            stall_warning_s=as_seconds("stall_warning", settings["stall_warning"]),
+            stall_end_s=as_seconds("stall_end", settings["stall_end"]),
         )
 
 
-def _read_secret(path: Any) -> bytes | None:
-    """The shared secret of --secret-file (None when not given); read once, at startup."""
-    if not path:
-        return None
-    try:
-        data = Path(str(path)).expanduser().read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read --secret-file {path}: {error.strerror or error}") from None
-    return parse_secret(data, source=str(path))
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{name} must be a number of seconds")
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{name} {value!r} is not a number of seconds") from None
+def _read_file(path: str) -> bytes:
+    """The I/O that protocol.settings.secret_from_file leaves to its caller."""
+    return Path(path).expanduser().read_bytes()
 
 
 def _optional_int(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a whole number")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} {value!r} is not a whole number") from None
+    return None if value is None else as_int(name, value)

@@ -12,7 +12,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES
-from protocol.settings import ConfigError, is_loopback, parse_address, parse_secret
+from protocol.settings import (
+    ConfigError,
+    as_int,
+    as_seconds,
+    is_loopback,
+    option_name,
+    parse_address,
+    secret_from_file,
+)
 
 SECTION = "uploadd"
 ENV_PREFIX = "HLS_UPLOADD_"
@@ -186,7 +194,7 @@ class UploaderConfig:
                 spool_dir=Path(spool_dir).expanduser().absolute() if spool_dir else default_spool_dir(),
                 allow_dirs=_resolve_dirs(_as_list("allow_dir", settings["allow_dir"])),
                 buckets=frozenset(_as_list("bucket", settings["bucket"])),
-                window=_as_int("window", settings["window"]),
+                window=as_int("window", settings["window"]),
                 playlist_type=_as_playlist_type(settings["playlist_type"]),
                 store=str(settings["store"]),
                 endpoint_url=_optional_text(settings["endpoint_url"]),
@@ -194,67 +202,39 @@ class UploaderConfig:
                 acl=_optional_text(settings["acl"]),
                 cache_control_playlist=str(settings["cache_control_playlist"]),
                 cache_control_segment=str(settings["cache_control_segment"]),
-                max_inflight=_as_int("max_inflight", settings["max_inflight"]),
-                retry_max_delay_s=_as_float("retry_max_delay", settings["retry_max_delay"]),
-                drain_timeout_s=_as_float("drain_timeout", settings["drain_timeout"]),
+                max_inflight=as_int("max_inflight", settings["max_inflight"]),
+                retry_max_delay_s=as_seconds("retry_max_delay", settings["retry_max_delay"]),
+                drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
                 log_level=str(settings["log_level"]).upper(),
                 port_file=Path(settings["port_file"]).absolute() if settings["port_file"] else None,
                 player_page=_as_bool("player_page", settings["player_page"]),
-                secret=read_secret_file(settings["secret_file"]),
+                secret=secret_from_file(settings["secret_file"], _read_file),
                 insecure_no_auth=_as_bool("insecure_no_auth", settings["insecure_no_auth"]),
-                max_payload_bytes=_as_int("max_payload_size", settings["max_payload_size"]),
-                max_payload_inflight_bytes=_as_int("max_payload_inflight", settings["max_payload_inflight"]),
+                max_payload_bytes=as_int("max_payload_size", settings["max_payload_size"]),
+                max_payload_inflight_bytes=as_int("max_payload_inflight", settings["max_payload_inflight"]),
                 master_name=str(settings["master_name"] or ""),
-                idle_timeout_s=_as_float("idle_timeout", settings["idle_timeout"]),
+                idle_timeout_s=as_seconds("idle_timeout", settings["idle_timeout"]),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
 
 
-def read_secret_file(path: object) -> bytes | None:
-    """The shared secret of --secret-file (None when not given); read once, at startup."""
-    if not path:
-        return None
-    try:
-        data = Path(str(path)).expanduser().read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read --secret-file {path}: {error.strerror or error}") from None
-    return parse_secret(data, source=str(path))
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _read_file(path: str) -> bytes:
+    """The I/O that protocol.settings.secret_from_file leaves to its caller."""
+    return Path(path).expanduser().read_bytes()
 
 
 def _as_list(name: str, value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{_option(name)} must be a list of strings")
+        raise ConfigError(f"{option_name(name)} must be a list of strings")
     return list(value)
-
-
-def _as_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{_option(name)} must be an integer, not {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{_option(name)} must be an integer, not {value!r}") from None
-
-
-def _as_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{_option(name)} must be a number of seconds, not {value!r}")
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{_option(name)} must be a number of seconds, not {value!r}") from None
 
 
 def _as_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{_option(name)} must be true or false, not {value!r}")
+        raise ConfigError(f"{option_name(name)} must be true or false, not {value!r}")
     return value
 
 

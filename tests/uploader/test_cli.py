@@ -66,6 +66,9 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
         ({"max_payload_size": 1000, "max_payload_inflight": 999}, "",
          "--max-payload-inflight 999 is below --max-payload-size 1000: a payload of the largest size could never be received"),
         ({}, "[uploadd]\nmax_payload_inflight = 'lots'\n", "--max-payload-inflight must be an integer"),
+        ({}, "[uploadd]\nmax_inflight = 2.5\n", "--max-inflight must be an integer, not 2.5"),
+        ({}, "[uploadd]\nidle_timeout = true\n", "--idle-timeout must be a number of seconds, not True"),
+        ({"drain_timeout": "soon"}, "", "--drain-timeout must be a number of seconds, not 'soon'"),
         ({}, "[uploadd\n", "uploadd.toml"),
     ],
 )

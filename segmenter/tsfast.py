@@ -35,14 +35,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .cutter import Action, Cutter, SegmentTiming
-
-TS_PACKET_BYTES = 188
-SYNC_BYTE = 0x47
-PAT_PID = 0x0000
-
-# Sync bytes in a row, 188 bytes apart, that count as having found the packet grid again after
-# garbage: a random byte string passes 5 in a row with odds of 1 in 2^40 per position.
-RESYNC_PACKETS = 5
+from .psi import (
+    PAT_PID,
+    PUSI,
+    RESYNC_PACKETS,
+    SYNC_BYTE,
+    TS_PACKET_BYTES,
+    Streams,
+    find_sync,
+    mark_packets,
+    packet_pid,
+    pat_programs,
+    payload_offset,
+    pid_tables,
+    pmt_streams,
+    section,
+)
 
 # Elementary streams the fast path can route (class ids 1..30 fit in the classification byte).
 MAX_STREAMS = 28
@@ -53,7 +61,6 @@ MAX_STREAMS = 28
 STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_HEVC = 0x24
 
-_PUSI = 0x40
 _PUSI_EVENT = re.compile(rb"[\x80-\xff]")
 _RUN = re.compile(rb"(.)\1*", re.S)
 _NOT_SYNC = re.compile(rb"[^\x47]")
@@ -71,42 +78,20 @@ class NotEligible(Exception):
 
 # -- PSI ----------------------------------------------------------------------------------------
 
-def packet_pid(packet: bytes) -> int:
-    return ((packet[1] & 0x1F) << 8) | packet[2]
-
-
-def _payload_offset(packet: bytes) -> int | None:
-    control = (packet[3] >> 4) & 0x3
-    if not control & 0x1:
-        return None  # adaptation field only
-    offset = 4
-    if control & 0x2:
-        offset += 1 + packet[4]
-    return offset if offset < TS_PACKET_BYTES else None
-
-
-def _section(packet: bytes) -> bytes:
-    """The PSI section that starts in this packet; NotEligible if it does not fit in it."""
-    offset = _payload_offset(packet)
-    if offset is None or not packet[1] & _PUSI:
-        raise NotEligible("a PSI packet without a section start")
-    start = offset + 1 + packet[offset]  # skip the pointer field
-    if start + 3 > TS_PACKET_BYTES:
-        raise NotEligible("a PSI section that spans packets")
-    length = ((packet[start + 1] & 0x0F) << 8) | packet[start + 2]
-    end = start + 3 + length
-    if end > TS_PACKET_BYTES:
-        raise NotEligible("a PSI section that spans packets")
-    return packet[start:end]
-
-
 @dataclass(frozen=True, slots=True)
 class ProgramMap:
     pat_packet: bytes
     pmt_packet: bytes
     pmt_pid: int
     pcr_pid: int
-    streams: tuple[tuple[int, int], ...]  # (pid, stream_type) in PMT order
+    streams: Streams  # (pid, stream_type) in PMT order
+
+
+def _whole_section(packet: bytes) -> bytes:
+    table = section(packet)
+    if table is None:
+        raise NotEligible("a PSI section that spans packets")
+    return table
 
 
 def find_program(data: bytes) -> ProgramMap:
@@ -122,42 +107,19 @@ def find_program(data: bytes) -> ProgramMap:
             break
         pid = packet_pid(packet)
         if pat is None:
-            if pid != PAT_PID or not packet[1] & _PUSI:
+            if pid != PAT_PID or not packet[1] & PUSI:
                 continue
-            section = _section(packet)
-            programs = section[8:-4]
-            pids = [((programs[i + 2] & 0x1F) << 8) | programs[i + 3]
-                    for i in range(0, len(programs) - 3, 4) if programs[i] or programs[i + 1]]
-            if len(pids) != 1:
-                raise NotEligible(f"{len(pids)} programs in the PAT (the fast path takes one)")
-            pat, pmt_pid = packet, pids[0]
-        elif pid == pmt_pid and packet[1] & _PUSI:
-            section = _section(packet)
-            if section[0] != 0x02:
+            programs = pat_programs(_whole_section(packet))
+            if len(programs) != 1:
+                raise NotEligible(f"{len(programs)} programs in the PAT (the fast path takes one)")
+            pat, pmt_pid = packet, programs[0][1]
+        elif pid == pmt_pid and packet[1] & PUSI:
+            table = _whole_section(packet)
+            if table[0] != 0x02:
                 raise NotEligible("the PMT PID carries no PMT")
-            pcr_pid = ((section[8] & 0x1F) << 8) | section[9]
-            info_length = ((section[10] & 0x0F) << 8) | section[11]
-            position = 12 + info_length
-            streams = []
-            while position + 5 <= len(section) - 4:
-                stream_type = section[position]
-                es_pid = ((section[position + 1] & 0x1F) << 8) | section[position + 2]
-                es_info = ((section[position + 3] & 0x0F) << 8) | section[position + 4]
-                streams.append((es_pid, stream_type))
-                position += 5 + es_info
-            return ProgramMap(pat, packet, pmt_pid, pcr_pid, tuple(streams))  # type: ignore[arg-type]
+            pcr_pid, streams = pmt_streams(table)
+            return ProgramMap(pat, packet, pmt_pid, pcr_pid, streams)
     raise NotEligible("no PAT and PMT in the input's first bytes")
-
-
-def find_sync(data: bytes | bytearray, start: int) -> int | None:
-    """First offset >= start where RESYNC_PACKETS sync bytes lie 188 bytes apart."""
-    span = TS_PACKET_BYTES * (RESYNC_PACKETS - 1)
-    position = data.find(b"\x47", start)
-    while position != -1 and position + span < len(data):
-        if all(data[position + k * TS_PACKET_BYTES] == SYNC_BYTE for k in range(1, RESYNC_PACKETS)):
-            return position
-        position = data.find(b"\x47", position + 1)
-    return None
 
 
 # -- PES ----------------------------------------------------------------------------------------
@@ -229,13 +191,7 @@ class TsSplitter:
             self._tracks[number] = track
             pid_class[track.pid] = number
         self._classes = list(range(1, len(tracks) + 1))
-        # Per high PID bits: byte 1 -> 0x7F (plus 0x80 for PUSI) when its PID bits match, byte 2 -> class.
-        self._tables: list[tuple[bytes, bytes]] = []
-        for high in sorted({pid >> 8 for pid in pid_class}):
-            hi = bytes(((0x80 if b & _PUSI else 0) | 0x7F) if (b & 0x1F) == high else 0 for b in range(256))
-            lo = bytes(pid_class.get((high << 8) | b, 0) | (0x80 if (high << 8) | b in pid_class else 0)
-                       for b in range(256))
-            self._tables.append((hi, lo))
+        self._tables = pid_tables(pid_class, starts_only=False)
         # Where each class's current unit goes: a segment, a list (held back), or None (dropped).
         # Class 0 is every other packet: the newest segment.
         self._dest: list[_Segment | list[bytes] | None] = [None] * 32
@@ -317,17 +273,8 @@ class TsSplitter:
 
     # -- one chunk of whole packets -----------------------------------------------------------
 
-    def _classify(self, chunk: bytes, count: int) -> bytes:
-        """One byte per packet: class id (0 = other), plus 0x80 when it starts a PES or section."""
-        b1 = chunk[1::TS_PACKET_BYTES]
-        b2 = chunk[2::TS_PACKET_BYTES]
-        combined = 0
-        for hi, lo in self._tables:
-            combined |= int.from_bytes(b1.translate(hi), "big") & int.from_bytes(b2.translate(lo), "big")
-        return combined.to_bytes(count, "big")
-
     def _chunk(self, chunk: bytes, count: int) -> None:
-        classes = self._classify(chunk, count)
+        classes = mark_packets(chunk, 0, count, self._tables)  # class id, plus 0x80 at a PES or section start
         view = memoryview(chunk)
         runs: bytes | None = None
         start = 0
@@ -406,7 +353,7 @@ class TsSplitter:
         assert track is not None
         pts = dts = None
         key = not track.video
-        offset = _payload_offset(packet)
+        offset = payload_offset(packet)
         if track.video and packet[3] & 0x20 and packet[4] and packet[5] & 0x40:
             key = True  # random_access_indicator
         if offset is not None and packet[offset : offset + 3] == _START_CODE and offset + 9 <= TS_PACKET_BYTES:

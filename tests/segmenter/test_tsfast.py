@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from segmenter.cutter import Cutter, StreamInfo, StreamKind
+from segmenter.psi import find_sync
 from segmenter.tsfast import (
     CLOSE,
     DATA,
@@ -21,7 +22,6 @@ from segmenter.tsfast import (
     TsSplitter,
     _key_nal,
     find_program,
-    find_sync,
 )
 from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe

@@ -12,6 +12,7 @@ import inspect
 import math
 import os
 import random
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -119,6 +120,24 @@ def make_wrapping_ts(path: Path | str, *, seconds: float = 4.0, wrap_after_secon
     """A clip whose 33-bit PTS/DTS wrap to ~0 about `wrap_after_seconds` after its start."""
     offset = PTS_WRAP_SECONDS - wrap_after_seconds
     return make_ts(path, seconds=seconds, pts_offset_seconds=offset, **params)  # type: ignore[arg-type]
+
+
+def make_mpeg2_ts(path: Path | str, *, seconds: float, pts_offset_seconds: float = 0.0) -> Path:
+    """MPEG-2 video + MP2 audio on the PIDs of make_ts's clips (0x100, 0x101, PMT 0x1000), from
+    ffmpeg: appended to an H.264 clip, it is an encoder restarting with other codecs."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+         "-c:v", "mpeg2video", "-g", "25", "-b:v", "300k", "-c:a", "mp2",
+         "-output_ts_offset", str(pts_offset_seconds), "-muxdelay", "0", "-muxpreload", "0",
+         "-f", "mpegts", str(tmp)],
+        check=True, timeout=60,
+    )
+    os.replace(tmp, path)
+    return path
 
 
 def _video_frame(tick: int, width: int, height: int, rng: random.Random) -> av.VideoFrame:
@@ -293,6 +312,11 @@ class MediaCache:
         if not path.exists():
             make_ts(path, **params)  # type: ignore[arg-type]
         return path
+
+    def mpeg2_ts(self, *, seconds: float, pts_offset_seconds: float = 0.0) -> Path:
+        """make_mpeg2_ts, cached."""
+        path = self.directory / f"mpeg2-{seconds:g}-{pts_offset_seconds:g}.ts"
+        return path if path.exists() else make_mpeg2_ts(path, seconds=seconds, pts_offset_seconds=pts_offset_seconds)
 
     def wrapping_ts(self, *, seconds: float = 4.0, wrap_after_seconds: float = 1.0,
                     **params: object) -> Path:

@@ -1,0 +1,259 @@
+"""MPEG-TS program tables (PAT, PMT) and a watch that finds a program change in the bytes. Pure.
+
+An encoder that restarts with other settings, or a switcher that cuts to another source, can go
+on in the same MPEG-TS with other codecs on the same PIDs. FFmpeg's demuxer keeps the codecs it
+probed first (it hands H.264-labelled packets of MPEG-2 video on), so the change is found here,
+in the PAT and PMT themselves, and the segmenter starts a new run (probe, codecs, discontinuity)
+at the packet that announces it.
+"""
+
+from __future__ import annotations
+
+import re
+
+TS_PACKET_BYTES = 188
+SYNC_BYTE = 0x47
+PAT_PID = 0x0000
+PUSI = 0x40  # payload_unit_start_indicator, in a packet's second byte
+
+# Sync bytes in a row, 188 bytes apart, that count as having found the packet grid again after
+# garbage: a random byte string passes 5 in a row with odds of 1 in 2^40 per position.
+RESYNC_PACKETS = 5
+_RESYNC_SPAN = TS_PACKET_BYTES * RESYNC_PACKETS
+
+_NOT_SYNC = re.compile(rb"[^\x47]")
+_MARKED = re.compile(rb"[^\x00]")
+
+# Stream types (ISO/IEC 13818-1 table 2-34) as logs name them.
+STREAM_TYPE_NAMES = {
+    0x01: "MPEG-1 video", 0x02: "MPEG-2 video", 0x03: "MPEG-1 audio", 0x04: "MPEG-2 audio",
+    0x06: "private data", 0x0F: "AAC", 0x11: "AAC (LATM)", 0x15: "metadata", 0x1B: "H.264",
+    0x24: "HEVC", 0x81: "AC-3", 0x86: "SCTE-35", 0x87: "E-AC-3",
+}
+
+Streams = tuple[tuple[int, int], ...]  # (elementary PID, stream type), in PMT order
+
+
+def packet_pid(packet: bytes) -> int:
+    return ((packet[1] & 0x1F) << 8) | packet[2]
+
+
+def payload_offset(packet: bytes) -> int | None:
+    """Where the packet's payload starts, or None when it has none."""
+    control = (packet[3] >> 4) & 0x3
+    if not control & 0x1:
+        return None  # adaptation field only
+    offset = 4
+    if control & 0x2:
+        offset += 1 + packet[4]
+    return offset if offset < TS_PACKET_BYTES else None
+
+
+def section(packet: bytes) -> bytes | None:
+    """The PSI section that starts in this packet, or None if there is none or it spans packets."""
+    offset = payload_offset(packet)
+    if offset is None or not packet[1] & PUSI:
+        return None
+    start = offset + 1 + packet[offset]  # skip the pointer field
+    if start + 3 > TS_PACKET_BYTES:
+        return None
+    end = start + 3 + (((packet[start + 1] & 0x0F) << 8) | packet[start + 2])
+    return packet[start:end] if end <= TS_PACKET_BYTES else None
+
+
+def pat_programs(pat: bytes) -> tuple[tuple[int, int], ...]:
+    """(program_number, PMT PID) of every program in a PAT section (the NIT entry left out)."""
+    body = pat[8:-4]
+    return tuple(
+        ((body[i] << 8) | body[i + 1], ((body[i + 2] & 0x1F) << 8) | body[i + 3])
+        for i in range(0, len(body) - 3, 4)
+        if body[i] or body[i + 1]
+    )
+
+
+def pmt_streams(pmt: bytes) -> tuple[int, Streams]:
+    """The PCR PID and the elementary streams of a PMT section."""
+    pcr_pid = ((pmt[8] & 0x1F) << 8) | pmt[9]
+    position = 12 + (((pmt[10] & 0x0F) << 8) | pmt[11])
+    streams = []
+    while position + 5 <= len(pmt) - 4:
+        es_pid = ((pmt[position + 1] & 0x1F) << 8) | pmt[position + 2]
+        streams.append((es_pid, pmt[position]))
+        position += 5 + (((pmt[position + 3] & 0x0F) << 8) | pmt[position + 4])
+    return pcr_pid, tuple(streams)
+
+
+def describe_streams(streams: Streams) -> str:
+    return ", ".join(f"PID 0x{pid:x} {STREAM_TYPE_NAMES.get(kind, f'type 0x{kind:02x}')}" for pid, kind in streams)
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32_mpeg2(data: bytes) -> int:
+    """The CRC of MPEG-TS sections; 0 over a whole section (its CRC_32 included) that is intact."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+def find_sync(data: bytes | bytearray, start: int) -> int | None:
+    """First offset >= start where RESYNC_PACKETS sync bytes lie 188 bytes apart."""
+    span = TS_PACKET_BYTES * (RESYNC_PACKETS - 1)
+    position = data.find(b"\x47", start)
+    while position != -1 and position + span < len(data):
+        if all(data[position + k * TS_PACKET_BYTES] == SYNC_BYTE for k in range(1, RESYNC_PACKETS)):
+            return position
+        position = data.find(b"\x47", position + 1)
+    return None
+
+
+def pid_tables(marks: dict[int, int], *, starts_only: bool) -> list[tuple[bytes, bytes]]:
+    """Translate tables that mark the packets of some PIDs without a Python loop per packet.
+
+    ``marks`` maps each PID to its mark (1..127). One (high, low) pair per distinct high PID bits:
+    a packet's second byte through ``high`` gives 0x7F when its PID's high bits match (plus 0x80
+    when it starts a PES or section), or with ``starts_only``, 0xFF for a matching start and 0
+    for the rest; its third byte through ``low`` gives the PID's mark with 0x80 set. ANDed per
+    packet (``mark_packets``), that leaves the packet's mark (and start flag), or 0.
+    """
+    tables = []
+    for high in sorted({pid >> 8 for pid in marks}):
+        if starts_only:
+            hi = bytes(0xFF if (b & 0x1F) == high and b & PUSI else 0 for b in range(256))
+        else:
+            hi = bytes(((0x80 if b & PUSI else 0) | 0x7F) if (b & 0x1F) == high else 0 for b in range(256))
+        lo = bytes(marks.get((high << 8) | b, 0) | (0x80 if (high << 8) | b in marks else 0) for b in range(256))
+        tables.append((hi, lo))
+    return tables
+
+
+def mark_packets(data: bytes, start: int, count: int, tables: list[tuple[bytes, bytes]]) -> bytes:
+    """One byte per packet of ``data[start:]`` (``count`` whole packets): its mark through ``tables``."""
+    end = start + count * TS_PACKET_BYTES
+    second = data[start + 1 : end : TS_PACKET_BYTES]
+    third = data[start + 2 : end : TS_PACKET_BYTES]
+    combined = 0
+    for hi, lo in tables:
+        combined |= int.from_bytes(second.translate(hi), "big") & int.from_bytes(third.translate(lo), "big")
+    return combined.to_bytes(count, "big")
+
+
+class ProgramWatch:
+    """Reads an MPEG-TS byte stream as it passes and stops it where its programs change.
+
+    ``feed(data)`` returns the bytes that may be passed on: everything up to the last whole
+    packet (a trailing part packet waits for the rest, so a cut always falls between packets), or,
+    when a PAT or PMT changes the programs (other PMT PIDs, other elementary PIDs or stream types),
+    everything before that packet; ``change`` then says what changed and ``rest()`` gives the bytes
+    from that packet on, for the next watch. The first PAT and PMTs seen are the baseline. A PAT or
+    PMT repeated verbatim costs one comparison; a new one must pass its CRC to count. Sections
+    longer than one packet are not read (PMTs of a few streams fit in one).
+    """
+
+    def __init__(self) -> None:
+        self.change: str | None = None
+        self._held = b""  # bytes not passed on yet: a part packet, or a possible resync point
+        self._rest = b""
+        self._synced = False
+        self._programs: tuple[tuple[int, int], ...] | None = None
+        self._maps: dict[int, Streams] = {}  # PMT PID -> its streams
+        self._sections: dict[int, bytes] = {}  # PID -> the last section it carried
+        self._tables = pid_tables({PAT_PID: 1}, starts_only=True)
+
+    def feed(self, data: bytes) -> bytes:
+        if self.change is not None:
+            self._rest += data
+            return b""
+        buffer = self._held + data if self._held else data
+        position = 0
+        while True:
+            if not self._synced:
+                found = find_sync(buffer, position)
+                if found is None:
+                    position = max(position, len(buffer) - _RESYNC_SPAN)  # a grid may start in what is left
+                    break
+                position, self._synced = found, True
+            count = (len(buffer) - position) // TS_PACKET_BYTES
+            if not count:
+                break
+            bad = _NOT_SYNC.search(buffer[position : position + count * TS_PACKET_BYTES : TS_PACKET_BYTES])
+            if bad is not None:
+                count = bad.start()
+                self._synced = False
+            changed_at = self._scan(buffer, position, count)
+            if changed_at is not None:
+                self._held, self._rest = b"", buffer[changed_at:]
+                return buffer[:changed_at]
+            position += count * TS_PACKET_BYTES
+            if self._synced:
+                break
+        self._held = buffer[position:]
+        return buffer[:position] if position < len(buffer) else buffer
+
+    def flush(self) -> bytes:
+        """End of input: the bytes still held."""
+        held, self._held = self._held, b""
+        return held
+
+    def rest(self) -> bytes:
+        """After a change: the bytes from the packet that announced it on."""
+        rest, self._rest = self._rest, b""
+        return rest
+
+    def _scan(self, data: bytes, start: int, count: int) -> int | None:
+        if not count:
+            return None
+        tables = self._tables
+        marks = mark_packets(data, start, count, tables)
+        for match in _MARKED.finditer(marks):
+            at = start + match.start() * TS_PACKET_BYTES
+            if self._changes(data[at : at + TS_PACKET_BYTES]):
+                return at
+            if self._tables is not tables:  # the first PAT named the PMTs: look again for them
+                done = match.start() + 1
+                return self._scan(data, at + TS_PACKET_BYTES, count - done)
+        return None
+
+    def _changes(self, packet: bytes) -> bool:
+        """Whether this PAT or PMT packet changes the programs (else it may update the baseline)."""
+        pid = packet_pid(packet)
+        table = section(packet)
+        if table is None or self._sections.get(pid) == table or len(table) < 12 or crc32_mpeg2(table):
+            return False
+        self._sections[pid] = table
+        if pid == PAT_PID:
+            if table[0] != 0x00:
+                return False
+            programs = pat_programs(table)
+            if self._programs is None:
+                self._programs = programs
+                self._tables = pid_tables({PAT_PID: 1} | {pmt: 1 for _, pmt in programs}, starts_only=True)
+                return False
+            if programs != self._programs:
+                self.change = f"the PAT now lists programs {_programs(programs)} instead of {_programs(self._programs)}"
+                return True
+            return False
+        if table[0] != 0x02:
+            return False
+        streams = pmt_streams(table)[1]
+        before = self._maps.setdefault(pid, streams)
+        if streams != before:
+            self.change = f"the PMT now lists {describe_streams(streams)} instead of {describe_streams(before)}"
+            return True
+        return False
+
+
+def _programs(programs: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{number} (PMT PID 0x{pid:x})" for number, pid in programs) or "none"

@@ -21,8 +21,12 @@ _AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4, "HE-AAC": 5, "HE-AA
 # HEVC profile names -> "profile.compatibility" as Apple's HLS authoring spec writes them.
 _HEVC_PROFILES = {"Main": "1.6", "Main 10": "2.4", "Main Still Picture": "3.8"}
 
-# Codecs whose string has no parameters.
-_FIXED = {"mp3": "mp4a.40.34", "ac3": "ac-3", "eac3": "ec-3", "opus": "Opus", "flac": "fLaC"}
+# Codecs whose string has no parameters (MPEG-1/2 ones by their MP4 object type: 0x61 MPEG-2
+# video Main profile, 0x6A MPEG-1 video, 0x6B MPEG-1 audio, which is what an MP2 track is).
+_FIXED = {
+    "mp3": "mp4a.40.34", "ac3": "ac-3", "eac3": "ec-3", "opus": "Opus", "flac": "fLaC",
+    "mpeg2video": "mp4v.61", "mpeg1video": "mp4v.6a", "mp2": "mp4a.6b",
+}
 
 
 def h264_codec(extradata: bytes | None, profile: str | None, level: int | None) -> str | None:

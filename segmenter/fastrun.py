@@ -1,6 +1,6 @@
 """The MPEG-TS fast path's I/O shell: read the input, feed ``tsfast.TsSplitter``, write its segments.
 
-Used for MPEG-TS inputs (stdin or a regular file) whose program PyAV described completely: one
+Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: one
 program, every elementary stream audio or video with 90 kHz timestamps, and an H.264 or HEVC
 reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
 messages, commit order, logs and guarantees are the PyAV path's (``segmenter.py``).
@@ -9,7 +9,6 @@ messages, commit order, logs and guarantees are the PyAV path's (``segmenter.py`
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -20,22 +19,33 @@ import av.container
 from protocol import segment_file_name
 
 from .config import SegmenterConfig
-from .cutter import Cutter, SegmentTiming, StreamKind
-from .input import InputDescription, StdinSource
+from .cutter import SegmentTiming, StreamKind
+from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
 from .notifier import Notifier
 from .progress import Progress
-from .tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, STREAM_TYPE_HEVC, NotEligible, ProgramMap, Track, TsSplitter, find_program
+from .run import MessageMaker, SegmentRun
+from .tsfast import (
+    CLOSE,
+    DATA,
+    DROPPED,
+    OPEN,
+    SKIPPED,
+    STREAM_TYPE_H264,
+    STREAM_TYPE_HEVC,
+    NotEligible,
+    ProgramMap,
+    Track,
+    TsSplitter,
+    find_program,
+)
 from .writer import commit_file
 
 log = logging.getLogger("segmenter")
 
-# Bytes read from a file per call: large enough that the per-chunk work vanishes.
-FILE_READ_BYTES = 188 * 4096
+# Bytes asked of the input per call: large enough that the per-chunk work vanishes.
+READ_BYTES = 188 * 4096
 
 TICKS_PER_SECOND = 90000
-
-# Bytes of a file input searched for its PAT and PMT (PyAV's probe found the program in them).
-HEAD_BYTES = 1024 * 1024
 
 
 class FastPlan:
@@ -48,10 +58,9 @@ class FastPlan:
 
 
 def plan_fast_path(
-    config: SegmenterConfig,
     container: av.container.InputContainer,
     description: InputDescription,
-    source: StdinSource | None,
+    source: ByteSource | None,
     stop: threading.Event,
     *,
     enabled: bool,
@@ -60,7 +69,7 @@ def plan_fast_path(
     if not enabled:
         return None, "turned off (--no-fast-path)"
     try:
-        return plan(config, container, description, source, stop), ""
+        return plan(container, description, source, stop), ""
     except NotEligible as reason:
         return None, str(reason)
     except (IndexError, ValueError) as error:  # PSI too malformed to read: PyAV copes or says why
@@ -68,10 +77,9 @@ def plan_fast_path(
 
 
 def plan(
-    config: SegmenterConfig,
     container: av.container.InputContainer,
     description: InputDescription,
-    source: StdinSource | None,
+    source: ByteSource | None,
     stop: threading.Event,
 ) -> FastPlan:
     """A plan for the fast path, or NotEligible with the reason the PyAV path is used instead."""
@@ -79,16 +87,9 @@ def plan(
         raise NotEligible(f"the input is {description.format_name}, not MPEG-TS")
     if description.skipped:
         raise NotEligible("the input has streams that are neither audio nor video")
-    if config.input == "-":
-        if source is None:
-            raise NotEligible("stdin was not read through the probe recorder")
-        head = source.recorded()
-    elif os.path.isfile(config.input):
-        with open(config.input, "rb") as file:
-            head = file.read(HEAD_BYTES)
-    else:
+    if source is None:
         raise NotEligible("the input is not stdin or a regular file")
-    program = find_program(head)
+    program = find_program(source.recorded())  # the probe found the program in these bytes
     types = dict(program.streams)
     reference = next((s for s in description.streams if s.kind is StreamKind.VIDEO), None)
     if reference is None:
@@ -114,14 +115,9 @@ def plan(
         raise NotEligible("the PMT lists streams the probe did not describe")
 
     def chunks() -> Iterator[bytes]:
-        if source is not None:
-            yield source.replay()
-            while not stop.is_set() and (data := source.read(FILE_READ_BYTES)):
-                yield data
-            return
-        with open(config.input, "rb", buffering=0) as file:
-            while not stop.is_set() and (data := file.read(FILE_READ_BYTES)):
-                yield data
+        yield source.replay()
+        while not stop.is_set() and (data := source.read(READ_CHUNK_BYTES)):
+            yield data
 
     return FastPlan(program, tracks, chunks)
 
@@ -150,7 +146,7 @@ class RawSegment:
         self.temp_path.unlink(missing_ok=True)
 
 
-class FastRun:
+class FastRun(SegmentRun):
     """One pass over an MPEG-TS input with the fast path. Same outputs as ``segmenter._Run``."""
 
     def __init__(
@@ -162,48 +158,26 @@ class FastRun:
         progress: Progress,
         stop: threading.Event,
         first: int,
-        message: Callable[[int, SegmentTiming, bool], object],
-        committer: Callable[[int], object],
+        message: MessageMaker,
+        continues: Callable[[], bool],
     ) -> None:
-        self.config = config
+        super().__init__(config, description, notifier, progress, stop, first, message, continues)
         self.fast = fast
-        self.notifier = notifier
-        self.progress = progress
-        self.stop = stop
-        self.first = first
-        self.number = first - 1  # last segment number used
-        self.dropped = 0
-        self._message = message
-        self._make_committer = committer
-        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
         self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
-        self._segment_dropped: dict[int, int] = {}
-        self._last_drop_reason = ""
+        self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
 
-    def loop(self) -> None:
-        from .input import InputError
+    def _read_input(self) -> None:
+        handle = self._handle
+        feed = self.splitter.feed
+        for data in self.fast.chunks():
+            handle(feed(data), end=False)
+        handle(self.splitter.finish(), end=True)
 
-        directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
-        self.committer = self._make_committer(directory_fd)
-        try:
-            handle = self._handle
-            feed = self.splitter.feed
-            for data in self.fast.chunks():
-                handle(feed(data), end=False)
-            handle(self.splitter.finish(), end=True)
-            if self.number < self.first and not self.stop.is_set():
-                raise InputError("input ended before its first audio packet or video keyframe")
-        except BaseException:
-            for writer in self._files.values():
-                writer.abort()
-            raise
-        finally:
-            try:
-                self.committer.close()  # type: ignore[attr-defined]
-            finally:
-                os.close(directory_fd)
+    def _abort_open(self) -> None:
+        for writer in self._files.values():
+            writer.abort()
 
     def _handle(self, events: list[tuple], *, end: bool) -> None:
         files = self._files
@@ -216,8 +190,7 @@ class FastRun:
             elif kind == OPEN:
                 self._open(event[1], event[2], event[3], event[4])
             elif kind == CLOSE:
-                last = end and len(files) == 1
-                self._close(event[1], end=last)
+                self._close(event[1], last=end and len(files) == 1)
             elif kind == DROPPED:
                 self._drop(event[1], event[2])
             elif kind == SKIPPED:
@@ -227,30 +200,18 @@ class FastRun:
     def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool) -> None:
         if self._files:
             self._timings[max(self._files)] = finished
-        self.number += 1
-        if discontinuity and self.number > self.first:
-            log.warning("segment %d starts a new timeline (discontinuity)", self.number)
-        self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, self.number, psi)
-        self._segment_dropped[key] = 0
+        number = self._next_number(discontinuity)
+        self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
+        self._dropped_in[key] = 0
 
-    def _close(self, key: int, *, end: bool) -> None:
+    def _close(self, key: int, *, last: bool) -> None:
         writer = self._files.pop(key)
         size = writer.close()
         timing = self._timings.pop(key) if key in self._timings else self.cutter.finish()
-        timing = timing or SegmentTiming(None, None, False)
-        dropped = self._segment_dropped.pop(key, 0)
-        if dropped:
-            log.warning("segment %d (%s): %d packet(s) dropped", writer.number, writer.name, dropped)
-        message = self._message(writer.number, timing, end)
-        self.committer.put(writer, message)  # type: ignore[attr-defined]
-        self.progress.segment(writer.name, message.duration, message.start, size,  # type: ignore[attr-defined]
-                              timing.discontinuity, len(self.notifier))
+        self._finished(writer, size, timing, last=last, dropped=self._dropped_in.pop(key, 0))
 
     def _drop(self, index: int, reason: str) -> None:
-        self.dropped += 1
+        super()._drop(index, reason)
         if self._files:
             key = max(self._files)
-            self._segment_dropped[key] = self._segment_dropped.get(key, 0) + 1
-        if reason != self._last_drop_reason:
-            self._last_drop_reason = reason
-            log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
+            self._dropped_in[key] = self._dropped_in.get(key, 0) + 1

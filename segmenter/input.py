@@ -8,6 +8,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -16,6 +17,7 @@ import av.container
 
 from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
+from .psi import ProgramWatch
 
 log = logging.getLogger("segmenter.input")
 
@@ -26,29 +28,93 @@ WAITING_NOTICE_AFTER_S = 2.0
 # How often a blocked stdin read wakes up to see whether a signal asked us to stop.
 STOP_POLL_S = 0.2
 
-# Bytes asked of stdin per read: large enough that the per-call cost vanishes, small enough
-# that a slow live stream is passed on as it arrives (a read returns what the pipe has).
-READ_CHUNK_BYTES = 256 * 1024
+# Bytes asked of the input per read: large enough that the per-call cost vanishes (a slow live
+# stream is still passed on as it arrives: a read returns what the pipe has), and whole packets,
+# so reads of a file end between packets and the program watch holds nothing back.
+READ_CHUNK_BYTES = 188 * 4096
 
 
 class InputError(Exception):
     """The input cannot be segmented (nothing arrived, empty, not media): exit code 2."""
 
 
-class StdinSource:
-    """stdin as a file object for PyAV: waits with a timeout while probing, stops on request.
+class StallWatch:
+    """The stale-input watchdog's clock: a warning after ``warning_s`` without input (once per
+    silence, and a line when input resumes), the end of the input after ``end_s`` (0: never)."""
 
-    A read during the probe that sees no byte for ``probe_timeout_s`` raises InputError; later
-    reads block (a live stream may pause) but return end of input once ``stop`` is set.
+    def __init__(self, warning_s: float = math.inf, end_s: float = 0.0) -> None:
+        self.warning_s = warning_s
+        self.end_s = end_s
+        self._last_data = time.monotonic()
+        self._stalled = False
+
+    def arrived(self) -> None:
+        now = time.monotonic()
+        if self._stalled:
+            log.warning("input resumed after %.1f s without data", now - self._last_data)
+            self._stalled = False
+        self._last_data = now
+
+    def check(self, *, may_end: bool = True) -> bool:
+        """Logs a stall; True once the silence is long enough to end the input."""
+        silent_s = time.monotonic() - self._last_data
+        if may_end and self.end_s and silent_s >= self.end_s:
+            log.warning("no input for %.0f s (--stall-end %g): ending the stream", silent_s, self.end_s)
+            return True
+        if not self._stalled and silent_s >= self.warning_s:
+            self._stalled = True
+            then = f"the stream ends after {self.end_s:g} s" if self.end_s else "waiting for it"
+            log.warning("no input for %.0f s: the encoder may have stalled; %s", silent_s, then)
+        return False
+
+
+class StallMonitor:
+    """The watchdog for an input FFmpeg reads itself (a URL): a thread that samples a packet
+    count. The end comes from FFmpeg's read timeout (``open_input`` sets it to ``--stall-end``)."""
+
+    POLL_S = 0.5
+
+    def __init__(self, watch: StallWatch, packets: Callable[[], int]) -> None:
+        self._watch = watch
+        self._packets = packets
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-monitor", daemon=True)
+
+    def __enter__(self) -> StallMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        seen = self._packets()
+        while not self._done.wait(self.POLL_S):
+            count = self._packets()
+            if count != seen:
+                seen = count
+                self._watch.arrived()
+            else:
+                self._watch.check(may_end=False)
+
+
+class ByteSource:
+    """The input's bytes as a file object for PyAV and the fast path: stdin, or an MPEG-TS file.
+
+    A read while probing that sees no byte for ``probe_timeout_s`` raises InputError; later reads
+    block (a live stream may pause: the stale-input watchdog warns, and ends the input after
+    ``stall_end_s`` if set) but return end of input once ``stop`` is set. An MPEG-TS input is read
+    through a ``psi.ProgramWatch``: where its programs change (other codecs, other PIDs) reads
+    return end of input, ``program_change`` says what changed, and ``next_program()`` goes on
+    with the new program's bytes, for a new probe and a new run.
     """
 
-    def __init__(self, fd: int, *, probe_timeout_s: float, stop: threading.Event,
+    def __init__(self, fd: int, name: str, *, probe_timeout_s: float, stop: threading.Event,
                  stall_warning_s: float = math.inf, stall_end_s: float = 0.0) -> None:
+        self.name = name
         self._fd = fd
-        self._stall_warning_s = stall_warning_s
-        self._stall_end_s = stall_end_s  # 0: silence never ends the input
-        self._last_data = time.monotonic()
-        self._stalled = False  # the stall warning was given and no byte came since
+        self._stall = StallWatch(stall_warning_s, stall_end_s)
         self._ended = False
         self._stop = stop
         self._probe_timeout_s = probe_timeout_s
@@ -57,12 +123,19 @@ class StdinSource:
         self._started = time.monotonic()
         self._interactive = os.isatty(fd)
         self.bytes_read = 0
+        self._watch: ProgramWatch | None = ProgramWatch()
+        self._ready = b""  # bytes the watch let through, not read yet
+        self._pending = b""  # the next program's bytes the watch held back at a change
+        self.program_change: str | None = None
         # Every byte read, until the shell chose a path: the MPEG-TS fast path replays what the
         # probe consumed, the PyAV path forgets it (so memory stays bounded).
         self._recording: bytearray | None = bytearray()
 
-    def probed(self) -> None:
+    def probed(self, format_name: str) -> None:
         self._probing = False
+        if format_name != "mpegts" and self._watch is not None:
+            self._ready += self._watch.flush()  # not MPEG-TS: nothing to watch
+            self._watch = None
 
     def recorded(self) -> bytes:
         """The bytes read so far (only while recording)."""
@@ -76,51 +149,76 @@ class StdinSource:
     def forget(self) -> None:
         self._recording = None
 
+    def next_program(self) -> None:
+        """After a program change: go on with the new program's bytes, for a new probe."""
+        assert self._watch is not None and self.program_change is not None
+        self._pending = self._watch.rest()
+        self._watch = ProgramWatch()
+        self.program_change = None
+        self._probing = True
+        self._recording = bytearray()
+
+    def close(self) -> None:
+        if self._fd != 0:
+            os.close(self._fd)
+
     def read(self, size: int) -> bytes:
+        while not self._ready:
+            if self.program_change is not None or self._ended:
+                return b""
+            if self._pending:
+                data, self._pending = self._pending, b""
+            else:
+                data = self._read_raw(self._watch.aligned(size) if self._watch else size)
+            if self._watch is None:
+                self._ready = data
+                if not data:
+                    return b""
+            elif data:
+                self._ready = self._watch.feed(data)
+                self.program_change = self._watch.change
+            else:
+                self._ready = self._watch.flush()
+                self._ended = True
+        data = self._ready
+        if len(data) <= size:
+            self._ready = b""
+        else:
+            data, self._ready = data[:size], data[size:]
+        if self._recording is not None:
+            self._recording += data
+        return data
+
+    def _read_raw(self, size: int) -> bytes:
+        """The next bytes of the input, b"" at its end (or on stop, or when the watchdog ended it)."""
         while True:
             if self._stop.is_set() or self._ended:
                 return b""
             wait_s = STOP_POLL_S
-            if not self._probing or self.bytes_read:
-                self._watch_for_stall()
-                if self._ended:
-                    return b""
+            if (not self._probing or self.bytes_read) and self._stall.check():
+                self._ended = True
+                return b""
             if self._probing and self.bytes_read == 0:
                 waited = time.monotonic() - self._started
                 if waited >= self._probe_timeout_s:
                     raise InputError(
-                        f"nothing arrived on stdin in {self._probe_timeout_s:g} s: "
+                        f"nothing arrived on {self.name} in {self._probe_timeout_s:g} s: "
                         "expected an MPEG-TS stream, e.g. ffmpeg ... -f mpegts - | hls-segment - ..."
                     )
                 if not self._noticed and (self._interactive or waited >= WAITING_NOTICE_AFTER_S):
                     self._noticed = True
                     log.warning(
-                        "waiting for MPEG-TS on stdin (giving up after %g s)", self._probe_timeout_s
+                        "waiting for MPEG-TS on %s (giving up after %g s)", self.name, self._probe_timeout_s
                     )
                 wait_s = min(wait_s, self._probe_timeout_s - waited)
             readable, _, _ = select.select([self._fd], [], [], max(wait_s, 0.0))
             if readable:
                 data = os.read(self._fd, min(size, READ_CHUNK_BYTES))
                 self.bytes_read += len(data)
-                if self._recording is not None:
-                    self._recording += data
-                now = time.monotonic()
-                if self._stalled and data:
-                    log.warning("input resumed after %.1f s without data", now - self._last_data)
-                    self._stalled = False
-                self._last_data = now
+                self._stall.arrived()
+                if not data:
+                    self._ended = True
                 return data
-
-    def _watch_for_stall(self) -> None:
-        """The stale-input watchdog: a warning after --stall-warning, the end after --stall-end."""
-        silent_s = time.monotonic() - self._last_data
-        if self._stall_end_s and silent_s >= self._stall_end_s:
-            log.warning("no input for %.0f s (--stall-end %g): ending the stream", silent_s, self._stall_end_s)
-            self._ended = True
-        elif not self._stalled and silent_s >= self._stall_warning_s:
-            self._stalled = True
-            then = f"the stream ends after {self._stall_end_s:g} s" if self._stall_end_s else "waiting for it"
-            log.warning("no input for %.0f s: the encoder may have stalled; %s", silent_s, then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,28 +236,43 @@ class InputDescription:
 def open_input(
     target: str, *, probe_timeout_s: float, stop: threading.Event,
     stall_warning_s: float = math.inf, stall_end_s: float = 0.0,
-) -> tuple[av.container.InputContainer, StdinSource | None]:
-    """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input."""
-    source: StdinSource | None = None
+) -> tuple[av.container.InputContainer, ByteSource | None]:
+    """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input.
+
+    stdin, and a file that turns out to be MPEG-TS, are read through a ByteSource (the fast
+    path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
+    """
+    source: ByteSource | None = None
     try:
         if target == "-":
-            source = StdinSource(0, probe_timeout_s=probe_timeout_s, stop=stop,
-                                 stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
-            container = av.open(source, "r", buffer_size=64 * 1024)
-            source.probed()
-        else:
-            container = av.open(target, "r", timeout=(probe_timeout_s, None))
-    except InputError:
-        raise
+            source = ByteSource(0, "stdin", probe_timeout_s=probe_timeout_s, stop=stop,
+                                stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
+            return probe_source(source), source
+        container = av.open(target, "r", timeout=(probe_timeout_s, stall_end_s or None))
+        if container.format.name != "mpegts" or not os.path.isfile(target):
+            return container, None
+        container.close()
+        source = ByteSource(os.open(target, os.O_RDONLY | os.O_CLOEXEC), target, probe_timeout_s=probe_timeout_s,
+                            stop=stop, stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
+        return probe_source(source), source
     except av.error.FFmpegError as error:
-        if source is not None and source.bytes_read == 0:
-            raise InputError("stdin is empty: it ended before any byte arrived (expected MPEG-TS)") from None
-        name = "stdin" if target == "-" else target
         reason = getattr(error, "strerror", None) or str(error)
-        raise InputError(f"{name} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
+        raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened, with PyAV's own I/O
         raise InputError(f"cannot open {target}: {error}") from None
-    return container, source
+
+
+def probe_source(source: ByteSource) -> av.container.InputContainer:
+    """Probe what ``source`` reads (at the start, or after a program change)."""
+    try:
+        container = av.open(source, "r", buffer_size=64 * 1024)
+    except av.error.FFmpegError as error:
+        if source.bytes_read == 0:
+            raise InputError(f"{source.name} is empty: it ended before any byte arrived (expected MPEG-TS)") from None
+        reason = getattr(error, "strerror", None) or str(error)
+        raise InputError(f"{source.name} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
+    source.probed(container.format.name)
+    return container
 
 
 def describe(container: av.container.InputContainer) -> InputDescription:

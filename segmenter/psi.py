@@ -169,7 +169,7 @@ class ProgramWatch:
         self._synced = False
         self._programs: tuple[tuple[int, int], ...] | None = None
         self._maps: dict[int, Streams] = {}  # PMT PID -> its streams
-        self._sections: dict[int, bytes] = {}  # PID -> the last section it carried
+        self._payloads: dict[int, bytes] = {}  # PID -> the last PAT or PMT packet's payload
         self._tables = pid_tables({PAT_PID: 1}, starts_only=True)
 
     def feed(self, data: bytes) -> bytes:
@@ -202,6 +202,12 @@ class ProgramWatch:
         self._held = buffer[position:]
         return buffer[:position] if position < len(buffer) else buffer
 
+    def aligned(self, size: int) -> int:
+        """A read size up to ``size`` that ends the held bytes plus the read on a packet boundary
+        (a file then reads in whole packets and nothing is copied to be held back)."""
+        whole = size - (len(self._held) + size) % TS_PACKET_BYTES
+        return whole if whole > 0 else size
+
     def flush(self) -> bytes:
         """End of input: the bytes still held."""
         held, self._held = self._held, b""
@@ -229,10 +235,13 @@ class ProgramWatch:
     def _changes(self, packet: bytes) -> bool:
         """Whether this PAT or PMT packet changes the programs (else it may update the baseline)."""
         pid = packet_pid(packet)
-        table = section(packet)
-        if table is None or self._sections.get(pid) == table or len(table) < 12 or crc32_mpeg2(table):
+        payload = packet[4:]  # what repeats verbatim: the header's continuity counter counts on
+        if self._payloads.get(pid) == payload:
             return False
-        self._sections[pid] = table
+        self._payloads[pid] = payload
+        table = section(packet)
+        if table is None or len(table) < 12 or crc32_mpeg2(table):
+            return False
         if pid == PAT_PID:
             if table[0] != 0x00:
                 return False

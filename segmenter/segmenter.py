@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import queue
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,11 +25,20 @@ from protocol.limits import MAX_SEGMENT_DURATION_S
 from protocol.settings import ConfigError
 
 from .config import SegmenterConfig, WireMode
-from .cutter import Action, Cutter, SegmentTiming
+from .cutter import Action, SegmentTiming
 from .fastrun import FastPlan, FastRun, plan_fast_path
-from .input import InputDescription, InputError, StdinSource, describe, open_input
+from .input import (
+    ByteSource,
+    InputDescription,
+    StallMonitor,
+    StallWatch,
+    describe,
+    open_input,
+    probe_source,
+)
 from .notifier import DeliveryReport, Notifier
 from .progress import Progress
+from .run import MessageMaker, SegmentRun
 from .writer import SegmentWriter, highest_segment_number, remove_stale_parts
 
 log = logging.getLogger("segmenter")
@@ -36,49 +46,6 @@ log = logging.getLogger("segmenter")
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.
 MAX_READ_ERRORS_IN_A_ROW = 50
-
-# Closed segments waiting for their fsync and rename. The read loop never waits for the disk's
-# flush unless this many are behind, which only a disk slower than the stream itself causes.
-MAX_UNCOMMITTED_SEGMENTS = 4
-
-
-class _Committer:
-    """Makes closed segments durable and renames them, then queues their message: in order,
-    on its own thread, so a slow fsync does not stall reading a live pipe."""
-
-    def __init__(self, notifier: Notifier, directory_fd: int) -> None:
-        self._notifier = notifier
-        self._directory_fd = directory_fd
-        self._queue: queue.Queue[tuple[SegmentWriter, IndexMessage] | None] = queue.Queue(MAX_UNCOMMITTED_SEGMENTS)
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
-        self._thread.start()
-
-    def put(self, writer: SegmentWriter, message: IndexMessage) -> None:
-        self._raise_error()
-        self._queue.put((writer, message))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            writer, message = item
-            if self._error is not None:
-                continue
-            try:
-                writer.commit(directory_fd=self._directory_fd)
-            except OSError as error:
-                self._error = error
-                continue
-            self._notifier.put(message)
-
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
@@ -149,21 +116,23 @@ class Segmenter:
             container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop,
                                            stall_warning_s=config.stall_warning_s, stall_end_s=config.stall_end_s)
             try:
-                description = describe(container)
-                self._log_input(description)
-                fast = self._fast_plan(container, description, source)
-                run: _Run | FastRun
-                if fast is not None:
-                    container.close()  # the probe's buffers and decoders are not needed any more
-                    run = FastRun(config, description, fast, notifier, self._progress, self._stop, first,
-                                  partial(segment_message, config, description, first),
-                                  partial(_Committer, notifier))
-                else:
-                    run = _Run(config, container, description, notifier, self._progress, self._stop, first)
-                run.loop()
-                last, dropped = run.number, run.dropped
+                while True:
+                    run = self._start_run(container, source, notifier, first, last + 1)
+                    with self._stall_monitor(run):
+                        run.loop()
+                    last, dropped = run.number, dropped + run.dropped
+                    if source is None or source.program_change is None or self._stop.is_set():
+                        break
+                    # A new program in the same input (an encoder restarted with other codecs):
+                    # probe it, and go on with a new run, whose first segment is a discontinuity.
+                    log.warning("input: %s after segment %d: probing the new program", source.program_change, last)
+                    container.close()
+                    source.next_program()
+                    container = probe_source(source)
             finally:
                 container.close()
+                if source is not None:
+                    source.close()
         finally:
             self._progress.done()
             waiting = len(notifier)
@@ -173,11 +142,38 @@ class Segmenter:
             report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
         return RunSummary(first, last, dropped, report)
 
+    def _start_run(
+        self, container: av.container.InputContainer, source: ByteSource | None, notifier: Notifier,
+        first: int, number: int,
+    ) -> _Run | FastRun:
+        """A run over the input's current program, on the fast path when it can take it.
+
+        ``first`` is the stream's first segment number (the messages' FIRST_SEGMENT), ``number``
+        the run's: a run after a program change continues the numbering.
+        """
+        config = self.config
+        description = describe(container)
+        self._log_input(description)
+        continues = partial(_program_changed, source)
+        message = partial(segment_message, config, description, first)
+        fast = self._fast_plan(container, description, source)
+        if fast is None:
+            return _Run(config, container, description, notifier, self._progress, self._stop, number, message, continues)
+        container.close()  # the probe's buffers and decoders are not needed any more
+        return FastRun(config, description, fast, notifier, self._progress, self._stop, number, message, continues)
+
+    def _stall_monitor(self, run: _Run | FastRun) -> AbstractContextManager[object]:
+        """The stale-input watchdog of an input FFmpeg reads (a ByteSource has its own)."""
+        if not isinstance(run, _Run) or run.container.format.name == "mpegts" and self.config.input == "-":
+            return nullcontext()
+        watch = StallWatch(self.config.stall_warning_s, self.config.stall_end_s)
+        return StallMonitor(watch, lambda: run.packets_read)
+
     def _fast_plan(
-        self, container: av.container.InputContainer, description: InputDescription, source: StdinSource | None
+        self, container: av.container.InputContainer, description: InputDescription, source: ByteSource | None
     ) -> FastPlan | None:
         """The MPEG-TS fast path's plan (fastrun.py), or None for the PyAV path, with the reason logged."""
-        fast, reason = plan_fast_path(self.config, container, description, source, self._stop,
+        fast, reason = plan_fast_path(container, description, source, self._stop,
                                       enabled=fast_path_enabled(self.config))
         if fast is None:
             log.info("MPEG-TS fast path not used: %s", reason)
@@ -199,8 +195,8 @@ class Segmenter:
             log.info("not copied (neither audio nor video): %s", ", ".join(description.skipped))
 
 
-class _Run:
-    """One pass over the input. Holds the open segment and the per-segment counters."""
+class _Run(SegmentRun):
+    """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides."""
 
     def __init__(
         self,
@@ -211,46 +207,27 @@ class _Run:
         progress: Progress,
         stop: threading.Event,
         first: int,
+        message: MessageMaker,
+        continues: Callable[[], bool],
     ) -> None:
-        self.config = config
+        super().__init__(config, description, notifier, progress, stop, first, message, continues)
         self.container = container
-        self.description = description
-        self.notifier = notifier
-        self.progress = progress
-        self.stop = stop
-        self.first = first
-        self.number = first - 1  # last segment number used
         self.streams = [container.streams[info.index] for info in description.streams]
-        # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
-        # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
-        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
         self.writer: SegmentWriter | None = None
         self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
-        self.dropped = 0
-        self._segment_dropped = 0
         self._segment_corrupt = 0
-        self._last_drop_reason = ""
+        self.packets_read = 0  # what the stall monitor watches
 
-    def loop(self) -> None:
-        directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
-        self.committer = _Committer(self.notifier, directory_fd)
-        try:
-            self._read_all()
-            if self.writer is not None:
-                self._finish_segment(self.cutter.finish(), end=True)
-            elif not self.stop.is_set():
-                raise InputError("input ended before its first audio packet or video keyframe")
-            if self.held:
-                log.warning("dropped %d packet(s) held at a timestamp jump the video never followed", len(self.held))
-        except BaseException:
-            if self.writer is not None:
-                self.writer.abort()
-            raise
-        finally:
-            try:
-                self.committer.close()
-            finally:
-                os.close(directory_fd)
+    def _read_input(self) -> None:
+        self._read_all()
+        if self.writer is not None:
+            self._finish_segment(self.cutter.finish(), last=True)
+        if self.held:
+            log.warning("dropped %d packet(s) held at a timestamp jump the video never followed", len(self.held))
+
+    def _abort_open(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
     def _read_all(self) -> None:
         errors_in_a_row = 0
@@ -265,6 +242,7 @@ class _Run:
                         return
                     if not packet.size:
                         continue  # end-of-stream marker
+                    self.packets_read += 1
                     errors_in_a_row = 0
                     index = packet.stream_index
                     pts = packet.pts
@@ -285,6 +263,9 @@ class _Run:
                     else:
                         self._hold_or_release(action, index, packet)
                 return
+            except av.error.ExitError:  # FFmpeg's read timeout: --stall-end for an input it reads
+                log.warning("no input for %g s (--stall-end): ending the stream", self.config.stall_end_s)
+                return
             except av.error.FFmpegError as error:
                 errors_in_a_row += 1
                 log.warning("input: skipped unreadable data in segment %d: %s", self.number + 1, error)
@@ -297,13 +278,6 @@ class _Run:
             self.writer.write(index, packet)  # type: ignore[union-attr]
         except av.error.FFmpegError as error:
             self._drop(index, f"the muxer refused it: {error}")
-
-    def _drop(self, index: int, reason: str) -> None:
-        self.dropped += 1
-        self._segment_dropped += 1
-        if reason != self._last_drop_reason:
-            self._last_drop_reason = reason
-            log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
 
     def _hold_or_release(self, action: Action, index: int, packet: av.Packet) -> None:
         if action is Action.HOLD:
@@ -321,35 +295,26 @@ class _Run:
 
     def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
-            self._finish_segment(self.cutter.finished, end=False)
-        self.number += 1
-        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, self.number, self.streams)
+            self._finish_segment(self.cutter.finished, last=False)
+        number = self._next_number(self.cutter.discontinuity)
+        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
         if self.cutter.discontinuity:
-            if self.number > self.first:
-                log.warning("segment %d starts a new timeline (discontinuity)", self.number)
             while self.held:
                 self._write(*self.held.popleft())
         self._write(index, packet)
 
-    def _finish_segment(self, timing: SegmentTiming | None, *, end: bool) -> None:
+    def _finish_segment(self, timing: SegmentTiming | None, *, last: bool) -> None:
         writer = self.writer
         assert writer is not None
         self.writer = None
         size = writer.close()
-        timing = timing or SegmentTiming(None, None, False)
-        if self._segment_dropped or self._segment_corrupt:
-            log.warning(
-                "segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
-                writer.number, writer.name, self._segment_dropped, self._segment_corrupt,
-            )
+        self._finished(writer, size, timing, last=last, dropped=self._segment_dropped, corrupt=self._segment_corrupt)
         self._segment_dropped = self._segment_corrupt = 0
         self._last_drop_reason = ""
-        message = self._message(writer.number, timing, end=end)
-        self.committer.put(writer, message)
-        self.progress.segment(writer.name, message.duration, message.start, size, timing.discontinuity, len(self.notifier))
 
-    def _message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
-        return segment_message(self.config, self.description, self.first, number, timing, end)
+
+def _program_changed(source: ByteSource | None) -> bool:
+    return source is not None and source.program_change is not None
 
 
 def fast_path_enabled(config: SegmenterConfig) -> bool:

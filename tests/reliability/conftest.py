@@ -18,6 +18,7 @@ from tests.support.pipeline import (
     Feeder,
     PlaylistPoller,
     Segmenter,
+    TcpSource,
     audit,
     check_playlists,
     process_figures,
@@ -91,13 +92,16 @@ class Live:
 
     def segmenter(self, clip: Path, seconds: float, *options: str, prefix: str = "live",
                   index: str = "live.m3u8", port: int | None = None, start: bool = True,
-                  out_dir: Path | None = None, env: dict[str, str] | None = None) -> tuple[Segmenter, Feeder]:
-        """hls-segment reading ``clip`` from a pipe at real-time pace."""
+                  out_dir: Path | None = None, env: dict[str, str] | None = None,
+                  tcp: bool = False) -> tuple[Segmenter, Feeder]:
+        """hls-segment reading ``clip`` at real-time pace from a pipe, or from a tcp:// URL."""
         out_dir = out_dir or self.segments_root / prefix
+        source = TcpSource() if tcp else None
         command = segmenter_command(SEGMENT_SECONDS, out_dir, port or self.daemon_port, self.bucket,
-                                    self.key_prefix, *options, prefix=prefix, index=index)
+                                    self.key_prefix, *options, prefix=prefix, index=index,
+                                    input=source.url if source else "-")
         segmenter = Segmenter(command, self.tmp_path / f"segment-{prefix}-{len(self.segmenters)}.log", env)
-        feeder = Feeder(clip, segmenter.proc, seconds)
+        feeder = Feeder(clip, source or segmenter.proc, seconds)  # type: ignore[arg-type]
         self.segmenters.append(segmenter)
         self.feeders.append(feeder)
         if start:
@@ -151,6 +155,10 @@ class Live:
             feeder.stop()
         for segmenter in self.segmenters:
             segmenter.kill()
+        for feeder in self.feeders:
+            feeder.join(10)
+            if isinstance(feeder.sink, TcpSource):
+                feeder.sink.close()
         for poller in self.pollers:
             poller.stop()
         for daemon in self.daemons:

@@ -61,3 +61,26 @@ def test_a_long_silence_ends_the_stream_cleanly(live: Live, media: MediaCache, f
     feeder.stop()
     wait_ended(live)
     live.check(poller, silence_end_s=4, ended_after_s=round(ended_after, 1))
+
+
+@pytest.mark.timeout(120)
+def test_a_url_input_that_stalls_is_warned_about_then_ended(live: Live, media: MediaCache) -> None:
+    """The same watchdog for an input FFmpeg reads itself (here tcp://): a warning from a monitor
+    thread, the end from FFmpeg's read timeout."""
+    clip = live_clip(media, 20)
+    live.daemon()
+    poller = live.poller()
+    segmenter, feeder = live.segmenter(clip, 20, "--stall-warning", "1", "--stall-end", "4", tcp=True)
+    wait_for(lambda: published(live, "live-00004.ts"), timeout=30, message="segment 4 published")
+    feeder.pause()  # the server keeps the connection open and sends nothing
+    paused_at = time.monotonic()
+    code = segmenter.wait(30)
+    ended_after = time.monotonic() - paused_at
+    log = segmenter.log()
+    assert code == 0, log[-3000:]
+    assert 4 <= ended_after < 15, ended_after
+    assert "no input for 1 s: the encoder may have stalled; the stream ends after 4 s" in log, log[-3000:]
+    assert "ending the stream" in log
+    feeder.stop()
+    wait_ended(live)
+    live.check(poller, url_silence_end_s=4, ended_after_s=round(ended_after, 1))

@@ -38,7 +38,9 @@ def test_audio_codecs() -> None:
     assert codec_string("mp3", None, None, None) == "mp4a.40.34"
     assert codec_string("ac3", None, None, None) == "ac-3"
     assert codec_string("hevc", None, "Main", 93) == "hvc1.1.6.L93.B0"
-    assert codec_string("mpeg2video", None, None, None) is None
+    assert codec_string("mpeg2video", None, None, None) == "mp4v.61"  # by MP4 object type
+    assert codec_string("mp2", None, None, None) == "mp4a.6b"
+    assert codec_string("vp9", None, None, None) is None
 
 
 def test_codecs_list_is_all_or_nothing() -> None:

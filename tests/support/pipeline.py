@@ -2,6 +2,7 @@
 
 - ``Feeder`` pipes a TS file into a real ``hls-segment`` at real-time pace (bytes spread evenly
   over the clip's duration), like an encoder's pipe; it can pause (a stalled input) and stop.
+  Into its stdin, or into a ``TcpSource`` that hls-segment reads as a ``tcp://`` URL.
 - ``PlaylistPoller`` reads the live playlist as a player does, every 50 ms, and for each new
   version GETs every segment it names: a playlist naming a missing segment is a problem.
 - ``audit`` compares what the segmenter produced on disk with what is in S3 and returns the
@@ -16,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import m3u8
@@ -40,6 +42,38 @@ def segmenter_command(
     """hls-segment's positional arguments in the original's order; relative URIs (HTTP_PREFIX '')."""
     return [*HLS_SEGMENT, input, seconds, str(out_dir), prefix, index, "", bucket, key_prefix,
             "--uploader", f"127.0.0.1:{port}", *options]
+
+
+class TcpSource:
+    """A stream server hls-segment reads as ``url`` (FFmpeg's tcp protocol); ``stdin`` is the
+    connection, once hls-segment made it, to write the stream into (what ``Feeder`` needs)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(30)
+        self.url = f"tcp://127.0.0.1:{self._server.getsockname()[1]}"
+        self._connection: socket.socket | None = None
+        self.closed = False
+
+    @property
+    def stdin(self) -> TcpSource:
+        if self._connection is None:
+            self._connection, _ = self._server.accept()
+            self._server.close()
+        return self
+
+    def write(self, data: bytes) -> None:
+        assert self._connection is not None
+        self._connection.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+        if self._connection is not None:
+            self._connection.close()
+        self._server.close()
 
 
 class Segmenter:

@@ -1,0 +1,159 @@
+"""What a run of either path shares: numbering, the cutter, drops, and each finished segment's
+commit (fsync, rename) and message, in order, off the read loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from protocol import IndexMessage
+
+from .config import SegmenterConfig
+from .cutter import Cutter, SegmentTiming
+from .input import InputDescription, InputError
+from .notifier import Notifier
+from .progress import Progress
+
+log = logging.getLogger("segmenter")
+
+# Closed segments waiting for their fsync and rename. The read loop never waits for the disk's
+# flush unless this many are behind, which only a disk slower than the stream itself causes.
+MAX_UNCOMMITTED_SEGMENTS = 4
+
+
+class ClosedSegment(Protocol):
+    number: int
+    name: str
+
+    def commit(self, *, directory_fd: int | None) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+# (segment number, timing, whether it ends the stream) -> its index message
+MessageMaker = Callable[[int, SegmentTiming, bool], IndexMessage]
+
+
+class Committer:
+    """Makes closed segments durable and renames them, then queues their message: in order,
+    on its own thread, so a slow fsync does not stall reading a live pipe."""
+
+    def __init__(self, notifier: Notifier, directory_fd: int) -> None:
+        self._notifier = notifier
+        self._directory_fd = directory_fd
+        self._queue: queue.Queue[tuple[ClosedSegment, IndexMessage] | None] = queue.Queue(MAX_UNCOMMITTED_SEGMENTS)
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
+        self._thread.start()
+
+    def put(self, segment: ClosedSegment, message: IndexMessage) -> None:
+        self._raise_error()
+        self._queue.put((segment, message))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            segment, message = item
+            if self._error is not None:
+                continue
+            try:
+                segment.commit(directory_fd=self._directory_fd)
+            except OSError as error:
+                self._error = error
+                continue
+            self._notifier.put(message)
+
+
+class SegmentRun:
+    """One pass over one program of the input; subclasses read it (``_read_input``).
+
+    ``continues()`` tells, once the input stopped, whether another run follows (the program
+    changed): then the last segment does not end the stream.
+    """
+
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        description: InputDescription,
+        notifier: Notifier,
+        progress: Progress,
+        stop: threading.Event,
+        first: int,
+        message: MessageMaker,
+        continues: Callable[[], bool],
+    ) -> None:
+        self.config = config
+        self.description = description
+        self.notifier = notifier
+        self.progress = progress
+        self.stop = stop
+        self.first = first
+        self.number = first - 1  # last segment number used
+        self.dropped = 0
+        self.continues = continues
+        self._message = message
+        # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
+        # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
+        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
+        self._segment_dropped = 0
+        self._last_drop_reason = ""
+
+    def loop(self) -> None:
+        directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.committer = Committer(self.notifier, directory_fd)
+        try:
+            self._read_input()
+            if self.number < self.first and not self.stop.is_set() and not self.continues():
+                raise InputError("input ended before its first audio packet or video keyframe")
+        except BaseException:
+            self._abort_open()
+            raise
+        finally:
+            try:
+                self.committer.close()
+            finally:
+                os.close(directory_fd)
+
+    def _read_input(self) -> None:
+        raise NotImplementedError
+
+    def _abort_open(self) -> None:
+        """Remove the segments still open (the run failed or was interrupted)."""
+        raise NotImplementedError
+
+    def _next_number(self, discontinuity: bool) -> int:
+        self.number += 1
+        if discontinuity and self.number > self.first:
+            log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+        return self.number
+
+    def _drop(self, index: int, reason: str) -> None:
+        self.dropped += 1
+        self._segment_dropped += 1
+        if reason != self._last_drop_reason:
+            self._last_drop_reason = reason
+            log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
+
+    def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, *,
+                  last: bool, dropped: int, corrupt: int = 0) -> None:
+        """A closed segment: log its losses, queue its commit and message, report progress."""
+        timing = timing or SegmentTiming(None, None, False)
+        if dropped or corrupt:
+            log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
+                        segment.number, segment.name, dropped, corrupt)
+        message = self._message(segment.number, timing, last and not self.continues())
+        self.committer.put(segment, message)
+        self.progress.segment(segment.name, message.duration, message.start, size, timing.discontinuity,
+                              len(self.notifier))

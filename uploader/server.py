@@ -59,6 +59,13 @@ MAX_BAD_MESSAGES = 20
 # A reply not taken by the peer within this time: it does not read, so it is dropped.
 WRITE_TIMEOUT_S = 30.0
 
+# A payload must come in at least this fast, after a grace period, or its connection is closed:
+# a peer trickling a large payload would otherwise hold its share of --max-payload-inflight (and
+# a connection) for as long as it liked. A live segment has to travel faster than real time
+# anyway: 64 KiB/s is 0.5 Mbit/s, a 6-s 2 Mbit/s segment gets 30 + 23 s.
+PAYLOAD_GRACE_S = 30.0
+PAYLOAD_MIN_BYTES_PER_S = 64 * 1024
+
 _READ_CHUNK = 64 * 1024
 
 
@@ -128,7 +135,7 @@ class UploadServer:
             self._connections.add(task)
             if self._insecure:
                 log.warning("peer %s connected to an unauthenticated non-loopback listener (--insecure-no-auth)", peer)
-            await self._serve(peer, reader, writer)
+            await _Connection(self, peer, reader, writer).serve()
         except (ConnectionError, TimeoutError) as error:
             log.info("peer %s: connection closed (%s)", peer, type(error).__name__)
         except asyncio.CancelledError:
@@ -138,95 +145,6 @@ class UploadServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-    async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = MessageDecoder(max_payload_bytes=self._limits.max_payload_bytes)
-        bad = 0
-        receiving: tuple[IndexMessage, PayloadFile] | None = None  # a payload being written
-        try:
-            while True:
-                try:
-                    event = decoder.next_event()
-                except ProtocolError as error:
-                    bad += 1
-                    if receiving is not None:
-                        receiving[1].discard()
-                        self._log_cut_off(peer, receiving[0], error.reason)
-                        receiving = None
-                    else:
-                        log.warning("peer %s: refused message: %s", peer, error.reason)
-                    await self._reply(writer, Reject.because(error.reason))
-                    if not error.recoverable:
-                        return
-                    if bad >= self._limits.max_bad_messages:
-                        log.warning("peer %s: closed after %d bad messages", peer, bad)
-                        return
-                    continue
-                if event is NEED_DATA:
-                    try:
-                        data = await asyncio.wait_for(reader.read(_READ_CHUNK), self._limits.idle_timeout_s)
-                    except TimeoutError:
-                        log.info("peer %s: closed after %.0f s idle", peer, self._limits.idle_timeout_s)
-                        return
-                    if data:
-                        decoder.receive_data(data)
-                    else:
-                        decoder.receive_eof()
-                    continue
-                if event is CLOSED:
-                    return
-                if isinstance(event, PayloadData):
-                    if receiving is not None:
-                        receiving[1].write(event.data)  # pieces of at most one read: never the whole payload
-                    continue  # else: bytes of a refused message's payload; the framing stays intact
-                if isinstance(event, PayloadEnd):
-                    if receiving is None:
-                        continue
-                    message, payload = receiving
-                    receiving = None
-                    reply = await self._accept_payload(peer, message, payload)
-                else:
-                    reply = self._check(peer, event)
-                    if reply is None and event.size is not None:
-                        try:
-                            receiving = (event, self._payloads.receive(event.size))
-                        except PayloadsBusy as error:
-                            # The daemon's state, not the peer's fault: not counted as a bad message.
-                            log.warning("peer %s stream %s segment %s: payload put off: %s", peer,
-                                        stream_label(event.stream_id), event.segment_name, error)
-                            await self._reply(writer, Reject.try_again(str(error)))
-                            continue  # its bytes are dropped as a refused message's: the framing stays intact
-                        except PayloadError as error:
-                            log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
-                                      stream_label(event.stream_id), event.segment_name, error)
-                            await self._reply(writer, Reject.try_again(str(error)))
-                            return  # its bytes would follow; the connection cannot go on
-                        continue  # the reply waits for the payload
-                    if reply is None:
-                        reply, _ = await self._queue(peer, event)
-                if isinstance(reply, Reject):
-                    bad += 1
-                await self._reply(writer, reply)
-                if bad >= self._limits.max_bad_messages:
-                    log.warning("peer %s: closed after %d refused messages", peer, bad)
-                    return
-        except PayloadError as error:  # a write failed (disk full): the rest of the payload is not read
-            assert receiving is not None
-            message, payload = receiving
-            receiving = None
-            payload.discard()
-            log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
-                      stream_label(message.stream_id), message.segment_name, error)
-            await self._reply(writer, Reject.try_again(str(error)))
-        finally:
-            if receiving is not None:
-                receiving[1].discard()
-                self._log_cut_off(peer, receiving[0], "connection ended")
-
-    @staticmethod
-    def _log_cut_off(peer: str, message: IndexMessage, reason: str) -> None:
-        log.warning("peer %s stream %s segment %s: payload cut off, nothing kept: %s",
-                    peer, stream_label(message.stream_id), message.segment_name, reason)
 
     def _check(self, peer: str, message: IndexMessage) -> Reject | None:
         """Authentication and policy: a refusal, or None when the message may be queued."""
@@ -310,6 +228,143 @@ class UploadServer:
             await asyncio.wait_for(writer.drain(), self._limits.write_timeout_s)
         except (ConnectionResetError, BrokenPipeError):
             pass
+
+
+class _Connection:
+    """One peer: bytes from the socket into its decoder, each event handled, one reply per message."""
+
+    def __init__(self, server: UploadServer, peer: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.peer = peer
+        self.reader = reader
+        self.writer = writer
+        self.limits = server._limits
+        self.decoder = MessageDecoder(max_payload_bytes=self.limits.max_payload_bytes)
+        self.bad = 0  # refused messages so far
+        self.receiving: IndexMessage | None = None  # the message whose payload is arriving
+        self.payload: PayloadFile | None = None  # where its bytes go
+        self.payload_deadline = 0.0  # loop time by which the whole payload must be in
+
+    async def serve(self) -> None:
+        try:
+            while await self._step():
+                pass
+        except PayloadError as error:  # a write failed (disk full): the rest of the payload is not read
+            message = self.receiving
+            assert message is not None
+            self._drop_payload()
+            log.error("peer %s stream %s segment %s: payload not stored: %s", self.peer,
+                      stream_label(message.stream_id), message.segment_name, error)
+            await self.server._reply(self.writer, Reject.try_again(str(error)))
+        finally:
+            if self.receiving is not None:
+                self._cut_off("connection ended")
+
+    async def _step(self) -> bool:
+        """Handle the decoder's next event; False when the connection is to be closed."""
+        try:
+            event = self.decoder.next_event()
+        except ProtocolError as error:
+            return await self._protocol_error(error)
+        if event is NEED_DATA:
+            return await self._read()
+        if event is CLOSED:
+            return False
+        if isinstance(event, PayloadData):
+            if self.payload is not None:
+                self.payload.write(event.data)  # pieces of at most one read: never the whole payload
+            return True  # else: bytes of a refused message's payload; the framing stays intact
+        if isinstance(event, PayloadEnd):
+            message, payload = self.receiving, self.payload
+            if message is None or payload is None:
+                return True
+            self.receiving = self.payload = None
+            return await self._answer(await self.server._accept_payload(self.peer, message, payload))
+        return await self._message(event)
+
+    async def _read(self) -> bool:
+        timeout_s = self.limits.idle_timeout_s
+        if self.receiving is not None:
+            timeout_s = min(timeout_s, self.payload_deadline - asyncio.get_running_loop().time())
+        try:
+            data = await asyncio.wait_for(self.reader.read(_READ_CHUNK), max(timeout_s, 0.0))
+        except TimeoutError:
+            if self.receiving is not None and self.payload is not None:
+                self._cut_off(f"too slow: {self.payload.received} of {self.payload.expected_size} bytes "
+                              f"in {self._payload_time_s(self.payload.expected_size):.0f} s")
+            else:
+                log.info("peer %s: closed after %.0f s idle", self.peer, self.limits.idle_timeout_s)
+            return False
+        if data:
+            self.decoder.receive_data(data)
+        else:
+            self.decoder.receive_eof()
+        return True
+
+    async def _protocol_error(self, error: ProtocolError) -> bool:
+        self.bad += 1
+        if self.receiving is not None:
+            self._cut_off(error.reason)
+        else:
+            log.warning("peer %s: refused message: %s", self.peer, error.reason)
+        await self.server._reply(self.writer, Reject.because(error.reason))
+        if not error.recoverable:
+            return False
+        if self.bad >= self.limits.max_bad_messages:
+            log.warning("peer %s: closed after %d bad messages", self.peer, self.bad)
+            return False
+        return True
+
+    async def _message(self, message: IndexMessage) -> bool:
+        server = self.server
+        reply = server._check(self.peer, message)
+        if reply is None and message.size is not None:
+            label = stream_label(message.stream_id)
+            try:
+                self.payload = server._payloads.receive(message.size)
+            except PayloadsBusy as error:
+                # The daemon's state, not the peer's fault: not counted as a bad message.
+                log.warning("peer %s stream %s segment %s: payload put off: %s", self.peer, label,
+                            message.segment_name, error)
+                await server._reply(self.writer, Reject.try_again(str(error)))
+                return True  # its bytes are dropped as a refused message's: the framing stays intact
+            except PayloadError as error:
+                log.error("peer %s stream %s segment %s: payload not stored: %s", self.peer, label,
+                          message.segment_name, error)
+                await server._reply(self.writer, Reject.try_again(str(error)))
+                return False  # its bytes would follow; the connection cannot go on
+            self.receiving = message
+            self.payload_deadline = asyncio.get_running_loop().time() + self._payload_time_s(message.size)
+            return True  # the reply waits for the payload
+        if reply is None:
+            reply, _ = await server._queue(self.peer, message)
+        return await self._answer(reply)
+
+    async def _answer(self, reply: Reply) -> bool:
+        if isinstance(reply, Reject):
+            self.bad += 1
+        await self.server._reply(self.writer, reply)
+        if self.bad >= self.limits.max_bad_messages:
+            log.warning("peer %s: closed after %d refused messages", self.peer, self.bad)
+            return False
+        return True
+
+    def _payload_time_s(self, size: int) -> float:
+        """How long a payload of ``size`` bytes may take (an --idle-timeout below the grace shortens it)."""
+        return min(PAYLOAD_GRACE_S, self.limits.idle_timeout_s) + size / PAYLOAD_MIN_BYTES_PER_S
+
+    def _cut_off(self, reason: str) -> None:
+        message = self.receiving
+        assert message is not None
+        self._drop_payload()
+        log.warning("peer %s stream %s segment %s: payload cut off, nothing kept: %s",
+                    self.peer, stream_label(message.stream_id), message.segment_name, reason)
+
+    def _drop_payload(self) -> None:
+        if self.payload is not None:
+            self.payload.discard()
+        self.receiving = self.payload = None
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +223,32 @@ def test_payloads_in_flight_are_capped_across_connections(
     url = seaweed.object_url(bucket, "live/third/index.m3u8")
     wait_for(lambda: fetch_playlist_or_none(url) is not None, message="the put-off stream published", timeout=30)
     assert http_get(seaweed.object_url(bucket, "live/third/seg-00001.ts")).body == data
+
+
+def test_a_trickled_payload_is_cut_off_and_its_share_given_back(
+    start_uploader: StartUploader, bucket: str, segment_source: Path,
+) -> None:
+    """A peer sending a few bytes now and then is never idle, but its payload must come in at
+    64 KiB/s after a grace of min(30 s, --idle-timeout): past that it is cut off."""
+    data = segment_source.read_bytes()
+    size = len(data)
+    daemon = start_uploader("--idle-timeout", "2", "--max-payload-inflight", str(size), "--max-payload-size", str(size))
+    allowed_s = 2 + size / (64 * 1024)
+    message = ext_message(Path("/nowhere"), bucket, 1, size=size, payload_sha256=hashlib.sha256(data).hexdigest())
+    with daemon.connect() as slow:
+        slow.send_only(encode_message(message, newline=True))
+        sent = 0
+        began = time.monotonic()
+        with pytest.raises(OSError):
+            while time.monotonic() - began < allowed_s + 15:
+                slow.send_only(data[sent : sent + 100])  # 200 bytes/s: never idle, far too slow
+                sent += 100
+                time.sleep(0.5)
+            pytest.fail("the connection stayed open")
+        closed_after = time.monotonic() - began
+    assert allowed_s - 0.5 <= closed_after <= allowed_s + 10, (closed_after, allowed_s)
+    assert re.search(rf"segment seg-00001.ts: payload cut off, nothing kept: too slow: \d+ of {size} bytes in \d+ s",
+                     daemon.log()), daemon.log()[-2000:]
+    assert payload_files(daemon.spool_dir) == []
+    with daemon.connect() as client:  # the whole budget is free again
+        assert client.send(encode_message(message, newline=True) + data) == Ack(1)

@@ -44,10 +44,15 @@ _PAGE = """<!doctype html>
   const status = document.getElementById("status");
   const source = new URL(link.getAttribute("href"), location.href).href;
   link.querySelector("code").textContent = source;
-  video.addEventListener("playing", () => {{ status.textContent = "Playing"; }});
-  if (video.canPlayType("application/vnd.apple.mpegurl")) {{
-    video.src = source;  // Safari and iOS play HLS natively
+  const forceHlsJs = new URLSearchParams(location.search).has("hls.js");  // to try hls.js where HLS is native
+  let engine = "native HLS";
+  video.addEventListener("playing", () => {{
+    status.textContent = `Playing (${{engine}}, ${{video.videoWidth}}x${{video.videoHeight}})`;
+  }});
+  if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
+    video.src = source;  // Safari, iOS and recent Chrome play HLS natively
   }} else if (window.Hls && Hls.isSupported()) {{
+    engine = "hls.js";
     const hls = new Hls({{ liveSyncDurationCount: 3 }});
     hls.on(Hls.Events.ERROR, (event, data) => {{
       if (data.fatal) status.textContent = "Error: " + data.details;

@@ -23,6 +23,7 @@ from pathlib import Path
 import m3u8
 import pytest
 
+from tests.support.browser import page_status
 from tests.support.daemon import UploaderDaemon
 from tests.support.media import probe
 from tests.support.seaweed import SeaweedServer
@@ -241,6 +242,10 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         newest = live.media_sequence + len(live.segments) - 1
         wait_for(lambda: m3u8.loads(http_get(playlist_url).text).media_sequence > newest, timeout=30,
                  message="the live window to move on past the first segments seen")
+        # A real browser plays the live stream: natively where it can (Safari, recent Chrome), and with hls.js,
+        # which the page uses everywhere else (forced here with ?hls.js).
+        assert re.fullmatch(r"Playing \((native HLS|hls\.js), [1-9]\d*x[1-9]\d*\)", page_status(page_url))
+        assert re.fullmatch(r"Playing \(hls\.js, [1-9]\d*x[1-9]\d*\)", page_status(page_url + "?hls.js"))
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(output)
     finally:

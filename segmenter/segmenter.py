@@ -118,7 +118,7 @@ class Segmenter:
             try:
                 while True:
                     run = self._start_run(container, source, notifier, first, last + 1)
-                    with self._stall_monitor(run):
+                    with self._stall_monitor(run, source):
                         run.loop()
                     last, dropped = run.number, dropped + run.dropped
                     if source is None or source.program_change is None or self._stop.is_set():
@@ -162,9 +162,9 @@ class Segmenter:
         container.close()  # the probe's buffers and decoders are not needed any more
         return FastRun(config, description, fast, notifier, self._progress, self._stop, number, message, continues)
 
-    def _stall_monitor(self, run: _Run | FastRun) -> AbstractContextManager[object]:
+    def _stall_monitor(self, run: _Run | FastRun, source: ByteSource | None) -> AbstractContextManager[object]:
         """The stale-input watchdog of an input FFmpeg reads (a ByteSource has its own)."""
-        if not isinstance(run, _Run) or run.container.format.name == "mpegts" and self.config.input == "-":
+        if source is not None or not isinstance(run, _Run):
             return nullcontext()
         watch = StallWatch(self.config.stall_warning_s, self.config.stall_end_s)
         return StallMonitor(watch, lambda: run.packets_read)

@@ -87,6 +87,13 @@ def as_seconds(setting: str, value: object) -> float:
     return _convert(setting, value, float, (int, float, str), "a number of seconds")
 
 
+def as_bool(setting: str, value: object) -> bool:
+    """An on/off setting: true or false (options and the environment give bools; TOML must too)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{option_name(setting)} must be true or false, not {value!r}")
+    return value
+
+
 def _convert(setting: str, value: object, kind: Callable[[Any], _T], accepted: tuple[type, ...], what: str) -> _T:
     try:
         if isinstance(value, accepted) and not isinstance(value, bool):

@@ -15,6 +15,7 @@ from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 from protocol.settings import (
     ConfigError,
+    as_bool,
     as_int,
     as_seconds,
     is_loopback,
@@ -192,11 +193,11 @@ class SegmenterConfig:
             start_number=_optional_int("start_number", settings["start_number"]),
             probe_timeout_s=as_seconds("probe_timeout", settings["probe_timeout"]),
             drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
-            quiet=bool(settings["quiet"]),
+            quiet=as_bool("quiet", settings["quiet"]),
             directory_text=message_directory(output_dir),
             secret=secret_from_file(settings["secret_file"], _read_file),
             send_segments=(
-                bool(settings["send_segments"]) if settings["send_segments"] is not None
+                as_bool("send_segments", settings["send_segments"]) if settings["send_segments"] is not None
                 else wire is WireMode.EXT and not is_loopback(host)
             ),
             bandwidth=_optional_int("bandwidth", settings["bandwidth"]),

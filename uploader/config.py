@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES
 from protocol.settings import (
     ConfigError,
+    as_bool,
     as_int,
     as_seconds,
     is_loopback,
@@ -207,9 +208,9 @@ class UploaderConfig:
                 drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
                 log_level=str(settings["log_level"]).upper(),
                 port_file=Path(settings["port_file"]).absolute() if settings["port_file"] else None,
-                player_page=_as_bool("player_page", settings["player_page"]),
+                player_page=as_bool("player_page", settings["player_page"]),
                 secret=secret_from_file(settings["secret_file"], _read_file),
-                insecure_no_auth=_as_bool("insecure_no_auth", settings["insecure_no_auth"]),
+                insecure_no_auth=as_bool("insecure_no_auth", settings["insecure_no_auth"]),
                 max_payload_bytes=as_int("max_payload_size", settings["max_payload_size"]),
                 max_payload_inflight_bytes=as_int("max_payload_inflight", settings["max_payload_inflight"]),
                 master_name=str(settings["master_name"] or ""),
@@ -230,12 +231,6 @@ def _as_list(name: str, value: object) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{option_name(name)} must be a list of strings")
     return list(value)
-
-
-def _as_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{option_name(name)} must be true or false, not {value!r}")
-    return value
 
 
 def _as_playlist_type(value: object) -> PlaylistType:

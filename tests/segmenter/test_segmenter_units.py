@@ -81,6 +81,8 @@ def test_config_units_and_fields(tmp_path: Path) -> None:
         ({"uploader": "host:port"}, "port"),
         ({"probe_timeout": 0}, "--probe-timeout"),
         ({"start_number": 0}, "--start-number"),
+        ({"quiet": "false"}, "--quiet must be true or false, not 'false'"),  # a TOML string, not a bool
+        ({"send_segments": 1}, "--send-segments must be true or false"),
     ],
 )
 def test_config_errors(tmp_path: Path, settings: dict[str, object], fragment: str) -> None:

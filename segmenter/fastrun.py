@@ -18,12 +18,9 @@ import av.container
 
 from protocol import segment_file_name
 
-from .config import SegmenterConfig
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
-from .notifier import Notifier
-from .progress import Progress
-from .run import MessageMaker, SegmentRun
+from .run import MessageMaker, RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
     DATA,
@@ -149,19 +146,9 @@ class RawSegment:
 class FastRun(SegmentRun):
     """One pass over an MPEG-TS input with the fast path. Same outputs as ``segmenter._Run``."""
 
-    def __init__(
-        self,
-        config: SegmenterConfig,
-        description: InputDescription,
-        fast: FastPlan,
-        notifier: Notifier,
-        progress: Progress,
-        stop: threading.Event,
-        first: int,
-        message: MessageMaker,
-        continues: Callable[[], bool],
-    ) -> None:
-        super().__init__(config, description, notifier, progress, stop, first, message, continues)
+    def __init__(self, context: RunContext, description: InputDescription, first: int, message: MessageMaker,
+                 fast: FastPlan) -> None:
+        super().__init__(context, description, first, message)
         self.fast = fast
         self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
         self._files: dict[int, RawSegment] = {}

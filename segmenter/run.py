@@ -8,6 +8,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from protocol import IndexMessage
@@ -76,37 +77,37 @@ class Committer:
             self._notifier.put(message)
 
 
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every run of one segmenter shares."""
+
+    config: SegmenterConfig
+    notifier: Notifier
+    progress: Progress
+    stop: threading.Event
+    # Once the input stopped: whether another run follows (the program changed), so that the
+    # last segment does not end the stream.
+    continues: Callable[[], bool]
+
+
 class SegmentRun:
-    """One pass over one program of the input; subclasses read it (``_read_input``).
+    """One pass over one program of the input, from segment ``first`` on; subclasses read it
+    (``_read_input``); ``message`` makes each finished segment's index message."""
 
-    ``continues()`` tells, once the input stopped, whether another run follows (the program
-    changed): then the last segment does not end the stream.
-    """
-
-    def __init__(
-        self,
-        config: SegmenterConfig,
-        description: InputDescription,
-        notifier: Notifier,
-        progress: Progress,
-        stop: threading.Event,
-        first: int,
-        message: MessageMaker,
-        continues: Callable[[], bool],
-    ) -> None:
-        self.config = config
+    def __init__(self, context: RunContext, description: InputDescription, first: int, message: MessageMaker) -> None:
+        self.config = context.config
+        self.notifier = context.notifier
+        self.progress = context.progress
+        self.stop = context.stop
+        self.continues = context.continues
         self.description = description
-        self.notifier = notifier
-        self.progress = progress
-        self.stop = stop
         self.first = first
         self.number = first - 1  # last segment number used
         self.dropped = 0
-        self.continues = continues
         self._message = message
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
-        self.cutter = Cutter(list(description.streams), config.segment_seconds, discontinuity=True)
+        self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
         self._segment_dropped = 0
         self._last_drop_reason = ""
 

@@ -11,7 +11,6 @@ import collections
 import logging
 import os
 import threading
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +37,7 @@ from .input import (
 )
 from .notifier import DeliveryReport, Notifier
 from .progress import Progress
-from .run import MessageMaker, SegmentRun
+from .run import MessageMaker, RunContext, SegmentRun
 from .writer import SegmentWriter, highest_segment_number, remove_stale_parts
 
 log = logging.getLogger("segmenter")
@@ -154,13 +153,13 @@ class Segmenter:
         config = self.config
         description = describe(container)
         self._log_input(description)
-        continues = partial(_program_changed, source)
+        context = RunContext(config, notifier, self._progress, self._stop, partial(_program_changed, source))
         message = partial(segment_message, config, description, first)
         fast = self._fast_plan(container, description, source)
         if fast is None:
-            return _Run(config, container, description, notifier, self._progress, self._stop, number, message, continues)
+            return _Run(context, description, number, message, container)
         container.close()  # the probe's buffers and decoders are not needed any more
-        return FastRun(config, description, fast, notifier, self._progress, self._stop, number, message, continues)
+        return FastRun(context, description, number, message, fast)
 
     def _stall_monitor(self, run: _Run | FastRun, source: ByteSource | None) -> AbstractContextManager[object]:
         """The stale-input watchdog of an input FFmpeg reads (a ByteSource has its own)."""
@@ -198,19 +197,9 @@ class Segmenter:
 class _Run(SegmentRun):
     """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides."""
 
-    def __init__(
-        self,
-        config: SegmenterConfig,
-        container: av.container.InputContainer,
-        description: InputDescription,
-        notifier: Notifier,
-        progress: Progress,
-        stop: threading.Event,
-        first: int,
-        message: MessageMaker,
-        continues: Callable[[], bool],
-    ) -> None:
-        super().__init__(config, description, notifier, progress, stop, first, message, continues)
+    def __init__(self, context: RunContext, description: InputDescription, first: int, message: MessageMaker,
+                 container: av.container.InputContainer) -> None:
+        super().__init__(context, description, first, message)
         self.container = container
         self.streams = [container.streams[info.index] for info in description.streams]
         self.writer: SegmentWriter | None = None

@@ -70,9 +70,12 @@ def run(
     bandwidth: Annotated[Optional[int], typer.Option(
         envvar=_env("BANDWIDTH"), help="Declared peak bit/s of this rendition (the daemon also measures it).")] = None,
     stall_warning: Annotated[Optional[float], typer.Option(
-        envvar=_env("STALL_WARNING"), help="Warn when stdin has sent nothing for this many seconds [default: 10].")] = None,
+        envvar=_env("STALL_WARNING"), help="Warn when the input has sent nothing for this many seconds [default: 10].")] = None,
     stall_end: Annotated[Optional[float], typer.Option(
-        envvar=_env("STALL_END"), help="End the stream (ENDLIST) when stdin has sent nothing for this many seconds; 0: never [default: 0].")] = None,
+        envvar=_env("STALL_END"), help="End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never [default: 0].")] = None,
+    fast_path: Annotated[Optional[bool], typer.Option(
+        "--fast-path/--no-fast-path", envvar=_env("FAST_PATH"),
+        help="Cut MPEG-TS at packet level when the input allows it; off: always demux and remux with PyAV [default: on].")] = None,
     quiet: Annotated[Optional[bool], typer.Option(
         "--quiet", "-q", envvar=_env("QUIET"), help="Warnings and errors only.")] = None,
     config: Annotated[Optional[Path], typer.Option(
@@ -91,7 +94,8 @@ def run(
         given = {"uploader": uploader, "wire": wire, "start_number": start_number,
                  "probe_timeout": probe_timeout, "drain_timeout": drain_timeout, "quiet": quiet,
                  "secret_file": str(secret_file) if secret_file else None, "send_segments": send_segments,
-                 "bandwidth": bandwidth, "stall_warning": stall_warning, "stall_end": stall_end}
+                 "bandwidth": bandwidth, "stall_warning": stall_warning, "stall_end": stall_end,
+                 "fast_path": fast_path}
         settings = merge_settings(given, from_file, OPTION_DEFAULTS, source=str(config))
         segmenter_config = SegmenterConfig.from_settings(
             input=input, segment_duration=segment_duration, output_dir=output_dir,

@@ -52,6 +52,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "bandwidth": None,  # declared peak bit/s; the daemon measures it anyway
     "stall_warning": DEFAULT_STALL_WARNING_S,
     "stall_end": DEFAULT_STALL_END_S,
+    "fast_path": True,  # MPEG-TS cut at packet level when the input allows (fastrun.py)
 }
 
 # Largest --bandwidth: 1 Tbit/s, as the protocol's field allows.
@@ -101,8 +102,9 @@ class SegmenterConfig:
     secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
     send_segments: bool = False  # segment bytes travel inline after each message (size=N)
     bandwidth: int | None = None  # declared peak bit/s, sent as bandwidth=
-    stall_warning_s: float = DEFAULT_STALL_WARNING_S  # silence on stdin worth a warning
-    stall_end_s: float = DEFAULT_STALL_END_S  # silence on stdin that ends the stream; 0: never
+    stall_warning_s: float = DEFAULT_STALL_WARNING_S  # silence of the input worth a warning
+    stall_end_s: float = DEFAULT_STALL_END_S  # silence of the input that ends the stream; 0: never
+    fast_path: bool = True  # MPEG-TS inputs cut at packet level when they allow it
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -203,6 +205,7 @@ class SegmenterConfig:
             bandwidth=_optional_int("bandwidth", settings["bandwidth"]),
             stall_warning_s=as_seconds("stall_warning", settings["stall_warning"]),
             stall_end_s=as_seconds("stall_end", settings["stall_end"]),
+            fast_path=as_bool("fast_path", settings["fast_path"]),
         )
 
 

@@ -173,7 +173,7 @@ class Segmenter:
     ) -> FastPlan | None:
         """The MPEG-TS fast path's plan (fastrun.py), or None for the PyAV path, with the reason logged."""
         fast, reason = plan_fast_path(container, description, source, self._stop,
-                                      enabled=fast_path_enabled(self.config))
+                                      enabled=self.config.fast_path)
         if fast is None:
             log.info("MPEG-TS fast path not used: %s", reason)
             if source is not None:
@@ -304,14 +304,6 @@ class _Run(SegmentRun):
 
 def _program_changed(source: ByteSource | None) -> bool:
     return source is not None and source.program_change is not None
-
-
-def fast_path_enabled(config: SegmenterConfig) -> bool:
-    """--fast-path/--no-fast-path; HLS_SEGMENT_FAST_PATH=0 turns it off."""
-    value = getattr(config, "fast_path", None)
-    if value is None:
-        value = os.environ.get("HLS_SEGMENT_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")
-    return bool(value)
 
 
 def segment_message(

@@ -148,16 +148,17 @@ def test_which_inputs_take_the_fast_path(tmp_path: Path, media: MediaCache, free
     source = media.ts(seconds=8, gop_seconds=2, fps=FPS)
     audio_only = media.ts(seconds=8, gop_seconds=2, fps=FPS, video=False)
     cases = [
-        (source, {}, "MPEG-TS fast path: cutting at 188-byte packet level"),
-        (source, {"HLS_SEGMENT_FAST_PATH": "0"}, "MPEG-TS fast path not used: turned off"),
-        (audio_only, {}, "MPEG-TS fast path not used: no video stream"),
+        (source, {}, (), "MPEG-TS fast path: cutting at 188-byte packet level"),
+        (source, {"HLS_SEGMENT_FAST_PATH": "1"}, ("--no-fast-path",), "MPEG-TS fast path not used: turned off"),
+        (source, {"HLS_SEGMENT_FAST_PATH": "0"}, (), "MPEG-TS fast path not used: turned off"),
+        (audio_only, {}, (), "MPEG-TS fast path not used: no video stream"),
     ]
-    for n, (path, env, expected) in enumerate(cases):
+    for n, (path, env, options, expected) in enumerate(cases):
         old = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
         try:
             with Listener(free_port):
-                result = run_segmenter(path, "4", tmp_path / str(n), free_port)
+                result = run_segmenter(path, "4", tmp_path / str(n), free_port, *options)
         finally:
             for name, value in old.items():
                 if value is None:

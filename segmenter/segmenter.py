@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass

@@ -342,7 +342,7 @@ class _Connection:
         return await self._answer(reply)
 
     async def _answer(self, reply: Reply) -> bool:
-        if isinstance(reply, Reject):
+        if isinstance(reply, Reject) and not reply.is_transient:  # "try again" is the daemon's state
             self.bad += 1
         await self.server._reply(self.writer, reply)
         if self.bad >= self.limits.max_bad_messages:

@@ -19,6 +19,8 @@ from pathlib import Path
 import m3u8
 import pytest
 
+from protocol import Reject
+from tests.support.daemon import legit_message
 from tests.support.media import MediaCache
 from tests.support.viewer import wait_for
 
@@ -271,6 +273,13 @@ def test_spool_file_system_full(live: Live, media: MediaCache, small_spool: Path
     full_at = time.monotonic()
     wait_for(lambda: "not queued" in daemon.log(), timeout=20, message="a message refused for the full disk")
     refused = daemon.log().count("not queued")
+    # "Try again" is the daemon's state, not the peer's fault: more of them than the refusals
+    # that close a connection (20) leave it open.
+    legit = live.segments_root / "legit"
+    legit.mkdir()
+    with daemon.connect() as client:
+        replies = [client.send(legit_message(legit, live.bucket, number)) for number in range(1, 26)]
+    assert all(isinstance(reply, Reject) and reply.is_transient for reply in replies), replies
     time.sleep(max(0.0, 5 - (time.monotonic() - full_at)))  # the fault: full for 5 s
     filler.unlink()
     finish(live)

@@ -223,6 +223,14 @@ class ProgramWatch:
             return None
         tables = self._tables
         marks = mark_packets(data, start, count, tables)
+        marked = count - marks.count(0)
+        if not marked:
+            return None
+        # The usual chunk: every PAT and PMT in it repeats the last ones seen (10 a second each),
+        # which a count of their payloads in C tells without a Python step per packet.
+        end = start + count * TS_PACKET_BYTES
+        if marked == sum(data.count(payload, start, end) for payload in self._payloads.values()):
+            return None
         for match in _MARKED.finditer(marks):
             at = start + match.start() * TS_PACKET_BYTES
             if self._changes(data[at : at + TS_PACKET_BYTES]):

@@ -244,8 +244,10 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
                  message="the live window to move on past the first segments seen")
         # A real browser plays the live stream: natively where it can (Safari, recent Chrome), and with hls.js,
         # which the page uses everywhere else (forced here with ?hls.js).
-        assert re.fullmatch(r"Playing \((native HLS|hls\.js), [1-9]\d*x[1-9]\d*\)", page_status(page_url))
-        assert re.fullmatch(r"Playing \(hls\.js, [1-9]\d*x[1-9]\d*\)", page_status(page_url + "?hls.js"))
+        for query, playing in (("", r"Playing \((native HLS|hls\.js), [1-9]\d*x[1-9]\d*\)"),
+                               ("?hls.js", r"Playing \(hls\.js, [1-9]\d*x[1-9]\d*\)")):
+            status = page_status(page_url + query, playing)
+            assert re.fullmatch(playing, status), f"{page_url + query}: {status}"
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(output)
     finally:

@@ -7,6 +7,7 @@ HTTP. Meanwhile a poller reads every playlist snapshot as a player would and che
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -197,15 +198,15 @@ def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServe
           f"over {len(delays)} segments")
 
 
-def _processes_marked(marker: str) -> list[str]:
-    """Command lines of live processes whose environment carries ``marker``."""
-    found = []
+def _processes_marked(marker: str) -> dict[int, str]:
+    """Live processes whose environment carries ``marker``: pid -> command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if marker.encode() in (entry / "environ").read_bytes():
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
     return found
@@ -251,9 +252,12 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(output)
     finally:
-        if demo.poll() is None:
+        if demo.poll() is None:  # the test failed: the demo, and what it started, must not outlive it
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
+            for pid in _processes_marked(marker):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         reader.join(5)
         demo.stdout.close()
     print(f"\ndemo: first playable playlist {time_to_live:.1f} s after the command started")

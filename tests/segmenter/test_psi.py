@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from segmenter.psi import (
     PAT_PID,
@@ -125,3 +127,32 @@ def test_input_that_is_not_mpeg_ts_is_passed_on() -> None:
     data = b"FLV\x01" + random.Random(1).randbytes(20_000).replace(b"\x47", b"\x48")
     passed, _, watch = watch_all(data, 3000)
     assert watch.change is None and passed == data
+
+
+@pytest.fixture(scope="module")
+def pieces(h264: bytes, mpeg2: bytes) -> list[bytes]:
+    """Whole programs, part packets and garbage to build inputs from."""
+    return [h264[:40 * TS_PACKET_BYTES], mpeg2[:40 * TS_PACKET_BYTES], h264[1000:3000], b"\x47" * 300,
+            random.Random(5).randbytes(2000)]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.lists(st.integers(0, 4), min_size=1, max_size=8), cuts=st.lists(st.integers(1, 5000), max_size=20))
+def test_no_byte_is_lost_or_repeated_whatever_the_input_and_its_reads(
+    pieces: list[bytes], order: list[int], cuts: list[int]
+) -> None:
+    """Bytes passed on, then (after a change) the rest, are the input exactly, in order."""
+    data = b"".join(pieces[i] for i in order)
+    watch = ProgramWatch()
+    out = bytearray()
+    offset = 0
+    for size in [*cuts, len(data)]:
+        chunk = data[offset : offset + size]
+        offset += len(chunk)
+        out += watch.feed(chunk)
+        if watch.change is not None:
+            out += watch.rest() + data[offset:]
+            break
+    else:
+        out += watch.flush()
+    assert bytes(out) == data

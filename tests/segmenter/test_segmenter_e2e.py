@@ -143,6 +143,33 @@ def test_backward_jump_is_a_discontinuity(tmp_path: Path, media: MediaCache, fre
     assert_valid_segments(out, messages)
 
 
+@pytest.mark.parametrize("via", ["stdin", "file"])
+def test_new_codecs_mid_input_start_a_new_run(via: str, tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    """H.264 then MPEG-2 on the same PIDs (an encoder restarted with other settings), from stdin
+    and from a file named as INPUT: the second program is probed again and announced."""
+    h264 = media.ts(seconds=8, gop_seconds=2, fps=FPS)
+    source = concatenate([h264, media.mpeg2_ts(seconds=4, pts_offset_seconds=8.0)], tmp_path / "two-programs.ts")
+    out = tmp_path / "out"
+    with Listener(free_port) as listener:
+        if via == "stdin":
+            result = run_segmenter(source, "2", out, free_port)
+        else:
+            result = subprocess.run(segment_args(str(source), "2", out, free_port), capture_output=True, text=True,
+                                    timeout=120)
+        check_run(result)
+    messages = listener.messages
+    assert "the PMT now lists PID 0x100 MPEG-2 video, PID 0x101 MPEG-1 audio" in result.stderr
+    assert [m.last_segment for m in messages] == list(range(1, len(messages) + 1))
+    assert [m.discontinuity for m in messages] == [True, False, False, False, True, False]
+    assert [m.codecs.split(",")[0][:4] for m in messages] == ["avc1"] * 4 + ["mp4v"] * 2  # type: ignore[union-attr]
+    assert messages[4].codecs == "mp4v.61,mp4a.6b"
+    assert [m.end for m in messages] == [False] * 5 + [True]
+    assert {m.first_segment for m in messages} == {1}
+    for message in messages:
+        codecs = probe(out / f"{PREFIX}-{message.last_segment:05d}.ts").codecs
+        assert codecs == (("h264", "aac") if message.codecs.startswith("avc1") else ("mpeg2video", "mp2")), codecs  # type: ignore[union-attr]
+
+
 def test_every_audio_and_video_stream_is_copied(tmp_path: Path, media: MediaCache, free_port: int) -> None:
     single = media.ts(seconds=8, gop_seconds=2, fps=FPS)
     source = tmp_path / "two-audio.ts"

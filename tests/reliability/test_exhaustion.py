@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from protocol import Ack, Reject, encode_message
+from protocol import Ack, encode_message
 from tests.support.daemon import UploaderDaemon, daemon_with_segments, place_segment
 from tests.support.daemon import legit_message as message
 from tests.support.pipeline import process_figures, record

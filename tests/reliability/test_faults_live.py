@@ -10,7 +10,6 @@ poller never saw a playlist naming a segment it could not GET (``Live.check``).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -159,7 +158,7 @@ def test_segmenter_kill_9_mid_segment_then_a_new_one(live: Live, media: MediaCac
     final = m3u8.loads(poller.texts[-1] if poller.texts[-1].endswith("ENDLIST\n") else live.playlist_text())
     # Across the playlist's versions, the new run's first segment carries the discontinuity.
     tagged = [t for t in poller.texts + [live.playlist_text()] if first_new in t]
-    assert tagged and all(f"#EXT-X-DISCONTINUITY\n#EXTINF:" in t.split(first_new)[0].rsplit(".ts", 1)[-1]
+    assert tagged and all("#EXT-X-DISCONTINUITY\n#EXTINF:" in t.split(first_new)[0].rsplit(".ts", 1)[-1]
                           for t in tagged), tagged[0]
     assert final.is_endlist
     assert len(result.produced) >= killed_after + 5

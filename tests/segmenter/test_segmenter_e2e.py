@@ -16,6 +16,7 @@ from protocol import IndexMessage, Reject
 from tests.support.daemon import UploaderDaemon
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache, probe
+from tests.support.seaweed import SeaweedServer
 from tests.support.segmenter_media import (
     BUCKET,
     HTTP_PREFIX,
@@ -28,7 +29,6 @@ from tests.support.segmenter_media import (
     segment_args,
     segment_files,
 )
-from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
 # Every test here runs twice: with the MPEG-TS fast path (segmenter/tsfast.py) and with PyAV.
@@ -178,7 +178,7 @@ def test_every_audio_and_video_stream_is_copied(tmp_path: Path, media: MediaCach
          "-c", "copy", "-copyts", "-f", "mpegts", str(source)],
         check=True,
     )
-    with Listener(free_port) as listener:
+    with Listener(free_port):
         check_run(run_segmenter(source, "4", tmp_path / "out", free_port))
     for path in segment_files(tmp_path / "out"):
         assert probe(path).kinds == ("video", "audio", "audio")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from botocore.client import BaseClient
 
 from protocol import Ack, IndexMessage, Reject
 from tests.support.daemon import place_segment

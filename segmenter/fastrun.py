@@ -35,7 +35,6 @@ from .tsfast import (
     TsSplitter,
     find_program,
 )
-from .writer import commit_file
 
 log = logging.getLogger("segmenter")
 
@@ -134,9 +133,6 @@ class RawSegment:
     def close(self) -> int:
         self._file.close()
         return self.temp_path.stat().st_size
-
-    def commit(self, *, directory_fd: int | None) -> None:
-        commit_file(self.temp_path, self.path, directory_fd=directory_fd)
 
     def abort(self) -> None:
         self._file.close()

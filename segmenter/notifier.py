@@ -249,7 +249,15 @@ class Notifier:
         # A clean exit leaves what it could not deliver in the journal; a killed run leaves what the
         # daemon had not acknowledged in the write-ahead record. Both go first, in that order.
         owed = self._journal.read_all() if left else []
-        recovered = self._unacknowledged.recover()
+        recovered = []
+        for message in self._unacknowledged.recover():
+            # Recorded just before its file's rename: a run killed in between left only a .part
+            # (removed at start), and the number goes to this run's next segment.
+            if message.last_segment and not (Path(message.output_directory) / message.segment_name).exists():
+                log.info("segment %s was never finished (the run stopped before its rename): not announced",
+                         message.segment_name)
+                continue
+            recovered.append(message)
         if recovered:
             log.warning("re-sending %d message(s) an earlier run queued but never had acknowledged "
                         "(segments %d to %d)", len(recovered), recovered[0].last_segment, recovered[-1].last_segment)
@@ -273,10 +281,16 @@ class Notifier:
                 self._lock.wait(left)
             return True
 
-    def put(self, message: IndexMessage) -> None:
-        """Queue a message; never blocks on the network."""
+    def record(self, message: IndexMessage) -> None:
+        """Write ``message`` into the write-ahead record of what is owed (fsync'd), before ``put``."""
         with self._lock:
             self._unacknowledged.added(message)
+
+    def put(self, message: IndexMessage, *, recorded: bool = False) -> None:
+        """Queue a message (recording it first unless ``record`` did); never blocks on the network."""
+        with self._lock:
+            if not recorded:
+                self._unacknowledged.added(message)
             if self._journal.unread or len(self._pending) >= self._memory_limit:
                 self._journal.append(message)
             else:

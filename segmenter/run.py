@@ -9,6 +9,8 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 from protocol import IndexMessage
@@ -18,6 +20,7 @@ from .cutter import Cutter, SegmentTiming
 from .input import InputDescription, InputError
 from .notifier import Notifier
 from .progress import Progress
+from .writer import commit_file
 
 log = logging.getLogger("segmenter")
 
@@ -29,8 +32,8 @@ MAX_UNCOMMITTED_SEGMENTS = 4
 class ClosedSegment(Protocol):
     number: int
     name: str
-
-    def commit(self, *, directory_fd: int | None) -> None: ...
+    path: Path  # its real name
+    temp_path: Path  # where it was written
 
     def abort(self) -> None: ...
 
@@ -70,11 +73,14 @@ class Committer:
             if self._error is not None:
                 continue
             try:
-                segment.commit(directory_fd=self._directory_fd)
+                # Recorded as owed to the daemon before its file gets its real name: a run killed
+                # between the two never leaves a visible segment that no run will announce.
+                commit_file(segment.temp_path, segment.path, directory_fd=self._directory_fd,
+                            before_rename=partial(self._notifier.record, message))
             except OSError as error:
                 self._error = error
                 continue
-            self._notifier.put(message)
+            self._notifier.put(message, recorded=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -50,10 +51,6 @@ class SegmentWriter:
         put_psi_first(self.temp_path)
         return self.temp_path.stat().st_size
 
-    def commit(self, *, directory_fd: int | None) -> None:
-        """Make the closed file durable and give it its real name (a few ms: off the read loop)."""
-        commit_file(self.temp_path, self.path, directory_fd=directory_fd)
-
     def abort(self) -> None:
         try:
             self._container.close()
@@ -62,13 +59,18 @@ class SegmentWriter:
         self.temp_path.unlink(missing_ok=True)
 
 
-def commit_file(temp_path: Path, path: Path, *, directory_fd: int | None) -> None:
-    """fsync a finished file, rename it to its real name, and fsync the directory."""
+def commit_file(temp_path: Path, path: Path, *, directory_fd: int | None,
+                before_rename: Callable[[], object] | None = None) -> None:
+    """fsync a finished file, rename it to its real name, and fsync the directory.
+
+    ``before_rename`` runs between the two: what must be durable before the file is visible."""
     fd = os.open(temp_path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if before_rename is not None:
+        before_rename()
     os.replace(temp_path, path)
     if directory_fd is not None:
         os.fsync(directory_fd)  # the rename itself survives a crash

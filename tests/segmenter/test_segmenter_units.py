@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from protocol import IndexMessage, Reject
+from protocol import IndexMessage, Reject, encode_message
 from protocol.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import OPTION_DEFAULTS, SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.notifier import Notifier
+from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
+from tests.support.media import MediaCache
 
 # -- codecs ------------------------------------------------------------------------------------
 
@@ -210,3 +216,66 @@ def test_notifier_ok_for_another_segment_is_a_protocol_error(tmp_path: Path, fre
         report = notifier.close(10)
     assert report.delivered == 1
     assert [m.last_segment for m in listener.messages] == [1, 1]
+
+
+@dataclass
+class FinishedFile:
+    """A closed segment as the committer sees it: written under its temp name."""
+
+    number: int
+    name: str
+    path: Path
+    temp_path: Path
+
+    def abort(self) -> None:
+        self.temp_path.unlink(missing_ok=True)
+
+
+def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Path, free_port: int) -> None:
+    """The committer records the message (fsync'd) before the rename: a kill between the two
+    leaves no visible segment that no run would announce."""
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / ".sample.journal")
+    record = tmp_path / ".sample.unacked"
+    segment = FinishedFile(1, "sample-00001.ts", tmp_path / "sample-00001.ts", tmp_path / ".sample-00001.ts.part")
+    segment.temp_path.write_bytes(b"\x47" * 188)
+    seen_at_record: list[tuple[bool, bool]] = []
+    original_record = notifier.record
+
+    def record_and_look(message: IndexMessage) -> None:
+        original_record(message)
+        seen_at_record.append((segment.path.exists(), b"M " in record.read_bytes()))
+
+    notifier.record = record_and_look  # type: ignore[method-assign]
+    directory_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        committer = Committer(notifier, directory_fd)
+        committer.put(segment, message(1))
+        committer.close()
+    finally:
+        os.close(directory_fd)
+    assert seen_at_record == [(False, True)]  # recorded while the file had only its temp name
+    assert segment.path.exists() and len(notifier) == 1
+
+
+def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
+    tmp_path: Path, media: MediaCache, free_port: int
+) -> None:
+    """The write-ahead record owes segments 3 and 4, but only 3 got its name: 3 is re-sent, the
+    unfinished 4 is not, and the new run's first segment takes number 4."""
+    source = media.ts(seconds=4, gop_seconds=2, fps=25)
+    for n in (1, 2, 3):
+        (tmp_path / f"sample-{n:05d}.ts").write_bytes(source.read_bytes())
+    (tmp_path / ".sample-00004.ts.part").write_bytes(b"\x47" * 188)
+    owed = [dataclasses.replace(message(n), output_directory=f"{tmp_path}/") for n in (3, 4)]
+    (tmp_path / ".sample.unacked").write_bytes(b"".join(b"M " + encode_message(m) + b"\n" for m in owed))
+    with Listener(free_port) as listener, source.open("rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "segmenter", "-", "2", str(tmp_path), "sample", "s.m3u8", "", "mybucket", "s1",
+             "--uploader", f"127.0.0.1:{free_port}"],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "segment sample-00004.ts was never finished" in result.stderr
+    numbers = [m.last_segment for m in listener.messages]
+    assert numbers == [3, 4, 5], numbers  # 3 re-sent, then the new run's 4 and 5
+    assert listener.messages[1].discontinuity  # the new run's first segment

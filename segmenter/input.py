@@ -17,7 +17,7 @@ import av.container
 
 from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
-from .psi import ProgramWatch
+from .psi import RESYNC_PACKETS, TS_PACKET_BYTES, ProgramWatch, find_sync
 
 log = logging.getLogger("segmenter.input")
 
@@ -239,27 +239,40 @@ def open_input(
 ) -> tuple[av.container.InputContainer, ByteSource | None]:
     """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input.
 
-    stdin, and a file that turns out to be MPEG-TS, are read through a ByteSource (the fast
-    path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
+    stdin, and a regular file that starts with MPEG-TS packets, are read through a ByteSource (the
+    fast path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
     """
-    source: ByteSource | None = None
     try:
         if target == "-":
-            source = ByteSource(0, "stdin", probe_timeout_s=probe_timeout_s, stop=stop,
-                                stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
+            fd, name = 0, "stdin"
+        elif (fd := _open_mpegts_file(target)) is not None:
+            name = target
+        else:
+            return av.open(target, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
+        source = ByteSource(fd, name, probe_timeout_s=probe_timeout_s, stop=stop,
+                            stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
+        try:
             return probe_source(source), source
-        container = av.open(target, "r", timeout=(probe_timeout_s, stall_end_s or None))
-        if container.format.name != "mpegts" or not os.path.isfile(target):
-            return container, None
-        container.close()
-        source = ByteSource(os.open(target, os.O_RDONLY | os.O_CLOEXEC), target, probe_timeout_s=probe_timeout_s,
-                            stop=stop, stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
-        return probe_source(source), source
+        except BaseException:
+            source.close()
+            raise
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
-    except OSError as error:  # a file that cannot be opened, with PyAV's own I/O
+    except OSError as error:  # a file that cannot be opened
         raise InputError(f"cannot open {target}: {error}") from None
+
+
+def _open_mpegts_file(target: str) -> int | None:
+    """A read-only descriptor of ``target`` if it is a regular file that starts with MPEG-TS
+    packets (sync bytes 188 apart), else None: FFmpeg then opens it itself, seekable."""
+    if not os.path.isfile(target):
+        return None
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    if find_sync(os.pread(fd, TS_PACKET_BYTES * RESYNC_PACKETS, 0), 0) == 0:
+        return fd
+    os.close(fd)
+    return None
 
 
 def probe_source(source: ByteSource) -> av.container.InputContainer:

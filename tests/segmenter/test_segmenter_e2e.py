@@ -170,6 +170,22 @@ def test_new_codecs_mid_input_start_a_new_run(via: str, tmp_path: Path, media: M
         assert codecs == (("h264", "aac") if message.codecs.startswith("avc1") else ("mpeg2video", "mp2")), codecs  # type: ignore[union-attr]
 
 
+def test_an_mp4_file_with_its_index_at_the_end_is_read_by_ffmpeg(
+    tmp_path: Path, media: MediaCache, free_port: int
+) -> None:
+    """A file that is not MPEG-TS is FFmpeg's to open, seekable: an MP4 whose moov atom comes
+    last cannot be read front to back."""
+    mp4 = tmp_path / "moov-last.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(media.ts(seconds=8, gop_seconds=2, fps=FPS)),
+                    "-c", "copy", str(mp4)], check=True, timeout=60)
+    out = tmp_path / "out"
+    with Listener(free_port) as listener:
+        check_run(subprocess.run(segment_args(str(mp4), "2", out, free_port), capture_output=True, text=True,
+                                 timeout=120))
+    assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4]
+    assert_valid_segments(out, listener.messages)
+
+
 def test_every_audio_and_video_stream_is_copied(tmp_path: Path, media: MediaCache, free_port: int) -> None:
     single = media.ts(seconds=8, gop_seconds=2, fps=FPS)
     source = tmp_path / "two-audio.ts"

@@ -10,6 +10,7 @@ at the packet that announces it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 TS_PACKET_BYTES = 188
 SYNC_BYTE = 0x47
@@ -21,7 +22,7 @@ PUSI = 0x40  # payload_unit_start_indicator, in a packet's second byte
 RESYNC_PACKETS = 5
 _RESYNC_SPAN = TS_PACKET_BYTES * RESYNC_PACKETS
 
-_NOT_SYNC = re.compile(rb"[^\x47]")
+NOT_SYNC = re.compile(rb"[^\x47]")  # a byte that is no sync byte, searched in strided slices
 _MARKED = re.compile(rb"[^\x00]")
 
 # Stream types (ISO/IEC 13818-1 table 2-34) as logs name them.
@@ -119,6 +120,51 @@ def find_sync(data: bytes | bytearray, start: int) -> int | None:
     return None
 
 
+class PacketGrid:
+    """Finds the runs of whole packets in step with the 188-byte grid in bytes that may carry
+    garbage; the grid is looked for again (``find_sync``) wherever a packet is out of step.
+
+    ``runs(buffer)`` yields ``(skipped, start, count)``: ``skipped`` bytes of garbage were passed
+    over just before ``start``, where ``count`` whole packets begin (0 for garbage alone at the
+    end). Once it is exhausted, ``end`` is where the bytes it could not read yet begin (a part
+    packet, or bytes a grid may still start in): the caller keeps them for the next buffer.
+    """
+
+    def __init__(self, *, synced: bool) -> None:
+        self.synced = synced  # False: the grid is not known yet (or was lost)
+        self.end = 0
+
+    def runs(self, buffer: bytes | bytearray) -> Iterator[tuple[int, int, int]]:
+        position = skipped = 0
+        while True:
+            if not self.synced:
+                found = find_sync(buffer, position)
+                if found is None:
+                    keep = max(position, len(buffer) - _RESYNC_SPAN)  # a grid may start in what is left
+                    skipped += keep - position
+                    position = keep
+                    break
+                skipped += found - position
+                position, self.synced = found, True
+            count = (len(buffer) - position) // TS_PACKET_BYTES
+            if not count:
+                break
+            bad = NOT_SYNC.search(buffer[position : position + count * TS_PACKET_BYTES : TS_PACKET_BYTES])
+            if bad is not None:
+                count = bad.start()
+                self.synced = False
+            if count or skipped:
+                yield skipped, position, count
+                skipped = 0
+            position += count * TS_PACKET_BYTES
+            if self.synced:
+                break
+            # Lost sync at ``position`` (no sync byte there): look for the grid again from it.
+        if skipped:
+            yield skipped, position, 0
+        self.end = position
+
+
 def pid_tables(marks: dict[int, int], *, starts_only: bool) -> list[tuple[bytes, bytes]]:
     """Translate tables that mark the packets of some PIDs without a Python loop per packet.
 
@@ -166,7 +212,7 @@ class ProgramWatch:
         self.change: str | None = None
         self._held = b""  # bytes not passed on yet: a part packet, or a possible resync point
         self._rest = b""
-        self._synced = False
+        self._grid = PacketGrid(synced=False)
         self._programs: tuple[tuple[int, int], ...] | None = None
         self._maps: dict[int, Streams] = {}  # PMT PID -> its streams
         self._payloads: dict[int, bytes] = {}  # PID -> the last PAT or PMT packet's payload
@@ -177,30 +223,15 @@ class ProgramWatch:
             self._rest += data
             return b""
         buffer = self._held + data if self._held else data
-        position = 0
-        while True:
-            if not self._synced:
-                found = find_sync(buffer, position)
-                if found is None:
-                    position = max(position, len(buffer) - _RESYNC_SPAN)  # a grid may start in what is left
-                    break
-                position, self._synced = found, True
-            count = (len(buffer) - position) // TS_PACKET_BYTES
-            if not count:
-                break
-            bad = _NOT_SYNC.search(buffer[position : position + count * TS_PACKET_BYTES : TS_PACKET_BYTES])
-            if bad is not None:
-                count = bad.start()
-                self._synced = False
-            changed_at = self._scan(buffer, position, count)
+        grid = self._grid
+        for _, start, count in grid.runs(buffer):
+            changed_at = self._scan(buffer, start, count)
             if changed_at is not None:
                 self._held, self._rest = b"", buffer[changed_at:]
                 return buffer[:changed_at]
-            position += count * TS_PACKET_BYTES
-            if self._synced:
-                break
-        self._held = buffer[position:]
-        return buffer[:position] if position < len(buffer) else buffer
+        end = grid.end
+        self._held = buffer[end:]
+        return buffer[:end] if end < len(buffer) else buffer
 
     def aligned(self, size: int) -> int:
         """A read size up to ``size`` that ends the held bytes plus the read on a packet boundary

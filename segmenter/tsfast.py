@@ -36,11 +36,12 @@ from dataclasses import dataclass
 
 from .cutter import Action, Cutter, SegmentTiming
 from .psi import (
+    NOT_SYNC,
     PAT_PID,
     PUSI,
-    RESYNC_PACKETS,
     SYNC_BYTE,
     TS_PACKET_BYTES,
+    PacketGrid,
     Streams,
     find_sync,
     mark_packets,
@@ -63,7 +64,6 @@ STREAM_TYPE_HEVC = 0x24
 
 _PUSI_EVENT = re.compile(rb"[\x80-\xff]")
 _RUN = re.compile(rb"(.)\1*", re.S)
-_NOT_SYNC = re.compile(rb"[^\x47]")
 _START_CODE = b"\x00\x00\x01"
 
 # Class ids of the two PSI PIDs (their packets are remembered for the next segment start).
@@ -202,7 +202,7 @@ class TsSplitter:
         self._number = 0
         self._uniform = False
         self._buffer = bytearray()
-        self._synced = True  # a grid is looked for only once the first packet is out of step
+        self._grid = PacketGrid(synced=True)  # looked for only once a packet is out of step
         self._events: list[tuple] = []
         self._pending: tuple[_Segment, memoryview, int, int] | None = None
 
@@ -212,44 +212,20 @@ class TsSplitter:
         """Take the next bytes of the input; returns the events they complete."""
         buffer = self._buffer
         events = self._events = []
-        if not buffer and self._synced and data[:1] == b"\x47":
+        if not buffer and self._grid.synced and data[:1] == b"\x47":
             # The usual case: whole packets, in step with the grid; no copy.
             whole = len(data) - len(data) % TS_PACKET_BYTES
-            if whole and _NOT_SYNC.search(data[:whole:TS_PACKET_BYTES]) is None:
+            if whole and NOT_SYNC.search(data[:whole:TS_PACKET_BYTES]) is None:
                 self._chunk(data[:whole] if whole < len(data) else data, whole // TS_PACKET_BYTES)
                 buffer += data[whole:]
                 return events
         buffer += data
-        position = 0
-        while True:
-            if not self._synced:
-                found = find_sync(buffer, position)
-                if found is None:
-                    keep = max(position, len(buffer) - TS_PACKET_BYTES * RESYNC_PACKETS)
-                    if keep > position:
-                        events.append((SKIPPED, keep - position, None))
-                    position = keep
-                    break
-                if found > position:
-                    events.append((SKIPPED, found - position, None))
-                position = found
-                self._synced = True
-            count = (len(buffer) - position) // TS_PACKET_BYTES
-            if not count:
-                break
-            chunk = bytes(buffer[position : position + count * TS_PACKET_BYTES])
-            bad = _NOT_SYNC.search(chunk[::TS_PACKET_BYTES])
-            if bad is not None:
-                count = bad.start()
-                chunk = chunk[: count * TS_PACKET_BYTES]
-                self._synced = False
+        for skipped, start, count in self._grid.runs(buffer):
+            if skipped:
+                events.append((SKIPPED, skipped, None))
             if count:
-                self._chunk(chunk, count)
-            position += count * TS_PACKET_BYTES
-            if self._synced:
-                break
-            # Lost sync at ``position`` (no sync byte there): look for the grid again from it.
-        del buffer[:position]
+                self._chunk(bytes(buffer[start : start + count * TS_PACKET_BYTES]), count)
+        del buffer[: self._grid.end]
         return events
 
     def finish(self) -> list[tuple]:

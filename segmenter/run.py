@@ -114,7 +114,6 @@ class SegmentRun:
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
         self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
-        self._segment_dropped = 0
         self._last_drop_reason = ""
 
     def loop(self) -> None:
@@ -147,8 +146,9 @@ class SegmentRun:
         return self.number
 
     def _drop(self, index: int, reason: str) -> None:
+        """One unit left out: counted, and logged once per reason (each path also counts it
+        against the segment it belonged to)."""
         self.dropped += 1
-        self._segment_dropped += 1
         if reason != self._last_drop_reason:
             self._last_drop_reason = reason
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)

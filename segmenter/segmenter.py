@@ -203,7 +203,7 @@ class _Run(SegmentRun):
         self.streams = [container.streams[info.index] for info in description.streams]
         self.writer: SegmentWriter | None = None
         self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
-        self._segment_corrupt = 0
+        self._segment_dropped = self._segment_corrupt = 0  # in the open segment
         self.packets_read = 0  # what the stall monitor watches
 
     def _read_input(self) -> None:
@@ -266,6 +266,10 @@ class _Run(SegmentRun):
             self.writer.write(index, packet)  # type: ignore[union-attr]
         except av.error.FFmpegError as error:
             self._drop(index, f"the muxer refused it: {error}")
+
+    def _drop(self, index: int, reason: str) -> None:
+        super()._drop(index, reason)
+        self._segment_dropped += 1
 
     def _hold_or_release(self, action: Action, index: int, packet: av.Packet) -> None:
         if action is Action.HOLD:

@@ -15,9 +15,10 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The project: three packages, two console scripts (hls-segment, hls-uploadd).
+# The project: its packages (common, protocol, segmenter, uploader), two console scripts (hls-segment, hls-uploadd).
 # README.md* : copied when present (pyproject.toml names it as the long description).
 COPY pyproject.toml README.md* /tmp/build/
+COPY common /tmp/build/common
 COPY protocol /tmp/build/protocol
 COPY segmenter /tmp/build/segmenter
 COPY uploader /tmp/build/uploader

@@ -133,7 +133,7 @@ def proc_figures(pid: int) -> ProcFigures:
 # -- the daemon's log: when each segment's playlist PUT completed ------------------------------
 
 _PUBLISHED = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO hls_uploadd\.publisher: stream (\S+) segment (\S+) published"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO uploader\.publisher: stream (\S+) segment (\S+) published"
     r"(.*\(listed by the next playlist\))?"
 )
 

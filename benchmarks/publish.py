@@ -2,7 +2,7 @@
 
     python benchmarks/publish.py [--renditions 20] [--segment-seconds 2] [--minutes 1]
 
-Starts a loopback SeaweedFS (uploader.embedded_s3) and then, in the same run:
+Starts a loopback SeaweedFS (examples.embedded_s3) and then, in the same run:
 
 1. raw: a plain boto3 script that, for N streams on the same live schedule, PUTs each segment
    and then a playlist naming it (thread per stream in flight, a connection pool of N): the
@@ -52,7 +52,7 @@ from _support import (  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
 from tests.support.daemon import UploaderDaemon  # noqa: E402
-from uploader.embedded_s3 import EmbeddedS3  # noqa: E402
+from examples.embedded_s3 import EmbeddedS3  # noqa: E402
 
 INDEX = "index.m3u8"
 PREFIX = "seg"

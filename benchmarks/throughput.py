@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--streams 40] [--segments 20] [--threads 4,8,16,32,64]
 
-Starts a loopback SeaweedFS (uploader.embedded_s3), places STREAMS x SEGMENTS real ~2 Mbit/s
+Starts a loopback SeaweedFS (examples.embedded_s3), places STREAMS x SEGMENTS real ~2 Mbit/s
 720p TS segments (2 s each) on disk, then in the same run:
 
 1. raw: a plain boto3 script PUTs all of them with a thread pool (and as many pooled
@@ -47,7 +47,7 @@ from botocore.client import BaseClient  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
 from tests.support.daemon import UploaderDaemon  # noqa: E402
-from uploader.embedded_s3 import EmbeddedS3  # noqa: E402
+from examples.embedded_s3 import EmbeddedS3  # noqa: E402
 
 INDEX = "index.m3u8"
 PREFIX = "seg"

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from uploader.embedded_s3 import EmbeddedS3
+from examples.embedded_s3 import EmbeddedS3
 
 BUCKET = "live"
 KEY_PREFIX = "demo"

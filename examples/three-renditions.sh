@@ -33,7 +33,7 @@ if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
     "$PYTHON" - "$WORK" "$BUCKET" <<'PY' > "$WORK/s3.log" 2>&1 &
 import signal, sys, threading
 from pathlib import Path
-from uploader.embedded_s3 import EmbeddedS3
+from examples.embedded_s3 import EmbeddedS3
 work, bucket = Path(sys.argv[1]), sys.argv[2]
 s3 = EmbeddedS3(work / "s3")
 s3.start()

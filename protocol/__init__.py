@@ -6,7 +6,7 @@ See docs/protocol.md for the format with examples of every message.
 from .auth import AuthRefused, ReplayGuard, compute_tag, sign, sign_at, verify
 from .decoder import CLOSED, NEED_DATA, Event, MessageDecoder, PayloadData, PayloadEnd, Signal
 from .errors import ProtocolError
-from .limits import AUTH_WINDOW_MS, DEFAULT_MAX_PAYLOAD_BYTES, MAX_LINE_BYTES
+from .limits import AUTH_WINDOW_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
 from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
 from .replies import TRY_AGAIN_PREFIX, Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
 
@@ -17,6 +17,7 @@ __all__ = [
     "sign_at",
     "CLOSED",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "IDLE_TIMEOUT_S",
     "MAX_LINE_BYTES",
     "NEED_DATA",
     "V1_FIELD_NAMES",

@@ -23,6 +23,10 @@ MAX_KEY_PREFIX_CHARS = 700
 # real segment, yet small enough that a hostile size cannot fill the daemon's disk quickly.
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
+# A segmenter sends a message per segment (at most every few tens of seconds) and reconnects
+# when cut off; five minutes without a byte means a dead or stuck peer holding a slot.
+IDLE_TIMEOUT_S = 300.0
+
 # Longest ERR reason sent back: one short line, so a client log stays readable.
 MAX_REASON_CHARS = 200
 

@@ -19,7 +19,7 @@ import av
 import av.logging
 import typer
 
-from protocol.settings import ConfigError, merge_settings, parse_toml
+from common.settings import ConfigError, merge_settings, parse_toml
 
 from .config import OPTION_DEFAULTS, SegmenterConfig
 from .input import InputError
@@ -33,7 +33,7 @@ EXIT_BAD_INPUT = 2
 EXIT_UNDELIVERED = 3
 EXIT_INTERRUPTED = 130
 
-log = logging.getLogger("segmenter")
+log = logging.getLogger(__name__)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Live segmenter: MPEG-TS in, HLS segments and index messages out.")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
-from protocol.settings import (
+from common.settings import (
     ConfigError,
     as_bool,
     as_int,
@@ -210,7 +210,7 @@ class SegmenterConfig:
 
 
 def _read_file(path: str) -> bytes:
-    """The I/O that protocol.settings.secret_from_file leaves to its caller."""
+    """The I/O that common.settings.secret_from_file leaves to its caller."""
     return Path(path).expanduser().read_bytes()
 
 

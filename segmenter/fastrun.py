@@ -36,7 +36,7 @@ from .tsfast import (
     find_program,
 )
 
-log = logging.getLogger("segmenter")
+log = logging.getLogger(__name__)
 
 # Bytes asked of the input per call: large enough that the per-chunk work vanishes.
 READ_BYTES = 188 * 4096

@@ -19,7 +19,7 @@ from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
 from .psi import RESYNC_PACKETS, TS_PACKET_BYTES, ProgramWatch, find_sync
 
-log = logging.getLogger("segmenter.input")
+log = logging.getLogger(__name__)
 
 # Say that we are waiting for stdin after this long without a byte (at once on a terminal), so
 # an operator who forgot the pipe is told long before the probe timeout.

@@ -35,7 +35,7 @@ from protocol import (
     sign_at,
 )
 
-log = logging.getLogger("segmenter.notifier")
+log = logging.getLogger(__name__)
 
 # Messages kept in memory before later ones go to the journal: a few hundred bytes each, so this
 # is ~100 KiB, and at 2-s segments it covers a daemon outage of over 8 minutes without disk.

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-log = logging.getLogger("segmenter")
+log = logging.getLogger(__name__)
 
 
 class Progress:

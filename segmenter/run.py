@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from common.durable import commit_file
 from protocol import IndexMessage
 
 from .config import SegmenterConfig
@@ -20,9 +21,8 @@ from .cutter import Cutter, SegmentTiming
 from .input import InputDescription, InputError
 from .notifier import Notifier
 from .progress import Progress
-from .writer import commit_file
 
-log = logging.getLogger("segmenter")
+log = logging.getLogger(__name__)
 
 # Closed segments waiting for their fsync and rename. The read loop never waits for the disk's
 # flush unless this many are behind, which only a disk slower than the stream itself causes.

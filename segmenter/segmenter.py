@@ -20,7 +20,7 @@ import av.container
 
 from protocol import IndexMessage
 from protocol.limits import MAX_SEGMENT_DURATION_S
-from protocol.settings import ConfigError
+from common.settings import ConfigError
 
 from .config import SegmenterConfig, WireMode
 from .cutter import Action, SegmentTiming
@@ -39,7 +39,7 @@ from .progress import Progress
 from .run import MessageMaker, RunContext, SegmentRun
 from .writer import SegmentWriter, highest_segment_number, remove_stale_parts
 
-log = logging.getLogger("segmenter")
+log = logging.getLogger(__name__)
 
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -57,23 +56,6 @@ class SegmentWriter:
         except (av.error.FFmpegError, ValueError):
             pass
         self.temp_path.unlink(missing_ok=True)
-
-
-def commit_file(temp_path: Path, path: Path, *, directory_fd: int | None,
-                before_rename: Callable[[], object] | None = None) -> None:
-    """fsync a finished file, rename it to its real name, and fsync the directory.
-
-    ``before_rename`` runs between the two: what must be durable before the file is visible."""
-    fd = os.open(temp_path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if before_rename is not None:
-        before_rename()
-    os.replace(temp_path, path)
-    if directory_fd is not None:
-        os.fsync(directory_fd)  # the rename itself survives a crash
 
 
 def put_psi_first(path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from protocol.settings import merge_settings, parse_toml
+from common.settings import merge_settings, parse_toml
 from uploader.config import DEFAULTS, ENV_PREFIX, SECTION, UploaderConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -423,7 +423,7 @@ def test_protocol_imports_nothing_that_does_io() -> None:
 
 
 def test_addresses_parse_with_a_default_port() -> None:
-    from protocol.settings import ConfigError, is_loopback, parse_address
+    from common.settings import ConfigError, is_loopback, parse_address
 
     assert parse_address("127.0.0.1:10234") == ("127.0.0.1", 10234)
     assert parse_address("[::1]:9000") == ("::1", 9000)
@@ -437,7 +437,7 @@ def test_addresses_parse_with_a_default_port() -> None:
 
 
 def test_settings_precedence_and_unknown_keys() -> None:
-    from protocol.settings import ConfigError, merge_settings, parse_toml
+    from common.settings import ConfigError, merge_settings, parse_toml
 
     from_file = parse_toml("[uploadd]\nwindow = 7\nmax-inflight = 3\n", source="f.toml", section="uploadd")
     defaults = {"window": 5, "max_inflight": 16, "listen": "127.0.0.1:10234"}

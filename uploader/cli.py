@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from protocol.settings import ConfigError, merge_settings, parse_toml
+from common.settings import ConfigError, merge_settings, parse_toml
 
 from .config import DEFAULTS, ENV_PREFIX, SECTION, UploaderConfig
 from .daemon import StartupError, run_daemon

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES
-from protocol.settings import (
+from common.settings import (
     ConfigError,
     as_bool,
     as_int,
@@ -221,7 +221,7 @@ class UploaderConfig:
 
 
 def _read_file(path: str) -> bytes:
-    """The I/O that protocol.settings.secret_from_file leaves to its caller."""
+    """The I/O that common.settings.secret_from_file leaves to its caller."""
     return Path(path).expanduser().read_bytes()
 
 

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import os
 import signal
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.durable import write_file
+from common.settings import is_loopback
 from protocol import ReplayGuard
-from protocol.settings import is_loopback
 
 from .config import UploaderConfig
 from .files import AllowedDirs
@@ -21,7 +21,7 @@ from .server import ServerLimits, UploadServer
 from .spool import Spool, SpoolError, SpoolThread
 from .stores import Store
 
-log = logging.getLogger("hls_uploadd")
+log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
@@ -80,7 +80,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         except OSError as error:
             raise StartupError(f"cannot listen on {config.listen_host}:{config.listen_port}: {error.strerror}") from None
         if config.port_file is not None:
-            _write_atomically(config.port_file, f"{port}\n")
+            write_file(config.port_file, f"{port}\n".encode())
         stop = asyncio.Event()
         _install_signal_handlers(stop)
         announce(startup_line(config, host, port, store, spool))
@@ -121,14 +121,3 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
 
-
-def _write_atomically(path: os.PathLike[str] | str, text: str) -> None:
-    directory = os.path.dirname(os.fspath(path)) or "."
-    fd, temp = tempfile.mkstemp(prefix=".port.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

@@ -19,6 +19,8 @@ import secrets
 import threading
 from pathlib import Path
 
+from common.durable import commit_file
+
 PAYLOAD_DIR_NAME = "payloads"
 _TEMP_SUFFIX = ".part"
 
@@ -116,11 +118,9 @@ class PayloadFile:
         """fsync, rename to the final name, fsync the directory: blocking, run it off the loop."""
         assert self._fd is not None
         try:
-            os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-            os.replace(self._temp, self._directory / self.name)
-            _fsync_directory(self._directory)
+            commit_file(self._temp, self._directory / self.name)
         except OSError as error:
             self.discard()
             raise PayloadError(f"cannot store a payload: {error.strerror}") from None
@@ -170,10 +170,3 @@ class PayloadStore:
                 removed.append(entry.name)
         return removed
 
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -48,7 +48,7 @@ from .stores import (
 )
 from .stream import RenditionInfo, StreamState, with_end, with_failure, with_segment
 
-log = logging.getLogger("hls_uploadd.publisher")
+log = logging.getLogger(__name__)
 
 # First retry delay; doubles each attempt up to --retry-max-delay.
 RETRY_BASE_DELAY_S = 0.2

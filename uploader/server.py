@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from protocol import (
     CLOSED,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    IDLE_TIMEOUT_S,
     NEED_DATA,
     Ack,
     IndexMessage,
@@ -42,11 +43,7 @@ from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .publisher import Publisher, stream_label
 from .spool import Queued, Spool, SpoolError, SpoolThread
 
-log = logging.getLogger("hls_uploadd.server")
-
-# A segmenter sends a message per segment (at most every few tens of seconds) and reconnects
-# when cut off; five minutes without a byte means a dead or stuck peer holding a slot.
-IDLE_TIMEOUT_S = 300.0
+log = logging.getLogger(__name__)
 
 # Connections held at once. Each costs a socket and a small buffer; real deployments have one
 # per segmenter. Past this, new peers get one ERR line and are closed.

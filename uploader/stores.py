@@ -8,11 +8,12 @@ bucket, access denied). The publisher decides what to do with each.
 from __future__ import annotations
 
 import errno
-import os
-import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+
+from common.durable import write_file
 
 SEGMENT_CONTENT_TYPE = "video/MP2T"
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
@@ -122,23 +123,11 @@ class FileStore:
         target = self.path_for(bucket, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    if isinstance(body, bytes):
-                        out.write(body)
-                    else:
-                        with body() as source:
-                            while chunk := source.read(1 << 20):
-                                out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(temp, 0o644)
-                os.replace(temp, target)
-            except BaseException:
-                os.unlink(temp)
-                raise
-            _fsync_directory(target.parent)
+            if isinstance(body, bytes):
+                write_file(target, body)
+            else:
+                with body() as source:
+                    write_file(target, iter(partial(source.read, 1 << 20), b""))
         except OSError as error:
             reason = f"{target}: {error.strerror or error}"
             if error.errno in _TRANSIENT_ERRNOS:
@@ -152,11 +141,3 @@ class FileStore:
             raise PermanentStoreError(f"key {key!r} in bucket {bucket!r} is not a plain relative path")
         return self.root.joinpath(bucket, *parts)
 
-
-def _fsync_directory(path: Path) -> None:
-    """Makes the rename itself durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

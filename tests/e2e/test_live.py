@@ -111,7 +111,7 @@ def check_rfc8216(texts: list[str]) -> None:
 def segmenter_close_times(log: str) -> dict[str, float]:
     """When hls-segment logged each finished segment (its log lines carry local wall-clock times)."""
     times = {}
-    for match in re.finditer(r"^(\S+ \S+) INFO segmenter: segment (\S+\.ts):", log, re.MULTILINE):
+    for match in re.finditer(r"^(\S+ \S+) INFO segmenter\.progress: segment (\S+\.ts):", log, re.MULTILINE):
         times[match.group(2)] = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
     return times
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from protocol.settings import ConfigError
+from common.settings import ConfigError
 from segmenter.config import OPTION_DEFAULTS, SegmenterConfig
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from protocol import IndexMessage, Reject, encode_message
-from protocol.settings import ConfigError
+from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import OPTION_DEFAULTS, SegmenterConfig, message_directory, parse_segment_seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from uploader.embedded_s3 import LOOPBACK, free_ports
+from examples.embedded_s3 import LOOPBACK, free_ports
 
 __all__ = ["LOOPBACK", "free_port", "free_ports", "port_is_listening"]
 

@@ -1,11 +1,11 @@
-"""The tests' SeaweedFS is the product's embedded S3 (uploader/embedded_s3.py), plus test helpers."""
+"""The tests' SeaweedFS is the product's embedded S3 (examples/embedded_s3.py), plus test helpers."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
-from uploader.embedded_s3 import (
+from examples.embedded_s3 import (
     EmbeddedS3 as SeaweedServer,
     SeaweedError,
     WeedPorts,

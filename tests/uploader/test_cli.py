@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.settings import ConfigError
+from common.settings import ConfigError
 from tests.support.daemon import UploaderDaemon
 from uploader.cli import load_settings
 from uploader.config import DEFAULTS, PlaylistType, UploaderConfig

@@ -1,0 +1,66 @@
+"""Durable file writes: temp name, fsync, rename, fsync the directory; written once for both
+programs (segments, payloads, file-store objects, the port file).
+
+A file written here is either absent or whole after a crash at any instant: the bytes are on disk
+before the name points at them, and the directory entry itself is made durable afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+StrPath = str | os.PathLike[str]
+
+
+def fsync_directory(directory: StrPath) -> None:
+    """Make the last rename or creation in ``directory`` survive a crash. Raises OSError."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_file(temp_path: StrPath, path: StrPath, *, directory_fd: int | None = None,
+                before_rename: Callable[[], object] | None = None) -> None:
+    """fsync a finished file, rename it to its real name, and fsync the directory.
+
+    ``before_rename`` runs between the fsync and the rename: what must be durable before the file
+    is visible under its name. ``directory_fd`` is an open descriptor of the directory (one per
+    run saves an open per file); without it the directory is opened here. Raises OSError.
+    """
+    fd = os.open(temp_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if before_rename is not None:
+        before_rename()
+    os.replace(temp_path, path)
+    if directory_fd is not None:
+        os.fsync(directory_fd)
+    else:
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def write_file(path: StrPath, content: bytes | Iterable[bytes], *, mode: int = 0o644) -> None:
+    """Write ``content`` (bytes, or chunks of bytes) to ``path`` durably, replacing any old file.
+
+    The temp file sits beside ``path`` as ``.NAME.*.tmp`` and is removed on any failure.
+    Raises OSError (the disk full, a permission) with nothing left behind.
+    """
+    target = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in [content] if isinstance(content, bytes) else content:
+                out.write(chunk)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+        commit_file(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -17,6 +17,7 @@ import av.container
 
 from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
+from .errors import InputError
 from .psi import RESYNC_PACKETS, TS_PACKET_BYTES, ProgramWatch, find_sync
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ STOP_POLL_S = 0.2
 # stream is still passed on as it arrives: a read returns what the pipe has), and whole packets,
 # so reads of a file end between packets and the program watch holds nothing back.
 READ_CHUNK_BYTES = 188 * 4096
-
-
-class InputError(Exception):
-    """The input cannot be segmented (nothing arrived, empty, not media): exit code 2."""
 
 
 class StallWatch:

@@ -18,7 +18,8 @@ from protocol import IndexMessage
 
 from .config import SegmenterConfig
 from .cutter import Cutter, SegmentTiming
-from .input import InputDescription, InputError
+from .errors import InputError
+from .input import InputDescription
 from .notifier import Notifier
 from .progress import Progress
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .cutter import Action, Cutter, SegmentTiming
+from .errors import SegmenterError
 from .psi import (
     NOT_SYNC,
     PAT_PID,
@@ -72,8 +73,9 @@ _PMT_CLASS = 0x1E
 _STRIP = bytes(b & 0x1F for b in range(256))
 
 
-class NotEligible(Exception):
-    """The input cannot take the fast path (the reason says why); the PyAV path is used."""
+class NotEligible(SegmenterError):
+    """The input cannot take the fast path (the reason says why); the PyAV path is used. A
+    signal to ``fastrun.plan_fast_path``, not an error the operator sees."""
 
 
 # -- PSI ----------------------------------------------------------------------------------------

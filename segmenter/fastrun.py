@@ -3,7 +3,7 @@
 Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: one
 program, every elementary stream audio or video with 90 kHz timestamps, and an H.264 or HEVC
 reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
-messages, commit order, logs and guarantees are the PyAV path's (``segmenter.py``).
+messages, commit order, logs and guarantees are the PyAV path's (``pyavrun.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
-from .run import MessageMaker, RunContext, SegmentRun
+from .run import RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
     DATA,
@@ -37,9 +37,6 @@ from .tsfast import (
 )
 
 log = logging.getLogger(__name__)
-
-# Bytes asked of the input per call: large enough that the per-chunk work vanishes.
-READ_BYTES = 188 * 4096
 
 TICKS_PER_SECOND = 90000
 
@@ -140,11 +137,11 @@ class RawSegment:
 
 
 class FastRun(SegmentRun):
-    """One pass over an MPEG-TS input with the fast path. Same outputs as ``segmenter._Run``."""
+    """One pass over an MPEG-TS input with the fast path, as ``fast`` planned it. Same outputs
+    as ``pyavrun.PyAVRun``."""
 
-    def __init__(self, context: RunContext, description: InputDescription, first: int, message: MessageMaker,
-                 fast: FastPlan) -> None:
-        super().__init__(context, description, first, message)
+    def __init__(self, context: RunContext, description: InputDescription, first: int, fast: FastPlan) -> None:
+        super().__init__(context, description, first)
         self.fast = fast
         self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
         self._files: dict[int, RawSegment] = {}

@@ -1,5 +1,8 @@
-"""What a run of either path shares: numbering, the cutter, drops, and each finished segment's
-commit (fsync, rename) and message, in order, off the read loop."""
+"""What a run of either path shares: numbering, the cutter, drops, each finished segment's index
+message, and its commit (fsync, rename) and delivery, in order, off the read loop.
+
+The two run kinds fill in ``SegmentRun``'s hooks: ``pyavrun.PyAVRun`` and ``fastrun.FastRun``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Protocol
 
 from common.durable import commit_file
 from protocol import IndexMessage
+from protocol.limits import MAX_SEGMENT_DURATION_S
 
 from .config import SegmenterConfig
 from .cutter import Cutter, SegmentTiming
@@ -37,10 +41,6 @@ class ClosedSegment(Protocol):
     temp_path: Path  # where it was written
 
     def abort(self) -> None: ...
-
-
-# (segment number, timing, whether it ends the stream) -> its index message
-MessageMaker = Callable[[int, SegmentTiming, bool], IndexMessage]
 
 
 class Committer:
@@ -95,29 +95,36 @@ class RunContext:
     # Once the input stopped: whether another run follows (the program changed), so that the
     # last segment does not end the stream.
     continues: Callable[[], bool]
+    # The stream's first segment number: FIRST_SEGMENT of every message, whichever run sends it.
+    first_segment: int
 
 
 class SegmentRun:
-    """One pass over one program of the input, from segment ``first`` on; subclasses read it
-    (``_read_input``); ``message`` makes each finished segment's index message."""
+    """One pass over one program of the input, from segment ``first`` on. Subclasses read it
+    (``_read_input``), remove what they left open when it fails (``_abort_open``), count drops
+    per segment (``_drop``) and hand each closed segment to ``_finished``."""
 
-    def __init__(self, context: RunContext, description: InputDescription, first: int, message: MessageMaker) -> None:
+    def __init__(self, context: RunContext, description: InputDescription, first: int) -> None:
         self.config = context.config
         self.notifier = context.notifier
         self.progress = context.progress
         self.stop = context.stop
         self.continues = context.continues
+        self.first_segment = context.first_segment
         self.description = description
         self.first = first
         self.number = first - 1  # last segment number used
-        self.dropped = 0
-        self._message = message
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
         self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
         self._last_drop_reason = ""
 
     def loop(self) -> None:
+        """Read the input until it ends, stops or changes program, committing every segment.
+
+        Raises InputError when the input ended before a first segment could start (and no other
+        run follows), and OSError when a segment cannot be written or committed.
+        """
         directory_fd = os.open(self.config.output_dir, os.O_RDONLY | os.O_DIRECTORY)
         self.committer = Committer(self.notifier, directory_fd)
         try:
@@ -147,9 +154,8 @@ class SegmentRun:
         return self.number
 
     def _drop(self, index: int, reason: str) -> None:
-        """One unit left out: counted, and logged once per reason (each path also counts it
-        against the segment it belonged to)."""
-        self.dropped += 1
+        """One unit left out: logged once per reason (each path also counts it against the
+        segment it belonged to)."""
         if reason != self._last_drop_reason:
             self._last_drop_reason = reason
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
@@ -161,7 +167,30 @@ class SegmentRun:
         if dropped or corrupt:
             log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
                         segment.number, segment.name, dropped, corrupt)
-        message = self._message(segment.number, timing, last and not self.continues())
+        message = self._index_message(segment.number, timing, end=last and not self.continues())
         self.committer.put(segment, message)
         self.progress.segment(segment.name, message.duration, message.start, size, timing.discontinuity,
                               len(self.notifier))
+
+    def _index_message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
+        """The index message of finished segment ``number``; ``end`` when it ends the stream.
+        Durations are capped at the protocol's maximum and given in seconds to the microsecond."""
+        duration = timing.duration_s
+        if duration is not None:
+            duration = round(min(duration, MAX_SEGMENT_DURATION_S), 6)
+            if duration <= 0:
+                duration = None
+        start = round(timing.start_s, 6) if timing.start_s is not None and timing.start_s >= 0 else None
+        description = self.description
+        return self.config.message(
+            first_segment=self.first_segment,
+            last_segment=number,
+            end=end,
+            duration=duration,
+            start=start,
+            discontinuity=timing.discontinuity,
+            codecs=description.codecs,
+            resolution=description.resolution,
+            frame_rate=description.frame_rate,
+            independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
+        )

@@ -10,11 +10,12 @@ at the packet that announces it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 TS_PACKET_BYTES = 188
 SYNC_BYTE = 0x47
 PAT_PID = 0x0000
+SDT_PID = 0x0011
 PUSI = 0x40  # payload_unit_start_indicator, in a packet's second byte
 
 # Sync bytes in a row, 188 bytes apart, that count as having found the packet grid again after
@@ -70,6 +71,26 @@ def pat_programs(pat: bytes) -> tuple[tuple[int, int], ...]:
         for i in range(0, len(body) - 3, 4)
         if body[i] or body[i + 1]
     )
+
+
+def pmt_pids(packets: Iterable[bytes]) -> set[int]:
+    """The PMT PIDs listed by the first PAT packet among ``packets`` that starts a section;
+    empty when there is none (or its section spans packets)."""
+    for packet in packets:
+        if packet_pid(packet) == PAT_PID and packet[1] & PUSI:
+            table = section(packet)
+            return {pid for _, pid in pat_programs(table)} if table is not None else set()
+    return set()
+
+
+def reorder_leading_psi(packets: list[bytes]) -> list[bytes]:
+    """The PSI packets (PAT, PMT, SDT) that ``packets`` start with, reordered to PAT, PMT, then
+    the rest. Packets of one PID keep their order, so continuity counters stay valid."""
+    pmts = pmt_pids(packets)
+    psi = pmts | {PAT_PID, SDT_PID}
+    leading = next((i for i, packet in enumerate(packets) if packet_pid(packet) not in psi), len(packets))
+    rank = {PAT_PID: 0, **dict.fromkeys(pmts, 1)}
+    return sorted(packets[:leading], key=lambda packet: rank.get(packet_pid(packet), 2))
 
 
 def pmt_streams(pmt: bytes) -> tuple[int, Streams]:

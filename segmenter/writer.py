@@ -1,4 +1,5 @@
-"""Writing segment files: one MPEG-TS muxer per segment, temp name, fsync, rename."""
+"""Writing segment files: one MPEG-TS muxer per segment, under a temp name that ``run.Committer``
+renames once the file is durable; and the segment numbers an output directory already holds."""
 
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ import av.stream
 
 from protocol import segment_file_name
 
-TS_PACKET_BYTES = 188
+from .psi import SYNC_BYTE, TS_PACKET_BYTES, reorder_leading_psi
 
 # PSI packets the muxer writes ahead of the first PES packet: SDT, PAT, PMT. A few suffice.
 _LEADING_PSI_PACKETS = 8
 
-_PAT_PID = 0x0000
-_SDT_PID = 0x0011
-
 
 class SegmentWriter:
-    """One segment being written under ``.NAME.part`` until ``close`` renames it to NAME.
+    """One segment being written under ``.NAME.part`` (``temp_path``); ``path`` is NAME, its
+    name once committed.
 
     Each segment gets its own muxer, so each starts with its own PAT and PMT and opens alone.
     Timestamps are written as given (``mpegts_copyts``): segments are continuous and equal to
@@ -45,7 +44,7 @@ class SegmentWriter:
         self.packets += 1
 
     def close(self) -> int:
-        """Finish the muxer and the file's first bytes. Returns the size in bytes; see ``commit``."""
+        """Finish the muxer and the file's first bytes. Returns the size in bytes."""
         self._container.close()
         put_psi_first(self.temp_path)
         return self.temp_path.stat().st_size
@@ -68,42 +67,12 @@ def put_psi_first(path: Path) -> None:
     with open(path, "r+b") as file:
         head = file.read(TS_PACKET_BYTES * _LEADING_PSI_PACKETS)
         packets = [head[i : i + TS_PACKET_BYTES] for i in range(0, len(head) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES)]
-        if not packets or any(p[0] != 0x47 for p in packets):
+        if not packets or any(p[0] != SYNC_BYTE for p in packets):
             return
-        pmt_pids = _pmt_pids(packets)
-        leading = 0
-        for packet in packets:
-            if _pid(packet) not in pmt_pids | {_PAT_PID, _SDT_PID}:
-                break
-            leading += 1
-        rank = {_PAT_PID: 0, **{pid: 1 for pid in pmt_pids}}
-        ordered = sorted(packets[:leading], key=lambda p: rank.get(_pid(p), 2))
-        if ordered != packets[:leading]:
+        ordered = reorder_leading_psi(packets)
+        if ordered != packets[: len(ordered)]:
             file.seek(0)
             file.write(b"".join(ordered))
-
-
-def _pid(packet: bytes) -> int:
-    return ((packet[1] & 0x1F) << 8) | packet[2]
-
-
-def _pmt_pids(packets: list[bytes]) -> set[int]:
-    """PMT PIDs listed by the first PAT packet."""
-    for packet in packets:
-        if _pid(packet) != _PAT_PID or not packet[1] & 0x40:
-            continue
-        payload = 4
-        if packet[3] & 0x20:  # adaptation field
-            payload += 1 + packet[4]
-        section = payload + 1 + packet[payload]  # skip the pointer field
-        length = ((packet[section + 1] & 0x0F) << 8) | packet[section + 2]
-        programs = packet[section + 8 : section + 3 + length - 4]  # before the CRC
-        return {
-            ((programs[i + 2] & 0x1F) << 8) | programs[i + 3]
-            for i in range(0, len(programs) - 3, 4)
-            if programs[i] or programs[i + 1]  # program 0 is the network PID
-        }
-    return set()
 
 
 _STALE_PART = re.compile(r"\.(?P<prefix>.+)-(?P<number>[0-9]{5,})\.ts\.part")

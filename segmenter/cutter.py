@@ -132,9 +132,6 @@ class Cutter:
     def time_base(self) -> Fraction:
         return self._time_base
 
-    def is_reference(self, index: int) -> bool:
-        return index == self._ref.info.index
-
     # -- timestamps ---------------------------------------------------------------------------
 
     def _unwrap(self, track: _Track, pts: int | None, dts: int | None) -> None:

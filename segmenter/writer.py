@@ -36,12 +36,10 @@ class SegmentWriter:
         self._container = av.open(str(self.temp_path), "w", format="mpegts", options={"mpegts_copyts": "1"})
         self._outputs = {stream.index: self._container.add_stream_from_template(stream) for stream in streams}
         self._mux = self._container.mux_one
-        self.packets = 0
 
     def write(self, index: int, packet: av.Packet) -> None:
         packet.stream = self._outputs[index]
         self._mux(packet)
-        self.packets += 1
 
     def close(self) -> int:
         """Finish the muxer and the file's first bytes. Returns the size in bytes."""

@@ -37,7 +37,10 @@ READ_CHUNK_BYTES = 188 * 4096
 
 class StallWatch:
     """The stale-input watchdog's clock: a warning after ``warning_s`` without input (once per
-    silence, and a line when input resumes), the end of the input after ``end_s`` (0: never)."""
+    silence, and a line when input resumes), the end of the input after ``end_s`` (0: never).
+
+    The reader calls ``arrived`` whenever input comes, and ``poll`` whenever it waits.
+    """
 
     def __init__(self, warning_s: float = math.inf, end_s: float = 0.0) -> None:
         self.warning_s = warning_s
@@ -46,14 +49,16 @@ class StallWatch:
         self._stalled = False
 
     def arrived(self) -> None:
+        """Input came: the silence is over (logged if it had been reported)."""
         now = time.monotonic()
         if self._stalled:
             log.warning("input resumed after %.1f s without data", now - self._last_data)
             self._stalled = False
         self._last_data = now
 
-    def check(self, *, may_end: bool = True) -> bool:
-        """Logs a stall; True once the silence is long enough to end the input."""
+    def poll(self, *, may_end: bool = True) -> bool:
+        """Look at the silence so far: log a stall once it reaches ``warning_s``, and return True
+        once it reaches ``end_s`` (never when ``may_end`` is False): the input is to be ended."""
         silent_s = time.monotonic() - self._last_data
         if may_end and self.end_s and silent_s >= self.end_s:
             log.warning("no input for %.0f s (--stall-end %g): ending the stream", silent_s, self.end_s)
@@ -93,7 +98,7 @@ class StallMonitor:
                 seen = count
                 self._watch.arrived()
             else:
-                self._watch.check(may_end=False)
+                self._watch.poll(may_end=False)
 
 
 class ByteSource:
@@ -192,7 +197,7 @@ class ByteSource:
             if self._stop.is_set() or self._ended:
                 return b""
             wait_s = STOP_POLL_S
-            if (not self._probing or self.bytes_read) and self._stall.check():
+            if (not self._probing or self.bytes_read) and self._stall.poll():
                 self._ended = True
                 return b""
             if self._probing and self.bytes_read == 0:

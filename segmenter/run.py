@@ -110,9 +110,9 @@ class SegmentRun:
         self.progress = context.progress
         self.stop = context.stop
         self.continues = context.continues
-        self.first_segment = context.first_segment
+        self.first_segment = context.first_segment  # the stream's
         self.description = description
-        self.first = first
+        self.first = first  # this run's
         self.number = first - 1  # last segment number used
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
@@ -141,6 +141,8 @@ class SegmentRun:
                 os.close(directory_fd)
 
     def _read_input(self) -> None:
+        """Read the input until it ends or ``stop`` is set, writing segments and handing each
+        closed one to ``_finished`` (the last with ``last=True``)."""
         raise NotImplementedError
 
     def _abort_open(self) -> None:

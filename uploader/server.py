@@ -40,8 +40,9 @@ from protocol import (
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
-from .publisher import Publisher, stream_label
+from .publisher import Publisher
 from .spool import Queued, Spool, SpoolError, SpoolThread
+from .stream import stream_label
 
 log = logging.getLogger(__name__)
 

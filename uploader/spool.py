@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
-from .stream import PublishedSegment, RenditionInfo, StreamState
+from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
 
@@ -88,8 +88,6 @@ CREATE TABLE IF NOT EXISTS segments (
 """
 
 T = TypeVar("T")
-
-StreamKey = tuple[str, str, str]  # (bucket, key_prefix, index), as IndexMessage.stream_id
 
 
 class SpoolError(Exception):

@@ -14,6 +14,7 @@ from common.settings import is_loopback
 from protocol import ReplayGuard
 
 from .config import UploaderConfig
+from .errors import UploaderError
 from .files import AllowedDirs
 from .payloads import PayloadStore
 from .publisher import Publisher
@@ -24,7 +25,7 @@ from .stores import Store
 log = logging.getLogger(__name__)
 
 
-class StartupError(Exception):
+class StartupError(UploaderError):
     """The daemon cannot start (port taken, spool unreadable...): a one-line reason for the operator."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import UploaderError
+
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]{5,10}\.ts")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -24,11 +26,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-class DirectoryRefused(Exception):
+class DirectoryRefused(UploaderError):
     """A message names a directory the daemon may not read: the peer's request is refused."""
 
 
-class SegmentFileError(Exception):
+class SegmentFileError(UploaderError):
     """The segment cannot be read (missing, not a regular file, a symlink...): a permanent failure."""
 
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
+from .errors import UploaderError
 from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
@@ -90,8 +91,10 @@ CREATE TABLE IF NOT EXISTS segments (
 T = TypeVar("T")
 
 
-class SpoolError(Exception):
+class SpoolError(UploaderError):
     """The spool cannot be opened or written (disk full, permissions, corrupt file)."""
+
+    transient = True
 
 
 class Queued(enum.Enum):

@@ -321,10 +321,6 @@ class Spool:
         rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
         return [(parse_message(row[0]), row[1]) for row in rows]
 
-    def describe(self) -> dict[str, int]:
-        counts = dict(self._db.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
-        return {"queued": counts.get("queued", 0), "failed": counts.get("failed", 0)}
-
 
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a ``return`` inside commits).

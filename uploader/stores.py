@@ -63,10 +63,6 @@ class Store(Protocol):
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None: ...
 
 
-def content_type_for(key: str) -> str:
-    return PLAYLIST_CONTENT_TYPE if key.endswith(".m3u8") else SEGMENT_CONTENT_TYPE
-
-
 class S3Store:
     """PUTs through an injected boto3 S3 client (its retries off: the publisher retries)."""
 

@@ -40,8 +40,11 @@ class AllowedDirs:
 
     roots: tuple[Path, ...]
 
-    def check(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
-        """(root, components below it) of a message's directory, or raise DirectoryRefused."""
+    def resolve(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
+        """(root, components below it) of a message's directory, resolved with realpath.
+
+        Raises DirectoryRefused when it is relative, unresolvable or under none of the roots.
+        """
         if not output_directory.startswith("/"):
             raise DirectoryRefused(f"output directory {output_directory} must be an absolute path")
         try:
@@ -63,7 +66,7 @@ class AllowedDirs:
         """The segment file, open for reading; raises DirectoryRefused or SegmentFileError."""
         if not _SEGMENT_NAME.fullmatch(name):
             raise SegmentFileError(f"{name!r} is not a segment file name")
-        root, parts = self.check(output_directory)
+        root, parts = self.resolve(output_directory)
         shown = os.path.join(output_directory, name)
         directory = _open_below(root, parts, shown)
         try:

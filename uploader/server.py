@@ -149,7 +149,7 @@ class UploadServer:
         label = stream_label(message.stream_id)
         segment = message.segment_name
         if self._guard is not None:
-            refused = self._guard.check(message, time.time_ns() // 1_000_000)
+            refused = self._guard.refusal(message, time.time_ns() // 1_000_000)
             if refused is not None:
                 log.warning("peer %s stream %s segment %s: not authenticated: %s", peer, label, segment, refused.reason)
                 return Reject.try_again(refused.reason) if refused.transient else Reject.because(refused.reason)
@@ -165,7 +165,7 @@ class UploadServer:
         if message.last_segment == 0:
             return None
         try:
-            self._allowed.check(message.output_directory)
+            self._allowed.resolve(message.output_directory)
         except DirectoryRefused as error:
             return self._refuse(peer, label, segment, str(error))
         return None
@@ -208,7 +208,7 @@ class UploadServer:
 
     def _check_alignment(self, message: IndexMessage) -> None:
         tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())
-        for warning in tracker.check(message.index, message.last_segment, message.start, message.frame_rate):
+        for warning in tracker.observe(message.index, message.last_segment, message.start, message.frame_rate):
             program = f"{message.bucket}/{message.key_prefix}" if message.key_prefix else message.bucket
             log.warning("program %s segment %d: %s", program, message.last_segment, warning)
 

@@ -16,6 +16,7 @@ from protocol import ReplayGuard
 from .config import UploaderConfig
 from .errors import UploaderError
 from .files import AllowedDirs
+from .intake import Intake
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
@@ -64,15 +65,18 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     allowed = AllowedDirs(config.allow_dirs)
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads)
-    server = UploadServer(
+    intake = Intake(
         spool=spool_thread,
         publisher=publisher,
         allowed=allowed,
         buckets=config.buckets,
         payloads=payloads,
         guard=ReplayGuard(config.secret) if config.secret is not None else None,
-        insecure=insecure,
         master_name=config.master_name,
+    )
+    server = UploadServer(
+        intake,
+        insecure=insecure,
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
     )
     try:

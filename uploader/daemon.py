@@ -31,8 +31,9 @@ class StartupError(UploaderError):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    queued_left: int  # messages left in the spool for the next start
+class DaemonExit:
+    """How the daemon stopped, for the command's exit."""
+
     puts_abandoned: int  # PUTs still running in threads at exit (the next start redoes them)
 
 
@@ -47,8 +48,11 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
     )
 
 
-async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> Outcome:
-    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``."""
+async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> DaemonExit:
+    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``.
+
+    Raises StartupError when the spool, its payload directory or the listener cannot be set up.
+    """
     try:
         spool = Spool.open(config.spool_dir)
     except SpoolError as error:
@@ -104,7 +108,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             log.warning("drain timeout: %d stream(s) stopped mid-upload; the next start redoes them", cut)
         left = await spool_thread.call(Spool.queued_count, spool)
         log.info("stopped; %d message(s) left queued for the next start", left)
-        return Outcome(queued_left=left, puts_abandoned=publisher.puts_running)
+        return DaemonExit(puts_abandoned=publisher.puts_running)
     finally:
         publisher.close()
         spool_thread.close()

@@ -7,7 +7,7 @@ waits until that file is committed and the message queued; when the payloads bei
 all connections would pass --max-payload-inflight, it is answered "try again" at once. Each
 outcome is logged with the peer, stream and segment it is about.
 
-An error becomes an ERR reply in one place, ``rejection``: "try again" when it is transient (the
+An error becomes an ERR reply in one place, ``_rejection``: "try again" when it is transient (the
 daemon's state is at fault), final otherwise.
 """
 
@@ -29,7 +29,7 @@ from .stream import stream_label
 log = logging.getLogger(__name__)
 
 
-def rejection(reason: str, *, transient: bool) -> Reject:
+def _rejection(reason: str, *, transient: bool) -> Reject:
     """The ERR reply for ``reason``: "try again" when ``transient`` (an error's or an
     ``AuthRefused``'s), else a final refusal."""
     return Reject.try_again(reason) if transient else Reject.because(reason)
@@ -87,7 +87,7 @@ class Intake:
             # The daemon's state, not the peer's fault: the peer sends it again later.
             log.warning("peer %s stream %s segment %s: payload put off: %s", peer,
                         stream_label(message.stream_id), message.segment_name, error)
-            return rejection(str(error), transient=error.transient)
+            return _rejection(str(error), transient=error.transient)
 
     async def accept_payload(self, peer: str, message: IndexMessage, payload: PayloadFile) -> Reply:
         """The reply to ``message`` once all of its payload is in ``payload``: checked against
@@ -119,7 +119,7 @@ class Intake:
             payload.discard()
         log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
                   stream_label(message.stream_id), message.segment_name, error)
-        return rejection(str(error), transient=error.transient)
+        return _rejection(str(error), transient=error.transient)
 
     def _refusal(self, peer: str, message: IndexMessage) -> Reject | None:
         """Authentication and policy: a refusal, or None when the message may be queued."""
@@ -128,7 +128,7 @@ class Intake:
             if refused is not None:
                 log.warning("peer %s stream %s segment %s: not authenticated: %s", peer,
                             stream_label(message.stream_id), message.segment_name, refused.reason)
-                return rejection(refused.reason, transient=refused.transient)
+                return _rejection(refused.reason, transient=refused.transient)
         if self._buckets and message.bucket not in self._buckets:
             return self._refuse(peer, message, f"bucket {message.bucket} is not allowed")
         if self._master_name and message.index == self._master_name:
@@ -160,7 +160,7 @@ class Intake:
             queued = await self._spool.call(Spool.enqueue, self._spool.spool, message, payload)
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
-            return rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
+            return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
         if queued is Queued.NEW:
             self._observe_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,

@@ -61,6 +61,8 @@ _READ_CHUNK = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
+    """What one connection may cost: seconds idle or writing, connections, bad messages, payload bytes."""
+
     idle_timeout_s: float = IDLE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
     max_bad_messages: int = MAX_BAD_MESSAGES

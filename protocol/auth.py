@@ -49,7 +49,10 @@ class AuthRefused:
 
 @dataclass(slots=True)
 class ReplayGuard:
-    """Checks tag, clock window and replays. Pure: the caller passes the clock in."""
+    """Checks tag, clock window and replays. Pure: the caller passes the clock in.
+
+    ``refusal`` answers for one message: an ``AuthRefused`` or None, never an exception.
+    """
 
     secret: bytes = field(repr=False)
     window_ms: int = AUTH_WINDOW_MS
@@ -57,8 +60,12 @@ class ReplayGuard:
     _seen: set[str] = field(default_factory=set, repr=False)
     _expiry: list[tuple[int, str]] = field(default_factory=list, repr=False)  # heap of (forget at, tag)
 
-    def check(self, message: IndexMessage, now_ms: int) -> AuthRefused | None:
-        """None when ``message`` is authentic, fresh and new (its tag is then remembered)."""
+    def refusal(self, message: IndexMessage, now_ms: int) -> AuthRefused | None:
+        """Why ``message`` is refused, or None when it is authentic, fresh and new.
+
+        ``now_ms`` is the receiver's clock (Unix ms). An accepted message's tag is remembered,
+        so the same message given again is refused as a replay.
+        """
         self._forget(now_ms)
         if message.tag is None:
             return AuthRefused("message is not signed (this daemon requires ts= and tag=)")

@@ -63,10 +63,6 @@ class MessageDecoder:
         self._payload_size = 0
         self._payload_left: int | None = None  # None: reading lines, not a payload
 
-    @property
-    def in_payload(self) -> bool:
-        return self._payload_left is not None
-
     def receive_data(self, data: bytes) -> None:
         if self._eof:
             raise RuntimeError("receive_data after receive_eof")

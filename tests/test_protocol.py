@@ -475,18 +475,18 @@ def test_replay_guard_window_replays_and_forgetting() -> None:
     guard = ReplayGuard(secret)
     t0 = 1_700_000_000_000
     message = sign_at(ORIGINAL_MESSAGE, secret, t0)
-    assert guard.check(message, t0 + 5) is None
-    refused = guard.check(message, t0 + 10)
+    assert guard.refusal(message, t0 + 5) is None
+    refused = guard.refusal(message, t0 + 10)
     assert refused is not None and refused.reason.startswith("replayed message")
     # Once its ts has left the window the tag is forgotten, and the clock check refuses it.
     later = t0 + AUTH_WINDOW_MS + 1
-    refused = guard.check(message, later)
+    refused = guard.refusal(message, later)
     assert refused is not None and "outside the 30 s window" in refused.reason
     assert len(guard) == 0
     # At the edge of the window, either way, a message is still accepted.
-    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, later - AUTH_WINDOW_MS), later) is None
-    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, later + AUTH_WINDOW_MS), later) is None
-    assert guard.check(sign_at(ORIGINAL_MESSAGE, b"another secret key", later), later).reason.startswith("wrong")
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, later - AUTH_WINDOW_MS), later) is None
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, later + AUTH_WINDOW_MS), later) is None
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, b"another secret key", later), later).reason.startswith("wrong")
 
 
 def test_replay_guard_is_bounded() -> None:
@@ -495,9 +495,9 @@ def test_replay_guard_is_bounded() -> None:
     secret = b"0123456789abcdef"
     guard = ReplayGuard(secret, capacity=2)
     t0 = 1_700_000_000_000
-    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
-    assert guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0) is None
-    refused = guard.check(sign_at(ORIGINAL_MESSAGE, secret, t0 + 2), t0)
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0) is None
+    refused = guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 2), t0)
     assert refused is not None and refused.transient
 
 

@@ -28,14 +28,19 @@ class Reported:
 
 @dataclass(slots=True)
 class AlignmentTracker:
-    """Per program: segment number -> each rendition's start. Feed ``check`` every segment."""
+    """Per program: segment number -> each rendition's start. Feed ``observe`` every segment."""
 
     memory: int = ALIGNMENT_MEMORY
     reference: str | None = None
     _starts: collections.OrderedDict[int, dict[str, Reported]] = field(default_factory=collections.OrderedDict)
 
-    def check(self, rendition: str, number: int, start_s: float | None, frame_rate: float | None) -> list[str]:
-        """Warnings, each naming a rendition whose segment ``number`` does not line up."""
+    def observe(self, rendition: str, number: int, start_s: float | None, frame_rate: float | None) -> list[str]:
+        """Record that ``rendition``'s segment ``number`` starts at ``start_s`` (seconds; None: not
+        reported, nothing recorded) at ``frame_rate`` (frames/s; None: 25).
+
+        Returns warnings for the log, one line each, naming a rendition whose segment ``number``
+        does not line up with the reference's; empty when all do or there is nothing to compare.
+        """
         if start_s is None:
             return []
         if self.reference is None:

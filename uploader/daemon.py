@@ -14,7 +14,9 @@ from common.settings import is_loopback
 from protocol import ReplayGuard
 
 from .config import UploaderConfig
+from .errors import UploaderError
 from .files import AllowedDirs
+from .intake import Intake
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
@@ -24,13 +26,14 @@ from .stores import Store
 log = logging.getLogger(__name__)
 
 
-class StartupError(Exception):
+class StartupError(UploaderError):
     """The daemon cannot start (port taken, spool unreadable...): a one-line reason for the operator."""
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    queued_left: int  # messages left in the spool for the next start
+class DaemonExit:
+    """How the daemon stopped, for the command's exit."""
+
     puts_abandoned: int  # PUTs still running in threads at exit (the next start redoes them)
 
 
@@ -45,8 +48,11 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
     )
 
 
-async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> Outcome:
-    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``."""
+async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> DaemonExit:
+    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``.
+
+    Raises StartupError when the spool, its payload directory or the listener cannot be set up.
+    """
     try:
         spool = Spool.open(config.spool_dir)
     except SpoolError as error:
@@ -63,15 +69,18 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     allowed = AllowedDirs(config.allow_dirs)
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads)
-    server = UploadServer(
+    intake = Intake(
         spool=spool_thread,
         publisher=publisher,
         allowed=allowed,
         buckets=config.buckets,
         payloads=payloads,
         guard=ReplayGuard(config.secret) if config.secret is not None else None,
-        insecure=insecure,
         master_name=config.master_name,
+    )
+    server = UploadServer(
+        intake,
+        insecure=insecure,
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
     )
     try:
@@ -99,7 +108,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             log.warning("drain timeout: %d stream(s) stopped mid-upload; the next start redoes them", cut)
         left = await spool_thread.call(Spool.queued_count, spool)
         log.info("stopped; %d message(s) left queued for the next start", left)
-        return Outcome(queued_left=left, puts_abandoned=publisher.puts_running)
+        return DaemonExit(puts_abandoned=publisher.puts_running)
     finally:
         publisher.close()
         spool_thread.close()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import UploaderError
+
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]{5,10}\.ts")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -24,11 +26,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-class DirectoryRefused(Exception):
+class DirectoryRefused(UploaderError):
     """A message names a directory the daemon may not read: the peer's request is refused."""
 
 
-class SegmentFileError(Exception):
+class SegmentFileError(UploaderError):
     """The segment cannot be read (missing, not a regular file, a symlink...): a permanent failure."""
 
 
@@ -38,8 +40,11 @@ class AllowedDirs:
 
     roots: tuple[Path, ...]
 
-    def check(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
-        """(root, components below it) of a message's directory, or raise DirectoryRefused."""
+    def resolve(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
+        """(root, components below it) of a message's directory, resolved with realpath.
+
+        Raises DirectoryRefused when it is relative, unresolvable or under none of the roots.
+        """
         if not output_directory.startswith("/"):
             raise DirectoryRefused(f"output directory {output_directory} must be an absolute path")
         try:
@@ -61,7 +66,7 @@ class AllowedDirs:
         """The segment file, open for reading; raises DirectoryRefused or SegmentFileError."""
         if not _SEGMENT_NAME.fullmatch(name):
             raise SegmentFileError(f"{name!r} is not a segment file name")
-        root, parts = self.check(output_directory)
+        root, parts = self.resolve(output_directory)
         shown = os.path.join(output_directory, name)
         directory = _open_below(root, parts, shown)
         try:

@@ -21,16 +21,22 @@ from pathlib import Path
 
 from common.durable import commit_file
 
+from .errors import UploaderError
+
 PAYLOAD_DIR_NAME = "payloads"
 _TEMP_SUFFIX = ".part"
 
 
-class PayloadError(Exception):
+class PayloadError(UploaderError):
     """A payload could not be stored (disk full, permissions): the daemon's state, not the peer's."""
 
+    transient = True
 
-class PayloadsBusy(Exception):
+
+class PayloadsBusy(UploaderError):
     """Payloads being received already hold the budget: refuse this one for now, not for good."""
+
+    transient = True
 
 
 class PayloadBudget:

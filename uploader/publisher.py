@@ -37,7 +37,7 @@ from .player import (
 from .master import Variant, master_playlist, needs_upload, sorted_variants, variant
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, media_playlist, should_publish
-from .spool import QueuedItem, Spool, SpoolError, SpoolThread, StreamKey
+from .spool import QueuedItem, Spool, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,
     SEGMENT_CONTENT_TYPE,
@@ -46,7 +46,7 @@ from .stores import (
     Store,
     TransientStoreError,
 )
-from .stream import RenditionInfo, StreamState, with_end, with_failure, with_segment
+from .stream import RenditionInfo, StreamKey, StreamState, stream_label, with_end, with_failure, with_segment
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,6 @@ RETRY_LOG_EVERY = 10
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt - 1, 30)))
-
-
-def stream_label(key: StreamKey) -> str:
-    bucket, key_prefix, index = key
-    return f"{bucket}/{key_prefix}/{index}" if key_prefix else f"{bucket}/{index}"
 
 
 class Publisher:

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
-from .stream import PublishedSegment, RenditionInfo, StreamState
+from .errors import UploaderError
+from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
 
@@ -89,11 +90,11 @@ CREATE TABLE IF NOT EXISTS segments (
 
 T = TypeVar("T")
 
-StreamKey = tuple[str, str, str]  # (bucket, key_prefix, index), as IndexMessage.stream_id
 
-
-class SpoolError(Exception):
+class SpoolError(UploaderError):
     """The spool cannot be opened or written (disk full, permissions, corrupt file)."""
+
+    transient = True
 
 
 class Queued(enum.Enum):
@@ -319,10 +320,6 @@ class Spool:
     def failures(self) -> list[tuple[IndexMessage, str]]:
         rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
         return [(parse_message(row[0]), row[1]) for row in rows]
-
-    def describe(self) -> dict[str, int]:
-        counts = dict(self._db.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
-        return {"queued": counts.get("queued", 0), "failed": counts.get("failed", 0)}
 
 
 class _transaction:

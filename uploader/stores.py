@@ -15,6 +15,8 @@ from typing import Any, BinaryIO, Protocol
 
 from common.durable import write_file
 
+from .errors import UploaderError
+
 SEGMENT_CONTENT_TYPE = "video/MP2T"
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
 
@@ -41,26 +43,24 @@ _TRANSIENT_CODES = frozenset(
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
 
 
-class StoreError(Exception):
-    """``str(error)`` is a one-line reason fit for the log."""
+class StoreError(UploaderError):
+    """A PUT failed; ``str(error)`` is a one-line reason fit for the log."""
 
 
 class TransientStoreError(StoreError):
-    pass
+    """The store is down, slow or throttling: the PUT is retried."""
+
+    transient = True
 
 
 class PermanentStoreError(StoreError):
-    pass
+    """Trying again cannot help (no such bucket, access denied): the segment fails."""
 
 
 class Store(Protocol):
     description: str  # for the startup line
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None: ...
-
-
-def content_type_for(key: str) -> str:
-    return PLAYLIST_CONTENT_TYPE if key.endswith(".m3u8") else SEGMENT_CONTENT_TYPE
 
 
 class S3Store:

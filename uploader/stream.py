@@ -1,4 +1,4 @@
-"""A stream's published state and how each outcome changes it. Pure: no I/O.
+"""A stream: its key, and its published state and how each outcome changes it. Pure: no I/O.
 
 The publisher loads a ``StreamState`` from the spool, applies the outcome of one queued message
 (a segment published, a segment failed, an end) and stores the result together with the
@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+
+StreamKey = tuple[str, str, str]  # (bucket, key_prefix, index), as IndexMessage.stream_id
+
+
+def stream_label(key: StreamKey) -> str:
+    """A stream as logs name it: "BUCKET/KEY_PREFIX/INDEX", or "BUCKET/INDEX" at the bucket's root."""
+    bucket, key_prefix, index = key
+    return f"{bucket}/{key_prefix}/{index}" if key_prefix else f"{bucket}/{index}"
 
 
 def rounded_seconds(duration_s: float) -> int:

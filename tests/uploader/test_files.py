@@ -42,7 +42,7 @@ def test_reads_a_segment_in_an_allowed_directory_and_below(tree: dict[str, Path]
 
 def test_default_allows_nothing(tree: dict[str, Path]) -> None:
     with pytest.raises(DirectoryRefused, match=r"is not allowed \(add --allow-dir .*allowed\)"):
-        dirs().check(str(tree["allowed"]))
+        dirs().resolve(str(tree["allowed"]))
 
 
 def test_other_directories_are_refused_with_the_option_to_add(tree: dict[str, Path]) -> None:
@@ -53,9 +53,9 @@ def test_other_directories_are_refused_with_the_option_to_add(tree: dict[str, Pa
 def test_relative_and_dotdot_paths(tree: dict[str, Path]) -> None:
     allowed = dirs(tree["allowed"])
     with pytest.raises(DirectoryRefused, match="absolute"):
-        allowed.check("tmp/")
+        allowed.resolve("tmp/")
     with pytest.raises(DirectoryRefused, match="not allowed"):
-        allowed.check(f"{tree['allowed']}/../outside")
+        allowed.resolve(f"{tree['allowed']}/../outside")
     assert read(allowed, f"{tree['outside']}/../allowed/sub") == b"inside-sub"
 
 
@@ -80,30 +80,30 @@ def test_directory_swapped_for_a_symlink_after_the_check(tree: dict[str, Path], 
     """Time of check vs time of use: the check passes, then the directory becomes a symlink out."""
     allowed = dirs(tree["allowed"])
     sub = tree["allowed"] / "sub"
-    real_check = AllowedDirs.check
+    real_resolve = AllowedDirs.resolve
 
     def check_then_swap(self: AllowedDirs, directory: str) -> tuple[Path, tuple[str, ...]]:
-        result = real_check(self, directory)
+        result = real_resolve(self, directory)
         os.rename(sub, tree["allowed"] / "sub.old")
         sub.symlink_to(tree["outside"])
         return result
 
-    monkeypatch.setattr(AllowedDirs, "check", check_then_swap)
+    monkeypatch.setattr(AllowedDirs, "resolve", check_then_swap)
     with pytest.raises(SegmentFileError, match="symlink"):
         read(allowed, sub)
 
 
 def test_file_swapped_for_a_symlink_after_the_check(tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     allowed = dirs(tree["allowed"])
-    real_check = AllowedDirs.check
+    real_resolve = AllowedDirs.resolve
 
     def check_then_swap(self: AllowedDirs, directory: str) -> tuple[Path, tuple[str, ...]]:
-        result = real_check(self, directory)
+        result = real_resolve(self, directory)
         (tree["allowed"] / NAME).unlink()
         (tree["allowed"] / NAME).symlink_to(tree["outside"] / NAME)
         return result
 
-    monkeypatch.setattr(AllowedDirs, "check", check_then_swap)
+    monkeypatch.setattr(AllowedDirs, "resolve", check_then_swap)
     with pytest.raises(SegmentFileError, match="symlink"):
         read(allowed, tree["allowed"])
 

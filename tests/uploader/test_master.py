@@ -70,15 +70,15 @@ def test_when_the_master_goes_out_again() -> None:
 
 def test_alignment_names_the_drifting_rendition() -> None:
     tracker = AlignmentTracker(memory=4)
-    assert tracker.check("low.m3u8", 7, 14.0, 25.0) == []  # the first heard of: the reference
-    assert tracker.check("mid.m3u8", 7, 14.04, 25.0) == []  # one frame: fine
-    [warning] = tracker.check("high.m3u8", 7, 14.5, 25.0)
+    assert tracker.observe("low.m3u8", 7, 14.0, 25.0) == []  # the first heard of: the reference
+    assert tracker.observe("mid.m3u8", 7, 14.04, 25.0) == []  # one frame: fine
+    [warning] = tracker.observe("high.m3u8", 7, 14.5, 25.0)
     assert warning.startswith("rendition high.m3u8 drifts: its segment 7 starts at 14.500 s, +0.500 s from low.m3u8")
-    assert tracker.check("high.m3u8", 8, None, 25.0) == []  # no start: nothing to compare
+    assert tracker.observe("high.m3u8", 8, None, 25.0) == []  # no start: nothing to compare
     # The reference arriving after the others still names the other one.
-    assert tracker.check("high.m3u8", 9, 18.3, 25.0) == []
-    [warning] = tracker.check("low.m3u8", 9, 18.0, 25.0)
+    assert tracker.observe("high.m3u8", 9, 18.3, 25.0) == []
+    [warning] = tracker.observe("low.m3u8", 9, 18.0, 25.0)
     assert warning.startswith("rendition high.m3u8 drifts: its segment 9")
     for number in range(10, 15):
-        tracker.check("low.m3u8", number, float(number), 25.0)
-    assert tracker.check("high.m3u8", 7, 99.0, 25.0) == []  # forgotten: bounded memory
+        tracker.observe("low.m3u8", number, float(number), 25.0)
+    assert tracker.observe("high.m3u8", 7, 99.0, 25.0) == []  # forgotten: bounded memory

@@ -199,7 +199,7 @@ def test_payloads_in_flight_are_capped_across_connections(
         assert third.send(ext_message(segments_dir, bucket, 1, key_prefix="live/third-file")) == Ack(1)
         log = daemon.log()
         assert log.count("payload put off") == 1
-        assert f"WARNING uploader.server: peer 127.0.0.1:{third.sock.getsockname()[1]} stream {bucket}/live/third/index.m3u8 segment seg-00001.ts: payload put off" in log
+        assert f"WARNING uploader.intake: peer 127.0.0.1:{third.sock.getsockname()[1]} stream {bucket}/live/third/index.m3u8 segment seg-00001.ts: payload put off" in log
 
         first.send_only(data[size // 2 :])
         assert first.reply() == Ack(1)

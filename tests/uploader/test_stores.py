@@ -12,7 +12,6 @@ from uploader.stores import (
     PermanentStoreError,
     TransientStoreError,
     classify_client_error,
-    content_type_for,
 )
 
 
@@ -44,11 +43,6 @@ def test_file_store_failure_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(TransientStoreError):
         FileStore(tmp_path).put("b", "k.ts", broken, content_type="x", cache_control="y")  # type: ignore[arg-type]
     assert os.listdir(tmp_path / "b") == []
-
-
-def test_content_types() -> None:
-    assert content_type_for("a/b.m3u8") == "application/vnd.apple.mpegurl"
-    assert content_type_for("a/b-00001.ts") == "video/MP2T"
 
 
 class FakeClientError(Exception):

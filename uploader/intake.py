@@ -1,0 +1,184 @@
+"""The daemon's policy for each message a peer sends, between the connection and the spool.
+
+A message is checked (authentication, allowed buckets and directories, the master playlist's
+name), then queued durably in the spool and handed to the publisher; its reply says which. A
+message with an inline payload is admitted first: its bytes go to a payload file, and its reply
+waits until that file is committed and the message queued; when the payloads being received on
+all connections would pass --max-payload-inflight, it is answered "try again" at once. Each
+outcome is logged with the peer, stream and segment it is about.
+
+An error becomes an ERR reply in one place, ``_rejection``: "try again" when it is transient (the
+daemon's state is at fault), final otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from protocol import Ack, IndexMessage, Reject, Reply, ReplayGuard
+
+from .alignment import AlignmentTracker
+from .files import AllowedDirs, DirectoryRefused
+from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
+from .publisher import Publisher
+from .spool import Queued, Spool, SpoolError, SpoolThread
+from .stream import stream_label
+
+log = logging.getLogger(__name__)
+
+
+def _rejection(reason: str, *, transient: bool) -> Reject:
+    """The ERR reply for ``reason``: "try again" when ``transient`` (an error's or an
+    ``AuthRefused``'s), else a final refusal."""
+    return Reject.try_again(reason) if transient else Reject.because(reason)
+
+
+class Intake:
+    """Checks, queues and answers the messages of every connection. Runs on the event loop.
+
+    ``admit`` takes each message. A message admitted with an inline payload ends in exactly one
+    of ``accept_payload`` (all its bytes written), ``cut_off`` (they stopped coming) or
+    ``payload_lost`` (the disk failed them); each of them disposes of its payload file.
+    """
+
+    def __init__(
+        self,
+        *,
+        spool: SpoolThread,
+        publisher: Publisher,
+        allowed: AllowedDirs,
+        buckets: frozenset[str],
+        payloads: PayloadStore,
+        guard: ReplayGuard | None = None,
+        master_name: str = "",
+    ) -> None:
+        """``buckets``: the allowed buckets (empty: any). ``guard``: None when messages are not
+        authenticated. ``master_name``: the master playlist's name, which no stream may take."""
+        self._spool = spool
+        self._publisher = publisher
+        self._allowed = allowed
+        self._buckets = buckets
+        self._payloads = payloads
+        self._guard = guard
+        self._master_name = master_name
+        # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
+        # messages arrive, so the warning comes in real time.
+        self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
+
+    async def admit(self, peer: str, message: IndexMessage) -> Reply | PayloadFile:
+        """The reply to ``message`` from ``peer`` (an address, for the log), once it is queued or
+        refused. For a message admitted with an inline payload: the PayloadFile its
+        ``message.size`` bytes are to be written to, then handed to ``accept_payload``.
+
+        A refused message's payload bytes are the caller's to skip. Raises PayloadError when no
+        payload file can be created: answer with ``payload_lost``.
+        """
+        refused = self._refusal(peer, message)
+        if refused is not None:
+            return refused
+        if message.size is None:
+            reply, _ = await self._queue(peer, message)
+            return reply
+        try:
+            return self._payloads.receive(message.size)
+        except PayloadsBusy as error:
+            # The daemon's state, not the peer's fault: the peer sends it again later.
+            log.warning("peer %s stream %s segment %s: payload put off: %s", peer,
+                        stream_label(message.stream_id), message.segment_name, error)
+            return _rejection(str(error), transient=error.transient)
+
+    async def accept_payload(self, peer: str, message: IndexMessage, payload: PayloadFile) -> Reply:
+        """The reply to ``message`` once all of its payload is in ``payload``: checked against
+        its sha256, committed (off the event loop) and the message queued; else refused."""
+        if message.payload_sha256 is not None and payload.sha256 != message.payload_sha256:
+            payload.discard()
+            return self._refuse(peer, message, "payload does not match its sha256")
+        try:
+            name = await asyncio.get_running_loop().run_in_executor(None, payload.commit)
+        except PayloadError as error:
+            return self.payload_lost(peer, message, error)
+        reply, new = await self._queue(peer, message, name)
+        if not new:
+            self._payloads.remove(name)  # refused, or a re-send of a message already queued
+        return reply
+
+    def cut_off(self, peer: str, message: IndexMessage, payload: PayloadFile, reason: str) -> None:
+        """``message``'s payload stopped coming in (``reason``): drop what was written of it."""
+        payload.discard()
+        log.warning("peer %s stream %s segment %s: payload cut off, nothing kept: %s",
+                    peer, stream_label(message.stream_id), message.segment_name, reason)
+
+    def payload_lost(self, peer: str, message: IndexMessage, error: PayloadError,
+                     payload: PayloadFile | None = None) -> Reject:
+        """The reply to ``message`` when the disk failed its payload: "try again". ``payload``,
+        if one was made, is dropped. When its bytes were still to come (``admit`` or a write
+        raised), they are not read: the caller ends the connection after this reply."""
+        if payload is not None:
+            payload.discard()
+        log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
+                  stream_label(message.stream_id), message.segment_name, error)
+        return _rejection(str(error), transient=error.transient)
+
+    def _refusal(self, peer: str, message: IndexMessage) -> Reject | None:
+        """Authentication and policy: a refusal, or None when the message may be queued."""
+        if self._guard is not None:
+            refused = self._guard.refusal(message, time.time_ns() // 1_000_000)
+            if refused is not None:
+                log.warning("peer %s stream %s segment %s: not authenticated: %s", peer,
+                            stream_label(message.stream_id), message.segment_name, refused.reason)
+                return _rejection(refused.reason, transient=refused.transient)
+        if self._buckets and message.bucket not in self._buckets:
+            return self._refuse(peer, message, f"bucket {message.bucket} is not allowed")
+        if self._master_name and message.index == self._master_name:
+            return self._refuse(peer, message,
+                                f"index {message.index} is the name of the master playlist (--master-name)")
+        if message.size is not None:
+            if message.last_segment == 0 or message.size == 0:
+                return self._refuse(peer, message, "an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
+            return None  # the bytes come with the message: no directory is read
+        if message.last_segment == 0:
+            return None
+        try:
+            self._allowed.resolve(message.output_directory)
+        except DirectoryRefused as error:
+            return self._refuse(peer, message, str(error))
+        return None
+
+    async def _queue(self, peer: str, message: IndexMessage, payload: str | None = None) -> tuple[Reply, bool]:
+        """The durable queue: the reply for ``message``, and whether it was newly queued.
+
+        ``payload`` names its committed inline payload in the spool's payloads/ directory.
+        """
+        label = stream_label(message.stream_id)
+        segment = message.segment_name
+        if message.last_segment == 0:
+            log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
+            return Ack(0), False
+        try:
+            queued = await self._spool.call(Spool.enqueue, self._spool.spool, message, payload)
+        except SpoolError as error:
+            log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
+            return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
+        if queued is Queued.NEW:
+            self._observe_alignment(message)
+            log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
+                     f" with its {message.size}-byte payload" if payload else "", " (end)" if message.end else "")
+            self._publisher.notify(message.stream_id)
+        else:
+            log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
+        return Ack(message.last_segment), queued is Queued.NEW
+
+    def _observe_alignment(self, message: IndexMessage) -> None:
+        tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())
+        for warning in tracker.observe(message.index, message.last_segment, message.start, message.frame_rate):
+            program = f"{message.bucket}/{message.key_prefix}" if message.key_prefix else message.bucket
+            log.warning("program %s segment %d: %s", program, message.last_segment, warning)
+
+    @staticmethod
+    def _refuse(peer: str, message: IndexMessage, reason: str) -> Reject:
+        """A final refusal of ``message``, logged."""
+        log.warning("peer %s stream %s segment %s refused: %s", peer, stream_label(message.stream_id),
+                    message.segment_name, reason)
+        return Reject.because(reason)

@@ -1,11 +1,12 @@
-"""Settings shared by both commands: addresses, option precedence, value types, the shared
-secret. Pure: callers read files."""
+"""Settings shared by both commands: addresses, value types, the TOML table, the shared secret.
+Pure: callers read files."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -15,8 +16,15 @@ class ConfigError(Exception):
     """Local misconfiguration (an option, a config file): the operator's to fix, not a peer's."""
 
 
-def parse_address(text: str, *, default_port: int = 10234) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT`` -> (host, port)."""
+# hls-uploadd's port, where hls-segment finds it unless told otherwise.
+DEFAULT_PORT = 10234
+
+# The daemon's address by default: this host only.
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT`` -> (host, port); no host is 127.0.0.1."""
     host, port_text = text, ""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -25,7 +33,7 @@ def parse_address(text: str, *, default_port: int = 10234) -> tuple[str, int]:
         host, port_text = text.split(":")
     host = host or "127.0.0.1"
     try:
-        port = int(port_text) if port_text else default_port
+        port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:
         raise ConfigError(f"address {text!r}: port {port_text!r} is not a number") from None
     if not 0 <= port <= 65535:
@@ -55,26 +63,22 @@ def parse_toml(text: str, *, source: str, section: str) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in table.items()}
 
 
-def merge_settings(
-    given: Mapping[str, Any], from_file: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str
-) -> dict[str, Any]:
-    """Options given on the command line or in the environment win, then the file, then defaults.
-
-    ``given`` holds None for an option that was not given. A key in the file that is no option is
-    an error, so a typo in a config file does not pass silently.
-    """
-    unknown = sorted(set(from_file) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s): {', '.join(unknown)}")
-    merged = dict(defaults)
-    merged.update(from_file)
-    merged.update({key: value for key, value in given.items() if value is not None})
-    return merged
-
-
 def option_name(setting: str) -> str:
     """The command-line option of a setting: ``max_inflight`` -> ``--max-inflight``."""
     return "--" + setting.replace("_", "-")
+
+
+def as_text(setting: str, value: object) -> str:
+    """A text setting: any value as its text (a path, a TOML number)."""
+    return str(value)
+
+
+def as_list(setting: str, value: object) -> list[str]:
+    """A repeatable setting: a list of strings or paths; one string is a list of one."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, (str, os.PathLike)) for item in items):
+        raise ConfigError(f"{option_name(setting)} must be a list of strings")
+    return [os.fspath(item) for item in items]
 
 
 def as_int(setting: str, value: object) -> int:

@@ -226,16 +226,20 @@ def _check_http_prefix(value: str) -> None:
         raise ProtocolError(f"http_prefix {_show(value)} is not an http(s) URL")
 
 
+def is_bucket_name(value: str) -> bool:
+    """True for a name S3's bucket naming rules allow (3-63 of ``a-z0-9.-``, no IPv4 address,
+    no reserved prefix or suffix): the one rule for messages and for hls-uploadd --bucket."""
+    return (
+        _BUCKET.fullmatch(value) is not None
+        and not any(pair in value for pair in ("..", ".-", "-."))
+        and _IPV4.fullmatch(value) is None
+        and not value.startswith("xn--")
+        and not value.endswith("-s3alias")
+    )
+
+
 def _check_bucket(value: str) -> None:
-    if (
-        not _BUCKET.fullmatch(value)
-        or ".." in value
-        or ".-" in value
-        or "-." in value
-        or _IPV4.fullmatch(value)
-        or value.startswith("xn--")
-        or value.endswith("-s3alias")
-    ):
+    if not is_bucket_name(value):
         raise ProtocolError(f"bucket {_show(value)} is not a valid S3 bucket name")
 
 

@@ -11,17 +11,17 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
-from typing import Annotated, Optional
+from typing import Annotated, Any, NoReturn
 
 import av
 import av.logging
 import typer
 
-from common.settings import ConfigError, merge_settings, parse_toml
+from common.options import with_options
+from common.settings import ConfigError
 
-from .config import OPTION_DEFAULTS, SegmenterConfig
+from .config import ENV_PREFIX, OPTIONS, SECTION, SegmenterConfig
 from .input import InputError
 from .notifier import DeliveryReport
 from .progress import Progress, StatusAwareHandler
@@ -38,11 +38,17 @@ log = logging.getLogger(__name__)
 app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Live segmenter: MPEG-TS in, HLS segments and index messages out.")
 
 
-def _env(name: str) -> str:
-    return f"HLS_SEGMENT_{name}"
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"hls-segment: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def _config_error(error: ConfigError) -> NoReturn:
+    _fail(str(error), EXIT_BAD_INPUT)
 
 
 @app.command()
+@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error)
 def run(
     input: Annotated[str, typer.Argument(metavar="INPUT", help="'-' for stdin, or a file or URL FFmpeg opens.")],
     segment_duration: Annotated[str, typer.Argument(metavar="SEGMENT_DURATION", help="Target seconds, e.g. 10 or 2.5.")],
@@ -52,58 +58,18 @@ def run(
     http_prefix: Annotated[str, typer.Argument(metavar="HTTP_PREFIX", help="URL prefix of segments in the playlist.")],
     bucket: Annotated[str, typer.Argument(metavar="BUCKET", help="S3 bucket.")],
     key_prefix: Annotated[str, typer.Argument(metavar="KEY_PREFIX", help="S3 key prefix.")],
-    uploader: Annotated[Optional[str], typer.Option(
-        envvar=_env("UPLOADER"), help="Daemon address HOST:PORT [default: 127.0.0.1:10234].")] = None,
-    wire: Annotated[Optional[str], typer.Option(
-        envvar=_env("WIRE"), help="ext: extensions and replies; v1: the original's bytes, no reply [default: ext].")] = None,
-    start_number: Annotated[Optional[int], typer.Option(
-        envvar=_env("START_NUMBER"), help="First segment number [default: 1, or after the highest in OUTPUT_DIR].")] = None,
-    probe_timeout: Annotated[Optional[float], typer.Option(
-        envvar=_env("PROBE_TIMEOUT"), help="Seconds to wait for the input to start [default: 30].")] = None,
-    drain_timeout: Annotated[Optional[float], typer.Option(
-        envvar=_env("DRAIN_TIMEOUT"), help="Seconds to wait at exit for acknowledgements [default: 10].")] = None,
-    secret_file: Annotated[Optional[Path], typer.Option(
-        envvar=_env("SECRET_FILE"), help="Shared secret: sign every message (ts= and an HMAC tag=), as hls-uploadd --secret-file expects.")] = None,
-    send_segments: Annotated[Optional[bool], typer.Option(
-        "--send-segments/--no-send-segments", envvar=_env("SEND_SEGMENTS"),
-        help="Send each segment's bytes after its message (for a daemon on another host) [default: on when --uploader is not loopback].")] = None,
-    bandwidth: Annotated[Optional[int], typer.Option(
-        envvar=_env("BANDWIDTH"), help="Declared peak bit/s of this rendition (the daemon also measures it).")] = None,
-    stall_warning: Annotated[Optional[float], typer.Option(
-        envvar=_env("STALL_WARNING"), help="Warn when the input has sent nothing for this many seconds [default: 10].")] = None,
-    stall_end: Annotated[Optional[float], typer.Option(
-        envvar=_env("STALL_END"), help="End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never [default: 0].")] = None,
-    fast_path: Annotated[Optional[bool], typer.Option(
-        "--fast-path/--no-fast-path", envvar=_env("FAST_PATH"),
-        help="Cut MPEG-TS at packet level when the input allows it; off: always demux and remux with PyAV [default: on].")] = None,
-    quiet: Annotated[Optional[bool], typer.Option(
-        "--quiet", "-q", envvar=_env("QUIET"), help="Warnings and errors only.")] = None,
-    config: Annotated[Optional[Path], typer.Option(
-        envvar=_env("CONFIG"), help="TOML file with a [segment] table of these options.")] = None,
+    **settings: Any,
 ) -> None:
     """Cut a live stream into HLS segments and tell hls-uploadd about each one."""
     stop, abort = threading.Event(), threading.Event()
     try:
-        from_file = {}
-        if config is not None:
-            try:
-                text = config.read_text(encoding="utf-8")
-            except OSError as error:
-                raise ConfigError(f"{config}: {error.strerror or error}") from None
-            from_file = parse_toml(text, source=str(config), section="segment")
-        given = {"uploader": uploader, "wire": wire, "start_number": start_number,
-                 "probe_timeout": probe_timeout, "drain_timeout": drain_timeout, "quiet": quiet,
-                 "secret_file": str(secret_file) if secret_file else None, "send_segments": send_segments,
-                 "bandwidth": bandwidth, "stall_warning": stall_warning, "stall_end": stall_end,
-                 "fast_path": fast_path}
-        settings = merge_settings(given, from_file, OPTION_DEFAULTS, source=str(config))
         segmenter_config = SegmenterConfig.from_settings(
             input=input, segment_duration=segment_duration, output_dir=output_dir,
             output_prefix=output_prefix, index_name=index_name, http_prefix=http_prefix,
             bucket=bucket, key_prefix=key_prefix, settings=settings,
         )
     except ConfigError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        _config_error(error)
     progress = Progress(quiet=segmenter_config.quiet)
     _setup_logging(quiet=segmenter_config.quiet, status_line=progress.status_line)
     _install_signal_handlers(stop, abort)
@@ -119,11 +85,6 @@ def run(
     if problem:
         _fail(problem, EXIT_UNDELIVERED)
     log.info("done: segments %d to %d, every message acknowledged", summary.first_segment, summary.last_segment)
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"hls-segment: {message}", file=sys.stderr, flush=True)
-    raise typer.Exit(code)
 
 
 def _undelivered(report: DeliveryReport, config: SegmenterConfig) -> str:

@@ -5,55 +5,20 @@ from __future__ import annotations
 import enum
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from common.options import INTEGER, SECONDS, SWITCH, TEXT, Option, config_fields, read_secret
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
-from common.settings import (
-    ConfigError,
-    as_bool,
-    as_int,
-    as_seconds,
-    is_loopback,
-    parse_address,
-    secret_from_file,
-)
 
-DEFAULT_UPLOADER = "127.0.0.1:10234"
-
-# Long enough for an encoder that takes a while to start (a camera, a remote source) to send its
-# first bytes; short enough that a forgotten pipe is reported within a minute.
-DEFAULT_PROBE_TIMEOUT_S = 30.0
-
-# At exit, how long to keep trying to deliver what the daemon has not acknowledged: a few
-# reconnect attempts, not so long that a service manager's stop timeout kills us first.
-DEFAULT_DRAIN_TIMEOUT_S = 10.0
-
-# Stale-input watchdog. A live encoder writes every few milliseconds; 10 s of silence on stdin is
-# worth a warning (a stalled camera, a hung encoder), but it is not the end of the stream: the
-# input may resume. Ending the stream on silence is the operator's choice (0: never).
-DEFAULT_STALL_WARNING_S = 10.0
-DEFAULT_STALL_END_S = 0.0
-
-# Defaults of every option that a config file may also set ([segment] table), by setting name.
-OPTION_DEFAULTS: dict[str, Any] = {
-    "uploader": DEFAULT_UPLOADER,
-    "wire": "ext",
-    "start_number": None,
-    "probe_timeout": DEFAULT_PROBE_TIMEOUT_S,
-    "drain_timeout": DEFAULT_DRAIN_TIMEOUT_S,
-    "quiet": False,
-    "secret_file": None,  # None: messages are not signed
-    "send_segments": None,  # None: on when --uploader is not a loopback address
-    "bandwidth": None,  # declared peak bit/s; the daemon measures it anyway
-    "stall_warning": DEFAULT_STALL_WARNING_S,
-    "stall_end": DEFAULT_STALL_END_S,
-    "fast_path": True,  # MPEG-TS cut at packet level when the input allows (fastrun.py)
-}
+SECTION = "segment"
+ENV_PREFIX = "HLS_SEGMENT_"
 
 # Largest --bandwidth: 1 Tbit/s, as the protocol's field allows.
 MAX_BANDWIDTH = 10**12
@@ -81,6 +46,108 @@ def message_directory(output_dir: str) -> str:
     return absolute + "/" if output_dir.endswith("/") and absolute != "/" else absolute
 
 
+# The converts of OPTIONS: (flag, the setting's value) -> its config field's, or ConfigError.
+
+
+def _daemon_address(flag: str, address: str) -> tuple[str, int]:
+    host, port = parse_address(address)
+    if not 0 < port <= 65535:
+        raise ConfigError(f"{flag} needs a port between 1 and 65535")
+    return host, port
+
+
+def _wire(flag: str, value: str) -> WireMode:
+    try:
+        return WireMode(value)
+    except ValueError:
+        raise ConfigError(f"{flag} must be ext or v1, not {value!r}") from None
+
+
+def _between(low: int, high: int, unit: str = "") -> Callable[[str, int | None], int | None]:
+    """Convert for an optional whole number that must lie in low..high (``unit`` names it)."""
+    suffix = f" {unit}" if unit else ""
+
+    def check(flag: str, value: int | None) -> int | None:
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"{flag} must be between {low} and {high}{suffix}")
+        return value
+
+    return check
+
+
+def _positive_seconds(flag: str, seconds: float) -> float:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{flag} must be a positive number of seconds")
+    return seconds
+
+
+def _seconds_or_zero(flag: str, seconds: float) -> float:
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"{flag} must be zero or a positive number of seconds")
+    return seconds
+
+
+# Every option of hls-segment, in the order --help lists them (after the positional arguments).
+OPTIONS = (
+    Option(
+        "uploader", TEXT, DEFAULT_ADDRESS, "Daemon address HOST:PORT.",
+        convert=_daemon_address, fields=("uploader_host", "uploader_port"), metavar="HOST:PORT",
+    ),
+    Option(
+        "wire", TEXT, "ext", "ext: extensions and replies; v1: the original's bytes, no reply.",
+        convert=_wire, metavar="MODE",
+    ),
+    Option(
+        "start_number", INTEGER, None, "First segment number.",
+        convert=_between(1, MAX_SEGMENT_NUMBER), metavar="N", shown_default="1, or after the highest in OUTPUT_DIR",
+    ),
+    # Long enough for an encoder that takes a while to start (a camera, a remote source) to send
+    # its first bytes; short enough that a forgotten pipe is reported within a minute.
+    Option(
+        "probe_timeout", SECONDS, 30.0, "Seconds to wait for the input to start.",
+        convert=_positive_seconds, fields=("probe_timeout_s",), metavar="SECONDS",
+    ),
+    # At exit, how long to keep trying to deliver what the daemon has not acknowledged: a few
+    # reconnect attempts, not so long that a service manager's stop timeout kills us first.
+    Option(
+        "drain_timeout", SECONDS, 10.0, "Seconds to wait at exit for acknowledgements.",
+        convert=_seconds_or_zero, fields=("drain_timeout_s",), metavar="SECONDS",
+    ),
+    Option(
+        "secret_file", TEXT, None,
+        "Shared secret: sign every message (ts= and an HMAC tag=), as hls-uploadd --secret-file expects.",
+        convert=read_secret, fields=("secret",), metavar="PATH",
+    ),
+    Option(
+        "send_segments", SWITCH, None,
+        "Send each segment's bytes after its message (for a daemon on another host).",
+        flags=("--send-segments/--no-send-segments",), shown_default="on when --uploader is not loopback",
+    ),
+    Option(
+        "bandwidth", INTEGER, None, "Declared peak bit/s of this rendition (the daemon also measures it).",
+        convert=_between(1, MAX_BANDWIDTH, "bit/s"), metavar="BIT/S",
+    ),
+    # Stale-input watchdog. A live encoder writes every few milliseconds; 10 s of silence on stdin
+    # is worth a warning (a stalled camera, a hung encoder), but it is not the end of the stream:
+    # the input may resume. Ending the stream on silence is the operator's choice (0: never).
+    Option(
+        "stall_warning", SECONDS, 10.0, "Warn when the input has sent nothing for this many seconds.",
+        convert=_positive_seconds, fields=("stall_warning_s",), metavar="SECONDS",
+    ),
+    Option(
+        "stall_end", SECONDS, 0.0,
+        "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
+        convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
+    ),
+    Option(
+        "fast_path", SWITCH, True,
+        "Cut MPEG-TS at packet level when the input allows it; off: always demux and remux with PyAV.",
+        flags=("--fast-path/--no-fast-path",),
+    ),
+    Option("quiet", SWITCH, False, "Warnings and errors only.", flags=("--quiet", "-q")),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
     input: str  # "-" is stdin; anything else is a file or URL FFmpeg opens
@@ -91,20 +158,20 @@ class SegmenterConfig:
     http_prefix: str
     bucket: str
     key_prefix: str
-    uploader_host: str = "127.0.0.1"
-    uploader_port: int = 10234
-    wire: WireMode = WireMode.EXT
-    start_number: int | None = None  # None: 1, or after the highest segment already in output_dir
-    probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
-    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
-    quiet: bool = False
+    uploader_host: str
+    uploader_port: int
+    wire: WireMode
+    start_number: int | None  # None: 1, or after the highest segment already in output_dir
+    probe_timeout_s: float
+    drain_timeout_s: float
+    secret: bytes | None = field(repr=False)  # HMAC key; never printed
+    send_segments: bool  # segment bytes travel inline after each message (size=N)
+    bandwidth: int | None  # declared peak bit/s, sent as bandwidth=
+    stall_warning_s: float  # silence of the input worth a warning
+    stall_end_s: float  # silence of the input that ends the stream; 0: never
+    fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
+    quiet: bool
     directory_text: str = ""  # output_dir as the messages name it; derived when empty
-    secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
-    send_segments: bool = False  # segment bytes travel inline after each message (size=N)
-    bandwidth: int | None = None  # declared peak bit/s, sent as bandwidth=
-    stall_warning_s: float = DEFAULT_STALL_WARNING_S  # silence of the input worth a warning
-    stall_end_s: float = DEFAULT_STALL_END_S  # silence of the input that ends the stream; 0: never
-    fast_path: bool = True  # MPEG-TS inputs cut at packet level when they allow it
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -113,24 +180,10 @@ class SegmenterConfig:
             raise ConfigError(f"SEGMENT_DURATION must be more than 0 and at most {MAX_SEGMENT_DURATION_S} s")
         if not self.output_dir.is_absolute():
             raise ConfigError("output_dir must be absolute")
-        if self.start_number is not None and not 1 <= self.start_number <= MAX_SEGMENT_NUMBER:
-            raise ConfigError(f"--start-number must be between 1 and {MAX_SEGMENT_NUMBER}")
-        if not (math.isfinite(self.probe_timeout_s) and self.probe_timeout_s > 0):
-            raise ConfigError("--probe-timeout must be a positive number of seconds")
-        if not (math.isfinite(self.drain_timeout_s) and self.drain_timeout_s >= 0):
-            raise ConfigError("--drain-timeout must be zero or a positive number of seconds")
-        if not (math.isfinite(self.stall_warning_s) and self.stall_warning_s > 0):
-            raise ConfigError("--stall-warning must be a positive number of seconds")
-        if not (math.isfinite(self.stall_end_s) and self.stall_end_s >= 0):
-            raise ConfigError("--stall-end must be zero (never) or a positive number of seconds")
         if 0 < self.stall_end_s <= self.stall_warning_s:
             raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
-        if not 0 < self.uploader_port <= 65535:
-            raise ConfigError("--uploader needs a port between 1 and 65535")
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
             raise ConfigError("--wire v1 carries no extensions: --secret-file and --send-segments need --wire ext")
-        if self.bandwidth is not None and not 1 <= self.bandwidth <= MAX_BANDWIDTH:
-            raise ConfigError(f"--bandwidth must be between 1 and {MAX_BANDWIDTH} bit/s")
         if not self.directory_text:
             object.__setattr__(self, "directory_text", str(self.output_dir))
         try:
@@ -172,14 +225,13 @@ class SegmenterConfig:
         http_prefix: str,
         bucket: str,
         key_prefix: str,
-        settings: dict[str, Any],
+        settings: Mapping[str, Any],
     ) -> SegmenterConfig:
-        """Build from the positional arguments and merged options (see OPTION_DEFAULTS)."""
-        host, port = parse_address(str(settings["uploader"]))
-        try:
-            wire = WireMode(str(settings["wire"]))
-        except ValueError:
-            raise ConfigError(f"--wire must be ext or v1, not {settings['wire']!r}") from None
+        """Build from the positional arguments and settings by name (see OPTIONS; a missing one
+        takes its default); raises ConfigError."""
+        fields = config_fields(OPTIONS, settings)
+        if fields["send_segments"] is None:  # inline segments for a daemon on another host
+            fields["send_segments"] = fields["wire"] is WireMode.EXT and not is_loopback(fields["uploader_host"])
         return cls(
             input=input,
             segment_seconds=parse_segment_seconds(segment_duration),
@@ -189,30 +241,6 @@ class SegmenterConfig:
             http_prefix=http_prefix,
             bucket=bucket,
             key_prefix=key_prefix,
-            uploader_host=host,
-            uploader_port=port,
-            wire=wire,
-            start_number=_optional_int("start_number", settings["start_number"]),
-            probe_timeout_s=as_seconds("probe_timeout", settings["probe_timeout"]),
-            drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
-            quiet=as_bool("quiet", settings["quiet"]),
             directory_text=message_directory(output_dir),
-            secret=secret_from_file(settings["secret_file"], _read_file),
-            send_segments=(
-                as_bool("send_segments", settings["send_segments"]) if settings["send_segments"] is not None
-                else wire is WireMode.EXT and not is_loopback(host)
-            ),
-            bandwidth=_optional_int("bandwidth", settings["bandwidth"]),
-            stall_warning_s=as_seconds("stall_warning", settings["stall_warning"]),
-            stall_end_s=as_seconds("stall_end", settings["stall_end"]),
-            fast_path=as_bool("fast_path", settings["fast_path"]),
+            **fields,
         )
-
-
-def _read_file(path: str) -> bytes:
-    """The I/O that common.settings.secret_from_file leaves to its caller."""
-    return Path(path).expanduser().read_bytes()
-
-
-def _optional_int(name: str, value: Any) -> int | None:
-    return None if value is None else as_int(name, value)

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from common.settings import merge_settings, parse_toml
-from uploader.config import DEFAULTS, ENV_PREFIX, SECTION, UploaderConfig
+from common.options import settings_from_file
+from tests.support.options import command_settings
+from uploader.cli import app
+from uploader.config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -26,6 +28,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 UNIT = ROOT / "deploy" / "hls-uploadd.service"
 TOML = ROOT / "deploy" / "uploadd.toml"
 SERVICES = {"s3", "createbucket", "uploadd", "encoder"}
+SETTINGS = {option.name for option in OPTIONS}
 
 
 def _compose_command() -> list[str] | None:
@@ -114,7 +117,7 @@ def test_compose_uploadd_options_exist() -> None:
     assert block, "no uploadd service"
     options = _option_names(re.findall(r"^\s+- (--[\w-]+(?:=\S+)?)$", block.group(1), flags=re.M))
     assert options >= {"listen", "allow-dir", "bucket", "endpoint-url", "player-page"}
-    known = {key.replace("_", "-") for key in DEFAULTS} | {"config"}
+    known = {key.replace("_", "-") for key in SETTINGS} | {"config"}
     assert options <= known, options - known
 
 
@@ -125,7 +128,7 @@ def test_dockerfile_basics() -> None:
     assert re.search(r"^USER (?!root\b|0\b)\S+", text, flags=re.M), "the image must not run as root"
     assert re.search(r'^CMD \["hls-uploadd"', text, flags=re.M)
     for variable in re.findall(rf"\b{ENV_PREFIX}(\w+)=", text):
-        assert variable.lower() in DEFAULTS, variable
+        assert variable.lower() in SETTINGS, variable
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".demo", "benchmarks/.cache", ".git"} <= set(ignored)
 
@@ -178,9 +181,8 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 def test_uploadd_toml_is_a_valid_config(tmp_path: Path) -> None:
     """Every key is a known setting of the right type; allow_dir checked for shape, then swapped for a real dir."""
-    from_file = parse_toml(TOML.read_text(), source=str(TOML), section=SECTION)
-    assert from_file, "the [uploadd] table is empty"
-    settings = merge_settings({}, from_file, DEFAULTS, source=str(TOML))  # unknown keys raise
+    settings = settings_from_file(OPTIONS, TOML, section=SECTION)  # unknown keys raise
+    assert settings, "the [uploadd] table is empty"
     assert all(Path(path).is_absolute() for path in settings["allow_dir"])
     config = UploaderConfig.from_settings({**settings, "allow_dir": [str(tmp_path)]})
     assert config.listen_host == "127.0.0.1"
@@ -190,20 +192,14 @@ def test_uploadd_toml_is_a_valid_config(tmp_path: Path) -> None:
 def test_uploadd_toml_commented_keys_are_known() -> None:
     """Keys shown commented out (`# region = ...`) are settings too, so uncommenting one works."""
     commented = re.findall(r"^#\s*([a-z_]+)\s*=", TOML.read_text(), flags=re.M)
-    assert set(commented) <= set(DEFAULTS), set(commented) - set(DEFAULTS)
+    assert set(commented) <= SETTINGS, set(commented) - SETTINGS
 
 
 def test_compose_uploadd_command_is_a_config_the_daemon_accepts(tmp_path: Path) -> None:
     """The daemon in compose listens off loopback: its options must pass the start-up checks."""
     block = re.search(r"^  uploadd:\n(.*?)^  \w", COMPOSE_FILE.read_text(), flags=re.M | re.S)
     assert block, "no uploadd service"
-    given: dict[str, Any] = {}
-    for word in re.findall(r"^\s+- (--[\w-]+(?:=\S+)?)$", block.group(1), flags=re.M):
-        name, _, value = word[2:].partition("=")
-        key = name.replace("-", "_")
-        if isinstance(DEFAULTS[key], list):
-            given.setdefault(key, []).append(value)
-        else:
-            given[key] = value if value else True
-    given["allow_dir"] = [str(tmp_path)]  # /segments exists only in the container
-    UploaderConfig.from_settings(merge_settings(given, {}, DEFAULTS, source="docker-compose.yml"))
+    words = re.findall(r"^\s+- (--[\w-]+(?:=\S+)?)$", block.group(1), flags=re.M)
+    settings = command_settings(app, *words)
+    settings["allow_dir"] = [str(tmp_path)]  # /segments exists only in the container
+    UploaderConfig.from_settings(settings)

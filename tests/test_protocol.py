@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import given, settings
@@ -436,15 +437,39 @@ def test_addresses_parse_with_a_default_port() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1")
 
 
-def test_settings_precedence_and_unknown_keys() -> None:
-    from common.settings import ConfigError, merge_settings, parse_toml
+def test_settings_precedence_and_unknown_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
 
-    from_file = parse_toml("[uploadd]\nwindow = 7\nmax-inflight = 3\n", source="f.toml", section="uploadd")
-    defaults = {"window": 5, "max_inflight": 16, "listen": "127.0.0.1:10234"}
-    merged = merge_settings({"window": None, "max_inflight": 4}, from_file, defaults, source="f.toml")
-    assert merged == {"window": 7, "max_inflight": 4, "listen": "127.0.0.1:10234"}
+    from common.options import INTEGER, TEXT, Option, settings_from_toml, with_options
+    from common.settings import ConfigError, parse_toml
+    from tests.support.options import command_settings
+
+    options = (
+        Option("window", INTEGER, 5, "Segments."),
+        Option("max_inflight", INTEGER, 16, "Uploads."),
+        Option("listen", TEXT, "127.0.0.1:10234", "Address."),
+    )
+
+    def fail(error: ConfigError) -> NoReturn:
+        raise error
+
+    app = typer.Typer()
+
+    @app.command()
+    @with_options(options, env_prefix="TEST_", section="uploadd", fail=fail)
+    def run(**settings: Any) -> None:
+        """Takes the three settings."""
+
+    config_file = tmp_path / "f.toml"
+    config_file.write_text("[uploadd]\nwindow = 7\nmax-inflight = 3\n")
+    monkeypatch.setenv("TEST_MAX_INFLIGHT", "4")
+    merged = command_settings(app, "--config", str(config_file))
+    assert merged == {"window": 7, "max_inflight": 4, "listen": "127.0.0.1:10234"}  # env > file > default
+    assert command_settings(app, "--config", str(config_file), "--max-inflight", "2")["max_inflight"] == 2
     with pytest.raises(ConfigError, match="unknown setting"):
-        merge_settings({}, {"windw": 3}, defaults, source="f.toml")
+        settings_from_toml(options, "[uploadd]\nwindw = 3\n", source="f.toml", section="uploadd")
+    with pytest.raises(ConfigError, match="--window must be an integer, not 'seven'"):
+        settings_from_toml(options, "[uploadd]\nwindow = 'seven'\n", source="f.toml", section="uploadd")
     with pytest.raises(ConfigError, match="f.toml"):
         parse_toml("window = ", source="f.toml", section="uploadd")
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES
-from common.settings import (
-    ConfigError,
-    as_bool,
-    as_int,
-    as_seconds,
-    is_loopback,
-    option_name,
-    parse_address,
-    secret_from_file,
-)
+from common.options import INTEGER, PATH_LIST, SECONDS, SWITCH, TEXT, TEXT_LIST, Option, config_fields, read_secret
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
+from protocol.message import is_bucket_name
+
+from .playlist import PlaylistType
 
 SECTION = "uploadd"
 ENV_PREFIX = "HLS_UPLOADD_"
@@ -43,7 +37,6 @@ DEFAULT_MAX_PAYLOAD_INFLIGHT = 1024 * 1024 * 1024
 
 _MASTER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}\.m3u8")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CANNED_ACLS = (
     "private",
     "public-read",
@@ -55,12 +48,6 @@ _CANNED_ACLS = (
 )
 
 
-class PlaylistType(enum.StrEnum):
-    LIVE = "live"  # sliding window, no EXT-X-PLAYLIST-TYPE
-    EVENT = "event"  # every segment kept, EXT-X-PLAYLIST-TYPE:EVENT
-    VOD = "vod"  # every segment kept, published once the stream ends
-
-
 def default_spool_dir() -> Path:
     """systemd's StateDirectory when run as a service, else the XDG state directory."""
     if state_directory := os.environ.get("STATE_DIRECTORY"):
@@ -69,36 +56,203 @@ def default_spool_dir() -> Path:
     return Path(state_home) / "hls-uploadd"
 
 
-# Every setting with its default. Keys are the option names with "-" as "_", the TOML keys, and
-# (upper-cased, after ENV_PREFIX) the environment variable names.
-DEFAULTS: Mapping[str, Any] = {
-    "listen": "127.0.0.1:10234",
-    "spool_dir": None,  # None: default_spool_dir()
-    "allow_dir": [],
-    "bucket": [],
-    "window": 5,
-    "playlist_type": "live",
-    "store": "s3",
-    "endpoint_url": None,
-    "region": None,
-    "acl": None,
+# The converts of OPTIONS: (flag, the setting's value) -> its config field's, or ConfigError.
+
+
+def _within(low: float, high: float, unit: str = "") -> Callable[[str, float], float]:
+    """Convert for a number that must lie in low..high (``unit`` names it in the message)."""
+    suffix = f" {unit}" if unit else ""
+
+    def check(flag: str, value: float) -> float:
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} {value} is outside {low}..{high}{suffix}")
+        return value
+
+    return check
+
+
+def _one_of(flag: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _listen(flag: str, address: str) -> tuple[str, int]:
+    return parse_address(address)
+
+
+def _spool_dir(flag: str, path: str | None) -> Path:
+    return Path(path).expanduser().absolute() if path else default_spool_dir()
+
+
+def _allow_dirs(flag: str, paths: list[str]) -> tuple[Path, ...]:
+    """Each --allow-dir, symlinks resolved once now; it must be an existing directory."""
+    resolved: list[Path] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"{flag} {text!r} must be an absolute path")
+        real = Path(os.path.realpath(path))
+        if not real.is_dir():
+            raise ConfigError(f"{flag} {text!r} is not an existing directory")
+        if real not in resolved:
+            resolved.append(real)
+    return tuple(resolved)
+
+
+def _buckets(flag: str, names: list[str]) -> frozenset[str]:
+    for name in names:
+        if not is_bucket_name(name):
+            raise ConfigError(f"{flag} {name!r} is not a valid S3 bucket name")
+    return frozenset(names)
+
+
+def _playlist_type(flag: str, value: str) -> PlaylistType:
+    return PlaylistType(_one_of(flag, value.lower(), [kind.value for kind in PlaylistType]))
+
+
+def _store(flag: str, store: str) -> str:
+    _file_store_root(store)
+    return store
+
+
+def _file_store_root(store: str) -> Path | None:
+    """The directory of a ``file://`` store, None for S3."""
+    if store == "s3":
+        return None
+    parts = urlsplit(store)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise ConfigError(f"--store {store!r} is neither 's3' nor 'file:///ABSOLUTE/PATH'")
+    return Path(parts.path)
+
+
+def _optional_text(flag: str, value: str | None) -> str | None:
+    return value or None
+
+
+def _acl(flag: str, value: str | None) -> str | None:
+    return _one_of(flag, value, _CANNED_ACLS) if value else None
+
+
+def _header_value(flag: str, value: str) -> str:
+    if not value.isascii() or not value.isprintable():
+        raise ConfigError(f"{flag} must be printable ASCII")
+    return value
+
+
+def _log_level(flag: str, value: str) -> str:
+    return _one_of(flag, value.upper(), _LOG_LEVELS)
+
+
+def _port_file(flag: str, path: str | None) -> Path | None:
+    return Path(path).absolute() if path else None
+
+
+def _master_name(flag: str, name: str) -> str:
+    if name and not _MASTER_NAME.fullmatch(name):
+        raise ConfigError(f"{flag} {name!r} is not a plain file name ending in .m3u8")
+    return name
+
+
+# Every setting of hls-uploadd, in the order --help lists them.
+OPTIONS = (
+    Option(
+        "listen", TEXT, DEFAULT_ADDRESS, "HOST:PORT to listen on; port 0 picks a free one.",
+        convert=_listen, fields=("listen_host", "listen_port"), metavar="HOST:PORT",
+    ),
+    Option(
+        "spool_dir", TEXT, None, "Durable queue and stream state.",
+        convert=_spool_dir, metavar="PATH", shown_default="$STATE_DIRECTORY or ~/.local/state/hls-uploadd",
+    ),
+    Option(
+        "allow_dir", PATH_LIST, (), "Directory segment files may be read from.",
+        convert=_allow_dirs, fields=("allow_dirs",), metavar="PATH", shown_default="none",
+    ),
+    Option(
+        "bucket", TEXT_LIST, (), "Only these buckets are accepted.",
+        convert=_buckets, fields=("buckets",), metavar="NAME", shown_default="any",
+    ),
+    Option("window", INTEGER, 5, "Segments in a live playlist.", convert=_within(1, MAX_WINDOW), metavar="N"),
+    Option(
+        "playlist_type", TEXT, "live", "live (sliding window), event or vod.",
+        convert=_playlist_type, metavar="TYPE",
+    ),
+    Option(
+        "store", TEXT, "s3", "'s3' or 'file:///PATH' (objects written to PATH/BUCKET/KEY).",
+        convert=_store, metavar="STORE",
+    ),
+    Option(
+        "endpoint_url", TEXT, None, "S3 endpoint (else AWS_ENDPOINT_URL or AWS).",
+        convert=_optional_text, metavar="URL",
+    ),
+    Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=_optional_text, metavar="NAME"),
+    Option(
+        "acl", TEXT, None, "Canned ACL for every object, e.g. public-read.",
+        convert=_acl, metavar="ACL", shown_default="none",
+    ),
     # About half of a typical 2-4 s segment, so a CDN never serves a playlist a whole segment old.
-    "cache_control_playlist": "max-age=1",
+    Option(
+        "cache_control_playlist", TEXT, "max-age=1", "Cache-Control of playlists.",
+        convert=_header_value, metavar="VALUE",
+    ),
     # A segment's bytes never change under its name.
-    "cache_control_segment": "max-age=31536000, immutable",
-    "max_inflight": 8,
-    "retry_max_delay": 5.0,
-    "drain_timeout": 10.0,
-    "log_level": "INFO",
-    "port_file": None,
-    "player_page": False,
-    "secret_file": None,  # None: peers are not authenticated (loopback listeners only)
-    "insecure_no_auth": False,
-    "max_payload_size": DEFAULT_MAX_PAYLOAD_BYTES,
-    "max_payload_inflight": DEFAULT_MAX_PAYLOAD_INFLIGHT,
-    "master_name": "master.m3u8",  # "" : no master playlists
-    "idle_timeout": 300.0,  # uploader/server.py IDLE_TIMEOUT_S
-}
+    Option(
+        "cache_control_segment", TEXT, "max-age=31536000, immutable", "Cache-Control of segments.",
+        convert=_header_value, metavar="VALUE",
+    ),
+    Option(
+        "max_inflight", INTEGER, 8, "Uploads in flight across all streams.",
+        convert=_within(1, MAX_INFLIGHT_LIMIT), metavar="N",
+    ),
+    Option(
+        "retry_max_delay", SECONDS, 5.0, "Longest wait between retries of a failing upload, seconds.",
+        convert=_within(0.1, 3600, "seconds"), fields=("retry_max_delay_s",), metavar="SECONDS",
+    ),
+    Option(
+        "drain_timeout", SECONDS, 10.0, "On SIGTERM, how long running uploads may finish, seconds.",
+        convert=_within(0, 3600, "seconds"), fields=("drain_timeout_s",), metavar="SECONDS",
+    ),
+    Option("log_level", TEXT, "INFO", "DEBUG, INFO, WARNING or ERROR.", convert=_log_level, metavar="LEVEL"),
+    Option(
+        "port_file", TEXT, None, "Write the port actually listened on to this file.",
+        convert=_port_file, metavar="PATH",
+    ),
+    Option(
+        "player_page", SWITCH, False, "Upload a player page (index.html + hls.js) beside each stream's playlist.",
+        flags=("--player-page/--no-player-page",),
+    ),
+    Option(
+        "secret_file", TEXT, None,
+        "Shared secret: every message must carry ts= and an HMAC tag= made with it."
+        " Required for a non-loopback --listen.",
+        convert=read_secret, fields=("secret",), metavar="PATH",
+    ),
+    Option(
+        "insecure_no_auth", SWITCH, False,
+        "Allow a non-loopback --listen without --secret-file (anyone who reaches the port can queue messages).",
+        flags=("--insecure-no-auth",),
+    ),
+    Option(
+        "max_payload_size", INTEGER, DEFAULT_MAX_PAYLOAD_BYTES,
+        "Largest inline segment payload (size=N) accepted; 0 refuses them.",
+        convert=_within(0, MAX_PAYLOAD_SIZE_LIMIT, "bytes"), fields=("max_payload_bytes",), metavar="BYTES",
+    ),
+    Option(
+        "max_payload_inflight", INTEGER, DEFAULT_MAX_PAYLOAD_INFLIGHT,
+        "Inline payloads being received at once, all connections together; past it a message gets"
+        " 'ERR try again'.",
+        fields=("max_payload_inflight_bytes",), metavar="BYTES",
+    ),
+    Option(
+        "master_name", TEXT, "master.m3u8",
+        "Master playlist written under a KEY_PREFIX shared by several streams; '' for none.",
+        convert=_master_name, metavar="NAME",
+    ),
+    Option(
+        "idle_timeout", SECONDS, IDLE_TIMEOUT_S, "Close a connection that sends nothing for this long, seconds.",
+        convert=_within(0.1, 86400, "seconds"), fields=("idle_timeout_s",), metavar="SECONDS",
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,47 +276,19 @@ class UploaderConfig:
     log_level: str
     port_file: Path | None
     player_page: bool  # upload index.html and hls.js beside each stream's playlist
-    secret: bytes | None = field(default=None, repr=False)  # HMAC key; never printed
-    insecure_no_auth: bool = False  # a non-loopback listener without a secret, on purpose
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # 0: inline payloads refused
-    max_payload_inflight_bytes: int = DEFAULT_MAX_PAYLOAD_INFLIGHT  # payloads being received, all connections
-    master_name: str = "master.m3u8"  # "" : none
-    idle_timeout_s: float = 300.0  # a connection without a byte for this long is closed
+    secret: bytes | None = field(repr=False)  # HMAC key; never printed
+    insecure_no_auth: bool  # a non-loopback listener without a secret, on purpose
+    max_payload_bytes: int  # 0: inline payloads refused
+    max_payload_inflight_bytes: int  # payloads being received, all connections
+    master_name: str  # "" : none
+    idle_timeout_s: float  # a connection without a byte for this long is closed
 
     def __post_init__(self) -> None:
-        if not 1 <= self.window <= MAX_WINDOW:
-            raise ConfigError(f"--window {self.window} is outside 1..{MAX_WINDOW}")
-        if not 1 <= self.max_inflight <= MAX_INFLIGHT_LIMIT:
-            raise ConfigError(f"--max-inflight {self.max_inflight} is outside 1..{MAX_INFLIGHT_LIMIT}")
-        if not 0.1 <= self.retry_max_delay_s <= 3600:
-            raise ConfigError(f"--retry-max-delay {self.retry_max_delay_s} is outside 0.1..3600 seconds")
-        if not 0 <= self.drain_timeout_s <= 3600:
-            raise ConfigError(f"--drain-timeout {self.drain_timeout_s} is outside 0..3600 seconds")
-        if self.log_level not in _LOG_LEVELS:
-            raise ConfigError(f"--log-level {self.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
-        for name in self.buckets:
-            if not _BUCKET.fullmatch(name):
-                raise ConfigError(f"--bucket {name!r} is not a valid S3 bucket name")
-        if self.acl is not None and self.acl not in _CANNED_ACLS:
-            raise ConfigError(f"--acl {self.acl!r} is not one of {', '.join(_CANNED_ACLS)}")
-        for option, value in (
-            ("--cache-control-playlist", self.cache_control_playlist),
-            ("--cache-control-segment", self.cache_control_segment),
-        ):
-            if not value.isascii() or not value.isprintable():
-                raise ConfigError(f"{option} must be printable ASCII")
-        _ = self.store_root  # raises ConfigError for a bad --store
-        if not 0 <= self.max_payload_bytes <= MAX_PAYLOAD_SIZE_LIMIT:
-            raise ConfigError(f"--max-payload-size {self.max_payload_bytes} is outside 0..{MAX_PAYLOAD_SIZE_LIMIT} bytes")
         if self.max_payload_inflight_bytes < self.max_payload_bytes:
             raise ConfigError(
                 f"--max-payload-inflight {self.max_payload_inflight_bytes} is below --max-payload-size"
                 f" {self.max_payload_bytes}: a payload of the largest size could never be received"
             )
-        if not 0.1 <= self.idle_timeout_s <= 86400:
-            raise ConfigError(f"--idle-timeout {self.idle_timeout_s} is outside 0.1..86400 seconds")
-        if self.master_name and not _MASTER_NAME.fullmatch(self.master_name):
-            raise ConfigError(f"--master-name {self.master_name!r} is not a plain file name ending in .m3u8")
         if not is_loopback(self.listen_host) and self.secret is None and not self.insecure_no_auth:
             raise ConfigError(
                 f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH so peers"
@@ -176,85 +302,12 @@ class UploaderConfig:
     @property
     def store_root(self) -> Path | None:
         """The directory of a ``file://`` store, None for S3."""
-        if self.store == "s3":
-            return None
-        parts = urlsplit(self.store)
-        if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise ConfigError(f"--store {self.store!r} is neither 's3' nor 'file:///ABSOLUTE/PATH'")
-        return Path(parts.path)
+        return _file_store_root(self.store)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> UploaderConfig:
-        """Build from merged settings (keys of DEFAULTS); raises ConfigError."""
+        """Build from settings by name (see OPTIONS; a missing one takes its default); raises ConfigError."""
         try:
-            host, port = parse_address(str(settings["listen"]))
-            spool_dir = settings["spool_dir"]
-            return cls(
-                listen_host=host,
-                listen_port=port,
-                spool_dir=Path(spool_dir).expanduser().absolute() if spool_dir else default_spool_dir(),
-                allow_dirs=_resolve_dirs(_as_list("allow_dir", settings["allow_dir"])),
-                buckets=frozenset(_as_list("bucket", settings["bucket"])),
-                window=as_int("window", settings["window"]),
-                playlist_type=_as_playlist_type(settings["playlist_type"]),
-                store=str(settings["store"]),
-                endpoint_url=_optional_text(settings["endpoint_url"]),
-                region=_optional_text(settings["region"]),
-                acl=_optional_text(settings["acl"]),
-                cache_control_playlist=str(settings["cache_control_playlist"]),
-                cache_control_segment=str(settings["cache_control_segment"]),
-                max_inflight=as_int("max_inflight", settings["max_inflight"]),
-                retry_max_delay_s=as_seconds("retry_max_delay", settings["retry_max_delay"]),
-                drain_timeout_s=as_seconds("drain_timeout", settings["drain_timeout"]),
-                log_level=str(settings["log_level"]).upper(),
-                port_file=Path(settings["port_file"]).absolute() if settings["port_file"] else None,
-                player_page=as_bool("player_page", settings["player_page"]),
-                secret=secret_from_file(settings["secret_file"], _read_file),
-                insecure_no_auth=as_bool("insecure_no_auth", settings["insecure_no_auth"]),
-                max_payload_bytes=as_int("max_payload_size", settings["max_payload_size"]),
-                max_payload_inflight_bytes=as_int("max_payload_inflight", settings["max_payload_inflight"]),
-                master_name=str(settings["master_name"] or ""),
-                idle_timeout_s=as_seconds("idle_timeout", settings["idle_timeout"]),
-            )
+            return cls(**config_fields(OPTIONS, settings))
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
-
-
-def _read_file(path: str) -> bytes:
-    """The I/O that common.settings.secret_from_file leaves to its caller."""
-    return Path(path).expanduser().read_bytes()
-
-
-def _as_list(name: str, value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{option_name(name)} must be a list of strings")
-    return list(value)
-
-
-def _as_playlist_type(value: object) -> PlaylistType:
-    try:
-        return PlaylistType(str(value).lower())
-    except ValueError:
-        choices = ", ".join(kind.value for kind in PlaylistType)
-        raise ConfigError(f"--playlist-type {value!r} is not one of {choices}") from None
-
-
-def _optional_text(value: object) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _resolve_dirs(paths: list[str]) -> tuple[Path, ...]:
-    """Each --allow-dir, symlinks resolved once now; it must be an existing directory."""
-    resolved: list[Path] = []
-    for text in paths:
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(f"--allow-dir {text!r} must be an absolute path")
-        real = Path(os.path.realpath(path))
-        if not real.is_dir():
-            raise ConfigError(f"--allow-dir {text!r} is not an existing directory")
-        if real not in resolved:
-            resolved.append(real)
-    return tuple(resolved)

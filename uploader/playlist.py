@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-from .config import PlaylistType
 from .stream import StreamState
 
 # Fractional EXTINF needs version 3 (RFC 8216 7); nothing we write needs more.
 PLAYLIST_VERSION = 3
+
+
+class PlaylistType(enum.StrEnum):
+    LIVE = "live"  # sliding window, no EXT-X-PLAYLIST-TYPE
+    EVENT = "event"  # every segment kept, EXT-X-PLAYLIST-TYPE:EVENT
+    VOD = "vod"  # every segment kept, published once the stream ends
 
 
 @dataclass(frozen=True, slots=True)

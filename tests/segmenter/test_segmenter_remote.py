@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from common.settings import ConfigError
-from segmenter.config import OPTION_DEFAULTS, SegmenterConfig
+from segmenter.config import SegmenterConfig
 
 
 def build(tmp_path: Path, **options: Any) -> SegmenterConfig:
     return SegmenterConfig.from_settings(
         input="-", segment_duration="2", output_dir=str(tmp_path), output_prefix="cam", index_name="cam.m3u8",
-        http_prefix="", bucket="live-bucket", key_prefix="cam1", settings={**OPTION_DEFAULTS, **options},
+        http_prefix="", bucket="live-bucket", key_prefix="cam1", settings=options,
     )
 
 

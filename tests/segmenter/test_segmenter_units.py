@@ -18,7 +18,7 @@ from protocol import IndexMessage, Reject, encode_message
 from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
-from segmenter.config import OPTION_DEFAULTS, SegmenterConfig, message_directory, parse_segment_seconds
+from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.notifier import Notifier
 from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
@@ -62,7 +62,7 @@ def make_config(tmp_path: Path, **settings: object) -> SegmenterConfig:
         input="-", segment_duration=str(settings.pop("segment_duration", "2.5")), output_dir=str(tmp_path),
         output_prefix="sample", index_name="s.m3u8", http_prefix="http://cdn.example.net/s/",
         bucket=str(settings.pop("bucket", "mybucket")), key_prefix="s1",
-        settings={**OPTION_DEFAULTS, **settings},
+        settings=settings,
     )
 
 

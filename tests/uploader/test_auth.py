@@ -137,16 +137,16 @@ def test_a_secret_on_a_non_loopback_listener_starts(
 def test_options_from_env_and_toml_and_the_secret_never_printed(
     tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from uploader.cli import load_settings
-    from uploader.config import DEFAULTS, UploaderConfig
+    from common.options import settings_from_file
+    from uploader.config import OPTIONS, SECTION, UploaderConfig
 
     config_file = tmp_path / "uploadd.toml"
     config_file.write_text('[uploadd]\nlisten = "0.0.0.0:10234"\ninsecure-no-auth = true\nmax-payload-size = 1000\n')
-    given = {name: None for name in DEFAULTS} | {"spool_dir": str(tmp_path / "spool")}
-    config = UploaderConfig.from_settings(load_settings(given, config_file))
+    given = settings_from_file(OPTIONS, config_file, section=SECTION) | {"spool_dir": str(tmp_path / "spool")}
+    config = UploaderConfig.from_settings(given)
     assert config.insecure_no_auth and config.max_payload_bytes == 1000 and config.secret is None
     given["secret_file"] = str(secret_file)
-    config = UploaderConfig.from_settings(load_settings(given, config_file))
+    config = UploaderConfig.from_settings(given)
     assert config.secret == SECRET and SECRET.decode() not in repr(config)
     result = subprocess.run(
         [sys.executable, "-m", "uploader", "--spool-dir", str(tmp_path / "spool"), "--listen", "0.0.0.0:0"],

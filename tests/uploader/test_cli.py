@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from common.options import settings_from_file
 from common.settings import ConfigError
 from tests.support.daemon import UploaderDaemon
-from uploader.cli import load_settings
-from uploader.config import DEFAULTS, PlaylistType, UploaderConfig
-
-
-def given(**values: object) -> dict[str, object]:
-    return {name: values.get(name) for name in DEFAULTS}
+from tests.support.options import command_settings
+from uploader.cli import app
+from uploader.config import OPTIONS, SECTION, UploaderConfig
+from uploader.playlist import PlaylistType
 
 
 def build(config_file: Path | None = None, **values: object) -> UploaderConfig:
-    return UploaderConfig.from_settings(load_settings(given(**values), config_file))
+    from_file = settings_from_file(OPTIONS, config_file, section=SECTION) if config_file else {}
+    return UploaderConfig.from_settings({**from_file, **values})
 
 
 def test_defaults_are_safe(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
     config_file.write_text(
         f'[uploadd]\nwindow = 7\nplaylist-type = "event"\nallow_dir = ["{segments}"]\nretry_max_delay = 2\n'
     )
-    config = build(config_file, window=3)
+    config = UploaderConfig.from_settings(command_settings(app, "--config", str(config_file), "--window", "3"))
     assert config.window == 3
     assert config.playlist_type is PlaylistType.EVENT
     assert config.allow_dirs == (segments.resolve(),)

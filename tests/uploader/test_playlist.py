@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uploader.config import PlaylistType
-from uploader.playlist import PlaylistOptions, format_duration, media_playlist, should_publish
+from uploader.playlist import PlaylistOptions, PlaylistType, format_duration, media_playlist, should_publish
 from uploader.stream import StreamState, rounded_seconds, with_end, with_failure, with_segment
 
 from .original_rule import comparable, ruby_index

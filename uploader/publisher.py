@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from protocol import IndexMessage
 
-from .config import PlaylistType, UploaderConfig
+from .config import UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
 from .player import (
     PAGE_CONTENT_TYPE,
@@ -36,7 +36,7 @@ from .player import (
 )
 from .master import Variant, master_playlist, needs_upload, sorted_variants, variant
 from .payloads import PayloadStore
-from .playlist import PlaylistOptions, media_playlist, should_publish
+from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
 from .spool import QueuedItem, Spool, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,

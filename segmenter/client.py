@@ -96,6 +96,8 @@ class Deadline:
 
     def bound(self, limit_s: float) -> float:
         """Seconds to wait for something: ``limit_s``, or what is left before the deadline (>= 0)."""
+        if self._aborted:
+            return 0.0
         if self._at is None:
             return limit_s
         return max(0.0, min(limit_s, self._at - time.monotonic()))

@@ -62,10 +62,6 @@ class Notifier:
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
-    @property
-    def peer(self) -> str:
-        return self._client.peer
-
     def start(self) -> None:
         """Start sending what an earlier run left owed, then this run's messages.
         Raises OutboxError (an OSError)."""

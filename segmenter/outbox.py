@@ -6,7 +6,7 @@ what an earlier run with the same OUTPUT_DIR and OUTPUT_PREFIX left owed. Guaran
 - ``add`` returns only once its transaction is committed and fsync'd (WAL, synchronous=FULL):
   a message added before its segment file is renamed survives kill -9 or a power cut at any
   instant after.
-- Messages come back in the order they were added: a row's id is above every id stored before it.
+- Messages come back in the order they were added: a new row's id is above every id in the table.
 - ``remove`` is not fsync'd. A removal lost to a crash only makes the next run send the message
   again, and the daemon takes a re-send as a duplicate; the next ``add`` makes it durable anyway
   (one WAL, written in order).
@@ -46,6 +46,8 @@ class Owed:
 
 
 class Outbox:
+    """The owed messages in one SQLite file (see the module's guarantees); made by ``open``."""
+
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path

@@ -10,7 +10,7 @@ Starts a loopback SeaweedFS (examples.embedded_s3), places STREAMS x SEGMENTS re
    playlist PUT after each segment, streams in order, as the daemon must work;
 2. daemon: hls-uploadd as a subprocess; every stream's simulated segmenter sends its whole
    backlog of messages on one connection (each after the previous OK, as hls-segment drains its
-   journal), and the clock stops at the daemon's log line for the last published segment.
+   outbox), and the clock stops at the daemon's log line for the last published segment.
 
 The daemon also PUTs a playlist after every segment (it must); the raw script PUTs the segments
 only. MB/s counts segment bytes only, in both.

@@ -94,7 +94,7 @@ def _undelivered(report: DeliveryReport, config: SegmenterConfig) -> str:
         numbers = _ranges([m.last_segment for m in report.undelivered])
         parts.append(
             f"{len(report.undelivered)} message(s) not delivered to {peer} (segment {numbers} of "
-            f"{config.index_name}); kept in {report.journal} and re-sent by the next run"
+            f"{config.index_name}); kept in {report.outbox} and re-sent by the next run"
         )
     if report.refused:
         numbers = _ranges([m.last_segment for m, _ in report.refused])

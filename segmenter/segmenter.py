@@ -47,8 +47,9 @@ class RunSummary:
     delivery: DeliveryReport
 
 
-def journal_path(config: SegmenterConfig) -> Path:
-    return config.output_dir / f".{config.output_prefix}.journal"
+def outbox_path(config: SegmenterConfig) -> Path:
+    """The file of the messages owed to the daemon, shared by every run of this stream."""
+    return config.output_dir / f".{config.output_prefix}.outbox"
 
 
 def first_number(config: SegmenterConfig) -> tuple[int, bool]:
@@ -102,7 +103,7 @@ class Segmenter:
         notifier = Notifier(
             (config.uploader_host, config.uploader_port),
             v1=config.wire is WireMode.V1,
-            journal_path=journal_path(config),
+            outbox_path=outbox_path(config),
             secret=config.secret,
             send_segments=config.send_segments,
         )

@@ -25,6 +25,7 @@ from tests.support.segmenter_media import (
     PREFIX,
     concatenate,
     first_pids,
+    owed_segments,
     run_segmenter,
     segment_args,
     segment_files,
@@ -226,7 +227,7 @@ def test_daemon_down_for_10_s_then_started(tmp_path: Path, media: MediaCache, fr
     assert process.returncode == 0, stderr.decode()
     assert [m.last_segment for m in listener.messages] == list(range(1, 31))
     assert b"connection refused" in stderr
-    assert not (tmp_path / f".{PREFIX}.journal").exists()
+    assert owed_segments(tmp_path) == []
 
 
 def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media: MediaCache, free_port: int) -> None:
@@ -303,13 +304,13 @@ def test_undelivered_messages_are_named_and_kept(tmp_path: Path, media: MediaCac
     result = run_segmenter(source, "6", tmp_path, free_port, "--drain-timeout", "0.5")
     assert result.returncode == 3
     assert f"2 message(s) not delivered to 127.0.0.1:{free_port} (segment 1-2 of {INDEX})" in result.stderr
-    journal = tmp_path / f".{PREFIX}.journal"
-    assert len(journal.read_bytes().splitlines()) == 2
+    assert f"kept in {tmp_path}/.{PREFIX}.outbox and re-sent by the next run" in result.stderr
+    assert owed_segments(tmp_path) == [1, 2]
     # The next run sends them first, then its own.
     with Listener(free_port) as listener:
         check_run(run_segmenter(source, "6", tmp_path, free_port))
     assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4]
-    assert not journal.exists()
+    assert owed_segments(tmp_path) == []
 
 
 # -- bad input -------------------------------------------------------------------------------

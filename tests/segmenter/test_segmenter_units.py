@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from protocol import IndexMessage, Reject, encode_message
+from protocol import IndexMessage, Reject
 from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.notifier import Notifier
+from segmenter.outbox import Outbox
 from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache
+from tests.support.segmenter_media import owed_segments
 
 # -- codecs ------------------------------------------------------------------------------------
 
@@ -147,24 +149,31 @@ def message(n: int, *, end: bool = False) -> IndexMessage:
     return IndexMessage("s.m3u8", "/tmp", 6, "sample", "", 1, n, end, "mybucket", "s1", duration=6.0)
 
 
-def test_notifier_spills_to_the_journal_and_keeps_order(tmp_path: Path, free_port: int) -> None:
-    journal = tmp_path / ".sample.journal"
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=journal, memory_limit=3)
+def named_message(directory: Path, n: int, *, end: bool = False) -> IndexMessage:
+    """Message ``n`` for a segment file that exists in ``directory`` (renamed, as the committer leaves it)."""
+    named = dataclasses.replace(message(n, end=end), output_directory=str(directory))
+    (directory / named.segment_name).write_bytes(b"")
+    return named
+
+
+def test_notifier_keeps_owed_messages_in_the_outbox_in_order(tmp_path: Path, free_port: int) -> None:
+    path = tmp_path / ".sample.outbox"
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
     notifier.start()
     for n in range(1, 21):
         notifier.put(message(n, end=n == 20))
     assert len(notifier) == 20
-    assert journal.exists()  # beyond three in memory
+    assert owed_segments(tmp_path) == list(range(1, 21))  # on disk, before any was delivered
     with Listener(free_port) as listener:
         listener.wait_for_end()
         report = notifier.close(10)
     assert [m.last_segment for m in listener.messages] == list(range(1, 21))
-    assert report.delivered == 20 and not report.undelivered
-    assert not journal.exists()
+    assert report.delivered == 20 and not report.undelivered and report.outbox is None
+    assert owed_segments(tmp_path) == []
 
 
 def test_notifier_reconnects_after_the_daemon_restarts(tmp_path: Path, free_port: int) -> None:
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j")
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
     listener = Listener(free_port)
     listener.start()
     notifier.start()
@@ -182,6 +191,8 @@ def test_notifier_reconnects_after_the_daemon_restarts(tmp_path: Path, free_port
 
 
 def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_port: int) -> None:
+    """500 messages owed when the run stops are kept, and the next run sends them, in order."""
+    path = tmp_path / ".sample.outbox"
     # A peer that accepts and never replies.
     release = threading.Event()
 
@@ -190,17 +201,41 @@ def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_p
         return None
 
     with Listener(free_port, reply=hang):  # type: ignore[arg-type]
-        notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j", memory_limit=2)
+        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
         notifier.start()
         for n in range(1, 501):
-            notifier.put(message(n))  # returns at once: memory, then the journal
+            notifier.put(named_message(tmp_path, n, end=n == 500))  # returns at once: the outbox only
         assert len(notifier) == 500
         abort = threading.Event()
         abort.set()
         report = notifier.close(0.2, abort=abort)
         release.set()
-    assert len(report.undelivered) == 500
-    assert report.journal is not None and len(report.journal.read_bytes().splitlines()) == 500
+    assert [m.last_segment for m in report.undelivered] == list(range(1, 501))
+    assert report.outbox == path and owed_segments(tmp_path) == list(range(1, 501))
+    with Listener(free_port) as listener:
+        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
+        notifier.start()
+        listener.wait_for_end()
+        report = notifier.close(10)
+    assert [m.last_segment for m in listener.messages] == list(range(1, 501))
+    assert report.delivered == 500 and owed_segments(tmp_path) == []
+
+
+def test_a_recorded_message_waits_for_its_put(tmp_path: Path, free_port: int) -> None:
+    """Between ``record`` and ``put`` the segment file has no name yet: its message must not go
+    out, even to a daemon that just came back and takes the messages owed before it."""
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
+    notifier.start()
+    notifier.put(message(1))  # nobody listens yet: retried
+    notifier.record(message(2))
+    with Listener(free_port) as listener:
+        listener.wait_for(lambda lst: len(lst.messages) >= 1)
+        assert not notifier.wait_empty(0.5)
+        assert [m.last_segment for m in listener.messages] == [1]
+        notifier.put(message(2), recorded=True)
+        assert notifier.wait_empty(10)
+        notifier.close(0)
+    assert [m.last_segment for m in listener.messages] == [1, 2]
 
 
 def test_notifier_ok_for_another_segment_is_a_protocol_error(tmp_path: Path, free_port: int) -> None:
@@ -210,7 +245,7 @@ def test_notifier_ok_for_another_segment_is_a_protocol_error(tmp_path: Path, fre
         return next(answers, acknowledge(msg))
 
     with Listener(free_port, reply=reply) as listener:  # type: ignore[arg-type]
-        notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / "j")
+        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
         notifier.start()
         notifier.put(message(1, end=True))
         report = notifier.close(10)
@@ -234,8 +269,8 @@ class FinishedFile:
 def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Path, free_port: int) -> None:
     """The committer records the message (fsync'd) before the rename: a kill between the two
     leaves no visible segment that no run would announce."""
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, journal_path=tmp_path / ".sample.journal")
-    record = tmp_path / ".sample.unacked"
+    path = tmp_path / ".sample.outbox"
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
     segment = FinishedFile(1, "sample-00001.ts", tmp_path / "sample-00001.ts", tmp_path / ".sample-00001.ts.part")
     segment.temp_path.write_bytes(b"\x47" * 188)
     seen_at_record: list[tuple[bool, bool]] = []
@@ -243,7 +278,7 @@ def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Pa
 
     def record_and_look(message: IndexMessage) -> None:
         original_record(message)
-        seen_at_record.append((segment.path.exists(), b"M " in record.read_bytes()))
+        seen_at_record.append((segment.path.exists(), owed_segments(tmp_path) == [1]))
 
     notifier.record = record_and_look  # type: ignore[method-assign]
     directory_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -255,19 +290,23 @@ def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Pa
         os.close(directory_fd)
     assert seen_at_record == [(False, True)]  # recorded while the file had only its temp name
     assert segment.path.exists() and len(notifier) == 1
+    assert [m.last_segment for m in notifier.close(0).undelivered] == [1]
 
 
 def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     tmp_path: Path, media: MediaCache, free_port: int
 ) -> None:
-    """The write-ahead record owes segments 3 and 4, but only 3 got its name: 3 is re-sent, the
-    unfinished 4 is not, and the new run's first segment takes number 4."""
+    """The outbox owes segments 3 and 4, but only 3 got its name: 3 is re-sent, the unfinished 4
+    is not, and the new run's first segment takes number 4."""
     source = media.ts(seconds=4, gop_seconds=2, fps=25)
     for n in (1, 2, 3):
         (tmp_path / f"sample-{n:05d}.ts").write_bytes(source.read_bytes())
     (tmp_path / ".sample-00004.ts.part").write_bytes(b"\x47" * 188)
-    owed = [dataclasses.replace(message(n), output_directory=f"{tmp_path}/") for n in (3, 4)]
-    (tmp_path / ".sample.unacked").write_bytes(b"".join(b"M " + encode_message(m) + b"\n" for m in owed))
+    owed_messages = [dataclasses.replace(message(n), output_directory=f"{tmp_path}/") for n in (3, 4)]
+    outbox = Outbox.open(tmp_path / ".sample.outbox")
+    for m in owed_messages:
+        outbox.add(m)
+    outbox.close()
     with Listener(free_port) as listener, source.open("rb") as stdin:
         result = subprocess.run(
             [sys.executable, "-m", "segmenter", "-", "2", str(tmp_path), "sample", "s.m3u8", "", "mybucket", "s1",
@@ -279,3 +318,4 @@ def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     numbers = [m.last_segment for m in listener.messages]
     assert numbers == [3, 4, 5], numbers  # 3 re-sent, then the new run's 4 and 5
     assert listener.messages[1].discontinuity  # the new run's first segment
+    assert owed_segments(tmp_path) == []

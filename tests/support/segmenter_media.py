@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from segmenter.outbox import Outbox
+
 from .media import TS_CLOCK_HZ
 
 TS_PACKET_BYTES = 188
@@ -54,6 +56,16 @@ def run_segmenter(
 
 def segment_files(out_dir: Path, prefix: str = PREFIX) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if p.name.startswith(prefix + "-") and p.suffix == ".ts")
+
+
+def owed_segments(out_dir: Path, prefix: str = PREFIX) -> list[int]:
+    """The segment numbers of the messages hls-segment's outbox in ``out_dir`` still owes the
+    daemon, oldest first."""
+    outbox = Outbox.open(out_dir / f".{prefix}.outbox")
+    try:
+        return [message.last_segment for message in outbox.messages()]
+    finally:
+        outbox.close()
 
 
 def first_pids(path: Path, count: int = 3) -> list[int]:

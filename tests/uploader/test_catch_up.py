@@ -22,7 +22,7 @@ def test_a_backlog_is_published_with_fewer_playlists_and_every_segment(
     for number in range(1, COUNT + 1):
         place_segment(segment_source, segments_dir, "seg", number)
     with daemon.connect() as client:
-        for number in range(1, COUNT + 1):  # all at once, as a segmenter drains its journal
+        for number in range(1, COUNT + 1):  # all at once, as a segmenter drains its outbox
             client.send_only(ext_message(segments_dir, bucket, number, end=number == COUNT))
         assert [client.reply() for _ in range(COUNT)] == [Ack(n) for n in range(1, COUNT + 1)]
     url = seaweed.object_url(bucket, "live/one/index.m3u8")

@@ -1,0 +1,113 @@
+"""What the segmenter owes the daemon: one SQLite table of index messages, oldest first.
+
+The file is OUTPUT_DIR/.OUTPUT_PREFIX.outbox (with its -wal and -shm while open), so a run finds
+what an earlier run with the same OUTPUT_DIR and OUTPUT_PREFIX left owed. Guarantees:
+
+- ``add`` returns only once its transaction is committed and fsync'd (WAL, synchronous=FULL):
+  a message added before its segment file is renamed survives kill -9 or a power cut at any
+  instant after.
+- Messages come back in the order they were added: a new row's id is above every id in the table.
+- ``remove`` is not fsync'd. A removal lost to a crash only makes the next run send the message
+  again, and the daemon takes a re-send as a duplicate; the next ``add`` makes it durable anyway
+  (one WAL, written in order).
+
+Nothing is held in memory: a backlog of any length costs disk only, and reading the oldest row is
+one indexed lookup. Not thread-safe: the caller serialises calls (``notifier.Notifier`` holds a
+lock around each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.durable import fsync_directory
+from protocol import IndexMessage, encode_message, parse_message
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS owed (id INTEGER PRIMARY KEY, line BLOB NOT NULL)"
+
+
+class OutboxError(OSError):
+    """The outbox cannot be opened, read or written (disk full, permissions, a corrupt file).
+
+    An OSError, as every other disk failure of the segmenter: ``filename`` is the outbox file.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """One message in the outbox; ``id`` names its row for ``remove``."""
+
+    id: int
+    message: IndexMessage
+
+
+class Outbox:
+    """The owed messages in one SQLite file (see the module's guarantees); made by ``open``."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Outbox:
+        """Open the outbox at ``path``, creating it if absent. Raises OutboxError."""
+        with _failing_as(path, "cannot be opened"):
+            # isolation_level=None: each statement is its own transaction, committed at once.
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            # The file's name must be durable before any segment is renamed on its word.
+            fsync_directory(path.parent)
+        return cls(db, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, message: IndexMessage) -> int:
+        """Record ``message`` as owed, durably (fsync'd) before returning its id. Raises OutboxError."""
+        with _failing_as(self.path, "write failed"):
+            self._db.execute("PRAGMA synchronous=FULL")
+            cursor = self._db.execute("INSERT INTO owed (line) VALUES (?)", (encode_message(message),))
+        return int(cursor.lastrowid)  # type: ignore[arg-type]  # always set after an INSERT
+
+    def remove(self, owed_id: int) -> None:
+        """The message is no longer owed (acknowledged, or refused for good). Raises OutboxError."""
+        with _failing_as(self.path, "write failed"):
+            # NORMAL: committed without an fsync (see the module's guarantees).
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("DELETE FROM owed WHERE id=?", (owed_id,))
+
+    def oldest(self) -> Owed | None:
+        """The message owed longest, or None when nothing is. Raises OutboxError."""
+        return self._one("SELECT id, line FROM owed ORDER BY id LIMIT 1")
+
+    def newest(self) -> Owed | None:
+        """The message added last, or None when nothing is owed. Raises OutboxError."""
+        return self._one("SELECT id, line FROM owed ORDER BY id DESC LIMIT 1")
+
+    def messages(self) -> list[IndexMessage]:
+        """Every owed message, oldest first. Raises OutboxError."""
+        with _failing_as(self.path, "read failed"):
+            return [parse_message(line) for (line,) in self._db.execute("SELECT line FROM owed ORDER BY id")]
+
+    def __len__(self) -> int:
+        with _failing_as(self.path, "read failed"):
+            return int(self._db.execute("SELECT count(*) FROM owed").fetchone()[0])
+
+    def _one(self, query: str) -> Owed | None:
+        with _failing_as(self.path, "read failed"):
+            row = self._db.execute(query).fetchone()
+        return None if row is None else Owed(row[0], parse_message(row[1]))
+
+
+@contextlib.contextmanager
+def _failing_as(path: Path, what: str) -> Iterator[None]:
+    """Turn SQLite's and the file system's errors into OutboxError naming ``path``."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        raise OutboxError(None, f"outbox {what}: {error}", str(path)) from None

@@ -27,13 +27,15 @@ from pathlib import Path
 from common.durable import fsync_directory
 from protocol import IndexMessage, encode_message, parse_message
 
+from .errors import SegmenterError
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS owed (id INTEGER PRIMARY KEY, line BLOB NOT NULL)"
 
 
-class OutboxError(OSError):
+class OutboxError(SegmenterError, OSError):
     """The outbox cannot be opened, read or written (disk full, permissions, a corrupt file).
 
-    An OSError, as every other disk failure of the segmenter: ``filename`` is the outbox file.
+    Also an OSError, as every other disk failure of the segmenter: ``filename`` is the outbox file.
     """
 
 

@@ -1,5 +1,6 @@
 """Durable file writes: temp name, fsync, rename, fsync the directory; written once for both
-programs (segments, payloads, file-store objects, the port file).
+programs (segments, payloads, file-store objects, the port file); and the one way both open a
+SQLite database that must survive a crash (the daemon's spool, the segmenter's outbox).
 
 A file written here is either absent or whole after a crash at any instant: the bytes are on disk
 before the name points at them, and the directory entry itself is made durable afterwards.
@@ -8,6 +9,7 @@ before the name points at them, and the directory entry itself is made durable a
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,3 +66,20 @@ def write_file(path: StrPath, content: bytes | Iterable[bytes], *, mode: int = 0
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """A SQLite connection to ``path`` (created if absent) whose commits survive a crash or a
+    power cut: WAL, synchronous=FULL (each commit fsync'd), the file's name fsync'd into its
+    directory. ``isolation_level=None``: the caller issues BEGIN/COMMIT, or each statement
+    commits alone. Usable from any one thread at a time. Raises sqlite3.Error or OSError."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        fsync_directory(path.parent)
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.durable import fsync_directory
+from common.durable import open_database
 from protocol import IndexMessage, encode_message, parse_message
 
 from .errors import SegmenterError
@@ -58,12 +58,10 @@ class Outbox:
     def open(cls, path: Path) -> Outbox:
         """Open the outbox at ``path``, creating it if absent. Raises OutboxError."""
         with _failing_as(path, "cannot be opened"):
-            # isolation_level=None: each statement is its own transaction, committed at once.
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            # Each statement is its own transaction, committed at once; the file's name is durable
+            # before any segment is renamed on its word.
+            db = open_database(path)
             db.execute(_SCHEMA)
-            # The file's name must be durable before any segment is renamed on its word.
-            fsync_directory(path.parent)
         return cls(db, path)
 
     def close(self) -> None:

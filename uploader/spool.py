@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.durable import open_database
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
 from .errors import UploaderError
@@ -131,11 +132,7 @@ class Spool:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = directory / SPOOL_FILE_NAME
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
+            db = open_database(path)  # WAL, synchronous=FULL; we issue BEGIN/COMMIT ourselves
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}, this daemon reads {SCHEMA_VERSION}")

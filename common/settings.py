@@ -4,9 +4,9 @@ Pure: callers read files."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import tomllib
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -75,10 +75,10 @@ def as_text(setting: str, value: object) -> str:
 
 def as_list(setting: str, value: object) -> list[str]:
     """A repeatable setting: a list of strings or paths; one string is a list of one."""
-    items = [value] if isinstance(value, (str, os.PathLike)) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(item, (str, os.PathLike)) for item in items):
+    items = [value] if isinstance(value, (str, PurePath)) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, (str, PurePath)) for item in items):
         raise ConfigError(f"{option_name(setting)} must be a list of strings")
-    return [os.fspath(item) for item in items]
+    return [str(item) for item in items]
 
 
 def as_int(setting: str, value: object) -> int:

@@ -1,4 +1,4 @@
-"""The segmenter's exceptions: every error it raises on purpose is a ``SegmenterError``.
+"""The segmenter's exceptions: every error it raises on purpose is a ``SegmenterError``. Pure.
 
 ``common.settings.ConfigError`` (a bad option, shared with the daemon) stays outside this tree;
 OS errors (a full disk, an unwritable directory) are raised as the OS reported them.

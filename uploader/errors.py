@@ -1,4 +1,4 @@
-"""The daemon's one exception root, and the one way it says "retry later"."""
+"""The daemon's one exception root, and the one way it says "retry later". Pure."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from botocore.client import BaseClient
 from protocol import Ack, Reject
 from tests.support.daemon import place_segment
 from tests.support.media import MediaCache
+from tests.support.rfc8216 import master_playlist_problems, rendition_problems
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
@@ -33,7 +34,6 @@ LADDER = (
 AUDIO_BPS = 32_000
 KEY_PREFIX = "program"
 
-
 def real_bitrates(s3: BaseClient, bucket: str, playlist: m3u8.M3U8, name: str) -> tuple[int, int]:
     """(peak, average) bit/s of the uploaded segments: their bytes over their EXTINF durations."""
     peak, bits, seconds = 0, 0, 0.0
@@ -44,14 +44,12 @@ def real_bitrates(s3: BaseClient, bucket: str, playlist: m3u8.M3U8, name: str) -
         seconds += segment.duration
     return peak, round(bits / seconds)
 
-
 def first_video_pts(data: bytes) -> int:
     with av.open(io.BytesIO(data), format="mpegts") as container:
         for packet in container.demux(container.streams.video[0]):
             if packet.pts is not None:
                 return packet.pts
     raise AssertionError("no video packet")
-
 
 @pytest.mark.slow
 def test_three_renditions_one_master(
@@ -88,8 +86,14 @@ def test_three_renditions_one_master(
         return master if got == expected else None
 
     master = wait_for(final_master, timeout=30, message=f"the master with the measured bit rates {expected}")
-    text = http_get(f"{base}/master.m3u8").text
-    assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
+    reply = http_get(f"{base}/master.m3u8")
+    # Served as a playlist (RFC 8216 4: the Content-Type names it) and cached briefly, as the
+    # media playlists are: a master cached for a year would hide a rendition added later.
+    assert reply.headers["Content-Type"] == "application/vnd.apple.mpegurl", reply.headers
+    assert reply.headers["Cache-Control"] == "max-age=1", reply.headers
+    assert master_playlist_problems(reply.text) == []
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in reply.text
+    assert rendition_problems({name: http_get(f"{base}/{name}.m3u8").text for name, *_ in LADDER}) == []
     variants = master.playlists
     assert [p.uri for p in variants] == ["low.m3u8", "mid.m3u8", "high.m3u8"]  # sorted by bandwidth
     report = []
@@ -122,7 +126,6 @@ def test_three_renditions_one_master(
 
     # The player page plays the master once there is one.
     assert 'href="master.m3u8"' in http_get(f"{base}/index.html").text
-
 
 def test_a_drifting_rendition_is_named_in_a_warning(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,

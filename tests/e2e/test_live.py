@@ -27,7 +27,7 @@ from tests.support.daemon import UploaderDaemon
 from tests.support.media import probe
 from tests.support.pipeline import PlaylistPoller
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import fetch_playlist, http_get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_SECONDS = 24  # the encoder runs in real time (-re)
@@ -180,12 +180,12 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         time_to_live = time.monotonic() - started
         playlist_url = url_line.split("playlist:")[1].strip()
         page_url = next(line for line in output if "player:" in line).split("player:")[1].strip()
-        live = m3u8.loads(http_get(playlist_url).text)
+        live = fetch_playlist(playlist_url)
         assert live.segments and not live.is_endlist and live.target_duration == 2
         page = http_get(page_url)
         assert page.status == 200 and "stream.m3u8" in page.text
         newest = live.media_sequence + len(live.segments) - 1
-        wait_for(lambda: m3u8.loads(http_get(playlist_url).text).media_sequence > newest, timeout=30,
+        wait_for(lambda: fetch_playlist(playlist_url).media_sequence > newest, timeout=30,
                  message="the live window to move on past the first segments seen")
         # A real browser plays the live stream: natively where it can (Safari, recent Chrome), and with hls.js,
         # which the page uses everywhere else (forced here with ?hls.js).

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import av
-import m3u8
 import pytest
 
 from protocol import IndexMessage, Reject
@@ -31,7 +30,7 @@ from tests.support.segmenter_media import (
     segment_args,
     segment_files,
 )
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import fetch_playlist, wait_for
 
 # Every test here runs twice: with the MPEG-TS fast path (segmenter/tsfast.py) and with PyAV.
 pytestmark = pytest.mark.usefixtures("segmenter_path")
@@ -246,6 +245,11 @@ def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media:
     assert len(segment_files(tmp_path)) == 4
 
 
+# Known bug, found by the RFC 8216 checker: the second run's segment names are the first run's, so
+# their objects are overwritten under Cache-Control: immutable and the playlist lists one URI under
+# two media sequence numbers. Published objects must never be overwritten (issue 15, point 3).
+@pytest.mark.xfail(reason="a run restarted with --start-number 1 reuses published segment names (issue 15)",
+                   strict=True, raises=AssertionError)
 def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
     tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str
 ) -> None:
@@ -256,7 +260,7 @@ def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
             check_run(run_segmenter(source, "6", tmp_path, daemon.port, "--start-number", "1",
                                     bucket=bucket))
         playlist_url = seaweed.object_url(bucket, f"{KEY_PREFIX}/{INDEX}")
-        playlist = wait_for(lambda: (p := m3u8.loads(http_get(playlist_url).text)).is_endlist
+        playlist = wait_for(lambda: (p := fetch_playlist(playlist_url)).is_endlist
                             and len(p.segments) == 4 and p, message="both runs in the playlist")
     finally:
         daemon.kill()

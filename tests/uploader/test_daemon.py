@@ -11,7 +11,7 @@ from protocol import Ack, IndexMessage, Reject
 from tests.support.daemon import place_segment
 from tests.support.rfc8216 import History
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import fetch_playlist, http_get, wait_for
+from tests.support.viewer import fetch_playlist, http_get, read_playlist, wait_for
 
 from .conftest import StartUploader
 from .original_rule import comparable, ruby_index
@@ -238,9 +238,7 @@ def test_a_reader_never_sees_a_playlist_naming_a_missing_segment(
 
 
 def fetch_playlist_from_text(text: str, url: str):  # type: ignore[no-untyped-def]
-    import m3u8
-
-    return m3u8.loads(text, uri=url)
+    return read_playlist(url, text)
 
 
 def test_two_streams_one_failing(

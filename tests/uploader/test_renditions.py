@@ -20,7 +20,7 @@ from tests.support.daemon import place_segment
 from tests.support.media import MediaCache
 from tests.support.rfc8216 import master_playlist_problems, rendition_problems
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import http_get, read_playlist, wait_for
 
 from .conftest import StartUploader
 from .test_daemon import ext_message, fetch_playlist_or_none
@@ -34,6 +34,7 @@ LADDER = (
 AUDIO_BPS = 32_000
 KEY_PREFIX = "program"
 
+
 def real_bitrates(s3: BaseClient, bucket: str, playlist: m3u8.M3U8, name: str) -> tuple[int, int]:
     """(peak, average) bit/s of the uploaded segments: their bytes over their EXTINF durations."""
     peak, bits, seconds = 0, 0, 0.0
@@ -44,12 +45,14 @@ def real_bitrates(s3: BaseClient, bucket: str, playlist: m3u8.M3U8, name: str) -
         seconds += segment.duration
     return peak, round(bits / seconds)
 
+
 def first_video_pts(data: bytes) -> int:
     with av.open(io.BytesIO(data), format="mpegts") as container:
         for packet in container.demux(container.streams.video[0]):
             if packet.pts is not None:
                 return packet.pts
     raise AssertionError("no video packet")
+
 
 @pytest.mark.slow
 def test_three_renditions_one_master(
@@ -81,7 +84,7 @@ def test_three_renditions_one_master(
         reply = http_get(f"{base}/master.m3u8")
         if reply.status != 200:
             return None
-        master = m3u8.loads(reply.text)
+        master = read_playlist(f"{base}/master.m3u8", reply.text)
         got = {p.uri: (p.stream_info.bandwidth, p.stream_info.average_bandwidth) for p in master.playlists}
         return master if got == expected else None
 
@@ -127,6 +130,7 @@ def test_three_renditions_one_master(
     # The player page plays the master once there is one.
     assert 'href="master.m3u8"' in http_get(f"{base}/index.html").text
 
+
 def test_a_drifting_rendition_is_named_in_a_warning(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
 ) -> None:
@@ -138,7 +142,8 @@ def test_a_drifting_rendition_is_named_in_a_warning(
         for number, drift in ((1, 0.0), (2, 0.4)):
             for prefix, start in (("a", 0.0), ("b", drift)):
                 message = ext_message(segments_dir, bucket, number, index=f"{prefix}.m3u8", output_prefix=prefix,
-                                      start=2.0 * (number - 1) + start, frame_rate=25.0, duration=1.0)
+                                      start=2.0 * (number - 1) + start, frame_rate=25.0, duration=1.0,
+                                      codecs="avc1.64000d,mp4a.40.2", resolution="320x240")
                 assert client.send(message) == Ack(number)
         reply = client.send(ext_message(segments_dir, bucket, 1, index="master.m3u8"))
         assert reply == Reject("index master.m3u8 is the name of the master playlist (--master-name)")

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import m3u8
 import pytest
 
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import http_get
+from tests.support.viewer import fetch_playlist
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "three-renditions.sh"
 
@@ -26,6 +25,6 @@ def test_three_renditions_example(seaweed: SeaweedServer, bucket: str, tmp_path:
     assert result.returncode == 0, result.stdout + result.stderr
     url = seaweed.object_url(bucket, "program/master.m3u8")
     assert f"master playlist: {url}" in result.stdout
-    master = m3u8.loads(http_get(url).text)
+    master = fetch_playlist(url)
     assert [p.uri for p in master.playlists] == ["low.m3u8", "mid.m3u8", "high.m3u8"]
     assert [p.stream_info.resolution for p in master.playlists] == [(320, 240), (480, 360), (640, 480)]

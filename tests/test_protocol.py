@@ -331,6 +331,25 @@ def test_signed_message_verifies_and_tampering_does_not() -> None:
     assert not verify(ORIGINAL_MESSAGE, secret)  # untagged
 
 
+def test_every_character_of_the_tag_counts() -> None:
+    # Changing any one of the 64 hex digits, or cutting the tag short, makes it fail: a check on
+    # a prefix (half the tag, say) would let a forger go through with 2^128 times less work.
+    secret = b"0123456789abcdef"
+    signed = sign(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000), secret)
+    tag = signed.tag
+    assert tag is not None and len(tag) == 64
+    for position in range(len(tag)):
+        other = "0" if tag[position] != "0" else "1"
+        forged = dataclasses.replace(signed, tag=tag[:position] + other + tag[position + 1:])
+        assert not verify(forged, secret), f"a tag differing at digit {position} was accepted"
+    for length in (32, 63):  # a shortened tag is no tag: refused by the message or by verify
+        try:
+            shortened = dataclasses.replace(signed, tag=tag[:length])
+        except ProtocolError:
+            continue
+        assert not verify(shortened, secret)
+
+
 # Properties.
 
 _name = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,30}", fullmatch=True)

@@ -11,13 +11,11 @@ import contextlib
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -27,15 +25,16 @@ import pytest
 from tests.support.browser import page_status
 from tests.support.daemon import UploaderDaemon
 from tests.support.media import probe
+from tests.support.pipeline import PlaylistPoller
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import fetch_playlist, http_get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_SECONDS = 24  # the encoder runs in real time (-re)
 SEGMENT_SECONDS = 2
 FPS = 25
 FRAME_S = 1 / FPS
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+WINDOW = 5  # hls-uploadd --window, its default
 
 
 def encoder_command(seconds: float) -> list[str]:
@@ -49,63 +48,6 @@ def encoder_command(seconds: float) -> list[str]:
         "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "300k",
         "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
     ]
-
-
-@dataclass
-class Snapshots:
-    """What a player saw: every playlist version, and when each segment first appeared."""
-
-    texts: list[str] = field(default_factory=list)
-    first_seen: dict[str, float] = field(default_factory=dict)  # URI -> wall clock
-    durations: dict[str, float] = field(default_factory=dict)  # URI -> EXTINF
-    problems: list[str] = field(default_factory=list)
-
-
-def poll_playlist(url: str, segment_base: str, stop: threading.Event, seen: Snapshots) -> None:
-    """Read the playlist every 100 ms; check each new version and GET every segment it names."""
-    last_text = ""
-    fetched: set[str] = set()
-    while not stop.is_set():
-        response = http_get(url)
-        if response.status == 200 and response.text != last_text:
-            last_text = response.text
-            now = time.time()
-            seen.texts.append(last_text)
-            if response.headers["Content-Type"] != PLAYLIST_TYPE:
-                seen.problems.append(f"playlist Content-Type {response.headers['Content-Type']}")
-            for segment in m3u8.loads(last_text).segments:
-                seen.first_seen.setdefault(segment.uri, now)
-                seen.durations[segment.uri] = segment.duration
-                if segment.uri not in fetched:
-                    got = http_get(segment_base + segment.uri)
-                    if got.status != 200 or got.headers["Content-Type"] != "video/MP2T":
-                        seen.problems.append(f"{segment.uri} listed but GET gave {got.status}")
-                    fetched.add(segment.uri)
-            if "#EXT-X-ENDLIST" in last_text:
-                return
-        stop.wait(0.1)
-
-
-def check_rfc8216(texts: list[str]) -> None:
-    """What RFC 8216 requires across the versions of one live media playlist."""
-    assert texts, "no playlist was ever readable"
-    target = None
-    sequence_of: dict[str, int] = {}
-    previous_first = -1
-    for text in texts:
-        assert text.startswith("#EXTM3U\n")
-        playlist = m3u8.loads(text)
-        assert playlist.version == 3
-        if target is None:
-            target = playlist.target_duration
-        assert playlist.target_duration == target, "EXT-X-TARGETDURATION changed (6.2.1)"
-        assert playlist.media_sequence >= previous_first, "media sequence went backwards (6.2.2)"
-        previous_first = playlist.media_sequence
-        for position, segment in enumerate(playlist.segments):
-            assert round(segment.duration) <= target, f"{segment.uri} EXTINF over the target (4.3.3.1)"
-            number = playlist.media_sequence + position
-            assert sequence_of.setdefault(segment.uri, number) == number, f"{segment.uri} changed sequence number"
-    assert m3u8.loads(texts[-1]).is_endlist
 
 
 def segmenter_close_times(log: str) -> dict[str, float]:
@@ -135,9 +77,7 @@ def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServe
     segmenter_log = tmp_path / "segmenter.log"
     viewer_log = tmp_path / "viewer.log"
     recording = tmp_path / "recording.ts"
-    seen = Snapshots()
-    stop = threading.Event()
-    poller = threading.Thread(target=poll_playlist, args=(playlist_url, segment_base, stop, seen), daemon=True)
+    seen = PlaylistPoller(playlist_url, segment_base, interval_s=0.1, stop_at_endlist=True)
     encoder = subprocess.Popen(encoder_command(LIVE_SECONDS), stdout=subprocess.PIPE)
     viewer = None
     try:
@@ -149,7 +89,7 @@ def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServe
             )
         assert encoder.stdout is not None
         encoder.stdout.close()
-        poller.start()
+        seen.start()
         wait_for(lambda: seen.texts, timeout=30, message="the first live playlist")
         # The viewer joins the live stream at the first listed segment and records until ENDLIST.
         with open(viewer_log, "wb") as log:
@@ -161,16 +101,17 @@ def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServe
         assert segmenter.wait(LIVE_SECONDS + 60) == 0, segmenter_log.read_text()
         assert encoder.wait(10) == 0
         assert viewer.wait(60) == 0, viewer_log.read_text()
-        poller.join(30)
+        seen.join(30)
     finally:
-        stop.set()
+        seen.stop()
         for process in (encoder, viewer):
             if process is not None and process.poll() is None:
                 process.kill()
         daemon.kill()
 
     assert not seen.problems, seen.problems
-    check_rfc8216(seen.texts)
+    assert not seen.conformance, seen.conformance
+    assert seen.texts and m3u8.loads(seen.texts[-1]).is_endlist
     assert "Traceback" not in daemon.log(all_runs=True)
 
     # The viewer covered every segment from the one it joined at to the end, with no gap.
@@ -190,12 +131,15 @@ def test_live_encoder_to_viewer_through_s3(tmp_path: Path, seaweed: SeaweedServe
     assert decode.returncode == 0 and decode.stderr == "", decode.stderr
     assert probe(recording).kinds == ("video", "audio")
 
-    # Segment closed -> visible to a viewer (reported, not asserted: shared machines are noisy).
+    # Segment closed -> listed in the playlist a viewer reads. A player keeps about three target
+    # durations of buffer and a live playlist lists WINDOW segments: a segment that takes longer than
+    # the window to appear has been skipped by every viewer. benchmarks/publish_latency.py measures
+    # the figure itself; here only that bound is held.
     closed = segmenter_close_times(segmenter_log.read_text())
-    delays = [seen.first_seen[name] - closed[name] for name in seen.first_seen if name in closed]
-    print(f"\nend-to-end delay, segment closed -> in the playlist a viewer reads: "
-          f"median {statistics.median(delays) * 1000:.0f} ms, worst {max(delays) * 1000:.0f} ms "
-          f"over {len(delays)} segments")
+    delays = {name: seen.first_seen[name] - closed[name] for name in seen.first_seen if name in closed}
+    assert len(delays) >= len(seen.first_seen) - 1, (sorted(closed), sorted(seen.first_seen))
+    late = {name: round(delay, 2) for name, delay in delays.items() if delay > WINDOW * SEGMENT_SECONDS}
+    assert not late, f"segments listed later than a live window after they were closed: {late}"
 
 
 def _processes_marked(marker: str) -> dict[int, str]:
@@ -236,12 +180,12 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         time_to_live = time.monotonic() - started
         playlist_url = url_line.split("playlist:")[1].strip()
         page_url = next(line for line in output if "player:" in line).split("player:")[1].strip()
-        live = m3u8.loads(http_get(playlist_url).text)
+        live = fetch_playlist(playlist_url)
         assert live.segments and not live.is_endlist and live.target_duration == 2
         page = http_get(page_url)
         assert page.status == 200 and "stream.m3u8" in page.text
         newest = live.media_sequence + len(live.segments) - 1
-        wait_for(lambda: m3u8.loads(http_get(playlist_url).text).media_sequence > newest, timeout=30,
+        wait_for(lambda: fetch_playlist(playlist_url).media_sequence > newest, timeout=30,
                  message="the live window to move on past the first segments seen")
         # A real browser plays the live stream: natively where it can (Safari, recent Chrome), and with hls.js,
         # which the page uses everywhere else (forced here with ?hls.js).

@@ -116,6 +116,24 @@ def test_cuts_on_the_first_keyframe_at_or_after_each_boundary() -> None:
     assert not result.dropped
 
 
+def test_a_keyframe_one_frame_before_a_grid_point_does_not_cut_there() -> None:
+    # 25 fps, GOPs of 49 frames: keyframes fall 40 ms before 2-s grid points, never on them. The
+    # cut is at the first keyframe at or after each point: one frame early is not yet the point.
+    frame = 90000 // 25
+    packets = [Packet(0, n % 49 == 0, n * frame, n * frame, frame) for n in range(25 * 12)]
+    result = run([VIDEO], packets, "2")
+    starts = [first_video_pts(segment) for segment in result.segments]
+    keyframes = [n * frame for n in range(0, 25 * 12, 49)]
+    expected = [0]
+    for k in range(1, 6):
+        point = k * 2 * 90000
+        cut = next((ts for ts in keyframes if ts >= point), None)
+        if cut is not None and cut > expected[-1]:
+            expected.append(cut)
+    assert starts == expected
+    assert all(start % (2 * 90000) != 2 * 90000 - frame for start in starts[1:])
+
+
 def test_gop_longer_than_segment_cuts_at_next_keyframe_and_skips_passed_boundaries() -> None:
     # GOP 4 s, segments 3 s: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12 -> cuts at 4, 8, 12
     result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3")
@@ -186,18 +204,21 @@ def test_libav_negative_start_below_the_wrap_is_restored() -> None:
 
 
 def test_wraps_twice() -> None:
-    # Video only, 1 fps keyframes every second, spanning two wraps (values raw modulo 2^33).
-    step = 90000 * 60 * 60  # one packet an hour would be a gap; use 1-s steps near each wrap
-    packets = []
-    for base in (TS_WRAP_TICKS - 3 * 90000, 2 * TS_WRAP_TICKS - 3 * 90000):
-        packets += [Packet(0, True, (base + n * 90000) % TS_WRAP_TICKS, (base + n * 90000) % TS_WRAP_TICKS, 90000) for n in range(6)]
-    del step
+    # 53 h of video: keyframes every 2 s from 30 s before the first wrap of the 33-bit clock to
+    # 30 s after the second (values raw modulo 2^33, as a demuxer reads them). Every timestamp
+    # is unwrapped, so the timeline never jumps and no discontinuity is ever cut.
+    step = 2 * 90000
+    start = TS_WRAP_TICKS - 30 * 90000
+    count = (2 * TS_WRAP_TICKS + 30 * 90000 - start) // step
     cutter = Cutter([VIDEO], Fraction(2))
-    unwrapped = []
-    for p in packets[:6]:
-        cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
-        unwrapped.append(cutter.dts)
-    assert unwrapped == [TS_WRAP_TICKS - 3 * 90000 + n * 90000 for n in range(6)]
+    discontinuities = 0
+    for n in range(count):
+        ts = (start + n * step) % TS_WRAP_TICKS
+        if cutter.feed(0, True, ts, ts, step) is Action.CUT and n:
+            discontinuities += cutter.discontinuity
+        assert cutter.dts == start + n * step, f"packet {n} ({(start + n * step) / 90000 / 3600:.2f} h in)"
+    assert start + (count - 1) * step > 2 * TS_WRAP_TICKS  # the second wrap was fed
+    assert discontinuities == 0
 
 
 def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 from pathlib import Path
 
 import av
-import m3u8
 import pytest
 
 from protocol import IndexMessage, Reject
@@ -30,7 +30,7 @@ from tests.support.segmenter_media import (
     segment_args,
     segment_files,
 )
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import fetch_playlist, wait_for
 
 # Every test here runs twice: with the MPEG-TS fast path (segmenter/tsfast.py) and with PyAV.
 pytestmark = pytest.mark.usefixtures("segmenter_path")
@@ -109,7 +109,11 @@ def test_single_kind_inputs(kind: str, tmp_path: Path, media: MediaCache, free_p
     assert [m.last_segment for m in messages] == list(range(1, 6))
     assert_valid_segments(tmp_path, messages, video=kind == "video")
     assert sum(m.duration for m in messages) == pytest.approx(19.0, abs=0.03)  # type: ignore[misc]
-    assert messages[0].codecs == ("mp4a.40.2" if kind == "audio" else messages[0].codecs)
+    codecs = {m.codecs for m in messages}
+    if kind == "audio":
+        assert codecs == {"mp4a.40.2"}
+    else:  # H.264 High profile, and nothing else: no audio codec is announced for a video-only input
+        assert len(codecs) == 1 and re.fullmatch(r"avc1\.64[0-9a-f]{4}", codecs.pop() or ""), codecs
     if kind == "audio":
         assert messages[0].resolution is None
         for k, m in enumerate(messages):  # cut at the first audio packet at or after the grid
@@ -241,6 +245,11 @@ def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media:
     assert len(segment_files(tmp_path)) == 4
 
 
+# Known bug, found by the RFC 8216 checker: the second run's segment names are the first run's, so
+# their objects are overwritten under Cache-Control: immutable and the playlist lists one URI under
+# two media sequence numbers. Published objects must never be overwritten (issue 15, point 3).
+@pytest.mark.xfail(reason="a run restarted with --start-number 1 reuses published segment names (issue 15)",
+                   strict=True, raises=AssertionError)
 def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
     tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str
 ) -> None:
@@ -251,7 +260,7 @@ def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
             check_run(run_segmenter(source, "6", tmp_path, daemon.port, "--start-number", "1",
                                     bucket=bucket))
         playlist_url = seaweed.object_url(bucket, f"{KEY_PREFIX}/{INDEX}")
-        playlist = wait_for(lambda: (p := m3u8.loads(http_get(playlist_url).text)).is_endlist
+        playlist = wait_for(lambda: (p := fetch_playlist(playlist_url)).is_endlist
                             and len(p.segments) == 4 and p, message="both runs in the playlist")
     finally:
         daemon.kill()

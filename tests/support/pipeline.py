@@ -3,8 +3,9 @@
 - ``Feeder`` pipes a TS file into a real ``hls-segment`` at real-time pace (bytes spread evenly
   over the clip's duration), like an encoder's pipe; it can pause (a stalled input) and stop.
   Into its stdin, or into a ``TcpSource`` that hls-segment reads as a ``tcp://`` URL.
-- ``PlaylistPoller`` reads the live playlist as a player does, every 50 ms, and for each new
-  version GETs every segment it names: a playlist naming a missing segment is a problem.
+- ``PlaylistPoller`` reads the live playlist as a player does, every 50 ms, checks each new
+  version against RFC 8216 (tests/support/rfc8216.py), GETs every segment it names, and GETs
+  each segment that slid out again before RFC 8216 6.2.2 lets it go.
 - ``audit`` compares what the segmenter produced on disk with what is in S3 and returns the
   figures (produced / published / lost).
 - ``process_figures`` reads a daemon's RSS, peak RSS and open files from /proc.
@@ -28,11 +29,14 @@ from pathlib import Path
 import m3u8
 from botocore.client import BaseClient
 
+from .rfc8216 import History
 from .viewer import http_get
 
 HLS_SEGMENT = [sys.executable, "-m", "segmenter"]
 TS_PACKET = 188
 FEED_CHUNK = TS_PACKET * 16
+PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_CONTENT_TYPE = "video/MP2T"
 
 
 def segmenter_command(
@@ -168,25 +172,47 @@ class Feeder(threading.Thread):
 
 
 class PlaylistPoller(threading.Thread):
-    """Reads ``playlist_url`` every ``interval_s``; checks each new version as a player would."""
+    """Reads ``playlist_url`` every ``interval_s`` as a player does, and checks what it reads.
 
-    def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05) -> None:
+    Each new version goes through the RFC 8216 checker (``history``), and every segment it names
+    is fetched once: it must answer 200 with ``video/MP2T``. Each segment that slides out of the
+    window is fetched again at once and just before the end of the time it must stay
+    downloadable (RFC 8216 6.2.2). A read that fails (S3 down) is counted, not a problem: a
+    player retries. ``stop_at_endlist`` ends the polling at the first version with ENDLIST.
+    """
+
+    def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05, *,
+                 playlist_type: str = "live", stop_at_endlist: bool = False) -> None:
         super().__init__(daemon=True)
         self.playlist_url = playlist_url
         self.segment_base = segment_base  # URL that relative segment URIs are joined to
         self.interval_s = interval_s
+        self.stop_at_endlist = stop_at_endlist
+        self.history = History(playlist_type)
         self.texts: list[str] = []
-        self.problems: list[str] = []
-        self.unreachable = 0  # reads that failed (S3 down): not a problem, a player retries
+        self.problems: list[str] = []  # what a player met: a missing segment, a wrong type
+        self.unreachable = 0
+        self.first_seen: dict[str, float] = {}  # URI -> wall clock of the first version naming it
+        self.durations: dict[str, float] = {}  # URI -> EXTINF, seconds
+        self._due: list[tuple[float, str]] = []  # (monotonic time, URI): availability re-checks
         self._halt = threading.Event()
-        self._checked: set[str] = set()
+
+    @property
+    def conformance(self) -> list[str]:
+        """What the versions read so far break of RFC 8216 (tests/support/rfc8216.py)."""
+        return self.history.problems
+
+    def add_version(self, text: str) -> None:
+        """A version read some other way (the final one, straight from S3), if it is new."""
+        if not self.texts or self.texts[-1] != text:
+            self.texts.append(text)
+            self.history.add(text)
 
     def stop(self) -> None:
         self._halt.set()
         self.join(30)
 
     def run(self) -> None:
-        last = ""
         while not self._halt.is_set():
             try:
                 reply = http_get(self.playlist_url, timeout=5)
@@ -194,55 +220,42 @@ class PlaylistPoller(threading.Thread):
                 self.unreachable += 1
                 self._halt.wait(self.interval_s)
                 continue
-            if reply.status == 200 and reply.text != last:
-                last = reply.text
-                self.texts.append(last)
-                for segment in m3u8.loads(last).segments:
-                    if segment.uri in self._checked:
-                        continue
-                    try:
-                        got = http_get(self.segment_base + segment.uri, timeout=5)
-                    except OSError:
-                        self.unreachable += 1  # S3 went down between the two reads
-                        continue
-                    if got.status != 200:
-                        self.problems.append(f"playlist named {segment.uri} but GET gave {got.status}")
-                    self._checked.add(segment.uri)
+            if reply.status == 200 and (not self.texts or reply.text != self.texts[-1]):
+                if reply.headers.get("Content-Type") != PLAYLIST_CONTENT_TYPE:
+                    self.problems.append(f"playlist served as {reply.headers.get('Content-Type')}")
+                self._version(reply.text)
+                if self.stop_at_endlist and "#EXT-X-ENDLIST" in reply.text:
+                    return
+            self._recheck_due()
             self._halt.wait(self.interval_s)
 
+    def _version(self, text: str) -> None:
+        now = time.time()
+        self.texts.append(text)
+        for removed in self.history.add(text):
+            self._fetch(removed.uri, "slid out of the playlist")
+            # Again a little before the end of the time it must stay downloadable.
+            self._due.append((time.monotonic() + float(removed.available_s) - 0.5, removed.uri))
+        for segment in m3u8.loads(text).segments:
+            self.durations[segment.uri] = segment.duration
+            if segment.uri not in self.first_seen:
+                self.first_seen[segment.uri] = now
+                self._fetch(segment.uri, "listed")
 
-def check_playlists(texts: list[str]) -> list[str]:
-    """RFC 8216 rules across the versions of one live media playlist; returns what is broken."""
-    problems: list[str] = []
-    if not texts:
-        return ["no playlist was ever readable"]
-    target = None
-    previous_first = -1
-    previous_discontinuity_sequence = -1
-    sequence_of: dict[str, int] = {}
-    for text in texts:
-        if not text.startswith("#EXTM3U\n"):
-            problems.append("playlist does not start with #EXTM3U")
-            continue
-        playlist = m3u8.loads(text)
-        if target is None:
-            target = playlist.target_duration
-        if playlist.target_duration != target:
-            problems.append(f"EXT-X-TARGETDURATION changed from {target} to {playlist.target_duration} (6.2.1)")
-        if playlist.media_sequence < previous_first:
-            problems.append(f"media sequence went back from {previous_first} to {playlist.media_sequence} (6.2.2)")
-        previous_first = playlist.media_sequence
-        discontinuity_sequence = playlist.discontinuity_sequence or 0
-        if discontinuity_sequence < previous_discontinuity_sequence:
-            problems.append("discontinuity sequence went back (6.2.2)")
-        previous_discontinuity_sequence = discontinuity_sequence
-        for position, segment in enumerate(playlist.segments):
-            if round(segment.duration) > playlist.target_duration:
-                problems.append(f"{segment.uri} EXTINF {segment.duration} over the target (4.3.3.1)")
-            number = playlist.media_sequence + position
-            if sequence_of.setdefault(segment.uri, number) != number:
-                problems.append(f"{segment.uri} changed media sequence number")
-    return problems
+    def _recheck_due(self) -> None:
+        now = time.monotonic()
+        for entry in [entry for entry in self._due if entry[0] <= now]:
+            self._due.remove(entry)
+            self._fetch(entry[1], "removed, within the time RFC 8216 6.2.2 keeps it downloadable")
+
+    def _fetch(self, uri: str, why: str) -> None:
+        try:
+            got = http_get(self.segment_base + uri, timeout=5)
+        except OSError:
+            self.unreachable += 1  # S3 went down between the two reads
+            return
+        if got.status != 200 or got.headers.get("Content-Type") != SEGMENT_CONTENT_TYPE:
+            self.problems.append(f"{uri} {why}, but GET gave {got.status} {got.headers.get('Content-Type')}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import m3u8
+
+from .rfc8216 import History, master_playlist_problems
 
 T = TypeVar("T")
 
@@ -62,12 +65,58 @@ def http_get(url: str, *, timeout: float = 10.0, headers: Mapping[str, str] | No
             return Response(error.code, Headers(error.headers.items()), error.read())
 
 
-def fetch_playlist(url: str, *, timeout: float = 10.0) -> m3u8.M3U8:
-    """GET and parse an HLS playlist; segment URIs resolve against `url`."""
+class PlaylistsSeen:
+    """Every playlist version the tests read, one RFC 8216 history per URL (tests/support/rfc8216.py).
+
+    ``read_playlist`` and ``fetch_playlist`` add to it; a fixture in tests/conftest.py empties it
+    before each test and fails the test on any problem after it. A media playlist's type (live,
+    event, vod) is the one its first version declares, unless the reader names it.
+    """
+
+    def __init__(self) -> None:
+        self._histories: dict[str, History] = {}
+        self._last: dict[str, str] = {}  # URL -> the version read last
+        self._master_problems: list[str] = []
+
+    def clear(self) -> None:
+        self._histories.clear()
+        self._last.clear()
+        self._master_problems.clear()
+
+    def add(self, url: str, text: str, playlist_type: str | None = None) -> None:
+        if "#EXT-X-STREAM-INF" in text:
+            self._master_problems += [f"{url}: {problem}" for problem in master_playlist_problems(text)]
+            return
+        history = self._histories.get(url)
+        if history is None:
+            declared = re.search(r"^#EXT-X-PLAYLIST-TYPE:(EVENT|VOD)$", text, re.MULTILINE)
+            history = self._histories[url] = History(playlist_type or (declared[1].lower() if declared else "live"))
+        if self._last.get(url) != text:
+            self._last[url] = text
+            history.add(text)
+
+    def problems(self) -> list[str]:
+        found = list(self._master_problems)
+        for url, history in self._histories.items():
+            found += [f"{url}: {problem}" for problem in history.problems]
+        return found
+
+
+SEEN = PlaylistsSeen()
+
+
+def read_playlist(url: str, text: str, *, playlist_type: str | None = None) -> m3u8.M3U8:
+    """Parse a playlist read from ``url``, after the RFC 8216 checker saw it (``SEEN``)."""
+    SEEN.add(url, text, playlist_type)
+    return m3u8.loads(text, uri=url)
+
+
+def fetch_playlist(url: str, *, timeout: float = 10.0, playlist_type: str | None = None) -> m3u8.M3U8:
+    """GET, check (``read_playlist``) and parse an HLS playlist; segment URIs resolve against `url`."""
     reply = http_get(url, timeout=timeout)
     if reply.status != 200:
         raise AssertionError(f"GET {url} -> HTTP {reply.status}: {reply.body[:300]!r}")
-    return m3u8.loads(reply.text, uri=url)
+    return read_playlist(url, reply.text, playlist_type=playlist_type)
 
 
 def wait_for(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05,

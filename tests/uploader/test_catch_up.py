@@ -31,6 +31,9 @@ def test_a_backlog_is_published_with_fewer_playlists_and_every_segment(
     assert [s.uri for s in playlist.segments] == [f"seg-{n:05d}.ts" for n in range(1, COUNT + 1)]
     for number in range(1, COUNT + 1):
         assert http_get(seaweed.object_url(bucket, f"live/one/seg-{number:05d}.ts")).status == 200
+    # The playlist with ENDLIST is visible before the publisher logs its last line: wait for that
+    # line (the one saying the stream ended) rather than count at once.
+    wait_for(lambda: "(stream ended)" in daemon.log(), message="the last 'published' line")
     published = [line for line in daemon.log().splitlines() if " published" in line]
     assert len(published) == COUNT
     skipped = [line for line in published if "(listed by the next playlist)" in line]

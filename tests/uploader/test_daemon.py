@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 
 from protocol import Ack, IndexMessage, Reject
 from tests.support.daemon import place_segment
+from tests.support.rfc8216 import History
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import fetch_playlist, http_get, wait_for
+from tests.support.viewer import fetch_playlist, http_get, read_playlist, wait_for
 
 from .conftest import StartUploader
 from .original_rule import comparable, ruby_index
@@ -17,10 +19,11 @@ from .original_rule import comparable, ruby_index
 HTTP_PREFIX = "http://cdn.example.net/stream0001/"
 
 
-def v1_line(directory: Path, bucket: str, last: int, *, end: int = 0, http_prefix: str = HTTP_PREFIX) -> bytes:
+def v1_line(directory: Path, bucket: str, last: int, *, end: int = 0, http_prefix: str = HTTP_PREFIX,
+            prefix: str = "sample_128k") -> bytes:
     """The original C client's exact bytes (its sprintf format), no newline."""
     return (
-        f"stream-128k.m3u8, {directory}/, 10, sample_128k, {http_prefix}, 1, {last}, {end}, {bucket}, stream0001"
+        f"stream-128k.m3u8, {directory}/, 10, {prefix}, {http_prefix}, 1, {last}, {end}, {bucket}, stream0001"
     ).encode()
 
 
@@ -60,6 +63,62 @@ def test_v1_playlists_follow_the_original_window_rule(
         wait_for(lambda: comparable(http_get(playlist_url).text) == expected, message=f"playlist for last={last}")
     for number in range(1, 13):  # every segment was uploaded, not only the listed ones
         assert http_get(seaweed.object_url(bucket, f"stream0001/sample_128k-{number:05d}.ts")).status == 200
+
+
+def test_an_original_segmenter_restarted_from_one_opens_a_discontinuity(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path
+) -> None:
+    # The original client has no discontinuity flag: a restart shows only as numbers starting
+    # over (here under a new OUTPUT_PREFIX, as an operator restarting it would give). Its first
+    # segment is a new timeline for players (RFC 8216 4.3.2.3).
+    daemon = start_uploader("--allow-dir", str(segments_dir))
+    playlist_url = seaweed.object_url(bucket, "stream0001/stream-128k.m3u8")
+    history = History()
+    runs = [("sample_128k", [1, 2, 3]), ("sample_128k_b", [1, 2])]
+    for prefix, numbers in runs:
+        for last in numbers:
+            place_segment(segment_source, segments_dir, prefix, last)
+            end = int(prefix == runs[-1][0] and last == numbers[-1])
+            assert daemon.send_v1(v1_line(segments_dir, bucket, last, end=end, prefix=prefix)) == f"OK {last}\n".encode()
+            name = f"{HTTP_PREFIX}{prefix}-{last:05d}.ts"
+            history.add(wait_for(lambda: name in (text := http_get(playlist_url).text) and text,
+                                 message=f"{name} listed"))
+    assert history.problems == []
+    final = history.last
+    assert final is not None and final.endlist
+    assert [(s.uri.rsplit("/", 1)[1], s.discontinuity) for s in final.segments] == [
+        ("sample_128k-00001.ts", False), ("sample_128k-00002.ts", False), ("sample_128k-00003.ts", False),
+        ("sample_128k_b-00001.ts", True), ("sample_128k_b-00002.ts", False),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["event", "vod"])
+def test_event_and_vod_playlists_keep_every_segment_whatever_the_window(
+    kind: str, start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
+    segment_source: Path,
+) -> None:
+    # --window bounds a live playlist only: an EVENT playlist never removes a segment, and a VOD
+    # one is published once, complete (RFC 8216 4.3.3.5, 6.2.1).
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--playlist-type", kind, "--window", "2")
+    playlist_url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    history = History(kind)
+    count = 6
+    with daemon.connect() as client:
+        for number in range(1, count + 1):
+            place_segment(segment_source, segments_dir, "seg", number)
+            assert client.send(ext_message(segments_dir, bucket, number, end=number == count)) == Ack(number)
+            wait_for(lambda: f"segment seg-{number:05d}.ts published" in daemon.log(), message=f"segment {number}")
+            reply = http_get(playlist_url)
+            if kind == "vod" and number < count:
+                assert reply.status == 404, "a VOD playlist was published before the stream ended"
+                continue
+            assert reply.status == 200
+            history.add(reply.text)
+    assert history.problems == []
+    final = history.last
+    assert final is not None and final.endlist and final.playlist_type == kind.upper()
+    assert [segment.uri for segment in final.segments] == [f"seg-{n:05d}.ts" for n in range(1, count + 1)]
+    assert final.media_sequence == 1
 
 
 def ext_message(directory: Path, bucket: str, last: int, **fields: object) -> IndexMessage:
@@ -179,9 +238,7 @@ def test_a_reader_never_sees_a_playlist_naming_a_missing_segment(
 
 
 def fetch_playlist_from_text(text: str, url: str):  # type: ignore[no-untyped-def]
-    import m3u8
-
-    return m3u8.loads(text, uri=url)
+    return read_playlist(url, text)
 
 
 def test_two_streams_one_failing(

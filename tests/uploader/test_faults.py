@@ -12,6 +12,7 @@ import pytest
 from protocol import Ack
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.net import free_port
+from tests.support.s3_errors import Answer, S3ErrorProxy
 from tests.support.seaweed import SeaweedServer, bucket_name
 from tests.support.viewer import http_get, wait_for
 
@@ -132,3 +133,32 @@ def test_second_signal_exits_at_once(
     assert daemon.proc is not None
     assert daemon.proc.wait(timeout=10) == 1
     assert "SIGINT received again: exiting at once" in daemon.log()
+
+
+GATEWAY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.parametrize("answer", [
+    Answer(502, GATEWAY_PAGE),  # a load balancer in front of S3: HTML, no S3 error code
+    Answer(504, b"<html><body>Gateway Time-out</body></html>"),
+    Answer(500, b"", "text/plain"),
+    Answer(503, b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
+           "application/xml"),
+    Answer(429, b"", "text/plain"),
+    Answer(400, b"<Error><Code>RequestTimeout</Code><Message>Idle too long</Message></Error>", "application/xml"),
+], ids=lambda answer: str(answer.status))
+def test_transient_s3_answers_are_retried_and_nothing_is_lost(
+    answer: Answer, start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
+    segment_source: Path,
+) -> None:
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.fail_next(3, answer)
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url,
+                                "--retry-max-delay", "0.2")
+        for number in range(1, 4):
+            place_segment(segment_source, segments_dir, "seg", number)
+        send_all(daemon, segments_dir, bucket, range(1, 4), end_at=3)
+        assert_published(seaweed, bucket, 3)
+        assert proxy.statuses()[:3] == [answer.status] * 3
+    assert "failed permanently" not in daemon.log()
+    assert "succeeded after" in daemon.log()

@@ -50,6 +50,20 @@ def test_other_directories_are_refused_with_the_option_to_add(tree: dict[str, Pa
         read(dirs(tree["allowed"]), tree["outside"])
 
 
+def test_a_sibling_whose_name_extends_an_allowed_one_is_refused(tree: dict[str, Path]) -> None:
+    # /x/allowed-evil starts with the text /x/allowed but is not below it: paths are compared by
+    # component, never as strings.
+    sibling = tree["allowed"].with_name("allowed-evil")
+    sibling.mkdir()
+    (sibling / NAME).write_bytes(b"SECRET")
+    allowed = dirs(tree["allowed"])
+    for directory in (sibling, f"{sibling}/", tree["allowed"].with_name("allowedx")):
+        with pytest.raises(DirectoryRefused, match="is not allowed"):
+            allowed.resolve(str(directory))
+    with pytest.raises(DirectoryRefused):
+        read(allowed, sibling)
+
+
 def test_relative_and_dotdot_paths(tree: dict[str, Path]) -> None:
     allowed = dirs(tree["allowed"])
     with pytest.raises(DirectoryRefused, match="absolute"):

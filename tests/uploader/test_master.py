@@ -6,6 +6,7 @@ import dataclasses
 
 import m3u8
 
+from tests.support.rfc8216 import master_playlist_problems
 from uploader.alignment import AlignmentTracker
 from uploader.master import Variant, master_playlist, needs_upload, sorted_variants, variant
 from uploader.stream import RenditionInfo, StreamState, segment_bps, with_segment
@@ -43,6 +44,7 @@ def test_master_text_sorted_with_every_attribute() -> None:
         '#EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2000000,CODECS="avc1.64001f,mp4a.40.2",'
         "RESOLUTION=1280x720,FRAME-RATE=29.970\nhigh.m3u8\n"
     )
+    assert master_playlist_problems(text) == []
     parsed = m3u8.loads(text)
     assert parsed.is_variant and [p.stream_info.bandwidth for p in parsed.playlists] == [136_000, 3_000_000]
 

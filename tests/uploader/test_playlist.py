@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.rfc8216 import media_playlist_problems
 from uploader.playlist import PlaylistOptions, PlaylistType, format_duration, media_playlist, should_publish
 from uploader.stream import StreamState, rounded_seconds, with_end, with_failure, with_segment
 
@@ -149,7 +150,9 @@ def test_duration_format(seconds: float, text: str) -> None:
 def test_playlists_parse_with_the_m3u8_library() -> None:
     m3u8 = pytest.importorskip("m3u8")
     state = publish(range(1, 9), duration=3.96, promised=4, end_at=8)
-    parsed = m3u8.loads(media_playlist(state, LIVE))
+    text = media_playlist(state, LIVE)
+    assert media_playlist_problems(text) == []
+    parsed = m3u8.loads(text)
     assert parsed.media_sequence == 4
     assert parsed.target_duration == 4
     assert parsed.is_endlist

@@ -18,8 +18,9 @@ from botocore.client import BaseClient
 from protocol import Ack, Reject
 from tests.support.daemon import place_segment
 from tests.support.media import MediaCache
+from tests.support.rfc8216 import master_playlist_problems, rendition_problems
 from tests.support.seaweed import SeaweedServer
-from tests.support.viewer import http_get, wait_for
+from tests.support.viewer import http_get, read_playlist, wait_for
 
 from .conftest import StartUploader
 from .test_daemon import ext_message, fetch_playlist_or_none
@@ -83,13 +84,19 @@ def test_three_renditions_one_master(
         reply = http_get(f"{base}/master.m3u8")
         if reply.status != 200:
             return None
-        master = m3u8.loads(reply.text)
+        master = read_playlist(f"{base}/master.m3u8", reply.text)
         got = {p.uri: (p.stream_info.bandwidth, p.stream_info.average_bandwidth) for p in master.playlists}
         return master if got == expected else None
 
     master = wait_for(final_master, timeout=30, message=f"the master with the measured bit rates {expected}")
-    text = http_get(f"{base}/master.m3u8").text
-    assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
+    reply = http_get(f"{base}/master.m3u8")
+    # Served as a playlist (RFC 8216 4: the Content-Type names it) and cached briefly, as the
+    # media playlists are: a master cached for a year would hide a rendition added later.
+    assert reply.headers["Content-Type"] == "application/vnd.apple.mpegurl", reply.headers
+    assert reply.headers["Cache-Control"] == "max-age=1", reply.headers
+    assert master_playlist_problems(reply.text) == []
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in reply.text
+    assert rendition_problems({name: http_get(f"{base}/{name}.m3u8").text for name, *_ in LADDER}) == []
     variants = master.playlists
     assert [p.uri for p in variants] == ["low.m3u8", "mid.m3u8", "high.m3u8"]  # sorted by bandwidth
     report = []
@@ -135,7 +142,8 @@ def test_a_drifting_rendition_is_named_in_a_warning(
         for number, drift in ((1, 0.0), (2, 0.4)):
             for prefix, start in (("a", 0.0), ("b", drift)):
                 message = ext_message(segments_dir, bucket, number, index=f"{prefix}.m3u8", output_prefix=prefix,
-                                      start=2.0 * (number - 1) + start, frame_rate=25.0, duration=1.0)
+                                      start=2.0 * (number - 1) + start, frame_rate=25.0, duration=1.0,
+                                      codecs="avc1.64000d,mp4a.40.2", resolution="320x240")
                 assert client.send(message) == Ack(number)
         reply = client.send(ext_message(segments_dir, bucket, 1, index="master.m3u8"))
         assert reply == Reject("index master.m3u8 is the name of the master playlist (--master-name)")

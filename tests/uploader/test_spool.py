@@ -40,12 +40,6 @@ def drain(spool: Spool) -> list[tuple[int, bool, bool]]:
     return seen
 
 
-def test_wal_and_full_sync(spool: Spool) -> None:
-    db = sqlite3.connect(spool.path)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    db.close()
-
-
 def test_startup_message_is_ignored(spool: Spool) -> None:
     assert spool.enqueue(v1(0)) is Queued.IGNORED
     assert spool.queued_count() == 0

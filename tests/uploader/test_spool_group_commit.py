@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,49 @@ def test_spool_error_from_a_call_reaches_its_caller(tmp_path: Path) -> None:
     with pytest.raises(SpoolError):
         asyncio.run(thread.call(broken, spool))
     thread.close()
+
+
+def test_the_spool_s_own_connection_syncs_fully(tmp_path: Path) -> None:
+    # The pragma is per connection: read it on the connection that commits the messages.
+    spool = Spool.open(tmp_path / "spool")
+    try:
+        assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert spool._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        spool.close()
+
+
+def test_no_call_of_a_group_is_answered_before_its_commit_and_a_failed_commit_fails_them_all(
+    tmp_path: Path,
+) -> None:
+    # A real failing COMMIT: a deferred foreign key left dangling fails the transaction only at
+    # COMMIT time. Every call grouped with it must then fail, and none of its writes remain.
+    spool = Spool.open(tmp_path / "spool")
+    db = spool._db
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    db.execute("CREATE TEMP TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    thread = SpoolThread(spool)
+    gate = threading.Event()
+
+    def dangling(target: Spool) -> None:
+        target._db.execute("INSERT INTO child VALUES (1)")  # fails the COMMIT, not this statement
+
+    async def main() -> list[object]:
+        blocker = thread.call(gate.wait, 10)  # holds the thread: the calls below queue up as one group
+        grouped = [thread.call(Spool.enqueue, spool, message(s, 1)) for s in range(5)]
+        grouped.insert(2, thread.call(dangling, spool))
+        waiting = asyncio.ensure_future(asyncio.gather(*grouped, return_exceptions=True))
+        await asyncio.sleep(0.2)
+        gate.set()
+        await blocker
+        return await waiting
+
+    results = asyncio.run(main())
+    thread.close()
+    assert all(isinstance(result, SpoolError) for result in results), results
+    reopened = Spool.open(tmp_path / "spool")
+    try:
+        assert reopened.queued_count() == 0
+    finally:
+        reopened.close()

@@ -1,0 +1,139 @@
+"""An HTTP proxy on a free loopback port in front of S3 that answers chosen requests itself.
+
+For the replies a real S3 (or the load balancer or CDN in front of one) gives but the embedded
+SeaweedFS never does on its own: a 502 with an HTML body, a 503 SlowDown, a 504. ``fail_next``
+queues such answers for the next requests of the given methods; every other request is
+forwarded unchanged (the Host header too, so SigV4 signatures still match) and its reply relayed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+from .net import LOOPBACK
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "expect", "transfer-encoding", "proxy-connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A reply the proxy gives instead of S3's."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/html"
+
+
+class S3ErrorProxy:
+    """``with S3ErrorProxy((host, port)) as proxy: proxy.fail_next(2, Answer(502, b"<html>..."))``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
+        self._queued: list[tuple[frozenset[str], Answer]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def __enter__(self) -> S3ErrorProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, count: int, answer: Answer, *, methods: tuple[str, ...] = ("PUT",)) -> None:
+        """Answer the next ``count`` requests whose method is one of ``methods`` with ``answer``."""
+        with self._lock:
+            self._queued += [(frozenset(methods), answer)] * count
+
+    def statuses(self, method: str = "PUT") -> list[int]:
+        with self._lock:
+            return [status for m, _, status in self.answered if m == method]
+
+    def _take(self, method: str) -> Answer | None:
+        with self._lock:
+            for position, (methods, answer) in enumerate(self._queued):
+                if method in methods:
+                    del self._queued[position]
+                    return answer
+        return None
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.answered.append((method, path, status))
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    raw = bytearray()
+                    while True:
+                        size_line = self.rfile.readline()
+                        raw += size_line
+                        size = int(size_line.split(b";")[0], 16)
+                        chunk = self.rfile.read(size + 2)
+                        raw += chunk
+                        if size == 0:
+                            while (trailer := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                                raw += trailer
+                            raw += b"\r\n"
+                            return bytes(raw)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _serve(self) -> None:
+                body = self._body()
+                answer = proxy._take(self.command)
+                if answer is not None:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", answer.content_type)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                    proxy._record(self.command, self.path, answer.status)
+                    return
+                upstream = http.client.HTTPConnection(*proxy.target, timeout=30)
+                try:
+                    upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for name, value in self.headers.items():
+                        if name.lower() not in _HOP_BY_HOP:
+                            upstream.putheader(name, value)
+                    if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                        upstream.putheader("Transfer-Encoding", "chunked")
+                    upstream.endheaders(body)
+                    reply = upstream.getresponse()
+                    data = reply.read()
+                finally:
+                    upstream.close()
+                self.send_response(reply.status, reply.reason)
+                for name, value in reply.getheaders():
+                    if name.lower() not in _HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):
+                        self.send_header(name, value)
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                proxy._record(self.command, self.path, reply.status)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _serve
+
+        return Handler

@@ -47,7 +47,7 @@ def test_object_put_with_boto3_is_served_over_plain_http(
 def test_playlist_is_fetched_and_parsed_like_a_player(
     seaweed: SeaweedServer, s3: BaseClient, bucket: str
 ) -> None:
-    playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\ns-00007.ts\n"
+    playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\ns-00007.ts\n"
     s3.put_object(Bucket=bucket, Key="live/index.m3u8", Body=playlist.encode(),
                   ContentType="application/vnd.apple.mpegurl", CacheControl="max-age=1")
 

@@ -195,6 +195,7 @@ class PlaylistPoller(threading.Thread):
         self.first_seen: dict[str, float] = {}  # URI -> wall clock of the first version naming it
         self.durations: dict[str, float] = {}  # URI -> EXTINF, seconds
         self._due: list[tuple[float, str]] = []  # (monotonic time, URI): availability re-checks
+        self._listed_at = 0.0  # monotonic time of the last read: what it listed was still listed then
         self._halt = threading.Event()
 
     @property
@@ -226,6 +227,8 @@ class PlaylistPoller(threading.Thread):
                 self._version(reply.text)
                 if self.stop_at_endlist and "#EXT-X-ENDLIST" in reply.text:
                     return
+            if reply.status == 200:
+                self._listed_at = time.monotonic()
             self._recheck_due()
             self._halt.wait(self.interval_s)
 
@@ -234,8 +237,9 @@ class PlaylistPoller(threading.Thread):
         self.texts.append(text)
         for removed in self.history.add(text):
             self._fetch(removed.uri, "slid out of the playlist")
-            # Again a little before the end of the time it must stay downloadable.
-            self._due.append((time.monotonic() + float(removed.available_s) - 0.5, removed.uri))
+            # Again a little before the end of the time it must stay downloadable, counted from the
+            # last read that still listed it: the removal happened after that read, never before.
+            self._due.append((self._listed_at + float(removed.available_s) - 0.5, removed.uri))
         for segment in m3u8.loads(text).segments:
             self.durations[segment.uri] = segment.duration
             if segment.uri not in self.first_seen:

@@ -26,24 +26,25 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 PLAYLIST_TYPES = ("live", "event", "vod")
 
-# Tags that apply to the next Media Segment only (4.3.2), and those of the playlist (4.3.3, 4.3.5),
-# each of which MUST NOT appear more than once (4.3.3; 4.3.1.2 for EXT-X-VERSION).
-_SEGMENT_TAGS = frozenset({
-    "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-KEY", "EXT-X-MAP",
-    "EXT-X-PROGRAM-DATE-TIME", "EXT-X-DATERANGE",
-})
+# Tags that apply to the next Media Segment only (4.3.2); tags that apply from where they stand
+# until the next of their kind (EXT-X-KEY, EXT-X-MAP) or to the playlist (EXT-X-DATERANGE), and
+# may move as segments slide out; and those of the playlist (4.3.3, 4.3.5), each of which MUST NOT
+# appear more than once (4.3.3; 4.3.1.2 for EXT-X-VERSION).
+_SEGMENT_TAGS = frozenset({"EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME"})
+_RUNNING_TAGS = frozenset({"EXT-X-KEY", "EXT-X-MAP", "EXT-X-DATERANGE"})
 _ONCE_TAGS = frozenset({
     "EXT-X-VERSION", "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE",
     "EXT-X-ENDLIST", "EXT-X-PLAYLIST-TYPE", "EXT-X-I-FRAMES-ONLY", "EXT-X-INDEPENDENT-SEGMENTS",
     "EXT-X-START",
 })
-_MEDIA_ONLY_TAGS = (_SEGMENT_TAGS | _ONCE_TAGS) - {"EXT-X-VERSION", "EXT-X-INDEPENDENT-SEGMENTS", "EXT-X-START"}
+_MEDIA_ONLY_TAGS = (_SEGMENT_TAGS | _RUNNING_TAGS | _ONCE_TAGS) - {"EXT-X-VERSION", "EXT-X-INDEPENDENT-SEGMENTS", "EXT-X-START"}
 _MASTER_TAGS = frozenset({
     "EXT-X-MEDIA", "EXT-X-STREAM-INF", "EXT-X-I-FRAME-STREAM-INF", "EXT-X-SESSION-DATA", "EXT-X-SESSION-KEY",
 })
-_KNOWN_TAGS = _SEGMENT_TAGS | _ONCE_TAGS | _MASTER_TAGS
+_KNOWN_TAGS = _SEGMENT_TAGS | _RUNNING_TAGS | _ONCE_TAGS | _MASTER_TAGS
 
-_DECIMAL_INTEGER = re.compile(r"0|[1-9][0-9]{0,19}")  # 4.2: 0 to 2^64-1, at most 20 digits
+_DECIMAL_INTEGER = re.compile(r"[0-9]{1,20}")  # 4.2: 0 to 2^64-1, leading zeros allowed
+_MAX_DECIMAL_INTEGER = 2**64 - 1
 _DECIMAL_FLOAT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",]*)(?:,|$)')
@@ -155,6 +156,8 @@ def read_media_playlist(text: str, problems: list[str]) -> MediaPlaylist:
             if name == "EXT-X-DISCONTINUITY-SEQUENCE" and (discontinuities or "#EXT-X-DISCONTINUITY" in pending):
                 problems.append(f"line {number}: {name} after an EXT-X-DISCONTINUITY (4.3.3.3)")
             continue
+        if name in _RUNNING_TAGS:
+            continue  # applies from here on; not a change of the segments it moves along with
         pending.append(line)
         if name == "EXTINF":
             if duration is not None:
@@ -208,7 +211,7 @@ def _extinf(number: int, value: str | None, problems: list[str]) -> tuple[Decima
 
 
 def _integer(value: str | None, name: str, problems: list[str], *, default: int | None) -> int | None:
-    if value is not None and _DECIMAL_INTEGER.fullmatch(value):
+    if value is not None and _DECIMAL_INTEGER.fullmatch(value) and int(value) <= _MAX_DECIMAL_INTEGER:
         return int(value)
     problems.append(f"{name} {value!r} is not a decimal-integer (4.2)")
     return default
@@ -334,7 +337,8 @@ class History:
         if removed > 0:
             if self.playlist_type != "live":
                 problems.append(f"{removed} segment(s) removed from an {self.playlist_type.upper()} playlist (6.2.1)")
-            if any(segment.discontinuity for segment in old.segments) and not new.has_discontinuity_sequence:
+            tagged = any(segment.discontinuity for segment in (*old.segments, *new.segments))
+            if tagged and not new.has_discontinuity_sequence:
                 problems.append("segments removed from a playlist with EXT-X-DISCONTINUITY but no"
                                 " EXT-X-DISCONTINUITY-SEQUENCE (6.2.2)")
             if not new.endlist and new.target_duration is not None and new.duration < 3 * new.target_duration:

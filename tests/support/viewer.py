@@ -68,9 +68,10 @@ def http_get(url: str, *, timeout: float = 10.0, headers: Mapping[str, str] | No
 class PlaylistsSeen:
     """Every playlist version the tests read, one RFC 8216 history per URL (tests/support/rfc8216.py).
 
-    ``read_playlist`` and ``fetch_playlist`` add to it; a fixture in tests/conftest.py empties it
-    before each test and fails the test on any problem after it. A media playlist's type (live,
-    event, vod) is the one its first version declares, unless the reader names it.
+    ``read_playlist`` and ``fetch_playlist`` add to it; hooks in tests/conftest.py empty it before
+    each test and fail the test (``NonConformant``) on any problem. A media playlist's type (live,
+    event, vod) is the one its first version declares, unless the reader names it: a reader that
+    knows it should say so, or a live playlist wrongly declaring EVENT would be judged as one.
     """
 
     def __init__(self) -> None:
@@ -89,7 +90,7 @@ class PlaylistsSeen:
             return
         history = self._histories.get(url)
         if history is None:
-            declared = re.search(r"^#EXT-X-PLAYLIST-TYPE:(EVENT|VOD)$", text, re.MULTILINE)
+            declared = re.search(r"^#EXT-X-PLAYLIST-TYPE:(EVENT|VOD)\r?$", text, re.MULTILINE)
             history = self._histories[url] = History(playlist_type or (declared[1].lower() if declared else "live"))
         if self._last.get(url) != text:
             self._last[url] = text
@@ -103,6 +104,10 @@ class PlaylistsSeen:
 
 
 SEEN = PlaylistsSeen()
+
+
+class NonConformant(AssertionError):
+    """Playlists a test read break RFC 8216 (raised by the hook in tests/conftest.py)."""
 
 
 def read_playlist(url: str, text: str, *, playlist_type: str | None = None) -> m3u8.M3U8:

@@ -111,6 +111,16 @@ class Notifier:
                 self._outbox.add(message)
             self._lock.notify_all()
 
+    def settle_recorded(self, *, named: bool) -> None:
+        """The commit of the segment ``record`` held back failed: send its message if the file got
+        its name after all (``named``), else drop it. Nothing to do when nothing is held.
+        Raises OutboxError (an OSError)."""
+        with self._lock:
+            if self._held is not None and not named:
+                self._outbox.remove(self._held)
+            self._held = None
+            self._lock.notify_all()
+
     def close(self, timeout_s: float, *, abort: threading.Event | None = None) -> DeliveryReport:
         """Wait up to ``timeout_s`` for every owed message to be delivered, then stop; stop at
         once when ``abort`` is set.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.durable import open_database
-from protocol import IndexMessage, encode_message, parse_message
+from protocol import IndexMessage, ProtocolError, encode_message, parse_message
 
 from .errors import SegmenterError
 
@@ -102,6 +102,31 @@ class Outbox:
         with _failing_as(self.path, "read failed"):
             row = self._db.execute(query).fetchone()
         return None if row is None else Owed(row[0], parse_message(row[1]))
+
+
+def legacy_owed(journal: Path, unacknowledged: Path) -> list[IndexMessage]:
+    """What the previous version's two files still owed, in its order: the journal's messages
+    (one encoded message a line: what a clean exit could not deliver), then those of the
+    write-ahead record (``M <message>`` lines, each ``A`` line taking the oldest off: what a
+    killed run had not had acknowledged). Unreadable lines are skipped. Raises OSError."""
+    owed: list[IndexMessage] = []
+    for path, is_record in ((journal, False), (unacknowledged, True)):
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            continue
+        taken: list[IndexMessage] = []
+        for line in lines:
+            if is_record and line == b"A":
+                if taken:
+                    taken.pop(0)
+                continue
+            text = line[2:] if is_record and line.startswith(b"M ") else line
+            if line.strip() and (not is_record or line.startswith(b"M ")):
+                with contextlib.suppress(ProtocolError):
+                    taken.append(parse_message(text))
+        owed += taken
+    return owed
 
 
 @contextlib.contextmanager

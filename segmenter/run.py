@@ -80,6 +80,8 @@ class Committer:
                             before_rename=partial(self._notifier.record, message))
             except OSError as error:
                 self._error = error
+                # A record made before the failure is sent if the file got its name, else dropped.
+                self._notifier.settle_recorded(named=segment.path.exists())
                 continue
             self._notifier.put(message, recorded=True)
 

@@ -30,6 +30,7 @@ from .input import (
     probe_source,
 )
 from .notifier import DeliveryReport, Notifier
+from .outbox import legacy_owed
 from .progress import Progress
 from .pyavrun import PyAVRun
 from .run import RunContext, SegmentRun
@@ -50,6 +51,21 @@ class RunSummary:
 def outbox_path(config: SegmenterConfig) -> Path:
     """The file of the messages owed to the daemon, shared by every run of this stream."""
     return config.output_dir / f".{config.output_prefix}.outbox"
+
+
+def _adopt_legacy_files(config: SegmenterConfig, notifier: Notifier) -> None:
+    """Move what the previous version's ``.PREFIX.journal`` and ``.PREFIX.unacked`` still owed into
+    the outbox (ahead of this run's messages), then remove them: an upgrade loses nothing."""
+    journal = config.output_dir / f".{config.output_prefix}.journal"
+    record = config.output_dir / f".{config.output_prefix}.unacked"
+    owed = legacy_owed(journal, record)
+    for message in owed:
+        notifier.put(message)
+    if owed:
+        log.warning("took %d owed message(s) from %s and %s of an earlier version into %s",
+                    len(owed), journal.name, record.name, outbox_path(config).name)
+    journal.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
 
 
 def first_number(config: SegmenterConfig) -> tuple[int, bool]:
@@ -107,6 +123,7 @@ class Segmenter:
             secret=config.secret,
             send_segments=config.send_segments,
         )
+        _adopt_legacy_files(config, notifier)
         notifier.start()
         last = first - 1
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from protocol import IndexMessage, Reject
+from protocol import IndexMessage, Reject, encode_message
 from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
@@ -319,3 +319,48 @@ def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     assert numbers == [3, 4, 5], numbers  # 3 re-sent, then the new run's 4 and 5
     assert listener.messages[1].discontinuity  # the new run's first segment
     assert owed_segments(tmp_path) == []
+
+
+def test_what_the_previous_version_s_files_owed_is_sent_first(
+    tmp_path: Path, media: MediaCache, free_port: int
+) -> None:
+    """An upgrade in the middle of an outage: the journal (undelivered at a clean exit) and the
+    write-ahead record (M lines, one A per message taken off) of the previous version are moved
+    into the outbox, in their order, and sent before the new run's segments; the files go."""
+    source = media.ts(seconds=4, gop_seconds=2, fps=25)
+    for n in (1, 2, 3, 4):
+        (tmp_path / f"sample-{n:05d}.ts").write_bytes(source.read_bytes())
+    owed = [dataclasses.replace(message(n), output_directory=f"{tmp_path}/") for n in (1, 2, 3, 4)]
+    (tmp_path / ".sample.journal").write_bytes(b"".join(encode_message(m, newline=True) for m in owed[:2]))
+    (tmp_path / ".sample.unacked").write_bytes(
+        b"M " + encode_message(owed[1]) + b"\nA\nM " + encode_message(owed[2]) + b"\nM " + encode_message(owed[3])
+        + b"\nthis line is not a message\n"
+    )
+    with Listener(free_port) as listener, source.open("rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "segmenter", "-", "2", str(tmp_path), "sample", "s.m3u8", "", "mybucket", "s1",
+             "--uploader", f"127.0.0.1:{free_port}"],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "took 4 owed message(s) from .sample.journal and .sample.unacked" in result.stderr
+    assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4, 5, 6]
+    assert not (tmp_path / ".sample.journal").exists() and not (tmp_path / ".sample.unacked").exists()
+    assert owed_segments(tmp_path) == []
+
+
+def test_a_failed_commit_settles_its_recorded_message(tmp_path: Path, free_port: int) -> None:
+    """A record made before a failed rename is dropped (no file has its name), so nothing owed
+    waits behind it; made before a failure after the rename, it is released and sent."""
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / ".sample.outbox")
+    notifier.record(message(1))
+    notifier.settle_recorded(named=False)
+    assert len(notifier) == 0
+    notifier.record(named_message(tmp_path, 2))
+    notifier.settle_recorded(named=True)
+    notifier.put(named_message(tmp_path, 3))
+    with Listener(free_port):
+        notifier.start()
+        assert notifier.wait_empty(10)
+    report = notifier.close(1)
+    assert report.delivered == 2 and not report.undelivered

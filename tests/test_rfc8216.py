@@ -175,6 +175,12 @@ MASTER = ('#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n'
           'RESOLUTION=320x240,FRAME-RATE=25.000\nlow.m3u8\n')
 
 
+def test_a_master_playlist_with_an_audio_group_is_conformant() -> None:
+    text = MASTER.replace("#EXT-X-STREAM-INF", '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",NAME="English",URI="en.m3u8"\n'
+                          "#EXT-X-STREAM-INF").replace("FRAME-RATE=25.000", 'FRAME-RATE=25.000,AUDIO="aac"')
+    assert master_playlist_problems(text) == []
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     (MASTER.replace("BANDWIDTH=222592,", ""), "without BANDWIDTH"),
     (MASTER.replace('CODECS="avc1.64000d,mp4a.40.2",', ""), "without CODECS"),
@@ -184,6 +190,11 @@ MASTER = ('#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n'
     (MASTER.replace("RESOLUTION", "BANDWIDTH"), "does not parse"),
     (MASTER + "#EXT-X-TARGETDURATION:2\n", "media playlist tag"),
     (MASTER + "other.m3u8\n", "follows no EXT-X-STREAM-INF"),
+    (MASTER.replace("#EXT-X-VERSION:3", "#EXT-X-VERSION:3\n#EXT-X-VERSION:3"), "more than once"),
+    (MASTER.replace("low.m3u8", "low stream.m3u8"), "white space"),
+    (MASTER.replace("FRAME-RATE=25.000", 'FRAME-RATE=25.000,AUDIO="aac"'), "names no EXT-X-MEDIA group"),
+    (MASTER.replace("#EXT-X-STREAM-INF", '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac"\n#EXT-X-STREAM-INF'),
+     "EXT-X-MEDIA without NAME"),
 ])
 def test_a_master_playlist_breaking_one_rule_is_reported(text: str, expected: str) -> None:
     assert master_playlist_problems(MASTER) == []

@@ -397,20 +397,25 @@ def attributes(value: str) -> dict[str, str] | None:
 
 def master_playlist_problems(text: str) -> list[str]:
     """What a master playlist breaks (4.1, 4.3.4): each EXT-X-STREAM-INF with a valid attribute
-    list, a decimal-integer BANDWIDTH, the CODECS it SHOULD have, and a URI on the next line; no
-    media playlist tag."""
+    list, a decimal-integer BANDWIDTH, the CODECS it SHOULD have, and a URI on the next line; each
+    EXT-X-MEDIA with TYPE, GROUP-ID and NAME, and every AUDIO/VIDEO/SUBTITLES group a variant names
+    defined by one; EXT-X-VERSION at most once; no media playlist tag."""
     problems: list[str] = []
     lines = _lines(text, problems)
     if not lines or lines[0] != "#EXTM3U":
         problems.append("the first line is not #EXTM3U (4.3.1.1)")
     expecting_uri = False
-    variants = 0
+    variants: list[dict[str, str]] = []
+    groups: set[tuple[str, str]] = set()  # (TYPE, GROUP-ID) of each EXT-X-MEDIA
+    versions = 0
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip() or (line.startswith("#") and not line.startswith("#EXT")):
             continue
         if not line.startswith("#"):
             if not expecting_uri:
                 problems.append(f"line {number}: URI {line} follows no EXT-X-STREAM-INF (4.3.4.2)")
+            if line != line.strip() or " " in line:
+                problems.append(f"line {number}: URI {line!r} holds white space (4.1, RFC 3986)")
             expecting_uri = False
             continue
         if expecting_uri:
@@ -421,19 +426,33 @@ def master_playlist_problems(text: str) -> list[str]:
             problems.append(f"line {number}: media playlist tag {name} in a master playlist (4.1)")
         elif name not in _KNOWN_TAGS:
             problems.append(f"line {number}: {name} is no RFC 8216 tag")
+        elif name == "EXT-X-VERSION":
+            versions += 1
+            if versions == 2:
+                problems.append("EXT-X-VERSION appears more than once (4.3.1.2)")
         elif name == "EXT-X-STREAM-INF":
-            variants += 1
             expecting_uri = True
-            problems += [f"line {number}: {problem}" for problem in _stream_inf_problems(value or "")]
+            listed = attributes(value or "")
+            variants.append(listed or {})
+            problems += [f"line {number}: {problem}" for problem in _stream_inf_problems(value or "", listed)]
+        elif name == "EXT-X-MEDIA":
+            listed = attributes(value or "") or {}
+            missing = [key for key in ("TYPE", "GROUP-ID", "NAME") if key not in listed]
+            if missing:
+                problems.append(f"line {number}: EXT-X-MEDIA without {', '.join(missing)} (4.3.4.1)")
+            groups.add((listed.get("TYPE", ""), listed.get("GROUP-ID", "")))
     if expecting_uri:
         problems.append("the last EXT-X-STREAM-INF has no URI (4.3.4.2)")
     if not variants:
         problems.append("no EXT-X-STREAM-INF (4.3.4.2)")
+    for listed in variants:
+        for attribute in ("AUDIO", "VIDEO", "SUBTITLES"):
+            if attribute in listed and (attribute, listed[attribute]) not in groups:
+                problems.append(f"{attribute}={listed[attribute]} names no EXT-X-MEDIA group of that TYPE (4.3.4.2.1)")
     return problems
 
 
-def _stream_inf_problems(value: str) -> list[str]:
-    listed = attributes(value)
+def _stream_inf_problems(value: str, listed: dict[str, str] | None) -> list[str]:
     if listed is None:
         return [f"EXT-X-STREAM-INF attribute list {value!r} does not parse (4.2)"]
     problems = []

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
+from hypothesis import settings
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support import net
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer, bucket_name
 from tests.support.viewer import SEEN, NonConformant
+
+# For `mutmut run` (docs/testing.md): the same examples for every mutant, so a verdict does not
+# depend on luck, and no deadline, since mutated code runs slower under a busy machine.
+settings.register_profile("mutation", deadline=None, derandomize=True, database=None)
 
 # Written to AWS_CONFIG_FILE so that boto3 in daemon subprocesses uses path-style
 # URLs against the loopback endpoint, as our own clients do.
@@ -22,6 +27,12 @@ region = us-east-1
 s3 =
     addressing_style = path
 """
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Clips are named by their parameters, so one directory can serve many runs: mutation
+    # testing runs the tests once per mutant and would otherwise encode the same clips each time.
+    parser.addoption("--media-cache", metavar="DIR", help="keep generated test clips in DIR across runs")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,8 +94,9 @@ def bucket(request: pytest.FixtureRequest, seaweed: SeaweedServer, s3: BaseClien
 
 
 @pytest.fixture(scope="session")
-def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("media")
+def media_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    kept: str | None = request.config.getoption("media_cache")
+    return Path(kept).resolve() if kept else tmp_path_factory.mktemp("media")
 
 
 @pytest.fixture(scope="session")

@@ -316,6 +316,51 @@ def test_reply_decoder_splits_a_stream_of_replies() -> None:
     assert decoder.next_reply() == Reject("full")
 
 
+def test_ok_names_a_segment_number_and_zero_is_one() -> None:
+    # OK 0 acknowledges the original's start-up message (last_segment 0).
+    assert parse_reply(b"OK 0\n") == Ack(0)
+    for bad in (-1, True, "3", 2.0):
+        with pytest.raises(ProtocolError, match="non-negative segment number"):
+            Ack(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("line", [b"OK 5 \n", b"OK \xff\n", b"ERR caf\xc3\xa9\n", b"\xff\xfe", b"ERR two  spaces \n"])
+def test_a_reply_line_is_exact_ascii_or_a_protocol_error(line: bytes) -> None:
+    with pytest.raises(ProtocolError, match="not a reply line|one-line reason"):
+        parse_reply(line)
+
+
+@pytest.mark.parametrize("reason", ["X", "spool full X", "try again: busy X"])
+def test_reasons_come_back_as_they_were_sent(reason: str) -> None:
+    assert parse_reply(encode_reply(Reject.because(reason))) == Reject(reason)
+
+
+def test_reasons_are_cut_only_past_the_longest_reason() -> None:
+    assert Reject.because("x" * 200).reason == "x" * 200
+    assert Reject.because("x" * 201).reason == "x" * 197 + "..."
+    assert Reject.because(" \n\t").reason == "refused"  # an ERR always says something
+
+
+def test_reply_decoder_refuses_an_endless_line_but_not_many_short_ones() -> None:
+    from protocol import MAX_LINE_BYTES
+
+    decoder = ReplyDecoder()
+    decoder.receive_data(b"OK 1\n" * 1000)  # a backlog of acks: long, but made of lines
+    assert [decoder.next_reply() for _ in range(1000)] == [Ack(1)] * 1000
+    decoder.receive_data(b"E" * MAX_LINE_BYTES)  # as long as a line may be
+    with pytest.raises(ProtocolError, match="longer than") as refused:
+        decoder.receive_data(b"R")
+    assert not refused.value.recoverable  # the stream has lost its framing
+
+
+def test_a_blank_reply_line_is_a_protocol_error_not_a_wait() -> None:
+    decoder = ReplyDecoder()
+    decoder.receive_data(b"\nOK 1\n")
+    with pytest.raises(ProtocolError, match="not a reply line"):
+        decoder.next_reply()
+    assert decoder.next_reply() == Ack(1)
+
+
 # Authentication tags.
 
 
@@ -543,6 +588,35 @@ def test_replay_guard_is_bounded() -> None:
     assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0) is None
     refused = guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 2), t0)
     assert refused is not None and refused.transient
+
+
+def test_a_replay_at_the_very_edge_of_the_window_is_still_refused() -> None:
+    # A tag is remembered for as long as the clock check would let its message through.
+    from protocol import AUTH_WINDOW_MS, ReplayGuard, sign_at
+
+    secret = b"0123456789abcdef"
+    guard = ReplayGuard(secret)
+    t0 = 1_700_000_000_000
+    message = sign_at(ORIGINAL_MESSAGE, secret, t0)
+    assert guard.refusal(message, t0) is None
+    refused = guard.refusal(message, t0 + AUTH_WINDOW_MS)
+    assert refused is not None and refused.reason.startswith("replayed message")
+
+
+def test_each_refusal_tells_the_operator_what_to_fix() -> None:
+    # The reason goes back on the wire as the ERR line and into the segmenter's log.
+    from protocol import ReplayGuard, sign_at
+
+    secret = b"0123456789abcdef"
+    t0 = 1_700_000_000_000
+    guard = ReplayGuard(secret, capacity=1)
+    assert "not signed" in guard.refusal(ORIGINAL_MESSAGE, t0).reason
+    assert "has no ts" in guard.refusal(sign(ORIGINAL_MESSAGE, secret), t0).reason
+    assert "ts is -31.5 s from the daemon's clock" in guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 - 31_500), t0).reason
+    assert "ts is +100.0 s" in guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 100_000), t0).reason
+    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
+    full = guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0)
+    assert full is not None and full.transient and "too many signed messages" in full.reason
 
 
 def test_payload_digest_and_independent_round_trip() -> None:

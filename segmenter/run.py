@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # flush unless this many are behind, which only a disk slower than the stream itself causes.
 MAX_UNCOMMITTED_SEGMENTS = 4
 
+# Segments cut without a keyframe are logged at the first and then every this many.
+FORCED_CUT_WARNING_EVERY = 100
+
 
 class ClosedSegment(Protocol):
     number: int
@@ -119,7 +122,9 @@ class SegmentRun:
         self.number = first - 1  # last segment number used
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
-        self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
+        self.cutter = Cutter(list(description.streams), self.config.segment_seconds,
+                             target_s=self.config.segment_duration_field, discontinuity=True)
+        self._forced_cuts = 0
         self._last_drop_reason = ""
         self._said_dependent = False  # a segment that is not independent was logged
 
@@ -157,6 +162,15 @@ class SegmentRun:
         self.number += 1
         if discontinuity and self.number > self.first:
             log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+        if self.cutter.forced:
+            self._forced_cuts += 1
+            if self._forced_cuts == 1 or self._forced_cuts % FORCED_CUT_WARNING_EVERY == 0:
+                log.warning(
+                    "segment %d starts without a keyframe (%d so far): no video keyframe came within the"
+                    " %d-s target duration; encode with a keyframe at least every %g s (ffmpeg -g or"
+                    " -force_key_frames) or raise SEGMENT_DURATION",
+                    self.number, self._forced_cuts, self.cutter.target_s, self.config.segment_seconds,
+                )
         return self.number
 
     def _drop(self, index: int, reason: str) -> None:

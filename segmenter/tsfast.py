@@ -155,7 +155,7 @@ def _key_nal(payload: bytes, hevc: bool) -> bool:
 
 OPEN = 0  # (OPEN, segment, psi bytes, finished timing of the previous one or None, discontinuity)
 DATA = 1  # (DATA, segment, bytes-like)
-CLOSE = 2  # (CLOSE, segment, None, None, None): no more bytes will come for it
+CLOSE = 2  # (CLOSE, segment, timing, None, None): no more bytes will come for it; timing at the end
 DROPPED = 3  # (DROPPED, stream index, reason): one unit left out
 SKIPPED = 4  # (SKIPPED, bytes skipped, None): lost sync; garbage skipped
 
@@ -198,7 +198,7 @@ class TsSplitter:
         # Class 0 is every other packet: the newest segment.
         self._dest: list[_Segment | list[bytes] | None] = [None] * 32
         self._open: list[bool] = [False] * 32
-        self._held: list[tuple[int, list[bytes]]] = []
+        self._held: dict[int, tuple[int, list[bytes]]] = {}  # by the cutter's held id, in order
         self._current: _Segment | None = None
         self._older: list[_Segment] = []  # cut, waiting for their units' last packets
         self._number = 0
@@ -239,14 +239,14 @@ class TsSplitter:
         for cls in self._classes:
             if self._open[cls]:
                 self._end_unit(cls)
+        timing = self.cutter.finish()
+        self._settle()
         for segment in self._older:
             events.append((CLOSE, segment.number, None, None, None))
         self._older = []
         if self._current is not None:
-            events.append((CLOSE, self._current.number, None, None, None))
+            events.append((CLOSE, self._current.number, timing, None, None))
             self._current = None
-        if self._held:
-            events.append((DROPPED, -1, f"{len(self._held)} unit(s) held at a timestamp jump the video never followed"))
         return events
 
     # -- one chunk of whole packets -----------------------------------------------------------
@@ -345,24 +345,38 @@ class TsSplitter:
         cutter = self.cutter
         action = cutter.feed(track.index, key, pts, dts, track.frame_ticks)
         self._open[cls] = True
-        if action is Action.WRITE:
-            self._assign(cls, self._current)
-        elif action is Action.CUT:
+        if action is Action.CUT:
             self._cut(cutter.finished, cutter.discontinuity)
+        if cutter.settled:
+            self._settle()
+        if action is Action.WRITE or action is Action.CUT:
             self._assign(cls, self._current)
         elif action is Action.DROP:
             self._assign(cls, None)
             self._events.append((DROPPED, track.index, cutter.dropped_reason))
-        elif action is Action.HOLD:
+        else:
             parts: list[bytes] = []
-            self._held.append((cls, parts))
+            self._held[cutter.held_id] = (cls, parts)
             self._assign(cls, parts)
-        else:  # RELEASE: this stream's held units are dropped, the new one is written
-            kept = [item for item in self._held if item[0] != cls]
-            for _ in range(len(self._held) - len(kept)):
-                self._events.append((DROPPED, track.index, "timestamps jumped without the video"))
-            self._held = kept
-            self._assign(cls, self._current)
+
+    def _settle(self) -> None:
+        """Units the cutter held back and has now decided: into the newest segment (with the
+        rest of a unit still arriving), or dropped."""
+        segment = self._current
+        for held_id, reason in self.cutter.settled:
+            cls, parts = self._held.pop(held_id)
+            keep = reason is None and segment is not None
+            if keep and parts:
+                self._events.append((DATA, segment.number, b"".join(parts)))  # type: ignore[union-attr]
+            elif not keep:
+                track = self._tracks[cls]
+                self._events.append((DROPPED, track.index if track else -1, reason or "nothing open to write into"))
+            parts.clear()
+            if self._dest[cls] is parts:  # still arriving: the rest goes the same way
+                self._dest[cls] = segment if keep else None
+                if keep:
+                    segment.open_units += 1  # type: ignore[union-attr]
+        self._uniform = False
 
     def _assign(self, cls: int, target: _Segment | list[bytes] | None) -> None:
         self._dest[cls] = target
@@ -397,12 +411,3 @@ class TsSplitter:
             else:
                 self._events.append((CLOSE, previous.number, None, None, None))
         self._current = segment
-        if discontinuity and self._held:
-            for cls, parts in self._held:
-                if parts:
-                    self._events.append((DATA, segment.number, b"".join(parts)))
-                    parts.clear()
-                if self._dest[cls] is parts:  # still arriving: the rest goes straight in
-                    self._dest[cls] = segment
-                    segment.open_units += 1
-            self._held = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -76,7 +77,7 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
     """Feed packets like the shell does; record what lands in which segment."""
     cutter = Cutter(streams, Fraction(segment_seconds), **kw)
     result = Run()
-    held: list[tuple[int, int | None]] = []
+    held: dict[int, tuple[int, int | None]] = {}
     for p in packets:
         action = cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
         item = (p.index, cutter.pts)
@@ -84,21 +85,25 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
             if cutter.finished is not None:
                 result.timings.append(cutter.finished)
             result.segments.append([])
-            if cutter.discontinuity:
-                result.segments[-1].extend(held)
-                held.clear()
-            result.segments[-1].append(item)
-        elif action is Action.WRITE:
+        for held_id, reason in cutter.settled:
+            if reason is None:
+                result.segments[-1].append(held.pop(held_id))
+            else:
+                held.pop(held_id)
+                result.released += 1
+        if action is Action.CUT or action is Action.WRITE:
             result.segments[-1].append(item)
         elif action is Action.HOLD:
-            held.append(item)
-        elif action is Action.RELEASE:
-            result.released += sum(1 for index, _ in held if index == p.index)
-            held[:] = [h for h in held if h[0] != p.index]
-            result.segments[-1].append(item)
+            held[cutter.held_id] = item
         else:
             result.dropped.append(p)
     last = cutter.finish()
+    for held_id, reason in cutter.settled:
+        item = held.pop(held_id)
+        if reason is None:
+            result.segments[-1].append(item)
+        else:
+            result.released += 1
     if last is not None:
         result.timings.append(last)
     return result
@@ -117,11 +122,12 @@ def test_cuts_on_the_first_keyframe_at_or_after_each_boundary() -> None:
 
 
 def test_a_keyframe_one_frame_before_a_grid_point_does_not_cut_there() -> None:
-    # 25 fps, GOPs of 49 frames: keyframes fall 40 ms before 2-s grid points, never on them. The
-    # cut is at the first keyframe at or after each point: one frame early is not yet the point.
+    # 25 fps, GOPs of 49 frames: keyframes fall 40 ms before 2-s grid points, never on them. With
+    # a target of 4 s there is room to wait: the cut is at the first keyframe at or after each
+    # point, one frame early is not yet the point.
     frame = 90000 // 25
     packets = [Packet(0, n % 49 == 0, n * frame, n * frame, frame) for n in range(25 * 12)]
-    result = run([VIDEO], packets, "2")
+    result = run([VIDEO], packets, "2", target_s=4)
     starts = [first_video_pts(segment) for segment in result.segments]
     keyframes = [n * frame for n in range(0, 25 * 12, 49)]
     expected = [0]
@@ -135,11 +141,78 @@ def test_a_keyframe_one_frame_before_a_grid_point_does_not_cut_there() -> None:
 
 
 def test_gop_longer_than_segment_cuts_at_next_keyframe_and_skips_passed_boundaries() -> None:
-    # GOP 4 s, segments 3 s: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12 -> cuts at 4, 8, 12
-    result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3")
+    # GOP 4 s, segments 3 s, target 4 s declared: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12
+    result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3", target_s=4)
     starts = [first_video_pts(s) // 90000 for s in result.segments]  # type: ignore[operator]
     assert starts == [0, 4, 8, 12]
     assert [t.duration_s for t in result.timings] == [4.0, 4.0, 4.0, 4.0]
+
+
+@pytest.mark.parametrize("gop_s, segment_s", [(4, "3"), (5, "2"), (10, "2"), (3, "2"), (2.5, "6")])
+def test_no_segment_outgrows_the_target_whatever_the_gop(gop_s: float, segment_s: str) -> None:
+    # RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer <= EXT-X-TARGETDURATION, which is
+    # ceil(SEGMENT_DURATION). A GOP that does not fit is cut early at a keyframe when the next one
+    # would come too late, or without a keyframe when none comes in time.
+    packets = av_packets(40, gop_frames=int(gop_s * 30))
+    result = run([VIDEO, AUDIO], packets, segment_s)
+    target = math.ceil(Fraction(segment_s))
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and math.floor(d + 0.5) <= target for d in durations), durations
+    assert sum(durations) == pytest.approx(40.0, abs=0.05)  # type: ignore[arg-type]
+    assert first_video_pts(result.segments[0]) == 0 and not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+
+
+def test_segments_are_cut_without_a_keyframe_only_when_none_comes_in_time() -> None:
+    # GOP 2 s at SEGMENT_DURATION 2, but one keyframe (at 10 s) is lost: the segment from 8 s
+    # cannot wait for the one at 12 s.
+    packets = [Packet(p.index, p.key and p.pts != 10 * 90000, p.pts, p.dts, p.duration) for p in av_packets(20)]
+    cutter = Cutter([VIDEO, AUDIO], Fraction(2))
+    cuts = []
+    for p in packets:
+        if cutter.feed(p.index, p.key, p.pts, p.dts, p.duration) is Action.CUT:
+            cuts.append((cutter.pts / 90000, cutter.on_keyframe, cutter.forced))  # type: ignore[operator]
+    forced = [cut for cut in cuts if cut[2]]
+    assert len(forced) == 1 and 10 < forced[0][0] < 10.5 and not forced[0][1]
+    assert [cut[0] for cut in cuts if cut[1]] == [0, 2, 4, 6, 8, 12, 14, 16, 18]
+
+
+def test_video_pausing_while_audio_goes_on_is_a_gap_not_a_new_timeline() -> None:
+    # A still source: no video from 5 s to 11 s, audio throughout (RFC 8216: a discontinuity is
+    # a change of timeline, and the timeline, the audio's, goes on).
+    packets = [p for p in av_packets(20) if not (p.index == 0 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
+    packets = [Packet(0, True, p.pts, p.dts, p.duration) if p.index == 0 and p.pts == 11 * 90000 else p for p in packets]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and d < 2.5 for d in durations), durations
+    assert sum(durations) == pytest.approx(20.0, abs=0.05)  # type: ignore[arg-type]
+    # While the video pauses, segments are cut on audio and hold only audio.
+    assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
+
+
+def test_audio_pausing_while_video_goes_on_keeps_every_packet() -> None:
+    packets = [p for p in av_packets(20) if not (p.index == 1 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+    assert [t.duration_s for t in result.timings] == [2.0] * 10
+
+
+def test_audio_stepping_back_a_little_is_jitter_not_a_jump() -> None:
+    packets = av_packets(12)
+    jittered = [Packet(1, True, p.pts - 900, p.dts - 900, p.duration) if p.index == 1 and p.pts % 7 == 0 and p.pts else p  # type: ignore[operator]
+                for p in packets]
+    result = run([VIDEO, AUDIO], jittered, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    assert sum(len(segment) for segment in result.segments) == len(jittered)
 
 
 def test_fractional_segment_duration_follows_the_grid_without_drift() -> None:
@@ -164,7 +237,7 @@ def test_audio_only_cuts_on_any_packet_at_the_grid() -> None:
     assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(20.0, abs=0.03)
 
 
-def test_video_before_the_first_keyframe_is_dropped_and_audio_kept() -> None:
+def test_segment_one_starts_at_the_first_video_keyframe_when_joining_mid_gop() -> None:
     packets = av_packets(14)
     # Start in the middle of the first GOP, as when joining a live stream.
     packets = [p for p in packets if not (p.index == 0 and p.pts < 30 * 3000)]  # type: ignore[operator]
@@ -174,8 +247,12 @@ def test_video_before_the_first_keyframe_is_dropped_and_audio_kept() -> None:
     assert all(p.index == 0 and not p.key for p in result.dropped)
     assert len(result.dropped) == 15  # frames 45..59
     assert first_video_pts(result.segments[0]) == 60 * 3000
-    # Audio before the first keyframe opened the first segment.
-    assert result.segments[0][0][0] == 1
+    # Segment 1 starts at the first keyframe (RFC 8216 players start there): audio from before it
+    # is left out, audio muxed ahead of it but timed after it is kept.
+    audio = [pts for index, pts in result.segments[0] if index == 1]
+    assert audio and min(audio) >= 60 * 3000  # type: ignore[type-var]
+    assert result.released == sum(1 for p in joined if p.index == 1 and p.pts < 60 * 3000)  # type: ignore[operator]
+    assert result.segments[0][0] == (0, 60 * 3000)
     # The grid starts at the first keyframe: 2 s, then 8 s, 14 s.
     assert [first_video_pts(s) for s in result.segments] == [2 * 90000, 8 * 90000]
 

@@ -308,7 +308,8 @@ class Cutter:
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
             # The next keyframe is expected one GOP (as the last one was long) from this one.
             gop = when - self._last_key if self._last_key is not None else 0
-            if when > start and when + max(gop, self._anchor_step) >= limit:
+            # Not for a sliver: a segment under half SEGMENT_DURATION waits (rule 3 still holds).
+            if when - start >= self._segment_ticks / 2 and when + max(gop, self._anchor_step) >= limit:
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
         elif when > start and when + self._anchor_step >= limit:
             return self._cut(when, duration, discontinuity=False, on_keyframe=False)

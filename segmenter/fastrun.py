@@ -173,7 +173,7 @@ class FastRun(SegmentRun):
                     writer.write(event[2])
                     self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
-                self._open(event[1], event[2], event[3], event[4])
+                self._open(event[1], event[2], event[3], event[4], event[5])
             elif kind == CLOSE:
                 self._close(event[1], event[2], last=end and len(files) == 1)
             elif kind == DROPPED:
@@ -182,10 +182,11 @@ class FastRun(SegmentRun):
                 log.warning("input: lost MPEG-TS sync in segment %d; skipped %d byte(s) of garbage",
                             self.number + 1, event[1])
 
-    def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool) -> None:
+    def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool,
+              forced: bool) -> None:
         if self._files:
             self._timings[max(self._files)] = finished
-        number = self._next_number(discontinuity)
+        number = self._next_number(discontinuity, forced)
         self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
         self._dropped_in[key] = 0
         self._starts[key] = TsSegmentStart(self._video)

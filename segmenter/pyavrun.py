@@ -138,7 +138,7 @@ class PyAVRun(SegmentRun):
     def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
-        number = self._next_number(self.cutter.discontinuity)
+        number = self._next_number(self.cutter.discontinuity, self.cutter.forced)
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
         self.start = SegmentStart(self._video)
         if self.cutter.settled:

@@ -158,11 +158,13 @@ class SegmentRun:
         """Remove the segments still open (the run failed or was interrupted)."""
         raise NotImplementedError
 
-    def _next_number(self, discontinuity: bool) -> int:
+    def _next_number(self, discontinuity: bool, forced: bool) -> int:
+        """The number of the segment a cut opens; ``discontinuity`` and ``forced`` (cut without a
+        keyframe) are the cutter's for that cut, and are logged."""
         self.number += 1
         if discontinuity and self.number > self.first:
             log.warning("segment %d starts a new timeline (discontinuity)", self.number)
-        if self.cutter.forced:
+        if forced:
             self._forced_cuts += 1
             if self._forced_cuts == 1 or self._forced_cuts % FORCED_CUT_WARNING_EVERY == 0:
                 log.warning(

@@ -153,7 +153,7 @@ def _key_nal(payload: bytes, hevc: bool) -> bool:
 
 # -- events -------------------------------------------------------------------------------------
 
-OPEN = 0  # (OPEN, segment, psi bytes, finished timing of the previous one or None, discontinuity)
+OPEN = 0  # (OPEN, segment, psi bytes, finished timing of the previous one or None, discontinuity, forced)
 DATA = 1  # (DATA, segment, bytes-like)
 CLOSE = 2  # (CLOSE, segment, timing, None, None): no more bytes will come for it; timing at the end
 DROPPED = 3  # (DROPPED, stream index, reason): one unit left out
@@ -403,7 +403,8 @@ class TsSplitter:
                     self._dest[cls] = None
             self._events.append((CLOSE, stale.number, None, None, None))
         self._older = []
-        self._events.append((OPEN, segment.number, self._psi[0] + self._psi[1], finished, discontinuity))
+        self._events.append((OPEN, segment.number, self._psi[0] + self._psi[1], finished, discontinuity,
+                             self.cutter.forced))
         if previous is not None:
             previous.current = False
             if previous.open_units:

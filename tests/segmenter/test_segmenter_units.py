@@ -83,7 +83,7 @@ def test_the_audio_specific_config_names_the_aac_object_type() -> None:
 
 
 def test_each_field_the_probe_reports_reaches_the_codec_string() -> None:
-    constrained_baseline = bytes.fromhex("0000000167" "42c01e")
+    constrained_baseline = bytes.fromhex("000000016742c01e")  # an SPS start: profile_idc, constraint flags, level_idc
     assert codec_string("h264", constrained_baseline, "High", 31) == "avc1.42c01e"  # the SPS over the name
     assert codec_string("h264", None, "High", 31) == "avc1.64001f"
     assert codec_string("aac", bytes.fromhex("2b10"), "LC", None) == "mp4a.40.5"  # the config over the name

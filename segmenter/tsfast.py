@@ -238,7 +238,7 @@ class ContinuityCheck:
             if marks.find(cls) == -1:
                 continue
             selected = int.from_bytes(marks.translate(_SELECT[cls]), "big") & counters
-            sequence = selected.to_bytes(count, "big").replace(b"\0", b"")
+            sequence = selected.to_bytes(count, "big").translate(None, b"\0")
             if not sequence:
                 continue
             last = self._last.get(cls)

@@ -183,13 +183,12 @@ class SegmentRun:
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
 
     def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, start: SegmentStart, *,
-                  last: bool, dropped: int, corrupt: int = 0) -> None:
+                  last: bool, dropped: int) -> None:
         """A closed segment: log its losses, queue its commit and message, report progress.
         ``start`` judged its first video access units (``randomaccess``): its ``independent``."""
         timing = timing or SegmentTiming(None, None, False)
-        if dropped or corrupt:
-            log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
-                        segment.number, segment.name, dropped, corrupt)
+        if dropped:
+            log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped)
         independent = start.independent
         if not independent and not self._said_dependent:
             self._said_dependent = True

@@ -187,6 +187,7 @@ class Cutter:
         self._epoch = 0  # discontinuities so far
         self._epoch_origin: int | None = None  # reference dts where the current timeline began
         self._held: list[_Held] = []
+        self._joined_at: int | None = None  # first keyframe of the open segment 1: nothing before it
         self._next_held_id = 0
         # Results of the last feed():
         self.pts: int | None = None
@@ -376,6 +377,10 @@ class Cutter:
         if when is None or self._start is None:
             return Action.WRITE
         time = track.program_ticks(when)
+        if self._joined_at is not None and time < self._joined_at:
+            # Muxed after the first keyframe but timed before it (segment 1 starts at the keyframe).
+            self.dropped_reason = "before the first video keyframe"
+            return Action.DROP
         if time - self._start < self._target_ticks:
             self._extend_other(time, track, duration)
             return Action.WRITE
@@ -476,6 +481,7 @@ class Cutter:
         else:
             self.finished = None
         self.discontinuity = self._segment_discontinuity = discontinuity
+        self._joined_at = keep_from
         self.on_keyframe = on_keyframe
         self.forced = self._open and reference and not on_keyframe
         if discontinuity:

@@ -419,3 +419,14 @@ def test_where_segments_are_cut_at_segment_duration_2(keyframes_s: tuple[float, 
         if cutter.feed(0, key, ts, ts, frame) is Action.CUT:
             got.append((round(ts / 90000, 2), cutter.on_keyframe))
     assert got == cuts
+
+
+def test_audio_muxed_after_the_first_keyframe_but_timed_before_it_is_left_out() -> None:
+    # Joining mid-GOP: the muxer sent an audio packet timed 0.3 s before the first keyframe after it.
+    packets = [p for p in av_packets(8) if not (p.index == 0 and p.pts < 60 * 3000)]  # type: ignore[operator]
+    keyframe = next(i for i, p in enumerate(packets) if p.index == 0)
+    late = Packet(1, True, 60 * 3000 - 27000, 60 * 3000 - 27000, 1920)
+    early_audio = [p for p in packets[:keyframe] if p.pts != late.pts]
+    result = run([VIDEO, AUDIO], [*early_audio, packets[keyframe], late, *packets[keyframe + 1:]], "2")
+    assert late in result.dropped
+    assert min(pts for index, pts in result.segments[0] if index == 1) >= 60 * 3000  # type: ignore[type-var]

@@ -24,6 +24,9 @@ headers) are the encoder's or the muxer's to repeat and are not checked.
 
 ``StartPicture`` judges one stream from its access units; ``SegmentStart`` judges a segment from
 several streams' access units; ``TsSegmentStart`` does the same from the segment's MPEG-TS packets.
+
+``ParameterWatch`` reads the sequence parameter set at each keyframe of a stream and says when
+the encoding parameters change (docs/segmenter.md, "Encoding parameters that change").
 """
 
 from __future__ import annotations

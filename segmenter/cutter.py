@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 # MPEG-TS carries 33-bit PTS/DTS (90 kHz): they wrap every 2^33 ticks, about 26.5 hours.
 TS_WRAP_TICKS = 2**33
@@ -90,6 +92,15 @@ class SegmentTiming:
     start_s: float | None  # presentation time of the packet that opened it
     duration_s: float | None  # to the next segment's start, or to its last packet's end
     discontinuity: bool  # it starts a new timeline (a jump, or a restart of the segmenter)
+
+
+class _Held(NamedTuple):
+    """A packet the shell keeps back until ``Cutter.settled`` decides it."""
+
+    id: int
+    index: int  # its stream
+    time: int | None  # on the program's clock, reference ticks
+    at_jump: bool  # its stream jumped alone (else: before the first keyframe, or past a full segment)
 
 
 def _signed_mod(delta: int, wrap: int) -> int:
@@ -175,7 +186,7 @@ class Cutter:
         self._segment_discontinuity = False  # the open segment starts a new timeline
         self._epoch = 0  # discontinuities so far
         self._epoch_origin: int | None = None  # reference dts where the current timeline began
-        self._held: list[tuple[int, int, int | None, bool]] = []  # (id, index, time, at a jump)
+        self._held: list[_Held] = []
         self._next_held_id = 0
         # Results of the last feed():
         self.pts: int | None = None
@@ -316,7 +327,8 @@ class Cutter:
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
             # The next keyframe is expected one GOP (as the last one was long) from this one.
             gop = when - self._last_key if self._last_key is not None else 0
-            if when > start and when + max(gop, self._anchor_step) >= limit:
+            # Not for a sliver: a segment under half SEGMENT_DURATION waits (rule 3 still holds).
+            if when - start >= self._segment_ticks / 2 and when + max(gop, self._anchor_step) >= limit:
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
         elif when > start and when + self._anchor_step >= limit:
             return self._cut(when, duration, discontinuity=False, on_keyframe=False)
@@ -334,7 +346,7 @@ class Cutter:
                 track.last_dts = dts
             if track.jump_holds >= MAX_HELD_PACKETS or not 0 <= span <= track.gap_ticks:
                 # The reference never followed: this stream jumped alone. Take its new timeline.
-                self._settle(lambda held: held[1] == track.info.index, "timestamps jumped without the video")
+                self._settle(lambda held: held.index == track.info.index, "timestamps jumped without the video")
                 track.jump_holds, track.held_from = 0, None
                 if dts is not None and self._program_time is not None:
                     track.offset = track.reference_ticks(dts) - self._program_time
@@ -386,7 +398,7 @@ class Cutter:
     def _cut_on_other(self, track: _Track, when: int | None, duration: int | None) -> Action:
         """Open the next segment on a packet of another stream; it starts at the earliest packet
         held for it, if any."""
-        times = [held[2] for held in self._held if not held[3] and held[2] is not None]
+        times = [held.time for held in self._held if not held.at_jump and held.time is not None]
         time = track.program_ticks(when) if when is not None else None
         start = min(times + ([time] if time is not None else []), default=None)
         action = self._cut(start, None, discontinuity=self._start_discontinuity if not self._open else False,
@@ -399,10 +411,11 @@ class Cutter:
         self.held_id = held_id = self._next_held_id
         self._next_held_id += 1
         time = track.program_ticks(when) if when is not None else None
-        self._held.append((held_id, track.info.index, time, at_jump))
+        self._held.append(_Held(held_id, track.info.index, time, at_jump))
         return Action.HOLD
 
-    def _settle(self, which, reason_if_dropped: str | None, keep_from: int | None = None) -> None:
+    def _settle(self, which: Callable[[_Held], bool], reason_if_dropped: str | None,
+                keep_from: int | None = None) -> None:
         """Decide the held packets ``which`` selects, in the order they were held: written, or
         dropped with the reason (also when before ``keep_from``)."""
         kept = []
@@ -412,15 +425,15 @@ class Cutter:
                 kept.append(held)
                 continue
             reason = reason_if_dropped
-            if reason is None and keep_from is not None and held[2] is not None and held[2] < keep_from:
+            if reason is None and keep_from is not None and held.time is not None and held.time < keep_from:
                 reason = "before the first video keyframe"
-            settled.append((held[0], reason))
+            settled.append((held.id, reason))
         self._held = kept
 
     def _waited_too_long(self, track: _Track, when: int | None) -> bool:
         if len(self._held) >= MAX_HELD_PACKETS:
             return True
-        times = [held[2] for held in self._held if held[2] is not None]
+        times = [held.time for held in self._held if held.time is not None]
         return when is not None and bool(times) and track.program_ticks(when) - min(times) > self._ref.gap_ticks
 
     def _joins(self, track: _Track, dts: int | None) -> bool:
@@ -483,7 +496,7 @@ class Cutter:
                     track.jump_holds, track.held_from, track.epoch = 0, None, self._epoch
             self._settle(lambda held: True, None, keep_from)
         else:
-            self._settle(lambda held: not held[3], None, keep_from)
+            self._settle(lambda held: not held.at_jump, None, keep_from)
         self._start = when
         self._end = self._other_end = None
         if reference:

@@ -1,9 +1,11 @@
 """The MPEG-TS fast path's I/O shell: read the input, feed ``tsfast.TsSplitter``, write its segments.
 
 Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: one
-program, every elementary stream audio or video with 90 kHz timestamps, and an H.264 or HEVC
+program, every elementary stream audio or video with 90 kHz timestamps, or timed ID3 metadata or
+SCTE-35 (copied, never cut on), at most ``tsfast.MAX_STREAMS`` of them, and an H.264 or HEVC
 reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
-messages, commit order, logs and guarantees are the PyAV path's (``pyavrun.py``).
+messages, commit order, logs and guarantees are the PyAV path's (``pyavrun.py``); continuity
+errors are counted per PID from the packets themselves (``tsfast.ContinuityCheck``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import av.container
 from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
-from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
+from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
+    CONTINUITY,
     DATA,
     DROPPED,
     OPEN,
@@ -34,6 +37,7 @@ from .tsfast import (
     ProgramMap,
     Track,
     TsSplitter,
+    check_routable,
     find_program,
 )
 
@@ -105,8 +109,14 @@ def plan(
         tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks))
     if types[container.streams[reference.index].id] not in (STREAM_TYPE_H264, STREAM_TYPE_HEVC):
         raise NotEligible("the video is neither H.264 nor HEVC")
+    for data in description.data:
+        pid = container.streams[data.index].id
+        if pid not in types:
+            raise NotEligible(f"stream #{data.index} (PID {pid}) is not in the first PMT")
+        tracks.append(Track(pid, data.index, False, False, None, data=True))
     if len(tracks) != len(program.streams):
         raise NotEligible("the PMT lists streams the probe did not describe")
+    check_routable(tracks)
 
     def chunks() -> Iterator[bytes]:
         yield source.replay()
@@ -152,6 +162,12 @@ class FastRun(SegmentRun):
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
         self._videos: dict[int, tuple[ParameterSet | None, bool]] = {}  # per open segment: its parameters
+        self._breaks_in: dict[int, dict[int, int]] = {}  # per open segment: PID -> continuity errors
+        self._early_breaks: dict[int, int] = {}  # before the first segment: counted in it
+        data = [t for t in fast.tracks if t.data]
+        if data:
+            log.info("copied, never cut on: %s", ", ".join(
+                f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
 
@@ -176,23 +192,27 @@ class FastRun(SegmentRun):
                     writer.write(event[2])
                     self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
-                self._open(event[1], event[2], event[3], event[4], event[5])
+                self._open(event[1], event[2], event[3], event[4], event[5], event[6])
             elif kind == CLOSE:
                 self._close(event[1], event[2], last=end and len(files) == 1)
             elif kind == DROPPED:
                 self._drop(event[1], event[2])
+            elif kind == CONTINUITY:
+                counts = self._breaks_in[max(files)] if files else self._early_breaks
+                counts[event[1]] = counts.get(event[1], 0) + 1
             elif kind == SKIPPED:
                 log.warning("input: lost MPEG-TS sync in segment %d; skipped %d byte(s) of garbage",
                             self.number + 1, event[1])
 
     def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool,
-              video: tuple[ParameterSet | None, bool]) -> None:
+              forced: bool, video: tuple[ParameterSet | None, bool]) -> None:
         if self._files:
             self._timings[max(self._files)] = finished
-        number = self._next_number(discontinuity, video[1])
+        number = self._next_number(discontinuity, forced, video[1])
         self._videos[key] = video
         self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
         self._dropped_in[key] = 0
+        self._breaks_in[key], self._early_breaks = self._early_breaks, {}
         self._starts[key] = TsSegmentStart(self._video)
 
     def _close(self, key: int, timing: SegmentTiming | None, *, last: bool) -> None:
@@ -202,6 +222,7 @@ class FastRun(SegmentRun):
         size = writer.close()
         timing = self._timings.pop(key, timing)
         start = self._starts.pop(key).finish()
+        log_continuity(writer.number, self._breaks_in.pop(key), "continuity error")
         self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0),
                        video=self._videos.pop(key))
 

@@ -223,16 +223,45 @@ class ByteSource:
                 return data
 
 
+# Data streams copied into the segments (never cut on), by FFmpeg's codec name, as logs name them.
+TIMED_ID3 = "timed_id3"  # ID3 tags in PES packets, stream_type 0x15 (Apple's timed metadata for HLS)
+SCTE_35 = "scte_35"  # splice_info_section, stream_type 0x86 (ANSI/SCTE 35)
+DATA_KINDS = {TIMED_ID3: "timed ID3 metadata", SCTE_35: "SCTE-35"}
+
+
+@dataclass(frozen=True, slots=True)
+class DataStream:
+    """A timed metadata or SCTE-35 stream: copied into the segment its packets fall in, by their
+    position in the input, and never cut on."""
+
+    index: int  # the stream's index in the input container
+    codec: str  # TIMED_ID3 or SCTE_35
+    pid: int  # its PID (the stream's id in an MPEG-TS input)
+
+
 @dataclass(frozen=True, slots=True)
 class InputDescription:
     """What the probe found: the streams to copy and what the messages say about them."""
 
-    streams: tuple[StreamInfo, ...]
+    streams: tuple[StreamInfo, ...]  # audio and video: what the cutter sees
     format_name: str
     codecs: str | None  # RFC 6381 list
     resolution: str | None  # WIDTHxHEIGHT of the first video stream
     frame_rate: float | None
-    skipped: tuple[str, ...]  # streams that are neither audio nor video, described
+    skipped: tuple[str, ...]  # streams that are not copied (neither audio, video nor ``data``), described
+    data: tuple[DataStream, ...] = ()  # timed metadata and SCTE-35 streams, in input order
+
+    def data_kind(self, index: int) -> str:
+        """How logs name data stream ``index``: 'timed ID3 metadata' or 'SCTE-35'."""
+        return next(DATA_KINDS[d.codec] for d in self.data if d.index == index)
+
+
+def log_continuity(number: int, counts: dict[int, int], noun: str) -> None:
+    """One line for segment ``number`` if ``counts`` (PID -> how many) holds any loss:
+    ``segment 4: PID 0x101 3 continuity errors, PID 0x100 1 continuity error``."""
+    if counts:
+        log.warning("segment %d: %s", number, ", ".join(
+            f"PID 0x{pid:x} {count} {noun}{'' if count == 1 else 's'}" for pid, count in sorted(counts.items())))
 
 
 def open_input(
@@ -291,16 +320,21 @@ def probe_source(source: ByteSource) -> av.container.InputContainer:
 
 
 def describe(container: av.container.InputContainer) -> InputDescription:
-    """The audio and video streams, in input order, with their codecs and video geometry."""
+    """The audio and video streams, in input order, with their codecs and video geometry, and the
+    timed metadata and SCTE-35 streams to copy along (``data``)."""
     streams: list[StreamInfo] = []
     codec_strings: list[str | None] = []
     skipped: list[str] = []
+    data: list[DataStream] = []
     resolution: str | None = None
     frame_rate: float | None = None
     wraps = container.format.name == "mpegts"
     for stream in container.streams:
         kind = {"video": StreamKind.VIDEO, "audio": StreamKind.AUDIO}.get(stream.type)
         context = stream.codec_context
+        if stream.type == "data" and stream.name in DATA_KINDS:
+            data.append(DataStream(stream.index, stream.name, stream.id))
+            continue
         if kind is None or context is None:
             skipped.append(f"#{stream.index} ({stream.type})")
             continue
@@ -323,4 +357,5 @@ def describe(container: av.container.InputContainer) -> InputDescription:
         resolution=resolution,
         frame_rate=frame_rate,
         skipped=tuple(skipped),
+        data=tuple(data),
     )

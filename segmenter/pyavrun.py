@@ -4,17 +4,24 @@ This is the I/O shell around ``cutter.Cutter`` for every input the MPEG-TS fast 
 (``fastrun.py``) does not take: PyAV reads and writes, the cutter decides. Nothing here grows
 with the length of the stream: packets are written as they come, except a bounded few held
 back at a discontinuity.
+
+Timed ID3 metadata is copied into the segment being written when its packet comes (never fed to
+the cutter). SCTE-35 is not: FFmpeg's MPEG-TS muxer has no SCTE-35 stream type and would write
+the sections as private-data PES packets (stream_type 0x06) that no reader takes for SCTE-35; the
+run says so once. Continuity errors are what FFmpeg's demuxer reports: it marks the PES packet it
+was assembling when a continuity_counter broke (or that came out shorter than declared) corrupt.
 """
 
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 
 import av
 import av.container
 
-from .cutter import Action, SegmentTiming
-from .input import InputDescription
+from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
+from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
 from .writer import SegmentWriter
@@ -24,6 +31,10 @@ log = logging.getLogger(__name__)
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.
 MAX_READ_ERRORS_IN_A_ROW = 50
+
+# Metadata packets kept for the first segment while none is open yet (before the first video
+# keyframe: at most a GOP's worth, a few per second); more are dropped and logged.
+MAX_EARLY_DATA_PACKETS = 64
 
 
 def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
@@ -44,6 +55,18 @@ class PyAVRun(SegmentRun):
         super().__init__(context, description, first)
         self.container = container
         self.streams = [container.streams[info.index] for info in description.streams]
+        self.data_streams = [container.streams[d.index] for d in description.data if d.codec == TIMED_ID3]
+        self._data_indexes = {s.index for s in self.data_streams}
+        self._data_last: dict[int, int] = {}  # data stream index -> its last dts, unwrapped
+        self._early_data: list[av.Packet] = []  # metadata before the first segment
+        for data in description.data:
+            if data.codec == SCTE_35:
+                log.warning("stream #%d (SCTE-35, PID 0x%x) is not copied on the PyAV path: FFmpeg's MPEG-TS "
+                            "muxer cannot write SCTE-35 sections (the MPEG-TS fast path copies them)",
+                            data.index, data.pid)
+        if self.data_streams:
+            log.info("copied, never cut on: %s", ", ".join(
+                f"PID 0x{s.id:x} {description.data_kind(s.index)}" for s in self.data_streams))
         self.writer: SegmentWriter | None = None
         # Every video stream's codec and NAL length size, for judging where each segment starts.
         self._video = {s.index: _judged(s) for s in self.streams if s.type == "video"}
@@ -56,7 +79,8 @@ class PyAVRun(SegmentRun):
         # New parameters came at a reference keyframe and no segment has started with them yet.
         self._changed = False
         self.held: dict[int, tuple[int, av.Packet]] = {}  # by the cutter's held id, in order
-        self._segment_dropped = self._segment_corrupt = 0  # in the open segment
+        self._segment_dropped = 0  # in the open segment
+        self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
         self.packets_read = 0
 
     def _read_input(self) -> None:
@@ -77,9 +101,10 @@ class PyAVRun(SegmentRun):
         stop = self.stop
         write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
         watch, reference = self.watch, self.cutter.reference.index
+        data_indexes = self._data_indexes
         while True:
             try:
-                for packet in self.container.demux(self.streams):
+                for packet in self.container.demux(self.streams + self.data_streams):
                     if stop.is_set():
                         return
                     if not packet.size:
@@ -87,6 +112,12 @@ class PyAVRun(SegmentRun):
                     self.packets_read += 1
                     errors_in_a_row = 0
                     index = packet.stream_index
+                    if packet.is_corrupt:
+                        pid = packet.stream.id
+                        self._corrupt[pid] = self._corrupt.get(pid, 0) + 1
+                    if index in data_indexes:
+                        self._write_data(index, packet)
+                        continue
                     pts = packet.pts
                     dts = packet.dts
                     cut_here = False
@@ -100,8 +131,6 @@ class PyAVRun(SegmentRun):
                         packet.dts = cutter.dts
                     if cutter.pts != pts:
                         packet.pts = cutter.pts
-                    if packet.is_corrupt:
-                        self._segment_corrupt += 1
                     if action is write:
                         if cutter.settled:
                             self._settle()
@@ -136,6 +165,32 @@ class PyAVRun(SegmentRun):
         if data is not None:
             self.start.feed(index, data)
 
+    def _write_data(self, index: int, packet: av.Packet) -> None:
+        """A timed metadata packet: into the open segment (kept for the first one until it opens),
+        its timestamps unwrapped as the cutter unwraps the others' (33-bit MPEG-TS values)."""
+        if packet.dts is not None and packet.time_base == Fraction(1, 90000):
+            last = self._data_last.get(index)
+            if last is not None:
+                delta = (packet.dts - last + TS_WRAP_TICKS // 2) % TS_WRAP_TICKS - TS_WRAP_TICKS // 2
+                shift = last + delta - packet.dts
+                packet.dts += shift
+                if packet.pts is not None:
+                    packet.pts += shift
+            self._data_last[index] = packet.dts
+        if self.writer is not None:
+            self._mux_data(packet)
+        elif len(self._early_data) < MAX_EARLY_DATA_PACKETS:
+            self._early_data.append(packet)
+        else:
+            self._drop(index, f"metadata before the first segment, beyond {MAX_EARLY_DATA_PACKETS} packets")
+
+    def _mux_data(self, packet: av.Packet) -> None:
+        index = packet.stream_index
+        try:
+            self.writer.write(index, packet)  # type: ignore[union-attr]
+        except av.error.FFmpegError as error:
+            self._drop(index, f"the muxer refused it: {error}")
+
     def _drop(self, index: int, reason: str) -> None:
         super()._drop(index, reason)
         self._segment_dropped += 1
@@ -153,10 +208,14 @@ class PyAVRun(SegmentRun):
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
         self.video = (self.watch.current if self.watch is not None else None, self._changed)
-        number = self._next_number(self.cutter.discontinuity, self._changed)
+        number = self._next_number(self.cutter.discontinuity, self.cutter.forced, self._changed)
         self._changed = False
-        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
+        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number,
+                                    self.streams + self.data_streams)
         self.start = SegmentStart(self._video)
+        for early in self._early_data:
+            self._mux_data(early)
+        self._early_data.clear()
         if self.cutter.settled:
             self._settle()
         self._write(index, packet)
@@ -166,7 +225,8 @@ class PyAVRun(SegmentRun):
         assert writer is not None
         self.writer = None
         size = writer.close()
-        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped,
-                       corrupt=self._segment_corrupt, video=self.video)
-        self._segment_dropped = self._segment_corrupt = 0
+        log_continuity(writer.number, self._corrupt, "corrupt PES packet")
+        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped, video=self.video)
+        self._segment_dropped = 0
+        self._corrupt = {}
         self._last_drop_reason = ""

@@ -140,7 +140,7 @@ class StartPicture:
             if kind == 5:
                 return self._decide(True)
             if 1 <= kind <= 4:
-                return self._decide(False, "it starts with an H.264 picture that is not IDR (open GOP)")
+                return self._decide(False, "it starts with an H.264 picture that is not IDR (an open GOP, or a cut without a keyframe)")
 
     def _hevc(self, data: bytes) -> None:
         for header in nal_units(data, self.length_size):

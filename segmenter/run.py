@@ -160,8 +160,10 @@ class SegmentRun:
         """Remove the segments still open (the run failed or was interrupted)."""
         raise NotImplementedError
 
-    def _next_number(self, discontinuity: bool, changed: bool = False) -> int:
-        """The next segment's number; ``changed``: it starts with new encoding parameters."""
+    def _next_number(self, discontinuity: bool, forced: bool, changed: bool = False) -> int:
+        """The number of the segment a cut opens; ``discontinuity`` and ``forced`` (cut without a
+        keyframe) are the cutter's for that cut, ``changed`` says it starts with new encoding
+        parameters; all are logged."""
         self.number += 1
         if discontinuity and self.number > self.first:
             log.warning("segment %d starts a new timeline (discontinuity)", self.number)
@@ -169,7 +171,7 @@ class SegmentRun:
             new = self.watch.current.parameters
             log.warning("segment %d starts with new video parameters (%s, %s, %s fps): marked as a discontinuity",
                         self.number, new.codec or "codec unknown", new.resolution, new.frame_rate or "?")
-        if self.cutter.forced:
+        if forced:
             self._forced_cuts += 1
             if self._forced_cuts == 1 or self._forced_cuts % FORCED_CUT_WARNING_EVERY == 0:
                 log.warning(
@@ -188,15 +190,13 @@ class SegmentRun:
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
 
     def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, start: SegmentStart, *,
-                  last: bool, dropped: int, corrupt: int = 0,
-                  video: tuple[ParameterSet | None, bool] = (None, False)) -> None:
+                  last: bool, dropped: int, video: tuple[ParameterSet | None, bool] = (None, False)) -> None:
         """A closed segment: log its losses, queue its commit and message, report progress.
         ``start`` judged its first video access units (``randomaccess``): its ``independent``;
         ``video``: its reference video's parameters, and whether they changed at its start."""
         timing = timing or SegmentTiming(None, None, False)
-        if dropped or corrupt:
-            log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
-                        segment.number, segment.name, dropped, corrupt)
+        if dropped:
+            log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped)
         independent = start.independent
         if not independent and not self._said_dependent:
             self._said_dependent = True

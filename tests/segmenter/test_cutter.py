@@ -398,3 +398,24 @@ def test_rejects_useless_configurations() -> None:
         Cutter([VIDEO], Fraction(0))
     with pytest.raises(ValueError):
         Cutter([], Fraction(6))
+
+
+@pytest.mark.parametrize("keyframes_s, cuts", [
+    # One 5-s GOP: two cuts without a keyframe inside it, no sliver before the keyframe at 9 s.
+    ((0, 2, 4, 9, 11, 13), [(0, True), (2, True), (4, True), (6.48, False), (8.96, False), (11, True), (13, True)]),
+    # The keyframe at 8 s lost.
+    ((0, 2, 4, 6, 10, 12, 14), [(0, True), (2, True), (4, True), (6, True), (8.48, False), (10, True), (12, True), (14, True)]),
+    # Keyframes every 1.96 s: each one a frame or more before the grid, every one cut on.
+    (tuple(round(k * 1.96, 2) for k in range(8)), [(round(k * 1.96, 2), True) for k in range(8)]),
+])
+def test_where_segments_are_cut_at_segment_duration_2(keyframes_s: tuple[float, ...], cuts: list) -> None:
+    # The examples of docs/segmenter.md, "Cut rule and timing model": 25 fps, no B frames.
+    frame = 90000 // 25
+    cutter = Cutter([VIDEO], Fraction(2))
+    got = []
+    for n in range(25 * 15):
+        ts = n * frame
+        key = any(abs(ts - k * 90000) < frame / 2 for k in keyframes_s)
+        if cutter.feed(0, key, ts, ts, frame) is Action.CUT:
+            got.append((round(ts / 90000, 2), cutter.on_keyframe))
+    assert got == cuts

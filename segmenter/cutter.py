@@ -257,16 +257,24 @@ class Cutter:
 
     # -- the rule -----------------------------------------------------------------------------
 
-    def feed(self, index: int, is_keyframe: bool, pts: int | None, dts: int | None, duration: int | None) -> Action:
+    def feed(self, index: int, is_keyframe: bool, pts: int | None, dts: int | None, duration: int | None, *,
+             cut_here: bool = False) -> Action:
+        """One packet of stream ``index`` (timestamps and duration in its time base's ticks).
+
+        ``cut_here``: a reference keyframe that must start a segment whatever the grid says (the
+        encoding parameters change at it, RFC 8216 4.3.2.3): the open segment is cut before it,
+        with ``discontinuity`` False (the timeline and the grid go on; marking the change is the
+        caller's). Ignored for any other packet, and when the open segment started at this time.
+        """
         track = self._tracks[index]
         self._unwrap(track, pts, dts)
         if self.settled:
             self.settled = []
         if track is self._ref:
-            return self._feed_reference(track, is_keyframe, duration)
+            return self._feed_reference(track, is_keyframe, duration, cut_here)
         return self._feed_other(track, duration)
 
-    def _feed_reference(self, track: _Track, is_keyframe: bool, duration: int | None) -> Action:
+    def _feed_reference(self, track: _Track, is_keyframe: bool, duration: int | None, cut_here: bool) -> Action:
         pts, dts = self.pts, self.dts
         when = pts if pts is not None else dts
         if self._jumped(track, dts):
@@ -301,9 +309,9 @@ class Cutter:
             # First timestamp of the reference after other streams opened the segment.
             self._anchor_grid(when, duration, key=key)
             return Action.WRITE
-        return self._decide(when, duration, key)
+        return self._decide(when, duration, key, cut_here and is_keyframe)
 
-    def _decide(self, when: int, duration: int | None, key: bool) -> Action:
+    def _decide(self, when: int, duration: int | None, key: bool, cut_here: bool = False) -> Action:
         """Cut or not before reference packet ``when`` (see the module docstring)."""
         anchor = self._anchor
         if anchor is not None and when <= anchor:
@@ -316,7 +324,7 @@ class Cutter:
         assert start is not None
         limit = start + self._limit_ticks
         if key:
-            if when >= self._next_boundary:  # type: ignore[operator]
+            if when >= self._next_boundary or (cut_here and when > start):  # type: ignore[operator]
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
             # The next keyframe is expected one GOP (as the last one was long) from this one.
             gop = when - self._last_key if self._last_key is not None else 0

@@ -22,7 +22,7 @@ from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
-from .randomaccess import TsSegmentStart, codec_by_stream_type
+from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
@@ -154,17 +154,20 @@ class FastRun(SegmentRun):
     def __init__(self, context: RunContext, description: InputDescription, first: int, fast: FastPlan) -> None:
         super().__init__(context, description, first)
         self.fast = fast
-        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
+        types = dict(fast.program.streams)
+        reference = next(t for t in fast.tracks if t.index == self.cutter.reference.index)
+        self.watch = ParameterWatch(codec_by_stream_type(types[reference.pid]), Fraction(1, TICKS_PER_SECOND))
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
+        self._videos: dict[int, tuple[ParameterSet | None, bool]] = {}  # per open segment: its parameters
         self._breaks_in: dict[int, dict[int, int]] = {}  # per open segment: PID -> continuity errors
         self._early_breaks: dict[int, int] = {}  # before the first segment: counted in it
         data = [t for t in fast.tracks if t.data]
         if data:
             log.info("copied, never cut on: %s", ", ".join(
                 f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
-        types = dict(fast.program.streams)
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
 
@@ -189,7 +192,7 @@ class FastRun(SegmentRun):
                     writer.write(event[2])
                     self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
-                self._open(event[1], event[2], event[3], event[4], event[5])
+                self._open(event[1], event[2], event[3], event[4], event[5], event[6])
             elif kind == CLOSE:
                 self._close(event[1], event[2], last=end and len(files) == 1)
             elif kind == DROPPED:
@@ -202,10 +205,11 @@ class FastRun(SegmentRun):
                             self.number + 1, event[1])
 
     def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool,
-              forced: bool) -> None:
+              forced: bool, video: tuple[ParameterSet | None, bool]) -> None:
         if self._files:
             self._timings[max(self._files)] = finished
-        number = self._next_number(discontinuity, forced)
+        number = self._next_number(discontinuity, forced, video[1])
+        self._videos[key] = video
         self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
         self._dropped_in[key] = 0
         self._breaks_in[key], self._early_breaks = self._early_breaks, {}
@@ -219,7 +223,8 @@ class FastRun(SegmentRun):
         timing = self._timings.pop(key, timing)
         start = self._starts.pop(key).finish()
         log_continuity(writer.number, self._breaks_in.pop(key), "continuity error")
-        self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0))
+        self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0),
+                       video=self._videos.pop(key))
 
     def _drop(self, index: int, reason: str) -> None:
         super()._drop(index, reason)

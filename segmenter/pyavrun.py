@@ -22,7 +22,7 @@ import av.container
 
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
-from .randomaccess import SegmentStart, VideoCodec, codec_by_name, nal_length_size
+from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
 from .writer import SegmentWriter
 
@@ -71,6 +71,13 @@ class PyAVRun(SegmentRun):
         # Every video stream's codec and NAL length size, for judging where each segment starts.
         self._video = {s.index: _judged(s) for s in self.streams if s.type == "video"}
         self.start = SegmentStart(self._video)  # the open segment's
+        reference = self.cutter.reference.index
+        if reference in self._video:
+            codec, length_size = self._video[reference]
+            self.watch = ParameterWatch(codec, container.streams[reference].time_base, length_size)
+        self.video: tuple[ParameterSet | None, bool] = (None, False)  # the open segment's parameters
+        # New parameters came at a reference keyframe and no segment has started with them yet.
+        self._changed = False
         self.held: dict[int, tuple[int, av.Packet]] = {}  # by the cutter's held id, in order
         self._segment_dropped = 0  # in the open segment
         self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
@@ -93,6 +100,7 @@ class PyAVRun(SegmentRun):
         cutter = self.cutter
         stop = self.stop
         write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
+        watch, reference = self.watch, self.cutter.reference.index
         data_indexes = self._data_indexes
         while True:
             try:
@@ -112,7 +120,13 @@ class PyAVRun(SegmentRun):
                         continue
                     pts = packet.pts
                     dts = packet.dts
-                    action = feed(index, packet.is_keyframe, pts, dts, packet.duration)
+                    cut_here = False
+                    if index == reference and watch is not None:
+                        if packet.is_keyframe and watch.keyframe(bytes(packet)):
+                            self._changed = True
+                        watch.frame(dts)
+                        cut_here = packet.is_keyframe and self._changed
+                    action = feed(index, packet.is_keyframe, pts, dts, packet.duration, cut_here=cut_here)
                     if cutter.dts != dts:
                         packet.dts = cutter.dts
                     if cutter.pts != pts:
@@ -193,7 +207,9 @@ class PyAVRun(SegmentRun):
     def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
-        number = self._next_number(self.cutter.discontinuity, self.cutter.forced)
+        self.video = (self.watch.current if self.watch is not None else None, self._changed)
+        number = self._next_number(self.cutter.discontinuity, self.cutter.forced, self._changed)
+        self._changed = False
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number,
                                     self.streams + self.data_streams)
         self.start = SegmentStart(self._video)
@@ -210,7 +226,7 @@ class PyAVRun(SegmentRun):
         self.writer = None
         size = writer.close()
         log_continuity(writer.number, self._corrupt, "corrupt PES packet")
-        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped)
+        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped, video=self.video)
         self._segment_dropped = 0
         self._corrupt = {}
         self._last_drop_reason = ""

@@ -24,13 +24,18 @@ headers) are the encoder's or the muxer's to repeat and are not checked.
 
 ``StartPicture`` judges one stream from its access units; ``SegmentStart`` judges a segment from
 several streams' access units; ``TsSegmentStart`` does the same from the segment's MPEG-TS packets.
+
+``ParameterWatch`` reads the sequence parameter set at each keyframe of a stream and says when
+the encoding parameters change (docs/segmenter.md, "Encoding parameters that change").
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping
+from fractions import Fraction
 
+from .codecs import VideoParameters, h264_sps_parameters, hevc_sps_parameters
 from .psi import PUSI, TS_PACKET_BYTES, packet_pid, payload_offset
 
 _START_CODE = b"\x00\x00\x01"
@@ -265,3 +270,108 @@ class TsSegmentStart:
         for pid in list(self._pes):
             self._unit_end(pid)
         return self._start
+
+
+# -- Encoding parameters ------------------------------------------------------------------------
+
+# Frames timed after new parameters without VUI timing info, to measure their frame rate.
+RATE_FRAMES = 8
+
+
+def sequence_parameter_set(codec: VideoCodec | None, data: bytes, length_size: int = 0) -> bytes | None:
+    """The first sequence parameter set NAL unit (H.264 nal_unit_type 7, HEVC 33) in an access
+    unit's bytes, from its header to the next NAL unit, or None (none there, or not H.264/HEVC)."""
+    if codec is VideoCodec.H264:
+        wanted, kind_of = 7, lambda header: data[header] & 0x1F
+    elif codec is VideoCodec.HEVC:
+        wanted, kind_of = 33, lambda header: (data[header] >> 1) & 0x3F
+    else:
+        return None
+    found = None
+    for header in nal_units(data, length_size):
+        if found is not None:
+            return data[found : header - (length_size or 3)]
+        if kind_of(header) == wanted:
+            found = header
+    return data[found:] if found is not None else None
+
+
+def sps_parameters(codec: VideoCodec | None, nal: bytes) -> VideoParameters | None:
+    """``codecs.h264_sps_parameters`` or ``hevc_sps_parameters`` of an SPS NAL unit, or None."""
+    if codec is VideoCodec.H264:
+        return h264_sps_parameters(nal)
+    if codec is VideoCodec.HEVC:
+        return hevc_sps_parameters(nal)
+    return None
+
+
+class ParameterSet:
+    """One run of identical sequence parameters of a video stream. ``frame_rate`` is the VUI's
+    when the SPS has timing info, else measured from the smallest step between the decode
+    timestamps of its first RATE_FRAMES frames (None until two came)."""
+
+    def __init__(self, parameters: VideoParameters, time_base: Fraction) -> None:
+        self.parameters = parameters
+        self.frame_rate = parameters.frame_rate
+        self._time_base = time_base
+        self._frames = 0 if self.frame_rate is None else RATE_FRAMES
+        self._last_dts: int | None = None
+        self._step: int | None = None
+
+    @property
+    def measuring(self) -> bool:
+        return self._frames < RATE_FRAMES
+
+    def frame(self, dts: int | None) -> None:
+        """The decode timestamp (in the stream's time base) of the next frame of this set."""
+        if dts is None or not self.measuring:
+            return
+        self._frames += 1
+        last, self._last_dts = self._last_dts, dts
+        if last is not None and dts > last and (self._step is None or dts - last < self._step):
+            self._step = dts - last
+            rate = 1 / (self._step * self._time_base)
+            self.frame_rate = round(float(rate), 3) if 0 < rate <= 1000 else None
+
+
+class ParameterWatch:
+    """The encoding parameters of one video stream, keyframe by keyframe: whether they change
+    (RFC 8216 4.3.2.3: a segment starting with new ones is marked EXT-X-DISCONTINUITY).
+
+    Feed each keyframe's access unit (or its first bytes, enough to hold its SPS) to
+    ``keyframe`` before the cutter decides on it, and every frame's decode timestamp to
+    ``frame``. ``first`` is the first parameter set seen (what the probe described); ``current``
+    the latest. A keyframe without a readable SPS keeps the current set.
+    """
+
+    def __init__(self, codec: VideoCodec | None, time_base: Fraction, length_size: int = 0) -> None:
+        self.codec = codec
+        self.length_size = length_size
+        self.time_base = time_base
+        self.first: ParameterSet | None = None
+        self.current: ParameterSet | None = None
+        self._last_sps: bytes | None = None
+
+    def keyframe(self, data: bytes) -> bool:
+        """Read a keyframe's access unit; True when it carries parameters other than the current ones."""
+        sps = sequence_parameter_set(self.codec, data, self.length_size)
+        if sps is None or sps == self._last_sps:
+            return False
+        parameters = sps_parameters(self.codec, sps)
+        if parameters is None:
+            return False
+        self._last_sps = sps
+        current = self.current
+        if current is not None and current.parameters == parameters:
+            return False
+        self.current = ParameterSet(parameters, self.time_base)
+        if current is None:
+            self.first = self.current
+            return False
+        return True
+
+    def frame(self, dts: int | None) -> None:
+        """A frame of the stream (any), in decode order: times the current set if it needs it."""
+        current = self.current
+        if current is not None and current.measuring:
+            current.frame(dts)

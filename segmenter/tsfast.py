@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from .cutter import Action, Cutter, SegmentTiming
 from .errors import SegmenterError
+from .randomaccess import ParameterSet, ParameterWatch
 from .psi import (
     NOT_SYNC,
     PAT_PID,
@@ -68,6 +69,9 @@ MAX_STREAMS = 28
 # Metadata packets kept for the first segment while none is open yet (before the first video
 # keyframe): an ID3 tag or a SCTE-35 section per second is a few hundred bytes; this bounds memory.
 MAX_EARLY_DATA_BYTES = 64 * TS_PACKET_BYTES
+
+# Packets of a keyframe's PES read for its sequence parameter set: its first bytes hold it.
+SPS_PACKETS = 8
 
 # Stream types (ISO/IEC 13818-1 table 2-34) whose keyframes the fast path can find.
 STREAM_TYPE_H264 = 0x1B
@@ -163,7 +167,10 @@ def _key_nal(payload: bytes, hevc: bool) -> bool:
 
 # -- events -------------------------------------------------------------------------------------
 
-OPEN = 0  # (OPEN, segment, psi bytes, finished timing of the previous one or None, discontinuity, forced)
+# (OPEN, segment, psi bytes, finished timing of the previous one or None, discontinuity, forced, video):
+# video is (ParameterSet or None, changed): the reference video's parameters in the segment, and
+# whether they changed at its first keyframe (only with a ParameterWatch; else (None, False)).
+OPEN = 0
 DATA = 1  # (DATA, segment, bytes-like)
 CLOSE = 2  # (CLOSE, segment, timing, None, None): no more bytes will come for it; timing at the end
 DROPPED = 3  # (DROPPED, stream index, reason): one unit left out
@@ -290,7 +297,10 @@ class TsSplitter:
     """Feeds audio and video PES starts to the cutter and routes every packet to its segment. See
     the module doc. Raises NotEligible when ``tracks`` cannot be routed (``check_routable``)."""
 
-    def __init__(self, program: ProgramMap, tracks: Iterable[Track], cutter: Cutter) -> None:
+    def __init__(self, program: ProgramMap, tracks: Iterable[Track], cutter: Cutter,
+                 watch: ParameterWatch | None = None) -> None:
+        """``watch``: the reference video stream's parameters; a keyframe carrying new ones is
+        cut at (``Cutter.feed``'s ``cut_here``) and its segment's OPEN says so."""
         tracks = list(tracks)
         check_routable(tracks)
         self.cutter = cutter
@@ -301,6 +311,12 @@ class TsSplitter:
             self._tracks[number] = track
             pid_class[track.pid] = number
         self._classes = list(range(1, len(tracks) + 1))
+        self.watch = watch
+        self._watched = next((number for number, track in enumerate(tracks, 1)
+                              if track.video and track.index == cutter.reference.index), 0) if watch else 0
+        self._video: tuple[ParameterSet | None, bool] = (None, False)
+        # New parameters came at a keyframe the cutter could not cut at: the next cut marks them.
+        self._change_pending = False
         self._data_classes = [number for number, track in enumerate(tracks, 1) if track.data]
         self._tables = pid_tables(pid_class, starts_only=False)
         self._continuity = ContinuityCheck({number: pid for pid, number in pid_class.items()})
@@ -385,7 +401,7 @@ class TsSplitter:
             if cls >= _PMT_CLASS:
                 self._psi[0 if cls == _PAT_CLASS else 1] = packet
             else:
-                self._unit_start(cls, packet)
+                self._unit_start(cls, packet, chunk, classes, at)
             start = at
         if start < count:
             self._route(view, classes, runs, start, count)
@@ -446,7 +462,7 @@ class TsSplitter:
                 self._older.remove(target)
                 self._events.append((CLOSE, target.number, None, None, None))
 
-    def _unit_start(self, cls: int, packet: bytes) -> None:
+    def _unit_start(self, cls: int, packet: bytes, chunk: bytes, classes: bytes, at: int) -> None:
         if self._open[cls]:
             self._end_unit(cls)
         track = self._tracks[cls]
@@ -467,10 +483,20 @@ class TsSplitter:
                     dts = _timestamp(packet, offset + 14)
             if not key:
                 key = _key_nal(packet[offset + 9 + packet[offset + 8] :], track.hevc)
+        cut_here = False
+        if cls == self._watched:
+            watch = self.watch
+            assert watch is not None
+            if key and offset is not None and watch.keyframe(self._unit_head(cls, packet, offset, chunk, classes, at)):
+                self._change_pending = True
+            watch.frame(dts)
+            cut_here = key and self._change_pending
         cutter = self.cutter
-        action = cutter.feed(track.index, key, pts, dts, track.frame_ticks)
+        action = cutter.feed(track.index, key, pts, dts, track.frame_ticks, cut_here=cut_here)
         self._open[cls] = True
         if action is Action.CUT:
+            self._video = (self.watch.current if self.watch else None, self._change_pending)
+            self._change_pending = False
             self._cut(cutter.finished, cutter.discontinuity)
         if cutter.settled:
             self._settle()
@@ -483,6 +509,24 @@ class TsSplitter:
             parts: list[bytes] = []
             self._held[cutter.held_id] = (cls, parts)
             self._assign(cls, parts)
+
+    @staticmethod
+    def _unit_head(cls: int, packet: bytes, offset: int, chunk: bytes, classes: bytes, at: int) -> bytes:
+        """The first bytes of the PES payload starting in ``packet`` (chunk packet ``at``): its
+        payload and that of the stream's next packets in the chunk, up to SPS_PACKETS."""
+        start = offset + 9 + packet[offset + 8] if offset + 9 <= TS_PACKET_BYTES else TS_PACKET_BYTES
+        parts = [packet[start:]]
+        same, end = bytes((cls,)), classes.find(bytes((cls | 0x80,)), at + 1)
+        position = at
+        for _ in range(SPS_PACKETS - 1):
+            position = classes.find(same, position + 1, len(classes) if end == -1 else end)
+            if position == -1:
+                break
+            following = chunk[position * TS_PACKET_BYTES : (position + 1) * TS_PACKET_BYTES]
+            payload = payload_offset(following)
+            if payload is not None:
+                parts.append(following[payload:])
+        return b"".join(parts)
 
     def _data_start(self, cls: int, track: Track, packet: bytes) -> None:
         """A metadata PES or section starts: into the newest segment (before the first one opens,
@@ -545,7 +589,7 @@ class TsSplitter:
             self._events.append((CLOSE, stale.number, None, None, None))
         self._older = []
         self._events.append((OPEN, segment.number, self._psi[0] + self._psi[1], finished, discontinuity,
-                             self.cutter.forced))
+                             self.cutter.forced, self._video))
         if self._early:
             self._events.append((DATA, segment.number, b"".join(self._early)))
             self._early.clear()

@@ -32,7 +32,7 @@ def test_measured_peak_and_average() -> None:
 
 
 def test_master_text_sorted_with_every_attribute() -> None:
-    high = variant("high.m3u8", published([(500_000, 2.0)], HIGH))
+    high = variant("high.m3u8", published([(500_000, 2.0)] * 2, HIGH))  # two: evidence of independence
     low = variant("low.m3u8", published([(30_000, 2.0), (34_000, 2.0)], LOW))
     assert high is not None and low is not None
     text = master_playlist((high, low))

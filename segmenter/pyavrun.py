@@ -139,7 +139,8 @@ class PyAVRun(SegmentRun):
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
         number = self._next_number(self.cutter.discontinuity)
-        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
+        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams,
+                                    program_number=self.description.program)
         self.start = SegmentStart(self._video)
         if self.cutter.settled:
             self._settle()

@@ -1,11 +1,13 @@
 """The MPEG-TS fast path's I/O shell: read the input, feed ``tsfast.TsSplitter``, write its segments.
 
-Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: one
-program, every elementary stream audio or video with 90 kHz timestamps, or timed ID3 metadata or
-SCTE-35 (copied, never cut on), at most ``tsfast.MAX_STREAMS`` of them, and an H.264 or HEVC
-reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
-messages, commit order, logs and guarantees are the PyAV path's (``pyavrun.py``); continuity
-errors are counted per PID from the packets themselves (``tsfast.ContinuityCheck``).
+Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: the
+chosen program (``InputDescription.program``; of a multi-program mux only its packets are kept,
+under a PAT that names it alone: ``psi.ProgramFilter``), every elementary stream audio or video
+with 90 kHz timestamps, or timed ID3 metadata or SCTE-35 (copied, never cut on), at most
+``tsfast.MAX_STREAMS`` of them, and an H.264 or HEVC reference video stream. Anything else, or
+``--no-fast-path``, takes the PyAV path. The files, messages, commit order, logs and guarantees are
+the PyAV path's (``pyavrun.py``); continuity errors are counted per PID from the packets
+themselves (``tsfast.ContinuityCheck``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def plan(
         raise NotEligible("the input has streams that are neither audio nor video")
     if source is None:
         raise NotEligible("the input is not stdin or a regular file")
-    program = find_program(source.recorded())  # the probe found the program in these bytes
+    program = find_program(source.recorded(), description.program)  # the probe found it in these bytes
     types = dict(program.streams)
     reference = next((s for s in description.streams if s.kind is StreamKind.VIDEO), None)
     if reference is None:

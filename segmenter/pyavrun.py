@@ -211,7 +211,7 @@ class PyAVRun(SegmentRun):
         number = self._next_number(self.cutter.discontinuity, self.cutter.forced, self._changed)
         self._changed = False
         self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number,
-                                    self.streams + self.data_streams)
+                                    self.streams + self.data_streams, program_number=self.description.program)
         self.start = SegmentStart(self._video)
         for early in self._early_data:
             self._mux_data(early)

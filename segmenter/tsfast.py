@@ -52,6 +52,7 @@ from .psi import (
     SYNC_BYTE,
     TS_PACKET_BYTES,
     PacketGrid,
+    ProgramFilter,
     Streams,
     find_sync,
     mark_packets,
@@ -61,6 +62,7 @@ from .psi import (
     pid_tables,
     pmt_streams,
     section,
+    single_program_pat,
 )
 
 # Elementary streams the fast path can route (class ids 1..30 fit in the classification byte).
@@ -82,6 +84,7 @@ _RUN = re.compile(rb"(.)\1*", re.S)
 _START_CODE = b"\x00\x00\x01"
 
 # Class ids of the two PSI PIDs (their packets are remembered for the next segment start).
+NULL_PID = 0x1FFF
 _PAT_CLASS = 0x1F
 _PMT_CLASS = 0x1E
 _STRIP = bytes(b & 0x1F for b in range(256))
@@ -96,11 +99,20 @@ class NotEligible(SegmenterError):
 
 @dataclass(frozen=True, slots=True)
 class ProgramMap:
-    pat_packet: bytes
+    pat_packet: bytes  # naming this program alone (rewritten when the input's PAT lists others)
     pmt_packet: bytes
     pmt_pid: int
     pcr_pid: int
     streams: Streams  # (pid, stream_type) in PMT order
+    number: int = 0  # program_number
+    others: bool = False  # the input's PAT lists other programs: their packets are taken out
+
+    def program_filter(self) -> ProgramFilter | None:
+        """What takes the other programs' packets out of the input (None: there are none)."""
+        if not self.others:
+            return None
+        pcr = [self.pcr_pid] if self.pcr_pid != NULL_PID else []  # 0x1FFF: no PCR, not null packets
+        return ProgramFilter(self.number, self.pmt_pid, [*pcr, *(pid for pid, _ in self.streams)])
 
 
 def _whole_section(packet: bytes) -> bytes:
@@ -110,8 +122,10 @@ def _whole_section(packet: bytes) -> bytes:
     return table
 
 
-def find_program(data: bytes) -> ProgramMap:
-    """The first program's PAT and PMT packets and elementary streams, from the input's head."""
+def find_program(data: bytes, number: int | None = None) -> ProgramMap:
+    """Program ``number``'s (None: the first's) PAT and PMT packets and elementary streams, from
+    the input's head. When the PAT lists other programs too, the PAT packet is rewritten to list
+    this one alone (``psi.single_program_pat``), and the map says so (``others``)."""
     start = find_sync(data, 0)
     if start is None:
         raise NotEligible("no MPEG-TS packet grid in the input's first bytes")
@@ -126,15 +140,24 @@ def find_program(data: bytes) -> ProgramMap:
             if pid != PAT_PID or not packet[1] & PUSI:
                 continue
             programs = pat_programs(_whole_section(packet))
-            if len(programs) != 1:
-                raise NotEligible(f"{len(programs)} programs in the PAT (the fast path takes one)")
-            pat, pmt_pid = packet, programs[0][1]
+            if not programs:
+                raise NotEligible("no program in the PAT")
+            chosen = programs[0] if number is None else next((p for p in programs if p[0] == number), None)
+            if chosen is None:
+                raise NotEligible(f"program {number} is not in the PAT")
+            number, pmt_pid = chosen
+            if [p for _, p in programs].count(pmt_pid) > 1:
+                raise NotEligible(f"programs share the PMT PID 0x{pmt_pid:x}")
+            others = len(programs) > 1
+            pat = single_program_pat(packet, number, pmt_pid) if others else packet
+            if pat is None:
+                raise NotEligible("a PAT that cannot be rewritten")
         elif pid == pmt_pid and packet[1] & PUSI:
             table = _whole_section(packet)
             if table[0] != 0x02:
                 raise NotEligible("the PMT PID carries no PMT")
             pcr_pid, streams = pmt_streams(table)
-            return ProgramMap(pat, packet, pmt_pid, pcr_pid, streams)
+            return ProgramMap(pat, packet, pmt_pid, pcr_pid, streams, number, others)
     raise NotEligible("no PAT and PMT in the input's first bytes")
 
 
@@ -304,6 +327,7 @@ class TsSplitter:
         tracks = list(tracks)
         check_routable(tracks)
         self.cutter = cutter
+        self._only = program.program_filter()
         self._psi = [program.pat_packet, program.pmt_packet]
         self._tracks: list[Track | None] = [None] * 32
         pid_class = {PAT_PID: _PAT_CLASS, program.pmt_pid: _PMT_CLASS}
@@ -379,6 +403,10 @@ class TsSplitter:
     # -- one chunk of whole packets -----------------------------------------------------------
 
     def _chunk(self, chunk: bytes, count: int) -> None:
+        if self._only is not None:  # one program of several: the others' packets go first
+            chunk, count = self._only.keep(chunk, count)
+            if not count:
+                return
         classes = mark_packets(chunk, 0, count, self._tables)  # class id, plus 0x80 at a PES or section start
         breaks = self._continuity.check(chunk, count, classes)
         view = memoryview(chunk)

@@ -277,12 +277,16 @@ class Cutter:
     def _feed_reference(self, track: _Track, is_keyframe: bool, duration: int | None, cut_here: bool) -> Action:
         pts, dts = self.pts, self.dts
         when = pts if pts is not None else dts
-        if self._jumped(track, dts):
-            self._pending_discontinuity = True
         if dts is not None:
+            last = track.last_dts
+            # (The usual step, within jitter back and the gap forward, is no jump: no need to ask.)
+            if last is not None and not last - track.jitter_ticks <= dts <= last + track.gap_ticks \
+                    and self._jumped(track, dts):
+                self._pending_discontinuity = True
             track.last_dts = dts
-            if not self._pending_discontinuity:
-                self._tick(track, dts)
+            # The reference's ticks are the clock's (_tick).
+            if not self._pending_discontinuity and (self._program_time is None or dts > self._program_time):
+                self._program_time = dts
         key = is_keyframe or not self._ref_is_video
         if self._pending_discontinuity or track.awaiting_key:
             if not key or when is None:
@@ -314,8 +318,11 @@ class Cutter:
     def _decide(self, when: int, duration: int | None, key: bool, cut_here: bool = False) -> Action:
         """Cut or not before reference packet ``when`` (see the module docstring)."""
         anchor = self._anchor
+        end = when + (duration or 0)
         if anchor is not None and when <= anchor:
-            self._extend(when, duration)  # a B frame: shown before a frame already in the segment
+            # A B frame: shown before a frame already in the segment (_extend, inlined).
+            if self._end is None or end > self._end:
+                self._end = end
             return Action.WRITE
         step = when - anchor if anchor is not None else (duration or 0)
         if 0 < step <= self._interleave_ticks:
@@ -333,9 +340,11 @@ class Cutter:
                 return self._cut(when, duration, discontinuity=False, on_keyframe=True)
         elif when > start and when + self._anchor_step >= limit:
             return self._cut(when, duration, discontinuity=False, on_keyframe=False)
-        self._keyframe_seen(when, key)
+        if key:
+            self._last_key = when
         self._anchor = when
-        self._extend(when, duration)
+        if self._end is None or end > self._end:
+            self._end = end
         return Action.WRITE
 
     def _feed_other(self, track: _Track, duration: int | None) -> Action:

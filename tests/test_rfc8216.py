@@ -106,6 +106,9 @@ def test_a_window_of_exactly_three_target_durations_is_enough() -> None:
     # ...or with no such tag at all.
     ([window(1, 4, tagged=(2,)), window(3, 6)], "live", "no EXT-X-DISCONTINUITY-SEQUENCE"),
     ([window(1, 4), window(2, 5, tagged=(5,))], "live", "no EXT-X-DISCONTINUITY-SEQUENCE"),
+    # 6.2.1: the count may only be incremented, not added (at 0) to a header that had none.
+    ([window(1, 3), window(1, 4, tagged=(4,), discontinuity_sequence=0)], "live",
+     "EXT-X-DISCONTINUITY-SEQUENCE:0 was added"),
     # 6.2.2: a media sequence number reused for another URI, and a URI given another number.
     ([window(1, 4), window(2, 5, uri="other-{}.ts")], "live", "was seg-2.ts, now other-2.ts"),
     ([window(1, 4), playlist(7, ["2"] * 4, uri="seg-{}.ts").replace("seg-8.ts", "seg-4.ts")], "live",

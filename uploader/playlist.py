@@ -25,7 +25,8 @@ class PlaylistOptions:
 
 def playlist_lines(state: StreamState, options: PlaylistOptions) -> list[str]:
     """The playlist's lines (RFC 8216 4.3). Live: the tail of the kept segments that
-    ``stream.first_kept`` picks (at least ``window`` segments and 3 x the target duration, 6.2.2).
+    ``stream.first_kept`` picks (at least ``window`` segments and 3 x the target duration, 6.2.2),
+    with EXT-X-DISCONTINUITY-SEQUENCE from the first version on.
     EVENT and VOD: every kept segment; they never remove one, so they never carry
     EXT-X-DISCONTINUITY-SEQUENCE, which would be a header line added to a playlist that may only
     be appended to (6.2.1).
@@ -46,9 +47,10 @@ def playlist_lines(state: StreamState, options: PlaylistOptions) -> list[str]:
         f"#EXT-X-TARGETDURATION:{state.target_duration_s}",
         f"#EXT-X-MEDIA-SEQUENCE:{first_sequence}",
     ]
-    # Live: from the first listed tag on, so that the count can grow as tags slide out (6.2.2).
-    # EVENT, VOD: only a count carried over from an earlier run as live, present from the start.
-    if discontinuity_sequence or (live and any(segment.discontinuity for segment in segments)):
+    # Live: always, so that the header never gains a line (6.2.1 allows only incrementing it) and
+    # the count can grow as tags slide out (6.2.2). EVENT, VOD: only a count carried over from an
+    # earlier run as live, present from the start.
+    if live or discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     if not live:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{options.playlist_type.value.upper()}")

@@ -332,6 +332,11 @@ class History:
         if new.media_sequence < old.media_sequence:
             problems.append(f"EXT-X-MEDIA-SEQUENCE went back from {old.media_sequence} to {new.media_sequence} (6.2.2)")
             return problems
+        if new.has_discontinuity_sequence != old.has_discontinuity_sequence and \
+                new.discontinuity_sequence == old.discontinuity_sequence:
+            problems.append(f"EXT-X-DISCONTINUITY-SEQUENCE:{new.discontinuity_sequence} was"
+                            f" {'added' if new.has_discontinuity_sequence else 'taken away'}: a header line may"
+                            " only change by incrementing it (6.2.1)")
         if new.discontinuity_sequence < old.discontinuity_sequence:
             problems.append(f"EXT-X-DISCONTINUITY-SEQUENCE went back from {old.discontinuity_sequence}"
                             f" to {new.discontinuity_sequence} (6.2.2)")

@@ -56,6 +56,7 @@ def test_exact_text_of_a_live_window() -> None:
     state = publish(range(1, 8), duration=2.002, promised=2, end_at=7)
     assert media_playlist(state, LIVE) == (
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n"
+        "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
         + "".join(f"#EXTINF:2.002,\n{PREFIX}sample_128k-{n:05d}.ts\n" for n in range(3, 8))
         + "#EXT-X-ENDLIST\n"
     )
@@ -148,7 +149,7 @@ def test_discontinuity_sequence_counts_tags_that_slid_out() -> None:
 def test_no_discontinuity_before_the_very_first_segment() -> None:
     state = with_failure(StreamState(), promised_s=10, end=False)
     state = publish([2], state=state)
-    assert "DISCONTINUITY" not in media_playlist(state, LIVE)
+    assert "#EXT-X-DISCONTINUITY\n" not in media_playlist(state, LIVE)
 
 
 def test_no_segment_is_added_after_the_end() -> None:
@@ -187,7 +188,8 @@ def test_a_stream_whose_only_segment_failed_at_the_end_still_gets_a_complete_pla
     # The publisher PUTs this playlist so that players see the ENDLIST (RFC 8216 4.3.3.4).
     state = with_failure(StreamState(), promised_s=6, end=True)
     text = media_playlist(state, LIVE)
-    assert text == "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-ENDLIST\n"
+    assert text == ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1\n"
+                    "#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-ENDLIST\n")
     assert media_playlist_problems(text) == []
     assert with_end(StreamState(), promised_s=4).target_duration_s == 4
 

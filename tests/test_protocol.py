@@ -119,6 +119,18 @@ def test_blank_lines_between_messages_are_skipped() -> None:
     assert decode_all(b"\n\r\n" + ORIGINAL + b"\n\n") == [ORIGINAL_MESSAGE, CLOSED]
 
 
+def test_a_blank_line_before_a_message_on_an_open_connection_does_not_hold_it_back() -> None:
+    # A client that keeps the connection open waits for the reply before it sends more.
+    assert decode_all(b"\n" + ORIGINAL + b"\n", eof=False) == [ORIGINAL_MESSAGE]
+    assert decode_all(b"\n" + ORIGINAL + b"\n", chunk=1, eof=False) == [ORIGINAL_MESSAGE]
+
+
+@pytest.mark.parametrize("line", [b"X", b"\x0b", b"\x0c"])
+def test_only_spaces_tabs_and_a_cr_make_a_blank_line(line: bytes) -> None:
+    events = decode_all(line + b"\n" + ORIGINAL + b"\n")
+    assert events == [("error", "expected 10 comma-separated fields, got 1"), ORIGINAL_MESSAGE, CLOSED]
+
+
 def test_startup_message_with_last_segment_zero_parses() -> None:
     startup = ORIGINAL.replace(b", 1, 5, 0,", b", 1, 0, 0,")
     assert parse_message(startup).last_segment == 0
@@ -245,10 +257,17 @@ def test_over_long_line_before_a_good_one_in_one_chunk() -> None:
     assert events == [("error", "line longer than 4096 bytes"), ORIGINAL_MESSAGE, CLOSED]
 
 
-def test_a_line_of_exactly_the_limit_is_read() -> None:
+def test_over_long_line_fed_byte_by_byte_is_refused_once_and_the_next_message_read() -> None:
+    events = decode_all(b"y" * 5000 + b"\n" + ORIGINAL + b"\n" + ORIGINAL + b"\n", chunk=1)
+    assert events == [("error", "line longer than 4096 bytes"), ORIGINAL_MESSAGE, ORIGINAL_MESSAGE, CLOSED]
+
+
+def test_a_line_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
     padded = ORIGINAL + b", pad=" + b"p" * (4096 - len(ORIGINAL) - 6)
     assert len(padded) == 4096
-    assert decode_all(padded + b"\n")[0] == parse_message(padded)
+    assert decode_all(padded + b"\n") == [parse_message(padded), CLOSED]
+    assert decode_all(padded + b"\n", chunk=4096) == [parse_message(padded), CLOSED]  # newline comes later
+    assert decode_all(padded + b"p\n") == [("error", "line longer than 4096 bytes"), CLOSED]
 
 
 # Inline payloads.
@@ -273,6 +292,12 @@ def test_truncated_payload_is_a_fatal_error() -> None:
     message = dataclasses.replace(ORIGINAL_MESSAGE, size=100)
     events = decode_all(encode_message(message, newline=True) + b"z" * 60)
     assert events == [message, PayloadData(b"z" * 60), ("error", "connection closed after 60 of 100 payload bytes")]
+
+
+def test_a_payload_of_exactly_the_limit_is_read() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=1000)
+    events = decode_all(encode_message(message, newline=True) + b"z" * 1000, max_payload_bytes=1000)
+    assert events == [message, PayloadData(b"z" * 1000), PayloadEnd(1000), CLOSED]
 
 
 def test_oversized_payload_is_refused_before_reading_it() -> None:

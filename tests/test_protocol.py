@@ -170,10 +170,10 @@ def test_extensions_round_trip_and_follow_the_tenth_field() -> None:
 
 
 def test_times_under_a_millisecond_are_sent_as_plain_decimals() -> None:
-    # One 90 kHz tick, to the microsecond as the segmenter sends it: 1.1e-05 in Python.
-    message = dataclasses.replace(ORIGINAL_MESSAGE, start=0.000011, duration=0.0005)
+    # One 90 kHz tick to the microsecond (1.1e-05 in Python), and a time below a microsecond.
+    message = dataclasses.replace(ORIGINAL_MESSAGE, start=0.000011, duration=0.0000005)
     wire = encode_message(message)
-    assert wire.endswith(b", duration=0.0005, start=0.000011")
+    assert wire.endswith(b", duration=0.0000005, start=0.000011")
     assert parse_message(wire) == message
 
 

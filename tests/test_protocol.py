@@ -271,7 +271,7 @@ EDGES = [
     ("duration", {"duration": 0.000001}, {"duration": 0.0}),
     ("duration", {"duration": 3600.0}, {"duration": 3600.000001}),
     ("start", {"start": 0.0}, {"start": -0.000001}),
-    ("start", {"start": 1e12}, {"start": 1e12 + 1}),
+    ("start", {"start": 999_999_999_999.0}, {"start": 1e12}),
     ("bandwidth", {"bandwidth": 1}, {"bandwidth": 0}),
     ("bandwidth", {"bandwidth": 10**12}, {"bandwidth": 10**12 + 1}),
     ("codecs", {"codecs": "a" * 200}, {"codecs": "a" * 201}),
@@ -307,6 +307,8 @@ UNSENDABLE = [
     ({"duration": True}, "duration must be a finite number"),
     ({"start": math.inf}, "start must be a finite number"),
     ({"frame_rate": "25"}, "frame_rate must be a finite number"),
+    # The wire's decimals have at most 12 digits each side of the point (encode, then parse back).
+    ({"duration": 0.1 + 0.2}, "duration 0.30000000000000004 has more digits than a message carries"),
     ({"resolution": "1280x720p"}, "resolution '1280x720p' is not WIDTHxHEIGHT"),
     ({"size": 1, "payload_sha256": "AB" * 32}, "sha256 must be 64 lowercase hex digits"),
     ({"tag": "0" * 63}, "tag must be 64 lowercase hex digits"),

@@ -60,6 +60,11 @@ CUT_TOLERANCE_S = Fraction(1, 1000)
 # RFC 8216 4.3.3.1 rounds EXTINF to the nearest integer: a segment stays under TARGET + this.
 ROUNDING_S = Fraction(1, 2)
 
+# Joining mid-GOP, a packet of another stream (audio) whose duration is unknown is kept if it
+# starts at most this long before the first keyframe: what one audio PES packet holds. One of
+# known duration is kept if it ends after the keyframe.
+JOIN_SLACK_S = Fraction(1, 2)
+
 # Packets held back (the tail of a jumped stream, audio ahead of a late cut, audio before the
 # first video keyframe): at most this many, so memory stays bounded.
 MAX_HELD_PACKETS = 1000
@@ -101,6 +106,7 @@ class _Held(NamedTuple):
     index: int  # its stream
     time: int | None  # on the program's clock, reference ticks
     at_jump: bool  # its stream jumped alone (else: before the first keyframe, or past a full segment)
+    end: int | None = None  # time + its duration, when the demuxer gave one
 
 
 def _signed_mod(delta: int, wrap: int) -> int:
@@ -170,6 +176,7 @@ class Cutter:
         self._target_ticks = math.ceil(target_s / tb)  # a segment this full holds later audio back
         self._limit_ticks = math.ceil((target_s + ROUNDING_S) / tb)  # a segment stays below this
         self._interleave_ticks = math.ceil(INTERLEAVE_S / tb)
+        self._join_slack_ticks = math.ceil(JOIN_SLACK_S / tb)
         self._clock: int | None = None  # last unwrapped dts of any wrapping stream (for unwrapping)
         self._program_time: int | None = None  # the program's clock: latest time on its timeline
         self._open = False
@@ -384,7 +391,7 @@ class Cutter:
                 if self._waited_too_long(track, when):
                     # No video keyframe in sight: start with what there is.
                     return self._cut_on_other(track, when, duration)
-                return self._hold(track, when, at_jump=False)
+                return self._hold(track, when, at_jump=False, duration=duration)
             return self._cut_on_other(track, when, duration)
         return self._write_other(track, when, duration)
 
@@ -394,7 +401,7 @@ class Cutter:
         if when is None or self._start is None:
             return Action.WRITE
         time = track.program_ticks(when)
-        if self._joined_at is not None and time < self._joined_at:
+        if self._joined_at is not None and self._before_join(time, track, duration):
             # Muxed after the first keyframe but timed before it (segment 1 starts at the keyframe).
             self.dropped_reason = "before the first video keyframe"
             return Action.DROP
@@ -421,12 +428,22 @@ class Cutter:
             self._extend_other(time, track, duration)
         return action
 
-    def _hold(self, track: _Track, when: int | None, *, at_jump: bool) -> Action:
+    def _hold(self, track: _Track, when: int | None, *, at_jump: bool, duration: int | None = None) -> Action:
         self.held_id = held_id = self._next_held_id
         self._next_held_id += 1
         time = track.program_ticks(when) if when is not None else None
-        self._held.append(_Held(held_id, track.info.index, time, at_jump))
+        end = time + track.reference_ticks(duration) if time is not None and duration else None
+        self._held.append(_Held(held_id, track.info.index, time, at_jump, end))
         return Action.HOLD
+
+    def _before_join(self, time: int, track: _Track | None, duration: int | None, end: int | None = None) -> bool:
+        """Whether a packet of another stream at ``time`` belongs before the first keyframe
+        (``_joined_at``): it ends by then, or, of unknown duration, starts over JOIN_SLACK_S before."""
+        joined = self._joined_at
+        assert joined is not None
+        if end is None and duration and track is not None:
+            end = time + track.reference_ticks(duration)
+        return end <= joined if end is not None else time < joined - self._join_slack_ticks
 
     def _settle(self, which: Callable[[_Held], bool], reason_if_dropped: str | None,
                 keep_from: int | None = None) -> None:
@@ -439,7 +456,8 @@ class Cutter:
                 kept.append(held)
                 continue
             reason = reason_if_dropped
-            if reason is None and keep_from is not None and held.time is not None and held.time < keep_from:
+            if reason is None and keep_from is not None and held.time is not None \
+                    and self._before_join(held.time, None, None, held.end):
                 reason = "before the first video keyframe"
             settled.append((held.id, reason))
         self._held = kept

@@ -164,7 +164,7 @@ def test_a_track_pausing_while_the_other_goes_on_is_no_discontinuity(
 
 
 def test_joining_mid_gop_starts_segment_one_at_the_first_video_keyframe(
-    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
 ) -> None:
     whole = media.encoder_ts(seconds=12)
     data = whole.read_bytes()
@@ -174,7 +174,11 @@ def test_joining_mid_gop_starts_segment_one_at_the_first_video_keyframe(
     first = probe(segment_files(published.out_dir)[0])
     assert first.video is not None and first.audio is not None
     keyframe = first.video.keyframe_pts[0]
-    assert min(first.video.pts) == keyframe and min(first.audio.pts) >= keyframe - 1024 * 90000 // 48000
+    assert min(first.video.pts) == keyframe
+    # PyAV hands over each AAC frame with its duration: those ending after the keyframe are kept.
+    # The fast path sees PES packets without one: those starting at most 0.5 s before it.
+    slack = 1024 * 90000 // 48000 if segmenter_path == "pyav" else 45000
+    assert keyframe - slack <= min(first.audio.pts) < keyframe
     assert ffmpeg_plays(published.playlist_url) == ""
     if chromium() is None:
         pytest.skip("no Chromium to play the stream in")

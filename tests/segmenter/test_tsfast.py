@@ -122,6 +122,19 @@ def assert_each_pes_whole_where_it_started(data: bytes, files: dict[int, bytearr
         assert head == [latest[0], latest[program.pmt_pid]], f"segment {number}: not the latest PAT and PMT first"
 
 
+def audio_starts_before_close(events: list[tuple]) -> list[int]:
+    """For each segment closed after the next one opened: how many audio PES starts had been
+    written into the next one by then."""
+    counts: dict[int, int] = defaultdict(int)
+    found = []
+    for event in events:
+        if event[0] == DATA:
+            counts[event[1]] += sum(1 for p in packets(bytes(event[2])) if packet_pid(p) == 0x101 and p[1] & 0x40)
+        elif event[0] == CLOSE and event[1] + 1 in counts:
+            found.append(counts[event[1] + 1])
+    return found
+
+
 def set_timestamp(packet: bytearray, at: int, ticks: int, prefix: int) -> None:
     """Write a 33-bit PTS or DTS field (ISO/IEC 13818-1 2.4.3.7) with its marker bits."""
     ticks %= 2**33
@@ -183,9 +196,11 @@ def test_segments_are_the_input_cut_at_keyframes(media: MediaCache, interleaved:
     if interleaved:
         data = interleave(data)
     files, events, _ = split(data, 6, chunk=chunk)
-    # A segment closes once the last PES that started in it is whole: at the next audio PES start.
+    # A segment closes once the last PES that started in it is whole: at the next audio PES start,
+    # before any of that PES is written.
     assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [
         (OPEN, 1), (OPEN, 2), (CLOSE, 1), (OPEN, 3), (CLOSE, 2), (OPEN, 4), (CLOSE, 3), (CLOSE, 4)]
+    assert audio_starts_before_close(events) == [0, 0, 0]
     assert_each_pes_whole_where_it_started(data, files)
     source = packets_by_pid(data)
     joined: dict[int, list[bytes]] = defaultdict(list)
@@ -286,22 +301,25 @@ def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: M
 
 
 def audio_start_first(data: bytes) -> bytes:
-    """The first audio PES start moved in front of the first video packet: its other packets
-    still come after the video keyframe."""
+    """The first audio PES's first two packets moved in front of the first video packet, the
+    PMT between them; its other packets still come after the video keyframe."""
     source = packets(data)
     video = next(i for i, p in enumerate(source) if packet_pid(p) == 0x100)
-    audio = next(i for i, p in enumerate(source) if packet_pid(p) == 0x101)
-    return b"".join(source[:video] + [source[audio]] + source[video:audio] + source[audio + 1 :])
+    start = next(i for i, p in enumerate(source) if packet_pid(p) == 0x101)
+    assert packet_pid(source[video - 1]) == 0x1000 and not source[start + 2][1] & 0x40
+    head = [*source[: video - 1], source[start], source[video - 1], source[start + 1]]
+    return b"".join(head + [p for i, p in enumerate(source) if i >= video and i not in (start, start + 1)])
 
 
 def test_a_jump_in_every_stream_opens_a_new_timeline_with_the_audio_that_came_first(media: MediaCache) -> None:
-    part = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=2).read_bytes()
+    part = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=2, audio_bitrate=192_000).read_bytes()
     again = audio_start_first(part)
     files, events, _ = split(part + again, 4)
     assert [e[4] for e in events if e[0] == OPEN] == [False, False, False, True, False, False]
     assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [
         (OPEN, 1), (OPEN, 2), (CLOSE, 1), (OPEN, 3), (CLOSE, 2), (OPEN, 4), (CLOSE, 3),
         (OPEN, 5), (CLOSE, 4), (OPEN, 6), (CLOSE, 5), (CLOSE, 6)]
+    assert audio_starts_before_close(events) == [0] * 4
     assert not [e for e in events if e[0] == DROPPED]
     # The audio that jumped first waited for the video's jump: the old timeline's segments hold
     # the first part's audio, the new timeline's the second part's, each PES whole.
@@ -337,6 +355,29 @@ def test_audio_whose_timestamps_jump_alone_is_left_out_until_its_new_timeline_ho
     assert abs(len(written) / len(starts) - (20 - 5 if released else jump_s) / 20) < 0.02
     video = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x100]]
     assert video == packets_by_pid(jumped)[0x100]
+
+
+def test_a_second_audio_jump_after_the_first_was_taken_is_held_again(media: MediaCache) -> None:
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    first = get_timestamp(packets_by_pid(data)[0x101][0], pes_header_at(packets_by_pid(data)[0x101][0]) + 9)
+    once = shift_timestamps(data, 0x101, first + 6 * 90000, 60 * 90000)
+    twice = shift_timestamps(once, 0x101, first + (60 + 16) * 90000, 60 * 90000)
+    _, events, _ = split(twice, 6)
+    dropped = [e[1] for e in events if e[0] == DROPPED]
+    assert dropped[-1] == -1 and set(dropped[:-1]) == {1} and len(dropped) > 200
+
+
+def test_pes_packets_without_a_pts_are_written_where_they_come(media: MediaCache) -> None:
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    out = [bytearray(packet) for packet in packets(data)]
+    audio_starts = [p for p in out if packet_pid(p) == 0x101 and p[1] & 0x40]
+    for packet in audio_starts[1::2]:
+        packet[pes_header_at(packet) + 7] &= 0x3F  # PTS_DTS_flags '00': the header bytes left are stuffing
+    without = b"".join(out)
+    files, events, _ = split(without, 6)
+    assert len(files) == 2 and not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(without, files)
+    assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == packets_by_pid(without)[0x101]
 
 
 def test_a_segment_waiting_for_a_stream_that_stopped_closes_two_cuts_later(media: MediaCache) -> None:

@@ -372,7 +372,9 @@ def test_pes_packets_without_a_pts_are_written_where_they_come(media: MediaCache
     out = [bytearray(packet) for packet in packets(data)]
     audio_starts = [p for p in out if packet_pid(p) == 0x101 and p[1] & 0x40]
     for packet in audio_starts[1::2]:
-        packet[pes_header_at(packet) + 7] &= 0x3F  # PTS_DTS_flags '00': the header bytes left are stuffing
+        offset = pes_header_at(packet)
+        packet[offset + 7] &= 0x3F  # PTS_DTS_flags '00'; the PTS bytes become stuffing bytes
+        packet[offset + 9 : offset + 14] = b"\xff" * 5
     without = b"".join(out)
     files, events, _ = split(without, 6)
     assert len(files) == 2 and not [e for e in events if e[0] == DROPPED]
@@ -407,13 +409,20 @@ def test_an_input_that_ends_inside_a_packet_reports_the_rest_skipped(media: Medi
     assert b"".join(files.values()).endswith(data[-TS_PACKET_BYTES:])
 
 
-def test_an_input_joined_mid_gop_opens_with_audio_and_drops_video_until_a_keyframe(media: MediaCache) -> None:
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_an_input_joined_mid_gop_opens_with_audio_and_drops_video_until_a_keyframe(
+    media: MediaCache, interleaved: bool
+) -> None:
     data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
     source = packets(data)
     video_starts = [i for i, p in enumerate(source) if packet_pid(p) == 0x100 and p[1] & 0x40]
     joined = b"".join(source[video_starts[FPS] :])  # 1 s in: half a GOP before the next keyframe
     files, events, _ = split(joined, 4)
     assert [e[1] for e in events if e[0] == DROPPED] == [0] * FPS
+    first_video = packets_by_pid(bytes(files[1]))[0x100][0]
+    assert first_video[1] & 0x40 and first_video[5] & 0x40, "the first video packet starts the keyframe"
     assert_each_pes_whole_where_it_started(joined, files)
 
 

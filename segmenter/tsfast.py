@@ -452,7 +452,7 @@ class TsSplitter:
         dest = self._dest
         for match in _RUN.finditer(runs, start, end):
             cls = runs[match.start()]
-            target = dest[cls] if cls < _PMT_CLASS else self._current
+            target = dest[cls] if 0 < cls < _PMT_CLASS else self._current  # class 0: any other PID
             if target is None:
                 continue
             if type(target) is list:

@@ -558,9 +558,9 @@ class Cutter:
         None. ``settled`` then decides every packet still held: written into that segment, or
         dropped (a stream's jump the reference never followed; nothing open to write into)."""
         self.settled = [
-            (held_id, "timestamps jumped without the video" if at_jump
+            (held.id, "timestamps jumped without the video" if held.at_jump
              else None if self._open else "the input ended before the first video keyframe")
-            for held_id, _, _, at_jump in self._held
+            for held in self._held
         ]
         self._held = []
         if not self._open:

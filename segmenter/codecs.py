@@ -374,7 +374,9 @@ def hevc_sps_parameters(nal: bytes) -> VideoParameters | None:
         return None
     if width <= 0 or height <= 0:
         return None
-    return VideoParameters(hevc_codec(_HEVC_PROFILE_NAMES.get(profile_idc), level_idc), width, height, rate)
+    ptl = nal.replace(b"\x00\x00\x03", b"\x00\x00")[3:15]  # the general profile_tier_level
+    codec = hevc_string(ptl) if len(ptl) == 12 else hevc_codec(_HEVC_PROFILE_NAMES.get(profile_idc), level_idc)
+    return VideoParameters(codec, width, height, rate)
 
 
 def _skip_scaling_list(bits: _Bits, size: int) -> None:

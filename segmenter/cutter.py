@@ -527,8 +527,9 @@ class Cutter:
                 track.offset = 0
                 if track.jump_holds:  # its held packets go into the new segment
                     track.jump_holds, track.held_from, track.epoch = 0, None, self._epoch
-            # Packets held past a full segment are the old timeline's tail, whose segment closed.
-            self._settle(lambda held: not held.at_jump, "from before the timestamp jump")
+            if self._open:
+                # Packets held past a full segment are the old timeline's tail; its segment closed.
+                self._settle(lambda held: not held.at_jump, "from before the timestamp jump")
             self._settle(lambda held: True, None, keep_from)
         else:
             self._settle(lambda held: not held.at_jump, None, keep_from)

@@ -438,3 +438,13 @@ def test_audio_of_unknown_duration_is_kept_up_to_half_a_second_before_the_first_
     result = run([VIDEO, AUDIO], packets, "2")
     audio = [pts for index, pts in result.segments[0] if index == 1]
     assert 60 * 3000 - 45000 <= min(audio) < 60 * 3000 - 45000 + 1920  # type: ignore[operator]
+
+
+def test_audio_muxed_ahead_of_the_first_keyframe_of_a_restarted_run_is_kept() -> None:
+    # Every run's first segment starts a new timeline; audio held for its keyframe is its own.
+    packets = av_packets(4)
+    early = [p for p in packets if p.index == 1][:3]
+    rest = [p for p in packets if p not in early]
+    result = run([VIDEO, AUDIO], early + rest, "2", discontinuity=True)
+    assert not result.dropped and not result.released
+    assert sorted(pts for index, pts in result.segments[0] if index == 1)[:3] == [p.pts for p in early]

@@ -41,6 +41,7 @@ def test_original_v1_message_over_a_raw_socket(
     assert playlist.headers["Cache-Control"] == "max-age=1"
     assert playlist.text == (
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:1\n"
+        "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
         f"#EXTINF:10,\n{HTTP_PREFIX}sample_128k-00001.ts\n"
     )
     segment = http_get(seaweed.object_url(bucket, "stream0001/sample_128k-00001.ts"))

@@ -8,6 +8,8 @@ from fractions import Fraction
 import pytest
 
 from segmenter.cutter import (
+    CUT_TOLERANCE_S,
+    DISCONTINUITY_GAP_S,
     MAX_HELD_PACKETS,
     TS_WRAP_TICKS,
     Action,
@@ -20,6 +22,8 @@ from segmenter.cutter import (
 TB = Fraction(1, 90000)
 VIDEO = StreamInfo(0, StreamKind.VIDEO, TB, wraps=True)
 AUDIO = StreamInfo(1, StreamKind.AUDIO, TB, wraps=True)
+SECOND_AUDIO = StreamInfo(2, StreamKind.AUDIO, TB, wraps=True)
+HALF_WRAP = TS_WRAP_TICKS // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,11 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
     if last is not None:
         result.timings.append(last)
     return result
+
+
+def written(result: Run, index: int) -> int:
+    """How many packets of stream ``index`` went into a segment."""
+    return sum(1 for segment in result.segments for i, _ in segment if i == index)
 
 
 def first_video_pts(segment: list[tuple[int, int | None]]) -> int | None:
@@ -221,9 +230,10 @@ def test_wraps_twice() -> None:
     assert discontinuities == 0
 
 
-def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> None:
+@pytest.mark.parametrize("start", [1000, 600 * 90000], ids=["backward", "forward"])
+def test_a_jump_starts_a_discontinuity_with_audio_that_jumped_first(start: int) -> None:
     first = av_packets(20)
-    second = av_packets(20, start=1000)
+    second = av_packets(20, start=start)
     # The next file's first audio packets come before its first video packet.
     audio_first = [p for p in second[:8] if p.index == 1]
     rest = [p for p in second if p not in audio_first]
@@ -231,29 +241,42 @@ def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> 
     flags = [t.discontinuity for t in result.timings]
     assert flags.count(True) == 1
     jump_segment = flags.index(True)
-    assert first_video_pts(result.segments[jump_segment]) == 1000
+    assert first_video_pts(result.segments[jump_segment]) == start
     # The held audio went into the new segment, nothing of it was lost.
     assert [pts for index, pts in result.segments[jump_segment] if index == 1][: len(audio_first)] == [
         p.pts for p in audio_first
     ]
     assert not result.dropped and not result.released
+    assert written(result, 1) == sum(1 for p in first + second if p.index == 1)
     # The segment before the jump ends at its own last packet.
     assert result.timings[jump_segment - 1].duration_s == pytest.approx(2.0)
     # The grid restarts at the jump: next cuts 6 s after it.
-    assert first_video_pts(result.segments[jump_segment + 1]) == 1000 + 6 * 90000
+    assert first_video_pts(result.segments[jump_segment + 1]) == start + 6 * 90000
 
 
-def test_backward_jump_with_old_audio_arriving_after_the_cut() -> None:
-    first = av_packets(12)
-    second = av_packets(12, start=1000)
-    tail = [p for p in first[-6:] if p.index == 1][-2:]
-    head = [p for p in first if p not in tail]
-    result = run([VIDEO, AUDIO], head + [second[0]] + tail + second[1:], "6")
-    assert [t.discontinuity for t in result.timings] == [False, False, True, False]
+def straggling(old: list[Packet], new: list[Packet]) -> tuple[list[Packet], list[Packet]]:
+    """``old`` then ``new``, with the last two audio packets of ``old`` arriving after the first
+    packet of ``new``, as when a muxer flushes its audio late; and those two packets."""
+    tail = [p for p in old[-6:] if p.index == 1][-2:]
+    return [p for p in old if p not in tail] + [new[0]] + tail + new[1:], tail
+
+
+@pytest.mark.parametrize(
+    "starts",
+    [[0, 1000], [0, 600 * 90000], [0, 600 * 90000, 1000]],
+    ids=["backward", "forward", "forward-then-backward"],
+)
+def test_old_audio_arriving_after_a_jump_is_dropped_not_mixed_in(starts: list[int]) -> None:
+    timelines = [av_packets(12, start=start) for start in starts]
+    packets, dropped = timelines[0], []
+    for new in timelines[1:]:
+        packets, tail = straggling(packets, new)
+        dropped += tail
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings] == [False, False] + [True, False] * (len(starts) - 1)
     # The old timeline's straggling audio belongs to a closed segment: dropped, not mixed in.
-    assert result.dropped == tail
-    new = result.segments[2]
-    assert all(pts is not None and pts < 12 * 90000 for _, pts in new)
+    assert result.dropped == dropped
+    assert not any((p.index, p.pts) in segment for p in dropped for segment in result.segments)
 
 
 def test_forward_gap_is_a_discontinuity_but_a_small_one_is_not() -> None:
@@ -274,7 +297,8 @@ def test_jump_on_a_non_keyframe_waits_for_the_next_keyframe() -> None:
     assert result.timings[1].discontinuity
 
 
-def test_audio_jumping_alone_is_released_not_held_forever() -> None:
+@pytest.mark.parametrize("restart", [False, True])
+def test_audio_jumping_alone_is_released_not_held_forever(restart: bool) -> None:
     packets = av_packets(20)
     glitched = [
         Packet(p.index, p.key, p.pts + 7 * 90000, p.dts + 7 * 90000, p.duration)  # type: ignore[operator]
@@ -282,10 +306,28 @@ def test_audio_jumping_alone_is_released_not_held_forever() -> None:
         else p
         for p in packets
     ]
-    result = run([VIDEO, AUDIO], glitched, "6")
-    assert not any(t.discontinuity for t in result.timings)
-    assert 0 < result.released <= MAX_HELD_PACKETS
-    assert len(result.segments) == 4
+    result = run([VIDEO, AUDIO], glitched, "6", discontinuity=restart)
+    assert [t.discontinuity for t in result.timings] == [restart, False, False, False]
+    # Held for DISCONTINUITY_GAP_S of the audio's own time at most, then forgotten; every later
+    # audio packet is written on the audio's new timeline.
+    assert 0 < result.released <= DISCONTINUITY_GAP_S * 48000 // 1024 + 1
+    assert result.released + written(result, 1) == sum(1 for p in packets if p.index == 1)
+    assert not result.dropped
+
+
+def test_audio_jumping_alone_is_held_for_at_most_max_held_packets() -> None:
+    # Audio packets every millisecond: MAX_HELD_PACKETS of them span far less than
+    # DISCONTINUITY_GAP_S, so the count is what ends the hold.
+    video = [(p.dts, p) for p in av_packets(12, audio=False)]
+    audio = [(n * 90, Packet(1, True, n * 90, n * 90, 90)) for n in range(12 * 1000)]
+    shifted = [
+        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, 90) if ts >= 4 * 90000 else p)  # type: ignore[operator]
+        for ts, p in audio
+    ]
+    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.released == MAX_HELD_PACKETS
+    assert result.released + written(result, 1) == len(audio)
 
 
 def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
@@ -293,13 +335,58 @@ def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
     packets = [Packet(p.index, p.key, None, None, None) if i % 7 == 3 else p for i, p in enumerate(packets)]
     result = run([VIDEO, AUDIO], [Packet(1, True, None, None, None)] + packets, "6")
     assert [t.duration_s for t in result.timings][:2] == [6.0, 6.0]
+    assert not result.dropped
     only_pts = [Packet(p.index, p.key, p.pts, None, p.duration) for p in av_packets(13)]
     assert len(run([VIDEO, AUDIO], only_pts, "6").segments) == 3
+    # A reference packet without timestamps has no segment to go into before the first cut.
+    untimed = Packet(1, True, None, None, None)
+    assert run([AUDIO], [untimed] + av_packets(6, video=False), "6").dropped == [untimed]
 
 
-def test_restart_flags_the_first_segment() -> None:
-    result = run([VIDEO, AUDIO], av_packets(13), "6", discontinuity=True)
-    assert [t.discontinuity for t in result.timings] == [True, False, False]
+def test_packets_with_only_a_dts_are_cut_on_it() -> None:
+    only_dts = [Packet(p.index, p.key, None, p.dts, p.duration) for p in av_packets(13)]
+    result = run([VIDEO, AUDIO], only_dts, "6")
+    assert [t.start_s for t in result.timings] == [0.0, 6.0, 12.0]
+    assert not result.dropped
+
+
+def test_audio_without_timestamps_around_a_jump_stays_with_its_stream() -> None:
+    untimed = Packet(1, True, None, None, None)
+    first, second = av_packets(12), av_packets(12, start=60 * 90000)
+    # While the audio that jumped first is held, and after the video followed.
+    audio_first = [p for p in second[:8] if p.index == 1]
+    rest = [p for p in second if p not in audio_first]
+    held = run([VIDEO, AUDIO], first + audio_first + [untimed] + rest, "6")
+    video_first = [p for p in second if p.index == 0][:1]
+    followed = run([VIDEO, AUDIO], first + video_first + [untimed] + second[1:], "6")
+    for result in (held, followed):
+        assert [t.discontinuity for t in result.timings] == [False, False, True, False]
+        assert not result.dropped and not result.released
+        assert written(result, 1) == sum(1 for p in first + second if p.index == 1) + 1
+
+
+def test_input_ending_before_the_first_keyframe_gives_a_segment_of_unknown_timing() -> None:
+    packets = [p for p in av_packets(1) if p.index == 1 or not p.key]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.timings == [SegmentTiming(None, None, False)]
+    assert all(p.index == 0 for p in result.dropped)
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets", "restart"),
+    [
+        ([VIDEO, AUDIO], av_packets(13), True),
+        # Joined in the middle of a GOP: audio opens the first segment.
+        ([VIDEO, AUDIO], [p for p in av_packets(13) if p.index == 1 or p.pts >= 45 * 3000], True),  # type: ignore[operator]
+        ([AUDIO], av_packets(13, video=False), True),
+        ([VIDEO, AUDIO], av_packets(13), False),
+    ],
+    ids=["video-first", "audio-first", "audio-only", "no-restart"],
+)
+def test_restart_flags_the_first_segment(streams: list[StreamInfo], packets: list[Packet], restart: bool) -> None:
+    flags = [t.discontinuity for t in run(streams, packets, "6", discontinuity=restart).timings]
+    assert flags[0] is restart
+    assert flags[1:] == [False] * (len(flags) - 1)
 
 
 def test_other_time_bases_are_honoured() -> None:

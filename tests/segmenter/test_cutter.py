@@ -408,3 +408,195 @@ def test_rejects_useless_configurations() -> None:
         Cutter([VIDEO], Fraction(0))
     with pytest.raises(ValueError):
         Cutter([], Fraction(6))
+
+
+W = TS_WRAP_TICKS
+
+
+@pytest.mark.parametrize(
+    ("packets", "expected"),
+    [
+        # (stream, pts, dts) as read -> (pts, dts) unwrapped
+        ([(0, W - 3000, W - 3000), (0, 3000, 3000)], [(W - 3000, W - 3000), (W + 3000, W + 3000)]),
+        ([(0, 3000, 3000), (0, W - 3000, W - 3000)], [(3000, 3000), (-3000, -3000)]),
+        # A step of half the range or more forward is the shorter step back.
+        ([(0, 0, 0), (0, HALF_WRAP, HALF_WRAP)], [(0, 0), (-HALF_WRAP, -HALF_WRAP)]),
+        ([(0, 0, 0), (0, W * 11 // 20, W * 11 // 20)], [(0, 0), (-W * 9 // 20, -W * 9 // 20)]),
+        ([(0, HALF_WRAP, HALF_WRAP), (0, 0, 0)], [(HALF_WRAP, HALF_WRAP), (0, 0)]),
+        # From a timeline read below zero, a step more than half the range forward.
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, W * 3 // 10)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, W * 3 // 10 - W)],
+        ),
+        # The pts of a B-frame-delayed picture wrapped before its dts.
+        ([(0, 4000, W - 2000)], [(W + 4000, W - 2000)]),
+        ([(0, HALF_WRAP, 0)], [(-HALF_WRAP, 0)]),
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, W * 7 // 10 + 3000)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, W * 7 // 10 + 3000 - W)],
+        ),
+        # A packet with only a pts steps from its stream's last dts.
+        ([(0, W - 3000, W - 3000), (0, 3000, None)], [(W - 3000, W - 3000), (W + 3000, None)]),
+        ([(0, 0, 0), (0, HALF_WRAP, None)], [(0, 0), (-HALF_WRAP, None)]),
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, None)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, None)],
+        ),
+        # With nothing before it, a negative value is libavformat's correction of a start just
+        # below the wrap; any other is taken as it is.
+        ([(0, -3000, None)], [(W - 3000, None)]),
+        ([(0, 3000, None)], [(3000, None)]),
+        ([(0, None, 5000)], [(None, 5000)]),
+        # A stream's first packet steps from the last packet of any stream ...
+        ([(0, W - 1500, W - 1500), (1, 500, 500)], [(W - 1500, W - 1500), (W + 500, W + 500)]),
+        # ... and every later one from its own stream's last packet.
+        (
+            [(0, 10000, 10000), (1, 8000, 8000), (0, 9000 + HALF_WRAP, 9000 + HALF_WRAP), (1, 8500, 8500)],
+            [(10000, 10000), (8000, 8000), (9000 + HALF_WRAP, 9000 + HALF_WRAP), (8500, 8500)],
+        ),
+    ],
+)
+def test_each_timestamp_is_read_as_the_shorter_step_modulo_2_33(
+    packets: list[tuple[int, int | None, int | None]], expected: list[tuple[int | None, int | None]]
+) -> None:
+    """Every 33-bit timestamp is taken modulo 2^33 as the step in [-2^32, 2^32) from its
+    stream's last dts (a pts from its own dts), so a wrap never reads as a jump of a day."""
+    cutter = Cutter([VIDEO, AUDIO], Fraction(6))
+    unwrapped = []
+    for index, pts, dts in packets:
+        cutter.feed(index, True, pts, dts, 3000)
+        unwrapped.append((cutter.pts, cutter.dts))
+        # Written as they are into PES headers and PyAV packets: integer ticks.
+        assert all(value is None or type(value) is int for value in unwrapped[-1])
+    assert unwrapped == expected
+
+
+def test_an_input_that_does_not_wrap_keeps_its_negative_timestamps() -> None:
+    # MP4 and Matroska with B-frames start their dts below zero; nothing wraps there.
+    video = StreamInfo(0, StreamKind.VIDEO, Fraction(1, 15360), wraps=False)
+    cutter = Cutter([video], Fraction(6))
+    for n in range(4):
+        cutter.feed(0, n == 0, n * 512, (n - 2) * 512, 512)
+        assert (cutter.pts, cutter.dts) == (n * 512, (n - 2) * 512)
+
+
+@pytest.mark.parametrize(("below", "cut"), [(0, True), (1, True), ("tolerance", True), ("past", False)])
+def test_a_keyframe_within_the_cut_tolerance_below_a_boundary_cuts_there(below: int | str, cut: bool) -> None:
+    """A keyframe whose timestamp was rounded a little low still starts the segment at its grid
+    point instead of a whole GOP later; one further below does not."""
+    tolerance = int(CUT_TOLERANCE_S / TB)
+    offset = {"tolerance": tolerance, "past": tolerance + 1}.get(below, below)  # type: ignore[call-overload]
+    keyframe = 2 * 90000 - offset
+    times = sorted({*range(0, 4 * 90000 + 1, 3000), keyframe})
+    packets = [Packet(0, ts in (0, keyframe, 4 * 90000), ts, ts, 3000) for ts in times]
+    starts = [first_video_pts(s) for s in run([VIDEO], packets, "2").segments]
+    assert starts == ([0, keyframe, 4 * 90000] if cut else [0, 4 * 90000])
+
+
+AUDIO_FRAME = 1920  # 1024 samples at 48 kHz in 90-kHz ticks
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets", "last"),
+    [
+        # Keyframes only, one per segment.
+        ([VIDEO], [Packet(0, True, k * 180000, k * 180000, 180000) for k in range(3)], 180000),
+        ([VIDEO], [Packet(0, True, 0, 0, 3000)], 3000),
+        ([AUDIO], [Packet(1, True, 0, 0, AUDIO_FRAME)], AUDIO_FRAME),
+        # The only packet after a jump.
+        ([VIDEO], [Packet(0, True, 0, 0, 3000), Packet(0, True, 60 * 90000, 60 * 90000, 3000)], 3000),
+        # Audio opened the segment before the video's first keyframe.
+        ([VIDEO, AUDIO], [Packet(1, True, 0, 0, AUDIO_FRAME), Packet(0, True, 0, 0, 3000)], 3000),
+        # The second audio stream opened the segment before the first, which is the reference.
+        ([AUDIO, SECOND_AUDIO], [Packet(2, True, 0, 0, AUDIO_FRAME), Packet(1, True, 0, 0, AUDIO_FRAME)], AUDIO_FRAME),
+    ],
+    ids=["keyframes-only", "one-video-packet", "one-audio-packet", "after-a-jump", "after-audio", "two-audio-streams"],
+)
+def test_a_segment_of_a_single_reference_packet_lasts_that_packet(
+    streams: list[StreamInfo], packets: list[Packet], last: int
+) -> None:
+    timings = run(streams, packets, "2").timings
+    assert timings[-1].duration_s == float(last * TB)
+    assert all(t.duration_s == float(last * TB) for t in timings)
+
+
+def test_without_packet_durations_the_last_segment_ends_at_its_last_packet() -> None:
+    packets = [Packet(0, n % 60 == 0, n * 3000, n * 3000, None) for n in range(200)]
+    timings = run([VIDEO], packets, "6").timings
+    assert [t.start_s for t in timings] == [0.0, 6.0]
+    assert timings[-1].duration_s == float((199 - 180) * 3000 * TB)
+
+
+def test_a_repeated_timestamp_is_not_a_jump() -> None:
+    packets = av_packets(12)
+    repeated = [p for p in packets if p.index == 0 and not p.key][10:11] + [p for p in packets if p.index == 1][10:11]
+    packets = sorted(packets + repeated, key=lambda p: p.dts)  # type: ignore[arg-type, return-value]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings] == [False, False]
+    assert not result.dropped and not result.released
+    assert sum(len(s) for s in result.segments) == len(packets)
+
+
+@pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])
+def test_a_gap_of_discontinuity_gap_s_is_missing_frames_and_a_longer_one_a_jump(extra: int, jump: bool) -> None:
+    first = av_packets(6, audio=False)
+    resume = first[-1].dts + DISCONTINUITY_GAP_S * 90000 + extra  # type: ignore[operator]
+    result = run([VIDEO], first + av_packets(6, audio=False, start=resume), "6")
+    assert [t.discontinuity for t in result.timings].count(True) == jump
+    assert result.timings[-1].discontinuity is jump
+
+
+def test_a_gap_in_the_video_alone_keeps_the_audio() -> None:
+    # The video stops for 8 s (a discontinuity) while the audio goes on.
+    packets = [p for p in av_packets(30) if not (p.index == 0 and 10 * 90000 <= p.pts < 18 * 90000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings].count(True) == 1
+    assert not result.dropped and not result.released
+    assert written(result, 1) == sum(1 for p in packets if p.index == 1)
+
+
+@pytest.mark.parametrize("shift_s", [8, DISCONTINUITY_GAP_S])
+def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shift_s: int) -> None:
+    # The video's timestamps move on at 10 s; the audio's do not. Audio more than
+    # DISCONTINUITY_GAP_S from the video may be old stragglers, so it is dropped until the video
+    # has run DISCONTINUITY_GAP_S on its new timeline; then the jump was the video's alone.
+    packets = [
+        Packet(0, p.key, p.pts + shift_s * 90000, p.dts + shift_s * 90000, p.duration)  # type: ignore[operator]
+        if p.index == 0 and p.pts >= 10 * 90000  # type: ignore[operator]
+        else p
+        for p in av_packets(30)
+    ]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings].count(True) == 1
+    audio = [p for p in packets if p.index == 1]
+    # Dropped: what arrived until the video frame after the one DISCONTINUITY_GAP_S into its new timeline.
+    end = (10 + DISCONTINUITY_GAP_S) * 90000 + 3000
+    expected = [p for p in audio if 10 * 90000 <= p.pts < end] if shift_s > DISCONTINUITY_GAP_S else []  # type: ignore[operator]
+    assert result.dropped == expected
+    assert written(result, 1) + len(result.dropped) == len(audio)
+
+
+def test_audio_jumping_alone_is_held_for_discontinuity_gap_s_of_its_own_time() -> None:
+    # Audio packets every 1800 ticks: one of them lies exactly DISCONTINUITY_GAP_S after the first held.
+    video = [(p.dts, p) for p in av_packets(12, audio=False)]
+    audio = [(n * 1800, Packet(1, True, n * 1800, n * 1800, 1800)) for n in range(12 * 50)]
+    shifted = [
+        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, 1800) if ts >= 4 * 90000 else p)  # type: ignore[operator]
+        for ts, p in audio
+    ]
+    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.released == DISCONTINUITY_GAP_S * 90000 // 1800 + 1
+    assert result.released + written(result, 1) == len(audio)
+
+
+def test_segments_may_be_shorter_than_a_second() -> None:
+    result = run([VIDEO], av_packets(3, audio=False, gop_frames=15), Fraction(1, 2))
+    assert [first_video_pts(s) for s in result.segments] == [k * 45000 for k in range(6)]
+
+
+def test_finish_reports_the_open_segment_once() -> None:
+    cutter = Cutter([VIDEO], Fraction(6))
+    cutter.feed(0, True, 0, 0, 3000)
+    assert cutter.finish() == SegmentTiming(0.0, 3000 / 90000, False)
+    assert cutter.finish() is None

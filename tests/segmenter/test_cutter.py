@@ -315,18 +315,26 @@ def test_audio_jumping_alone_is_released_not_held_forever(restart: bool) -> None
     assert not result.dropped
 
 
-def test_audio_jumping_alone_is_held_for_at_most_max_held_packets() -> None:
-    # Audio packets every millisecond: MAX_HELD_PACKETS of them span far less than
-    # DISCONTINUITY_GAP_S, so the count is what ends the hold.
+@pytest.mark.parametrize(
+    ("step", "held"),
+    [
+        # Packets every millisecond: MAX_HELD_PACKETS of them span far less than DISCONTINUITY_GAP_S.
+        (90, MAX_HELD_PACKETS),
+        # Packets every 20 ms: one lies exactly DISCONTINUITY_GAP_S after the first held.
+        (1800, DISCONTINUITY_GAP_S * 90000 // 1800 + 1),
+    ],
+    ids=["count", "time"],
+)
+def test_audio_jumping_alone_is_held_up_to_max_held_packets_and_discontinuity_gap_s(step: int, held: int) -> None:
     video = [(p.dts, p) for p in av_packets(12, audio=False)]
-    audio = [(n * 90, Packet(1, True, n * 90, n * 90, 90)) for n in range(12 * 1000)]
+    audio = [(n * step, Packet(1, True, n * step, n * step, step)) for n in range(12 * 90000 // step)]
     shifted = [
-        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, 90) if ts >= 4 * 90000 else p)  # type: ignore[operator]
+        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, step) if ts >= 4 * 90000 else p)  # type: ignore[operator]
         for ts, p in audio
     ]
-    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]
+    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]  # type: ignore[arg-type, return-value]
     result = run([VIDEO, AUDIO], packets, "6")
-    assert result.released == MAX_HELD_PACKETS
+    assert result.released == held
     assert result.released + written(result, 1) == len(audio)
 
 
@@ -574,20 +582,6 @@ def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shi
     expected = [p for p in audio if 10 * 90000 <= p.pts < end] if shift_s > DISCONTINUITY_GAP_S else []  # type: ignore[operator]
     assert result.dropped == expected
     assert written(result, 1) + len(result.dropped) == len(audio)
-
-
-def test_audio_jumping_alone_is_held_for_discontinuity_gap_s_of_its_own_time() -> None:
-    # Audio packets every 1800 ticks: one of them lies exactly DISCONTINUITY_GAP_S after the first held.
-    video = [(p.dts, p) for p in av_packets(12, audio=False)]
-    audio = [(n * 1800, Packet(1, True, n * 1800, n * 1800, 1800)) for n in range(12 * 50)]
-    shifted = [
-        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, 1800) if ts >= 4 * 90000 else p)  # type: ignore[operator]
-        for ts, p in audio
-    ]
-    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]
-    result = run([VIDEO, AUDIO], packets, "6")
-    assert result.released == DISCONTINUITY_GAP_S * 90000 // 1800 + 1
-    assert result.released + written(result, 1) == len(audio)
 
 
 def test_segments_may_be_shorter_than_a_second() -> None:

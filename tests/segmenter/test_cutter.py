@@ -349,6 +349,12 @@ def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
     # A reference packet without timestamps has no segment to go into before the first cut.
     untimed = Packet(1, True, None, None, None)
     assert run([AUDIO], [untimed] + av_packets(6, video=False), "6").dropped == [untimed]
+    # After a restart whose first keyframe had no dts, the audio still follows the video.
+    packets = av_packets(13)
+    first_key = Packet(0, True, 0, None, 3000)
+    video, audio = [p for p in packets[1:] if p.index == 0], [p for p in packets if p.index == 1]
+    result = run([VIDEO, AUDIO], [first_key] + video[:2] + audio + video[2:], "6", discontinuity=True)
+    assert not result.dropped and written(result, 1) == len(audio)
 
 
 def test_packets_with_only_a_dts_are_cut_on_it() -> None:

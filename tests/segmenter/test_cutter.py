@@ -569,13 +569,22 @@ def test_a_gap_in_the_video_alone_keeps_the_audio() -> None:
     assert written(result, 1) == sum(1 for p in packets if p.index == 1)
 
 
-@pytest.mark.parametrize("shift_s", [8, DISCONTINUITY_GAP_S])
-def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shift_s: int) -> None:
+@pytest.mark.parametrize(
+    ("shift", "stragglers"),
+    [
+        (8 * 90000, True),
+        # The first audio packet after the cut (at 10 s + 480 ticks) lies exactly DISCONTINUITY_GAP_S
+        # from the video: close enough to be on its timeline.
+        (DISCONTINUITY_GAP_S * 90000 + 480, False),
+    ],
+    ids=["8s", "exactly-the-gap"],
+)
+def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shift: int, stragglers: bool) -> None:
     # The video's timestamps move on at 10 s; the audio's do not. Audio more than
     # DISCONTINUITY_GAP_S from the video may be old stragglers, so it is dropped until the video
     # has run DISCONTINUITY_GAP_S on its new timeline; then the jump was the video's alone.
     packets = [
-        Packet(0, p.key, p.pts + shift_s * 90000, p.dts + shift_s * 90000, p.duration)  # type: ignore[operator]
+        Packet(0, p.key, p.pts + shift, p.dts + shift, p.duration)  # type: ignore[operator]
         if p.index == 0 and p.pts >= 10 * 90000  # type: ignore[operator]
         else p
         for p in av_packets(30)
@@ -585,7 +594,7 @@ def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shi
     audio = [p for p in packets if p.index == 1]
     # Dropped: what arrived until the video frame after the one DISCONTINUITY_GAP_S into its new timeline.
     end = (10 + DISCONTINUITY_GAP_S) * 90000 + 3000
-    expected = [p for p in audio if 10 * 90000 <= p.pts < end] if shift_s > DISCONTINUITY_GAP_S else []  # type: ignore[operator]
+    expected = [p for p in audio if 10 * 90000 <= p.pts < end] if stragglers else []  # type: ignore[operator]
     assert result.dropped == expected
     assert written(result, 1) + len(result.dropped) == len(audio)
 

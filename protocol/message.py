@@ -128,7 +128,7 @@ class IndexMessage:
         if not isinstance(self.discontinuity, bool):
             raise ProtocolError("discontinuity must be 0 or 1")
         if self.start is not None:
-            _check_real("start", self.start, 0.0, 1e12)
+            _check_real("start", self.start, 0.0, 999_999_999_999.0)  # 12 integer digits on the wire
         if self.bandwidth is not None:
             _check_range("bandwidth", self.bandwidth, 1, 10**12)
         if self.resolution is not None and not _RESOLUTION.fullmatch(self.resolution):
@@ -216,6 +216,9 @@ def _check_real(name: str, value: object, low: float, high: float, *, open_low: 
         raise ProtocolError(f"{name} must be a finite number")
     if value < low or (open_low and value == low) or value > high:
         raise ProtocolError(f"{name} {value} is outside {'(' if open_low else '['}{low:g}, {high:g}]")
+    if not _DECIMAL.fullmatch(_format_decimal(value)):
+        # What the wire cannot carry is refused when built, so that every message parses back.
+        raise ProtocolError(f"{name} {value} has more digits than a message carries (12 before and 12 after the point)")
 
 
 def _check_http_prefix(value: str) -> None:

@@ -139,6 +139,11 @@ OPTIONS = (
         "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
         convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
     ),
+    # A multi-program MPEG-TS (a DVB or IPTV mux) carries several channels: one is segmented.
+    Option(
+        "program", INTEGER, None, "The MPEG-TS program to segment, by its program_number in the PAT.",
+        convert=_between(1, 65535), metavar="N", shown_default="the first program with video, else the first",
+    ),
     Option(
         "fast_path", SWITCH, True,
         "Cut MPEG-TS at packet level when the input allows it; off: always demux and remux with PyAV.",
@@ -169,6 +174,7 @@ class SegmenterConfig:
     bandwidth: int | None  # declared peak bit/s, sent as bandwidth=
     stall_warning_s: float  # silence of the input worth a warning
     stall_end_s: float  # silence of the input that ends the stream; 0: never
+    program: int | None  # program_number of the program to copy; None: the first with video
     fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
     quiet: bool
     directory_text: str = ""  # output_dir as the messages name it; derived when empty

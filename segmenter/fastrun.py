@@ -1,9 +1,13 @@
 """The MPEG-TS fast path's I/O shell: read the input, feed ``tsfast.TsSplitter``, write its segments.
 
-Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: one
-program, every elementary stream audio or video with 90 kHz timestamps, and an H.264 or HEVC
-reference video stream. Anything else, or ``--no-fast-path``, takes the PyAV path. The files,
-messages, commit order, logs and guarantees are the PyAV path's (``pyavrun.py``).
+Used for MPEG-TS inputs read through a ``ByteSource`` (stdin or a regular file) whose program PyAV described completely: the
+chosen program (``InputDescription.program``; of a multi-program mux only its packets are kept,
+under a PAT that names it alone: ``psi.ProgramFilter``), every elementary stream audio or video
+with 90 kHz timestamps, or timed ID3 metadata or SCTE-35 (copied, never cut on), at most
+``tsfast.MAX_STREAMS`` of them, and an H.264 or HEVC reference video stream. Anything else, or
+``--no-fast-path``, takes the PyAV path. The files, messages, commit order, logs and guarantees are
+the PyAV path's (``pyavrun.py``); continuity errors are counted per PID from the packets
+themselves (``tsfast.ContinuityCheck``).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import av.container
 from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
-from .input import READ_CHUNK_BYTES, ByteSource, InputDescription
+from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
+from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun
 from .tsfast import (
     CLOSE,
+    CONTINUITY,
     DATA,
     DROPPED,
     OPEN,
@@ -33,6 +39,7 @@ from .tsfast import (
     ProgramMap,
     Track,
     TsSplitter,
+    check_routable,
     find_program,
 )
 
@@ -82,7 +89,7 @@ def plan(
         raise NotEligible("the input has streams that are neither audio nor video")
     if source is None:
         raise NotEligible("the input is not stdin or a regular file")
-    program = find_program(source.recorded())  # the probe found the program in these bytes
+    program = find_program(source.recorded(), description.program)  # the probe found it in these bytes
     types = dict(program.streams)
     reference = next((s for s in description.streams if s.kind is StreamKind.VIDEO), None)
     if reference is None:
@@ -104,8 +111,14 @@ def plan(
         tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks))
     if types[container.streams[reference.index].id] not in (STREAM_TYPE_H264, STREAM_TYPE_HEVC):
         raise NotEligible("the video is neither H.264 nor HEVC")
+    for data in description.data:
+        pid = container.streams[data.index].id
+        if pid not in types:
+            raise NotEligible(f"stream #{data.index} (PID {pid}) is not in the first PMT")
+        tracks.append(Track(pid, data.index, False, False, None, data=True))
     if len(tracks) != len(program.streams):
         raise NotEligible("the PMT lists streams the probe did not describe")
+    check_routable(tracks)
 
     def chunks() -> Iterator[bytes]:
         yield source.replay()
@@ -143,10 +156,22 @@ class FastRun(SegmentRun):
     def __init__(self, context: RunContext, description: InputDescription, first: int, fast: FastPlan) -> None:
         super().__init__(context, description, first)
         self.fast = fast
-        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter)
+        types = dict(fast.program.streams)
+        reference = next(t for t in fast.tracks if t.index == self.cutter.reference.index)
+        self.watch = ParameterWatch(codec_by_stream_type(types[reference.pid]), Fraction(1, TICKS_PER_SECOND))
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
+        self._videos: dict[int, tuple[ParameterSet | None, bool]] = {}  # per open segment: its parameters
+        self._breaks_in: dict[int, dict[int, int]] = {}  # per open segment: PID -> continuity errors
+        self._early_breaks: dict[int, int] = {}  # before the first segment: counted in it
+        data = [t for t in fast.tracks if t.data]
+        if data:
+            log.info("copied, never cut on: %s", ", ".join(
+                f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
+        self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
+        self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
 
     def _read_input(self) -> None:
         handle = self._handle
@@ -167,28 +192,41 @@ class FastRun(SegmentRun):
                 writer = files.get(event[1])
                 if writer is not None:
                     writer.write(event[2])
+                    self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
-                self._open(event[1], event[2], event[3], event[4])
+                self._open(event[1], event[2], event[3], event[4], event[5], event[6])
             elif kind == CLOSE:
-                self._close(event[1], last=end and len(files) == 1)
+                self._close(event[1], event[2], last=end and len(files) == 1)
             elif kind == DROPPED:
                 self._drop(event[1], event[2])
+            elif kind == CONTINUITY:
+                counts = self._breaks_in[max(files)] if files else self._early_breaks
+                counts[event[1]] = counts.get(event[1], 0) + 1
             elif kind == SKIPPED:
                 log.warning("input: lost MPEG-TS sync in segment %d; skipped %d byte(s) of garbage",
                             self.number + 1, event[1])
 
-    def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool) -> None:
+    def _open(self, key: int, psi: bytes, finished: SegmentTiming | None, discontinuity: bool,
+              forced: bool, video: tuple[ParameterSet | None, bool]) -> None:
         if self._files:
             self._timings[max(self._files)] = finished
-        number = self._next_number(discontinuity)
+        number = self._next_number(discontinuity, forced, video[1])
+        self._videos[key] = video
         self._files[key] = RawSegment(self.config.output_dir, self.config.output_prefix, number, psi)
         self._dropped_in[key] = 0
+        self._breaks_in[key], self._early_breaks = self._early_breaks, {}
+        self._starts[key] = TsSegmentStart(self._video)
 
-    def _close(self, key: int, *, last: bool) -> None:
+    def _close(self, key: int, timing: SegmentTiming | None, *, last: bool) -> None:
+        """Segment ``key`` is complete; ``timing`` is the cutter's for the last one (the others'
+        came with the OPEN of the segment after them)."""
         writer = self._files.pop(key)
         size = writer.close()
-        timing = self._timings.pop(key) if key in self._timings else self.cutter.finish()
-        self._finished(writer, size, timing, last=last, dropped=self._dropped_in.pop(key, 0))
+        timing = self._timings.pop(key, timing)
+        start = self._starts.pop(key).finish()
+        log_continuity(writer.number, self._breaks_in.pop(key), "continuity error")
+        self._finished(writer, size, timing, start, last=last, dropped=self._dropped_in.pop(key, 0),
+                       video=self._videos.pop(key))
 
     def _drop(self, index: int, reason: str) -> None:
         super()._drop(index, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import select
 import threading
 import time
@@ -14,6 +15,7 @@ from fractions import Fraction
 
 import av
 import av.container
+import av.logging
 
 from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
@@ -151,6 +153,11 @@ class ByteSource:
     def forget(self) -> None:
         self._recording = None
 
+    def follow(self, program_number: int | None) -> None:
+        """The program being segmented: from now on only its changes end a run (ProgramWatch.follow)."""
+        if self._watch is not None:
+            self._watch.follow(program_number)
+
     def next_program(self) -> None:
         """After a program change: go on with the new program's bytes, for a new probe."""
         assert self._watch is not None and self.program_change is not None
@@ -223,16 +230,129 @@ class ByteSource:
                 return data
 
 
+# Data streams copied into the segments (never cut on), by FFmpeg's codec name, as logs name them.
+TIMED_ID3 = "timed_id3"  # ID3 tags in PES packets, stream_type 0x15 (Apple's timed metadata for HLS)
+SCTE_35 = "scte_35"  # splice_info_section, stream_type 0x86 (ANSI/SCTE 35)
+DATA_KINDS = {TIMED_ID3: "timed ID3 metadata", SCTE_35: "SCTE-35"}
+
+
+@dataclass(frozen=True, slots=True)
+class DataStream:
+    """A timed metadata or SCTE-35 stream: copied into the segment its packets fall in, by their
+    position in the input, and never cut on."""
+
+    index: int  # the stream's index in the input container
+    codec: str  # TIMED_ID3 or SCTE_35
+    pid: int  # its PID (the stream's id in an MPEG-TS input)
+
+
 @dataclass(frozen=True, slots=True)
 class InputDescription:
     """What the probe found: the streams to copy and what the messages say about them."""
 
-    streams: tuple[StreamInfo, ...]
+    streams: tuple[StreamInfo, ...]  # audio and video: what the cutter sees
     format_name: str
     codecs: str | None  # RFC 6381 list
     resolution: str | None  # WIDTHxHEIGHT of the first video stream
     frame_rate: float | None
-    skipped: tuple[str, ...]  # streams that are neither audio nor video, described
+    skipped: tuple[str, ...]  # streams of the program that are not copied (neither audio, video nor ``data``), described
+    data: tuple[DataStream, ...] = ()  # timed metadata and SCTE-35 streams, in input order
+    program: int | None = None  # the program_number copied; None: the input has no program table
+    program_choice: str = ""  # which program was chosen and why, and what the others are, for the log
+
+    def data_kind(self, index: int) -> str:
+        """How logs name data stream ``index``: 'timed ID3 metadata' or 'SCTE-35'."""
+        return next(DATA_KINDS[d.codec] for d in self.data if d.index == index)
+
+
+def log_continuity(number: int, counts: dict[int, int], noun: str) -> None:
+    """One line for segment ``number`` if ``counts`` (PID -> how many) holds any loss:
+    ``segment 4: PID 0x101 3 continuity errors, PID 0x100 1 continuity error``."""
+    if counts:
+        log.warning("segment %d: %s", number, ", ".join(
+            f"PID 0x{pid:x} {count} {noun}{'' if count == 1 else 's'}" for pid, count in sorted(counts.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """One program of the input as FFmpeg's demuxer found it: its program_number (MPEG-TS: from
+    the PAT), its streams' indexes and its name (the SDT's service_name), if any."""
+
+    number: int
+    streams: tuple[int, ...]
+    name: str = ""
+
+
+_PROGRAM_LINE = re.compile(r"^\s*Program (\d+)")
+_NO_PROGRAM_LINE = re.compile(r"^\s*No Program")
+_STREAM_LINE = re.compile(r"^\s*Stream #\d+:(\d+)")
+_SERVICE_NAME_LINE = re.compile(r"^\s*service_name\s*: ?(.*)$")
+
+
+def parse_programs(listing: str) -> tuple[Program, ...]:
+    """The programs in FFmpeg's description of an input (``av_dump_format``: "Program N", its
+    metadata, then its "Stream #0:K" lines; "No Program" before the streams of none)."""
+    programs: list[Program] = []
+    current: tuple[int, list[int], list[str]] | None = None
+    for line in listing.splitlines():
+        if (match := _PROGRAM_LINE.match(line)) or _NO_PROGRAM_LINE.match(line):
+            if current is not None:
+                programs.append(Program(current[0], tuple(current[1]), current[2][0] if current[2] else ""))
+            current = (int(match.group(1)), [], []) if match else None
+        elif current is not None and (match := _STREAM_LINE.match(line)):
+            current[1].append(int(match.group(1)))
+        elif current is not None and not current[1] and (match := _SERVICE_NAME_LINE.match(line)):
+            current[2].append(match.group(1).strip())
+    if current is not None:
+        programs.append(Program(current[0], tuple(current[1]), current[2][0] if current[2] else ""))
+    return tuple(programs)
+
+
+def input_programs(container: av.container.InputContainer) -> tuple[Program, ...]:
+    """The input's programs (none for a format without a program table, e.g. MP4).
+
+    PyAV does not expose FFmpeg's programs, but its description of the input lists them, at
+    FFmpeg's INFO log level (raised for the call, then restored)."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        listing = container.dumps_format()
+    finally:
+        av.logging.set_level(level)
+    return parse_programs(listing)
+
+
+def choose_program(programs: tuple[Program, ...], has_video: Callable[[int], bool],
+                   wanted: int | None) -> tuple[Program | None, str]:
+    """The program to copy and the log line that says why: ``wanted`` (``--program``), else the
+    first program with a video stream, else the first; None when the input has no programs.
+
+    Raises InputError when ``wanted`` is not one of them.
+    """
+    if not programs:
+        if wanted is not None:
+            raise InputError(f"--program {wanted}: the input has no program table (only MPEG-TS has programs)")
+        return None, ""
+    if wanted is not None:
+        chosen = next((p for p in programs if p.number == wanted), None)
+        if chosen is None:
+            raise InputError(f"--program {wanted}: the input has no such program "
+                             f"(it has {', '.join(str(p.number) for p in programs)})")
+        why = "--program"
+    else:
+        chosen = next((p for p in programs if any(map(has_video, p.streams))), programs[0])
+        why = "the first with video" if any(map(has_video, chosen.streams)) else "the first; none has video"
+    others = [p for p in programs if p is not chosen]
+    if not others and wanted is None:
+        return chosen, ""  # the usual input: nothing to say
+    text = f"program {_program_name(chosen)} ({why})"
+    if others:
+        text += "; not copied: " + ", ".join(f"program {_program_name(p)} ({len(p.streams)} streams)" for p in others)
+    return chosen, text
+
+
+def _program_name(program: Program) -> str:
+    return f"{program.number} {program.name!r}" if program.name else str(program.number)
 
 
 def open_input(
@@ -290,24 +410,38 @@ def probe_source(source: ByteSource) -> av.container.InputContainer:
     return container
 
 
-def describe(container: av.container.InputContainer) -> InputDescription:
-    """The audio and video streams, in input order, with their codecs and video geometry."""
+def describe(container: av.container.InputContainer, program: int | None = None) -> InputDescription:
+    """The audio and video streams of one program (``program``, else as ``choose_program`` says),
+    in input order, with their codecs and video geometry, and the timed metadata and SCTE-35
+    streams of that program to copy along (``data``). Raises InputError for a ``program`` the input
+    does not have, or a program with no audio or video stream."""
     streams: list[StreamInfo] = []
     codec_strings: list[str | None] = []
     skipped: list[str] = []
+    data: list[DataStream] = []
     resolution: str | None = None
     frame_rate: float | None = None
     wraps = container.format.name == "mpegts"
+    programs = input_programs(container)
+    chosen, choice = choose_program(programs, lambda index: container.streams[index].type == "video", program)
+    # With several programs only the chosen one's streams are copied; with one, every stream.
+    copied = set(chosen.streams) if chosen is not None and len(programs) > 1 else None
     for stream in container.streams:
+        if copied is not None and stream.index not in copied:
+            continue
         kind = {"video": StreamKind.VIDEO, "audio": StreamKind.AUDIO}.get(stream.type)
         context = stream.codec_context
+        if stream.type == "data" and stream.name in DATA_KINDS:
+            data.append(DataStream(stream.index, stream.name, stream.id))
+            continue
         if kind is None or context is None:
             skipped.append(f"#{stream.index} ({stream.type})")
             continue
         time_base = stream.time_base or Fraction(1, 90000)
         streams.append(StreamInfo(stream.index, kind, Fraction(time_base), wraps=wraps and time_base == Fraction(1, 90000)))
         level = getattr(context, "level", None)
-        codec_strings.append(codec_string(context.name, context.extradata, context.profile, level))
+        codec_strings.append(codec_string(context.codec.canonical_name, context.extradata, context.profile, level,
+                                          sample_rate=getattr(context, "sample_rate", None)))
         if kind is StreamKind.VIDEO and resolution is None and context.width and context.height:
             resolution = f"{context.width}x{context.height}"
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -323,4 +457,7 @@ def describe(container: av.container.InputContainer) -> InputDescription:
         resolution=resolution,
         frame_rate=frame_rate,
         skipped=tuple(skipped),
+        data=tuple(data),
+        program=chosen.number if chosen is not None else None,
+        program_choice=choice,
     )

@@ -227,6 +227,10 @@ class ProgramWatch:
     from that packet on, for the next watch. The first PAT and PMTs seen are the baseline. A PAT or
     PMT repeated verbatim costs one comparison; a new one must pass its CRC to count. Sections
     longer than one packet are not read (PMTs of a few streams fit in one).
+
+    Once ``follow(program_number)`` names the program being segmented (of a multi-program mux),
+    only its changes count: its PMT PID in the PAT, its PMT; the other programs may come, go and
+    change their own PMTs.
     """
 
     def __init__(self) -> None:
@@ -238,6 +242,11 @@ class ProgramWatch:
         self._maps: dict[int, Streams] = {}  # PMT PID -> its streams
         self._payloads: dict[int, bytes] = {}  # PID -> the last PAT or PMT packet's payload
         self._tables = pid_tables({PAT_PID: 1}, starts_only=True)
+        self._followed: int | None = None
+
+    def follow(self, program_number: int | None) -> None:
+        """Watch only program ``program_number`` from now on (None: every program)."""
+        self._followed = program_number
 
     def feed(self, data: bytes) -> bytes:
         if self.change is not None:
@@ -310,18 +319,84 @@ class ProgramWatch:
                 self._programs = programs
                 self._tables = pid_tables({PAT_PID: 1} | {pmt: 1 for _, pmt in programs}, starts_only=True)
                 return False
+            followed = self._followed
+            if followed is not None and _pmt_pid_of(programs, followed) == _pmt_pid_of(self._programs, followed):
+                self._programs = programs  # only other programs changed
+                return False
             if programs != self._programs:
                 self.change = f"the PAT now lists programs {_programs(programs)} instead of {_programs(self._programs)}"
                 return True
             return False
         if table[0] != 0x02:
             return False
+        if self._followed is not None and (table[3] << 8) | table[4] != self._followed:
+            return False  # another program's PMT
         streams = pmt_streams(table)[1]
         before = self._maps.setdefault(pid, streams)
         if streams != before:
             self.change = f"the PMT now lists {describe_streams(streams)} instead of {describe_streams(before)}"
             return True
         return False
+
+
+def _pmt_pid_of(programs: tuple[tuple[int, int], ...], program_number: int) -> int | None:
+    return next((pid for number, pid in programs if number == program_number), None)
+
+
+def single_program_pat(packet: bytes, program_number: int, pmt_pid: int) -> bytes | None:
+    """A PAT packet that lists only ``program_number`` (at ``pmt_pid``), made from the input's PAT
+    ``packet``: the same header (continuity counter), transport_stream_id and version, one program
+    entry, a new CRC (ISO/IEC 13818-1 2.4.4.3). None when ``packet`` holds no whole PAT section."""
+    table = section(packet)
+    if table is None or len(table) < 12 or table[0] != 0x00 or crc32_mpeg2(table):
+        return None
+    body = bytes([0x00, 0xB0, 13]) + table[3:8] + bytes(
+        [program_number >> 8, program_number & 0xFF, 0xE0 | (pmt_pid >> 8), pmt_pid & 0xFF])
+    body += crc32_mpeg2(body).to_bytes(4, "big")
+    header = packet[:3] + bytes([0x10 | (packet[3] & 0x0F)])  # payload only, the same counter
+    return (header + b"\x00" + body).ljust(TS_PACKET_BYTES, b"\xff")
+
+
+class ProgramFilter:
+    """One program of a multi-program MPEG-TS: ``keep(chunk, count)`` returns the packets of
+    ``chunk`` (``count`` whole packets) that belong to it, in order: its PMT, PCR and elementary
+    PIDs (``pids``), and each PAT rewritten to list it alone (``single_program_pat``). Everything
+    else goes: the other programs' PMTs and streams, and the service information that describes
+    them (SDT, EIT, NIT), and null packets. Per chunk, Python visits runs of packets, not packets.
+    """
+
+    def __init__(self, program_number: int, pmt_pid: int, pids: Iterable[int]) -> None:
+        self.program_number = program_number
+        self.pmt_pid = pmt_pid
+        self._tables = pid_tables({PAT_PID: 2} | {pid: 1 for pid in pids} | {pmt_pid: 1}, starts_only=False)
+        self._pats: dict[bytes, bytes | None] = {}  # input PAT packet -> its rewrite
+
+    def keep(self, chunk: bytes, count: int) -> tuple[bytes, int]:
+        """The chunk's packets of the program, and how many they are."""
+        marks = mark_packets(chunk, 0, count, self._tables).translate(_KIND)
+        if marks.count(1) == count:
+            return chunk, count  # the usual chunk of a single-program stretch: nothing to take out
+        kept: list[bytes] = []
+        for match in _RUNS.finditer(marks):
+            kind = marks[match.start()]
+            if kind == 1:
+                kept.append(chunk[match.start() * TS_PACKET_BYTES : match.end() * TS_PACKET_BYTES])
+            elif kind == 2:
+                for at in range(match.start(), match.end()):
+                    packet = chunk[at * TS_PACKET_BYTES : (at + 1) * TS_PACKET_BYTES]
+                    if packet not in self._pats:
+                        if len(self._pats) > 64:
+                            self._pats.clear()
+                        self._pats[packet] = single_program_pat(packet, self.program_number, self.pmt_pid)
+                    rewritten = self._pats[packet]
+                    if rewritten is not None:
+                        kept.append(rewritten)
+        data = b"".join(kept)
+        return data, len(data) // TS_PACKET_BYTES
+
+
+_KIND = bytes(b & 0x7F for b in range(256))  # a mark without its start flag
+_RUNS = re.compile(rb"(.)\1*", re.S)
 
 
 def _programs(programs: tuple[tuple[int, int], ...]) -> str:

@@ -4,18 +4,25 @@ This is the I/O shell around ``cutter.Cutter`` for every input the MPEG-TS fast 
 (``fastrun.py``) does not take: PyAV reads and writes, the cutter decides. Nothing here grows
 with the length of the stream: packets are written as they come, except a bounded few held
 back at a discontinuity.
+
+Timed ID3 metadata is copied into the segment being written when its packet comes (never fed to
+the cutter). SCTE-35 is not: FFmpeg's MPEG-TS muxer has no SCTE-35 stream type and would write
+the sections as private-data PES packets (stream_type 0x06) that no reader takes for SCTE-35; the
+run says so once. Continuity errors are what FFmpeg's demuxer reports: it marks the PES packet it
+was assembling when a continuity_counter broke (or that came out shorter than declared) corrupt.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
+from fractions import Fraction
 
 import av
 import av.container
 
-from .cutter import Action, SegmentTiming
-from .input import InputDescription
+from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
+from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
+from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
 from .writer import SegmentWriter
 
@@ -24,6 +31,16 @@ log = logging.getLogger(__name__)
 # Read errors in a row (garbage the demuxer cannot resync on) after which the input is given up
 # as ended; one bad spot in a live stream produces a handful at most.
 MAX_READ_ERRORS_IN_A_ROW = 50
+
+# Metadata packets kept for the first segment while none is open yet (before the first video
+# keyframe: at most a GOP's worth, a few per second); more are dropped and logged.
+MAX_EARLY_DATA_PACKETS = 64
+
+
+def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
+    """A video stream's codec as ``randomaccess`` judges it, and its NAL length size."""
+    codec = codec_by_name(stream.codec_context.name)
+    return codec, nal_length_size(codec, stream.codec_context.extradata)
 
 
 class PyAVRun(SegmentRun):
@@ -38,17 +55,40 @@ class PyAVRun(SegmentRun):
         super().__init__(context, description, first)
         self.container = container
         self.streams = [container.streams[info.index] for info in description.streams]
+        self.data_streams = [container.streams[d.index] for d in description.data if d.codec == TIMED_ID3]
+        self._data_indexes = {s.index for s in self.data_streams}
+        self._data_last: dict[int, int] = {}  # data stream index -> its last dts, unwrapped
+        self._early_data: list[av.Packet] = []  # metadata before the first segment
+        for data in description.data:
+            if data.codec == SCTE_35:
+                log.warning("stream #%d (SCTE-35, PID 0x%x) is not copied on the PyAV path: FFmpeg's MPEG-TS "
+                            "muxer cannot write SCTE-35 sections (the MPEG-TS fast path copies them)",
+                            data.index, data.pid)
+        if self.data_streams:
+            log.info("copied, never cut on: %s", ", ".join(
+                f"PID 0x{s.id:x} {description.data_kind(s.index)}" for s in self.data_streams))
         self.writer: SegmentWriter | None = None
-        self.held: collections.deque[tuple[int, av.Packet]] = collections.deque()
-        self._segment_dropped = self._segment_corrupt = 0  # in the open segment
+        # Every video stream's codec and NAL length size, for judging where each segment starts.
+        self._video = {s.index: _judged(s) for s in self.streams if s.type == "video"}
+        self.start = SegmentStart(self._video)  # the open segment's
+        reference = self.cutter.reference.index
+        if reference in self._video:
+            codec, length_size = self._video[reference]
+            self.watch = ParameterWatch(codec, container.streams[reference].time_base, length_size)
+        self.video: tuple[ParameterSet | None, bool] = (None, False)  # the open segment's parameters
+        # New parameters came at a reference keyframe and no segment has started with them yet.
+        self._changed = False
+        self.held: dict[int, tuple[int, av.Packet]] = {}  # by the cutter's held id, in order
+        self._segment_dropped = 0  # in the open segment
+        self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
         self.packets_read = 0
 
     def _read_input(self) -> None:
         self._read_all()
+        timing = self.cutter.finish()
+        self._settle()
         if self.writer is not None:
-            self._finish_segment(self.cutter.finish(), last=True)
-        if self.held:
-            log.warning("dropped %d packet(s) held at a timestamp jump the video never followed", len(self.held))
+            self._finish_segment(timing, last=True)
 
     def _abort_open(self) -> None:
         if self.writer is not None:
@@ -60,9 +100,11 @@ class PyAVRun(SegmentRun):
         cutter = self.cutter
         stop = self.stop
         write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
+        watch, reference = self.watch, self.cutter.reference.index
+        data_indexes = self._data_indexes
         while True:
             try:
-                for packet in self.container.demux(self.streams):
+                for packet in self.container.demux(self.streams + self.data_streams):
                     if stop.is_set():
                         return
                     if not packet.size:
@@ -70,23 +112,37 @@ class PyAVRun(SegmentRun):
                     self.packets_read += 1
                     errors_in_a_row = 0
                     index = packet.stream_index
+                    if packet.is_corrupt:
+                        pid = packet.stream.id
+                        self._corrupt[pid] = self._corrupt.get(pid, 0) + 1
+                    if index in data_indexes:
+                        self._write_data(index, packet)
+                        continue
                     pts = packet.pts
                     dts = packet.dts
-                    action = feed(index, packet.is_keyframe, pts, dts, packet.duration)
+                    cut_here = False
+                    if index == reference and watch is not None:
+                        if packet.is_keyframe and watch.keyframe(bytes(packet)):
+                            self._changed = True
+                        watch.frame(dts)
+                        cut_here = packet.is_keyframe and self._changed
+                    action = feed(index, packet.is_keyframe, pts, dts, packet.duration, cut_here=cut_here)
                     if cutter.dts != dts:
                         packet.dts = cutter.dts
                     if cutter.pts != pts:
                         packet.pts = cutter.pts
-                    if packet.is_corrupt:
-                        self._segment_corrupt += 1
                     if action is write:
+                        if cutter.settled:
+                            self._settle()
                         self._write(index, packet)
                     elif action is cut:
                         self._cut(index, packet)
                     elif action is drop:
                         self._drop(index, cutter.dropped_reason)
                     else:
-                        self._hold_or_release(action, index, packet)
+                        if cutter.settled:
+                            self._settle()
+                        self.held[cutter.held_id] = (index, packet)
                 return
             except av.error.ExitError:  # FFmpeg's read timeout: --stall-end for an input it reads
                 log.warning("no input for %g s (--stall-end): ending the stream", self.config.stall_end_s)
@@ -99,6 +155,37 @@ class PyAVRun(SegmentRun):
                     return
 
     def _write(self, index: int, packet: av.Packet) -> None:
+        # Read before muxing: the muxer takes the packet's data.
+        data = bytes(packet) if self.start.wants(index) else None
+        try:
+            self.writer.write(index, packet)  # type: ignore[union-attr]
+        except av.error.FFmpegError as error:
+            self._drop(index, f"the muxer refused it: {error}")
+            return
+        if data is not None:
+            self.start.feed(index, data)
+
+    def _write_data(self, index: int, packet: av.Packet) -> None:
+        """A timed metadata packet: into the open segment (kept for the first one until it opens),
+        its timestamps unwrapped as the cutter unwraps the others' (33-bit MPEG-TS values)."""
+        if packet.dts is not None and packet.time_base == Fraction(1, 90000):
+            last = self._data_last.get(index)
+            if last is not None:
+                delta = (packet.dts - last + TS_WRAP_TICKS // 2) % TS_WRAP_TICKS - TS_WRAP_TICKS // 2
+                shift = last + delta - packet.dts
+                packet.dts += shift
+                if packet.pts is not None:
+                    packet.pts += shift
+            self._data_last[index] = packet.dts
+        if self.writer is not None:
+            self._mux_data(packet)
+        elif len(self._early_data) < MAX_EARLY_DATA_PACKETS:
+            self._early_data.append(packet)
+        else:
+            self._drop(index, f"metadata before the first segment, beyond {MAX_EARLY_DATA_PACKETS} packets")
+
+    def _mux_data(self, packet: av.Packet) -> None:
+        index = packet.stream_index
         try:
             self.writer.write(index, packet)  # type: ignore[union-attr]
         except av.error.FFmpegError as error:
@@ -108,27 +195,29 @@ class PyAVRun(SegmentRun):
         super()._drop(index, reason)
         self._segment_dropped += 1
 
-    def _hold_or_release(self, action: Action, index: int, packet: av.Packet) -> None:
-        if action is Action.HOLD:
-            self.held.append((index, packet))
-            return
-        kept = collections.deque(item for item in self.held if item[0] != index)
-        released = len(self.held) - len(kept)
-        self.held = kept
-        log.warning(
-            "stream #%d: timestamps jumped without the video in segment %d; dropped %d held packet(s)",
-            index, self.number, released,
-        )
-        self._write(index, packet)
+    def _settle(self) -> None:
+        """Write or drop the held packets the cutter has decided (cutter.Cutter.settled)."""
+        for held_id, reason in self.cutter.settled:
+            index, packet = self.held.pop(held_id)
+            if reason is None:
+                self._write(index, packet)
+            else:
+                self._drop(index, reason)
 
     def _cut(self, index: int, packet: av.Packet) -> None:
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
-        number = self._next_number(self.cutter.discontinuity)
-        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number, self.streams)
-        if self.cutter.discontinuity:
-            while self.held:
-                self._write(*self.held.popleft())
+        self.video = (self.watch.current if self.watch is not None else None, self._changed)
+        number = self._next_number(self.cutter.discontinuity, self.cutter.forced, self._changed)
+        self._changed = False
+        self.writer = SegmentWriter(self.config.output_dir, self.config.output_prefix, number,
+                                    self.streams + self.data_streams, program_number=self.description.program)
+        self.start = SegmentStart(self._video)
+        for early in self._early_data:
+            self._mux_data(early)
+        self._early_data.clear()
+        if self.cutter.settled:
+            self._settle()
         self._write(index, packet)
 
     def _finish_segment(self, timing: SegmentTiming | None, *, last: bool) -> None:
@@ -136,6 +225,8 @@ class PyAVRun(SegmentRun):
         assert writer is not None
         self.writer = None
         size = writer.close()
-        self._finished(writer, size, timing, last=last, dropped=self._segment_dropped, corrupt=self._segment_corrupt)
-        self._segment_dropped = self._segment_corrupt = 0
+        log_continuity(writer.number, self._corrupt, "corrupt PES packet")
+        self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped, video=self.video)
+        self._segment_dropped = 0
+        self._corrupt = {}
         self._last_drop_reason = ""

@@ -26,12 +26,16 @@ from .errors import InputError
 from .input import InputDescription
 from .notifier import Notifier
 from .progress import Progress
+from .randomaccess import ParameterSet, ParameterWatch, SegmentStart
 
 log = logging.getLogger(__name__)
 
 # Closed segments waiting for their fsync and rename. The read loop never waits for the disk's
 # flush unless this many are behind, which only a disk slower than the stream itself causes.
 MAX_UNCOMMITTED_SEGMENTS = 4
+
+# Segments cut without a keyframe are logged at the first and then every this many.
+FORCED_CUT_WARNING_EVERY = 100
 
 
 class ClosedSegment(Protocol):
@@ -118,8 +122,13 @@ class SegmentRun:
         self.number = first - 1  # last segment number used
         # Every run's first segment is flagged: to the daemon a new run is a new timeline, so a
         # segmenter restarted from segment 1 opens a new epoch instead of looking like re-sends.
-        self.cutter = Cutter(list(description.streams), self.config.segment_seconds, discontinuity=True)
+        self.cutter = Cutter(list(description.streams), self.config.segment_seconds,
+                             target_s=self.config.segment_duration_field, discontinuity=True)
+        self._forced_cuts = 0
+        # The reference video stream's encoding parameters, keyframe by keyframe (set by the run kind).
+        self.watch: ParameterWatch | None = None
         self._last_drop_reason = ""
+        self._said_dependent = False  # a segment that is not independent was logged
 
     def loop(self) -> None:
         """Read the input until it ends, stops or changes program, committing every segment.
@@ -151,10 +160,26 @@ class SegmentRun:
         """Remove the segments still open (the run failed or was interrupted)."""
         raise NotImplementedError
 
-    def _next_number(self, discontinuity: bool) -> int:
+    def _next_number(self, discontinuity: bool, forced: bool, changed: bool = False) -> int:
+        """The number of the segment a cut opens; ``discontinuity`` and ``forced`` (cut without a
+        keyframe) are the cutter's for that cut, ``changed`` says it starts with new encoding
+        parameters; all are logged."""
         self.number += 1
         if discontinuity and self.number > self.first:
             log.warning("segment %d starts a new timeline (discontinuity)", self.number)
+        elif changed and self.watch is not None and self.watch.current is not None:
+            new = self.watch.current.parameters
+            log.warning("segment %d starts with new video parameters (%s, %s, %s fps): marked as a discontinuity",
+                        self.number, new.codec or "codec unknown", new.resolution, new.frame_rate or "?")
+        if forced:
+            self._forced_cuts += 1
+            if self._forced_cuts == 1 or self._forced_cuts % FORCED_CUT_WARNING_EVERY == 0:
+                log.warning(
+                    "segment %d starts without a keyframe (%d so far): no video keyframe came within the"
+                    " %d-s target duration; encode with a keyframe at least every %g s (ffmpeg -g or"
+                    " -force_key_frames) or raise SEGMENT_DURATION",
+                    self.number, self._forced_cuts, self.cutter.target_s, self.config.segment_seconds,
+                )
         return self.number
 
     def _drop(self, index: int, reason: str) -> None:
@@ -164,20 +189,31 @@ class SegmentRun:
             self._last_drop_reason = reason
             log.warning("stream #%d: dropping packets for segment %d: %s", index, self.number + 1, reason)
 
-    def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, *,
-                  last: bool, dropped: int, corrupt: int = 0) -> None:
-        """A closed segment: log its losses, queue its commit and message, report progress."""
+    def _finished(self, segment: ClosedSegment, size: int, timing: SegmentTiming | None, start: SegmentStart, *,
+                  last: bool, dropped: int, video: tuple[ParameterSet | None, bool] = (None, False)) -> None:
+        """A closed segment: log its losses, queue its commit and message, report progress.
+        ``start`` judged its first video access units (``randomaccess``): its ``independent``;
+        ``video``: its reference video's parameters, and whether they changed at its start."""
         timing = timing or SegmentTiming(None, None, False)
-        if dropped or corrupt:
-            log.warning("segment %d (%s): %d packet(s) dropped, %d marked corrupt by the demuxer",
-                        segment.number, segment.name, dropped, corrupt)
-        message = self._index_message(segment.number, timing, end=last and not self.continues())
+        if dropped:
+            log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped)
+        independent = start.independent
+        if not independent and not self._said_dependent:
+            self._said_dependent = True
+            log.info("segment %d is not independent: %s (later ones are not logged)",
+                     segment.number, start.reason)
+        message = self._index_message(segment.number, timing, end=last and not self.continues(),
+                                      independent=independent, video=video)
         self.committer.put(segment, message)
         self.progress.segment(segment.name, message.duration, message.start, size, timing.discontinuity,
                               len(self.notifier))
 
-    def _index_message(self, number: int, timing: SegmentTiming, *, end: bool) -> IndexMessage:
-        """The index message of finished segment ``number``; ``end`` when it ends the stream.
+    def _index_message(self, number: int, timing: SegmentTiming, *, end: bool, independent: bool,
+                       video: tuple[ParameterSet | None, bool] = (None, False)) -> IndexMessage:
+        """The index message of finished segment ``number``; ``end`` when it ends the stream,
+        ``independent`` when it is decodable alone; ``video`` as ``_finished`` takes it: a
+        segment whose parameters changed at its start is a discontinuity (RFC 8216 4.3.2.3), and
+        its codecs, resolution and frame rate are its parameters' (``_video_fields``).
         Durations are capped at the protocol's maximum and given in seconds to the microsecond."""
         duration = timing.duration_s
         if duration is not None:
@@ -185,16 +221,39 @@ class SegmentRun:
             if duration <= 0:
                 duration = None
         start = round(timing.start_s, 6) if timing.start_s is not None and timing.start_s >= 0 else None
-        description = self.description
+        codecs, resolution, frame_rate = self._video_fields(video[0])
         return self.config.message(
             first_segment=self.first_segment,
             last_segment=number,
             end=end,
             duration=duration,
             start=start,
-            discontinuity=timing.discontinuity,
-            codecs=description.codecs,
-            resolution=description.resolution,
-            frame_rate=description.frame_rate,
-            independent=True,  # cut before a keyframe of the reference stream, always (cutter.py)
+            discontinuity=timing.discontinuity or video[1],
+            codecs=codecs,
+            resolution=resolution,
+            frame_rate=frame_rate,
+            independent=independent,
         )
+
+    def _video_fields(self, parameters: ParameterSet | None) -> tuple[str | None, str | None, float | None]:
+        """CODECS, RESOLUTION and FRAME-RATE of a segment whose reference video has ``parameters``:
+        the probe's while they are the first ones seen (the ones it described), else the SPS's
+        codec string in place of the first one's in the probe's list, its size and its frame
+        rate (the VUI's, else measured from timestamps; None while unknown)."""
+        description = self.description
+        first = self.watch.first if self.watch is not None else None
+        if parameters is None or first is None or parameters.parameters == first.parameters:
+            return description.codecs, description.resolution, description.frame_rate
+        new, old = parameters.parameters, first.parameters
+        return _codecs_with(description.codecs, old.codec, new.codec), new.resolution, parameters.frame_rate
+
+
+def _codecs_with(codecs: str | None, old: str | None, new: str | None) -> str | None:
+    """The CODECS list ``codecs`` with ``old`` replaced by ``new``; None (no CODECS, players
+    probe) when ``old`` is not in it or either is unknown: a wrong list is worse than none."""
+    if old == new:
+        return codecs
+    entries = codecs.split(",") if codecs else []
+    if old is None or new is None or old not in entries:
+        return None
+    return ",".join(dict.fromkeys(new if entry == old else entry for entry in entries))

@@ -163,7 +163,9 @@ class Segmenter:
     ) -> SegmentRun:
         """A run over the input's current program from segment ``number`` on (a run after a
         program change continues the numbering), on the fast path when it can take it."""
-        description = describe(container)
+        description = describe(container, self.config.program)
+        if source is not None:
+            source.follow(description.program)  # a change in another program is not ours
         self._log_input(description)
         fast = self._fast_plan(container, description, source)
         if fast is None:
@@ -194,6 +196,8 @@ class Segmenter:
         return fast
 
     def _log_input(self, description: InputDescription) -> None:
+        if description.program_choice:
+            log.info("input: copying %s", description.program_choice)
         streams = ", ".join(f"#{s.index} {s.kind.value}" for s in description.streams)
         log.info(
             "input %s (%s): %s; codecs %s, resolution %s, %s fps",

@@ -25,16 +25,26 @@ class SegmentWriter:
 
     Each segment gets its own muxer, so each starts with its own PAT and PMT and opens alone.
     Timestamps are written as given (``mpegts_copyts``): segments are continuous and equal to
-    the input's.
+    the input's. Each output stream carries its input stream's descriptors as FFmpeg's MPEG-TS
+    muxer can write them (``carry_descriptors``); the PAT names one program, ``program_number``
+    (the input's, when it said; FFmpeg's default 1 otherwise).
     """
 
-    def __init__(self, directory: Path, prefix: str, number: int, streams: list[av.stream.Stream]) -> None:
+    def __init__(self, directory: Path, prefix: str, number: int, streams: list[av.stream.Stream], *,
+                 program_number: int | None = None) -> None:
         self.number = number
         self.name = segment_file_name(prefix, number)
         self.path = directory / self.name
         self.temp_path = directory / f".{self.name}.part"
-        self._container = av.open(str(self.temp_path), "w", format="mpegts", options={"mpegts_copyts": "1"})
-        self._outputs = {stream.index: self._container.add_stream_from_template(stream) for stream in streams}
+        options = {"mpegts_copyts": "1"}
+        if program_number is not None:
+            options["mpegts_service_id"] = str(program_number)
+        self._container = av.open(str(self.temp_path), "w", format="mpegts", options=options)
+        self._outputs = {}
+        for stream in streams:
+            output = self._container.add_stream_from_template(stream)
+            carry_descriptors(stream, output)
+            self._outputs[stream.index] = output
         self._mux = self._container.mux_one
 
     def write(self, index: int, packet: av.Packet) -> None:
@@ -53,6 +63,17 @@ class SegmentWriter:
         except (av.error.FFmpegError, ValueError):
             pass
         self.temp_path.unlink(missing_ok=True)
+
+
+def carry_descriptors(source: av.stream.Stream, output: av.stream.Stream) -> None:
+    """Give ``output`` what the PMT said of ``source``: its metadata (FFmpeg's MPEG-TS demuxer puts
+    the ISO 639 language descriptor's languages in ``language``, which the muxer writes back as
+    that descriptor) and its disposition (the descriptor's audio_type: clean effects, hearing
+    impaired, visual impaired commentary; ISO/IEC 13818-1 2.6.18). A stream copy otherwise keeps
+    only the codec parameters, and a player's audio menu shows unnamed tracks."""
+    if source.metadata:
+        output.metadata.update(source.metadata)
+    output.disposition = source.disposition
 
 
 def put_psi_first(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,18 @@ def test_blank_lines_between_messages_are_skipped() -> None:
     assert decode_all(b"\n\r\n" + ORIGINAL + b"\n\n") == [ORIGINAL_MESSAGE, CLOSED]
 
 
+def test_a_blank_line_before_a_message_on_an_open_connection_does_not_hold_it_back() -> None:
+    # A client that keeps the connection open waits for the reply before it sends more.
+    assert decode_all(b"\n" + ORIGINAL + b"\n", eof=False) == [ORIGINAL_MESSAGE]
+    assert decode_all(b"\n" + ORIGINAL + b"\n", chunk=1, eof=False) == [ORIGINAL_MESSAGE]
+
+
+@pytest.mark.parametrize("line", [b"X", b"\x0b", b"\x0c"])
+def test_only_spaces_tabs_and_a_cr_make_a_blank_line(line: bytes) -> None:
+    events = decode_all(line + b"\n" + ORIGINAL + b"\n")
+    assert events == [("error", "expected 10 comma-separated fields, got 1"), ORIGINAL_MESSAGE, CLOSED]
+
+
 def test_startup_message_with_last_segment_zero_parses() -> None:
     startup = ORIGINAL.replace(b", 1, 5, 0,", b", 1, 0, 0,")
     assert parse_message(startup).last_segment == 0
@@ -156,6 +169,14 @@ def test_extensions_round_trip_and_follow_the_tenth_field() -> None:
     assert parse_message(wire) == message
 
 
+def test_times_under_a_millisecond_are_sent_as_plain_decimals() -> None:
+    # One 90 kHz tick to the microsecond (1.1e-05 in Python), and a time below a microsecond.
+    message = dataclasses.replace(ORIGINAL_MESSAGE, start=0.000011, duration=0.0000005)
+    wire = encode_message(message)
+    assert wire.endswith(b", duration=0.0000005, start=0.000011")
+    assert parse_message(wire) == message
+
+
 def test_unknown_extension_keys_are_kept() -> None:
     message = parse_message(ORIGINAL + b", colour=blue, level=3")
     assert message.extras == (("colour", "blue"), ("level", "3"))
@@ -174,37 +195,48 @@ REJECTIONS = [
     (ORIGINAL.replace(b", 1, 5,", b", 1, 99999999999999999999,"), "last_segment '99999999999999999999' is not"),
     (ORIGINAL.replace(b", 1, 5,", b", 1, 4294967296,"), "last_segment 4294967296 is outside"),
     (ORIGINAL.replace(b", 1, 5,", ", ٣, 5,".encode()), "first_segment '٣' is not a non-negative integer"),
+    (ORIGINAL.replace(b", 1, 5,", b", 4294967296, 5,"), "first_segment 4294967296 is outside 0..2147483647"),
     (ORIGINAL.replace(b", 1, 5,", b", 6, 5,"), "first_segment 6 is after last_segment 5"),
     (ORIGINAL.replace(b", 5, 0,", b", 5, 2,"), "end '2' must be 0 or 1"),
     (ORIGINAL.replace(b"stream-128k.m3u8", b"stream-128k.txt"), "must end in .m3u8"),
-    (ORIGINAL.replace(b"stream-128k.m3u8", b"../x.m3u8"), "is not a plain file name"),
+    (ORIGINAL.replace(b"stream-128k.m3u8", b"../x.m3u8"), "index '../x.m3u8' is not a plain file name"),
     (ORIGINAL.replace(b"stream-128k.m3u8", b"a/x.m3u8"), "is not a plain file name"),
     (ORIGINAL.replace(b"sample_128k", b"../sample"), "output_prefix '../sample' is not a plain file name"),
     (ORIGINAL.replace(b"sample_128k", "sample\u2215x".encode()), "is not a plain file name"),
     (ORIGINAL.replace(b", stream0001", b", /stream0001"), "must be relative (no leading /)"),
     (ORIGINAL.replace(b", stream0001", b", a/../b"), "has an empty, . or .. path segment"),
     (ORIGINAL.replace(b", stream0001", b", a//b"), "has an empty, . or .. path segment"),
+    (ORIGINAL.replace(b", stream0001", b", a/./b"), "key_prefix 'a/./b' has an empty, . or .. path segment"),
     (ORIGINAL.replace(b", stream0001", b", .."), "has an empty, . or .. path segment"),
     (ORIGINAL.replace(b", stream0001", ", a\u2024\u2024/b".encode()), "characters outside"),
     (ORIGINAL.replace(b"ionlivestream", b"Ion_Live"), "is not a valid S3 bucket name"),
     (ORIGINAL.replace(b"ionlivestream", b"ab"), "is not a valid S3 bucket name"),
     (ORIGINAL.replace(b"ionlivestream", b"192.168.1.10"), "is not a valid S3 bucket name"),
-    (ORIGINAL.replace(b"ionlivestream", b"a..b"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"a..b"), "bucket 'a..b' is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"a.-b"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"a-.b"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"xn--ionlive"), "is not a valid S3 bucket name"),
+    (ORIGINAL.replace(b"ionlivestream", b"ionlive-s3alias"), "is not a valid S3 bucket name"),
     (ORIGINAL.replace(b"http://d3vmly3syseqo9", b"ftp://d3vmly3syseqo9"), "is not an http(s) URL"),
-    (ORIGINAL.replace(b"http://d3vmly3syseqo9.cloudfront.net", b"cdn"), "is not an http(s) URL"),
+    (ORIGINAL.replace(b"http://d3vmly3syseqo9.cloudfront.net", b"cdn"), "http_prefix 'cdn/stream0001/' is not an http(s) URL"),
+    (ORIGINAL.replace(b"d3vmly3syseqo9.cloudfront", b"cdn example"), "is not an http(s) URL"),
+    (ORIGINAL.replace(b"d3vmly3syseqo9.cloudfront", "caf\u00e9".encode()), "is not an http(s) URL"),
+    (ORIGINAL.replace(b"/tmp/", b""), "output_directory is empty"),
     (ORIGINAL.replace(b"/tmp/", b"/tmp/\x00"), "field 2 contains a control character"),
+    (ORIGINAL + b"\x0c", "field 10 contains a control character"),
     (ORIGINAL.replace(b"/tmp/", b"/tmp/\xff"), "message is not valid UTF-8"),
-    (ORIGINAL + b", duration", "is not key=value"),
+    (ORIGINAL + b", duration", "field 11 'duration' is not key=value"),
     (ORIGINAL + b", Duration=1", "is not key=value"),
     (ORIGINAL + b", duration=1, duration=2", "extension 'duration' appears twice"),
     (ORIGINAL + b", duration=nan", "duration 'nan' is not a plain decimal number"),
     (ORIGINAL + b", duration=1e3", "duration '1e3' is not a plain decimal number"),
     (ORIGINAL + b", duration=0", "duration 0.0 is outside"),
     (ORIGINAL + b", discontinuity=yes", "discontinuity 'yes' must be 0 or 1"),
-    (ORIGINAL + b", resolution=1280*720", "is not WIDTHxHEIGHT"),
-    (ORIGINAL + b", codecs=avc1%3Bx", "is not an RFC 6381 codecs list"),
+    (ORIGINAL + b", resolution=1280*720", "resolution '1280*720' is not WIDTHxHEIGHT"),
+    (ORIGINAL + b", codecs=avc1%3Bx", "codecs 'avc1;x' is not an RFC 6381 codecs list"),
     (ORIGINAL + b", size=-1", "size '-1' is not a non-negative integer"),
     (ORIGINAL + b", tag=abc", "tag must be 64 lowercase hex digits"),
+    (ORIGINAL + b", size=3, sha256=ABC", "sha256 'ABC' is not 64 lowercase hex digits"),
     (ORIGINAL + b", tag=" + b"0" * 64 + b", duration=1", "tag must be the last field"),
     (ORIGINAL + b", note=%ff", "is not valid UTF-8 once percent-decoded"),
     (ORIGINAL + b", note=%00", "has a control character"),
@@ -218,6 +250,81 @@ def test_each_rule_rejects_with_a_one_line_reason(line: bytes, reason: str) -> N
     assert reason in caught.value.reason
     assert "\n" not in caught.value.reason and len(caught.value.reason) < 200
     assert caught.value.recoverable
+
+
+def test_a_long_bad_value_is_cut_short_so_the_err_line_still_says_what_is_wrong() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_message(ORIGINAL.replace(b"stream-128k.m3u8", b"s" * 250 + b".txt"))
+    assert Reject.because(caught.value.reason).reason.endswith("must end in .m3u8")
+
+
+# Each range, inclusive at both ends: (name in the reason, a value at the edge, one just past it).
+EDGES = [
+    ("segment_duration", {"segment_duration": 1}, {"segment_duration": 0}),
+    ("segment_duration", {"segment_duration": 3600}, {"segment_duration": 3601}),
+    ("first_segment", {"first_segment": 0}, {"first_segment": 2**31, "last_segment": 2**31 - 1}),
+    ("last_segment", {"last_segment": 2**31 - 1}, {"last_segment": 2**31}),
+    ("output_directory", {"output_directory": "/" * 4096}, {"output_directory": "/" * 4097}),
+    ("index", {"index": "i" * 250 + ".m3u8"}, {"index": "i" * 251 + ".m3u8"}),
+    ("output_prefix", {"output_prefix": "p" * 255}, {"output_prefix": "p" * 256}),
+    ("key_prefix", {"key_prefix": "k" * 700}, {"key_prefix": "k" * 701}),
+    ("duration", {"duration": 0.000001}, {"duration": 0.0}),
+    ("duration", {"duration": 3600.0}, {"duration": 3600.000001}),
+    ("start", {"start": 0.0}, {"start": -0.000001}),
+    ("start", {"start": 999_999_999_999.0}, {"start": 1e12}),
+    ("bandwidth", {"bandwidth": 1}, {"bandwidth": 0}),
+    ("bandwidth", {"bandwidth": 10**12}, {"bandwidth": 10**12 + 1}),
+    ("codecs", {"codecs": "a" * 200}, {"codecs": "a" * 201}),
+    ("frame_rate", {"frame_rate": 0.5}, {"frame_rate": 0.0}),
+    ("frame_rate", {"frame_rate": 1000.0}, {"frame_rate": 1000.5}),
+    ("size", {"size": 0}, {"size": -1}),
+    ("size", {"size": 10**12}, {"size": 10**12 + 1}),
+    ("ts", {"sent_at_ms": 0}, {"sent_at_ms": -1}),
+    ("ts", {"sent_at_ms": 10**15}, {"sent_at_ms": 10**15 + 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "edge", "past"), EDGES)
+def test_every_limit_takes_its_edge_value_and_refuses_the_next(name: str, edge: dict[str, Any], past: dict[str, Any]) -> None:
+    assert getattr(dataclasses.replace(ORIGINAL_MESSAGE, **edge), next(iter(edge))) == next(iter(edge.values()))
+    with pytest.raises(ProtocolError) as caught:
+        dataclasses.replace(ORIGINAL_MESSAGE, **past)
+    assert caught.value.reason.startswith(name)
+
+
+# What the segmenter builds from its settings must be refused there, not sent as a line the daemon
+# would read differently.
+UNSENDABLE = [
+    ({"output_directory": "/tmp/a,b"}, "output_directory contains a comma"),
+    ({"output_directory": "/tmp/\n"}, "output_directory contains a control character"),
+    ({"key_prefix": " stream0001"}, "key_prefix has leading or trailing white space"),
+    ({"bucket": None}, "bucket must be text"),
+    ({"end": 1}, "end must be 0 or 1"),
+    ({"discontinuity": 1}, "discontinuity must be 0 or 1"),
+    ({"independent": "yes"}, "independent must be 0 or 1"),
+    ({"bandwidth": 2.5e6}, "bandwidth must be an integer"),
+    ({"size": True}, "size must be an integer"),
+    ({"duration": True}, "duration must be a finite number"),
+    ({"start": math.inf}, "start must be a finite number"),
+    ({"frame_rate": "25"}, "frame_rate must be a finite number"),
+    # The wire's decimals have at most 12 digits each side of the point (encode, then parse back).
+    ({"duration": 0.1 + 0.2}, "duration 0.30000000000000004 has more digits than a message carries"),
+    ({"resolution": "1280x720p"}, "resolution '1280x720p' is not WIDTHxHEIGHT"),
+    ({"size": 1, "payload_sha256": "AB" * 32}, "sha256 must be 64 lowercase hex digits"),
+    ({"tag": "0" * 63}, "tag must be 64 lowercase hex digits"),
+    ({"extras": (("Colour", "blue"),)}, "extension key 'Colour' is not [a-z][a-z0-9_-]*"),
+    ({"extras": (("size", "3"),)}, "extension 'size' appears twice"),
+    ({"extras": (("colour", "blue"), ("colour", "red"))}, "extension 'colour' appears twice"),
+    ({"extras": (("colour", 3),)}, "extension 'colour' has a control character"),
+    ({"extras": (("colour", "bl\tue"),)}, "extension 'colour' has a control character"),
+]
+
+
+@pytest.mark.parametrize(("changes", "reason"), UNSENDABLE)
+def test_a_message_that_would_not_survive_the_wire_cannot_be_built(changes: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        dataclasses.replace(ORIGINAL_MESSAGE, **changes)
+    assert reason in caught.value.reason
 
 
 def test_a_rejected_line_does_not_stop_the_next_one() -> None:
@@ -245,10 +352,17 @@ def test_over_long_line_before_a_good_one_in_one_chunk() -> None:
     assert events == [("error", "line longer than 4096 bytes"), ORIGINAL_MESSAGE, CLOSED]
 
 
-def test_a_line_of_exactly_the_limit_is_read() -> None:
+def test_over_long_line_fed_byte_by_byte_is_refused_once_and_the_next_message_read() -> None:
+    events = decode_all(b"y" * 5000 + b"\n" + ORIGINAL + b"\n" + ORIGINAL + b"\n", chunk=1)
+    assert events == [("error", "line longer than 4096 bytes"), ORIGINAL_MESSAGE, ORIGINAL_MESSAGE, CLOSED]
+
+
+def test_a_line_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
     padded = ORIGINAL + b", pad=" + b"p" * (4096 - len(ORIGINAL) - 6)
     assert len(padded) == 4096
-    assert decode_all(padded + b"\n")[0] == parse_message(padded)
+    assert decode_all(padded + b"\n") == [parse_message(padded), CLOSED]
+    assert decode_all(padded + b"\n", chunk=4096) == [parse_message(padded), CLOSED]  # newline comes later
+    assert decode_all(padded + b"p\n") == [("error", "line longer than 4096 bytes"), CLOSED]
 
 
 # Inline payloads.
@@ -273,6 +387,12 @@ def test_truncated_payload_is_a_fatal_error() -> None:
     message = dataclasses.replace(ORIGINAL_MESSAGE, size=100)
     events = decode_all(encode_message(message, newline=True) + b"z" * 60)
     assert events == [message, PayloadData(b"z" * 60), ("error", "connection closed after 60 of 100 payload bytes")]
+
+
+def test_a_payload_of_exactly_the_limit_is_read() -> None:
+    message = dataclasses.replace(ORIGINAL_MESSAGE, size=1000)
+    events = decode_all(encode_message(message, newline=True) + b"z" * 1000, max_payload_bytes=1000)
+    assert events == [message, PayloadData(b"z" * 1000), PayloadEnd(1000), CLOSED]
 
 
 def test_oversized_payload_is_refused_before_reading_it() -> None:

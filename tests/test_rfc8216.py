@@ -52,6 +52,8 @@ GOOD_LIVE = [window(1, 1), window(1, 2), window(1, 3), window(1, 4), window(2, 5
               window(2, 5, tagged=(3,), discontinuity_sequence=0),
               window(4, 7, discontinuity_sequence=1)]),
     ("event", [window(1, 1, kind="EVENT"), window(1, 2, kind="EVENT"), window(1, 3, kind="EVENT", endlist=True)]),
+    ("event", [window(1, 1, kind="EVENT"), window(1, 3, kind="EVENT", tagged=(3,)),
+               window(1, 4, kind="EVENT", tagged=(3,), endlist=True)]),
     ("vod", [window(1, 3, kind="VOD", endlist=True), window(1, 3, kind="VOD", endlist=True)]),
 ])
 def test_a_conformant_history_has_no_problem(kind: str, texts: list[str]) -> None:
@@ -76,13 +78,26 @@ def test_a_window_of_exactly_three_target_durations_is_enough() -> None:
 
 
 @pytest.mark.parametrize(("texts", "kind", "expected"), [
-    # 6.2.2: a removal that leaves under 3 x target.
+    # 6.2.2: a removal that leaves under 3 x target, as a count-only window of short segments does.
     ([playlist(1, ["2", "2", "2"]), playlist(2, ["2", "2", "1.9"])], "live", "under three target durations"),
+    ([playlist(1, ["0.5"] * 5, target=1), playlist(2, ["0.5"] * 5, target=1)], "live",
+     "leaving 2.5 s, under three target durations (3 s)"),
     # 4.3.3.4: segments after ENDLIST.
     ([window(1, 3, endlist=True), window(1, 4, endlist=True)], "live", "added after EXT-X-ENDLIST"),
     ([window(1, 3, endlist=True), window(1, 4)], "live", "EXT-X-ENDLIST was taken away"),
-    # 6.2.1: an EVENT playlist dropping a segment.
+    # 6.2.1: an EVENT playlist dropping a segment, or changing a line that is not at its end.
     ([window(1, 4, kind="EVENT"), window(2, 5, kind="EVENT")], "event", "removed from an EVENT playlist"),
+    ([window(1, 3, kind="EVENT"), window(1, 4, kind="EVENT", tagged=(4,), discontinuity_sequence=0)], "event",
+     "an EVENT playlist changed other than by appending: line 5 was '#EXT-X-PLAYLIST-TYPE:EVENT',"
+     " now '#EXT-X-DISCONTINUITY-SEQUENCE:0'"),
+    ([window(1, 3, kind="EVENT"), window(1, 3, kind="EVENT").replace("#EXTM3U\n", "#EXTM3U\n# a comment\n")],
+     "event", "an EVENT playlist changed other than by appending: line 2"),
+    # 6.2.1: after EXT-X-ENDLIST nothing changes, not even a removal or a header line.
+    ([window(1, 4, endlist=True), window(2, 4, endlist=True)], "live", "the playlist changed after EXT-X-ENDLIST"),
+    ([window(1, 4, endlist=True), window(1, 4, endlist=True, discontinuity_sequence=0)], "live",
+     "the playlist changed after EXT-X-ENDLIST: line 5 was '#EXTINF:2.0,', now '#EXT-X-DISCONTINUITY-SEQUENCE:0'"),
+    ([window(1, 3, kind="EVENT", endlist=True), window(1, 3, kind="EVENT")], "event",
+     "the playlist changed after EXT-X-ENDLIST: line 12 '#EXT-X-ENDLIST' and after removed"),
     # 6.2.2: a live playlist with PLAYLIST-TYPE.
     ([window(1, 3, kind="EVENT")], "live", "a live playlist carries EXT-X-PLAYLIST-TYPE"),
     # 6.2.2: a tagged segment slides out without DISCONTINUITY-SEQUENCE incremented...
@@ -91,6 +106,9 @@ def test_a_window_of_exactly_three_target_durations_is_enough() -> None:
     # ...or with no such tag at all.
     ([window(1, 4, tagged=(2,)), window(3, 6)], "live", "no EXT-X-DISCONTINUITY-SEQUENCE"),
     ([window(1, 4), window(2, 5, tagged=(5,))], "live", "no EXT-X-DISCONTINUITY-SEQUENCE"),
+    # 6.2.1: the count may only be incremented, not added (at 0) to a header that had none.
+    ([window(1, 3), window(1, 4, tagged=(4,), discontinuity_sequence=0)], "live",
+     "EXT-X-DISCONTINUITY-SEQUENCE:0 was added"),
     # 6.2.2: a media sequence number reused for another URI, and a URI given another number.
     ([window(1, 4), window(2, 5, uri="other-{}.ts")], "live", "was seg-2.ts, now other-2.ts"),
     ([window(1, 4), playlist(7, ["2"] * 4, uri="seg-{}.ts").replace("seg-8.ts", "seg-4.ts")], "live",
@@ -100,10 +118,14 @@ def test_a_window_of_exactly_three_target_durations_is_enough() -> None:
     ([window(1, 4), window(1, 4, tagged=(3,), discontinuity_sequence=0)], "live", "segment 3 changed"),
     # 4.3.3.1: EXTINF rounded half up over the target.
     ([playlist(1, ["2.5"])], "live", "EXTINF 2.5 rounds to 3, over EXT-X-TARGETDURATION 2"),
+    ([playlist(1, ["2", "5.0", "2"])], "live", "EXTINF 5.0 rounds to 5, over EXT-X-TARGETDURATION 2"),
     # 4.3.2.1, 7: fractional EXTINF with VERSION 2.
     ([playlist(1, ["1.5"], version=2)], "live", "need EXT-X-VERSION 3"),
-    # 6.2.1: the target duration changed.
+    # 6.2.1: the target duration changed, raised or lowered, in any playlist type.
     ([window(1, 3), window(1, 4, target=3)], "live", "EXT-X-TARGETDURATION changed from 2 to 3"),
+    ([window(1, 3, target=3), window(4, 7)], "live", "EXT-X-TARGETDURATION changed from 3 to 2"),
+    ([window(1, 3, kind="EVENT"), window(1, 4, kind="EVENT", target=5)], "event",
+     "EXT-X-TARGETDURATION changed from 2 to 5"),
     # 6.2.2: media sequence went back; segments removed from the end.
     ([window(3, 6), window(2, 6)], "live", "EXT-X-MEDIA-SEQUENCE went back"),
     ([window(1, 5), window(2, 4)], "live", "removed from the end"),

@@ -16,6 +16,7 @@ from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol.message import is_bucket_name
 
 from .playlist import PlaylistType
+from .stream import MIN_TARGET_DURATIONS_LISTED
 
 SECTION = "uploadd"
 ENV_PREFIX = "HLS_UPLOADD_"
@@ -69,6 +70,18 @@ def _within(low: float, high: float, unit: str = "") -> Callable[[str, float], f
         return value
 
     return check
+
+
+def _window(flag: str, value: int) -> int:
+    """--window: at least 3, since a live playlist of fewer segments than 3 cannot hold 3 target
+    durations of media (RFC 8216 6.2.2) whatever the segments' lengths; at most MAX_WINDOW."""
+    if value < MIN_TARGET_DURATIONS_LISTED:
+        raise ConfigError(
+            f"{flag} {value} is below {MIN_TARGET_DURATIONS_LISTED}: a live playlist must hold at least"
+            f" {MIN_TARGET_DURATIONS_LISTED} target durations of media after removing a segment (RFC 8216 6.2.2),"
+            f" which fewer than {MIN_TARGET_DURATIONS_LISTED} segments never do"
+        )
+    return _within(MIN_TARGET_DURATIONS_LISTED, MAX_WINDOW)(flag, value)
 
 
 def _one_of(flag: str, value: str, choices: Sequence[str]) -> str:
@@ -172,7 +185,11 @@ OPTIONS = (
         "bucket", TEXT_LIST, (), "Only these buckets are accepted.",
         convert=_buckets, fields=("buckets",), metavar="NAME", shown_default="any",
     ),
-    Option("window", INTEGER, 5, "Segments in a live playlist.", convert=_within(1, MAX_WINDOW), metavar="N"),
+    Option(
+        "window", INTEGER, 5,
+        "Least segments in a live playlist (3..1000); more while they last under 3 target durations.",
+        convert=_window, metavar="N",
+    ),
     Option(
         "playlist_type", TEXT, "live", "live (sliding window), event or vod.",
         convert=_playlist_type, metavar="TYPE",

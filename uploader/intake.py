@@ -8,7 +8,9 @@ all connections would pass --max-payload-inflight, it is answered "try again" at
 outcome is logged with the peer, stream and segment it is about.
 
 An error becomes an ERR reply in one place, ``_rejection``: "try again" when it is transient (the
-daemon's state is at fault), final otherwise.
+daemon's state is at fault), final otherwise. A new segment for a stream whose end is queued is
+refused for good (``ended_reason``): after EXT-X-ENDLIST a playlist never changes (RFC 8216
+6.2.1); a re-send of a message already queued is still answered OK.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from .spool import Queued, Spool, SpoolError, SpoolThread
 from .stream import stream_label
 
 log = logging.getLogger(__name__)
+
+
+def ended_reason(label: str) -> str:
+    """Why a new segment for the ended stream ``label`` is refused, and what to do instead."""
+    return (f"stream {label} has ended and its playlist is final (RFC 8216 6.2.1): start the new run under"
+            " another INDEX_NAME or KEY_PREFIX")
 
 
 def _rejection(reason: str, *, transient: bool) -> Reject:
@@ -161,6 +169,8 @@ class Intake:
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
             return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
+        if queued is Queued.ENDED:
+            return self._refuse(peer, message, ended_reason(label)), False
         if queued is Queued.NEW:
             self._observe_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,

@@ -24,6 +24,13 @@ BANDWIDTH_TOLERANCE = 0.10
 
 MASTER_VERSION = 3
 
+# Published segments a rendition needs before the master counts it as independent. A stream's
+# first segment starts at the encoder's first picture, an IDR even in an open-GOP stream; the
+# second starts at the first cut the segmenter made, the first evidence of what the encoder puts
+# at its later keyframes. EXT-X-INDEPENDENT-SEGMENTS applies to every segment (RFC 8216 4.3.5.1),
+# so a master that said it on the first segment's word would be withdrawn at the second.
+INDEPENDENCE_EVIDENCE_SEGMENTS = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Variant:
@@ -35,7 +42,7 @@ class Variant:
     codecs: str | None
     resolution: str | None
     frame_rate: float | None
-    independent: bool
+    independent: bool  # every published segment said independent=1, and enough have been (variant())
     ended: bool
 
     def lines(self) -> list[str]:
@@ -52,7 +59,10 @@ class Variant:
 
 
 def variant(index: str, state: StreamState) -> Variant | None:
-    """The variant of a stream, or None while it has no measured segment (no playlist yet)."""
+    """The variant of a stream, or None while it has no measured segment (no playlist yet).
+    It is ``independent`` once INDEPENDENCE_EVIDENCE_SEGMENTS segments were published and every
+    published one said independent=1; it stays so until one says otherwise (docs/uploader.md,
+    "Master playlist")."""
     if not state.published_any or state.peak_bps <= 0:
         return None
     info = state.info
@@ -63,7 +73,7 @@ def variant(index: str, state: StreamState) -> Variant | None:
         codecs=info.codecs,
         resolution=info.resolution,
         frame_rate=info.frame_rate,
-        independent=state.independent,
+        independent=state.independent and state.next_media_sequence > INDEPENDENCE_EVIDENCE_SEGMENTS,
         ended=state.ended,
     )
 
@@ -74,8 +84,8 @@ def sorted_variants(variants: list[Variant]) -> tuple[Variant, ...]:
 
 
 def master_playlist(variants: tuple[Variant, ...]) -> str:
-    """The m3u8 text. EXT-X-INDEPENDENT-SEGMENTS only when every segment of every rendition
-    starts with a keyframe."""
+    """The m3u8 text. EXT-X-INDEPENDENT-SEGMENTS only when every variant is ``independent``
+    (RFC 8216 4.3.5.1)."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{MASTER_VERSION}"]
     if variants and all(v.independent for v in variants):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")

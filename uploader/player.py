@@ -49,6 +49,12 @@ _PAGE = """<!doctype html>
   video.addEventListener("playing", () => {{
     status.textContent = `Playing (${{engine}}, ${{video.videoWidth}}x${{video.videoHeight}})`;
   }});
+  video.addEventListener("ended", () => {{
+    status.textContent = `Ended (${{engine}}) at ${{video.currentTime.toFixed(1)}} s`;
+  }});
+  video.addEventListener("error", () => {{
+    status.textContent = `Error (${{engine}}): ${{video.error.message || video.error.code}}`;
+  }});
   if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
     video.src = source;  // Safari, iOS and recent Chrome play HLS natively
   }} else if (window.Hls && Hls.isSupported()) {{

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .stream import StreamState
+from .stream import StreamState, first_kept, format_duration
 
 # Fractional EXTINF needs version 3 (RFC 8216 7); nothing we write needs more.
 PLAYLIST_VERSION = 3
@@ -19,24 +19,26 @@ class PlaylistType(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlaylistOptions:
-    window: int  # segments listed by a live playlist
+    window: int  # least segments listed by a live playlist (more when they last under 3 x target)
     playlist_type: PlaylistType = PlaylistType.LIVE
 
 
-def format_duration(duration_s: float) -> str:
-    """Microsecond precision without trailing zeros: 10 -> "10", 2.0020 -> "2.002"."""
-    return f"{duration_s:.6f}".rstrip("0").rstrip(".")
-
-
 def playlist_lines(state: StreamState, options: PlaylistOptions) -> list[str]:
-    """The playlist's lines: the last ``window`` segments live, every kept segment otherwise."""
+    """The playlist's lines (RFC 8216 4.3). Live: the tail of the kept segments that
+    ``stream.first_kept`` picks (at least ``window`` segments and 3 x the target duration, 6.2.2),
+    with EXT-X-DISCONTINUITY-SEQUENCE from the first version on.
+    EVENT and VOD: every kept segment; they never remove one, so they never carry
+    EXT-X-DISCONTINUITY-SEQUENCE, which would be a header line added to a playlist that may only
+    be appended to (6.2.1).
+
+    Raises ValueError when ``state`` has no target duration yet (nothing was published or failed).
+    """
     if state.target_duration_s is None:
         raise ValueError("a stream without a target duration has no playlist yet")
     segments = state.segments
-    if options.playlist_type is PlaylistType.LIVE and len(segments) > options.window:
-        dropped, segments = segments[: -options.window], segments[-options.window :]
-    else:
-        dropped = ()
+    live = options.playlist_type is PlaylistType.LIVE
+    first = first_kept(segments, options.window, state.target_duration_s) if live else 0
+    dropped, segments = segments[:first], segments[first:]
     discontinuity_sequence = state.discontinuity_sequence + sum(1 for s in dropped if s.discontinuity)
     first_sequence = segments[0].media_sequence if segments else state.next_media_sequence
     lines = [
@@ -45,9 +47,12 @@ def playlist_lines(state: StreamState, options: PlaylistOptions) -> list[str]:
         f"#EXT-X-TARGETDURATION:{state.target_duration_s}",
         f"#EXT-X-MEDIA-SEQUENCE:{first_sequence}",
     ]
-    if discontinuity_sequence or any(segment.discontinuity for segment in segments):
+    # Live: always, so that the header never gains a line (6.2.1 allows only incrementing it) and
+    # the count can grow as tags slide out (6.2.2). EVENT, VOD: only a count carried over from an
+    # earlier run as live, present from the start.
+    if live or discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
-    if options.playlist_type is not PlaylistType.LIVE:
+    if not live:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{options.playlist_type.value.upper()}")
     for segment in segments:
         if segment.discontinuity:

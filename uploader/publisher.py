@@ -46,7 +46,16 @@ from .stores import (
     Store,
     TransientStoreError,
 )
-from .stream import RenditionInfo, StreamKey, StreamState, stream_label, with_end, with_failure, with_segment
+from .stream import (
+    RenditionInfo,
+    StreamKey,
+    StreamState,
+    Transition,
+    stream_label,
+    with_end,
+    with_failure,
+    with_segment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,10 @@ MAX_UNEXPECTED_ERRORS = 5
 
 # During a long outage, one warning per this many failed attempts of one PUT (plus the first).
 RETRY_LOG_EVERY = 10
+
+# A stream whose segments come out longer than its target duration logs one ERROR per this many
+# seconds at most: a segmenter that breaks its promise usually does so on every segment.
+OVER_TARGET_LOG_INTERVAL_S = 60.0
 
 
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -95,6 +108,9 @@ class Publisher:
         self._masters: dict[tuple[str, str], tuple[Variant, ...]] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
+        # Per stream: when its last over-target ERROR was logged (monotonic s), and the
+        # over-target segments not logged since.
+        self._over_target: dict[StreamKey, tuple[float, int]] = {}
         self._stopping = False
         self._running_lock = threading.Lock()
         self._running = 0  # store calls in threads right now: a cancelled await does not stop them
@@ -209,6 +225,10 @@ class Publisher:
         began = time.monotonic()
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
+        elif state.ended:
+            # Queued before the end was (a spool from an older daemon): the playlist is final.
+            return await self._fail(label, item, state, "the stream has ended: its playlist is final"
+                                    " (RFC 8216 6.2.1)")
         else:
             sizes: list[int] = []
             opener = partial(self._open_segment, item, sizes)
@@ -229,8 +249,7 @@ class Publisher:
                 independent=message.independent,
                 info=RenditionInfo(message.codecs, message.resolution, message.frame_rate, message.bandwidth),
             )
-            for warning in transition.warnings:
-                log.warning("stream %s segment %s: %s", label, segment, warning)
+            self._log_over_target(label, message.stream_id, segment, transition)
             new_state = transition.state
         # Behind (a backlog after an outage, or more streams than the store keeps up with): when a
         # newer message of this stream is already queued, its playlist names this segment too, so
@@ -260,7 +279,23 @@ class Publisher:
         )
         return new_state
 
+    def _log_over_target(self, label: str, key: StreamKey, segment: str, transition: Transition) -> None:
+        """An ERROR for a segment longer than the stream's target, at most one per stream per
+        ``OVER_TARGET_LOG_INTERVAL_S``; the next one counts those left out."""
+        if transition.over_target is None:
+            return
+        now = time.monotonic()
+        logged_at, unlogged = self._over_target.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < OVER_TARGET_LOG_INTERVAL_S:
+            self._over_target[key] = (logged_at, unlogged + 1)
+            return
+        self._over_target[key] = (now, 0)
+        log.error("stream %s segment %s: %s%s", label, segment, transition.over_target,
+                  f" ({unlogged} more such segment(s) since the last report)" if unlogged else "")
+
     async def _fail(self, label: str, item: QueuedItem, state: StreamState, reason: str) -> StreamState:
+        """Mark ``item`` failed for ``reason``: never listed; the next segment marks the gap. The
+        ENDLIST of a failed end message is still published, unless the stream had ended before."""
         message = item.message
         log.error(
             "stream %s segment %s failed permanently and will not be listed: %s",
@@ -269,7 +304,7 @@ class Publisher:
             reason,
         )
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
-        if message.end and should_publish(new_state, self._options):
+        if message.end and not state.ended and should_publish(new_state, self._options):
             try:
                 await self._put_playlist(label, item, new_state)  # the ENDLIST must still go out
             except PermanentStoreError as error:

@@ -102,6 +102,7 @@ class Queued(enum.Enum):
     NEW = "new"  # stored: the publisher has work
     DUPLICATE = "duplicate"  # a re-sent message already queued: nothing to do
     IGNORED = "ignored"  # last_segment 0, the original's start-up message
+    ENDED = "ended"  # a new segment for a stream whose end is queued: its playlist is final
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,9 @@ class Spool:
         """Store ``message`` durably, or decide it needs nothing. Raises SpoolError.
 
         ``payload`` names the segment's bytes in the payloads/ directory (inline payloads).
+        Once a stream's end is queued its playlist is final (RFC 8216 6.2.1): a message that would
+        add a segment (a higher number, or a new epoch) is ENDED and stored nowhere; a re-send of
+        one already queued is still a DUPLICATE.
         """
         if message.last_segment == 0:
             return Queued.IGNORED
@@ -182,9 +186,10 @@ class Spool:
                     if not message.end or end_queued:
                         return Queued.DUPLICATE  # re-sent after a reconnect: already queued
                     end_only = True
+                if end_queued:
+                    return Queued.ENDED
                 if starts_epoch:
                     epoch += 1
-                    end_queued = False
                 self._db.execute(
                     "UPDATE streams SET epoch=?, last_queued=?, end_queued=? WHERE bucket=? AND key_prefix=? AND idx=?",
                     (epoch, number if not end_only else last_queued, end_queued or message.end, *key),

@@ -8,7 +8,9 @@ message's completion, so the playlist can always be rebuilt from the spool alone
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 StreamKey = tuple[str, str, str]  # (bucket, key_prefix, index), as IndexMessage.stream_id
 
@@ -22,6 +24,17 @@ def stream_label(key: StreamKey) -> str:
 def rounded_seconds(duration_s: float) -> int:
     """RFC 8216 4.3.3.1 rounds an EXTINF to the nearest integer (halves up, not to even)."""
     return math.floor(duration_s + 0.5)
+
+
+def format_duration(duration_s: float) -> str:
+    """An EXTINF duration as the playlist writes it: microsecond precision without trailing
+    zeros, 10 -> "10", 2.0020 -> "2.002"."""
+    return f"{duration_s:.6f}".rstrip("0").rstrip(".")
+
+
+# RFC 8216 6.2.2: a live playlist never removes a segment if what remains would last less than
+# this many target durations.
+MIN_TARGET_DURATIONS_LISTED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,8 @@ class StreamState:
     next_media_sequence: int = 1
     # EXT-X-DISCONTINUITY tags that have slid out of the kept segments (RFC 8216 6.2.2).
     discontinuity_sequence: int = 0
-    # Fixed at the first published segment; only raised, with a warning, by a longer segment.
+    # EXT-X-TARGETDURATION, seconds: fixed by the first published segment (or the first end or
+    # failure), never changed afterwards (RFC 8216 6.2.1).
     target_duration_s: int | None = None
     ended: bool = False
     # A segment failed or the numbering restarted: the next published segment gets a tag.
@@ -77,10 +91,38 @@ def segment_bps(size_bytes: int, duration_s: float) -> int:
     return math.ceil(size_bytes * 8 / duration_s) if duration_s > 0 else 0
 
 
+def first_kept(segments: Sequence[PublishedSegment], window: int, target_duration_s: int) -> int:
+    """The index in ``segments`` (oldest first) of the first one a live playlist lists.
+
+    The listed tail is the shortest one that holds at least ``window`` segments (--window) and
+    lasts at least ``MIN_TARGET_DURATIONS_LISTED`` x ``target_duration_s`` seconds, summing the
+    EXTINF durations as the playlist writes them; when no tail does, every segment is listed
+    (index 0). RFC 8216 6.2.2: "the server MUST NOT remove a Media Segment from a Playlist file
+    without an EXT-X-ENDLIST tag if that would produce a Playlist whose duration is less than
+    three times the target duration". As segments are only ever appended, the index never moves
+    back. The stream's kept state (``with_segment``) and the playlist (playlist.py) both use this.
+    """
+    needed = Decimal(MIN_TARGET_DURATIONS_LISTED * target_duration_s)
+    listed = Decimal(0)
+    for index in range(len(segments) - 1, -1, -1):
+        listed += Decimal(format_duration(segments[index].duration_s))
+        if len(segments) - index >= window and listed >= needed:
+            return index
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
+    """A stream's new state, and what its segment broke, if anything, for the log."""
+
     state: StreamState
-    warnings: tuple[str, ...] = ()  # for the log, one line each
+    # The segment's rounded duration is over EXT-X-TARGETDURATION (RFC 8216 4.3.3.1): one line
+    # naming its duration and the target; None when it is within.
+    over_target: str | None = None
+
+
+class StreamEnded(ValueError):
+    """A segment for a stream whose playlist already carries EXT-X-ENDLIST (RFC 8216 6.2.1)."""
 
 
 def with_segment(
@@ -96,26 +138,39 @@ def with_segment(
     independent: bool = False,
     info: RenditionInfo | None = None,
 ) -> Transition:
-    """``state`` after a segment was uploaded. ``keep`` bounds the kept segments (None: all)."""
-    warnings: list[str] = []
+    """``state`` after a segment of ``duration_s`` seconds was uploaded under ``uri``.
+
+    ``promised_s``: the message's SEGMENT_DURATION, the segmenter's promise that no rounded
+    EXTINF of the stream exceeds it. The first published segment fixes EXT-X-TARGETDURATION as
+    max(``promised_s``, its rounded duration); it never changes afterwards (RFC 8216 6.2.1). A
+    later segment longer than the target is still listed, with its real duration, and
+    ``Transition.over_target`` says so. ``keep``: None keeps every segment (EVENT, VOD), else the
+    --window minimum of a live playlist, extended by ``first_kept``'s rule.
+
+    Raises StreamEnded when ``state`` has ended: its playlist is final.
+    """
+    if state.ended:
+        raise StreamEnded("the stream has ended: its playlist is final (RFC 8216 6.2.1)")
     # A tag before the very first segment of a stream would mark nothing: drop it.
-    tagged = (discontinuity or state.pending_discontinuity or state.ended) and state.published_any
+    tagged = (discontinuity or state.pending_discontinuity) and state.published_any
     rounded = rounded_seconds(duration_s)
     target = state.target_duration_s
     if target is None:
         target = max(promised_s, rounded)
-    elif rounded > target:
-        warnings.append(
-            f"segment of {duration_s:g} s is longer than the target duration {target} s;"
-            f" raising EXT-X-TARGETDURATION to {rounded} (players may reload the playlist)"
+    over_target = None
+    if rounded > target:
+        over_target = (
+            f"EXTINF {format_duration(duration_s)} s rounds to {rounded} s, over EXT-X-TARGETDURATION {target} s"
+            f" (RFC 8216 4.3.3.1); listed anyway, but players may stall: the segmenter must cut segments of at"
+            f" most {target} s"
         )
-        target = rounded
     segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged)
     segments = state.segments + (segment,)
     removed_tags = 0
-    if keep is not None and len(segments) > keep:
-        removed_tags = sum(1 for old in segments[:-keep] if old.discontinuity)
-        segments = segments[-keep:]
+    if keep is not None:
+        first = first_kept(segments, keep, target)
+        removed_tags = sum(1 for old in segments[:first] if old.discontinuity)
+        segments = segments[first:]
     measured = size_bytes is not None and duration_s > 0
     new_state = StreamState(
         segments=segments,
@@ -130,7 +185,7 @@ def with_segment(
         independent=state.independent and independent,
         info=info if info is not None else state.info,
     )
-    return Transition(new_state, tuple(warnings))
+    return Transition(new_state, over_target)
 
 
 def with_failure(state: StreamState, *, promised_s: int, end: bool) -> StreamState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -80,7 +81,7 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
     """Feed packets like the shell does; record what lands in which segment."""
     cutter = Cutter(streams, Fraction(segment_seconds), **kw)
     result = Run()
-    held: list[tuple[int, int | None]] = []
+    held: dict[int, tuple[int, int | None]] = {}
     for p in packets:
         action = cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
         item = (p.index, cutter.pts)
@@ -88,21 +89,25 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
             if cutter.finished is not None:
                 result.timings.append(cutter.finished)
             result.segments.append([])
-            if cutter.discontinuity:
-                result.segments[-1].extend(held)
-                held.clear()
-            result.segments[-1].append(item)
-        elif action is Action.WRITE:
+        for held_id, reason in cutter.settled:
+            if reason is None:
+                result.segments[-1].append(held.pop(held_id))
+            else:
+                held.pop(held_id)
+                result.released += 1
+        if action is Action.CUT or action is Action.WRITE:
             result.segments[-1].append(item)
         elif action is Action.HOLD:
-            held.append(item)
-        elif action is Action.RELEASE:
-            result.released += sum(1 for index, _ in held if index == p.index)
-            held[:] = [h for h in held if h[0] != p.index]
-            result.segments[-1].append(item)
+            held[cutter.held_id] = item
         else:
             result.dropped.append(p)
     last = cutter.finish()
+    for held_id, reason in cutter.settled:
+        item = held.pop(held_id)
+        if reason is None:
+            result.segments[-1].append(item)
+        else:
+            result.released += 1
     if last is not None:
         result.timings.append(last)
     return result
@@ -126,11 +131,12 @@ def test_cuts_on_the_first_keyframe_at_or_after_each_boundary() -> None:
 
 
 def test_a_keyframe_one_frame_before_a_grid_point_does_not_cut_there() -> None:
-    # 25 fps, GOPs of 49 frames: keyframes fall 40 ms before 2-s grid points, never on them. The
-    # cut is at the first keyframe at or after each point: one frame early is not yet the point.
+    # 25 fps, GOPs of 49 frames: keyframes fall 40 ms before 2-s grid points, never on them. With
+    # a target of 4 s there is room to wait: the cut is at the first keyframe at or after each
+    # point, one frame early is not yet the point.
     frame = 90000 // 25
     packets = [Packet(0, n % 49 == 0, n * frame, n * frame, frame) for n in range(25 * 12)]
-    result = run([VIDEO], packets, "2")
+    result = run([VIDEO], packets, "2", target_s=4)
     starts = [first_video_pts(segment) for segment in result.segments]
     keyframes = [n * frame for n in range(0, 25 * 12, 49)]
     expected = [0]
@@ -144,11 +150,78 @@ def test_a_keyframe_one_frame_before_a_grid_point_does_not_cut_there() -> None:
 
 
 def test_gop_longer_than_segment_cuts_at_next_keyframe_and_skips_passed_boundaries() -> None:
-    # GOP 4 s, segments 3 s: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12 -> cuts at 4, 8, 12
-    result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3")
+    # GOP 4 s, segments 3 s, target 4 s declared: boundaries 3, 6, 9, 12 -> keyframes 0, 4, 8, 12
+    result = run([VIDEO], av_packets(16, audio=False, gop_frames=120), "3", target_s=4)
     starts = [first_video_pts(s) // 90000 for s in result.segments]  # type: ignore[operator]
     assert starts == [0, 4, 8, 12]
     assert [t.duration_s for t in result.timings] == [4.0, 4.0, 4.0, 4.0]
+
+
+@pytest.mark.parametrize("gop_s, segment_s", [(4, "3"), (5, "2"), (10, "2"), (3, "2"), (2.5, "6")])
+def test_no_segment_outgrows_the_target_whatever_the_gop(gop_s: float, segment_s: str) -> None:
+    # RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer <= EXT-X-TARGETDURATION, which is
+    # ceil(SEGMENT_DURATION). A GOP that does not fit is cut early at a keyframe when the next one
+    # would come too late, or without a keyframe when none comes in time.
+    packets = av_packets(40, gop_frames=int(gop_s * 30))
+    result = run([VIDEO, AUDIO], packets, segment_s)
+    target = math.ceil(Fraction(segment_s))
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and math.floor(d + 0.5) <= target for d in durations), durations
+    assert sum(durations) == pytest.approx(40.0, abs=0.05)  # type: ignore[arg-type]
+    assert first_video_pts(result.segments[0]) == 0 and not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+
+
+def test_segments_are_cut_without_a_keyframe_only_when_none_comes_in_time() -> None:
+    # GOP 2 s at SEGMENT_DURATION 2, but one keyframe (at 10 s) is lost: the segment from 8 s
+    # cannot wait for the one at 12 s.
+    packets = [Packet(p.index, p.key and p.pts != 10 * 90000, p.pts, p.dts, p.duration) for p in av_packets(20)]
+    cutter = Cutter([VIDEO, AUDIO], Fraction(2))
+    cuts = []
+    for p in packets:
+        if cutter.feed(p.index, p.key, p.pts, p.dts, p.duration) is Action.CUT:
+            cuts.append((cutter.pts / 90000, cutter.on_keyframe, cutter.forced))  # type: ignore[operator]
+    forced = [cut for cut in cuts if cut[2]]
+    assert len(forced) == 1 and 10 < forced[0][0] < 10.5 and not forced[0][1]
+    assert [cut[0] for cut in cuts if cut[1]] == [0, 2, 4, 6, 8, 12, 14, 16, 18]
+
+
+def test_video_pausing_while_audio_goes_on_is_a_gap_not_a_new_timeline() -> None:
+    # A still source: no video from 5 s to 11 s, audio throughout (RFC 8216: a discontinuity is
+    # a change of timeline, and the timeline, the audio's, goes on).
+    packets = [p for p in av_packets(20) if not (p.index == 0 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
+    packets = [Packet(0, True, p.pts, p.dts, p.duration) if p.index == 0 and p.pts == 11 * 90000 else p for p in packets]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and d < 2.5 for d in durations), durations
+    assert sum(durations) == pytest.approx(20.0, abs=0.05)  # type: ignore[arg-type]
+    # While the video pauses, segments are cut on audio and hold only audio.
+    assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
+
+
+def test_audio_pausing_while_video_goes_on_keeps_every_packet() -> None:
+    packets = [p for p in av_packets(20) if not (p.index == 1 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+    assert [t.duration_s for t in result.timings] == [2.0] * 10
+
+
+def test_audio_stepping_back_a_little_is_jitter_not_a_jump() -> None:
+    packets = av_packets(12)
+    jittered = [Packet(1, True, p.pts - 900, p.dts - 900, p.duration) if p.index == 1 and p.pts % 7 == 0 and p.pts else p  # type: ignore[operator]
+                for p in packets]
+    result = run([VIDEO, AUDIO], jittered, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    assert sum(len(segment) for segment in result.segments) == len(jittered)
 
 
 def test_fractional_segment_duration_follows_the_grid_without_drift() -> None:
@@ -173,7 +246,7 @@ def test_audio_only_cuts_on_any_packet_at_the_grid() -> None:
     assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(20.0, abs=0.03)
 
 
-def test_video_before_the_first_keyframe_is_dropped_and_audio_kept() -> None:
+def test_segment_one_starts_at_the_first_video_keyframe_when_joining_mid_gop() -> None:
     packets = av_packets(14)
     # Start in the middle of the first GOP, as when joining a live stream.
     packets = [p for p in packets if not (p.index == 0 and p.pts < 30 * 3000)]  # type: ignore[operator]
@@ -183,8 +256,11 @@ def test_video_before_the_first_keyframe_is_dropped_and_audio_kept() -> None:
     assert all(p.index == 0 and not p.key for p in result.dropped)
     assert len(result.dropped) == 15  # frames 45..59
     assert first_video_pts(result.segments[0]) == 60 * 3000
-    # Audio before the first keyframe opened the first segment.
-    assert result.segments[0][0][0] == 1
+    # Segment 1 starts at the first keyframe (RFC 8216 players start there): audio that ends
+    # before it is left out, audio muxed ahead of it but playing past it is kept.
+    audio = [pts for index, pts in result.segments[0] if index == 1]
+    assert audio and min(audio) + 1920 > 60 * 3000  # type: ignore[operator]
+    assert result.released == sum(1 for p in joined if p.index == 1 and p.pts + p.duration <= 60 * 3000)  # type: ignore[operator]
     # The grid starts at the first keyframe: 2 s, then 8 s, 14 s.
     assert [first_video_pts(s) for s in result.segments] == [2 * 90000, 8 * 90000]
 
@@ -379,11 +455,13 @@ def test_audio_without_timestamps_around_a_jump_stays_with_its_stream() -> None:
         assert written(result, 1) == sum(1 for p in first + second if p.index == 1) + 1
 
 
-def test_input_ending_before_the_first_keyframe_gives_a_segment_of_unknown_timing() -> None:
+def test_input_ending_before_the_first_keyframe_gives_no_segment() -> None:
+    # Audio waits for the video's first keyframe (segment 1 starts there); none comes.
     packets = [p for p in av_packets(1) if p.index == 1 or not p.key]
     result = run([VIDEO, AUDIO], packets, "6")
-    assert result.timings == [SegmentTiming(None, None, False)]
+    assert result.timings == [] and result.segments == []
     assert all(p.index == 0 for p in result.dropped)
+    assert result.released == sum(1 for p in packets if p.index == 1)
 
 
 @pytest.mark.parametrize(
@@ -503,7 +581,8 @@ def test_a_keyframe_within_the_cut_tolerance_below_a_boundary_cuts_there(below: 
     keyframe = 2 * 90000 - offset
     times = sorted({*range(0, 4 * 90000 + 1, 3000), keyframe})
     packets = [Packet(0, ts in (0, keyframe, 4 * 90000), ts, ts, 3000) for ts in times]
-    starts = [first_video_pts(s) for s in run([VIDEO], packets, "2").segments]
+    # A target of 4 s leaves room to wait for the keyframe at 4 s (cut rule 2 does not apply).
+    starts = [first_video_pts(s) for s in run([VIDEO], packets, "2", target_s=4).segments]
     assert starts == ([0, keyframe, 4 * 90000] if cut else [0, 4 * 90000])
 
 
@@ -561,10 +640,10 @@ def test_a_gap_of_discontinuity_gap_s_is_missing_frames_and_a_longer_one_a_jump(
 
 
 def test_a_gap_in_the_video_alone_keeps_the_audio() -> None:
-    # The video stops for 8 s (a discontinuity) while the audio goes on.
+    # The video stops for 8 s while the audio goes on: a gap on the program's clock, not a jump.
     packets = [p for p in av_packets(30) if not (p.index == 0 and 10 * 90000 <= p.pts < 18 * 90000)]  # type: ignore[operator]
     result = run([VIDEO, AUDIO], packets, "6")
-    assert [t.discontinuity for t in result.timings].count(True) == 1
+    assert [t.discontinuity for t in result.timings].count(True) == 0
     assert not result.dropped and not result.released
     assert written(result, 1) == sum(1 for p in packets if p.index == 1)
 
@@ -609,3 +688,44 @@ def test_finish_reports_the_open_segment_once() -> None:
     cutter.feed(0, True, 0, 0, 3000)
     assert cutter.finish() == SegmentTiming(0.0, 3000 / 90000, False)
     assert cutter.finish() is None
+
+
+@pytest.mark.parametrize("keyframes_s, cuts", [
+    # One 5-s GOP: two cuts without a keyframe inside it, no sliver before the keyframe at 9 s.
+    ((0, 2, 4, 9, 11, 13), [(0, True), (2, True), (4, True), (6.48, False), (8.96, False), (11, True), (13, True)]),
+    # The keyframe at 8 s lost.
+    ((0, 2, 4, 6, 10, 12, 14), [(0, True), (2, True), (4, True), (6, True), (8.48, False), (10, True), (12, True), (14, True)]),
+    # Keyframes every 1.96 s: each one a frame or more before the grid, every one cut on.
+    (tuple(round(k * 1.96, 2) for k in range(8)), [(round(k * 1.96, 2), True) for k in range(8)]),
+])
+def test_where_segments_are_cut_at_segment_duration_2(keyframes_s: tuple[float, ...], cuts: list) -> None:
+    # The examples of docs/segmenter.md, "Cut rule and timing model": 25 fps, no B frames.
+    frame = 90000 // 25
+    cutter = Cutter([VIDEO], Fraction(2))
+    got = []
+    for n in range(25 * 15):
+        ts = n * frame
+        key = any(abs(ts - k * 90000) < frame / 2 for k in keyframes_s)
+        if cutter.feed(0, key, ts, ts, frame) is Action.CUT:
+            got.append((round(ts / 90000, 2), cutter.on_keyframe))
+    assert got == cuts
+
+
+def test_audio_muxed_after_the_first_keyframe_but_timed_before_it_is_left_out() -> None:
+    # Joining mid-GOP: the muxer sent an audio packet timed 0.3 s before the first keyframe after it.
+    packets = [p for p in av_packets(8) if not (p.index == 0 and p.pts < 60 * 3000)]  # type: ignore[operator]
+    keyframe = next(i for i, p in enumerate(packets) if p.index == 0)
+    late = Packet(1, True, 60 * 3000 - 27000, 60 * 3000 - 27000, 1920)
+    early_audio = [p for p in packets[:keyframe] if p.pts != late.pts]
+    result = run([VIDEO, AUDIO], [*early_audio, packets[keyframe], late, *packets[keyframe + 1:]], "2")
+    assert late in result.dropped
+    assert min(pts for index, pts in result.segments[0] if index == 1) + 1920 > 60 * 3000  # type: ignore[operator]
+
+
+def test_audio_of_unknown_duration_is_kept_up_to_half_a_second_before_the_first_keyframe() -> None:
+    # The fast path sees audio PES packets without a duration; one may hold 0.3 s of frames.
+    packets = [p for p in av_packets(8) if not (p.index == 0 and p.pts < 60 * 3000)]  # type: ignore[operator]
+    packets = [Packet(p.index, p.key, p.pts, p.dts, None) if p.index == 1 else p for p in packets]
+    result = run([VIDEO, AUDIO], packets, "2")
+    audio = [pts for index, pts in result.segments[0] if index == 1]
+    assert 60 * 3000 - 45000 <= min(audio) < 60 * 3000 - 45000 + 1920  # type: ignore[operator]

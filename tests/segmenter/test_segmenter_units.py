@@ -51,6 +51,45 @@ def test_audio_codecs() -> None:
     assert codec_string("vp9", None, None, None) is None
 
 
+# The extradata libx264 writes into MPEG-TS, as the probe reports it: SPS (High, level 1.3), then PPS.
+X264_EXTRADATA = bytes.fromhex("0000016764000dacb40a0fd0800000030080000019078a15500000000168ef3cb0")
+ACCESS_UNIT_DELIMITER = bytes.fromhex("0000000109f0")
+
+
+def test_the_sps_names_the_h264_codec_whatever_nal_units_come_before_or_after_it() -> None:
+    assert h264_codec(X264_EXTRADATA, None, None) == "avc1.64000d"
+    assert h264_codec(ACCESS_UNIT_DELIMITER + X264_EXTRADATA, None, None) == "avc1.64000d"
+    # Cut right after level_idc: the three bytes are all there.
+    assert h264_codec(bytes.fromhex("00000167640028"), None, None) == "avc1.640028"
+    assert h264_codec(bytes.fromhex("01640028"), None, None) == "avc1.640028"  # avcC, likewise
+    # Cut before level_idc, or no SPS at all: the profile and level decide.
+    assert h264_codec(bytes.fromhex("0000016764"), None, None) is None
+    assert h264_codec(bytes.fromhex("0000016764"), "Main", 30) == "avc1.4d401e"
+    assert h264_codec(bytes.fromhex("0000000168ef3cb0"), "Main", 30) == "avc1.4d401e"
+
+
+def test_a_level_the_probe_does_not_know_gives_no_codec_string() -> None:
+    for level in (None, 0, -99):  # -99: FFmpeg's "unknown"
+        assert h264_codec(None, "High", level) is None
+        assert codec_string("hevc", None, "Main", level) is None
+    assert codec_string("hevc", None, "Rext", 93) is None  # a profile without a known compatibility string
+
+
+def test_the_audio_specific_config_names_the_aac_object_type() -> None:
+    assert aac_codec(bytes.fromhex("2b10"), None) == "mp4a.40.5"  # HE-AAC (SBR), 24 kHz core, stereo
+    # USAC (xHE-AAC), 48 kHz, mono: object type 42 is 31 (escape) then 32 + 10.
+    assert aac_codec(bytes.fromhex("f94620"), None) == "mp4a.40.42"
+    assert aac_codec(bytes.fromhex("f946"), None) == "mp4a.40.42"  # the object type needs only 11 bits
+
+
+def test_each_field_the_probe_reports_reaches_the_codec_string() -> None:
+    constrained_baseline = bytes.fromhex("000000016742c01e")  # an SPS start: profile_idc, constraint flags, level_idc
+    assert codec_string("h264", constrained_baseline, "High", 31) == "avc1.42c01e"  # the SPS over the name
+    assert codec_string("h264", None, "High", 31) == "avc1.64001f"
+    assert codec_string("aac", bytes.fromhex("2b10"), "LC", None) == "mp4a.40.5"  # the config over the name
+    assert codec_string("aac", None, "HE-AAC", None) == "mp4a.40.5"
+
+
 def test_codecs_list_is_all_or_nothing() -> None:
     assert codecs_list(["avc1.64001f", "mp4a.40.2", "mp4a.40.2"]) == "avc1.64001f,mp4a.40.2"
     assert codecs_list(["avc1.64001f", None]) is None

@@ -10,14 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from segmenter.cutter import Cutter, StreamInfo, StreamKind
+from segmenter.cutter import Cutter, SegmentTiming, StreamInfo, StreamKind
 from segmenter.psi import find_sync
 from segmenter.tsfast import (
     CLOSE,
     DATA,
+    DROPPED,
+    MAX_STREAMS,
     OPEN,
     SKIPPED,
+    STREAM_TYPE_H264,
     NotEligible,
+    ProgramMap,
     Track,
     TsSplitter,
     _key_nal,
@@ -31,32 +35,141 @@ FPS = 25
 TICKS = Fraction(1, 90000)
 
 
+def packet_pid(packet: bytes) -> int:
+    return ((packet[1] & 0x1F) << 8) | packet[2]
+
+
+def packets(data: bytes) -> list[bytes]:
+    return [data[at : at + TS_PACKET_BYTES] for at in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES)]
+
+
 def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
     found: dict[int, list[bytes]] = defaultdict(list)
-    for offset in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES):
-        packet = data[offset : offset + TS_PACKET_BYTES]
-        found[((packet[1] & 0x1F) << 8) | packet[2]].append(packet)
+    for packet in packets(data):
+        found[packet_pid(packet)].append(packet)
     return found
 
 
-def split(data: bytes, seconds: int, *, chunk: int = 65536) -> tuple[dict[int, bytearray], list[tuple]]:
+def split(
+    data: bytes, seconds: int, *, chunk: int = 65536
+) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
+    """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
+    the events, and the last segment's timing (which the cutter gives at the end of input)."""
     program = find_program(data)
-    tracks = [Track(0x100, 0, True, False, 3600), Track(0x101, 1, False, False, None)]
-    assert [pid for pid, _ in program.streams] == [0x100, 0x101]
-    cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
-                    Fraction(seconds))
+    tracks = [Track(pid, index, kind == STREAM_TYPE_H264, False, 3600 if kind == STREAM_TYPE_H264 else None)
+              for index, (pid, kind) in enumerate(program.streams)]
+    kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks]
+    cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
     splitter = TsSplitter(program, tracks, cutter)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
     for start in range(0, len(data), chunk):
         events += splitter.feed(data[start : start + chunk])
     events += splitter.finish()
+    closed: set[int] = set()
+    last: SegmentTiming | None = None
     for event in events:
         if event[0] == OPEN:
             files[event[1]] = bytearray(event[2])
         elif event[0] == DATA:
+            assert event[1] not in closed, f"bytes for segment {event[1]} after it was closed"
             files[event[1]] += event[2]
-    return files, events
+        elif event[0] == CLOSE:
+            closed.add(event[1])
+            last = event[2] if event[2] is not None else last
+    assert closed == set(files), "every segment opened is closed"
+    return files, events, last
+
+
+def assert_each_pes_whole_where_it_started(data: bytes, files: dict[int, bytearray]) -> None:
+    """The routing rule of the module doc, checked packet by packet against the input: each
+    segment starts with the PAT and PMT last seen before it opened; each PES is whole in one
+    segment, the one that was newest when it started (or, for audio the cutter held back, the
+    next one); every other packet goes to the segment newest when it came, none lost once the
+    first segment opened."""
+    program = find_program(data)
+    elementary = {pid for pid, _ in program.streams}
+    source = packets(data)
+    at = {pid: [i for i, packet in enumerate(source) if packet_pid(packet) == pid] for pid in packets_by_pid(data)}
+    taken: dict[int, int] = defaultdict(int)
+    segment_of: dict[int, int] = {}  # input packet index -> segment number
+    for number, content in sorted(files.items()):
+        for packet in packets(bytes(content))[2:]:
+            pid = packet_pid(packet)
+            while source[at[pid][taken[pid]]] != packet:
+                taken[pid] += 1
+            segment_of[at[pid][taken[pid]]] = number
+            taken[pid] += 1
+    newest = 0
+    unit: dict[int, int | None] = {}  # PID -> the segment its current PES went to (None: left out)
+    opened: dict[int, int] = {}  # segment -> input index of the PES start that opened it
+    reference = program.streams[0][0]  # the video: its PES starts open segments
+    for i, packet in enumerate(source):
+        pid = packet_pid(packet)
+        if pid in elementary:
+            if packet[1] & 0x40:
+                unit[pid] = segment_of.get(i)
+                if unit[pid] is not None:
+                    assert unit[pid] >= newest, f"packet {i}: a PES starts in an older segment"
+                    # Another stream's PES may go to the next segment (held back for it).
+                    if unit[pid] > newest and pid == reference:
+                        opened[unit[pid]] = i
+                        newest = unit[pid]
+            else:
+                assert segment_of.get(i) == unit.get(pid), f"packet {i} (PID {pid:#x}) is not with its PES start"
+        else:
+            assert segment_of.get(i) == (newest or None), f"packet {i} (PID {pid:#x}) is not in the newest segment"
+    assert sorted(opened) == sorted(files)
+    for number, i in opened.items():
+        head = packets(bytes(files[number]))[:2]
+        latest = {pid: program.pat_packet if pid == 0 else program.pmt_packet for pid in (0, program.pmt_pid)}
+        latest.update({packet_pid(p): p for p in source[:i] if packet_pid(p) in latest and p[1] & 0x40})
+        assert head == [latest[0], latest[program.pmt_pid]], f"segment {number}: not the latest PAT and PMT first"
+
+
+def audio_starts_before_close(events: list[tuple]) -> list[int]:
+    """For each segment closed after the next one opened: how many audio PES starts had been
+    written into the next one by then."""
+    counts: dict[int, int] = defaultdict(int)
+    found = []
+    for event in events:
+        if event[0] == DATA:
+            counts[event[1]] += sum(1 for p in packets(bytes(event[2])) if packet_pid(p) == 0x101 and p[1] & 0x40)
+        elif event[0] == CLOSE and event[1] + 1 in counts:
+            found.append(counts[event[1] + 1])
+    return found
+
+
+def set_timestamp(packet: bytearray, at: int, ticks: int, prefix: int) -> None:
+    """Write a 33-bit PTS or DTS field (ISO/IEC 13818-1 2.4.3.7) with its marker bits."""
+    ticks %= 2**33
+    packet[at : at + 5] = bytes([(prefix << 4) | ((ticks >> 29) & 0x0E) | 1, (ticks >> 22) & 0xFF,
+                                 ((ticks >> 14) & 0xFE) | 1, (ticks >> 7) & 0xFF, ((ticks << 1) & 0xFE) | 1])
+
+
+def get_timestamp(packet: bytes, at: int) -> int:
+    b = packet[at : at + 5]
+    return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+
+
+def pes_header_at(packet: bytes) -> int:
+    return 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
+
+
+def shift_timestamps(data: bytes, pid: int, from_ticks: int, by_ticks: int) -> bytes:
+    """``data`` with the PTS and DTS of PID ``pid``'s PES packets from PTS ``from_ticks`` on moved by ``by_ticks``."""
+    out = [bytearray(packet) for packet in packets(data)]
+    for packet in out:
+        if packet_pid(packet) != pid or not packet[1] & 0x40:
+            continue
+        offset = pes_header_at(packet)
+        flags = packet[offset + 7]
+        if get_timestamp(packet, offset + 9) < from_ticks:
+            continue
+        set_timestamp(packet, offset + 9, get_timestamp(packet, offset + 9) + by_ticks, 3 if flags & 0x40 else 2)
+        if flags & 0x40:
+            set_timestamp(packet, offset + 14, get_timestamp(packet, offset + 14) + by_ticks, 1)
+    return b"".join(out)
 
 
 def interleave(data: bytes, delay: int = 40) -> bytes:
@@ -81,14 +194,19 @@ def interleave(data: bytes, delay: int = 40) -> bytes:
     return b"".join(out)
 
 
+@pytest.mark.parametrize("chunk", [100_003, TS_PACKET_BYTES * 300])  # packets split across feeds, or whole
 @pytest.mark.parametrize("interleaved", [False, True])
-def test_segments_are_the_input_cut_at_keyframes(media: MediaCache, interleaved: bool) -> None:
+def test_segments_are_the_input_cut_at_keyframes(media: MediaCache, interleaved: bool, chunk: int) -> None:
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
     if interleaved:
         data = interleave(data)
-    # Odd chunk sizes: packets and PES split across feeds.
-    files, events = split(data, 6, chunk=100_003)
-    assert [e[1] for e in events if e[0] == CLOSE] == [1, 2, 3, 4]
+    files, events, _ = split(data, 6, chunk=chunk)
+    # A segment closes once the last PES that started in it is whole: at the next audio PES start,
+    # before any of that PES is written.
+    assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [
+        (OPEN, 1), (OPEN, 2), (CLOSE, 1), (OPEN, 3), (CLOSE, 2), (OPEN, 4), (CLOSE, 3), (CLOSE, 4)]
+    assert audio_starts_before_close(events) == [0, 0, 0]
+    assert_each_pes_whole_where_it_started(data, files)
     source = packets_by_pid(data)
     joined: dict[int, list[bytes]] = defaultdict(list)
     for number, content in sorted(files.items()):
@@ -114,14 +232,250 @@ def test_segments_are_the_input_cut_at_keyframes(media: MediaCache, interleaved:
         assert joined[pid] == source[pid]
 
 
-def test_garbage_between_packets_is_skipped(media: MediaCache) -> None:
+@pytest.mark.parametrize("chunk", [65536, TS_PACKET_BYTES * 300])
+def test_garbage_between_packets_is_skipped(media: MediaCache, chunk: int) -> None:
     data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
     middle = len(data) // 2 // TS_PACKET_BYTES * TS_PACKET_BYTES + 100
     damaged = data[:middle] + os.urandom(20_000).replace(b"\x47", b"\x48") + data[middle:]
-    files, events = split(damaged, 6)
+    files, events, _ = split(damaged, 6, chunk=chunk)
     skipped = sum(e[1] for e in events if e[0] == SKIPPED)
     assert 20_000 - TS_PACKET_BYTES <= skipped <= 20_000 + TS_PACKET_BYTES
     assert len(files) == 2
+
+
+def test_segment_timings_come_from_the_pes_timestamps(media: MediaCache) -> None:
+    """PTS and DTS read from PES headers, all 33 bits: a clip with B-frames whose timestamps wrap."""
+    path = media.wrapping_ts(seconds=20, wrap_after_seconds=7, gop_seconds=2, fps=FPS, b_frames=2)
+    raw = probe(path, raw_timestamps=True).video.keyframe_pts  # type: ignore[union-attr]
+    keyframes = sorted(float((pts + (2**33 if pts < 2**32 else 0)) * TICKS) for pts in raw)
+    files, events, last = split(path.read_bytes(), 6)
+    timings = [e[3] for e in events if e[0] == OPEN][1:] + [last]
+    assert [t.start_s for t in timings] == keyframes[::3]  # type: ignore[union-attr]
+    assert [t.duration_s for t in timings] == [6.0, 6.0, 6.0, 2.0]  # type: ignore[union-attr]
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4
+    assert_each_pes_whole_where_it_started(path.read_bytes(), files)
+
+
+def test_a_video_only_input_is_cut(media: MediaCache) -> None:
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, audio=False).read_bytes()
+    files, _, _ = split(data, 4)
+    assert len(files) == 2
+    assert_each_pes_whole_where_it_started(data, files)
+
+
+def test_up_to_28_elementary_streams_take_the_fast_path(media: MediaCache) -> None:
+    program = find_program(media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes())
+    for count in (0, MAX_STREAMS, MAX_STREAMS + 1):
+        tracks = [Track(0x100 + n, n, n == 0, False, None) for n in range(count)]
+        infos = [StreamInfo(n, StreamKind.VIDEO if n == 0 else StreamKind.AUDIO, TICKS, True) for n in range(count)]
+        cutter = Cutter(infos or [StreamInfo(0, StreamKind.AUDIO, TICKS, True)], Fraction(6))
+        if count == MAX_STREAMS:
+            TsSplitter(program, tracks, cutter)
+        else:
+            with pytest.raises(NotEligible):
+                TsSplitter(program, tracks, cutter)
+
+
+def without_random_access_indicators(data: bytes) -> bytes:
+    out = [bytearray(packet) for packet in packets(data)]
+    for packet in out:
+        if packet[3] & 0x20 and packet[4]:
+            packet[5] &= ~0x40
+    return b"".join(out)
+
+
+def with_parameter_sets_out_of_sight(data: bytes) -> bytes:
+    """Every video PES's first packet made to show only one long SEI NAL unit, as when an
+    encoder puts a big SEI first: the keyframes are known by their random_access_indicator alone."""
+    out = [bytearray(packet) for packet in packets(data)]
+    for packet in out:
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40:
+            payload = pes_header_at(packet) + 9 + packet[pes_header_at(packet) + 8]
+            packet[payload:] = (b"\x00\x00\x01\x06" + b"\xff" * TS_PACKET_BYTES)[: TS_PACKET_BYTES - payload]
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("hide", [without_random_access_indicators, with_parameter_sets_out_of_sight])
+def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: MediaCache, hide) -> None:
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    files, events, _ = split(hide(data), 6)
+    expected, _, _ = split(data, 6)
+    assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
+        len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def audio_start_first(data: bytes) -> bytes:
+    """The first audio PES's first two packets moved in front of the first video packet, the
+    PMT between them; its other packets still come after the video keyframe."""
+    source = packets(data)
+    video = next(i for i, p in enumerate(source) if packet_pid(p) == 0x100)
+    start = next(i for i, p in enumerate(source) if packet_pid(p) == 0x101)
+    assert packet_pid(source[video - 1]) == 0x1000 and not source[start + 2][1] & 0x40
+    head = [*source[: video - 1], source[start], source[video - 1], source[start + 1]]
+    return b"".join(head + [p for i, p in enumerate(source) if i >= video and i not in (start, start + 1)])
+
+
+def test_a_jump_in_every_stream_opens_a_new_timeline_with_the_audio_that_came_first(media: MediaCache) -> None:
+    part = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=2, audio_bitrate=192_000).read_bytes()
+    again = audio_start_first(part)
+    files, events, _ = split(part + again, 4)
+    assert [e[4] for e in events if e[0] == OPEN] == [False, False, False, True, False, False]
+    assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [
+        (OPEN, 1), (OPEN, 2), (CLOSE, 1), (OPEN, 3), (CLOSE, 2), (OPEN, 4), (CLOSE, 3),
+        (OPEN, 5), (CLOSE, 4), (OPEN, 6), (CLOSE, 5), (CLOSE, 6)]
+    assert audio_starts_before_close(events) == [0] * 4
+    # The audio that jumped first waited for the video's jump: the old timeline's segments hold
+    # the first part's audio, the new timeline's the second part's, each PES whole. The old
+    # timeline's audio timed past its last segment's target (held for the next cut) is left out:
+    # that segment closed at the jump.
+    dropped = [e[1:] for e in events if e[0] == DROPPED]
+    assert dropped and set(dropped) == {(1, "from before the timestamp jump")}
+    old = [p for n in (1, 2, 3) for p in packets_by_pid(bytes(files[n]))[0x101]]
+    assert old == packets_by_pid(part)[0x101][: len(old)]
+    assert len([p for p in packets_by_pid(part)[0x101][len(old):] if p[1] & 0x40]) == len(dropped)
+    new = [p for n in (4, 5, 6) for p in packets_by_pid(bytes(files[n]))[0x101]]
+    assert new == packets_by_pid(again)[0x101]
+    video = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x100]]
+    assert video == packets_by_pid(part + again)[0x100]
+
+
+@pytest.mark.parametrize("jump_s, released", [(8, True), (17, False)])
+def test_audio_whose_timestamps_jump_alone_is_left_out_until_its_new_timeline_holds(
+    media: MediaCache, jump_s: int, released: bool
+) -> None:
+    """Audio units after a jump the video never follows are held, then dropped: after 5 s of
+    the audio's own time its new timeline is taken, or at the end of input if that comes first."""
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    first = get_timestamp(packets_by_pid(data)[0x101][0], pes_header_at(packets_by_pid(data)[0x101][0]) + 9)
+    jumped = shift_timestamps(data, 0x101, first + jump_s * 90000, 60 * 90000)
+    files, events, _ = split(jumped, 6)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4
+    dropped = [e[1:] for e in events if e[0] == DROPPED]
+    starts = [p for p in packets_by_pid(jumped)[0x101] if p[1] & 0x40]
+    held = len([p for p in starts if get_timestamp(p, pes_header_at(p) + 9) >= first + jump_s * 90000])
+    audio = [p for f in files.values() for p in packets_by_pid(bytes(f))[0x101]]
+    written = [p for p in audio if p[1] & 0x40]
+    if released:
+        assert [index for index, _ in dropped] == [1] * (len(starts) - len(written))
+        assert written == starts[: len(starts) - held] + starts[-len(written) + len(starts) - held :]
+    else:
+        assert dropped == [(1, "timestamps jumped without the video")] * held
+        assert written == starts[: len(starts) - held]
+    assert abs(len(written) / len(starts) - (20 - 5 if released else jump_s) / 20) < 0.02
+    video = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x100]]
+    assert video == packets_by_pid(jumped)[0x100]
+
+
+def test_a_second_audio_jump_after_the_first_was_taken_is_held_again(media: MediaCache) -> None:
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    first = get_timestamp(packets_by_pid(data)[0x101][0], pes_header_at(packets_by_pid(data)[0x101][0]) + 9)
+    once = shift_timestamps(data, 0x101, first + 6 * 90000, 60 * 90000)
+    twice = shift_timestamps(once, 0x101, first + (60 + 16) * 90000, 60 * 90000)
+    _, events, _ = split(twice, 6)
+    dropped = [e[1] for e in events if e[0] == DROPPED]
+    assert set(dropped) == {1} and len(dropped) > 200
+
+
+def test_pes_packets_without_a_pts_are_written_where_they_come(media: MediaCache) -> None:
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    out = [bytearray(packet) for packet in packets(data)]
+    audio_starts = [p for p in out if packet_pid(p) == 0x101 and p[1] & 0x40]
+    for packet in audio_starts[1::2]:
+        offset = pes_header_at(packet)
+        packet[offset + 7] &= 0x3F  # PTS_DTS_flags '00'; the PTS bytes become stuffing bytes
+        packet[offset + 9 : offset + 14] = b"\xff" * 5
+    without = b"".join(out)
+    files, events, _ = split(without, 6)
+    assert len(files) == 2 and not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(without, files)
+    assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == packets_by_pid(without)[0x101]
+
+
+def test_a_segment_waiting_for_a_stream_that_stopped_closes_two_cuts_later(media: MediaCache) -> None:
+    """The audio stops at 5 s in the middle of a PES and comes back 4.5 s later (too soon to be
+    a jump), its first packet the tail of a PES whose start was lost: left out."""
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    source = packets(data)
+    audio = [i for i, p in enumerate(source) if packet_pid(p) == 0x101]
+    starts = [n for n, i in enumerate(audio) if source[i][1] & 0x40]
+    back = next(n for n in starts if n > starts[int(9.5 * 47)] and not source[audio[n - 1]][1] & 0x40) - 1
+    gone = set(audio[starts[5 * 47] + 1 : back])
+    paused = b"".join(p for i, p in enumerate(source) if i not in gone)
+    files, events, _ = split(paused, 2)
+    # Segment 3 (4 to 6 s) waits for its audio PES to end: at the cut at 8 s it is given up.
+    closes = [e[:2] for e in events if e[0] in (OPEN, CLOSE)]
+    assert closes[:10] == [(OPEN, 1), (OPEN, 2), (CLOSE, 1), (OPEN, 3), (CLOSE, 2), (OPEN, 4), (CLOSE, 3), (OPEN, 5),
+                           (CLOSE, 4), (OPEN, 6)]
+    kept = [source[i] for i in audio if i not in gone and i != audio[back]]
+    assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == kept
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def test_an_input_that_ends_inside_a_packet_reports_the_rest_skipped(media: MediaCache) -> None:
+    data = media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes()
+    files, events, _ = split(data + data[:100], 4)
+    assert [e[1] for e in events if e[0] == SKIPPED] == [100]
+    assert b"".join(files.values()).endswith(data[-TS_PACKET_BYTES:])
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_an_input_joined_mid_gop_starts_at_a_keyframe_and_drops_what_came_before_it(
+    media: MediaCache, interleaved: bool
+) -> None:
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
+    source = packets(data)
+    video_starts = [i for i, p in enumerate(source) if packet_pid(p) == 0x100 and p[1] & 0x40]
+    joined = b"".join(source[video_starts[FPS] :])  # 1 s in: half a GOP before the next keyframe
+    files, events, _ = split(joined, 4)
+    assert [e[1] for e in events if e[0] == DROPPED and e[1] == 0] == [0] * FPS
+    assert {e[2] for e in events if e[0] == DROPPED and e[1] == 1} == {"before the first video keyframe"}
+    first_video = packets_by_pid(bytes(files[1]))[0x100][0]
+    assert first_video[1] & 0x40 and first_video[5] & 0x40, "the first video packet starts the keyframe"
+    assert_each_pes_whole_where_it_started(joined, files)
+
+
+def test_find_program_gives_the_first_pat_and_pmt_packets(media: MediaCache) -> None:
+    data = media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes()
+    sdt, pat, pmt = packets(data)[:3]
+    expected = ProgramMap(pat, pmt, 0x1000, 0x100, ((0x100, STREAM_TYPE_H264), (0x101, 0x0F)), number=1)
+    assert find_program(data) == expected
+    assert find_program(data[TS_PACKET_BYTES:]) == expected
+    video = packets(data)[3:6]
+    assert find_program(b"".join([sdt, pat, *video, pmt])) == expected  # the PMT the last packet
+    with pytest.raises(NotEligible):
+        find_program(b"".join([sdt, pat, *video, pmt])[:-1])  # the PMT packet not all there
+
+
+def test_find_program_skips_what_is_not_the_start_of_a_pat_or_pmt(media: MediaCache) -> None:
+    """A stream joined in the middle of PSI sections: a PAT and a PMT packet that continue a
+    section, a PES start between the PAT and the PMT."""
+    data = media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes()
+    sdt, pat, pmt, video, *rest = packets(data)
+    pat_tail, pmt_tail = (bytes([p[0], p[1] & ~0x40, *p[2:]]) for p in (pat, pmt))
+    head = [pat_tail, sdt, pat, video, pmt_tail, pmt]
+    assert find_program(b"".join(head + rest)) == find_program(data)
+    with pytest.raises(NotEligible):  # the packet grid breaks before a PMT
+        find_program(b"".join([sdt, pat, *rest[:4], b"\x00" * TS_PACKET_BYTES, pmt, *rest[4:]]))
+
+
+def test_keyframe_nal_units_at_the_edges_of_the_payload() -> None:
+    aud, sps, pps = b"\x00\x00\x01\x09\xf0", b"\x00\x00\x01\x67\x64", b"\x00\x00\x01\x68\xee"
+    sei = b"\x00\x00\x01\x06\x05"
+    assert _key_nal(aud + sps + pps + sei, hevc=False)  # the IDR slice is in the next packet
+    assert _key_nal(aud + sps, hevc=False)
+    assert _key_nal(aud + b"\x00\x00\x01\x65", hevc=False)  # an IDR without parameter sets, its header the last byte
+    assert not _key_nal(aud + sei, hevc=False)  # nothing that tells yet
+    assert not _key_nal(aud + sei + b"\x00\x00\x01", hevc=False)  # a start code with no NAL header after it
+    assert not _key_nal(b"\x00\x00\x65\x88", hevc=False)  # no start code at all
+    # A PES that starts with a non-IDR picture is no cut point, whatever follows in it.
+    assert not _key_nal(aud + b"\x00\x00\x01\x41\x9a" + aud + sps + b"\x00\x00\x01\x65", hevc=False)
+    # BLA_W_LP, IDR_W_RADL, CRA, VPS, SPS; TRAIL_R, RASL_R
+    hevc = {16: True, 19: True, 21: True, 32: True, 33: True, 1: False, 9: False}
+    for kind, key in hevc.items():
+        assert _key_nal(b"\x00\x00\x01\x46\x01\x00\x00\x01" + bytes([kind << 1, 0x01]), hevc=True) is key, kind
 
 
 def test_find_sync_needs_several_packets_in_a_row() -> None:

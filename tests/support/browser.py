@@ -104,15 +104,21 @@ def browser() -> Iterator[DevTools]:
                 os.close(fd)
 
 
-def page_status(url: str, want: str, wait_s: float = 45) -> str:
+def page_status(url: str, want: str, wait_s: float = 45, *, playback_rate: float = 1.0) -> str:
     """The text of the player page's ``#status`` once it matches ``want`` (a regular expression),
-    or as it is when ``wait_s`` is over."""
+    or as it is when ``wait_s`` is over. ``playback_rate`` is set on the page's video at once
+    (to play a whole recorded stream to its end in less than its duration)."""
     with browser() as devtools:
         target = devtools.call("Target.createTarget", url=url)["targetId"]
         session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         deadline = time.monotonic() + wait_s
         status = ""
+        rate_set = playback_rate == 1.0
         while time.monotonic() < deadline:
+            if not rate_set:
+                rate_set = devtools.call("Runtime.evaluate", session, returnByValue=True, expression=(
+                    "(v => v ? (v.defaultPlaybackRate = v.playbackRate = %r, true) : false)"
+                    "(document.getElementById('video'))" % playback_rate)).get("result", {}).get("value") is True
             result = devtools.call("Runtime.evaluate", session,
                                    expression="document.getElementById('status')?.textContent ?? ''",
                                    returnByValue=True)

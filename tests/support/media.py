@@ -182,6 +182,38 @@ def _tone_frame(first_sample: int, count: int, sample_rate: int) -> av.AudioFram
     frame.sample_rate = sample_rate
     return frame
 
+def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_frames: int = 50,
+                    keyframes_at: tuple[float, ...] = (), video_gap: tuple[float, float] | None = None,
+                    audio_gap: tuple[float, float] | None = None) -> Path:
+    """H.264 + AAC in MPEG-TS from the ffmpeg command line, as a live encoder with an odd timing
+    makes it (ffmpeg's own muxer, with its usual interleave of up to 0.7 s).
+
+    ``keyframes_at`` (seconds) replaces the regular GOP of ``gop_frames`` by keyframes at exactly
+    those times (a lost or late keyframe, one long GOP). ``video_gap`` / ``audio_gap`` (start,
+    end in seconds) leave that track out for that time while the other goes on, timestamps kept:
+    a still source sending no frames, a pause in the audio.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    video_filters = [f"select='not(between(t,{video_gap[0]},{video_gap[1]}))'"] if video_gap else []
+    audio_filters = [f"aselect='not(between(t,{audio_gap[0]},{audio_gap[1]}))'"] if audio_gap else []
+    keys = (["-g", "100000", "-keyint_min", "100000", "-force_key_frames", ",".join(f"{t:g}" for t in keyframes_at)]
+            if keyframes_at else ["-g", str(gop_frames), "-keyint_min", str(gop_frames)])
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={fps}:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
+         *(["-vf", ",".join(video_filters)] if video_filters else []),
+         *(["-af", ",".join(audio_filters)] if audio_filters else []),
+         "-fps_mode", "passthrough",
+         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-bf", "0", "-sc_threshold", "0", *keys,
+         "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp)],
+        check=True, timeout=120,
+    )
+    os.replace(tmp, path)
+    return path
+
+
 
 # -- probing -------------------------------------------------------------------
 
@@ -312,6 +344,12 @@ class MediaCache:
         if not path.exists():
             make_ts(path, **params)  # type: ignore[arg-type]
         return path
+
+    def encoder_ts(self, **params: object) -> Path:
+        """make_encoder_ts(**params), cached."""
+        digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
+        path = self.directory / f"encoder-{digest}.ts"
+        return path if path.exists() else make_encoder_ts(path, **params)  # type: ignore[arg-type]
 
     def mpeg2_ts(self, *, seconds: float, pts_offset_seconds: float = 0.0) -> Path:
         """make_mpeg2_ts, cached."""

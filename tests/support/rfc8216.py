@@ -6,7 +6,9 @@ that returns the problems it found (an empty list: conformant), one line each, n
 - ``media_playlist_problems(text, playlist_type)``: one version of a media playlist (sections 4.1,
   4.3, 6.2.2's ban on EXT-X-PLAYLIST-TYPE in a live playlist, 7's version rules);
 - ``History``: the versions of one media playlist in the order a client saw them (6.2.1's list of
-  the only changes a server may make, 6.2.2's sliding-window rules, EVENT and VOD);
+  the only changes a server may make: EXT-X-TARGETDURATION never changes, an EVENT playlist is
+  only appended to, nothing changes after EXT-X-ENDLIST; 6.2.2's sliding-window rules, among them
+  at least three target durations listed after any removal; VOD);
 - ``rendition_problems``: the media playlists of one program side by side (6.2.4);
 - ``master_playlist_problems``: a master playlist (4.3.4).
 
@@ -261,6 +263,7 @@ class History:
     problems: list[str] = field(default_factory=list)
     versions: int = 0
     last: MediaPlaylist | None = None
+    last_lines: list[str] | None = None  # the last version's lines, as written
     uri_of: dict[int, str] = field(default_factory=dict)  # media sequence number -> URI
     number_of: dict[str, int] = field(default_factory=dict)  # URI -> media sequence number
     longest_listing: dict[str, Decimal] = field(default_factory=dict)  # URI -> longest playlist listing it
@@ -271,10 +274,12 @@ class History:
         self.versions += 1
         found: list[str] = []
         playlist = read_media_playlist(text, found)
+        lines = _lines(text, [])
         found += _type_problems(playlist, self.playlist_type)
         removed: list[Removed] = []
-        if self.last is not None:
+        if self.last is not None and self.last_lines is not None:
             found += self._compare(self.last, playlist)
+            found += self._appended_only(self.last, self.last_lines, lines)
             kept = {segment.uri for segment in playlist.segments}
             removed = [Removed(s.uri, s.duration + self.longest_listing[s.uri])
                        for s in self.last.segments if s.uri not in kept]
@@ -283,8 +288,20 @@ class History:
             longest = self.longest_listing.get(segment.uri, Decimal(0))
             self.longest_listing[segment.uri] = max(longest, playlist.duration)
         self.problems += [f"version {self.versions}: {problem}" for problem in found]
-        self.last = playlist
+        self.last, self.last_lines = playlist, lines
         return removed
+
+    def _appended_only(self, old: MediaPlaylist, old_lines: list[str], new_lines: list[str]) -> list[str]:
+        """6.2.1, line for line: after EXT-X-ENDLIST nothing changes; an EVENT playlist is only
+        appended to (every version starts with the whole previous one, whose last line is not an
+        ENDLIST, as it would have frozen it)."""
+        if old.endlist:
+            if new_lines != old_lines:
+                return [f"the playlist changed after EXT-X-ENDLIST{_first_change(old_lines, new_lines)} (6.2.1)"]
+            return []
+        if self.playlist_type == "event" and new_lines[: len(old_lines)] != old_lines:
+            return [f"an EVENT playlist changed other than by appending{_first_change(old_lines, new_lines)} (6.2.1)"]
+        return []
 
     def _numbering(self, playlist: MediaPlaylist) -> list[str]:
         """A media sequence number names one URI and a URI one number, for ever (6.2.1, 6.2.2)."""
@@ -315,6 +332,11 @@ class History:
         if new.media_sequence < old.media_sequence:
             problems.append(f"EXT-X-MEDIA-SEQUENCE went back from {old.media_sequence} to {new.media_sequence} (6.2.2)")
             return problems
+        if new.has_discontinuity_sequence != old.has_discontinuity_sequence and \
+                new.discontinuity_sequence == old.discontinuity_sequence:
+            problems.append(f"EXT-X-DISCONTINUITY-SEQUENCE:{new.discontinuity_sequence} was"
+                            f" {'added' if new.has_discontinuity_sequence else 'taken away'}: a header line may"
+                            " only change by incrementing it (6.2.1)")
         if new.discontinuity_sequence < old.discontinuity_sequence:
             problems.append(f"EXT-X-DISCONTINUITY-SEQUENCE went back from {old.discontinuity_sequence}"
                             f" to {new.discontinuity_sequence} (6.2.2)")
@@ -347,6 +369,17 @@ class History:
         if self.playlist_type == "vod" and (new.segments != old.segments or new.endlist != old.endlist):
             problems.append("a VOD playlist changed (6.2.1)")
         return problems
+
+
+def _first_change(old_lines: list[str], new_lines: list[str]) -> str:
+    """Where ``new_lines`` first departs from ``old_lines``: ": line N was X, now Y"."""
+    for number, (was, now) in enumerate(zip(old_lines, new_lines), start=1):
+        if was != now:
+            return f": line {number} was {was!r}, now {now!r}"
+    number = min(len(old_lines), len(new_lines)) + 1
+    if len(new_lines) < len(old_lines):
+        return f": line {number} {old_lines[number - 1]!r} and after removed"
+    return f": line {number} {new_lines[number - 1]!r} added"
 
 
 def history_problems(texts: Iterable[str], playlist_type: str = "live") -> list[str]:

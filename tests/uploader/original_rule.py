@@ -15,5 +15,7 @@ def ruby_index(segment_duration: int, output_prefix: str, http_prefix: str, firs
 
 
 def comparable(text: str) -> list[str]:
-    """Our playlist reduced to the original's tags: no VERSION, EXTINF without its comma."""
-    return [line.rstrip(",") for line in text.splitlines() if not line.startswith("#EXT-X-VERSION")]
+    """Our playlist reduced to the original's tags: no VERSION, no DISCONTINUITY-SEQUENCE, EXTINF
+    without its comma."""
+    return [line.rstrip(",") for line in text.splitlines()
+            if not line.startswith(("#EXT-X-VERSION", "#EXT-X-DISCONTINUITY-SEQUENCE"))]

@@ -53,7 +53,8 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "file_text", "message"),
     [
-        ({"window": 0}, "", "--window 0 is outside"),
+        ({"window": 0}, "", "--window 0 is below 3"),
+        ({"window": 1001}, "", "--window 1001 is outside 3..1000"),
         ({"listen": "127.0.0.1:99999"}, "", "outside 0..65535"),
         ({"playlist_type": "loop"}, "", "--playlist-type 'loop' is not one of live, event, vod"),
         ({"store": "ftp://x"}, "", "neither 's3' nor 'file:///ABSOLUTE/PATH'"),
@@ -88,9 +89,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = run_cli("--spool-dir", str(tmp_path), "--window", "0")
+    result = run_cli("--spool-dir", str(tmp_path), "--window", "1001")
     assert result.returncode == 2
-    assert result.stderr == "hls-uploadd: configuration error: --window 0 is outside 1..1000\n"
+    assert result.stderr == "hls-uploadd: configuration error: --window 1001 is outside 3..1000\n"
+
+
+@pytest.mark.parametrize("window", ["0", "1", "2"])
+def test_a_window_under_three_segments_is_refused_naming_the_rfc_rule(tmp_path: Path, window: str) -> None:
+    # Segments last at most the target duration, so fewer than 3 never hold 3 target durations.
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), "--window", window)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"hls-uploadd: configuration error: --window {window} is below 3: a live playlist must hold at least 3"
+        " target durations of media after removing a segment (RFC 8216 6.2.2), which fewer than 3 segments"
+        " never do\n"
+    )
+    assert not (tmp_path / "spool").exists()
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), env={"HLS_UPLOADD_WINDOW": window})
+    assert result.returncode == 2 and f"--window {window} is below 3" in result.stderr
 
 
 def test_payload_budget_below_the_largest_payload_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_event_and_vod_playlists_keep_every_segment_whatever_the_window(
 ) -> None:
     # --window bounds a live playlist only: an EVENT playlist never removes a segment, and a VOD
     # one is published once, complete (RFC 8216 4.3.3.5, 6.2.1).
-    daemon = start_uploader("--allow-dir", str(segments_dir), "--playlist-type", kind, "--window", "2")
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--playlist-type", kind, "--window", "3")
     playlist_url = seaweed.object_url(bucket, "live/one/index.m3u8")
     history = History(kind)
     count = 6

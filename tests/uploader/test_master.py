@@ -32,7 +32,7 @@ def test_measured_peak_and_average() -> None:
 
 
 def test_master_text_sorted_with_every_attribute() -> None:
-    high = variant("high.m3u8", published([(500_000, 2.0)], HIGH))
+    high = variant("high.m3u8", published([(500_000, 2.0)] * 2, HIGH))  # two: evidence of independence
     low = variant("low.m3u8", published([(30_000, 2.0), (34_000, 2.0)], LOW))
     assert high is not None and low is not None
     text = master_playlist((high, low))
@@ -70,6 +70,34 @@ def test_when_the_master_goes_out_again() -> None:
     assert needs_upload((a, b), sorted_variants([a, b, c]))
 
 
+def test_a_rendition_with_no_measured_segment_is_left_out_however_low_its_rate() -> None:
+    unmeasured = with_segment(StreamState(), uri="s-1.ts", duration_s=2.0, promised_s=2, discontinuity=False,
+                              end=False, keep=5, independent=True, info=LOW).state
+    assert unmeasured.published_any and variant("a.m3u8", unmeasured) is None  # no size: no BANDWIDTH to give
+    trickle = variant("b.m3u8", published([(1, 8.0)], LOW))  # 8 bits over 8 s
+    assert trickle is not None and trickle.bandwidth == 1
+
+
+def test_the_master_goes_out_again_when_a_rendition_ends() -> None:
+    low, high = published([(30_000, 2.0)], LOW), published([(500_000, 2.0)], HIGH)
+    before = sorted_variants([v for v in (variant("low.m3u8", low), variant("high.m3u8", high)) if v])
+    ended = with_segment(high, uri="s-2.ts", duration_s=2.0, promised_s=2, discontinuity=False, end=True,
+                         keep=5, size_bytes=500_000, independent=True, info=HIGH).state
+    after = sorted_variants([v for v in (variant("low.m3u8", low), variant("high.m3u8", ended)) if v])
+    assert len(before) == len(after) == 2
+    assert needs_upload(before, after)
+
+
+def test_an_average_bandwidth_appearing_or_moving_by_exactly_the_tolerance() -> None:
+    a = Variant("a.m3u8", 100_000, None, "avc1.42c00d", "320x240", 25.0, True, False)
+    b = dataclasses.replace(a, uri="b.m3u8", bandwidth=300_000)
+    assert not needs_upload((a, b), (a, b))
+    measured = dataclasses.replace(a, average_bandwidth=90_000)
+    assert needs_upload((a, b), (measured, b))  # an average now known
+    assert needs_upload((measured, b), (a, b))  # and gone again
+    assert not needs_upload((a, b), (dataclasses.replace(a, bandwidth=110_000), b))  # 10% is still noise
+
+
 def test_alignment_names_the_drifting_rendition() -> None:
     tracker = AlignmentTracker(memory=4)
     assert tracker.observe("low.m3u8", 7, 14.0, 25.0) == []  # the first heard of: the reference
@@ -84,3 +112,29 @@ def test_alignment_names_the_drifting_rendition() -> None:
     for number in range(10, 15):
         tracker.observe("low.m3u8", number, float(number), 25.0)
     assert tracker.observe("high.m3u8", 7, 99.0, 25.0) == []  # forgotten: bounded memory
+
+
+def test_one_frame_of_drift_is_allowed_at_the_renditions_own_frame_rate() -> None:
+    tracker = AlignmentTracker()
+    assert tracker.observe("low.m3u8", 1, 10.0, 50.0) == []
+    [warning] = tracker.observe("high.m3u8", 1, 10.03, 50.0)  # more than one frame (0.02 s) at 50 fps
+    assert warning.startswith("rendition high.m3u8 drifts: its segment 1")
+    assert tracker.observe("low.m3u8", 2, 12.0, 50.0) == []
+    assert tracker.observe("high.m3u8", 2, 12.08, 10.0) == []  # one frame at 10 fps, the longer of the two
+    assert tracker.observe("low.m3u8", 3, 14.0, None) == []
+    assert tracker.observe("high.m3u8", 3, 14.03, None) == []  # no frame rate reported: one frame at 25 fps
+
+
+def test_a_drifting_rendition_is_named_once_not_again_for_each_rendition_after_it() -> None:
+    tracker = AlignmentTracker()
+    assert tracker.observe("low.m3u8", 7, 14.0, 25.0) == []
+    assert len(tracker.observe("high.m3u8", 7, 14.5, 25.0)) == 1
+    assert tracker.observe("mid.m3u8", 7, 14.0, 25.0) == []
+
+
+def test_the_last_memory_segment_numbers_are_all_still_compared() -> None:
+    tracker = AlignmentTracker(memory=4)
+    for number in range(1, 5):
+        tracker.observe("low.m3u8", number, 2.0 * number, 25.0)
+    [warning] = tracker.observe("high.m3u8", 1, 2.5, 25.0)  # the oldest of the four it remembers
+    assert warning.startswith("rendition high.m3u8 drifts: its segment 1")

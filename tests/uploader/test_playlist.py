@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.support.rfc8216 import media_playlist_problems
+from tests.support.rfc8216 import History, media_playlist_problems
 from uploader.playlist import PlaylistOptions, PlaylistType, format_duration, media_playlist, should_publish
-from uploader.stream import StreamState, rounded_seconds, segment_bps, stream_label, with_end, with_failure, with_segment
+from uploader.stream import (
+    PublishedSegment,
+    StreamEnded,
+    StreamState,
+    first_kept,
+    rounded_seconds,
+    segment_bps,
+    stream_label,
+    with_end,
+    with_failure,
+    with_segment,
+)
 
 from .original_rule import comparable, ruby_index
 
@@ -43,6 +56,7 @@ def test_exact_text_of_a_live_window() -> None:
     state = publish(range(1, 8), duration=2.002, promised=2, end_at=7)
     assert media_playlist(state, LIVE) == (
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n"
+        "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
         + "".join(f"#EXTINF:2.002,\n{PREFIX}sample_128k-{n:05d}.ts\n" for n in range(3, 8))
         + "#EXT-X-ENDLIST\n"
     )
@@ -85,13 +99,21 @@ def test_target_duration_is_fixed_by_the_first_segment_and_covers_rounding() -> 
     assert "#EXT-X-TARGETDURATION:11" in media_playlist(state, LIVE)
 
 
-def test_a_longer_segment_raises_the_target_with_a_warning() -> None:
+def test_a_longer_segment_keeps_the_target_and_is_listed_with_an_error() -> None:
+    # RFC 8216 6.2.1: EXT-X-TARGETDURATION never changes; the segment that breaks the segmenter's
+    # promise is listed with its real duration (media is never dropped) and reported.
     state = publish([1, 2], duration=4.0, promised=4)
     transition = with_segment(state, uri="x-00003.ts", duration_s=6.4, promised_s=4, discontinuity=False,
                               end=False, keep=5)
-    assert transition.state.target_duration_s == 6
-    assert len(transition.warnings) == 1 and "6.4" in transition.warnings[0]
-    assert "#EXTINF:6.4," in media_playlist(transition.state, LIVE)
+    assert transition.state.target_duration_s == 4
+    assert transition.over_target == (
+        "EXTINF 6.4 s rounds to 6 s, over EXT-X-TARGETDURATION 4 s (RFC 8216 4.3.3.1); listed anyway, but"
+        " players may stall: the segmenter must cut segments of at most 4 s")
+    text = media_playlist(transition.state, LIVE)
+    assert "#EXT-X-TARGETDURATION:4\n" in text and "#EXTINF:6.4,\nx-00003.ts" in text
+    later = with_segment(transition.state, uri="x-00004.ts", duration_s=4.0, promised_s=6, discontinuity=False,
+                         end=False, keep=5)
+    assert later.over_target is None and later.state.target_duration_s == 4  # a new promise changes nothing
 
 
 @pytest.mark.parametrize(("seconds", "rounded"), [(2.5, 3), (3.5, 4), (2.49, 2), (0.1, 0), (10.0, 10)])
@@ -127,14 +149,17 @@ def test_discontinuity_sequence_counts_tags_that_slid_out() -> None:
 def test_no_discontinuity_before_the_very_first_segment() -> None:
     state = with_failure(StreamState(), promised_s=10, end=False)
     state = publish([2], state=state)
-    assert "DISCONTINUITY" not in media_playlist(state, LIVE)
+    assert "#EXT-X-DISCONTINUITY\n" not in media_playlist(state, LIVE)
 
 
-def test_new_segments_after_an_end_reopen_the_stream_with_a_discontinuity() -> None:
+def test_no_segment_is_added_after_the_end() -> None:
+    # RFC 8216 6.2.1: after EXT-X-ENDLIST a playlist never changes (the daemon refuses such
+    # messages when they arrive; this is the pure core's own guard).
     state = publish([1, 2], end_at=2)
-    state = publish([1], state=state)
-    text = media_playlist(state, LIVE)
-    assert "#EXT-X-ENDLIST" not in text and "#EXT-X-DISCONTINUITY" in text
+    with pytest.raises(StreamEnded, match="final"):
+        publish([1], state=state)
+    with pytest.raises(StreamEnded):
+        publish([3], state=with_end(publish([1, 2]), promised_s=10))
 
 
 def test_end_without_a_segment() -> None:
@@ -163,7 +188,8 @@ def test_a_stream_whose_only_segment_failed_at_the_end_still_gets_a_complete_pla
     # The publisher PUTs this playlist so that players see the ENDLIST (RFC 8216 4.3.3.4).
     state = with_failure(StreamState(), promised_s=6, end=True)
     text = media_playlist(state, LIVE)
-    assert text == "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-ENDLIST\n"
+    assert text == ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:1\n"
+                    "#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-ENDLIST\n")
     assert media_playlist_problems(text) == []
     assert with_end(StreamState(), promised_s=4).target_duration_s == 4
 
@@ -177,11 +203,14 @@ def test_a_failure_or_an_end_never_changes_a_target_duration_already_published()
     assert with_failure(ended, promised_s=10, end=False).ended  # a failure does not reopen the stream
 
 
-def test_a_segment_exactly_as_long_as_the_target_is_no_warning() -> None:
+def test_a_segment_that_rounds_to_the_target_is_within_it() -> None:
     state = publish([1], duration=4.0, promised=4)
-    transition = with_segment(state, uri="x-00002.ts", duration_s=4.4, promised_s=4, discontinuity=False,
+    transition = with_segment(state, uri="x-00002.ts", duration_s=4.4999, promised_s=4, discontinuity=False,
                               end=False, keep=5)
-    assert transition.warnings == () and transition.state.target_duration_s == 4
+    assert transition.over_target is None and transition.state.target_duration_s == 4
+    transition = with_segment(state, uri="x-00002.ts", duration_s=4.5, promised_s=4, discontinuity=False,
+                              end=False, keep=5)
+    assert transition.over_target is not None and "rounds to 5 s" in transition.over_target
 
 
 def test_a_daemon_restarted_with_a_smaller_window_lists_only_the_new_window() -> None:
@@ -221,3 +250,60 @@ def test_a_segment_that_does_not_say_it_is_independent_clears_the_flag() -> None
 def test_streams_are_named_in_logs_by_bucket_prefix_and_index() -> None:
     assert stream_label(("b", "live/cam", "index.m3u8")) == "b/live/cam/index.m3u8"
     assert stream_label(("b", "", "index.m3u8")) == "b/index.m3u8"
+
+
+def test_short_segments_keep_three_target_durations_listed() -> None:
+    # SEGMENT_DURATION 0.5: the target is 1 and five segments last 2.5 s, under the 3 s that
+    # RFC 8216 6.2.2 requires after a removal: the window grows to six.
+    history = History()
+    state = StreamState()
+    for number in range(1, 21):
+        state = publish([number], duration=0.5, promised=1, state=state)
+        history.add(media_playlist(state, LIVE))
+        assert len(state.segments) == min(number, 6)
+        assert media_playlist(state, LIVE).count("#EXTINF") == len(state.segments)  # state and playlist agree
+    assert history.problems == []
+    assert history.last is not None and history.last.duration == 3 and history.last.media_sequence == 15
+
+
+def test_the_window_grows_only_as_far_as_three_target_durations_need() -> None:
+    segment = PublishedSegment
+    six = [segment(n, f"s{n}", d, False) for n, d in enumerate([2, 2, 2, 0.5, 0.5, 2], start=1)]
+    assert first_kept(six, 3, 2) == 1  # the last 3 last 3 s, 4 last 5 s, 5 last 7 s >= 3 x 2
+    assert first_kept(six, 3, 1) == 3  # the last 3 last 3 s = 3 x 1: the window is enough
+    assert first_kept(six, 1, 1) == 3  # 2 s, 2.5 s, then 3 s
+    assert first_kept(six, 5, 1) == 1  # the count decides
+    assert first_kept(six, 1, 3) == 0  # 9 s in all, just 3 x 3: nothing can go
+    assert first_kept(six[:4], 1, 3) == 0  # 6.5 s in all, under 9 s: nothing can go
+    assert first_kept(six[:1], 5, 2) == 0 and first_kept((), 5, 2) == 0
+    # The sum is of the durations as written: 0.9999996 is written "1".
+    assert first_kept([segment(n, f"s{n}", 0.9999996, False) for n in range(4)], 1, 1) == 1
+
+
+@settings(max_examples=60)
+@given(durations=st.lists(st.floats(min_value=0.04, max_value=2.49), min_size=1, max_size=40),
+       window=st.integers(min_value=3, max_value=8))
+def test_every_live_history_keeps_three_target_durations(durations: list[float], window: int) -> None:
+    options = PlaylistOptions(window=window)
+    history = History()
+    state = StreamState()
+    for number, duration in enumerate(durations, start=1):
+        state = with_segment(state, uri=f"s-{number}.ts", duration_s=duration, promised_s=2,
+                             discontinuity=number % 7 == 0, end=False, keep=window).state
+        history.add(media_playlist(state, options))
+        assert state.segments == state.segments[first_kept(state.segments, window, 2):]  # kept == listed
+    assert history.problems == []
+
+
+def test_an_event_playlist_with_a_discontinuity_is_only_appended_to() -> None:
+    # RFC 8216 6.2.1: EXT-X-DISCONTINUITY-SEQUENCE would be a header line added mid-stream.
+    event = PlaylistOptions(window=5, playlist_type=PlaylistType.EVENT)
+    history = History("event")
+    state = StreamState()
+    for number in range(1, 9):
+        state = with_segment(state, uri=f"e-{number}.ts", duration_s=2.0, promised_s=2, discontinuity=number == 4,
+                             end=number == 8, keep=None).state
+        history.add(media_playlist(state, event))
+    assert history.problems == []
+    text = media_playlist(state, event)
+    assert "DISCONTINUITY-SEQUENCE" not in text and text.count("#EXT-X-DISCONTINUITY\n") == 1

@@ -146,3 +146,29 @@ def test_a_run_restarted_from_one_opens_an_epoch_and_its_resend_is_a_duplicate(s
     assert spool.enqueue(ext(1, discontinuity=True)) is Queued.DUPLICATE  # its OK was lost: sent again
     assert spool.enqueue(ext(2)) is Queued.NEW
     assert drain(spool) == [(1, False, False), (2, False, False), (3, False, False), (1, True, False), (2, False, False)]
+
+
+def test_an_ended_stream_takes_no_new_segment_but_re_sends_stay_duplicates(tmp_path: Path) -> None:
+    # RFC 8216 6.2.1: after EXT-X-ENDLIST a playlist never changes. The end is known from the
+    # spool alone, so a daemon restarted in between refuses the same.
+    spool = Spool.open(tmp_path)
+    for number in (1, 2, 3):
+        assert spool.enqueue(ext(number, discontinuity=number == 1, end=number == 3)) is Queued.NEW
+    spool.close()
+    spool = Spool.open(tmp_path)
+    assert spool.enqueue(ext(4)) is Queued.ENDED  # the same run, going on
+    assert spool.enqueue(ext(4, discontinuity=True)) is Queued.ENDED  # hls-segment restarted in its OUTPUT_DIR
+    assert spool.enqueue(ext(1, discontinuity=True)) is Queued.ENDED  # ... or in a new one
+    assert spool.enqueue(v1(1)) is Queued.ENDED  # an original segmenter started again
+    assert spool.enqueue(ext(2)) is Queued.DUPLICATE  # re-sent after a lost OK
+    assert spool.enqueue(ext(3, end=True)) is Queued.DUPLICATE
+    assert spool.enqueue(ext(3, discontinuity=True)) is Queued.DUPLICATE
+    assert drain(spool) == [(1, False, False), (2, False, False), (3, False, False)]
+    spool.close()
+
+
+def test_an_end_re_sent_for_a_queued_segment_ends_the_stream_too(spool: Spool) -> None:
+    spool.enqueue(ext(1))
+    spool.enqueue(ext(2))
+    assert spool.enqueue(ext(1, end=True)) is Queued.NEW  # an end-only item
+    assert spool.enqueue(ext(3)) is Queued.ENDED

@@ -1,0 +1,196 @@
+"""Messy real input, end to end: keyframes off the grid, missing or far apart, and one track
+pausing while the other goes on. ffmpeg makes each input as a live encoder would; hls-segment
+(both paths) cuts it, hls-uploadd publishes it to SeaweedFS, every playlist version is read as a
+player reads it and checked (tests/support/rfc8216.py), every packet of the input must be in a
+segment, and ffmpeg's HLS demuxer, and for the pauses Chromium (native HLS and hls.js), play the
+published stream to its end.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from tests.support.browser import chromium, page_status
+from tests.support.daemon import UploaderDaemon
+from tests.support.media import MediaCache, probe
+from tests.support.pipeline import PlaylistPoller
+from tests.support.seaweed import SeaweedServer
+from tests.support.segmenter_media import HLS_SEGMENT, INDEX, KEY_PREFIX, PREFIX, segment_files
+from tests.support.viewer import read_playlist
+
+pytestmark = pytest.mark.usefixtures("segmenter_path")
+
+SECONDS = 20
+
+
+@dataclass
+class Published:
+    playlist: m3u8.M3U8  # the final version, with ENDLIST
+    text: str
+    stderr: str  # hls-segment's log
+    out_dir: Path
+    playlist_url: str
+    page_url: str
+
+
+def publish(source: Path, segment_seconds: str, tmp_path: Path, seaweed: SeaweedServer, bucket: str,
+            *daemon_args: str) -> Published:
+    """``source`` through hls-segment and a real hls-uploadd into ``bucket``, read while live.
+    The playlist is an EVENT playlist, so that its last version lists the whole stream."""
+    base = seaweed.object_url(bucket, KEY_PREFIX)
+    out = tmp_path / "out"
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(tmp_path), "--player-page", "--playlist-type", "event", *daemon_args]).start()
+    poller = PlaylistPoller(f"{base}/{INDEX}", f"{base}/", playlist_type="event", stop_at_endlist=True)
+    poller.start()
+    try:
+        with open(source, "rb") as stdin:
+            run = subprocess.run(
+                [*HLS_SEGMENT, "-", segment_seconds, str(out), PREFIX, INDEX, "", bucket, KEY_PREFIX,
+                 "--uploader", f"127.0.0.1:{daemon.port}"],
+                stdin=stdin, capture_output=True, text=True, timeout=180,
+            )
+        assert run.returncode == 0, run.stderr
+        poller.join(60)
+        assert not poller.is_alive(), "no playlist with ENDLIST"
+    finally:
+        poller.stop()
+        daemon.kill()
+    assert poller.problems == [], poller.problems
+    assert poller.conformance == [], poller.conformance
+    text = poller.texts[-1]
+    return Published(read_playlist(f"{base}/{INDEX}", text), text, run.stderr, out, f"{base}/{INDEX}",
+                     f"{base}/index.html")
+
+
+def assert_within_target(published: Published, segment_seconds: str) -> None:
+    """EXT-X-TARGETDURATION is ceil(SEGMENT_DURATION) and no EXTINF, rounded as RFC 8216 4.3.3.1
+    says (halves up), exceeds it."""
+    target = math.ceil(float(segment_seconds))
+    assert published.playlist.target_duration == target
+    durations = [segment.duration for segment in published.playlist.segments]
+    assert all(math.floor(d + 0.5) <= target for d in durations), durations
+
+
+AAC_FRAME_TICKS = 1024 * 90000 // 48000
+
+
+def assert_every_packet_kept(source: Path, published: Published) -> None:
+    """Every packet of the input is in a segment, but for audio frames that end by the first video
+    keyframe (segment 1 starts there; the fast path keeps those starting at most 0.5 s before it)."""
+    files = segment_files(published.out_dir)
+    assert len(files) == len(published.playlist.segments)
+    source_info = probe(source)
+    first_key = source_info.video.keyframe_pts[0]  # type: ignore[union-attr]
+    for kind in ("video", "audio"):
+        want = sorted(getattr(source_info, kind).pts)
+        got = sorted(pts for path in files if (stream := getattr(probe(path), kind)) for pts in stream.pts)
+        required = [pts for pts in want if kind == "video" or pts + AAC_FRAME_TICKS > first_key]
+        assert set(got) <= set(want) and len(got) == len(set(got)), f"{kind}: packets not in the input, or twice"
+        assert set(required) <= set(got), f"{kind}: {len(got)} packets in the segments, {len(required)} required"
+
+
+def ffmpeg_plays(url: str) -> str:
+    """What ffmpeg's HLS demuxer and the decoders say, reading ``url`` to its end (empty: fine)."""
+    result = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def played_to_the_end(page_url: str) -> dict[str, str]:
+    """Chromium plays the page natively and with hls.js, four times real time: engine -> the
+    page's last status ("Ended (ENGINE) at T s", or the error that stopped it)."""
+    return {engine: page_status(page_url + query, r"Ended .*|Error .*", wait_s=60, playback_rate=4)
+            for engine, query in (("native HLS", ""), ("hls.js", "?hls.js"))}
+
+
+@pytest.mark.parametrize("case, params, segment_seconds", [
+    # One GOP of 5 s in a 2-s GOP stream.
+    ("long GOP", dict(keyframes_at=(0, 2, 4, 9, 11, 13, 15, 17, 19)), "2"),
+    # Keyframes every 49 frames at 25 fps: 40 ms earlier each GOP, drifting across the grid.
+    ("GOP off the grid", dict(gop_frames=49), "2"),
+    # The keyframe at 8 s lost.
+    ("missing keyframe", dict(keyframes_at=(0, 2, 4, 6, 10, 12, 14, 16, 18)), "2"),
+    # A GOP that does not divide SEGMENT_DURATION: 2-s GOPs cut at 3 s.
+    ("GOP not dividing", dict(gop_frames=50), "3"),
+    # Half-second segments: target 1.
+    ("short segments", dict(gop_frames=12, fps=24), "0.5"),
+])
+def test_keyframe_patterns_never_break_the_target_duration(
+    case: str, params: dict, segment_seconds: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer,
+    bucket: str,
+) -> None:
+    source = media.encoder_ts(seconds=SECONDS, **params)
+    published = publish(source, segment_seconds, tmp_path, seaweed, bucket)
+    assert_within_target(published, segment_seconds)
+    assert not any(segment.discontinuity for segment in published.playlist.segments)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).video.duration_s, abs=0.05)  # type: ignore[union-attr]
+    assert_every_packet_kept(source, published)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    forced = re.findall(r"segment \d+ starts without a keyframe", published.stderr)
+    if case == "GOP off the grid":
+        assert not forced  # a keyframe 40 ms early is cut on, not waited past
+    if case in ("long GOP", "missing keyframe"):
+        assert forced, published.stderr  # and said once, with the fix
+
+
+@pytest.mark.parametrize("gap", ["video", "audio"])
+def test_a_track_pausing_while_the_other_goes_on_is_no_discontinuity(
+    gap: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    source = media.encoder_ts(seconds=SECONDS, **{f"{gap}_gap": (5, 11)})
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert "#EXT-X-DISCONTINUITY\n" not in published.text
+    assert "new timeline" not in published.stderr, published.stderr
+    drops = [line for line in published.stderr.splitlines() if "dropping" in line]
+    assert all("before the first video keyframe" in line for line in drops), drops
+    assert_every_packet_kept(source, published)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).duration_s, abs=0.1)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    if chromium() is None:
+        pytest.skip("no Chromium to play the stream in")
+    statuses = played_to_the_end(published.page_url)
+    for engine, status in statuses.items():
+        if engine == "native HLS" and gap == "audio" and not status.startswith("Ended"):
+            continue  # below
+        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
+        assert ended, status
+        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+    if gap == "audio" and not statuses["native HLS"].startswith("Ended"):
+        # Chromium's native HLS stops at a gap in the audio track (DEMUXER_ERROR_COULD_NOT_PARSE, or
+        # a stall), the same on the input file itself; hls.js fills it with silence. Filling audio
+        # gaps with silent frames in the segments is not done yet.
+        pytest.xfail(f"native HLS over an audio gap: {statuses['native HLS']}")
+
+
+def test_joining_mid_gop_starts_segment_one_at_the_first_video_keyframe(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    whole = media.encoder_ts(seconds=12)
+    data = whole.read_bytes()
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(data[len(data) // 12 // 188 * 188:])  # about 1 s in: mid-GOP, audio first
+    published = publish(joined, "2", tmp_path, seaweed, bucket)
+    first = probe(segment_files(published.out_dir)[0])
+    assert first.video is not None and first.audio is not None
+    keyframe = first.video.keyframe_pts[0]
+    assert min(first.video.pts) == keyframe
+    # PyAV hands over each AAC frame with its duration: those ending after the keyframe are kept.
+    # The fast path sees PES packets without one: those starting at most 0.5 s before it.
+    slack = 1024 * 90000 // 48000 if segmenter_path == "pyav" else 45000
+    assert keyframe - slack <= min(first.audio.pts) < keyframe
+    assert ffmpeg_plays(published.playlist_url) == ""
+    if chromium() is None:
+        pytest.skip("no Chromium to play the stream in")
+    for status in played_to_the_end(published.page_url).values():
+        assert re.fullmatch(r"Ended \((native HLS|hls\.js)\) at [0-9.]+ s", status), status

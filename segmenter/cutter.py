@@ -380,7 +380,8 @@ class Cutter:
             if not (jumped or self._joins(track, dts)):
                 self.dropped_reason = "from before the timestamp jump"
                 return Action.DROP
-            track.epoch = self._epoch
+            if dts is not None:  # a packet without timestamps cannot tell which timeline it is on
+                track.epoch = self._epoch
         elif jumped and self._open:
             track.jump_holds, track.held_from = 1, dts
             return self._hold(track, when, at_jump=True)

@@ -9,6 +9,8 @@ from fractions import Fraction
 import pytest
 
 from segmenter.cutter import (
+    CUT_TOLERANCE_S,
+    DISCONTINUITY_GAP_S,
     MAX_HELD_PACKETS,
     TS_WRAP_TICKS,
     Action,
@@ -21,6 +23,8 @@ from segmenter.cutter import (
 TB = Fraction(1, 90000)
 VIDEO = StreamInfo(0, StreamKind.VIDEO, TB, wraps=True)
 AUDIO = StreamInfo(1, StreamKind.AUDIO, TB, wraps=True)
+SECOND_AUDIO = StreamInfo(2, StreamKind.AUDIO, TB, wraps=True)
+HALF_WRAP = TS_WRAP_TICKS // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,11 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
     if last is not None:
         result.timings.append(last)
     return result
+
+
+def written(result: Run, index: int) -> int:
+    """How many packets of stream ``index`` went into a segment."""
+    return sum(1 for segment in result.segments for i, _ in segment if i == index)
 
 
 def first_video_pts(segment: list[tuple[int, int | None]]) -> int | None:
@@ -297,9 +306,10 @@ def test_wraps_twice() -> None:
     assert discontinuities == 0
 
 
-def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> None:
+@pytest.mark.parametrize("start", [1000, 600 * 90000], ids=["backward", "forward"])
+def test_a_jump_starts_a_discontinuity_with_audio_that_jumped_first(start: int) -> None:
     first = av_packets(20)
-    second = av_packets(20, start=1000)
+    second = av_packets(20, start=start)
     # The next file's first audio packets come before its first video packet.
     audio_first = [p for p in second[:8] if p.index == 1]
     rest = [p for p in second if p not in audio_first]
@@ -307,29 +317,42 @@ def test_backward_jump_starts_a_discontinuity_with_audio_that_jumped_first() -> 
     flags = [t.discontinuity for t in result.timings]
     assert flags.count(True) == 1
     jump_segment = flags.index(True)
-    assert first_video_pts(result.segments[jump_segment]) == 1000
+    assert first_video_pts(result.segments[jump_segment]) == start
     # The held audio went into the new segment, nothing of it was lost.
     assert [pts for index, pts in result.segments[jump_segment] if index == 1][: len(audio_first)] == [
         p.pts for p in audio_first
     ]
     assert not result.dropped and not result.released
+    assert written(result, 1) == sum(1 for p in first + second if p.index == 1)
     # The segment before the jump ends at its own last packet.
     assert result.timings[jump_segment - 1].duration_s == pytest.approx(2.0)
     # The grid restarts at the jump: next cuts 6 s after it.
-    assert first_video_pts(result.segments[jump_segment + 1]) == 1000 + 6 * 90000
+    assert first_video_pts(result.segments[jump_segment + 1]) == start + 6 * 90000
 
 
-def test_backward_jump_with_old_audio_arriving_after_the_cut() -> None:
-    first = av_packets(12)
-    second = av_packets(12, start=1000)
-    tail = [p for p in first[-6:] if p.index == 1][-2:]
-    head = [p for p in first if p not in tail]
-    result = run([VIDEO, AUDIO], head + [second[0]] + tail + second[1:], "6")
-    assert [t.discontinuity for t in result.timings] == [False, False, True, False]
+def straggling(old: list[Packet], new: list[Packet]) -> tuple[list[Packet], list[Packet]]:
+    """``old`` then ``new``, with the last two audio packets of ``old`` arriving after the first
+    packet of ``new``, as when a muxer flushes its audio late; and those two packets."""
+    tail = [p for p in old[-6:] if p.index == 1][-2:]
+    return [p for p in old if p not in tail] + [new[0]] + tail + new[1:], tail
+
+
+@pytest.mark.parametrize(
+    "starts",
+    [[0, 1000], [0, 600 * 90000], [0, 600 * 90000, 1000]],
+    ids=["backward", "forward", "forward-then-backward"],
+)
+def test_old_audio_arriving_after_a_jump_is_dropped_not_mixed_in(starts: list[int]) -> None:
+    timelines = [av_packets(12, start=start) for start in starts]
+    packets, dropped = timelines[0], []
+    for new in timelines[1:]:
+        packets, tail = straggling(packets, new)
+        dropped += tail
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings] == [False, False] + [True, False] * (len(starts) - 1)
     # The old timeline's straggling audio belongs to a closed segment: dropped, not mixed in.
-    assert result.dropped == tail
-    new = result.segments[2]
-    assert all(pts is not None and pts < 12 * 90000 for _, pts in new)
+    assert result.dropped == dropped
+    assert not any((p.index, p.pts) in segment for p in dropped for segment in result.segments)
 
 
 def test_forward_gap_is_a_discontinuity_but_a_small_one_is_not() -> None:
@@ -350,7 +373,8 @@ def test_jump_on_a_non_keyframe_waits_for_the_next_keyframe() -> None:
     assert result.timings[1].discontinuity
 
 
-def test_audio_jumping_alone_is_released_not_held_forever() -> None:
+@pytest.mark.parametrize("restart", [False, True])
+def test_audio_jumping_alone_is_released_not_held_forever(restart: bool) -> None:
     packets = av_packets(20)
     glitched = [
         Packet(p.index, p.key, p.pts + 7 * 90000, p.dts + 7 * 90000, p.duration)  # type: ignore[operator]
@@ -358,10 +382,36 @@ def test_audio_jumping_alone_is_released_not_held_forever() -> None:
         else p
         for p in packets
     ]
-    result = run([VIDEO, AUDIO], glitched, "6")
-    assert not any(t.discontinuity for t in result.timings)
-    assert 0 < result.released <= MAX_HELD_PACKETS
-    assert len(result.segments) == 4
+    result = run([VIDEO, AUDIO], glitched, "6", discontinuity=restart)
+    assert [t.discontinuity for t in result.timings] == [restart, False, False, False]
+    # Held for DISCONTINUITY_GAP_S of the audio's own time at most, then forgotten; every later
+    # audio packet is written on the audio's new timeline.
+    assert 0 < result.released <= DISCONTINUITY_GAP_S * 48000 // 1024 + 1
+    assert result.released + written(result, 1) == sum(1 for p in packets if p.index == 1)
+    assert not result.dropped
+
+
+@pytest.mark.parametrize(
+    ("step", "held"),
+    [
+        # Packets every millisecond: MAX_HELD_PACKETS of them span far less than DISCONTINUITY_GAP_S.
+        (90, MAX_HELD_PACKETS),
+        # Packets every 20 ms: one lies exactly DISCONTINUITY_GAP_S after the first held.
+        (1800, DISCONTINUITY_GAP_S * 90000 // 1800 + 1),
+    ],
+    ids=["count", "time"],
+)
+def test_audio_jumping_alone_is_held_up_to_max_held_packets_and_discontinuity_gap_s(step: int, held: int) -> None:
+    video = [(p.dts, p) for p in av_packets(12, audio=False)]
+    audio = [(n * step, Packet(1, True, n * step, n * step, step)) for n in range(12 * 90000 // step)]
+    shifted = [
+        (ts, Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, step) if ts >= 4 * 90000 else p)  # type: ignore[operator]
+        for ts, p in audio
+    ]
+    packets = [p for _, p in sorted(video + shifted, key=lambda item: item[0])]  # type: ignore[arg-type, return-value]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.released == held
+    assert result.released + written(result, 1) == len(audio)
 
 
 def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
@@ -369,13 +419,66 @@ def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
     packets = [Packet(p.index, p.key, None, None, None) if i % 7 == 3 else p for i, p in enumerate(packets)]
     result = run([VIDEO, AUDIO], [Packet(1, True, None, None, None)] + packets, "6")
     assert [t.duration_s for t in result.timings][:2] == [6.0, 6.0]
+    assert not result.dropped
     only_pts = [Packet(p.index, p.key, p.pts, None, p.duration) for p in av_packets(13)]
     assert len(run([VIDEO, AUDIO], only_pts, "6").segments) == 3
+    # A reference packet without timestamps has no segment to go into before the first cut.
+    untimed = Packet(1, True, None, None, None)
+    assert run([AUDIO], [untimed] + av_packets(6, video=False), "6").dropped == [untimed]
+    # After a restart whose first keyframe had no dts, the audio still follows the video.
+    packets = av_packets(13)
+    first_key = Packet(0, True, 0, None, 3000)
+    video, audio = [p for p in packets[1:] if p.index == 0], [p for p in packets if p.index == 1]
+    result = run([VIDEO, AUDIO], [first_key] + video[:2] + audio + video[2:], "6", discontinuity=True)
+    assert not result.dropped and written(result, 1) == len(audio)
 
 
-def test_restart_flags_the_first_segment() -> None:
-    result = run([VIDEO, AUDIO], av_packets(13), "6", discontinuity=True)
-    assert [t.discontinuity for t in result.timings] == [True, False, False]
+def test_packets_with_only_a_dts_are_cut_on_it() -> None:
+    only_dts = [Packet(p.index, p.key, None, p.dts, p.duration) for p in av_packets(13)]
+    result = run([VIDEO, AUDIO], only_dts, "6")
+    assert [t.start_s for t in result.timings] == [0.0, 6.0, 12.0]
+    assert not result.dropped
+
+
+def test_audio_without_timestamps_around_a_jump_stays_with_its_stream() -> None:
+    untimed = Packet(1, True, None, None, None)
+    first, second = av_packets(12), av_packets(12, start=60 * 90000)
+    # While the audio that jumped first is held, and after the video followed.
+    audio_first = [p for p in second[:8] if p.index == 1]
+    rest = [p for p in second if p not in audio_first]
+    held = run([VIDEO, AUDIO], first + audio_first + [untimed] + rest, "6")
+    video_first = [p for p in second if p.index == 0][:1]
+    followed = run([VIDEO, AUDIO], first + video_first + [untimed] + second[1:], "6")
+    for result in (held, followed):
+        assert [t.discontinuity for t in result.timings] == [False, False, True, False]
+        assert not result.dropped and not result.released
+        assert written(result, 1) == sum(1 for p in first + second if p.index == 1) + 1
+
+
+def test_input_ending_before_the_first_keyframe_gives_no_segment() -> None:
+    # Audio waits for the video's first keyframe (segment 1 starts there); none comes.
+    packets = [p for p in av_packets(1) if p.index == 1 or not p.key]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.timings == [] and result.segments == []
+    assert all(p.index == 0 for p in result.dropped)
+    assert result.released == sum(1 for p in packets if p.index == 1)
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets", "restart"),
+    [
+        ([VIDEO, AUDIO], av_packets(13), True),
+        # Joined in the middle of a GOP: audio opens the first segment.
+        ([VIDEO, AUDIO], [p for p in av_packets(13) if p.index == 1 or p.pts >= 45 * 3000], True),  # type: ignore[operator]
+        ([AUDIO], av_packets(13, video=False), True),
+        ([VIDEO, AUDIO], av_packets(13), False),
+    ],
+    ids=["video-first", "audio-first", "audio-only", "no-restart"],
+)
+def test_restart_flags_the_first_segment(streams: list[StreamInfo], packets: list[Packet], restart: bool) -> None:
+    flags = [t.discontinuity for t in run(streams, packets, "6", discontinuity=restart).timings]
+    assert flags[0] is restart
+    assert flags[1:] == [False] * (len(flags) - 1)
 
 
 def test_other_time_bases_are_honoured() -> None:
@@ -397,6 +500,194 @@ def test_rejects_useless_configurations() -> None:
         Cutter([VIDEO], Fraction(0))
     with pytest.raises(ValueError):
         Cutter([], Fraction(6))
+
+
+W = TS_WRAP_TICKS
+
+
+@pytest.mark.parametrize(
+    ("packets", "expected"),
+    [
+        # (stream, pts, dts) as read -> (pts, dts) unwrapped
+        ([(0, W - 3000, W - 3000), (0, 3000, 3000)], [(W - 3000, W - 3000), (W + 3000, W + 3000)]),
+        ([(0, 3000, 3000), (0, W - 3000, W - 3000)], [(3000, 3000), (-3000, -3000)]),
+        # A step of half the range or more forward is the shorter step back.
+        ([(0, 0, 0), (0, HALF_WRAP, HALF_WRAP)], [(0, 0), (-HALF_WRAP, -HALF_WRAP)]),
+        ([(0, 0, 0), (0, W * 11 // 20, W * 11 // 20)], [(0, 0), (-W * 9 // 20, -W * 9 // 20)]),
+        ([(0, HALF_WRAP, HALF_WRAP), (0, 0, 0)], [(HALF_WRAP, HALF_WRAP), (0, 0)]),
+        # From a timeline read below zero, a step more than half the range forward.
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, W * 3 // 10)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, W * 3 // 10 - W)],
+        ),
+        # The pts of a B-frame-delayed picture wrapped before its dts.
+        ([(0, 4000, W - 2000)], [(W + 4000, W - 2000)]),
+        ([(0, HALF_WRAP, 0)], [(-HALF_WRAP, 0)]),
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, W * 7 // 10 + 3000)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, W * 7 // 10 + 3000 - W)],
+        ),
+        # A packet with only a pts steps from its stream's last dts.
+        ([(0, W - 3000, W - 3000), (0, 3000, None)], [(W - 3000, W - 3000), (W + 3000, None)]),
+        ([(0, 0, 0), (0, HALF_WRAP, None)], [(0, 0), (-HALF_WRAP, None)]),
+        (
+            [(0, 1000, 1000), (0, W * 7 // 10, W * 7 // 10), (0, W * 3 // 10, None)],
+            [(1000, 1000), (W * 7 // 10 - W, W * 7 // 10 - W), (W * 3 // 10 - W, None)],
+        ),
+        # With nothing before it, a negative value is libavformat's correction of a start just
+        # below the wrap; any other is taken as it is.
+        ([(0, -3000, None)], [(W - 3000, None)]),
+        ([(0, 3000, None)], [(3000, None)]),
+        ([(0, None, 5000)], [(None, 5000)]),
+        # A stream's first packet steps from the last packet of any stream ...
+        ([(0, W - 1500, W - 1500), (1, 500, 500)], [(W - 1500, W - 1500), (W + 500, W + 500)]),
+        # ... and every later one from its own stream's last packet.
+        (
+            [(0, 10000, 10000), (1, 8000, 8000), (0, 9000 + HALF_WRAP, 9000 + HALF_WRAP), (1, 8500, 8500)],
+            [(10000, 10000), (8000, 8000), (9000 + HALF_WRAP, 9000 + HALF_WRAP), (8500, 8500)],
+        ),
+    ],
+)
+def test_each_timestamp_is_read_as_the_shorter_step_modulo_2_33(
+    packets: list[tuple[int, int | None, int | None]], expected: list[tuple[int | None, int | None]]
+) -> None:
+    """Every 33-bit timestamp is taken modulo 2^33 as the step in [-2^32, 2^32) from its
+    stream's last dts (a pts from its own dts), so a wrap never reads as a jump of a day."""
+    cutter = Cutter([VIDEO, AUDIO], Fraction(6))
+    unwrapped = []
+    for index, pts, dts in packets:
+        cutter.feed(index, True, pts, dts, 3000)
+        unwrapped.append((cutter.pts, cutter.dts))
+        # Written as they are into PES headers and PyAV packets: integer ticks.
+        assert all(value is None or type(value) is int for value in unwrapped[-1])
+    assert unwrapped == expected
+
+
+def test_an_input_that_does_not_wrap_keeps_its_negative_timestamps() -> None:
+    # MP4 and Matroska with B-frames start their dts below zero; nothing wraps there.
+    video = StreamInfo(0, StreamKind.VIDEO, Fraction(1, 15360), wraps=False)
+    cutter = Cutter([video], Fraction(6))
+    for n in range(4):
+        cutter.feed(0, n == 0, n * 512, (n - 2) * 512, 512)
+        assert (cutter.pts, cutter.dts) == (n * 512, (n - 2) * 512)
+
+
+@pytest.mark.parametrize(("below", "cut"), [(0, True), (1, True), ("tolerance", True), ("past", False)])
+def test_a_keyframe_within_the_cut_tolerance_below_a_boundary_cuts_there(below: int | str, cut: bool) -> None:
+    """A keyframe whose timestamp was rounded a little low still starts the segment at its grid
+    point instead of a whole GOP later; one further below does not."""
+    tolerance = int(CUT_TOLERANCE_S / TB)
+    offset = {"tolerance": tolerance, "past": tolerance + 1}.get(below, below)  # type: ignore[call-overload]
+    keyframe = 2 * 90000 - offset
+    times = sorted({*range(0, 4 * 90000 + 1, 3000), keyframe})
+    packets = [Packet(0, ts in (0, keyframe, 4 * 90000), ts, ts, 3000) for ts in times]
+    # A target of 4 s leaves room to wait for the keyframe at 4 s (cut rule 2 does not apply).
+    starts = [first_video_pts(s) for s in run([VIDEO], packets, "2", target_s=4).segments]
+    assert starts == ([0, keyframe, 4 * 90000] if cut else [0, 4 * 90000])
+
+
+AUDIO_FRAME = 1920  # 1024 samples at 48 kHz in 90-kHz ticks
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets", "last"),
+    [
+        # Keyframes only, one per segment.
+        ([VIDEO], [Packet(0, True, k * 180000, k * 180000, 180000) for k in range(3)], 180000),
+        ([VIDEO], [Packet(0, True, 0, 0, 3000)], 3000),
+        ([AUDIO], [Packet(1, True, 0, 0, AUDIO_FRAME)], AUDIO_FRAME),
+        # The only packet after a jump.
+        ([VIDEO], [Packet(0, True, 0, 0, 3000), Packet(0, True, 60 * 90000, 60 * 90000, 3000)], 3000),
+        # Audio opened the segment before the video's first keyframe.
+        ([VIDEO, AUDIO], [Packet(1, True, 0, 0, AUDIO_FRAME), Packet(0, True, 0, 0, 3000)], 3000),
+        # The second audio stream opened the segment before the first, which is the reference.
+        ([AUDIO, SECOND_AUDIO], [Packet(2, True, 0, 0, AUDIO_FRAME), Packet(1, True, 0, 0, AUDIO_FRAME)], AUDIO_FRAME),
+    ],
+    ids=["keyframes-only", "one-video-packet", "one-audio-packet", "after-a-jump", "after-audio", "two-audio-streams"],
+)
+def test_a_segment_of_a_single_reference_packet_lasts_that_packet(
+    streams: list[StreamInfo], packets: list[Packet], last: int
+) -> None:
+    timings = run(streams, packets, "2").timings
+    assert timings[-1].duration_s == float(last * TB)
+    assert all(t.duration_s == float(last * TB) for t in timings)
+
+
+def test_without_packet_durations_the_last_segment_ends_at_its_last_packet() -> None:
+    packets = [Packet(0, n % 60 == 0, n * 3000, n * 3000, None) for n in range(200)]
+    timings = run([VIDEO], packets, "6").timings
+    assert [t.start_s for t in timings] == [0.0, 6.0]
+    assert timings[-1].duration_s == float((199 - 180) * 3000 * TB)
+
+
+def test_a_repeated_timestamp_is_not_a_jump() -> None:
+    packets = av_packets(12)
+    repeated = [p for p in packets if p.index == 0 and not p.key][10:11] + [p for p in packets if p.index == 1][10:11]
+    packets = sorted(packets + repeated, key=lambda p: p.dts)  # type: ignore[arg-type, return-value]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings] == [False, False]
+    assert not result.dropped and not result.released
+    assert sum(len(s) for s in result.segments) == len(packets)
+
+
+@pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])
+def test_a_gap_of_discontinuity_gap_s_is_missing_frames_and_a_longer_one_a_jump(extra: int, jump: bool) -> None:
+    first = av_packets(6, audio=False)
+    resume = first[-1].dts + DISCONTINUITY_GAP_S * 90000 + extra  # type: ignore[operator]
+    result = run([VIDEO], first + av_packets(6, audio=False, start=resume), "6")
+    assert [t.discontinuity for t in result.timings].count(True) == jump
+    assert result.timings[-1].discontinuity is jump
+
+
+def test_a_gap_in_the_video_alone_keeps_the_audio() -> None:
+    # The video stops for 8 s while the audio goes on: a gap on the program's clock, not a jump.
+    packets = [p for p in av_packets(30) if not (p.index == 0 and 10 * 90000 <= p.pts < 18 * 90000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings].count(True) == 0
+    assert not result.dropped and not result.released
+    assert written(result, 1) == sum(1 for p in packets if p.index == 1)
+
+
+@pytest.mark.parametrize(
+    ("shift", "stragglers"),
+    [
+        (8 * 90000, True),
+        # The first audio packet after the cut (at 10 s + 480 ticks) lies exactly DISCONTINUITY_GAP_S
+        # from the video: close enough to be on its timeline.
+        (DISCONTINUITY_GAP_S * 90000 + 480, False),
+    ],
+    ids=["8s", "exactly-the-gap"],
+)
+def test_video_jumping_alone_takes_the_audio_along_after_discontinuity_gap_s(shift: int, stragglers: bool) -> None:
+    # The video's timestamps move on at 10 s; the audio's do not. Audio more than
+    # DISCONTINUITY_GAP_S from the video may be old stragglers, so it is dropped until the video
+    # has run DISCONTINUITY_GAP_S on its new timeline; then the jump was the video's alone.
+    packets = [
+        Packet(0, p.key, p.pts + shift, p.dts + shift, p.duration)  # type: ignore[operator]
+        if p.index == 0 and p.pts >= 10 * 90000  # type: ignore[operator]
+        else p
+        for p in av_packets(30)
+    ]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings].count(True) == 1
+    audio = [p for p in packets if p.index == 1]
+    # Dropped: what arrived until the video frame after the one DISCONTINUITY_GAP_S into its new timeline.
+    end = (10 + DISCONTINUITY_GAP_S) * 90000 + 3000
+    expected = [p for p in audio if 10 * 90000 <= p.pts < end] if stragglers else []  # type: ignore[operator]
+    assert result.dropped == expected
+    assert written(result, 1) + len(result.dropped) == len(audio)
+
+
+def test_segments_may_be_shorter_than_a_second() -> None:
+    result = run([VIDEO], av_packets(3, audio=False, gop_frames=15), Fraction(1, 2))
+    assert [first_video_pts(s) for s in result.segments] == [k * 45000 for k in range(6)]
+
+
+def test_finish_reports_the_open_segment_once() -> None:
+    cutter = Cutter([VIDEO], Fraction(6))
+    cutter.feed(0, True, 0, 0, 3000)
+    assert cutter.finish() == SegmentTiming(0.0, 3000 / 90000, False)
+    assert cutter.finish() is None
 
 
 @pytest.mark.parametrize("keyframes_s, cuts", [

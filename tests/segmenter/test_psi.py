@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import random
 
+import av
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segmenter.psi import (
     PAT_PID,
+    PUSI,
+    RESYNC_PACKETS,
+    SDT_PID,
     TS_PACKET_BYTES,
+    PacketGrid,
     ProgramWatch,
     crc32_mpeg2,
+    find_sync,
     packet_pid,
     pat_programs,
+    pmt_pids,
     pmt_streams,
+    reorder_leading_psi,
     section,
 )
 from tests.support.media import MediaCache
@@ -41,6 +50,53 @@ def watch_all(data: bytes, chunk: int) -> tuple[bytes, bytes, ProgramWatch]:
             return bytes(passed), watch.rest() + data[offset + chunk :], watch
     passed += watch.flush()
     return bytes(passed), b"", watch
+
+
+def with_crc(body: bytes) -> bytes:
+    """A section: ``body`` (table_id up to the byte before CRC_32), then its CRC_32."""
+    return body + crc32_mpeg2(body).to_bytes(4, "big")
+
+
+def pat_section(programs: tuple[tuple[int, int], ...], *, transport_stream_id: int = 1,
+                section_length: int | None = None, tail: bytes = b"") -> bytes:
+    """A PAT section listing (program_number, PID) pairs, ``tail`` after them; program 0 is the
+    network PID. ``section_length`` overrides the one the bytes make."""
+    entries = b"".join(number.to_bytes(2, "big") + (0xE000 | pid).to_bytes(2, "big") for number, pid in programs)
+    entries += tail
+    length = 5 + len(entries) + 4 if section_length is None else section_length
+    header = bytes([0x00, 0xB0 | length >> 8, length & 0xFF, *transport_stream_id.to_bytes(2, "big"), 0xC1, 0, 0])
+    return with_crc(header + entries)
+
+
+def pmt_section(streams: tuple[tuple[int, int, bytes], ...], *, pcr_pid: int, program_info: bytes = b"") -> bytes:
+    """A PMT section of program 1: (elementary PID, stream_type, ES descriptors) per stream."""
+    entries = b"".join(
+        bytes([kind]) + (0xE000 | pid).to_bytes(2, "big") + (0xF000 | len(info)).to_bytes(2, "big") + info
+        for pid, kind, info in streams
+    )
+    after_length = (bytes([0, 1, 0xC1, 0, 0]) + (0xE000 | pcr_pid).to_bytes(2, "big")
+                    + (0xF000 | len(program_info)).to_bytes(2, "big") + program_info + entries)
+    return with_crc(bytes([0x02]) + (0xB000 | len(after_length) + 4).to_bytes(2, "big") + after_length)
+
+
+def psi_packet(pid: int, table: bytes, *, pointer: int = 0, control: int = 0b01, start: bool = True) -> bytes:
+    """One packet carrying ``table`` after a pointer field of ``pointer`` (stuffing before it),
+    with adaptation_field_control ``control``; padded with 0xFF."""
+    header = bytes([0x47, (PUSI if start else 0) | pid >> 8, pid & 0xFF, control << 4])
+    return (header + bytes([pointer]) + b"\xff" * pointer + table).ljust(TS_PACKET_BYTES, b"\xff")
+
+
+def remux(data: bytes, **options: str) -> bytes:
+    """``data`` through PyAV's MPEG-TS muxer again, with the muxer ``options``."""
+    out = io.BytesIO()
+    with av.open(io.BytesIO(data), "r", format="mpegts") as source, \
+            av.open(out, "w", format="mpegts", options={"mpegts_copyts": "1", **options}) as target:
+        streams = {stream.index: target.add_stream_from_template(stream) for stream in source.streams}
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                target.mux(packet)
+    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +212,180 @@ def test_no_byte_is_lost_or_repeated_whatever_the_input_and_its_reads(
     else:
         out += watch.flush()
     assert bytes(out) == data
+
+
+OTHER_PAT = pat_section(((1, 0x1100),))  # program 1's PMT on another PID than the clips'
+GARBAGE = random.Random(7).randbytes(4000).replace(b"\x47", b"\x48")  # no sync byte anywhere
+
+
+def packet_of(data: bytes, pid: int) -> bytes:
+    at = first_packet_of(data, pid)
+    return data[at : at + TS_PACKET_BYTES]
+
+
+@pytest.mark.parametrize("packet", [
+    psi_packet(PAT_PID, OTHER_PAT, control=0b00),  # reserved adaptation_field_control: discarded
+    bytes([0x47, PUSI, 0, 0x30, 183]).ljust(TS_PACKET_BYTES, b"\xff"),  # adaptation field fills it
+    bytes([0x47, PUSI, 0, 0x20, 183]).ljust(TS_PACKET_BYTES, b"\xff"),  # adaptation field only
+    psi_packet(PAT_PID, b"", pointer=182),  # the section would start too close to the end
+    psi_packet(PAT_PID, pat_section(((1, 0x1100),), section_length=0x100 + 13)),  # goes on in the next packet
+    psi_packet(PAT_PID, pat_section(((1, 0x1100),), section_length=200, tail=bytes(167))),  # same, CRC to the end
+    psi_packet(PAT_PID, with_crc(b"\x01" + OTHER_PAT[1:-4])),  # a CAT's table_id on the PAT PID
+    psi_packet(PMT_PID, with_crc(b"\xc0" + OTHER_PAT[1:-4])),  # another table on the PMT PID
+    psi_packet(PAT_PID, pat_section(((1, PMT_PID),), transport_stream_id=7)),  # same programs, new TS id
+], ids=["reserved-control", "full-adaptation", "adaptation-only", "pointer-past-end", "spans-packets",
+        "spans-packets-crc-to-end", "not-a-pat", "not-a-pmt", "same-programs"])
+def test_a_packet_that_holds_no_other_program_is_no_change(h264: bytes, packet: bytes) -> None:
+    data = h264 + packet + h264
+    passed, rest, watch = watch_all(data, 65536)
+    assert watch.change is None and passed == data
+
+
+@pytest.mark.parametrize("table, pointer", [
+    (OTHER_PAT, TS_PACKET_BYTES - 5 - len(OTHER_PAT)),  # the section ends on the packet's last byte
+    (pat_section(()), 0),  # no programs at all
+])
+def test_a_pat_anywhere_in_its_packet_that_lists_other_programs_is_a_change(
+    h264: bytes, table: bytes, pointer: int
+) -> None:
+    data = h264 + psi_packet(PAT_PID, table, pointer=pointer) + h264
+    passed, rest, watch = watch_all(data, 65536)
+    assert watch.change is not None and passed == h264 and rest == data[len(h264):]
+
+
+def test_a_packet_that_starts_no_section_has_none() -> None:
+    assert section(psi_packet(PAT_PID, OTHER_PAT)) == OTHER_PAT
+    assert section(psi_packet(PAT_PID, OTHER_PAT, start=False)) is None
+
+
+def test_every_program_of_a_pat_is_read_but_the_network_pid() -> None:
+    pat = pat_section(((1, 0x1000), (0, 0x0010), (0x0102, 0x0101)))
+    assert pat_programs(pat) == ((1, 0x1000), (0x0102, 0x0101))
+
+
+def test_descriptors_of_any_length_are_skipped_in_a_pmt() -> None:
+    language = b"\x0a\x04eng\x00"  # ISO_639_language_descriptor
+    long_descriptors = (b"\x80\xff" + bytes(255)) + (b"\x80\x05" + bytes(5))  # 264 bytes, user private
+    pmt = pmt_section(((0x100, 0x1B, long_descriptors), (0x101, 0x0F, language), (0x102, 0x15, b"")),
+                      pcr_pid=0x100, program_info=long_descriptors)
+    assert pmt_streams(pmt) == (0x100, ((0x100, 0x1B), (0x101, 0x0F), (0x102, 0x15)))
+    assert pmt_streams(pmt_section(((0x101, 0x0F, b""),), pcr_pid=0x101, program_info=language)) == (
+        0x101, ((0x101, 0x0F),))
+
+
+def test_each_program_of_a_pat_is_compared_with_its_own_pmt(h264: bytes, mpeg2: bytes) -> None:
+    """Two programs with other streams each, both repeated: no change."""
+    second_pmt = psi_packet(0x1001, section(packet_of(mpeg2, PMT_PID)))
+    two_programs = psi_packet(PAT_PID, pat_section(((1, PMT_PID), (2, 0x1001))))
+    data = b"".join(
+        two_programs if packet_pid(packet) == PAT_PID else packet + second_pmt if packet_pid(packet) == PMT_PID
+        else packet
+        for packet in packets(h264)
+    )
+    passed, _, watch = watch_all(data, 4096)
+    assert watch.change is None and passed == data
+
+
+@pytest.fixture(scope="module")
+def pmt_1001(h264: bytes, mpeg2: bytes) -> tuple[bytes, bytes]:
+    """The two clips remuxed with their PMT on PID 0x1001."""
+    return remux(h264, mpegts_pmt_start_pid="0x1001"), remux(mpeg2, mpegts_pmt_start_pid="0x1001")
+
+
+def test_only_the_pmts_the_pat_lists_are_followed(h264: bytes, mpeg2: bytes, pmt_1001: tuple[bytes, bytes]) -> None:
+    first, second = pmt_1001
+    # PMTs on PID 0x1000, which the PAT does not list: one of each program.
+    stray = packet_of(h264, PMT_PID) + packet_of(mpeg2, PMT_PID)
+    head = first[: 100 * TS_PACKET_BYTES] + stray + first[100 * TS_PACKET_BYTES :]
+    data = head + second
+    passed, rest, watch = watch_all(data, 65536)
+    assert watch.change is not None and "MPEG-2 video" in watch.change
+    cut = len(head) + first_packet_of(second, 0x1001)
+    assert passed == data[:cut] and rest == data[cut:]
+
+
+def test_a_change_between_stretches_of_garbage_is_found(h264: bytes, mpeg2: bytes) -> None:
+    """A new PMT between garbage, with the old PMT again before and after it, in one read."""
+    video = b"".join(packet for packet in packets(h264) if packet_pid(packet) == 0x100)[: 4 * TS_PACKET_BYTES]
+    old, new = packet_of(h264, PMT_PID) + video, packet_of(mpeg2, PMT_PID) + video
+    burst = old + GARBAGE[:50] + new + GARBAGE[50:100] + old
+    watch = ProgramWatch()
+    assert watch.feed(h264) == h264
+    assert watch.feed(burst) == burst[: len(old) + 50]
+    assert watch.change is not None and watch.rest() == burst[len(old) + 50 :]
+
+
+def test_a_change_in_the_last_packet_of_the_first_read_is_found(h264: bytes, mpeg2: bytes) -> None:
+    head = h264[: 50 * TS_PACKET_BYTES]
+    watch = ProgramWatch()
+    assert watch.feed(head + packet_of(mpeg2, PMT_PID)) == head
+    assert watch.change is not None
+
+
+def test_after_a_change_every_later_byte_goes_to_the_rest(h264: bytes, mpeg2: bytes) -> None:
+    data = h264 + mpeg2
+    cut = len(h264) + first_packet_of(mpeg2, PMT_PID)
+    watch = ProgramWatch()
+    assert watch.feed(data[: cut + 100]) == data[:cut]
+    assert watch.feed(data[cut + 100 : cut + 5000]) == b""
+    assert watch.feed(data[cut + 5000 :]) == b""
+    assert watch.flush() == b""
+    assert watch.rest() == data[cut:]
+
+
+def test_reads_of_the_aligned_size_end_on_a_packet_boundary(h264: bytes) -> None:
+    """``aligned(size)`` is at most ``size``, and held bytes plus that many end a packet if any size can."""
+    for held in (0, 60, 187):
+        for size in (1, 50, 100, 188, 189, 4096):
+            watch = ProgramWatch()
+            assert watch.feed(h264[: 10 * TS_PACKET_BYTES + held]) == h264[: 10 * TS_PACKET_BYTES]
+            aligned = watch.aligned(size)
+            fits = TS_PACKET_BYTES - held if held else TS_PACKET_BYTES
+            assert 0 < aligned <= size
+            if size >= fits:
+                assert (held + aligned) % TS_PACKET_BYTES == 0
+            else:
+                assert aligned == size
+    assert ProgramWatch().aligned(4096) == 4096 - 4096 % TS_PACKET_BYTES
+
+
+def test_a_stray_sync_byte_before_the_grid_is_not_read_as_a_packet(h264: bytes) -> None:
+    """Garbage at the start that begins like a PAT packet, but is not in step with what follows."""
+    data = psi_packet(PAT_PID, OTHER_PAT) + GARBAGE[:100] + h264
+    passed, _, watch = watch_all(data, 65536)
+    assert watch.change is None and passed == data
+
+
+def test_the_grid_is_where_five_sync_bytes_line_up() -> None:
+    data = bytearray(GARBAGE[: 10 * TS_PACKET_BYTES])
+    for k in (0, 2, 3, 4):  # four of five, the byte before the grid: no grid
+        data[6 + k * TS_PACKET_BYTES] = 0x47
+    for k in range(RESYNC_PACKETS):
+        data[7 + k * TS_PACKET_BYTES] = 0x47
+    assert find_sync(data, 0) == 7
+
+
+def test_the_packet_grid_tells_garbage_from_runs_of_whole_packets(h264: bytes) -> None:
+    six = h264[: 6 * TS_PACKET_BYTES]
+    data = GARBAGE[:100] + six + GARBAGE[100:150] + six + GARBAGE[150:1150]
+    grid = PacketGrid(synced=False)
+    second = 100 + len(six) + 50
+    tail = len(data) - RESYNC_PACKETS * TS_PACKET_BYTES  # a grid may still start after it
+    assert list(grid.runs(data)) == [(100, 100, 6), (50, second, 6), (tail - second - len(six), tail, 0)]
+    assert grid.end == tail
+    # In step already: a single packet is read at once.
+    grid = PacketGrid(synced=True)
+    assert list(grid.runs(h264[:TS_PACKET_BYTES])) == [(0, 0, 1)] and grid.end == TS_PACKET_BYTES
+
+
+def test_the_muxers_leading_psi_is_reordered_to_pat_pmt_then_the_rest(h264: bytes) -> None:
+    sdt, pat, pmt, *rest = packets(h264)[:8]
+    assert [packet_pid(packet) for packet in (sdt, pat, pmt)] == [SDT_PID, PAT_PID, PMT_PID]
+    assert reorder_leading_psi([sdt, pat, pmt, *rest]) == [pat, pmt, sdt]
+    assert reorder_leading_psi([sdt, pmt, pat]) == [pat, pmt, sdt]
+
+
+def test_the_pmt_pids_are_those_of_the_first_pat_that_starts_a_section(h264: bytes) -> None:
+    pat = packet_of(h264, PAT_PID)
+    assert pmt_pids([psi_packet(PAT_PID, OTHER_PAT, start=False), pat]) == {PMT_PID}
+    assert pmt_pids([psi_packet(PAT_PID, pat_section(((1, 0x1100),), section_length=269)), pat]) == set()

@@ -34,7 +34,7 @@ from tests.support.gop_media import FPS, GOP_FRAMES, GOP_KINDS, Pictures, decode
 from tests.support.listener import Listener
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer
-from tests.support.segmenter_media import PREFIX, concatenate, run_segmenter, segment_args, segment_files
+from tests.support.segmenter_media import concatenate, segment_args, segment_files, segment_into_listener
 from tests.support.viewer import fetch_playlist, http_get, read_playlist, wait_for
 
 TS_PACKET_BYTES = 188
@@ -230,20 +230,14 @@ def test_each_message_says_independent_exactly_when_its_segment_decodes_alone(
 ) -> None:
     source = clip(media, kind)
     monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
-    with Listener(free_port) as listener:
-        result = run_segmenter(source, SEGMENT_SECONDS, tmp_path, free_port)
-    assert result.returncode == 0, result.stderr
-    assert ("MPEG-TS fast path: cutting" in result.stderr) is (path == "fast-path"), result.stderr
-    messages = listener.messages
-    files = segment_files(tmp_path)
-    assert [f.name for f in files] == [f"{PREFIX}-{m.last_segment:05d}.ts" for m in messages]
+    messages, files, log = segment_into_listener(source, SEGMENT_SECONDS, tmp_path, free_port, path)
     assert len(messages) >= CLIP_SECONDS // int(SEGMENT_SECONDS)
     reference = decoded_pictures(concatenate(files, tmp_path / "all.ts"))
     decoded = [decode_alone(file, reference) for file in files]
     assert all(alone.packets for alone in decoded)
     claims_hold([m.independent for m in messages], [alone.complete for alone in decoded], kind)
     assert [m.independent for m in messages] == expected_claims(kind, len(messages))
-    logged = [line for line in result.stderr.splitlines() if "is not independent" in line]
+    logged = [line for line in log.splitlines() if "is not independent" in line]
     assert len(logged) == (0 if GOP_KINDS[kind][1] else 1), logged
 
 

@@ -21,11 +21,10 @@ import pytest
 from segmenter.codecs import codec_string, h264_sps_parameters, hevc_sps_parameters
 from segmenter.randomaccess import ParameterSet, ParameterWatch, VideoCodec, sequence_parameter_set
 from tests.support.daemon import UploaderDaemon
-from tests.support.listener import Listener
 from tests.support.media import MediaCache
 from tests.support.pipeline import PlaylistPoller
 from tests.support.seaweed import SeaweedServer
-from tests.support.segmenter_media import PREFIX, run_segmenter, segment_files
+from tests.support.segmenter_media import segment_into_listener
 from tests.support.viewer import http_get, read_playlist, wait_for
 
 SEGMENT_SECONDS = "2"
@@ -205,13 +204,7 @@ def test_messages_follow_the_new_parameters_from_the_segment_cut_at_the_change(
     kind: str, segmenter_path: str, media: MediaCache, tmp_path: Path, free_port: int
 ) -> None:
     source, _, change_s = changing_ts(media, kind)
-    with Listener(free_port) as listener:
-        result = run_segmenter(source, SEGMENT_SECONDS, tmp_path, free_port)
-    assert result.returncode == 0, result.stderr
-    assert ("MPEG-TS fast path: cutting" in result.stderr) is (segmenter_path == "fast-path"), result.stderr
-    messages = listener.messages
-    files = segment_files(tmp_path)
-    assert [f.name for f in files] == [f"{PREFIX}-{m.last_segment:05d}.ts" for m in messages]
+    messages, files, log = segment_into_listener(source, SEGMENT_SECONDS, tmp_path, free_port, segmenter_path)
     starts = [first_keyframe(f) for f in files]
     changed = next(i for i, (start, *_) in enumerate(starts) if start >= change_s - 0.001)
     assert starts[changed][0] == pytest.approx(change_s, abs=0.001)  # cut exactly at the change
@@ -227,8 +220,8 @@ def test_messages_follow_the_new_parameters_from_the_segment_cut_at_the_change(
     assert old_codec != new_codec  # x264 picked a higher level for more pixels per second
     assert messages[changed - 1].codecs == messages[0].codecs
     assert messages[changed].codecs == messages[-1].codecs == messages[0].codecs.replace(old_codec, new_codec)
-    assert f"segment {messages[changed].last_segment} starts with new video parameters" in result.stderr
-    assert "new timeline" not in result.stderr, result.stderr
+    assert f"segment {messages[changed].last_segment} starts with new video parameters" in log
+    assert "new timeline" not in log, log
 
 
 # -- end to end: hls-uploadd, SeaweedFS, the master, ffmpeg -------------------------------------

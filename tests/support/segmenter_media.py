@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from protocol import IndexMessage
 from segmenter.outbox import Outbox
 
+from .listener import Listener
 from .media import TS_CLOCK_HZ
 
 TS_PACKET_BYTES = 188
@@ -52,6 +54,22 @@ def run_segmenter(
     return subprocess.CompletedProcess(
         args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
     )
+
+
+def segment_into_listener(source: Path, seconds: str, out_dir: Path, port: int, path: str
+                          ) -> tuple[list[IndexMessage], list[Path], str]:
+    """Run hls-segment on ``source`` against a listener that acknowledges everything; check it
+    exits 0 on the cutting path ``path`` ("fast-path" or "pyav", as HLS_SEGMENT_FAST_PATH says)
+    and that each message names one of the segment files, in order. The messages, the files and
+    hls-segment's log."""
+    with Listener(port) as listener:
+        result = run_segmenter(source, seconds, out_dir, port)
+    assert result.returncode == 0, result.stderr
+    assert ("MPEG-TS fast path: cutting" in result.stderr) is (path == "fast-path"), result.stderr
+    messages = listener.messages
+    files = segment_files(out_dir)
+    assert [f.name for f in files] == [f"{PREFIX}-{m.last_segment:05d}.ts" for m in messages]
+    return messages, files, result.stderr
 
 
 def segment_files(out_dir: Path, prefix: str = PREFIX) -> list[Path]:

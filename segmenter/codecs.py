@@ -76,6 +76,18 @@ def _annex_b_sps(data: bytes) -> bytes | None:
     return nal[1:4] if nal is not None and len(nal) >= 4 else None
 
 
+def _rbsp(nal: bytes) -> bytes:
+    """A NAL unit with its emulation prevention bytes removed (00 00 03 -> 00 00: ISO/IEC
+    14496-10 7.4.1, ITU-T H.265 7.4.2)."""
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _hevc_sps_profile_tier_level(sps: bytes) -> bytes | None:
+    """The 12 bytes of the general profile_tier_level of an HEVC SPS RBSP (its 2-byte NAL header,
+    then ids and the sub-layer count in one byte, then the PTL: ITU-T H.265 7.3.2.2.1)."""
+    return sps[3:15] if len(sps) >= 15 else None
+
+
 def _annex_b_nal(data: bytes, wanted) -> bytes | None:  # type: ignore[no-untyped-def]
     """The first NAL unit in Annex B ``data`` whose first header byte ``wanted`` accepts, with its
     emulation prevention bytes removed (ISO/IEC 14496-10 7.4.1, ITU-T H.265 7.4.2)."""
@@ -84,7 +96,7 @@ def _annex_b_nal(data: bytes, wanted) -> bytes | None:  # type: ignore[no-untype
         header = at + 3
         end = data.find(b"\x00\x00\x01", header)
         if header < len(data) and wanted(data[header]):
-            return data[header : end if end >= 0 else len(data)].replace(b"\x00\x00\x03", b"\x00\x00")
+            return _rbsp(data[header : end if end >= 0 else len(data)])
         at = end
     return None
 
@@ -124,8 +136,8 @@ def _hevc_profile_tier_level(extradata: bytes) -> bytes | None:
     if extradata[0] == 1 and len(extradata) >= 13:  # hvcC: the same 12 bytes after its version
         return extradata[1:13]
     sps = _annex_b_nal(extradata, lambda header: (header >> 1) & 0x3F == 33)
-    if sps is not None and len(sps) >= 15:  # 2-byte NAL header, ids and sub-layer count, then PTL
-        return sps[3:15]
+    if sps is not None and (ptl := _hevc_sps_profile_tier_level(sps)) is not None:
+        return ptl
     vps = _annex_b_nal(extradata, lambda header: (header >> 1) & 0x3F == 32)
     if vps is not None and len(vps) >= 18:  # 2-byte NAL header, 4 bytes of ids and counts, then PTL
         return vps[6:18]
@@ -234,7 +246,7 @@ class _Bits:
     end raises IndexError."""
 
     def __init__(self, nal: bytes) -> None:
-        self._data = nal.replace(b"\x00\x00\x03", b"\x00\x00")
+        self._data = _rbsp(nal)
         self._at = 0
 
     def u(self, bits: int) -> int:
@@ -374,8 +386,8 @@ def hevc_sps_parameters(nal: bytes) -> VideoParameters | None:
         return None
     if width <= 0 or height <= 0:
         return None
-    ptl = nal.replace(b"\x00\x00\x03", b"\x00\x00")[3:15]  # the general profile_tier_level
-    codec = hevc_string(ptl) if len(ptl) == 12 else hevc_codec(_HEVC_PROFILE_NAMES.get(profile_idc), level_idc)
+    ptl = _hevc_sps_profile_tier_level(_rbsp(nal))
+    codec = hevc_string(ptl) if ptl is not None else hevc_codec(_HEVC_PROFILE_NAMES.get(profile_idc), level_idc)
     return VideoParameters(codec, width, height, rate)
 
 

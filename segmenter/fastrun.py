@@ -24,6 +24,7 @@ from protocol import segment_file_name
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
+from .pyavrun import silent_aac_frame
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun
 from .tsfast import (
@@ -159,7 +160,7 @@ class FastRun(SegmentRun):
         types = dict(fast.program.streams)
         reference = next(t for t in fast.tracks if t.index == self.cutter.reference.index)
         self.watch = ParameterWatch(codec_by_stream_type(types[reference.pid]), Fraction(1, TICKS_PER_SECOND))
-        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch)
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch, silent_aac_frame)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)

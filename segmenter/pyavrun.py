@@ -24,6 +24,7 @@ from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
+from .silence import SAMPLES_PER_FRAME, AacConfig, PauseFiller, adts_config, adts_frame, asc_config
 from .writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,46 @@ MAX_READ_ERRORS_IN_A_ROW = 50
 # Metadata packets kept for the first segment while none is open yet (before the first video
 # keyframe: at most a GOP's worth, a few per second); more are dropped and logged.
 MAX_EARLY_DATA_PACKETS = 64
+
+
+# FFmpeg channel layouts of the AAC channel configurations 1..6 (ISO/IEC 14496-3 table 1.19).
+_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1"}
+
+
+def silent_aac_frame(config: AacConfig) -> bytes:
+    """One raw AAC frame (no ADTS header) that decodes to 1024 samples of silence, in ``config``'s
+    sample rate and channel configuration, from FFmpeg's ``aac`` encoder (AAC-LC). Raises
+    ValueError for a configuration ``config.fillable`` rejects."""
+    if not config.fillable:
+        raise ValueError(f"no silent frame for {config}")
+    layout = _AAC_LAYOUTS[config.channels]
+    encoder = av.CodecContext.create("aac", "w")
+    encoder.sample_rate = config.sample_rate
+    encoder.layout = layout
+    encoder.format = "fltp"
+    encoder.time_base = Fraction(1, config.sample_rate)
+    encoder.open()
+    raw = b""
+    for number in range(3):  # past the encoder's priming frame, whose fill element names it
+        frame = av.AudioFrame(format="fltp", layout=layout, samples=SAMPLES_PER_FRAME)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate = config.sample_rate
+        frame.pts = number * SAMPLES_PER_FRAME
+        for packet in encoder.encode(frame):
+            raw = bytes(packet)
+    return raw
+
+
+class _Silence:
+    """An AAC stream's pause filler (silence.PauseFiller) and its silent frame, as its packets
+    carry frames (ADTS from MPEG-TS, raw from MP4, FLV, RTMP)."""
+
+    def __init__(self, filler: PauseFiller, payload: bytes, time_base: Fraction) -> None:
+        self.filler = filler
+        self.payload = payload
+        self.time_base = time_base
+        self.duration = round(filler.frame_ticks)
 
 
 def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
@@ -82,12 +123,22 @@ class PyAVRun(SegmentRun):
         self._segment_dropped = 0  # in the open segment
         self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
         self.packets_read = 0
+        # Pauses in AAC tracks filled with silence (silence.py): per stream index, made at its
+        # first packet; None where the track cannot be filled.
+        self._aac = {s.index for s in self.streams if s.type == "audio" and s.codec_context.name == "aac"}
+        self._silence: dict[int, _Silence | None] = {}
+        self._clock: int | None = None  # the reference's latest dts: the program's clock
+        self._clock_end: int | None = None  # and the end of its packet
 
     def _read_input(self) -> None:
         self._read_all()
         timing = self.cutter.finish()
         self._settle()
         if self.writer is not None:
+            if self._clock_end is not None:
+                for index, silence in self._silence.items():
+                    if silence is not None:
+                        self._write_silence(index, silence.filler.finish(self._in(index, self._clock_end)))
             self._finish_segment(timing, last=True)
 
     def _abort_open(self) -> None:
@@ -155,6 +206,19 @@ class PyAVRun(SegmentRun):
                     return
 
     def _write(self, index: int, packet: av.Packet) -> None:
+        end = None
+        if index in self._aac and packet.pts is not None:
+            silence = self._silence[index] if index in self._silence else self._new_silence(index, packet)
+            if silence is not None:
+                end = self._place(index, silence, packet)
+                if end is None:
+                    return
+        elif index == self.cutter.reference.index and packet.dts is not None:
+            self._clock = packet.dts
+            self._clock_end = packet.dts + (packet.duration or 0)
+            for audio, silence in self._silence.items():
+                if silence is not None:
+                    self._write_silence(audio, silence.filler.due(self._in(audio, packet.dts)))
         # Read before muxing: the muxer takes the packet's data.
         data = bytes(packet) if self.start.wants(index) else None
         try:
@@ -164,6 +228,57 @@ class PyAVRun(SegmentRun):
             return
         if data is not None:
             self.start.feed(index, data)
+        if end is not None and end is not True:
+            self._silence[index].filler.ended(end)  # type: ignore[union-attr]
+
+    def _place(self, index: int, silence: _Silence, packet: av.Packet) -> int | bool | None:
+        """Silence before an AAC packet that ends a pause, or the muxer's late unit moved to where
+        the filler has got to (silence.PauseFiller). Returns the packet's end, True when it
+        was moved, None when it is left out (dropped)."""
+        filler = silence.filler
+        clock = None if self._clock is None else self._in(index, self._clock)
+        duration = packet.duration or silence.duration
+        if clock is not None and filler.late(packet.pts):
+            pts = filler.retime(duration, clock)
+            if pts is None:
+                self._drop(index, "audio the muxer held back over a pause, later than the silence that filled it", late=True)
+                return None
+            packet.pts = packet.dts = pts
+            return True
+        self._write_silence(index, filler.resume(packet.pts, clock))
+        return packet.pts + duration
+
+    def _in(self, index: int, ticks: int) -> Fraction:
+        """The reference's ``ticks`` in ticks of stream ``index``."""
+        streams = self.container.streams
+        return ticks * streams[self.cutter.reference.index].time_base / streams[index].time_base
+
+    def _new_silence(self, index: int, packet: av.Packet) -> _Silence | None:
+        stream = self.container.streams[index]
+        config = adts_config(bytes(packet)[:7])
+        adts = config is not None
+        if config is None:
+            config = asc_config(stream.codec_context.extradata)
+        silence = None
+        if config is None or not config.fillable:
+            log.info("stream #%d: pauses are not filled with silence (AAC %s)", index,
+                     "of unknown configuration" if config is None else config)
+        else:
+            raw = silent_aac_frame(config)
+            filler = PauseFiller(config.frame_ticks(stream.time_base), stream.time_base)
+            silence = _Silence(filler, adts_frame(config, raw) if adts else raw, stream.time_base)
+        self._silence[index] = silence
+        return silence
+
+    def _write_silence(self, index: int, pts_list: list[int]) -> None:
+        silence = self._silence[index]
+        assert silence is not None and self.writer is not None
+        for pts in pts_list:
+            packet = av.Packet(silence.payload)
+            packet.pts = packet.dts = pts
+            packet.duration = silence.duration
+            packet.time_base = silence.time_base
+            self.writer.write(index, packet)
 
     def _write_data(self, index: int, packet: av.Packet) -> None:
         """A timed metadata packet: into the open segment (kept for the first one until it opens),
@@ -191,9 +306,12 @@ class PyAVRun(SegmentRun):
         except av.error.FFmpegError as error:
             self._drop(index, f"the muxer refused it: {error}")
 
-    def _drop(self, index: int, reason: str) -> None:
+    def _drop(self, index: int, reason: str, *, late: bool = False) -> None:
+        """``late``: the muxer's late unit over a pause, whose filling goes on."""
         super()._drop(index, reason)
         self._segment_dropped += 1
+        if not late and (silence := self._silence.get(index)):
+            silence.filler.reset()  # nothing is filled across a packet left out
 
     def _settle(self) -> None:
         """Write or drop the held packets the cutter has decided (cutter.Cutter.settled)."""
@@ -205,6 +323,11 @@ class PyAVRun(SegmentRun):
                 self._drop(index, reason)
 
     def _cut(self, index: int, packet: av.Packet) -> None:
+        if self.cutter.discontinuity:
+            for silence in self._silence.values():
+                if silence is not None:
+                    silence.filler.reset()  # nothing is filled across a new timeline
+            self._clock = self._clock_end = None
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
         self.video = (self.watch.current if self.watch is not None else None, self._changed)

@@ -39,12 +39,13 @@ by PID.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .cutter import Action, Cutter, SegmentTiming
 from .errors import SegmenterError
 from .randomaccess import ParameterSet, ParameterWatch
+from .silence import AacConfig, TsPauseFill
 from .psi import (
     NOT_SYNC,
     PAT_PID,
@@ -78,6 +79,7 @@ SPS_PACKETS = 8
 # Stream types (ISO/IEC 13818-1 table 2-34) whose keyframes the fast path can find.
 STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_HEVC = 0x24
+STREAM_TYPE_ADTS = 0x0F  # AAC in ADTS frames
 
 _PUSI_EVENT = re.compile(rb"[\x80-\xff]")
 _RUN = re.compile(rb"(.)\1*", re.S)
@@ -321,9 +323,12 @@ class TsSplitter:
     the module doc. Raises NotEligible when ``tracks`` cannot be routed (``check_routable``)."""
 
     def __init__(self, program: ProgramMap, tracks: Iterable[Track], cutter: Cutter,
-                 watch: ParameterWatch | None = None) -> None:
+                 watch: ParameterWatch | None = None,
+                 silent_frame: Callable[[AacConfig], bytes] | None = None) -> None:
         """``watch``: the reference video stream's parameters; a keyframe carrying new ones is
-        cut at (``Cutter.feed``'s ``cut_here``) and its segment's OPEN says so."""
+        cut at (``Cutter.feed``'s ``cut_here``) and its segment's OPEN says so. ``silent_frame``:
+        makes a raw silent AAC frame for a configuration; pauses in ADTS tracks are then filled
+        with silence (silence.TsPauseFill)."""
         tracks = list(tracks)
         check_routable(tracks)
         self.cutter = cutter
@@ -358,6 +363,15 @@ class TsSplitter:
         self._grid = PacketGrid(synced=True)  # looked for only once a packet is out of step
         self._events: list[tuple] = []
         self._pending: tuple[_Segment, memoryview, int, int] | None = None
+        # Silence for pauses in ADTS tracks, by class, fed every packet of their PID (_feed_fill).
+        types = dict(program.streams)
+        self._fills = {number: TsPauseFill(track.pid, silent_frame) for number, track in enumerate(tracks, 1)
+                       if silent_frame is not None and types.get(track.pid) == STREAM_TYPE_ADTS}
+        self._fed = dict.fromkeys(self._fills, 0)  # packets of the chunk given to each fill so far
+        self._fill_chunk = (b"", b"")  # the chunk, and its packets' classes
+        self._late: dict[int, list[bytes]] = {}  # late units kept back (TsPauseFill.unit), by class
+        self._clock: int | None = None  # the reference's latest dts: the program's clock
+        self._clock_end: int | None = None  # and the end of its unit
 
     # -- input --------------------------------------------------------------------------------
 
@@ -392,6 +406,8 @@ class TsSplitter:
                 self._end_unit(cls)
         timing = self.cutter.finish()
         self._settle()
+        if self._fills:
+            self._finish_fills()
         for segment in self._older:
             events.append((CLOSE, segment.number, None, None, None))
         self._older = []
@@ -409,6 +425,9 @@ class TsSplitter:
                 return
         classes = mark_packets(chunk, 0, count, self._tables)  # class id, plus 0x80 at a PES or section start
         breaks = self._continuity.check(chunk, count, classes)
+        if self._fills:
+            self._fill_chunk = (chunk, classes.translate(_STRIP))
+            self._fed = dict.fromkeys(self._fills, 0)
         view = memoryview(chunk)
         runs: bytes | None = None
         start = 0
@@ -436,6 +455,8 @@ class TsSplitter:
         if breaks:
             self._report(breaks, count)
         self._flush()
+        for cls in self._fills:
+            self._feed_fill(cls, count)
 
     def _report(self, breaks: list[tuple[int, int]], upto: int) -> None:
         """CONTINUITY events for the breaks at packet positions up to ``upto`` (removed)."""
@@ -528,7 +549,10 @@ class TsSplitter:
             self._cut(cutter.finished, cutter.discontinuity)
         if cutter.settled:
             self._settle()
-        if action is Action.WRITE or action is Action.CUT:
+        late = self._fill(cls, track, action, at) if self._fills else None
+        if late is not None:
+            self._assign(cls, late)
+        elif action is Action.WRITE or action is Action.CUT:
             self._assign(cls, self._current)
         elif action is Action.DROP:
             self._assign(cls, None)
@@ -537,6 +561,75 @@ class TsSplitter:
             parts: list[bytes] = []
             self._held[cutter.held_id] = (cls, parts)
             self._assign(cls, parts)
+
+    # -- silence for audio pauses (silence.TsPauseFill) ----------------------------------------
+
+    def _feed_fill(self, cls: int, end: int) -> None:
+        """Give the fill of class ``cls`` its packets of the chunk before packet ``end``."""
+        chunk, classes = self._fill_chunk
+        fed, mark, fill = self._fed[cls], bytes((cls,)), self._fills[cls]
+        while (position := classes.find(mark, fed, end)) != -1:
+            fill.packet(chunk[position * TS_PACKET_BYTES : (position + 1) * TS_PACKET_BYTES])
+            fed = position + 1
+        self._fed[cls] = max(fed, end)
+
+    def _insert(self, data: bytes) -> None:
+        """Filler packets into the newest segment, here in the input's order."""
+        if data and self._current is not None:
+            self._flush()
+            self._events.append((DATA, self._current.number, data))
+
+    def _fill(self, cls: int, track: Track, action: Action, at: int) -> list[bytes] | None:
+        """Silence due at a unit start (packet ``at`` of the chunk): at a reference unit, for the
+        pauses still open; at an ADTS unit, before the unit that ends a pause. Returns the list
+        that keeps the unit back when it is the muxer's late unit (None otherwise)."""
+        cutter = self.cutter
+        if action is Action.CUT and cutter.discontinuity:
+            for audio, fill in self._fills.items():
+                fill.reset()  # nothing is filled across a new timeline
+                if (parts := self._late.pop(audio, None)) is not None:
+                    self._insert(b"".join(parts))  # as it came; the rest of it follows
+                    if self._dest[audio] is parts:
+                        self._assign(audio, self._current)
+            self._clock = self._clock_end = None
+        fill = self._fills.get(cls)
+        if fill is None:
+            if track.index == cutter.reference.index and cutter.dts is not None:
+                self._clock = cutter.dts
+                self._clock_end = cutter.dts + (track.frame_ticks or 0)
+                for audio, other in self._fills.items():
+                    self._feed_fill(audio, at)
+                    self._insert(other.due(cutter.dts))
+            return None
+        self._feed_fill(cls, at)
+        if cls in self._late:
+            self._end_late(cls, fill)
+        data, late = fill.unit(cutter.pts, action is Action.WRITE or action is Action.CUT, self._clock)
+        self._insert(data)
+        if not late:
+            return None
+        self._late[cls] = []
+        return self._late[cls]
+
+    def _end_late(self, cls: int, fill: TsPauseFill) -> None:
+        """A late unit kept back is whole: retimed into the newest segment, or dropped."""
+        packets = b"".join(self._late.pop(cls))
+        retimed = fill.late_unit(packets, self._clock) if self._clock is not None else packets
+        if retimed is None:
+            track = self._tracks[cls]
+            self._events.append((DROPPED, track.index if track else -1,
+                                 "audio the muxer held back over a pause, later than the silence that filled it"))
+        else:
+            self._insert(retimed)
+
+    def _finish_fills(self) -> None:
+        """End of input: late units still kept back, then silence up to the reference's end for a
+        pause still open."""
+        for cls, fill in self._fills.items():
+            if cls in self._late:
+                self._end_late(cls, fill)
+            if self._clock_end is not None:
+                self._insert(fill.finish(self._clock_end))
 
     @staticmethod
     def _unit_head(cls: int, packet: bytes, offset: int, chunk: bytes, classes: bytes, at: int) -> bytes:

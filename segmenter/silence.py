@@ -1,0 +1,516 @@
+"""Silent audio for a pause in an AAC track while the video goes on. Pure, no PyAV.
+
+A player that feeds Media Source Extensions cannot play across a hole in an audio track while
+the video goes on: Chromium's native HLS stops at it, hls.js stalls (its audio SourceBuffer ends
+where the audio paused; it fills holes only inside a segment that carries audio). So where an AAC
+track pauses on the program's timeline (not at a discontinuity: ``cutter.Cutter`` decides those),
+hls-segment fills the pause with silent AAC frames of the track's own configuration, in the
+segments whose time the pause covers, so that every segment's audio reaches on to the next one's
+(docs/segmenter.md, "Audio pauses").
+
+What is here:
+
+- ``AacConfig``: an AAC track's configuration, from an ADTS header (ISO/IEC 14496-3 1.A.2) or an
+  AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1); ``adts_frame`` frames a raw AAC frame as ADTS.
+- ``PauseFiller``: when to fill and the timestamps of the filler frames, in ticks of the track's
+  time base (exact ``Fraction`` arithmetic, rounded only on output), and where the muxer's late
+  last unit before a pause goes.
+- ``AdtsCounter``: follows one MPEG-TS audio PID packet by packet (what the fast path copies
+  verbatim): its continuity counter, the PES being received, how many whole ADTS frames it holds.
+- ``filler_packets``: MPEG-TS packets for the audio PID carrying one PES per silent ADTS frame,
+  a multiple of 16 of them, so that the continuity counter of the input's next packet on that
+  PID follows on (ISO/IEC 13818-1 2.4.3.3: it counts packets with payload modulo 16);
+  ``retimed_pes`` gives a PES a new PTS.
+- ``TsPauseFill``: the three together for one ADTS PID of the fast path.
+
+The silent raw frame itself is made by the shell with FFmpeg's ``aac`` encoder (1024 samples of
+zeros), once per configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .cutter import DISCONTINUITY_GAP_S, INTERLEAVE_S
+from .psi import TS_PACKET_BYTES
+
+# ISO/IEC 14496-3 table 1.18: sampling_frequency_index -> Hz.
+SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+AAC_LC = 2  # audioObjectType of AAC Low Complexity (ADTS profile 1)
+SAMPLES_PER_FRAME = 1024
+TICKS_PER_SECOND = 90000  # PES timestamps
+PTS_WRAP = 2**33
+
+# A hole longer than this many frames is a pause and is filled; shorter ones are jitter of the
+# encoder or muxer (one lost frame), left as they are.
+MIN_GAP_FRAMES = 2
+
+# Muxers hold the audio frames of the PES being assembled until the next frame comes: the PES
+# before a pause is written only when the audio resumes (FFmpeg's holds at most 0.35 s, its
+# max_delay / 2). Such a late unit is moved to where the filler has got to, if it fits in this.
+LATE_UNIT_S = Fraction(1, 2)
+
+# While a pause is open, filler is written for time this far behind the program's clock: the
+# resumed audio starts at most INTERLEAVE_S behind it, and a late unit of up to LATE_UNIT_S still
+# fits between the filler and the resumed audio.
+FILL_LAG_S = INTERLEAVE_S + LATE_UNIT_S
+
+# The fast path writes filler for an open pause in batches of this many frames: with one MPEG-TS
+# packet per silent frame, whole turns of the continuity counter.
+FAST_BATCH_FRAMES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AacConfig:
+    """An AAC stream's configuration: audioObjectType, sampling_frequency_index, channel_configuration."""
+
+    object_type: int
+    sampling_index: int
+    channels: int  # channel_configuration (ISO/IEC 14496-3 table 1.19); 0: in a PCE, not fillable
+
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATES[self.sampling_index]
+
+    @property
+    def fillable(self) -> bool:
+        """AAC-LC, channel configuration 1..6 (mono to 5.1), at a listed sample rate."""
+        return self.object_type == AAC_LC and 1 <= self.channels <= 6 and self.sampling_index < len(SAMPLE_RATES)
+
+    def frame_ticks(self, time_base: Fraction) -> Fraction:
+        """One frame's duration (1024 samples) in ticks of ``time_base`` (seconds per tick)."""
+        return Fraction(SAMPLES_PER_FRAME, self.sample_rate) / time_base
+
+
+def adts_config(data: bytes) -> AacConfig | None:
+    """The configuration in the ADTS header at the start of ``data``, or None if there is none.
+
+    ADTS (ISO/IEC 14496-3 1.A.2.2): syncword 0xFFF, profile = audioObjectType - 1."""
+    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF6 != 0xF0:
+        return None
+    index = (data[2] >> 2) & 0x0F
+    if index >= len(SAMPLE_RATES):
+        return None
+    return AacConfig((data[2] >> 6) + 1, index, ((data[2] & 1) << 2) | (data[3] >> 6))
+
+
+def asc_config(extradata: bytes | None) -> AacConfig | None:
+    """The configuration in an AudioSpecificConfig (the extradata of AAC from MP4, FLV, RTMP),
+    or None when absent or using an explicit sample rate (ISO/IEC 14496-3 1.6.2.1)."""
+    if not extradata or len(extradata) < 2:
+        return None
+    object_type = extradata[0] >> 3
+    index = ((extradata[0] & 0x07) << 1) | (extradata[1] >> 7)
+    if object_type == 31 or index >= len(SAMPLE_RATES):
+        return None
+    return AacConfig(object_type, index, (extradata[1] >> 3) & 0x0F)
+
+
+def adts_frame(config: AacConfig, raw: bytes) -> bytes:
+    """``raw`` (one raw_data_block) with a 7-byte ADTS header: MPEG-4, no CRC, one block.
+
+    Raises ValueError for a configuration ADTS cannot carry (object type above 4)."""
+    if not 1 <= config.object_type <= 4:
+        raise ValueError(f"ADTS cannot carry AAC object type {config.object_type}")
+    length = 7 + len(raw)
+    if length >= 1 << 13:
+        raise ValueError(f"an ADTS frame of {length} bytes")
+    header = bytes((
+        0xFF, 0xF1,  # syncword, MPEG-4, layer 0, no CRC
+        ((config.object_type - 1) << 6) | (config.sampling_index << 2) | (config.channels >> 2),
+        ((config.channels & 3) << 6) | (length >> 11),
+        (length >> 3) & 0xFF,
+        ((length & 7) << 5) | 0x1F,  # buffer fullness 0x7FF: variable bit rate
+        0xFC,  # number_of_raw_data_blocks_in_frame - 1 = 0
+    ))
+    return header + raw
+
+
+class PauseFiller:
+    """Where an AAC track pauses while the program's clock goes on: the timestamps of the silent
+    frames that fill it, and where the muxer's late unit goes.
+
+    All times are ticks of the track's ``time_base`` (seconds per tick); one frame (1024 samples)
+    lasts ``frame_ticks``. The shell tells it the program's clock (the reference stream's latest
+    dts, in this track's ticks) at each reference packet (``due``), each real packet it is about
+    to write (``late``, then ``retime`` or ``resume``) and its end once known (``ended``), a
+    discontinuity or a packet not written (``reset``: nothing is filled across them), and the end
+    of the input (``finish``).
+
+    The rule: once the real audio ends more than ``MIN_GAP_FRAMES`` frames before the clock less
+    ``FILL_LAG_S``, the track has paused and ``due`` returns filler frames, 1024 samples apart from
+    the end of the real audio, up to the clock less ``FILL_LAG_S`` (at least ``batch`` at a time):
+    written then, they land in the segments whose time they cover, behind the video as a muxer's
+    interleave puts audio. A unit that continues the real audio from before the pause (the
+    muxer's late unit) is moved to where the filler has got to (``retime``), or left out when it
+    would reach past the clock less ``INTERLEAVE_S``. The first other real packet ends the pause:
+    filler up to it (``resume``). A pause that ends before any filler was due (shorter than the
+    lag) is filled at once, before the packet that ends it, as is one left at the end of input.
+    Packets more than ``DISCONTINUITY_GAP_S`` past the clock (a stream that jumped alone) end a
+    pause unfilled.
+    """
+
+    def __init__(self, frame_ticks: Fraction, time_base: Fraction, *, batch: int = 1) -> None:
+        self.frame_ticks = frame_ticks
+        self.batch = batch
+        self.min_gap_ticks = MIN_GAP_FRAMES * frame_ticks
+        self.lag_ticks = FILL_LAG_S / time_base
+        self.interleave_ticks = Fraction(INTERLEAVE_S) / time_base
+        self.jump_ticks = DISCONTINUITY_GAP_S / time_base
+        self.end: Fraction | None = None  # end of the audio written, real or filler
+        self.real_end: Fraction | None = None  # end of the real audio, on the input's timeline
+        self.filling = False  # a pause is open and filler was written for it
+
+    def reset(self) -> None:
+        """A discontinuity, or a packet not written: nothing is filled across it."""
+        self.end = self.real_end = None
+        self.filling = False
+
+    def due(self, clock: Fraction | int) -> list[int]:
+        """The program's clock reached ``clock``: the pts of filler frames to write now (often none)."""
+        end = self.end
+        if end is None:
+            return []
+        until = clock - self.lag_ticks
+        if not self.filling and until - end <= self.min_gap_ticks:
+            return []
+        count = math.floor((until - end) / self.frame_ticks)
+        if count < self.batch:
+            return []
+        self.filling = True
+        return self._frames(count)
+
+    def finish(self, clock: Fraction | int) -> list[int]:
+        """End of input at ``clock`` (the end of the reference's last packet): filler up to it for a
+        pause still being filled (none otherwise: the audio of a whole stream ends as it ends)."""
+        if not self.filling or self.end is None:
+            return []
+        return self._frames(math.floor((clock - self.end) / self.frame_ticks))
+
+    def late(self, pts: int) -> bool:
+        """Whether a real packet at ``pts`` is the muxer's late unit: a pause is being filled and
+        the packet follows on from the real audio before it (within half a frame)."""
+        return self.filling and self.real_end is not None and abs(pts - self.real_end) <= self.frame_ticks / 2
+
+    def retime(self, duration: Fraction | int, clock: Fraction | int) -> int | None:
+        """A late unit lasting ``duration``: the pts to write it at (where the audio written ends),
+        or None when it would reach past ``clock`` less ``INTERLEAVE_S``, where the resumed audio
+        may start (then it is not written)."""
+        assert self.end is not None and self.real_end is not None
+        self.real_end += duration
+        start = self.end
+        if start + duration > clock - self.interleave_ticks:
+            return None
+        self.end = start + duration
+        return round(start)
+
+    def resume(self, pts: int, clock: Fraction | int | None) -> list[int]:
+        """A real packet at ``pts`` that is no late unit is about to be written: the pts of the
+        filler frames to write before it (often none). Until ``ended``, it ends at ``pts``."""
+        fills: list[int] = []
+        end = self.end
+        if (end is not None and pts - end > (0 if self.filling else self.min_gap_ticks)
+                and (clock is None or pts - clock <= self.jump_ticks)):
+            fills = self._frames(math.floor((pts - end) / self.frame_ticks))
+        self.filling = False
+        self.end = self.real_end = Fraction(pts)
+        return fills
+
+    def ended(self, end: Fraction | int) -> None:
+        """The real packet last written (``resume``) ends at ``end``."""
+        self.end = self.real_end = Fraction(end)
+
+    def _frames(self, count: int) -> list[int]:
+        start = self.end
+        assert start is not None
+        if count <= 0:
+            return []
+        self.end = start + count * self.frame_ticks
+        return [round(start + k * self.frame_ticks) for k in range(count)]
+
+
+class AdtsCounter:
+    """One MPEG-TS PID of ADTS audio, packet by packet: the continuity counter of its last packet
+    with payload, and the PES being received (PTS, stream_id, whole ADTS frames so far).
+
+    ``packet`` takes each 188-byte packet of the PID in order; at a PES start it returns the
+    previous PES's (pts, frames) or None. ``complete`` tells whether the PES received so far ends
+    at an ADTS frame boundary (and its PES_packet_length, when set, is reached), so that filler
+    may follow it; ``config`` is the first ADTS header's configuration.
+    """
+
+    __slots__ = ("cc", "stream_id", "pts", "frames", "config", "_skip", "_head", "_remaining", "_sync")
+
+    def __init__(self) -> None:
+        self.cc: int | None = None
+        self.stream_id = 0xC0
+        self.pts: int | None = None  # the current PES's 33-bit PTS
+        self.frames = 0  # whole ADTS frames in the current PES so far
+        self.config: AacConfig | None = None
+        self._skip = 0  # bytes of the current frame still to come
+        self._head = b""  # a frame header split across packets
+        self._remaining: int | None = None  # PES payload bytes still to come, when the length is set
+        self._sync = False  # in step with the ADTS frames of this PES
+
+    def packet(self, packet: bytes) -> tuple[int | None, int] | None:
+        control = (packet[3] >> 4) & 3
+        if not control & 1:
+            return None
+        self.cc = packet[3] & 0x0F
+        offset = 4 + (1 + packet[4] if control & 2 else 0)
+        if offset >= TS_PACKET_BYTES:
+            return None
+        finished = None
+        if packet[1] & 0x40:
+            finished = (self.pts, self.frames) if self.complete and self.pts is not None else None
+            self.pts, self.frames, self._skip, self._head, self._sync = None, 0, 0, b"", False
+            self._remaining = None
+            if packet[offset : offset + 3] != b"\x00\x00\x01" or offset + 9 > TS_PACKET_BYTES:
+                return finished
+            self.stream_id = packet[offset + 3]
+            length = (packet[offset + 4] << 8) | packet[offset + 5]
+            header = 9 + packet[offset + 8]
+            if packet[offset + 7] & 0x80 and offset + 14 <= TS_PACKET_BYTES:
+                b = packet
+                i = offset + 9
+                self.pts = ((b[i] & 0x0E) << 29) | (b[i + 1] << 22) | ((b[i + 2] & 0xFE) << 14) | (b[i + 3] << 7) | (b[i + 4] >> 1)
+            self._remaining = length - (header - 6) if length else None
+            offset += header
+            self._sync = True
+        if not self._sync:
+            return finished
+        self._frames(packet[offset:])
+        return finished
+
+    def _frames(self, payload: bytes) -> None:
+        if self._remaining is not None:
+            payload = payload[: max(0, self._remaining)]  # what follows the PES is not audio
+            self._remaining -= len(payload)
+        data = self._head + payload if self._head else payload
+        self._head = b""
+        position = self._skip
+        if position:
+            if position > len(data):
+                self._skip = position - len(data)
+                return
+            self.frames += 1  # the frame still arriving is whole
+        while position < len(data):
+            if len(data) - position < 7:
+                self._head = data[position:]
+                self._skip = 0
+                return
+            config = adts_config(data[position : position + 7])
+            length = ((data[position + 3] & 3) << 11) | (data[position + 4] << 3) | (data[position + 5] >> 5)
+            if config is None or length < 7:
+                self._sync = False  # not ADTS here: this PES is not counted further
+                self._skip = 0
+                return
+            if self.config is None:
+                self.config = config
+            if position + length > len(data):
+                self._skip = position + length - len(data)
+                return
+            position += length
+            self.frames += 1
+        self._skip = 0
+
+    @property
+    def complete(self) -> bool:
+        return (self._sync and not self._skip and not self._head
+                and (self._remaining is None or self._remaining <= 0))
+
+
+_PES_HEADER_BYTES = 14  # with a PTS only
+
+
+def _pts_bytes(prefix: int, pts: int) -> bytes:
+    """A PES PTS or DTS field (ISO/IEC 13818-1 2.4.3.7): 4-bit ``prefix``, 33 bits, marker bits."""
+    pts %= PTS_WRAP
+    return bytes(((prefix << 4) | ((pts >> 29) & 0x0E) | 1, (pts >> 22) & 0xFF, ((pts >> 14) & 0xFE) | 1,
+                  (pts >> 7) & 0xFF, ((pts << 1) & 0xFE) | 1))
+
+
+def _pes(stream_id: int, pts: int, payload: bytes) -> bytes:
+    length = 3 + 5 + len(payload)
+    return bytes((0, 0, 1, stream_id, length >> 8, length & 0xFF,
+                  0x84, 0x80, 5)) + _pts_bytes(0x2, pts) + payload  # data_alignment_indicator; PTS only
+
+
+def _ts_packet(pid: int, cc: int, start: bool, payload: bytes) -> bytes:
+    stuffing = TS_PACKET_BYTES - 4 - len(payload)
+    head = bytes((0x47, (0x40 if start else 0) | (pid >> 8), pid & 0xFF, (0x30 if stuffing else 0x10) | cc))
+    if not stuffing:
+        return head + payload
+    field = bytes((stuffing - 1,)) + (b"\x00" + b"\xff" * (stuffing - 2) if stuffing > 1 else b"")
+    return head + field + payload
+
+
+def filler_packets(pid: int, last_cc: int, stream_id: int, frame: bytes, pts_list: list[int]) -> bytes:
+    """MPEG-TS packets on ``pid`` carrying one PES (``stream_id``, PTS from ``pts_list``, 90 kHz,
+    wrapped to 33 bits) per copy of the ADTS ``frame``; the first packet's continuity counter
+    follows ``last_cc``. The count of packets is a multiple of 16 (a PES split over more packets,
+    padded with adaptation-field stuffing, as needed), so the input's next packet on the PID
+    still follows on. Empty for an empty ``pts_list``. Raises ValueError when the frames are too
+    few and small to spread over 16 packets (a single frame under 15 bytes). Frames of 171 bytes
+    or more are not split (silent frames are a few bytes)."""
+    if not pts_list:
+        return b""
+    pes = [_pes(stream_id, pts, frame) for pts in pts_list]
+    # Each PES: its 14-byte header whole in its first packet, the frame over the others, each
+    # packet at least one byte of it.
+    counts = [1 if len(p) <= 184 else 1 + -(-len(frame) // 184) for p in pes]
+    total = -(-sum(counts) // 16) * 16
+    extra = total - sum(counts)
+    for i in range(len(pes)):
+        more = min(extra, 1 + len(frame) - counts[i])
+        counts[i] += more
+        extra -= more
+    if extra:
+        raise ValueError(f"{len(pes)} PES of a {len(frame)}-byte frame cannot fill 16 packets")
+    out = []
+    cc = last_cc
+    for p, count in zip(pes, counts):
+        if count == 1:
+            parts = [p]
+        else:
+            size, rest = divmod(len(frame), count - 1)
+            parts, position = [p[:_PES_HEADER_BYTES]], _PES_HEADER_BYTES
+            for part in range(count - 1):
+                end = position + size + (1 if part < rest else 0)
+                parts.append(p[position:end])
+                position = end
+        for number, part in enumerate(parts):
+            cc = (cc + 1) & 0x0F
+            out.append(_ts_packet(pid, cc, number == 0, part))
+    return b"".join(out)
+
+
+def retimed_pes(packets: bytes, pts: int) -> bytes:
+    """The MPEG-TS packets of one PES (its first packet first) with its PTS, and its DTS if it has
+    one, set to ``pts`` (90 kHz, wrapped to 33 bits); every other byte as it was. Unchanged when
+    the first packet holds no PES header with a PTS."""
+    first = bytearray(packets[:TS_PACKET_BYTES])
+    control = (first[3] >> 4) & 3
+    offset = 4 + (1 + first[4] if control & 2 else 0)
+    if (not control & 1 or offset + 14 > TS_PACKET_BYTES or first[offset : offset + 3] != b"\x00\x00\x01"
+            or not first[offset + 7] & 0x80):
+        return packets
+    first[offset + 9 : offset + 14] = _pts_bytes(first[offset + 9] >> 4, pts)
+    if first[offset + 7] & 0x40 and offset + 19 <= TS_PACKET_BYTES:
+        first[offset + 14 : offset + 19] = _pts_bytes(0x1, pts)
+    return bytes(first) + packets[TS_PACKET_BYTES:]
+
+
+class TsPauseFill:
+    """``PauseFiller`` for one ADTS audio PID of an MPEG-TS input copied packet by packet (the
+    fast path). Timestamps are unwrapped 90 kHz ticks (the cutter's); the PTS written are wrapped.
+
+    The splitter gives it every packet of the PID in input order (``packet``), tells it where a
+    PES of the PID starts and what the cutter made of it (``unit``), the program's clock at each
+    reference PES (``due``), a discontinuity (``reset``) and the end of input (``finish``). Each
+    returns the MPEG-TS packets to insert there, on the PID, continuity counters following on
+    (empty bytes most of the time). A PES that ``unit`` calls late is kept back by the splitter
+    and handed to ``late_unit`` once whole, which returns it retimed (or None: left out).
+    ``silent_frame`` makes a configuration's raw silent frame (the shell's encoder), once.
+    """
+
+    def __init__(self, pid: int, silent_frame: Callable[[AacConfig], bytes]) -> None:
+        self.pid = pid
+        self.counter = AdtsCounter()
+        self._silent_frame = silent_frame
+        self._filler: PauseFiller | None = None
+        self._frame_ticks = Fraction(0)
+        self._frame = b""  # the silent ADTS frame
+        self._refused = False  # the configuration cannot be filled
+        self._pts: int | None = None  # the current PES's unwrapped PTS
+        self._open = False  # the current PES went into a segment and its end is not told yet
+        self._late = False  # the current PES is a late unit, kept back until whole
+
+    def packet(self, packet: bytes) -> None:
+        self.counter.packet(packet)
+
+    def reset(self) -> None:
+        if self._filler is not None:
+            self._filler.reset()
+        self._open = self._late = False
+
+    def due(self, clock: int) -> bytes:
+        filler = self._ready()
+        if filler is None or self._late or (self._open and not self.counter.complete):
+            return b""  # a PES of the PID still arriving: nothing goes in its middle
+        self._close()
+        return self._packets(filler.due(clock))
+
+    def finish(self, clock: int) -> bytes:
+        filler = self._ready()
+        if filler is None:
+            return b""
+        self._close()
+        return self._packets(filler.finish(clock))
+
+    def unit(self, pts: int | None, written: bool, clock: int | None) -> tuple[bytes, bool]:
+        """A PES of the PID starts at ``pts`` (its packets not yet given to ``packet``), the
+        cutter writing it or not, the program's clock at ``clock``: the packets to insert before
+        it, and whether it is a late unit (kept back, then ``late_unit``)."""
+        filler = self._ready()
+        if filler is None:
+            return b"", False
+        self._close()
+        if not written or pts is None:
+            filler.reset()
+            return b"", False
+        if clock is not None and filler.late(pts):
+            self._late = True
+            return b"", True
+        fills = filler.resume(pts, clock)
+        self._pts, self._open = pts, True
+        return self._packets(fills), False
+
+    def late_unit(self, packets: bytes, clock: int) -> bytes | None:
+        """The late PES kept back, whole (all its packets given to ``packet``): its packets with
+        the PTS where the filler has got to, or None when it does not fit (``PauseFiller.retime``).
+        Unchanged, and nothing filled across it, when its frames cannot be counted."""
+        filler = self._filler
+        counter = self.counter
+        assert filler is not None
+        self._late = False
+        if not counter.complete or not counter.frames:
+            filler.reset()
+            return packets
+        pts = filler.retime(counter.frames * self._frame_ticks, clock)
+        return None if pts is None else retimed_pes(packets, pts)
+
+    def _close(self) -> None:
+        """The end of the PES last written, once whole, is told to the filler."""
+        if not self._open:
+            return
+        self._open = False
+        counter, filler = self.counter, self._filler
+        assert filler is not None and self._pts is not None
+        if counter.complete and counter.frames:
+            filler.ended(self._pts + counter.frames * self._frame_ticks)
+        else:
+            filler.reset()  # where it ends is not known
+
+    def _packets(self, pts_list: list[int]) -> bytes:
+        if not pts_list or self.counter.cc is None:
+            return b""
+        try:
+            return filler_packets(self.pid, self.counter.cc, self.counter.stream_id, self._frame, pts_list)
+        except ValueError:
+            return b""  # a single small frame: a hole of one frame stays
+
+    def _ready(self) -> PauseFiller | None:
+        if self._filler is None and not self._refused and self.counter.config is not None:
+            config = self.counter.config
+            if not config.fillable:
+                self._refused = True
+                return None
+            self._frame = adts_frame(config, self._silent_frame(config))
+            self._frame_ticks = config.frame_ticks(Fraction(1, TICKS_PER_SECOND))
+            self._filler = PauseFiller(self._frame_ticks, Fraction(1, TICKS_PER_SECOND), batch=FAST_BATCH_FRAMES)
+        return self._filler

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import re
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import m3u8
 import pytest
 
+from segmenter.silence import LATE_UNIT_S
 from tests.support.browser import chromium, page_status
 from tests.support.daemon import UploaderDaemon
 from tests.support.media import MediaCache, probe
@@ -81,19 +84,51 @@ def assert_within_target(published: Published, segment_seconds: str) -> None:
 AAC_FRAME_TICKS = 1024 * 90000 // 48000
 
 
-def assert_every_packet_kept(source: Path, published: Published) -> None:
+def assert_every_packet_kept(source: Path, published: Published, kinds: tuple[str, ...] = ("video", "audio")) -> None:
     """Every packet of the input is in a segment, but for audio frames that end by the first video
     keyframe (segment 1 starts there; the fast path keeps those starting at most 0.5 s before it)."""
     files = segment_files(published.out_dir)
     assert len(files) == len(published.playlist.segments)
     source_info = probe(source)
     first_key = source_info.video.keyframe_pts[0]  # type: ignore[union-attr]
-    for kind in ("video", "audio"):
+    for kind in kinds:
         want = sorted(getattr(source_info, kind).pts)
         got = sorted(pts for path in files if (stream := getattr(probe(path), kind)) for pts in stream.pts)
         required = [pts for pts in want if kind == "video" or pts + AAC_FRAME_TICKS > first_key]
         assert set(got) <= set(want) and len(got) == len(set(got)), f"{kind}: packets not in the input, or twice"
         assert set(required) <= set(got), f"{kind}: {len(got)} packets in the segments, {len(required)} required"
+
+
+def audio_frames(path: Path) -> list[tuple[int, bytes]]:
+    """(pts, bytes) of every audio packet (one AAC frame each, as FFmpeg's parser splits them)."""
+    with av.open(str(path)) as container:
+        return [(packet.pts, bytes(packet)) for packet in container.demux(audio=0) if packet.pts is not None]
+
+
+def assert_audio_pause_filled(source: Path, published: Published) -> None:
+    """The segments' audio has no hole: one frame after the other, 1024 samples apart, from the
+    first to the last; every input frame is in it (but those before the first video keyframe),
+    at its own pts but for the muxer's late unit (at most LATE_UNIT_S of frames that followed on
+    from the audio before the pause, moved into it); every other frame is one silent frame."""
+    source_info = probe(source)
+    first_key = source_info.video.keyframe_pts[0]  # type: ignore[union-attr]
+    source_frames = audio_frames(source)
+    want = sorted((pts, data) for pts, data in source_frames if pts + AAC_FRAME_TICKS > first_key)
+    got = sorted(frame for path in segment_files(published.out_dir) for frame in audio_frames(path))
+    steps = {b[0] - a[0] for a, b in zip(got, got[1:])}
+    assert steps <= {AAC_FRAME_TICKS, AAC_FRAME_TICKS + 1}, sorted(steps)  # 1920 ticks, rounded
+    assert not Counter(data for _, data in want) - Counter(data for _, data in got), "input frames missing"
+    moved = sorted(set(want) - set(got))
+    pause = max(zip(want, want[1:]), key=lambda pair: pair[1][0] - pair[0][0])  # the frames around it
+    assert len(moved) * AAC_FRAME_TICKS <= 90000 * LATE_UNIT_S, len(moved)
+    assert all(pause[0][0] - 90000 * LATE_UNIT_S < pts <= pause[0][0] for pts, _ in moved), (pause[0][0], moved)
+    filler = Counter(data for _, data in got) - Counter(data for _, data in source_frames)
+    assert len(filler) == 1 and sum(filler.values()) >= (pause[1][0] - pause[0][0]) // AAC_FRAME_TICKS - 2, filler
+    pcm = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-i", published.playlist_url, "-map", "0:a",
+                          "-f", "s16le", "-ac", "1", "-ar", "48000", "-"], capture_output=True, timeout=120)
+    assert pcm.returncode == 0 and not pcm.stderr, pcm.stderr
+    samples = len(pcm.stdout) // 2
+    assert abs(samples - len(got) * 1024) <= 2048, (samples, len(got) * 1024)
 
 
 def ffmpeg_plays(url: str) -> str:
@@ -153,27 +188,22 @@ def test_a_track_pausing_while_the_other_goes_on_is_no_discontinuity(
     assert "new timeline" not in published.stderr, published.stderr
     drops = [line for line in published.stderr.splitlines() if "dropping" in line]
     assert all("before the first video keyframe" in line for line in drops), drops
-    assert_every_packet_kept(source, published)
+    if gap == "audio":
+        assert_every_packet_kept(source, published, ("video",))
+        assert_audio_pause_filled(source, published)
+    else:
+        assert_every_packet_kept(source, published)
     total = sum(segment.duration for segment in published.playlist.segments)
     assert total == pytest.approx(probe(source).duration_s, abs=0.1)
     assert ffmpeg_plays(published.playlist_url) == ""
     if chromium() is None:
         pytest.skip("no Chromium to play the stream in")
-    statuses = played_to_the_end(published.page_url)
-    stalled = {}
-    for engine, status in statuses.items():
+    # Both stop at a hole in the audio (native HLS on the input file itself): the audio pause
+    # must have come out filled with silence in each segment whose time it covers.
+    for engine, status in played_to_the_end(published.page_url).items():
         ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
-        if gap == "audio" and not ended:
-            stalled[engine] = status  # below
-            continue
-        assert ended, status
+        assert ended, f"{engine}: {status}"
         assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
-    if stalled:
-        # Chromium's native HLS stops at a gap in the audio track (DEMUXER_ERROR_COULD_NOT_PARSE, or
-        # a stall), the same on the input file itself; hls.js plays the input file through but
-        # stalls on the segments that hold no audio. Filling audio gaps with silent frames in the
-        # segments is not done yet.
-        pytest.xfail(f"players over an audio gap: {stalled}")
 
 
 def test_joining_mid_gop_starts_segment_one_at_the_first_video_keyframe(

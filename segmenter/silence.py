@@ -352,53 +352,57 @@ def _ts_packet(pid: int, cc: int, start: bool, payload: bytes) -> bytes:
 def filler_packets(pid: int, last_cc: int, stream_id: int, frame: bytes, pts_list: list[int]) -> bytes:
     """MPEG-TS packets on ``pid`` carrying one PES (``stream_id``, PTS from ``pts_list``, 90 kHz,
     wrapped to 33 bits) per copy of the ADTS ``frame``; the first packet's continuity counter
-    follows ``last_cc``. The count of packets is a multiple of 16 (a PES split over more packets,
-    padded with adaptation-field stuffing, as needed), so the input's next packet on the PID
-    still follows on. Empty for an empty ``pts_list``. Raises ValueError when the frames are too
-    few and small to spread over 16 packets (a single frame under 15 bytes). Frames of 171 bytes
-    or more are not split (silent frames are a few bytes)."""
+    follows ``last_cc``. The count of packets is a multiple of 16, so that the input's next packet
+    on the PID still follows on: a PES is spread over more packets as needed, padded with
+    adaptation-field stuffing, each packet at least one byte of it (the frame split first; the
+    PES header too when a single frame needs it, as ISO/IEC 13818-1 allows: a PES is read whole).
+    Empty for an empty ``pts_list``. Frames of 171 bytes or more are not split further (silent
+    frames are a few bytes)."""
     if not pts_list:
         return b""
     pes = [_pes(stream_id, pts, frame) for pts in pts_list]
-    # Each PES: its 14-byte header whole in its first packet, the frame over the others, each
-    # packet at least one byte of it.
     counts = [1 if len(p) <= 184 else 1 + -(-len(frame) // 184) for p in pes]
-    total = -(-sum(counts) // 16) * 16
-    extra = total - sum(counts)
-    for i in range(len(pes)):
-        more = min(extra, 1 + len(frame) - counts[i])
+    extra = -(-sum(counts) // 16) * 16 - sum(counts)
+    for i, p in enumerate(pes):
+        more = min(extra, len(p) - counts[i])
         counts[i] += more
         extra -= more
-    if extra:
-        raise ValueError(f"{len(pes)} PES of a {len(frame)}-byte frame cannot fill 16 packets")
     out = []
     cc = last_cc
     for p, count in zip(pes, counts):
         if count == 1:
             parts = [p]
+        elif count <= 1 + len(frame):
+            parts = [p[:_PES_HEADER_BYTES], *_split(p[_PES_HEADER_BYTES:], count - 1)]
         else:
-            size, rest = divmod(len(frame), count - 1)
-            parts, position = [p[:_PES_HEADER_BYTES]], _PES_HEADER_BYTES
-            for part in range(count - 1):
-                end = position + size + (1 if part < rest else 0)
-                parts.append(p[position:end])
-                position = end
+            parts = _split(p, count)
         for number, part in enumerate(parts):
             cc = (cc + 1) & 0x0F
             out.append(_ts_packet(pid, cc, number == 0, part))
     return b"".join(out)
 
 
-def retimed_pes(packets: bytes, pts: int) -> bytes:
+def _split(data: bytes, count: int) -> list[bytes]:
+    """``data`` in ``count`` parts of nearly equal size, in order."""
+    size, rest = divmod(len(data), count)
+    parts, position = [], 0
+    for part in range(count):
+        end = position + size + (1 if part < rest else 0)
+        parts.append(data[position:end])
+        position = end
+    return parts
+
+
+def retimed_pes(packets: bytes, pts: int) -> bytes | None:
     """The MPEG-TS packets of one PES (its first packet first) with its PTS, and its DTS if it has
-    one, set to ``pts`` (90 kHz, wrapped to 33 bits); every other byte as it was. Unchanged when
-    the first packet holds no PES header with a PTS."""
+    one, set to ``pts`` (90 kHz, wrapped to 33 bits); every other byte as it was. None when the
+    first packet starts no PES, or its header (with a PTS) is not whole in it."""
     first = bytearray(packets[:TS_PACKET_BYTES])
     control = (first[3] >> 4) & 3
     offset = 4 + (1 + first[4] if control & 2 else 0)
-    if (not control & 1 or offset + 14 > TS_PACKET_BYTES or first[offset : offset + 3] != b"\x00\x00\x01"
+    if (not first[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES or first[offset : offset + 3] != b"\x00\x00\x01"
             or not first[offset + 7] & 0x80):
-        return packets
+        return None
     first[offset + 9 : offset + 14] = _pts_bytes(first[offset + 9] >> 4, pts)
     if first[offset + 7] & 0x40 and offset + 19 <= TS_PACKET_BYTES:
         first[offset + 14 : offset + 19] = _pts_bytes(0x1, pts)
@@ -473,12 +477,12 @@ class TsPauseFill:
     def late_unit(self, packets: bytes, clock: int) -> bytes | None:
         """The late PES kept back, whole (all its packets given to ``packet``): its packets with
         the PTS where the filler has got to, or None when it does not fit (``PauseFiller.retime``).
-        Unchanged, and nothing filled across it, when its frames cannot be counted."""
+        Unchanged, and nothing filled across it, when its frames cannot be counted or its PES header is not whole in its first packet."""
         filler = self._filler
         counter = self.counter
         assert filler is not None
         self._late = False
-        if not counter.complete or not counter.frames:
+        if not counter.complete or not counter.frames or retimed_pes(packets, 0) is None:
             filler.reset()
             return packets
         pts = filler.retime(counter.frames * self._frame_ticks, clock)
@@ -499,10 +503,7 @@ class TsPauseFill:
     def _packets(self, pts_list: list[int]) -> bytes:
         if not pts_list or self.counter.cc is None:
             return b""
-        try:
-            return filler_packets(self.pid, self.counter.cc, self.counter.stream_id, self._frame, pts_list)
-        except ValueError:
-            return b""  # a single small frame: a hole of one frame stays
+        return filler_packets(self.pid, self.counter.cc, self.counter.stream_id, self._frame, pts_list)
 
     def _ready(self) -> PauseFiller | None:
         if self._filler is None and not self._refused and self.counter.config is not None:

@@ -34,6 +34,7 @@ from .tsfast import (
     DROPPED,
     OPEN,
     SKIPPED,
+    STREAM_TYPE_ADTS,
     STREAM_TYPE_H264,
     STREAM_TYPE_HEVC,
     NotEligible,
@@ -171,6 +172,10 @@ class FastRun(SegmentRun):
         if data:
             log.info("copied, never cut on: %s", ", ".join(
                 f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
+        unfilled = [t for t in fast.tracks if not t.video and not t.data and types[t.pid] != STREAM_TYPE_ADTS]
+        if unfilled:
+            log.info("pauses not filled with silence (AAC in ADTS only): %s",
+                     ", ".join(f"stream #{t.index}" for t in unfilled))
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
 

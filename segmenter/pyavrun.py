@@ -64,6 +64,7 @@ def silent_aac_frame(config: AacConfig) -> bytes:
         frame.pts = number * SAMPLES_PER_FRAME
         for packet in encoder.encode(frame):
             raw = bytes(packet)
+    encoder.encode(None)  # drained, the encoder closes quietly
     return raw
 
 
@@ -126,6 +127,9 @@ class PyAVRun(SegmentRun):
         # Pauses in AAC tracks filled with silence (silence.py): per stream index, made at its
         # first packet; None where the track cannot be filled.
         self._aac = {s.index for s in self.streams if s.type == "audio" and s.codec_context.name == "aac"}
+        unfilled = [s.index for s in self.streams if s.type == "audio" and s.index not in self._aac]
+        if unfilled:
+            log.info("pauses not filled with silence (AAC only): %s", ", ".join(f"stream #{i}" for i in unfilled))
         self._silence: dict[int, _Silence | None] = {}
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         self._clock_end: int | None = None  # and the end of its packet
@@ -206,13 +210,10 @@ class PyAVRun(SegmentRun):
                     return
 
     def _write(self, index: int, packet: av.Packet) -> None:
-        end = None
         if index in self._aac and packet.pts is not None:
             silence = self._silence[index] if index in self._silence else self._new_silence(index, packet)
-            if silence is not None:
-                end = self._place(index, silence, packet)
-                if end is None:
-                    return
+            if silence is not None and not self._place(index, silence, packet):
+                return
         elif index == self.cutter.reference.index and packet.dts is not None:
             self._clock = packet.dts
             self._clock_end = packet.dts + (packet.duration or 0)
@@ -228,13 +229,11 @@ class PyAVRun(SegmentRun):
             return
         if data is not None:
             self.start.feed(index, data)
-        if end is not None and end is not True:
-            self._silence[index].filler.ended(end)  # type: ignore[union-attr]
 
-    def _place(self, index: int, silence: _Silence, packet: av.Packet) -> int | bool | None:
+    def _place(self, index: int, silence: _Silence, packet: av.Packet) -> bool:
         """Silence before an AAC packet that ends a pause, or the muxer's late unit moved to where
-        the filler has got to (silence.PauseFiller). Returns the packet's end, True when it
-        was moved, None when it is left out (dropped)."""
+        the filler has got to (silence.PauseFiller). Whether the packet is to be written (False:
+        dropped, said)."""
         filler = silence.filler
         clock = None if self._clock is None else self._in(index, self._clock)
         duration = packet.duration or silence.duration
@@ -242,11 +241,12 @@ class PyAVRun(SegmentRun):
             pts = filler.retime(duration, clock)
             if pts is None:
                 self._drop(index, "audio the muxer held back over a pause, later than the silence that filled it", late=True)
-                return None
+                return False
             packet.pts = packet.dts = pts
             return True
         self._write_silence(index, filler.resume(packet.pts, clock))
-        return packet.pts + duration
+        filler.ended(packet.pts + duration)
+        return True
 
     def _in(self, index: int, ticks: int) -> Fraction:
         """The reference's ``ticks`` in ticks of stream ``index``."""

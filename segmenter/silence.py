@@ -477,7 +477,8 @@ class TsPauseFill:
     def late_unit(self, packets: bytes, clock: int) -> bytes | None:
         """The late PES kept back, whole (all its packets given to ``packet``): its packets with
         the PTS where the filler has got to, or None when it does not fit (``PauseFiller.retime``).
-        Unchanged, and nothing filled across it, when its frames cannot be counted or its PES header is not whole in its first packet."""
+        Unchanged, and nothing filled across it, when its frames cannot be counted or its PES
+        header is not whole in its first packet."""
         filler = self._filler
         counter = self.counter
         assert filler is not None

@@ -88,6 +88,6 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
     assert pure == {
         "common.settings",
         "segmenter.codecs", "segmenter.cutter", "segmenter.errors", "segmenter.psi", "segmenter.randomaccess",
-        "segmenter.tsfast",
+        "segmenter.silence", "segmenter.tsfast",
         "uploader.alignment", "uploader.errors", "uploader.master", "uploader.playlist", "uploader.stream",
     }

@@ -24,7 +24,7 @@ from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun
-from .silence import SAMPLES_PER_FRAME, AacConfig, PauseFiller, adts_config, adts_frame, asc_config
+from .silence import LATE_UNIT_DROPPED, SAMPLES_PER_FRAME, AacConfig, PauseFiller, adts_config, adts_frame, asc_config
 from .writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class PyAVRun(SegmentRun):
         if clock is not None and filler.late(packet.pts):
             pts = filler.retime(duration, clock)
             if pts is None:
-                self._drop(index, "audio the muxer held back over a pause, later than the silence that filled it", late=True)
+                self._drop(index, LATE_UNIT_DROPPED, late=True)
                 return False
             packet.pts = packet.dts = pts
             return True

@@ -155,6 +155,7 @@ class PauseFiller:
     """
 
     def __init__(self, frame_ticks: Fraction, time_base: Fraction, *, batch: int = 1) -> None:
+        """``batch``: the fewest frames ``due`` returns at a time (the fast path's 16)."""
         self.frame_ticks = frame_ticks
         self.batch = batch
         self.min_gap_ticks = MIN_GAP_FRAMES * frame_ticks
@@ -235,20 +236,18 @@ class PauseFiller:
 
 class AdtsCounter:
     """One MPEG-TS PID of ADTS audio, packet by packet: the continuity counter of its last packet
-    with payload, and the PES being received (PTS, stream_id, whole ADTS frames so far).
+    with payload, and the PES being received (stream_id, whole ADTS frames so far).
 
-    ``packet`` takes each 188-byte packet of the PID in order; at a PES start it returns the
-    previous PES's (pts, frames) or None. ``complete`` tells whether the PES received so far ends
-    at an ADTS frame boundary (and its PES_packet_length, when set, is reached), so that filler
-    may follow it; ``config`` is the first ADTS header's configuration.
+    ``packet`` takes each 188-byte packet of the PID in order. ``complete`` tells whether the PES
+    received so far ends at an ADTS frame boundary (and its PES_packet_length, when set, is
+    reached), so that filler may follow it; ``config`` is the first ADTS header's configuration.
     """
 
-    __slots__ = ("cc", "stream_id", "pts", "frames", "config", "_skip", "_head", "_remaining", "_sync")
+    __slots__ = ("cc", "stream_id", "frames", "config", "_skip", "_head", "_remaining", "_sync")
 
     def __init__(self) -> None:
         self.cc: int | None = None
         self.stream_id = 0xC0
-        self.pts: int | None = None  # the current PES's 33-bit PTS
         self.frames = 0  # whole ADTS frames in the current PES so far
         self.config: AacConfig | None = None
         self._skip = 0  # bytes of the current frame still to come
@@ -256,35 +255,26 @@ class AdtsCounter:
         self._remaining: int | None = None  # PES payload bytes still to come, when the length is set
         self._sync = False  # in step with the ADTS frames of this PES
 
-    def packet(self, packet: bytes) -> tuple[int | None, int] | None:
+    def packet(self, packet: bytes) -> None:
         control = (packet[3] >> 4) & 3
         if not control & 1:
-            return None
+            return
         self.cc = packet[3] & 0x0F
         offset = 4 + (1 + packet[4] if control & 2 else 0)
         if offset >= TS_PACKET_BYTES:
-            return None
-        finished = None
+            return
         if packet[1] & 0x40:
-            finished = (self.pts, self.frames) if self.complete and self.pts is not None else None
-            self.pts, self.frames, self._skip, self._head, self._sync = None, 0, 0, b"", False
-            self._remaining = None
+            self.frames, self._skip, self._head, self._sync, self._remaining = 0, 0, b"", False, None
             if packet[offset : offset + 3] != b"\x00\x00\x01" or offset + 9 > TS_PACKET_BYTES:
-                return finished
+                return
             self.stream_id = packet[offset + 3]
             length = (packet[offset + 4] << 8) | packet[offset + 5]
             header = 9 + packet[offset + 8]
-            if packet[offset + 7] & 0x80 and offset + 14 <= TS_PACKET_BYTES:
-                b = packet
-                i = offset + 9
-                self.pts = ((b[i] & 0x0E) << 29) | (b[i + 1] << 22) | ((b[i + 2] & 0xFE) << 14) | (b[i + 3] << 7) | (b[i + 4] >> 1)
             self._remaining = length - (header - 6) if length else None
             offset += header
             self._sync = True
-        if not self._sync:
-            return finished
-        self._frames(packet[offset:])
-        return finished
+        if self._sync:
+            self._frames(packet[offset:])
 
     def _frames(self, payload: bytes) -> None:
         if self._remaining is not None:
@@ -325,6 +315,9 @@ class AdtsCounter:
 
 
 _PES_HEADER_BYTES = 14  # with a PTS only
+
+# What the log says of a late unit left out (PauseFiller.retime).
+LATE_UNIT_DROPPED = "audio the muxer held back over a pause, later than the silence that filled it"
 
 
 def _pts_bytes(prefix: int, pts: int) -> bytes:
@@ -400,8 +393,8 @@ def retimed_pes(packets: bytes, pts: int) -> bytes | None:
     first = bytearray(packets[:TS_PACKET_BYTES])
     control = (first[3] >> 4) & 3
     offset = 4 + (1 + first[4] if control & 2 else 0)
-    if (not first[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES or first[offset : offset + 3] != b"\x00\x00\x01"
-            or not first[offset + 7] & 0x80):
+    if (not first[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES
+            or first[offset : offset + 3] != b"\x00\x00\x01" or not first[offset + 7] & 0x80):
         return None
     first[offset + 9 : offset + 14] = _pts_bytes(first[offset + 9] >> 4, pts)
     if first[offset + 7] & 0x40 and offset + 19 <= TS_PACKET_BYTES:

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from .cutter import Action, Cutter, SegmentTiming
 from .errors import SegmenterError
 from .randomaccess import ParameterSet, ParameterWatch
-from .silence import AacConfig, TsPauseFill
 from .psi import (
     NOT_SYNC,
     PAT_PID,
@@ -65,6 +64,7 @@ from .psi import (
     section,
     single_program_pat,
 )
+from .silence import LATE_UNIT_DROPPED, AacConfig, TsPauseFill
 
 # Elementary streams the fast path can route (class ids 1..30 fit in the classification byte).
 MAX_STREAMS = 28
@@ -617,8 +617,7 @@ class TsSplitter:
         retimed = fill.late_unit(packets, self._clock) if self._clock is not None else packets
         if retimed is None:
             track = self._tracks[cls]
-            self._events.append((DROPPED, track.index if track else -1,
-                                 "audio the muxer held back over a pause, later than the silence that filled it"))
+            self._events.append((DROPPED, track.index if track else -1, LATE_UNIT_DROPPED))
         else:
             self._insert(retimed)
 

@@ -259,10 +259,11 @@ def test_adts_counter_counts_whole_frames_across_packets_and_knows_an_unfinished
                        + stuffing + part)
     counter = AdtsCounter()
     for packet in packets[:-1]:
-        assert counter.packet(packet) is None
+        counter.packet(packet)
     assert not counter.complete and counter.frames < 5
     counter.packet(packets[-1])
-    assert counter.complete and counter.frames == 5 and counter.pts == 0 and counter.cc == len(packets) - 1
+    assert counter.complete and counter.frames == 5 and counter.cc == len(packets) - 1
+    assert counter.config == STEREO_48K and counter.stream_id == 0xC0
 
 
 # -- the fast path --------------------------------------------------------------------------------

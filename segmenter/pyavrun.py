@@ -126,8 +126,10 @@ class PyAVRun(SegmentRun):
         self.packets_read = 0
         # Pauses in AAC tracks filled with silence (silence.py): per stream index, made at its
         # first packet; None where the track cannot be filled.
-        self._aac = {s.index for s in self.streams if s.type == "audio" and s.codec_context.name == "aac"}
-        unfilled = [s.index for s in self.streams if s.type == "audio" and s.index not in self._aac]
+        # The reference is the clock: an audio-only input's gaps are its own timeline (cutter.py).
+        audio = [s.index for s in self.streams if s.type == "audio" and s.index != self.cutter.reference.index]
+        self._aac = {i for i in audio if container.streams[i].codec_context.name == "aac"}
+        unfilled = [i for i in audio if i not in self._aac]
         if unfilled:
             log.info("pauses not filled with silence (AAC only): %s", ", ".join(f"stream #{i}" for i in unfilled))
         self._silence: dict[int, _Silence | None] = {}

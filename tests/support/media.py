@@ -184,14 +184,15 @@ def _tone_frame(first_sample: int, count: int, sample_rate: int) -> av.AudioFram
 
 def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_frames: int = 50,
                     keyframes_at: tuple[float, ...] = (), video_gap: tuple[float, float] | None = None,
-                    audio_gap: tuple[float, float] | None = None) -> Path:
+                    audio_gap: tuple[float, float] | None = None, b_frames: int = 0) -> Path:
     """H.264 + AAC in MPEG-TS from the ffmpeg command line, as a live encoder with an odd timing
     makes it (ffmpeg's own muxer, with its usual interleave of up to 0.7 s).
 
     ``keyframes_at`` (seconds) replaces the regular GOP of ``gop_frames`` by keyframes at exactly
     those times (a lost or late keyframe, one long GOP). ``video_gap`` / ``audio_gap`` (start,
     end in seconds) leave that track out for that time while the other goes on, timestamps kept:
-    a still source sending no frames, a pause in the audio.
+    a still source sending no frames, a pause in the audio. ``b_frames`` is the most B-frames in a
+    row (x264's -bf): pictures then come in decode order, not display order.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
@@ -206,7 +207,7 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
          *(["-vf", ",".join(video_filters)] if video_filters else []),
          *(["-af", ",".join(audio_filters)] if audio_filters else []),
          "-fps_mode", "passthrough",
-         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-bf", "0", "-sc_threshold", "0", *keys,
+         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-bf", str(b_frames), "-sc_threshold", "0", *keys,
          "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp)],
         check=True, timeout=120,
     )

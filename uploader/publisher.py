@@ -291,11 +291,11 @@ class Publisher:
             sizes: list[int] = []
             opener = partial(self._open_segment, item, sizes)
             try:
-                lost = await self._put(label, segment, message.bucket, message.segment_key, opener,
+                held = await self._put(label, segment, message.bucket, message.segment_key, opener,
                                        SEGMENT_CONTENT_TYPE, self._config.cache_control_segment)
             except (PermanentStoreError, SegmentFileError, DirectoryRefused) as error:
                 return await self._fail(label, item, state, str(error))
-            if lost:
+            if held:
                 state = await self._restore(label, item, state)
             transition = with_segment(
                 state,
@@ -425,30 +425,34 @@ class Publisher:
                 await self._put_player_page(label, message, name)
 
     async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
-        """PUT the playlist of ``state``, held until it goes out. When the bucket was missing
-        meanwhile, the segments it names are checked and restored (``_restore``) and the playlist
-        made again from what is left, so it never names an object the store lost. Returns the
-        state the playlist that went out (or is held back while refilling) was made from."""
+        """PUT the playlist of ``state``, held until it goes out. After each refusal the operator
+        must correct (the bucket may have been deleted and made again meanwhile), the segments it
+        names are checked and restored (``_restore``) and the playlist made again from what is
+        left, so it never names an object the store lost. Returns the state the playlist that went
+        out (or is held back while refilling) was made from."""
         message = item.message
         while True:
             text = media_playlist(state, self._options)
-            lost = await self._put(label, message.index, message.bucket, message.playlist_key,
+            held = await self._put(label, message.index, message.bucket, message.playlist_key,
                                    text.encode("ascii"), PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
-                                   hold_permanent=True, stop_if_bucket_missing=True)
-            if not lost:
+                                   hold_permanent=True, stop_if_held=True)
+            if not held:
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
                 return state
 
     async def _restore(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
-        """After the store said the stream's bucket is missing: HEAD each object the kept segments
-        name, PUT again what is gone from its source (``item``'s own segment from its file or
-        payload, the others from their files in ``item``'s directory, under --allow-dir; an inline
-        stream keeps no payload once published), and drop from the window what cannot be restored
-        (``stream.without_lost``: from the front only, RFC 8216 6.2.1). EVENT and VOD playlists
-        only grow, so they keep naming what is lost, with an ERROR. The master playlist and the
-        player page are uploaded again at the next chance."""
+        """After the store refused the stream's uploads for a reason the operator corrects (its
+        bucket may have been deleted and made again, some S3 stores saying AccessDenied for a
+        missing bucket): HEAD each object the kept segments name; PUT again what is gone, or what
+        the HEAD cannot tell (no s3:GetObject), from its source (``item``'s own segment from its
+        file or payload, the others from their files in ``item``'s directory, under --allow-dir; an
+        inline stream keeps no payload once published); drop from the window what is gone and
+        cannot be restored (``stream.without_lost``: from the front only, RFC 8216 6.2.1), and keep
+        what cannot be told nor restored, with a WARNING. EVENT and VOD playlists only grow, so
+        they keep naming what is lost, with an ERROR. The master playlist and the player page are
+        uploaded again at the next chance."""
         message = item.message
         bucket = message.bucket
         self._masters = {group: v for group, v in self._masters.items() if group[0] != bucket}
@@ -456,8 +460,10 @@ class Publisher:
         loop = asyncio.get_running_loop()
         restored = 0
         lost: list[int] = []
+        untold: list[int] = []
         for segment in state.segments:
             name = segment_name_of(segment.uri, message.http_prefix)
+            gone = True
             if name is not None:
                 key = message.key_for(name)
                 try:
@@ -465,7 +471,7 @@ class Publisher:
                         if await loop.run_in_executor(self._io, self._store.exists, bucket, key):
                             continue
                 except StoreError:
-                    pass  # cannot tell: upload it again if its file is there
+                    gone = False  # cannot tell: upload it again if its file is there
                 opener: Body | None = None
                 if name == message.segment_name:
                     opener = partial(self._open_segment, item, [])
@@ -479,18 +485,22 @@ class Publisher:
                         continue
                     except (PermanentStoreError, SegmentFileError, DirectoryRefused):
                         pass
-            lost.append(segment.media_sequence)
+            (lost if gone else untold).append(segment.media_sequence)
+        if untold:
+            log.warning("stream %s: %d listed segment(s) could not be checked in bucket %s (HEAD refused: grant"
+                        " s3:GetObject) and have no file to upload again: still listed", label, len(untold), bucket)
+        if restored and not lost:
+            log.warning("stream %s: %d segment(s) of the window were gone from bucket %s and are uploaded again",
+                        label, restored, bucket)
         if not lost:
-            log.warning("stream %s: bucket %s was missing; %d segment(s) of the window uploaded again, none lost",
-                        label, bucket, restored)
             return state
         if self._keep is None:
-            log.error("stream %s: bucket %s was missing; %d segment(s) uploaded again, %d gone for good (media"
+            log.error("stream %s: bucket %s lost objects; %d segment(s) uploaded again, %d gone for good (media"
                       " sequence %s) and still listed: a %s playlist only grows (RFC 8216 6.2.1)", label, bucket,
                       restored, len(lost), ", ".join(map(str, lost)), self._options.playlist_type.value.upper())
             return state
         new_state = without_lost(state, lost)
-        log.error("stream %s: bucket %s was missing; %d segment(s) of the window uploaded again, %d gone for good"
+        log.error("stream %s: bucket %s lost objects; %d segment(s) of the window uploaded again, %d gone for good"
                   " (no file left) and dropped from the front of the playlist with those before them%s",
                   label, bucket, restored, len(lost),
                   "; the playlist waits until its window lasts 3 target durations again" if not new_state.segments
@@ -517,23 +527,24 @@ class Publisher:
 
     async def _put(
         self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
-        *, hold_permanent: bool = False, stop_if_bucket_missing: bool = False,
+        *, hold_permanent: bool = False, stop_if_held: bool = False,
     ) -> bool:
         """One PUT, retried for as long as the store fails transiently or for a reason the operator
         can correct (the stream's queue waits meanwhile). ``hold_permanent``: a PermanentStoreError
-        is held too, loudly, instead of raised. ``stop_if_bucket_missing``: when the store says the
-        bucket is missing, wait one backoff delay and return instead of sending the same body again.
+        is held too, loudly, instead of raised. ``stop_if_held``: after such a refusal, wait one
+        backoff delay and return instead of sending the same body again.
 
-        Returns True when the store said at some attempt that the bucket is missing (what it held
-        before may be gone). Raises PermanentStoreError (unless ``hold_permanent``), and what
-        ``body`` raises (SegmentFileError, DirectoryRefused).
+        Returns True when the store refused at some attempt for a reason the operator corrects
+        (what it held before may be gone: a bucket deleted and made again). Raises
+        PermanentStoreError (unless ``hold_permanent``), and what ``body`` raises
+        (SegmentFileError, DirectoryRefused).
         """
         call: Callable[[], None] = partial(
             self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control
         )
         loop = asyncio.get_running_loop()
         attempt = 0
-        held = bucket_missing = False
+        held = False
         while True:
             try:
                 async with self._inflight:
@@ -549,10 +560,9 @@ class Publisher:
                                     label, what, attempt, delay, error)
                 else:
                     held = True
-                    bucket_missing = bucket_missing or getattr(error, "bucket_missing", False)
                     self._log_held(label, key, error, attempt)
                 await asyncio.sleep(delay)
-                if bucket_missing and stop_if_bucket_missing:
+                if held and stop_if_held:
                     return True
                 continue
             if held:
@@ -561,7 +571,7 @@ class Publisher:
                             label, what, attempt)
             elif attempt:
                 log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
-            return bucket_missing
+            return held
 
     def _log_held(self, label: str, key: str, error: StoreError, attempt: int) -> None:
         """The ERROR of a held upload: stream, key, reason and fix, once per ``HELD_LOG_INTERVAL_S``

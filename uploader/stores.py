@@ -56,7 +56,9 @@ _FIX_REGION = "the bucket is in another region or behind another endpoint: fix -
 
 
 def _fix_permission(bucket: str) -> str:
-    return f"grant the daemon's credentials s3:PutObject on arn:aws:s3:::{bucket}/* (IAM policy or bucket policy)"
+    # Some S3-compatible stores (SeaweedFS) answer AccessDenied for a bucket that does not exist.
+    return (f"check that bucket {bucket} exists and grant the daemon's credentials s3:PutObject on"
+            f" arn:aws:s3:::{bucket}/* (IAM policy or bucket policy)")
 
 
 def _fix_missing_bucket(bucket: str) -> str:
@@ -103,15 +105,12 @@ class TransientStoreError(StoreError):
 class CorrectableStoreError(TransientStoreError):
     """The store refused for a reason the operator can correct (credentials, permissions, a missing
     bucket, an expired token): the PUT is retried until it is corrected, and the log says how.
-
-    ``fix``: one line telling the operator what to do. ``bucket_missing``: the store said the bucket
-    does not exist, so whatever was stored in it before may be gone.
+    ``fix``: one line telling the operator what to do.
     """
 
-    def __init__(self, reason: str, *, fix: str, bucket_missing: bool = False) -> None:
+    def __init__(self, reason: str, *, fix: str) -> None:
         super().__init__(reason)
         self.fix = fix
-        self.bucket_missing = bucket_missing
 
 
 class PermanentStoreError(StoreError):
@@ -217,8 +216,7 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
         return TransientStoreError(reason)
     fix = _CORRECTABLE_CODES.get(code) or _CORRECTABLE_STATUSES.get(status)
     if fix is not None:
-        missing = code == "NoSuchBucket" or (code not in _CORRECTABLE_CODES and status == 404)
-        return CorrectableStoreError(reason, fix=fix(bucket), bucket_missing=missing)
+        return CorrectableStoreError(reason, fix=fix(bucket))
     return PermanentStoreError(reason)
 
 

@@ -107,9 +107,10 @@ class Live:
             feeder.start()
         return segmenter, feeder
 
-    def poller(self, index: str = "live.m3u8") -> PlaylistPoller:
+    def poller(self, index: str = "live.m3u8", *, every_version: bool = False) -> PlaylistPoller:
         poller = PlaylistPoller(self.server.object_url(self.bucket, f"{self.key_prefix}/{index}"),
-                                self.server.object_url(self.bucket, f"{self.key_prefix}/"))
+                                self.server.object_url(self.bucket, f"{self.key_prefix}/"),
+                                every_version=every_version)
         self.pollers.append(poller)
         poller.start()
         return poller

@@ -168,7 +168,8 @@ class Publisher:
         blocked = []
         for bucket in sorted(buckets):
             try:
-                await loop.run_in_executor(self._io, check_writable, self._store, bucket)
+                async with self._inflight:
+                    await loop.run_in_executor(self._io, check_writable, self._store, bucket)
             except CorrectableStoreError as error:
                 blocked.append(bucket)
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"

@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
 
-from protocol import Ack
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.s3_errors import Answer, S3ErrorProxy
 from tests.support.seaweed import SeaweedServer, bucket_name
@@ -41,6 +40,19 @@ def held_lines(daemon: UploaderDaemon) -> list[str]:
 def listed(seaweed: SeaweedServer, bucket: str) -> list[str]:
     playlist = fetch_playlist_or_none(seaweed.object_url(bucket, STREAM))
     return [segment.uri for segment in playlist.segments] if playlist is not None else []
+
+
+def refused_midway(daemon: UploaderDaemon, seaweed: SeaweedServer, bucket: str, directory: Path, source: Path,
+                   last: int, refuse: Callable[[], None]) -> None:
+    """Segments 1-3 published, then ``refuse()`` queues the proxy's refusals and segments 4 to
+    ``last`` (the end) are sent; every one must be published."""
+    for number in range(1, last + 1):
+        place_segment(source, directory, "seg", number)
+    send_all(daemon, directory, bucket, range(1, 4))
+    wait_for(lambda: "seg-00003.ts" in listed(seaweed, bucket), message="segment 3 listed")
+    refuse()
+    send_all(daemon, directory, bucket, range(4, last + 1), end_at=last)
+    assert_published(seaweed, bucket, last)
 
 
 @pytest.fixture
@@ -123,13 +135,8 @@ def test_one_correctable_refusal_among_successes_loses_nothing(
 ) -> None:
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        for number in range(1, 9):
-            place_segment(segment_source, segments_dir, "seg", number)
-        send_all(daemon, segments_dir, bucket, range(1, 4))
-        wait_for(lambda: "seg-00003.ts" in listed(seaweed, bucket), message="segment 3 listed")
-        proxy.fail_next(1, answer, path_ends=".ts")
-        send_all(daemon, segments_dir, bucket, range(4, 9), end_at=8)
-        assert_published(seaweed, bucket, 8)
+        refused_midway(daemon, seaweed, bucket, segments_dir, segment_source, 8,
+                       lambda: proxy.fail_next(1, answer, path_ends=".ts"))
         assert answer.status in proxy.statuses()
     log = daemon.log()
     assert "failed permanently" not in log
@@ -141,13 +148,8 @@ def test_a_refused_playlist_put_fails_no_segment(
 ) -> None:
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        for number in range(1, 7):
-            place_segment(segment_source, segments_dir, "seg", number)
-        send_all(daemon, segments_dir, bucket, range(1, 4))
-        wait_for(lambda: "seg-00003.ts" in listed(seaweed, bucket), message="segment 3 listed")
-        proxy.fail_next(3, s3_error(403, "AccessDenied"), path_ends=".m3u8")
-        send_all(daemon, segments_dir, bucket, range(4, 7), end_at=6)
-        assert_published(seaweed, bucket, 6)
+        refused_midway(daemon, seaweed, bucket, segments_dir, segment_source, 6,
+                       lambda: proxy.fail_next(3, s3_error(403, "AccessDenied"), path_ends=".m3u8"))
         assert proxy.statuses().count(403) == 3
     assert "failed permanently" not in daemon.log()
     assert "live/one/index.m3u8" in held_lines(daemon)[0]

@@ -160,28 +160,24 @@ class Publisher:
             self.notify(key)
         return len(keys)
 
-    async def check_buckets(self, buckets: frozenset[str]) -> list[str]:
+    async def check_buckets(self, buckets: frozenset[str]) -> None:
         """PUT ``stores.WRITE_CHECK_KEY`` into each bucket once, and log an ERROR with the fix for
-        each that refuses (its streams will be held) or a WARNING when the store cannot be reached.
-        Returns the buckets that cannot be written now."""
+        each that refuses (its streams will be held), a WARNING when the store cannot be reached,
+        else an INFO line. Nothing else changes: a held stream finds out by itself."""
         loop = asyncio.get_running_loop()
-        blocked = []
         for bucket in sorted(buckets):
             try:
                 async with self._inflight:
                     await loop.run_in_executor(self._io, check_writable, self._store, bucket)
             except CorrectableStoreError as error:
-                blocked.append(bucket)
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
                           " accepted and queued) until it can", bucket, error, error.fix)
             except TransientStoreError as error:
                 log.warning("bucket %s could not be checked (the store did not answer): %s", bucket, error)
             except StoreError as error:
-                blocked.append(bucket)
                 log.error("bucket %s cannot be written: %s", bucket, error)
             else:
                 log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)
-        return blocked
 
     def notify(self, key: StreamKey) -> None:
         """A message for ``key`` was queued."""

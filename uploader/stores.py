@@ -175,8 +175,7 @@ class S3Store:
         try:
             self._client.head_object(Bucket=bucket, Key=key)
         except bx.ClientError as error:
-            status = int((getattr(error, "response", {}) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status == 404:
+            if _reply(error)[1] == 404:
                 return False
             raise classify_client_error(error, bucket, key) from None
         except (bx.ConnectionError, bx.HTTPClientError) as error:
@@ -203,14 +202,20 @@ def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreEr
     return PermanentStoreError(f"s3://{bucket}/{key}: {error}")
 
 
+def _reply(error: Any) -> tuple[str, int, str]:
+    """An S3 error reply's code ("Unknown" when it has none), HTTP status (0 when unknown) and
+    message (the code when it has none)."""
+    response = getattr(error, "response", {}) or {}
+    code = str(response.get("Error", {}).get("Code", "Unknown"))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status, str(response.get("Error", {}).get("Message", "")) or code
+
+
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     """An S3 error reply as transient (5xx, 429, throttling, timeouts), correctable (credentials,
     permissions, tokens, a missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307,
     401, 403 or 404 without a known code) or permanent (any other 4xx)."""
-    response = getattr(error, "response", {}) or {}
-    code = str(response.get("Error", {}).get("Code", "Unknown"))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    message = str(response.get("Error", {}).get("Message", "")) or code
+    code, status, message = _reply(error)
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)

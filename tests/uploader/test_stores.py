@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,19 @@ def test_exists_and_the_write_check_against_a_real_store(seaweed: SeaweedServer,
     assert not files.exists("b", "k.ts")
     check_writable(files, "b")
     assert files.exists("b", WRITE_CHECK_KEY)
+
+
+def test_a_read_only_file_store_is_correctable(tmp_path: Path) -> None:
+    """A read-only mount is the operator's to correct (root ignores modes, so a real one)."""
+    root = tmp_path / "ro"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
+    try:
+        with pytest.raises(CorrectableStoreError) as raised:
+            check_writable(FileStore(root), "b")
+        assert "Read-only file system" in str(raised.value) and str(root / "b") in raised.value.fix
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -13,9 +14,11 @@ import typer
 from common.options import with_options
 from common.settings import ConfigError
 
-from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig
+from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, default_spool_dir
 from .daemon import StartupError, run_daemon
+from .spool import SPOOL_FILE_NAME, Spool, SpoolError
 from .stores import FileStore, S3Store, Store
+from .stream import stream_label
 
 # Exit codes: the operator's configuration is wrong / the daemon could not start.
 EXIT_CONFIG = 2
@@ -26,7 +29,11 @@ EXIT_STARTUP = 1
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_READ_TIMEOUT_S = 30.0
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Upload daemon: index messages in, segments and playlists out.")
+app = typer.Typer(
+    add_completion=False, rich_markup_mode=None,
+    help="Upload daemon: index messages in, segments and playlists out. `hls-uploadd requeue --help`: queue failed"
+    " segments again.",
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -100,5 +107,52 @@ def _announce(line: str) -> None:
     print(line, flush=True)
 
 
+requeue_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@requeue_app.command()
+def requeue(
+    stream: str = typer.Argument(None, metavar="BUCKET/KEY_PREFIX/INDEX",
+                                 help="Only this stream (as the log names it); every stream when left out."),
+    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
+                                   help="The stopped daemon's spool (its --spool-dir)."),
+) -> None:
+    """Queue a stream's failed segments again, once what failed them is corrected.
+
+    Run it while the daemon is stopped; the next start publishes them.
+    """
+    key = None
+    if stream is not None:
+        parts = stream.split("/")
+        if len(parts) < 2 or not all(parts):
+            _fail(f"stream {stream!r} is not BUCKET/KEY_PREFIX/INDEX or BUCKET/INDEX", EXIT_CONFIG)
+        key = (parts[0], "/".join(parts[1:-1]), parts[-1])
+    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    if not (directory / SPOOL_FILE_NAME).is_file():
+        _fail(f"no spool in {directory} (give the daemon's --spool-dir)", EXIT_CONFIG)
+    try:
+        spool = Spool.open(directory)
+        try:
+            outcomes = spool.requeue_failed(key)
+        finally:
+            spool.close()
+    except SpoolError as error:
+        _fail(str(error), EXIT_STARTUP)
+    for outcome in outcomes:
+        left = f"; {outcome.inline} inline segment(s) have no payload left and stay failed" if outcome.inline else ""
+        if outcome.refused:
+            print(f"stream {stream_label(outcome.stream)}: nothing requeued: {outcome.refused}{left}")
+        else:
+            print(f"stream {stream_label(outcome.stream)}: {outcome.count} failed message(s) queued again,"
+                  f" published at the daemon's next start{left}")
+    if not outcomes:
+        print(f"no failed message{' of stream ' + stream if stream else ''} in {directory}")
+    if not any(outcome.count for outcome in outcomes) and stream is not None:
+        raise typer.Exit(EXIT_STARTUP)
+
+
 def main() -> None:
-    app()
+    if sys.argv[1:2] == ["requeue"]:
+        requeue_app(sys.argv[2:], prog_name="hls-uploadd requeue")
+    else:
+        app()

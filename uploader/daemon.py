@@ -100,7 +100,11 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         resumed = await publisher.start()
         if resumed:
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
+        # Reported, not fatal: messages are still accepted and queued, and held streams go on
+        # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
+        checking = asyncio.create_task(publisher.check_buckets(config.buckets))
         await stop.wait()
+        checking.cancel()
         log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
         await server.stop()
         cut = await publisher.drain(config.drain_timeout_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .stream import StreamState, first_kept, format_duration
+from .stream import StreamState, first_kept, format_duration, refilling
 
 # Fractional EXTINF needs version 3 (RFC 8216 7); nothing we write needs more.
 PLAYLIST_VERSION = 3
@@ -69,5 +69,9 @@ def media_playlist(state: StreamState, options: PlaylistOptions) -> str:
 
 
 def should_publish(state: StreamState, options: PlaylistOptions) -> bool:
-    """A VOD playlist must never change (RFC 8216 6.2.1), so it goes out once, when complete."""
-    return options.playlist_type is not PlaylistType.VOD or state.ended
+    """A VOD playlist must never change (RFC 8216 6.2.1), so it goes out once, when complete. A
+    live window refilling after lost segments were dropped (``stream.refilling``) waits until it
+    lasts three target durations again (6.2.2)."""
+    if options.playlist_type is PlaylistType.VOD:
+        return state.ended
+    return options.playlist_type is not PlaylistType.LIVE or not refilling(state)

@@ -3,8 +3,11 @@
 For each queued message of a stream: PUT the segment, then PUT the playlist that names it, then
 record both in the spool. A stream has at most one worker, so its playlists go out in order and
 a newer one is never overwritten by an older one. A global semaphore bounds PUTs in flight.
-Transient store errors are retried without limit (exponential backoff, full jitter, capped);
-permanent ones fail the segment, which is then never listed.
+Transient and correctable store errors are retried without limit (exponential backoff, full
+jitter, capped): the stream's queue waits, and a correctable one is an ERROR naming the stream,
+the key and the fix, at most once per ``HELD_LOG_INTERVAL_S``. A segment fails (is never listed)
+only when its own PUT can never succeed: its file is gone or refused, the store refuses that
+request for good. A playlist PUT never fails a segment: it is held until it goes out.
 """
 
 from __future__ import annotations
@@ -41,20 +44,26 @@ from .spool import QueuedItem, Spool, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,
     SEGMENT_CONTENT_TYPE,
+    WRITE_CHECK_KEY,
     Body,
+    CorrectableStoreError,
     PermanentStoreError,
     Store,
+    StoreError,
     TransientStoreError,
+    check_writable,
 )
 from .stream import (
     RenditionInfo,
     StreamKey,
     StreamState,
     Transition,
+    segment_name_of,
     stream_label,
     with_end,
     with_failure,
     with_segment,
+    without_lost,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,34 @@ RETRY_LOG_EVERY = 10
 # A stream whose segments come out longer than its target duration logs one ERROR per this many
 # seconds at most: a segmenter that breaks its promise usually does so on every segment.
 OVER_TARGET_LOG_INTERVAL_S = 60.0
+
+# A stream held by an error the operator must correct logs one ERROR per this many seconds at
+# most (plus the first): loud enough to be seen, not one line per retry.
+HELD_LOG_INTERVAL_S = 30.0
+
+
+class Throttle:
+    """At most one report per ``interval_s`` per key; the next one counts those left out.
+
+    ``due(key, now)`` returns None when a report for ``key`` was made less than ``interval_s``
+    seconds before ``now`` (monotonic seconds; the call is counted as left out), else the number
+    of calls left out since the last report (the caller reports now).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def due(self, key: object, now: float) -> int | None:
+        logged_at, unlogged = self._last.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < self._interval_s:
+            self._last[key] = (logged_at, unlogged + 1)
+            return None
+        self._last[key] = (now, 0)
+        return unlogged
+
+    def forget(self, key: object) -> None:
+        self._last.pop(key, None)
 
 
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -108,9 +145,8 @@ class Publisher:
         self._masters: dict[tuple[str, str], tuple[Variant, ...]] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
-        # Per stream: when its last over-target ERROR was logged (monotonic s), and the
-        # over-target segments not logged since.
-        self._over_target: dict[StreamKey, tuple[float, int]] = {}
+        self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
+        self._held = Throttle(HELD_LOG_INTERVAL_S)  # per stream label
         self._stopping = False
         self._running_lock = threading.Lock()
         self._running = 0  # store calls in threads right now: a cancelled await does not stop them
@@ -123,6 +159,25 @@ class Publisher:
         for key in keys:
             self.notify(key)
         return len(keys)
+
+    async def check_buckets(self, buckets: frozenset[str]) -> None:
+        """PUT ``stores.WRITE_CHECK_KEY`` into each bucket once, and log an ERROR with the fix for
+        each that refuses (its streams will be held), a WARNING when the store cannot be reached,
+        else an INFO line. Nothing else changes: a held stream finds out by itself."""
+        loop = asyncio.get_running_loop()
+        for bucket in sorted(buckets):
+            try:
+                async with self._inflight:
+                    await loop.run_in_executor(self._io, check_writable, self._store, bucket)
+            except CorrectableStoreError as error:
+                log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
+                          " accepted and queued) until it can", bucket, error, error.fix)
+            except TransientStoreError as error:
+                log.warning("bucket %s could not be checked (the store did not answer): %s", bucket, error)
+            except StoreError as error:
+                log.error("bucket %s cannot be written: %s", bucket, error)
+            else:
+                log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)
 
     def notify(self, key: StreamKey) -> None:
         """A message for ``key`` was queued."""
@@ -233,10 +288,12 @@ class Publisher:
             sizes: list[int] = []
             opener = partial(self._open_segment, item, sizes)
             try:
-                await self._put(label, segment, message.bucket, message.segment_key, opener, SEGMENT_CONTENT_TYPE,
-                                self._config.cache_control_segment)
+                held = await self._put(label, segment, message.bucket, message.segment_key, opener,
+                                       SEGMENT_CONTENT_TYPE, self._config.cache_control_segment)
             except (PermanentStoreError, SegmentFileError, DirectoryRefused) as error:
                 return await self._fail(label, item, state, str(error))
+            if held:
+                state = await self._restore(label, item, state)
             transition = with_segment(
                 state,
                 uri=message.http_prefix + segment,
@@ -258,10 +315,7 @@ class Publisher:
         if key_woken:
             superseded = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
         if should_publish(new_state, self._options) and not superseded:
-            try:
-                await self._put_playlist(label, item, new_state)
-            except PermanentStoreError as error:
-                return await self._fail(label, item, state, f"playlist: {error}")
+            new_state = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
         await self._spool.call(Spool.complete, self._spool.spool, item, new_state)
@@ -284,18 +338,19 @@ class Publisher:
         ``OVER_TARGET_LOG_INTERVAL_S``; the next one counts those left out."""
         if transition.over_target is None:
             return
-        now = time.monotonic()
-        logged_at, unlogged = self._over_target.get(key, (None, 0))
-        if logged_at is not None and now - logged_at < OVER_TARGET_LOG_INTERVAL_S:
-            self._over_target[key] = (logged_at, unlogged + 1)
+        unlogged = self._over_target.due(key, time.monotonic())
+        if unlogged is None:
             return
-        self._over_target[key] = (now, 0)
         log.error("stream %s segment %s: %s%s", label, segment, transition.over_target,
                   f" ({unlogged} more such segment(s) since the last report)" if unlogged else "")
 
     async def _fail(self, label: str, item: QueuedItem, state: StreamState, reason: str) -> StreamState:
-        """Mark ``item`` failed for ``reason``: never listed; the next segment marks the gap. The
-        ENDLIST of a failed end message is still published, unless the stream had ended before."""
+        """Mark ``item`` failed for ``reason``: never listed; the next segment marks the gap.
+
+        The playlist is still PUT (unless the stream had ended before, or a newer message of the
+        stream is queued, whose playlist will do): it carries the ENDLIST of a failed end message,
+        and it lists the segments whose own playlist was skipped because this message was queued
+        behind them."""
         message = item.message
         log.error(
             "stream %s segment %s failed permanently and will not be listed: %s",
@@ -304,11 +359,9 @@ class Publisher:
             reason,
         )
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
-        if message.end and not state.ended and should_publish(new_state, self._options):
-            try:
-                await self._put_playlist(label, item, new_state)  # the ENDLIST must still go out
-            except PermanentStoreError as error:
-                log.error("stream %s: playlist failed permanently: %s", label, error)
+        newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
+        if not state.ended and not newer and should_publish(new_state, self._options):
+            new_state = await self._put_playlist(label, item, new_state)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
         self._drop_payload(item)
         await self._update_master(label, message)
@@ -368,11 +421,88 @@ class Publisher:
             if first and self._config.player_page and self._pages.get(group) != name:
                 await self._put_player_page(label, message, name)
 
-    async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> None:
-        text = media_playlist(state, self._options)
+    async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
+        """PUT the playlist of ``state``, held until it goes out. After each refusal the operator
+        must correct (the bucket may have been deleted and made again meanwhile), the segments it
+        names are checked and restored (``_restore``) and the playlist made again from what is
+        left, so it never names an object the store lost. Returns the state the playlist that went
+        out (or is held back while refilling) was made from."""
         message = item.message
-        await self._put(label, message.index, message.bucket, message.playlist_key, text.encode("ascii"),
-                        PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
+        while True:
+            text = media_playlist(state, self._options)
+            held = await self._put(label, message.index, message.bucket, message.playlist_key,
+                                   text.encode("ascii"), PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
+                                   hold_permanent=True, stop_if_held=True)
+            if not held:
+                return state
+            state = await self._restore(label, item, state)
+            if not should_publish(state, self._options):
+                return state
+
+    async def _restore(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
+        """After the store refused the stream's uploads for a reason the operator corrects (its
+        bucket may have been deleted and made again, some S3 stores saying AccessDenied for a
+        missing bucket): HEAD each object the kept segments name; PUT again what is gone, or what
+        the HEAD cannot tell (no s3:GetObject), from its source (``item``'s own segment from its
+        file or payload, the others from their files in ``item``'s directory, under --allow-dir; an
+        inline stream keeps no payload once published); drop from the window what is gone and
+        cannot be restored (``stream.without_lost``: from the front only, RFC 8216 6.2.1), and keep
+        what cannot be told nor restored, with a WARNING. EVENT and VOD playlists only grow, so
+        they keep naming what is lost, with an ERROR. The master playlist and the player page are
+        uploaded again at the next chance."""
+        message = item.message
+        bucket = message.bucket
+        self._masters = {group: v for group, v in self._masters.items() if group[0] != bucket}
+        self._pages = {group: p for group, p in self._pages.items() if group[0] != bucket}
+        loop = asyncio.get_running_loop()
+        restored = 0
+        lost: list[int] = []
+        untold: list[int] = []
+        for segment in state.segments:
+            name = segment_name_of(segment.uri, message.http_prefix)
+            gone = True
+            if name is not None:
+                key = message.key_for(name)
+                try:
+                    async with self._inflight:
+                        if await loop.run_in_executor(self._io, self._store.exists, bucket, key):
+                            continue
+                except StoreError:
+                    gone = False  # cannot tell: upload it again if its file is there
+                opener: Body | None = None
+                if name == message.segment_name:
+                    opener = partial(self._open_segment, item, [])
+                elif item.payload is None:
+                    opener = partial(self._allowed.open_segment, message.output_directory, name)
+                if opener is not None:
+                    try:
+                        await self._put(label, key, bucket, key, opener, SEGMENT_CONTENT_TYPE,
+                                        self._config.cache_control_segment)
+                        restored += 1
+                        continue
+                    except (PermanentStoreError, SegmentFileError, DirectoryRefused):
+                        pass
+            (lost if gone else untold).append(segment.media_sequence)
+        if untold:
+            log.warning("stream %s: %d listed segment(s) could not be checked in bucket %s (HEAD refused: grant"
+                        " s3:GetObject) and have no file to upload again: still listed", label, len(untold), bucket)
+        if restored and not lost:
+            log.warning("stream %s: %d segment(s) of the window were gone from bucket %s and are uploaded again",
+                        label, restored, bucket)
+        if not lost:
+            return state
+        if self._keep is None:
+            log.error("stream %s: bucket %s lost objects; %d segment(s) uploaded again, %d gone for good (media"
+                      " sequence %s) and still listed: a %s playlist only grows (RFC 8216 6.2.1)", label, bucket,
+                      restored, len(lost), ", ".join(map(str, lost)), self._options.playlist_type.value.upper())
+            return state
+        new_state = without_lost(state, lost)
+        log.error("stream %s: bucket %s lost objects; %d segment(s) of the window uploaded again, %d gone for good"
+                  " (no file left) and dropped from the front of the playlist with those before them%s",
+                  label, bucket, restored, len(lost),
+                  "; the playlist waits until its window lasts 3 target durations again" if not new_state.segments
+                  or not should_publish(new_state, self._options) else "")
+        return new_state
 
     async def _put_player_page(self, label: str, message: IndexMessage, playlist: str) -> None:
         """index.html and hls.js beside the first stream that publishes under a key prefix; the
@@ -393,26 +523,62 @@ class Publisher:
         log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
 
     async def _put(
-        self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str
-    ) -> None:
-        """One PUT, retried for as long as the store fails transiently."""
+        self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
+        *, hold_permanent: bool = False, stop_if_held: bool = False,
+    ) -> bool:
+        """One PUT, retried for as long as the store fails transiently or for a reason the operator
+        can correct (the stream's queue waits meanwhile). ``hold_permanent``: a PermanentStoreError
+        is held too, loudly, instead of raised. ``stop_if_held``: after such a refusal, wait one
+        backoff delay and return instead of sending the same body again.
+
+        Returns True when the store refused at some attempt for a reason the operator corrects
+        (what it held before may be gone: a bucket deleted and made again). Raises
+        PermanentStoreError (unless ``hold_permanent``), and what ``body`` raises
+        (SegmentFileError, DirectoryRefused).
+        """
         call: Callable[[], None] = partial(
             self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control
         )
         loop = asyncio.get_running_loop()
         attempt = 0
+        held = False
         while True:
             try:
                 async with self._inflight:
                     await loop.run_in_executor(self._io, self._counted, call)
-            except TransientStoreError as error:
+            except (TransientStoreError, PermanentStoreError) as error:
+                if isinstance(error, PermanentStoreError) and not hold_permanent:
+                    raise
                 attempt += 1
                 delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
-                if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
-                    log.warning("stream %s: upload of %s failed (attempt %d), retrying in %.1f s: %s",
-                                label, what, attempt, delay, error)
+                if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):
+                    if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
+                        log.warning("stream %s: upload of %s failed (attempt %d), retrying in %.1f s: %s",
+                                    label, what, attempt, delay, error)
+                else:
+                    held = True
+                    self._log_held(label, key, error, attempt)
                 await asyncio.sleep(delay)
+                if held and stop_if_held:
+                    return True
                 continue
-            if attempt:
+            if held:
+                self._held.forget(label)
+                log.warning("stream %s: upload of %s succeeded after %d failed attempts; the stream goes on",
+                            label, what, attempt)
+            elif attempt:
                 log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
+            return held
+
+    def _log_held(self, label: str, key: str, error: StoreError, attempt: int) -> None:
+        """The ERROR of a held upload: stream, key, reason and fix, once per ``HELD_LOG_INTERVAL_S``
+        per stream."""
+        unlogged = self._held.due(label, time.monotonic())
+        if unlogged is None:
             return
+        fix = error.fix if isinstance(error, CorrectableStoreError) else (
+            "this request cannot succeed as it is: correct the store's setup for it")
+        log.error("stream %s held: upload of %s refused (attempt %d): %s; fix: %s. Its queue waits and is retried"
+                  " every %g s at most; nothing is dropped%s", label, key, attempt, error, fix,
+                  self._config.retry_max_delay_s,
+                  f" ({unlogged} more refusal(s) since the last report)" if unlogged else "")

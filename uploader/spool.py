@@ -323,6 +323,66 @@ class Spool:
         rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
         return [(parse_message(row[0]), row[1]) for row in rows]
 
+    def requeue_failed(self, stream: StreamKey | None = None) -> list[Requeued]:
+        """Queue the failed messages of ``stream`` (of every stream when None) again, for the
+        operator who corrected what failed them (hls-uploadd requeue). Raises SpoolError.
+
+        They go after whatever is queued, in their old order, the first of each stream opening a
+        new epoch: its media comes after what was published since, so it is marked
+        EXT-X-DISCONTINUITY. A stream that ended stays final (RFC 8216 6.2.1) once its playlist
+        lists a segment; one that ended with nothing listed (every segment failed, its end too) is
+        opened again. A failed inline message has no payload left and stays failed.
+        """
+        where, args = ("", ()) if stream is None else (" AND bucket=? AND key_prefix=? AND idx=?", stream)
+        outcomes: list[Requeued] = []
+        try:
+            with _transaction(self._db):
+                rows = self._db.execute(
+                    "SELECT id, bucket, key_prefix, idx, payload IS NOT NULL FROM messages WHERE state='failed'"
+                    + where + " ORDER BY id",
+                    args,
+                ).fetchall()
+                by_stream: dict[StreamKey, list[tuple[int, bool]]] = {}
+                for row in rows:
+                    by_stream.setdefault((row[1], row[2], row[3]), []).append((row[0], bool(row[4])))
+                for key, failed in by_stream.items():
+                    inline = sum(1 for _, has_payload in failed if has_payload)
+                    ended, next_sequence = self._db.execute(
+                        "SELECT ended, next_media_sequence FROM streams WHERE bucket=? AND key_prefix=? AND idx=?", key
+                    ).fetchone()
+                    if ended and next_sequence > 1:
+                        outcomes.append(Requeued(key, 0, inline, "the stream has ended and its playlist lists"
+                                                 " segments: it is final (RFC 8216 6.2.1)"))
+                        continue
+                    ids = [message_id for message_id, has_payload in failed if not has_payload]
+                    for position, message_id in enumerate(ids):
+                        self._db.execute(
+                            "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only,"
+                            " state, received_at, payload) SELECT bucket, key_prefix, idx, line, epoch, ?, end_only,"
+                            " 'queued', received_at, NULL FROM messages WHERE id=?",
+                            (position == 0, message_id),
+                        )
+                        self._db.execute("DELETE FROM messages WHERE id=?", (message_id,))
+                    if ids and ended:
+                        self._db.execute(
+                            "UPDATE streams SET ended=0 WHERE bucket=? AND key_prefix=? AND idx=?", key
+                        )
+                    outcomes.append(Requeued(key, len(ids), inline, None))
+        except sqlite3.Error as error:
+            raise SpoolError(f"spool write failed: {error}") from None
+        return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What ``Spool.requeue_failed`` did for one stream: ``count`` messages queued again,
+    ``inline`` left failed for want of their payload, ``refused`` the reason none was (or None)."""
+
+    stream: StreamKey
+    count: int
+    inline: int
+    refused: str | None
+
 
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a ``return`` inside commits).

@@ -1,8 +1,10 @@
 """Where objects go: S3 (any S3-compatible server) or a local directory.
 
-A store's ``put`` either succeeds or raises ``TransientStoreError`` (try again later: the store
-is down, slow or throttling) or ``PermanentStoreError`` (trying again cannot help: no such
-bucket, access denied). The publisher decides what to do with each.
+A store's ``put`` either succeeds or raises one of three errors, by who can make the same request
+succeed: ``TransientStoreError`` (time: the store is down, slow or throttling),
+``CorrectableStoreError`` (the operator: credentials, permissions, a missing bucket, an expired
+token; it carries the fix) or ``PermanentStoreError`` (nobody: this request can never succeed).
+The publisher decides what to do with each.
 """
 
 from __future__ import annotations
@@ -42,6 +44,53 @@ _TRANSIENT_CODES = frozenset(
 # Local file system errors that go away on their own (space freed, device back).
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
 
+# Local file system errors the operator corrects (ownership, mode, a read-only mount).
+_CORRECTABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+_FIX_CREDENTIALS = (
+    "give the daemon valid credentials (environment, shared profile or instance/container role)"
+    " and restart it if they come from its environment"
+)
+_FIX_TOKEN = "renew the daemon's session token (its role, profile or environment); it is retried meanwhile"
+_FIX_REGION = "the bucket is in another region or behind another endpoint: fix --region or --endpoint-url"
+
+
+def _fix_permission(bucket: str) -> str:
+    # Some S3-compatible stores (SeaweedFS) answer AccessDenied for a bucket that does not exist.
+    return (f"check that bucket {bucket} exists and grant the daemon's credentials s3:PutObject on"
+            f" arn:aws:s3:::{bucket}/* (IAM policy or bucket policy)")
+
+
+def _fix_missing_bucket(bucket: str) -> str:
+    return f"create bucket {bucket}, or correct the bucket name the segmenter sends"
+
+
+# S3 error codes an operator corrects, each with what to do (by bucket name).
+_CORRECTABLE_CODES: dict[str, Callable[[str], str]] = {
+    "AccessDenied": _fix_permission,
+    "AllAccessDisabled": _fix_permission,
+    "AccountProblem": lambda bucket: "the store disabled the account: settle it with the provider",
+    "InvalidAccessKeyId": lambda bucket: _FIX_CREDENTIALS,
+    "SignatureDoesNotMatch": lambda bucket: _FIX_CREDENTIALS,
+    "NotSignedUp": lambda bucket: _FIX_CREDENTIALS,
+    "ExpiredToken": lambda bucket: _FIX_TOKEN,
+    "InvalidToken": lambda bucket: _FIX_TOKEN,
+    "TokenRefreshRequired": lambda bucket: _FIX_TOKEN,
+    "NoSuchBucket": _fix_missing_bucket,
+    "PermanentRedirect": lambda bucket: _FIX_REGION,
+    "AuthorizationHeaderMalformed": lambda bucket: _FIX_REGION,
+    "AccessControlListNotSupported": lambda bucket: f"bucket {bucket} refuses ACLs: remove --acl",
+}
+
+# HTTP statuses without a code the daemon knows that still say "the setup is wrong".
+_CORRECTABLE_STATUSES: dict[int, Callable[[str], str]] = {
+    301: lambda bucket: _FIX_REGION,
+    307: lambda bucket: _FIX_REGION,
+    401: lambda bucket: _FIX_CREDENTIALS,
+    403: _fix_permission,
+    404: _fix_missing_bucket,  # a PUT cannot miss its key: its bucket is missing
+}
+
 
 class StoreError(UploaderError):
     """A PUT failed; ``str(error)`` is a one-line reason fit for the log."""
@@ -53,14 +102,40 @@ class TransientStoreError(StoreError):
     transient = True
 
 
+class CorrectableStoreError(TransientStoreError):
+    """The store refused for a reason the operator can correct (credentials, permissions, a missing
+    bucket, an expired token): the PUT is retried until it is corrected, and the log says how.
+    ``fix``: one line telling the operator what to do.
+    """
+
+    def __init__(self, reason: str, *, fix: str) -> None:
+        super().__init__(reason)
+        self.fix = fix
+
+
 class PermanentStoreError(StoreError):
-    """Trying again cannot help (no such bucket, access denied): the segment fails."""
+    """No retry of this request can succeed (a key the store refuses, a body it will never take)."""
 
 
 class Store(Protocol):
     description: str  # for the startup line
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None: ...
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether the object is there; raises StoreError when the store cannot say."""
+        ...
+
+
+# Written, and overwritten at every start, by ``check_writable`` at the bucket's root.
+WRITE_CHECK_KEY = ".hls-uploadd-write-check"
+WRITE_CHECK_BODY = b"hls-uploadd checks at start that it can write to this bucket; safe to delete.\n"
+
+
+def check_writable(store: Store, bucket: str) -> None:
+    """PUT ``WRITE_CHECK_KEY`` into ``bucket``: the one way to know a PUT will be allowed (a HEAD
+    needs other permissions than a PUT). Raises the PUT's StoreError."""
+    store.put(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, content_type="text/plain", cache_control="no-store")
 
 
 class S3Store:
@@ -90,21 +165,63 @@ class S3Store:
         except (bx.ConnectionError, bx.HTTPClientError) as error:
             # Refused, reset, DNS, connect/read timeouts: the store may come back.
             raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
-        except bx.NoCredentialsError:
-            raise PermanentStoreError("no AWS credentials found (environment, profile or instance role)") from None
         except bx.BotoCoreError as error:
-            raise PermanentStoreError(f"s3://{bucket}/{key}: {error}") from None
+            raise _classify_botocore_error(error, bucket, key) from None
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
+        import botocore.exceptions as bx
+
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+        except bx.ClientError as error:
+            if _reply(error)[1] == 404:
+                return False
+            raise classify_client_error(error, bucket, key) from None
+        except (bx.ConnectionError, bx.HTTPClientError) as error:
+            raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
+        except bx.BotoCoreError as error:
+            raise _classify_botocore_error(error, bucket, key) from None
+        return True
 
 
-def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
-    """An S3 error reply as transient (5xx, throttling, timeouts) or permanent (other 4xx)."""
+def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreError:
+    """A client-side boto error: missing or unusable credentials are the operator's to correct (an
+    instance-metadata hiccup among them); anything else cannot succeed on a retry."""
+    import botocore.exceptions as bx
+
+    credentials = tuple(
+        getattr(bx, name)
+        for name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+                     "MetadataRetrievalError", "TokenRetrievalError", "SSOError", "SSOTokenLoadError",
+                     "UnauthorizedSSOTokenError", "NoAuthTokenError")
+        if hasattr(bx, name)
+    )
+    if isinstance(error, credentials):
+        return CorrectableStoreError(f"s3://{bucket}/{key}: {error}", fix=_FIX_CREDENTIALS)
+    return PermanentStoreError(f"s3://{bucket}/{key}: {error}")
+
+
+def _reply(error: Any) -> tuple[str, int, str]:
+    """An S3 error reply's code ("Unknown" when it has none), HTTP status (0 when unknown) and
+    message (the code when it has none)."""
     response = getattr(error, "response", {}) or {}
     code = str(response.get("Error", {}).get("Code", "Unknown"))
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    message = str(response.get("Error", {}).get("Message", "")) or code
+    return code, status, str(response.get("Error", {}).get("Message", "")) or code
+
+
+def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
+    """An S3 error reply as transient (5xx, 429, throttling, timeouts), correctable (credentials,
+    permissions, tokens, a missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307,
+    401, 403 or 404 without a known code) or permanent (any other 4xx)."""
+    code, status, message = _reply(error)
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)
+    fix = _CORRECTABLE_CODES.get(code) or _CORRECTABLE_STATUSES.get(status)
+    if fix is not None:
+        return CorrectableStoreError(reason, fix=fix(bucket))
     return PermanentStoreError(reason)
 
 
@@ -132,7 +249,14 @@ class FileStore:
             reason = f"{target}: {error.strerror or error}"
             if error.errno in _TRANSIENT_ERRNOS:
                 raise TransientStoreError(reason) from None
+            if error.errno in _CORRECTABLE_ERRNOS:
+                fix = f"let the daemon's user write under {self.root / bucket} (owner, mode, a read-only mount)"
+                raise CorrectableStoreError(reason, fix=fix) from None
             raise PermanentStoreError(reason) from None
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``ROOT/BUCKET/KEY`` is a file."""
+        return self.path_for(bucket, key).is_file()
 
     def path_for(self, bucket: str, key: str) -> Path:
         """``ROOT/BUCKET/KEY``; raises PermanentStoreError for a key that would leave it."""

@@ -8,7 +8,7 @@ message's completion, so the playlist can always be rebuilt from the spool alone
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -205,3 +205,50 @@ def with_end(state: StreamState, *, promised_s: int) -> StreamState:
         ended=True,
         target_duration_s=state.target_duration_s if state.target_duration_s is not None else promised_s,
     )
+
+
+def without_lost(state: StreamState, lost: Collection[int]) -> StreamState:
+    """``state`` once the objects of its kept segments numbered ``lost`` (media sequence numbers)
+    are gone from the store for good: their bucket was deleted and created again, and no source
+    was left to upload them from.
+
+    A live playlist only ever loses segments from its front (RFC 8216 6.2.1), so every kept segment
+    up to the last lost one is dropped: EXT-X-MEDIA-SEQUENCE moves past them, and
+    EXT-X-DISCONTINUITY-SEQUENCE counts the tags that went with them (6.2.2). When none is left,
+    the next segment published is marked EXT-X-DISCONTINUITY, as after a failed segment: the new
+    window starts where the old one cannot be followed. While what is left lasts under three
+    target durations, ``refilling`` is True and the playlist waits (6.2.2).
+    """
+    positions = [index for index, segment in enumerate(state.segments) if segment.media_sequence in lost]
+    if not positions:
+        return state
+    dropped, kept = state.segments[: positions[-1] + 1], state.segments[positions[-1] + 1 :]
+    return replace(
+        state,
+        segments=kept,
+        discontinuity_sequence=state.discontinuity_sequence + sum(1 for s in dropped if s.discontinuity),
+        pending_discontinuity=state.pending_discontinuity or not kept,
+    )
+
+
+def refilling(state: StreamState) -> bool:
+    """A live window that lost segments from its front other than by sliding (``without_lost``)
+    and now lasts under ``MIN_TARGET_DURATIONS_LISTED`` target durations: RFC 8216 6.2.2 forbids
+    publishing it ("MUST NOT remove a Media Segment ... if that would produce a Playlist whose
+    duration is less than three times the target duration") until new segments make it long
+    enough, or the stream ends. Sliding never removes a segment unless the rest lasts that long
+    (``first_kept``), so a stream that lost nothing is never refilling."""
+    if state.ended or state.target_duration_s is None or not state.published_any:
+        return False
+    if state.segments and state.segments[0].media_sequence == 1:
+        return False  # nothing was ever removed
+    listed = sum((Decimal(format_duration(s.duration_s)) for s in state.segments), Decimal(0))
+    return listed < MIN_TARGET_DURATIONS_LISTED * state.target_duration_s
+
+
+def segment_name_of(uri: str, http_prefix: str) -> str | None:
+    """The segment file name a listed ``uri`` was made from (``http_prefix`` + name), or None
+    when ``uri`` does not start with ``http_prefix`` (the stream's prefix changed since)."""
+    if not uri.startswith(http_prefix) or len(uri) == len(http_prefix):
+        return None
+    return uri[len(http_prefix) :]

@@ -75,7 +75,8 @@ class Live:
 
     # Parts.
 
-    def daemon(self, *extra: str, endpoint_url: str | None = None, name: str = "uploadd") -> UploaderDaemon:
+    def daemon(self, *extra: str, endpoint_url: str | None = None, name: str = "uploadd",
+               env: dict[str, str] | None = None) -> UploaderDaemon:
         """hls-uploadd on this pipeline's fixed port (segmenters find it again after a restart)."""
         args = [
             "--listen", f"127.0.0.1:{self.daemon_port}",
@@ -85,7 +86,7 @@ class Live:
             "--endpoint-url", endpoint_url or self.server.endpoint_url,
             *extra,
         ]
-        daemon = UploaderDaemon(self.tmp_path / name, args)
+        daemon = UploaderDaemon(self.tmp_path / name, args, env=env)
         self.daemons.append(daemon)
         return daemon.start()
 
@@ -107,9 +108,10 @@ class Live:
             feeder.start()
         return segmenter, feeder
 
-    def poller(self, index: str = "live.m3u8") -> PlaylistPoller:
+    def poller(self, index: str = "live.m3u8", *, every_version: bool = False) -> PlaylistPoller:
         poller = PlaylistPoller(self.server.object_url(self.bucket, f"{self.key_prefix}/{index}"),
-                                self.server.object_url(self.bucket, f"{self.key_prefix}/"))
+                                self.server.object_url(self.bucket, f"{self.key_prefix}/"),
+                                every_version=every_version)
         self.pollers.append(poller)
         poller.start()
         return poller

@@ -34,7 +34,7 @@ class S3ErrorProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
-        self._queued: list[tuple[frozenset[str], Answer]] = []
+        self._queued: list[tuple[frozenset[str], str, Answer]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
         self._server.daemon_threads = True
@@ -53,19 +53,20 @@ class S3ErrorProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def fail_next(self, count: int, answer: Answer, *, methods: tuple[str, ...] = ("PUT",)) -> None:
-        """Answer the next ``count`` requests whose method is one of ``methods`` with ``answer``."""
+    def fail_next(self, count: int, answer: Answer, *, methods: tuple[str, ...] = ("PUT",), path_ends: str = "") -> None:
+        """Answer the next ``count`` requests whose method is one of ``methods`` (and whose path
+        ends with ``path_ends``, e.g. ".m3u8" for playlists) with ``answer``."""
         with self._lock:
-            self._queued += [(frozenset(methods), answer)] * count
+            self._queued += [(frozenset(methods), path_ends, answer)] * count
 
     def statuses(self, method: str = "PUT") -> list[int]:
         with self._lock:
             return [status for m, _, status in self.answered if m == method]
 
-    def _take(self, method: str) -> Answer | None:
+    def _take(self, method: str, path: str) -> Answer | None:
         with self._lock:
-            for position, (methods, answer) in enumerate(self._queued):
-                if method in methods:
+            for position, (methods, path_ends, answer) in enumerate(self._queued):
+                if method in methods and path.split("?")[0].endswith(path_ends):
                     del self._queued[position]
                     return answer
         return None
@@ -101,7 +102,7 @@ class S3ErrorProxy:
 
             def _serve(self) -> None:
                 body = self._body()
-                answer = proxy._take(self.command)
+                answer = proxy._take(self.command, self.path)
                 if answer is not None:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)

@@ -13,12 +13,15 @@ from uploader.stream import (
     StreamEnded,
     StreamState,
     first_kept,
+    refilling,
     rounded_seconds,
     segment_bps,
+    segment_name_of,
     stream_label,
     with_end,
     with_failure,
     with_segment,
+    without_lost,
 )
 
 from .original_rule import comparable, ruby_index
@@ -307,3 +310,67 @@ def test_an_event_playlist_with_a_discontinuity_is_only_appended_to() -> None:
     assert history.problems == []
     text = media_playlist(state, event)
     assert "DISCONTINUITY-SEQUENCE" not in text and text.count("#EXT-X-DISCONTINUITY\n") == 1
+
+
+# Lost objects (a bucket deleted and made again): dropped from the front only (issue 14 A).
+
+
+def test_lost_segments_are_dropped_from_the_front_with_those_before_them() -> None:
+    before = publish(range(1, 11), promised=1)  # lists 6..10 (5 x 1 s)
+    history = History()
+    history.add(media_playlist(before, LIVE))
+    assert [s.media_sequence for s in without_lost(before, {7}).segments] == [8, 9, 10]  # 3 s: enough
+    assert should_publish(without_lost(before, {7}), LIVE)
+    after = without_lost(before, {6, 8})
+    assert [s.media_sequence for s in after.segments] == [9, 10]
+    assert not after.pending_discontinuity  # 9 and 10 still follow each other
+    assert refilling(after) and not should_publish(after, LIVE)  # 2 s, under 3 x 1 s
+    grown = publish([11], promised=1, state=after)
+    assert should_publish(grown, LIVE)
+    history.add(media_playlist(grown, LIVE))
+    assert history.problems == []
+
+
+def test_a_window_lost_whole_waits_for_three_target_durations_and_marks_the_gap() -> None:
+    before = publish(range(1, 9), promised=2)
+    history = History()
+    history.add(media_playlist(before, LIVE))
+    after = without_lost(before, {s.media_sequence for s in before.segments})
+    assert after.segments == () and after.pending_discontinuity and refilling(after)
+    state = after
+    for number in (9, 10):
+        state = publish([number], promised=2, state=state)
+        assert not should_publish(state, LIVE), number  # 2 s, 4 s: under 3 x 2 s
+    state = publish([11], promised=2, state=state)
+    assert should_publish(state, LIVE)
+    text = media_playlist(state, LIVE)
+    assert [s.media_sequence for s in state.segments] == [9, 10, 11] and state.segments[0].discontinuity
+    history.add(text)
+    assert history.problems == []
+    assert "#EXT-X-DISCONTINUITY\n" in text
+
+
+def test_dropping_counts_the_discontinuity_tags_that_go() -> None:
+    state = publish(range(1, 4), promised=1)
+    state = with_failure(state, promised_s=1, end=False)
+    state = publish(range(5, 10), promised=1, state=state)  # 5 is tagged
+    tagged = [s.media_sequence for s in state.segments if s.discontinuity]
+    assert tagged
+    after = without_lost(state, {tagged[0]})
+    assert after.discontinuity_sequence == state.discontinuity_sequence + 1
+    assert without_lost(state, {999}) == state  # not listed: nothing to drop
+
+
+def test_refilling_is_never_true_for_a_stream_that_lost_nothing() -> None:
+    for count in range(1, 12):
+        assert not refilling(publish(range(1, count + 1), promised=1, duration=0.4))
+    assert not refilling(StreamState())
+    ended = with_end(without_lost(publish(range(1, 9), promised=2), {8}), promised_s=2)
+    assert not refilling(ended) and should_publish(ended, LIVE)  # an end goes out, short or not
+
+
+def test_segment_name_of_a_listed_uri() -> None:
+    assert segment_name_of(f"{PREFIX}sample-00001.ts", PREFIX) == "sample-00001.ts"
+    assert segment_name_of("sample-00001.ts", "") == "sample-00001.ts"
+    assert segment_name_of("http://other/sample-00001.ts", PREFIX) is None
+    assert segment_name_of(PREFIX, PREFIX) is None

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.seaweed import SeaweedServer
 from uploader.stores import (
+    WRITE_CHECK_KEY,
+    CorrectableStoreError,
     FileStore,
     PermanentStoreError,
+    S3Store,
     TransientStoreError,
+    check_writable,
     classify_client_error,
 )
 
@@ -50,6 +56,9 @@ class FakeClientError(Exception):
         self.response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
 
 
+# Who can make the same PUT succeed: time (transient), the operator (correctable: held and
+# retried with the fix in the log; issue 14 A: these used to fail the segment for good), nobody
+# (permanent: only that request fails).
 @pytest.mark.parametrize(
     ("code", "status", "kind"),
     [
@@ -57,14 +66,79 @@ class FakeClientError(Exception):
         ("InternalError", 500, TransientStoreError),
         ("RequestTimeout", 400, TransientStoreError),
         ("TooManyRequests", 429, TransientStoreError),
-        ("NoSuchBucket", 404, PermanentStoreError),
-        ("AccessDenied", 403, PermanentStoreError),
-        ("InvalidAccessKeyId", 403, PermanentStoreError),
-        ("SignatureDoesNotMatch", 403, PermanentStoreError),
+        ("NoSuchBucket", 404, CorrectableStoreError),
+        ("AccessDenied", 403, CorrectableStoreError),
+        ("InvalidAccessKeyId", 403, CorrectableStoreError),
+        ("SignatureDoesNotMatch", 403, CorrectableStoreError),
+        ("ExpiredToken", 400, CorrectableStoreError),
+        ("InvalidToken", 400, CorrectableStoreError),
+        ("AccessControlListNotSupported", 400, CorrectableStoreError),
+        ("PermanentRedirect", 301, CorrectableStoreError),
+        ("Unknown", 403, CorrectableStoreError),  # a proxy's HTML 403, no S3 code
+        ("Unknown", 404, CorrectableStoreError),
         ("InvalidArgument", 400, PermanentStoreError),
+        ("EntityTooLarge", 400, PermanentStoreError),
     ],
 )
 def test_s3_error_classification(code: str, status: int, kind: type) -> None:
     error = classify_client_error(FakeClientError(code, status), "b", "k")
     assert type(error) is kind
     assert code in str(error) and "s3://b/k" in str(error)
+    if kind is CorrectableStoreError:
+        assert error.fix and error.transient  # type: ignore[attr-defined]
+
+
+def test_a_missing_bucket_and_a_denied_put_say_what_to_do() -> None:
+    missing = classify_client_error(FakeClientError("NoSuchBucket", 404), "media", "k")
+    denied = classify_client_error(FakeClientError("AccessDenied", 403), "media", "k")
+    assert isinstance(missing, CorrectableStoreError) and "create bucket media" in missing.fix
+    assert isinstance(denied, CorrectableStoreError) and "s3:PutObject on arn:aws:s3:::media/*" in denied.fix
+    assert "bucket media exists" in denied.fix
+
+
+def test_no_credentials_is_correctable(seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real boto3 client that finds no credentials (an instance-metadata hiccup looks the same)."""
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.session.Session(region_name="us-east-1").client("s3", endpoint_url=seaweed.endpoint_url)
+    store = S3Store(client)
+    with pytest.raises(CorrectableStoreError) as raised:
+        store.put(bucket, "k.ts", b"x", content_type="video/MP2T", cache_control="no-store")
+    assert "credentials" in raised.value.fix
+    with pytest.raises(CorrectableStoreError):
+        store.exists(bucket, "k.ts")
+
+
+def test_exists_and_the_write_check_against_a_real_store(seaweed: SeaweedServer, s3: object, bucket: str,
+                                                        tmp_path: Path) -> None:
+    store = S3Store(s3)
+    assert not store.exists(bucket, "live/a.ts")
+    store.put(bucket, "live/a.ts", b"x", content_type="video/MP2T", cache_control="no-store")
+    assert store.exists(bucket, "live/a.ts")
+    check_writable(store, bucket)
+    assert store.exists(bucket, WRITE_CHECK_KEY)
+    with pytest.raises(CorrectableStoreError) as raised:  # SeaweedFS says AccessDenied, AWS NoSuchBucket
+        check_writable(store, bucket + "-gone")
+    assert f"bucket {bucket}-gone" in raised.value.fix
+    files = FileStore(tmp_path)
+    assert not files.exists("b", "k.ts")
+    check_writable(files, "b")
+    assert files.exists("b", WRITE_CHECK_KEY)
+
+
+def test_a_read_only_file_store_is_correctable(tmp_path: Path) -> None:
+    """A read-only mount is the operator's to correct (root ignores modes, so a real one)."""
+    root = tmp_path / "ro"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
+    try:
+        with pytest.raises(CorrectableStoreError) as raised:
+            check_writable(FileStore(root), "b")
+        assert "Read-only file system" in str(raised.value) and str(root / "b") in raised.value.fix
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

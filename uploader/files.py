@@ -26,7 +26,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK so that opening a FIFO planted under the segment's name cannot block the daemon.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
-_CHECK_CHUNK = 1024 * 1024
+_CHECK_CHUNK = 188 * 4096  # whole packets: no piece carries a cut packet over to the next
 
 
 class DirectoryRefused(UploaderError):

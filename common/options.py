@@ -178,6 +178,11 @@ def read_secret(flag: str, path: str | None) -> bytes | None:
     return secret_from_file(path, lambda name: Path(name).expanduser().read_bytes())
 
 
+def optional_text(flag: str, value: str | None) -> str | None:
+    """Convert for an optional text setting: None when not given or empty."""
+    return value or None
+
+
 def optional_path(flag: str, path: str | None) -> Path | None:
     """Convert for an optional FILE read at start-up (``--tls-cert FILE``): expanded and made
     absolute; None when not given."""

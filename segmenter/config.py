@@ -13,7 +13,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from common.options import INTEGER, SECONDS, SWITCH, TEXT, Option, config_fields, optional_path, read_secret
+from common.options import (
+    INTEGER,
+    SECONDS,
+    SWITCH,
+    TEXT,
+    Option,
+    config_fields,
+    optional_path,
+    optional_text,
+    read_secret,
+)
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
@@ -89,10 +99,6 @@ def _seconds_or_zero(flag: str, seconds: float) -> float:
     return seconds
 
 
-def _optional_text(flag: str, value: str | None) -> str | None:
-    return value or None
-
-
 # Every option of hls-segment, in the order --help lists them (after the positional arguments).
 OPTIONS = (
     Option(
@@ -135,7 +141,7 @@ OPTIONS = (
     ),
     Option(
         "tls_server_name", TEXT, None, "Name the daemon's certificate must carry.",
-        convert=_optional_text, metavar="NAME", shown_default="the --uploader host",
+        convert=optional_text, metavar="NAME", shown_default="the --uploader host",
     ),
     Option(
         "tls_cert", TEXT, None, "Client certificate (PEM) for a daemon that asks for one (--tls-client-ca).",

@@ -21,6 +21,7 @@ from common.options import (
     Option,
     config_fields,
     optional_path,
+    optional_text,
     read_secret,
 )
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
@@ -152,10 +153,6 @@ def _file_store_root(store: str) -> Path | None:
     return Path(parts.path)
 
 
-def _optional_text(flag: str, value: str | None) -> str | None:
-    return value or None
-
-
 def _acl(flag: str, value: str | None) -> str | None:
     return _one_of(flag, value, _CANNED_ACLS) if value else None
 
@@ -213,9 +210,9 @@ OPTIONS = (
     ),
     Option(
         "endpoint_url", TEXT, None, "S3 endpoint (else AWS_ENDPOINT_URL or AWS).",
-        convert=_optional_text, metavar="URL",
+        convert=optional_text, metavar="URL",
     ),
-    Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=_optional_text, metavar="NAME"),
+    Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=optional_text, metavar="NAME"),
     Option(
         "acl", TEXT, None, "Canned ACL for every object, e.g. public-read.",
         convert=_acl, metavar="ACL", shown_default="none",

@@ -174,6 +174,21 @@ def test_a_segmenter_s_tls_mistakes_lose_nothing(
             assert body == (out_dir / f"cam-{n:05d}.ts").read_bytes()
 
 
+def test_a_tls_segmenter_meeting_a_plaintext_daemon_sends_nothing_in_clear_and_loses_nothing(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, media: MediaCache, certificates: Certificates,
+    tmp_path: Path,
+) -> None:
+    daemon = start_uploader()  # no certificate
+    out_dir = tmp_path / "out"
+    result = run_segmenter(media.ts(seconds=4.0, gop_seconds=1.0), out_dir, daemon.port, bucket,
+                           "--drain-timeout", "1", "--tls-ca", str(certificates.ca))
+    assert result.returncode == 3, result.stderr
+    failed = [line for line in result.stderr.splitlines() if "TLS failed" in line]
+    assert len(failed) == 1 and "does the daemon speak TLS" in failed[0], result.stderr
+    assert owed(out_dir) == [("index.m3u8", 1), ("index.m3u8", 2)]
+    assert "queued" not in daemon.log()
+
+
 def test_peers_that_fail_the_handshake_are_closed_with_one_line_and_no_reply(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segment_source: Path,
     certificates: Certificates,

@@ -114,31 +114,17 @@ class UploadServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        # First, before anything awaits: start_tls stops the plain reading before a byte of the
-        # peer's ClientHello can land in the reader's buffer.
-        if self._tls is not None and not await self._start_tls(writer):
-            return
-        connection = _Connection(self._intake, self._limits, _peer_name(writer), reader, writer)
-        peer = connection.peer
+        # Counted from the first byte, TLS handshake included, so half-open peers hold slots too.
+        open_before = len(self._connections)
+        self._connections.add(task)
         try:
-            if len(self._connections) >= self._limits.max_connections:
-                log.warning("peer %s refused: %d connections open", peer, len(self._connections))
-                await connection.reply(Reject.try_again("too many connections"))
+            # First, before anything awaits: start_tls stops the plain reading before a byte of the
+            # peer's ClientHello can land in the reader's buffer.
+            if self._tls is not None and not await self._start_tls(writer):
                 return
-            self._connections.add(task)
-            if self._insecure:
-                log.warning("peer %s connected to an unauthenticated non-loopback listener (--insecure-no-auth)", peer)
-            await connection.serve()
-        except (ConnectionError, TimeoutError) as error:
-            log.info("peer %s: connection closed (%s)", peer, type(error).__name__)
-        except asyncio.CancelledError:
-            pass  # shutting down
+            await self._serve(reader, writer, open_before)
         finally:
             self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
 
     async def _start_tls(self, writer: asyncio.StreamWriter) -> bool:
         """The TLS handshake; False (logged, connection closed) when the peer fails it."""
@@ -152,8 +138,28 @@ class UploadServer:
                         " (hls-segment --tls)", _peer_name(writer), reason)
         except asyncio.CancelledError:
             pass  # shutting down
-        writer.close()
+        writer.close()  # not waited for: wait_closed would raise the handshake's error again
         return False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, open_before: int) -> None:
+        connection = _Connection(self._intake, self._limits, _peer_name(writer), reader, writer)
+        peer = connection.peer
+        try:
+            if open_before >= self._limits.max_connections:
+                log.warning("peer %s refused: %d connections open", peer, open_before)
+                await connection.reply(Reject.try_again("too many connections"))
+                return
+            if self._insecure:
+                log.warning("peer %s connected to an unauthenticated non-loopback listener (--insecure-no-auth)", peer)
+            await connection.serve()
+        except (ConnectionError, TimeoutError) as error:
+            log.info("peer %s: connection closed (%s)", peer, type(error).__name__)
+        except asyncio.CancelledError:
+            pass  # shutting down
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 class _Connection:

@@ -80,6 +80,9 @@ def test_each_way_of_not_being_mpegts_is_named() -> None:
     assert verdict(packet(0x100) * 4) == "none of its 4 packets is a PAT (PID 0)"
     assert verdict(b"") == "it is empty"
     assert verdict(b"\x47" * PACKET_SIZE * 2) == "none of its 2 packets is a PAT (PID 0)"
+    # The first packet without its sync byte is named, however the bytes were cut.
+    assert verdict(pat + b"\x00" * PACKET_SIZE + b"\x01" * PACKET_SIZE, PACKET_SIZE) == (
+        "no sync byte 0x47 at byte 188 (MPEG-TS packets are 188 bytes)")
 
 
 def test_only_a_packet_starting_a_pat_section_counts_as_a_pat() -> None:
@@ -90,6 +93,16 @@ def test_only_a_packet_starting_a_pat_section_counts_as_a_pat() -> None:
     assert verdict(packet(0, b"\xf0" + PAT_SECTION, start=True)) is not None  # pointer_field past the packet
     assert verdict(packet(0, PAT_SECTION, start=True, adaptation=b"\x10" + b"\x00" * 6)) is None
     assert verdict(packet(0, b"\x02\xaa\xbb" + PAT_SECTION[1:], start=True)) is None  # pointer_field 2
+    # The adaptation field is skipped from where it starts, in any packet of the segment.
+    stuffed = packet(0, PAT_SECTION, start=True, adaptation=b"\x10" + b"\xff" * 6)
+    assert verdict(packet(0x100) + stuffed) is None
+    assert verdict(packet(0, bytes.fromhex("0002b0"), start=True, adaptation=b"\x00" * 7)) is not None
+    # Malformed packets: nothing is read past the packet, nor where it says there is no payload.
+    no_payload = packet(0, start=True, adaptation=b"\x00" * 10)
+    assert verdict(no_payload[:15] + b"\x00" * (PACKET_SIZE - 15)) is not None
+    full_adaptation = bytes([0x47, 0x40, 0x00, 0x30, PACKET_SIZE - 5]) + b"\x00" * (PACKET_SIZE - 5)
+    assert verdict(full_adaptation) is not None  # says it has a payload, but the field fills the packet
+    assert verdict(packet(0, bytes([PACKET_SIZE - 5]), start=True)) is not None  # pointer_field to the very end
 
 
 def test_html_with_a_correct_sha256_is_refused_as_an_inline_payload(

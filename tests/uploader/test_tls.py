@@ -25,7 +25,7 @@ from uploader.config import UploaderConfig
 
 from .conftest import StartUploader
 from .test_daemon import ext_message, fetch_playlist_or_none
-from .test_payloads import payload_files
+from .test_payloads import assert_published_as_on_disk, payload_files
 
 HANDSHAKE_FAILED = "TLS handshake failed"
 
@@ -111,12 +111,7 @@ def test_a_whole_run_over_tls_publishes_every_segment(
     result = run_segmenter(media.ts(seconds=6.0, gop_seconds=1.0), out_dir, daemon.port, bucket,
                            "--tls-ca", str(certificates.ca), "--tls-server-name", "localhost")
     assert result.returncode == 0, result.stderr
-    url = seaweed.object_url(bucket, "live/tls/index.m3u8")
-    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
-    files = sorted(out_dir.glob("cam-*.ts"))
-    assert [s.uri for s in final.segments] == [f.name for f in files] and len(files) == 3
-    for file in files:
-        assert http_get(seaweed.object_url(bucket, f"live/tls/{file.name}")).body == file.read_bytes()
+    assert_published_as_on_disk(seaweed, bucket, "live/tls", out_dir, 3)
     assert daemon.log().count("-byte payload") == 3 and HANDSHAKE_FAILED not in daemon.log()
     wait_for(lambda: payload_files(daemon.spool_dir) == [], message="payload files removed once published", timeout=30)
 

@@ -81,7 +81,7 @@ def test_each_way_of_not_being_mpegts_is_named() -> None:
     assert verdict(b"") == "it is empty"
     assert verdict(b"\x47" * PACKET_SIZE * 2) == "none of its 2 packets is a PAT (PID 0)"
     # The first packet without its sync byte is named, however the bytes were cut.
-    assert verdict(pat + b"\x00" * PACKET_SIZE + b"\x01" * PACKET_SIZE, PACKET_SIZE) == (
+    assert verdict(pat + b"\x00" * PACKET_SIZE + packet(0x100) + b"\x01" * PACKET_SIZE, PACKET_SIZE) == (
         "no sync byte 0x47 at byte 188 (MPEG-TS packets are 188 bytes)")
 
 

@@ -176,3 +176,14 @@ def config_fields(options: tuple[Option, ...], settings: Mapping[str, Any]) -> d
 def read_secret(flag: str, path: str | None) -> bytes | None:
     """Convert for ``--secret-file PATH``: the shared secret the file holds, None when not given."""
     return secret_from_file(path, lambda name: Path(name).expanduser().read_bytes())
+
+
+def optional_text(flag: str, value: str | None) -> str | None:
+    """Convert for an optional text setting: None when not given or empty."""
+    return value or None
+
+
+def optional_path(flag: str, path: str | None) -> Path | None:
+    """Convert for an optional FILE read at start-up (``--tls-cert FILE``): expanded and made
+    absolute; None when not given."""
+    return Path(path).expanduser().absolute() if path else None

@@ -4,6 +4,7 @@
 message (signed afresh with the shared secret, if any: a re-send gets a new ts and tag), then the
 segment's bytes as an inline payload when asked (``sendfile``), and reads the reply. With
 ``--wire v1`` it sends the ten original fields on a connection of their own and reads nothing.
+With ``--tls`` the connection is TLS (ext only) and the daemon's certificate is verified.
 The caller retries a failed attempt after the delays of ``retry_delays``; the daemon is
 idempotent, so a message re-sent after a lost reply does no harm.
 """
@@ -15,6 +16,7 @@ import enum
 import hashlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,7 +108,9 @@ class Deadline:
 class DaemonClient:
     """The connection to hls-uploadd at ``address`` (host, port), used by one thread.
 
-    ``backlog`` counts the messages waiting, for the log line when the daemon goes away.
+    ``backlog`` counts the messages waiting, for the log line when the daemon goes away. ``tls``:
+    the connection is TLS with this context, the daemon's certificate checked for
+    ``server_name`` (default: the address's host).
     """
 
     def __init__(
@@ -118,10 +122,14 @@ class DaemonClient:
         send_segments: bool,
         deadline: Deadline,
         backlog: Callable[[], int],
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.address = address
         self.v1 = v1
         self._secret = secret
+        self._tls = tls
+        self._server_name = server_name or address[0]
         self._send_segments = send_segments
         self._deadline = deadline
         self._backlog = backlog
@@ -139,15 +147,21 @@ class DaemonClient:
         The first failure and the recovery are logged; every refusal is. Raises nothing: a lost
         connection or a bad reply is a RETRY.
         """
+        fresh = self._sock is None
         try:
             result, reason = self._send_v1(message) if self.v1 else self._send_ext(message)
         except (OSError, ProtocolError) as error:
             self.close()
             if self._down_since is None:
                 self._down_since = time.monotonic()
+                described = _describe(error)
+                if (fresh and self._tls is None and isinstance(error, ConnectionError)
+                        and not isinstance(error, ConnectionRefusedError)):
+                    # A daemon with --tls-cert drops a plaintext peer at its first bytes.
+                    described += " (a daemon with --tls-cert closes plaintext peers: give --tls)"
                 log.warning(
                     "daemon at %s: %s; keeping %d message(s) and retrying (segment %d of %s waits)",
-                    self.peer, _describe(error), self._backlog(), message.last_segment, message.index,
+                    self.peer, described, self._backlog(), message.last_segment, message.index,
                 )
             return SendResult.RETRY, ""
         if self._down_since is not None and result is not SendResult.RETRY:
@@ -196,7 +210,7 @@ class DaemonClient:
         if self._secret is not None:
             wire = sign_at(wire, self._secret, time.time_ns() // 1_000_000)
         if self._sock is None:
-            self._sock = socket.create_connection(self.address, timeout=self._timeout(CONNECT_TIMEOUT_S))
+            self._sock = self._connect()
             self._replies = ReplyDecoder()
         sock = self._sock
         sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
@@ -231,6 +245,17 @@ class DaemonClient:
                 raise ConnectionResetError("daemon closed the connection")
             self._replies.receive_data(data)
         return self._handle_reply(message, reply)
+
+    def _connect(self) -> socket.socket:
+        """A new connection to the daemon; with TLS, handshake done and certificate checked."""
+        sock = socket.create_connection(self.address, timeout=self._timeout(CONNECT_TIMEOUT_S))
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self._server_name)
+        except BaseException:
+            sock.close()
+            raise
 
     def _pending_reply(self, sock: socket.socket) -> Reply | None:
         """A reply already received, if any, without waiting."""
@@ -277,6 +302,11 @@ def _measure(file: BinaryIO) -> tuple[int, str]:
 def _describe(error: Exception) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"its TLS certificate is refused: {error.verify_message}"
+                " (check --tls-ca, and --tls-server-name against the names the certificate carries)")
+    if isinstance(error, ssl.SSLError):
+        return f"TLS failed: {error.reason or error} (does the daemon speak TLS, hls-uploadd --tls-cert?)"
     if isinstance(error, TimeoutError | socket.timeout):
         return "no answer in time"
     return str(error) or type(error).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -12,8 +13,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from common.options import INTEGER, SECONDS, SWITCH, TEXT, Option, config_fields, read_secret
+from common.options import (
+    INTEGER,
+    SECONDS,
+    SWITCH,
+    TEXT,
+    Option,
+    config_fields,
+    optional_path,
+    optional_text,
+    read_secret,
+)
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 
@@ -119,6 +131,24 @@ OPTIONS = (
         convert=read_secret, fields=("secret",), metavar="PATH",
     ),
     Option(
+        "tls", SWITCH, None,
+        "Speak TLS to the daemon (hls-uploadd --tls-cert) and verify its certificate: chain and name.",
+        flags=("--tls/--no-tls",), shown_default="on when --tls-ca is given",
+    ),
+    Option(
+        "tls_ca", TEXT, None, "CA certificate(s) (PEM) that sign the daemon's certificate; implies --tls.",
+        convert=optional_path, metavar="FILE", shown_default="the system's CAs",
+    ),
+    Option(
+        "tls_server_name", TEXT, None, "Name the daemon's certificate must carry.",
+        convert=optional_text, metavar="NAME", shown_default="the --uploader host",
+    ),
+    Option(
+        "tls_cert", TEXT, None, "Client certificate (PEM) for a daemon that asks for one (--tls-client-ca).",
+        convert=optional_path, metavar="FILE",
+    ),
+    Option("tls_key", TEXT, None, "Private key (PEM) of --tls-cert.", convert=optional_path, metavar="FILE"),
+    Option(
         "send_segments", SWITCH, None,
         "Send each segment's bytes after its message (for a daemon on another host).",
         flags=("--send-segments/--no-send-segments",), shown_default="on when --uploader is not loopback",
@@ -177,7 +207,13 @@ class SegmenterConfig:
     program: int | None  # program_number of the program to copy; None: the first with video
     fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
     quiet: bool
+    tls: bool  # the control channel is TLS
+    tls_ca: Path | None  # None: the system's CAs
+    tls_server_name: str | None  # None: uploader_host
+    tls_cert: Path | None  # a client certificate, for mutual TLS
+    tls_key: Path | None
     directory_text: str = ""  # output_dir as the messages name it; derived when empty
+    tls_context: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -190,6 +226,13 @@ class SegmenterConfig:
             raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
             raise ConfigError("--wire v1 carries no extensions: --secret-file and --send-segments need --wire ext")
+        check_pair(self.tls_cert, self.tls_key)
+        if self.tls:
+            if self.wire is WireMode.V1:
+                raise ConfigError("--wire v1 is plaintext only: --tls needs --wire ext")
+            object.__setattr__(self, "tls_context", client_context(self.tls_ca, self.tls_cert, self.tls_key))
+        elif self.tls_ca or self.tls_server_name or self.tls_cert:
+            raise ConfigError("--tls-ca, --tls-server-name and --tls-cert only apply with --tls")
         if not self.directory_text:
             object.__setattr__(self, "directory_text", str(self.output_dir))
         try:
@@ -236,6 +279,8 @@ class SegmenterConfig:
         """Build from the positional arguments and settings by name (see OPTIONS; a missing one
         takes its default); raises ConfigError."""
         fields = config_fields(OPTIONS, settings)
+        if fields["tls"] is None:
+            fields["tls"] = fields["tls_ca"] is not None
         if fields["send_segments"] is None:  # inline segments for a daemon on another host
             fields["send_segments"] = fields["wire"] is WireMode.EXT and not is_loopback(fields["uploader_host"])
         return cls(

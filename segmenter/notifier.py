@@ -11,6 +11,7 @@ by the next run with the same OUTPUT_DIR and OUTPUT_PREFIX.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class Notifier:
 
     ``address`` is the daemon's (host, port); ``outbox_path`` the outbox file, opened (or
     created) here; ``secret`` signs every message; ``send_segments`` sends each segment's bytes
-    after its message. Raises OutboxError (an OSError) when the outbox cannot be opened.
+    after its message; ``tls`` and ``server_name``: a TLS connection (``DaemonClient``). Raises OutboxError (an OSError) when the outbox cannot be opened.
     """
 
     def __init__(
@@ -50,11 +51,13 @@ class Notifier:
         outbox_path: Path,
         secret: bytes | None = None,
         send_segments: bool = False,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self._outbox = Outbox.open(outbox_path)
         self._deadline = Deadline()
         self._client = DaemonClient(address, v1=v1, secret=secret, send_segments=send_segments,
-                                    deadline=self._deadline, backlog=self.__len__)
+                                    deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name)
         self._lock = threading.Condition()
         self._closing = False
         # The message ``record`` added last, not sent until ``put`` says its segment has its name.

@@ -122,6 +122,8 @@ class Segmenter:
             outbox_path=outbox_path(config),
             secret=config.secret,
             send_segments=config.send_segments,
+            tls=config.tls_context,
+            server_name=config.tls_server_name,
         )
         _adopt_legacy_files(config, notifier)
         notifier.start()

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common.options import INTEGER, PATH_LIST, SECONDS, SWITCH, TEXT, TEXT_LIST, Option, config_fields, read_secret
+from common.options import (
+    INTEGER,
+    PATH_LIST,
+    SECONDS,
+    SWITCH,
+    TEXT,
+    TEXT_LIST,
+    Option,
+    config_fields,
+    optional_path,
+    optional_text,
+    read_secret,
+)
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol.message import is_bucket_name
 
@@ -139,10 +153,6 @@ def _file_store_root(store: str) -> Path | None:
     return Path(parts.path)
 
 
-def _optional_text(flag: str, value: str | None) -> str | None:
-    return value or None
-
-
 def _acl(flag: str, value: str | None) -> str | None:
     return _one_of(flag, value, _CANNED_ACLS) if value else None
 
@@ -200,9 +210,9 @@ OPTIONS = (
     ),
     Option(
         "endpoint_url", TEXT, None, "S3 endpoint (else AWS_ENDPOINT_URL or AWS).",
-        convert=_optional_text, metavar="URL",
+        convert=optional_text, metavar="URL",
     ),
-    Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=_optional_text, metavar="NAME"),
+    Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=optional_text, metavar="NAME"),
     Option(
         "acl", TEXT, None, "Canned ACL for every object, e.g. public-read.",
         convert=_acl, metavar="ACL", shown_default="none",
@@ -269,6 +279,18 @@ OPTIONS = (
         "idle_timeout", SECONDS, IDLE_TIMEOUT_S, "Close a connection that sends nothing for this long, seconds.",
         convert=_within(0.1, 86400, "seconds"), fields=("idle_timeout_s",), metavar="SECONDS",
     ),
+    Option(
+        "tls_cert", TEXT, None,
+        "Certificate chain (PEM) to serve TLS with: the control channel is then TLS only (no --wire v1 peers).",
+        convert=optional_path, metavar="FILE", shown_default="none: plaintext",
+    ),
+    Option("tls_key", TEXT, None, "Private key (PEM) of --tls-cert.", convert=optional_path, metavar="FILE"),
+    Option(
+        "tls_client_ca", TEXT, None,
+        "Mutual TLS: every peer must present a certificate signed by a CA in this file (PEM); counts as"
+        " peer authentication for a non-loopback --listen.",
+        convert=optional_path, metavar="FILE",
+    ),
 )
 
 
@@ -299,6 +321,10 @@ class UploaderConfig:
     max_payload_inflight_bytes: int  # payloads being received, all connections
     master_name: str  # "" : none
     idle_timeout_s: float  # a connection without a byte for this long is closed
+    tls_cert: Path | None  # None: plaintext
+    tls_key: Path | None
+    tls_client_ca: Path | None  # peers' certificates are required and checked against it
+    tls_context: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_payload_inflight_bytes < self.max_payload_bytes:
@@ -306,15 +332,21 @@ class UploaderConfig:
                 f"--max-payload-inflight {self.max_payload_inflight_bytes} is below --max-payload-size"
                 f" {self.max_payload_bytes}: a payload of the largest size could never be received"
             )
-        if not is_loopback(self.listen_host) and self.secret is None and not self.insecure_no_auth:
+        check_pair(self.tls_cert, self.tls_key)
+        if self.tls_cert is not None and self.tls_key is not None:
+            object.__setattr__(self, "tls_context", server_context(self.tls_cert, self.tls_key, self.tls_client_ca))
+        elif self.tls_client_ca is not None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in TLS")
+        if not is_loopback(self.listen_host) and not self.authenticated and not self.insecure_no_auth:
             raise ConfigError(
-                f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH so peers"
-                " are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
+                f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH (or --tls-client-ca"
+                " FILE) so peers are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
             )
 
     @property
     def authenticated(self) -> bool:
-        return self.secret is not None
+        """Peers prove who they are: an HMAC secret, or client certificates (mutual TLS)."""
+        return self.secret is not None or self.tls_client_ca is not None
 
     @property
     def store_root(self) -> Path | None:

@@ -41,10 +41,12 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
     shown_host = f"[{host}]" if ":" in host else host
     allowed = ", ".join(str(path) for path in config.allow_dirs) or "none (add --allow-dir)"
     buckets = ", ".join(sorted(config.buckets)) or "any"
-    auth = "HMAC secret" if config.authenticated else "none"
+    auth = " and ".join(name for name, used in (("HMAC secret", config.secret is not None),
+                                                ("TLS client certificate", config.tls_client_ca is not None)) if used)
+    transport = "TLS" if config.tls_context is not None else "plaintext"
     return (
         f"hls-uploadd listening on {shown_host}:{port}; store {store.description}; spool {spool.path};"
-        f" allowed dirs: {allowed}; buckets: {buckets}; peer authentication: {auth}"
+        f" allowed dirs: {allowed}; buckets: {buckets}; peer authentication: {auth or 'none'}; transport: {transport}"
     )
 
 
@@ -81,6 +83,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     server = UploadServer(
         intake,
         insecure=insecure,
+        tls=config.tls_context,
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
     )
     try:

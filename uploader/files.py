@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import UploaderError
+from .mpegts import TransportStreamCheck
 
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]{5,10}\.ts")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK so that opening a FIFO planted under the segment's name cannot block the daemon.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+_CHECK_CHUNK = 188 * 4096  # whole packets: no piece carries a cut packet over to the next
 
 
 class DirectoryRefused(UploaderError):
@@ -85,6 +88,21 @@ class AllowedDirs:
         except BaseException:
             os.close(fd)
             raise
+
+
+    def not_mpegts(self, output_directory: str, name: str) -> str | None:
+        """Why the segment file is not MPEG-TS (mpegts.py), one line naming it; None when it is,
+        or when it cannot be opened now (its upload then fails and says why, as for a file that
+        goes away later). Reads the file once, in chunks; blocking, run it off the event loop."""
+        check = TransportStreamCheck()
+        try:
+            with self.open_segment(output_directory, name) as file:
+                while piece := file.read(_CHECK_CHUNK):
+                    check.feed(piece)
+        except (UploaderError, OSError):
+            return None
+        reason = check.refusal()
+        return None if reason is None else f"segment {os.path.join(output_directory, name)} is not MPEG-TS: {reason}"
 
 
 def _open_below(root: Path, parts: tuple[str, ...], shown: str) -> int:

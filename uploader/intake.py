@@ -1,11 +1,13 @@
 """The daemon's policy for each message a peer sends, between the connection and the spool.
 
 A message is checked (authentication, allowed buckets and directories, the master playlist's
-name), then queued durably in the spool and handed to the publisher; its reply says which. A
-message with an inline payload is admitted first: its bytes go to a payload file, and its reply
-waits until that file is committed and the message queued; when the payloads being received on
-all connections would pass --max-payload-inflight, it is answered "try again" at once. Each
-outcome is logged with the peer, stream and segment it is about.
+name, its segment being MPEG-TS: mpegts.py), then queued durably in the spool and handed to the
+publisher; its reply says which. A message with an inline payload is admitted first: its bytes
+go to a payload file, and its reply waits until that file is committed and the message queued;
+when the payloads being received on all connections would pass --max-payload-inflight, it is
+answered "try again" at once. Each outcome is logged with the peer, stream and segment it is
+about. A segment file named by a path is read once for the MPEG-TS check before its message is
+queued; one that cannot be opened then is queued all the same, and its upload says why it fails.
 
 An error becomes an ERR reply in one place, ``_rejection``: "try again" when it is transient (the
 daemon's state is at fault), final otherwise. A new segment for a stream whose end is queued is
@@ -87,6 +89,11 @@ class Intake:
         if refused is not None:
             return refused
         if message.size is None:
+            if message.last_segment > 0:
+                reason = await asyncio.get_running_loop().run_in_executor(
+                    None, self._allowed.not_mpegts, message.output_directory, message.segment_name)
+                if reason is not None:
+                    return self._refuse(peer, message, reason)
             reply, _ = await self._queue(peer, message)
             return reply
         try:
@@ -99,10 +106,14 @@ class Intake:
 
     async def accept_payload(self, peer: str, message: IndexMessage, payload: PayloadFile) -> Reply:
         """The reply to ``message`` once all of its payload is in ``payload``: checked against
-        its sha256, committed (off the event loop) and the message queued; else refused."""
+        its sha256 and found to be MPEG-TS, committed (off the event loop) and the message queued;
+        else refused."""
         if message.payload_sha256 is not None and payload.sha256 != message.payload_sha256:
             payload.discard()
             return self._refuse(peer, message, "payload does not match its sha256")
+        if (reason := payload.not_mpegts()) is not None:
+            payload.discard()
+            return self._refuse(peer, message, f"inline payload is not MPEG-TS: {reason}")
         try:
             name = await asyncio.get_running_loop().run_in_executor(None, payload.commit)
         except PayloadError as error:

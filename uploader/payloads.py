@@ -4,7 +4,8 @@ A payload is written piece by piece as it arrives (never held whole in memory) t
 fsync'd, renamed to a unique final name and the directory fsync'd; only then is its message
 queued and answered OK. A payload cut off mid-way is only ever a temp file, removed at once (and
 at the next start, should the daemon die first). Final files no queued message names (the daemon
-died between the rename and the queueing) are removed at start too.
+died between the rename and the queueing) are removed at start too. The bytes are checked to
+be MPEG-TS (mpegts.py) as they are written, so a payload is read once.
 
 Each payload is capped by --max-payload-size, and the payloads being received at once, across
 all connections, by --max-payload-inflight: a payload is only taken when its size still fits the
@@ -22,6 +23,7 @@ from pathlib import Path
 from common.durable import commit_file
 
 from .errors import UploaderError
+from .mpegts import TransportStreamCheck
 
 PAYLOAD_DIR_NAME = "payloads"
 _TEMP_SUFFIX = ".part"
@@ -97,6 +99,7 @@ class PayloadFile:
         self.expected_size = expected_size
         self.received = 0
         self._digest = hashlib.sha256()
+        self._check = TransportStreamCheck()
         self._reservation = reservation
         try:
             self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -107,6 +110,7 @@ class PayloadFile:
     def write(self, piece: bytes) -> None:
         assert self._fd is not None
         self._digest.update(piece)
+        self._check.feed(piece)
         view = memoryview(piece)
         try:
             while view:
@@ -119,6 +123,10 @@ class PayloadFile:
     @property
     def sha256(self) -> str:
         return self._digest.hexdigest()
+
+    def not_mpegts(self) -> str | None:
+        """Why the bytes written are not an MPEG-TS segment (mpegts.py), or None when they are."""
+        return self._check.refusal()
 
     def commit(self) -> str:
         """fsync, rename to the final name, fsync the directory: blocking, run it off the loop."""

@@ -1,5 +1,8 @@
 """The TCP side: bytes in, one reply line per message out; parsing stays in protocol/.
 
+With a TLS context (--tls-cert), every connection starts with a TLS handshake; a peer that does
+not complete it, a plaintext client above all, is closed with one log line and no reply.
+
 A connection handler only moves bytes between the socket and a ``MessageDecoder``, hands each
 message to the ``Intake`` (intake.py: the daemon's policy and queue) and writes the reply it
 gets back. An original client sends one message and closes without reading: the reply is
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 
 from protocol import (
@@ -56,6 +60,9 @@ WRITE_TIMEOUT_S = 30.0
 PAYLOAD_GRACE_S = 30.0
 PAYLOAD_MIN_BYTES_PER_S = 64 * 1024
 
+# A TLS handshake is a few round trips; a peer that has not finished it by then is not trying.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+
 _READ_CHUNK = 64 * 1024
 
 
@@ -74,12 +81,16 @@ class UploadServer:
     """The listener: one ``_Connection`` per peer, each message handed to ``intake``.
 
     ``insecure``: a non-loopback listener without authentication, chosen on purpose (each
-    connection is logged with a warning).
+    connection is logged with a warning). ``tls``: each connection starts with a TLS handshake
+    with this context; a peer that fails it (one without TLS, a wrong client certificate) is
+    closed with one log line.
     """
 
-    def __init__(self, intake: Intake, *, insecure: bool = False, limits: ServerLimits = ServerLimits()) -> None:
+    def __init__(self, intake: Intake, *, insecure: bool = False, tls: ssl.SSLContext | None = None,
+                 limits: ServerLimits = ServerLimits()) -> None:
         self._intake = intake
         self._insecure = insecure
+        self._tls = tls
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -103,14 +114,41 @@ class UploadServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        # Counted from the first byte, TLS handshake included, so half-open peers hold slots too.
+        open_before = len(self._connections)
+        self._connections.add(task)
+        try:
+            # First, before anything awaits: start_tls stops the plain reading before a byte of the
+            # peer's ClientHello can land in the reader's buffer.
+            if self._tls is not None and not await self._start_tls(writer):
+                return
+            await self._serve(reader, writer, open_before)
+        finally:
+            self._connections.discard(task)
+
+    async def _start_tls(self, writer: asyncio.StreamWriter) -> bool:
+        """The TLS handshake; False (logged, connection closed) when the peer fails it."""
+        try:
+            await writer.start_tls(
+                self._tls, ssl_handshake_timeout=min(TLS_HANDSHAKE_TIMEOUT_S, self._limits.idle_timeout_s))
+            return True
+        except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            log.warning("peer %s: closed: TLS handshake failed (%s); this listener speaks TLS only"
+                        " (hls-segment --tls)", _peer_name(writer), reason)
+        except asyncio.CancelledError:
+            pass  # shutting down
+        writer.close()  # not waited for: wait_closed would raise the handshake's error again
+        return False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, open_before: int) -> None:
         connection = _Connection(self._intake, self._limits, _peer_name(writer), reader, writer)
         peer = connection.peer
         try:
-            if len(self._connections) >= self._limits.max_connections:
-                log.warning("peer %s refused: %d connections open", peer, len(self._connections))
+            if open_before >= self._limits.max_connections:
+                log.warning("peer %s refused: %d connections open", peer, open_before)
                 await connection.reply(Reject.try_again("too many connections"))
                 return
-            self._connections.add(task)
             if self._insecure:
                 log.warning("peer %s connected to an unauthenticated non-loopback listener (--insecure-no-auth)", peer)
             await connection.serve()
@@ -119,7 +157,6 @@ class UploadServer:
         except asyncio.CancelledError:
             pass  # shutting down
         finally:
-            self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -34,6 +34,17 @@ def payload_files(spool_dir: Path) -> list[str]:
     return sorted(os.listdir(spool_dir / "payloads"))
 
 
+def assert_published_as_on_disk(seaweed: SeaweedServer, bucket: str, key_prefix: str, out_dir: Path, count: int) -> None:
+    """The stream at ``key_prefix`` (INDEX_NAME index.m3u8) ended listing exactly the ``count``
+    segment files (OUTPUT_PREFIX cam) of ``out_dir``, each published with the same bytes."""
+    url = seaweed.object_url(bucket, f"{key_prefix}/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
+    files = sorted(out_dir.glob("cam-*.ts"))
+    assert [s.uri for s in final.segments] == [f.name for f in files] and len(files) == count
+    for file in files:
+        assert http_get(seaweed.object_url(bucket, f"{key_prefix}/{file.name}")).body == file.read_bytes()
+
+
 def test_segments_travel_on_the_wire_to_a_daemon_that_cannot_read_the_segmenters_directory(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, media: MediaCache, tmp_path: Path,
 ) -> None:
@@ -51,12 +62,7 @@ def test_segments_travel_on_the_wire_to_a_daemon_that_cannot_read_the_segmenters
             stdin=stdin, capture_output=True, text=True, timeout=120,
         )
     assert result.returncode == 0, result.stderr
-    url = seaweed.object_url(bucket, "live/remote/index.m3u8")
-    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
-    files = sorted(out_dir.glob("cam-*.ts"))
-    assert [s.uri for s in final.segments] == [f.name for f in files] and len(files) == 3
-    for file in files:
-        assert http_get(seaweed.object_url(bucket, f"live/remote/{file.name}")).body == file.read_bytes()
+    assert_published_as_on_disk(seaweed, bucket, "live/remote", out_dir, 3)
     log = daemon.log()
     assert log.count("-byte payload") == 3 and "not allowed" not in log
     wait_for(lambda: payload_files(daemon.spool_dir) == [], message="payload files removed once published", timeout=30)

@@ -158,7 +158,8 @@ class UploadServer:
             pass  # shutting down
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
+            # The stop cancels every connection still counted, this one too while it closes.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
 

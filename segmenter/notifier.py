@@ -19,7 +19,7 @@ from pathlib import Path
 from protocol import IndexMessage
 
 from .client import DaemonClient, Deadline, SendResult, retry_delays
-from .outbox import Outbox, Owed
+from .outbox import Outbox, OutboxError, Owed
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ class Notifier:
 
     ``address`` is the daemon's (host, port); ``outbox_path`` the outbox file, opened (or
     created) here; ``secret`` signs every message; ``send_segments`` sends each segment's bytes
-    after its message. Raises OutboxError (an OSError) when the outbox cannot be opened.
+    after its message; ``remove_sent`` (with ``send_segments``) removes each segment file once
+    the daemon acknowledged it, since the daemon then holds its bytes durably. Raises OutboxError
+    (an OSError) when the outbox cannot be opened.
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class Notifier:
         outbox_path: Path,
         secret: bytes | None = None,
         send_segments: bool = False,
+        remove_sent: bool = False,
     ) -> None:
         self._outbox = Outbox.open(outbox_path)
+        self._remove_sent = send_segments and remove_sent
         self._deadline = Deadline()
         self._client = DaemonClient(address, v1=v1, secret=secret, send_segments=send_segments,
                                     deadline=self._deadline, backlog=self.__len__)
@@ -59,6 +63,8 @@ class Notifier:
         self._closing = False
         # The message ``record`` added last, not sent until ``put`` says its segment has its name.
         self._held: int | None = None
+        # The highest segment number ``put`` queued: what an end message can name.
+        self.last_announced: int | None = None
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
@@ -72,12 +78,18 @@ class Notifier:
             # (removed at start), and the number goes to this run's next segment.
             log.info("segment %s was never finished (the run stopped before its rename): not announced",
                      newest.message.segment_name)
-            outbox.remove(newest.id)
+            outbox.remove(newest.id, settle=False)
         oldest, newest = outbox.oldest(), outbox.newest()
         if oldest is not None and newest is not None:
             log.warning("re-sending %d message(s) an earlier run left owed in %s (segments %d to %d)",
                         len(outbox), outbox.path, oldest.message.last_segment, newest.message.last_segment)
         self._thread.start()
+
+    def highest_number(self) -> int:
+        """The highest segment number owed or ever delivered through this outbox (``start``
+        first: it drops an unfinished one). Raises OutboxError (an OSError)."""
+        with self._lock:
+            return self._outbox.highest_number()
 
     def __len__(self) -> int:
         """Messages owed: recorded and neither acknowledged nor refused for good."""
@@ -109,6 +121,8 @@ class Notifier:
                 self._held = None
             else:
                 self._outbox.add(message)
+            if message.last_segment:
+                self.last_announced = max(self.last_announced or 0, message.last_segment)
             self._lock.notify_all()
 
     def settle_recorded(self, *, named: bool) -> None:
@@ -170,15 +184,34 @@ class Notifier:
                         # A new segment or the close cuts the wait short (they notify).
                         self._lock.wait(self._deadline.bound(next(delays)))
                         continue
+                    delivered = result is SendResult.DELIVERED
+                    try:
+                        self._outbox.remove(owed.id, durable=delivered and self._remove_sent)
+                    except OutboxError as error:
+                        # A full disk: the message stays owed and is sent again (a duplicate to
+                        # the daemon) once the removal can be written.
+                        log.warning("%s", error.strerror)
+                        self._lock.wait(self._deadline.bound(next(delays)))
+                        continue
                     delays = retry_delays()
-                    self._outbox.remove(owed.id)
-                    if result is SendResult.DELIVERED:
+                    if delivered:
                         self._report.delivered += 1
+                        if self._remove_sent:
+                            _remove_segment(owed.message)
                     else:
                         self._report.refused.append((owed.message, reason))
                     self._lock.notify_all()
         finally:
             self._client.close()
+
+
+def _remove_segment(message: IndexMessage) -> None:
+    """The file of a segment the daemon acknowledged with its bytes: it holds them now."""
+    path = Path(message.output_directory) / message.segment_name
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("segment %s delivered, but its file stays: %s", path, error.strerror or error)
 
 
 def _segment_named(message: IndexMessage) -> bool:

@@ -76,6 +76,7 @@ class Committer:
         while (item := self._queue.get()) is not None:
             segment, message = item
             if self._error is not None:
+                segment.temp_path.unlink(missing_ok=True)  # never committed: no .part is left
                 continue
             try:
                 # Recorded as owed to the daemon before its file gets its real name: a run killed
@@ -85,7 +86,10 @@ class Committer:
             except OSError as error:
                 self._error = error
                 # A record made before the failure is sent if the file got its name, else dropped.
-                self._notifier.settle_recorded(named=segment.path.exists())
+                named = segment.path.exists()
+                if not named:
+                    segment.temp_path.unlink(missing_ok=True)
+                self._notifier.settle_recorded(named=named)
                 continue
             self._notifier.put(message, recorded=True)
 

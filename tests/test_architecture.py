@@ -89,5 +89,6 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
         "common.settings",
         "segmenter.codecs", "segmenter.cutter", "segmenter.errors", "segmenter.psi", "segmenter.randomaccess",
         "segmenter.tsfast",
-        "uploader.alignment", "uploader.errors", "uploader.master", "uploader.playlist", "uploader.stream",
+        "uploader.alignment", "uploader.errors", "uploader.master", "uploader.playlist", "uploader.retention",
+            "uploader.stream",
     }

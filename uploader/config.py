@@ -269,6 +269,34 @@ OPTIONS = (
         "idle_timeout", SECONDS, IDLE_TIMEOUT_S, "Close a connection that sends nothing for this long, seconds.",
         convert=_within(0.1, 86400, "seconds"), fields=("idle_timeout_s",), metavar="SECONDS",
     ),
+    # Retention (docs/deploy.md, "Retention"; uploader/retention.py).
+    Option(
+        "keep_segment_files", SWITCH, False,
+        "Keep segment files read from --allow-dir once stored (else each is removed after its upload).",
+        flags=("--keep-segment-files",),
+    ),
+    Option(
+        "keep_segment_objects", SWITCH, False,
+        "Never delete segment objects that left a live window (else deleted after RFC 8216 6.2.2's time"
+        " plus --cdn-allowance; needs s3:DeleteObject).",
+        flags=("--keep-segment-objects",),
+    ),
+    # A CDN may hold a playlist for its max-age and more; a minute covers the usual few seconds.
+    Option(
+        "cdn_allowance", SECONDS, 60.0,
+        "Extra time a removed segment stays in the store beyond RFC 8216 6.2.2's, seconds.",
+        convert=_within(0, 86400 * 30, "seconds"), fields=("cdn_allowance_s",), metavar="SECONDS",
+    ),
+    Option(
+        "end_silent_after", SECONDS, 3600.0,
+        "End a stream (EXT-X-ENDLIST) after this long without a message, seconds; 0 never.",
+        convert=_within(0, 86400 * 365, "seconds"), fields=("end_silent_after_s",), metavar="SECONDS",
+    ),
+    Option(
+        "forget_ended_after", SECONDS, 86400.0,
+        "Remove an ended stream's state from the spool after this long without a message, seconds; 0 never.",
+        convert=_within(0, 86400 * 365, "seconds"), fields=("forget_ended_after_s",), metavar="SECONDS",
+    ),
 )
 
 
@@ -299,6 +327,11 @@ class UploaderConfig:
     max_payload_inflight_bytes: int  # payloads being received, all connections
     master_name: str  # "" : none
     idle_timeout_s: float  # a connection without a byte for this long is closed
+    keep_segment_files: bool  # segment files under --allow-dir stay after their upload
+    keep_segment_objects: bool  # segments that left a live window stay in the store
+    cdn_allowance_s: float  # beyond RFC 8216 6.2.2's time before such a segment is deleted
+    end_silent_after_s: float  # a stream without a message for this long is ended; 0 never
+    forget_ended_after_s: float  # an ended stream quiet this long is removed from the spool; 0 never
 
     def __post_init__(self) -> None:
         if self.max_payload_inflight_bytes < self.max_payload_bytes:

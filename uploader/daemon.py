@@ -16,6 +16,7 @@ from protocol import ReplayGuard
 from .config import UploaderConfig
 from .errors import UploaderError
 from .files import AllowedDirs
+from .housekeeping import Housekeeper
 from .intake import Intake
 from .payloads import PayloadStore
 from .publisher import Publisher
@@ -100,8 +101,13 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         resumed = await publisher.start()
         if resumed:
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
+        housekeeper = asyncio.create_task(
+            Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher).run(), name="housekeeping"
+        )
         await stop.wait()
         log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
+        housekeeper.cancel()  # what it had not done stays queued in the spool
+        await asyncio.gather(housekeeper, return_exceptions=True)
         await server.stop()
         cut = await publisher.drain(config.drain_timeout_s)
         if cut:

@@ -1,14 +1,15 @@
 """Where objects go: S3 (any S3-compatible server) or a local directory.
 
-A store's ``put`` either succeeds or raises ``TransientStoreError`` (try again later: the store
+A store's ``put`` and ``delete`` either succeed or raise ``TransientStoreError`` (try again later: the store
 is down, slow or throttling) or ``PermanentStoreError`` (trying again cannot help: no such
 bucket, access denied). The publisher decides what to do with each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -62,6 +63,10 @@ class Store(Protocol):
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None: ...
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove the object; one that is already gone is not an error."""
+        ...
+
 
 class S3Store:
     """PUTs through an injected boto3 S3 client (its retries off: the publisher retries)."""
@@ -72,10 +77,8 @@ class S3Store:
         self.description = description
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None:
-        import botocore.exceptions as bx
-
         extra = {"ACL": self._acl} if self._acl else {}
-        try:
+        with _s3_errors(bucket, key):
             if isinstance(body, bytes):
                 self._client.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentType=content_type, CacheControl=cache_control, **extra
@@ -85,15 +88,29 @@ class S3Store:
                     self._client.put_object(
                         Bucket=bucket, Key=key, Body=file, ContentType=content_type, CacheControl=cache_control, **extra
                     )
-        except bx.ClientError as error:
-            raise classify_client_error(error, bucket, key) from None
-        except (bx.ConnectionError, bx.HTTPClientError) as error:
-            # Refused, reset, DNS, connect/read timeouts: the store may come back.
-            raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
-        except bx.NoCredentialsError:
-            raise PermanentStoreError("no AWS credentials found (environment, profile or instance role)") from None
-        except bx.BotoCoreError as error:
-            raise PermanentStoreError(f"s3://{bucket}/{key}: {error}") from None
+
+    def delete(self, bucket: str, key: str) -> None:
+        """DeleteObject (needs s3:DeleteObject); S3 answers 204 for a missing key too."""
+        with _s3_errors(bucket, key):
+            self._client.delete_object(Bucket=bucket, Key=key)
+
+
+@contextlib.contextmanager
+def _s3_errors(bucket: str, key: str) -> Iterator[None]:
+    """botocore's errors of one request on ``key`` as TransientStoreError or PermanentStoreError."""
+    import botocore.exceptions as bx
+
+    try:
+        yield
+    except bx.ClientError as error:
+        raise classify_client_error(error, bucket, key) from None
+    except (bx.ConnectionError, bx.HTTPClientError) as error:
+        # Refused, reset, DNS, connect/read timeouts: the store may come back.
+        raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
+    except bx.NoCredentialsError:
+        raise PermanentStoreError("no AWS credentials found (environment, profile or instance role)") from None
+    except bx.BotoCoreError as error:
+        raise PermanentStoreError(f"s3://{bucket}/{key}: {error}") from None
 
 
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
@@ -128,6 +145,16 @@ class FileStore:
             else:
                 with body() as source:
                     write_file(target, iter(partial(source.read, 1 << 20), b""))
+        except OSError as error:
+            reason = f"{target}: {error.strerror or error}"
+            if error.errno in _TRANSIENT_ERRNOS:
+                raise TransientStoreError(reason) from None
+            raise PermanentStoreError(reason) from None
+
+    def delete(self, bucket: str, key: str) -> None:
+        target = self.path_for(bucket, key)
+        try:
+            target.unlink(missing_ok=True)
         except OSError as error:
             reason = f"{target}: {error.strerror or error}"
             if error.errno in _TRANSIENT_ERRNOS:

@@ -23,6 +23,9 @@ from .outbox import Outbox, OutboxError, Owed
 
 log = logging.getLogger(__name__)
 
+# The ``Owed.id`` of a message ``send_unrecorded`` queued: no outbox row has it (theirs start at 1).
+_UNRECORDED = 0
+
 
 @dataclass(slots=True)
 class DeliveryReport:
@@ -65,6 +68,8 @@ class Notifier:
         self._held: int | None = None
         # The highest segment number ``put`` queued: what an end message can name.
         self.last_announced: int | None = None
+        # Messages the outbox could not record (its disk is full), sent after the owed ones.
+        self._unrecorded: list[IndexMessage] = []
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
@@ -94,13 +99,16 @@ class Notifier:
     def __len__(self) -> int:
         """Messages owed: recorded and neither acknowledged nor refused for good."""
         with self._lock:
-            return len(self._outbox)
+            return self._owed_count()
+
+    def _owed_count(self) -> int:
+        return len(self._outbox) + len(self._unrecorded)
 
     def wait_empty(self, timeout_s: float) -> bool:
         """Wait until every owed message is delivered (or refused); False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while len(self._outbox):
+            while self._owed_count():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -123,6 +131,13 @@ class Notifier:
                 self._outbox.add(message)
             if message.last_segment:
                 self.last_announced = max(self.last_announced or 0, message.last_segment)
+            self._lock.notify_all()
+
+    def send_unrecorded(self, message: IndexMessage) -> None:
+        """Queue ``message`` after the owed ones without recording it, for when the outbox cannot
+        be written (a full disk): this run sends it, but it is lost if the run dies first."""
+        with self._lock:
+            self._unrecorded.append(message)
             self._lock.notify_all()
 
     def settle_recorded(self, *, named: bool) -> None:
@@ -153,7 +168,7 @@ class Notifier:
                 with self._lock:
                     self._lock.notify_all()
         with self._lock:
-            self._report.undelivered = self._outbox.messages()
+            self._report.undelivered = self._outbox.messages() + self._unrecorded
             if self._report.undelivered:
                 self._report.outbox = self._outbox.path
             self._outbox.close()
@@ -167,6 +182,8 @@ class Notifier:
         with self._lock:
             while True:
                 owed = self._outbox.oldest()
+                if owed is None and self._unrecorded:
+                    owed = Owed(_UNRECORDED, self._unrecorded[0])
                 ready = owed is not None and owed.id != self._held
                 if self._closing and (not ready or self._deadline.expired()):
                     return None
@@ -186,7 +203,10 @@ class Notifier:
                         continue
                     delivered = result is SendResult.DELIVERED
                     try:
-                        self._outbox.remove(owed.id, durable=delivered and self._remove_sent)
+                        if owed.id == _UNRECORDED:
+                            self._unrecorded.pop(0)
+                        else:
+                            self._outbox.remove(owed.id, durable=delivered and self._remove_sent)
                     except OutboxError as error:
                         # A full disk: the message stays owed and is sent again (a duplicate to
                         # the daemon) once the removal can be written.

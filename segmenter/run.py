@@ -46,6 +46,19 @@ class ClosedSegment(Protocol):
 
     def abort(self) -> None: ...
 
+    def close(self) -> int: ...
+
+
+def close_segment(segment: ClosedSegment) -> int:
+    """Finish writing ``segment`` and return its size in bytes. One that cannot be finished (a
+    full disk) is removed before the error is raised: it is no longer among the run's open
+    segments, which ``_abort_open`` removes."""
+    try:
+        return segment.close()
+    except BaseException:
+        segment.abort()
+        raise
+
 
 class Committer:
     """Makes closed segments durable and renames them, then queues their message: in order,

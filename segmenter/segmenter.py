@@ -179,11 +179,12 @@ class Segmenter:
         last = notifier.last_announced
         if last is None:
             return OutputFull(f"{reason}: no segment was stored")
+        end = config.message(first_segment=first, last_segment=last, end=True)
         try:
-            notifier.put(config.message(first_segment=first, last_segment=last, end=True))
-        except OSError as again:
-            return OutputFull(f"{reason}: the stream's end after segment {last} could not be recorded either"
-                              f" ({again.strerror or again}); free space and run again")
+            notifier.put(end)
+        except OSError:
+            # Its outbox is on the full disk too: sent by this run, not recorded for the next.
+            notifier.send_unrecorded(end)
         return OutputFull(f"{reason}: the stream was ended after segment {last} (EXT-X-ENDLIST); free space"
                           " (hls-uploadd removes stored segments unless --keep-segment-files) and run again")
 

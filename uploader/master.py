@@ -133,8 +133,8 @@ class Program:
     def __init__(self, variants: Iterable[Variant] = ()) -> None:
         self._current: dict[str, Variant] = {v.uri: v for v in variants}
         self._published: dict[str, Variant] | None = None
-        # A change ``update`` reported that no upload has recorded yet (the PUT failed).
-        self._unpublished_change = False
+        # Renditions whose entry differs from the master last uploaded (``variant_changed``).
+        self._differing: set[str] = set()
 
     @property
     def ever_uploaded(self) -> bool:
@@ -147,15 +147,13 @@ class Program:
             self._current.pop(uri, None)
         else:
             self._current[uri] = found
+        if self._published is not None and variant_changed(self._published.get(uri), found):
+            self._differing.add(uri)
+        else:
+            self._differing.discard(uri)
         if len(self._current) < MIN_RENDITIONS:
             return False
-        changed = (
-            self._published is None
-            or self._unpublished_change
-            or variant_changed(self._published.get(uri), found)
-        )
-        self._unpublished_change = changed
-        return changed
+        return self._published is None or bool(self._differing)
 
     def variants(self) -> tuple[Variant, ...]:
         """The current renditions, as ``sorted_variants`` orders them."""
@@ -164,7 +162,7 @@ class Program:
     def uploaded(self, variants: tuple[Variant, ...]) -> None:
         """The master of ``variants`` (from ``variants()``) was uploaded."""
         self._published = {v.uri: v for v in variants}
-        self._unpublished_change = False
+        self._differing.clear()
 
 
 def _moved(before: int | None, now: int | None) -> bool:

@@ -179,11 +179,14 @@ class PlaylistPoller(threading.Thread):
     window is fetched again at once and just before the end of the time it must stay
     downloadable (RFC 8216 6.2.2). A read that fails (S3 down) is counted, not a problem: a
     player retries. ``stop_at_endlist`` ends the polling at the first version with ENDLIST.
+    ``fetch_listed`` fetches every segment of every new version, not only the new ones: a
+    segment deleted while still listed is then caught.
     """
 
     def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05, *,
-                 playlist_type: str = "live", stop_at_endlist: bool = False) -> None:
+                 playlist_type: str = "live", stop_at_endlist: bool = False, fetch_listed: bool = False) -> None:
         super().__init__(daemon=True)
+        self.fetch_listed = fetch_listed
         self.playlist_url = playlist_url
         self.segment_base = segment_base  # URL that relative segment URIs are joined to
         self.interval_s = interval_s
@@ -245,6 +248,8 @@ class PlaylistPoller(threading.Thread):
             if segment.uri not in self.first_seen:
                 self.first_seen[segment.uri] = now
                 self._fetch(segment.uri, "listed")
+            elif self.fetch_listed:
+                self._fetch(segment.uri, "still listed")
 
     def _recheck_due(self) -> None:
         now = time.monotonic()

@@ -30,6 +30,10 @@ DELETIONS_PER_TICK = 200
 # A deletion that keeps failing is logged at its first failure and then every this many.
 DELETION_LOG_EVERY = 10
 
+# Streams are judged for silence at most this often, seconds (and at least every quarter of the
+# shorter silence option): a scan of every stream is not worth doing every tick.
+SILENCE_CHECK_MAX_INTERVAL_S = 10.0
+
 
 class Housekeeper:
     """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
@@ -40,6 +44,9 @@ class Housekeeper:
         self._store = store
         self._publisher = publisher
         self._started_at = time.time()  # what a stream recorded by an older daemon is quiet since
+        limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
+        self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
+        self._judged_at = 0.0  # monotonic
 
     async def run(self) -> None:
         while True:
@@ -81,6 +88,9 @@ class Housekeeper:
         config = self._config
         if not config.end_silent_after_s and not config.forget_ended_after_s:
             return
+        if time.monotonic() - self._judged_at < self._silence_interval_s:
+            return
+        self._judged_at = time.monotonic()
         now = time.time()
         for stream in await self._spool.call(Spool.stream_activity, self._spool.spool):
             quiet_s = now - (stream.active_at if stream.active_at is not None else self._started_at)

@@ -10,7 +10,6 @@ before RFC 8216 6.2.2 lets it go, is caught.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tests.support.pipeline import PlaylistPoller, record
 from tests.support.viewer import wait_for
 
 from .conftest import Live, live_clip
-from .test_faults_live import fill, finish, published, wait_ended
+from .test_faults_live import fill, finish, published, tmpfs, wait_ended
 
 FEED_TIMEOUT_S = 120
 
@@ -167,16 +166,7 @@ def test_inline_segments_are_removed_once_acknowledged_unless_kept_and_numbering
 @pytest.fixture
 def small_output_dir(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs as the segmenter's OUTPUT_DIR (under the daemon's --allow-dir)."""
-    directory = tmp_path / "segments" / "live"
-    directory.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
+    yield from tmpfs(tmp_path / "segments" / "live", "size=2m")
 
 
 @pytest.mark.slow

@@ -27,8 +27,9 @@ TICK_S = 0.5
 # Deletions tried per tick at most: a long backlog (after a stop) drains without starving the loop.
 DELETIONS_PER_TICK = 200
 
-# A deletion that keeps failing is logged at its first failure and then every this many.
-DELETION_LOG_EVERY = 10
+# Failed deletions are logged at most once per this many seconds, with a count of those not
+# logged: without s3:DeleteObject every segment's deletion fails, and one line per segment is noise.
+DELETION_ERROR_LOG_INTERVAL_S = 60.0
 
 # Streams are judged for silence at most this often, seconds (and at least every quarter of the
 # shorter silence option): a scan of every stream is not worth doing every tick.
@@ -47,6 +48,8 @@ class Housekeeper:
         limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
         self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
         self._judged_at = 0.0  # monotonic
+        self._error_logged_at: float | None = None  # monotonic
+        self._errors_unlogged = 0
 
     async def run(self) -> None:
         while True:
@@ -78,11 +81,16 @@ class Housekeeper:
         attempts = deletion.attempts + 1
         when = retry_at(time.time(), attempts)
         await self._spool.call(Spool.deletion_failed, self._spool.spool, deletion.id, when)
-        if attempts == 1 or attempts % DELETION_LOG_EVERY == 0:
-            fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
-                   " or run with --keep-segment-objects)" if isinstance(error, PermanentStoreError) else "")
-            log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s",
-                      deletion.bucket, deletion.key, attempts, when - time.time(), error, fix)
+        now = time.monotonic()
+        if self._error_logged_at is not None and now - self._error_logged_at < DELETION_ERROR_LOG_INTERVAL_S:
+            self._errors_unlogged += 1
+            return
+        fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
+               " or run with --keep-segment-objects)" if isinstance(error, PermanentStoreError) else "")
+        more = f"; {self._errors_unlogged} more failed deletion(s) since the last report" if self._errors_unlogged else ""
+        log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
+                  deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)
+        self._error_logged_at, self._errors_unlogged = now, 0
 
     async def _judge_silence(self) -> None:
         config = self._config

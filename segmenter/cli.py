@@ -1,6 +1,7 @@
 """Command line of hls-segment: the one place where errors become a message and an exit code.
 
-Exit codes: 0 done, every message acknowledged; 1 an unexpected failure (e.g. the disk);
+Exit codes: 0 done, every message acknowledged; 1 an unexpected failure (e.g. the disk; a full
+OUTPUT_DIR ends the stream first);
 2 bad usage, configuration or input; 3 messages left undelivered or refused by the daemon;
 130 stopped by a second SIGINT/SIGTERM without finishing.
 """
@@ -22,6 +23,7 @@ from common.options import with_options
 from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, SegmenterConfig
+from .errors import OutputFull
 from .input import InputError
 from .notifier import DeliveryReport
 from .progress import Progress, StatusAwareHandler
@@ -79,6 +81,8 @@ def run(
         _fail(str(error), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         _fail("stopped before the current segment was finished", EXIT_INTERRUPTED)
+    except OutputFull as error:
+        _fail(str(error), EXIT_FAILURE)
     except OSError as error:
         _fail(f"{error.filename or 'I/O'}: {error.strerror or error}", EXIT_FAILURE)
     problem = _undelivered(summary.delivery, segmenter_config)

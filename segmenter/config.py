@@ -153,6 +153,13 @@ OPTIONS = (
         "Send each segment's bytes after its message (for a daemon on another host).",
         flags=("--send-segments/--no-send-segments",), shown_default="on when --uploader is not loopback",
     ),
+    # With --send-segments the daemon holds each segment durably once it answered OK, so the file
+    # is not needed any more (without it, the daemon reads the file and removes it itself).
+    Option(
+        "keep_segments", SWITCH, False,
+        "With --send-segments, keep each segment file once the daemon acknowledged it (else removed).",
+        flags=("--keep-segments",),
+    ),
     Option(
         "bandwidth", INTEGER, None, "Declared peak bit/s of this rendition (the daemon also measures it).",
         convert=_between(1, MAX_BANDWIDTH, "bit/s"), metavar="BIT/S",
@@ -201,6 +208,7 @@ class SegmenterConfig:
     drain_timeout_s: float
     secret: bytes | None = field(repr=False)  # HMAC key; never printed
     send_segments: bool  # segment bytes travel inline after each message (size=N)
+    keep_segments: bool  # with send_segments: files stay after the daemon's OK
     bandwidth: int | None  # declared peak bit/s, sent as bandwidth=
     stall_warning_s: float  # silence of the input worth a warning
     stall_end_s: float  # silence of the input that ends the stream; 0: never

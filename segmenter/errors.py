@@ -1,7 +1,8 @@
 """The segmenter's exceptions: every error it raises on purpose is a ``SegmenterError``. Pure.
 
 ``common.settings.ConfigError`` (a bad option, shared with the daemon) stays outside this tree;
-OS errors (a full disk, an unwritable directory) are raised as the OS reported them.
+OS errors (an unwritable directory, a failing disk) are raised as the OS reported them, except a
+full OUTPUT_DIR, which ends the stream and is an ``OutputFull``.
 """
 
 from __future__ import annotations
@@ -13,3 +14,7 @@ class SegmenterError(Exception):
 
 class InputError(SegmenterError):
     """The input cannot be segmented (nothing arrived, empty, not media): exit code 2."""
+
+
+class OutputFull(SegmenterError):
+    """OUTPUT_DIR ran out of space: the stream was ended with what was stored (exit code 1)."""

@@ -26,7 +26,7 @@ from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
 from .pyavrun import silent_aac_frame
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
-from .run import RunContext, SegmentRun
+from .run import RunContext, SegmentRun, close_segment
 from .tsfast import (
     CLOSE,
     CONTINUITY,
@@ -147,8 +147,12 @@ class RawSegment:
         return self.temp_path.stat().st_size
 
     def abort(self) -> None:
-        self._file.close()
-        self.temp_path.unlink(missing_ok=True)
+        try:
+            self._file.close()  # flushes: fails again on a full disk
+        except OSError:
+            pass
+        finally:
+            self.temp_path.unlink(missing_ok=True)
 
 
 class FastRun(SegmentRun):
@@ -227,7 +231,7 @@ class FastRun(SegmentRun):
         """Segment ``key`` is complete; ``timing`` is the cutter's for the last one (the others'
         came with the OPEN of the segment after them)."""
         writer = self._files.pop(key)
-        size = writer.close()
+        size = close_segment(writer)
         timing = self._timings.pop(key, timing)
         start = self._starts.pop(key).finish()
         log_continuity(writer.number, self._breaks_in.pop(key), "continuity error")

@@ -20,9 +20,12 @@ from pathlib import Path
 from protocol import IndexMessage
 
 from .client import DaemonClient, Deadline, SendResult, retry_delays
-from .outbox import Outbox, Owed
+from .outbox import Outbox, OutboxError, Owed
 
 log = logging.getLogger(__name__)
+
+# The ``Owed.id`` of a message ``send_unrecorded`` queued: no outbox row has it (theirs start at 1).
+_UNRECORDED = 0
 
 
 @dataclass(slots=True)
@@ -40,7 +43,10 @@ class Notifier:
 
     ``address`` is the daemon's (host, port); ``outbox_path`` the outbox file, opened (or
     created) here; ``secret`` signs every message; ``send_segments`` sends each segment's bytes
-    after its message; ``tls`` and ``server_name``: a TLS connection (``DaemonClient``). Raises OutboxError (an OSError) when the outbox cannot be opened.
+    after its message; ``tls`` and ``server_name``: a TLS connection (``DaemonClient``);
+    ``remove_sent`` (with ``send_segments``) removes each segment file once the daemon
+    acknowledged it, since the daemon then holds its bytes durably. Raises OutboxError (an
+    OSError) when the outbox cannot be opened.
     """
 
     def __init__(
@@ -53,8 +59,10 @@ class Notifier:
         send_segments: bool = False,
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        remove_sent: bool = False,
     ) -> None:
         self._outbox = Outbox.open(outbox_path)
+        self._remove_sent = send_segments and remove_sent
         self._deadline = Deadline()
         self._client = DaemonClient(address, v1=v1, secret=secret, send_segments=send_segments,
                                     deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name)
@@ -62,6 +70,10 @@ class Notifier:
         self._closing = False
         # The message ``record`` added last, not sent until ``put`` says its segment has its name.
         self._held: int | None = None
+        # The highest segment number ``put`` queued: what an end message can name.
+        self.last_announced: int | None = None
+        # Messages the outbox could not record (its disk is full), sent after the owed ones.
+        self._unrecorded: list[IndexMessage] = []
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
@@ -75,23 +87,32 @@ class Notifier:
             # (removed at start), and the number goes to this run's next segment.
             log.info("segment %s was never finished (the run stopped before its rename): not announced",
                      newest.message.segment_name)
-            outbox.remove(newest.id)
+            outbox.remove(newest.id, settle=False)
         oldest, newest = outbox.oldest(), outbox.newest()
         if oldest is not None and newest is not None:
             log.warning("re-sending %d message(s) an earlier run left owed in %s (segments %d to %d)",
                         len(outbox), outbox.path, oldest.message.last_segment, newest.message.last_segment)
         self._thread.start()
 
+    def highest_number(self) -> int:
+        """The highest segment number owed or ever delivered through this outbox (``start``
+        first: it drops an unfinished one). Raises OutboxError (an OSError)."""
+        with self._lock:
+            return self._outbox.highest_number()
+
     def __len__(self) -> int:
         """Messages owed: recorded and neither acknowledged nor refused for good."""
         with self._lock:
-            return len(self._outbox)
+            return self._owed_count()
+
+    def _owed_count(self) -> int:
+        return len(self._outbox) + len(self._unrecorded)
 
     def wait_empty(self, timeout_s: float) -> bool:
         """Wait until every owed message is delivered (or refused); False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while len(self._outbox):
+            while self._owed_count():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -112,6 +133,15 @@ class Notifier:
                 self._held = None
             else:
                 self._outbox.add(message)
+            if message.last_segment:
+                self.last_announced = max(self.last_announced or 0, message.last_segment)
+            self._lock.notify_all()
+
+    def send_unrecorded(self, message: IndexMessage) -> None:
+        """Queue ``message`` after the owed ones without recording it, for when the outbox cannot
+        be written (a full disk): this run sends it, but it is lost if the run dies first."""
+        with self._lock:
+            self._unrecorded.append(message)
             self._lock.notify_all()
 
     def settle_recorded(self, *, named: bool) -> None:
@@ -142,7 +172,7 @@ class Notifier:
                 with self._lock:
                     self._lock.notify_all()
         with self._lock:
-            self._report.undelivered = self._outbox.messages()
+            self._report.undelivered = self._outbox.messages() + self._unrecorded
             if self._report.undelivered:
                 self._report.outbox = self._outbox.path
             self._outbox.close()
@@ -156,6 +186,8 @@ class Notifier:
         with self._lock:
             while True:
                 owed = self._outbox.oldest()
+                if owed is None and self._unrecorded:
+                    owed = Owed(_UNRECORDED, self._unrecorded[0])
                 ready = owed is not None and owed.id != self._held
                 if self._closing and (not ready or self._deadline.expired()):
                     return None
@@ -173,15 +205,37 @@ class Notifier:
                         # A new segment or the close cuts the wait short (they notify).
                         self._lock.wait(self._deadline.bound(next(delays)))
                         continue
+                    delivered = result is SendResult.DELIVERED
+                    try:
+                        if owed.id == _UNRECORDED:
+                            self._unrecorded.pop(0)
+                        else:
+                            self._outbox.remove(owed.id, durable=delivered and self._remove_sent)
+                    except OutboxError as error:
+                        # A full disk: the message stays owed and is sent again (a duplicate to
+                        # the daemon) once the removal can be written.
+                        log.warning("%s", error.strerror)
+                        self._lock.wait(self._deadline.bound(next(delays)))
+                        continue
                     delays = retry_delays()
-                    self._outbox.remove(owed.id)
-                    if result is SendResult.DELIVERED:
+                    if delivered:
                         self._report.delivered += 1
+                        if self._remove_sent:
+                            _remove_segment(owed.message)
                     else:
                         self._report.refused.append((owed.message, reason))
                     self._lock.notify_all()
         finally:
             self._client.close()
+
+
+def _remove_segment(message: IndexMessage) -> None:
+    """The file of a segment the daemon acknowledged with its bytes: it holds them now."""
+    path = Path(message.output_directory) / message.segment_name
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("segment %s delivered, but its file stays: %s", path, error.strerror or error)
 
 
 def _segment_named(message: IndexMessage) -> bool:

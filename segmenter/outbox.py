@@ -19,6 +19,7 @@ lock around each).
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ from protocol import IndexMessage, ProtocolError, encode_message, parse_message
 
 from .errors import SegmenterError
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS owed (id INTEGER PRIMARY KEY, line BLOB NOT NULL)"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS owed (id INTEGER PRIMARY KEY, line BLOB NOT NULL);
+-- The highest segment number of a message no longer owed: its file may be gone (removed once
+-- stored), and a later run must still number after it.
+CREATE TABLE IF NOT EXISTS settled (one INTEGER PRIMARY KEY CHECK (one = 1), last_segment INTEGER NOT NULL);
+"""
 
 
 class OutboxError(SegmenterError, OSError):
@@ -61,7 +67,7 @@ class Outbox:
             # Each statement is its own transaction, committed at once; the file's name is durable
             # before any segment is renamed on its word.
             db = open_database(path)
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
         return cls(db, path)
 
     def close(self) -> None:
@@ -74,12 +80,41 @@ class Outbox:
             cursor = self._db.execute("INSERT INTO owed (line) VALUES (?)", (encode_message(message),))
         return int(cursor.lastrowid)  # type: ignore[arg-type]  # always set after an INSERT
 
-    def remove(self, owed_id: int) -> None:
-        """The message is no longer owed (acknowledged, or refused for good). Raises OutboxError."""
+    def remove(self, owed_id: int, *, settle: bool = True, durable: bool = False) -> None:
+        """The message is no longer owed (acknowledged, or refused for good). ``settle``: its
+        segment number counts for ``highest_number`` (False for a segment never named).
+        ``durable``: fsync'd before returning, for a caller that then removes the segment's file
+        (a lost removal must not leave a message owed whose file is gone). Raises OutboxError."""
         with _failing_as(self.path, "write failed"):
-            # NORMAL: committed without an fsync (see the module's guarantees).
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("DELETE FROM owed WHERE id=?", (owed_id,))
+            # NORMAL unless asked: committed without an fsync (see the module's guarantees).
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            row = self._db.execute("SELECT line FROM owed WHERE id=?", (owed_id,)).fetchone()
+            if row is None:
+                return
+            if not settle:
+                self._db.execute("DELETE FROM owed WHERE id=?", (owed_id,))
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO settled (one, last_segment) VALUES (1, ?)"
+                    " ON CONFLICT (one) DO UPDATE SET last_segment=max(last_segment, excluded.last_segment)",
+                    (parse_message(row[0]).last_segment,),
+                )
+                self._db.execute("DELETE FROM owed WHERE id=?", (owed_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def highest_number(self) -> int:
+        """The highest segment number of a message owed or ever settled here (0 when none):
+        a new run numbers after it even when the files are gone (removed once stored).
+        Raises OutboxError."""
+        with _failing_as(self.path, "read failed"):
+            row = self._db.execute("SELECT last_segment FROM settled").fetchone()
+            owed = [parse_message(line).last_segment for (line,) in self._db.execute("SELECT line FROM owed")]
+        return max([0 if row is None else int(row[0]), *owed])
 
     def oldest(self) -> Owed | None:
         """The message owed longest, or None when nothing is. Raises OutboxError."""
@@ -135,8 +170,11 @@ def _parsed(line: bytes) -> IndexMessage | None:
 
 @contextlib.contextmanager
 def _failing_as(path: Path, what: str) -> Iterator[None]:
-    """Turn SQLite's and the file system's errors into OutboxError naming ``path``."""
+    """Turn SQLite's and the file system's errors into OutboxError naming ``path`` (with errno
+    ENOSPC for SQLite's "database or disk is full")."""
     try:
         yield
     except (sqlite3.Error, OSError) as error:
-        raise OutboxError(None, f"outbox {what}: {error}", str(path)) from None
+        full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        number = errno.ENOSPC if full else getattr(error, "errno", None)
+        raise OutboxError(number, f"outbox {what}: {error}", str(path)) from None

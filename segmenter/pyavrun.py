@@ -23,7 +23,7 @@ import av.container
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
-from .run import RunContext, SegmentRun
+from .run import RunContext, SegmentRun, close_segment
 from .silence import LATE_UNIT_DROPPED, SAMPLES_PER_FRAME, AacConfig, PauseFiller, adts_config, adts_frame, asc_config
 from .writer import SegmentWriter
 
@@ -349,7 +349,7 @@ class PyAVRun(SegmentRun):
         writer = self.writer
         assert writer is not None
         self.writer = None
-        size = writer.close()
+        size = close_segment(writer)
         log_continuity(writer.number, self._corrupt, "corrupt PES packet")
         self._finished(writer, size, timing, self.start, last=last, dropped=self._segment_dropped, video=self.video)
         self._segment_dropped = 0

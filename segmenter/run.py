@@ -46,6 +46,19 @@ class ClosedSegment(Protocol):
 
     def abort(self) -> None: ...
 
+    def close(self) -> int: ...
+
+
+def close_segment(segment: ClosedSegment) -> int:
+    """Finish writing ``segment`` and return its size in bytes. One that cannot be finished (a
+    full disk) is removed before the error is raised: it is no longer among the run's open
+    segments, which ``_abort_open`` removes."""
+    try:
+        return segment.close()
+    except BaseException:
+        segment.abort()
+        raise
+
 
 class Committer:
     """Makes closed segments durable and renames them, then queues their message: in order,
@@ -76,6 +89,7 @@ class Committer:
         while (item := self._queue.get()) is not None:
             segment, message = item
             if self._error is not None:
+                segment.temp_path.unlink(missing_ok=True)  # never committed: no .part is left
                 continue
             try:
                 # Recorded as owed to the daemon before its file gets its real name: a run killed
@@ -85,7 +99,10 @@ class Committer:
             except OSError as error:
                 self._error = error
                 # A record made before the failure is sent if the file got its name, else dropped.
-                self._notifier.settle_recorded(named=segment.path.exists())
+                named = segment.path.exists()
+                if not named:
+                    segment.temp_path.unlink(missing_ok=True)
+                self._notifier.settle_recorded(named=named)
                 continue
             self._notifier.put(message, recorded=True)
 

@@ -7,6 +7,7 @@ with a new run where the program changes, and owns the notifier from start to dr
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +20,7 @@ import av.container
 from common.settings import ConfigError
 
 from .config import SegmenterConfig, WireMode
+from .errors import OutputFull
 from .fastrun import FastPlan, FastRun, plan_fast_path
 from .input import (
     ByteSource,
@@ -68,15 +70,16 @@ def _adopt_legacy_files(config: SegmenterConfig, notifier: Notifier) -> None:
     record.unlink(missing_ok=True)
 
 
-def first_number(config: SegmenterConfig) -> tuple[int, bool]:
-    """The first segment number of this run, and whether it continues an earlier run's files.
+def first_number(config: SegmenterConfig, announced: int = 0) -> tuple[int, bool]:
+    """The first segment number of this run, and whether it continues an earlier run's segments.
 
-    Without --start-number a run that finds PREFIX-N.ts files continues after the highest N
-    (and flags a discontinuity) instead of overwriting segments a CDN may have cached.
+    Without --start-number a run that finds PREFIX-N.ts files, or whose outbox owes or once
+    delivered segment N (``announced``: its files may be removed once stored), continues after
+    the highest N (and flags a discontinuity) instead of overwriting segments a CDN may have cached.
     """
     if config.start_number is not None:
         return config.start_number, False
-    highest = highest_segment_number(config.output_dir, config.output_prefix)
+    highest = max(highest_segment_number(config.output_dir, config.output_prefix), announced)
     return highest + 1, highest > 0
 
 
@@ -108,14 +111,8 @@ class Segmenter:
             config.output_dir.mkdir(parents=True, exist_ok=True)
             for name in remove_stale_parts(config.output_dir, config.output_prefix):
                 log.info("removed %s, left unfinished by an earlier run", name)
-            first, restarted = first_number(config)
         except OSError as error:
             raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
-        if restarted:
-            log.warning(
-                "%s already holds segments up to %s: continuing at %d, flagged as a discontinuity",
-                config.output_dir, first - 1, first,
-            )
         notifier = Notifier(
             (config.uploader_host, config.uploader_port),
             v1=config.wire is WireMode.V1,
@@ -124,9 +121,20 @@ class Segmenter:
             send_segments=config.send_segments,
             tls=config.tls_context,
             server_name=config.tls_server_name,
+            remove_sent=not config.keep_segments,
         )
         _adopt_legacy_files(config, notifier)
         notifier.start()
+        try:
+            first, restarted = first_number(config, notifier.highest_number())
+        except OSError as error:
+            notifier.close(0.0)
+            raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
+        if restarted:
+            log.warning(
+                "%s already holds or announced segments up to %s: continuing at %d, flagged as a discontinuity",
+                config.output_dir, first - 1, first,
+            )
         last = first - 1
         try:
             container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop,
@@ -151,6 +159,10 @@ class Segmenter:
                 container.close()
                 if source is not None:
                     source.close()
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._end_on_full_disk(notifier, first, error) from None
         finally:
             self._progress.done()
             waiting = len(notifier)
@@ -159,6 +171,24 @@ class Segmenter:
                          config.drain_timeout_s, waiting)
             report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
         return RunSummary(first, last, report)
+
+    def _end_on_full_disk(self, notifier: Notifier, first: int, error: OSError) -> OutputFull:
+        """OUTPUT_DIR is full (the open segments are removed by now): queue the stream's end after
+        its last stored segment, so that its playlist gets EXT-X-ENDLIST with what was stored."""
+        config = self.config
+        reason = f"OUTPUT_DIR {config.output_dir} is full ({error.strerror or error}"
+        reason += f", writing {Path(error.filename).name})" if error.filename else ")"
+        last = notifier.last_announced
+        if last is None:
+            return OutputFull(f"{reason}: no segment was stored")
+        end = config.message(first_segment=first, last_segment=last, end=True)
+        try:
+            notifier.put(end)
+        except OSError:
+            # Its outbox is on the full disk too: sent by this run, not recorded for the next.
+            notifier.send_unrecorded(end)
+        return OutputFull(f"{reason}: the stream was ended after segment {last} (EXT-X-ENDLIST); free space"
+                          " (hls-uploadd removes stored segments unless --keep-segment-files) and run again")
 
     def _start_run(
         self, container: av.container.InputContainer, source: ByteSource | None, context: RunContext, number: int,

@@ -291,6 +291,34 @@ OPTIONS = (
         " peer authentication for a non-loopback --listen.",
         convert=optional_path, metavar="FILE",
     ),
+    # Retention (docs/deploy.md, "Retention"; uploader/retention.py).
+    Option(
+        "keep_segment_files", SWITCH, False,
+        "Keep segment files read from --allow-dir once stored (else each is removed after its upload).",
+        flags=("--keep-segment-files",),
+    ),
+    Option(
+        "keep_segment_objects", SWITCH, False,
+        "Never delete segment objects that left a live window (else deleted after RFC 8216 6.2.2's time"
+        " plus --cdn-allowance; needs s3:DeleteObject).",
+        flags=("--keep-segment-objects",),
+    ),
+    # A CDN may hold a playlist for its max-age and more; a minute covers the usual few seconds.
+    Option(
+        "cdn_allowance", SECONDS, 60.0,
+        "Extra time a removed segment stays in the store beyond RFC 8216 6.2.2's, seconds.",
+        convert=_within(0, 86400 * 30, "seconds"), fields=("cdn_allowance_s",), metavar="SECONDS",
+    ),
+    Option(
+        "end_silent_after", SECONDS, 3600.0,
+        "End a stream (EXT-X-ENDLIST) after this long without a message, seconds; 0 never.",
+        convert=_within(0, 86400 * 365, "seconds"), fields=("end_silent_after_s",), metavar="SECONDS",
+    ),
+    Option(
+        "forget_ended_after", SECONDS, 86400.0,
+        "Remove an ended stream's state from the spool after this long without a message, seconds; 0 never.",
+        convert=_within(0, 86400 * 365, "seconds"), fields=("forget_ended_after_s",), metavar="SECONDS",
+    ),
 )
 
 
@@ -324,6 +352,11 @@ class UploaderConfig:
     tls_cert: Path | None  # None: plaintext
     tls_key: Path | None
     tls_client_ca: Path | None  # peers' certificates are required and checked against it
+    keep_segment_files: bool  # segment files under --allow-dir stay after their upload
+    keep_segment_objects: bool  # segments that left a live window stay in the store
+    cdn_allowance_s: float  # beyond RFC 8216 6.2.2's time before such a segment is deleted
+    end_silent_after_s: float  # a stream without a message for this long is ended; 0 never
+    forget_ended_after_s: float  # an ended stream quiet this long is removed from the spool; 0 never
     tls_context: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from protocol import ReplayGuard
 from .config import UploaderConfig
 from .errors import UploaderError
 from .files import AllowedDirs
+from .housekeeping import Housekeeper
 from .intake import Intake
 from .payloads import PayloadStore
 from .publisher import Publisher
@@ -106,9 +107,14 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         # Reported, not fatal: messages are still accepted and queued, and held streams go on
         # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
         checking = asyncio.create_task(publisher.check_buckets(config.buckets))
+        housekeeper = asyncio.create_task(
+            Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher).run(), name="housekeeping"
+        )
         await stop.wait()
-        checking.cancel()
         log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
+        checking.cancel()
+        housekeeper.cancel()  # what it had not done stays queued in the spool
+        await asyncio.gather(checking, housekeeper, return_exceptions=True)
         await server.stop()
         cut = await publisher.drain(config.drain_timeout_s)
         if cut:

@@ -67,11 +67,8 @@ class AllowedDirs:
 
     def open_segment(self, output_directory: str, name: str) -> BinaryIO:
         """The segment file, open for reading; raises DirectoryRefused or SegmentFileError."""
-        if not _SEGMENT_NAME.fullmatch(name):
-            raise SegmentFileError(f"{name!r} is not a segment file name")
-        root, parts = self.resolve(output_directory)
         shown = os.path.join(output_directory, name)
-        directory = _open_below(root, parts, shown)
+        directory = self._open_directory(output_directory, name)
         try:
             try:
                 fd = os.open(name, _FILE_FLAGS, dir_fd=directory)
@@ -88,6 +85,27 @@ class AllowedDirs:
         except BaseException:
             os.close(fd)
             raise
+
+    def remove_segment(self, output_directory: str, name: str) -> None:
+        """Unlink the segment file (once stored); one already gone is not an error. The directory
+        is reached as ``open_segment`` reaches it: never through a symlink below the root.
+        Raises DirectoryRefused or SegmentFileError."""
+        directory = self._open_directory(output_directory, name)
+        try:
+            os.unlink(name, dir_fd=directory)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise SegmentFileError(_describe(error, os.path.join(output_directory, name))) from None
+        finally:
+            os.close(directory)
+
+    def _open_directory(self, output_directory: str, name: str) -> int:
+        """A descriptor of the directory of segment ``name``, checked as the module says."""
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise SegmentFileError(f"{name!r} is not a segment file name")
+        root, parts = self.resolve(output_directory)
+        return _open_below(root, parts, os.path.join(output_directory, name))
 
 
     def not_mpegts(self, output_directory: str, name: str) -> str | None:

@@ -10,6 +10,7 @@ AVERAGE-BANDWIDTH is the measured mean (all bits / all seconds).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .stream import StreamState
@@ -104,15 +105,70 @@ def needs_upload(published: tuple[Variant, ...] | None, current: tuple[Variant, 
     old = {v.uri: v for v in published}
     if set(old) != {v.uri for v in current}:
         return True
-    for new in current:
-        before = old[new.uri]
-        if (new.codecs, new.resolution, new.frame_rate, new.independent, new.ended) != (
-            before.codecs, before.resolution, before.frame_rate, before.independent, before.ended
-        ):
-            return True
-        if _moved(before.bandwidth, new.bandwidth) or _moved(before.average_bandwidth, new.average_bandwidth):
-            return True
-    return False
+    return any(variant_changed(old[new.uri], new) for new in current)
+
+
+def variant_changed(before: Variant | None, after: Variant | None) -> bool:
+    """Whether one rendition's entry in the master must change: it appeared or went, ended, its
+    codecs, resolution, frame rate or independence changed, or a bandwidth moved by more than
+    BANDWIDTH_TOLERANCE."""
+    if before is None or after is None:
+        return before is not after
+    if (after.codecs, after.resolution, after.frame_rate, after.independent, after.ended) != (
+        before.codecs, before.resolution, before.frame_rate, before.independent, before.ended
+    ):
+        return True
+    return _moved(before.bandwidth, after.bandwidth) or _moved(before.average_bandwidth, after.average_bandwidth)
+
+
+class Program:
+    """The renditions of one program, now and as its master was last uploaded, kept up to date
+    one rendition at a time: judging a rendition's publish costs the same whatever the number of
+    renditions (only an upload, which a change calls for, renders them all).
+
+    ``update`` says whether the master must go out again, with ``needs_upload``'s rule;
+    ``uploaded`` records that it went out.
+    """
+
+    def __init__(self, variants: Iterable[Variant] = ()) -> None:
+        self._current: dict[str, Variant] = {v.uri: v for v in variants}
+        self._published: dict[str, Variant] | None = None
+        # Renditions whose entry differs from the master last uploaded (``variant_changed``).
+        self._differing: set[str] = set()
+
+    @property
+    def ever_uploaded(self) -> bool:
+        return self._published is not None
+
+    def update(self, uri: str, found: Variant | None) -> bool:
+        """Rendition ``uri`` is now ``found`` (None: it has no variant, or its stream is gone);
+        whether the master must be uploaded again."""
+        if found is None:
+            self._current.pop(uri, None)
+        else:
+            self._current[uri] = found
+        if self._published is not None and variant_changed(self._published.get(uri), found):
+            self._differing.add(uri)
+        else:
+            self._differing.discard(uri)
+        if len(self._current) < MIN_RENDITIONS:
+            return False
+        return self._published is None or bool(self._differing)
+
+    def variants(self) -> tuple[Variant, ...]:
+        """The current renditions, as ``sorted_variants`` orders them."""
+        return sorted_variants(list(self._current.values()))
+
+    def uploaded(self, variants: tuple[Variant, ...]) -> None:
+        """The master of ``variants`` (from ``variants()``) was uploaded."""
+        self._published = {v.uri: v for v in variants}
+        self._differing.clear()
+
+    def lost(self) -> None:
+        """The store lost the master last uploaded (its bucket deleted and made again): the next
+        ``update`` that has enough renditions calls for an upload, as the first one did."""
+        self._published = None
+        self._differing.clear()
 
 
 def _moved(before: int | None, now: int | None) -> bool:

@@ -37,9 +37,10 @@ from .player import (
     player_script,
     render_player_page,
 )
-from .master import Variant, master_playlist, needs_upload, sorted_variants, variant
+from .master import Program, master_playlist, variant
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
+from .retention import deletions
 from .spool import QueuedItem, Spool, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,
@@ -54,6 +55,7 @@ from .stores import (
     check_writable,
 )
 from .stream import (
+    PublishedSegment,
     RenditionInfo,
     StreamKey,
     StreamState,
@@ -140,9 +142,9 @@ class Publisher:
         self._io = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="put")
         self._workers: dict[StreamKey, asyncio.Task[None]] = {}
         self._pages: dict[tuple[str, str], str] = {}  # (bucket, key_prefix) -> playlist its page plays
-        # Per program (bucket, key_prefix): the master as last uploaded this run, and a lock so
-        # its PUTs go out in order.
-        self._masters: dict[tuple[str, str], tuple[Variant, ...]] = {}
+        # Per program (bucket, key_prefix): its renditions and its master as last uploaded this
+        # run (read from the spool once, then kept up to date), and a lock so its PUTs go out in order.
+        self._programs: dict[tuple[str, str], Program] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
@@ -278,6 +280,7 @@ class Publisher:
         message = item.message
         segment = message.segment_name
         began = time.monotonic()
+        removed: tuple[PublishedSegment, ...] = ()  # segments that left the live window
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
         elif state.ended:
@@ -305,9 +308,11 @@ class Publisher:
                 size_bytes=sizes[-1] if sizes else None,
                 independent=message.independent,
                 info=RenditionInfo(message.codecs, message.resolution, message.frame_rate, message.bandwidth),
+                key=message.segment_key,
             )
             self._log_over_target(label, message.stream_id, segment, transition)
             new_state = transition.state
+            removed = transition.removed
         # Behind (a backlog after an outage, or more streams than the store keeps up with): when a
         # newer message of this stream is already queued, its playlist names this segment too, so
         # this one is not PUT. Half the PUTs while catching up; at live pace nothing changes.
@@ -318,9 +323,14 @@ class Publisher:
             new_state = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
-        await self._spool.call(Spool.complete, self._spool.spool, item, new_state)
+        due = [] if self._config.keep_segment_objects else deletions(
+            removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=time.time(),
+            allowance_s=self._config.cdn_allowance_s)
+        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due))
         self._drop_payload(item)
-        await self._update_master(label, message)
+        if not item.end_only:
+            self._remove_file(label, item)
+        await self._update_master(label, message, new_state)
         listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
         log.info(
             "stream %s segment %s published%s%s%s in %.3f s",
@@ -364,7 +374,7 @@ class Publisher:
             new_state = await self._put_playlist(label, item, new_state)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
         self._drop_payload(item)
-        await self._update_master(label, message)
+        await self._update_master(label, message, new_state)
         return new_state
 
     def _open_segment(self, item: QueuedItem, sizes: list[int]) -> BinaryIO:
@@ -385,25 +395,34 @@ class Publisher:
             with contextlib.suppress(OSError):
                 self._payloads.remove(item.payload)
 
-    async def _update_master(self, label: str, message: IndexMessage) -> None:
-        """Re-upload the program's master when a rendition appeared, ended or changed."""
-        name = self._config.master_name
-        if not name:
+    def _remove_file(self, label: str, item: QueuedItem) -> None:
+        """The segment file read from --allow-dir, once stored and recorded (unless
+        --keep-segment-files): a crash before this leaves the file, never a segment unread."""
+        if self._config.keep_segment_files or item.payload is not None:
             return
+        message = item.message
+        try:
+            self._allowed.remove_segment(message.output_directory, message.segment_name)
+        except (DirectoryRefused, SegmentFileError) as error:
+            log.warning("stream %s: segment %s stored, but its file stays: %s", label, message.segment_name, error)
+
+    async def _update_master(self, label: str, message: IndexMessage, state: StreamState | None) -> None:
+        """Re-upload the program's master when a rendition appeared, ended, changed or (``state``
+        None: its stream was forgotten) went. Only this rendition is judged; the others are as
+        the program last saw them (``master.Program``)."""
+        name = self._config.master_name
+        if not name or message.index == name:
+            return  # a stream named like the master is not one of its renditions
         group = (message.bucket, message.key_prefix)
         lock = self._master_locks.setdefault(group, asyncio.Lock())
         async with lock:
-            variants: list[Variant] = []
-            for key in await self._spool.call(Spool.group_streams, self._spool.spool, *group):
-                if key[2] == name:
-                    continue  # a stream named like the master is not one of its renditions
-                state = await self._spool.call(Spool.load_state, self._spool.spool, key)
-                found = variant(key[2], state) if should_publish(state, self._options) else None
-                if found is not None:
-                    variants.append(found)
-            current = sorted_variants(variants)
-            if not needs_upload(self._masters.get(group), current):
+            program = self._programs.get(group)
+            if program is None:
+                program = self._programs[group] = await self._spool.call(self._load_program, group)
+            found = variant(message.index, state) if state is not None and should_publish(state, self._options) else None
+            if not program.update(message.index, found):
                 return
+            current = program.variants()
             text = master_playlist(current)
             try:
                 await self._put(label, name, message.bucket, message.key_for(name), text.encode("ascii"),
@@ -411,8 +430,8 @@ class Publisher:
             except PermanentStoreError as error:
                 log.error("program %s: master playlist failed permanently: %s", stream_label((*group, name)), error)
                 return
-            first = group not in self._masters
-            self._masters[group] = current
+            first = not program.ever_uploaded
+            program.uploaded(current)
             log.info(
                 "program %s: master playlist uploaded with %d rendition(s): %s",
                 stream_label((*group, name)), len(current),
@@ -420,6 +439,22 @@ class Publisher:
             )
             if first and self._config.player_page and self._pages.get(group) != name:
                 await self._put_player_page(label, message, name)
+
+    def _load_program(self, group: tuple[str, str]) -> Program:
+        """The renditions of a program as the spool holds them (on the spool's thread), read once
+        per run; from then on each publish updates its own."""
+        spool = self._spool.spool
+        variants = []
+        for key in spool.group_streams(*group):
+            state = spool.load_state(key)
+            if key[2] != self._config.master_name and should_publish(state, self._options):
+                if (found := variant(key[2], state)) is not None:
+                    variants.append(found)
+        return Program(variants)
+
+    async def forget(self, key: StreamKey, last_message: IndexMessage) -> None:
+        """A stream's state was removed from the spool: its rendition leaves the master."""
+        await self._update_master(stream_label(key), last_message, None)
 
     async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         """PUT the playlist of ``state``, held until it goes out. After each refusal the operator
@@ -452,7 +487,9 @@ class Publisher:
         uploaded again at the next chance."""
         message = item.message
         bucket = message.bucket
-        self._masters = {group: v for group, v in self._masters.items() if group[0] != bucket}
+        for group, program in self._programs.items():
+            if group[0] == bucket:
+                program.lost()
         self._pages = {group: p for group, p in self._pages.items() if group[0] != bucket}
         loop = asyncio.get_running_loop()
         restored = 0
@@ -508,7 +545,8 @@ class Publisher:
         """index.html and hls.js beside the first stream that publishes under a key prefix; the
         page plays that stream, or the program's master once there is one."""
         group = (message.bucket, message.key_prefix)
-        if group in self._masters and self._config.master_name:
+        program = self._programs.get(group)
+        if program is not None and program.ever_uploaded and self._config.master_name:
             playlist = self._config.master_name
         self._pages[group] = playlist
         page = render_player_page(playlist, title=label if playlist == message.index else stream_label((*group, playlist))).encode("utf-8")

@@ -17,8 +17,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from common.durable import open_database
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
 from .errors import UploaderError
+from .retention import Deletion
 from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
@@ -44,6 +45,13 @@ _ADDED_COLUMNS = (
     ("streams", "resolution", "TEXT"),
     ("streams", "frame_rate", "REAL"),
     ("streams", "declared_bandwidth", "INTEGER"),
+    # Retention (uploader/retention.py): the object of each kept segment, the longest playlist,
+    # the last queued message (an end for a silent stream is made from it) and the wall clock of
+    # the stream's last message or publish.
+    ("segments", "object_key", "TEXT"),
+    ("streams", "longest_playlist", "REAL NOT NULL DEFAULT 0"),
+    ("streams", "last_line", "BLOB"),
+    ("streams", "active_at", "REAL"),
 )
 
 _SCHEMA = """
@@ -87,6 +95,16 @@ CREATE TABLE IF NOT EXISTS segments (
     discontinuity INTEGER NOT NULL,
     PRIMARY KEY (bucket, key_prefix, idx, media_sequence)
 );
+-- Objects this daemon wrote that are to be deleted once due (uploader/retention.py).
+CREATE TABLE IF NOT EXISTS deletions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bucket TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    due_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS deletions_due ON deletions (due_at);
+CREATE INDEX IF NOT EXISTS deletions_key ON deletions (bucket, object_key);
 """
 
 T = TypeVar("T")
@@ -112,6 +130,24 @@ class QueuedItem:
     starts_epoch: bool  # numbering restarted here: the segment is preceded by a discontinuity
     end_only: bool  # an end for segments already queued: no segment to upload
     payload: str | None = None  # name of the inline payload in the spool's payloads/ directory
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDeletion:
+    id: int
+    bucket: str
+    key: str
+    attempts: int  # failed attempts so far
+
+
+@dataclass(frozen=True, slots=True)
+class StreamActivity:
+    key: StreamKey
+    end_queued: bool
+    ended: bool
+    active_at: float | None  # wall clock of its last message or publish; None from an older daemon
+    last_message: IndexMessage | None  # the last one queued, unsigned
+    queued: bool  # messages of it wait
 
 
 def is_v1(message: IndexMessage) -> bool:
@@ -191,8 +227,10 @@ class Spool:
                 if starts_epoch:
                     epoch += 1
                 self._db.execute(
-                    "UPDATE streams SET epoch=?, last_queued=?, end_queued=? WHERE bucket=? AND key_prefix=? AND idx=?",
-                    (epoch, number if not end_only else last_queued, end_queued or message.end, *key),
+                    "UPDATE streams SET epoch=?, last_queued=?, end_queued=?, last_line=?, active_at=?"
+                    " WHERE bucket=? AND key_prefix=? AND idx=?",
+                    (epoch, number if not end_only else last_queued, end_queued or message.end,
+                     encode_message(message.unsigned()), time.time(), *key),
                 )
                 self._db.execute(
                     "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
@@ -247,19 +285,19 @@ class Spool:
     def load_state(self, key: StreamKey) -> StreamState:
         row = self._db.execute(
             "SELECT next_media_sequence, discontinuity_sequence, target_duration, ended, pending_discontinuity,"
-            " peak_bps, total_bits, total_seconds, independent, codecs, resolution, frame_rate, declared_bandwidth"
-            " FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+            " peak_bps, total_bits, total_seconds, independent, codecs, resolution, frame_rate, declared_bandwidth,"
+            " longest_playlist FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
             key,
         ).fetchone()
         if row is None:
             return StreamState()
         segments = self._db.execute(
-            "SELECT media_sequence, uri, duration, discontinuity FROM segments"
+            "SELECT media_sequence, uri, duration, discontinuity, object_key FROM segments"
             " WHERE bucket=? AND key_prefix=? AND idx=? ORDER BY media_sequence",
             key,
         ).fetchall()
         return StreamState(
-            segments=tuple(PublishedSegment(s[0], s[1], s[2], bool(s[3])) for s in segments),
+            segments=tuple(PublishedSegment(s[0], s[1], s[2], bool(s[3]), s[4]) for s in segments),
             next_media_sequence=row[0],
             discontinuity_sequence=row[1],
             target_duration_s=row[2],
@@ -270,17 +308,25 @@ class Spool:
             total_seconds=row[7],
             independent=bool(row[8]),
             info=RenditionInfo(codecs=row[9], resolution=row[10], frame_rate=row[11], declared_bandwidth=row[12]),
+            longest_playlist_s=row[13],
         )
 
-    def complete(self, item: QueuedItem, state: StreamState, *, failure: str | None = None) -> None:
-        """Mark ``item`` done (or failed, with the reason) and store the stream's new state."""
+    def complete(
+        self, item: QueuedItem, state: StreamState, *, failure: str | None = None, deletions: Sequence[Deletion] = ()
+    ) -> None:
+        """Mark ``item`` done (or failed, with the reason) and store the stream's new state.
+
+        ``deletions``: objects of segments the new state removed from its live window, queued in
+        the same transaction (uploader/retention.py). A queued deletion of the object just
+        published (a segment name written again, by a restarted numbering) is cancelled.
+        """
         key = item.message.stream_id
         try:
             with _transaction(self._db):
                 self._db.execute(
                     "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
                     " ended=?, pending_discontinuity=?, peak_bps=?, total_bits=?, total_seconds=?, independent=?,"
-                    " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?"
+                    " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?, longest_playlist=?, active_at=?"
                     " WHERE bucket=? AND key_prefix=? AND idx=?",
                     (
                         state.next_media_sequence,
@@ -296,6 +342,8 @@ class Spool:
                         state.info.resolution,
                         state.info.frame_rate,
                         state.info.declared_bandwidth,
+                        state.longest_playlist_s,
+                        time.time(),
                         *key,
                     ),
                 )
@@ -306,8 +354,16 @@ class Spool:
                 )
                 self._db.executemany(
                     "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
-                    " discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity) for s in state.segments[-1:]],
+                    " discontinuity, object_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key) for s in state.segments[-1:]],
+                )
+                bucket = item.message.bucket
+                if failure is None and not item.end_only:
+                    self._db.execute("DELETE FROM deletions WHERE bucket=? AND object_key=?",
+                                     (bucket, item.message.segment_key))
+                self._db.executemany(
+                    "INSERT INTO deletions (bucket, object_key, due_at) VALUES (?, ?, ?)",
+                    [(bucket, deletion.key, deletion.due_at) for deletion in deletions],
                 )
                 if failure is None:
                     # Done messages carry nothing the state does not: drop them, the spool stays small.
@@ -371,6 +427,68 @@ class Spool:
         except sqlite3.Error as error:
             raise SpoolError(f"spool write failed: {error}") from None
         return outcomes
+
+
+    # Retention (uploader/retention.py, uploader/housekeeping.py).
+
+    def due_deletions(self, now: float, limit: int) -> list[QueuedDeletion]:
+        """At most ``limit`` queued deletions due at ``now`` (wall clock, s), the oldest due first."""
+        rows = self._db.execute(
+            "SELECT id, bucket, object_key, attempts FROM deletions WHERE due_at<=? ORDER BY due_at LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [QueuedDeletion(*row) for row in rows]
+
+    def pending_deletions(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM deletions").fetchone()[0])
+
+    def deletion_done(self, deletion_id: int) -> None:
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM deletions WHERE id=?", (deletion_id,))
+
+    def deletion_failed(self, deletion_id: int, retry_at: float) -> None:
+        with _transaction(self._db):
+            self._db.execute(
+                "UPDATE deletions SET attempts=attempts+1, due_at=? WHERE id=?", (retry_at, deletion_id)
+            )
+
+    def stream_activity(self) -> list[StreamActivity]:
+        """Every stream with what its silence is judged on (``retention.silence_verdict``)."""
+        rows = self._db.execute(
+            "SELECT s.bucket, s.key_prefix, s.idx, s.end_queued, s.ended, s.active_at, s.last_line,"
+            " EXISTS (SELECT 1 FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix"
+            " AND m.idx=s.idx AND m.state='queued') FROM streams s"
+        ).fetchall()
+        return [
+            StreamActivity((row[0], row[1], row[2]), bool(row[3]), bool(row[4]), row[5],
+                           parse_message(row[6]) if row[6] is not None else None, bool(row[7]))
+            for row in rows
+        ]
+
+    def end_silent(self, key: StreamKey, quiet_since: float) -> bool:
+        """Queue the end of a stream that had no message or publish since ``quiet_since`` (wall
+        clock, s): an end message for its last queued segment, made from its last message. False
+        (nothing queued) when it was active meanwhile, its end is already queued, or no message
+        of it was recorded."""
+        row = self._db.execute(
+            "SELECT end_queued, active_at, last_line FROM streams WHERE bucket=? AND key_prefix=? AND idx=?", key
+        ).fetchone()
+        if row is None or row[0] or row[2] is None or (row[1] is not None and row[1] > quiet_since):
+            return False
+        last = parse_message(row[2])
+        return self.enqueue(replace(last, end=True, discontinuity=False)) is Queued.NEW
+
+    def forget(self, key: StreamKey) -> bool:
+        """Remove a stream's state, kept segments and failed messages; False (nothing removed) when
+        a message of it was queued meanwhile. Its queued deletions stay: they still fall due."""
+        with _transaction(self._db):
+            if self._db.execute(
+                "SELECT 1 FROM messages WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' LIMIT 1", key
+            ).fetchone():
+                return False
+            for table in ("streams", "segments", "messages"):
+                self._db.execute(f"DELETE FROM {table} WHERE bucket=? AND key_prefix=? AND idx=?", key)
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,17 @@
 """Where objects go: S3 (any S3-compatible server) or a local directory.
 
-A store's ``put`` either succeeds or raises one of three errors, by who can make the same request
-succeed: ``TransientStoreError`` (time: the store is down, slow or throttling),
-``CorrectableStoreError`` (the operator: credentials, permissions, a missing bucket, an expired
-token; it carries the fix) or ``PermanentStoreError`` (nobody: this request can never succeed).
-The publisher decides what to do with each.
+A store's ``put``, ``exists`` and ``delete`` either succeed or raise one of three errors, by who
+can make the same request succeed: ``TransientStoreError`` (time: the store is down, slow or
+throttling), ``CorrectableStoreError`` (the operator: credentials, permissions, a missing bucket,
+an expired token; it carries the fix) or ``PermanentStoreError`` (nobody: this request can never
+succeed). The publisher decides what to do with each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -126,6 +127,10 @@ class Store(Protocol):
         """Whether the object is there; raises StoreError when the store cannot say."""
         ...
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove the object; one that is already gone is not an error."""
+        ...
+
 
 # Written, and overwritten at every start, by ``check_writable`` at the bucket's root.
 WRITE_CHECK_KEY = ".hls-uploadd-write-check"
@@ -147,10 +152,8 @@ class S3Store:
         self.description = description
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None:
-        import botocore.exceptions as bx
-
         extra = {"ACL": self._acl} if self._acl else {}
-        try:
+        with _s3_errors(bucket, key):
             if isinstance(body, bytes):
                 self._client.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentType=content_type, CacheControl=cache_control, **extra
@@ -160,29 +163,40 @@ class S3Store:
                     self._client.put_object(
                         Bucket=bucket, Key=key, Body=file, ContentType=content_type, CacheControl=cache_control, **extra
                     )
-        except bx.ClientError as error:
-            raise classify_client_error(error, bucket, key) from None
-        except (bx.ConnectionError, bx.HTTPClientError) as error:
-            # Refused, reset, DNS, connect/read timeouts: the store may come back.
-            raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
-        except bx.BotoCoreError as error:
-            raise _classify_botocore_error(error, bucket, key) from None
 
     def exists(self, bucket: str, key: str) -> bool:
         """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
         import botocore.exceptions as bx
 
-        try:
-            self._client.head_object(Bucket=bucket, Key=key)
-        except bx.ClientError as error:
-            if _reply(error)[1] == 404:
-                return False
-            raise classify_client_error(error, bucket, key) from None
-        except (bx.ConnectionError, bx.HTTPClientError) as error:
-            raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
-        except bx.BotoCoreError as error:
-            raise _classify_botocore_error(error, bucket, key) from None
+        with _s3_errors(bucket, key):
+            try:
+                self._client.head_object(Bucket=bucket, Key=key)
+            except bx.ClientError as error:
+                if _reply(error)[1] == 404:
+                    return False
+                raise
         return True
+
+    def delete(self, bucket: str, key: str) -> None:
+        """DeleteObject (needs s3:DeleteObject); S3 answers 204 for a missing key too."""
+        with _s3_errors(bucket, key):
+            self._client.delete_object(Bucket=bucket, Key=key)
+
+
+@contextlib.contextmanager
+def _s3_errors(bucket: str, key: str) -> Iterator[None]:
+    """botocore's errors of one request on ``key`` as a StoreError of the right kind."""
+    import botocore.exceptions as bx
+
+    try:
+        yield
+    except bx.ClientError as error:
+        raise classify_client_error(error, bucket, key) from None
+    except (bx.ConnectionError, bx.HTTPClientError) as error:
+        # Refused, reset, DNS, connect/read timeouts: the store may come back.
+        raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
+    except bx.BotoCoreError as error:
+        raise _classify_botocore_error(error, bucket, key) from None
 
 
 def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreError:
@@ -238,13 +252,28 @@ class FileStore:
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None:
         target = self.path_for(bucket, key)
-        try:
+        with self._os_errors(bucket, target):
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(body, bytes):
                 write_file(target, body)
             else:
                 with body() as source:
                     write_file(target, iter(partial(source.read, 1 << 20), b""))
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``ROOT/BUCKET/KEY`` is a file."""
+        return self.path_for(bucket, key).is_file()
+
+    def delete(self, bucket: str, key: str) -> None:
+        target = self.path_for(bucket, key)
+        with self._os_errors(bucket, target):
+            target.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _os_errors(self, bucket: str, target: Path) -> Iterator[None]:
+        """OSError on ``target`` as a StoreError of the right kind."""
+        try:
+            yield
         except OSError as error:
             reason = f"{target}: {error.strerror or error}"
             if error.errno in _TRANSIENT_ERRNOS:
@@ -253,10 +282,6 @@ class FileStore:
                 fix = f"let the daemon's user write under {self.root / bucket} (owner, mode, a read-only mount)"
                 raise CorrectableStoreError(reason, fix=fix) from None
             raise PermanentStoreError(reason) from None
-
-    def exists(self, bucket: str, key: str) -> bool:
-        """Whether ``ROOT/BUCKET/KEY`` is a file."""
-        return self.path_for(bucket, key).is_file()
 
     def path_for(self, bucket: str, key: str) -> Path:
         """``ROOT/BUCKET/KEY``; raises PermanentStoreError for a key that would leave it."""

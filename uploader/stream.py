@@ -43,6 +43,9 @@ class PublishedSegment:
     uri: str
     duration_s: float
     discontinuity: bool  # an EXT-X-DISCONTINUITY tag precedes it
+    # The object this daemon PUT for it (bucket-relative key); None for a segment recorded by a
+    # daemon that did not note it, which is then never deleted (uploader/retention.py).
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,9 @@ class StreamState:
     total_seconds: float = 0.0
     independent: bool = True  # every published segment said it starts with a keyframe
     info: RenditionInfo = RenditionInfo()
+    # The longest any playlist of the stream lasted (sum of its EXTINF durations, seconds): the
+    # "longest Playlist file ... containing that segment" bound of RFC 8216 6.2.2.
+    longest_playlist_s: float = 0.0
 
     @property
     def published_any(self) -> bool:
@@ -116,6 +122,9 @@ class Transition:
     """A stream's new state, and what its segment broke, if anything, for the log."""
 
     state: StreamState
+    # Segments that left the live window with this transition, oldest first: what must stay
+    # downloadable for RFC 8216 6.2.2's time, then may be deleted (uploader/retention.py).
+    removed: tuple[PublishedSegment, ...] = ()
     # The segment's rounded duration is over EXT-X-TARGETDURATION (RFC 8216 4.3.3.1): one line
     # naming its duration and the target; None when it is within.
     over_target: str | None = None
@@ -137,6 +146,7 @@ def with_segment(
     size_bytes: int | None = None,
     independent: bool = False,
     info: RenditionInfo | None = None,
+    key: str | None = None,
 ) -> Transition:
     """``state`` after a segment of ``duration_s`` seconds was uploaded under ``uri``.
 
@@ -145,7 +155,8 @@ def with_segment(
     max(``promised_s``, its rounded duration); it never changes afterwards (RFC 8216 6.2.1). A
     later segment longer than the target is still listed, with its real duration, and
     ``Transition.over_target`` says so. ``keep``: None keeps every segment (EVENT, VOD), else the
-    --window minimum of a live playlist, extended by ``first_kept``'s rule.
+    --window minimum of a live playlist, extended by ``first_kept``'s rule; the segments it
+    drops are ``Transition.removed``. ``key``: the object the segment was PUT as.
 
     Raises StreamEnded when ``state`` has ended: its playlist is final.
     """
@@ -164,13 +175,13 @@ def with_segment(
             f" (RFC 8216 4.3.3.1); listed anyway, but players may stall: the segmenter must cut segments of at"
             f" most {target} s"
         )
-    segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged)
+    segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged, key)
     segments = state.segments + (segment,)
-    removed_tags = 0
+    removed: tuple[PublishedSegment, ...] = ()
     if keep is not None:
         first = first_kept(segments, keep, target)
-        removed_tags = sum(1 for old in segments[:first] if old.discontinuity)
-        segments = segments[first:]
+        removed, segments = segments[:first], segments[first:]
+    removed_tags = sum(1 for old in removed if old.discontinuity)
     measured = size_bytes is not None and duration_s > 0
     new_state = StreamState(
         segments=segments,
@@ -184,8 +195,9 @@ def with_segment(
         total_seconds=state.total_seconds + (duration_s if measured else 0.0),
         independent=state.independent and independent,
         info=info if info is not None else state.info,
+        longest_playlist_s=max(state.longest_playlist_s, sum(s.duration_s for s in segments)),
     )
-    return Transition(new_state, over_target)
+    return Transition(new_state, removed, over_target)
 
 
 def with_failure(state: StreamState, *, promised_s: int, end: bool) -> StreamState:

@@ -76,14 +76,16 @@ class Live:
     # Parts.
 
     def daemon(self, *extra: str, endpoint_url: str | None = None, name: str = "uploadd",
-               env: dict[str, str] | None = None) -> UploaderDaemon:
-        """hls-uploadd on this pipeline's fixed port (segmenters find it again after a restart)."""
+               env: dict[str, str] | None = None, retention: bool = False) -> UploaderDaemon:
+        """hls-uploadd on this pipeline's fixed port (segmenters find it again after a restart).
+        Without ``retention`` it keeps segment files and objects, which ``check`` audits."""
         args = [
             "--listen", f"127.0.0.1:{self.daemon_port}",
             "--allow-dir", str(self.segments_root),
             "--bucket", self.bucket,
             "--window", str(WINDOW),
             "--endpoint-url", endpoint_url or self.server.endpoint_url,
+            *(() if retention else ("--keep-segment-files", "--keep-segment-objects")),
             *extra,
         ]
         daemon = UploaderDaemon(self.tmp_path / name, args, env=env)
@@ -93,11 +95,15 @@ class Live:
     def segmenter(self, clip: Path, seconds: float, *options: str, prefix: str = "live",
                   index: str = "live.m3u8", port: int | None = None, start: bool = True,
                   out_dir: Path | None = None, env: dict[str, str] | None = None,
-                  tcp: bool = False) -> tuple[Segmenter, Feeder]:
-        """hls-segment reading ``clip`` at real-time pace from a pipe, or from a tcp:// URL."""
+                  tcp: bool = False, keep_segments: bool = True,
+                  seconds_per_segment: str = SEGMENT_SECONDS) -> tuple[Segmenter, Feeder]:
+        """hls-segment reading ``clip`` at real-time pace from a pipe, or from a tcp:// URL;
+        ``keep_segments`` keeps the files it sent inline (``check`` audits them)."""
         out_dir = out_dir or self.segments_root / prefix
         source = TcpSource() if tcp else None
-        command = segmenter_command(SEGMENT_SECONDS, out_dir, port or self.daemon_port, self.bucket,
+        if keep_segments:
+            options = (*options, "--keep-segments")
+        command = segmenter_command(seconds_per_segment, out_dir, port or self.daemon_port, self.bucket,
                                     self.key_prefix, *options, prefix=prefix, index=index,
                                     input=source.url if source else "-")
         segmenter = Segmenter(command, self.tmp_path / f"segment-{prefix}-{len(self.segmenters)}.log", env)
@@ -108,10 +114,9 @@ class Live:
             feeder.start()
         return segmenter, feeder
 
-    def poller(self, index: str = "live.m3u8", *, every_version: bool = False) -> PlaylistPoller:
+    def poller(self, index: str = "live.m3u8", **options: object) -> PlaylistPoller:
         poller = PlaylistPoller(self.server.object_url(self.bucket, f"{self.key_prefix}/{index}"),
-                                self.server.object_url(self.bucket, f"{self.key_prefix}/"),
-                                every_version=every_version)
+                                self.server.object_url(self.bucket, f"{self.key_prefix}/"), **options)  # type: ignore[arg-type]
         self.pollers.append(poller)
         poller.start()
         return poller

@@ -224,12 +224,11 @@ def test_daemon_kill_9_while_receiving_an_inline_payload(live: Live, media: Medi
     assert not [p for p in payloads.iterdir() if p.name.endswith(".part")]
 
 
-@pytest.fixture
-def small_spool(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs to hold the daemon's spool, so that it can be filled."""
-    directory = tmp_path / "uploadd" / "spool"
+def tmpfs(directory: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``directory`` (made here) with mount ``options`` until the generator is
+    closed; the test is skipped where mounting is not allowed (it needs root)."""
     directory.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(directory)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
@@ -237,6 +236,12 @@ def small_spool(tmp_path: Path) -> Iterator[Path]:
         yield directory
     finally:
         subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.fixture
+def small_spool(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs to hold the daemon's spool, so that it can be filled."""
+    yield from tmpfs(tmp_path / "uploadd" / "spool", "size=8m,mode=0700")
 
 
 def fill(directory: Path) -> Path:

@@ -179,8 +179,8 @@ class PlaylistPoller(threading.Thread):
     window is fetched again at once and just before the end of the time it must stay
     downloadable (RFC 8216 6.2.2). A read that fails (S3 down) is counted, not a problem: a
     player retries. ``stop_at_endlist`` ends the polling at the first version with ENDLIST.
-    ``every_version``: every segment of every new version is fetched, not only the new ones (a
-    store that lost objects must not be named again).
+    ``every_version``: every segment of every new version is fetched, not only the new ones: a
+    segment lost by the store or deleted while still listed is then caught.
     """
 
     def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05, *,

@@ -58,7 +58,8 @@ def test_segments_travel_on_the_wire_to_a_daemon_that_cannot_read_the_segmenters
     with open(source, "rb") as stdin:
         result = subprocess.run(
             [sys.executable, "-m", "segmenter", "-", "2", str(out_dir), "cam", "index.m3u8", "", bucket, "live/remote",
-             "--uploader", f"127.0.0.1:{daemon.port}", "--send-segments", "--secret-file", str(secret_file)],
+             "--uploader", f"127.0.0.1:{daemon.port}", "--send-segments", "--secret-file", str(secret_file),
+             "--keep-segments"],
             stdin=stdin, capture_output=True, text=True, timeout=120,
         )
     assert result.returncode == 0, result.stderr

@@ -121,7 +121,7 @@ def test_an_ended_stream_started_again_under_the_same_name_is_refused_and_its_pl
     # its segments stay in OUTPUT_DIR; viewers keep the ended playlist, byte for byte.
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    daemon = start_uploader("--allow-dir", str(out_dir))
+    daemon = start_uploader("--allow-dir", str(out_dir), "--keep-segment-files")
     clip = media.ts(seconds=6, gop_seconds=2)
     url = seaweed.object_url(bucket, f"{KEY_PREFIX}/{INDEX}")
     first = run_segmenter(clip, "2", out_dir, daemon.port, bucket=bucket)

@@ -1,0 +1,129 @@
+"""The pure rules of retention (uploader/retention.py), the segments a live window drops
+(stream.with_segment) and the master judged one rendition at a time (master.Program)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from uploader.master import Program, Variant, needs_upload, sorted_variants
+from uploader.retention import (
+    MAX_DELETION_RETRY_DELAY_S,
+    Deletion,
+    Silence,
+    deletions,
+    retry_at,
+    silence_verdict,
+)
+from uploader.stream import PublishedSegment, StreamState, with_segment
+
+
+def publish(state: StreamState, number: int, duration_s: float = 2.0, keep: int | None = 3) -> tuple[StreamState, tuple[PublishedSegment, ...]]:
+    transition = with_segment(state, uri=f"s-{number:05d}.ts", duration_s=duration_s, promised_s=2,
+                              discontinuity=False, end=False, keep=keep, key=f"p/s-{number:05d}.ts")
+    return transition.state, transition.removed
+
+
+def test_a_live_window_names_what_it_drops_with_the_objects_written() -> None:
+    state = StreamState()
+    dropped: list[PublishedSegment] = []
+    for number in range(1, 9):
+        state, removed = publish(state, number)
+        dropped += removed
+    assert [s.key for s in dropped] == [f"p/s-{n:05d}.ts" for n in range(1, 6)]
+    assert [s.key for s in state.segments] == [f"p/s-{n:05d}.ts" for n in range(6, 9)]
+    # Three 2-s segments listed at most: the longest playlist lasted 6 s.
+    assert state.longest_playlist_s == 6.0
+
+
+def test_event_and_vod_drop_nothing() -> None:
+    state = StreamState()
+    for number in range(1, 20):
+        state, removed = publish(state, number, keep=None)
+        assert removed == ()
+    assert len(state.segments) == 19
+
+
+def test_the_longest_playlist_is_remembered_when_the_window_shrinks() -> None:
+    state = StreamState()
+    state, _ = publish(state, 1, 2.0)
+    state, _ = publish(state, 2, 2.0)
+    state, _ = publish(state, 3, 2.0)
+    state, _ = publish(state, 4, 0.5)  # 3 target durations still need the 2-s ones
+    assert state.longest_playlist_s == 6.5
+    for number in range(5, 12):
+        state, _ = publish(state, number, 2.0)
+    assert state.longest_playlist_s == 6.5
+
+
+def test_a_deletion_is_due_after_rfc_8216_6_2_2s_time_plus_the_allowance() -> None:
+    segments = [PublishedSegment(1, "a.ts", 2.0, False, "p/a.ts"), PublishedSegment(2, "b.ts", 1.5, False, "p/b.ts")]
+    due = deletions(segments, longest_playlist_s=10.0, removed_at=1000.0, allowance_s=30.0)
+    assert due == [Deletion("p/a.ts", 1042.0), Deletion("p/b.ts", 1041.5)]
+
+
+def test_a_segment_whose_object_is_unknown_is_never_deleted() -> None:
+    # Recorded by a daemon that did not note the keys it wrote: not provably ours.
+    segments = [PublishedSegment(1, "a.ts", 2.0, False)]
+    assert deletions(segments, longest_playlist_s=10.0, removed_at=0.0, allowance_s=0.0) == []
+
+
+def test_a_refused_deletion_backs_off_up_to_a_cap() -> None:
+    assert retry_at(100.0, 1) == 101.0
+    assert retry_at(100.0, 3) == 104.0
+    assert retry_at(100.0, 50) == 100.0 + MAX_DELETION_RETRY_DELAY_S
+
+
+def test_silence_ends_then_forgets_a_stream() -> None:
+    def verdict(**changes: object) -> Silence:
+        args = dict(end_queued=False, ended=False, queued=False, quiet_s=100.0, end_after_s=60.0, forget_after_s=300.0)
+        args.update(changes)
+        return silence_verdict(**args)  # type: ignore[arg-type]
+
+    assert verdict() is Silence.END
+    assert verdict(quiet_s=59.0) is Silence.KEEP
+    assert verdict(end_after_s=0.0) is Silence.KEEP  # 0: never
+    assert verdict(queued=True, quiet_s=10_000.0) is Silence.KEEP  # a store outage is not silence
+    assert verdict(end_queued=True) is Silence.KEEP  # its end is on the way
+    assert verdict(end_queued=True, ended=True) is Silence.KEEP
+    assert verdict(end_queued=True, ended=True, quiet_s=300.0) is Silence.FORGET
+    assert verdict(end_queued=True, ended=False, quiet_s=10_000.0) is Silence.KEEP  # not published yet
+    assert verdict(end_queued=True, ended=True, quiet_s=10_000.0, forget_after_s=0.0) is Silence.KEEP
+
+
+VARIANTS = st.builds(
+    Variant,
+    uri=st.sampled_from(["a.m3u8", "b.m3u8", "c.m3u8", "d.m3u8"]),
+    bandwidth=st.integers(100_000, 130_000),
+    average_bandwidth=st.none() | st.integers(90_000, 110_000),
+    codecs=st.sampled_from([None, "avc1.64001f"]),
+    resolution=st.sampled_from([None, "640x360"]),
+    frame_rate=st.none(),
+    independent=st.booleans(),
+    ended=st.booleans(),
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a.m3u8", "b.m3u8", "c.m3u8", "d.m3u8"]), st.none() | VARIANTS,
+                          st.booleans()), max_size=40))
+def test_a_program_judged_per_rendition_uploads_when_the_whole_comparison_would(
+    steps: list[tuple[str, Variant | None, bool]],
+) -> None:
+    """``Program.update`` looks at one rendition; ``needs_upload`` compares them all: same verdicts,
+    also after an upload that failed (``uploaded`` not called)."""
+    program = Program()
+    current: dict[str, Variant] = {}
+    published: tuple[Variant, ...] | None = None
+    for uri, found, upload_succeeds in steps:
+        found = dataclasses.replace(found, uri=uri) if found is not None else None
+        if found is None:
+            current.pop(uri, None)
+        else:
+            current[uri] = found
+        expected = needs_upload(published, sorted_variants(list(current.values())))
+        assert program.update(uri, found) == expected
+        if expected and upload_succeeds:
+            published = program.variants()
+            program.uploaded(published)

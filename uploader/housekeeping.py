@@ -1,0 +1,121 @@
+"""Bounded growth: the queued deletions of segments that left a live window, and the end and
+the forgetting of streams whose segmenter went silent. The I/O shell of uploader/retention.py.
+
+Deletions wait in the spool's ``deletions`` table, written in the same transaction that records
+the removal, so a restart resumes them; each is tried when due, and one the store refuses is
+retried later (never dropped: an operator can grant the permission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .config import UploaderConfig
+from .publisher import Publisher
+from .retention import Silence, retry_at, silence_verdict
+from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
+from .stores import PermanentStoreError, Store, StoreError
+from .stream import stream_label
+
+log = logging.getLogger(__name__)
+
+# How often due deletions and silent streams are looked for, seconds: the precision of both.
+TICK_S = 0.5
+
+# Deletions tried per tick at most: a long backlog (after a stop) drains without starving the loop.
+DELETIONS_PER_TICK = 200
+
+# Failed deletions are logged at most once per this many seconds, with a count of those not
+# logged: without s3:DeleteObject every segment's deletion fails, and one line per segment is noise.
+DELETION_ERROR_LOG_INTERVAL_S = 60.0
+
+# Streams are judged for silence at most this often, seconds (and at least every quarter of the
+# shorter silence option): a scan of every stream is not worth doing every tick.
+SILENCE_CHECK_MAX_INTERVAL_S = 10.0
+
+
+class Housekeeper:
+    """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
+
+    def __init__(self, *, config: UploaderConfig, spool: SpoolThread, store: Store, publisher: Publisher) -> None:
+        self._config = config
+        self._spool = spool
+        self._store = store
+        self._publisher = publisher
+        self._started_at = time.time()  # what a stream recorded by an older daemon is quiet since
+        limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
+        self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
+        self._judged_at = 0.0  # monotonic
+        self._error_logged_at: float | None = None  # monotonic
+        self._errors_unlogged = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._delete_due()
+                await self._judge_silence()
+            except SpoolError as error:
+                log.error("housekeeping: %s", error)
+            await asyncio.sleep(TICK_S)
+
+    async def _delete_due(self) -> None:
+        due = await self._spool.call(Spool.due_deletions, self._spool.spool, time.time(), DELETIONS_PER_TICK)
+        deleted = 0
+        for deletion in due:
+            try:
+                await asyncio.to_thread(self._store.delete, deletion.bucket, deletion.key)
+            except StoreError as error:
+                await self._failed(deletion, error)
+                continue
+            await self._spool.call(Spool.deletion_done, self._spool.spool, deletion.id)
+            log.debug("deleted %s/%s: it left a live window", deletion.bucket, deletion.key)
+            deleted += 1
+        if deleted:
+            left = await self._spool.call(Spool.pending_deletions, self._spool.spool)
+            log.info("deleted %d segment object(s) that left a live window more than RFC 8216 6.2.2's time"
+                     " + %g s ago; %d more queued", deleted, self._config.cdn_allowance_s, left)
+
+    async def _failed(self, deletion: QueuedDeletion, error: StoreError) -> None:
+        attempts = deletion.attempts + 1
+        when = retry_at(time.time(), attempts)
+        await self._spool.call(Spool.deletion_failed, self._spool.spool, deletion.id, when)
+        now = time.monotonic()
+        if self._error_logged_at is not None and now - self._error_logged_at < DELETION_ERROR_LOG_INTERVAL_S:
+            self._errors_unlogged += 1
+            return
+        fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
+               " or run with --keep-segment-objects)" if isinstance(error, PermanentStoreError) else "")
+        more = f"; {self._errors_unlogged} more failed deletion(s) since the last report" if self._errors_unlogged else ""
+        log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
+                  deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)
+        self._error_logged_at, self._errors_unlogged = now, 0
+
+    async def _judge_silence(self) -> None:
+        config = self._config
+        if not config.end_silent_after_s and not config.forget_ended_after_s:
+            return
+        if time.monotonic() - self._judged_at < self._silence_interval_s:
+            return
+        self._judged_at = time.monotonic()
+        now = time.time()
+        for stream in await self._spool.call(Spool.stream_activity, self._spool.spool):
+            quiet_s = now - (stream.active_at if stream.active_at is not None else self._started_at)
+            verdict = silence_verdict(end_queued=stream.end_queued, ended=stream.ended, queued=stream.queued,
+                                      quiet_s=quiet_s, end_after_s=config.end_silent_after_s,
+                                      forget_after_s=config.forget_ended_after_s)
+            label = stream_label(stream.key)
+            if verdict is Silence.END:
+                if await self._spool.call(Spool.end_silent, self._spool.spool, stream.key,
+                                          now - config.end_silent_after_s):
+                    log.warning("stream %s: no message for %.0f s (--end-silent-after): ending it with"
+                                " EXT-X-ENDLIST; later segments of it are refused until it is forgotten",
+                                label, quiet_s)
+                    self._publisher.notify(stream.key)
+            elif verdict is Silence.FORGET:
+                if await self._spool.call(Spool.forget, self._spool.spool, stream.key):
+                    log.info("stream %s: ended and quiet for %.0f s (--forget-ended-after): its state is"
+                             " removed from the spool; a new segment starts it afresh", label, quiet_s)
+                    if stream.last_message is not None:
+                        await self._publisher.forget(stream.key, stream.last_message)

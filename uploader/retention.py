@@ -1,0 +1,82 @@
+"""What is deleted when: segments that left a live window, and streams whose segmenter went
+silent. Pure: the spool and the housekeeper (uploader/housekeeping.py) act on these verdicts.
+
+A segment removed from a live playlist must stay downloadable "for a period of time equal to the
+duration of the segment plus the duration of the longest Playlist file distributed by the server
+containing that segment" (RFC 8216 6.2.2). The daemon deletes its object after that time plus an
+allowance for caches in front of the store (--cdn-allowance), counted from the moment the spool
+recorded the removal, which is after the playlist without it was uploaded.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .stream import PublishedSegment
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """One object to delete once the wall clock reaches ``due_at`` (seconds since the epoch)."""
+
+    key: str
+    due_at: float
+
+
+def deletions(
+    removed: Iterable[PublishedSegment], *, longest_playlist_s: float, removed_at: float, allowance_s: float
+) -> list[Deletion]:
+    """The deletions of the segments a live playlist just removed (``stream.Transition.removed``).
+
+    ``longest_playlist_s``: the longest playlist of the stream so far (``StreamState
+    .longest_playlist_s``), an upper bound of the longest one that contained each segment;
+    ``removed_at``: wall clock of the removal, seconds; ``allowance_s``: --cdn-allowance.
+    Each is due at ``removed_at`` + its duration + ``longest_playlist_s`` + ``allowance_s``
+    (RFC 8216 6.2.2). A segment without a ``key`` (recorded before the daemon noted the keys it
+    wrote) is never deleted: only objects this daemon wrote are.
+    """
+    return [
+        Deletion(segment.key, removed_at + segment.duration_s + longest_playlist_s + allowance_s)
+        for segment in removed
+        if segment.key is not None
+    ]
+
+
+# A deletion the store refused waits this long before its next attempt at most, seconds.
+MAX_DELETION_RETRY_DELAY_S = 300.0
+
+
+def retry_at(now: float, attempts: int, *, base_s: float = 1.0) -> float:
+    """When a deletion that failed ``attempts`` times (1 or more) is tried again: doubling from
+    ``base_s``, capped at MAX_DELETION_RETRY_DELAY_S. A refused delete (missing s3:DeleteObject)
+    is something an operator fixes, so it is retried, never dropped."""
+    return now + min(MAX_DELETION_RETRY_DELAY_S, base_s * 2 ** min(attempts - 1, 20))
+
+
+class Silence(enum.Enum):
+    """What a stream's silence calls for."""
+
+    KEEP = "keep"
+    END = "end"  # no message for --end-silent-after: queue its end (EXT-X-ENDLIST)
+    FORGET = "forget"  # ended and quiet for --forget-ended-after: remove its state from the spool
+
+
+def silence_verdict(
+    *, end_queued: bool, ended: bool, queued: bool, quiet_s: float, end_after_s: float, forget_after_s: float
+) -> Silence:
+    """What to do with a stream that had no message and no publish for ``quiet_s`` seconds.
+
+    ``end_queued``: its end is queued or published; ``ended``: its final playlist is published;
+    ``queued``: messages of it wait in the spool (a stream with work is never silent: a store
+    outage is not the segmenter's silence). ``end_after_s`` and ``forget_after_s``: the
+    options, 0 for never.
+    """
+    if queued:
+        return Silence.KEEP
+    if not end_queued:
+        return Silence.END if end_after_s > 0 and quiet_s >= end_after_s else Silence.KEEP
+    if ended and forget_after_s > 0 and quiet_s >= forget_after_s:
+        return Silence.FORGET
+    return Silence.KEEP

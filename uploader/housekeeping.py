@@ -16,7 +16,7 @@ from .config import UploaderConfig
 from .publisher import Publisher
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
-from .stores import PermanentStoreError, Store, StoreError
+from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError
 from .stream import stream_label
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,10 @@ class Housekeeper:
         if self._error_logged_at is not None and now - self._error_logged_at < DELETION_ERROR_LOG_INTERVAL_S:
             self._errors_unlogged += 1
             return
+        # A refusal (not a store that is down or slow) is most often a missing permission.
+        refused = isinstance(error, (PermanentStoreError, CorrectableStoreError))
         fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
-               " or run with --keep-segment-objects)" if isinstance(error, PermanentStoreError) else "")
+               " or run with --keep-segment-objects)" if refused else "")
         more = f"; {self._errors_unlogged} more failed deletion(s) since the last report" if self._errors_unlogged else ""
         log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
                   deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)

@@ -88,7 +88,8 @@ def run_segmenter(source: Path, out_dir: Path, port: int, bucket: str, *options:
     with open(source, "rb") as stdin:
         return subprocess.run(
             [sys.executable, "-m", "segmenter", "-", "2", str(out_dir), "cam", index, "", bucket, "live/tls",
-             "--uploader", f"127.0.0.1:{port}", "--send-segments", *options],
+             # --keep-segments: what was published is compared with the files.
+             "--uploader", f"127.0.0.1:{port}", "--send-segments", "--keep-segments", *options],
             stdin=stdin, capture_output=True, text=True, timeout=180,
         )
 

@@ -48,7 +48,7 @@ def _config_error(error: ConfigError) -> NoReturn:
 
 
 @app.command()
-@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error)
+@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error, program="hls-segment")
 def run(
     input: Annotated[str, typer.Argument(metavar="INPUT", help="'-' for stdin, or a file or URL FFmpeg opens.")],
     segment_duration: Annotated[str, typer.Argument(metavar="SEGMENT_DURATION", help="Target seconds, e.g. 10 or 2.5.")],

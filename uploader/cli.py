@@ -41,7 +41,7 @@ def _config_error(error: ConfigError) -> NoReturn:
 
 
 @app.command()
-@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error)
+@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error, program="hls-uploadd")
 def run(**settings: Any) -> None:
     """Run the upload daemon in the foreground."""
     try:

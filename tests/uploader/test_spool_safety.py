@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,12 +41,23 @@ def _daemon(tmp_path: Path, segments: Path) -> UploaderDaemon:
     return daemon
 
 
-def _exit_code(daemon: UploaderDaemon) -> int:
-    """The code of a daemon that exits on its own."""
+def _serving(tmp_path: Path, segments: Path, source: Path, count: int) -> UploaderDaemon:
+    """A started daemon, with segments 1..``count`` of the stream ``legit`` in ``segments``."""
+    for number in range(1, count + 1):
+        place_segment(source, segments, "legit", number)
+    return _daemon(tmp_path, segments).start()
+
+
+def _assert_stopped_by_the_spool(daemon: UploaderDaemon, reason: str) -> None:
+    """The daemon exited 3 on its own, with one ERROR line giving ``reason``, and no traceback."""
     assert daemon.proc is not None
     code = daemon.proc.wait(60)
     daemon.kill()  # closes its pipe
-    return code
+    log = daemon.log()
+    assert code == EXIT_SPOOL, log
+    stops = [line for line in log.splitlines() if "nothing more is acknowledged" in line]
+    assert len(stops) == 1 and " ERROR " in stops[0] and reason in stops[0], log
+    assert "Traceback" not in log
 
 
 def _run_on_spool(spool: Path) -> subprocess.CompletedProcess[str]:
@@ -106,41 +117,32 @@ def test_a_second_daemon_on_the_same_spool_exits_2_naming_the_first_pid(
     _daemon(tmp_path, segments_dir).start().stop()
 
 
-def test_the_spool_directory_removed_while_running_stops_the_daemon_before_any_ok(
-    tmp_path: Path, segments_dir: Path, segment_source: Path
+def _remove_directory(spool: Path, scratch: Path) -> None:
+    shutil.rmtree(spool)
+
+
+def _replace_file(spool: Path, scratch: Path) -> None:
+    shutil.copyfile(spool / SPOOL_FILE_NAME, scratch / "copy")
+    os.replace(scratch / "copy", spool / SPOOL_FILE_NAME)
+
+
+@pytest.mark.parametrize(("fault", "reason"), [(_remove_directory, "is gone"),
+                                               (_replace_file, "was replaced by another file")])
+def test_the_spool_removed_or_replaced_while_running_stops_the_daemon_before_any_ok(
+    fault: Callable[[Path, Path], None], reason: str, tmp_path: Path, segments_dir: Path, segment_source: Path
 ) -> None:
-    daemon = _daemon(tmp_path, segments_dir).start()
-    for number in (1, 2):
-        place_segment(segment_source, segments_dir, "legit", number)
+    daemon = _serving(tmp_path, segments_dir, segment_source, 2)
     with daemon.connect() as client:
         assert client.send(legit_message(segments_dir, "bucket", 1)) == Ack(1)
-        shutil.rmtree(daemon.spool_dir)
+        fault(daemon.spool_dir, tmp_path)
         assert _not_acknowledged(client, legit_message(segments_dir, "bucket", 2))
-    assert _exit_code(daemon) == EXIT_SPOOL, daemon.log()
-    errors = [line for line in daemon.log().splitlines() if "nothing more is acknowledged" in line]
-    assert len(errors) == 1 and " ERROR " in errors[0] and "is gone" in errors[0], daemon.log()
-    assert "Traceback" not in daemon.log()
-
-
-def test_the_spool_file_replaced_while_running_stops_the_daemon_before_any_ok(
-    tmp_path: Path, segments_dir: Path, segment_source: Path
-) -> None:
-    daemon = _daemon(tmp_path, segments_dir).start()
-    place_segment(segment_source, segments_dir, "legit", 1)
-    spool_file = daemon.spool_dir / SPOOL_FILE_NAME
-    shutil.copyfile(spool_file, tmp_path / "copy")
-    os.replace(tmp_path / "copy", spool_file)
-    with daemon.connect() as client:
-        assert _not_acknowledged(client, legit_message(segments_dir, "bucket", 1))
-    assert _exit_code(daemon) == EXIT_SPOOL, daemon.log()
-    assert "was replaced by another file" in daemon.log() and "Traceback" not in daemon.log()
+    _assert_stopped_by_the_spool(daemon, reason)
 
 
 def test_a_damaged_page_is_found_at_start_with_one_line(
     tmp_path: Path, segments_dir: Path, segment_source: Path
 ) -> None:
-    daemon = _daemon(tmp_path, segments_dir).start()
-    place_segment(segment_source, segments_dir, "legit", 1)
+    daemon = _serving(tmp_path, segments_dir, segment_source, 1)
     with daemon.connect() as client:
         assert client.send(legit_message(segments_dir, "bucket", 1, end=True)) == Ack(1)
     assert daemon.stop() == 0
@@ -156,9 +158,7 @@ def test_a_damaged_page_is_found_at_start_with_one_line(
 def test_a_page_damaged_mid_run_stops_the_daemon_with_one_line(
     tmp_path: Path, segments_dir: Path, segment_source: Path
 ) -> None:
-    daemon = _daemon(tmp_path, segments_dir).start()
-    for number in (1, 2):
-        place_segment(segment_source, segments_dir, "legit", number)
+    daemon = _serving(tmp_path, segments_dir, segment_source, 2)
     spool_file = daemon.spool_dir / SPOOL_FILE_NAME
     playlist = tmp_path / "www/bucket/legit/legit.m3u8"
     with daemon.connect() as client:
@@ -171,11 +171,7 @@ def test_a_page_damaged_mid_run_stops_the_daemon_with_one_line(
             other.execute("PRAGMA user_version=2")
         other.close()
         assert _not_acknowledged(client, legit_message(segments_dir, "bucket", 2))
-    assert _exit_code(daemon) == EXIT_SPOOL, daemon.log()
-    log = daemon.log()
-    errors = [line for line in log.splitlines() if " ERROR " in line and "nothing more is acknowledged" in line]
-    assert len(errors) == 1 and "is damaged" in errors[0], log
-    assert "Traceback" not in log
+    _assert_stopped_by_the_spool(daemon, "is damaged")
 
 
 @pytest.mark.parametrize("damage", ["not a database", "truncated"])

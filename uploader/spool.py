@@ -128,6 +128,12 @@ def _write_failed(error: sqlite3.Error, path: Path) -> SpoolError:
     return SpoolError(f"spool write failed: {error}")
 
 
+def _damaged(path: Path, complaint: str) -> str:
+    """The start-up line for a damaged spool at ``path``: SQLite's ``complaint`` and the way out."""
+    return (f"spool {path} is damaged ({complaint}); move it aside (the daemon starts a new one)"
+            " or restore it from a backup")
+
+
 def _is_damage(error: BaseException) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
     return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in _DAMAGED_CODES
@@ -181,15 +187,12 @@ class Spool:
         except OSError as error:
             raise SpoolError(f"cannot open spool in {directory}: {error.strerror or error}") from None
         path = directory / SPOOL_FILE_NAME
+        db: sqlite3.Connection | None = None
         try:
             db = open_database(path)  # WAL, synchronous=FULL; we issue BEGIN/COMMIT ourselves
             damage = _quick_check(db)
             if damage:
-                db.close()
-                raise SpoolBroken(
-                    f"spool {path} is damaged ({damage}); move it aside (the daemon starts a new one) or"
-                    " restore it from a backup"
-                )
+                raise SpoolBroken(_damaged(path, damage))
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}, this daemon reads {SCHEMA_VERSION}")
@@ -200,15 +203,15 @@ class Spool:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return cls(db, path, lock_fd)
-        except SpoolError:
+        except BaseException as error:
+            if db is not None:
+                db.close()
             os.close(lock_fd)
+            if isinstance(error, sqlite3.Error) and _is_damage(error):
+                raise SpoolBroken(_damaged(path, str(error))) from None
+            if isinstance(error, (OSError, sqlite3.Error)):
+                raise SpoolError(f"cannot open spool in {directory}: {error}") from None
             raise
-        except (OSError, sqlite3.Error) as error:
-            os.close(lock_fd)
-            if _is_damage(error):
-                raise SpoolBroken(f"spool {path} is damaged ({error}); move it aside (the daemon starts a new"
-                                  " one) or restore it from a backup") from None
-            raise SpoolError(f"cannot open spool in {directory}: {error}") from None
 
     def close(self) -> None:
         self._db.close()

@@ -36,7 +36,8 @@ def _kill_daemons() -> Iterator[None]:
 
 def _daemon(tmp_path: Path, segments: Path) -> UploaderDaemon:
     """hls-uploadd on ``tmp_path/uploadd/spool``, storing into ``tmp_path/www``; killed after the test."""
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store", f"file://{tmp_path / 'www'}"])
+    store = f"file://{tmp_path / 'www'}"
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store", store])
     _started.append(daemon)
     return daemon
 

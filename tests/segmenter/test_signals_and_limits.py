@@ -39,7 +39,7 @@ def _no_parts(out: Path) -> bool:
 
 @pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT])
 def test_each_stopping_signal_ends_the_stream_with_endlist_and_no_part(
-    number: signal.Signals, tmp_path: Path, media: MediaCache
+    number: signal.Signals, tmp_path: Path, media: MediaCache, segmenter_path: str
 ) -> None:
     port = free_port()
     with Listener(port) as listener:
@@ -85,7 +85,7 @@ def test_sigusr1_logs_a_status_line_and_sigusr2_switches_debug_logging(tmp_path:
 
 
 def test_the_highest_segment_number_ends_the_stream_and_a_later_run_is_refused(
-    tmp_path: Path, media: MediaCache
+    tmp_path: Path, media: MediaCache, segmenter_path: str
 ) -> None:
     out = tmp_path / "out"
     port = free_port()

@@ -8,7 +8,10 @@ the first of: the command line, the environment, the file (its ``default_map``),
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
+import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from .settings import (
+    MAX_SECRET_FILE_BYTES,
     ConfigError,
     as_bool,
     as_int,
@@ -25,8 +29,14 @@ from .settings import (
     as_text,
     option_name,
     parse_toml,
+    secret_file_warning,
     secret_from_file,
 )
+
+log = logging.getLogger(__name__)
+
+# The distribution both commands come from: ``--version`` reports its version.
+DISTRIBUTION = "hls-distributor"
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
@@ -80,22 +90,48 @@ class Option:
 
 
 def with_options(
-    options: tuple[Option, ...], *, env_prefix: str, section: str, fail: Callable[[ConfigError], NoReturn]
+    options: tuple[Option, ...], *, env_prefix: str, section: str, fail: Callable[[ConfigError], NoReturn],
+    program: str,
 ) -> Callable[[_Command], _Command]:
     """Decorator for a typer command whose last parameter is ``**settings``: in its place, one typer
-    option per declaration and ``--config FILE`` (env ``PREFIX_CONFIG``), whose ``[section]``
-    table becomes click's ``default_map``. The command gets every setting by name (``config`` is
-    not one). ``fail`` reports a config file that cannot be used, and must exit."""
+    option per declaration, ``--config FILE`` (env ``PREFIX_CONFIG``), whose ``[section]``
+    table becomes click's ``default_map``, and ``--version`` (prints ``program VERSION``, exits).
+    The command gets every setting by name (``config`` is not one). ``fail`` reports a config file
+    that cannot be used, and must exit."""
 
     def decorate(command: _Command) -> _Command:
         signature = inspect.signature(command, eval_str=True)
         fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         generated = [_parameter(option, env_prefix) for option in options]
         config = _config_parameter(options, env_prefix=env_prefix, section=section, fail=fail)
-        command.__signature__ = signature.replace(parameters=[*fixed, *generated, config])  # type: ignore[attr-defined]
+        version = _version_parameter(program)
+        command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*fixed, *generated, config, version]
+        )
         return command
 
     return decorate
+
+
+def version_line(program: str) -> str:
+    """``program VERSION``, the version from the installed package's metadata."""
+    try:
+        version = importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        version = f"unknown ({DISTRIBUTION} is not installed)"
+    return f"{program} {version}"
+
+
+def _version_parameter(program: str) -> inspect.Parameter:
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(version_line(program))
+            raise typer.Exit()
+
+    declaration = typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                               expose_value=False, callback=show)
+    return inspect.Parameter("version", inspect.Parameter.KEYWORD_ONLY, default=False,
+                             annotation=Annotated[bool, declaration])
 
 
 def _parameter(option: Option, env_prefix: str) -> inspect.Parameter:
@@ -174,8 +210,19 @@ def config_fields(options: tuple[Option, ...], settings: Mapping[str, Any]) -> d
 
 
 def read_secret(flag: str, path: str | None) -> bytes | None:
-    """Convert for ``--secret-file PATH``: the shared secret the file holds, None when not given."""
-    return secret_from_file(path, lambda name: Path(name).expanduser().read_bytes())
+    """Convert for ``--secret-file PATH``: the shared secret the file holds, None when not given.
+    A file its group or others can read gets a warning line."""
+    return secret_from_file(path, _read_secret_file)
+
+
+def _read_secret_file(name: str) -> bytes:
+    """A secret file's first MAX_SECRET_FILE_BYTES + 1 bytes (never more, whatever the file).
+    Raises OSError."""
+    with open(Path(name).expanduser(), "rb") as file:
+        warning = secret_file_warning(name, os.fstat(file.fileno()).st_mode)
+        if warning is not None:
+            log.warning("%s", warning)
+        return file.read(MAX_SECRET_FILE_BYTES + 1)
 
 
 def optional_text(flag: str, value: str | None) -> str | None:

@@ -4,6 +4,7 @@ Pure: callers read files."""
 from __future__ import annotations
 
 import ipaddress
+import stat
 import tomllib
 from collections.abc import Callable
 from pathlib import PurePath
@@ -111,18 +112,36 @@ def _convert(setting: str, value: object, kind: Callable[[Any], _T], accepted: t
 # offline from one captured message and its tag.
 MIN_SECRET_BYTES = 16
 
+# Largest secret file read: a secret is one line; more is a wrong path (/dev/zero, a video file),
+# of which no more than this many bytes (plus one, to tell) are ever read.
+MAX_SECRET_FILE_BYTES = 4096
+
 
 def parse_secret(data: bytes, *, source: str) -> bytes:
-    """A shared secret from a secret file's bytes: white space around it is not part of it."""
+    """A shared secret from a secret file's bytes (at most MAX_SECRET_FILE_BYTES): white space
+    around it is not part of it. Raises ConfigError for a secret too short or a file too large."""
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(
+            f"secret file {source} holds more than {MAX_SECRET_FILE_BYTES} bytes: a secret is one line"
+            " (is it the right file?)"
+        )
     secret = data.strip()
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"secret file {source} holds {len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed")
     return secret
 
 
+def secret_file_warning(source: str, mode: int) -> str | None:
+    """The warning for a regular secret file whose ``st_mode`` lets its group or others read it, else None."""
+    if not stat.S_ISREG(mode) or mode & 0o044 == 0:
+        return None
+    return (f"secret file {source} is readable by its group or others (mode {mode & 0o777:04o}):"
+            f" chmod 600 {source}")
+
+
 def secret_from_file(path: object, read: Callable[[str], bytes]) -> bytes | None:
     """The shared secret of ``--secret-file PATH``, None when not given; ``read`` (the caller's)
-    returns the file's bytes or raises OSError. Read once, at startup."""
+    returns the file's first MAX_SECRET_FILE_BYTES + 1 bytes or raises OSError. Read once, at startup."""
     if not path:
         return None
     try:

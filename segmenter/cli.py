@@ -3,7 +3,11 @@
 Exit codes: 0 done, every message acknowledged; 1 an unexpected failure (e.g. the disk; a full
 OUTPUT_DIR ends the stream first);
 2 bad usage, configuration or input; 3 messages left undelivered or refused by the daemon;
-130 stopped by a second SIGINT/SIGTERM without finishing.
+130 stopped by a second SIGINT/SIGTERM/SIGHUP/SIGQUIT without finishing.
+
+Signals: SIGINT, SIGTERM, SIGHUP (a closed terminal) and SIGQUIT end the stream cleanly: the open
+segment is finished and announced as the last (ENDLIST); a second one stops at once. SIGUSR1
+logs a status line; SIGUSR2 switches DEBUG logging on, or back.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def _config_error(error: ConfigError) -> NoReturn:
 
 
 @app.command()
-@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error)
+@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error, program="hls-segment")
 def run(
     input: Annotated[str, typer.Argument(metavar="INPUT", help="'-' for stdin, or a file or URL FFmpeg opens.")],
     segment_duration: Annotated[str, typer.Argument(metavar="SEGMENT_DURATION", help="Target seconds, e.g. 10 or 2.5.")],
@@ -74,7 +78,7 @@ def run(
         _config_error(error)
     progress = Progress(quiet=segmenter_config.quiet)
     _setup_logging(quiet=segmenter_config.quiet, status_line=progress.status_line)
-    _install_signal_handlers(stop, abort)
+    _install_signal_handlers(stop, abort, progress)
     try:
         summary = Segmenter(segmenter_config, stop=stop, abort=abort, progress=progress).run()
     except (ConfigError, InputError) as error:
@@ -127,7 +131,9 @@ def _setup_logging(*, quiet: bool, status_line: bool) -> None:
     av.logging.set_level(av.logging.WARNING)
 
 
-def _install_signal_handlers(stop: threading.Event, abort: threading.Event) -> None:
+def _install_signal_handlers(stop: threading.Event, abort: threading.Event, progress: Progress) -> None:
+    configured_level = logging.getLogger().level
+
     def handle(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             stop.set()
@@ -137,8 +143,18 @@ def _install_signal_handlers(stop: threading.Event, abort: threading.Event) -> N
         abort.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    def status(signum: int, frame: FrameType | None) -> None:
+        log.warning("SIGUSR1: status: %s", progress.summary())  # WARNING: shown with --quiet too
+
+    def debug(signum: int, frame: FrameType | None) -> None:
+        root = logging.getLogger()
+        root.setLevel(configured_level if root.level == logging.DEBUG else logging.DEBUG)
+        log.warning("SIGUSR2: log level now %s (SIGUSR2 again switches back)", logging.getLevelName(root.level))
+
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(number, handle)
+    signal.signal(signal.SIGUSR1, status)
+    signal.signal(signal.SIGUSR2, debug)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import av.container
 
 from protocol import segment_file_name
+from protocol.limits import MAX_SEGMENT_NUMBER
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
@@ -182,12 +183,15 @@ class FastRun(SegmentRun):
                      ", ".join(f"stream #{t.index}" for t in unfilled))
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
+        self._numbers_exhausted = False  # segment MAX_SEGMENT_NUMBER was closed: the run is over
 
     def _read_input(self) -> None:
         handle = self._handle
         feed = self.splitter.feed
         for data in self.fast.chunks():
             handle(feed(data), end=False)
+            if self._numbers_exhausted:
+                return
         handle(self.splitter.finish(), end=True)
 
     def _abort_open(self) -> None:
@@ -204,6 +208,9 @@ class FastRun(SegmentRun):
                     writer.write(event[2])
                     self._starts[event[1]].feed(event[2])
             elif kind == OPEN:
+                if self.number >= MAX_SEGMENT_NUMBER:
+                    self._end_at_limit(event[3])
+                    return
                 self._open(event[1], event[2], event[3], event[4], event[5], event[6])
             elif kind == CLOSE:
                 self._close(event[1], event[2], last=end and len(files) == 1)
@@ -226,6 +233,17 @@ class FastRun(SegmentRun):
         self._dropped_in[key] = 0
         self._breaks_in[key], self._early_breaks = self._early_breaks, {}
         self._starts[key] = TsSegmentStart(self._video)
+
+    def _end_at_limit(self, finished: SegmentTiming | None) -> None:
+        """A cut after segment MAX_SEGMENT_NUMBER (the chunk read before ``stop`` was seen held
+        more): no segment opens; the open ones are closed, the highest ending the stream, whose
+        timing is ``finished``; the rest of the input is left unread."""
+        keys = sorted(self._files)
+        if keys:
+            self._timings[keys[-1]] = finished
+        for key in keys:
+            self._close(key, None, last=key == keys[-1])
+        self._numbers_exhausted = True
 
     def _close(self, key: int, timing: SegmentTiming | None, *, last: bool) -> None:
         """Segment ``key`` is complete; ``timing`` is the cutter's for the last one (the others'

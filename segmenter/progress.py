@@ -17,6 +17,8 @@ class Progress:
         self._started = time.monotonic()
         self._media_s = 0.0
         self.segments = 0
+        self._last = "none yet"  # the last segment's name
+        self._queued = 0  # messages waiting for the daemon at the last segment
 
     @property
     def status_line(self) -> bool:
@@ -26,6 +28,7 @@ class Progress:
                 discontinuity: bool, queued: int) -> None:
         self.segments += 1
         self._media_s += duration_s or 0.0
+        self._last, self._queued = name, queued
         wall = max(time.monotonic() - self._started, 1e-6)
         rate = f"{size * 8 / duration_s / 1e6:.2f} Mbit/s" if duration_s else "? Mbit/s"
         length = f"{duration_s:.3f} s" if duration_s is not None else "? s"
@@ -41,6 +44,16 @@ class Progress:
                 f"{self._media_s / wall:.1f}x realtime, {queued} queued to daemon"
             )
             self._stream.flush()
+
+    def summary(self) -> str:
+        """One line on the run so far: segments, media and wall seconds, the last segment, the
+        messages waiting for the daemon when it was written."""
+        wall = max(time.monotonic() - self._started, 1e-6)
+        return (
+            f"{self.segments} segment(s) written, {self._media_s:.1f} s of media in {wall:.1f} s"
+            f" ({self._media_s / wall:.2f}x realtime); last {self._last};"
+            f" {self._queued} message(s) queued for the daemon then"
+        )
 
     def done(self) -> None:
         if self._tty and self.segments:

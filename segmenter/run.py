@@ -18,7 +18,7 @@ from typing import Protocol
 
 from common.durable import commit_file
 from protocol import IndexMessage
-from protocol.limits import MAX_SEGMENT_DURATION_S
+from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 
 from .config import SegmenterConfig
 from .cutter import Cutter, SegmentTiming
@@ -182,6 +182,11 @@ class SegmentRun:
         keyframe) are the cutter's for that cut, ``changed`` says it starts with new encoding
         parameters; all are logged."""
         self.number += 1
+        if self.number == MAX_SEGMENT_NUMBER:
+            # The index message's numbers end here (protocol/limits.py): this segment ends the stream.
+            log.warning("segment %d is the highest number an index message can carry: it ends the stream"
+                        " (ENDLIST); go on with a new OUTPUT_DIR", self.number)
+            self.stop.set()
         if discontinuity and self.number > self.first:
             log.warning("segment %d starts a new timeline (discontinuity)", self.number)
         elif changed and self.watch is not None and self.watch.current is not None:

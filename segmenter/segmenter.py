@@ -18,6 +18,7 @@ from pathlib import Path
 import av.container
 
 from common.settings import ConfigError
+from protocol.limits import MAX_SEGMENT_NUMBER
 
 from .config import SegmenterConfig, WireMode
 from .errors import OutputFull
@@ -76,10 +77,17 @@ def first_number(config: SegmenterConfig, announced: int = 0) -> tuple[int, bool
     Without --start-number a run that finds PREFIX-N.ts files, or whose outbox owes or once
     delivered segment N (``announced``: its files may be removed once stored), continues after
     the highest N (and flags a discontinuity) instead of overwriting segments a CDN may have cached.
+    Raises ConfigError when that N is already the highest an index message can carry
+    (MAX_SEGMENT_NUMBER): the stream cannot go on in this OUTPUT_DIR.
     """
     if config.start_number is not None:
         return config.start_number, False
     highest = max(highest_segment_number(config.output_dir, config.output_prefix), announced)
+    if highest >= MAX_SEGMENT_NUMBER:
+        raise ConfigError(
+            f"{config.output_dir} holds segment {highest}, the highest number an index message can carry:"
+            f" start the stream in a new OUTPUT_DIR (or with another OUTPUT_PREFIX and INDEX_NAME)"
+        )
     return highest + 1, highest > 0
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from common.options import settings_from_file
 from tests.support.options import command_settings
-from uploader.cli import app
+from uploader.cli import EXIT_CONFIG, EXIT_SPOOL, app
 from uploader.config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,12 @@ def test_systemd_unit_shape() -> None:
     assert words[words.index("--config") + 1] == "/etc/hls-uploadd/uploadd.toml"
     assert service["StateDirectory"] == ["hls-uploadd"]  # the spool: $STATE_DIRECTORY
     assert service.get("KillSignal", ["SIGTERM"]) == ["SIGTERM"]
-    assert "2" in " ".join(service.get("RestartPreventExitStatus", [])).split()  # configuration error
+    # Configuration error, spool held by another daemon; spool damaged or removed (uploader/cli.py).
+    assert {str(EXIT_CONFIG), str(EXIT_SPOOL)} <= set(" ".join(service.get("RestartPreventExitStatus", [])).split())
+    # Readiness and the watchdog: the daemon speaks sd_notify (tests/uploader/test_lifecycle.py).
+    assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"]
+    (watchdog,) = service["WatchdogSec"]
+    assert int(watchdog) >= 10  # pings every WatchdogSec/2: a loaded host must not miss two
     assert sections["Install"]["WantedBy"] == ["multi-user.target"]
 
 

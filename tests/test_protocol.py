@@ -640,7 +640,7 @@ def test_settings_precedence_and_unknown_keys(tmp_path: Path, monkeypatch: pytes
     app = typer.Typer()
 
     @app.command()
-    @with_options(options, env_prefix="TEST_", section="uploadd", fail=fail)
+    @with_options(options, env_prefix="TEST_", section="uploadd", fail=fail, program="test")
     def run(**settings: Any) -> None:
         """Takes the three settings."""
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import stat
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
 
-from common.settings import ConfigError, as_list, is_loopback, parse_address, parse_toml, secret_from_file
+from common.settings import (
+    MAX_SECRET_FILE_BYTES,
+    ConfigError,
+    as_list,
+    is_loopback,
+    parse_address,
+    parse_toml,
+    secret_file_warning,
+    secret_from_file,
+)
 
 
 def read_bytes(name: str) -> bytes:
@@ -59,3 +72,77 @@ def test_a_short_or_unreadable_secret_file_is_an_error_naming_the_file(tmp_path:
     with pytest.raises(ConfigError) as error:
         secret_from_file(missing, read_bytes)
     assert str(missing) in str(error.value) and "No such file or directory" in str(error.value)
+
+
+def test_a_secret_file_larger_than_a_secret_is_refused_naming_it(tmp_path: Path) -> None:
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"k" * (MAX_SECRET_FILE_BYTES + 1))
+    with pytest.raises(ConfigError) as error:
+        secret_from_file(huge, read_bytes)
+    assert str(huge) in str(error.value) and f"more than {MAX_SECRET_FILE_BYTES} bytes" in str(error.value)
+    largest = tmp_path / "largest"
+    largest.write_bytes(b"k" * MAX_SECRET_FILE_BYTES)
+    assert secret_from_file(largest, read_bytes) == b"k" * MAX_SECRET_FILE_BYTES
+
+
+def test_a_secret_file_others_can_read_gets_a_warning() -> None:
+    assert secret_file_warning("s", stat.S_IFREG | 0o600) is None
+    assert secret_file_warning("s", stat.S_IFREG | 0o400) is None
+    for mode in (0o640, 0o604, 0o644):
+        warning = secret_file_warning("/etc/hls/secret", stat.S_IFREG | mode)
+        assert warning is not None and f"{mode:04o}" in warning and "chmod 600 /etc/hls/secret" in warning
+    assert secret_file_warning("/dev/zero", stat.S_IFCHR | 0o666) is None  # not a file anyone chmods
+
+
+PROGRAMS = {
+    "hls-segment": ["segmenter", "-", "2", "{out}", "seg", "index.m3u8", "http://cdn.example.net/", "live", "k"],
+    "hls-uploadd": ["uploader", "--listen", "127.0.0.1:0", "--spool-dir", "{out}/spool"],
+}
+
+
+def _program(name: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``name`` as a process with ``extra`` options, stdin empty; expected to exit at once."""
+    args = [part.format(out=tmp_path / "out") for part in PROGRAMS[name]]
+    return subprocess.run([sys.executable, "-m", *args, *extra], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_secret_file_dev_zero_is_one_line_and_exit_2(program: str, tmp_path: Path) -> None:
+    done = _program(program, tmp_path, "--secret-file", "/dev/zero")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"{program}: {'configuration error: ' if program == 'hls-uploadd' else ''}secret file /dev/zero holds"
+        f" more than {MAX_SECRET_FILE_BYTES} bytes: a secret is one line (is it the right file?)"
+    ]
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_a_group_readable_secret_file_is_warned_about_by_both_programs(program: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123\n")
+    secret.chmod(0o640)
+    done = _program(program, tmp_path, "--secret-file", str(secret), "--listen" if program == "hls-uploadd"
+                    else "--probe-timeout", "256.0.0.1:0" if program == "hls-uploadd" else "1")
+    assert f"secret file {secret} is readable by its group or others (mode 0640): chmod 600 {secret}" in done.stderr
+    secret.chmod(0o600)
+    done = _program(program, tmp_path, "--secret-file", str(secret), "--listen" if program == "hls-uploadd"
+                    else "--probe-timeout", "256.0.0.1:0" if program == "hls-uploadd" else "1")
+    assert "readable by its group" not in done.stderr
+
+
+def test_a_port_file_in_a_missing_directory_is_one_line_before_binding(tmp_path: Path) -> None:
+    missing = tmp_path / "run" / "port"
+    done = _program("hls-uploadd", tmp_path, "--port-file", str(missing))
+    assert done.returncode == 2 and done.stdout == ""  # never listened
+    assert done.stderr.strip().splitlines() == [
+        f"hls-uploadd: configuration error: --port-file {missing}: directory {missing.parent} does not exist"
+    ]
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_version_comes_from_the_package_metadata(program: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", PROGRAMS[program][0], "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{program} {importlib.metadata.version('hls-distributor')}\n"

@@ -15,14 +15,16 @@ from common.options import with_options
 from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, default_spool_dir
-from .daemon import StartupError, run_daemon
-from .spool import SPOOL_FILE_NAME, Spool, SpoolError
+from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
+from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError
 from .stores import FileStore, S3Store, Store
 from .stream import stream_label
 
-# Exit codes: the operator's configuration is wrong / the daemon could not start.
+# Exit codes: the operator's configuration is wrong (or another daemon holds the spool) / the
+# daemon could not start / the spool is damaged or was removed: the operator must act first.
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
+EXIT_SPOOL = 3
 
 # S3 client limits. Connect fails fast so the publisher's own backoff takes over; a read may take
 # long for a large segment on a slow link, but not forever.
@@ -46,7 +48,7 @@ def _config_error(error: ConfigError) -> NoReturn:
 
 
 @app.command()
-@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error)
+@with_options(OPTIONS, env_prefix=ENV_PREFIX, section=SECTION, fail=_config_error, program="hls-uploadd")
 def run(**settings: Any) -> None:
     """Run the upload daemon in the foreground."""
     try:
@@ -57,8 +59,15 @@ def run(**settings: Any) -> None:
         _config_error(error)
     try:
         outcome = asyncio.run(run_daemon(uploader_config, chosen_store, announce=_announce))
+    except SpoolInUse as error:
+        _fail(f"cannot start: {error}", EXIT_CONFIG)
+    except SpoolDamaged as error:
+        _fail(f"cannot start: {error}", EXIT_SPOOL)
     except StartupError as error:
         _fail(f"cannot start: {error}", EXIT_STARTUP)
+    if outcome.spool_failure is not None:
+        logging.shutdown()
+        os._exit(EXIT_SPOOL)  # PUT threads may still run; the spool can take nothing more
     if outcome.puts_abandoned:
         # Threads blocked in a PUT would hold the interpreter's exit for their whole timeout;
         # the spool already has everything, so leave at once.
@@ -136,6 +145,8 @@ def requeue(
             outcomes = spool.requeue_failed(key)
         finally:
             spool.close()
+    except SpoolBusy as error:
+        _fail(f"{error}: stop it, then requeue", EXIT_STARTUP)
     except SpoolError as error:
         _fail(str(error), EXIT_STARTUP)
     for outcome in outcomes:

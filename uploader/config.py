@@ -168,7 +168,13 @@ def _log_level(flag: str, value: str) -> str:
 
 
 def _port_file(flag: str, path: str | None) -> Path | None:
-    return Path(path).absolute() if path else None
+    """The port file's absolute path; its directory must exist (checked before the port is bound)."""
+    if not path:
+        return None
+    chosen = Path(path).absolute()
+    if not chosen.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: directory {chosen.parent} does not exist")
+    return chosen
 
 
 def _master_name(flag: str, name: str) -> str:

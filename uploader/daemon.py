@@ -21,7 +21,8 @@ from .intake import Intake
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
-from .spool import Spool, SpoolError, SpoolThread
+from .sdnotify import SystemdNotifier
+from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,20 @@ class StartupError(UploaderError):
     """The daemon cannot start (port taken, spool unreadable...): a one-line reason for the operator."""
 
 
+class SpoolInUse(StartupError):
+    """Another daemon holds the spool directory's lock."""
+
+
+class SpoolDamaged(StartupError):
+    """The spool's integrity check failed: the operator must move it aside or restore it."""
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonExit:
     """How the daemon stopped, for the command's exit."""
 
     puts_abandoned: int  # PUTs still running in threads at exit (the next start redoes them)
+    spool_failure: str | None = None  # why the spool stopped the daemon (damaged, removed), if it did
 
 
 def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spool: Spool) -> str:
@@ -52,12 +62,20 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
 
 
 async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> DaemonExit:
-    """Serve until SIGTERM/SIGINT, then drain for at most ``config.drain_timeout_s``.
+    """Serve until SIGTERM/SIGINT/SIGQUIT or the spool fails for good, then drain for at most
+    ``config.drain_timeout_s``. Signals: see ``_install_signal_handlers``. Under systemd
+    ($NOTIFY_SOCKET) it sends READY=1 once serving, WATCHDOG=1 while the event loop and the
+    spool thread answer, and STOPPING=1.
 
-    Raises StartupError when the spool, its payload directory or the listener cannot be set up.
+    Raises SpoolInUse when another daemon holds the spool, SpoolDamaged when its integrity check
+    fails, StartupError when the spool, its payload directory or the listener cannot be set up.
     """
     try:
         spool = Spool.open(config.spool_dir)
+    except SpoolBusy as error:
+        raise SpoolInUse(str(error)) from None
+    except SpoolBroken as error:
+        raise SpoolDamaged(str(error)) from None
     except SpoolError as error:
         raise StartupError(str(error)) from None
     payloads = PayloadStore(config.spool_dir, max_inflight_bytes=config.max_payload_inflight_bytes)
@@ -68,7 +86,19 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     except OSError as error:
         spool.close()
         raise StartupError(f"payload directory {payloads.directory}: {error.strerror or error}") from None
-    spool_thread = SpoolThread(spool)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    failure: list[str] = []
+
+    def on_broken(error: SpoolBroken) -> None:  # on the spool thread
+        def stop_accepting() -> None:
+            log.error("%s; nothing more is acknowledged, the daemon stops", error)
+            failure.append(str(error))
+            stop.set()
+
+        loop.call_soon_threadsafe(stop_accepting)
+
+    spool_thread = SpoolThread(spool, on_broken=on_broken)
     allowed = AllowedDirs(config.allow_dirs)
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads)
@@ -93,15 +123,21 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         except OSError as error:
             raise StartupError(f"cannot listen on {config.listen_host}:{config.listen_port}: {error.strerror}") from None
         if config.port_file is not None:
-            write_file(config.port_file, f"{port}\n".encode())
-        stop = asyncio.Event()
-        _install_signal_handlers(stop)
+            try:
+                write_file(config.port_file, f"{port}\n".encode())
+            except OSError as error:
+                raise StartupError(f"cannot write --port-file {config.port_file}: {error.strerror or error}") from None
+        status = _Status(config, f"{host}:{port}", server, publisher, spool_thread)
+        _install_signal_handlers(stop, status)
         announce(startup_line(config, host, port, store, spool))
         if insecure:
             # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages
             # (still only for allowed directories and buckets).
             log.warning("listening on non-loopback address %s WITHOUT peer authentication (--insecure-no-auth)", host)
-        resumed = await publisher.start()
+        try:
+            resumed = await publisher.start()
+        except SpoolBroken:
+            resumed = 0  # on_broken is stopping the daemon
         if resumed:
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
         # Reported, not fatal: messages are still accepted and queued, and held streams go on
@@ -110,7 +146,13 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         housekeeper = asyncio.create_task(
             Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher).run(), name="housekeeping"
         )
+        systemd = SystemdNotifier()
+        systemd.notify("READY=1")
+        watchdog = asyncio.create_task(_watchdog(systemd, spool_thread)) if systemd.watchdog_interval_s else None
         await stop.wait()
+        systemd.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.cancel()
         log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
         checking.cancel()
         housekeeper.cancel()  # what it had not done stays queued in the spool
@@ -119,18 +161,68 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         cut = await publisher.drain(config.drain_timeout_s)
         if cut:
             log.warning("drain timeout: %d stream(s) stopped mid-upload; the next start redoes them", cut)
-        left = await spool_thread.call(Spool.queued_count, spool)
-        log.info("stopped; %d message(s) left queued for the next start", left)
-        return DaemonExit(puts_abandoned=publisher.puts_running)
+        if spool_thread.broken is None:
+            left = await spool_thread.call(Spool.queued_count, spool)
+            log.info("stopped; %d message(s) left queued for the next start", left)
+        return DaemonExit(puts_abandoned=publisher.puts_running, spool_failure=failure[0] if failure else None)
     finally:
         publisher.close()
         spool_thread.close()
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
+async def _watchdog(systemd: SystemdNotifier, spool_thread: SpoolThread) -> None:
+    """WATCHDOG=1 every ``systemd.watchdog_interval_s`` while the event loop runs and the spool
+    thread answers: a hung loop or spool sends none, and systemd restarts the daemon."""
+    assert systemd.watchdog_interval_s is not None
+    while True:
+        try:
+            await spool_thread.call(_nothing)
+        except SpoolError:
+            return  # the spool failed for good: the daemon is stopping
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(systemd.watchdog_interval_s)
 
-    def on_signal(number: int) -> None:
+
+def _nothing() -> None:
+    """A spool-thread call that does nothing: proof the thread answers."""
+
+
+class _Status:
+    """What SIGUSR1 and SIGHUP log: one paragraph on the daemon's state."""
+
+    def __init__(self, config: UploaderConfig, address: str, server: UploadServer, publisher: Publisher,
+                 spool_thread: SpoolThread) -> None:
+        self._config = config
+        self._address = address
+        self._server = server
+        self._publisher = publisher
+        self._spool_thread = spool_thread
+
+    async def log(self, reason: str) -> None:
+        """Log the summary, prefixed by ``reason`` (the signal's name)."""
+        try:
+            queued = await self._spool_thread.call(Spool.queued_count, self._spool_thread.spool)
+            streams = len(await self._spool_thread.call(Spool.streams_with_work, self._spool_thread.spool))
+            spool = f"{queued} message(s) queued for {streams} stream(s) in {self._spool_thread.spool.path}"
+        except SpoolError as error:
+            spool = f"spool unusable: {error}"
+        log.info(
+            "%s: status: listening on %s; %d connection(s); %s; %d PUT(s) running; log level %s",
+            reason, self._address, self._server.connection_count, spool, self._publisher.puts_running,
+            logging.getLevelName(logging.getLogger().level),
+        )
+
+
+def _install_signal_handlers(stop: asyncio.Event, status: _Status) -> None:
+    """SIGTERM, SIGINT, SIGQUIT: stop (drain, everything else stays queued); a second one exits
+    at once. SIGHUP: nothing is reloaded (settings are read at start), the status is logged and
+    the daemon goes on, so a closed terminal or a log-rotation HUP does not stop it. SIGUSR1: log
+    the status. SIGUSR2: switch DEBUG logging on, or back to the configured level."""
+    loop = asyncio.get_running_loop()
+    configured_level = logging.getLogger().level
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_stop(number: int) -> None:
         if not stop.is_set():
             log.info("%s received: stopping (send it again to exit at once)", signal.Signals(number).name)
             stop.set()
@@ -140,6 +232,23 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         logging.shutdown()
         os._exit(1)
 
-    for number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(number, on_signal, number)
+    def log_status(reason: str) -> None:
+        task = loop.create_task(status.log(reason))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
+    def on_hup() -> None:
+        log.info("SIGHUP received: nothing to reload (settings are read at start; restart to change them)")
+        log_status("SIGHUP")
+
+    def on_usr2() -> None:
+        root = logging.getLogger()
+        root.setLevel(configured_level if root.level == logging.DEBUG else logging.DEBUG)
+        log.warning("SIGUSR2 received: log level now %s (SIGUSR2 again switches back)",
+                    logging.getLevelName(root.level))
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        loop.add_signal_handler(number, on_stop, number)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGUSR1, log_status, "SIGUSR1")
+    loop.add_signal_handler(signal.SIGUSR2, on_usr2)

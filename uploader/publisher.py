@@ -41,7 +41,7 @@ from .master import Program, master_playlist, variant
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
 from .retention import deletions
-from .spool import QueuedItem, Spool, SpoolError, SpoolThread
+from .spool import QueuedItem, Spool, SpoolBroken, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,
     SEGMENT_CONTENT_TYPE,
@@ -245,6 +245,8 @@ class Publisher:
                     state = await self._publish(label, item, state)
                     errors = 0
                     continue
+                except SpoolBroken:
+                    return  # the daemon logs it once and stops
                 except SpoolError as error:
                     # The spool is the source of truth: reload it and redo (PUTs are idempotent).
                     log.error("stream %s: %s", label, error)

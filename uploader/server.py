@@ -95,6 +95,11 @@ class UploadServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
+    @property
+    def connection_count(self) -> int:
+        """Peers connected now."""
+        return len(self._connections)
+
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; returns the address actually bound (the real port when 0 was asked)."""
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)

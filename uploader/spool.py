@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -30,6 +32,13 @@ from .retention import Deletion
 from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
 SPOOL_FILE_NAME = "spool.sqlite3"
+
+# Held locked (flock) by the daemon using the spool, for its whole life; it holds that daemon's PID.
+LOCK_FILE_NAME = "spool.lock"
+
+# SQLite's primary result codes for a damaged database file (https://sqlite.org/rescode.html):
+# no retry helps, the operator must restore or move the spool.
+_DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bumped when the schema changes; an older spool is upgraded (columns added), a newer one refused.
 SCHEMA_VERSION = 2
@@ -116,6 +125,38 @@ class SpoolError(UploaderError):
     transient = True
 
 
+class SpoolBusy(SpoolError):
+    """Another process holds the spool's lock: another daemon is using this spool directory."""
+
+    transient = False
+
+
+class SpoolBroken(SpoolError):
+    """The spool cannot be used any more (a damaged page, its file removed or replaced): the
+    daemon stops accepting; only the operator can fix it."""
+
+    transient = False
+
+
+def _write_failed(error: sqlite3.Error, path: Path) -> SpoolError:
+    """The SpoolError for ``error`` raised by a write to the spool at ``path``: SpoolBroken when
+    SQLite says the file is damaged, else a transient SpoolError (disk full, I/O)."""
+    if _is_damage(error):
+        return SpoolBroken(f"spool {path} is damaged ({error}): stopped")
+    return SpoolError(f"spool write failed: {error}")
+
+
+def _damaged(path: Path, complaint: str) -> str:
+    """The start-up line for a damaged spool at ``path``: SQLite's ``complaint`` and the way out."""
+    return (f"spool {path} is damaged ({complaint}); move it aside (the daemon starts a new one)"
+            " or restore it from a backup")
+
+
+def _is_damage(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in _DAMAGED_CODES
+
+
 class Queued(enum.Enum):
     NEW = "new"  # stored: the publisher has work
     DUPLICATE = "duplicate"  # a re-sent message already queued: nothing to do
@@ -160,16 +201,34 @@ def is_v1(message: IndexMessage) -> bool:
 
 
 class Spool:
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    """The spool directory's database, opened by the one daemon that holds its lock."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, lock_fd: int = -1) -> None:
         self._db = connection
         self.path = path
+        self._lock_fd = lock_fd
+        opened = os.stat(path)
+        self._identity = (opened.st_dev, opened.st_ino)
 
     @classmethod
     def open(cls, directory: Path) -> Spool:
+        """Lock ``directory``, open its database (created if absent) and check it.
+
+        Raises SpoolBusy when another process holds the lock (the message names its PID),
+        SpoolBroken when ``PRAGMA quick_check`` finds damage, SpoolError for anything else.
+        """
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = directory / SPOOL_FILE_NAME
+            lock_fd = _lock(directory / LOCK_FILE_NAME)
+        except OSError as error:
+            raise SpoolError(f"cannot open spool in {directory}: {error.strerror or error}") from None
+        path = directory / SPOOL_FILE_NAME
+        db: sqlite3.Connection | None = None
+        try:
             db = open_database(path)  # WAL, synchronous=FULL; we issue BEGIN/COMMIT ourselves
+            damage = _quick_check(db)
+            if damage:
+                raise SpoolBroken(_damaged(path, damage))
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}, this daemon reads {SCHEMA_VERSION}")
@@ -179,12 +238,32 @@ class Spool:
                 if column not in present:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (OSError, sqlite3.Error) as error:
-            raise SpoolError(f"cannot open spool in {directory}: {error}") from None
-        return cls(db, path)
+            return cls(db, path, lock_fd)
+        except BaseException as error:
+            if db is not None:
+                db.close()
+            os.close(lock_fd)
+            if isinstance(error, sqlite3.Error) and _is_damage(error):
+                raise SpoolBroken(_damaged(path, str(error))) from None
+            if isinstance(error, (OSError, sqlite3.Error)):
+                raise SpoolError(f"cannot open spool in {directory}: {error}") from None
+            raise
 
     def close(self) -> None:
         self._db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def check_identity(self) -> None:
+        """Raise SpoolBroken when the spool's file is no longer the one opened (removed, replaced,
+        its directory deleted): commits would go to a file no later start reads. One stat."""
+        try:
+            now = os.stat(self.path)
+        except OSError as error:
+            raise SpoolBroken(f"spool {self.path} is gone ({error.strerror}): stopped accepting messages") from None
+        if (now.st_dev, now.st_ino) != self._identity:
+            raise SpoolBroken(f"spool {self.path} was replaced by another file: stopped accepting messages")
 
     # Queue side.
 
@@ -238,7 +317,7 @@ class Spool:
                     (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
                 )
         except sqlite3.Error as error:
-            raise SpoolError(f"spool write failed: {error}") from None
+            raise _write_failed(error, self.path) from None
         return Queued.NEW
 
     # Publish side.
@@ -373,7 +452,7 @@ class Spool:
                         "UPDATE messages SET state='failed', reason=? WHERE id=?", (failure, item.id)
                     )
         except sqlite3.Error as error:
-            raise SpoolError(f"spool write failed: {error}") from None
+            raise _write_failed(error, self.path) from None
 
     def failures(self) -> list[tuple[IndexMessage, str]]:
         rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
@@ -502,6 +581,29 @@ class Requeued:
     refused: str | None
 
 
+def _lock(path: Path) -> int:
+    """Take the exclusive lock on ``path`` (created if absent) and write this process's PID in it;
+    the lock lasts as long as the returned descriptor stays open (the process's life).
+    Raises SpoolBusy naming the holder's PID, OSError when the file cannot be opened."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SpoolBusy(f"spool {path.parent} is in use by another hls-uploadd (PID {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _quick_check(db: sqlite3.Connection) -> str:
+    """SQLite's ``PRAGMA quick_check``: '' when the database is sound, else its first complaint."""
+    rows = db.execute("PRAGMA quick_check(1)").fetchall()
+    result = " ".join(str(rows[0][0]).split()) if rows else "no answer"
+    return "" if result == "ok" else result
+
+
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a ``return`` inside commits).
 
@@ -543,16 +645,23 @@ class SpoolThread:
     turns one fsync per call into one per batch; alone, a call costs what it did.
     """
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(self, spool: Spool, *, on_broken: Callable[[SpoolBroken], object] = lambda error: None) -> None:
         self.spool = spool
+        # Set once the spool failed for good (SpoolBroken): every later call raises it.
+        self.broken: SpoolBroken | None = None
+        self._on_broken = on_broken  # told once, from the spool thread
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
         self._thread.start()
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on the spool thread; its result once committed. Raises what it
+        raises; SpoolBroken once the spool failed for good (then nothing is run)."""
         if self._closed:
             raise RuntimeError("the spool is closed")
+        if self.broken is not None:
+            raise self.broken
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(function, args, loop, future))
@@ -582,6 +691,10 @@ class SpoolThread:
                 return
 
     def _run_group(self, group: list[_Job]) -> None:
+        if self.broken is not None:
+            for job in group:
+                job.deliver(False, self.broken)
+            return
         db = self.spool._db
         outcomes: list[tuple[bool, Any]] = []
         began = False
@@ -590,25 +703,42 @@ class SpoolThread:
                 db.execute("BEGIN IMMEDIATE")
                 began = True
         except sqlite3.Error as error:
-            failure = SpoolError(f"spool write failed: {error}")
+            outcomes = [(False, _write_failed(error, self.spool.path))] * len(group)
+        else:
             for job in group:
-                job.deliver(False, failure)
-            return
-        for job in group:
-            try:
-                outcomes.append((True, job.function(*job.args)))
-            except BaseException as error:  # handed to the caller, as run_in_executor would
-                outcomes.append((False, error))
-        if began:
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as error:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                failure = SpoolError(f"spool write failed: {error}")
-                outcomes = [(False, failure)] * len(group)
+                try:
+                    outcomes.append((True, job.function(*job.args)))
+                except BaseException as error:  # handed to the caller, as run_in_executor would
+                    outcomes.append((False, error))
+            if began:
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.Error as error:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    outcomes = [(False, _write_failed(error, self.spool.path))] * len(group)
+        broken = self._broken_by(outcomes)
+        if broken is not None:
+            # Nothing of this group is answered as done: an OK now could be lost with the file.
+            self.broken = broken
+            outcomes = [(False, broken)] * len(group)
+            self._on_broken(broken)
         for job, (ok, value) in zip(group, outcomes):
             job.deliver(ok, value)
+
+    def _broken_by(self, outcomes: list[tuple[bool, Any]]) -> SpoolBroken | None:
+        """The SpoolBroken a group's ``outcomes`` show (a damaged page met by any call), or the
+        file's identity check's (removed, replaced) before anything is acknowledged; else None."""
+        for ok, value in outcomes:
+            if not ok and isinstance(value, SpoolBroken):
+                return value
+            if not ok and _is_damage(value):
+                return SpoolBroken(f"spool {self.spool.path} is damaged ({value}): stopped")
+        try:
+            self.spool.check_identity()
+        except SpoolBroken as error:
+            return error
+        return None
 
 
 @dataclass(slots=True)

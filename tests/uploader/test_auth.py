@@ -108,6 +108,7 @@ def test_a_bad_secret_file_refuses_to_start(tmp_path: Path, content: bytes | Non
     path = tmp_path / "secret"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o600)  # a readable one is also warned about: one line here
     result = run_uploadd("--secret-file", str(path), tmp_path=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -209,6 +209,9 @@ def test_requeue_publishes_a_segment_whose_file_was_restored(
     send_all(daemon, segments_dir, bucket, range(1, 4))
     wait_for(lambda: "seg-00002.ts failed permanently" in daemon.log(), message="segment 2 failed")
     wait_for(lambda: "seg-00003.ts" in listed(seaweed, bucket), message="segment 3 listed")
+    busy = requeue("--spool-dir", str(daemon.spool_dir))  # the running daemon holds the spool
+    assert busy.returncode == 1 and "in use by another hls-uploadd (PID" in busy.stderr, busy.stderr
+    assert busy.stderr.rstrip().endswith("stop it, then requeue") and busy.stderr.count("\n") == 1, busy.stderr
     assert daemon.stop() == 0
 
     place_segment(segment_source, segments_dir, "seg", 2)  # the operator puts the file back

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
+import hmac
 import math
 import subprocess
 import sys
@@ -186,6 +188,14 @@ def test_discontinuity_zero_is_the_default() -> None:
     assert parse_message(ORIGINAL + b", discontinuity=0") == ORIGINAL_MESSAGE
 
 
+def test_an_equals_sign_in_a_value_belongs_to_the_value() -> None:
+    # A key never holds "=", so the first one ends it; a client that leaves base64 padding
+    # unencoded is still understood, and the message is re-encoded the documented way.
+    message = parse_message(ORIGINAL + b", note=YQ==")
+    assert message.extras == (("note", "YQ=="),)
+    assert encode_message(message) == ORIGINAL + b", note=YQ%3D%3D"
+
+
 REJECTIONS = [
     (b"a.m3u8, /tmp/, 10", "expected 10 comma-separated fields, got 3"),
     (ORIGINAL.replace(b", 10,", b", ten,"), "segment_duration 'ten' is not a non-negative integer"),
@@ -201,6 +211,8 @@ REJECTIONS = [
     (ORIGINAL.replace(b"stream-128k.m3u8", b"stream-128k.txt"), "must end in .m3u8"),
     (ORIGINAL.replace(b"stream-128k.m3u8", b"../x.m3u8"), "index '../x.m3u8' is not a plain file name"),
     (ORIGINAL.replace(b"stream-128k.m3u8", b"a/x.m3u8"), "is not a plain file name"),
+    (ORIGINAL.replace(b"stream-128k.m3u8", b""), "index is empty"),
+    (ORIGINAL.replace(b"sample_128k", b""), "output_prefix is empty"),
     (ORIGINAL.replace(b"sample_128k", b"../sample"), "output_prefix '../sample' is not a plain file name"),
     (ORIGINAL.replace(b"sample_128k", "sample\u2215x".encode()), "is not a plain file name"),
     (ORIGINAL.replace(b", stream0001", b", /stream0001"), "must be relative (no leading /)"),
@@ -272,6 +284,7 @@ EDGES = [
     ("duration", {"duration": 3600.0}, {"duration": 3600.000001}),
     ("start", {"start": 0.0}, {"start": -0.000001}),
     ("start", {"start": 999_999_999_999.0}, {"start": 1e12}),
+    ("start", {"start": 999_999_999_999.0}, {"start": 999_999_999_999.5}),  # 12 digits, but past the limit
     ("bandwidth", {"bandwidth": 1}, {"bandwidth": 0}),
     ("bandwidth", {"bandwidth": 10**12}, {"bandwidth": 10**12 + 1}),
     ("codecs", {"codecs": "a" * 200}, {"codecs": "a" * 201}),
@@ -494,6 +507,20 @@ def test_signed_message_verifies_and_tampering_does_not() -> None:
     assert not verify(received, b"other secret")
     assert not verify(dataclasses.replace(received, last_segment=6), secret)
     assert not verify(ORIGINAL_MESSAGE, secret)  # untagged
+
+
+def test_a_client_that_encodes_values_as_the_protocol_doc_says_is_verified() -> None:
+    # docs/protocol.md: values keep letters, digits and ./:+-_~ as they are, all else is %XX; the
+    # tag is the HMAC of the line without its tag field. A client written from that text alone
+    # (not with encode_message) must get its signed messages through.
+    secret = b"0123456789abcdef"
+    line = ORIGINAL + b", codecs=avc1.64001f%2Cec+3, ts=1700000000000, origin=http://a.example/x_y-z~1.ts%20b"
+    tag = hmac.new(secret, line, hashlib.sha256).hexdigest()
+    received = parse_message(line + b", tag=" + tag.encode())
+    assert received.codecs == "avc1.64001f,ec+3"
+    assert received.extras == (("origin", "http://a.example/x_y-z~1.ts b"),)
+    assert encode_message(received.unsigned()) == line
+    assert verify(received, secret)
 
 
 def test_every_character_of_the_tag_counts() -> None:

@@ -50,8 +50,9 @@ def test_master_text_sorted_with_every_attribute() -> None:
 
 
 def test_independent_segments_only_when_every_rendition_says_so() -> None:
-    one = variant("a.m3u8", published([(1000, 2.0)], LOW))
-    other = variant("b.m3u8", published([(1000, 2.0)], LOW, independent=False))
+    # Three segments each: past the evidence the master waits for, so only what they said counts.
+    one = variant("a.m3u8", published([(1000, 2.0)] * 3, LOW))
+    other = variant("b.m3u8", published([(1000, 2.0)] * 3, LOW, independent=False))
     assert one is not None and other is not None
     assert "INDEPENDENT" not in master_playlist((one, other))
     assert variant("c.m3u8", StreamState()) is None  # no playlist yet: not named
@@ -79,12 +80,14 @@ def test_a_rendition_with_no_measured_segment_is_left_out_however_low_its_rate()
 
 
 def test_the_master_goes_out_again_when_a_rendition_ends() -> None:
-    low, high = published([(30_000, 2.0)], LOW), published([(500_000, 2.0)], HIGH)
+    # Two segments each, so that the ending segment changes nothing else (independence included).
+    low, high = published([(30_000, 2.0)] * 2, LOW), published([(500_000, 2.0)] * 2, HIGH)
     before = sorted_variants([v for v in (variant("low.m3u8", low), variant("high.m3u8", high)) if v])
-    ended = with_segment(high, uri="s-2.ts", duration_s=2.0, promised_s=2, discontinuity=False, end=True,
+    ended = with_segment(high, uri="s-3.ts", duration_s=2.0, promised_s=2, discontinuity=False, end=True,
                          keep=5, size_bytes=500_000, independent=True, info=HIGH).state
     after = sorted_variants([v for v in (variant("low.m3u8", low), variant("high.m3u8", ended)) if v])
     assert len(before) == len(after) == 2
+    assert [dataclasses.replace(v, ended=False) for v in after] == list(before)
     assert needs_upload(before, after)
 
 

@@ -280,6 +280,12 @@ def test_ts_packets_of_other_pids_and_each_pes_header_are_left_out() -> None:
     trail = pes(annex_b(AUD_HEVC, hevc(TRAIL_R)))
     assert ts_judged([audio[0], *cra, audio[1], *rasl, *trail]) == [False, False]
     assert ts_judged([*audio, *cra, *trail, *rasl]) == [True, True]
+    # RADL pictures decide nothing: the stream is read on to the RASL picture.
+    radl = pes(annex_b(AUD_HEVC, hevc(RADL_N)))
+    assert ts_judged([*cra, *radl, *rasl]) == [False, False]
+    # A packet with an adaptation field only (a PCR on the video PID) is no part of a unit.
+    pcr_only = bytes([0x47, VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0x20, 183, 0x10]) + bytes(6) + b"\xff" * 176
+    assert ts_judged([*cra, pcr_only, *rasl]) == [False, False]
     # The PES still being put together at the end counts as it is.
     assert ts_judged([*audio, *pes(annex_b(AUD_HEVC, hevc(TRAIL_R)))]) == [False, False]
     # The payload right after the PES header is a 3-byte start code.
@@ -287,8 +293,18 @@ def test_ts_packets_of_other_pids_and_each_pes_header_are_left_out() -> None:
 
 
 def test_a_ts_packet_that_starts_no_pes_is_not_a_unit() -> None:
-    corrupt = _packetize(VIDEO_PID, b"\xff\xff\xff\xff\x00\x00\x01" + h264(1) + bytes(40))
+    corrupt = _packetize(VIDEO_PID, b"\xff" * 8 + b"\x00" + annex_b(h264(1)) + bytes(40))  # no PES start code
     assert ts_judged([*corrupt, *pes(annex_b(AUD, h264(5)))], VideoCodec.H264) == [True, True]
+
+
+def test_payload_bytes_that_look_like_a_packet_header_are_payload() -> None:
+    """Packets are read at 188-byte steps only: "47 01 00 10" at the end of a video payload is
+    slice data, not a packet of the video PID whose payload (here, audio bytes with an IDR start
+    code in them) would join the access unit."""
+    cra = pes(annex_b(hevc(CRA)) + b"\x47\x01\x00\x10")
+    audio = _packetize(0x101, b"\x00\x00\x01\xc0\x00\x00\x80\x80\x05\x21\x00\x01\x00\x01\xff\xf1"
+                       + annex_b(hevc(19)) + bytes(40))
+    assert ts_judged([*cra, *audio, *pes(annex_b(hevc(RASL_N)))]) == [False, False]
 
 
 # -- encoding parameters --------------------------------------------------------------------------
@@ -319,6 +335,7 @@ def test_the_watch_reports_new_parameters_not_new_bytes(length_size: int) -> Non
     assert (watch.current.parameters.resolution, watch.current.frame_rate) == ("320x240", 25.0)
     assert watch.keyframe(unit(AUD, SPS_320, PPS, h264(5))) is False
     assert watch.keyframe(unit(AUD, PPS, h264(5))) is False  # no SPS: the current ones hold
+    assert watch.keyframe(unit(AUD, SPS_640[:6], PPS, h264(5))) is False  # nor does an unreadable one
     assert watch.keyframe(unit(AUD, SPS_320 + b"\x00", PPS, h264(5))) is False  # other bytes, same parameters
     assert watch.keyframe(unit(AUD, SPS_640, PPS, h264(5))) is True
     assert (watch.current.parameters.resolution, watch.current.frame_rate) == ("640x360", 50.0)

@@ -92,6 +92,7 @@ UNDECIDED = {(False, True, False)}
     ([AUD, h264(2)], DECIDED_NOT),  # data partition A
     ([h264(4), h264(5)], DECIDED_NOT),  # data partition C
     ([AUD, SPS_320, PPS], UNDECIDED),  # no picture yet
+    ([AUD, b"\x41"], DECIDED_NOT),  # the NAL unit header alone says it
 ])
 def test_an_h264_segment_starts_at_an_idr_picture_only(nals: list[bytes], expected: set) -> None:
     assert verdicts(VideoCodec.H264, nals) == expected

@@ -20,7 +20,6 @@ import pytest
 from botocore.client import BaseClient
 
 from segmenter.codecs import (
-    VideoParameters,
     aac_codec,
     codec_string,
     h264_sps_parameters,
@@ -168,7 +167,7 @@ SPS_ENCODINGS = [
     ("h264-interlaced-vui", "libx264", ["-s", "352x280", "-pix_fmt", "yuv420p", *_VUI, "-flags", "+ildct+ilme",
                                         "-x264-params", "interlaced=1:overscan=show:chromaloc=1"], "25"),
     ("h264-baseline-ntsc", "libx264", ["-s", "176x144", "-pix_fmt", "yuv420p", "-profile:v", "baseline"],
-     "30000/1001"),
+     "60000/1001"),
     ("h264-cropped-matrices", "libx264", ["-s", "318x238", "-pix_fmt", "yuv420p", "-x264-params", f"cqm8={_CQM8}"],
      "24"),
     ("hevc-444", "libx265", ["-s", "318x238", "-pix_fmt", "yuv444p"], "25"),
@@ -248,40 +247,75 @@ def vui_head(bits: Bits) -> Bits:
     return bits.u(1, 1).ue(1).ue(2)
 
 
-def test_an_h264_sps_with_scaling_matrices_and_picture_order_type_1_gives_its_size_and_rate() -> None:
-    bits = Bits().ue(0)  # seq_parameter_set_id
-    bits.ue(1).ue(0).ue(0).u(1, 0)  # 4:2:0, 8 bit, no transform bypass
-    bits.u(1, 1)  # seq_scaling_matrix_present_flag
-    for i in range(8):
-        present = i in (0, 2, 6, 7)
-        bits.u(1, present)
-        if i in (0, 6):  # a whole list: 16 or 64 deltas, none reaching next_scale 0
-            for n in range(16 if i < 6 else 64):
-                bits.se(-3 if n % 2 else 4)
-        elif present:  # the first delta gives next_scale 0: the default matrix, no more deltas
-            bits.se(-8)
+def h264_sps(*, profile: int = 100, sps_id: int = 0, chroma: int = 1, separate: int = 0,
+             mbs: tuple[int, int] = (20, 15), crop: tuple[int, int, int, int] = (1, 2, 0, 4), timing: tuple[int, int] | None = (1, 120)) -> bytes:
+    """An H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1) with scaling matrices (High profiles), picture
+    order count type 1, ``mbs`` macroblocks across and down, frame cropping ``crop`` (left, right,
+    top, bottom) and VUI timing (num_units_in_tick, time_scale) after every other VUI field."""
+    bits = Bits().ue(sps_id)
+    if profile >= 100:
+        bits.ue(chroma)
+        if chroma == 3:
+            bits.u(1, separate)
+        bits.ue(0).ue(0).u(1, 0).u(1, 1)  # 8 bit, no transform bypass; seq_scaling_matrix_present_flag
+        for i in range(12 if chroma == 3 else 8):
+            deltas = {0: [4, -3] * 8, 6: [4, -3] * 32, 2: [8, -16], 7: [-1, -7]}.get(i, [-8] if i >= 8 else None)
+            bits.u(1, deltas is not None)  # a whole list; one ending at next_scale 0; the default matrix
+            for delta in deltas or []:
+                bits.se(delta)
     bits.ue(0)  # log2_max_frame_num_minus4
-    bits.ue(1).u(1, 0).se(-3).se(2).ue(2).se(4).se(-5)  # pic_order_cnt_type 1 and its cycle
-    bits.ue(1).u(1, 0)  # max_num_ref_frames, gaps_in_frame_num_value_allowed_flag
-    bits.ue(19).ue(14)  # 20 x 15 macroblocks
-    bits.u(1, 1).u(1, 1)  # frame_mbs_only_flag, direct_8x8_inference_flag
-    bits.u(1, 1).ue(1).ue(2).ue(0).ue(4)  # cropping, in 2-sample units: left 1, right 2, bottom 4
-    vui_head(bits.u(1, 1)).u(1, 1).u(32, 1001).u(32, 60000)
-    sps = bits.nal(bytes([0x67, 100, 0, 30]))
-    assert h264_sps_parameters(sps) == VideoParameters("avc1.64001e", 320 - 6, 240 - 8, 29.97)
+    bits.ue(1).u(1, 0).se(0).se(2).ue(2).se(4).se(-5)  # pic_order_cnt_type 1 and its cycle
+    bits.ue(1).u(1, 0).ue(mbs[0] - 1).ue(mbs[1] - 1).u(1, 1).u(1, 1)  # frames only, direct_8x8_inference
+    bits.u(1, 1)
+    for side in crop:
+        bits.ue(side)
+    vui_head(bits.u(1, 1)).u(1, timing is not None)
+    if timing is not None:
+        bits.u(32, timing[0]).u(32, timing[1]).u(1, 1)  # and fixed_frame_rate_flag
+    return bits.nal(bytes([0x67, profile, 0, 30]))
 
 
-def test_an_hevc_sps_with_sub_layers_scaling_lists_pcm_and_reference_picture_sets_gives_its_size_and_rate() -> None:
+@pytest.mark.parametrize(("sps", "expected"), [
+    (h264_sps(), (320 - 2 * 3, 240 - 2 * 4, 60.0)),  # 4:2:0: cropped in 2-sample units
+    (h264_sps(chroma=3, separate=1, timing=(1001, 120000)), (320 - 3, 240 - 4, 59.94)),  # colour planes apart
+    (h264_sps(chroma=3, mbs=(1, 1), crop=(7, 8, 7, 8)), (1, 1, 60.0)),
+    (h264_sps(profile=66, crop=(0, 0, 0, 2)), (320, 240 - 4, 60.0)),  # Baseline: 4:2:0 without saying so
+    (h264_sps(timing=(0, 50)), (314, 232, None)),  # timing info of zero: no frame rate
+    (h264_sps(timing=(1001, 0)), (314, 232, None)),
+    (h264_sps(timing=None), (314, 232, None)),
+    (h264_sps(sps_id=2**31 - 1), (314, 232, 60.0)),  # the longest Exp-Golomb code read: 31 leading zeros
+    (h264_sps(sps_id=2**32 - 1), None),
+    (h264_sps(mbs=(1, 15), crop=(4, 4, 0, 0)), None),  # cropped to nothing
+    (h264_sps(mbs=(20, 1), crop=(0, 0, 4, 4)), None),
+    (b"\x68" + h264_sps()[1:], None),  # a PPS
+])
+def test_an_h264_sps_built_field_by_field_gives_its_size_and_rate(sps: bytes, expected: tuple | None) -> None:
+    parameters = h264_sps_parameters(sps)
+    assert (parameters and (parameters.width, parameters.height, parameters.frame_rate)) == expected
+    assert parameters is None or parameters.codec == f"avc1.{sps[1]:02x}001e"
+
+
+def hevc_sps(*, chroma: int = 1, separate: int = 0, size: tuple[int, int] = (320, 240),
+             window: tuple[int, int, int, int] = (0, 1, 0, 4), ordering_per_sub_layer: int = 1,
+             vui: bool = True, timing: tuple[int, int] | None = (1001, 60000)) -> bytes:
+    """An HEVC SPS NAL unit (ITU-T H.265 7.3.2.2.1): one sub-layer more than the base, a
+    conformance window ``window`` (left, right, top, bottom), scaling lists, PCM, three short-term
+    reference picture sets (two predicted), long-term ones, and VUI timing (vui_num_units_in_tick,
+    vui_time_scale) after every other VUI field."""
     bits = Bits().u(4, 0).u(3, 1).u(1, 1)  # sps_video_parameter_set_id, one sub-layer more, nesting
     ptl = bytes([0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93])  # Main, Main tier, level 3.1
     bits.u(96, int.from_bytes(ptl, "big"))
     bits.u(1, 1).u(1, 1).u(14, 0)  # the sub-layer's profile and level present, alignment bits
     bits.u(88, 0x0160000000900000000000).u(8, 90)
-    bits.ue(0).ue(1)  # sps_seq_parameter_set_id, 4:2:0
-    bits.ue(320).ue(240).u(1, 1).ue(0).ue(1).ue(0).ue(4)  # conformance window: right 1, bottom 4
+    bits.ue(0).ue(chroma)
+    if chroma == 3:
+        bits.u(1, separate)
+    bits.ue(size[0]).ue(size[1]).u(1, 1)
+    for side in window:
+        bits.ue(side)
     bits.ue(0).ue(0).ue(4)  # bit depths, log2_max_pic_order_cnt_lsb_minus4: 8-bit POC LSBs
-    bits.u(1, 1)  # sps_sub_layer_ordering_info_present_flag: for both sub-layers
-    for _ in range(2):
+    bits.u(1, ordering_per_sub_layer)
+    for _ in range(2 if ordering_per_sub_layer else 1):
         bits.ue(4).ue(2).ue(0)
     bits.ue(0).ue(1).ue(0).ue(3).ue(0).ue(0)  # block sizes, transform hierarchy depths
     bits.u(1, 1).u(1, 1)  # scaling_list_enabled_flag, sps_scaling_list_data_present_flag
@@ -298,21 +332,43 @@ def test_an_hevc_sps_with_sub_layers_scaling_lists_pcm_and_reference_picture_set
     bits.u(1, 1).u(1, 0)  # amp_enabled_flag, sample_adaptive_offset_enabled_flag
     bits.u(1, 1).u(4, 7).u(4, 7).ue(0).ue(1).u(1, 1)  # pcm_enabled_flag and its fields
     bits.ue(3)  # num_short_term_ref_pic_sets
-    bits.ue(2).ue(1).ue(0).u(1, 1).ue(1).u(1, 0).ue(0).u(1, 1)  # set 0: two before, one after
-    bits.u(1, 1).u(1, 0).ue(0)  # set 1: predicted from set 0 (its 3 pictures and itself)
-    bits.u(1, 1).u(1, 0).u(1, 0).u(1, 1).u(1, 0).u(1, 1)  # used, not used + use_delta, not + not, used
-    bits.u(1, 0).ue(1).ue(0).ue(3).u(1, 1)  # set 2: explicit again, one before
+    bits.ue(2).ue(1).ue(0).u(1, 1).ue(1).u(1, 0).ue(0).u(1, 1)  # set 0: two before, one after: 3 pictures
+    bits.u(1, 1).u(1, 0).ue(0)  # set 1: predicted from set 0 (its 3 pictures and itself) ...
+    bits.u(1, 1).u(1, 0).u(1, 0).u(1, 0).u(1, 0).u(1, 1)  # ... used, not used twice, used: 2 pictures
+    bits.u(1, 1).u(1, 1).ue(1)  # set 2: predicted from set 1 (its 2 pictures and itself) ...
+    bits.u(1, 1).u(1, 1).u(1, 0).u(1, 1)  # ... used, used, not used but use_delta
     bits.u(1, 1).ue(2).u(9, 0x155).u(9, 0x0AA)  # long_term_ref_pics_present_flag: two, POC LSBs and used
     bits.u(2, 3)  # sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag
-    vui_head(bits.u(1, 1)).u(3, 0).u(1, 1).ue(2).ue(2).ue(2).ue(2)  # default display window
-    bits.u(1, 1).u(32, 1).u(32, 50)  # vui_timing_info_present_flag: 50 pictures a second
-    sps = bits.nal(b"\x42\x01")
-    assert hevc_sps_parameters(sps) == VideoParameters("hvc1.1.6.L93.90", 320 - 2, 240 - 8, 50.0)
+    bits.u(1, vui)
+    if vui:
+        vui_head(bits).u(3, 0).u(1, 1).ue(2).ue(2).ue(2).ue(2)  # default display window
+        bits.u(1, timing is not None)
+        if timing is not None:
+            bits.u(32, timing[0]).u(32, timing[1]).u(1, 0)  # and vui_poc_proportional_to_timing_flag
+    return bits.nal(b"\x42\x01")
 
 
-# An MPEG-2 sequence header (ISO/IEC 13818-2 6.2.2.1: 320x240, 4:3, 25 Hz, no matrices), and a
+@pytest.mark.parametrize(("sps", "expected"), [
+    (hevc_sps(), (320 - 2, 240 - 8, 59.94)),  # 4:2:0: the window in 2-sample units
+    (hevc_sps(chroma=3, separate=1), (320 - 1, 240 - 4, 59.94)),  # colour planes apart: 1-sample units
+    (hevc_sps(chroma=3, size=(16, 16), window=(7, 8, 7, 8)), (1, 1, 59.94)),
+    (hevc_sps(ordering_per_sub_layer=0), (318, 232, 59.94)),  # one sub_layer_ordering_info for all
+    (hevc_sps(vui=False), (318, 232, None)),
+    (hevc_sps(timing=(0, 50)), (318, 232, None)),  # timing info of zero: no frame rate
+    (hevc_sps(timing=(1001, 0)), (318, 232, None)),
+    (hevc_sps(size=(16, 240), window=(4, 4, 0, 0)), None),  # cropped to nothing
+    (hevc_sps(size=(320, 16), window=(0, 0, 4, 4)), None),
+    (b"\x44\x01" + hevc_sps()[2:], None),  # a PPS
+])
+def test_an_hevc_sps_built_field_by_field_gives_its_size_and_rate(sps: bytes, expected: tuple | None) -> None:
+    parameters = hevc_sps_parameters(sps)
+    assert (parameters and (parameters.width, parameters.height, parameters.frame_rate)) == expected
+    assert parameters is None or parameters.codec == "hvc1.1.6.L93.90"
+
+
+# An MPEG-2 sequence header (ISO/IEC 13818-2 6.2.2.1: 320x240, 16:9, 25 Hz, no matrices), and a
 # sequence extension (6.2.2.3) with a profile_and_level_indication, then a sequence display extension.
-SEQUENCE_HEADER = b"\x00\x00\x01\xb3\x14\x00\xf0\x23\xff\xff\xe0\x18"
+SEQUENCE_HEADER = b"\x00\x00\x01\xb3\x14\x00\xf0\x33\xff\xff\xe0\x18"
 SEQUENCE_DISPLAY_EXTENSION = b"\x00\x00\x01\xb5\x23\x05\x05\x05\x0a\x00\x0f\x00"
 
 
@@ -352,6 +408,9 @@ def test_hevc_extradata_whose_sps_is_cut_short_names_the_codec_from_the_vps() ->
     main = bytes([0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93])
     assert hevc_codec("Main", 93, vps + sps_header + main[:8] + pps) == "hvc1.2.4.L120.90"
     assert hevc_codec("Main", 93, vps) == "hvc1.2.4.L120.90"
+    assert hevc_codec("Main", 93, vps[:22]) == "hvc1.2.4.L120.90"  # a VPS that ends with its profile_tier_level
+    assert hevc_codec("Main", 93, vps[:21]) == "hvc1.1.6.L93.B0"  # one that does not hold it all
+    assert hevc_codec("Main", 93, pps) == "hvc1.1.6.L93.B0"  # neither VPS nor SPS
     # An SPS that ends right after its profile_tier_level is enough.
     assert hevc_codec("Main", 93, vps + sps_header + main) == "hvc1.1.6.L93.90"
     # An hvcC record of exactly the version byte and the 12 bytes; and of a profile other than Main.

@@ -248,7 +248,8 @@ def vui_head(bits: Bits) -> Bits:
 
 
 def h264_sps(*, profile: int = 100, sps_id: int = 0, chroma: int = 1, separate: int = 0,
-             mbs: tuple[int, int] = (20, 15), crop: tuple[int, int, int, int] = (1, 2, 0, 4), timing: tuple[int, int] | None = (1, 120)) -> bytes:
+             mbs: tuple[int, int] = (20, 15), crop: tuple[int, int, int, int] = (1, 2, 0, 4),
+             timing: tuple[int, int] | None = (1, 120)) -> bytes:
     """An H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1) with scaling matrices (High profiles), picture
     order count type 1, ``mbs`` macroblocks across and down, frame cropping ``crop`` (left, right,
     top, bottom) and VUI timing (num_units_in_tick, time_scale) after every other VUI field."""

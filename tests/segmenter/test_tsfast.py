@@ -20,6 +20,7 @@ from segmenter.tsfast import (
     OPEN,
     SKIPPED,
     STREAM_TYPE_H264,
+    STREAM_TYPE_HEVC,
     NotEligible,
     ProgramMap,
     Track,
@@ -27,6 +28,7 @@ from segmenter.tsfast import (
     _key_nal,
     find_program,
 )
+from tests.support.gop_media import gop_clip
 from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import TS_PACKET_BYTES, run_segmenter, segment_files
@@ -56,7 +58,8 @@ def split(
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
     the events, and the last segment's timing (which the cutter gives at the end of input)."""
     program = find_program(data)
-    tracks = [Track(pid, index, kind == STREAM_TYPE_H264, False, 3600 if kind == STREAM_TYPE_H264 else None)
+    video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
+    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None)
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
@@ -300,6 +303,18 @@ def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: M
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
     files, events, _ = split(hide(data), 6)
     expected, _, _ = split(data, 6)
+    assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
+        len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+@pytest.mark.parametrize("kind", ["hevc-closed", "hevc-cra"])
+def test_hevc_keyframes_are_known_by_their_nal_units(media: MediaCache, kind: str) -> None:
+    """An HEVC IRAP picture (IDR, or a CRA) starts a segment when no random_access_indicator says so."""
+    data = gop_clip(media.directory, kind).read_bytes()
+    files, events, _ = split(without_random_access_indicators(data), 2)
+    expected, _, _ = split(data, 2)
+    assert len(files) == 5
     assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
         len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
     assert not [e for e in events if e[0] == DROPPED]

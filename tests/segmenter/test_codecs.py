@@ -166,7 +166,7 @@ SPS_ENCODINGS = [
     ("h264-422-10bit", "libx264", ["-s", "320x180", "-pix_fmt", "yuv422p10le", "-x264-params", "cqm=jvt"], "50"),
     ("h264-interlaced-vui", "libx264", ["-s", "352x280", "-pix_fmt", "yuv420p", *_VUI, "-flags", "+ildct+ilme",
                                         "-x264-params", "interlaced=1:overscan=show:chromaloc=1"], "25"),
-    ("h264-baseline-ntsc", "libx264", ["-s", "176x144", "-pix_fmt", "yuv420p", "-profile:v", "baseline"],
+    ("h264-baseline-5994", "libx264", ["-s", "176x144", "-pix_fmt", "yuv420p", "-profile:v", "baseline"],
      "60000/1001"),
     ("h264-cropped-matrices", "libx264", ["-s", "318x238", "-pix_fmt", "yuv420p", "-x264-params", f"cqm8={_CQM8}"],
      "24"),

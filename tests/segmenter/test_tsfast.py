@@ -33,6 +33,8 @@ from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import TS_PACKET_BYTES, run_segmenter, segment_files
 
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
+
 FPS = 25
 TICKS = Fraction(1, 90000)
 
@@ -59,9 +61,10 @@ def split(
     the events, and the last segment's timing (which the cutter gives at the end of input)."""
     program = find_program(data)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
-    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None)
+    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
+                    data=kind in (0x15, 0x86))  # timed ID3, SCTE-35: copied, not cut on
               for index, (pid, kind) in enumerate(program.streams)]
-    kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks]
+    kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
     splitter = TsSplitter(program, tracks, cutter)
     files: dict[int, bytearray] = {}
@@ -318,6 +321,22 @@ def test_hevc_keyframes_are_known_by_their_nal_units(media: MediaCache, kind: st
     assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
         len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
     assert not [e for e in events if e[0] == DROPPED]
+
+
+def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCache) -> None:
+    """A timed ID3 tag that starts before the first keyframe goes into segment 1, one that starts
+    before the keyframe that cuts goes on in the segment it started in; never cut on."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    cue = Insertion(60, "scte35", splice_info_section(60 * 3600, 1))
+    straddling = Insertion(100, "id3", id3_tag("straddling", padding=400), before=1, pts_offset=-3600)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, cue, straddling], fps=FPS)
+    files, events, _ = split(data, 2)
+    found = {number: [p for p in packets(bytes(f)) if packet_pid(p) in (ID3_PID, SCTE35_PID)]
+             for number, f in files.items()}
+    assert found == {1: early.packets, 2: cue.packets + straddling.packets, 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+    expected, _, _ = split(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), 2)
+    assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]
 
 
 def audio_start_first(data: bytes) -> bytes:

@@ -301,7 +301,18 @@ def with_parameter_sets_out_of_sight(data: bytes) -> bytes:
     return b"".join(out)
 
 
-@pytest.mark.parametrize("hide", [without_random_access_indicators, with_parameter_sets_out_of_sight])
+def as_second_video_stream(data: bytes) -> bytes:
+    """Without random_access_indicators, and every video PES's stream_id 0xE1 (FFmpeg writes 0xE0):
+    the PES header's bytes are no NAL units (0xE1 read as one would be a non-IDR slice)."""
+    out = [bytearray(packet) for packet in packets(without_random_access_indicators(data))]
+    for packet in out:
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40:
+            packet[pes_header_at(packet) + 3] = 0xE1
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("hide", [without_random_access_indicators, with_parameter_sets_out_of_sight,
+                                  as_second_video_stream])
 def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: MediaCache, hide) -> None:
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
     files, events, _ = split(hide(data), 6)

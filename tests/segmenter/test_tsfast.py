@@ -337,14 +337,17 @@ def test_hevc_keyframes_are_known_by_their_nal_units(media: MediaCache, kind: st
 def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCache) -> None:
     """A timed ID3 tag that starts before the first keyframe goes into segment 1, one that starts
     before the keyframe that cuts goes on in the segment it started in; never cut on."""
-    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
-    cue = Insertion(60, "scte35", splice_info_section(60 * 3600, 1))
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=2)
+    early_cue = Insertion(0, "scte35", splice_info_section(0, 1), before=1)
+    cue = Insertion(60, "scte35", splice_info_section(60 * 3600, 2))
     straddling = Insertion(100, "id3", id3_tag("straddling", padding=400), before=1, pts_offset=-3600)
-    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, cue, straddling], fps=FPS)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(),
+                        [early, early_cue, cue, straddling], fps=FPS)
     files, events, _ = split(data, 2)
     found = {number: [p for p in packets(bytes(f)) if packet_pid(p) in (ID3_PID, SCTE35_PID)]
              for number, f in files.items()}
-    assert found == {1: early.packets, 2: cue.packets + straddling.packets, 3: [], 4: []}
+    assert found == {1: early.packets[:2] + early_cue.packets + early.packets[2:],
+                     2: cue.packets + straddling.packets, 3: [], 4: []}
     assert not [e for e in events if e[0] == DROPPED]
     expected, _, _ = split(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), 2)
     assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]

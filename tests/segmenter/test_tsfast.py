@@ -20,6 +20,7 @@ from segmenter.tsfast import (
     OPEN,
     SKIPPED,
     STREAM_TYPE_H264,
+    STREAM_TYPE_HEVC,
     NotEligible,
     ProgramMap,
     Track,
@@ -27,9 +28,12 @@ from segmenter.tsfast import (
     _key_nal,
     find_program,
 )
+from tests.support.gop_media import gop_clip
 from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import TS_PACKET_BYTES, run_segmenter, segment_files
+
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
 
 FPS = 25
 TICKS = Fraction(1, 90000)
@@ -56,9 +60,11 @@ def split(
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
     the events, and the last segment's timing (which the cutter gives at the end of input)."""
     program = find_program(data)
-    tracks = [Track(pid, index, kind == STREAM_TYPE_H264, False, 3600 if kind == STREAM_TYPE_H264 else None)
+    video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
+    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
+                    data=kind in (0x15, 0x86))  # timed ID3, SCTE-35: copied, not cut on
               for index, (pid, kind) in enumerate(program.streams)]
-    kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks]
+    kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
     splitter = TsSplitter(program, tracks, cutter)
     files: dict[int, bytearray] = {}
@@ -295,7 +301,18 @@ def with_parameter_sets_out_of_sight(data: bytes) -> bytes:
     return b"".join(out)
 
 
-@pytest.mark.parametrize("hide", [without_random_access_indicators, with_parameter_sets_out_of_sight])
+def as_second_video_stream(data: bytes) -> bytes:
+    """Without random_access_indicators, and every video PES's stream_id 0xE1 (FFmpeg writes 0xE0):
+    the PES header's bytes are no NAL units (0xE1 read as one would be a non-IDR slice)."""
+    out = [bytearray(packet) for packet in packets(without_random_access_indicators(data))]
+    for packet in out:
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40:
+            packet[pes_header_at(packet) + 3] = 0xE1
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("hide", [without_random_access_indicators, with_parameter_sets_out_of_sight,
+                                  as_second_video_stream])
 def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: MediaCache, hide) -> None:
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
     files, events, _ = split(hide(data), 6)
@@ -303,6 +320,37 @@ def test_keyframes_are_known_by_random_access_indicator_or_by_nal_units(media: M
     assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
         len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
     assert not [e for e in events if e[0] == DROPPED]
+
+
+@pytest.mark.parametrize("kind", ["hevc-closed", "hevc-cra"])
+def test_hevc_keyframes_are_known_by_their_nal_units(media: MediaCache, kind: str) -> None:
+    """An HEVC IRAP picture (IDR, or a CRA) starts a segment when no random_access_indicator says so."""
+    data = gop_clip(media.directory, kind).read_bytes()
+    files, events, _ = split(without_random_access_indicators(data), 2)
+    expected, _, _ = split(data, 2)
+    assert len(files) == 5
+    assert [len(packets_by_pid(bytes(f))[0x100]) for f in files.values()] == [
+        len(packets_by_pid(bytes(f))[0x100]) for f in expected.values()]
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCache) -> None:
+    """A timed ID3 tag that starts before the first keyframe goes into segment 1, one that starts
+    before the keyframe that cuts goes on in the segment it started in; never cut on."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=2)
+    early_cue = Insertion(0, "scte35", splice_info_section(0, 1), before=1)
+    cue = Insertion(60, "scte35", splice_info_section(60 * 3600, 2))
+    straddling = Insertion(100, "id3", id3_tag("straddling", padding=400), before=1, pts_offset=-3600)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(),
+                        [early, early_cue, cue, straddling], fps=FPS)
+    files, events, _ = split(data, 2)
+    found = {number: [p for p in packets(bytes(f)) if packet_pid(p) in (ID3_PID, SCTE35_PID)]
+             for number, f in files.items()}
+    assert found == {1: early.packets[:2] + early_cue.packets + early.packets[2:],
+                     2: cue.packets + straddling.packets, 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+    expected, _, _ = split(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), 2)
+    assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]
 
 
 def audio_start_first(data: bytes) -> bytes:

@@ -1094,3 +1094,10 @@ def test_a_first_keyframe_after_the_audio_started_without_it_starts_the_grid() -
     assert [(t.start_s, t.duration_s) for t in result.timings] == [(0, 6), (6, 6), (12, 2), (14, 6), (20, 2)]
     assert result.dropped == [p for p in packets if p.index == 0 and p.pts < 8 * 90000]  # type: ignore[operator]
     assert written(result, 1) == sum(1 for p in packets if p.index == 1) and not result.released
+
+
+def test_the_reference_is_the_first_video_stream_else_the_first_audio_stream() -> None:
+    # The shells watch the reference's keyframes for parameter changes (cut_here).
+    second_video = StreamInfo(3, StreamKind.VIDEO, TB, wraps=True)
+    assert Cutter([AUDIO, VIDEO, second_video], Fraction(6)).reference is VIDEO
+    assert Cutter([SECOND_AUDIO, AUDIO], Fraction(6)).reference is SECOND_AUDIO

@@ -992,20 +992,27 @@ def test_a_gop_too_long_is_cut_without_a_keyframe_before_the_limit_whatever_the_
     assert [forced for _, _, forced in result.cuts] == [False] + [True] * (len(result.cuts) - 1)
 
 
-def test_with_b_frames_cuts_without_a_keyframe_fall_on_p_frames_and_timings_cover_every_frame() -> None:
+@pytest.mark.parametrize(
+    ("segment_s", "cuts", "durations"),
+    [
+        ("2", [(0, False), (60, True), (120, False), (180, True), (240, False)], [2.4, 2.4, 2.4, 2.4, 0.4]),
+        ("3", [(0, False), (87, True), (174, True), (240, False)], [3.48, 3.48, 2.64, 0.4]),
+    ],
+)
+def test_with_b_frames_cuts_without_a_keyframe_fall_on_p_frames_and_timings_cover_every_frame(
+    segment_s: str, cuts: list[tuple[int, bool]], durations: list[float]
+) -> None:
     # 25 fps, decoded I0 P3 B1 B2 P6 B4 B5 ..., shown one frame after their decoding starts; a
-    # keyframe every 4.8 s at SEGMENT_DURATION 3. A B frame is shown before a frame already in
-    # the segment: no cut before it, it does not count as a step of the frame rate (P frames
-    # come 3 frames apart: the cut is before the last P frame 3 frames short of TARGET + 0.5 s)
-    # and it does not move the segment's end back.
+    # keyframe every 4.8 s. A B frame is shown before a frame already in the segment: no cut
+    # before it, it does not count as a step of the frame rate (P frames come 3 frames apart:
+    # the cut is before the first P frame 3 frames or less short of TARGET + 0.5 s) and it
+    # does not move the segment's end back.
     frame = 3600
     order = [0] + [d for k in range(83) for d in (3 * k + 3, 3 * k + 1, 3 * k + 2)]
     packets = [Packet(0, d % 120 == 0, (d + 1) * frame, i * frame, frame) for i, d in enumerate(order)]
-    result = run([VIDEO], packets, "3")
-    shown = [pts // frame - 1 for pts, _, _ in result.cuts]  # type: ignore[operator]
-    assert shown == [0, 87, 174, 240]
-    assert [forced for _, _, forced in result.cuts] == [False, True, True, False]
-    assert [t.duration_s for t in result.timings] == pytest.approx([3.48, 3.48, 2.64, 0.4])
+    result = run([VIDEO], packets, segment_s)
+    assert [(pts // frame - 1, forced) for pts, _, forced in result.cuts] == cuts  # type: ignore[operator]
+    assert [t.duration_s for t in result.timings] == pytest.approx(durations)
     assert sum(t.duration_s for t in result.timings) == pytest.approx(len(packets) * frame / 90000)  # type: ignore[misc]
 
 
@@ -1101,3 +1108,17 @@ def test_the_reference_is_the_first_video_stream_else_the_first_audio_stream() -
     second_video = StreamInfo(3, StreamKind.VIDEO, TB, wraps=True)
     assert Cutter([AUDIO, VIDEO, second_video], Fraction(6)).reference is VIDEO
     assert Cutter([SECOND_AUDIO, AUDIO], Fraction(6)).reference is SECOND_AUDIO
+
+
+def test_audio_jumping_after_the_video_but_before_its_keyframe_goes_into_the_new_segment() -> None:
+    # Both jump to 600 s; the video's first frames there are not keyframes (dropped until the
+    # one at 602 s), and the audio's first packet there comes after them, at 601.5 s.
+    jump = 600 * 90000
+    second = [p for p in av_packets(8, start=jump)
+              if p.pts >= jump + (90000 if p.index == 0 else 135000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], av_packets(6) + second, "6")
+    assert [t.discontinuity for t in result.timings] == [False, True]
+    assert result.dropped == [p for p in second if p.index == 0 and p.pts < jump + 2 * 90000]  # type: ignore[operator]
+    assert not result.released
+    assert [pts for index, pts in result.segments[1] if index == 1][:1] == [
+        next(p.pts for p in second if p.index == 1)]

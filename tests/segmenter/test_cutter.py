@@ -1122,3 +1122,11 @@ def test_audio_jumping_after_the_video_but_before_its_keyframe_goes_into_the_new
     assert not result.released
     assert [pts for index, pts in result.segments[1] if index == 1][:1] == [
         next(p.pts for p in second if p.index == 1)]
+
+
+def test_stills_further_apart_than_interleave_s_are_segmented() -> None:
+    # A video of still pictures 1.5 s apart, one keyframe every 6 s: no frame rate to go by.
+    packets = [Packet(0, n % 4 == 0, n * 135000, n * 135000, 135000) for n in range(12)]
+    result = run([VIDEO], packets, "2")
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+    assert sum(t.duration_s for t in result.timings) == pytest.approx(18.0)  # type: ignore[misc]

@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 
 from segmenter.cutter import (
+    BACKWARD_JITTER_S,
     CUT_TOLERANCE_S,
     DISCONTINUITY_GAP_S,
     MAX_HELD_PACKETS,
@@ -75,6 +76,7 @@ class Run:
     timings: list[SegmentTiming] = field(default_factory=list)
     dropped: list[Packet] = field(default_factory=list)
     released: int = 0
+    cuts: list[tuple[int | None, bool, bool]] = field(default_factory=list)  # (pts, on_keyframe, forced)
 
 
 def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fraction | str = "6", **kw) -> Run:
@@ -89,6 +91,7 @@ def run(streams: list[StreamInfo], packets: list[Packet], segment_seconds: Fract
             if cutter.finished is not None:
                 result.timings.append(cutter.finished)
             result.segments.append([])
+            result.cuts.append((cutter.pts, cutter.on_keyframe, cutter.forced))
         for held_id, reason in cutter.settled:
             if reason is None:
                 result.segments[-1].append(held.pop(held_id))
@@ -157,7 +160,7 @@ def test_gop_longer_than_segment_cuts_at_next_keyframe_and_skips_passed_boundari
     assert [t.duration_s for t in result.timings] == [4.0, 4.0, 4.0, 4.0]
 
 
-@pytest.mark.parametrize("gop_s, segment_s", [(4, "3"), (5, "2"), (10, "2"), (3, "2"), (2.5, "6")])
+@pytest.mark.parametrize("gop_s, segment_s", [(4, "3"), (5, "2"), (10, "2"), (3, "2"), (2.5, "6"), (1.5, "4"), (2.5, "4")])
 def test_no_segment_outgrows_the_target_whatever_the_gop(gop_s: float, segment_s: str) -> None:
     # RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer <= EXT-X-TARGETDURATION, which is
     # ceil(SEGMENT_DURATION). A GOP that does not fit is cut early at a keyframe when the next one
@@ -171,6 +174,8 @@ def test_no_segment_outgrows_the_target_whatever_the_gop(gop_s: float, segment_s
     assert first_video_pts(result.segments[0]) == 0 and not result.dropped and not result.released
     written = sorted(item for segment in result.segments for item in segment)
     assert written == sorted((p.index, p.pts) for p in packets)
+    # A GOP no longer than the target never needs a cut without a keyframe.
+    assert all(on_keyframe for _, on_keyframe, _ in result.cuts) is (gop_s <= target)
 
 
 def test_segments_are_cut_without_a_keyframe_only_when_none_comes_in_time() -> None:
@@ -241,6 +246,7 @@ def test_durations_sum_to_the_input_and_last_one_ends_at_its_last_packet() -> No
 def test_audio_only_cuts_on_any_packet_at_the_grid() -> None:
     result = run([AUDIO], av_packets(20, video=False), "4")
     assert len(result.segments) == 5
+    assert all(on_keyframe and not forced for _, on_keyframe, forced in result.cuts)  # every audio packet is a keyframe
     for k, timing in enumerate(result.timings):
         assert 4.0 * k <= timing.start_s < 4.0 * k + 1024 / 48000  # type: ignore[operator]
     assert sum(t.duration_s or 0 for t in result.timings) == pytest.approx(20.0, abs=0.03)
@@ -618,6 +624,8 @@ def test_without_packet_durations_the_last_segment_ends_at_its_last_packet() -> 
     timings = run([VIDEO], packets, "6").timings
     assert [t.start_s for t in timings] == [0.0, 6.0]
     assert timings[-1].duration_s == float((199 - 180) * 3000 * TB)
+    # A segment of one packet without a duration lasts an unknown time.
+    assert run([VIDEO], [Packet(0, True, 0, 0, None)], "6").timings == [SegmentTiming(0.0, None, False)]
 
 
 def test_a_repeated_timestamp_is_not_a_jump() -> None:
@@ -699,7 +707,13 @@ def test_finish_reports_the_open_segment_once() -> None:
     (tuple(round(k * 1.96, 2) for k in range(8)), [(round(k * 1.96, 2), True) for k in range(8)]),
 ])
 def test_where_segments_are_cut_at_segment_duration_2(keyframes_s: tuple[float, ...], cuts: list) -> None:
-    # The examples of docs/segmenter.md, "Cut rule and timing model": 25 fps, no B frames.
+    # The examples of docs/segmenter.md, "Cut rule and timing model".
+    assert cuts_at_25_fps(keyframes_s) == cuts
+
+
+def cuts_at_25_fps(keyframes_s: tuple[float, ...]) -> list[tuple[float, bool]]:
+    """(time in s, on a keyframe) of each cut of 15 s of 25-fps video without B frames at
+    SEGMENT_DURATION 2, with keyframes at the frames nearest ``keyframes_s``."""
     frame = 90000 // 25
     cutter = Cutter([VIDEO], Fraction(2))
     got = []
@@ -708,7 +722,18 @@ def test_where_segments_are_cut_at_segment_duration_2(keyframes_s: tuple[float, 
         key = any(abs(ts - k * 90000) < frame / 2 for k in keyframes_s)
         if cutter.feed(0, key, ts, ts, frame) is Action.CUT:
             got.append((round(ts / 90000, 2), cutter.on_keyframe))
-    assert got == cuts
+    return got
+
+
+@pytest.mark.parametrize("keyframe_s, cut", [(3.48, True), (3.28, False)], ids=["half", "less"])
+def test_after_a_cut_without_a_keyframe_one_half_a_segment_later_is_cut_on_not_a_sliver(
+    keyframe_s: float, cut: bool
+) -> None:
+    # The 8-s GOP from 0 s is cut without a keyframe at 2.48 s; the next keyframe comes 1 s
+    # (half SEGMENT_DURATION) or 0.8 s later, the ones after it every 2 s.
+    got = cuts_at_25_fps((0, keyframe_s, keyframe_s + 2, keyframe_s + 4, keyframe_s + 6))
+    assert got[:2] == [(0, True), (2.48, False)]
+    assert ((keyframe_s, True) in got) is cut
 
 
 def test_audio_muxed_after_the_first_keyframe_but_timed_before_it_is_left_out() -> None:
@@ -739,3 +764,369 @@ def test_audio_muxed_ahead_of_the_first_keyframe_of_a_restarted_run_is_kept() ->
     result = run([VIDEO, AUDIO], early + rest, "2", discontinuity=True)
     assert not result.dropped and not result.released
     assert sorted(pts for index, pts in result.segments[0] if index == 1)[:3] == [p.pts for p in early]
+
+
+AUDIO_20MS = 1800  # a 20-ms audio frame in 90-kHz ticks: whole seconds fall on frame starts
+
+
+def timed(packets: list[tuple[int, Packet]]) -> list[Packet]:
+    """Packets given as (arrival time, packet), in the order a muxer interleaves them."""
+    return [p for _, p in sorted(packets, key=lambda item: (item[0], item[1].index))]
+
+
+def video_at(start: int, end: int, *, frame: int = 3000, gop_frames: int = 60) -> list[tuple[int, Packet]]:
+    """Video frames from ``start`` (a keyframe) to ``end`` (90-kHz ticks), no B frames."""
+    return [(ts, Packet(0, (ts - start) % (gop_frames * frame) == 0, ts, ts, frame)) for ts in range(start, end, frame)]
+
+
+def audio_at(start: int, end: int, *, step: int = AUDIO_20MS, durations: bool = True, index: int = 1
+             ) -> list[tuple[int, Packet]]:
+    """Audio frames of ``step`` ticks from ``start`` to ``end`` (90-kHz ticks)."""
+    return [(ts, Packet(index, True, ts, ts, step if durations else None)) for ts in range(start, end, step)]
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_while_the_video_pauses_segments_cut_on_audio_start_at_their_first_packet(restart: bool) -> None:
+    # Video to 5.5 s, then nothing until a keyframe at 11 s; audio throughout. The audio past the
+    # full segment at 6 s is held while the video may still come (it lags up to INTERLEAVE_S),
+    # then opens the next segment from the first packet held.
+    packets = timed(video_at(0, 165 * 3000) + video_at(11 * 90000, 16 * 90000) + audio_at(0, 16 * 90000))
+    result = run([VIDEO, AUDIO], packets, "2", discontinuity=restart)
+    assert [(t.start_s, t.duration_s, t.discontinuity) for t in result.timings] == [
+        (0.0, 2.0, restart), (2.0, 2.0, False), (4.0, 2.0, False),
+        # Cut on audio, each as long as the target.
+        (6.0, 2.0, False), (8.0, 2.0, False), (10.0, 1.0, False),
+        # The video's keyframe at 11 s, then the grid from there.
+        (11.0, 2.0, False), (13.0, 2.0, False), (15.0, 1.0, False),
+    ]
+    for timing, segment in zip(result.timings, result.segments):
+        assert min(pts for _, pts in segment) == timing.start_s * 90000  # type: ignore[operator, type-var]
+    # A cut on audio is neither on a video keyframe nor a forced cut of the video.
+    assert [(on_keyframe, forced) for _, on_keyframe, forced in result.cuts] == [(True, False)] * 3 + [
+        (False, False)] * 3 + [(True, False)] * 3
+    assert not result.dropped and not result.released
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+
+
+@pytest.mark.parametrize(
+    ("audio_end", "durations", "last"),
+    [
+        (13 * 90000, True, (12.0, 1.0)),
+        # Without durations the segment ends where its last packet starts.
+        (13 * 90000, False, (12.0, 1.0 - 0.02)),
+        # The input ends on the packet that opened the segment.
+        (12 * 90000 + 1, True, (12.0, 0.02)),
+    ],
+    ids=["durations", "no-durations", "one-packet"],
+)
+def test_a_segment_of_audio_alone_ends_at_its_last_audio_packet(
+    audio_end: int, durations: bool, last: tuple[float, float]
+) -> None:
+    packets = timed(video_at(0, 10 * 90000) + audio_at(0, audio_end, durations=durations))
+    timings = run([VIDEO, AUDIO], packets, "2").timings
+    assert [t.start_s for t in timings] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert (timings[-1].start_s, timings[-1].duration_s) == pytest.approx(last)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize(
+    ("step", "opener"),
+    [
+        # 20-ms frames: the first packet more than DISCONTINUITY_GAP_S after the first one held.
+        (AUDIO_20MS, DISCONTINUITY_GAP_S * 90000 // AUDIO_20MS + 1),
+        # 1-ms frames: the packet after MAX_HELD_PACKETS held, long before that.
+        (90, MAX_HELD_PACKETS),
+    ],
+    ids=["time", "count"],
+)
+def test_audio_starts_without_the_video_when_no_keyframe_comes_in_time(step: int, opener: int, restart: bool) -> None:
+    # A video stream that sends nothing: audio waits for its first keyframe (segment 1 starts
+    # there) only so long; then the audio held opens the first segment. The input ends on the
+    # packet that opens it.
+    start = 10 * 90000
+    packets = timed(audio_at(start, start + (opener + 1) * step, step=step))
+    result = run([VIDEO, AUDIO], packets, "6", discontinuity=restart)
+    assert result.cuts == [(start + opener * step, False, False)]
+    assert result.timings == [SegmentTiming(10.0, (opener + 1) * step / 90000, restart)]
+    assert written(result, 1) == len(packets) and not result.released
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize(
+    ("packets", "start_s", "duration_s"),
+    [
+        # The reference (the first audio stream) never sends.
+        ([Packet(2, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000),
+        # The reference comes later.
+        ([Packet(2, True, 0, 0, AUDIO_FRAME), Packet(1, True, 960, 960, AUDIO_FRAME)], 0.0, (960 + AUDIO_FRAME) / 90000),
+        # A packet without timestamps opens the segment; the reference's first packet times it.
+        ([Packet(2, True, None, None, None), Packet(1, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000),
+        # Without any timestamp the segment's timing is unknown.
+        ([Packet(2, True, None, None, None)], None, None),
+    ],
+    ids=["reference-silent", "reference-later", "untimed-first", "untimed-only"],
+)
+def test_a_segment_opened_by_another_stream_starts_at_its_first_packet(
+    packets: list[Packet], start_s: float | None, duration_s: float | None, restart: bool
+) -> None:
+    result = run([AUDIO, SECOND_AUDIO], packets, "2", discontinuity=restart)
+    assert result.timings == [SegmentTiming(start_s, duration_s, restart)]
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+
+
+@pytest.mark.parametrize(
+    ("audio", "first_kept"),
+    [
+        # Of known duration: one ending exactly at the keyframe is left out.
+        ([Packet(1, True, ts, ts, AUDIO_FRAME) for ts in range(180000 - 5 * AUDIO_FRAME, 180000, AUDIO_FRAME)], None),
+        # Of unknown duration: one starting exactly JOIN_SLACK_S before the keyframe is kept.
+        ([Packet(1, True, ts, ts, None) for ts in range(135000 - 2 * AUDIO_FRAME, 180000, AUDIO_FRAME)], 135000),
+    ],
+    ids=["ends-at-the-keyframe", "join-slack"],
+)
+@pytest.mark.parametrize("restart", [False, True])
+def test_audio_before_the_first_keyframe_is_kept_only_if_it_may_play_after_it(
+    audio: list[Packet], first_kept: int | None, restart: bool
+) -> None:
+    keyframe = Packet(0, True, 180000, 180000, 3000)
+    result = run([VIDEO, AUDIO], [*audio, keyframe], "2", discontinuity=restart)
+    kept = sorted(pts for index, pts in result.segments[0] if index == 1)  # type: ignore[type-var]
+    assert kept == [p.pts for p in audio if first_kept is not None and p.pts >= first_kept]  # type: ignore[operator]
+    assert result.released == len(audio) - len(kept)
+
+
+@pytest.mark.parametrize("rate", [48000, 45000])
+def test_audio_in_its_own_time_base_is_cut_as_in_the_video_s(rate: int) -> None:
+    # AAC in 1/48000 ticks (or 1/45000, half the video's rate) beside 90-kHz video that pauses
+    # from 5 s to 11 s (segments are cut on the audio meanwhile): the same cuts as the same audio
+    # in 90-kHz ticks.
+    aac_48k = StreamInfo(1, StreamKind.AUDIO, Fraction(1, rate), wraps=False)
+    video = [(p.pts, p) for p in av_packets(20, audio=False)
+             if not 5 * 90000 <= p.pts < 11 * 90000]  # type: ignore[operator]
+    frames = range(20 * 48000 // 1024)
+    tick = 1920 * rate // 90000  # one frame in the audio's ticks
+    in_48k = run([VIDEO, aac_48k], timed(video + [(n * 1920, Packet(1, True, n * tick, n * tick, tick)) for n in frames]), "2")
+    in_90k = run([VIDEO, AUDIO], timed(video + [(n * 1920, Packet(1, True, n * 1920, n * 1920, 1920)) for n in frames]), "2")
+    assert in_48k.timings == in_90k.timings
+    assert not any(t.discontinuity for t in in_48k.timings)
+    assert any(not on_keyframe for _, on_keyframe, _ in in_48k.cuts)  # some cut on the audio
+    assert [len(segment) for segment in in_48k.segments] == [len(segment) for segment in in_90k.segments]
+    assert not in_48k.dropped and not in_48k.released and written(in_48k, 1) == len(frames)
+
+
+def test_packets_held_for_a_stream_that_jumped_alone_are_decided_when_it_is_released() -> None:
+    packets = [
+        Packet(1, True, p.pts + 7 * 90000, p.dts + 7 * 90000, p.duration)  # type: ignore[operator]
+        if p.index == 1 and p.pts >= 4 * 90000  # type: ignore[operator]
+        else p
+        for p in av_packets(12)
+    ]
+    cutter = Cutter([VIDEO, AUDIO], Fraction(6))
+    held: set[int] = set()
+    for p in packets:
+        if cutter.feed(p.index, p.key, p.pts, p.dts, p.duration) is Action.HOLD:
+            held.add(cutter.held_id)
+        released = {held_id for held_id, reason in cutter.settled if reason is not None}
+        if released:
+            assert released == held  # every packet held since the jump, at once
+            break
+    else:
+        pytest.fail("the audio was never released")
+
+
+def test_a_stream_jumping_alone_again_right_after_its_release_is_held_again() -> None:
+    # The audio jumps 7 s ahead at 4 s, is held for DISCONTINUITY_GAP_S and released; the packet
+    # after the release steps 2 s back: a second jump, held and released the same way.
+    audio = [p for p in av_packets(20) if p.index == 1]
+    jump = next(i for i, p in enumerate(audio) if p.pts >= 4 * 90000)  # type: ignore[operator]
+    release = next(i for i, p in enumerate(audio)
+                   if p.pts - audio[jump].pts > DISCONTINUITY_GAP_S * 90000)  # type: ignore[operator]
+    shifted = [
+        (p.pts, Packet(1, True, p.pts + shift, p.dts + shift, p.duration))  # type: ignore[operator]
+        for i, p in enumerate(audio)
+        for shift in [0 if i < jump else 7 * 90000 if i <= release else 5 * 90000]
+    ]
+    video = [(p.pts, p) for p in av_packets(20, audio=False)]
+    result = run([VIDEO, AUDIO], timed(video + shifted), "6")  # type: ignore[arg-type]
+    assert result.released == 2 * (release - jump)
+    assert result.released + written(result, 1) == len(audio)
+    assert not any(t.discontinuity for t in result.timings)
+
+
+def test_a_keyframe_whose_next_one_would_end_the_segment_at_the_limit_is_cut_on() -> None:
+    # 24 fps, a keyframe every 1.25 s at SEGMENT_DURATION 2: waiting for the next keyframe would
+    # make the segment exactly TARGET + 0.5 s, which EXTINF rounds up past the target. The input
+    # ends on a keyframe cut early for that reason: the last segment is that one frame.
+    frame = 90000 // 24
+    cutter = Cutter([VIDEO], Fraction(2))
+    cuts, timings = [], []
+    for n in range(3 * 30 + 1):
+        if cutter.feed(0, n % 30 == 0, n * frame, n * frame, frame) is Action.CUT:
+            cuts.append(n * frame)
+            if cutter.finished is not None:
+                timings.append(cutter.finished)
+    timings.append(cutter.finish())
+    assert cuts == [0, 112500, 225000, 337500]
+    assert timings == [SegmentTiming(s, 1.25, False) for s in (0, 1.25, 2.5)] + [SegmentTiming(3.75, 1 / 24, False)]
+
+
+@pytest.mark.parametrize(
+    ("time_base", "frame", "count"),
+    # Cuts every 62 frames (2.48 s), every 2 frames (2 s).
+    [(Fraction(1, 25), 1, 4 * 62 + 1), (TB, 90000, 2 * 2 + 1)],
+    ids=["frames-one-tick-apart", "frames-interleave-s-apart"],
+)
+def test_a_gop_too_long_is_cut_without_a_keyframe_before_the_limit_whatever_the_frame_step(
+    time_base: Fraction, frame: int, count: int
+) -> None:
+    # A 10-s GOP at SEGMENT_DURATION 2 with frames one tick apart (a time base of 1/fps) or
+    # INTERLEAVE_S apart (1 fps): each segment is cut before the frame that would reach
+    # TARGET + 0.5 s. The input ends on such a frame: the last segment is that one frame.
+    video = StreamInfo(0, StreamKind.VIDEO, time_base, wraps=False)
+    gop = round(10 / (frame * time_base))
+    result = run([video], [Packet(0, n % gop == 0, n * frame, n * frame, frame) for n in range(count)], "2")
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and d < 2.5 for d in durations[:-1]), durations
+    assert durations[-1] == float(frame * time_base)
+    assert sum(durations) == pytest.approx(float(count * frame * time_base))  # type: ignore[arg-type]
+    assert [forced for _, _, forced in result.cuts] == [False] + [True] * (len(result.cuts) - 1)
+
+
+@pytest.mark.parametrize(
+    ("segment_s", "cuts", "durations"),
+    [
+        ("2", [(0, False), (60, True), (120, False), (180, True), (240, False)], [2.4, 2.4, 2.4, 2.4, 0.4]),
+        ("3", [(0, False), (87, True), (174, True), (240, False)], [3.48, 3.48, 2.64, 0.4]),
+    ],
+)
+def test_with_b_frames_cuts_without_a_keyframe_fall_on_p_frames_and_timings_cover_every_frame(
+    segment_s: str, cuts: list[tuple[int, bool]], durations: list[float]
+) -> None:
+    # 25 fps, decoded I0 P3 B1 B2 P6 B4 B5 ..., shown one frame after their decoding starts; a
+    # keyframe every 4.8 s. A B frame is shown before a frame already in the segment: no cut
+    # before it, it does not count as a step of the frame rate (P frames come 3 frames apart:
+    # the cut is before the first P frame 3 frames or less short of TARGET + 0.5 s) and it
+    # does not move the segment's end back.
+    frame = 3600
+    order = [0] + [d for k in range(83) for d in (3 * k + 3, 3 * k + 1, 3 * k + 2)]
+    packets = [Packet(0, d % 120 == 0, (d + 1) * frame, i * frame, frame) for i, d in enumerate(order)]
+    result = run([VIDEO], packets, segment_s)
+    assert [(pts // frame - 1, forced) for pts, _, forced in result.cuts] == cuts  # type: ignore[operator]
+    assert [t.duration_s for t in result.timings] == pytest.approx(durations)
+    assert sum(t.duration_s for t in result.timings) == pytest.approx(len(packets) * frame / 90000)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])
+def test_audio_stepping_back_backward_jitter_s_is_jitter_and_further_a_jump(extra: int, jump: bool) -> None:
+    # From 4 s on, each audio packet is BACKWARD_JITTER_S (plus ``extra`` ticks) before where
+    # it belonged: its first one steps back that far from the packet before it.
+    back = int(BACKWARD_JITTER_S * 90000) + AUDIO_FRAME + extra
+    packets = [
+        Packet(1, True, p.pts - back, p.dts - back, p.duration)  # type: ignore[operator]
+        if p.index == 1 and p.pts >= 4 * 90000  # type: ignore[operator]
+        else p
+        for p in av_packets(12)
+    ]
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert bool(result.released) is jump  # a stream that jumped alone: held, then released
+    assert not any(t.discontinuity for t in result.timings)
+
+
+@pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])
+def test_after_a_pause_of_every_track_audio_resuming_discontinuity_gap_s_past_the_clock_is_no_jump(
+    extra: int, jump: bool
+) -> None:
+    # The audio stops at 9 s, the video at 10 s; the audio comes back DISCONTINUITY_GAP_S (plus
+    # ``extra`` ticks) after the video's last frame, the video just after it.
+    video = video_at(0, 10 * 90000)
+    clock = video[-1][0]
+    resume = clock + DISCONTINUITY_GAP_S * 90000 + extra
+    packets = timed(video + audio_at(0, 9 * 90000) + audio_at(resume, resume + 6 * 90000)
+                    + video_at(resume + 1200, resume + 6 * 90000))
+    flags = [t.discontinuity for t in run([VIDEO, AUDIO], packets, "2").timings]
+    assert any(flags) is jump
+
+
+@pytest.mark.parametrize("only", ["pts", "dts"])
+def test_audio_with_only_a_pts_or_only_a_dts_is_placed_by_it(only: str) -> None:
+    # Joining mid-GOP with audio PES packets that carry one timestamp: what ends before the first
+    # keyframe is left out, as with both.
+    packets = [p for p in av_packets(8) if not (p.index == 0 and p.pts < 60 * 3000)]  # type: ignore[operator]
+    one = [Packet(p.index, p.key, p.pts if only == "pts" else None, p.dts if only == "dts" else None, p.duration)
+           if p.index == 1 else p for p in packets]
+    both, result = run([VIDEO, AUDIO], packets, "2"), run([VIDEO, AUDIO], one, "2")
+    assert result.released == both.released > 0
+    assert result.timings == both.timings
+
+
+def test_the_grid_starts_at_the_first_keyframe_wherever_it_falls() -> None:
+    # SEGMENT_DURATION 2 with a declared target of 4 s and a keyframe every 0.5 s from 1.2 s:
+    # the grid points are 1.2 s + k * 2 s (the keyframes there are cut on; the rule that cuts
+    # early for the target never applies).
+    packets = [p for p in av_packets(10, audio=False, gop_frames=15, start=108000) if p.pts < 10 * 90000]  # type: ignore[operator]
+    result = run([VIDEO], packets, "2", target_s=4)
+    assert [first_video_pts(s) for s in result.segments] == [108000 + k * 180000 for k in range(5)]
+
+
+def test_a_segment_of_audio_alone_closed_by_a_jump_ends_at_its_last_audio_packet() -> None:
+    # The video pauses at 10 s, the audio goes on to 11 s; then both jump to 600 s.
+    jump = 600 * 90000
+    packets = [p for _, p in sorted(
+        video_at(0, 10 * 90000) + audio_at(0, 11 * 90000)
+        + [(11 * 90000 + ts - jump, p) for ts, p in video_at(jump, jump + 4 * 90000) + audio_at(jump, jump + 4 * 90000)],
+        key=lambda item: (item[0], item[1].index))]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert [(t.start_s, t.duration_s, t.discontinuity) for t in result.timings[-3:]] == [
+        (10.0, 1.0, False), (600.0, 2.0, True), (602.0, 2.0, False)]
+    # The jump is cut on the video's keyframe, the segments while it paused on the audio.
+    assert result.cuts[-3:] == [(988200, False, False), (600 * 90000, True, False), (602 * 90000, True, False)]
+
+
+def test_frames_far_apart_without_durations_are_cut_before_the_limit_from_the_first_step() -> None:
+    # 0.8-s frames without durations, one keyframe, SEGMENT_DURATION 1: the step after the
+    # first frame already tells that the next frame would reach TARGET + 0.5 s.
+    result = run([VIDEO], [Packet(0, n == 0, n * 72000, n * 72000, None) for n in range(8)], "1")
+    assert [pts for pts, _, _ in result.cuts] == [n * 72000 for n in range(8)]
+
+
+def test_a_first_keyframe_after_the_audio_started_without_it_starts_the_grid() -> None:
+    # Video from 0 s whose first keyframe comes at 8 s (GOPs of 2 s from there), audio from 0 s:
+    # the audio opens segment 1 once DISCONTINUITY_GAP_S passed and is cut on its own while the
+    # video waits; the keyframe at 8 s starts the grid (boundaries at 14 s, 20 s).
+    packets = timed([(ts, Packet(0, ts >= 8 * 90000 and ts % (2 * 90000) == 0, ts, ts, 3000))
+                     for ts in range(0, 22 * 90000, 3000)] + audio_at(0, 22 * 90000))
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.cuts == [(451800, False, False), (6 * 90000, False, False), (12 * 90000, True, False),
+                           (14 * 90000, True, False), (20 * 90000, True, False)]
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(0, 6), (6, 6), (12, 2), (14, 6), (20, 2)]
+    assert result.dropped == [p for p in packets if p.index == 0 and p.pts < 8 * 90000]  # type: ignore[operator]
+    assert written(result, 1) == sum(1 for p in packets if p.index == 1) and not result.released
+
+
+def test_the_reference_is_the_first_video_stream_else_the_first_audio_stream() -> None:
+    # The shells watch the reference's keyframes for parameter changes (cut_here).
+    second_video = StreamInfo(3, StreamKind.VIDEO, TB, wraps=True)
+    assert Cutter([AUDIO, VIDEO, second_video], Fraction(6)).reference is VIDEO
+    assert Cutter([SECOND_AUDIO, AUDIO], Fraction(6)).reference is SECOND_AUDIO
+
+
+def test_audio_jumping_after_the_video_but_before_its_keyframe_goes_into_the_new_segment() -> None:
+    # Both jump to 600 s; the video's first frames there are not keyframes (dropped until the
+    # one at 602 s), and the audio's first packet there comes after them, at 601.5 s.
+    jump = 600 * 90000
+    second = [p for p in av_packets(8, start=jump)
+              if p.pts >= jump + (90000 if p.index == 0 else 135000)]  # type: ignore[operator]
+    result = run([VIDEO, AUDIO], av_packets(6) + second, "6")
+    assert [t.discontinuity for t in result.timings] == [False, True]
+    assert result.dropped == [p for p in second if p.index == 0 and p.pts < jump + 2 * 90000]  # type: ignore[operator]
+    assert not result.released
+    assert [pts for index, pts in result.segments[1] if index == 1][:1] == [
+        next(p.pts for p in second if p.index == 1)]
+
+
+def test_stills_further_apart_than_interleave_s_are_segmented() -> None:
+    # A video of still pictures 1.5 s apart, one keyframe every 6 s: no frame rate to go by.
+    packets = [Packet(0, n % 4 == 0, n * 135000, n * 135000, 135000) for n in range(12)]
+    result = run([VIDEO], packets, "2")
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+    assert sum(t.duration_s for t in result.timings) == pytest.approx(18.0)  # type: ignore[misc]

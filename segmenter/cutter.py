@@ -390,8 +390,9 @@ class Cutter:
         if not self._open:
             if self._ref.awaiting_key and self._ref_is_video:
                 if self._waited_too_long(track, when):
-                    # No video keyframe in sight: start with what there is.
-                    return self._cut_on_other(track, when, duration)
+                    # No video keyframe in sight: start with what there is, reaching back at most
+                    # one target, so that segment 1 too ends within it (RFC 8216 4.3.3.1).
+                    return self._cut_on_other(track, when, duration, reach_back=self._target_ticks)
                 return self._hold(track, when, at_jump=False, duration=duration)
             return self._cut_on_other(track, when, duration)
         return self._write_other(track, when, duration)
@@ -417,14 +418,19 @@ class Cutter:
             return self._cut_on_other(track, when, duration)
         return self._hold(track, when, at_jump=False)
 
-    def _cut_on_other(self, track: _Track, when: int | None, duration: int | None) -> Action:
+    def _cut_on_other(self, track: _Track, when: int | None, duration: int | None,
+                      reach_back: int | None = None) -> Action:
         """Open the next segment on a packet of another stream; it starts at the earliest packet
-        held for it, if any."""
+        held for it, if any, or ``reach_back`` ticks before this one at most: held packets that
+        end before then are dropped (as before a first keyframe)."""
         times = [held.time for held in self._held if not held.at_jump and held.time is not None]
         time = track.program_ticks(when) if when is not None else None
         start = min(times + ([time] if time is not None else []), default=None)
+        keep_from = None
+        if reach_back is not None and start is not None and time is not None and time - start > reach_back:
+            start = keep_from = time - reach_back
         action = self._cut(start, None, discontinuity=self._start_discontinuity if not self._open else False,
-                           on_keyframe=False, reference=False)
+                           on_keyframe=False, reference=False, keep_from=keep_from)
         if time is not None:
             self._extend_other(time, track, duration)
         return action

@@ -1103,6 +1103,25 @@ def test_a_first_keyframe_after_the_audio_started_without_it_starts_the_grid() -
     assert written(result, 1) == sum(1 for p in packets if p.index == 1) and not result.released
 
 
+@pytest.mark.parametrize("segment_seconds", ["1", "2", "6"])
+def test_audio_starting_without_a_late_first_keyframe_keeps_segment_one_within_the_target(
+    segment_seconds: str,
+) -> None:
+    # As above, with targets shorter than DISCONTINUITY_GAP_S: the audio held while waiting for
+    # the keyframe spans more than a segment; segment 1 reaches back one target from the packet
+    # that gives up waiting, and the audio before it is dropped (and counted) as before a keyframe.
+    packets = timed([(ts, Packet(0, ts >= 8 * 90000 and ts % (2 * 90000) == 0, ts, ts, 3000))
+                     for ts in range(0, 22 * 90000, 3000)] + audio_at(0, 22 * 90000))
+    result = run([VIDEO, AUDIO], packets, segment_seconds)
+    target = int(segment_seconds)
+    assert all(round(t.duration_s) <= target for t in result.timings), result.timings  # type: ignore[arg-type]
+    audio = sum(1 for p in packets if p.index == 1)
+    assert written(result, 1) + result.released == audio
+    first = result.timings[0]
+    assert first.start_s == pytest.approx(max(0.0, DISCONTINUITY_GAP_S - target), abs=0.05)
+    assert (result.released > 0) == (target < DISCONTINUITY_GAP_S)
+
+
 def test_the_reference_is_the_first_video_stream_else_the_first_audio_stream() -> None:
     # The shells watch the reference's keyframes for parameter changes (cut_here).
     second_video = StreamInfo(3, StreamKind.VIDEO, TB, wraps=True)

@@ -49,7 +49,9 @@ def publish(source: Path, segment_seconds: str, tmp_path: Path, seaweed: Seaweed
     The playlist is an EVENT playlist, so that its last version lists the whole stream."""
     base = seaweed.object_url(bucket, KEY_PREFIX)
     out = tmp_path / "out"
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(tmp_path), "--player-page", "--playlist-type", "event", *daemon_args]).start()
+    # --keep-segment-files: every packet of the input is looked for in the segment files.
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(tmp_path), "--player-page", "--playlist-type",
+                                                   "event", "--keep-segment-files", *daemon_args]).start()
     poller = PlaylistPoller(f"{base}/{INDEX}", f"{base}/", playlist_type="event", stop_at_endlist=True)
     poller.start()
     try:

@@ -8,7 +8,7 @@ import m3u8
 
 from tests.support.rfc8216 import master_playlist_problems
 from uploader.alignment import AlignmentTracker
-from uploader.master import Variant, master_playlist, needs_upload, sorted_variants, variant
+from uploader.master import Program, Variant, master_playlist, needs_upload, sorted_variants, variant
 from uploader.stream import RenditionInfo, StreamState, segment_bps, with_segment
 
 
@@ -141,3 +141,18 @@ def test_the_last_memory_segment_numbers_are_all_still_compared() -> None:
         tracker.observe("low.m3u8", number, 2.0 * number, 25.0)
     [warning] = tracker.observe("high.m3u8", 1, 2.5, 25.0)  # the oldest of the four it remembers
     assert warning.startswith("rendition high.m3u8 drifts: its segment 1")
+
+
+def test_a_rendition_changed_and_changed_back_needs_no_upload_and_a_lost_master_goes_out_again() -> None:
+    low = Variant("low.m3u8", 300_000, None, None, None, None, False, False)
+    high = Variant("high.m3u8", 900_000, None, None, None, None, False, False)
+    program = Program([low, high])
+    assert program.update("low.m3u8", low)  # never uploaded yet
+    program.uploaded(program.variants())
+    moved = dataclasses.replace(low, bandwidth=600_000)
+    assert program.update("low.m3u8", moved)
+    assert not program.update("low.m3u8", low)  # back as uploaded: nothing to upload
+    assert program.update("high.m3u8", dataclasses.replace(high, ended=True))
+    assert not program.update("high.m3u8", high)
+    program.lost()  # the bucket was deleted and made again
+    assert not program.ever_uploaded and program.update("low.m3u8", low)

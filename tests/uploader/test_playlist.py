@@ -374,3 +374,19 @@ def test_segment_name_of_a_listed_uri() -> None:
     assert segment_name_of("sample-00001.ts", "") == "sample-00001.ts"
     assert segment_name_of("http://other/sample-00001.ts", PREFIX) is None
     assert segment_name_of(PREFIX, PREFIX) is None
+
+
+def test_the_discontinuity_sequence_counts_the_tags_of_exactly_the_segments_lost_with_the_window_front() -> None:
+    before = StreamState()
+    for number in range(1, 6):  # tags on 3 (dropped with the lost one) and 4 (kept)
+        before = with_segment(before, uri=f"s-{number}.ts", duration_s=2.0, promised_s=2,
+                              discontinuity=number in (3, 4), end=False, keep=5).state
+    after = without_lost(before, {3})
+    assert [s.media_sequence for s in after.segments] == [4, 5]
+    assert after.discontinuity_sequence == before.discontinuity_sequence + 1
+
+
+def test_a_stream_whose_first_segment_failed_is_not_refilling() -> None:
+    # Nothing was ever listed, so nothing was lost from the window: its (empty) playlist may go out.
+    failed = with_failure(StreamState(), promised_s=2, end=False)
+    assert not failed.published_any and not refilling(failed) and should_publish(failed, LIVE)

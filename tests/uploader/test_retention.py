@@ -91,6 +91,10 @@ def test_silence_ends_then_forgets_a_stream() -> None:
     assert verdict(end_queued=True, ended=True, quiet_s=300.0) is Silence.FORGET
     assert verdict(end_queued=True, ended=False, quiet_s=10_000.0) is Silence.KEEP  # not published yet
     assert verdict(end_queued=True, ended=True, quiet_s=10_000.0, forget_after_s=0.0) is Silence.KEEP
+    # Exactly at the limit, and limits under a second (the options take any non-negative seconds).
+    assert verdict(quiet_s=60.0) is Silence.END
+    assert verdict(quiet_s=0.5, end_after_s=0.5) is Silence.END
+    assert verdict(end_queued=True, ended=True, quiet_s=0.5, forget_after_s=0.5) is Silence.FORGET
 
 
 VARIANTS = st.builds(

@@ -13,7 +13,7 @@ import logging
 import time
 
 from .config import UploaderConfig
-from .publisher import Publisher
+from .publisher import Publisher, Throttle
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
 from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError
@@ -48,8 +48,7 @@ class Housekeeper:
         limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
         self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
         self._judged_at = 0.0  # monotonic
-        self._error_logged_at: float | None = None  # monotonic
-        self._errors_unlogged = 0
+        self._errors = Throttle(DELETION_ERROR_LOG_INTERVAL_S)  # all deletions share one report
 
     async def run(self) -> None:
         while True:
@@ -81,18 +80,16 @@ class Housekeeper:
         attempts = deletion.attempts + 1
         when = retry_at(time.time(), attempts)
         await self._spool.call(Spool.deletion_failed, self._spool.spool, deletion.id, when)
-        now = time.monotonic()
-        if self._error_logged_at is not None and now - self._error_logged_at < DELETION_ERROR_LOG_INTERVAL_S:
-            self._errors_unlogged += 1
+        unlogged = self._errors.due("deletions", time.monotonic())
+        if unlogged is None:
             return
         # A refusal (not a store that is down or slow) is most often a missing permission.
         refused = isinstance(error, (PermanentStoreError, CorrectableStoreError))
         fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
                " or run with --keep-segment-objects)" if refused else "")
-        more = f"; {self._errors_unlogged} more failed deletion(s) since the last report" if self._errors_unlogged else ""
+        more = f"; {unlogged} more failed deletion(s) since the last report" if unlogged else ""
         log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
                   deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)
-        self._error_logged_at, self._errors_unlogged = now, 0
 
     async def _judge_silence(self) -> None:
         config = self._config

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from protocol import IndexMessage
 
@@ -69,6 +69,8 @@ from .stream import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # First retry delay; doubles each attempt up to --retry-max-delay.
 RETRY_BASE_DELAY_S = 0.2
@@ -166,11 +168,9 @@ class Publisher:
         """PUT ``stores.WRITE_CHECK_KEY`` into each bucket once, and log an ERROR with the fix for
         each that refuses (its streams will be held), a WARNING when the store cannot be reached,
         else an INFO line. Nothing else changes: a held stream finds out by itself."""
-        loop = asyncio.get_running_loop()
         for bucket in sorted(buckets):
             try:
-                async with self._inflight:
-                    await loop.run_in_executor(self._io, check_writable, self._store, bucket)
+                await self._store_call(partial(check_writable, self._store, bucket))
             except CorrectableStoreError as error:
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
                           " accepted and queued) until it can", bucket, error, error.fix)
@@ -211,11 +211,17 @@ class Publisher:
         with self._running_lock:
             return self._running
 
-    def _counted(self, call: Callable[[], None]) -> None:
+    async def _store_call(self, call: Callable[[], T]) -> T:
+        """``call`` (one store request) on the I/O threads, within the in-flight bound, counted
+        in ``puts_running`` while its thread runs (a cancelled await does not stop it)."""
+        async with self._inflight:
+            return await asyncio.get_running_loop().run_in_executor(self._io, self._counted, call)
+
+    def _counted(self, call: Callable[[], T]) -> T:
         with self._running_lock:
             self._running += 1
         try:
-            call()
+            return call()
         finally:
             with self._running_lock:
                 self._running -= 1
@@ -493,7 +499,6 @@ class Publisher:
             if group[0] == bucket:
                 program.lost()
         self._pages = {group: p for group, p in self._pages.items() if group[0] != bucket}
-        loop = asyncio.get_running_loop()
         restored = 0
         lost: list[int] = []
         untold: list[int] = []
@@ -503,9 +508,8 @@ class Publisher:
             if name is not None:
                 key = message.key_for(name)
                 try:
-                    async with self._inflight:
-                        if await loop.run_in_executor(self._io, self._store.exists, bucket, key):
-                            continue
+                    if await self._store_call(partial(self._store.exists, bucket, key)):
+                        continue
                 except StoreError:
                     gone = False  # cannot tell: upload it again if its file is there
                 opener: Body | None = None
@@ -579,13 +583,11 @@ class Publisher:
         call: Callable[[], None] = partial(
             self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control
         )
-        loop = asyncio.get_running_loop()
         attempt = 0
         held = False
         while True:
             try:
-                async with self._inflight:
-                    await loop.run_in_executor(self._io, self._counted, call)
+                await self._store_call(call)
             except (TransientStoreError, PermanentStoreError) as error:
                 if isinstance(error, PermanentStoreError) and not hold_permanent:
                     raise

@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -255,6 +255,16 @@ class Spool:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction (``_transaction``); SQLite's errors leave it as SpoolError
+        (``_write_failed``: SpoolBroken for a damaged file)."""
+        try:
+            with _transaction(self._db):
+                yield
+        except sqlite3.Error as error:
+            raise _write_failed(error, self.path) from None
+
     def check_identity(self) -> None:
         """Raise SpoolBroken when the spool's file is no longer the one opened (removed, replaced,
         its directory deleted): commits would go to a file no later start reads. One stat."""
@@ -278,46 +288,43 @@ class Spool:
         if message.last_segment == 0:
             return Queued.IGNORED
         key = message.stream_id
-        try:
-            with _transaction(self._db):
-                row = self._db.execute(
-                    "SELECT epoch, last_queued, end_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
-                    key,
-                ).fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO streams (bucket, key_prefix, idx) VALUES (?, ?, ?)", key)
-                    epoch, last_queued, end_queued = 0, 0, False
-                else:
-                    epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
-                starts_epoch = end_only = False
-                number = message.last_segment
-                if row is not None and message.discontinuity and number == last_queued:
-                    return Queued.DUPLICATE  # the message that opened this epoch, re-sent
-                if row is not None and message.discontinuity:
-                    starts_epoch = True
-                elif row is not None and number < last_queued and is_v1(message):
-                    starts_epoch = True  # an original segmenter restarted: its numbers start over
-                elif number <= last_queued:
-                    if not message.end or end_queued:
-                        return Queued.DUPLICATE  # re-sent after a reconnect: already queued
-                    end_only = True
-                if end_queued:
-                    return Queued.ENDED
-                if starts_epoch:
-                    epoch += 1
-                self._db.execute(
-                    "UPDATE streams SET epoch=?, last_queued=?, end_queued=?, last_line=?, active_at=?"
-                    " WHERE bucket=? AND key_prefix=? AND idx=?",
-                    (epoch, number if not end_only else last_queued, end_queued or message.end,
-                     encode_message(message.unsigned()), time.time(), *key),
-                )
-                self._db.execute(
-                    "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
-                    " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
-                )
-        except sqlite3.Error as error:
-            raise _write_failed(error, self.path) from None
+        with self._writing():
+            row = self._db.execute(
+                "SELECT epoch, last_queued, end_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+                key,
+            ).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO streams (bucket, key_prefix, idx) VALUES (?, ?, ?)", key)
+                epoch, last_queued, end_queued = 0, 0, False
+            else:
+                epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
+            starts_epoch = end_only = False
+            number = message.last_segment
+            if row is not None and message.discontinuity and number == last_queued:
+                return Queued.DUPLICATE  # the message that opened this epoch, re-sent
+            if row is not None and message.discontinuity:
+                starts_epoch = True
+            elif row is not None and number < last_queued and is_v1(message):
+                starts_epoch = True  # an original segmenter restarted: its numbers start over
+            elif number <= last_queued:
+                if not message.end or end_queued:
+                    return Queued.DUPLICATE  # re-sent after a reconnect: already queued
+                end_only = True
+            if end_queued:
+                return Queued.ENDED
+            if starts_epoch:
+                epoch += 1
+            self._db.execute(
+                "UPDATE streams SET epoch=?, last_queued=?, end_queued=?, last_line=?, active_at=?"
+                " WHERE bucket=? AND key_prefix=? AND idx=?",
+                (epoch, number if not end_only else last_queued, end_queued or message.end,
+                 encode_message(message.unsigned()), time.time(), *key),
+            )
+            self._db.execute(
+                "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
+                " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
+            )
         return Queued.NEW
 
     # Publish side.
@@ -400,59 +407,56 @@ class Spool:
         published (a segment name written again, by a restarted numbering) is cancelled.
         """
         key = item.message.stream_id
-        try:
-            with _transaction(self._db):
+        with self._writing():
+            self._db.execute(
+                "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
+                " ended=?, pending_discontinuity=?, peak_bps=?, total_bits=?, total_seconds=?, independent=?,"
+                " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?, longest_playlist=?, active_at=?"
+                " WHERE bucket=? AND key_prefix=? AND idx=?",
+                (
+                    state.next_media_sequence,
+                    state.discontinuity_sequence,
+                    state.target_duration_s,
+                    state.ended,
+                    state.pending_discontinuity,
+                    state.peak_bps,
+                    state.total_bits,
+                    state.total_seconds,
+                    state.independent,
+                    state.info.codecs,
+                    state.info.resolution,
+                    state.info.frame_rate,
+                    state.info.declared_bandwidth,
+                    state.longest_playlist_s,
+                    time.time(),
+                    *key,
+                ),
+            )
+            first_kept = state.segments[0].media_sequence if state.segments else state.next_media_sequence
+            self._db.execute(
+                "DELETE FROM segments WHERE bucket=? AND key_prefix=? AND idx=? AND media_sequence<?",
+                (*key, first_kept),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
+                " discontinuity, object_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key) for s in state.segments[-1:]],
+            )
+            bucket = item.message.bucket
+            if failure is None and not item.end_only:
+                self._db.execute("DELETE FROM deletions WHERE bucket=? AND object_key=?",
+                                 (bucket, item.message.segment_key))
+            self._db.executemany(
+                "INSERT INTO deletions (bucket, object_key, due_at) VALUES (?, ?, ?)",
+                [(bucket, deletion.key, deletion.due_at) for deletion in deletions],
+            )
+            if failure is None:
+                # Done messages carry nothing the state does not: drop them, the spool stays small.
+                self._db.execute("DELETE FROM messages WHERE id=?", (item.id,))
+            else:
                 self._db.execute(
-                    "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
-                    " ended=?, pending_discontinuity=?, peak_bps=?, total_bits=?, total_seconds=?, independent=?,"
-                    " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?, longest_playlist=?, active_at=?"
-                    " WHERE bucket=? AND key_prefix=? AND idx=?",
-                    (
-                        state.next_media_sequence,
-                        state.discontinuity_sequence,
-                        state.target_duration_s,
-                        state.ended,
-                        state.pending_discontinuity,
-                        state.peak_bps,
-                        state.total_bits,
-                        state.total_seconds,
-                        state.independent,
-                        state.info.codecs,
-                        state.info.resolution,
-                        state.info.frame_rate,
-                        state.info.declared_bandwidth,
-                        state.longest_playlist_s,
-                        time.time(),
-                        *key,
-                    ),
+                    "UPDATE messages SET state='failed', reason=? WHERE id=?", (failure, item.id)
                 )
-                first_kept = state.segments[0].media_sequence if state.segments else state.next_media_sequence
-                self._db.execute(
-                    "DELETE FROM segments WHERE bucket=? AND key_prefix=? AND idx=? AND media_sequence<?",
-                    (*key, first_kept),
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
-                    " discontinuity, object_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key) for s in state.segments[-1:]],
-                )
-                bucket = item.message.bucket
-                if failure is None and not item.end_only:
-                    self._db.execute("DELETE FROM deletions WHERE bucket=? AND object_key=?",
-                                     (bucket, item.message.segment_key))
-                self._db.executemany(
-                    "INSERT INTO deletions (bucket, object_key, due_at) VALUES (?, ?, ?)",
-                    [(bucket, deletion.key, deletion.due_at) for deletion in deletions],
-                )
-                if failure is None:
-                    # Done messages carry nothing the state does not: drop them, the spool stays small.
-                    self._db.execute("DELETE FROM messages WHERE id=?", (item.id,))
-                else:
-                    self._db.execute(
-                        "UPDATE messages SET state='failed', reason=? WHERE id=?", (failure, item.id)
-                    )
-        except sqlite3.Error as error:
-            raise _write_failed(error, self.path) from None
 
     def failures(self) -> list[tuple[IndexMessage, str]]:
         rows = self._db.execute("SELECT line, reason FROM messages WHERE state='failed' ORDER BY id").fetchall()
@@ -470,41 +474,38 @@ class Spool:
         """
         where, args = ("", ()) if stream is None else (" AND bucket=? AND key_prefix=? AND idx=?", stream)
         outcomes: list[Requeued] = []
-        try:
-            with _transaction(self._db):
-                rows = self._db.execute(
-                    "SELECT id, bucket, key_prefix, idx, payload IS NOT NULL FROM messages WHERE state='failed'"
-                    + where + " ORDER BY id",
-                    args,
-                ).fetchall()
-                by_stream: dict[StreamKey, list[tuple[int, bool]]] = {}
-                for row in rows:
-                    by_stream.setdefault((row[1], row[2], row[3]), []).append((row[0], bool(row[4])))
-                for key, failed in by_stream.items():
-                    inline = sum(1 for _, has_payload in failed if has_payload)
-                    ended, next_sequence = self._db.execute(
-                        "SELECT ended, next_media_sequence FROM streams WHERE bucket=? AND key_prefix=? AND idx=?", key
-                    ).fetchone()
-                    if ended and next_sequence > 1:
-                        outcomes.append(Requeued(key, 0, inline, "the stream has ended and its playlist lists"
-                                                 " segments: it is final (RFC 8216 6.2.1)"))
-                        continue
-                    ids = [message_id for message_id, has_payload in failed if not has_payload]
-                    for position, message_id in enumerate(ids):
-                        self._db.execute(
-                            "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only,"
-                            " state, received_at, payload) SELECT bucket, key_prefix, idx, line, epoch, ?, end_only,"
-                            " 'queued', received_at, NULL FROM messages WHERE id=?",
-                            (position == 0, message_id),
-                        )
-                        self._db.execute("DELETE FROM messages WHERE id=?", (message_id,))
-                    if ids and ended:
-                        self._db.execute(
-                            "UPDATE streams SET ended=0 WHERE bucket=? AND key_prefix=? AND idx=?", key
-                        )
-                    outcomes.append(Requeued(key, len(ids), inline, None))
-        except sqlite3.Error as error:
-            raise SpoolError(f"spool write failed: {error}") from None
+        with self._writing():
+            rows = self._db.execute(
+                "SELECT id, bucket, key_prefix, idx, payload IS NOT NULL FROM messages WHERE state='failed'"
+                + where + " ORDER BY id",
+                args,
+            ).fetchall()
+            by_stream: dict[StreamKey, list[tuple[int, bool]]] = {}
+            for row in rows:
+                by_stream.setdefault((row[1], row[2], row[3]), []).append((row[0], bool(row[4])))
+            for key, failed in by_stream.items():
+                inline = sum(1 for _, has_payload in failed if has_payload)
+                ended, next_sequence = self._db.execute(
+                    "SELECT ended, next_media_sequence FROM streams WHERE bucket=? AND key_prefix=? AND idx=?", key
+                ).fetchone()
+                if ended and next_sequence > 1:
+                    outcomes.append(Requeued(key, 0, inline, "the stream has ended and its playlist lists"
+                                             " segments: it is final (RFC 8216 6.2.1)"))
+                    continue
+                ids = [message_id for message_id, has_payload in failed if not has_payload]
+                for position, message_id in enumerate(ids):
+                    self._db.execute(
+                        "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only,"
+                        " state, received_at, payload) SELECT bucket, key_prefix, idx, line, epoch, ?, end_only,"
+                        " 'queued', received_at, NULL FROM messages WHERE id=?",
+                        (position == 0, message_id),
+                    )
+                    self._db.execute("DELETE FROM messages WHERE id=?", (message_id,))
+                if ids and ended:
+                    self._db.execute(
+                        "UPDATE streams SET ended=0 WHERE bucket=? AND key_prefix=? AND idx=?", key
+                    )
+                outcomes.append(Requeued(key, len(ids), inline, None))
         return outcomes
 
 
@@ -522,11 +523,11 @@ class Spool:
         return int(self._db.execute("SELECT count(*) FROM deletions").fetchone()[0])
 
     def deletion_done(self, deletion_id: int) -> None:
-        with _transaction(self._db):
+        with self._writing():
             self._db.execute("DELETE FROM deletions WHERE id=?", (deletion_id,))
 
     def deletion_failed(self, deletion_id: int, retry_at: float) -> None:
-        with _transaction(self._db):
+        with self._writing():
             self._db.execute(
                 "UPDATE deletions SET attempts=attempts+1, due_at=? WHERE id=?", (retry_at, deletion_id)
             )
@@ -560,7 +561,7 @@ class Spool:
     def forget(self, key: StreamKey) -> bool:
         """Remove a stream's state, kept segments and failed messages; False (nothing removed) when
         a message of it was queued meanwhile. Its queued deletions stay: they still fall due."""
-        with _transaction(self._db):
+        with self._writing():
             if self._db.execute(
                 "SELECT 1 FROM messages WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' LIMIT 1", key
             ).fetchone():

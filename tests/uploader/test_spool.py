@@ -10,7 +10,7 @@ import pytest
 
 from protocol import IndexMessage
 from tests.support.messages import ORIGINAL_MESSAGE
-from uploader.spool import Queued, Spool, is_v1
+from uploader.spool import Queued, Spool, SpoolError, is_v1
 from uploader.stream import StreamState, with_segment
 
 V1 = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1)
@@ -172,3 +172,23 @@ def test_an_end_re_sent_for_a_queued_segment_ends_the_stream_too(spool: Spool) -
     spool.enqueue(ext(2))
     assert spool.enqueue(ext(1, end=True)) is Queued.NEW  # an end-only item
     assert spool.enqueue(ext(3)) is Queued.ENDED
+
+
+def test_every_write_the_spool_refuses_is_a_spool_error(tmp_path: Path) -> None:
+    # The daemon's loops (publisher, housekeeping) go on after a SpoolError; a raw sqlite3 error
+    # would end them. query_only makes SQLite refuse every write, as a full disk does.
+    spool = Spool.open(tmp_path / "spool")
+    try:
+        spool._db.execute("PRAGMA query_only=1")
+        writes = [
+            lambda: spool.enqueue(ORIGINAL_MESSAGE),
+            lambda: spool.deletion_done(1),
+            lambda: spool.deletion_failed(1, 0.0),
+            lambda: spool.forget(ORIGINAL_MESSAGE.stream_id),
+            lambda: spool.requeue_failed(),
+        ]
+        for write in writes:
+            with pytest.raises(SpoolError, match="spool write failed"):
+                write()
+    finally:
+        spool.close()

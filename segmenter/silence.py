@@ -389,15 +389,18 @@ def _split(data: bytes, count: int) -> list[bytes]:
 def retimed_pes(packets: bytes, pts: int) -> bytes | None:
     """The MPEG-TS packets of one PES (its first packet first) with its PTS, and its DTS if it has
     one, set to ``pts`` (90 kHz, wrapped to 33 bits); every other byte as it was. None when the
-    first packet starts no PES, or its header (with a PTS) is not whole in it."""
+    first packet starts no PES, or the PES header's PTS (and DTS, if it has one) is not whole in it."""
     first = bytearray(packets[:TS_PACKET_BYTES])
     control = (first[3] >> 4) & 3
     offset = 4 + (1 + first[4] if control & 2 else 0)
     if (not first[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES
             or first[offset : offset + 3] != b"\x00\x00\x01" or not first[offset + 7] & 0x80):
         return None
+    dts = first[offset + 7] & 0x40
+    if dts and offset + 19 > TS_PACKET_BYTES:
+        return None
     first[offset + 9 : offset + 14] = _pts_bytes(first[offset + 9] >> 4, pts)
-    if first[offset + 7] & 0x40 and offset + 19 <= TS_PACKET_BYTES:
+    if dts:
         first[offset + 14 : offset + 19] = _pts_bytes(0x1, pts)
     return bytes(first) + packets[TS_PACKET_BYTES:]
 

@@ -8,13 +8,14 @@ from fractions import Fraction
 import av
 import pytest
 
-from segmenter.cutter import Cutter, StreamInfo, StreamKind
+from segmenter.cutter import DISCONTINUITY_GAP_S, Cutter, StreamInfo, StreamKind
 from segmenter.pyavrun import silent_aac_frame
 from segmenter.silence import (
     FILL_LAG_S,
     AacConfig,
     AdtsCounter,
     PauseFiller,
+    TsPauseFill,
     adts_config,
     adts_frame,
     asc_config,
@@ -70,6 +71,57 @@ def test_audio_specific_config_is_read_and_only_aac_lc_1_to_6_channels_is_fillab
     assert not AacConfig(2, 3, 7).fillable
     with pytest.raises(ValueError, match="object type 5"):
         adts_frame(AacConfig(5, 3, 2), b"\x00")
+
+
+def adts_fields(frame: bytes) -> dict[str, int]:
+    """The fixed and variable header of an ADTS frame (ISO/IEC 14496-3 1.A.2.2), field by field."""
+    bits = int.from_bytes(frame[:7], "big")
+    names = [("syncword", 12), ("id", 1), ("layer", 2), ("protection_absent", 1), ("profile", 2),
+             ("sampling_frequency_index", 4), ("private_bit", 1), ("channel_configuration", 3),
+             ("original_copy", 1), ("home", 1), ("copyright_identification_bit", 1),
+             ("copyright_identification_start", 1), ("aac_frame_length", 13), ("adts_buffer_fullness", 11),
+             ("number_of_raw_data_blocks_in_frame", 2)]
+    fields, position = {}, 56
+    for name, width in names:
+        position -= width
+        fields[name] = bits >> position & (1 << width) - 1
+    return fields
+
+
+@pytest.mark.parametrize("config", [AacConfig(1, 3, 2), STEREO_48K, AacConfig(4, 0, 6), AacConfig(2, 11, 4),
+                                    AacConfig(2, 3, 5)])
+@pytest.mark.parametrize("raw_bytes", [6, 2041, 8184])
+def test_an_adts_header_carries_each_field_as_iso_14496_3_lays_it_out(config: AacConfig, raw_bytes: int) -> None:
+    frame = adts_frame(config, bytes(raw_bytes))
+    assert adts_fields(frame) == {
+        "syncword": 0xFFF, "id": 0, "layer": 0, "protection_absent": 1, "profile": config.object_type - 1,
+        "sampling_frequency_index": config.sampling_index, "private_bit": 0,
+        "channel_configuration": config.channels, "original_copy": 0, "home": 0,
+        "copyright_identification_bit": 0, "copyright_identification_start": 0,
+        "aac_frame_length": 7 + raw_bytes, "adts_buffer_fullness": 0x7FF,  # variable bit rate
+        "number_of_raw_data_blocks_in_frame": 0,  # one raw_data_block
+    }
+    assert adts_config(frame) == config and frame[7:] == bytes(raw_bytes)
+
+
+def test_an_adts_frame_is_at_most_8191_bytes_and_only_object_types_1_to_4() -> None:
+    assert len(adts_frame(STEREO_48K, bytes(8184))) == 8191
+    with pytest.raises(ValueError):
+        adts_frame(STEREO_48K, bytes(8185))  # aac_frame_length has 13 bits
+    with pytest.raises(ValueError):
+        adts_frame(STEREO_48K, bytes(16377))
+    with pytest.raises(ValueError, match="object type 0"):
+        adts_frame(AacConfig(0, 3, 2), b"\x00")
+
+
+def test_headers_of_other_audio_or_with_a_reserved_sample_rate_give_no_configuration() -> None:
+    assert adts_config(b"\xff\xfb\x90\x64\x00\x00\x00") is None  # MPEG-1 Layer III
+    assert adts_config(b"\xfe\xf1\x4c\x80\x01\xbf\xfc") is None  # a syncword one bit off
+    for index in (13, 14, 15):  # reserved, reserved, escape (ISO/IEC 14496-3 table 1.18)
+        assert adts_config(bytes((0xFF, 0xF1, 0x40 | index << 2, 0x80, 0x01, 0xBF, 0xFC))) is None
+    assert asc_config(bytes((0x16, 0x90))) is None  # AAC-LC, index 13
+    assert asc_config(bytes((0x17, 0x10))) is None  # index 14
+    assert asc_config(bytes((0x15, 0x90))) == AacConfig(2, 11, 2)  # 8 kHz, the last listed
 
 
 @pytest.mark.parametrize("config", [STEREO_48K, AacConfig(2, 4, 1), AacConfig(2, 3, 6), AacConfig(2, 8, 2)])
@@ -196,6 +248,64 @@ def test_nothing_is_filled_across_a_discontinuity_or_towards_a_stream_that_jumpe
     assert written(gaps, 26 * SECOND + FRAME * 10, 26 * SECOND) != []
 
 
+def test_audio_ending_two_frames_before_the_lagging_clock_is_no_pause_yet_then_each_frame_comes_when_due() -> None:
+    gaps = PauseFiller(FRAME, TICKS)  # the default: a frame at a time
+    written(gaps, 0, 0)
+    assert gaps.due(FRAME + LAG + 2 * FRAME) == []  # two frames: MIN_GAP_FRAMES, jitter
+    assert gaps.due(FRAME + LAG + 2 * FRAME + 1) == [FRAME, 2 * FRAME]
+    assert gaps.due(FRAME + LAG + 3 * FRAME - 1) == []
+    assert gaps.due(FRAME + LAG + 3 * FRAME) == [3 * FRAME]  # filling: one frame is enough
+
+
+def test_a_batch_is_written_as_soon_as_it_is_all_due() -> None:
+    gaps = filler(batch=16)
+    written(gaps, 0, 0)
+    assert gaps.due(FRAME + LAG + 16 * FRAME - 1) == []
+    assert gaps.due(FRAME + LAG + 16 * FRAME) == [FRAME * (k + 1) for k in range(16)]
+
+
+def test_a_packet_within_half_a_frame_of_where_the_audio_stopped_is_the_late_unit() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    gaps.due(6 * SECOND)
+    assert gaps.late(FRAME + FRAME // 2) and gaps.late(FRAME - FRAME // 2)
+    assert not gaps.late(FRAME + FRAME // 2 + 1) and not gaps.late(FRAME - FRAME // 2 - 1)
+
+
+def test_late_units_follow_one_another_and_one_ending_at_the_interleave_limit_is_kept() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    fills = gaps.due(6 * SECOND)
+    first = gaps.retime(3 * FRAME, 6 * SECOND)
+    assert first == fills[-1] + FRAME
+    assert gaps.late(4 * FRAME) and not gaps.late(FRAME)  # the next one continues the first
+    limit = 6 * SECOND - SECOND  # the clock less INTERLEAVE_S
+    assert gaps.retime(limit - (first + 3 * FRAME), 6 * SECOND) == first + 3 * FRAME
+    assert gaps.retime(1, 6 * SECOND) is None
+
+
+def test_resumed_audio_less_than_two_frames_after_the_filler_still_gets_the_frame_between() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    fills = gaps.due(6 * SECOND)
+    resume = fills[-1] + FRAME + FRAME * 3 // 2
+    assert written(gaps, resume, 6 * SECOND) == [fills[-1] + FRAME]
+
+
+def test_audio_exactly_the_discontinuity_gap_ahead_of_the_clock_is_still_filled_towards() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    resume = 60 * FRAME
+    assert len(written(gaps, resume, resume - DISCONTINUITY_GAP_S * SECOND)) == 59
+    assert written(gaps, 200 * FRAME, 200 * FRAME - DISCONTINUITY_GAP_S * SECOND - 1) == []  # jumped alone
+
+
+def test_until_its_end_is_told_a_resumed_packet_ends_where_it_starts() -> None:
+    gaps = filler()
+    gaps.resume(0, 0)
+    assert gaps.due(LAG + 3 * FRAME) == [0, FRAME, 2 * FRAME]
+
+
 # -- MPEG-TS ------------------------------------------------------------------------------------
 
 def pes_units(packets: list[bytes]) -> list[bytes]:
@@ -226,6 +336,52 @@ def test_filler_packets_are_a_multiple_of_16_so_the_next_continuity_counter_foll
     assert filler_packets(0x101, 0, 0xC0, frame, []) == b""
 
 
+def packet_payload(packet: bytes) -> bytes:
+    """The payload of a packet, read by ISO/IEC 13818-1 2.4.3.2: a packet with
+    adaptation_field_control '10' has none; with '11' the field's length comes first."""
+    control = packet[3] >> 4 & 3
+    assert control in (1, 3)
+    if control == 1:
+        return packet[4:]
+    assert packet[4] <= 182  # 2.4.3.5: at most 182 when a payload follows
+    return packet[5 + packet[4] :]
+
+
+@pytest.mark.parametrize("raw_bytes", [7, 8, 161, 162, 163, 164, 293, 362])
+@pytest.mark.parametrize("count", [1, 16, 17])
+def test_filler_packets_are_conforming_packets_each_carrying_part_of_one_pes_for_any_frame_size(
+    raw_bytes: int, count: int
+) -> None:
+    frame = adts_frame(STEREO_48K, bytes(raw_bytes))  # 14..369 bytes: one packet's PES to three packets' frame
+    pts = [0x1_5555_5555 + k * 0x0_8421_0842 for k in range(count)]  # every bit of the PTS in use
+    data = filler_packets(0x100, 15, 0xC0, frame, pts)
+    packets = [data[i : i + TS_PACKET_BYTES] for i in range(0, len(data), TS_PACKET_BYTES)]
+    assert all(len(p) == TS_PACKET_BYTES and p[0] == 0x47 and (p[1] & 0x1F) << 8 | p[2] == 0x100 for p in packets)
+    assert [p[3] & 0x0F for p in packets] == [k % 16 for k in range(len(packets))]
+    # One packet for a PES that fits one, else one for the PES header and the frame in
+    # 184-byte parts; as many more, each with a byte at least, as make a multiple of 16.
+    least = count * (1 if len(frame) + 14 <= 184 else 1 + -(-len(frame) // 184))
+    assert len(packets) == -(-least // 16) * 16
+    payloads = [packet_payload(p) for p in packets]
+    assert all(payloads)
+    starts = [k for k, p in enumerate(packets) if p[1] & 0x40]
+    units = [b"".join(payloads[a:b]) for a, b in zip(starts, [*starts[1:], len(packets)])]
+    assert len(units) == count
+    for unit, expected in zip(units, pts):
+        assert unit[:6] == b"\x00\x00\x01\xc0" + (len(unit) - 6).to_bytes(2, "big")  # PES_packet_length
+        # '10', data_alignment_indicator; PTS only ('10' prefix), no other field; header length 5.
+        assert unit[6:9] == b"\x84\x80\x05" and unit[9:14] == pts_field(0x2, expected)
+        assert unit[14:] == frame
+    if len(frame) < 15:
+        return  # a single frame too short to split into 15 parts: its PES header is split too
+    assert all(len(payloads[k]) >= 14 for k in starts)  # else the PES header is whole in one packet
+    counter = AdtsCounter()  # the frames as the fast path counts them: one whole frame per PES
+    for k, packet in enumerate(packets):
+        counter.packet(packet)
+        if k + 1 in (*starts[1:], len(packets)):
+            assert counter.complete and counter.frames == 1
+
+
 def test_retimed_pes_changes_the_pts_and_dts_and_nothing_else() -> None:
     frame = adts_frame(STEREO_48K, silent_aac_frame(STEREO_48K))
     data = filler_packets(0x101, 3, 0xC0, frame, [FRAME] * 16)
@@ -246,17 +402,62 @@ def test_retimed_pes_changes_the_pts_and_dts_and_nothing_else() -> None:
     assert retimed_pes(later, 7) is None
 
 
+def pts_field(prefix: int, pts: int) -> bytes:
+    """A PES PTS or DTS field as ISO/IEC 13818-1 2.4.3.7 lays it out: 4-bit prefix, PTS[32..30],
+    marker, PTS[29..15], marker, PTS[14..0], marker."""
+    pts %= 2**33
+    bits = prefix << 36 | (pts >> 30) << 33 | 1 << 32 | (pts >> 15 & 0x7FFF) << 17 | 1 << 16 | (pts & 0x7FFF) << 1 | 1
+    return bits.to_bytes(5, "big")
+
+
+def ts_packet(payload: bytes, cc: int, *, start: bool, pid: int = 0x101) -> bytes:
+    """A packet of ``pid`` with ``payload``, stuffed with an adaptation field up to 188 bytes."""
+    room = 184 - len(payload)
+    field = b"" if not room else bytes((room - 1,)) + (b"\x00" + b"\xff" * (room - 2) if room > 1 else b"")
+    return bytes((0x47, (0x40 if start else 0) | pid >> 8, pid & 0xFF, (0x30 if room else 0x10) | cc % 16)) + field + payload
+
+
+def pes_packets(payload: bytes, pts: int = 0, *, cc: int = 0, sized: bool = True) -> list[bytes]:
+    """One audio PES with a PTS over packets of PID 0x101 as FFmpeg writes it (the last packet
+    stuffed); PES_packet_length 0 (unbounded) unless ``sized``."""
+    pes = (b"\x00\x00\x01\xc0" + ((len(payload) + 8) if sized else 0).to_bytes(2, "big") + b"\x84\x80\x05"
+           + pts_field(0x2, pts) + payload)
+    return [ts_packet(pes[start : start + 184], cc + k, start=k == 0) for k, start in enumerate(range(0, len(pes), 184))]
+
+
+def first_packet(pes_header: bytes, *, stuffing: int = 0, control: int = 3) -> bytes:
+    """A packet with payload_unit_start_indicator, an adaptation field of ``stuffing`` bytes past its
+    length byte, then ``pes_header`` and payload bytes 0xAA up to 188 bytes."""
+    field = bytes((stuffing,)) + (b"\x00" + b"\xff" * (stuffing - 1) if stuffing else b"")
+    packet = bytes((0x47, 0x41, 0x01, control << 4)) + field + pes_header
+    return packet + b"\xaa" * (TS_PACKET_BYTES - len(packet))
+
+
+def test_retimed_pes_needs_a_pes_start_with_its_timestamps_whole_in_the_first_packet() -> None:
+    with_pts = b"\x00\x00\x01\xc0\x00\x00\x84\x80\x05" + pts_field(0x2, 0)
+    with_dts = b"\x00\x00\x01\xc0\x00\x00\x84\xc0\x0a" + pts_field(0x3, 0) + pts_field(0x1, 0)
+    assert retimed_pes(first_packet(with_pts, control=2), 7) is None  # no payload: starts no PES
+    assert retimed_pes(first_packet(b"\x00\x00\x02" + with_pts[3:]), 7) is None  # no start code
+    for flags in (0x00, 0x01):  # no PTS (the second with a PES extension)
+        assert retimed_pes(first_packet(with_pts[:7] + bytes((flags, 0)) + bytes(5)), 7) is None
+    for header, room in ((with_pts, 174), (with_dts, 169)):  # the header ending at the packet's end
+        packet = first_packet(header, stuffing=room - 5)
+        moved = retimed_pes(packet + bytes(TS_PACKET_BYTES), 7)
+        assert moved is not None and len(moved) == 2 * TS_PACKET_BYTES
+        assert moved[:room] == packet[:room] and moved[TS_PACKET_BYTES:] == bytes(TS_PACKET_BYTES)
+        assert moved[room + 9 : room + len(header)] == (pts_field(0x2, 7) if header is with_pts else
+                                                       pts_field(0x3, 7) + pts_field(0x1, 7))
+        assert retimed_pes(first_packet(header, stuffing=room - 4), 7) is None  # one byte more: not whole
+    # A PTS and a PES extension after it: only the PTS changes.
+    extended = b"\x00\x00\x01\xc0\x00\x00\x84\x81\x07" + pts_field(0x2, 0) + b"\x01\x8e"
+    packet = first_packet(extended)  # the PES header from byte 5, its PTS at 14..18
+    moved = retimed_pes(packet, 7)
+    assert moved is not None and moved[:14] == packet[:14] and moved[19:] == packet[19:] and pes_pts(moved) == 7
+
+
 def test_adts_counter_counts_whole_frames_across_packets_and_knows_an_unfinished_pes() -> None:
     frame = adts_frame(STEREO_48K, bytes(range(200)))  # frames straddle packets
-    payload = frame * 5
-    header = b"\x00\x00\x01\xc0" + (len(payload) + 8).to_bytes(2, "big") + b"\x84\x80\x05" + b"\x21\x00\x01\x00\x01"
-    pes = header + payload
-    packets = []
-    for k, start in enumerate(range(0, len(pes), 184)):
-        part = pes[start : start + 184]
-        stuffing = b"" if len(part) == 184 else bytes((183 - len(part), 0)) + b"\xff" * (182 - len(part))
-        packets.append(bytes((0x47, (0x40 if k == 0 else 0) | 0x01, 0x01, (0x30 if stuffing else 0x10) | k))
-                       + stuffing + part)
+    packets = pes_packets(frame * 5)
     counter = AdtsCounter()
     for packet in packets[:-1]:
         counter.packet(packet)
@@ -264,6 +465,67 @@ def test_adts_counter_counts_whole_frames_across_packets_and_knows_an_unfinished
     counter.packet(packets[-1])
     assert counter.complete and counter.frames == 5 and counter.cc == len(packets) - 1
     assert counter.config == STEREO_48K and counter.stream_id == 0xC0
+
+
+def counted(packets: list[bytes], counter: AdtsCounter | None = None) -> AdtsCounter:
+    counter = counter or AdtsCounter()
+    for packet in packets:
+        counter.packet(packet)
+    return counter
+
+
+SMALL = adts_frame(STEREO_48K, bytes(39))  # 46 bytes: four fill a packet's payload
+
+
+def test_a_counter_joining_a_pid_in_the_middle_of_a_pes_waits_for_the_next_pes() -> None:
+    counter = AdtsCounter()
+    assert counter.cc is None and counter.frames == 0 and counter.config is None and not counter.complete
+    counted([ts_packet(SMALL * 4, 3, start=False)], counter)
+    assert counter.cc == 3 and counter.frames == 0 and counter.config is None and not counter.complete
+    counted(pes_packets(SMALL * 2, cc=4), counter)
+    assert counter.frames == 2 and counter.complete and counter.config == STEREO_48K
+
+
+def test_a_counter_reads_a_pes_to_its_packet_length_or_to_the_next_pes_when_it_is_unbounded() -> None:
+    assert counted(pes_packets(SMALL * 7, sized=False)).frames == 7
+    header_and_frames = b"".join(packet_payload(p) for p in pes_packets(SMALL * 7))
+    padded = header_and_frames + b"\xff" * (-len(header_and_frames) % 184)  # stuffing bytes in the payload
+    packets = [ts_packet(padded[i : i + 184], i // 184, start=i == 0) for i in range(0, len(padded), 184)]
+    counter = counted(packets)
+    assert counter.complete and counter.frames == 7
+    counted([ts_packet(b"\xff" * 184, len(packets), start=False)], counter)  # a stray packet after its end
+    assert counter.complete and counter.frames == 7
+
+
+def test_a_counter_counts_frames_of_2048_bytes_and_more() -> None:
+    large = adts_frame(AacConfig(2, 3, 6), bytes(2993))  # 3000 bytes: 5.1 at a high bit rate
+    counter = counted(pes_packets(large * 3))
+    assert counter.complete and counter.frames == 3
+
+
+def test_what_is_not_an_adts_pes_is_not_counted_and_does_not_change_what_was() -> None:
+    counter = counted(pes_packets(SMALL * 3))
+    assert counter.complete and counter.cc == 0
+    counted([bytes((0x47, 0x01, 0x01, 0x27, 183, 0x00)) + b"\xff" * 182], counter)  # adaptation field only
+    assert counter.complete and counter.frames == 3 and counter.cc == 0  # no payload: not counted (2.4.3.3)
+    not_pes = ts_packet(b"\x00\x00\x02\xc1" + SMALL * 3, 1, start=True)  # a start with no start code
+    counted([not_pes], counter)
+    assert not counter.complete and counter.frames == 0 and counter.stream_id == 0xC0
+    broken = b"\xfe" + SMALL[1:]  # the syncword one bit off
+    counter = counted(pes_packets(SMALL + broken + SMALL))
+    assert not counter.complete and counter.frames == 1
+
+
+def test_a_pes_header_ending_with_its_first_packet_is_read_and_one_split_across_two_is_not() -> None:
+    frames = SMALL * 8
+    header = b"\x00\x00\x01\xc0" + (len(frames) + 3).to_bytes(2, "big") + b"\x84\x00\x00"  # no PTS
+    first = bytes((0x47, 0x41, 0x01, 0x30, 174, 0x00)) + b"\xff" * 173 + header
+    rest = [ts_packet(frames[i : i + 184], 1 + i // 184, start=False) for i in range(0, len(frames), 184)]
+    counter = counted([first, *rest])
+    assert counter.complete and counter.frames == 8
+    split = bytes((0x47, 0x41, 0x01, 0x30, 178, 0x00)) + b"\xff" * 177 + header[:5]
+    counter = counted([split, ts_packet(header[5:] + frames[:180], 1, start=False)])
+    assert not counter.complete and counter.frames == 0
 
 
 # -- the fast path --------------------------------------------------------------------------------
@@ -335,3 +597,134 @@ def adts_frames(payload: bytes) -> int:
         position += ((payload[position + 3] & 3) << 11) | (payload[position + 4] << 3) | (payload[position + 5] >> 5)
         count += 1
     return count
+
+
+# -- the fast path's fill, driven as its splitter drives it ------------------------------------
+
+SILENT = adts_frame(STEREO_48K, silent_aac_frame(STEREO_48K))
+
+
+class AudioPid:
+    """An ADTS audio PID as FFmpeg writes it, given to a ``TsPauseFill`` the way ``TsSplitter``
+    gives it: each PES announced (``unit``) before its packets, the video's clock (``due``)."""
+
+    def __init__(self) -> None:
+        self.fill = TsPauseFill(0x101, silent_aac_frame)
+        self.cc = 0
+        self.filler: list[bytes] = []  # what the fill returned, each non-empty piece
+
+    def pes(self, pts: int, payload: bytes = SILENT, *, clock: int | None, written: bool = True) -> bool:
+        """A PES at ``pts``; whether the fill called it a late unit (then ``late`` follows)."""
+        data, late = self.fill.unit(pts, written, clock)
+        self._out(data)
+        self.packets = pes_packets(payload, pts, cc=self.cc)
+        self.cc += len(self.packets)
+        for packet in self.packets:
+            self.fill.packet(packet)
+        return late
+
+    def video(self, clock: int) -> bytes:
+        data = self.fill.due(clock)
+        self._out(data)
+        return data
+
+    def play(self, audio: range, video: range) -> None:
+        """Frames at ``audio`` pts (one PES each) and video at ``video`` clocks, in time order."""
+        frames = iter(audio)
+        pts = next(frames, None)
+        for clock in video:
+            while pts is not None and pts <= clock:
+                self.pes(pts, clock=clock)
+                pts = next(frames, None)
+            self.video(clock)
+
+    def _out(self, data: bytes) -> None:
+        if data:
+            packets = pid_packets(data, 0x101)
+            assert len(packets) * TS_PACKET_BYTES == len(data) and len(packets) % 16 == 0
+            self.filler.append(data)
+
+    def filler_pts(self) -> list[int]:
+        return [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(b"".join(self.filler), 0x101))]
+
+
+VIDEO = 3600  # 25 fps
+
+
+def test_the_fast_path_fills_a_pause_behind_the_clock_in_whole_packets_and_to_the_end_of_input() -> None:
+    assert TsPauseFill(0x101, silent_aac_frame).finish(SECOND) == b""  # no audio seen: nothing
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, 8 * SECOND, VIDEO))
+    assert audio.filler
+    clock = 8 * SECOND - VIDEO
+    for data in audio.filler:  # batches of FAST_BATCH_FRAMES frames at least
+        assert sum(p[1] & 0x40 != 0 for p in pid_packets(data, 0x101)) >= 16
+    due = audio.filler_pts()
+    assert due[-1] + FRAME <= clock - LAG
+    audio.filler.append(audio.fill.finish(8 * SECOND))
+    fills = audio.filler_pts()
+    last_real = (SECOND - 1) // FRAME * FRAME
+    assert fills == [last_real + FRAME * (k + 1) for k in range(len(fills))]
+    assert 8 * SECOND - FRAME < fills[-1] + FRAME <= 8 * SECOND
+
+
+def test_the_fast_path_fills_nothing_across_a_discontinuity_or_a_pes_left_out() -> None:
+    TsPauseFill(0x101, silent_aac_frame).reset()  # before any audio
+    for end in ("discontinuity", "left out"):
+        audio = AudioPid()
+        audio.play(range(0, SECOND, FRAME), range(0, 4 * SECOND, VIDEO))
+        before = len(audio.filler)
+        assert before
+        if end == "discontinuity":
+            audio.fill.reset()
+        else:
+            assert not audio.pes(5 * SECOND, clock=5 * SECOND, written=False)
+        audio.play(range(8 * SECOND, 9 * SECOND, FRAME), range(5 * SECOND, 9 * SECOND, VIDEO))
+        assert len(audio.filler) == before, end
+
+
+def test_the_fast_path_fills_nothing_towards_audio_that_jumped_alone() -> None:
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, 4 * SECOND, VIDEO))
+    before = len(audio.filler)
+    assert not audio.pes(4 * SECOND + DISCONTINUITY_GAP_S * SECOND + 1, clock=4 * SECOND)
+    assert len(audio.filler) == before
+
+
+def test_the_fast_path_fills_nothing_after_a_pes_whose_end_it_cannot_count() -> None:
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, SECOND, VIDEO))
+    audio.pes(SECOND, SILENT * 2 + SILENT[:5], clock=SECOND)  # ends in the middle of a frame
+    audio.play(range(3 * SECOND, 4 * SECOND, FRAME), range(SECOND, 4 * SECOND, VIDEO))
+    assert audio.filler == []
+
+
+def test_the_fast_path_moves_a_late_unit_after_the_filler_and_fills_on() -> None:
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, 6 * SECOND, VIDEO))
+    end = audio.filler_pts()[-1] + FRAME
+    last_real = (SECOND - 1) // FRAME * FRAME
+    assert audio.pes(last_real + FRAME, SILENT * 12, clock=6 * SECOND)
+    moved = audio.fill.late_unit(b"".join(audio.packets), 6 * SECOND)
+    assert moved is not None and pes_pts(moved) == end and moved[TS_PACKET_BYTES:] == b"".join(audio.packets[1:])
+    before = len(audio.filler)
+    audio.play(range(0), range(6 * SECOND, 8 * SECOND, VIDEO))
+    assert len(audio.filler) > before and audio.filler_pts()[-1] + FRAME <= 8 * SECOND - LAG
+
+
+@pytest.mark.parametrize("payload", [b"", SILENT * 2 + SILENT[:5]])
+def test_the_fast_path_keeps_a_late_unit_whose_frames_it_cannot_count_as_it_came(payload: bytes) -> None:
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, 6 * SECOND, VIDEO))
+    last_real = (SECOND - 1) // FRAME * FRAME
+    assert audio.pes(last_real + FRAME, payload, clock=6 * SECOND)
+    packets = b"".join(audio.packets)
+    assert audio.fill.late_unit(packets, 6 * SECOND) == packets
+
+
+def test_the_fast_path_leaves_out_a_late_unit_that_would_reach_the_resumed_audio() -> None:
+    audio = AudioPid()
+    audio.play(range(0, SECOND, FRAME), range(0, 6 * SECOND, VIDEO))
+    last_real = (SECOND - 1) // FRAME * FRAME
+    assert audio.pes(last_real + FRAME, SILENT * 40, clock=6 * SECOND)  # 0.85 s
+    assert audio.fill.late_unit(b"".join(audio.packets), 6 * SECOND) is None

@@ -354,9 +354,9 @@ def test_filler_packets_are_conforming_packets_each_carrying_part_of_one_pes_for
 ) -> None:
     frame = adts_frame(STEREO_48K, bytes(raw_bytes))  # 14..369 bytes: one packet's PES to three packets' frame
     pts = [0x1_5555_5555 + k * 0x0_8421_0842 for k in range(count)]  # every bit of the PTS in use
-    data = filler_packets(0x100, 15, 0xC0, frame, pts)
+    data = filler_packets(0x200, 15, 0xC0, frame, pts)
     packets = [data[i : i + TS_PACKET_BYTES] for i in range(0, len(data), TS_PACKET_BYTES)]
-    assert all(len(p) == TS_PACKET_BYTES and p[0] == 0x47 and (p[1] & 0x1F) << 8 | p[2] == 0x100 for p in packets)
+    assert all(len(p) == TS_PACKET_BYTES and p[0] == 0x47 and (p[1] & 0x1F) << 8 | p[2] == 0x200 for p in packets)
     assert [p[3] & 0x0F for p in packets] == [k % 16 for k in range(len(packets))]
     # One packet for a PES that fits one, else one for the PES header and the frame in
     # 184-byte parts; as many more, each with a byte at least, as make a multiple of 16.
@@ -395,7 +395,7 @@ def test_retimed_pes_changes_the_pts_and_dts_and_nothing_else() -> None:
     both = bytearray(b"\x47\x41\x01\x10\x00\x00\x01\xc0\x00\x00\x80\xc0\x0a" + bytes(175))
     both[13:23] = b"\x31\x00\x01\x00\x01\x11\x00\x01\x00\x01"
     out = retimed_pes(bytes(both), 7)
-    assert out is not None
+    assert out is not None and len(out) == TS_PACKET_BYTES
     assert pes_pts(out) == 7 and out[13] >> 4 == 0x3 and out[18] >> 4 == 0x1
     assert pes_pts(out[:4] + out[9:]) == 7  # the DTS, read where a PTS would be
     later = bytes((0x47, 0x01, 0x01)) + second[3:]  # no payload_unit_start_indicator
@@ -612,9 +612,11 @@ class AudioPid:
         self.fill = TsPauseFill(0x101, silent_aac_frame)
         self.cc = 0
         self.filler: list[bytes] = []  # what the fill returned, each non-empty piece
+        self.packets: list[bytes] = []  # the last PES's packets
 
     def pes(self, pts: int, payload: bytes = SILENT, *, clock: int | None, written: bool = True) -> bool:
-        """A PES at ``pts``; whether the fill called it a late unit (then ``late`` follows)."""
+        """A PES at ``pts``; whether the fill called it a late unit (``fill.late_unit`` then takes
+        ``packets``, as the splitter hands it over once whole)."""
         data, late = self.fill.unit(pts, written, clock)
         self._out(data)
         self.packets = pes_packets(payload, pts, cc=self.cc)
@@ -623,10 +625,8 @@ class AudioPid:
             self.fill.packet(packet)
         return late
 
-    def video(self, clock: int) -> bytes:
-        data = self.fill.due(clock)
-        self._out(data)
-        return data
+    def video(self, clock: int) -> None:
+        self._out(self.fill.due(clock))
 
     def play(self, audio: range, video: range) -> None:
         """Frames at ``audio`` pts (one PES each) and video at ``video`` clocks, in time order."""
@@ -651,7 +651,7 @@ class AudioPid:
 VIDEO = 3600  # 25 fps
 
 
-def test_the_fast_path_fills_a_pause_behind_the_clock_in_whole_packets_and_to_the_end_of_input() -> None:
+def test_the_fast_path_fills_a_pause_behind_the_clock_in_batches_and_to_the_end_of_input() -> None:
     assert TsPauseFill(0x101, silent_aac_frame).finish(SECOND) == b""  # no audio seen: nothing
     audio = AudioPid()
     audio.play(range(0, SECOND, FRAME), range(0, 8 * SECOND, VIDEO))

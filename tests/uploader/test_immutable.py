@@ -272,3 +272,45 @@ def test_a_redo_after_a_kill_between_put_and_record_publishes_once_in_the_file_s
     log = daemon.log()
     assert " ERROR " not in log and "failed permanently" not in log
     assert "segment seg-00001.ts published" in log
+
+
+def test_a_bucket_made_again_gets_its_window_uploaded_again(
+    start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segments_dir: Path,
+    segment_source: Path,
+) -> None:
+    """The bucket is deleted with its objects and made again: the create-only PUTs of the restore
+    (``Publisher._restore``) find the names free and upload the window again from the files."""
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    for number in range(1, 6):
+        place_segment(segment_source, segments_dir, "seg", number)
+    for number in (1, 2, 3):
+        send(daemon, segments_dir, bucket, number)
+    wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="segment 3 published")
+    s3.delete_bucket(Bucket=bucket)  # SeaweedFS deletes its objects with it
+    send(daemon, segments_dir, bucket, 4)
+    wait_for(lambda: " held: upload of live/one/seg-00004.ts" in daemon.log(), timeout=30, message="segment 4 held")
+    s3.create_bucket(Bucket=bucket)
+    send(daemon, segments_dir, bucket, 5, end=True)
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
+    assert [s.uri for s in final.segments] == [f"seg-{n:05d}.ts" for n in range(1, 6)]
+    for number in range(1, 6):
+        assert stored(s3, bucket, f"live/one/seg-{number:05d}.ts") == segment_source.read_bytes(), number
+    log = daemon.log()
+    assert "3 segment(s) of the window were gone from bucket" in log and "failed permanently" not in log
+
+
+def test_a_daemon_on_a_store_that_ignores_the_condition_warns_and_still_refuses(
+    start_uploader: StartUploader, proxy: S3ErrorProxy, s3: BaseClient, bucket: str, tmp_path: Path,
+    segment_source: Path,
+) -> None:
+    """An S3 clone that ignores If-None-Match: one WARNING at start for the --bucket, and the HEAD
+    before each segment PUT still refuses a reused name."""
+    proxy.drop_headers = frozenset({"if-none-match"})
+    daemon = start_uploader("--allow-dir", str(tmp_path), "--endpoint-url", proxy.url, "--bucket", bucket)
+    wait_for(lambda: f"bucket {bucket}: the store ignores If-None-Match" in daemon.log(), timeout=30,
+             message="the start-up WARNING")
+    second = SECOND_RUNS["another stream"]
+    log = reuse_attack(daemon, bucket, tmp_path, segment_source, second)
+    assert_refused(log, second, f"s3://{bucket}/{KEY}", stored(s3, bucket), segment_source.read_bytes())
+    assert "PUT" not in [method for method, path, _ in proxy.answered if path.split("?")[0].endswith(KEY)][2:]

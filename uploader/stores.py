@@ -203,31 +203,33 @@ class S3Store:
         Needs s3:PutObject, and s3:GetObject for the comparison."""
         import botocore.exceptions as bx
 
-        extra = {"ACL": self._acl} if self._acl else {}
+        condition: dict[str, str] = {}
         if create_only:
             if bucket in self._unconditional:
                 if self.exists(bucket, key):
                     self._compare(bucket, key, body)
                     return
             else:
-                extra["IfNoneMatch"] = "*"
+                condition["IfNoneMatch"] = "*"
         with _s3_errors(bucket, key):
             try:
-                if isinstance(body, bytes):
-                    self._client.put_object(
-                        Bucket=bucket, Key=key, Body=body, ContentType=content_type, CacheControl=cache_control, **extra
-                    )
-                else:
-                    with body() as file:
-                        self._client.put_object(
-                            Bucket=bucket, Key=key, Body=file, ContentType=content_type, CacheControl=cache_control,
-                            **extra,
-                        )
+                self._put_object(bucket, key, body, content_type, cache_control, **condition)
                 return
             except bx.ClientError as error:
                 if not create_only or _reply(error)[1] != 412:
                     raise
         self._compare(bucket, key, body)
+
+    def _put_object(self, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
+                    **condition: str) -> None:
+        extra = {"ACL": self._acl} if self._acl else {}
+        if isinstance(body, bytes):
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                                    CacheControl=cache_control, **extra, **condition)
+        else:
+            with body() as file:
+                self._client.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type,
+                                        CacheControl=cache_control, **extra, **condition)
 
     def _compare(self, bucket: str, key: str, body: Body) -> None:
         """GET the object a create-only PUT found under ``key``: return when it holds ``body``'s
@@ -261,11 +263,9 @@ class S3Store:
         HEAD first, which two writers racing for one key can still both pass."""
         import botocore.exceptions as bx
 
-        extra = {"ACL": self._acl} if self._acl else {}
         with _s3_errors(bucket, WRITE_CHECK_KEY):
             try:
-                self._client.put_object(Bucket=bucket, Key=WRITE_CHECK_KEY, Body=WRITE_CHECK_BODY,
-                                        ContentType="text/plain", CacheControl="no-store", IfNoneMatch="*", **extra)
+                self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store", IfNoneMatch="*")
             except bx.ClientError as error:
                 if _reply(error)[1] == 412:
                     self._unconditional.discard(bucket)

@@ -9,6 +9,7 @@ store that ignores the condition).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from protocol import Ack
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.s3_errors import Answer, S3ErrorProxy
 from tests.support.seaweed import SeaweedServer, s3_client
-from tests.support.viewer import wait_for
+from tests.support.viewer import read_playlist, wait_for
 from uploader.stores import (
     CorrectableStoreError,
     FileStore,
@@ -268,7 +269,8 @@ def test_a_redo_after_a_kill_between_put_and_record_publishes_once_in_the_file_s
     playlist.rmdir()
     daemon.start()
     wait_for(playlist.is_file, timeout=30, message="the playlist after the restart")
-    assert "seg-00001.ts" in playlist.read_text() and "#EXT-X-ENDLIST" in playlist.read_text()
+    final = read_playlist(playlist.as_uri(), playlist.read_text())
+    assert [s.uri for s in final.segments] == ["seg-00001.ts"] and final.is_endlist
     log = daemon.log()
     assert " ERROR " not in log and "failed permanently" not in log
     assert "segment seg-00001.ts published" in log
@@ -314,3 +316,46 @@ def test_a_daemon_on_a_store_that_ignores_the_condition_warns_and_still_refuses(
     log = reuse_attack(daemon, bucket, tmp_path, segment_source, second)
     assert_refused(log, second, f"s3://{bucket}/{KEY}", stored(s3, bucket), segment_source.read_bytes())
     assert "PUT" not in [method for method, path, _ in proxy.answered if path.split("?")[0].endswith(KEY)][2:]
+
+
+def mount_tmpfs(directory: Path, *options: str) -> None:
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=8m", *options)), "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root")
+
+
+def test_a_file_store_made_again_gets_its_window_uploaded_again(
+    start_uploader: StartUploader, tmp_path: Path, segments_dir: Path, segment_source: Path
+) -> None:
+    """The file store's root is a tmpfs: made read-only (the operator's to correct: held), then
+    replaced by an empty one, as a bucket deleted and made again. The restore's create-only PUTs
+    find the names free and upload the window again from the files."""
+    root = tmp_path / "store"
+    root.mkdir()
+    mount_tmpfs(root)
+    try:
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--store", f"file://{root}", "--keep-segment-files")
+        for number in range(1, 6):
+            place_segment(segment_source, segments_dir, "seg", number)
+        for number in (1, 2, 3):
+            send(daemon, segments_dir, "media", number)
+        wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="segment 3 published")
+        subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+        send(daemon, segments_dir, "media", 4)
+        wait_for(lambda: " held: upload of live/one/seg-00004.ts" in daemon.log(), timeout=30,
+                 message="segment 4 held")
+        subprocess.run(["umount", str(root)], check=True)
+        mount_tmpfs(root)
+        send(daemon, segments_dir, "media", 5, end=True)
+        playlist = root / "media/live/one/index.m3u8"
+        wait_for(lambda: playlist.is_file() and "#EXT-X-ENDLIST" in playlist.read_text(), timeout=30,
+                 message="the ended playlist")
+        final = read_playlist(playlist.as_uri(), playlist.read_text())
+        assert [s.uri for s in final.segments] == [f"seg-{n:05d}.ts" for n in range(1, 6)]
+        for number in range(1, 6):
+            assert (root / f"media/live/one/seg-{number:05d}.ts").read_bytes() == segment_source.read_bytes(), number
+        log = daemon.log()
+        assert "3 segment(s) of the window were gone from bucket" in log and "failed permanently" not in log
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -65,6 +65,11 @@ class S3ErrorProxy:
         with self._lock:
             self._queued += [(frozenset(methods), path_ends, answer)] * count
 
+    def clear(self) -> None:
+        """Forget the answers still queued: every request is forwarded again."""
+        with self._lock:
+            self._queued.clear()
+
     def statuses(self, method: str = "PUT") -> list[int]:
         with self._lock:
             return [status for m, _, status in self.answered if m == method]

@@ -249,6 +249,30 @@ def test_a_put_whose_reply_was_lost_publishes_once(
     assert log.count("segment seg-00001.ts published") == 1
 
 
+def test_a_redo_after_a_kill_between_put_and_record_publishes_once(
+    start_uploader: StartUploader, proxy: S3ErrorProxy, seaweed: SeaweedServer, s3: BaseClient, bucket: str,
+    segments_dir: Path, segment_source: Path,
+) -> None:
+    """kill -9 after S3 took the segment and before the spool recorded it (the playlist PUT refused
+    meanwhile makes the moment): the restarted daemon's create-only PUT gets 412, finds the same
+    bytes, and publishes with no error."""
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+    proxy.fail_next(1000, s3_error(403, "AccessDenied"), path_ends=".m3u8")
+    place_segment(segment_source, segments_dir, "seg", 1)
+    send(daemon, segments_dir, bucket, 1, end=True)
+    wait_for(lambda: " held: upload of live/one/index.m3u8" in daemon.log(), timeout=30, message="playlist held")
+    assert stored(s3, bucket) == segment_source.read_bytes()
+    daemon.kill()
+    proxy.clear()
+    daemon.start()
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
+    assert [s.uri for s in final.segments] == ["seg-00001.ts"]
+    assert ("PUT", 412) in [(m, status) for m, path, status in proxy.answered if path.split("?")[0].endswith(KEY)]
+    log = daemon.log()
+    assert " ERROR " not in log and "segment seg-00001.ts published" in log
+
+
 def test_a_redo_after_a_kill_between_put_and_record_publishes_once_in_the_file_store(
     start_uploader: StartUploader, tmp_path: Path, segments_dir: Path, segment_source: Path
 ) -> None:

@@ -53,6 +53,7 @@ from .stores import (
     PermanentStoreError,
     Store,
     StoreError,
+    TakenUnreadableError,
     TransientStoreError,
     check_writable,
 )
@@ -115,6 +116,12 @@ class Throttle:
 
     def forget(self, key: object) -> None:
         self._last.pop(key, None)
+
+
+def _unless_taken_unreadable(put: Callable[[], None]) -> None:
+    """``put``, a TakenUnreadableError counted as done."""
+    with contextlib.suppress(TakenUnreadableError):
+        put()
 
 
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -530,7 +537,7 @@ class Publisher:
                 if opener is not None:
                     try:
                         await self._put(label, key, bucket, key, opener, SEGMENT_CONTENT_TYPE,
-                                        self._config.cache_control_segment, create_only=True)
+                                        self._config.cache_control_segment, create_only=True, taken_is_there=True)
                         restored += 1
                         continue
                     except (PermanentStoreError, SegmentFileError, DirectoryRefused):
@@ -579,12 +586,15 @@ class Publisher:
     async def _put(
         self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
         *, hold_permanent: bool = False, stop_if_held: bool = False, create_only: bool = False,
+        taken_is_there: bool = False,
     ) -> bool:
         """One PUT, retried for as long as the store fails transiently or for a reason the operator
         can correct (the stream's queue waits meanwhile). ``hold_permanent``: a PermanentStoreError
         is held too, loudly, instead of raised. ``stop_if_held``: after such a refusal, wait one
         backoff delay and return instead of sending the same body again. ``create_only``: never
         replace an object (``Store.put``; ObjectTakenError for other bytes there).
+        ``taken_is_there``: a taken name that cannot be read to compare it (TakenUnreadableError)
+        is done: the caller only needs the object to be there (a HEAD would not compare it either).
 
         Returns True when the store refused at some attempt for a reason the operator corrects
         (what it held before may be gone: a bucket deleted and made again). Raises
@@ -595,6 +605,8 @@ class Publisher:
             self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control,
             create_only=create_only,
         )
+        if taken_is_there:
+            call = partial(_unless_taken_unreadable, call)
         attempt = 0
         held = False
         while True:

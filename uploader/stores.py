@@ -130,6 +130,11 @@ class ObjectTakenError(PermanentStoreError):
     """A create-only PUT found another object, with other bytes, under its key; it is kept."""
 
 
+class TakenUnreadableError(CorrectableStoreError):
+    """A create-only PUT found its key taken and cannot read the object to compare it (no
+    s3:GetObject): a redo cannot be told from a reuse until the operator grants it."""
+
+
 class Store(Protocol):
     description: str  # for the startup line
 
@@ -250,7 +255,7 @@ class S3Store:
                 with contextlib.closing(stored):
                     same = _digest(stored) == _digest(body)
         except CorrectableStoreError as error:
-            raise CorrectableStoreError(
+            raise TakenUnreadableError(
                 f"{where} is already there (create-only PUT) and cannot be read to compare it: {error}",
                 fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a redo"
                     " from a segment name reused") from None

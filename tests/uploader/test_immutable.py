@@ -383,3 +383,28 @@ def test_a_file_store_made_again_gets_its_window_uploaded_again(
         assert "3 segment(s) of the window were gone from bucket" in log and "failed permanently" not in log
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def test_a_restore_without_s3_getobject_counts_a_taken_name_as_there(
+    start_uploader: StartUploader, proxy: S3ErrorProxy, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
+    segment_source: Path,
+) -> None:
+    """A playlist PUT refused once (a policy being edited) makes the daemon check the window; with
+    no s3:GetObject its HEADs are refused and the create-only PUT of the segment it has a file for
+    gets 412 with a GET it cannot make. The name being taken is all the check needs: the stream
+    goes on, not held until someone grants s3:GetObject."""
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+    for number in range(1, 5):
+        place_segment(segment_source, segments_dir, "seg", number)
+    for number in (1, 2, 3):
+        send(daemon, segments_dir, bucket, number)
+    wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="segment 3 published")
+    proxy.fail_next(1, s3_error(403, "AccessDenied"), path_ends=".m3u8")
+    proxy.fail_next(20, s3_error(403, "AccessDenied"), methods=("HEAD", "GET"))
+    send(daemon, segments_dir, bucket, 4, end=True)
+    url = seaweed.object_url(bucket, "live/one/index.m3u8")
+    final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
+    assert [s.uri for s in final.segments] == [f"seg-{n:05d}.ts" for n in range(1, 5)]
+    seg4 = [(m, status) for m, path, status in proxy.answered if path.split("?")[0].endswith("seg-00004.ts")]
+    assert seg4 == [("PUT", 200), ("HEAD", 403), ("PUT", 412), ("GET", 403)]
+    assert "failed permanently" not in daemon.log()

@@ -27,12 +27,14 @@ def fsync_directory(directory: StrPath) -> None:
 
 
 def commit_file(temp_path: StrPath, path: StrPath, *, directory_fd: int | None = None,
-                before_rename: Callable[[], object] | None = None) -> None:
+                before_rename: Callable[[], object] | None = None, exclusive: bool = False) -> None:
     """fsync a finished file, rename it to its real name, and fsync the directory.
 
     ``before_rename`` runs between the fsync and the rename: what must be durable before the file
     is visible under its name. ``directory_fd`` is an open descriptor of the directory (one per
-    run saves an open per file); without it the directory is opened here. Raises OSError.
+    run saves an open per file); without it the directory is opened here. ``exclusive``: never
+    replace a file already at ``path`` (a hard link made atomically, then the temp name removed);
+    raises FileExistsError, the temp file left in place, when one is there. Raises OSError.
     """
     fd = os.open(temp_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -41,15 +43,21 @@ def commit_file(temp_path: StrPath, path: StrPath, *, directory_fd: int | None =
         os.close(fd)
     if before_rename is not None:
         before_rename()
-    os.replace(temp_path, path)
+    if exclusive:
+        os.link(temp_path, path)
+        os.unlink(temp_path)
+    else:
+        os.replace(temp_path, path)
     if directory_fd is not None:
         os.fsync(directory_fd)
     else:
         fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
-def write_file(path: StrPath, content: bytes | Iterable[bytes], *, mode: int = 0o644) -> None:
-    """Write ``content`` (bytes, or chunks of bytes) to ``path`` durably, replacing any old file.
+def write_file(path: StrPath, content: bytes | Iterable[bytes], *, mode: int = 0o644,
+               exclusive: bool = False) -> None:
+    """Write ``content`` (bytes, or chunks of bytes) to ``path`` durably, replacing any old file,
+    or with ``exclusive`` never replacing one (FileExistsError when ``path`` exists).
 
     The temp file sits beside ``path`` as ``.NAME.*.tmp`` and is removed on any failure.
     Raises OSError (the disk full, a permission) with nothing left behind.
@@ -62,7 +70,7 @@ def write_file(path: StrPath, content: bytes | Iterable[bytes], *, mode: int = 0
                 out.write(chunk)
             out.flush()
             os.fchmod(out.fileno(), mode)
-        commit_file(temp, target)
+        commit_file(temp, target, exclusive=exclusive)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

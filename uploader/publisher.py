@@ -7,7 +7,8 @@ Transient and correctable store errors are retried without limit (exponential ba
 jitter, capped): the stream's queue waits, and a correctable one is an ERROR naming the stream,
 the key and the fix, at most once per ``HELD_LOG_INTERVAL_S``. A segment fails (is never listed)
 only when its own PUT can never succeed: its file is gone or refused, the store refuses that
-request for good. A playlist PUT never fails a segment: it is held until it goes out.
+request for good, or its name is taken by other bytes (segment PUTs are create-only: a published
+segment is never replaced). A playlist PUT never fails a segment: it is held until it goes out.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ from .stores import (
     WRITE_CHECK_KEY,
     Body,
     CorrectableStoreError,
+    ObjectTakenError,
     PermanentStoreError,
     Store,
     StoreError,
+    TakenUnreadableError,
     TransientStoreError,
     check_writable,
 )
@@ -115,6 +118,12 @@ class Throttle:
         self._last.pop(key, None)
 
 
+def _unless_taken_unreadable(put: Callable[[], None]) -> None:
+    """``put``, a TakenUnreadableError counted as done."""
+    with contextlib.suppress(TakenUnreadableError):
+        put()
+
+
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt - 1, 30)))
@@ -166,11 +175,12 @@ class Publisher:
 
     async def check_buckets(self, buckets: frozenset[str]) -> None:
         """PUT ``stores.WRITE_CHECK_KEY`` into each bucket once, and log an ERROR with the fix for
-        each that refuses (its streams will be held), a WARNING when the store cannot be reached,
-        else an INFO line. Nothing else changes: a held stream finds out by itself."""
+        each that refuses (its streams will be held), a WARNING when the store cannot be reached
+        or ignores create-only PUTs, else an INFO line. Nothing else changes: a held stream finds
+        out by itself."""
         for bucket in sorted(buckets):
             try:
-                await self._store_call(partial(check_writable, self._store, bucket))
+                create_only = await self._store_call(partial(check_writable, self._store, bucket))
             except CorrectableStoreError as error:
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
                           " accepted and queued) until it can", bucket, error, error.fix)
@@ -180,6 +190,10 @@ class Publisher:
                 log.error("bucket %s cannot be written: %s", bucket, error)
             else:
                 log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)
+                if not create_only:
+                    log.warning("bucket %s: the store ignores If-None-Match (a create-only PUT replaced %s): each"
+                                " segment PUT is preceded by a HEAD, which two writers racing for one name can both"
+                                " pass; use a store that enforces conditional writes", bucket, WRITE_CHECK_KEY)
 
     def notify(self, key: StreamKey) -> None:
         """A message for ``key`` was queued."""
@@ -300,7 +314,10 @@ class Publisher:
             opener = partial(self._open_segment, item, sizes)
             try:
                 held = await self._put(label, segment, message.bucket, message.segment_key, opener,
-                                       SEGMENT_CONTENT_TYPE, self._config.cache_control_segment)
+                                       SEGMENT_CONTENT_TYPE, self._config.cache_control_segment, create_only=True)
+            except ObjectTakenError as error:
+                return await self._fail(label, item, state, "segment name reused: another writer or run published"
+                                        f" different bytes under this name; {error}")
             except (PermanentStoreError, SegmentFileError, DirectoryRefused) as error:
                 return await self._fail(label, item, state, str(error))
             if held:
@@ -520,7 +537,7 @@ class Publisher:
                 if opener is not None:
                     try:
                         await self._put(label, key, bucket, key, opener, SEGMENT_CONTENT_TYPE,
-                                        self._config.cache_control_segment)
+                                        self._config.cache_control_segment, create_only=True, taken_is_there=True)
                         restored += 1
                         continue
                     except (PermanentStoreError, SegmentFileError, DirectoryRefused):
@@ -568,12 +585,16 @@ class Publisher:
 
     async def _put(
         self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
-        *, hold_permanent: bool = False, stop_if_held: bool = False,
+        *, hold_permanent: bool = False, stop_if_held: bool = False, create_only: bool = False,
+        taken_is_there: bool = False,
     ) -> bool:
         """One PUT, retried for as long as the store fails transiently or for a reason the operator
         can correct (the stream's queue waits meanwhile). ``hold_permanent``: a PermanentStoreError
         is held too, loudly, instead of raised. ``stop_if_held``: after such a refusal, wait one
-        backoff delay and return instead of sending the same body again.
+        backoff delay and return instead of sending the same body again. ``create_only``: never
+        replace an object (``Store.put``; ObjectTakenError for other bytes there).
+        ``taken_is_there``: a taken name that cannot be read to compare it (TakenUnreadableError)
+        is done: the caller only needs the object to be there (a HEAD would not compare it either).
 
         Returns True when the store refused at some attempt for a reason the operator corrects
         (what it held before may be gone: a bucket deleted and made again). Raises
@@ -581,8 +602,11 @@ class Publisher:
         (SegmentFileError, DirectoryRefused).
         """
         call: Callable[[], None] = partial(
-            self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control
+            self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control,
+            create_only=create_only,
         )
+        if taken_is_there:
+            call = partial(_unless_taken_unreadable, call)
         attempt = 0
         held = False
         while True:

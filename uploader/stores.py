@@ -5,12 +5,19 @@ can make the same request succeed: ``TransientStoreError`` (time: the store is d
 throttling), ``CorrectableStoreError`` (the operator: credentials, permissions, a missing bucket,
 an expired token; it carries the fix) or ``PermanentStoreError`` (nobody: this request can never
 succeed). The publisher decides what to do with each.
+
+A create-only PUT (``create_only=True``, used for segments) never replaces an object: S3's
+``If-None-Match: *`` (412 PreconditionFailed when the key is taken), a file store's exclusive
+create. When the key is taken, the stored bytes are compared with the body: the same bytes are a
+redo (a PUT whose reply was lost, a daemon killed before it recorded the PUT) and the PUT
+succeeds; other bytes raise ``ObjectTakenError`` and the stored object is left as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -39,6 +46,7 @@ _TRANSIENT_CODES = frozenset(
         "RequestThrottled",
         "TooManyRequests",
         "RequestTimeTooSkewed",  # the clock catches up; retrying re-signs with the new time
+        "ConditionalRequestConflict",  # AWS: a concurrent conditional write to the key; retry
     }
 )
 
@@ -118,10 +126,29 @@ class PermanentStoreError(StoreError):
     """No retry of this request can succeed (a key the store refuses, a body it will never take)."""
 
 
+class ObjectTakenError(PermanentStoreError):
+    """A create-only PUT found another object, with other bytes, under its key; it is kept."""
+
+
+class TakenUnreadableError(CorrectableStoreError):
+    """A create-only PUT found its key taken and cannot read the object to compare it (no
+    s3:GetObject): a redo cannot be told from a reuse until the operator grants it."""
+
+
 class Store(Protocol):
     description: str  # for the startup line
 
-    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None: ...
+    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
+            create_only: bool = False) -> None:
+        """Store ``body`` under ``key``, replacing what is there; ``create_only``: never replace
+        (see the module's docstring), raising ObjectTakenError for other bytes already there."""
+        ...
+
+    def check_create_only(self, bucket: str) -> bool:
+        """Whether the store refuses a create-only PUT of ``WRITE_CHECK_KEY`` (which must exist):
+        False when it ignores the condition, and the store then checks each create-only PUT in
+        ``bucket`` with a HEAD first. Raises StoreError as ``put`` does."""
+        ...
 
     def exists(self, bucket: str, key: str) -> bool:
         """Whether the object is there; raises StoreError when the store cannot say."""
@@ -137,10 +164,32 @@ WRITE_CHECK_KEY = ".hls-uploadd-write-check"
 WRITE_CHECK_BODY = b"hls-uploadd checks at start that it can write to this bucket; safe to delete.\n"
 
 
-def check_writable(store: Store, bucket: str) -> None:
+def check_writable(store: Store, bucket: str) -> bool:
     """PUT ``WRITE_CHECK_KEY`` into ``bucket``: the one way to know a PUT will be allowed (a HEAD
-    needs other permissions than a PUT). Raises the PUT's StoreError."""
+    needs other permissions than a PUT); then return ``store.check_create_only(bucket)``. Raises
+    the PUT's StoreError."""
     store.put(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, content_type="text/plain", cache_control="no-store")
+    return store.check_create_only(bucket)
+
+
+def _digest(body: Body | BinaryIO) -> bytes:
+    """SHA-256 of a body, or of an open file read to its end in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    if isinstance(body, bytes):
+        digest.update(body)
+    elif callable(body):
+        with body() as file:
+            for chunk in iter(partial(file.read, 1 << 20), b""):
+                digest.update(chunk)
+    else:
+        for chunk in iter(partial(body.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _taken(where: str) -> ObjectTakenError:
+    return ObjectTakenError(f"{where}: an object with other bytes is already stored under this key and is kept"
+                            " (create-only PUT)")
 
 
 class S3Store:
@@ -150,19 +199,85 @@ class S3Store:
         self._client = client
         self._acl = acl
         self.description = description
+        self._unconditional: set[str] = set()  # buckets whose store ignores If-None-Match
 
-    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None:
-        extra = {"ACL": self._acl} if self._acl else {}
-        with _s3_errors(bucket, key):
-            if isinstance(body, bytes):
-                self._client.put_object(
-                    Bucket=bucket, Key=key, Body=body, ContentType=content_type, CacheControl=cache_control, **extra
-                )
+    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
+            create_only: bool = False) -> None:
+        """PutObject; ``create_only``: with ``If-None-Match: *`` (a HEAD first in a bucket whose
+        store ignores it), a 412 answered by a GET of the stored object compared with ``body``.
+        Needs s3:PutObject, and s3:GetObject for the comparison."""
+        import botocore.exceptions as bx
+
+        condition: dict[str, str] = {}
+        if create_only:
+            if bucket in self._unconditional:
+                if self.exists(bucket, key):
+                    self._compare(bucket, key, body)
+                    return
             else:
-                with body() as file:
-                    self._client.put_object(
-                        Bucket=bucket, Key=key, Body=file, ContentType=content_type, CacheControl=cache_control, **extra
-                    )
+                condition["IfNoneMatch"] = "*"
+        with _s3_errors(bucket, key):
+            try:
+                self._put_object(bucket, key, body, content_type, cache_control, **condition)
+                return
+            except bx.ClientError as error:
+                if not create_only or _reply(error)[1] != 412:
+                    raise
+        self._compare(bucket, key, body)
+
+    def _put_object(self, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
+                    **condition: str) -> None:
+        extra = {"ACL": self._acl} if self._acl else {}
+        if isinstance(body, bytes):
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                                    CacheControl=cache_control, **extra, **condition)
+        else:
+            with body() as file:
+                self._client.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type,
+                                        CacheControl=cache_control, **extra, **condition)
+
+    def _compare(self, bucket: str, key: str, body: Body) -> None:
+        """GET the object a create-only PUT found under ``key``: return when it holds ``body``'s
+        bytes, else raise ObjectTakenError; gone meanwhile is transient (the PUT is tried again),
+        a refused GET correctable (s3:GetObject)."""
+        import botocore.exceptions as bx
+
+        where = f"s3://{bucket}/{key}"
+        try:
+            with _s3_errors(bucket, key):
+                try:
+                    stored = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+                except bx.ClientError as error:
+                    if _reply(error)[0] == "NoSuchKey":
+                        raise TransientStoreError(f"{where}: there at the create-only PUT, gone at the GET that"
+                                                  " compares it; the PUT is tried again") from None
+                    raise
+                with contextlib.closing(stored):
+                    same = _digest(stored) == _digest(body)
+        except CorrectableStoreError as error:
+            raise TakenUnreadableError(
+                f"{where} is already there (create-only PUT) and cannot be read to compare it: {error}",
+                fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a redo"
+                    " from a segment name reused") from None
+        if not same:
+            raise _taken(where)
+
+    def check_create_only(self, bucket: str) -> bool:
+        """A create-only PUT of ``WRITE_CHECK_KEY``: True on a 412; False when the store ignores
+        If-None-Match (and replaced the object), remembered: its create-only PUTs in ``bucket``
+        HEAD first, which two writers racing for one key can still both pass."""
+        import botocore.exceptions as bx
+
+        with _s3_errors(bucket, WRITE_CHECK_KEY):
+            try:
+                self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store", IfNoneMatch="*")
+            except bx.ClientError as error:
+                if _reply(error)[1] == 412:
+                    self._unconditional.discard(bucket)
+                    return True
+                raise
+        self._unconditional.add(bucket)
+        return False
 
     def exists(self, bucket: str, key: str) -> bool:
         """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
@@ -240,7 +355,8 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
 
 
 class FileStore:
-    """Objects as files ``ROOT/BUCKET/KEY``, each written to a temp name, fsync'd, then renamed.
+    """Objects as files ``ROOT/BUCKET/KEY``, each written to a temp name, fsync'd, then renamed
+    (create-only: hard-linked, which fails when the name is taken).
 
     Content type and cache control are not stored: a web server in front decides them by
     extension. A key can never name a path outside ``ROOT/BUCKET``.
@@ -250,15 +366,33 @@ class FileStore:
         self.root = root
         self.description = f"file://{root}"
 
-    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str) -> None:
+    def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
+            create_only: bool = False) -> None:
         target = self.path_for(bucket, key)
         with self._os_errors(bucket, target):
             target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(body, bytes):
-                write_file(target, body)
-            else:
-                with body() as source:
-                    write_file(target, iter(partial(source.read, 1 << 20), b""))
+            try:
+                if isinstance(body, bytes):
+                    write_file(target, body, exclusive=create_only)
+                else:
+                    with body() as source:
+                        write_file(target, iter(partial(source.read, 1 << 20), b""), exclusive=create_only)
+                return
+            except FileExistsError:
+                if not create_only:
+                    raise
+            try:
+                stored = target.open("rb")
+            except FileNotFoundError:
+                raise TransientStoreError(f"{target}: there at the exclusive create, gone when opened to compare it;"
+                                          " the PUT is tried again") from None
+            with stored:
+                if _digest(stored) != _digest(body):
+                    raise _taken(str(target))
+
+    def check_create_only(self, bucket: str) -> bool:
+        """Always True: an exclusive create is the file system's own."""
+        return True
 
     def exists(self, bucket: str, key: str) -> bool:
         """Whether ``ROOT/BUCKET/KEY`` is a file."""

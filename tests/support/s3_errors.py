@@ -1,9 +1,12 @@
 """An HTTP proxy on a free loopback port in front of S3 that answers chosen requests itself.
 
 For the replies a real S3 (or the load balancer or CDN in front of one) gives but the embedded
-SeaweedFS never does on its own: a 502 with an HTML body, a 503 SlowDown, a 504. ``fail_next``
-queues such answers for the next requests of the given methods; every other request is
-forwarded unchanged (the Host header too, so SigV4 signatures still match) and its reply relayed.
+SeaweedFS never does on its own: a 502 with an HTML body, a 503 SlowDown, a 504, a reply lost
+after S3 did the work (``Answer(forward=True)``). ``fail_next`` queues such answers for the next
+requests of the given methods; every other request is forwarded unchanged (the Host header too,
+so SigV4 signatures still match; the embedded SeaweedFS has no identities and checks none) and
+its reply relayed. ``drop_headers``: request headers left out when forwarding, e.g.
+``{"if-none-match"}`` for an S3 clone that ignores conditional writes.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "expect", "transfer-encodin
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A reply the proxy gives instead of S3's."""
+    """A reply the proxy gives instead of S3's; ``forward``: after forwarding the request to S3
+    (whose reply is thrown away, as if lost on the way back)."""
 
     status: int
     body: bytes = b""
     content_type: str = "text/html"
+    forward: bool = False
 
 
 class S3ErrorProxy:
@@ -34,6 +39,7 @@ class S3ErrorProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
+        self.drop_headers: frozenset[str] = frozenset()  # lower-case names
         self._queued: list[tuple[frozenset[str], str, Answer]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
@@ -58,6 +64,11 @@ class S3ErrorProxy:
         ends with ``path_ends``, e.g. ".m3u8" for playlists) with ``answer``."""
         with self._lock:
             self._queued += [(frozenset(methods), path_ends, answer)] * count
+
+    def clear(self) -> None:
+        """Forget the answers still queued: every request is forwarded again."""
+        with self._lock:
+            self._queued.clear()
 
     def statuses(self, method: str = "PUT") -> list[int]:
         with self._lock:
@@ -103,6 +114,8 @@ class S3ErrorProxy:
             def _serve(self) -> None:
                 body = self._body()
                 answer = proxy._take(self.command, self.path)
+                if answer is not None and answer.forward:
+                    self._forward(body)
                 if answer is not None:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
@@ -111,19 +124,7 @@ class S3ErrorProxy:
                     self.wfile.write(answer.body)
                     proxy._record(self.command, self.path, answer.status)
                     return
-                upstream = http.client.HTTPConnection(*proxy.target, timeout=30)
-                try:
-                    upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                    for name, value in self.headers.items():
-                        if name.lower() not in _HOP_BY_HOP:
-                            upstream.putheader(name, value)
-                    if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                        upstream.putheader("Transfer-Encoding", "chunked")
-                    upstream.endheaders(body)
-                    reply = upstream.getresponse()
-                    data = reply.read()
-                finally:
-                    upstream.close()
+                reply, data = self._forward(body)
                 self.send_response(reply.status, reply.reason)
                 for name, value in reply.getheaders():
                     if name.lower() not in _HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):
@@ -134,6 +135,21 @@ class S3ErrorProxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 proxy._record(self.command, self.path, reply.status)
+
+            def _forward(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+                upstream = http.client.HTTPConnection(*proxy.target, timeout=30)
+                try:
+                    upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for name, value in self.headers.items():
+                        if name.lower() not in _HOP_BY_HOP and name.lower() not in proxy.drop_headers:
+                            upstream.putheader(name, value)
+                    if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                        upstream.putheader("Transfer-Encoding", "chunked")
+                    upstream.endheaders(body)
+                    reply = upstream.getresponse()
+                    return reply, reply.read()
+                finally:
+                    upstream.close()
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _serve
 

@@ -90,6 +90,8 @@ NULL_PID = 0x1FFF
 _PAT_CLASS = 0x1F
 _PMT_CLASS = 0x1E
 _STRIP = bytes(b & 0x1F for b in range(256))
+_CLASS_MARK = [re.compile(re.escape(bytes((cls,)))) for cls in range(32)]  # a class's packets, stripped
+_match_start = re.Match.start
 
 
 class NotEligible(SegmenterError):
@@ -567,11 +569,12 @@ class TsSplitter:
     def _feed_fill(self, cls: int, end: int) -> None:
         """Give the fill of class ``cls`` its packets of the chunk before packet ``end``."""
         chunk, classes = self._fill_chunk
-        fed, mark, fill = self._fed[cls], bytes((cls,)), self._fills[cls]
-        while (position := classes.find(mark, fed, end)) != -1:
-            fill.packet(chunk[position * TS_PACKET_BYTES : (position + 1) * TS_PACKET_BYTES])
-            fed = position + 1
-        self._fed[cls] = max(fed, end)
+        fed = self._fed[cls]
+        if fed >= end:
+            return
+        self._fills[cls].packets([chunk[at * TS_PACKET_BYTES : (at + 1) * TS_PACKET_BYTES]
+                                  for at in map(_match_start, _CLASS_MARK[cls].finditer(classes, fed, end))])
+        self._fed[cls] = end
 
     def _insert(self, data: bytes) -> None:
         """Filler packets into the newest segment, here in the input's order."""
@@ -598,8 +601,9 @@ class TsSplitter:
                 self._clock = cutter.dts
                 self._clock_end = cutter.dts + (track.frame_ticks or 0)
                 for audio, other in self._fills.items():
-                    self._feed_fill(audio, at)
-                    self._insert(other.due(cutter.dts))
+                    if other.behind(cutter.dts):
+                        self._feed_fill(audio, at)
+                        self._insert(other.due(cutter.dts))
             return None
         self._feed_fill(cls, at)
         if cls in self._late:

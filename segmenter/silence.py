@@ -276,10 +276,11 @@ class AdtsCounter:
         if self._sync:
             self._frames(packet[offset:])
 
-    def packets(self, packets: Iterable[bytes]) -> None:
-        """``packet`` for each of ``packets`` in turn, with the same result; the ADTS frames of
-        the payloads between two PES starts are read once, joined, rather than packet by packet."""
-        payloads: list[bytes] = []
+    def packets(self, packets: Iterable[bytes | memoryview]) -> None:
+        """``packet`` for each of ``packets`` (188 bytes each, views of a larger buffer need not be
+        copied) in turn, with the same result; the ADTS frames of the payloads between two PES
+        starts are read once, joined, rather than packet by packet."""
+        payloads: list[bytes | memoryview] = []
         for packet in packets:
             flags = packet[3]
             if not flags & 0x10:
@@ -288,7 +289,7 @@ class AdtsCounter:
                 if payloads:
                     self._frames(b"".join(payloads))
                     payloads = []
-                self.packet(packet)
+                self.packet(bytes(packet))
                 continue
             self.cc = flags & 0x0F
             if self._sync:
@@ -452,7 +453,7 @@ class TsPauseFill:
     def packet(self, packet: bytes) -> None:
         self.counter.packet(packet)
 
-    def packets(self, packets: Iterable[bytes]) -> None:
+    def packets(self, packets: Iterable[bytes | memoryview]) -> None:
         """``packet`` for each of ``packets`` in turn (``AdtsCounter.packets``)."""
         self.counter.packets(packets)
 

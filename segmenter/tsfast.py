@@ -370,7 +370,7 @@ class TsSplitter:
         self._fills = {number: TsPauseFill(track.pid, silent_frame) for number, track in enumerate(tracks, 1)
                        if silent_frame is not None and types.get(track.pid) == STREAM_TYPE_ADTS}
         self._fed = dict.fromkeys(self._fills, 0)  # packets of the chunk given to each fill so far
-        self._fill_chunk = (b"", b"")  # the chunk, and its packets' classes
+        self._fill_chunk = (memoryview(b""), b"")  # the chunk, and its packets' classes
         self._late: dict[int, list[bytes]] = {}  # late units kept back (TsPauseFill.unit), by class
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         self._clock_end: int | None = None  # and the end of its unit
@@ -427,10 +427,10 @@ class TsSplitter:
                 return
         classes = mark_packets(chunk, 0, count, self._tables)  # class id, plus 0x80 at a PES or section start
         breaks = self._continuity.check(chunk, count, classes)
-        if self._fills:
-            self._fill_chunk = (chunk, classes.translate(_STRIP))
-            self._fed = dict.fromkeys(self._fills, 0)
         view = memoryview(chunk)
+        if self._fills:
+            self._fill_chunk = (view, classes.translate(_STRIP))
+            self._fed = dict.fromkeys(self._fills, 0)
         runs: bytes | None = None
         start = 0
         for match in _PUSI_EVENT.finditer(classes):

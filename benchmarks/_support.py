@@ -71,6 +71,28 @@ def lavfi_source(seconds: float) -> list[str]:
     ]
 
 
+def make_source(seconds: int) -> Path:
+    """The segmenter benchmarks' input: ``seconds`` of 720p30 2 Mbit/s H.264 + 128 kbit/s AAC in
+    MPEG-TS, made once with ffmpeg and cached."""
+    path = CACHE / f"source-720p-2M-{seconds}s.ts"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".part")
+    print(f"making {path.name} (once) ...", flush=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y", *lavfi_source(seconds),
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "4M",
+            "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(temp),
+        ],
+        check=True,
+    )
+    temp.rename(path)
+    return path
+
+
 # -- talking to S3 and to the daemon ------------------------------------------------------------
 
 def pooled_client(endpoint_url: str, pool: int, *, read_timeout_s: float) -> BaseClient:

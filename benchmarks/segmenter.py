@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import CACHE, lavfi_source  # noqa: E402
+from _support import make_source  # noqa: E402
 
 from protocol import Ack, IndexMessage, MessageDecoder, NEED_DATA, CLOSED, encode_reply  # noqa: E402
 
@@ -36,26 +36,6 @@ class Sample:
     wall_s: float
     cpu_s: float
     max_rss_kib: int
-
-
-def make_source(seconds: int) -> Path:
-    path = CACHE / f"source-720p-2M-{seconds}s.ts"
-    if path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".part")
-    print(f"making {path.name} (once) ...", flush=True)
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y", *lavfi_source(seconds),
-            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "4M",
-            "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
-            "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(temp),
-        ],
-        check=True,
-    )
-    temp.rename(path)
-    return path
 
 
 class AckListener:

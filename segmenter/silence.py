@@ -30,7 +30,7 @@ zeros), once per configuration.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -276,6 +276,29 @@ class AdtsCounter:
         if self._sync:
             self._frames(packet[offset:])
 
+    def packets(self, packets: Iterable[bytes | memoryview]) -> None:
+        """``packet`` for each of ``packets`` (188 bytes each, views of a larger buffer need not be
+        copied) in turn, with the same result; the ADTS frames of the payloads between two PES
+        starts are read once, joined, rather than packet by packet."""
+        payloads: list[bytes | memoryview] = []
+        for packet in packets:
+            flags = packet[3]
+            if not flags & 0x10:
+                continue  # adaptation field only
+            if packet[1] & 0x40:
+                if payloads:
+                    self._frames(b"".join(payloads))
+                    payloads = []
+                self.packet(bytes(packet))
+                continue
+            self.cc = flags & 0x0F
+            if self._sync:
+                offset = 5 + packet[4] if flags & 0x20 else 4
+                if offset < TS_PACKET_BYTES:
+                    payloads.append(packet[offset:])
+        if payloads:
+            self._frames(b"".join(payloads))
+
     def _frames(self, payload: bytes) -> None:
         if self._remaining is not None:
             payload = payload[: max(0, self._remaining)]  # what follows the PES is not audio
@@ -432,6 +455,20 @@ class TsPauseFill:
 
     def packet(self, packet: bytes) -> None:
         self.counter.packet(packet)
+
+    def packets(self, packets: Iterable[bytes | memoryview]) -> None:
+        """``packet`` for each of ``packets`` in turn (``AdtsCounter.packets``)."""
+        self.counter.packets(packets)
+
+    def behind(self, clock: int) -> bool:
+        """Whether ``due(clock)`` may have filler to give: a pause is being filled, or the PES of
+        the PID last written starts more than ``INTERLEAVE_S`` before ``clock`` (or is not known).
+        When False, ``due`` would give nothing (the audio ends within ``FILL_LAG_S`` of the clock)
+        and need not be called: the end of that PES is then told to the filler at the next
+        ``unit``, ``due`` or ``finish`` instead, the same once its PES_packet_length is reached."""
+        filler = self._filler
+        return filler is not None and (filler.filling or self._pts is None
+                                       or clock - self._pts > INTERLEAVE_S * TICKS_PER_SECOND)
 
     def reset(self) -> None:
         if self._filler is not None:

@@ -90,6 +90,8 @@ NULL_PID = 0x1FFF
 _PAT_CLASS = 0x1F
 _PMT_CLASS = 0x1E
 _STRIP = bytes(b & 0x1F for b in range(256))
+_CLASS_MARK = [re.compile(re.escape(bytes((cls,)))) for cls in range(32)]  # a class's packets, stripped
+_match_start = re.Match.start
 
 
 class NotEligible(SegmenterError):
@@ -368,7 +370,7 @@ class TsSplitter:
         self._fills = {number: TsPauseFill(track.pid, silent_frame) for number, track in enumerate(tracks, 1)
                        if silent_frame is not None and types.get(track.pid) == STREAM_TYPE_ADTS}
         self._fed = dict.fromkeys(self._fills, 0)  # packets of the chunk given to each fill so far
-        self._fill_chunk = (b"", b"")  # the chunk, and its packets' classes
+        self._fill_chunk = (memoryview(b""), b"")  # the chunk, and its packets' classes
         self._late: dict[int, list[bytes]] = {}  # late units kept back (TsPauseFill.unit), by class
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         self._clock_end: int | None = None  # and the end of its unit
@@ -425,10 +427,10 @@ class TsSplitter:
                 return
         classes = mark_packets(chunk, 0, count, self._tables)  # class id, plus 0x80 at a PES or section start
         breaks = self._continuity.check(chunk, count, classes)
-        if self._fills:
-            self._fill_chunk = (chunk, classes.translate(_STRIP))
-            self._fed = dict.fromkeys(self._fills, 0)
         view = memoryview(chunk)
+        if self._fills:
+            self._fill_chunk = (view, classes.translate(_STRIP))
+            self._fed = dict.fromkeys(self._fills, 0)
         runs: bytes | None = None
         start = 0
         for match in _PUSI_EVENT.finditer(classes):
@@ -567,11 +569,12 @@ class TsSplitter:
     def _feed_fill(self, cls: int, end: int) -> None:
         """Give the fill of class ``cls`` its packets of the chunk before packet ``end``."""
         chunk, classes = self._fill_chunk
-        fed, mark, fill = self._fed[cls], bytes((cls,)), self._fills[cls]
-        while (position := classes.find(mark, fed, end)) != -1:
-            fill.packet(chunk[position * TS_PACKET_BYTES : (position + 1) * TS_PACKET_BYTES])
-            fed = position + 1
-        self._fed[cls] = max(fed, end)
+        fed = self._fed[cls]
+        if fed >= end:
+            return
+        self._fills[cls].packets([chunk[at * TS_PACKET_BYTES : (at + 1) * TS_PACKET_BYTES]
+                                  for at in map(_match_start, _CLASS_MARK[cls].finditer(classes, fed, end))])
+        self._fed[cls] = end
 
     def _insert(self, data: bytes) -> None:
         """Filler packets into the newest segment, here in the input's order."""
@@ -598,8 +601,9 @@ class TsSplitter:
                 self._clock = cutter.dts
                 self._clock_end = cutter.dts + (track.frame_ticks or 0)
                 for audio, other in self._fills.items():
-                    self._feed_fill(audio, at)
-                    self._insert(other.due(cutter.dts))
+                    if other.behind(cutter.dts):
+                        self._feed_fill(audio, at)
+                        self._insert(other.due(cutter.dts))
             return None
         self._feed_fill(cls, at)
         if cls in self._late:

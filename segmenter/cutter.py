@@ -23,6 +23,12 @@ The timing model (docs/segmenter.md, "Cut rule" and "Timing model"):
 - **Cuts without a keyframe.** When no keyframe comes in time (a long GOP, a lost keyframe), the
   segment is cut before the last reference frame that keeps it under the limit; the next segment
   then does not start with a keyframe (the run reports it as not independent).
+- **Late packets.** A reference packet that comes at or past the limit anyway (frames lost right
+  before it, the reference pausing while the other streams are held) is cut before, and the
+  segment ends where what it holds ends: the hole up to that packet opens the next segment.
+- **No reference yet.** A segment opened by another stream's packet without timestamps starts at
+  the first timestamp in it; until the reference sends, segments are cut on the other streams'
+  clock, and their timings say so (``SegmentTiming.without_reference``).
 - **Gaps are not discontinuities.** A track that pauses while the program's clock (its other
   tracks) goes on keeps its packets and adds no discontinuity; while the video pauses, segments
   are cut on the other tracks' packets. Only a real break of the timeline is a discontinuity: a

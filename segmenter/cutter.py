@@ -25,7 +25,8 @@ The timing model (docs/segmenter.md, "Cut rule" and "Timing model"):
   then does not start with a keyframe (the run reports it as not independent).
 - **Late packets.** A reference packet that comes at or past the limit anyway (frames lost right
   before it, the reference pausing while the other streams are held) is cut before, and the
-  segment ends where what it holds ends: the hole up to that packet opens the next segment.
+  segment ends where what it holds ends: the hole up to that packet opens the next segment
+  (a hole longer than the limit is split between the two).
 - **No reference yet.** A segment opened by another stream's packet without timestamps starts at
   the first timestamp in it; until the reference sends, segments are cut on the other streams'
   clock, and their timings say so (``SegmentTiming.without_reference``).
@@ -378,14 +379,15 @@ class Cutter:
     def _cut_overdue(self, when: int, duration: int | None, key: bool) -> Action:
         """Cut before an overdue reference packet ``when``. The open segment ends where what it
         holds ends (its last picture's end, or the other streams' written packets'), below the
-        limit; the hole up to ``when`` is the next segment's, which starts there."""
+        limit; the hole up to ``when`` is the next segment's, which starts there, or, for a hole
+        longer than the limit, just under the limit before ``when`` (the hole is split)."""
         assert self._start is not None
-        limit = self._start + self._limit_ticks
+        room = self._limit_ticks - 1  # the longest a segment may be, in ticks
         ends = [self._end, self._other_end]
         if self._anchor is not None and self._anchor >= self._start:
             ends.append(self._anchor + self._anchor_step)  # the last picture shown, when no duration says
-        end = max((e for e in ends if e is not None and e > self._start), default=limit - 1)
-        return self._cut(when, duration, discontinuity=False, on_keyframe=key, start=min(end, limit - 1))
+        end = min(max((e for e in ends if e is not None and e > self._start), default=when), self._start + room)
+        return self._cut(when, duration, discontinuity=False, on_keyframe=key, start=max(end, when - room))
 
     def _feed_other(self, track: _Track, duration: int | None) -> Action:
         dts = self.dts

@@ -1182,9 +1182,15 @@ def frames_25(seconds: int, lost: range, *, gop_s: int = 10, durations: bool = T
         ([VIDEO], frames_25(10, range(49, 64), gop_s=2)),
         # Audio only (the reference is the audio): a gap from 1.9 s to 2.6 s.
         ([AUDIO], [item for item in audio_at(0, 10 * 90000) if not 171000 <= item[0] < 234000]),
+        # 20 fps: the next frame after the frames lost comes exactly at the limit (2.5 s).
+        ([VIDEO], [(n * 4500, Packet(0, n == 0, n * 4500, n * 4500, 4500)) for n in range(200) if n not in (48, 49)]),
+        # A hole longer than the limit in a video-only input (1 s to 4 s), with and without durations.
+        ([VIDEO], frames_25(10, range(25, 100))),
+        ([VIDEO], frames_25(10, range(25, 100), durations=False)),
     ],
     ids=["one-frame", "three-frames", "three-frames-no-durations", "straddling", "with-audio",
-         "video-pause-audio-held", "keyframe-lost", "audio-only"],
+         "video-pause-audio-held", "keyframe-lost", "audio-only", "at-the-limit", "hole-over-the-limit",
+         "hole-over-the-limit-no-durations"],
 )
 def test_frames_missing_right_before_the_limit_never_make_a_segment_too_long(
     streams: list[StreamInfo], packets: list[tuple[int, Packet]]
@@ -1202,13 +1208,46 @@ def test_frames_missing_right_before_the_limit_never_make_a_segment_too_long(
     assert all(a + d == pytest.approx(b) for a, d, b in zip(starts, durations, starts[1:])), result.timings  # type: ignore[operator]
 
 
-def test_a_segment_cut_before_a_late_frame_ends_where_its_last_picture_ends() -> None:
-    # Frames 60-62 lost: the segment from 0 s ends at frame 59's end (2.4 s), and the next one,
-    # opened by frame 63 at 2.52 s, starts there, holding the hole; it is cut without a keyframe
-    # before the frame that would reach 2.4 + 2.5 s.
-    result = run([VIDEO], timed(frames_25(10, range(60, 63))), "2")
+@pytest.mark.parametrize("durations", [True, False])
+def test_a_segment_cut_before_a_late_frame_ends_where_its_last_picture_ends(durations: bool) -> None:
+    # Frames 60-62 lost: the segment from 0 s ends at frame 59's end (2.4 s; its pts + the frame
+    # step when no duration says), and the next one, opened by frame 63 at 2.52 s, starts there,
+    # holding the hole; it is cut without a keyframe before the frame that would reach 2.4 + 2.5 s.
+    result = run([VIDEO], timed(frames_25(10, range(60, 63), durations=durations)), "2")
     assert result.cuts[:2] == [(0, True, False), (63 * FRAME_25, False, True)]
-    assert [value for t in result.timings[:2] for value in (t.start_s, t.duration_s)] == pytest.approx([0, 2.4, 2.4, 2.48])
+    assert result.timings[:2] == [SegmentTiming(0.0, 2.4, False), SegmentTiming(2.4, 2.48, False)]
+
+
+JUST_UNDER_THE_LIMIT = 224999  # ticks: TARGET + 0.5 s at target 2, less one
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        # Nothing says when the first still ends (no durations, no step between pictures yet).
+        [Packet(0, True, 0, 0, None), Packet(0, False, 234000, 234000, None)],
+        # The second still's duration reaches past the limit (1.5 s + 1.5 s).
+        [Packet(0, n == 0, n * 135000, n * 135000, 135000) for n in range(3)],
+    ],
+    ids=["unknown-end", "end-past-the-limit"],
+)
+def test_a_segment_not_known_to_end_before_the_limit_ends_just_under_it(packets: list[Packet]) -> None:
+    result = run([VIDEO], packets, "2")
+    assert result.timings[0] == SegmentTiming(0.0, JUST_UNDER_THE_LIMIT / 90000, False)
+    assert result.timings[1].start_s == JUST_UNDER_THE_LIMIT / 90000
+
+
+def test_a_hole_longer_than_the_limit_is_split_between_two_segments() -> None:
+    # A segment of one picture without duration (opened by a cut without a keyframe at 2.48 s),
+    # then nothing for 3 s: the segment ends just under TARGET + 0.5 s before the next picture
+    # (at 5.48 s), which opens the next one; both hold part of the hole. That one, holding the
+    # one picture, ends just under the limit after its start: at that picture's pts.
+    frames = [(n * FRAME_25, Packet(0, n == 0, n * FRAME_25, n * FRAME_25, None)) for n in [*range(63), 137, 138]]
+    result = run([VIDEO], timed(frames), "2")
+    assert [cut for cut, _, _ in result.cuts] == [0, 62 * FRAME_25, 137 * FRAME_25, 138 * FRAME_25]
+    assert [t.start_s for t in result.timings] == pytest.approx([0, 2.48, (137 * FRAME_25 - JUST_UNDER_THE_LIMIT) / 90000,
+                                                                137 * FRAME_25 / 90000])
+    assert all(t.duration_s is not None and t.duration_s < 2.5 for t in result.timings)
 
 
 @pytest.mark.parametrize(
@@ -1235,3 +1274,17 @@ def test_a_reference_that_never_sends_leaves_segments_cut_on_the_other_streams_c
     assert len(durations) >= 8 and all(d is not None and math.floor(d + 0.5) <= 2 for d in durations), durations
     assert all(t.without_reference for t in result.timings)
     assert written(result, packets[0].index) + result.released == len(packets)
+
+
+def test_a_first_keyframe_past_the_limit_of_a_segment_opened_on_audio_is_cut_on() -> None:
+    # Audio from 0 s, the video's first keyframe at 9.6 s muxed 0.6 s ahead of the audio: the
+    # audio gave up waiting for it and cuts segments on its own clock; the keyframe comes 2.56 s
+    # after the start of the segment open then (7.04 s). That segment ends where its audio ends
+    # (9.0 s), and the keyframe opens the next one, which starts there.
+    first = 864000
+    video = [(ts - 54000, Packet(0, ts == first, ts, ts, 3000)) for ts in range(first, 14 * 90000, 3000)]
+    result = run([VIDEO, AUDIO], timed(video + audio_at(0, 14 * 90000)), "2")
+    assert result.cuts[3] == (first, True, False)
+    assert (result.timings[2].start_s, result.timings[2].duration_s) == pytest.approx((7.04, 1.96))
+    assert result.timings[3].start_s == pytest.approx(9.0)
+    assert all(t.duration_s is not None and t.duration_s < 2.5 for t in result.timings), result.timings

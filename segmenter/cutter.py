@@ -23,6 +23,13 @@ The timing model (docs/segmenter.md, "Cut rule" and "Timing model"):
 - **Cuts without a keyframe.** When no keyframe comes in time (a long GOP, a lost keyframe), the
   segment is cut before the last reference frame that keeps it under the limit; the next segment
   then does not start with a keyframe (the run reports it as not independent).
+- **Late packets.** A reference packet that comes at or past the limit anyway (frames lost right
+  before it, the reference pausing while the other streams are held) is cut before, and the
+  segment ends where what it holds ends: the hole up to that packet opens the next segment
+  (a hole longer than the limit is split between the two).
+- **No reference yet.** A segment opened by another stream's packet without timestamps starts at
+  the first timestamp in it; until the reference sends, segments are cut on the other streams'
+  clock, and their timings say so (``SegmentTiming.without_reference``).
 - **Gaps are not discontinuities.** A track that pauses while the program's clock (its other
   tracks) goes on keeps its packets and adds no discontinuity; while the video pauses, segments
   are cut on the other tracks' packets. Only a real break of the timeline is a discontinuity: a
@@ -94,9 +101,12 @@ class StreamInfo:
 class SegmentTiming:
     """When a finished segment starts and how long it is, in seconds on the unwrapped timeline."""
 
-    start_s: float | None  # presentation time of the packet that opened it
+    start_s: float | None  # presentation time of the packet that opened it, or where the one before ended
     duration_s: float | None  # to the next segment's start, or to its last packet's end
     discontinuity: bool  # it starts a new timeline (a jump, or a restart of the segmenter)
+    # The reference stream had not started when it was closed (no timestamp; video: no keyframe),
+    # so it was cut on the other streams' clock.
+    without_reference: bool = False
 
 
 class _Held(NamedTuple):
@@ -196,6 +206,7 @@ class Cutter:
         self._held: list[_Held] = []
         self._joined_at: int | None = None  # first keyframe of the open segment 1: nothing before it
         self._next_held_id = 0
+        self._reference_started = False  # the reference has timed a segment (anchored the grid)
         # Results of the last feed():
         self.pts: int | None = None
         self.dts: int | None = None
@@ -310,6 +321,8 @@ class Cutter:
                 # played by anyone joining here.
                 return self._cut(when, duration, discontinuity=self._start_discontinuity, on_keyframe=True,
                                  keep_from=when)
+            if self._overdue(when):
+                return self._cut_overdue(when, duration, key)
             self._anchor_grid(when, duration, key=True)
             return Action.WRITE
         if when is None:
@@ -318,6 +331,8 @@ class Cutter:
             return self._cut(when, duration, discontinuity=self._start_discontinuity, on_keyframe=key)
         if self._origin is None:
             # First timestamp of the reference after other streams opened the segment.
+            if self._overdue(when):
+                return self._cut_overdue(when, duration, key)
             self._anchor_grid(when, duration, key=key)
             return Action.WRITE
         return self._decide(when, duration, key, cut_here and is_keyframe)
@@ -331,6 +346,8 @@ class Cutter:
             if self._end is None or end > self._end:
                 self._end = end
             return Action.WRITE
+        if self._overdue(when):
+            return self._cut_overdue(when, duration, key)
         step = when - anchor if anchor is not None else (duration or 0)
         if 0 < step <= self._interleave_ticks:
             self._anchor_step = step
@@ -353,6 +370,24 @@ class Cutter:
         if self._end is None or end > self._end:
             self._end = end
         return Action.WRITE
+
+    def _overdue(self, when: int) -> bool:
+        """Whether reference packet ``when`` comes too late to end the open segment: frames were
+        missing right before the limit, or the reference paused while the other streams were held."""
+        return self._start is not None and when - self._start >= self._limit_ticks
+
+    def _cut_overdue(self, when: int, duration: int | None, key: bool) -> Action:
+        """Cut before an overdue reference packet ``when``. The open segment ends where what it
+        holds ends (its last picture's end, or the other streams' written packets'), below the
+        limit; the hole up to ``when`` is the next segment's, which starts there, or, for a hole
+        longer than the limit, just under the limit before ``when`` (the hole is split)."""
+        assert self._start is not None
+        room = self._limit_ticks - 1  # the longest a segment may be, in ticks
+        ends = [self._end, self._other_end]
+        if self._anchor is not None and self._anchor >= self._start:
+            ends.append(self._anchor + self._anchor_step)  # the last picture shown, when no duration says
+        end = min(max((e for e in ends if e is not None and e > self._start), default=when), self._start + room)
+        return self._cut(when, duration, discontinuity=False, on_keyframe=key, start=max(end, when - room))
 
     def _feed_other(self, track: _Track, duration: int | None) -> Action:
         dts = self.dts
@@ -400,9 +435,12 @@ class Cutter:
     def _write_other(self, track: _Track, when: int | None, duration: int | None) -> Action:
         """A packet of another stream in an open segment: written, held back past the target, or
         opening the next segment while the reference pauses."""
-        if when is None or self._start is None:
+        if when is None:
             return Action.WRITE
         time = track.program_ticks(when)
+        if self._start is None:
+            # A packet without timestamps opened the segment: it starts at the first one timed.
+            self._start = time
         if self._joined_at is not None and self._before_join(time, track, duration):
             # Muxed after the first keyframe but timed before it (segment 1 starts at the keyframe).
             self.dropped_reason = "before the first video keyframe"
@@ -487,6 +525,7 @@ class Cutter:
     def _anchor_grid(self, when: int, duration: int | None, *, key: bool) -> None:
         """Start the grid (and the current segment's timing) at the reference time ``when``."""
         self._origin = when
+        self._reference_started = True
         if self._start is None:
             self._start = when
         self._end = None
@@ -515,10 +554,13 @@ class Cutter:
             self._other_end = end
 
     def _cut(self, when: int | None, duration: int | None, *, discontinuity: bool, on_keyframe: bool,
-             reference: bool = True, keep_from: int | None = None) -> Action:
-        """Close the open segment (if any) and open the next at ``when``; settle held packets."""
+             reference: bool = True, keep_from: int | None = None, start: int | None = None) -> Action:
+        """Close the open segment (if any) and open the next at ``when`` (its packet's time), or
+        at ``start`` when given (a time before ``when``: the next segment starts with a hole);
+        settle held packets."""
+        start = when if start is None else start
         if self._open:
-            end = (self._end if self._end is not None else self._other_end) if discontinuity else when
+            end = (self._end if self._end is not None else self._other_end) if discontinuity else start
             self.finished = self._timing(end)
         else:
             self.finished = None
@@ -540,7 +582,7 @@ class Cutter:
             self._settle(lambda held: True, None, keep_from)
         else:
             self._settle(lambda held: not held.at_jump, None, keep_from)
-        self._start = when
+        self._start = start
         self._end = self._other_end = None
         if reference:
             if discontinuity or self._origin is None:
@@ -561,7 +603,7 @@ class Cutter:
         seconds = self._time_base
         start_s = float(start * seconds) if start is not None else None
         duration_s = float((end - start) * seconds) if start is not None and end is not None and end > start else None
-        return SegmentTiming(start_s, duration_s, self._segment_discontinuity)
+        return SegmentTiming(start_s, duration_s, self._segment_discontinuity, not self._reference_started)
 
     def finish(self) -> SegmentTiming | None:
         """End of input: the timing of the segment still open (to its last packet's end), or

@@ -21,7 +21,7 @@ from protocol import IndexMessage
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 
 from .config import SegmenterConfig
-from .cutter import Cutter, SegmentTiming
+from .cutter import Cutter, SegmentTiming, StreamKind
 from .errors import InputError
 from .input import InputDescription
 from .notifier import Notifier
@@ -146,6 +146,7 @@ class SegmentRun:
         self.watch: ParameterWatch | None = None
         self._last_drop_reason = ""
         self._said_dependent = False  # a segment that is not independent was logged
+        self._said_without_reference = False  # a segment cut while the reference had not started was logged
 
     def loop(self) -> None:
         """Read the input until it ends, stops or changes program, committing every segment.
@@ -219,6 +220,13 @@ class SegmentRun:
         timing = timing or SegmentTiming(None, None, False)
         if dropped:
             log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped)
+        if timing.without_reference and not self._said_without_reference:
+            self._said_without_reference = True
+            reference = self.cutter.reference
+            awaited = "keyframe" if reference.kind is StreamKind.VIDEO else "timestamp"
+            log.warning("segment %d was cut on the other streams' clock: stream #%d (%s), the one segments are cut"
+                        " on, has sent no %s yet (is it missing from the input?); later ones are not logged",
+                        segment.number, reference.index, reference.kind.value, awaited)
         independent = start.independent
         if not independent and not self._said_dependent:
             self._said_dependent = True

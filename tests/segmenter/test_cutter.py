@@ -847,30 +847,32 @@ def test_audio_starts_without_the_video_when_no_keyframe_comes_in_time(step: int
     packets = timed(audio_at(start, start + (opener + 1) * step, step=step))
     result = run([VIDEO, AUDIO], packets, "6", discontinuity=restart)
     assert result.cuts == [(start + opener * step, False, False)]
-    assert result.timings == [SegmentTiming(10.0, (opener + 1) * step / 90000, restart)]
+    # Said so: the video had not started when it was closed.
+    assert result.timings == [SegmentTiming(10.0, (opener + 1) * step / 90000, restart, without_reference=True)]
     assert written(result, 1) == len(packets) and not result.released
 
 
 @pytest.mark.parametrize("restart", [False, True])
 @pytest.mark.parametrize(
-    ("packets", "start_s", "duration_s"),
+    ("packets", "start_s", "duration_s", "without_reference"),
     [
         # The reference (the first audio stream) never sends.
-        ([Packet(2, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000),
+        ([Packet(2, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000, True),
         # The reference comes later.
-        ([Packet(2, True, 0, 0, AUDIO_FRAME), Packet(1, True, 960, 960, AUDIO_FRAME)], 0.0, (960 + AUDIO_FRAME) / 90000),
+        ([Packet(2, True, 0, 0, AUDIO_FRAME), Packet(1, True, 960, 960, AUDIO_FRAME)], 0.0, (960 + AUDIO_FRAME) / 90000,
+         False),
         # A packet without timestamps opens the segment; the reference's first packet times it.
-        ([Packet(2, True, None, None, None), Packet(1, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000),
+        ([Packet(2, True, None, None, None), Packet(1, True, 0, 0, AUDIO_FRAME)], 0.0, AUDIO_FRAME / 90000, False),
         # Without any timestamp the segment's timing is unknown.
-        ([Packet(2, True, None, None, None)], None, None),
+        ([Packet(2, True, None, None, None)], None, None, True),
     ],
     ids=["reference-silent", "reference-later", "untimed-first", "untimed-only"],
 )
 def test_a_segment_opened_by_another_stream_starts_at_its_first_packet(
-    packets: list[Packet], start_s: float | None, duration_s: float | None, restart: bool
+    packets: list[Packet], start_s: float | None, duration_s: float | None, without_reference: bool, restart: bool
 ) -> None:
     result = run([AUDIO, SECOND_AUDIO], packets, "2", discontinuity=restart)
-    assert result.timings == [SegmentTiming(start_s, duration_s, restart)]
+    assert result.timings == [SegmentTiming(start_s, duration_s, restart, without_reference)]
     assert sum(len(segment) for segment in result.segments) == len(packets)
 
 
@@ -1149,3 +1151,140 @@ def test_stills_further_apart_than_interleave_s_are_segmented() -> None:
     result = run([VIDEO], packets, "2")
     assert sum(len(segment) for segment in result.segments) == len(packets)
     assert sum(t.duration_s for t in result.timings) == pytest.approx(18.0)  # type: ignore[misc]
+
+
+FRAME_25 = 90000 // 25  # a frame at 25 fps, 90-kHz ticks
+
+
+def frames_25(seconds: int, lost: range, *, gop_s: int = 10, durations: bool = True) -> list[tuple[int, Packet]]:
+    """Video at 25 fps, a keyframe every ``gop_s``, without the frames numbered in ``lost``."""
+    return [(n * FRAME_25, Packet(0, n % (25 * gop_s) == 0, n * FRAME_25, n * FRAME_25, FRAME_25 if durations else None))
+            for n in range(25 * seconds) if n not in lost]
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets"),
+    [
+        # One frame lost: the one a cut without a keyframe would be made on (2.48 s).
+        ([VIDEO], frames_25(10, range(62, 63))),
+        # The issue's example: frames 60-62 lost, the next comes at 2.52 s.
+        ([VIDEO], frames_25(10, range(60, 63))),
+        # The same without packet durations (the fast path's video): the last picture's end is
+        # judged from the frame step.
+        ([VIDEO], frames_25(10, range(60, 63), durations=False)),
+        # A gap straddling the limit (2.32 s to 2.64 s).
+        ([VIDEO], frames_25(10, range(58, 66))),
+        # With audio going on (held once the segment is full by its clock).
+        ([VIDEO, AUDIO], frames_25(10, range(60, 63)) + audio_at(0, 10 * 90000)),
+        # The video pausing for less than INTERLEAVE_S (2.2 s to 2.92 s) while the audio is held.
+        ([VIDEO, AUDIO], frames_25(10, range(55, 73)) + audio_at(0, 10 * 90000)),
+        # 2-s GOPs, the keyframe at 2 s lost with the frames around it (1.96 s to 2.56 s).
+        ([VIDEO], frames_25(10, range(49, 64), gop_s=2)),
+        # Audio only (the reference is the audio): a gap from 1.9 s to 2.6 s.
+        ([AUDIO], [item for item in audio_at(0, 10 * 90000) if not 171000 <= item[0] < 234000]),
+        # 20 fps: the next frame after the frames lost comes exactly at the limit (2.5 s).
+        ([VIDEO], [(n * 4500, Packet(0, n == 0, n * 4500, n * 4500, 4500)) for n in range(200) if n not in (48, 49)]),
+        # A hole longer than the limit in a video-only input (1 s to 4 s), with and without durations.
+        ([VIDEO], frames_25(10, range(25, 100))),
+        ([VIDEO], frames_25(10, range(25, 100), durations=False)),
+    ],
+    ids=["one-frame", "three-frames", "three-frames-no-durations", "straddling", "with-audio",
+         "video-pause-audio-held", "keyframe-lost", "audio-only", "at-the-limit", "hole-over-the-limit",
+         "hole-over-the-limit-no-durations"],
+)
+def test_frames_missing_right_before_the_limit_never_make_a_segment_too_long(
+    streams: list[StreamInfo], packets: list[tuple[int, Packet]]
+) -> None:
+    # The next reference packet comes past TARGET + 0.5 s: the segment is cut before it and ends
+    # where its last picture (or packet) ends; the hole goes to the next segment, which starts
+    # there. EXTINF rounded halves up stays within the target (RFC 8216 4.3.3.1).
+    result = run(streams, timed(packets), "2")
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and math.floor(d + 0.5) <= 2 for d in durations), durations
+    assert sum(durations) == pytest.approx(10.0, abs=0.05)  # type: ignore[arg-type]
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+    assert not result.dropped and not result.released
+    starts = [t.start_s for t in result.timings]
+    assert all(a + d == pytest.approx(b) for a, d, b in zip(starts, durations, starts[1:])), result.timings  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("durations", [True, False])
+def test_a_segment_cut_before_a_late_frame_ends_where_its_last_picture_ends(durations: bool) -> None:
+    # Frames 60-62 lost: the segment from 0 s ends at frame 59's end (2.4 s; its pts + the frame
+    # step when no duration says), and the next one, opened by frame 63 at 2.52 s, starts there,
+    # holding the hole; it is cut without a keyframe before the frame that would reach 2.4 + 2.5 s.
+    result = run([VIDEO], timed(frames_25(10, range(60, 63), durations=durations)), "2")
+    assert result.cuts[:2] == [(0, True, False), (63 * FRAME_25, False, True)]
+    assert result.timings[:2] == [SegmentTiming(0.0, 2.4, False), SegmentTiming(2.4, 2.48, False)]
+
+
+JUST_UNDER_THE_LIMIT = 224999  # ticks: TARGET + 0.5 s at target 2, less one
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        # Nothing says when the first still ends (no durations, no step between pictures yet).
+        [Packet(0, True, 0, 0, None), Packet(0, False, 234000, 234000, None)],
+        # The second still's duration reaches past the limit (1.5 s + 1.5 s).
+        [Packet(0, n == 0, n * 135000, n * 135000, 135000) for n in range(3)],
+    ],
+    ids=["unknown-end", "end-past-the-limit"],
+)
+def test_a_segment_not_known_to_end_before_the_limit_ends_just_under_it(packets: list[Packet]) -> None:
+    result = run([VIDEO], packets, "2")
+    assert result.timings[0] == SegmentTiming(0.0, JUST_UNDER_THE_LIMIT / 90000, False)
+    assert result.timings[1].start_s == JUST_UNDER_THE_LIMIT / 90000
+
+
+def test_a_hole_longer_than_the_limit_is_split_between_two_segments() -> None:
+    # A segment of one picture without duration (opened by a cut without a keyframe at 2.48 s),
+    # then nothing for 3 s: the segment ends just under TARGET + 0.5 s before the next picture
+    # (at 5.48 s), which opens the next one; both hold part of the hole. That one, holding the
+    # one picture, ends just under the limit after its start: at that picture's pts.
+    frames = [(n * FRAME_25, Packet(0, n == 0, n * FRAME_25, n * FRAME_25, None)) for n in [*range(63), 137, 138]]
+    result = run([VIDEO], timed(frames), "2")
+    assert [cut for cut, _, _ in result.cuts] == [0, 62 * FRAME_25, 137 * FRAME_25, 138 * FRAME_25]
+    assert [t.start_s for t in result.timings] == pytest.approx([0, 2.48, (137 * FRAME_25 - JUST_UNDER_THE_LIMIT) / 90000,
+                                                                137 * FRAME_25 / 90000])
+    assert all(t.duration_s is not None and t.duration_s < 2.5 for t in result.timings)
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets"),
+    [
+        # Two audio streams; the reference (the first) never sends, the other's first packet has
+        # no timestamps.
+        ([AUDIO, SECOND_AUDIO], [Packet(2, True, None, None, None)] + timed(audio_at(0, 20 * 90000, index=2))),
+        # Audio and video whose video never comes; the audio's first packet has no timestamps.
+        ([VIDEO, AUDIO], [Packet(1, True, None, None, None)] + timed(audio_at(0, 20 * 90000))),
+        # The same with MAX_HELD_PACKETS untimed audio packets first: they open segment 1.
+        ([VIDEO, AUDIO], [Packet(1, True, None, None, None)] * MAX_HELD_PACKETS + timed(audio_at(0, 20 * 90000))),
+    ],
+    ids=["second-audio", "video-never-comes", "untimed-held"],
+)
+def test_a_reference_that_never_sends_leaves_segments_cut_on_the_other_streams_clock(
+    streams: list[StreamInfo], packets: list[Packet]
+) -> None:
+    # A segment opened by a packet without timestamps starts at the first timestamp in it; the
+    # reference never starting, segments are cut every target on the other stream's clock, and
+    # each says it was (the run warns).
+    result = run(streams, packets, "2")
+    durations = [t.duration_s for t in result.timings]
+    assert len(durations) >= 8 and all(d is not None and math.floor(d + 0.5) <= 2 for d in durations), durations
+    assert all(t.without_reference for t in result.timings)
+    assert written(result, packets[0].index) + result.released == len(packets)
+
+
+def test_a_first_keyframe_past_the_limit_of_a_segment_opened_on_audio_is_cut_on() -> None:
+    # Audio from 0 s, the video's first keyframe at 9.6 s muxed 0.6 s ahead of the audio: the
+    # audio gave up waiting for it and cuts segments on its own clock; the keyframe comes 2.56 s
+    # after the start of the segment open then (7.04 s). That segment ends where its audio ends
+    # (9.0 s), and the keyframe opens the next one, which starts there.
+    first = 864000
+    video = [(ts - 54000, Packet(0, ts == first, ts, ts, 3000)) for ts in range(first, 14 * 90000, 3000)]
+    result = run([VIDEO, AUDIO], timed(video + audio_at(0, 14 * 90000)), "2")
+    assert result.cuts[3] == (first, True, False)
+    assert (result.timings[2].start_s, result.timings[2].duration_s) == pytest.approx((7.04, 1.96))
+    assert result.timings[3].start_s == pytest.approx(9.0)
+    assert all(t.duration_s is not None and t.duration_s < 2.5 for t in result.timings), result.timings

@@ -19,6 +19,7 @@ import av
 import m3u8
 import pytest
 
+from segmenter.cutter import DISCONTINUITY_GAP_S
 from segmenter.silence import LATE_UNIT_S
 from tests.support.browser import chromium, page_status
 from tests.support.daemon import UploaderDaemon
@@ -27,6 +28,8 @@ from tests.support.pipeline import PlaylistPoller
 from tests.support.seaweed import SeaweedServer
 from tests.support.segmenter_media import HLS_SEGMENT, INDEX, KEY_PREFIX, PREFIX, segment_files
 from tests.support.viewer import read_playlist
+
+from .ts_surgery import AUDIO_PID, VIDEO_PID, remove_frames, remove_packets, strip_pts
 
 pytestmark = pytest.mark.usefixtures("segmenter_path")
 
@@ -131,6 +134,15 @@ def assert_audio_pause_filled(source: Path, published: Published) -> None:
     assert pcm.returncode == 0 and not pcm.stderr, pcm.stderr
     samples = len(pcm.stdout) // 2
     assert abs(samples - len(got) * 1024) <= 2048, (samples, len(got) * 1024)
+
+
+def decoded(url: str, stream: str) -> list[str]:
+    """The MD5 of every frame ffmpeg decodes from ``stream`` (``v`` or ``a``) of ``url`` (a file,
+    or a playlist read as a player reads it, segment after segment), in order."""
+    result = subprocess.run(["ffmpeg", "-hide_banner", "-v", "quiet", "-i", url, "-map", f"0:{stream}",
+                             "-f", "framemd5", "-"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [line.rsplit(",", 1)[1].strip() for line in result.stdout.splitlines() if not line.startswith("#")]
 
 
 def ffmpeg_plays(url: str) -> str:
@@ -238,3 +250,52 @@ def test_joining_mid_gop_starts_segment_one_at_the_first_video_keyframe(
         pytest.skip("no Chromium to play the stream in")
     for status in played_to_the_end(published.page_url).values():
         assert re.fullmatch(r"Ended \((native HLS|hls\.js)\) at [0-9.]+ s", status), status
+
+
+@pytest.mark.parametrize("case", ["frames 60-62 lost", "video pause under INTERLEAVE_S"])
+def test_frames_missing_right_before_the_limit_never_break_the_target_duration(
+    case: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # One keyframe in 20 s at SEGMENT_DURATION 2: every later cut is made without a keyframe,
+    # before the frame that would reach 2.5 s. Frames missing right there (the TS packets of
+    # frames 60-62 lost, or the video pausing from 2.2 s to 2.9 s while the audio goes on) made
+    # the next frame come past the limit: a 2.52-s segment, EXTINF 3 over a target of 2.
+    if case == "frames 60-62 lost":
+        source = tmp_path / "lost.ts"
+        source.write_bytes(remove_frames(media.encoder_ts(seconds=SECONDS, keyframes_at=(0,)).read_bytes(),
+                                         VIDEO_PID, {60, 61, 62}))
+    else:
+        source = media.encoder_ts(seconds=SECONDS, keyframes_at=(0,), video_gap=(2.2, 2.9))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert not any(segment.discontinuity for segment in published.playlist.segments)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).duration_s, abs=0.1)
+    assert_every_packet_kept(source, published)
+    # The published stream, read segment after segment, decodes to the input's pictures.
+    assert decoded(published.playlist_url, "v") == decoded(str(source), "v")
+
+
+def test_a_video_stream_that_never_sends_leaves_segments_cut_on_the_audio_clock(
+    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # The PMT lists a video stream (the one segments are cut on) that sends nothing, and the
+    # audio's first PES has no PTS. The audio waits DISCONTINUITY_GAP_S for a first keyframe,
+    # then segments are cut on its clock, every target, and the run says why, once.
+    data = remove_packets(media.encoder_ts(seconds=SECONDS).read_bytes(), VIDEO_PID, set(range(10**6)))
+    source = tmp_path / "no-video.ts"
+    source.write_bytes(strip_pts(data, AUDIO_PID, 1))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    waited = DISCONTINUITY_GAP_S - 2  # audio held for a first keyframe, then dropped up to one target back
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert SECONDS - waited - 1 < total <= SECONDS, total
+    assert len(published.playlist.segments) >= total // 2
+    warnings = [line for line in published.stderr.splitlines() if "cut on the other streams' clock" in line]
+    assert len(warnings) == 1 and "stream #0 (video)" in warnings[0] and "no keyframe" in warnings[0], published.stderr
+    # The audio, read segment after segment, decodes to at least what the playlist says (the
+    # fast path keeps whole PES packets starting up to JOIN_SLACK_S before segment 1: up to 1 s more).
+    pcm = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-i", published.playlist_url, "-map", "0:a",
+                          "-f", "s16le", "-ac", "1", "-ar", "48000", "-"], capture_output=True, timeout=120)
+    assert pcm.returncode == 0, pcm.stderr
+    assert total * 48000 - 2 * 1024 <= len(pcm.stdout) // 2 <= (total + 1) * 48000, (len(pcm.stdout) // 2, total)

@@ -1,5 +1,6 @@
 """Packet surgery on MPEG-TS clips for segmenter tests: add timed ID3 and SCTE-35 PIDs to a clip
-(a PMT entry each, PES packets or sections at chosen frames), remove packets of one PID."""
+(a PMT entry each, PES packets or sections at chosen frames), remove packets of one PID or the
+pictures of chosen frames, take the PTS out of PES packets."""
 
 from __future__ import annotations
 
@@ -179,5 +180,43 @@ def remove_packets(data: bytes, pid: int, indexes: set[int]) -> bytes:
             seen += 1
             if seen - 1 in indexes:
                 continue
+        out.append(packet)
+    return b"".join(out)
+
+
+def remove_frames(data: bytes, pid: int, frames: set[int], *, fps: int = 25) -> bytes:
+    """``data`` without every packet of the PES packets of ``pid`` that carry the frames numbered
+    in ``frames`` (by PTS: the first PES's PTS + frame / fps): pictures lost on the way."""
+    out = []
+    origin: int | None = None
+    dropping = False
+    for packet in packets(data):
+        if packet_pid(packet) == pid:
+            if packet[1] & 0x40:
+                pts = pes_pts(packet)
+                assert pts is not None, "a PES without PTS"
+                origin = pts if origin is None else origin
+                dropping = round((pts - origin) * fps / 90000) in frames
+            if dropping:
+                continue
+        out.append(packet)
+    return b"".join(out)
+
+
+def strip_pts(data: bytes, pid: int, count: int | None = None) -> bytes:
+    """``data`` with the first ``count`` PES packets of ``pid`` (all when None) carrying no PTS
+    (PTS_DTS_flags 0, its five bytes turned into PES header stuffing): PES packets whose
+    timestamps the encoder left out."""
+    out = []
+    stripped = 0
+    for packet in packets(data):
+        if (count is None or stripped < count) and packet_pid(packet) == pid and packet[1] & 0x40:
+            offset = payload_offset(packet)
+            assert offset is not None and packet[offset + 7] == 0x80, "a PES with more than a PTS"
+            header = bytearray(packet)
+            header[offset + 7] = 0x00
+            header[offset + 9 : offset + 14] = b"\xff" * 5
+            packet = bytes(header)
+            stripped += 1
         out.append(packet)
     return b"".join(out)

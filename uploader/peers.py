@@ -152,4 +152,4 @@ def _peer(file: Path, name: str, table: object) -> Scope:
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     assert secret is not None
-    return Scope(name, frozenset(buckets), tuple(prefixes), inline, path, secret)
+    return Scope(name, frozenset(buckets), tuple(prefixes), inline, file, secret)

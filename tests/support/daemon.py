@@ -38,12 +38,14 @@ class DaemonError(RuntimeError):
 class UploaderDaemon:
     """One hls-uploadd process; ``start()`` again after a stop or kill reuses spool and options."""
 
-    def __init__(self, base_dir: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None,
+                 any_bucket_unless_scoped: bool = True) -> None:
         self.base_dir = base_dir
         self.spool_dir = base_dir / "spool"
         self.log_path = base_dir / "uploadd.log"
         self.args = list(args)
         self.env = env
+        self.any_bucket_unless_scoped = any_bucket_unless_scoped
         self.port: int | None = None
         self.startup_line = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -53,8 +55,9 @@ class UploaderDaemon:
     def command(self) -> list[str]:
         """The daemon's command line. hls-uploadd allows no bucket by default; a test that gives
         none of --bucket, --any-bucket, --peers-file (it is about something else) gets
-        --any-bucket, the explicit opt-in, so that it can write to its own new bucket."""
-        scoped = any(arg.split("=")[0] in _SCOPE_OPTIONS for arg in self.args)
+        --any-bucket, the explicit opt-in, so that it can write to its own new bucket, unless
+        ``any_bucket_unless_scoped`` is False (the scope comes from a config file, say)."""
+        scoped = not self.any_bucket_unless_scoped or any(arg.split("=")[0] in _SCOPE_OPTIONS for arg in self.args)
         return [
             sys.executable, "-m", "uploader",
             "--listen", f"{LOOPBACK}:0",

@@ -17,7 +17,7 @@ from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
 from uploader.config import UploaderConfig
-from uploader.peers import prefix_allows
+from uploader.peers import prefix_allows, read_peers_file
 
 from .conftest import StartUploader
 from .test_daemon import ext_message, fetch_playlist_or_none
@@ -141,6 +141,17 @@ def test_hls_segment_signs_as_its_key_id_and_is_told_what_its_scope_does_not_all
         "key prefix 'cams/west' is not allowed for peer 'cam-east' (add 'cams/west' to key-prefixes" in line
         for line in refusals), outside.stderr
     assert fetch_playlist_or_none(seaweed.object_url(bucket, "cams/west/index.m3u8")) is None
+
+
+def test_the_peers_file_of_the_deployment_guide_is_read_as_it_says(tmp_path: Path) -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "deploy.md").read_text()
+    example = guide.split("### Peers", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "peers.toml").write_text(example)
+    for peer in ("cam-east", "cam-west"):
+        write_secret(tmp_path / f"{peer}.secret", EAST)
+    peers = read_peers_file(tmp_path / "peers.toml")
+    assert peers["cam-east"].key_prefixes == ("cams/east",) and peers["cam-east"].inline
+    assert peers["cam-west"].buckets == frozenset({"live", "archive"}) and not peers["cam-west"].inline
 
 
 def config(tmp_path: Path, **settings: Any) -> UploaderConfig:

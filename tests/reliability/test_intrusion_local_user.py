@@ -15,7 +15,7 @@ import pytest
 from botocore.client import BaseClient
 
 from protocol import Ack, IndexMessage, encode_message
-from tests.support.daemon import UploaderDaemon, place_segment
+from tests.support.daemon import UploaderDaemon, daemon_with_segments, place_segment
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer, bucket_name
 from tests.support.viewer import wait_for
@@ -67,13 +67,8 @@ def unrelated(seaweed: SeaweedServer, s3: BaseClient) -> Iterator[str]:
 @pytest.fixture
 def site(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterator[tuple[UploaderDaemon, Path]]:
     """The README's set-up: hls-uploadd --allow-dir DIR --bucket BUCKET, no secret; DIR is root's."""
-    allowed = tmp_path / "segments"
-    allowed.mkdir()
-    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(allowed), "--bucket", bucket]).start()
-    try:
+    with daemon_with_segments(tmp_path, bucket) as (daemon, allowed):
         yield daemon, allowed
-    finally:
-        daemon.kill()
         assert "Traceback" not in daemon.log(all_runs=True)
 
 

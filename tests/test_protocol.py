@@ -761,6 +761,7 @@ def test_each_refusal_of_the_exchange_tells_the_operator_what_to_fix() -> None:
     session = ChallengeSession(SECRETS)
     signed = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
     assert "send HELLO first" in session.refusal(signed).reason
+    assert "send HELLO first" in session.refusal(dataclasses.replace(signed, counter=None)).reason  # no ts either
     older_sender = dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000, tag="0" * 64)
     assert "upgrade hls-segment" in session.refusal(older_sender).reason
     session.hello(NONCE, 0)

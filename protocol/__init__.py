@@ -3,19 +3,33 @@
 See docs/protocol.md for the format with examples of every message.
 """
 
-from .auth import AuthRefused, ReplayGuard, compute_tag, sign, sign_at, verify
-from .decoder import CLOSED, NEED_DATA, Event, MessageDecoder, PayloadData, PayloadEnd, Signal
+from .auth import DEFAULT_KEY_ID, NONCE_BYTES, AuthRefused, ChallengeSession, compute_tag, sign, tag_input, verify
+from .decoder import CLOSED, HELLO_REQUEST, NEED_DATA, Event, Hello, MessageDecoder, PayloadData, PayloadEnd, Signal
 from .errors import ProtocolError
-from .limits import AUTH_WINDOW_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
+from .limits import CLOCK_WARNING_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
 from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
-from .replies import TRY_AGAIN_PREFIX, Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
+from .replies import (
+    TRY_AGAIN_PREFIX,
+    Ack,
+    Challenge,
+    Reject,
+    Reply,
+    ReplyDecoder,
+    encode_reply,
+    one_line,
+    parse_reply,
+)
 
 __all__ = [
-    "AUTH_WINDOW_MS",
     "AuthRefused",
-    "ReplayGuard",
-    "sign_at",
+    "CLOCK_WARNING_MS",
     "CLOSED",
+    "Challenge",
+    "ChallengeSession",
+    "DEFAULT_KEY_ID",
+    "HELLO_REQUEST",
+    "Hello",
+    "NONCE_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "IDLE_TIMEOUT_S",
     "MAX_LINE_BYTES",
@@ -41,5 +55,6 @@ __all__ = [
     "parse_reply",
     "segment_file_name",
     "sign",
+    "tag_input",
     "verify",
 ]

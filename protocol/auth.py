@@ -1,97 +1,108 @@
-"""HMAC-SHA256 tags that authenticate a message with a shared secret, and the replay rule.
+"""The challenge exchange: HMAC-SHA256 tags over a per-connection nonce, and the counter rule.
 
-What is signed is the message's canonical encoding without its tag, which includes ``ts`` (the
-sender's clock, Unix ms) and, for an inline payload, ``size`` and ``sha256``. A receiver accepts
-a signed message only when |now - ts| <= AUTH_WINDOW_MS and it has not seen the same tag within
-that window; a tag older than the window is forgotten, and its message is refused by the clock
-check anyway. A sender signs at each send (a re-send gets a new ts, so a new tag).
+A sender that signs opens each connection with the request line ``HELLO``; the daemon answers
+``HELLO nonce=<32 hex> time=<Unix ms>`` (``Challenge``, replies.py). Every signed message on that
+connection carries ``n=`` (1, 2, 3... increasing) and, last, ``tag=``: the HMAC-SHA256, keyed with
+the secret of the peer ``key_id`` (absent: ``default``), of ``tag_input``: the line
+``nonce=<hex>\\n`` followed by the message's canonical bytes without its tag. A nonce is never
+given twice, so a captured message is worthless on any other connection, after a restart or at
+another daemon holding the same secret; on its own connection ``n`` refuses it. No clock is
+involved: ``time`` is information for the sender (docs/protocol.md, Authentication).
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from .limits import AUTH_WINDOW_MS, MAX_REMEMBERED_TAGS
 from .message import IndexMessage, encode_message
+from .replies import Challenge
+
+# The key id of a message without ``key_id=``: the daemon's single --secret-file.
+DEFAULT_KEY_ID = "default"
+
+# A nonce is 16 random bytes (128 bits: never drawn twice), written as 32 lowercase hex digits.
+NONCE_BYTES = 16
 
 
-def compute_tag(message: IndexMessage, secret: bytes) -> str:
-    """The tag over the message's wire bytes without its tag field."""
-    return hmac.new(secret, encode_message(message.unsigned()), hashlib.sha256).hexdigest()
+def tag_input(message: IndexMessage, nonce: str) -> bytes:
+    """What the tag covers: ``nonce=<nonce>\\n`` and the message's wire bytes without its tag."""
+    return b"nonce=" + nonce.encode("ascii") + b"\n" + encode_message(message.unsigned())
 
 
-def sign(message: IndexMessage, secret: bytes) -> IndexMessage:
-    return replace(message, tag=compute_tag(message, secret))
+def compute_tag(message: IndexMessage, secret: bytes, nonce: str) -> str:
+    """The tag (64 lowercase hex digits) of ``message`` on the connection given ``nonce``."""
+    return hmac.new(secret, tag_input(message, nonce), hashlib.sha256).hexdigest()
 
 
-def sign_at(message: IndexMessage, secret: bytes, now_ms: int) -> IndexMessage:
-    """``message`` stamped with ``ts=now_ms`` and signed: what a sender puts on the wire."""
-    return sign(replace(message, sent_at_ms=now_ms, tag=None), secret)
+def sign(message: IndexMessage, secret: bytes, nonce: str, counter: int, key_id: str | None = None) -> IndexMessage:
+    """``message`` as a signed sender puts it on the wire: ``key_id`` (None: the default peer),
+    ``n=counter``, and the tag over ``nonce``. Raises ProtocolError for a bad key id or counter."""
+    unsigned = replace(message, key_id=key_id, counter=counter, tag=None)
+    return replace(unsigned, tag=compute_tag(unsigned, secret, nonce))
 
 
-def verify(message: IndexMessage, secret: bytes) -> bool:
-    """True when the message carries the right tag; compared in constant time."""
+def verify(message: IndexMessage, secret: bytes, nonce: str) -> bool:
+    """True when the message carries the right tag for ``nonce``; compared in constant time."""
     if message.tag is None:
         return False
-    return hmac.compare_digest(message.tag, compute_tag(message, secret))
+    return hmac.compare_digest(message.tag, compute_tag(message, secret, nonce))
 
 
 @dataclass(frozen=True, slots=True)
 class AuthRefused:
-    """Why a message was not authenticated: the ERR reason. ``transient``: the receiver's state."""
+    """Why a message or a HELLO was not accepted: the ERR reason, always final."""
 
     reason: str
-    transient: bool = False
 
 
 @dataclass(slots=True)
-class ReplayGuard:
-    """Checks tag, clock window and replays. Pure: the caller passes the clock in.
+class ChallengeSession:
+    """One connection's side of the exchange, on the daemon. Pure: the caller draws the nonce
+    (``NONCE_BYTES`` random bytes) and reads the clock.
 
-    ``refusal`` answers for one message: an ``AuthRefused`` or None, never an exception.
+    ``secrets`` maps key ids to secrets (empty: the daemon takes no signed messages, yet answers
+    HELLO). ``hello`` answers the connection's one HELLO; ``refusal`` checks each signed message.
     """
 
-    secret: bytes = field(repr=False)
-    window_ms: int = AUTH_WINDOW_MS
-    capacity: int = MAX_REMEMBERED_TAGS
-    _seen: set[str] = field(default_factory=set, repr=False)
-    _expiry: list[tuple[int, str]] = field(default_factory=list, repr=False)  # heap of (forget at, tag)
+    secrets: Mapping[str, bytes] = field(repr=False)
+    nonce: str | None = None  # set by the HELLO
+    last_counter: int = 0  # the highest n accepted on this connection
 
-    def refusal(self, message: IndexMessage, now_ms: int) -> AuthRefused | None:
-        """Why ``message`` is refused, or None when it is authentic, fresh and new.
+    def hello(self, nonce: str, now_ms: int) -> Challenge | AuthRefused:
+        """The reply to the connection's HELLO: the challenge with ``nonce`` and the daemon's
+        clock ``now_ms`` (Unix ms), or a refusal of a second HELLO.
 
-        ``now_ms`` is the receiver's clock (Unix ms). An accepted message's tag is remembered,
-        so the same message given again is refused as a replay.
-        """
-        self._forget(now_ms)
+        Raises ProtocolError when ``nonce`` is not 32 lowercase hex digits (the caller's mistake)."""
+        challenge = Challenge(nonce, now_ms)
+        if self.nonce is not None:
+            return AuthRefused("HELLO was already answered on this connection: sign with its nonce")
+        self.nonce = nonce
+        return challenge
+
+    def refusal(self, message: IndexMessage) -> AuthRefused | None:
+        """Why the signed-or-not ``message`` is refused on this connection, or None when it is
+        authentic and its ``n`` is above every earlier one (then remembered)."""
         if message.tag is None:
-            return AuthRefused("message is not signed (this daemon requires ts= and tag=)")
-        if message.sent_at_ms is None:
-            return AuthRefused("signed message has no ts (needed against replays)")
-        if not verify(message, self.secret):
-            return AuthRefused("wrong authentication tag (check the shared secret)")
-        skew_ms = message.sent_at_ms - now_ms
-        if abs(skew_ms) > self.window_ms:
-            return AuthRefused(
-                f"ts is {skew_ms / 1000:+.1f} s from the daemon's clock, outside the"
-                f" {self.window_ms / 1000:g} s window (replayed, or clocks not in sync)"
-            )
-        if message.tag in self._seen:
-            return AuthRefused("replayed message: this tag was already received")
-        if len(self._seen) >= self.capacity:
-            return AuthRefused("too many signed messages within the replay window", transient=True)
-        self._seen.add(message.tag)
-        # Remember it until its ts has left the window: after that the clock check refuses it.
-        heapq.heappush(self._expiry, (message.sent_at_ms + self.window_ms, message.tag))
+            return AuthRefused("message is not signed: this daemon requires HELLO, then key_id=, n= and tag=")
+        key_id = message.key_id or DEFAULT_KEY_ID
+        if self.nonce is None:
+            if message.counter is None and message.sent_at_ms is not None:
+                return AuthRefused("signed with ts= (an hls-segment older than the HELLO exchange):"
+                                   " upgrade hls-segment; this daemon signs over a HELLO nonce")
+            return AuthRefused("signed message without HELLO on this connection: send HELLO first"
+                               " and sign over its nonce")
+        secret = self.secrets.get(key_id)
+        if secret is None:
+            return AuthRefused(f"unknown key_id {key_id!r}: not a peer of this daemon (--peers-file, --secret-file)")
+        if message.counter is None:
+            return AuthRefused("signed message has no n= (its number on the connection)")
+        if not verify(message, secret, self.nonce):
+            return AuthRefused(f"wrong authentication tag (check the secret of key_id {key_id!r})")
+        if message.counter <= self.last_counter:
+            return AuthRefused(f"n={message.counter} is not above n={self.last_counter}, the last on this"
+                               " connection: a replay, or a sender that reuses its numbers")
+        self.last_counter = message.counter
         return None
-
-    def _forget(self, now_ms: int) -> None:
-        while self._expiry and self._expiry[0][0] < now_ms:
-            _, tag = heapq.heappop(self._expiry)
-            self._seen.discard(tag)
-
-    def __len__(self) -> int:
-        return len(self._seen)

@@ -2,7 +2,8 @@
 
 Feed bytes as they arrive with ``receive_data`` (and ``receive_eof`` at the end), then call
 ``next_event`` until it returns ``NEED_DATA`` or ``CLOSED``. Events are ``IndexMessage`` and, for a
-message with ``size=N``, the N bytes that follow it as ``PayloadData`` pieces and a ``PayloadEnd``.
+message with ``size=N``, the N bytes that follow it as ``PayloadData`` pieces and a ``PayloadEnd``;
+the request line ``HELLO`` (a signing sender's first, auth.py) is a ``Hello``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ class PayloadEnd:
     size: int
 
 
-Event = IndexMessage | PayloadData | PayloadEnd
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The request line ``HELLO``: the sender asks for the connection's challenge."""
+
+
+HELLO_REQUEST = b"HELLO"
+
+Event = IndexMessage | PayloadData | PayloadEnd | Hello
 
 
 class MessageDecoder:
@@ -86,6 +94,8 @@ class MessageDecoder:
                 return line
             if line.strip(b" \t\r"):
                 break  # blank lines are keep-alives
+        if line.strip(b" \t\r") == HELLO_REQUEST:
+            return Hello()
         message = parse_message(line)
         if message.size is not None:
             if message.size > self.max_payload_bytes:

@@ -30,12 +30,10 @@ IDLE_TIMEOUT_S = 300.0
 # Longest ERR reason sent back: one short line, so a client log stays readable.
 MAX_REASON_CHARS = 200
 
-# Clock window of a signed message: its ts may be this far from the receiver's clock, either way.
-# Wide enough for hosts kept in step by NTP (milliseconds apart) plus a send retried after a slow
-# reconnect; narrow enough that a captured message is useless half a minute later.
-AUTH_WINDOW_MS = 30_000
+# Largest n= of a signed message: one connection never sends 2^53 messages, and the value stays
+# exact in every JSON or float a log tool may put it through.
+MAX_MESSAGE_COUNTER = 2**53
 
-# Tags a receiver remembers for replay detection: one per signed message seen within the window.
-# Even 1000 renditions with 1-s segments and a re-send each stay below it; past it, new messages
-# are refused ("try again") instead of the memory growing or a replay slipping through.
-MAX_REMEMBERED_TAGS = 200_000
+# A segmenter warns when the daemon's clock (its HELLO's time=) is further than this from its own:
+# information only, nothing is refused for time (docs/protocol.md, Authentication).
+CLOCK_WARNING_MS = 30_000

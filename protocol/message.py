@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .errors import ProtocolError
 from .limits import (
     MAX_KEY_PREFIX_CHARS,
+    MAX_MESSAGE_COUNTER,
     MAX_NAME_CHARS,
     MAX_PATH_CHARS,
     MAX_SEGMENT_DURATION_S,
@@ -53,6 +54,7 @@ _RESOLUTION = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 _CODECS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(,[A-Za-z0-9][A-Za-z0-9.+-]*)*")
 _EXTENSION_KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _TAG = re.compile(r"[0-9a-f]{64}")
+_KEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 # Characters left as they are in an extension value; everything else is %XX.
 _VALUE_SAFE = "./:+-_~"
 
@@ -93,6 +95,8 @@ class IndexMessage:
     sent_at_ms: int | None = None  # sender's clock, Unix ms: bounds replays of signed messages
     independent: bool = False  # last_segment starts with a keyframe: decodable on its own
     payload_sha256: str | None = None  # hex SHA-256 of the inline payload, so the tag covers its bytes
+    key_id: str | None = None  # the peer whose secret signs the message; None: the peer "default"
+    counter: int | None = None  # n=: a signed sender's message number on its connection, 1, 2, 3...
     extras: tuple[tuple[str, str], ...] = ()  # unknown extensions, kept in order
     tag: str | None = None  # HMAC-SHA256 hex over the message without this field
 
@@ -148,6 +152,10 @@ class IndexMessage:
                 raise ProtocolError("sha256 must be 64 lowercase hex digits")
             if self.size is None:
                 raise ProtocolError("sha256 without size: there is no payload to check")
+        if self.key_id is not None and not is_key_id(self.key_id):
+            raise ProtocolError(f"key_id {_show(self.key_id)} is not 1-64 of [A-Za-z0-9._-]")
+        if self.counter is not None:
+            _check_range("n", self.counter, 1, MAX_MESSAGE_COUNTER)
         if self.tag is not None and not _TAG.fullmatch(self.tag):
             raise ProtocolError("tag must be 64 lowercase hex digits")
         seen = set(_EXTENSIONS_BY_KEY)
@@ -241,6 +249,20 @@ def is_bucket_name(value: str) -> bool:
     )
 
 
+def is_key_id(value: str) -> bool:
+    """True for a peer's key id: 1-64 of ``[A-Za-z0-9._-]``, not starting with ``.`` or ``-``."""
+    return isinstance(value, str) and _KEY_ID.fullmatch(value) is not None
+
+
+def is_key_prefix(value: str) -> bool:
+    """True for a KEY_PREFIX a message may carry (the rule of docs/protocol.md's table)."""
+    try:
+        _check_key_prefix(value)
+    except ProtocolError:
+        return False
+    return True
+
+
 def _check_bucket(value: str) -> None:
     if not is_bucket_name(value):
         raise ProtocolError(f"bucket {_show(value)} is not a valid S3 bucket name")
@@ -316,6 +338,8 @@ _EXTENSIONS = (
     _Extension("ts", "sent_at_ms", _parse_int, str),
     _Extension("independent", "independent", _parse_flag, lambda v: "1"),
     _Extension("sha256", "payload_sha256", _parse_hex, str),
+    _Extension("key_id", "key_id", _text, str),
+    _Extension("n", "counter", _parse_int, str),
 )
 _EXTENSIONS_BY_KEY = {extension.key: extension for extension in _EXTENSIONS} | {"tag": None}
 _DEFAULTS = {"discontinuity": False, "independent": False}

@@ -1,4 +1,5 @@
-"""Reply lines: ``OK <last_segment>`` once a message is durably queued, ``ERR <reason>`` otherwise."""
+"""Reply lines: ``OK <last_segment>`` once a message is durably queued, ``ERR <reason>`` otherwise,
+and ``HELLO nonce=<32 hex> time=<Unix ms>``, the challenge that answers a HELLO request (auth.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from .errors import ProtocolError
 from .limits import MAX_LINE_BYTES, MAX_REASON_CHARS
 
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_CHALLENGE = re.compile(r"HELLO nonce=([0-9a-f]{32}) time=([0-9]{1,15})")
 
 # An ERR whose reason starts so is about the daemon's state, not the message (spool full, too
 # many connections): the client keeps the message and sends it again later. Any other ERR is final.
@@ -57,17 +60,36 @@ class Reject:
         return self.reason.startswith(TRY_AGAIN_PREFIX)
 
 
-Reply = Ack | Reject
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The daemon's answer to HELLO: the connection's ``nonce`` (32 lowercase hex digits), which
+    every signed message on it is tagged over, and the daemon's clock ``time_ms`` (Unix ms)."""
+
+    nonce: str
+    time_ms: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nonce, str) or not _NONCE.fullmatch(self.nonce):
+            raise ProtocolError("a HELLO nonce is 32 lowercase hex digits")
+        if isinstance(self.time_ms, bool) or not isinstance(self.time_ms, int) or not 0 <= self.time_ms < 10**15:
+            raise ProtocolError(f"a HELLO time is Unix milliseconds, not {self.time_ms!r}")
+
+
+Reply = Ack | Reject | Challenge
 
 
 def encode_reply(reply: Reply) -> bytes:
     if isinstance(reply, Ack):
         return f"OK {reply.last_segment}\n".encode("ascii")
+    if isinstance(reply, Challenge):
+        return f"HELLO nonce={reply.nonce} time={reply.time_ms}\n".encode("ascii")
     return f"ERR {reply.reason}\n".encode("ascii")
 
 
 def parse_reply(line: bytes) -> Reply:
     text = line.rstrip(b"\r\n").decode("ascii", errors="replace")
+    if (challenge := _CHALLENGE.fullmatch(text)) is not None:
+        return Challenge(challenge.group(1), int(challenge.group(2)))
     verb, _, rest = text.partition(" ")
     if verb == "OK" and rest.isascii() and rest.isdigit():
         return Ack(int(rest))

@@ -1,8 +1,10 @@
 """The segmenter's side of the TCP line protocol: send one index message, read the daemon's reply.
 
 ``DaemonClient.send`` makes one attempt. With ``--wire ext`` it keeps one connection, sends the
-message (signed afresh with the shared secret, if any: a re-send gets a new ts and tag), then the
-segment's bytes as an inline payload when asked (``sendfile``), and reads the reply. With
+message, then the segment's bytes as an inline payload when asked (``sendfile``), and reads the
+reply. With a secret, each connection starts with ``HELLO``: every message on it is signed over
+the daemon's nonce with the next ``n`` (protocol/auth.py), so a re-send gets a new tag; a daemon
+clock far from ours is logged once, and never stops a message. With
 ``--wire v1`` it sends the ten original fields on a connection of their own and reads nothing.
 With ``--tls`` the connection is TLS (ext only) and the daemon's certificate is verified.
 The caller retries a failed attempt after the delays of ``retry_delays``; the daemon is
@@ -24,13 +26,16 @@ from typing import BinaryIO
 
 from protocol import (
     V1_FIELD_NAMES,
+    CLOCK_WARNING_MS,
+    HELLO_REQUEST,
     Ack,
+    Challenge,
     IndexMessage,
     ProtocolError,
     Reply,
     ReplyDecoder,
     encode_message,
-    sign_at,
+    sign,
 )
 
 log = logging.getLogger(__name__)
@@ -108,7 +113,8 @@ class Deadline:
 class DaemonClient:
     """The connection to hls-uploadd at ``address`` (host, port), used by one thread.
 
-    ``backlog`` counts the messages waiting, for the log line when the daemon goes away. ``tls``:
+    ``backlog`` counts the messages waiting, for the log line when the daemon goes away.
+    ``secret`` signs as the peer ``key_id`` (None: the daemon's ``default``). ``tls``:
     the connection is TLS with this context, the daemon's certificate checked for
     ``server_name`` (default: the address's host).
     """
@@ -120,6 +126,7 @@ class DaemonClient:
         v1: bool,
         secret: bytes | None,
         send_segments: bool,
+        key_id: str | None = None,
         deadline: Deadline,
         backlog: Callable[[], int],
         tls: ssl.SSLContext | None = None,
@@ -128,6 +135,10 @@ class DaemonClient:
         self.address = address
         self.v1 = v1
         self._secret = secret
+        self._key_id = key_id
+        self._nonce = ""  # the connection's challenge, with a secret
+        self._counter = 0  # n of the last message signed on the connection
+        self._clock_warned = False
         self._tls = tls
         self._server_name = server_name or address[0]
         self._send_segments = send_segments
@@ -207,12 +218,15 @@ class DaemonClient:
         if payload is not None:
             size, digest = _measure(payload)
             wire = dataclasses.replace(wire, size=size, payload_sha256=digest)
-        if self._secret is not None:
-            wire = sign_at(wire, self._secret, time.time_ns() // 1_000_000)
         if self._sock is None:
             self._sock = self._connect()
             self._replies = ReplyDecoder()
+            if self._secret is not None:
+                self._hello(self._sock)
         sock = self._sock
+        if self._secret is not None:
+            self._counter += 1
+            wire = sign(wire, self._secret, self._nonce, self._counter, self._key_id)
         sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
         sock.sendall(encode_message(wire, newline=True))
         if payload is not None:
@@ -230,7 +244,11 @@ class DaemonClient:
                 return self._handle_reply(message, reply)
             if sent != wire.size:
                 raise ConnectionError(f"sent {sent} of {wire.size} payload bytes (the segment file changed?)")
-        # Wait for the reply in short slices so that the end of the drain time is noticed.
+        return self._handle_reply(message, self._next_reply(sock))
+
+    def _next_reply(self, sock: socket.socket) -> Reply:
+        """The daemon's next reply line, waited for in short slices so that the end of the drain
+        time is noticed. Raises TimeoutError, ConnectionResetError, ProtocolError."""
         sock.settimeout(WAKE_UP_S)
         waited_s = 0.0
         while (reply := self._replies.next_reply()) is None:
@@ -244,7 +262,24 @@ class DaemonClient:
             if not data:
                 raise ConnectionResetError("daemon closed the connection")
             self._replies.receive_data(data)
-        return self._handle_reply(message, reply)
+        return reply
+
+    def _hello(self, sock: socket.socket) -> None:
+        """Ask the new connection's challenge; warn once when the daemon's clock is far from ours.
+        Raises ProtocolError when the daemon answers otherwise (the messages wait and are retried)."""
+        sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
+        sock.sendall(HELLO_REQUEST + b"\n")
+        reply = self._next_reply(sock)
+        if not isinstance(reply, Challenge):
+            detail = reply.reason if not isinstance(reply, Ack) else f"OK {reply.last_segment}"
+            raise ProtocolError(f"daemon did not answer HELLO with a challenge ({detail}); signed messages need"
+                                " an hls-uploadd that speaks the HELLO exchange")
+        self._nonce, self._counter = reply.nonce, 0
+        skew_ms = reply.time_ms - time.time_ns() // 1_000_000
+        if abs(skew_ms) > CLOCK_WARNING_MS and not self._clock_warned:
+            self._clock_warned = True
+            log.warning("daemon at %s: its clock is %+.1f s from this host's; nothing is refused for it (messages"
+                        " are signed over its challenge), but check NTP on both hosts", self.peer, skew_ms / 1000)
 
     def _connect(self) -> socket.socket:
         """A new connection to the daemon; with TLS, handshake done and certificate checked."""
@@ -271,6 +306,8 @@ class DaemonClient:
             return None
 
     def _handle_reply(self, message: IndexMessage, reply: Reply) -> tuple[SendResult, str]:
+        if isinstance(reply, Challenge):
+            raise ProtocolError("daemon answered a message with a HELLO challenge")
         if isinstance(reply, Ack):
             if reply.last_segment != message.last_segment:
                 raise ProtocolError(f"daemon acknowledged segment {reply.last_segment}, not {message.last_segment}")

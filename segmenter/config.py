@@ -28,6 +28,7 @@ from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_add
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
+from protocol.message import is_key_id
 
 SECTION = "segment"
 ENV_PREFIX = "HLS_SEGMENT_"
@@ -87,6 +88,12 @@ def _between(low: int, high: int, unit: str = "") -> Callable[[str, int | None],
     return check
 
 
+def _key_id(flag: str, value: str | None) -> str | None:
+    if value and not is_key_id(value):
+        raise ConfigError(f"{flag} {value!r} is not a key id: 1-64 of [A-Za-z0-9._-], not starting with . or -")
+    return value or None
+
+
 def _positive_seconds(flag: str, seconds: float) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"{flag} must be a positive number of seconds")
@@ -127,8 +134,13 @@ OPTIONS = (
     ),
     Option(
         "secret_file", TEXT, None,
-        "Shared secret: sign every message (ts= and an HMAC tag=), as hls-uploadd --secret-file expects.",
+        "Secret to sign every message with, over the daemon's HELLO challenge (hls-uploadd --secret-file,"
+        " or this peer's secret-file in its --peers-file).",
         convert=read_secret, fields=("secret",), metavar="PATH",
+    ),
+    Option(
+        "key_id", TEXT, None, "This peer's id in the daemon's --peers-file (with --secret-file).",
+        convert=_key_id, metavar="ID", shown_default="default: the daemon's --secret-file",
     ),
     Option(
         "tls", SWITCH, None,
@@ -207,6 +219,7 @@ class SegmenterConfig:
     probe_timeout_s: float
     drain_timeout_s: float
     secret: bytes | None = field(repr=False)  # HMAC key; never printed
+    key_id: str | None  # the peer the secret belongs to; None: the daemon's "default"
     send_segments: bool  # segment bytes travel inline after each message (size=N)
     keep_segments: bool  # with send_segments: files stay after the daemon's OK
     bandwidth: int | None  # declared peak bit/s, sent as bandwidth=
@@ -234,6 +247,8 @@ class SegmenterConfig:
             raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
             raise ConfigError("--wire v1 carries no extensions: --secret-file and --send-segments need --wire ext")
+        if self.key_id is not None and self.secret is None:
+            raise ConfigError("--key-id names the peer whose secret signs: give --secret-file too")
         check_pair(self.tls_cert, self.tls_key)
         if self.tls:
             if self.wire is WireMode.V1:

@@ -42,7 +42,7 @@ class Notifier:
     """The owed messages of one OUTPUT_DIR and OUTPUT_PREFIX, sent in order by a background thread.
 
     ``address`` is the daemon's (host, port); ``outbox_path`` the outbox file, opened (or
-    created) here; ``secret`` signs every message; ``send_segments`` sends each segment's bytes
+    created) here; ``secret`` signs every message, as the peer ``key_id`` (None: ``default``); ``send_segments`` sends each segment's bytes
     after its message; ``tls`` and ``server_name``: a TLS connection (``DaemonClient``);
     ``remove_sent`` (with ``send_segments``) removes each segment file once the daemon
     acknowledged it, since the daemon then holds its bytes durably. Raises OutboxError (an
@@ -56,6 +56,7 @@ class Notifier:
         v1: bool,
         outbox_path: Path,
         secret: bytes | None = None,
+        key_id: str | None = None,
         send_segments: bool = False,
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
@@ -64,7 +65,7 @@ class Notifier:
         self._outbox = Outbox.open(outbox_path)
         self._remove_sent = send_segments and remove_sent
         self._deadline = Deadline()
-        self._client = DaemonClient(address, v1=v1, secret=secret, send_segments=send_segments,
+        self._client = DaemonClient(address, v1=v1, secret=secret, key_id=key_id, send_segments=send_segments,
                                     deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name)
         self._lock = threading.Condition()
         self._closing = False

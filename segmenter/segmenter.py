@@ -126,6 +126,7 @@ class Segmenter:
             v1=config.wire is WireMode.V1,
             outbox_path=outbox_path(config),
             secret=config.secret,
+            key_id=config.key_id,
             send_segments=config.send_segments,
             tls=config.tls_context,
             server_name=config.tls_server_name,

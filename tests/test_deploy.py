@@ -100,7 +100,7 @@ def test_compose_wiring(compose_config: dict[str, Any]) -> None:
         assert expected in uploadd
     assert services["uploadd"]["environment"]["AWS_ACCESS_KEY_ID"]
     encoder = " ".join(services["encoder"]["command"])
-    assert "hls-segment - 2 /segments demo stream.m3u8 \"\" live demo --uploader uploadd:10234" in encoder
+    assert "hls-segment - 2 /segments demo stream.m3u8 \"\" live demo --uploader uploadd:10234 --no-send-segments" in encoder
     assert services["uploadd"]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
     for name in ("createbucket", "uploadd", "encoder"):
         assert services[name]["build"]["context"] == str(ROOT)

@@ -20,6 +20,9 @@ from protocol import (
     CLOSED,
     NEED_DATA,
     Ack,
+    Challenge,
+    ChallengeSession,
+    Hello,
     IndexMessage,
     MessageDecoder,
     PayloadData,
@@ -294,6 +297,11 @@ EDGES = [
     ("size", {"size": 10**12}, {"size": 10**12 + 1}),
     ("ts", {"sent_at_ms": 0}, {"sent_at_ms": -1}),
     ("ts", {"sent_at_ms": 10**15}, {"sent_at_ms": 10**15 + 1}),
+    ("n", {"counter": 1}, {"counter": 0}),
+    ("n", {"counter": 2**53}, {"counter": 2**53 + 1}),
+    ("key_id", {"key_id": "k" * 64}, {"key_id": "k" * 65}),
+    ("key_id", {"key_id": "cam-east.1_b"}, {"key_id": "-cam"}),
+    ("key_id", {"key_id": "A"}, {"key_id": "cam/east"}),
 ]
 
 
@@ -422,9 +430,19 @@ def test_replies_encode_and_decode() -> None:
     assert encode_reply(Reject("bucket 'x' is not allowed")) == b"ERR bucket 'x' is not allowed\n"
     assert parse_reply(b"OK 12\r\n") == Ack(12)
     assert parse_reply(b"ERR no space left\n") == Reject("no space left")
-    for bad in (b"OK", b"OK x", b"ERR", b"HELLO 1"):
+    for bad in (b"OK", b"OK x", b"ERR", b"HELLO 1", b"HELLO nonce=" + b"A" * 32 + b" time=1",
+                b"HELLO nonce=" + b"a" * 31 + b" time=1", b"HELLO nonce=" + b"a" * 32 + b" time=-1",
+                b"HELLO nonce=" + b"a" * 32):
         with pytest.raises(ProtocolError):
             parse_reply(bad)
+
+
+def test_the_challenge_reply_round_trips() -> None:
+    challenge = Challenge("0123456789abcdef" * 2, 1_700_000_000_123)
+    assert encode_reply(challenge) == b"HELLO nonce=0123456789abcdef0123456789abcdef time=1700000000123\n"
+    assert parse_reply(encode_reply(challenge)) == challenge
+    with pytest.raises(ProtocolError, match="32 lowercase hex"):
+        Challenge("00" * 15, 1)
 
 
 def test_reject_reasons_are_made_one_printable_line() -> None:
@@ -497,49 +515,56 @@ def test_a_blank_reply_line_is_a_protocol_error_not_a_wait() -> None:
 # Authentication tags.
 
 
+NONCE = "00112233445566778899aabbccddeeff"
+
+
 def test_signed_message_verifies_and_tampering_does_not() -> None:
     secret = b"s3cret"
-    signed = sign(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000), secret)
+    signed = sign(ORIGINAL_MESSAGE, secret, NONCE, 7, "cam-east")
     wire = encode_message(signed)
-    assert wire.endswith(b", tag=" + signed.tag.encode())
+    assert wire.endswith(b", key_id=cam-east, n=7, tag=" + signed.tag.encode())
     received = parse_message(wire)
-    assert verify(received, secret)
-    assert not verify(received, b"other secret")
-    assert not verify(dataclasses.replace(received, last_segment=6), secret)
-    assert not verify(ORIGINAL_MESSAGE, secret)  # untagged
+    assert verify(received, secret, NONCE)
+    assert not verify(received, b"other secret", NONCE)
+    assert not verify(received, secret, "f" * 32)  # another connection's nonce
+    assert not verify(dataclasses.replace(received, last_segment=6), secret, NONCE)
+    assert not verify(dataclasses.replace(received, counter=8), secret, NONCE)
+    assert not verify(dataclasses.replace(received, key_id="cam-west"), secret, NONCE)
+    assert not verify(ORIGINAL_MESSAGE, secret, NONCE)  # untagged
 
 
 def test_a_client_that_encodes_values_as_the_protocol_doc_says_is_verified() -> None:
     # docs/protocol.md: values keep letters, digits and ./:+-_~ as they are, all else is %XX; the
     # tag is the HMAC of the line without its tag field. A client written from that text alone
     # (not with encode_message) must get its signed messages through.
+    # The tag covers the line "nonce=<the HELLO's nonce>\n" followed by the message.
     secret = b"0123456789abcdef"
-    line = ORIGINAL + b", codecs=avc1.64001f%2Cec+3, ts=1700000000000, origin=http://a.example/x_y-z~1.ts%20b"
-    tag = hmac.new(secret, line, hashlib.sha256).hexdigest()
+    line = ORIGINAL + b", codecs=avc1.64001f%2Cec+3, n=1, origin=http://a.example/x_y-z~1.ts%20b"
+    tag = hmac.new(secret, b"nonce=" + NONCE.encode() + b"\n" + line, hashlib.sha256).hexdigest()
     received = parse_message(line + b", tag=" + tag.encode())
     assert received.codecs == "avc1.64001f,ec+3"
     assert received.extras == (("origin", "http://a.example/x_y-z~1.ts b"),)
     assert encode_message(received.unsigned()) == line
-    assert verify(received, secret)
+    assert verify(received, secret, NONCE)
 
 
 def test_every_character_of_the_tag_counts() -> None:
     # Changing any one of the 64 hex digits, or cutting the tag short, makes it fail: a check on
     # a prefix (half the tag, say) would let a forger go through with 2^128 times less work.
     secret = b"0123456789abcdef"
-    signed = sign(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000), secret)
+    signed = sign(ORIGINAL_MESSAGE, secret, NONCE, 1)
     tag = signed.tag
     assert tag is not None and len(tag) == 64
     for position in range(len(tag)):
         other = "0" if tag[position] != "0" else "1"
         forged = dataclasses.replace(signed, tag=tag[:position] + other + tag[position + 1:])
-        assert not verify(forged, secret), f"a tag differing at digit {position} was accepted"
+        assert not verify(forged, secret, NONCE), f"a tag differing at digit {position} was accepted"
     for length in (32, 63):  # a shortened tag is no tag: refused by the message or by verify
         try:
             shortened = dataclasses.replace(signed, tag=tag[:length])
         except ProtocolError:
             continue
-        assert not verify(shortened, secret)
+        assert not verify(shortened, secret, NONCE)
 
 
 # Properties.
@@ -573,6 +598,8 @@ def messages(draw: st.DrawFn) -> IndexMessage:
         frame_rate=draw(st.none() | st.sampled_from([25.0, 29.97, 59.94])),
         size=draw(st.none() | st.integers(0, 10**6)),
         sent_at_ms=draw(st.none() | st.integers(0, 2**42)),
+        key_id=draw(st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", fullmatch=True)),
+        counter=draw(st.none() | st.integers(1, 2**53)),
         extras=tuple(draw(st.dictionaries(st.from_regex(r"x[a-z0-9_-]{0,8}", fullmatch=True), st.text(st.characters(min_codepoint=32, blacklist_categories=("Cc", "Cs"))), max_size=3)).items()),
         tag=draw(st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
     )
@@ -701,69 +728,69 @@ def test_every_example_message_in_the_protocol_doc_parses() -> None:
             assert encode_message(parse_message(example.encode())) == example.encode()
 
 
-# Authentication: the replay rule, pure.
+# Authentication: the challenge exchange, pure.
+
+SECRETS = {"default": b"0123456789abcdef", "cam-east": b"east-secret-0123456789"}
 
 
-def test_replay_guard_window_replays_and_forgetting() -> None:
-    from protocol import AUTH_WINDOW_MS, ReplayGuard, sign_at
-
-    secret = b"0123456789abcdef"
-    guard = ReplayGuard(secret)
-    t0 = 1_700_000_000_000
-    message = sign_at(ORIGINAL_MESSAGE, secret, t0)
-    assert guard.refusal(message, t0 + 5) is None
-    refused = guard.refusal(message, t0 + 10)
-    assert refused is not None and refused.reason.startswith("replayed message")
-    # Once its ts has left the window the tag is forgotten, and the clock check refuses it.
-    later = t0 + AUTH_WINDOW_MS + 1
-    refused = guard.refusal(message, later)
-    assert refused is not None and "outside the 30 s window" in refused.reason
-    assert len(guard) == 0
-    # At the edge of the window, either way, a message is still accepted.
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, later - AUTH_WINDOW_MS), later) is None
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, later + AUTH_WINDOW_MS), later) is None
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, b"another secret key", later), later).reason.startswith("wrong")
+def test_a_session_accepts_its_signed_messages_in_increasing_n_only() -> None:
+    session = ChallengeSession(SECRETS)
+    assert session.hello(NONCE, 1_700_000_000_000) == Challenge(NONCE, 1_700_000_000_000)
+    first = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
+    assert session.refusal(first) is None
+    replayed = session.refusal(first)
+    assert replayed is not None and replayed.reason.startswith("n=1 is not above n=1")
+    assert session.refusal(sign(ORIGINAL_MESSAGE, SECRETS["cam-east"], NONCE, 5, "cam-east")) is None
+    # Gaps are fine (a message refused for its content does not stall the counter); going back is not.
+    older = session.refusal(sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 3))
+    assert older is not None and "n=3 is not above n=5" in older.reason
+    assert session.refusal(sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 6)) is None
 
 
-def test_replay_guard_is_bounded() -> None:
-    from protocol import ReplayGuard, sign_at
-
-    secret = b"0123456789abcdef"
-    guard = ReplayGuard(secret, capacity=2)
-    t0 = 1_700_000_000_000
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0) is None
-    refused = guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 2), t0)
-    assert refused is not None and refused.transient
+def test_a_message_signed_for_one_connection_is_refused_on_every_other() -> None:
+    # A restarted daemon, a second daemon with the same secret, another connection: a new nonce each.
+    captured = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
+    elsewhere = ChallengeSession(SECRETS)
+    elsewhere.hello("ff" * 16, 0)
+    refused = elsewhere.refusal(captured)
+    assert refused is not None and refused.reason.startswith("wrong authentication tag")
 
 
-def test_a_replay_at_the_very_edge_of_the_window_is_still_refused() -> None:
-    # A tag is remembered for as long as the clock check would let its message through.
-    from protocol import AUTH_WINDOW_MS, ReplayGuard, sign_at
-
-    secret = b"0123456789abcdef"
-    guard = ReplayGuard(secret)
-    t0 = 1_700_000_000_000
-    message = sign_at(ORIGINAL_MESSAGE, secret, t0)
-    assert guard.refusal(message, t0) is None
-    refused = guard.refusal(message, t0 + AUTH_WINDOW_MS)
-    assert refused is not None and refused.reason.startswith("replayed message")
-
-
-def test_each_refusal_tells_the_operator_what_to_fix() -> None:
+def test_each_refusal_of_the_exchange_tells_the_operator_what_to_fix() -> None:
     # The reason goes back on the wire as the ERR line and into the segmenter's log.
-    from protocol import ReplayGuard, sign_at
+    session = ChallengeSession(SECRETS)
+    signed = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
+    assert "send HELLO first" in session.refusal(signed).reason
+    assert "send HELLO first" in session.refusal(dataclasses.replace(signed, counter=None)).reason  # no ts either
+    older_sender = dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000, tag="0" * 64)
+    assert "upgrade hls-segment" in session.refusal(older_sender).reason
+    session.hello(NONCE, 0)
+    assert "HELLO was already answered" in session.hello("ee" * 16, 0).reason
+    assert "not signed" in session.refusal(ORIGINAL_MESSAGE).reason
+    unknown = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1, "cam-west")
+    assert session.refusal(unknown).reason.startswith("unknown key_id 'cam-west'")
+    wrong = sign(ORIGINAL_MESSAGE, b"not the secret of cam-east", NONCE, 1, "cam-east")
+    assert session.refusal(wrong).reason == "wrong authentication tag (check the secret of key_id 'cam-east')"
+    no_n = dataclasses.replace(signed, counter=None)
+    assert "has no n=" in session.refusal(no_n).reason
+    assert session.last_counter == 0  # nothing refused moved the counter
+    with pytest.raises(ProtocolError):
+        ChallengeSession(SECRETS).hello("not hex", 0)
 
-    secret = b"0123456789abcdef"
-    t0 = 1_700_000_000_000
-    guard = ReplayGuard(secret, capacity=1)
-    assert "not signed" in guard.refusal(ORIGINAL_MESSAGE, t0).reason
-    assert "has no ts" in guard.refusal(sign(ORIGINAL_MESSAGE, secret), t0).reason
-    assert "ts is -31.5 s from the daemon's clock" in guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 - 31_500), t0).reason
-    assert "ts is +100.0 s" in guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 100_000), t0).reason
-    assert guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0), t0) is None
-    full = guard.refusal(sign_at(ORIGINAL_MESSAGE, secret, t0 + 1), t0)
-    assert full is not None and full.transient and "too many signed messages" in full.reason
+
+def test_hello_is_a_request_line_of_its_own() -> None:
+    decoder = MessageDecoder()
+    decoder.receive_data(b"HELLO\r\n" + encode_message(ORIGINAL_MESSAGE, newline=True) + b"HELLO")
+    decoder.receive_eof()
+    assert decoder.next_event() == Hello()
+    assert decoder.next_event() == ORIGINAL_MESSAGE
+    assert decoder.next_event() == Hello()
+    assert decoder.next_event() is CLOSED
+    for near in (b"HELLO x\n", b"hello\n", b"HELLO, 1\n"):
+        decoder = MessageDecoder()
+        decoder.receive_data(near)
+        with pytest.raises(ProtocolError):
+            decoder.next_event()
 
 
 def test_payload_digest_and_independent_round_trip() -> None:

@@ -27,8 +27,10 @@ from common.options import (
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
 from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
-from protocol.message import is_bucket_name
+from protocol import DEFAULT_KEY_ID
+from protocol.message import is_bucket_name, is_key_prefix
 
+from .peers import UNSIGNED, Peers, Scope, read_peers_file
 from .playlist import PlaylistType
 from .stream import MIN_TARGET_DURATIONS_LISTED
 
@@ -134,6 +136,17 @@ def _buckets(flag: str, names: list[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _key_prefixes(flag: str, prefixes: list[str]) -> tuple[str, ...]:
+    for prefix in prefixes:
+        if not prefix or not is_key_prefix(prefix):
+            raise ConfigError(f"{flag} {prefix!r} is not a key prefix ([A-Za-z0-9._~-/], no leading or doubled /)")
+    return tuple(prefixes)
+
+
+def _peers_file(flag: str, path: str | None) -> Mapping[str, Scope]:
+    return read_peers_file(Path(path).expanduser().absolute()) if path else {}
+
+
 def _playlist_type(flag: str, value: str) -> PlaylistType:
     return PlaylistType(_one_of(flag, value.lower(), [kind.value for kind in PlaylistType]))
 
@@ -198,8 +211,30 @@ OPTIONS = (
         convert=_allow_dirs, fields=("allow_dirs",), metavar="PATH", shown_default="none",
     ),
     Option(
-        "bucket", TEXT_LIST, (), "Only these buckets are accepted.",
-        convert=_buckets, fields=("buckets",), metavar="NAME", shown_default="any",
+        "bucket", TEXT_LIST, (), "Buckets unsigned messages and the --secret-file peer may write (required,"
+        " unless --any-bucket or --peers-file).",
+        convert=_buckets, fields=("buckets",), metavar="NAME", shown_default="none",
+    ),
+    Option(
+        "any_bucket", SWITCH, False,
+        "Instead of --bucket: every bucket the store's credentials reach.",
+        flags=("--any-bucket",),
+    ),
+    Option(
+        "key_prefix", TEXT_LIST, (), "Key prefixes (whole /-separated segments) unsigned messages and the"
+        " --secret-file peer may write in their buckets.",
+        convert=_key_prefixes, fields=("key_prefixes",), metavar="PREFIX", shown_default="any",
+    ),
+    Option(
+        "allow_unsigned_inline", SWITCH, False,
+        "Accept inline payloads (size=N) in unsigned messages; they skip --allow-dir.",
+        flags=("--allow-unsigned-inline",),
+    ),
+    Option(
+        "peers_file", TEXT, None,
+        "TOML file of signing peers: key id, secret file, buckets, key prefixes, inline payloads"
+        " (docs/deploy.md, Peers).",
+        convert=_peers_file, fields=("peers",), metavar="FILE", shown_default="none",
     ),
     Option(
         "window", INTEGER, 5,
@@ -256,8 +291,8 @@ OPTIONS = (
     ),
     Option(
         "secret_file", TEXT, None,
-        "Shared secret: every message must carry ts= and an HMAC tag= made with it."
-        " Required for a non-loopback --listen.",
+        "Secret of the peer 'default' (scoped by --bucket, --key-prefix): messages must be signed with it"
+        " over the HELLO challenge. A non-loopback --listen needs it, --peers-file or --tls-client-ca.",
         convert=read_secret, fields=("secret",), metavar="PATH",
     ),
     Option(
@@ -334,7 +369,11 @@ class UploaderConfig:
     listen_port: int
     spool_dir: Path
     allow_dirs: tuple[Path, ...]  # resolved (realpath) at startup
-    buckets: frozenset[str]  # empty: every bucket is allowed
+    buckets: frozenset[str]  # for unsigned messages and the --secret-file peer
+    any_bucket: bool  # instead of buckets: every bucket
+    key_prefixes: tuple[str, ...]  # with buckets; empty: any
+    allow_unsigned_inline: bool
+    peers: Mapping[str, Scope]  # from --peers-file, by key id
     window: int
     playlist_type: PlaylistType
     store: str  # "s3" or "file:///PATH"
@@ -376,16 +415,39 @@ class UploaderConfig:
             object.__setattr__(self, "tls_context", server_context(self.tls_cert, self.tls_key, self.tls_client_ca))
         elif self.tls_client_ca is not None:
             raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in TLS")
+        if self.any_bucket and self.buckets:
+            raise ConfigError("--any-bucket and --bucket contradict each other: give one of them")
+        if self.secret is not None and DEFAULT_KEY_ID in self.peers:
+            raise ConfigError(f"--secret-file is the peer {DEFAULT_KEY_ID!r}, which --peers-file names too:"
+                              " give one of them")
         if not is_loopback(self.listen_host) and not self.authenticated and not self.insecure_no_auth:
             raise ConfigError(
                 f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH (or --tls-client-ca"
                 " FILE) so peers are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
             )
+        if not self.buckets and not self.any_bucket and not self.peers:
+            raise ConfigError("no bucket is allowed: give --bucket NAME (repeatable) for the buckets messages may"
+                              " write, or --any-bucket for every bucket the store's credentials reach")
 
     @property
     def authenticated(self) -> bool:
-        """Peers prove who they are: an HMAC secret, or client certificates (mutual TLS)."""
-        return self.secret is not None or self.tls_client_ca is not None
+        """Peers prove who they are: HMAC secrets, or client certificates (mutual TLS)."""
+        return self.secret is not None or bool(self.peers) or self.tls_client_ca is not None
+
+    @property
+    def allowed_buckets(self) -> frozenset[str] | None:
+        """The buckets of --bucket, None for --any-bucket."""
+        return None if self.any_bucket else self.buckets
+
+    @property
+    def scopes(self) -> Peers:
+        """The signing peers (--peers-file, and --secret-file as ``default``) and the unsigned scope."""
+        signed = dict(self.peers)
+        if self.secret is not None:
+            signed[DEFAULT_KEY_ID] = Scope(DEFAULT_KEY_ID, self.allowed_buckets, self.key_prefixes, inline=True,
+                                           secret=self.secret)
+        unsigned = Scope(UNSIGNED, self.allowed_buckets, self.key_prefixes, inline=self.allow_unsigned_inline)
+        return Peers(signed, unsigned)
 
     @property
     def store_root(self) -> Path | None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from common.durable import write_file
 from common.settings import is_loopback
-from protocol import ReplayGuard
 
 from .config import UploaderConfig
 from .errors import UploaderError
@@ -51,8 +50,9 @@ class DaemonExit:
 def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spool: Spool) -> str:
     shown_host = f"[{host}]" if ":" in host else host
     allowed = ", ".join(str(path) for path in config.allow_dirs) or "none (add --allow-dir)"
-    buckets = ", ".join(sorted(config.buckets)) or "any"
+    buckets = "any (--any-bucket)" if config.any_bucket else ", ".join(sorted(config.buckets)) or "none unsigned"
     auth = " and ".join(name for name, used in (("HMAC secret", config.secret is not None),
+                                                (f"HMAC peers file ({len(config.peers)} peers)", bool(config.peers)),
                                                 ("TLS client certificate", config.tls_client_ca is not None)) if used)
     transport = "TLS" if config.tls_context is not None else "plaintext"
     return (
@@ -106,9 +106,8 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         spool=spool_thread,
         publisher=publisher,
         allowed=allowed,
-        buckets=config.buckets,
+        peers=config.scopes,
         payloads=payloads,
-        guard=ReplayGuard(config.secret) if config.secret is not None else None,
         master_name=config.master_name,
     )
     server = UploadServer(
@@ -142,7 +141,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
         # Reported, not fatal: messages are still accepted and queued, and held streams go on
         # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
-        checking = asyncio.create_task(publisher.check_buckets(config.buckets))
+        checking = asyncio.create_task(publisher.check_buckets(config.scopes.buckets))
         housekeeper = asyncio.create_task(
             Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher).run(), name="housekeeping"
         )

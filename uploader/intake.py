@@ -1,7 +1,8 @@
 """The daemon's policy for each message a peer sends, between the connection and the spool.
 
-A message is checked (authentication, allowed buckets and directories, the master playlist's
-name, its segment being MPEG-TS: mpegts.py), then queued durably in the spool and handed to the
+A message is checked (authentication over its connection's challenge, its peer's scope: buckets,
+key prefixes, inline payloads (peers.py), allowed directories, the master playlist's name, its
+segment being MPEG-TS: mpegts.py), then queued durably in the spool and handed to the
 publisher; its reply says which. A message with an inline payload is admitted first: its bytes
 go to a payload file, and its reply waits until that file is committed and the message queued;
 when the payloads being received on all connections would pass --max-payload-inflight, it is
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from protocol import Ack, IndexMessage, Reject, Reply, ReplayGuard
+from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
+from .peers import Peers
 from .publisher import Publisher
 from .spool import Queued, Spool, SpoolError, SpoolThread
 from .stream import stream_label
@@ -40,8 +41,7 @@ def ended_reason(label: str) -> str:
 
 
 def _rejection(reason: str, *, transient: bool) -> Reject:
-    """The ERR reply for ``reason``: "try again" when ``transient`` (an error's or an
-    ``AuthRefused``'s), else a final refusal."""
+    """The ERR reply for ``reason``: "try again" when ``transient`` (an error's), else a final refusal."""
     return Reject.try_again(reason) if transient else Reject.because(reason)
 
 
@@ -59,33 +59,36 @@ class Intake:
         spool: SpoolThread,
         publisher: Publisher,
         allowed: AllowedDirs,
-        buckets: frozenset[str],
+        peers: Peers,
         payloads: PayloadStore,
-        guard: ReplayGuard | None = None,
         master_name: str = "",
     ) -> None:
-        """``buckets``: the allowed buckets (empty: any). ``guard``: None when messages are not
-        authenticated. ``master_name``: the master playlist's name, which no stream may take."""
+        """``peers``: who may write what, and whether messages must be signed. ``master_name``:
+        the master playlist's name, which no stream may take."""
         self._spool = spool
         self._publisher = publisher
         self._allowed = allowed
-        self._buckets = buckets
+        self._peers = peers
         self._payloads = payloads
-        self._guard = guard
         self._master_name = master_name
         # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
         # messages arrive, so the warning comes in real time.
         self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
 
-    async def admit(self, peer: str, message: IndexMessage) -> Reply | PayloadFile:
-        """The reply to ``message`` from ``peer`` (an address, for the log), once it is queued or
-        refused. For a message admitted with an inline payload: the PayloadFile its
-        ``message.size`` bytes are to be written to, then handed to ``accept_payload``.
+    def new_session(self) -> ChallengeSession:
+        """The challenge state of a new connection."""
+        return ChallengeSession(self._peers.secrets)
+
+    async def admit(self, peer: str, message: IndexMessage, session: ChallengeSession) -> Reply | PayloadFile:
+        """The reply to ``message`` from ``peer`` (an address, for the log) on the connection of
+        ``session``, once it is queued or refused. For a message admitted with an inline payload:
+        the PayloadFile its ``message.size`` bytes are to be written to, then handed to
+        ``accept_payload``.
 
         A refused message's payload bytes are the caller's to skip. Raises PayloadError when no
         payload file can be created: answer with ``payload_lost``.
         """
-        refused = self._refusal(peer, message)
+        refused = self._refusal(peer, message, session)
         if refused is not None:
             return refused
         if message.size is None:
@@ -140,16 +143,19 @@ class Intake:
                   stream_label(message.stream_id), message.segment_name, error)
         return _rejection(str(error), transient=error.transient)
 
-    def _refusal(self, peer: str, message: IndexMessage) -> Reject | None:
+    def _refusal(self, peer: str, message: IndexMessage, session: ChallengeSession) -> Reject | None:
         """Authentication and policy: a refusal, or None when the message may be queued."""
-        if self._guard is not None:
-            refused = self._guard.refusal(message, time.time_ns() // 1_000_000)
+        if self._peers.require_signature:
+            refused = session.refusal(message)
             if refused is not None:
                 log.warning("peer %s stream %s segment %s: not authenticated: %s", peer,
                             stream_label(message.stream_id), message.segment_name, refused.reason)
-                return _rejection(refused.reason, transient=refused.transient)
-        if self._buckets and message.bucket not in self._buckets:
-            return self._refuse(peer, message, f"bucket {message.bucket} is not allowed")
+                return Reject.because(refused.reason)
+            scope = self._peers.scope_of(message)
+        else:
+            scope = self._peers.unsigned
+        if (outside := scope.refusal(message)) is not None:
+            return self._refuse(peer, message, outside)
         if self._master_name and message.index == self._master_name:
             return self._refuse(peer, message,
                                 f"index {message.index} is the name of the master playlist (--master-name)")

@@ -5,7 +5,8 @@ not complete it, a plaintext client above all, is closed with one log line and n
 
 A connection handler only moves bytes between the socket and a ``MessageDecoder``, hands each
 message to the ``Intake`` (intake.py: the daemon's policy and queue) and writes the reply it
-gets back. An original client sends one message and closes without reading: the reply is
+gets back. It holds the connection's ``ChallengeSession`` (protocol/auth.py): a ``HELLO`` gets a
+fresh random nonce and the daemon's clock, and signed messages are checked against them. An original client sends one message and closes without reading: the reply is
 written anyway and a broken pipe is ignored.
 
 A message with ``size=N`` is followed by N bytes of segment: when the intake admits it, they are
@@ -19,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
+import time
 from dataclasses import dataclass
 
 from protocol import (
@@ -27,6 +30,9 @@ from protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     IDLE_TIMEOUT_S,
     NEED_DATA,
+    NONCE_BYTES,
+    AuthRefused,
+    Hello,
     IndexMessage,
     MessageDecoder,
     PayloadData,
@@ -179,6 +185,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.decoder = MessageDecoder(max_payload_bytes=limits.max_payload_bytes)
+        self.session = intake.new_session()
         self.bad = 0  # refused messages so far
         self.receiving: IndexMessage | None = None  # the message whose payload is arriving
         self.payload: PayloadFile | None = None  # where its bytes go
@@ -213,6 +220,8 @@ class _Connection:
             return await self._read()
         if event is CLOSED:
             return False
+        if isinstance(event, Hello):
+            return await self._hello()
         if isinstance(event, PayloadData):
             if self.payload is not None:
                 try:
@@ -261,9 +270,19 @@ class _Connection:
             return False
         return True
 
+    async def _hello(self) -> bool:
+        """Answer HELLO with the connection's challenge: a nonce never drawn before, and the clock."""
+        challenge = self.session.hello(secrets.token_hex(NONCE_BYTES), time.time_ns() // 1_000_000)
+        if isinstance(challenge, AuthRefused):
+            log.warning("peer %s: refused HELLO: %s", self.peer, challenge.reason)
+            return await self._answer(Reject.because(challenge.reason))
+        log.debug("peer %s: HELLO answered", self.peer)
+        await self.reply(challenge)
+        return True
+
     async def _message(self, message: IndexMessage) -> bool:
         try:
-            admitted = await self.intake.admit(self.peer, message)
+            admitted = await self.intake.admit(self.peer, message, self.session)
         except PayloadError as error:  # no file to take the payload
             return await self._payload_lost(message, error)
         if isinstance(admitted, PayloadFile):

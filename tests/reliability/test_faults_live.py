@@ -197,7 +197,7 @@ def test_sigterm_with_a_backlog_drains_and_restarts_from_the_spool(live: Live, m
 @pytest.mark.timeout(150)
 def test_daemon_kill_9_while_receiving_an_inline_payload(live: Live, media: MediaCache) -> None:
     clip = live_clip(media, 16)
-    daemon = live.daemon()
+    daemon = live.daemon("--allow-unsigned-inline")
     # The segmenter reaches the daemon through a slow link (60 kB/s for ~50 kB segments), so a
     # payload is in flight most of the time and the kill lands in the middle of one.
     link = live.proxy(("127.0.0.1", live.daemon_port), rate_bps=60_000)

@@ -1,10 +1,13 @@
 """A corpus of over 10,000 malformed messages against a running hls-uploadd (issue 7).
 
 Hand-written cases (wrong field counts, huge and negative numbers, NUL and control bytes,
-non-UTF-8, very long lines, lines without end, Unicode look-alikes of '/' and '.'), every field of
-a valid message replaced by every bad value, and Hypothesis-generated lines. Each one gets
-``ERR`` or a closed connection, never ``OK``; the log never holds a traceback; a legitimate stream
-publishes throughout; the daemon's memory and open files stay bounded.
+non-UTF-8, very long lines, lines without end, Unicode look-alikes of '/' and '.', near-HELLOs),
+every field of a valid message replaced by every bad value, and Hypothesis-generated lines. Each
+one gets ``ERR`` or a closed connection, never ``OK``; the log never holds a traceback; a
+legitimate stream publishes throughout; the daemon's memory and open files stay bounded. The
+fuzzing client opens every connection with HELLO, as a signing sender does; against a daemon with
+a secret (``signed``) the corpus adds messages signed over other connections' nonces, with wrong
+secrets, key ids and numbers, and the legitimate stream signs.
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import Ack, ProtocolError, Reject, ReplyDecoder, parse_message
-from tests.support.daemon import UploaderDaemon, daemon_with_segments, legit_message, place_segment
+from protocol import (
+    HELLO_REQUEST,
+    Ack,
+    Challenge,
+    ProtocolError,
+    Reject,
+    ReplyDecoder,
+    encode_message,
+    parse_message,
+    sign,
+)
+from tests.support.daemon import UploaderDaemon, legit_message, place_segment
 from tests.support.pipeline import process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
@@ -101,6 +114,9 @@ def hand_written(segments_dir: Path, bucket: str) -> Iterator[bytes]:
     yield b"GET / HTTP/1.1"
     yield b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # a TLS ClientHello's start
     yield b"SSH-2.0-OpenSSH_9.6"
+    for near in (b"HELLO x", b"HELLO\x00", b"hello", b"HELLO,", b"HELLO " + b"A" * 5000, b"HELLO\xff",
+                 b"HELLO nonce=" + b"0" * 32 + b" time=1", b"\xef\xbb\xbfHELLO", b"HELL0", b"HELLO" * 3):
+        yield near
     yield b"OK 1"
     yield b"ERR nothing"
     yield b"," * 4000
@@ -113,14 +129,37 @@ def hand_written(segments_dir: Path, bucket: str) -> Iterator[bytes]:
     yield (", ".join(good) + ", " + "k=" + "v" * 5000).encode()
 
 
-def expected_refusal(line: bytes, segments_dir: Path, bucket: str) -> bool:
-    """True when the daemon must refuse ``line``: it does not parse, or policy forbids it."""
+SECRET = b"fuzz-secret-0123456789abcdef"
+
+
+def signed_forgeries(segments_dir: Path, bucket: str) -> Iterator[bytes]:
+    """Messages a daemon with SECRET must refuse: signed for other connections, with other
+    secrets and key ids, without n, with n 0 or past the limit, with a tag cut or changed."""
+    for number in range(1, 301):
+        message = legit_message(segments_dir, bucket, number)
+        nonce = f"{number:032x}"
+        yield encode_message(sign(message, SECRET, nonce, 1))  # another connection's nonce
+        yield encode_message(sign(message, b"a guessed secret of some length", nonce, number))
+        yield encode_message(sign(message, SECRET, nonce, number, f"peer-{number}"))
+        tagged = encode_message(sign(message, SECRET, nonce, number))
+        yield tagged.replace(b", n=", b", x=")
+        yield tagged[:-1] + (b"0" if tagged[-1:] != b"0" else b"1")
+        yield tagged[:-32]
+        yield tagged.replace(f", n={number},".encode(), b", n=0,")
+        yield tagged.replace(f", n={number},".encode(), b", n=" + str(2**53 + 1).encode() + b",")
+
+
+def expected_refusal(line: bytes, segments_dir: Path, bucket: str, *, signed: bool = False) -> bool:
+    """True when the daemon must refuse ``line``: it does not parse, or policy forbids it (with
+    ``signed``, a secret: nothing the fuzzer makes carries a right tag)."""
     stripped = line.strip(b" \t\r")
-    if not stripped:
-        return False  # a blank line is a keep-alive and gets no reply
+    if not stripped or stripped == HELLO_REQUEST:
+        return False  # a blank line is a keep-alive and gets no reply; HELLO gets a challenge
     try:
         message = parse_message(stripped)
     except ProtocolError:
+        return True
+    if signed:
         return True
     if message.bucket != bucket:
         return True
@@ -145,11 +184,15 @@ class FuzzClient:
         self.on_connection = 0  # lines refused on the current connection
 
     def _connect(self) -> socket.socket:
+        """The connection, opened with HELLO as a signing sender does: fuzz lines follow the challenge."""
         if self.sock is None:
             self.sock = socket.create_connection(self.address, timeout=REPLY_TIMEOUT_S)
             self.decoder = ReplyDecoder()
             self.connections += 1
             self.on_connection = 0
+            self.sock.sendall(HELLO_REQUEST + b"\n")
+            challenge = self._reply()
+            assert isinstance(challenge, Challenge), f"HELLO was answered {challenge!r}"
         return self.sock
 
     def close(self) -> None:
@@ -212,8 +255,10 @@ def send_without_end(address: tuple[str, int], line: bytes) -> bytes:
 class LegitimateStream(threading.Thread):
     """A real segmenter's messages, one segment every 0.1 s, each of which must be OK'd."""
 
-    def __init__(self, daemon: UploaderDaemon, segments_dir: Path, source: Path, bucket: str) -> None:
+    def __init__(self, daemon: UploaderDaemon, segments_dir: Path, source: Path, bucket: str, *,
+                 signed: bool) -> None:
         super().__init__(daemon=True)
+        self.signed = signed
         self.daemon_ = daemon
         self.directory = segments_dir
         self.source = source
@@ -226,11 +271,14 @@ class LegitimateStream(threading.Thread):
         try:
             number = 0
             with self.daemon_.connect() as client:
+                if self.signed:
+                    client.hello()
                 while True:
                     number += 1
                     end = self.halt.is_set()
                     place_segment(self.source, self.directory, "legit", number)
-                    reply = client.send(legit_message(self.directory, self.bucket, number, end=end))
+                    message = legit_message(self.directory, self.bucket, number, end=end)
+                    reply = client.send(client.signed(message, SECRET) if self.signed else message)
                     assert reply == Ack(number), reply
                     self.sent = number
                     if end:
@@ -240,25 +288,40 @@ class LegitimateStream(threading.Thread):
             self.error = error
 
 
-@pytest.fixture
-def fuzz_daemon(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterator[tuple[UploaderDaemon, Path]]:
-    with daemon_with_segments(tmp_path, bucket) as setup:
-        yield setup
+@pytest.fixture(params=["unsigned", "signed"])
+def fuzz_daemon(request: pytest.FixtureRequest, tmp_path: Path, seaweed: SeaweedServer,
+                bucket: str) -> Iterator[tuple[UploaderDaemon, Path, bool]]:
+    """hls-uploadd reading ``tmp_path/segments`` for ``bucket``; ``signed``: with a secret."""
+    signed = request.param == "signed"
+    directory = tmp_path / "segments"
+    directory.mkdir()
+    args = ["--allow-dir", str(directory), "--bucket", bucket]
+    if signed:
+        secret_file = tmp_path / "secret"
+        secret_file.write_bytes(SECRET)
+        secret_file.chmod(0o600)
+        args += ["--secret-file", str(secret_file)]
+    daemon = UploaderDaemon(tmp_path / "uploadd", args).start()
+    try:
+        yield daemon, directory, signed
+    finally:
+        daemon.kill()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(450)
 def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
-    fuzz_daemon: tuple[UploaderDaemon, Path], seaweed: SeaweedServer, bucket: str, segment_source: Path
+    fuzz_daemon: tuple[UploaderDaemon, Path, bool], seaweed: SeaweedServer, bucket: str, segment_source: Path
 ) -> None:
-    daemon, segments_dir = fuzz_daemon
+    daemon, segments_dir, signed = fuzz_daemon
     assert daemon.proc is not None
     pid = daemon.proc.pid
     before = process_figures(pid)
-    legit = LegitimateStream(daemon, segments_dir, segment_source, bucket)
+    legit = LegitimateStream(daemon, segments_dir, segment_source, bucket, signed=signed)
     legit.start()
     client = FuzzClient(daemon.address)
     began = time.monotonic()
-    corpus = [line for line in hand_written(segments_dir, bucket) if expected_refusal(line, segments_dir, bucket)]
+    written = [*hand_written(segments_dir, bucket), *(signed_forgeries(segments_dir, bucket) if signed else ())]
+    corpus = [line for line in written if expected_refusal(line, segments_dir, bucket, signed=signed)]
     for line in corpus:
         client.send(line)
 
@@ -281,7 +344,7 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     ))
     def fuzz(line: bytes) -> None:
         line = line.replace(b"\n", b" ")
-        assume(expected_refusal(line, segments_dir, bucket))
+        assume(expected_refusal(line, segments_dir, bucket, signed=signed))
         client.send(line)
 
     fuzz()
@@ -307,7 +370,7 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     # Bounded: a few MB more than at start at most, and every fuzz connection closed again.
     assert during["VmHWM"] - before["VmRSS"] < 64 * 1024, (before, during)
     assert after["fds"] <= before["fds"] + 5, (before, after)
-    record("fuzz corpus", messages_fuzzed=fuzzed, hand_written=len(corpus), hypothesis=client.sent - len(corpus),
+    record(f"fuzz corpus ({'signed' if signed else 'unsigned'})", messages_fuzzed=fuzzed, hand_written=len(corpus), hypothesis=client.sent - len(corpus),
            without_end=without_end, refused_err=client.errs, closed=client.closed,
            connections=client.connections + without_end, legit_segments=legit.sent, seconds=round(elapsed, 1),
            daemon_rss_kb_before=before["VmRSS"], daemon_peak_rss_kb=after["VmHWM"], daemon_fds_after=after["fds"])

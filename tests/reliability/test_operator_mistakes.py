@@ -64,7 +64,7 @@ def test_bucket_deleted_and_created_again_mid_stream(live: Live, media: MediaCac
     Either way every version the poller reads names only objects it can GET (each one fetched
     again in every version), and every segment not yet stored when the bucket went is published."""
     clip = live_clip(media, 24)
-    daemon = live.daemon()
+    daemon = live.daemon(*(["--allow-unsigned-inline"] if mode == "inline" else []))
     before = live.poller(every_version=True)
     live.segmenter(clip, 24, *(["--send-segments"] if mode == "inline" else []))
     wait_for(lambda: published(live, "live-00006.ts"), timeout=30, message="segment 6 published")

@@ -137,7 +137,7 @@ def test_inline_segments_are_removed_once_acknowledged_unless_kept_and_numbering
     live: Live, media: MediaCache
 ) -> None:
     clip = live_clip(media, 6)
-    daemon = live.daemon(retention=True)
+    daemon = live.daemon("--allow-unsigned-inline", retention=True)
     poller = live.poller(every_version=True)
     out_dir = live.segments_root / "live"
     live.segmenter(clip, 6, "--send-segments", keep_segments=False)

@@ -34,6 +34,8 @@ def test_secret_and_bandwidth(tmp_path: Path) -> None:
     assert config.secret == b"0123456789abcdef0123"
     assert "0123456789abcdef" not in repr(config)
     assert config.message(first_segment=1, last_segment=1, end=False).bandwidth == 364_000
+    assert config.key_id is None  # the daemon's --secret-file peer, "default"
+    assert build(tmp_path, secret_file=str(secret), key_id="cam-east").key_id == "cam-east"
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,8 @@ def test_secret_and_bandwidth(tmp_path: Path) -> None:
         ({"wire": "v1", "send_segments": True}, "need --wire ext"),
         ({"bandwidth": 0}, "--bandwidth must be between"),
         ({"secret_file": "/no/such/secret"}, "cannot read --secret-file"),
+        ({"key_id": "cam-east"}, "--key-id names the peer whose secret signs: give --secret-file too"),
+        ({"key_id": "cam/east"}, "--key-id 'cam/east' is not a key id"),
     ],
 )
 def test_bad_options(tmp_path: Path, options: dict[str, Any], reason: str) -> None:

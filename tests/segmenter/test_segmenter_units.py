@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from protocol import IndexMessage, Reject, encode_message
+from protocol import Challenge, IndexMessage, Reject, encode_message, verify
 from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
@@ -26,6 +27,7 @@ from segmenter.writer import highest_segment_number, put_psi_first, remove_stale
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache
 from tests.support.segmenter_media import owed_segments
+from tests.support.viewer import wait_for
 
 # -- codecs ------------------------------------------------------------------------------------
 
@@ -209,6 +211,68 @@ def test_notifier_keeps_owed_messages_in_the_outbox_in_order(tmp_path: Path, fre
     assert [m.last_segment for m in listener.messages] == list(range(1, 21))
     assert report.delivered == 20 and not report.undelivered and report.outbox is None
     assert owed_segments(tmp_path) == []
+
+
+SECRET = b"notifier-secret-0123456789"
+
+
+def test_a_signing_notifier_says_hello_on_each_connection_and_numbers_its_messages(
+    tmp_path: Path, free_port: int
+) -> None:
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET,
+                        key_id="cam-east")
+    listener = Listener(free_port)
+    listener.start()
+    notifier.start()
+    notifier.put(message(1))
+    notifier.put(message(2))
+    assert notifier.wait_empty(10)
+    listener.stop()  # the next message goes on a new connection, with a new challenge
+    listener.start()
+    notifier.put(message(3, end=True))
+    listener.wait_for_end()
+    assert notifier.close(5).delivered == 3
+    listener.stop()
+    first, second = listener.nonces
+    signed = [(m.last_segment, m.key_id, m.counter) for m in listener.messages]
+    assert signed == [(1, "cam-east", 1), (2, "cam-east", 2), (3, "cam-east", 1)]
+    assert [verify(m, SECRET, nonce) for m, nonce in zip(listener.messages, (first, first, second))] == [True] * 3
+    assert all(raw.startswith(b"HELLO\n") for raw in listener.connections)
+
+
+def test_a_daemon_that_does_not_answer_hello_gets_no_message_and_none_is_lost(
+    tmp_path: Path, free_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An hls-uploadd older than the exchange reads HELLO as a message of one field.
+    older = Listener(free_port, hello=lambda: Reject("expected 10 comma-separated fields, got 1"))
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
+    with older:
+        notifier.start()
+        notifier.put(message(1, end=True))
+        wait_for(lambda: "did not answer HELLO" in caplog.text, timeout=10)
+        report = notifier.close(0.5)
+    assert older.messages == [] and len(report.undelivered) == 1 and report.outbox is not None
+    warnings = [r.getMessage() for r in caplog.records if "did not answer HELLO" in r.getMessage()]
+    assert len(warnings) == 1 and "expected 10 comma-separated fields" in warnings[0], warnings
+
+
+def test_a_daemon_clock_far_off_is_warned_about_once_and_refuses_nothing(
+    tmp_path: Path, free_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    ahead = Listener(free_port, hello=lambda: Challenge("ab" * 16, time.time_ns() // 1_000_000 + 40_000))
+    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
+    ahead.start()
+    notifier.start()
+    notifier.put(message(1))
+    assert notifier.wait_empty(10)
+    ahead.stop()
+    ahead.start()
+    notifier.put(message(2, end=True))
+    ahead.wait_for_end()
+    assert notifier.close(5).delivered == 2
+    ahead.stop()
+    warnings = [r for r in caplog.records if "its clock is" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING" and "+40.0 s" in warnings[0].getMessage()
 
 
 def test_notifier_reconnects_after_the_daemon_restarts(tmp_path: Path, free_port: int) -> None:

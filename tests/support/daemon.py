@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from protocol import IndexMessage, Reply, ReplyDecoder, encode_message
+from protocol import HELLO_REQUEST, Challenge, IndexMessage, Reply, ReplyDecoder, encode_message, sign
 from tests.support.net import LOOPBACK
 
 START_TIMEOUT_S = 30.0
@@ -28,6 +28,7 @@ STOP_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 20.0
 
 _STARTUP = re.compile(rb"listening on (\S+):(\d+);")
+_SCOPE_OPTIONS = {"--bucket", "--any-bucket", "--peers-file"}
 
 
 class DaemonError(RuntimeError):
@@ -37,12 +38,14 @@ class DaemonError(RuntimeError):
 class UploaderDaemon:
     """One hls-uploadd process; ``start()`` again after a stop or kill reuses spool and options."""
 
-    def __init__(self, base_dir: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None,
+                 any_bucket_unless_scoped: bool = True) -> None:
         self.base_dir = base_dir
         self.spool_dir = base_dir / "spool"
         self.log_path = base_dir / "uploadd.log"
         self.args = list(args)
         self.env = env
+        self.any_bucket_unless_scoped = any_bucket_unless_scoped
         self.port: int | None = None
         self.startup_line = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,11 +53,17 @@ class UploaderDaemon:
 
     @property
     def command(self) -> list[str]:
+        """The daemon's command line. hls-uploadd allows no bucket by default; a test that gives
+        none of --bucket, --any-bucket, --peers-file (it is about something else) gets
+        --any-bucket, the explicit opt-in, so that it can write to its own new bucket, unless
+        ``any_bucket_unless_scoped`` is False (the scope comes from a config file, say)."""
+        scoped = not self.any_bucket_unless_scoped or any(arg.split("=")[0] in _SCOPE_OPTIONS for arg in self.args)
         return [
             sys.executable, "-m", "uploader",
             "--listen", f"{LOOPBACK}:0",
             "--spool-dir", str(self.spool_dir),
             "--retry-max-delay", "0.5",
+            *(() if scoped else ("--any-bucket",)),
             *self.args,
         ]
 
@@ -165,11 +174,26 @@ class UploaderDaemon:
 
 
 class Client:
-    """An extension client: newline-terminated messages on one connection, one reply each."""
+    """An extension client: newline-terminated messages on one connection, one reply each.
+    ``hello`` asks the connection's challenge; ``signed`` then signs a message over it with the
+    next ``n``, as hls-segment does."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._replies = ReplyDecoder()
+        self.challenge: Challenge | None = None
+        self.counter = 0
+
+    def hello(self) -> Reply:
+        reply = self.send(HELLO_REQUEST + b"\n")
+        if isinstance(reply, Challenge):
+            self.challenge, self.counter = reply, 0
+        return reply
+
+    def signed(self, message: IndexMessage, secret: bytes, key_id: str | None = None) -> IndexMessage:
+        assert self.challenge is not None, "hello() first"
+        self.counter += 1
+        return sign(message, secret, self.challenge.nonce, self.counter, key_id)
 
     def send(self, message: IndexMessage | bytes) -> Reply:
         self.send_only(message)

@@ -1,19 +1,33 @@
 """A small daemon stand-in for segmenter tests: a real TCP peer speaking the real protocol.
 
 It records every message (decoded with protocol.MessageDecoder) and the raw bytes of every
-connection, replies ``OK n`` (or what ``reply`` returns), and can be started late, stopped and
-started again on the same port.
+connection, replies ``OK n`` (or what ``reply`` returns), answers ``HELLO`` with a challenge of a
+new nonce and its clock (or what ``hello`` returns; the nonces given are in ``nonces``), and can
+be started late, stopped and started again on the same port.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 
-from protocol import CLOSED, NEED_DATA, Ack, IndexMessage, MessageDecoder, ProtocolError, Reject, Reply, encode_reply
+from protocol import (
+    CLOSED,
+    NEED_DATA,
+    Ack,
+    Challenge,
+    Hello,
+    IndexMessage,
+    MessageDecoder,
+    ProtocolError,
+    Reject,
+    Reply,
+    encode_reply,
+)
 
 from .net import LOOPBACK
 
@@ -24,10 +38,18 @@ def acknowledge(message: IndexMessage) -> Reply:
     return Ack(message.last_segment)
 
 
+def challenge() -> Reply:
+    """A daemon's answer to HELLO: a new nonce, and this host's clock."""
+    return Challenge(secrets.token_hex(16), time.time_ns() // 1_000_000)
+
+
 class Listener:
-    def __init__(self, port: int, *, reply: Responder = acknowledge, replies: bool = True) -> None:
+    def __init__(self, port: int, *, reply: Responder = acknowledge, replies: bool = True,
+                 hello: Callable[[], Reply] = challenge) -> None:
         self.port = port
         self.reply = reply
+        self.hello = hello
+        self.nonces: list[str] = []  # of each HELLO answered with a challenge, in order
         self.replies = replies  # False: behave like the original daemon (read, close, no reply)
         self.messages: list[IndexMessage] = []
         self.connections: list[bytes] = []  # raw bytes of each finished connection
@@ -126,6 +148,13 @@ class Listener:
                             continue
                         if event is NEED_DATA or event is CLOSED:
                             break
+                        if isinstance(event, Hello):
+                            answer = self.hello()
+                            if isinstance(answer, Challenge):
+                                with self._changed:
+                                    self.nonces.append(answer.nonce)
+                            conn.sendall(encode_reply(answer))
+                            continue
                         if isinstance(event, IndexMessage):
                             reply = self.reply(event)
                             with self._changed:

@@ -9,6 +9,9 @@ It forwards every connection to ``target`` and can be told, while running, to
   behind a load balancer would;
 - point at another target (``target``), e.g. a daemon restarted on a new port.
 
+``sent`` keeps every byte each client sent, one buffer per connection in order: a capture an
+attacker on the path would have.
+
 Threads, not asyncio: it runs beside blocking test code. ``stop()`` closes everything.
 """
 
@@ -33,6 +36,7 @@ class DelayProxy:
         self.refuse = False
         self.forwarded = {"up": 0, "down": 0}  # bytes client->target, target->client
         self.connections = 0
+        self.sent: list[bytearray] = []  # client -> target bytes of each connection
         self._server = socket.create_server((LOOPBACK, 0))
         self.port: int = self._server.getsockname()[1]
         self._lock = threading.Lock()
@@ -95,11 +99,13 @@ class DelayProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            captured = bytearray()
             with self._lock:
                 self.connections += 1
                 self._open.update((client, upstream))
+                self.sent.append(captured)
             done = threading.Barrier(2, action=lambda c=client, u=upstream: self._close(c, u))
-            self._spawn(self._pump, client, upstream, "up", done)
+            self._spawn(self._pump, client, upstream, "up", done, captured)
             self._spawn(self._pump, upstream, client, "down", done)
 
     def _close(self, *sockets: socket.socket) -> None:
@@ -108,10 +114,14 @@ class DelayProxy:
         for sock in sockets:
             sock.close()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, direction: str, done: threading.Barrier) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, direction: str, done: threading.Barrier,
+              captured: bytearray | None = None) -> None:
         try:
             while True:
                 data = source.recv(_CHUNK)
+                if captured is not None:
+                    with self._lock:
+                        captured += data
                 if not data:
                     with contextlib.suppress(OSError):
                         sink.shutdown(socket.SHUT_WR)

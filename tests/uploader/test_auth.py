@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from protocol import Ack, Reject, sign, sign_at
+from protocol import Ack, Challenge, Reject, sign
 from tests.support.daemon import place_segment
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
@@ -35,7 +35,7 @@ def secret_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_untagged_wrong_replayed_and_stale_messages_are_refused_while_a_signed_stream_goes_on(
+def test_unsigned_forged_and_replayed_messages_are_refused_while_a_signed_stream_goes_on(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
     segment_source: Path, secret_file: Path,
 ) -> None:
@@ -45,32 +45,48 @@ def test_untagged_wrong_replayed_and_stale_messages_are_refused_while_a_signed_s
         place_segment(segment_source, segments_dir, "seg", number)
     url = seaweed.object_url(bucket, "live/one/index.m3u8")
     with daemon.connect() as legit, daemon.connect() as attacker:
-        first = sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms())
+        challenge = legit.hello()
+        assert isinstance(challenge, Challenge) and abs(challenge.time_ms - now_ms()) < 3_600_000
+        first = legit.signed(ext_message(segments_dir, bucket, 1), SECRET)
         assert legit.send(first) == Ack(1)
 
-        untagged = ext_message(segments_dir, bucket, 2, sent_at_ms=now_ms())
-        assert attacker.send(untagged) == Reject("message is not signed (this daemon requires ts= and tag=)")
-        wrong = sign_at(ext_message(segments_dir, bucket, 2), b"not the secret at all, guessed", now_ms())
-        assert attacker.send(wrong) == Reject("wrong authentication tag (check the shared secret)")
-        no_ts = sign(ext_message(segments_dir, bucket, 2), SECRET)
-        assert attacker.send(no_ts) == Reject("signed message has no ts (needed against replays)")
+        untagged = ext_message(segments_dir, bucket, 2)
+        assert attacker.send(untagged) == Reject(
+            "message is not signed: this daemon requires HELLO, then key_id=, n= and tag=")
+        no_hello = sign(ext_message(segments_dir, bucket, 2), SECRET, challenge.nonce, 2)
+        reply = attacker.send(no_hello)
+        assert isinstance(reply, Reject) and "without HELLO on this connection" in reply.reason
+        older_sender = dataclasses.replace(ext_message(segments_dir, bucket, 2), sent_at_ms=now_ms(), tag="0" * 64)
+        reply = attacker.send(older_sender)
+        assert isinstance(reply, Reject) and "upgrade hls-segment" in reply.reason
+        other = attacker.hello()
+        assert isinstance(other, Challenge) and other.nonce != challenge.nonce
+        assert attacker.send(first) == Reject("wrong authentication tag (check the secret of key_id 'default')")
+        wrong = attacker.signed(ext_message(segments_dir, bucket, 2), b"not the secret at all, guessed")
+        assert attacker.send(wrong) == Reject("wrong authentication tag (check the secret of key_id 'default')")
+        unknown = attacker.signed(ext_message(segments_dir, bucket, 2), SECRET, "cam-east")
+        reply = attacker.send(unknown)
+        assert isinstance(reply, Reject) and reply.reason.startswith("unknown key_id 'cam-east'")
         tampered = dataclasses.replace(first, last_segment=2)  # the tag of segment 1 on segment 2
-        assert attacker.send(tampered) == Reject("wrong authentication tag (check the shared secret)")
-        assert attacker.send(first) == Reject("replayed message: this tag was already received")
-        stale = sign_at(ext_message(segments_dir, bucket, 2), SECRET, now_ms() - 31_000)
-        reply = attacker.send(stale)
-        assert isinstance(reply, Reject) and "outside the 30 s window" in reply.reason
+        reply = legit.send(tampered)
+        assert isinstance(reply, Reject) and reply.reason.startswith("wrong authentication tag")
+        reply = legit.send(first)  # replayed on its own connection
+        assert isinstance(reply, Reject) and reply.reason.startswith("n=1 is not above n=1")
+        reply = attacker.send(b"HELLO\n")
+        assert isinstance(reply, Reject) and "HELLO was already answered" in reply.reason
 
         # The legitimate peer is unaffected, before and after the attacker gives up.
-        assert legit.send(sign_at(ext_message(segments_dir, bucket, 2), SECRET, now_ms())) == Ack(2)
+        assert legit.send(legit.signed(ext_message(segments_dir, bucket, 2), SECRET)) == Ack(2)
     with daemon.connect() as legit:
-        assert legit.send(sign_at(ext_message(segments_dir, bucket, 3, end=True), SECRET, now_ms())) == Ack(3)
+        legit.hello()
+        assert legit.send(legit.signed(ext_message(segments_dir, bucket, 3, end=True), SECRET)) == Ack(3)
     final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     assert [s.uri for s in final.segments] == ["seg-00001.ts", "seg-00002.ts", "seg-00003.ts"]
     log = daemon.log()
     peer_lines = [line for line in log.splitlines() if "not authenticated" in line]
-    assert len(peer_lines) == 6
+    assert len(peer_lines) == 8
     assert all("peer 127.0.0.1:" in line and "stream " in line for line in peer_lines)
+    assert "refused HELLO" in log
     assert SECRET.decode() not in log
 
 
@@ -81,8 +97,11 @@ def test_a_re_signed_resend_is_a_duplicate_not_a_replay(
     daemon = start_uploader("--allow-dir", str(segments_dir), "--secret-file", str(secret_file))
     place_segment(segment_source, segments_dir, "seg", 1)
     with daemon.connect() as client:
-        assert client.send(sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms())) == Ack(1)
-        assert client.send(sign_at(ext_message(segments_dir, bucket, 1), SECRET, now_ms() + 1)) == Ack(1)
+        client.hello()
+        assert client.send(client.signed(ext_message(segments_dir, bucket, 1), SECRET)) == Ack(1)
+    with daemon.connect() as client:  # a new connection, a new challenge: n starts again at 1
+        client.hello()
+        assert client.send(client.signed(ext_message(segments_dir, bucket, 1), SECRET)) == Ack(1)
     assert "already queued (re-sent)" in daemon.log()
 
 
@@ -142,7 +161,7 @@ def test_options_from_env_and_toml_and_the_secret_never_printed(
     from uploader.config import OPTIONS, SECTION, UploaderConfig
 
     config_file = tmp_path / "uploadd.toml"
-    config_file.write_text('[uploadd]\nlisten = "0.0.0.0:10234"\ninsecure-no-auth = true\nmax-payload-size = 1000\n')
+    config_file.write_text('[uploadd]\nlisten = "0.0.0.0:10234"\ninsecure-no-auth = true\nmax-payload-size = 1000\nbucket = ["live"]\n')
     given = settings_from_file(OPTIONS, config_file, section=SECTION) | {"spool_dir": str(tmp_path / "spool")}
     config = UploaderConfig.from_settings(given)
     assert config.insecure_no_auth and config.max_payload_bytes == 1000 and config.secret is None

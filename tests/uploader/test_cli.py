@@ -25,10 +25,13 @@ def build(config_file: Path | None = None, **values: object) -> UploaderConfig:
 
 
 def test_defaults_are_safe(tmp_path: Path) -> None:
-    config = build(spool_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="^no bucket is allowed: give --bucket NAME"):
+        build(spool_dir=str(tmp_path))  # no bucket may be written until the operator says which
+    config = build(spool_dir=str(tmp_path), bucket=["live"])
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 10234)
     assert config.allow_dirs == ()  # no directory may be read until the operator says so
-    assert config.buckets == frozenset()
+    assert config.buckets == frozenset({"live"}) and not config.any_bucket and config.key_prefixes == ()
+    assert not config.allow_unsigned_inline and config.peers == {}
     assert config.window == 5 and config.playlist_type is PlaylistType.LIVE
     assert config.acl is None
     assert config.store == "s3" and config.store_root is None
@@ -42,6 +45,7 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
     config_file = tmp_path / "uploadd.toml"
     config_file.write_text(
         f'[uploadd]\nwindow = 7\nplaylist-type = "event"\nallow_dir = ["{segments}"]\nretry_max_delay = 2\n'
+        'bucket = ["live"]\n'
     )
     config = UploaderConfig.from_settings(command_settings(app, "--config", str(config_file), "--window", "3"))
     assert config.window == 3
@@ -124,7 +128,7 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("--spool-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+        result = run_cli("--spool-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}", "--bucket", "live")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith(f"hls-uploadd: cannot start: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in result.stderr
@@ -132,7 +136,7 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 def test_unusable_spool_is_one_line_and_exit_1(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    result = run_cli("--spool-dir", str(tmp_path / "file" / "spool"))
+    result = run_cli("--spool-dir", str(tmp_path / "file" / "spool"), "--bucket", "live")
     assert result.returncode == 1
     assert "hls-uploadd: cannot start: cannot open spool" in result.stderr
     assert "Traceback" not in result.stderr
@@ -152,7 +156,7 @@ def test_environment_and_config_file_reach_the_daemon(tmp_path: Path) -> None:
         "HLS_UPLOADD_PORT_FILE": str(port_file),
         "HLS_UPLOADD_STORE": f"file://{tmp_path / 'www'}",
     }
-    daemon = UploaderDaemon(tmp_path / "d", env=env).start()
+    daemon = UploaderDaemon(tmp_path / "d", env=env, any_bucket_unless_scoped=False).start()
     try:
         line = daemon.startup_line
         assert f"listening on 127.0.0.1:{daemon.port};" in line

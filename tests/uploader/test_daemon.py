@@ -287,14 +287,14 @@ def test_refusals_get_a_reason_and_the_daemon_keeps_serving(
         reply = client.send(ext_message(segments_dir / "escape", bucket, 1))
         assert isinstance(reply, Reject) and "is not allowed" in reply.reason
         reply = client.send(ext_message(segments_dir, "other-bucket", 1))
-        assert reply == Reject("bucket other-bucket is not allowed")
+        assert reply == Reject("bucket other-bucket is not allowed for unsigned messages (add --bucket other-bucket)")
         reply = client.send(b"this is not a message\n")
         assert reply == Reject("expected 10 comma-separated fields, got 1")
         assert client.send(b"x" * 5000 + b"\n") == Reject("line longer than 4096 bytes")
         reply = client.send(dataclasses.replace(ext_message(segments_dir, bucket, 1), output_directory="tmp/x"))
         assert reply == Reject("output directory tmp/x must be an absolute path")
         reply = client.send(ext_message(segments_dir, "other-bucket", 1, size=3))
-        assert reply == Reject("bucket other-bucket is not allowed")
+        assert reply == Reject("bucket other-bucket is not allowed for unsigned messages (add --bucket other-bucket)")
         client.send_only(b"abc")  # the refused message's payload: skipped, the framing holds
         place_segment(segment_source, segments_dir, "seg", 1)
         assert client.send(ext_message(segments_dir, bucket, 1, end=True)) == Ack(1)

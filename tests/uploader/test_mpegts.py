@@ -109,7 +109,7 @@ def test_html_with_a_correct_sha256_is_refused_as_an_inline_payload(
     start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segment_source: Path,
     tmp_path: Path,
 ) -> None:
-    daemon = start_uploader()  # no --allow-dir: inline payloads only
+    daemon = start_uploader("--allow-unsigned-inline")  # no --allow-dir: inline payloads only
     data = segment_source.read_bytes()
 
     def inline(body: bytes, number: int, **fields: object) -> bytes:

@@ -73,7 +73,7 @@ def test_a_payload_cut_off_mid_way_leaves_nothing_behind(
     start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segment_source: Path,
     tmp_path: Path,
 ) -> None:
-    daemon = start_uploader()  # no --allow-dir at all: only inline payloads can be published
+    daemon = start_uploader("--allow-unsigned-inline")  # no --allow-dir at all: only inline payloads can be published
     data = segment_source.read_bytes()
     message = ext_message(Path("/nowhere"), bucket, 1, end=True, size=len(data),
                           payload_sha256=hashlib.sha256(data).hexdigest())
@@ -96,7 +96,7 @@ def test_oversized_and_corrupted_payloads_are_refused_while_a_stream_goes_on(
     start_uploader: StartUploader, seaweed: SeaweedServer, s3: BaseClient, bucket: str, segments_dir: Path,
     segment_source: Path,
 ) -> None:
-    daemon = start_uploader("--allow-dir", str(segments_dir), "--max-payload-size", "1000")
+    daemon = start_uploader("--allow-unsigned-inline", "--allow-dir", str(segments_dir), "--max-payload-size", "1000")
     place_segment(segment_source, segments_dir, "seg", 1)
     place_segment(segment_source, segments_dir, "seg", 2)
     other = {"key_prefix": "live/other"}
@@ -125,7 +125,7 @@ def test_an_acknowledged_payload_survives_kill_9(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segment_source: Path, free_port: int,
 ) -> None:
     """OK means on disk: with S3 unreachable, kill -9, restart with S3 back: it is published."""
-    daemon = start_uploader("--endpoint-url", f"http://127.0.0.1:{free_port}")  # nothing listens there
+    daemon = start_uploader("--allow-unsigned-inline", "--endpoint-url", f"http://127.0.0.1:{free_port}")  # nothing listens there
     data = segment_source.read_bytes()
     message = ext_message(Path("/nowhere"), bucket, 1, end=True, size=len(data),
                           payload_sha256=hashlib.sha256(data).hexdigest())
@@ -147,7 +147,7 @@ def test_leftovers_of_a_crash_are_swept_at_start(start_uploader: StartUploader, 
     payloads.mkdir(parents=True)
     (payloads / "0123.ts.part").write_bytes(b"half")  # died mid-payload
     (payloads / "4567.ts").write_bytes(b"whole")  # died between rename and queueing
-    daemon = start_uploader()
+    daemon = start_uploader("--allow-unsigned-inline")
     assert payload_files(daemon.spool_dir) == []
     assert daemon.log().count("left by an earlier run") == 2
 
@@ -180,7 +180,7 @@ def test_payloads_in_flight_are_capped_across_connections(
     again") and its connection goes on; a finished or cut-off payload gives its share back."""
     data = segment_source.read_bytes()
     size = len(data)
-    daemon = start_uploader("--allow-dir", str(segments_dir), "--max-payload-size", str(size),
+    daemon = start_uploader("--allow-unsigned-inline", "--allow-dir", str(segments_dir), "--max-payload-size", str(size),
                             "--max-payload-inflight", str(2 * size))
     digest = hashlib.sha256(data).hexdigest()
 
@@ -239,7 +239,7 @@ def test_a_trickled_payload_is_cut_off_and_its_share_given_back(
     64 KiB/s after a grace of min(30 s, --idle-timeout): past that it is cut off."""
     data = segment_source.read_bytes()
     size = len(data)
-    daemon = start_uploader("--idle-timeout", "2", "--max-payload-inflight", str(size), "--max-payload-size", str(size))
+    daemon = start_uploader("--allow-unsigned-inline", "--idle-timeout", "2", "--max-payload-inflight", str(size), "--max-payload-size", str(size))
     allowed_s = 2 + size / (64 * 1024)
     message = ext_message(Path("/nowhere"), bucket, 1, size=size, payload_sha256=hashlib.sha256(data).hexdigest())
     with daemon.connect() as slow:

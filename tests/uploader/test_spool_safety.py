@@ -63,7 +63,8 @@ def _assert_stopped_by_the_spool(daemon: UploaderDaemon, reason: str) -> None:
 
 def _run_on_spool(spool: Path) -> subprocess.CompletedProcess[str]:
     """hls-uploadd started on ``spool`` that is expected to exit at once."""
-    command = [sys.executable, "-m", "uploader", "--listen", f"{LOOPBACK}:0", "--spool-dir", str(spool)]
+    command = [sys.executable, "-m", "uploader", "--listen", f"{LOOPBACK}:0", "--spool-dir", str(spool),
+               "--any-bucket"]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 

@@ -13,8 +13,8 @@ What is here:
 - ``AacConfig``: an AAC track's configuration, from an ADTS header (ISO/IEC 14496-3 1.A.2) or an
   AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1); ``adts_frame`` frames a raw AAC frame as ADTS.
 - ``PauseFiller``: when to fill and the timestamps of the filler frames, in ticks of the track's
-  time base (exact ``Fraction`` arithmetic, rounded only on output), and where the muxer's late
-  last unit before a pause goes.
+  time base (exact integer arithmetic in parts of a tick in which a frame is whole, rounded only
+  on output), and where the muxer's late last unit before a pause goes.
 - ``AdtsCounter``: follows one MPEG-TS audio PID packet by packet (what the fast path copies
   verbatim): its continuity counter, the PES being received, how many whole ADTS frames it holds.
 - ``filler_packets``: MPEG-TS packets for the audio PID carrying one PES per silent ADTS frame,
@@ -86,16 +86,19 @@ class AacConfig:
         return Fraction(SAMPLES_PER_FRAME, self.sample_rate) / time_base
 
 
-def adts_config(data: bytes) -> AacConfig | None:
-    """The configuration in the ADTS header at the start of ``data``, or None if there is none.
+def adts_header(data: bytes, position: int = 0) -> bool:
+    """Whether an ADTS header (ISO/IEC 14496-3 1.A.2.2: syncword 0xFFF, layer 0, a listed
+    sampling_frequency_index) starts at ``data[position]``, its 7 bytes all there."""
+    return (len(data) - position >= 7 and data[position] == 0xFF and data[position + 1] & 0xF6 == 0xF0
+            and (data[position + 2] >> 2) & 0x0F < len(SAMPLE_RATES))
 
-    ADTS (ISO/IEC 14496-3 1.A.2.2): syncword 0xFFF, profile = audioObjectType - 1."""
-    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF6 != 0xF0:
+
+def adts_config(data: bytes) -> AacConfig | None:
+    """The configuration in the ADTS header at the start of ``data``, or None if there is none
+    (``adts_header``). ADTS profile = audioObjectType - 1 (ISO/IEC 14496-3 1.A.2.2)."""
+    if not adts_header(data):
         return None
-    index = (data[2] >> 2) & 0x0F
-    if index >= len(SAMPLE_RATES):
-        return None
-    return AacConfig((data[2] >> 6) + 1, index, ((data[2] & 1) << 2) | (data[3] >> 6))
+    return AacConfig((data[2] >> 6) + 1, (data[2] >> 2) & 0x0F, ((data[2] & 1) << 2) | (data[3] >> 6))
 
 
 def asc_config(extradata: bytes | None) -> AacConfig | None:
@@ -316,14 +319,13 @@ class AdtsCounter:
                 self._head = data[position:]
                 self._skip = 0
                 return
-            config = adts_config(data[position : position + 7])
             length = ((data[position + 3] & 3) << 11) | (data[position + 4] << 3) | (data[position + 5] >> 5)
-            if config is None or length < 7:
+            if length < 7 or not adts_header(data, position):
                 self._sync = False  # not ADTS here: this PES is not counted further
                 self._skip = 0
                 return
             if self.config is None:
-                self.config = config
+                self.config = adts_config(data[position : position + 7])
             if position + length > len(data):
                 self._skip = position + length - len(data)
                 return

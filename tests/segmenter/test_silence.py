@@ -237,6 +237,23 @@ def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> N
     assert fills[1] == 46 and fills[-1] == round(frame * 85)
 
 
+def test_at_44_1_khz_in_90_khz_ticks_the_frames_are_counted_exactly_and_rounded_only_on_output() -> None:
+    frame = AacConfig(2, 4, 2).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
+    by_frames, by_ticks = PauseFiller(frame, TICKS), PauseFiller(frame, TICKS)
+    for gaps in (by_frames, by_ticks):
+        gaps.resume(SECOND, SECOND)
+    by_frames.ended(SECOND, 49)  # a PES of 49 frames: 102400 ticks exactly
+    by_ticks.ended(SECOND + 49 * frame)
+    clock = SECOND + 102400 + LAG + 40 * 2090  # 40 frames of 2090 ticks: 40.02 frames behind
+    want = [round(SECOND + (49 + k) * frame) for k in range(40)]
+    assert by_frames.due(clock) == by_ticks.due(clock) == want
+    assert {b - a for a, b in zip(want, want[1:])} == {2089, 2090}  # no rounding carried forward
+    real_end = SECOND + 102400
+    assert by_frames.late(real_end + 1044) and not by_frames.late(real_end + 1045)  # half a frame: 1044.9
+    assert by_frames.late(real_end - 1044) and not by_frames.late(real_end - 1045)
+    assert by_frames.retime(3 * frame, clock) == round(SECOND + 89 * frame)
+
+
 def test_nothing_is_filled_across_a_discontinuity_or_towards_a_stream_that_jumped_alone() -> None:
     gaps = filler()
     written(gaps, 0, 0)

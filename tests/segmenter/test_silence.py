@@ -18,6 +18,7 @@ from segmenter.silence import (
     TsPauseFill,
     adts_config,
     adts_frame,
+    adts_header,
     asc_config,
     filler_packets,
     retimed_pes,
@@ -58,6 +59,13 @@ def test_adts_header_round_trips_the_configuration() -> None:
     assert adts_config(frame) == STEREO_48K
     assert ((frame[3] & 3) << 11 | frame[4] << 3 | frame[5] >> 5) == 13  # aac_frame_length
     assert adts_config(b"\x00" * 7) is None and adts_config(b"\xff\xf1") is None
+
+
+def test_an_adts_header_is_found_at_a_position_only_with_its_seven_bytes_there() -> None:
+    frame = adts_frame(STEREO_48K, b"\x21\x10\x04\x60\x8c\x1c")
+    data = frame + frame[:7]
+    assert adts_header(data, 0) and adts_header(data, 13) and adts_header(frame)
+    assert not adts_header(data[:19], 13) and not adts_header(data, 1)  # six bytes left; no syncword
 
 
 def test_audio_specific_config_is_read_and_only_aac_lc_1_to_6_channels_is_fillable() -> None:

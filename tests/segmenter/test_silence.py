@@ -262,6 +262,26 @@ def test_at_44_1_khz_in_90_khz_ticks_the_frames_are_counted_exactly_and_rounded_
     assert by_frames.retime(3 * frame, clock) == round(SECOND + 89 * frame)
 
 
+def test_a_clock_between_two_ticks_is_compared_exactly() -> None:
+    # The PyAV shell gives the reference's clock in the track's ticks: a fraction when the time bases differ.
+    gaps = filler()
+    written(gaps, 0, 0)
+    assert gaps.due(FRAME + LAG + 2 * FRAME) == []  # two frames behind: MIN_GAP_FRAMES
+    assert gaps.due(FRAME + LAG + 2 * FRAME + Fraction(1, 2)) == [FRAME, 2 * FRAME]
+    assert gaps.finish(4 * FRAME - Fraction(1, 2)) == []  # the next frame not whole by half a tick
+    assert gaps.finish(4 * FRAME + Fraction(1, 2)) == [3 * FRAME]
+
+
+def test_filler_timestamps_are_rounded_half_to_even_only_on_output() -> None:
+    gaps = PauseFiller(Fraction(3, 2), TICKS)  # a frame of 1.5 ticks: every other one ends half-way
+    assert gaps.frame_ticks == Fraction(3, 2)  # as given: the PyAV shell's duration of a filler packet
+    gaps.resume(0, 0)
+    gaps.ended(0, 1)
+    assert gaps.finish(LAG) == []
+    assert gaps.due(LAG + 6) == [2, 3, 4]  # 1.5, 3, 4.5
+    assert gaps.finish(11) == [6, 8, 9]  # 6, 7.5, 9
+
+
 def test_nothing_is_filled_across_a_discontinuity_or_towards_a_stream_that_jumped_alone() -> None:
     gaps = filler()
     written(gaps, 0, 0)

@@ -13,8 +13,8 @@ What is here:
 - ``AacConfig``: an AAC track's configuration, from an ADTS header (ISO/IEC 14496-3 1.A.2) or an
   AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1); ``adts_frame`` frames a raw AAC frame as ADTS.
 - ``PauseFiller``: when to fill and the timestamps of the filler frames, in ticks of the track's
-  time base (exact ``Fraction`` arithmetic, rounded only on output), and where the muxer's late
-  last unit before a pause goes.
+  time base (exact integer arithmetic in parts of a tick in which a frame is whole, rounded only
+  on output), and where the muxer's late last unit before a pause goes.
 - ``AdtsCounter``: follows one MPEG-TS audio PID packet by packet (what the fast path copies
   verbatim): its continuity counter, the PES being received, how many whole ADTS frames it holds.
 - ``filler_packets``: MPEG-TS packets for the audio PID carrying one PES per silent ADTS frame,
@@ -29,7 +29,6 @@ zeros), once per configuration.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -86,16 +85,19 @@ class AacConfig:
         return Fraction(SAMPLES_PER_FRAME, self.sample_rate) / time_base
 
 
-def adts_config(data: bytes) -> AacConfig | None:
-    """The configuration in the ADTS header at the start of ``data``, or None if there is none.
+def adts_header(data: bytes, position: int = 0) -> bool:
+    """Whether an ADTS header (ISO/IEC 14496-3 1.A.2.2: syncword 0xFFF, layer 0, a listed
+    sampling_frequency_index) starts at ``data[position]``, its 7 bytes all there."""
+    return (len(data) - position >= 7 and data[position] == 0xFF and data[position + 1] & 0xF6 == 0xF0
+            and (data[position + 2] >> 2) & 0x0F < len(SAMPLE_RATES))
 
-    ADTS (ISO/IEC 14496-3 1.A.2.2): syncword 0xFFF, profile = audioObjectType - 1."""
-    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF6 != 0xF0:
+
+def adts_config(data: bytes) -> AacConfig | None:
+    """The configuration in the ADTS header at the start of ``data``, or None if there is none
+    (``adts_header``). ADTS profile = audioObjectType - 1 (ISO/IEC 14496-3 1.A.2.2)."""
+    if not adts_header(data):
         return None
-    index = (data[2] >> 2) & 0x0F
-    if index >= len(SAMPLE_RATES):
-        return None
-    return AacConfig((data[2] >> 6) + 1, index, ((data[2] & 1) << 2) | (data[3] >> 6))
+    return AacConfig((data[2] >> 6) + 1, (data[2] >> 2) & 0x0F, ((data[2] & 1) << 2) | (data[3] >> 6))
 
 
 def asc_config(extradata: bytes | None) -> AacConfig | None:
@@ -154,17 +156,35 @@ class PauseFiller:
     pause unfilled.
     """
 
-    def __init__(self, frame_ticks: Fraction, time_base: Fraction, *, batch: int = 1) -> None:
-        """``batch``: the fewest frames ``due`` returns at a time (the fast path's 16)."""
+    def __init__(self, frame_ticks: Fraction | int, time_base: Fraction, *, batch: int = 1) -> None:
+        """``batch``: the fewest frames ``due`` returns at a time (the fast path's 16).
+
+        Inside, times are integers in units of 1/``scale`` tick, where ``scale`` is the
+        denominator of ``frame_ticks`` (1 when a frame is a whole number of ticks: 1920 ticks of
+        90 kHz at 48 kHz; 49 at 44.1 kHz): as exact as ``Fraction`` arithmetic, and as cheap as
+        integers."""
         self.frame_ticks = frame_ticks
         self.batch = batch
-        self.min_gap_ticks = MIN_GAP_FRAMES * frame_ticks
-        self.lag_ticks = FILL_LAG_S / time_base
-        self.interleave_ticks = Fraction(INTERLEAVE_S) / time_base
-        self.jump_ticks = DISCONTINUITY_GAP_S / time_base
-        self.end: Fraction | None = None  # end of the audio written, real or filler
-        self.real_end: Fraction | None = None  # end of the real audio, on the input's timeline
+        self.scale = Fraction(frame_ticks).denominator
+        self.frame = self._units(frame_ticks)  # one frame, in units
+        self.min_gap = MIN_GAP_FRAMES * self.frame
+        self.lag = self._units(FILL_LAG_S / time_base)
+        self.interleave = self._units(INTERLEAVE_S / time_base)
+        self.jump = self._units(DISCONTINUITY_GAP_S / time_base)
+        self.end: Fraction | int | None = None  # end of the audio written, real or filler, in units
+        self.real_end: Fraction | int | None = None  # end of the real audio on the input's timeline, in units
         self.filling = False  # a pause is open and filler was written for it
+
+    def _units(self, ticks: Fraction | int) -> Fraction | int:
+        """``ticks`` in units of 1/``scale`` tick: an int when whole (most often), else exact."""
+        units = ticks * self.scale
+        if type(units) is int:
+            return units
+        return units.numerator if units.denominator == 1 else units
+
+    def _ticks(self, units: Fraction | int) -> int:
+        """``units`` in whole ticks, rounded to the nearest (half to even, as ``round``)."""
+        return round(units) if self.scale == 1 else round(Fraction(units, self.scale))
 
     def reset(self) -> None:
         """A discontinuity, or a packet not written: nothing is filled across it."""
@@ -176,10 +196,10 @@ class PauseFiller:
         end = self.end
         if end is None:
             return []
-        until = clock - self.lag_ticks
-        if not self.filling and until - end <= self.min_gap_ticks:
+        behind = self._units(clock) - self.lag - end
+        if not self.filling and behind <= self.min_gap:
             return []
-        count = math.floor((until - end) / self.frame_ticks)
+        count = behind // self.frame
         if count < self.batch:
             return []
         self.filling = True
@@ -190,48 +210,53 @@ class PauseFiller:
         pause still being filled (none otherwise: the audio of a whole stream ends as it ends)."""
         if not self.filling or self.end is None:
             return []
-        return self._frames(math.floor((clock - self.end) / self.frame_ticks))
+        return self._frames((self._units(clock) - self.end) // self.frame)
 
     def late(self, pts: int) -> bool:
         """Whether a real packet at ``pts`` is the muxer's late unit: a pause is being filled and
         the packet follows on from the real audio before it (within half a frame)."""
-        return self.filling and self.real_end is not None and abs(pts - self.real_end) <= self.frame_ticks / 2
+        return (self.filling and self.real_end is not None
+                and 2 * abs(pts * self.scale - self.real_end) <= self.frame)
 
     def retime(self, duration: Fraction | int, clock: Fraction | int) -> int | None:
         """A late unit lasting ``duration``: the pts to write it at (where the audio written ends),
         or None when it would reach past ``clock`` less ``INTERLEAVE_S``, where the resumed audio
         may start (then it is not written)."""
         assert self.end is not None and self.real_end is not None
-        self.real_end += duration
+        length = self._units(duration)
+        self.real_end += length
         start = self.end
-        if start + duration > clock - self.interleave_ticks:
+        if start + length > self._units(clock) - self.interleave:
             return None
-        self.end = start + duration
-        return round(start)
+        self.end = start + length
+        return self._ticks(start)
 
     def resume(self, pts: int, clock: Fraction | int | None) -> list[int]:
         """A real packet at ``pts`` that is no late unit is about to be written: the pts of the
         filler frames to write before it (often none). Until ``ended``, it ends at ``pts``."""
         fills: list[int] = []
         end = self.end
-        if (end is not None and pts - end > (0 if self.filling else self.min_gap_ticks)
-                and (clock is None or pts - clock <= self.jump_ticks)):
-            fills = self._frames(math.floor((pts - end) / self.frame_ticks))
+        at = pts * self.scale
+        if (end is not None and at - end > (0 if self.filling else self.min_gap)
+                and (clock is None or at - self._units(clock) <= self.jump)):
+            fills = self._frames((at - end) // self.frame)
         self.filling = False
-        self.end = self.real_end = Fraction(pts)
+        self.end = self.real_end = at
         return fills
 
-    def ended(self, end: Fraction | int) -> None:
-        """The real packet last written (``resume``) ends at ``end``."""
-        self.end = self.real_end = Fraction(end)
+    def ended(self, end: Fraction | int, frames: int = 0) -> None:
+        """The real packet last written (``resume``) ends at ``end`` ticks plus ``frames`` frames
+        (1024 samples each, counted exactly where a frame is not a whole number of ticks)."""
+        self.end = self.real_end = self._units(end) + frames * self.frame
 
     def _frames(self, count: int) -> list[int]:
         start = self.end
         assert start is not None
         if count <= 0:
             return []
-        self.end = start + count * self.frame_ticks
-        return [round(start + k * self.frame_ticks) for k in range(count)]
+        frame = self.frame
+        self.end = start + count * frame
+        return [self._ticks(start + k * frame) for k in range(count)]
 
 
 class AdtsCounter:
@@ -316,14 +341,13 @@ class AdtsCounter:
                 self._head = data[position:]
                 self._skip = 0
                 return
-            config = adts_config(data[position : position + 7])
             length = ((data[position + 3] & 3) << 11) | (data[position + 4] << 3) | (data[position + 5] >> 5)
-            if config is None or length < 7:
+            if length < 7 or not adts_header(data, position):
                 self._sync = False  # not ADTS here: this PES is not counted further
                 self._skip = 0
                 return
             if self.config is None:
-                self.config = config
+                self.config = adts_config(data[position : position + 7])
             if position + length > len(data):
                 self._skip = position + length - len(data)
                 return
@@ -530,7 +554,7 @@ class TsPauseFill:
         counter, filler = self.counter, self._filler
         assert filler is not None and self._pts is not None
         if counter.complete and counter.frames:
-            filler.ended(self._pts + counter.frames * self._frame_ticks)
+            filler.ended(self._pts, counter.frames)
         else:
             filler.reset()  # where it ends is not known
 

@@ -18,6 +18,7 @@ from segmenter.silence import (
     TsPauseFill,
     adts_config,
     adts_frame,
+    adts_header,
     asc_config,
     filler_packets,
     retimed_pes,
@@ -58,6 +59,13 @@ def test_adts_header_round_trips_the_configuration() -> None:
     assert adts_config(frame) == STEREO_48K
     assert ((frame[3] & 3) << 11 | frame[4] << 3 | frame[5] >> 5) == 13  # aac_frame_length
     assert adts_config(b"\x00" * 7) is None and adts_config(b"\xff\xf1") is None
+
+
+def test_an_adts_header_is_found_at_a_position_only_with_its_seven_bytes_there() -> None:
+    frame = adts_frame(STEREO_48K, b"\x21\x10\x04\x60\x8c\x1c")
+    data = frame + frame[:7]
+    assert adts_header(data, 0) and adts_header(data, 13) and adts_header(frame)
+    assert not adts_header(data[:19], 13) and not adts_header(data, 1)  # six bytes left; no syncword
 
 
 def test_audio_specific_config_is_read_and_only_aac_lc_1_to_6_channels_is_fillable() -> None:
@@ -235,6 +243,43 @@ def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> N
     fills = gaps.due(2000 + 1500)  # FILL_LAG_S behind: (2000 - 23.22) / 23.22 whole frames
     assert len(fills) == 85
     assert fills[1] == 46 and fills[-1] == round(frame * 85)
+
+
+def test_at_44_1_khz_in_90_khz_ticks_the_frames_are_counted_exactly_and_rounded_only_on_output() -> None:
+    frame = AacConfig(2, 4, 2).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
+    by_frames, by_ticks = PauseFiller(frame, TICKS), PauseFiller(frame, TICKS)
+    for gaps in (by_frames, by_ticks):
+        gaps.resume(SECOND, SECOND)
+    by_frames.ended(SECOND, 49)  # a PES of 49 frames: 102400 ticks exactly
+    by_ticks.ended(SECOND + 49 * frame)
+    clock = SECOND + 102400 + LAG + 40 * 2090  # 40 frames of 2090 ticks: 40.02 frames behind
+    want = [round(SECOND + (49 + k) * frame) for k in range(40)]
+    assert by_frames.due(clock) == by_ticks.due(clock) == want
+    assert {b - a for a, b in zip(want, want[1:])} == {2089, 2090}  # no rounding carried forward
+    real_end = SECOND + 102400
+    assert by_frames.late(real_end + 1044) and not by_frames.late(real_end + 1045)  # half a frame: 1044.9
+    assert by_frames.late(real_end - 1044) and not by_frames.late(real_end - 1045)
+    assert by_frames.retime(3 * frame, clock) == round(SECOND + 89 * frame)
+
+
+def test_a_clock_between_two_ticks_is_compared_exactly() -> None:
+    # The PyAV shell gives the reference's clock in the track's ticks: a fraction when the time bases differ.
+    gaps = filler()
+    written(gaps, 0, 0)
+    assert gaps.due(FRAME + LAG + 2 * FRAME) == []  # two frames behind: MIN_GAP_FRAMES
+    assert gaps.due(FRAME + LAG + 2 * FRAME + Fraction(1, 2)) == [FRAME, 2 * FRAME]
+    assert gaps.finish(4 * FRAME - Fraction(1, 2)) == []  # the next frame not whole by half a tick
+    assert gaps.finish(4 * FRAME + Fraction(1, 2)) == [3 * FRAME]
+
+
+def test_filler_timestamps_are_rounded_half_to_even_only_on_output() -> None:
+    gaps = PauseFiller(Fraction(3, 2), TICKS)  # a frame of 1.5 ticks: every other one ends half-way
+    assert gaps.frame_ticks == Fraction(3, 2)  # as given: the PyAV shell's duration of a filler packet
+    gaps.resume(0, 0)
+    gaps.ended(0, 1)
+    assert gaps.finish(LAG) == []
+    assert gaps.due(LAG + 6) == [2, 3, 4]  # 1.5, 3, 4.5
+    assert gaps.finish(11) == [6, 8, 9]  # 6, 7.5, 9
 
 
 def test_nothing_is_filled_across_a_discontinuity_or_towards_a_stream_that_jumped_alone() -> None:

@@ -8,7 +8,7 @@ from .decoder import CLOSED, NEED_DATA, Event, MessageDecoder, PayloadData, Payl
 from .errors import ProtocolError
 from .limits import AUTH_WINDOW_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
 from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
-from .replies import TRY_AGAIN_PREFIX, Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
+from .replies import NOT_WRITER_PREFIX, TRY_AGAIN_PREFIX, Ack, Reject, Reply, ReplyDecoder, encode_reply, one_line, parse_reply
 
 __all__ = [
     "AUTH_WINDOW_MS",
@@ -20,6 +20,7 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "MAX_LINE_BYTES",
     "NEED_DATA",
+    "NOT_WRITER_PREFIX",
     "V1_FIELD_NAMES",
     "Ack",
     "Event",

@@ -1,7 +1,7 @@
 """A small daemon stand-in for segmenter tests: a real TCP peer speaking the real protocol.
 
-It records every message (decoded with protocol.MessageDecoder) and the raw bytes of every
-connection, replies ``OK n`` (or what ``reply`` returns), and can be started late, stopped and
+It records every message (decoded with protocol.MessageDecoder; a writer's start-up message,
+LAST_SEGMENT 0 with ``writer=``, apart in ``startups``) and the raw bytes of every connection, replies ``OK n`` (or what ``reply`` returns), and can be started late, stopped and
 started again on the same port.
 """
 
@@ -30,6 +30,7 @@ class Listener:
         self.reply = reply
         self.replies = replies  # False: behave like the original daemon (read, close, no reply)
         self.messages: list[IndexMessage] = []
+        self.startups: list[IndexMessage] = []  # start-up messages of writers (LAST_SEGMENT 0, writer=)
         self.connections: list[bytes] = []  # raw bytes of each finished connection
         self.errors: list[str] = []
         self._changed = threading.Condition()
@@ -128,8 +129,9 @@ class Listener:
                             break
                         if isinstance(event, IndexMessage):
                             reply = self.reply(event)
+                            startup = event.last_segment == 0 and event.writer is not None
                             with self._changed:
-                                self.messages.append(event)
+                                (self.startups if startup else self.messages).append(event)
                                 self._changed.notify_all()
                             if self.replies and reply is not None:
                                 conn.sendall(encode_reply(reply))

@@ -64,7 +64,7 @@ class Taken:
 @dataclass(frozen=True, slots=True)
 class Refused:
     """The claim is refused, for good: ``reason`` is one line naming the stream, its writer and
-    that writer's peer."""
+    that writer's peer, short enough for a reply (the sender's own id and address go in the log)."""
 
     reason: str
 
@@ -90,11 +90,6 @@ class OwnershipRule:
         label = stream_label(stream)
         current = f"writer {owner.writer} of peer {owner.peer}"
         if claim.writer is not None and claim.writer == owner.former:
-            return Refused(f"stream {label} was taken over by {current}: this writer ({claim.writer}) stopped"
-                           " being its writer; hls-segment --take-over takes it back")
-        sender = f"writer {claim.writer}" if claim.writer is not None else "a message without writer= (v1)"
-        return Refused(
-            f"stream {label} is written by {current} (last message {max(0.0, silent_s):.0f} s ago): {sender}"
-            f" of peer {claim.peer} is a second writer; stop it, or take the stream over with hls-segment"
-            " --take-over"
-        )
+            return Refused(f"stream {label} was taken over by {current} (hls-segment --take-over takes it back)")
+        return Refused(f"stream {label} is written by {current}, heard {max(0.0, silent_s):.0f} s ago:"
+                       " refused as a second writer")

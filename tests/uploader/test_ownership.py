@@ -31,14 +31,12 @@ def test_a_second_writer_on_a_live_stream_is_refused_naming_the_stream_its_write
     assert isinstance(verdict, Refused)
     assert "stream media/cams/east/live.m3u8" in verdict.reason
     assert f"written by writer {A} of peer 10.0.0.1" in verdict.reason
-    assert f"writer {B} of peer 10.0.0.2 is a second writer" in verdict.reason
-    assert "10 s ago" in verdict.reason
+    assert verdict.reason.endswith("heard 10 s ago: refused as a second writer")
 
 
 def test_a_message_without_writer_on_a_live_owned_stream_is_refused() -> None:
     verdict = RULE.decide(STREAM, Owner(A, "10.0.0.1", 100.0), claim(None, 101.0), TARGET_S)
-    assert isinstance(verdict, Refused)
-    assert "without writer= (v1)" in verdict.reason
+    assert isinstance(verdict, Refused) and "refused as a second writer" in verdict.reason
 
 
 def test_a_message_without_writer_on_an_unowned_stream_works_as_before() -> None:
@@ -72,10 +70,10 @@ def test_the_writer_taken_over_is_told_so_while_the_new_one_is_live() -> None:
     verdict = RULE.decide(STREAM, owner, claim(A, 205.0, peer="10.0.0.1"), TARGET_S)
     assert isinstance(verdict, Refused)
     assert verdict.reason.startswith(f"stream media/cams/east/live.m3u8 was taken over by writer {B} of peer 10.0.0.2")
-    assert "--take-over" in verdict.reason
+    assert "--take-over takes it back" in verdict.reason
     # Another writer still gets the second-writer line.
     other = RULE.decide(STREAM, owner, claim(C, 205.0), TARGET_S)
-    assert isinstance(other, Refused) and "is a second writer" in other.reason
+    assert isinstance(other, Refused) and "refused as a second writer" in other.reason
 
 
 def test_the_writer_taken_over_may_take_it_back_once_the_new_one_is_silent() -> None:
@@ -86,4 +84,4 @@ def test_the_writer_taken_over_may_take_it_back_once_the_new_one_is_silent() -> 
 
 def test_a_clock_that_went_back_does_not_make_a_writer_silent() -> None:
     verdict = RULE.decide(STREAM, Owner(A, "10.0.0.1", 100.0), claim(B, 50.0), TARGET_S)
-    assert isinstance(verdict, Refused) and "0 s ago" in verdict.reason
+    assert isinstance(verdict, Refused) and "heard 0 s ago" in verdict.reason

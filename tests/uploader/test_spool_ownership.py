@@ -86,7 +86,7 @@ def test_v1_messages_on_an_owned_live_stream_are_refused_and_work_on_an_unowned_
     assert admit(spool, message(1, None), 100.0).queued is Queued.NEW
     assert admit(spool, message(2, None), 101.0).queued is Queued.NEW
     assert admit(spool, message(3, A), 102.0).queued is Queued.NEW  # an unowned stream takes a writer
-    with pytest.raises(NotTheWriter, match="without writer="):
+    with pytest.raises(NotTheWriter, match="refused as a second writer"):
         admit(spool, message(4, None), 103.0)
 
 

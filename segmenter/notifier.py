@@ -78,9 +78,11 @@ class Notifier:
         self._remove_sent = send_segments and remove_sent
         self._deadline = Deadline()
         self._on_not_writer = on_not_writer
+        # This OUTPUT_DIR's writer id, sent with every message (None on the v1 wire, which has no field for it).
+        self.writer = None if v1 else self._outbox.writer()
         self._client = DaemonClient(address, v1=v1, secret=secret, send_segments=send_segments,
                                     deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name,
-                                    writer=None if v1 else self._outbox.writer())
+                                    writer=self.writer)
         # The start-up message, until the daemon answered it.
         self._startup: IndexMessage | None = None
         self._lock = threading.Condition()

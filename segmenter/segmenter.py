@@ -136,8 +136,9 @@ class Segmenter:
         )
         _adopt_legacy_files(config, notifier)
         startup = None
-        if config.wire is WireMode.EXT:
-            startup = config.message(first_segment=1, last_segment=0, end=False, takeover=config.take_over)
+        if notifier.writer is not None:
+            startup = config.message(first_segment=1, last_segment=0, end=False, writer=notifier.writer,
+                                     takeover=config.take_over)
         stream_last = notifier.start(startup)
         if notifier.not_writer is not None:
             notifier.close(0.0)

@@ -46,7 +46,6 @@ class DeliveryReport:
     undelivered: list[IndexMessage] = field(default_factory=list)
     outbox: Path | None = None  # where the undelivered messages wait for the next run
     not_writer: str | None = None  # the daemon's refusal of this writer, which stopped the sending
-    dropped: int = 0  # messages owed when this writer was refused, dropped
 
 
 class Notifier:
@@ -226,15 +225,14 @@ class Notifier:
     def _drop_owed(self) -> None:
         """This writer was refused: what it still owes is dropped (settled, so a later run on this
         OUTPUT_DIR numbers after it), logged once."""
-        owed = self._outbox.messages()
+        owed = self._outbox.messages() + self._unrecorded
         while (oldest := self._outbox.oldest()) is not None:
             self._outbox.remove(oldest.id)
-        self._report.dropped = len(owed) + len(self._unrecorded)
         self._unrecorded.clear()
-        if self._report.dropped:
+        if owed:
+            numbers = [message.last_segment for message in owed]
             log.warning("dropped %d owed message(s) (segments %d to %d): the daemon refused this writer;"
-                        " their segment files stay in %s", self._report.dropped,
-                        min((m.last_segment for m in owed), default=0), max((m.last_segment for m in owed), default=0),
+                        " their segment files stay in %s", len(owed), min(numbers), max(numbers),
                         self._outbox.path.parent)
 
     # -- the thread ---------------------------------------------------------------------------
@@ -246,9 +244,8 @@ class Notifier:
             while True:
                 if self._report.not_writer is not None:
                     return None
-                if self._startup is not None:
-                    return Owed(_STARTUP, self._startup)
-                owed = self._outbox.oldest()
+                # The start-up message goes first; it is not owed: nothing waits for it at the close.
+                owed = Owed(_STARTUP, self._startup) if self._startup is not None else self._outbox.oldest()
                 if owed is None and self._unrecorded:
                     owed = Owed(_UNRECORDED, self._unrecorded[0])
                 ready = owed is not None and owed.id != self._held

@@ -183,7 +183,7 @@ class Segmenter:
             raise self._end_on_full_disk(notifier, first, error) from None
         finally:
             self._progress.done()
-            waiting = len(notifier)
+            waiting = len(notifier) if notifier.not_writer is None else 0
             if waiting:
                 log.info("waiting up to %g s for the daemon to acknowledge %d message(s)",
                          config.drain_timeout_s, waiting)

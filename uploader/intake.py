@@ -223,8 +223,9 @@ class Intake:
     @staticmethod
     def _refuse(peer: str, message: IndexMessage, reason: str, *, not_writer: bool = False) -> Reject:
         """A final refusal of ``message``, logged; ``not_writer``: of its sender as the stream's writer."""
-        log.warning("peer %s stream %s segment %s%s refused: %s", peer, stream_label(message.stream_id),
-                    message.segment_name, f" of writer {message.writer}" if message.writer else "", reason)
+        log.warning("peer %s%s stream %s segment %s refused: %s", peer,
+                    f" writer {message.writer}" if message.writer else "", stream_label(message.stream_id),
+                    message.segment_name, reason)
         return Reject.not_writer(reason) if not_writer else Reject.because(reason)
 
 

@@ -315,8 +315,9 @@ class Spool:
         ``claim`` (with its ``rule``): who sends it; the stream's owner is decided and recorded in
         the same transaction, a start-up message (LAST_SEGMENT 0) included.
         Once a stream's end is queued its playlist is final (RFC 8216 6.2.1): a message that would
-        add a segment (a higher number, or a new epoch), a start-up message or a takeover is ENDED
-        and stored nowhere; a re-send of one already queued by its writer is still a DUPLICATE.
+        add a segment (a higher number, or a new epoch) or a start-up message is ENDED and stored
+        nowhere, whoever sends it, and the stream's writer stays; a re-send of one already queued is
+        still a DUPLICATE.
         """
         if message.last_segment == 0 and claim is None:
             return Admitted(Queued.IGNORED, 0)
@@ -334,12 +335,15 @@ class Spool:
                 epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
             number = message.last_segment
             took_over = None
-            if claim is not None:
+            if claim is not None and end_queued:
+                # Nothing can be added to an ended stream, so its writer no longer matters and does
+                # not change: a start-up is ENDED, a re-send still a DUPLICATE (below).
+                if number == 0:
+                    return Admitted(Queued.ENDED, last_queued)
+            elif claim is not None:
                 assert rule is not None
                 owner = Owner() if row is None else Owner(row[3], row[4] or "", row[5] or 0.0, row[6])
                 verdict = rule.decide(key, owner, claim, message.segment_duration)
-                if end_queued and (isinstance(verdict, Refused) or verdict.took_over is not None or number == 0):
-                    return Admitted(Queued.ENDED, last_queued)
                 if isinstance(verdict, Refused):
                     raise NotTheWriter(verdict.reason)
                 new = verdict.owner

@@ -79,8 +79,8 @@ def test_a_second_segmenter_on_a_live_stream_is_refused_and_the_first_goes_on(li
     line = f"stream {stream} is written by writer {owner} of peer 127.0.0.1"
     assert last_line(second).startswith(f"hls-segment: stopped: not the writer: {line}, heard "), last_line(second)
     # The reply is cut at 200 characters; the daemon's log line is whole.
-    assert re.search(f"segment live-00000.ts of writer {intruder} refused: {re.escape(line)}, heard [0-9]+ s ago:"
-                     " refused as a second writer\n", daemon.log())
+    assert re.search(f"writer {intruder} stream {re.escape(stream)} segment live-00000.ts refused: {re.escape(line)},"
+                     " heard [0-9]+ s ago: refused as a second writer\n", daemon.log())
     assert not list(second_dir.glob("live-*.ts")), "the refused segmenter cut segments"
     # The first goes on to its end, every segment published, exit 0; its objects untouched.
     assert first.wait(FEED_TIMEOUT_S) == 0, first.log()[-3000:]

@@ -9,6 +9,7 @@ from .errors import ProtocolError
 from .limits import CLOCK_WARNING_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
 from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name
 from .replies import (
+    NOT_WRITER_PREFIX,
     TRY_AGAIN_PREFIX,
     Ack,
     Challenge,
@@ -34,6 +35,7 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "MAX_LINE_BYTES",
     "NEED_DATA",
+    "NOT_WRITER_PREFIX",
     "V1_FIELD_NAMES",
     "Ack",
     "Event",

@@ -55,6 +55,7 @@ _CODECS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(,[A-Za-z0-9][A-Za-z0-9.+-]*)*"
 _EXTENSION_KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _TAG = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_WRITER = re.compile(r"[0-9a-f]{16,32}")
 # Characters left as they are in an extension value; everything else is %XX.
 _VALUE_SAFE = "./:+-_~"
 
@@ -97,6 +98,8 @@ class IndexMessage:
     payload_sha256: str | None = None  # hex SHA-256 of the inline payload, so the tag covers its bytes
     key_id: str | None = None  # the peer whose secret signs the message; None: the peer "default"
     counter: int | None = None  # n=: a signed sender's message number on its connection, 1, 2, 3...
+    writer: str | None = None  # 16..32 lowercase hex: the segmenter (one OUTPUT_DIR) that sends it
+    takeover: bool = False  # the writer takes the stream over from a live one (hls-segment --take-over)
     extras: tuple[tuple[str, str], ...] = ()  # unknown extensions, kept in order
     tag: str | None = None  # HMAC-SHA256 hex over the message without this field
 
@@ -156,6 +159,12 @@ class IndexMessage:
             raise ProtocolError(f"key_id {_show(self.key_id)} is not 1-64 of [A-Za-z0-9._-]")
         if self.counter is not None:
             _check_range("n", self.counter, 1, MAX_MESSAGE_COUNTER)
+        if self.writer is not None and not _WRITER.fullmatch(self.writer):
+            raise ProtocolError(f"writer {_show(self.writer)} is not 16 to 32 lowercase hex digits")
+        if not isinstance(self.takeover, bool):
+            raise ProtocolError("takeover must be 0 or 1")
+        if self.takeover and self.writer is None:
+            raise ProtocolError("takeover without writer: there is no writer to take the stream over")
         if self.tag is not None and not _TAG.fullmatch(self.tag):
             raise ProtocolError("tag must be 64 lowercase hex digits")
         seen = set(_EXTENSIONS_BY_KEY)
@@ -309,6 +318,12 @@ def _parse_hex(name: str, text: str) -> str:
     return text
 
 
+def _parse_writer(name: str, text: str) -> str:
+    if not _WRITER.fullmatch(text):
+        raise ProtocolError(f"{name} {_show(text)} is not 16 to 32 lowercase hex digits")
+    return text
+
+
 def _format_decimal(value: float) -> str:
     # The shortest text that reads back as the same float, without an exponent.
     return format(Decimal(repr(float(value))), "f")
@@ -340,9 +355,11 @@ _EXTENSIONS = (
     _Extension("sha256", "payload_sha256", _parse_hex, str),
     _Extension("key_id", "key_id", _text, str),
     _Extension("n", "counter", _parse_int, str),
+    _Extension("writer", "writer", _parse_writer, str),
+    _Extension("takeover", "takeover", _parse_flag, lambda v: "1"),
 )
 _EXTENSIONS_BY_KEY = {extension.key: extension for extension in _EXTENSIONS} | {"tag": None}
-_DEFAULTS = {"discontinuity": False, "independent": False}
+_DEFAULTS = {"discontinuity": False, "independent": False, "takeover": False}
 
 
 def encode_message(message: IndexMessage, *, newline: bool = False) -> bytes:

@@ -1,5 +1,9 @@
 """Reply lines: ``OK <last_segment>`` once a message is durably queued, ``ERR <reason>`` otherwise,
-and ``HELLO nonce=<32 hex> time=<Unix ms>``, the challenge that answers a HELLO request (auth.py)."""
+and ``HELLO nonce=<32 hex> time=<Unix ms>``, the challenge that answers a HELLO request (auth.py).
+
+The reply to a start-up message (LAST_SEGMENT 0) that names its writer also says where the
+stream is: ``OK 0 last=<the stream's highest queued segment number>``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,12 @@ _CHALLENGE = re.compile(r"HELLO nonce=([0-9a-f]{32}) time=([0-9]{1,15})")
 # many connections): the client keeps the message and sends it again later. Any other ERR is final.
 TRY_AGAIN_PREFIX = "try again: "
 
+# An ERR whose reason starts so refuses the sender as the stream's writer (another writer owns it,
+# or took it over): final, and the sender stops (docs/protocol.md, "Stream ownership").
+NOT_WRITER_PREFIX = "not the writer: "
+
+_OK = re.compile(r"([0-9]{1,19})(?: last=([0-9]{1,19}))?")
+
 
 def one_line(text: str) -> str:
     """``text`` made fit for a reply: printable ASCII, one line, cut to the longest reason."""
@@ -26,13 +36,16 @@ def one_line(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The message naming ``last_segment`` is on the daemon's disk."""
+    """The message naming ``last_segment`` is on the daemon's disk. ``stream_last``: in the reply
+    to a start-up message with a writer, the stream's highest queued segment number (0: none)."""
 
     last_segment: int
+    stream_last: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.last_segment, bool) or not isinstance(self.last_segment, int) or self.last_segment < 0:
-            raise ProtocolError(f"OK needs a non-negative segment number, not {self.last_segment!r}")
+        for value in (self.last_segment, 0 if self.stream_last is None else self.stream_last):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ProtocolError(f"OK needs a non-negative segment number, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +68,18 @@ class Reject:
         """The daemon cannot take the message just now; the client should send it again later."""
         return cls(one_line(TRY_AGAIN_PREFIX + text))
 
+    @classmethod
+    def not_writer(cls, text: str) -> Reject:
+        """A final refusal of the sender as the stream's writer: it must stop."""
+        return cls(one_line(NOT_WRITER_PREFIX + text))
+
     @property
     def is_transient(self) -> bool:
         return self.reason.startswith(TRY_AGAIN_PREFIX)
+
+    @property
+    def is_not_writer(self) -> bool:
+        return self.reason.startswith(NOT_WRITER_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +102,8 @@ Reply = Ack | Reject | Challenge
 
 def encode_reply(reply: Reply) -> bytes:
     if isinstance(reply, Ack):
-        return f"OK {reply.last_segment}\n".encode("ascii")
+        last = "" if reply.stream_last is None else f" last={reply.stream_last}"
+        return f"OK {reply.last_segment}{last}\n".encode("ascii")
     if isinstance(reply, Challenge):
         return f"HELLO nonce={reply.nonce} time={reply.time_ms}\n".encode("ascii")
     return f"ERR {reply.reason}\n".encode("ascii")
@@ -91,8 +114,8 @@ def parse_reply(line: bytes) -> Reply:
     if (challenge := _CHALLENGE.fullmatch(text)) is not None:
         return Challenge(challenge.group(1), int(challenge.group(2)))
     verb, _, rest = text.partition(" ")
-    if verb == "OK" and rest.isascii() and rest.isdigit():
-        return Ack(int(rest))
+    if verb == "OK" and (ok := _OK.fullmatch(rest)):
+        return Ack(int(ok[1]), None if ok[2] is None else int(ok[2]))
     if verb == "ERR" and rest:
         return Reject(rest)
     raise ProtocolError(f"not a reply line: {one_line(text)[:60]!r}")

@@ -3,6 +3,7 @@
 Exit codes: 0 done, every message acknowledged; 1 an unexpected failure (e.g. the disk; a full
 OUTPUT_DIR ends the stream first);
 2 bad usage, configuration or input; 3 messages left undelivered or refused by the daemon;
+4 refused as the stream's writer (another segmenter writes it, or took it over);
 130 stopped by a second SIGINT/SIGTERM/SIGHUP/SIGQUIT without finishing.
 
 Signals: SIGINT, SIGTERM, SIGHUP (a closed terminal) and SIGQUIT end the stream cleanly: the open
@@ -27,7 +28,7 @@ from common.options import with_options
 from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, SegmenterConfig
-from .errors import OutputFull
+from .errors import NotTheWriter, OutputFull
 from .input import InputError
 from .notifier import DeliveryReport
 from .progress import Progress, StatusAwareHandler
@@ -37,6 +38,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNDELIVERED = 3
+EXIT_NOT_WRITER = 4
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ def run(
         _fail("stopped before the current segment was finished", EXIT_INTERRUPTED)
     except OutputFull as error:
         _fail(str(error), EXIT_FAILURE)
+    except NotTheWriter as error:
+        _fail(f"stopped: {error}", EXIT_NOT_WRITER)
     except OSError as error:
         _fail(f"{error.filename or 'I/O'}: {error.strerror or error}", EXIT_FAILURE)
     problem = _undelivered(summary.delivery, segmenter_config)

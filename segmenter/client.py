@@ -7,6 +7,8 @@ the daemon's nonce with the next ``n`` (protocol/auth.py), so a re-send gets a n
 clock far from ours is logged once, and never stops a message. With
 ``--wire v1`` it sends the ten original fields on a connection of their own and reads nothing.
 With ``--tls`` the connection is TLS (ext only) and the daemon's certificate is verified.
+With ``--wire ext`` every message names its writer (``writer=``, this OUTPUT_DIR's id); a refusal
+of that writer (another one owns the stream, or took it over) is ``SendResult.NOT_WRITER``.
 The caller retries a failed attempt after the delays of ``retry_delays``; the daemon is
 idempotent, so a message re-sent after a lost reply does no harm.
 """
@@ -69,6 +71,7 @@ class SendResult(enum.Enum):
     DELIVERED = "delivered"  # acknowledged (ext), or its bytes written (v1)
     REFUSED = "refused"  # a final ERR, or its segment file unreadable: never sent again
     RETRY = "retry"  # no connection, no reply in time, or ERR try again: send it again later
+    NOT_WRITER = "not writer"  # ERR not the writer: another writer owns the stream; stop sending
 
 
 def retry_delays() -> Iterator[float]:
@@ -116,7 +119,8 @@ class DaemonClient:
     ``backlog`` counts the messages waiting, for the log line when the daemon goes away.
     ``secret`` signs as the peer ``key_id`` (None: the daemon's ``default``). ``tls``:
     the connection is TLS with this context, the daemon's certificate checked for
-    ``server_name`` (default: the address's host).
+    ``server_name`` (default: the address's host). ``writer``: sent as ``writer=`` with every
+    message (``--wire ext``).
     """
 
     def __init__(
@@ -131,9 +135,13 @@ class DaemonClient:
         backlog: Callable[[], int],
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        writer: str | None = None,
     ) -> None:
         self.address = address
         self.v1 = v1
+        self._writer = writer
+        # The daemon's acknowledgement of the last message delivered (``Ack.stream_last`` for a start-up).
+        self.last_ack: Ack | None = None
         self._secret = secret
         self._key_id = key_id
         self._nonce = ""  # the connection's challenge, with a secret
@@ -214,7 +222,7 @@ class DaemonClient:
                 payload.close()
 
     def _exchange(self, message: IndexMessage, payload: BinaryIO | None) -> tuple[SendResult, str]:
-        wire = message
+        wire = message if self._writer is None else dataclasses.replace(message, writer=self._writer)
         if payload is not None:
             size, digest = _measure(payload)
             wire = dataclasses.replace(wire, size=size, payload_sha256=digest)
@@ -312,6 +320,7 @@ class DaemonClient:
             if reply.last_segment != message.last_segment:
                 raise ProtocolError(f"daemon acknowledged segment {reply.last_segment}, not {message.last_segment}")
             log.debug("daemon at %s has segment %d of %s", self.peer, message.last_segment, message.index)
+            self.last_ack = reply
             return SendResult.DELIVERED, ""
         # An ERR is final (a bad field, a path the daemon does not allow) unless the daemon says
         # "try again: ..." (spool full, too many connections): then it is retried like a lost connection.
@@ -322,7 +331,7 @@ class DaemonClient:
                             self.peer, message.last_segment, reply.reason)
             return SendResult.RETRY, ""
         log.error("daemon at %s refused segment %d of %s: %s", self.peer, message.last_segment, message.index, reply.reason)
-        return SendResult.REFUSED, reply.reason
+        return (SendResult.NOT_WRITER if reply.is_not_writer else SendResult.REFUSED), reply.reason
 
 
 def _measure(file: BinaryIO) -> tuple[int, str]:

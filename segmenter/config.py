@@ -173,6 +173,11 @@ OPTIONS = (
         flags=("--keep-segments",),
     ),
     Option(
+        "take_over", SWITCH, False,
+        "Take the stream over from the writer the daemon has for it, even a live one (docs/protocol.md).",
+        flags=("--take-over",),
+    ),
+    Option(
         "bandwidth", INTEGER, None, "Declared peak bit/s of this rendition (the daemon also measures it).",
         convert=_between(1, MAX_BANDWIDTH, "bit/s"), metavar="BIT/S",
     ),
@@ -222,6 +227,7 @@ class SegmenterConfig:
     key_id: str | None  # the peer the secret belongs to; None: the daemon's "default"
     send_segments: bool  # segment bytes travel inline after each message (size=N)
     keep_segments: bool  # with send_segments: files stay after the daemon's OK
+    take_over: bool  # the start-up message says takeover=1
     bandwidth: int | None  # declared peak bit/s, sent as bandwidth=
     stall_warning_s: float  # silence of the input worth a warning
     stall_end_s: float  # silence of the input that ends the stream; 0: never
@@ -245,8 +251,9 @@ class SegmenterConfig:
             raise ConfigError("output_dir must be absolute")
         if 0 < self.stall_end_s <= self.stall_warning_s:
             raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
-        if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments):
-            raise ConfigError("--wire v1 carries no extensions: --secret-file and --send-segments need --wire ext")
+        if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments or self.take_over):
+            raise ConfigError("--wire v1 carries no extensions: --secret-file, --send-segments and --take-over"
+                              " need --wire ext")
         if self.key_id is not None and self.secret is None:
             raise ConfigError("--key-id names the peer whose secret signs: give --secret-file too")
         check_pair(self.tls_cert, self.tls_key)

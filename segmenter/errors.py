@@ -18,3 +18,8 @@ class InputError(SegmenterError):
 
 class OutputFull(SegmenterError):
     """OUTPUT_DIR ran out of space: the stream was ended with what was stored (exit code 1)."""
+
+
+class NotTheWriter(SegmenterError):
+    """The daemon refused this segmenter as the stream's writer (another one owns it, or took it
+    over): it stopped (exit code 4). The message is the daemon's reason."""

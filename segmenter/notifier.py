@@ -6,6 +6,12 @@ from the outbox once the daemon acknowledged it (``--wire ext``), took its bytes
 which has no reply) or refused it for good. While the daemon is down it retries with exponential
 backoff. Whatever is still owed when the run ends or dies stays in the outbox and is sent first
 by the next run with the same OUTPUT_DIR and OUTPUT_PREFIX.
+
+A run starts with a start-up message (LAST_SEGMENT 0, ``start``): it claims the stream for this
+writer (with ``takeover=1`` for --take-over) and its reply says where the stream is. Once the
+daemon refuses this writer (another one owns the stream, or took it over: ``NOT_WRITER``),
+nothing more is sent: the owed messages are dropped at ``close`` (their segment files stay), since
+a later run must not slip stale segments into a stream another writer feeds.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # The ``Owed.id`` of a message ``send_unrecorded`` queued: no outbox row has it (theirs start at 1).
 _UNRECORDED = 0
+# The ``Owed.id`` of the start-up message while it waits to be sent.
+_STARTUP = -1
 
 
 @dataclass(slots=True)
@@ -36,6 +45,7 @@ class DeliveryReport:
     refused: list[tuple[IndexMessage, str]] = field(default_factory=list)  # with the daemon's reason
     undelivered: list[IndexMessage] = field(default_factory=list)
     outbox: Path | None = None  # where the undelivered messages wait for the next run
+    not_writer: str | None = None  # the daemon's refusal of this writer, which stopped the sending
 
 
 class Notifier:
@@ -45,7 +55,8 @@ class Notifier:
     created) here; ``secret`` signs every message, as the peer ``key_id`` (None: ``default``); ``send_segments`` sends each segment's bytes
     after its message; ``tls`` and ``server_name``: a TLS connection (``DaemonClient``);
     ``remove_sent`` (with ``send_segments``) removes each segment file once the daemon
-    acknowledged it, since the daemon then holds its bytes durably. Raises OutboxError (an
+    acknowledged it, since the daemon then holds its bytes durably. ``on_not_writer`` is called
+    (from the sending thread) when the daemon refuses this writer. Raises OutboxError (an
     OSError) when the outbox cannot be opened.
     """
 
@@ -61,12 +72,19 @@ class Notifier:
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
         remove_sent: bool = False,
+        on_not_writer: Callable[[], object] = lambda: None,
     ) -> None:
         self._outbox = Outbox.open(outbox_path)
         self._remove_sent = send_segments and remove_sent
         self._deadline = Deadline()
+        self._on_not_writer = on_not_writer
+        # This OUTPUT_DIR's writer id, sent with every message (None on the v1 wire, which has no field for it).
+        self.writer = None if v1 else self._outbox.writer()
         self._client = DaemonClient(address, v1=v1, secret=secret, key_id=key_id, send_segments=send_segments,
-                                    deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name)
+                                    deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name,
+                                    writer=self.writer)
+        # The start-up message, until the daemon answered it.
+        self._startup: IndexMessage | None = None
         self._lock = threading.Condition()
         self._closing = False
         # The message ``record`` added last, not sent until ``put`` says its segment has its name.
@@ -78,9 +96,14 @@ class Notifier:
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
-    def start(self) -> None:
-        """Start sending what an earlier run left owed, then this run's messages.
-        Raises OutboxError (an OSError)."""
+    def start(self, startup: IndexMessage | None = None) -> int | None:
+        """Send ``startup`` (a start-up message) once, then start sending it (until answered), what an
+        earlier run left owed, then this run's messages. Returns the daemon's ``stream_last`` for
+        ``startup`` (None when it did not answer with one). When it refused this writer,
+        ``not_writer`` says why and nothing is sent. Raises OutboxError (an OSError)."""
+        stream_last = None if startup is None else self._start_up(startup)
+        if self._report.not_writer is not None:
+            return None
         outbox = self._outbox
         newest = outbox.newest()
         if newest is not None and not _segment_named(newest.message):
@@ -94,6 +117,25 @@ class Notifier:
             log.warning("re-sending %d message(s) an earlier run left owed in %s (segments %d to %d)",
                         len(outbox), outbox.path, oldest.message.last_segment, newest.message.last_segment)
         self._thread.start()
+        return stream_last
+
+    def _start_up(self, startup: IndexMessage) -> int | None:
+        """One attempt at ``startup``; kept to be sent first by the thread when it must be retried."""
+        result, reason = self._client.send(startup)
+        if result is SendResult.DELIVERED:
+            return self._client.last_ack.stream_last if self._client.last_ack is not None else None
+        if result is SendResult.RETRY:
+            log.warning("the daemon did not answer the start-up message: segments are numbered from %s alone",
+                        self._outbox.path.parent)
+            self._startup = startup
+        elif result is SendResult.NOT_WRITER:
+            self._report.not_writer = reason
+        return None
+
+    @property
+    def not_writer(self) -> str | None:
+        """The daemon's refusal of this writer, once it came (then nothing more is sent)."""
+        return self._report.not_writer
 
     def highest_number(self) -> int:
         """The highest segment number owed or ever delivered through this outbox (``start``
@@ -173,20 +215,38 @@ class Notifier:
                 with self._lock:
                     self._lock.notify_all()
         with self._lock:
+            if self._report.not_writer is not None:
+                self._drop_owed()
             self._report.undelivered = self._outbox.messages() + self._unrecorded
             if self._report.undelivered:
                 self._report.outbox = self._outbox.path
             self._outbox.close()
         return self._report
 
+    def _drop_owed(self) -> None:
+        """This writer was refused: what it still owes is dropped (settled, so a later run on this
+        OUTPUT_DIR numbers after it), logged once."""
+        owed = self._outbox.messages() + self._unrecorded
+        while (oldest := self._outbox.oldest()) is not None:
+            self._outbox.remove(oldest.id)
+        self._unrecorded.clear()
+        if owed:
+            numbers = [message.last_segment for message in owed]
+            log.warning("dropped %d owed message(s) (segments %d to %d): the daemon refused this writer;"
+                        " their segment files stay in %s", len(owed), min(numbers), max(numbers),
+                        self._outbox.path.parent)
+
     # -- the thread ---------------------------------------------------------------------------
 
     def _next(self) -> Owed | None:
         """The oldest message that may be sent; None once the run closed and nothing more is
-        owed, or the drain time is over."""
+        owed, the drain time is over, or the daemon refused this writer."""
         with self._lock:
             while True:
-                owed = self._outbox.oldest()
+                if self._report.not_writer is not None:
+                    return None
+                # The start-up message goes first; it is not owed: nothing waits for it at the close.
+                owed = Owed(_STARTUP, self._startup) if self._startup is not None else self._outbox.oldest()
                 if owed is None and self._unrecorded:
                     owed = Owed(_UNRECORDED, self._unrecorded[0])
                 ready = owed is not None and owed.id != self._held
@@ -206,7 +266,16 @@ class Notifier:
                         # A new segment or the close cuts the wait short (they notify).
                         self._lock.wait(self._deadline.bound(next(delays)))
                         continue
+                    if result is SendResult.NOT_WRITER:
+                        self._report.not_writer = reason
+                        self._lock.notify_all()
+                        self._on_not_writer()
+                        return
                     delivered = result is SendResult.DELIVERED
+                    if owed.id == _STARTUP:
+                        self._startup = None
+                        delays = retry_delays()
+                        continue
                     try:
                         if owed.id == _UNRECORDED:
                             self._unrecorded.pop(0)

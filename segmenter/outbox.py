@@ -11,6 +11,10 @@ what an earlier run with the same OUTPUT_DIR and OUTPUT_PREFIX left owed. Guaran
   again, and the daemon takes a re-send as a duplicate; the next ``add`` makes it durable anyway
   (one WAL, written in order).
 
+The outbox also holds the writer id (``writer``): 32 random hex digits made at its first use and
+kept, so every run on the same OUTPUT_DIR and OUTPUT_PREFIX is the same writer to the daemon
+(``writer=``, docs/protocol.md, "Stream ownership").
+
 Nothing is held in memory: a backlog of any length costs disk only, and reading the oldest row is
 one indexed lookup. Not thread-safe: the caller serialises calls (``notifier.Notifier`` holds a
 lock around each).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +40,12 @@ CREATE TABLE IF NOT EXISTS owed (id INTEGER PRIMARY KEY, line BLOB NOT NULL);
 -- The highest segment number of a message no longer owed: its file may be gone (removed once
 -- stored), and a later run must still number after it.
 CREATE TABLE IF NOT EXISTS settled (one INTEGER PRIMARY KEY CHECK (one = 1), last_segment INTEGER NOT NULL);
+-- This OUTPUT_DIR's writer id, sent as writer= with every message.
+CREATE TABLE IF NOT EXISTS writer (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL);
 """
+
+# Bytes of randomness in a writer id: 32 hex digits, the most writer= carries.
+_WRITER_ID_BYTES = 16
 
 
 class OutboxError(SegmenterError, OSError):
@@ -106,6 +116,14 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def writer(self) -> str:
+        """This outbox's writer id, made (fsync'd) at the first call. Raises OutboxError."""
+        with _failing_as(self.path, "write failed"):
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("INSERT OR IGNORE INTO writer (one, id) VALUES (1, ?)",
+                             (secrets.token_hex(_WRITER_ID_BYTES),))
+            return str(self._db.execute("SELECT id FROM writer").fetchone()[0])
 
     def highest_number(self) -> int:
         """The highest segment number of a message owed or ever settled here (0 when none):

@@ -21,7 +21,7 @@ from common.settings import ConfigError
 from protocol.limits import MAX_SEGMENT_NUMBER
 
 from .config import SegmenterConfig, WireMode
-from .errors import OutputFull
+from .errors import NotTheWriter, OutputFull
 from .fastrun import FastPlan, FastRun, plan_fast_path
 from .input import (
     ByteSource,
@@ -75,8 +75,10 @@ def first_number(config: SegmenterConfig, announced: int = 0) -> tuple[int, bool
     """The first segment number of this run, and whether it continues an earlier run's segments.
 
     Without --start-number a run that finds PREFIX-N.ts files, or whose outbox owes or once
-    delivered segment N (``announced``: its files may be removed once stored), continues after
-    the highest N (and flags a discontinuity) instead of overwriting segments a CDN may have cached.
+    delivered segment N, or whose stream is at segment N on the daemon (``announced``, the
+    highest of the last two: files may be removed once stored, or written by another writer),
+    continues after the highest N (and flags a discontinuity) instead of overwriting segments a
+    CDN may have cached.
     Raises ConfigError when that N is already the highest an index message can carry
     (MAX_SEGMENT_NUMBER): the stream cannot go on in this OUTPUT_DIR.
     """
@@ -131,18 +133,26 @@ class Segmenter:
             tls=config.tls_context,
             server_name=config.tls_server_name,
             remove_sent=not config.keep_segments,
+            on_not_writer=self._stop.set,
         )
         _adopt_legacy_files(config, notifier)
-        notifier.start()
+        startup = None
+        if notifier.writer is not None:
+            startup = config.message(first_segment=1, last_segment=0, end=False, writer=notifier.writer,
+                                     takeover=config.take_over)
+        stream_last = notifier.start(startup)
+        if notifier.not_writer is not None:
+            notifier.close(0.0)
+            raise NotTheWriter(notifier.not_writer)
         try:
-            first, restarted = first_number(config, notifier.highest_number())
+            first, restarted = first_number(config, max(notifier.highest_number(), stream_last or 0))
         except OSError as error:
             notifier.close(0.0)
             raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
         if restarted:
             log.warning(
-                "%s already holds or announced segments up to %s: continuing at %d, flagged as a discontinuity",
-                config.output_dir, first - 1, first,
+                "%s or its stream already holds or announced segments up to %s: continuing at %d, flagged as a"
+                " discontinuity", config.output_dir, first - 1, first,
             )
         last = first - 1
         try:
@@ -174,11 +184,13 @@ class Segmenter:
             raise self._end_on_full_disk(notifier, first, error) from None
         finally:
             self._progress.done()
-            waiting = len(notifier)
+            waiting = len(notifier) if notifier.not_writer is None else 0
             if waiting:
                 log.info("waiting up to %g s for the daemon to acknowledge %d message(s)",
                          config.drain_timeout_s, waiting)
             report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
+        if report.not_writer is not None:
+            raise NotTheWriter(report.not_writer)
         return RunSummary(first, last, report)
 
     def _end_on_full_disk(self, notifier: Notifier, first: int, error: OSError) -> OutputFull:

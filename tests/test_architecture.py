@@ -90,5 +90,5 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
         "segmenter.codecs", "segmenter.cutter", "segmenter.errors", "segmenter.psi", "segmenter.randomaccess",
         "segmenter.silence", "segmenter.tsfast",
         "uploader.alignment", "uploader.errors", "uploader.master", "uploader.mpegts", "uploader.playlist",
-        "uploader.retention", "uploader.stream",
+        "uploader.ownership", "uploader.retention", "uploader.stream",
     }

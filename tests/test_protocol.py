@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import hmac
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -467,6 +468,40 @@ def test_reply_decoder_splits_a_stream_of_replies() -> None:
     assert decoder.next_reply() == Reject("full")
 
 
+def test_a_writer_and_a_takeover_round_trip_and_are_checked() -> None:
+    writer = "0123456789abcdef" * 2
+    message = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=0, writer=writer, takeover=True)
+    wire = encode_message(message)
+    assert wire.endswith(f", writer={writer}, takeover=1".encode())
+    assert parse_message(wire) == message
+    assert b"takeover" not in encode_message(dataclasses.replace(message, takeover=False))
+    for bad, reason in [
+        (", writer=0123", "writer '0123' is not 16 to 32 lowercase hex digits"),
+        (", writer=" + "A" * 16, "is not 16 to 32 lowercase hex digits"),
+        (", writer=" + "a" * 33, "is not 16 to 32 lowercase hex digits"),
+        (", takeover=1", "takeover without writer"),
+        (f", writer={writer}, takeover=2", "takeover '2' must be 0 or 1"),
+    ]:
+        with pytest.raises(ProtocolError, match=re.escape(reason)):
+            parse_message(ORIGINAL + bad.encode())
+
+
+def test_the_reply_to_a_writers_start_up_says_where_the_stream_is() -> None:
+    assert encode_reply(Ack(0, 42)) == b"OK 0 last=42\n"
+    assert parse_reply(b"OK 0 last=42\n") == Ack(0, 42)
+    assert parse_reply(b"OK 0\n") == Ack(0, None)
+    for bad in (b"OK 0 last=\n", b"OK 0 last=-1\n", b"OK 0 first=3\n", b"OK 0  last=3\n"):
+        with pytest.raises(ProtocolError, match="not a reply line"):
+            parse_reply(bad)
+
+
+def test_a_refusal_of_the_writer_is_final_and_marked() -> None:
+    refusal = parse_reply(encode_reply(Reject.not_writer("stream b/i.m3u8 is written by writer " + "a" * 32)))
+    assert isinstance(refusal, Reject) and refusal.is_not_writer and not refusal.is_transient
+    assert refusal.reason.startswith("not the writer: stream b/i.m3u8")
+    assert not Reject.because("bucket x is not allowed").is_not_writer
+
+
 def test_ok_names_a_segment_number_and_zero_is_one() -> None:
     # OK 0 acknowledges the original's start-up message (last_segment 0).
     assert parse_reply(b"OK 0\n") == Ack(0)
@@ -600,6 +635,8 @@ def messages(draw: st.DrawFn) -> IndexMessage:
         sent_at_ms=draw(st.none() | st.integers(0, 2**42)),
         key_id=draw(st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", fullmatch=True)),
         counter=draw(st.none() | st.integers(1, 2**53)),
+        writer=(writer := draw(st.none() | st.from_regex(r"[0-9a-f]{16,32}", fullmatch=True))),
+        takeover=writer is not None and draw(st.booleans()),
         extras=tuple(draw(st.dictionaries(st.from_regex(r"x[a-z0-9_-]{0,8}", fullmatch=True), st.text(st.characters(min_codepoint=32, blacklist_categories=("Cc", "Cs"))), max_size=3)).items()),
         tag=draw(st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
     )

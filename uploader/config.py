@@ -332,6 +332,14 @@ OPTIONS = (
         " peer authentication for a non-loopback --listen.",
         convert=optional_path, metavar="FILE",
     ),
+    # A live writer sends once per segment: half a minute of silence (or three target durations,
+    # the longer) means it is gone (uploader/ownership.py).
+    Option(
+        "takeover_after", SECONDS, 30.0,
+        "Another writer may take a stream over once its writer sent nothing for this long (at least"
+        " 3 target durations), seconds.",
+        convert=_within(1, 86400, "seconds"), fields=("takeover_after_s",), metavar="SECONDS",
+    ),
     # Retention (docs/deploy.md, "Retention"; uploader/retention.py).
     Option(
         "keep_segment_files", SWITCH, False,
@@ -402,6 +410,7 @@ class UploaderConfig:
     cdn_allowance_s: float  # beyond RFC 8216 6.2.2's time before such a segment is deleted
     end_silent_after_s: float  # a stream without a message for this long is ended; 0 never
     forget_ended_after_s: float  # an ended stream quiet this long is removed from the spool; 0 never
+    takeover_after_s: float  # a stream's writer silent this long may be taken over
     tls_context: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from .errors import UploaderError
 from .files import AllowedDirs
 from .housekeeping import Housekeeper
 from .intake import Intake
+from .ownership import OwnershipRule
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
@@ -109,6 +110,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         peers=config.scopes,
         payloads=payloads,
         master_name=config.master_name,
+        ownership=OwnershipRule(config.takeover_after_s),
     )
     server = UploadServer(
         intake,

@@ -14,21 +14,28 @@ An error becomes an ERR reply in one place, ``_rejection``: "try again" when it 
 daemon's state is at fault), final otherwise. A new segment for a stream whose end is queued is
 refused for good (``ended_reason``): after EXT-X-ENDLIST a playlist never changes (RFC 8216
 6.2.1); a re-send of a message already queued is still answered OK.
+
+Each message claims its stream for its writer (``ownership.py``: one writer at a time), decided in
+the spool's transaction: a second writer is refused for good with ``Reject.not_writer``, a
+takeover is logged, and the start-up message of a writer is answered ``OK 0 last=N`` with the
+stream's highest queued segment number, so that it numbers after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply
+from protocol import DEFAULT_KEY_ID, Ack, ChallengeSession, IndexMessage, Reject, Reply
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
+from .ownership import Claim, OwnershipRule
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .peers import Peers
 from .publisher import Publisher
-from .spool import Queued, Spool, SpoolError, SpoolThread
+from .spool import NotTheWriter, Queued, Spool, SpoolError, SpoolThread
 from .stream import stream_label
 
 log = logging.getLogger(__name__)
@@ -62,15 +69,18 @@ class Intake:
         peers: Peers,
         payloads: PayloadStore,
         master_name: str = "",
+        ownership: OwnershipRule,
     ) -> None:
         """``peers``: who may write what, and whether messages must be signed. ``master_name``:
-        the master playlist's name, which no stream may take."""
+        the master playlist's name, which no stream may take. ``ownership``: who may write a
+        stream (--takeover-after)."""
         self._spool = spool
         self._publisher = publisher
         self._allowed = allowed
         self._peers = peers
         self._payloads = payloads
         self._master_name = master_name
+        self._ownership = ownership
         # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
         # messages arrive, so the warning comes in real time.
         self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
@@ -178,14 +188,28 @@ class Intake:
         """
         label = stream_label(message.stream_id)
         segment = message.segment_name
-        if message.last_segment == 0:
+        if message.last_segment == 0 and message.writer is None:
             log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
             return Ack(0), False
+        claim = Claim(message.writer, message.takeover, _peer_identity(peer, message), time.time())
         try:
-            queued = await self._spool.call(Spool.enqueue, self._spool.spool, message, payload)
+            admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload, claim,
+                                              self._ownership)
+        except NotTheWriter as error:
+            return self._refuse(peer, message, str(error), not_writer=True), False
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
             return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
+        queued = admitted.queued
+        if (former := admitted.took_over) is not None:
+            log.warning("peer %s stream %s: taken over by writer %s%s from writer %s of peer %s (last message"
+                        " %.0f s before)", peer, label, message.writer or "(none: a v1 message)",
+                        " (takeover=1)" if message.takeover else "", former.writer, former.peer,
+                        claim.at - former.seen_at)
+        if queued is Queued.IGNORED:
+            log.info("peer %s stream %s: start-up message of writer %s acknowledged: the stream is at segment %d",
+                     peer, label, message.writer, admitted.stream_last)
+            return Ack(0, admitted.stream_last), False
         if queued is Queued.ENDED:
             return self._refuse(peer, message, ended_reason(label)), False
         if queued is Queued.NEW:
@@ -204,8 +228,17 @@ class Intake:
             log.warning("program %s segment %d: %s", program, message.last_segment, warning)
 
     @staticmethod
-    def _refuse(peer: str, message: IndexMessage, reason: str) -> Reject:
-        """A final refusal of ``message``, logged."""
-        log.warning("peer %s stream %s segment %s refused: %s", peer, stream_label(message.stream_id),
+    def _refuse(peer: str, message: IndexMessage, reason: str, *, not_writer: bool = False) -> Reject:
+        """A final refusal of ``message``, logged; ``not_writer``: of its sender as the stream's writer."""
+        log.warning("peer %s%s stream %s segment %s refused: %s", peer,
+                    f" writer {message.writer}" if message.writer else "", stream_label(message.stream_id),
                     message.segment_name, reason)
-        return Reject.because(reason)
+        return Reject.not_writer(reason) if not_writer else Reject.because(reason)
+
+
+def _peer_identity(peer: str, message: IndexMessage) -> str:
+    """The peer a stream's owner is recorded with: the key id of a signed message (``default``,
+    the --secret-file peer, when it names none), else the host of ``peer``'s address (HOST:PORT)."""
+    if message.tag is not None:
+        return message.key_id or DEFAULT_KEY_ID
+    return peer.rpartition(":")[0] or peer

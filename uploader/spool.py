@@ -28,6 +28,7 @@ from common.durable import open_database
 from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
 from .errors import UploaderError
+from .ownership import Claim, Owner, OwnershipRule, Refused
 from .retention import Deletion
 from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
 
@@ -61,6 +62,12 @@ _ADDED_COLUMNS = (
     ("streams", "longest_playlist", "REAL NOT NULL DEFAULT 0"),
     ("streams", "last_line", "BLOB"),
     ("streams", "active_at", "REAL"),
+    # Ownership (uploader/ownership.py): the writer, its peer, the wall clock of its last message
+    # taken, and the writer it took the stream over from.
+    ("streams", "writer", "TEXT"),
+    ("streams", "writer_peer", "TEXT"),
+    ("streams", "writer_seen_at", "REAL"),
+    ("streams", "former_writer", "TEXT"),
 )
 
 _SCHEMA = """
@@ -131,6 +138,12 @@ class SpoolBusy(SpoolError):
     transient = False
 
 
+class NotTheWriter(UploaderError):
+    """A message refused because another writer owns its stream (``ownership.Refused``'s reason)."""
+
+    transient = False
+
+
 class SpoolBroken(SpoolError):
     """The spool cannot be used any more (a damaged page, its file removed or replaced): the
     daemon stops accepting; only the operator can fix it."""
@@ -162,6 +175,17 @@ class Queued(enum.Enum):
     DUPLICATE = "duplicate"  # a re-sent message already queued: nothing to do
     IGNORED = "ignored"  # last_segment 0, the original's start-up message
     ENDED = "ended"  # a new segment for a stream whose end is queued: its playlist is final
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What ``Spool.admit`` did: ``queued`` as ``enqueue`` says it, the stream's highest queued
+    segment number after it (``stream_last``), and the owner it took the stream over from, if
+    the message did (``took_over``)."""
+
+    queued: Queued
+    stream_last: int
+    took_over: Owner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,19 +302,30 @@ class Spool:
     # Queue side.
 
     def enqueue(self, message: IndexMessage, payload: str | None = None) -> Queued:
-        """Store ``message`` durably, or decide it needs nothing. Raises SpoolError.
+        """Store ``message`` durably, or decide it needs nothing: ``admit`` without an ownership
+        claim (the daemon's own messages). Raises SpoolError."""
+        return self.admit(message, payload).queued
+
+    def admit(self, message: IndexMessage, payload: str | None = None, claim: Claim | None = None,
+              rule: OwnershipRule | None = None) -> Admitted:
+        """Store ``message`` durably, or decide it needs nothing. Raises SpoolError, and
+        NotTheWriter when ``claim`` is refused by ``rule`` (uploader/ownership.py).
 
         ``payload`` names the segment's bytes in the payloads/ directory (inline payloads).
+        ``claim`` (with its ``rule``): who sends it; the stream's owner is decided and recorded in
+        the same transaction, a start-up message (LAST_SEGMENT 0) included.
         Once a stream's end is queued its playlist is final (RFC 8216 6.2.1): a message that would
-        add a segment (a higher number, or a new epoch) is ENDED and stored nowhere; a re-send of
-        one already queued is still a DUPLICATE.
+        add a segment (a higher number, or a new epoch) or a start-up message is ENDED and stored
+        nowhere, whoever sends it, and the stream's writer stays; a re-send of one already queued is
+        still a DUPLICATE.
         """
-        if message.last_segment == 0:
-            return Queued.IGNORED
+        if message.last_segment == 0 and claim is None:
+            return Admitted(Queued.IGNORED, 0)
         key = message.stream_id
         with self._writing():
             row = self._db.execute(
-                "SELECT epoch, last_queued, end_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+                "SELECT epoch, last_queued, end_queued, writer, writer_peer, writer_seen_at, former_writer"
+                " FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
                 key,
             ).fetchone()
             if row is None:
@@ -298,20 +333,42 @@ class Spool:
                 epoch, last_queued, end_queued = 0, 0, False
             else:
                 epoch, last_queued, end_queued = row[0], row[1], bool(row[2])
-            starts_epoch = end_only = False
             number = message.last_segment
-            if row is not None and message.discontinuity and number == last_queued:
-                return Queued.DUPLICATE  # the message that opened this epoch, re-sent
-            if row is not None and message.discontinuity:
+            took_over = None
+            if claim is not None and end_queued:
+                # Nothing can be added to an ended stream, so its writer no longer matters and does
+                # not change: a start-up is ENDED, a re-send still a DUPLICATE (below).
+                if number == 0:
+                    return Admitted(Queued.ENDED, last_queued)
+            elif claim is not None:
+                assert rule is not None
+                owner = Owner() if row is None else Owner(row[3], row[4] or "", row[5] or 0.0, row[6])
+                verdict = rule.decide(key, owner, claim, message.segment_duration)
+                if isinstance(verdict, Refused):
+                    raise NotTheWriter(verdict.reason)
+                new = verdict.owner
+                took_over = verdict.took_over
+                self._db.execute(
+                    "UPDATE streams SET writer=?, writer_peer=?, writer_seen_at=?, former_writer=?"
+                    " WHERE bucket=? AND key_prefix=? AND idx=?",
+                    (new.writer, new.peer, new.seen_at, new.former, *key),
+                )
+                if number == 0:
+                    return Admitted(Queued.IGNORED, last_queued, took_over)
+            starts_epoch = end_only = False
+            known = last_queued > 0  # a segment of it was queued (a start-up message queues none)
+            if known and message.discontinuity and number == last_queued:
+                return Admitted(Queued.DUPLICATE, last_queued, took_over)  # the message that opened this epoch, re-sent
+            if known and message.discontinuity:
                 starts_epoch = True
-            elif row is not None and number < last_queued and is_v1(message):
+            elif known and number < last_queued and is_v1(message):
                 starts_epoch = True  # an original segmenter restarted: its numbers start over
             elif number <= last_queued:
                 if not message.end or end_queued:
-                    return Queued.DUPLICATE  # re-sent after a reconnect: already queued
+                    return Admitted(Queued.DUPLICATE, last_queued, took_over)  # re-sent after a reconnect
                 end_only = True
             if end_queued:
-                return Queued.ENDED
+                return Admitted(Queued.ENDED, last_queued)
             if starts_epoch:
                 epoch += 1
             self._db.execute(
@@ -325,7 +382,7 @@ class Spool:
                 " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
             )
-        return Queued.NEW
+        return Admitted(Queued.NEW, last_queued if end_only else number, took_over)
 
     # Publish side.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
-from protocol import IndexMessage, Reject
+from protocol import Ack, IndexMessage, Reject
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import (
@@ -299,6 +299,63 @@ def test_undelivered_messages_are_named_and_kept(tmp_path: Path, media: MediaCac
         check_run(run_segmenter(source, "6", tmp_path, free_port))
     assert [m.last_segment for m in listener.messages] == [1, 2, 3, 4]
     assert owed_segments(tmp_path) == []
+
+
+def test_a_writer_names_itself_and_numbers_after_where_the_daemon_says_the_stream_is(
+        tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+
+    def reply(message: IndexMessage) -> Ack:
+        return Ack(0, 41) if message.last_segment == 0 else Ack(message.last_segment)
+
+    with Listener(free_port, reply=reply) as listener:
+        result = run_segmenter(source, "6", tmp_path, free_port, "--take-over")
+        check_run(result)
+        check_run(run_segmenter(source, "6", tmp_path, free_port))
+    first, again = listener.startups
+    assert re.fullmatch(r"[0-9a-f]{32}", first.writer or "") and again.writer == first.writer
+    assert (first.takeover, again.takeover) == (True, False)
+    assert {m.writer for m in listener.messages} == {first.writer}
+    assert not any(m.takeover for m in listener.messages)
+    # Another writer published up to 41: this one goes on after it, then after its own.
+    assert [(m.last_segment, m.discontinuity) for m in listener.messages] == [
+        (42, True), (43, False), (44, True), (45, False)]
+    assert "continuing at 42" in result.stderr
+
+
+def test_a_writer_taken_over_mid_run_stops_drops_what_it_owes_and_exits_4(
+        tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=60, gop_seconds=2, fps=FPS)
+    refusal = "stream b/k/i.m3u8 was taken over by writer " + "b" * 32 + " of peer 10.0.0.9"
+
+    def reply(message: IndexMessage) -> Ack | Reject:
+        return Reject.not_writer(refusal) if message.last_segment >= 2 else Ack(message.last_segment, None)
+
+    with Listener(free_port, reply=reply) as listener:
+        result = run_segmenter(source, "2", tmp_path, free_port)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"hls-segment: stopped: not the writer: {refusal}"
+    # Nothing is sent after the refusal; what was still owed (the refused one too) is dropped,
+    # its files kept.
+    assert [m.last_segment for m in listener.messages] == [1, 2]
+    assert owed_segments(tmp_path) == []
+    cut = len(segment_files(tmp_path))
+    assert f"dropped {cut - 1} owed message(s) (segments 2 to {cut})" in result.stderr
+    # The next run on this OUTPUT_DIR does not reuse those names (and is refused in turn).
+    with Listener(free_port, reply=reply) as listener:
+        assert run_segmenter(source, "2", tmp_path, free_port).returncode == 4
+    assert [m.last_segment for m in listener.messages] == [cut + 1]
+
+
+def test_a_second_writer_is_refused_at_its_start_before_reading_its_input(
+        tmp_path: Path, media: MediaCache, free_port: int) -> None:
+    source = media.ts(seconds=12, gop_seconds=2, fps=FPS)
+    refusal = "stream b/k/i.m3u8 is written by writer " + "a" * 32 + " of peer 10.0.0.9, heard 1 s ago: refused as a second writer"
+    with Listener(free_port, reply=lambda message: Reject.not_writer(refusal)) as listener:
+        result = run_segmenter(source, "6", tmp_path, free_port)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"hls-segment: stopped: not the writer: {refusal}"
+    assert listener.messages == [] and segment_files(tmp_path) == []
 
 
 # -- bad input -------------------------------------------------------------------------------

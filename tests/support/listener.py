@@ -1,9 +1,10 @@
 """A small daemon stand-in for segmenter tests: a real TCP peer speaking the real protocol.
 
-It records every message (decoded with protocol.MessageDecoder) and the raw bytes of every
-connection, replies ``OK n`` (or what ``reply`` returns), answers ``HELLO`` with a challenge of a
-new nonce and its clock (or what ``hello`` returns; the nonces given are in ``nonces``), and can
-be started late, stopped and started again on the same port.
+It records every message (decoded with protocol.MessageDecoder; a writer's start-up message,
+LAST_SEGMENT 0 with ``writer=``, apart in ``startups``) and the raw bytes of every connection,
+replies ``OK n`` (or what ``reply`` returns), answers ``HELLO`` with a challenge of a new nonce and
+its clock (or what ``hello`` returns; the nonces given are in ``nonces``), and can be started
+late, stopped and started again on the same port.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Listener:
         self.nonces: list[str] = []  # of each HELLO answered with a challenge, in order
         self.replies = replies  # False: behave like the original daemon (read, close, no reply)
         self.messages: list[IndexMessage] = []
+        self.startups: list[IndexMessage] = []  # start-up messages of writers (LAST_SEGMENT 0, writer=)
         self.connections: list[bytes] = []  # raw bytes of each finished connection
         self.errors: list[str] = []
         self._changed = threading.Condition()
@@ -157,8 +159,9 @@ class Listener:
                             continue
                         if isinstance(event, IndexMessage):
                             reply = self.reply(event)
+                            startup = event.last_segment == 0 and event.writer is not None
                             with self._changed:
-                                self.messages.append(event)
+                                (self.startups if startup else self.messages).append(event)
                                 self._changed.notify_all()
                             if self.replies and reply is not None:
                                 conn.sendall(encode_reply(reply))

@@ -425,7 +425,7 @@ def test_a_pat_that_drops_the_followed_program_is_a_change(h264: bytes) -> None:
     watch = ProgramWatch()
     watch.follow(1)
     passed = watch.feed(data)
-    assert watch.change is not None and "instead of 1 (PMT PID 0x1000), 2 (PMT PID 0x1001)" in watch.change
+    assert watch.change is not None
     assert passed == head + h264[: first_packet_of(h264, PAT_PID)]
 
 

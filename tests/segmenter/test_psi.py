@@ -17,6 +17,7 @@ from segmenter.psi import (
     SDT_PID,
     TS_PACKET_BYTES,
     PacketGrid,
+    ProgramFilter,
     ProgramWatch,
     crc32_mpeg2,
     find_sync,
@@ -389,3 +390,65 @@ def test_the_pmt_pids_are_those_of_the_first_pat_that_starts_a_section(h264: byt
     pat = packet_of(h264, PAT_PID)
     assert pmt_pids([psi_packet(PAT_PID, OTHER_PAT, start=False), pat]) == {PMT_PID}
     assert pmt_pids([psi_packet(PAT_PID, pat_section(((1, 0x1100),), section_length=269)), pat]) == set()
+
+
+def renumbered(pmt: bytes, program_number: int) -> bytes:
+    """The PMT section ``pmt`` for program ``program_number``, with a new CRC_32."""
+    return with_crc(pmt[:3] + program_number.to_bytes(2, "big") + pmt[5:-4])
+
+
+def as_program(data: bytes, program_number: int) -> bytes:
+    """``data`` (one program, PMT on PMT_PID) with its PAT and PMTs saying ``program_number``."""
+    pat = psi_packet(PAT_PID, pat_section(((program_number, PMT_PID),)))
+    pmt = psi_packet(PMT_PID, renumbered(section(packet_of(data, PMT_PID)), program_number))
+    return b"".join(
+        pat if packet_pid(packet) == PAT_PID else pmt if packet_pid(packet) == PMT_PID else packet
+        for packet in packets(data)
+    )
+
+
+def test_a_followed_program_numbered_above_255_has_its_pmt_change_found(h264: bytes, mpeg2: bytes) -> None:
+    """program_number is 16 bits (ISO/IEC 13818-1 2.4.4.8): its high byte counts too."""
+    first, second = as_program(h264, 0x1234), as_program(mpeg2, 0x1234)
+    watch = ProgramWatch()
+    watch.follow(0x1234)
+    passed = watch.feed(first + second)
+    assert watch.change is not None and "MPEG-2 video" in watch.change
+    assert passed == first + second[: first_packet_of(second, PMT_PID)]
+
+
+def test_a_pat_that_drops_the_followed_program_is_a_change(h264: bytes) -> None:
+    both = psi_packet(PAT_PID, pat_section(((1, PMT_PID), (2, 0x1001))))
+    other_only = psi_packet(PAT_PID, pat_section(((2, 0x1001),)))
+    head = b"".join(both if packet_pid(packet) == PAT_PID else packet for packet in packets(h264))
+    data = head + b"".join(other_only if packet_pid(packet) == PAT_PID else packet for packet in packets(h264))
+    watch = ProgramWatch()
+    watch.follow(1)
+    passed = watch.feed(data)
+    assert watch.change is not None
+    assert passed == head + h264[: first_packet_of(h264, PAT_PID)]
+
+
+def es_packet(pid: int) -> bytes:
+    return bytes([0x47, pid >> 8, pid & 0xFF, 0x10]).ljust(TS_PACKET_BYTES, b"\x00")
+
+
+def with_counter(packet: bytes, continuity_counter: int) -> bytes:
+    return packet[:3] + bytes([packet[3] | continuity_counter]) + packet[4:]
+
+
+def test_the_filter_keeps_its_program_under_a_pat_that_lists_it_alone() -> None:
+    """The PAT keeps its header (continuity_counter), transport_stream_id and version; 0xFF
+    stuffing follows the section (ISO/IEC 13818-1 2.4.4); packets on the PAT PID that hold no
+    whole PAT, and the other program's PMT and streams, go."""
+    pmt = pmt_section(((0x100, 0x1B, b""),), pcr_pid=0x100)
+    pat = with_counter(psi_packet(PAT_PID, pat_section(((0x1234, 0x1001), (2, 0x1002)), transport_stream_id=7)), 5)
+    ours, theirs = psi_packet(0x1001, pmt), psi_packet(0x1002, pmt)
+    not_a_pat = psi_packet(PAT_PID, pmt)  # a whole section with its CRC, but a PMT's table_id
+    no_section = psi_packet(PAT_PID, b"", start=False)
+    chunk = [pat, ours, es_packet(0x100), theirs, es_packet(0x200), not_a_pat, no_section, es_packet(0x100)]
+    program = ProgramFilter(0x1234, 0x1001, [0x100])
+    kept, count = program.keep(b"".join(chunk), len(chunk))
+    alone = with_counter(psi_packet(PAT_PID, pat_section(((0x1234, 0x1001),), transport_stream_id=7)), 5)
+    assert packets(kept) == [alone, ours, es_packet(0x100), es_packet(0x100)] and count == 4
+    assert program.keep(kept, count) == (kept, count)  # what it kept goes through again unchanged

@@ -96,7 +96,17 @@ class PyAVRun(SegmentRun):
                  container: av.container.InputContainer) -> None:
         super().__init__(context, description, first)
         self.container = container
-        self.streams = [container.streams[info.index] for info in description.streams]
+        listed = [container.streams[info.index] for info in description.streams]
+        # An audio stream the probe saw no packet of has no sample rate: FFmpeg's muxer refuses
+        # every packet of a program holding it, so it is left out of the segments.
+        self.silent = {s.index for s in listed if s.type == "audio" and not s.codec_context.sample_rate}
+        self.streams = [s for s in listed if s.index not in self.silent]
+        for stream in listed:
+            if stream.index in self.silent:
+                log.warning("stream #%d (PID 0x%x, %s) sent no packet while the input was probed: left out of "
+                            "the segments (its sample rate is unknown); packets it sends later are dropped",
+                            stream.index, stream.id, stream.codec_context.name)
+        self._read = [*self.streams, *(container.streams[i] for i in sorted(self.silent))]
         self.data_streams = [container.streams[d.index] for d in description.data if d.codec == TIMED_ID3]
         self._data_indexes = {s.index for s in self.data_streams}
         self._data_last: dict[int, int] = {}  # data stream index -> its last dts, unwrapped
@@ -159,9 +169,10 @@ class PyAVRun(SegmentRun):
         write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
         watch, reference = self.watch, self.cutter.reference.index
         data_indexes = self._data_indexes
+        silent = self.silent
         while True:
             try:
-                for packet in self.container.demux(self.streams + self.data_streams):
+                for packet in self.container.demux(self._read + self.data_streams):
                     if stop.is_set():
                         return
                     if not packet.size:
@@ -174,6 +185,9 @@ class PyAVRun(SegmentRun):
                         self._corrupt[pid] = self._corrupt.get(pid, 0) + 1
                     if index in data_indexes:
                         self._write_data(index, packet)
+                        continue
+                    if index in silent:
+                        self._drop(index, "a stream left out of the segments (no packet while the input was probed)")
                         continue
                     pts = packet.pts
                     dts = packet.dts

@@ -85,6 +85,16 @@ def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
     return codec, nal_length_size(codec, stream.codec_context.extradata)
 
 
+def _frame_ticks(stream: av.stream.Stream) -> int:
+    """An audio stream's frame duration in ticks of its time base: the codec's frame size (AAC:
+    1024 samples, ISO/IEC 14496-3 4.5.1.1) over its sample rate; 0 where either is unknown."""
+    context = stream.codec_context
+    samples = context.frame_size or (SAMPLES_PER_FRAME if context.name == "aac" else 0)
+    if not samples or not context.sample_rate or stream.time_base is None:
+        return 0
+    return round(Fraction(samples, context.sample_rate) / stream.time_base)
+
+
 class PyAVRun(SegmentRun):
     """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides.
 
@@ -144,6 +154,10 @@ class PyAVRun(SegmentRun):
             log.info("pauses not filled with silence (AAC only): %s", ", ".join(f"stream #{i}" for i in unfilled))
         self._silence: dict[int, _Silence | None] = {}
         self._clock: int | None = None  # the reference's latest dts: the program's clock
+        # Per audio stream: its latest packet's dts and duration (None until its first timed one).
+        self._audio_next: dict[int, tuple[int, int] | None] = {
+            s.index: None for s in self.streams if s.type == "audio"}
+        self._frame_ticks = {s.index: _frame_ticks(s) for s in self.streams if s.type == "audio"}
         self._clock_end: int | None = None  # and the end of its packet
 
     def _read_input(self) -> None:
@@ -170,6 +184,7 @@ class PyAVRun(SegmentRun):
         watch, reference = self.watch, self.cutter.reference.index
         data_indexes = self._data_indexes
         silent = self.silent
+        audio_next = self._audio_next
         while True:
             try:
                 for packet in self.container.demux(self._read + self.data_streams):
@@ -191,6 +206,15 @@ class PyAVRun(SegmentRun):
                         continue
                     pts = packet.pts
                     dts = packet.dts
+                    if dts is None and pts is None:
+                        untimed = self._untimed(index, packet)
+                        if untimed is None:
+                            continue
+                        pts = dts = untimed
+                    elif index in audio_next:
+                        last = audio_next[index]
+                        audio_next[index] = (dts if dts is not None else pts, packet.duration
+                                             or (last[1] if last is not None else self._frame_ticks[index]))
                     cut_here = False
                     if index == reference and watch is not None:
                         if packet.is_keyframe and watch.keyframe(bytes(packet)):
@@ -224,6 +248,21 @@ class PyAVRun(SegmentRun):
                 if errors_in_a_row >= MAX_READ_ERRORS_IN_A_ROW:
                     log.error("input: %d read errors in a row, treating it as ended", errors_in_a_row)
                     return
+
+    def _untimed(self, index: int, packet: av.Packet) -> int | None:
+        """The timestamp of a packet the demuxer gave none (a PES packet without PTS): an audio
+        frame's is its predecessor's plus that one's duration, stamped on ``packet``. None where
+        nothing tells it (video; audio before the stream's first timestamp): the packet is
+        dropped, counted. FFmpeg's muxer would time it from 0, seconds away from the other
+        streams, and the segments cut around it would lose their durations."""
+        last = self._audio_next.get(index)
+        if last is None or not last[1]:
+            self._drop(index, "no timestamp, none before it in its stream to count from")
+            return None
+        dts = last[0] + last[1]
+        packet.pts = packet.dts = dts
+        self._audio_next[index] = (dts, last[1])
+        return dts
 
     def _write(self, index: int, packet: av.Packet) -> None:
         if index in self._aac and packet.pts is not None:

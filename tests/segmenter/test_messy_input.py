@@ -359,3 +359,25 @@ def pid_pts(path: Path, pid: int) -> list[int]:
     with av.open(str(path)) as container:
         streams = [s for s in container.streams if s.id == pid]
         return sorted(packet.pts for packet in container.demux(streams) if packet.pts is not None and packet.size)
+
+
+def test_an_audio_stream_that_starts_after_the_probe_stays_out_and_its_packets_are_counted(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # The PMT's audio stream sends nothing for its first half (past what FFmpeg's probe reads).
+    # The PyAV path has left it out of the segments: its packets, when they come, are dropped and
+    # counted, and the video is published whole. The fast path copies them.
+    source = tmp_path / "late-audio.ts"
+    source.write_bytes(remove_packets(media.encoder_ts(seconds=SECONDS).read_bytes(), AUDIO_PID, set(range(450))))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert_every_packet_kept(source, published, ("video",))
+    left_out = [line for line in published.stderr.splitlines() if "sent no packet" in line]
+    dropped = re.findall(r"stream #1: dropping packets for segment \d+: a stream left out", published.stderr)
+    audio = [pts for path in segment_files(published.out_dir) if (a := probe(path).audio) for pts in a.pts]
+    if segmenter_path == "pyav":
+        assert len(left_out) == 1 and dropped and not audio, published.stderr
+    else:
+        # (The input's probe, which never learns the stream's parameters, sees whole PES packets.)
+        want = probe(source).audio.pts  # type: ignore[union-attr]
+        assert not left_out and min(audio) == min(want) and max(audio) >= max(want)

@@ -85,6 +85,16 @@ def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
     return codec, nal_length_size(codec, stream.codec_context.extradata)
 
 
+def _frame_ticks(stream: av.stream.Stream) -> int:
+    """An audio stream's frame duration in ticks of its time base: the codec's frame size (AAC:
+    1024 samples, ISO/IEC 14496-3 4.5.1.1) over its sample rate; 0 where either is unknown."""
+    context = stream.codec_context
+    samples = context.frame_size or (SAMPLES_PER_FRAME if context.name == "aac" else 0)
+    if not samples or not context.sample_rate or stream.time_base is None:
+        return 0
+    return round(Fraction(samples, context.sample_rate) / stream.time_base)
+
+
 class PyAVRun(SegmentRun):
     """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides.
 
@@ -96,7 +106,17 @@ class PyAVRun(SegmentRun):
                  container: av.container.InputContainer) -> None:
         super().__init__(context, description, first)
         self.container = container
-        self.streams = [container.streams[info.index] for info in description.streams]
+        listed = [container.streams[info.index] for info in description.streams]
+        # An audio stream the probe saw no packet of has no sample rate: FFmpeg's muxer refuses
+        # every packet of a program holding it, so it is left out of the segments.
+        self.silent = {s.index for s in listed if s.type == "audio" and not s.codec_context.sample_rate}
+        self.streams = [s for s in listed if s.index not in self.silent]
+        for stream in listed:
+            if stream.index in self.silent:
+                log.warning("stream #%d (PID 0x%x, %s) sent no packet while the input was probed: left out of "
+                            "the segments (its sample rate is unknown); packets it sends later are dropped",
+                            stream.index, stream.id, stream.codec_context.name)
+        self._read = [*self.streams, *(container.streams[i] for i in sorted(self.silent))]
         self.data_streams = [container.streams[d.index] for d in description.data if d.codec == TIMED_ID3]
         self._data_indexes = {s.index for s in self.data_streams}
         self._data_last: dict[int, int] = {}  # data stream index -> its last dts, unwrapped
@@ -134,6 +154,10 @@ class PyAVRun(SegmentRun):
             log.info("pauses not filled with silence (AAC only): %s", ", ".join(f"stream #{i}" for i in unfilled))
         self._silence: dict[int, _Silence | None] = {}
         self._clock: int | None = None  # the reference's latest dts: the program's clock
+        # Per audio stream: its latest packet's dts and duration (None until its first timed one).
+        self._audio_next: dict[int, tuple[int, int] | None] = {
+            s.index: None for s in self.streams if s.type == "audio"}
+        self._frame_ticks = {s.index: _frame_ticks(s) for s in self.streams if s.type == "audio"}
         self._clock_end: int | None = None  # and the end of its packet
 
     def _read_input(self) -> None:
@@ -159,9 +183,11 @@ class PyAVRun(SegmentRun):
         write, cut, drop = Action.WRITE, Action.CUT, Action.DROP
         watch, reference = self.watch, self.cutter.reference.index
         data_indexes = self._data_indexes
+        silent = self.silent
+        audio_next = self._audio_next
         while True:
             try:
-                for packet in self.container.demux(self.streams + self.data_streams):
+                for packet in self.container.demux(self._read + self.data_streams):
                     if stop.is_set():
                         return
                     if not packet.size:
@@ -175,8 +201,20 @@ class PyAVRun(SegmentRun):
                     if index in data_indexes:
                         self._write_data(index, packet)
                         continue
+                    if index in silent:
+                        self._drop(index, "a stream left out of the segments (no packet while the input was probed)")
+                        continue
                     pts = packet.pts
                     dts = packet.dts
+                    if dts is None and pts is None:
+                        untimed = self._untimed(index, packet)
+                        if untimed is None:
+                            continue
+                        pts = dts = untimed
+                    elif index in audio_next:
+                        last = audio_next[index]
+                        audio_next[index] = (dts if dts is not None else pts, packet.duration
+                                             or (last[1] if last is not None else self._frame_ticks[index]))
                     cut_here = False
                     if index == reference and watch is not None:
                         if packet.is_keyframe and watch.keyframe(bytes(packet)):
@@ -210,6 +248,21 @@ class PyAVRun(SegmentRun):
                 if errors_in_a_row >= MAX_READ_ERRORS_IN_A_ROW:
                     log.error("input: %d read errors in a row, treating it as ended", errors_in_a_row)
                     return
+
+    def _untimed(self, index: int, packet: av.Packet) -> int | None:
+        """The timestamp of a packet the demuxer gave none (a PES packet without PTS): an audio
+        frame's is its predecessor's plus that one's duration, stamped on ``packet``. None where
+        nothing tells it (video; audio before the stream's first timestamp): the packet is
+        dropped, counted. FFmpeg's muxer would time it from 0, seconds away from the other
+        streams, and the segments cut around it would lose their durations."""
+        last = self._audio_next.get(index)
+        if last is None or not last[1]:
+            self._drop(index, "no timestamp, none before it in its stream to count from")
+            return None
+        dts = last[0] + last[1]
+        packet.pts = packet.dts = dts
+        self._audio_next[index] = (dts, last[1])
+        return dts
 
     def _write(self, index: int, packet: av.Packet) -> None:
         if index in self._aac and packet.pts is not None:

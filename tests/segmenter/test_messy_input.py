@@ -299,3 +299,85 @@ def test_a_video_stream_that_never_sends_leaves_segments_cut_on_the_audio_clock(
                           "-f", "s16le", "-ac", "1", "-ar", "48000", "-"], capture_output=True, timeout=120)
     assert pcm.returncode == 0, pcm.stderr
     assert total * 48000 - 2 * 1024 <= len(pcm.stdout) // 2 <= (total + 1) * 48000, (len(pcm.stdout) // 2, total)
+
+
+def test_an_audio_stream_that_never_sends_is_left_out_and_the_video_published(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # The PMT lists an AAC stream that sends no packet: nothing says its sample rate or channels,
+    # and FFmpeg's muxer refuses every packet of a program holding it. The video is published
+    # whole; the PyAV path leaves the stream out and names it once (the fast path copies the PMT).
+    source = tmp_path / "no-audio.ts"
+    source.write_bytes(remove_packets(media.encoder_ts(seconds=SECONDS).read_bytes(), AUDIO_PID, set(range(10**6))))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert not any(segment.discontinuity for segment in published.playlist.segments)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).video.duration_s, abs=0.05)  # type: ignore[union-attr]
+    assert_every_packet_kept(source, published, ("video",))
+    assert decoded(published.playlist_url, "v") == decoded(str(source), "v")
+    warnings = [line for line in published.stderr.splitlines() if "sent no packet" in line]
+    assert len(warnings) == (segmenter_path == "pyav"), published.stderr
+    assert segmenter_path != "pyav" or f"PID 0x{AUDIO_PID:x}" in warnings[0] and "aac" in warnings[0], published.stderr
+    assert "muxer refused" not in published.stderr, published.stderr
+
+
+SECOND_AUDIO_PID = 0x101  # ffmpeg's MPEG-TS muxer numbers PIDs from 0x100 in stream order
+FIRST_AUDIO_PID = 0x100
+
+
+def test_audio_frames_without_pts_keep_their_time_and_the_durations_stay_true(
+    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # Audio only (the PyAV path on either setting), two tracks, one PES packet without PTS at the
+    # start: FFmpeg hands the PyAV path the frames of one track without timestamps. Written so,
+    # the muxer timed them itself and refused the track's next timed frame. Each frame is dated
+    # from the one before it; the segments' durations stay those of the media, each has one, and
+    # the published total is the input's.
+    two = tmp_path / "two-audio.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y", "-i", str(media.encoder_ts(seconds=SECONDS)),
+                    "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(two)], check=True, timeout=60)
+    source = tmp_path / "audio-no-first-pts.ts"
+    source.write_bytes(strip_pts(two.read_bytes(), FIRST_AUDIO_PID, 1))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert all(segment.duration > 0 for segment in published.playlist.segments), published.text
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).duration_s, abs=2 * AAC_FRAME_TICKS / 90000), published.text
+    starts = [probe(path).audio.start_s for path in segment_files(published.out_dir)]
+    assert starts == sorted(starts), starts
+    # Every frame of both tracks is in a segment, at its own time (FFmpeg's reader dates the
+    # frames of the PES packet without PTS back from the next one's).
+    for pid in (FIRST_AUDIO_PID, SECOND_AUDIO_PID):
+        got = sorted(pts for path in segment_files(published.out_dir) for pts in pid_pts(path, pid))
+        assert got == pid_pts(source, pid), f"PID 0x{pid:x}"
+    assert "making some up" not in published.stderr, published.stderr
+
+
+def pid_pts(path: Path, pid: int) -> list[int]:
+    """The sorted pts of every packet of ``pid`` in the MPEG-TS file ``path``."""
+    with av.open(str(path)) as container:
+        streams = [s for s in container.streams if s.id == pid]
+        return sorted(packet.pts for packet in container.demux(streams) if packet.pts is not None and packet.size)
+
+
+def test_an_audio_stream_that_starts_after_the_probe_stays_out_and_its_packets_are_counted(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # The PMT's audio stream sends nothing for its first half (past what FFmpeg's probe reads).
+    # The PyAV path has left it out of the segments: its packets, when they come, are dropped and
+    # counted, and the video is published whole. The fast path copies them.
+    source = tmp_path / "late-audio.ts"
+    source.write_bytes(remove_packets(media.encoder_ts(seconds=SECONDS).read_bytes(), AUDIO_PID, set(range(450))))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert_every_packet_kept(source, published, ("video",))
+    left_out = [line for line in published.stderr.splitlines() if "sent no packet" in line]
+    dropped = re.findall(r"stream #1: dropping packets for segment \d+: a stream left out", published.stderr)
+    audio = [pts for path in segment_files(published.out_dir) if (a := probe(path).audio) for pts in a.pts]
+    if segmenter_path == "pyav":
+        assert len(left_out) == 1 and dropped and not audio, published.stderr
+    else:
+        # (The input's probe, which never learns the stream's parameters, sees whole PES packets.)
+        want = probe(source).audio.pts  # type: ignore[union-attr]
+        assert not left_out and min(audio) == min(want) and max(audio) >= max(want)

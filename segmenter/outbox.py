@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -72,10 +73,13 @@ class Outbox:
 
     @classmethod
     def open(cls, path: Path) -> Outbox:
-        """Open the outbox at ``path``, creating it if absent. Raises OutboxError."""
+        """Open the outbox at ``path``, creating it if absent, readable by its owner only: it holds
+        the writer id, which a daemon takes as this writer's claim to its stream. Raises OutboxError."""
         with _failing_as(path, "cannot be opened"):
             # Each statement is its own transaction, committed at once; the file's name is durable
             # before any segment is renamed on its word.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # before SQLite makes its -wal and -shm like it
+            os.chmod(path, 0o600)
             db = open_database(path)
             db.executescript(_SCHEMA)
         return cls(db, path)

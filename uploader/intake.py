@@ -31,7 +31,7 @@ from protocol import DEFAULT_KEY_ID, Ack, ChallengeSession, IndexMessage, Reject
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
-from .ownership import Claim, OwnershipRule
+from .ownership import Claim, OwnershipRule, writer_label
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .peers import Peers
 from .publisher import Publisher
@@ -191,7 +191,10 @@ class Intake:
         if message.last_segment == 0 and message.writer is None:
             log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
             return Ack(0), False
-        claim = Claim(message.writer, message.takeover, _peer_identity(peer, message), time.time())
+        signed = self._peers.require_signature
+        scope = self._peers.scope_of(message) if signed else self._peers.unsigned
+        claim = Claim(message.writer, message.takeover, _peer_identity(peer, message, signed=signed), time.time(),
+                      may_take_over=scope.takeover)
         try:
             admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload, claim,
                                               self._ownership)
@@ -202,13 +205,13 @@ class Intake:
             return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
         queued = admitted.queued
         if (former := admitted.took_over) is not None:
-            log.warning("peer %s stream %s: taken over by writer %s%s from writer %s of peer %s (last message"
-                        " %.0f s before)", peer, label, message.writer or "(none: a v1 message)",
-                        " (takeover=1)" if message.takeover else "", former.writer, former.peer,
+            log.warning("peer %s stream %s: taken over by %s%s from %s of peer %s (last message"
+                        " %.0f s before)", peer, label, writer_label(message.writer),
+                        " (takeover=1)" if message.takeover else "", writer_label(former.writer), former.peer,
                         claim.at - former.seen_at)
         if queued is Queued.IGNORED:
-            log.info("peer %s stream %s: start-up message of writer %s acknowledged: the stream is at segment %d",
-                     peer, label, message.writer, admitted.stream_last)
+            log.info("peer %s stream %s: start-up message of %s acknowledged: the stream is at segment %d",
+                     peer, label, writer_label(message.writer), admitted.stream_last)
             return Ack(0, admitted.stream_last), False
         if queued is Queued.ENDED:
             return self._refuse(peer, message, ended_reason(label)), False
@@ -231,14 +234,15 @@ class Intake:
     def _refuse(peer: str, message: IndexMessage, reason: str, *, not_writer: bool = False) -> Reject:
         """A final refusal of ``message``, logged; ``not_writer``: of its sender as the stream's writer."""
         log.warning("peer %s%s stream %s segment %s refused: %s", peer,
-                    f" writer {message.writer}" if message.writer else "", stream_label(message.stream_id),
+                    f" {writer_label(message.writer)}" if message.writer else "", stream_label(message.stream_id),
                     message.segment_name, reason)
         return Reject.not_writer(reason) if not_writer else Reject.because(reason)
 
 
-def _peer_identity(peer: str, message: IndexMessage) -> str:
-    """The peer a stream's owner is recorded with: the key id of a signed message (``default``,
-    the --secret-file peer, when it names none), else the host of ``peer``'s address (HOST:PORT)."""
-    if message.tag is not None:
+def _peer_identity(peer: str, message: IndexMessage, *, signed: bool) -> str:
+    """The peer a stream's owner is recorded with: on a daemon that checks signatures
+    (``signed``), the message's key id (``default``, the --secret-file peer, when it names none);
+    else the host of ``peer``'s address (HOST:PORT), whatever key id an unchecked message claims."""
+    if signed:
         return message.key_id or DEFAULT_KEY_ID
     return peer.rpartition(":")[0] or peer

@@ -13,12 +13,20 @@ ownership"):
   without ``writer`` leaves it unowned); ``takeover=1`` takes it over at once;
 - the writer taken over (the former owner) is told so when its messages are refused.
 
+A writer is its id and its peer together: the same id from another peer (another key id, or
+another host for unsigned messages) is another writer, so an id seen in a log does not let a
+sender pass for the owner. Refusals and logs name a writer by a fingerprint of its id
+(``writer_label``), never by the id. ``takeover=1`` takes a live stream from a writer of another
+peer only when the claiming peer may (``takeover = true`` in the peers file); from its own peer's
+writer, always.
+
 The takeover time is ``--takeover-after`` or three target durations, whichever is longer: a live
 writer sends once per segment, so it always beats it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .stream import StreamKey, stream_label
@@ -26,6 +34,14 @@ from .stream import StreamKey, stream_label
 # Target durations of silence past which a writer counts as gone, at the least: a live writer
 # sends once per segment, and a late segment or a reconnect stays well within three.
 SILENT_TARGET_DURATIONS = 3
+
+
+def writer_label(writer: str | None) -> str:
+    """How refusals and logs name a writer: ``writer`` and the first 8 hex digits of the SHA-256
+    of its id, which tells writers apart without giving away the id a sender would claim."""
+    if writer is None:
+        return "no writer (a v1 message)"
+    return "writer #" + hashlib.sha256(writer.encode("ascii")).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +60,14 @@ class Owner:
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One message's claim to write a stream: its ``writer`` (None for v1), ``takeover=1``, the
-    ``peer`` it came on and ``at``, the daemon's wall clock (s) when it arrived."""
+    ``peer`` it came on, ``at``, the daemon's wall clock (s) when it arrived, and
+    ``may_take_over``: its peer may take a live stream from another peer's writer."""
 
     writer: str | None
     takeover: bool
     peer: str
     at: float
+    may_take_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +100,17 @@ class OwnershipRule:
     def decide(self, stream: StreamKey, owner: Owner, claim: Claim, target_duration_s: int) -> Taken | Refused:
         """Whether ``claim`` may write ``stream``, whose owner is ``owner`` (an ``Owner()`` for a
         stream nobody owns), and what its owner is then."""
-        if owner.writer is None or claim.writer == owner.writer:
+        if owner.writer is None or (claim.writer == owner.writer and claim.peer == owner.peer):
             return Taken(Owner(claim.writer, claim.peer, claim.at, owner.former))
         silent_s = claim.at - owner.seen_at
-        if claim.takeover or silent_s > self.silence_limit(target_duration_s):
-            return Taken(Owner(claim.writer, claim.peer, claim.at, owner.writer), took_over=owner)
         label = stream_label(stream)
-        current = f"writer {owner.writer} of peer {owner.peer}"
+        current = f"{writer_label(owner.writer)} of peer {owner.peer}"
+        if silent_s > self.silence_limit(target_duration_s) or (
+                claim.takeover and (claim.peer == owner.peer or claim.may_take_over)):
+            return Taken(Owner(claim.writer, claim.peer, claim.at, owner.writer), took_over=owner)
+        if claim.takeover:
+            return Refused(f"peer {claim.peer} may not take over a live stream of another peer (takeover = true in"
+                           f" [peers.{claim.peer}]): stream {label} is written by {current}")
         if claim.writer is not None and claim.writer == owner.former:
             return Refused(f"stream {label} was taken over by {current} (hls-segment --take-over takes it back)")
         return Refused(f"stream {label} is written by {current}, heard {max(0.0, silent_s):.0f} s ago:"

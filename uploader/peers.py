@@ -24,7 +24,7 @@ from protocol.message import is_bucket_name, is_key_id, is_key_prefix
 # The scope of a message without a tag, named so in refusals and logs.
 UNSIGNED = "unsigned"
 
-_PEER_KEYS = {"secret-file", "buckets", "key-prefixes", "inline-payloads"}
+_PEER_KEYS = {"secret-file", "buckets", "key-prefixes", "inline-payloads", "takeover"}
 
 
 def prefix_allows(allowed: str, key_prefix: str) -> bool:
@@ -44,6 +44,7 @@ class Scope:
     inline: bool
     peers_file: Path | None = None
     secret: bytes | None = field(default=None, repr=False)  # None for UNSIGNED
+    takeover: bool = False  # may take a live stream from another peer's writer (takeover=1)
 
     def refusal(self, message: IndexMessage) -> str | None:
         """Why ``message`` is outside this scope (one line naming what and the fix), else None."""
@@ -102,8 +103,9 @@ def read_peers_file(path: Path) -> dict[str, Scope]:
     """The peers of a TOML peers file, by key id. Each is a table ``[peers.ID]`` with
     ``secret-file`` (a path, relative to the file's directory; read like --secret-file: at least
     16 bytes, a warning when its group or others may read it), ``buckets`` (a non-empty list),
-    ``key-prefixes`` (optional list; absent: the whole buckets) and ``inline-payloads`` (optional,
-    default true). Raises ConfigError naming the file, the peer and what is wrong."""
+    ``key-prefixes`` (optional non-empty list; absent: the whole buckets), ``inline-payloads`` (optional,
+    default true) and ``takeover`` (optional, default false: may take a live stream from another
+    peer's writer with takeover=1). Two peers with the same secret are refused. Raises ConfigError naming the file, the peer and what is wrong."""
     where = f"--peers-file {path}"
     try:
         with open(path, "rb") as file:
@@ -121,6 +123,10 @@ def read_peers_file(path: Path) -> dict[str, Scope]:
     peers: dict[str, Scope] = {}
     for name, table in tables.items():
         peers[name] = _peer(path, name, table)
+        for other in peers.values():
+            if other.name != name and other.secret == peers[name].secret:
+                raise ConfigError(f"{where}: peers {other.name!r} and {name!r} have the same secret, so either"
+                                  " could sign as the other: give each peer its own secret-file")
     return peers
 
 
@@ -142,14 +148,19 @@ def _peer(file: Path, name: str, table: object) -> Scope:
         if not is_bucket_name(bucket):
             raise ConfigError(f"{where}: {bucket!r} is not a valid S3 bucket name")
     prefixes = table.get("key-prefixes", [])
-    if not isinstance(prefixes, list) or not all(isinstance(p, str) and is_key_prefix(p) for p in prefixes):
+    if "key-prefixes" in table and (not isinstance(prefixes, list) or not prefixes or "" in prefixes):
+        raise ConfigError(f"{where}: key-prefixes must name at least one non-empty prefix (leave key-prefixes"
+                          " out to allow the whole buckets)")
+    if not all(isinstance(p, str) and is_key_prefix(p) for p in prefixes):
         raise ConfigError(f"{where}: key-prefixes must be a list of key prefixes ([A-Za-z0-9._~-/], no leading /)")
     inline = table.get("inline-payloads", True)
-    if not isinstance(inline, bool):
-        raise ConfigError(f"{where}: inline-payloads must be true or false")
+    takeover = table.get("takeover", False)
+    for key, value in (("inline-payloads", inline), ("takeover", takeover)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false")
     try:
         secret = read_secret("secret-file", str(file.parent / Path(secret_path).expanduser()))
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     assert secret is not None
-    return Scope(name, frozenset(buckets), tuple(prefixes), inline, file, secret)
+    return Scope(name, frozenset(buckets), tuple(prefixes), inline, file, secret, takeover)

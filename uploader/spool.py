@@ -313,7 +313,8 @@ class Spool:
 
         ``payload`` names the segment's bytes in the payloads/ directory (inline payloads).
         ``claim`` (with its ``rule``): who sends it; the stream's owner is decided and recorded in
-        the same transaction, a start-up message (LAST_SEGMENT 0) included.
+        the same transaction. A start-up message (LAST_SEGMENT 0) is refused as a segment would be,
+        but takes a stream for its writer only with ``takeover=1``.
         Once a stream's end is queued its playlist is final (RFC 8216 6.2.1): a message that would
         add a segment (a higher number, or a new epoch) or a start-up message is ENDED and stored
         nowhere, whoever sends it, and the stream's writer stays; a re-send of one already queued is
@@ -348,6 +349,10 @@ class Spool:
                     raise NotTheWriter(verdict.reason)
                 new = verdict.owner
                 took_over = verdict.took_over
+                if number == 0 and not claim.takeover and new.writer != owner.writer:
+                    # A start-up message claims nothing: a stream is taken by a writer's first
+                    # segment (or takeover=1), so start-up messages alone cannot squat a name.
+                    return Admitted(Queued.IGNORED, last_queued)
                 self._db.execute(
                     "UPDATE streams SET writer=?, writer_peer=?, writer_seen_at=?, former_writer=?"
                     " WHERE bucket=? AND key_prefix=? AND idx=?",

@@ -23,6 +23,7 @@ import pytest
 from tests.support.media import MediaCache
 from tests.support.pipeline import Segmenter
 from tests.support.viewer import wait_for
+from uploader.ownership import writer_label
 
 from .conftest import SEGMENT_SECONDS, Live, live_clip
 from .test_faults_live import FEED_TIMEOUT_S, published, wait_ended
@@ -76,10 +77,10 @@ def test_a_second_segmenter_on_a_live_stream_is_refused_and_the_first_goes_on(li
     owner, intruder = writer_of(live.segments_root / "live"), writer_of(second_dir)
     stream = f"{live.bucket}/{live.key_prefix}/live.m3u8"
     # One line, naming the stream, its writer and that writer's peer; logged by the daemon too.
-    line = f"stream {stream} is written by writer {owner} of peer 127.0.0.1"
+    line = f"stream {stream} is written by {writer_label(owner)} of peer 127.0.0.1"
     assert last_line(second).startswith(f"hls-segment: stopped: not the writer: {line}, heard "), last_line(second)
     # The reply is cut at 200 characters; the daemon's log line is whole.
-    assert re.search(f"writer {intruder} stream {re.escape(stream)} segment live-00000.ts refused: {re.escape(line)},"
+    assert re.search(f"{writer_label(intruder)} stream {re.escape(stream)} segment live-00000.ts refused: {re.escape(line)},"
                      " heard [0-9]+ s ago: refused as a second writer\n", daemon.log())
     assert not list(second_dir.glob("live-*.ts")), "the refused segmenter cut segments"
     # The first goes on to its end, every segment published, exit 0; its objects untouched.
@@ -115,8 +116,8 @@ def test_a_takeover_after_kill_9_publishes_with_no_gap_and_the_old_writer_is_ref
     taken = re.search(r"continuing at (\d+)", new.log())
     assert taken, new.log()[-3000:]
     first_new = int(taken[1])
-    assert f"taken over by writer {new_writer}{' (takeover=1)' if how == 'take-over' else ''} from writer" \
-           f" {old_writer} of peer 127.0.0.1" in daemon.log()
+    assert f"taken over by {writer_label(new_writer)}{' (takeover=1)' if how == 'take-over' else ''} from" \
+           f" {writer_label(old_writer)} of peer 127.0.0.1" in daemon.log()
     wait_for(lambda: published(live, f"live-{first_new + 1:05d}.ts"), timeout=30, message="the new writer publishes")
     # The killed writer comes back on its OUTPUT_DIR while the new one runs: refused, exit 4.
     back, _ = live.segmenter(clip, 30)
@@ -124,7 +125,7 @@ def test_a_takeover_after_kill_9_publishes_with_no_gap_and_the_old_writer_is_ref
     live.segmenters.remove(back)
     assert last_line(back).startswith(
         f"hls-segment: stopped: not the writer: stream {live.bucket}/{live.key_prefix}/live.m3u8 was taken over by"
-        f" writer {new_writer} of peer 127.0.0.1"), last_line(back)
+        f" {writer_label(new_writer)} of peer 127.0.0.1"), last_line(back)
     assert new.wait(FEED_TIMEOUT_S) == 0, new.log()[-3000:]
     wait_ended(live)
     poller.stop()

@@ -468,3 +468,15 @@ def test_a_failed_commit_settles_its_recorded_message(tmp_path: Path, free_port:
         assert notifier.wait_empty(10)
     report = notifier.close(1)
     assert report.delivered == 2 and not report.undelivered
+
+
+def test_the_outbox_holding_the_writer_id_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # A daemon takes the writer id as the writer's claim to its stream: other local users must
+    # not read it from OUTPUT_DIR.
+    outbox = Outbox.open(tmp_path / ".sample.outbox")
+    writer = outbox.writer()
+    files = sorted(tmp_path.glob(".sample.outbox*"))  # the database, and SQLite's -wal and -shm while open
+    modes = {file.name: file.stat().st_mode & 0o777 for file in files}
+    outbox.close()
+    assert len(writer) == 32 and ".sample.outbox" in modes
+    assert modes == dict.fromkeys(modes, 0o600), modes

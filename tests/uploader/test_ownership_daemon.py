@@ -12,6 +12,7 @@ from protocol import Ack, IndexMessage, Reject, encode_message
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
 from tests.support.rfc8216 import History
 from tests.support.viewer import wait_for
+from uploader.ownership import writer_label
 
 from .conftest import StartUploader
 
@@ -49,7 +50,7 @@ def test_v1_messages_on_a_stream_a_live_writer_owns_are_refused(
         daemon.send_v1(encode_message(message(segments_dir, 2, None)))
         reply = client.send(message(segments_dir, 3, None, duration=1.0))
     assert isinstance(reply, Reject) and reply.is_not_writer
-    assert f"is written by writer {A} of peer 127.0.0.1" in reply.reason
+    assert f"is written by {writer_label(A)} of peer 127.0.0.1" in reply.reason
     assert reply.reason.endswith("refused as a second writer")
     wait_for(lambda: "legit-00002.ts refused: stream media/legit/legit.m3u8 is written by writer" in daemon.log(),
              timeout=20, message="the v1 message's refusal in the log")
@@ -97,3 +98,16 @@ def test_an_ended_stream_is_not_reopened_by_a_replay_nor_a_takeover(
     for text in (final, playlist(store)):
         history.add(text)
     assert playlist(store) == final and not history.problems
+
+
+def test_on_a_daemon_without_secrets_an_unchecked_key_id_does_not_name_the_owners_peer(
+        daemon: UploaderDaemon, segments_dir: Path, segment_source: Path) -> None:
+    for number in (1, 2):
+        place_segment(segment_source, segments_dir, "legit", number)
+    with daemon.connect() as client:
+        # A key id and a tag nobody checks here: the owner is recorded by its address.
+        claimed = message(segments_dir, 1, A, key_id="cam-east", counter=1, tag="0" * 64)
+        assert client.send(claimed) == Ack(1)
+        reply = client.send(message(segments_dir, 2, B))
+    assert isinstance(reply, Reject) and reply.is_not_writer
+    assert f"is written by {writer_label(A)} of peer 127.0.0.1" in reply.reason and "cam-east" not in reply.reason

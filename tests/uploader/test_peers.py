@@ -147,11 +147,12 @@ def test_the_peers_file_of_the_deployment_guide_is_read_as_it_says(tmp_path: Pat
     guide = (Path(__file__).parents[2] / "docs" / "deploy.md").read_text()
     example = guide.split("### Peers", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "peers.toml").write_text(example)
-    for peer in ("cam-east", "cam-west"):
-        write_secret(tmp_path / f"{peer}.secret", EAST)
+    for peer, secret in (("cam-east", EAST), ("cam-west", WEST), ("ops", b"ops-secret-0123456789abcdef")):
+        write_secret(tmp_path / f"{peer}.secret", secret)
     peers = read_peers_file(tmp_path / "peers.toml")
     assert peers["cam-east"].key_prefixes == ("cams/east",) and peers["cam-east"].inline
     assert peers["cam-west"].buckets == frozenset({"live", "archive"}) and not peers["cam-west"].inline
+    assert peers["ops"].takeover and not peers["cam-east"].takeover and not peers["cam-west"].takeover
 
 
 def config(tmp_path: Path, **settings: Any) -> UploaderConfig:
@@ -187,6 +188,11 @@ PEER = '[peers.cam]\nsecret-file = "s.secret"\nbuckets = ["live"]\n'
         (PEER.replace('["live"]', '["Live_Bucket"]'), "'Live_Bucket' is not a valid S3 bucket name"),
         (PEER + 'key-prefixes = ["/abs"]\n', "key-prefixes must be a list of key prefixes"),
         (PEER + 'inline-payloads = "yes"\n', "inline-payloads must be true or false"),
+        (PEER + 'takeover = 1\n', "takeover must be true or false"),
+        (PEER + 'key-prefixes = []\n', "key-prefixes must name at least one non-empty prefix (leave key-prefixes out"),
+        (PEER + 'key-prefixes = ["cams", ""]\n', "key-prefixes must name at least one non-empty prefix"),
+        (PEER + PEER.replace("[peers.cam]", "[peers.cam2]"),
+         "peers 'cam' and 'cam2' have the same secret, so either could sign as the other"),
     ],
 )
 def test_a_bad_peers_file_is_one_line_naming_the_peer_and_the_fault(tmp_path: Path, text: str, reason: str) -> None:
@@ -219,3 +225,49 @@ def test_scope_options_that_contradict_or_allow_nothing_refuse_to_start(tmp_path
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"hls-uploadd: configuration error: {cases[0][1]}"
+
+
+def test_a_peer_in_scope_cannot_pass_for_another_peers_writer_nor_take_its_live_stream(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    tmp_path: Path,
+) -> None:
+    # cam-east writes cams/east; lobby may write all of cams, but not take a live stream of
+    # another peer; ops may (takeover = true).
+    directory = tmp_path / "three"
+    directory.mkdir()
+    secrets = {"cam-east": EAST, "lobby": WEST, "ops": b"ops-secret-0123456789abcdef"}
+    for name, secret in secrets.items():
+        write_secret(directory / f"{name}.secret", secret)
+    path = directory / "peers.toml"
+    path.write_text(
+        f'[peers.cam-east]\nsecret-file = "cam-east.secret"\nbuckets = ["{bucket}"]\nkey-prefixes = ["cams/east"]\n'
+        f'[peers.lobby]\nsecret-file = "lobby.secret"\nbuckets = ["{bucket}"]\nkey-prefixes = ["cams"]\n'
+        f'[peers.ops]\nsecret-file = "ops.secret"\nbuckets = ["{bucket}"]\ntakeover = true\n')
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--peers-file", str(path), "--keep-segment-files")
+    for number in (1, 2):
+        place_segment(segment_source, segments_dir, "seg", number)
+    owner = "e" * 32
+    stream = dict(key_prefix="cams/east", writer=owner)
+    with daemon.connect() as east, daemon.connect() as lobby, daemon.connect() as ops:
+        for connection in (east, lobby, ops):
+            connection.hello()
+        assert east.send(east.signed(ext_message(segments_dir, bucket, 1, **stream), EAST, "cam-east")) == Ack(1)
+        # The owner's writer id, sent by another peer in scope: another writer, not the owner; an
+        # end for a segment already queued does not end the stream.
+        for attack in (ext_message(segments_dir, bucket, 2, **stream),
+                       ext_message(segments_dir, bucket, 1, end=True, **stream)):
+            reply = lobby.send(lobby.signed(attack, WEST, "lobby"))
+            assert isinstance(reply, Reject) and reply.is_not_writer and "refused as a second writer" in reply.reason
+            assert owner not in reply.reason and "of peer cam-east" in reply.reason
+        takeover = ext_message(segments_dir, bucket, 0, key_prefix="cams/east", writer="f" * 32, takeover=True)
+        reply = lobby.send(lobby.signed(takeover, WEST, "lobby"))
+        assert isinstance(reply, Reject) and reply.reason.startswith(
+            "not the writer: peer lobby may not take over a live stream of another peer (takeover = true in"
+            " [peers.lobby])")
+        assert east.send(east.signed(ext_message(segments_dir, bucket, 2, **stream), EAST, "cam-east")) == Ack(2)
+        # A peer allowed to take over does, at once; the former owner is then told so.
+        ops_takeover = ext_message(segments_dir, bucket, 0, key_prefix="cams/east", writer="0" * 32, takeover=True)
+        assert ops.send(ops.signed(ops_takeover, secrets["ops"], "ops")) == Ack(0, 2)
+        reply = east.send(east.signed(ext_message(segments_dir, bucket, 3, **stream), EAST, "cam-east"))
+        assert isinstance(reply, Reject) and "was taken over by writer #" in reply.reason
+

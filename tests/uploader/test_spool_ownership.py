@@ -11,7 +11,7 @@ import pytest
 
 from protocol import IndexMessage
 from tests.support.messages import ORIGINAL_MESSAGE
-from uploader.ownership import Claim, OwnershipRule
+from uploader.ownership import Claim, OwnershipRule, writer_label
 from uploader.spool import SPOOL_FILE_NAME, NotTheWriter, Queued, Spool
 
 A, B = "a" * 32, "b" * 32
@@ -23,8 +23,9 @@ def message(last: int, writer: str | None = A, **changes: object) -> IndexMessag
     return dataclasses.replace(ORIGINAL_MESSAGE, last_segment=last, duration=9.5, writer=writer, **changes)
 
 
-def admit(spool: Spool, msg: IndexMessage, at: float, peer: str = "127.0.0.1"):  # type: ignore[no-untyped-def]
-    return spool.admit(msg, None, Claim(msg.writer, msg.takeover, peer, at), RULE)
+def admit(spool: Spool, msg: IndexMessage, at: float, peer: str = "127.0.0.1",  # type: ignore[no-untyped-def]
+          may_take_over: bool = False):
+    return spool.admit(msg, None, Claim(msg.writer, msg.takeover, peer, at, may_take_over), RULE)
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def owner_row(spool: Spool) -> tuple[object, ...]:
         " AND idx=?", KEY).fetchone()
 
 
-def test_a_writers_start_up_records_it_and_says_where_the_stream_is(spool: Spool) -> None:
+def test_a_writers_start_up_says_where_the_stream_is_and_its_first_segment_records_it(spool: Spool) -> None:
     first = admit(spool, message(0), 100.0)
     assert (first.queued, first.stream_last) == (Queued.IGNORED, 0)
     for number in (1, 2, 3):
@@ -52,7 +53,7 @@ def test_a_writers_start_up_records_it_and_says_where_the_stream_is(spool: Spool
 
 def test_a_second_writer_is_refused_and_nothing_of_it_is_stored(spool: Spool) -> None:
     admit(spool, message(1), 100.0)
-    with pytest.raises(NotTheWriter, match=f"written by writer {A} of peer 127.0.0.1"):
+    with pytest.raises(NotTheWriter, match=f"written by {writer_label(A)} of peer 127.0.0.1"):
         admit(spool, message(7, B), 101.0, peer="10.0.0.9")
     with pytest.raises(NotTheWriter):
         admit(spool, message(0, B), 101.0)
@@ -74,12 +75,25 @@ def test_the_owner_is_kept_across_a_daemon_restart(tmp_path: Path) -> None:
 
 def test_a_takeover_records_the_new_writer_and_the_former(spool: Spool) -> None:
     admit(spool, message(1), 100.0)
-    admitted = admit(spool, message(0, B, takeover=True), 101.0, peer="10.0.0.9")
+    admitted = admit(spool, message(0, B, takeover=True), 101.0, peer="10.0.0.9", may_take_over=True)
     assert admitted.stream_last == 1 and admitted.took_over is not None and admitted.took_over.writer == A
     assert owner_row(spool) == (B, "10.0.0.9", 101.0, A)
-    with pytest.raises(NotTheWriter, match=f"was taken over by writer {B} of peer 10.0.0.9"):
+    with pytest.raises(NotTheWriter, match=f"was taken over by {writer_label(B)} of peer 10.0.0.9"):
         admit(spool, message(2), 102.0)
-    assert admit(spool, message(2, B), 102.0).queued is Queued.NEW
+    assert admit(spool, message(2, B), 102.0, peer="10.0.0.9").queued is Queued.NEW
+
+
+def test_start_up_messages_alone_claim_no_stream(spool: Spool) -> None:
+    # A squatter repeating start-up messages for a stream name before its segmenter starts.
+    for at in (100.0, 105.0, 110.0):
+        assert admit(spool, message(0, B), at, peer="127.0.0.2").queued is Queued.IGNORED
+    assert owner_row(spool) == (None, None, None, None)
+    # The real writer's start-up and first segment are taken; the stream is its own.
+    assert admit(spool, message(0), 111.0).queued is Queued.IGNORED
+    assert admit(spool, message(1), 112.0).queued is Queued.NEW
+    assert owner_row(spool)[:2] == (A, "127.0.0.1")
+    with pytest.raises(NotTheWriter, match="refused as a second writer"):
+        admit(spool, message(0, B), 113.0, peer="127.0.0.2")
 
 
 def test_v1_messages_on_an_owned_live_stream_are_refused_and_work_on_an_unowned_one(spool: Spool) -> None:

@@ -27,13 +27,13 @@ import asyncio
 import logging
 import time
 
-from protocol import DEFAULT_KEY_ID, Ack, ChallengeSession, IndexMessage, Reject, Reply
+from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
 from .ownership import Claim, OwnershipRule, writer_label
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
-from .peers import Peers
+from .peers import Peers, Scope
 from .publisher import Publisher
 from .spool import NotTheWriter, Queued, Spool, SpoolError, SpoolThread
 from .stream import stream_label
@@ -161,10 +161,7 @@ class Intake:
                 log.warning("peer %s stream %s segment %s: not authenticated: %s", peer,
                             stream_label(message.stream_id), message.segment_name, refused.reason)
                 return Reject.because(refused.reason)
-            scope = self._peers.scope_of(message)
-        else:
-            scope = self._peers.unsigned
-        if (outside := scope.refusal(message)) is not None:
+        if (outside := self._peers.scope_of(message).refusal(message)) is not None:
             return self._refuse(peer, message, outside)
         if self._master_name and message.index == self._master_name:
             return self._refuse(peer, message,
@@ -191,9 +188,8 @@ class Intake:
         if message.last_segment == 0 and message.writer is None:
             log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
             return Ack(0), False
-        signed = self._peers.require_signature
-        scope = self._peers.scope_of(message) if signed else self._peers.unsigned
-        claim = Claim(message.writer, message.takeover, _peer_identity(peer, message, signed=signed), time.time(),
+        scope = self._peers.scope_of(message)
+        claim = Claim(message.writer, message.takeover, _peer_identity(peer, scope), time.time(),
                       may_take_over=scope.takeover)
         try:
             admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload, claim,
@@ -239,10 +235,10 @@ class Intake:
         return Reject.not_writer(reason) if not_writer else Reject.because(reason)
 
 
-def _peer_identity(peer: str, message: IndexMessage, *, signed: bool) -> str:
-    """The peer a stream's owner is recorded with: on a daemon that checks signatures
-    (``signed``), the message's key id (``default``, the --secret-file peer, when it names none);
-    else the host of ``peer``'s address (HOST:PORT), whatever key id an unchecked message claims."""
-    if signed:
-        return message.key_id or DEFAULT_KEY_ID
+def _peer_identity(peer: str, scope: Scope) -> str:
+    """The peer a stream's owner is recorded with: the key id of the signed peer whose ``scope``
+    judged the message (``default`` for --secret-file), else the host of ``peer``'s address
+    (HOST:PORT)."""
+    if scope.secret is not None:
+        return scope.name
     return peer.rpartition(":")[0] or peer

@@ -93,8 +93,9 @@ class Peers:
         return bool(self.signed)
 
     def scope_of(self, message: IndexMessage) -> Scope:
-        """The scope ``message`` is judged by: its signer's (once authenticated), else unsigned."""
-        if message.tag is None:
+        """The scope ``message`` is judged by: its signer's (once authenticated), else unsigned; on
+        a daemon that checks no signature, unsigned whatever tag and key id the message carries."""
+        if message.tag is None or not self.require_signature:
             return self.unsigned
         return self.signed[message.key_id or DEFAULT_KEY_ID]
 

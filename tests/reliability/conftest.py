@@ -3,6 +3,7 @@ SeaweedFS -> poller) whose parts a test can kill, stop, slow down and start agai
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,7 @@ class Live:
         self.daemon_port = free_port()
         self.daemons: list[UploaderDaemon] = []
         self.segmenters: list[Segmenter] = []
+        self._logs = itertools.count()  # log file numbers: never reused, even for a segmenter removed
         self.feeders: list[Feeder] = []
         self.pollers: list[PlaylistPoller] = []
         self.proxies: list[DelayProxy] = []
@@ -106,7 +108,7 @@ class Live:
         command = segmenter_command(seconds_per_segment, out_dir, port or self.daemon_port, self.bucket,
                                     self.key_prefix, *options, prefix=prefix, index=index,
                                     input=source.url if source else "-")
-        segmenter = Segmenter(command, self.tmp_path / f"segment-{prefix}-{len(self.segmenters)}.log", env)
+        segmenter = Segmenter(command, self.tmp_path / f"segment-{prefix}-{next(self._logs)}.log", env)
         feeder = Feeder(clip, source or segmenter.proc, seconds)  # type: ignore[arg-type]
         self.segmenters.append(segmenter)
         self.feeders.append(feeder)

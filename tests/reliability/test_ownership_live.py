@@ -111,7 +111,10 @@ def test_a_takeover_after_kill_9_publishes_with_no_gap_and_the_old_writer_is_ref
         time.sleep(SILENCE_LIMIT_S + 1)  # the old writer's silence passes the takeover time
     new, new_feeder = live.segmenter(live_clip(media, 12), 12, *(["--take-over"] if how == "take-over" else []),
                                      out_dir=new_dir)
+    # The daemon logs the takeover before its reply reaches the new segmenter, which then logs where it goes on.
     wait_for(lambda: "taken over by writer" in daemon.log(), timeout=30, message="the takeover in the daemon's log")
+    wait_for(lambda: "continuing at" in new.log() or new.proc.poll() is not None, timeout=30,
+             message="the new segmenter's first number")
     new_writer = writer_of(new_dir)
     taken = re.search(r"continuing at (\d+)", new.log())
     assert taken, new.log()[-3000:]

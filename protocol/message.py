@@ -11,6 +11,7 @@ segmenter can talk to an older daemon; malformed or repeated keys are refused.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, replace
@@ -63,6 +64,15 @@ _VALUE_SAFE = "./:+-_~"
 def _show(value: str) -> str:
     """A peer's value, quoted and cut short, safe to put in a one-line reason."""
     return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def writer_label(writer: str | None) -> str:
+    """How refusals and logs, on both sides, name a writer (``writer=``, docs/protocol.md "Stream
+    ownership"): ``writer #`` and the first 8 hex digits of the SHA-256 of its id, which tells
+    writers apart without giving away the id a sender would claim."""
+    if writer is None:
+        return "no writer (a v1 message)"
+    return "writer #" + hashlib.sha256(writer.encode("ascii")).hexdigest()[:8]
 
 
 def segment_file_name(output_prefix: str, number: int) -> str:

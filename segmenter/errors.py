@@ -7,6 +7,8 @@ full OUTPUT_DIR, which ends the stream and is an ``OutputFull``.
 
 from __future__ import annotations
 
+from protocol import writer_label
+
 
 class SegmenterError(Exception):
     """Root of the segmenter's own errors; the message is the reason, fit for the operator."""
@@ -22,4 +24,8 @@ class OutputFull(SegmenterError):
 
 class NotTheWriter(SegmenterError):
     """The daemon refused this segmenter as the stream's writer (another one owns it, or took it
-    over): it stopped (exit code 4). The message is the daemon's reason."""
+    over): it stopped (exit code 4). The message is the daemon's reason, then this segmenter's
+    own ``writer`` id as the daemon's refusals and logs name it (``protocol.writer_label``)."""
+
+    def __init__(self, reason: str, writer: str | None) -> None:
+        super().__init__(f"{reason} (this OUTPUT_DIR writes as {writer_label(writer)})")

@@ -143,7 +143,7 @@ class Segmenter:
         stream_last = notifier.start(startup)
         if notifier.not_writer is not None:
             notifier.close(0.0)
-            raise NotTheWriter(notifier.not_writer)
+            raise NotTheWriter(notifier.not_writer, notifier.writer)
         try:
             first, restarted = first_number(config, max(notifier.highest_number(), stream_last or 0))
         except OSError as error:
@@ -190,7 +190,7 @@ class Segmenter:
                          config.drain_timeout_s, waiting)
             report = notifier.close(config.drain_timeout_s if waiting else 0.0, abort=self._abort)
         if report.not_writer is not None:
-            raise NotTheWriter(report.not_writer)
+            raise NotTheWriter(report.not_writer, notifier.writer)
         return RunSummary(first, last, report)
 
     def _end_on_full_disk(self, notifier: Notifier, first: int, error: OSError) -> OutputFull:

@@ -27,11 +27,11 @@ import asyncio
 import logging
 import time
 
-from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply
+from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply, writer_label
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
-from .ownership import Claim, OwnershipRule, writer_label
+from .ownership import Claim, OwnershipRule
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .peers import Peers, Scope
 from .publisher import Publisher

@@ -26,22 +26,15 @@ writer sends once per segment, so it always beats it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+from protocol import writer_label
 
 from .stream import StreamKey, stream_label
 
 # Target durations of silence past which a writer counts as gone, at the least: a live writer
 # sends once per segment, and a late segment or a reconnect stays well within three.
 SILENT_TARGET_DURATIONS = 3
-
-
-def writer_label(writer: str | None) -> str:
-    """How refusals and logs name a writer: ``writer`` and the first 8 hex digits of the SHA-256
-    of its id, which tells writers apart without giving away the id a sender would claim."""
-    if writer is None:
-        return "no writer (a v1 message)"
-    return "writer #" + hashlib.sha256(writer.encode("ascii")).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)

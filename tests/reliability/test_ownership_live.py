@@ -23,7 +23,7 @@ import pytest
 from tests.support.media import MediaCache
 from tests.support.pipeline import Segmenter
 from tests.support.viewer import wait_for
-from uploader.ownership import writer_label
+from protocol import writer_label
 
 from .conftest import SEGMENT_SECONDS, Live, live_clip
 from .test_faults_live import FEED_TIMEOUT_S, published, wait_ended
@@ -83,6 +83,8 @@ def test_a_second_segmenter_on_a_live_stream_is_refused_and_the_first_goes_on(li
     assert re.search(f"{writer_label(intruder)} stream {re.escape(stream)} segment live-00000.ts refused: {re.escape(line)},"
                      " heard [0-9]+ s ago: refused as a second writer\n", daemon.log())
     assert not list(second_dir.glob("live-*.ts")), "the refused segmenter cut segments"
+    # It names itself as the daemon's line below names it.
+    assert last_line(second).endswith(f" (this OUTPUT_DIR writes as {writer_label(intruder)})"), last_line(second)
     # The first goes on to its end, every segment published, exit 0; its objects untouched.
     assert first.wait(FEED_TIMEOUT_S) == 0, first.log()[-3000:]
     wait_ended(live)

@@ -334,7 +334,8 @@ def test_a_writer_taken_over_mid_run_stops_drops_what_it_owes_and_exits_4(
     with Listener(free_port, reply=reply) as listener:
         result = run_segmenter(source, "2", tmp_path, free_port)
     assert result.returncode == 4, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == f"hls-segment: stopped: not the writer: {refusal}"
+    assert re.fullmatch(f"hls-segment: stopped: not the writer: {re.escape(refusal)}"
+                        r" \(this OUTPUT_DIR writes as writer #[0-9a-f]{8}\)", result.stderr.strip().splitlines()[-1])
     # Nothing is sent after the refusal; what was still owed (the refused one too) is dropped,
     # its files kept.
     assert [m.last_segment for m in listener.messages] == [1, 2]
@@ -354,7 +355,8 @@ def test_a_second_writer_is_refused_at_its_start_before_reading_its_input(
     with Listener(free_port, reply=lambda message: Reject.not_writer(refusal)) as listener:
         result = run_segmenter(source, "6", tmp_path, free_port)
     assert result.returncode == 4, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == f"hls-segment: stopped: not the writer: {refusal}"
+    assert re.fullmatch(f"hls-segment: stopped: not the writer: {re.escape(refusal)}"
+                        r" \(this OUTPUT_DIR writes as writer #[0-9a-f]{8}\)", result.stderr.strip().splitlines()[-1])
     assert listener.messages == [] and segment_files(tmp_path) == []
 
 

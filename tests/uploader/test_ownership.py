@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from uploader.ownership import Claim, Owner, OwnershipRule, Refused, Taken, writer_label
+from protocol import writer_label
+from uploader.ownership import Claim, Owner, OwnershipRule, Refused, Taken
 
 STREAM = ("media", "cams/east", "live.m3u8")
 A, B, C = "a" * 32, "b" * 32, "c" * 16

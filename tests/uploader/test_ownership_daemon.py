@@ -12,7 +12,7 @@ from protocol import Ack, IndexMessage, Reject, encode_message
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
 from tests.support.rfc8216 import History
 from tests.support.viewer import wait_for
-from uploader.ownership import writer_label
+from protocol import writer_label
 
 from .conftest import StartUploader
 

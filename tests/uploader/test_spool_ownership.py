@@ -11,7 +11,8 @@ import pytest
 
 from protocol import IndexMessage
 from tests.support.messages import ORIGINAL_MESSAGE
-from uploader.ownership import Claim, OwnershipRule, writer_label
+from protocol import writer_label
+from uploader.ownership import Claim, OwnershipRule
 from uploader.spool import SPOOL_FILE_NAME, NotTheWriter, Queued, Spool
 
 A, B = "a" * 32, "b" * 32

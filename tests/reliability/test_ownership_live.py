@@ -20,10 +20,10 @@ from pathlib import Path
 import av
 import pytest
 
+from protocol import writer_label
 from tests.support.media import MediaCache
 from tests.support.pipeline import Segmenter
 from tests.support.viewer import wait_for
-from protocol import writer_label
 
 from .conftest import SEGMENT_SECONDS, Live, live_clip
 from .test_faults_live import FEED_TIMEOUT_S, published, wait_ended

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from protocol import Ack, IndexMessage, Reject, encode_message
+from protocol import Ack, IndexMessage, Reject, encode_message, writer_label
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
 from tests.support.rfc8216 import History
 from tests.support.viewer import wait_for
-from protocol import writer_label
 
 from .conftest import StartUploader
 

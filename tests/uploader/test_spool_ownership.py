@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol import IndexMessage
+from protocol import IndexMessage, writer_label
 from tests.support.messages import ORIGINAL_MESSAGE
-from protocol import writer_label
 from uploader.ownership import Claim, OwnershipRule
 from uploader.spool import SPOOL_FILE_NAME, NotTheWriter, Queued, Spool
 

@@ -14,6 +14,7 @@ was assembling when a continuity_counter broke (or that came out shorter than de
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from fractions import Fraction
 
@@ -104,12 +105,14 @@ class PyAVRun(SegmentRun):
 
     def __init__(self, context: RunContext, description: InputDescription, first: int,
                  container: av.container.InputContainer) -> None:
-        super().__init__(context, description, first)
-        self.container = container
         listed = [container.streams[info.index] for info in description.streams]
         # An audio stream the probe saw no packet of has no sample rate: FFmpeg's muxer refuses
-        # every packet of a program holding it, so it is left out of the segments.
+        # every packet of a program holding it, so it is left out of the segments, and out of
+        # the cutter's choice of the stream segments are cut on.
         self.silent = {s.index for s in listed if s.type == "audio" and not s.codec_context.sample_rate}
+        super().__init__(context, dataclasses.replace(description, streams=tuple(
+            info for info in description.streams if info.index not in self.silent)), first)
+        self.container = container
         self.streams = [s for s in listed if s.index not in self.silent]
         for stream in listed:
             if stream.index in self.silent:

@@ -277,7 +277,7 @@ def test_frames_missing_right_before_the_limit_never_break_the_target_duration(
 
 
 def test_a_video_stream_that_never_sends_leaves_segments_cut_on_the_audio_clock(
-    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
 ) -> None:
     # The PMT lists a video stream (the one segments are cut on) that sends nothing, and the
     # audio's first PES has no PTS. The audio waits DISCONTINUITY_GAP_S for a first keyframe,
@@ -352,6 +352,31 @@ def test_audio_frames_without_pts_keep_their_time_and_the_durations_stay_true(
         got = sorted(pts for path in segment_files(published.out_dir) for pts in pid_pts(path, pid))
         assert got == pid_pts(source, pid), f"PID 0x{pid:x}"
     assert "making some up" not in published.stderr, published.stderr
+
+
+def test_audio_only_input_whose_first_track_never_sends_is_cut_on_the_other_track_from_the_start(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # Two audio tracks, no video (the PyAV path on either setting): the first sends nothing. It is
+    # left out, said once, and the other track's audio is published whole, cut on its own clock.
+    two = tmp_path / "two-audio.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y", "-i", str(media.encoder_ts(seconds=SECONDS)),
+                    "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(two)], check=True, timeout=60)
+    source = tmp_path / "first-audio-silent.ts"
+    source.write_bytes(remove_packets(two.read_bytes(), FIRST_AUDIO_PID, set(range(10**6))))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert not any(segment.discontinuity for segment in published.playlist.segments)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).duration_s, abs=2 * AAC_FRAME_TICKS / 90000), published.text
+    got = sorted(pts for path in segment_files(published.out_dir) for pts in pid_pts(path, SECOND_AUDIO_PID))
+    assert got == pid_pts(source, SECOND_AUDIO_PID)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    assert "muxer refused" not in published.stderr, published.stderr
+    # The track left out is not the one segments are cut on: the other track is, from the start.
+    left_out = [line for line in published.stderr.splitlines() if "sent no packet" in line]
+    assert len(left_out) == 1 and f"PID 0x{FIRST_AUDIO_PID:x}" in left_out[0], published.stderr
+    assert "the other streams' clock" not in published.stderr, published.stderr
 
 
 def pid_pts(path: Path, pid: int) -> list[int]:

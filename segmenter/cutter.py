@@ -26,7 +26,8 @@ The timing model (docs/segmenter.md, "Cut rule" and "Timing model"):
 - **Late packets.** A reference packet that comes at or past the limit anyway (frames lost right
   before it, the reference pausing while the other streams are held) is cut before, and the
   segment ends where what it holds ends: the hole up to that packet opens the next segment
-  (a hole longer than the limit is split between the two).
+  (a hole longer than the limit is split between the two). One decoded within the limit but
+  shown past it (a B-frame encoder's first pictures after a video pause) decides no cut.
 - **No reference yet.** A segment opened by another stream's packet without timestamps starts at
   the first timestamp in it; until the reference sends, segments are cut on the other streams'
   clock, and their timings say so (``SegmentTiming.without_reference``).
@@ -332,7 +333,7 @@ class Cutter:
         if self._origin is None:
             # First timestamp of the reference after other streams opened the segment.
             if self._overdue(when):
-                return self._cut_overdue(when, duration, key)
+                return Action.WRITE if self._shown_late(when) else self._cut_overdue(when, duration, key)
             self._anchor_grid(when, duration, key=key)
             return Action.WRITE
         return self._decide(when, duration, key, cut_here and is_keyframe)
@@ -347,7 +348,7 @@ class Cutter:
                 self._end = end
             return Action.WRITE
         if self._overdue(when):
-            return self._cut_overdue(when, duration, key)
+            return Action.WRITE if self._shown_late(when) else self._cut_overdue(when, duration, key)
         step = when - anchor if anchor is not None else (duration or 0)
         if 0 < step <= self._interleave_ticks:
             self._anchor_step = step
@@ -375,6 +376,17 @@ class Cutter:
         """Whether reference packet ``when`` comes too late to end the open segment: frames were
         missing right before the limit, or the reference paused while the other streams were held."""
         return self._start is not None and when - self._start >= self._limit_ticks
+
+    def _shown_late(self, when: int) -> bool:
+        """Whether overdue reference packet ``when`` is a picture decoded within the open
+        segment's limit but shown past it. An encoder with B-frames dates the first pictures after
+        a pause in the video (a still source, variable frame rate) with decoding times from before
+        the pause: their DTS lags their PTS by the pause, and the muxer sends them that early.
+        Such a picture is written where it is decoded, in the open segment, and decides no cut:
+        the segments up to the time it is shown are cut on the other streams' packets, as while
+        the video pauses."""
+        dts = self.dts
+        return dts is not None and dts < when and not self._overdue(dts)
 
     def _cut_overdue(self, when: int, duration: int | None, key: bool) -> Action:
         """Cut before an overdue reference packet ``when``. The open segment ends where what it

@@ -209,6 +209,33 @@ def test_video_pausing_while_audio_goes_on_is_a_gap_not_a_new_timeline() -> None
     assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
 
 
+@pytest.mark.parametrize("first_shown_is_key", [False, True])
+def test_pictures_an_encoder_dates_from_before_a_video_pause_decide_no_cut(first_shown_is_key: bool) -> None:
+    # A B-frame encoder after a video pause from 5 s to 11 s: the first two pictures shown after
+    # it are decoded (and muxed) right after the last one before it, at DTS 5 s and 5 s + 1
+    # frame, ahead of the audio of the pause. They go into the open segment and decide no cut;
+    # the pause is cut on the audio, every segment within the limit, no discontinuity.
+    frame = 3000
+    packets = [p for p in av_packets(20) if not (p.index == 0 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
+    early = [Packet(0, first_shown_is_key, 11 * 90000, 5 * 90000, frame),
+             Packet(0, False, 11 * 90000 + frame, 5 * 90000 + frame, frame)]
+    later = [p for p in packets if not (p.index == 0 and p.pts in (11 * 90000, 11 * 90000 + frame))]
+    cut_at = next(i for i, p in enumerate(later) if p.pts >= 5 * 90000)  # type: ignore[operator]
+    packets = later[:cut_at] + early + later[cut_at:]
+    result = run([VIDEO, AUDIO], packets, "2")
+    assert not any(t.discontinuity for t in result.timings)
+    assert not result.dropped and not result.released
+    written = sorted(item for segment in result.segments for item in segment)
+    assert written == sorted((p.index, p.pts) for p in packets)
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and d < 2.5 for d in durations), durations
+    assert sum(durations) == pytest.approx(20.0, abs=0.05)  # type: ignore[arg-type]
+    # They went where they are decoded: the segment before the pause.
+    holding = next(segment for segment in result.segments if (0, 11 * 90000) in segment)
+    assert (0, 5 * 90000 - frame) in holding
+    assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
+
+
 def test_audio_pausing_while_video_goes_on_keeps_every_packet() -> None:
     packets = [p for p in av_packets(20) if not (p.index == 1 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
     result = run([VIDEO, AUDIO], packets, "2")

@@ -200,11 +200,17 @@ def test_keyframe_patterns_never_break_the_target_duration(
             assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
 
 
-@pytest.mark.parametrize("gap", ["video", "audio"])
+@pytest.mark.parametrize("gap, b_frames", [
+    ("video", 0), ("audio", 0),
+    # With B-frames, the encoder dates the first pictures after a video pause with decoding times
+    # from before it (DTS 6.4 s for a picture shown at 11.5 s): the muxer sends them before the
+    # audio of the pause. They decide no cut; the pause is cut on the audio as without B-frames.
+    ("video", 3), ("audio", 3),
+])
 def test_a_track_pausing_while_the_other_goes_on_is_no_discontinuity(
-    gap: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    gap: str, b_frames: int, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
 ) -> None:
-    source = media.encoder_ts(seconds=SECONDS, **{f"{gap}_gap": (5, 11)})
+    source = media.encoder_ts(seconds=SECONDS, b_frames=b_frames, **{f"{gap}_gap": (5, 11)})
     published = publish(source, "2", tmp_path, seaweed, bucket)
     assert_within_target(published, "2")
     assert "#EXT-X-DISCONTINUITY\n" not in published.text
@@ -222,8 +228,12 @@ def test_a_track_pausing_while_the_other_goes_on_is_no_discontinuity(
     if chromium() is None:
         pytest.skip("no Chromium to play the stream in")
     # Both stop at a hole in the audio (native HLS on the input file itself): the audio pause
-    # must have come out filled with silence in each segment whose time it covers.
+    # must have come out filled with silence in each segment whose time it covers. Chromium's
+    # native HLS also stalls on the pictures dated from before a video pause by a B-frame encoder,
+    # whoever cuts them (ffmpeg's own HLS muxer's output of that input stalls the same way).
     for engine, status in played_to_the_end(published.page_url).items():
+        if engine == "native HLS" and gap == "video" and b_frames:
+            continue
         ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
         assert ended, f"{engine}: {status}"
         assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status

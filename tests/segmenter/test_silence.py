@@ -575,11 +575,12 @@ def test_a_pes_header_ending_with_its_first_packet_is_read_and_one_split_across_
 
 # -- the fast path --------------------------------------------------------------------------------
 
-def split(data: bytes, *, silence: bool) -> tuple[dict[int, bytes], list[tuple]]:
-    """``data`` through the fast path's splitter at 2 s: segment number -> bytes, and DROPPED events."""
+def split(data: bytes, *, silence: bool, codec: str = "aac") -> tuple[dict[int, bytes], list[tuple]]:
+    """``data`` (video, then audio of ``codec``) through the fast path's splitter at 2 s: segment
+    number -> bytes, and DROPPED events."""
     program = find_program(data)
     pids = [pid for pid, _ in program.streams]
-    tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None, codec="aac")]
+    tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None, codec=codec)]
     cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
                     Fraction(2))
     splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_frame_or_none if silence else None)

@@ -160,6 +160,18 @@ class Adts:
         return True
 
 
+class _WholeFrames:
+    """A family whose encoders write whole frames, headers included, each decoding alone."""
+
+    @staticmethod
+    def framed(format: AudioFormat, encoded: bytes) -> bytes:
+        return encoded
+
+    @classmethod
+    def self_contained(cls, frame: bytes) -> bool:
+        return cls.length(frame, 0) > 0  # type: ignore[attr-defined]
+
+
 # -- MPEG-1/2 audio, Layers I, II, III ------------------------------------------------------------
 
 # ISO/IEC 11172-3 2.4.2.3 and 13818-3 2.4.2.3: bitrate_index -> kbit/s, by (MPEG-1 or not, layer).
@@ -178,7 +190,7 @@ _MPEG_LAYERS = {3: "I", 2: "II", 1: "III"}
 _MPEG_MODES = ("stereo", "joint stereo", "dual channel", "mono")
 
 
-class MpegAudio:
+class MpegAudio(_WholeFrames):
     """MPEG-1 audio (ISO/IEC 11172-3) and MPEG-2's lower sampling frequencies (ISO/IEC 13818-3),
     with the MPEG-2.5 extension: 1152 samples a frame (Layer I: 384; Layer III at the lower
     frequencies: 576). The frame length (2.4.3.1, 2.4.2.3 bitrate_index and padding_bit):
@@ -234,10 +246,6 @@ class MpegAudio:
                            kbits * 1000, unfillable)
 
     @staticmethod
-    def framed(format: AudioFormat, encoded: bytes) -> bytes:
-        return encoded
-
-    @staticmethod
     def self_contained(frame: bytes) -> bool:
         """Layer III: main_data_begin is 0 (ISO/IEC 11172-3 2.4.1.7, 13818-3 2.4.1.7: 9 bits, 8 at
         the lower frequencies, after the header and its CRC), so the frame takes no bits of the
@@ -271,7 +279,7 @@ def _ac3_layout(acmod: int, lfeon: int) -> str:
     return "+".join(channels)
 
 
-class Ac3:
+class Ac3(_WholeFrames):
     """AC-3 (ATSC A/52): syncword 0x0B77, 1536 samples a frame; the frame size in 16-bit words
     from fscod and frmsizecod (table 5.18: at 48 and 32 kHz the bit rate's share of 1536
     samples, at 44.1 kHz that rounded down plus frmsizecod's low bit). bsid 0..8 (5.4.2.1;
@@ -318,20 +326,13 @@ class Ac3:
                            f"{kbits} kb/s", _AC3_SAMPLE_RATES[fscod], _AC3_SAMPLES, layout.count("+") + 1, layout,
                            (fscod, frmsizecod >> 1, acmod, lfeon), kbits * 1000)
 
-    @staticmethod
-    def framed(format: AudioFormat, encoded: bytes) -> bytes:
-        return encoded
-
-    @staticmethod
-    def self_contained(frame: bytes) -> bool:
-        return Ac3._fields(frame, 0) is not None
 
 
 _EAC3_BLOCKS = (1, 2, 3, 6)  # numblkscod (A/52 table E.1.3)
 _EAC3_HALF_RATES = (24000, 22050, 16000)  # fscod2, when fscod is 3 (table E.1.4)
 
 
-class Eac3:
+class Eac3(_WholeFrames):
     """E-AC-3 (ATSC A/52 annex E): syncword 0x0B77, bsid 11..16, a frame of 1, 2, 3 or 6 blocks of
     256 samples (numblkscod; 6 when fscod is 3 and fscod2 gives a half rate), (frmsiz + 1) 16-bit
     words long (E.1.2.1). Frames of the independent substream 0 (strmtyp 0) are counted; any
@@ -374,13 +375,6 @@ class Eac3:
         return AudioFormat("eac3", f"E-AC-3, {rate} Hz, {_ACMOD_NAMES[acmod]}{'+LFE' * lfeon}, {blocks} blocks",
                            rate, 256 * blocks, layout.count("+") + 1, layout, (rate, blocks, acmod, lfeon), bit_rate)
 
-    @staticmethod
-    def framed(format: AudioFormat, encoded: bytes) -> bytes:
-        return encoded
-
-    @staticmethod
-    def self_contained(frame: bytes) -> bool:
-        return Eac3._fields(frame, 0) is not None
 
 
 class Family(Protocol):

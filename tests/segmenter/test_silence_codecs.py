@@ -253,10 +253,13 @@ AC3 = encode("ac3", 48000, "stereo", 192000)[-1]
      "FFmpeg's mp2 encoder makes MPEG-1 Layer II, 48000 Hz, stereo, 192 kb/s, not MPEG-1 Layer II, 48000 Hz, joint"),
     (MpegAudio.format(with_byte(MP2, 3, MP2[3] & 0x3F | 2 << 6), 0), "dual channel"),
     (Ac3.format(with_byte(AC3, 6, AC3[6] & 0x1F), 0), "not AC-3, 48000 Hz, 1\\+1"),  # acmod 0: dual mono
+    (MpegAudio.format(mpeg_header(3, 1, 9, 0, mode=2), 0), "not MPEG-1 Layer III, 44100 Hz, dual channel"),
+    (Ac3.format(ac3_header(0, 20, 6, 1), 0), "FFmpeg's ac3 encoder refuses AC-3, 48000 Hz, 2/2\\+LFE"),
     (Eac3.format(with_byte(EAC3, 4, EAC3[4] & 0xCF | 1 << 4), 0), "6 blocks, not E-AC-3, 48000 Hz, 2/0, 2 blocks"),
     (aac_format(AacConfig(5, 3, 2)), "object type 5: FFmpeg's aac encoder makes AAC-LC only"),
     (aac_format(AacConfig(2, 3, 0)), "channels in a PCE"),
-], ids=["Layer I", "free format", "MP2 joint stereo", "MP2 dual channel", "AC-3 dual mono", "E-AC-3 2 blocks",
+], ids=["Layer I", "free format", "MP2 joint stereo", "MP2 dual channel", "AC-3 dual mono", "MP3 dual channel",
+        "AC-3 2/2+LFE", "E-AC-3 2 blocks",
         "explicit HE-AAC", "AAC PCE"])
 def test_a_format_no_silent_frame_is_made_for_is_named_with_why(
     audio: AudioFormat | None, reason: str, caplog: pytest.LogCaptureFixture,

@@ -53,7 +53,8 @@ LATE_UNIT_S = Fraction(1, 2)
 FILL_LAG_S = INTERLEAVE_S + LATE_UNIT_S
 
 # The fast path writes filler for an open pause in batches of this many frames: with one MPEG-TS
-# packet per silent frame, whole turns of the continuity counter.
+# packet per silent frame (a small AAC frame), whole turns of the continuity counter; larger
+# frames take more packets, and ``filler_packets`` pads the batch to a multiple of 16.
 FAST_BATCH_FRAMES = 16
 
 

@@ -26,9 +26,9 @@ from _support import make_source  # noqa: E402
 
 from segmenter.cutter import Cutter, StreamInfo, StreamKind  # noqa: E402
 from segmenter.input import READ_CHUNK_BYTES  # noqa: E402
-from segmenter.pyavrun import silent_aac_frame  # noqa: E402
 from segmenter.randomaccess import ParameterWatch, codec_by_stream_type  # noqa: E402
-from segmenter.tsfast import STREAM_TYPE_ADTS, STREAM_TYPE_H264, ProgramMap, Track, TsSplitter, find_program  # noqa: E402
+from segmenter.silentframe import silent_frame_or_none  # noqa: E402
+from segmenter.tsfast import STREAM_TYPE_H264, ProgramMap, Track, TsSplitter, find_program  # noqa: E402
 
 TICKS = Fraction(1, 90000)
 FRAME_TICKS = 3000  # the benchmark file's 30 frames/s
@@ -38,12 +38,12 @@ def splitter(program: ProgramMap, fill: bool) -> TsSplitter:
     """A splitter for the benchmark file's program (one H.264 stream, one AAC stream)."""
     types = dict(program.streams)
     video = next(pid for pid, kind in program.streams if kind == STREAM_TYPE_H264)
-    audio = next(pid for pid, kind in program.streams if kind == STREAM_TYPE_ADTS)
-    tracks = [Track(video, 0, True, False, FRAME_TICKS), Track(audio, 1, False, False, None)]
+    audio = next(pid for pid, kind in program.streams if kind == 0x0F)  # AAC in ADTS
+    tracks = [Track(video, 0, True, False, FRAME_TICKS), Track(audio, 1, False, False, None, codec="aac")]
     cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
                     Fraction(10))
     watch = ParameterWatch(codec_by_stream_type(types[video]), TICKS)
-    return TsSplitter(program, tracks, cutter, watch, silent_aac_frame if fill else None)
+    return TsSplitter(program, tracks, cutter, watch, silent_frame_or_none if fill else None)
 
 
 def cpu_seconds(data: bytes, program: ProgramMap, fill: bool) -> float:

@@ -23,11 +23,12 @@ import av.container
 from protocol import segment_file_name
 from protocol.limits import MAX_SEGMENT_NUMBER
 
+from .audioframes import FAMILIES
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
-from .pyavrun import silent_aac_frame
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun, close_segment
+from .silentframe import silent_frame_or_none
 from .tsfast import (
     CLOSE,
     CONTINUITY,
@@ -35,7 +36,6 @@ from .tsfast import (
     DROPPED,
     OPEN,
     SKIPPED,
-    STREAM_TYPE_ADTS,
     STREAM_TYPE_H264,
     STREAM_TYPE_HEVC,
     NotEligible,
@@ -111,7 +111,8 @@ def plan(
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             if rate and 0 < rate <= 1000:
                 frame_ticks = round(Fraction(TICKS_PER_SECOND) / Fraction(rate))
-        tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks))
+        codec = "" if video else stream.codec_context.codec.canonical_name
+        tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks, codec=codec))
     if types[container.streams[reference.index].id] not in (STREAM_TYPE_H264, STREAM_TYPE_HEVC):
         raise NotEligible("the video is neither H.264 nor HEVC")
     for data in description.data:
@@ -166,7 +167,7 @@ class FastRun(SegmentRun):
         types = dict(fast.program.streams)
         reference = next(t for t in fast.tracks if t.index == self.cutter.reference.index)
         self.watch = ParameterWatch(codec_by_stream_type(types[reference.pid]), Fraction(1, TICKS_PER_SECOND))
-        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch, silent_aac_frame)
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch, silent_frame_or_none)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)
@@ -177,10 +178,10 @@ class FastRun(SegmentRun):
         if data:
             log.info("copied, never cut on: %s", ", ".join(
                 f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
-        unfilled = [t for t in fast.tracks if not t.video and not t.data and types[t.pid] != STREAM_TYPE_ADTS]
+        unfilled = [t for t in fast.tracks if not t.video and not t.data and t.codec not in FAMILIES]
         if unfilled:
-            log.info("pauses not filled with silence (AAC in ADTS only): %s",
-                     ", ".join(f"stream #{t.index}" for t in unfilled))
+            log.info("pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): %s",
+                     ", ".join(f"stream #{t.index} ({t.codec})" for t in unfilled))
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
         self._numbers_exhausted = False  # segment MAX_SEGMENT_NUMBER was closed: the run is over

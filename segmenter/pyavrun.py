@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import replace
 from fractions import Fraction
 
 import av
 import av.container
 
+from .audioframes import AAC_SAMPLES, FAMILIES, aac_format, asc_config
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun, close_segment
-from .silence import LATE_UNIT_DROPPED, SAMPLES_PER_FRAME, AacConfig, PauseFiller, adts_config, adts_frame, asc_config
+from .silence import LATE_UNIT_DROPPED, PauseFiller
+from .silentframe import silent_frame_or_none
 from .writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -39,39 +42,9 @@ MAX_READ_ERRORS_IN_A_ROW = 50
 MAX_EARLY_DATA_PACKETS = 64
 
 
-# FFmpeg channel layouts of the AAC channel configurations 1..6 (ISO/IEC 14496-3 table 1.19).
-_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1"}
-
-
-def silent_aac_frame(config: AacConfig) -> bytes:
-    """One raw AAC frame (no ADTS header) that decodes to 1024 samples of silence, in ``config``'s
-    sample rate and channel configuration, from FFmpeg's ``aac`` encoder (AAC-LC). Raises
-    ValueError for a configuration ``config.fillable`` rejects."""
-    if not config.fillable:
-        raise ValueError(f"no silent frame for {config}")
-    layout = _AAC_LAYOUTS[config.channels]
-    encoder = av.CodecContext.create("aac", "w")
-    encoder.sample_rate = config.sample_rate
-    encoder.layout = layout
-    encoder.format = "fltp"
-    encoder.time_base = Fraction(1, config.sample_rate)
-    encoder.open()
-    raw = b""
-    for number in range(3):  # past the encoder's priming frame, whose fill element names it
-        frame = av.AudioFrame(format="fltp", layout=layout, samples=SAMPLES_PER_FRAME)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.sample_rate = config.sample_rate
-        frame.pts = number * SAMPLES_PER_FRAME
-        for packet in encoder.encode(frame):
-            raw = bytes(packet)
-    encoder.encode(None)  # drained, the encoder closes quietly
-    return raw
-
-
 class _Silence:
-    """An AAC stream's pause filler (silence.PauseFiller) and its silent frame, as its packets
-    carry frames (ADTS from MPEG-TS, raw from MP4, FLV, RTMP)."""
+    """An audio stream's pause filler (silence.PauseFiller) and its silent frame, as its packets
+    carry frames (with their headers; AAC raw from MP4, FLV, RTMP)."""
 
     def __init__(self, filler: PauseFiller, payload: bytes, time_base: Fraction) -> None:
         self.filler = filler
@@ -90,7 +63,7 @@ def _frame_ticks(stream: av.stream.Stream) -> int:
     """An audio stream's frame duration in ticks of its time base: the codec's frame size (AAC:
     1024 samples, ISO/IEC 14496-3 4.5.1.1) over its sample rate; 0 where either is unknown."""
     context = stream.codec_context
-    samples = context.frame_size or (SAMPLES_PER_FRAME if context.name == "aac" else 0)
+    samples = context.frame_size or (AAC_SAMPLES if context.name == "aac" else 0)
     if not samples or not context.sample_rate or stream.time_base is None:
         return 0
     return round(Fraction(samples, context.sample_rate) / stream.time_base)
@@ -147,14 +120,16 @@ class PyAVRun(SegmentRun):
         self._segment_dropped = 0  # in the open segment
         self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
         self.packets_read = 0
-        # Pauses in AAC tracks filled with silence (silence.py): per stream index, made at its
+        # Pauses in audio tracks filled with silence (silence.py): per stream index, made at its
         # first packet; None where the track cannot be filled.
         # The reference is the clock: an audio-only input's gaps are its own timeline (cutter.py).
         audio = [s.index for s in self.streams if s.type == "audio" and s.index != self.cutter.reference.index]
-        self._aac = {i for i in audio if container.streams[i].codec_context.name == "aac"}
-        unfilled = [i for i in audio if i not in self._aac]
+        self._codecs = {i: container.streams[i].codec_context.codec.canonical_name for i in audio}
+        self._fillable = {i for i in audio if self._codecs[i] in FAMILIES}
+        unfilled = [i for i in audio if i not in self._fillable]
         if unfilled:
-            log.info("pauses not filled with silence (AAC only): %s", ", ".join(f"stream #{i}" for i in unfilled))
+            log.info("pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): %s",
+                     ", ".join(f"stream #{i} ({self._codecs[i]})" for i in unfilled))
         self._silence: dict[int, _Silence | None] = {}
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         # Per audio stream: its latest packet's dts and duration (None until its first timed one).
@@ -268,7 +243,7 @@ class PyAVRun(SegmentRun):
         return dts
 
     def _write(self, index: int, packet: av.Packet) -> None:
-        if index in self._aac and packet.pts is not None:
+        if index in self._fillable and packet.pts is not None:
             silence = self._silence[index] if index in self._silence else self._new_silence(index, packet)
             if silence is not None and not self._place(index, silence, packet):
                 return
@@ -289,7 +264,7 @@ class PyAVRun(SegmentRun):
             self.start.feed(index, data)
 
     def _place(self, index: int, silence: _Silence, packet: av.Packet) -> bool:
-        """Silence before an AAC packet that ends a pause, or the muxer's late unit moved to where
+        """Silence before an audio packet that ends a pause, or the muxer's late unit moved to where
         the filler has got to (silence.PauseFiller). Whether the packet is to be written (False:
         dropped, said)."""
         filler = silence.filler
@@ -312,19 +287,23 @@ class PyAVRun(SegmentRun):
         return ticks * streams[self.cutter.reference.index].time_base / streams[index].time_base
 
     def _new_silence(self, index: int, packet: av.Packet) -> _Silence | None:
+        """The pause filler of audio stream ``index``, from its first packet's frame header (AAC
+        without one: its AudioSpecificConfig), or None (said once, with why)."""
         stream = self.container.streams[index]
-        config = adts_config(bytes(packet)[:7])
-        adts = config is not None
-        if config is None:
-            config = asc_config(stream.codec_context.extradata)
+        family = FAMILIES[self._codecs[index]]
+        audio = family.format(bytes(packet), 0)  # the header of the frame the packet starts with
+        framed = audio is not None
+        if audio is None and self._codecs[index] == "aac" and (config := asc_config(stream.codec_context.extradata)):
+            audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
+        channels = stream.codec_context.channels
+        if audio is not None and not audio.unfillable and audio.channels != channels:
+            audio = replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
         silence = None
-        if config is None or not config.fillable:
-            log.info("stream #%d: pauses are not filled with silence (AAC %s)", index,
-                     "of unknown configuration" if config is None else config)
-        else:
-            raw = silent_aac_frame(config)
-            filler = PauseFiller(config.frame_ticks(stream.time_base), stream.time_base)
-            silence = _Silence(filler, adts_frame(config, raw) if adts else raw, stream.time_base)
+        if audio is None:
+            log.info("stream #%d: pauses are not filled with silence (%s of unknown format)", index, self._codecs[index])
+        elif (raw := silent_frame_or_none(index, audio)) is not None:
+            filler = PauseFiller(audio.frame_ticks(stream.time_base), stream.time_base)
+            silence = _Silence(filler, family.framed(audio, raw) if framed else raw, stream.time_base)
         self._silence[index] = silence
         return silence
 

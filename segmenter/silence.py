@@ -1,46 +1,40 @@
-"""Silent audio for a pause in an AAC track while the video goes on. Pure, no PyAV.
+"""Silent audio for a pause in an audio track while the video goes on. Pure, no PyAV.
 
 A player that feeds Media Source Extensions cannot play across a hole in an audio track while
 the video goes on: Chromium's native HLS stops at it, hls.js stalls (its audio SourceBuffer ends
-where the audio paused; it fills holes only inside a segment that carries audio). So where an AAC
-track pauses on the program's timeline (not at a discontinuity: ``cutter.Cutter`` decides those),
-hls-segment fills the pause with silent AAC frames of the track's own configuration, in the
-segments whose time the pause covers, so that every segment's audio reaches on to the next one's
-(docs/segmenter.md, "Audio pauses").
+where the audio paused; it fills holes only inside a segment that carries audio). So where an
+audio track pauses on the program's timeline (not at a discontinuity: ``cutter.Cutter`` decides
+those), hls-segment fills the pause with silent frames of the track's own format (AAC, MP2, MP3,
+AC-3, E-AC-3: ``audioframes.py``), in the segments whose time the pause covers, so that every
+segment's audio reaches on to the next one's (docs/segmenter.md, "Audio pauses").
 
 What is here:
 
-- ``AacConfig``: an AAC track's configuration, from an ADTS header (ISO/IEC 14496-3 1.A.2) or an
-  AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1); ``adts_frame`` frames a raw AAC frame as ADTS.
 - ``PauseFiller``: when to fill and the timestamps of the filler frames, in ticks of the track's
   time base (exact integer arithmetic in parts of a tick in which a frame is whole, rounded only
   on output), and where the muxer's late last unit before a pause goes.
-- ``AdtsCounter``: follows one MPEG-TS audio PID packet by packet (what the fast path copies
-  verbatim): its continuity counter, the PES being received, how many whole ADTS frames it holds.
-- ``filler_packets``: MPEG-TS packets for the audio PID carrying one PES per silent ADTS frame,
+- ``FrameCounter``: follows one MPEG-TS audio PID packet by packet (what the fast path copies
+  verbatim): its continuity counter, the PES being received, how many whole frames of its codec
+  family (``audioframes.Adts``, ``MpegAudio``, ``Ac3``, ``Eac3``) it holds.
+- ``filler_packets``: MPEG-TS packets for the audio PID carrying one PES per silent frame,
   a multiple of 16 of them, so that the continuity counter of the input's next packet on that
   PID follows on (ISO/IEC 13818-1 2.4.3.3: it counts packets with payload modulo 16);
   ``retimed_pes`` gives a PES a new PTS.
-- ``TsPauseFill``: the three together for one ADTS PID of the fast path.
+- ``TsPauseFill``: the three together for one audio PID of the fast path.
 
-The silent raw frame itself is made by the shell with FFmpeg's ``aac`` encoder (1024 samples of
-zeros), once per configuration.
+The silent frame itself is made by the shell with FFmpeg's encoder of the codec (a frame of
+zeros), once per track.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from fractions import Fraction
 
+from .audioframes import AudioFormat, Family
 from .cutter import DISCONTINUITY_GAP_S, INTERLEAVE_S
 from .psi import TS_PACKET_BYTES
 
-# ISO/IEC 14496-3 table 1.18: sampling_frequency_index -> Hz.
-SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-
-AAC_LC = 2  # audioObjectType of AAC Low Complexity (ADTS profile 1)
-SAMPLES_PER_FRAME = 1024
 TICKS_PER_SECOND = 90000  # PES timestamps
 PTS_WRAP = 2**33
 
@@ -59,92 +53,24 @@ LATE_UNIT_S = Fraction(1, 2)
 FILL_LAG_S = INTERLEAVE_S + LATE_UNIT_S
 
 # The fast path writes filler for an open pause in batches of this many frames: with one MPEG-TS
-# packet per silent frame, whole turns of the continuity counter.
+# packet per silent frame (a small AAC frame), whole turns of the continuity counter; larger
+# frames take more packets, and ``filler_packets`` pads the batch to a multiple of 16.
 FAST_BATCH_FRAMES = 16
 
 
-@dataclass(frozen=True, slots=True)
-class AacConfig:
-    """An AAC stream's configuration: audioObjectType, sampling_frequency_index, channel_configuration."""
-
-    object_type: int
-    sampling_index: int
-    channels: int  # channel_configuration (ISO/IEC 14496-3 table 1.19); 0: in a PCE, not fillable
-
-    @property
-    def sample_rate(self) -> int:
-        return SAMPLE_RATES[self.sampling_index]
-
-    @property
-    def fillable(self) -> bool:
-        """AAC-LC, channel configuration 1..6 (mono to 5.1), at a listed sample rate."""
-        return self.object_type == AAC_LC and 1 <= self.channels <= 6 and self.sampling_index < len(SAMPLE_RATES)
-
-    def frame_ticks(self, time_base: Fraction) -> Fraction:
-        """One frame's duration (1024 samples) in ticks of ``time_base`` (seconds per tick)."""
-        return Fraction(SAMPLES_PER_FRAME, self.sample_rate) / time_base
-
-
-def adts_header(data: bytes, position: int = 0) -> bool:
-    """Whether an ADTS header (ISO/IEC 14496-3 1.A.2.2: syncword 0xFFF, layer 0, a listed
-    sampling_frequency_index) starts at ``data[position]``, its 7 bytes all there."""
-    return (len(data) - position >= 7 and data[position] == 0xFF and data[position + 1] & 0xF6 == 0xF0
-            and (data[position + 2] >> 2) & 0x0F < len(SAMPLE_RATES))
-
-
-def adts_config(data: bytes) -> AacConfig | None:
-    """The configuration in the ADTS header at the start of ``data``, or None if there is none
-    (``adts_header``). ADTS profile = audioObjectType - 1 (ISO/IEC 14496-3 1.A.2.2)."""
-    if not adts_header(data):
-        return None
-    return AacConfig((data[2] >> 6) + 1, (data[2] >> 2) & 0x0F, ((data[2] & 1) << 2) | (data[3] >> 6))
-
-
-def asc_config(extradata: bytes | None) -> AacConfig | None:
-    """The configuration in an AudioSpecificConfig (the extradata of AAC from MP4, FLV, RTMP),
-    or None when absent or using an explicit sample rate (ISO/IEC 14496-3 1.6.2.1)."""
-    if not extradata or len(extradata) < 2:
-        return None
-    object_type = extradata[0] >> 3
-    index = ((extradata[0] & 0x07) << 1) | (extradata[1] >> 7)
-    if object_type == 31 or index >= len(SAMPLE_RATES):
-        return None
-    return AacConfig(object_type, index, (extradata[1] >> 3) & 0x0F)
-
-
-def adts_frame(config: AacConfig, raw: bytes) -> bytes:
-    """``raw`` (one raw_data_block) with a 7-byte ADTS header: MPEG-4, no CRC, one block.
-
-    Raises ValueError for a configuration ADTS cannot carry (object type above 4)."""
-    if not 1 <= config.object_type <= 4:
-        raise ValueError(f"ADTS cannot carry AAC object type {config.object_type}")
-    length = 7 + len(raw)
-    if length >= 1 << 13:
-        raise ValueError(f"an ADTS frame of {length} bytes")
-    header = bytes((
-        0xFF, 0xF1,  # syncword, MPEG-4, layer 0, no CRC
-        ((config.object_type - 1) << 6) | (config.sampling_index << 2) | (config.channels >> 2),
-        ((config.channels & 3) << 6) | (length >> 11),
-        (length >> 3) & 0xFF,
-        ((length & 7) << 5) | 0x1F,  # buffer fullness 0x7FF: variable bit rate
-        0xFC,  # number_of_raw_data_blocks_in_frame - 1 = 0
-    ))
-    return header + raw
-
-
 class PauseFiller:
-    """Where an AAC track pauses while the program's clock goes on: the timestamps of the silent
+    """Where an audio track pauses while the program's clock goes on: the timestamps of the silent
     frames that fill it, and where the muxer's late unit goes.
 
-    All times are ticks of the track's ``time_base`` (seconds per tick); one frame (1024 samples)
-    lasts ``frame_ticks``. The shell tells it the program's clock (the reference stream's latest
+    All times are ticks of the track's ``time_base`` (seconds per tick); one frame lasts
+    ``frame_ticks``. The shell tells it the program's clock (the reference stream's latest
     dts, in this track's ticks) at each reference packet (``due``), each real packet it is about
     to write (``late``, then ``retime`` or ``resume``) and its end once known (``ended``), a
     discontinuity or a packet not written (``reset``: nothing is filled across them), and the end
     of the input (``finish``).
 
     The rule: once the real audio ends more than ``MIN_GAP_FRAMES`` frames before the clock less
-    ``FILL_LAG_S``, the track has paused and ``due`` returns filler frames, 1024 samples apart from
+    ``FILL_LAG_S``, the track has paused and ``due`` returns filler frames, a frame apart from
     the end of the real audio, up to the clock less ``FILL_LAG_S`` (at least ``batch`` at a time):
     written then, they land in the segments whose time they cover, behind the video as a muxer's
     interleave puts audio. A unit that continues the real audio from before the pause (the
@@ -246,7 +172,7 @@ class PauseFiller:
 
     def ended(self, end: Fraction | int, frames: int = 0) -> None:
         """The real packet last written (``resume``) ends at ``end`` ticks plus ``frames`` frames
-        (1024 samples each, counted exactly where a frame is not a whole number of ticks)."""
+        (counted exactly where a frame is not a whole number of ticks)."""
         self.end = self.real_end = self._units(end) + frames * self.frame
 
     def _frames(self, count: int) -> list[int]:
@@ -259,26 +185,30 @@ class PauseFiller:
         return [self._ticks(start + k * frame) for k in range(count)]
 
 
-class AdtsCounter:
-    """One MPEG-TS PID of ADTS audio, packet by packet: the continuity counter of its last packet
-    with payload, and the PES being received (stream_id, whole ADTS frames so far).
+class FrameCounter:
+    """One MPEG-TS PID of audio frames of ``family`` (``audioframes.FAMILIES``), packet by packet:
+    the continuity counter of its last packet with payload, and the PES being received
+    (stream_id, whole frames so far).
 
     ``packet`` takes each 188-byte packet of the PID in order. ``complete`` tells whether the PES
-    received so far ends at an ADTS frame boundary (and its PES_packet_length, when set, is
-    reached), so that filler may follow it; ``config`` is the first ADTS header's configuration.
+    received so far ends at a frame boundary (and its PES_packet_length, when set, is reached),
+    so that filler may follow it; ``format`` is the first frame header's. A PES whose payload
+    stops being frames of the family (a header missing where a frame ends, one whose length is
+    not in it) is not counted further: it is not ``complete``.
     """
 
-    __slots__ = ("cc", "stream_id", "frames", "config", "_skip", "_head", "_remaining", "_sync")
+    __slots__ = ("family", "cc", "stream_id", "frames", "format", "_skip", "_head", "_remaining", "_sync")
 
-    def __init__(self) -> None:
+    def __init__(self, family: Family) -> None:
+        self.family = family
         self.cc: int | None = None
         self.stream_id = 0xC0
-        self.frames = 0  # whole ADTS frames in the current PES so far
-        self.config: AacConfig | None = None
+        self.frames = 0  # whole frames in the current PES so far
+        self.format: AudioFormat | None = None
         self._skip = 0  # bytes of the current frame still to come
         self._head = b""  # a frame header split across packets
         self._remaining: int | None = None  # PES payload bytes still to come, when the length is set
-        self._sync = False  # in step with the ADTS frames of this PES
+        self._sync = False  # in step with the frames of this PES
 
     def packet(self, packet: bytes) -> None:
         control = (packet[3] >> 4) & 3
@@ -303,8 +233,8 @@ class AdtsCounter:
 
     def packets(self, packets: Iterable[bytes | memoryview]) -> None:
         """``packet`` for each of ``packets`` (188 bytes each, views of a larger buffer need not be
-        copied) in turn, with the same result; the ADTS frames of the payloads between two PES
-        starts are read once, joined, rather than packet by packet."""
+        copied) in turn, with the same result; the frames of the payloads between two PES starts
+        are read once, joined, rather than packet by packet."""
         payloads: list[bytes | memoryview] = []
         for packet in packets:
             flags = packet[3]
@@ -336,18 +266,19 @@ class AdtsCounter:
                 self._skip = position - len(data)
                 return
             self.frames += 1  # the frame still arriving is whole
+        family = self.family
         while position < len(data):
-            if len(data) - position < 7:
+            if len(data) - position < family.HEADER_BYTES:
                 self._head = data[position:]
                 self._skip = 0
                 return
-            length = ((data[position + 3] & 3) << 11) | (data[position + 4] << 3) | (data[position + 5] >> 5)
-            if length < 7 or not adts_header(data, position):
-                self._sync = False  # not ADTS here: this PES is not counted further
+            length = family.length(data, position)
+            if not length:
+                self._sync = False  # no frame of the family here: this PES is not counted further
                 self._skip = 0
                 return
-            if self.config is None:
-                self.config = adts_config(data[position : position + 7])
+            if self.format is None:
+                self.format = family.format(data, position)
             if position + length > len(data):
                 self._skip = position + length - len(data)
                 return
@@ -391,13 +322,12 @@ def _ts_packet(pid: int, cc: int, start: bool, payload: bytes) -> bytes:
 
 def filler_packets(pid: int, last_cc: int, stream_id: int, frame: bytes, pts_list: list[int]) -> bytes:
     """MPEG-TS packets on ``pid`` carrying one PES (``stream_id``, PTS from ``pts_list``, 90 kHz,
-    wrapped to 33 bits) per copy of the ADTS ``frame``; the first packet's continuity counter
+    wrapped to 33 bits) per copy of the audio ``frame``; the first packet's continuity counter
     follows ``last_cc``. The count of packets is a multiple of 16, so that the input's next packet
     on the PID still follows on: a PES is spread over more packets as needed, padded with
     adaptation-field stuffing, each packet at least one byte of it (the frame split first; the
     PES header too when a single frame needs it, as ISO/IEC 13818-1 allows: a PES is read whole).
-    Empty for an empty ``pts_list``. Frames of 171 bytes or more are not split further (silent
-    frames are a few bytes)."""
+    Empty for an empty ``pts_list``."""
     if not pts_list:
         return b""
     pes = [_pes(stream_id, pts, frame) for pts in pts_list]
@@ -453,8 +383,8 @@ def retimed_pes(packets: bytes, pts: int) -> bytes | None:
 
 
 class TsPauseFill:
-    """``PauseFiller`` for one ADTS audio PID of an MPEG-TS input copied packet by packet (the
-    fast path). Timestamps are unwrapped 90 kHz ticks (the cutter's); the PTS written are wrapped.
+    """``PauseFiller`` for one audio PID of an MPEG-TS input copied packet by packet (the fast
+    path), its frames of ``family`` (``audioframes.FAMILIES``). Timestamps are unwrapped 90 kHz ticks (the cutter's); the PTS written are wrapped.
 
     The splitter gives it every packet of the PID in input order (``packet``), tells it where a
     PES of the PID starts and what the cutter made of it (``unit``), the program's clock at each
@@ -462,17 +392,19 @@ class TsPauseFill:
     returns the MPEG-TS packets to insert there, on the PID, continuity counters following on
     (empty bytes most of the time). A PES that ``unit`` calls late is kept back by the splitter
     and handed to ``late_unit`` once whole, which returns it retimed (or None: left out).
-    ``silent_frame`` makes a configuration's raw silent frame (the shell's encoder), once.
+    ``silent_frame`` gives the silent frame of the track's format as the codec's encoder makes it
+    (raw AAC: ``family.framed`` adds the ADTS header), or None when none can be made (the shell
+    says why); it is asked once, at the first frame header.
     """
 
-    def __init__(self, pid: int, silent_frame: Callable[[AacConfig], bytes]) -> None:
+    def __init__(self, pid: int, family: Family, silent_frame: Callable[[AudioFormat], bytes | None]) -> None:
         self.pid = pid
-        self.counter = AdtsCounter()
+        self.counter = FrameCounter(family)
         self._silent_frame = silent_frame
         self._filler: PauseFiller | None = None
         self._frame_ticks = Fraction(0)
-        self._frame = b""  # the silent ADTS frame
-        self._refused = False  # the configuration cannot be filled
+        self._frame = b""  # the silent frame, as the track carries it
+        self._refused = False  # the track's format cannot be filled
         self._pts: int | None = None  # the current PES's unwrapped PTS
         self._open = False  # the current PES went into a segment and its end is not told yet
         self._late = False  # the current PES is a late unit, kept back until whole
@@ -481,7 +413,7 @@ class TsPauseFill:
         self.counter.packet(packet)
 
     def packets(self, packets: Iterable[bytes | memoryview]) -> None:
-        """``packet`` for each of ``packets`` in turn (``AdtsCounter.packets``)."""
+        """``packet`` for each of ``packets`` in turn (``FrameCounter.packets``)."""
         self.counter.packets(packets)
 
     def behind(self, clock: int) -> bool:
@@ -564,12 +496,13 @@ class TsPauseFill:
         return filler_packets(self.pid, self.counter.cc, self.counter.stream_id, self._frame, pts_list)
 
     def _ready(self) -> PauseFiller | None:
-        if self._filler is None and not self._refused and self.counter.config is not None:
-            config = self.counter.config
-            if not config.fillable:
+        if self._filler is None and not self._refused and self.counter.format is not None:
+            audio = self.counter.format
+            encoded = self._silent_frame(audio)
+            if encoded is None:
                 self._refused = True
                 return None
-            self._frame = adts_frame(config, self._silent_frame(config))
-            self._frame_ticks = config.frame_ticks(Fraction(1, TICKS_PER_SECOND))
+            self._frame = self.counter.family.framed(audio, encoded)
+            self._frame_ticks = audio.frame_ticks(Fraction(1, TICKS_PER_SECOND))
             self._filler = PauseFiller(self._frame_ticks, Fraction(1, TICKS_PER_SECOND), batch=FAST_BATCH_FRAMES)
         return self._filler

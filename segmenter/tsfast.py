@@ -41,7 +41,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
+from .audioframes import FAMILIES, AudioFormat
 from .cutter import Action, Cutter, SegmentTiming
 from .errors import SegmenterError
 from .randomaccess import ParameterSet, ParameterWatch
@@ -64,7 +66,7 @@ from .psi import (
     section,
     single_program_pat,
 )
-from .silence import LATE_UNIT_DROPPED, AacConfig, TsPauseFill
+from .silence import LATE_UNIT_DROPPED, TsPauseFill
 
 # Elementary streams the fast path can route (class ids 1..30 fit in the classification byte).
 MAX_STREAMS = 28
@@ -79,7 +81,6 @@ SPS_PACKETS = 8
 # Stream types (ISO/IEC 13818-1 table 2-34) whose keyframes the fast path can find.
 STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_HEVC = 0x24
-STREAM_TYPE_ADTS = 0x0F  # AAC in ADTS frames
 
 _PUSI_EVENT = re.compile(rb"[\x80-\xff]")
 _RUN = re.compile(rb"(.)\1*", re.S)
@@ -213,6 +214,7 @@ class Track:
     hevc: bool
     frame_ticks: int | None  # a video frame's duration in 90 kHz ticks, for the last segment's end
     data: bool = False  # a timed metadata or SCTE-35 PID: copied, never fed to the cutter
+    codec: str = ""  # an audio track's codec, as FFmpeg names it ("aac", "mp3"): its pauses are filled
 
 
 def check_routable(tracks: list[Track]) -> None:
@@ -326,10 +328,11 @@ class TsSplitter:
 
     def __init__(self, program: ProgramMap, tracks: Iterable[Track], cutter: Cutter,
                  watch: ParameterWatch | None = None,
-                 silent_frame: Callable[[AacConfig], bytes] | None = None) -> None:
+                 silent_frame: Callable[[int, AudioFormat], bytes | None] | None = None) -> None:
         """``watch``: the reference video stream's parameters; a keyframe carrying new ones is
         cut at (``Cutter.feed``'s ``cut_here``) and its segment's OPEN says so. ``silent_frame``:
-        makes a raw silent AAC frame for a configuration; pauses in ADTS tracks are then filled
+        makes the silent frame of a track (its stream index) in a format, or None; pauses in
+        audio tracks whose ``codec`` has a frame family (``audioframes.FAMILIES``) are then filled
         with silence (silence.TsPauseFill)."""
         tracks = list(tracks)
         check_routable(tracks)
@@ -365,10 +368,10 @@ class TsSplitter:
         self._grid = PacketGrid(synced=True)  # looked for only once a packet is out of step
         self._events: list[tuple] = []
         self._pending: tuple[_Segment, memoryview, int, int] | None = None
-        # Silence for pauses in ADTS tracks, by class, fed every packet of their PID (_feed_fill).
-        types = dict(program.streams)
-        self._fills = {number: TsPauseFill(track.pid, silent_frame) for number, track in enumerate(tracks, 1)
-                       if silent_frame is not None and types.get(track.pid) == STREAM_TYPE_ADTS}
+        # Silence for pauses in audio tracks, by class, fed every packet of their PID (_feed_fill).
+        self._fills = {number: TsPauseFill(track.pid, FAMILIES[track.codec], partial(silent_frame, track.index))
+                       for number, track in enumerate(tracks, 1)
+                       if silent_frame is not None and not track.video and track.codec in FAMILIES}
         self._fed = dict.fromkeys(self._fills, 0)  # packets of the chunk given to each fill so far
         self._fill_chunk = (memoryview(b""), b"")  # the chunk, and its packets' classes
         self._late: dict[int, list[bytes]] = {}  # late units kept back (TsPauseFill.unit), by class
@@ -584,7 +587,7 @@ class TsSplitter:
 
     def _fill(self, cls: int, track: Track, action: Action, at: int) -> list[bytes] | None:
         """Silence due at a unit start (packet ``at`` of the chunk): at a reference unit, for the
-        pauses still open; at an ADTS unit, before the unit that ends a pause. Returns the list
+        pauses still open; at an audio unit, before the unit that ends a pause. Returns the list
         that keeps the unit back when it is the muxer's late unit (None otherwise)."""
         cutter = self.cutter
         if action is Action.CUT and cutter.discontinuity:

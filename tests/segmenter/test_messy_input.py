@@ -105,35 +105,39 @@ def assert_every_packet_kept(source: Path, published: Published, kinds: tuple[st
 
 
 def audio_frames(path: Path) -> list[tuple[int, bytes]]:
-    """(pts, bytes) of every audio packet (one AAC frame each, as FFmpeg's parser splits them)."""
+    """(pts, bytes) of every audio packet (one frame each, as FFmpeg's parsers split them)."""
     with av.open(str(path)) as container:
         return [(packet.pts, bytes(packet)) for packet in container.demux(audio=0) if packet.pts is not None]
 
 
-def assert_audio_pause_filled(source: Path, published: Published) -> None:
-    """The segments' audio has no hole: one frame after the other, 1024 samples apart, from the
-    first to the last; every input frame is in it (but those before the first video keyframe),
-    at its own pts but for the muxer's late unit (at most LATE_UNIT_S of frames that followed on
-    from the audio before the pause, moved into it); every other frame is one silent frame."""
+def assert_audio_pause_filled(source: Path, published: Published, samples: int = 1024) -> None:
+    """The segments' audio has no hole: one frame after the other, ``samples`` samples (at 48 kHz)
+    apart, from the first to the last; every input frame is in it (but those before the first
+    video keyframe), at its own pts but for the muxer's late unit (at most LATE_UNIT_S of frames
+    that followed on from the audio before the pause, moved into it); every other frame is one
+    silent frame. Where the resumed audio is off the filler's grid of frames (frames of other
+    than the 1024 samples ffmpeg's source gives at a time), less than a frame is left there."""
+    frame = samples * 90000 // 48000
     source_info = probe(source)
     first_key = source_info.video.keyframe_pts[0]  # type: ignore[union-attr]
     source_frames = audio_frames(source)
-    want = sorted((pts, data) for pts, data in source_frames if pts + AAC_FRAME_TICKS > first_key)
+    want = sorted((pts, data) for pts, data in source_frames if pts + frame > first_key)
     got = sorted(frame for path in segment_files(published.out_dir) for frame in audio_frames(path))
-    steps = {b[0] - a[0] for a, b in zip(got, got[1:])}
-    assert steps <= {AAC_FRAME_TICKS, AAC_FRAME_TICKS + 1}, sorted(steps)  # 1920 ticks, rounded
+    steps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+    off_grid = [step for step in steps if not frame <= step <= frame + 1]  # a frame's ticks, rounded
+    assert len(off_grid) <= (samples != 1024) and all(frame < step < 2 * frame for step in off_grid), sorted(set(steps))
     assert not Counter(data for _, data in want) - Counter(data for _, data in got), "input frames missing"
     moved = sorted(set(want) - set(got))
     pause = max(zip(want, want[1:]), key=lambda pair: pair[1][0] - pair[0][0])  # the frames around it
-    assert len(moved) * AAC_FRAME_TICKS <= 90000 * LATE_UNIT_S, len(moved)
+    assert len(moved) * frame <= 90000 * LATE_UNIT_S, len(moved)
     assert all(pause[0][0] - 90000 * LATE_UNIT_S < pts <= pause[0][0] for pts, _ in moved), (pause[0][0], moved)
     filler = Counter(data for _, data in got) - Counter(data for _, data in source_frames)
-    assert len(filler) == 1 and sum(filler.values()) >= (pause[1][0] - pause[0][0]) // AAC_FRAME_TICKS - 2, filler
+    assert len(filler) == 1 and sum(filler.values()) >= (pause[1][0] - pause[0][0]) // frame - 2, filler
     pcm = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-i", published.playlist_url, "-map", "0:a",
                           "-f", "s16le", "-ac", "1", "-ar", "48000", "-"], capture_output=True, timeout=120)
     assert pcm.returncode == 0 and not pcm.stderr, pcm.stderr
-    samples = len(pcm.stdout) // 2
-    assert abs(samples - len(got) * 1024) <= 2048, (samples, len(got) * 1024)
+    count = len(pcm.stdout) // 2
+    assert abs(count - len(got) * samples) <= 2 * samples, (count, len(got) * samples)
 
 
 def decoded(url: str, stream: str) -> list[str]:

@@ -8,21 +8,10 @@ from fractions import Fraction
 import av
 import pytest
 
+from segmenter.audioframes import AacConfig, Adts, AudioFormat, aac_format, adts_config, adts_frame, adts_header, asc_config
 from segmenter.cutter import DISCONTINUITY_GAP_S, Cutter, StreamInfo, StreamKind
-from segmenter.pyavrun import silent_aac_frame
-from segmenter.silence import (
-    FILL_LAG_S,
-    AacConfig,
-    AdtsCounter,
-    PauseFiller,
-    TsPauseFill,
-    adts_config,
-    adts_frame,
-    adts_header,
-    asc_config,
-    filler_packets,
-    retimed_pes,
-)
+from segmenter.silence import FILL_LAG_S, FrameCounter, PauseFiller, TsPauseFill, filler_packets, retimed_pes
+from segmenter.silentframe import silent_frame, silent_frame_or_none
 from segmenter.tsfast import DATA, DROPPED, OPEN, Track, TsSplitter, find_program
 from tests.support.media import MediaCache
 from tests.support.segmenter_media import TS_PACKET_BYTES
@@ -41,6 +30,16 @@ def pes_pts(packet: bytes) -> int:
     offset = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
     b = packet[offset + 9 : offset + 14]
     return ((b[0] & 0x0E) << 29) | (b[1] << 22) | ((b[2] & 0xFE) << 14) | (b[3] << 7) | (b[4] >> 1)
+
+
+def silent_aac_frame(config: AacConfig) -> bytes:
+    """The raw silent frame of an AAC configuration, as the shell makes it."""
+    return silent_frame(aac_format(config))
+
+
+def silent_or_none(audio: AudioFormat) -> bytes | None:
+    """The fast path's ``silent_frame`` for one track (stream #1)."""
+    return silent_frame_or_none(1, audio)
 
 
 def decode_adts(frames: list[bytes]) -> list[av.AudioFrame]:
@@ -68,15 +67,15 @@ def test_an_adts_header_is_found_at_a_position_only_with_its_seven_bytes_there()
     assert not adts_header(data[:19], 13) and not adts_header(data, 1)  # six bytes left; no syncword
 
 
-def test_audio_specific_config_is_read_and_only_aac_lc_1_to_6_channels_is_fillable() -> None:
+def test_audio_specific_config_is_read_and_only_aac_lc_1_to_7_channels_is_fillable() -> None:
     assert asc_config(bytes.fromhex("1190")) == STEREO_48K
     assert asc_config(bytes.fromhex("1188")) == AacConfig(2, 3, 1)
     assert asc_config(b"") is None and asc_config(None) is None
     assert asc_config(bytes.fromhex("f800")) is None  # escaped object type
-    assert STEREO_48K.fillable and AacConfig(2, 4, 6).fillable
-    assert not AacConfig(5, 3, 2).fillable  # HE-AAC signalled explicitly
-    assert not AacConfig(2, 3, 0).fillable  # channels in a PCE
-    assert not AacConfig(2, 3, 7).fillable
+    assert not aac_format(STEREO_48K).unfillable and not aac_format(AacConfig(2, 4, 6)).unfillable
+    assert not aac_format(AacConfig(2, 3, 7)).unfillable  # 7.1
+    assert "object type 5" in aac_format(AacConfig(5, 3, 2)).unfillable  # HE-AAC signalled explicitly
+    assert "PCE" in aac_format(AacConfig(2, 3, 0)).unfillable  # channels in a PCE
     with pytest.raises(ValueError, match="object type 5"):
         adts_frame(AacConfig(5, 3, 2), b"\x00")
 
@@ -132,17 +131,18 @@ def test_headers_of_other_audio_or_with_a_reserved_sample_rate_give_no_configura
     assert asc_config(bytes((0x15, 0x90))) == AacConfig(2, 11, 2)  # 8 kHz, the last listed
 
 
-@pytest.mark.parametrize("config", [STEREO_48K, AacConfig(2, 4, 1), AacConfig(2, 3, 6), AacConfig(2, 8, 2)])
+@pytest.mark.parametrize("config", [STEREO_48K, AacConfig(2, 4, 1), AacConfig(2, 3, 6), AacConfig(2, 8, 2),
+                                    AacConfig(2, 3, 7)])
 def test_silent_frame_decodes_to_1024_samples_of_silence(config: AacConfig) -> None:
     frame = adts_frame(config, silent_aac_frame(config))
     decoded = decode_adts([frame, frame, frame])
     assert len(decoded) == 3
     for audio in decoded:
         assert audio.samples == 1024 and audio.sample_rate == config.sample_rate
-        assert len(audio.layout.channels) == config.channels
-        assert all(not any(bytes(plane)) for plane in audio.planes)
-    with pytest.raises(ValueError):
-        silent_aac_frame(AacConfig(2, 3, 7))
+        assert len(audio.layout.channels) == aac_format(config).channels
+        assert all(not any(bytes(plane)) for plane in audio.planes[: len(audio.layout.channels)])
+    with pytest.raises(ValueError, match="PCE"):
+        silent_aac_frame(AacConfig(2, 3, 0))
 
 
 # -- when and what to fill ----------------------------------------------------------------------
@@ -152,7 +152,7 @@ LAG = int(FILL_LAG_S * SECOND)
 
 
 def filler(batch: int = 1) -> PauseFiller:
-    return PauseFiller(STEREO_48K.frame_ticks(TICKS), TICKS, batch=batch)
+    return PauseFiller(aac_format(STEREO_48K).frame_ticks(TICKS), TICKS, batch=batch)
 
 
 def written(gaps: PauseFiller, pts: int, clock: int) -> list[int]:
@@ -236,7 +236,7 @@ def test_at_the_end_of_input_a_pause_being_filled_is_filled_to_the_end_and_no_ot
 
 def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> None:
     config = AacConfig(2, 4, 2)  # 44.1 kHz: a frame is 1024/44100 s, 23.2 ms
-    frame = config.frame_ticks(Fraction(1, 1000))
+    frame = aac_format(config).frame_ticks(Fraction(1, 1000))
     gaps = PauseFiller(frame, Fraction(1, 1000))
     gaps.resume(0, 0)
     gaps.ended(frame)
@@ -246,7 +246,7 @@ def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> N
 
 
 def test_at_44_1_khz_in_90_khz_ticks_the_frames_are_counted_exactly_and_rounded_only_on_output() -> None:
-    frame = AacConfig(2, 4, 2).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
+    frame = aac_format(AacConfig(2, 4, 2)).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
     by_frames, by_ticks = PauseFiller(frame, TICKS), PauseFiller(frame, TICKS)
     for gaps in (by_frames, by_ticks):
         gaps.resume(SECOND, SECOND)
@@ -420,7 +420,7 @@ def test_filler_packets_are_conforming_packets_each_carrying_part_of_one_pes_for
     if len(frame) < 15:
         return  # a single frame too short to split into 15 parts: its PES header is split too
     assert all(len(payloads[k]) >= 14 for k in starts)  # else the PES header is whole in one packet
-    counter = AdtsCounter()  # the frames as the fast path counts them: one whole frame per PES
+    counter = FrameCounter(Adts)  # the frames as the fast path counts them: one whole frame per PES
     for k, packet in enumerate(packets):
         counter.packet(packet)
         if k + 1 in (*starts[1:], len(packets)):
@@ -503,17 +503,17 @@ def test_retimed_pes_needs_a_pes_start_with_its_timestamps_whole_in_the_first_pa
 def test_adts_counter_counts_whole_frames_across_packets_and_knows_an_unfinished_pes() -> None:
     frame = adts_frame(STEREO_48K, bytes(range(200)))  # frames straddle packets
     packets = pes_packets(frame * 5)
-    counter = AdtsCounter()
+    counter = FrameCounter(Adts)
     for packet in packets[:-1]:
         counter.packet(packet)
     assert not counter.complete and counter.frames < 5
     counter.packet(packets[-1])
     assert counter.complete and counter.frames == 5 and counter.cc == len(packets) - 1
-    assert counter.config == STEREO_48K and counter.stream_id == 0xC0
+    assert counter.format == aac_format(STEREO_48K) and counter.stream_id == 0xC0
 
 
-def counted(packets: list[bytes], counter: AdtsCounter | None = None) -> AdtsCounter:
-    counter = counter or AdtsCounter()
+def counted(packets: list[bytes], counter: FrameCounter | None = None) -> FrameCounter:
+    counter = counter or FrameCounter(Adts)
     for packet in packets:
         counter.packet(packet)
     return counter
@@ -523,12 +523,12 @@ SMALL = adts_frame(STEREO_48K, bytes(39))  # 46 bytes: four fill a packet's payl
 
 
 def test_a_counter_joining_a_pid_in_the_middle_of_a_pes_waits_for_the_next_pes() -> None:
-    counter = AdtsCounter()
-    assert counter.cc is None and counter.frames == 0 and counter.config is None and not counter.complete
+    counter = FrameCounter(Adts)
+    assert counter.cc is None and counter.frames == 0 and counter.format is None and not counter.complete
     counted([ts_packet(SMALL * 4, 3, start=False)], counter)
-    assert counter.cc == 3 and counter.frames == 0 and counter.config is None and not counter.complete
+    assert counter.cc == 3 and counter.frames == 0 and counter.format is None and not counter.complete
     counted(pes_packets(SMALL * 2, cc=4), counter)
-    assert counter.frames == 2 and counter.complete and counter.config == STEREO_48K
+    assert counter.frames == 2 and counter.complete and counter.format == aac_format(STEREO_48K)
 
 
 def test_a_counter_reads_a_pes_to_its_packet_length_or_to_the_next_pes_when_it_is_unbounded() -> None:
@@ -575,14 +575,15 @@ def test_a_pes_header_ending_with_its_first_packet_is_read_and_one_split_across_
 
 # -- the fast path --------------------------------------------------------------------------------
 
-def split(data: bytes, *, silence: bool) -> tuple[dict[int, bytes], list[tuple]]:
-    """``data`` through the fast path's splitter at 2 s: segment number -> bytes, and DROPPED events."""
+def split(data: bytes, *, silence: bool, codec: str = "aac") -> tuple[dict[int, bytes], list[tuple]]:
+    """``data`` (video, then audio of ``codec``) through the fast path's splitter at 2 s: segment
+    number -> bytes, and DROPPED events."""
     program = find_program(data)
     pids = [pid for pid, _ in program.streams]
-    tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None)]
+    tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None, codec=codec)]
     cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
                     Fraction(2))
-    splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_aac_frame if silence else None)
+    splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_frame_or_none if silence else None)
     events = []
     for start in range(0, len(data), 50000):
         events += splitter.feed(data[start : start + 50000])
@@ -654,7 +655,7 @@ class AudioPid:
     gives it: each PES announced (``unit``) before its packets, the video's clock (``due``)."""
 
     def __init__(self) -> None:
-        self.fill = TsPauseFill(0x101, silent_aac_frame)
+        self.fill = TsPauseFill(0x101, Adts, silent_or_none)
         self.cc = 0
         self.filler: list[bytes] = []  # what the fill returned, each non-empty piece
         self.packets: list[bytes] = []  # the last PES's packets
@@ -697,7 +698,7 @@ VIDEO = 3600  # 25 fps
 
 
 def test_the_fast_path_fills_a_pause_behind_the_clock_in_batches_and_to_the_end_of_input() -> None:
-    assert TsPauseFill(0x101, silent_aac_frame).finish(SECOND) == b""  # no audio seen: nothing
+    assert TsPauseFill(0x101, Adts, silent_or_none).finish(SECOND) == b""  # no audio seen: nothing
     audio = AudioPid()
     audio.play(range(0, SECOND, FRAME), range(0, 8 * SECOND, VIDEO))
     assert audio.filler
@@ -714,7 +715,7 @@ def test_the_fast_path_fills_a_pause_behind_the_clock_in_batches_and_to_the_end_
 
 
 def test_the_fast_path_fills_nothing_across_a_discontinuity_or_a_pes_left_out() -> None:
-    TsPauseFill(0x101, silent_aac_frame).reset()  # before any audio
+    TsPauseFill(0x101, Adts, silent_or_none).reset()  # before any audio
     for end in ("discontinuity", "left out"):
         audio = AudioPid()
         audio.play(range(0, SECOND, FRAME), range(0, 4 * SECOND, VIDEO))

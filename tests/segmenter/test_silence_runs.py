@@ -1,4 +1,4 @@
-"""The fast path's pause filler read a run of packets at a time (AdtsCounter.packets) and asked
+"""The fast path's pause filler read a run of packets at a time (FrameCounter.packets) and asked
 for filler only when the audio is behind the clock (TsPauseFill.behind): the same results as
 packet by packet and at every reference unit."""
 
@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from segmenter.pyavrun import silent_aac_frame
-from segmenter.silence import INTERLEAVE_S, TICKS_PER_SECOND, AacConfig, AdtsCounter, TsPauseFill, adts_frame
+from segmenter.audioframes import AacConfig, Adts, adts_frame
+from segmenter.silence import INTERLEAVE_S, TICKS_PER_SECOND, FrameCounter, TsPauseFill
 from segmenter.tsfast import find_program
-from tests.segmenter.test_silence import FRAME, STEREO_48K, adts_frames, audio_pes, pid_packets, split
+from tests.segmenter.test_silence import FRAME, STEREO_48K, adts_frames, audio_pes, pid_packets, silent_or_none, split
 from tests.support.media import MediaCache
 
 PID = 0x101
@@ -34,8 +34,8 @@ def pes_packets(pts: int, payload: bytes, *, cc: int = 0, bounded: bool = True) 
     return packets
 
 
-def state(counter: AdtsCounter) -> tuple:
-    return counter.cc, counter.stream_id, counter.frames, counter.config, counter.complete
+def state(counter: FrameCounter) -> tuple:
+    return counter.cc, counter.stream_id, counter.frames, counter.format, counter.complete
 
 
 def assert_runs_read_as_packets(packets: list[bytes]) -> None:
@@ -45,7 +45,7 @@ def assert_runs_read_as_packets(packets: list[bytes]) -> None:
     views = [buffer[i * 188 : (i + 1) * 188] for i in range(len(packets))]
     for size in (1, 2, 3, 7, len(packets)):
         for source in (packets, views):
-            one, runs = AdtsCounter(), AdtsCounter()
+            one, runs = FrameCounter(Adts), FrameCounter(Adts)
             for start in range(0, len(packets), size):
                 for packet in packets[start : start + size]:
                     one.packet(packet)
@@ -76,7 +76,7 @@ def test_packets_read_a_run_at_a_time_count_odd_pes_as_one_by_one(case: str) -> 
 
 def test_the_filler_is_asked_only_when_the_audio_is_behind_the_clock_by_more_than_the_interleave() -> None:
     frame = adts_frame(STEREO_48K, bytes(range(200)))
-    fill = TsPauseFill(PID, silent_aac_frame)
+    fill = TsPauseFill(PID, Adts, silent_or_none)
     assert not fill.behind(10**9)  # the track's configuration is not known yet: nothing to fill
     start = 90000
     fill.unit(start, True, start)
@@ -113,7 +113,7 @@ def test_a_pause_shorter_than_the_lag_is_filled_on_the_fast_path(media: MediaCac
 
 def test_a_configuration_that_cannot_be_filled_is_never_behind() -> None:
     explicit = AacConfig(2, 3, 0)  # channel configuration in a PCE: not fillable
-    fill = TsPauseFill(PID, silent_aac_frame)
+    fill = TsPauseFill(PID, Adts, silent_or_none)
     fill.packets(pes_packets(0, adts_frame(explicit, bytes(100)) * 4))
     fill.unit(4 * FRAME, True, 4 * FRAME)
     assert not fill.behind(10 * TICKS_PER_SECOND) and fill.due(10 * TICKS_PER_SECOND) == b""

@@ -182,11 +182,19 @@ def _tone_frame(first_sample: int, count: int, sample_rate: int) -> av.AudioFram
     frame.sample_rate = sample_rate
     return frame
 
+# ffmpeg's audio encoder and bit rate for each codec make_encoder_ts can give its audio.
+ENCODER_AUDIO = {
+    "aac": ("aac", "64k"), "mp2": ("mp2", "128k"), "mp3": ("libmp3lame", "128k"), "ac3": ("ac3", "192k"),
+    "eac3": ("eac3", "96k"),
+}
+
+
 def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_frames: int = 50,
                     keyframes_at: tuple[float, ...] = (), video_gap: tuple[float, float] | None = None,
-                    audio_gap: tuple[float, float] | None = None, b_frames: int = 0) -> Path:
-    """H.264 + AAC in MPEG-TS from the ffmpeg command line, as a live encoder with an odd timing
-    makes it (ffmpeg's own muxer, with its usual interleave of up to 0.7 s).
+                    audio_gap: tuple[float, float] | None = None, b_frames: int = 0, audio_codec: str = "aac") -> Path:
+    """H.264 + AAC (or ``audio_codec``: a key of ENCODER_AUDIO; 48 kHz stereo) in MPEG-TS from the
+    ffmpeg command line, as a live encoder with an odd timing makes it (ffmpeg's own muxer, with
+    its usual interleave of up to 0.7 s).
 
     ``keyframes_at`` (seconds) replaces the regular GOP of ``gop_frames`` by keyframes at exactly
     those times (a lost or late keyframe, one long GOP). ``video_gap`` / ``audio_gap`` (start,
@@ -208,7 +216,7 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
          *(["-af", ",".join(audio_filters)] if audio_filters else []),
          "-fps_mode", "passthrough",
          "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-bf", str(b_frames), "-sc_threshold", "0", *keys,
-         "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp)],
+         "-c:a", ENCODER_AUDIO[audio_codec][0], "-b:a", ENCODER_AUDIO[audio_codec][1], "-f", "mpegts", str(tmp)],
         check=True, timeout=120,
     )
     os.replace(tmp, path)

@@ -1,0 +1,63 @@
+"""A pause in an MP2, MP3, AC-3 or E-AC-3 track while the video goes on, end to end: ffmpeg makes
+the input as a live encoder would, hls-segment (the fast path for each codec, the PyAV path for
+two) fills the pause with silent frames of the track's own format, hls-uploadd publishes it to
+SeaweedFS, every playlist version is checked, and the audio has no hole: every input frame is
+kept, ffmpeg decodes the playlist without an error to as many samples as the timeline holds, and
+Chromium plays it to its end (native HLS and hls.js) where it can play the codec at all."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import chromium
+from tests.support.media import MediaCache, probe
+from tests.support.seaweed import SeaweedServer
+
+from .test_messy_input import (
+    SECONDS,
+    assert_audio_pause_filled,
+    assert_every_packet_kept,
+    assert_within_target,
+    ffmpeg_plays,
+    played_to_the_end,
+    publish,
+)
+
+SAMPLES = {"mp2": 1152, "mp3": 1152, "ac3": 1536, "eac3": 1536}  # per frame, at 48 kHz
+
+# Codecs whose audio Chromium decodes from MPEG-TS HLS, native and with hls.js (Debian's Chromium
+# decodes no AC-3 or E-AC-3: it plays their video alone; hls.js stops at E-AC-3 with a
+# fragParsingError, pause or no pause).
+CHROMIUM_PLAYS = {"mp2", "mp3"}
+
+
+@pytest.mark.parametrize("codec, path", [
+    ("mp2", "fast-path"), ("mp3", "fast-path"), ("ac3", "fast-path"), ("eac3", "fast-path"),
+    ("mp3", "pyav"), ("ac3", "pyav"),
+])
+def test_an_audio_pause_of_each_codec_is_filled_with_its_silence(
+    codec: str, path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    source = media.encoder_ts(seconds=SECONDS, audio_gap=(5, 11), audio_codec=codec)
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert ("MPEG-TS fast path: cutting" in published.stderr) == (path == "fast-path"), published.stderr
+    assert "pauses are not filled" not in published.stderr and "not filled with silence" not in published.stderr
+    assert_within_target(published, "2")
+    assert "#EXT-X-DISCONTINUITY\n" not in published.text
+    assert_every_packet_kept(source, published, ("video",))
+    assert_audio_pause_filled(source, published, SAMPLES[codec])
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(source).duration_s, abs=0.1)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    if codec not in CHROMIUM_PLAYS:
+        return
+    chromium()
+    for engine, status in played_to_the_end(published.page_url).items():
+        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
+        assert ended, f"{engine}: {status}"
+        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status

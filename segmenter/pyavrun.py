@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -255,10 +254,7 @@ class PyAVRun(SegmentRun):
                     self._write_silence(audio, silence.filler.due(self._in(audio, packet.dts)))
         # Read before muxing: the muxer takes the packet's data.
         data = bytes(packet) if self.start.wants(index) else None
-        try:
-            self.writer.write(index, packet)  # type: ignore[union-attr]
-        except av.error.FFmpegError as error:
-            self._drop(index, f"the muxer refused it: {error}")
+        if not self._mux(index, packet):
             return
         if data is not None:
             self.start.feed(index, data)
@@ -297,7 +293,7 @@ class PyAVRun(SegmentRun):
             audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
         channels = stream.codec_context.channels
         if audio is not None and not audio.unfillable and audio.channels != channels:
-            audio = replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
+            audio = dataclasses.replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
         silence = None
         if audio is None:
             log.info("stream #%d: pauses are not filled with silence (%s of unknown format)", index, self._codecs[index])
@@ -308,14 +304,31 @@ class PyAVRun(SegmentRun):
         return silence
 
     def _write_silence(self, index: int, pts_list: list[int]) -> None:
+        """Silent frames at ``pts_list`` (ticks of stream ``index``) into the open segment; the
+        first one the muxer refuses ends this pause's filling (``_mux``)."""
         silence = self._silence[index]
-        assert silence is not None and self.writer is not None
+        assert silence is not None
         for pts in pts_list:
             packet = av.Packet(silence.payload)
             packet.pts = packet.dts = pts
             packet.duration = silence.duration
             packet.time_base = silence.time_base
-            self.writer.write(index, packet)
+            if not self._mux(index, packet):
+                return
+
+    def _mux(self, index: int, packet: av.Packet) -> bool:
+        """``packet`` to the open segment's muxer. One it refuses (a timestamp not after the
+        stream's last one) is left out, said once per segment, and counted, and the stream's pause
+        filling stops there (``_drop``); False then. A failure to write the file
+        (av.error.OSError: a full disk) is raised: the segment cannot be completed."""
+        try:
+            self.writer.write(index, packet)  # type: ignore[union-attr]
+        except av.error.FFmpegError as error:
+            if isinstance(error, OSError):
+                raise
+            self._drop(index, f"the muxer refused it ({error.strerror})")
+            return False
+        return True
 
     def _write_data(self, index: int, packet: av.Packet) -> None:
         """A timed metadata packet: into the open segment (kept for the first one until it opens),
@@ -330,18 +343,12 @@ class PyAVRun(SegmentRun):
                     packet.pts += shift
             self._data_last[index] = packet.dts
         if self.writer is not None:
-            self._mux_data(packet)
+            self._mux(packet.stream_index, packet)
         elif len(self._early_data) < MAX_EARLY_DATA_PACKETS:
             self._early_data.append(packet)
         else:
             self._drop(index, f"metadata before the first segment, beyond {MAX_EARLY_DATA_PACKETS} packets")
 
-    def _mux_data(self, packet: av.Packet) -> None:
-        index = packet.stream_index
-        try:
-            self.writer.write(index, packet)  # type: ignore[union-attr]
-        except av.error.FFmpegError as error:
-            self._drop(index, f"the muxer refused it: {error}")
 
     def _drop(self, index: int, reason: str, *, late: bool = False) -> None:
         """``late``: the muxer's late unit over a pause, whose filling goes on."""
@@ -374,7 +381,7 @@ class PyAVRun(SegmentRun):
                                     self.streams + self.data_streams, program_number=self.description.program)
         self.start = SegmentStart(self._video)
         for early in self._early_data:
-            self._mux_data(early)
+            self._mux(early.stream_index, early)
         self._early_data.clear()
         if self.cutter.settled:
             self._settle()

@@ -29,7 +29,7 @@ from tests.support.seaweed import SeaweedServer
 from tests.support.segmenter_media import HLS_SEGMENT, INDEX, KEY_PREFIX, PREFIX, segment_files
 from tests.support.viewer import read_playlist
 
-from .ts_surgery import AUDIO_PID, VIDEO_PID, remove_frames, remove_packets, strip_pts
+from .ts_surgery import AUDIO_PID, VIDEO_PID, remove_frames, remove_packets, shift_pts, strip_pts
 
 pytestmark = pytest.mark.usefixtures("segmenter_path")
 
@@ -391,6 +391,32 @@ def test_audio_only_input_whose_first_track_never_sends_is_cut_on_the_other_trac
     left_out = [line for line in published.stderr.splitlines() if "sent no packet" in line]
     assert len(left_out) == 1 and f"PID 0x{FIRST_AUDIO_PID:x}" in left_out[0], published.stderr
     assert "the other streams' clock" not in published.stderr, published.stderr
+
+
+def test_audio_frames_dated_before_the_ones_before_them_are_kept_or_left_out_alone(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # One audio PES (16 AAC frames) dated 0.1 s early (an encoder's jitter): no new timeline. The
+    # fast path copies it as it came. FFmpeg's muxer (the PyAV path) refuses a frame timed at or
+    # before the stream's last one: the frames of it overlapping the ones before (4) are left
+    # out, said in one line, and counted; the rest of the stream is published.
+    source = tmp_path / "audio-jitter.ts"
+    source.write_bytes(shift_pts(media.encoder_ts(seconds=SECONDS).read_bytes(), AUDIO_PID, 30, -9000))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert not any(segment.discontinuity for segment in published.playlist.segments)
+    assert_every_packet_kept(source, published, ("video",))
+    refused = re.findall(r"stream #1: dropping packets for segment \d+: the muxer refused it \(Invalid argument\)",
+                         published.stderr)
+    assert len(refused) == (segmenter_path == "pyav"), published.stderr
+    # Every frame of the input from the first video keyframe on, timed or not as FFmpeg reads it.
+    with av.open(str(source)) as container:
+        first_key = probe(source).video.keyframe_pts[0]  # type: ignore[union-attr]
+        frames = [(packet.pts, bytes(packet)) for packet in container.demux(audio=0) if packet.size]
+        start = next(n for n, (pts, _) in enumerate(frames) if pts is not None and pts + AAC_FRAME_TICKS > first_key)
+        want = Counter(data for _, data in frames[start:])
+    got = Counter(data for path in segment_files(published.out_dir) for _, data in audio_frames(path))
+    assert sum((want - got).values()) == (4 if segmenter_path == "pyav" else 0), want - got
 
 
 def pid_pts(path: Path, pid: int) -> list[int]:

@@ -220,3 +220,24 @@ def strip_pts(data: bytes, pid: int, count: int | None = None) -> bytes:
             stripped += 1
         out.append(packet)
     return b"".join(out)
+
+
+def shift_pts(data: bytes, pid: int, number: int, ticks: int) -> bytes:
+    """``data`` with the PTS of the ``number``-th PES packet of ``pid`` (from 0; one with a PTS
+    only) moved by ``ticks`` (90 kHz): an encoder's timestamp jitter."""
+    out = []
+    seen = 0
+    for packet in packets(data):
+        if packet_pid(packet) == pid and packet[1] & 0x40:
+            if seen == number:
+                offset = payload_offset(packet)
+                assert offset is not None and packet[offset + 7] == 0x80, "a PES with more than a PTS"
+                pts = pes_pts(packet)
+                assert pts is not None
+                header = bytearray(packet)
+                header[offset + 9 : offset + 14] = _pts_field(pts + ticks)
+                packet = bytes(header)
+            seen += 1
+        out.append(packet)
+    assert seen > number, f"{seen} PES packets on PID 0x{pid:x}"
+    return b"".join(out)

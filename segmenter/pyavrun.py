@@ -265,7 +265,9 @@ class PyAVRun(SegmentRun):
         dropped, said)."""
         filler = silence.filler
         clock = None if self._clock is None else self._in(index, self._clock)
-        duration = packet.duration or silence.duration
+        # One packet is one frame of the codec, whatever the container says it lasts (an MP4
+        # sample before a pause lasts up to the next one: the whole pause).
+        duration = silence.duration
         if clock is not None and filler.late(packet.pts):
             pts = filler.retime(duration, clock)
             if pts is None:

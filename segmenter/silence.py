@@ -445,10 +445,12 @@ class TsPauseFill:
         self._close()
         return self._packets(filler.finish(clock))
 
-    def unit(self, pts: int | None, written: bool, clock: int | None) -> tuple[bytes, bool]:
+    def unit(self, pts: int | None, written: bool, clock: int | None, *, held: bool = False) -> tuple[bytes, bool]:
         """A PES of the PID starts at ``pts`` (its packets not yet given to ``packet``), the
         cutter writing it or not, the program's clock at ``clock``: the packets to insert before
-        it, and whether it is a late unit (kept back, then ``late_unit``)."""
+        it, and whether it is a late unit (kept back, then ``late_unit``). ``held``: the cutter
+        keeps it back for the next segment (it is written, after what is inserted now); it is
+        then never taken for a late unit."""
         filler = self._ready()
         if filler is None:
             return b"", False
@@ -456,7 +458,7 @@ class TsPauseFill:
         if not written or pts is None:
             filler.reset()
             return b"", False
-        if clock is not None and filler.late(pts):
+        if clock is not None and not held and filler.late(pts):
             self._late = True
             return b"", True
         fills = filler.resume(pts, clock)

@@ -611,7 +611,8 @@ class TsSplitter:
         self._feed_fill(cls, at)
         if cls in self._late:
             self._end_late(cls, fill)
-        data, late = fill.unit(cutter.pts, action is Action.WRITE or action is Action.CUT, self._clock)
+        # A unit the cutter holds back is written later, in order: the filler goes on up to it.
+        data, late = fill.unit(cutter.pts, action is not Action.DROP, self._clock, held=action is Action.HOLD)
         self._insert(data)
         if not late:
             return None

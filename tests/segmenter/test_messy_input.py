@@ -9,6 +9,7 @@ published stream to its end.
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 from collections import Counter
@@ -47,9 +48,10 @@ class Published:
 
 
 def publish(source: Path, segment_seconds: str, tmp_path: Path, seaweed: SeaweedServer, bucket: str,
-            *daemon_args: str) -> Published:
+            *daemon_args: str, by_path: bool = False) -> Published:
     """``source`` through hls-segment and a real hls-uploadd into ``bucket``, read while live.
-    The playlist is an EVENT playlist, so that its last version lists the whole stream."""
+    The playlist is an EVENT playlist, so that its last version lists the whole stream.
+    ``by_path``: hls-segment reads the file itself (an MP4 needs seeking), not from stdin."""
     base = seaweed.object_url(bucket, KEY_PREFIX)
     out = tmp_path / "out"
     # --keep-segment-files: every packet of the input is looked for in the segment files.
@@ -58,9 +60,9 @@ def publish(source: Path, segment_seconds: str, tmp_path: Path, seaweed: Seaweed
     poller = PlaylistPoller(f"{base}/{INDEX}", f"{base}/", playlist_type="event", stop_at_endlist=True)
     poller.start()
     try:
-        with open(source, "rb") as stdin:
+        with open(os.devnull if by_path else source, "rb") as stdin:
             run = subprocess.run(
-                [*HLS_SEGMENT, "-", segment_seconds, str(out), PREFIX, INDEX, "", bucket, KEY_PREFIX,
+                [*HLS_SEGMENT, str(source) if by_path else "-", segment_seconds, str(out), PREFIX, INDEX, "", bucket, KEY_PREFIX,
                  "--uploader", f"127.0.0.1:{daemon.port}"],
                 stdin=stdin, capture_output=True, text=True, timeout=180,
             )

@@ -420,6 +420,24 @@ def test_audio_jumping_alone_is_held_up_to_max_held_packets_and_discontinuity_ga
     assert result.released + written(result, 1) == len(audio)
 
 
+def test_an_untimed_packet_releasing_a_stream_that_jumped_alone_puts_it_on_the_program_s_clock() -> None:
+    # Audio every millisecond jumps 7 s ahead at 4 s; the packet after MAX_HELD_PACKETS held has
+    # no timestamps. The audio after it is on the program's clock as after a timed release: the
+    # segments are cut on the video's keyframes at 0 s and 6 s, none on the audio 7 s ahead.
+    step = 90
+    video = [(p.dts, p) for p in av_packets(12, audio=False)]
+    audio = [(n * step, Packet(1, True, n * step + (7 * 90000 if n * step >= 4 * 90000 else 0),
+                               n * step + (7 * 90000 if n * step >= 4 * 90000 else 0), step))
+             for n in range(12 * 90000 // step)]
+    release = 4 * 90000 // step + MAX_HELD_PACKETS
+    audio[release] = (audio[release][0], Packet(1, True, None, None, None))
+    result = run([VIDEO, AUDIO], [p for _, p in sorted(video + audio, key=lambda item: item[0])], "6")
+    assert result.cuts == [(0, True, False), (6 * 90000, True, False)]
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(0.0, 6.0), (6.0, 6.0)]
+    assert result.released == MAX_HELD_PACKETS
+    assert result.released + written(result, 1) == len(audio) and not result.dropped
+
+
 def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
     packets = av_packets(13)
     packets = [Packet(p.index, p.key, None, None, None) if i % 7 == 3 else p for i, p in enumerate(packets)]
@@ -849,6 +867,20 @@ def test_audio_starts_without_the_video_when_no_keyframe_comes_in_time(step: int
     assert result.cuts == [(start + opener * step, False, False)]
     # Said so: the video had not started when it was closed.
     assert result.timings == [SegmentTiming(10.0, (opener + 1) * step / 90000, restart, without_reference=True)]
+    assert written(result, 1) == len(packets) and not result.released
+
+
+def test_an_untimed_packet_ending_the_wait_for_the_first_keyframe_opens_segment_one_at_the_first_held() -> None:
+    # A video stream that sends nothing, 1-ms audio frames: the packet after MAX_HELD_PACKETS held
+    # ends the wait, and it has no timestamps. Segment 1 starts at the first packet held, and
+    # the segments are cut every SEGMENT_DURATION on the audio's clock.
+    held = timed(audio_at(0, MAX_HELD_PACKETS * 90, step=90))
+    rest = timed(audio_at(MAX_HELD_PACKETS * 90, 10 * 90000, step=90))
+    packets = held + [Packet(1, True, None, None, None)] + rest
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.cuts == [(None, False, False), (6 * 90000, False, False)]
+    assert result.timings == [SegmentTiming(0.0, 6.0, False, without_reference=True),
+                              SegmentTiming(6.0, 4.0, False, without_reference=True)]
     assert written(result, 1) == len(packets) and not result.released
 
 

@@ -12,6 +12,7 @@ from segmenter.cutter import (
     BACKWARD_JITTER_S,
     CUT_TOLERANCE_S,
     DISCONTINUITY_GAP_S,
+    INTERLEAVE_S,
     MAX_HELD_PACKETS,
     TS_WRAP_TICKS,
     Action,
@@ -846,6 +847,35 @@ def test_a_segment_of_audio_alone_ends_at_its_last_audio_packet(
     assert (timings[-1].start_s, timings[-1].duration_s) == pytest.approx(last)
 
 
+def test_audio_muxed_exactly_interleave_s_ahead_of_the_video_waits_for_its_keyframes() -> None:
+    # 50-fps video with 2-s GOPs, audio muxed INTERLEAVE_S ahead of it: past each full segment
+    # the audio is held, not cut on, while the video keeps that close; the video's keyframes cut.
+    video = video_at(0, 10 * 90000, frame=1800, gop_frames=100)
+    audio = [(ts - INTERLEAVE_S * 90000, p) for ts, p in audio_at(0, 10 * 90000)]
+    result = run([VIDEO, AUDIO], timed(video + audio), "2")
+    assert result.cuts == [(k * 2 * 90000, True, False) for k in range(5)]
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(2.0 * k, 2.0) for k in range(5)]
+    assert not result.dropped and not result.released
+
+
+def test_audio_running_ahead_of_a_full_segment_is_held_up_to_max_held_packets() -> None:
+    # Audio frames of half a millisecond muxed 0.6 s ahead of 25-fps video: past each full
+    # segment more audio comes before the video's keyframe than may be held; the packet after
+    # MAX_HELD_PACKETS held opens the next segment.
+    video = video_at(0, 6 * 90000, frame=3600, gop_frames=25)
+    audio = [(ts - 54000, p) for ts, p in audio_at(0, 6 * 90000, step=45)]
+    cutter = Cutter([VIDEO, AUDIO], Fraction(2))
+    held: set[int] = set()
+    most = 0
+    for p in [video[0][1]] + timed(video[1:] + audio):
+        action = cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
+        held -= {held_id for held_id, _ in cutter.settled}
+        if action is Action.HOLD:
+            held.add(cutter.held_id)
+        most = max(most, len(held))
+    assert most == MAX_HELD_PACKETS
+
+
 @pytest.mark.parametrize("restart", [False, True])
 @pytest.mark.parametrize(
     ("step", "opener"),
@@ -1048,6 +1078,16 @@ def test_with_b_frames_cuts_without_a_keyframe_fall_on_p_frames_and_timings_cove
     assert [(pts // frame - 1, forced) for pts, _, forced in result.cuts] == cuts  # type: ignore[operator]
     assert [t.duration_s for t in result.timings] == pytest.approx(durations)
     assert sum(t.duration_s for t in result.timings) == pytest.approx(len(packets) * frame / 90000)  # type: ignore[misc]
+
+
+def test_a_b_frame_lasting_past_the_pictures_shown_after_it_extends_its_segment() -> None:
+    # Decoded I P B B, shown I B B P; the last B frame is held for three frames (an MP4 sample
+    # duration, the time to the next decode): the segment ends where it ends, not where the
+    # P frame shown before it ends.
+    frame = 3600
+    packets = [Packet(0, True, frame, 0, frame), Packet(0, False, 4 * frame, frame, frame),
+               Packet(0, False, 2 * frame, 2 * frame, frame), Packet(0, False, 3 * frame, 3 * frame, 3 * frame)]
+    assert run([VIDEO], packets, "2").timings == [SegmentTiming(frame / 90000, 5 * frame / 90000, False)]
 
 
 @pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])

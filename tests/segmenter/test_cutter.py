@@ -1177,6 +1177,20 @@ def test_a_first_keyframe_after_the_audio_started_without_it_starts_the_grid() -
     assert written(result, 1) == sum(1 for p in packets if p.index == 1) and not result.released
 
 
+def test_a_first_keyframe_reached_in_a_segment_cut_on_audio_is_its_last_keyframe_and_picture() -> None:
+    # Video from 0 s whose first keyframe comes at 7.6 s (1-s GOPs from there), audio from 0 s:
+    # segments are cut on the audio until then (the one open from 7.04 s). The keyframe at 8.6 s
+    # is cut on, since the next one, a GOP after it, would reach 7.04 + 2.5 s; an input ending
+    # on the keyframe at 7.6 s ends the segment where that picture ends.
+    video = [(n * FRAME_25, Packet(0, n >= 190 and (n - 190) % 25 == 0, n * FRAME_25, n * FRAME_25, FRAME_25))
+             for n in range(25 * 12)]
+    result = run([VIDEO, AUDIO], timed(video + audio_at(0, 12 * 90000)), "2")
+    assert [(pts / 90000, on_keyframe) for pts, on_keyframe, _ in result.cuts][2:5] == [  # type: ignore[operator]
+        (7.04, False), (8.6, True), (9.6, True)]
+    ending = run([VIDEO, AUDIO], timed(video[:191] + audio_at(0, 190 * FRAME_25)), "2")
+    assert (ending.timings[-1].start_s, ending.timings[-1].duration_s) == pytest.approx((7.04, 0.6))
+
+
 @pytest.mark.parametrize("segment_seconds", ["1", "2", "6"])
 def test_audio_starting_without_a_late_first_keyframe_keeps_segment_one_within_the_target(
     segment_seconds: str,

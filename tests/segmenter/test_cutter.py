@@ -1156,10 +1156,12 @@ def test_a_segment_of_audio_alone_closed_by_a_jump_ends_at_its_last_audio_packet
     assert result.cuts[-3:] == [(988200, False, False), (600 * 90000, True, False), (602 * 90000, True, False)]
 
 
-def test_frames_far_apart_without_durations_are_cut_before_the_limit_from_the_first_step() -> None:
-    # 0.8-s frames without durations, one keyframe, SEGMENT_DURATION 1: the step after the
-    # first frame already tells that the next frame would reach TARGET + 0.5 s.
-    result = run([VIDEO], [Packet(0, n == 0, n * 72000, n * 72000, None) for n in range(8)], "1")
+@pytest.mark.parametrize("duration", [None, 3600], ids=["no-durations", "durations-shorter-than-the-step"])
+def test_frames_far_apart_are_cut_before_the_limit_from_the_first_step_whatever_their_durations_say(duration: int | None) -> None:
+    # 0.8-s frames without durations (or with durations of a 25-fps frame, as a camera sending
+    # pictures sparsely may give), one keyframe, SEGMENT_DURATION 1: the step after the first
+    # frame of each segment already tells that the next frame would reach TARGET + 0.5 s.
+    result = run([VIDEO], [Packet(0, n == 0, n * 72000, n * 72000, duration) for n in range(8)], "1")
     assert [pts for pts, _, _ in result.cuts] == [n * 72000 for n in range(8)]
 
 

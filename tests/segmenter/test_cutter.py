@@ -1017,6 +1017,18 @@ def test_a_stream_jumping_alone_again_right_after_its_release_is_held_again() ->
     assert not any(t.discontinuity for t in result.timings)
 
 
+def test_a_stream_held_after_jumping_back_alone_does_not_move_segments_cut_on_another_stream() -> None:
+    # The video stops at 3 s; the first audio stream steps 3 s back at 4 s (held: a jump of its
+    # own), the second goes on and cuts the segments while the video is silent. Their starts
+    # follow the second stream's clock, not the held packets' old times.
+    back = 3 * 90000
+    audio = [(ts, Packet(1, True, ts - back, ts - back, p.duration) if ts >= 4 * 90000 else p)
+             for ts, p in audio_at(0, 12 * 90000)]
+    packets = timed(video_at(0, 3 * 90000) + audio + audio_at(0, 12 * 90000, index=2))
+    result = run([VIDEO, AUDIO, SECOND_AUDIO], packets, "2")
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(2.0 * k, 2.0) for k in range(6)]
+
+
 def test_a_keyframe_whose_next_one_would_end_the_segment_at_the_limit_is_cut_on() -> None:
     # 24 fps, a keyframe every 1.25 s at SEGMENT_DURATION 2: waiting for the next keyframe would
     # make the segment exactly TARGET + 0.5 s, which EXTINF rounds up past the target. The input

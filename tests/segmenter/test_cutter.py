@@ -1376,6 +1376,28 @@ def test_a_reference_that_never_sends_leaves_segments_cut_on_the_other_streams_c
     assert written(result, packets[0].index) + result.released == len(packets)
 
 
+@pytest.mark.parametrize(
+    ("streams", "packets", "last"),
+    [
+        # The video's first keyframe at 9.6 s, past the limit of the segment the audio opened at
+        # 7.04 s (as in the test below), ends the input: the last segment is 9.0 s to its end.
+        ([VIDEO, AUDIO], timed([(864000 - 54000, Packet(0, True, 864000, 864000, 3000))] + audio_at(0, 810000)),
+         (9.0, (864000 + 3000) / 90000 - 9.0)),
+        # The reference's first packet at 2.6 s, past the limit of the segment the second audio
+        # stream opened at 0 s, whose audio ends at 1 s.
+        ([AUDIO, SECOND_AUDIO], timed(audio_at(0, 90000, index=2)) + [Packet(1, True, 234000, 234000, AUDIO_FRAME)],
+         (1.0, (234000 + AUDIO_FRAME) / 90000 - 1.0)),
+    ],
+    ids=["first-video-keyframe", "first-reference-packet"],
+)
+def test_an_input_ending_on_a_reference_packet_past_the_limit_ends_where_that_packet_ends(
+    streams: list[StreamInfo], packets: list[Packet], last: tuple[float, float]
+) -> None:
+    result = run(streams, packets, "2")
+    assert result.cuts[-1] == (packets[-1].pts, True, False)
+    assert (result.timings[-1].start_s, result.timings[-1].duration_s) == pytest.approx(last)
+
+
 def test_a_first_keyframe_past_the_limit_of_a_segment_opened_on_audio_is_cut_on() -> None:
     # Audio from 0 s, the video's first keyframe at 9.6 s muxed 0.6 s ahead of the audio: the
     # audio gave up waiting for it and cuts segments on its own clock; the keyframe comes 2.56 s

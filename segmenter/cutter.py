@@ -412,8 +412,9 @@ class Cutter:
                 # The reference never followed: this stream jumped alone. Take its new timeline.
                 self._settle(lambda held: held.index == track.info.index, "timestamps jumped without the video")
                 track.jump_holds, track.held_from = 0, None
-                if dts is not None and self._program_time is not None:
-                    track.offset = track.reference_ticks(dts) - self._program_time
+                # Its latest timestamp (this packet's, else the last one held) goes on the clock.
+                if track.last_dts is not None and self._program_time is not None:
+                    track.offset = track.reference_ticks(track.last_dts) - self._program_time
                 self._tick(track, dts)
                 return self._write_other(track, when, duration)
             track.jump_holds += 1

@@ -12,6 +12,7 @@ from segmenter.cutter import (
     BACKWARD_JITTER_S,
     CUT_TOLERANCE_S,
     DISCONTINUITY_GAP_S,
+    INTERLEAVE_S,
     MAX_HELD_PACKETS,
     TS_WRAP_TICKS,
     Action,
@@ -447,6 +448,24 @@ def test_audio_jumping_alone_is_held_up_to_max_held_packets_and_discontinuity_ga
     assert result.released + written(result, 1) == len(audio)
 
 
+def test_an_untimed_packet_releasing_a_stream_that_jumped_alone_puts_it_on_the_program_s_clock() -> None:
+    # Audio every millisecond jumps 7 s ahead at 4 s; the packet after MAX_HELD_PACKETS held has
+    # no timestamps. The audio after it is on the program's clock as after a timed release: the
+    # segments are cut on the video's keyframes at 0 s and 6 s, none on the audio 7 s ahead.
+    step = 90
+    video = [(p.dts, p) for p in av_packets(12, audio=False)]
+    audio = [(n * step, Packet(1, True, n * step + (7 * 90000 if n * step >= 4 * 90000 else 0),
+                               n * step + (7 * 90000 if n * step >= 4 * 90000 else 0), step))
+             for n in range(12 * 90000 // step)]
+    release = 4 * 90000 // step + MAX_HELD_PACKETS
+    audio[release] = (audio[release][0], Packet(1, True, None, None, None))
+    result = run([VIDEO, AUDIO], [p for _, p in sorted(video + audio, key=lambda item: item[0])], "6")
+    assert result.cuts == [(0, True, False), (6 * 90000, True, False)]
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(0.0, 6.0), (6.0, 6.0)]
+    assert result.released == MAX_HELD_PACKETS
+    assert result.released + written(result, 1) == len(audio) and not result.dropped
+
+
 def test_packets_without_timestamps_do_not_crash_or_cut() -> None:
     packets = av_packets(13)
     packets = [Packet(p.index, p.key, None, None, None) if i % 7 == 3 else p for i, p in enumerate(packets)]
@@ -855,6 +874,35 @@ def test_a_segment_of_audio_alone_ends_at_its_last_audio_packet(
     assert (timings[-1].start_s, timings[-1].duration_s) == pytest.approx(last)
 
 
+def test_audio_muxed_exactly_interleave_s_ahead_of_the_video_waits_for_its_keyframes() -> None:
+    # 50-fps video with 2-s GOPs, audio muxed INTERLEAVE_S ahead of it: past each full segment
+    # the audio is held, not cut on, while the video keeps that close; the video's keyframes cut.
+    video = video_at(0, 10 * 90000, frame=1800, gop_frames=100)
+    audio = [(ts - INTERLEAVE_S * 90000, p) for ts, p in audio_at(0, 10 * 90000)]
+    result = run([VIDEO, AUDIO], timed(video + audio), "2")
+    assert result.cuts == [(k * 2 * 90000, True, False) for k in range(5)]
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(2.0 * k, 2.0) for k in range(5)]
+    assert not result.dropped and not result.released
+
+
+def test_audio_running_ahead_of_a_full_segment_is_held_up_to_max_held_packets() -> None:
+    # Audio frames of half a millisecond muxed 0.6 s ahead of 25-fps video: past each full
+    # segment more audio comes before the video's keyframe than may be held; the packet after
+    # MAX_HELD_PACKETS held opens the next segment.
+    video = video_at(0, 6 * 90000, frame=3600, gop_frames=25)
+    audio = [(ts - 54000, p) for ts, p in audio_at(0, 6 * 90000, step=45)]
+    cutter = Cutter([VIDEO, AUDIO], Fraction(2))
+    held: set[int] = set()
+    most = 0
+    for p in [video[0][1]] + timed(video[1:] + audio):
+        action = cutter.feed(p.index, p.key, p.pts, p.dts, p.duration)
+        held -= {held_id for held_id, _ in cutter.settled}
+        if action is Action.HOLD:
+            held.add(cutter.held_id)
+        most = max(most, len(held))
+    assert most == MAX_HELD_PACKETS
+
+
 @pytest.mark.parametrize("restart", [False, True])
 @pytest.mark.parametrize(
     ("step", "opener"),
@@ -876,6 +924,20 @@ def test_audio_starts_without_the_video_when_no_keyframe_comes_in_time(step: int
     assert result.cuts == [(start + opener * step, False, False)]
     # Said so: the video had not started when it was closed.
     assert result.timings == [SegmentTiming(10.0, (opener + 1) * step / 90000, restart, without_reference=True)]
+    assert written(result, 1) == len(packets) and not result.released
+
+
+def test_an_untimed_packet_ending_the_wait_for_the_first_keyframe_opens_segment_one_at_the_first_held() -> None:
+    # A video stream that sends nothing, 1-ms audio frames: the packet after MAX_HELD_PACKETS held
+    # ends the wait, and it has no timestamps. Segment 1 starts at the first packet held, and
+    # the segments are cut every SEGMENT_DURATION on the audio's clock.
+    held = timed(audio_at(0, MAX_HELD_PACKETS * 90, step=90))
+    rest = timed(audio_at(MAX_HELD_PACKETS * 90, 10 * 90000, step=90))
+    packets = held + [Packet(1, True, None, None, None)] + rest
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert result.cuts == [(None, False, False), (6 * 90000, False, False)]
+    assert result.timings == [SegmentTiming(0.0, 6.0, False, without_reference=True),
+                              SegmentTiming(6.0, 4.0, False, without_reference=True)]
     assert written(result, 1) == len(packets) and not result.released
 
 
@@ -982,6 +1044,18 @@ def test_a_stream_jumping_alone_again_right_after_its_release_is_held_again() ->
     assert not any(t.discontinuity for t in result.timings)
 
 
+def test_a_stream_held_after_jumping_back_alone_does_not_move_segments_cut_on_another_stream() -> None:
+    # The video stops at 3 s; the first audio stream steps 3 s back at 4 s (held: a jump of its
+    # own), the second goes on and cuts the segments while the video is silent. Their starts
+    # follow the second stream's clock, not the held packets' old times.
+    back = 3 * 90000
+    audio = [(ts, Packet(1, True, ts - back, ts - back, p.duration) if ts >= 4 * 90000 else p)
+             for ts, p in audio_at(0, 12 * 90000)]
+    packets = timed(video_at(0, 3 * 90000) + audio + audio_at(0, 12 * 90000, index=2))
+    result = run([VIDEO, AUDIO, SECOND_AUDIO], packets, "2")
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(2.0 * k, 2.0) for k in range(6)]
+
+
 def test_a_keyframe_whose_next_one_would_end_the_segment_at_the_limit_is_cut_on() -> None:
     # 24 fps, a keyframe every 1.25 s at SEGMENT_DURATION 2: waiting for the next keyframe would
     # make the segment exactly TARGET + 0.5 s, which EXTINF rounds up past the target. The input
@@ -1043,6 +1117,16 @@ def test_with_b_frames_cuts_without_a_keyframe_fall_on_p_frames_and_timings_cove
     assert [(pts // frame - 1, forced) for pts, _, forced in result.cuts] == cuts  # type: ignore[operator]
     assert [t.duration_s for t in result.timings] == pytest.approx(durations)
     assert sum(t.duration_s for t in result.timings) == pytest.approx(len(packets) * frame / 90000)  # type: ignore[misc]
+
+
+def test_a_b_frame_lasting_past_the_pictures_shown_after_it_extends_its_segment() -> None:
+    # Decoded I P B B, shown I B B P; the last B frame is held for three frames (an MP4 sample
+    # duration, the time to the next decode): the segment ends where it ends, not where the
+    # P frame shown before it ends.
+    frame = 3600
+    packets = [Packet(0, True, frame, 0, frame), Packet(0, False, 4 * frame, frame, frame),
+               Packet(0, False, 2 * frame, 2 * frame, frame), Packet(0, False, 3 * frame, 3 * frame, 3 * frame)]
+    assert run([VIDEO], packets, "2").timings == [SegmentTiming(frame / 90000, 5 * frame / 90000, False)]
 
 
 @pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)])
@@ -1111,10 +1195,12 @@ def test_a_segment_of_audio_alone_closed_by_a_jump_ends_at_its_last_audio_packet
     assert result.cuts[-3:] == [(988200, False, False), (600 * 90000, True, False), (602 * 90000, True, False)]
 
 
-def test_frames_far_apart_without_durations_are_cut_before_the_limit_from_the_first_step() -> None:
-    # 0.8-s frames without durations, one keyframe, SEGMENT_DURATION 1: the step after the
-    # first frame already tells that the next frame would reach TARGET + 0.5 s.
-    result = run([VIDEO], [Packet(0, n == 0, n * 72000, n * 72000, None) for n in range(8)], "1")
+@pytest.mark.parametrize("duration", [None, 3600], ids=["no-durations", "durations-shorter-than-the-step"])
+def test_frames_far_apart_are_cut_before_the_limit_from_the_first_step_whatever_their_durations_say(duration: int | None) -> None:
+    # 0.8-s frames without durations (or with durations of a 25-fps frame, as a camera sending
+    # pictures sparsely may give), one keyframe, SEGMENT_DURATION 1: the step after the first
+    # frame of each segment already tells that the next frame would reach TARGET + 0.5 s.
+    result = run([VIDEO], [Packet(0, n == 0, n * 72000, n * 72000, duration) for n in range(8)], "1")
     assert [pts for pts, _, _ in result.cuts] == [n * 72000 for n in range(8)]
 
 
@@ -1130,6 +1216,20 @@ def test_a_first_keyframe_after_the_audio_started_without_it_starts_the_grid() -
     assert [(t.start_s, t.duration_s) for t in result.timings] == [(0, 6), (6, 6), (12, 2), (14, 6), (20, 2)]
     assert result.dropped == [p for p in packets if p.index == 0 and p.pts < 8 * 90000]  # type: ignore[operator]
     assert written(result, 1) == sum(1 for p in packets if p.index == 1) and not result.released
+
+
+def test_a_first_keyframe_reached_in_a_segment_cut_on_audio_is_its_last_keyframe_and_picture() -> None:
+    # Video from 0 s whose first keyframe comes at 7.6 s (1-s GOPs from there), audio from 0 s:
+    # segments are cut on the audio until then (the one open from 7.04 s). The keyframe at 8.6 s
+    # is cut on, since the next one, a GOP after it, would reach 7.04 + 2.5 s; an input ending
+    # on the keyframe at 7.6 s ends the segment where that picture ends.
+    video = [(n * FRAME_25, Packet(0, n >= 190 and (n - 190) % 25 == 0, n * FRAME_25, n * FRAME_25, FRAME_25))
+             for n in range(25 * 12)]
+    result = run([VIDEO, AUDIO], timed(video + audio_at(0, 12 * 90000)), "2")
+    assert [(pts / 90000, on_keyframe) for pts, on_keyframe, _ in result.cuts][2:5] == [  # type: ignore[operator]
+        (7.04, False), (8.6, True), (9.6, True)]
+    ending = run([VIDEO, AUDIO], timed(video[:191] + audio_at(0, 190 * FRAME_25)), "2")
+    assert (ending.timings[-1].start_s, ending.timings[-1].duration_s) == pytest.approx((7.04, 0.6))
 
 
 @pytest.mark.parametrize("segment_seconds", ["1", "2", "6"])
@@ -1301,6 +1401,28 @@ def test_a_reference_that_never_sends_leaves_segments_cut_on_the_other_streams_c
     assert len(durations) >= 8 and all(d is not None and math.floor(d + 0.5) <= 2 for d in durations), durations
     assert all(t.without_reference for t in result.timings)
     assert written(result, packets[0].index) + result.released == len(packets)
+
+
+@pytest.mark.parametrize(
+    ("streams", "packets", "last"),
+    [
+        # The video's first keyframe at 9.6 s, past the limit of the segment the audio opened at
+        # 7.04 s (as in the test below), ends the input: the last segment is 9.0 s to its end.
+        ([VIDEO, AUDIO], timed([(864000 - 54000, Packet(0, True, 864000, 864000, 3000))] + audio_at(0, 810000)),
+         (9.0, (864000 + 3000) / 90000 - 9.0)),
+        # The reference's first packet at 2.6 s, past the limit of the segment the second audio
+        # stream opened at 0 s, whose audio ends at 1 s.
+        ([AUDIO, SECOND_AUDIO], timed(audio_at(0, 90000, index=2)) + [Packet(1, True, 234000, 234000, AUDIO_FRAME)],
+         (1.0, (234000 + AUDIO_FRAME) / 90000 - 1.0)),
+    ],
+    ids=["first-video-keyframe", "first-reference-packet"],
+)
+def test_an_input_ending_on_a_reference_packet_past_the_limit_ends_where_that_packet_ends(
+    streams: list[StreamInfo], packets: list[Packet], last: tuple[float, float]
+) -> None:
+    result = run(streams, packets, "2")
+    assert result.cuts[-1] == (packets[-1].pts, True, False)
+    assert (result.timings[-1].start_s, result.timings[-1].duration_s) == pytest.approx(last)
 
 
 def test_a_first_keyframe_past_the_limit_of_a_segment_opened_on_audio_is_cut_on() -> None:

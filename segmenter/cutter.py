@@ -631,4 +631,9 @@ class Cutter:
         if not self._open:
             return None
         self._open = False
-        return self._timing(self._end if self._end is not None else self._other_end)
+        end = self._end if self._end is not None else self._other_end
+        if end is not None and self._start is not None:
+            # Under the limit like every other segment (RFC 8216 4.3.3.1): what a last picture
+            # shown for longer (a still, a picture after a gap) would last past it is cut off.
+            end = min(end, self._start + self._limit_ticks - 1)
+        return self._timing(end)

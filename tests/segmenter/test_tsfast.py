@@ -353,6 +353,46 @@ def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCach
     assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]
 
 
+def test_a_metadata_unit_that_ends_in_its_first_packet_does_not_keep_its_segment_open(media: MediaCache) -> None:
+    """An ID3 tag and a SCTE-35 section each in one packet, in the last frame before a cut: the
+    segment closes when its audio and video units are whole, as it would without them."""
+    plain = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    tag = Insertion(49, "id3", id3_tag("short"))
+    cue = Insertion(49, "scte35", splice_info_section(49 * 3600, 3))
+    data = add_metadata(plain, [tag, cue], fps=FPS)
+    assert len(tag.packets) == len(cue.packets) == 1
+    files, events, _ = split(data, 2)
+    _, expected, _ = split(plain, 2)
+    assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [e[:2] for e in expected if e[0] in (OPEN, CLOSE)]
+    assert audio_starts_before_close(events) == audio_starts_before_close(expected) == [0, 0, 0]
+    assert [p for p in packets(bytes(files[1])) if packet_pid(p) in (ID3_PID, SCTE35_PID)] == tag.packets + cue.packets
+
+
+def with_pes_packet_length(data: bytes, packet: bytes, length: int) -> tuple[bytes, bytes]:
+    """``data`` with the PES_packet_length of the PES starting in ``packet`` set to ``length``; and that packet."""
+    offset = pes_header_at(packet)
+    changed = packet[: offset + 4] + length.to_bytes(2, "big") + packet[offset + 6 :]
+    return data.replace(packet, changed), changed
+
+
+def test_a_metadata_unit_that_goes_on_past_its_first_packet_stays_whole_whatever_its_length(media: MediaCache) -> None:
+    """ID3 PES packets that straddle a cut: one whose last few bytes spill into a second packet,
+    one over 256 bytes, one of unbounded PES_packet_length (0). Each is whole in the segment
+    it started in; the next segment opens without any of it."""
+    spill = Insertion(50, "id3", id3_tag("s" * 150, padding=3), before=1)  # 184 bytes and 5
+    long = Insertion(100, "id3", id3_tag("long", padding=232), before=1)  # PES_packet_length 0x10A
+    unbounded = Insertion(150, "id3", id3_tag("unbounded", padding=300), before=1)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [spill, long, unbounded], fps=FPS)
+    assert [len(i.packets) for i in (spill, long, unbounded)] == [2, 2, 2]
+    assert len(spill.packets[1]) - 1 - spill.packets[1][4] - 4 == 5
+    assert (long.packets[0][8], long.packets[0][9]) == (0x01, 0x0A)
+    data, unbounded.packets[0] = with_pes_packet_length(data, unbounded.packets[0], 0)
+    files, events, _ = split(data, 2)
+    found = {number: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for number, f in files.items()}
+    assert found == {1: spill.packets, 2: long.packets, 3: unbounded.packets, 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
 def audio_start_first(data: bytes) -> bytes:
     """The first audio PES's first two packets moved in front of the first video packet, the
     PMT between them; its other packets still come after the video keyframe."""

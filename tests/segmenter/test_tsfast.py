@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from segmenter.cutter import Cutter, SegmentTiming, StreamInfo, StreamKind
-from segmenter.psi import find_sync
+from segmenter.psi import find_sync, pat_programs, section
+from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.tsfast import (
     CLOSE,
+    CONTINUITY,
     DATA,
     DROPPED,
+    MAX_EARLY_DATA_BYTES,
     MAX_STREAMS,
     OPEN,
     SKIPPED,
@@ -33,7 +36,18 @@ from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import TS_PACKET_BYTES, run_segmenter, segment_files
 
-from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
+from .test_parameter_changes import CHANGES, changing_ts
+from .test_programs import TV, TV_FRENCH_PID, TV_GERMAN_PID, TV_VIDEO_PID, two_programs
+from .ts_surgery import (
+    ID3_PID,
+    SCTE35_PID,
+    Insertion,
+    add_metadata,
+    id3_tag,
+    pes_pts,
+    remove_packets,
+    splice_info_section,
+)
 
 FPS = 25
 TICKS = Fraction(1, 90000)
@@ -55,18 +69,20 @@ def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
 
 
 def split(
-    data: bytes, seconds: int, *, chunk: int = 65536
+    data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
-    the events, and the last segment's timing (which the cutter gives at the end of input)."""
-    program = find_program(data)
+    the events, and the last segment's timing (which the cutter gives at the end of input).
+    ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
+    program (None: the PAT's first)."""
+    program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
     tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
                     data=kind in (0x15, 0x86))  # timed ID3, SCTE-35: copied, not cut on
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
-    splitter = TsSplitter(program, tracks, cutter)
+    splitter = TsSplitter(program, tracks, cutter, watch)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
     for start in range(0, len(data), chunk):
@@ -368,6 +384,17 @@ def test_a_metadata_unit_that_ends_in_its_first_packet_does_not_keep_its_segment
     assert [p for p in packets(bytes(files[1])) if packet_pid(p) in (ID3_PID, SCTE35_PID)] == tag.packets + cue.packets
 
 
+def test_metadata_before_the_first_keyframe_waits_for_the_first_segment_up_to_a_bound(media: MediaCache) -> None:
+    """SCTE-35 sections of one packet each before the first video keyframe: the first
+    MAX_EARLY_DATA_BYTES of them go into segment 1, each one after that is left out and reported."""
+    kept = MAX_EARLY_DATA_BYTES // TS_PACKET_BYTES
+    cues = [Insertion(0, "scte35", splice_info_section(0, n), before=1) for n in range(kept + 3)]
+    data = add_metadata(media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes(), cues, fps=FPS)
+    files, events, _ = split(data, 2)
+    assert [p for p in packets(bytes(files[1])) if packet_pid(p) == SCTE35_PID] == [c.packets[0] for c in cues[:kept]]
+    assert [e[1] for e in events if e[0] == DROPPED] == [2] * 3  # the SCTE-35 PID's stream index
+
+
 def with_pes_packet_length(data: bytes, packet: bytes, length: int) -> tuple[bytes, bytes]:
     """``data`` with the PES_packet_length of the PES starting in ``packet`` set to ``length``; and that packet."""
     offset = pes_header_at(packet)
@@ -391,6 +418,87 @@ def test_a_metadata_unit_that_goes_on_past_its_first_packet_stays_whole_whatever
     found = {number: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for number, f in files.items()}
     assert found == {1: spill.packets, 2: long.packets, 3: unbounded.packets, 4: []}
     assert not [e for e in events if e[0] == DROPPED]
+
+
+def with_keyframe_payload_moved_on(data: bytes, keep: int) -> bytes:
+    """Every video keyframe PES's first packet made to carry its PES header and only ``keep``
+    bytes of its payload (an adaptation field stuffs the rest), the remainder in a packet of its
+    own after it; the video's continuity counters renumbered. The sequence parameter set is then
+    in the PES's next packets."""
+    out: list[bytearray] = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40 and packet[3] & 0x20 and packet[5] & 0x40:
+            offset = pes_header_at(packet)
+            cut = offset + 9 + packet[offset + 8] + keep
+            head, rest = packet[offset:cut], packet[cut:]
+            stuffing = 184 - len(head) - 1
+            out.append(bytearray(packet[:3]) + bytes([0x30, stuffing, 0x40]) + b"\xff" * (stuffing - 1) + head)
+            stuffing = 184 - len(rest) - 1
+            out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * (stuffing - 1)) + rest)
+        else:
+            out.append(bytearray(packet))
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == 0x100:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("keep", [None, 0, 5])
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_a_keyframe_with_new_parameters_starts_a_segment_that_says_so(
+        media: MediaCache, kind: str, keep: int | None) -> None:
+    """An encoder reconfigured live (size or frame rate) between two points of the 2 s grid: the
+    segment is cut at its first keyframe, whose OPEN gives the new parameters, marked changed;
+    every other OPEN gives the parameters of the segment's video, unchanged. With ``keep``, the
+    keyframes' sequence parameter sets are found in the packets after the PES's first."""
+    path, _, change_s = changing_ts(media, kind)
+    data = path.read_bytes() if keep is None else with_keyframe_payload_moved_on(path.read_bytes(), keep)
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    starts = [pes_pts(packets_by_pid(bytes(files[n]))[0x100][0]) for n in sorted(files)]
+    changed = starts.index(round(change_s * 90000))  # cut exactly at the change
+    videos = [e[6] for e in events if e[0] == OPEN]
+    assert [is_changed for _, is_changed in videos] == [n == changed for n in range(len(files))]
+    (size1, fps1), (size2, fps2) = CHANGES[kind]
+    assert [(p.parameters.resolution, p.frame_rate) for p, _ in videos] == (
+        [(size1, fps1)] * changed + [(size2, fps2)] * (len(files) - changed))
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(data, files)
+
+
+def test_only_the_chosen_programs_packets_are_cut_under_a_pat_naming_it_alone(media: MediaCache) -> None:
+    data = two_programs(media).read_bytes()
+    files, events, _ = split(data, 2, number=TV)
+    assert len(files) == 3 and not [e for e in events if e[0] == DROPPED]
+    program = find_program(data, TV)
+    elementary = (TV_VIDEO_PID, TV_GERMAN_PID, TV_FRENCH_PID)
+    found = [packets_by_pid(bytes(files[n])) for n in sorted(files)]
+    assert {pid for pids in found for pid in pids} == {0, program.pmt_pid, *elementary}
+    for pid in elementary:  # every packet of the program, once, in order
+        assert [p for pids in found for p in pids[pid]] == packets_by_pid(data)[pid]
+    assert {pat_programs(section(p)) for pids in found for p in pids[0]} == {((TV, program.pmt_pid),)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("chunk", [TS_PACKET_BYTES, 65536])
+def test_lost_packets_are_reported_where_they_were_lost(media: MediaCache, chunk: int) -> None:
+    """A CONTINUITY event comes among the events of the segment the packets were lost from: a
+    gap right before the keyframe that cuts is the old segment's, one inside a PES its own."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    video = packets_by_pid(data)[0x100]
+    starts = [i for i, p in enumerate(video) if p[1] & 0x40]
+    keyframe = starts[50]  # frame 50: the cut at 2 s
+    middle = next(i for i in starts[75:] if not video[i + 1][1] & 0x40 and not video[i + 2][1] & 0x40)
+    assert not video[keyframe - 1][1] & 0x40
+    damaged = remove_packets(data, 0x100, {keyframe - 1, middle + 1})
+    _, events, _ = split(damaged, 2, chunk=chunk)
+    segment, found = 0, []
+    for event in events:
+        if event[0] == OPEN:
+            segment = event[1]
+        elif event[0] == CONTINUITY:
+            found.append((segment, event[1]))
+    assert found == [(1, 0x100), (2, 0x100)]
 
 
 def audio_start_first(data: bytes) -> bytes:

@@ -12,6 +12,7 @@ import pytest
 
 from segmenter.cutter import Cutter, SegmentTiming, StreamInfo, StreamKind
 from segmenter.psi import find_sync, pat_programs, section
+from segmenter.pyavrun import silent_aac_frame
 from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.tsfast import (
     CLOSE,
@@ -69,12 +70,13 @@ def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
 
 
 def split(
-    data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None
+    data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
+    silence: bool = False,
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
     the events, and the last segment's timing (which the cutter gives at the end of input).
     ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
-    program (None: the PAT's first)."""
+    program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does."""
     program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
     tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
@@ -82,7 +84,7 @@ def split(
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
-    splitter = TsSplitter(program, tracks, cutter, watch)
+    splitter = TsSplitter(program, tracks, cutter, watch, silent_aac_frame if silence else None)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
     for start in range(0, len(data), chunk):
@@ -499,6 +501,36 @@ def test_lost_packets_are_reported_where_they_were_lost(media: MediaCache, chunk
         elif event[0] == CONTINUITY:
             found.append((segment, event[1]))
     assert found == [(1, 0x100), (2, 0x100)]
+
+
+def pes_timestamps(files: dict[int, bytearray], pid: int) -> list[int]:
+    """The PTS of each PES of ``pid`` in the segments, in order (a PES header may span packets)."""
+    found: list[int] = []
+    unit = b""
+    for packet in [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[pid]] + [b"\x47\x40"]:
+        if packet[1] & 0x40 and unit:
+            found.append(get_timestamp(unit, 9))
+        if packet[1] & 0x40:
+            unit = b""
+        if len(packet) == TS_PACKET_BYTES:
+            unit += packet[pes_header_at(packet):]
+    return found
+
+
+def test_audio_that_stops_before_the_video_is_filled_with_silence_to_the_end_of_the_last_frame(
+        media: MediaCache) -> None:
+    """The tone stops 2.5 s before the picture does: at the end of input the pause is filled
+    with silent AAC frames, one PES each, up to the end of the last video frame (no frame more)."""
+    data = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    end = max(pes_pts(p) for p in packets_by_pid(data)[video_pid] if p[1] & 0x40) + 3600  # type: ignore[type-var]
+    plain, _, _ = split(data, 2)
+    files, events, _ = split(data, 2, silence=True)
+    assert len(files) == len(plain) and not [e for e in events if e[0] == DROPPED]
+    before, after = pes_timestamps(plain, audio_pid), pes_timestamps(files, audio_pid)
+    filler = sorted(set(after) - set(before))
+    assert filler[-10:] == [filler[-1] - 1920 * n for n in range(9, -1, -1)]
+    assert end - 1920 < filler[-1] + 1920 <= end
 
 
 def audio_start_first(data: bytes) -> bytes:

@@ -568,13 +568,17 @@ def test_a_jump_in_every_stream_opens_a_new_timeline_with_the_audio_that_came_fi
     assert video == packets_by_pid(part + again)[0x100]
 
 
+@pytest.mark.parametrize("interleaved", [False, True])
 @pytest.mark.parametrize("jump_s, released", [(8, True), (17, False)])
 def test_audio_whose_timestamps_jump_alone_is_left_out_until_its_new_timeline_holds(
-    media: MediaCache, jump_s: int, released: bool
+    media: MediaCache, jump_s: int, released: bool, interleaved: bool
 ) -> None:
     """Audio units after a jump the video never follows are held, then dropped: after 5 s of
-    the audio's own time its new timeline is taken, or at the end of input if that comes first."""
+    the audio's own time its new timeline is taken, or at the end of input if that comes first.
+    Interleaved, a unit is still arriving when it is taken or dropped: the rest of it follows."""
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
     first = get_timestamp(packets_by_pid(data)[0x101][0], pes_header_at(packets_by_pid(data)[0x101][0]) + 9)
     jumped = shift_timestamps(data, 0x101, first + jump_s * 90000, 60 * 90000)
     files, events, _ = split(jumped, 6)
@@ -700,8 +704,8 @@ def test_keyframe_nal_units_at_the_edges_of_the_payload() -> None:
     assert not _key_nal(b"\x00\x00\x65\x88", hevc=False)  # no start code at all
     # A PES that starts with a non-IDR picture is no cut point, whatever follows in it.
     assert not _key_nal(aud + b"\x00\x00\x01\x41\x9a" + aud + sps + b"\x00\x00\x01\x65", hevc=False)
-    # BLA_W_LP, IDR_W_RADL, CRA, VPS, SPS; TRAIL_R, RASL_R
-    hevc = {16: True, 19: True, 21: True, 32: True, 33: True, 1: False, 9: False}
+    # BLA_W_LP, IDR_W_RADL, CRA, VPS, SPS; TRAIL_R, RASL_R, a reserved type (RSV_IRAP_VCL22: ignored)
+    hevc = {16: True, 19: True, 21: True, 32: True, 33: True, 1: False, 9: False, 22: False}
     for kind, key in hevc.items():
         assert _key_nal(b"\x00\x00\x01\x46\x01\x00\x00\x01" + bytes([kind << 1, 0x01]), hevc=True) is key, kind
 

@@ -71,10 +71,11 @@ def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
 
 def split(
     data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
-    silence: bool = False,
+    silence: bool = False, breaks: tuple[int, ...] = (),
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
-    """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
-    the events, and the last segment's timing (which the cutter gives at the end of input).
+    """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time (and broken at the
+    offsets ``breaks`` too): each segment's bytes, the events, and the last segment's timing
+    (which the cutter gives at the end of input).
     ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
     program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does."""
     program = find_program(data, number)
@@ -87,8 +88,10 @@ def split(
     splitter = TsSplitter(program, tracks, cutter, watch, silent_aac_frame if silence else None)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
-    for start in range(0, len(data), chunk):
-        events += splitter.feed(data[start : start + chunk])
+    start = 0
+    for end in sorted({*breaks, *range(chunk, len(data), chunk), len(data)}):
+        events += splitter.feed(data[start:end])
+        start = end
     events += splitter.finish()
     closed: set[int] = set()
     last: SegmentTiming | None = None
@@ -265,6 +268,17 @@ def test_garbage_between_packets_is_skipped(media: MediaCache, chunk: int) -> No
     skipped = sum(e[1] for e in events if e[0] == SKIPPED)
     assert 20_000 - TS_PACKET_BYTES <= skipped <= 20_000 + TS_PACKET_BYTES
     assert len(files) == 2
+
+
+def test_a_feed_starting_with_a_sync_byte_inside_a_packet_is_not_taken_for_packets(media: MediaCache) -> None:
+    """The input read in pieces that end just before a 0x47 byte in the middle of a packet, the
+    next piece one packet long: the segments are those of the input read in one go."""
+    data = media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes()
+    inside = [i for i in range(0, len(data) - TS_PACKET_BYTES) if data[i] == 0x47 and i % TS_PACKET_BYTES][:20]
+    files, events, _ = split(data, 2, breaks=tuple(b for i in inside for b in (i, i + TS_PACKET_BYTES)))
+    expected, _, _ = split(data, 2, chunk=len(data))
+    assert len(inside) == 20 and files == expected
+    assert not [e for e in events if e[0] == SKIPPED]
 
 
 def test_segment_timings_come_from_the_pes_timestamps(media: MediaCache) -> None:

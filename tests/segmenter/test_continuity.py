@@ -144,6 +144,15 @@ def test_continuity_counter_rules() -> None:
     # The one duplicate allowed is counted across chunks.
     assert check(checker, [packet(0x100, 13), packet(0x100, 13)]) == []
     assert check(checker, [packet(0x100, 13)]) == [(0, 0x100)]
+    # A chunk counts on from the last one: not from the counter before it, not from 15 or 0 out of turn.
+    assert check(checker, [packet(0x100, 12), packet(0x100, 13)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 15), packet(0x100, 0)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 5), packet(0x100, 6)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 0), packet(0x100, 1)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 15)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 0), packet(0x100, 0), packet(0x100, 0)]) == [(2, 0x100)]
+    # A PID with only adaptation-field-only packets in a chunk does not stop the others' check.
+    assert check(checker, [packet(0x100, 0, payload=False), packet(0x101, 4), packet(0x101, 6)]) == [(2, 0x101)]
 
 
 def test_too_many_streams_fall_back_to_pyav(tmp_path: Path, media: MediaCache, free_port: int) -> None:

@@ -385,6 +385,16 @@ def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCach
     assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]
 
 
+def test_an_id3_tag_begun_before_the_first_keyframe_goes_on_in_segment_1(media: MediaCache) -> None:
+    """The clip's only metadata PID: the tag's first packet comes before the first keyframe, the
+    rest after it; all of it is in segment 1, none in segment 2."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    data = add_metadata(media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes(), [early], fps=FPS)
+    files, _, _ = split(data, 2)
+    assert len(early.packets) == 3
+    assert [[p for p in packets(bytes(files[n])) if packet_pid(p) == ID3_PID] for n in (1, 2)] == [early.packets, []]
+
+
 def test_a_metadata_unit_that_ends_in_its_first_packet_does_not_keep_its_segment_open(media: MediaCache) -> None:
     """An ID3 tag and a SCTE-35 section each in one packet, in the last frame before a cut: the
     segment closes when its audio and video units are whole, as it would without them."""

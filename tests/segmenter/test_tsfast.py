@@ -592,17 +592,13 @@ def test_a_jump_in_every_stream_opens_a_new_timeline_with_the_audio_that_came_fi
     assert video == packets_by_pid(part + again)[0x100]
 
 
-@pytest.mark.parametrize("interleaved", [False, True])
 @pytest.mark.parametrize("jump_s, released", [(8, True), (17, False)])
 def test_audio_whose_timestamps_jump_alone_is_left_out_until_its_new_timeline_holds(
-    media: MediaCache, jump_s: int, released: bool, interleaved: bool
+    media: MediaCache, jump_s: int, released: bool
 ) -> None:
     """Audio units after a jump the video never follows are held, then dropped: after 5 s of
-    the audio's own time its new timeline is taken, or at the end of input if that comes first.
-    Interleaved, a unit is still arriving when it is taken or dropped: the rest of it follows."""
+    the audio's own time its new timeline is taken, or at the end of input if that comes first."""
     data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
-    if interleaved:
-        data = interleave(data)
     first = get_timestamp(packets_by_pid(data)[0x101][0], pes_header_at(packets_by_pid(data)[0x101][0]) + 9)
     jumped = shift_timestamps(data, 0x101, first + jump_s * 90000, 60 * 90000)
     files, events, _ = split(jumped, 6)

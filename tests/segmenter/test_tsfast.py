@@ -491,6 +491,9 @@ def test_a_keyframe_with_new_parameters_starts_a_segment_that_says_so(
         [(size1, fps1)] * changed + [(size2, fps2)] * (len(files) - changed))
     assert not [e for e in events if e[0] == DROPPED]
     assert_each_pes_whole_where_it_started(data, files)
+    if keep is None:  # fed two packets at a time: each keyframe's SPS is still in the packet it reads first
+        _, again, _ = split(data, 2, chunk=2 * TS_PACKET_BYTES, watch=ParameterWatch(VideoCodec.H264, TICKS))
+        assert [e[6][1] for e in again if e[0] == OPEN] == [is_changed for _, is_changed in videos]
 
 
 def test_only_the_chosen_programs_packets_are_cut_under_a_pat_naming_it_alone(media: MediaCache) -> None:

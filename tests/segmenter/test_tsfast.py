@@ -471,14 +471,16 @@ def with_keyframe_payload_moved_on(data: bytes, keep: int) -> bytes:
     return b"".join(out)
 
 
-@pytest.mark.parametrize("keep", [None, 0, 5])
+@pytest.mark.parametrize("keep", [None, 0, 5, 12])
 @pytest.mark.parametrize("kind", sorted(CHANGES))
 def test_a_keyframe_with_new_parameters_starts_a_segment_that_says_so(
         media: MediaCache, kind: str, keep: int | None) -> None:
     """An encoder reconfigured live (size or frame rate) between two points of the 2 s grid: the
     segment is cut at its first keyframe, whose OPEN gives the new parameters, marked changed;
-    every other OPEN gives the parameters of the segment's video, unchanged. With ``keep``, the
-    keyframes' sequence parameter sets are found in the packets after the PES's first."""
+    every other OPEN gives the parameters of the segment's video, unchanged. With ``keep``, a
+    keyframe's first packet holds only that many payload bytes: its sequence parameter set is in
+    the packets after it, or (12: after x264's access unit delimiter and the SPS's first bytes)
+    split across two."""
     path, _, change_s = changing_ts(media, kind)
     data = path.read_bytes() if keep is None else with_keyframe_payload_moved_on(path.read_bytes(), keep)
     files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))

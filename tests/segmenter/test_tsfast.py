@@ -704,6 +704,8 @@ def test_find_program_gives_the_first_pat_and_pmt_packets(media: MediaCache) -> 
     assert find_program(b"".join([sdt, pat, *video, pmt])) == expected  # the PMT the last packet
     with pytest.raises(NotEligible):
         find_program(b"".join([sdt, pat, *video, pmt])[:-1])  # the PMT packet not all there
+    with pytest.raises(NotEligible):
+        find_program(data, 2)  # a program the PAT does not list
 
 
 def test_find_program_skips_what_is_not_the_start_of_a_pat_or_pmt(media: MediaCache) -> None:

@@ -101,11 +101,16 @@ def _audio_segments(data: bytes, ordinals: set[int]) -> list[int]:
     return found
 
 
-def packet(pid: int, counter: int, *, payload: bool = True, discontinuity: bool = False) -> bytes:
-    control = (0x10 if payload else 0) | (0x20 if discontinuity or not payload else 0)
+def packet(pid: int, counter: int, *, payload: bool = True, discontinuity: bool = False,
+           adaptation: bytes | None = None) -> bytes:
+    """A packet of ``pid``; ``adaptation``: its adaptation field after the length byte (by
+    default none, or the flags byte alone for a discontinuity_indicator or no payload)."""
+    if adaptation is None and (discontinuity or not payload):
+        adaptation = bytes([0x80 if discontinuity else 0])
+    control = (0x10 if payload else 0) | (0x20 if adaptation is not None else 0)
     head = bytes([0x47, pid >> 8, pid & 0xFF, control | counter])
-    if control & 0x20:
-        head += bytes([1, 0x80 if discontinuity else 0])
+    if adaptation is not None:
+        head += bytes([len(adaptation)]) + adaptation
     return head + b"\xff" * (188 - len(head))
 
 
@@ -129,6 +134,25 @@ def test_continuity_counter_rules() -> None:
     lost = [packet(0x100, 5), packet(0x101, 0), packet(0x100, 9), packet(0x101, 1), packet(0x100, 10),
             packet(0x101, 3), packet(0x102, 7), packet(0x100, 12)]
     assert check(checker, lost) == [(2, 0x100), (5, 0x101), (7, 0x100)]  # PID 0x102 is not checked
+    # An adaptation-field-only packet after a duplicate is no second duplicate (an odd counter too).
+    assert check(checker, [packet(0x100, 13), packet(0x100, 13), packet(0x100, 13, payload=False),
+                           packet(0x100, 14), packet(0x100, 0)]) == [(4, 0x100)]
+    # Only the discontinuity_indicator allows a break: not an empty adaptation field, not one
+    # without the flag, not one with another flag (adaptation_field_extension_flag).
+    assert check(checker, [packet(0x100, 1), packet(0x100, 5, adaptation=b""), packet(0x100, 9, adaptation=b"\x00"),
+                           packet(0x100, 12, adaptation=b"\x01\x01\x1f")]) == [(1, 0x100), (2, 0x100), (3, 0x100)]
+    # The one duplicate allowed is counted across chunks.
+    assert check(checker, [packet(0x100, 13), packet(0x100, 13)]) == []
+    assert check(checker, [packet(0x100, 13)]) == [(0, 0x100)]
+    # A chunk counts on from the last one: not from the counter before it, not from 15 or 0 out of turn.
+    assert check(checker, [packet(0x100, 12), packet(0x100, 13)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 15), packet(0x100, 0)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 5), packet(0x100, 6)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 0), packet(0x100, 1)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 15)]) == [(0, 0x100)]
+    assert check(checker, [packet(0x100, 0), packet(0x100, 0), packet(0x100, 0)]) == [(2, 0x100)]
+    # A PID with only adaptation-field-only packets in a chunk does not stop the others' check.
+    assert check(checker, [packet(0x100, 0, payload=False), packet(0x101, 4), packet(0x101, 6)]) == [(2, 0x101)]
 
 
 def test_too_many_streams_fall_back_to_pyav(tmp_path: Path, media: MediaCache, free_port: int) -> None:

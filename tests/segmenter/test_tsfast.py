@@ -11,11 +11,15 @@ from pathlib import Path
 import pytest
 
 from segmenter.cutter import Cutter, SegmentTiming, StreamInfo, StreamKind
-from segmenter.psi import find_sync
+from segmenter.psi import find_sync, pat_programs, section
+from segmenter.pyavrun import silent_aac_frame
+from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.tsfast import (
     CLOSE,
+    CONTINUITY,
     DATA,
     DROPPED,
+    MAX_EARLY_DATA_BYTES,
     MAX_STREAMS,
     OPEN,
     SKIPPED,
@@ -33,7 +37,18 @@ from tests.support.listener import Listener
 from tests.support.media import MediaCache, probe
 from tests.support.segmenter_media import TS_PACKET_BYTES, run_segmenter, segment_files
 
-from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
+from .test_parameter_changes import CHANGES, changing_ts
+from .test_programs import TV, TV_FRENCH_PID, TV_GERMAN_PID, TV_VIDEO_PID, two_programs
+from .ts_surgery import (
+    ID3_PID,
+    SCTE35_PID,
+    Insertion,
+    add_metadata,
+    id3_tag,
+    pes_pts,
+    remove_packets,
+    splice_info_section,
+)
 
 FPS = 25
 TICKS = Fraction(1, 90000)
@@ -55,22 +70,28 @@ def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
 
 
 def split(
-    data: bytes, seconds: int, *, chunk: int = 65536
+    data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
+    silence: bool = False, breaks: tuple[int, ...] = (),
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
-    """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time: each segment's bytes,
-    the events, and the last segment's timing (which the cutter gives at the end of input)."""
-    program = find_program(data)
+    """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time (and broken at the
+    offsets ``breaks`` too): each segment's bytes, the events, and the last segment's timing
+    (which the cutter gives at the end of input).
+    ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
+    program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does."""
+    program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
     tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
                     data=kind in (0x15, 0x86))  # timed ID3, SCTE-35: copied, not cut on
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
-    splitter = TsSplitter(program, tracks, cutter)
+    splitter = TsSplitter(program, tracks, cutter, watch, silent_aac_frame if silence else None)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
-    for start in range(0, len(data), chunk):
-        events += splitter.feed(data[start : start + chunk])
+    start = 0
+    for end in sorted({*breaks, *range(chunk, len(data), chunk), len(data)}):
+        events += splitter.feed(data[start:end])
+        start = end
     events += splitter.finish()
     closed: set[int] = set()
     last: SegmentTiming | None = None
@@ -249,6 +270,17 @@ def test_garbage_between_packets_is_skipped(media: MediaCache, chunk: int) -> No
     assert len(files) == 2
 
 
+def test_a_feed_starting_with_a_sync_byte_inside_a_packet_is_not_taken_for_packets(media: MediaCache) -> None:
+    """The input read in pieces that end just before a 0x47 byte in the middle of a packet, the
+    next piece one packet long: the segments are those of the input read in one go."""
+    data = media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes()
+    inside = [i for i in range(0, len(data) - TS_PACKET_BYTES) if data[i] == 0x47 and i % TS_PACKET_BYTES][:20]
+    files, events, _ = split(data, 2, breaks=tuple(b for i in inside for b in (i, i + TS_PACKET_BYTES)))
+    expected, _, _ = split(data, 2, chunk=len(data))
+    assert len(inside) == 20 and files == expected
+    assert not [e for e in events if e[0] == SKIPPED]
+
+
 def test_segment_timings_come_from_the_pes_timestamps(media: MediaCache) -> None:
     """PTS and DTS read from PES headers, all 33 bits: a clip with B-frames whose timestamps wrap."""
     path = media.wrapping_ts(seconds=20, wrap_after_seconds=7, gop_seconds=2, fps=FPS, b_frames=2)
@@ -351,6 +383,183 @@ def test_metadata_units_go_whole_into_the_segment_they_start_in(media: MediaCach
     assert not [e for e in events if e[0] == DROPPED]
     expected, _, _ = split(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), 2)
     assert [len(f) for f in files.values()] == [len(f) + sum(len(p) for p in found[n]) for n, f in expected.items()]
+
+
+def test_an_id3_tag_begun_before_the_first_keyframe_goes_on_in_segment_1(media: MediaCache) -> None:
+    """The clip's only metadata PID: the tag's first packet comes before the first keyframe, the
+    rest after it; all of it is in segment 1, none in segment 2."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    data = add_metadata(media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes(), [early], fps=FPS)
+    files, _, _ = split(data, 2)
+    assert len(early.packets) == 3
+    assert [[p for p in packets(bytes(files[n])) if packet_pid(p) == ID3_PID] for n in (1, 2)] == [early.packets, []]
+
+
+def test_a_metadata_unit_that_ends_in_its_first_packet_does_not_keep_its_segment_open(media: MediaCache) -> None:
+    """An ID3 tag and a SCTE-35 section each in one packet, in the last frame before a cut: the
+    segment closes when its audio and video units are whole, as it would without them."""
+    plain = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    tag = Insertion(49, "id3", id3_tag("short"))
+    cue = Insertion(49, "scte35", splice_info_section(49 * 3600, 3))
+    data = add_metadata(plain, [tag, cue], fps=FPS)
+    assert len(tag.packets) == len(cue.packets) == 1
+    files, events, _ = split(data, 2)
+    _, expected, _ = split(plain, 2)
+    assert [e[:2] for e in events if e[0] in (OPEN, CLOSE)] == [e[:2] for e in expected if e[0] in (OPEN, CLOSE)]
+    assert audio_starts_before_close(events) == audio_starts_before_close(expected) == [0, 0, 0]
+    assert [p for p in packets(bytes(files[1])) if packet_pid(p) in (ID3_PID, SCTE35_PID)] == tag.packets + cue.packets
+
+
+def test_metadata_before_the_first_keyframe_waits_for_the_first_segment_up_to_a_bound(media: MediaCache) -> None:
+    """SCTE-35 sections of one packet each before the first video keyframe: the first
+    MAX_EARLY_DATA_BYTES of them go into segment 1, each one after that is left out and reported."""
+    kept = MAX_EARLY_DATA_BYTES // TS_PACKET_BYTES
+    cues = [Insertion(0, "scte35", splice_info_section(0, n), before=1) for n in range(kept + 3)]
+    data = add_metadata(media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes(), cues, fps=FPS)
+    files, events, _ = split(data, 2)
+    assert [p for p in packets(bytes(files[1])) if packet_pid(p) == SCTE35_PID] == [c.packets[0] for c in cues[:kept]]
+    assert [e[1] for e in events if e[0] == DROPPED] == [2] * 3  # the SCTE-35 PID's stream index
+
+
+def with_pes_packet_length(data: bytes, packet: bytes, length: int) -> tuple[bytes, bytes]:
+    """``data`` with the PES_packet_length of the PES starting in ``packet`` set to ``length``; and that packet."""
+    offset = pes_header_at(packet)
+    changed = packet[: offset + 4] + length.to_bytes(2, "big") + packet[offset + 6 :]
+    return data.replace(packet, changed), changed
+
+
+def test_a_metadata_unit_that_goes_on_past_its_first_packet_stays_whole_whatever_its_length(media: MediaCache) -> None:
+    """ID3 PES packets that straddle a cut: one whose last few bytes spill into a second packet,
+    one over 256 bytes, one of unbounded PES_packet_length (0). Each is whole in the segment
+    it started in; the next segment opens without any of it."""
+    spill = Insertion(50, "id3", id3_tag("s" * 150, padding=3), before=1)  # 184 bytes and 5
+    long = Insertion(100, "id3", id3_tag("long", padding=232), before=1)  # PES_packet_length 0x10A
+    unbounded = Insertion(150, "id3", id3_tag("unbounded", padding=300), before=1)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [spill, long, unbounded], fps=FPS)
+    assert [len(i.packets) for i in (spill, long, unbounded)] == [2, 2, 2]
+    assert len(spill.packets[1]) - 1 - spill.packets[1][4] - 4 == 5
+    assert (long.packets[0][8], long.packets[0][9]) == (0x01, 0x0A)
+    data, unbounded.packets[0] = with_pes_packet_length(data, unbounded.packets[0], 0)
+    files, events, _ = split(data, 2)
+    found = {number: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for number, f in files.items()}
+    assert found == {1: spill.packets, 2: long.packets, 3: unbounded.packets, 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def with_keyframe_payload_moved_on(data: bytes, keep: int) -> bytes:
+    """Every video keyframe PES's first packet made to carry its PES header and only ``keep``
+    bytes of its payload (an adaptation field stuffs the rest), the remainder in a packet of its
+    own after it; the video's continuity counters renumbered. The sequence parameter set is then
+    in the PES's next packets."""
+    out: list[bytearray] = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40 and packet[3] & 0x20 and packet[5] & 0x40:
+            offset = pes_header_at(packet)
+            cut = offset + 9 + packet[offset + 8] + keep
+            head, rest = packet[offset:cut], packet[cut:]
+            stuffing = 184 - len(head) - 1
+            out.append(bytearray(packet[:3]) + bytes([0x30, stuffing, 0x40]) + b"\xff" * (stuffing - 1) + head)
+            stuffing = 184 - len(rest) - 1
+            out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * (stuffing - 1)) + rest)
+        else:
+            out.append(bytearray(packet))
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == 0x100:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("keep", [None, 0, 5, 12])
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_a_keyframe_with_new_parameters_starts_a_segment_that_says_so(
+        media: MediaCache, kind: str, keep: int | None) -> None:
+    """An encoder reconfigured live (size or frame rate) between two points of the 2 s grid: the
+    segment is cut at its first keyframe, whose OPEN gives the new parameters, marked changed;
+    every other OPEN gives the parameters of the segment's video, unchanged. With ``keep``, a
+    keyframe's first packet holds only that many payload bytes: its sequence parameter set is in
+    the packets after it, or (12: after x264's access unit delimiter and the SPS's first bytes)
+    split across two."""
+    path, _, change_s = changing_ts(media, kind)
+    data = path.read_bytes() if keep is None else with_keyframe_payload_moved_on(path.read_bytes(), keep)
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    starts = [pes_pts(packets_by_pid(bytes(files[n]))[0x100][0]) for n in sorted(files)]
+    changed = starts.index(round(change_s * 90000))  # cut exactly at the change
+    videos = [e[6] for e in events if e[0] == OPEN]
+    assert [is_changed for _, is_changed in videos] == [n == changed for n in range(len(files))]
+    (size1, fps1), (size2, fps2) = CHANGES[kind]
+    assert [(p.parameters.resolution, p.frame_rate) for p, _ in videos] == (
+        [(size1, fps1)] * changed + [(size2, fps2)] * (len(files) - changed))
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(data, files)
+    if keep is None:  # fed two packets at a time: each keyframe's SPS is still in the packet it reads first
+        _, again, _ = split(data, 2, chunk=2 * TS_PACKET_BYTES, watch=ParameterWatch(VideoCodec.H264, TICKS))
+        assert [e[6][1] for e in again if e[0] == OPEN] == [is_changed for _, is_changed in videos]
+
+
+def test_only_the_chosen_programs_packets_are_cut_under_a_pat_naming_it_alone(media: MediaCache) -> None:
+    data = two_programs(media).read_bytes()
+    files, events, _ = split(data, 2, number=TV)
+    assert len(files) == 3 and not [e for e in events if e[0] == DROPPED]
+    program = find_program(data, TV)
+    elementary = (TV_VIDEO_PID, TV_GERMAN_PID, TV_FRENCH_PID)
+    found = [packets_by_pid(bytes(files[n])) for n in sorted(files)]
+    assert {pid for pids in found for pid in pids} == {0, program.pmt_pid, *elementary}
+    for pid in elementary:  # every packet of the program, once, in order
+        assert [p for pids in found for p in pids[pid]] == packets_by_pid(data)[pid]
+    assert {pat_programs(section(p)) for pids in found for p in pids[0]} == {((TV, program.pmt_pid),)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("chunk", [TS_PACKET_BYTES, 65536])
+def test_lost_packets_are_reported_where_they_were_lost(media: MediaCache, chunk: int) -> None:
+    """A CONTINUITY event comes among the events of the segment the packets were lost from: a
+    gap right before the keyframe that cuts is the old segment's, one inside a PES its own."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    video = packets_by_pid(data)[0x100]
+    starts = [i for i, p in enumerate(video) if p[1] & 0x40]
+    keyframe = starts[50]  # frame 50: the cut at 2 s
+    middle = next(i for i in starts[75:] if not video[i + 1][1] & 0x40 and not video[i + 2][1] & 0x40)
+    assert not video[keyframe - 1][1] & 0x40
+    damaged = remove_packets(data, 0x100, {keyframe - 1, middle + 1})
+    _, events, _ = split(damaged, 2, chunk=chunk)
+    segment, found = 0, []
+    for event in events:
+        if event[0] == OPEN:
+            segment = event[1]
+        elif event[0] == CONTINUITY:
+            found.append((segment, event[1]))
+    assert found == [(1, 0x100), (2, 0x100)]
+
+
+def pes_timestamps(files: dict[int, bytearray], pid: int) -> list[int]:
+    """The PTS of each PES of ``pid`` in the segments, in order (a PES header may span packets)."""
+    found: list[int] = []
+    unit = b""
+    for packet in [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[pid]] + [b"\x47\x40"]:
+        if packet[1] & 0x40 and unit:
+            found.append(get_timestamp(unit, 9))
+        if packet[1] & 0x40:
+            unit = b""
+        if len(packet) == TS_PACKET_BYTES:
+            unit += packet[pes_header_at(packet):]
+    return found
+
+
+def test_audio_that_stops_before_the_video_is_filled_with_silence_to_the_end_of_the_last_frame(
+        media: MediaCache) -> None:
+    """The tone stops 2.5 s before the picture does: at the end of input the pause is filled
+    with silent AAC frames, one PES each, up to the end of the last video frame (no frame more)."""
+    data = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    end = max(pes_pts(p) for p in packets_by_pid(data)[video_pid] if p[1] & 0x40) + 3600  # type: ignore[type-var]
+    plain, _, _ = split(data, 2)
+    files, events, _ = split(data, 2, silence=True)
+    assert len(files) == len(plain) and not [e for e in events if e[0] == DROPPED]
+    before, after = pes_timestamps(plain, audio_pid), pes_timestamps(files, audio_pid)
+    filler = sorted(set(after) - set(before))
+    assert filler[-10:] == [filler[-1] - 1920 * n for n in range(9, -1, -1)]
+    assert end - 1920 < filler[-1] + 1920 <= end
 
 
 def audio_start_first(data: bytes) -> bytes:
@@ -495,6 +704,8 @@ def test_find_program_gives_the_first_pat_and_pmt_packets(media: MediaCache) -> 
     assert find_program(b"".join([sdt, pat, *video, pmt])) == expected  # the PMT the last packet
     with pytest.raises(NotEligible):
         find_program(b"".join([sdt, pat, *video, pmt])[:-1])  # the PMT packet not all there
+    with pytest.raises(NotEligible):
+        find_program(data, 2)  # a program the PAT does not list
 
 
 def test_find_program_skips_what_is_not_the_start_of_a_pat_or_pmt(media: MediaCache) -> None:
@@ -520,8 +731,8 @@ def test_keyframe_nal_units_at_the_edges_of_the_payload() -> None:
     assert not _key_nal(b"\x00\x00\x65\x88", hevc=False)  # no start code at all
     # A PES that starts with a non-IDR picture is no cut point, whatever follows in it.
     assert not _key_nal(aud + b"\x00\x00\x01\x41\x9a" + aud + sps + b"\x00\x00\x01\x65", hevc=False)
-    # BLA_W_LP, IDR_W_RADL, CRA, VPS, SPS; TRAIL_R, RASL_R
-    hevc = {16: True, 19: True, 21: True, 32: True, 33: True, 1: False, 9: False}
+    # BLA_W_LP, IDR_W_RADL, CRA, VPS, SPS; TRAIL_R, RASL_R, a reserved type (RSV_IRAP_VCL22: ignored)
+    hevc = {16: True, 19: True, 21: True, 32: True, 33: True, 1: False, 9: False, 22: False}
     for kind, key in hevc.items():
         assert _key_nal(b"\x00\x00\x01\x46\x01\x00\x00\x01" + bytes([kind << 1, 0x01]), hevc=True) is key, kind
 

@@ -12,8 +12,8 @@ import pytest
 
 from segmenter.cutter import Cutter, SegmentTiming, StreamInfo, StreamKind
 from segmenter.psi import find_sync, pat_programs, section
-from segmenter.pyavrun import silent_aac_frame
 from segmenter.randomaccess import ParameterWatch, VideoCodec
+from segmenter.silentframe import silent_frame_or_none
 from segmenter.tsfast import (
     CLOSE,
     CONTINUITY,
@@ -69,6 +69,9 @@ def packets_by_pid(data: bytes) -> dict[int, list[bytes]]:
     return found
 
 
+ADTS = 0x0F  # stream_type of AAC in ADTS frames (ISO/IEC 13818-1 table 2-34)
+
+
 def split(
     data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
     silence: bool = False, breaks: tuple[int, ...] = (),
@@ -81,11 +84,12 @@ def split(
     program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
     tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
-                    data=kind in (0x15, 0x86))  # timed ID3, SCTE-35: copied, not cut on
+                    data=kind in (0x15, 0x86),  # timed ID3, SCTE-35: copied, not cut on
+                    codec="aac" if kind == ADTS else "")
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds))
-    splitter = TsSplitter(program, tracks, cutter, watch, silent_aac_frame if silence else None)
+    splitter = TsSplitter(program, tracks, cutter, watch, silent_frame_or_none if silence else None)
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
     start = 0

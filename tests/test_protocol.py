@@ -38,6 +38,7 @@ from protocol import (
     segment_file_name,
     sign,
     verify,
+    writer_label,
 )
 from tests.support.messages import ORIGINAL, ORIGINAL_MESSAGE
 
@@ -484,6 +485,17 @@ def test_a_writer_and_a_takeover_round_trip_and_are_checked() -> None:
     ]:
         with pytest.raises(ProtocolError, match=re.escape(reason)):
             parse_message(ORIGINAL + bad.encode())
+
+
+def test_a_writer_is_named_by_a_fingerprint_of_its_id_never_by_the_id() -> None:
+    # docs/protocol.md "Stream ownership": the daemon's refusals and logs and hls-segment's stop
+    # line name a writer the same way, so an operator can match them without the id being shown.
+    writer = "0123456789abcdef" * 2
+    label = writer_label(writer)
+    assert label == "writer #" + hashlib.sha256(writer.encode()).hexdigest()[:8]
+    assert writer[:8] not in label
+    assert writer_label("fedcba9876543210" * 2) != label
+    assert not writer_label(None).startswith("writer #")  # a v1 sender, which names no writer
 
 
 def test_the_reply_to_a_writers_start_up_says_where_the_stream_is() -> None:

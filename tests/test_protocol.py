@@ -40,6 +40,7 @@ from protocol import (
     verify,
     writer_label,
 )
+from protocol.message import is_key_prefix
 from tests.support.messages import ORIGINAL, ORIGINAL_MESSAGE
 
 
@@ -348,6 +349,18 @@ def test_a_message_that_would_not_survive_the_wire_cannot_be_built(changes: dict
     with pytest.raises(ProtocolError) as caught:
         dataclasses.replace(ORIGINAL_MESSAGE, **changes)
     assert reason in caught.value.reason
+
+
+def test_hls_uploadd_checks_a_configured_key_prefix_by_the_rule_messages_are_checked_by() -> None:
+    # --key-prefix and a peer's key prefixes (uploader/config.py, uploader/peers.py) use
+    # is_key_prefix, so a prefix the daemon accepts is one a message may carry, and no other.
+    for prefix in ("", "stream0001", "live/cam-1/~x.y"):
+        assert is_key_prefix(prefix)
+        assert dataclasses.replace(ORIGINAL_MESSAGE, key_prefix=prefix).key_prefix == prefix
+    for prefix in ("/live", "live//cam", "live/../cam", "live cam", "k" * 701):
+        assert not is_key_prefix(prefix)
+        with pytest.raises(ProtocolError, match="key_prefix"):
+            dataclasses.replace(ORIGINAL_MESSAGE, key_prefix=prefix)
 
 
 def test_a_rejected_line_does_not_stop_the_next_one() -> None:

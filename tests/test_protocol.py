@@ -336,6 +336,8 @@ UNSENDABLE = [
     ({"resolution": "1280x720p"}, "resolution '1280x720p' is not WIDTHxHEIGHT"),
     ({"size": 1, "payload_sha256": "AB" * 32}, "sha256 must be 64 lowercase hex digits"),
     ({"tag": "0" * 63}, "tag must be 64 lowercase hex digits"),
+    ({"writer": "0123456789ABCDEF"}, "writer '0123456789ABCDEF' is not 16 to 32 lowercase hex digits"),
+    ({"writer": "0123456789abcdef", "takeover": 1}, "takeover must be 0 or 1"),
     ({"extras": (("Colour", "blue"),)}, "extension key 'Colour' is not [a-z][a-z0-9_-]*"),
     ({"extras": (("size", "3"),)}, "extension 'size' appears twice"),
     ({"extras": (("colour", "blue"), ("colour", "red"))}, "extension 'colour' appears twice"),

@@ -462,6 +462,16 @@ def test_the_challenge_reply_round_trips() -> None:
         Challenge("00" * 15, 1)
 
 
+def test_every_challenge_the_daemon_can_build_reads_back_as_sent() -> None:
+    # time= carries 1 to 15 digits: a clock reading the line cannot carry is refused when built.
+    nonce = "0123456789abcdef" * 2
+    for time_ms in (0, 10**15 - 1):
+        assert parse_reply(encode_reply(Challenge(nonce, time_ms))) == Challenge(nonce, time_ms)
+    for bad in (-1, 10**15, True, "1700000000000", 1.7e12):
+        with pytest.raises(ProtocolError, match="HELLO time"):
+            Challenge(nonce, bad)  # type: ignore[arg-type]
+
+
 def test_reject_reasons_are_made_one_printable_line() -> None:
     assert Reject.because("bad\nthing\x00 here").reason == "bad thing? here"
     assert len(Reject.because("x" * 1000).reason) == 200
@@ -535,6 +545,8 @@ def test_ok_names_a_segment_number_and_zero_is_one() -> None:
     for bad in (-1, True, "3", 2.0):
         with pytest.raises(ProtocolError, match="non-negative segment number"):
             Ack(bad)  # type: ignore[arg-type]
+        with pytest.raises(ProtocolError, match="non-negative segment number"):
+            Ack(0, bad)  # type: ignore[arg-type]  # the stream's position, OK 0 last=N
 
 
 @pytest.mark.parametrize("line", [b"OK 5 \n", b"OK \xff\n", b"ERR caf\xc3\xa9\n", b"\xff\xfe", b"ERR two  spaces \n"])

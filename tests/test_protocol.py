@@ -854,6 +854,34 @@ def test_each_refusal_of_the_exchange_tells_the_operator_what_to_fix() -> None:
         ChallengeSession(SECRETS).hello("not hex", 0)
 
 
+def test_each_refusal_of_the_exchange_is_the_err_line_the_protocol_doc_lists() -> None:
+    # docs/protocol.md's table is where an operator looks an ERR up. A row ending in "..." gives
+    # the start of the line; 'x' is the key id, 3 and 5 the numbers n.
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = doc.split("## Authentication: the HELLO exchange", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^  \| `(ERR [^`]+)` \|", section, flags=re.MULTILINE)
+    session = ChallengeSession(SECRETS)
+    signed = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
+    refusals = [
+        session.refusal(ORIGINAL_MESSAGE),
+        session.refusal(signed),
+        session.refusal(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000, tag="0" * 64)),
+    ]
+    session.hello(NONCE, 0)
+    refusals.append(session.refusal(sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1, "x")))
+    refusals.append(session.refusal(dataclasses.replace(signed, counter=None)))
+    peer_x = ChallengeSession({"x": b"the secret of peer x"})
+    peer_x.hello(NONCE, 0)
+    refusals.append(peer_x.refusal(sign(ORIGINAL_MESSAGE, b"not the secret of peer x", NONCE, 1, "x")))
+    assert peer_x.refusal(sign(ORIGINAL_MESSAGE, b"the secret of peer x", NONCE, 5, "x")) is None
+    refusals.append(peer_x.refusal(sign(ORIGINAL_MESSAGE, b"the secret of peer x", NONCE, 3, "x")))
+    refusals.append(peer_x.hello("ee" * 16, 0))
+    lines = ["ERR " + refusal.reason for refusal in refusals]
+    assert len(rows) == len(lines) == 8
+    for row, line in zip(rows, lines):
+        assert line == row or (row.endswith("...") and line.startswith(row[: -len("...")])), (row, line)
+
+
 def test_hello_is_a_request_line_of_its_own() -> None:
     decoder = MessageDecoder()
     decoder.receive_data(b"HELLO\r\n" + encode_message(ORIGINAL_MESSAGE, newline=True) + b"HELLO")
@@ -862,7 +890,8 @@ def test_hello_is_a_request_line_of_its_own() -> None:
     assert decoder.next_event() == ORIGINAL_MESSAGE
     assert decoder.next_event() == Hello()
     assert decoder.next_event() is CLOSED
-    for near in (b"HELLO x\n", b"hello\n", b"HELLO, 1\n"):
+    # Only spaces, tabs and a CR may surround it, as around a blank line.
+    for near in (b"HELLO x\n", b"hello\n", b"HELLO, 1\n", b"HELLOX\n", b"XHELLO\n", b"HELLO\x0c\n", b"\x0bHELLO\n"):
         decoder = MessageDecoder()
         decoder.receive_data(near)
         with pytest.raises(ProtocolError):

@@ -38,7 +38,9 @@ from protocol import (
     segment_file_name,
     sign,
     verify,
+    writer_label,
 )
+from protocol.message import is_key_prefix
 from tests.support.messages import ORIGINAL, ORIGINAL_MESSAGE
 
 
@@ -334,6 +336,8 @@ UNSENDABLE = [
     ({"resolution": "1280x720p"}, "resolution '1280x720p' is not WIDTHxHEIGHT"),
     ({"size": 1, "payload_sha256": "AB" * 32}, "sha256 must be 64 lowercase hex digits"),
     ({"tag": "0" * 63}, "tag must be 64 lowercase hex digits"),
+    ({"writer": "0123456789ABCDEF"}, "writer '0123456789ABCDEF' is not 16 to 32 lowercase hex digits"),
+    ({"writer": "0123456789abcdef", "takeover": 1}, "takeover must be 0 or 1"),
     ({"extras": (("Colour", "blue"),)}, "extension key 'Colour' is not [a-z][a-z0-9_-]*"),
     ({"extras": (("size", "3"),)}, "extension 'size' appears twice"),
     ({"extras": (("colour", "blue"), ("colour", "red"))}, "extension 'colour' appears twice"),
@@ -347,6 +351,18 @@ def test_a_message_that_would_not_survive_the_wire_cannot_be_built(changes: dict
     with pytest.raises(ProtocolError) as caught:
         dataclasses.replace(ORIGINAL_MESSAGE, **changes)
     assert reason in caught.value.reason
+
+
+def test_hls_uploadd_checks_a_configured_key_prefix_by_the_rule_messages_are_checked_by() -> None:
+    # --key-prefix and a peer's key prefixes (uploader/config.py, uploader/peers.py) use
+    # is_key_prefix, so a prefix the daemon accepts is one a message may carry, and no other.
+    for prefix in ("", "stream0001", "live/cam-1/~x.y"):
+        assert is_key_prefix(prefix)
+        assert dataclasses.replace(ORIGINAL_MESSAGE, key_prefix=prefix).key_prefix == prefix
+    for prefix in ("/live", "live//cam", "live/../cam", "live cam", "k" * 701):
+        assert not is_key_prefix(prefix)
+        with pytest.raises(ProtocolError, match="key_prefix"):
+            dataclasses.replace(ORIGINAL_MESSAGE, key_prefix=prefix)
 
 
 def test_a_rejected_line_does_not_stop_the_next_one() -> None:
@@ -446,6 +462,16 @@ def test_the_challenge_reply_round_trips() -> None:
         Challenge("00" * 15, 1)
 
 
+def test_every_challenge_the_daemon_can_build_reads_back_as_sent() -> None:
+    # time= carries 1 to 15 digits: a clock reading the line cannot carry is refused when built.
+    nonce = "0123456789abcdef" * 2
+    for time_ms in (0, 10**15 - 1):
+        assert parse_reply(encode_reply(Challenge(nonce, time_ms))) == Challenge(nonce, time_ms)
+    for bad in (-1, 10**15, True, "1700000000000", 1.7e12):
+        with pytest.raises(ProtocolError, match="HELLO time"):
+            Challenge(nonce, bad)  # type: ignore[arg-type]
+
+
 def test_reject_reasons_are_made_one_printable_line() -> None:
     assert Reject.because("bad\nthing\x00 here").reason == "bad thing? here"
     assert len(Reject.because("x" * 1000).reason) == 200
@@ -486,6 +512,17 @@ def test_a_writer_and_a_takeover_round_trip_and_are_checked() -> None:
             parse_message(ORIGINAL + bad.encode())
 
 
+def test_a_writer_is_named_by_a_fingerprint_of_its_id_never_by_the_id() -> None:
+    # docs/protocol.md "Stream ownership": the daemon's refusals and logs and hls-segment's stop
+    # line name a writer the same way, so an operator can match them without the id being shown.
+    writer = "0123456789abcdef" * 2
+    label = writer_label(writer)
+    assert label == "writer #" + hashlib.sha256(writer.encode()).hexdigest()[:8]
+    assert writer[:8] not in label
+    assert writer_label("fedcba9876543210" * 2) != label
+    assert not writer_label(None).startswith("writer #")  # a v1 sender, which names no writer
+
+
 def test_the_reply_to_a_writers_start_up_says_where_the_stream_is() -> None:
     assert encode_reply(Ack(0, 42)) == b"OK 0 last=42\n"
     assert parse_reply(b"OK 0 last=42\n") == Ack(0, 42)
@@ -508,6 +545,8 @@ def test_ok_names_a_segment_number_and_zero_is_one() -> None:
     for bad in (-1, True, "3", 2.0):
         with pytest.raises(ProtocolError, match="non-negative segment number"):
             Ack(bad)  # type: ignore[arg-type]
+        with pytest.raises(ProtocolError, match="non-negative segment number"):
+            Ack(0, bad)  # type: ignore[arg-type]  # the stream's position, OK 0 last=N
 
 
 @pytest.mark.parametrize("line", [b"OK 5 \n", b"OK \xff\n", b"ERR caf\xc3\xa9\n", b"\xff\xfe", b"ERR two  spaces \n"])
@@ -815,6 +854,34 @@ def test_each_refusal_of_the_exchange_tells_the_operator_what_to_fix() -> None:
         ChallengeSession(SECRETS).hello("not hex", 0)
 
 
+def test_each_refusal_of_the_exchange_is_the_err_line_the_protocol_doc_lists() -> None:
+    # docs/protocol.md's table is where an operator looks an ERR up. A row ending in "..." gives
+    # the start of the line; 'x' is the key id, 3 and 5 the numbers n.
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = doc.split("## Authentication: the HELLO exchange", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^  \| `(ERR [^`]+)` \|", section, flags=re.MULTILINE)
+    session = ChallengeSession(SECRETS)
+    signed = sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1)
+    refusals = [
+        session.refusal(ORIGINAL_MESSAGE),
+        session.refusal(signed),
+        session.refusal(dataclasses.replace(ORIGINAL_MESSAGE, sent_at_ms=1_700_000_000_000, tag="0" * 64)),
+    ]
+    session.hello(NONCE, 0)
+    refusals.append(session.refusal(sign(ORIGINAL_MESSAGE, SECRETS["default"], NONCE, 1, "x")))
+    refusals.append(session.refusal(dataclasses.replace(signed, counter=None)))
+    peer_x = ChallengeSession({"x": b"the secret of peer x"})
+    peer_x.hello(NONCE, 0)
+    refusals.append(peer_x.refusal(sign(ORIGINAL_MESSAGE, b"not the secret of peer x", NONCE, 1, "x")))
+    assert peer_x.refusal(sign(ORIGINAL_MESSAGE, b"the secret of peer x", NONCE, 5, "x")) is None
+    refusals.append(peer_x.refusal(sign(ORIGINAL_MESSAGE, b"the secret of peer x", NONCE, 3, "x")))
+    refusals.append(peer_x.hello("ee" * 16, 0))
+    lines = ["ERR " + refusal.reason for refusal in refusals]
+    assert len(rows) == len(lines) == 8
+    for row, line in zip(rows, lines):
+        assert line == row or (row.endswith("...") and line.startswith(row[: -len("...")])), (row, line)
+
+
 def test_hello_is_a_request_line_of_its_own() -> None:
     decoder = MessageDecoder()
     decoder.receive_data(b"HELLO\r\n" + encode_message(ORIGINAL_MESSAGE, newline=True) + b"HELLO")
@@ -823,7 +890,8 @@ def test_hello_is_a_request_line_of_its_own() -> None:
     assert decoder.next_event() == ORIGINAL_MESSAGE
     assert decoder.next_event() == Hello()
     assert decoder.next_event() is CLOSED
-    for near in (b"HELLO x\n", b"hello\n", b"HELLO, 1\n"):
+    # Only spaces, tabs and a CR may surround it, as around a blank line.
+    for near in (b"HELLO x\n", b"hello\n", b"HELLO, 1\n", b"HELLOX\n", b"XHELLO\n", b"HELLO\x0c\n", b"\x0bHELLO\n"):
         decoder = MessageDecoder()
         decoder.receive_data(near)
         with pytest.raises(ProtocolError):

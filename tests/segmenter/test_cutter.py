@@ -198,6 +198,12 @@ def test_video_pausing_while_audio_goes_on_is_a_gap_not_a_new_timeline() -> None
     # a change of timeline, and the timeline, the audio's, goes on).
     packets = [p for p in av_packets(20) if not (p.index == 0 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
     packets = [Packet(0, True, p.pts, p.dts, p.duration) if p.index == 0 and p.pts == 11 * 90000 else p for p in packets]
+    cut_on_the_audio_while_the_video_pauses(packets)
+
+
+def cut_on_the_audio_while_the_video_pauses(packets: list[Packet]) -> Run:
+    """``packets`` (20 s, a video pause in them) cut at 2 s: every packet written, no discontinuity,
+    every segment within the limit, and segments holding only audio while the video pauses."""
     result = run([VIDEO, AUDIO], packets, "2")
     assert not any(t.discontinuity for t in result.timings)
     assert not result.dropped and not result.released
@@ -206,8 +212,8 @@ def test_video_pausing_while_audio_goes_on_is_a_gap_not_a_new_timeline() -> None
     durations = [t.duration_s for t in result.timings]
     assert all(d is not None and d < 2.5 for d in durations), durations
     assert sum(durations) == pytest.approx(20.0, abs=0.05)  # type: ignore[arg-type]
-    # While the video pauses, segments are cut on audio and hold only audio.
     assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
+    return result
 
 
 @pytest.mark.parametrize("first_shown_is_key", [False, True])
@@ -222,19 +228,10 @@ def test_pictures_an_encoder_dates_from_before_a_video_pause_decide_no_cut(first
              Packet(0, False, 11 * 90000 + frame, 5 * 90000 + frame, frame)]
     later = [p for p in packets if not (p.index == 0 and p.pts in (11 * 90000, 11 * 90000 + frame))]
     cut_at = next(i for i, p in enumerate(later) if p.pts >= 5 * 90000)  # type: ignore[operator]
-    packets = later[:cut_at] + early + later[cut_at:]
-    result = run([VIDEO, AUDIO], packets, "2")
-    assert not any(t.discontinuity for t in result.timings)
-    assert not result.dropped and not result.released
-    written = sorted(item for segment in result.segments for item in segment)
-    assert written == sorted((p.index, p.pts) for p in packets)
-    durations = [t.duration_s for t in result.timings]
-    assert all(d is not None and d < 2.5 for d in durations), durations
-    assert sum(durations) == pytest.approx(20.0, abs=0.05)  # type: ignore[arg-type]
+    result = cut_on_the_audio_while_the_video_pauses(later[:cut_at] + early + later[cut_at:])
     # They went where they are decoded: the segment before the pause.
     holding = next(segment for segment in result.segments if (0, 11 * 90000) in segment)
     assert (0, 5 * 90000 - frame) in holding
-    assert any(segment and all(index == 1 for index, _ in segment) for segment in result.segments)
 
 
 def test_audio_pausing_while_video_goes_on_keeps_every_packet() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from fractions import Fraction
 
 import av
@@ -136,6 +137,7 @@ class PyAVRun(SegmentRun):
             s.index: None for s in self.streams if s.type == "audio"}
         self._frame_ticks = {s.index: _frame_ticks(s) for s in self.streams if s.type == "audio"}
         self._clock_end: int | None = None  # and the end of its packet
+        self._shift_ticks: dict[int, int] = {}  # per stream: what _shift adds, in its ticks
 
     def _read_input(self) -> None:
         self._read_all()
@@ -162,6 +164,8 @@ class PyAVRun(SegmentRun):
         data_indexes = self._data_indexes
         silent = self.silent
         audio_next = self._audio_next
+        # MPEG-TS timestamps are never below 0 (a value just below the wrap is the wrap's).
+        shift: Fraction | None = Fraction(0) if self.container.format.name == "mpegts" else None
         while True:
             try:
                 for packet in self.container.demux(self._read + self.data_streams):
@@ -172,6 +176,13 @@ class PyAVRun(SegmentRun):
                     self.packets_read += 1
                     errors_in_a_row = 0
                     index = packet.stream_index
+                    if shift is None and packet.dts is not None:
+                        shift = max(Fraction(0), -packet.dts * packet.time_base)
+                        if shift:
+                            log.info("timestamps start %s s below 0 (B-frames, an encoder's priming): all are "
+                                     "moved %s s later", float(shift), float(shift))
+                    if shift:
+                        self._shift(packet, shift)
                     if packet.is_corrupt:
                         pid = packet.stream.id
                         self._corrupt[pid] = self._corrupt.get(pid, 0) + 1
@@ -225,6 +236,21 @@ class PyAVRun(SegmentRun):
                 if errors_in_a_row >= MAX_READ_ERRORS_IN_A_ROW:
                     log.error("input: %d read errors in a row, treating it as ended", errors_in_a_row)
                     return
+
+    def _shift(self, packet: av.Packet, seconds: Fraction) -> None:
+        """``packet``'s timestamps ``seconds`` later. An input whose first decoding times are below
+        0 (an MP4 with B-frames or an audio encoder's priming: FFmpeg's demuxers give the first
+        packets negative DTS, the packets being read in DTS order, the lowest first) is moved
+        later as a whole: FFmpeg's MPEG-TS muxer would otherwise move each segment's timestamps
+        on its own (``avoid_negative_ts``), the first segment's by that much, and it would end
+        after the second one starts."""
+        ticks = self._shift_ticks.get(packet.stream_index)
+        if ticks is None:
+            ticks = self._shift_ticks[packet.stream_index] = math.ceil(seconds / packet.time_base)
+        if packet.pts is not None:
+            packet.pts += ticks
+        if packet.dts is not None:
+            packet.dts += ticks
 
     def _untimed(self, index: int, packet: av.Packet) -> int | None:
         """The timestamp of a packet the demuxer gave none (a PES packet without PTS): an audio

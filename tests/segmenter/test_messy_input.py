@@ -421,6 +421,31 @@ def test_audio_frames_dated_before_the_ones_before_them_are_kept_or_left_out_alo
     assert sum((want - got).values()) == (4 if segmenter_path == "pyav" else 0), want - got
 
 
+def test_an_mp4_whose_timestamps_start_below_zero_is_moved_later_as_a_whole(
+    tmp_path: Path, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # An MP4 with B-frames and AAC (FFmpeg's demuxer gives its first video DTS -0.08 s, its first
+    # audio frame -1024 samples): the PyAV path, reading the file. Each segment's muxer would move
+    # its own timestamps (the first segment's by 0.08 s, the others' not), and segment 1 would end
+    # after segment 2 starts. The whole input is moved 0.08 s later instead, said once.
+    source = tmp_path / "b-frames.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={SECONDS}",
+                    "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={SECONDS}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-c:a", "aac", str(source)],
+                   check=True, timeout=120)
+    published = publish(source, "2", tmp_path, seaweed, bucket, by_path=True)
+    assert_within_target(published, "2")
+    assert ffmpeg_plays(published.playlist_url) == ""
+    assert len(re.findall(r"timestamps start 0.08 s below 0", published.stderr)) == 1, published.stderr
+    ends = []
+    for path in segment_files(published.out_dir):
+        with av.open(str(path)) as container:
+            dts = [packet.dts for packet in container.demux() if packet.dts is not None]
+        ends.append((min(dts), max(dts)))
+    assert all(later[0] > earlier[1] - 90000 // 25 for earlier, later in zip(ends, ends[1:])), ends
+
+
 def pid_pts(path: Path, pid: int) -> list[int]:
     """The sorted pts of every packet of ``pid`` in the MPEG-TS file ``path``."""
     with av.open(str(path)) as container:

@@ -234,6 +234,16 @@ def test_pictures_an_encoder_dates_from_before_a_video_pause_decide_no_cut(first
     assert (0, 5 * 90000 - frame) in holding
 
 
+def test_an_overdue_picture_without_a_dts_is_cut_before_as_overdue() -> None:
+    # Pictures timed by PTS alone (no DTS): one coming past the limit after lost frames cannot
+    # be told "decoded in time, shown late"; the segment is cut before it, within the limit.
+    packets = [Packet(0, n % 60 == 0, n * 3000, None, 3000) for n in range(300) if not 60 <= n < 80]
+    result = run([VIDEO], packets, "2")
+    durations = [t.duration_s for t in result.timings]
+    assert all(d is not None and d < 2.5 for d in durations), durations
+    assert sum(len(segment) for segment in result.segments) == len(packets)
+
+
 def test_audio_pausing_while_video_goes_on_keeps_every_packet() -> None:
     packets = [p for p in av_packets(20) if not (p.index == 1 and 5 * 90000 <= p.pts < 11 * 90000)]  # type: ignore[operator]
     result = run([VIDEO, AUDIO], packets, "2")
@@ -1276,7 +1286,8 @@ def test_stills_further_apart_than_interleave_s_are_segmented() -> None:
     assert sum(len(segment) for segment in result.segments) == len(packets)
     durations = [t.duration_s for t in result.timings]
     assert all(d is not None and d < 2.5 for d in durations), durations
-    # The last picture is shown for 1.5 s from 16.5 s; its segment stops just under the limit.
+    # The last picture is shown for 1.5 s from 16.5 s; its segment stops one tick under the limit.
+    assert durations[-1] == pytest.approx(2.5 - 1 / 90000, abs=1e-7)
     assert sum(durations) == pytest.approx(result.timings[-1].start_s + 2.5, abs=1e-4)  # type: ignore[arg-type, operator]
 
 

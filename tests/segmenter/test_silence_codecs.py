@@ -14,7 +14,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from segmenter.audioframes import FAMILIES, AacConfig, Ac3, AudioFormat, Eac3, MpegAudio, aac_format
+from segmenter.audioframes import FAMILIES, AacConfig, Ac3, Adts, AudioFormat, Eac3, MpegAudio, aac_format, adts_frame
 from segmenter.silence import FrameCounter
 from segmenter.silentframe import SILENT_PEAK, silent_frame, silent_frame_or_none
 from segmenter.tsfast import find_program
@@ -100,6 +100,7 @@ def mpeg_header(version: int, layer: int, rate_index: int, frequency: int, paddi
 @pytest.mark.parametrize("header, length, samples", [
     (mpeg_header(3, 3, 12, 1), 4 * (12 * 384000 // 48000), 384),  # MPEG-1 Layer I, 384 kb/s, 48 kHz
     (mpeg_header(3, 3, 12, 1, padding=1), 4 * (12 * 384000 // 48000 + 1), 384),  # a slot is 4 bytes
+    (mpeg_header(3, 3, 1, 0), 4 * (12 * 32000 // 44100), 384),  # Layer I, 32 kb/s, 44.1 kHz: slots rounded down
     (mpeg_header(3, 2, 10, 1), 144 * 192000 // 48000, 1152),  # MPEG-1 Layer II, 192 kb/s
     (mpeg_header(3, 1, 9, 0), 144 * 128000 // 44100, 1152),  # MPEG-1 Layer III, 128 kb/s, 44.1 kHz: 417
     (mpeg_header(3, 1, 9, 0, padding=1), 144 * 128000 // 44100 + 1, 1152),  # 418
@@ -279,6 +280,27 @@ def silent_reason(audio: AudioFormat) -> str:
     except ValueError as error:
         return str(error)
     raise AssertionError("a silent frame was made")
+
+
+def test_an_adts_header_whose_frame_length_is_shorter_than_the_header_is_no_frame() -> None:
+    header = adts_frame(AacConfig(2, 3, 2), b"")
+    assert Adts.length(header, 0) == 7
+    short = header[:3] + bytes((header[3] & 0xFC, 0, 6 << 5 | 0x1F)) + header[6:]  # aac_frame_length 6
+    assert Adts.length(short, 0) == 0
+    assert Adts.format(bytes(7), 0) is None
+
+
+def test_an_mpeg_audio_header_needs_its_whole_syncword_and_its_four_bytes() -> None:
+    header = mpeg_header(3, 1, 9, 0)
+    assert MpegAudio.length(header, 0) > 0
+    assert MpegAudio.length(b"\x00" + header[1:], 0) == 0
+    assert MpegAudio.length(header[:1] + bytes((header[1] & 0x1F,)) + header[2:], 0) == 0
+    assert MpegAudio.length(b"\x00" + header[:3], 1) == 0
+
+
+def test_bytes_without_a_frame_header_are_not_a_self_contained_frame() -> None:
+    assert not MpegAudio.self_contained(bytes(8))
+    assert not Ac3.self_contained(bytes(8))
 
 
 def test_codecs_without_a_frame_family_are_not_filled() -> None:

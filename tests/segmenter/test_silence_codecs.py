@@ -303,6 +303,20 @@ def test_bytes_without_a_frame_header_are_not_a_self_contained_frame() -> None:
     assert not Ac3.self_contained(bytes(8))
 
 
+def test_a_free_format_mp3_track_is_not_filled_though_the_encoder_could_make_a_frame() -> None:
+    audio = MpegAudio.format(mpeg_header(3, 1, 0, 0), 0)  # MPEG-1 Layer III, bitrate_index 0
+    assert audio is not None
+    with pytest.raises(ValueError, match="free format"):
+        silent_frame(audio)
+
+
+def test_an_mp3_frame_with_a_crc_has_its_main_data_begin_after_the_crc() -> None:
+    header = mpeg_header(3, 1, 9, 0)
+    protected = header[:1] + bytes((header[1] & 0xFE,)) + header[2:]  # protection_bit 0: a CRC follows
+    assert not MpegAudio.self_contained(protected + b"\x00\x00" + b"\x80" + bytes(40))  # main_data_begin 256
+    assert MpegAudio.self_contained(protected + b"\xff\xff" + bytes(41))  # main_data_begin 0
+
+
 def test_codecs_without_a_frame_family_are_not_filled() -> None:
     assert {"opus", "aac_latm", "flac", "pcm_s16le"}.isdisjoint(FAMILIES)
 

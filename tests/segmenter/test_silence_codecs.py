@@ -317,6 +317,14 @@ def test_an_mp3_frame_with_a_crc_has_its_main_data_begin_after_the_crc() -> None
     assert MpegAudio.self_contained(protected + b"\xff\xff" + bytes(41))  # main_data_begin 0
 
 
+def test_mp3_main_data_begin_is_9_bits_in_mpeg_1_and_8_at_the_lower_sampling_frequencies() -> None:
+    mpeg1, mpeg2 = mpeg_header(3, 1, 9, 0), mpeg_header(2, 1, 9, 0)
+    assert not MpegAudio.self_contained(mpeg1 + b"\x00\x80" + bytes(40))  # main_data_begin 1
+    assert not MpegAudio.self_contained(mpeg1 + b"\x01\x00" + bytes(40))  # main_data_begin 2
+    assert MpegAudio.self_contained(mpeg2 + b"\x00\x80" + bytes(40))  # main_data_begin 0, then private_bits
+    assert not MpegAudio.self_contained(mpeg1)  # a header without its side information
+
+
 def test_codecs_without_a_frame_family_are_not_filled() -> None:
     assert {"opus", "aac_latm", "flac", "pcm_s16le"}.isdisjoint(FAMILIES)
 

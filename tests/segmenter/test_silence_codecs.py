@@ -161,6 +161,11 @@ def test_ac3_lfeon_is_found_behind_each_acmods_mix_levels(acmod: int, lfeon: int
     assert audio is not None and audio.mode == (0, 5, acmod, lfeon)
     assert audio.channels == (2, 1, 2, 3, 3, 4, 4, 5)[acmod] + lfeon  # nfchans (A/52 table 5.8), LFE
     assert ("LFE" in audio.layout) == bool(lfeon)
+    names = audio.layout.split("+")
+    assert names == sorted(names, key=FFMPEG_CHANNEL_ORDER.index)
+
+
+FFMPEG_CHANNEL_ORDER = ("FL", "FR", "FC", "LFE", "BL", "BR", "BC", "SL", "SR")  # its native layout order
 
 
 def test_ac3_and_e_ac3_frames_are_told_apart_by_bsid_and_a_dependent_substream_is_not_counted() -> None:

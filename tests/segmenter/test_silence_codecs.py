@@ -339,8 +339,6 @@ def test_an_ac3_header_needs_its_whole_syncword_eight_bytes_and_no_reserved_fsco
     assert Ac3.length(ac3_header(3, 10), 0) == 0  # fscod 3: reserved
     assert Ac3.length(ac3_header(0, 38), 0) == 0  # frmsizecod 38: past table 5.18
     assert Ac3.length(header[:5] + bytes((9 << 3,)) + header[6:], 0) == 0  # bsid 9: neither AC-3 nor E-AC-3
-    surround = ac3_header(0, 10, 7, 1)
-    assert Ac3.format(bytes(9) + surround, 9) == Ac3.format(surround, 0)
 
 
 def test_codecs_without_a_frame_family_are_not_filled() -> None:

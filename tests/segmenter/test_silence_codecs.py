@@ -341,6 +341,22 @@ def test_an_ac3_header_needs_its_whole_syncword_eight_bytes_and_no_reserved_fsco
     assert Ac3.length(header[:5] + bytes((9 << 3,)) + header[6:], 0) == 0  # bsid 9: neither AC-3 nor E-AC-3
 
 
+def test_an_e_ac3_header_needs_its_syncword_six_bytes_bsid_11_to_16_and_substream_0() -> None:
+    assert Eac3.length(EAC3[:6], 0) == Eac3.length(EAC3, 0) > 0
+    assert Eac3.length(b"\x00" + EAC3[1:], 0) == 0
+    assert Eac3.length(EAC3[:1] + b"\x00" + EAC3[2:], 0) == 0
+    assert Eac3.length(b"\x00" + EAC3[:5], 1) == 0
+    assert Eac3.length(with_byte(EAC3, 2, EAC3[2] | 0x08), 0) == 0  # substreamid 1
+    assert Eac3.length(with_byte(EAC3, 5, 11 << 3), 0) > 0
+    assert Eac3.length(with_byte(EAC3, 5, 17 << 3), 0) == 0
+
+
+def test_an_e_ac3_frame_at_half_a_sampling_rate_has_6_blocks_and_fscod2_3_is_reserved() -> None:
+    half = Eac3.format(with_byte(EAC3, 4, 3 << 6 | 0 << 4 | EAC3[4] & 0x0F), 0)  # fscod 3, fscod2 0
+    assert half is not None and (half.sample_rate, half.samples) == (24000, 1536)
+    assert Eac3.length(with_byte(EAC3, 4, 3 << 6 | 3 << 4 | EAC3[4] & 0x0F), 0) == 0
+
+
 def test_codecs_without_a_frame_family_are_not_filled() -> None:
     assert {"opus", "aac_latm", "flac", "pcm_s16le"}.isdisjoint(FAMILIES)
 

@@ -357,6 +357,11 @@ def test_an_e_ac3_frame_at_half_a_sampling_rate_has_6_blocks_and_fscod2_3_is_res
     assert Eac3.length(with_byte(EAC3, 4, 3 << 6 | 3 << 4 | EAC3[4] & 0x0F), 0) == 0
 
 
+def test_an_e_ac3_frame_gives_the_bit_rate_its_frame_size_means() -> None:
+    audio = Eac3.format(EAC3, 0)  # encoded at 96 kb/s: 384 bytes every 1536 samples at 48 kHz
+    assert audio is not None and audio.bit_rate == 96000
+
+
 def test_codecs_without_a_frame_family_are_not_filled() -> None:
     assert {"opus", "aac_latm", "flac", "pcm_s16le"}.isdisjoint(FAMILIES)
 

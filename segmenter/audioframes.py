@@ -327,7 +327,6 @@ class Ac3(_WholeFrames):
                            (fscod, frmsizecod >> 1, acmod, lfeon), kbits * 1000)
 
 
-
 _EAC3_BLOCKS = (1, 2, 3, 6)  # numblkscod (A/52 table E.1.3)
 _EAC3_HALF_RATES = (24000, 22050, 16000)  # fscod2, when fscod is 3 (table E.1.4)
 
@@ -374,7 +373,6 @@ class Eac3(_WholeFrames):
         bit_rate = 2 * (frmsiz + 1) * 8 * rate // (256 * blocks)
         return AudioFormat("eac3", f"E-AC-3, {rate} Hz, {_ACMOD_NAMES[acmod]}{'+LFE' * lfeon}, {blocks} blocks",
                            rate, 256 * blocks, layout.count("+") + 1, layout, (rate, blocks, acmod, lfeon), bit_rate)
-
 
 
 class Family(Protocol):

@@ -23,12 +23,11 @@ import av.container
 from protocol import segment_file_name
 from protocol.limits import MAX_SEGMENT_NUMBER
 
-from .audioframes import FAMILIES
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun, close_segment
-from .silentframe import silent_frame_or_none
+from .silentframe import fillable_streams, silent_frame_or_none
 from .tsfast import (
     CLOSE,
     CONTINUITY,
@@ -178,10 +177,8 @@ class FastRun(SegmentRun):
         if data:
             log.info("copied, never cut on: %s", ", ".join(
                 f"PID 0x{t.pid:x} {description.data_kind(t.index)}" for t in data))
-        unfilled = [t for t in fast.tracks if not t.video and not t.data and t.codec not in FAMILIES]
-        if unfilled:
-            log.info("pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): %s",
-                     ", ".join(f"stream #{t.index} ({t.codec})" for t in unfilled))
+        # Said at the start: the audio tracks whose pauses stay holes (the splitter fills the others').
+        fillable_streams({t.index: t.codec for t in fast.tracks if not t.video and not t.data})
         self._video = {t.pid: (codec_by_stream_type(types[t.pid]), 0) for t in fast.tracks if t.video}
         self._starts: dict[int, TsSegmentStart] = {}  # per open segment: where it starts
         self._numbers_exhausted = False  # segment MAX_SEGMENT_NUMBER was closed: the run is over

@@ -28,7 +28,7 @@ from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun, close_segment
 from .silence import LATE_UNIT_DROPPED, PauseFiller
-from .silentframe import silent_frame_or_none
+from .silentframe import fillable_streams, silent_frame_or_none
 from .writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,7 @@ class PyAVRun(SegmentRun):
         # The reference is the clock: an audio-only input's gaps are its own timeline (cutter.py).
         audio = [s.index for s in self.streams if s.type == "audio" and s.index != self.cutter.reference.index]
         self._codecs = {i: container.streams[i].codec_context.codec.canonical_name for i in audio}
-        self._fillable = {i for i in audio if self._codecs[i] in FAMILIES}
-        unfilled = [i for i in audio if i not in self._fillable]
-        if unfilled:
-            log.info("pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): %s",
-                     ", ".join(f"stream #{i} ({self._codecs[i]})" for i in unfilled))
+        self._fillable = fillable_streams(self._codecs)
         self._silence: dict[int, _Silence | None] = {}
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         # Per audio stream: its latest packet's dts and duration (None until its first timed one).
@@ -164,8 +160,9 @@ class PyAVRun(SegmentRun):
         data_indexes = self._data_indexes
         silent = self.silent
         audio_next = self._audio_next
-        # MPEG-TS timestamps are never below 0 (a value just below the wrap is the wrap's).
-        shift: Fraction | None = Fraction(0) if self.container.format.name == "mpegts" else None
+        # Seconds every timestamp is moved later (_shift), decided at the first timed packet; 0 for
+        # MPEG-TS, whose timestamps are never below 0 (a value just below the wrap is the wrap's).
+        shift: Fraction | int | None = 0 if self.container.format.name == "mpegts" else None
         while True:
             try:
                 for packet in self.container.demux(self._read + self.data_streams):
@@ -177,7 +174,7 @@ class PyAVRun(SegmentRun):
                     errors_in_a_row = 0
                     index = packet.stream_index
                     if shift is None and packet.dts is not None:
-                        shift = max(Fraction(0), -packet.dts * packet.time_base)
+                        shift = -packet.dts * packet.time_base if packet.dts < 0 else 0
                         if shift:
                             log.info("timestamps start %s s below 0 (B-frames, an encoder's priming): all are "
                                      "moved %s s later", float(shift), float(shift))
@@ -237,7 +234,7 @@ class PyAVRun(SegmentRun):
                     log.error("input: %d read errors in a row, treating it as ended", errors_in_a_row)
                     return
 
-    def _shift(self, packet: av.Packet, seconds: Fraction) -> None:
+    def _shift(self, packet: av.Packet, seconds: Fraction | int) -> None:
         """``packet``'s timestamps ``seconds`` later. An input whose first decoding times are below
         0 (an MP4 with B-frames or an audio encoder's priming: FFmpeg's demuxers give the first
         packets negative DTS, the packets being read in DTS order, the lowest first) is moved

@@ -64,6 +64,17 @@ def silent_frame(audio: AudioFormat) -> bytes:
     raise ValueError(f"FFmpeg's {name} encoder makes {made.name if made else 'no frame of it'}, not {audio.name}")
 
 
+def fillable_streams(codecs: dict[int, str]) -> set[int]:
+    """The audio streams (index -> FFmpeg's codec name) whose pauses can be filled: those of a
+    codec with a frame family (``audioframes.FAMILIES``). The others are named in one line: their
+    pauses stay holes."""
+    unfilled = {index: codec for index, codec in codecs.items() if codec not in FAMILIES}
+    if unfilled:
+        log.info("pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): %s",
+                 ", ".join(f"stream #{index} ({codec})" for index, codec in unfilled.items()))
+    return codecs.keys() - unfilled.keys()
+
+
 def silent_frame_or_none(index: int, audio: AudioFormat) -> bytes | None:
     """``silent_frame``, or None when there is none; then stream ``index``'s pauses stay holes,
     and the log says so once, naming it and why."""

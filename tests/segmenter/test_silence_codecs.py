@@ -16,7 +16,7 @@ import pytest
 
 from segmenter.audioframes import FAMILIES, AacConfig, Ac3, Adts, AudioFormat, Eac3, MpegAudio, aac_format, adts_frame
 from segmenter.silence import FrameCounter
-from segmenter.silentframe import SILENT_PEAK, silent_frame, silent_frame_or_none
+from segmenter.silentframe import SILENT_PEAK, fillable_streams, silent_frame, silent_frame_or_none
 from segmenter.tsfast import find_program
 from tests.segmenter.test_silence import audio_pes, pes_packets, split
 from tests.support.media import MediaCache
@@ -277,6 +277,19 @@ def test_a_format_no_silent_frame_is_made_for_is_named_with_why(
         assert silent_frame_or_none(3, audio) is None
     assert [r.getMessage() for r in caplog.records] == [
         f"stream #3: pauses are not filled with silence ({audio.name}: {silent_reason(audio)})"]
+
+
+def test_tracks_of_a_codec_without_a_frame_family_are_named_once_at_the_start(caplog: pytest.LogCaptureFixture) -> None:
+    # Opus and PCM have no frame family: their pauses stay holes, said in one line; the others
+    # go on to their own checks (an MP1 track is then named with why, at its first frame).
+    with caplog.at_level(logging.INFO, logger="segmenter.silentframe"):
+        assert fillable_streams({1: "aac", 2: "opus", 3: "mp1", 4: "pcm_s16le", 5: "eac3"}) == {1, 3, 5}
+    assert [r.getMessage() for r in caplog.records] == [
+        "pauses not filled with silence (AAC, MP2, MP3, AC-3, E-AC-3 only): stream #2 (opus), stream #4 (pcm_s16le)"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segmenter.silentframe"):
+        assert fillable_streams({1: "mp3"}) == {1}
+    assert not caplog.records
 
 
 def silent_reason(audio: AudioFormat) -> str:

@@ -397,6 +397,12 @@ class PyAVRun(SegmentRun):
                 if silence is not None:
                     silence.filler.reset()  # nothing is filled across a new timeline
             self._clock = self._clock_end = None
+        elif self.writer is not None and packet.dts is not None:
+            # Silence into the segment closing for a pause that put no audio in it.
+            at = packet.dts * packet.time_base
+            for audio, silence in self._silence.items():
+                if silence is not None:
+                    self._write_silence(audio, silence.filler.closing(at / silence.time_base))
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
         self.video = (self.watch.current if self.watch is not None else None, self._changed)

@@ -63,21 +63,22 @@ class PauseFiller:
     frames that fill it, and where the muxer's late unit goes.
 
     All times are ticks of the track's ``time_base`` (seconds per tick); one frame lasts
-    ``frame_ticks``. The shell tells it the program's clock (the reference stream's latest
-    dts, in this track's ticks) at each reference packet (``due``), each real packet it is about
-    to write (``late``, then ``retime`` or ``resume``) and its end once known (``ended``), a
-    discontinuity or a packet not written (``reset``: nothing is filled across them), and the end
-    of the input (``finish``).
+    ``frame_ticks``. The shell tells it the program's clock (the reference stream's latest dts, in
+    this track's ticks) at each reference packet (``due``) and cut (``closing``), each real packet
+    it is about to write (``late``, then ``retime`` or ``resume``) and its end once known
+    (``ended``), a discontinuity or a packet not written (``reset``: nothing is filled across them),
+    and the end of the input (``finish``).
 
     The rule: once the real audio ends more than ``MIN_GAP_FRAMES`` frames before the clock less
-    ``FILL_LAG_S``, the track has paused and ``due`` returns filler frames, a frame apart from
-    the end of the real audio, up to the clock less ``FILL_LAG_S`` (at least ``batch`` at a time):
+    ``FILL_LAG_S``, the track has paused and ``due`` returns filler frames, a frame apart from the
+    end of the real audio, up to the clock less ``FILL_LAG_S`` (at least ``batch`` at a time):
     written then, they land in the segments whose time they cover, behind the video as a muxer's
-    interleave puts audio. A unit that continues the real audio from before the pause (the
-    muxer's late unit) is moved to where the filler has got to (``retime``), or left out when it
-    would reach past the clock less ``INTERLEAVE_S``. The first other real packet ends the pause:
-    filler up to it (``resume``). A pause that ends before any filler was due (shorter than the
-    lag) is filled at once, before the packet that ends it, as is one left at the end of input.
+    interleave puts audio; a segment cut with none of the track's audio in it gets filler up to its
+    cut less ``INTERLEAVE_S`` (``closing``). A unit that continues the real audio from before the
+    pause (the muxer's late unit) is moved to where the filler has got to (``retime``), or left out
+    when it would reach past the clock less ``INTERLEAVE_S``. The first other real packet ends the
+    pause: filler up to it (``resume``). A pause that ends before any filler was due (shorter than
+    the lag) is filled at once, before the packet that ends it, as is one left at the end of input.
     Packets more than ``DISCONTINUITY_GAP_S`` past the clock (a stream that jumped alone) end a
     pause unfilled.
     """
@@ -100,6 +101,7 @@ class PauseFiller:
         self.end: Fraction | int | None = None  # end of the audio written, real or filler, in units
         self.real_end: Fraction | int | None = None  # end of the real audio on the input's timeline, in units
         self.filling = False  # a pause is open and filler was written for it
+        self.carried = False  # audio, real or filler, was written since the last ``closing``
 
     def _units(self, ticks: Fraction | int) -> Fraction | int:
         """``ticks`` in units of 1/``scale`` tick: an int when whole (most often), else exact."""
@@ -131,6 +133,27 @@ class PauseFiller:
         self.filling = True
         return self._frames(count)
 
+    def closing(self, clock: Fraction | int) -> list[int]:
+        """The segment being written ends at ``clock`` (its cut): the pts of filler frames to write
+        into it before it closes (often none). A segment shorter than ``FILL_LAG_S`` may otherwise
+        carry no audio of a track in a pause at all, and hls.js stalls at a segment without audio
+        (it fills holes only inside a segment that carries some). So when none was written since
+        the last ``closing`` and the audio written ends more than ``INTERLEAVE_S`` (plus
+        ``MIN_GAP_FRAMES`` frames) before ``clock``, filler goes up to ``clock`` less
+        ``INTERLEAVE_S``, and the pause is being filled: a late unit then has the room left
+        between there and the resumed audio."""
+        carried, self.carried = self.carried, False
+        end = self.end
+        if carried or end is None:
+            return []
+        behind = self._units(clock) - self.interleave - end
+        if behind <= self.min_gap:
+            return []
+        self.filling = True
+        frames = self._frames(behind // self.frame)
+        self.carried = False  # this segment's: the next one starts with none
+        return frames
+
     def finish(self, clock: Fraction | int) -> list[int]:
         """End of input at ``clock`` (the end of the reference's last packet): filler up to it for a
         pause still being filled (none otherwise: the audio of a whole stream ends as it ends)."""
@@ -155,6 +178,7 @@ class PauseFiller:
         if start + length > self._units(clock) - self.interleave:
             return None
         self.end = start + length
+        self.carried = True
         return self._ticks(start)
 
     def resume(self, pts: int, clock: Fraction | int | None) -> list[int]:
@@ -168,6 +192,7 @@ class PauseFiller:
             fills = self._frames((at - end) // self.frame)
         self.filling = False
         self.end = self.real_end = at
+        self.carried = True
         return fills
 
     def ended(self, end: Fraction | int, frames: int = 0) -> None:
@@ -182,6 +207,7 @@ class PauseFiller:
             return []
         frame = self.frame
         self.end = start + count * frame
+        self.carried = True
         return [self._ticks(start + k * frame) for k in range(count)]
 
 
@@ -384,12 +410,14 @@ def retimed_pes(packets: bytes, pts: int) -> bytes | None:
 
 class TsPauseFill:
     """``PauseFiller`` for one audio PID of an MPEG-TS input copied packet by packet (the fast
-    path), its frames of ``family`` (``audioframes.FAMILIES``). Timestamps are unwrapped 90 kHz ticks (the cutter's); the PTS written are wrapped.
+    path), its frames of ``family`` (``audioframes.FAMILIES``). Timestamps are unwrapped 90 kHz
+    ticks (the cutter's); the PTS written are wrapped.
 
     The splitter gives it every packet of the PID in input order (``packet``), tells it where a
     PES of the PID starts and what the cutter made of it (``unit``), the program's clock at each
-    reference PES (``due``), a discontinuity (``reset``) and the end of input (``finish``). Each
-    returns the MPEG-TS packets to insert there, on the PID, continuity counters following on
+    reference PES (``due``) and at each cut, before the segment closes (``closing``), a
+    discontinuity (``reset``) and the end of input (``finish``). Each returns the MPEG-TS
+    packets to insert there, on the PID, continuity counters following on
     (empty bytes most of the time). A PES that ``unit`` calls late is kept back by the splitter
     and handed to ``late_unit`` once whole, which returns it retimed (or None: left out).
     ``silent_frame`` gives the silent frame of the track's format as the codec's encoder makes it
@@ -432,11 +460,19 @@ class TsPauseFill:
         self._open = self._late = False
 
     def due(self, clock: int) -> bytes:
+        return self._between_units(PauseFiller.due, clock)
+
+    def closing(self, clock: int) -> bytes:
+        """The segment being written is cut at ``clock``: filler to insert before it closes
+        (``PauseFiller.closing``)."""
+        return self._between_units(PauseFiller.closing, clock)
+
+    def _between_units(self, fill: Callable[[PauseFiller, int], list[int]], clock: int) -> bytes:
         filler = self._ready()
         if filler is None or self._late or (self._open and not self.counter.complete):
             return b""  # a PES of the PID still arriving: nothing goes in its middle
         self._close()
-        return self._packets(filler.due(clock))
+        return self._packets(fill(filler, clock))
 
     def finish(self, clock: int) -> bytes:
         filler = self._ready()

@@ -551,6 +551,8 @@ class TsSplitter:
         if action is Action.CUT:
             self._video = (self.watch.current if self.watch else None, self._change_pending)
             self._change_pending = False
+            if self._fills and not cutter.discontinuity and cutter.dts is not None:
+                self._close_fills(cutter.dts, at)
             self._cut(cutter.finished, cutter.discontinuity)
         if cutter.settled:
             self._settle()
@@ -618,6 +620,13 @@ class TsSplitter:
             return None
         self._late[cls] = []
         return self._late[cls]
+
+    def _close_fills(self, clock: int, at: int) -> None:
+        """The newest segment is cut at ``clock``, at packet ``at`` of the chunk: silence into it
+        for a pause that put no audio in it (``TsPauseFill.closing``)."""
+        for audio, fill in self._fills.items():
+            self._feed_fill(audio, at)
+            self._insert(fill.closing(clock))
 
     def _end_late(self, cls: int, fill: TsPauseFill) -> None:
         """A late unit kept back is whole: retimed into the newest segment, or dropped."""

@@ -234,6 +234,32 @@ def test_at_the_end_of_input_a_pause_being_filled_is_filled_to_the_end_and_no_ot
     assert 6 * SECOND - FRAME < fills[-1] + FRAME <= 6 * SECOND
 
 
+def test_a_segment_a_pause_put_no_audio_in_gets_filler_up_to_its_cut_less_the_interleave() -> None:
+    gaps = filler(batch=16)
+    written(gaps, 0, 0)
+    assert gaps.closing(SECOND // 2) == []  # the segment carried the real frame
+    assert gaps.closing(SECOND + FRAME * 2) == []  # audio within the interleave and 2 frames: no pause
+    fills = gaps.closing(SECOND + FRAME * 3 + 10)  # none since the last cut, 3 frames past it
+    assert fills == [FRAME, 2 * FRAME]  # from the audio's end up to the cut less INTERLEAVE_S
+    assert gaps.closing(SECOND + FRAME * 4 + 20) == []  # that segment carried filler
+    assert gaps.closing(2 * SECOND) == [FRAME * k for k in range(3, SECOND // FRAME)]  # whole frames
+    assert gaps.due(2 * SECOND + FRAME) == []  # filled 1 s behind: due waits for its lag
+    # The pause is being filled: the muxer's late unit follows the filler where it fits.
+    assert gaps.late(FRAME) and gaps.retime(FRAME, 3 * SECOND) == SECOND // FRAME * FRAME
+    assert gaps.closing(3 * SECOND) == []  # the late unit went into this segment
+
+
+def test_a_segment_with_real_audio_or_after_a_reset_gets_no_filler_at_its_cut() -> None:
+    gaps = filler()
+    assert gaps.closing(5 * SECOND) == []  # no audio yet: nothing says where it would be
+    written(gaps, 0, 0)
+    gaps.reset()
+    assert gaps.closing(5 * SECOND) == [] and gaps.closing(6 * SECOND) == []
+    written(gaps, 6 * SECOND, 6 * SECOND)
+    assert gaps.closing(9 * SECOND) == []  # carried the real frame
+    assert gaps.closing(9 * SECOND + 1) != []  # then none
+
+
 def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> None:
     config = AacConfig(2, 4, 2)  # 44.1 kHz: a frame is 1024/44100 s, 23.2 ms
     frame = aac_format(config).frame_ticks(Fraction(1, 1000))
@@ -575,14 +601,15 @@ def test_a_pes_header_ending_with_its_first_packet_is_read_and_one_split_across_
 
 # -- the fast path --------------------------------------------------------------------------------
 
-def split(data: bytes, *, silence: bool, codec: str = "aac") -> tuple[dict[int, bytes], list[tuple]]:
-    """``data`` (video, then audio of ``codec``) through the fast path's splitter at 2 s: segment
-    number -> bytes, and DROPPED events."""
+def split(data: bytes, *, silence: bool, codec: str = "aac", segment_seconds: Fraction = Fraction(2),
+          ) -> tuple[dict[int, bytes], list[tuple]]:
+    """``data`` (video, then audio of ``codec``) through the fast path's splitter cutting at
+    ``segment_seconds``: segment number -> bytes, and DROPPED events."""
     program = find_program(data)
     pids = [pid for pid, _ in program.streams]
     tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None, codec=codec)]
     cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
-                    Fraction(2))
+                    segment_seconds)
     splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_frame_or_none if silence else None)
     events = []
     for start in range(0, len(data), 50000):
@@ -634,6 +661,24 @@ def test_fast_path_fills_a_pause_in_the_segments_it_covers_and_moves_the_late_un
     ends = sorted((pts, pts + FRAME * adts_frames(p)) for _, pts, p in after)
     assert all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:])), [
         (a, b) for a, b in zip(ends, ends[1:]) if abs(b[0] - a[1]) > 1][:3]
+
+
+def test_fast_path_with_segments_shorter_than_the_lag_puts_silence_in_every_segment_of_a_pause(
+        media: MediaCache) -> None:
+    # Segments of 1 s (the clip's keyframes make 1.48 s and 0.52 s): filled only FILL_LAG_S
+    # behind the clock, some segments of the pause would carry no audio, where hls.js stalls.
+    data = media.encoder_ts(seconds=12, audio_gap=(3, 9)).read_bytes()
+    audio_pid = find_program(data).streams[1][0]
+    files, dropped = split(data, silence=True, segment_seconds=Fraction(1))
+    assert not dropped
+    carrying = Counter(number for number, _, _ in audio_pes(files, audio_pid))
+    assert sorted(carrying) == sorted(files), [n for n in sorted(files) if n not in carrying]
+    plain, _ = split(data, silence=False, segment_seconds=Fraction(1))
+    assert sorted(plain) == sorted(files)
+    assert set(files) - set(Counter(n for n, _, _ in audio_pes(plain, audio_pid)))  # without: holes
+    after = audio_pes(files, audio_pid)
+    ends = sorted((pts, pts + FRAME * adts_frames(p)) for _, pts, p in after)
+    assert all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))  # no hole, no overlap
 
 
 def adts_frames(payload: bytes) -> int:

@@ -114,6 +114,21 @@ def asc_config(extradata: bytes | None) -> AacConfig | None:
     return AacConfig(object_type, index, (extradata[1] >> 3) & 0x0F)
 
 
+# FFmpeg's AAC profile names -> audioObjectType (ISO/IEC 14496-3 table 1.1).
+_AAC_PROFILES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4, "HE-AAC": 5, "HE-AACv2": 29, "LD": 23, "ELD": 39}
+
+
+def aac_decoder_config(profile: str | None, sample_rate: int, channels: int) -> AacConfig | None:
+    """The configuration of an AAC stream as FFmpeg's probe describes it (profile name, Hz,
+    channels), for a track whose frames are not at hand yet; None where that does not say it
+    (an unknown profile or sample rate, a channel count no channel configuration has)."""
+    object_type = _AAC_PROFILES.get(profile or "")
+    configuration = next((c for c, count in _AAC_CHANNELS.items() if count == channels), None)
+    if object_type is None or configuration is None or sample_rate not in SAMPLE_RATES:
+        return None
+    return AacConfig(object_type, SAMPLE_RATES.index(sample_rate), configuration)
+
+
 def adts_frame(config: AacConfig, raw: bytes) -> bytes:
     """``raw`` (one raw_data_block) with a 7-byte ADTS header: MPEG-4, no CRC, one block.
 

@@ -51,12 +51,15 @@ TICKS_PER_SECOND = 90000
 
 
 class FastPlan:
-    """What the fast path needs to start: the program, the tracks, and where the bytes come from."""
+    """What the fast path needs to start: the program, the tracks, where the bytes come from, and
+    the first of them, as the probe read them (``chunks`` gives them again)."""
 
-    def __init__(self, program: ProgramMap, tracks: list[Track], chunks: Callable[[], Iterator[bytes]]) -> None:
+    def __init__(self, program: ProgramMap, tracks: list[Track], chunks: Callable[[], Iterator[bytes]],
+                 probed: bytes = b"") -> None:
         self.program = program
         self.tracks = tracks
         self.chunks = chunks
+        self.probed = probed
 
 
 def plan_fast_path(
@@ -91,7 +94,8 @@ def plan(
         raise NotEligible("the input has streams that are neither audio nor video")
     if source is None:
         raise NotEligible("the input is not stdin or a regular file")
-    program = find_program(source.recorded(), description.program)  # the probe found it in these bytes
+    probed = source.recorded()
+    program = find_program(probed, description.program)  # the probe found it in these bytes
     types = dict(program.streams)
     reference = next((s for s in description.streams if s.kind is StreamKind.VIDEO), None)
     if reference is None:
@@ -128,7 +132,7 @@ def plan(
         while not stop.is_set() and (data := source.read(READ_CHUNK_BYTES)):
             yield data
 
-    return FastPlan(program, tracks, chunks)
+    return FastPlan(program, tracks, chunks, probed)
 
 
 class RawSegment:
@@ -166,7 +170,8 @@ class FastRun(SegmentRun):
         types = dict(fast.program.streams)
         reference = next(t for t in fast.tracks if t.index == self.cutter.reference.index)
         self.watch = ParameterWatch(codec_by_stream_type(types[reference.pid]), Fraction(1, TICKS_PER_SECOND))
-        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch, silent_frame_or_none)
+        self.splitter = TsSplitter(fast.program, fast.tracks, self.cutter, self.watch, silent_frame_or_none,
+                                   look_ahead=fast.probed)
         self._files: dict[int, RawSegment] = {}
         self._timings: dict[int, SegmentTiming | None] = {}
         self._dropped_in: dict[int, int] = {}  # drops per open segment (several may be open at a cut)

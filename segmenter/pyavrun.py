@@ -22,7 +22,7 @@ from fractions import Fraction
 import av
 import av.container
 
-from .audioframes import AAC_SAMPLES, FAMILIES, aac_format, asc_config
+from .audioframes import AAC_SAMPLES, FAMILIES, aac_decoder_config, aac_format, asc_config
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
@@ -127,6 +127,7 @@ class PyAVRun(SegmentRun):
         self._codecs = {i: container.streams[i].codec_context.codec.canonical_name for i in audio}
         self._fillable = fillable_streams(self._codecs)
         self._silence: dict[int, _Silence | None] = {}
+        self._begun = False  # the first segment was opened
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         # Per audio stream: its latest packet's dts and duration (None until its first timed one).
         self._audio_next: dict[int, tuple[int, int] | None] = {
@@ -266,7 +267,7 @@ class PyAVRun(SegmentRun):
 
     def _write(self, index: int, packet: av.Packet) -> None:
         if index in self._fillable and packet.pts is not None:
-            silence = self._silence[index] if index in self._silence else self._new_silence(index, packet)
+            silence = self._silence[index] if index in self._silence else self._new_silence(index, bytes(packet))
             if silence is not None and not self._place(index, silence, packet):
                 return
         elif index == self.cutter.reference.index and packet.dts is not None:
@@ -307,19 +308,26 @@ class PyAVRun(SegmentRun):
         streams = self.container.streams
         return ticks * streams[self.cutter.reference.index].time_base / streams[index].time_base
 
-    def _new_silence(self, index: int, packet: av.Packet) -> _Silence | None:
-        """The pause filler of audio stream ``index``, from its first packet's frame header (AAC
-        without one: its AudioSpecificConfig), or None (said once, with why)."""
+    def _new_silence(self, index: int, frame: bytes) -> _Silence | None:
+        """The pause filler of audio stream ``index``, from the header of its first ``frame`` (AAC
+        without one: its AudioSpecificConfig; before its first frame, b"": for AAC, what the probe
+        said of it), or None (said once, with why)."""
         stream = self.container.streams[index]
         family = FAMILIES[self._codecs[index]]
-        audio = family.format(bytes(packet), 0)  # the header of the frame the packet starts with
+        audio = family.format(frame, 0) if frame else None
         framed = audio is not None
-        if audio is None and self._codecs[index] == "aac" and (config := asc_config(stream.codec_context.extradata)):
-            audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
-        channels = stream.codec_context.channels
+        context = stream.codec_context
+        if audio is None and self._codecs[index] == "aac":
+            if config := asc_config(context.extradata):
+                audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
+            elif not frame and (config := aac_decoder_config(context.profile, context.sample_rate, context.channels)):
+                audio, framed = aac_format(config), True  # ADTS, from MPEG-TS
+        channels = context.channels
         if audio is not None and not audio.unfillable and audio.channels != channels:
             audio = dataclasses.replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
         silence = None
+        if audio is None and not frame:
+            return None  # nothing says its format before its first frame: asked again then
         if audio is None:
             log.info("stream #%d: pauses are not filled with silence (%s of unknown format)", index, self._codecs[index])
         elif (raw := silent_frame_or_none(index, audio)) is not None:
@@ -403,6 +411,13 @@ class PyAVRun(SegmentRun):
             for audio, silence in self._silence.items():
                 if silence is not None:
                     self._write_silence(audio, silence.filler.closing(at / silence.time_base))
+        if self.writer is None and not self._begun and packet.dts is not None:
+            # The first segment: an AAC track yet to send is filled from its start (PauseFiller.begin).
+            self._begun = True
+            at = packet.dts * packet.time_base
+            for audio in self._fillable:
+                if audio not in self._silence and (silence := self._new_silence(audio, b"")) is not None:
+                    silence.filler.begin(at / silence.time_base)
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)
         self.video = (self.watch.current if self.watch is not None else None, self._changed)

@@ -119,6 +119,17 @@ class PauseFiller:
         self.end = self.real_end = None
         self.filling = False
 
+    def begin(self, clock: Fraction | int) -> None:
+        """The program starts at ``clock`` (its first segment's start) before this track sent a
+        frame: until its first frame, the track is in a pause that began there (an encoder whose
+        audio starts after the video). Without audio in its first segment, hls.js sets up no
+        audio buffer and fails at the first segment that brings some. It is filled only once
+        filler is due (``due``, ``closing``): a first frame less than ``FILL_LAG_S`` late (an
+        encoder's audio priming, a muxer's interleave) is left as it starts. Nothing changes for
+        a track that already sent."""
+        if self.end is None:
+            self.end = self._units(clock)
+
     def due(self, clock: Fraction | int) -> list[int]:
         """The program's clock reached ``clock``: the pts of filler frames to write now (often none)."""
         end = self.end
@@ -188,6 +199,7 @@ class PauseFiller:
         end = self.end
         at = pts * self.scale
         if (end is not None and at - end > (0 if self.filling else self.min_gap)
+                and (self.filling or self.real_end is not None)  # not a start within the lag (begin)
                 and (clock is None or at - self._units(clock) <= self.jump)):
             fills = self._frames((at - end) // self.frame)
         self.filling = False
@@ -413,7 +425,8 @@ class TsPauseFill:
     path), its frames of ``family`` (``audioframes.FAMILIES``). Timestamps are unwrapped 90 kHz
     ticks (the cutter's); the PTS written are wrapped.
 
-    The splitter gives it every packet of the PID in input order (``packet``), tells it where a
+    The splitter gives it every packet of the PID in input order (``packet``), the packets the
+    probe read ahead (``look_ahead``) and the start of the first segment (``begin``), tells it where a
     PES of the PID starts and what the cutter made of it (``unit``), the program's clock at each
     reference PES (``due``) and at each cut, before the segment closes (``closing``), a
     discontinuity (``reset``) and the end of input (``finish``). Each returns the MPEG-TS
@@ -439,6 +452,31 @@ class TsPauseFill:
 
     def packet(self, packet: bytes) -> None:
         self.counter.packet(packet)
+
+    def look_ahead(self, packets: Iterable[bytes]) -> None:
+        """Packets of the PID ahead of those given to ``packet`` (what the probe read, given again
+        later): the track's format from the first frame header there, so that it can be filled
+        before its first frame (``begin``), its filler packets counted to lead on to the
+        continuity counter of the PID's first packet."""
+        counter = FrameCounter(self.counter.family)
+        first_cc = None
+        for packet in packets:
+            counter.packet(packet)
+            if first_cc is None:
+                first_cc = counter.cc
+            if counter.format is not None:
+                self.counter.format = counter.format
+                if self.counter.cc is None and first_cc is not None:
+                    self.counter.cc = (first_cc - 1) & 0x0F
+                return
+
+    def begin(self, clock: int) -> None:
+        """The first segment starts at ``clock``: a track whose format is known (from its first
+        frame or ``look_ahead``) and that sent no frame yet is filled from there
+        (``PauseFiller.begin``)."""
+        filler = self._ready()
+        if filler is not None and self._pts is None:
+            filler.begin(clock)
 
     def packets(self, packets: Iterable[bytes | memoryview]) -> None:
         """``packet`` for each of ``packets`` in turn (``FrameCounter.packets``)."""

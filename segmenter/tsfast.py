@@ -39,7 +39,7 @@ by PID.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -167,6 +167,15 @@ def find_program(data: bytes, number: int | None = None) -> ProgramMap:
 
 
 # -- PES ----------------------------------------------------------------------------------------
+
+def _pid_packets(data: bytes, pid: int) -> Iterator[bytes]:
+    """The 188-byte packets of ``pid`` in ``data``, read from its first byte on while in step."""
+    for at in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES):
+        if data[at] != 0x47:
+            return
+        if ((data[at + 1] & 0x1F) << 8) | data[at + 2] == pid:
+            yield data[at : at + TS_PACKET_BYTES]
+
 
 def _timestamp(b: bytes, i: int) -> int:
     return ((b[i] & 0x0E) << 29) | (b[i + 1] << 22) | ((b[i + 2] & 0xFE) << 14) | (b[i + 3] << 7) | (b[i + 4] >> 1)
@@ -328,12 +337,16 @@ class TsSplitter:
 
     def __init__(self, program: ProgramMap, tracks: Iterable[Track], cutter: Cutter,
                  watch: ParameterWatch | None = None,
-                 silent_frame: Callable[[int, AudioFormat], bytes | None] | None = None) -> None:
+                 silent_frame: Callable[[int, AudioFormat], bytes | None] | None = None,
+                 look_ahead: bytes = b"") -> None:
         """``watch``: the reference video stream's parameters; a keyframe carrying new ones is
         cut at (``Cutter.feed``'s ``cut_here``) and its segment's OPEN says so. ``silent_frame``:
         makes the silent frame of a track (its stream index) in a format, or None; pauses in
         audio tracks whose ``codec`` has a frame family (``audioframes.FAMILIES``) are then filled
-        with silence (silence.TsPauseFill)."""
+        with silence (silence.TsPauseFill). ``look_ahead``: the input's first bytes as the probe
+        read them (``feed`` gets them again), in which those tracks' first frame headers are
+        looked for: a track that starts after the video is then filled from the first segment's
+        start."""
         tracks = list(tracks)
         check_routable(tracks)
         self.cutter = cutter
@@ -374,6 +387,9 @@ class TsSplitter:
                        if silent_frame is not None and not track.video and track.codec in FAMILIES}
         self._fed = dict.fromkeys(self._fills, 0)  # packets of the chunk given to each fill so far
         self._fill_chunk = (memoryview(b""), b"")  # the chunk, and its packets' classes
+        for number, fill in self._fills.items():
+            fill.look_ahead(_pid_packets(look_ahead, fill.pid))
+        self._begun = False  # the first segment was opened (TsPauseFill.begin)
         self._late: dict[int, list[bytes]] = {}  # late units kept back (TsPauseFill.unit), by class
         self._clock: int | None = None  # the reference's latest dts: the program's clock
         self._clock_end: int | None = None  # and the end of its unit
@@ -600,6 +616,10 @@ class TsSplitter:
                     if self._dest[audio] is parts:
                         self._assign(audio, self._current)
             self._clock = self._clock_end = None
+        if action is Action.CUT and not self._begun and cutter.dts is not None:
+            self._begun = True
+            for audio, fill in self._fills.items():
+                fill.begin(cutter.dts)
         fill = self._fills.get(cls)
         if fill is None:
             if track.index == cutter.reference.index and cutter.dts is not None:

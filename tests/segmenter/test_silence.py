@@ -8,7 +8,9 @@ from fractions import Fraction
 import av
 import pytest
 
-from segmenter.audioframes import AacConfig, Adts, AudioFormat, aac_format, adts_config, adts_frame, adts_header, asc_config
+from segmenter.audioframes import (
+    AacConfig, Adts, AudioFormat, aac_decoder_config, aac_format, adts_config, adts_frame, adts_header, asc_config,
+)
 from segmenter.cutter import DISCONTINUITY_GAP_S, Cutter, StreamInfo, StreamKind
 from segmenter.silence import FILL_LAG_S, FrameCounter, PauseFiller, TsPauseFill, filler_packets, retimed_pes
 from segmenter.silentframe import silent_frame, silent_frame_or_none
@@ -58,6 +60,15 @@ def test_adts_header_round_trips_the_configuration() -> None:
     assert adts_config(frame) == STEREO_48K
     assert ((frame[3] & 3) << 11 | frame[4] << 3 | frame[5] >> 5) == 13  # aac_frame_length
     assert adts_config(b"\x00" * 7) is None and adts_config(b"\xff\xf1") is None
+
+
+def test_what_the_probe_says_of_an_aac_track_gives_its_configuration_or_nothing() -> None:
+    assert aac_decoder_config("LC", 48000, 2) == STEREO_48K
+    assert aac_decoder_config("HE-AAC", 44100, 8) == AacConfig(5, 4, 7)  # 7.1: configuration 7
+    assert aac_decoder_config("Main", 7350, 1) == AacConfig(1, 12, 1)
+    assert aac_format(aac_decoder_config("HE-AACv2", 48000, 2)).unfillable  # type: ignore[arg-type]
+    for unknown in [("LC", 47999, 2), ("LC", 48000, 7), ("LC", 48000, 0), (None, 48000, 2), ("Opus", 48000, 2)]:
+        assert aac_decoder_config(*unknown) is None, unknown
 
 
 def test_an_adts_header_is_found_at_a_position_only_with_its_seven_bytes_there() -> None:
@@ -258,6 +269,34 @@ def test_a_segment_with_real_audio_or_after_a_reset_gets_no_filler_at_its_cut() 
     written(gaps, 6 * SECOND, 6 * SECOND)
     assert gaps.closing(9 * SECOND) == []  # carried the real frame
     assert gaps.closing(9 * SECOND + 1) != []  # then none
+
+
+def test_a_track_yet_to_send_when_the_program_begins_is_filled_from_there_up_to_its_first_frame() -> None:
+    early = filler()
+    early.begin(SECOND)
+    assert early.due(SECOND + LAG) == []
+    assert written(early, SECOND + 3 * FRAME, SECOND + LAG) == []  # within the lag: starts as it starts
+    gaps = filler(batch=16)
+    gaps.begin(SECOND)
+    gaps.begin(2 * SECOND)  # the first start counts
+    assert gaps.due(SECOND + LAG + 2 * FRAME) == []  # 2 frames behind: not yet
+    fills = gaps.due(3 * SECOND + LAG)
+    assert fills[0] == SECOND and len(fills) == 2 * SECOND // FRAME
+    assert not gaps.late(SECOND)  # no real audio before: nothing is a late unit
+    first = 4 * SECOND + 100  # the track's first frame, 100 ticks off the filler's grid
+    rest = written(gaps, first, first + SECOND)
+    assert rest[0] == fills[-1] + FRAME and first - FRAME < rest[-1] + FRAME <= first
+
+
+def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None:
+    gaps = filler()
+    written(gaps, 2 * SECOND, 2 * SECOND)
+    gaps.begin(SECOND)
+    assert gaps.due(5 * SECOND)[0] == 2 * SECOND + FRAME  # filled on from its own end, not from the begin
+    later = filler()
+    later.begin(SECOND)
+    later.reset()  # a discontinuity: nothing from before it counts
+    assert later.due(9 * SECOND) == []
 
 
 def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> None:
@@ -602,15 +641,17 @@ def test_a_pes_header_ending_with_its_first_packet_is_read_and_one_split_across_
 # -- the fast path --------------------------------------------------------------------------------
 
 def split(data: bytes, *, silence: bool, codec: str = "aac", segment_seconds: Fraction = Fraction(2),
-          ) -> tuple[dict[int, bytes], list[tuple]]:
+          look_ahead: int = 0) -> tuple[dict[int, bytes], list[tuple]]:
     """``data`` (video, then audio of ``codec``) through the fast path's splitter cutting at
-    ``segment_seconds``: segment number -> bytes, and DROPPED events."""
+    ``segment_seconds``, its first ``look_ahead`` bytes read ahead as the probe reads them:
+    segment number -> bytes, and DROPPED events."""
     program = find_program(data)
     pids = [pid for pid, _ in program.streams]
     tracks = [Track(pids[0], 0, True, False, 3600), Track(pids[1], 1, False, False, None, codec=codec)]
     cutter = Cutter([StreamInfo(0, StreamKind.VIDEO, TICKS, True), StreamInfo(1, StreamKind.AUDIO, TICKS, True)],
                     segment_seconds)
-    splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_frame_or_none if silence else None)
+    splitter = TsSplitter(program, tracks, cutter, silent_frame=silent_frame_or_none if silence else None,
+                          look_ahead=data[:look_ahead])
     events = []
     for start in range(0, len(data), 50000):
         events += splitter.feed(data[start : start + 50000])
@@ -679,6 +720,29 @@ def test_fast_path_with_segments_shorter_than_the_lag_puts_silence_in_every_segm
     after = audio_pes(files, audio_pid)
     ends = sorted((pts, pts + FRAME * adts_frames(p)) for _, pts, p in after)
     assert all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))  # no hole, no overlap
+
+
+@pytest.mark.parametrize("codec", ["aac", "mp2"])
+def test_fast_path_fills_audio_starting_after_the_video_from_the_first_segment_when_read_ahead(
+        media: MediaCache, codec: str) -> None:
+    data = media.encoder_ts(seconds=8, audio_gap=(0, 3), audio_codec=codec).read_bytes()
+    audio_pid = find_program(data).streams[1][0]
+    video_pid = find_program(data).streams[0][0]
+    first_video = next(pes_pts(p) for p in pid_packets(data, video_pid) if p[1] & 0x40)
+    first_audio = next(pes_pts(p) for p in pid_packets(data, audio_pid) if p[1] & 0x40)
+    # Its first frame 3 s in is not in the bytes read ahead: its format is not known, no filler.
+    files, _ = split(data, silence=True, codec=codec, look_ahead=100 * TS_PACKET_BYTES)
+    assert audio_pes(files, audio_pid)[0][:2] == (2, first_audio)
+    files, dropped = split(data, silence=True, codec=codec, look_ahead=len(data) // 2)
+    assert not dropped
+    units = audio_pes(files, audio_pid)  # and the continuity counters run on into the input's own
+    assert units[0][:2] == (1, first_video)  # from the first segment's start
+    real = [(n, pts) for n, pts, _ in units if pts >= first_audio]
+    assert real[0] == (2, first_audio) and len(units) - len(real) >= (first_audio - first_video) // 3000
+    fills = [pts for _, pts, _ in units if pts < first_audio]
+    frame = fills[1] - fills[0]
+    assert fills == [first_video + k * frame for k in range(len(fills))]
+    assert first_audio - frame < fills[-1] + frame <= first_audio
 
 
 def adts_frames(payload: bytes) -> int:

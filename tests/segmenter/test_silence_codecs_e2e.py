@@ -87,3 +87,30 @@ def test_an_audio_pause_of_each_codec_is_filled_with_its_silence(
         ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
         assert ended, f"{engine}: {status}"
         assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+
+
+@pytest.mark.parametrize("codec, path", [("aac", "fast-path"), ("aac", "pyav"), ("mp2", "fast-path")])
+def test_audio_that_starts_after_the_video_is_filled_from_the_first_segment(
+    codec: str, path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without audio in its first segment, hls.js sets up no audio buffer and fails
+    # (bufferAppendError) at the segment that brings the first audio; ffmpeg's HLS demuxer gives
+    # that audio's first two frames one timestamp.
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    source = media.encoder_ts(seconds=SECONDS, audio_gap=(0, 3), audio_codec=codec)
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert "#EXT-X-DISCONTINUITY\n" not in published.text
+    assert_every_packet_kept(source, published, ("video",))
+    assert_audio_pause_filled(source, published, SAMPLES[codec])  # every input frame, and no hole
+    first_key = probe(source).video.keyframe_pts[0]  # type: ignore[union-attr]
+    first_audio = min(pts for pts, _ in audio_frames(segment_files(published.out_dir)[0]))
+    assert first_audio == first_key, (first_audio, first_key)
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    chromium()
+    for engine, status in played_to_the_end(published.page_url).items():
+        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
+        assert ended, f"{engine}: {status}"
+        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status

@@ -22,13 +22,13 @@ from fractions import Fraction
 import av
 import av.container
 
-from .audioframes import AAC_SAMPLES, FAMILIES, aac_decoder_config, aac_format, asc_config
+from .audioframes import AAC_SAMPLES, FAMILIES, aac_format, asc_config
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun, close_segment
 from .silence import LATE_UNIT_DROPPED, PauseFiller
-from .silentframe import fillable_streams, silent_frame_or_none
+from .silentframe import fillable_streams, probed_format, silent_frame_or_none
 from .writer import SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -317,11 +317,12 @@ class PyAVRun(SegmentRun):
         audio = family.format(frame, 0) if frame else None
         framed = audio is not None
         context = stream.codec_context
-        if audio is None and self._codecs[index] == "aac":
-            if config := asc_config(context.extradata):
-                audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
-            elif not frame and (config := aac_decoder_config(context.profile, context.sample_rate, context.channels)):
-                audio, framed = aac_format(config), True  # ADTS, from MPEG-TS
+        if audio is None and self._codecs[index] == "aac" and (config := asc_config(context.extradata)):
+            audio = aac_format(config)  # raw AAC, from MP4, FLV, RTMP
+        elif audio is None and not frame:  # as the probe describes it (AAC: ADTS, from MPEG-TS)
+            audio = probed_format(self._codecs[index], context.profile, context.sample_rate,
+                                  context.layout.name if context.layout else "", context.bit_rate or 0)
+            framed = True
         channels = context.channels
         if audio is not None and not audio.unfillable and audio.channels != channels:
             audio = dataclasses.replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
@@ -412,7 +413,7 @@ class PyAVRun(SegmentRun):
                 if silence is not None:
                     self._write_silence(audio, silence.filler.closing(at / silence.time_base))
         if self.writer is None and not self._begun and packet.dts is not None:
-            # The first segment: an AAC track yet to send is filled from its start (PauseFiller.begin).
+            # The first segment: a track yet to send is filled from its start (PauseFiller.begin).
             self._begun = True
             at = packet.dts * packet.time_base
             for audio in self._fillable:

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import av
 
-from .audioframes import FAMILIES, AudioFormat
+from .audioframes import FAMILIES, AudioFormat, aac_decoder_config, aac_format
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,26 @@ def silent_frame(audio: AudioFormat) -> bytes:
             _check_silent(family.framed(audio, frame), audio)
             return frame
     raise ValueError(f"FFmpeg's {name} encoder makes {made.name if made else 'no frame of it'}, not {audio.name}")
+
+
+def probed_format(codec: str, profile: str | None, sample_rate: int, layout: str, bit_rate: int) -> AudioFormat | None:
+    """The format of a track as the probe describes it (FFmpeg's codec name and profile, Hz,
+    channel layout, bits per second), for a track whose frames are not at hand yet: AAC's from its
+    profile (``aac_decoder_config``), the others' from the header of a frame their encoder makes
+    in that rate, layout and bit rate. None where that says nothing: an unknown AAC profile, a
+    codec without a frame family or encoder here, parameters the encoder refuses."""
+    if codec == "aac":
+        config = aac_decoder_config(profile, sample_rate, av.AudioLayout(layout).nb_channels if layout else 0)
+        return aac_format(config) if config else None
+    family = FAMILIES.get(codec)
+    if family is None or codec not in _ENCODERS or not sample_rate or not layout:
+        return None
+    name, option_sets = _ENCODERS[codec]
+    described = AudioFormat(codec, codec, sample_rate, 0, av.AudioLayout(layout).nb_channels, layout, (), bit_rate)
+    try:
+        return family.format(_encoded(name, described, option_sets[0]), 0)
+    except ValueError:
+        return None
 
 
 def fillable_streams(codecs: dict[int, str]) -> set[int]:

@@ -16,7 +16,7 @@ import pytest
 
 from segmenter.audioframes import FAMILIES, AacConfig, Ac3, Adts, AudioFormat, Eac3, MpegAudio, aac_format, adts_frame
 from segmenter.silence import FrameCounter
-from segmenter.silentframe import SILENT_PEAK, fillable_streams, silent_frame, silent_frame_or_none
+from segmenter.silentframe import SILENT_PEAK, fillable_streams, probed_format, silent_frame, silent_frame_or_none
 from segmenter.tsfast import find_program
 from tests.segmenter.test_silence import audio_pes, pes_packets, split
 from tests.support.media import MediaCache
@@ -414,3 +414,25 @@ def test_the_fast_path_fills_a_pause_of_each_codec_with_its_silent_frames(codec:
         (a, b) for a, b in zip(ends, ends[1:]) if abs(b[0] - a[1]) > 1][:3]
     holes = sorted((pts, pts + frame * frames(p)) for _, pts, p in before)
     assert any(b[0] - a[1] > 2 * frame for a, b in zip(holes, holes[1:]))  # the input has the hole
+
+
+@pytest.mark.parametrize("codec", ["aac", "mp2", "mp3", "ac3", "eac3"])
+def test_a_tracks_format_as_the_probe_describes_it_is_its_first_frames(codec: str, media: MediaCache) -> None:
+    # The PyAV path fills a track that starts after the video from the probe's description.
+    source = media.encoder_ts(seconds=4, audio_gap=(0, 1), audio_codec=codec)
+    with av.open(str(source)) as container:
+        stream = container.streams.audio[0]
+        context = stream.codec_context
+        described = probed_format(codec, context.profile, context.sample_rate, context.layout.name, context.bit_rate or 0)
+        first = bytes(next(p for p in container.demux(stream) if p.size))
+    assert described == FAMILIES[codec].format(first, 0)
+    assert silent_frame(described)
+
+
+def test_a_probe_description_that_says_no_format_gives_none() -> None:
+    assert probed_format("opus", None, 48000, "stereo", 0) is None  # no frame family
+    assert probed_format("aac", "LC", 47999, "stereo", 0) is None  # no sampling_frequency_index
+    assert probed_format("aac", None, 48000, "stereo", 0) is None  # profile unknown
+    assert probed_format("mp2", None, 47000, "stereo", 128000) is None  # the encoder refuses the rate
+    assert probed_format("mp3", None, 0, "", 0) is None  # nothing described
+    assert probed_format("aac", "HE-AACv2", 48000, "stereo", 0).unfillable  # type: ignore[union-attr]

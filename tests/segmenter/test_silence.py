@@ -977,3 +977,12 @@ def test_a_track_no_silent_frame_is_made_for_is_named_once_and_left_unfilled(cap
         out.append(fill.finish(8 * SECOND))
     assert b"".join(out) == b""
     assert len([r for r in caplog.records if "pauses are not filled" in r.getMessage()]) == 1
+
+
+def test_a_read_ahead_ending_right_after_the_first_frame_header_gives_the_tracks_format() -> None:
+    header = b"\x00\x00\x01\xc0\x00\x00\x84\x80\x05" + pts_field(0x2, 4 * SECOND)
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    fill.look_ahead([ts_packet(header + SILENT[:7], 0, start=True)])  # the ADTS header, none of the frame
+    fill.begin(SECOND)
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.due(3 * SECOND + LAG), 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 2 * SECOND // FRAME

@@ -986,3 +986,18 @@ def test_a_read_ahead_ending_right_after_the_first_frame_header_gives_the_tracks
     fill.begin(SECOND)
     fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.due(3 * SECOND + LAG), 0x101))]
     assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 2 * SECOND // FRAME
+
+
+def test_a_pause_just_before_zero_on_an_unwrapped_timeline_is_filled_as_the_clock_goes_on() -> None:
+    # An input starting at a 33-bit wrap: the cutter puts audio from just before it below zero.
+    # The splitter asks for filler at a video PES only when the fill says it is behind.
+    audio = AudioPid()
+    for pts in (-SECOND - FRAME, -SECOND):
+        assert not audio.pes(pts, clock=-SECOND)
+        audio.fill.begin(-SECOND)  # the first segment opens
+    due: dict[int, int] = {}
+    for clock in range(-SECOND, 2 * SECOND, VIDEO):
+        if audio.fill.behind(clock):
+            audio.video(clock)
+        due[clock] = len(audio.filler_pts())
+    assert due[SECOND + VIDEO * 3] >= (SECOND + VIDEO * 3 - LAG + SECOND) // FRAME - 16  # written as it falls due

@@ -457,7 +457,8 @@ class TsPauseFill:
         """Packets of the PID ahead of those given to ``packet`` (what the probe read, given again
         later): the track's format from the first frame header there, so that it can be filled
         before its first frame (``begin``), its filler packets counted to lead on to the
-        continuity counter of the PID's first packet."""
+        continuity counter of the PID's first packet and carrying the stream_id of its PES
+        (0xBD, private_stream_1, for FFmpeg's AC-3 and E-AC-3)."""
         counter = FrameCounter(self.counter.family)
         first_cc = None
         for packet in packets:
@@ -468,6 +469,7 @@ class TsPauseFill:
                 self.counter.format = counter.format
                 if self.counter.cc is None and first_cc is not None:
                     self.counter.cc = (first_cc - 1) & 0x0F
+                    self.counter.stream_id = counter.stream_id
                 return
 
     def begin(self, clock: int) -> None:

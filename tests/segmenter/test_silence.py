@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from fractions import Fraction
 
@@ -288,6 +289,12 @@ def test_a_track_yet_to_send_when_the_program_begins_is_filled_from_there_up_to_
     assert rest[0] == fills[-1] + FRAME and first - FRAME < rest[-1] + FRAME <= first
 
 
+def test_a_track_yet_to_send_gets_filler_in_the_first_segment_at_its_cut() -> None:
+    gaps = filler(batch=16)
+    gaps.begin(SECOND)
+    assert gaps.closing(3 * SECOND) == [SECOND + FRAME * k for k in range(SECOND // FRAME)]  # up to 2 s
+
+
 def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None:
     gaps = filler()
     written(gaps, 2 * SECOND, 2 * SECOND)
@@ -297,6 +304,43 @@ def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None
     later.begin(SECOND)
     later.reset()  # a discontinuity: nothing from before it counts
     assert later.due(9 * SECOND) == []
+
+
+def test_a_first_frame_within_the_lag_of_the_start_is_left_as_it_starts_after_audio_left_out_before_it() -> None:
+    # The fast path: the track's PES before the first segment are not written (reset), then the program begins.
+    gaps = filler()
+    gaps.reset()
+    gaps.begin(SECOND)
+    assert written(gaps, SECOND + 3 * FRAME, SECOND + LAG) == []
+
+
+def test_a_cut_two_frames_past_the_audio_less_the_interleave_is_no_pause_as_for_due() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    assert gaps.closing(SECOND // 2) == []  # carried the real frame
+    assert gaps.closing(FRAME + SECOND + 2 * FRAME) == []  # two frames: MIN_GAP_FRAMES, jitter
+    assert gaps.closing(FRAME + SECOND + 2 * FRAME + 1) == [FRAME, 2 * FRAME]
+
+
+def test_each_segment_cut_in_a_pause_gets_filler_when_due_gives_none() -> None:
+    gaps = filler(batch=16)
+    written(gaps, 0, 0)
+    assert gaps.closing(SECOND // 2) == []
+    first = gaps.closing(2 * SECOND)
+    assert first == [FRAME * k for k in range(1, SECOND // FRAME)]
+    second = gaps.closing(3 * SECOND)  # the segment before carried filler, this one none yet
+    assert second == [FRAME * k for k in range(SECOND // FRAME, 2 * SECOND // FRAME)]
+    assert gaps.closing(4 * SECOND)[0] == 2 * SECOND // FRAME * FRAME
+
+
+def test_filler_due_wrote_into_a_segment_is_its_audio_its_cut_adds_none_and_a_late_unit_keeps_its_room() -> None:
+    gaps = filler()
+    written(gaps, 0, 0)
+    assert gaps.closing(SECOND // 2) == []
+    fills = gaps.due(6 * SECOND)
+    assert fills and fills[-1] + FRAME <= 6 * SECOND - LAG
+    assert gaps.closing(6 * SECOND) == []
+    assert gaps.late(FRAME) and gaps.retime(12 * FRAME, 6 * SECOND) == fills[-1] + FRAME  # FFmpeg's 12 frames
 
 
 def test_time_bases_other_than_90_khz_and_sample_rates_that_do_not_divide() -> None:
@@ -607,6 +651,25 @@ def test_a_counter_reads_a_pes_to_its_packet_length_or_to_the_next_pes_when_it_i
     assert counter.complete and counter.frames == 7
 
 
+def test_a_counter_given_packets_in_runs_ends_as_one_given_them_one_by_one() -> None:
+    first, second = pes_packets(SMALL * 9, cc=0), pes_packets(SMALL * 5, FRAME, cc=3)  # 3 and 2 packets
+    no_payload = bytes((0x47, 0x01, 0x01, 0x27, 183, 0x00)) + b"\xff" * 182  # its counter is not counted (2.4.3.3)
+    unbounded = pes_packets(SMALL * 6, 2 * FRAME, cc=5, sized=False)
+    stream = [*first[:1], no_payload, *first[1:], *second, *unbounded, no_payload]
+    data = b"".join(stream)
+    views = [memoryview(data)[k * TS_PACKET_BYTES : (k + 1) * TS_PACKET_BYTES] for k in range(len(stream))]
+
+    def state(counter: FrameCounter) -> tuple:
+        return counter.cc, counter.frames, counter.complete, counter.format, counter.stream_id
+
+    for cut in range(len(stream) + 1):
+        one_by_one, in_runs = counted(stream[:cut]), FrameCounter(Adts)
+        in_runs.packets(views[:cut])
+        assert state(in_runs) == state(one_by_one), cut
+        in_runs.packets(views[cut:])
+        assert state(in_runs) == state(counted(stream)) == (6, 6, True, aac_format(STEREO_48K), 0xC0), cut
+
+
 def test_a_counter_counts_frames_of_2048_bytes_and_more() -> None:
     large = adts_frame(AacConfig(2, 3, 6), bytes(2993))  # 3000 bytes: 5.1 at a high bit rate
     counter = counted(pes_packets(large * 3))
@@ -883,3 +946,58 @@ def test_the_fast_path_leaves_out_a_late_unit_that_would_reach_the_resumed_audio
     last_real = (SECOND - 1) // FRAME * FRAME
     assert audio.pes(last_real + FRAME, SILENT * 40, clock=6 * SECOND)  # 0.85 s
     assert audio.fill.late_unit(b"".join(audio.packets), 6 * SECOND) is None
+
+
+@pytest.mark.parametrize("first_cc", [0, 5])
+def test_filler_before_a_tracks_first_frame_leads_on_to_the_continuity_counter_of_its_first_packet(first_cc: int) -> None:
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    first = pes_packets(SILENT, 4 * SECOND, cc=first_cc)  # read ahead by the probe, given again later
+    fill.look_ahead(first)
+    fill.begin(SECOND)
+    data = fill.due(3 * SECOND + LAG)
+    before, late = fill.unit(4 * SECOND, True, 4 * SECOND)
+    assert not late
+    packets = pid_packets(data + before, 0x101) + first
+    assert [p[3] & 0x0F for p in packets] == [(first_cc - len(packets) + 1 + k) % 16 for k in range(len(packets))]
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(data + before, 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(len(fills))]
+    assert 4 * SECOND - FRAME < fills[-1] + FRAME <= 4 * SECOND
+
+
+def test_a_track_no_silent_frame_is_made_for_is_named_once_and_left_unfilled(caplog: pytest.LogCaptureFixture) -> None:
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    pce = adts_frame(AacConfig(2, 3, 0), bytes(39))  # channels in a PCE: no silent frame
+    out = []
+    with caplog.at_level(logging.INFO, logger="segmenter.silentframe"):
+        for k, pts in enumerate((0, SECOND, 5 * SECOND)):
+            out.append(fill.unit(pts, True, pts)[0])
+            for packet in pes_packets(pce, pts, cc=k):
+                fill.packet(packet)
+            out += [fill.due(pts + SECOND * 3), fill.closing(pts + SECOND * 3)]
+        out.append(fill.finish(8 * SECOND))
+    assert b"".join(out) == b""
+    assert len([r for r in caplog.records if "pauses are not filled" in r.getMessage()]) == 1
+
+
+def test_a_read_ahead_ending_right_after_the_first_frame_header_gives_the_tracks_format() -> None:
+    header = b"\x00\x00\x01\xc0\x00\x00\x84\x80\x05" + pts_field(0x2, 4 * SECOND)
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    fill.look_ahead([ts_packet(header + SILENT[:7], 0, start=True)])  # the ADTS header, none of the frame
+    fill.begin(SECOND)
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.due(3 * SECOND + LAG), 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 2 * SECOND // FRAME
+
+
+def test_a_pause_just_before_zero_on_an_unwrapped_timeline_is_filled_as_the_clock_goes_on() -> None:
+    # An input starting at a 33-bit wrap: the cutter puts audio from just before it below zero.
+    # The splitter asks for filler at a video PES only when the fill says it is behind.
+    audio = AudioPid()
+    for pts in (-SECOND - FRAME, -SECOND):
+        assert not audio.pes(pts, clock=-SECOND)
+        audio.fill.begin(-SECOND)  # the first segment opens
+    due: dict[int, int] = {}
+    for clock in range(-SECOND, 2 * SECOND, VIDEO):
+        if audio.fill.behind(clock):
+            audio.video(clock)
+        due[clock] = len(audio.filler_pts())
+    assert due[SECOND + VIDEO * 3] >= (SECOND + VIDEO * 3 - LAG + SECOND) // FRAME - 16  # written as it falls due

@@ -10,15 +10,16 @@ import logging
 import math
 from collections import Counter
 from fractions import Fraction
+from functools import partial
 
 import av
 import pytest
 
 from segmenter.audioframes import FAMILIES, AacConfig, Ac3, Adts, AudioFormat, Eac3, MpegAudio, aac_format, adts_frame
-from segmenter.silence import FrameCounter
+from segmenter.silence import FILL_LAG_S, FrameCounter, TsPauseFill
 from segmenter.silentframe import SILENT_PEAK, fillable_streams, probed_format, silent_frame, silent_frame_or_none
 from segmenter.tsfast import find_program
-from tests.segmenter.test_silence import audio_pes, pes_packets, split
+from tests.segmenter.test_silence import audio_pes, pes_packets, pes_units, pid_packets, split
 from tests.support.media import MediaCache
 
 # (FFmpeg encoder, codec, sample rate, layout, bit rate): what each family's tests encode.
@@ -436,3 +437,15 @@ def test_a_probe_description_that_says_no_format_gives_none() -> None:
     assert probed_format("mp2", None, 47000, "stereo", 128000) is None  # the encoder refuses the rate
     assert probed_format("mp3", None, 0, "", 0) is None  # nothing described
     assert probed_format("aac", "HE-AACv2", 48000, "stereo", 0).unfillable  # type: ignore[union-attr]
+
+
+def test_filler_before_a_tracks_first_frame_carries_the_stream_id_of_its_pes() -> None:
+    # FFmpeg's MPEG-TS muxer writes AC-3 and E-AC-3 as private_stream_1 (0xBD), not 0xC0.
+    fill = TsPauseFill(0x101, Ac3, partial(silent_frame_or_none, 1))
+    first = pes_packets(AC3 * 2, 4 * 90000)  # read ahead by the probe
+    first[0] = first[0].replace(b"\x00\x00\x01\xc0", b"\x00\x00\x01\xbd", 1)
+    fill.look_ahead(first)
+    fill.begin(90000)
+    data = fill.due(3 * 90000 + int(FILL_LAG_S * 90000)) + fill.unit(4 * 90000, True, 4 * 90000)[0]
+    units = pes_units(pid_packets(data, 0x101))
+    assert len(units) == 3 * 90000 // FRAME_TICKS["ac3"] and {unit[:4] for unit in units} == {b"\x00\x00\x01\xbd"}

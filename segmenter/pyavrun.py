@@ -22,7 +22,7 @@ from fractions import Fraction
 import av
 import av.container
 
-from .audioframes import AAC_SAMPLES, FAMILIES, aac_format, asc_config
+from .audioframes import AAC_SAMPLES, FAMILIES, AudioFormat, aac_format, asc_config
 from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
@@ -46,11 +46,12 @@ class _Silence:
     """An audio stream's pause filler (silence.PauseFiller) and its silent frame, as its packets
     carry frames (with their headers; AAC raw from MP4, FLV, RTMP)."""
 
-    def __init__(self, filler: PauseFiller, payload: bytes, time_base: Fraction) -> None:
+    def __init__(self, filler: PauseFiller, payload: bytes, time_base: Fraction, probed: AudioFormat | None = None) -> None:
         self.filler = filler
         self.payload = payload
         self.time_base = time_base
         self.duration = round(filler.frame_ticks)
+        self.probed = probed  # made from the probe's description, until the track's first frame
 
 
 def _judged(stream: av.stream.Stream) -> tuple[VideoCodec | None, int]:
@@ -268,6 +269,8 @@ class PyAVRun(SegmentRun):
     def _write(self, index: int, packet: av.Packet) -> None:
         if index in self._fillable and packet.pts is not None:
             silence = self._silence[index] if index in self._silence else self._new_silence(index, bytes(packet))
+            if silence is not None and silence.probed is not None:
+                silence = self._first_frame(index, silence, bytes(packet))
             if silence is not None and not self._place(index, silence, packet):
                 return
         elif index == self.cutter.reference.index and packet.dts is not None:
@@ -310,8 +313,9 @@ class PyAVRun(SegmentRun):
 
     def _new_silence(self, index: int, frame: bytes) -> _Silence | None:
         """The pause filler of audio stream ``index``, from the header of its first ``frame`` (AAC
-        without one: its AudioSpecificConfig; before its first frame, b"": for AAC, what the probe
-        said of it), or None (said once, with why)."""
+        without one: its AudioSpecificConfig), or None (said once, with why). Before its first
+        frame (b""): from what the probe says of the track, or None and nothing recorded when
+        that format cannot be filled (its first frame decides then); ``_first_frame`` checks it."""
         stream = self.container.streams[index]
         family = FAMILIES[self._codecs[index]]
         audio = family.format(frame, 0) if frame else None
@@ -323,18 +327,46 @@ class PyAVRun(SegmentRun):
             audio = probed_format(self._codecs[index], context.profile, context.sample_rate,
                                   context.layout.name if context.layout else "", context.bit_rate or 0)
             framed = True
+        # An E-AC-3 track's dependent substreams (7.1 and up) are in no header the fast path
+        # reads: its decoder's channels tell. (An AAC decoder gives stereo for a mono HE-AAC
+        # track, in case of parametric stereo: its ADTS header tells.)
         channels = context.channels
-        if audio is not None and not audio.unfillable and audio.channels != channels:
+        if audio is not None and audio.codec == "eac3" and not audio.unfillable and audio.channels != channels:
             audio = dataclasses.replace(audio, unfillable=f"{channels} channels decoded, {audio.channels} in its frame header")
-        silence = None
-        if audio is None and not frame:
-            return None  # nothing says its format before its first frame: asked again then
-        if audio is None:
+        raw = None
+        if audio is None or (not frame and audio.unfillable):
+            if not frame:
+                return None  # nothing says a format to fill before its first frame: asked again then
             log.info("stream #%d: pauses are not filled with silence (%s of unknown format)", index, self._codecs[index])
-        elif (raw := silent_frame_or_none(index, audio)) is not None:
+        elif (raw := silent_frame_or_none(index, audio, quiet=not frame)) is None and not frame:
+            return None
+        silence = None
+        if raw is not None:
             filler = PauseFiller(audio.frame_ticks(stream.time_base), stream.time_base)
-            silence = _Silence(filler, family.framed(audio, raw) if framed else raw, stream.time_base)
+            silence = _Silence(filler, family.framed(audio, raw) if framed else raw, stream.time_base,
+                               None if frame else audio)
         self._silence[index] = silence
+        return silence
+
+    def _first_frame(self, index: int, silence: _Silence, frame: bytes) -> _Silence | None:
+        """The track's first frame, after filler made from the probe's description: from now on
+        its own header's format is filled, the filler going on where it got to (an MP3 track in
+        plain stereo where the encoder made joint stereo); None, said once, when that format
+        cannot be filled or its frames last otherwise."""
+        probed, silence.probed = silence.probed, None
+        assert probed is not None
+        family = FAMILIES[self._codecs[index]]
+        audio = family.format(frame, 0)
+        if audio is None or audio.mode == probed.mode:
+            return silence
+        raw = silent_frame_or_none(index, audio)
+        if raw is None or audio.frame_ticks(silence.time_base) != silence.filler.frame_ticks:
+            if raw is not None:
+                log.info("stream #%d: pauses are not filled with silence (%s: frames of another length than "
+                         "the probe's %s)", index, audio.name, probed.name)
+            self._silence[index] = None
+            return None
+        silence.payload = family.framed(audio, raw)
         return silence
 
     def _write_silence(self, index: int, pts_list: list[int]) -> None:
@@ -412,10 +444,12 @@ class PyAVRun(SegmentRun):
             for audio, silence in self._silence.items():
                 if silence is not None:
                     self._write_silence(audio, silence.filler.closing(at / silence.time_base))
-        if self.writer is None and not self._begun and packet.dts is not None:
-            # The first segment: a track yet to send is filled from its start (PauseFiller.begin).
+        start = packet.pts if packet.pts is not None else packet.dts
+        if self.writer is None and not self._begun and start is not None:
+            # The first segment: a track yet to send is filled from its presentation start
+            # (PauseFiller.begin).
             self._begun = True
-            at = packet.dts * packet.time_base
+            at = start * packet.time_base
             for audio in self._fillable:
                 if audio not in self._silence and (silence := self._new_silence(audio, b"")) is not None:
                     silence.filler.begin(at / silence.time_base)

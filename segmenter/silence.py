@@ -119,16 +119,23 @@ class PauseFiller:
         self.end = self.real_end = None
         self.filling = False
 
-    def begin(self, clock: Fraction | int) -> None:
-        """The program starts at ``clock`` (its first segment's start) before this track sent a
-        frame: until its first frame, the track is in a pause that began there (an encoder whose
-        audio starts after the video). Without audio in its first segment, hls.js sets up no
-        audio buffer and fails at the first segment that brings some. It is filled only once
-        filler is due (``due``, ``closing``): a first frame less than ``FILL_LAG_S`` late (an
-        encoder's audio priming, a muxer's interleave) is left as it starts. Nothing changes for
-        a track that already sent."""
-        if self.end is None:
-            self.end = self._units(clock)
+    def begin(self, clock: Fraction | int, first: int | None = None) -> list[int]:
+        """The program starts at ``clock`` (its first segment's presentation start) before this
+        track sent a frame: until its first frame, the track is in a pause that began there (an
+        encoder whose audio starts after the video). Without audio in its first segment, hls.js
+        sets up no audio buffer and fails at the first segment that brings some. ``first``: the
+        pts of the track's first frame when it is known ahead (the fast path reads it in what the
+        probe read); then the pts of the filler up to it, at once, when it is more than
+        ``MIN_GAP_FRAMES`` frames late. Otherwise (none now) the track is filled once filler is
+        due (``due``, ``closing``), and a first frame less than ``FILL_LAG_S`` late (an encoder's
+        audio priming, a muxer's interleave) is left as it starts. Nothing changes for a track
+        that already sent."""
+        if self.end is not None:
+            return []
+        self.end = self._units(clock)
+        if first is None or first * self.scale - self.end <= self.min_gap:
+            return []
+        return self._frames((first * self.scale - self.end) // self.frame)
 
     def due(self, clock: Fraction | int) -> list[int]:
         """The program's clock reached ``clock``: the pts of filler frames to write now (often none)."""
@@ -401,15 +408,33 @@ def _split(data: bytes, count: int) -> list[bytes]:
     return parts
 
 
+def _pes_timestamps(packet: bytes | bytearray) -> int | None:
+    """Where the PES header starting in ``packet`` is, when its PTS is whole in the packet."""
+    control = (packet[3] >> 4) & 3
+    offset = 4 + (1 + packet[4] if control & 2 else 0)
+    if (not packet[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES
+            or packet[offset : offset + 3] != b"\x00\x00\x01" or not packet[offset + 7] & 0x80):
+        return None
+    return offset
+
+
+def pes_pts(packet: bytes) -> int | None:
+    """The PTS (90 kHz, 33 bits) of the PES starting in MPEG-TS ``packet``, or None when it starts
+    none or its PTS is not whole in it (ISO/IEC 13818-1 2.4.3.7)."""
+    offset = _pes_timestamps(packet)
+    if offset is None:
+        return None
+    b = packet[offset + 9 : offset + 14]
+    return ((b[0] >> 1) & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+
+
 def retimed_pes(packets: bytes, pts: int) -> bytes | None:
     """The MPEG-TS packets of one PES (its first packet first) with its PTS, and its DTS if it has
     one, set to ``pts`` (90 kHz, wrapped to 33 bits); every other byte as it was. None when the
     first packet starts no PES, or the PES header's PTS (and DTS, if it has one) is not whole in it."""
     first = bytearray(packets[:TS_PACKET_BYTES])
-    control = (first[3] >> 4) & 3
-    offset = 4 + (1 + first[4] if control & 2 else 0)
-    if (not first[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES
-            or first[offset : offset + 3] != b"\x00\x00\x01" or not first[offset + 7] & 0x80):
+    offset = _pes_timestamps(first)
+    if offset is None:
         return None
     dts = first[offset + 7] & 0x40
     if dts and offset + 19 > TS_PACKET_BYTES:
@@ -449,6 +474,7 @@ class TsPauseFill:
         self._pts: int | None = None  # the current PES's unwrapped PTS
         self._open = False  # the current PES went into a segment and its end is not told yet
         self._late = False  # the current PES is a late unit, kept back until whole
+        self._first_pts: int | None = None  # the PTS of the track's first frame, read ahead (33 bits)
 
     def packet(self, packet: bytes) -> None:
         self.counter.packet(packet)
@@ -458,27 +484,36 @@ class TsPauseFill:
         later): the track's format from the first frame header there, so that it can be filled
         before its first frame (``begin``), its filler packets counted to lead on to the
         continuity counter of the PID's first packet and carrying the stream_id of its PES
-        (0xBD, private_stream_1, for FFmpeg's AC-3 and E-AC-3)."""
+        (0xBD, private_stream_1, for FFmpeg's AC-3 and E-AC-3); and the PTS of that frame's PES,
+        so that ``begin`` fills up to it at once."""
         counter = FrameCounter(self.counter.family)
-        first_cc = None
+        first_cc = pts = None
         for packet in packets:
             counter.packet(packet)
             if first_cc is None:
                 first_cc = counter.cc
+            if packet[1] & 0x40:
+                pts = pes_pts(packet)
             if counter.format is not None:
                 self.counter.format = counter.format
+                self._first_pts = pts
                 if self.counter.cc is None and first_cc is not None:
                     self.counter.cc = (first_cc - 1) & 0x0F
                     self.counter.stream_id = counter.stream_id
                 return
 
-    def begin(self, clock: int) -> None:
-        """The first segment starts at ``clock``: a track whose format is known (from its first
-        frame or ``look_ahead``) and that sent no frame yet is filled from there
-        (``PauseFiller.begin``)."""
+    def begin(self, clock: int) -> bytes:
+        """The first segment's presentation starts at ``clock``: a track whose format is known
+        (from its first frame or ``look_ahead``) and that sent no frame yet is filled from there
+        (``PauseFiller.begin``): the packets to insert now, up to its first frame when
+        ``look_ahead`` found it."""
         filler = self._ready()
-        if filler is not None and self._pts is None:
-            filler.begin(clock)
+        if filler is None or self._pts is not None:
+            return b""
+        first = self._first_pts
+        if first is not None:  # 33 bits, read ahead: on the unwrapped timeline, near the clock
+            first = clock + (first - clock + PTS_WRAP // 2) % PTS_WRAP - PTS_WRAP // 2
+        return self._packets(filler.begin(clock, first))
 
     def packets(self, packets: Iterable[bytes | memoryview]) -> None:
         """``packet`` for each of ``packets`` in turn (``FrameCounter.packets``)."""

@@ -95,13 +95,14 @@ def fillable_streams(codecs: dict[int, str]) -> set[int]:
     return codecs.keys() - unfilled.keys()
 
 
-def silent_frame_or_none(index: int, audio: AudioFormat) -> bytes | None:
+def silent_frame_or_none(index: int, audio: AudioFormat, *, quiet: bool = False) -> bytes | None:
     """``silent_frame``, or None when there is none; then stream ``index``'s pauses stay holes,
-    and the log says so once, naming it and why."""
+    and the log says so once, naming it and why (``quiet``: not, for a format only described)."""
     try:
         return silent_frame(audio)
     except ValueError as reason:
-        log.info("stream #%d: pauses are not filled with silence (%s: %s)", index, audio.name, reason)
+        if not quiet:
+            log.info("stream #%d: pauses are not filled with silence (%s: %s)", index, audio.name, reason)
         return None
 
 

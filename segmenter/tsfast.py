@@ -616,10 +616,11 @@ class TsSplitter:
                     if self._dest[audio] is parts:
                         self._assign(audio, self._current)
             self._clock = self._clock_end = None
-        if action is Action.CUT and not self._begun and cutter.dts is not None:
+        if action is Action.CUT and not self._begun and cutter.pts is not None:
             self._begun = True
             for audio, fill in self._fills.items():
-                fill.begin(cutter.dts)
+                self._feed_fill(audio, at)
+                self._insert(fill.begin(cutter.pts))
         fill = self._fills.get(cls)
         if fill is None:
             if track.index == cutter.reference.index and cutter.dts is not None:

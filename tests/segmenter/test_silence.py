@@ -295,6 +295,16 @@ def test_a_track_yet_to_send_gets_filler_in_the_first_segment_at_its_cut() -> No
     assert gaps.closing(3 * SECOND) == [SECOND + FRAME * k for k in range(SECOND // FRAME)]  # up to 2 s
 
 
+def test_a_track_whose_first_frame_is_known_ahead_is_filled_up_to_it_at_once() -> None:
+    assert filler().begin(SECOND, SECOND + 2 * FRAME) == []  # two frames late: jitter, as it starts
+    assert filler().begin(SECOND, SECOND - FRAME) == []  # before the start: nothing to fill
+    gaps = filler(batch=16)
+    fills = gaps.begin(SECOND, SECOND + 3 * FRAME + 100)  # past 2 frames, off the grid by 100 ticks
+    assert fills == [SECOND, SECOND + FRAME, SECOND + 2 * FRAME]  # less than a frame is left
+    assert gaps.begin(0, 9 * SECOND) == []  # the first start counts
+    assert written(gaps, SECOND + 3 * FRAME + 100, SECOND + LAG) == []
+
+
 def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None:
     gaps = filler()
     written(gaps, 2 * SECOND, 2 * SECOND)
@@ -808,6 +818,25 @@ def test_fast_path_fills_audio_starting_after_the_video_from_the_first_segment_w
     assert first_audio - frame < fills[-1] + frame <= first_audio
 
 
+@pytest.mark.parametrize("late", [1.2, 3])
+def test_fast_path_fills_audio_read_ahead_from_the_first_segment_of_one_second(media: MediaCache, late: float) -> None:
+    # 1-s GOPs cut at 1 s: segment 1 ends before any filler is due by the clock, and before the
+    # cut's own bar (the cut less INTERLEAVE_S) passes where it starts. Its first frame's PTS,
+    # read ahead, says how far to fill at once.
+    data = media.encoder_ts(seconds=8, gop_frames=25, audio_gap=(0, late)).read_bytes()
+    audio_pid, video_pid = find_program(data).streams[1][0], find_program(data).streams[0][0]
+    start = next(pes_pts(p) for p in pid_packets(data, video_pid) if p[1] & 0x40)
+    first = next(pes_pts(p) for p in pid_packets(data, audio_pid) if p[1] & 0x40)
+    files, dropped = split(data, silence=True, segment_seconds=Fraction(1), look_ahead=len(data) // 2)
+    assert not dropped and len(files) == 8
+    units = audio_pes(files, audio_pid)
+    fills = [pts for n, pts, _ in units if n == 1]
+    assert fills == [start + FRAME * k for k in range(len(fills))]
+    assert first - FRAME < fills[-1] + FRAME <= first
+    ends = sorted((pts, pts + FRAME * adts_frames(p)) for _, pts, p in units)
+    assert all(abs(b[0] - a[1]) <= FRAME for a, b in zip(ends, ends[1:]))
+
+
 def adts_frames(payload: bytes) -> int:
     count = position = 0
     while position + 7 <= len(payload):
@@ -953,8 +982,8 @@ def test_filler_before_a_tracks_first_frame_leads_on_to_the_continuity_counter_o
     fill = TsPauseFill(0x101, Adts, silent_or_none)
     first = pes_packets(SILENT, 4 * SECOND, cc=first_cc)  # read ahead by the probe, given again later
     fill.look_ahead(first)
-    fill.begin(SECOND)
-    data = fill.due(3 * SECOND + LAG)
+    data = fill.begin(SECOND)  # up to the first frame at once: its pts was read ahead too
+    assert fill.due(3 * SECOND + LAG) == b""
     before, late = fill.unit(4 * SECOND, True, 4 * SECOND)
     assert not late
     packets = pid_packets(data + before, 0x101) + first
@@ -983,9 +1012,8 @@ def test_a_read_ahead_ending_right_after_the_first_frame_header_gives_the_tracks
     header = b"\x00\x00\x01\xc0\x00\x00\x84\x80\x05" + pts_field(0x2, 4 * SECOND)
     fill = TsPauseFill(0x101, Adts, silent_or_none)
     fill.look_ahead([ts_packet(header + SILENT[:7], 0, start=True)])  # the ADTS header, none of the frame
-    fill.begin(SECOND)
-    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.due(3 * SECOND + LAG), 0x101))]
-    assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 2 * SECOND // FRAME
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.begin(SECOND), 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 3 * SECOND // FRAME
 
 
 def test_a_pause_just_before_zero_on_an_unwrapped_timeline_is_filled_as_the_clock_goes_on() -> None:

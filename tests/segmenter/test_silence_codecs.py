@@ -445,7 +445,6 @@ def test_filler_before_a_tracks_first_frame_carries_the_stream_id_of_its_pes() -
     first = pes_packets(AC3 * 2, 4 * 90000)  # read ahead by the probe
     first[0] = first[0].replace(b"\x00\x00\x01\xc0", b"\x00\x00\x01\xbd", 1)
     fill.look_ahead(first)
-    fill.begin(90000)
-    data = fill.due(3 * 90000 + int(FILL_LAG_S * 90000)) + fill.unit(4 * 90000, True, 4 * 90000)[0]
+    data = fill.begin(90000) + fill.due(3 * 90000 + int(FILL_LAG_S * 90000)) + fill.unit(4 * 90000, True, 4 * 90000)[0]
     units = pes_units(pid_packets(data, 0x101))
     assert len(units) == 3 * 90000 // FRAME_TICKS["ac3"] and {unit[:4] for unit in units} == {b"\x00\x00\x01\xbd"}

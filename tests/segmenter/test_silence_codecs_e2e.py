@@ -19,6 +19,7 @@ from tests.support.media import MediaCache, probe
 from tests.support.seaweed import SeaweedServer
 from tests.support.segmenter_media import segment_files
 
+from .ts_surgery import AUDIO_PID, remove_frames
 from .test_messy_input import (
     SECONDS,
     assert_audio_pause_filled,
@@ -113,6 +114,31 @@ def test_audio_that_starts_after_the_video_is_filled_from_the_first_segment(
     assert ffmpeg_plays(published.playlist_url) == ""
     if codec not in CHROMIUM_PLAYS:
         return
+    chromium()
+    for engine, status in played_to_the_end(published.page_url).items():
+        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
+        assert ended, f"{engine}: {status}"
+        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+
+
+@pytest.mark.parametrize("path", ["fast-path", "pyav"])
+def test_an_implicitly_signalled_he_aac_track_is_filled_in_the_format_its_frame_headers_give(
+    path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its ADTS headers say AAC-LC at 24 kHz; the probe says HE-AAC at 48 kHz, which FFmpeg's aac
+    # encoder cannot make. The frames' own headers decide the silent frame, on both paths.
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    source = tmp_path / "in.ts"
+    source.write_bytes(remove_frames(media.implicit_he_aac_ts(seconds=SECONDS).read_bytes(), AUDIO_PID,
+                                     set(range(5, 11)), fps=1))  # the PES of 5 s to 11 s in: a pause
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert "not filled" not in published.stderr, published.stderr
+    assert_within_target(published, "2")
+    assert "#EXT-X-DISCONTINUITY\n" not in published.text
+    assert_every_packet_kept(source, published, ("video",))
+    assert_audio_pause_filled(source, published, 2048)  # 1024 samples at 24 kHz, 2048 at 48 kHz
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert ffmpeg_plays(published.playlist_url) == ""
     chromium()
     for engine, status in played_to_the_end(published.page_url).items():
         ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)

@@ -224,6 +224,54 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
 
 
 
+def make_implicit_he_aac_ts(path: Path | str, *, seconds: float) -> Path:
+    """H.264 + AAC whose ADTS headers say AAC-LC at 24 kHz mono while every frame carries an SBR
+    extension (ISO/IEC 14496-3 4.5.2.8: an ID_FIL element of type EXT_SBR_DATA): implicitly
+    signalled HE-AAC, which FFmpeg's probe describes as HE-AAC at 48 kHz. The SBR payload is
+    empty (bs_header_flag 0): decoders that follow it output 48 kHz, as for a real HE-AAC track."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as work:
+        lc = Path(work) / "lc.adts"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                        "-i", f"sine=frequency=1000:sample_rate=24000:duration={seconds}",
+                        "-c:a", "aac", "-b:a", "48k", "-f", "adts", str(lc)], check=True, timeout=60)
+        he = Path(work) / "he.adts"
+        he.write_bytes(_with_sbr_extension(lc.read_bytes()))
+        tmp = path.with_name(f".{path.name}.part")
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                        "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}", "-i", str(he),
+                        "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-g", "50", "-c:a", "copy",
+                        "-f", "mpegts", str(tmp)], check=True, timeout=120)
+    os.replace(tmp, path)
+    return path
+
+
+def _with_sbr_extension(adts: bytes) -> bytes:
+    """Each ADTS frame of ``adts`` (one raw_data_block, ending in ID_END) with an empty
+    EXT_SBR_DATA fill element before its ID_END, and the frame length to match."""
+    out = bytearray()
+    position = 0
+    while position + 7 <= len(adts):
+        header = bytearray(adts[position : position + 7])
+        length = ((header[3] & 3) << 11) | (header[4] << 3) | (header[5] >> 5)
+        header_length = 7 if header[1] & 1 else 9
+        bits = "".join(f"{byte:08b}" for byte in adts[position + header_length : position + length])
+        end = bits.rfind("1") - 2  # ID_END (111), then byte alignment
+        assert bits[end : end + 3] == "111", "a raw_data_block that does not end in ID_END"
+        fill = "110" + "0010" + "1101" + "0" + "0" * 10 + "0"  # ID_FIL, 2 bytes, EXT_SBR_DATA, no header
+        block = bits[:end] + fill + "111"
+        block += "0" * (-len(block) % 8)
+        raw = bytes(int(block[k : k + 8], 2) for k in range(0, len(block), 8))
+        size = 7 + len(raw)
+        header[1] |= 1  # no CRC
+        header[3] = (header[3] & 0xFC) | (size >> 11)
+        header[4] = (size >> 3) & 0xFF
+        header[5] = ((size & 7) << 5) | (header[5] & 0x1F)
+        out += header + raw
+        position += length
+    return bytes(out)
+
+
 # -- probing -------------------------------------------------------------------
 
 
@@ -359,6 +407,11 @@ class MediaCache:
         digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
         path = self.directory / f"encoder-{digest}.ts"
         return path if path.exists() else make_encoder_ts(path, **params)  # type: ignore[arg-type]
+
+    def implicit_he_aac_ts(self, *, seconds: float) -> Path:
+        """make_implicit_he_aac_ts, cached."""
+        path = self.directory / f"implicit-he-aac-{seconds:g}.ts"
+        return path if path.exists() else make_implicit_he_aac_ts(path, seconds=seconds)
 
     def mpeg2_ts(self, *, seconds: float, pts_offset_seconds: float = 0.0) -> Path:
         """make_mpeg2_ts, cached."""

@@ -39,6 +39,15 @@ SAMPLES = {"aac": 1024, "mp2": 1152, "mp3": 1152, "ac3": 1536, "eac3": 1536}  # 
 CHROMIUM_PLAYS = {"aac", "mp2", "mp3"}
 
 
+def assert_both_players_end(page_url: str, total: float) -> None:
+    """Chromium plays the stream to its end, ``total`` seconds, with native HLS and with hls.js."""
+    chromium()
+    for engine, status in played_to_the_end(page_url).items():
+        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
+        assert ended, f"{engine}: {status}"
+        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+
+
 @pytest.mark.parametrize("codec, path, segment_seconds", [
     ("mp2", "fast-path", "2"), ("mp3", "fast-path", "2"), ("ac3", "fast-path", "2"), ("eac3", "fast-path", "2"),
     ("mp3", "pyav", "2"), ("ac3", "pyav", "2"),
@@ -83,11 +92,7 @@ def test_an_audio_pause_of_each_codec_is_filled_with_its_silence(
     assert ffmpeg_plays(published.playlist_url) == ""
     if codec not in CHROMIUM_PLAYS:
         return
-    chromium()
-    for engine, status in played_to_the_end(published.page_url).items():
-        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
-        assert ended, f"{engine}: {status}"
-        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+    assert_both_players_end(published.page_url, total)
 
 
 @pytest.mark.parametrize("codec, path", [
@@ -114,11 +119,7 @@ def test_audio_that_starts_after_the_video_is_filled_from_the_first_segment(
     assert ffmpeg_plays(published.playlist_url) == ""
     if codec not in CHROMIUM_PLAYS:
         return
-    chromium()
-    for engine, status in played_to_the_end(published.page_url).items():
-        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
-        assert ended, f"{engine}: {status}"
-        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+    assert_both_players_end(published.page_url, total)
 
 
 @pytest.mark.parametrize("path", ["fast-path", "pyav"])
@@ -139,8 +140,4 @@ def test_an_implicitly_signalled_he_aac_track_is_filled_in_the_format_its_frame_
     assert_audio_pause_filled(source, published, 2048)  # 1024 samples at 24 kHz, 2048 at 48 kHz
     total = sum(segment.duration for segment in published.playlist.segments)
     assert ffmpeg_plays(published.playlist_url) == ""
-    chromium()
-    for engine, status in played_to_the_end(published.page_url).items():
-        ended = re.fullmatch(r"Ended \((native HLS|hls\.js)\) at ([0-9.]+) s", status)
-        assert ended, f"{engine}: {status}"
-        assert float(ended.group(2)) == pytest.approx(total, abs=1.0), status
+    assert_both_players_end(published.page_url, total)

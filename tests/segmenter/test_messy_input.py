@@ -106,10 +106,10 @@ def assert_every_packet_kept(source: Path, published: Published, kinds: tuple[st
         assert set(required) <= set(got), f"{kind}: {len(got)} packets in the segments, {len(required)} required"
 
 
-def audio_frames(path: Path) -> list[tuple[int, bytes]]:
-    """(pts, bytes) of every audio packet (one frame each, as FFmpeg's parsers split them)."""
+def audio_frames(path: Path, track: int = 0) -> list[tuple[int, bytes]]:
+    """(pts, bytes) of every packet of audio ``track`` (one frame each, as FFmpeg's parsers split them)."""
     with av.open(str(path)) as container:
-        return [(packet.pts, bytes(packet)) for packet in container.demux(audio=0) if packet.pts is not None]
+        return [(packet.pts, bytes(packet)) for packet in container.demux(audio=track) if packet.pts is not None]
 
 
 def assert_audio_pause_filled(source: Path, published: Published, samples: int = 1024) -> None:

@@ -22,6 +22,7 @@ from tests.support.segmenter_media import segment_files
 from .ts_surgery import AUDIO_PID, remove_frames
 from .test_messy_input import (
     SECONDS,
+    Published,
     assert_audio_pause_filled,
     audio_frames,
     assert_every_packet_kept,
@@ -37,6 +38,17 @@ SAMPLES = {"aac": 1024, "mp2": 1152, "mp3": 1152, "ac3": 1536, "eac3": 1536}  # 
 # decodes no AC-3 or E-AC-3: it plays their video alone; hls.js stops at E-AC-3 with a
 # fragParsingError, pause or no pause).
 CHROMIUM_PLAYS = {"aac", "mp2", "mp3"}
+
+
+def publish_filled(source: Path, segment_seconds: str, tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Published:
+    """``source`` published (``publish``), with no track named as not filled, no EXTINF over
+    the target, no discontinuity, and every video packet of the input in the segments."""
+    published = publish(source, segment_seconds, tmp_path, seaweed, bucket)
+    assert "not filled" not in published.stderr, published.stderr
+    assert_within_target(published, segment_seconds)
+    assert "#EXT-X-DISCONTINUITY\n" not in published.text
+    assert_every_packet_kept(source, published, ("video",))
+    return published
 
 
 def assert_both_players_end(page_url: str, total: float) -> None:
@@ -107,10 +119,7 @@ def test_audio_that_starts_after_the_video_is_filled_from_the_first_segment(
     # that audio's first two frames one timestamp.
     monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
     source = media.encoder_ts(seconds=SECONDS, audio_gap=(0, 3), audio_codec=codec)
-    published = publish(source, "2", tmp_path, seaweed, bucket)
-    assert_within_target(published, "2")
-    assert "#EXT-X-DISCONTINUITY\n" not in published.text
-    assert_every_packet_kept(source, published, ("video",))
+    published = publish_filled(source, "2", tmp_path, seaweed, bucket)
     assert_audio_pause_filled(source, published, SAMPLES[codec])  # every input frame, and no hole
     first_key = probe(source).video.keyframe_pts[0]  # type: ignore[union-attr]
     first_audio = min(pts for pts, _ in audio_frames(segment_files(published.out_dir)[0]))
@@ -132,12 +141,30 @@ def test_an_implicitly_signalled_he_aac_track_is_filled_in_the_format_its_frame_
     source = tmp_path / "in.ts"
     source.write_bytes(remove_frames(media.implicit_he_aac_ts(seconds=SECONDS).read_bytes(), AUDIO_PID,
                                      set(range(5, 11)), fps=1))  # the PES of 5 s to 11 s in: a pause
-    published = publish(source, "2", tmp_path, seaweed, bucket)
-    assert "not filled" not in published.stderr, published.stderr
-    assert_within_target(published, "2")
-    assert "#EXT-X-DISCONTINUITY\n" not in published.text
-    assert_every_packet_kept(source, published, ("video",))
+    published = publish_filled(source, "2", tmp_path, seaweed, bucket)
     assert_audio_pause_filled(source, published, 2048)  # 1024 samples at 24 kHz, 2048 at 48 kHz
     total = sum(segment.duration for segment in published.playlist.segments)
     assert ffmpeg_plays(published.playlist_url) == ""
     assert_both_players_end(published.page_url, total)
+
+
+@pytest.mark.parametrize("path", ["fast-path", "pyav"])
+def test_a_second_audio_track_starting_late_and_the_first_pausing_are_each_filled(
+    path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two AAC tracks (two languages): the second starts 4 s after the video, the first pauses
+    # from 8 s to 12 s; segments of about 1 s. Each track is filled on its own.
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    source = media.encoder_ts(seconds=SECONDS, audio_gap=(8, 12), second_audio_gap=(0, 4))
+    published = publish_filled(source, "1", tmp_path, seaweed, bucket)
+    first_key = probe(source).video.keyframe_pts[0]  # type: ignore[union-attr]
+    frame = SAMPLES["aac"] * 90000 // 48000
+    for track in (0, 1):
+        want = Counter(data for pts, data in audio_frames(source, track) if pts + frame > first_key)
+        got = sorted(f for segment in segment_files(published.out_dir) for f in audio_frames(segment, track))
+        assert not want - Counter(data for _, data in got), f"track {track}: input frames missing"
+        assert got[0][0] < first_key + frame, (track, got[0][0], first_key)  # from segment 1's start on
+        steps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+        assert all(frame <= step <= frame + 1 for step in steps), (track, sorted(set(steps)))
+    assert ffmpeg_plays(published.playlist_url) == ""
+    assert_both_players_end(published.page_url, sum(segment.duration for segment in published.playlist.segments))

@@ -191,7 +191,8 @@ ENCODER_AUDIO = {
 
 def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_frames: int = 50,
                     keyframes_at: tuple[float, ...] = (), video_gap: tuple[float, float] | None = None,
-                    audio_gap: tuple[float, float] | None = None, b_frames: int = 0, audio_codec: str = "aac") -> Path:
+                    audio_gap: tuple[float, float] | None = None, b_frames: int = 0, audio_codec: str = "aac",
+                    second_audio_gap: tuple[float, float] | None = None) -> Path:
     """H.264 + AAC (or ``audio_codec``: a key of ENCODER_AUDIO; 48 kHz stereo) in MPEG-TS from the
     ffmpeg command line, as a live encoder with an odd timing makes it (ffmpeg's own muxer, with
     its usual interleave of up to 0.7 s).
@@ -201,6 +202,8 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
     end in seconds) leave that track out for that time while the other goes on, timestamps kept:
     a still source sending no frames, a pause in the audio. ``b_frames`` is the most B-frames in a
     row (x264's -bf): pictures then come in decode order, not display order.
+    ``second_audio_gap``: a second audio track (a 500 Hz sine, the same codec) is added, left out
+    for that time (0 to N: it starts N s late).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
@@ -208,12 +211,17 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
     audio_filters = [f"aselect='not(between(t,{audio_gap[0]},{audio_gap[1]}))'"] if audio_gap else []
     keys = (["-g", "100000", "-keyint_min", "100000", "-force_key_frames", ",".join(f"{t:g}" for t in keyframes_at)]
             if keyframes_at else ["-g", str(gop_frames), "-keyint_min", str(gop_frames)])
+    second = ([] if second_audio_gap is None else
+              ["-f", "lavfi", "-i", f"sine=frequency=500:sample_rate=48000:duration={seconds}",
+               "-map", "0:v", "-map", "1:a", "-map", "2:a",
+               "-filter:a:1", f"aselect='not(between(t,{second_audio_gap[0]},{second_audio_gap[1]}))'"])
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
          "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={fps}:duration={seconds}",
          "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}",
+         *second,
          *(["-vf", ",".join(video_filters)] if video_filters else []),
-         *(["-af", ",".join(audio_filters)] if audio_filters else []),
+         *(["-filter:a:0", ",".join(audio_filters)] if audio_filters else []),
          "-fps_mode", "passthrough",
          "-c:v", "libx264", "-preset", "veryfast", "-b:v", "300k", "-bf", str(b_frames), "-sc_threshold", "0", *keys,
          "-c:a", ENCODER_AUDIO[audio_codec][0], "-b:a", ENCODER_AUDIO[audio_codec][1], "-f", "mpegts", str(tmp)],
@@ -221,7 +229,6 @@ def make_encoder_ts(path: Path | str, *, seconds: float, fps: int = 25, gop_fram
     )
     os.replace(tmp, path)
     return path
-
 
 
 def make_implicit_he_aac_ts(path: Path | str, *, seconds: float) -> Path:

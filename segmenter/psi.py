@@ -51,6 +51,13 @@ def payload_offset(packet: bytes) -> int | None:
     return offset if offset < TS_PACKET_BYTES else None
 
 
+def pes_timestamp(data: bytes, at: int) -> int:
+    """The 33-bit PTS or DTS (90 kHz) in the 5 bytes of a PES header at ``at`` (ISO/IEC 13818-1
+    2.4.3.7: 3 + 15 + 15 bits, each part followed by a marker bit)."""
+    return (((data[at] & 0x0E) << 29) | (data[at + 1] << 22) | ((data[at + 2] & 0xFE) << 14)
+            | (data[at + 3] << 7) | (data[at + 4] >> 1))
+
+
 def section(packet: bytes) -> bytes | None:
     """The PSI section that starts in this packet, or None if there is none or it spans packets."""
     offset = payload_offset(packet)

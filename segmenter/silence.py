@@ -33,7 +33,7 @@ from fractions import Fraction
 
 from .audioframes import AudioFormat, Family
 from .cutter import DISCONTINUITY_GAP_S, INTERLEAVE_S
-from .psi import TS_PACKET_BYTES
+from .psi import TS_PACKET_BYTES, payload_offset, pes_timestamp
 
 TICKS_PER_SECOND = 90000  # PES timestamps
 PTS_WRAP = 2**33
@@ -410,9 +410,8 @@ def _split(data: bytes, count: int) -> list[bytes]:
 
 def _pes_timestamps(packet: bytes | bytearray) -> int | None:
     """Where the PES header starting in ``packet`` is, when its PTS is whole in the packet."""
-    control = (packet[3] >> 4) & 3
-    offset = 4 + (1 + packet[4] if control & 2 else 0)
-    if (not packet[1] & 0x40 or not control & 1 or offset + 14 > TS_PACKET_BYTES
+    offset = payload_offset(packet)
+    if (offset is None or not packet[1] & 0x40 or offset + 14 > TS_PACKET_BYTES
             or packet[offset : offset + 3] != b"\x00\x00\x01" or not packet[offset + 7] & 0x80):
         return None
     return offset
@@ -422,10 +421,7 @@ def pes_pts(packet: bytes) -> int | None:
     """The PTS (90 kHz, 33 bits) of the PES starting in MPEG-TS ``packet``, or None when it starts
     none or its PTS is not whole in it (ISO/IEC 13818-1 2.4.3.7)."""
     offset = _pes_timestamps(packet)
-    if offset is None:
-        return None
-    b = packet[offset + 9 : offset + 14]
-    return ((b[0] >> 1) & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+    return None if offset is None else pes_timestamp(packet, offset + 9)
 
 
 def retimed_pes(packets: bytes, pts: int) -> bytes | None:

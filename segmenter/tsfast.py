@@ -61,6 +61,7 @@ from .psi import (
     packet_pid,
     pat_programs,
     payload_offset,
+    pes_timestamp,
     pid_tables,
     pmt_streams,
     section,
@@ -175,10 +176,6 @@ def _pid_packets(data: bytes, pid: int) -> Iterator[bytes]:
             return
         if ((data[at + 1] & 0x1F) << 8) | data[at + 2] == pid:
             yield data[at : at + TS_PACKET_BYTES]
-
-
-def _timestamp(b: bytes, i: int) -> int:
-    return ((b[i] & 0x0E) << 29) | (b[i + 1] << 22) | ((b[i + 2] & 0xFE) << 14) | (b[i + 3] << 7) | (b[i + 4] >> 1)
 
 
 def _key_nal(payload: bytes, hevc: bool) -> bool:
@@ -548,9 +545,9 @@ class TsSplitter:
         if offset is not None and packet[offset : offset + 3] == _START_CODE and offset + 9 <= TS_PACKET_BYTES:
             flags = packet[offset + 7]
             if flags & 0x80 and offset + 14 <= TS_PACKET_BYTES:
-                pts = dts = _timestamp(packet, offset + 9)
+                pts = dts = pes_timestamp(packet, offset + 9)
                 if flags & 0x40 and offset + 19 <= TS_PACKET_BYTES:
-                    dts = _timestamp(packet, offset + 14)
+                    dts = pes_timestamp(packet, offset + 14)
             if not key:
                 key = _key_nal(packet[offset + 9 + packet[offset + 8] :], track.hevc)
         cut_here = False

@@ -42,6 +42,21 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+def metrics_address(flag: str, text: str | None) -> tuple[str, int] | None:
+    """``--metrics-listen``: ``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1); None or ""
+    when not given (no endpoint). Raises ConfigError for anything else."""
+    if not text:
+        return None
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
+    if ":" not in text:
+        raise ConfigError(f"{flag} {text!r} is not HOST:PORT or PORT")
+    try:
+        return parse_address(text)
+    except ConfigError as error:
+        raise ConfigError(f"{flag}: {error}") from None
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and 'localhost'; names are not resolved."""
     if host == "localhost":

@@ -24,7 +24,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
 from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol import DEFAULT_KEY_ID
@@ -282,6 +282,16 @@ OPTIONS = (
     ),
     Option("log_level", TEXT, "INFO", "DEBUG, INFO, WARNING or ERROR.", convert=_log_level, metavar="LEVEL"),
     Option(
+        "metrics_listen", TEXT, None,
+        "Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT, or PORT on 127.0.0.1.",
+        convert=metrics_address, fields=("metrics_address",), metavar="HOST:PORT", shown_default="off",
+    ),
+    Option(
+        "not_ready_after", SECONDS, 30.0,
+        "/readyz fails once the store has failed every request, or a stream has been held, this long; seconds.",
+        convert=_within(0, 86400, "seconds"), fields=("not_ready_after_s",), metavar="SECONDS",
+    ),
+    Option(
         "port_file", TEXT, None, "Write the port actually listened on to this file.",
         convert=_port_file, metavar="PATH",
     ),
@@ -395,6 +405,8 @@ class UploaderConfig:
     drain_timeout_s: float
     log_level: str
     port_file: Path | None
+    metrics_address: tuple[str, int] | None  # --metrics-listen; None: no endpoint
+    not_ready_after_s: float  # a store failing or a stream held this long: /readyz fails
     player_page: bool  # upload index.html and hls.js beside each stream's playlist
     secret: bytes | None = field(repr=False)  # HMAC key; never printed
     insecure_no_auth: bool  # a non-loopback listener without a secret, on purpose

@@ -10,19 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.durable import write_file
+from common.endpoint import HEALTH_PATH, READY_PATH, OperatorEndpoint
 from common.settings import is_loopback
 
 from .config import UploaderConfig
 from .errors import UploaderError
 from .files import AllowedDirs
+from .health import Readiness, on_loop, spool_health
 from .housekeeping import Housekeeper
+from .metrics import DaemonMetrics, LiveSources, MeteredStore
 from .intake import Intake
 from .ownership import OwnershipRule
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
 from .sdnotify import SystemdNotifier
-from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread
+from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread, StreamSummary
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,10 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     spool_thread = SpoolThread(spool, on_broken=on_broken)
     allowed = AllowedDirs(config.allow_dirs)
     insecure = not config.authenticated and not is_loopback(config.listen_host)
-    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads)
+    metrics = DaemonMetrics()
+    store = MeteredStore(store, metrics)
+    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,
+                          metrics=metrics)
     intake = Intake(
         spool=spool_thread,
         publisher=publisher,
@@ -111,13 +117,17 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         payloads=payloads,
         master_name=config.master_name,
         ownership=OwnershipRule(config.takeover_after_s),
+        metrics=metrics,
     )
     server = UploadServer(
         intake,
         insecure=insecure,
         tls=config.tls_context,
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
+        metrics=metrics,
     )
+    readiness = Readiness(store, config.scopes.buckets, publisher.held, grace_s=config.not_ready_after_s)
+    endpoint = _endpoint(config, metrics, readiness, spool_thread, server, payloads)
     try:
         try:
             host, port = await server.start(config.listen_host, config.listen_port)
@@ -130,6 +140,15 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
                 raise StartupError(f"cannot write --port-file {config.port_file}: {error.strerror or error}") from None
         status = _Status(config, f"{host}:{port}", server, publisher, spool_thread)
         _install_signal_handlers(stop, status)
+        if endpoint is not None:
+            assert config.metrics_address is not None
+            try:
+                metrics_host, metrics_port = endpoint.start(*config.metrics_address)
+            except OSError as error:
+                raise StartupError(f"cannot serve --metrics-listen {config.metrics_address[0]}:"
+                                   f"{config.metrics_address[1]}: {error.strerror}") from None
+            log.info("metrics on http://%s/metrics, health on /healthz and /readyz",
+                     f"[{metrics_host}]:{metrics_port}" if ":" in metrics_host else f"{metrics_host}:{metrics_port}")
         announce(startup_line(config, host, port, store, spool))
         if insecure:
             # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages
@@ -143,9 +162,11 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
         # Reported, not fatal: messages are still accepted and queued, and held streams go on
         # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
-        checking = asyncio.create_task(publisher.check_buckets(config.scopes.buckets))
+        checking = asyncio.create_task(publisher.check_buckets(config.scopes.buckets, readiness.bucket_checked))
+        checking.add_done_callback(lambda _: setattr(readiness, "checked", True))
         housekeeper = asyncio.create_task(
-            Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher).run(), name="housekeeping"
+            Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher, metrics=metrics).run(),
+            name="housekeeping",
         )
         systemd = SystemdNotifier()
         systemd.notify("READY=1")
@@ -167,25 +188,43 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             log.info("stopped; %d message(s) left queued for the next start", left)
         return DaemonExit(puts_abandoned=publisher.puts_running, spool_failure=failure[0] if failure else None)
     finally:
+        if endpoint is not None:
+            endpoint.stop()
         publisher.close()
         spool_thread.close()
 
 
 async def _watchdog(systemd: SystemdNotifier, spool_thread: SpoolThread) -> None:
-    """WATCHDOG=1 every ``systemd.watchdog_interval_s`` while the event loop runs and the spool
-    thread answers: a hung loop or spool sends none, and systemd restarts the daemon."""
+    """WATCHDOG=1 every ``systemd.watchdog_interval_s`` while the daemon is healthy as
+    ``/healthz`` says (``health.spool_health``: the event loop runs, the spool thread answers and
+    the spool takes a write): a hung loop or spool sends none, and systemd restarts the daemon."""
     assert systemd.watchdog_interval_s is not None
     while True:
-        try:
-            await spool_thread.call(_nothing)
-        except SpoolError:
+        if spool_thread.broken is not None:
             return  # the spool failed for good: the daemon is stopping
-        systemd.notify("WATCHDOG=1")
+        if (reason := await spool_health(spool_thread)) is None:
+            systemd.notify("WATCHDOG=1")
+        else:
+            log.error("not healthy, no watchdog ping: %s", reason)
         await asyncio.sleep(systemd.watchdog_interval_s)
 
 
-def _nothing() -> None:
-    """A spool-thread call that does nothing: proof the thread answers."""
+def _endpoint(config: UploaderConfig, metrics: DaemonMetrics, readiness: Readiness, spool_thread: SpoolThread,
+              server: UploadServer, payloads: PayloadStore) -> OperatorEndpoint | None:
+    """The --metrics-listen endpoint (not started yet), or None without the option."""
+    if config.metrics_address is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def healthy() -> str | None:
+        return on_loop(loop, spool_health(spool_thread))
+
+    def summaries() -> list[StreamSummary]:
+        return on_loop(loop, spool_thread.call(Spool.summaries, spool_thread.spool))
+
+    metrics.watch(LiveSources(summaries=summaries, connections=lambda: server.connection_count,
+                              payload_bytes=lambda: payloads.budget.used, spool_path=spool_thread.spool.path))
+    return OperatorEndpoint(metrics.registry, {HEALTH_PATH: healthy, READY_PATH: lambda: healthy() or readiness()})
 
 
 class _Status:

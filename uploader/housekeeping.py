@@ -13,6 +13,7 @@ import logging
 import time
 
 from .config import UploaderConfig
+from .metrics import DaemonMetrics
 from .publisher import Publisher, Throttle
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
@@ -39,8 +40,10 @@ SILENCE_CHECK_MAX_INTERVAL_S = 10.0
 class Housekeeper:
     """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
 
-    def __init__(self, *, config: UploaderConfig, spool: SpoolThread, store: Store, publisher: Publisher) -> None:
+    def __init__(self, *, config: UploaderConfig, spool: SpoolThread, store: Store, publisher: Publisher,
+                 metrics: DaemonMetrics | None = None) -> None:
         self._config = config
+        self._metrics = metrics or DaemonMetrics()
         self._spool = spool
         self._store = store
         self._publisher = publisher
@@ -79,6 +82,7 @@ class Housekeeper:
     async def _failed(self, deletion: QueuedDeletion, error: StoreError) -> None:
         attempts = deletion.attempts + 1
         when = retry_at(time.time(), attempts)
+        self._metrics.store_retries.labels("delete").inc()
         await self._spool.call(Spool.deletion_failed, self._spool.spool, deletion.id, when)
         unlogged = self._errors.due("deletions", time.monotonic())
         if unlogged is None:
@@ -116,5 +120,4 @@ class Housekeeper:
                 if await self._spool.call(Spool.forget, self._spool.spool, stream.key):
                     log.info("stream %s: ended and quiet for %.0f s (--forget-ended-after): its state is"
                              " removed from the spool; a new segment starts it afresh", label, quiet_s)
-                    if stream.last_message is not None:
-                        await self._publisher.forget(stream.key, stream.last_message)
+                    await self._publisher.forget(stream.key, stream.last_message)

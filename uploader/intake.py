@@ -31,6 +31,7 @@ from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply, writer_
 
 from .alignment import AlignmentTracker
 from .files import AllowedDirs, DirectoryRefused
+from .metrics import DaemonMetrics, Refusal
 from .ownership import Claim, OwnershipRule
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
 from .peers import Peers, Scope
@@ -70,6 +71,7 @@ class Intake:
         payloads: PayloadStore,
         master_name: str = "",
         ownership: OwnershipRule,
+        metrics: DaemonMetrics | None = None,
     ) -> None:
         """``peers``: who may write what, and whether messages must be signed. ``master_name``:
         the master playlist's name, which no stream may take. ``ownership``: who may write a
@@ -81,6 +83,7 @@ class Intake:
         self._payloads = payloads
         self._master_name = master_name
         self._ownership = ownership
+        self._metrics = metrics or DaemonMetrics()
         # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
         # messages arrive, so the warning comes in real time.
         self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
@@ -106,7 +109,7 @@ class Intake:
                 reason = await asyncio.get_running_loop().run_in_executor(
                     None, self._allowed.not_mpegts, message.output_directory, message.segment_name)
                 if reason is not None:
-                    return self._refuse(peer, message, reason)
+                    return self._refuse(peer, message, reason, Refusal.PAYLOAD)
             reply, _ = await self._queue(peer, message)
             return reply
         try:
@@ -115,6 +118,7 @@ class Intake:
             # The daemon's state, not the peer's fault: the peer sends it again later.
             log.warning("peer %s stream %s segment %s: payload put off: %s", peer,
                         stream_label(message.stream_id), message.segment_name, error)
+            self._metrics.refused(Refusal.DAEMON)
             return _rejection(str(error), transient=error.transient)
 
     async def accept_payload(self, peer: str, message: IndexMessage, payload: PayloadFile) -> Reply:
@@ -123,10 +127,10 @@ class Intake:
         else refused."""
         if message.payload_sha256 is not None and payload.sha256 != message.payload_sha256:
             payload.discard()
-            return self._refuse(peer, message, "payload does not match its sha256")
+            return self._refuse(peer, message, "payload does not match its sha256", Refusal.PAYLOAD)
         if (reason := payload.not_mpegts()) is not None:
             payload.discard()
-            return self._refuse(peer, message, f"inline payload is not MPEG-TS: {reason}")
+            return self._refuse(peer, message, f"inline payload is not MPEG-TS: {reason}", Refusal.PAYLOAD)
         try:
             name = await asyncio.get_running_loop().run_in_executor(None, payload.commit)
         except PayloadError as error:
@@ -151,6 +155,7 @@ class Intake:
             payload.discard()
         log.error("peer %s stream %s segment %s: payload not stored: %s", peer,
                   stream_label(message.stream_id), message.segment_name, error)
+        self._metrics.refused(Refusal.DAEMON)
         return _rejection(str(error), transient=error.transient)
 
     def _refusal(self, peer: str, message: IndexMessage, session: ChallengeSession) -> Reject | None:
@@ -160,22 +165,25 @@ class Intake:
             if refused is not None:
                 log.warning("peer %s stream %s segment %s: not authenticated: %s", peer,
                             stream_label(message.stream_id), message.segment_name, refused.reason)
+                self._metrics.refused(Refusal.AUTHENTICATION)
                 return Reject.because(refused.reason)
         if (outside := self._peers.scope_of(message).refusal(message)) is not None:
-            return self._refuse(peer, message, outside)
+            return self._refuse(peer, message, outside, Refusal.SCOPE)
         if self._master_name and message.index == self._master_name:
             return self._refuse(peer, message,
-                                f"index {message.index} is the name of the master playlist (--master-name)")
+                                f"index {message.index} is the name of the master playlist (--master-name)",
+                                Refusal.BAD_MESSAGE)
         if message.size is not None:
             if message.last_segment == 0 or message.size == 0:
-                return self._refuse(peer, message, "an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)")
+                return self._refuse(peer, message, "an inline payload needs a segment (LAST_SEGMENT > 0, size > 0)",
+                                    Refusal.BAD_MESSAGE)
             return None  # the bytes come with the message: no directory is read
         if message.last_segment == 0:
             return None
         try:
             self._allowed.resolve(message.output_directory)
         except DirectoryRefused as error:
-            return self._refuse(peer, message, str(error))
+            return self._refuse(peer, message, str(error), Refusal.SCOPE)
         return None
 
     async def _queue(self, peer: str, message: IndexMessage, payload: str | None = None) -> tuple[Reply, bool]:
@@ -195,9 +203,10 @@ class Intake:
             admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload, claim,
                                               self._ownership)
         except NotTheWriter as error:
-            return self._refuse(peer, message, str(error), not_writer=True), False
+            return self._refuse(peer, message, str(error), Refusal.NOT_WRITER), False
         except SpoolError as error:
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
+            self._metrics.refused(Refusal.DAEMON)
             return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
         queued = admitted.queued
         if (former := admitted.took_over) is not None:
@@ -210,7 +219,7 @@ class Intake:
                      peer, label, writer_label(message.writer), admitted.stream_last)
             return Ack(0, admitted.stream_last), False
         if queued is Queued.ENDED:
-            return self._refuse(peer, message, ended_reason(label)), False
+            return self._refuse(peer, message, ended_reason(label), Refusal.ENDED), False
         if queued is Queued.NEW:
             self._observe_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
@@ -226,9 +235,11 @@ class Intake:
             program = f"{message.bucket}/{message.key_prefix}" if message.key_prefix else message.bucket
             log.warning("program %s segment %d: %s", program, message.last_segment, warning)
 
-    @staticmethod
-    def _refuse(peer: str, message: IndexMessage, reason: str, *, not_writer: bool = False) -> Reject:
-        """A final refusal of ``message``, logged; ``not_writer``: of its sender as the stream's writer."""
+    def _refuse(self, peer: str, message: IndexMessage, reason: str, kind: Refusal) -> Reject:
+        """A final refusal of ``message`` for ``reason`` of ``kind``, logged and counted;
+        Refusal.NOT_WRITER refuses its sender as the stream's writer."""
+        self._metrics.refused(kind)
+        not_writer = kind is Refusal.NOT_WRITER
         log.warning("peer %s%s stream %s segment %s refused: %s", peer,
                     f" {writer_label(message.writer)}" if message.writer else "", stream_label(message.stream_id),
                     message.segment_name, reason)

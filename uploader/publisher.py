@@ -39,6 +39,7 @@ from .player import (
     render_player_page,
 )
 from .master import Program, master_playlist, variant
+from .metrics import DaemonMetrics
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
 from .retention import deletions
@@ -138,9 +139,11 @@ class Publisher:
         store: Store,
         allowed: AllowedDirs,
         payloads: PayloadStore,
+        metrics: DaemonMetrics | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
+        self._metrics = metrics or DaemonMetrics()
         self._options = PlaylistOptions(window=config.window, playlist_type=config.playlist_type)
         self._keep = config.window if config.playlist_type is PlaylistType.LIVE else None
         self._spool = spool
@@ -160,6 +163,10 @@ class Publisher:
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
         self._held = Throttle(HELD_LOG_INTERVAL_S)  # per stream label
+        # Streams held by a refusal the operator must correct: label -> (monotonic since, reason).
+        self.held: dict[str, tuple[float, str]] = {}
+        # Per stream, when the messages whose playlist was not PUT (listed by the next) arrived.
+        self._unlisted: dict[StreamKey, list[float]] = {}
         self._stopping = False
         self._running_lock = threading.Lock()
         self._running = 0  # store calls in threads right now: a cancelled await does not stop them
@@ -173,22 +180,27 @@ class Publisher:
             self.notify(key)
         return len(keys)
 
-    async def check_buckets(self, buckets: frozenset[str]) -> None:
+    async def check_buckets(self, buckets: frozenset[str],
+                            report: Callable[[str, str | None], None] = lambda bucket, refusal: None) -> None:
         """PUT ``stores.WRITE_CHECK_KEY`` into each bucket once, and log an ERROR with the fix for
         each that refuses (its streams will be held), a WARNING when the store cannot be reached
-        or ignores create-only PUTs, else an INFO line. Nothing else changes: a held stream finds
-        out by itself."""
+        or ignores create-only PUTs, else an INFO line. ``report(bucket, refusal)`` is told each
+        answer (refusal None: writable; a bucket the store did not answer for is not reported).
+        Nothing else changes: a held stream finds out by itself."""
         for bucket in sorted(buckets):
             try:
                 create_only = await self._store_call(partial(check_writable, self._store, bucket))
             except CorrectableStoreError as error:
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
                           " accepted and queued) until it can", bucket, error, error.fix)
+                report(bucket, str(error))
             except TransientStoreError as error:
                 log.warning("bucket %s could not be checked (the store did not answer): %s", bucket, error)
             except StoreError as error:
                 log.error("bucket %s cannot be written: %s", bucket, error)
+                report(bucket, str(error))
             else:
+                report(bucket, None)
                 log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)
                 if not create_only:
                     log.warning("bucket %s: the store ignores If-None-Match (a create-only PUT replaced %s): each"
@@ -344,8 +356,15 @@ class Publisher:
         superseded = key_woken = message.stream_id in self._woken
         if key_woken:
             superseded = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
+        waiting = self._unlisted.setdefault(message.stream_id, [])
+        if not item.end_only:
+            waiting.append(item.received_at)
+            if sizes:
+                self._metrics.uploaded.labels(*message.stream_id).inc(sizes[-1])
         if should_publish(new_state, self._options) and not superseded:
             new_state = await self._put_playlist(label, item, new_state)
+            self._metrics.published_segment(message.stream_id, waiting, time.time())
+            waiting.clear()
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
         due = [] if self._config.keep_segment_objects else deletions(
@@ -393,10 +412,13 @@ class Publisher:
             message.segment_name,
             reason,
         )
+        self._metrics.failed.labels(*message.stream_id).inc()
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
         newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
         if not state.ended and not newer and should_publish(new_state, self._options):
             new_state = await self._put_playlist(label, item, new_state)
+            waiting = self._unlisted.pop(message.stream_id, [])
+            self._metrics.published_segment(message.stream_id, waiting, time.time())
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
         self._drop_payload(item)
         await self._update_master(label, message, new_state)
@@ -477,9 +499,13 @@ class Publisher:
                     variants.append(found)
         return Program(variants)
 
-    async def forget(self, key: StreamKey, last_message: IndexMessage) -> None:
-        """A stream's state was removed from the spool: its rendition leaves the master."""
-        await self._update_master(stream_label(key), last_message, None)
+    async def forget(self, key: StreamKey, last_message: IndexMessage | None) -> None:
+        """A stream's state was removed from the spool: its metrics go, and its rendition leaves
+        the master (that of ``last_message``'s program; None: none was recorded)."""
+        self._unlisted.pop(key, None)
+        self._metrics.forget(key)
+        if last_message is not None:
+            await self._update_master(stream_label(key), last_message, None)
 
     async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         """PUT the playlist of ``state``, held until it goes out. After each refusal the operator
@@ -489,11 +515,12 @@ class Publisher:
         out (or is held back while refilling) was made from."""
         message = item.message
         while True:
-            text = media_playlist(state, self._options)
+            body = media_playlist(state, self._options).encode("ascii")
             held = await self._put(label, message.index, message.bucket, message.playlist_key,
-                                   text.encode("ascii"), PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
+                                   body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
                                    hold_permanent=True, stop_if_held=True)
             if not held:
+                self._metrics.uploaded.labels(*message.stream_id).inc(len(body))
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
@@ -616,6 +643,7 @@ class Publisher:
                 if isinstance(error, PermanentStoreError) and not hold_permanent:
                     raise
                 attempt += 1
+                self._metrics.store_retries.labels("put").inc()
                 delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
                 if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):
                     if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
@@ -623,6 +651,7 @@ class Publisher:
                                     label, what, attempt, delay, error)
                 else:
                     held = True
+                    self.held.setdefault(label, (time.monotonic(), f"upload of {key} refused: {error}"))
                     self._log_held(label, key, error, attempt)
                 await asyncio.sleep(delay)
                 if held and stop_if_held:
@@ -630,6 +659,7 @@ class Publisher:
                 continue
             if held:
                 self._held.forget(label)
+                self.held.pop(label, None)
                 log.warning("stream %s: upload of %s succeeded after %d failed attempts; the stream goes on",
                             label, what, attempt)
             elif attempt:

@@ -44,6 +44,7 @@ from protocol import (
 )
 
 from .intake import Intake
+from .metrics import DaemonMetrics, Refusal
 from .payloads import PayloadError, PayloadFile
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,9 @@ class UploadServer:
     """
 
     def __init__(self, intake: Intake, *, insecure: bool = False, tls: ssl.SSLContext | None = None,
-                 limits: ServerLimits = ServerLimits()) -> None:
+                 limits: ServerLimits = ServerLimits(), metrics: DaemonMetrics | None = None) -> None:
         self._intake = intake
+        self._metrics = metrics or DaemonMetrics()
         self._insecure = insecure
         self._tls = tls
         self._limits = limits
@@ -147,17 +149,19 @@ class UploadServer:
             reason = getattr(error, "reason", None) or str(error) or type(error).__name__
             log.warning("peer %s: closed: TLS handshake failed (%s); this listener speaks TLS only"
                         " (hls-segment --tls)", _peer_name(writer), reason)
+            self._metrics.refused(Refusal.AUTHENTICATION)
         except asyncio.CancelledError:
             pass  # shutting down
         writer.close()  # not waited for: wait_closed would raise the handshake's error again
         return False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, open_before: int) -> None:
-        connection = _Connection(self._intake, self._limits, _peer_name(writer), reader, writer)
+        connection = _Connection(self._intake, self._limits, _peer_name(writer), reader, writer, self._metrics)
         peer = connection.peer
         try:
             if open_before >= self._limits.max_connections:
                 log.warning("peer %s refused: %d connections open", peer, open_before)
+                self._metrics.refused(Refusal.DAEMON)
                 await connection.reply(Reject.try_again("too many connections"))
                 return
             if self._insecure:
@@ -178,8 +182,9 @@ class _Connection:
     """One peer: bytes from the socket into its decoder, each message to the intake, its reply out."""
 
     def __init__(self, intake: Intake, limits: ServerLimits, peer: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter, metrics: DaemonMetrics) -> None:
         self.intake = intake
+        self.metrics = metrics
         self.limits = limits
         self.peer = peer
         self.reader = reader
@@ -258,6 +263,7 @@ class _Connection:
 
     async def _protocol_error(self, error: ProtocolError) -> bool:
         self.bad += 1
+        self.metrics.refused(Refusal.BAD_MESSAGE)
         if self.receiving is not None:
             self._cut_off(error.reason)
         else:
@@ -275,6 +281,7 @@ class _Connection:
         challenge = self.session.hello(secrets.token_hex(NONCE_BYTES), time.time_ns() // 1_000_000)
         if isinstance(challenge, AuthRefused):
             log.warning("peer %s: refused HELLO: %s", self.peer, challenge.reason)
+            self.metrics.refused(Refusal.AUTHENTICATION)
             return await self._answer(Reject.because(challenge.reason))
         log.debug("peer %s: HELLO answered", self.peer)
         await self.reply(challenge)

@@ -68,6 +68,9 @@ _ADDED_COLUMNS = (
     ("streams", "writer_peer", "TEXT"),
     ("streams", "writer_seen_at", "REAL"),
     ("streams", "former_writer", "TEXT"),
+    # The wall clock of the stream's last publish (a playlist state recorded: a segment listed or
+    # the end), for the operator (uploader/metrics.py, hls-uploadd status).
+    ("streams", "published_at", "REAL"),
 )
 
 _SCHEMA = """
@@ -124,6 +127,10 @@ CREATE INDEX IF NOT EXISTS deletions_key ON deletions (bucket, object_key);
 """
 
 T = TypeVar("T")
+
+# Below this much free space the spool's file system counts as full (``Spool.check_writable``):
+# a message's insert may need a new page of the database and of its WAL, and a payload more.
+MIN_FREE_BYTES = 1 << 20
 
 
 class SpoolError(UploaderError):
@@ -195,6 +202,7 @@ class QueuedItem:
     starts_epoch: bool  # numbering restarted here: the segment is preceded by a discontinuity
     end_only: bool  # an end for segments already queued: no segment to upload
     payload: str | None = None  # name of the inline payload in the spool's payloads/ directory
+    received_at: float = 0.0  # wall clock (Unix s) it was first queued at
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +221,21 @@ class StreamActivity:
     active_at: float | None  # wall clock of its last message or publish; None from an older daemon
     last_message: IndexMessage | None  # the last one queued, unsigned
     queued: bool  # messages of it wait
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream as ``Spool.summaries`` reads it. Times are wall clock, Unix seconds."""
+
+    key: StreamKey
+    ended: bool  # its playlist has EXT-X-ENDLIST
+    end_queued: bool  # its end is queued (or published)
+    last_media_sequence: int  # of its newest listed segment; 0: none yet
+    target_duration_s: int | None  # EXT-X-TARGETDURATION, once its first publish fixed it
+    published_at: float | None  # its last publish; None: none recorded
+    queued: int  # messages waiting to be published
+    oldest_queued_at: float | None  # when the oldest of them was received
+    failed: int  # failed messages, never listed (``hls-uploadd requeue`` queues them again)
 
 
 def is_v1(message: IndexMessage) -> bool:
@@ -298,6 +321,21 @@ class Spool:
             raise SpoolBroken(f"spool {self.path} is gone ({error.strerror}): stopped accepting messages") from None
         if (now.st_dev, now.st_ino) != self._identity:
             raise SpoolBroken(f"spool {self.path} was replaced by another file: stopped accepting messages")
+
+    def check_writable(self) -> None:
+        """Raise SpoolError unless the spool is the file opened, its file system has
+        ``MIN_FREE_BYTES`` free, and it takes a committed write now (its header's schema version
+        written again: one page, nothing changed). The daemon's health (``/healthz``, the systemd
+        watchdog) rests on it."""
+        self.check_identity()
+        try:
+            disk = os.statvfs(self.path.parent)
+        except OSError as error:
+            raise SpoolError(f"spool {self.path}: {error.strerror}") from None
+        if (free := disk.f_bavail * disk.f_frsize) < MIN_FREE_BYTES:
+            raise SpoolError(f"the file system of spool {self.path} is full ({free} bytes free)")
+        with self._writing():
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # Queue side.
 
@@ -399,13 +437,13 @@ class Spool:
 
     def next_queued(self, key: StreamKey) -> QueuedItem | None:
         row = self._db.execute(
-            "SELECT id, line, starts_epoch, end_only, payload FROM messages"
+            "SELECT id, line, starts_epoch, end_only, payload, received_at FROM messages"
             " WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' ORDER BY id LIMIT 1",
             key,
         ).fetchone()
         if row is None:
             return None
-        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4])
+        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
 
     def has_newer_queued(self, item: QueuedItem) -> bool:
         """Whether a message of ``item``'s stream was queued after it (its playlist supersedes)."""
@@ -515,6 +553,8 @@ class Spool:
             if failure is None:
                 # Done messages carry nothing the state does not: drop them, the spool stays small.
                 self._db.execute("DELETE FROM messages WHERE id=?", (item.id,))
+                self._db.execute("UPDATE streams SET published_at=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                                 (time.time(), *key))
             else:
                 self._db.execute(
                     "UPDATE messages SET state='failed', reason=? WHERE id=?", (failure, item.id)
@@ -604,6 +644,21 @@ class Spool:
         return [
             StreamActivity((row[0], row[1], row[2]), bool(row[3]), bool(row[4]), row[5],
                            parse_message(row[6]) if row[6] is not None else None, bool(row[7]))
+            for row in rows
+        ]
+
+    def summaries(self) -> list[StreamSummary]:
+        """Every stream as the operator sees it, in key order (metrics, ``hls-uploadd status``)."""
+        rows = self._db.execute(
+            "SELECT s.bucket, s.key_prefix, s.idx, s.ended, s.end_queued, s.next_media_sequence, s.target_duration,"
+            " s.published_at, count(m.id) FILTER (WHERE m.state='queued'),"
+            " min(m.received_at) FILTER (WHERE m.state='queued'), count(m.id) FILTER (WHERE m.state='failed')"
+            " FROM streams s LEFT JOIN messages m ON m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
+            " GROUP BY s.bucket, s.key_prefix, s.idx ORDER BY s.bucket, s.key_prefix, s.idx"
+        ).fetchall()
+        return [
+            StreamSummary((row[0], row[1], row[2]), bool(row[3]), bool(row[4]), row[5] - 1, row[6], row[7],
+                          row[8], row[9], row[10])
             for row in rows
         ]
 

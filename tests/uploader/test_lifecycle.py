@@ -4,6 +4,7 @@ arrives on a real unix datagram socket, as the service manager would receive it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from protocol import Ack
+from tests.reliability.test_faults_live import fill, tmpfs
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
 from tests.support.viewer import wait_for
 
@@ -89,3 +91,37 @@ def test_a_watchdog_for_another_process_is_not_pinged(daemon: UploaderDaemon, tm
         assert manager.recv(4096) == b"READY=1"
         assert daemon.stop() == 0
         assert manager.recv(4096) == b"STOPPING=1"
+
+
+def test_the_watchdog_is_not_pinged_while_the_spool_takes_no_write(
+    daemon: UploaderDaemon, tmp_path: Path
+) -> None:
+    """The watchdog follows /healthz: a spool whose file system is full stops the pings (systemd
+    restarts the daemon after WatchdogSec), and they resume once space is freed."""
+    mounted = tmpfs(daemon.spool_dir, "size=8m,mode=0700")
+    spool = next(mounted)
+    path = tmp_path / "notify"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+            manager.bind(str(path))
+            manager.settimeout(NOTIFY_TIMEOUT_S)
+            daemon.env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000"}
+            daemon.start()
+            assert manager.recv(4096) == b"READY=1"
+            assert manager.recv(4096) == b"WATCHDOG=1"
+            filler = fill(spool)
+            wait_for(lambda: "not healthy, no watchdog ping: spool: the file system of spool" in daemon.log(),
+                     message="the missed ping's ERROR")
+            manager.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):  # pings sent before the fill was seen
+                while True:
+                    manager.recv(4096)
+            manager.settimeout(1.0)  # ten watchdog intervals
+            with pytest.raises(TimeoutError):
+                manager.recv(4096)
+            filler.unlink()
+            manager.settimeout(NOTIFY_TIMEOUT_S)
+            assert manager.recv(4096) == b"WATCHDOG=1"
+            assert daemon.stop() == 0
+    finally:
+        mounted.close()

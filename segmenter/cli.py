@@ -81,6 +81,8 @@ def run(
     progress = Progress(quiet=segmenter_config.quiet)
     _setup_logging(quiet=segmenter_config.quiet, status_line=progress.status_line)
     _install_signal_handlers(stop, abort, progress)
+    if segmenter_config.metrics_address is not None:
+        _serve_metrics(segmenter_config)
     try:
         summary = Segmenter(segmenter_config, stop=stop, abort=abort, progress=progress).run()
     except (ConfigError, InputError) as error:
@@ -123,6 +125,28 @@ def _ranges(numbers: list[int]) -> str:
         else:
             spans.append([n, n])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _serve_metrics(config: SegmenterConfig) -> None:
+    """Start the --metrics-listen endpoint: /metrics, and /healthz, which fails while the input
+    has sent nothing for --stall-warning seconds."""
+    from common.endpoint import HEALTH_PATH, OperatorEndpoint
+
+    from . import metrics
+
+    def healthy() -> str | None:
+        silent_s = metrics.input_silent_s()
+        if silent_s is not None and silent_s >= config.stall_warning_s:
+            return f"no input for {silent_s:.0f} s (--stall-warning {config.stall_warning_s:g})"
+        return None
+
+    assert config.metrics_address is not None
+    host, port = config.metrics_address
+    try:
+        host, port = OperatorEndpoint(metrics.REGISTRY, {HEALTH_PATH: healthy}).start(host, port)
+    except OSError as error:
+        _fail(f"cannot serve --metrics-listen {host}:{port}: {error.strerror}", EXIT_BAD_INPUT)
+    log.info("metrics on http://%s/metrics, health on /healthz", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 def _setup_logging(*, quiet: bool, status_line: bool) -> None:

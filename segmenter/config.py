@@ -24,7 +24,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
@@ -193,6 +193,11 @@ OPTIONS = (
         "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
         convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
     ),
+    Option(
+        "metrics_listen", TEXT, None,
+        "Serve /metrics (Prometheus) and /healthz on HOST:PORT, or PORT on 127.0.0.1.",
+        convert=metrics_address, fields=("metrics_address",), metavar="HOST:PORT", shown_default="off",
+    ),
     # A multi-program MPEG-TS (a DVB or IPTV mux) carries several channels: one is segmented.
     Option(
         "program", INTEGER, None, "The MPEG-TS program to segment, by its program_number in the PAT.",
@@ -232,6 +237,7 @@ class SegmenterConfig:
     stall_warning_s: float  # silence of the input worth a warning
     stall_end_s: float  # silence of the input that ends the stream; 0: never
     program: int | None  # program_number of the program to copy; None: the first with video
+    metrics_address: tuple[str, int] | None  # --metrics-listen; None: no endpoint
     fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
     quiet: bool
     tls: bool  # the control channel is TLS

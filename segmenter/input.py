@@ -17,6 +17,7 @@ import av
 import av.container
 import av.logging
 
+from . import metrics
 from .codecs import codec_string, codecs_list
 from .cutter import StreamInfo, StreamKind
 from .errors import InputError
@@ -57,6 +58,10 @@ class StallWatch:
             log.warning("input resumed after %.1f s without data", now - self._last_data)
             self._stalled = False
         self._last_data = now
+
+    def silent_s(self) -> float:
+        """Seconds since input last came."""
+        return time.monotonic() - self._last_data
 
     def poll(self, *, may_end: bool = True) -> bool:
         """Look at the silence so far: log a stall once it reaches ``warning_s``, and return True
@@ -119,6 +124,7 @@ class ByteSource:
         self.name = name
         self._fd = fd
         self._stall = StallWatch(stall_warning_s, stall_end_s)
+        metrics.watch(input_bytes=lambda: self.bytes_read, silent_s=self._stall.silent_s)
         self._ended = False
         self._stop = stop
         self._probe_timeout_s = probe_timeout_s
@@ -268,6 +274,7 @@ class InputDescription:
 def log_continuity(number: int, counts: dict[int, int], noun: str) -> None:
     """One line for segment ``number`` if ``counts`` (PID -> how many) holds any loss:
     ``segment 4: PID 0x101 3 continuity errors, PID 0x100 1 continuity error``."""
+    metrics.continuity_errors(counts)
     if counts:
         log.warning("segment %d: %s", number, ", ".join(
             f"PID 0x{pid:x} {count} {noun}{'' if count == 1 else 's'}" for pid, count in sorted(counts.items())))

@@ -73,8 +73,9 @@ def _frame_ticks(stream: av.stream.Stream) -> int:
 class PyAVRun(SegmentRun):
     """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides.
 
-    ``container`` is the probed input; ``packets_read`` counts the packets demuxed so far (what
-    the stall monitor watches when FFmpeg reads the input itself).
+    ``container`` is the probed input; ``packets_read`` counts the packets demuxed so far and
+    ``packet_bytes`` their bytes (what the stall monitor and the metrics watch when FFmpeg reads
+    the input itself).
     """
 
     def __init__(self, context: RunContext, description: InputDescription, first: int,
@@ -121,6 +122,7 @@ class PyAVRun(SegmentRun):
         self._segment_dropped = 0  # in the open segment
         self._corrupt: dict[int, int] = {}  # in the open segment: PID -> packets marked corrupt
         self.packets_read = 0
+        self.packet_bytes = 0  # their sizes, summed
         # Pauses in audio tracks filled with silence (silence.py): per stream index, made at its
         # first packet; None where the track cannot be filled.
         # The reference is the clock: an audio-only input's gaps are its own timeline (cutter.py).
@@ -173,6 +175,7 @@ class PyAVRun(SegmentRun):
                     if not packet.size:
                         continue  # end-of-stream marker
                     self.packets_read += 1
+                    self.packet_bytes += packet.size
                     errors_in_a_row = 0
                     index = packet.stream_index
                     if shift is None and packet.dts is not None:

@@ -20,6 +20,7 @@ from common.durable import commit_file
 from protocol import IndexMessage
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 
+from . import metrics
 from .config import SegmenterConfig
 from .cutter import Cutter, SegmentTiming, StreamKind
 from .errors import InputError
@@ -235,6 +236,7 @@ class SegmentRun:
         message = self._index_message(segment.number, timing, end=last and not self.continues(),
                                       independent=independent, video=video)
         self.committer.put(segment, message)
+        metrics.segment_written(size, message.duration, timing.discontinuity, dropped)
         self.progress.segment(segment.name, message.duration, message.start, size, timing.discontinuity,
                               len(self.notifier))
 

@@ -32,6 +32,7 @@ from .input import (
     open_input,
     probe_source,
 )
+from . import metrics
 from .notifier import DeliveryReport, Notifier
 from .outbox import legacy_owed
 from .progress import Progress
@@ -136,6 +137,7 @@ class Segmenter:
             on_not_writer=self._stop.set,
         )
         _adopt_legacy_files(config, notifier)
+        metrics.watch(owed=notifier.__len__)
         startup = None
         if notifier.writer is not None:
             startup = config.message(first_segment=1, last_segment=0, end=False, writer=notifier.writer,
@@ -231,6 +233,7 @@ class Segmenter:
         if source is not None or not isinstance(run, PyAVRun):
             return nullcontext()
         watch = StallWatch(self.config.stall_warning_s, self.config.stall_end_s)
+        metrics.watch(input_bytes=lambda: run.packet_bytes, silent_s=watch.silent_s)
         return StallMonitor(watch, lambda: run.packets_read)
 
     def _fast_plan(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,7 +18,8 @@ from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, default_spool_dir
 from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
-from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError
+from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries
+from .status import status_json, status_line
 from .stores import FileStore, S3Store, Store
 from .stream import stream_label
 
@@ -33,8 +36,8 @@ S3_READ_TIMEOUT_S = 30.0
 
 app = typer.Typer(
     add_completion=False, rich_markup_mode=None,
-    help="Upload daemon: index messages in, segments and playlists out. `hls-uploadd requeue --help`: queue failed"
-    " segments again.",
+    help="Upload daemon: index messages in, segments and playlists out. `hls-uploadd status --help`: the streams of"
+    " its spool; `hls-uploadd requeue --help`: queue failed segments again.",
 )
 
 
@@ -162,8 +165,44 @@ def requeue(
         raise typer.Exit(EXIT_STARTUP)
 
 
+status_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@status_app.command()
+def status(
+    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
+                                   help="The daemon's spool (its --spool-dir)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON list of streams, for scripts."),
+) -> None:
+    """One line per stream of a daemon's spool, running or stopped: its state (live, blocked,
+    failed, ended), last segment and its age, queue, window, target duration, failures.
+
+    Reads the spool only: safe beside a running daemon.
+    """
+    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    try:
+        db = open_read_only(directory)
+        try:
+            summaries = read_summaries(db)
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        _fail(f"cannot read the spool in {directory}: {error}", EXIT_STARTUP)
+    except SpoolError as error:
+        _fail(str(error), EXIT_CONFIG)
+    now = time.time()
+    if as_json:
+        print(status_json(summaries, now))
+    elif not summaries:
+        print(f"no stream in {directory}")
+    for summary in summaries if not as_json else ():
+        print(status_line(summary, now))
+
+
 def main() -> None:
     if sys.argv[1:2] == ["requeue"]:
         requeue_app(sys.argv[2:], prog_name="hls-uploadd requeue")
+    elif sys.argv[1:2] == ["status"]:
+        status_app(sys.argv[2:], prog_name="hls-uploadd status")
     else:
         app()

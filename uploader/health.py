@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from .metrics import MeteredStore
 from .spool import Spool, SpoolError, SpoolThread
 from .stores import StoreError, TransientStoreError, check_writable
+from .stream import StreamKey, stream_label
 
 T = TypeVar("T")
 
@@ -55,11 +56,11 @@ def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T], timeo
 class Readiness:
     """``/readyz``: call it for None (ready) or the first reason the daemon is not.
 
-    ``held`` is the publisher's map of held streams (label -> (monotonic since, reason));
+    ``held`` is the publisher's map of held streams (key -> (monotonic since, reason));
     ``buckets`` the buckets to probe when idle. ``checked`` is set once the start-up bucket check
     reported (``bucket_checked`` for each)."""
 
-    def __init__(self, store: MeteredStore, buckets: frozenset[str], held: Mapping[str, tuple[float, str]], *,
+    def __init__(self, store: MeteredStore, buckets: frozenset[str], held: Mapping[StreamKey, tuple[float, str]], *,
                  grace_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._buckets = buckets
@@ -88,9 +89,9 @@ class Readiness:
         for bucket, refusal in sorted(self._refused.items()):
             return f"bucket {bucket} cannot be written: {refusal}"
         now = self._clock()
-        for label, (since, reason) in sorted(self._held.items(), key=lambda item: item[1][0]):
+        for stream, (since, reason) in sorted(self._held.items(), key=lambda item: item[1][0]):
             if now - since >= self._grace_s:
-                return f"stream {label} held for {now - since:.0f} s: {reason}"
+                return f"stream {stream_label(stream)} held for {now - since:.0f} s: {reason}"
         return None
 
     def _probe_if_idle(self) -> None:

@@ -150,6 +150,9 @@ class _LiveCollector(Collector):
                                    "EXT-X-TARGETDURATION of the stream's playlist.", labels=STREAM_LABELS)
         ended = GaugeMetricFamily("hls_uploadd_stream_ended", "1 once the playlist has EXT-X-ENDLIST.",
                                   labels=STREAM_LABELS)
+        held = GaugeMetricFamily("hls_uploadd_stream_held_seconds",
+                                 "Seconds the stream has been held by a refusal the operator must correct (0: not"
+                                 " held).", labels=STREAM_LABELS)
         failed = GaugeMetricFamily("hls_uploadd_stream_failed_messages",
                                    "Failed messages kept in the spool (hls-uploadd requeue).", labels=STREAM_LABELS)
         for summary in sources.summaries():
@@ -163,8 +166,9 @@ class _LiveCollector(Collector):
             if summary.target_duration_s is not None:
                 target.add_metric(labels, summary.target_duration_s)
             ended.add_metric(labels, int(summary.ended))
+            held.add_metric(labels, max(0.0, now - summary.held_since) if summary.held_since is not None else 0.0)
             failed.add_metric(labels, summary.failed)
-        yield from (queued, behind, age, sequence, target, ended, failed)
+        yield from (queued, behind, age, sequence, target, ended, held, failed)
         yield GaugeMetricFamily("hls_uploadd_spool_bytes", "Size of the spool's database (with its WAL).",
                                 value=_size(sources.spool_path) + _size(Path(f"{sources.spool_path}-wal")))
         yield GaugeMetricFamily("hls_uploadd_payload_inflight_bytes",

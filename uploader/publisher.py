@@ -163,8 +163,8 @@ class Publisher:
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
         self._held = Throttle(HELD_LOG_INTERVAL_S)  # per stream label
-        # Streams held by a refusal the operator must correct: label -> (monotonic since, reason).
-        self.held: dict[str, tuple[float, str]] = {}
+        # Streams held by a refusal the operator must correct: -> (monotonic since, reason).
+        self.held: dict[StreamKey, tuple[float, str]] = {}
         # Per stream, when the messages whose playlist was not PUT (listed by the next) arrived.
         self._unlisted: dict[StreamKey, list[float]] = {}
         self._stopping = False
@@ -175,6 +175,7 @@ class Publisher:
 
     async def start(self) -> int:
         """Start a worker for every stream with queued messages (left from a previous run)."""
+        await self._spool.call(Spool.clear_held, self._spool.spool)
         keys = await self._spool.call(Spool.streams_with_work, self._spool.spool)
         for key in keys:
             self.notify(key)
@@ -325,7 +326,7 @@ class Publisher:
             sizes: list[int] = []
             opener = partial(self._open_segment, item, sizes)
             try:
-                held = await self._put(label, segment, message.bucket, message.segment_key, opener,
+                held = await self._put(message.stream_id, segment, message.bucket, message.segment_key, opener,
                                        SEGMENT_CONTENT_TYPE, self._config.cache_control_segment, create_only=True)
             except ObjectTakenError as error:
                 return await self._fail(label, item, state, "segment name reused: another writer or run published"
@@ -472,7 +473,7 @@ class Publisher:
             current = program.variants()
             text = master_playlist(current)
             try:
-                await self._put(label, name, message.bucket, message.key_for(name), text.encode("ascii"),
+                await self._put(message.stream_id, name, message.bucket, message.key_for(name), text.encode("ascii"),
                                 PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
             except PermanentStoreError as error:
                 log.error("program %s: master playlist failed permanently: %s", stream_label((*group, name)), error)
@@ -516,7 +517,7 @@ class Publisher:
         message = item.message
         while True:
             body = media_playlist(state, self._options).encode("ascii")
-            held = await self._put(label, message.index, message.bucket, message.playlist_key,
+            held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key,
                                    body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
                                    hold_permanent=True, stop_if_held=True)
             if not held:
@@ -563,7 +564,7 @@ class Publisher:
                     opener = partial(self._allowed.open_segment, message.output_directory, name)
                 if opener is not None:
                     try:
-                        await self._put(label, key, bucket, key, opener, SEGMENT_CONTENT_TYPE,
+                        await self._put(message.stream_id, key, bucket, key, opener, SEGMENT_CONTENT_TYPE,
                                         self._config.cache_control_segment, create_only=True, taken_is_there=True)
                         restored += 1
                         continue
@@ -601,9 +602,9 @@ class Publisher:
         self._pages[group] = playlist
         page = render_player_page(playlist, title=label if playlist == message.index else stream_label((*group, playlist))).encode("utf-8")
         try:
-            await self._put(label, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME), player_script(),
+            await self._put(message.stream_id, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME), player_script(),
                             SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
-            await self._put(label, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
+            await self._put(message.stream_id, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
                             PAGE_CONTENT_TYPE, self._config.cache_control_playlist)
         except PermanentStoreError as error:
             log.error("stream %s: player page failed permanently: %s", label, error)
@@ -611,7 +612,7 @@ class Publisher:
         log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
 
     async def _put(
-        self, label: str, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
+        self, stream: StreamKey, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
         *, hold_permanent: bool = False, stop_if_held: bool = False, create_only: bool = False,
         taken_is_there: bool = False,
     ) -> bool:
@@ -628,6 +629,7 @@ class Publisher:
         PermanentStoreError (unless ``hold_permanent``), and what ``body`` raises
         (SegmentFileError, DirectoryRefused).
         """
+        label = stream_label(stream)
         call: Callable[[], None] = partial(
             self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control,
             create_only=create_only,
@@ -651,7 +653,8 @@ class Publisher:
                                     label, what, attempt, delay, error)
                 else:
                     held = True
-                    self.held.setdefault(label, (time.monotonic(), f"upload of {key} refused: {error}"))
+                    if stream not in self.held:
+                        await self._hold(stream, f"upload of {key} refused: {error}")
                     self._log_held(label, key, error, attempt)
                 await asyncio.sleep(delay)
                 if held and stop_if_held:
@@ -659,12 +662,27 @@ class Publisher:
                 continue
             if held:
                 self._held.forget(label)
-                self.held.pop(label, None)
+                await self._hold(stream, None)
                 log.warning("stream %s: upload of %s succeeded after %d failed attempts; the stream goes on",
                             label, what, attempt)
             elif attempt:
                 log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
             return held
+
+    async def _hold(self, stream: StreamKey, reason: str | None) -> None:
+        """The stream is held for ``reason`` (None: it goes on), here and in the spool (``hls-uploadd
+        status``). A spool that cannot take it is not the upload's business: logged only."""
+        if reason is None:
+            if self.held.pop(stream, None) is None:
+                return
+            since = None
+        else:
+            self.held[stream] = (time.monotonic(), reason)
+            since = time.time()
+        try:
+            await self._spool.call(Spool.set_held, self._spool.spool, stream, since, reason)
+        except SpoolError as error:
+            log.error("stream %s: %s", stream_label(stream), error)
 
     def _log_held(self, label: str, key: str, error: StoreError, attempt: int) -> None:
         """The ERROR of a held upload: stream, key, reason and fix, once per ``HELD_LOG_INTERVAL_S``

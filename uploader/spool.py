@@ -71,6 +71,10 @@ _ADDED_COLUMNS = (
     # The wall clock of the stream's last publish (a playlist state recorded: a segment listed or
     # the end), for the operator (uploader/metrics.py, hls-uploadd status).
     ("streams", "published_at", "REAL"),
+    # Held by a refusal the operator must correct (uploader/publisher.py): since when (wall
+    # clock) and why; NULL when not held. Cleared at every start: a refusal that lasts is seen again.
+    ("streams", "held_since", "REAL"),
+    ("streams", "held_reason", "TEXT"),
 )
 
 _SCHEMA = """
@@ -233,9 +237,70 @@ class StreamSummary:
     last_media_sequence: int  # of its newest listed segment; 0: none yet
     target_duration_s: int | None  # EXT-X-TARGETDURATION, once its first publish fixed it
     published_at: float | None  # its last publish; None: none recorded
+    held_since: float | None  # held by a refusal the operator must correct, since; None: not held
+    held_reason: str | None
     queued: int  # messages waiting to be published
     oldest_queued_at: float | None  # when the oldest of them was received
     failed: int  # failed messages, never listed (``hls-uploadd requeue`` queues them again)
+    listed: int  # segments its live playlist lists now (the window)
+    last_uri: str | None  # the newest of them, as the playlist names it
+
+    @property
+    def state(self) -> str:
+        """``blocked`` (held now), ``ended``, ``failed`` (segments failed, not ended: requeue
+        them once corrected) or ``live``."""
+        if self.held_since is not None:
+            return "blocked"
+        if self.ended:
+            return "ended"
+        return "failed" if self.failed else "live"
+
+
+def read_summaries(db: sqlite3.Connection) -> list[StreamSummary]:
+    """Every stream of the spool database ``db`` as ``StreamSummary``, in key order. Raises
+    sqlite3.Error."""
+    rows = db.execute(
+        "SELECT s.bucket, s.key_prefix, s.idx, s.ended, s.end_queued, s.next_media_sequence, s.target_duration,"
+        " s.published_at, s.held_since, s.held_reason,"
+        " (SELECT count(*) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
+        "  AND m.state='queued'),"
+        " (SELECT min(received_at) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix"
+        "  AND m.idx=s.idx AND m.state='queued'),"
+        " (SELECT count(*) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
+        "  AND m.state='failed'),"
+        " (SELECT count(*) FROM segments g WHERE g.bucket=s.bucket AND g.key_prefix=s.key_prefix AND g.idx=s.idx),"
+        " (SELECT uri FROM segments g WHERE g.bucket=s.bucket AND g.key_prefix=s.key_prefix AND g.idx=s.idx"
+        "  ORDER BY media_sequence DESC LIMIT 1)"
+        " FROM streams s ORDER BY s.bucket, s.key_prefix, s.idx"
+    ).fetchall()
+    return [
+        StreamSummary(key=(row[0], row[1], row[2]), ended=bool(row[3]), end_queued=bool(row[4]),
+                      last_media_sequence=row[5] - 1, target_duration_s=row[6], published_at=row[7],
+                      held_since=row[8], held_reason=row[9], queued=row[10], oldest_queued_at=row[11],
+                      failed=row[12], listed=row[13], last_uri=row[14])
+        for row in rows
+    ]
+
+
+def open_read_only(directory: Path) -> sqlite3.Connection:
+    """The spool database in ``directory``, read-only, without its lock: a running daemon's
+    spool can be read beside it (``hls-uploadd status``). Raises SpoolError when there is none,
+    or it is of another schema version."""
+    path = directory / SPOOL_FILE_NAME
+    if not path.is_file():
+        raise SpoolError(f"no spool in {directory} (give the daemon's --spool-dir)")
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=5000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        missing = {column for table, column, _ in _ADDED_COLUMNS if table == "streams"} - {
+            row[1] for row in db.execute("PRAGMA table_info(streams)")}
+    except sqlite3.Error as error:
+        raise SpoolError(f"cannot read spool {path}: {error}") from None
+    if version != SCHEMA_VERSION or missing:
+        db.close()
+        raise SpoolError(f"spool {path} is of another version of hls-uploadd: start the daemon once to upgrade it")
+    return db
 
 
 def is_v1(message: IndexMessage) -> bool:
@@ -649,18 +714,19 @@ class Spool:
 
     def summaries(self) -> list[StreamSummary]:
         """Every stream as the operator sees it, in key order (metrics, ``hls-uploadd status``)."""
-        rows = self._db.execute(
-            "SELECT s.bucket, s.key_prefix, s.idx, s.ended, s.end_queued, s.next_media_sequence, s.target_duration,"
-            " s.published_at, count(m.id) FILTER (WHERE m.state='queued'),"
-            " min(m.received_at) FILTER (WHERE m.state='queued'), count(m.id) FILTER (WHERE m.state='failed')"
-            " FROM streams s LEFT JOIN messages m ON m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
-            " GROUP BY s.bucket, s.key_prefix, s.idx ORDER BY s.bucket, s.key_prefix, s.idx"
-        ).fetchall()
-        return [
-            StreamSummary((row[0], row[1], row[2]), bool(row[3]), bool(row[4]), row[5] - 1, row[6], row[7],
-                          row[8], row[9], row[10])
-            for row in rows
-        ]
+        return read_summaries(self._db)
+
+    def set_held(self, key: StreamKey, since: float | None, reason: str | None) -> None:
+        """Record that the stream is held since ``since`` (wall clock) for ``reason``, or (None)
+        that it goes on."""
+        with self._writing():
+            self._db.execute("UPDATE streams SET held_since=?, held_reason=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                             (since, reason, *key))
+
+    def clear_held(self) -> None:
+        """Forget every stream's hold (at start: a refusal that lasts is found again)."""
+        with self._writing():
+            self._db.execute("UPDATE streams SET held_since=NULL, held_reason=NULL WHERE held_since IS NOT NULL")
 
     def end_silent(self, key: StreamKey, quiet_since: float) -> bool:
         """Queue the end of a stream that had no message or publish since ``quiet_since`` (wall

@@ -116,10 +116,13 @@ def test_store_errors_and_retries_are_counted_and_a_held_stream_makes_the_daemon
                                   message="not ready while the stream is held")
         assert f"stream {bucket}/live/one/index.m3u8 held for" in reason and "AccessDenied" in reason, reason
         assert check(base, "/healthz") == (200, "ok")  # held is not unhealthy: nothing is lost
-        assert scrape(base).value("hls_uploadd_store_errors_total", operation="put", kind="correctable") >= 1
+        metrics = scrape(base)
+        assert metrics.value("hls_uploadd_store_errors_total", operation="put", kind="correctable") >= 1
+        assert metrics.value("hls_uploadd_stream_held_seconds", bucket=bucket, **STREAM) >= 1
         proxy.clear()
         assert_published(seaweed, bucket, 2)
         wait_for(lambda: check(base, "/readyz") == (200, "ok"), message="ready again once the stream goes on")
+        assert scrape(base).value("hls_uploadd_stream_held_seconds", bucket=bucket, **STREAM) == 0
 
 
 def test_a_store_that_does_not_answer_makes_the_daemon_not_ready_and_its_return_ready_again(

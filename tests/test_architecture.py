@@ -91,5 +91,5 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
         "segmenter.randomaccess",
         "segmenter.silence", "segmenter.tsfast",
         "uploader.alignment", "uploader.errors", "uploader.master", "uploader.mpegts", "uploader.playlist",
-        "uploader.ownership", "uploader.retention", "uploader.stream",
+        "uploader.cost", "uploader.ownership", "uploader.retention", "uploader.status", "uploader.stream",
     }

@@ -18,7 +18,8 @@ from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, default_spool_dir
 from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
-from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries
+from .cost import Audience, Prices, cost_sheet, render, sheet_json
+from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
 from .status import status_json, status_line
 from .stores import FileStore, S3Store, Store
 from .stream import stream_label
@@ -37,7 +38,8 @@ S3_READ_TIMEOUT_S = 30.0
 app = typer.Typer(
     add_completion=False, rich_markup_mode=None,
     help="Upload daemon: index messages in, segments and playlists out. `hls-uploadd status --help`: the streams of"
-    " its spool; `hls-uploadd requeue --help`: queue failed segments again.",
+    " its spool; `hls-uploadd cost --help`: what they cost; `hls-uploadd requeue --help`: queue failed segments"
+    " again.",
 )
 
 
@@ -199,10 +201,95 @@ def status(
         print(status_line(summary, now))
 
 
+cost_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+# The price tables shipped with the package (uploader/prices/NAME.toml); the first is the default.
+PRICE_TABLES = ("aws-us-east-1", "aws-2009")
+
+
+@cost_app.command()
+def cost(
+    program: str = typer.Argument(None, metavar="BUCKET[/KEY_PREFIX]",
+                                  help="Only the streams under it; every stream of the spool when left out."),
+    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
+                                   help="The daemon's spool (its --spool-dir)."),
+    prices: str = typer.Option(PRICE_TABLES[0], "--prices", metavar="NAME|FILE",
+                               help=f"A price table: {', '.join(PRICE_TABLES)}, or a TOML file of your own (docs/operations.md)."),
+    viewers: int = typer.Option(100, "--viewers", min=0, help="Viewers, each watching a whole stream."),
+    shares: list[str] = typer.Option([], "--share", metavar="INDEX=SHARE",
+                                     help="Share of the viewers watching rendition INDEX: 25% or 0.25; the rest"
+                                          " share equally."),
+    origin_fetches: float = typer.Option(3.0, "--origin-fetches", min=0,
+                                         help="Times the CDN fetches each segment from the store."),
+    playlists_from: str = typer.Option("cdn", "--playlists-from", metavar="cdn|store",
+                                       help="Where viewers fetch playlists from."),
+    as_json: bool = typer.Option(False, "--json", help="The sheet as JSON, for scripts."),
+) -> None:
+    """What the store and the CDN charge for the streams of a daemon's spool: its counts of
+    requests, bytes and storage, a price table, and assumptions about viewers (docs/operations.md)."""
+    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    try:
+        table = _price_table(prices)
+        audience = Audience(viewers, _shares(shares), origin_fetches, _playlists_from_store(playlists_from))
+        db = open_read_only(directory)
+        try:
+            usages = read_usage(db, time.time())
+        finally:
+            db.close()
+        if program is not None:
+            bucket, _, key_prefix = program.partition("/")
+            usages = [u for u in usages if u.key[0] == bucket and (not key_prefix or u.key[1] == key_prefix.strip("/"))]
+        if not usages:
+            _fail(f"no stream{' under ' + program if program else ''} in {directory}", EXIT_CONFIG)
+        sheet = cost_sheet(usages, table, audience)
+    except ConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
+    except SpoolError as error:
+        _fail(str(error), EXIT_CONFIG)
+    except sqlite3.Error as error:
+        _fail(f"cannot read the spool in {directory}: {error}", EXIT_STARTUP)
+    print(sheet_json(sheet, audience) if as_json else render(sheet, audience))
+
+
+def _price_table(name: str) -> Prices:
+    """A shipped table by name, else a file. Raises ConfigError."""
+    if name in PRICE_TABLES:
+        text = (Path(__file__).parent / "prices" / f"{name}.toml").read_text()
+        return Prices.from_toml(text, f"price table {name}")
+    try:
+        text = Path(name).expanduser().read_text()
+    except OSError as error:
+        raise ConfigError(f"--prices {name}: not {' or '.join(PRICE_TABLES)}, and {error.strerror or error}") from None
+    return Prices.from_toml(text, name)
+
+
+def _shares(given: list[str]) -> dict[str, float]:
+    """--share INDEX=25% or INDEX=0.25 -> {INDEX: 0.25}. Raises ConfigError."""
+    shares: dict[str, float] = {}
+    for entry in given:
+        index, _, text = entry.rpartition("=")
+        try:
+            share = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            share = -1.0
+        if not index or not 0 <= share <= 1:
+            raise ConfigError(f"--share {entry!r} is not INDEX=PERCENT% or INDEX=FRACTION (0..1)")
+        shares[index] = share
+    return shares
+
+
+def _playlists_from_store(where: str) -> bool:
+    if where not in ("cdn", "store"):
+        raise ConfigError(f"--playlists-from {where!r} is not cdn or store")
+    return where == "store"
+
+
 def main() -> None:
     if sys.argv[1:2] == ["requeue"]:
         requeue_app(sys.argv[2:], prog_name="hls-uploadd requeue")
     elif sys.argv[1:2] == ["status"]:
         status_app(sys.argv[2:], prog_name="hls-uploadd status")
+    elif sys.argv[1:2] == ["cost"]:
+        cost_app(sys.argv[2:], prog_name="hls-uploadd cost")
     else:
         app()

@@ -25,7 +25,8 @@ from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
 from .sdnotify import SystemdNotifier
-from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread, StreamSummary
+from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread
+from .stream import StreamSummary
 from .stores import Store
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .spool import StreamSummary
+from .stream import StreamSummary
 from .stores import (
     Body,
     CorrectableStoreError,

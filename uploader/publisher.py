@@ -42,6 +42,7 @@ from .master import Program, master_playlist, variant
 from .metrics import DaemonMetrics
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
+from .cost import Usage
 from .retention import deletions
 from .spool import QueuedItem, Spool, SpoolBroken, SpoolError, SpoolThread
 from .stores import (
@@ -125,6 +126,20 @@ def _unless_taken_unreadable(put: Callable[[], None]) -> None:
         put()
 
 
+def _measured(body: Body, sizes: list[int]) -> Body:
+    """``body`` as a store takes it, noting its size in bytes in ``sizes`` each time it is read."""
+    if isinstance(body, bytes):
+        sizes.append(len(body))
+        return body
+
+    def opened() -> BinaryIO:
+        file = body()
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sizes.append(os.fstat(file.fileno()).st_size)
+        return file
+    return opened
+
+
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt - 1, 30)))
@@ -167,6 +182,8 @@ class Publisher:
         self.held: dict[StreamKey, tuple[float, str]] = {}
         # Per stream, when the messages whose playlist was not PUT (listed by the next) arrived.
         self._unlisted: dict[StreamKey, list[float]] = {}
+        # Per stream, what its requests cost the store and the spool does not know yet (uploader/cost.py).
+        self._usage: dict[StreamKey, Usage] = {}
         self._stopping = False
         self._running_lock = threading.Lock()
         self._running = 0  # store calls in threads right now: a cancelled await does not stop them
@@ -231,6 +248,11 @@ class Publisher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for stream in list(self._usage):  # the master's and player page's PUTs after the last message
+            try:
+                await self._spool.call(Spool.add_usage, self._spool.spool, stream, self._usage_of(stream))
+            except SpoolError as error:
+                log.error("stream %s: its last requests are not counted: %s", stream_label(stream), error)
         return len(pending)
 
     @property
@@ -306,7 +328,8 @@ class Publisher:
         with contextlib.suppress(Exception):
             state = await self._spool.call(Spool.load_state, self._spool.spool, item.message.stream_id)
             failed = with_failure(state, promised_s=item.message.segment_duration, end=False)
-            await self._spool.call(partial(Spool.complete, self._spool.spool, item, failed, failure="internal error"))
+            await self._spool.call(partial(Spool.complete, self._spool.spool, item, failed, failure="internal error",
+                                           usage=self._usage_of(item.message.stream_id)))
             self._drop_payload(item)
             log.error("stream %s segment %s: given up after %d internal errors; it will not be listed",
                       label, item.message.segment_name, MAX_UNEXPECTED_ERRORS)
@@ -371,7 +394,8 @@ class Publisher:
         due = [] if self._config.keep_segment_objects else deletions(
             removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=time.time(),
             allowance_s=self._config.cdn_allowance_s)
-        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due))
+        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
+                                       usage=self._usage_of(message.stream_id)))
         self._drop_payload(item)
         if not item.end_only:
             self._remove_file(label, item)
@@ -420,7 +444,8 @@ class Publisher:
             new_state = await self._put_playlist(label, item, new_state)
             waiting = self._unlisted.pop(message.stream_id, [])
             self._metrics.published_segment(message.stream_id, waiting, time.time())
-        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason))
+        await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason,
+                                       usage=self._usage_of(message.stream_id)))
         self._drop_payload(item)
         await self._update_master(label, message, new_state)
         return new_state
@@ -504,6 +529,7 @@ class Publisher:
         """A stream's state was removed from the spool: its metrics go, and its rendition leaves
         the master (that of ``last_message``'s program; None: none was recorded)."""
         self._unlisted.pop(key, None)
+        self._usage.pop(key, None)
         self._metrics.forget(key)
         if last_message is not None:
             await self._update_master(stream_label(key), last_message, None)
@@ -630,8 +656,9 @@ class Publisher:
         (SegmentFileError, DirectoryRefused).
         """
         label = stream_label(stream)
+        sizes: list[int] = []
         call: Callable[[], None] = partial(
-            self._store.put, bucket, key, body, content_type=content_type, cache_control=cache_control,
+            self._store.put, bucket, key, _measured(body, sizes), content_type=content_type, cache_control=cache_control,
             create_only=create_only,
         )
         if taken_is_there:
@@ -642,6 +669,7 @@ class Publisher:
             try:
                 await self._store_call(call)
             except (TransientStoreError, PermanentStoreError) as error:
+                self._charge(stream, Usage(puts=1))
                 if isinstance(error, PermanentStoreError) and not hold_permanent:
                     raise
                 attempt += 1
@@ -660,6 +688,8 @@ class Publisher:
                 if held and stop_if_held:
                     return True
                 continue
+            size = sizes[-1] if sizes else 0
+            self._charge(stream, Usage(puts=1, bytes_in=size, stored_bytes=size if create_only else 0))
             if held:
                 self._held.forget(label)
                 await self._hold(stream, None)
@@ -668,6 +698,15 @@ class Publisher:
             elif attempt:
                 log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
             return held
+
+    def _charge(self, stream: StreamKey, usage: Usage) -> None:
+        """Count what a request cost the store; carried into the spool with the stream's next
+        completed message (``Spool.complete``), or at the drain."""
+        self._usage[stream] = self._usage.get(stream, Usage()) + usage
+
+    def _usage_of(self, stream: StreamKey) -> Usage:
+        """What the stream's requests cost since last carried into the spool (then forgotten here)."""
+        return self._usage.pop(stream, Usage())
 
     async def _hold(self, stream: StreamKey, reason: str | None) -> None:
         """The stream is held for ``reason`` (None: it goes on), here and in the spool (``hls-uploadd

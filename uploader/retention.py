@@ -23,6 +23,7 @@ class Deletion:
 
     key: str
     due_at: float
+    size_bytes: int | None = None  # of the object, when known (for the cost sheet's storage)
 
 
 def deletions(
@@ -38,7 +39,7 @@ def deletions(
     wrote) is never deleted: only objects this daemon wrote are.
     """
     return [
-        Deletion(segment.key, removed_at + segment.duration_s + longest_playlist_s + allowance_s)
+        Deletion(segment.key, removed_at + segment.duration_s + longest_playlist_s + allowance_s, segment.size_bytes)
         for segment in removed
         if segment.key is not None
     ]

@@ -29,8 +29,9 @@ from protocol import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message
 
 from .errors import UploaderError
 from .ownership import Claim, Owner, OwnershipRule, Refused
+from .cost import StreamUsage, Usage
 from .retention import Deletion
-from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState
+from .stream import PublishedSegment, RenditionInfo, StreamKey, StreamState, StreamSummary
 
 SPOOL_FILE_NAME = "spool.sqlite3"
 
@@ -75,6 +76,20 @@ _ADDED_COLUMNS = (
     # clock) and why; NULL when not held. Cleared at every start: a refusal that lasts is seen again.
     ("streams", "held_since", "REAL"),
     ("streams", "held_reason", "TEXT"),
+    # What the stream cost the store (uploader/cost.py, hls-uploadd cost): requests, bytes in, and
+    # storage as the integral of its stored segment bytes over time (stored_bytes since
+    # storage_at, added to storage_byte_seconds at each change). Segments and deletions carry
+    # their objects' sizes for it.
+    ("streams", "put_requests", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "delete_requests", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "bytes_in", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "stored_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "storage_byte_seconds", "REAL NOT NULL DEFAULT 0"),
+    ("streams", "storage_at", "REAL"),
+    ("segments", "size", "INTEGER"),
+    ("deletions", "key_prefix", "TEXT"),
+    ("deletions", "idx", "TEXT"),
+    ("deletions", "size", "INTEGER"),
 )
 
 _SCHEMA = """
@@ -227,35 +242,6 @@ class StreamActivity:
     queued: bool  # messages of it wait
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSummary:
-    """One stream as ``Spool.summaries`` reads it. Times are wall clock, Unix seconds."""
-
-    key: StreamKey
-    ended: bool  # its playlist has EXT-X-ENDLIST
-    end_queued: bool  # its end is queued (or published)
-    last_media_sequence: int  # of its newest listed segment; 0: none yet
-    target_duration_s: int | None  # EXT-X-TARGETDURATION, once its first publish fixed it
-    published_at: float | None  # its last publish; None: none recorded
-    held_since: float | None  # held by a refusal the operator must correct, since; None: not held
-    held_reason: str | None
-    queued: int  # messages waiting to be published
-    oldest_queued_at: float | None  # when the oldest of them was received
-    failed: int  # failed messages, never listed (``hls-uploadd requeue`` queues them again)
-    listed: int  # segments its live playlist lists now (the window)
-    last_uri: str | None  # the newest of them, as the playlist names it
-
-    @property
-    def state(self) -> str:
-        """``blocked`` (held now), ``ended``, ``failed`` (segments failed, not ended: requeue
-        them once corrected) or ``live``."""
-        if self.held_since is not None:
-            return "blocked"
-        if self.ended:
-            return "ended"
-        return "failed" if self.failed else "live"
-
-
 def read_summaries(db: sqlite3.Connection) -> list[StreamSummary]:
     """Every stream of the spool database ``db`` as ``StreamSummary``, in key order. Raises
     sqlite3.Error."""
@@ -280,6 +266,17 @@ def read_summaries(db: sqlite3.Connection) -> list[StreamSummary]:
                       failed=row[12], listed=row[13], last_uri=row[14])
         for row in rows
     ]
+
+
+def read_usage(db: sqlite3.Connection, now: float) -> list[StreamUsage]:
+    """Every stream's counts for the cost sheet, in key order, storage integrated up to ``now``
+    (wall clock). Raises sqlite3.Error."""
+    rows = db.execute(
+        "SELECT bucket, key_prefix, idx, next_media_sequence - 1, total_seconds, total_bits / 8, put_requests,"
+        " delete_requests, bytes_in, storage_byte_seconds + stored_bytes * max(0, ? - coalesce(storage_at, ?))"
+        " FROM streams ORDER BY bucket, key_prefix, idx", (now, now),
+    ).fetchall()
+    return [StreamUsage((row[0], row[1], row[2]), *row[3:]) for row in rows]
 
 
 def open_read_only(directory: Path) -> sqlite3.Connection:
@@ -543,12 +540,12 @@ class Spool:
         if row is None:
             return StreamState()
         segments = self._db.execute(
-            "SELECT media_sequence, uri, duration, discontinuity, object_key FROM segments"
+            "SELECT media_sequence, uri, duration, discontinuity, object_key, size FROM segments"
             " WHERE bucket=? AND key_prefix=? AND idx=? ORDER BY media_sequence",
             key,
         ).fetchall()
         return StreamState(
-            segments=tuple(PublishedSegment(s[0], s[1], s[2], bool(s[3]), s[4]) for s in segments),
+            segments=tuple(PublishedSegment(s[0], s[1], s[2], bool(s[3]), s[4], s[5]) for s in segments),
             next_media_sequence=row[0],
             discontinuity_sequence=row[1],
             target_duration_s=row[2],
@@ -563,13 +560,15 @@ class Spool:
         )
 
     def complete(
-        self, item: QueuedItem, state: StreamState, *, failure: str | None = None, deletions: Sequence[Deletion] = ()
+        self, item: QueuedItem, state: StreamState, *, failure: str | None = None, deletions: Sequence[Deletion] = (),
+        usage: Usage = Usage(),
     ) -> None:
         """Mark ``item`` done (or failed, with the reason) and store the stream's new state.
 
         ``deletions``: objects of segments the new state removed from its live window, queued in
         the same transaction (uploader/retention.py). A queued deletion of the object just
         published (a segment name written again, by a restarted numbering) is cancelled.
+        ``usage``: what publishing it cost the store, added to the stream's counts.
         """
         key = item.message.stream_id
         with self._writing():
@@ -604,17 +603,19 @@ class Spool:
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
-                " discontinuity, object_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key) for s in state.segments[-1:]],
+                " discontinuity, object_key, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key, s.size_bytes)
+                 for s in state.segments[-1:]],
             )
             bucket = item.message.bucket
             if failure is None and not item.end_only:
                 self._db.execute("DELETE FROM deletions WHERE bucket=? AND object_key=?",
                                  (bucket, item.message.segment_key))
             self._db.executemany(
-                "INSERT INTO deletions (bucket, object_key, due_at) VALUES (?, ?, ?)",
-                [(bucket, deletion.key, deletion.due_at) for deletion in deletions],
+                "INSERT INTO deletions (bucket, object_key, due_at, key_prefix, idx, size) VALUES (?, ?, ?, ?, ?, ?)",
+                [(bucket, deletion.key, deletion.due_at, key[1], key[2], deletion.size_bytes) for deletion in deletions],
             )
+            self._account(key, usage)
             if failure is None:
                 # Done messages carry nothing the state does not: drop them, the spool stays small.
                 self._db.execute("DELETE FROM messages WHERE id=?", (item.id,))
@@ -690,14 +691,43 @@ class Spool:
         return int(self._db.execute("SELECT count(*) FROM deletions").fetchone()[0])
 
     def deletion_done(self, deletion_id: int) -> None:
+        """The object of deletion ``deletion_id`` is gone: its row goes, and its stream is charged
+        one DELETE and stores its bytes no more."""
         with self._writing():
+            row = self._db.execute("SELECT bucket, key_prefix, idx, size FROM deletions WHERE id=?",
+                                   (deletion_id,)).fetchone()
             self._db.execute("DELETE FROM deletions WHERE id=?", (deletion_id,))
+            if row is not None and row[1] is not None:
+                self._account((row[0], row[1], row[2]), Usage(deletes=1, stored_bytes=-(row[3] or 0)))
+
+    def add_usage(self, key: StreamKey, usage: Usage) -> None:
+        """Add ``usage`` to the stream's counts (what ``complete`` did not carry)."""
+        with self._writing():
+            self._account(key, usage)
+
+    def _account(self, key: StreamKey, usage: Usage) -> None:
+        """Add ``usage`` to the stream's totals; storage is integrated up to now first."""
+        if usage == Usage():
+            return
+        now = time.time()
+        self._db.execute(
+            "UPDATE streams SET put_requests=put_requests+?, delete_requests=delete_requests+?, bytes_in=bytes_in+?,"
+            " storage_byte_seconds=storage_byte_seconds + stored_bytes * max(0, ? - coalesce(storage_at, ?)),"
+            " stored_bytes=max(0, stored_bytes+?), storage_at=? WHERE bucket=? AND key_prefix=? AND idx=?",
+            (usage.puts, usage.deletes, usage.bytes_in, now, now, usage.stored_bytes, now, *key),
+        )
 
     def deletion_failed(self, deletion_id: int, retry_at: float) -> None:
+        """Deletion ``deletion_id`` failed: tried again at ``retry_at``; its stream is charged the
+        DELETE request."""
         with self._writing():
             self._db.execute(
                 "UPDATE deletions SET attempts=attempts+1, due_at=? WHERE id=?", (retry_at, deletion_id)
             )
+            row = self._db.execute("SELECT bucket, key_prefix, idx FROM deletions WHERE id=?",
+                                   (deletion_id,)).fetchone()
+            if row is not None and row[1] is not None:
+                self._account((row[0], row[1], row[2]), Usage(deletes=1))
 
     def stream_activity(self) -> list[StreamActivity]:
         """Every stream with what its silence is judged on (``retention.silence_verdict``)."""

@@ -7,8 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .spool import StreamSummary
-from .stream import stream_label
+from .stream import StreamSummary, stream_label
 
 
 def _age(seconds: float) -> str:

@@ -46,6 +46,7 @@ class PublishedSegment:
     # The object this daemon PUT for it (bucket-relative key); None for a segment recorded by a
     # daemon that did not note it, which is then never deleted (uploader/retention.py).
     key: str | None = None
+    size_bytes: int | None = None  # of its object; None when not measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,35 @@ class StreamState:
     @property
     def average_bps(self) -> int:
         return round(self.total_bits / self.total_seconds) if self.total_seconds > 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream as ``Spool.summaries`` reads it. Times are wall clock, Unix seconds."""
+
+    key: StreamKey
+    ended: bool  # its playlist has EXT-X-ENDLIST
+    end_queued: bool  # its end is queued (or published)
+    last_media_sequence: int  # of its newest listed segment; 0: none yet
+    target_duration_s: int | None  # EXT-X-TARGETDURATION, once its first publish fixed it
+    published_at: float | None  # its last publish; None: none recorded
+    held_since: float | None  # held by a refusal the operator must correct, since; None: not held
+    held_reason: str | None
+    queued: int  # messages waiting to be published
+    oldest_queued_at: float | None  # when the oldest of them was received
+    failed: int  # failed messages, never listed (``hls-uploadd requeue`` queues them again)
+    listed: int  # segments its live playlist lists now (the window)
+    last_uri: str | None  # the newest of them, as the playlist names it
+
+    @property
+    def state(self) -> str:
+        """``blocked`` (held now), ``ended``, ``failed`` (segments failed, not ended: requeue
+        them once corrected) or ``live``."""
+        if self.held_since is not None:
+            return "blocked"
+        if self.ended:
+            return "ended"
+        return "failed" if self.failed else "live"
 
 
 def segment_bps(size_bytes: int, duration_s: float) -> int:
@@ -175,7 +205,7 @@ def with_segment(
             f" (RFC 8216 4.3.3.1); listed anyway, but players may stall: the segmenter must cut segments of at"
             f" most {target} s"
         )
-    segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged, key)
+    segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged, key, size_bytes)
     segments = state.segments + (segment,)
     removed: tuple[PublishedSegment, ...] = ()
     if keep is not None:

@@ -39,6 +39,7 @@ class S3ErrorProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
+        self.stored: list[tuple[str, int]] = []  # (path, payload bytes) of every PUT the store took
         self.drop_headers: frozenset[str] = frozenset()  # lower-case names
         self._queued: list[tuple[frozenset[str], str, Answer]] = []
         self._lock = threading.Lock()
@@ -125,6 +126,10 @@ class S3ErrorProxy:
                     proxy._record(self.command, self.path, answer.status)
                     return
                 reply, data = self._forward(body)
+                if self.command == "PUT" and 200 <= reply.status < 300:
+                    size = self.headers.get("x-amz-decoded-content-length") or self.headers.get("Content-Length")
+                    with proxy._lock:
+                        proxy.stored.append((self.path.split("?")[0], int(size or 0)))
                 self.send_response(reply.status, reply.reason)
                 for name, value in reply.getheaders():
                     if name.lower() not in _HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):

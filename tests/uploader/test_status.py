@@ -13,7 +13,8 @@ from tests.support.daemon import place_segment
 from tests.support.s3_errors import S3ErrorProxy
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
-from uploader.spool import SPOOL_FILE_NAME, StreamSummary
+from uploader.spool import SPOOL_FILE_NAME
+from uploader.stream import StreamSummary
 from uploader.status import status_line
 
 from .conftest import StartUploader

@@ -424,8 +424,11 @@ class Cutter:
             track.last_dts = dts
         if track.epoch != self._epoch:
             # The reference started a new timeline and this stream has not followed yet: what it
-            # sends until then is the tail of the old one, whose segment is closed.
-            if not (jumped or self._joins(track, dts)):
+            # sends until then is the tail of the old one, whose segment is closed. A packet that
+            # left the stream's own timeline is not on the new one for that: after a pause of more
+            # than DISCONTINUITY_GAP_S the old timeline's next packet is as far from the stream's
+            # last, and ahead of the clock when the reference went back.
+            if not self._joins(track, dts):
                 self.dropped_reason = "from before the timestamp jump"
                 return Action.DROP
             if dts is not None:  # a packet without timestamps cannot tell which timeline it is on
@@ -527,7 +530,8 @@ class Cutter:
         return when is not None and bool(times) and track.program_ticks(when) - min(times) > self._ref.gap_ticks
 
     def _joins(self, track: _Track, dts: int | None) -> bool:
-        """Whether a stream that did not jump is on the reference's new timeline anyway."""
+        """Whether a stream still on the timeline before the reference's jump is on the new one:
+        within DISCONTINUITY_GAP_S of the reference, or the reference has been on it that long."""
         ref_dts = self._ref.last_dts
         if dts is None or ref_dts is None or self._epoch_origin is None:
             return True

@@ -1,5 +1,6 @@
-"""The cut rule at its edges: stragglers of tracks that were silent before a jump. Synthetic
-packet sequences through the pure Cutter, as in test_cutter.py."""
+"""The cut rule at its edges: the program's clock around a jump, stragglers of tracks that were
+silent before it, and tracks that jumped alone and are released. Synthetic packet sequences
+through the pure Cutter, as in test_cutter.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.segmenter.test_cutter import (
     VIDEO,
     Packet,
     audio_at,
+    av_packets,
     run,
     timed,
     video_at,
@@ -20,6 +22,7 @@ from tests.segmenter.test_cutter import (
 )
 
 GAP = DISCONTINUITY_GAP_S * 90000
+AAC_FRAME = 1920  # 1024 samples at 48 kHz, in 90-kHz ticks: a frame a little longer than AUDIO_20MS
 
 
 # -- stragglers after a jump --------------------------------------------------------------------
@@ -83,3 +86,97 @@ def test_old_timeline_packets_of_a_track_silent_before_a_jump_are_dropped_as_str
     assert not result.released
     for index in {p.index for p in stragglers}:
         assert written(result, index) == sum(1 for p in packets if p.index == index) - len(stragglers)
+
+
+# -- the program's clock at a jump ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "jump"), [(0, False), (1, True)], ids=["the-gap", "one-tick-more"])
+@pytest.mark.parametrize("keyframe", ["decoded-before-shown", "pts-only"])
+def test_a_gap_after_a_new_timeline_s_first_keyframe_counts_from_its_decoding_time(
+    keyframe: str, extra: int, jump: bool
+) -> None:
+    # Video alone (nothing else keeps the clock) jumps to 600 s, and pauses right after the new
+    # timeline's first keyframe: a gap of DISCONTINUITY_GAP_S is missing frames, a longer one a
+    # jump (as anywhere, test_cutter.py), counted from the time the keyframe puts the program's
+    # clock at: its DTS, two frames before its PTS for an encoder with B-frames; its PTS when it
+    # has no DTS (then the jump is seen at the picture before it, which is not a keyframe).
+    frame, new = 3000, 600 * 90000
+    if keyframe == "decoded-before-shown":
+        jump_packets, clock = [Packet(0, True, new + 2 * frame, new, frame)], new
+    else:
+        jump_packets, clock = [Packet(0, False, new, new, frame), Packet(0, True, new + frame, None, frame)], new + frame
+    key_pts = jump_packets[-1].pts
+    resume = clock + GAP + extra
+    after = [Packet(0, n % 60 == 0, resume + (n + 2) * frame, resume + n * frame, frame) for n in range(90)]
+    result = run([VIDEO], av_packets(6, audio=False) + jump_packets + after, "6")
+    assert [t.discontinuity for t in result.timings] == [False, True] + ([True] if jump else [False, False])
+    # Missing frames stay in the keyframe's segment; a jump closes it after its one picture.
+    shown_after_the_gap = resume + 2 * frame
+    assert result.timings[1].start_s == key_pts / 90000  # type: ignore[operator]
+    assert result.timings[1].duration_s == pytest.approx(
+        frame / 90000 if jump else (shown_after_the_gap - key_pts) / 90000)  # type: ignore[operator]
+
+
+def test_every_track_pausing_exactly_discontinuity_gap_s_right_after_a_jump_is_no_new_jump() -> None:
+    # The encoder restarts at a lower time; the new timeline's audio up to 0.3 s comes before its
+    # first picture (held, then written into the new segment). Then every track pauses: the audio
+    # resumes exactly DISCONTINUITY_GAP_S after its last packet, before the video. A pause, as
+    # anywhere (the audio's last packet lies past the clock, which the keyframe put at 0): no
+    # new timeline, and none of the audio is lost.
+    base = 600 * 90000
+    old = timed(video_at(base, base + 12 * 90000) + audio_at(base, base + 12 * 90000))
+    ahead = timed(audio_at(0, 27000))
+    resume = ahead[-1].dts + GAP  # type: ignore[operator]
+    rest = timed(audio_at(resume, resume + 6 * 90000) + video_at(resume + 3000, resume + 6 * 90000))
+    packets = old + ahead + [Packet(0, True, 0, 0, 3000)] + rest
+    result = run([VIDEO, AUDIO], packets, "6")
+    assert [t.discontinuity for t in result.timings] == [False, False, True, False, False]
+    assert not result.dropped and not result.released
+    assert written(result, 1) == sum(1 for p in packets if p.index == 1)
+    # One tick more is a jump of the audio: the video following it makes a new timeline.
+    later = [Packet(p.index, p.key, p.pts + 1, p.dts + 1, p.duration) for p in rest]  # type: ignore[operator]
+    assert [t.discontinuity for t in run([VIDEO, AUDIO], old + ahead + [Packet(0, True, 0, 0, 3000)] + later,
+                                         "6").timings].count(True) == 2
+
+
+# -- a track that jumped alone, released --------------------------------------------------------
+
+
+def test_the_packet_releasing_a_track_that_jumped_alone_waits_for_the_segment_its_time_falls_in() -> None:
+    # 25-fps video with 2-s GOPs, audio muxed 0.6 s ahead of it, and a second audio track that
+    # jumps 7 s ahead alone at 0.4 s. Held for DISCONTINUITY_GAP_S of its own time, it is released
+    # when the first audio has filled the segment from 4 s (its packets past 6 s are held for the
+    # video's keyframe at 6 s): the releasing packet lands on the program's clock past 6 s, so it
+    # is held with them and goes into the segment from 6 s, not into the full one.
+    video = video_at(0, 10 * 90000, frame=3600, gop_frames=50)
+    audio = [(ts - 54000, p) for ts, p in audio_at(0, 10 * 90000)]
+    shift, jump = 7 * 90000, 36000
+    second = [(ts, Packet(2, True, ts + shift, ts + shift, p.duration) if ts >= jump else p)
+              for ts, p in audio_at(0, 10 * 90000, index=2)]
+    result = run([VIDEO, AUDIO, SECOND_AUDIO], timed(video + audio + second), "2")
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(2.0 * k, 2.0) for k in range(5)]
+    after_jump = [[pts for index, pts in segment if index == 2 and pts >= jump + shift] for segment in result.segments]
+    release = next(ts + shift for ts, _ in second if ts - jump > GAP)
+    assert [len(packets) > 0 for packets in after_jump] == [False, False, False, True, True]
+    assert after_jump[3][0] == release
+    assert result.released == (release - shift - jump) // AUDIO_20MS and not result.dropped
+
+
+def test_a_last_segment_ends_where_the_packet_releasing_a_track_that_jumped_alone_ends() -> None:
+    # The video stops at 3 s; segments are cut on the audio from 4 s. A second audio track, of
+    # longer frames, jumps 7 s ahead alone at 4 s, and the input ends on the packet that releases
+    # it. That packet lands on the program's clock (the first audio's latest packet) and is the
+    # segment's last to end: the segment ends where it ends.
+    video = video_at(0, 3 * 90000)
+    audio = audio_at(0, 12 * 90000)
+    shift, jump = 7 * 90000, 4 * 90000
+    second = [(ts, Packet(2, True, ts + (shift if ts >= jump else 0), ts + (shift if ts >= jump else 0), AAC_FRAME))
+              for ts in range(0, 12 * 90000, AAC_FRAME)]
+    packets = timed(video + audio + second)
+    first_held = next(p.dts for p in packets if p.index == 2 and p.dts >= jump + shift)  # type: ignore[operator]
+    release = next(i for i, p in enumerate(packets) if p.index == 2 and p.dts - first_held > GAP)  # type: ignore[operator]
+    clock = max(p.dts for p in packets[:release] if p.index == 1)  # type: ignore[type-var]
+    result = run([VIDEO, AUDIO, SECOND_AUDIO], packets[:release + 1], "2")
+    assert [t.start_s for t in result.timings] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert result.timings[-1].duration_s == pytest.approx((clock + AAC_FRAME) / 90000 - 8.0, abs=1e-9)

@@ -483,8 +483,13 @@ class Cutter:
         keep_from = None
         if reach_back is not None and start is not None and time is not None and time - start > reach_back:
             start = keep_from = time - reach_back
+        # What the held packets going into it hold counts towards its end (they were timed).
+        ends = [held.end if held.end is not None else held.time
+                for held in self._held if not held.at_jump and held.time is not None]
         action = self._cut(start, None, discontinuity=self._start_discontinuity if not self._open else False,
                            on_keyframe=False, reference=False, keep_from=keep_from)
+        if ends:
+            self._other_end = max(ends)
         if time is not None:
             self._extend_other(time, track, duration)
         return action

@@ -1,12 +1,12 @@
 """The cut rule at its edges: the program's clock around a jump, stragglers of tracks that were
-silent before it, and tracks that jumped alone and are released. Synthetic packet sequences
-through the pure Cutter, as in test_cutter.py."""
+silent before it, tracks that jumped alone and are released, and segment 1 opened without the
+first keyframe. Synthetic packet sequences through the pure Cutter, as in test_cutter.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from segmenter.cutter import DISCONTINUITY_GAP_S
+from segmenter.cutter import DISCONTINUITY_GAP_S, MAX_HELD_PACKETS, SegmentTiming
 from tests.segmenter.test_cutter import (
     AUDIO,
     AUDIO_20MS,
@@ -180,3 +180,17 @@ def test_a_last_segment_ends_where_the_packet_releasing_a_track_that_jumped_alon
     result = run([VIDEO, AUDIO, SECOND_AUDIO], packets[:release + 1], "2")
     assert [t.start_s for t in result.timings] == [0.0, 2.0, 4.0, 6.0, 8.0]
     assert result.timings[-1].duration_s == pytest.approx((clock + AAC_FRAME) / 90000 - 8.0, abs=1e-9)
+
+
+# -- segment 1 opened without the first keyframe ------------------------------------------------
+
+
+def test_an_input_ending_on_the_untimed_packet_that_opened_segment_one_times_it_by_its_held_packets() -> None:
+    # A video stream that sends nothing, 1-ms audio frames: the packet after MAX_HELD_PACKETS held
+    # ends the wait for the first keyframe, has no timestamps, and is the input's last. Segment 1
+    # holds the held packets: it starts at the first and ends where the last ends.
+    held = timed(audio_at(0, MAX_HELD_PACKETS * 90, step=90))
+    result = run([VIDEO, AUDIO], held + [Packet(1, True, None, None, None)], "6")
+    assert result.cuts == [(None, False, False)]
+    assert result.timings == [SegmentTiming(0.0, MAX_HELD_PACKETS * 90 / 90000, False, without_reference=True)]
+    assert written(result, 1) == len(held) + 1 and not result.released

@@ -475,14 +475,18 @@ class Cutter:
     def _cut_on_other(self, track: _Track, when: int | None, duration: int | None,
                       reach_back: int | None = None) -> Action:
         """Open the next segment on a packet of another stream; it starts at the earliest packet
-        held for it, if any, or ``reach_back`` ticks before this one at most: held packets that
-        end before then are dropped (as before a first keyframe)."""
+        held for it, if any. With ``reach_back`` (segment 1, opened without the first keyframe) it
+        starts that many ticks before this one at most, and what ends before it starts, held or
+        muxed later, is dropped (as before a first keyframe)."""
         times = [held.time for held in self._held if not held.at_jump and held.time is not None]
-        time = track.program_ticks(when) if when is not None else None
-        start = min(times + ([time] if time is not None else []), default=None)
         keep_from = None
-        if reach_back is not None and start is not None and time is not None and time - start > reach_back:
-            start = keep_from = time - reach_back
+        if when is None:
+            time, start = None, min(times, default=None)
+        else:
+            time = track.program_ticks(when)
+            start = min(times + [time])
+            if reach_back is not None:
+                start = keep_from = max(start, time - reach_back)
         # What the held packets going into it hold counts towards its end (they were timed).
         ends = [held.end if held.end is not None else held.time
                 for held in self._held if not held.at_jump and held.time is not None]

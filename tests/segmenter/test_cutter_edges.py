@@ -185,6 +185,37 @@ def test_a_last_segment_ends_where_the_packet_releasing_a_track_that_jumped_alon
 # -- segment 1 opened without the first keyframe ------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        # 2-ms packets: the MAX_HELD_PACKETS held span exactly one target (2 s) when the packet
+        # after them ends the wait.
+        180,
+        # 1-ms packets: they span half of it.
+        90,
+    ],
+    ids=["exactly-one-target", "less"],
+)
+def test_segment_one_opened_without_a_keyframe_leaves_out_audio_muxed_later_that_ends_before_it(step: int) -> None:
+    # A video stream that sends nothing; audio from 10 s waits for its first keyframe until
+    # MAX_HELD_PACKETS are held, then opens segment 1 at the first packet held. A second audio
+    # track's packets muxed after that but timed before 10 s: one that ends before segment 1
+    # starts is dropped, as audio before a first keyframe is; one that plays into it is kept.
+    start = 10 * 90000
+    held = timed(audio_at(start, start + (MAX_HELD_PACKETS + 1) * step, step=step))
+    before = Packet(2, True, start - 2 * AUDIO_20MS, start - 2 * AUDIO_20MS, AUDIO_20MS)
+    into = Packet(2, True, start - AUDIO_20MS // 2, start - AUDIO_20MS // 2, AUDIO_20MS)
+    rest = timed(audio_at(start + (MAX_HELD_PACKETS + 1) * step, 14 * 90000, step=step)
+                 + audio_at(start, 14 * 90000, index=2))
+    result = run([VIDEO, AUDIO, SECOND_AUDIO], held + [before, into] + rest, "2")
+    assert [(t.start_s, t.duration_s) for t in result.timings] == [(10.0, 2.0), (12.0, 2.0)]
+    assert result.dropped == [before] and not result.released
+    assert (2, into.pts) in result.segments[0]
+    packets = held + [before, into] + rest
+    assert written(result, 1) == sum(1 for p in packets if p.index == 1)
+    assert written(result, 2) == sum(1 for p in packets if p.index == 2) - 1
+
+
 def test_an_input_ending_on_the_untimed_packet_that_opened_segment_one_times_it_by_its_held_packets() -> None:
     # A video stream that sends nothing, 1-ms audio frames: the packet after MAX_HELD_PACKETS held
     # ends the wait for the first keyframe, has no timestamps, and is the input's last. Segment 1

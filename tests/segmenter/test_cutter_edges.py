@@ -30,8 +30,9 @@ AAC_FRAME = 1920  # 1024 samples at 48 kHz, in 90-kHz ticks: a frame a little lo
 
 def silent_track_straggling(case: str) -> tuple[list, list[Packet], list[Packet]]:
     """Video and audio on one timeline for 12 s, then a new timeline whose first keyframe comes
-    before two packets of the old one from a track that was silent before the jump: the audio
-    paused (from 3 s) and resumes just before the jump, or a second audio track starts there.
+    before two packets of the old one from a track that was silent before the jump: the audio,
+    paused from 3 s, resuming on the old timeline (just before the jump, or DISCONTINUITY_GAP_S
+    and more after its last packet), or a second audio track starting just before the jump.
     Returns the streams, the packets and those two stragglers."""
     old_base = 600 * 90000 if case.endswith("backward") else 0
     new_base = 0 if case.endswith("backward") else 600 * 90000

@@ -424,8 +424,11 @@ class Cutter:
             track.last_dts = dts
         if track.epoch != self._epoch:
             # The reference started a new timeline and this stream has not followed yet: what it
-            # sends until then is the tail of the old one, whose segment is closed.
-            if not (jumped or self._joins(track, dts)):
+            # sends until then is the tail of the old one, whose segment is closed. A packet that
+            # left the stream's own timeline is not on the new one for that: after a pause of more
+            # than DISCONTINUITY_GAP_S the old timeline's next packet is as far from the stream's
+            # last, and ahead of the clock when the reference went back.
+            if not self._joins(track, dts):
                 self.dropped_reason = "from before the timestamp jump"
                 return Action.DROP
             if dts is not None:  # a packet without timestamps cannot tell which timeline it is on
@@ -472,16 +475,25 @@ class Cutter:
     def _cut_on_other(self, track: _Track, when: int | None, duration: int | None,
                       reach_back: int | None = None) -> Action:
         """Open the next segment on a packet of another stream; it starts at the earliest packet
-        held for it, if any, or ``reach_back`` ticks before this one at most: held packets that
-        end before then are dropped (as before a first keyframe)."""
+        held for it, if any. With ``reach_back`` (segment 1, opened without the first keyframe) it
+        starts that many ticks before this one at most, and what ends before it starts, held or
+        muxed later, is dropped (as before a first keyframe)."""
         times = [held.time for held in self._held if not held.at_jump and held.time is not None]
-        time = track.program_ticks(when) if when is not None else None
-        start = min(times + ([time] if time is not None else []), default=None)
         keep_from = None
-        if reach_back is not None and start is not None and time is not None and time - start > reach_back:
-            start = keep_from = time - reach_back
+        if when is None:
+            time, start = None, min(times, default=None)
+        else:
+            time = track.program_ticks(when)
+            start = min(times + [time])
+            if reach_back is not None:
+                start = keep_from = max(start, time - reach_back)
+        # What the held packets going into it hold counts towards its end (they were timed).
+        ends = [held.end if held.end is not None else held.time
+                for held in self._held if not held.at_jump and held.time is not None]
         action = self._cut(start, None, discontinuity=self._start_discontinuity if not self._open else False,
                            on_keyframe=False, reference=False, keep_from=keep_from)
+        if ends:
+            self._other_end = max(ends)
         if time is not None:
             self._extend_other(time, track, duration)
         return action
@@ -527,7 +539,8 @@ class Cutter:
         return when is not None and bool(times) and track.program_ticks(when) - min(times) > self._ref.gap_ticks
 
     def _joins(self, track: _Track, dts: int | None) -> bool:
-        """Whether a stream that did not jump is on the reference's new timeline anyway."""
+        """Whether a stream still on the timeline before the reference's jump is on the new one:
+        within DISCONTINUITY_GAP_S of the reference, or the reference has been on it that long."""
         ref_dts = self._ref.last_dts
         if dts is None or ref_dts is None or self._epoch_origin is None:
             return True

@@ -24,6 +24,7 @@ import av
 import av.logging
 import typer
 
+from common.logs import format_handler, logs_json
 from common.options import with_options
 from common.settings import ConfigError
 
@@ -47,7 +48,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Live segmen
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"hls-segment: {message}", file=sys.stderr, flush=True)
+    if logs_json():
+        log.error(message)
+    else:
+        print(f"hls-segment: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 
@@ -78,8 +82,9 @@ def run(
         )
     except ConfigError as error:
         _config_error(error)
-    progress = Progress(quiet=segmenter_config.quiet)
-    _setup_logging(quiet=segmenter_config.quiet, status_line=progress.status_line)
+    json_lines = segmenter_config.log_format == "json"
+    progress = Progress(quiet=segmenter_config.quiet or json_lines)  # no status line between JSON lines
+    _setup_logging(segmenter_config, status_line=progress.status_line)
     _install_signal_handlers(stop, abort, progress)
     if segmenter_config.metrics_address is not None:
         _serve_metrics(segmenter_config)
@@ -149,12 +154,14 @@ def _serve_metrics(config: SegmenterConfig) -> None:
     log.info("metrics on http://%s/metrics, health on /healthz", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
-def _setup_logging(*, quiet: bool, status_line: bool) -> None:
-    handler = StatusAwareHandler(sys.stderr, clear=status_line)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _setup_logging(config: SegmenterConfig, *, status_line: bool) -> None:
+    stream = f"{config.bucket}/{config.key_prefix}/{config.index_name}" if config.key_prefix else (
+        f"{config.bucket}/{config.index_name}")
+    handler = format_handler(StatusAwareHandler(sys.stderr, clear=status_line), config.log_format,
+                             static={"stream": stream})
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.setLevel(logging.WARNING if config.quiet else logging.INFO)
     # FFmpeg's own warnings say what it skipped in damaged input (resyncs, corrupt packets).
     av.logging.set_level(av.logging.WARNING)
 

@@ -24,6 +24,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
+from common.logs import log_format
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
@@ -193,6 +194,8 @@ OPTIONS = (
         "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
         convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
     ),
+    Option("log_format", TEXT, "text", "text, or json: one JSON object per line (docs/operations.md).",
+           convert=log_format, metavar="FORMAT"),
     Option(
         "metrics_listen", TEXT, None,
         "Serve /metrics (Prometheus) and /healthz on HOST:PORT, or PORT on 127.0.0.1.",
@@ -238,6 +241,7 @@ class SegmenterConfig:
     stall_end_s: float  # silence of the input that ends the stream; 0: never
     program: int | None  # program_number of the program to copy; None: the first with video
     metrics_address: tuple[str, int] | None  # --metrics-listen; None: no endpoint
+    log_format: str  # "text" or "json"
     fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
     quiet: bool
     tls: bool  # the control channel is TLS

@@ -37,6 +37,7 @@ class Progress:
             logging.DEBUG if self._tty else logging.INFO,
             "segment %s: %s%s, %d bytes, %s%s; %d message(s) queued for the daemon",
             name, length, at, size, rate, ", discontinuity" if discontinuity else "", queued,
+            extra={"segment": name},
         )
         if self._tty:
             self._stream.write(

@@ -220,7 +220,8 @@ class SegmentRun:
         ``video``: its reference video's parameters, and whether they changed at its start."""
         timing = timing or SegmentTiming(None, None, False)
         if dropped:
-            log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped)
+            log.warning("segment %d (%s): %d packet(s) dropped", segment.number, segment.name, dropped,
+                        extra={"segment": segment.name})
         if timing.without_reference and not self._said_without_reference:
             self._said_without_reference = True
             reference = self.cutter.reference

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from common.logs import format_handler, logs_json
 from common.options import with_options
 from common.settings import ConfigError
 
@@ -44,7 +45,10 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"hls-uploadd: {message}", file=sys.stderr, flush=True)
+    if logs_json():
+        logging.getLogger(__name__).error(message)
+    else:
+        print(f"hls-uploadd: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 
@@ -58,7 +62,7 @@ def run(**settings: Any) -> None:
     """Run the upload daemon in the foreground."""
     try:
         uploader_config = UploaderConfig.from_settings(settings)
-        _setup_logging(uploader_config.log_level)
+        _setup_logging(uploader_config.log_level, uploader_config.log_format)
         chosen_store = build_store(uploader_config)
     except ConfigError as error:
         _config_error(error)
@@ -105,13 +109,8 @@ def build_store(config: UploaderConfig) -> Store:
     return S3Store(client, acl=config.acl, description=f"s3 ({endpoint})")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+def _setup_logging(level: str, kind: str) -> None:
+    logging.basicConfig(level=level, handlers=[format_handler(logging.StreamHandler(sys.stderr), kind)], force=True)
     # boto's own chatter (retries, credential lookups) is not the operator's concern at INFO.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -24,6 +24,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
+from common.logs import log_format
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
 from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
@@ -281,6 +282,8 @@ OPTIONS = (
         convert=_within(0, 3600, "seconds"), fields=("drain_timeout_s",), metavar="SECONDS",
     ),
     Option("log_level", TEXT, "INFO", "DEBUG, INFO, WARNING or ERROR.", convert=_log_level, metavar="LEVEL"),
+    Option("log_format", TEXT, "text", "text, or json: one JSON object per line (docs/operations.md).",
+           convert=log_format, metavar="FORMAT"),
     Option(
         "metrics_listen", TEXT, None,
         "Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT, or PORT on 127.0.0.1.",
@@ -404,6 +407,7 @@ class UploaderConfig:
     retry_max_delay_s: float
     drain_timeout_s: float
     log_level: str
+    log_format: str  # "text" or "json"
     port_file: Path | None
     metrics_address: tuple[str, int] | None  # --metrics-listen; None: no endpoint
     not_ready_after_s: float  # a store failing or a stream held this long: /readyz fails

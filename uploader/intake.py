@@ -27,6 +27,7 @@ import asyncio
 import logging
 import time
 
+from common.logs import SEGMENT, STREAM
 from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply, writer_label
 
 from .alignment import AlignmentTracker
@@ -101,6 +102,8 @@ class Intake:
         A refused message's payload bytes are the caller's to skip. Raises PayloadError when no
         payload file can be created: answer with ``payload_lost``.
         """
+        STREAM.set(stream_label(message.stream_id))  # this connection's log lines, until its next message
+        SEGMENT.set(message.segment_name if message.last_segment else None)  # segment 0: a writer's start-up
         refused = self._refusal(peer, message, session)
         if refused is not None:
             return refused
@@ -242,7 +245,7 @@ class Intake:
         not_writer = kind is Refusal.NOT_WRITER
         log.warning("peer %s%s stream %s segment %s refused: %s", peer,
                     f" {writer_label(message.writer)}" if message.writer else "", stream_label(message.stream_id),
-                    message.segment_name, reason)
+                    message.segment_name, reason, extra={"error_kind": kind.value})
         return Reject.not_writer(reason) if not_writer else Reject.because(reason)
 
 

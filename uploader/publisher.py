@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import BinaryIO, TypeVar
 
+from common.logs import SEGMENT, STREAM
 from protocol import IndexMessage
 
 from .config import UploaderConfig
@@ -39,7 +40,7 @@ from .player import (
     render_player_page,
 )
 from .master import Program, master_playlist, variant
-from .metrics import DaemonMetrics
+from .metrics import DaemonMetrics, store_error_kind
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
 from .cost import Usage
@@ -283,6 +284,7 @@ class Publisher:
 
     async def _run_stream(self, key: StreamKey) -> None:
         label = stream_label(key)
+        STREAM.set(label)  # this task's log lines are about this stream (common/logs.py)
         state: StreamState | None = None
         errors = 0  # consecutive failed attempts at the stream's next message
         try:
@@ -337,6 +339,7 @@ class Publisher:
     async def _publish(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         message = item.message
         segment = message.segment_name
+        SEGMENT.set(segment)
         began = time.monotonic()
         removed: tuple[PublishedSegment, ...] = ()  # segments that left the live window
         if item.end_only:
@@ -344,7 +347,7 @@ class Publisher:
         elif state.ended:
             # Queued before the end was (a spool from an older daemon): the playlist is final.
             return await self._fail(label, item, state, "the stream has ended: its playlist is final"
-                                    " (RFC 8216 6.2.1)")
+                                    " (RFC 8216 6.2.1)", kind="ended")
         else:
             sizes: list[int] = []
             opener = partial(self._open_segment, item, sizes)
@@ -353,9 +356,11 @@ class Publisher:
                                        SEGMENT_CONTENT_TYPE, self._config.cache_control_segment, create_only=True)
             except ObjectTakenError as error:
                 return await self._fail(label, item, state, "segment name reused: another writer or run published"
-                                        f" different bytes under this name; {error}")
-            except (PermanentStoreError, SegmentFileError, DirectoryRefused) as error:
-                return await self._fail(label, item, state, str(error))
+                                        f" different bytes under this name; {error}", kind="taken")
+            except PermanentStoreError as error:
+                return await self._fail(label, item, state, str(error), kind="permanent")
+            except (SegmentFileError, DirectoryRefused) as error:
+                return await self._fail(label, item, state, str(error), kind="segment_file")
             if held:
                 state = await self._restore(label, item, state)
             transition = with_segment(
@@ -423,8 +428,9 @@ class Publisher:
         log.error("stream %s segment %s: %s%s", label, segment, transition.over_target,
                   f" ({unlogged} more such segment(s) since the last report)" if unlogged else "")
 
-    async def _fail(self, label: str, item: QueuedItem, state: StreamState, reason: str) -> StreamState:
-        """Mark ``item`` failed for ``reason``: never listed; the next segment marks the gap.
+    async def _fail(self, label: str, item: QueuedItem, state: StreamState, reason: str, *, kind: str) -> StreamState:
+        """Mark ``item`` failed for ``reason`` (of ``kind``, for JSON logs: taken, permanent,
+        segment_file, ended): never listed; the next segment marks the gap.
 
         The playlist is still PUT (unless the stream had ended before, or a newer message of the
         stream is queued, whose playlist will do): it carries the ENDLIST of a failed end message,
@@ -436,6 +442,7 @@ class Publisher:
             label,
             message.segment_name,
             reason,
+            extra={"error_kind": kind},
         )
         self._metrics.failed.labels(*message.stream_id).inc()
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
@@ -678,7 +685,7 @@ class Publisher:
                 if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):
                     if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
                         log.warning("stream %s: upload of %s failed (attempt %d), retrying in %.1f s: %s",
-                                    label, what, attempt, delay, error)
+                                    label, what, attempt, delay, error, extra={"error_kind": "transient"})
                 else:
                     held = True
                     if stream not in self.held:
@@ -734,4 +741,5 @@ class Publisher:
         log.error("stream %s held: upload of %s refused (attempt %d): %s; fix: %s. Its queue waits and is retried"
                   " every %g s at most; nothing is dropped%s", label, key, attempt, error, fix,
                   self._config.retry_max_delay_s,
-                  f" ({unlogged} more refusal(s) since the last report)" if unlogged else "")
+                  f" ({unlogged} more refusal(s) since the last report)" if unlogged else "",
+                  extra={"error_kind": store_error_kind(error)})

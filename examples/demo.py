@@ -16,6 +16,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,13 @@ PLAYLIST = "stream.m3u8"
 SEGMENT_PREFIX = "demo"
 # What the segmenter and daemon may take to wind down after the source stops.
 SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A port free on loopback now, for the daemon's --metrics-listen (printed before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def bin_path(name: str) -> str:
@@ -102,11 +110,12 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
         s3.create_bucket(BUCKET)
         env = {**os.environ, **s3.client_environment()}
         port_file = workdir / "uploadd.port"
+        metrics_port = free_port()
         # Own process groups: Ctrl-C reaches only this script, which stops the others in order.
         daemon = subprocess.Popen(
             [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
              "--spool-dir", str(workdir / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
-             "--endpoint-url", s3.endpoint_url, "--player-page"],
+             "--endpoint-url", s3.endpoint_url, "--player-page", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
             env=env, start_new_session=True,
         )
         children.append(daemon)
@@ -134,6 +143,8 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
             f"  playlist: {playlist_url}\n"
             f"  player:   {page_url}\n"
             f"  ffplay {playlist_url}\n"
+            f"  metrics:  http://127.0.0.1:{metrics_port}/metrics (health: /healthz, /readyz)\n"
+            f"  status:   {bin_path('hls-uploadd')} status --spool-dir {workdir / 'spool'}\n"
             f"Ctrl-C ends the stream.\n",
             flush=True,
         )

@@ -26,6 +26,7 @@ from tests.support.browser import page_status
 from tests.support.daemon import UploaderDaemon
 from tests.support.media import probe
 from tests.support.pipeline import PlaylistPoller
+from tests.support.scrape import scrape
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import fetch_playlist, http_get, wait_for
 
@@ -187,6 +188,15 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         newest = live.media_sequence + len(live.segments) - 1
         wait_for(lambda: fetch_playlist(playlist_url).media_sequence > newest, timeout=30,
                  message="the live window to move on past the first segments seen")
+        # The run can be watched from /metrics and hls-uploadd status, as the demo prints them.
+        metrics_url = next(line for line in output if "metrics:" in line).split()[1]
+        published = scrape(metrics_url.removesuffix("/metrics")).value(
+            "hls_uploadd_segments_published_total", bucket="live", key_prefix="demo", index="stream.m3u8")
+        assert published is not None and published > newest
+        status_command = next(line for line in output if "status:" in line).split("status:")[1].split()
+        status = subprocess.run([sys.executable, "-m", "uploader", *status_command[1:]], capture_output=True,
+                                text=True, timeout=60)
+        assert status.stdout.startswith("live/demo/stream.m3u8: live; last demo-"), status.stdout + status.stderr
         # A real browser plays the live stream: natively where it can (Safari, recent Chrome), and with hls.js,
         # which the page uses everywhere else (forced here with ?hls.js).
         for query, playing in (("", r"Playing \((native HLS|hls\.js), [1-9]\d*x[1-9]\d*\)"),

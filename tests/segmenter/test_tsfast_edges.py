@@ -4,19 +4,28 @@ edge cases."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
 
 import pytest
 
+from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.tsfast import DROPPED, OPEN
 from tests.support.media import MediaCache
 
 from .test_silence import adts_frames, pes_units
 from .test_tsfast import (
+    FPS,
+    TICKS,
+    TS_PACKET_BYTES,
+    assert_each_pes_whole_where_it_started,
     find_program,
     get_timestamp,
     interleave,
+    packet_pid,
+    packets,
     packets_by_pid,
+    pes_header_at,
     shift_timestamps,
     split,
 )
@@ -76,3 +85,126 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
     assert [pts > 60 * SECOND for _, pts in moved] == ([True] if interleaved else [False, True])
     if not interleaved:
         assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
+
+
+# -- PES headers at the end of a packet, or split across two ------------------------------------
+
+def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None]) -> bytes:
+    """``data`` with the first packet of some PES packets of the video (0x100) and audio (0x101)
+    PIDs stuffed by its adaptation field so that the PES start code is at byte ``offset`` of it,
+    ``offset = choose(pid, n, packet)`` for the PID's ``n``-th PES, starting in ``packet`` (None:
+    left as it is). What no longer fits goes into a packet of its own after it;
+    each PID's continuity counters are renumbered."""
+    out: list[bytearray] = []
+    count: dict[int, int] = defaultdict(int)
+    for packet in packets(data):
+        pid = packet_pid(packet)
+        if pid not in (0x100, 0x101) or not packet[1] & 0x40:
+            out.append(bytearray(packet))
+            continue
+        at = pes_header_at(packet)
+        offset = choose(pid, count[pid], packet)
+        count[pid] += 1
+        if offset is None:
+            out.append(bytearray(packet))
+            continue
+        flags = packet[5] if packet[3] & 0x20 and packet[4] else 0
+        assert not flags & 0x0F, "only a PCR and flags to carry over"
+        fields = bytes([flags]) + (packet[6:12] if flags & 0x10 else b"")
+        assert len(fields) <= offset - 5
+        payload = packet[at:]
+        out.append(bytearray(packet[:3]) + bytes([0x30, offset - 5]) + fields + b"\xff" * (offset - 5 - len(fields))
+                   + payload[: TS_PACKET_BYTES - offset])
+        rest = payload[TS_PACKET_BYTES - offset :]
+        if rest:
+            head = bytes([0x47, packet[1] & ~0x40 & 0xFF, packet[2]])
+            if len(rest) == 184:
+                out.append(bytearray(head + b"\x10" + rest))
+            else:
+                stuffing = 183 - len(rest)
+                out.append(bytearray(head + bytes([0x30, stuffing]) + (b"\x00" + b"\xff" * (stuffing - 1))[:stuffing]
+                                     + rest))
+    counters: dict[int, int] = defaultdict(int)
+    for packet in out:
+        pid = packet_pid(packet)
+        if pid in (0x100, 0x101):
+            packet[3] = (packet[3] & 0xF0) | counters[pid]
+            counters[pid] = (counters[pid] + 1) & 0x0F
+    assert all(len(p) == TS_PACKET_BYTES for p in out)
+    return b"".join(out)
+
+
+def header_bytes(packet: bytes) -> int:
+    """The length of the PES header starting in ``packet``."""
+    return 9 + packet[pes_header_at(packet) + 8]
+
+
+def is_keyframe(packet: bytes) -> bool:
+    return bool(packet[3] & 0x20 and packet[4] and packet[5] & 0x40)
+
+
+def pes_counts(files: dict[int, bytearray]) -> list[tuple[int, int]]:
+    """How many video and audio PES packets each segment holds."""
+    return [tuple(sum(1 for p in packets_by_pid(bytes(files[n]))[pid] if p[1] & 0x40)  # type: ignore[misc]
+                  for pid in (0x100, 0x101)) for n in sorted(files)]
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_a_pes_header_that_ends_with_its_first_packet_is_read_whole(media: MediaCache, b_frames: int) -> None:
+    """Every PES header moved to the very end of its first packet (a PTS, or with B-frames a PTS
+    and a DTS, as its last bytes), its payload in the next: the segments are cut where and
+    timed as they are without the move."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    moved = with_pes_headers_at(data, lambda pid, n, packet: TS_PACKET_BYTES - header_bytes(packet))
+    plain, expected, last = split(data, 2)
+    files, events, end = split(moved, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain) and len(files) == 4
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(moved, files)
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_a_pes_header_split_across_packets_is_a_unit_without_timestamps_written_where_it_comes(
+        media: MediaCache, b_frames: int) -> None:
+    """Pictures other than keyframes and every third audio PES with a PES header split across
+    two packets (ISO/IEC 13818-1 allows it), cut after 9 to 18 bytes of it, or within the start
+    code prefix: each is a unit without timestamps, written whole where it comes; the cuts and
+    their timing are the same as without the split."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    offsets = (170, 172, 175, 179, 180, 181, 185)
+
+    def choose(pid: int, n: int, packet: bytes) -> int | None:
+        if (pid == 0x100 and is_keyframe(packet)) or (pid == 0x101 and n % 3) or n > 150:
+            return None
+        return offsets[n % len(offsets)]
+
+    split_up = with_pes_headers_at(data, choose)
+    plain, expected, last = split(data, 2)
+    files, events, end = split(split_up, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain)
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(split_up, files)
+    for pid in (0x100, 0x101):
+        assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[pid]] == packets_by_pid(split_up)[pid]
+
+
+@pytest.mark.parametrize("offset", [180, 185])
+def test_a_keyframe_whose_pes_header_is_split_across_packets_is_no_cut_point(media: MediaCache, offset: int) -> None:
+    """The keyframe at 4 s has its random_access_indicator but its PES header split across two
+    packets: without a timestamp it cannot open a segment; the segment from 2 s goes on to the
+    next keyframe. Watching the video's parameters changes nothing."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    split_up = with_pes_headers_at(data, lambda pid, n, packet: offset if pid == 0x100 and n == 4 * FPS else None)
+    assert is_keyframe(packets_by_pid(split_up)[0x100][next(
+        i for i, p in enumerate(packets_by_pid(split_up)[0x100]) if p[1] & 0x40 and pes_header_at(p) == offset)])
+    plain, _, _ = split(data, 2)
+    files, events, _ = split(split_up, 2)
+    watched, again, _ = split(split_up, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert files == watched and [e[:2] for e in events] == [e[:2] for e in again]
+    assert [v for v, _ in pes_counts(plain)] == [2 * FPS] * 4
+    video = [v for v, _ in pes_counts(files)]
+    assert video[0] == 2 * FPS and video[1] > 2 * FPS and sum(video) == 8 * FPS  # 2 s to the next keyframe
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(split_up, files)

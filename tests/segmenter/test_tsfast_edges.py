@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from segmenter.randomaccess import ParameterWatch, VideoCodec
-from segmenter.tsfast import DROPPED, OPEN
+from segmenter.psi import crc32_mpeg2
+from segmenter.tsfast import DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_silence import adts_frames, pes_units
@@ -208,3 +209,63 @@ def test_a_keyframe_whose_pes_header_is_split_across_packets_is_no_cut_point(med
     assert video[0] == 2 * FPS and video[1] > 2 * FPS and sum(video) == 8 * FPS  # 2 s to the next keyframe
     assert not [e for e in events if e[0] == DROPPED]
     assert_each_pes_whole_where_it_started(split_up, files)
+
+
+def test_watching_parameters_that_never_change_cuts_on_the_grid_alone(media: MediaCache) -> None:
+    """Keyframes every 2 s, segments of 6 s: with the video's parameters watched and never
+    changing, the segments are those cut without the watch, none marked changed."""
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    plain, expected, _ = split(data, 6)
+    files, events, _ = split(data, 6, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert files == plain and len(files) == 4
+    assert [e[:6] for e in events if e[0] == OPEN] == [e[:6] for e in expected if e[0] == OPEN]
+    assert [e[6][1] for e in events if e[0] == OPEN] == [False] * 4
+
+
+# -- PSI ------------------------------------------------------------------------------------------
+
+def pat_packet(entries: list[tuple[int, int]], counter: int = 0) -> bytes:
+    """A PAT packet listing ``entries`` (program_number, PID; program 0 names the network PID)."""
+    body = bytes([0x00, 0xB0, 9 + 4 * len(entries), 0x00, 0x01, 0xC1, 0x00, 0x00]) + b"".join(
+        bytes([number >> 8, number & 0xFF, 0xE0 | (pid >> 8), pid & 0xFF]) for number, pid in entries)
+    body += crc32_mpeg2(body).to_bytes(4, "big")
+    return (bytes([0x47, 0x40, 0x00, 0x10 | counter, 0x00]) + body).ljust(TS_PACKET_BYTES, b"\xff")
+
+
+def test_a_pat_naming_one_program_and_the_network_pid_is_copied_as_it_is(media: MediaCache) -> None:
+    sdt, _, pmt, *rest = packets(media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes())
+    pat = pat_packet([(0, 0x0010), (1, 0x1000)])
+    program = find_program(b"".join([sdt, pat, pmt, *rest]))
+    assert (program.pat_packet, program.number, program.others, program.program_filter()) == (pat, 1, False, None)
+
+
+def test_programs_sharing_a_pmt_pid_do_not_take_the_fast_path(media: MediaCache) -> None:
+    """A PAT listing two programs on one PMT PID: which PMT is whose cannot be told."""
+    sdt, _, pmt, *rest = packets(media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes())
+    for number in (None, 1, 2):
+        with pytest.raises(NotEligible, match="share the PMT PID"):
+            find_program(b"".join([sdt, pat_packet([(1, 0x1000), (2, 0x1000)]), pmt, *rest]), number)
+    assert find_program(b"".join([sdt, pat_packet([(1, 0x1000), (2, 0x1100)]), pmt, *rest]), 1).others
+
+
+def pid_packet(pid: int, *, payload: bool = True) -> bytes:
+    """A packet of ``pid``: with a payload, or an adaptation field only (as a PCR-only PID sends)."""
+    header = bytes([0x47, pid >> 8, pid & 0xFF])
+    if payload:
+        return header + b"\x10" + b"\x00" * 184
+    return header + b"\x20" + bytes([183, 0x10]) + b"\x00" * 182
+
+
+def test_the_chosen_programs_filter_keeps_its_pcr_pid_and_never_null_packets() -> None:
+    """Of two programs, the chosen one's PCR on a PID of its own (0x1FF) is kept; a program
+    without PCR (PCR_PID 0x1FFF) does not keep null packets for it."""
+    pat = pat_packet([(1, 0x1000), (2, 0x1100)])
+    stream = [pat, pid_packet(0x1000), pid_packet(0x1FF, payload=False), pid_packet(0x100), pid_packet(0x1FFF),
+              pid_packet(0x1100), pid_packet(0x2FF, payload=False), pid_packet(0x200)]
+    chunk = b"".join(stream)
+    for pcr, kept in ((0x1FF, [0x1000, 0x1FF, 0x100]), (0x1FFF, [0x1000, 0x100]), (0x100, [0x1000, 0x100])):
+        program = ProgramMap(pat, stream[1], 0x1000, pcr, ((0x100, STREAM_TYPE_H264),), number=1, others=True)
+        only = program.program_filter()
+        assert only is not None
+        data, count = only.keep(chunk, len(stream))
+        assert [packet_pid(p) for p in packets(data)] == [0, *kept] and count == len(kept) + 1, hex(pcr)

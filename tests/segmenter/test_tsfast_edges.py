@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from segmenter.randomaccess import ParameterWatch, VideoCodec
-from segmenter.psi import crc32_mpeg2
+from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.tsfast import DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
@@ -269,3 +269,45 @@ def test_the_chosen_programs_filter_keeps_its_pcr_pid_and_never_null_packets() -
         assert only is not None
         data, count = only.keep(chunk, len(stream))
         assert [packet_pid(p) for p in packets(data)] == [0, *kept] and count == len(kept) + 1, hex(pcr)
+
+
+def with_streams_listed_in_reverse(data: bytes) -> bytes:
+    """``data`` with each PMT (PID 0x1000) listing its elementary streams in reverse order (the
+    audio before the video), its CRC made right."""
+    out = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x1000 and packet[1] & 0x40:
+            table = section(packet)
+            assert table is not None
+            position = 12 + (((table[10] & 0x0F) << 8) | table[11])
+            entries = []
+            while position + 5 <= len(table) - 4:
+                end = position + 5 + (((table[position + 3] & 0x0F) << 8) | table[position + 4])
+                entries.append(table[position:end])
+                position = end
+            body = table[: 12 + (((table[10] & 0x0F) << 8) | table[11])] + b"".join(reversed(entries))
+            body += crc32_mpeg2(body).to_bytes(4, "big")
+            offset = payload_offset(packet)
+            assert offset is not None
+            packet = (packet[: offset + 1 + packet[offset]] + body).ljust(TS_PACKET_BYTES, b"\xff")
+        out.append(packet)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_a_pmt_listing_the_audio_first_is_cut_as_one_listing_the_video_first(
+        media: MediaCache, interleaved: bool) -> None:
+    """The same input, its PMT listing the audio before the video: the same segments, each
+    audio PES whole in the segment it started in (when interleaved, straddling the cuts)."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
+    reversed_ = with_streams_listed_in_reverse(data)
+    assert [pid for pid, _ in find_program(reversed_).streams] == [0x101, 0x100]
+    files, events, last = split(data, 4)
+    again, events_again, last_again = split(reversed_, 4)
+    assert [e[:2] for e in events_again] == [e[:2] for e in events] and last_again == last
+    assert sorted(again) == sorted(files) == [1, 2, 3]
+    for number in files:
+        for pid in (0x100, 0x101):
+            assert packets_by_pid(bytes(again[number]))[pid] == packets_by_pid(bytes(files[number]))[pid]

@@ -90,11 +90,13 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
 
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
-def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None]) -> bytes:
+def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None], *,
+                        extension: bool = False) -> bytes:
     """``data`` with the first packet of some PES packets of the video (0x100) and audio (0x101)
     PIDs stuffed by its adaptation field so that the PES start code is at byte ``offset`` of it,
     ``offset = choose(pid, n, packet)`` for the PID's ``n``-th PES, starting in ``packet`` (None:
-    left as it is). What no longer fits goes into a packet of its own after it;
+    left as it is); with ``extension``, its adaptation field has an (empty) adaptation field
+    extension too. What no longer fits goes into a packet of its own after it;
     each PID's continuity counters are renumbered."""
     out: list[bytearray] = []
     count: dict[int, int] = defaultdict(int)
@@ -111,7 +113,7 @@ def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | N
             continue
         flags = packet[5] if packet[3] & 0x20 and packet[4] else 0
         assert not flags & 0x0F, "only a PCR and flags to carry over"
-        fields = bytes([flags]) + (packet[6:12] if flags & 0x10 else b"")
+        fields = bytes([flags | extension]) + (packet[6:12] if flags & 0x10 else b"") + (b"\x01\x1f" if extension else b"")
         assert len(fields) <= offset - 5
         payload = packet[at:]
         out.append(bytearray(packet[:3]) + bytes([0x30, offset - 5]) + fields + b"\xff" * (offset - 5 - len(fields))
@@ -311,3 +313,16 @@ def test_a_pmt_listing_the_audio_first_is_cut_as_one_listing_the_video_first(
     for number in files:
         for pid in (0x100, 0x101):
             assert packets_by_pid(bytes(again[number]))[pid] == packets_by_pid(bytes(files[number]))[pid]
+
+
+def test_an_adaptation_field_extension_makes_no_keyframe(media: MediaCache) -> None:
+    """Every picture but the keyframes with an adaptation field extension (and no
+    random_access_indicator): segments of 3 s are still cut at keyframes only (every 2 s)."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    extended = with_pes_headers_at(data, lambda pid, n, packet: None if pid == 0x101 or is_keyframe(packet) else 24,
+                                   extension=True)
+    assert sum(1 for p in packets_by_pid(extended)[0x100] if p[3] & 0x20 and p[4] and p[5] & 0x01) == 12 * FPS - 6
+    plain, expected, last = split(data, 3)
+    files, events, end = split(extended, 3)
+    assert pes_counts(files) == pes_counts(plain) and {v % (2 * FPS) for v, _ in pes_counts(files)} == {0}
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last

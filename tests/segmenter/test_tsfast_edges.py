@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -91,12 +92,12 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
 def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None], *,
-                        extension: bool = False) -> bytes:
+                        extension: bool = False, rewrite: Callable[[bytes], bytes] | None = None) -> bytes:
     """``data`` with the first packet of some PES packets of the video (0x100) and audio (0x101)
     PIDs stuffed by its adaptation field so that the PES start code is at byte ``offset`` of it,
     ``offset = choose(pid, n, packet)`` for the PID's ``n``-th PES, starting in ``packet`` (None:
     left as it is); with ``extension``, its adaptation field has an (empty) adaptation field
-    extension too. What no longer fits goes into a packet of its own after it;
+    extension too; ``rewrite`` makes its PES packet's first bytes anew. What no longer fits goes into a packet of its own after it;
     each PID's continuity counters are renumbered."""
     out: list[bytearray] = []
     count: dict[int, int] = defaultdict(int)
@@ -115,7 +116,7 @@ def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | N
         assert not flags & 0x0F, "only a PCR and flags to carry over"
         fields = bytes([flags | extension]) + (packet[6:12] if flags & 0x10 else b"") + (b"\x01\x1f" if extension else b"")
         assert len(fields) <= offset - 5
-        payload = packet[at:]
+        payload = packet[at:] if rewrite is None else rewrite(packet[at:])
         out.append(bytearray(packet[:3]) + bytes([0x30, offset - 5]) + fields + b"\xff" * (offset - 5 - len(fields))
                    + payload[: TS_PACKET_BYTES - offset])
         rest = payload[TS_PACKET_BYTES - offset :]
@@ -326,3 +327,36 @@ def test_an_adaptation_field_extension_makes_no_keyframe(media: MediaCache) -> N
     files, events, end = split(extended, 3)
     assert pes_counts(files) == pes_counts(plain) and {v % (2 * FPS) for v, _ in pes_counts(files)} == {0}
     assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+
+
+def with_pes_extension(pes: bytes, *, pts: bool) -> bytes:
+    """The first bytes of a PES packet with a PTS made to carry a PES extension (its flags
+    only: no field follows), keeping its PTS or not; PES_packet_length follows."""
+    length = (pes[4] << 8) | pes[5]
+    optional = pes[9 : 9 + pes[8]]
+    flags = (pes[7] if pts else pes[7] & 0x3F) | 0x01
+    fields = (optional[:5] if pts else b"") + b"\x0e"  # PES_extension flags: none set, reserved bits '111'
+    rest = pes[9 + pes[8] :]
+    new_length = length + len(fields) - len(optional) if length else 0
+    return pes[:4] + new_length.to_bytes(2, "big") + bytes([pes[6], flags, len(fields)]) + fields + rest
+
+
+@pytest.mark.parametrize("pts", [True, False])
+def test_a_pes_extension_is_no_timestamp(media: MediaCache, pts: bool) -> None:
+    """Every third audio PES with PES_extension_flag set (with its PTS, or without one): the
+    extension's bytes are not read as a DTS or a PTS; those units are written where they come,
+    the segments cut and timed as without the extension."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+
+    def choose(pid: int, n: int, packet: bytes) -> int | None:
+        return None if pid == 0x100 or n % 3 or n > 150 else pes_header_at(packet) + (0 if pts else 4)
+
+    extended = with_pes_headers_at(data, choose, rewrite=partial(with_pes_extension, pts=pts))
+    starts = [p for p in packets_by_pid(extended)[0x101] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[pes_header_at(p) + 7] & 0x01) > 30
+    plain, expected, last = split(data, 2)
+    files, events, end = split(extended, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain)
+    assert not [e for e in events if e[0] == DROPPED]
+    assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == packets_by_pid(extended)[0x101]

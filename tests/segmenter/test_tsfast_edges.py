@@ -12,7 +12,7 @@ import pytest
 
 from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.psi import crc32_mpeg2, payload_offset, section
-from segmenter.tsfast import DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
+from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_silence import adts_frames, pes_units
@@ -31,6 +31,7 @@ from .test_tsfast import (
     shift_timestamps,
     split,
 )
+from .ts_surgery import ID3_PID, Insertion, add_metadata, id3_tag
 
 FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
 SECOND = 90000
@@ -360,3 +361,29 @@ def test_a_pes_extension_is_no_timestamp(media: MediaCache, pts: bool) -> None:
     assert pes_counts(files) == pes_counts(plain)
     assert not [e for e in events if e[0] == DROPPED]
     assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == packets_by_pid(extended)[0x101]
+
+
+# -- metadata units ------------------------------------------------------------------------------
+
+def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cut_keeps_segment_1_open(
+        media: MediaCache) -> None:
+    """An ID3 tag's first packet comes before the first keyframe, its other packets only after
+    the cut at 2 s: it is whole in segment 1, which stays open for it and closes when the next
+    tag starts (at 3 s, in segment 2): the tag is whole then."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, later], fps=FPS)
+    source = packets(data)
+    rest = early.packets[1:]
+    moved = [p for p in source if p not in rest]
+    frame_60 = [i for i, p in enumerate(moved) if packet_pid(p) == 0x100 and p[1] & 0x40][60]
+    data = b"".join(moved[:frame_60] + rest + moved[frame_60:])
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    order = [e[:2] for e in events if e[0] in (OPEN, CLOSE)]
+    assert order[:3] == [(OPEN, 1), (OPEN, 2), (CLOSE, 1)]
+    closed = events.index((CLOSE, 1, None, None, None))
+    assert max(i for i, e in enumerate(events) if e[0] == DATA and e[1] == 1) < closed
+    assert closed < next(i for i, e in enumerate(events) if e[0] == DATA and later.packets[0] in bytes(e[2]))
+    assert not [e for e in events if e[0] == DROPPED]

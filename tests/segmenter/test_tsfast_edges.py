@@ -19,6 +19,7 @@ from .test_silence import adts_frames, pes_units
 from .test_tsfast import (
     FPS,
     TICKS,
+    as_second_video_stream,
     TS_PACKET_BYTES,
     assert_each_pes_whole_where_it_started,
     find_program,
@@ -30,6 +31,7 @@ from .test_tsfast import (
     pes_header_at,
     shift_timestamps,
     split,
+    without_random_access_indicators,
 )
 from .ts_surgery import ID3_PID, Insertion, add_metadata, id3_tag
 
@@ -387,3 +389,50 @@ def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cu
     assert max(i for i, e in enumerate(events) if e[0] == DATA and e[1] == 1) < closed
     assert closed < next(i for i, e in enumerate(events) if e[0] == DATA and later.packets[0] in bytes(e[2]))
     assert not [e for e in events if e[0] == DROPPED]
+
+
+# -- keyframes known by their NAL units ------------------------------------------------------------
+
+def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal_units(media: MediaCache) -> None:
+    """No random_access_indicator, stream_id 0xE1 (which read as a NAL header would be a non-IDR
+    slice), and B-frames: the PES headers of the keyframes carry a PTS and a DTS. The NAL units
+    after the header still tell the keyframes: the segments are those of the input as it was."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=2).read_bytes()
+    hidden = as_second_video_stream(data)
+    keyframes = [p for p in packets_by_pid(data)[0x100] if is_keyframe(p)]
+    assert keyframes and all(p[pes_header_at(p) + 7] & 0xC0 == 0xC0 for p in keyframes)
+    expected, _, _ = split(data, 4)
+    files, events, _ = split(hidden, 4)
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def without_access_unit_delimiter(pes: bytes) -> bytes:
+    """The first bytes of a video PES packet opening with an access unit delimiter
+    (00 00 00 01 09 f0) then a 4-byte start code: both gone but for the 3-byte start code
+    (00 00 01) of the NAL unit after them."""
+    start = 9 + pes[8]
+    assert pes[start : start + 7] == b"\x00\x00\x00\x01\x09\xf0\x00" and not pes[4] and not pes[5]
+    return pes[:start] + pes[start + 7 :]
+
+
+def test_a_keyframe_whose_payload_opens_with_a_three_byte_start_code_is_known_by_it(media: MediaCache) -> None:
+    """No random_access_indicator, and each keyframe's payload opening with its sequence
+    parameter set behind a 3-byte start code (no access unit delimiter): the keyframes are known
+    by it, the segments those of the input as it was, and so is the video's size and rate."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    opened = without_random_access_indicators(with_pes_headers_at(
+        data, lambda pid, n, packet: pes_header_at(packet) + 7 if pid == 0x100 and is_keyframe(packet) else None,
+        rewrite=without_access_unit_delimiter))
+    starts = [p for p in packets_by_pid(opened)[0x100] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[pes_header_at(p) + header_bytes(p):][:4] == b"\x00\x00\x01\x67") == 6
+    expected, watched, _ = split(data, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    files, events, _ = split(opened, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
+    # The watch reads the sequence parameter set there too: each segment says what its video is.
+    def videos(found: list[tuple]) -> list[tuple]:
+        return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
+                (e for e in found if e[0] == OPEN)]
+
+    assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3

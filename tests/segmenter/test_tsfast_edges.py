@@ -436,3 +436,17 @@ def test_a_keyframe_whose_payload_opens_with_a_three_byte_start_code_is_known_by
                 (e for e in found if e[0] == OPEN)]
 
     assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
+
+
+def test_an_id3_pid_joined_mid_tag_has_its_stray_packets_in_the_newest_segment(media: MediaCache) -> None:
+    """The ID3 PID's first packets in the input continue a tag whose start was lost (at 2.4 s,
+    after the first cut): with no unit of the PID open they go into the newest segment, as the
+    module doc says of every packet no unit claims."""
+    tag = Insertion(60, "id3", id3_tag("joined", padding=400))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [tag], fps=FPS)
+    assert len(tag.packets) == 3
+    joined = b"".join(p for p in packets(data) if p != tag.packets[0])
+    files, events, _ = split(joined, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: [], 2: tag.packets[1:], 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]

@@ -15,6 +15,7 @@ from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
+from .test_parameter_changes import CHANGES, changing_ts
 from .test_silence import adts_frames, pes_units
 from .test_tsfast import (
     FPS,
@@ -449,4 +450,48 @@ def test_an_id3_pid_joined_mid_tag_has_its_stray_packets_in_the_newest_segment(m
     files, events, _ = split(joined, 2)
     found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
     assert found == {1: [], 2: tag.packets[1:], 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def with_keyframe_payload_spread(data: bytes, ones: int) -> bytes:
+    """Every video keyframe PES's first packet made to carry its PES header alone, then ``ones``
+    packets one payload byte each (the access unit delimiter's first bytes), then the rest of
+    what the first packet carried; the video's continuity counters renumbered."""
+    out: list[bytearray] = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40 and is_keyframe(packet):
+            at = pes_header_at(packet)
+            head, payload = packet[at : at + header_bytes(packet)], packet[at + header_bytes(packet) :]
+            assert packet[4] == 7 and packet[5] & 0x10, "an adaptation field of flags and a PCR"
+            stuffing = 184 - len(head) - 1
+            out.append(bytearray(packet[:3]) + bytes([0x30, stuffing]) + packet[5:12] + b"\xff" * (stuffing - 7) + head)
+            pieces = [payload[i : i + 1] for i in range(ones)] + [payload[ones:]]
+            for piece in pieces:
+                stuffing = 183 - len(piece)
+                out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * stuffing)[:stuffing]
+                           + piece)
+        else:
+            out.append(bytearray(packet))
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == 0x100:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    assert all(len(p) == TS_PACKET_BYTES for p in out)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_new_parameters_in_a_keyframes_eighth_packet_start_a_segment_that_says_so(media: MediaCache, kind: str) -> None:
+    """The sequence parameter set of each keyframe in its PES's 8th packet (the 2nd to 7th carry
+    a byte each): it is read there, and the keyframe with new parameters starts a segment marked
+    changed, as when it is in the first packet."""
+    path, _, change_s = changing_ts(media, kind)
+    data = path.read_bytes()
+    spread = with_keyframe_payload_spread(data, 6)
+    files, events, _ = split(spread, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
     assert not [e for e in events if e[0] == DROPPED]

@@ -453,10 +453,10 @@ def test_an_id3_pid_joined_mid_tag_has_its_stray_packets_in_the_newest_segment(m
     assert not [e for e in events if e[0] == DROPPED]
 
 
-def with_keyframe_payload_spread(data: bytes, ones: int) -> bytes:
-    """Every video keyframe PES's first packet made to carry its PES header alone, then ``ones``
-    packets one payload byte each (the access unit delimiter's first bytes), then the rest of
-    what the first packet carried; the video's continuity counters renumbered."""
+def with_keyframe_payload_spread(data: bytes, sizes: list[int]) -> bytes:
+    """Every video keyframe PES's first packet made to carry its PES header alone, then packets
+    carrying ``sizes`` bytes of its payload each, then the rest of what the first packet carried;
+    the video's continuity counters renumbered."""
     out: list[bytearray] = []
     for packet in packets(data):
         if packet_pid(packet) == 0x100 and packet[1] & 0x40 and is_keyframe(packet):
@@ -465,7 +465,8 @@ def with_keyframe_payload_spread(data: bytes, ones: int) -> bytes:
             assert packet[4] == 7 and packet[5] & 0x10, "an adaptation field of flags and a PCR"
             stuffing = 184 - len(head) - 1
             out.append(bytearray(packet[:3]) + bytes([0x30, stuffing]) + packet[5:12] + b"\xff" * (stuffing - 7) + head)
-            pieces = [payload[i : i + 1] for i in range(ones)] + [payload[ones:]]
+            ends = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            pieces = [payload[a:b] for a, b in zip(ends, ends[1:])] + [payload[ends[-1] :]]
             for piece in pieces:
                 stuffing = 183 - len(piece)
                 out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * stuffing)[:stuffing]
@@ -481,14 +482,17 @@ def with_keyframe_payload_spread(data: bytes, ones: int) -> bytes:
     return b"".join(out)
 
 
+@pytest.mark.parametrize("sizes", [[1] * 6, [12]])
 @pytest.mark.parametrize("kind", sorted(CHANGES))
-def test_new_parameters_in_a_keyframes_eighth_packet_start_a_segment_that_says_so(media: MediaCache, kind: str) -> None:
+def test_new_parameters_later_in_a_keyframes_pes_start_a_segment_that_says_so(
+        media: MediaCache, kind: str, sizes: list[int]) -> None:
     """The sequence parameter set of each keyframe in its PES's 8th packet (the 2nd to 7th carry
-    a byte each): it is read there, and the keyframe with new parameters starts a segment marked
-    changed, as when it is in the first packet."""
-    path, _, change_s = changing_ts(media, kind)
+    a byte each of the access unit delimiter), or split across its 2nd and 3rd (the 2nd carries
+    the delimiter and the SPS's first bytes): it is read there, and the keyframe with new
+    parameters starts a segment marked changed, as when it is in the first packet."""
+    path, _, _ = changing_ts(media, kind)
     data = path.read_bytes()
-    spread = with_keyframe_payload_spread(data, 6)
+    spread = with_keyframe_payload_spread(data, sizes)
     files, events, _ = split(spread, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
     expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
     assert pes_counts(files) == pes_counts(expected)

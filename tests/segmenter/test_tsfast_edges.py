@@ -1,6 +1,7 @@
 """The MPEG-TS fast path at the edges of its input: pause filling across a new timeline, PES
-headers split across packets, PUSI packets with little or no payload, adaptation fields, PSI
-edge cases."""
+headers at the very end of a packet or split across two, adaptation field and PES extensions,
+keyframes and parameter sets where the NAL units start late or oddly, PSI edge cases, metadata
+units that straddle cuts or lost their start."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from functools import partial
 
 import pytest
 
-from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.psi import crc32_mpeg2, payload_offset, section
+from segmenter.randomaccess import ParameterWatch, VideoCodec
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
@@ -20,8 +21,8 @@ from .test_silence import adts_frames, pes_units
 from .test_tsfast import (
     FPS,
     TICKS,
-    as_second_video_stream,
     TS_PACKET_BYTES,
+    as_second_video_stream,
     assert_each_pes_whole_where_it_started,
     find_program,
     get_timestamp,
@@ -176,7 +177,7 @@ def test_a_pes_header_that_ends_with_its_first_packet_is_read_whole(media: Media
 def test_a_pes_header_split_across_packets_is_a_unit_without_timestamps_written_where_it_comes(
         media: MediaCache, b_frames: int) -> None:
     """Pictures other than keyframes and every third audio PES with a PES header split across
-    two packets (ISO/IEC 13818-1 allows it), cut after 9 to 18 bytes of it, or within the start
+    two packets (ISO/IEC 13818-1 does not forbid it), cut after 9 to 18 bytes of it, or within the start
     code prefix: each is a unit without timestamps, written whole where it comes; the cuts and
     their timing are the same as without the split."""
     data = media.ts(seconds=8, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()

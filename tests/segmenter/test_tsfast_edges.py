@@ -102,8 +102,8 @@ def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | N
     PIDs stuffed by its adaptation field so that the PES start code is at byte ``offset`` of it,
     ``offset = choose(pid, n, packet)`` for the PID's ``n``-th PES, starting in ``packet`` (None:
     left as it is); with ``extension``, its adaptation field has an (empty) adaptation field
-    extension too; ``rewrite`` makes its PES packet's first bytes anew. What no longer fits goes into a packet of its own after it;
-    each PID's continuity counters are renumbered."""
+    extension too; ``rewrite`` makes its PES packet's first bytes anew. What no longer fits goes
+    into a packet of its own after it; each PID's continuity counters are renumbered."""
     out: list[bytearray] = []
     count: dict[int, int] = defaultdict(int)
     for packet in packets(data):
@@ -119,7 +119,8 @@ def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | N
             continue
         flags = packet[5] if packet[3] & 0x20 and packet[4] else 0
         assert not flags & 0x0F, "only a PCR and flags to carry over"
-        fields = bytes([flags | extension]) + (packet[6:12] if flags & 0x10 else b"") + (b"\x01\x1f" if extension else b"")
+        pcr = packet[6:12] if flags & 0x10 else b""
+        fields = bytes([flags | extension]) + pcr + (b"\x01\x1f" if extension else b"")  # extension: no flag set
         assert len(fields) <= offset - 5
         payload = packet[at:] if rewrite is None else rewrite(packet[at:])
         out.append(bytearray(packet[:3]) + bytes([0x30, offset - 5]) + fields + b"\xff" * (offset - 5 - len(fields))

@@ -566,6 +566,8 @@ class TsSplitter:
             self._change_pending = False
             if self._fills and not cutter.discontinuity and cutter.dts is not None:
                 self._close_fills(cutter.dts, at)
+            elif self._late and cutter.discontinuity:
+                self._end_late_units(at)
             self._cut(cutter.finished, cutter.discontinuity)
         if cutter.settled:
             self._settle()
@@ -655,6 +657,18 @@ class TsSplitter:
             self._events.append((DROPPED, track.index if track else -1, LATE_UNIT_DROPPED))
         else:
             self._insert(retimed)
+
+    def _end_late_units(self, at: int) -> None:
+        """A new timeline starts at packet ``at`` of the chunk: a late unit kept back that is
+        whole ends on the old one, in its last segment (retimed or dropped, ``_end_late``), as
+        the PyAV path writes it when it comes. One still arriving goes on as it came, in the new
+        segment (``_fill``)."""
+        for cls in list(self._late):
+            fill = self._fills[cls]
+            self._feed_fill(cls, at)
+            if fill.counter.complete:
+                self._end_late(cls, fill)
+                self._dest[cls] = None
 
     def _finish_fills(self) -> None:
         """End of input: late units still kept back, then silence up to the reference's end for a

@@ -1,0 +1,503 @@
+"""The MPEG-TS fast path at the edges of its input: pause filling across a new timeline, PES
+headers at the very end of a packet or split across two, adaptation field and PES extensions,
+keyframes and parameter sets where the NAL units start late or oddly, PSI edge cases, metadata
+units that straddle cuts or lost their start."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+
+from segmenter.psi import crc32_mpeg2, payload_offset, section
+from segmenter.randomaccess import ParameterWatch, VideoCodec
+from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
+from tests.support.media import MediaCache
+
+from .test_parameter_changes import CHANGES, changing_ts
+from .test_silence import adts_frames, pes_units
+from .test_tsfast import (
+    FPS,
+    TICKS,
+    TS_PACKET_BYTES,
+    as_second_video_stream,
+    assert_each_pes_whole_where_it_started,
+    find_program,
+    get_timestamp,
+    interleave,
+    packet_pid,
+    packets,
+    packets_by_pid,
+    pes_header_at,
+    shift_timestamps,
+    split,
+    without_random_access_indicators,
+)
+from .ts_surgery import ID3_PID, Insertion, add_metadata, id3_tag
+
+FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
+SECOND = 90000
+
+
+def audio_units(files: dict[int, bytearray], pid: int) -> list[tuple[int, int, bytes]]:
+    """(segment, PTS, payload) of each PES of ``pid`` in the segments, in order."""
+    found = []
+    for number in sorted(files):
+        for unit in pes_units(packets_by_pid(bytes(files[number]))[pid]):
+            found.append((number, get_timestamp(unit, 9), unit[9 + unit[8] :]))
+    return found
+
+
+def timeline_is_gapless(units: list[tuple[int, int, bytes]]) -> bool:
+    """Whether ``units`` (segment, PTS, ADTS payload), sorted by PTS, are one frame after the
+    other: no hole, no overlap."""
+    ends = sorted((pts, pts + FRAME * adts_frames(payload)) for _, pts, payload in units)
+    return all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interleaved: bool) -> None:
+    """The audio stops 2.5 s before the picture; then every stream jumps 60 s on, and the audio
+    pauses from 1 to 3 s of the new timeline. Each pause is filled on its own timeline only. The
+    PES the muxer wrote late, just before the jump, ends the old timeline: moved to where its
+    filler got to, in its last segment, as the PyAV path writes it; when interleaved, its packets
+    still arriving after the jump, it goes on as it came, whole, its PTS not moved onto the new
+    timeline."""
+    part = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(part).streams)
+    later = media.encoder_ts(seconds=8, audio_gap=(1, 3)).read_bytes()
+    later = shift_timestamps(shift_timestamps(later, video_pid, 0, 60 * SECOND), audio_pid, 0, 60 * SECOND)
+    data = interleave(part + later) if interleaved else part + later
+    files, events, _ = split(data, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    assert not [e for e in events if e[0] == DROPPED]
+    inputs = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    units = audio_units(files, audio_pid)
+    real = [(n, pts, payload) for n, pts, payload in units if payload in {p for _, p in inputs}]
+    filler = [(n, pts) for n, pts, payload in units if payload not in {p for _, p in inputs}]
+    assert Counter(payload for _, _, payload in real) == Counter(payload for _, payload in inputs)
+    video = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(part)[video_pid])]
+    end = max(video) + 3600  # the end of the picture on the first timeline
+    old = [pts for n, pts in filler if n <= 4]
+    new = [pts for n, pts in filler if n > 4]
+    assert old and max(old) + FRAME <= end  # the first pause, no further
+    second = sorted(pts for pts, _ in inputs if pts > 60 * SECOND)
+    paused, resumed = next((a, b) for a, b in zip(second, second[1:]) if b - a > SECOND)
+    assert paused <= min(new) and max(new) < resumed  # the second pause only
+    # The new timeline's audio is filled up to the resumed audio, its late PES moved behind the filler.
+    assert timeline_is_gapless([u for u in units if u[1] > 60 * SECOND])
+    moved = [(n, pts) for n, pts, payload in real if (pts, payload) not in inputs]
+    assert [pts > 60 * SECOND for _, pts in moved] == ([True] if interleaved else [False, True])
+    if not interleaved:
+        assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
+
+
+# -- PES headers at the end of a packet, or split across two ------------------------------------
+
+def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None], *,
+                        extension: bool = False, rewrite: Callable[[bytes], bytes] | None = None) -> bytes:
+    """``data`` with the first packet of some PES packets of the video (0x100) and audio (0x101)
+    PIDs stuffed by its adaptation field so that the PES start code is at byte ``offset`` of it,
+    ``offset = choose(pid, n, packet)`` for the PID's ``n``-th PES, starting in ``packet`` (None:
+    left as it is); with ``extension``, its adaptation field has an (empty) adaptation field
+    extension too; ``rewrite`` makes its PES packet's first bytes anew. What no longer fits goes
+    into a packet of its own after it; each PID's continuity counters are renumbered."""
+    out: list[bytearray] = []
+    count: dict[int, int] = defaultdict(int)
+    for packet in packets(data):
+        pid = packet_pid(packet)
+        if pid not in (0x100, 0x101) or not packet[1] & 0x40:
+            out.append(bytearray(packet))
+            continue
+        at = pes_header_at(packet)
+        offset = choose(pid, count[pid], packet)
+        count[pid] += 1
+        if offset is None:
+            out.append(bytearray(packet))
+            continue
+        flags = packet[5] if packet[3] & 0x20 and packet[4] else 0
+        assert not flags & 0x0F, "only a PCR and flags to carry over"
+        pcr = packet[6:12] if flags & 0x10 else b""
+        fields = bytes([flags | extension]) + pcr + (b"\x01\x1f" if extension else b"")  # extension: no flag set
+        assert len(fields) <= offset - 5
+        payload = packet[at:] if rewrite is None else rewrite(packet[at:])
+        out.append(bytearray(packet[:3]) + bytes([0x30, offset - 5]) + fields + b"\xff" * (offset - 5 - len(fields))
+                   + payload[: TS_PACKET_BYTES - offset])
+        rest = payload[TS_PACKET_BYTES - offset :]
+        if rest:
+            head = bytes([0x47, packet[1] & ~0x40 & 0xFF, packet[2]])
+            if len(rest) == 184:
+                out.append(bytearray(head + b"\x10" + rest))
+            else:
+                stuffing = 183 - len(rest)
+                out.append(bytearray(head + bytes([0x30, stuffing]) + (b"\x00" + b"\xff" * (stuffing - 1))[:stuffing]
+                                     + rest))
+    counters: dict[int, int] = defaultdict(int)
+    for packet in out:
+        pid = packet_pid(packet)
+        if pid in (0x100, 0x101):
+            packet[3] = (packet[3] & 0xF0) | counters[pid]
+            counters[pid] = (counters[pid] + 1) & 0x0F
+    assert all(len(p) == TS_PACKET_BYTES for p in out)
+    return b"".join(out)
+
+
+def header_bytes(packet: bytes) -> int:
+    """The length of the PES header starting in ``packet``."""
+    return 9 + packet[pes_header_at(packet) + 8]
+
+
+def is_keyframe(packet: bytes) -> bool:
+    return bool(packet[3] & 0x20 and packet[4] and packet[5] & 0x40)
+
+
+def pes_counts(files: dict[int, bytearray]) -> list[tuple[int, int]]:
+    """How many video and audio PES packets each segment holds."""
+    return [tuple(sum(1 for p in packets_by_pid(bytes(files[n]))[pid] if p[1] & 0x40)  # type: ignore[misc]
+                  for pid in (0x100, 0x101)) for n in sorted(files)]
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_a_pes_header_that_ends_with_its_first_packet_is_read_whole(media: MediaCache, b_frames: int) -> None:
+    """Every PES header moved to the very end of its first packet (a PTS, or with B-frames a PTS
+    and a DTS, as its last bytes), its payload in the next: the segments are cut where and
+    timed as they are without the move."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    moved = with_pes_headers_at(data, lambda pid, n, packet: TS_PACKET_BYTES - header_bytes(packet))
+    plain, expected, last = split(data, 2)
+    files, events, end = split(moved, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain) and len(files) == 4
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(moved, files)
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_a_pes_header_split_across_packets_is_a_unit_without_timestamps_written_where_it_comes(
+        media: MediaCache, b_frames: int) -> None:
+    """Pictures other than keyframes and every third audio PES with a PES header split across
+    two packets (ISO/IEC 13818-1 does not forbid it), cut after 9 to 18 bytes of it, or within the start
+    code prefix: each is a unit without timestamps, written whole where it comes; the cuts and
+    their timing are the same as without the split."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    offsets = (170, 172, 175, 179, 180, 181, 185)
+
+    def choose(pid: int, n: int, packet: bytes) -> int | None:
+        if (pid == 0x100 and is_keyframe(packet)) or (pid == 0x101 and n % 3) or n > 150:
+            return None
+        return offsets[n % len(offsets)]
+
+    split_up = with_pes_headers_at(data, choose)
+    plain, expected, last = split(data, 2)
+    files, events, end = split(split_up, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain)
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(split_up, files)
+    for pid in (0x100, 0x101):
+        assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[pid]] == packets_by_pid(split_up)[pid]
+
+
+@pytest.mark.parametrize("offset", [180, 185])
+def test_a_keyframe_whose_pes_header_is_split_across_packets_is_no_cut_point(media: MediaCache, offset: int) -> None:
+    """The keyframe at 4 s has its random_access_indicator but its PES header split across two
+    packets: without a timestamp it cannot open a segment; the segment from 2 s goes on to the
+    next keyframe. Watching the video's parameters changes nothing."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+    split_up = with_pes_headers_at(data, lambda pid, n, packet: offset if pid == 0x100 and n == 4 * FPS else None)
+    assert is_keyframe(packets_by_pid(split_up)[0x100][next(
+        i for i, p in enumerate(packets_by_pid(split_up)[0x100]) if p[1] & 0x40 and pes_header_at(p) == offset)])
+    plain, _, _ = split(data, 2)
+    files, events, _ = split(split_up, 2)
+    watched, again, _ = split(split_up, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert files == watched and [e[:2] for e in events] == [e[:2] for e in again]
+    assert [v for v, _ in pes_counts(plain)] == [2 * FPS] * 4
+    video = [v for v, _ in pes_counts(files)]
+    assert video[0] == 2 * FPS and video[1] > 2 * FPS and sum(video) == 8 * FPS  # 2 s to the next keyframe
+    assert not [e for e in events if e[0] == DROPPED]
+    assert_each_pes_whole_where_it_started(split_up, files)
+
+
+def test_watching_parameters_that_never_change_cuts_on_the_grid_alone(media: MediaCache) -> None:
+    """Keyframes every 2 s, segments of 6 s: with the video's parameters watched and never
+    changing, the segments are those cut without the watch, none marked changed."""
+    data = media.ts(seconds=20, gop_seconds=2, fps=FPS).read_bytes()
+    plain, expected, _ = split(data, 6)
+    files, events, _ = split(data, 6, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert files == plain and len(files) == 4
+    assert [e[:6] for e in events if e[0] == OPEN] == [e[:6] for e in expected if e[0] == OPEN]
+    assert [e[6][1] for e in events if e[0] == OPEN] == [False] * 4
+
+
+# -- PSI ------------------------------------------------------------------------------------------
+
+def pat_packet(entries: list[tuple[int, int]], counter: int = 0) -> bytes:
+    """A PAT packet listing ``entries`` (program_number, PID; program 0 names the network PID)."""
+    body = bytes([0x00, 0xB0, 9 + 4 * len(entries), 0x00, 0x01, 0xC1, 0x00, 0x00]) + b"".join(
+        bytes([number >> 8, number & 0xFF, 0xE0 | (pid >> 8), pid & 0xFF]) for number, pid in entries)
+    body += crc32_mpeg2(body).to_bytes(4, "big")
+    return (bytes([0x47, 0x40, 0x00, 0x10 | counter, 0x00]) + body).ljust(TS_PACKET_BYTES, b"\xff")
+
+
+def test_a_pat_naming_one_program_and_the_network_pid_is_copied_as_it_is(media: MediaCache) -> None:
+    sdt, _, pmt, *rest = packets(media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes())
+    pat = pat_packet([(0, 0x0010), (1, 0x1000)])
+    program = find_program(b"".join([sdt, pat, pmt, *rest]))
+    assert (program.pat_packet, program.number, program.others, program.program_filter()) == (pat, 1, False, None)
+
+
+def test_programs_sharing_a_pmt_pid_do_not_take_the_fast_path(media: MediaCache) -> None:
+    """A PAT listing two programs on one PMT PID: which PMT is whose cannot be told."""
+    sdt, _, pmt, *rest = packets(media.ts(seconds=2, gop_seconds=2, fps=FPS).read_bytes())
+    for number in (None, 1, 2):
+        with pytest.raises(NotEligible, match="share the PMT PID"):
+            find_program(b"".join([sdt, pat_packet([(1, 0x1000), (2, 0x1000)]), pmt, *rest]), number)
+    assert find_program(b"".join([sdt, pat_packet([(1, 0x1000), (2, 0x1100)]), pmt, *rest]), 1).others
+
+
+def pid_packet(pid: int, *, payload: bool = True) -> bytes:
+    """A packet of ``pid``: with a payload, or an adaptation field only (as a PCR-only PID sends)."""
+    header = bytes([0x47, pid >> 8, pid & 0xFF])
+    if payload:
+        return header + b"\x10" + b"\x00" * 184
+    return header + b"\x20" + bytes([183, 0x10]) + b"\x00" * 182
+
+
+def test_the_chosen_programs_filter_keeps_its_pcr_pid_and_never_null_packets() -> None:
+    """Of two programs, the chosen one's PCR on a PID of its own (0x1FF) is kept; a program
+    without PCR (PCR_PID 0x1FFF) does not keep null packets for it."""
+    pat = pat_packet([(1, 0x1000), (2, 0x1100)])
+    stream = [pat, pid_packet(0x1000), pid_packet(0x1FF, payload=False), pid_packet(0x100), pid_packet(0x1FFF),
+              pid_packet(0x1100), pid_packet(0x2FF, payload=False), pid_packet(0x200)]
+    chunk = b"".join(stream)
+    for pcr, kept in ((0x1FF, [0x1000, 0x1FF, 0x100]), (0x1FFF, [0x1000, 0x100]), (0x100, [0x1000, 0x100])):
+        program = ProgramMap(pat, stream[1], 0x1000, pcr, ((0x100, STREAM_TYPE_H264),), number=1, others=True)
+        only = program.program_filter()
+        assert only is not None
+        data, count = only.keep(chunk, len(stream))
+        assert [packet_pid(p) for p in packets(data)] == [0, *kept] and count == len(kept) + 1, hex(pcr)
+
+
+def with_streams_listed_in_reverse(data: bytes) -> bytes:
+    """``data`` with each PMT (PID 0x1000) listing its elementary streams in reverse order (the
+    audio before the video), its CRC made right."""
+    out = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x1000 and packet[1] & 0x40:
+            table = section(packet)
+            assert table is not None
+            position = 12 + (((table[10] & 0x0F) << 8) | table[11])
+            entries = []
+            while position + 5 <= len(table) - 4:
+                end = position + 5 + (((table[position + 3] & 0x0F) << 8) | table[position + 4])
+                entries.append(table[position:end])
+                position = end
+            body = table[: 12 + (((table[10] & 0x0F) << 8) | table[11])] + b"".join(reversed(entries))
+            body += crc32_mpeg2(body).to_bytes(4, "big")
+            offset = payload_offset(packet)
+            assert offset is not None
+            packet = (packet[: offset + 1 + packet[offset]] + body).ljust(TS_PACKET_BYTES, b"\xff")
+        out.append(packet)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_a_pmt_listing_the_audio_first_is_cut_as_one_listing_the_video_first(
+        media: MediaCache, interleaved: bool) -> None:
+    """The same input, its PMT listing the audio before the video: the same segments, each
+    audio PES whole in the segment it started in (when interleaved, straddling the cuts)."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    if interleaved:
+        data = interleave(data)
+    reversed_ = with_streams_listed_in_reverse(data)
+    assert [pid for pid, _ in find_program(reversed_).streams] == [0x101, 0x100]
+    files, events, last = split(data, 4)
+    again, events_again, last_again = split(reversed_, 4)
+    assert [e[:2] for e in events_again] == [e[:2] for e in events] and last_again == last
+    assert sorted(again) == sorted(files) == [1, 2, 3]
+    for number in files:
+        for pid in (0x100, 0x101):
+            assert packets_by_pid(bytes(again[number]))[pid] == packets_by_pid(bytes(files[number]))[pid]
+
+
+def test_an_adaptation_field_extension_makes_no_keyframe(media: MediaCache) -> None:
+    """Every picture but the keyframes with an adaptation field extension (and no
+    random_access_indicator): segments of 3 s are still cut at keyframes only (every 2 s)."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    extended = with_pes_headers_at(data, lambda pid, n, packet: None if pid == 0x101 or is_keyframe(packet) else 24,
+                                   extension=True)
+    assert sum(1 for p in packets_by_pid(extended)[0x100] if p[3] & 0x20 and p[4] and p[5] & 0x01) == 12 * FPS - 6
+    plain, expected, last = split(data, 3)
+    files, events, end = split(extended, 3)
+    assert pes_counts(files) == pes_counts(plain) and {v % (2 * FPS) for v, _ in pes_counts(files)} == {0}
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+
+
+def with_pes_extension(pes: bytes, *, pts: bool) -> bytes:
+    """The first bytes of a PES packet with a PTS made to carry a PES extension (its flags
+    only: no field follows), keeping its PTS or not; PES_packet_length follows."""
+    length = (pes[4] << 8) | pes[5]
+    optional = pes[9 : 9 + pes[8]]
+    flags = (pes[7] if pts else pes[7] & 0x3F) | 0x01
+    fields = (optional[:5] if pts else b"") + b"\x0e"  # PES_extension flags: none set, reserved bits '111'
+    rest = pes[9 + pes[8] :]
+    new_length = length + len(fields) - len(optional) if length else 0
+    return pes[:4] + new_length.to_bytes(2, "big") + bytes([pes[6], flags, len(fields)]) + fields + rest
+
+
+@pytest.mark.parametrize("pts", [True, False])
+def test_a_pes_extension_is_no_timestamp(media: MediaCache, pts: bool) -> None:
+    """Every third audio PES with PES_extension_flag set (with its PTS, or without one): the
+    extension's bytes are not read as a DTS or a PTS; those units are written where they come,
+    the segments cut and timed as without the extension."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes()
+
+    def choose(pid: int, n: int, packet: bytes) -> int | None:
+        return None if pid == 0x100 or n % 3 or n > 150 else pes_header_at(packet) + (0 if pts else 4)
+
+    extended = with_pes_headers_at(data, choose, rewrite=partial(with_pes_extension, pts=pts))
+    starts = [p for p in packets_by_pid(extended)[0x101] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[pes_header_at(p) + 7] & 0x01) > 30
+    plain, expected, last = split(data, 2)
+    files, events, end = split(extended, 2)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert pes_counts(files) == pes_counts(plain)
+    assert not [e for e in events if e[0] == DROPPED]
+    assert [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]] == packets_by_pid(extended)[0x101]
+
+
+# -- metadata units ------------------------------------------------------------------------------
+
+def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cut_keeps_segment_1_open(
+        media: MediaCache) -> None:
+    """An ID3 tag's first packet comes before the first keyframe, its other packets only after
+    the cut at 2 s: it is whole in segment 1, which stays open for it and closes when the next
+    tag starts (at 3 s, in segment 2): the tag is whole then."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, later], fps=FPS)
+    source = packets(data)
+    rest = early.packets[1:]
+    moved = [p for p in source if p not in rest]
+    frame_60 = [i for i, p in enumerate(moved) if packet_pid(p) == 0x100 and p[1] & 0x40][60]
+    data = b"".join(moved[:frame_60] + rest + moved[frame_60:])
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    order = [e[:2] for e in events if e[0] in (OPEN, CLOSE)]
+    assert order[:3] == [(OPEN, 1), (OPEN, 2), (CLOSE, 1)]
+    closed = events.index((CLOSE, 1, None, None, None))
+    assert max(i for i, e in enumerate(events) if e[0] == DATA and e[1] == 1) < closed
+    assert closed < next(i for i, e in enumerate(events) if e[0] == DATA and later.packets[0] in bytes(e[2]))
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+# -- keyframes known by their NAL units ------------------------------------------------------------
+
+def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal_units(media: MediaCache) -> None:
+    """No random_access_indicator, stream_id 0xE1 (which read as a NAL header would be a non-IDR
+    slice), and B-frames: the PES headers of the keyframes carry a PTS and a DTS. The NAL units
+    after the header still tell the keyframes: the segments are those of the input as it was."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=2).read_bytes()
+    hidden = as_second_video_stream(data)
+    keyframes = [p for p in packets_by_pid(data)[0x100] if is_keyframe(p)]
+    assert keyframes and all(p[pes_header_at(p) + 7] & 0xC0 == 0xC0 for p in keyframes)
+    expected, _, _ = split(data, 4)
+    files, events, _ = split(hidden, 4)
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def without_access_unit_delimiter(pes: bytes) -> bytes:
+    """The first bytes of a video PES packet opening with an access unit delimiter
+    (00 00 00 01 09 f0) then a 4-byte start code: both gone but for the 3-byte start code
+    (00 00 01) of the NAL unit after them."""
+    start = 9 + pes[8]
+    assert pes[start : start + 7] == b"\x00\x00\x00\x01\x09\xf0\x00" and not pes[4] and not pes[5]
+    return pes[:start] + pes[start + 7 :]
+
+
+def test_a_keyframe_whose_payload_opens_with_a_three_byte_start_code_is_known_by_it(media: MediaCache) -> None:
+    """No random_access_indicator, and each keyframe's payload opening with its sequence
+    parameter set behind a 3-byte start code (no access unit delimiter): the keyframes are known
+    by it, the segments those of the input as it was, and so is the video's size and rate."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    opened = without_random_access_indicators(with_pes_headers_at(
+        data, lambda pid, n, packet: pes_header_at(packet) + 7 if pid == 0x100 and is_keyframe(packet) else None,
+        rewrite=without_access_unit_delimiter))
+    starts = [p for p in packets_by_pid(opened)[0x100] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[pes_header_at(p) + header_bytes(p):][:4] == b"\x00\x00\x01\x67") == 6
+    expected, watched, _ = split(data, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    files, events, _ = split(opened, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
+    # The watch reads the sequence parameter set there too: each segment says what its video is.
+    def videos(found: list[tuple]) -> list[tuple]:
+        return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
+                (e for e in found if e[0] == OPEN)]
+
+    assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
+
+
+def test_an_id3_pid_joined_mid_tag_has_its_stray_packets_in_the_newest_segment(media: MediaCache) -> None:
+    """The ID3 PID's first packets in the input continue a tag whose start was lost (at 2.4 s,
+    after the first cut): with no unit of the PID open they go into the newest segment, as the
+    module doc says of every packet no unit claims."""
+    tag = Insertion(60, "id3", id3_tag("joined", padding=400))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [tag], fps=FPS)
+    assert len(tag.packets) == 3
+    joined = b"".join(p for p in packets(data) if p != tag.packets[0])
+    files, events, _ = split(joined, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: [], 2: tag.packets[1:], 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def with_keyframe_payload_spread(data: bytes, sizes: list[int]) -> bytes:
+    """Every video keyframe PES's first packet made to carry its PES header alone, then packets
+    carrying ``sizes`` bytes of its payload each, then the rest of what the first packet carried;
+    the video's continuity counters renumbered."""
+    out: list[bytearray] = []
+    for packet in packets(data):
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40 and is_keyframe(packet):
+            at = pes_header_at(packet)
+            head, payload = packet[at : at + header_bytes(packet)], packet[at + header_bytes(packet) :]
+            assert packet[4] == 7 and packet[5] & 0x10, "an adaptation field of flags and a PCR"
+            stuffing = 184 - len(head) - 1
+            out.append(bytearray(packet[:3]) + bytes([0x30, stuffing]) + packet[5:12] + b"\xff" * (stuffing - 7) + head)
+            ends = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            pieces = [payload[a:b] for a, b in zip(ends, ends[1:])] + [payload[ends[-1] :]]
+            for piece in pieces:
+                stuffing = 183 - len(piece)
+                out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * stuffing)[:stuffing]
+                           + piece)
+        else:
+            out.append(bytearray(packet))
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == 0x100:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    assert all(len(p) == TS_PACKET_BYTES for p in out)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("sizes", [[1] * 6, [12]])
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_new_parameters_later_in_a_keyframes_pes_start_a_segment_that_says_so(
+        media: MediaCache, kind: str, sizes: list[int]) -> None:
+    """The sequence parameter set of each keyframe in its PES's 8th packet (the 2nd to 7th carry
+    a byte each of the access unit delimiter), or split across its 2nd and 3rd (the 2nd carries
+    the delimiter and the SPS's first bytes): it is read there, and the keyframe with new
+    parameters starts a segment marked changed, as when it is in the first packet."""
+    path, _, _ = changing_ts(media, kind)
+    data = path.read_bytes()
+    spread = with_keyframe_payload_spread(data, sizes)
+    files, events, _ = split(spread, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
+    assert not [e for e in events if e[0] == DROPPED]

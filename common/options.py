@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from .logs import log_format
 from .settings import (
     MAX_SECRET_FILE_BYTES,
     ConfigError,
@@ -27,6 +28,7 @@ from .settings import (
     as_list,
     as_seconds,
     as_text,
+    metrics_address,
     option_name,
     parse_toml,
     secret_file_warning,
@@ -234,3 +236,14 @@ def optional_path(flag: str, path: str | None) -> Path | None:
     """Convert for an optional FILE read at start-up (``--tls-cert FILE``): expanded and made
     absolute; None when not given."""
     return Path(path).expanduser().absolute() if path else None
+
+
+# Settings both programs have, declared once.
+LOG_FORMAT = Option("log_format", TEXT, "text", "text, or json: one JSON object per line (docs/operations.md).",
+                    convert=log_format, metavar="FORMAT")
+
+
+def metrics_listen(serves: str) -> Option:
+    """``--metrics-listen``: the operator's endpoint, serving ``serves`` (its paths, for the help)."""
+    return Option("metrics_listen", TEXT, None, f"Serve {serves} on HOST:PORT, or PORT on 127.0.0.1.",
+                  convert=metrics_address, fields=("metrics_address",), metavar="HOST:PORT", shown_default="off")

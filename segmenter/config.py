@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from common.options import (
+    LOG_FORMAT,
     INTEGER,
     SECONDS,
     SWITCH,
     TEXT,
     Option,
     config_fields,
+    metrics_listen,
     optional_path,
     optional_text,
     read_secret,
 )
-from common.logs import log_format
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
@@ -194,13 +195,8 @@ OPTIONS = (
         "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
         convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
     ),
-    Option("log_format", TEXT, "text", "text, or json: one JSON object per line (docs/operations.md).",
-           convert=log_format, metavar="FORMAT"),
-    Option(
-        "metrics_listen", TEXT, None,
-        "Serve /metrics (Prometheus) and /healthz on HOST:PORT, or PORT on 127.0.0.1.",
-        convert=metrics_address, fields=("metrics_address",), metavar="HOST:PORT", shown_default="off",
-    ),
+    LOG_FORMAT,
+    metrics_listen("/metrics (Prometheus) and /healthz"),
     # A multi-program MPEG-TS (a DVB or IPTV mux) carries several channels: one is segmented.
     Option(
         "program", INTEGER, None, "The MPEG-TS program to segment, by its program_number in the PAT.",

@@ -120,6 +120,16 @@ def _announce(line: str) -> None:
     print(line, flush=True)
 
 
+# The --spool-dir of the commands that read a daemon's spool (requeue, status, cost).
+SPOOL_DIR = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
+                         help="The daemon's spool (its --spool-dir).")
+
+
+def spool_directory(given: Path | None) -> Path:
+    """The spool directory a command was given, or the daemon's default one."""
+    return given.expanduser().absolute() if given else default_spool_dir()
+
+
 requeue_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
@@ -127,8 +137,7 @@ requeue_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 def requeue(
     stream: str = typer.Argument(None, metavar="BUCKET/KEY_PREFIX/INDEX",
                                  help="Only this stream (as the log names it); every stream when left out."),
-    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
-                                   help="The stopped daemon's spool (its --spool-dir)."),
+    spool_dir: Path = SPOOL_DIR,
 ) -> None:
     """Queue a stream's failed segments again, once what failed them is corrected.
 
@@ -140,7 +149,7 @@ def requeue(
         if len(parts) < 2 or not all(parts):
             _fail(f"stream {stream!r} is not BUCKET/KEY_PREFIX/INDEX or BUCKET/INDEX", EXIT_CONFIG)
         key = (parts[0], "/".join(parts[1:-1]), parts[-1])
-    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    directory = spool_directory(spool_dir)
     if not (directory / SPOOL_FILE_NAME).is_file():
         _fail(f"no spool in {directory} (give the daemon's --spool-dir)", EXIT_CONFIG)
     try:
@@ -171,8 +180,7 @@ status_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @status_app.command()
 def status(
-    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
-                                   help="The daemon's spool (its --spool-dir)."),
+    spool_dir: Path = SPOOL_DIR,
     as_json: bool = typer.Option(False, "--json", help="One JSON list of streams, for scripts."),
 ) -> None:
     """One line per stream of a daemon's spool, running or stopped: its state (live, blocked,
@@ -180,7 +188,7 @@ def status(
 
     Reads the spool only: safe beside a running daemon.
     """
-    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    directory = spool_directory(spool_dir)
     try:
         db = open_read_only(directory)
         try:
@@ -210,8 +218,7 @@ PRICE_TABLES = ("aws-us-east-1", "aws-2009")
 def cost(
     program: str = typer.Argument(None, metavar="BUCKET[/KEY_PREFIX]",
                                   help="Only the streams under it; every stream of the spool when left out."),
-    spool_dir: Path = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
-                                   help="The daemon's spool (its --spool-dir)."),
+    spool_dir: Path = SPOOL_DIR,
     prices: str = typer.Option(PRICE_TABLES[0], "--prices", metavar="NAME|FILE",
                                help=f"A price table: {', '.join(PRICE_TABLES)}, or a TOML file of your own (docs/operations.md)."),
     viewers: int = typer.Option(100, "--viewers", min=0, help="Viewers, each watching a whole stream."),
@@ -226,7 +233,7 @@ def cost(
 ) -> None:
     """What the store and the CDN charge for the streams of a daemon's spool: its counts of
     requests, bytes and storage, a price table, and assumptions about viewers (docs/operations.md)."""
-    directory = spool_dir.expanduser().absolute() if spool_dir else default_spool_dir()
+    directory = spool_directory(spool_dir)
     try:
         table = _price_table(prices)
         audience = Audience(viewers, _shares(shares), origin_fetches, _playlists_from_store(playlists_from))

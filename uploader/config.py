@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common.options import (
+    LOG_FORMAT,
     INTEGER,
     PATH_LIST,
     SECONDS,
@@ -20,12 +21,12 @@ from common.options import (
     TEXT_LIST,
     Option,
     config_fields,
+    metrics_listen,
     optional_path,
     optional_text,
     read_secret,
 )
-from common.logs import log_format
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, metrics_address, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
 from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol import DEFAULT_KEY_ID
@@ -282,13 +283,8 @@ OPTIONS = (
         convert=_within(0, 3600, "seconds"), fields=("drain_timeout_s",), metavar="SECONDS",
     ),
     Option("log_level", TEXT, "INFO", "DEBUG, INFO, WARNING or ERROR.", convert=_log_level, metavar="LEVEL"),
-    Option("log_format", TEXT, "text", "text, or json: one JSON object per line (docs/operations.md).",
-           convert=log_format, metavar="FORMAT"),
-    Option(
-        "metrics_listen", TEXT, None,
-        "Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT, or PORT on 127.0.0.1.",
-        convert=metrics_address, fields=("metrics_address",), metavar="HOST:PORT", shown_default="off",
-    ),
+    LOG_FORMAT,
+    metrics_listen("/metrics (Prometheus), /healthz and /readyz"),
     Option(
         "not_ready_after", SECONDS, 30.0,
         "/readyz fails once the store has failed every request, or a stream has been held, this long; seconds.",

@@ -246,18 +246,17 @@ def read_summaries(db: sqlite3.Connection) -> list[StreamSummary]:
     """Every stream of the spool database ``db`` as ``StreamSummary``, in key order. Raises
     sqlite3.Error."""
     rows = db.execute(
-        "SELECT s.bucket, s.key_prefix, s.idx, s.ended, s.end_queued, s.next_media_sequence, s.target_duration,"
-        " s.published_at, s.held_since, s.held_reason,"
-        " (SELECT count(*) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
-        "  AND m.state='queued'),"
-        " (SELECT min(received_at) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix"
-        "  AND m.idx=s.idx AND m.state='queued'),"
-        " (SELECT count(*) FROM messages m WHERE m.bucket=s.bucket AND m.key_prefix=s.key_prefix AND m.idx=s.idx"
-        "  AND m.state='failed'),"
-        " (SELECT count(*) FROM segments g WHERE g.bucket=s.bucket AND g.key_prefix=s.key_prefix AND g.idx=s.idx),"
-        " (SELECT uri FROM segments g WHERE g.bucket=s.bucket AND g.key_prefix=s.key_prefix AND g.idx=s.idx"
-        "  ORDER BY media_sequence DESC LIMIT 1)"
-        " FROM streams s ORDER BY s.bucket, s.key_prefix, s.idx"
+        "WITH m AS (SELECT bucket, key_prefix, idx, sum(state='queued') AS queued,"
+        "  min(CASE WHEN state='queued' THEN received_at END) AS oldest, sum(state='failed') AS failed"
+        "  FROM messages GROUP BY bucket, key_prefix, idx),"
+        " g AS (SELECT bucket, key_prefix, idx, count(*) AS listed, max(media_sequence) AS newest"
+        "  FROM segments GROUP BY bucket, key_prefix, idx)"
+        " SELECT s.bucket, s.key_prefix, s.idx, s.ended, s.end_queued, s.next_media_sequence, s.target_duration,"
+        " s.published_at, s.held_since, s.held_reason, coalesce(m.queued, 0), m.oldest, coalesce(m.failed, 0),"
+        " coalesce(g.listed, 0), (SELECT uri FROM segments WHERE bucket=s.bucket AND key_prefix=s.key_prefix"
+        "  AND idx=s.idx AND media_sequence=g.newest)"
+        " FROM streams s LEFT JOIN m USING (bucket, key_prefix, idx) LEFT JOIN g USING (bucket, key_prefix, idx)"
+        " ORDER BY s.bucket, s.key_prefix, s.idx"
     ).fetchall()
     return [
         StreamSummary(key=(row[0], row[1], row[2]), ended=bool(row[3]), end_queued=bool(row[4]),

@@ -45,7 +45,8 @@ class _QuietHandler(WSGIRequestHandler):
 class OperatorEndpoint:
     """``/metrics`` of ``registry`` and the ``checks`` (path -> Check) on ``host``:``port``, from
     ``start`` until ``stop``. A check that is healthy gives 200 ``ok``; one that is not gives 503
-    and its reason; one that raises gives 503 and the error. Other paths: 404."""
+    and its reason; one that raises gives 503 and the error, as does a collector that raises.
+    Other paths: 404."""
 
     def __init__(self, registry: CollectorRegistry, checks: Mapping[str, Check]) -> None:
         disable_created_metrics()  # no `_created` series beside each counter: nothing reads them
@@ -72,7 +73,11 @@ class OperatorEndpoint:
         check = self._checks.get(path)
         if check is None:
             if path == "/metrics":
-                return self._metrics(environ, start_response)
+                try:
+                    return self._metrics(environ, start_response)
+                except Exception as error:  # a figure that cannot be read (the spool does not answer)
+                    return _answer(start_response, "503 Service Unavailable",
+                                   f"metrics cannot be read: {type(error).__name__}: {error}")
             return _answer(start_response, "404 Not Found", "not found: try /metrics, "
                            + ", ".join(sorted(self._checks)))
         try:

@@ -130,6 +130,12 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     readiness = Readiness(store, config.scopes.buckets, publisher.held, grace_s=config.not_ready_after_s)
     endpoint = _endpoint(config, metrics, readiness, spool_thread, server, payloads)
     try:
+        # Read before listening: the streams a previous run left work for, not one a message is
+        # queued for now.
+        try:
+            resumed = await publisher.left_queued()
+        except SpoolBroken:
+            resumed = []  # on_broken is stopping the daemon
         try:
             host, port = await server.start(config.listen_host, config.listen_port)
         except OSError as error:
@@ -155,12 +161,9 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
             # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages
             # (still only for allowed directories and buckets).
             log.warning("listening on non-loopback address %s WITHOUT peer authentication (--insecure-no-auth)", host)
-        try:
-            resumed = await publisher.start()
-        except SpoolBroken:
-            resumed = 0  # on_broken is stopping the daemon
         if resumed:
-            log.info("resuming %d stream(s) with messages queued before the last stop", resumed)
+            log.info("resuming %d stream(s) with messages queued before the last stop", len(resumed))
+            publisher.resume(resumed)
         # Reported, not fatal: messages are still accepted and queued, and held streams go on
         # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
         checking = asyncio.create_task(publisher.check_buckets(config.scopes.buckets, readiness.bucket_checked))

@@ -191,13 +191,17 @@ class Publisher:
 
     # Control.
 
-    async def start(self) -> int:
-        """Start a worker for every stream with queued messages (left from a previous run)."""
+    async def left_queued(self) -> list[StreamKey]:
+        """At start, before any message is taken: the streams a previous run left messages queued
+        for (``resume`` them), and the holds it recorded forgotten (a refusal that lasts is found
+        again)."""
         await self._spool.call(Spool.clear_held, self._spool.spool)
-        keys = await self._spool.call(Spool.streams_with_work, self._spool.spool)
+        return await self._spool.call(Spool.streams_with_work, self._spool.spool)
+
+    def resume(self, keys: list[StreamKey]) -> None:
+        """Start a worker for each of ``keys`` (``left_queued``)."""
         for key in keys:
             self.notify(key)
-        return len(keys)
 
     async def check_buckets(self, buckets: frozenset[str],
                             report: Callable[[str, str | None], None] = lambda bucket, refusal: None) -> None:

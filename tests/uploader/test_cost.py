@@ -83,6 +83,8 @@ def test_viewers_not_given_a_share_split_what_is_left_equally() -> None:
         viewer_counts(["a", "b"], Audience(10, {"a": 0.7, "b": 0.5}))
     with pytest.raises(ConfigError, match="--share for z: no such stream"):
         viewer_counts(["a"], Audience(10, {"z": 0.5}))
+    with pytest.raises(ConfigError, match="--share for x, z: no such stream"):
+        viewer_counts(["a"], Audience(10, {"z": 0.1, "x": 0.1, "a": 0.1}))
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -230,6 +232,12 @@ def two_stream_sheet() -> tuple[CostSheet, Audience]:
 def test_the_sheet_as_text_gives_each_streams_counts_and_lines_then_each_items_total() -> None:
     sheet, audience = two_stream_sheet()
     assert render(sheet, audience) == RENDERED
+    from_cdn = render(sheet, dataclasses.replace(audience, playlists_from_store=False))
+    assert from_cdn.splitlines()[0].endswith("; playlists from the CDN, once per segment per viewer.")
+    # MB as 10^6 bytes, rounded to 10 kB: 4,805,001 bytes are 4.81 MB.
+    alone = dataclasses.replace(audience, shares={})
+    one = cost_sheet([usage(segment_gb=0.004805001)], DISTINCT_PRICES, alone)
+    assert "b/p/i.m3u8: 10 segment(s), 20.0 s, 4.81 MB; 100 viewer(s)" in render(one, alone)
 
 
 def test_the_sheet_as_json_gives_the_assumptions_each_streams_counts_and_lines_and_the_totals() -> None:

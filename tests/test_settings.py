@@ -118,6 +118,7 @@ def test_a_secret_file_larger_than_a_secret_is_refused_naming_it(tmp_path: Path)
 def test_a_secret_file_others_can_read_gets_a_warning() -> None:
     assert secret_file_warning("s", stat.S_IFREG | 0o600) is None
     assert secret_file_warning("s", stat.S_IFREG | 0o400) is None
+    assert secret_file_warning("s", stat.S_IFREG | 0o711) is None  # its group and others may run it, not read it
     for mode in (0o640, 0o604, 0o644):
         warning = secret_file_warning("/etc/hls/secret", stat.S_IFREG | mode)
         assert warning is not None and f"{mode:04o}" in warning and "chmod 600 /etc/hls/secret" in warning

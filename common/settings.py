@@ -44,12 +44,14 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def metrics_address(flag: str, text: str | None) -> tuple[str, int] | None:
     """``--metrics-listen``: ``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1); None or ""
-    when not given (no endpoint). Raises ConfigError for anything else."""
+    when not given (no endpoint). Raises ConfigError for anything else, an address without a
+    port too (``parse_address`` would give it DEFAULT_PORT, the protocol's)."""
     if not text:
         return None
     if text.isdigit():
         text = f"127.0.0.1:{text}"
-    if ":" not in text:
+    host, colon, port = text.rpartition(":")
+    if not colon or not port or "]" in port or (":" in host and not host.startswith("[")):
         raise ConfigError(f"{flag} {text!r} is not HOST:PORT or PORT")
     try:
         return parse_address(text)

@@ -15,6 +15,7 @@ from common.settings import (
     ConfigError,
     as_list,
     is_loopback,
+    metrics_address,
     parse_address,
     parse_toml,
     secret_file_warning,
@@ -38,6 +39,35 @@ def test_a_host_name_other_than_localhost_is_never_taken_for_loopback() -> None:
     # Names are not resolved: one that points at 127.0.0.1 today may not tomorrow.
     assert not is_loopback("example.net")
     assert not is_loopback("localhost.example.net")
+
+
+def test_a_metrics_address_is_host_and_port_or_a_port_on_127_0_0_1() -> None:
+    assert metrics_address("--metrics-listen", None) is None
+    assert metrics_address("--metrics-listen", "") is None  # the option given empty: no endpoint
+    assert metrics_address("--metrics-listen", "9100") == ("127.0.0.1", 9100)
+    assert metrics_address("--metrics-listen", "0") == ("127.0.0.1", 0)
+    assert metrics_address("--metrics-listen", "0.0.0.0:9100") == ("0.0.0.0", 9100)
+    assert metrics_address("--metrics-listen", "[::1]:9100") == ("::1", 9100)
+    assert metrics_address("--metrics-listen", ":9100") == ("127.0.0.1", 9100)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("nowhere", "--metrics-listen 'nowhere' is not HOST:PORT or PORT"),
+    ("9100.5", "--metrics-listen '9100.5' is not HOST:PORT or PORT"),
+    # No port: never the protocol's DEFAULT_PORT, which the uploader listens on.
+    ("127.0.0.1:", "--metrics-listen '127.0.0.1:' is not HOST:PORT or PORT"),
+    ("[::1]", "--metrics-listen '[::1]' is not HOST:PORT or PORT"),
+    ("::1", "--metrics-listen '::1' is not HOST:PORT or PORT"),
+    ("::1:9100", "--metrics-listen '::1:9100' is not HOST:PORT or PORT"),
+    ("127.0.0.1:http", "--metrics-listen: address '127.0.0.1:http': port 'http' is not a number"),
+    ("70000", "--metrics-listen: address '127.0.0.1:70000': port 70000 is outside 0..65535"),
+])
+def test_a_metrics_address_without_a_port_or_with_a_bad_one_is_an_error_naming_the_option(
+    text: str, message: str,
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        metrics_address("--metrics-listen", text)
+    assert str(error.value) == message
 
 
 def test_a_config_file_whose_section_is_not_a_table_is_an_error_naming_the_file() -> None:
@@ -88,6 +118,7 @@ def test_a_secret_file_larger_than_a_secret_is_refused_naming_it(tmp_path: Path)
 def test_a_secret_file_others_can_read_gets_a_warning() -> None:
     assert secret_file_warning("s", stat.S_IFREG | 0o600) is None
     assert secret_file_warning("s", stat.S_IFREG | 0o400) is None
+    assert secret_file_warning("s", stat.S_IFREG | 0o711) is None  # its group and others may run it, not read it
     for mode in (0o640, 0o604, 0o644):
         warning = secret_file_warning("/etc/hls/secret", stat.S_IFREG | mode)
         assert warning is not None and f"{mode:04o}" in warning and "chmod 600 /etc/hls/secret" in warning

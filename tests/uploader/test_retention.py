@@ -38,6 +38,20 @@ def test_a_live_window_names_what_it_drops_with_the_objects_written() -> None:
     assert state.longest_playlist_s == 6.0
 
 
+def test_a_dropped_segment_and_its_deletion_carry_the_size_of_its_object() -> None:
+    """The cost sheet's storage: what a deletion frees is the size the segment was PUT with."""
+    state = StreamState()
+    dropped: list[PublishedSegment] = []
+    for number in range(1, 6):
+        transition = with_segment(state, uri=f"s-{number}.ts", duration_s=2.0, promised_s=2, discontinuity=False,
+                                  end=False, keep=3, key=f"p/s-{number}.ts", size_bytes=1000 + number)
+        state = transition.state
+        dropped += transition.removed
+    assert [s.size_bytes for s in state.segments] == [1003, 1004, 1005]
+    assert [(d.key, d.size_bytes) for d in deletions(dropped, longest_playlist_s=6.0, removed_at=0.0,
+                                                      allowance_s=0.0)] == [("p/s-1.ts", 1001), ("p/s-2.ts", 1002)]
+
+
 def test_event_and_vod_drop_nothing() -> None:
     state = StreamState()
     for number in range(1, 20):

@@ -15,7 +15,7 @@ from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
 from uploader.spool import SPOOL_FILE_NAME
 from uploader.stream import StreamSummary
-from uploader.status import status_line
+from uploader.status import status_json, status_line
 
 from .conftest import StartUploader
 from .test_correctable import held_lines, listed, s3_error
@@ -155,3 +155,52 @@ def test_a_blocked_stream_that_also_ended_or_failed_is_blocked_first() -> None:
     assert summary(ended=True, failed=2).state == "ended"
     assert summary(failed=2).state == "failed"
     assert summary().state == "live"
+
+
+def test_a_line_says_why_and_how_long_a_stream_is_held_and_what_waits() -> None:
+    now = 1_000_000.0
+    line = status_line(summary(held_since=now - 300, held_reason="upload of p/s-2.ts refused (AccessDenied)",
+                               last_media_sequence=1, last_uri="p/s-1.ts", published_at=now - 400, queued=2,
+                               oldest_queued_at=now - 360, listed=1, target_duration_s=6, failed=1), now)
+    assert line == ("b/p/i.m3u8: blocked for 5 min (upload of p/s-2.ts refused (AccessDenied)); last s-1.ts"
+                    " (media sequence 1) 7 min ago; queued 2 (oldest 6 min old); window 1; target 6 s; failed 1")
+
+
+def test_a_line_before_the_first_publish_says_nothing_published_and_no_target() -> None:
+    assert status_line(summary(queued=1), 0.0) == (
+        "b/p/i.m3u8: live; nothing published yet; queued 1; window 0; target not set; failed 0")
+
+
+def test_a_line_names_the_last_segment_by_its_file_name_and_no_time_in_the_future() -> None:
+    now = 1_000_000.0
+    assert status_line(summary(last_media_sequence=3, last_uri="s-3.ts", published_at=now + 50,
+                               oldest_queued_at=now + 50, queued=1), now) == (
+        "b/p/i.m3u8: live; last s-3.ts (media sequence 3) 0 s ago; queued 1 (oldest 0 s old); window 0;"
+        " target not set; failed 0")
+    # A segment listed by a spool that did not note its URI.
+    assert status_line(summary(last_media_sequence=3), now).startswith(
+        "b/p/i.m3u8: live; last ? (media sequence 3); queued 0")
+
+
+def test_the_json_gives_every_field_of_every_stream_with_ages_never_negative() -> None:
+    now = 1_000_000.0
+    held = summary(key=("bucket", "live/one", "held.m3u8"), held_since=now - 300, held_reason="refused",
+                   queued=2, oldest_queued_at=now - 360, failed=1, target_duration_s=6)
+    ended = summary(key=("bucket", "live/one", "index.m3u8"), ended=True, end_queued=True, last_media_sequence=9,
+                    last_uri="seg-00009.ts", published_at=now - 12.5, listed=3, target_duration_s=2)
+    ahead = summary(published_at=now + 5, oldest_queued_at=now + 5, queued=1, last_media_sequence=1, last_uri="a.ts")
+    assert json.loads(status_json([held, ended, ahead], now)) == [
+        {"stream": "bucket/live/one/held.m3u8", "bucket": "bucket", "key_prefix": "live/one", "index": "held.m3u8",
+         "state": "blocked", "held_since": now - 300, "held_reason": "refused", "media_sequence": 0,
+         "last_segment": None, "last_publish_at": None, "last_publish_age_s": None, "queued": 2,
+         "oldest_queued_age_s": 360.0, "window": 0, "target_duration_s": 6, "ended": False, "failed": 1},
+        {"stream": "bucket/live/one/index.m3u8", "bucket": "bucket", "key_prefix": "live/one",
+         "index": "index.m3u8", "state": "ended", "held_since": None, "held_reason": None, "media_sequence": 9,
+         "last_segment": "seg-00009.ts", "last_publish_at": now - 12.5, "last_publish_age_s": 12.5, "queued": 0,
+         "oldest_queued_age_s": None, "window": 3, "target_duration_s": 2, "ended": True, "failed": 0},
+        {"stream": "b/p/i.m3u8", "bucket": "b", "key_prefix": "p", "index": "i.m3u8", "state": "live",
+         "held_since": None, "held_reason": None, "media_sequence": 1, "last_segment": "a.ts",
+         "last_publish_at": now + 5, "last_publish_age_s": 0.0, "queued": 1, "oldest_queued_age_s": 0.0,
+         "window": 0, "target_duration_s": None, "ended": False, "failed": 0},
+    ]
+    assert status_json([], now) == "[]"

@@ -13,7 +13,7 @@ import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.randomaccess import ParameterWatch, VideoCodec
-from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
+from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_parameter_changes import CHANGES, changing_ts
@@ -434,10 +434,33 @@ def test_a_keyframe_whose_payload_opens_with_a_three_byte_start_code_is_known_by
     assert pes_counts(files) == pes_counts(expected) and len(files) == 3
     assert not [e for e in events if e[0] == DROPPED]
     # The watch reads the sequence parameter set there too: each segment says what its video is.
-    def videos(found: list[tuple]) -> list[tuple]:
-        return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
-                (e for e in found if e[0] == OPEN)]
+    assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
 
+
+def videos(events: list[tuple]) -> list[tuple]:
+    """Each segment's video as its OPEN event says: (size, frame rate, changed at its start)."""
+    return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
+            (e for e in events if e[0] == OPEN)]
+
+
+def with_video_stream_id(data: bytes, stream_id: int) -> bytes:
+    """``data`` with every video PES's stream_id made ``stream_id``."""
+    out = [bytearray(packet) for packet in packets(data)]
+    for packet in out:
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40:
+            packet[pes_header_at(packet) + 3] = stream_id
+    return b"".join(out)
+
+
+def test_the_parameters_of_video_stream_7_are_read_from_its_pes_payload(media: MediaCache) -> None:
+    """The video's PES carry stream_id 0xE7 (video stream number 7, ISO/IEC 13818-1 table 2-22),
+    a byte that read as an H.264 NAL header would be a sequence parameter set: the parameters
+    are read from the PES payload alone, and each segment says what its video is."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    renumbered = with_video_stream_id(data, 0xE7)
+    expected, watched, _ = split(data, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    files, events, _ = split(renumbered, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
     assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
 
 
@@ -501,3 +524,55 @@ def test_new_parameters_later_in_a_keyframes_pes_start_a_segment_that_says_so(
     changed = [e[6][1] for e in events if e[0] == OPEN]
     assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
     assert not [e for e in events if e[0] == DROPPED]
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_new_parameters_in_the_last_packet_a_feed_brings_start_a_segment_that_says_so(
+        media: MediaCache, kind: str) -> None:
+    """Each keyframe's sequence parameter set in its PES's 8th packet, and the input read in
+    pieces that end with that packet (the rest of the PES in the next piece): it is read there,
+    and the keyframe with new parameters starts a segment marked changed."""
+    path, _, _ = changing_ts(media, kind)
+    data = path.read_bytes()
+    spread = with_keyframe_payload_spread(data, [1] * 6)
+    source = packets(spread)
+    ends = [(i + 8) * TS_PACKET_BYTES for i, p in enumerate(source) if packet_pid(p) == 0x100 and is_keyframe(p)]
+    assert all(packet_pid(p) == 0x100 for end in ends for p in source[end // TS_PACKET_BYTES - 8 : end // TS_PACKET_BYTES])
+    files, events, _ = split(spread, 2, watch=ParameterWatch(VideoCodec.H264, TICKS), breaks=tuple(ends))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
+    assert videos(events) == videos(again)
+
+
+
+def test_a_pause_in_audio_the_video_never_joins_is_filled(media: MediaCache) -> None:
+    """The program's video listed but none of its packets in the input, the audio pausing from
+    4 to 6 s: the segments are cut on the audio alone, and the pause in it is filled with
+    silence (there is no picture's clock to follow)."""
+    data = media.encoder_ts(seconds=12, audio_gap=(4, 6)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    audio_only = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
+    files, events, last = split(audio_only, 2, silence=True)
+    assert len(files) == 4 and last is not None and last.without_reference
+    inputs = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(audio_only)[audio_pid])]
+    units = audio_units(files, audio_pid)
+    assert timeline_is_gapless(units) and units[-1][1] - units[0][1] > 6 * SECOND
+    filler = [pts for _, pts, payload in units if payload not in {p for _, p in inputs}]
+    starts = sorted(pts for pts, _ in inputs)
+    paused, resumed = next((a, b) for a, b in zip(starts, starts[1:]) if b - a > SECOND)
+    assert filler and paused < min(filler) and max(filler) < resumed
+
+
+def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:
+    """The input's first three packets (fewer than the run of packets that finds the grid after
+    lost sync), then 996 bytes of garbage (no sync byte in them): the packets are taken as the grid they start, the
+    garbage alone is skipped, and the segments are those of the input without it."""
+    data = media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes()
+    garbage = bytes(range(1, 251)).replace(b"\x47", b"") * 4
+    head = 3 * TS_PACKET_BYTES
+    expected, _, _ = split(data, 2)
+    files, events, _ = split(data[:head] + garbage + data[head:], 2)
+    assert [e[1] for e in events if e[0] == SKIPPED] == [len(garbage)]
+    assert files == expected

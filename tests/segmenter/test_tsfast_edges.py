@@ -174,6 +174,25 @@ def test_a_pes_header_that_ends_with_its_first_packet_is_read_whole(media: Media
     assert_each_pes_whole_where_it_started(moved, files)
 
 
+
+def test_a_pause_is_filled_alike_when_each_pes_header_ends_with_its_first_packet(media: MediaCache) -> None:
+    """Pictures in decode order (B-frames: a PTS and a DTS in each picture's PES header), the
+    audio pausing from 2.5 s to 6 s, and every video PES header moved to the very end of its
+    first packet: the pause is filled up to the same picture's decode time, each filler frame in
+    the same segment, as without the move."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6), b_frames=2).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    assert (video_pid, audio_pid) == (0x100, 0x101)
+    moved = with_pes_headers_at(data, lambda pid, n, packet: TS_PACKET_BYTES - header_bytes(packet)
+                                if pid == video_pid else None)
+    starts = [p for p in packets_by_pid(moved)[video_pid] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[TS_PACKET_BYTES - 5] >> 4 == 1) > len(starts) // 2  # a DTS, its last bytes
+    plain, expected, last = split(data, 2, silence=True)
+    files, events, end = split(moved, 2, silence=True)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert audio_units(files, audio_pid) == audio_units(plain, audio_pid)
+    assert len(audio_units(files, audio_pid)) > len(pes_units(packets_by_pid(data)[audio_pid]))
+
 @pytest.mark.parametrize("b_frames", [0, 2])
 def test_a_pes_header_split_across_packets_is_a_unit_without_timestamps_written_where_it_comes(
         media: MediaCache, b_frames: int) -> None:
@@ -410,6 +429,19 @@ def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal
     assert not [e for e in events if e[0] == DROPPED]
 
 
+def test_keyframes_behind_adaptation_field_stuffing_are_known_by_their_nal_units(media: MediaCache) -> None:
+    """No random_access_indicator, and each keyframe's PES header behind 20 more bytes of
+    adaptation field stuffing: the keyframes are known by the NAL units after the PES header,
+    the segments those of the input as it was."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    stuffed = without_random_access_indicators(with_pes_headers_at(
+        data, lambda pid, n, packet: pes_header_at(packet) + 20 if pid == 0x100 and is_keyframe(packet) else None))
+    assert not any(is_keyframe(p) for p in packets_by_pid(stuffed)[0x100])
+    expected, _, _ = split(data, 4)
+    files, events, _ = split(stuffed, 4)
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
+
 def without_access_unit_delimiter(pes: bytes) -> bytes:
     """The first bytes of a video PES packet opening with an access unit delimiter
     (00 00 00 01 09 f0) then a 4-byte start code: both gone but for the 3-byte start code
@@ -452,11 +484,18 @@ def with_video_stream_id(data: bytes, stream_id: int) -> bytes:
     return b"".join(out)
 
 
-def test_the_parameters_of_video_stream_7_are_read_from_its_pes_payload(media: MediaCache) -> None:
+@pytest.mark.parametrize("b_frames, stuffing", [(0, 0), (2, 0), (0, 20)])
+def test_the_parameters_of_video_stream_7_are_read_from_its_pes_payload(
+        media: MediaCache, b_frames: int, stuffing: int) -> None:
     """The video's PES carry stream_id 0xE7 (video stream number 7, ISO/IEC 13818-1 table 2-22),
     a byte that read as an H.264 NAL header would be a sequence parameter set: the parameters
-    are read from the PES payload alone, and each segment says what its video is."""
-    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    are read from the PES payload alone, and each segment says what its video is. So too with
+    B-frames (a PTS and a DTS in the keyframes' PES headers), and with each keyframe's PES
+    header behind ``stuffing`` more bytes of adaptation field stuffing."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    if stuffing:
+        data = with_pes_headers_at(data, lambda pid, n, packet: pes_header_at(packet) + stuffing
+                                   if pid == 0x100 and is_keyframe(packet) else None)
     renumbered = with_video_stream_id(data, 0xE7)
     expected, watched, _ = split(data, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
     files, events, _ = split(renumbered, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))

@@ -13,11 +13,12 @@ import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.randomaccess import ParameterWatch, VideoCodec
+from segmenter.silence import LATE_UNIT_DROPPED
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_parameter_changes import CHANGES, changing_ts
-from .test_silence import adts_frames, pes_units
+from .test_silence import adts_frames, pes_packets, pes_units
 from .test_tsfast import (
     FPS,
     TICKS,
@@ -93,6 +94,45 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
     if not interleaved:
         assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
 
+
+
+def with_audio_pes_lengthened(data: bytes, pts: int, times: int) -> bytes:
+    """``data`` with the audio PES (PID 0x101) at ``pts`` carrying its payload ``times`` over,
+    written as FFmpeg writes it (one run of packets); the PID's continuity counters renumbered."""
+    source = packets(data)
+    at = next(i for i, p in enumerate(source) if packet_pid(p) == 0x101 and p[1] & 0x40
+              and get_timestamp(p, pes_header_at(p) + 9) == pts)
+    end = next((i for i in range(at + 1, len(source))
+                if packet_pid(source[i]) != 0x101 or source[i][1] & 0x40), len(source))
+    (pes,) = pes_units(source[at:end])
+    out = source[:at] + pes_packets(pes[9 + pes[8] :] * times, pts) + source[end:]
+    renumbered = [bytearray(p) for p in out]
+    counter = 0
+    for packet in renumbered:
+        if packet_pid(packet) == 0x101:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(renumbered)
+
+
+def test_the_muxers_late_unit_that_would_reach_the_resumed_audio_is_left_out(media: MediaCache) -> None:
+    """The audio pausing from 2.5 s to 6 s, and the PES the muxer wrote late, just before the
+    pause, made 63 frames long (1.3 s): moved to where its filler got to, it would reach the
+    resumed audio. It is left out and reported so, by the audio's stream index; silence fills
+    its time and the pause, up to the resumed audio."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    assert (video_pid, audio_pid) == (0x100, 0x101)
+    starts = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    paused = next(a for a, b in zip(starts, starts[1:]) if b - a > SECOND)
+    longer = with_audio_pes_lengthened(data, paused, 9)
+    files, events, _ = split(longer, 2, silence=True)
+    assert [e for e in events if e[0] == DROPPED] == [(DROPPED, 1, LATE_UNIT_DROPPED)]
+    late = next(unit[9 + unit[8] :] for unit in pes_units(packets_by_pid(longer)[audio_pid])
+                if get_timestamp(unit, 9) == paused)
+    units = audio_units(files, audio_pid)
+    assert late not in [payload for _, _, payload in units] and timeline_is_gapless(units)
+    assert len(units) > len(starts)
 
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
@@ -615,3 +655,26 @@ def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(med
     files, events, _ = split(data[:head] + garbage + data[head:], 2)
     assert [e[1] for e in events if e[0] == SKIPPED] == [len(garbage)]
     assert files == expected
+
+
+def with_null_packets_after_keyframe_starts(data: bytes) -> bytes:
+    """``data`` with a null packet (PID 0x1FFF) after the first packet of each video keyframe's
+    PES, as a constant-bitrate multiplex puts them anywhere."""
+    null = b"\x47\x1f\xff\x10" + b"\xff" * 184
+    return b"".join(p + null if packet_pid(p) == 0x100 and is_keyframe(p) else p for p in packets(data))
+
+
+def test_null_packets_among_a_keyframes_pes_packets_do_not_hide_its_parameters(media: MediaCache) -> None:
+    """Each keyframe's sequence parameter set split across its PES's 2nd and 3rd packets, and a
+    null packet between its 1st and 2nd: the parameters are read past it, and the keyframe with
+    new parameters starts a segment marked changed."""
+    path, _, _ = changing_ts(media, "size")
+    data = path.read_bytes()
+    padded = with_null_packets_after_keyframe_starts(with_keyframe_payload_spread(data, [12]))
+    assert len(packets_by_pid(padded)[0x1FFF]) == sum(1 for p in packets_by_pid(data)[0x100] if is_keyframe(p))
+    files, events, _ = split(padded, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
+    assert videos(events) == videos(again)

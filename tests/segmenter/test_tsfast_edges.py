@@ -36,7 +36,7 @@ from .test_tsfast import (
     split,
     without_random_access_indicators,
 )
-from .ts_surgery import ID3_PID, Insertion, add_metadata, id3_tag
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
 
 FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
 SECOND = 90000
@@ -452,6 +452,40 @@ def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cu
     assert closed < next(i for i, e in enumerate(events) if e[0] == DATA and later.packets[0] in bytes(e[2]))
     assert not [e for e in events if e[0] == DROPPED]
 
+
+
+def long_splice_info_section(events: range) -> bytes:
+    """A splice_info_section (ANSI/SCTE 35 9.6) with a time_signal and a segmentation_descriptor
+    for each of ``events``: more than one TS packet carries it."""
+    table = splice_info_section(0, events[0])
+    descriptor = table[-4 - 17 : -4]  # the one segmentation_descriptor, 17 bytes
+    descriptors = b"".join(descriptor[:6] + event.to_bytes(4, "big") + descriptor[10:] for event in events)
+    body = table[3 : -4 - 19] + len(descriptors).to_bytes(2, "big") + descriptors
+    head = bytes([0xFC, 0x30 | ((len(body) + 4) >> 8), (len(body) + 4) & 0xFF])
+    return head + body + crc32_mpeg2(head + body).to_bytes(4, "big")
+
+
+def test_two_metadata_units_begun_before_the_first_keyframe_both_keep_segment_1_open(media: MediaCache) -> None:
+    """An ID3 tag and a SCTE-35 section (two packets each) have their first packet before the
+    first keyframe and the rest after the cut at 2 s (the tag's at 2.4 s, the section's at 3.2 s,
+    after the next tag started at 3 s): segment 1 stays open for both, each whole in it."""
+    early = Insertion(0, "id3", id3_tag("early", padding=150), before=1)
+    cue = Insertion(0, "scte35", long_splice_info_section(range(10)), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    next_cue = Insertion(90, "scte35", splice_info_section(0, 99))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, cue, later, next_cue],
+                        fps=FPS)
+    assert len(early.packets) == len(cue.packets) == 2
+    source = [p for p in packets(data) if p not in (early.packets[1], cue.packets[1])]
+    frames = [i for i, p in enumerate(source) if packet_pid(p) == 0x100 and p[1] & 0x40]
+    data = b"".join(source[: frames[60]] + [early.packets[1]] + source[frames[60] : frames[80]] + [cue.packets[1]]
+                    + source[frames[80] :])
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    cues = {n: [p for p in packets(bytes(f)) if packet_pid(p) == SCTE35_PID] for n, f in files.items()}
+    assert cues == {1: cue.packets, 2: next_cue.packets, 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
 
 # -- keyframes known by their NAL units ------------------------------------------------------------
 

@@ -487,6 +487,50 @@ def test_two_metadata_units_begun_before_the_first_keyframe_both_keep_segment_1_
     assert cues == {1: cue.packets, 2: next_cue.packets, 3: [], 4: []}
     assert not [e for e in events if e[0] == DROPPED]
 
+
+def with_pes_start_alone(data: bytes, unit: list[bytes], keep: int) -> bytes:
+    """``data`` with the PES in ``unit`` (its packets, the first one alone, the others in one run)
+    written anew: its first packet carrying only its first ``keep`` bytes behind adaptation field
+    stuffing, the rest in packets after it; the PID's continuity counters renumbered."""
+    pid = packet_pid(unit[0])
+    pes = b"".join(p[payload_offset(p) or TS_PACKET_BYTES :] for p in unit)
+    head = bytes([0x47, 0x40 | (pid >> 8), pid & 0xFF, 0x30, 183 - keep, 0x00]) + b"\xff" * (182 - keep)
+    rest = [pes[start : start + 184] for start in range(keep, len(pes), 184)]
+    made = [head + pes[:keep]] + [bytes([0x47, pid >> 8, pid & 0xFF, 0x10]) + piece if len(piece) == 184 else
+                                  bytes([0x47, pid >> 8, pid & 0xFF, 0x30, 183 - len(piece)])
+                                  + (b"\x00" + b"\xff" * (182 - len(piece)))[: 183 - len(piece)] + piece
+                                  for piece in rest]
+    source = packets(data)
+    at, after = source.index(unit[0]), source.index(unit[1])
+    out = [bytearray(p) for p in source[:at] + made[:1] + source[at + 1 : after] + made[1:]
+           + source[after + len(unit) - 1 :]]
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == pid:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("keep", [3, 5])
+def test_an_id3_pes_whose_first_packet_carries_only_its_first_bytes_goes_whole_where_it_starts(
+        media: MediaCache, keep: int) -> None:
+    """Two ID3 tags whose PES's first packet carries only its first ``keep`` bytes (the start
+    code prefix alone, or with the stream_id and half the PES_packet_length), the rest in the
+    packets after: the one at 0.4 s whole in segment 1, the one begun before the keyframe that
+    cuts at 4 s whole in segment 2, which stays open for it."""
+    first = Insertion(10, "id3", id3_tag("first", padding=200))
+    straddling = Insertion(100, "id3", id3_tag("straddling", padding=400), before=1, pts_offset=-3600)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [first, straddling], fps=FPS)
+    data = with_pes_start_alone(with_pes_start_alone(data, straddling.packets, keep), first.packets, keep)
+    tags = packets_by_pid(data)[ID3_PID]
+    assert [TS_PACKET_BYTES - (payload_offset(p) or 0) for p in tags if p[1] & 0x40] == [keep, keep]
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    starts = [i for i, p in enumerate(tags) if p[1] & 0x40]
+    assert found == {1: tags[: starts[1]], 2: tags[starts[1] :], 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
 # -- keyframes known by their NAL units ------------------------------------------------------------
 
 def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal_units(media: MediaCache) -> None:

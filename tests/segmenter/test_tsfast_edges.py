@@ -134,6 +134,17 @@ def test_the_muxers_late_unit_that_would_reach_the_resumed_audio_is_left_out(med
     assert late not in [payload for _, _, payload in units] and timeline_is_gapless(units)
     assert len(units) > len(starts)
 
+
+def test_a_pause_is_filled_alike_when_every_piece_of_input_begins_with_an_audio_packet(media: MediaCache) -> None:
+    """The audio pausing from 2.5 s to 6 s, and the input read in pieces that each begin with an
+    audio packet: the segments are those of the input read in one go, the pause filled alike."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6)).read_bytes()
+    starts = tuple(i * TS_PACKET_BYTES for i, p in enumerate(packets(data)) if packet_pid(p) == 0x101)
+    expected, _, _ = split(data, 2, silence=True, chunk=len(data))
+    files, _, _ = split(data, 2, silence=True, breaks=starts)
+    assert files == expected and len(files) == 5
+    assert len(audio_units(files, 0x101)) > len(pes_units(packets_by_pid(data)[0x101]))
+
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
 def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None], *,

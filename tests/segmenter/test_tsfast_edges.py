@@ -542,6 +542,22 @@ def test_an_id3_pes_whose_first_packet_carries_only_its_first_bytes_goes_whole_w
     assert found == {1: tags[: starts[1]], 2: tags[starts[1] :], 3: [], 4: []}
     assert not [e for e in events if e[0] == DROPPED]
 
+
+def test_a_one_packet_id3_tag_after_a_longer_one_leaves_no_unit_open(media: MediaCache) -> None:
+    """Audio PES interleaved across the cut at 2 s, and ID3 tags: two packets at 0.4 s, one
+    packet at 1.8 s, then one right after the keyframe at 2 s. The one-packet tag leaves nothing
+    open behind it: segment 1 closes only once its last audio PES is whole, every tag and PES
+    whole in the segment it started in."""
+    tags = [Insertion(10, "id3", id3_tag("long", padding=200)), Insertion(45, "id3", id3_tag("short")),
+            Insertion(50, "id3", id3_tag("next"))]
+    data = interleave(add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), tags, fps=FPS))
+    assert [len(tag.packets) for tag in tags] == [2, 1, 1]
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: tags[0].packets + tags[1].packets, 2: tags[2].packets, 3: [], 4: []}
+    assert_each_pes_whole_where_it_started(data, files)
+    assert not [e for e in events if e[0] == DROPPED]
+
 # -- keyframes known by their NAL units ------------------------------------------------------------
 
 def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal_units(media: MediaCache) -> None:

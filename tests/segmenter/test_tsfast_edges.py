@@ -783,3 +783,21 @@ def test_null_packets_among_a_keyframes_pes_packets_do_not_hide_its_parameters(m
     changed = [e[6][1] for e in events if e[0] == OPEN]
     assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
     assert videos(events) == videos(again)
+
+
+def test_video_alone_jumping_to_a_new_timeline_mid_gop_drops_the_pictures_before_its_keyframe(
+        media: MediaCache) -> None:
+    """A video-only input whose timestamps jump 60 s on, the new timeline joined 1 s into a GOP:
+    its pictures before the next keyframe are left out (each reported), their packets in no
+    segment; the new timeline's first segment starts at that keyframe."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, audio=False).read_bytes()
+    later = packets(shift_timestamps(data, 0x100, 0, 60 * SECOND))
+    starts = [i for i, p in enumerate(later) if packet_pid(p) == 0x100 and p[1] & 0x40]
+    joined = data + b"".join(later[starts[FPS] :])
+    files, events, _ = split(joined, 2)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 2
+    assert len([e for e in events if e[0] == DROPPED]) == FPS
+    video = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x100]]
+    assert video == packets_by_pid(data)[0x100] + [p for p in later[starts[2 * FPS] :] if packet_pid(p) == 0x100]
+    assert [get_timestamp(p, pes_header_at(p) + 9) for p in packets_by_pid(bytes(files[5]))[0x100]
+            if p[1] & 0x40][0] == get_timestamp(later[starts[2 * FPS]], pes_header_at(later[starts[2 * FPS]]) + 9)

@@ -5,6 +5,8 @@ units that straddle cuts or lost their start."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -801,3 +803,30 @@ def test_video_alone_jumping_to_a_new_timeline_mid_gop_drops_the_pictures_before
     assert video == packets_by_pid(data)[0x100] + [p for p in later[starts[2 * FPS] :] if packet_pid(p) == 0x100]
     assert [get_timestamp(p, pes_header_at(p) + 9) for p in packets_by_pid(bytes(files[5]))[0x100]
             if p[1] & 0x40][0] == get_timestamp(later[starts[2 * FPS]], pes_header_at(later[starts[2 * FPS]]) + 9)
+
+
+def hevc_without_vui_timing(media: MediaCache) -> bytes:
+    """8 s of HEVC at 25 fps (a keyframe every 2 s) and AAC in MPEG-TS, its sequence parameter
+    set without VUI timing information: the frame rate is in no parameter set."""
+    path = media.directory / "hevc-no-vui-timing.ts"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.part")
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}:duration=8",
+             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8",
+             "-c:v", "libx265", "-preset", "veryfast", "-x265-params",
+             f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0:vui-timing-info=0:log-level=error",
+             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp)],
+            check=True, timeout=120)
+        os.replace(tmp, path)
+    return path.read_bytes()
+
+
+def test_the_frame_rate_of_video_without_vui_timing_is_measured_from_its_decode_timestamps(media: MediaCache) -> None:
+    """HEVC whose parameter sets carry no frame rate, its parameters watched: each segment says
+    its video's frame rate all the same, measured from the pictures' decode timestamps."""
+    data = hevc_without_vui_timing(media)
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.HEVC, TICKS))
+    assert len(files) == 4
+    assert videos(events) == [("320x240", FPS, False)] * 4

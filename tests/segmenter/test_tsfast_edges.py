@@ -147,6 +147,29 @@ def test_a_pause_is_filled_alike_when_every_piece_of_input_begins_with_an_audio_
     assert files == expected and len(files) == 5
     assert len(audio_units(files, 0x101)) > len(pes_units(packets_by_pid(data)[0x101]))
 
+
+def test_with_the_frame_duration_unknown_silence_ends_by_the_last_pictures_decode_time(media: MediaCache) -> None:
+    """The tone stops 2.5 s before the picture does, the video's frame duration not known, and
+    the picture's timestamps moved so that the last picture's decode time is one tick short of a
+    whole number of audio frames after the tone's end: the silence stops at the last whole frame
+    before that time, never a tick past it."""
+    data = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    real = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    audio_end = max(pts + FRAME * adts_frames(payload) for pts, payload in real)
+    last = [p for p in packets_by_pid(data)[video_pid] if p[1] & 0x40][-1]
+    assert not last[pes_header_at(last) + 7] & 0x40  # no B-frames: its DTS is its PTS
+    shift = (FRAME - 1 - (get_timestamp(last, pes_header_at(last) + 9) - audio_end)) % FRAME
+    moved = shift_timestamps(data, video_pid, 0, shift)
+    clock = get_timestamp(last, pes_header_at(last) + 9) + shift
+    assert (clock - audio_end) % FRAME == FRAME - 1
+    files, events, _ = split(moved, 2, silence=True, frame_ticks=None)
+    assert not [e for e in events if e[0] == DROPPED]
+    units = audio_units(files, audio_pid)
+    end = max(pts + FRAME * adts_frames(payload) for _, pts, payload in units)
+    assert timeline_is_gapless(units) and len(units) > len(real)
+    assert clock - FRAME < end <= clock
+
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
 def with_pes_headers_at(data: bytes, choose: Callable[[int, int, bytes], int | None], *,

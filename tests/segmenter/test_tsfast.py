@@ -74,16 +74,17 @@ ADTS = 0x0F  # stream_type of AAC in ADTS frames (ISO/IEC 13818-1 table 2-34)
 
 def split(
     data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
-    silence: bool = False, breaks: tuple[int, ...] = (),
+    silence: bool = False, breaks: tuple[int, ...] = (), frame_ticks: int | None = 3600,
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time (and broken at the
     offsets ``breaks`` too): each segment's bytes, the events, and the last segment's timing
     (which the cutter gives at the end of input).
     ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
-    program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does."""
+    program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does;
+    ``frame_ticks``: a video frame's duration as the shell found it (None: not known)."""
     program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
-    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, 3600 if kind in video else None,
+    tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, frame_ticks if kind in video else None,
                     data=kind in (0x15, 0x86),  # timed ID3, SCTE-35: copied, not cut on
                     codec="aac" if kind == ADTS else "")
               for index, (pid, kind) in enumerate(program.streams)]

@@ -5,6 +5,8 @@ units that straddle cuts or lost their start."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -13,11 +15,12 @@ import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.randomaccess import ParameterWatch, VideoCodec
-from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, STREAM_TYPE_H264, NotEligible, ProgramMap
+from segmenter.silence import LATE_UNIT_DROPPED
+from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_parameter_changes import CHANGES, changing_ts
-from .test_silence import adts_frames, pes_units
+from .test_silence import adts_frames, pes_packets, pes_units
 from .test_tsfast import (
     FPS,
     TICKS,
@@ -35,7 +38,7 @@ from .test_tsfast import (
     split,
     without_random_access_indicators,
 )
-from .ts_surgery import ID3_PID, Insertion, add_metadata, id3_tag
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
 
 FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
 SECOND = 90000
@@ -93,6 +96,79 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
     if not interleaved:
         assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
 
+
+
+def with_audio_pes_lengthened(data: bytes, pts: int, times: int) -> bytes:
+    """``data`` with the audio PES (PID 0x101) at ``pts`` carrying its payload ``times`` over,
+    written as FFmpeg writes it (one run of packets); the PID's continuity counters renumbered."""
+    source = packets(data)
+    at = next(i for i, p in enumerate(source) if packet_pid(p) == 0x101 and p[1] & 0x40
+              and get_timestamp(p, pes_header_at(p) + 9) == pts)
+    end = next((i for i in range(at + 1, len(source))
+                if packet_pid(source[i]) != 0x101 or source[i][1] & 0x40), len(source))
+    (pes,) = pes_units(source[at:end])
+    out = source[:at] + pes_packets(pes[9 + pes[8] :] * times, pts) + source[end:]
+    renumbered = [bytearray(p) for p in out]
+    counter = 0
+    for packet in renumbered:
+        if packet_pid(packet) == 0x101:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(renumbered)
+
+
+def test_the_muxers_late_unit_that_would_reach_the_resumed_audio_is_left_out(media: MediaCache) -> None:
+    """The audio pausing from 2.5 s to 6 s, and the PES the muxer wrote late, just before the
+    pause, made 63 frames long (1.3 s): moved to where its filler got to, it would reach the
+    resumed audio. It is left out and reported so, by the audio's stream index; silence fills
+    its time and the pause, up to the resumed audio."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    assert (video_pid, audio_pid) == (0x100, 0x101)
+    starts = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    paused = next(a for a, b in zip(starts, starts[1:]) if b - a > SECOND)
+    longer = with_audio_pes_lengthened(data, paused, 9)
+    files, events, _ = split(longer, 2, silence=True)
+    assert [e for e in events if e[0] == DROPPED] == [(DROPPED, 1, LATE_UNIT_DROPPED)]
+    late = next(unit[9 + unit[8] :] for unit in pes_units(packets_by_pid(longer)[audio_pid])
+                if get_timestamp(unit, 9) == paused)
+    units = audio_units(files, audio_pid)
+    assert late not in [payload for _, _, payload in units] and timeline_is_gapless(units)
+    assert len(units) > len(starts)
+
+
+def test_a_pause_is_filled_alike_when_every_piece_of_input_begins_with_an_audio_packet(media: MediaCache) -> None:
+    """The audio pausing from 2.5 s to 6 s, and the input read in pieces that each begin with an
+    audio packet: the segments are those of the input read in one go, the pause filled alike."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6)).read_bytes()
+    starts = tuple(i * TS_PACKET_BYTES for i, p in enumerate(packets(data)) if packet_pid(p) == 0x101)
+    expected, _, _ = split(data, 2, silence=True, chunk=len(data))
+    files, _, _ = split(data, 2, silence=True, breaks=starts)
+    assert files == expected and len(files) == 5
+    assert len(audio_units(files, 0x101)) > len(pes_units(packets_by_pid(data)[0x101]))
+
+
+def test_with_the_frame_duration_unknown_silence_ends_by_the_last_pictures_decode_time(media: MediaCache) -> None:
+    """The tone stops 2.5 s before the picture does, the video's frame duration not known, and
+    the picture's timestamps moved so that the last picture's decode time is one tick short of a
+    whole number of audio frames after the tone's end: the silence stops at the last whole frame
+    before that time, never a tick past it."""
+    data = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    real = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    audio_end = max(pts + FRAME * adts_frames(payload) for pts, payload in real)
+    last = [p for p in packets_by_pid(data)[video_pid] if p[1] & 0x40][-1]
+    assert not last[pes_header_at(last) + 7] & 0x40  # no B-frames: its DTS is its PTS
+    shift = (FRAME - 1 - (get_timestamp(last, pes_header_at(last) + 9) - audio_end)) % FRAME
+    moved = shift_timestamps(data, video_pid, 0, shift)
+    clock = get_timestamp(last, pes_header_at(last) + 9) + shift
+    assert (clock - audio_end) % FRAME == FRAME - 1
+    files, events, _ = split(moved, 2, silence=True, frame_ticks=None)
+    assert not [e for e in events if e[0] == DROPPED]
+    units = audio_units(files, audio_pid)
+    end = max(pts + FRAME * adts_frames(payload) for _, pts, payload in units)
+    assert timeline_is_gapless(units) and len(units) > len(real)
+    assert clock - FRAME < end <= clock
 
 # -- PES headers at the end of a packet, or split across two ------------------------------------
 
@@ -173,6 +249,25 @@ def test_a_pes_header_that_ends_with_its_first_packet_is_read_whole(media: Media
     assert not [e for e in events if e[0] == DROPPED]
     assert_each_pes_whole_where_it_started(moved, files)
 
+
+
+def test_a_pause_is_filled_alike_when_each_pes_header_ends_with_its_first_packet(media: MediaCache) -> None:
+    """Pictures in decode order (B-frames: a PTS and a DTS in each picture's PES header), the
+    audio pausing from 2.5 s to 6 s, and every video PES header moved to the very end of its
+    first packet: the pause is filled up to the same picture's decode time, each filler frame in
+    the same segment, as without the move."""
+    data = media.encoder_ts(seconds=10, audio_gap=(2.5, 6), b_frames=2).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    assert (video_pid, audio_pid) == (0x100, 0x101)
+    moved = with_pes_headers_at(data, lambda pid, n, packet: TS_PACKET_BYTES - header_bytes(packet)
+                                if pid == video_pid else None)
+    starts = [p for p in packets_by_pid(moved)[video_pid] if p[1] & 0x40]
+    assert sum(1 for p in starts if p[TS_PACKET_BYTES - 5] >> 4 == 1) > len(starts) // 2  # a DTS, its last bytes
+    plain, expected, last = split(data, 2, silence=True)
+    files, events, end = split(moved, 2, silence=True)
+    assert [e[3] for e in events if e[0] == OPEN] == [e[3] for e in expected if e[0] == OPEN] and end == last
+    assert audio_units(files, audio_pid) == audio_units(plain, audio_pid)
+    assert len(audio_units(files, audio_pid)) > len(pes_units(packets_by_pid(data)[audio_pid]))
 
 @pytest.mark.parametrize("b_frames", [0, 2])
 def test_a_pes_header_split_across_packets_is_a_unit_without_timestamps_written_where_it_comes(
@@ -394,6 +489,100 @@ def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cu
     assert not [e for e in events if e[0] == DROPPED]
 
 
+
+def long_splice_info_section(events: range) -> bytes:
+    """A splice_info_section (ANSI/SCTE 35 9.6) with a time_signal and a segmentation_descriptor
+    for each of ``events``: more than one TS packet carries it."""
+    table = splice_info_section(0, events[0])
+    descriptor = table[-4 - 17 : -4]  # the one segmentation_descriptor, 17 bytes
+    descriptors = b"".join(descriptor[:6] + event.to_bytes(4, "big") + descriptor[10:] for event in events)
+    body = table[3 : -4 - 19] + len(descriptors).to_bytes(2, "big") + descriptors
+    head = bytes([0xFC, 0x30 | ((len(body) + 4) >> 8), (len(body) + 4) & 0xFF])
+    return head + body + crc32_mpeg2(head + body).to_bytes(4, "big")
+
+
+def test_two_metadata_units_begun_before_the_first_keyframe_both_keep_segment_1_open(media: MediaCache) -> None:
+    """An ID3 tag and a SCTE-35 section (two packets each) have their first packet before the
+    first keyframe and the rest after the cut at 2 s (the tag's at 2.4 s, the section's at 3.2 s,
+    after the next tag started at 3 s): segment 1 stays open for both, each whole in it."""
+    early = Insertion(0, "id3", id3_tag("early", padding=150), before=1)
+    cue = Insertion(0, "scte35", long_splice_info_section(range(10)), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    next_cue = Insertion(90, "scte35", splice_info_section(0, 99))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [early, cue, later, next_cue],
+                        fps=FPS)
+    assert len(early.packets) == len(cue.packets) == 2
+    source = [p for p in packets(data) if p not in (early.packets[1], cue.packets[1])]
+    frames = [i for i, p in enumerate(source) if packet_pid(p) == 0x100 and p[1] & 0x40]
+    data = b"".join(source[: frames[60]] + [early.packets[1]] + source[frames[60] : frames[80]] + [cue.packets[1]]
+                    + source[frames[80] :])
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    cues = {n: [p for p in packets(bytes(f)) if packet_pid(p) == SCTE35_PID] for n, f in files.items()}
+    assert cues == {1: cue.packets, 2: next_cue.packets, 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def with_pes_start_alone(data: bytes, unit: list[bytes], keep: int) -> bytes:
+    """``data`` with the PES in ``unit`` (its packets, the first one alone, the others in one run)
+    written anew: its first packet carrying only its first ``keep`` bytes behind adaptation field
+    stuffing, the rest in packets after it; the PID's continuity counters renumbered."""
+    pid = packet_pid(unit[0])
+    pes = b"".join(p[payload_offset(p) or TS_PACKET_BYTES :] for p in unit)
+    head = bytes([0x47, 0x40 | (pid >> 8), pid & 0xFF, 0x30, 183 - keep, 0x00]) + b"\xff" * (182 - keep)
+    rest = [pes[start : start + 184] for start in range(keep, len(pes), 184)]
+    made = [head + pes[:keep]] + [bytes([0x47, pid >> 8, pid & 0xFF, 0x10]) + piece if len(piece) == 184 else
+                                  bytes([0x47, pid >> 8, pid & 0xFF, 0x30, 183 - len(piece)])
+                                  + (b"\x00" + b"\xff" * (182 - len(piece)))[: 183 - len(piece)] + piece
+                                  for piece in rest]
+    source = packets(data)
+    at, after = source.index(unit[0]), source.index(unit[1])
+    out = [bytearray(p) for p in source[:at] + made[:1] + source[at + 1 : after] + made[1:]
+           + source[after + len(unit) - 1 :]]
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == pid:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("keep", [3, 5])
+def test_an_id3_pes_whose_first_packet_carries_only_its_first_bytes_goes_whole_where_it_starts(
+        media: MediaCache, keep: int) -> None:
+    """Two ID3 tags whose PES's first packet carries only its first ``keep`` bytes (the start
+    code prefix alone, or with the stream_id and half the PES_packet_length), the rest in the
+    packets after: the one at 0.4 s whole in segment 1, the one begun before the keyframe that
+    cuts at 4 s whole in segment 2, which stays open for it."""
+    first = Insertion(10, "id3", id3_tag("first", padding=200))
+    straddling = Insertion(100, "id3", id3_tag("straddling", padding=400), before=1, pts_offset=-3600)
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), [first, straddling], fps=FPS)
+    data = with_pes_start_alone(with_pes_start_alone(data, straddling.packets, keep), first.packets, keep)
+    tags = packets_by_pid(data)[ID3_PID]
+    assert [TS_PACKET_BYTES - (payload_offset(p) or 0) for p in tags if p[1] & 0x40] == [keep, keep]
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    starts = [i for i, p in enumerate(tags) if p[1] & 0x40]
+    assert found == {1: tags[: starts[1]], 2: tags[starts[1] :], 3: [], 4: []}
+    assert not [e for e in events if e[0] == DROPPED]
+
+
+def test_a_one_packet_id3_tag_after_a_longer_one_leaves_no_unit_open(media: MediaCache) -> None:
+    """Audio PES interleaved across the cut at 2 s, and ID3 tags: two packets at 0.4 s, one
+    packet at 1.8 s, then one right after the keyframe at 2 s. The one-packet tag leaves nothing
+    open behind it: segment 1 closes only once its last audio PES is whole, every tag and PES
+    whole in the segment it started in."""
+    tags = [Insertion(10, "id3", id3_tag("long", padding=200)), Insertion(45, "id3", id3_tag("short")),
+            Insertion(50, "id3", id3_tag("next"))]
+    data = interleave(add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS).read_bytes(), tags, fps=FPS))
+    assert [len(tag.packets) for tag in tags] == [2, 1, 1]
+    files, events, _ = split(data, 2)
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: tags[0].packets + tags[1].packets, 2: tags[2].packets, 3: [], 4: []}
+    assert_each_pes_whole_where_it_started(data, files)
+    assert not [e for e in events if e[0] == DROPPED]
+
 # -- keyframes known by their NAL units ------------------------------------------------------------
 
 def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal_units(media: MediaCache) -> None:
@@ -409,6 +598,19 @@ def test_keyframes_of_a_second_video_stream_with_b_frames_are_known_by_their_nal
     assert pes_counts(files) == pes_counts(expected) and len(files) == 3
     assert not [e for e in events if e[0] == DROPPED]
 
+
+def test_keyframes_behind_adaptation_field_stuffing_are_known_by_their_nal_units(media: MediaCache) -> None:
+    """No random_access_indicator, and each keyframe's PES header behind 20 more bytes of
+    adaptation field stuffing: the keyframes are known by the NAL units after the PES header,
+    the segments those of the input as it was."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS).read_bytes()
+    stuffed = without_random_access_indicators(with_pes_headers_at(
+        data, lambda pid, n, packet: pes_header_at(packet) + 20 if pid == 0x100 and is_keyframe(packet) else None))
+    assert not any(is_keyframe(p) for p in packets_by_pid(stuffed)[0x100])
+    expected, _, _ = split(data, 4)
+    files, events, _ = split(stuffed, 4)
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
+    assert not [e for e in events if e[0] == DROPPED]
 
 def without_access_unit_delimiter(pes: bytes) -> bytes:
     """The first bytes of a video PES packet opening with an access unit delimiter
@@ -434,10 +636,40 @@ def test_a_keyframe_whose_payload_opens_with_a_three_byte_start_code_is_known_by
     assert pes_counts(files) == pes_counts(expected) and len(files) == 3
     assert not [e for e in events if e[0] == DROPPED]
     # The watch reads the sequence parameter set there too: each segment says what its video is.
-    def videos(found: list[tuple]) -> list[tuple]:
-        return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
-                (e for e in found if e[0] == OPEN)]
+    assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
 
+
+def videos(events: list[tuple]) -> list[tuple]:
+    """Each segment's video as its OPEN event says: (size, frame rate, changed at its start)."""
+    return [(p.parameters.resolution, p.frame_rate, changed) for _, _, _, _, _, _, (p, changed) in
+            (e for e in events if e[0] == OPEN)]
+
+
+def with_video_stream_id(data: bytes, stream_id: int) -> bytes:
+    """``data`` with every video PES's stream_id made ``stream_id``."""
+    out = [bytearray(packet) for packet in packets(data)]
+    for packet in out:
+        if packet_pid(packet) == 0x100 and packet[1] & 0x40:
+            packet[pes_header_at(packet) + 3] = stream_id
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("b_frames, stuffing", [(0, 0), (2, 0), (0, 20)])
+def test_the_parameters_of_video_stream_7_are_read_from_its_pes_payload(
+        media: MediaCache, b_frames: int, stuffing: int) -> None:
+    """The video's PES carry stream_id 0xE7 (video stream number 7, ISO/IEC 13818-1 table 2-22),
+    a byte that read as an H.264 NAL header would be a sequence parameter set: the parameters
+    are read from the PES payload alone, and each segment says what its video is. So too with
+    B-frames (a PTS and a DTS in the keyframes' PES headers), and with each keyframe's PES
+    header behind ``stuffing`` more bytes of adaptation field stuffing."""
+    data = media.ts(seconds=12, gop_seconds=2, fps=FPS, b_frames=b_frames).read_bytes()
+    if stuffing:
+        data = with_pes_headers_at(data, lambda pid, n, packet: pes_header_at(packet) + stuffing
+                                   if pid == 0x100 and is_keyframe(packet) else None)
+    renumbered = with_video_stream_id(data, 0xE7)
+    expected, watched, _ = split(data, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    files, events, _ = split(renumbered, 4, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected) and len(files) == 3
     assert videos(events) == videos(watched) == [("320x240", FPS, False)] * 3
 
 
@@ -501,3 +733,123 @@ def test_new_parameters_later_in_a_keyframes_pes_start_a_segment_that_says_so(
     changed = [e[6][1] for e in events if e[0] == OPEN]
     assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
     assert not [e for e in events if e[0] == DROPPED]
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_new_parameters_in_the_last_packet_a_feed_brings_start_a_segment_that_says_so(
+        media: MediaCache, kind: str) -> None:
+    """Each keyframe's sequence parameter set in its PES's 8th packet, and the input read in
+    pieces that end with that packet (the rest of the PES in the next piece): it is read there,
+    and the keyframe with new parameters starts a segment marked changed."""
+    path, _, _ = changing_ts(media, kind)
+    data = path.read_bytes()
+    spread = with_keyframe_payload_spread(data, [1] * 6)
+    source = packets(spread)
+    ends = [(i + 8) * TS_PACKET_BYTES for i, p in enumerate(source) if packet_pid(p) == 0x100 and is_keyframe(p)]
+    assert all(packet_pid(p) == 0x100 for end in ends for p in source[end // TS_PACKET_BYTES - 8 : end // TS_PACKET_BYTES])
+    files, events, _ = split(spread, 2, watch=ParameterWatch(VideoCodec.H264, TICKS), breaks=tuple(ends))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
+    assert videos(events) == videos(again)
+
+
+
+def test_a_pause_in_audio_the_video_never_joins_is_filled(media: MediaCache) -> None:
+    """The program's video listed but none of its packets in the input, the audio pausing from
+    4 to 6 s: the segments are cut on the audio alone, and the pause in it is filled with
+    silence (there is no picture's clock to follow)."""
+    data = media.encoder_ts(seconds=12, audio_gap=(4, 6)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    audio_only = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
+    files, events, last = split(audio_only, 2, silence=True)
+    assert len(files) == 4 and last is not None and last.without_reference
+    inputs = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(audio_only)[audio_pid])]
+    units = audio_units(files, audio_pid)
+    assert timeline_is_gapless(units) and units[-1][1] - units[0][1] > 6 * SECOND
+    filler = [pts for _, pts, payload in units if payload not in {p for _, p in inputs}]
+    starts = sorted(pts for pts, _ in inputs)
+    paused, resumed = next((a, b) for a, b in zip(starts, starts[1:]) if b - a > SECOND)
+    assert filler and paused < min(filler) and max(filler) < resumed
+
+
+def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:
+    """The input's first three packets (fewer than the run of packets that finds the grid after
+    lost sync), then 996 bytes of garbage (no sync byte in them): the packets are taken as the grid they start, the
+    garbage alone is skipped, and the segments are those of the input without it."""
+    data = media.ts(seconds=4, gop_seconds=2, fps=FPS).read_bytes()
+    garbage = bytes(range(1, 251)).replace(b"\x47", b"") * 4
+    head = 3 * TS_PACKET_BYTES
+    expected, _, _ = split(data, 2)
+    files, events, _ = split(data[:head] + garbage + data[head:], 2)
+    assert [e[1] for e in events if e[0] == SKIPPED] == [len(garbage)]
+    assert files == expected
+
+
+def with_null_packets_after_keyframe_starts(data: bytes) -> bytes:
+    """``data`` with a null packet (PID 0x1FFF) after the first packet of each video keyframe's
+    PES, as a constant-bitrate multiplex puts them anywhere."""
+    null = b"\x47\x1f\xff\x10" + b"\xff" * 184
+    return b"".join(p + null if packet_pid(p) == 0x100 and is_keyframe(p) else p for p in packets(data))
+
+
+def test_null_packets_among_a_keyframes_pes_packets_do_not_hide_its_parameters(media: MediaCache) -> None:
+    """Each keyframe's sequence parameter set split across its PES's 2nd and 3rd packets, and a
+    null packet between its 1st and 2nd: the parameters are read past it, and the keyframe with
+    new parameters starts a segment marked changed."""
+    path, _, _ = changing_ts(media, "size")
+    data = path.read_bytes()
+    padded = with_null_packets_after_keyframe_starts(with_keyframe_payload_spread(data, [12]))
+    assert len(packets_by_pid(padded)[0x1FFF]) == sum(1 for p in packets_by_pid(data)[0x100] if is_keyframe(p))
+    files, events, _ = split(padded, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    expected, again, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    assert pes_counts(files) == pes_counts(expected)
+    changed = [e[6][1] for e in events if e[0] == OPEN]
+    assert changed == [e[6][1] for e in again if e[0] == OPEN] and changed.count(True) == 1
+    assert videos(events) == videos(again)
+
+
+def test_video_alone_jumping_to_a_new_timeline_mid_gop_drops_the_pictures_before_its_keyframe(
+        media: MediaCache) -> None:
+    """A video-only input whose timestamps jump 60 s on, the new timeline joined 1 s into a GOP:
+    its pictures before the next keyframe are left out (each reported), their packets in no
+    segment; the new timeline's first segment starts at that keyframe."""
+    data = media.ts(seconds=8, gop_seconds=2, fps=FPS, audio=False).read_bytes()
+    later = packets(shift_timestamps(data, 0x100, 0, 60 * SECOND))
+    starts = [i for i, p in enumerate(later) if packet_pid(p) == 0x100 and p[1] & 0x40]
+    joined = data + b"".join(later[starts[FPS] :])
+    files, events, _ = split(joined, 2)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 2
+    assert len([e for e in events if e[0] == DROPPED]) == FPS
+    video = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x100]]
+    assert video == packets_by_pid(data)[0x100] + [p for p in later[starts[2 * FPS] :] if packet_pid(p) == 0x100]
+    assert [get_timestamp(p, pes_header_at(p) + 9) for p in packets_by_pid(bytes(files[5]))[0x100]
+            if p[1] & 0x40][0] == get_timestamp(later[starts[2 * FPS]], pes_header_at(later[starts[2 * FPS]]) + 9)
+
+
+def hevc_without_vui_timing(media: MediaCache) -> bytes:
+    """8 s of HEVC at 25 fps (a keyframe every 2 s) and AAC in MPEG-TS, its sequence parameter
+    set without VUI timing information: the frame rate is in no parameter set."""
+    path = media.directory / "hevc-no-vui-timing.ts"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.part")
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}:duration=8",
+             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8",
+             "-c:v", "libx265", "-preset", "veryfast", "-x265-params",
+             f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0:vui-timing-info=0:log-level=error",
+             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp)],
+            check=True, timeout=120)
+        os.replace(tmp, path)
+    return path.read_bytes()
+
+
+def test_the_frame_rate_of_video_without_vui_timing_is_measured_from_its_decode_timestamps(media: MediaCache) -> None:
+    """HEVC whose parameter sets carry no frame rate, its parameters watched: each segment says
+    its video's frame rate all the same, measured from the pictures' decode timestamps."""
+    data = hevc_without_vui_timing(media)
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.HEVC, TICKS))
+    assert len(files) == 4
+    assert videos(events) == [("320x240", FPS, False)] * 4

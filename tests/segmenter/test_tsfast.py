@@ -47,6 +47,7 @@ from .ts_surgery import (
     id3_tag,
     pes_pts,
     remove_packets,
+    renumbered,
     splice_info_section,
 )
 
@@ -468,12 +469,7 @@ def with_keyframe_payload_moved_on(data: bytes, keep: int) -> bytes:
             out.append(bytearray([0x47, 0x01, 0x00, 0x30, stuffing]) + (b"\x00" + b"\xff" * (stuffing - 1)) + rest)
         else:
             out.append(bytearray(packet))
-    counter = 0
-    for packet in out:
-        if packet_pid(packet) == 0x100:
-            packet[3] = (packet[3] & 0xF0) | counter
-            counter = (counter + 1) & 0x0F
-    return b"".join(out)
+    return renumbered(out, 0x100)
 
 
 @pytest.mark.parametrize("keep", [None, 0, 5, 12])

@@ -38,7 +38,7 @@ from .test_tsfast import (
     split,
     without_random_access_indicators,
 )
-from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, splice_info_section
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, renumbered, splice_info_section
 
 FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
 SECOND = 90000
@@ -108,13 +108,7 @@ def with_audio_pes_lengthened(data: bytes, pts: int, times: int) -> bytes:
                 if packet_pid(source[i]) != 0x101 or source[i][1] & 0x40), len(source))
     (pes,) = pes_units(source[at:end])
     out = source[:at] + pes_packets(pes[9 + pes[8] :] * times, pts) + source[end:]
-    renumbered = [bytearray(p) for p in out]
-    counter = 0
-    for packet in renumbered:
-        if packet_pid(packet) == 0x101:
-            packet[3] = (packet[3] & 0xF0) | counter
-            counter = (counter + 1) & 0x0F
-    return b"".join(renumbered)
+    return renumbered([bytearray(p) for p in out], 0x101)
 
 
 def test_the_muxers_late_unit_that_would_reach_the_resumed_audio_is_left_out(media: MediaCache) -> None:
@@ -540,12 +534,7 @@ def with_pes_start_alone(data: bytes, unit: list[bytes], keep: int) -> bytes:
     at, after = source.index(unit[0]), source.index(unit[1])
     out = [bytearray(p) for p in source[:at] + made[:1] + source[at + 1 : after] + made[1:]
            + source[after + len(unit) - 1 :]]
-    counter = 0
-    for packet in out:
-        if packet_pid(packet) == pid:
-            packet[3] = (packet[3] & 0xF0) | counter
-            counter = (counter + 1) & 0x0F
-    return b"".join(out)
+    return renumbered(out, pid)
 
 
 @pytest.mark.parametrize("keep", [3, 5])
@@ -707,13 +696,8 @@ def with_keyframe_payload_spread(data: bytes, sizes: list[int]) -> bytes:
                            + piece)
         else:
             out.append(bytearray(packet))
-    counter = 0
-    for packet in out:
-        if packet_pid(packet) == 0x100:
-            packet[3] = (packet[3] & 0xF0) | counter
-            counter = (counter + 1) & 0x0F
     assert all(len(p) == TS_PACKET_BYTES for p in out)
-    return b"".join(out)
+    return renumbered(out, 0x100)
 
 
 @pytest.mark.parametrize("sizes", [[1] * 6, [12]])

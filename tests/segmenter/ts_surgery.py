@@ -241,3 +241,14 @@ def shift_pts(data: bytes, pid: int, number: int, ticks: int) -> bytes:
         out.append(packet)
     assert seen > number, f"{seen} PES packets on PID 0x{pid:x}"
     return b"".join(out)
+
+
+def renumbered(out: list[bytearray], pid: int) -> bytes:
+    """``out`` joined, the continuity counters of ``pid`` numbered afresh from 0 (what a muxer
+    writing these packets would have given them)."""
+    counter = 0
+    for packet in out:
+        if packet_pid(packet) == pid:
+            packet[3] = (packet[3] & 0xF0) | counter
+            counter = (counter + 1) & 0x0F
+    return b"".join(out)

@@ -115,6 +115,10 @@ def plan(
             if rate and 0 < rate <= 1000:
                 frame_ticks = round(Fraction(TICKS_PER_SECOND) / Fraction(rate))
         codec = "" if video else stream.codec_context.codec.canonical_name
+        if info.kind is StreamKind.AUDIO and not stream.codec_context.sample_rate:
+            # Players cannot take a track that joins a stream later (hls.js: bufferAppendError):
+            # the PyAV path leaves it out, as it must (FFmpeg's muxer needs the sample rate).
+            raise NotEligible(f"stream #{info.index} sent no packet while the input was probed")
         tracks.append(Track(pid, info.index, video, types[pid] == STREAM_TYPE_HEVC, frame_ticks, codec=codec))
     if types[container.streams[reference.index].id] not in (STREAM_TYPE_H264, STREAM_TYPE_HEVC):
         raise NotEligible("the video is neither H.264 nor HEVC")

@@ -27,7 +27,7 @@ from .cutter import TS_WRAP_TICKS, Action, SegmentTiming
 from .input import SCTE_35, TIMED_ID3, InputDescription, log_continuity
 from .randomaccess import ParameterSet, ParameterWatch, SegmentStart, VideoCodec, codec_by_name, nal_length_size
 from .run import RunContext, SegmentRun, close_segment
-from .silence import LATE_UNIT_DROPPED, PauseFiller
+from .silence import AUDIO_OVER_FILLER, LATE_UNIT_DROPPED, PauseFiller
 from .silentframe import fillable_streams, probed_format, silent_frame_or_none
 from .writer import SegmentWriter
 
@@ -305,6 +305,9 @@ class PyAVRun(SegmentRun):
                 return False
             packet.pts = packet.dts = pts
             return True
+        if filler.overlapped(packet.pts):
+            self._drop(index, AUDIO_OVER_FILLER)
+            return False
         self._write_silence(index, filler.resume(packet.pts, clock))
         filler.ended(packet.pts + duration)
         return True

@@ -102,6 +102,7 @@ class PauseFiller:
         self.real_end: Fraction | int | None = None  # end of the real audio on the input's timeline, in units
         self.filling = False  # a pause is open and filler was written for it
         self.carried = False  # audio, real or filler, was written since the last ``closing``
+        self.unknown_start = False  # began (``begin``) with the first frame's pts unknown, none sent yet
 
     def _units(self, ticks: Fraction | int) -> Fraction | int:
         """``ticks`` in units of 1/``scale`` tick: an int when whole (most often), else exact."""
@@ -117,7 +118,7 @@ class PauseFiller:
     def reset(self) -> None:
         """A discontinuity, or a packet not written: nothing is filled across it."""
         self.end = self.real_end = None
-        self.filling = False
+        self.filling = self.unknown_start = False
 
     def begin(self, clock: Fraction | int, first: int | None = None) -> list[int]:
         """The program starts at ``clock`` (its first segment's presentation start) before this
@@ -133,6 +134,7 @@ class PauseFiller:
         if self.end is not None:
             return []
         self.end = self._units(clock)
+        self.unknown_start = first is None
         if first is None or first * self.scale - self.end <= self.min_gap:
             return []
         return self._frames((first * self.scale - self.end) // self.frame)
@@ -159,14 +161,22 @@ class PauseFiller:
         the last ``closing`` and the audio written ends more than ``INTERLEAVE_S`` (plus
         ``MIN_GAP_FRAMES`` frames) before ``clock``, filler goes up to ``clock`` less
         ``INTERLEAVE_S``, and the pause is being filled: a late unit then has the room left
-        between there and the resumed audio."""
+        between there and the resumed audio.
+
+        A track that has sent nothing since ``begin`` without its first frame's pts (the PyAV
+        path) gets one frame at least, where its pause began: in a first segment shorter than
+        ``INTERLEAVE_S`` (1-s GOPs cut at 1 s), hls.js would otherwise set up no audio buffer.
+        Its first frame, arriving after the cut, may then start inside that frame
+        (``overlapped``)."""
         carried, self.carried = self.carried, False
         end = self.end
         if carried or end is None:
             return []
         behind = self._units(clock) - self.interleave - end
         if behind <= self.min_gap:
-            return []
+            if not self.unknown_start or self._units(clock) - end < self.frame:
+                return []
+            behind = self.frame
         self.filling = True
         frames = self._frames(behind // self.frame)
         self.carried = False  # this segment's: the next one starts with none
@@ -184,6 +194,12 @@ class PauseFiller:
         the packet follows on from the real audio before it (within half a frame)."""
         return (self.filling and self.real_end is not None
                 and 2 * abs(pts * self.scale - self.real_end) <= self.frame)
+
+    def overlapped(self, pts: int) -> bool:
+        """Whether a real packet at ``pts`` that is no late unit starts before the filler written
+        for its pause ends (the track's first frame, after ``closing`` gave one frame where it
+        might start): it would play over that silence, so it is left out."""
+        return self.filling and self.end is not None and pts * self.scale < self.end
 
     def retime(self, duration: Fraction | int, clock: Fraction | int) -> int | None:
         """A late unit lasting ``duration``: the pts to write it at (where the audio written ends),
@@ -209,7 +225,7 @@ class PauseFiller:
                 and (self.filling or self.real_end is not None)  # not a start within the lag (begin)
                 and (clock is None or at - self._units(clock) <= self.jump)):
             fills = self._frames((at - end) // self.frame)
-        self.filling = False
+        self.filling = self.unknown_start = False
         self.end = self.real_end = at
         self.carried = True
         return fills
@@ -341,6 +357,8 @@ _PES_HEADER_BYTES = 14  # with a PTS only
 
 # What the log says of a late unit left out (PauseFiller.retime).
 LATE_UNIT_DROPPED = "audio the muxer held back over a pause, later than the silence that filled it"
+# ... and of a first frame that starts inside the frame of silence its track began with (PauseFiller.overlapped).
+AUDIO_OVER_FILLER = "audio dated inside the silence its track's first segment was given"
 
 
 def _pts_bytes(prefix: int, pts: int) -> bytes:

@@ -295,6 +295,47 @@ def test_a_track_yet_to_send_gets_filler_in_the_first_segment_at_its_cut() -> No
     assert gaps.closing(3 * SECOND) == [SECOND + FRAME * k for k in range(SECOND // FRAME)]  # up to 2 s
 
 
+def test_a_track_yet_to_send_gets_one_frame_in_a_first_segment_shorter_than_the_interleave() -> None:
+    # 1-s GOPs cut at 1 s: the cut less INTERLEAVE_S is where the segment starts. Without a frame
+    # of audio in segment 1, hls.js sets up no audio buffer (bufferAppendError later).
+    gaps = filler(batch=16)
+    gaps.begin(SECOND)
+    assert gaps.closing(SECOND + FRAME - 1) == []  # shorter than one frame: none fits
+    assert gaps.closing(2 * SECOND) == [SECOND]  # one frame, where the pause began
+    assert gaps.closing(3 * SECOND) == [SECOND + FRAME * k for k in range(1, SECOND // FRAME)]  # on as a pause
+    # The first frame comes after the filler's end: the hole up to it is filled before it.
+    first = gaps.end + 5 * FRAME  # type: ignore[operator]
+    assert not gaps.overlapped(first)
+    assert written(gaps, first, 3 * SECOND) == [first - FRAME * k for k in range(5, 0, -1)]
+    assert not gaps.overlapped(first + FRAME)  # real audio: nothing is filled under it
+    assert gaps.closing(4 * SECOND) == []  # it carried real audio
+
+
+def test_a_first_frame_inside_the_frame_a_track_began_with_is_overlapped_and_the_next_follows_it() -> None:
+    gaps = filler()
+    gaps.begin(SECOND)
+    assert gaps.closing(2 * SECOND) == [SECOND]
+    assert gaps.overlapped(SECOND) and gaps.overlapped(SECOND + FRAME - 1) and not gaps.overlapped(SECOND + FRAME)
+    gaps.reset()  # the shell leaves it out (and drops it, which resets the track's filling)
+    assert not gaps.overlapped(SECOND + FRAME)
+    assert written(gaps, SECOND + FRAME, 2 * SECOND) == []
+
+
+def test_only_a_track_whose_start_is_unknown_gets_the_frame_at_a_short_first_segment() -> None:
+    known = filler()
+    assert known.begin(SECOND, SECOND + FRAME) == []  # the fast path read its first frame ahead
+    assert known.closing(2 * SECOND) == []
+    sent = filler()
+    written(sent, SECOND, SECOND)
+    sent.begin(SECOND)
+    assert sent.closing(SECOND + FRAME) == [] and sent.closing(2 * SECOND) == []  # it carried audio, then
+    # none: a pause within the interleave of the cut
+    again = filler()
+    again.begin(SECOND)
+    again.reset()  # a new timeline: nothing from before it counts
+    assert again.closing(2 * SECOND) == []
+
+
 def test_a_track_whose_first_frame_is_known_ahead_is_filled_up_to_it_at_once() -> None:
     assert filler().begin(SECOND, SECOND + 2 * FRAME) == []  # two frames late: jitter, as it starts
     assert filler().begin(SECOND, SECOND - FRAME) == []  # before the start: nothing to fill

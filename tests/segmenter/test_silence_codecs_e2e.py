@@ -131,6 +131,27 @@ def test_audio_that_starts_after_the_video_is_filled_from_the_first_segment(
     assert_both_players_end(published.page_url, total)
 
 
+@pytest.mark.parametrize("path, late", [("pyav", 0.9), ("pyav", 1.2), ("fast-path", 0.9)])
+def test_audio_starting_late_gets_a_frame_in_a_first_segment_shorter_than_the_interleave(
+    path: str, late: float, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1-s GOPs cut at 1 s: segment 1 closes before any filler is due, and its audio (0.9 s late)
+    # comes after its cut. Segment 1 once carried no audio and hls.js failed (bufferAppendError).
+    # The PyAV path, which cannot read ahead, gives it one silent frame where the track's pause
+    # began and fills the rest of the pause before the first frame; the fast path reads that
+    # frame's PTS ahead and fills up to it at once.
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    source = media.encoder_ts(seconds=8, gop_frames=25, audio_gap=(0, late))
+    published = publish_filled(source, "1", tmp_path, seaweed, bucket)
+    assert_audio_pause_filled(source, published)  # every input frame, and no hole
+    first_key = probe(source).video.keyframe_pts[0]  # type: ignore[union-attr]
+    assert [pts for pts, _ in audio_frames(segment_files(published.out_dir)[0])][:1] == [first_key]
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    assert_both_players_end(published.page_url, total)
+
+
 @pytest.mark.parametrize("path", ["fast-path", "pyav"])
 def test_an_implicitly_signalled_he_aac_track_is_filled_in_the_format_its_frame_headers_give(
     path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch,

@@ -451,13 +451,14 @@ class PyAVRun(SegmentRun):
                 if silence is not None:
                     self._write_silence(audio, silence.filler.closing(at / silence.time_base))
         start = packet.pts if packet.pts is not None else packet.dts
-        if self.writer is None and not self._begun and start is not None:
-            # The first segment: a track yet to send is filled from its presentation start
-            # (PauseFiller.begin).
+        if start is not None and (self.cutter.discontinuity or self.writer is None and not self._begun):
+            # The first segment, or a new timeline's: a track yet to send is filled from its
+            # presentation start (PauseFiller.begin).
             self._begun = True
             at = start * packet.time_base
             for audio in self._fillable:
-                if audio not in self._silence and (silence := self._new_silence(audio, b"")) is not None:
+                silence = self._silence[audio] if audio in self._silence else self._new_silence(audio, b"")
+                if silence is not None:
                     silence.filler.begin(at / silence.time_base)
         if self.writer is not None:
             self._finish_segment(self.cutter.finished, last=False)

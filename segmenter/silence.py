@@ -135,6 +135,7 @@ class PauseFiller:
             return []
         self.end = self._units(clock)
         self.unknown_start = first is None
+        self.carried = False  # the segment starting here has no audio yet
         if first is None or first * self.scale - self.end <= self.min_gap:
             return []
         return self._frames((first * self.scale - self.end) // self.frame)
@@ -517,15 +518,17 @@ class TsPauseFill:
                 return
 
     def begin(self, clock: int) -> bytes:
-        """The first segment's presentation starts at ``clock``: a track whose format is known
-        (from its first frame or ``look_ahead``) and that sent no frame yet is filled from there
-        (``PauseFiller.begin``): the packets to insert now, up to its first frame when
-        ``look_ahead`` found it."""
+        """The first segment's presentation, or a new timeline's (after ``reset``), starts at
+        ``clock``: a track whose format is known (from a frame or ``look_ahead``) and that sent
+        no frame since is filled from there (``PauseFiller.begin``): the packets to insert now,
+        up to its first frame when ``look_ahead`` found it (the first segment only)."""
         filler = self._ready()
-        if filler is None or self._pts is not None:
+        if filler is None:
             return b""
-        first = self._first_pts
-        if first is not None:  # 33 bits, read ahead: on the unwrapped timeline, near the clock
+        first, self._first_pts = self._first_pts, None
+        if self._pts is not None:
+            first = None
+        elif first is not None:  # 33 bits, read ahead: on the unwrapped timeline, near the clock
             first = clock + (first - clock + PTS_WRAP // 2) % PTS_WRAP - PTS_WRAP // 2
         return self._packets(filler.begin(clock, first))
 

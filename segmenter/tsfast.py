@@ -615,7 +615,8 @@ class TsSplitter:
                     if self._dest[audio] is parts:
                         self._assign(audio, self._current)
             self._clock = self._clock_end = None
-        if action is Action.CUT and not self._begun and cutter.pts is not None:
+        if action is Action.CUT and (cutter.discontinuity or not self._begun) and cutter.pts is not None:
+            # The first segment, or a new timeline's: a track yet to send is filled from its start.
             self._begun = True
             for audio, fill in self._fills.items():
                 self._feed_fill(audio, at)

@@ -357,6 +357,20 @@ def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None
     assert later.due(9 * SECOND) == []
 
 
+def test_a_track_yet_to_send_on_a_new_timeline_is_filled_from_its_start_as_at_the_program_start() -> None:
+    gaps = filler(batch=16)
+    written(gaps, 0, 0)
+    assert gaps.begin(0) == []  # it sent: nothing changes
+    written(gaps, 9 * SECOND, 9 * SECOND)  # carried audio in the segment before the new timeline
+    gaps.reset()  # a new timeline starting at 100 s
+    gaps.begin(100 * SECOND)
+    fills = gaps.closing(102 * SECOND)  # the audio carried before the reset counts for nothing
+    assert fills == [100 * SECOND + FRAME * k for k in range(SECOND // FRAME)]
+    first = 103 * SECOND
+    rest = written(gaps, first, first)
+    assert rest[0] == fills[-1] + FRAME and first - FRAME < rest[-1] + FRAME <= first
+
+
 def test_a_first_frame_within_the_lag_of_the_start_is_left_as_it_starts_after_audio_left_out_before_it() -> None:
     # The fast path: the track's PES before the first segment are not written (reset), then the program begins.
     gaps = filler()

@@ -153,6 +153,32 @@ def test_audio_starting_late_gets_a_frame_in_a_first_segment_shorter_than_the_in
 
 
 @pytest.mark.parametrize("path", ["fast-path", "pyav"])
+def test_audio_starting_late_after_an_encoder_restart_is_filled_from_the_new_timeline_start(
+    path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An encoder restarted (its timestamps start again) whose audio comes up 3 s after its video.
+    # The new timeline's first segment once carried no audio: a hole of 3 s, and hls.js stalled
+    # in it on the fast path. It is filled from the new timeline's start, as at the program's.
+    monkeypatch.setenv("HLS_SEGMENT_FAST_PATH", "1" if path == "fast-path" else "0")
+    again = media.encoder_ts(seconds=8, audio_gap=(0, 3))
+    source = tmp_path / "restarted.ts"
+    source.write_bytes(media.encoder_ts(seconds=8).read_bytes() + again.read_bytes())
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert "not filled" not in published.stderr, published.stderr
+    marks = [segment.discontinuity for segment in published.playlist.segments]
+    assert marks.count(True) == 1, published.text
+    after = segment_files(published.out_dir)[marks.index(True):]
+    frames = sorted(pts for path in after for pts, _ in audio_frames(path))
+    assert frames[0] == probe(after[0]).video.keyframe_pts[0]  # type: ignore[union-attr]
+    assert all(0 < b - a <= 2 * 1920 for a, b in zip(frames, frames[1:])), "a hole in the audio"
+    assert {pts for pts, _ in audio_frames(again)} <= set(frames)  # every frame of the restarted encoder's
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert ffmpeg_plays(published.playlist_url) == ""
+    assert_both_players_end(published.page_url, total)
+
+
+@pytest.mark.parametrize("path", ["fast-path", "pyav"])
 def test_an_implicitly_signalled_he_aac_track_is_filled_in_the_format_its_frame_headers_give(
     path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -25,6 +25,7 @@ from protocol.limits import MAX_SEGMENT_NUMBER
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
+from .psi import pids_without_pts
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun, close_segment
 from .silentframe import fillable_streams, silent_frame_or_none
@@ -129,6 +130,9 @@ def plan(
         tracks.append(Track(pid, data.index, False, False, None, data=True))
     if len(tracks) != len(program.streams):
         raise NotEligible("the PMT lists streams the probe did not describe")
+    if untimed := pids_without_pts(probed, (t.pid for t in tracks if not t.data)):
+        # Copied as they came, their packets would be placed nowhere: the PyAV path leaves them out.
+        raise NotEligible(f"PID(s) {', '.join(f'0x{pid:x}' for pid in sorted(untimed))} carry no PTS")
     check_routable(tracks)
 
     def chunks() -> Iterator[bytes]:

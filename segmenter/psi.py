@@ -137,6 +137,30 @@ def crc32_mpeg2(data: bytes) -> int:
     return crc
 
 
+def pids_without_pts(data: bytes, pids: Iterable[int]) -> set[int]:
+    """Those of ``pids`` that start a PES packet in the MPEG-TS ``data`` (read from its first sync
+    byte on; packets off the grid are skipped) and carry a PTS in none of them (PTS_DTS_flags 0:
+    ISO/IEC 13818-1 2.7.4 asks for one at least every 0.7 s)."""
+    wanted = set(pids)
+    started: set[int] = set()
+    timed: set[int] = set()
+    position = data.find(b"\x47")
+    while 0 <= position <= len(data) - TS_PACKET_BYTES:
+        packet = data[position : position + TS_PACKET_BYTES]
+        if packet[0] != SYNC_BYTE:
+            position = data.find(b"\x47", position + 1)
+            continue
+        position += TS_PACKET_BYTES
+        pid = packet_pid(packet)
+        if pid not in wanted or not packet[1] & PUSI or (offset := payload_offset(packet)) is None:
+            continue
+        if packet[offset : offset + 3] == b"\x00\x00\x01" and offset + 7 < TS_PACKET_BYTES:
+            started.add(pid)
+            if packet[offset + 7] & 0x80:
+                timed.add(pid)
+    return started - timed
+
+
 def find_sync(data: bytes | bytearray, start: int) -> int | None:
     """First offset >= start where RESYNC_PACKETS sync bytes lie 188 bytes apart."""
     span = TS_PACKET_BYTES * (RESYNC_PACKETS - 1)

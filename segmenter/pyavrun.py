@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Set
 from fractions import Fraction
 
 import av
@@ -70,6 +71,11 @@ def _frame_ticks(stream: av.stream.Stream) -> int:
     return round(Fraction(samples, context.sample_rate) / stream.time_base)
 
 
+# Why a stream is left out of every segment of a run (PyAVRun.silent).
+LEFT_OUT_UNPROBED = "sent no packet while the input was probed, so its sample rate is unknown"
+LEFT_OUT_UNTIMED = "carries no PTS while the other streams do, so nothing places it in time"
+
+
 class PyAVRun(SegmentRun):
     """One pass over the input on the PyAV path: PyAV demuxes and muxes, the cutter decides.
 
@@ -79,21 +85,28 @@ class PyAVRun(SegmentRun):
     """
 
     def __init__(self, context: RunContext, description: InputDescription, first: int,
-                 container: av.container.InputContainer) -> None:
+                 container: av.container.InputContainer, untimed: Set[int] = frozenset()) -> None:
+        """``untimed``: PIDs whose PES packets carry no PTS in what the probe read
+        (``psi.pids_without_pts``; empty when the probe's bytes are not at hand)."""
         listed = [container.streams[info.index] for info in description.streams]
-        # An audio stream the probe saw no packet of has no sample rate: FFmpeg's muxer refuses
-        # every packet of a program holding it, so it is left out of the segments, and out of
-        # the cutter's choice of the stream segments are cut on.
-        self.silent = {s.index for s in listed if s.type == "audio" and not s.codec_context.sample_rate}
+        # Streams left out of the segments, and out of the cutter's choice of the stream segments
+        # are cut on: index -> why. An audio stream the probe saw no packet of has no sample
+        # rate: FFmpeg's muxer refuses every packet of a program holding it. A stream without
+        # PTS beside streams with them: FFmpeg dates its packets from 0 (when it reads a pipe),
+        # seconds away from the others, and segments cut on it overlap.
+        self.silent = {s.index: LEFT_OUT_UNPROBED for s in listed
+                       if s.type == "audio" and not s.codec_context.sample_rate}
+        if any(s.id not in untimed for s in listed):
+            self.silent.update({s.index: LEFT_OUT_UNTIMED for s in listed
+                                if s.id in untimed and s.index not in self.silent})
         super().__init__(context, dataclasses.replace(description, streams=tuple(
             info for info in description.streams if info.index not in self.silent)), first)
         self.container = container
         self.streams = [s for s in listed if s.index not in self.silent]
         for stream in listed:
             if stream.index in self.silent:
-                log.warning("stream #%d (PID 0x%x, %s) sent no packet while the input was probed: left out of "
-                            "the segments (its sample rate is unknown); packets it sends later are dropped",
-                            stream.index, stream.id, stream.codec_context.name)
+                log.warning("stream #%d (PID 0x%x, %s) %s: left out of the segments; packets it sends later are "
+                            "dropped", stream.index, stream.id, stream.codec_context.name, self.silent[stream.index])
         self._read = [*self.streams, *(container.streams[i] for i in sorted(self.silent))]
         self.data_streams = [container.streams[d.index] for d in description.data if d.codec == TIMED_ID3]
         self._data_indexes = {s.index for s in self.data_streams}
@@ -192,7 +205,7 @@ class PyAVRun(SegmentRun):
                         self._write_data(index, packet)
                         continue
                     if index in silent:
-                        self._drop(index, "a stream left out of the segments (no packet while the input was probed)")
+                        self._drop(index, f"a stream left out of the segments (it {silent[index]})")
                         continue
                     pts = packet.pts
                     dts = packet.dts

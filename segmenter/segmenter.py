@@ -36,6 +36,7 @@ from . import metrics
 from .notifier import DeliveryReport, Notifier
 from .outbox import legacy_owed
 from .progress import Progress
+from .psi import pids_without_pts
 from .pyavrun import PyAVRun
 from .run import RunContext, SegmentRun
 from .writer import highest_segment_number, remove_stale_parts
@@ -222,9 +223,12 @@ class Segmenter:
         if source is not None:
             source.follow(description.program)  # a change in another program is not ours
         self._log_input(description)
+        # Read before the fast path's plan, which forgets the probe's bytes when it is not used.
+        probed = source.recorded() if source is not None and description.format_name == "mpegts" else b""
         fast = self._fast_plan(container, description, source)
         if fast is None:
-            return PyAVRun(context, description, number, container)
+            untimed = pids_without_pts(probed, (container.streams[s.index].id for s in description.streams))
+            return PyAVRun(context, description, number, container, untimed)
         container.close()  # the probe's buffers and decoders are not needed any more
         return FastRun(context, description, number, fast)
 

@@ -294,7 +294,7 @@ def test_frames_missing_right_before_the_limit_never_break_the_target_duration(
 
 def left_out_lines(published: Published) -> list[str]:
     """hls-segment's lines saying a stream was left out of the segments for want of a packet."""
-    said = "sent no packet while the input was probed: left out"
+    said = "sent no packet while the input was probed, so its sample rate is unknown: left out"
     return [line for line in published.stderr.splitlines() if said in line]
 
 
@@ -349,6 +349,14 @@ SECOND_AUDIO_PID = 0x101  # ffmpeg's MPEG-TS muxer numbers PIDs from 0x100 in st
 FIRST_AUDIO_PID = 0x100
 
 
+def two_audio_tracks(media: MediaCache, tmp_path: Path) -> Path:
+    """The encoder's AAC track twice (PIDs 0x100 and 0x101), no video: an audio-only input."""
+    two = tmp_path / "two-audio.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y", "-i", str(media.encoder_ts(seconds=SECONDS)),
+                    "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(two)], check=True, timeout=60)
+    return two
+
+
 def test_audio_frames_without_pts_keep_their_time_and_the_durations_stay_true(
     tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
 ) -> None:
@@ -357,9 +365,7 @@ def test_audio_frames_without_pts_keep_their_time_and_the_durations_stay_true(
     # the muxer timed them itself and refused the track's next timed frame. Each frame is dated
     # from the one before it; the segments' durations stay those of the media, each has one, and
     # the published total is the input's.
-    two = tmp_path / "two-audio.ts"
-    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y", "-i", str(media.encoder_ts(seconds=SECONDS)),
-                    "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(two)], check=True, timeout=60)
+    two = two_audio_tracks(media, tmp_path)
     source = tmp_path / "audio-no-first-pts.ts"
     source.write_bytes(strip_pts(two.read_bytes(), FIRST_AUDIO_PID, 1))
     published = publish(source, "2", tmp_path, seaweed, bucket)
@@ -382,9 +388,7 @@ def test_audio_only_input_whose_first_track_never_sends_is_cut_on_the_other_trac
 ) -> None:
     # Two audio tracks, no video (the PyAV path on either setting): the first sends nothing. It is
     # left out, said once, and the other track's audio is published whole, cut on its own clock.
-    two = tmp_path / "two-audio.ts"
-    subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-y", "-i", str(media.encoder_ts(seconds=SECONDS)),
-                    "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mpegts", str(two)], check=True, timeout=60)
+    two = two_audio_tracks(media, tmp_path)
     source = tmp_path / "first-audio-silent.ts"
     source.write_bytes(remove_packets(two.read_bytes(), FIRST_AUDIO_PID, set(range(10**6))))
     published = publish(source, "2", tmp_path, seaweed, bucket)
@@ -400,6 +404,54 @@ def test_audio_only_input_whose_first_track_never_sends_is_cut_on_the_other_trac
     left_out = left_out_lines(published)
     assert len(left_out) == 1 and f"PID 0x{FIRST_AUDIO_PID:x}" in left_out[0], published.stderr
     assert "the other streams' clock" not in published.stderr, published.stderr
+
+
+def test_an_audio_reference_whose_pes_packets_carry_no_pts_is_left_out_and_the_other_track_published(
+    tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # Two audio tracks, no video (the PyAV path on either setting); the first, which segments
+    # would be cut on, carries no PTS at all. Read from a pipe, FFmpeg dated its frames from 0,
+    # 1.4 s before the other track's: segments alternated between EXTINF 2.02 and 2 and each
+    # began before the one before it ended. It is left out, said once; the other track is
+    # published whole, at its own times.
+    two = two_audio_tracks(media, tmp_path)
+    source = tmp_path / "first-audio-untimed.ts"
+    source.write_bytes(strip_pts(two.read_bytes(), FIRST_AUDIO_PID))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    said = [line for line in published.stderr.splitlines() if "nothing places it in time: left out" in line]
+    assert len(said) == 1 and f"PID 0x{FIRST_AUDIO_PID:x}" in said[0] and "left out" in said[0], published.stderr
+    total = sum(segment.duration for segment in published.playlist.segments)
+    assert total == pytest.approx(probe(two).duration_s, abs=2 * AAC_FRAME_TICKS / 90000), published.text
+    files = segment_files(published.out_dir)
+    for path in files:
+        with av.open(str(path)) as segment:
+            assert len(segment.streams) == 1, path  # (the muxer numbers the PIDs from 0x100 again)
+    got = sorted(pts for path in files for pts in probe(path).audio.pts)  # type: ignore[union-attr]
+    assert got == pid_pts(two, SECOND_AUDIO_PID)
+    assert ffmpeg_plays(published.playlist_url) == ""
+
+
+def test_an_audio_track_whose_pes_packets_carry_no_pts_is_left_out_on_both_paths(
+    segmenter_path: str, tmp_path: Path, media: MediaCache, seaweed: SeaweedServer, bucket: str,
+) -> None:
+    # H.264 + AAC whose PES packets carry no PTS: the fast path would copy them as they came
+    # (players place them nowhere), so the PyAV path takes the input and leaves the track out.
+    source = tmp_path / "audio-untimed.ts"
+    source.write_bytes(strip_pts(media.encoder_ts(seconds=SECONDS).read_bytes(), AUDIO_PID))
+    published = publish(source, "2", tmp_path, seaweed, bucket)
+    assert_within_target(published, "2")
+    assert_every_packet_kept(source, published, ("video",))
+    assert not any(probe(path).audio for path in segment_files(published.out_dir))
+    said = [line for line in published.stderr.splitlines() if "nothing places it in time: left out" in line]
+    assert len(said) == 1, published.stderr
+    assert segmenter_path == "pyav" or f"MPEG-TS fast path not used: PID(s) 0x{AUDIO_PID:x} carry no PTS" \
+        in published.stderr, published.stderr
+    assert ffmpeg_plays(published.playlist_url) == ""
+    if chromium() is None:
+        pytest.skip("no Chromium to play the stream in")
+    for status in played_to_the_end(published.page_url).values():
+        assert re.fullmatch(r"Ended \((native HLS|hls\.js)\) at 20\.0 s", status), status
 
 
 def test_audio_frames_dated_before_the_ones_before_them_are_kept_or_left_out_alone(

@@ -24,11 +24,14 @@ from segmenter.psi import (
     packet_pid,
     pat_programs,
     pmt_pids,
+    pids_without_pts,
     pmt_streams,
     reorder_leading_psi,
     section,
 )
 from tests.support.media import MediaCache
+
+from .ts_surgery import AUDIO_PID, VIDEO_PID, strip_pts
 
 PMT_PID = 0x1000  # where PyAV's and ffmpeg's muxers put the PMT
 
@@ -452,3 +455,15 @@ def test_the_filter_keeps_its_program_under_a_pat_that_lists_it_alone() -> None:
     alone = with_counter(psi_packet(PAT_PID, pat_section(((0x1234, 0x1001),), transport_stream_id=7)), 5)
     assert packets(kept) == [alone, ours, es_packet(0x100), es_packet(0x100)] and count == 4
     assert program.keep(kept, count) == (kept, count)  # what it kept goes through again unchanged
+
+
+def test_pids_whose_pes_packets_carry_no_pts_are_found_from_the_first_sync_byte(media: MediaCache) -> None:
+    data = media.encoder_ts(seconds=2).read_bytes()
+    assert pids_without_pts(data, (VIDEO_PID, AUDIO_PID)) == set()
+    assert pids_without_pts(strip_pts(data, AUDIO_PID, 3), (VIDEO_PID, AUDIO_PID)) == set()  # some have one
+    stripped = strip_pts(data, AUDIO_PID)
+    assert pids_without_pts(stripped, (VIDEO_PID, AUDIO_PID)) == {AUDIO_PID}
+    assert pids_without_pts(b"junk" + stripped[:-100], (VIDEO_PID, AUDIO_PID)) == {AUDIO_PID}  # off the grid
+    assert pids_without_pts(stripped, (VIDEO_PID,)) == set()  # only the PIDs asked about
+    assert pids_without_pts(stripped, (VIDEO_PID, AUDIO_PID, 0x1FF0)) == {AUDIO_PID}  # 0x1FF0 sends nothing
+    assert pids_without_pts(b"", (AUDIO_PID,)) == set()

@@ -4,6 +4,7 @@ Pure: callers read files."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import stat
 import tomllib
 from collections.abc import Callable
@@ -24,22 +25,58 @@ DEFAULT_PORT = 10234
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
 
+# A host name: dot-separated labels of letters, digits and inner hyphens, 63 at most each (RFC 1123 2.1).
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT`` -> (host, port); no host is 127.0.0.1."""
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
+    """``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``PORT`` alone, ``HOST`` or ``[IPV6]`` alone
+    -> (host, port): no host is 127.0.0.1, no port DEFAULT_PORT. HOST is an IPv4 address, an IPv6
+    address (in brackets when a port follows) or a host name (RFC 1123 labels, at most 253
+    characters). Raises ConfigError, one line naming what is wrong, for anything else: a colon
+    with no port after it, a port that is not a number or outside 0..65535, a host that is none of
+    those (``a:1,b:2``: several addresses where one is taken)."""
+    port_text: str | None = None
+    if text.isdigit():  # a port alone, never a host (digits would be taken for an IPv4 address)
+        host, port_text = "", text
+    elif text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or rest[:1] not in ("", ":") or _ip_version(host) != 6:
+            raise ConfigError(f"address {text!r} is not [IPV6]:PORT")
+        port_text = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port_text = text.split(":")
-    host = host or "127.0.0.1"
-    try:
-        port = int(port_text) if port_text else DEFAULT_PORT
-    except ValueError:
-        raise ConfigError(f"address {text!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
+    else:
+        host = text  # a host alone, or an IPv6 address alone
+    if port_text == "":
+        raise ConfigError(f"address {text!r}: no port after the colon")
+    if host and _ip_version(host) is None and (len(host) > 253 or not _HOST_NAME.fullmatch(host)):
+        several = " (one address is taken here)" if "," in text or " " in text.strip() else ""
+        raise ConfigError(f"address {text!r}: {host!r} is neither an IP address nor a host name{several}")
+    if not port_text:
+        return host or "127.0.0.1", DEFAULT_PORT
+    if not port_text.isdigit():
+        raise ConfigError(f"address {text!r}: port {port_text!r} is not a number")
+    port = int(port_text)
+    if port > 65535:
         raise ConfigError(f"address {text!r}: port {port} is outside 0..65535")
-    return host, port
+    return host or "127.0.0.1", port
+
+
+def option_address(flag: str, text: str) -> tuple[str, int]:
+    """``parse_address`` for option ``flag``, whose name its ConfigError then begins with."""
+    try:
+        return parse_address(text)
+    except ConfigError as error:
+        raise ConfigError(f"{flag}: {error}") from None
+
+
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal, None for anything else."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 
 
 def metrics_address(flag: str, text: str | None) -> tuple[str, int] | None:
@@ -53,10 +90,7 @@ def metrics_address(flag: str, text: str | None) -> tuple[str, int] | None:
     host, colon, port = text.rpartition(":")
     if not colon or not port or "]" in port or (":" in host and not host.startswith("[")):
         raise ConfigError(f"{flag} {text!r} is not HOST:PORT or PORT")
-    try:
-        return parse_address(text)
-    except ConfigError as error:
-        raise ConfigError(f"{flag}: {error}") from None
+    return option_address(flag, text)
 
 
 def is_loopback(host: str) -> bool:

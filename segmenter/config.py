@@ -26,7 +26,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, option_address
 from common.tls import check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
@@ -65,7 +65,7 @@ def message_directory(output_dir: str) -> str:
 
 
 def _daemon_address(flag: str, address: str) -> tuple[str, int]:
-    host, port = parse_address(address)
+    host, port = option_address(flag, address)
     if not 0 < port <= 65535:
         raise ConfigError(f"{flag} needs a port between 1 and 65535")
     return host, port

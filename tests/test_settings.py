@@ -35,6 +35,38 @@ def test_every_port_from_0_to_65535_is_accepted_and_no_other() -> None:
             parse_address(bad)
 
 
+@pytest.mark.parametrize(("text", "address"), [
+    ("10234", ("127.0.0.1", 10234)),  # a port alone, never a host named 10234 (IPv4 0.0.39.250)
+    (":7000", ("127.0.0.1", 7000)),
+    ("uploader.example.net", ("uploader.example.net", 10234)),
+    ("uploader.example.net.:99", ("uploader.example.net.", 99)),
+    ("10.0.0.5:0", ("10.0.0.5", 0)),
+    ("::1", ("::1", 10234)),  # an IPv6 address alone
+    ("[2001:db8::7]", ("2001:db8::7", 10234)),
+    ("[2001:db8::7]:8443", ("2001:db8::7", 8443)),
+])
+def test_addresses_are_parsed_by_their_form(text: str, address: tuple[str, int]) -> None:
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("127.0.0.1:", "address '127.0.0.1:': no port after the colon"),
+    ("[::1]:", "address '[::1]:': no port after the colon"),
+    ("a:1,b:2", "address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name (one address is taken here)"),
+    ("a,b:2", "address 'a,b:2': 'a,b' is neither an IP address nor a host name (one address is taken here)"),
+    ("uploader_1:10234", "address 'uploader_1:10234': 'uploader_1' is neither an IP address nor a host name"),
+    ("-host:1", "address '-host:1': '-host' is neither an IP address nor a host name"),
+    ("[example.net]:1", "address '[example.net]:1' is not [IPV6]:PORT"),
+    ("[127.0.0.1]:1", "address '[127.0.0.1]:1' is not [IPV6]:PORT"),
+    ("h:port", "address 'h:port': port 'port' is not a number"),
+    ("h:+80", "address 'h:+80': port '+80' is not a number"),
+])
+def test_an_address_that_is_not_one_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_address(text)
+    assert str(refused.value) == message
+
+
 def test_a_host_name_other_than_localhost_is_never_taken_for_loopback() -> None:
     # Names are not resolved: one that points at 127.0.0.1 today may not tomorrow.
     assert not is_loopback("example.net")

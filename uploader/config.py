@@ -26,7 +26,7 @@ from common.options import (
     optional_text,
     read_secret,
 )
-from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, parse_address
+from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, option_address
 from common.tls import check_pair, server_context
 from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol import DEFAULT_KEY_ID
@@ -109,7 +109,7 @@ def _one_of(flag: str, value: str, choices: Sequence[str]) -> str:
 
 
 def _listen(flag: str, address: str) -> tuple[str, int]:
-    return parse_address(address)
+    return option_address(flag, address)
 
 
 def _spool_dir(flag: str, path: str | None) -> Path:
@@ -201,7 +201,7 @@ def _master_name(flag: str, name: str) -> str:
 # Every setting of hls-uploadd, in the order --help lists them.
 OPTIONS = (
     Option(
-        "listen", TEXT, DEFAULT_ADDRESS, "HOST:PORT to listen on; port 0 picks a free one.",
+        "listen", TEXT, DEFAULT_ADDRESS, "HOST:PORT to listen on (PORT alone: on 127.0.0.1); port 0 picks a free one.",
         convert=_listen, fields=("listen_host", "listen_port"), metavar="HOST:PORT",
     ),
     Option(

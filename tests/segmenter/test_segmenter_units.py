@@ -26,7 +26,7 @@ from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache
-from tests.support.segmenter_media import owed_segments
+from tests.support.segmenter_media import owed_segments, run_segmenter
 from tests.support.viewer import wait_for
 
 # -- codecs ------------------------------------------------------------------------------------
@@ -480,3 +480,15 @@ def test_the_outbox_holding_the_writer_id_is_readable_by_its_owner_only(tmp_path
     outbox.close()
     assert len(writer) == 32 and ".sample.outbox" in modes
     assert modes == dict.fromkeys(modes, 0o600), modes
+
+
+@pytest.mark.parametrize(("address", "line"), [
+    ("127.0.0.1:", "--uploader: address '127.0.0.1:': no port after the colon"),  # once port 10234, silently
+    ("a:1,b:2", "--uploader: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name"
+                " (one address is taken here)"),
+    ("127.0.0.1:0", "--uploader needs a port between 1 and 65535"),
+])
+def test_an_uploader_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, address: str, line: str) -> None:
+    result = run_segmenter(None, "2", tmp_path / "out", 1, "--uploader", address)
+    assert (result.returncode, result.stderr.splitlines()) == (2, [f"hls-segment: {line}"])
+    assert not (tmp_path / "out").exists()

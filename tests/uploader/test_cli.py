@@ -166,3 +166,23 @@ def test_environment_and_config_file_reach_the_daemon(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_listen_given_a_port_alone_listens_on_that_port_of_127_0_0_1(tmp_path: Path, free_port: int) -> None:
+    # Once taken for a host named "10234": with --insecure-no-auth it bound 0.0.39.250.
+    daemon = UploaderDaemon(tmp_path / "d", ["--listen", str(free_port)]).start()
+    try:
+        assert daemon.port == free_port
+        assert f"hls-uploadd listening on 127.0.0.1:{free_port};" in daemon.startup_line
+    finally:
+        daemon.kill()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--listen", "127.0.0.1:"], "--listen: address '127.0.0.1:': no port after the colon"),
+    (["--listen", "a:1,b:2"],
+     "--listen: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name (one address is taken here)"),
+])
+def test_a_listen_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), *args)
+    assert (result.returncode, result.stderr) == (2, f"hls-uploadd: configuration error: {message}\n")

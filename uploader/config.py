@@ -117,15 +117,20 @@ def _spool_dir(flag: str, path: str | None) -> Path:
 
 
 def _allow_dirs(flag: str, paths: list[str]) -> tuple[Path, ...]:
-    """Each --allow-dir, symlinks resolved once now; it must be an existing directory."""
+    """Each --allow-dir, symlinks resolved once now; it must be an existing directory. It is not
+    made here: hls-segment writes into it, as its own user, so its owner, group and mode are the
+    operator's choice (the error says how)."""
     resolved: list[Path] = []
     for text in paths:
         path = Path(text).expanduser()
         if not path.is_absolute():
             raise ConfigError(f"{flag} {text!r} must be an absolute path")
         real = Path(os.path.realpath(path))
+        if not real.exists():
+            raise ConfigError(f"{flag} {text!r} does not exist: create it first, writable by the user hls-segment runs"
+                              f" as (e.g. install -d -m 2775 -g GROUP {text}; hls-segment makes OUTPUT_DIR inside it)")
         if not real.is_dir():
-            raise ConfigError(f"{flag} {text!r} is not an existing directory")
+            raise ConfigError(f"{flag} {text!r} is not a directory")
         if real not in resolved:
             resolved.append(real)
     return tuple(resolved)

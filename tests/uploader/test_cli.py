@@ -63,7 +63,10 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
         ({"playlist_type": "loop"}, "", "--playlist-type 'loop' is not one of live, event, vod"),
         ({"store": "ftp://x"}, "", "neither 's3' nor 'file:///ABSOLUTE/PATH'"),
         ({"allow_dir": ["relative/dir"]}, "", "must be an absolute path"),
-        ({"allow_dir": ["/no/such/dir"]}, "", "is not an existing directory"),
+        ({"allow_dir": ["/no/such/dir"]}, "", "--allow-dir '/no/such/dir' does not exist: create it first, writable by"
+                                               " the user hls-segment runs as (e.g. install -d -m 2775 -g GROUP"
+                                               " /no/such/dir; hls-segment makes OUTPUT_DIR inside it)"),
+        ({"allow_dir": ["/dev/null"]}, "", "--allow-dir '/dev/null' is not a directory"),
         ({"bucket": ["Bad_Bucket"]}, "", "not a valid S3 bucket name"),
         ({"acl": "everyone"}, "", "--acl 'everyone'"),
         ({}, "[uploadd]\nwindoww = 3\n", "unknown setting(s): windoww"),

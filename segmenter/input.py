@@ -385,6 +385,11 @@ def open_input(
         except BaseException:
             source.close()
             raise
+    except av.error.ProtocolNotFoundError:
+        scheme = target.partition("://")[0]
+        raise InputError(f"{target}: the FFmpeg hls-segment carries cannot open {scheme}:// URLs; have the ffmpeg "
+                         f"command line read it and pipe it in: ffmpeg -i '{target}' -c copy -f mpegts - | "
+                         f"hls-segment - SEGMENT_DURATION ...") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None

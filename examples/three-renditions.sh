@@ -13,7 +13,19 @@ set -euo pipefail
 RUN_SECONDS=${1:-30}
 BUCKET=${BUCKET:-live}
 KEY_PREFIX=${KEY_PREFIX:-program}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# This checkout's .venv (./dev demo, ./dev s3 or ./dev test make it) when there is one, else PATH's.
+if [ -x "$HERE/.venv/bin/python" ]; then
+    PATH="$HERE/.venv/bin:$PATH"
+    PYTHON=${PYTHON:-$HERE/.venv/bin/python}
+fi
 PYTHON=${PYTHON:-python3}
+for tool in hls-uploadd hls-segment; do
+    command -v "$tool" >/dev/null || {
+        echo "three-renditions: $tool not found: run ./dev s3 once (it makes $HERE/.venv with it; Ctrl-C it), or pip install -e '$HERE[embedded]'" >&2
+        exit 2
+    }
+done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/three-renditions.XXXXXX")
 SECRET="$WORK/secret"
 PIDS=()
@@ -30,7 +42,7 @@ command -v ffmpeg >/dev/null || { echo "three-renditions: ffmpeg is needed" >&2;
 
 if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
     # An embedded SeaweedFS for the length of the run; it writes its endpoint, then waits.
-    "$PYTHON" - "$WORK" "$BUCKET" <<'PY' > "$WORK/s3.log" 2>&1 &
+    PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$WORK" "$BUCKET" <<'PY' > "$WORK/s3.log" 2>&1 &
 import signal, sys, threading
 from pathlib import Path
 from examples.embedded_s3 import EmbeddedS3
@@ -49,7 +61,7 @@ s3.stop()
 PY
     PIDS+=($!)
     for _ in $(seq 300); do [ -f "$WORK/s3.env" ] && break; sleep 0.1; done
-    [ -f "$WORK/s3.env" ] || { echo "three-renditions: the embedded S3 did not start (see $WORK/s3.log)" >&2; exit 1; }
+    [ -f "$WORK/s3.env" ] || { echo "three-renditions: the embedded S3 did not start: $(tail -n 1 "$WORK/s3.log")" >&2; exit 1; }
     set -a; . "$WORK/s3.env"; set +a
 fi
 

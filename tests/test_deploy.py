@@ -168,6 +168,13 @@ def test_systemd_unit_shape() -> None:
     assert sections["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+def test_the_unit_has_one_copy_the_docs_point_at() -> None:
+    # docs/uploader.md once showed its own unit, which differed from this one (paths, stop timeout).
+    for doc in (ROOT / "docs").glob("*.md"):
+        assert "[Service]" not in doc.read_text(), f"{doc.name} shows a unit of its own: point at {UNIT.name}"
+    assert "deploy/hls-uploadd.service" in (ROOT / "docs" / "uploader.md").read_text()
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     """`systemd-analyze verify` (offline) with ExecStart pointed at an executable that exists here."""

@@ -99,6 +99,10 @@ def build_store(config: UploaderConfig) -> Store:
         max_pool_connections=config.max_inflight + 2,
         # The publisher retries with its own backoff and logs; no hidden second layer.
         retries={"mode": "standard", "total_max_attempts": 1},
+        s3={"addressing_style": config.s3_addressing_style},
+        # None leaves boto3's own choice (AWS_REQUEST_CHECKSUM_CALCULATION, the shared config file).
+        request_checksum_calculation=config.s3_checksums,
+        response_checksum_validation=config.s3_checksums,
     )
     try:
         session = boto3.session.Session(region_name=config.region)

@@ -158,6 +158,19 @@ def _playlist_type(flag: str, value: str) -> PlaylistType:
     return PlaylistType(_one_of(flag, value.lower(), [kind.value for kind in PlaylistType]))
 
 
+# botocore's Config(s3={"addressing_style": ...}) and Config(request_checksum_calculation=...) values.
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+CHECKSUM_POLICIES = ("when_supported", "when_required")
+
+
+def _addressing_style(flag: str, value: str) -> str:
+    return _one_of(flag, value.lower(), ADDRESSING_STYLES)
+
+
+def _checksums(flag: str, value: str | None) -> str | None:
+    return None if value is None else _one_of(flag, value.lower(), CHECKSUM_POLICIES)
+
+
 def _store(flag: str, store: str) -> str:
     _file_store_root(store)
     return store
@@ -261,6 +274,16 @@ OPTIONS = (
         convert=optional_text, metavar="URL",
     ),
     Option("region", TEXT, None, "S3 region (else boto3's default chain).", convert=optional_text, metavar="NAME"),
+    Option(
+        "s3_addressing_style", TEXT, "auto", "auto, path (BUCKET in the URL's path: MinIO, most S3 clones) or virtual.",
+        convert=_addressing_style, metavar="STYLE",
+    ),
+    Option(
+        "s3_checksums", TEXT, None, "when_supported (boto3's default: a CRC32 on every PUT) or when_required (only"
+        " where S3 demands one: for stores that refuse the checksum headers).",
+        convert=_checksums, metavar="WHEN",
+        shown_default="boto3's (AWS_REQUEST_CHECKSUM_CALCULATION, else when_supported)",
+    ),
     Option(
         "acl", TEXT, None, "Canned ACL for every object, e.g. public-read.",
         convert=_acl, metavar="ACL", shown_default="none",
@@ -401,6 +424,8 @@ class UploaderConfig:
     store: str  # "s3" or "file:///PATH"
     endpoint_url: str | None
     region: str | None
+    s3_addressing_style: str  # ADDRESSING_STYLES
+    s3_checksums: str | None  # CHECKSUM_POLICIES, or None: boto3's own choice
     acl: str | None
     cache_control_playlist: str
     cache_control_segment: str

@@ -6,7 +6,9 @@ after S3 did the work (``Answer(forward=True)``). ``fail_next`` queues such answ
 requests of the given methods; every other request is forwarded unchanged (the Host header too,
 so SigV4 signatures still match; the embedded SeaweedFS has no identities and checks none) and
 its reply relayed. ``drop_headers``: request headers left out when forwarding, e.g.
-``{"if-none-match"}`` for an S3 clone that ignores conditional writes.
+``{"if-none-match"}`` for an S3 clone that ignores conditional writes. ``refuse_headers``:
+requests carrying one of these headers get its answer, as an S3 clone that does not implement a
+header refuses it (Backblaze B2 and Cloudflare R2 with boto3's CRC32 checksum headers, 2025).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class S3ErrorProxy:
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         self.stored: list[tuple[str, int]] = []  # (path, payload bytes) of every PUT the store took
         self.drop_headers: frozenset[str] = frozenset()  # lower-case names
+        self.refuse_headers: dict[str, Answer] = {}  # lower-case name -> the answer to a request with it
         self._queued: list[tuple[frozenset[str], str, Answer]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
@@ -114,7 +117,8 @@ class S3ErrorProxy:
 
             def _serve(self) -> None:
                 body = self._body()
-                answer = proxy._take(self.command, self.path)
+                answer = next((refusal for name, refusal in proxy.refuse_headers.items() if name in self.headers),
+                              None) or proxy._take(self.command, self.path)
                 if answer is not None and answer.forward:
                     self._forward(body)
                 if answer is not None:

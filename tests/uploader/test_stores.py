@@ -88,6 +88,21 @@ def test_s3_error_classification(code: str, status: int, kind: type) -> None:
         assert error.fix and error.transient  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(("code", "status", "message"), [
+    ("InvalidArgument", 400, "Unsupported header 'x-amz-sdk-checksum-algorithm' received for this API call."),
+    ("NotImplemented", 501, "Header 'x-amz-checksum-crc32' with value 'AAAAAA==' not implemented"),
+])
+def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_that_fixes_it(
+    code: str, status: int, message: str,
+) -> None:
+    # 501 would be transient (retried for ever, the fix never said); 400 permanent (segments lost).
+    error = FakeClientError(code, status)
+    error.response["Error"]["Message"] = message
+    refused = classify_client_error(error, "b", "k")
+    assert isinstance(refused, CorrectableStoreError) and "--s3-checksums when_required" in refused.fix
+    assert message in str(refused)
+
+
 def test_a_missing_bucket_and_a_denied_put_say_what_to_do() -> None:
     missing = classify_client_error(FakeClientError("NoSuchBucket", 404), "media", "k")
     denied = classify_client_error(FakeClientError("AccessDenied", 403), "media", "k")

@@ -1,0 +1,94 @@
+"""S3-compatible stores other than AWS, by configuration: the client settings docs/deploy.md
+gives for MinIO, Cloudflare R2, Backblaze B2 and AWS reach the S3 client, and a store that refuses
+boto3's checksum headers (as B2 and R2 did when boto3 1.36 began sending a CRC32 on every PUT) is
+published to once --s3-checksums when_required is set."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from common.options import settings_from_file
+from tests.support.daemon import place_segment
+from tests.support.s3_errors import Answer, S3ErrorProxy
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import wait_for
+from uploader.cli import build_store
+from uploader.config import OPTIONS, SECTION, UploaderConfig
+
+from .conftest import StartUploader
+from .test_faults import assert_published, send_all
+
+DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+
+# Refused as B2 refused it (x-amz-sdk-checksum-algorithm is sent with every checksummed PUT).
+UNSUPPORTED_CHECKSUM = Answer(
+    400, b"<Error><Code>InvalidArgument</Code><Message>Unsupported header 'x-amz-sdk-checksum-algorithm' received"
+         b" for this API call.</Message></Error>", "application/xml")
+
+
+def documented_configs() -> dict[str, str]:
+    """Each ```toml block of docs/deploy.md's "Other S3 stores" section, by the heading above it."""
+    text = DEPLOY.read_text()
+    section = text[text.index("## Other S3 stores"):]
+    section = section[:section.index("\n## ", 1)] if "\n## " in section[1:] else section
+    return {heading: block for heading, block in re.findall(r"### (.+?)\n.*?```toml\n(.*?)```", section, re.S)}
+
+
+def config_of(tmp_path: Path, toml: str) -> UploaderConfig:
+    """The daemon's configuration from ``toml`` (its allowed directory here), with a spool here."""
+    path = tmp_path / "uploadd.toml"
+    path.write_text(toml.replace("/var/spool/hls", str(tmp_path)))
+    return UploaderConfig.from_settings({**settings_from_file(OPTIONS, path, section=SECTION),
+                                         "spool_dir": str(tmp_path / "spool")})
+
+
+def test_the_docs_give_a_configuration_for_each_store() -> None:
+    assert sorted(documented_configs()) == ["AWS with an instance role", "Backblaze B2", "Cloudflare R2", "MinIO"]
+
+
+@pytest.mark.parametrize(("store", "endpoint", "region", "style", "checksums"), [
+    ("MinIO", "http://minio.internal:9000", "us-east-1", "path", None),
+    ("Cloudflare R2", "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com", "auto", "path",
+     "when_required"),
+    ("Backblaze B2", "https://s3.us-west-004.backblazeb2.com", "us-west-004", "auto", "when_required"),
+    ("AWS with an instance role", "https://s3.eu-west-1.amazonaws.com", "eu-west-1", "auto", None),
+])
+def test_each_documented_configuration_reaches_the_s3_client(
+    store: str, endpoint: str, region: str, style: str, checksums: str | None, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+        monkeypatch.delenv(name, raising=False)
+    client = build_store(config_of(tmp_path, documented_configs()[store]))._client  # type: ignore[attr-defined]
+    assert (client.meta.endpoint_url, client.meta.region_name) == (endpoint, region)
+    assert client.meta.config.s3 == {"addressing_style": style}
+    assert client.meta.config.request_checksum_calculation == (checksums or "when_supported")
+    assert client.meta.config.response_checksum_validation == (checksums or "when_supported")
+
+
+def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_when_required(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": UNSUPPORTED_CHECKSUM}
+        # boto3's default: the start-up write check is refused, and the ERROR says the fix. A
+        # segment sent meanwhile is held, not failed: nothing is lost while it is corrected.
+        refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url)
+        place_segment(segment_source, segments_dir, "seg", 1)
+        send_all(refused, segments_dir, bucket, range(1, 2))
+        wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
+        log = refused.log()
+        assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
+        assert f"bucket {bucket} cannot be written" in log and "Unsupported header" in log, log
+        refused.stop()  # the operator sets the option and restarts it, on the same spool
+        proxy.answered.clear()
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                                "--s3-checksums", "when_required", "--s3-addressing-style", "path")
+        for number in range(2, 4):
+            place_segment(segment_source, segments_dir, "seg", number)
+        send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
+        assert_published(seaweed, bucket, 3)
+        assert 400 not in proxy.statuses(), proxy.answered  # (412: the write check's create-only PUT, by design)

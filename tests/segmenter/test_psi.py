@@ -473,8 +473,10 @@ def pes_start_packet(pid: int, flags: int, *, at: int = 4, last: int = 0xFF) -> 
     """A packet of ``pid`` starting a PES whose PTS_DTS_flags byte (the second flags byte) is
     ``flags``, its payload at ``at`` (after an adaptation field of stuffing), the PES header cut
     where the packet ends; its other bytes 0xFF but the last, ``last``."""
-    fields = {0x80: 5, 0xC0: 10, 0x01: 1, 0x00: 0}[flags]
-    header = b"\x00\x00\x01\xc0\x00\x00\x80" + bytes((flags, fields)) + b"\x21" * fields
+    fields = {  # a PTS of 0, a DTS of 0 after it, a PES_extension with no field of its own
+        0x80: b"\x21\x00\x01\x00\x01", 0xC0: b"\x31\x00\x01\x00\x01\x11\x00\x01\x00\x01", 0x01: b"\x0e", 0x00: b"",
+    }[flags]
+    header = b"\x00\x00\x01\xc0\x00\x00\x80" + bytes((flags, len(fields))) + fields
     field = b"" if at == 4 else bytes((at - 5,)) + (b"\x00" + b"\xff" * (at - 6) if at > 5 else b"")
     control = 0x30 if at > 4 else 0x10
     packet = bytes((0x47, 0x40 | pid >> 8, pid & 0xFF, control)) + field + header

@@ -467,3 +467,55 @@ def test_pids_whose_pes_packets_carry_no_pts_are_found_from_the_first_sync_byte(
     assert pids_without_pts(stripped, (VIDEO_PID,)) == set()  # only the PIDs asked about
     assert pids_without_pts(stripped, (VIDEO_PID, AUDIO_PID, 0x1FF0)) == {AUDIO_PID}  # 0x1FF0 sends nothing
     assert pids_without_pts(b"", (AUDIO_PID,)) == set()
+
+
+def pes_start_packet(pid: int, flags: int, *, at: int = 4, last: int = 0xFF) -> bytes:
+    """A packet of ``pid`` starting a PES whose PTS_DTS_flags byte (the second flags byte) is
+    ``flags``, its payload at ``at`` (after an adaptation field of stuffing), the PES header cut
+    where the packet ends; its other bytes 0xFF but the last, ``last``."""
+    fields = {  # a PTS of 0, a DTS of 0 after it, a PES_extension with no field of its own
+        0x80: b"\x21\x00\x01\x00\x01", 0xC0: b"\x31\x00\x01\x00\x01\x11\x00\x01\x00\x01", 0x01: b"\x0e", 0x00: b"",
+    }[flags]
+    header = b"\x00\x00\x01\xc0\x00\x00\x80" + bytes((flags, len(fields))) + fields
+    field = b"" if at == 4 else bytes((at - 5,)) + (b"\x00" + b"\xff" * (at - 6) if at > 5 else b"")
+    control = 0x30 if at > 4 else 0x10
+    packet = bytes((0x47, 0x40 | pid >> 8, pid & 0xFF, control)) + field + header
+    return (packet[:TS_PACKET_BYTES].ljust(TS_PACKET_BYTES - 1, b"\xff") + bytes((last,)))[:TS_PACKET_BYTES]
+
+
+def continuation_packet(pid: int, payload: bytes) -> bytes:
+    return bytes((0x47, pid >> 8, pid & 0xFF, 0x10)) + payload.ljust(TS_PACKET_BYTES - 4, b"\xff")
+
+
+def test_a_pes_start_is_timed_by_its_pts_dts_flags_alone() -> None:
+    for flags, untimed in ((0x80, set()), (0xC0, set()), (0x00, {0x101}), (0x01, {0x101})):  # 0x01: a PES extension
+        assert pids_without_pts(pes_start_packet(0x101, flags), (0x101,)) == untimed, hex(flags)
+
+
+def test_the_last_whole_packet_is_read_and_a_part_packet_after_it_is_not() -> None:
+    timed, untimed = pes_start_packet(0x101, 0x80), pes_start_packet(0x102, 0x00)
+    assert pids_without_pts(timed + untimed, (0x101, 0x102)) == {0x102}
+    assert pids_without_pts(timed + untimed[:100], (0x101, 0x102)) == set()  # the probe's read ends in it
+
+
+def test_packets_after_bytes_off_the_grid_are_read_from_the_next_sync_byte() -> None:
+    before = pes_start_packet(0x101, 0x80, last=0x47)  # a payload byte that looks like a sync byte
+    after = pes_start_packet(0x101, 0x80)
+    untimed = pes_start_packet(0x102, 0x00)
+    for stray in (b"\x00", b"\x00\x01\x02"):
+        assert pids_without_pts(before + stray + untimed + after, (0x101, 0x102)) == {0x102}, stray
+
+
+def test_a_pes_header_is_read_up_to_the_last_byte_of_its_first_packet() -> None:
+    assert pids_without_pts(pes_start_packet(0x101, 0x00, at=180), (0x101,)) == {0x101}  # its flags byte last
+    assert pids_without_pts(pes_start_packet(0x101, 0x00, at=181), (0x101,)) == set()  # its flags in the next packet
+
+
+def test_packets_that_start_no_pes_make_no_pid_untimed() -> None:
+    # A packet continuing a PES whose payload begins as a PES start does (an H.264 start code),
+    # and sections on a PID asked about: no PES starts, so nothing to carry a PTS.
+    nal = continuation_packet(0x100, b"\x00\x00\x01\x65\x88\x84\x00\x00")
+    pat = bytes((0x47, 0x40 | 0x102 >> 8, 0x102 & 0xFF, 0x10)) + b"\x00" + pat_section(((1, 0x1000),))
+    pat = pat.ljust(TS_PACKET_BYTES, b"\xff")
+    assert pids_without_pts(pes_start_packet(0x100, 0x80) + nal + pat, (0x100, 0x102)) == set()
+    assert pids_without_pts(nal + pat, (0x100, 0x102)) == set()

@@ -321,6 +321,31 @@ def test_a_first_frame_inside_the_frame_a_track_began_with_is_overlapped_and_the
     assert written(gaps, SECOND + FRAME, 2 * SECOND) == []
 
 
+def test_a_first_segment_exactly_one_frame_long_gets_the_frame_of_a_track_yet_to_send() -> None:
+    gaps = filler()
+    gaps.begin(SECOND)
+    assert gaps.closing(SECOND + FRAME) == [SECOND]  # the frame fits, ending at the cut
+
+
+def test_only_filler_written_for_a_pause_can_be_overlapped_by_real_audio() -> None:
+    # Real audio that starts before the audio written ends (an encoder's jitter) plays as it
+    # comes: there is no silence under it to leave it out for.
+    gaps = filler()
+    written(gaps, 0, 0)
+    assert not gaps.overlapped(FRAME // 2) and not gaps.overlapped(0)
+    gaps.begin(SECOND)  # it sent: nothing changes
+    assert gaps.closing(SECOND + FRAME) == []  # it carried real audio
+    assert not gaps.overlapped(FRAME // 2)
+
+
+def test_at_44_1_khz_a_first_frame_is_overlapped_only_inside_the_frame_its_track_began_with() -> None:
+    frame = aac_format(AacConfig(2, 4, 2)).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
+    gaps = PauseFiller(frame, TICKS)
+    gaps.begin(SECOND)
+    assert gaps.closing(2 * SECOND) == [SECOND]
+    assert gaps.overlapped(SECOND + 2089) and not gaps.overlapped(SECOND + 2090)  # the frame ends at 2089.8
+
+
 def test_only_a_track_whose_start_is_unknown_gets_the_frame_at_a_short_first_segment() -> None:
     known = filler()
     assert known.begin(SECOND, SECOND + FRAME) == []  # the fast path read its first frame ahead
@@ -344,6 +369,16 @@ def test_a_track_whose_first_frame_is_known_ahead_is_filled_up_to_it_at_once() -
     assert fills == [SECOND, SECOND + FRAME, SECOND + 2 * FRAME]  # less than a frame is left
     assert gaps.begin(0, 9 * SECOND) == []  # the first start counts
     assert written(gaps, SECOND + 3 * FRAME + 100, SECOND + LAG) == []
+
+
+def test_at_44_1_khz_a_first_frame_known_ahead_is_filled_up_to_at_once_on_the_frame_grid() -> None:
+    frame = aac_format(AacConfig(2, 4, 2)).frame_ticks(TICKS)  # 102400/49 ticks: 2089.8
+    gaps = PauseFiller(frame, TICKS)
+    first = SECOND + 10 * 2090  # 10.002 frames late
+    assert gaps.begin(SECOND, first) == [round(SECOND + k * frame) for k in range(10)]
+    # More than MIN_GAP_FRAMES (2) frames late, compared exactly: 2 frames are 4179.6 ticks.
+    assert PauseFiller(frame, TICKS).begin(SECOND, SECOND + 4179) == []
+    assert PauseFiller(frame, TICKS).begin(SECOND, SECOND + 4180) == [SECOND, SECOND + 2090]
 
 
 def test_a_track_that_sent_before_the_program_begins_is_not_moved_back() -> None:

@@ -25,7 +25,6 @@ from protocol.limits import MAX_SEGMENT_NUMBER
 
 from .cutter import SegmentTiming, StreamKind
 from .input import READ_CHUNK_BYTES, ByteSource, InputDescription, log_continuity
-from .psi import pids_without_pts
 from .randomaccess import ParameterSet, ParameterWatch, TsSegmentStart, codec_by_stream_type
 from .run import RunContext, SegmentRun, close_segment
 from .silentframe import fillable_streams, silent_frame_or_none
@@ -70,12 +69,14 @@ def plan_fast_path(
     stop: threading.Event,
     *,
     enabled: bool,
+    untimed: frozenset[int] = frozenset(),
 ) -> tuple[FastPlan | None, str]:
-    """The fast path's plan, or None and the reason the PyAV path is used instead."""
+    """The fast path's plan, or None and the reason the PyAV path is used instead. ``untimed``:
+    the PIDs whose PES packets carry no PTS in what the probe read (``psi.pids_without_pts``)."""
     if not enabled:
         return None, "turned off (--no-fast-path)"
     try:
-        return plan(container, description, source, stop), ""
+        return plan(container, description, source, stop, untimed), ""
     except NotEligible as reason:
         return None, str(reason)
     except (IndexError, ValueError) as error:  # PSI too malformed to read: PyAV copes or says why
@@ -87,6 +88,7 @@ def plan(
     description: InputDescription,
     source: ByteSource | None,
     stop: threading.Event,
+    untimed: frozenset[int] = frozenset(),
 ) -> FastPlan:
     """A plan for the fast path, or NotEligible with the reason the PyAV path is used instead."""
     if description.format_name != "mpegts":
@@ -130,7 +132,7 @@ def plan(
         tracks.append(Track(pid, data.index, False, False, None, data=True))
     if len(tracks) != len(program.streams):
         raise NotEligible("the PMT lists streams the probe did not describe")
-    if untimed := pids_without_pts(probed, (t.pid for t in tracks if not t.data)):
+    if untimed:
         # Copied as they came, their packets would be placed nowhere: the PyAV path leaves them out.
         raise NotEligible(f"PID(s) {', '.join(f'0x{pid:x}' for pid in sorted(untimed))} carry no PTS")
     check_routable(tracks)

@@ -137,7 +137,7 @@ def crc32_mpeg2(data: bytes) -> int:
     return crc
 
 
-def pids_without_pts(data: bytes, pids: Iterable[int]) -> set[int]:
+def pids_without_pts(data: bytes, pids: Iterable[int]) -> frozenset[int]:
     """Those of ``pids`` that start a PES packet in the MPEG-TS ``data`` (read from its first sync
     byte on; packets off the grid are skipped) and carry a PTS in none of them (PTS_DTS_flags 0:
     ISO/IEC 13818-1 2.7.4 asks for one at least every 0.7 s)."""
@@ -158,7 +158,7 @@ def pids_without_pts(data: bytes, pids: Iterable[int]) -> set[int]:
             started.add(pid)
             if packet[offset + 7] & 0x80:
                 timed.add(pid)
-    return started - timed
+    return frozenset(started - timed)
 
 
 def find_sync(data: bytes | bytearray, start: int) -> int | None:

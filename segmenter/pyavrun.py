@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Set
 from fractions import Fraction
 
 import av
@@ -85,7 +84,7 @@ class PyAVRun(SegmentRun):
     """
 
     def __init__(self, context: RunContext, description: InputDescription, first: int,
-                 container: av.container.InputContainer, untimed: Set[int] = frozenset()) -> None:
+                 container: av.container.InputContainer, untimed: frozenset[int] = frozenset()) -> None:
         """``untimed``: PIDs whose PES packets carry no PTS in what the probe read
         (``psi.pids_without_pts``; empty when the probe's bytes are not at hand)."""
         listed = [container.streams[info.index] for info in description.streams]

@@ -223,11 +223,12 @@ class Segmenter:
         if source is not None:
             source.follow(description.program)  # a change in another program is not ours
         self._log_input(description)
-        # Read before the fast path's plan, which forgets the probe's bytes when it is not used.
-        probed = source.recorded() if source is not None and description.format_name == "mpegts" else b""
-        fast = self._fast_plan(container, description, source)
+        # Streams without PTS, from the probe's bytes (read before the fast path's plan, which
+        # forgets them when it is not used): the fast path declines them, the PyAV path leaves them out.
+        untimed = frozenset() if source is None or description.format_name != "mpegts" else pids_without_pts(
+            source.recorded(), (container.streams[s.index].id for s in description.streams))
+        fast = self._fast_plan(container, description, source, untimed)
         if fast is None:
-            untimed = pids_without_pts(probed, (container.streams[s.index].id for s in description.streams))
             return PyAVRun(context, description, number, container, untimed)
         container.close()  # the probe's buffers and decoders are not needed any more
         return FastRun(context, description, number, fast)
@@ -241,11 +242,12 @@ class Segmenter:
         return StallMonitor(watch, lambda: run.packets_read)
 
     def _fast_plan(
-        self, container: av.container.InputContainer, description: InputDescription, source: ByteSource | None
+        self, container: av.container.InputContainer, description: InputDescription, source: ByteSource | None,
+        untimed: frozenset[int],
     ) -> FastPlan | None:
         """The MPEG-TS fast path's plan (fastrun.py), or None for the PyAV path, with the reason logged."""
         fast, reason = plan_fast_path(container, description, source, self._stop,
-                                      enabled=self.config.fast_path)
+                                      enabled=self.config.fast_path, untimed=untimed)
         if fast is None:
             log.info("MPEG-TS fast path not used: %s", reason)
             if source is not None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import shlex
 import os
+import shlex
 import shutil
 import signal
 import socket

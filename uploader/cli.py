@@ -17,7 +17,7 @@ from common.logs import format_handler, logs_json
 from common.options import with_options
 from common.settings import ConfigError
 
-from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, default_spool_dir
+from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, spool_directory
 from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
 from .cost import Audience, Prices, cost_sheet, render, sheet_json
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
@@ -127,11 +127,6 @@ def _announce(line: str) -> None:
 # The --spool-dir of the commands that read a daemon's spool (requeue, status, cost).
 SPOOL_DIR = typer.Option(None, "--spool-dir", envvar=f"{ENV_PREFIX}SPOOL_DIR", metavar="PATH",
                          help="The daemon's spool (its --spool-dir).")
-
-
-def spool_directory(given: Path | None) -> Path:
-    """The spool directory a command was given, or the daemon's default one."""
-    return given.expanduser().absolute() if given else default_spool_dir()
 
 
 requeue_app = typer.Typer(add_completion=False, rich_markup_mode=None)

@@ -112,8 +112,13 @@ def _listen(flag: str, address: str) -> tuple[str, int]:
     return option_address(flag, address)
 
 
+def spool_directory(given: str | Path | None) -> Path:
+    """The spool directory an option gave (expanded, absolute), or the daemon's default one."""
+    return Path(given).expanduser().absolute() if given else default_spool_dir()
+
+
 def _spool_dir(flag: str, path: str | None) -> Path:
-    return Path(path).expanduser().absolute() if path else default_spool_dir()
+    return spool_directory(path)
 
 
 def _allow_dirs(flag: str, paths: list[str]) -> tuple[Path, ...]:

@@ -62,6 +62,8 @@ _FIX_CREDENTIALS = (
 )
 _FIX_TOKEN = "renew the daemon's session token (its role, profile or environment); it is retried meanwhile"
 _FIX_REGION = "the bucket is in another region or behind another endpoint: fix --region or --endpoint-url"
+# The codes S3 clones refuse a request header they do not implement with.
+_HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
 _FIX_CHECKSUMS = ("the store does not take boto3's checksum headers: set --s3-checksums when_required"
                   " (s3_checksums in the config file) and restart the daemon")
 
@@ -345,13 +347,14 @@ def _reply(error: Any) -> tuple[str, int, str]:
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     """An S3 error reply as transient (5xx, 429, throttling, timeouts), correctable (credentials,
     permissions, tokens, a missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307,
-    401, 403 or 404 without a known code; a 400 or 501 about checksums: a store that does not take
-    boto3's checksum headers) or permanent (any other 4xx)."""
+    401, 403 or 404 without a known code; InvalidArgument, NotImplemented or InvalidRequest about
+    checksums: a store that does not take boto3's checksum headers) or permanent (any other 4xx)."""
     code, status, message = _reply(error)
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
-    if status in (400, 501) and "checksum" in message.lower():
+    if code in _HEADER_REFUSALS and "checksum" in message.lower():
         # An S3 clone refusing x-amz-checksum-*/x-amz-sdk-checksum-algorithm, which boto3 sends
-        # with every PUT since 1.36 (Backblaze B2, Cloudflare R2, older MinIO; 2025).
+        # with every PUT since 1.36 (Backblaze B2, Cloudflare R2, older MinIO; 2025). Not a
+        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch): that is no header refused.
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)

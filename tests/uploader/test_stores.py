@@ -103,6 +103,17 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
     assert message in str(refused)
 
 
+@pytest.mark.parametrize(("code", "status", "kind"), [
+    ("BadDigest", 400, PermanentStoreError),  # as before the rule above: no header was refused
+    ("XAmzContentSHA256Mismatch", 400, PermanentStoreError),
+    ("InternalError", 500, TransientStoreError),
+])
+def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: str, status: int, kind: type) -> None:
+    error = FakeClientError(code, status)
+    error.response["Error"]["Message"] = "The CRC32 you specified did not match the calculated checksum."
+    assert type(classify_client_error(error, "b", "k")) is kind
+
+
 def test_a_missing_bucket_and_a_denied_put_say_what_to_do() -> None:
     missing = classify_client_error(FakeClientError("NoSuchBucket", 404), "media", "k")
     denied = classify_client_error(FakeClientError("AccessDenied", 403), "media", "k")

@@ -37,7 +37,7 @@ def parse_address(text: str) -> tuple[str, int]:
     with no port after it, a port that is not a number or outside 0..65535, a host that is none of
     those (``a:1,b:2``: several addresses where one is taken)."""
     port_text: str | None = None
-    if text.isdigit():  # a port alone, never a host (digits would be taken for an IPv4 address)
+    if _digits(text):  # a port alone, never a host (digits would be taken for an IPv4 address)
         host, port_text = "", text
     elif text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -55,12 +55,16 @@ def parse_address(text: str) -> tuple[str, int]:
         raise ConfigError(f"address {text!r}: {host!r} is neither an IP address nor a host name{several}")
     if not port_text:
         return host or "127.0.0.1", DEFAULT_PORT
-    if not port_text.isdigit():
+    if not _digits(port_text):
         raise ConfigError(f"address {text!r}: port {port_text!r} is not a number")
-    port = int(port_text)
-    if port > 65535:
-        raise ConfigError(f"address {text!r}: port {port} is outside 0..65535")
-    return host or "127.0.0.1", port
+    if len(port_text.lstrip("0")) > 5 or int(port_text) > 65535:
+        raise ConfigError(f"address {text!r}: port {port_text} is outside 0..65535")
+    return host or "127.0.0.1", int(port_text)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def option_address(flag: str, text: str) -> tuple[str, int]:

@@ -60,6 +60,9 @@ def test_addresses_are_parsed_by_their_form(text: str, address: tuple[str, int])
     ("[127.0.0.1]:1", "address '[127.0.0.1]:1' is not [IPV6]:PORT"),
     ("h:port", "address 'h:port': port 'port' is not a number"),
     ("h:+80", "address 'h:+80': port '+80' is not a number"),
+    ("127.0.0.1:²", "address '127.0.0.1:²': port '²' is not a number"),  # once int()'s ValueError
+    ("²", "address '²': '²' is neither an IP address nor a host name"),
+    ("h:" + "9" * 5000, f"address 'h:{'9' * 5000}': port {'9' * 5000} is outside 0..65535"),
 ])
 def test_an_address_that_is_not_one_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as refused:

@@ -351,10 +351,11 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     checksums: a store that does not take boto3's checksum headers) or permanent (any other 4xx)."""
     code, status, message = _reply(error)
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
-    if code in _HEADER_REFUSALS and "checksum" in message.lower():
+    if code in _HEADER_REFUSALS and "checksum" in message.lower() and "required" not in message.lower():
         # An S3 clone refusing x-amz-checksum-*/x-amz-sdk-checksum-algorithm, which boto3 sends
         # with every PUT since 1.36 (Backblaze B2, Cloudflare R2, older MinIO; 2025). Not a
-        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch): that is no header refused.
+        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch), nor one the store
+        # requires (Object Lock): those are no header refused.
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)

@@ -114,6 +114,13 @@ def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: s
     assert type(classify_client_error(error, "b", "k")) is kind
 
 
+def test_a_store_requiring_a_checksum_is_not_told_to_send_fewer() -> None:
+    error = FakeClientError("InvalidRequest", 400)
+    error.response["Error"]["Message"] = ("Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object"
+                                          " requests with Object Lock parameters")
+    assert type(classify_client_error(error, "b", "k")) is PermanentStoreError
+
+
 def test_a_missing_bucket_and_a_denied_put_say_what_to_do() -> None:
     missing = classify_client_error(FakeClientError("NoSuchBucket", 404), "media", "k")
     denied = classify_client_error(FakeClientError("AccessDenied", 403), "media", "k")

@@ -15,6 +15,9 @@ PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
 SCRIPT_CONTENT_TYPE = "text/javascript"
 # The script's name does not change with its version, so it is cached for a day, not for ever.
 SCRIPT_CACHE_CONTROL = "max-age=86400"
+# hls.js starts this many target durations back from the live playlist's end, as RFC 8216 6.3.3
+# asks of clients (and native players do): the page's viewer delay, README's "three segments".
+LIVE_SYNC_SEGMENTS = 3
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -44,7 +47,9 @@ _PAGE = """<!doctype html>
   const status = document.getElementById("status");
   const source = new URL(link.getAttribute("href"), location.href).href;
   link.querySelector("code").textContent = source;
-  const forceHlsJs = new URLSearchParams(location.search).has("hls.js");  // to try hls.js where HLS is native
+  // ?hls.js tries hls.js where HLS is native; ?native tries native HLS alone, with no fallback.
+  const query = new URLSearchParams(location.search);
+  const forceHlsJs = query.has("hls.js"), nativeOnly = query.has("native");
   let engine = "native HLS";
   video.addEventListener("playing", () => {{
     status.textContent = `Playing (${{engine}}, ${{video.videoWidth}}x${{video.videoHeight}})`;
@@ -55,16 +60,31 @@ _PAGE = """<!doctype html>
   video.addEventListener("error", () => {{
     status.textContent = `Error (${{engine}}): ${{video.error.message || video.error.code}}`;
   }});
-  if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
-    video.src = source;  // Safari, iOS and recent Chrome play HLS natively
-  }} else if (window.Hls && Hls.isSupported()) {{
+  function playWithHlsJs() {{
     engine = "hls.js";
-    const hls = new Hls({{ liveSyncDurationCount: 3 }});
+    const hls = new Hls({{ liveSyncDurationCount: {live_sync_segments} }});
     hls.on(Hls.Events.ERROR, (event, data) => {{
       if (data.fatal) status.textContent = "Error: " + data.details;
     }});
     hls.loadSource(source);
     hls.attachMedia(video);
+  }}
+  const hlsJs = !nativeOnly && window.Hls && Hls.isSupported();
+  if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
+    video.src = source;  // Safari, iOS and some Chromium builds play HLS natively
+    if (hlsJs) {{
+      // Chromium's native HLS fails on a live playlist shorter than three target durations (a
+      // stream's first segments): hls.js takes over where it can.
+      video.addEventListener("error", function fallBack() {{
+        video.removeEventListener("error", fallBack);
+        status.textContent = `native HLS failed (${{video.error.message || video.error.code}}); trying hls.js`;
+        video.removeAttribute("src");
+        video.load();
+        playWithHlsJs();
+      }});
+    }}
+  }} else if (hlsJs) {{
+    playWithHlsJs();
   }} else {{
     status.textContent = "This browser cannot play HLS.";
   }}
@@ -80,6 +100,7 @@ def render_player_page(playlist_name: str, *, title: str) -> str:
         title=html.escape(title),
         playlist=html.escape(playlist_name, quote=True),
         script=SCRIPT_NAME,
+        live_sync_segments=LIVE_SYNC_SEGMENTS,
     )
 
 

@@ -160,10 +160,13 @@ def ffmpeg_plays(url: str) -> str:
 
 
 def played_to_the_end(page_url: str) -> dict[str, str]:
-    """Chromium plays the page natively and with hls.js, four times real time: engine -> the
-    page's last status ("Ended (ENGINE) at T s", or the error that stopped it)."""
-    return {engine: page_status(page_url + query, r"Ended .*|Error .*", wait_s=60, playback_rate=4)
-            for engine, query in (("native HLS", ""), ("hls.js", "?hls.js"))}
+    """Chromium plays the page natively (no fallback to hls.js) and with hls.js, four times real
+    time: engine -> the page's last status ("Ended (ENGINE) at T s", or the error that stopped it)."""
+    statuses = {engine: page_status(page_url + query, r"Ended .*|Error .*", wait_s=60, playback_rate=4)
+                for engine, query in (("native HLS", "?native"), ("hls.js", "?hls.js"))}
+    for engine, status in statuses.items():
+        assert not status.startswith(("Ended", "Playing")) or f"({engine}" in status, (engine, status)
+    return statuses
 
 
 @pytest.mark.parametrize("case, params, segment_seconds", [

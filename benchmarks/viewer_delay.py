@@ -1,0 +1,213 @@
+"""Viewer delay of the player page, glass to glass: a frame's capture -> that frame on screen.
+
+The demo's pipeline (ffmpeg -re testsrc2 + sine, x264 zerolatency, hls-segment, hls-uploadd with
+--player-page, the embedded S3), with each frame's number painted into its top rows as 20
+black/white blocks. Once the live playlist is full (a viewer joining a running stream), the page
+plays in headless Chromium, first with native HLS (``?native``), then with hls.js (``?hls.js``);
+four times a second the frame on screen is drawn to a canvas and its number read:
+
+    delay = now - (t0 + frame number / 25)
+
+where t0 is the moment ffmpeg was started, so the figure includes ffmpeg's start-up (~0.1 s) and
+overstates by that much. Beside it, the live edge: how long after a segment's last frame was
+captured the playlist first listed it (the segment's own duration, the next keyframe, the upload).
+
+    python benchmarks/viewer_delay.py [--segment-seconds 2 6] [--seconds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import http_get  # noqa: E402
+
+from examples.demo import bin_path, stop, wait_for_http, wait_port_file  # noqa: E402
+from examples.embedded_s3 import EmbeddedS3  # noqa: E402
+from tests.support.browser import browser  # noqa: E402
+
+BUCKET = "live"
+KEY_PREFIX = "delay"
+PLAYLIST = "stream.m3u8"
+FPS = 25
+BITS = 20  # frame numbers up to 2**20 (11 h at 25 fps)
+BLOCK = 32  # pixels per bit, 20 * 32 = 640
+WINDOW = 5  # hls-uploadd's default --window: the page is opened once the playlist is full
+# Black where bit k of the frame number n is clear, white where it is set: block k from the left,
+# the top 40 rows. The rest of the picture is testsrc2's.
+PAINT = ",".join([f"drawbox=x=0:y=0:w={BITS * BLOCK}:h=40:color=black:t=fill"] + [
+    f"drawbox=x={BLOCK * k}:y=0:w={BLOCK}:h=40:color=white:t=fill:enable='mod(floor(n/{2 ** k}),2)'"
+    for k in range(BITS)])
+
+# The frame on screen: [epoch ms, frame number, currentTime], or null before it plays.
+SAMPLE = f"""(() => {{
+  const v = document.getElementById('video');
+  if (!v || v.readyState < 2 || v.paused || !v.videoWidth) return null;
+  const c = window.__delayCanvas || (window.__delayCanvas = document.createElement('canvas'));
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d', {{willReadFrequently: true}});
+  g.drawImage(v, 0, 0);
+  const row = g.getImageData(0, Math.floor(20 * c.height / 360), c.width, 1).data;
+  let n = 0;
+  for (let k = 0; k < {BITS}; k++) {{
+    const x = Math.floor(({BLOCK} * k + {BLOCK // 2}) * c.width / 640);
+    if (row[4 * x] > 128) n += 2 ** k;
+  }}
+  return [Date.now(), n, v.currentTime];
+}})()"""
+
+_EXTINF = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)|#EXTINF:([\d.]+)")
+
+
+def source_command(segment_seconds: float) -> list[str]:
+    """The demo's ffmpeg source (examples/demo.py), frames numbered in their top rows."""
+    gop = round(segment_seconds * FPS)
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate={FPS}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-vf", PAINT,
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "800k",
+        "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
+    ]
+
+
+class EdgeWatch(threading.Thread):
+    """Polls the playlist every 0.1 s; ``lags`` holds, per segment, the seconds from its last
+    frame's capture (t0 + the EXTINF sum up to its end) to the poll that first listed it."""
+
+    def __init__(self, url: str, t0: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.t0 = url, t0
+        self.lags: dict[int, float] = {}
+        self.ends: dict[int, float] = {}  # media sequence number -> end, seconds of media
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            try:
+                reply = http_get(self.url)
+            except OSError:
+                continue
+            now = time.time()
+            text = reply.text if reply.status == 200 else ""
+            number = None
+            for sequence, duration in _EXTINF.findall(text):
+                if sequence:
+                    number = int(sequence)
+                    continue
+                assert number is not None, "EXTINF before EXT-X-MEDIA-SEQUENCE"
+                if number not in self.ends:
+                    self.ends[number] = self.ends.get(number - 1, 0.0) + float(duration)
+                    self.lags[number] = now - (self.t0 + self.ends[number])
+                number += 1
+
+
+def watch(page_url: str, t0: float, seconds: float) -> tuple[str, list[float]]:
+    """(the engine the page says it plays with, each sampled delay in seconds) over ``seconds``
+    of playback, the first second of it left out."""
+    delays: list[float] = []
+    status = ""
+    with browser() as devtools:
+        target = devtools.call("Target.createTarget", url=page_url)["targetId"]
+        session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        deadline = time.monotonic() + 60
+        playing_since = None
+        while time.monotonic() < deadline:
+            status = devtools.call("Runtime.evaluate", session, returnByValue=True,
+                                   expression="document.getElementById('status')?.textContent ?? ''")["result"]["value"]
+            sample = devtools.call("Runtime.evaluate", session, expression=SAMPLE,
+                                   returnByValue=True)["result"].get("value")
+            if sample is not None:
+                if playing_since is None:
+                    playing_since = time.monotonic()
+                    deadline = playing_since + 1 + seconds
+                elif time.monotonic() > playing_since + 1:
+                    now_ms, number, _ = sample
+                    delays.append(now_ms / 1000 - (t0 + number / FPS))
+            time.sleep(0.25)
+    engine = m.group(1) if (m := re.search(r"\((native HLS|hls\.js)", status)) else f"? ({status})"
+    return engine, delays
+
+
+def run(segment_seconds: float, seconds: float, work: Path) -> list[tuple[str, list[float], list[float]]]:
+    s3 = EmbeddedS3(work / "s3")
+    children: list[subprocess.Popen[bytes]] = []
+    segments = work / "segments"
+    segments.mkdir(parents=True)
+    try:
+        s3.start()
+        s3.create_bucket(BUCKET)
+        env = {**os.environ, **s3.client_environment()}
+        port_file = work / "uploadd.port"
+        daemon = subprocess.Popen(
+            [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+             "--spool-dir", str(work / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
+             "--endpoint-url", s3.endpoint_url, "--player-page", "--log-level", "WARNING"], env=env)
+        children.append(daemon)
+        port = wait_port_file(port_file, daemon, 30)
+        t0 = time.time()
+        source = subprocess.Popen(source_command(segment_seconds), stdout=subprocess.PIPE)
+        children.append(source)
+        children.append(subprocess.Popen(
+            [bin_path("hls-segment"), "-", f"{segment_seconds:g}", str(segments), "seg", PLAYLIST, "", BUCKET,
+             KEY_PREFIX, "--uploader", f"127.0.0.1:{port}"], stdin=source.stdout, env=env))
+        assert source.stdout is not None
+        source.stdout.close()
+        edge = EdgeWatch(s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}"), t0)
+        edge.start()
+        page = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
+        if not wait_for_http(edge.url, 60):
+            raise SystemExit("no playlist after 60 s")
+        results = []
+        while len(edge.lags) < WINDOW:  # a viewer who joins a running stream
+            time.sleep(0.1)
+        for query in ("?native", "?hls.js"):
+            listed = len(edge.lags)
+            engine, delays = watch(page + query, t0, seconds)
+            results.append((engine, delays, list(edge.lags.values())[listed:]))
+        edge.done.set()
+        return results
+    finally:
+        for child in reversed(children):
+            stop(child, 15, 10)
+        s3.stop()
+
+
+def figures(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return f"{statistics.median(values):5.1f} s (min {min(values):5.1f}, max {max(values):5.1f}, n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segment-seconds", type=float, nargs="+", default=[2.0, 6.0])
+    parser.add_argument("--seconds", type=float, default=40.0, help="playback sampled per engine")
+    args = parser.parse_args()
+    rows = []
+    for segment_seconds in args.segment_seconds:
+        with tempfile.TemporaryDirectory(prefix="viewer-delay-") as work:
+            print(f"{segment_seconds:g}-s segments: playing {args.seconds:g} s with each engine ...", flush=True)
+            for engine, delays, lags in run(segment_seconds, args.seconds, Path(work)):
+                rows.append((segment_seconds, engine, delays, lags))
+    print("\nglass-to-glass delay of the player page (frame captured -> frame on screen)")
+    for segment_seconds, engine, delays, lags in rows:
+        ratio = f"{statistics.median(delays) / segment_seconds:4.1f} segments" if delays else ""
+        print(f"  {segment_seconds:g}-s segments, {engine:10}: {figures(delays)}  = {ratio}")
+        print(f"  {'':14}live edge lag: {figures(lags)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -128,6 +128,7 @@ def test_config_units_and_fields(tmp_path: Path) -> None:
         ({"bucket": "Bad_Bucket"}, "bucket"),
         ({"wire": "v2"}, "--wire"),
         ({"uploader": "host:port"}, "port"),
+        ({"uploader": "127.1"}, "--uploader: address '127.1': '127.1' is no IPv4 address"),  # as a config file gives it
         ({"probe_timeout": 0}, "--probe-timeout"),
         ({"start_number": 0}, "--start-number"),
         ({"quiet": "false"}, "--quiet must be true or false, not 'false'"),  # a TOML string, not a bool
@@ -487,6 +488,9 @@ def test_the_outbox_holding_the_writer_id_is_readable_by_its_owner_only(tmp_path
     ("a:1,b:2", "--uploader: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name"
                 " (one address is taken here)"),
     ("127.0.0.1:0", "--uploader needs a port between 1 and 65535"),
+    ("127.1:10234", "--uploader: address '127.1:10234': '127.1' is no IPv4 address (a resolver may read it as"
+                    " another one, 127.1 as 127.0.0.1): write the IPv4 address in full dotted-quad form, four"
+                    " numbers 0..255 without leading zeros (127.0.0.1)"),
 ])
 def test_an_uploader_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, address: str, line: str) -> None:
     result = run_segmenter(None, "2", tmp_path / "out", 1, "--uploader", address)

@@ -47,6 +47,12 @@ _TRANSIENT_CODES = frozenset(
         "TooManyRequests",
         "RequestTimeTooSkewed",  # the clock catches up; retrying re-signs with the new time
         "ConditionalRequestConflict",  # AWS: a concurrent conditional write to the key; retry
+        # The body received did not match the Content-MD5, checksum or x-amz-content-sha256 sent
+        # with it (AWS's error list, docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html):
+        # damaged in transit, and a retry reads the file again. Not InvalidDigest: a malformed
+        # Content-MD5 or checksum header, which a retry sends again.
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
     }
 )
 
@@ -345,7 +351,8 @@ def _reply(error: Any) -> tuple[str, int, str]:
 
 
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
-    """An S3 error reply as transient (5xx, 429, throttling, timeouts), correctable (credentials,
+    """An S3 error reply as transient (5xx, 429, throttling, timeouts, a body damaged in transit:
+    BadDigest, XAmzContentSHA256Mismatch), correctable (credentials,
     permissions, tokens, a missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307,
     401, 403 or 404 without a known code; InvalidArgument, NotImplemented or InvalidRequest about
     checksums: a store that does not take boto3's checksum headers) or permanent (any other 4xx)."""
@@ -354,8 +361,8 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     if code in _HEADER_REFUSALS and "checksum" in message.lower() and "required" not in message.lower():
         # An S3 clone refusing x-amz-checksum-*/x-amz-sdk-checksum-algorithm, which boto3 sends
         # with every PUT since 1.36 (Backblaze B2, Cloudflare R2, older MinIO; 2025). Not a
-        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch), nor one the store
-        # requires (Object Lock): those are no header refused.
+        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch: transient), nor one
+        # the store requires (Object Lock): those are no header refused.
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)

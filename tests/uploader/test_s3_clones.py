@@ -92,3 +92,26 @@ def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_wh
         send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
         assert_published(seaweed, bucket, 3)
         assert 400 not in proxy.statuses(), proxy.answered  # (412: the write check's create-only PUT, by design)
+
+
+# As AWS answers a PUT whose body did not match its Content-MD5 or checksum (damaged on its way).
+BAD_DIGEST = Answer(
+    400, b"<Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match what we received."
+         b"</Message></Error>", "application/xml")
+
+
+def test_a_segment_whose_body_was_damaged_in_transit_is_put_again_and_published(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    # Once permanent: the segment failed for good, though a retry reads the file again.
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.fail_next(2, BAD_DIGEST, path_ends=".ts")
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                                "--retry-max-delay", "0.2")
+        for number in range(1, 3):
+            place_segment(segment_source, segments_dir, "seg", number)
+        send_all(daemon, segments_dir, bucket, range(1, 3), end_at=2)
+        assert_published(seaweed, bucket, 2)
+        assert proxy.statuses().count(400) == 2, proxy.answered  # each refused once, then put again
+    log = daemon.log()
+    assert "failed permanently" not in log and "BadDigest" in log and "succeeded after" in log, log

@@ -104,14 +104,33 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
 
 
 @pytest.mark.parametrize(("code", "status", "kind"), [
-    ("BadDigest", 400, PermanentStoreError),  # as before the rule above: no header was refused
-    ("XAmzContentSHA256Mismatch", 400, PermanentStoreError),
+    ("BadDigest", 400, TransientStoreError),  # no header was refused: the body was damaged on its way
+    ("XAmzContentSHA256Mismatch", 400, TransientStoreError),
     ("InternalError", 500, TransientStoreError),
 ])
 def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: str, status: int, kind: type) -> None:
     error = FakeClientError(code, status)
     error.response["Error"]["Message"] = "The CRC32 you specified did not match the calculated checksum."
     assert type(classify_client_error(error, "b", "k")) is kind
+
+
+@pytest.mark.parametrize(("code", "message", "kind"), [
+    # AWS's error list: the body the store received does not match the digest sent with it, so it
+    # was damaged in transit; a retry reads the file again. Once permanent: the segment was lost.
+    ("BadDigest", "The Content-MD5 you specified did not match what we received.", TransientStoreError),
+    ("BadDigest", "The CRC32 you specified did not match the calculated checksum.", TransientStoreError),
+    ("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.",
+     TransientStoreError),
+    # A malformed Content-MD5 or checksum header: no retry sends another.
+    ("InvalidDigest", "The Content-MD5 you specified is not valid.", PermanentStoreError),
+])
+def test_a_body_damaged_in_transit_is_retried_and_a_malformed_digest_is_not(code: str, message: str,
+                                                                            kind: type) -> None:
+    error = FakeClientError(code, 400)
+    error.response["Error"]["Message"] = message
+    classified = classify_client_error(error, "b", "k")
+    assert type(classified) is kind
+    assert str(classified) == f"s3://b/k: {code} (HTTP 400): {message}"
 
 
 def test_a_store_requiring_a_checksum_is_not_told_to_send_fewer() -> None:

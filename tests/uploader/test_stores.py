@@ -88,9 +88,24 @@ def test_s3_error_classification(code: str, status: int, kind: type) -> None:
         assert error.fix and error.transient  # type: ignore[attr-defined]
 
 
+# The refusals of boto3's streaming trailer (aws-chunked, x-amz-trailer), as each store answered
+# (the sources are in uploader/stores.py's _TRAILER_REFUSALS); all permanent or transient before.
+TRAILER_REFUSALS = [
+    ("InvalidArgument", 400, "Unsupported header 'x-amz-trailer' received for this API call."),  # B2
+    ("InvalidRequest", 400, "The value specified in the x-amz-trailer header is not supported"),  # Scaleway
+    ("NotImplemented", 501, "A header you provided implies x-amz-trailer operation which is not implemented"),
+    ("NotImplemented", 501, "Transfering payloads in multiple chunks using aws-chunked is not supported."),  # Swift
+    ("InvalidTrailer", 400, "Invalid trailing header names in x-amz-trailer."),
+    ("BadRequest", 400, "trailing checksum is not supported"),  # Scality CloudServer
+    ("XAmzContentSHA256Mismatch", 400, "invalid header: x-amz-content-sha256"),  # s3s
+    ("MissingContentLength", 411, "You must provide the Content-Length HTTP header."),  # Storj's MinIO fork
+]
+
+
 @pytest.mark.parametrize(("code", "status", "message"), [
     ("InvalidArgument", 400, "Unsupported header 'x-amz-sdk-checksum-algorithm' received for this API call."),
     ("NotImplemented", 501, "Header 'x-amz-checksum-crc32' with value 'AAAAAA==' not implemented"),
+    *TRAILER_REFUSALS,
 ])
 def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_that_fixes_it(
     code: str, status: int, message: str,

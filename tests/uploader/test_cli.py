@@ -182,6 +182,15 @@ def test_listen_given_a_port_alone_listens_on_that_port_of_127_0_0_1(tmp_path: P
         daemon.kill()
 
 
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_an_empty_allow_dir_is_named_as_given_not_as_the_current_directory(tmp_path: Path, where: str) -> None:
+    # The command line's '' once became Path('') and was named '.'.
+    args, env = (["--allow-dir", ""], None) if where == "option" else ([], {"HLS_UPLOADD_ALLOW_DIR": f"{tmp_path}:"})
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), *args, env=env)
+    assert (result.returncode, result.stderr) == (
+        2, "hls-uploadd: configuration error: --allow-dir '' (an empty path) must be an absolute path\n")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--listen", "127.0.0.1:"], "--listen: address '127.0.0.1:': no port after the colon"),
     (["--listen", "a:1,b:2"],

@@ -80,7 +80,7 @@ _TRAILER_REFUSALS: tuple[tuple[str, str], ...] = (
     # Backblaze B2: "Unsupported header 'x-amz-trailer' received for this API call."
     # https://github.com/tailscale/tailscale/issues/16124
     ("InvalidArgument", "x-amz-trailer"),
-    # Scaleway, VersityGW: "The value specified in the x-amz-trailer header is not supported"
+    # Scaleway: "The value specified in the x-amz-trailer header is not supported"
     # https://github.com/scaleway/docs-content/issues/4633
     ("InvalidRequest", "x-amz-trailer"),
     # 501 "A header you provided implies x-amz-trailer operation which is not implemented"
@@ -94,8 +94,8 @@ _TRAILER_REFUSALS: tuple[tuple[str, str], ...] = (
     # Scality CloudServer: "trailing checksum is not supported"
     # https://github.com/scality/cloudserver/issues/5553
     ("BadRequest", "trailing checksum"),
-    # s3s (RustFS and others): "invalid header: x-amz-content-sha256", the streaming value unknown
-    # to it; AWS's own XAmzContentSHA256Mismatch is a damaged body (transient).
+    # s3s, a Rust S3 server library: "invalid header: x-amz-content-sha256", the streaming value
+    # unknown to it; AWS's own XAmzContentSHA256Mismatch is a damaged body (transient).
     # https://github.com/s3s-project/s3s/issues/328
     ("XAmzContentSHA256Mismatch", "invalid header"),
     # Storj's gateway, a MinIO fork from before MinIO took the trailer: "You must provide the

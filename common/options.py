@@ -52,6 +52,7 @@ class Kind:
     annotation: Any
     parse: Callable[[str, Any], Any]
     note: str = ""  # added to the help
+    path_type: type | None = None  # what typer gives for a path annotation (str: the text as given)
 
 
 TEXT = Kind(str, as_text)
@@ -59,7 +60,9 @@ INTEGER = Kind(int, as_int)
 SECONDS = Kind(float, as_seconds)
 SWITCH = Kind(bool, as_bool)
 TEXT_LIST = Kind(list[str], as_list, "Repeatable; the environment variable separates them with spaces.")
-PATH_LIST = Kind(list[Path], as_list, "Repeatable; the environment variable separates them with ':'.")
+# Paths (the environment variable split at ':') as given, not as pathlib.Path: Path('') is '.', and
+# an error would name the current directory for an empty one.
+PATH_LIST = Kind(list[Path], as_list, "Repeatable; the environment variable separates them with ':'.", str)
 
 
 def _unchanged(flag: str, value: Any) -> Any:
@@ -144,6 +147,7 @@ def _parameter(option: Option, env_prefix: str) -> inspect.Parameter:
         metavar=option.metavar,
         help=help_text,
         show_default=option.shown_default or True,
+        path_type=option.kind.path_type,
     )
     return inspect.Parameter(
         option.name,

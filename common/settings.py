@@ -33,7 +33,8 @@ def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``PORT`` alone, ``HOST`` or ``[IPV6]`` alone
     -> (host, port): no host is 127.0.0.1, no port DEFAULT_PORT. HOST is an IPv4 address, an IPv6
     address (in brackets when a port follows) or a host name (RFC 1123 labels, at most 253
-    characters). Raises ConfigError, one line naming what is wrong, for anything else: a colon
+    characters, the last not all digits: RFC 3696 2, so ``127.1`` or ``0`` is refused, not read as
+    127.0.0.1 or 0.0.0.0). Raises ConfigError, one line naming what is wrong, for anything else: a colon
     with no port after it, a port that is not a number or outside 0..65535, a host that is none of
     those (``a:1,b:2``: several addresses where one is taken)."""
     port_text: str | None = None
@@ -53,6 +54,8 @@ def parse_address(text: str) -> tuple[str, int]:
     if host and _ip_version(host) is None and (len(host) > 253 or not _HOST_NAME.fullmatch(host)):
         several = " (one address is taken here)" if "," in text or " " in text.strip() else ""
         raise ConfigError(f"address {text!r}: {host!r} is neither an IP address nor a host name{several}")
+    if host and _ip_version(host) is None and _digits(host.rstrip(".").rpartition(".")[2]):
+        _refuse_numeric_name(text, host)
     if not port_text:
         return host or "127.0.0.1", DEFAULT_PORT
     if not _digits(port_text):
@@ -60,6 +63,19 @@ def parse_address(text: str) -> tuple[str, int]:
     if len(port_text.lstrip("0")) > 5 or int(port_text) > 65535:
         raise ConfigError(f"address {text!r}: port {port_text} is outside 0..65535")
     return host or "127.0.0.1", int(port_text)
+
+
+def _refuse_numeric_name(text: str, host: str) -> None:
+    """A name whose last label is all digits, which no host name has (RFC 3696 section 2): one of
+    digits and dots alone is a mistyped IPv4 address, which the resolver may read as another
+    (inet_aton: ``127.1`` is 127.0.0.1, ``0`` is 0.0.0.0, ``0177.0.0.1`` octal 127.0.0.1)."""
+    if all(_digits(label) for label in host.split(".") if label):
+        raise ConfigError(
+            f"address {text!r}: {host!r} is no IPv4 address (a resolver may read it as another one, 127.1 as"
+            " 127.0.0.1): write the IPv4 address in full dotted-quad form, four numbers 0..255 without leading"
+            " zeros (127.0.0.1)")
+    raise ConfigError(f"address {text!r}: {host!r} is neither an IP address nor a host name"
+                      " (a host name's last label is never all digits, RFC 3696 2)")
 
 
 def _digits(text: str) -> bool:

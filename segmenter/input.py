@@ -370,6 +370,9 @@ def open_input(
 
     stdin, and a regular file that starts with MPEG-TS packets, are read through a ByteSource (the
     fast path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
+    A target without ``://`` is a path, colons and all (``cam:1.ts``, which FFmpeg alone would take
+    for protocol ``cam:``): FFmpeg is given it as ``file:PATH``, and a missing one is InputError
+    "cannot open PATH: No such file or directory".
     """
     try:
         if target == "-":
@@ -377,7 +380,10 @@ def open_input(
         elif (fd := _open_mpegts_file(target)) is not None:
             name = target
         else:
-            return av.open(target, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
+            if "://" not in target:
+                os.stat(target)  # a missing path is said so, not "not media" nor "no such protocol"
+            url = target if "://" in target else f"file:{target}"
+            return av.open(url, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
         source = ByteSource(fd, name, probe_timeout_s=probe_timeout_s, stop=stop,
                             stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
         try:
@@ -394,7 +400,7 @@ def open_input(
         reason = getattr(error, "strerror", None) or str(error)
         raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened
-        raise InputError(f"cannot open {target}: {error}") from None
+        raise InputError(f"cannot open {target}: {error.strerror or error}") from None
 
 
 def _open_mpegts_file(target: str) -> int | None:

@@ -63,11 +63,36 @@ def test_addresses_are_parsed_by_their_form(text: str, address: tuple[str, int])
     ("127.0.0.1:²", "address '127.0.0.1:²': port '²' is not a number"),  # once int()'s ValueError
     ("²", "address '²': '²' is neither an IP address nor a host name"),
     ("h:" + "9" * 5000, f"address 'h:{'9' * 5000}': port {'9' * 5000} is outside 0..65535"),
+    ("a.1:80", "address 'a.1:80': 'a.1' is neither an IP address nor a host name"
+               " (a host name's last label is never all digits, RFC 3696 2)"),
+    ("0x7f.1", "address '0x7f.1': '0x7f.1' is neither an IP address nor a host name"
+               " (a host name's last label is never all digits, RFC 3696 2)"),
 ])
 def test_an_address_that_is_not_one_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as refused:
         parse_address(text)
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(("text", "host"), [
+    ("0:9100", "0"),  # the resolver's 0.0.0.0: every interface
+    ("127.1", "127.1"),  # inet_aton's 127.0.0.1
+    ("10.1:80", "10.1"),  # 10.0.0.1
+    ("1.2.3.4.5", "1.2.3.4.5"),
+    ("0177.0.0.1:80", "0177.0.0.1"),  # octal to inet_aton: 127.0.0.1
+    ("127.0.0.1.:80", "127.0.0.1."),
+])
+def test_a_host_of_digits_and_dots_that_is_no_ipv4_address_is_refused_asking_for_the_dotted_quad(
+    text: str, host: str,
+) -> None:
+    # Such a name passes RFC 1123's labels, but no host name's last label is all digits (RFC 3696
+    # section 2), and the resolver reads some of them as another IPv4 address than they look like.
+    with pytest.raises(ConfigError) as refused:
+        parse_address(text)
+    assert str(refused.value) == (
+        f"address {text!r}: {host!r} is no IPv4 address (a resolver may read it as another one, 127.1 as"
+        " 127.0.0.1): write the IPv4 address in full dotted-quad form, four numbers 0..255 without leading"
+        " zeros (127.0.0.1)")
 
 
 def test_a_host_name_other_than_localhost_is_never_taken_for_loopback() -> None:
@@ -95,6 +120,9 @@ def test_a_metrics_address_is_host_and_port_or_a_port_on_127_0_0_1() -> None:
     ("::1", "--metrics-listen '::1' is not HOST:PORT or PORT"),
     ("::1:9100", "--metrics-listen '::1:9100' is not HOST:PORT or PORT"),
     ("127.0.0.1:http", "--metrics-listen: address '127.0.0.1:http': port 'http' is not a number"),
+    ("0:9100", "--metrics-listen: address '0:9100': '0' is no IPv4 address (a resolver may read it as another"
+               " one, 127.1 as 127.0.0.1): write the IPv4 address in full dotted-quad form, four numbers 0..255"
+               " without leading zeros (127.0.0.1)"),
     ("70000", "--metrics-listen: address '127.0.0.1:70000': port 70000 is outside 0..65535"),
 ])
 def test_a_metrics_address_without_a_port_or_with_a_bad_one_is_an_error_naming_the_option(
@@ -188,12 +216,13 @@ def test_a_group_readable_secret_file_is_warned_about_by_both_programs(program: 
     secret = tmp_path / "secret"
     secret.write_bytes(b"0123456789abcdef0123\n")
     secret.chmod(0o640)
+    # 192.0.2.1 (TEST-NET-1) is no address of this host: the daemon warns, then cannot bind and exits.
     done = _program(program, tmp_path, "--secret-file", str(secret), "--listen" if program == "hls-uploadd"
-                    else "--probe-timeout", "256.0.0.1:0" if program == "hls-uploadd" else "1")
+                    else "--probe-timeout", "192.0.2.1:0" if program == "hls-uploadd" else "1")
     assert f"secret file {secret} is readable by its group or others (mode 0640): chmod 600 {secret}" in done.stderr
     secret.chmod(0o600)
     done = _program(program, tmp_path, "--secret-file", str(secret), "--listen" if program == "hls-uploadd"
-                    else "--probe-timeout", "256.0.0.1:0" if program == "hls-uploadd" else "1")
+                    else "--probe-timeout", "192.0.2.1:0" if program == "hls-uploadd" else "1")
     assert "readable by its group" not in done.stderr
 
 

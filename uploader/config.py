@@ -129,7 +129,7 @@ def _allow_dirs(flag: str, paths: list[str]) -> tuple[Path, ...]:
     for text in paths:
         path = Path(text).expanduser()
         if not path.is_absolute():
-            raise ConfigError(f"{flag} {text!r} must be an absolute path")
+            raise ConfigError(f"{flag} {text!r}{' (an empty path)' if not text else ''} must be an absolute path")
         real = Path(os.path.realpath(path))
         if not real.exists():
             raise ConfigError(f"{flag} {text!r} does not exist: create it first, writable by the user hls-segment runs"

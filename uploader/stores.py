@@ -47,6 +47,12 @@ _TRANSIENT_CODES = frozenset(
         "TooManyRequests",
         "RequestTimeTooSkewed",  # the clock catches up; retrying re-signs with the new time
         "ConditionalRequestConflict",  # AWS: a concurrent conditional write to the key; retry
+        # The body received did not match the Content-MD5, checksum or x-amz-content-sha256 sent
+        # with it (AWS's error list, docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html):
+        # damaged in transit, and a retry reads the file again. Not InvalidDigest: a malformed
+        # Content-MD5 or checksum header, which a retry sends again.
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
     }
 )
 
@@ -66,6 +72,37 @@ _FIX_REGION = "the bucket is in another region or behind another endpoint: fix -
 _HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
 _FIX_CHECKSUMS = ("the store does not take boto3's checksum headers: set --s3-checksums when_required"
                   " (s3_checksums in the config file) and restart the daemon")
+# How stores that do not take boto3's streaming upload with a trailing checksum (over HTTPS since
+# 1.36: Content-Encoding aws-chunked, x-amz-trailer, x-amz-content-sha256
+# STREAMING-UNSIGNED-PAYLOAD-TRAILER, no Content-Length) refuse it: (code, a piece of the
+# message in lower case, "" for any), each as reported where cited.
+_TRAILER_REFUSALS: tuple[tuple[str, str], ...] = (
+    # Backblaze B2: "Unsupported header 'x-amz-trailer' received for this API call."
+    # https://github.com/tailscale/tailscale/issues/16124
+    ("InvalidArgument", "x-amz-trailer"),
+    # Scaleway: "The value specified in the x-amz-trailer header is not supported"
+    # https://github.com/scaleway/docs-content/issues/4633
+    ("InvalidRequest", "x-amz-trailer"),
+    # 501 "A header you provided implies x-amz-trailer operation which is not implemented"
+    # https://github.com/langgenius/dify-cloud-kit/issues/9
+    ("NotImplemented", "x-amz-trailer"),
+    # OpenStack Swift's s3api (Infomaniak): "Transfering payloads in multiple chunks using
+    # aws-chunked is not supported." https://github.com/boto/boto3/issues/4409
+    ("NotImplemented", "aws-chunked"),
+    # "Invalid trailing header names in x-amz-trailer." https://github.com/boto/boto3/issues/4396
+    ("InvalidTrailer", ""),
+    # Scality CloudServer: "trailing checksum is not supported"
+    # https://github.com/scality/cloudserver/issues/5553
+    ("BadRequest", "trailing checksum"),
+    # s3s, a Rust S3 server library: "invalid header: x-amz-content-sha256", the streaming value
+    # unknown to it; AWS's own XAmzContentSHA256Mismatch is a damaged body (transient).
+    # https://github.com/s3s-project/s3s/issues/328
+    ("XAmzContentSHA256Mismatch", "invalid header"),
+    # Storj's gateway, a MinIO fork from before MinIO took the trailer: "You must provide the
+    # Content-Length HTTP header." (boto3 sends none with aws-chunked; with any other PUT it does).
+    # https://github.com/storj/gateway-st/issues/89
+    ("MissingContentLength", ""),
+)
 
 
 def _fix_permission(bucket: str) -> str:
@@ -344,18 +381,27 @@ def _reply(error: Any) -> tuple[str, int, str]:
     return code, status, str(response.get("Error", {}).get("Message", "")) or code
 
 
+def _refuses_checksums(code: str, message: str) -> bool:
+    """Whether an S3 error reply refuses boto3's checksums, which --s3-checksums when_required
+    leaves out: a header (x-amz-checksum-*, x-amz-sdk-checksum-algorithm, sent with every PUT since
+    1.36: Backblaze B2, Cloudflare R2, older MinIO; 2025) or the trailer (``_TRAILER_REFUSALS``).
+    Not a checksum that did not match (BadDigest, XAmzContentSHA256Mismatch: transient), nor one
+    the store requires (Object Lock): those are no refusal."""
+    text = message.lower()
+    if code in _HEADER_REFUSALS and "checksum" in text and "required" not in text:
+        return True
+    return any(code == refused and piece in text for refused, piece in _TRAILER_REFUSALS)
+
+
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
-    """An S3 error reply as transient (5xx, 429, throttling, timeouts), correctable (credentials,
-    permissions, tokens, a missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307,
-    401, 403 or 404 without a known code; InvalidArgument, NotImplemented or InvalidRequest about
-    checksums: a store that does not take boto3's checksum headers) or permanent (any other 4xx)."""
+    """An S3 error reply as transient (5xx, 429, throttling, timeouts, a body damaged in transit:
+    BadDigest, XAmzContentSHA256Mismatch), correctable (credentials, permissions, tokens, a
+    missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307, 401, 403 or 404 without
+    a known code; a store that does not take boto3's checksum headers or trailer:
+    ``_refuses_checksums``) or permanent (any other 4xx)."""
     code, status, message = _reply(error)
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
-    if code in _HEADER_REFUSALS and "checksum" in message.lower() and "required" not in message.lower():
-        # An S3 clone refusing x-amz-checksum-*/x-amz-sdk-checksum-algorithm, which boto3 sends
-        # with every PUT since 1.36 (Backblaze B2, Cloudflare R2, older MinIO; 2025). Not a
-        # checksum that did not match (BadDigest, XAmzContentSHA256Mismatch), nor one the store
-        # requires (Object Lock): those are no header refused.
+    if _refuses_checksums(code, message):
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 from typer.testing import CliRunner
 
@@ -20,6 +21,8 @@ from common.settings import ConfigError
 from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
+from segmenter.errors import InputError
+from segmenter.input import open_input
 from segmenter.notifier import Notifier
 from segmenter.outbox import Outbox
 from segmenter.run import Committer
@@ -128,6 +131,7 @@ def test_config_units_and_fields(tmp_path: Path) -> None:
         ({"bucket": "Bad_Bucket"}, "bucket"),
         ({"wire": "v2"}, "--wire"),
         ({"uploader": "host:port"}, "port"),
+        ({"uploader": "127.1"}, "--uploader: address '127.1': '127.1' is no IPv4 address"),  # as a config file gives it
         ({"probe_timeout": 0}, "--probe-timeout"),
         ({"start_number": 0}, "--start-number"),
         ({"quiet": "false"}, "--quiet must be true or false, not 'false'"),  # a TOML string, not a bool
@@ -487,6 +491,9 @@ def test_the_outbox_holding_the_writer_id_is_readable_by_its_owner_only(tmp_path
     ("a:1,b:2", "--uploader: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name"
                 " (one address is taken here)"),
     ("127.0.0.1:0", "--uploader needs a port between 1 and 65535"),
+    ("127.1:10234", "--uploader: address '127.1:10234': '127.1' is no IPv4 address (a resolver may read it as"
+                    " another one, 127.1 as 127.0.0.1): write the IPv4 address in full dotted-quad form, four"
+                    " numbers 0..255 without leading zeros (127.0.0.1)"),
 ])
 def test_an_uploader_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, address: str, line: str) -> None:
     result = run_segmenter(None, "2", tmp_path / "out", 1, "--uploader", address)
@@ -505,3 +512,41 @@ def test_a_url_whose_protocol_the_bundled_ffmpeg_lacks_is_refused_with_the_pipe_
     assert result.stderr.splitlines()[-1] == (
         f"hls-segment: {url}: the FFmpeg hls-segment carries cannot open srt:// URLs; have the ffmpeg command line"
         f" read it and pipe it in: ffmpeg -i '{url}' -c copy -f mpegts - | hls-segment - SEGMENT_DURATION ...")
+
+
+def make_mp4(path: Path) -> Path:
+    """A 10-frame MPEG-4 video in MP4 at ``path`` (any name: FFmpeg is given it as ``file:``)."""
+    with av.open(f"file:{path}", "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for tick in range(10):
+            frame = av.VideoFrame(64, 48, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.pts, frame.time_base = tick, Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("name", ["cam:1.mp4", "./a:b.mp4", "a:b:c.mp4"])
+def test_a_local_file_whose_name_has_a_colon_is_opened_as_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+) -> None:
+    # FFmpeg took "cam:" for a protocol: "cannot open cam:1.mp4:// URLs".
+    monkeypatch.chdir(tmp_path)
+    make_mp4(tmp_path / name)
+    container, source = open_input(name, probe_timeout_s=5, stop=threading.Event())
+    with container:
+        assert source is None and "mp4" in container.format.name
+        assert [stream.type for stream in container.streams] == ["video"]
+
+
+@pytest.mark.parametrize("name", ["cam:1.ts", "nosuch.ts", "./a:b.mp4"])
+def test_a_missing_local_file_is_one_line_saying_so_colon_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as refused:
+        open_input(name, probe_timeout_s=5, stop=threading.Event())
+    assert str(refused.value) == f"cannot open {name}: No such file or directory"

@@ -60,6 +60,7 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
         ({"window": 0}, "", "--window 0 is below 3"),
         ({"window": 1001}, "", "--window 1001 is outside 3..1000"),
         ({"listen": "127.0.0.1:99999"}, "", "outside 0..65535"),
+        ({}, "[uploadd]\nlisten = '10.1:80'\n", "--listen: address '10.1:80': '10.1' is no IPv4 address"),
         ({"playlist_type": "loop"}, "", "--playlist-type 'loop' is not one of live, event, vod"),
         ({"store": "ftp://x"}, "", "neither 's3' nor 'file:///ABSOLUTE/PATH'"),
         ({"allow_dir": ["relative/dir"]}, "", "must be an absolute path"),
@@ -181,10 +182,23 @@ def test_listen_given_a_port_alone_listens_on_that_port_of_127_0_0_1(tmp_path: P
         daemon.kill()
 
 
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_an_empty_allow_dir_is_named_as_given_not_as_the_current_directory(tmp_path: Path, where: str) -> None:
+    # The command line's '' once became Path('') and was named '.'.
+    args, env = (["--allow-dir", ""], None) if where == "option" else ([], {"HLS_UPLOADD_ALLOW_DIR": f"{tmp_path}:"})
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), *args, env=env)
+    assert (result.returncode, result.stderr) == (
+        2, "hls-uploadd: configuration error: --allow-dir '' (an empty path) must be an absolute path\n")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--listen", "127.0.0.1:"], "--listen: address '127.0.0.1:': no port after the colon"),
     (["--listen", "a:1,b:2"],
      "--listen: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name (one address is taken here)"),
+    (["--listen", "0:10234"],  # once bound 0.0.0.0, every interface
+     "--listen: address '0:10234': '0' is no IPv4 address (a resolver may read it as another one, 127.1 as"
+     " 127.0.0.1): write the IPv4 address in full dotted-quad form, four numbers 0..255 without leading zeros"
+     " (127.0.0.1)"),
 ])
 def test_a_listen_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_cli("--spool-dir", str(tmp_path / "spool"), *args)

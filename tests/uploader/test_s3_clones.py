@@ -1,7 +1,8 @@
 """S3-compatible stores other than AWS, by configuration: the client settings docs/deploy.md
-gives for MinIO, Cloudflare R2, Backblaze B2 and AWS reach the S3 client, and a store that refuses
-boto3's checksum headers (as B2 and R2 did when boto3 1.36 began sending a CRC32 on every PUT) is
-published to once --s3-checksums when_required is set."""
+gives for MinIO, Cloudflare R2, Backblaze B2 and AWS reach the S3 client, a store that refuses
+boto3's checksum headers or trailer (as B2 and R2 did when boto3 1.36 began sending a CRC32 on every
+PUT) is published to once --s3-checksums when_required is set, and a body damaged in transit is
+put again."""
 
 from __future__ import annotations
 
@@ -69,11 +70,38 @@ def test_each_documented_configuration_reaches_the_s3_client(
     assert client.meta.config.response_checksum_validation == (checksums or "when_supported")
 
 
+def refusal(status: int, code: str, message: str) -> Answer:
+    return Answer(status, f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode(),
+                  "application/xml")
+
+
+# How stores refuse boto3's streaming trailer (aws-chunked, x-amz-trailer; boto3 sends it over
+# HTTPS, its checksum headers over HTTP as here): each answer as reported, sources in
+# uploader/stores.py's _TRAILER_REFUSALS. Each was permanent (the segments lost) or, a 501,
+# transient (retried for ever, the fix never said).
+REFUSALS = {
+    "B2 headers": UNSUPPORTED_CHECKSUM,
+    "B2 trailer": refusal(400, "InvalidArgument", "Unsupported header 'x-amz-trailer' received for this API call."),
+    "Scaleway": refusal(400, "InvalidRequest", "The value specified in the x-amz-trailer header is not supported"),
+    "x-amz-trailer not implemented": refusal(
+        501, "NotImplemented", "A header you provided implies x-amz-trailer operation which is not implemented"),
+    "Swift s3api": refusal(
+        501, "NotImplemented", "Transfering payloads in multiple chunks using aws-chunked is not supported."),
+    "InvalidTrailer": refusal(400, "InvalidTrailer", "Invalid trailing header names in x-amz-trailer."),
+    "Scality": refusal(400, "BadRequest", "trailing checksum is not supported"),
+    "s3s": refusal(400, "XAmzContentSHA256Mismatch", "invalid header: x-amz-content-sha256"),
+    "Storj": refusal(411, "MissingContentLength", "You must provide the Content-Length HTTP header."),
+}
+
+
+@pytest.mark.parametrize("answer", REFUSALS.values(), ids=REFUSALS.keys())
 def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_when_required(
-    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    answer: Answer, start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
+    segment_source: Path,
 ) -> None:
+    message = answer.body.decode().partition("<Message>")[2].partition("</Message>")[0]
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": UNSUPPORTED_CHECKSUM}
+        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": answer}
         # boto3's default: the start-up write check is refused, and the ERROR says the fix. A
         # segment sent meanwhile is held, not failed: nothing is lost while it is corrected.
         refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url)
@@ -82,7 +110,7 @@ def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_wh
         wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
         log = refused.log()
         assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
-        assert f"bucket {bucket} cannot be written" in log and "Unsupported header" in log, log
+        assert f"bucket {bucket} cannot be written" in log and message in log, log
         refused.stop()  # the operator sets the option and restarts it, on the same spool
         proxy.answered.clear()
         daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
@@ -91,4 +119,27 @@ def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_wh
             place_segment(segment_source, segments_dir, "seg", number)
         send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
         assert_published(seaweed, bucket, 3)
-        assert 400 not in proxy.statuses(), proxy.answered  # (412: the write check's create-only PUT, by design)
+        assert answer.status not in proxy.statuses(), proxy.answered  # (412: the write check's create-only PUT)
+
+
+# As AWS answers a PUT whose body did not match its Content-MD5 or checksum (damaged on its way).
+BAD_DIGEST = Answer(
+    400, b"<Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match what we received."
+         b"</Message></Error>", "application/xml")
+
+
+def test_a_segment_whose_body_was_damaged_in_transit_is_put_again_and_published(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    # Once permanent: the segment failed for good, though a retry reads the file again.
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.fail_next(2, BAD_DIGEST, path_ends=".ts")
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                                "--retry-max-delay", "0.2")
+        for number in range(1, 3):
+            place_segment(segment_source, segments_dir, "seg", number)
+        send_all(daemon, segments_dir, bucket, range(1, 3), end_at=2)
+        assert_published(seaweed, bucket, 2)
+        assert proxy.statuses().count(400) == 2, proxy.answered  # each refused once, then put again
+    log = daemon.log()
+    assert "failed permanently" not in log and "BadDigest" in log and "succeeded after" in log, log

@@ -88,9 +88,24 @@ def test_s3_error_classification(code: str, status: int, kind: type) -> None:
         assert error.fix and error.transient  # type: ignore[attr-defined]
 
 
+# The refusals of boto3's streaming trailer (aws-chunked, x-amz-trailer), as each store answered
+# (the sources are in uploader/stores.py's _TRAILER_REFUSALS); all permanent or transient before.
+TRAILER_REFUSALS = [
+    ("InvalidArgument", 400, "Unsupported header 'x-amz-trailer' received for this API call."),  # B2
+    ("InvalidRequest", 400, "The value specified in the x-amz-trailer header is not supported"),  # Scaleway
+    ("NotImplemented", 501, "A header you provided implies x-amz-trailer operation which is not implemented"),
+    ("NotImplemented", 501, "Transfering payloads in multiple chunks using aws-chunked is not supported."),  # Swift
+    ("InvalidTrailer", 400, "Invalid trailing header names in x-amz-trailer."),
+    ("BadRequest", 400, "trailing checksum is not supported"),  # Scality CloudServer
+    ("XAmzContentSHA256Mismatch", 400, "invalid header: x-amz-content-sha256"),  # s3s
+    ("MissingContentLength", 411, "You must provide the Content-Length HTTP header."),  # Storj's MinIO fork
+]
+
+
 @pytest.mark.parametrize(("code", "status", "message"), [
     ("InvalidArgument", 400, "Unsupported header 'x-amz-sdk-checksum-algorithm' received for this API call."),
     ("NotImplemented", 501, "Header 'x-amz-checksum-crc32' with value 'AAAAAA==' not implemented"),
+    *TRAILER_REFUSALS,
 ])
 def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_that_fixes_it(
     code: str, status: int, message: str,
@@ -104,14 +119,33 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
 
 
 @pytest.mark.parametrize(("code", "status", "kind"), [
-    ("BadDigest", 400, PermanentStoreError),  # as before the rule above: no header was refused
-    ("XAmzContentSHA256Mismatch", 400, PermanentStoreError),
+    ("BadDigest", 400, TransientStoreError),  # no header was refused: the body was damaged on its way
+    ("XAmzContentSHA256Mismatch", 400, TransientStoreError),
     ("InternalError", 500, TransientStoreError),
 ])
 def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: str, status: int, kind: type) -> None:
     error = FakeClientError(code, status)
     error.response["Error"]["Message"] = "The CRC32 you specified did not match the calculated checksum."
     assert type(classify_client_error(error, "b", "k")) is kind
+
+
+@pytest.mark.parametrize(("code", "message", "kind"), [
+    # AWS's error list: the body the store received does not match the digest sent with it, so it
+    # was damaged in transit; a retry reads the file again. Once permanent: the segment was lost.
+    ("BadDigest", "The Content-MD5 you specified did not match what we received.", TransientStoreError),
+    ("BadDigest", "The CRC32 you specified did not match the calculated checksum.", TransientStoreError),
+    ("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.",
+     TransientStoreError),
+    # A malformed Content-MD5 or checksum header: no retry sends another.
+    ("InvalidDigest", "The Content-MD5 you specified is not valid.", PermanentStoreError),
+])
+def test_a_body_damaged_in_transit_is_retried_and_a_malformed_digest_is_not(code: str, message: str,
+                                                                            kind: type) -> None:
+    error = FakeClientError(code, 400)
+    error.response["Error"]["Message"] = message
+    classified = classify_client_error(error, "b", "k")
+    assert type(classified) is kind
+    assert str(classified) == f"s3://b/k: {code} (HTTP 400): {message}"
 
 
 def test_a_store_requiring_a_checksum_is_not_told_to_send_fewer() -> None:

@@ -370,9 +370,10 @@ def open_input(
 
     stdin, and a regular file that starts with MPEG-TS packets, are read through a ByteSource (the
     fast path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
-    A target without ``://`` is a path, colons and all (``cam:1.ts``, which FFmpeg alone would take
-    for protocol ``cam:``): FFmpeg is given it as ``file:PATH``, and a missing one is InputError
-    "cannot open PATH: No such file or directory".
+    A path that exists is a file, colons and all (``cam:1.ts``, which FFmpeg alone would take for
+    protocol ``cam:``). Anything else that starts with a scheme (``rtmp://``, ``file:``, ``pipe:0``,
+    ``concat:``) is FFmpeg's (RFC 3986 3.1); what does not is a missing path: InputError "cannot
+    open PATH: No such file or directory".
     """
     try:
         if target == "-":
@@ -380,10 +381,7 @@ def open_input(
         elif (fd := _open_mpegts_file(target)) is not None:
             name = target
         else:
-            if "://" not in target:
-                os.stat(target)  # a missing path is said so, not "not media" nor "no such protocol"
-            url = target if "://" in target else f"file:{target}"
-            return av.open(url, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
+            return av.open(_ffmpeg_url(target), "r", timeout=(probe_timeout_s, stall_end_s or None)), None
         source = ByteSource(fd, name, probe_timeout_s=probe_timeout_s, stop=stop,
                             stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
         try:
@@ -392,7 +390,9 @@ def open_input(
             source.close()
             raise
     except av.error.ProtocolNotFoundError:
-        scheme = target.partition("://")[0]
+        scheme = target.partition(":")[0]
+        if "://" not in target:
+            raise InputError(f"cannot open {target}: no such file, and FFmpeg has no protocol {scheme}:") from None
         raise InputError(f"{target}: the FFmpeg hls-segment carries cannot open {scheme}:// URLs; have the ffmpeg "
                          f"command line read it and pipe it in: ffmpeg -i '{target}' -c copy -f mpegts - | "
                          f"hls-segment - SEGMENT_DURATION ...") from None
@@ -401,6 +401,22 @@ def open_input(
         raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None
+
+
+# A URI scheme (RFC 3986 3.1), as FFmpeg's protocols are named before their colon.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _ffmpeg_url(target: str) -> str:
+    """What FFmpeg is given to open INPUT ``target``: an existing path as ``file:PATH`` (FFmpeg
+    would take ``cam:1.ts`` for protocol ``cam``), a URL or protocol form as it is. Raises
+    FileNotFoundError for anything else, a path that does not exist."""
+    if os.path.exists(target):
+        return f"file:{target}"
+    if _SCHEME.match(target):
+        return target
+    os.stat(target)  # raises: no such file (or a parent directory that is none)
+    return f"file:{target}"  # there by now
 
 
 def _open_mpegts_file(target: str) -> int | None:

@@ -542,11 +542,28 @@ def test_a_local_file_whose_name_has_a_colon_is_opened_as_a_file(
         assert [stream.type for stream in container.streams] == ["video"]
 
 
-@pytest.mark.parametrize("name", ["cam:1.ts", "nosuch.ts", "./a:b.mp4"])
+@pytest.mark.parametrize("name, reason", [
+    ("nosuch.ts", "No such file or directory"),
+    ("./a:b.mp4", "No such file or directory"),
+    ("/no/such/dir/a://b.ts", "No such file or directory"),  # no scheme where a URL's would be
+    ("cam:1.ts", "no such file, and FFmpeg has no protocol cam:"),
+])
 def test_a_missing_local_file_is_one_line_saying_so_colon_or_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, reason: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError) as refused:
         open_input(name, probe_timeout_s=5, stop=threading.Event())
-    assert str(refused.value) == f"cannot open {name}: No such file or directory"
+    assert str(refused.value) == f"cannot open {name}: {reason}"
+
+
+@pytest.mark.parametrize("form", ["file:in.mp4", "file:{dir}/in.mp4", "concat:in.mp4"])
+def test_ffmpeg_protocol_forms_without_slashes_still_reach_ffmpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str,
+) -> None:
+    # file:, pipe:N, concat: name no file on disk: they are FFmpeg's, not missing paths.
+    monkeypatch.chdir(tmp_path)
+    make_mp4(tmp_path / "in.mp4")
+    container, source = open_input(form.format(dir=tmp_path), probe_timeout_s=5, stop=threading.Event())
+    with container:
+        assert source is None and [stream.type for stream in container.streams] == ["video"]

@@ -52,6 +52,7 @@ from .stores import (
     WRITE_CHECK_KEY,
     Body,
     CorrectableStoreError,
+    DigestMismatchError,
     ObjectTakenError,
     PermanentStoreError,
     Store,
@@ -217,6 +218,9 @@ class Publisher:
                 log.error("bucket %s cannot be written: %s; fix: %s. Its streams are held (messages are still"
                           " accepted and queued) until it can", bucket, error, error.fix)
                 report(bucket, str(error))
+            except DigestMismatchError as error:
+                log.warning("bucket %s could not be checked: the store found the body unlike its checksum: %s; if"
+                            " every upload gets this answer, %s", bucket, error, error.held().fix)
             except TransientStoreError as error:
                 log.warning("bucket %s could not be checked (the store did not answer): %s", bucket, error)
             except StoreError as error:
@@ -684,6 +688,8 @@ class Publisher:
                 if isinstance(error, PermanentStoreError) and not hold_permanent:
                     raise
                 attempt += 1
+                if isinstance(error, DigestMismatchError) and attempt >= error.held_after:
+                    error = error.held()
                 self._metrics.store_retries.labels("put").inc()
                 delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
                 if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):

@@ -47,14 +47,13 @@ _TRANSIENT_CODES = frozenset(
         "TooManyRequests",
         "RequestTimeTooSkewed",  # the clock catches up; retrying re-signs with the new time
         "ConditionalRequestConflict",  # AWS: a concurrent conditional write to the key; retry
-        # The body received did not match the Content-MD5, checksum or x-amz-content-sha256 sent
-        # with it (AWS's error list, docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html):
-        # damaged in transit, and a retry reads the file again. Not InvalidDigest: a malformed
-        # Content-MD5 or checksum header, which a retry sends again.
-        "BadDigest",
-        "XAmzContentSHA256Mismatch",
     }
 )
+# The body received did not match the Content-MD5, checksum or x-amz-content-sha256 sent with it
+# (AWS's error list, docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html): damaged in
+# transit, and a retry reads the file again (DigestMismatchError). Not InvalidDigest: a malformed
+# Content-MD5 or checksum header, which a retry sends again.
+_DIGEST_MISMATCH_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
 
 # Local file system errors that go away on their own (space freed, device back).
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
@@ -72,6 +71,10 @@ _FIX_REGION = "the bucket is in another region or behind another endpoint: fix -
 _HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
 _FIX_CHECKSUMS = ("the store does not take boto3's checksum headers: set --s3-checksums when_required"
                   " (s3_checksums in the config file) and restart the daemon")
+_FIX_DIGEST = ("the store answers every attempt that the body does not match its checksum: if it does not"
+               " compute boto3's checksums as AWS does, set --s3-checksums when_required (s3_checksums in the"
+               " config file) and restart the daemon; else something between the daemon and the store alters"
+               " request bodies")
 # How stores that do not take boto3's streaming upload with a trailing checksum (over HTTPS since
 # 1.36: Content-Encoding aws-chunked, x-amz-trailer, x-amz-content-sha256
 # STREAMING-UNSIGNED-PAYLOAD-TRAILER, no Content-Length) refuse it: (code, a piece of the
@@ -161,6 +164,19 @@ class CorrectableStoreError(TransientStoreError):
     def __init__(self, reason: str, *, fix: str) -> None:
         super().__init__(reason)
         self.fix = fix
+
+
+class DigestMismatchError(TransientStoreError):
+    """The store found the body unlike the checksum sent with it. Damage in transit, which a retry
+    mends; but an answer that repeats on every attempt is a store that miscomputes boto3's
+    checksums (some S3 clones answer every PUT so since boto3 1.36) or a proxy that alters
+    bodies: after ``held_after`` attempts the PUT is ``held()``, with the fix."""
+
+    held_after = 3
+
+    def held(self) -> CorrectableStoreError:
+        """This refusal as one the operator corrects (the stream is held, the log says how)."""
+        return CorrectableStoreError(str(self), fix=_FIX_DIGEST)
 
 
 class PermanentStoreError(StoreError):
@@ -394,8 +410,8 @@ def _refuses_checksums(code: str, message: str) -> bool:
 
 
 def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
-    """An S3 error reply as transient (5xx, 429, throttling, timeouts, a body damaged in transit:
-    BadDigest, XAmzContentSHA256Mismatch), correctable (credentials, permissions, tokens, a
+    """An S3 error reply as transient (5xx, 429, throttling, timeouts; a body damaged in transit:
+    BadDigest, XAmzContentSHA256Mismatch, DigestMismatchError), correctable (credentials, permissions, tokens, a
     missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307, 401, 403 or 404 without
     a known code; a store that does not take boto3's checksum headers or trailer:
     ``_refuses_checksums``) or permanent (any other 4xx)."""
@@ -403,6 +419,8 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
     if _refuses_checksums(code, message):
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)
+    if code in _DIGEST_MISMATCH_CODES:
+        return DigestMismatchError(reason)
     if code in _TRANSIENT_CODES or status >= 500 or status == 429 or status == 0:
         return TransientStoreError(reason)
     fix = _CORRECTABLE_CODES.get(code) or _CORRECTABLE_STATUSES.get(status)

@@ -143,3 +143,31 @@ def test_a_segment_whose_body_was_damaged_in_transit_is_put_again_and_published(
         assert proxy.statuses().count(400) == 2, proxy.answered  # each refused once, then put again
     log = daemon.log()
     assert "failed permanently" not in log and "BadDigest" in log and "succeeded after" in log, log
+    assert " held: " not in log, log  # twice is damage in transit, not yet a store that always says so
+
+
+def test_a_store_that_finds_every_checksummed_body_mismatched_is_held_with_the_fix_then_published(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    # An S3 clone that miscomputes boto3 1.36+'s checksums answers every PUT carrying them as AWS
+    # answers a damaged body (boto/boto3#4400). Retried for ever, quietly, it would stall the stream.
+    mismatch = refusal(400, "XAmzContentSHA256Mismatch",
+                       "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": mismatch}
+        refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                                 "--retry-max-delay", "0.2")
+        place_segment(segment_source, segments_dir, "seg", 1)
+        send_all(refused, segments_dir, bucket, range(1, 2))
+        wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
+        log = refused.log()
+        assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
+        assert f"bucket {bucket} could not be checked: the store found the body unlike its checksum" in log, log
+        assert "(the store did not answer)" not in log, log
+        refused.stop()  # the operator sets the option and restarts it, on the same spool
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                                "--s3-checksums", "when_required")
+        for number in range(2, 4):
+            place_segment(segment_source, segments_dir, "seg", number)
+        send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
+        assert_published(seaweed, bucket, 3)

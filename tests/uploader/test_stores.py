@@ -12,6 +12,7 @@ from tests.support.seaweed import SeaweedServer
 from uploader.stores import (
     WRITE_CHECK_KEY,
     CorrectableStoreError,
+    DigestMismatchError,
     FileStore,
     PermanentStoreError,
     S3Store,
@@ -119,8 +120,8 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
 
 
 @pytest.mark.parametrize(("code", "status", "kind"), [
-    ("BadDigest", 400, TransientStoreError),  # no header was refused: the body was damaged on its way
-    ("XAmzContentSHA256Mismatch", 400, TransientStoreError),
+    ("BadDigest", 400, DigestMismatchError),  # no header was refused: the body was damaged on its way
+    ("XAmzContentSHA256Mismatch", 400, DigestMismatchError),
     ("InternalError", 500, TransientStoreError),
 ])
 def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: str, status: int, kind: type) -> None:
@@ -132,10 +133,10 @@ def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: s
 @pytest.mark.parametrize(("code", "message", "kind"), [
     # AWS's error list: the body the store received does not match the digest sent with it, so it
     # was damaged in transit; a retry reads the file again. Once permanent: the segment was lost.
-    ("BadDigest", "The Content-MD5 you specified did not match what we received.", TransientStoreError),
-    ("BadDigest", "The CRC32 you specified did not match the calculated checksum.", TransientStoreError),
+    ("BadDigest", "The Content-MD5 you specified did not match what we received.", DigestMismatchError),
+    ("BadDigest", "The CRC32 you specified did not match the calculated checksum.", DigestMismatchError),
     ("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.",
-     TransientStoreError),
+     DigestMismatchError),
     # A malformed Content-MD5 or checksum header: no retry sends another.
     ("InvalidDigest", "The Content-MD5 you specified is not valid.", PermanentStoreError),
 ])
@@ -146,6 +147,16 @@ def test_a_body_damaged_in_transit_is_retried_and_a_malformed_digest_is_not(code
     classified = classify_client_error(error, "b", "k")
     assert type(classified) is kind
     assert str(classified) == f"s3://b/k: {code} (HTTP 400): {message}"
+
+
+def test_a_digest_mismatch_on_every_attempt_is_held_with_the_checksum_option_as_its_fix() -> None:
+    # Some S3 clones answer every PUT with boto3 1.36+'s checksums so (boto/boto3#4400).
+    error = FakeClientError("XAmzContentSHA256Mismatch", 400)
+    mismatch = classify_client_error(error, "b", "k")
+    assert isinstance(mismatch, DigestMismatchError) and not isinstance(mismatch, CorrectableStoreError)
+    held = mismatch.held()
+    assert isinstance(held, CorrectableStoreError) and str(held) == str(mismatch)
+    assert "--s3-checksums when_required" in held.fix and "alters request bodies" in held.fix
 
 
 def test_a_store_requiring_a_checksum_is_not_told_to_send_fewer() -> None:

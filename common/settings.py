@@ -33,7 +33,7 @@ def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``PORT`` alone, ``HOST`` or ``[IPV6]`` alone
     -> (host, port): no host is 127.0.0.1, no port DEFAULT_PORT. HOST is an IPv4 address, an IPv6
     address (in brackets when a port follows) or a host name (RFC 1123 labels, at most 253
-    characters, the last not all digits: RFC 3696 2, so ``127.1`` or ``0`` is refused, not read as
+    characters, the last not all digits: RFC 3696 2, so ``127.1`` or ``0:PORT`` is refused, not read as
     127.0.0.1 or 0.0.0.0). Raises ConfigError, one line naming what is wrong, for anything else: a colon
     with no port after it, a port that is not a number or outside 0..65535, a host that is none of
     those (``a:1,b:2``: several addresses where one is taken)."""
@@ -49,6 +49,8 @@ def parse_address(text: str) -> tuple[str, int]:
         host, port_text = text.split(":")
     else:
         host = text  # a host alone, or an IPv6 address alone
+        if ":" in host.partition("%")[2]:  # fe80::1%eth0:8080 would be scope "eth0:8080", port 10234
+            raise ConfigError(f"address {text!r}: an IPv6 address with a port goes in brackets: [IPV6%SCOPE]:PORT")
     if port_text == "":
         raise ConfigError(f"address {text!r}: no port after the colon")
     if host and _ip_version(host) is None and (len(host) > 253 or not _HOST_NAME.fullmatch(host)):
@@ -115,7 +117,7 @@ def metrics_address(flag: str, text: str | None) -> tuple[str, int] | None:
 
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and 'localhost'; names are not resolved."""
-    if host == "localhost":
+    if host.lower() == "localhost":  # names are case-blind (RFC 4343)
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -44,6 +44,8 @@ def test_every_port_from_0_to_65535_is_accepted_and_no_other() -> None:
     ("::1", ("::1", 10234)),  # an IPv6 address alone
     ("[2001:db8::7]", ("2001:db8::7", 10234)),
     ("[2001:db8::7]:8443", ("2001:db8::7", 8443)),
+    ("fe80::1%eth0", ("fe80::1%eth0", 10234)),  # a scoped IPv6 address alone
+    ("[fe80::1%eth0]:80", ("fe80::1%eth0", 80)),
 ])
 def test_addresses_are_parsed_by_their_form(text: str, address: tuple[str, int]) -> None:
     assert parse_address(text) == address
@@ -67,6 +69,9 @@ def test_addresses_are_parsed_by_their_form(text: str, address: tuple[str, int])
                " (a host name's last label is never all digits, RFC 3696 2)"),
     ("0x7f.1", "address '0x7f.1': '0x7f.1' is neither an IP address nor a host name"
                " (a host name's last label is never all digits, RFC 3696 2)"),
+    # Once scope "eth0:8080" on port 10234.
+    ("fe80::1%eth0:8080", "address 'fe80::1%eth0:8080': an IPv6 address with a port goes in brackets:"
+                          " [IPV6%SCOPE]:PORT"),
 ])
 def test_an_address_that_is_not_one_is_refused_saying_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -93,6 +98,10 @@ def test_a_host_of_digits_and_dots_that_is_no_ipv4_address_is_refused_asking_for
         f"address {text!r}: {host!r} is no IPv4 address (a resolver may read it as another one, 127.1 as"
         " 127.0.0.1): write the IPv4 address in full dotted-quad form, four numbers 0..255 without leading"
         " zeros (127.0.0.1)")
+
+
+def test_localhost_is_loopback_in_any_case() -> None:
+    assert is_loopback("localhost") and is_loopback("LOCALHOST") and is_loopback("LocalHost")
 
 
 def test_a_host_name_other_than_localhost_is_never_taken_for_loopback() -> None:

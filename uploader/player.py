@@ -88,7 +88,7 @@ _PAGE = """<!doctype html>
   }} else if (nativeOnly) {{
     status.textContent = "This browser has no native HLS player: open the page without ?native.";
   }} else if (video.canPlayType("application/vnd.apple.mpegurl")) {{
-    status.textContent = "hls.js cannot run in this browser (no Media Source Extensions): open the page without ?hls.js.";
+    status.textContent = "hls.js cannot run here (no Media Source Extensions): open the page without ?hls.js.";
   }} else {{
     status.textContent = "This browser cannot play HLS.";
   }}

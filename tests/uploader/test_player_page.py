@@ -69,8 +69,7 @@ def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.parametrize(("query", "script", "status"), [
     ("?native", NO_NATIVE_HLS, "This browser has no native HLS player: open the page without ?native."),
     ("", NO_NATIVE_HLS + NO_MSE, "This browser cannot play HLS."),
-    ("?hls.js", NO_MSE, "hls.js cannot run in this browser (no Media Source Extensions): open the page without"
-                        " ?hls.js."),
+    ("?hls.js", NO_MSE, "hls.js cannot run here (no Media Source Extensions): open the page without ?hls.js."),
     ("?hls.js", NO_NATIVE_HLS + NO_MSE, "This browser cannot play HLS."),
 ])
 def test_a_browser_without_the_engine_asked_for_is_told_so(page_url: str, query: str, script: str,

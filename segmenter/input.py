@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.container
@@ -390,17 +391,38 @@ def open_input(
             source.close()
             raise
     except av.error.ProtocolNotFoundError:
-        scheme = target.partition(":")[0]
+        scheme, shown = target.partition(":")[0], shown_input(target)
         if "://" not in target:
-            raise InputError(f"cannot open {target}: no such file, and FFmpeg has no protocol {scheme}:") from None
-        raise InputError(f"{target}: the FFmpeg hls-segment carries cannot open {scheme}:// URLs; have the ffmpeg "
-                         f"command line read it and pipe it in: ffmpeg -i '{target}' -c copy -f mpegts - | "
+            raise InputError(f"cannot open {shown}: no such file, and FFmpeg has no protocol {scheme}:") from None
+        raise InputError(f"{shown}: the FFmpeg hls-segment carries cannot open {scheme}:// URLs; have the ffmpeg "
+                         f"command line read it and pipe it in: ffmpeg -i '{shown}' -c copy -f mpegts - | "
                          f"hls-segment - SEGMENT_DURATION ...") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
-        raise InputError(f"{target} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
+        raise InputError(f"{shown_input(target)} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None
+
+
+# Query parameters whose values are secrets, by the end of their name (SRT's passphrase, a signed
+# URL's X-Amz-Signature and X-Amz-Credential, tokens, keys).
+_SECRET_QUERY = re.compile(
+    r"((?:^|[&;])[^=&;]*(?:passphrase|password|passwd|pass|pwd|secret|token|key|auth|sig|signature|credential)=)"
+    r"[^&;]*", re.I)
+
+
+def shown_input(target: str) -> str:
+    """INPUT as logs and errors show it: a URL's password (RFC 3986 3.2.1 userinfo) and the values
+    of query parameters that carry secrets (passphrase, password, token, key, signature...) as
+    ``***``; a path as it is."""
+    if "://" not in target:
+        return target
+    parts = urlsplit(target)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=_SECRET_QUERY.sub(r"\1***", parts.query)))
 
 
 # A URI scheme (RFC 3986 3.1), as FFmpeg's protocols are named before their colon.

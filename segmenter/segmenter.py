@@ -31,6 +31,7 @@ from .input import (
     describe,
     open_input,
     probe_source,
+    shown_input,
 )
 from . import metrics
 from .notifier import DeliveryReport, Notifier
@@ -263,7 +264,7 @@ class Segmenter:
         streams = ", ".join(f"#{s.index} {s.kind.value}" for s in description.streams)
         log.info(
             "input %s (%s): %s; codecs %s, resolution %s, %s fps",
-            self.config.input, description.format_name, streams, description.codecs or "unknown",
+            shown_input(self.config.input), description.format_name, streams, description.codecs or "unknown",
             description.resolution or "-", description.frame_rate or "-",
         )
         if description.skipped:

@@ -22,7 +22,7 @@ from segmenter.cli import app
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.errors import InputError
-from segmenter.input import open_input
+from segmenter.input import open_input, shown_input
 from segmenter.notifier import Notifier
 from segmenter.outbox import Outbox
 from segmenter.run import Committer
@@ -567,3 +567,22 @@ def test_ffmpeg_protocol_forms_without_slashes_still_reach_ffmpeg(
     container, source = open_input(form.format(dir=tmp_path), probe_timeout_s=5, stop=threading.Event())
     with container:
         assert source is None and [stream.type for stream in container.streams] == ["video"]
+
+
+@pytest.mark.parametrize(("target", "shown"), [
+    ("http://user:s3cret@cam.local/live.ts", "http://user:***@cam.local/live.ts"),
+    ("srt://cam.local:9000?mode=caller&passphrase=s3cret&latency=200",
+     "srt://cam.local:9000?mode=caller&passphrase=***&latency=200"),
+    ("https://cdn.example.net/a.ts?X-Amz-Credential=AKIA&X-Amz-Signature=abc&user_token=t0k&n=1",
+     "https://cdn.example.net/a.ts?X-Amz-Credential=***&X-Amz-Signature=***&user_token=***&n=1"),
+    ("rtmp://user@cam.local/live", "rtmp://user@cam.local/live"),  # no password to hide
+    ("cam:pass=1.ts", "cam:pass=1.ts"),  # a path is shown as it is
+])
+def test_an_input_urls_secrets_are_never_shown(target: str, shown: str) -> None:
+    assert shown_input(target) == shown
+
+
+def test_an_input_that_cannot_be_opened_is_named_without_its_password() -> None:
+    with pytest.raises(InputError) as refused:
+        open_input("srt://user:s3cret@127.0.0.1:9?passphrase=s3cret", probe_timeout_s=5, stop=threading.Event())
+    assert "s3cret" not in str(refused.value) and "srt://user:***@127.0.0.1:9?passphrase=***" in str(refused.value)

@@ -60,6 +60,16 @@ def timeline_is_gapless(units: list[tuple[int, int, bytes]]) -> bool:
     return all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))
 
 
+def pes_packet_runs(pid_packets: list[bytes]) -> list[list[bytes]]:
+    """The packets of one PID grouped by PES packet: each group from a PUSI packet on."""
+    runs: list[list[bytes]] = []
+    for packet in pid_packets:
+        if packet[1] & 0x40 or not runs:
+            runs.append([])
+        runs[-1].append(packet)
+    return runs
+
+
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interleaved: bool) -> None:
     """The audio stops 2.5 s before the picture; then every stream jumps 60 s on, and the audio
@@ -96,6 +106,27 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
     if not interleaved:
         assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
 
+
+
+def test_audio_held_for_the_next_segment_when_every_stream_jumps_is_left_out_whole(media: MediaCache) -> None:
+    """The audio muxed 0.3 s ahead of the picture (timed later than the video beside it) and
+    interleaved, so that the audio timed past each segment's target is held for the next cut
+    while its last PES is still arriving; then every stream jumps 60 s on. The old timeline's
+    audio held when the jump comes is left out, each such PES whole: none of its packets in any
+    segment, every other PES whole where it started."""
+    part = media.ts(seconds=8, gop_seconds=2, fps=FPS, audio_bitrate=192_000).read_bytes()
+    later = shift_timestamps(shift_timestamps(part, 0x100, 0, 60 * SECOND), 0x101, 0, 60 * SECOND)
+    data = interleave(shift_timestamps(part + later, 0x101, 0, 3 * SECOND // 10))
+    files, events, _ = split(data, 2)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    dropped = [e[1:] for e in events if e[0] == DROPPED]
+    assert dropped and set(dropped) == {(1, "from before the timestamp jump")}
+    assert_each_pes_whole_where_it_started(data, files)
+    written = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]]
+    gone = [unit for unit in pes_packet_runs(packets_by_pid(data)[0x101]) if unit[0] not in written]
+    assert len(gone) == len(dropped) and any(len(unit) > 1 for unit in gone)
+    assert len(written) == len(packets_by_pid(data)[0x101]) - sum(map(len, gone))
+    assert all(get_timestamp(unit[0], pes_header_at(unit[0]) + 9) < 60 * SECOND for unit in gone)
 
 
 def with_audio_pes_lengthened(data: bytes, pts: int, times: int) -> bytes:
@@ -482,6 +513,35 @@ def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cu
     assert closed < next(i for i, e in enumerate(events) if e[0] == DATA and later.packets[0] in bytes(e[2]))
     assert not [e for e in events if e[0] == DROPPED]
 
+
+
+def test_an_audio_pes_begun_before_the_first_keyframe_goes_on_in_segment_1_beside_an_id3_tag(
+        media: MediaCache) -> None:
+    """The first audio PES (three packets) has its first packet before the first keyframe, the
+    rest after it; an ID3 tag's first packet comes before the keyframe too, its other packets
+    only after the cut at 2 s. The audio PES is whole in segment 1, and segment 1 stays open
+    for the tag until it is whole, then closes."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS, audio_bitrate=192_000).read_bytes(),
+                        [early, later], fps=FPS)
+    source = packets(data)
+    video = next(i for i, p in enumerate(source) if packet_pid(p) == 0x100)
+    audio = [i for i, p in enumerate(source) if packet_pid(p) == 0x101]
+    assert audio[0] > video and not source[audio[1]][1] & 0x40 and not source[audio[2]][1] & 0x40
+    source = source[:video] + [source[audio[0]]] + [p for i, p in enumerate(source) if i >= video and i != audio[0]]
+    rest = early.packets[1:]
+    moved = [p for p in source if p not in rest]
+    frame_60 = [i for i, p in enumerate(moved) if packet_pid(p) == 0x100 and p[1] & 0x40][60]
+    data = b"".join(moved[:frame_60] + rest + moved[frame_60:])
+    files, events, _ = split(data, 2)
+    assert packets_by_pid(bytes(files[1]))[0x101][:3] == packets_by_pid(data)[0x101][:3]
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    assert_each_pes_whole_where_it_started(data, files)
+    closed = events.index((CLOSE, 1, None, None, None))
+    assert max(i for i, e in enumerate(events) if e[0] == DATA and e[1] == 1) < closed
+    assert not [e for e in events if e[0] == DROPPED]
 
 
 def long_splice_info_section(events: range) -> bytes:

@@ -14,13 +14,14 @@ from functools import partial
 import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
-from segmenter.randomaccess import ParameterWatch, VideoCodec
+from segmenter.randomaccess import ParameterWatch, VideoCodec, sequence_parameter_set
 from segmenter.silence import LATE_UNIT_DROPPED
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_parameter_changes import CHANGES, changing_ts
-from .test_silence import adts_frames, pes_packets, pes_units
+from .test_psi import pmt_section, psi_packet
+from .test_silence import adts_frames, pes_packets, pes_units, pts_field, ts_packet
 from .test_tsfast import (
     FPS,
     TICKS,
@@ -870,6 +871,74 @@ def test_video_alone_jumping_to_a_new_timeline_mid_gop_drops_the_pictures_before
     assert video == packets_by_pid(data)[0x100] + [p for p in later[starts[2 * FPS] :] if packet_pid(p) == 0x100]
     assert [get_timestamp(p, pes_header_at(p) + 9) for p in packets_by_pid(bytes(files[5]))[0x100]
             if p[1] & 0x40][0] == get_timestamp(later[starts[2 * FPS]], pes_header_at(later[starts[2 * FPS]]) + 9)
+
+
+def first_sps(data: bytes) -> bytes:
+    """The sequence parameter set of the first video keyframe in ``data`` (a clip's bytes)."""
+    keyframe = next(p for p in packets_by_pid(data)[0x100] if is_keyframe(p))
+    sps = sequence_parameter_set(VideoCodec.H264, keyframe[pes_header_at(keyframe) + header_bytes(keyframe) :])
+    assert sps is not None
+    return sps
+
+
+def h264_program(pictures: list[bytes], *, audio_listed_first: bool) -> bytes:
+    """A program of H.264 video on PID 0x100, one PES per picture of ``pictures`` (Annex B
+    access units, 25 a second, in presentation order) over as many packets as it takes, every
+    second one followed by an audio PES of one packet on PID 0x101; its PMT lists the audio
+    first or last."""
+    streams = ((0x101, 0x0F, b""), (0x100, STREAM_TYPE_H264, b""))
+    pmt = pmt_section(streams if audio_listed_first else streams[::-1], pcr_pid=0x100)
+    out = [pat_packet([(1, 0x1000)]), psi_packet(0x1000, pmt)]
+    counter = 0
+    for n, picture in enumerate(pictures):
+        pts = SECOND + n * TICKS_PER_PICTURE
+        pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + pts_field(0x2, pts) + picture
+        if IDR in picture:  # random_access_indicator set, as muxers mark an IDR picture
+            field = 183 - len(pes[:182])
+            out.append(bytes([0x47, 0x41, 0x00, 0x30 | counter % 16, field, 0x40]) + b"\xff" * (field - 1) + pes[:182])
+            pes, counter = pes[182:], counter + 1
+        for start in range(0, len(pes), 184):
+            out.append(ts_packet(pes[start : start + 184], counter, start=not start and IDR not in picture,
+                                 pid=0x100))
+            counter += 1
+        if n % 2:
+            out += pes_packets(b"\xaa" * 100, pts, cc=n // 2)
+    return b"".join(out)
+
+
+TICKS_PER_PICTURE = SECOND // FPS
+AUD = b"\x00\x00\x00\x01\x09\xf0"
+IDR = b"\x00\x00\x01\x65\x88\x84" + bytes(range(16, 60))
+NON_IDR = b"\x00\x00\x01\x41\x9a\x02" + bytes(range(16, 40))
+
+
+@pytest.mark.parametrize("audio_listed_first", [False, True])
+def test_a_keyframe_without_parameter_sets_keeps_the_current_ones_whatever_the_next_picture_carries(
+        media: MediaCache, audio_listed_first: bool) -> None:
+    """IDR pictures every 2 s, the sequence parameter set sent with the first alone (ISO/IEC
+    14496-10 does not ask for it again), until the IDR at 1 s brings new ones (640x360), past an
+    SEI message that puts them in its PES's second packet. The IDR just before it, at 0.96 s,
+    has none and one packet: it keeps the current parameters, and the segment with the new
+    ones starts at 1 s, marked changed, none at 0.96 s; whether the PMT lists the audio first
+    or the video."""
+    old = first_sps(media.ts(seconds=1, gop_seconds=1, fps=FPS, audio=False).read_bytes())
+    new = first_sps(media.ts(seconds=1, gop_seconds=1, fps=FPS, audio=False, width=640, height=360).read_bytes())
+    sei = b"\x00\x00\x01\x06\x05\xc8" + bytes(16) + b"x" * 184 + b"\x80"  # user_data_unregistered, 200 bytes
+    pictures = [AUD + NON_IDR] * (6 * FPS)
+    for n in (FPS - 1, 2 * FPS, 4 * FPS):
+        pictures[n] = AUD + IDR
+    pictures[0] = AUD + b"\x00\x00\x01" + old + IDR
+    pictures[FPS] = AUD + sei + b"\x00\x00\x01" + new + IDR
+    data = h264_program(pictures, audio_listed_first=audio_listed_first)
+    video = packets_by_pid(data)[0x100]
+    starts = [i for i, p in enumerate(video) if p[1] & 0x40]
+    assert starts[FPS] - starts[FPS - 1] == 1 and new in video[starts[FPS] + 1]
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    opens = [e for e in events if e[0] == OPEN]
+    assert [e[3].start_s - 1 for e in opens[1:]] == [0, 1, 2]  # each segment before the next one opens
+    assert [(p.parameters.resolution, changed) for *_, (p, changed) in opens] == [
+        ("320x240", False), ("640x360", True), ("640x360", False), ("640x360", False)]
+    assert [v for v, _ in pes_counts(files)] == [FPS, FPS, 2 * FPS, 2 * FPS]
 
 
 def hevc_without_vui_timing(media: MediaCache) -> bytes:

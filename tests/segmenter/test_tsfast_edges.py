@@ -61,6 +61,31 @@ def timeline_is_gapless(units: list[tuple[int, int, bytes]]) -> bool:
     return all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))
 
 
+def test_the_muxers_late_unit_still_arriving_at_a_new_timeline_goes_on_whole_as_it_came(media: MediaCache) -> None:
+    """The audio stops 2.5 s before the picture; the PES the muxer wrote late, at the end of
+    the input's first part, has a null packet between its first two packets and its last packet
+    after the first picture of the second part, whose streams all jump 60 s on. The PES goes
+    whole, as it came, into the new timeline's first segment; the null packet into the newest
+    segment when it came, the old timeline's last."""
+    part = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(part).streams)
+    later = media.encoder_ts(seconds=8, audio_gap=(1, 3)).read_bytes()
+    later = shift_timestamps(shift_timestamps(later, video_pid, 0, 60 * SECOND), audio_pid, 0, 60 * SECOND)
+    head, late = packets(part)[:-3], packets(part)[-3:]
+    assert [packet_pid(p) for p in late] == [audio_pid] * 3 and late[0][1] & 0x40
+    rest = packets(later)
+    jump = next(i for i, p in enumerate(rest) if packet_pid(p) == video_pid and p[1] & 0x40) + 1
+    null = b"\x47\x1f\xff\x10" + b"\xff" * 184
+    data = b"".join([*head, late[0], null, late[1], *rest[:jump], late[2], *rest[jump:]])
+    files, events, _ = split(data, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    assert not [e for e in events if e[0] == DROPPED]
+    assert {n for n, f in files.items() if null in packets(bytes(f))} == {4}
+    audio = packets_by_pid(bytes(files[5]))[audio_pid]
+    assert audio[audio.index(late[0]) :][:3] == late
+    assert all(late[0] not in packets(bytes(files[n])) for n in files if n != 5)
+
+
 def pes_packet_runs(pid_packets: list[bytes]) -> list[list[bytes]]:
     """The packets of one PID grouped by PES packet: each group from a PUSI packet on."""
     runs: list[list[bytes]] = []
@@ -817,6 +842,52 @@ def test_a_pause_in_audio_the_video_never_joins_is_filled(media: MediaCache) -> 
     starts = sorted(pts for pts, _ in inputs)
     paused, resumed = next((a, b) for a, b in zip(starts, starts[1:]) if b - a > SECOND)
     assert filler and paused < min(filler) and max(filler) < resumed
+
+
+def test_a_pause_in_audio_alone_is_filled_on_its_new_timeline(media: MediaCache) -> None:
+    """A program of AAC audio alone whose timestamps jump 60 s on, then pause from 3 to 5 s of
+    the new timeline: the pause is filled with silence on the new timeline, from the frame
+    before it to the frame after it; nothing fills the jump, and the old timeline is as it came."""
+    clip = media.ts(seconds=8, fps=FPS, video=False).read_bytes()
+    ((audio_pid, _),) = find_program(clip).streams
+    kept: list[bytearray] = []
+    paused = False
+    for packet in packets(shift_timestamps(clip, audio_pid, 0, 60 * SECOND)):
+        if packet_pid(packet) == audio_pid and packet[1] & 0x40:
+            paused = 63 * SECOND <= get_timestamp(packet, pes_header_at(packet) + 9) < 65 * SECOND
+        if not (paused and packet_pid(packet) == audio_pid):
+            kept.append(bytearray(packet))
+    data = clip + renumbered(kept, audio_pid)
+    files, events, _ = split(data, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN].count(True) == 1
+    assert not [e for e in events if e[0] == DROPPED]
+    came = sorted(get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(data)[audio_pid]))
+    units = audio_units(files, audio_pid)
+    assert [pts for _, pts, _ in units if pts < 60 * SECOND] == [pts for pts in came if pts < 60 * SECOND]
+    new = [unit for unit in units if unit[1] >= 60 * SECOND]
+    filler = [pts for _, pts, _ in new if pts not in came]
+    assert timeline_is_gapless(new) and new[0][1] == min(pts for pts in came if pts >= 60 * SECOND)
+    assert filler and 63 * SECOND - FRAME < min(filler) and max(filler) < 65 * SECOND
+
+
+def test_a_track_that_stops_in_a_program_whose_video_never_comes_is_filled_from_its_last_frame(
+        media: MediaCache) -> None:
+    """The program's video listed but none of its packets in the input, and the second of its
+    two audio tracks stopping at 8 s of 12 (no PES of it written late): its pause is filled with
+    silence, gapless from its last frame on, never past the first track's end."""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    source = [p for p in packets(data) if packet_pid(p) != video_pid]
+    last = max(i for i, p in enumerate(source) if packet_pid(p) == second_pid and p[1] & 0x40)
+    stopped = b"".join(p for i, p in enumerate(source) if i < last or packet_pid(p) != second_pid)
+    files, events, timing = split(stopped, 2, silence=True)
+    assert timing is not None and timing.without_reference
+    came = {get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(stopped)[second_pid])}
+    units = audio_units(files, second_pid)
+    filler = [pts for _, pts, _ in units if pts not in came]
+    assert timeline_is_gapless(units) and filler and min(filler) > max(came)
+    first = audio_units(files, first_pid)
+    assert max(filler) + FRAME <= first[-1][1] + FRAME * adts_frames(first[-1][2])
 
 
 def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:

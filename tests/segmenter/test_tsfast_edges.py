@@ -15,7 +15,7 @@ import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
 from segmenter.randomaccess import ParameterWatch, VideoCodec, sequence_parameter_set
-from segmenter.silence import LATE_UNIT_DROPPED
+from segmenter.silence import AUDIO_OVER_FILLER, LATE_UNIT_DROPPED
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
@@ -888,6 +888,25 @@ def test_a_track_that_stops_in_a_program_whose_video_never_comes_is_filled_from_
     assert timeline_is_gapless(units) and filler and min(filler) > max(came)
     first = audio_units(files, first_pid)
     assert max(filler) + FRAME <= first[-1][1] + FRAME * adts_frames(first[-1][2])
+
+
+def test_the_muxers_late_unit_over_silence_in_a_program_whose_video_never_comes_is_left_out(media: MediaCache) -> None:
+    """As above, the muxer writing the second track's last PES late, after the first track's
+    audio of 2 s later: silence was written for the pause by then, and with no picture's clock
+    the PES cannot be told a late unit. It is left out and reported so, by the track's stream
+    index, as the PyAV path leaves it: the track's audio has no overlap and no hole."""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    source = [p for p in packets(data) if packet_pid(p) != video_pid]
+    starts = [(i, packet_pid(p), get_timestamp(p, pes_header_at(p) + 9)) for i, p in enumerate(source)
+              if packet_pid(p) in (first_pid, second_pid) and p[1] & 0x40]
+    last, _, pts = [s for s in starts if s[1] == second_pid][-1]
+    assert any(i < last and pid == first_pid and t > pts + 2 * SECOND for i, pid, t in starts)
+    files, events, _ = split(b"".join(source), 2, silence=True)
+    assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)]
+    late = pes_units(packets_by_pid(b"".join(source))[second_pid])[-1]
+    units = audio_units(files, second_pid)
+    assert late[9 + late[8] :] not in [payload for _, _, payload in units] and timeline_is_gapless(units)
 
 
 def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:

@@ -907,6 +907,23 @@ def test_the_muxers_late_unit_over_silence_in_a_program_whose_video_never_comes_
     late = pes_units(packets_by_pid(b"".join(source))[second_pid])[-1]
     units = audio_units(files, second_pid)
     assert late[9 + late[8] :] not in [payload for _, _, payload in units] and timeline_is_gapless(units)
+    assert all(len(f) % TS_PACKET_BYTES == 0 and {p[0] for p in packets(bytes(f))} == {0x47} for f in files.values())
+
+
+def test_a_track_whose_audio_was_left_out_over_silence_is_written_when_it_comes_back(media: MediaCache) -> None:
+    """The input of the test above, then the same 12 s again, every timestamp 12 s on: the
+    second track comes back at 13.4 s, after the late PES left out; every PES it sends from
+    there is written (the second part's own late PES is left out in turn)."""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    once = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
+    again = shift_timestamps(shift_timestamps(once, first_pid, 0, 12 * SECOND), second_pid, 0, 12 * SECOND)
+    files, events, _ = split(once + again, 2, silence=True)
+    assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)] * 2
+    back = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(again)[second_pid])][:-1]
+    written = {pts for _, pts, _ in audio_units(files, second_pid)}
+    assert back and all(pts in written for pts in back)
+    assert all(len(f) % TS_PACKET_BYTES == 0 and {p[0] for p in packets(bytes(f))} == {0x47} for f in files.values())
 
 
 def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:

@@ -887,7 +887,8 @@ def test_the_muxers_late_unit_over_silence_in_a_program_whose_video_never_comes_
     """As above, the muxer writing the second track's last PES late, after the first track's
     audio of 2 s later: silence was written for the pause by then, and with no picture's clock
     the PES cannot be told a late unit. It is left out and reported so, by the track's stream
-    index, as the PyAV path leaves it: the track's audio has no overlap and no hole."""
+    index, as the PyAV path leaves it: the track's audio has no overlap and no hole. (Cut as
+    the shell runs it: the first segment starts a new timeline.)"""
     data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
     video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
     source = [p for p in packets(data) if packet_pid(p) != video_pid]
@@ -895,7 +896,7 @@ def test_the_muxers_late_unit_over_silence_in_a_program_whose_video_never_comes_
               if packet_pid(p) in (first_pid, second_pid) and p[1] & 0x40]
     last, _, pts = [s for s in starts if s[1] == second_pid][-1]
     assert any(i < last and pid == first_pid and t > pts + 2 * SECOND for i, pid, t in starts)
-    files, events, _ = split(b"".join(source), 2, silence=True)
+    files, events, _ = split(b"".join(source), 2, silence=True, new_run=True)
     assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)]
     late = pes_units(packets_by_pid(b"".join(source))[second_pid])[-1]
     units = audio_units(files, second_pid)
@@ -911,7 +912,7 @@ def test_a_track_whose_audio_was_left_out_over_silence_is_written_when_it_comes_
     video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
     once = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
     again = shift_timestamps(shift_timestamps(once, first_pid, 0, 12 * SECOND), second_pid, 0, 12 * SECOND)
-    files, events, _ = split(once + again, 2, silence=True)
+    files, events, _ = split(once + again, 2, silence=True, new_run=True)
     assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)] * 2
     back = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(again)[second_pid])][:-1]
     written = {pts for _, pts, _ in audio_units(files, second_pid)}

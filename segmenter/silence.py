@@ -358,8 +358,9 @@ _PES_HEADER_BYTES = 14  # with a PTS only
 
 # What the log says of a late unit left out (PauseFiller.retime).
 LATE_UNIT_DROPPED = "audio the muxer held back over a pause, later than the silence that filled it"
-# ... and of a first frame that starts inside the frame of silence its track began with (PauseFiller.overlapped).
-AUDIO_OVER_FILLER = "audio dated inside the silence its track's first segment was given"
+# ... and of audio that starts inside the silence already written for its track (PauseFiller.overlapped): a
+# first frame inside the frame its track began with, or, without a clock to tell a late unit, the muxer's late unit.
+AUDIO_OVER_FILLER = "audio dated inside the silence already written for its track"
 
 
 def _pts_bytes(prefix: int, pts: int) -> bytes:
@@ -490,6 +491,7 @@ class TsPauseFill:
         self._open = False  # the current PES went into a segment and its end is not told yet
         self._late = False  # the current PES is a late unit, kept back until whole
         self._first_pts: int | None = None  # the PTS of the track's first frame, read ahead (33 bits)
+        self.left_out = False  # ``unit`` left its PES out (cleared by the splitter, which drops it)
 
     def packet(self, packet: bytes) -> None:
         self.counter.packet(packet)
@@ -578,7 +580,9 @@ class TsPauseFill:
         cutter writing it or not, the program's clock at ``clock``: the packets to insert before
         it, and whether it is a late unit (kept back, then ``late_unit``). ``held``: the cutter
         keeps it back for the next segment (it is written, after what is inserted now); it is
-        then never taken for a late unit."""
+        then never taken for a late unit. A PES written now that starts inside the silence
+        already written (``PauseFiller.overlapped``; without a clock a late unit cannot be told)
+        is left out, as the PyAV path leaves it: ``left_out`` says so."""
         filler = self._ready()
         if filler is None:
             return b"", False
@@ -589,6 +593,10 @@ class TsPauseFill:
         if clock is not None and not held and filler.late(pts):
             self._late = True
             return b"", True
+        if not held and filler.overlapped(pts):
+            filler.reset()
+            self.left_out = True
+            return b"", False
         fills = filler.resume(pts, clock)
         self._pts, self._open = pts, True
         return self._packets(fills), False

@@ -67,7 +67,7 @@ from .psi import (
     section,
     single_program_pat,
 )
-from .silence import LATE_UNIT_DROPPED, TsPauseFill
+from .silence import AUDIO_OVER_FILLER, LATE_UNIT_DROPPED, TsPauseFill
 
 # Elementary streams the fast path can route (class ids 1..30 fit in the classification byte).
 MAX_STREAMS = 28
@@ -605,7 +605,8 @@ class TsSplitter:
     def _fill(self, cls: int, track: Track, action: Action, at: int) -> list[bytes] | None:
         """Silence due at a unit start (packet ``at`` of the chunk): at a reference unit, for the
         pauses still open; at an audio unit, before the unit that ends a pause. Returns the list
-        that keeps the unit back when it is the muxer's late unit (None otherwise)."""
+        that keeps the unit back when it is the muxer's late unit, or that takes the packets of
+        one left out (None otherwise)."""
         cutter = self.cutter
         if action is Action.CUT and cutter.discontinuity:
             for audio, fill in self._fills.items():
@@ -637,6 +638,10 @@ class TsSplitter:
         # A unit the cutter holds back is written later, in order: the filler goes on up to it.
         data, late = fill.unit(cutter.pts, action is not Action.DROP, self._clock, held=action is Action.HOLD)
         self._insert(data)
+        if fill.left_out:  # it would play over silence already written
+            fill.left_out = False
+            self._events.append((DROPPED, track.index, AUDIO_OVER_FILLER))
+            return []  # its packets go into a list nothing writes
         if not late:
             return None
         self._late[cls] = []

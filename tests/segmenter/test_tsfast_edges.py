@@ -14,13 +14,14 @@ from functools import partial
 import pytest
 
 from segmenter.psi import crc32_mpeg2, payload_offset, section
-from segmenter.randomaccess import ParameterWatch, VideoCodec
-from segmenter.silence import LATE_UNIT_DROPPED
+from segmenter.randomaccess import ParameterWatch, VideoCodec, sequence_parameter_set
+from segmenter.silence import AUDIO_OVER_FILLER, LATE_UNIT_DROPPED
 from segmenter.tsfast import CLOSE, DATA, DROPPED, OPEN, SKIPPED, STREAM_TYPE_H264, NotEligible, ProgramMap
 from tests.support.media import MediaCache
 
 from .test_parameter_changes import CHANGES, changing_ts
-from .test_silence import adts_frames, pes_packets, pes_units
+from .test_psi import pmt_section, psi_packet
+from .test_silence import adts_frames, pes_packets, pes_units, pts_field, ts_packet
 from .test_tsfast import (
     FPS,
     TICKS,
@@ -60,6 +61,41 @@ def timeline_is_gapless(units: list[tuple[int, int, bytes]]) -> bool:
     return all(abs(b[0] - a[1]) <= 1 for a, b in zip(ends, ends[1:]))
 
 
+def test_the_muxers_late_unit_still_arriving_at_a_new_timeline_goes_on_whole_as_it_came(media: MediaCache) -> None:
+    """The audio stops 2.5 s before the picture; the PES the muxer wrote late, at the end of
+    the input's first part, has a null packet between its first two packets and its last packet
+    after the first picture of the second part, whose streams all jump 60 s on. The PES goes
+    whole, as it came, into the new timeline's first segment; the null packet into the newest
+    segment when it came, the old timeline's last."""
+    part = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(part).streams)
+    later = media.encoder_ts(seconds=8, audio_gap=(1, 3)).read_bytes()
+    later = shift_timestamps(shift_timestamps(later, video_pid, 0, 60 * SECOND), audio_pid, 0, 60 * SECOND)
+    head, late = packets(part)[:-3], packets(part)[-3:]
+    assert [packet_pid(p) for p in late] == [audio_pid] * 3 and late[0][1] & 0x40
+    rest = packets(later)
+    jump = next(i for i, p in enumerate(rest) if packet_pid(p) == video_pid and p[1] & 0x40) + 1
+    null = b"\x47\x1f\xff\x10" + b"\xff" * 184
+    data = b"".join([*head, late[0], null, late[1], *rest[:jump], late[2], *rest[jump:]])
+    files, events, _ = split(data, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    assert not [e for e in events if e[0] == DROPPED]
+    assert {n for n, f in files.items() if null in packets(bytes(f))} == {4}
+    audio = packets_by_pid(bytes(files[5]))[audio_pid]
+    assert audio[audio.index(late[0]) :][:3] == late
+    assert all(late[0] not in packets(bytes(files[n])) for n in files if n != 5)
+
+
+def pes_packet_runs(pid_packets: list[bytes]) -> list[list[bytes]]:
+    """The packets of one PID grouped by PES packet: each group from a PUSI packet on."""
+    runs: list[list[bytes]] = []
+    for packet in pid_packets:
+        if packet[1] & 0x40 or not runs:
+            runs.append([])
+        runs[-1].append(packet)
+    return runs
+
+
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interleaved: bool) -> None:
     """The audio stops 2.5 s before the picture; then every stream jumps 60 s on, and the audio
@@ -96,6 +132,27 @@ def test_a_pause_is_not_filled_across_a_new_timeline(media: MediaCache, interlea
     if not interleaved:
         assert moved[0][0] == 4 and timeline_is_gapless([u for u in units if u[1] < 60 * SECOND])
 
+
+
+def test_audio_held_for_the_next_segment_when_every_stream_jumps_is_left_out_whole(media: MediaCache) -> None:
+    """The audio muxed 0.3 s ahead of the picture (timed later than the video beside it) and
+    interleaved, so that the audio timed past each segment's target is held for the next cut
+    while its last PES is still arriving; then every stream jumps 60 s on. The old timeline's
+    audio held when the jump comes is left out, each such PES whole: none of its packets in any
+    segment, every other PES whole where it started."""
+    part = media.ts(seconds=8, gop_seconds=2, fps=FPS, audio_bitrate=192_000).read_bytes()
+    later = shift_timestamps(shift_timestamps(part, 0x100, 0, 60 * SECOND), 0x101, 0, 60 * SECOND)
+    data = interleave(shift_timestamps(part + later, 0x101, 0, 3 * SECOND // 10))
+    files, events, _ = split(data, 2)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    dropped = [e[1:] for e in events if e[0] == DROPPED]
+    assert dropped and set(dropped) == {(1, "from before the timestamp jump")}
+    assert_each_pes_whole_where_it_started(data, files)
+    written = [p for n in sorted(files) for p in packets_by_pid(bytes(files[n]))[0x101]]
+    gone = [unit for unit in pes_packet_runs(packets_by_pid(data)[0x101]) if unit[0] not in written]
+    assert len(gone) == len(dropped) and any(len(unit) > 1 for unit in gone)
+    assert len(written) == len(packets_by_pid(data)[0x101]) - sum(map(len, gone))
+    assert all(get_timestamp(unit[0], pes_header_at(unit[0]) + 9) < 60 * SECOND for unit in gone)
 
 
 def with_audio_pes_lengthened(data: bytes, pts: int, times: int) -> bytes:
@@ -484,6 +541,35 @@ def test_an_id3_tag_begun_before_the_first_keyframe_and_ending_after_the_next_cu
 
 
 
+def test_an_audio_pes_begun_before_the_first_keyframe_goes_on_in_segment_1_beside_an_id3_tag(
+        media: MediaCache) -> None:
+    """The first audio PES (three packets) has its first packet before the first keyframe, the
+    rest after it; an ID3 tag's first packet comes before the keyframe too, its other packets
+    only after the cut at 2 s. The audio PES is whole in segment 1, and segment 1 stays open
+    for the tag until it is whole, then closes."""
+    early = Insertion(0, "id3", id3_tag("early", padding=400), before=1)
+    later = Insertion(75, "id3", id3_tag("later"))
+    data = add_metadata(media.ts(seconds=8, gop_seconds=2, fps=FPS, audio_bitrate=192_000).read_bytes(),
+                        [early, later], fps=FPS)
+    source = packets(data)
+    video = next(i for i, p in enumerate(source) if packet_pid(p) == 0x100)
+    audio = [i for i, p in enumerate(source) if packet_pid(p) == 0x101]
+    assert audio[0] > video and not source[audio[1]][1] & 0x40 and not source[audio[2]][1] & 0x40
+    source = source[:video] + [source[audio[0]]] + [p for i, p in enumerate(source) if i >= video and i != audio[0]]
+    rest = early.packets[1:]
+    moved = [p for p in source if p not in rest]
+    frame_60 = [i for i, p in enumerate(moved) if packet_pid(p) == 0x100 and p[1] & 0x40][60]
+    data = b"".join(moved[:frame_60] + rest + moved[frame_60:])
+    files, events, _ = split(data, 2)
+    assert packets_by_pid(bytes(files[1]))[0x101][:3] == packets_by_pid(data)[0x101][:3]
+    found = {n: [p for p in packets(bytes(f)) if packet_pid(p) == ID3_PID] for n, f in files.items()}
+    assert found == {1: early.packets, 2: later.packets, 3: [], 4: []}
+    assert_each_pes_whole_where_it_started(data, files)
+    closed = events.index((CLOSE, 1, None, None, None))
+    assert max(i for i, e in enumerate(events) if e[0] == DATA and e[1] == 1) < closed
+    assert not [e for e in events if e[0] == DROPPED]
+
+
 def long_splice_info_section(events: range) -> bytes:
     """A splice_info_section (ANSI/SCTE 35 9.6) with a time_signal and a segmentation_descriptor
     for each of ``events``: more than one TS packet carries it."""
@@ -758,6 +844,82 @@ def test_a_pause_in_audio_the_video_never_joins_is_filled(media: MediaCache) -> 
     assert filler and paused < min(filler) and max(filler) < resumed
 
 
+def test_a_pause_in_audio_the_video_never_joins_is_filled_in_a_run_that_starts_a_new_timeline(
+        media: MediaCache) -> None:
+    """As the shell has every run's first segment start a new timeline: the program's video
+    listed but none of its packets in the input, the first segment is cut on the audio, and the
+    audio's pause from 8 to 10 s is filled with silence from the frame before it to the frame
+    after it (there is no picture's clock to follow)."""
+    data = media.encoder_ts(seconds=14, audio_gap=(8, 10)).read_bytes()
+    video_pid, audio_pid = (pid for pid, _ in find_program(data).streams)
+    audio_only = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
+    files, events, last = split(audio_only, 2, silence=True, new_run=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [True] + [False] * (len(files) - 1)
+    assert last is not None and last.without_reference
+    came = sorted(get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(audio_only)[audio_pid]))
+    paused, resumed = next((a, b) for a, b in zip(came, came[1:]) if b - a > SECOND)
+    units = audio_units(files, audio_pid)
+    filler = [pts for _, pts, _ in units if pts not in came]
+    assert timeline_is_gapless(units) and filler and paused < min(filler) and max(filler) < resumed
+
+
+def test_a_track_that_stops_in_a_program_whose_video_never_comes_is_filled_from_its_last_frame(
+        media: MediaCache) -> None:
+    """The program's video listed but none of its packets in the input, and the second of its
+    two audio tracks stopping at 8 s of 12 (no PES of it written late): its pause is filled with
+    silence, gapless from its last frame on, never past the first track's end."""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    source = [p for p in packets(data) if packet_pid(p) != video_pid]
+    last = max(i for i, p in enumerate(source) if packet_pid(p) == second_pid and p[1] & 0x40)
+    stopped = b"".join(p for i, p in enumerate(source) if i < last or packet_pid(p) != second_pid)
+    files, events, timing = split(stopped, 2, silence=True)
+    assert timing is not None and timing.without_reference
+    came = {get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(stopped)[second_pid])}
+    units = audio_units(files, second_pid)
+    filler = [pts for _, pts, _ in units if pts not in came]
+    assert timeline_is_gapless(units) and filler and min(filler) > max(came)
+    first = audio_units(files, first_pid)
+    assert max(filler) + FRAME <= first[-1][1] + FRAME * adts_frames(first[-1][2])
+
+
+def test_the_muxers_late_unit_over_silence_in_a_program_whose_video_never_comes_is_left_out(media: MediaCache) -> None:
+    """As above, the muxer writing the second track's last PES late, after the first track's
+    audio of 2 s later: silence was written for the pause by then, and with no picture's clock
+    the PES cannot be told a late unit. It is left out and reported so, by the track's stream
+    index, as the PyAV path leaves it: the track's audio has no overlap and no hole. (Cut as
+    the shell runs it: the first segment starts a new timeline.)"""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    source = [p for p in packets(data) if packet_pid(p) != video_pid]
+    starts = [(i, packet_pid(p), get_timestamp(p, pes_header_at(p) + 9)) for i, p in enumerate(source)
+              if packet_pid(p) in (first_pid, second_pid) and p[1] & 0x40]
+    last, _, pts = [s for s in starts if s[1] == second_pid][-1]
+    assert any(i < last and pid == first_pid and t > pts + 2 * SECOND for i, pid, t in starts)
+    files, events, _ = split(b"".join(source), 2, silence=True, new_run=True)
+    assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)]
+    late = pes_units(packets_by_pid(b"".join(source))[second_pid])[-1]
+    units = audio_units(files, second_pid)
+    assert late[9 + late[8] :] not in [payload for _, _, payload in units] and timeline_is_gapless(units)
+    assert all(len(f) % TS_PACKET_BYTES == 0 and {p[0] for p in packets(bytes(f))} == {0x47} for f in files.values())
+
+
+def test_a_track_whose_audio_was_left_out_over_silence_is_written_when_it_comes_back(media: MediaCache) -> None:
+    """The input of the test above, then the same 12 s again, every timestamp 12 s on: the
+    second track comes back at 13.4 s, after the late PES left out; every PES it sends from
+    there is written (the second part's own late PES is left out in turn)."""
+    data = media.encoder_ts(seconds=12, second_audio_gap=(8, 13)).read_bytes()
+    video_pid, first_pid, second_pid = (pid for pid, _ in find_program(data).streams)
+    once = b"".join(p for p in packets(data) if packet_pid(p) != video_pid)
+    again = shift_timestamps(shift_timestamps(once, first_pid, 0, 12 * SECOND), second_pid, 0, 12 * SECOND)
+    files, events, _ = split(once + again, 2, silence=True, new_run=True)
+    assert [e for e in events if e[0] == DROPPED and e[2] == AUDIO_OVER_FILLER] == [(DROPPED, 2, AUDIO_OVER_FILLER)] * 2
+    back = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(again)[second_pid])][:-1]
+    written = {pts for _, pts, _ in audio_units(files, second_pid)}
+    assert back and all(pts in written for pts in back)
+    assert all(len(f) % TS_PACKET_BYTES == 0 and {p[0] for p in packets(bytes(f))} == {0x47} for f in files.values())
+
+
 def test_garbage_right_after_the_inputs_first_packets_is_all_that_is_skipped(media: MediaCache) -> None:
     """The input's first three packets (fewer than the run of packets that finds the grid after
     lost sync), then 996 bytes of garbage (no sync byte in them): the packets are taken as the grid they start, the
@@ -810,6 +972,74 @@ def test_video_alone_jumping_to_a_new_timeline_mid_gop_drops_the_pictures_before
     assert video == packets_by_pid(data)[0x100] + [p for p in later[starts[2 * FPS] :] if packet_pid(p) == 0x100]
     assert [get_timestamp(p, pes_header_at(p) + 9) for p in packets_by_pid(bytes(files[5]))[0x100]
             if p[1] & 0x40][0] == get_timestamp(later[starts[2 * FPS]], pes_header_at(later[starts[2 * FPS]]) + 9)
+
+
+def first_sps(data: bytes) -> bytes:
+    """The sequence parameter set of the first video keyframe in ``data`` (a clip's bytes)."""
+    keyframe = next(p for p in packets_by_pid(data)[0x100] if is_keyframe(p))
+    sps = sequence_parameter_set(VideoCodec.H264, keyframe[pes_header_at(keyframe) + header_bytes(keyframe) :])
+    assert sps is not None
+    return sps
+
+
+def h264_program(pictures: list[bytes], *, audio_listed_first: bool) -> bytes:
+    """A program of H.264 video on PID 0x100, one PES per picture of ``pictures`` (Annex B
+    access units, 25 a second, in presentation order) over as many packets as it takes, every
+    second one followed by an audio PES of one packet on PID 0x101; its PMT lists the audio
+    first or last."""
+    streams = ((0x101, 0x0F, b""), (0x100, STREAM_TYPE_H264, b""))
+    pmt = pmt_section(streams if audio_listed_first else streams[::-1], pcr_pid=0x100)
+    out = [pat_packet([(1, 0x1000)]), psi_packet(0x1000, pmt)]
+    counter = 0
+    for n, picture in enumerate(pictures):
+        pts = SECOND + n * TICKS_PER_PICTURE
+        pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + pts_field(0x2, pts) + picture
+        if IDR in picture:  # random_access_indicator set, as muxers mark an IDR picture
+            field = 183 - len(pes[:182])
+            out.append(bytes([0x47, 0x41, 0x00, 0x30 | counter % 16, field, 0x40]) + b"\xff" * (field - 1) + pes[:182])
+            pes, counter = pes[182:], counter + 1
+        for start in range(0, len(pes), 184):
+            out.append(ts_packet(pes[start : start + 184], counter, start=not start and IDR not in picture,
+                                 pid=0x100))
+            counter += 1
+        if n % 2:
+            out += pes_packets(b"\xaa" * 100, pts, cc=n // 2)
+    return b"".join(out)
+
+
+TICKS_PER_PICTURE = SECOND // FPS
+AUD = b"\x00\x00\x00\x01\x09\xf0"
+IDR = b"\x00\x00\x01\x65\x88\x84" + bytes(range(16, 60))
+NON_IDR = b"\x00\x00\x01\x41\x9a\x02" + bytes(range(16, 40))
+
+
+@pytest.mark.parametrize("audio_listed_first", [False, True])
+def test_a_keyframe_without_parameter_sets_keeps_the_current_ones_whatever_the_next_picture_carries(
+        media: MediaCache, audio_listed_first: bool) -> None:
+    """IDR pictures every 2 s, the sequence parameter set sent with the first alone (ISO/IEC
+    14496-10 does not ask for it again), until the IDR at 1 s brings new ones (640x360), past an
+    SEI message that puts them in its PES's second packet. The IDR just before it, at 0.96 s,
+    has none and one packet: it keeps the current parameters, and the segment with the new
+    ones starts at 1 s, marked changed, none at 0.96 s; whether the PMT lists the audio first
+    or the video."""
+    old = first_sps(media.ts(seconds=1, gop_seconds=1, fps=FPS, audio=False).read_bytes())
+    new = first_sps(media.ts(seconds=1, gop_seconds=1, fps=FPS, audio=False, width=640, height=360).read_bytes())
+    sei = b"\x00\x00\x01\x06\x05\xc8" + bytes(16) + b"x" * 184 + b"\x80"  # user_data_unregistered, 200 bytes
+    pictures = [AUD + NON_IDR] * (6 * FPS)
+    for n in (FPS - 1, 2 * FPS, 4 * FPS):
+        pictures[n] = AUD + IDR
+    pictures[0] = AUD + b"\x00\x00\x01" + old + IDR
+    pictures[FPS] = AUD + sei + b"\x00\x00\x01" + new + IDR
+    data = h264_program(pictures, audio_listed_first=audio_listed_first)
+    video = packets_by_pid(data)[0x100]
+    starts = [i for i, p in enumerate(video) if p[1] & 0x40]
+    assert starts[FPS] - starts[FPS - 1] == 1 and new in video[starts[FPS] + 1]
+    files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.H264, TICKS))
+    opens = [e for e in events if e[0] == OPEN]
+    assert [e[3].start_s - 1 for e in opens[1:]] == [0, 1, 2]  # each segment before the next one opens
+    assert [(p.parameters.resolution, changed) for *_, (p, changed) in opens] == [
+        ("320x240", False), ("640x360", True), ("640x360", False), ("640x360", False)]
+    assert [v for v, _ in pes_counts(files)] == [FPS, FPS, 2 * FPS, 2 * FPS]
 
 
 def hevc_without_vui_timing(media: MediaCache) -> bytes:

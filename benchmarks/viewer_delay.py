@@ -3,8 +3,9 @@
 The demo's pipeline (ffmpeg -re testsrc2 + sine, x264 zerolatency, hls-segment, hls-uploadd with
 --player-page, the embedded S3), with each frame's number painted into its top rows as 20
 black/white blocks. Once the live playlist is full (a viewer joining a running stream), the page
-plays in headless Chromium, first with native HLS (``?native``), then with hls.js (``?hls.js``);
-four times a second the frame on screen is drawn to a canvas and its number read:
+plays in headless Chromium with native HLS (``?native``) and with hls.js (``?hls.js``) in turn,
+several joins each (where in a target duration a viewer joins moves the delay by up to one);
+in each, four times a second the frame on screen is drawn to a canvas and its number read:
 
     delay = now - (t0 + frame number / 25)
 
@@ -12,7 +13,7 @@ where t0 is the moment ffmpeg was started, so the figure includes ffmpeg's start
 overstates by that much. Beside it, the live edge: how long after a segment's last frame was
 captured the playlist first listed it (the segment's own duration, the next keyframe, the upload).
 
-    python benchmarks/viewer_delay.py [--segment-seconds 2 6] [--seconds 40]
+    python benchmarks/viewer_delay.py [--segment-seconds 2 6] [--seconds 20] [--joins 3]
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def watch(page_url: str, t0: float, seconds: float) -> tuple[str, list[float]]:
     return engine, delays
 
 
-def run(segment_seconds: float, seconds: float, work: Path) -> list[tuple[str, list[float], list[float]]]:
+def run(segment_seconds: float, seconds: float, joins: int, work: Path) -> tuple[dict[str, list[list[float]]], list[float]]:
+    """({engine: the delays sampled in each join}, the live edge lag of each segment listed)."""
     s3 = EmbeddedS3(work / "s3")
     children: list[subprocess.Popen[bytes]] = []
     segments = work / "segments"
@@ -162,7 +164,7 @@ def run(segment_seconds: float, seconds: float, work: Path) -> list[tuple[str, l
         children.append(source)
         children.append(subprocess.Popen(
             [bin_path("hls-segment"), "-", f"{segment_seconds:g}", str(segments), "seg", PLAYLIST, "", BUCKET,
-             KEY_PREFIX, "--uploader", f"127.0.0.1:{port}"], stdin=source.stdout, env=env))
+             KEY_PREFIX, "--uploader", f"127.0.0.1:{port}", "--quiet"], stdin=source.stdout, env=env))
         assert source.stdout is not None
         source.stdout.close()
         edge = EdgeWatch(s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}"), t0)
@@ -170,15 +172,17 @@ def run(segment_seconds: float, seconds: float, work: Path) -> list[tuple[str, l
         page = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
         if not wait_for_http(edge.url, 60):
             raise SystemExit("no playlist after 60 s")
-        results = []
         while len(edge.lags) < WINDOW:  # a viewer who joins a running stream
             time.sleep(0.1)
-        for query in ("?native", "?hls.js"):
-            listed = len(edge.lags)
-            engine, delays = watch(page + query, t0, seconds)
-            results.append((engine, delays, list(edge.lags.values())[listed:]))
+        delays: dict[str, list[list[float]]] = {}
+        # The moment of a join decides where in a target duration the player starts: several
+        # joins per engine, the engines taking turns.
+        for _ in range(joins):
+            for query in ("?native", "?hls.js"):
+                engine, sampled = watch(page + query, t0, seconds)
+                delays.setdefault(engine, []).append(sampled)
         edge.done.set()
-        return results
+        return delays, list(edge.lags.values())
     finally:
         for child in reversed(children):
             stop(child, 15, 10)
@@ -194,19 +198,28 @@ def figures(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segment-seconds", type=float, nargs="+", default=[2.0, 6.0])
-    parser.add_argument("--seconds", type=float, default=40.0, help="playback sampled per engine")
+    parser.add_argument("--seconds", type=float, default=20.0, help="playback sampled per join")
+    parser.add_argument("--joins", type=int, default=3, help="joins per engine")
     args = parser.parse_args()
     rows = []
     for segment_seconds in args.segment_seconds:
         with tempfile.TemporaryDirectory(prefix="viewer-delay-") as work:
-            print(f"{segment_seconds:g}-s segments: playing {args.seconds:g} s with each engine ...", flush=True)
-            for engine, delays, lags in run(segment_seconds, args.seconds, Path(work)):
-                rows.append((segment_seconds, engine, delays, lags))
-    print("\nglass-to-glass delay of the player page (frame captured -> frame on screen)")
-    for segment_seconds, engine, delays, lags in rows:
-        ratio = f"{statistics.median(delays) / segment_seconds:4.1f} segments" if delays else ""
-        print(f"  {segment_seconds:g}-s segments, {engine:10}: {figures(delays)}  = {ratio}")
-        print(f"  {'':14}live edge lag: {figures(lags)}")
+            print(f"{segment_seconds:g}-s segments: {args.joins} joins per engine, {args.seconds:g} s each ...",
+                  flush=True)
+            rows.append((segment_seconds, *run(segment_seconds, args.seconds, args.joins, Path(work))))
+    print("\nglass-to-glass delay of the player page (frame captured -> frame on screen), per join:"
+          " the median of its samples (their spread)")
+    for segment_seconds, delays, lags in rows:
+        for engine, joins in delays.items():
+            medians = [statistics.median(join) for join in joins if join]
+            spread = max((max(join) - min(join) for join in joins if join), default=float("nan"))
+            if not medians:
+                print(f"  {segment_seconds:g}-s segments, {engine:10}: no samples")
+                continue
+            print(f"  {segment_seconds:g}-s segments, {engine:10}: {min(medians):5.1f} to {max(medians):5.1f} s"
+                  f" = {min(medians) / segment_seconds:.1f} to {max(medians) / segment_seconds:.1f} segments"
+                  f"  (joins: {', '.join(f'{m:.1f}' for m in medians)}; within a join at most {spread:.2f} s)")
+        print(f"  {segment_seconds:g}-s segments, live edge lag: {figures(lags)}")
 
 
 if __name__ == "__main__":

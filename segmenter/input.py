@@ -399,6 +399,10 @@ def open_input(
                          f"hls-segment - SEGMENT_DURATION ...") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
+        if isinstance(error, (OSError, av.error.HTTPClientError, av.error.HTTPServerError, av.error.HTTPError)):
+            # The system's or the server's answer (a refused connection, a timeout, no such file,
+            # HTTP 404): nothing was read to judge the media by.
+            raise InputError(f"cannot open {shown_input(target)}: {reason}") from None
         raise InputError(f"{shown_input(target)} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -586,3 +589,25 @@ def test_an_input_that_cannot_be_opened_is_named_without_its_password() -> None:
     with pytest.raises(InputError) as refused:
         open_input("srt://user:s3cret@127.0.0.1:9?passphrase=s3cret", probe_timeout_s=5, stop=threading.Event())
     assert "s3cret" not in str(refused.value) and "srt://user:***@127.0.0.1:9?passphrase=***" in str(refused.value)
+
+
+def test_an_input_url_that_cannot_be_reached_says_cannot_open_not_what_the_media_is() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(InputError) as refused:
+        open_input(f"tcp://127.0.0.1:{port}", probe_timeout_s=5, stop=threading.Event())
+    assert str(refused.value) == f"cannot open tcp://127.0.0.1:{port}: Connection refused"
+
+
+def test_an_input_url_the_server_answers_404_for_says_cannot_open(tmp_path: Path) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/missing.ts"
+        try:
+            with pytest.raises(InputError) as refused:
+                open_input(url, probe_timeout_s=5, stop=threading.Event())
+        finally:
+            server.shutdown()
+    assert str(refused.value).startswith(f"cannot open {url}: ") and "404" in str(refused.value), refused.value

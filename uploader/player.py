@@ -16,7 +16,8 @@ SCRIPT_CONTENT_TYPE = "text/javascript"
 # The script's name does not change with its version, so it is cached for a day, not for ever.
 SCRIPT_CACHE_CONTROL = "max-age=86400"
 # hls.js starts this many target durations back from the live playlist's end, as RFC 8216 6.3.3
-# asks of clients (and native players do): the page's viewer delay, README's "three segments".
+# asks of clients (and native players do): most of the viewer delay README gives (measured by
+# benchmarks/viewer_delay.py).
 LIVE_SYNC_SEGMENTS = 3
 
 _PAGE = """<!doctype html>

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import select
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -229,7 +230,10 @@ class ByteSource:
                 wait_s = min(wait_s, self._probe_timeout_s - waited)
             readable, _, _ = select.select([self._fd], [], [], max(wait_s, 0.0))
             if readable:
-                data = os.read(self._fd, min(size, READ_CHUNK_BYTES))
+                try:
+                    data = os.read(self._fd, min(size, READ_CHUNK_BYTES))
+                except BlockingIOError:  # a non-blocking FIFO that had nothing after all
+                    continue
                 self.bytes_read += len(data)
                 self._stall.arrived()
                 if not data:
@@ -369,8 +373,9 @@ def open_input(
 ) -> tuple[av.container.InputContainer, ByteSource | None]:
     """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input.
 
-    stdin, and a regular file that starts with MPEG-TS packets, are read through a ByteSource (the
-    fast path's bytes, the program watch); anything else is FFmpeg's to read (URLs, seekable files).
+    stdin, a FIFO, and a regular file that starts with MPEG-TS packets, are read through a
+    ByteSource (the fast path's bytes, the program watch, the probe timeout); anything else is
+    FFmpeg's to read (URLs, seekable files).
     A path that exists is a file, colons and all (``cam:1.ts``, which FFmpeg alone would take for
     protocol ``cam:``). Anything else that starts with a scheme (``rtmp://``, ``file:``, ``pipe:0``,
     ``concat:``) is FFmpeg's (RFC 3986 3.1); what does not is a missing path: InputError "cannot
@@ -379,7 +384,7 @@ def open_input(
     try:
         if target == "-":
             fd, name = 0, "stdin"
-        elif (fd := _open_mpegts_file(target)) is not None:
+        elif (fd := _open_mpegts_file(target)) is not None or (fd := _open_fifo(target)) is not None:
             name = target
         else:
             return av.open(_ffmpeg_url(target), "r", timeout=(probe_timeout_s, stall_end_s or None)), None
@@ -443,6 +448,18 @@ def _ffmpeg_url(target: str) -> str:
         return target
     os.stat(target)  # raises: no such file (or a parent directory that is none)
     return f"file:{target}"  # there by now
+
+
+def _open_fifo(target: str) -> int | None:
+    """A read-only, non-blocking descriptor of ``target`` if it is a FIFO (named pipe), else None.
+    Opened without waiting for a writer: until one writes, select() finds nothing to read, and
+    the probe timeout runs as it does on stdin."""
+    try:
+        if not stat.S_ISFIFO(os.stat(target).st_mode):
+            return None
+    except OSError:
+        return None
+    return os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def _open_mpegts_file(target: str) -> int | None:

@@ -31,7 +31,7 @@ from segmenter.outbox import Outbox
 from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
-from tests.support.media import MediaCache
+from tests.support.media import MediaCache, make_ts
 from tests.support.segmenter_media import owed_segments, run_segmenter, segment_args
 from tests.support.viewer import wait_for
 
@@ -611,3 +611,27 @@ def test_an_input_url_the_server_answers_404_for_says_cannot_open(tmp_path: Path
         finally:
             server.shutdown()
     assert str(refused.value).startswith(f"cannot open {url}: ") and "404" in str(refused.value), refused.value
+
+
+def test_a_fifo_is_read_as_stdin_is_probe_timeout_and_all(tmp_path: Path) -> None:
+    # FFmpeg read it itself: no probe timeout while it was silent, "Invalid data" when it was empty.
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError) as silent:  # no writer yet: nothing to read, as on a silent stdin
+        open_input(str(fifo), probe_timeout_s=0.5, stop=threading.Event())
+    assert str(silent.value).startswith(f"nothing arrived on {fifo} in 0.5 s"), silent.value
+    data = make_ts(tmp_path / "in.ts", seconds=2).read_bytes()
+
+    def write() -> None:
+        time.sleep(0.3)  # after the reader opened it, before the probe gives up
+        with open(fifo, "wb") as writer:
+            writer.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    container, source = open_input(str(fifo), probe_timeout_s=10, stop=threading.Event())
+    writer.join()
+    with container:
+        assert source is not None and source.name == str(fifo)  # the fast path's bytes, the program watch
+        assert sorted(stream.type for stream in container.streams) == ["audio", "video"]
+    source.close()

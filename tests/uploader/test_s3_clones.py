@@ -94,6 +94,30 @@ REFUSALS = {
 }
 
 
+def held_then_published(proxy: S3ErrorProxy, start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str,
+                        segments_dir: Path, segment_source: Path, *options: str) -> str:
+    """A daemon with boto3's default checksums behind ``proxy``: its first segment is held, not
+    failed, and the ERROR names the fix (the log it wrote then is returned). Restarted with
+    --s3-checksums when_required on the same spool, as the operator would, it publishes that
+    segment and two more."""
+    refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                             *options)
+    place_segment(segment_source, segments_dir, "seg", 1)
+    send_all(refused, segments_dir, bucket, range(1, 2))
+    wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
+    log = refused.log()
+    assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
+    refused.stop()
+    proxy.answered.clear()
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
+                            "--s3-checksums", "when_required", "--s3-addressing-style", "path", *options)
+    for number in range(2, 4):
+        place_segment(segment_source, segments_dir, "seg", number)
+    send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
+    assert_published(seaweed, bucket, 3)
+    return log
+
+
 @pytest.mark.parametrize("answer", REFUSALS.values(), ids=REFUSALS.keys())
 def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_when_required(
     answer: Answer, start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path,
@@ -102,23 +126,9 @@ def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_wh
     message = answer.body.decode().partition("<Message>")[2].partition("</Message>")[0]
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": answer}
-        # boto3's default: the start-up write check is refused, and the ERROR says the fix. A
-        # segment sent meanwhile is held, not failed: nothing is lost while it is corrected.
-        refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url)
-        place_segment(segment_source, segments_dir, "seg", 1)
-        send_all(refused, segments_dir, bucket, range(1, 2))
-        wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
-        log = refused.log()
-        assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
+        # boto3's default: the start-up write check is refused, and the ERROR says the fix.
+        log = held_then_published(proxy, start_uploader, seaweed, bucket, segments_dir, segment_source)
         assert f"bucket {bucket} cannot be written" in log and message in log, log
-        refused.stop()  # the operator sets the option and restarts it, on the same spool
-        proxy.answered.clear()
-        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
-                                "--s3-checksums", "when_required", "--s3-addressing-style", "path")
-        for number in range(2, 4):
-            place_segment(segment_source, segments_dir, "seg", number)
-        send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
-        assert_published(seaweed, bucket, 3)
         assert answer.status not in proxy.statuses(), proxy.answered  # (412: the write check's create-only PUT)
 
 
@@ -155,19 +165,7 @@ def test_a_store_that_finds_every_checksummed_body_mismatched_is_held_with_the_f
                        "The provided 'x-amz-content-sha256' header does not match what was computed.")
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": mismatch}
-        refused = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
-                                 "--retry-max-delay", "0.2")
-        place_segment(segment_source, segments_dir, "seg", 1)
-        send_all(refused, segments_dir, bucket, range(1, 2))
-        wait_for(lambda: " held: upload of " in refused.log(), timeout=30, message="the stream held")
-        log = refused.log()
-        assert "set --s3-checksums when_required" in log and "failed permanently" not in log, log
-        assert f"bucket {bucket} could not be checked: the store found the body unlike its checksum" in log, log
-        assert "(the store did not answer)" not in log, log
-        refused.stop()  # the operator sets the option and restarts it, on the same spool
-        daemon = start_uploader("--allow-dir", str(segments_dir), "--bucket", bucket, "--endpoint-url", proxy.url,
-                                "--s3-checksums", "when_required")
-        for number in range(2, 4):
-            place_segment(segment_source, segments_dir, "seg", number)
-        send_all(daemon, segments_dir, bucket, range(2, 4), end_at=3)
-        assert_published(seaweed, bucket, 3)
+        log = held_then_published(proxy, start_uploader, seaweed, bucket, segments_dir, segment_source,
+                                  "--retry-max-delay", "0.2")
+    assert f"bucket {bucket} could not be checked: the store found the body unlike its checksum" in log, log
+    assert "(the store did not answer)" not in log, log

@@ -64,12 +64,13 @@ def source_command(segment_seconds: float, kind: str) -> tuple[list[str], str]:
     return [sys.executable, "-m", "examples.live_source", "--gop-seconds", str(segment_seconds)], "PyAV test pattern + tone"
 
 
-def wait_for_http(url: str, timeout_s: float) -> bool:
+def wait_for_http(url: str, timeout_s: float, content: bytes = b"#EXTINF") -> bool:
+    """Whether ``url`` answered 200 with ``content`` in its body within ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urlopen(url, timeout=2) as response:
-                if response.status == 200 and b"#EXTINF" in response.read():
+                if response.status == 200 and content in response.read():
                     return True
         except (URLError, OSError):
             pass
@@ -137,8 +138,9 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
         playlist_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}")
         page_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
         print(f"source: {description}, {segment_seconds:g}-s segments", flush=True)
-        if not wait_for_http(playlist_url, 60):
-            print("no playlist after 60 s; see the logs above", file=sys.stderr)
+        # The player page goes up just after the first playlist: both are there before the URLs are.
+        if not wait_for_http(playlist_url, 60) or not wait_for_http(page_url, 10, PLAYLIST.encode()):
+            print("no playlist and player page after 60 s; see the logs above", file=sys.stderr)
             return 1
         print(
             f"\nlive after {time.monotonic() - started:.1f} s\n"

@@ -269,8 +269,10 @@ def test_a_redo_after_a_kill_between_put_and_record_publishes_once(
     final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     assert [s.uri for s in final.segments] == ["seg-00001.ts"]
     assert ("PUT", 412) in [(m, status) for m, path, status in proxy.answered if path.split("?")[0].endswith(KEY)]
-    log = daemon.log()
-    assert " ERROR " not in log and "segment seg-00001.ts published" in log
+    # The playlist is readable before the daemon writes the line that says so.
+    log = wait_for(lambda: "segment seg-00001.ts published" in (text := daemon.log()) and text, timeout=30,
+                   message="the published line")
+    assert " ERROR " not in log
 
 
 def test_a_redo_after_a_kill_between_put_and_record_publishes_once_in_the_file_store(
@@ -295,9 +297,9 @@ def test_a_redo_after_a_kill_between_put_and_record_publishes_once_in_the_file_s
     wait_for(playlist.is_file, timeout=30, message="the playlist after the restart")
     final = read_playlist(playlist.as_uri(), playlist.read_text())
     assert [s.uri for s in final.segments] == ["seg-00001.ts"] and final.is_endlist
-    log = daemon.log()
+    log = wait_for(lambda: "segment seg-00001.ts published" in (text := daemon.log()) and text, timeout=30,
+                   message="the published line")
     assert " ERROR " not in log and "failed permanently" not in log
-    assert "segment seg-00001.ts published" in log
 
 
 def test_a_bucket_made_again_gets_its_window_uploaded_again(

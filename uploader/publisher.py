@@ -220,7 +220,7 @@ class Publisher:
                 report(bucket, str(error))
             except DigestMismatchError as error:
                 log.warning("bucket %s could not be checked: the store found the body unlike its checksum: %s; if"
-                            " every upload gets this answer, %s", bucket, error, error.held().fix)
+                            " every upload gets this answer, %s", bucket, error, error.fix)
             except TransientStoreError as error:
                 log.warning("bucket %s could not be checked (the store did not answer): %s", bucket, error)
             except StoreError as error:

@@ -170,13 +170,14 @@ class DigestMismatchError(TransientStoreError):
     """The store found the body unlike the checksum sent with it. Damage in transit, which a retry
     mends; but an answer that repeats on every attempt is a store that miscomputes boto3's
     checksums (some S3 clones answer every PUT so since boto3 1.36) or a proxy that alters
-    bodies: after ``held_after`` attempts the PUT is ``held()``, with the fix."""
+    bodies: after ``held_after`` attempts the PUT is ``held()``, with ``fix``."""
 
     held_after = 3
+    fix = _FIX_DIGEST
 
     def held(self) -> CorrectableStoreError:
         """This refusal as one the operator corrects (the stream is held, the log says how)."""
-        return CorrectableStoreError(str(self), fix=_FIX_DIGEST)
+        return CorrectableStoreError(str(self), fix=self.fix)
 
 
 class PermanentStoreError(StoreError):

@@ -382,12 +382,18 @@ def open_input(
     open PATH: No such file or directory".
     """
     try:
+        mode = 0 if target == "-" else _mode(target)
         if target == "-":
             fd, name = 0, "stdin"
-        elif (fd := _open_mpegts_file(target)) is not None or (fd := _open_fifo(target)) is not None:
+        elif stat.S_ISFIFO(mode):
+            # Opened without waiting for a writer: until one writes, select() finds nothing to
+            # read, and the probe timeout runs as it does on stdin.
+            fd, name = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), target
+        elif stat.S_ISREG(mode) and (fd := _open_mpegts_file(target)) is not None:
             name = target
         else:
-            return av.open(_ffmpeg_url(target), "r", timeout=(probe_timeout_s, stall_end_s or None)), None
+            url = _ffmpeg_url(target, exists=mode != 0)
+            return av.open(url, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
         source = ByteSource(fd, name, probe_timeout_s=probe_timeout_s, stop=stop,
                             stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
         try:
@@ -438,11 +444,19 @@ def shown_input(target: str) -> str:
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-def _ffmpeg_url(target: str) -> str:
+def _mode(target: str) -> int:
+    """The st_mode of what path ``target`` names (symbolic links followed), 0 for nothing there."""
+    try:
+        return os.stat(target).st_mode
+    except OSError:
+        return 0
+
+
+def _ffmpeg_url(target: str, *, exists: bool) -> str:
     """What FFmpeg is given to open INPUT ``target``: an existing path as ``file:PATH`` (FFmpeg
     would take ``cam:1.ts`` for protocol ``cam``), a URL or protocol form as it is. Raises
     FileNotFoundError for anything else, a path that does not exist."""
-    if os.path.exists(target):
+    if exists:
         return f"file:{target}"
     if _SCHEME.match(target):
         return target
@@ -450,23 +464,9 @@ def _ffmpeg_url(target: str) -> str:
     return f"file:{target}"  # there by now
 
 
-def _open_fifo(target: str) -> int | None:
-    """A read-only, non-blocking descriptor of ``target`` if it is a FIFO (named pipe), else None.
-    Opened without waiting for a writer: until one writes, select() finds nothing to read, and
-    the probe timeout runs as it does on stdin."""
-    try:
-        if not stat.S_ISFIFO(os.stat(target).st_mode):
-            return None
-    except OSError:
-        return None
-    return os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-
-
 def _open_mpegts_file(target: str) -> int | None:
-    """A read-only descriptor of ``target`` if it is a regular file that starts with MPEG-TS
-    packets (sync bytes 188 apart), else None: FFmpeg then opens it itself, seekable."""
-    if not os.path.isfile(target):
-        return None
+    """A read-only descriptor of regular file ``target`` if it starts with MPEG-TS packets (sync
+    bytes 188 apart), else None: FFmpeg then opens it itself, seekable."""
     fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
     if find_sync(os.pread(fd, TS_PACKET_BYTES * RESYNC_PACKETS, 0), 0) == 0:
         return fd

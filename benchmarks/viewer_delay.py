@@ -19,10 +19,8 @@ captured the playlist first listed it (the segment's own duration, the next keyf
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,14 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import http_get  # noqa: E402
 
-from examples.demo import bin_path, stop, wait_for_http, wait_port_file  # noqa: E402
-from examples.embedded_s3 import EmbeddedS3  # noqa: E402
+from examples.demo import live_pipeline, source_command, wait_for_http  # noqa: E402
 from tests.support.browser import browser  # noqa: E402
 
-BUCKET = "live"
 KEY_PREFIX = "delay"
-PLAYLIST = "stream.m3u8"
-FPS = 25
+FPS = 25  # the demo source's frame rate
 BITS = 20  # frame numbers up to 2**20 (11 h at 25 fps)
 BLOCK = 32  # pixels per bit, 20 * 32 = 640
 WINDOW = 5  # hls-uploadd's default --window: the page is opened once the playlist is full
@@ -68,20 +63,6 @@ SAMPLE = f"""(() => {{
 }})()"""
 
 _EXTINF = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)|#EXTINF:([\d.]+)")
-
-
-def source_command(segment_seconds: float) -> list[str]:
-    """The demo's ffmpeg source (examples/demo.py), frames numbered in their top rows."""
-    gop = round(segment_seconds * FPS)
-    return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-        "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate={FPS}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-vf", PAINT,
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "800k",
-        "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
-    ]
 
 
 class EdgeWatch(threading.Thread):
@@ -144,32 +125,11 @@ def watch(page_url: str, t0: float, seconds: float) -> tuple[str, list[float]]:
 
 def run(segment_seconds: float, seconds: float, joins: int, work: Path) -> tuple[dict[str, list[list[float]]], list[float]]:
     """({engine: the delays sampled in each join}, the live edge lag of each segment listed)."""
-    s3 = EmbeddedS3(work / "s3")
-    children: list[subprocess.Popen[bytes]] = []
-    segments = work / "segments"
-    segments.mkdir(parents=True)
-    try:
-        s3.start()
-        s3.create_bucket(BUCKET)
-        env = {**os.environ, **s3.client_environment()}
-        port_file = work / "uploadd.port"
-        daemon = subprocess.Popen(
-            [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-             "--spool-dir", str(work / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
-             "--endpoint-url", s3.endpoint_url, "--player-page", "--log-level", "WARNING"], env=env)
-        children.append(daemon)
-        port = wait_port_file(port_file, daemon, 30)
-        t0 = time.time()
-        source = subprocess.Popen(source_command(segment_seconds), stdout=subprocess.PIPE)
-        children.append(source)
-        children.append(subprocess.Popen(
-            [bin_path("hls-segment"), "-", f"{segment_seconds:g}", str(segments), "seg", PLAYLIST, "", BUCKET,
-             KEY_PREFIX, "--uploader", f"127.0.0.1:{port}", "--quiet"], stdin=source.stdout, env=env))
-        assert source.stdout is not None
-        source.stdout.close()
-        edge = EdgeWatch(s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}"), t0)
+    command, _ = source_command(segment_seconds, "ffmpeg", PAINT)
+    with live_pipeline(work, segment_seconds, command, key_prefix=KEY_PREFIX,
+                       daemon_options=("--log-level", "WARNING"), segmenter_options=("--quiet",)) as live:
+        edge = EdgeWatch(live.playlist_url, live.source_started)
         edge.start()
-        page = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
         if not wait_for_http(edge.url, 60):
             raise SystemExit("no playlist after 60 s")
         while len(edge.lags) < WINDOW:  # a viewer who joins a running stream
@@ -179,14 +139,10 @@ def run(segment_seconds: float, seconds: float, joins: int, work: Path) -> tuple
         # joins per engine, the engines taking turns.
         for _ in range(joins):
             for query in ("?native", "?hls.js"):
-                engine, sampled = watch(page + query, t0, seconds)
+                engine, sampled = watch(live.page_url + query, live.source_started, seconds)
                 delays.setdefault(engine, []).append(sampled)
         edge.done.set()
         return delays, list(edge.lags.values())
-    finally:
-        for child in reversed(children):
-            stop(child, 15, 10)
-        s3.stop()
 
 
 def figures(values: list[float]) -> str:

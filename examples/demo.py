@@ -23,6 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -50,17 +53,24 @@ def bin_path(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def source_command(segment_seconds: float, kind: str) -> tuple[list[str], str]:
+def source_command(segment_seconds: float, kind: str, video_filter: str = "") -> tuple[list[str], str]:
+    """The live test source's command line, writing MPEG-TS to stdout, and its description: ffmpeg
+    (``kind`` "ffmpeg", or "auto" when it is installed) encoding testsrc2 at 25 fps, through
+    ``video_filter`` if any, and a 440-Hz sine, one keyframe every ``segment_seconds``; else a
+    PyAV pattern and tone (which takes no filter: ValueError)."""
     gop = round(segment_seconds * 25)
     if kind == "ffmpeg" or (kind == "auto" and shutil.which("ffmpeg")):
         return [
             "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            *(["-vf", video_filter] if video_filter else []),
             "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "800k",
             "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-",
         ], "ffmpeg testsrc2 + sine"
+    if video_filter:
+        raise ValueError("the PyAV test source takes no video filter")
     return [sys.executable, "-m", "examples.live_source", "--gop-seconds", str(segment_seconds)], "PyAV test pattern + tone"
 
 
@@ -100,12 +110,30 @@ def stop(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
         process.wait()
 
 
-def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kind: str) -> int:
-    shutil.rmtree(workdir, ignore_errors=True)  # a fresh stream every run
+@dataclass
+class Pipeline:
+    """A running demo pipeline (``live_pipeline``): its processes, the URLs of its stream on the
+    embedded S3, and when the source was started (``time.time()``, seconds)."""
+
+    s3: EmbeddedS3
+    daemon: subprocess.Popen[bytes]
+    source: subprocess.Popen[bytes]
+    segmenter: subprocess.Popen[bytes]
+    playlist_url: str
+    page_url: str
+    source_started: float
+
+
+@contextmanager
+def live_pipeline(workdir: Path, segment_seconds: float, source: list[str], *, key_prefix: str = KEY_PREFIX,
+                  daemon_options: tuple[str, ...] = (), segmenter_options: tuple[str, ...] = ()) -> Iterator[Pipeline]:
+    """Start SeaweedFS (data under ``workdir``/s3) with bucket ``BUCKET``, hls-uploadd with its
+    player page, and the ``source`` command piped into hls-segment, which cuts
+    ``segment_seconds`` segments into ``workdir``/segments and publishes them under
+    ``key_prefix``. On leaving, what is still running is stopped (newest first, Ctrl-C ignored
+    meanwhile) and SeaweedFS with it. Raises SystemExit when the daemon does not start."""
     segments = workdir / "segments"
     segments.mkdir(parents=True)
-    started = time.monotonic()
-    print("starting the embedded S3 (SeaweedFS) ...", flush=True)
     s3 = EmbeddedS3(workdir / "s3")
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -113,70 +141,83 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
         s3.create_bucket(BUCKET)
         env = {**os.environ, **s3.client_environment()}
         port_file = workdir / "uploadd.port"
-        metrics_port = free_port()
         # Own process groups: Ctrl-C reaches only this script, which stops the others in order.
         daemon = subprocess.Popen(
             [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
              "--spool-dir", str(workdir / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
-             "--endpoint-url", s3.endpoint_url, "--player-page", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+             "--endpoint-url", s3.endpoint_url, "--player-page", *daemon_options],
             env=env, start_new_session=True,
         )
         children.append(daemon)
         port = wait_port_file(port_file, daemon, 30)
-        command, description = source_command(segment_seconds, source_kind)
-        source = subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True)
-        children.append(source)
+        source_started = time.time()
+        source_process = subprocess.Popen(source, stdout=subprocess.PIPE, start_new_session=True)
+        children.append(source_process)
         segmenter = subprocess.Popen(
-            [bin_path("hls-segment"), "-", str(segment_seconds), str(segments), SEGMENT_PREFIX, PLAYLIST, "",
-             BUCKET, KEY_PREFIX, "--uploader", f"127.0.0.1:{port}"],
-            stdin=source.stdout, env=env, start_new_session=True,
+            [bin_path("hls-segment"), "-", f"{segment_seconds:g}", str(segments), SEGMENT_PREFIX, PLAYLIST, "",
+             BUCKET, key_prefix, "--uploader", f"127.0.0.1:{port}", *segmenter_options],
+            stdin=source_process.stdout, env=env, start_new_session=True,
         )
         children.append(segmenter)
-        assert source.stdout is not None
-        source.stdout.close()  # the segmenter owns the pipe now
-
-        playlist_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/{PLAYLIST}")
-        page_url = s3.object_url(BUCKET, f"{KEY_PREFIX}/index.html")
-        print(f"source: {description}, {segment_seconds:g}-s segments", flush=True)
-        # The player page goes up just after the first playlist: both are there before the URLs are.
-        if not wait_for_http(playlist_url, 60) or not wait_for_http(page_url, 10, PLAYLIST.encode()):
-            print("no playlist and player page after 60 s; see the logs above", file=sys.stderr)
-            return 1
-        print(
-            f"\nlive after {time.monotonic() - started:.1f} s\n"
-            f"  playlist: {playlist_url}\n"
-            f"  player:   {page_url}\n"
-            f"  ffplay {playlist_url}\n"
-            f"  metrics:  http://127.0.0.1:{metrics_port}/metrics (health: /healthz, /readyz)\n"
-            f"  status:   {bin_path('hls-uploadd')} status --spool-dir {workdir / 'spool'}\n"
-            f"Ctrl-C ends the stream.\n",
-            flush=True,
-        )
-        interrupted = threading.Event()
-        signal.signal(signal.SIGINT, lambda *_: interrupted.set())
-        signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while not interrupted.is_set() and segmenter.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            interrupted.wait(0.5)
-        print("ending the stream ...", flush=True)
-        stop(source, signal.SIGINT, 10)  # EOF on the segmenter's stdin: it ends the stream
-        segmenter_code = segmenter.wait(SHUTDOWN_TIMEOUT_S)
-        stop(daemon, signal.SIGTERM, SHUTDOWN_TIMEOUT_S)  # drains, then exits
-        print(f"stream ended (segmenter exit {segmenter_code}): the playlist has #EXT-X-ENDLIST", flush=True)
-        if seconds is None and sys.stdin.isatty():
-            # Watched by a person: the ended stream stays watchable until they are done.
-            interrupted.clear()
-            print(f"  still served: {playlist_url}\n  player:       {page_url}\n"
-                  "Ctrl-C stops the embedded S3.", flush=True)
-            interrupted.wait()
-        return 0 if segmenter_code == 0 else 1
+        assert source_process.stdout is not None
+        source_process.stdout.close()  # the segmenter owns the pipe now
+        yield Pipeline(s3, daemon, source_process, segmenter, s3.object_url(BUCKET, f"{key_prefix}/{PLAYLIST}"),
+                       s3.object_url(BUCKET, f"{key_prefix}/index.html"), source_started)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C must not cut the clean-up short
         for child in reversed(children):
             stop(child, signal.SIGTERM, 10)
         s3.stop()
+
+
+def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kind: str) -> int:
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh stream every run
+    started = time.monotonic()
+    print("starting the embedded S3 (SeaweedFS) ...", flush=True)
+    command, description = source_command(segment_seconds, source_kind)
+    metrics_port = free_port()
+    try:
+        with live_pipeline(workdir, segment_seconds, command,
+                           daemon_options=("--metrics-listen", f"127.0.0.1:{metrics_port}")) as live:
+            print(f"source: {description}, {segment_seconds:g}-s segments", flush=True)
+            # The player page goes up just after the first playlist: both are there before the URLs are.
+            if not wait_for_http(live.playlist_url, 60):
+                print("no playlist after 60 s; see the logs above", file=sys.stderr)
+                return 1
+            if not wait_for_http(live.page_url, 10, PLAYLIST.encode()):
+                print("a playlist but no player page 10 s after it; see the logs above", file=sys.stderr)
+                return 1
+            print(
+                f"\nlive after {time.monotonic() - started:.1f} s\n"
+                f"  playlist: {live.playlist_url}\n"
+                f"  player:   {live.page_url}\n"
+                f"  ffplay {live.playlist_url}\n"
+                f"  metrics:  http://127.0.0.1:{metrics_port}/metrics (health: /healthz, /readyz)\n"
+                f"  status:   {bin_path('hls-uploadd')} status --spool-dir {workdir / 'spool'}\n"
+                f"Ctrl-C ends the stream.\n",
+                flush=True,
+            )
+            interrupted = threading.Event()
+            signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+            signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
+            deadline = None if seconds is None else time.monotonic() + seconds
+            while not interrupted.is_set() and live.segmenter.poll() is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                interrupted.wait(0.5)
+            print("ending the stream ...", flush=True)
+            stop(live.source, signal.SIGINT, 10)  # EOF on the segmenter's stdin: it ends the stream
+            segmenter_code = live.segmenter.wait(SHUTDOWN_TIMEOUT_S)
+            stop(live.daemon, signal.SIGTERM, SHUTDOWN_TIMEOUT_S)  # drains, then exits
+            print(f"stream ended (segmenter exit {segmenter_code}): the playlist has #EXT-X-ENDLIST", flush=True)
+            if seconds is None and sys.stdin.isatty():
+                # Watched by a person: the ended stream stays watchable until they are done.
+                interrupted.clear()
+                print(f"  still served: {live.playlist_url}\n  player:       {live.page_url}\n"
+                      "Ctrl-C stops the embedded S3.", flush=True)
+                interrupted.wait()
+            return 0 if segmenter_code == 0 else 1
+    finally:
         print(f"embedded S3 stopped; its data stays in {workdir / 's3'} until the next ./dev demo", flush=True)
 
 

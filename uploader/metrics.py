@@ -86,8 +86,8 @@ class DaemonMetrics:
                                  STREAM_LABELS, registry=registry)
         self.failed = Counter("hls_uploadd_segments_failed", "Segments that failed for good (never listed).",
                               STREAM_LABELS, registry=registry)
-        self.uploaded = Counter("hls_uploadd_uploaded_bytes", "Bytes of segments and media playlists stored.",
-                                STREAM_LABELS, registry=registry)
+        self.uploaded = Counter("hls_uploadd_uploaded_bytes",
+                                "Bytes stored: segments, media and master playlists, the player page.", STREAM_LABELS, registry=registry)
         self.latency = Histogram("hls_uploadd_publish_latency_seconds",
                                  "Message received -> the playlist naming its segment stored.",
                                  STREAM_LABELS, buckets=LATENCY_BUCKETS_S, registry=registry)

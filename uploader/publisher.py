@@ -182,8 +182,9 @@ class Publisher:
         self._held = Throttle(HELD_LOG_INTERVAL_S)  # per stream label
         # Streams held by a refusal the operator must correct: -> (monotonic since, reason).
         self.held: dict[StreamKey, tuple[float, str]] = {}
-        # Per stream, when the messages whose playlist was not PUT (listed by the next) arrived.
-        self._unlisted: dict[StreamKey, list[float]] = {}
+        # Per stream, the messages whose segment no stored playlist lists yet: queue id -> when it
+        # arrived (wall clock). By id, so that a message published again (a redo) counts once.
+        self._unlisted: dict[StreamKey, dict[int, float]] = {}
         # Per stream, what its requests cost the store and the spool does not know yet (uploader/cost.py).
         self._usage: dict[StreamKey, Usage] = {}
         self._stopping = False
@@ -393,15 +394,12 @@ class Publisher:
         superseded = key_woken = message.stream_id in self._woken
         if key_woken:
             superseded = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
-        waiting = self._unlisted.setdefault(message.stream_id, [])
+        waiting = self._unlisted.setdefault(message.stream_id, {})
         if not item.end_only:
-            waiting.append(item.received_at)
-            if sizes:
-                self._metrics.uploaded.labels(*message.stream_id).inc(sizes[-1])
-        if should_publish(new_state, self._options) and not superseded:
+            waiting[item.id] = item.received_at
+        listed = should_publish(new_state, self._options) and not superseded
+        if listed:
             new_state = await self._put_playlist(label, item, new_state)
-            self._metrics.published_segment(message.stream_id, waiting, time.time())
-            waiting.clear()
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
         due = [] if self._config.keep_segment_objects else deletions(
@@ -409,16 +407,19 @@ class Publisher:
             allowance_s=self._config.cdn_allowance_s)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
                                        usage=self._usage_of(message.stream_id)))
+        if listed:  # once the spool has it: a redo after a SpoolError would count it again
+            self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
+            waiting.clear()
         self._drop_payload(item)
         if not item.end_only:
             self._remove_file(label, item)
         await self._update_master(label, message, new_state)
-        listed = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
+        number = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
         log.info(
             "stream %s segment %s published%s%s%s in %.3f s",
             label,
             segment,
-            f" as media sequence {listed}" if listed is not None else "",
+            f" as media sequence {number}" if number is not None else "",
             " (stream ended)" if new_state.ended else "",
             " (listed by the next playlist)" if superseded else "",
             time.monotonic() - began,
@@ -455,12 +456,14 @@ class Publisher:
         self._metrics.failed.labels(*message.stream_id).inc()
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
         newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
-        if not state.ended and not newer and should_publish(new_state, self._options):
+        listed = not state.ended and not newer and should_publish(new_state, self._options)
+        if listed:
             new_state = await self._put_playlist(label, item, new_state)
-            waiting = self._unlisted.pop(message.stream_id, [])
-            self._metrics.published_segment(message.stream_id, waiting, time.time())
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason,
                                        usage=self._usage_of(message.stream_id)))
+        if listed:
+            waiting = self._unlisted.pop(message.stream_id, {})
+            self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
         self._drop_payload(item)
         await self._update_master(label, message, new_state)
         return new_state
@@ -562,7 +565,6 @@ class Publisher:
                                    body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
                                    hold_permanent=True, stop_if_held=True)
             if not held:
-                self._metrics.uploaded.labels(*message.stream_id).inc(len(body))
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
@@ -707,6 +709,7 @@ class Publisher:
                 continue
             size = sizes[-1] if sizes else 0
             self._charge(stream, Usage(puts=1, bytes_in=size, stored_bytes=size if create_only else 0))
+            self._metrics.uploaded.labels(*stream).inc(size)
             if held:
                 self._held.forget(label)
                 await self._hold(stream, None)

@@ -1106,6 +1106,28 @@ def test_a_read_ahead_ending_right_after_the_first_frame_header_gives_the_tracks
     assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 3 * SECOND // FRAME
 
 
+def test_a_first_frame_header_split_over_the_first_two_packets_of_its_pes_is_filled_up_to_at_once() -> None:
+    # The PES's first packet carries its header and 3 bytes of the ADTS header (a large adaptation
+    # field before it), the second the rest: the format comes with the second packet, the PTS
+    # with the first.
+    pes = b"\x00\x00\x01\xc0" + (len(SILENT) * 2 + 8).to_bytes(2, "big") + b"\x84\x80\x05"
+    pes += pts_field(0x2, 4 * SECOND) + SILENT * 2
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    fill.look_ahead([ts_packet(pes[:17], 0, start=True), ts_packet(pes[17:], 1, start=False)])
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.begin(SECOND), 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(len(fills))] and len(fills) == 3 * SECOND // FRAME
+
+
+def test_a_first_pes_without_a_pts_read_ahead_gives_the_format_and_the_track_is_filled_once_due() -> None:
+    # ISO/IEC 13818-1 2.4.3.7: PTS_DTS_flags 00, no PTS in this PES (one comes at least every 0.7 s).
+    pes = b"\x00\x00\x01\xc0" + (len(SILENT) + 3).to_bytes(2, "big") + b"\x80\x00\x00" + SILENT
+    fill = TsPauseFill(0x101, Adts, silent_or_none)
+    fill.look_ahead([ts_packet(pes, 3, start=True)])
+    assert fill.begin(SECOND) == b""  # where its first frame starts is not known: nothing at once
+    fills = [pes_pts(b"\x47\x00\x00\x10" + unit) for unit in pes_units(pid_packets(fill.due(3 * SECOND + LAG), 0x101))]
+    assert fills == [SECOND + FRAME * k for k in range(2 * SECOND // FRAME)]
+
+
 def test_a_pause_just_before_zero_on_an_unwrapped_timeline_is_filled_as_the_clock_goes_on() -> None:
     # An input starting at a 33-bit wrap: the cutter puts audio from just before it below zero.
     # The splitter asks for filler at a video PES only when the fill says it is behind.

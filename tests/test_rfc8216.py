@@ -222,3 +222,30 @@ def test_a_master_playlist_breaking_one_rule_is_reported(text: str, expected: st
     assert master_playlist_problems(MASTER) == []
     problems = master_playlist_problems(text)
     assert any(expected in problem for problem in problems), problems
+
+
+def signed_window(first: int, last: int, signature: str) -> str:
+    """``window`` of presigned URLs, all signed with ``signature``."""
+    uri = "https://s3.example/live/seg-{}.ts?X-Amz-Expires=60&X-Amz-Signature=" + signature
+    return window(first, last, uri=uri)
+
+
+def test_a_private_stream_s_urls_signed_again_keep_their_resource_and_are_conformant() -> None:
+    history = History("live", signed=True)
+    for version, (first, last) in enumerate([(1, 3), (1, 4), (2, 5), (3, 6)]):
+        history.add(signed_window(first, last, f"sig{version}"))
+    assert history.problems == []
+
+
+def test_a_private_stream_s_unsigned_url_or_changed_resource_is_reported() -> None:
+    history = History("live", signed=True)
+    history.add(signed_window(1, 3, "a"))
+    history.add(window(1, 4, uri="https://s3.example/live/seg-{}.ts"))
+    assert history.problems and all("not a signed URL" in p for p in history.problems), history.problems
+    history = History("live", signed=True)
+    history.add(signed_window(1, 3, "a"))
+    history.add(window(1, 4, uri="https://s3.example/other/seg-{}.ts?X-Amz-Expires=60&X-Amz-Signature=b"))
+    assert any("media sequence number 1 was https://s3.example/live/seg-1.ts" in p for p in history.problems), \
+        history.problems
+    # Without signed=True, a URI signed again is another URI for the same media sequence number.
+    assert history_problems([signed_window(1, 3, "a"), signed_window(1, 4, "b")], "live")

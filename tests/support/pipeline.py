@@ -29,7 +29,7 @@ from pathlib import Path
 import m3u8
 from botocore.client import BaseClient
 
-from .rfc8216 import History
+from .rfc8216 import History, resource
 from .viewer import http_get
 
 HLS_SEGMENT = [sys.executable, "-m", "segmenter"]
@@ -180,18 +180,21 @@ class PlaylistPoller(threading.Thread):
     downloadable (RFC 8216 6.2.2). A read that fails (S3 down) is counted, not a problem: a
     player retries. ``stop_at_endlist`` ends the polling at the first version with ENDLIST.
     ``every_version``: every segment of every new version is fetched, not only the new ones: a
-    segment lost by the store or deleted while still listed is then caught.
+    segment lost by the store or deleted while still listed is then caught. ``signed``: a private
+    stream's playlist of signed URLs (``History.signed``), each fetched as last listed.
     """
 
     def __init__(self, playlist_url: str, segment_base: str, interval_s: float = 0.05, *,
-                 playlist_type: str = "live", stop_at_endlist: bool = False, every_version: bool = False) -> None:
+                 playlist_type: str = "live", stop_at_endlist: bool = False, every_version: bool = False,
+                 signed: bool = False) -> None:
         super().__init__(daemon=True)
         self.playlist_url = playlist_url
         self.segment_base = segment_base  # URL that relative segment URIs are joined to
         self.interval_s = interval_s
         self.stop_at_endlist = stop_at_endlist
         self.every_version = every_version
-        self.history = History(playlist_type)
+        self.history = History(playlist_type, signed=signed)
+        self.latest: dict[str, str] = {}  # a segment's URI as the history knows it -> as last listed
         self.texts: list[str] = []
         self.problems: list[str] = []  # what a player met: a missing segment, a wrong type
         self.unreachable = 0
@@ -244,12 +247,14 @@ class PlaylistPoller(threading.Thread):
             # last read that still listed it: the removal happened after that read, never before.
             self._due.append((self._listed_at + float(removed.available_s) - 0.5, removed.uri))
         for segment in m3u8.loads(text).segments:
-            self.durations[segment.uri] = segment.duration
-            if segment.uri not in self.first_seen:
-                self.first_seen[segment.uri] = now
-                self._fetch(segment.uri, "listed")
+            uri = resource(segment.uri) if self.history.signed else segment.uri
+            self.latest[uri] = segment.uri
+            self.durations[uri] = segment.duration
+            if uri not in self.first_seen:
+                self.first_seen[uri] = now
+                self._fetch(uri, "listed")
             elif self.every_version:
-                self._fetch(segment.uri, "listed again")
+                self._fetch(uri, "listed again")
 
     def _recheck_due(self) -> None:
         now = time.monotonic()
@@ -259,7 +264,7 @@ class PlaylistPoller(threading.Thread):
 
     def _fetch(self, uri: str, why: str) -> None:
         try:
-            got = http_get(self.segment_base + uri, timeout=5)
+            got = http_get(self.segment_base + self.latest.get(uri, uri), timeout=5)
         except OSError:
             self.unreachable += 1  # S3 went down between the two reads
             return

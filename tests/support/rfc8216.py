@@ -12,6 +12,12 @@ that returns the problems it found (an empty list: conformant), one line each, n
 - ``rendition_problems``: the media playlists of one program side by side (6.2.4);
 - ``master_playlist_problems``: a master playlist (4.3.4).
 
+Private streams (``History(signed=True)``) list signed URLs, signed again at every upload: a
+segment's URI then keeps its resource (scheme, host, path) and changes only its query (the
+signature and expiry). That is the one change beyond 6.2.1's list that expiring URLs need, and
+clients do not see it: they follow segments by media sequence number (6.3.5). The history
+compares URIs by resource, and reports a URI without a signature.
+
 What text alone cannot show is left to the caller: ``History.removed`` gives, for each segment
 that slid out, how long it must stay downloadable (6.2.2), and the poller GETs it then.
 
@@ -111,6 +117,30 @@ def _lines(text: str, problems: list[str]) -> list[str]:
 def _tag(line: str) -> tuple[str, str | None]:
     name, colon, value = line[1:].partition(":")
     return name, value if colon else None
+
+
+def resource(uri: str) -> str:
+    """A URI without its query and fragment: the object a signed URL names."""
+    return uri.partition("#")[0].partition("?")[0]
+
+
+def is_signed(uri: str) -> bool:
+    """Whether ``uri`` carries a SigV4 presigned query or a CloudFront signed one."""
+    query = uri.partition("?")[2]
+    names = {pair.partition("=")[0] for pair in query.split("&")}
+    return {"X-Amz-Signature", "X-Amz-Expires"} <= names or {"Signature", "Expires", "Key-Pair-Id"} <= names
+
+
+def _unsigned(text: str, problems: list[str]) -> str:
+    """``text`` with each URI line reduced to its resource; a URI without a signature is a problem."""
+    lines = []
+    for line in text.split("\n"):
+        if line and not line.startswith("#"):
+            if not is_signed(line):
+                problems.append(f"{line}: not a signed URL in a private stream's playlist")
+            line = resource(line)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def read_media_playlist(text: str, problems: list[str]) -> MediaPlaylist:
@@ -260,6 +290,7 @@ class History:
     """
 
     playlist_type: str = "live"
+    signed: bool = False  # a private stream's: every URI a signed URL, compared by resource
     problems: list[str] = field(default_factory=list)
     versions: int = 0
     last: MediaPlaylist | None = None
@@ -273,6 +304,8 @@ class History:
         in ``problems``, each prefixed with the version's position (1-based)."""
         self.versions += 1
         found: list[str] = []
+        if self.signed:
+            text = _unsigned(text, found)
         playlist = read_media_playlist(text, found)
         lines = _lines(text, [])
         found += _type_problems(playlist, self.playlist_type)

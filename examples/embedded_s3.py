@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -146,10 +147,12 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def s3_client(endpoint_url: str, *, connect_timeout_s: float = 5.0,
-              read_timeout_s: float = 30.0, max_attempts: int = 3) -> BaseClient:
-    """boto3 S3 client with dummy credentials (anonymous SeaweedFS accepts any)."""
+              read_timeout_s: float = 30.0, max_attempts: int = 3,
+              credentials: tuple[str, str] = ("test", "test")) -> BaseClient:
+    """boto3 S3 client with ``credentials`` (access key id, secret); the default dummy ones do
+    for an anonymous SeaweedFS, which accepts any."""
     session = boto3.session.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1], region_name="us-east-1"
     )
     config = Config(
         s3={"addressing_style": "path"},
@@ -189,8 +192,12 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 class EmbeddedS3:
     """`weed server` with S3 on free loopback ports; data and log under `base_dir`."""
 
-    def __init__(self, base_dir: Path | str, *, start_timeout_s: float = START_TIMEOUT_S) -> None:
+    def __init__(self, base_dir: Path | str, *, start_timeout_s: float = START_TIMEOUT_S,
+                 identity: tuple[str, str] | None = None) -> None:
+        """``identity``: the access key id and secret of the one identity allowed (every action):
+        anonymous requests are then refused (403). None: anonymous access, any keys accepted."""
         self.base_dir = Path(base_dir)
+        self.identity = identity
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "weed.log"
         self.start_timeout_s = start_timeout_s
@@ -217,7 +224,7 @@ class EmbeddedS3:
         return f"http://{LOOPBACK}:{self.s3_port}"
 
     def object_url(self, bucket: str, key: str) -> str:
-        """Plain HTTP URL of an object; readable anonymously (no identities configured)."""
+        """Plain HTTP URL of an object; readable anonymously unless the server has an ``identity``."""
         return f"{self.endpoint_url}/{bucket}/{quote(key, safe='/')}"
 
     @property
@@ -237,7 +244,11 @@ class EmbeddedS3:
                max_attempts: int = 3) -> BaseClient:
         """A boto3 S3 client for this server; the caller closes it (`client.close()`)."""
         return s3_client(self.endpoint_url, connect_timeout_s=connect_timeout_s,
-                         read_timeout_s=read_timeout_s, max_attempts=max_attempts)
+                         read_timeout_s=read_timeout_s, max_attempts=max_attempts, credentials=self._credentials)
+
+    @property
+    def _credentials(self) -> tuple[str, str]:
+        return self.identity or ("embedded", "embedded")
 
     def client_environment(self) -> dict[str, str]:
         """Variables that point boto3 in another process (hls-uploadd) at this server.
@@ -246,8 +257,8 @@ class EmbeddedS3:
         """
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "embedded",
-            "AWS_SECRET_ACCESS_KEY": "embedded",
+            "AWS_ACCESS_KEY_ID": self._credentials[0],
+            "AWS_SECRET_ACCESS_KEY": self._credentials[1],
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
@@ -337,12 +348,18 @@ class EmbeddedS3:
             # Listeners weed opens by default that tests do not need.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            *([f"-s3.config={self.base_dir / 'identities.json'}"] if self.identity else []),
             *ports.flags(),
         ]
 
     def _launch_and_wait(self, ports: WeedPorts) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "master.toml").write_text(MASTER_TOML)
+        if self.identity:
+            access_key, secret_key = self.identity
+            (self.base_dir / "identities.json").write_text(json.dumps({"identities": [{
+                "name": "owner", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
         command = self._command(ports)
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(command)}\n".encode())
@@ -386,7 +403,7 @@ class EmbeddedS3:
         """
         assert self._proc is not None
         deadline = time.monotonic() + self.start_timeout_s
-        client = s3_client(f"http://{LOOPBACK}:{ports.s3}", connect_timeout_s=1,
+        client = s3_client(f"http://{LOOPBACK}:{ports.s3}", credentials=self._credentials, connect_timeout_s=1,
                            read_timeout_s=5, max_attempts=1)
         last_error = "no probe yet"
         try:

@@ -7,9 +7,12 @@ import logging
 import os
 import sqlite3
 import sys
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import typer
 
@@ -24,6 +27,7 @@ from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only
 from .status import status_json, status_line
 from .stores import FileStore, S3Store, Store
 from .stream import stream_label
+from .urls import SIGV4_MAX_TTL_S, UrlMode, UrlSigner, cloudfront_signer, presigned_signer, read_private_key
 
 # Exit codes: the operator's configuration is wrong (or another daemon holds the spool) / the
 # daemon could not start / the spool is damaged or was removed: the operator must act first.
@@ -40,7 +44,7 @@ app = typer.Typer(
     add_completion=False, rich_markup_mode=None,
     help="Upload daemon: index messages in, segments and playlists out. `hls-uploadd status --help`: the streams of"
     " its spool; `hls-uploadd cost --help`: what they cost; `hls-uploadd requeue --help`: queue failed segments"
-    " again.",
+    " again; `hls-uploadd sign --help`: a signed URL of a private stream's playlist.",
 )
 
 
@@ -64,10 +68,11 @@ def run(**settings: Any) -> None:
         uploader_config = UploaderConfig.from_settings(settings)
         _setup_logging(uploader_config.log_level, uploader_config.log_format)
         chosen_store = build_store(uploader_config)
+        signer = build_signer(uploader_config)
     except ConfigError as error:
         _config_error(error)
     try:
-        outcome = asyncio.run(run_daemon(uploader_config, chosen_store, announce=_announce))
+        outcome = asyncio.run(run_daemon(uploader_config, chosen_store, announce=_announce, signer=signer))
     except SpoolInUse as error:
         _fail(f"cannot start: {error}", EXIT_CONFIG)
     except SpoolDamaged as error:
@@ -86,9 +91,29 @@ def run(**settings: Any) -> None:
 
 
 def build_store(config: UploaderConfig) -> Store:
+    """The store --store names: a FileStore, or S3 through boto3 (``s3_client``). Raises ConfigError."""
     root = config.store_root
     if root is not None:
         return FileStore(root)
+    client = s3_client(config)
+    return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
+
+
+def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:
+    """What signs the URIs of private streams' playlists (--url-mode; uploader/urls.py), None when
+    they are public. Raises ConfigError (an unreadable or non-RSA CloudFront key)."""
+    if config.url_mode is UrlMode.PRESIGNED:
+        return presigned_signer(s3_client(config))
+    if config.url_mode is UrlMode.CLOUDFRONT_SIGNED:
+        assert config.cloudfront_domain and config.cloudfront_key_pair_id and config.cloudfront_private_key
+        return cloudfront_signer(config.cloudfront_domain, config.cloudfront_key_pair_id,
+                                 read_private_key(config.cloudfront_private_key))
+    return None
+
+
+def s3_client(config: UploaderConfig | SigningSettings) -> Any:
+    """A boto3 S3 client for --endpoint-url, --region, --s3-addressing-style and --s3-checksums,
+    with boto3's own retries off (the publisher retries). Raises ConfigError."""
     import boto3
     import botocore.config
 
@@ -100,17 +125,16 @@ def build_store(config: UploaderConfig) -> Store:
         # The publisher retries with its own backoff and logs; no hidden second layer.
         retries={"mode": "standard", "total_max_attempts": 1},
         s3={"addressing_style": config.s3_addressing_style},
+        signature_version="s3v4",  # presigned URLs too (boto3 may presign with SigV2 otherwise)
         # None leaves boto3's own choice (AWS_REQUEST_CHECKSUM_CALCULATION, the shared config file).
         request_checksum_calculation=config.s3_checksums,
         response_checksum_validation=config.s3_checksums,
     )
     try:
         session = boto3.session.Session(region_name=config.region)
-        client = session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
+        return session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
     except Exception as error:  # botocore raises several unrelated types for a bad endpoint/region
         raise ConfigError(f"cannot set up the S3 client: {error}") from None
-    endpoint = client.meta.endpoint_url
-    return S3Store(client, acl=config.acl, description=f"s3 ({endpoint})")
 
 
 def _setup_logging(level: str, kind: str) -> None:
@@ -289,6 +313,84 @@ def _playlists_from_store(where: str) -> bool:
     return where == "store"
 
 
+@dataclass(frozen=True, slots=True)
+class SigningSettings:
+    """The daemon's settings ``hls-uploadd sign`` needs (same names as UploaderConfig's)."""
+
+    url_mode: UrlMode
+    endpoint_url: str | None
+    region: str | None
+    s3_addressing_style: str
+    cloudfront_domain: str | None
+    cloudfront_key_pair_id: str | None
+    cloudfront_private_key: Path | None
+    s3_checksums: str | None = None
+    max_inflight: int = 1
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_DURATION_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    """A TTL such as ``3600``, ``90s``, ``30m``, ``1h`` or ``7d``, in seconds (1 s to SigV4's 7
+    days). Raises ConfigError."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    ttl_s = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)] if match else 0.0
+    if not 1 <= ttl_s <= SIGV4_MAX_TTL_S:
+        raise ConfigError(f"--ttl {text!r} is not a duration from 1 s to 7 days (3600, 90s, 30m, 1h, 7d)")
+    return ttl_s
+
+
+sign_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+def _env(name: str) -> str:
+    return f"{ENV_PREFIX}{name}"
+
+
+@sign_app.command()
+def sign(
+    target: str = typer.Argument(..., metavar="s3://BUCKET/KEY",
+                                 help="The object: a stream's playlist or its program's master."),
+    ttl: str = typer.Option("1h", "--ttl", metavar="DURATION", help="How long the URL is valid: 3600, 30m, 1h, 7d."),
+    url_mode: str = typer.Option("presigned", "--url-mode", envvar=_env("URL_MODE"), metavar="MODE",
+                                 help="presigned or cloudfront-signed, as the daemon's."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", envvar=[_env("ENDPOINT_URL"), "AWS_ENDPOINT_URL"],
+                                     metavar="URL", help="S3 endpoint, as the daemon's."),
+    region: str = typer.Option(None, "--region", envvar=_env("REGION"), metavar="NAME", help="S3 region."),
+    addressing_style: str = typer.Option("auto", "--s3-addressing-style", envvar=_env("S3_ADDRESSING_STYLE"),
+                                         metavar="STYLE", help="auto, path or virtual, as the daemon's."),
+    cloudfront_domain: str = typer.Option(None, "--cloudfront-domain", envvar=_env("CLOUDFRONT_DOMAIN"),
+                                          metavar="HOST"),
+    cloudfront_key_pair_id: str = typer.Option(None, "--cloudfront-key-pair-id", envvar=_env("CLOUDFRONT_KEY_PAIR_ID"),
+                                               metavar="ID"),
+    cloudfront_private_key: Path = typer.Option(None, "--cloudfront-private-key",
+                                                envvar=_env("CLOUDFRONT_PRIVATE_KEY"), metavar="FILE"),
+) -> None:
+    """Print a URL of a private stream's playlist or master that expires after --ttl: what an
+    application hands a viewer. The playlist lists URLs the daemon signed for --url-ttl (a master:
+    --playlist-url-ttl), so the viewer can play for as long as this one lets them in."""
+    try:
+        parts = urlsplit(target)
+        if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
+            raise ConfigError(f"{target!r} is not s3://BUCKET/KEY")
+        ttl_s = parse_ttl(ttl)
+        mode = UrlMode(url_mode) if url_mode in tuple(UrlMode) else None
+        if mode is None or mode is UrlMode.PUBLIC:
+            raise ConfigError(f"--url-mode {url_mode!r}: sign makes presigned or cloudfront-signed URLs")
+        if mode is UrlMode.CLOUDFRONT_SIGNED and not (cloudfront_domain and cloudfront_key_pair_id
+                                                      and cloudfront_private_key):
+            raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
+                              " --cloudfront-private-key")
+        signer = build_signer(SigningSettings(mode, endpoint_url, region, addressing_style, cloudfront_domain,
+                                              cloudfront_key_pair_id, cloudfront_private_key))
+        assert signer is not None
+        print(signer(parts.netloc, unquote(parts.path.lstrip("/")), ttl_s))
+    except ConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["requeue"]:
         requeue_app(sys.argv[2:], prog_name="hls-uploadd requeue")
@@ -296,5 +398,7 @@ def main() -> None:
         status_app(sys.argv[2:], prog_name="hls-uploadd status")
     elif sys.argv[1:2] == ["cost"]:
         cost_app(sys.argv[2:], prog_name="hls-uploadd cost")
+    elif sys.argv[1:2] == ["sign"]:
+        sign_app(sys.argv[2:], prog_name="hls-uploadd sign")
     else:
         app()

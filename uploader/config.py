@@ -35,6 +35,7 @@ from protocol.message import is_bucket_name, is_key_prefix
 from .peers import UNSIGNED, Peers, Scope, read_peers_file
 from .playlist import PlaylistType
 from .stream import MIN_TARGET_DURATIONS_LISTED
+from .urls import SIGV4_MAX_TTL_S, UrlMode
 
 SECTION = "uploadd"
 ENV_PREFIX = "HLS_UPLOADD_"
@@ -195,6 +196,18 @@ def _acl(flag: str, value: str | None) -> str | None:
     return _one_of(flag, value, _CANNED_ACLS) if value else None
 
 
+def _url_mode(flag: str, value: str) -> UrlMode:
+    return UrlMode(_one_of(flag, value.lower(), tuple(UrlMode)))
+
+
+def _cloudfront_domain(flag: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", value):
+        raise ConfigError(f"{flag} {value!r} is not a host name such as d111111abcdef8.cloudfront.net (no scheme, no path)")
+    return value.lower()
+
+
 def _header_value(flag: str, value: str) -> str:
     if not value.isascii() or not value.isprintable():
         raise ConfigError(f"{flag} must be printable ASCII")
@@ -327,6 +340,36 @@ OPTIONS = (
         "port_file", TEXT, None, "Write the port actually listened on to this file.",
         convert=_port_file, metavar="PATH",
     ),
+    # Private streams (uploader/urls.py; docs/deploy.md, "Private streams").
+    Option(
+        "url_mode", TEXT, "public",
+        "URIs playlists list: public (names relative to the playlist), presigned (SigV4 presigned S3 GET"
+        " URLs) or cloudfront-signed (CloudFront signed URLs, canned policy).",
+        convert=_url_mode, metavar="MODE",
+    ),
+    Option(
+        "url_ttl", SECONDS, 3600.0,
+        "How long each signed segment URL is valid, seconds; every playlist upload signs them again.",
+        convert=_within(1, SIGV4_MAX_TTL_S, "seconds"), fields=("url_ttl_s",), metavar="SECONDS",
+    ),
+    Option(
+        "playlist_url_ttl", SECONDS, 21600.0,
+        "How long the signed media playlist URLs a master lists are valid: how long a viewer may play"
+        " from one load of the master; seconds.",
+        convert=_within(1, SIGV4_MAX_TTL_S, "seconds"), fields=("playlist_url_ttl_s",), metavar="SECONDS",
+    ),
+    Option(
+        "cloudfront_domain", TEXT, None, "Distribution domain of cloudfront-signed URLs (its origin: the bucket).",
+        convert=_cloudfront_domain, metavar="HOST", shown_default="none",
+    ),
+    Option(
+        "cloudfront_key_pair_id", TEXT, None, "CloudFront public key id (key group) of cloudfront-signed URLs.",
+        convert=optional_text, metavar="ID", shown_default="none",
+    ),
+    Option(
+        "cloudfront_private_key", TEXT, None, "RSA private key (PEM) matching --cloudfront-key-pair-id.",
+        convert=optional_path, metavar="FILE", shown_default="none",
+    ),
     Option(
         "player_page", SWITCH, False, "Upload a player page (index.html + hls.js) beside each stream's playlist.",
         flags=("--player-page/--no-player-page",),
@@ -443,6 +486,12 @@ class UploaderConfig:
     metrics_address: tuple[str, int] | None  # --metrics-listen; None: no endpoint
     not_ready_after_s: float  # a store failing or a stream held this long: /readyz fails
     player_page: bool  # upload index.html and hls.js beside each stream's playlist
+    url_mode: UrlMode  # the URIs playlists list (uploader/urls.py)
+    url_ttl_s: float  # of a signed segment URL
+    playlist_url_ttl_s: float  # of a signed media playlist URL in a master
+    cloudfront_domain: str | None
+    cloudfront_key_pair_id: str | None
+    cloudfront_private_key: Path | None
     secret: bytes | None = field(repr=False)  # HMAC key; never printed
     insecure_no_auth: bool  # a non-loopback listener without a secret, on purpose
     max_payload_bytes: int  # 0: inline payloads refused
@@ -481,9 +530,30 @@ class UploaderConfig:
                 f"--listen {self.listen_host} is not a loopback address: give --secret-file PATH (or --tls-client-ca"
                 " FILE) so peers are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
             )
+        self._check_url_mode()
         if not self.buckets and not self.any_bucket and not self.peers:
             raise ConfigError("no bucket is allowed: give --bucket NAME (repeatable) for the buckets messages may"
                               " write, or --any-bucket for every bucket the store's credentials reach")
+
+    def _check_url_mode(self) -> None:
+        """Private modes need what signs their URLs, and make nothing public (docs/deploy.md)."""
+        cloudfront = (self.cloudfront_domain, self.cloudfront_key_pair_id, self.cloudfront_private_key)
+        if self.url_mode is UrlMode.CLOUDFRONT_SIGNED and None in cloudfront:
+            raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
+                              " --cloudfront-private-key")
+        if self.url_mode is not UrlMode.CLOUDFRONT_SIGNED and cloudfront != (None, None, None):
+            raise ConfigError(f"--cloudfront-* options are for --url-mode cloudfront-signed, not {self.url_mode}")
+        if self.url_mode is UrlMode.PUBLIC:
+            return
+        if self.url_mode is UrlMode.PRESIGNED and self.store_root is not None:
+            raise ConfigError(f"--url-mode presigned signs S3 GET URLs: --store {self.store} has none")
+        if self.acl and self.acl.startswith("public"):
+            raise ConfigError(f"--acl {self.acl} makes every object public, which --url-mode {self.url_mode} exists"
+                              " to prevent: leave --acl unset")
+        if self.player_page:
+            raise ConfigError(f"--player-page uploads a page that plays the stream's unsigned playlist, which"
+                              f" --url-mode {self.url_mode} refuses to viewers: serve the page from your site and"
+                              " give it a signed URL (hls-uploadd sign; docs/deploy.md, Private streams)")
 
     @property
     def authenticated(self) -> bool:

@@ -28,6 +28,7 @@ from .sdnotify import SystemdNotifier
 from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread
 from .stream import StreamSummary
 from .stores import Store
+from .urls import UrlSigner
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
     )
 
 
-async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None]) -> DaemonExit:
+async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None],
+                     signer: UrlSigner | None = None) -> DaemonExit:
     """Serve until SIGTERM/SIGINT/SIGQUIT or the spool fails for good, then drain for at most
-    ``config.drain_timeout_s``. Signals: see ``_install_signal_handlers``. Under systemd
+    ``config.drain_timeout_s``. ``signer``: what signs the URIs of private streams' playlists
+    (--url-mode; None: public). Signals: see ``_install_signal_handlers``. Under systemd
     ($NOTIFY_SOCKET) it sends READY=1 once serving, WATCHDOG=1 while the event loop and the
     spool thread answer, and STOPPING=1.
 
@@ -109,7 +112,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     metrics = DaemonMetrics()
     store = MeteredStore(store, metrics)
     publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,
-                          metrics=metrics)
+                          metrics=metrics, signer=signer)
     intake = Intake(
         spool=spool_thread,
         publisher=publisher,

@@ -1,5 +1,6 @@
 """Bounded growth: the queued deletions of segments that left a live window, and the end and
 the forgetting of streams whose segmenter went silent. The I/O shell of uploader/retention.py.
+And, for private streams (--url-mode), the signing again of idle streams' playlists.
 
 Deletions wait in the spool's ``deletions`` table, written in the same transaction that records
 the removal, so a restart resumes them; each is tried when due, and one the store refuses is
@@ -19,6 +20,7 @@ from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
 from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError
 from .stream import stream_label
+from .urls import UrlMode
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ DELETION_ERROR_LOG_INTERVAL_S = 60.0
 # shorter silence option): a scan of every stream is not worth doing every tick.
 SILENCE_CHECK_MAX_INTERVAL_S = 10.0
 
+# Private streams: streams are looked at for URLs due to be signed again at least this often
+# (and at least every eighth of --url-ttl), seconds.
+SIGNING_CHECK_MAX_INTERVAL_S = 60.0
+
 
 class Housekeeper:
     """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
@@ -51,6 +57,8 @@ class Housekeeper:
         limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
         self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
         self._judged_at = 0.0  # monotonic
+        self._signing_interval_s = min(SIGNING_CHECK_MAX_INTERVAL_S, config.url_ttl_s / 8)
+        self._signing_checked_at = 0.0  # monotonic
         self._errors = Throttle(DELETION_ERROR_LOG_INTERVAL_S)  # all deletions share one report
 
     async def run(self) -> None:
@@ -58,6 +66,7 @@ class Housekeeper:
             try:
                 await self._delete_due()
                 await self._judge_silence()
+                await self._sign_idle_streams()
             except SpoolError as error:
                 log.error("housekeeping: %s", error)
             await asyncio.sleep(TICK_S)
@@ -94,6 +103,16 @@ class Housekeeper:
         more = f"; {unlogged} more failed deletion(s) since the last report" if unlogged else ""
         log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
                   deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)
+
+    async def _sign_idle_streams(self) -> None:
+        """Private streams: offer each stream of the spool to ``Publisher.sign_again``."""
+        if self._config.url_mode is UrlMode.PUBLIC:
+            return
+        if time.monotonic() - self._signing_checked_at < self._signing_interval_s:
+            return
+        self._signing_checked_at = time.monotonic()
+        for stream in await self._spool.call(Spool.stream_activity, self._spool.spool):
+            self._publisher.sign_again(stream.key, stream.last_message)
 
     async def _judge_silence(self) -> None:
         config = self._config

@@ -10,7 +10,7 @@ AVERAGE-BANDWIDTH is the measured mean (all bits / all seconds).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .stream import StreamState
@@ -46,7 +46,8 @@ class Variant:
     independent: bool  # every published segment said independent=1, and enough have been (variant())
     ended: bool
 
-    def lines(self) -> list[str]:
+    def lines(self, uri: str | None = None) -> list[str]:
+        """EXT-X-STREAM-INF and the URI line: ``uri``, else the rendition's own."""
         attributes = [f"BANDWIDTH={self.bandwidth}"]
         if self.average_bandwidth:
             attributes.append(f"AVERAGE-BANDWIDTH={self.average_bandwidth}")
@@ -56,7 +57,7 @@ class Variant:
             attributes.append(f"RESOLUTION={self.resolution}")
         if self.frame_rate:
             attributes.append(f"FRAME-RATE={self.frame_rate:.3f}")
-        return ["#EXT-X-STREAM-INF:" + ",".join(attributes), self.uri]
+        return ["#EXT-X-STREAM-INF:" + ",".join(attributes), self.uri if uri is None else uri]
 
 
 def variant(index: str, state: StreamState) -> Variant | None:
@@ -84,14 +85,15 @@ def sorted_variants(variants: list[Variant]) -> tuple[Variant, ...]:
     return tuple(sorted(variants, key=lambda v: (v.bandwidth, v.uri)))
 
 
-def master_playlist(variants: tuple[Variant, ...]) -> str:
+def master_playlist(variants: tuple[Variant, ...], uri: Callable[[str], str] | None = None) -> str:
     """The m3u8 text. EXT-X-INDEPENDENT-SEGMENTS only when every variant is ``independent``
-    (RFC 8216 4.3.5.1)."""
+    (RFC 8216 4.3.5.1). ``uri``: the URI each rendition's playlist (by its name) is listed by (a
+    signed URL, uploader/urls.py); by default its name."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{MASTER_VERSION}"]
     if variants and all(v.independent for v in variants):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     for v in sorted_variants(list(variants)):
-        lines += v.lines()
+        lines += v.lines(None if uri is None else uri(v.uri))
     return "".join(line + "\n" for line in lines)
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import posixpath
 import random
 import threading
 import time
@@ -39,10 +40,10 @@ from .player import (
     player_script,
     render_player_page,
 )
-from .master import Program, master_playlist, variant
+from .master import MIN_RENDITIONS, Program, master_playlist, variant
 from .metrics import DaemonMetrics, store_error_kind
 from .payloads import PayloadStore
-from .playlist import PlaylistOptions, PlaylistType, media_playlist, should_publish
+from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
 from .cost import Usage
 from .retention import deletions
 from .spool import QueuedItem, Spool, SpoolBroken, SpoolError, SpoolThread
@@ -62,6 +63,7 @@ from .stores import (
     check_writable,
 )
 from .stream import (
+    MIN_TARGET_DURATIONS_LISTED,
     PublishedSegment,
     RenditionInfo,
     StreamKey,
@@ -74,6 +76,7 @@ from .stream import (
     with_segment,
     without_lost,
 )
+from .urls import UrlSigner, required_ttl_s
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +161,18 @@ class Publisher:
         payloads: PayloadStore,
         metrics: DaemonMetrics | None = None,
         rng: random.Random | None = None,
+        signer: UrlSigner | None = None,
     ) -> None:
         self._config = config
+        # Private streams (--url-mode): what signs the URIs playlists list, when each stream's
+        # playlist and each program's master were last signed (monotonic), the streams whose
+        # playlist housekeeping asked to sign again (-> their last message), and those whose
+        # URLs were found to outlive --url-ttl (warned once).
+        self._signer = signer
+        self._signed_at: dict[StreamKey, float] = {}
+        self._master_signed_at: dict[tuple[str, str], float] = {}
+        self._resign: dict[StreamKey, IndexMessage] = {}
+        self._ttl_warned: set[StreamKey] = set()
         self._metrics = metrics or DaemonMetrics()
         self._options = PlaylistOptions(window=config.window, playlist_type=config.playlist_type)
         self._keep = config.window if config.playlist_type is PlaylistType.LIVE else None
@@ -305,6 +318,8 @@ class Publisher:
                         state = await self._spool.call(Spool.load_state, self._spool.spool, key)
                     item = await self._spool.call(Spool.next_queued, self._spool.spool, key)
                     if item is None:
+                        if (last := self._resign.pop(key, None)) is not None:
+                            await self._sign_again(label, last, state)
                         if key in self._woken:
                             continue
                         return
@@ -426,6 +441,70 @@ class Publisher:
         )
         return new_state
 
+    # Private streams (--url-mode, uploader/urls.py).
+
+    def _segment_uri(self, message: IndexMessage) -> Callable[[PublishedSegment], str] | None:
+        """How the playlist of ``message``'s stream lists a segment: a URL of its object signed for
+        --url-ttl, or (public) None, its recorded URI."""
+        signer, ttl_s = self._signer, self._config.url_ttl_s
+        if signer is None:
+            return None
+        # A segment recorded without its key is named like the others, under the playlist's prefix.
+        return lambda segment: signer(message.bucket, segment.key or message.key_for(posixpath.basename(segment.uri)),
+                                      ttl_s)
+
+    def _playlist_uri(self, message: IndexMessage) -> Callable[[str], str] | None:
+        """How the master of ``message``'s program lists a rendition's playlist (by name): a URL
+        signed for --playlist-url-ttl, or (public) None, its name."""
+        signer, ttl_s = self._signer, self._config.playlist_url_ttl_s
+        if signer is None:
+            return None
+        return lambda name: signer(message.bucket, message.key_for(name), ttl_s)
+
+    def _check_url_ttl(self, label: str, key: StreamKey, state: StreamState) -> None:
+        """Warn once per stream when its signed URLs would expire while a viewer may still use them."""
+        if self._signer is None or key in self._ttl_warned or state.target_duration_s is None:
+            return
+        listed_s = sum(segment.duration_s for segment in listed_segments(state, self._options))
+        if self._options.playlist_type is PlaylistType.LIVE:  # as long as its window will be, once full
+            listed_s = max(listed_s, max(self._options.window, MIN_TARGET_DURATIONS_LISTED) * state.target_duration_s)
+        needed_s = required_ttl_s(state.target_duration_s, listed_s)
+        if needed_s > self._config.url_ttl_s:
+            self._ttl_warned.add(key)
+            log.warning("stream %s: its segment URLs must stay valid %.0f s (twice its playlist's %.0f s and twice its"
+                        " target duration, RFC 8216 6.2.2), longer than --url-ttl %.0f s: viewers will be refused"
+                        " segments; raise --url-ttl", label, needed_s, listed_s, self._config.url_ttl_s)
+
+    def sign_again(self, key: StreamKey, last_message: IndexMessage | None) -> None:
+        """Housekeeping's call, for each stream of the spool: when the stream's playlist was last
+        signed half of --url-ttl ago or more (or not in this run), have its worker upload it again
+        with fresh URLs, and its program's master when that is due too. A stream that gets
+        segments is signed at each one; this keeps an idle or ended stream playable."""
+        if self._signer is not None and last_message is not None and self._signature_due(key):
+            self._resign[key] = last_message
+            self.notify(key)
+
+    def _signature_due(self, key: StreamKey) -> bool:
+        signed_at = self._signed_at.get(key)
+        return signed_at is None or time.monotonic() - signed_at >= self._config.url_ttl_s / 2
+
+    async def _sign_again(self, label: str, message: IndexMessage, state: StreamState) -> None:
+        """Upload the stream's playlist (``state``) again with fresh URLs, on its worker (so it
+        never goes out of order with a publish), then its master if due."""
+        if not self._signature_due(message.stream_id) or state.target_duration_s is None \
+                or not should_publish(state, self._options):
+            return  # published meanwhile, or nothing to list yet
+        body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
+        held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key, body,
+                               PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
+                               stop_if_held=True)
+        if held:
+            return  # the stream is held; housekeeping asks again
+        self._signed_at[message.stream_id] = time.monotonic()
+        log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
+                 label, self._config.url_ttl_s)
+        await self._update_master(label, message, state)
+
     def _log_over_target(self, label: str, key: StreamKey, segment: str, transition: Transition) -> None:
         """An ERROR for a segment longer than the stream's target, at most one per stream per
         ``OVER_TARGET_LOG_INTERVAL_S``; the next one counts those left out."""
@@ -511,10 +590,15 @@ class Publisher:
             if program is None:
                 program = self._programs[group] = await self._spool.call(self._load_program, group)
             found = variant(message.index, state) if state is not None and should_publish(state, self._options) else None
-            if not program.update(message.index, found):
+            signed_at = self._master_signed_at.get(group)
+            changed = program.update(message.index, found)
+            # Private streams: a master listed as it was uploaded, its URLs signed afresh.
+            resign = (self._signer is not None and program.ever_uploaded and len(program.variants()) >= MIN_RENDITIONS
+                      and (signed_at is None or time.monotonic() - signed_at >= self._config.playlist_url_ttl_s / 2))
+            if not changed and not resign:
                 return
             current = program.variants()
-            text = master_playlist(current)
+            text = master_playlist(current, self._playlist_uri(message))
             try:
                 await self._put(message.stream_id, name, message.bucket, message.key_for(name), text.encode("ascii"),
                                 PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
@@ -523,6 +607,7 @@ class Publisher:
                 return
             first = not program.ever_uploaded
             program.uploaded(current)
+            self._master_signed_at[group] = time.monotonic()
             log.info(
                 "program %s: master playlist uploaded with %d rendition(s): %s",
                 stream_label((*group, name)), len(current),
@@ -560,11 +645,13 @@ class Publisher:
         out (or is held back while refilling) was made from."""
         message = item.message
         while True:
-            body = media_playlist(state, self._options).encode("ascii")
+            self._check_url_ttl(label, message.stream_id, state)
+            body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
             held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key,
                                    body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
                                    hold_permanent=True, stop_if_held=True)
             if not held:
+                self._signed_at[message.stream_id] = time.monotonic()
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):

@@ -1,0 +1,286 @@
+"""Private streams (--url-mode presigned): a SeaweedFS with an identity refuses anonymous GETs,
+and viewers get in only through the presigned URLs the daemon writes into its playlists and
+``hls-uploadd sign`` prints for a master or a playlist."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from examples.embedded_s3 import EmbeddedS3
+from tests.support.daemon import UploaderDaemon, place_segment
+from tests.support.media import probe
+from tests.support.pipeline import PlaylistPoller
+from tests.support.rfc8216 import History, is_signed, master_playlist_problems, resource
+from tests.support.seaweed import bucket_name
+from tests.support.viewer import http_get, wait_for
+
+from .test_daemon import ext_message
+from .test_urls import cloudfront_verify, pem
+
+IDENTITY = ("AKIDPRIVATESTREAMS", "private-streams-secret-0123456789")
+KEY_PREFIX = "show"
+
+
+@pytest.fixture(scope="module")
+def private_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
+    """A SeaweedFS that knows one identity: an anonymous GET gets 403."""
+    with EmbeddedS3(tmp_path_factory.mktemp("private-s3"), identity=IDENTITY) as server:
+        yield server
+
+
+def environment(s3: EmbeddedS3) -> dict[str, str]:
+    return {**os.environ, **s3.client_environment(), "PYTHONUNBUFFERED": "1"}
+
+
+StartPrivate = Callable[..., UploaderDaemon]
+
+
+@pytest.fixture
+def private_daemon(private_s3: EmbeddedS3, tmp_path: Path) -> Iterator[StartPrivate]:
+    """private_daemon(bucket, *options) -> hls-uploadd --url-mode presigned on ``private_s3``,
+    reading segments from tmp_path/segments; stopped at the end."""
+    daemons: list[UploaderDaemon] = []
+
+    def start(bucket: str, *options: str) -> UploaderDaemon:
+        segments = tmp_path / "segments"
+        segments.mkdir(exist_ok=True)
+        daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--bucket", bucket,
+                                                        "--url-mode", "presigned", *options],
+                                env=environment(private_s3))
+        daemons.append(daemon)
+        return daemon.start()
+
+    yield start
+    for daemon in daemons:
+        daemon.kill()
+        if "Traceback" in daemon.log(all_runs=True):
+            pytest.fail(f"traceback in the log of hls-uploadd:\n{daemon.log(all_runs=True)}")
+
+
+def sign(s3: EmbeddedS3, target: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "uploader", "sign", target, *options], env=environment(s3),
+                          capture_output=True, text=True, timeout=60)
+
+
+def signed_url(s3: EmbeddedS3, bucket: str, key: str, ttl: str = "5m") -> str:
+    done = sign(s3, f"s3://{bucket}/{key}", "--ttl", ttl)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout.strip()
+
+
+def uris(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def expires_s(url: str) -> int:
+    return int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
+
+
+def test_a_private_program_is_read_only_through_presigned_urls_and_ffmpeg_plays_it(
+    private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path, segment_source: Path,
+) -> None:
+    bucket = private_s3.create_bucket(bucket_name("private"))
+    segments = tmp_path / "segments"
+    daemon = private_daemon(bucket, "--url-ttl", "120",
+                            "--playlist-url-ttl", "900", "--window", "3")
+    renditions = ("low", "high")
+    with daemon.connect() as client:
+        for name in renditions:
+            for number in range(1, 5):
+                place_segment(segment_source, segments, name, number)
+                client.send(ext_message(segments, bucket, number, index=f"{name}.m3u8", output_prefix=name,
+                                        key_prefix=KEY_PREFIX, segment_duration=1, duration=1.0, end=number == 4,
+                                        codecs="avc1.64000d,mp4a.40.2", resolution="320x240"))
+    master_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/master.m3u8")
+    master = wait_for(lambda: (r := http_get(master_url)).status == 200 and len(uris(r.text)) == 2 and r.text,
+                      timeout=30, message="the master with both renditions")
+    assert master_playlist_problems(master) == []
+    for playlist_url in uris(master):
+        assert is_signed(playlist_url) and expires_s(playlist_url) == 900, playlist_url
+        text = wait_for(lambda u=playlist_url: (r := http_get(u)).status == 200 and "#EXT-X-ENDLIST" in r.text
+                        and r.text, timeout=30, message="an ended rendition")
+        history = History("live", signed=True)
+        history.add(text)
+        assert history.problems == []
+        for segment_url in uris(text):
+            assert segment_url.startswith(private_s3.endpoint_url) and expires_s(segment_url) == 120, segment_url
+            got = http_get(segment_url)
+            assert (got.status, got.headers.get("Content-Type")) == (200, "video/MP2T")
+            assert http_get(resource(segment_url)).status == 403  # the same object, unsigned
+        assert http_get(resource(playlist_url)).status == 403
+    assert http_get(resource(master_url)).status == 403
+    # A real HLS client: ffmpeg reads the master, a rendition and its segments through the URLs.
+    played = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-i", master_url, "-map", "0", "-c", "copy",
+                             "-f", "mpegts", "-y", str(tmp_path / "played.ts")], capture_output=True, text=True,
+                            timeout=120)
+    assert played.returncode == 0, played.stderr
+    video = probe(tmp_path / "played.ts").video
+    assert video is not None and video.duration_s >= 2.5
+    assert "raise --url-ttl" not in daemon.log()  # 120 s is enough for a 3 x 1 s window: no warning
+
+
+def test_sign_prints_a_url_that_expires_and_refuses_what_it_cannot_sign_in_one_line(
+    private_s3: EmbeddedS3, tmp_path: Path,
+) -> None:
+    bucket = private_s3.create_bucket(bucket_name("sign"))
+    client = private_s3.client()
+    try:
+        client.put_object(Bucket=bucket, Key="a b/index.m3u8", Body=b"#EXTM3U\n")
+    finally:
+        client.close()
+    url = signed_url(private_s3, bucket, "a%20b/index.m3u8", ttl="3s")
+    assert expires_s(url) == 3 and http_get(url).status == 200
+    time.sleep(4.5)
+    assert http_get(url).status == 403  # expired
+    for arguments, message in [
+        (["s3://only-a-bucket"], "'s3://only-a-bucket' is not s3://BUCKET/KEY"),
+        (["https://host/key"], "'https://host/key' is not s3://BUCKET/KEY"),
+        ([f"s3://{bucket}/k", "--ttl", "8d"], "--ttl '8d' is not a duration from 1 s to 7 days"),
+        ([f"s3://{bucket}/k", "--ttl", "soon"], "--ttl 'soon' is not a duration"),
+        ([f"s3://{bucket}/k", "--url-mode", "public"], "sign makes presigned or cloudfront-signed URLs"),
+        ([f"s3://{bucket}/k", "--url-mode", "cloudfront-signed"], "needs --cloudfront-domain"),
+    ]:
+        done = sign(private_s3, *arguments)
+        assert done.returncode == 2 and done.stdout == "", (arguments, done)
+        assert done.stderr.startswith("hls-uploadd: ") and message in done.stderr, (arguments, done.stderr)
+        assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_urls_shorter_lived_than_the_window_needs_are_warned_once_and_an_idle_stream_is_signed_again(
+    private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path, segment_source: Path,
+) -> None:
+    bucket = private_s3.create_bucket(bucket_name("resign"))
+    segments = tmp_path / "segments"
+    # 3 x 1 s listed: URLs must stay valid 2 x 3 + 2 x 1 = 8 s; --url-ttl 4 is short of it, and
+    # housekeeping signs an idle stream's playlist again once its URLs are 2 s old.
+    daemon = private_daemon(bucket, "--url-ttl", "4", "--window", "3")
+    with daemon.connect() as client:
+        for number in range(1, 5):
+            place_segment(segment_source, segments, "seg", number)
+            client.send(ext_message(segments, bucket, number, key_prefix=KEY_PREFIX, segment_duration=1,
+                                    duration=1.0))
+    playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/index.m3u8")
+    first = wait_for(lambda: (r := http_get(playlist_url)).status == 200 and "seg-00004.ts" in r.text and r.text,
+                     timeout=30, message="segment 4 listed")
+    wait_for(lambda: "signed afresh" in daemon.log(), timeout=30, message="the idle stream's playlist signed again")
+    again = http_get(playlist_url).text
+    history = History("live", signed=True)
+    history.add(first)
+    history.add(again)
+    assert history.problems == []
+    assert uris(first) != uris(again) and [resource(u) for u in uris(first)] == [resource(u) for u in uris(again)]
+    assert all(http_get(url).status == 200 for url in uris(again))
+    wait_for(lambda: http_get(uris(first)[-1]).status == 403, timeout=10, message="the first URLs expired")
+    warnings = [line for line in daemon.log().splitlines() if "raise --url-ttl" in line]
+    assert len(warnings) == 1, warnings
+    assert "must stay valid 8 s" in warnings[0] and "longer than --url-ttl 4 s" in warnings[0]
+
+
+def live_rendition(name: str, video_bitrate: str, segments: Path, bucket: str, port: int,
+                   env: dict[str, str]) -> tuple[subprocess.Popen[bytes], subprocess.Popen[str]]:
+    """ffmpeg encoding 45 s of a test source in real time, piped into hls-segment (1-s segments)
+    publishing rendition ``name`` under KEY_PREFIX."""
+    encoder = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "45", "-c:v", "libx264",
+         "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+         "-b:v", video_bitrate, "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-"], stdout=subprocess.PIPE)
+    segmenter = subprocess.Popen(
+        [sys.executable, "-m", "segmenter", "-", "1", str(segments / name), name, f"{name}.m3u8", "", bucket,
+         KEY_PREFIX, "--uploader", f"127.0.0.1:{port}"], stdin=encoder.stdout, env=env, stderr=subprocess.PIPE,
+        text=True)
+    assert encoder.stdout is not None
+    encoder.stdout.close()
+    return encoder, segmenter
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_live_private_program_plays_in_ffmpeg_for_longer_than_one_url_ttl(
+    private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path,
+) -> None:
+    # 1-s segments, a 3-segment window: URLs must stay valid 8 s; each lives 10 s, and a viewer
+    # who loaded the master once plays 25 s, on URLs signed again with every playlist.
+    bucket = private_s3.create_bucket(bucket_name("live-private"))
+    daemon = private_daemon(bucket, "--url-ttl", "10", "--playlist-url-ttl", "600", "--window", "3")
+    env = environment(private_s3)
+    processes = [process for name, bitrate in (("low", "200k"), ("high", "400k"))
+                 for process in live_rendition(name, bitrate, tmp_path / "segments", bucket, daemon.port, env)]
+    poller = None
+    try:
+        master_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/master.m3u8")
+        playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/low.m3u8")
+        wait_for(lambda: len(uris(http_get(playlist_url).text)) >= 3, timeout=60, message="a full window")
+        wait_for(lambda: http_get(master_url).status == 200, timeout=30, message="the master")
+        poller = PlaylistPoller(playlist_url, "", interval_s=0.2, signed=True)
+        poller.start()
+        viewer = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-v", "error", "-i", master_url, "-map", "0:v:0", "-c", "copy", "-t", "25",
+             "-f", "mpegts", "-y", str(tmp_path / "watched.ts")], capture_output=True, text=True, timeout=120)
+        assert viewer.returncode == 0, viewer.stderr
+        assert "403" not in viewer.stderr, viewer.stderr
+        watched = probe(tmp_path / "watched.ts").video
+        assert watched is not None and watched.duration_s >= 24, watched
+        for process in processes[1::2]:
+            _, segmenter_log = process.communicate(timeout=60)
+            assert process.returncode == 0, segmenter_log
+        wait_for(lambda: "#EXT-X-ENDLIST" in http_get(playlist_url).text, timeout=30, message="the end published")
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+        if poller is not None:
+            poller.stop()
+    poller.add_version(http_get(playlist_url).text)
+    assert poller.conformance == [] and poller.problems == [], (poller.conformance, poller.problems)
+    assert len(poller.first_seen) >= 40  # every segment of the stream listed, each fetched signed
+    assert "raise --url-ttl" not in daemon.log()
+
+
+def test_a_cloudfront_signed_stream_lists_urls_that_verify_against_the_public_key(
+    tmp_path: Path, segment_source: Path,
+) -> None:
+    # The file store stands in for the bucket behind the distribution: what is checked is what
+    # the playlists list, offline, as CloudFront would check it.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "cloudfront.pem"
+    key_file.write_bytes(pem(key))
+    root, segments = tmp_path / "store", tmp_path / "segments"
+    (root / "live").mkdir(parents=True)
+    segments.mkdir()
+    daemon = UploaderDaemon(tmp_path / "uploadd", [
+        "--allow-dir", str(segments), "--bucket", "live", "--store", f"file://{root}", "--url-mode",
+        "cloudfront-signed", "--cloudfront-domain", "d111111abcdef8.cloudfront.net", "--cloudfront-key-pair-id",
+        "K2JCJMDEHXQW5F", "--cloudfront-private-key", str(key_file), "--url-ttl", "60", "--window", "3"]).start()
+    try:
+        with daemon.connect() as client:
+            for number in range(1, 4):
+                place_segment(segment_source, segments, "seg", number)
+                client.send(ext_message(segments, "live", number, key_prefix=KEY_PREFIX, segment_duration=1,
+                                        duration=1.0, end=number == 3))
+        playlist = root / "live" / KEY_PREFIX / "index.m3u8"
+        text = wait_for(lambda: playlist.exists() and "#EXT-X-ENDLIST" in (t := playlist.read_text()) and t,
+                        timeout=30, message="the ended playlist")
+    finally:
+        daemon.kill()
+    history = History("live", signed=True)
+    history.add(text)
+    assert history.problems == []
+    listed = uris(text)
+    assert [resource(url) for url in listed] == [
+        f"https://d111111abcdef8.cloudfront.net/{KEY_PREFIX}/seg-{n:05d}.ts" for n in range(1, 4)]
+    now = datetime.datetime.now(datetime.UTC)
+    for url in listed:
+        cloudfront_verify(url, key.public_key(), "K2JCJMDEHXQW5F", now)
+        with pytest.raises(AssertionError, match="expired"):
+            cloudfront_verify(url, key.public_key(), "K2JCJMDEHXQW5F", now + datetime.timedelta(seconds=61))

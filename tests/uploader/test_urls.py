@@ -1,0 +1,132 @@
+"""Private streams' URLs (uploader/urls.py): CloudFront signatures checked offline against the
+public key, the TTL a playlist's URLs need, the options that turn them on, and playlists that
+list them."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from common.settings import ConfigError
+from uploader.config import UploaderConfig
+from uploader.master import Variant, master_playlist
+from uploader.playlist import PlaylistOptions, media_playlist
+from uploader.stream import PublishedSegment, StreamState
+from uploader.urls import UrlMode, cloudfront_signer, required_ttl_s
+
+NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cloudfront_verify(url: str, public_key: rsa.RSAPublicKey, key_pair_id: str, now: datetime.datetime) -> None:
+    """What CloudFront checks of a canned-policy signed URL (its developer guide, "Create a signed
+    URL using a canned policy"): the Key-Pair-Id, the RSA-SHA1 signature of the policy rebuilt from
+    the URL and Expires, in CloudFront's URL-safe base64 (+ -> -, = -> _, / -> ~), and the expiry.
+    Raises InvalidSignature or AssertionError."""
+    base, _, query = url.partition("?")
+    fields = {name: values[0] for name, values in parse_qs(query).items()}
+    assert set(fields) == {"Expires", "Signature", "Key-Pair-Id"}, fields
+    assert fields["Key-Pair-Id"] == key_pair_id
+    expires = int(fields["Expires"])
+    policy = json.dumps({"Statement": [{"Resource": base, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}]},
+                        separators=(",", ":"))
+    signature = base64.b64decode(fields["Signature"].replace("-", "+").replace("_", "=").replace("~", "/"))
+    public_key.verify(signature, policy.encode(), padding.PKCS1v15(), hashes.SHA1())
+    assert now.timestamp() < expires, "expired"
+
+
+def test_a_cloudfront_signed_url_verifies_against_the_public_key_and_expires_after_the_ttl(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    sign = cloudfront_signer("d111111abcdef8.cloudfront.net", "K2JCJMDEHXQW5F", pem(rsa_key), clock=lambda: NOW)
+    url = sign("ionlivestream", "stream0001/live 1-00001.ts", 30)
+    assert url.startswith("https://d111111abcdef8.cloudfront.net/stream0001/live%201-00001.ts?")
+    assert parse_qs(urlsplit(url).query)["Expires"] == [str(int(NOW.timestamp()) + 30)]
+    cloudfront_verify(url, rsa_key.public_key(), "K2JCJMDEHXQW5F", NOW + datetime.timedelta(seconds=29))
+    with pytest.raises(AssertionError, match="expired"):
+        cloudfront_verify(url, rsa_key.public_key(), "K2JCJMDEHXQW5F", NOW + datetime.timedelta(seconds=30))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(InvalidSignature):
+        cloudfront_verify(url, other.public_key(), "K2JCJMDEHXQW5F", NOW)
+    with pytest.raises(InvalidSignature):  # the signature names one object only
+        cloudfront_verify(url.replace("00001.ts", "00002.ts"), rsa_key.public_key(), "K2JCJMDEHXQW5F", NOW)
+
+
+def test_a_cloudfront_key_that_is_not_an_rsa_private_key_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="must be an RSA key"):
+        cloudfront_signer("d1.cloudfront.net", "K1", pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(ConfigError, match="not a PEM private key"):
+        cloudfront_signer("d1.cloudfront.net", "K1", b"-----BEGIN PUBLIC KEY-----\nnot a key\n")
+
+
+def test_a_live_playlist_s_urls_must_outlive_two_playlists_and_two_target_durations() -> None:
+    # A 5 x 2 s window: a viewer may hold a playlist 2 s old and start 10 s behind its end; a
+    # segment removed stays available 2 + 10 s more (RFC 8216 6.2.2).
+    assert required_ttl_s(2, 10) == 24
+    assert required_ttl_s(6, 30) == 72
+
+
+def state() -> StreamState:
+    segments = tuple(PublishedSegment(n, f"live-{n:05d}.ts", 2.0, False, key=f"show/live-{n:05d}.ts")
+                     for n in range(1, 4))
+    return StreamState(target_duration_s=2, segments=segments, next_media_sequence=4)
+
+
+def test_a_playlist_lists_each_segment_by_the_uri_given_for_it_and_the_master_each_rendition() -> None:
+    text = media_playlist(state(), PlaylistOptions(window=3), lambda s: f"https://signed/{s.key}?sig={s.media_sequence}")
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        f"https://signed/show/live-{n:05d}.ts?sig={n}" for n in range(1, 4)]
+    assert "\nlive-00001.ts\n" in media_playlist(state(), PlaylistOptions(window=3))  # public: as recorded
+    variants = tuple(Variant(name, bandwidth, None, None, None, None, independent=False, ended=False)
+                     for name, bandwidth in (("low.m3u8", 100_000), ("high.m3u8", 300_000)))
+    master = master_playlist(variants, lambda name: f"https://signed/show/{name}?sig")
+    assert [line for line in master.splitlines() if not line.startswith("#")] == [
+        "https://signed/show/low.m3u8?sig", "https://signed/show/high.m3u8?sig"]
+
+
+def config(tmp_path: Path, **values: object) -> UploaderConfig:
+    return UploaderConfig.from_settings({"spool_dir": str(tmp_path), "bucket": ["live"], **values})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"url_mode": "signed"}, "--url-mode 'signed' is not one of public, presigned, cloudfront-signed"),
+    ({"url_mode": "cloudfront-signed", "cloudfront_domain": "d1.cloudfront.net"},
+     "--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and --cloudfront-private-key"),
+    ({"cloudfront_domain": "d1.cloudfront.net"}, "--cloudfront-\\* options are for --url-mode cloudfront-signed"),
+    ({"url_mode": "cloudfront-signed", "cloudfront_domain": "https://d1.cloudfront.net/", "cloudfront_key_pair_id": "K",
+      "cloudfront_private_key": "/k.pem"}, "is not a host name"),
+    ({"url_mode": "presigned", "store": "file:///srv/hls"}, "--url-mode presigned signs S3 GET URLs"),
+    ({"url_mode": "presigned", "acl": "public-read"}, "--acl public-read makes every object public"),
+    ({"url_mode": "presigned", "player_page": True}, "--player-page uploads a page"),
+    ({"url_mode": "presigned", "url_ttl": 8 * 86400}, "--url-ttl"),
+    ({"url_mode": "presigned", "playlist_url_ttl": 0}, "--playlist-url-ttl"),
+])
+def test_private_url_options_that_contradict_each_other_are_one_line_errors(
+    tmp_path: Path, values: dict[str, object], message: str,
+) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        config(tmp_path, **values)
+    assert "\n" not in str(error.value)
+
+
+def test_private_url_options_taken() -> None:
+    built = UploaderConfig.from_settings({"spool_dir": "/tmp/spool", "bucket": ["live"], "url_mode": "Presigned",
+                                          "url_ttl": 120, "playlist_url_ttl": 3600, "acl": "private"})
+    assert (built.url_mode, built.url_ttl_s, built.playlist_url_ttl_s) == (UrlMode.PRESIGNED, 120, 3600)

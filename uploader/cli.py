@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import posixpath
+import re
 import sqlite3
 import sys
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import typer
 
@@ -23,6 +24,7 @@ from common.settings import ConfigError
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, spool_directory
 from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
 from .cost import Audience, Prices, cost_sheet, render, sheet_json
+from .player import PAGE_NAME
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
 from .status import status_json, status_line
 from .stores import FileStore, S3Store, Store
@@ -354,6 +356,8 @@ def sign(
     target: str = typer.Argument(..., metavar="s3://BUCKET/KEY",
                                  help="The object: a stream's playlist or its program's master."),
     ttl: str = typer.Option("1h", "--ttl", metavar="DURATION", help="How long the URL is valid: 3600, 30m, 1h, 7d."),
+    player: bool = typer.Option(False, "--player", help="The URL of the player page beside it (--player-page),"
+                                " playing it: index.html's signed URL, #src= the playlist's."),
     url_mode: str = typer.Option("presigned", "--url-mode", envvar=_env("URL_MODE"), metavar="MODE",
                                  help="presigned or cloudfront-signed, as the daemon's."),
     endpoint_url: str = typer.Option(None, "--endpoint-url", envvar=[_env("ENDPOINT_URL"), "AWS_ENDPOINT_URL"],
@@ -386,7 +390,12 @@ def sign(
         signer = build_signer(SigningSettings(mode, endpoint_url, region, addressing_style, cloudfront_domain,
                                               cloudfront_key_pair_id, cloudfront_private_key))
         assert signer is not None
-        print(signer(parts.netloc, unquote(parts.path.lstrip("/")), ttl_s))
+        bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
+        url = signer(bucket, key, ttl_s)
+        if player:
+            page = posixpath.join(posixpath.dirname(key), PAGE_NAME)
+            url = f"{signer(bucket, page, ttl_s)}#src={quote(url, safe='')}"
+        print(url)
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
 

@@ -550,10 +550,6 @@ class UploaderConfig:
         if self.acl and self.acl.startswith("public"):
             raise ConfigError(f"--acl {self.acl} makes every object public, which --url-mode {self.url_mode} exists"
                               " to prevent: leave --acl unset")
-        if self.player_page:
-            raise ConfigError(f"--player-page uploads a page that plays the stream's unsigned playlist, which"
-                              f" --url-mode {self.url_mode} refuses to viewers: serve the page from your site and"
-                              " give it a signed URL (hls-uploadd sign; docs/deploy.md, Private streams)")
 
     @property
     def authenticated(self) -> bool:

@@ -2,6 +2,11 @@
 
 hls.js (Apache-2.0, ``static/hls.js.LICENSE``) is uploaded next to the page, so viewers need no
 third-party CDN and the page, script and playlist share one origin (no CORS setup).
+
+A private stream's page (--url-mode presigned or cloudfront-signed) is one object, hls.js inside
+it, reached by a signed URL; it plays the signed playlist URL its fragment names
+(``index.html?X-Amz-...#src=URL``: a fragment, since a query parameter added to a signed URL
+would break its signature), as ``hls-uploadd sign --player`` prints it.
 """
 
 from __future__ import annotations
@@ -41,16 +46,21 @@ _PAGE = """<!doctype html>
   <p>Stream: <a id="stream" href="{playlist}"><code>{playlist}</code></a></p>
   <p id="status">Loading...</p>
 </main>
-<script src="{script}"></script>
+{script}
 <script>
   const video = document.getElementById("video");
   const link = document.getElementById("stream");
   const status = document.getElementById("status");
+  // Options in the query or, for a page reached by a signed URL, in the fragment: src=URL plays
+  // that playlist; hls.js tries hls.js where HLS is native; native tries native HLS alone.
+  const query = new URLSearchParams(location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const option = (name) => query.has(name) || fragment.has(name);
+  const given = fragment.get("src") || query.get("src");
+  if (given) link.setAttribute("href", given);
   const source = new URL(link.getAttribute("href"), location.href).href;
   link.querySelector("code").textContent = source;
-  // ?hls.js tries hls.js where HLS is native; ?native tries native HLS alone, with no fallback.
-  const query = new URLSearchParams(location.search);
-  const forceHlsJs = query.has("hls.js"), nativeOnly = query.has("native");
+  const forceHlsJs = option("hls.js"), nativeOnly = option("native");
   let engine = "native HLS";
   video.addEventListener("playing", () => {{
     status.textContent = `Playing (${{engine}}, ${{video.videoWidth}}x${{video.videoHeight}})`;
@@ -71,7 +81,9 @@ _PAGE = """<!doctype html>
     hls.attachMedia(video);
   }}
   const hlsJs = !nativeOnly && window.Hls && Hls.isSupported();
-  if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
+  if (!link.getAttribute("href")) {{
+    status.textContent = "No stream: open this page by the URL `hls-uploadd sign --player` prints.";
+  }} else if (!forceHlsJs && video.canPlayType("application/vnd.apple.mpegurl")) {{
     video.src = source;  // Safari, iOS and some Chromium builds play HLS natively
     if (hlsJs) {{
       // Chromium's native HLS fails on a live playlist shorter than three target durations (a
@@ -99,12 +111,22 @@ _PAGE = """<!doctype html>
 """
 
 
-def render_player_page(playlist_name: str, *, title: str) -> str:
-    """The page, pointing at ``playlist_name`` relative to itself."""
+def render_player_page(playlist_name: str, *, title: str, private: bool = False) -> str:
+    """The page, pointing at ``playlist_name`` relative to itself, hls.js beside it. ``private``:
+    the page of a private stream, hls.js inside it and no playlist of its own (its URL's fragment
+    gives one, ``src=URL``)."""
+    if private:
+        code = player_script().decode("utf-8")
+        # Inside <script>, only these end or escape the element early (HTML, "script data").
+        if any(marker in code.lower() for marker in ("</script", "<!--", "<script")):
+            raise ValueError("hls.js cannot be inlined as it is: it holds </script, <!-- or <script")
+        script = "<script>" + code + "</script>"
+    else:
+        script = f'<script src="{SCRIPT_NAME}"></script>'
     return _PAGE.format(
         title=html.escape(title),
-        playlist=html.escape(playlist_name, quote=True),
-        script=SCRIPT_NAME,
+        playlist="" if private else html.escape(playlist_name, quote=True),
+        script=script,
         live_sync_segments=LIVE_SYNC_SEGMENTS,
     )
 

@@ -724,16 +724,20 @@ class Publisher:
 
     async def _put_player_page(self, label: str, message: IndexMessage, playlist: str) -> None:
         """index.html and hls.js beside the first stream that publishes under a key prefix; the
-        page plays that stream, or the program's master once there is one."""
+        page plays that stream, or the program's master once there is one. A private stream's
+        page holds hls.js and plays the signed URL its own URL gives (uploader/player.py)."""
         group = (message.bucket, message.key_prefix)
         program = self._programs.get(group)
         if program is not None and program.ever_uploaded and self._config.master_name:
             playlist = self._config.master_name
         self._pages[group] = playlist
-        page = render_player_page(playlist, title=label if playlist == message.index else stream_label((*group, playlist))).encode("utf-8")
+        title = label if playlist == message.index else stream_label((*group, playlist))
+        private = self._signer is not None  # one object, hls.js inside: reached by one signed URL
+        page = render_player_page(playlist, title=title, private=private).encode("utf-8")
         try:
-            await self._put(message.stream_id, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME), player_script(),
-                            SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
+            if not private:
+                await self._put(message.stream_id, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME),
+                                player_script(), SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
             await self._put(message.stream_id, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
                             PAGE_CONTENT_TYPE, self._config.cache_control_playlist)
         except PermanentStoreError as error:

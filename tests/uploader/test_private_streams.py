@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from examples.embedded_s3 import EmbeddedS3
+from tests.support.browser import browser
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.media import probe
 from tests.support.pipeline import PlaylistPoller
@@ -161,9 +164,9 @@ def test_urls_shorter_lived_than_the_window_needs_are_warned_once_and_an_idle_st
 ) -> None:
     bucket = private_s3.create_bucket(bucket_name("resign"))
     segments = tmp_path / "segments"
-    # 3 x 1 s listed: URLs must stay valid 2 x 3 + 2 x 1 = 8 s; --url-ttl 4 is short of it, and
-    # housekeeping signs an idle stream's playlist again once its URLs are 2 s old.
-    daemon = private_daemon(bucket, "--url-ttl", "4", "--window", "3")
+    # 3 x 1 s listed: URLs must stay valid 2 x 3 + 2 x 1 = 8 s; --url-ttl 6 is short of it, and
+    # housekeeping signs an idle stream's playlist again once its URLs are 3 s old.
+    daemon = private_daemon(bucket, "--url-ttl", "6", "--window", "3")
     with daemon.connect() as client:
         for number in range(1, 5):
             place_segment(segment_source, segments, "seg", number)
@@ -172,18 +175,19 @@ def test_urls_shorter_lived_than_the_window_needs_are_warned_once_and_an_idle_st
     playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/index.m3u8")
     first = wait_for(lambda: (r := http_get(playlist_url)).status == 200 and "seg-00004.ts" in r.text and r.text,
                      timeout=30, message="segment 4 listed")
-    wait_for(lambda: "signed afresh" in daemon.log(), timeout=30, message="the idle stream's playlist signed again")
-    again = http_get(playlist_url).text
+    again = wait_for(lambda: (text := http_get(playlist_url).text) != first and text, timeout=30,
+                     message="the idle stream's playlist signed again")
+    wait_for(lambda: "signed afresh" in daemon.log(), message="its log line")
     history = History("live", signed=True)
     history.add(first)
     history.add(again)
     assert history.problems == []
     assert uris(first) != uris(again) and [resource(u) for u in uris(first)] == [resource(u) for u in uris(again)]
     assert all(http_get(url).status == 200 for url in uris(again))
-    wait_for(lambda: http_get(uris(first)[-1]).status == 403, timeout=10, message="the first URLs expired")
+    wait_for(lambda: http_get(uris(first)[-1]).status == 403, timeout=15, message="the first URLs expired")
     warnings = [line for line in daemon.log().splitlines() if "raise --url-ttl" in line]
     assert len(warnings) == 1, warnings
-    assert "must stay valid 8 s" in warnings[0] and "longer than --url-ttl 4 s" in warnings[0]
+    assert "must stay valid 8 s" in warnings[0] and "longer than --url-ttl 6 s" in warnings[0]
 
 
 def live_rendition(name: str, video_bitrate: str, segments: Path, bucket: str, port: int,
@@ -204,17 +208,36 @@ def live_rendition(name: str, video_bitrate: str, segments: Path, bucket: str, p
     return encoder, segmenter
 
 
+def watch_page(url: str, seconds: float) -> tuple[str, float]:
+    """Open the player page at ``url`` in headless Chromium and watch it until its video has
+    played ``seconds`` (or 30 s more than that have passed): (its status line, seconds played)."""
+    with browser() as devtools:
+        target = devtools.call("Target.createTarget", url=url)["targetId"]
+        session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        deadline = time.monotonic() + seconds + 30
+        status, played = "", 0.0
+        while time.monotonic() < deadline and played < seconds:
+            status, played = devtools.call("Runtime.evaluate", session, returnByValue=True, expression=(
+                "[document.getElementById('status')?.textContent ?? '',"
+                " document.getElementById('video')?.played.length ? (p => p.end(p.length - 1) - p.start(0))"
+                "(document.getElementById('video').played) : 0]"))["result"]["value"]
+            time.sleep(0.5)
+        return status, played
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_live_private_program_plays_in_ffmpeg_for_longer_than_one_url_ttl(
+def test_a_live_private_program_plays_in_ffmpeg_and_chromium_for_longer_than_one_url_ttl(
     private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path,
 ) -> None:
     # 1-s segments, a 3-segment window: URLs must stay valid 8 s; each lives 10 s, and a viewer
-    # who loaded the master once plays 25 s, on URLs signed again with every playlist.
+    # who loaded the master once plays 25 s, on URLs signed again with every playlist: ffmpeg,
+    # and hls.js in Chromium on the private player page, at the same time.
     bucket = private_s3.create_bucket(bucket_name("live-private"))
-    daemon = private_daemon(bucket, "--url-ttl", "10", "--playlist-url-ttl", "600", "--window", "3")
+    daemon = private_daemon(bucket, "--url-ttl", "10", "--playlist-url-ttl", "600", "--window", "3",
+                            "--player-page")
     env = environment(private_s3)
-    processes = [process for name, bitrate in (("low", "200k"), ("high", "400k"))
+    processes: list[subprocess.Popen[Any]] = [process for name, bitrate in (("low", "200k"), ("high", "400k"))
                  for process in live_rendition(name, bitrate, tmp_path / "segments", bucket, daemon.port, env)]
     poller = None
     try:
@@ -224,11 +247,17 @@ def test_a_live_private_program_plays_in_ffmpeg_for_longer_than_one_url_ttl(
         wait_for(lambda: http_get(master_url).status == 200, timeout=30, message="the master")
         poller = PlaylistPoller(playlist_url, "", interval_s=0.2, signed=True)
         poller.start()
-        viewer = subprocess.run(
+        viewer = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-v", "error", "-i", master_url, "-map", "0:v:0", "-c", "copy", "-t", "25",
-             "-f", "mpegts", "-y", str(tmp_path / "watched.ts")], capture_output=True, text=True, timeout=120)
-        assert viewer.returncode == 0, viewer.stderr
-        assert "403" not in viewer.stderr, viewer.stderr
+             "-f", "mpegts", "-y", str(tmp_path / "watched.ts")], stderr=subprocess.PIPE, text=True)
+        processes.append(viewer)
+        page = sign(private_s3, f"s3://{bucket}/{KEY_PREFIX}/master.m3u8", "--ttl", "5m", "--player")
+        assert page.returncode == 0, page.stderr
+        assert http_get(resource(page.stdout)).status == 403  # the page is private too
+        status, played = watch_page(page.stdout.strip() + "&hls.js", 25)
+        assert re.fullmatch(r"Playing \(hls\.js, 320x240\)", status) and played >= 25, (status, played)
+        _, viewer_errors = viewer.communicate(timeout=60)
+        assert viewer.returncode == 0 and "403" not in viewer_errors, viewer_errors
         watched = probe(tmp_path / "watched.ts").video
         assert watched is not None and watched.duration_s >= 24, watched
         for process in processes[1::2]:

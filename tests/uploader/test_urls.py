@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from common.settings import ConfigError
 from uploader.config import UploaderConfig
 from uploader.master import Variant, master_playlist
+from uploader.player import SCRIPT_NAME, player_script, render_player_page
 from uploader.playlist import PlaylistOptions, media_playlist
 from uploader.stream import PublishedSegment, StreamState
 from uploader.urls import UrlMode, cloudfront_signer, required_ttl_s
@@ -114,7 +115,6 @@ def config(tmp_path: Path, **values: object) -> UploaderConfig:
       "cloudfront_private_key": "/k.pem"}, "is not a host name"),
     ({"url_mode": "presigned", "store": "file:///srv/hls"}, "--url-mode presigned signs S3 GET URLs"),
     ({"url_mode": "presigned", "acl": "public-read"}, "--acl public-read makes every object public"),
-    ({"url_mode": "presigned", "player_page": True}, "--player-page uploads a page"),
     ({"url_mode": "presigned", "url_ttl": 8 * 86400}, "--url-ttl"),
     ({"url_mode": "presigned", "playlist_url_ttl": 0}, "--playlist-url-ttl"),
 ])
@@ -130,3 +130,12 @@ def test_private_url_options_taken() -> None:
     built = UploaderConfig.from_settings({"spool_dir": "/tmp/spool", "bucket": ["live"], "url_mode": "Presigned",
                                           "url_ttl": 120, "playlist_url_ttl": 3600, "acl": "private"})
     assert (built.url_mode, built.url_ttl_s, built.playlist_url_ttl_s) == (UrlMode.PRESIGNED, 120, 3600)
+
+
+def test_a_private_stream_s_player_page_is_one_object_with_hls_js_inside_and_no_playlist_of_its_own() -> None:
+    public = render_player_page("master.m3u8", title="show")
+    private = render_player_page("master.m3u8", title="show", private=True)
+    assert f'<script src="{SCRIPT_NAME}"></script>' in public and 'href="master.m3u8"' in public
+    assert f'src="{SCRIPT_NAME}"' not in private and 'href=""' in private
+    assert player_script().decode() in private  # a signed URL reaches one object: hls.js comes with it
+    assert 'fragment.get("src")' in private  # the signed playlist URL, from the page URL's fragment

@@ -349,13 +349,13 @@ OPTIONS = (
     ),
     Option(
         "url_ttl", SECONDS, 3600.0,
-        "How long each signed segment URL is valid, seconds; every playlist upload signs them again.",
+        "How long each signed segment URL is valid, seconds; a URL is signed again once a quarter of it has passed.",
         convert=_within(1, SIGV4_MAX_TTL_S, "seconds"), fields=("url_ttl_s",), metavar="SECONDS",
     ),
     Option(
-        "playlist_url_ttl", SECONDS, 21600.0,
-        "How long the signed media playlist URLs a master lists are valid: how long a viewer may play"
-        " from one load of the master; seconds.",
+        "playlist_url_ttl", SECONDS, 43200.0,
+        "How long the signed media playlist URLs a master lists are valid, seconds: a viewer may play at"
+        " least 3/8 of it from one load of the master.",
         convert=_within(1, SIGV4_MAX_TTL_S, "seconds"), fields=("playlist_url_ttl_s",), metavar="SECONDS",
     ),
     Option(

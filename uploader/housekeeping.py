@@ -20,7 +20,7 @@ from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
 from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError
 from .stream import stream_label
-from .urls import UrlMode
+from .urls import CHECK_FRACTION, UrlMode
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ DELETION_ERROR_LOG_INTERVAL_S = 60.0
 SILENCE_CHECK_MAX_INTERVAL_S = 10.0
 
 # Private streams: streams are looked at for URLs due to be signed again at least this often
-# (and at least every eighth of --url-ttl), seconds.
+# (and at least every ``urls.CHECK_FRACTION`` of --url-ttl), seconds.
 SIGNING_CHECK_MAX_INTERVAL_S = 60.0
 
 
@@ -57,7 +57,7 @@ class Housekeeper:
         limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
         self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
         self._judged_at = 0.0  # monotonic
-        self._signing_interval_s = min(SIGNING_CHECK_MAX_INTERVAL_S, config.url_ttl_s / 8)
+        self._signing_interval_s = min(SIGNING_CHECK_MAX_INTERVAL_S, config.url_ttl_s * CHECK_FRACTION)
         self._signing_checked_at = 0.0  # monotonic
         self._errors = Throttle(DELETION_ERROR_LOG_INTERVAL_S)  # all deletions share one report
 

@@ -76,7 +76,7 @@ from .stream import (
     with_segment,
     without_lost,
 )
-from .urls import UrlSigner, required_ttl_s
+from .urls import LEFT_FRACTION, REUSE_FRACTION, SignedUrls, UrlSigner, required_ttl_s, shortest_ttl_s
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,14 @@ class Publisher:
         signer: UrlSigner | None = None,
     ) -> None:
         self._config = config
-        # Private streams (--url-mode): what signs the URIs playlists list, when each stream's
-        # playlist and each program's master were last signed (monotonic), the streams whose
-        # playlist housekeeping asked to sign again (-> their last message), and those whose
-        # URLs were found to outlive --url-ttl (warned once).
+        # Private streams (--url-mode): what signs the URIs playlists list, the URLs signed per
+        # stream (segments) and per program (media playlists), when each stream's playlist and
+        # each program's master were last uploaded (monotonic), the streams whose playlist
+        # housekeeping asked to upload again (-> their last message), and those whose URLs were
+        # found to outlive --url-ttl (warned once).
         self._signer = signer
+        self._segment_urls: dict[StreamKey, SignedUrls] = {}
+        self._playlist_urls: dict[tuple[str, str], SignedUrls] = {}
         self._signed_at: dict[StreamKey, float] = {}
         self._master_signed_at: dict[tuple[str, str], float] = {}
         self._resign: dict[StreamKey, IndexMessage] = {}
@@ -445,21 +448,25 @@ class Publisher:
 
     def _segment_uri(self, message: IndexMessage) -> Callable[[PublishedSegment], str] | None:
         """How the playlist of ``message``'s stream lists a segment: a URL of its object signed for
-        --url-ttl, or (public) None, its recorded URI."""
-        signer, ttl_s = self._signer, self._config.url_ttl_s
-        if signer is None:
+        --url-ttl (``urls.SignedUrls``), or (public) None, its recorded URI."""
+        if self._signer is None:
             return None
+        urls = self._segment_urls.get(message.stream_id)
+        if urls is None:
+            urls = self._segment_urls[message.stream_id] = SignedUrls(self._signer, self._config.url_ttl_s)
         # A segment recorded without its key is named like the others, under the playlist's prefix.
-        return lambda segment: signer(message.bucket, segment.key or message.key_for(posixpath.basename(segment.uri)),
-                                      ttl_s)
+        return lambda segment: urls(message.bucket, segment.key or message.key_for(posixpath.basename(segment.uri)))
 
     def _playlist_uri(self, message: IndexMessage) -> Callable[[str], str] | None:
         """How the master of ``message``'s program lists a rendition's playlist (by name): a URL
         signed for --playlist-url-ttl, or (public) None, its name."""
-        signer, ttl_s = self._signer, self._config.playlist_url_ttl_s
-        if signer is None:
+        if self._signer is None:
             return None
-        return lambda name: signer(message.bucket, message.key_for(name), ttl_s)
+        group = (message.bucket, message.key_prefix)
+        urls = self._playlist_urls.get(group)
+        if urls is None:
+            urls = self._playlist_urls[group] = SignedUrls(self._signer, self._config.playlist_url_ttl_s)
+        return lambda name: urls(message.bucket, message.key_for(name))
 
     def _check_url_ttl(self, label: str, key: StreamKey, state: StreamState) -> None:
         """Warn once per stream when its signed URLs would expire while a viewer may still use them."""
@@ -469,16 +476,17 @@ class Publisher:
         if self._options.playlist_type is PlaylistType.LIVE:  # as long as its window will be, once full
             listed_s = max(listed_s, max(self._options.window, MIN_TARGET_DURATIONS_LISTED) * state.target_duration_s)
         needed_s = required_ttl_s(state.target_duration_s, listed_s)
-        if needed_s > self._config.url_ttl_s:
+        if needed_s > self._config.url_ttl_s * LEFT_FRACTION:
             self._ttl_warned.add(key)
             log.warning("stream %s: its segment URLs must stay valid %.0f s (twice its playlist's %.0f s and twice its"
-                        " target duration, RFC 8216 6.2.2), longer than --url-ttl %.0f s: viewers will be refused"
-                        " segments; raise --url-ttl", label, needed_s, listed_s, self._config.url_ttl_s)
+                        " target duration, RFC 8216 6.2.2), and a URL listed may have only %g of --url-ttl %.0f s"
+                        " left: viewers will be refused segments; raise --url-ttl to %d s or more", label, needed_s,
+                        listed_s, LEFT_FRACTION, self._config.url_ttl_s, shortest_ttl_s(needed_s))
 
     def sign_again(self, key: StreamKey, last_message: IndexMessage | None) -> None:
         """Housekeeping's call, for each stream of the spool: when the stream's playlist was last
-        signed half of --url-ttl ago or more (or not in this run), have its worker upload it again
-        with fresh URLs, and its program's master when that is due too. A stream that gets
+        uploaded ``urls.REUSE_FRACTION`` of --url-ttl ago or more (or not in this run), have its
+        worker upload it again with fresh URLs, and its program's master when that is due too. A stream that gets
         segments is signed at each one; this keeps an idle or ended stream playable."""
         if self._signer is not None and last_message is not None and self._signature_due(key):
             self._resign[key] = last_message
@@ -486,7 +494,7 @@ class Publisher:
 
     def _signature_due(self, key: StreamKey) -> bool:
         signed_at = self._signed_at.get(key)
-        return signed_at is None or time.monotonic() - signed_at >= self._config.url_ttl_s / 2
+        return signed_at is None or time.monotonic() - signed_at >= self._config.url_ttl_s * REUSE_FRACTION
 
     async def _sign_again(self, label: str, message: IndexMessage, state: StreamState) -> None:
         """Upload the stream's playlist (``state``) again with fresh URLs, on its worker (so it
@@ -594,7 +602,8 @@ class Publisher:
             changed = program.update(message.index, found)
             # Private streams: a master listed as it was uploaded, its URLs signed afresh.
             resign = (self._signer is not None and program.ever_uploaded and len(program.variants()) >= MIN_RENDITIONS
-                      and (signed_at is None or time.monotonic() - signed_at >= self._config.playlist_url_ttl_s / 2))
+                      and (signed_at is None
+                           or time.monotonic() - signed_at >= self._config.playlist_url_ttl_s * REUSE_FRACTION))
             if not changed and not resign:
                 return
             current = program.variants()
@@ -633,6 +642,9 @@ class Publisher:
         the master (that of ``last_message``'s program; None: none was recorded)."""
         self._unlisted.pop(key, None)
         self._usage.pop(key, None)
+        self._segment_urls.pop(key, None)
+        self._signed_at.pop(key, None)
+        self._ttl_warned.discard(key)
         self._metrics.forget(key)
         if last_message is not None:
             await self._update_master(stream_label(key), last_message, None)

@@ -7,8 +7,10 @@ has the playlist (a public bucket, a CDN in front of a private one).
 presigned: each URI is a SigV4 presigned GET URL of the object in its bucket, valid for the
 TTL from the moment it was signed; the store's own credentials sign it, and the store must be
 S3. cloudfront-signed: each URI is ``https://DOMAIN/KEY`` signed for a CloudFront key pair with
-a canned policy (an expiry only). In both, every playlist the daemon uploads signs its URIs
-again, so a viewer who loads the newest playlist always holds URLs with the TTL ahead of them.
+a canned policy (an expiry only). In both, a URL is reused by the playlists uploaded until it is
+a quarter of its TTL old (``SignedUrls``), then signed again; an idle stream's playlist is
+uploaded again a quarter of the TTL after its last upload (housekeeping looks every eighth), so a
+URL any playlist version lists has at least ``LEFT_FRACTION`` of its TTL ahead of it.
 
 Nothing here does I/O: signing is computation on the clock and the keys.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import datetime
 import enum
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +33,16 @@ from common.settings import ConfigError
 # SigV4 presigned URLs live at most 7 days (AWS S3 API reference, "Authenticating Requests:
 # Using Query Parameters", X-Amz-Expires).
 SIGV4_MAX_TTL_S = 7 * 86400
+
+
+# A signed URL is reused until this fraction of its TTL has passed, and an idle playlist is
+# uploaded again (signed afresh) this long after its last upload.
+REUSE_FRACTION = 0.25
+# How often housekeeping looks for idle playlists due, as a fraction of the TTL.
+CHECK_FRACTION = 0.125
+# The least fraction of its TTL a URL listed by any playlist version has left: reused for up to
+# REUSE_FRACTION, in a playlist replaced after at most REUSE_FRACTION + CHECK_FRACTION more.
+LEFT_FRACTION = 1 - 2 * REUSE_FRACTION - CHECK_FRACTION
 
 
 class UrlMode(enum.StrEnum):
@@ -87,6 +101,35 @@ def read_private_key(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read the CloudFront private key {path}: {error.strerror or error}") from None
+
+
+class SignedUrls:
+    """The signed URLs of one stream's objects (or one program's playlists), each signed for
+    ``ttl_s`` and reused until ``REUSE_FRACTION`` of it has passed (``clock``: seconds,
+    monotonic): a playlist of N segments costs N signatures once per quarter TTL, not at every
+    upload (each is about half a millisecond for SigV4 and one for RSA: benchmarks/url_signing.py)."""
+
+    def __init__(self, signer: UrlSigner, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._signer, self._ttl_s, self._clock = signer, ttl_s, clock
+        self._urls: dict[tuple[str, str], tuple[str, float]] = {}  # (bucket, key) -> (URL, signed at)
+        self._swept_at = clock()
+
+    def __call__(self, bucket: str, key: str) -> str:
+        """A URL of ``key`` in ``bucket`` with at least (1 - REUSE_FRACTION) of the TTL ahead."""
+        now = self._clock()
+        reuse_s = self._ttl_s * REUSE_FRACTION
+        if now - self._swept_at >= reuse_s:  # URLs of objects no longer listed go
+            self._urls = {k: v for k, v in self._urls.items() if now - v[1] < reuse_s}
+            self._swept_at = now
+        found = self._urls.get((bucket, key))
+        if found is None or now - found[1] >= reuse_s:
+            found = self._urls[(bucket, key)] = (self._signer(bucket, key, self._ttl_s), now)
+        return found[0]
+
+
+def shortest_ttl_s(required_s: float) -> float:
+    """The least TTL, whole seconds, that leaves ``required_s`` on every URL listed."""
+    return math.ceil(required_s / LEFT_FRACTION)
 
 
 def required_ttl_s(target_duration_s: float, playlist_duration_s: float) -> float:

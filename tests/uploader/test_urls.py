@@ -21,7 +21,7 @@ from uploader.master import Variant, master_playlist
 from uploader.player import SCRIPT_NAME, player_script, render_player_page
 from uploader.playlist import PlaylistOptions, media_playlist
 from uploader.stream import PublishedSegment, StreamState
-from uploader.urls import UrlMode, cloudfront_signer, required_ttl_s
+from uploader.urls import LEFT_FRACTION, SignedUrls, UrlMode, cloudfront_signer, required_ttl_s, shortest_ttl_s
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -139,3 +139,22 @@ def test_a_private_stream_s_player_page_is_one_object_with_hls_js_inside_and_no_
     assert f'src="{SCRIPT_NAME}"' not in private and 'href=""' in private
     assert player_script().decode() in private  # a signed URL reaches one object: hls.js comes with it
     assert 'fragment.get("src")' in private  # the signed playlist URL, from the page URL's fragment
+
+
+def test_a_signed_url_is_reused_for_a_quarter_of_its_ttl_then_signed_again() -> None:
+    now = [0.0]
+    signed: list[tuple[str, float]] = []
+
+    def signer(bucket: str, key: str, ttl_s: float) -> str:
+        signed.append((key, now[0]))
+        return f"https://{bucket}/{key}?signed-at={now[0]}&ttl={ttl_s}"
+
+    urls = SignedUrls(signer, 100, clock=lambda: now[0])
+    first = urls("b", "seg-1.ts")
+    now[0] = 24.9
+    assert urls("b", "seg-1.ts") == first and urls("b", "seg-2.ts").endswith("signed-at=24.9&ttl=100")
+    now[0] = 25.0
+    assert urls("b", "seg-1.ts") == "https://b/seg-1.ts?signed-at=25.0&ttl=100"
+    assert signed == [("seg-1.ts", 0.0), ("seg-2.ts", 24.9), ("seg-1.ts", 25.0)]
+    # Listed in a playlist replaced at most 3/8 of the TTL later, a URL has 3/8 of it left.
+    assert LEFT_FRACTION == 0.375 and shortest_ttl_s(8) == 22

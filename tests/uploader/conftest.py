@@ -41,6 +41,11 @@ def start_uploader(tmp_path: Path, seaweed: object) -> Iterator[StartUploader]:
         return daemon.start()
 
     yield start
+    stop_all(daemons)
+
+
+def stop_all(daemons: list[UploaderDaemon]) -> None:
+    """Kill each daemon a test started; a traceback in any of their logs fails the test."""
     for daemon in daemons:
         daemon.kill()
         if "Traceback" in daemon.log(all_runs=True):

@@ -27,6 +27,7 @@ from tests.support.rfc8216 import History, is_signed, master_playlist_problems, 
 from tests.support.seaweed import bucket_name
 from tests.support.viewer import http_get, wait_for
 
+from .conftest import stop_all
 from .test_daemon import ext_message
 from .test_urls import cloudfront_verify, pem
 
@@ -64,10 +65,7 @@ def private_daemon(private_s3: EmbeddedS3, tmp_path: Path) -> Iterator[StartPriv
         return daemon.start()
 
     yield start
-    for daemon in daemons:
-        daemon.kill()
-        if "Traceback" in daemon.log(all_runs=True):
-            pytest.fail(f"traceback in the log of hls-uploadd:\n{daemon.log(all_runs=True)}")
+    stop_all(daemons)
 
 
 def sign(s3: EmbeddedS3, target: str, *options: str) -> subprocess.CompletedProcess[str]:

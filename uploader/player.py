@@ -51,13 +51,14 @@ _PAGE = """<!doctype html>
   const video = document.getElementById("video");
   const link = document.getElementById("stream");
   const status = document.getElementById("status");
-  // Options in the query or, for a page reached by a signed URL, in the fragment: src=URL plays
-  // that playlist; hls.js tries hls.js where HLS is native; native tries native HLS alone.
+  // Options in the query or, for a page reached by a signed URL, in the fragment: hls.js tries
+  // hls.js where HLS is native; native tries native HLS alone. A private stream's page plays the
+  // http(s) URL its fragment's src= gives (a signed playlist URL); a public page only its own.
   const query = new URLSearchParams(location.search);
   const fragment = new URLSearchParams(location.hash.slice(1));
   const option = (name) => query.has(name) || fragment.has(name);
-  const given = fragment.get("src") || query.get("src");
-  if (given) link.setAttribute("href", given);
+  const given = {private} ? fragment.get("src") : null;
+  if (given && /^https?:\/\//i.test(given)) link.setAttribute("href", given);
   const source = new URL(link.getAttribute("href"), location.href).href;
   link.querySelector("code").textContent = source;
   const forceHlsJs = option("hls.js"), nativeOnly = option("native");
@@ -127,6 +128,7 @@ def render_player_page(playlist_name: str, *, title: str, private: bool = False)
         title=html.escape(title),
         playlist="" if private else html.escape(playlist_name, quote=True),
         script=script,
+        private="true" if private else "false",
         live_sync_segments=LIVE_SYNC_SEGMENTS,
     )
 

@@ -57,7 +57,8 @@ class Housekeeper:
         limits = [s for s in (config.end_silent_after_s, config.forget_ended_after_s) if s > 0]
         self._silence_interval_s = min([SILENCE_CHECK_MAX_INTERVAL_S, *(s / 4 for s in limits)])
         self._judged_at = 0.0  # monotonic
-        self._signing_interval_s = min(SIGNING_CHECK_MAX_INTERVAL_S, config.url_ttl_s * CHECK_FRACTION)
+        self._signing_interval_s = min(SIGNING_CHECK_MAX_INTERVAL_S,
+                                       min(config.url_ttl_s, config.playlist_url_ttl_s) * CHECK_FRACTION)
         self._signing_checked_at = 0.0  # monotonic
         self._errors = Throttle(DELETION_ERROR_LOG_INTERVAL_S)  # all deletions share one report
 

@@ -40,7 +40,7 @@ from .player import (
     player_script,
     render_player_page,
 )
-from .master import MIN_RENDITIONS, Program, master_playlist, variant
+from .master import Program, master_playlist, variant
 from .metrics import DaemonMetrics, store_error_kind
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
@@ -76,7 +76,7 @@ from .stream import (
     with_segment,
     without_lost,
 )
-from .urls import LEFT_FRACTION, REUSE_FRACTION, SignedUrls, UrlSigner, required_ttl_s, shortest_ttl_s
+from .urls import LEFT_FRACTION, REUSE_FRACTION, SIGV4_MAX_TTL_S, SignedUrls, UrlSigner, required_ttl_s, shortest_ttl_s
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,15 @@ class Throttle:
         self._last.pop(key, None)
 
 
+def _due(signed_at: float | None, ttl_s: float) -> bool:
+    """Whether URLs signed at ``signed_at`` (wall clock; None: not in this run) for ``ttl_s`` are
+    to be signed again: ``urls.REUSE_FRACTION`` of it has passed, or the clock went back."""
+    if signed_at is None:
+        return True
+    age_s = time.time() - signed_at
+    return age_s >= ttl_s * REUSE_FRACTION or age_s < 0
+
+
 def _unless_taken_unreadable(put: Callable[[], None]) -> None:
     """``put``, a TakenUnreadableError counted as done."""
     with contextlib.suppress(TakenUnreadableError):
@@ -166,15 +175,17 @@ class Publisher:
         self._config = config
         # Private streams (--url-mode): what signs the URIs playlists list, the URLs signed per
         # stream (segments) and per program (media playlists), when each stream's playlist and
-        # each program's master were last uploaded (monotonic), the streams whose playlist
-        # housekeeping asked to upload again (-> their last message), and those whose URLs were
-        # found to outlive --url-ttl (warned once).
+        # each program's master were last uploaded (wall clock, as URLs expire by it), the
+        # streams housekeeping asked to sign again (-> their last message), and those whose URLs
+        # were found to outlive --url-ttl (warned once).
         self._signer = signer
         self._segment_urls: dict[StreamKey, SignedUrls] = {}
         self._playlist_urls: dict[tuple[str, str], SignedUrls] = {}
         self._signed_at: dict[StreamKey, float] = {}
         self._master_signed_at: dict[tuple[str, str], float] = {}
         self._resign: dict[StreamKey, IndexMessage] = {}
+        # Streams forgotten (``forget``) and not published since: never put back in a master.
+        self._forgotten: set[StreamKey] = set()
         self._ttl_warned: set[StreamKey] = set()
         self._metrics = metrics or DaemonMetrics()
         self._options = PlaylistOptions(window=config.window, playlist_type=config.playlist_type)
@@ -365,6 +376,7 @@ class Publisher:
 
     async def _publish(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         message = item.message
+        self._forgotten.discard(message.stream_id)  # a new message starts a forgotten stream afresh
         segment = message.segment_name
         SEGMENT.set(segment)
         began = time.monotonic()
@@ -469,48 +481,60 @@ class Publisher:
         return lambda name: urls(message.bucket, message.key_for(name))
 
     def _check_url_ttl(self, label: str, key: StreamKey, state: StreamState) -> None:
-        """Warn once per stream when its signed URLs would expire while a viewer may still use them."""
+        """Warn once per stream when its signed URLs could expire while a viewer may still use
+        them: ``urls.required_ttl_s`` of its window (at least ``--window`` segments and three target
+        durations, as a live playlist lists and a reloading player holds) must fit in the
+        ``urls.LEFT_FRACTION`` of --url-ttl every listed URL has left."""
         if self._signer is None or key in self._ttl_warned or state.target_duration_s is None:
             return
-        listed_s = sum(segment.duration_s for segment in listed_segments(state, self._options))
-        if self._options.playlist_type is PlaylistType.LIVE:  # as long as its window will be, once full
-            listed_s = max(listed_s, max(self._options.window, MIN_TARGET_DURATIONS_LISTED) * state.target_duration_s)
-        needed_s = required_ttl_s(state.target_duration_s, listed_s)
-        if needed_s > self._config.url_ttl_s * LEFT_FRACTION:
-            self._ttl_warned.add(key)
-            log.warning("stream %s: its segment URLs must stay valid %.0f s (twice its playlist's %.0f s and twice its"
-                        " target duration, RFC 8216 6.2.2), and a URL listed may have only %g of --url-ttl %.0f s"
-                        " left: viewers will be refused segments; raise --url-ttl to %d s or more", label, needed_s,
-                        listed_s, LEFT_FRACTION, self._config.url_ttl_s, shortest_ttl_s(needed_s))
+        window_s = max(self._options.window, MIN_TARGET_DURATIONS_LISTED) * state.target_duration_s
+        if self._options.playlist_type is PlaylistType.LIVE:
+            window_s = max(window_s, sum(segment.duration_s for segment in listed_segments(state, self._options)))
+        needed_s = required_ttl_s(state.target_duration_s, window_s)
+        if needed_s <= self._config.url_ttl_s * LEFT_FRACTION:
+            return
+        self._ttl_warned.add(key)
+        shortest_s = shortest_ttl_s(needed_s)
+        advice = (f"raise --url-ttl to {shortest_s} s or more" if shortest_s <= SIGV4_MAX_TTL_S
+                  else "that is beyond what a signed URL may live (7 days): shorten --window")
+        log.warning("stream %s: its segment URLs must stay valid %.0f s (twice its window of %.0f s and twice its"
+                    " target duration, RFC 8216 6.2.2), and a URL listed may have only %g of --url-ttl %.0f s left:"
+                    " viewers will be refused segments; %s", label, needed_s, window_s, LEFT_FRACTION,
+                    self._config.url_ttl_s, advice)
 
     def sign_again(self, key: StreamKey, last_message: IndexMessage | None) -> None:
         """Housekeeping's call, for each stream of the spool: when the stream's playlist was last
-        uploaded ``urls.REUSE_FRACTION`` of --url-ttl ago or more (or not in this run), have its
-        worker upload it again with fresh URLs, and its program's master when that is due too. A stream that gets
-        segments is signed at each one; this keeps an idle or ended stream playable."""
-        if self._signer is not None and last_message is not None and self._signature_due(key):
+        uploaded ``urls.REUSE_FRACTION`` of --url-ttl ago or more (or not in this run), or its
+        program's master that fraction of --playlist-url-ttl ago, have the stream's worker upload
+        them again with fresh URLs. A stream that gets segments is signed as it goes; this keeps
+        an idle or ended stream, and its master, playable."""
+        if self._signer is None or last_message is None:
+            return
+        group = (last_message.bucket, last_message.key_prefix)
+        master_due = bool(self._config.master_name) and _due(self._master_signed_at.get(group),
+                                                              self._config.playlist_url_ttl_s)
+        if master_due or _due(self._signed_at.get(key), self._config.url_ttl_s):
             self._resign[key] = last_message
             self.notify(key)
 
-    def _signature_due(self, key: StreamKey) -> bool:
-        signed_at = self._signed_at.get(key)
-        return signed_at is None or time.monotonic() - signed_at >= self._config.url_ttl_s * REUSE_FRACTION
-
     async def _sign_again(self, label: str, message: IndexMessage, state: StreamState) -> None:
-        """Upload the stream's playlist (``state``) again with fresh URLs, on its worker (so it
-        never goes out of order with a publish), then its master if due."""
-        if not self._signature_due(message.stream_id) or state.target_duration_s is None \
-                or not should_publish(state, self._options):
-            return  # published meanwhile, or nothing to list yet
-        body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
-        held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key, body,
-                               PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
-                               stop_if_held=True)
-        if held:
-            return  # the stream is held; housekeeping asks again
-        self._signed_at[message.stream_id] = time.monotonic()
-        log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
-                 label, self._config.url_ttl_s)
+        """Upload the stream's playlist (``state``) again with fresh URLs if due, on its worker (so
+        it never goes out of order with a publish), then its master if due. A stream forgotten
+        meanwhile is left alone, and leaves the master."""
+        key = message.stream_id
+        if key in self._forgotten:
+            return
+        if _due(self._signed_at.get(key), self._config.url_ttl_s) and state.target_duration_s is not None \
+                and should_publish(state, self._options):
+            body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
+            held = await self._put(key, message.index, message.bucket, message.playlist_key, body,
+                                   PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
+                                   stop_if_held=True)
+            if held:
+                return  # the stream is held; housekeeping asks again
+            self._signed_at[key] = time.time()
+            log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
+                     label, self._config.url_ttl_s)
         await self._update_master(label, message, state)
 
     def _log_over_target(self, label: str, key: StreamKey, segment: str, transition: Transition) -> None:
@@ -597,13 +621,13 @@ class Publisher:
             program = self._programs.get(group)
             if program is None:
                 program = self._programs[group] = await self._spool.call(self._load_program, group)
-            found = variant(message.index, state) if state is not None and should_publish(state, self._options) else None
-            signed_at = self._master_signed_at.get(group)
+            listed = state is not None and message.stream_id not in self._forgotten and should_publish(state, self._options)
+            found = variant(message.index, state) if listed else None
             changed = program.update(message.index, found)
-            # Private streams: a master listed as it was uploaded, its URLs signed afresh.
-            resign = (self._signer is not None and program.ever_uploaded and len(program.variants()) >= MIN_RENDITIONS
-                      and (signed_at is None
-                           or time.monotonic() - signed_at >= self._config.playlist_url_ttl_s * REUSE_FRACTION))
+            # Private streams: a master uploaded before goes again, its URLs signed afresh (with
+            # the renditions it has now, even one: its old URLs must not outlive their TTL).
+            resign = (self._signer is not None and program.ever_uploaded and bool(program.variants())
+                      and _due(self._master_signed_at.get(group), self._config.playlist_url_ttl_s))
             if not changed and not resign:
                 return
             current = program.variants()
@@ -616,7 +640,7 @@ class Publisher:
                 return
             first = not program.ever_uploaded
             program.uploaded(current)
-            self._master_signed_at[group] = time.monotonic()
+            self._master_signed_at[group] = time.time()
             log.info(
                 "program %s: master playlist uploaded with %d rendition(s): %s",
                 stream_label((*group, name)), len(current),
@@ -644,7 +668,9 @@ class Publisher:
         self._usage.pop(key, None)
         self._segment_urls.pop(key, None)
         self._signed_at.pop(key, None)
+        self._resign.pop(key, None)
         self._ttl_warned.discard(key)
+        self._forgotten.add(key)
         self._metrics.forget(key)
         if last_message is not None:
             await self._update_master(stream_label(key), last_message, None)
@@ -663,7 +689,7 @@ class Publisher:
                                    body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
                                    hold_permanent=True, stop_if_held=True)
             if not held:
-                self._signed_at[message.stream_id] = time.monotonic()
+                self._signed_at[message.stream_id] = time.time()
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):

@@ -105,11 +105,11 @@ def read_private_key(path: Path) -> bytes:
 
 class SignedUrls:
     """The signed URLs of one stream's objects (or one program's playlists), each signed for
-    ``ttl_s`` and reused until ``REUSE_FRACTION`` of it has passed (``clock``: seconds,
-    monotonic): a playlist of N segments costs N signatures once per quarter TTL, not at every
+    ``ttl_s`` and reused until ``REUSE_FRACTION`` of it has passed (``clock``: seconds, the wall
+    clock URLs expire by; one that went back signs afresh): a playlist of N segments costs N signatures once per quarter TTL, not at every
     upload (each is about half a millisecond for SigV4 and one for RSA: benchmarks/url_signing.py)."""
 
-    def __init__(self, signer: UrlSigner, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, signer: UrlSigner, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self._signer, self._ttl_s, self._clock = signer, ttl_s, clock
         self._urls: dict[tuple[str, str], tuple[str, float]] = {}  # (bucket, key) -> (URL, signed at)
         self._swept_at = clock()
@@ -118,11 +118,11 @@ class SignedUrls:
         """A URL of ``key`` in ``bucket`` with at least (1 - REUSE_FRACTION) of the TTL ahead."""
         now = self._clock()
         reuse_s = self._ttl_s * REUSE_FRACTION
-        if now - self._swept_at >= reuse_s:  # URLs of objects no longer listed go
-            self._urls = {k: v for k, v in self._urls.items() if now - v[1] < reuse_s}
+        if not 0 <= now - self._swept_at < reuse_s:  # URLs of objects no longer listed go
+            self._urls = {k: v for k, v in self._urls.items() if 0 <= now - v[1] < reuse_s}
             self._swept_at = now
         found = self._urls.get((bucket, key))
-        if found is None or now - found[1] >= reuse_s:
+        if found is None or not 0 <= now - found[1] < reuse_s:
             found = self._urls[(bucket, key)] = (self._signer(bucket, key, self._ttl_s), now)
         return found[0]
 

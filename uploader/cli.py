@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import typer
 
 from common.logs import format_handler, logs_json
-from common.options import with_options
+from common.options import config_fields, settings_from_file, with_options
 from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, spool_directory
@@ -105,7 +105,10 @@ def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:
     """What signs the URIs of private streams' playlists (--url-mode; uploader/urls.py), None when
     they are public. Raises ConfigError (an unreadable or non-RSA CloudFront key)."""
     if config.url_mode is UrlMode.PRESIGNED:
-        return presigned_signer(s3_client(config))
+        # On AWS, "auto" presigns with the global host name, which a bucket outside us-east-1
+        # answers with a redirect the signature does not cover: its region's host instead.
+        on_aws_auto = config.endpoint_url is None and config.s3_addressing_style == "auto"
+        return presigned_signer(s3_client(config, addressing_style="virtual" if on_aws_auto else None))
     if config.url_mode is UrlMode.CLOUDFRONT_SIGNED:
         assert config.cloudfront_domain and config.cloudfront_key_pair_id and config.cloudfront_private_key
         return cloudfront_signer(config.cloudfront_domain, config.cloudfront_key_pair_id,
@@ -113,9 +116,10 @@ def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:
     return None
 
 
-def s3_client(config: UploaderConfig | SigningSettings) -> Any:
-    """A boto3 S3 client for --endpoint-url, --region, --s3-addressing-style and --s3-checksums,
-    with boto3's own retries off (the publisher retries). Raises ConfigError."""
+def s3_client(config: UploaderConfig | SigningSettings, addressing_style: str | None = None) -> Any:
+    """A boto3 S3 client for --endpoint-url, --region, --s3-addressing-style (or
+    ``addressing_style``) and --s3-checksums, with boto3's own retries off (the publisher
+    retries). Raises ConfigError."""
     import boto3
     import botocore.config
 
@@ -126,7 +130,7 @@ def s3_client(config: UploaderConfig | SigningSettings) -> Any:
         max_pool_connections=config.max_inflight + 2,
         # The publisher retries with its own backoff and logs; no hidden second layer.
         retries={"mode": "standard", "total_max_attempts": 1},
-        s3={"addressing_style": config.s3_addressing_style},
+        s3={"addressing_style": addressing_style or config.s3_addressing_style},
         signature_version="s3v4",  # presigned URLs too (boto3 may presign with SigV2 otherwise)
         # None leaves boto3's own choice (AWS_REQUEST_CHECKSUM_CALCULATION, the shared config file).
         request_checksum_calculation=config.s3_checksums,
@@ -354,50 +358,63 @@ def _env(name: str) -> str:
 @sign_app.command()
 def sign(
     target: str = typer.Argument(..., metavar="s3://BUCKET/KEY",
-                                 help="The object: a stream's playlist or its program's master."),
-    ttl: str = typer.Option("1h", "--ttl", metavar="DURATION", help="How long the URL is valid: 3600, 30m, 1h, 7d."),
+                                 help="The object, its key as it is: a stream's playlist or its program's master."),
+    ttl: str = typer.Option("1h", "--ttl", metavar="DURATION",
+                            help="How long the URL can be loaded: 3600, 30m, 1h, 7d."),
     player: bool = typer.Option(False, "--player", help="The URL of the player page beside it (--player-page),"
                                 " playing it: index.html's signed URL, #src= the playlist's."),
-    url_mode: str = typer.Option("presigned", "--url-mode", envvar=_env("URL_MODE"), metavar="MODE",
-                                 help="presigned or cloudfront-signed, as the daemon's."),
+    config_file: Path = typer.Option(None, "--config", envvar=_env("CONFIG"), metavar="FILE",
+                                     help="The daemon's TOML file: its url_mode, endpoint, region, cloudfront_*."),
+    url_mode: str = typer.Option(None, "--url-mode", envvar=_env("URL_MODE"), metavar="MODE",
+                                 help="presigned (the default) or cloudfront-signed, as the daemon's."),
     endpoint_url: str = typer.Option(None, "--endpoint-url", envvar=[_env("ENDPOINT_URL"), "AWS_ENDPOINT_URL"],
                                      metavar="URL", help="S3 endpoint, as the daemon's."),
-    region: str = typer.Option(None, "--region", envvar=_env("REGION"), metavar="NAME", help="S3 region."),
-    addressing_style: str = typer.Option("auto", "--s3-addressing-style", envvar=_env("S3_ADDRESSING_STYLE"),
+    region: str = typer.Option(None, "--region", envvar=_env("REGION"), metavar="NAME",
+                               help="The bucket's region, as the daemon's."),
+    addressing_style: str = typer.Option(None, "--s3-addressing-style", envvar=_env("S3_ADDRESSING_STYLE"),
                                          metavar="STYLE", help="auto, path or virtual, as the daemon's."),
     cloudfront_domain: str = typer.Option(None, "--cloudfront-domain", envvar=_env("CLOUDFRONT_DOMAIN"),
                                           metavar="HOST"),
     cloudfront_key_pair_id: str = typer.Option(None, "--cloudfront-key-pair-id", envvar=_env("CLOUDFRONT_KEY_PAIR_ID"),
                                                metavar="ID"),
-    cloudfront_private_key: Path = typer.Option(None, "--cloudfront-private-key",
-                                                envvar=_env("CLOUDFRONT_PRIVATE_KEY"), metavar="FILE"),
+    cloudfront_private_key: str = typer.Option(None, "--cloudfront-private-key",
+                                               envvar=_env("CLOUDFRONT_PRIVATE_KEY"), metavar="FILE"),
 ) -> None:
-    """Print a URL of a private stream's playlist or master that expires after --ttl: what an
-    application hands a viewer. The playlist lists URLs the daemon signed for --url-ttl (a master:
-    --playlist-url-ttl), so the viewer can play for as long as this one lets them in."""
+    """Print a signed URL of a private stream's playlist or master, which can be loaded for --ttl:
+    what an application hands a viewer. A viewer who loaded it plays on with the URLs it lists,
+    which the daemon signs for --url-ttl (a master's: --playlist-url-ttl). Options, environment
+    and --config as the daemon takes them."""
+    from botocore.exceptions import BotoCoreError
+
     try:
-        parts = urlsplit(target)
-        if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
-            raise ConfigError(f"{target!r} is not s3://BUCKET/KEY")
+        bucket, slash, key = target.removeprefix("s3://").partition("/")
+        if not target.startswith("s3://") or not bucket or not slash or not key or key.endswith("/"):
+            raise ConfigError(f"{target!r} is not s3://BUCKET/KEY (an object's key, not a prefix)")
         ttl_s = parse_ttl(ttl)
-        mode = UrlMode(url_mode) if url_mode in tuple(UrlMode) else None
-        if mode is None or mode is UrlMode.PUBLIC:
-            raise ConfigError(f"--url-mode {url_mode!r}: sign makes presigned or cloudfront-signed URLs")
-        if mode is UrlMode.CLOUDFRONT_SIGNED and not (cloudfront_domain and cloudfront_key_pair_id
-                                                      and cloudfront_private_key):
+        given = {"url_mode": url_mode, "endpoint_url": endpoint_url, "region": region,
+                 "s3_addressing_style": addressing_style, "cloudfront_domain": cloudfront_domain,
+                 "cloudfront_key_pair_id": cloudfront_key_pair_id, "cloudfront_private_key": cloudfront_private_key}
+        settings = {"url_mode": UrlMode.PRESIGNED.value,
+                    **(settings_from_file(OPTIONS, config_file, section=SECTION) if config_file else {}),
+                    **{name: value for name, value in given.items() if value is not None}}
+        fields = config_fields(OPTIONS, settings)
+        if fields["url_mode"] is UrlMode.PUBLIC:
+            raise ConfigError("--url-mode public: sign makes presigned or cloudfront-signed URLs")
+        if fields["url_mode"] is UrlMode.CLOUDFRONT_SIGNED and None in (
+                fields["cloudfront_domain"], fields["cloudfront_key_pair_id"], fields["cloudfront_private_key"]):
             raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
                               " --cloudfront-private-key")
-        signer = build_signer(SigningSettings(mode, endpoint_url, region, addressing_style, cloudfront_domain,
-                                              cloudfront_key_pair_id, cloudfront_private_key))
+        signer = build_signer(SigningSettings(**{name: fields[name] for name in SigningSettings.__slots__}))
         assert signer is not None
-        bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
         url = signer(bucket, key, ttl_s)
         if player:
             page = posixpath.join(posixpath.dirname(key), PAGE_NAME)
             url = f"{signer(bucket, page, ttl_s)}#src={quote(url, safe='')}"
-        print(url)
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
+    except BotoCoreError as error:  # no credentials, mostly
+        _fail(f"cannot sign {target}: {error}", EXIT_CONFIG)
+    print(url)
 
 
 def main() -> None:

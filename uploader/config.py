@@ -57,6 +57,9 @@ DEFAULT_MAX_PAYLOAD_INFLIGHT = 1024 * 1024 * 1024
 
 _MASTER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,249}\.m3u8")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The canned ACLs that grant no one but the bucket owner (and the writer) a read: the only ones
+# private streams take.
+_PRIVATE_ACLS = ("private", "bucket-owner-read", "bucket-owner-full-control")
 _CANNED_ACLS = (
     "private",
     "public-read",
@@ -547,9 +550,9 @@ class UploaderConfig:
             return
         if self.url_mode is UrlMode.PRESIGNED and self.store_root is not None:
             raise ConfigError(f"--url-mode presigned signs S3 GET URLs: --store {self.store} has none")
-        if self.acl and self.acl.startswith("public"):
-            raise ConfigError(f"--acl {self.acl} makes every object public, which --url-mode {self.url_mode} exists"
-                              " to prevent: leave --acl unset")
+        if self.acl and self.acl not in _PRIVATE_ACLS:
+            raise ConfigError(f"--acl {self.acl} lets others than the bucket owner read every object, which --url-mode"
+                              f" {self.url_mode} exists to prevent: leave --acl unset (or {', '.join(_PRIVATE_ACLS)})")
 
     @property
     def authenticated(self) -> bool:

@@ -114,7 +114,10 @@ def config(tmp_path: Path, **values: object) -> UploaderConfig:
     ({"url_mode": "cloudfront-signed", "cloudfront_domain": "https://d1.cloudfront.net/", "cloudfront_key_pair_id": "K",
       "cloudfront_private_key": "/k.pem"}, "is not a host name"),
     ({"url_mode": "presigned", "store": "file:///srv/hls"}, "--url-mode presigned signs S3 GET URLs"),
-    ({"url_mode": "presigned", "acl": "public-read"}, "--acl public-read makes every object public"),
+    ({"url_mode": "presigned", "acl": "public-read"}, "--acl public-read lets others than the bucket owner read"),
+    ({"url_mode": "cloudfront-signed", "acl": "authenticated-read", "cloudfront_domain": "d1.cloudfront.net",
+      "cloudfront_key_pair_id": "K", "cloudfront_private_key": "/k.pem"}, "--acl authenticated-read lets others"),
+    ({"url_mode": "presigned", "acl": "aws-exec-read"}, "--acl aws-exec-read lets others"),
     ({"url_mode": "presigned", "url_ttl": 8 * 86400}, "--url-ttl"),
     ({"url_mode": "presigned", "playlist_url_ttl": 0}, "--playlist-url-ttl"),
 ])

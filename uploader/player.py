@@ -58,7 +58,7 @@ _PAGE = """<!doctype html>
   const fragment = new URLSearchParams(location.hash.slice(1));
   const option = (name) => query.has(name) || fragment.has(name);
   const given = {private} ? fragment.get("src") : null;
-  if (given && /^https?:\/\//i.test(given)) link.setAttribute("href", given);
+  if (given && /^https?:[/][/]/i.test(given)) link.setAttribute("href", given);
   const source = new URL(link.getAttribute("href"), location.href).href;
   link.querySelector("code").textContent = source;
   const forceHlsJs = option("hls.js"), nativeOnly = option("native");

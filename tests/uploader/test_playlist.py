@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.rfc8216 import History, media_playlist_problems
+from uploader.master import Variant, master_playlist
 from uploader.playlist import PlaylistOptions, PlaylistType, format_duration, media_playlist, should_publish
 from uploader.stream import (
     PublishedSegment,
@@ -390,3 +391,21 @@ def test_a_stream_whose_first_segment_failed_is_not_refilling() -> None:
     # Nothing was ever listed, so nothing was lost from the window: its (empty) playlist may go out.
     failed = with_failure(StreamState(), promised_s=2, end=False)
     assert not failed.published_any and not refilling(failed) and should_publish(failed, LIVE)
+
+
+def signed_state() -> StreamState:
+    segments = tuple(PublishedSegment(n, f"live-{n:05d}.ts", 2.0, False, key=f"show/live-{n:05d}.ts")
+                     for n in range(1, 4))
+    return StreamState(target_duration_s=2, segments=segments, next_media_sequence=4)
+
+
+def test_a_playlist_lists_each_segment_by_the_uri_given_for_it_and_the_master_each_rendition() -> None:
+    text = media_playlist(signed_state(), PlaylistOptions(window=3), lambda s: f"https://signed/{s.key}?sig={s.media_sequence}")
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        f"https://signed/show/live-{n:05d}.ts?sig={n}" for n in range(1, 4)]
+    assert "\nlive-00001.ts\n" in media_playlist(signed_state(), PlaylistOptions(window=3))  # public: as recorded
+    variants = tuple(Variant(name, bandwidth, None, None, None, None, independent=False, ended=False)
+                     for name, bandwidth in (("low.m3u8", 100_000), ("high.m3u8", 300_000)))
+    master = master_playlist(variants, lambda name: f"https://signed/show/{name}?sig")
+    assert [line for line in master.splitlines() if not line.startswith("#")] == [
+        "https://signed/show/low.m3u8?sig", "https://signed/show/high.m3u8?sig"]

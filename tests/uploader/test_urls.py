@@ -17,10 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from common.settings import ConfigError
 from uploader.config import UploaderConfig
-from uploader.master import Variant, master_playlist
 from uploader.player import SCRIPT_NAME, player_script, render_player_page
-from uploader.playlist import PlaylistOptions, media_playlist
-from uploader.stream import PublishedSegment, StreamState
 from uploader.urls import LEFT_FRACTION, SignedUrls, UrlMode, cloudfront_signer, required_ttl_s, shortest_ttl_s
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
@@ -82,24 +79,6 @@ def test_a_live_playlist_s_urls_must_outlive_two_playlists_and_two_target_durati
     # segment removed stays available 2 + 10 s more (RFC 8216 6.2.2).
     assert required_ttl_s(2, 10) == 24
     assert required_ttl_s(6, 30) == 72
-
-
-def state() -> StreamState:
-    segments = tuple(PublishedSegment(n, f"live-{n:05d}.ts", 2.0, False, key=f"show/live-{n:05d}.ts")
-                     for n in range(1, 4))
-    return StreamState(target_duration_s=2, segments=segments, next_media_sequence=4)
-
-
-def test_a_playlist_lists_each_segment_by_the_uri_given_for_it_and_the_master_each_rendition() -> None:
-    text = media_playlist(state(), PlaylistOptions(window=3), lambda s: f"https://signed/{s.key}?sig={s.media_sequence}")
-    assert [line for line in text.splitlines() if not line.startswith("#")] == [
-        f"https://signed/show/live-{n:05d}.ts?sig={n}" for n in range(1, 4)]
-    assert "\nlive-00001.ts\n" in media_playlist(state(), PlaylistOptions(window=3))  # public: as recorded
-    variants = tuple(Variant(name, bandwidth, None, None, None, None, independent=False, ended=False)
-                     for name, bandwidth in (("low.m3u8", 100_000), ("high.m3u8", 300_000)))
-    master = master_playlist(variants, lambda name: f"https://signed/show/{name}?sig")
-    assert [line for line in master.splitlines() if not line.startswith("#")] == [
-        "https://signed/show/low.m3u8?sig", "https://signed/show/high.m3u8?sig"]
 
 
 def config(tmp_path: Path, **values: object) -> UploaderConfig:

@@ -184,7 +184,8 @@ class Publisher:
         self._signed_at: dict[StreamKey, float] = {}
         self._master_signed_at: dict[tuple[str, str], float] = {}
         self._resign: dict[StreamKey, IndexMessage] = {}
-        # Streams forgotten (``forget``) and not published since: never put back in a master.
+        # Streams forgotten (``forget``) while their worker runs: a sign-again in flight must not
+        # put them back in a master.
         self._forgotten: set[StreamKey] = set()
         self._ttl_warned: set[StreamKey] = set()
         self._metrics = metrics or DaemonMetrics()
@@ -363,6 +364,7 @@ class Publisher:
         finally:
             if self._workers.get(key) is asyncio.current_task():
                 del self._workers[key]
+                self._forgotten.discard(key)  # no sign-again of it is in flight any more
 
     async def _give_up(self, label: str, item: QueuedItem) -> None:
         with contextlib.suppress(Exception):
@@ -670,7 +672,8 @@ class Publisher:
         self._signed_at.pop(key, None)
         self._resign.pop(key, None)
         self._ttl_warned.discard(key)
-        self._forgotten.add(key)
+        if key in self._workers:  # its worker may be signing it again (``_run_stream`` forgets this)
+            self._forgotten.add(key)
         self._metrics.forget(key)
         if last_message is not None:
             await self._update_master(stream_label(key), last_message, None)

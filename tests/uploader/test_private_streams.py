@@ -404,3 +404,25 @@ def test_a_master_is_signed_again_on_its_own_ttl_and_drops_a_forgotten_rendition
     alone = len(seen)
     wait_for(lambda: versions(alone + 2), timeout=20, interval=0.3, message="the master signed again twice")
     assert all([resource(u).rsplit("/", 1)[1] for u in uris(text)] == ["low.m3u8"] for text in seen[alone - 1:])
+
+
+def test_an_event_playlist_is_judged_by_its_window_not_by_its_growing_length(
+    private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path, segment_source: Path,
+) -> None:
+    # Players reload an EVENT playlist while it is live, so its URLs need what a 5 x 1 s window
+    # needs (12 s, which 3/8 of 40 s covers), however long the event grows.
+    bucket = private_s3.create_bucket(bucket_name("event"))
+    segments = tmp_path / "segments"
+    daemon = private_daemon(bucket, "--url-ttl", "40", "--playlist-type", "event")
+    with daemon.connect() as client:
+        for number in range(1, 21):
+            place_segment(segment_source, segments, "seg", number)
+            client.send(ext_message(segments, bucket, number, key_prefix=KEY_PREFIX, segment_duration=1,
+                                    duration=1.0))
+    playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/index.m3u8")
+    text = wait_for(lambda: (r := http_get(playlist_url)).status == 200 and "seg-00020.ts" in r.text and r.text,
+                    timeout=30, message="segment 20 listed")
+    history = History("event", signed=True)
+    history.add(text)
+    assert history.problems == [] and len(uris(text)) == 20
+    assert "raise --url-ttl" not in daemon.log()

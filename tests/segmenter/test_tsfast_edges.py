@@ -28,6 +28,7 @@ from .test_tsfast import (
     TS_PACKET_BYTES,
     as_second_video_stream,
     assert_each_pes_whole_where_it_started,
+    audio_start_first,
     find_program,
     get_timestamp,
     interleave,
@@ -1135,3 +1136,19 @@ def test_a_second_track_starting_late_is_filled_from_the_first_segments_start_wh
     assert [pts for _, pts in filler] == [start + FRAME * k for k in range(len(filler))]
     assert first - FRAME < filler[-1][1] + FRAME <= first
     assert timeline_is_gapless(units)
+
+
+def test_audio_coming_first_at_a_new_timeline_while_a_pause_is_filled_is_written_whole(media: MediaCache) -> None:
+    """The audio stops 2.5 s before the picture, and its pause is being filled when the encoder
+    restarts: every stream goes back to where its timestamps began, the audio's first PES before
+    the video (the cutter holds it back until the video follows). Dated before the silence
+    written on the old timeline, it is neither the muxer's late unit nor audio over that silence:
+    every PES of the new timeline is written, in its segments, none left out."""
+    part = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    again = audio_start_first(media.encoder_ts(seconds=8).read_bytes())
+    audio_pid = find_program(part).streams[1][0]
+    files, events, _ = split(part + again, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    assert not [e for e in events if e[0] == DROPPED]
+    came = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(again)[audio_pid])]
+    assert [(pts, payload) for n, pts, payload in audio_units(files, audio_pid) if n >= 5] == came

@@ -76,6 +76,7 @@ ADTS = 0x0F  # stream_type of AAC in ADTS frames (ISO/IEC 13818-1 table 2-34)
 def split(
     data: bytes, seconds: int, *, chunk: int = 65536, watch: ParameterWatch | None = None, number: int | None = None,
     silence: bool = False, breaks: tuple[int, ...] = (), frame_ticks: int | None = 3600, new_run: bool = False,
+    unfilled: tuple[int, ...] = (), look_ahead: int = 0,
 ) -> tuple[dict[int, bytearray], list[tuple], SegmentTiming | None]:
     """Cut ``data`` as ``hls-segment`` would, fed ``chunk`` bytes at a time (and broken at the
     offsets ``breaks`` too): each segment's bytes, the events, and the last segment's timing
@@ -83,17 +84,20 @@ def split(
     ``watch``: the video's parameters, watched as the fast path's shell does; ``number``: the
     program (None: the PAT's first); ``silence``: pauses in AAC audio filled, as the shell does;
     ``frame_ticks``: a video frame's duration as the shell found it (None: not known);
-    ``new_run``: the first segment starts a new timeline, as the shell has every run's first."""
+    ``new_run``: the first segment starts a new timeline, as the shell has every run's first;
+    ``unfilled``: PIDs of AAC tracks taken for a codec without a frame family (as Opus is), whose
+    pauses are not filled; ``look_ahead``: the input's first bytes read ahead, as the probe reads them."""
     program = find_program(data, number)
     video = (STREAM_TYPE_H264, STREAM_TYPE_HEVC)
     tracks = [Track(pid, index, kind in video, kind == STREAM_TYPE_HEVC, frame_ticks if kind in video else None,
                     data=kind in (0x15, 0x86),  # timed ID3, SCTE-35: copied, not cut on
-                    codec="aac" if kind == ADTS else "")
+                    codec="aac" if kind == ADTS and pid not in unfilled else "")
               for index, (pid, kind) in enumerate(program.streams)]
     kinds = [StreamKind.VIDEO if track.video else StreamKind.AUDIO for track in tracks if not track.data]
     cutter = Cutter([StreamInfo(n, kind, TICKS, True) for n, kind in enumerate(kinds)], Fraction(seconds),
                     discontinuity=new_run)
-    splitter = TsSplitter(program, tracks, cutter, watch, silent_frame_or_none if silence else None)
+    splitter = TsSplitter(program, tracks, cutter, watch, silent_frame_or_none if silence else None,
+                          look_ahead=data[:look_ahead])
     files: dict[int, bytearray] = {}
     events: list[tuple] = []
     start = 0

@@ -28,6 +28,7 @@ from .test_tsfast import (
     TS_PACKET_BYTES,
     as_second_video_stream,
     assert_each_pes_whole_where_it_started,
+    audio_start_first,
     find_program,
     get_timestamp,
     interleave,
@@ -39,7 +40,7 @@ from .test_tsfast import (
     split,
     without_random_access_indicators,
 )
-from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, renumbered, splice_info_section
+from .ts_surgery import ID3_PID, SCTE35_PID, Insertion, add_metadata, id3_tag, pes_pts, renumbered, splice_info_section
 
 FRAME = 1920  # an AAC frame at 48 kHz, in 90 kHz ticks
 SECOND = 90000
@@ -1067,3 +1068,87 @@ def test_the_frame_rate_of_video_without_vui_timing_is_measured_from_its_decode_
     files, events, _ = split(data, 2, watch=ParameterWatch(VideoCodec.HEVC, TICKS))
     assert len(files) == 4
     assert videos(events) == [("320x240", FPS, False)] * 4
+
+
+# -- pause filling: where the filler starts, and whose clock it follows ---------------------------
+
+def test_a_pause_after_an_audio_pes_without_timestamps_is_filled_only_when_the_audio_resumes(
+        media: MediaCache) -> None:
+    """The audio pauses from 3 to 9 s, and the last PES written before the pause has its PES
+    header split across two packets (no PTS): where its audio ends is not known, so no silence
+    is filled after it, at a picture or at a cut. The muxer's late unit then goes as it came,
+    and the pause is filled from its end when the audio resumes: every PES of the input is
+    written, none left out, and the audio has no hole and no overlap."""
+    data = media.encoder_ts(seconds=12, audio_gap=(3, 9)).read_bytes()
+    audio_pid = find_program(data).streams[1][0]
+    came = [get_timestamp(unit, 9) for unit in pes_units(packets_by_pid(data)[audio_pid])]
+    late = next(n for n in range(len(came) - 1) if came[n + 1] - came[n] > SECOND)  # the muxer's late unit
+    untimed = with_pes_headers_at(data, lambda pid, n, packet: 180 if pid == audio_pid and n == late - 1 else None)
+    files, events, _ = split(untimed, 2, silence=True)
+    assert not [e for e in events if e[0] == DROPPED]
+    inputs = Counter(unit[9 + unit[8] :] for unit in pes_units(packets_by_pid(untimed)[audio_pid]))
+    units = audio_units(files, audio_pid)
+    assert Counter(payload for _, _, payload in units if payload in inputs) == inputs
+    filler = [(n, pts) for n, pts, payload in units if payload not in inputs]
+    assert filler and min(pts for _, pts in filler) > came[late] and len({n for n, _ in filler}) == 1
+    assert timeline_is_gapless(units)
+
+
+def test_a_track_that_stops_is_filled_to_the_end_of_the_last_picture_whatever_an_unfilled_track_sends(
+        media: MediaCache) -> None:
+    """Two audio tracks; the first stops 2.5 s before the picture does, the second, whose pauses
+    are not filled (a codec without a frame family, as Opus), goes on to the end and sends its
+    last PES after the last picture. The program's clock is the video's alone: the first track
+    is filled up to the end of the last picture, as without the second, which goes as it came."""
+    data = media.encoder_ts(seconds=8, audio_gap=(5.5, 9), second_audio_gap=(20, 21)).read_bytes()
+    video_pid, audio_pid, other_pid = (pid for pid, _ in find_program(data).streams)
+    source = packets(data)
+    last_picture = max(i for i, p in enumerate(source) if packet_pid(p) == video_pid and p[1] & 0x40)
+    assert any(i > last_picture and packet_pid(p) == other_pid and p[1] & 0x40 for i, p in enumerate(source))
+    end = max(pes_pts(p) for p in packets_by_pid(data)[video_pid] if p[1] & 0x40) + 3600  # type: ignore[type-var]
+    plain, _, _ = split(data, 2, unfilled=(other_pid,))
+    files, events, _ = split(data, 2, silence=True, unfilled=(other_pid,))
+    assert len(files) == len(plain) and not [e for e in events if e[0] == DROPPED]
+    assert audio_units(files, other_pid) == audio_units(plain, other_pid)
+    units = audio_units(files, audio_pid)
+    assert timeline_is_gapless(units)
+    assert end - FRAME < max(pts for _, pts, _ in units) + FRAME <= end
+
+
+def test_a_second_track_starting_late_is_filled_from_the_first_segments_start_when_the_probe_read_its_first_frame(
+        media: MediaCache) -> None:
+    """The second audio track (PID 0x102) starts 3 s after the video, and the bytes the probe
+    read end with the packet that starts its first PES: its first frame is found there, and
+    segment 1 is filled from its first picture up to that frame at once."""
+    data = media.encoder_ts(seconds=8, second_audio_gap=(0, 3)).read_bytes()
+    video_pid, _, late_pid = (pid for pid, _ in find_program(data).streams)
+    assert late_pid == 0x102
+    source = packets(data)
+    first_at = next(i for i, p in enumerate(source) if packet_pid(p) == late_pid and p[1] & 0x40)
+    start = next(pes_pts(p) for p in source if packet_pid(p) == video_pid and p[1] & 0x40)
+    first = pes_pts(source[first_at])
+    assert first is not None and start is not None and first - start > 2 * SECOND
+    files, events, _ = split(data, 2, silence=True, look_ahead=(first_at + 1) * TS_PACKET_BYTES)
+    assert not [e for e in events if e[0] == DROPPED]
+    units = audio_units(files, late_pid)
+    filler = [(n, pts) for n, pts, _ in units if pts < first]
+    assert {n for n, _ in filler} == {1}
+    assert [pts for _, pts in filler] == [start + FRAME * k for k in range(len(filler))]
+    assert first - FRAME < filler[-1][1] + FRAME <= first
+    assert timeline_is_gapless(units)
+
+
+def test_audio_coming_first_at_a_new_timeline_while_a_pause_is_filled_is_written_whole(media: MediaCache) -> None:
+    """The audio stops 2.5 s before the picture, and its pause is being filled when the encoder
+    restarts: every stream goes back to where its timestamps began, the audio's first PES before
+    the video (the cutter holds it back until the video follows). Dated before the silence
+    written on the old timeline, it is neither the muxer's late unit nor audio over that silence:
+    every PES of the new timeline is written, in its segments, none left out."""
+    part = media.encoder_ts(seconds=8, audio_gap=(5.5, 9)).read_bytes()
+    again = audio_start_first(media.encoder_ts(seconds=8).read_bytes())
+    audio_pid = find_program(part).streams[1][0]
+    files, events, _ = split(part + again, 2, silence=True)
+    assert [e[4] for e in events if e[0] == OPEN] == [False] * 4 + [True] + [False] * 3
+    assert not [e for e in events if e[0] == DROPPED]
+    came = [(get_timestamp(unit, 9), unit[9 + unit[8] :]) for unit in pes_units(packets_by_pid(again)[audio_pid])]
+    assert [(pts, payload) for n, pts, payload in audio_units(files, audio_pid) if n >= 5] == came

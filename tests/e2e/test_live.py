@@ -201,8 +201,12 @@ def test_demo_command_serves_a_live_stream_and_ends_it_on_ctrl_c(tmp_path: Path)
     demo, output, reader = start_demo(tmp_path / "demo", marker)
     try:
         started = time.monotonic()
-        url_line = wait_for(lambda: next((line for line in output if "playlist: http" in line), None),
-                            timeout=120, message="the demo's playlist URL")
+        try:
+            url_line = wait_for(lambda: next((line for line in output if "playlist: http" in line), None)
+                                or demo.poll() is not None, timeout=120, message="the demo's playlist URL")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the demo printed:\n{''.join(output)}") from None
+        assert isinstance(url_line, str), f"the demo exited with {demo.returncode}:\n{''.join(output)}"
         time_to_live = time.monotonic() - started
         playlist_url = url_line.split("playlist:")[1].strip()
         page_url = next(line for line in output if "player:" in line).split("player:")[1].strip()

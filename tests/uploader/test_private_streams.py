@@ -187,6 +187,20 @@ cloudfront_private_key = "{tmp_path / 'cloudfront.pem'}"
     assert done.stderr == "hls-uploadd: cannot sign s3://live/show/master.m3u8: Unable to locate credentials\n"
 
 
+def publish_seconds(s3: EmbeddedS3, daemon: UploaderDaemon, segments: Path, bucket: str, source: Path,
+                    count: int) -> str:
+    """Send segments 1..``count`` (1 s each) of stream KEY_PREFIX/index.m3u8; its playlist once it
+    lists the last, read through a signed URL."""
+    with daemon.connect() as client:
+        for number in range(1, count + 1):
+            place_segment(source, segments, "seg", number)
+            client.send(ext_message(segments, bucket, number, key_prefix=KEY_PREFIX, segment_duration=1,
+                                    duration=1.0))
+    url = signed_url(s3, bucket, f"{KEY_PREFIX}/index.m3u8")
+    return wait_for(lambda: (r := http_get(url)).status == 200 and f"seg-{count:05d}.ts" in r.text and r.text,
+                    timeout=30, message=f"segment {count} listed")
+
+
 def test_urls_shorter_lived_than_the_window_needs_are_warned_once_and_an_idle_stream_is_signed_again(
     private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path, segment_source: Path,
 ) -> None:
@@ -196,14 +210,8 @@ def test_urls_shorter_lived_than_the_window_needs_are_warned_once_and_an_idle_st
     # --url-ttl left: 6 is short of it (22 is not), and housekeeping uploads an idle stream's
     # playlist again, its URLs signed afresh, a quarter of the TTL (1.5 s) after its last upload.
     daemon = private_daemon(bucket, "--url-ttl", "6", "--window", "3")
-    with daemon.connect() as client:
-        for number in range(1, 5):
-            place_segment(segment_source, segments, "seg", number)
-            client.send(ext_message(segments, bucket, number, key_prefix=KEY_PREFIX, segment_duration=1,
-                                    duration=1.0))
+    first = publish_seconds(private_s3, daemon, segments, bucket, segment_source, 4)
     playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/index.m3u8")
-    first = wait_for(lambda: (r := http_get(playlist_url)).status == 200 and "seg-00004.ts" in r.text and r.text,
-                     timeout=30, message="segment 4 listed")
     again = wait_for(lambda: (text := http_get(playlist_url).text) != first and text, timeout=30,
                      message="the idle stream's playlist signed again")
     wait_for(lambda: "signed afresh" in daemon.log(), message="its log line")
@@ -414,14 +422,7 @@ def test_an_event_playlist_is_judged_by_its_window_not_by_its_growing_length(
     bucket = private_s3.create_bucket(bucket_name("event"))
     segments = tmp_path / "segments"
     daemon = private_daemon(bucket, "--url-ttl", "40", "--playlist-type", "event")
-    with daemon.connect() as client:
-        for number in range(1, 21):
-            place_segment(segment_source, segments, "seg", number)
-            client.send(ext_message(segments, bucket, number, key_prefix=KEY_PREFIX, segment_duration=1,
-                                    duration=1.0))
-    playlist_url = signed_url(private_s3, bucket, f"{KEY_PREFIX}/index.m3u8")
-    text = wait_for(lambda: (r := http_get(playlist_url)).status == 200 and "seg-00020.ts" in r.text and r.text,
-                    timeout=30, message="segment 20 listed")
+    text = publish_seconds(private_s3, daemon, segments, bucket, segment_source, 20)
     history = History("event", signed=True)
     history.add(text)
     assert history.problems == [] and len(uris(text)) == 20

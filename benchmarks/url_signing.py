@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     client = s3_client(SigningSettings(UrlMode.PRESIGNED, "http://127.0.0.1:8333", "us-east-1", "path", None, None,
-                                       None))
+                                       None, s3_checksums=None, max_inflight=1))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())

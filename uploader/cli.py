@@ -21,7 +21,7 @@ from common.logs import format_handler, logs_json
 from common.options import config_fields, settings_from_file, with_options
 from common.settings import ConfigError
 
-from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, spool_directory
+from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, check_cloudfront, spool_directory
 from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
 from .cost import Audience, Prices, cost_sheet, render, sheet_json
 from .player import PAGE_NAME
@@ -330,8 +330,12 @@ class SigningSettings:
     cloudfront_domain: str | None
     cloudfront_key_pair_id: str | None
     cloudfront_private_key: Path | None
-    s3_checksums: str | None = None
-    max_inflight: int = 1
+    s3_checksums: str | None
+    max_inflight: int
+
+
+# The daemon's options ``SigningSettings`` holds.
+SIGNING_OPTIONS = tuple(option for option in OPTIONS if option.name in SigningSettings.__slots__)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -397,14 +401,14 @@ def sign(
         settings = {"url_mode": UrlMode.PRESIGNED.value,
                     **(settings_from_file(OPTIONS, config_file, section=SECTION) if config_file else {}),
                     **{name: value for name, value in given.items() if value is not None}}
-        fields = config_fields(OPTIONS, settings)
-        if fields["url_mode"] is UrlMode.PUBLIC:
+        # Only the settings signing uses are read: the daemon's others (an --allow-dir) need not
+        # hold where an application signs.
+        signing = SigningSettings(**config_fields(SIGNING_OPTIONS, settings))
+        if signing.url_mode is UrlMode.PUBLIC:
             raise ConfigError("--url-mode public: sign makes presigned or cloudfront-signed URLs")
-        if fields["url_mode"] is UrlMode.CLOUDFRONT_SIGNED and None in (
-                fields["cloudfront_domain"], fields["cloudfront_key_pair_id"], fields["cloudfront_private_key"]):
-            raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
-                              " --cloudfront-private-key")
-        signer = build_signer(SigningSettings(**{name: fields[name] for name in SigningSettings.__slots__}))
+        check_cloudfront(signing.url_mode, signing.cloudfront_domain, signing.cloudfront_key_pair_id,
+                         signing.cloudfront_private_key)
+        signer = build_signer(signing)
         assert signer is not None
         url = signer(bucket, key, ttl_s)
         if player:

@@ -211,6 +211,16 @@ def _cloudfront_domain(flag: str, value: str | None) -> str | None:
     return value.lower()
 
 
+def check_cloudfront(url_mode: UrlMode, *cloudfront: object) -> None:
+    """``cloudfront``: --cloudfront-domain, --cloudfront-key-pair-id and --cloudfront-private-key,
+    all of which cloudfront-signed needs and no other mode takes. Raises ConfigError."""
+    if url_mode is UrlMode.CLOUDFRONT_SIGNED and None in cloudfront:
+        raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
+                          " --cloudfront-private-key")
+    if url_mode is not UrlMode.CLOUDFRONT_SIGNED and any(value is not None for value in cloudfront):
+        raise ConfigError(f"--cloudfront-* options are for --url-mode cloudfront-signed, not {url_mode}")
+
+
 def _header_value(flag: str, value: str) -> str:
     if not value.isascii() or not value.isprintable():
         raise ConfigError(f"{flag} must be printable ASCII")
@@ -540,12 +550,8 @@ class UploaderConfig:
 
     def _check_url_mode(self) -> None:
         """Private modes need what signs their URLs, and make nothing public (docs/deploy.md)."""
-        cloudfront = (self.cloudfront_domain, self.cloudfront_key_pair_id, self.cloudfront_private_key)
-        if self.url_mode is UrlMode.CLOUDFRONT_SIGNED and None in cloudfront:
-            raise ConfigError("--url-mode cloudfront-signed needs --cloudfront-domain, --cloudfront-key-pair-id and"
-                              " --cloudfront-private-key")
-        if self.url_mode is not UrlMode.CLOUDFRONT_SIGNED and cloudfront != (None, None, None):
-            raise ConfigError(f"--cloudfront-* options are for --url-mode cloudfront-signed, not {self.url_mode}")
+        check_cloudfront(self.url_mode, self.cloudfront_domain, self.cloudfront_key_pair_id,
+                         self.cloudfront_private_key)
         if self.url_mode is UrlMode.PUBLIC:
             return
         if self.url_mode is UrlMode.PRESIGNED and self.store_root is not None:

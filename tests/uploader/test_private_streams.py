@@ -168,8 +168,11 @@ def test_sign_takes_the_daemon_s_config_file_and_names_missing_credentials_in_on
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (tmp_path / "cloudfront.pem").write_bytes(pem(key))
     config = tmp_path / "uploadd.toml"
+    # The daemon's file, read where an application signs: its other settings (a directory that
+    # is not there) play no part.
     config.write_text(f'''[uploadd]
 bucket = ["live"]
+allow_dir = ["{tmp_path / 'not-here'}"]
 url_mode = "cloudfront-signed"
 cloudfront_domain = "d111111abcdef8.cloudfront.net"
 cloudfront_key_pair_id = "K2JCJMDEHXQW5F"

@@ -528,13 +528,8 @@ class Publisher:
             return
         if _due(self._signed_at.get(key), self._config.url_ttl_s) and state.target_duration_s is not None \
                 and should_publish(state, self._options):
-            body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
-            held = await self._put(key, message.index, message.bucket, message.playlist_key, body,
-                                   PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
-                                   stop_if_held=True)
-            if held:
+            if await self._put_media_playlist(message, state):
                 return  # the stream is held; housekeeping asks again
-            self._signed_at[key] = time.time()
             log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
                      label, self._config.url_ttl_s)
         await self._update_master(label, message, state)
@@ -687,12 +682,7 @@ class Publisher:
         message = item.message
         while True:
             self._check_url_ttl(label, message.stream_id, state)
-            body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
-            held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key,
-                                   body, PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
-                                   hold_permanent=True, stop_if_held=True)
-            if not held:
-                self._signed_at[message.stream_id] = time.time()
+            if not await self._put_media_playlist(message, state):
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
@@ -785,6 +775,17 @@ class Publisher:
             log.error("stream %s: player page failed permanently: %s", label, error)
             return
         log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
+
+    async def _put_media_playlist(self, message: IndexMessage, state: StreamState) -> bool:
+        """PUT the playlist of ``state`` for ``message``'s stream, its URIs signed if private (and
+        when, noted); held as ``_put`` holds (``stop_if_held``). Returns whether it was held."""
+        body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
+        held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key, body,
+                               PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
+                               stop_if_held=True)
+        if not held:
+            self._signed_at[message.stream_id] = time.time()
+        return held
 
     async def _put(
         self, stream: StreamKey, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,

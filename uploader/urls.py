@@ -106,8 +106,9 @@ def read_private_key(path: Path) -> bytes:
 class SignedUrls:
     """The signed URLs of one stream's objects (or one program's playlists), each signed for
     ``ttl_s`` and reused until ``REUSE_FRACTION`` of it has passed (``clock``: seconds, the wall
-    clock URLs expire by; one that went back signs afresh): a playlist of N segments costs N signatures once per quarter TTL, not at every
-    upload (each is about half a millisecond for SigV4 and one for RSA: benchmarks/url_signing.py)."""
+    clock URLs expire by; one that went back signs afresh): a playlist of N segments costs N
+    signatures once per quarter TTL, not at every upload (each is about half a millisecond for
+    SigV4 and one for RSA: benchmarks/url_signing.py)."""
 
     def __init__(self, signer: UrlSigner, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self._signer, self._ttl_s, self._clock = signer, ttl_s, clock

@@ -31,6 +31,7 @@ import trustme
 
 from examples.embedded_s3 import listening_ports
 from tests.support.net import LOOPBACK, free_port
+from tests.support.serve_files import PORT_TAKEN
 
 __all__ = ["DavServer", "FileServerError", "FtpServer", "SftpServer"]
 
@@ -41,11 +42,14 @@ STOP_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 0.02
 # On a first start the port chosen may be taken before the server binds it; we then try another.
 START_ATTEMPTS = 3
-PORT_TAKEN = "Address already in use"
 
 
 class FileServerError(RuntimeError):
     """A file server died while starting, or did not listen in time."""
+
+
+class _PortTaken(FileServerError):
+    pass
 
 
 def random_password(length: int = 16) -> str:
@@ -113,8 +117,8 @@ class _ServerProcess:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 self._launch_and_wait()
-            except FileServerError as error:
-                if self._started_once or attempt == START_ATTEMPTS or PORT_TAKEN not in str(error):
+            except _PortTaken:
+                if self._started_once or attempt == START_ATTEMPTS:
                     raise
                 self.port = free_port()
                 self._port_changed()
@@ -198,7 +202,8 @@ class _ServerProcess:
         while self.port not in listening_ports(proc.pid):
             if proc.poll() is not None:
                 self._proc = None
-                raise FileServerError(f"{self.kind} server exited with code {proc.returncode} while starting "
+                error_type = _PortTaken if proc.returncode == PORT_TAKEN else FileServerError
+                raise error_type(f"{self.kind} server exited with code {proc.returncode} while starting "
                                       f"on port {self.port}; its output:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.kill()

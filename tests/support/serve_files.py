@@ -3,11 +3,13 @@
 CONFIG is a JSON file that tests/support/file_servers.py writes: ``kind`` (ftp, sftp or dav),
 ``port``, ``root``, ``user`` and the kind's own keys (password, TLS certificate and key files,
 SSH host key and authorized_keys files). The server logs only warnings and errors, to stderr.
-A port someone else holds ends it with ``Address already in use`` on stderr and exit code 1.
+A port someone else holds ends it with exit code PORT_TAKEN (98, EADDRINUSE); another error
+that stops it from serving, with exit code 1; either is said on stderr.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
+PORT_TAKEN = 98
 
 
 def serve_ftp(config: dict[str, Any]) -> None:
@@ -44,6 +47,7 @@ def serve_ftp(config: dict[str, Any]) -> None:
     authorizer.add_user(config["user"], config["password"], config["root"], perm="elradfmwMT")
     handler.authorizer = authorizer
     handler.banner = "hls test FTP"
+    handler.auth_failed_timeout = 0.1  # seconds before a 530; pyftpdlib's 3 s only slows tests
     server = FTPServer((LOOPBACK, config["port"]), handler)
     server.serve_forever(handle_exit=False)
 
@@ -110,8 +114,10 @@ def main() -> None:
     try:
         SERVERS[config["kind"]](config)
     except OSError as error:
+        # asyncio and cheroot word a bind's failure their own way; not all keep the errno.
+        taken = error.errno == errno.EADDRINUSE or "address already in use" in str(error).lower()
         print(f"{config['kind']} server on port {config['port']}: {error}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        sys.exit(PORT_TAKEN if taken else 1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ from .cost import Audience, Prices, cost_sheet, render, sheet_json
 from .player import PAGE_NAME
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
 from .status import status_json, status_line
+from .ftp_store import FtpStore
+from .http_store import HttpStore
+from .sftp_store import SftpStore
 from .stores import FileStore, S3Store, Store
 from .stream import stream_label
 from .urls import SIGV4_MAX_TTL_S, UrlMode, UrlSigner, cloudfront_signer, presigned_signer, read_private_key
@@ -93,12 +96,19 @@ def run(**settings: Any) -> None:
 
 
 def build_store(config: UploaderConfig) -> Store:
-    """The store --store names: a FileStore, or S3 through boto3 (``s3_client``). Raises ConfigError."""
-    root = config.store_root
-    if root is not None:
-        return FileStore(root)
-    client = s3_client(config)
-    return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
+    """The store --store names (uploader/remote.py has the URLs): S3 through boto3
+    (``s3_client``), a directory, an FTP(S), SFTP or HTTP server. Raises ConfigError."""
+    url = config.store
+    if url.scheme == "s3":
+        client = s3_client(config)
+        return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
+    if url.scheme == "file":
+        return FileStore(Path(url.path))
+    if url.scheme in ("ftp", "ftps"):
+        return FtpStore(url)
+    if url.scheme == "sftp":
+        return SftpStore(url)
+    return HttpStore(url, connections=config.max_inflight + 2)
 
 
 def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:

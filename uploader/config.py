@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from common.options import (
     LOG_FORMAT,
@@ -34,6 +33,7 @@ from protocol.message import is_bucket_name, is_key_prefix
 
 from .peers import UNSIGNED, Peers, Scope, read_peers_file
 from .playlist import PlaylistType
+from .remote import StoreUrl, parse_store_url
 from .stream import MIN_TARGET_DURATIONS_LISTED
 from .urls import SIGV4_MAX_TTL_S, UrlMode
 
@@ -180,19 +180,8 @@ def _checksums(flag: str, value: str | None) -> str | None:
     return None if value is None else _one_of(flag, value.lower(), CHECKSUM_POLICIES)
 
 
-def _store(flag: str, store: str) -> str:
-    _file_store_root(store)
-    return store
-
-
-def _file_store_root(store: str) -> Path | None:
-    """The directory of a ``file://`` store, None for S3."""
-    if store == "s3":
-        return None
-    parts = urlsplit(store)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-        raise ConfigError(f"--store {store!r} is neither 's3' nor 'file:///ABSOLUTE/PATH'")
-    return Path(parts.path)
+def _store(flag: str, store: str) -> StoreUrl:
+    return parse_store_url(store).with_netrc()
 
 
 def _acl(flag: str, value: str | None) -> str | None:
@@ -297,7 +286,8 @@ OPTIONS = (
         convert=_playlist_type, metavar="TYPE",
     ),
     Option(
-        "store", TEXT, "s3", "'s3' or 'file:///PATH' (objects written to PATH/BUCKET/KEY).",
+        "store", TEXT, "s3", "'s3', or a URL: file:///PATH, ftp://, ftps://, sftp://, http(s):// (objects written to"
+        " PATH/BUCKET/KEY; docs/deploy.md, Destinations).",
         convert=_store, metavar="STORE",
     ),
     Option(
@@ -482,7 +472,7 @@ class UploaderConfig:
     peers: Mapping[str, Scope]  # from --peers-file, by key id
     window: int
     playlist_type: PlaylistType
-    store: str  # "s3" or "file:///PATH"
+    store: StoreUrl  # --store; str() leaves its password out
     endpoint_url: str | None
     region: str | None
     s3_addressing_style: str  # ADDRESSING_STYLES
@@ -554,7 +544,7 @@ class UploaderConfig:
                          self.cloudfront_private_key)
         if self.url_mode is UrlMode.PUBLIC:
             return
-        if self.url_mode is UrlMode.PRESIGNED and self.store_root is not None:
+        if self.url_mode is UrlMode.PRESIGNED and self.store.scheme != "s3":
             raise ConfigError(f"--url-mode presigned signs S3 GET URLs: --store {self.store} has none")
         if self.acl and self.acl not in _PRIVATE_ACLS:
             raise ConfigError(f"--acl {self.acl} lets others than the bucket owner read every object, which --url-mode"
@@ -579,11 +569,6 @@ class UploaderConfig:
                                            secret=self.secret)
         unsigned = Scope(UNSIGNED, self.allowed_buckets, self.key_prefixes, inline=self.allow_unsigned_inline)
         return Peers(signed, unsigned)
-
-    @property
-    def store_root(self) -> Path | None:
-        """The directory of a ``file://`` store, None for S3."""
-        return _file_store_root(self.store)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> UploaderConfig:

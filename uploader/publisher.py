@@ -259,8 +259,9 @@ class Publisher:
                 report(bucket, None)
                 log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)
                 if not create_only:
-                    log.warning("bucket %s: the store ignores If-None-Match (a create-only PUT replaced %s): each"
-                                " segment PUT is preceded by a HEAD, which two writers racing for one name can both"
+                    log.warning("bucket %s: the store does not refuse a create-only write over a taken name (S3's"
+                                " If-None-Match ignored, or none in its protocol; checked with %s): each segment is"
+                                " looked for before it is written, which two writers racing for one name can both"
                                 " pass; use a store that enforces conditional writes", bucket, WRITE_CHECK_KEY)
 
     def notify(self, key: StreamKey) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -230,7 +231,7 @@ def check_writable(store: Store, bucket: str) -> bool:
     return store.check_create_only(bucket)
 
 
-def _digest(body: Body | BinaryIO) -> bytes:
+def body_digest(body: Body | BinaryIO) -> bytes:
     """SHA-256 of a body, or of an open file read to its end in 1 MiB chunks."""
     digest = hashlib.sha256()
     if isinstance(body, bytes):
@@ -245,7 +246,17 @@ def _digest(body: Body | BinaryIO) -> bytes:
     return digest.digest()
 
 
-def _taken(where: str) -> ObjectTakenError:
+@contextlib.contextmanager
+def opened(body: Body) -> Iterator[BinaryIO]:
+    """``body`` as a file open for reading from its start (a fresh one for a callable)."""
+    if isinstance(body, bytes):
+        yield io.BytesIO(body)
+    else:
+        with body() as file:
+            yield file
+
+
+def taken(where: str) -> ObjectTakenError:
     return ObjectTakenError(f"{where}: an object with other bytes is already stored under this key and is kept"
                             " (create-only PUT)")
 
@@ -311,14 +322,14 @@ class S3Store:
                                                   " compares it; the PUT is tried again") from None
                     raise
                 with contextlib.closing(stored):
-                    same = _digest(stored) == _digest(body)
+                    same = body_digest(stored) == body_digest(body)
         except CorrectableStoreError as error:
             raise TakenUnreadableError(
                 f"{where} is already there (create-only PUT) and cannot be read to compare it: {error}",
                 fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a redo"
                     " from a segment name reused") from None
         if not same:
-            raise _taken(where)
+            raise taken(where)
 
     def check_create_only(self, bucket: str) -> bool:
         """A create-only PUT of ``WRITE_CHECK_KEY``: True on a 412; False when the store ignores
@@ -463,8 +474,8 @@ class FileStore:
                 raise TransientStoreError(f"{target}: there at the exclusive create, gone when opened to compare it;"
                                           " the PUT is tried again") from None
             with stored:
-                if _digest(stored) != _digest(body):
-                    raise _taken(str(target))
+                if body_digest(stored) != body_digest(body):
+                    raise taken(str(target))
 
     def check_create_only(self, bucket: str) -> bool:
         """Always True: an exclusive create is the file system's own."""

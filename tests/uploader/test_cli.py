@@ -34,7 +34,7 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
     assert not config.allow_unsigned_inline and config.peers == {}
     assert config.window == 5 and config.playlist_type is PlaylistType.LIVE
     assert config.acl is None
-    assert config.store == "s3" and config.store_root is None
+    assert config.store.scheme == "s3" and str(config.store) == "s3"
     assert config.cache_control_segment == "max-age=31536000, immutable"
     assert config.max_payload_inflight_bytes == 1024 * 1024 * 1024 >= config.max_payload_bytes
 
@@ -62,7 +62,8 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
         ({"listen": "127.0.0.1:99999"}, "", "outside 0..65535"),
         ({}, "[uploadd]\nlisten = '10.1:80'\n", "--listen: address '10.1:80': '10.1' is no IPv4 address"),
         ({"playlist_type": "loop"}, "", "--playlist-type 'loop' is not one of live, event, vod"),
-        ({"store": "ftp://x"}, "", "neither 's3' nor 'file:///ABSOLUTE/PATH'"),
+        ({"store": "gopher://x"}, "", "--store 'gopher://x' is not 's3' or a URL of scheme file, ftp"),
+        ({"store": "file://relative"}, "", "a file store is file:///ABSOLUTE/PATH"),
         ({"allow_dir": ["relative/dir"]}, "", "must be an absolute path"),
         ({"allow_dir": ["/no/such/dir"]}, "", "--allow-dir '/no/such/dir' does not exist: create it first, writable by"
                                                " the user hls-segment runs as (e.g. install -d -m 2775 -g GROUP"

@@ -336,7 +336,7 @@ def test_a_daemon_on_a_store_that_ignores_the_condition_warns_and_still_refuses(
     before each segment PUT still refuses a reused name."""
     proxy.drop_headers = frozenset({"if-none-match"})
     daemon = start_uploader("--allow-dir", str(tmp_path), "--endpoint-url", proxy.url, "--bucket", bucket)
-    wait_for(lambda: f"bucket {bucket}: the store ignores If-None-Match" in daemon.log(), timeout=30,
+    wait_for(lambda: f"bucket {bucket}: the store does not refuse a create-only write" in daemon.log(), timeout=30,
              message="the start-up WARNING")
     second = SECOND_RUNS["another stream"]
     log = reuse_attack(daemon, bucket, tmp_path, segment_source, second)

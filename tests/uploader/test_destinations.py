@@ -1,0 +1,307 @@
+"""FTP, FTPS, SFTP and HTTP (WebDAV) destinations against real servers on loopback
+(tests/support/file_servers.py): what each store does, and how each failure is sorted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.support.file_servers import DavServer, FtpServer, SftpServer
+from uploader.ftp_store import FtpStore, _classified
+from uploader.http_store import HttpStore
+from uploader.remote import parse_store_url
+from uploader.sftp_store import SftpStore
+from uploader.stores import (
+    CorrectableStoreError,
+    ObjectTakenError,
+    PermanentStoreError,
+    Store,
+    TransientStoreError,
+    check_writable,
+)
+
+KINDS = ["ftp", "ftps", "sftp", "http", "https"]
+Server = FtpServer | SftpServer | DavServer
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' CA is the one the stores' default TLS context trusts (SSL_CERT_FILE)."""
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+
+
+def new_server(kind: str, root: Path, ca: trustme.CA) -> Server:
+    tls = ca.issue_cert("127.0.0.1") if kind in ("ftps", "https") else None
+    if kind in ("ftp", "ftps"):
+        return FtpServer(root, tls=tls)
+    if kind == "sftp":
+        return SftpServer(root)
+    return DavServer(root, tls=tls)
+
+
+def store_url(server: Server, path: str = "") -> str:
+    """The ``--store`` URL of ``server`` (an SFTP one with its key and known_hosts)."""
+    if isinstance(server, SftpServer):
+        return f"{server.url}{path}?key={server.client_key}&known_hosts={server.known_hosts}"
+    return f"{server.url}{path}"
+
+
+OPENED: list[FtpStore | SftpStore | HttpStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _closed() -> Iterator[None]:
+    """Every store a test made has its kept connections closed after it."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def new_store(text: str, **options: Any) -> Store:
+    url = parse_store_url(text)
+    if url.scheme in ("ftp", "ftps"):
+        OPENED.append(FtpStore(url, **options))
+    elif url.scheme == "sftp":
+        OPENED.append(SftpStore(url, **options))
+    else:
+        OPENED.append(HttpStore(url, **options))
+    return OPENED[-1]
+
+
+@pytest.fixture(params=KINDS)
+def served(request: pytest.FixtureRequest, tmp_path: Path, ca: trustme.CA, trusted: None
+           ) -> Iterator[tuple[Server, Store]]:
+    """A running server of each kind, and a store that writes to it under ``base/``."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with new_server(request.param, root, ca) as server:
+        yield server, new_store(store_url(server, "base"))
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+def test_objects_are_written_replaced_and_deleted(served: tuple[Server, Store], tmp_path: Path) -> None:
+    server, store = served
+    segment = tmp_path / "seg-00001.ts"
+    segment.write_bytes(os.urandom(300_000))
+    store.put("b", "live/one/seg-00001.ts", lambda: segment.open("rb"), content_type="video/MP2T",
+              cache_control="max-age=60", create_only=True)
+    for version in (b"#EXTM3U\n# one\n", b"#EXTM3U\n# two\n"):
+        store.put("b", "live/one/index.m3u8", version, content_type="application/vnd.apple.mpegurl",
+                  cache_control="max-age=1")
+    stored = server.root / "base" / "b" / "live" / "one"
+    assert (stored / "seg-00001.ts").read_bytes() == segment.read_bytes()
+    assert (stored / "index.m3u8").read_bytes() == b"#EXTM3U\n# two\n"
+    assert files_under(server.root) == ["base/b/live/one/index.m3u8", "base/b/live/one/seg-00001.ts"]
+    assert store.exists("b", "live/one/seg-00001.ts") and not store.exists("b", "live/one/seg-00002.ts")
+    store.delete("b", "live/one/seg-00001.ts")
+    store.delete("b", "live/one/seg-00001.ts")  # gone already: not an error
+    assert not store.exists("b", "live/one/seg-00001.ts")
+    assert files_under(server.root) == ["base/b/live/one/index.m3u8"]
+
+
+def test_a_create_only_put_is_a_redo_for_the_same_bytes_and_refused_for_others(served: tuple[Server, Store]) -> None:
+    server, store = served
+    first = os.urandom(50_000)
+    store.put("b", "seg-1.ts", first, content_type="video/MP2T", cache_control="c", create_only=True)
+    store.put("b", "seg-1.ts", first, content_type="video/MP2T", cache_control="c", create_only=True)
+    with pytest.raises(ObjectTakenError, match="other bytes"):
+        store.put("b", "seg-1.ts", b"other", content_type="video/MP2T", cache_control="c", create_only=True)
+    assert (server.root / "base" / "b" / "seg-1.ts").read_bytes() == first
+    assert files_under(server.root) == ["base/b/seg-1.ts"]
+
+
+def test_the_write_check_tells_which_servers_refuse_a_taken_name(served: tuple[Server, Store]) -> None:
+    # FTP has no create-only write at all; SFTP's plain rename and WebDAV's If-None-Match refuse
+    # a taken name.
+    server, store = served
+    assert check_writable(store, "b") is (not isinstance(server, FtpServer))
+    assert (server.root / "base" / "b" / ".hls-uploadd-write-check").is_file()
+
+
+def test_a_server_down_is_transient_and_its_return_is_used(served: tuple[Server, Store]) -> None:
+    server, store = served
+    store.put("b", "index.m3u8", b"1", content_type="t", cache_control="c")
+    server.stop()
+    with pytest.raises(TransientStoreError):
+        store.put("b", "index.m3u8", b"2", content_type="t", cache_control="c")
+    server.restart()
+    # The connection kept from before the outage is dead: a new one is made, without an error.
+    store.put("b", "index.m3u8", b"3", content_type="t", cache_control="c")
+    assert (server.root / "base" / "b" / "index.m3u8").read_bytes() == b"3"
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced(served: tuple[Server, Store]) -> None:
+    server, store = served
+    store.put("b", "index.m3u8", b"1", content_type="t", cache_control="c")
+    server.restart()
+    store.put("b", "index.m3u8", b"2", content_type="t", cache_control="c")
+    assert store.exists("b", "index.m3u8")
+
+
+@pytest.mark.parametrize("kind", ["ftp", "ftps", "sftp", "http", "https"])
+def test_a_server_that_does_not_answer_is_transient(kind: str, tmp_path: Path, ca: trustme.CA,
+                                                    trusted: None) -> None:
+    with new_server(kind, tmp_path, ca) as server:
+        store = new_store(store_url(server), timeout_s=1.0)
+        server.pause()
+        try:
+            with pytest.raises(TransientStoreError):
+                store.put("b", "k.ts", b"x", content_type="t", cache_control="c")
+        finally:
+            server.resume()
+
+
+@pytest.mark.parametrize("kind", ["ftp", "http"])
+def test_a_wrong_password_is_the_operators_to_correct(kind: str, tmp_path: Path, ca: trustme.CA) -> None:
+    with new_server(kind, tmp_path, ca) as server:
+        store = new_store(store_url(server).replace(f":{server.password}@", ":wrong@"))
+        with pytest.raises(CorrectableStoreError) as refused:
+            store.put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert ("530" if kind == "ftp" else "HTTP 401") in str(refused.value)
+    assert "netrc" in refused.value.fix and "wrong" not in str(refused.value)
+
+
+def test_a_password_from_netrc_is_used(tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "root").mkdir()
+    with FtpServer(tmp_path / "root") as server:
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine 127.0.0.1 login {server.user} password {server.password}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        url = parse_store_url(f"ftp://127.0.0.1:{server.port}/").with_netrc()
+        OPENED.append(FtpStore(url))
+        OPENED[-1].put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert (tmp_path / "root" / "b" / "k.ts").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("kind", ["ftps", "https"])
+def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, tmp_path: Path, ca: trustme.CA,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with new_server(kind, tmp_path, ca) as server:
+        with pytest.raises(CorrectableStoreError, match="certificate") as refused:
+            new_store(store_url(server)).put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert "SSL_CERT_FILE" in refused.value.fix
+
+
+def sftp_refusal(server: SftpServer, **changes: str) -> CorrectableStoreError:
+    url = store_url(server)
+    for old, new in changes.items():
+        url = url.replace(old, new)
+    with pytest.raises(CorrectableStoreError) as refused:
+        new_store(url).put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    return refused.value
+
+
+def test_sftp_never_accepts_a_host_key_it_does_not_know(tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    (tmp_path / "root").mkdir()
+    with SftpServer(tmp_path / "root") as server:
+        unknown = sftp_refusal(server, **{str(server.known_hosts): str(empty)})
+        changed = sftp_refusal(server, **{str(server.known_hosts): str(server.wrong_known_hosts)})
+        other_key = tmp_path / "other_key"
+        import asyncssh
+
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(other_key))
+        unauthorized = sftp_refusal(server, **{str(server.client_key): str(other_key)})
+    assert "not found in known_hosts" in str(unknown) and f"to {empty}" in unknown.fix
+    assert "ssh-keyscan -p" in unknown.fix
+    assert "host key" in str(changed) and "replace its line in known_hosts" in changed.fix
+    assert "authorize the daemon's key" in unauthorized.fix
+    assert not list((tmp_path / "root").rglob("*"))
+
+
+def test_an_ftp_user_that_may_not_write_is_held_with_the_fix(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "b").mkdir(parents=True)
+    with FtpServer(root) as server:
+        store = new_store(store_url(server))
+        # A plain file where the key's directory should be: the server refuses (550) as it
+        # refuses a directory its user may not write.
+        (root / "b" / "live").write_bytes(b"")
+        with pytest.raises(CorrectableStoreError, match="550") as refused:
+            store.put("b", "live/k.ts", b"x", content_type="t", cache_control="c")
+    assert "let FTP user hls write and rename under" in refused.value.fix
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("421 Service not available", TransientStoreError),
+        ("451 Local error", TransientStoreError),
+        ("452 Insufficient storage", TransientStoreError),
+        ("530 Not logged in", CorrectableStoreError),
+        ("532 Need account", CorrectableStoreError),
+        ("550 Permission denied", CorrectableStoreError),
+        ("552 Exceeded storage allocation", TransientStoreError),
+        ("553 File name not allowed", PermanentStoreError),
+        ("502 Command not implemented", PermanentStoreError),
+    ],
+)
+def test_ftp_replies_are_sorted_by_who_can_make_them_succeed(reply: str, kind: type) -> None:
+    error = _classified(reply, "ftp://h:21/b/k.ts", parse_store_url("ftp://h/"))
+    assert type(error) is kind and str(error) == f"ftp://h:21/b/k.ts: {reply}"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "fix"),
+    [
+        (301, CorrectableStoreError, "give --store the URL it redirects to"),
+        (401, CorrectableStoreError, "user and password"),
+        (403, CorrectableStoreError, "let the store's user write"),
+        (404, CorrectableStoreError, "correct the path in --store"),
+        (405, CorrectableStoreError, "dav_methods PUT DELETE MKCOL"),
+        (413, CorrectableStoreError, "client_max_body_size"),
+        (408, TransientStoreError, None),
+        (429, TransientStoreError, None),
+        (503, TransientStoreError, None),
+        (507, TransientStoreError, None),
+        (400, PermanentStoreError, None),
+        (415, PermanentStoreError, None),
+    ],
+)
+def test_http_statuses_are_sorted_by_who_can_make_them_succeed(status: int, kind: type, fix: str | None) -> None:
+    error = HttpStore(parse_store_url("http://h/base"))._refused("PUT", "http://h:80/base/b/k.ts", status)
+    assert type(error) is kind and str(error) == f"PUT http://h:80/base/b/k.ts: HTTP {status}"
+    if fix is not None:
+        assert fix in error.fix  # type: ignore[attr-defined]
+
+
+def test_an_ftp_server_without_a_directory_made_since_start_gets_it_again(tmp_path: Path) -> None:
+    # A directory the store made and someone removed: the next PUT's 550 makes it forget what it
+    # made, and the retry makes it again.
+    root = tmp_path / "root"
+    root.mkdir()
+    with FtpServer(root) as server:
+        store = new_store(store_url(server))
+        store.put("b", "live/1.ts", b"1", content_type="t", cache_control="c")
+        for path in sorted((root / "b").rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        (root / "b").rmdir()
+        with pytest.raises(CorrectableStoreError):
+            store.put("b", "live/2.ts", b"2", content_type="t", cache_control="c")
+        store.put("b", "live/2.ts", b"2", content_type="t", cache_control="c")
+    assert (root / "b" / "live" / "2.ts").read_bytes() == b"2"
+
+
+def test_ftp_store_names_cannot_inject_commands(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    with FtpServer(tmp_path / "root") as server:
+        with pytest.raises(PermanentStoreError, match="not a plain relative path"):
+            new_store(store_url(server)).put("b", "x.ts\r\nDELE y", b"x", content_type="t", cache_control="c")

@@ -1,0 +1,210 @@
+"""What the stores over a network share: the ``--store`` URL, its credentials, object paths and
+reused connections.
+
+A ``--store`` is ``s3`` or a URL (docs/deploy.md, "Destinations"):
+
+- ``file:///PATH``: objects as files ``PATH/BUCKET/KEY``;
+- ``ftp://[USER[:PASSWORD]@]HOST[:PORT]/DIR`` and ``ftps://...`` (explicit TLS, RFC 4217): ``DIR``
+  is relative to the login directory (RFC 1738 3.2.2; ``/%2Fsrv/live`` for ``/srv/live``);
+- ``sftp://USER@HOST[:PORT]/DIR[?key=FILE&known_hosts=FILE]``: ``DIR`` is absolute, ``/~/DIR``
+  relative to the login directory (draft-ietf-secsh-scp-sftp-ssh-uri-04 3.5);
+- ``http(s)://[USER[:PASSWORD]@]HOST[:PORT]/DIR``: objects PUT to ``DIR/BUCKET/KEY`` (WebDAV,
+  RFC 4918; nginx ``dav_methods``; ingest points that take PUT).
+
+A password left out of the URL is looked up in the netrc file (``$NETRC``, else ``~/.netrc``) by
+host. The URL itself can come from the command line, ``HLS_UPLOADD_STORE`` or the config file;
+it is never printed with its password.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from common.settings import ConfigError
+
+from .stores import PermanentStoreError
+
+# Connect and per-operation timeout of the network stores, seconds: an answer slower than this is
+# a transient failure, retried with the publisher's backoff.
+REMOTE_TIMEOUT_S = 20.0
+
+SCHEMES = ("s3", "file", "ftp", "ftps", "sftp", "http", "https")
+DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22, "http": 80, "https": 443}
+# Query parameters each scheme takes.
+_PARAMETERS: dict[str, frozenset[str]] = {"sftp": frozenset({"key", "known_hosts"})}
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUrl:
+    """A parsed ``--store``. ``path``: the base directory, '/'-separated without a trailing '/'
+    ("" for the login directory or the server's root; for ``file`` and ``sftp`` absolute unless
+    it was given relative to the login directory). ``str()`` is the URL without its password."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    path: str = ""
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        if self.scheme == "s3":
+            return "s3"
+        if self.scheme == "file":
+            return f"file://{self.path}"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = "&".join(f"{name}={value}" for name, value in self.parameters)
+        return f"{self.scheme}://{user}{host}:{self.port}/{self.path.lstrip('/')}" + (f"?{query}" if query else "")
+
+    def parameter(self, name: str) -> str | None:
+        """A query parameter's value, None when not given."""
+        return dict(self.parameters).get(name)
+
+    def with_netrc(self, path: Path | None = None) -> StoreUrl:
+        """This URL with the login and password the netrc file (``path``; else ``$NETRC``, else
+        ``~/.netrc``, absent: none) has for its host, where the URL leaves them out. Raises
+        ConfigError for a netrc file that cannot be read or parsed (Python's netrc refuses a
+        ``~/.netrc`` with passwords that others can read)."""
+        if self.password is not None or self.scheme in ("s3", "file"):
+            return self
+        chosen = path or (Path(os.environ["NETRC"]) if os.environ.get("NETRC") else Path.home() / ".netrc")
+        if not chosen.exists():
+            return self
+        try:
+            entry = netrc.netrc(str(chosen)).authenticators(self.host)
+        except (OSError, netrc.NetrcParseError) as error:
+            raise ConfigError(f"netrc file {chosen}: {error}") from None
+        if entry is None:
+            return self
+        login, _, password = entry
+        if self.username is not None and login and login != self.username:
+            return self  # the file's entry is another user's
+        return StoreUrl(self.scheme, self.host, self.port, self.username or login or None, password,
+                        self.path, self.parameters)
+
+
+def parse_store_url(text: str) -> StoreUrl:
+    """``--store`` as a StoreUrl (the module's docstring has the forms). Raises ConfigError, one
+    line, for anything else: an unknown scheme, a relative ``file`` path, a missing host, an
+    unknown query parameter, a port out of range."""
+    if text == "s3":
+        return StoreUrl("s3")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES or "://" not in text:
+        raise ConfigError(f"--store {_redacted(text)!r} is not 's3' or a URL of scheme {', '.join(SCHEMES[1:])}")
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/") or parts.query:
+            raise ConfigError(f"--store {text!r}: a file store is file:///ABSOLUTE/PATH")
+        return StoreUrl("file", path=parts.path.rstrip("/") or "/")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise ConfigError(f"--store {_redacted(text)!r}: its port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ConfigError(f"--store {_redacted(text)!r} names no host")
+    parameters = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted({name for name, _ in parameters} - _PARAMETERS.get(scheme, frozenset()))
+    if unknown:
+        known = ", ".join(sorted(_PARAMETERS.get(scheme, ()))) or "none"
+        raise ConfigError(f"--store {_redacted(text)!r}: unknown parameter {unknown[0]!r} (a {scheme} store takes"
+                          f" {known})")
+    if scheme == "sftp" and not parts.username:
+        raise ConfigError(f"--store {_redacted(text)!r}: an sftp store names its user (sftp://USER@HOST/DIR)")
+    path = unquote(parts.path)
+    if scheme == "sftp":
+        path = path[3:] if path.startswith("/~/") or path == "/~" else path
+    elif scheme in ("ftp", "ftps"):
+        path = path[1:]  # RFC 1738: relative to the login directory; %2F made it absolute
+    return StoreUrl(scheme, parts.hostname, port, unquote(parts.username) if parts.username else None,
+                    unquote(parts.password) if parts.password is not None else None,
+                    path.rstrip("/") if path != "/" else "/", parameters)
+
+
+def _redacted(text: str) -> str:
+    """A URL as given, its password (if any) replaced by ``***``."""
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    return text.replace(f":{parts.password}@", ":***@", 1)
+
+
+def object_parts(bucket: str, key: str) -> list[str]:
+    """``BUCKET/KEY`` as path components under a store's base directory. Raises
+    PermanentStoreError for a key that would leave it (an empty, ``.`` or ``..`` component) or
+    whose name a file transfer command cannot carry (a control character: FTP and SFTP paths
+    end at a line break)."""
+    parts = [bucket, *key.split("/")]
+    if "/" in bucket or any(p in ("", ".", "..") or any(ord(c) < 32 or c == "\x7f" for c in p) for p in parts):
+        raise PermanentStoreError(f"key {key!r} in bucket {bucket!r} is not a plain relative path")
+    return parts
+
+
+def joined(base: str, parts: list[str]) -> str:
+    """``base`` and ``parts`` as one '/'-separated path (``base`` "" : relative)."""
+    return "/".join([base.rstrip("/"), *parts]) if base else "/".join(parts)
+
+
+def temporary_name(path: str) -> str:
+    """Where an object is written before it is renamed to ``path``: a hidden name beside it, the
+    same for every attempt (a retry overwrites what an interrupted one left)."""
+    directory, _, name = path.rpartition("/")
+    return f"{directory}/.{name}.part" if directory else f".{name}.part"
+
+
+class Sessions(Generic[C]):
+    """Connections to one server, each used by one thread at a time and kept for the next call.
+
+    ``use(call)`` runs ``call(connection)`` on an idle connection (or a new one from ``connect``);
+    a call that raises closes its connection (its state is unknown). A connection that sat idle
+    may have been dropped by the server: when ``call`` fails on one with an error in ``lost``, it
+    is closed and the call made once more on a new connection. ``connect`` and ``call`` raise what
+    they raise; ``close`` must not raise.
+    """
+
+    def __init__(self, connect: Callable[[], C], close: Callable[[C], None],
+                 lost: tuple[type[BaseException], ...]) -> None:
+        self._connect = connect
+        self._close = close
+        self._lost = lost
+        self._idle: list[C] = []
+        self._lock = threading.Lock()
+
+    def use(self, call: Callable[[C], R]) -> R:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                return self._kept(connection, call)
+            except self._lost:
+                pass
+        return self._kept(self._connect(), call)
+
+    def _kept(self, connection: C, call: Callable[[C], R]) -> R:
+        try:
+            result = call(connection)
+        except BaseException:
+            self._close(connection)
+            raise
+        with self._lock:
+            self._idle.append(connection)
+        return result
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            self._close(connection)

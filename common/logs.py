@@ -2,11 +2,13 @@
 (``--log-format json``, python-json-logger).
 
 A JSON line has ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, where the line is
-about one, ``stream`` (BUCKET/KEY_PREFIX/INDEX), ``segment`` (its file name) and ``error_kind``
-(what kind of failure: a store error's kind, a refusal's reason). They come from the record's
-``extra``, else from the context the line was logged in (``STREAM``, ``SEGMENT``: an asyncio
-task's own, set where a task works on one stream), else from the handler (``static``: the one
-stream of a segmenter process).
+about one, ``stream`` (BUCKET/KEY_PREFIX/INDEX), ``segment`` (its file name), ``destination`` (the
+daemon's ``--store`` it is about, when it has several) and ``error_kind`` (what kind of failure: a
+store error's kind, a refusal's reason). They come from the record's ``extra``, else from the
+context the line was logged in (``STREAM``, ``SEGMENT``, ``DESTINATION``: an asyncio task's own,
+set where a task works on one stream or destination), else from the handler (``static``: the one
+stream of a segmenter process). A text line about a destination starts its message with
+``[DESTINATION]``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ LOG_FORMATS = ("text", "json")
 # The stream and segment the current asyncio task (or thread) works on, for JSON log lines.
 STREAM: ContextVar[str | None] = ContextVar("stream", default=None)
 SEGMENT: ContextVar[str | None] = ContextVar("segment", default=None)
+# The destination (--store) the current task works for, set only when the daemon has several.
+DESTINATION: ContextVar[str | None] = ContextVar("destination", default=None)
 
-_CONTEXT_FIELDS = ("stream", "segment", "error_kind")
+_CONTEXT_FIELDS = ("stream", "segment", "destination", "error_kind")
 
 
 def log_format(flag: str, value: str) -> str:
@@ -44,14 +48,16 @@ class _JsonLines(JsonFormatter):
 
 
 class _Context(logging.Filter):
-    """Gives each record ``stream``, ``segment`` and ``error_kind`` (None where there is none)."""
+    """Gives each record ``stream``, ``segment``, ``destination`` and ``error_kind`` (None where
+    there is none)."""
 
     def __init__(self, static: Mapping[str, str]) -> None:
         super().__init__()
         self._static = dict(static)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        found = {"stream": STREAM.get(), "segment": SEGMENT.get(), "error_kind": None}
+        found = {"stream": STREAM.get(), "segment": SEGMENT.get(), "destination": DESTINATION.get(),
+                 "error_kind": None}
         for name in _CONTEXT_FIELDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, found[name] or self._static.get(name))
@@ -63,13 +69,25 @@ def format_handler(handler: logging.Handler, kind: str, *, static: Mapping[str, 
     context fields, ``static`` filling those the line and its context leave empty. Returns it."""
     if kind == "json":
         handler.setFormatter(_JsonLines(
-            "{levelname}{name}{message}{stream}{segment}{error_kind}", style="{", timestamp="time",
+            "{levelname}{name}{message}{stream}{segment}{destination}{error_kind}", style="{", timestamp="time",
             rename_fields={"levelname": "level", "name": "logger", "exc_info": "traceback"},
         ))
         handler.addFilter(_Context(static))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(_Text(TEXT_FORMAT))
     return handler
+
+
+class _Text(logging.Formatter):
+    """The text format, a line about a destination (``DESTINATION``) marked ``[DESTINATION]``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        destination = DESTINATION.get()
+        if destination is None:
+            return super().formatMessage(record)
+        marked = logging.makeLogRecord(record.__dict__)
+        marked.message = f"[{destination}] {record.message}"
+        return super().formatMessage(marked)
 
 
 def logs_json() -> bool:

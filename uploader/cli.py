@@ -28,6 +28,7 @@ from .player import PAGE_NAME
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
 from .status import status_json, status_line
 from .ftp_store import FtpStore
+from .remote import StoreUrl
 from .http_store import HttpStore
 from .sftp_store import SftpStore
 from .stores import FileStore, S3Store, Store
@@ -72,12 +73,12 @@ def run(**settings: Any) -> None:
     try:
         uploader_config = UploaderConfig.from_settings(settings)
         _setup_logging(uploader_config.log_level, uploader_config.log_format)
-        chosen_store = build_store(uploader_config)
+        stores = build_stores(uploader_config)
         signer = build_signer(uploader_config)
     except ConfigError as error:
         _config_error(error)
     try:
-        outcome = asyncio.run(run_daemon(uploader_config, chosen_store, announce=_announce, signer=signer))
+        outcome = asyncio.run(run_daemon(uploader_config, stores, announce=_announce, signer=signer))
     except SpoolInUse as error:
         _fail(f"cannot start: {error}", EXIT_CONFIG)
     except SpoolDamaged as error:
@@ -95,10 +96,14 @@ def run(**settings: Any) -> None:
         os._exit(0)
 
 
-def build_store(config: UploaderConfig) -> Store:
-    """The store --store names (uploader/remote.py has the URLs): S3 through boto3
+def build_stores(config: UploaderConfig) -> list[Store]:
+    """The stores --store names, in its order. Raises ConfigError."""
+    return [build_store(config, url) for url in config.stores]
+
+
+def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
+    """The store ``url`` names (uploader/remote.py has the forms): S3 through boto3
     (``s3_client``), a directory, an FTP(S), SFTP or HTTP server. Raises ConfigError."""
-    url = config.store
     if url.scheme == "s3":
         client = s3_client(config)
         return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")

@@ -180,8 +180,15 @@ def _checksums(flag: str, value: str | None) -> str | None:
     return None if value is None else _one_of(flag, value.lower(), CHECKSUM_POLICIES)
 
 
-def _store(flag: str, store: str) -> StoreUrl:
-    return parse_store_url(store).with_netrc()
+def _stores(flag: str, texts: list[str]) -> tuple[StoreUrl, ...]:
+    """Each --store parsed (``remote.parse_store_url``), with netrc's credentials; ``s3`` when
+    none is given. Raises ConfigError for a bad one, or one given twice."""
+    stores = tuple(parse_store_url(text).with_netrc() for text in texts or ["s3"])
+    names = [str(store) for store in stores]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{flag} {name} is given twice")
+    return stores
 
 
 def _acl(flag: str, value: str | None) -> str | None:
@@ -286,9 +293,10 @@ OPTIONS = (
         convert=_playlist_type, metavar="TYPE",
     ),
     Option(
-        "store", TEXT, "s3", "'s3', or a URL: file:///PATH, ftp://, ftps://, sftp://, http(s):// (objects written to"
-        " PATH/BUCKET/KEY; docs/deploy.md, Destinations).",
-        convert=_store, metavar="STORE",
+        "store", TEXT_LIST, (), "Where objects go: 's3', or a URL: file:///PATH, ftp://, ftps://, sftp://, http(s)://"
+        " (PATH/BUCKET/KEY; docs/deploy.md, Destinations). Repeat it to publish to several at once, each with its"
+        " own queue, retries and retention.",
+        convert=_stores, fields=("stores",), metavar="STORE", shown_default="s3",
     ),
     Option(
         "endpoint_url", TEXT, None, "S3 endpoint (else AWS_ENDPOINT_URL or AWS).",
@@ -472,7 +480,7 @@ class UploaderConfig:
     peers: Mapping[str, Scope]  # from --peers-file, by key id
     window: int
     playlist_type: PlaylistType
-    store: StoreUrl  # --store; str() leaves its password out
+    stores: tuple[StoreUrl, ...]  # --store, at least one; str() of each leaves its password out
     endpoint_url: str | None
     region: str | None
     s3_addressing_style: str  # ADDRESSING_STYLES
@@ -544,8 +552,10 @@ class UploaderConfig:
                          self.cloudfront_private_key)
         if self.url_mode is UrlMode.PUBLIC:
             return
-        if self.url_mode is UrlMode.PRESIGNED and self.store.scheme != "s3":
-            raise ConfigError(f"--url-mode presigned signs S3 GET URLs: --store {self.store} has none")
+        if len(self.stores) > 1:
+            raise ConfigError(f"--url-mode {self.url_mode} signs the URLs of one origin: give one --store")
+        if self.url_mode is UrlMode.PRESIGNED and self.stores[0].scheme != "s3":
+            raise ConfigError(f"--url-mode presigned signs S3 GET URLs: --store {self.stores[0]} has none")
         if self.acl and self.acl not in _PRIVATE_ACLS:
             raise ConfigError(f"--acl {self.acl} lets others than the bucket owner read every object, which --url-mode"
                               f" {self.url_mode} exists to prevent: leave --acl unset (or {', '.join(_PRIVATE_ACLS)})")

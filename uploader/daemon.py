@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import os
+import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from common.durable import write_file
 from common.endpoint import HEALTH_PATH, READY_PATH, OperatorEndpoint
@@ -19,18 +23,21 @@ from .files import AllowedDirs
 from .health import Readiness, on_loop, spool_health
 from .housekeeping import Housekeeper
 from .metrics import DaemonMetrics, LiveSources, MeteredStore
-from .intake import Intake
+from .intake import Intake, Replica
 from .ownership import OwnershipRule
 from .payloads import PayloadStore
 from .publisher import Publisher
 from .server import ServerLimits, UploadServer
 from .sdnotify import SystemdNotifier
 from .spool import Spool, SpoolBroken, SpoolBusy, SpoolError, SpoolThread
-from .stream import StreamSummary
+from .stream import StreamKey, StreamSummary
 from .stores import Store
 from .urls import UrlSigner
 
 log = logging.getLogger(__name__)
+
+# Under the spool directory: one spool per destination after the first (``destination_spool_dir``).
+DESTINATIONS_DIR_NAME = "destinations"
 
 
 class StartupError(UploaderError):
@@ -53,7 +60,7 @@ class DaemonExit:
     spool_failure: str | None = None  # why the spool stopped the daemon (damaged, removed), if it did
 
 
-def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spool: Spool) -> str:
+def startup_line(config: UploaderConfig, host: str, port: int, destinations: Sequence[Destination]) -> str:
     shown_host = f"[{host}]" if ":" in host else host
     allowed = ", ".join(str(path) for path in config.allow_dirs) or "none (add --allow-dir)"
     buckets = "any (--any-bucket)" if config.any_bucket else ", ".join(sorted(config.buckets)) or "none unsigned"
@@ -61,32 +68,46 @@ def startup_line(config: UploaderConfig, host: str, port: int, store: Store, spo
                                                 (f"HMAC peers file ({len(config.peers)} peers)", bool(config.peers)),
                                                 ("TLS client certificate", config.tls_client_ca is not None)) if used)
     transport = "TLS" if config.tls_context is not None else "plaintext"
+    stores = "; ".join(f"store {d.store.description}" for d in destinations)
     return (
-        f"hls-uploadd listening on {shown_host}:{port}; store {store.description}; spool {spool.path};"
+        f"hls-uploadd listening on {shown_host}:{port}; {stores}; spool {destinations[0].spool.path};"
         f" allowed dirs: {allowed}; buckets: {buckets}; peer authentication: {auth or 'none'}; transport: {transport}"
     )
 
 
-async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable[[str], None],
-                     signer: UrlSigner | None = None) -> DaemonExit:
-    """Serve until SIGTERM/SIGINT/SIGQUIT or the spool fails for good, then drain for at most
-    ``config.drain_timeout_s``. ``signer``: what signs the URIs of private streams' playlists
-    (--url-mode; None: public). Signals: see ``_install_signal_handlers``. Under systemd
-    ($NOTIFY_SOCKET) it sends READY=1 once serving, WATCHDOG=1 while the event loop and the
-    spool thread answer, and STOPPING=1.
+@dataclass(slots=True)
+class Destination:
+    """One --store and what publishes to it: its own spool (queue, state, retention), payloads,
+    publisher and readiness. ``name``: the store's URL without its password."""
 
-    Raises SpoolInUse when another daemon holds the spool, SpoolDamaged when its integrity check
-    fails, StartupError when the spool, its payload directory or the listener cannot be set up.
-    """
+    name: str
+    spool: Spool
+    spool_thread: SpoolThread
+    payloads: PayloadStore
+    store: MeteredStore
+    publisher: Publisher
+    readiness: Readiness
+
+
+def destination_spool_dir(spool_dir: Path, name: str) -> Path:
+    """The spool directory of a destination after the first (the first's is ``spool_dir``):
+    named by its --store, so that it stays its own whatever the other --store options."""
+    readable = re.sub(r"[^A-Za-z0-9.@-]+", "_", name).strip("_")[:48]
+    return spool_dir / DESTINATIONS_DIR_NAME / f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def _open_spool(directory: Path, config: UploaderConfig) -> tuple[Spool, PayloadStore]:
+    """Open the spool in ``directory`` and its payload directory (payloads no queued message
+    names removed). Raises SpoolInUse, SpoolDamaged, StartupError."""
     try:
-        spool = Spool.open(config.spool_dir)
+        spool = Spool.open(directory)
     except SpoolBusy as error:
         raise SpoolInUse(str(error)) from None
     except SpoolBroken as error:
         raise SpoolDamaged(str(error)) from None
     except SpoolError as error:
         raise StartupError(str(error)) from None
-    payloads = PayloadStore(config.spool_dir, max_inflight_bytes=config.max_payload_inflight_bytes)
+    payloads = PayloadStore(directory, max_inflight_bytes=config.max_payload_inflight_bytes)
     try:
         payloads.open()
         for name in payloads.sweep(spool.queued_payloads()):
@@ -94,11 +115,27 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
     except OSError as error:
         spool.close()
         raise StartupError(f"payload directory {payloads.directory}: {error.strerror or error}") from None
+    return spool, payloads
+
+
+async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announce: Callable[[str], None],
+                     signer: UrlSigner | None = None) -> DaemonExit:
+    """Serve until SIGTERM/SIGINT/SIGQUIT or a spool fails for good, then drain for at most
+    ``config.drain_timeout_s``. ``stores``: one per --store, in its order (``config.stores``);
+    each destination after the first has its own spool under the first's ``destinations/``, its
+    own queue, retries and retention, so one that is slow or down delays no other.
+    ``signer``: what signs the URIs of private streams' playlists (--url-mode; None: public).
+    Signals: see ``_install_signal_handlers``. Under systemd ($NOTIFY_SOCKET) it sends READY=1
+    once serving, WATCHDOG=1 while the event loop and the spools answer, and STOPPING=1.
+
+    Raises SpoolInUse when another daemon holds the spool, SpoolDamaged when an integrity check
+    fails, StartupError when a spool, its payload directory or the listener cannot be set up.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     failure: list[str] = []
 
-    def on_broken(error: SpoolBroken) -> None:  # on the spool thread
+    def on_broken(error: SpoolBroken) -> None:  # on a spool thread
         def stop_accepting() -> None:
             log.error("%s; nothing more is acknowledged, the daemon stops", error)
             failure.append(str(error))
@@ -106,22 +143,45 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
 
         loop.call_soon_threadsafe(stop_accepting)
 
-    spool_thread = SpoolThread(spool, on_broken=on_broken)
     allowed = AllowedDirs(config.allow_dirs)
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     metrics = DaemonMetrics()
-    store = MeteredStore(store, metrics)
-    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,
-                          metrics=metrics, signer=signer)
+    several = len(stores) > 1
+    destinations: list[Destination] = []
+    try:
+        for index, (url, raw_store) in enumerate(zip(config.stores, stores, strict=True)):
+            name = str(url)
+            directory = config.spool_dir if index == 0 else destination_spool_dir(config.spool_dir, name)
+            spool, payloads = _open_spool(directory, config)
+            spool_thread = SpoolThread(spool, on_broken=on_broken)
+            store = MeteredStore(raw_store, metrics.destination(name))
+            publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,
+                                  metrics=metrics.destination(name), signer=signer,
+                                  destination=name if several else None, removes_segment_files=index == 0)
+            readiness = Readiness(store, config.scopes.buckets, publisher.held, grace_s=config.not_ready_after_s)
+            destinations.append(Destination(name, spool, spool_thread, payloads, store, publisher, readiness))
+        return await _serve(config, destinations, metrics, allowed, insecure, stop, failure, announce)
+    finally:
+        for destination in destinations:
+            destination.publisher.close()
+            destination.spool_thread.close()
+            destination.store.close()
+
+
+async def _serve(config: UploaderConfig, destinations: list[Destination], metrics: DaemonMetrics,
+                 allowed: AllowedDirs, insecure: bool, stop: asyncio.Event, failure: list[str],
+                 announce: Callable[[str], None]) -> DaemonExit:
+    first = destinations[0]
     intake = Intake(
-        spool=spool_thread,
-        publisher=publisher,
+        spool=first.spool_thread,
+        publisher=first.publisher,
         allowed=allowed,
         peers=config.scopes,
-        payloads=payloads,
+        payloads=first.payloads,
         master_name=config.master_name,
         ownership=OwnershipRule(config.takeover_after_s),
         metrics=metrics,
+        replicas=[Replica(d.name, d.spool_thread, d.payloads, d.publisher) for d in destinations[1:]],
     )
     server = UploadServer(
         intake,
@@ -130,15 +190,16 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
         limits=ServerLimits(max_payload_bytes=config.max_payload_bytes, idle_timeout_s=config.idle_timeout_s),
         metrics=metrics,
     )
-    readiness = Readiness(store, config.scopes.buckets, publisher.held, grace_s=config.not_ready_after_s)
-    endpoint = _endpoint(config, metrics, readiness, spool_thread, server, payloads)
+    endpoint = _endpoint(config, metrics, destinations, server)
     try:
         # Read before listening: the streams a previous run left work for, not one a message is
         # queued for now.
-        try:
-            resumed = await publisher.left_queued()
-        except SpoolBroken:
-            resumed = []  # on_broken is stopping the daemon
+        resumed: list[list[StreamKey]] = []
+        for destination in destinations:
+            try:
+                resumed.append(await destination.publisher.left_queued())
+            except SpoolBroken:
+                resumed.append([])  # on_broken is stopping the daemon
         try:
             host, port = await server.start(config.listen_host, config.listen_port)
         except OSError as error:
@@ -148,7 +209,7 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
                 write_file(config.port_file, f"{port}\n".encode())
             except OSError as error:
                 raise StartupError(f"cannot write --port-file {config.port_file}: {error.strerror or error}") from None
-        status = _Status(config, f"{host}:{port}", server, publisher, spool_thread)
+        status = _Status(config, f"{host}:{port}", server, destinations)
         _install_signal_handlers(stop, status)
         if endpoint is not None:
             assert config.metrics_address is not None
@@ -159,103 +220,144 @@ async def run_daemon(config: UploaderConfig, store: Store, *, announce: Callable
                                    f"{config.metrics_address[1]}: {error.strerror}") from None
             log.info("metrics on http://%s/metrics, health on /healthz and /readyz",
                      f"[{metrics_host}]:{metrics_port}" if ":" in metrics_host else f"{metrics_host}:{metrics_port}")
-        announce(startup_line(config, host, port, store, spool))
+        announce(startup_line(config, host, port, destinations))
         if insecure:
             # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages
             # (still only for allowed directories and buckets).
             log.warning("listening on non-loopback address %s WITHOUT peer authentication (--insecure-no-auth)", host)
-        if resumed:
-            log.info("resuming %d stream(s) with messages queued before the last stop", len(resumed))
-            publisher.resume(resumed)
-        # Reported, not fatal: messages are still accepted and queued, and held streams go on
-        # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
-        checking = asyncio.create_task(publisher.check_buckets(config.scopes.buckets, readiness.bucket_checked))
-        checking.add_done_callback(lambda _: setattr(readiness, "checked", True))
-        housekeeper = asyncio.create_task(
-            Housekeeper(config=config, spool=spool_thread, store=store, publisher=publisher, metrics=metrics).run(),
-            name="housekeeping",
-        )
+        _warn_of_left_destinations(config, destinations)
+        tasks: list[asyncio.Task[None]] = []
+        for destination, keys in zip(destinations, resumed, strict=True):
+            if keys:
+                log.info("resuming %d stream(s) with messages queued before the last stop%s", len(keys),
+                         f" for destination {destination.name}" if len(destinations) > 1 else "")
+                destination.publisher.resume(keys)
+            # Reported, not fatal: messages are still accepted and queued, and held streams go on
+            # once the operator corrects the store (docs/uploader.md, "Errors the operator corrects").
+            readiness = destination.readiness
+            checking = asyncio.create_task(destination.publisher.check_buckets(config.scopes.buckets,
+                                                                               readiness.bucket_checked))
+            checking.add_done_callback(lambda _, readiness=readiness: setattr(readiness, "checked", True))
+            housekeeper = Housekeeper(config=config, spool=destination.spool_thread, store=destination.store,
+                                      publisher=destination.publisher, metrics=metrics.destination(destination.name),
+                                      destination=destination.name if len(destinations) > 1 else None)
+            tasks += [checking, asyncio.create_task(housekeeper.run(), name=f"housekeeping {destination.name}")]
         systemd = SystemdNotifier()
         systemd.notify("READY=1")
-        watchdog = asyncio.create_task(_watchdog(systemd, spool_thread)) if systemd.watchdog_interval_s else None
+        spool_threads = [d.spool_thread for d in destinations]
+        watchdog = asyncio.create_task(_watchdog(systemd, spool_threads)) if systemd.watchdog_interval_s else None
         await stop.wait()
         systemd.notify("STOPPING=1")
         if watchdog is not None:
             watchdog.cancel()
         log.info("shutting down: no new connections; draining uploads for up to %g s", config.drain_timeout_s)
-        checking.cancel()
-        housekeeper.cancel()  # what it had not done stays queued in the spool
-        await asyncio.gather(checking, housekeeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()  # what housekeeping had not done stays queued in the spool
+        await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
-        cut = await publisher.drain(config.drain_timeout_s)
+        cut = sum(await asyncio.gather(*(d.publisher.drain(config.drain_timeout_s) for d in destinations)))
         if cut:
             log.warning("drain timeout: %d stream(s) stopped mid-upload; the next start redoes them", cut)
-        if spool_thread.broken is None:
-            left = await spool_thread.call(Spool.queued_count, spool)
+        if all(d.spool_thread.broken is None for d in destinations):
+            left = sum([await d.spool_thread.call(Spool.queued_count, d.spool) for d in destinations])
             log.info("stopped; %d message(s) left queued for the next start", left)
-        return DaemonExit(puts_abandoned=publisher.puts_running, spool_failure=failure[0] if failure else None)
+        return DaemonExit(puts_abandoned=sum(d.publisher.puts_running for d in destinations),
+                          spool_failure=failure[0] if failure else None)
     finally:
         if endpoint is not None:
             endpoint.stop()
-        publisher.close()
-        spool_thread.close()
 
 
-async def _watchdog(systemd: SystemdNotifier, spool_thread: SpoolThread) -> None:
+def _warn_of_left_destinations(config: UploaderConfig, destinations: Sequence[Destination]) -> None:
+    """A WARNING for each spool of a destination no --store names any more (its queue waits there)."""
+    used = {d.spool.path.parent for d in destinations}
+    with contextlib.suppress(OSError):
+        for directory in sorted((config.spool_dir / DESTINATIONS_DIR_NAME).iterdir()):
+            if directory not in used:
+                log.warning("spool %s is of a destination no --store names now: what it has queued is not"
+                            " published (give that --store again, or remove the directory)", directory)
+
+
+async def _watchdog(systemd: SystemdNotifier, spool_threads: Sequence[SpoolThread]) -> None:
     """WATCHDOG=1 every ``systemd.watchdog_interval_s`` while the daemon is healthy as
-    ``/healthz`` says (``health.spool_health``: the event loop runs, the spool thread answers and
-    the spool takes a write): a hung loop or spool sends none, and systemd restarts the daemon."""
+    ``/healthz`` says (``health.spool_health``: the event loop runs, every spool thread answers
+    and its spool takes a write): a hung loop or spool sends none, and systemd restarts the daemon."""
     assert systemd.watchdog_interval_s is not None
     while True:
-        if spool_thread.broken is not None:
-            return  # the spool failed for good: the daemon is stopping
-        if (reason := await spool_health(spool_thread)) is None:
+        if any(spool_thread.broken is not None for spool_thread in spool_threads):
+            return  # a spool failed for good: the daemon is stopping
+        if (reason := await _spools_health(spool_threads)) is None:
             systemd.notify("WATCHDOG=1")
         else:
             log.error("not healthy, no watchdog ping: %s", reason)
         await asyncio.sleep(systemd.watchdog_interval_s)
 
 
-def _endpoint(config: UploaderConfig, metrics: DaemonMetrics, readiness: Readiness, spool_thread: SpoolThread,
-              server: UploadServer, payloads: PayloadStore) -> OperatorEndpoint | None:
-    """The --metrics-listen endpoint (not started yet), or None without the option."""
+async def _spools_health(spool_threads: Sequence[SpoolThread]) -> str | None:
+    """The first spool's reason to be unhealthy (``health.spool_health``), None when none has one."""
+    for spool_thread in spool_threads:
+        if (reason := await spool_health(spool_thread)) is not None:
+            return reason
+    return None
+
+
+def _endpoint(config: UploaderConfig, metrics: DaemonMetrics, destinations: Sequence[Destination],
+              server: UploadServer) -> OperatorEndpoint | None:
+    """The --metrics-listen endpoint (not started yet), or None without the option. Ready when
+    every destination is (``health.Readiness``); the reason names the destination when there are
+    several."""
     if config.metrics_address is None:
         return None
     loop = asyncio.get_running_loop()
+    spool_threads = [d.spool_thread for d in destinations]
 
     def healthy() -> str | None:
-        return on_loop(loop, spool_health(spool_thread))
+        return on_loop(loop, _spools_health(spool_threads))
 
-    def summaries() -> list[StreamSummary]:
-        return on_loop(loop, spool_thread.call(Spool.summaries, spool_thread.spool))
+    def ready() -> str | None:
+        if (reason := healthy()) is not None:
+            return reason
+        for destination in destinations:
+            if (reason := destination.readiness()) is not None:
+                return f"destination {destination.name}: {reason}" if len(destinations) > 1 else reason
+        return None
 
-    metrics.watch(LiveSources(summaries=summaries, connections=lambda: server.connection_count,
-                              payload_bytes=lambda: payloads.budget.used, spool_path=spool_thread.spool.path))
-    return OperatorEndpoint(metrics.registry, {HEALTH_PATH: healthy, READY_PATH: lambda: healthy() or readiness()})
+    async def summaries() -> dict[str, list[StreamSummary]]:
+        return {d.name: await d.spool_thread.call(Spool.summaries, d.spool) for d in destinations}
+
+    metrics.watch(LiveSources(summaries=lambda: on_loop(loop, summaries()),
+                              connections=lambda: server.connection_count,
+                              payload_bytes=lambda: destinations[0].payloads.budget.used,
+                              spool_paths=tuple(d.spool.path for d in destinations)))
+    return OperatorEndpoint(metrics.registry, {HEALTH_PATH: healthy, READY_PATH: ready})
 
 
 class _Status:
     """What SIGUSR1 and SIGHUP log: one paragraph on the daemon's state."""
 
-    def __init__(self, config: UploaderConfig, address: str, server: UploadServer, publisher: Publisher,
-                 spool_thread: SpoolThread) -> None:
+    def __init__(self, config: UploaderConfig, address: str, server: UploadServer,
+                 destinations: Sequence[Destination]) -> None:
         self._config = config
         self._address = address
         self._server = server
-        self._publisher = publisher
-        self._spool_thread = spool_thread
+        self._destinations = destinations
 
     async def log(self, reason: str) -> None:
         """Log the summary, prefixed by ``reason`` (the signal's name)."""
-        try:
-            queued = await self._spool_thread.call(Spool.queued_count, self._spool_thread.spool)
-            streams = len(await self._spool_thread.call(Spool.streams_with_work, self._spool_thread.spool))
-            spool = f"{queued} message(s) queued for {streams} stream(s) in {self._spool_thread.spool.path}"
-        except SpoolError as error:
-            spool = f"spool unusable: {error}"
+        parts = []
+        for destination in self._destinations:
+            spool_thread = destination.spool_thread
+            try:
+                queued = await spool_thread.call(Spool.queued_count, spool_thread.spool)
+                streams = len(await spool_thread.call(Spool.streams_with_work, spool_thread.spool))
+                parts.append(f"{queued} message(s) queued for {streams} stream(s) in {spool_thread.spool.path}")
+            except SpoolError as error:
+                parts.append(f"spool unusable: {error}")
+        spool = "; ".join(parts)
         log.info(
             "%s: status: listening on %s; %d connection(s); %s; %d PUT(s) running; log level %s",
-            reason, self._address, self._server.connection_count, spool, self._publisher.puts_running,
+            reason, self._address, self._server.connection_count, spool,
+            sum(d.publisher.puts_running for d in self._destinations),
             logging.getLevelName(logging.getLogger().level),
         )
 

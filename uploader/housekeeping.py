@@ -14,7 +14,9 @@ import logging
 import time
 
 from .config import UploaderConfig
-from .metrics import DaemonMetrics
+from common.logs import DESTINATION
+
+from .metrics import DaemonMetrics, DestinationMetrics
 from .publisher import Publisher, Throttle
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
@@ -47,9 +49,12 @@ class Housekeeper:
     """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
 
     def __init__(self, *, config: UploaderConfig, spool: SpoolThread, store: Store, publisher: Publisher,
-                 metrics: DaemonMetrics | None = None) -> None:
+                 metrics: DestinationMetrics | None = None, destination: str | None = None) -> None:
+        """Keeps one destination's spool and store: ``destination`` names it in log lines when the
+        daemon has several (``common.logs.DESTINATION``)."""
         self._config = config
-        self._metrics = metrics or DaemonMetrics()
+        self._destination = destination
+        self._metrics = metrics or DaemonMetrics().destination(store.description)
         self._spool = spool
         self._store = store
         self._publisher = publisher
@@ -63,6 +68,7 @@ class Housekeeper:
         self._errors = Throttle(DELETION_ERROR_LOG_INTERVAL_S)  # all deletions share one report
 
     async def run(self) -> None:
+        DESTINATION.set(self._destination)
         while True:
             try:
                 await self._delete_due()
@@ -92,7 +98,7 @@ class Housekeeper:
     async def _failed(self, deletion: QueuedDeletion, error: StoreError) -> None:
         attempts = deletion.attempts + 1
         when = retry_at(time.time(), attempts)
-        self._metrics.store_retries.labels("delete").inc()
+        self._metrics.store_retry("delete")
         await self._spool.call(Spool.deletion_failed, self._spool.spool, deletion.id, when)
         unlogged = self._errors.due("deletions", time.monotonic())
         if unlogged is None:

@@ -142,6 +142,7 @@ class HttpStore:
             raise self._refused("DELETE", url, status)
 
     def close(self) -> None:
+        """Close the kept connections."""
         self._pool.clear()
 
     def _resource(self, bucket: str, key: str) -> str:

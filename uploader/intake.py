@@ -26,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from common.logs import SEGMENT, STREAM
 from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply, writer_label
 
 from .alignment import AlignmentTracker
-from .files import AllowedDirs, DirectoryRefused
+from .files import AllowedDirs, DirectoryRefused, SegmentFileError
 from .metrics import DaemonMetrics, Refusal
 from .ownership import Claim, OwnershipRule
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
@@ -41,6 +44,17 @@ from .spool import NotTheWriter, Queued, Spool, SpoolError, SpoolThread
 from .stream import stream_label
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A destination after the first: its own spool, payloads and publisher (``name``: its
+    --store, for the log)."""
+
+    name: str
+    spool: SpoolThread
+    payloads: PayloadStore
+    publisher: Publisher
 
 
 def ended_reason(label: str) -> str:
@@ -73,10 +87,12 @@ class Intake:
         master_name: str = "",
         ownership: OwnershipRule,
         metrics: DaemonMetrics | None = None,
+        replicas: Sequence[Replica] = (),
     ) -> None:
         """``peers``: who may write what, and whether messages must be signed. ``master_name``:
         the master playlist's name, which no stream may take. ``ownership``: who may write a
-        stream (--takeover-after)."""
+        stream (--takeover-after). ``replicas``: the destinations after the first (``spool`` and
+        ``publisher`` are the first's), each queued every message the first takes."""
         self._spool = spool
         self._publisher = publisher
         self._allowed = allowed
@@ -85,6 +101,7 @@ class Intake:
         self._master_name = master_name
         self._ownership = ownership
         self._metrics = metrics or DaemonMetrics()
+        self._replicas = tuple(replicas)
         # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
         # messages arrive, so the warning comes in real time.
         self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
@@ -223,6 +240,11 @@ class Intake:
             return Ack(0, admitted.stream_last), False
         if queued is Queued.ENDED:
             return self._refuse(peer, message, ended_reason(label), Refusal.ENDED), False
+        if self._replicas and (refused := await self._replicate(message, payload)) is not None:
+            # Queued for the first destination, not for every one: the peer sends it again, and
+            # the destinations that have it take the re-send as one.
+            self._metrics.refused(Refusal.DAEMON)
+            return _rejection(refused, transient=True), queued is Queued.NEW
         if queued is Queued.NEW:
             self._observe_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
@@ -231,6 +253,46 @@ class Intake:
         else:
             log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
         return Ack(message.last_segment), queued is Queued.NEW
+
+    async def _replicate(self, message: IndexMessage, payload: str | None) -> str | None:
+        """Queue ``message``, taken by the first destination, for every other one, each with its
+        own link to the segment's bytes (``PayloadStore.adopt``), made before the first
+        destination's publisher is told (it removes the segment file once stored). Returns None,
+        or why a destination could not queue it (the peer is to send it again)."""
+        loop = asyncio.get_running_loop()
+        for replica in self._replicas:
+            try:
+                name = await loop.run_in_executor(None, self._adopt, replica, message, payload)
+                queued = await replica.spool.call(Spool.enqueue, replica.spool.spool, message, name)
+            except (PayloadError, SpoolError) as error:
+                log.error("stream %s segment %s: not queued for destination %s: %s", stream_label(message.stream_id),
+                          message.segment_name, replica.name, error)
+                return f"daemon cannot queue the message for destination {replica.name}: {error}"
+            if queued is Queued.NEW:
+                replica.publisher.notify(message.stream_id)
+            elif name is not None:
+                replica.payloads.remove(name)
+            if queued is Queued.ENDED:
+                log.warning("stream %s segment %s: destination %s ended the stream already (--end-silent-after);"
+                            " it does not get this segment", stream_label(message.stream_id), message.segment_name,
+                            replica.name)
+        return None
+
+    def _adopt(self, replica: Replica, message: IndexMessage, payload: str | None) -> str | None:
+        """The name of ``replica``'s own link to the segment of ``message`` (None: the message has
+        no segment, or its file is gone, and that destination fails it as the first would).
+        Blocking. Raises PayloadError."""
+        if message.last_segment == 0:
+            return None
+        try:
+            if payload is not None:
+                source: BinaryIO = open(self._payloads.path(payload), "rb")
+            else:
+                source = self._allowed.open_segment(message.output_directory, message.segment_name)
+        except (OSError, DirectoryRefused, SegmentFileError):
+            return None
+        with source:
+            return replica.payloads.adopt(source)
 
     def _observe_alignment(self, message: IndexMessage) -> None:
         tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())

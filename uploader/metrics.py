@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from .stores import (
 from .stream import StreamKey
 
 STREAM_LABELS = ("bucket", "key_prefix", "index")
+DESTINATION_LABEL = "destination"  # a --store, as its URL without a password
+_LABELS = (DESTINATION_LABEL, *STREAM_LABELS)
 
 # Message received -> the playlist naming its segment stored: from a fast local store's tens of
 # milliseconds to a backlog of minutes.
@@ -68,40 +70,47 @@ class LiveSources:
     """Where a scrape reads what is not counted as it happens. Each callable runs on the
     endpoint's thread; ``summaries`` raises when the spool does not answer."""
 
-    summaries: Callable[[], list[StreamSummary]]
+    summaries: Callable[[], Mapping[str, list[StreamSummary]]]  # by destination
     connections: Callable[[], int]
     payload_bytes: Callable[[], int]  # inline payload bytes reserved by connections receiving them
-    spool_path: Path  # the SQLite file; its -wal file is counted with it
+    spool_paths: tuple[Path, ...]  # the SQLite files, the destinations'; each -wal file is counted with it
 
 
 class DaemonMetrics:
     """Every metric of the daemon, in its own registry (``registry``, served by
     ``common.endpoint.OperatorEndpoint``). The counters are always kept, whether or not
-    ``--metrics-listen`` serves them."""
+    ``--metrics-listen`` serves them. What concerns one destination (``--store``) is counted
+    through its ``destination(name)``, under the label ``destination``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        labels = (DESTINATION_LABEL, *STREAM_LABELS)
         self.published = Counter("hls_uploadd_segments_published", "Segments listed in their playlist.",
-                                 STREAM_LABELS, registry=registry)
+                                 labels, registry=registry)
         self.failed = Counter("hls_uploadd_segments_failed", "Segments that failed for good (never listed).",
-                              STREAM_LABELS, registry=registry)
+                              labels, registry=registry)
         self.uploaded = Counter("hls_uploadd_uploaded_bytes",
-                                "Bytes stored: segments, media and master playlists, the player page.", STREAM_LABELS, registry=registry)
+                                "Bytes stored: segments, media and master playlists, the player page.", labels,
+                                registry=registry)
         self.latency = Histogram("hls_uploadd_publish_latency_seconds",
                                  "Message received -> the playlist naming its segment stored.",
-                                 STREAM_LABELS, buckets=LATENCY_BUCKETS_S, registry=registry)
+                                 labels, buckets=LATENCY_BUCKETS_S, registry=registry)
         self.store_requests = Counter("hls_uploadd_store_requests", "Store requests by operation.",
-                                      ("operation",), registry=registry)
+                                      (DESTINATION_LABEL, "operation"), registry=registry)
         self.store_errors = Counter("hls_uploadd_store_errors", "Store requests that failed, by operation and kind.",
-                                    ("operation", "kind"), registry=registry)
+                                    (DESTINATION_LABEL, "operation", "kind"), registry=registry)
         self.store_retries = Counter("hls_uploadd_store_retries", "Failed store requests that are tried again.",
-                                     ("operation",), registry=registry)
+                                     (DESTINATION_LABEL, "operation"), registry=registry)
         self.refusals = Counter("hls_uploadd_refusals", "Messages and connections refused, by reason.",
                                 ("reason",), registry=registry)
         for reason in Refusal:
             self.refusals.labels(reason.value)  # every reason shows, at 0, from the start
         self._per_stream = (self.published, self.failed, self.uploaded, self.latency)
+
+    def destination(self, name: str) -> DestinationMetrics:
+        """What one destination counts, its series labelled ``destination=name``."""
+        return DestinationMetrics(self, name)
 
     def watch(self, sources: LiveSources) -> None:
         """Serve the spool's and the process's figures (``LiveSources``) from now on."""
@@ -110,18 +119,42 @@ class DaemonMetrics:
     def refused(self, reason: Refusal) -> None:
         self.refusals.labels(reason.value).inc()
 
+
+@dataclass(frozen=True, slots=True)
+class DestinationMetrics:
+    """The counters of one destination (``DaemonMetrics.destination``)."""
+
+    metrics: DaemonMetrics
+    name: str
+
     def published_segment(self, key: StreamKey, received_at: Iterable[float], now: float) -> None:
         """The playlist naming the segments of the messages received at ``received_at`` (wall
         clock) is stored: one listed segment per time."""
         for at in received_at:
-            self.published.labels(*key).inc()
-            self.latency.labels(*key).observe(max(0.0, now - at))
+            self.metrics.published.labels(self.name, *key).inc()
+            self.metrics.latency.labels(self.name, *key).observe(max(0.0, now - at))
+
+    def failed_segment(self, key: StreamKey) -> None:
+        self.metrics.failed.labels(self.name, *key).inc()
+
+    def uploaded(self, key: StreamKey, size: int) -> None:
+        """``size`` bytes of the stream ``key`` stored."""
+        self.metrics.uploaded.labels(self.name, *key).inc(size)
+
+    def store_request(self, operation: str) -> None:
+        self.metrics.store_requests.labels(self.name, operation).inc()
+
+    def store_error(self, operation: str, error: StoreError) -> None:
+        self.metrics.store_errors.labels(self.name, operation, store_error_kind(error)).inc()
+
+    def store_retry(self, operation: str) -> None:
+        self.metrics.store_retries.labels(self.name, operation).inc()
 
     def forget(self, key: StreamKey) -> None:
-        """The daemon forgot the stream: its series go."""
-        for metric in self._per_stream:
+        """The destination forgot the stream: its series go."""
+        for metric in self.metrics._per_stream:
             try:
-                metric.remove(*key)
+                metric.remove(self.name, *key)
             except KeyError:
                 pass  # never counted
 
@@ -136,41 +169,44 @@ class _LiveCollector(Collector):
         sources = self._sources
         now = time.time()
         queued = GaugeMetricFamily("hls_uploadd_stream_queued_messages", "Messages waiting to be published.",
-                                   labels=STREAM_LABELS)
+                                   labels=_LABELS)
         behind = GaugeMetricFamily(
             "hls_uploadd_stream_behind_seconds",
             "Age of the oldest message waiting to be published (0: none waits): how far the published"
-            " live edge trails the segmenter's.", labels=STREAM_LABELS)
+            " live edge trails the segmenter's.", labels=_LABELS)
         age = GaugeMetricFamily("hls_uploadd_stream_last_publish_age_seconds",
-                                "Seconds since the stream's playlist last changed.", labels=STREAM_LABELS)
+                                "Seconds since the stream's playlist last changed.", labels=_LABELS)
         sequence = GaugeMetricFamily("hls_uploadd_stream_media_sequence",
                                      "Media sequence number of the newest listed segment (0: none).",
-                                     labels=STREAM_LABELS)
+                                     labels=_LABELS)
         target = GaugeMetricFamily("hls_uploadd_stream_target_duration_seconds",
-                                   "EXT-X-TARGETDURATION of the stream's playlist.", labels=STREAM_LABELS)
+                                   "EXT-X-TARGETDURATION of the stream's playlist.", labels=_LABELS)
         ended = GaugeMetricFamily("hls_uploadd_stream_ended", "1 once the playlist has EXT-X-ENDLIST.",
-                                  labels=STREAM_LABELS)
+                                  labels=_LABELS)
         held = GaugeMetricFamily("hls_uploadd_stream_held_seconds",
                                  "Seconds the stream has been held by a refusal the operator must correct (0: not"
-                                 " held).", labels=STREAM_LABELS)
+                                 " held).", labels=_LABELS)
         failed = GaugeMetricFamily("hls_uploadd_stream_failed_messages",
-                                   "Failed messages kept in the spool (hls-uploadd requeue).", labels=STREAM_LABELS)
-        for summary in sources.summaries():
-            labels = list(summary.key)
-            queued.add_metric(labels, summary.queued)
-            behind.add_metric(labels, max(0.0, now - summary.oldest_queued_at)
-                              if summary.oldest_queued_at is not None else 0.0)
-            if summary.published_at is not None:
-                age.add_metric(labels, max(0.0, now - summary.published_at))
-            sequence.add_metric(labels, summary.last_media_sequence)
-            if summary.target_duration_s is not None:
-                target.add_metric(labels, summary.target_duration_s)
-            ended.add_metric(labels, int(summary.ended))
-            held.add_metric(labels, max(0.0, now - summary.held_since) if summary.held_since is not None else 0.0)
-            failed.add_metric(labels, summary.failed)
+                                   "Failed messages kept in the spool (hls-uploadd requeue).", labels=_LABELS)
+        for destination, summaries in sources.summaries().items():
+            for summary in summaries:
+                labels = [destination, *summary.key]
+                queued.add_metric(labels, summary.queued)
+                behind.add_metric(labels, max(0.0, now - summary.oldest_queued_at)
+                                  if summary.oldest_queued_at is not None else 0.0)
+                if summary.published_at is not None:
+                    age.add_metric(labels, max(0.0, now - summary.published_at))
+                sequence.add_metric(labels, summary.last_media_sequence)
+                if summary.target_duration_s is not None:
+                    target.add_metric(labels, summary.target_duration_s)
+                ended.add_metric(labels, int(summary.ended))
+                held.add_metric(labels, max(0.0, now - summary.held_since) if summary.held_since is not None
+                                else 0.0)
+                failed.add_metric(labels, summary.failed)
         yield from (queued, behind, age, sequence, target, ended, held, failed)
-        yield GaugeMetricFamily("hls_uploadd_spool_bytes", "Size of the spool's database (with its WAL).",
-                                value=_size(sources.spool_path) + _size(Path(f"{sources.spool_path}-wal")))
+        spool_bytes = sum(_size(path) + _size(Path(f"{path}-wal")) for path in sources.spool_paths)
+        yield GaugeMetricFamily("hls_uploadd_spool_bytes", "Size of the spool's databases (with their WALs).",
+                                value=spool_bytes)
         yield GaugeMetricFamily("hls_uploadd_payload_inflight_bytes",
                                 "Inline payload bytes being received (--max-payload-inflight bounds it).",
                                 value=sources.payload_bytes())
@@ -185,11 +221,11 @@ def _size(path: Path) -> int:
 
 
 class MeteredStore:
-    """A Store that counts its requests and their errors (``DaemonMetrics``) and remembers the
-    store's last answers, for readiness (``StoreHealth``). Same interface and errors as the
+    """A Store that counts its requests and their errors (``DestinationMetrics``) and remembers
+    the store's last answers, for readiness (``StoreHealth``). Same interface and errors as the
     store it wraps."""
 
-    def __init__(self, store: Store, metrics: DaemonMetrics) -> None:
+    def __init__(self, store: Store, metrics: DestinationMetrics) -> None:
         self._store = store
         self._metrics = metrics
         self.description = store.description
@@ -209,13 +245,16 @@ class MeteredStore:
     def delete(self, bucket: str, key: str) -> None:
         self._call("delete", lambda: self._store.delete(bucket, key))
 
+    def close(self) -> None:
+        self._store.close()
+
     def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        self._metrics.store_requests.labels(operation).inc()
+        self._metrics.store_request(operation)
         try:
             result = call()
         except StoreError as error:
             kind = store_error_kind(error)
-            self._metrics.store_errors.labels(operation, kind).inc()
+            self._metrics.store_error(operation, error)
             # A refusal (a name taken, a missing bucket, bad credentials) is an answer: the store
             # is up. Readiness judges refusals by the stream or bucket they hold.
             self.health.answered(f"{operation}: {error}" if kind == "transient" else None)

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import BinaryIO, TypeVar
 
-from common.logs import SEGMENT, STREAM
+from common.logs import DESTINATION, SEGMENT, STREAM
 from protocol import IndexMessage
 
 from .config import UploaderConfig
@@ -41,7 +41,7 @@ from .player import (
     render_player_page,
 )
 from .master import Program, master_playlist, variant
-from .metrics import DaemonMetrics, store_error_kind
+from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
 from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
 from .cost import Usage
@@ -168,11 +168,19 @@ class Publisher:
         store: Store,
         allowed: AllowedDirs,
         payloads: PayloadStore,
-        metrics: DaemonMetrics | None = None,
+        metrics: DestinationMetrics | None = None,
         rng: random.Random | None = None,
         signer: UrlSigner | None = None,
+        destination: str | None = None,
+        removes_segment_files: bool = True,
     ) -> None:
+        """Publishes what ``spool`` queues to ``store``. ``destination``: the store's name in log
+        lines (``common.logs.DESTINATION``), when the daemon has several. ``removes_segment_files``:
+        a segment file read from --allow-dir is removed once stored (unless --keep-segment-files);
+        False for a destination whose segments come as its own links (``payloads.PayloadStore.adopt``)."""
         self._config = config
+        self._destination = destination
+        self._removes_segment_files = removes_segment_files and not config.keep_segment_files
         # Private streams (--url-mode): what signs the URIs playlists list, the URLs signed per
         # stream (segments) and per program (media playlists), when each stream's playlist and
         # each program's master were last uploaded (wall clock, as URLs expire by it), the
@@ -188,7 +196,7 @@ class Publisher:
         # put them back in a master.
         self._forgotten: set[StreamKey] = set()
         self._ttl_warned: set[StreamKey] = set()
-        self._metrics = metrics or DaemonMetrics()
+        self._metrics = metrics or DaemonMetrics().destination(store.description)
         self._options = PlaylistOptions(window=config.window, playlist_type=config.playlist_type)
         self._keep = config.window if config.playlist_type is PlaylistType.LIVE else None
         self._spool = spool
@@ -240,6 +248,7 @@ class Publisher:
         or ignores create-only PUTs, else an INFO line. ``report(bucket, refusal)`` is told each
         answer (refusal None: writable; a bucket the store did not answer for is not reported).
         Nothing else changes: a held stream finds out by itself."""
+        DESTINATION.set(self._destination)  # run as its own task
         for bucket in sorted(buckets):
             try:
                 create_only = await self._store_call(partial(check_writable, self._store, bucket))
@@ -323,6 +332,7 @@ class Publisher:
     async def _run_stream(self, key: StreamKey) -> None:
         label = stream_label(key)
         STREAM.set(label)  # this task's log lines are about this stream (common/logs.py)
+        DESTINATION.set(self._destination)
         state: StreamState | None = None
         errors = 0  # consecutive failed attempts at the stream's next message
         try:
@@ -562,7 +572,7 @@ class Publisher:
             reason,
             extra={"error_kind": kind},
         )
-        self._metrics.failed.labels(*message.stream_id).inc()
+        self._metrics.failed_segment(message.stream_id)
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
         newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
         listed = not state.ended and not newer and should_publish(new_state, self._options)
@@ -598,7 +608,7 @@ class Publisher:
     def _remove_file(self, label: str, item: QueuedItem) -> None:
         """The segment file read from --allow-dir, once stored and recorded (unless
         --keep-segment-files): a crash before this leaves the file, never a segment unread."""
-        if self._config.keep_segment_files or item.payload is not None:
+        if not self._removes_segment_files or item.payload is not None:
             return
         message = item.message
         try:
@@ -826,7 +836,7 @@ class Publisher:
                 attempt += 1
                 if isinstance(error, DigestMismatchError) and attempt >= error.held_after:
                     error = error.held()
-                self._metrics.store_retries.labels("put").inc()
+                self._metrics.store_retry("put")
                 delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
                 if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):
                     if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
@@ -843,7 +853,7 @@ class Publisher:
                 continue
             size = sizes[-1] if sizes else 0
             self._charge(stream, Usage(puts=1, bytes_in=size, stored_bytes=size if create_only else 0))
-            self._metrics.uploaded.labels(*stream).inc(size)
+            self._metrics.uploaded(stream, size)
             if held:
                 self._held.forget(label)
                 await self._hold(stream, None)

@@ -217,6 +217,10 @@ class Store(Protocol):
         """Remove the object; one that is already gone is not an error."""
         ...
 
+    def close(self) -> None:
+        """Close the connections kept for the next request (at the daemon's exit)."""
+        ...
+
 
 # Written, and overwritten at every start, by ``check_writable`` at the bucket's root.
 WRITE_CHECK_KEY = ".hls-uploadd-write-check"
@@ -366,6 +370,9 @@ class S3Store:
         with _s3_errors(bucket, key):
             self._client.delete_object(Bucket=bucket, Key=key)
 
+    def close(self) -> None:
+        """Nothing: the client's connections close with the process (a PUT may still run)."""
+
 
 @contextlib.contextmanager
 def _s3_errors(bucket: str, key: str) -> Iterator[None]:
@@ -489,6 +496,9 @@ class FileStore:
         target = self.path_for(bucket, key)
         with self._os_errors(bucket, target):
             target.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Nothing to close."""
 
     @contextlib.contextmanager
     def _os_errors(self, bucket: str, target: Path) -> Iterator[None]:

@@ -33,8 +33,16 @@ class Scrape:
     text: str
 
     def value(self, name: str, **labels: str) -> float | None:
-        """The sample ``name`` with exactly ``labels``; None when there is none."""
-        return self.samples.get((name, frozenset(labels.items())))
+        """The sample ``name`` with exactly ``labels``, a ``destination`` label left out matching
+        the daemon's one destination; None when there is none."""
+        wanted = frozenset(labels.items())
+        if (name, wanted) in self.samples or "destination" in labels:
+            return self.samples.get((name, wanted))
+        found = [value for (have_name, have), value in self.samples.items()
+                 if have_name == name and {item for item in have if item[0] != "destination"} == wanted
+                 and len(have) == len(wanted) + 1]
+        assert len(found) <= 1, f"{name}{labels} is at several destinations: name the one meant"
+        return found[0] if found else None
 
     def labelled(self, **labels: str) -> list[str]:
         """The names of the samples whose labels include ``labels``."""

@@ -34,7 +34,7 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
     assert not config.allow_unsigned_inline and config.peers == {}
     assert config.window == 5 and config.playlist_type is PlaylistType.LIVE
     assert config.acl is None
-    assert config.store.scheme == "s3" and str(config.store) == "s3"
+    assert [str(store) for store in config.stores] == ["s3"]
     assert config.cache_control_segment == "max-age=31536000, immutable"
     assert config.max_payload_inflight_bytes == 1024 * 1024 * 1024 >= config.max_payload_bytes
 

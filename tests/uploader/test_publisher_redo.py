@@ -47,7 +47,7 @@ def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counte
     payloads.open()
     spool_thread = SpoolThread(spool)
     publisher = Publisher(config=config, spool=spool_thread, store=FileStore(root),
-                          allowed=AllowedDirs(config.allow_dirs), payloads=payloads, metrics=metrics,
+                          allowed=AllowedDirs(config.allow_dirs), payloads=payloads, metrics=metrics.destination("files"),
                           rng=random.Random(1))
     message = legit_message(segments, "live", 1, end=True)
     place_segment(segment_source, segments, "legit", 1)
@@ -68,7 +68,7 @@ def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counte
         spool.close()
     assert failures, "Spool.complete never failed: the redo was not exercised"
     playlist = (root / "live" / "legit" / "legit.m3u8").read_bytes()
-    labels = dict(zip(("bucket", "key_prefix", "index"), message.stream_id))  # STREAM_LABELS
+    labels = {"destination": "files", **dict(zip(("bucket", "key_prefix", "index"), message.stream_id))}
     value = metrics.registry.get_sample_value
     assert playlist.endswith(b"#EXT-X-ENDLIST\n") and playlist.count(b"#EXTINF") == 1
     assert value("hls_uploadd_segments_published_total", labels) == 1

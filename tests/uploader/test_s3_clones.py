@@ -63,7 +63,8 @@ def test_each_documented_configuration_reaches_the_s3_client(
 ) -> None:
     for name in ("AWS_ENDPOINT_URL", "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
         monkeypatch.delenv(name, raising=False)
-    client = build_store(config_of(tmp_path, documented_configs()[store]))._client  # type: ignore[attr-defined]
+    config = config_of(tmp_path, documented_configs()[store])
+    client = build_store(config, config.stores[0])._client  # type: ignore[attr-defined]
     assert (client.meta.endpoint_url, client.meta.region_name) == (endpoint, region)
     assert client.meta.config.s3 == {"addressing_style": style}
     assert client.meta.config.request_checksum_calculation == (checksums or "when_supported")

@@ -1,0 +1,198 @@
+"""Several --store at once: each destination has its own queue, retries and retention, gets every
+segment (its own link to the bytes), and one that is down delays no other."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from protocol import Ack, IndexMessage, encode_message
+from tests.support.daemon import UploaderDaemon, place_segment
+from tests.support.file_servers import FtpServer, SftpServer
+from tests.support.rfc8216 import History
+from tests.support.scrape import check, endpoint_of, scrape
+from tests.support.viewer import wait_for
+from tests.uploader.conftest import stop_all
+from uploader.daemon import destination_spool_dir
+
+from .test_cli import run_cli
+
+BUCKET = "site"
+STREAM = Path(BUCKET) / "live" / "one"
+
+
+def message(directory: Path, last: int, *, end: bool = False, **fields: object) -> IndexMessage:
+    return IndexMessage(
+        index="index.m3u8", output_directory=str(directory), segment_duration=1, output_prefix="seg",
+        http_prefix="", first_segment=1, last_segment=last, end=end, bucket=BUCKET, key_prefix="live/one",
+        duration=1.0, **fields,  # type: ignore[arg-type]
+    )
+
+
+class Watched:
+    """One destination's root directory, its playlist's versions read as they change."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.history = History()
+        self._last = ""
+
+    def lists(self, number: int) -> bool:
+        """Whether the playlist there names segment ``number``; each new version is checked, and
+        every segment it names must be there already."""
+        try:
+            text = (self.root / STREAM / "index.m3u8").read_text()
+        except FileNotFoundError:
+            return False
+        if text != self._last:
+            self._last = text
+            self.history.add(text)
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    assert (self.root / STREAM / line).is_file(), f"{line} listed before it is at {self.root}"
+        return f"seg-{number:05d}.ts" in text
+
+    def segments(self) -> list[str]:
+        return sorted(path.name for path in (self.root / STREAM).glob("seg-*.ts"))
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Path, Path, Path]:
+    made = (tmp_path / "files", tmp_path / "ftp", tmp_path / "segments")
+    for path in made:
+        path.mkdir()
+    return made
+
+
+def payload_files(spool_dir: Path) -> list[str]:
+    directory = spool_dir / "payloads"
+    return sorted(path.name for path in directory.iterdir()) if directory.is_dir() else []
+
+
+def test_every_destination_gets_every_segment_and_the_files_go_once_all_have_them(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    files, ftp_root, segments = roots
+    with FtpServer(ftp_root) as ftp:
+        daemon = UploaderDaemon(tmp_path / "uploadd", [
+            "--allow-dir", str(segments), "--allow-unsigned-inline", "--window", "3",
+            "--store", f"file://{files}", "--store", ftp.url, "--metrics-listen", "127.0.0.1:0"])
+        try:
+            daemon.start()
+            assert f"store file://{files}; store ftp://hls@127.0.0.1:{ftp.port}/;" in daemon.startup_line
+            watched = [Watched(files), Watched(ftp_root)]
+            data = segment_source.read_bytes()
+            with daemon.connect() as client:
+                for number in range(1, 7):
+                    if number % 2:  # a segment file under --allow-dir
+                        place_segment(segment_source, segments, "seg", number)
+                        assert client.send(message(segments, number, end=number == 6)) == Ack(number)
+                    else:  # an inline payload
+                        client.send_only(encode_message(message(Path("/nowhere"), number, end=number == 6,
+                                                                size=len(data),
+                                                                payload_sha256=hashlib.sha256(data).hexdigest()),
+                                                        newline=True) + data)
+                        assert client.reply() == Ack(number)
+                    for one in watched:
+                        wait_for(lambda: one.lists(number), timeout=30, message=f"segment {number} at {one.root}")
+            for one in watched:
+                assert one.history.problems == []
+                assert one.history.last is not None and one.history.last.endlist
+                assert one.history.last.media_sequence == 4
+            # Each file went once every destination had it; each destination's own links went too.
+            replica_spool = destination_spool_dir(daemon.spool_dir, f"ftp://hls@127.0.0.1:{ftp.port}/")
+            wait_for(lambda: not list(segments.iterdir()), timeout=10, message="the segment files removed")
+            wait_for(lambda: payload_files(daemon.spool_dir) == payload_files(replica_spool) == [], timeout=10,
+                     message="the payloads removed")
+            metrics = scrape(endpoint_of(daemon.log()))
+            for destination in (f"file://{files}", f"ftp://hls@127.0.0.1:{ftp.port}/"):
+                labels = {"destination": destination, "bucket": BUCKET, "key_prefix": "live/one",
+                          "index": "index.m3u8"}
+                assert metrics.value("hls_uploadd_segments_published_total", **labels) == 6
+                assert metrics.value("hls_uploadd_stream_media_sequence", **labels) == 6
+        finally:
+            stop_all([daemon])
+
+
+def test_a_destination_down_delays_no_other_and_catches_up(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    files, sftp_root, segments = roots
+    with SftpServer(sftp_root) as sftp:
+        url = f"{sftp.url}?key={sftp.client_key}&known_hosts={sftp.known_hosts}"
+        daemon = UploaderDaemon(tmp_path / "uploadd", [
+            "--allow-dir", str(segments), "--window", "3", "--store", f"file://{files}", "--store", url,
+            "--metrics-listen", "127.0.0.1:0", "--not-ready-after", "2"])
+        try:
+            daemon.start()
+            up, down = Watched(files), Watched(sftp_root)
+            with daemon.connect() as client:
+                place_segment(segment_source, segments, "seg", 1)
+                assert client.send(message(segments, 1)) == Ack(1)
+                wait_for(lambda: up.lists(1) and down.lists(1), timeout=30, message="segment 1 at both")
+                sftp.stop()
+                for number in range(2, 7):
+                    place_segment(segment_source, segments, "seg", number)
+                    assert client.send(message(segments, number, end=number == 6)) == Ack(number)
+                    wait_for(lambda: up.lists(number), timeout=15, message=f"segment {number} at the one up")
+                base = endpoint_of(daemon.log())
+                reason = wait_for(lambda: check(base, "/readyz")[0] == 503 and check(base, "/readyz")[1],
+                                  timeout=30, message="not ready while a destination is down")
+                assert reason.startswith(f"destination sftp://hls@127.0.0.1:{sftp.port}/"), reason
+                assert down.segments() == ["seg-00001.ts"]
+                assert f"[sftp://hls@127.0.0.1:{sftp.port}/" in daemon.log()  # its retries name it
+                sftp.restart()
+                wait_for(lambda: down.lists(6), timeout=60, message="the one that was down caught up")
+            for one in (up, down):
+                assert one.history.problems == []
+                assert one.history.last is not None and one.history.last.endlist
+            assert up.segments()[-3:] == down.segments()[-3:] == [f"seg-{n:05d}.ts" for n in (4, 5, 6)]
+            wait_for(lambda: check(base, "/readyz") == (200, "ok"), timeout=30, message="ready again")
+        finally:
+            stop_all([daemon])
+
+
+def test_a_destination_that_refuses_holds_only_its_own_streams(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # The second destination's user may not write there (a plain file where the bucket's
+    # directory goes: the FTP server answers 550): it is held with the fix; the first goes on.
+    files, ftp_root, segments = roots
+    (ftp_root / BUCKET).write_bytes(b"")
+    with FtpServer(ftp_root) as ftp:
+        daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store", f"file://{files}",
+                                                       "--store", ftp.url])
+        try:
+            daemon.start()
+            up = Watched(files)
+            with daemon.connect() as client:
+                for number in range(1, 4):
+                    place_segment(segment_source, segments, "seg", number)
+                    assert client.send(message(segments, number)) == Ack(number)
+                    wait_for(lambda: up.lists(number), timeout=15, message=f"segment {number} at the first")
+            wait_for(lambda: "held: upload of" in daemon.log(), timeout=15, message="the second held")
+            held = next(line for line in daemon.log().splitlines() if "held: upload of" in line)
+            assert held.split("] ")[0].endswith(f"[ftp://hls@127.0.0.1:{ftp.port}/")
+            assert "fix: let FTP user hls write and rename under" in held
+            (ftp_root / BUCKET).unlink()  # the operator corrects it
+            wait_for(lambda: Watched(ftp_root).lists(3), timeout=30, message="published once corrected")
+        finally:
+            stop_all([daemon])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--store", "s3", "--store", "s3"], "--store s3 is given twice"),
+        (["--store", "file:///a", "--store", "file:///a/"], "--store file:///a is given twice"),
+        (["--store", "s3", "--store", "file:///a", "--url-mode", "presigned"],
+         "--url-mode presigned signs the URLs of one origin: give one --store"),
+    ],
+)
+def test_several_stores_refused_in_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run_cli("--any-bucket", "--spool-dir", str(tmp_path / "spool"), *args)
+    assert result.returncode == 2
+    assert result.stderr == f"hls-uploadd: configuration error: {message}\n"
+    assert not (tmp_path / "spool").exists()

@@ -163,6 +163,9 @@ def _setup_logging(level: str, kind: str) -> None:
     # boto's own chatter (retries, credential lookups) is not the operator's concern at INFO.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # paramiko logs each failed connection with its traceback before raising it, and the SFTP store
+    # reports what it raises (one line, sorted, with the fix).
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 def _announce(line: str) -> None:

@@ -293,9 +293,11 @@ OPTIONS = (
         convert=_playlist_type, metavar="TYPE",
     ),
     Option(
-        "store", TEXT_LIST, (), "Where objects go: 's3', or a URL: file:///PATH, ftp://, ftps://, sftp://, http(s)://"
-        " (PATH/BUCKET/KEY; docs/deploy.md, Destinations). Repeat it to publish to several at once, each with its"
-        " own queue, retries and retention.",
+        "store", TEXT_LIST, (), "Where objects go (DIR/BUCKET/KEY): 's3'; file:///DIR; ftp:// or ftps://[USER@]HOST/DIR"
+        " (DIR relative to the login directory, /%2F for an absolute one; the password from netrc);"
+        " sftp://USER@HOST/DIR?key=FILE&known_hosts=FILE (/~/DIR: in the login directory); http(s)://[USER@]HOST/DIR"
+        " (WebDAV, or any server taking PUT). Repeat it to publish to several at once, each with its own queue,"
+        " retries and retention (docs/deploy.md, Destinations).",
         convert=_stores, fields=("stores",), metavar="STORE", shown_default="s3",
     ),
     Option(

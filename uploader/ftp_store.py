@@ -70,6 +70,14 @@ class FtpStore:
             ftp = ftplib.FTP(timeout=self._timeout_s)
         try:
             ftp.connect(url.host, url.port)
+            if isinstance(ftp, ftplib.FTP_TLS):
+                try:
+                    ftp.auth()
+                except ftplib.error_perm as error:
+                    raise CorrectableStoreError(
+                        f"{url}: the server does not take AUTH TLS: {str(error).strip()}",
+                        fix=f"enable explicit TLS (RFC 4217) on {url.host}, or use ftp:// if a password in clear on"
+                            " that network is acceptable") from None
             ftp.login(url.username or "anonymous", url.password or "")
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
@@ -92,8 +100,13 @@ class FtpStore:
                 return
             self._make_directories(ftp, path)
             temporary = temporary_name(path)
-            with opened(body) as file:
-                ftp.storbinary(f"STOR {temporary}", file, blocksize=1 << 16)
+            try:
+                with opened(body) as file:
+                    ftp.storbinary(f"STOR {temporary}", file, blocksize=1 << 16)
+            except ftplib.Error:
+                with contextlib.suppress(ftplib.Error, OSError, EOFError):
+                    ftp.delete(temporary)  # what a failed transfer left (the connection still answers)
+                raise
             ftp.rename(temporary, path)
 
         with self._errors(path):
@@ -180,12 +193,19 @@ def _classified(reply: str, where: str, url: StoreUrl) -> StoreError:
 
 
 def _size(ftp: ftplib.FTP, path: str) -> int | None:
-    """The object's size in bytes (SIZE), None when there is none (550)."""
+    """The object's size in bytes (SIZE, RFC 3659 4), None when there is none (550). Raises
+    CorrectableStoreError for a server without SIZE (500, 502): it cannot tell whether a segment's
+    name is taken."""
     try:
         return ftp.size(path)
     except ftplib.error_perm as error:
-        if str(error).startswith("550"):
+        reply = str(error).strip()
+        if reply.startswith("550"):
             return None
+        if reply[:3] in ("500", "502"):
+            raise CorrectableStoreError(f"{path}: the server does not answer SIZE: {reply}",
+                                        fix="use an FTP server with SIZE (RFC 3659): without it a segment could be"
+                                            " written over another") from None
         raise
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from common.settings import ConfigError
 
@@ -63,10 +64,20 @@ class StoreUrl:
             return "s3"
         if self.scheme == "file":
             return f"file://{self.path}"
-        user = f"{self.username}@" if self.username else ""
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
         query = "&".join(f"{name}={value}" for name, value in self.parameters)
-        return f"{self.scheme}://{user}{host}:{self.port}/{self.path.lstrip('/')}" + (f"?{query}" if query else "")
+        return f"{self.scheme}://{user}{host}:{self.port}{self._shown_path}" + (f"?{query}" if query else "")
+
+    @property
+    def _shown_path(self) -> str:
+        """The path as a URL of this scheme writes it (FTP: relative unless %2F; SFTP: /~/ for the
+        login directory's)."""
+        if self.scheme in ("ftp", "ftps"):
+            return f"/%2F{quote(self.path[1:])}" if self.path.startswith("/") else f"/{quote(self.path)}"
+        if self.scheme == "sftp" and not self.path.startswith("/"):
+            return f"/~/{quote(self.path)}" if self.path else ""
+        return quote(self.path)
 
     def parameter(self, name: str) -> str | None:
         """A query parameter's value, None when not given."""
@@ -74,13 +85,17 @@ class StoreUrl:
 
     def with_netrc(self, path: Path | None = None) -> StoreUrl:
         """This URL with the login and password the netrc file (``path``; else ``$NETRC``, else
-        ``~/.netrc``, absent: none) has for its host, where the URL leaves them out. Raises
-        ConfigError for a netrc file that cannot be read or parsed (Python's netrc refuses a
-        ``~/.netrc`` with passwords that others can read)."""
-        if self.password is not None or self.scheme in ("s3", "file"):
+        ``~/.netrc``, which may be absent) has for its host, where the URL leaves them out.
+        Raises ConfigError for a netrc file that cannot be read or parsed, a ``$NETRC`` that names
+        none, or a password from a file that others than its owner may read (as curl and ftp
+        warn of, and Python's netrc refuses for ``~/.netrc``)."""
+        if self.password is not None or self.scheme in ("s3", "file", "sftp"):
             return self
-        chosen = path or (Path(os.environ["NETRC"]) if os.environ.get("NETRC") else Path.home() / ".netrc")
+        from_environment = path is None and bool(os.environ.get("NETRC"))
+        chosen = Path(os.environ["NETRC"]) if from_environment else path or Path.home() / ".netrc"
         if not chosen.exists():
+            if from_environment:
+                raise ConfigError(f"netrc file {chosen} does not exist ($NETRC)")
             return self
         try:
             entry = netrc.netrc(str(chosen)).authenticators(self.host)
@@ -91,54 +106,91 @@ class StoreUrl:
         login, _, password = entry
         if self.username is not None and login and login != self.username:
             return self  # the file's entry is another user's
+        if password and chosen.stat().st_mode & 0o077:
+            raise ConfigError(f"netrc file {chosen} holds passwords and others may read it: chmod 600 {chosen}")
         return StoreUrl(self.scheme, self.host, self.port, self.username or login or None, password,
                         self.path, self.parameters)
 
 
 def parse_store_url(text: str) -> StoreUrl:
     """``--store`` as a StoreUrl (the module's docstring has the forms). Raises ConfigError, one
-    line, for anything else: an unknown scheme, a relative ``file`` path, a missing host, an
-    unknown query parameter, a port out of range."""
+    line and never with the password, for anything else: an unknown scheme, a relative ``file``
+    path, a missing or malformed host, a port out of 1..65535, an unknown or repeated query
+    parameter, a password in an sftp URL, a control character anywhere."""
     if text == "s3":
         return StoreUrl("s3")
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
+    shown = _redacted(text)
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
     if scheme not in SCHEMES or "://" not in text:
-        raise ConfigError(f"--store {_redacted(text)!r} is not 's3' or a URL of scheme {', '.join(SCHEMES[1:])}")
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/") or parts.query:
-            raise ConfigError(f"--store {text!r}: a file store is file:///ABSOLUTE/PATH")
-        return StoreUrl("file", path=parts.path.rstrip("/") or "/")
+        raise ConfigError(f"--store {shown!r} is not 's3' or a URL of scheme {', '.join(SCHEMES[1:])}")
+    userinfo, address = _userinfo(rest)
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
+        parts = urlsplit(f"{scheme}://{address}")
+    except ValueError as error:  # "Invalid IPv6 URL"
+        raise ConfigError(f"--store {shown!r}: {error}") from None
+    try:
+        port = parts.port
     except ValueError:
-        raise ConfigError(f"--store {_redacted(text)!r}: its port is not a number from 1 to 65535") from None
-    if not parts.hostname:
-        raise ConfigError(f"--store {_redacted(text)!r} names no host")
-    parameters = tuple(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted({name for name, _ in parameters} - _PARAMETERS.get(scheme, frozenset()))
-    if unknown:
-        known = ", ".join(sorted(_PARAMETERS.get(scheme, ()))) or "none"
-        raise ConfigError(f"--store {_redacted(text)!r}: unknown parameter {unknown[0]!r} (a {scheme} store takes"
-                          f" {known})")
-    if scheme == "sftp" and not parts.username:
-        raise ConfigError(f"--store {_redacted(text)!r}: an sftp store names its user (sftp://USER@HOST/DIR)")
+        port = -1
+    user, _, password = userinfo.partition(":") if userinfo is not None else ("", "", "")
+    username = unquote(user) if user else None
+    secret = unquote(password) if userinfo is not None and ":" in userinfo else None
     path = unquote(parts.path)
+    parameters = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    if any(_has_control(piece) for piece in (username or "", secret or "", path, *sum(parameters, ()))):
+        raise ConfigError(f"--store {shown!r} has a control character (a line break?) in it")
+    if scheme == "file":
+        if userinfo is not None or parts.netloc not in ("", "localhost") or not path.startswith("/") or parts.query:
+            raise ConfigError(f"--store {shown!r}: a file store is file:///ABSOLUTE/PATH")
+        return StoreUrl("file", path=path.rstrip("/") or "/")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--store {shown!r}: its port is not a number from 1 to 65535")
+    if not parts.hostname or not _HOST_PORT.fullmatch(parts.netloc):
+        raise ConfigError(f"--store {shown!r} names no host (SCHEME://[USER@]HOST[:PORT]/DIR)")
+    names = [name for name, _ in parameters]
+    known = _PARAMETERS.get(scheme, frozenset())
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--store {shown!r}: unknown parameter {name!r} (a {scheme} store takes"
+                              f" {', '.join(sorted(known)) or 'none'})")
+        if names.count(name) > 1:
+            raise ConfigError(f"--store {shown!r}: parameter {name!r} is given twice")
     if scheme == "sftp":
-        path = path[3:] if path.startswith("/~/") or path == "/~" else path
+        if not username:
+            raise ConfigError(f"--store {shown!r}: an sftp store names its user (sftp://USER@HOST/DIR)")
+        if secret is not None:
+            raise ConfigError(f"--store {shown!r}: an sftp store authenticates with a key, not a password: leave"
+                              " the password out (key=FILE, docs/deploy.md)")
+        path = path[3:] if path.startswith("/~/") else "" if path == "/~" else path
     elif scheme in ("ftp", "ftps"):
         path = path[1:]  # RFC 1738: relative to the login directory; %2F made it absolute
-    return StoreUrl(scheme, parts.hostname, port, unquote(parts.username) if parts.username else None,
-                    unquote(parts.password) if parts.password is not None else None,
+    return StoreUrl(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], username, secret,
                     path.rstrip("/") if path != "/" else "/", parameters)
+
+
+# A URL's HOST[:PORT]: a name or IPv4 address, or an IPv6 address in brackets.
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:@/]+)(:[0-9]*)?")
+
+
+def _userinfo(rest: str) -> tuple[str | None, str]:
+    """A URL's part after ``SCHEME://`` as (USER[:PASSWORD] or None, the rest). The userinfo ends
+    at the last ``@``, so a password may hold ``/``, ``#``, ``?`` or ``@`` (and a path none)."""
+    at = rest.rfind("@")
+    return (rest[:at], rest[at + 1:]) if at >= 0 else (None, rest)
 
 
 def _redacted(text: str) -> str:
     """A URL as given, its password (if any) replaced by ``***``."""
-    parts = urlsplit(text)
-    if parts.password is None:
+    scheme, separator, rest = text.partition("://")
+    userinfo, address = _userinfo(rest)
+    if not separator or userinfo is None or ":" not in userinfo:
         return text
-    return text.replace(f":{parts.password}@", ":***@", 1)
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{address}"
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or c == "\x7f" for c in text)
 
 
 def object_parts(bucket: str, key: str) -> list[str]:

@@ -24,6 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from common.settings import ConfigError
+
 from .remote import REMOTE_TIMEOUT_S, Sessions, StoreUrl, joined, object_parts, temporary_name
 from .stores import (
     WRITE_CHECK_BODY,
@@ -61,6 +63,7 @@ class SftpStore:
         self._known_hosts = Path(known_hosts).expanduser() if known_hosts else None
         key = url.parameter("key")
         self._key = str(Path(key).expanduser()) if key else None
+        _check_files(url, self._key, self._known_hosts)
         lost = (OSError, EOFError, paramiko.SSHException)
         self._sessions: Sessions[_Session] = Sessions(self._connect, _close, lost)
         self._directories: set[str] = set()  # made, or found there, in this run
@@ -102,10 +105,25 @@ class SftpStore:
             return
         self._make_directories(sftp, path)
         temporary = temporary_name(path)
-        with opened(body) as file:
-            sftp.putfo(file, temporary, confirm=False)
+        try:
+            with opened(body) as file:
+                # confirm: a stat of the size written; pipelined writes do not report the
+                # server's write errors (a full disk) to the writer.
+                sftp.putfo(file, temporary, confirm=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sftp.remove(temporary)
+            raise
         if not create_only:
-            sftp.posix_rename(temporary, path)
+            try:
+                sftp.posix_rename(temporary, path)
+            except OSError as error:
+                if error.errno is None and "unsupported" in str(error).lower():
+                    raise CorrectableStoreError(
+                        f"{self._where(path)}: the server does not take posix-rename@openssh.com ({error})",
+                        fix="use an SFTP server that replaces a file by a rename in one step (OpenSSH, asyncssh):"
+                            " without it a viewer could find no playlist") from None
+                raise
             return
         try:
             sftp.rename(temporary, path)
@@ -207,6 +225,11 @@ class SftpStore:
                 fix=f"authorize the daemon's key for {self._url.username}@{self._url.host} (~/.ssh/authorized_keys),"
                     " or point --store's key= at the right private key") from None
         except paramiko.SSHException as error:
+            if "authentication methods" in str(error):  # no key given, none in ~/.ssh, no agent
+                raise CorrectableStoreError(
+                    f"{where}: {error}",
+                    fix=f"give the daemon a private key authorized for {self._url.username}@{self._url.host}"
+                        " (--store ...?key=FILE, ~/.ssh/id_ed25519 of its user, or an ssh agent)") from None
             if "known_hosts" in str(error):  # RejectPolicy: "Server '...' not found in known_hosts"
                 known = self._known_hosts or "~/.ssh/known_hosts"
                 raise CorrectableStoreError(
@@ -226,6 +249,29 @@ class SftpStore:
             raise TransientStoreError(reason) from None
         except EOFError as error:
             raise TransientStoreError(f"{where}: the connection closed ({error or 'EOF'})") from None
+
+
+def _check_files(url: StoreUrl, key: str | None, known_hosts: Path | None) -> None:
+    """The ``key`` and ``known_hosts`` files of ``url`` can be read and parsed; raises ConfigError."""
+    import paramiko
+
+    if known_hosts is not None:
+        try:
+            paramiko.HostKeys(str(known_hosts))
+        except (OSError, paramiko.SSHException) as error:
+            raise ConfigError(f"--store {url}: known_hosts file {known_hosts}: {_reason(error)}") from None
+    if key is not None:
+        try:
+            paramiko.PKey.from_path(key)
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's, for a passphrase
+            raise ConfigError(f"--store {url}: key {key} is encrypted: give a key without a passphrase (readable by"
+                              " the daemon's user only), or leave key= out and load it into an ssh agent") from None
+        except (OSError, paramiko.SSHException, ValueError) as error:
+            raise ConfigError(f"--store {url}: key {key}: {_reason(error)}") from None
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def _exists(sftp: Any, path: str) -> bool:

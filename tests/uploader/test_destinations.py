@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,9 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.reliability.test_faults_live import tmpfs
 from tests.support.file_servers import DavServer, FtpServer, SftpServer
+from common.settings import ConfigError
 from uploader.ftp_store import FtpStore, _classified
 from uploader.http_store import HttpStore
 from uploader.remote import parse_store_url
@@ -266,7 +272,10 @@ def test_ftp_replies_are_sorted_by_who_can_make_them_succeed(reply: str, kind: t
         (401, CorrectableStoreError, "user and password"),
         (403, CorrectableStoreError, "let the store's user write"),
         (404, CorrectableStoreError, "correct the path in --store"),
-        (405, CorrectableStoreError, "dav_methods PUT DELETE MKCOL"),
+        (405, CorrectableStoreError, "dav_methods PUT DELETE MKCOL MOVE"),
+        (501, CorrectableStoreError, "does not implement PUT"),
+        (505, CorrectableStoreError, "HTTP/1.1"),
+        (423, TransientStoreError, None),
         (413, CorrectableStoreError, "client_max_body_size"),
         (408, TransientStoreError, None),
         (429, TransientStoreError, None),
@@ -305,3 +314,193 @@ def test_ftp_store_names_cannot_inject_commands(tmp_path: Path) -> None:
     with FtpServer(tmp_path / "root") as server:
         with pytest.raises(PermanentStoreError, match="not a plain relative path"):
             new_store(store_url(server)).put("b", "x.ts\r\nDELE y", b"x", content_type="t", cache_control="c")
+
+
+class _IngestHandler(http.server.BaseHTTPRequestHandler):
+    """An HTTP ingest point: PUT writes the body in place under the root, GET/HEAD/DELETE; no
+    MOVE, no MKCOL (405), If-None-Match honoured or not (``server.conditional``); the server's
+    ``break_puts`` next PUTs write half their body and drop the connection."""
+
+    server: _IngestServer
+
+    def _path(self) -> Path:
+        return self.server.root / self.path.lstrip("/")
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers["Content-Length"])
+        target = self._path()
+        if self.server.conditional and self.headers.get("If-None-Match") == "*" and target.exists():
+            self.rfile.read(length)
+            self._answer(412)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if self.server.break_puts:
+            self.server.break_puts -= 1
+            target.write_bytes(self.rfile.read(length // 2))
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        target.write_bytes(self.rfile.read(length))
+        self._answer(201)
+
+    def do_GET(self) -> None:  # noqa: N802
+        target = self._path()
+        if not target.is_file():
+            self._answer(404)
+            return
+        body = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._path().unlink(missing_ok=True)
+        self._answer(204)
+
+    def do_MOVE(self) -> None:  # noqa: N802
+        self._answer(405)
+
+    def _answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _IngestServer(http.server.ThreadingHTTPServer):
+    def __init__(self, root: Path, *, conditional: bool) -> None:
+        super().__init__(("127.0.0.1", 0), _IngestHandler)
+        self.root = root
+        self.conditional = conditional
+        self.break_puts = 0
+
+
+@pytest.fixture(params=[True, False], ids=["conditional", "unconditional"])
+def ingest(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_IngestServer]:
+    server = _IngestServer(tmp_path, conditional=request.param)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_without_move_gets_objects_in_place_never_replacing_a_segment(ingest: _IngestServer) -> None:
+    store = new_store(f"http://127.0.0.1:{ingest.server_address[1]}/in")
+    # Whether it honours If-None-Match is found out by the write check, as for S3 clones.
+    assert check_writable(store, "b") is ingest.conditional
+    store.put("b", "live/seg-1.ts", b"first", content_type="video/MP2T", cache_control="c", create_only=True)
+    store.put("b", "live/seg-1.ts", b"first", content_type="video/MP2T", cache_control="c", create_only=True)
+    with pytest.raises(ObjectTakenError):
+        store.put("b", "live/seg-1.ts", b"other", content_type="video/MP2T", cache_control="c", create_only=True)
+    store.put("b", "live/index.m3u8", b"#EXTM3U\n", content_type="t", cache_control="c")
+    assert (ingest.root / "in" / "b" / "live" / "seg-1.ts").read_bytes() == b"first"
+    assert files_under(ingest.root) == ["in/b/.hls-uploadd-write-check", "in/b/live/index.m3u8", "in/b/live/seg-1.ts"]
+
+
+def test_a_segment_put_in_place_that_broke_half_way_is_replaced_by_its_retry(ingest: _IngestServer) -> None:
+    store = new_store(f"http://127.0.0.1:{ingest.server_address[1]}/")
+    check_writable(store, "b")
+    data = os.urandom(100_000)
+    ingest.break_puts = 1
+    with pytest.raises(TransientStoreError):
+        store.put("b", "seg-2.ts", data, content_type="video/MP2T", cache_control="c", create_only=True)
+    assert (ingest.root / "b" / "seg-2.ts").stat().st_size == 50_000  # its first half is there
+    store.put("b", "seg-2.ts", data, content_type="video/MP2T", cache_control="c", create_only=True)
+    assert (ingest.root / "b" / "seg-2.ts").read_bytes() == data
+
+
+def test_a_reader_never_sees_half_a_playlist(served: tuple[Server, Store]) -> None:
+    # Each version is written under a temporary name and renamed (MOVEd) over the last: a reader
+    # of the server's file finds a whole version, or (WebDAV's MOVE deletes first) none for an instant.
+    server, store = served
+    versions = [b"#EXTM3U\n" + bytes([65 + n % 26]) * 200_000 for n in range(12)]
+    path = server.root / "base" / "b" / "index.m3u8"
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                seen.append(path.read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for version in versions:
+            store.put("b", "index.m3u8", version, content_type="t", cache_control="c")
+    finally:
+        done.set()
+        reader.join()
+    assert seen and all(text in versions for text in seen), {len(text) for text in seen if text not in versions}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_full_disk_on_the_server_is_waited_out_and_never_leaves_a_broken_segment(
+    kind: str, tmp_path: Path, ca: trustme.CA, trusted: None
+) -> None:
+    # The server's disk fills during a segment's transfer: the PUT fails (transient), nothing is
+    # under the segment's name, and once space is freed the same PUT stores it whole.
+    mounted = tmpfs(tmp_path / "root", "size=2m")
+    root = next(mounted)
+    try:
+        with new_server(kind, root, ca) as server:
+            store = new_store(store_url(server))
+            data = os.urandom(1_500_000)
+            filler = root / "filler"
+            filler.write_bytes(b"\0" * 1_000_000)
+            with pytest.raises(TransientStoreError):
+                store.put("b", "seg-1.ts", data, content_type="video/MP2T", cache_control="c", create_only=True)
+            assert not (root / "b" / "seg-1.ts").exists()
+            filler.unlink()
+            store.put("b", "seg-1.ts", data, content_type="video/MP2T", cache_control="c", create_only=True)
+            assert (root / "b" / "seg-1.ts").read_bytes() == data
+            assert files_under(root) == ["b/seg-1.ts"]
+    finally:
+        mounted.close()
+
+
+def test_ftps_to_a_server_without_tls_is_held_with_the_fix(tmp_path: Path) -> None:
+    with FtpServer(tmp_path) as server:
+        store = new_store(store_url(server).replace("ftp://", "ftps://"))
+        with pytest.raises(CorrectableStoreError, match="does not take AUTH TLS") as refused:
+            store.put("b", "k.ts", b"x", content_type="t", cache_control="c", create_only=True)
+    assert "or use ftp://" in refused.value.fix and server.password not in str(refused.value)
+
+
+def test_sftp_key_and_known_hosts_files_are_checked_at_start(tmp_path: Path) -> None:
+    import asyncssh
+
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key\n")
+    encrypted = tmp_path / "encrypted"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(encrypted), passphrase="pw")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    cases = {
+        f"sftp://u@h/?known_hosts={tmp_path}/absent": "known_hosts file",
+        f"sftp://u@h/?key={tmp_path}/absent&known_hosts={known_hosts}": "No such file",
+        f"sftp://u@h/?key={garbage}&known_hosts={known_hosts}": f"key {garbage}: ",
+        f"sftp://u@h/?key={encrypted}&known_hosts={known_hosts}": "is encrypted: give a key without a passphrase",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError, match="^--store sftp://u@h:22/") as refused:
+            SftpStore(parse_store_url(text))
+        assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_sftp_without_any_key_is_held_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_*
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    (tmp_path / "root").mkdir()
+    with SftpServer(tmp_path / "root") as server:
+        store = new_store(f"{server.url}?known_hosts={server.known_hosts}")
+        with pytest.raises(CorrectableStoreError) as refused:
+            store.put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert "give the daemon a private key authorized for hls@127.0.0.1" in refused.value.fix

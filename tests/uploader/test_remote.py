@@ -32,12 +32,33 @@ def test_store_urls_are_parsed(text: str, scheme: str, host: str, port: int, use
         scheme, host, port, username, password, path)
 
 
-def test_a_store_url_is_never_shown_with_its_password() -> None:
-    url = parse_store_url("ftps://user:s3cret@h:990/live")
-    assert str(url) == "ftps://user@h:990/live" and "s3cret" not in repr(url)
-    with pytest.raises(ConfigError) as refused:
-        parse_store_url("ftp://user:s3cret@h:99999/")
-    assert "s3cret" not in str(refused.value) and "***" in str(refused.value)
+@pytest.mark.parametrize("password", ["s3cret", "pa/ss", "12/3", "Zz#q", "a?b", "x@y", "7x"])
+def test_a_store_url_is_never_shown_with_its_password(password: str) -> None:
+    url = parse_store_url(f"ftps://user:{password}@h:990/live")
+    assert (url.host, url.port, url.password) == ("h", 990, password)
+    assert str(url) == "ftps://user@h:990/live" and password not in repr(url)
+    for bad in (f"ftp://user:{password}@h:99999/", f"file://user:{password}@host/x", f"gopher://user:{password}@h/"):
+        with pytest.raises(ConfigError) as refused:
+            parse_store_url(bad)
+        assert password not in str(refused.value) and "***" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("ftp://h/live", "ftp://h:21/live"),
+        ("ftp://h/%2Fsrv/www", "ftp://h:21/%2Fsrv/www"),
+        ("ftp://h", "ftp://h:21/"),
+        ("sftp://u@h", "sftp://u@h:22"),
+        ("sftp://u@h/", "sftp://u@h:22/"),
+        ("sftp://u@h/~/www", "sftp://u@h:22/~/www"),
+        ("sftp://u@h/srv/www", "sftp://u@h:22/srv/www"),
+        ("https://dav.example.com/a%3Fb/", "https://dav.example.com:443/a%3Fb"),
+    ],
+)
+def test_a_store_url_is_shown_as_meaning_the_same_place(text: str, shown: str) -> None:
+    assert str(parse_store_url(text)) == shown
+    assert parse_store_url(shown) == parse_store_url(text)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +72,13 @@ def test_a_store_url_is_never_shown_with_its_password() -> None:
         ("sftp://h/x", "an sftp store names its user"),
         ("sftp://u@h/x?identity=k", "unknown parameter 'identity' (a sftp store takes key, known_hosts)"),
         ("https://h/x?token=1", "unknown parameter 'token' (a https store takes none)"),
+        ("ftp://h:0/", "its port is not a number from 1 to 65535"),
+        ("http://u:p@[::1]x/", "names no host"),
+        ("http://[::1/", "Invalid IPv6 URL"),
+        ("sftp://u@h/x?key=a&key=b", "parameter 'key' is given twice"),
+        ("sftp://u:pw@h/x", "authenticates with a key, not a password"),
+        ("ftp://h/a%0Ab/", "control character"),
+        ("ftp://hls%0D%0ASTAT@h/", "control character"),
     ],
 )
 def test_a_bad_store_url_is_one_line(text: str, message: str) -> None:
@@ -85,6 +113,19 @@ def test_netrc_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     assert parse_store_url("https://dav/").with_netrc().password == "fromenv"
+
+
+def test_a_netrc_others_may_read_or_one_named_but_absent_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine h login u password p\n")
+    netrc.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"^netrc file {netrc} holds passwords and others may read it: chmod 600"):
+        parse_store_url("ftp://h/").with_netrc(netrc)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match=r"does not exist \(\$NETRC\)"):
+        parse_store_url("ftp://h/").with_netrc()
 
 
 def test_a_broken_netrc_is_a_config_error(tmp_path: Path) -> None:

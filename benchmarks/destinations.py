@@ -25,24 +25,13 @@ import trustme
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import BUCKET, daemon_env, listed_segments  # noqa: E402
+from publish_latency import INDEX, KEY_PREFIX, PREFIX, message  # noqa: E402
 
-from protocol import Ack, IndexMessage  # noqa: E402
+from protocol import Ack  # noqa: E402
 from tests.support.daemon import UploaderDaemon, place_segment  # noqa: E402
-from tests.support.file_servers import DavServer, FtpServer, SftpServer  # noqa: E402
+from tests.support.file_servers import new_file_server, store_url  # noqa: E402
 from tests.support.media import make_ts  # noqa: E402
 from tests.support.seaweed import SeaweedServer  # noqa: E402
-
-KEY_PREFIX = "live/bench"
-INDEX = "index.m3u8"
-PREFIX = "seg"
-
-
-def message(directory: Path, number: int, *, end: bool) -> IndexMessage:
-    return IndexMessage(
-        index=INDEX, output_directory=str(directory), segment_duration=4, output_prefix=PREFIX, http_prefix="",
-        first_segment=1, last_segment=number, end=end, bucket=BUCKET, key_prefix=KEY_PREFIX, duration=4.0,
-    )
-
 
 def on_disk(root: Path) -> Callable[[], list[str]]:
     """What the playlist under a server's ``root`` lists now."""
@@ -126,21 +115,14 @@ def main() -> None:
             root = work / "files-root"
             root.mkdir()
             results.append(("file://", run("file", [f"file://{root}"], [on_disk(root)])[0]))
-            servers = [("ftp://", FtpServer(work / "ftp-root")), ("ftps://", FtpServer(work / "ftps-root",
-                                                                                      tls=ca.issue_cert("127.0.0.1"))),
-                       ("sftp://", SftpServer(work / "sftp-root")), ("http:// (WebDAV)", DavServer(work / "dav-root")),
-                       ("https:// (WebDAV)", DavServer(work / "davs-root", tls=ca.issue_cert("127.0.0.1")))]
-            for name, server in servers:
-                server.root.mkdir()
-                with server:
-                    url = (f"{server.url}?key={server.client_key}&known_hosts={server.known_hosts}"
-                           if isinstance(server, SftpServer) else server.url)
-                    results.append((name, run(name.split()[0].strip(":/"), [url], [on_disk(server.root)])[0]))
-            sftp = SftpServer(work / "pair-root")
-            sftp.root.mkdir()
-            with sftp:
-                url = f"{sftp.url}?key={sftp.client_key}&known_hosts={sftp.known_hosts}"
-                both = run("s3 + sftp", ["s3", url], [s3_listed, on_disk(sftp.root)])
+            for kind, name in (("ftp", "ftp://"), ("ftps", "ftps://"), ("sftp", "sftp://"),
+                               ("http", "http:// (WebDAV)"), ("https", "https:// (WebDAV)")):
+                with new_file_server(kind, work / f"{kind}-root", ca) as server:
+                    results.append((name, run(kind, [store_url(server)], [on_disk(server.root)])[0]))
+            # The same stream in S3 again: its first run's playlist goes, so what is seen is this run's.
+            weed.client().delete_object(Bucket=BUCKET, Key=f"{KEY_PREFIX}/{INDEX}")
+            with new_file_server("sftp", work / "pair-root", ca) as sftp:
+                both = run("s3 + sftp", ["s3", store_url(sftp)], [s3_listed, on_disk(sftp.root)])
             results.append(("s3, with sftp:// beside it", both[0]))
             results.append(("sftp://, with s3 beside it", both[1]))
     print(f"{args.segments} segments of {size_kib} KiB, one every {args.interval:g} s, loopback;"

@@ -157,7 +157,7 @@ async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announc
             store = MeteredStore(raw_store, metrics.destination(name))
             publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,
                                   metrics=metrics.destination(name), signer=signer,
-                                  destination=name if several else None, removes_segment_files=index == 0)
+                                  destination=name if several else None, removes_segment_files=not several)
             readiness = Readiness(store, config.scopes.buckets, publisher.held, grace_s=config.not_ready_after_s)
             destinations.append(Destination(name, spool, spool_thread, payloads, store, publisher, readiness))
         return await _serve(config, destinations, metrics, allowed, insecure, stop, failure, announce)
@@ -182,6 +182,7 @@ async def _serve(config: UploaderConfig, destinations: list[Destination], metric
         ownership=OwnershipRule(config.takeover_after_s),
         metrics=metrics,
         replicas=[Replica(d.name, d.spool_thread, d.payloads, d.publisher) for d in destinations[1:]],
+        keep_segment_files=config.keep_segment_files,
     )
     server = UploadServer(
         intake,

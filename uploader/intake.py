@@ -88,11 +88,13 @@ class Intake:
         ownership: OwnershipRule,
         metrics: DaemonMetrics | None = None,
         replicas: Sequence[Replica] = (),
+        keep_segment_files: bool = False,
     ) -> None:
         """``peers``: who may write what, and whether messages must be signed. ``master_name``:
         the master playlist's name, which no stream may take. ``ownership``: who may write a
         stream (--takeover-after). ``replicas``: the destinations after the first (``spool`` and
-        ``publisher`` are the first's), each queued every message the first takes."""
+        ``publisher`` are the first's), each queued every message the first takes; with them, a
+        segment file is removed once all have their own link to it, unless ``keep_segment_files``."""
         self._spool = spool
         self._publisher = publisher
         self._allowed = allowed
@@ -102,6 +104,7 @@ class Intake:
         self._ownership = ownership
         self._metrics = metrics or DaemonMetrics()
         self._replicas = tuple(replicas)
+        self._keep_segment_files = keep_segment_files
         # Per program (bucket, key_prefix): do its renditions' segments line up? Checked as
         # messages arrive, so the warning comes in real time.
         self._alignment: dict[tuple[str, str], AlignmentTracker] = {}
@@ -220,15 +223,26 @@ class Intake:
         claim = Claim(message.writer, message.takeover, _peer_identity(peer, scope), time.time(),
                       may_take_over=scope.takeover)
         try:
-            admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload, claim,
+            links = await self._links(message, payload)
+        except PayloadError as error:
+            log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
+            self._metrics.refused(Refusal.DAEMON)
+            return _rejection(f"daemon cannot keep the segment for every destination: {error}", transient=True), False
+        own = links[0] if links else None
+        try:
+            admitted = await self._spool.call(Spool.admit, self._spool.spool, message, payload or own, claim,
                                               self._ownership)
         except NotTheWriter as error:
+            self._drop(links)
             return self._refuse(peer, message, str(error), Refusal.NOT_WRITER), False
         except SpoolError as error:
+            self._drop(links)
             log.error("peer %s stream %s segment %s: not queued: %s", peer, label, segment, error)
             self._metrics.refused(Refusal.DAEMON)
             return _rejection(f"daemon cannot queue the message: {error}", transient=error.transient), False
         queued = admitted.queued
+        if queued is not Queued.NEW and own is not None:
+            self._payloads.remove(own)
         if (former := admitted.took_over) is not None:
             log.warning("peer %s stream %s: taken over by %s%s from %s of peer %s (last message"
                         " %.0f s before)", peer, label, writer_label(message.writer),
@@ -239,32 +253,61 @@ class Intake:
                      peer, label, writer_label(message.writer), admitted.stream_last)
             return Ack(0, admitted.stream_last), False
         if queued is Queued.ENDED:
+            self._drop([None, *links[1:]])
             return self._refuse(peer, message, ended_reason(label), Refusal.ENDED), False
-        if self._replicas and (refused := await self._replicate(message, payload)) is not None:
-            # Queued for the first destination, not for every one: the peer sends it again, and
-            # the destinations that have it take the re-send as one.
-            self._metrics.refused(Refusal.DAEMON)
-            return _rejection(refused, transient=True), queued is Queued.NEW
+        if queued is Queued.NEW:
+            self._publisher.notify(message.stream_id)
+        if self._replicas:
+            if (refused := await self._replicate(message, links[1:])) is not None:
+                # Queued for the first destination, not for every one: the peer sends it again,
+                # and the destinations that have it take the re-send as one.
+                self._metrics.refused(Refusal.DAEMON)
+                return _rejection(refused, transient=True), queued is Queued.NEW
+            if payload is None and not self._keep_segment_files:
+                await asyncio.get_running_loop().run_in_executor(None, self._remove_segment_file, message)
         if queued is Queued.NEW:
             self._observe_alignment(message)
             log.info("peer %s stream %s segment %s queued%s%s", peer, label, segment,
                      f" with its {message.size}-byte payload" if payload else "", " (end)" if message.end else "")
-            self._publisher.notify(message.stream_id)
         else:
             log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
         return Ack(message.last_segment), queued is Queued.NEW
 
-    async def _replicate(self, message: IndexMessage, payload: str | None) -> str | None:
-        """Queue ``message``, taken by the first destination, for every other one, each with its
-        own link to the segment's bytes (``PayloadStore.adopt``), made before the first
-        destination's publisher is told (it removes the segment file once stored). Returns None,
-        or why a destination could not queue it (the peer is to send it again)."""
+    async def _links(self, message: IndexMessage, payload: str | None) -> list[str | None]:
+        """With several destinations, each one's own link to the segment's bytes, made before
+        anything is queued (``PayloadStore.adopt``), so that none depends on another having
+        published or on the segmenter's file: the first's (None for an inline ``payload``, which
+        it has), then the others'. A None for a message without a segment or whose file is gone
+        (each destination then fails it). Empty with one destination. Raises PayloadError, the
+        links made removed."""
+        if not self._replicas or message.last_segment == 0:
+            return [None] * (len(self._replicas) + 1) if self._replicas else []
+        stores = [None if payload is not None else self._payloads, *(r.payloads for r in self._replicas)]
+        links: list[str | None] = []
         loop = asyncio.get_running_loop()
-        for replica in self._replicas:
+        try:
+            for store in stores:
+                links.append(None if store is None else
+                             await loop.run_in_executor(None, self._adopt, store, message, payload))
+        except PayloadError:
+            self._drop(links)
+            raise
+        return links
+
+    def _drop(self, links: list[str | None]) -> None:
+        """Remove links ``_links`` made (in its order) that no spool queued."""
+        for store, name in zip([self._payloads, *(r.payloads for r in self._replicas)], links):
+            if name is not None:
+                store.remove(name)
+
+    async def _replicate(self, message: IndexMessage, links: list[str | None]) -> str | None:
+        """Queue ``message``, taken by the first destination, for every other one with its link
+        (``_links``). Returns None, or why a destination could not queue it (the peer is to send
+        it again: the segment file stays until every destination has it)."""
+        for replica, name in zip(self._replicas, links, strict=True):
             try:
-                name = await loop.run_in_executor(None, self._adopt, replica, message, payload)
                 queued = await replica.spool.call(Spool.enqueue, replica.spool.spool, message, name)
-            except (PayloadError, SpoolError) as error:
+            except SpoolError as error:
                 log.error("stream %s segment %s: not queued for destination %s: %s", stream_label(message.stream_id),
                           message.segment_name, replica.name, error)
                 return f"daemon cannot queue the message for destination {replica.name}: {error}"
@@ -278,12 +321,18 @@ class Intake:
                             replica.name)
         return None
 
-    def _adopt(self, replica: Replica, message: IndexMessage, payload: str | None) -> str | None:
-        """The name of ``replica``'s own link to the segment of ``message`` (None: the message has
-        no segment, or its file is gone, and that destination fails it as the first would).
-        Blocking. Raises PayloadError."""
-        if message.last_segment == 0:
-            return None
+    def _remove_segment_file(self, message: IndexMessage) -> None:
+        """The segment file under --allow-dir, once every destination has its own link to it."""
+        try:
+            self._allowed.remove_segment(message.output_directory, message.segment_name)
+        except (DirectoryRefused, SegmentFileError) as error:
+            log.warning("stream %s: segment %s queued, but its file stays: %s", stream_label(message.stream_id),
+                        message.segment_name, error)
+
+    def _adopt(self, store: PayloadStore, message: IndexMessage, payload: str | None) -> str | None:
+        """The name of ``store``'s own link to the segment of ``message``: its inline ``payload``,
+        else its file (None when it is gone: every destination fails it as one would). Blocking.
+        Raises PayloadError."""
         try:
             if payload is not None:
                 source: BinaryIO = open(self._payloads.path(payload), "rb")
@@ -292,7 +341,7 @@ class Intake:
         except (OSError, DirectoryRefused, SegmentFileError):
             return None
         with source:
-            return replica.payloads.adopt(source)
+            return store.adopt(source)
 
     def _observe_alignment(self, message: IndexMessage) -> None:
         tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())

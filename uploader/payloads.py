@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from common.durable import commit_file
+from common.durable import commit_file, fsync_directory
 
 from .errors import UploaderError
 from .mpegts import TransportStreamCheck
@@ -179,22 +179,28 @@ class PayloadStore:
 
     def adopt(self, source: BinaryIO) -> str:
         """Keep the bytes of the open file ``source`` (a segment file, another spool's payload) as
-        a payload of this store: a hard link to it when the file system allows (no bytes copied),
-        else a copy (another file system; a file the daemon does not own under
-        fs.protected_hardlinks), made durable before the name is returned. Blocking: run it off
-        the loop. Raises PayloadError when it cannot be kept."""
+        a payload of this store: a hard link to it when the file system allows (no bytes copied;
+        the link made durable, the bytes as durable as ``source``'s), else a copy (another file
+        system; a file the daemon does not own under fs.protected_hardlinks), fsync'd. Blocking:
+        run it off the loop. Raises PayloadError when it cannot be kept."""
         name = f"{secrets.token_hex(16)}.ts"
         temp = self.directory / (name + _TEMP_SUFFIX)
+        try:  # linkat(2) of an open file, through its /proc/self/fd entry
+            os.link(f"/proc/self/fd/{source.fileno()}", self.directory / name, follow_symlinks=True)
+            linked = True
+        except OSError:
+            linked = False
         try:
-            try:  # linkat(2) of an open file, through its /proc/self/fd entry
-                os.link(f"/proc/self/fd/{source.fileno()}", temp, follow_symlinks=True)
-            except OSError:
+            if linked:
+                fsync_directory(self.directory)
+            else:
                 source.seek(0)
                 with open(temp, "xb") as copy:
                     shutil.copyfileobj(source, copy, 1 << 20)
-            commit_file(temp, self.directory / name)  # fsync'd there
+                commit_file(temp, self.directory / name)  # fsync'd there
         except OSError as error:
             temp.unlink(missing_ok=True)
+            (self.directory / name).unlink(missing_ok=True)
             raise PayloadError(f"cannot keep a segment for another destination: {error.strerror or error}") from None
         return name
 

@@ -177,7 +177,8 @@ class Publisher:
         """Publishes what ``spool`` queues to ``store``. ``destination``: the store's name in log
         lines (``common.logs.DESTINATION``), when the daemon has several. ``removes_segment_files``:
         a segment file read from --allow-dir is removed once stored (unless --keep-segment-files);
-        False for a destination whose segments come as its own links (``payloads.PayloadStore.adopt``)."""
+        False with several destinations, where each has its own link to the bytes and the intake
+        removes the file (``intake.Intake``)."""
         self._config = config
         self._destination = destination
         self._removes_segment_files = removes_segment_files and not config.keep_segment_files

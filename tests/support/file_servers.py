@@ -223,11 +223,10 @@ def _write_tls(state_dir: Path, tls: trustme.LeafCert | None) -> dict[str, str]:
     return {"cert": str(cert), "key": str(key)}
 
 
-class FtpServer(_ServerProcess):
-    """pyftpdlib FTP, or with `tls` explicit FTPS (AUTH TLS) that requires TLS on the control and
-    data channels. `user` may do everything ("elradfmwMT") in root; passive mode on loopback."""
+class _PasswordServer(_ServerProcess):
+    """A server whose `user` logs in with a password, over TLS when given `tls`."""
 
-    kind = "ftp"
+    schemes: tuple[str, str]  # the URL's scheme without TLS, and with it
 
     def __init__(self, root: Path | str, *, user: str = "hls", password: str | None = None,
                  tls: trustme.LeafCert | None = None) -> None:
@@ -243,8 +242,16 @@ class FtpServer(_ServerProcess):
 
     @property
     def url(self) -> str:
-        """``ftp://USER:PASSWORD@127.0.0.1:PORT/``, ``ftps://`` with TLS."""
-        return f"{'ftps' if self.tls else 'ftp'}://{self.user}:{self.password}@{LOOPBACK}:{self.port}/"
+        """``SCHEME://USER:PASSWORD@127.0.0.1:PORT/``, the TLS scheme with TLS."""
+        return f"{self.schemes[bool(self.tls)]}://{self.user}:{self.password}@{LOOPBACK}:{self.port}/"
+
+
+class FtpServer(_PasswordServer):
+    """pyftpdlib FTP, or with `tls` explicit FTPS (AUTH TLS) that requires TLS on the control and
+    data channels. `user` may do everything ("elradfmwMT") in root; passive mode on loopback."""
+
+    kind = "ftp"
+    schemes = ("ftp", "ftps")
 
 
 class SftpServer(_ServerProcess):
@@ -285,25 +292,29 @@ class SftpServer(_ServerProcess):
         return f"sftp://{self.user}@{LOOPBACK}:{self.port}/"
 
 
-class DavServer(_ServerProcess):
+class DavServer(_PasswordServer):
     """wsgidav on cheroot: root read-write over WebDAV (PUT, GET, DELETE, MKCOL, MOVE, ...) for
     `user` with HTTP Basic auth only (no digest, no anonymous access); https with `tls`."""
 
     kind = "dav"
+    schemes = ("http", "https")
 
-    def __init__(self, root: Path | str, *, user: str = "hls", password: str | None = None,
-                 tls: trustme.LeafCert | None = None) -> None:
-        """`password`: ASCII letters; None: a random one (`.password`). `tls`: the server's
-        certificate, e.g. ``trustme.CA().issue_cert("127.0.0.1")``."""
-        super().__init__(root, user=user)
-        self.password = password or random_password()
-        self.tls = tls
-        self._tls_files = _write_tls(self.state_dir, tls)
 
-    def _config(self) -> dict[str, Any]:
-        return {"password": self.password, **self._tls_files}
+FileServer = FtpServer | SftpServer | DavServer
 
-    @property
-    def url(self) -> str:
-        """``http://USER:PASSWORD@127.0.0.1:PORT/``, ``https://`` with TLS."""
-        return f"{'https' if self.tls else 'http'}://{self.user}:{self.password}@{LOOPBACK}:{self.port}/"
+
+def new_file_server(kind: str, root: Path, ca: trustme.CA) -> FileServer:
+    """A server (not started) for a --store scheme: ftp, ftps, sftp, http or https (WebDAV)."""
+    tls = ca.issue_cert(LOOPBACK) if kind in ("ftps", "https") else None
+    if kind in ("ftp", "ftps"):
+        return FtpServer(root, tls=tls)
+    if kind == "sftp":
+        return SftpServer(root)
+    return DavServer(root, tls=tls)
+
+
+def store_url(server: FileServer, path: str = "") -> str:
+    """The daemon's ``--store`` URL for ``server`` (an SFTP one with its key and known_hosts)."""
+    if isinstance(server, SftpServer):
+        return f"{server.url}{path}?key={server.client_key}&known_hosts={server.known_hosts}"
+    return f"{server.url}{path}"

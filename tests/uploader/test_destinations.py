@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from tests.reliability.test_faults_live import tmpfs
-from tests.support.file_servers import DavServer, FtpServer, SftpServer
+from tests.support.file_servers import FileServer, FtpServer, SftpServer, new_file_server, store_url
 from common.settings import ConfigError
 from uploader.ftp_store import FtpStore, _classified
 from uploader.http_store import HttpStore
@@ -32,7 +32,7 @@ from uploader.stores import (
 )
 
 KINDS = ["ftp", "ftps", "sftp", "http", "https"]
-Server = FtpServer | SftpServer | DavServer
+Server = FileServer
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +46,6 @@ def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     pem = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
     monkeypatch.setenv("SSL_CERT_FILE", str(pem))
-
-
-def new_server(kind: str, root: Path, ca: trustme.CA) -> Server:
-    tls = ca.issue_cert("127.0.0.1") if kind in ("ftps", "https") else None
-    if kind in ("ftp", "ftps"):
-        return FtpServer(root, tls=tls)
-    if kind == "sftp":
-        return SftpServer(root)
-    return DavServer(root, tls=tls)
-
-
-def store_url(server: Server, path: str = "") -> str:
-    """The ``--store`` URL of ``server`` (an SFTP one with its key and known_hosts)."""
-    if isinstance(server, SftpServer):
-        return f"{server.url}{path}?key={server.client_key}&known_hosts={server.known_hosts}"
-    return f"{server.url}{path}"
 
 
 OPENED: list[FtpStore | SftpStore | HttpStore] = []
@@ -92,7 +76,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path, ca: trustme.CA, trust
     """A running server of each kind, and a store that writes to it under ``base/``."""
     root = tmp_path / "root"
     root.mkdir()
-    with new_server(request.param, root, ca) as server:
+    with new_file_server(request.param, root, ca) as server:
         yield server, new_store(store_url(server, "base"))
 
 
@@ -162,7 +146,7 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(served: tuple[Se
 @pytest.mark.parametrize("kind", ["ftp", "ftps", "sftp", "http", "https"])
 def test_a_server_that_does_not_answer_is_transient(kind: str, tmp_path: Path, ca: trustme.CA,
                                                     trusted: None) -> None:
-    with new_server(kind, tmp_path, ca) as server:
+    with new_file_server(kind, tmp_path, ca) as server:
         store = new_store(store_url(server), timeout_s=1.0)
         server.pause()
         try:
@@ -174,7 +158,7 @@ def test_a_server_that_does_not_answer_is_transient(kind: str, tmp_path: Path, c
 
 @pytest.mark.parametrize("kind", ["ftp", "http"])
 def test_a_wrong_password_is_the_operators_to_correct(kind: str, tmp_path: Path, ca: trustme.CA) -> None:
-    with new_server(kind, tmp_path, ca) as server:
+    with new_file_server(kind, tmp_path, ca) as server:
         store = new_store(store_url(server).replace(f":{server.password}@", ":wrong@"))
         with pytest.raises(CorrectableStoreError) as refused:
             store.put("b", "k.ts", b"x", content_type="t", cache_control="c")
@@ -199,7 +183,7 @@ def test_a_password_from_netrc_is_used(tmp_path: Path, ca: trustme.CA, monkeypat
 def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, tmp_path: Path, ca: trustme.CA,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    with new_server(kind, tmp_path, ca) as server:
+    with new_file_server(kind, tmp_path, ca) as server:
         with pytest.raises(CorrectableStoreError, match="certificate") as refused:
             new_store(store_url(server)).put("b", "k.ts", b"x", content_type="t", cache_control="c")
     assert "SSL_CERT_FILE" in refused.value.fix
@@ -450,7 +434,7 @@ def test_a_full_disk_on_the_server_is_waited_out_and_never_leaves_a_broken_segme
     mounted = tmpfs(tmp_path / "root", "size=2m")
     root = next(mounted)
     try:
-        with new_server(kind, root, ca) as server:
+        with new_file_server(kind, root, ca) as server:
             store = new_store(store_url(server))
             data = os.urandom(1_500_000)
             filler = root / "filler"

@@ -13,7 +13,7 @@ import trustme
 
 from protocol import Ack, IndexMessage
 from tests.support.daemon import UploaderDaemon, place_segment
-from tests.support.file_servers import DavServer, FtpServer, SftpServer
+from tests.support.file_servers import DavServer, FileServer, FtpServer, new_file_server, store_url
 from tests.support.rfc8216 import History
 from tests.support.viewer import wait_for
 from tests.uploader.conftest import stop_all
@@ -21,8 +21,6 @@ from tests.uploader.conftest import stop_all
 KINDS = ["ftp", "ftps", "sftp", "http", "https"]
 BUCKET = "site"
 PLAYLIST = Path(BUCKET) / "live" / "one" / "index.m3u8"
-
-Server = FtpServer | SftpServer | DavServer
 
 
 def message(directory: Path, last: int, *, end: bool = False) -> IndexMessage:
@@ -33,25 +31,13 @@ def message(directory: Path, last: int, *, end: bool = False) -> IndexMessage:
     )
 
 
-def start_server(kind: str, root: Path, ca: trustme.CA) -> Server:
-    tls = ca.issue_cert("127.0.0.1") if kind in ("ftps", "https") else None
-    if kind in ("ftp", "ftps"):
-        server: Server = FtpServer(root, tls=tls)
-    elif kind == "sftp":
-        server = SftpServer(root)
-    else:
-        server = DavServer(root, tls=tls)
+def start_server(kind: str, root: Path, ca: trustme.CA) -> FileServer:
+    server = new_file_server(kind, root, ca)
     server.start()
     return server
 
 
-def store_url(server: Server) -> str:
-    if isinstance(server, SftpServer):
-        return f"{server.url}?key={server.client_key}&known_hosts={server.known_hosts}"
-    return server.url
-
-
-def daemon_for(server: Server, tmp_path: Path, ca: trustme.CA, segments: Path, *args: str) -> UploaderDaemon:
+def daemon_for(server: FileServer, tmp_path: Path, ca: trustme.CA, segments: Path, *args: str) -> UploaderDaemon:
     pem = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
     return UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store", store_url(server),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol import Ack, IndexMessage, encode_message
+from protocol import Ack, IndexMessage, Reject, encode_message
+from tests.reliability.test_faults_live import fill, tmpfs
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.file_servers import FtpServer, SftpServer
 from tests.support.rfc8216 import History
@@ -196,3 +197,42 @@ def test_several_stores_refused_in_one_line(args: list[str], message: str, tmp_p
     assert result.returncode == 2
     assert result.stderr == f"hls-uploadd: configuration error: {message}\n"
     assert not (tmp_path / "spool").exists()
+
+
+def test_a_segment_another_destination_cannot_keep_is_answered_try_again_and_nothing_is_lost(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # The second destination's spool is on another, full file system: the segment can be neither
+    # linked (another device) nor copied there, so the message is answered "try again" and queued
+    # nowhere, its file kept; once space is freed the re-send is taken by both, each publishes it
+    # once, and the file goes.
+    files, ftp_root, segments = roots
+    with FtpServer(ftp_root) as ftp:
+        spool = tmp_path / "uploadd" / "spool"
+        mounted = tmpfs(spool / "destinations", "size=4m")
+        next(mounted)
+        try:
+            daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store",
+                                                           f"file://{files}", "--store", ftp.url])
+            daemon.start()
+            first, second = Watched(files), Watched(ftp_root)
+            with daemon.connect() as client:
+                place_segment(segment_source, segments, "seg", 1)
+                assert client.send(message(segments, 1)) == Ack(1)
+                wait_for(lambda: first.lists(1) and second.lists(1), timeout=30, message="segment 1 at both")
+                filler = fill(spool / "destinations")
+                place_segment(segment_source, segments, "seg", 2)
+                reply = client.send(message(segments, 2))
+                assert isinstance(reply, Reject) and reply.is_transient, reply
+                assert "cannot keep the segment for every destination" in reply.reason
+                assert (segments / "seg-00002.ts").is_file()
+                filler.unlink()
+                assert client.send(message(segments, 2, end=True)) == Ack(2)
+                wait_for(lambda: first.lists(2) and second.lists(2), timeout=30, message="segment 2 at both")
+                assert not (segments / "seg-00002.ts").exists()
+            for one in (first, second):
+                assert one.history.problems == [] and one.history.last is not None and one.history.last.endlist
+                assert one.segments() == ["seg-00001.ts", "seg-00002.ts"]
+            stop_all([daemon])
+        finally:
+            mounted.close()

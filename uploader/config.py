@@ -184,10 +184,10 @@ def _stores(flag: str, texts: list[str]) -> tuple[StoreUrl, ...]:
     """Each --store parsed (``remote.parse_store_url``), with netrc's credentials; ``s3`` when
     none is given. Raises ConfigError for a bad one, or one given twice."""
     stores = tuple(parse_store_url(text).with_netrc() for text in texts or ["s3"])
-    names = [str(store) for store in stores]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(f"{flag} {name} is given twice")
+    places = [store.identity for store in stores]
+    for place in places:
+        if places.count(place) > 1:
+            raise ConfigError(f"{flag} {place} is given twice")
     return stores
 
 

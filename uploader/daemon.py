@@ -36,8 +36,10 @@ from .urls import UrlSigner
 
 log = logging.getLogger(__name__)
 
-# Under the spool directory: one spool per destination after the first (``destination_spool_dir``).
+# Under the spool directory: one spool per destination but its own (``destination_spool_dir``),
+# and the file naming the destination its own spool is of (``spool_owner``).
 DESTINATIONS_DIR_NAME = "destinations"
+DESTINATION_FILE_NAME = "destination"
 
 
 class StartupError(UploaderError):
@@ -89,11 +91,40 @@ class Destination:
     readiness: Readiness
 
 
-def destination_spool_dir(spool_dir: Path, name: str) -> Path:
-    """The spool directory of a destination after the first (the first's is ``spool_dir``):
-    named by its --store, so that it stays its own whatever the other --store options."""
-    readable = re.sub(r"[^A-Za-z0-9.@-]+", "_", name).strip("_")[:48]
-    return spool_dir / DESTINATIONS_DIR_NAME / f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+def destination_spool_dir(spool_dir: Path, identity: str) -> Path:
+    """The spool directory of a destination other than the spool directory's own: named by its
+    place (``StoreUrl.identity``), so that it stays its own whatever the other --store options,
+    their order, and its credentials and parameters."""
+    readable = re.sub(r"[^A-Za-z0-9.@-]+", "_", identity).strip("_")[:48]
+    return spool_dir / DESTINATIONS_DIR_NAME / f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+def spool_owner(config: UploaderConfig) -> int:
+    """Which --store (its index) the spool directory's own spool is of: the one its
+    ``DESTINATION_FILE_NAME`` names, else (a new spool, or one of a daemon with a single store
+    from before the file) the first, recorded now. That destination takes the messages (peers'
+    ownership of streams, the ends and forgetting of streams) and the others follow it. Raises
+    StartupError when the file names a store no --store gives: its queue would go unpublished."""
+    path = config.spool_dir / DESTINATION_FILE_NAME
+    try:
+        recorded = path.read_text().strip()
+    except FileNotFoundError:
+        recorded = None
+    except OSError as error:
+        raise StartupError(f"cannot read {path}: {error.strerror or error}") from None
+    places = [url.identity for url in config.stores]
+    if recorded is None:
+        try:
+            config.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_file(path, f"{places[0]}\n".encode(), mode=0o600)
+        except OSError as error:
+            raise StartupError(f"cannot write {path}: {error.strerror or error}") from None
+        return 0
+    if recorded not in places:
+        raise StartupError(f"spool {config.spool_dir} holds the queue and streams of --store {recorded}, which no"
+                           f" --store gives now: give it again (anywhere among the --store options), or move"
+                           f" {config.spool_dir} aside to start afresh")
+    return places.index(recorded)
 
 
 def _open_spool(directory: Path, config: UploaderConfig) -> tuple[Spool, PayloadStore]:
@@ -121,9 +152,10 @@ def _open_spool(directory: Path, config: UploaderConfig) -> tuple[Spool, Payload
 async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announce: Callable[[str], None],
                      signer: UrlSigner | None = None) -> DaemonExit:
     """Serve until SIGTERM/SIGINT/SIGQUIT or a spool fails for good, then drain for at most
-    ``config.drain_timeout_s``. ``stores``: one per --store, in its order (``config.stores``);
-    each destination after the first has its own spool under the first's ``destinations/``, its
-    own queue, retries and retention, so one that is slow or down delays no other.
+    ``config.drain_timeout_s``. ``stores``: one per --store, in its order (``config.stores``).
+    The spool directory's own spool is one destination's (``spool_owner``), which takes the
+    messages; each other one has its own spool under its ``destinations/``: its own queue,
+    retries and retention, so one that is slow or down delays no other.
     ``signer``: what signs the URIs of private streams' playlists (--url-mode; None: public).
     Signals: see ``_install_signal_handlers``. Under systemd ($NOTIFY_SOCKET) it sends READY=1
     once serving, WATCHDOG=1 while the event loop and the spools answer, and STOPPING=1.
@@ -147,11 +179,14 @@ async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announc
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     metrics = DaemonMetrics()
     several = len(stores) > 1
+    owner = spool_owner(config)
+    order = [owner, *(index for index in range(len(stores)) if index != owner)]
     destinations: list[Destination] = []
     try:
-        for index, (url, raw_store) in enumerate(zip(config.stores, stores, strict=True)):
+        for index in order:
+            url, raw_store = config.stores[index], stores[index]
             name = str(url)
-            directory = config.spool_dir if index == 0 else destination_spool_dir(config.spool_dir, name)
+            directory = config.spool_dir if index == owner else destination_spool_dir(config.spool_dir, url.identity)
             spool, payloads = _open_spool(directory, config)
             spool_thread = SpoolThread(spool, on_broken=on_broken)
             store = MeteredStore(raw_store, metrics.destination(name))
@@ -239,9 +274,12 @@ async def _serve(config: UploaderConfig, destinations: list[Destination], metric
             checking = asyncio.create_task(destination.publisher.check_buckets(config.scopes.buckets,
                                                                                readiness.bucket_checked))
             checking.add_done_callback(lambda _, readiness=readiness: setattr(readiness, "checked", True))
+            followers = ([(d.spool_thread, d.publisher) for d in destinations[1:]]
+                         if destination is destinations[0] else None)
             housekeeper = Housekeeper(config=config, spool=destination.spool_thread, store=destination.store,
                                       publisher=destination.publisher, metrics=metrics.destination(destination.name),
-                                      destination=destination.name if len(destinations) > 1 else None)
+                                      destination=destination.name if len(destinations) > 1 else None,
+                                      followers=followers)
             tasks += [checking, asyncio.create_task(housekeeper.run(), name=f"housekeeping {destination.name}")]
         systemd = SystemdNotifier()
         systemd.notify("READY=1")

@@ -34,7 +34,12 @@ class DirectoryRefused(UploaderError):
 
 
 class SegmentFileError(UploaderError):
-    """The segment cannot be read (missing, not a regular file, a symlink...): a permanent failure."""
+    """The segment cannot be read (missing, not a regular file, a symlink...): a permanent failure.
+    ``errno``: the OSError's, when one was the cause (EMFILE, EIO: the file may still be read)."""
+
+    def __init__(self, reason: str, *, errno: int | None = None) -> None:
+        super().__init__(reason)
+        self.errno = errno
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,7 @@ class AllowedDirs:
             try:
                 fd = os.open(name, _FILE_FLAGS, dir_fd=directory)
             except OSError as error:
-                raise SegmentFileError(_describe(error, shown)) from None
+                raise SegmentFileError(_describe(error, shown), errno=error.errno) from None
         finally:
             os.close(directory)
         try:
@@ -128,13 +133,13 @@ def _open_below(root: Path, parts: tuple[str, ...], shown: str) -> int:
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
-        raise SegmentFileError(f"allowed directory {root}: {error.strerror}") from None
+        raise SegmentFileError(f"allowed directory {root}: {error.strerror}", errno=error.errno) from None
     for part in parts:
         try:
             child = os.open(part, _DIR_FLAGS, dir_fd=fd)
         except OSError as error:
             os.close(fd)
-            raise SegmentFileError(_describe(error, shown)) from None
+            raise SegmentFileError(_describe(error, shown), errno=error.errno) from None
         os.close(fd)
         fd = child
     return fd

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from .config import UploaderConfig
 from common.logs import DESTINATION
@@ -49,11 +50,17 @@ class Housekeeper:
     """Runs beside the publisher from start to shutdown (``run`` until cancelled)."""
 
     def __init__(self, *, config: UploaderConfig, spool: SpoolThread, store: Store, publisher: Publisher,
-                 metrics: DestinationMetrics | None = None, destination: str | None = None) -> None:
+                 metrics: DestinationMetrics | None = None, destination: str | None = None,
+                 followers: Sequence[tuple[SpoolThread, Publisher]] | None = ()) -> None:
         """Keeps one destination's spool and store: ``destination`` names it in log lines when the
-        daemon has several (``common.logs.DESTINATION``)."""
+        daemon has several (``common.logs.DESTINATION``). The destination that takes the messages
+        also judges the streams' silence for all (``followers``: the others' spools and
+        publishers), so that every destination ends a stream, and forgets it, with it: a stream is
+        forgotten only once no destination has a message of it queued. A follower's own
+        housekeeper is given ``followers=None``: it judges no silence."""
         self._config = config
         self._destination = destination
+        self._followers = followers
         self._metrics = metrics or DaemonMetrics().destination(store.description)
         self._spool = spool
         self._store = store
@@ -123,7 +130,7 @@ class Housekeeper:
 
     async def _judge_silence(self) -> None:
         config = self._config
-        if not config.end_silent_after_s and not config.forget_ended_after_s:
+        if self._followers is None or (not config.end_silent_after_s and not config.forget_ended_after_s):
             return
         if time.monotonic() - self._judged_at < self._silence_interval_s:
             return
@@ -142,8 +149,19 @@ class Housekeeper:
                                 " EXT-X-ENDLIST; later segments of it are refused until it is forgotten",
                                 label, quiet_s)
                     self._publisher.notify(stream.key)
+                    for spool, publisher in self._followers:
+                        # Its last message is this one's: end it there too, however recent.
+                        if await spool.call(Spool.end_silent, spool.spool, stream.key, now):
+                            publisher.notify(stream.key)
             elif verdict is Silence.FORGET:
-                if await self._spool.call(Spool.forget, self._spool.spool, stream.key):
-                    log.info("stream %s: ended and quiet for %.0f s (--forget-ended-after): its state is"
-                             " removed from the spool; a new segment starts it afresh", label, quiet_s)
-                    await self._publisher.forget(stream.key, stream.last_message)
+                # The followers first: one still publishing the stream's backlog keeps it, and
+                # this destination with it (a new run would find them disagreeing otherwise).
+                for spool, _ in self._followers:
+                    if not await spool.call(Spool.forget, spool.spool, stream.key):
+                        break
+                else:
+                    if await self._spool.call(Spool.forget, self._spool.spool, stream.key):
+                        log.info("stream %s: ended and quiet for %.0f s (--forget-ended-after): its state is"
+                                 " removed from the spool; a new segment starts it afresh", label, quiet_s)
+                        for publisher in (self._publisher, *(publisher for _, publisher in self._followers)):
+                            await publisher.forget(stream.key, stream.last_message)

@@ -24,6 +24,7 @@ stream's highest queued segment number, so that it numbers after it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Sequence
@@ -55,6 +56,10 @@ class Replica:
     spool: SpoolThread
     payloads: PayloadStore
     publisher: Publisher
+
+
+# A segment file that cannot be opened for these reasons is gone, or refused for good.
+_GONE_ERRNOS = frozenset({None, errno.ENOENT, errno.ELOOP, errno.ENOTDIR})
 
 
 def ended_reason(label: str) -> str:
@@ -304,21 +309,21 @@ class Intake:
         """Queue ``message``, taken by the first destination, for every other one with its link
         (``_links``). Returns None, or why a destination could not queue it (the peer is to send
         it again: the segment file stays until every destination has it)."""
-        for replica, name in zip(self._replicas, links, strict=True):
+        for index, (replica, name) in enumerate(zip(self._replicas, links, strict=True)):
             try:
                 queued = await replica.spool.call(Spool.enqueue, replica.spool.spool, message, name)
             except SpoolError as error:
                 log.error("stream %s segment %s: not queued for destination %s: %s", stream_label(message.stream_id),
                           message.segment_name, replica.name, error)
+                self._drop([None, *(None,) * index, *links[index:]])  # this one's and the next ones' links
                 return f"daemon cannot queue the message for destination {replica.name}: {error}"
             if queued is Queued.NEW:
                 replica.publisher.notify(message.stream_id)
             elif name is not None:
                 replica.payloads.remove(name)
             if queued is Queued.ENDED:
-                log.warning("stream %s segment %s: destination %s ended the stream already (--end-silent-after);"
-                            " it does not get this segment", stream_label(message.stream_id), message.segment_name,
-                            replica.name)
+                log.warning("stream %s segment %s: destination %s has the stream ended already; it does not get"
+                            " this segment", stream_label(message.stream_id), message.segment_name, replica.name)
         return None
 
     def _remove_segment_file(self, message: IndexMessage) -> None:
@@ -338,8 +343,12 @@ class Intake:
                 source: BinaryIO = open(self._payloads.path(payload), "rb")
             else:
                 source = self._allowed.open_segment(message.output_directory, message.segment_name)
-        except (OSError, DirectoryRefused, SegmentFileError):
-            return None
+        except (DirectoryRefused, SegmentFileError, OSError) as error:
+            # Gone, or refused for good (a symlink, not a file): every destination fails it as one
+            # would. An error that may pass (out of descriptors, I/O): the peer tries again.
+            if isinstance(error, DirectoryRefused) or getattr(error, "errno", None) in _GONE_ERRNOS:
+                return None
+            raise PayloadError(f"cannot read the segment to keep it for every destination: {error}") from None
         with source:
             return store.adopt(source)
 

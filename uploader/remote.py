@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import posixpath
 import re
 import threading
 from collections.abc import Callable
@@ -78,6 +79,12 @@ class StoreUrl:
         if self.scheme == "sftp" and not self.path.startswith("/"):
             return f"/~/{quote(self.path)}" if self.path else ""
         return quote(self.path)
+
+    @property
+    def identity(self) -> str:
+        """Which place this is, whatever the credentials and parameters (a key file moved, a
+        known_hosts file renamed): the URL without its password and query."""
+        return str(StoreUrl(self.scheme, self.host, self.port, self.username, None, self.path))
 
     def parameter(self, name: str) -> str | None:
         """A query parameter's value, None when not given."""
@@ -143,7 +150,7 @@ def parse_store_url(text: str) -> StoreUrl:
     if scheme == "file":
         if userinfo is not None or parts.netloc not in ("", "localhost") or not path.startswith("/") or parts.query:
             raise ConfigError(f"--store {shown!r}: a file store is file:///ABSOLUTE/PATH")
-        return StoreUrl("file", path=path.rstrip("/") or "/")
+        return StoreUrl("file", path=posixpath.normpath(path) if path != "/" else "/")
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"--store {shown!r}: its port is not a number from 1 to 65535")
     if not parts.hostname or not _HOST_PORT.fullmatch(parts.netloc):

@@ -4,19 +4,26 @@ segment (its own link to the bytes), and one that is down delays no other."""
 from __future__ import annotations
 
 import hashlib
+import os
+import resource
+import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 
 from protocol import Ack, IndexMessage, Reject, encode_message
 from tests.reliability.test_faults_live import fill, tmpfs
-from tests.support.daemon import UploaderDaemon, place_segment
+from tests.support.daemon import DaemonError, UploaderDaemon, place_segment
 from tests.support.file_servers import FtpServer, SftpServer
 from tests.support.rfc8216 import History
 from tests.support.scrape import check, endpoint_of, scrape
 from tests.support.viewer import wait_for
 from tests.uploader.conftest import stop_all
 from uploader.daemon import destination_spool_dir
+from uploader.files import AllowedDirs
+from uploader.intake import Intake
+from uploader.payloads import PayloadError, PayloadStore
 
 from .test_cli import run_cli
 
@@ -188,6 +195,8 @@ def test_a_destination_that_refuses_holds_only_its_own_streams(
     [
         (["--store", "s3", "--store", "s3"], "--store s3 is given twice"),
         (["--store", "file:///a", "--store", "file:///a/"], "--store file:///a is given twice"),
+        (["--store", "file:///x//a", "--store", "file:///x/a"], "--store file:///x/a is given twice"),
+        (["--store", "sftp://u@h/d?key=/k1", "--store", "sftp://u@h/d?key=/k2"], "--store sftp://u@h:22/d is given twice"),
         (["--store", "s3", "--store", "file:///a", "--url-mode", "presigned"],
          "--url-mode presigned signs the URLs of one origin: give one --store"),
     ],
@@ -236,3 +245,102 @@ def test_a_segment_another_destination_cannot_keep_is_answered_try_again_and_not
             stop_all([daemon])
         finally:
             mounted.close()
+
+
+def test_each_destination_keeps_its_spool_whatever_the_order_of_the_store_options(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # The second destination is held (a plain file where its bucket's directory goes) while the
+    # first publishes; the daemon is restarted with the two --store options the other way round
+    # and the second corrected: each goes on from its own spool, nothing lost, nothing numbered
+    # again. A spool whose destination no --store gives any more stops the start.
+    first_root, second_root, segments = roots
+    (second_root / BUCKET).write_bytes(b"")
+    first, second = f"file://{first_root}", f"file://{second_root}"
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--window", "3",
+                                                   "--store", first, "--store", second])
+    try:
+        daemon.start()
+        up, held = Watched(first_root), Watched(second_root)
+        with daemon.connect() as client:
+            for number in range(1, 5):
+                place_segment(segment_source, segments, "seg", number)
+                assert client.send(message(segments, number)) == Ack(number)
+            wait_for(lambda: up.lists(4), timeout=30, message="segment 4 at the first")
+        daemon.stop()
+        (second_root / BUCKET).unlink()
+        daemon.args = ["--allow-dir", str(segments), "--window", "3", "--store", second, "--store", first]
+        daemon.start()
+        assert daemon.startup_line.index(f"store {first}") < daemon.startup_line.index(f"store {second}")
+        with daemon.connect() as client:
+            for number in range(5, 7):
+                place_segment(segment_source, segments, "seg", number)
+                assert client.send(message(segments, number, end=number == 6)) == Ack(number)
+        for one in (up, held):
+            wait_for(lambda: one.lists(6), timeout=30, message=f"segment 6 at {one.root}")
+            assert one.history.problems == []
+            assert one.history.last is not None and one.history.last.endlist and one.history.last.media_sequence == 4
+        assert held.segments() == [f"seg-{n:05d}.ts" for n in range(1, 7)]
+        assert "no --store names now" not in daemon.log()
+        daemon.stop()
+        daemon.args = ["--allow-dir", str(segments), "--store", second]
+        with pytest.raises(DaemonError, match=f"holds the queue and streams of --store {first}, which no --store"):
+            daemon.start()
+    finally:
+        stop_all([daemon])
+
+
+def test_a_stream_is_forgotten_only_once_every_destination_is_done_with_it(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # The first destination publishes an ended stream and could forget it; the second, held,
+    # still has it queued. A new run under the same name is refused by all until the second is
+    # done, then taken afresh by all: no destination takes a segment the other refuses.
+    first_root, second_root, segments = roots
+    (second_root / BUCKET).write_bytes(b"")
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--forget-ended-after", "1",
+                                                   "--store", f"file://{first_root}", "--store", f"file://{second_root}"])
+    try:
+        daemon.start()
+        up = Watched(first_root)
+        with daemon.connect() as client:
+            for number in range(1, 3):
+                place_segment(segment_source, segments, "seg", number)
+                assert client.send(message(segments, number, end=number == 2)) == Ack(number)
+            wait_for(lambda: up.lists(2), timeout=30, message="the first run at the first")
+            time.sleep(3)  # three times --forget-ended-after: the first alone would have forgotten it
+            place_segment(segment_source, segments, "seg", 3)
+            refused = client.send(message(segments, 3))
+            assert isinstance(refused, Reject) and "has ended" in refused.reason, refused
+            (second_root / BUCKET).unlink()  # corrected: the second publishes its backlog
+            wait_for(lambda: Watched(second_root).lists(2), timeout=30, message="the first run at the second")
+            wait_for(lambda: "ended and quiet" in daemon.log(), timeout=30, message="forgotten by all")
+            assert client.send(message(segments, 3)) == Ack(3)
+        for root in (first_root, second_root):
+            wait_for(lambda: (text := (root / STREAM / "index.m3u8").read_text()).endswith("seg-00003.ts\n")
+                     and "#EXT-X-ENDLIST" not in text, timeout=30, message=f"the new run at {root}")
+    finally:
+        stop_all([daemon])
+
+
+def test_a_segment_file_that_cannot_be_opened_for_now_is_not_taken_for_gone(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # Out of file descriptors (this process's RLIMIT_NOFILE lowered to what it has open) is no
+    # reason to take a segment for gone (every destination would fail it): PayloadError, which
+    # the intake answers "try again". A file that is gone is None: each destination fails it.
+    _, _, segments = roots
+    payloads = PayloadStore(tmp_path / "spool", max_inflight_bytes=1 << 20)
+    payloads.directory.mkdir(parents=True)
+    place_segment(segment_source, segments, "seg", 1)
+    reader = SimpleNamespace(_payloads=payloads, _allowed=AllowedDirs((segments.resolve(),)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+    try:
+        with pytest.raises(PayloadError, match="cannot read the segment to keep it for every destination"):
+            Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    name = Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]
+    assert name is not None and payloads.path(name).read_bytes() == segment_source.read_bytes()
+    assert Intake._adopt(reader, payloads, message(segments, 2), None) is None  # type: ignore[arg-type]

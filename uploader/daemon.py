@@ -179,15 +179,22 @@ async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announc
     insecure = not config.authenticated and not is_loopback(config.listen_host)
     metrics = DaemonMetrics()
     several = len(stores) > 1
-    owner = spool_owner(config)
+    own_spool = _open_spool(config.spool_dir, config)  # locked and checked before anything in it is read
+    try:
+        owner = spool_owner(config)
+    except StartupError:
+        own_spool[0].close()
+        raise
     order = [owner, *(index for index in range(len(stores)) if index != owner)]
     destinations: list[Destination] = []
     try:
         for index in order:
             url, raw_store = config.stores[index], stores[index]
             name = str(url)
-            directory = config.spool_dir if index == owner else destination_spool_dir(config.spool_dir, url.identity)
-            spool, payloads = _open_spool(directory, config)
+            if index == owner:
+                spool, payloads = own_spool
+            else:
+                spool, payloads = _open_spool(destination_spool_dir(config.spool_dir, url.identity), config)
             spool_thread = SpoolThread(spool, on_broken=on_broken)
             store = MeteredStore(raw_store, metrics.destination(name))
             publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=allowed, payloads=payloads,

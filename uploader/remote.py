@@ -155,6 +155,9 @@ def parse_store_url(text: str) -> StoreUrl:
         raise ConfigError(f"--store {shown!r}: its port is not a number from 1 to 65535")
     if not parts.hostname or not _HOST_PORT.fullmatch(parts.netloc):
         raise ConfigError(f"--store {shown!r} names no host (SCHEME://[USER@]HOST[:PORT]/DIR)")
+    if userinfo is None and "@" in path and ":" in parts.netloc:
+        # ftp://u:123/x@host/: a password with a '/' read as a port and a path.
+        raise ConfigError(f"--store {shown!r}: a user and password go before the host, a '/' in them as %2F")
     names = [name for name, _ in parameters]
     known = _PARAMETERS.get(scheme, frozenset())
     for name in names:
@@ -181,19 +184,21 @@ _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\[\]:@/]+)(:[0-9]*)?")
 
 
 def _userinfo(rest: str) -> tuple[str | None, str]:
-    """A URL's part after ``SCHEME://`` as (USER[:PASSWORD] or None, the rest). The userinfo ends
-    at the last ``@``, so a password may hold ``/``, ``#``, ``?`` or ``@`` (and a path none)."""
-    at = rest.rfind("@")
+    """A URL's part after ``SCHEME://`` as (USER[:PASSWORD] or None, the rest): the userinfo ends
+    at the last ``@`` before the first ``/`` (RFC 3986 3.2), so a password may hold ``@``, ``#``
+    or ``?`` but a ``/`` only as ``%2F``."""
+    at = rest.split("/", 1)[0].rfind("@")
     return (rest[:at], rest[at + 1:]) if at >= 0 else (None, rest)
 
 
 def _redacted(text: str) -> str:
-    """A URL as given, its password (if any) replaced by ``***``."""
+    """A URL as given, with what may be a password replaced by ``***``: between the ``:`` after
+    the user and the last ``@`` (a password holding an unencoded ``/`` included)."""
     scheme, separator, rest = text.partition("://")
-    userinfo, address = _userinfo(rest)
-    if not separator or userinfo is None or ":" not in userinfo:
+    at = rest.rfind("@")
+    if not separator or at < 0 or ":" not in rest[:at]:
         return text
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{address}"
+    return f"{scheme}://{rest[:at].partition(':')[0]}:***@{rest[at + 1:]}"
 
 
 def _has_control(text: str) -> bool:

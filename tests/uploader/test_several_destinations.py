@@ -344,3 +344,42 @@ def test_a_segment_file_that_cannot_be_opened_for_now_is_not_taken_for_gone(
     name = Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]
     assert name is not None and payloads.path(name).read_bytes() == segment_source.read_bytes()
     assert Intake._adopt(reader, payloads, message(segments, 2), None) is None  # type: ignore[arg-type]
+
+
+def test_a_destination_whose_spool_cannot_commit_leaves_no_link_behind(
+    tmp_path: Path, roots: tuple[Path, Path, Path], segment_source: Path
+) -> None:
+    # The second destination's spool is full while its payload directory (another file system)
+    # has room: its link is made, its commit fails, the message is answered "try again" and the
+    # link goes; once the spool has room the re-send is taken.
+    files, other, segments = roots
+    spool = tmp_path / "uploadd" / "spool"
+    second = destination_spool_dir(spool, f"file://{other}")
+    spool_mount = tmpfs(second, "size=4m")
+    next(spool_mount)
+    payload_mount = tmpfs(second / "payloads", "size=8m")
+    next(payload_mount)
+    daemon = UploaderDaemon(tmp_path / "uploadd", ["--allow-dir", str(segments), "--store", f"file://{files}",
+                                                   "--store", f"file://{other}"])
+    try:
+        daemon.start()
+        with daemon.connect() as client:
+            place_segment(segment_source, segments, "seg", 1)
+            assert client.send(message(segments, 1)) == Ack(1)
+            wait_for(lambda: Watched(other).lists(1), timeout=30, message="segment 1 at the second")
+            filler = fill(second)
+            place_segment(segment_source, segments, "seg", 2)
+            reply = client.send(message(segments, 2))
+            assert isinstance(reply, Reject) and reply.is_transient, reply
+            assert f"cannot queue the message for destination file://{other}" in reply.reason
+            assert payload_files(second) == []
+            filler.unlink()
+            assert client.send(message(segments, 2, end=True)) == Ack(2)
+        for root in (files, other):
+            wait_for(lambda: Watched(root).lists(2), timeout=30, message=f"segment 2 at {root}")
+        wait_for(lambda: payload_files(second) == [], timeout=10, message="its links gone once published")
+        assert daemon.running
+    finally:
+        stop_all([daemon])
+        payload_mount.close()
+        spool_mount.close()

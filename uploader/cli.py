@@ -22,7 +22,7 @@ from common.options import config_fields, settings_from_file, with_options
 from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, check_cloudfront, spool_directory
-from .daemon import SpoolDamaged, SpoolInUse, StartupError, run_daemon
+from .daemon import SpoolDamaged, SpoolInUse, SpoolOfAnotherStore, StartupError, run_daemon
 from .cost import Audience, Prices, cost_sheet, render, sheet_json
 from .player import PAGE_NAME
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
@@ -79,7 +79,7 @@ def run(**settings: Any) -> None:
         _config_error(error)
     try:
         outcome = asyncio.run(run_daemon(uploader_config, stores, announce=_announce, signer=signer))
-    except SpoolInUse as error:
+    except (SpoolInUse, SpoolOfAnotherStore) as error:
         _fail(f"cannot start: {error}", EXIT_CONFIG)
     except SpoolDamaged as error:
         _fail(f"cannot start: {error}", EXIT_SPOOL)

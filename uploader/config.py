@@ -294,7 +294,7 @@ OPTIONS = (
     ),
     Option(
         "store", TEXT_LIST, (), "Where objects go (DIR/BUCKET/KEY): 's3'; file:///DIR; ftp:// or ftps://[USER@]HOST/DIR"
-        " (DIR relative to the login directory, /%2F for an absolute one; the password from netrc);"
+        " (DIR relative to the login directory, /%2F for an absolute one; a password from netrc or the URL);"
         " sftp://USER@HOST/DIR?key=FILE&known_hosts=FILE (/~/DIR: in the login directory); http(s)://[USER@]HOST/DIR"
         " (WebDAV, or any server taking PUT). Repeat it to publish to several at once, each with its own queue,"
         " retries and retention (docs/deploy.md, Destinations).",

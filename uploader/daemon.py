@@ -50,6 +50,10 @@ class SpoolInUse(StartupError):
     """Another daemon holds the spool directory's lock."""
 
 
+class SpoolOfAnotherStore(StartupError):
+    """The spool directory holds the queue of a --store no option gives now (``spool_owner``)."""
+
+
 class SpoolDamaged(StartupError):
     """The spool's integrity check failed: the operator must move it aside or restore it."""
 
@@ -104,7 +108,8 @@ def spool_owner(config: UploaderConfig) -> int:
     ``DESTINATION_FILE_NAME`` names, else (a new spool, or one of a daemon with a single store
     from before the file) the first, recorded now. That destination takes the messages (peers'
     ownership of streams, the ends and forgetting of streams) and the others follow it. Raises
-    StartupError when the file names a store no --store gives: its queue would go unpublished."""
+    SpoolOfAnotherStore when the file names a store no --store gives: its queue would go
+    unpublished."""
     path = config.spool_dir / DESTINATION_FILE_NAME
     try:
         recorded = path.read_text().strip()
@@ -121,7 +126,7 @@ def spool_owner(config: UploaderConfig) -> int:
             raise StartupError(f"cannot write {path}: {error.strerror or error}") from None
         return 0
     if recorded not in places:
-        raise StartupError(f"spool {config.spool_dir} holds the queue and streams of --store {recorded}, which no"
+        raise SpoolOfAnotherStore(f"spool {config.spool_dir} holds the queue and streams of --store {recorded}, which no"
                            f" --store gives now: give it again (anywhere among the --store options), or move"
                            f" {config.spool_dir} aside to start afresh")
     return places.index(recorded)
@@ -190,7 +195,7 @@ async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announc
     try:
         for index in order:
             url, raw_store = config.stores[index], stores[index]
-            name = str(url)
+            name = url.identity  # in labels and log lines: the same when a key file moves
             if index == owner:
                 spool, payloads = own_spool
             else:

@@ -151,18 +151,18 @@ def parse_store_url(text: str) -> StoreUrl:
         if userinfo is not None or parts.netloc not in ("", "localhost") or not path.startswith("/") or parts.query:
             raise ConfigError(f"--store {shown!r}: a file store is file:///ABSOLUTE/PATH")
         return StoreUrl("file", path=posixpath.normpath(path) if path != "/" else "/")
+    if userinfo is None and "@" in path and ":" in parts.netloc:
+        # ftp://u:p/x@host/: a password with a '/' read as a port and a path.
+        raise ConfigError(f"--store {shown!r}: a user and password go before the host, a '/' in them as %2F")
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"--store {shown!r}: its port is not a number from 1 to 65535")
     if not parts.hostname or not _HOST_PORT.fullmatch(parts.netloc):
         raise ConfigError(f"--store {shown!r} names no host (SCHEME://[USER@]HOST[:PORT]/DIR)")
-    if userinfo is None and "@" in path and ":" in parts.netloc:
-        # ftp://u:123/x@host/: a password with a '/' read as a port and a path.
-        raise ConfigError(f"--store {shown!r}: a user and password go before the host, a '/' in them as %2F")
     names = [name for name, _ in parameters]
     known = _PARAMETERS.get(scheme, frozenset())
     for name in names:
         if name not in known:
-            raise ConfigError(f"--store {shown!r}: unknown parameter {name!r} (a {scheme} store takes"
+            raise ConfigError(f"--store {shown!r}: unknown parameter {name!r} ({scheme} stores take"
                               f" {', '.join(sorted(known)) or 'none'})")
         if names.count(name) > 1:
             raise ConfigError(f"--store {shown!r}: parameter {name!r} is given twice")

@@ -2,8 +2,9 @@
 
 Authentication is by key only: the ``key`` parameter's file, else the ssh agent and the user's
 ``~/.ssh/id_*`` keys. The server's host key must be in the ``known_hosts`` parameter's file or
-the user's ``~/.ssh/known_hosts`` (with the system's): an unknown or changed host key is refused,
-never accepted on first use (paramiko's RejectPolicy), and the log says how to add it.
+the user's ``~/.ssh/known_hosts`` (one of them must exist at start): an unknown or changed host
+key is refused, never accepted on first use (paramiko's RejectPolicy), and the log says how to
+add it.
 
 Every object is written under a temporary name beside it, then renamed: a playlist over the old
 one with ``posix-rename@openssh.com`` (an atomic replace, so a viewer never reads half of it), a
@@ -255,6 +256,9 @@ def _check_files(url: StoreUrl, key: str | None, known_hosts: Path | None) -> No
     """The ``key`` and ``known_hosts`` files of ``url`` can be read and parsed; raises ConfigError."""
     import paramiko
 
+    if known_hosts is None and not (Path.home() / ".ssh" / "known_hosts").is_file():
+        raise ConfigError(f"--store {url}: no host key can be checked: give known_hosts=FILE holding the server's key,"
+                          f" or fill {Path.home() / '.ssh' / 'known_hosts'} (docs/deploy.md, SFTP)")
     if known_hosts is not None:
         try:
             paramiko.HostKeys(str(known_hosts))

@@ -458,9 +458,12 @@ def test_ftps_to_a_server_without_tls_is_held_with_the_fix(tmp_path: Path) -> No
     assert "or use ftp://" in refused.value.fix and server.password not in str(refused.value)
 
 
-def test_sftp_key_and_known_hosts_files_are_checked_at_start(tmp_path: Path) -> None:
+def test_sftp_key_and_known_hosts_files_are_checked_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncssh
 
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts
+    with pytest.raises(ConfigError, match="^--store sftp://u@h:22/d: no host key can be checked: give known_hosts="):
+        SftpStore(parse_store_url("sftp://u@h/d"))
     garbage = tmp_path / "garbage"
     garbage.write_text("not a key\n")
     encrypted = tmp_path / "encrypted"

@@ -284,7 +284,8 @@ def test_each_destination_keeps_its_spool_whatever_the_order_of_the_store_option
         assert "no --store names now" not in daemon.log()
         daemon.stop()
         daemon.args = ["--allow-dir", str(segments), "--store", second]
-        with pytest.raises(DaemonError, match=f"holds the queue and streams of --store {first}, which no --store"):
+        with pytest.raises(DaemonError, match=f"(?s)exited with 2 .*holds the queue and streams of --store {first},"
+                                              " which no --store"):
             daemon.start()
     finally:
         stop_all([daemon])

@@ -336,7 +336,11 @@ def test_a_segment_file_that_cannot_be_opened_for_now_is_not_taken_for_gone(
     place_segment(segment_source, segments, "seg", 1)
     reader = SimpleNamespace(_payloads=payloads, _allowed=AllowedDirs((segments.resolve(),)))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+    # The limit bounds descriptor numbers: at the lowest one free (the one an open gets), no file
+    # can be opened.
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
     try:
         with pytest.raises(PayloadError, match="cannot read the segment to keep it for every destination"):
             Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]

@@ -105,7 +105,9 @@ def test_deletions_queued_before_a_restart_are_done_after_it(live: Live, media: 
     wait_for(lambda: segment_objects(live).keys() == set(listed(final)), timeout=90,
              message="the deletions queued before the restart done after it")
     conforming(poller, final)
-    assert spool_rows(live, "SELECT count(*) FROM deletions") == [(0,)]
+    # Each deletion is recorded done just after its object is gone: wait for the last record.
+    wait_for(lambda: spool_rows(live, "SELECT count(*) FROM deletions") == [(0,)], timeout=10,
+             message="every deletion recorded done")
 
 
 @pytest.mark.slow

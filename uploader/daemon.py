@@ -109,7 +109,7 @@ def spool_owner(config: UploaderConfig) -> int:
     from before the file) the first, recorded now. That destination takes the messages (peers'
     ownership of streams, the ends and forgetting of streams) and the others follow it. Raises
     SpoolOfAnotherStore when the file names a store no --store gives: its queue would go
-    unpublished."""
+    unpublished. The spool directory's spool is open (and the directory there) when it is called."""
     path = config.spool_dir / DESTINATION_FILE_NAME
     try:
         recorded = path.read_text().strip()
@@ -120,7 +120,6 @@ def spool_owner(config: UploaderConfig) -> int:
     places = [url.identity for url in config.stores]
     if recorded is None:
         try:
-            config.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_file(path, f"{places[0]}\n".encode(), mode=0o600)
         except OSError as error:
             raise StartupError(f"cannot write {path}: {error.strerror or error}") from None

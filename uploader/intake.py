@@ -288,16 +288,7 @@ class Intake:
         if not self._replicas or message.last_segment == 0:
             return [None] * (len(self._replicas) + 1) if self._replicas else []
         stores = [None if payload is not None else self._payloads, *(r.payloads for r in self._replicas)]
-        links: list[str | None] = []
-        loop = asyncio.get_running_loop()
-        try:
-            for store in stores:
-                links.append(None if store is None else
-                             await loop.run_in_executor(None, self._adopt, store, message, payload))
-        except PayloadError:
-            self._drop(links)
-            raise
-        return links
+        return await asyncio.get_running_loop().run_in_executor(None, self._adopt, stores, message, payload)
 
     def _drop(self, links: list[str | None]) -> None:
         """Remove links ``_links`` made (in its order) that no spool queued."""
@@ -334,10 +325,12 @@ class Intake:
             log.warning("stream %s: segment %s queued, but its file stays: %s", stream_label(message.stream_id),
                         message.segment_name, error)
 
-    def _adopt(self, store: PayloadStore, message: IndexMessage, payload: str | None) -> str | None:
-        """The name of ``store``'s own link to the segment of ``message``: its inline ``payload``,
-        else its file (None when it is gone: every destination fails it as one would). Blocking.
-        Raises PayloadError."""
+    def _adopt(self, stores: list[PayloadStore | None], message: IndexMessage,
+               payload: str | None) -> list[str | None]:
+        """Each of ``stores``' own link to the segment of ``message`` (None for a None store), the
+        segment opened once: its inline ``payload``, else its file (all None when it is gone:
+        every destination fails it as one would). Blocking. Raises PayloadError, the links made
+        removed."""
         try:
             if payload is not None:
                 source: BinaryIO = open(self._payloads.path(payload), "rb")
@@ -347,10 +340,19 @@ class Intake:
             # Gone, or refused for good (a symlink, not a file): every destination fails it as one
             # would. An error that may pass (out of descriptors, I/O): the peer tries again.
             if isinstance(error, DirectoryRefused) or getattr(error, "errno", None) in _GONE_ERRNOS:
-                return None
+                return [None] * len(stores)
             raise PayloadError(f"cannot read the segment to keep it for every destination: {error}") from None
+        links: list[str | None] = []
         with source:
-            return store.adopt(source)
+            try:
+                for store in stores:
+                    links.append(None if store is None else store.adopt(source))
+            except PayloadError:
+                for store, name in zip(stores, links):
+                    if store is not None and name is not None:
+                        store.remove(name)
+                raise
+        return links
 
     def _observe_alignment(self, message: IndexMessage) -> None:
         tracker = self._alignment.setdefault((message.bucket, message.key_prefix), AlignmentTracker())

@@ -144,8 +144,9 @@ class DestinationMetrics:
     def store_request(self, operation: str) -> None:
         self.metrics.store_requests.labels(self.name, operation).inc()
 
-    def store_error(self, operation: str, error: StoreError) -> None:
-        self.metrics.store_errors.labels(self.name, operation, store_error_kind(error)).inc()
+    def store_error(self, operation: str, kind: str) -> None:
+        """A failed store request, ``kind`` as ``store_error_kind`` says it."""
+        self.metrics.store_errors.labels(self.name, operation, kind).inc()
 
     def store_retry(self, operation: str) -> None:
         self.metrics.store_retries.labels(self.name, operation).inc()
@@ -254,7 +255,7 @@ class MeteredStore:
             result = call()
         except StoreError as error:
             kind = store_error_kind(error)
-            self._metrics.store_error(operation, error)
+            self._metrics.store_error(operation, kind)
             # A refusal (a name taken, a missing bucket, bad credentials) is an answer: the store
             # is up. Readiness judges refusals by the stream or bucket they hold.
             self.health.answered(f"{operation}: {error}" if kind == "transient" else None)

@@ -343,12 +343,12 @@ def test_a_segment_file_that_cannot_be_opened_for_now_is_not_taken_for_gone(
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
     try:
         with pytest.raises(PayloadError, match="cannot read the segment to keep it for every destination"):
-            Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]
+            Intake._adopt(reader, [payloads], message(segments, 1), None)  # type: ignore[arg-type]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    name = Intake._adopt(reader, payloads, message(segments, 1), None)  # type: ignore[arg-type]
+    [name] = Intake._adopt(reader, [payloads], message(segments, 1), None)  # type: ignore[arg-type]
     assert name is not None and payloads.path(name).read_bytes() == segment_source.read_bytes()
-    assert Intake._adopt(reader, payloads, message(segments, 2), None) is None  # type: ignore[arg-type]
+    assert Intake._adopt(reader, [payloads], message(segments, 2), None) == [None]  # type: ignore[arg-type]
 
 
 def test_a_destination_whose_spool_cannot_commit_leaves_no_link_behind(

@@ -55,6 +55,8 @@ class FtpStore:
     ftp or ftps; anonymous when it has no user). Thread-safe: each thread's call uses its own
     control connection, kept for the next call."""
 
+    versions = False  # playlists are replaced unconditionally (stores.Store.versions)
+
     def __init__(self, url: StoreUrl, *, timeout_s: float = REMOTE_TIMEOUT_S) -> None:
         self._url = url
         self._timeout_s = timeout_s

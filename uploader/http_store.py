@@ -54,6 +54,8 @@ class HttpStore:
     """Objects as resources ``BASE/BUCKET/KEY`` (``url``: a StoreUrl of scheme http or https).
     Thread-safe: urllib3 keeps up to ``connections`` connections to the server."""
 
+    versions = False  # playlists are replaced unconditionally (stores.Store.versions)
+
     def __init__(self, url: StoreUrl, *, connections: int = 10, timeout_s: float = REMOTE_TIMEOUT_S) -> None:
         import urllib3
 

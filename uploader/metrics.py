@@ -28,6 +28,8 @@ from .stores import (
     PermanentStoreError,
     Store,
     StoreError,
+    Version,
+    VersionConflict,
 )
 from .stream import StreamKey
 
@@ -54,8 +56,11 @@ class Refusal(enum.Enum):
 
 
 def store_error_kind(error: StoreError) -> str:
-    """The ``kind`` label of a store error: taken (the name holds other bytes), permanent,
-    correctable (the operator's to fix: credentials, a missing bucket) or transient."""
+    """The ``kind`` label of a store error: taken (the name holds other bytes), conflict (a
+    playlist version another writer replaced), permanent, correctable (the operator's to fix:
+    credentials, a missing bucket) or transient."""
+    if isinstance(error, VersionConflict):
+        return "conflict"
     if isinstance(error, ObjectTakenError):
         return "taken"
     if isinstance(error, PermanentStoreError):
@@ -230,6 +235,7 @@ class MeteredStore:
         self._store = store
         self._metrics = metrics
         self.description = store.description
+        self.versions = store.versions
         self.health = StoreHealth()
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
@@ -248,6 +254,15 @@ class MeteredStore:
 
     def close(self) -> None:
         self._store.close()
+
+    def get_version(self, bucket: str, key: str) -> Version | None:
+        return self._call("get", lambda: self._store.get_version(bucket, key))
+
+    def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
+                    metadata: Mapping[str, str], replaces: str | None) -> str:
+        return self._call("put", lambda: self._store.put_version(
+            bucket, key, body, content_type=content_type, cache_control=cache_control, metadata=metadata,
+            replaces=replaces))
 
     def _call(self, operation: str, call: Callable[[], Any]) -> Any:
         self._metrics.store_request(operation)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import BinaryIO, TypeVar
 
@@ -43,6 +44,7 @@ from .player import (
 from .master import Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
+from .resume import UnreadablePlaylist, new_run, state_metadata, stored_state
 from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
 from .cost import Usage
 from .retention import deletions
@@ -56,10 +58,13 @@ from .stores import (
     DigestMismatchError,
     ObjectTakenError,
     PermanentStoreError,
+    ReadRefused,
     Store,
     StoreError,
     TakenUnreadableError,
     TransientStoreError,
+    Version,
+    VersionConflict,
     check_writable,
 )
 from .stream import (
@@ -224,6 +229,15 @@ class Publisher:
         self._unlisted: dict[StreamKey, dict[int, float]] = {}
         # Per stream, what its requests cost the store and the spool does not know yet (uploader/cost.py).
         self._usage: dict[StreamKey, Usage] = {}
+        # A store that keeps versions (stores.Store.versions): each stream's playlist is written as
+        # a chain, and read back once per run before its first publish (``_sync``). The streams
+        # read this run; those whose state came from the store (their re-sent segments are not
+        # listed twice); and those another writer took (``_fence``): left alone until a restart.
+        self._versions = store.versions
+        self._synced: set[StreamKey] = set()
+        self._adopted: set[StreamKey] = set()
+        self._fenced: set[StreamKey] = set()
+        self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
         self._stopping = False
         self._running_lock = threading.Lock()
         self._running = 0  # store calls in threads right now: a cancelled await does not stop them
@@ -276,7 +290,7 @@ class Publisher:
 
     def notify(self, key: StreamKey) -> None:
         """A message for ``key`` was queued."""
-        if self._stopping:
+        if self._stopping or key in self._fenced:
             return
         if key in self._workers:
             self._woken.add(key)
@@ -346,22 +360,28 @@ class Publisher:
                     item = await self._spool.call(Spool.next_queued, self._spool.spool, key)
                     if item is None:
                         if (last := self._resign.pop(key, None)) is not None:
-                            await self._sign_again(label, last, state)
+                            state = await self._sign_again(label, last, state)
                         if key in self._woken:
                             continue
                         return
                     state = await self._publish(label, item, state)
                     errors = 0
                     continue
+                except VersionConflict as error:
+                    await self._fence(label, key, error)
+                    return
                 except SpoolBroken:
                     return  # the daemon logs it once and stops
                 except SpoolError as error:
-                    # The spool is the source of truth: reload it and redo (PUTs are idempotent).
+                    # The spool is the source of truth: reload it, read the store again (it may
+                    # hold this daemon's unrecorded PUT) and redo (PUTs are idempotent).
                     log.error("stream %s: %s", label, error)
+                    self._synced.discard(key)
                 except Exception:
                     # A bug, not a peer's or the store's doing: keep the stream alive, and do not
                     # let one message block it forever.
                     log.exception("stream %s: unexpected error publishing the next message", label)
+                    self._synced.discard(key)
                     if item is not None and errors + 1 >= MAX_UNEXPECTED_ERRORS:
                         await self._give_up(label, item)
                         errors = 0
@@ -388,6 +408,110 @@ class Publisher:
             log.error("stream %s segment %s: given up after %d internal errors; it will not be listed",
                       label, item.message.segment_name, MAX_UNEXPECTED_ERRORS)
 
+    # Several daemons, one store (docs/architecture.md, "Several daemons").
+
+    async def _sync(self, label: str, message: IndexMessage,
+                    state: StreamState) -> tuple[StreamState, tuple[PublishedSegment, ...]]:
+        """Before a stream's first publish of this run: read its playlist from the store and go on
+        from whichever of it and ``state`` (the spool's) is further on, so that a daemon with a
+        fresh spool, a spool restored from a backup, or one that another daemon overtook never
+        makes the playlist go back. An ended playlist of a stream this spool has no state of (a
+        fresh spool, or the stream forgotten after --forget-ended-after) gets a new run that
+        continues its numbering (``resume.new_run``), unless ``message`` is a segment it lists (a
+        re-send: the stream stays ended). An object there that is no playlist is replaced, with
+        a WARNING. Returns the state to go on from and the segments it leaves behind (for
+        retention)."""
+        key = message.stream_id
+        try:
+            found = await self._read_version(label, key, message.bucket, message.playlist_key)
+        except ReadRefused as error:
+            self._synced.add(key)
+            if message.bucket not in self._unreadable:
+                self._unreadable.add(message.bucket)
+                log.error("bucket %s: this daemon may not read its playlists back (%s): its streams go on from the spool"
+                          " alone, and a daemon with a fresh spool would start their numbering again; fix: %s",
+                          message.bucket, error, error.fix, extra={"error_kind": "correctable"})
+            return state, ()
+        self._synced.add(key)
+        if found is None:
+            return replace(state, version=None), ()  # none yet, or gone with its bucket: the next PUT creates it
+        if found.etag == state.version:
+            return state, ()
+        try:
+            stored = stored_state(found.body.decode("ascii"), found.metadata,
+                                  uri_of=lambda name: message.http_prefix + name, key_of=message.key_for,
+                                  version=found.etag)
+        except (UnicodeDecodeError, UnreadablePlaylist) as error:
+            log.warning("stream %s: the object at its playlist key %s is no media playlist this daemon can go on"
+                        " from (%s): it is replaced", label, message.playlist_key, error)
+            return replace(state, version=found.etag), ()
+        if (stored.next_media_sequence, stored.ended) <= (state.next_media_sequence, state.ended):
+            if stored.next_media_sequence < state.next_media_sequence:
+                log.warning("stream %s: the playlist in the store ends before this spool's (media sequence %d, not %d):"
+                            " it is replaced by this spool's", label, stored.next_media_sequence - 1,
+                            state.next_media_sequence - 1)
+            return replace(state, version=found.etag), ()
+        self._adopted.add(key)
+        if stored.ended and not state.published_any and self._listed_already(message, stored) is None:
+            fresh, left = new_run(stored)
+            log.warning("stream %s: its playlist in the store has ended, and this spool has no state of it: a new run"
+                        " continues its numbering at media sequence %d", label, fresh.next_media_sequence)
+            return fresh, left
+        log.warning("stream %s: goes on from its playlist in the store, at media sequence %d%s (this spool was at %d:"
+                    " a fresh or older spool, or another daemon wrote it)", label, stored.next_media_sequence - 1,
+                    ", ended" if stored.ended else "", state.next_media_sequence - 1)
+        return stored, ()
+
+    def _listed_already(self, message: IndexMessage, state: StreamState) -> int | None:
+        """The media sequence number under which a stream whose state came from the store
+        (``_sync``) lists ``message``'s segment already (a segmenter re-sending what the daemon
+        before this one published), or None."""
+        if message.stream_id not in self._adopted:
+            return None
+        uri = message.http_prefix + message.segment_name
+        return next((segment.media_sequence for segment in state.segments if segment.uri == uri), None)
+
+    async def _read_version(self, label: str, stream: StreamKey, bucket: str, key: str) -> Version | None:
+        """``Store.get_version``, retried for as long as the store fails transiently or for a
+        reason the operator corrects (the stream held meanwhile, as ``_put`` holds), but for
+        ReadRefused, raised: the caller can go on without it."""
+        attempt = 0
+        while True:
+            try:
+                found = await self._store_call(partial(self._store.get_version, bucket, key))
+            except ReadRefused:
+                raise
+            except TransientStoreError as error:
+                attempt += 1
+                self._metrics.store_retry("get")
+                delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s,
+                                      rng=self._rng)
+                if isinstance(error, CorrectableStoreError):
+                    if stream not in self.held:
+                        await self._hold(stream, f"read of {key} refused: {error}")
+                    self._log_held(label, key, error, attempt, "read")
+                elif attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
+                    log.warning("stream %s: reading its playlist %s failed (attempt %d), retrying in %.1f s: %s",
+                                label, key, attempt, delay, error, extra={"error_kind": "transient"})
+                await asyncio.sleep(delay)
+                continue
+            if attempt and stream in self.held:
+                self._held.forget(label)
+                await self._hold(stream, None)
+                log.warning("stream %s: reading its playlist %s succeeded after %d failed attempts; the stream goes on",
+                            label, key, attempt)
+            return found
+
+    async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
+        """Another writer replaced the playlist version this daemon last wrote: stop writing the
+        stream for the rest of this run. Its queued messages stay queued; it is held (``hls-uploadd
+        status``, /readyz)."""
+        self._fenced.add(key)
+        log.error("stream %s: another writer replaced its playlist since this daemon last wrote it (%s); this daemon"
+                  " stops writing the stream until it is restarted, and its queued messages stay in the spool",
+                  label, error, extra={"error_kind": "conflict"})
+        await self._hold(key, f"another writer writes its playlist: {error}")
+
     async def _publish(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         message = item.message
         self._forgotten.discard(message.stream_id)  # a new message starts a forgotten stream afresh
@@ -395,8 +519,15 @@ class Publisher:
         SEGMENT.set(segment)
         began = time.monotonic()
         removed: tuple[PublishedSegment, ...] = ()  # segments that left the live window
+        if self._versions and message.stream_id not in self._synced:
+            state, removed = await self._sync(label, message, state)
+        listed_as = self._listed_already(message, state) if not item.end_only else None
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
+        elif listed_as is not None:
+            log.info("stream %s segment %s: listed already as media sequence %d, by the playlist this daemon went on"
+                     " from; not listed again", label, segment, listed_as)
+            new_state = with_end(state, promised_s=message.segment_duration) if message.end and not state.ended else state
         elif state.ended:
             # Queued before the end was (a spool from an older daemon): the playlist is final.
             return await self._fail(label, item, state, "the stream has ended: its playlist is final"
@@ -431,7 +562,7 @@ class Publisher:
             )
             self._log_over_target(label, message.stream_id, segment, transition)
             new_state = transition.state
-            removed = transition.removed
+            removed += transition.removed
         # Behind (a backlog after an outage, or more streams than the store keeps up with): when a
         # newer message of this stream is already queued, its playlist names this segment too, so
         # this one is not PUT. Half the PUTs while catching up; at live pace nothing changes.
@@ -441,7 +572,7 @@ class Publisher:
         waiting = self._unlisted.setdefault(message.stream_id, {})
         if not item.end_only:
             waiting[item.id] = item.received_at
-        listed = should_publish(new_state, self._options) and not superseded
+        listed = should_publish(new_state, self._options) and not superseded and new_state is not state
         if listed:
             new_state = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
@@ -451,7 +582,7 @@ class Publisher:
             allowance_s=self._config.cdn_allowance_s)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
                                        usage=self._usage_of(message.stream_id)))
-        if listed:  # once the spool has it: a redo after a SpoolError would count it again
+        if listed or listed_as is not None:  # once the spool has it: a redo after a SpoolError would count it again
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
             waiting.clear()
         self._drop_payload(item)
@@ -531,20 +662,23 @@ class Publisher:
             self._resign[key] = last_message
             self.notify(key)
 
-    async def _sign_again(self, label: str, message: IndexMessage, state: StreamState) -> None:
+    async def _sign_again(self, label: str, message: IndexMessage, state: StreamState) -> StreamState:
         """Upload the stream's playlist (``state``) again with fresh URLs if due, on its worker (so
         it never goes out of order with a publish), then its master if due. A stream forgotten
-        meanwhile is left alone, and leaves the master."""
+        meanwhile is left alone, and leaves the master. Returns ``state`` as its playlist now
+        stands (its new version)."""
         key = message.stream_id
         if key in self._forgotten:
-            return
+            return state
         if _due(self._signed_at.get(key), self._config.url_ttl_s) and state.target_duration_s is not None \
                 and should_publish(state, self._options):
-            if await self._put_media_playlist(message, state):
-                return  # the stream is held; housekeeping asks again
+            held, state = await self._put_media_playlist(message, state)
+            if held:
+                return state  # the stream is held; housekeeping asks again
             log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
                      label, self._config.url_ttl_s)
         await self._update_master(label, message, state)
+        return state
 
     def _log_over_target(self, label: str, key: StreamKey, segment: str, transition: Transition) -> None:
         """An ERROR for a segment longer than the stream's target, at most one per stream per
@@ -679,6 +813,8 @@ class Publisher:
         self._signed_at.pop(key, None)
         self._resign.pop(key, None)
         self._ttl_warned.discard(key)
+        self._synced.discard(key)  # a new run of it goes on from what the store has then
+        self._adopted.discard(key)
         if key in self._workers:  # its worker may be signing it again (``_run_stream`` forgets this)
             self._forgotten.add(key)
         self._metrics.forget(key)
@@ -694,7 +830,8 @@ class Publisher:
         message = item.message
         while True:
             self._check_url_ttl(label, message.stream_id, state)
-            if not await self._put_media_playlist(message, state):
+            held, state = await self._put_media_playlist(message, state)
+            if not held:
                 return state
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
@@ -788,21 +925,52 @@ class Publisher:
             return
         log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
 
-    async def _put_media_playlist(self, message: IndexMessage, state: StreamState) -> bool:
+    async def _put_media_playlist(self, message: IndexMessage, state: StreamState) -> tuple[bool, StreamState]:
         """PUT the playlist of ``state`` for ``message``'s stream, its URIs signed if private (and
-        when, noted); held as ``_put`` holds (``stop_if_held``). Returns whether it was held."""
+        when, noted); held as ``_put`` holds (``stop_if_held``). In a store that keeps versions,
+        the PUT replaces only ``state.version`` (none: only where there is none), with
+        ``resume.state_metadata`` beside it. Returns whether it was held, and ``state`` with the
+        version it went out as. Raises VersionConflict: another writer replaced that version."""
         body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
-        held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key, body,
-                               PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
-                               stop_if_held=True)
+        request = None
+        versions: list[str] = []
+        while True:
+            if self._versions:
+                request = partial(self._put_version, message.bucket, message.playlist_key, state, versions)
+            try:
+                held = await self._put(message.stream_id, message.index, message.bucket, message.playlist_key, body,
+                                       PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist, hold_permanent=True,
+                                       stop_if_held=True, request=request)
+                break
+            except VersionConflict as conflict:
+                label = stream_label(message.stream_id)
+                try:
+                    there = await self._read_version(label, message.stream_id, message.bucket, message.playlist_key)
+                except ReadRefused:
+                    raise conflict from None  # gone or another's cannot be told: another's
+                if there is not None:
+                    raise
+                # Nobody's version is there (deleted, or its bucket made again): create it anew.
+                log.warning("stream %s: its playlist %s was gone from the store; it is written anew", label,
+                            message.playlist_key)
+                state = replace(state, version=None)
         if not held:
             self._signed_at[message.stream_id] = time.time()
-        return held
+        return held, replace(state, version=versions[-1]) if versions else state
+
+    def _put_version(self, bucket: str, key: str, state: StreamState, versions: list[str], body: Body,
+                     *, content_type: str, cache_control: str) -> None:
+        """The playlist PUT of ``_put_media_playlist`` in a store that keeps versions (on an I/O
+        thread); the new entity tag appended to ``versions``."""
+        assert isinstance(body, bytes)
+        versions.append(self._store.put_version(bucket, key, body, content_type=content_type,
+                                                cache_control=cache_control, metadata=state_metadata(state),
+                                                replaces=state.version))
 
     async def _put(
         self, stream: StreamKey, what: str, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
         *, hold_permanent: bool = False, stop_if_held: bool = False, create_only: bool = False,
-        taken_is_there: bool = False,
+        taken_is_there: bool = False, request: Callable[..., None] | None = None,
     ) -> bool:
         """One PUT, retried for as long as the store fails transiently or for a reason the operator
         can correct (the stream's queue waits meanwhile). ``hold_permanent``: a PermanentStoreError
@@ -811,6 +979,8 @@ class Publisher:
         replace an object (``Store.put``; ObjectTakenError for other bytes there).
         ``taken_is_there``: a taken name that cannot be read to compare it (TakenUnreadableError)
         is done: the caller only needs the object to be there (a HEAD would not compare it either).
+        ``request``: what sends the PUT, called as ``request(body, content_type=, cache_control=)``
+        (by default ``Store.put`` of ``bucket`` and ``key``).
 
         Returns True when the store refused at some attempt for a reason the operator corrects
         (what it held before may be gone: a bucket deleted and made again). Raises
@@ -819,10 +989,10 @@ class Publisher:
         """
         label = stream_label(stream)
         sizes: list[int] = []
-        call: Callable[[], None] = partial(
-            self._store.put, bucket, key, _measured(body, sizes), content_type=content_type, cache_control=cache_control,
-            create_only=create_only,
-        )
+        if request is None:
+            request = partial(self._store.put, bucket, key, create_only=create_only)
+        call: Callable[[], None] = partial(request, _measured(body, sizes), content_type=content_type,
+                                           cache_control=cache_control)
         if taken_is_there:
             call = partial(_unless_taken_unreadable, call)
         attempt = 0
@@ -888,16 +1058,16 @@ class Publisher:
         except SpoolError as error:
             log.error("stream %s: %s", stream_label(stream), error)
 
-    def _log_held(self, label: str, key: str, error: StoreError, attempt: int) -> None:
-        """The ERROR of a held upload: stream, key, reason and fix, once per ``HELD_LOG_INTERVAL_S``
-        per stream."""
+    def _log_held(self, label: str, key: str, error: StoreError, attempt: int, request: str = "upload") -> None:
+        """The ERROR of a held ``request`` (upload, read): stream, key, reason and fix, once per
+        ``HELD_LOG_INTERVAL_S`` per stream."""
         unlogged = self._held.due(label, time.monotonic())
         if unlogged is None:
             return
         fix = error.fix if isinstance(error, CorrectableStoreError) else (
             "this request cannot succeed as it is: correct the store's setup for it")
-        log.error("stream %s held: upload of %s refused (attempt %d): %s; fix: %s. Its queue waits and is retried"
-                  " every %g s at most; nothing is dropped%s", label, key, attempt, error, fix,
+        log.error("stream %s held: %s of %s refused (attempt %d): %s; fix: %s. Its queue waits and is retried"
+                  " every %g s at most; nothing is dropped%s", label, request, key, attempt, error, fix,
                   self._config.retry_max_delay_s,
                   f" ({unlogged} more refusal(s) since the last report)" if unlogged else "",
                   extra={"error_kind": store_error_kind(error)})

@@ -54,6 +54,8 @@ class SftpStore:
     """Objects as files ``DIR/BUCKET/KEY`` on an SFTP server (``url``: a StoreUrl of scheme sftp).
     Thread-safe: each thread's call uses its own SSH connection, kept for the next call."""
 
+    versions = False  # playlists are replaced unconditionally (stores.Store.versions)
+
     def __init__(self, url: StoreUrl, *, timeout_s: float = REMOTE_TIMEOUT_S) -> None:
         import paramiko
 

@@ -90,6 +90,8 @@ _ADDED_COLUMNS = (
     ("deletions", "key_prefix", "TEXT"),
     ("deletions", "idx", "TEXT"),
     ("deletions", "size", "INTEGER"),
+    # The entity tag of the stream's playlist as last written or read (StreamState.version).
+    ("streams", "playlist_version", "TEXT"),
 )
 
 _SCHEMA = """
@@ -533,7 +535,7 @@ class Spool:
         row = self._db.execute(
             "SELECT next_media_sequence, discontinuity_sequence, target_duration, ended, pending_discontinuity,"
             " peak_bps, total_bits, total_seconds, independent, codecs, resolution, frame_rate, declared_bandwidth,"
-            " longest_playlist FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+            " longest_playlist, playlist_version FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
             key,
         ).fetchone()
         if row is None:
@@ -556,6 +558,7 @@ class Spool:
             independent=bool(row[8]),
             info=RenditionInfo(codecs=row[9], resolution=row[10], frame_rate=row[11], declared_bandwidth=row[12]),
             longest_playlist_s=row[13],
+            version=row[14],
         )
 
     def complete(
@@ -574,8 +577,8 @@ class Spool:
             self._db.execute(
                 "UPDATE streams SET next_media_sequence=?, discontinuity_sequence=?, target_duration=?,"
                 " ended=?, pending_discontinuity=?, peak_bps=?, total_bits=?, total_seconds=?, independent=?,"
-                " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?, longest_playlist=?, active_at=?"
-                " WHERE bucket=? AND key_prefix=? AND idx=?",
+                " codecs=?, resolution=?, frame_rate=?, declared_bandwidth=?, longest_playlist=?, playlist_version=?,"
+                " active_at=? WHERE bucket=? AND key_prefix=? AND idx=?",
                 (
                     state.next_media_sequence,
                     state.discontinuity_sequence,
@@ -591,6 +594,7 @@ class Spool:
                     state.info.frame_rate,
                     state.info.declared_bandwidth,
                     state.longest_playlist_s,
+                    state.version,
                     time.time(),
                     *key,
                 ),

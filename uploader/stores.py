@@ -11,15 +11,25 @@ A create-only PUT (``create_only=True``, used for segments) never replaces an ob
 create. When the key is taken, the stored bytes are compared with the body: the same bytes are a
 redo (a PUT whose reply was lost, a daemon killed before it recorded the PUT) and the PUT
 succeeds; other bytes raise ``ObjectTakenError`` and the stored object is left as it is.
+
+A store that keeps versions (``versions``: S3, a local directory) also writes playlists as a
+chain (``put_version``): each PUT replaces only the version its writer last read or wrote, named
+by its entity tag (S3's ``If-Match: ETAG``, ``If-None-Match: *`` for the first), so that a writer
+another has overtaken is refused by the store itself (``VersionConflict``); ``get_version`` reads
+the version there, with the metadata the daemon wrote beside it (docs/architecture.md, "Several
+daemons").
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -194,8 +204,30 @@ class TakenUnreadableError(CorrectableStoreError):
     s3:GetObject): a redo cannot be told from a reuse until the operator grants it."""
 
 
+class ReadRefused(CorrectableStoreError):
+    """The store refuses this daemon's credentials a read (S3's AccessDenied to a GET: no
+    s3:GetObject), which a write may still be allowed."""
+
+
+class VersionConflict(StoreError):
+    """A conditional PUT found another version under its key than the one it replaces (S3's 412
+    PreconditionFailed to If-Match or If-None-Match): another writer wrote it since. Not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an object replaced in place (a playlist), as ``get_version`` reads it."""
+
+    etag: str  # the store's entity tag, quoted as the store gives it (RFC 9110 8.8.3)
+    body: bytes
+    metadata: Mapping[str, str]  # what ``put_version`` wrote beside it (S3 user metadata); {} if none
+
+
 class Store(Protocol):
     description: str  # for the startup line
+    # Whether the store has ``get_version`` and ``put_version`` (module docstring); False for
+    # FTP, SFTP and WebDAV, whose playlists are replaced unconditionally.
+    versions: bool
 
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
             create_only: bool = False) -> None:
@@ -219,6 +251,18 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Close the connections kept for the next request (at the daemon's exit)."""
+        ...
+
+    def get_version(self, bucket: str, key: str) -> Version | None:
+        """The version stored under ``key``; None when there is none. Raises StoreError."""
+        ...
+
+    def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
+                    metadata: Mapping[str, str], replaces: str | None) -> str:
+        """Store ``body`` under ``key`` only if the version there is ``replaces`` (an entity tag;
+        None: only if there is none), with ``metadata`` beside it (ASCII keys and values, 2 KB in
+        all: S3's limit on user metadata). Returns the new version's entity tag. Raises
+        VersionConflict when the version there is another, or StoreError as ``put`` does."""
         ...
 
 
@@ -267,6 +311,8 @@ def taken(where: str) -> ObjectTakenError:
 
 class S3Store:
     """PUTs through an injected boto3 S3 client (its retries off: the publisher retries)."""
+
+    versions = True
 
     def __init__(self, client: Any, *, acl: str | None = None, description: str = "s3") -> None:
         self._client = client
@@ -370,6 +416,47 @@ class S3Store:
         with _s3_errors(bucket, key):
             self._client.delete_object(Bucket=bucket, Key=key)
 
+    def get_version(self, bucket: str, key: str) -> Version | None:
+        """GetObject: the body, ETag and user metadata; None on NoSuchKey. Needs s3:GetObject:
+        refused, ReadRefused."""
+        import botocore.exceptions as bx
+
+        with _s3_errors(bucket, key):
+            try:
+                reply = self._client.get_object(Bucket=bucket, Key=key)
+            except bx.ClientError as error:
+                code, status, message = _reply(error)
+                if code == "NoSuchKey":
+                    return None
+                if status == 403:
+                    raise ReadRefused(f"s3://{bucket}/{key}: {code} (HTTP 403): {message}",
+                                      fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*")
+                raise
+            with contextlib.closing(reply["Body"]) as stored:
+                body = stored.read()
+        return Version(reply["ETag"], body, dict(reply.get("Metadata") or {}))
+
+    def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
+                    metadata: Mapping[str, str], replaces: str | None) -> str:
+        """PutObject with ``If-Match: replaces`` (``If-None-Match: *`` for None) and the metadata
+        as ``x-amz-meta-*``; a 412 is a VersionConflict. A store that ignores conditions replaces
+        whatever is there (the start-up check of create-only PUTs warns of such a store)."""
+        import botocore.exceptions as bx
+
+        condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
+        extra = {"ACL": self._acl} if self._acl else {}
+        with _s3_errors(bucket, key):
+            try:
+                reply = self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                                                CacheControl=cache_control, Metadata=dict(metadata), **extra,
+                                                **condition)
+            except bx.ClientError as error:
+                if _reply(error)[1] == 412:
+                    raise VersionConflict(f"s3://{bucket}/{key}: the version stored is not "
+                                          f"{replaces or 'absent'}: another writer wrote it") from None
+                raise
+        return str(reply["ETag"])
+
     def close(self) -> None:
         """Nothing: the client's connections close with the process (a PUT may still run)."""
 
@@ -448,6 +535,11 @@ def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
     return PermanentStoreError(reason)
 
 
+def file_etag(body: bytes) -> str:
+    """A file's entity tag: the MD5 of its bytes, quoted, as S3 tags a single-part object."""
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
 class FileStore:
     """Objects as files ``ROOT/BUCKET/KEY``, each written to a temp name, fsync'd, then renamed
     (create-only: hard-linked, which fails when the name is taken).
@@ -455,6 +547,8 @@ class FileStore:
     Content type and cache control are not stored: a web server in front decides them by
     extension. A key can never name a path outside ``ROOT/BUCKET``.
     """
+
+    versions = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -499,6 +593,43 @@ class FileStore:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    def get_version(self, bucket: str, key: str) -> Version | None:
+        """The file's bytes and its entity tag (``file_etag``); no metadata (a web server
+        serves the directory, and nothing else is stored beside the file)."""
+        target = self.path_for(bucket, key)
+        with self._os_errors(bucket, target):
+            try:
+                with target.open("rb") as file:
+                    body = file.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None  # none there; a PUT finds out why it cannot write one
+        return Version(file_etag(body), body, {})
+
+    def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
+                    metadata: Mapping[str, str], replaces: str | None) -> str:
+        """Under an exclusive flock(2) of the file's directory, which every daemon writing a
+        version there takes (on one host, or a file system whose locks span hosts): compare the
+        file's entity tag with ``replaces``, then write it whole (``write_file``). ``metadata`` is
+        not kept."""
+        target = self.path_for(bucket, key)
+        with self._os_errors(bucket, target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(directory, fcntl.LOCK_EX)
+                try:
+                    stored = target.read_bytes()
+                except FileNotFoundError:
+                    stored = None
+                found = file_etag(stored) if stored is not None else None
+                if found != replaces:
+                    raise VersionConflict(f"{target}: the version stored is not {replaces or 'absent'}: another"
+                                          " writer wrote it")
+                write_file(target, body)
+            finally:
+                os.close(directory)  # releases the lock
+        return file_etag(body)
 
     @contextlib.contextmanager
     def _os_errors(self, bucket: str, target: Path) -> Iterator[None]:

@@ -83,6 +83,10 @@ class StreamState:
     # The longest any playlist of the stream lasted (sum of its EXTINF durations, seconds): the
     # "longest Playlist file ... containing that segment" bound of RFC 8216 6.2.2.
     longest_playlist_s: float = 0.0
+    # The entity tag of the playlist version this state was last written as or read from, in a
+    # store that keeps versions (stores.Store.versions): the next PUT replaces only that version.
+    # None: none written yet, or a store without versions.
+    version: str | None = None
 
     @property
     def published_any(self) -> bool:
@@ -226,6 +230,7 @@ def with_segment(
         independent=state.independent and independent,
         info=info if info is not None else state.info,
         longest_playlist_s=max(state.longest_playlist_s, sum(s.duration_s for s in segments)),
+        version=state.version,
     )
     return Transition(new_state, removed, over_target)
 

@@ -316,10 +316,15 @@ def test_a_stream_is_forgotten_only_once_every_destination_is_done_with_it(
             (second_root / BUCKET).unlink()  # corrected: the second publishes its backlog
             wait_for(lambda: Watched(second_root).lists(2), timeout=30, message="the first run at the second")
             wait_for(lambda: "ended and quiet" in daemon.log(), timeout=30, message="forgotten by all")
-            assert client.send(message(segments, 3)) == Ack(3)
+            for number in range(3, 6):
+                place_segment(segment_source, segments, "seg", number)
+                assert client.send(message(segments, number)) == Ack(number)
+        # The new run continues the numbering; its playlist goes out once it lasts three target
+        # durations (RFC 8216 6.2.2), as after any removal from the front.
         for root in (first_root, second_root):
-            wait_for(lambda: (text := (root / STREAM / "index.m3u8").read_text()).endswith("seg-00003.ts\n")
-                     and "#EXT-X-ENDLIST" not in text, timeout=30, message=f"the new run at {root}")
+            text = wait_for(lambda: (text := (root / STREAM / "index.m3u8").read_text()).endswith("seg-00005.ts\n")
+                            and text, timeout=30, message=f"the new run at {root}")
+            assert "#EXT-X-ENDLIST" not in text and "#EXT-X-MEDIA-SEQUENCE:1\n" not in text, text
     finally:
         stop_all([daemon])
 

@@ -1,0 +1,200 @@
+"""A stream's state lives in the store: a daemon with a fresh spool, a spool restored from a
+backup, or a daemon another one overtook never makes a playlist go back (uploader/resume.py,
+Publisher._sync and _fence). Real daemons, real SeaweedFS; every version read goes through the
+RFC 8216 checker, and its media sequence must never go back."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from protocol import Ack
+from tests.support.daemon import UploaderDaemon, place_segment
+from tests.support.pipeline import PlaylistPoller
+from tests.support.s3_errors import S3ErrorProxy
+from tests.support.seaweed import SeaweedServer
+from tests.support.viewer import http_get, wait_for
+from uploader.resume import STATE_METADATA
+
+from .conftest import StartUploader
+from .test_correctable import s3_error
+from .test_daemon import ext_message
+
+PLAYLIST = "live/one/index.m3u8"
+
+
+@contextlib.contextmanager
+def watched(seaweed: SeaweedServer, bucket: str) -> Iterator[PlaylistPoller]:
+    """A viewer reading the playlist every 20 ms: each version checked (one RFC 8216 history, the
+    poller's own), each segment fetched, the media sequence never going back."""
+    watching = PlaylistPoller(seaweed.object_url(bucket, PLAYLIST), seaweed.object_url(bucket, "live/one/"), 0.02)
+    watching.start()
+    yield watching
+    watching.stop()
+    assert not watching.conformance, watching.conformance
+    assert not watching.problems, watching.problems
+    sequences = [m3u8.loads(text).media_sequence for text in watching.texts]
+    assert sequences == sorted(sequences), f"EXT-X-MEDIA-SEQUENCE went back: {sequences}"
+
+
+@pytest.fixture
+def poller(seaweed: SeaweedServer, bucket: str) -> Iterator[PlaylistPoller]:
+    with watched(seaweed, bucket) as watching:
+        yield watching
+
+
+def send(daemon: UploaderDaemon, directory: Path, bucket: str, source: Path, numbers: range, *,
+         end_at: int | None = None) -> None:
+    with daemon.connect() as client:
+        for number in numbers:
+            place_segment(source, directory, "seg", number)
+            reply = client.send(ext_message(directory, bucket, number, end=number == end_at))
+            assert reply == Ack(number), reply
+
+
+def listed(poller: PlaylistPoller) -> list[str]:
+    """The URIs of the newest version read, once it is there."""
+    return [segment.uri for segment in m3u8.loads(poller.texts[-1]).segments]
+
+
+def lists(poller: PlaylistPoller, name: str) -> bool:
+    return bool(poller.texts) and poller.texts[-1].rstrip().endswith(name)
+
+
+def test_a_fresh_spool_goes_on_from_the_playlist_in_the_store(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller, s3: object,
+) -> None:
+    # The operator replaces the machine: a new daemon, an empty spool, the same stream.
+    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    send(first, segments_dir, bucket, segment_source, range(1, 6))
+    wait_for(lambda: lists(poller, "seg-00005.ts"), timeout=30, message="the first daemon's fifth segment")
+    first.kill()
+    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
+    # The segmenter re-sends the last segment (its acknowledgement was lost), then goes on.
+    send(second, segments_dir, bucket, segment_source, range(5, 9), end_at=8)
+    wait_for(lambda: "#EXT-X-ENDLIST" in (poller.texts or [""])[-1], timeout=30, message="the ended playlist")
+    final = m3u8.loads(poller.texts[-1])
+    assert [(s.uri, n) for n, s in enumerate(final.segments, final.media_sequence)][-4:] == [
+        ("seg-00005.ts", 5), ("seg-00006.ts", 6), ("seg-00007.ts", 7), ("seg-00008.ts", 8)]
+    log = second.log()
+    assert "goes on from its playlist in the store, at media sequence 5 (this spool was at 0" in log
+    assert "segment seg-00005.ts: listed already as media sequence 5" in log
+    head = s3.head_object(Bucket=bucket, Key=PLAYLIST)  # type: ignore[attr-defined]
+    assert STATE_METADATA in head["Metadata"]
+
+
+def test_an_ended_stream_stays_ended_for_a_re_send_and_a_new_run_continues_its_numbering(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    with watched(seaweed, bucket) as poller:
+        first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+        send(first, segments_dir, bucket, segment_source, range(1, 5), end_at=4)
+        wait_for(lambda: "#EXT-X-ENDLIST" in (poller.texts or [""])[-1], timeout=30, message="the first run's end")
+        ended = poller.texts[-1]
+        first.kill()
+        second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
+        send(second, segments_dir, bucket, segment_source, range(4, 5), end_at=4)  # a re-send of the end
+        wait_for(lambda: "segment seg-00004.ts: listed already as media sequence 4" in second.log(), timeout=30,
+                 message="the re-send found listed")
+        second.stop()
+        assert poller.texts[-1] == ended
+    # A new run under the same name, by a daemon with no state of it: the numbering goes on. (A
+    # viewer of the ended playlist reloads it no more: a new one watches the new run.)
+    third = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="third")
+    send(third, segments_dir, bucket, segment_source, range(5, 8))
+    wait_for(lambda: "#EXT-X-ENDLIST" not in http_get(seaweed.object_url(bucket, PLAYLIST)).text, timeout=30,
+             message="the new run's first playlist")
+    with watched(seaweed, bucket) as poller:
+        send(third, segments_dir, bucket, segment_source, range(8, 9))
+        wait_for(lambda: lists(poller, "seg-00008.ts"), timeout=30, message="the new run")
+        newest = m3u8.loads(poller.texts[-1])
+    assert newest.media_sequence == 5 and not newest.is_endlist and newest.segments[0].discontinuity
+    assert newest.discontinuity_sequence == 0
+    assert "a new run continues its numbering at media sequence 5" in third.log()
+
+
+def test_a_spool_restored_from_a_backup_does_not_take_the_playlist_back(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller, tmp_path: Path,
+) -> None:
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    send(daemon, segments_dir, bucket, segment_source, range(1, 4))
+    wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="three segments")
+    assert daemon.stop() == 0
+    backup = tmp_path / "backup"
+    shutil.copytree(daemon.spool_dir, backup)
+    daemon.start()
+    send(daemon, segments_dir, bucket, segment_source, range(4, 8))
+    wait_for(lambda: lists(poller, "seg-00007.ts"), timeout=30, message="seven segments")
+    assert daemon.stop() == 0
+    shutil.rmtree(daemon.spool_dir)
+    shutil.copytree(backup, daemon.spool_dir)  # the operator restores last night's spool
+    daemon.start()
+    send(daemon, segments_dir, bucket, segment_source, range(8, 10))
+    wait_for(lambda: lists(poller, "seg-00009.ts"), timeout=30, message="the segments after the restore")
+    newest = m3u8.loads(poller.texts[-1])
+    assert [s.uri for s in newest.segments][-3:] == ["seg-00007.ts", "seg-00008.ts", "seg-00009.ts"]
+    assert newest.media_sequence + len(newest.segments) - 1 == 9
+    assert "goes on from its playlist in the store, at media sequence 7 (this spool was at 3" in daemon.log()
+
+
+def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the_stream(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller,
+) -> None:
+    # A partition: the owner is paused (SIGSTOP) with a message in hand; a second daemon takes
+    # the stream over and publishes; the first is resumed and tries to go on from what it knew.
+    old = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    send(old, segments_dir, bucket, segment_source, range(1, 4))
+    wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="the old owner's segments")
+    new = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="new")
+    old.signal(signal.SIGSTOP)
+    try:
+        send(new, segments_dir, bucket, segment_source, range(4, 7))
+        wait_for(lambda: lists(poller, "seg-00006.ts"), timeout=30, message="the new owner's segments")
+    finally:
+        old.signal(signal.SIGCONT)
+    taken_over = poller.texts[-1]
+    # The old owner's spool still says its playlist is the version listing seg 3: its next PUT
+    # names that version, and the store refuses it.
+    with old.connect() as client:
+        assert client.send(ext_message(segments_dir, bucket, 4)) == Ack(4)
+    line = wait_for(lambda: [x for x in old.log().splitlines() if "another writer replaced its playlist" in x],
+                    timeout=30, message="the old owner's one line")
+    assert len(line) == 1 and " ERROR " in line[0] and "stops writing the stream" in line[0]
+    with old.connect() as client:  # later messages are queued, never written
+        assert client.send(ext_message(segments_dir, bucket, 5)) == Ack(5)
+    send(new, segments_dir, bucket, segment_source, range(7, 8))
+    wait_for(lambda: lists(poller, "seg-00007.ts"), timeout=30, message="the new owner goes on")
+    assert poller.texts.index(taken_over) < len(poller.texts) - 1
+    assert "published" not in old.log().split("another writer replaced its playlist")[-1]
+    assert len([x for x in old.log().splitlines() if "another writer replaced its playlist" in x]) == 1
+    assert "segment seg-00004.ts published" not in old.log()
+
+
+def test_without_s3_getobject_a_stream_goes_on_from_its_spool_and_the_operator_is_told_once(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller,
+) -> None:
+    # A policy with s3:PutObject only: the playlist cannot be read back, but it can still be
+    # written as a chain (If-Match needs no read), and nothing is held or lost.
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        proxy.fail_next(1000, s3_error(403, "AccessDenied"), methods=("GET",))
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+        send(daemon, segments_dir, bucket, segment_source, range(1, 4))
+        wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="published without reads")
+        assert daemon.stop() == 0
+        daemon.start()  # its spool knows the version it wrote last
+        send(daemon, segments_dir, bucket, segment_source, range(4, 6), end_at=5)
+        wait_for(lambda: lists(poller, "#EXT-X-ENDLIST"), timeout=30, message="the end")
+    lines = [line for line in daemon.log(all_runs=True).splitlines() if "may not read its playlists back" in line]
+    assert len(lines) == 2 and "fix: grant the daemon's credentials s3:GetObject" in lines[0]  # once per run
+    assert " held" not in daemon.log(all_runs=True)
+    assert [s.uri for s in m3u8.loads(poller.texts[-1]).segments][-1] == "seg-00005.ts"

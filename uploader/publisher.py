@@ -929,8 +929,10 @@ class Publisher:
         """PUT the playlist of ``state`` for ``message``'s stream, its URIs signed if private (and
         when, noted); held as ``_put`` holds (``stop_if_held``). In a store that keeps versions,
         the PUT replaces only ``state.version`` (none: only where there is none), with
-        ``resume.state_metadata`` beside it. Returns whether it was held, and ``state`` with the
-        version it went out as. Raises VersionConflict: another writer replaced that version."""
+        ``resume.state_metadata`` beside it; a 412 to a PUT whose first attempt the store took
+        (its reply lost) finds the same bytes there and counts as done. Returns whether it was
+        held, and ``state`` with the version it went out as. Raises VersionConflict: another
+        writer replaced that version."""
         body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
         request = None
         versions: list[str] = []
@@ -948,6 +950,12 @@ class Publisher:
                     there = await self._read_version(label, message.stream_id, message.bucket, message.playlist_key)
                 except ReadRefused:
                     raise conflict from None  # gone or another's cannot be told: another's
+                if there is not None and there.body == body:
+                    # This daemon's own PUT, whose reply was lost: the store took it, and the retry
+                    # named the version before it.
+                    versions.append(there.etag)
+                    held = False
+                    break
                 if there is not None:
                     raise
                 # Nobody's version is there (deleted, or its bucket made again): create it anew.

@@ -17,7 +17,7 @@ import pytest
 from protocol import Ack
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.pipeline import PlaylistPoller
-from tests.support.s3_errors import S3ErrorProxy
+from tests.support.s3_errors import Answer, S3ErrorProxy
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 from uploader.resume import STATE_METADATA
@@ -198,3 +198,23 @@ def test_without_s3_getobject_a_stream_goes_on_from_its_spool_and_the_operator_i
     assert len(lines) == 2 and "fix: grant the daemon's credentials s3:GetObject" in lines[0]  # once per run
     assert " held" not in daemon.log(all_runs=True)
     assert [s.uri for s in m3u8.loads(poller.texts[-1]).segments][-1] == "seg-00005.ts"
+
+
+def test_a_playlist_put_whose_reply_was_lost_is_not_taken_for_another_writer(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller,
+) -> None:
+    # The store takes the PUT, its reply is lost (a 503 instead): the retry names the version
+    # before it and gets 412, but what is there is this daemon's own playlist.
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+        send(daemon, segments_dir, bucket, segment_source, range(1, 3))
+        wait_for(lambda: lists(poller, "seg-00002.ts"), timeout=30, message="two segments")
+        proxy.fail_next(1, Answer(503, b"<Error><Code>ServiceUnavailable</Code></Error>", "application/xml",
+                                  forward=True), path_ends=".m3u8")
+        send(daemon, segments_dir, bucket, segment_source, range(3, 5))
+        wait_for(lambda: lists(poller, "seg-00004.ts"), timeout=30, message="the segments after the lost reply")
+        playlist_puts = [status for method, path, status in proxy.answered
+                         if method == "PUT" and path.split("?")[0].endswith(".m3u8")]
+    assert 503 in playlist_puts and 412 in playlist_puts, playlist_puts
+    assert "another writer" not in daemon.log()

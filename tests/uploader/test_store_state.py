@@ -58,13 +58,16 @@ def send(daemon: UploaderDaemon, directory: Path, bucket: str, source: Path, num
             assert reply == Ack(number), reply
 
 
-def listed(poller: PlaylistPoller) -> list[str]:
-    """The URIs of the newest version read, once it is there."""
-    return [segment.uri for segment in m3u8.loads(poller.texts[-1]).segments]
-
-
 def lists(poller: PlaylistPoller, name: str) -> bool:
     return bool(poller.texts) and poller.texts[-1].rstrip().endswith(name)
+
+
+def published(daemon: UploaderDaemon, directory: Path, bucket: str, source: Path, numbers: range,
+              poller: PlaylistPoller, *, end_at: int | None = None) -> None:
+    """``send`` the segments, then wait for the viewer to read the playlist listing the last."""
+    send(daemon, directory, bucket, source, numbers, end_at=end_at)
+    last = "#EXT-X-ENDLIST" if end_at is not None else f"seg-{numbers[-1]:05d}.ts"
+    wait_for(lambda: lists(poller, last), timeout=30, message=f"{last} in the playlist")
 
 
 def test_a_fresh_spool_goes_on_from_the_playlist_in_the_store(
@@ -73,8 +76,7 @@ def test_a_fresh_spool_goes_on_from_the_playlist_in_the_store(
 ) -> None:
     # The operator replaces the machine: a new daemon, an empty spool, the same stream.
     first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-    send(first, segments_dir, bucket, segment_source, range(1, 6))
-    wait_for(lambda: lists(poller, "seg-00005.ts"), timeout=30, message="the first daemon's fifth segment")
+    published(first, segments_dir, bucket, segment_source, range(1, 6), poller)
     first.kill()
     second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
     # The segmenter re-sends the last segment (its acknowledgement was lost), then goes on.
@@ -95,8 +97,7 @@ def test_an_ended_stream_stays_ended_for_a_re_send_and_a_new_run_continues_its_n
 ) -> None:
     with watched(seaweed, bucket) as poller:
         first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-        send(first, segments_dir, bucket, segment_source, range(1, 5), end_at=4)
-        wait_for(lambda: "#EXT-X-ENDLIST" in (poller.texts or [""])[-1], timeout=30, message="the first run's end")
+        published(first, segments_dir, bucket, segment_source, range(1, 5), poller, end_at=4)
         ended = poller.texts[-1]
         first.kill()
         second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
@@ -112,8 +113,7 @@ def test_an_ended_stream_stays_ended_for_a_re_send_and_a_new_run_continues_its_n
     wait_for(lambda: "#EXT-X-ENDLIST" not in http_get(seaweed.object_url(bucket, PLAYLIST)).text, timeout=30,
              message="the new run's first playlist")
     with watched(seaweed, bucket) as poller:
-        send(third, segments_dir, bucket, segment_source, range(8, 9))
-        wait_for(lambda: lists(poller, "seg-00008.ts"), timeout=30, message="the new run")
+        published(third, segments_dir, bucket, segment_source, range(8, 9), poller)
         newest = m3u8.loads(poller.texts[-1])
     assert newest.media_sequence == 5 and not newest.is_endlist and newest.segments[0].discontinuity
     assert newest.discontinuity_sequence == 0
@@ -125,20 +125,17 @@ def test_a_spool_restored_from_a_backup_does_not_take_the_playlist_back(
     poller: PlaylistPoller, tmp_path: Path,
 ) -> None:
     daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-    send(daemon, segments_dir, bucket, segment_source, range(1, 4))
-    wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="three segments")
+    published(daemon, segments_dir, bucket, segment_source, range(1, 4), poller)
     assert daemon.stop() == 0
     backup = tmp_path / "backup"
     shutil.copytree(daemon.spool_dir, backup)
     daemon.start()
-    send(daemon, segments_dir, bucket, segment_source, range(4, 8))
-    wait_for(lambda: lists(poller, "seg-00007.ts"), timeout=30, message="seven segments")
+    published(daemon, segments_dir, bucket, segment_source, range(4, 8), poller)
     assert daemon.stop() == 0
     shutil.rmtree(daemon.spool_dir)
     shutil.copytree(backup, daemon.spool_dir)  # the operator restores last night's spool
     daemon.start()
-    send(daemon, segments_dir, bucket, segment_source, range(8, 10))
-    wait_for(lambda: lists(poller, "seg-00009.ts"), timeout=30, message="the segments after the restore")
+    published(daemon, segments_dir, bucket, segment_source, range(8, 10), poller)
     newest = m3u8.loads(poller.texts[-1])
     assert [s.uri for s in newest.segments][-3:] == ["seg-00007.ts", "seg-00008.ts", "seg-00009.ts"]
     assert newest.media_sequence + len(newest.segments) - 1 == 9
@@ -152,13 +149,11 @@ def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the
     # A partition: the owner is paused (SIGSTOP) with a message in hand; a second daemon takes
     # the stream over and publishes; the first is resumed and tries to go on from what it knew.
     old = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-    send(old, segments_dir, bucket, segment_source, range(1, 4))
-    wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="the old owner's segments")
+    published(old, segments_dir, bucket, segment_source, range(1, 4), poller)
     new = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="new")
     old.signal(signal.SIGSTOP)
     try:
-        send(new, segments_dir, bucket, segment_source, range(4, 7))
-        wait_for(lambda: lists(poller, "seg-00006.ts"), timeout=30, message="the new owner's segments")
+        published(new, segments_dir, bucket, segment_source, range(4, 7), poller)
     finally:
         old.signal(signal.SIGCONT)
     taken_over = poller.texts[-1]
@@ -171,8 +166,7 @@ def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the
     assert len(line) == 1 and " ERROR " in line[0] and "stops writing the stream" in line[0]
     with old.connect() as client:  # later messages are queued, never written
         assert client.send(ext_message(segments_dir, bucket, 5)) == Ack(5)
-    send(new, segments_dir, bucket, segment_source, range(7, 8))
-    wait_for(lambda: lists(poller, "seg-00007.ts"), timeout=30, message="the new owner goes on")
+    published(new, segments_dir, bucket, segment_source, range(7, 8), poller)
     assert poller.texts.index(taken_over) < len(poller.texts) - 1
     assert "published" not in old.log().split("another writer replaced its playlist")[-1]
     assert len([x for x in old.log().splitlines() if "another writer replaced its playlist" in x]) == 1
@@ -188,12 +182,10 @@ def test_without_s3_getobject_a_stream_goes_on_from_its_spool_and_the_operator_i
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         proxy.fail_next(1000, s3_error(403, "AccessDenied"), methods=("GET",))
         daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        send(daemon, segments_dir, bucket, segment_source, range(1, 4))
-        wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="published without reads")
+        published(daemon, segments_dir, bucket, segment_source, range(1, 4), poller)
         assert daemon.stop() == 0
         daemon.start()  # its spool knows the version it wrote last
-        send(daemon, segments_dir, bucket, segment_source, range(4, 6), end_at=5)
-        wait_for(lambda: lists(poller, "#EXT-X-ENDLIST"), timeout=30, message="the end")
+        published(daemon, segments_dir, bucket, segment_source, range(4, 6), poller, end_at=5)
     lines = [line for line in daemon.log(all_runs=True).splitlines() if "may not read its playlists back" in line]
     assert len(lines) == 2 and "fix: grant the daemon's credentials s3:GetObject" in lines[0]  # once per run
     assert " held" not in daemon.log(all_runs=True)
@@ -208,12 +200,12 @@ def test_a_playlist_put_whose_reply_was_lost_is_not_taken_for_another_writer(
     # before it and gets 412, but what is there is this daemon's own playlist.
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
         daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        send(daemon, segments_dir, bucket, segment_source, range(1, 3))
-        wait_for(lambda: lists(poller, "seg-00002.ts"), timeout=30, message="two segments")
+        published(daemon, segments_dir, bucket, segment_source, range(1, 3), poller)
         proxy.fail_next(1, Answer(503, b"<Error><Code>ServiceUnavailable</Code></Error>", "application/xml",
                                   forward=True), path_ends=".m3u8")
-        send(daemon, segments_dir, bucket, segment_source, range(3, 5))
-        wait_for(lambda: lists(poller, "seg-00004.ts"), timeout=30, message="the segments after the lost reply")
+        published(daemon, segments_dir, bucket, segment_source, range(3, 5), poller)
+        # The viewer may read the version the lost reply was for before the retry is answered.
+        wait_for(lambda: "segment seg-00004.ts published" in daemon.log(), timeout=30, message="the retry")
         playlist_puts = [status for method, path, status in proxy.answered
                          if method == "PUT" and path.split("?")[0].endswith(".m3u8")]
     assert 503 in playlist_puts and 412 in playlist_puts, playlist_puts

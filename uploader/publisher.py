@@ -44,7 +44,7 @@ from .player import (
 from .master import Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
-from .resume import UnreadablePlaylist, new_run, state_metadata, stored_state
+from .resume import UnreadablePlaylist, follows, new_run, segment_name, state_metadata, stored_state
 from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
 from .cost import Usage
 from .retention import deletions
@@ -96,6 +96,10 @@ MAX_UNEXPECTED_ERRORS = 5
 
 # During a long outage, one warning per this many failed attempts of one PUT (plus the first).
 RETRY_LOG_EVERY = 10
+
+# A playlist PUT refused (412) over a version it may replace (``resume.follows``) is tried again
+# over the version found at most this many times in all; then the stream is taken as overtaken.
+MAX_VERSION_RETRIES = 3
 
 # A stream whose segments come out longer than its target duration logs one ERROR per this many
 # seconds at most: a segmenter that breaks its promise usually does so on every segment.
@@ -286,7 +290,8 @@ class Publisher:
                     log.warning("bucket %s: the store does not refuse a create-only write over a taken name (S3's"
                                 " If-None-Match ignored, or none in its protocol; checked with %s): each segment is"
                                 " looked for before it is written, which two writers racing for one name can both"
-                                " pass; use a store that enforces conditional writes", bucket, WRITE_CHECK_KEY)
+                                " pass, and playlists are not fenced against another daemon (docs/architecture.md); use a"
+                                " store that enforces conditional writes", bucket, WRITE_CHECK_KEY)
 
     def notify(self, key: StreamKey) -> None:
         """A message for ``key`` was queued."""
@@ -410,17 +415,15 @@ class Publisher:
 
     # Several daemons, one store (docs/architecture.md, "Several daemons").
 
-    async def _sync(self, label: str, message: IndexMessage,
-                    state: StreamState) -> tuple[StreamState, tuple[PublishedSegment, ...]]:
+    async def _sync(self, label: str, message: IndexMessage, state: StreamState) -> StreamState:
         """Before a stream's first publish of this run: read its playlist from the store and go on
         from whichever of it and ``state`` (the spool's) is further on, so that a daemon with a
         fresh spool, a spool restored from a backup, or one that another daemon overtook never
-        makes the playlist go back. An ended playlist of a stream this spool has no state of (a
-        fresh spool, or the stream forgotten after --forget-ended-after) gets a new run that
+        makes the playlist go back. An ended live playlist of a stream this spool has no state of
+        (a fresh spool, or the stream forgotten after --forget-ended-after) gets a new run that
         continues its numbering (``resume.new_run``), unless ``message`` is a segment it lists (a
-        re-send: the stream stays ended). An object there that is no playlist is replaced, with
-        a WARNING. Returns the state to go on from and the segments it leaves behind (for
-        retention)."""
+        re-send); an ended EVENT or VOD playlist, a recording, stays as it is. An object there
+        that is no playlist is replaced, with a WARNING. Returns the state to go on from."""
         key = message.stream_id
         try:
             found = await self._read_version(label, key, message.bucket, message.playlist_key)
@@ -431,36 +434,47 @@ class Publisher:
                 log.error("bucket %s: this daemon may not read its playlists back (%s): its streams go on from the spool"
                           " alone, and a daemon with a fresh spool would start their numbering again; fix: %s",
                           message.bucket, error, error.fix, extra={"error_kind": "correctable"})
-            return state, ()
+            return state
         self._synced.add(key)
         if found is None:
-            return replace(state, version=None), ()  # none yet, or gone with its bucket: the next PUT creates it
+            return replace(state, version=None)  # none yet, or gone with its bucket: the next PUT creates it
         if found.etag == state.version:
-            return state, ()
-        try:
-            stored = stored_state(found.body.decode("ascii"), found.metadata,
-                                  uri_of=lambda name: message.http_prefix + name, key_of=message.key_for,
-                                  version=found.etag)
-        except (UnicodeDecodeError, UnreadablePlaylist) as error:
-            log.warning("stream %s: the object at its playlist key %s is no media playlist this daemon can go on"
-                        " from (%s): it is replaced", label, message.playlist_key, error)
-            return replace(state, version=found.etag), ()
+            return state
+        stored = await self._stored_state(label, message, found)
+        if stored is None:
+            return replace(state, version=found.etag)
         if (stored.next_media_sequence, stored.ended) <= (state.next_media_sequence, state.ended):
             if stored.next_media_sequence < state.next_media_sequence:
                 log.warning("stream %s: the playlist in the store ends before this spool's (media sequence %d, not %d):"
                             " it is replaced by this spool's", label, stored.next_media_sequence - 1,
                             state.next_media_sequence - 1)
-            return replace(state, version=found.etag), ()
+            return replace(state, version=found.etag)
         self._adopted.add(key)
-        if stored.ended and not state.published_any and self._listed_already(message, stored) is None:
-            fresh, left = new_run(stored)
+        if stored.ended and not state.published_any and self._keep is not None \
+                and self._listed_already(message, stored) is None:
+            fresh = new_run(stored)
             log.warning("stream %s: its playlist in the store has ended, and this spool has no state of it: a new run"
                         " continues its numbering at media sequence %d", label, fresh.next_media_sequence)
-            return fresh, left
+            return fresh
         log.warning("stream %s: goes on from its playlist in the store, at media sequence %d%s (this spool was at %d:"
                     " a fresh or older spool, or another daemon wrote it)", label, stored.next_media_sequence - 1,
                     ", ended" if stored.ended else "", state.next_media_sequence - 1)
-        return stored, ()
+        return stored
+
+    async def _stored_state(self, label: str, message: IndexMessage, found: Version) -> StreamState | None:
+        """The state ``found`` (the stream's playlist in the store) was made from, parsed on a thread
+        (an EVENT playlist may list a day of segments); None, with a WARNING, for an object that
+        is no media playlist. A private stream records its segments unsigned (they are signed
+        by key); a public one as listed."""
+        uri_of = (lambda uri: message.http_prefix + segment_name(uri)) if self._signer is not None else str
+        try:
+            return await asyncio.to_thread(stored_state, found.body.decode("ascii"), found.metadata, uri_of=uri_of,
+                                           key_of=message.key_for, version=found.etag)
+        except (UnicodeDecodeError, UnreadablePlaylist) as error:
+            reason = "not ASCII" if isinstance(error, UnicodeDecodeError) else str(error)
+            log.warning("stream %s: the object at its playlist key %s is no media playlist this daemon can go on"
+                        " from (%s): it is replaced", label, message.playlist_key, reason)
+            return None
 
     def _listed_already(self, message: IndexMessage, state: StreamState) -> int | None:
         """The media sequence number under which a stream whose state came from the store
@@ -520,7 +534,7 @@ class Publisher:
         began = time.monotonic()
         removed: tuple[PublishedSegment, ...] = ()  # segments that left the live window
         if self._versions and message.stream_id not in self._synced:
-            state, removed = await self._sync(label, message, state)
+            state = await self._sync(label, message, state)
         listed_as = self._listed_already(message, state) if not item.end_only else None
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
@@ -562,7 +576,7 @@ class Publisher:
             )
             self._log_over_target(label, message.stream_id, segment, transition)
             new_state = transition.state
-            removed += transition.removed
+            removed = transition.removed
         # Behind (a backlog after an outage, or more streams than the store keeps up with): when a
         # newer message of this stream is already queued, its playlist names this segment too, so
         # this one is not PUT. Half the PUTs while catching up; at live pace nothing changes.
@@ -675,6 +689,8 @@ class Publisher:
             held, state = await self._put_media_playlist(message, state)
             if held:
                 return state  # the stream is held; housekeeping asks again
+            if self._versions:  # no message's completion records this version: record it now
+                await self._spool.call(Spool.set_version, self._spool.spool, key, state.version)
             log.info("stream %s: playlist uploaded again with its URLs signed afresh (--url-ttl %.0f s)",
                      label, self._config.url_ttl_s)
         await self._update_master(label, message, state)
@@ -936,7 +952,7 @@ class Publisher:
         body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
         request = None
         versions: list[str] = []
-        while True:
+        for attempt in range(1, MAX_VERSION_RETRIES + 1):
             if self._versions:
                 request = partial(self._put_version, message.bucket, message.playlist_key, state, versions)
             try:
@@ -956,12 +972,21 @@ class Publisher:
                     versions.append(there.etag)
                     held = False
                     break
-                if there is not None:
+                if attempt == MAX_VERSION_RETRIES:
                     raise
-                # Nobody's version is there (deleted, or its bucket made again): create it anew.
-                log.warning("stream %s: its playlist %s was gone from the store; it is written anew", label,
-                            message.playlist_key)
-                state = replace(state, version=None)
+                if there is None:
+                    # Nobody's version is there (deleted, or its bucket made again): create it anew.
+                    log.warning("stream %s: its playlist %s was gone from the store; it is written anew", label,
+                                message.playlist_key)
+                elif (stored := await self._stored_state(label, message, there)) is None or follows(state, stored):
+                    # A version this one follows: this daemon's own, signed afresh or written before
+                    # a restart whose record was lost, or no playlist at all. Replace that one.
+                    log.info("stream %s: its playlist in the store is a version this one follows; it is replaced", label)
+                else:
+                    raise
+                state = replace(state, version=there.etag if there is not None else None)
+        else:
+            raise AssertionError("unreachable: the last attempt breaks or raises")
         if not held:
             self._signed_at[message.stream_id] = time.time()
         return held, replace(state, version=versions[-1]) if versions else state

@@ -13,7 +13,9 @@ directory) resumes from the playlist alone, with those figures measured afresh.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -57,8 +59,10 @@ def stored_state(text: str, metadata: Mapping[str, str], *, uri_of: Callable[[st
     """The state a media playlist ``text`` (as ``playlist.media_playlist`` writes it) was made from,
     with ``metadata`` (``state_metadata``; missing or unreadable fields take their defaults, the
     bit rates then measured afresh) and ``version`` (its entity tag). Each listed segment is
-    recorded under the URI ``uri_of(name)`` and the object key ``key_of(name)`` of its file name
-    (``segment_name``), as this daemon would have recorded it.
+    recorded under the URI ``uri_of(listed URI)``; its object key is ``key_of(name)`` of its file
+    name (``segment_name``) only when ``metadata`` says this program wrote the playlist
+    (``STATE_METADATA``), else None: retention never deletes an object of a playlist another tool
+    wrote, nor of one a store without metadata kept.
 
     Raises UnreadablePlaylist.
     """
@@ -72,34 +76,31 @@ def stored_state(text: str, metadata: Mapping[str, str], *, uri_of: Callable[[st
     duration: float | None = None
     tagged = False
     listed: list[tuple[str, float, bool]] = []
-    try:
-        for line in lines[1:]:
-            tag, _, value = line.partition(":")
-            if tag == "#EXT-X-TARGETDURATION":
-                target = int(value)
-            elif tag == "#EXT-X-MEDIA-SEQUENCE":
-                first_sequence = int(value)
-            elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
-                discontinuity_sequence = int(value)
-            elif tag == "#EXT-X-DISCONTINUITY":
-                tagged = True
-            elif tag == "#EXTINF":
-                duration = float(value.partition(",")[0])
-            elif tag == "#EXT-X-ENDLIST":
-                ended = True
-            elif not line.startswith("#"):
-                if duration is None:
-                    raise UnreadablePlaylist(f"URI {line[:80]!r} has no EXTINF before it")
-                listed.append((segment_name(line), duration, tagged))
-                duration, tagged = None, False
-    except ValueError as error:
-        if isinstance(error, UnreadablePlaylist):
-            raise
-        raise UnreadablePlaylist(f"a tag's value is not a number: {error}") from None
+    for line in lines[1:]:
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-TARGETDURATION":
+            target = _integer(tag, value, least=1)
+        elif tag == "#EXT-X-MEDIA-SEQUENCE":
+            first_sequence = _integer(tag, value, least=0)
+        elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+            discontinuity_sequence = _integer(tag, value, least=0)
+        elif tag == "#EXT-X-DISCONTINUITY":
+            tagged = True
+        elif tag == "#EXTINF":
+            duration = _seconds(tag, value.partition(",")[0])
+        elif tag == "#EXT-X-ENDLIST":
+            ended = True
+        elif not line.startswith("#"):
+            if duration is None:
+                raise UnreadablePlaylist(f"URI {line[:80]!r} has no EXTINF before it")
+            listed.append((line, duration, tagged))
+            duration, tagged = None, False
     if target is None:
         raise UnreadablePlaylist("it has no EXT-X-TARGETDURATION")
-    segments = tuple(PublishedSegment(first_sequence + n, uri_of(name), seconds, tag, key_of(name))
-                     for n, (name, seconds, tag) in enumerate(listed))
+    ours = STATE_METADATA in metadata
+    segments = tuple(
+        PublishedSegment(first_sequence + n, uri_of(uri), seconds, tag, key_of(segment_name(uri)) if ours else None)
+        for n, (uri, seconds, tag) in enumerate(listed))
     extra = _metadata_fields(metadata)
     listed_s = sum(segment.duration_s for segment in segments)
     return StreamState(
@@ -108,29 +109,61 @@ def stored_state(text: str, metadata: Mapping[str, str], *, uri_of: Callable[[st
         discontinuity_sequence=discontinuity_sequence,
         target_duration_s=target,
         ended=ended,
-        pending_discontinuity=bool(extra.get("pending", False)),
-        peak_bps=_number(extra, "peak_bps", int, 0),
-        total_bits=_number(extra, "total_bits", int, 0),
-        total_seconds=_number(extra, "total_seconds", float, 0.0),
-        independent=bool(extra.get("independent", True)),
-        info=RenditionInfo(_text(extra, "codecs"), _text(extra, "resolution"),
-                           _number(extra, "frame_rate", float, None), _number(extra, "bandwidth", int, None)),
-        longest_playlist_s=max(listed_s, _number(extra, "longest_s", float, 0.0)),
+        pending_discontinuity=extra.get("pending") is True,
+        peak_bps=int(_number(extra, "peak_bps") or 0),
+        total_bits=int(_number(extra, "total_bits") or 0),
+        total_seconds=_number(extra, "total_seconds") or 0.0,
+        independent=extra.get("independent") is not False,
+        info=RenditionInfo(_text(extra, "codecs"), _text(extra, "resolution"), _number(extra, "frame_rate"),
+                           None if (bandwidth := _number(extra, "bandwidth")) is None else int(bandwidth)),
+        longest_playlist_s=max(listed_s, _number(extra, "longest_s") or 0.0),
         version=version,
     )
 
 
-def new_run(state: StreamState) -> tuple[StreamState, tuple[PublishedSegment, ...]]:
+def follows(new: StreamState, old: StreamState) -> bool:
+    """Whether a playlist of ``new`` may replace one of ``old`` without taking anything back from a
+    viewer of it (RFC 8216 6.2.1, 6.2.2): its numbering not behind, the same target duration, the
+    same segment at every media sequence number both list, no discontinuity sequence going back,
+    and nothing added after an EXT-X-ENDLIST. A version of the same playlist with its URLs signed
+    afresh follows it; another writer's different segment under the same number does not."""
+    if old.ended and not (new.ended and new.next_media_sequence == old.next_media_sequence):
+        return False
+    if new.next_media_sequence < old.next_media_sequence or new.discontinuity_sequence < old.discontinuity_sequence:
+        return False
+    if old.target_duration_s is not None and new.target_duration_s != old.target_duration_s:
+        return False
+    names = {segment.media_sequence: segment_name(segment.uri) for segment in new.segments}
+    return all(names.get(segment.media_sequence, segment_name(segment.uri)) == segment_name(segment.uri)
+               for segment in old.segments)
+
+
+def new_run(state: StreamState) -> StreamState:
     """A new run of the ended stream ``state``, its numbering continued: no segment kept, the next
     one at the next media sequence number and marked EXT-X-DISCONTINUITY, the discontinuity
-    sequence counting the tags of the segments left behind. Returns it and those segments (their
-    objects are for retention to delete). As after any removal from the front, its playlist waits
-    until it lasts three target durations (``stream.refilling``, RFC 8216 6.2.2)."""
+    sequence counting the tags of the segments left behind (their objects are kept, as the last
+    window of any ended stream is). As after any removal from the front, its playlist waits until
+    it lasts three target durations (``stream.refilling``, RFC 8216 6.2.2)."""
     tags = sum(1 for segment in state.segments if segment.discontinuity)
-    fresh = replace(StreamState(), next_media_sequence=state.next_media_sequence,
-                    discontinuity_sequence=state.discontinuity_sequence + tags, pending_discontinuity=True,
-                    version=state.version)
-    return fresh, state.segments
+    return replace(StreamState(), next_media_sequence=state.next_media_sequence,
+                   discontinuity_sequence=state.discontinuity_sequence + tags, pending_discontinuity=True,
+                   version=state.version)
+
+
+_INTEGER = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def _integer(tag: str, value: str, *, least: int) -> int:
+    if not _INTEGER.fullmatch(value) or int(value) < least:
+        raise UnreadablePlaylist(f"{tag} {value[:40]!r} is not an integer of at least {least}")
+    return int(value)
+
+
+def _seconds(tag: str, value: str) -> float:
+    if not _DECIMAL.fullmatch(value):
+        raise UnreadablePlaylist(f"{tag} {value[:40]!r} is not a decimal number of seconds")
+    return float(value)
 
 
 def _metadata_fields(metadata: Mapping[str, str]) -> dict[str, object]:
@@ -141,11 +174,14 @@ def _metadata_fields(metadata: Mapping[str, str]) -> dict[str, object]:
     return fields if isinstance(fields, dict) else {}
 
 
-def _number(fields: Mapping[str, object], name: str, kind: type, default: object) -> object:
+def _number(fields: Mapping[str, object], name: str) -> float | None:
+    """A finite, non-negative number of ``fields`` below 1e18, or None (absent, or anything else)."""
     value = fields.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    return kind(value)
+        return None
+    if isinstance(value, int):
+        return float(value) if 0 <= value < 10**18 else None
+    return value if math.isfinite(value) and 0 <= value < 1e18 else None
 
 
 def _text(fields: Mapping[str, object], name: str) -> str | None:

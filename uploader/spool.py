@@ -756,6 +756,13 @@ class Spool:
             self._db.execute("UPDATE streams SET held_since=?, held_reason=? WHERE bucket=? AND key_prefix=? AND idx=?",
                              (since, reason, *key))
 
+    def set_version(self, key: StreamKey, version: str | None) -> None:
+        """Record the entity tag of the stream's playlist as last written (``StreamState.version``)
+        when no message's completion records it: a playlist uploaded again, its URLs signed afresh."""
+        with self._writing():
+            self._db.execute("UPDATE streams SET playlist_version=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                             (version, *key))
+
     def clear_held(self) -> None:
         """Forget every stream's hold (at start: a refusal that lasts is found again)."""
         with self._writing():

@@ -439,8 +439,9 @@ class S3Store:
     def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
                     metadata: Mapping[str, str], replaces: str | None) -> str:
         """PutObject with ``If-Match: replaces`` (``If-None-Match: *`` for None) and the metadata
-        as ``x-amz-meta-*``; a 412 is a VersionConflict. A store that ignores conditions replaces
-        whatever is there (the start-up check of create-only PUTs warns of such a store)."""
+        as ``x-amz-meta-*``; a 412, or NoSuchKey to an If-Match, is a VersionConflict. A store
+        that ignores conditions replaces whatever is there (the start-up check of create-only PUTs
+        warns of such a store)."""
         import botocore.exceptions as bx
 
         condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
@@ -451,7 +452,10 @@ class S3Store:
                                                 CacheControl=cache_control, Metadata=dict(metadata), **extra,
                                                 **condition)
             except bx.ClientError as error:
-                if _reply(error)[1] == 412:
+                code, status, _ = _reply(error)
+                # AWS answers an If-Match on a missing key 404 NoSuchKey, SeaweedFS 412: either way
+                # the version named is not there.
+                if status == 412 or (replaces is not None and code == "NoSuchKey"):
                     raise VersionConflict(f"s3://{bucket}/{key}: the version stored is not "
                                           f"{replaces or 'absent'}: another writer wrote it") from None
                 raise

@@ -430,3 +430,22 @@ def test_an_event_playlist_is_judged_by_its_window_not_by_its_growing_length(
     history.add(text)
     assert history.problems == [] and len(uris(text)) == 20
     assert "raise --url-ttl" not in daemon.log()
+
+
+def test_a_stream_signed_again_while_idle_goes_on_after_it_and_after_a_restart(
+    private_s3: EmbeddedS3, private_daemon: StartPrivate, tmp_path: Path, segment_source: Path,
+) -> None:
+    # Signing again writes a new version of the playlist (stores.put_version): the next segment's
+    # playlist, this run or the next, replaces that version, never taken for another writer's.
+    bucket = private_s3.create_bucket(bucket_name("resign-versions"))
+    segments = tmp_path / "segments"
+    daemon = private_daemon(bucket, "--url-ttl", "8", "--window", "3")
+    publish_seconds(private_s3, daemon, segments, bucket, segment_source, 4)
+    wait_for(lambda: daemon.log().count("signed afresh") >= 1, timeout=30, message="signed again while idle")
+    publish_seconds(private_s3, daemon, segments, bucket, segment_source, 5)
+    wait_for(lambda: daemon.log().count("signed afresh") >= 2, timeout=30, message="signed again once more")
+    assert daemon.stop() == 0
+    daemon.start()
+    publish_seconds(private_s3, daemon, segments, bucket, segment_source, 6)
+    log = daemon.log(all_runs=True)
+    assert "another writer" not in log and " held" not in log, log

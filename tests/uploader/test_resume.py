@@ -8,7 +8,15 @@ from dataclasses import replace
 import pytest
 
 from uploader.playlist import PlaylistOptions, PlaylistType, media_playlist
-from uploader.resume import STATE_METADATA, UnreadablePlaylist, new_run, segment_name, state_metadata, stored_state
+from uploader.resume import (
+    STATE_METADATA,
+    UnreadablePlaylist,
+    follows,
+    new_run,
+    segment_name,
+    state_metadata,
+    stored_state,
+)
 from uploader.stream import RenditionInfo, StreamState, with_failure, with_segment
 
 PREFIX = "https://cdn.example/live/"
@@ -31,7 +39,7 @@ def grown(count: int, *, keep: int | None = 3, gap_at: frozenset[int] = frozense
 
 def read_back(state: StreamState, options: PlaylistOptions, metadata: dict[str, str] | None = None) -> StreamState:
     return stored_state(media_playlist(state, options), state_metadata(state) if metadata is None else metadata,
-                        uri_of=lambda name: PREFIX + name, key_of=lambda name: f"live/{name}", version='"v2"')
+                        uri_of=str, key_of=lambda name: f"live/{name}", version='"v2"')
 
 
 def without_sizes(state: StreamState) -> StreamState:
@@ -57,11 +65,23 @@ def test_a_pending_gap_and_the_measured_rates_come_from_the_metadata() -> None:
     # Without metadata (a local directory), the playlist alone: the figures are measured afresh.
     bare = read_back(state, PlaylistOptions(window=3), metadata={})
     assert not bare.pending_discontinuity and bare.peak_bps == 0 and bare.info == RenditionInfo()
-    assert bare.segments == back.segments and bare.next_media_sequence == state.next_media_sequence
+    assert [replace(s, key=None) for s in back.segments] == list(bare.segments)
+    assert bare.next_media_sequence == state.next_media_sequence
     assert bare.longest_playlist_s == pytest.approx(sum(s.duration_s for s in state.segments))
-    # Unreadable or foreign metadata is the same as none.
-    for garbage in ("{", "[1]", '{"peak_bps": "many", "pending": 1}'):
-        assert read_back(state, PlaylistOptions(window=3), metadata={STATE_METADATA: garbage}).peak_bps == 0
+    # Unreadable fields are the same as none (the playlist is still this program's).
+    for garbage in ("{", "[1]", '{"peak_bps": "many", "pending": 1}', '{"peak_bps": 1e999}', '{"peak_bps": NaN}',
+                    '{"peak_bps": -5}', '{"peak_bps": ' + "9" * 400 + "}", '{"frame_rate": NaN, "bandwidth": Infinity}'):
+        read = read_back(state, PlaylistOptions(window=3), metadata={STATE_METADATA: garbage})
+        assert read.peak_bps == 0 and read.info.frame_rate is None and read.info.declared_bandwidth is None
+
+
+def test_a_playlist_another_tool_wrote_is_read_with_its_uris_and_none_of_its_objects_to_delete() -> None:
+    text = ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:500\n"
+            "#EXTINF:4.0,\nhttps://other.example/x/chunk_500.ts\n#EXTINF:4.0,\nchunk_501.ts\n")
+    read = stored_state(text, {}, uri_of=str, key_of=lambda name: f"live/{name}", version='"f"')
+    assert [(s.media_sequence, s.uri, s.key) for s in read.segments] == [
+        (500, "https://other.example/x/chunk_500.ts", None), (501, "chunk_501.ts", None)]
+    assert read.next_media_sequence == 502 and read.target_duration_s == 4
 
 
 def test_the_metadata_is_short_ascii() -> None:
@@ -80,19 +100,45 @@ def test_signed_uris_are_read_back_as_their_file_names() -> None:
     ("<html>gone</html>", "#EXTM3U"),
     ("#EXTM3U\n#EXTINF:2,\na.ts\n", "TARGETDURATION"),
     ("#EXTM3U\n#EXT-X-TARGETDURATION:2\na.ts\n", "no EXTINF"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:two\n", "not a number"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:x\n", "not a number"),
-    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:abc,\na.ts\n", "not a number"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:two\n", "not an integer"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:x\n", "not an integer"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:abc,\na.ts\n", "not a decimal"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:nan,\na.ts\n", "not a decimal"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:inf,\na.ts\n", "not a decimal"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:0\n", "at least 1"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:-3\n", "at least 1"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:-7\n", "at least 0"),
+    ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1_0\n", "not an integer"),
 ])
 def test_an_object_that_is_no_playlist_is_refused_with_its_reason(text: str, reason: str) -> None:
     with pytest.raises(UnreadablePlaylist, match=reason):
         stored_state(text, {}, uri_of=str, key_of=str, version='"x"')
 
 
+def test_a_huge_value_is_not_quoted_whole() -> None:
+    with pytest.raises(UnreadablePlaylist) as caught:
+        stored_state("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1" + "x" * 10_000_000 + ",\na.ts\n", {}, uri_of=str,
+                     key_of=str, version='"x"')
+    assert len(str(caught.value)) < 200
+
+
+def test_a_version_follows_its_own_earlier_ones_and_never_another_writers() -> None:
+    four, five = grown(4), grown(5)
+    assert follows(five, four) and follows(four, four) and not follows(four, five)
+    signed_again = replace(four, segments=tuple(replace(s, uri=s.uri + "?X-Amz-Signature=f") for s in four.segments))
+    assert follows(four, signed_again) and follows(five, signed_again)
+    theirs = with_segment(four, uri=f"{PREFIX}other-00005.ts", duration_s=2.0, promised_s=3, discontinuity=False,
+                          end=False, keep=3).state
+    assert not follows(five, theirs)  # another segment under media sequence 5
+    ended = replace(four, ended=True)
+    assert follows(ended, ended) and not follows(five, ended) and not follows(four, ended)
+    assert not follows(replace(five, target_duration_s=9), four)
+    assert not follows(replace(five, discontinuity_sequence=four.discontinuity_sequence - 1), four)
+
+
 def test_a_new_run_continues_the_numbering_of_an_ended_stream() -> None:
     ended = grown(6, gap_at=frozenset({5}), end=True)
-    fresh, left = new_run(replace(ended, version='"e"'))
-    assert left == ended.segments
+    fresh = new_run(replace(ended, version='"e"'))
     assert fresh.next_media_sequence == 7 and fresh.pending_discontinuity and not fresh.ended
     assert fresh.discontinuity_sequence == ended.discontinuity_sequence + 1  # seg 5's tag left with it
     assert fresh.segments == () and fresh.target_duration_s is None and fresh.version == '"e"'

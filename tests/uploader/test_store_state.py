@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import m3u8
 import pytest
@@ -210,3 +212,48 @@ def test_a_playlist_put_whose_reply_was_lost_is_not_taken_for_another_writer(
                          if method == "PUT" and path.split("?")[0].endswith(".m3u8")]
     assert 503 in playlist_puts and 412 in playlist_puts, playlist_puts
     assert "another writer" not in daemon.log()
+
+
+@pytest.mark.parametrize("playlist_type", ["vod", "event"])
+def test_an_ended_recording_is_kept_whole_by_a_daemon_with_a_fresh_spool(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    s3: Any, playlist_type: str,
+) -> None:
+    # EVENT and VOD playlists are recordings: ended, they never change (RFC 8216 6.2.1), and no
+    # new run may replace them or delete what they list.
+    options = ("--allow-dir", str(segments_dir), "--keep-segment-files", "--playlist-type", playlist_type,
+               "--cdn-allowance", "0")
+    first = start_uploader(*options)
+    send(first, segments_dir, bucket, segment_source, range(1, 5), end_at=4)
+    url = seaweed.object_url(bucket, PLAYLIST)
+    ended = wait_for(lambda: "#EXT-X-ENDLIST" in (text := http_get(url).text) and text, timeout=30,
+                     message="the recording's end")
+    first.kill()
+    second = start_uploader(*options, name="replacement")
+    send(second, segments_dir, bucket, segment_source, range(5, 7))
+    wait_for(lambda: second.log().count("the stream has ended: its playlist is final") == 2, timeout=30,
+             message="the new segments refused")
+    time.sleep(2)  # what a deletion queued with --cdn-allowance 0 would have had time for
+    assert http_get(url).text == ended
+    listed = [obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix="live/one/seg-")["Contents"]]
+    assert [f"live/one/seg-{n:05d}.ts" for n in range(1, 5)] == sorted(listed)[:4]
+    assert "a new run" not in second.log()
+
+
+def test_a_playlist_deleted_under_an_aws_like_store_is_written_anew(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    s3: Any,
+) -> None:
+    # AWS answers an If-Match PUT on a missing key 404 NoSuchKey (SeaweedFS: 412). The proxy
+    # answers as AWS does; the daemon takes it for "gone", not for a missing bucket.
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
+        daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--endpoint-url", proxy.url)
+        send(daemon, segments_dir, bucket, segment_source, range(1, 3))
+        wait_for(lambda: "segment seg-00002.ts published" in daemon.log(), timeout=30, message="two segments")
+        s3.delete_object(Bucket=bucket, Key=PLAYLIST)
+        proxy.fail_next(1, s3_error(404, "NoSuchKey"), path_ends=".m3u8")
+        send(daemon, segments_dir, bucket, segment_source, range(3, 4))
+        wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="the next segment")
+    assert "was gone from the store; it is written anew" in daemon.log()
+    assert " held" not in daemon.log() and "another writer" not in daemon.log()
+    assert s3.get_object(Bucket=bucket, Key=PLAYLIST)["Body"].read().decode().rstrip().endswith("seg-00003.ts")

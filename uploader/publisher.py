@@ -101,6 +101,9 @@ RETRY_LOG_EVERY = 10
 # over the version found at most this many times in all; then the stream is taken as overtaken.
 MAX_VERSION_RETRIES = 3
 
+# A store request's operation (its metrics label) as log lines name it.
+_REQUESTS = {"put": "upload", "get": "read"}
+
 # A stream whose segments come out longer than its target duration logs one ERROR per this many
 # seconds at most: a segmenter that breaks its promise usually does so on every segment.
 OVER_TARGET_LOG_INTERVAL_S = 60.0
@@ -426,7 +429,7 @@ class Publisher:
         that is no playlist is replaced, with a WARNING. Returns the state to go on from."""
         key = message.stream_id
         try:
-            found = await self._read_version(label, key, message.bucket, message.playlist_key)
+            found = await self._read_version(key, message.bucket, message.playlist_key)
         except ReadRefused as error:
             self._synced.add(key)
             if message.bucket not in self._unreadable:
@@ -485,11 +488,12 @@ class Publisher:
         uri = message.http_prefix + message.segment_name
         return next((segment.media_sequence for segment in state.segments if segment.uri == uri), None)
 
-    async def _read_version(self, label: str, stream: StreamKey, bucket: str, key: str) -> Version | None:
+    async def _read_version(self, stream: StreamKey, bucket: str, key: str) -> Version | None:
         """``Store.get_version``, retried for as long as the store fails transiently or for a
         reason the operator corrects (the stream held meanwhile, as ``_put`` holds), but for
         ReadRefused, raised: the caller can go on without it."""
         attempt = 0
+        held = False
         while True:
             try:
                 found = await self._store_call(partial(self._store.get_version, bucket, key))
@@ -497,23 +501,9 @@ class Publisher:
                 raise
             except TransientStoreError as error:
                 attempt += 1
-                self._metrics.store_retry("get")
-                delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s,
-                                      rng=self._rng)
-                if isinstance(error, CorrectableStoreError):
-                    if stream not in self.held:
-                        await self._hold(stream, f"read of {key} refused: {error}")
-                    self._log_held(label, key, error, attempt, "read")
-                elif attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
-                    log.warning("stream %s: reading its playlist %s failed (attempt %d), retrying in %.1f s: %s",
-                                label, key, attempt, delay, error, extra={"error_kind": "transient"})
-                await asyncio.sleep(delay)
+                held = await self._wait_to_retry(stream, "get", key, key, error, attempt) or held
                 continue
-            if attempt and stream in self.held:
-                self._held.forget(label)
-                await self._hold(stream, None)
-                log.warning("stream %s: reading its playlist %s succeeded after %d failed attempts; the stream goes on",
-                            label, key, attempt)
+            await self._went_on(stream, "get", key, attempt, held)
             return found
 
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
@@ -952,7 +942,9 @@ class Publisher:
         body = media_playlist(state, self._options, self._segment_uri(message)).encode("ascii")
         request = None
         versions: list[str] = []
-        for attempt in range(1, MAX_VERSION_RETRIES + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             if self._versions:
                 request = partial(self._put_version, message.bucket, message.playlist_key, state, versions)
             try:
@@ -963,7 +955,7 @@ class Publisher:
             except VersionConflict as conflict:
                 label = stream_label(message.stream_id)
                 try:
-                    there = await self._read_version(label, message.stream_id, message.bucket, message.playlist_key)
+                    there = await self._read_version(message.stream_id, message.bucket, message.playlist_key)
                 except ReadRefused:
                     raise conflict from None  # gone or another's cannot be told: another's
                 if there is not None and there.body == body:
@@ -985,8 +977,6 @@ class Publisher:
                 else:
                     raise
                 state = replace(state, version=there.etag if there is not None else None)
-        else:
-            raise AssertionError("unreachable: the last attempt breaks or raises")
         if not held:
             self._signed_at[message.stream_id] = time.time()
         return held, replace(state, version=versions[-1]) if versions else state
@@ -1020,7 +1010,6 @@ class Publisher:
         PermanentStoreError (unless ``hold_permanent``), and what ``body`` raises
         (SegmentFileError, DirectoryRefused).
         """
-        label = stream_label(stream)
         sizes: list[int] = []
         if request is None:
             request = partial(self._store.put, bucket, key, create_only=create_only)
@@ -1040,32 +1029,48 @@ class Publisher:
                 attempt += 1
                 if isinstance(error, DigestMismatchError) and attempt >= error.held_after:
                     error = error.held()
-                self._metrics.store_retry("put")
-                delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
-                if isinstance(error, TransientStoreError) and not isinstance(error, CorrectableStoreError):
-                    if attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
-                        log.warning("stream %s: upload of %s failed (attempt %d), retrying in %.1f s: %s",
-                                    label, what, attempt, delay, error, extra={"error_kind": "transient"})
-                else:
-                    held = True
-                    if stream not in self.held:
-                        await self._hold(stream, f"upload of {key} refused: {error}")
-                    self._log_held(label, key, error, attempt)
-                await asyncio.sleep(delay)
+                held = await self._wait_to_retry(stream, "put", what, key, error, attempt) or held
                 if held and stop_if_held:
                     return True
                 continue
             size = sizes[-1] if sizes else 0
             self._charge(stream, Usage(puts=1, bytes_in=size, stored_bytes=size if create_only else 0))
             self._metrics.uploaded(stream, size)
-            if held:
-                self._held.forget(label)
-                await self._hold(stream, None)
-                log.warning("stream %s: upload of %s succeeded after %d failed attempts; the stream goes on",
-                            label, what, attempt)
-            elif attempt:
-                log.info("stream %s: upload of %s succeeded after %d failed attempts", label, what, attempt)
+            await self._went_on(stream, "put", what, attempt, held)
             return held
+
+    async def _wait_to_retry(self, stream: StreamKey, operation: str, what: str, key: str, error: StoreError,
+                             attempt: int) -> bool:
+        """After failed attempt ``attempt`` of a store request (``operation``: put, get) of ``what``
+        (object ``key``) for ``stream``: count the retry; log a transient error at its first and
+        every ``RETRY_LOG_EVERY``-th attempt, or hold the stream for any other (the operator's to
+        correct: ``_hold``, ``_log_held``); then wait the backoff delay. Returns whether the stream
+        was held."""
+        label, request = stream_label(stream), _REQUESTS[operation]
+        self._metrics.store_retry(operation)
+        delay = backoff_delay(attempt, base_s=RETRY_BASE_DELAY_S, cap_s=self._config.retry_max_delay_s, rng=self._rng)
+        held = not isinstance(error, TransientStoreError) or isinstance(error, CorrectableStoreError)
+        if held:
+            if stream not in self.held:
+                await self._hold(stream, f"{request} of {key} refused: {error}")
+            self._log_held(label, key, error, attempt, request)
+        elif attempt == 1 or attempt % RETRY_LOG_EVERY == 0:
+            log.warning("stream %s: %s of %s failed (attempt %d), retrying in %.1f s: %s", label, request, what,
+                        attempt, delay, error, extra={"error_kind": "transient"})
+        await asyncio.sleep(delay)
+        return held
+
+    async def _went_on(self, stream: StreamKey, operation: str, what: str, attempt: int, held: bool) -> None:
+        """A store request (``operation``: put, get) of ``what`` succeeded after ``attempt`` failed
+        ones: the stream's hold, if ``held``, is lifted (WARNING), else the retries end at INFO."""
+        label, request = stream_label(stream), _REQUESTS[operation]
+        if held:
+            self._held.forget(label)
+            await self._hold(stream, None)
+            log.warning("stream %s: %s of %s succeeded after %d failed attempts; the stream goes on", label, request,
+                        what, attempt)
+        elif attempt:
+            log.info("stream %s: %s of %s succeeded after %d failed attempts", label, request, what, attempt)
 
     def _charge(self, stream: StreamKey, usage: Usage) -> None:
         """Count what a request cost the store; carried into the spool with the stream's next

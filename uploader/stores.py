@@ -345,15 +345,16 @@ class S3Store:
         self._compare(bucket, key, body)
 
     def _put_object(self, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
-                    **condition: str) -> None:
-        extra = {"ACL": self._acl} if self._acl else {}
+                    **extra: Any) -> dict[str, Any]:
+        """PutObject with the store's ACL and ``extra`` parameters (conditions, metadata); its reply."""
+        if self._acl:
+            extra["ACL"] = self._acl
         if isinstance(body, bytes):
-            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
-                                    CacheControl=cache_control, **extra, **condition)
-        else:
-            with body() as file:
-                self._client.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type,
-                                        CacheControl=cache_control, **extra, **condition)
+            return self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
+                                           CacheControl=cache_control, **extra)
+        with body() as file:
+            return self._client.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type,
+                                           CacheControl=cache_control, **extra)
 
     def _compare(self, bucket: str, key: str, body: Body) -> None:
         """GET the object a create-only PUT found under ``key``: return when it holds ``body``'s
@@ -445,12 +446,10 @@ class S3Store:
         import botocore.exceptions as bx
 
         condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
-        extra = {"ACL": self._acl} if self._acl else {}
         with _s3_errors(bucket, key):
             try:
-                reply = self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
-                                                CacheControl=cache_control, Metadata=dict(metadata), **extra,
-                                                **condition)
+                reply = self._put_object(bucket, key, body, content_type, cache_control, Metadata=dict(metadata),
+                                         **condition)
             except bx.ClientError as error:
                 code, status, _ = _reply(error)
                 # AWS answers an If-Match on a missing key 404 NoSuchKey, SeaweedFS 412: either way

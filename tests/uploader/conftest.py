@@ -9,12 +9,21 @@ import pytest
 
 from tests.support.daemon import UploaderDaemon
 from tests.support.media import MediaCache
+from tests.support.s3_errors import S3ErrorProxy
+from tests.support.seaweed import SeaweedServer
 
 
 @pytest.fixture(scope="session")
 def segment_source(media: MediaCache) -> Path:
     """A small real H.264+AAC TS file (1 s) copied under each segment's name."""
     return media.ts(seconds=1.0)
+
+
+@pytest.fixture
+def proxy(seaweed: SeaweedServer) -> Iterator[S3ErrorProxy]:
+    """A loopback proxy in front of the session's SeaweedFS that answers with given errors."""
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as running:
+        yield running
 
 
 @pytest.fixture

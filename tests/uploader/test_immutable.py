@@ -59,12 +59,6 @@ def other_bytes(source: Path, directory: Path) -> Path:
 
 
 @pytest.fixture
-def proxy(seaweed: SeaweedServer) -> Iterator[S3ErrorProxy]:
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as running:
-        yield running
-
-
-@pytest.fixture
 def proxied(proxy: S3ErrorProxy) -> Iterator[S3Store]:
     """An S3Store that talks to SeaweedFS through ``proxy``, retries off as in the daemon."""
     client = s3_client(proxy.url, max_attempts=1)

@@ -177,17 +177,16 @@ def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the
 
 def test_without_s3_getobject_a_stream_goes_on_from_its_spool_and_the_operator_is_told_once(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
-    poller: PlaylistPoller,
+    poller: PlaylistPoller, proxy: S3ErrorProxy,
 ) -> None:
     # A policy with s3:PutObject only: the playlist cannot be read back, but it can still be
     # written as a chain (If-Match needs no read), and nothing is held or lost.
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        proxy.fail_next(1000, s3_error(403, "AccessDenied"), methods=("GET",))
-        daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        published(daemon, segments_dir, bucket, segment_source, range(1, 4), poller)
-        assert daemon.stop() == 0
-        daemon.start()  # its spool knows the version it wrote last
-        published(daemon, segments_dir, bucket, segment_source, range(4, 6), poller, end_at=5)
+    proxy.fail_next(1000, s3_error(403, "AccessDenied"), methods=("GET",))
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+    published(daemon, segments_dir, bucket, segment_source, range(1, 4), poller)
+    assert daemon.stop() == 0
+    daemon.start()  # its spool knows the version it wrote last
+    published(daemon, segments_dir, bucket, segment_source, range(4, 6), poller, end_at=5)
     lines = [line for line in daemon.log(all_runs=True).splitlines() if "may not read its playlists back" in line]
     assert len(lines) == 2 and "fix: grant the daemon's credentials s3:GetObject" in lines[0]  # once per run
     assert " held" not in daemon.log(all_runs=True)
@@ -196,20 +195,19 @@ def test_without_s3_getobject_a_stream_goes_on_from_its_spool_and_the_operator_i
 
 def test_a_playlist_put_whose_reply_was_lost_is_not_taken_for_another_writer(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
-    poller: PlaylistPoller,
+    poller: PlaylistPoller, proxy: S3ErrorProxy,
 ) -> None:
     # The store takes the PUT, its reply is lost (a 503 instead): the retry names the version
     # before it and gets 412, but what is there is this daemon's own playlist.
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
-        published(daemon, segments_dir, bucket, segment_source, range(1, 3), poller)
-        proxy.fail_next(1, Answer(503, b"<Error><Code>ServiceUnavailable</Code></Error>", "application/xml",
-                                  forward=True), path_ends=".m3u8")
-        published(daemon, segments_dir, bucket, segment_source, range(3, 5), poller)
-        # The viewer may read the version the lost reply was for before the retry is answered.
-        wait_for(lambda: "segment seg-00004.ts published" in daemon.log(), timeout=30, message="the retry")
-        playlist_puts = [status for method, path, status in proxy.answered
-                         if method == "PUT" and path.split("?")[0].endswith(".m3u8")]
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--endpoint-url", proxy.url)
+    published(daemon, segments_dir, bucket, segment_source, range(1, 3), poller)
+    proxy.fail_next(1, Answer(503, b"<Error><Code>ServiceUnavailable</Code></Error>", "application/xml",
+                              forward=True), path_ends=".m3u8")
+    published(daemon, segments_dir, bucket, segment_source, range(3, 5), poller)
+    # The viewer may read the version the lost reply was for before the retry is answered.
+    wait_for(lambda: "segment seg-00004.ts published" in daemon.log(), timeout=30, message="the retry")
+    playlist_puts = [status for method, path, status in proxy.answered
+                     if method == "PUT" and path.split("?")[0].endswith(".m3u8")]
     assert 503 in playlist_puts and 412 in playlist_puts, playlist_puts
     assert "another writer" not in daemon.log()
 
@@ -242,18 +240,17 @@ def test_an_ended_recording_is_kept_whole_by_a_daemon_with_a_fresh_spool(
 
 def test_a_playlist_deleted_under_an_aws_like_store_is_written_anew(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
-    s3: Any,
+    s3: Any, proxy: S3ErrorProxy,
 ) -> None:
     # AWS answers an If-Match PUT on a missing key 404 NoSuchKey (SeaweedFS: 412). The proxy
     # answers as AWS does; the daemon takes it for "gone", not for a missing bucket.
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--endpoint-url", proxy.url)
-        send(daemon, segments_dir, bucket, segment_source, range(1, 3))
-        wait_for(lambda: "segment seg-00002.ts published" in daemon.log(), timeout=30, message="two segments")
-        s3.delete_object(Bucket=bucket, Key=PLAYLIST)
-        proxy.fail_next(1, s3_error(404, "NoSuchKey"), path_ends=".m3u8")
-        send(daemon, segments_dir, bucket, segment_source, range(3, 4))
-        wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="the next segment")
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--endpoint-url", proxy.url)
+    send(daemon, segments_dir, bucket, segment_source, range(1, 3))
+    wait_for(lambda: "segment seg-00002.ts published" in daemon.log(), timeout=30, message="two segments")
+    s3.delete_object(Bucket=bucket, Key=PLAYLIST)
+    proxy.fail_next(1, s3_error(404, "NoSuchKey"), path_ends=".m3u8")
+    send(daemon, segments_dir, bucket, segment_source, range(3, 4))
+    wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="the next segment")
     assert "was gone from the store; it is written anew" in daemon.log()
     assert " held" not in daemon.log() and "another writer" not in daemon.log()
     assert s3.get_object(Bucket=bucket, Key=PLAYLIST)["Body"].read().decode().rstrip().endswith("seg-00003.ts")

@@ -8,6 +8,7 @@ store that ignores the condition).
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -402,5 +403,7 @@ def test_a_restore_without_s3_getobject_counts_a_taken_name_as_there(
     final = wait_for(lambda: (p := fetch_playlist_or_none(url)) is not None and p.is_endlist and p, timeout=30)
     assert [s.uri for s in final.segments] == [f"seg-{n:05d}.ts" for n in range(1, 5)]
     seg4 = [(m, status) for m, path, status in proxy.answered if path.split("?")[0].endswith("seg-00004.ts")]
-    assert seg4 == [("PUT", 200), ("HEAD", 403), ("PUT", 412), ("GET", 403)]
+    # A request that fails on its way (a pooled connection gone stale) is tried again from the PUT,
+    # never after the GET that found the name taken: repeats in a row are one step.
+    assert [step for step, _ in itertools.groupby(seg4)] == [("PUT", 200), ("HEAD", 403), ("PUT", 412), ("GET", 403)]
     assert "failed permanently" not in daemon.log()

@@ -110,6 +110,8 @@ class IndexMessage:
     counter: int | None = None  # n=: a signed sender's message number on its connection, 1, 2, 3...
     writer: str | None = None  # 16..32 lowercase hex: the segmenter (one OUTPUT_DIR) that sends it
     takeover: bool = False  # the writer takes the stream over from a live one (hls-segment --take-over)
+    confirm: bool = False  # the sender keeps the message until published: replies carry published=
+    probe: bool = False  # a start-up message that only asks where the stream is: claims nothing
     extras: tuple[tuple[str, str], ...] = ()  # unknown extensions, kept in order
     tag: str | None = None  # HMAC-SHA256 hex over the message without this field
 
@@ -175,6 +177,12 @@ class IndexMessage:
             raise ProtocolError("takeover must be 0 or 1")
         if self.takeover and self.writer is None:
             raise ProtocolError("takeover without writer: there is no writer to take the stream over")
+        for name in ("confirm", "probe"):
+            if not isinstance(getattr(self, name), bool):
+                raise ProtocolError(f"{name} must be 0 or 1")
+        if self.probe and (self.last_segment != 0 or self.takeover):
+            raise ProtocolError("probe asks where the stream is: only on a start-up message (LAST_SEGMENT 0),"
+                                " without takeover")
         if self.tag is not None and not _TAG.fullmatch(self.tag):
             raise ProtocolError("tag must be 64 lowercase hex digits")
         seen = set(_EXTENSIONS_BY_KEY)
@@ -367,9 +375,11 @@ _EXTENSIONS = (
     _Extension("n", "counter", _parse_int, str),
     _Extension("writer", "writer", _parse_writer, str),
     _Extension("takeover", "takeover", _parse_flag, lambda v: "1"),
+    _Extension("confirm", "confirm", _parse_flag, lambda v: "1"),
+    _Extension("probe", "probe", _parse_flag, lambda v: "1"),
 )
 _EXTENSIONS_BY_KEY = {extension.key: extension for extension in _EXTENSIONS} | {"tag": None}
-_DEFAULTS = {"discontinuity": False, "independent": False, "takeover": False}
+_DEFAULTS = {"discontinuity": False, "independent": False, "takeover": False, "confirm": False, "probe": False}
 
 
 def encode_message(message: IndexMessage, *, newline: bool = False) -> bytes:

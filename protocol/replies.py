@@ -2,7 +2,10 @@
 and ``HELLO nonce=<32 hex> time=<Unix ms>``, the challenge that answers a HELLO request (auth.py).
 
 The reply to a start-up message (LAST_SEGMENT 0) that names its writer also says where the
-stream is: ``OK 0 last=<the stream's highest queued segment number>``.
+stream is: ``OK 0 last=<the stream's highest queued segment number>``. The reply to a message with
+``confirm=1`` says how far the stream is published: ``OK 7 published=5`` (docs/protocol.md,
+"Confirmed publication"). Further ``key=value`` fields after the number are ignored, so that a
+newer daemon's reply reads in an older client that asked for them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from .limits import MAX_LINE_BYTES, MAX_REASON_CHARS
 
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 _NONCE = re.compile(r"[0-9a-f]{32}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _CHALLENGE = re.compile(r"HELLO nonce=([0-9a-f]{32}) time=([0-9]{1,15})")
 
 # An ERR whose reason starts so is about the daemon's state, not the message (spool full, too
@@ -25,7 +29,8 @@ TRY_AGAIN_PREFIX = "try again: "
 # or took it over): final, and the sender stops (docs/protocol.md, "Stream ownership").
 NOT_WRITER_PREFIX = "not the writer: "
 
-_OK = re.compile(r"([0-9]{1,19})(?: last=([0-9]{1,19}))?")
+_OK = re.compile(r"([0-9]{1,19})((?: [a-z][a-z0-9_-]{0,31}=[\x21-\x7e]{1,64})*)")
+_OK_NUMBERS = ("last", "published")  # the fields an OK may carry, each a segment number
 
 
 def one_line(text: str) -> str:
@@ -37,13 +42,17 @@ def one_line(text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Ack:
     """The message naming ``last_segment`` is on the daemon's disk. ``stream_last``: in the reply
-    to a start-up message with a writer, the stream's highest queued segment number (0: none)."""
+    to a start-up message with a writer, the stream's highest queued segment number (0: none).
+    ``published``: in the reply to a message with ``confirm=1``, the highest segment number N such
+    that every message of the stream up to N is through the daemon's queue (published, or failed
+    for good with an ERROR in its log); None from a daemon that does not confirm."""
 
     last_segment: int
     stream_last: int | None = None
+    published: int | None = None
 
     def __post_init__(self) -> None:
-        for value in (self.last_segment, 0 if self.stream_last is None else self.stream_last):
+        for value in (self.last_segment, self.stream_last or 0, self.published or 0):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ProtocolError(f"OK needs a non-negative segment number, not {value!r}")
 
@@ -103,7 +112,8 @@ Reply = Ack | Reject | Challenge
 def encode_reply(reply: Reply) -> bytes:
     if isinstance(reply, Ack):
         last = "" if reply.stream_last is None else f" last={reply.stream_last}"
-        return f"OK {reply.last_segment}{last}\n".encode("ascii")
+        published = "" if reply.published is None else f" published={reply.published}"
+        return f"OK {reply.last_segment}{last}{published}\n".encode("ascii")
     if isinstance(reply, Challenge):
         return f"HELLO nonce={reply.nonce} time={reply.time_ms}\n".encode("ascii")
     return f"ERR {reply.reason}\n".encode("ascii")
@@ -115,7 +125,9 @@ def parse_reply(line: bytes) -> Reply:
         return Challenge(challenge.group(1), int(challenge.group(2)))
     verb, _, rest = text.partition(" ")
     if verb == "OK" and (ok := _OK.fullmatch(rest)):
-        return Ack(int(ok[1]), None if ok[2] is None else int(ok[2]))
+        fields = dict(token.split("=", 1) for token in ok[2].split())
+        if all(_DIGITS.fullmatch(fields.get(name, "0")) for name in _OK_NUMBERS):
+            return Ack(int(ok[1]), *(int(fields[name]) if name in fields else None for name in _OK_NUMBERS))
     if verb == "ERR" and rest:
         return Reject(rest)
     raise ProtocolError(f"not a reply line: {one_line(text)[:60]!r}")

@@ -527,9 +527,28 @@ def test_the_reply_to_a_writers_start_up_says_where_the_stream_is() -> None:
     assert encode_reply(Ack(0, 42)) == b"OK 0 last=42\n"
     assert parse_reply(b"OK 0 last=42\n") == Ack(0, 42)
     assert parse_reply(b"OK 0\n") == Ack(0, None)
-    for bad in (b"OK 0 last=\n", b"OK 0 last=-1\n", b"OK 0 first=3\n", b"OK 0  last=3\n"):
+    for bad in (b"OK 0 last=\n", b"OK 0 last=-1\n", b"OK 0 published=x\n", b"OK 0 first\n", b"OK 0  last=3\n"):
         with pytest.raises(ProtocolError, match="not a reply line"):
             parse_reply(bad)
+
+
+def test_an_ok_says_how_far_the_stream_is_published_and_later_fields_are_ignored() -> None:
+    assert encode_reply(Ack(7, published=5)) == b"OK 7 published=5\n"
+    assert encode_reply(Ack(0, 9, 8)) == b"OK 0 last=9 published=8\n"
+    for line, ack in ((b"OK 7 published=5\n", Ack(7, None, 5)), (b"OK 0 last=9 published=8\n", Ack(0, 9, 8)),
+                      (b"OK 0 published=8 last=9\n", Ack(0, 9, 8)), (b"OK 7 future=x%2Cy published=6\n", Ack(7, None, 6))):
+        assert parse_reply(line) == ack, line
+
+
+def test_confirm_and_probe_travel_as_flags_and_a_probe_is_a_start_up_only() -> None:
+    probe = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=0, first_segment=1, writer="ab" * 8, confirm=True, probe=True)
+    line = encode_message(probe)
+    assert line.endswith(b", writer=abababababababab, confirm=1, probe=1")
+    assert parse_message(line) == probe
+    assert parse_message(encode_message(ORIGINAL_MESSAGE)).confirm is False
+    for wrong in ({"probe": True}, {"probe": True, "last_segment": 0, "takeover": True, "writer": "ab" * 8}):
+        with pytest.raises(ProtocolError, match="probe asks where the stream is"):
+            dataclasses.replace(ORIGINAL_MESSAGE, **wrong)
 
 
 def test_a_refusal_of_the_writer_is_final_and_marked() -> None:

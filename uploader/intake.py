@@ -221,9 +221,15 @@ class Intake:
         """
         label = stream_label(message.stream_id)
         segment = message.segment_name
+        if message.probe:
+            return await self._ack(message), False
+        if any(publisher.fenced(message.stream_id) for publisher in self._publishers):
+            self._metrics.refused(Refusal.DAEMON)
+            return Reject.try_again(f"another daemon writes stream {label} now (its playlist was replaced over this"
+                                    " daemon's version): send to another daemon"), False
         if message.last_segment == 0 and message.writer is None:
             log.info("peer %s stream %s: start-up message (segment 0) acknowledged", peer, label)
-            return Ack(0), False
+            return await self._ack(message), False
         scope = self._peers.scope_of(message)
         claim = Claim(message.writer, message.takeover, _peer_identity(peer, scope), time.time(),
                       may_take_over=scope.takeover)
@@ -256,7 +262,7 @@ class Intake:
         if queued is Queued.IGNORED:
             log.info("peer %s stream %s: start-up message of %s acknowledged: the stream is at segment %d",
                      peer, label, writer_label(message.writer), admitted.stream_last)
-            return Ack(0, admitted.stream_last), False
+            return await self._ack(message, admitted.stream_last), False
         if queued is Queued.ENDED:
             self._drop([None, *links[1:]])
             return self._refuse(peer, message, ended_reason(label), Refusal.ENDED), False
@@ -276,7 +282,27 @@ class Intake:
                      f" with its {message.size}-byte payload" if payload else "", " (end)" if message.end else "")
         else:
             log.info("peer %s stream %s segment %s already queued (re-sent)", peer, label, segment)
-        return Ack(message.last_segment), queued is Queued.NEW
+        return await self._ack(message), queued is Queued.NEW
+
+    async def _ack(self, message: IndexMessage, stream_last: int | None = None) -> Reply:
+        """The OK for ``message``; with ``confirm=1``, saying how far its stream is published on
+        every destination (``Spool.published_through``: the lowest of theirs), or "try again"
+        when a spool cannot say (the message, if queued, stays queued: the re-send is a duplicate)."""
+        if not message.confirm:
+            return Ack(message.last_segment, stream_last)
+        published = []
+        for spool in [self._spool, *(replica.spool for replica in self._replicas)]:
+            try:
+                published.append(await spool.call(Spool.published_through, spool.spool, message.stream_id))
+            except SpoolError as error:
+                log.error("stream %s: how far it is published cannot be read: %s", stream_label(message.stream_id),
+                          error)
+                return _rejection(f"daemon cannot read how far the stream is published: {error}", transient=True)
+        return Ack(message.last_segment, stream_last, min(published))
+
+    @property
+    def _publishers(self) -> list[Publisher]:
+        return [self._publisher, *(replica.publisher for replica in self._replicas)]
 
     async def _links(self, message: IndexMessage, payload: str | None) -> list[str | None]:
         """With several destinations, each one's own link to the segment's bytes, made before

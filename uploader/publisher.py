@@ -305,6 +305,10 @@ class Publisher:
         else:
             self._workers[key] = asyncio.create_task(self._run_stream(key), name=f"stream {stream_label(key)}")
 
+    def fenced(self, key: StreamKey) -> bool:
+        """Whether another writer overtook this daemon on stream ``key`` this run (``_fence``)."""
+        return key in self._fenced
+
     async def drain(self, timeout_s: float) -> int:
         """Finish the messages being published, for at most ``timeout_s``; the rest stays queued.
 

@@ -508,6 +508,22 @@ class Spool:
             return None
         return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
 
+    def published_through(self, key: StreamKey) -> int:
+        """The highest segment number N such that no message of stream ``key`` numbered up to N
+        is still queued here: published, or failed for good (``confirm=1``'s ``published=``,
+        docs/protocol.md "Confirmed publication"). Messages are published in the order queued and
+        a writer's numbers grow, so N is one below the oldest queued message's number, or the
+        stream's highest queued number when nothing is queued (0 for a stream never seen)."""
+        row = self._db.execute(
+            "SELECT line FROM messages WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' ORDER BY id LIMIT 1",
+            key,
+        ).fetchone()
+        if row is not None:
+            return max(0, parse_message(row[0]).last_segment - 1)
+        row = self._db.execute("SELECT last_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+                               key).fetchone()
+        return 0 if row is None else int(row[0])
+
     def has_newer_queued(self, item: QueuedItem) -> bool:
         """Whether a message of ``item``'s stream was queued after it (its playlist supersedes)."""
         row = self._db.execute(

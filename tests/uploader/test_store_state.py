@@ -6,6 +6,7 @@ RFC 8216 checker, and its media sequence must never go back."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import signal
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import m3u8
 import pytest
 
-from protocol import Ack
+from protocol import Ack, Reject
 from tests.support.daemon import UploaderDaemon, place_segment
 from tests.support.pipeline import PlaylistPoller
 from tests.support.s3_errors import Answer, S3ErrorProxy
@@ -166,8 +167,10 @@ def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the
     line = wait_for(lambda: [x for x in old.log().splitlines() if "another writer replaced its playlist" in x],
                     timeout=30, message="the old owner's one line")
     assert len(line) == 1 and " ERROR " in line[0] and "stops writing the stream" in line[0]
-    with old.connect() as client:  # later messages are queued, never written
-        assert client.send(ext_message(segments_dir, bucket, 5)) == Ack(5)
+    with old.connect() as client:  # later messages are not taken: the segmenter sends them to another daemon
+        reply = client.send(ext_message(segments_dir, bucket, 5))
+        assert isinstance(reply, Reject) and reply.is_transient, reply
+        assert "another daemon writes stream" in reply.reason and "send to another daemon" in reply.reason
     published(new, segments_dir, bucket, segment_source, range(7, 8), poller)
     assert poller.texts.index(taken_over) < len(poller.texts) - 1
     assert "published" not in old.log().split("another writer replaced its playlist")[-1]
@@ -254,3 +257,27 @@ def test_a_playlist_deleted_under_an_aws_like_store_is_written_anew(
     assert "was gone from the store; it is written anew" in daemon.log()
     assert " held" not in daemon.log() and "another writer" not in daemon.log()
     assert s3.get_object(Bucket=bucket, Key=PLAYLIST)["Body"].read().decode().rstrip().endswith("seg-00003.ts")
+
+
+def test_a_confirming_sender_is_told_how_far_its_stream_is_published_and_a_probe_claims_nothing(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller,
+) -> None:
+    writer, other = "ab" * 16, "cd" * 16
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    with daemon.connect() as client:
+        for number in (1, 2, 3):
+            place_segment(segment_source, segments_dir, "seg", number)
+            reply = client.send(dataclasses.replace(ext_message(segments_dir, bucket, number), writer=writer,
+                                                    confirm=True))
+            assert isinstance(reply, Ack) and reply.last_segment == number and reply.published is not None
+            assert reply.published < number  # queued, not yet published when the OK goes out
+        wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="seg 3 in the playlist")
+        probe = dataclasses.replace(ext_message(segments_dir, bucket, 0), first_segment=1, writer=other,
+                                    confirm=True, probe=True)
+        assert client.send(probe) == Ack(0, None, 3)
+        # The probe of another writer took nothing: this writer's next segment is still taken; without
+        # confirm=1 the OK is as before.
+        place_segment(segment_source, segments_dir, "seg", 4)
+        assert client.send(dataclasses.replace(ext_message(segments_dir, bucket, 4), writer=writer)) == Ack(4)
+    assert "taken over" not in daemon.log()

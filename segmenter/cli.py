@@ -103,12 +103,17 @@ def run(
     problem = _undelivered(summary.delivery, segmenter_config)
     if problem:
         _fail(problem, EXIT_UNDELIVERED)
+    if unconfirmed := summary.delivery.unconfirmed:
+        log.warning("%d message(s) queued by the daemon but not yet confirmed published (segment %s of %s); kept in"
+                    " %s and re-sent by the next run, which a daemon that has them takes as duplicates",
+                    len(unconfirmed), _ranges([m.last_segment for m in unconfirmed]), segmenter_config.index_name,
+                    summary.delivery.outbox)
     log.info("done: segments %d to %d, every message acknowledged", summary.first_segment, summary.last_segment)
 
 
 def _undelivered(report: DeliveryReport, config: SegmenterConfig) -> str:
     parts = []
-    peer = f"{config.uploader_host}:{config.uploader_port}"
+    peer = ", ".join(f"{host}:{port}" for host, port in config.uploaders)
     if report.undelivered:
         numbers = _ranges([m.last_segment for m in report.undelivered])
         parts.append(

@@ -22,7 +22,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,6 +80,18 @@ def retry_delays() -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, MAX_RETRY_S)
+
+
+def daemon_order(addresses: Sequence[tuple[str, int]], bucket: str, key_prefix: str) -> list[tuple[str, int]]:
+    """The order in which a segmenter of program ``bucket``/``key_prefix`` tries ``addresses``
+    (host, port): highest first by SHA-256 of the address and the program (rendezvous hashing,
+    Thaler and Ravishankar 1998). Every rendition of a program, on any host, agrees on it, so a
+    program's playlists and master are written by one daemon; programs spread evenly, and a
+    daemon added or removed moves only the programs it comes first for."""
+    def weight(address: tuple[str, int]) -> bytes:
+        return hashlib.sha256(f"{address[0]}:{address[1]}\n{bucket}/{key_prefix}".encode()).digest()
+
+    return sorted(addresses, key=weight, reverse=True)
 
 
 def v1_only(message: IndexMessage) -> IndexMessage:
@@ -222,7 +234,8 @@ class DaemonClient:
                 payload.close()
 
     def _exchange(self, message: IndexMessage, payload: BinaryIO | None) -> tuple[SendResult, str]:
-        wire = message if self._writer is None else dataclasses.replace(message, writer=self._writer)
+        # A writer keeps each message until the daemon says it is published (confirm=1).
+        wire = message if self._writer is None else dataclasses.replace(message, writer=self._writer, confirm=True)
         if payload is not None:
             size, digest = _measure(payload)
             wire = dataclasses.replace(wire, size=size, payload_sha256=digest)

@@ -64,11 +64,20 @@ def message_directory(output_dir: str) -> str:
 # The converts of OPTIONS: (flag, the setting's value) -> its config field's, or ConfigError.
 
 
-def _daemon_address(flag: str, address: str) -> tuple[str, int]:
-    host, port = option_address(flag, address)
-    if not 0 < port <= 65535:
-        raise ConfigError(f"{flag} needs a port between 1 and 65535")
-    return host, port
+def _daemon_addresses(flag: str, text: str) -> tuple[tuple[str, int], ...]:
+    """``HOST:PORT[,HOST:PORT...]``: the daemons to send to, each once (docs/segmenter.md,
+    "Several daemons"). Raises ConfigError."""
+    addresses: list[tuple[str, int]] = []
+    for item in text.split(","):
+        if not item.strip():
+            raise ConfigError(f"{flag}: an empty address in {text!r} (addresses are separated by one comma)")
+        host, port = option_address(flag, item.strip())
+        if not 0 < port <= 65535:
+            raise ConfigError(f"{flag} needs a port between 1 and 65535")
+        if (host, port) in addresses:
+            raise ConfigError(f"{flag}: {host}:{port} is listed twice")
+        addresses.append((host, port))
+    return tuple(addresses)
 
 
 def _wire(flag: str, value: str) -> WireMode:
@@ -111,8 +120,10 @@ def _seconds_or_zero(flag: str, seconds: float) -> float:
 # Every option of hls-segment, in the order --help lists them (after the positional arguments).
 OPTIONS = (
     Option(
-        "uploader", TEXT, DEFAULT_ADDRESS, "Daemon address HOST:PORT.",
-        convert=_daemon_address, fields=("uploader_host", "uploader_port"), metavar="HOST:PORT",
+        "uploader", TEXT, DEFAULT_ADDRESS,
+        "Daemon address HOST:PORT; several, comma-separated, spread the programs over them and take"
+        " over for one that stops answering.",
+        convert=_daemon_addresses, fields=("uploaders",), metavar="HOST:PORT[,...]",
     ),
     Option(
         "wire", TEXT, "ext", "ext: extensions and replies; v1: the original's bytes, no reply.",
@@ -165,13 +176,13 @@ OPTIONS = (
     Option(
         "send_segments", SWITCH, None,
         "Send each segment's bytes after its message (for a daemon on another host).",
-        flags=("--send-segments/--no-send-segments",), shown_default="on when --uploader is not loopback",
+        flags=("--send-segments/--no-send-segments",), shown_default="on when an --uploader is not loopback",
     ),
-    # With --send-segments the daemon holds each segment durably once it answered OK, so the file
-    # is not needed any more (without it, the daemon reads the file and removes it itself).
+    # With --send-segments the segment is in the store once the daemon confirmed it published, so
+    # the file is not needed any more (without it, the daemon reads the file and removes it itself).
     Option(
         "keep_segments", SWITCH, False,
-        "With --send-segments, keep each segment file once the daemon acknowledged it (else removed).",
+        "With --send-segments, keep each segment file once the daemon published it (else removed).",
         flags=("--keep-segments",),
     ),
     Option(
@@ -221,8 +232,7 @@ class SegmenterConfig:
     http_prefix: str
     bucket: str
     key_prefix: str
-    uploader_host: str
-    uploader_port: int
+    uploaders: tuple[tuple[str, int], ...]  # the daemons' (host, port), as listed
     wire: WireMode
     start_number: int | None  # None: 1, or after the highest segment already in output_dir
     probe_timeout_s: float
@@ -242,7 +252,7 @@ class SegmenterConfig:
     quiet: bool
     tls: bool  # the control channel is TLS
     tls_ca: Path | None  # None: the system's CAs
-    tls_server_name: str | None  # None: uploader_host
+    tls_server_name: str | None  # None: each daemon's host
     tls_cert: Path | None  # a client certificate, for mutual TLS
     tls_key: Path | None
     directory_text: str = ""  # output_dir as the messages name it; derived when empty
@@ -318,7 +328,8 @@ class SegmenterConfig:
         if fields["tls"] is None:
             fields["tls"] = fields["tls_ca"] is not None
         if fields["send_segments"] is None:  # inline segments for a daemon on another host
-            fields["send_segments"] = fields["wire"] is WireMode.EXT and not is_loopback(fields["uploader_host"])
+            fields["send_segments"] = fields["wire"] is WireMode.EXT and not all(
+                is_loopback(host) for host, _ in fields["uploaders"])
         return cls(
             input=input,
             segment_seconds=parse_segment_seconds(segment_duration),

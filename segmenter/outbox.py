@@ -6,7 +6,9 @@ what an earlier run with the same OUTPUT_DIR and OUTPUT_PREFIX left owed. Guaran
 - ``add`` returns only once its transaction is committed and fsync'd (WAL, synchronous=FULL):
   a message added before its segment file is renamed survives kill -9 or a power cut at any
   instant after.
-- Messages come back in the order they were added: a new row's id is above every id in the table.
+- Messages come back in the order they were added: a new row's id is above every id in the table
+  (an id of a row removed may be given again once the table is empty: name rows by their
+  position, as the notifier does, rather than keeping ids across removals).
 - ``remove`` is not fsync'd. A removal lost to a crash only makes the next run send the message
   again, and the daemon takes a re-send as a duplicate; the next ``add`` makes it durable anyway
   (one WAL, written in order).
@@ -141,6 +143,13 @@ class Outbox:
     def oldest(self) -> Owed | None:
         """The message owed longest, or None when nothing is. Raises OutboxError."""
         return self._one("SELECT id, line FROM owed ORDER BY id LIMIT 1")
+
+    def at(self, position: int) -> Owed | None:
+        """The message at ``position`` in the outbox's order (0: the oldest), or None when fewer
+        are owed. Raises OutboxError."""
+        with _failing_as(self.path, "read failed"):
+            row = self._db.execute("SELECT id, line FROM owed ORDER BY id LIMIT 1 OFFSET ?", (position,)).fetchone()
+        return None if row is None else Owed(row[0], parse_message(row[1]))
 
     def newest(self) -> Owed | None:
         """The message added last, or None when nothing is owed. Raises OutboxError."""

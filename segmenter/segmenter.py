@@ -20,6 +20,7 @@ import av.container
 from common.settings import ConfigError
 from protocol.limits import MAX_SEGMENT_NUMBER
 
+from .client import daemon_order
 from .config import SegmenterConfig, WireMode
 from .errors import NotTheWriter, OutputFull
 from .fastrun import FastPlan, FastRun, plan_fast_path
@@ -127,7 +128,7 @@ class Segmenter:
         except OSError as error:
             raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
         notifier = Notifier(
-            (config.uploader_host, config.uploader_port),
+            daemon_order(config.uploaders, config.bucket, config.key_prefix),
             v1=config.wire is WireMode.V1,
             outbox_path=outbox_path(config),
             secret=config.secret,

@@ -19,9 +19,10 @@ import av
 import pytest
 from typer.testing import CliRunner
 
-from protocol import Challenge, IndexMessage, Reject, encode_message, verify
+from protocol import Ack, Challenge, IndexMessage, Reject, encode_message, verify
 from common.settings import ConfigError
 from segmenter.cli import app
+from segmenter.client import daemon_order
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.errors import InputError
@@ -31,6 +32,7 @@ from segmenter.outbox import Outbox
 from segmenter.run import Committer
 from segmenter.writer import highest_segment_number, put_psi_first, remove_stale_parts
 from tests.support.listener import Listener, acknowledge
+from tests.support.net import free_ports
 from tests.support.media import MediaCache, make_ts
 from tests.support.segmenter_media import owed_segments, run_segmenter, segment_args
 from tests.support.viewer import wait_for
@@ -119,7 +121,7 @@ def test_config_units_and_fields(tmp_path: Path) -> None:
     config = make_config(tmp_path, uploader="10.0.0.5:9000", wire="v1", start_number="7")
     assert config.segment_seconds == Fraction(5, 2)
     assert config.segment_duration_field == 3
-    assert (config.uploader_host, config.uploader_port, config.start_number) == ("10.0.0.5", 9000, 7)
+    assert (config.uploaders, config.start_number) == ((("10.0.0.5", 9000),), 7)
     assert config.message(first_segment=7, last_segment=7, end=False).output_directory == str(tmp_path)
     assert message_directory("/tmp/") == "/tmp/"
     assert message_directory("rel") == os.path.abspath("rel")
@@ -206,7 +208,7 @@ def named_message(directory: Path, n: int, *, end: bool = False) -> IndexMessage
 
 def test_notifier_keeps_owed_messages_in_the_outbox_in_order(tmp_path: Path, free_port: int) -> None:
     path = tmp_path / ".sample.outbox"
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=path)
     notifier.start()
     for n in range(1, 21):
         notifier.put(message(n, end=n == 20))
@@ -220,13 +222,126 @@ def test_notifier_keeps_owed_messages_in_the_outbox_in_order(tmp_path: Path, fre
     assert owed_segments(tmp_path) == []
 
 
+def startup_of(notifier: Notifier) -> IndexMessage:
+    """The start-up message a run of ``notifier`` sends first (with --wire ext)."""
+    assert notifier.writer is not None
+    return dataclasses.replace(message(0), writer=notifier.writer)
+
+
+def test_a_message_stays_owed_until_the_daemon_says_it_is_published(tmp_path: Path, free_port: int) -> None:
+    published = 0  # the daemon's published= watermark, moved by the test
+
+    def reply(sent: IndexMessage) -> Ack:
+        return Ack(sent.last_segment, published=published if sent.confirm else None)
+
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / ".sample.outbox")
+    with Listener(free_port, reply=reply) as daemon:
+        notifier.start(startup_of(notifier))
+        for n in (1, 2, 3):
+            notifier.put(message(n, end=n == 3))
+        daemon.wait_for(lambda d: len(d.messages) == 3)
+        daemon.wait_for(lambda d: any(m.probe for m in d.startups))  # nothing new to send: it asks
+        assert len(notifier) == 3 and owed_segments(tmp_path) == [1, 2, 3]
+        published = 2
+        wait_for(lambda: len(notifier) == 1, timeout=10, message="1 and 2 done")
+        published = 3
+        assert notifier.wait_empty(10)
+        report = notifier.close(5)
+    assert report.delivered == 3 and not report.unconfirmed and not report.undelivered
+    assert all(m.confirm for m in daemon.messages) and [m.last_segment for m in daemon.messages] == [1, 2, 3]
+    probes = [m for m in daemon.startups if m.probe]
+    assert probes and all(not m.takeover and m.confirm for m in probes)
+
+
+def test_each_message_is_sent_when_every_one_before_it_was_published_and_removed(
+    tmp_path: Path, free_port: int
+) -> None:
+    # The outbox empties between segments; SQLite then gives the next row an id a removed row had.
+    def publishing_at_once(sent: IndexMessage) -> Ack:
+        return Ack(sent.last_segment, published=sent.last_segment)
+
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / ".sample.outbox")
+    with Listener(free_port, reply=publishing_at_once) as daemon:
+        notifier.start(startup_of(notifier))
+        for n in range(1, 5):
+            notifier.record(message(n, end=n == 4))
+            notifier.put(message(n, end=n == 4), recorded=True)
+            assert notifier.wait_empty(10), n
+        notifier.close(5)
+    assert [m.last_segment for m in daemon.messages] == [1, 2, 3, 4]
+
+
+def test_at_the_close_what_is_queued_but_unpublished_stays_in_the_outbox_apart_from_the_undelivered(
+    tmp_path: Path, free_port: int
+) -> None:
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / ".sample.outbox")
+    with Listener(free_port, reply=lambda sent: Ack(sent.last_segment, published=1 if sent.confirm else None)):
+        notifier.start(startup_of(notifier))
+        for n in (1, 2):
+            notifier.put(message(n))
+        wait_for(lambda: len(notifier) == 1, timeout=10, message="1 done")
+        report = notifier.close(0.6)
+    assert [m.last_segment for m in report.unconfirmed] == [2] and report.undelivered == []
+    assert report.outbox is not None and owed_segments(tmp_path) == [2]
+
+
+def test_a_daemon_that_stops_answering_is_left_for_the_next_which_gets_what_was_not_published(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def publishing_one_behind(sent: IndexMessage) -> Ack:
+        return Ack(sent.last_segment, published=max(0, sent.last_segment - 1))
+
+    first_port, second_port = free_ports(2)
+    notifier = Notifier([("127.0.0.1", first_port), ("127.0.0.1", second_port)], v1=False,
+                        outbox_path=tmp_path / ".sample.outbox")
+    first = Listener(first_port, reply=publishing_one_behind)
+    first.start()
+    notifier.start(startup_of(notifier))
+    for n in (1, 2):
+        notifier.put(message(n))
+    wait_for(lambda: len(notifier) == 1, timeout=10, message="1 published, 2 queued")
+    with Listener(second_port) as second:
+        first.stop()  # its host is gone: 2 was queued there, never published
+        notifier.put(message(3, end=True))
+        second.wait_for_end()
+        report = notifier.close(5)
+    assert [m.last_segment for m in second.messages] == [2, 3]
+    assert report.delivered == 3 and not report.undelivered and not report.unconfirmed
+    moves = [r.getMessage() for r in caplog.records if "moving from the daemon at" in r.getMessage()]
+    assert moves == [f"moving from the daemon at 127.0.0.1:{first_port} to the one at 127.0.0.1:{second_port};"
+                     " 2 message(s) not confirmed published are sent there"], moves
+
+
+def test_a_daemon_that_says_try_again_is_left_for_the_next(tmp_path: Path) -> None:
+    first_port, second_port = free_ports(2)
+    notifier = Notifier([("127.0.0.1", first_port), ("127.0.0.1", second_port)], v1=False,
+                        outbox_path=tmp_path / ".sample.outbox")
+    with Listener(first_port, reply=lambda sent: Reject.try_again("another daemon writes stream x now")) as first, \
+            Listener(second_port) as second:
+        notifier.start(startup_of(notifier))
+        notifier.put(message(1, end=True))
+        second.wait_for_end()
+        assert notifier.close(5).delivered == 1
+    assert first.messages == [] and [m.last_segment for m in second.messages] == [1]
+
+
+def test_the_daemons_are_tried_in_an_order_fixed_by_the_program() -> None:
+    addresses = [("10.0.0.1", 10234), ("10.0.0.2", 10234), ("10.0.0.3", 10234)]
+    firsts = {daemon_order(addresses, "b", f"program{n}")[0] for n in range(60)}
+    assert firsts == set(addresses)  # programs spread over every daemon
+    for n in range(60):  # the same order for every rendition and every run; one daemon gone moves only its own
+        order = daemon_order(addresses, "b", f"program{n}")
+        assert order == daemon_order(list(reversed(addresses)), "b", f"program{n}")
+        assert daemon_order(addresses[:2], "b", f"program{n}") == [a for a in order if a in addresses[:2]]
+
+
 SECRET = b"notifier-secret-0123456789"
 
 
 def test_a_signing_notifier_says_hello_on_each_connection_and_numbers_its_messages(
     tmp_path: Path, free_port: int
 ) -> None:
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET,
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox", secret=SECRET,
                         key_id="cam-east")
     listener = Listener(free_port)
     listener.start()
@@ -252,7 +367,7 @@ def test_a_daemon_that_does_not_answer_hello_gets_no_message_and_none_is_lost(
 ) -> None:
     # An hls-uploadd older than the exchange reads HELLO as a message of one field.
     older = Listener(free_port, hello=lambda: Reject("expected 10 comma-separated fields, got 1"))
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
     with older:
         notifier.start()
         notifier.put(message(1, end=True))
@@ -267,7 +382,7 @@ def test_a_daemon_clock_far_off_is_warned_about_once_and_refuses_nothing(
     tmp_path: Path, free_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     ahead = Listener(free_port, hello=lambda: Challenge("ab" * 16, time.time_ns() // 1_000_000 + 40_000))
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox", secret=SECRET)
     ahead.start()
     notifier.start()
     notifier.put(message(1))
@@ -283,7 +398,7 @@ def test_a_daemon_clock_far_off_is_warned_about_once_and_refuses_nothing(
 
 
 def test_notifier_reconnects_after_the_daemon_restarts(tmp_path: Path, free_port: int) -> None:
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox")
     listener = Listener(free_port)
     listener.start()
     notifier.start()
@@ -311,7 +426,7 @@ def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_p
         return None
 
     with Listener(free_port, reply=hang):  # type: ignore[arg-type]
-        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
+        notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=path)
         notifier.start()
         for n in range(1, 501):
             notifier.put(named_message(tmp_path, n, end=n == 500))  # returns at once: the outbox only
@@ -323,7 +438,7 @@ def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_p
     assert [m.last_segment for m in report.undelivered] == list(range(1, 501))
     assert report.outbox == path and owed_segments(tmp_path) == list(range(1, 501))
     with Listener(free_port) as listener:
-        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
+        notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=path)
         notifier.start()
         listener.wait_for_end()
         report = notifier.close(10)
@@ -334,7 +449,7 @@ def test_notifier_put_never_blocks_while_the_daemon_hangs(tmp_path: Path, free_p
 def test_a_recorded_message_waits_for_its_put(tmp_path: Path, free_port: int) -> None:
     """Between ``record`` and ``put`` the segment file has no name yet: its message must not go
     out, even to a daemon that just came back and takes the messages owed before it."""
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox")
     notifier.start()
     notifier.put(message(1))  # nobody listens yet: retried
     notifier.record(message(2))
@@ -355,7 +470,7 @@ def test_notifier_ok_for_another_segment_is_a_protocol_error(tmp_path: Path, fre
         return next(answers, acknowledge(msg))
 
     with Listener(free_port, reply=reply) as listener:  # type: ignore[arg-type]
-        notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / "outbox")
+        notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / "outbox")
         notifier.start()
         notifier.put(message(1, end=True))
         report = notifier.close(10)
@@ -380,7 +495,7 @@ def test_a_segment_is_owed_to_the_daemon_before_its_file_is_visible(tmp_path: Pa
     """The committer records the message (fsync'd) before the rename: a kill between the two
     leaves no visible segment that no run would announce."""
     path = tmp_path / ".sample.outbox"
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=path)
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=path)
     segment = FinishedFile(1, "sample-00001.ts", tmp_path / "sample-00001.ts", tmp_path / ".sample-00001.ts.part")
     segment.temp_path.write_bytes(b"\x47" * 188)
     seen_at_record: list[tuple[bool, bool]] = []
@@ -463,7 +578,7 @@ def test_what_the_previous_version_s_files_owed_is_sent_first(
 def test_a_failed_commit_settles_its_recorded_message(tmp_path: Path, free_port: int) -> None:
     """A record made before a failed rename is dropped (no file has its name), so nothing owed
     waits behind it; made before a failure after the rename, it is released and sent."""
-    notifier = Notifier(("127.0.0.1", free_port), v1=False, outbox_path=tmp_path / ".sample.outbox")
+    notifier = Notifier([("127.0.0.1", free_port)], v1=False, outbox_path=tmp_path / ".sample.outbox")
     notifier.record(message(1))
     notifier.settle_recorded(named=False)
     assert len(notifier) == 0
@@ -491,8 +606,11 @@ def test_the_outbox_holding_the_writer_id_is_readable_by_its_owner_only(tmp_path
 
 @pytest.mark.parametrize(("address", "line"), [
     ("127.0.0.1:", "--uploader: address '127.0.0.1:': no port after the colon"),  # once port 10234, silently
-    ("a:1,b:2", "--uploader: address 'a:1,b:2': 'a:1,b:2' is neither an IP address nor a host name"
+    ("a:1 b:2", "--uploader: address 'a:1 b:2': 'a:1 b:2' is neither an IP address nor a host name"
                 " (one address is taken here)"),
+    ("127.0.0.1:1,,127.0.0.1:2", "--uploader: an empty address in '127.0.0.1:1,,127.0.0.1:2' (addresses are"
+                                 " separated by one comma)"),
+    ("127.0.0.1:1, 127.0.0.1:1", "--uploader: 127.0.0.1:1 is listed twice"),
     ("127.0.0.1:0", "--uploader needs a port between 1 and 65535"),
     ("127.1:10234", "--uploader: address '127.1:10234': '127.1' is no IPv4 address (a resolver may read it as"
                     " another one, 127.1 as 127.0.0.1): write the IPv4 address in full dotted-quad form, four"

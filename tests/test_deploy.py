@@ -19,6 +19,7 @@ import pytest
 
 from common.options import settings_from_file
 from tests.support.options import command_settings
+from segmenter.config import SegmenterConfig
 from uploader.cli import EXIT_CONFIG, EXIT_SPOOL, app
 from uploader.config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig
 
@@ -104,6 +105,35 @@ def test_compose_wiring(compose_config: dict[str, Any]) -> None:
     assert services["uploadd"]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
     for name in ("createbucket", "uploadd", "encoder"):
         assert services[name]["build"]["context"] == str(ROOT)
+
+
+TWO_DAEMONS = ROOT / "deploy" / "compose.two-daemons.yml"
+
+
+def test_compose_with_two_daemons(compose: list[str], compose_config: dict[str, Any]) -> None:
+    """The override adds a second daemon like the first but for its own spool, and gives the
+    encoder both; its hls-segment reads the list as two daemons."""
+    done = _run([*compose, "-f", str(TWO_DAEMONS), "config", "--format", "json"])
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert set(services) == SERVICES | {"uploadd2"}
+    first, second = services["uploadd"], services["uploadd2"]
+    assert first["command"] == second["command"] and first["environment"] == second["environment"]
+    mounts = [{(m["source"], m["target"]) for m in service["volumes"]} for service in (first, second)]
+    assert mounts == [{("segments", "/segments"), ("spool", "/var/lib/hls-uploadd")},
+                      {("segments", "/segments"), ("spool2", "/var/lib/hls-uploadd")}]
+    assert services["encoder"]["depends_on"]["uploadd2"]["condition"] == "service_healthy"
+    encoder = " ".join(services["encoder"]["command"])
+    words = encoder.split(" < ")[0].split("exec ", 1)[1].split()
+    assert words[:9] == ["hls-segment", "-", "2", "/segments", "demo", "stream.m3u8", '""', "live", "demo"]
+    uploader = words[words.index("--uploader") + 1]
+    config = SegmenterConfig.from_settings(input="-", segment_duration="2", output_dir="/segments",
+                                           output_prefix="demo", index_name="stream.m3u8", http_prefix="",
+                                           bucket="live", key_prefix="demo",
+                                           settings={"uploader": uploader, "send_segments": False})
+    assert config.uploaders == (("uploadd", 10234), ("uploadd2", 10234))
+    base = " ".join(compose_config["services"]["encoder"]["command"])
+    assert encoder.split(" < ")[1] == base.split(" < ")[1]  # the same source
 
 
 def _option_names(words: list[str]) -> set[str]:

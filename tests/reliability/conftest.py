@@ -78,11 +78,11 @@ class Live:
     # Parts.
 
     def daemon(self, *extra: str, endpoint_url: str | None = None, name: str = "uploadd",
-               env: dict[str, str] | None = None, retention: bool = False) -> UploaderDaemon:
-        """hls-uploadd on this pipeline's fixed port (segmenters find it again after a restart).
-        Without ``retention`` it keeps segment files and objects, which ``check`` audits."""
+               env: dict[str, str] | None = None, retention: bool = False, port: int | None = None) -> UploaderDaemon:
+        """hls-uploadd on this pipeline's fixed port, or ``port`` (segmenters find it again after a
+        restart). Without ``retention`` it keeps segment files and objects, which ``check`` audits."""
         args = [
-            "--listen", f"127.0.0.1:{self.daemon_port}",
+            "--listen", f"127.0.0.1:{port or self.daemon_port}",
             "--allow-dir", str(self.segments_root),
             "--bucket", self.bucket,
             "--window", str(WINDOW),

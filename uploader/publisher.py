@@ -239,10 +239,12 @@ class Publisher:
         # A store that keeps versions (stores.Store.versions): each stream's playlist is written as
         # a chain, and read back once per run before its first publish (``_sync``). The streams
         # read this run; those whose state came from the store (their re-sent segments are not
-        # listed twice); and those another writer took (``_fence``): left alone until a restart.
+        # listed twice), and of them those whose whole window the spool is still to record; and
+        # those another writer took (``_fence``): left alone until a restart.
         self._versions = store.versions
         self._synced: set[StreamKey] = set()
         self._adopted: set[StreamKey] = set()
+        self._unrecorded_window: set[StreamKey] = set()
         self._fenced: set[StreamKey] = set()
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
         self._stopping = False
@@ -457,6 +459,7 @@ class Publisher:
                             state.next_media_sequence - 1)
             return replace(state, version=found.etag)
         self._adopted.add(key)
+        self._unrecorded_window.add(key)
         if stored.ended and not state.published_any and self._keep is not None \
                 and self._listed_already(message, stored) is None:
             fresh = new_run(stored)
@@ -509,6 +512,15 @@ class Publisher:
                 continue
             await self._went_on(stream, "get", key, attempt, held)
             return found
+
+    def _window_to_record(self, item: QueuedItem) -> bool:
+        """Whether ``Spool.complete`` of ``item`` records its stream's whole window rather than the
+        newest segment: once after ``_sync`` took the state from the store, whose segments the
+        spool has none of (a worker started later loads its state from the spool)."""
+        key = item.message.stream_id
+        whole = key in self._unrecorded_window
+        self._unrecorded_window.discard(key)
+        return whole
 
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
         """Another writer replaced the playlist version this daemon last wrote: stop writing the
@@ -589,7 +601,7 @@ class Publisher:
             removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=time.time(),
             allowance_s=self._config.cdn_allowance_s)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
-                                       usage=self._usage_of(message.stream_id)))
+                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item)))
         if listed or listed_as is not None:  # once the spool has it: a redo after a SpoolError would count it again
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
             waiting.clear()
@@ -724,7 +736,7 @@ class Publisher:
         if listed:
             new_state = await self._put_playlist(label, item, new_state)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason,
-                                       usage=self._usage_of(message.stream_id)))
+                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item)))
         if listed:
             waiting = self._unlisted.pop(message.stream_id, {})
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
@@ -825,6 +837,7 @@ class Publisher:
         self._ttl_warned.discard(key)
         self._synced.discard(key)  # a new run of it goes on from what the store has then
         self._adopted.discard(key)
+        self._unrecorded_window.discard(key)
         if key in self._workers:  # its worker may be signing it again (``_run_stream`` forgets this)
             self._forgotten.add(key)
         self._metrics.forget(key)

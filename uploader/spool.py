@@ -579,9 +579,11 @@ class Spool:
 
     def complete(
         self, item: QueuedItem, state: StreamState, *, failure: str | None = None, deletions: Sequence[Deletion] = (),
-        usage: Usage = Usage(),
+        usage: Usage = Usage(), window: bool = False,
     ) -> None:
-        """Mark ``item`` done (or failed, with the reason) and store the stream's new state.
+        """Mark ``item`` done (or failed, with the reason) and store the stream's new state: of its
+        segments, the newest (the rest are recorded already), or with ``window`` every one (a
+        state read from the store, whose segments this spool never had).
 
         ``deletions``: objects of segments the new state removed from its live window, queued in
         the same transaction (uploader/retention.py). A queued deletion of the object just
@@ -624,7 +626,7 @@ class Spool:
                 "INSERT OR REPLACE INTO segments (bucket, key_prefix, idx, media_sequence, uri, duration,"
                 " discontinuity, object_key, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key, s.size_bytes)
-                 for s in state.segments[-1:]],
+                 for s in (state.segments if window else state.segments[-1:])],
             )
             bucket = item.message.bucket
             if failure is None and not item.end_only:

@@ -95,6 +95,26 @@ def test_a_fresh_spool_goes_on_from_the_playlist_in_the_store(
     assert STATE_METADATA in head["Metadata"]
 
 
+def test_the_window_read_from_the_store_is_kept_when_the_stream_goes_on_later(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller,
+) -> None:
+    # The new daemon's first message is a re-send, then the stream waits a while (its worker
+    # ends and a new one loads the state from the spool): the next segment extends the window
+    # read from the store, not a window of the one segment this spool saw.
+    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    published(first, segments_dir, bucket, segment_source, range(1, 6), poller)
+    first.kill()
+    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
+    send(second, segments_dir, bucket, segment_source, range(5, 6))
+    wait_for(lambda: "segment seg-00005.ts: listed already" in second.log(), timeout=30, message="the re-send")
+    time.sleep(0.5)
+    published(second, segments_dir, bucket, segment_source, range(6, 7), poller)
+    newest = m3u8.loads(poller.texts[-1])  # the window of 5 slid by one
+    assert [s.uri for s in newest.segments] == [f"seg-{n:05d}.ts" for n in range(2, 7)]
+    assert newest.media_sequence == 2
+
+
 def test_an_ended_stream_stays_ended_for_a_re_send_and_a_new_run_continues_its_numbering(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
 ) -> None:

@@ -48,6 +48,10 @@ CONNECT_TIMEOUT_S = 3.0
 # The daemon replies once the message is on its disk (an fsync); a reply this late means trouble.
 REPLY_TIMEOUT_S = 15.0
 
+# With another daemon to move to, a daemon whose host hangs is left sooner: within the 10 s a
+# stream may wait for its next segment to be published (docs/segmenter.md, "Several daemons").
+FAILOVER_REPLY_TIMEOUT_S = 5.0
+
 # How often a wait for a reply wakes up to check whether the drain time is over.
 WAKE_UP_S = 0.25
 
@@ -132,7 +136,7 @@ class DaemonClient:
     ``secret`` signs as the peer ``key_id`` (None: the daemon's ``default``). ``tls``:
     the connection is TLS with this context, the daemon's certificate checked for
     ``server_name`` (default: the address's host). ``writer``: sent as ``writer=`` with every
-    message (``--wire ext``).
+    message (``--wire ext``). ``reply_timeout_s``: how long a reply may take (seconds).
     """
 
     def __init__(
@@ -148,8 +152,10 @@ class DaemonClient:
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
         writer: str | None = None,
+        reply_timeout_s: float = REPLY_TIMEOUT_S,
     ) -> None:
         self.address = address
+        self._reply_timeout_s = reply_timeout_s
         self.v1 = v1
         self._writer = writer
         # The daemon's acknowledgement of the last message delivered (``Ack.stream_last`` for a start-up).
@@ -248,7 +254,7 @@ class DaemonClient:
         if self._secret is not None:
             self._counter += 1
             wire = sign(wire, self._secret, self._nonce, self._counter, self._key_id)
-        sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
+        sock.settimeout(self._timeout(self._reply_timeout_s))
         sock.sendall(encode_message(wire, newline=True))
         if payload is not None:
             sock.settimeout(PAYLOAD_SEND_TIMEOUT_S)
@@ -277,7 +283,7 @@ class DaemonClient:
                 data = sock.recv(4096)
             except TimeoutError:
                 waited_s += WAKE_UP_S
-                if self._deadline.expired() or waited_s >= REPLY_TIMEOUT_S:
+                if self._deadline.expired() or waited_s >= self._reply_timeout_s:
                     raise TimeoutError("no reply in time") from None
                 continue
             if not data:
@@ -288,7 +294,7 @@ class DaemonClient:
     def _hello(self, sock: socket.socket) -> None:
         """Ask the new connection's challenge; warn once when the daemon's clock is far from ours.
         Raises ProtocolError when the daemon answers otherwise (the messages wait and are retried)."""
-        sock.settimeout(self._timeout(REPLY_TIMEOUT_S))
+        sock.settimeout(self._timeout(self._reply_timeout_s))
         sock.sendall(HELLO_REQUEST + b"\n")
         reply = self._next_reply(sock)
         if not isinstance(reply, Challenge):

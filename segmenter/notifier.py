@@ -36,7 +36,7 @@ from pathlib import Path
 
 from protocol import IndexMessage
 
-from .client import DaemonClient, Deadline, SendResult, retry_delays
+from .client import FAILOVER_REPLY_TIMEOUT_S, REPLY_TIMEOUT_S, DaemonClient, Deadline, SendResult, retry_delays
 from .outbox import Outbox, OutboxError, Owed
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,10 @@ class Notifier:
         self._on_not_writer = on_not_writer
         # This OUTPUT_DIR's writer id, sent with every message (None on the v1 wire, which has no field for it).
         self.writer = None if v1 else self._outbox.writer()
+        reply_timeout_s = FAILOVER_REPLY_TIMEOUT_S if len(addresses) > 1 else REPLY_TIMEOUT_S
         self._clients = [DaemonClient(address, v1=v1, secret=secret, key_id=key_id, send_segments=send_segments,
                                       deadline=self._deadline, backlog=self.__len__, tls=tls, server_name=server_name,
-                                      writer=self.writer) for address in addresses]
+                                      writer=self.writer, reply_timeout_s=reply_timeout_s) for address in addresses]
         self._current = 0  # the daemon in ``_clients`` being sent to
         self._failures = 0  # attempts failed in a row, over every daemon
         # How many of the oldest owed messages the current daemon acknowledged: they wait for its published=.

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from protocol import Ack, Challenge, IndexMessage, Reject, encode_message, verify
 from common.settings import ConfigError
 from segmenter.cli import app
-from segmenter.client import daemon_order
+from segmenter.client import FAILOVER_REPLY_TIMEOUT_S, REPLY_TIMEOUT_S, daemon_order
 from segmenter.codecs import aac_codec, codec_string, codecs_list, h264_codec
 from segmenter.config import SegmenterConfig, message_directory, parse_segment_seconds
 from segmenter.errors import InputError
@@ -323,6 +323,25 @@ def test_a_daemon_that_says_try_again_is_left_for_the_next(tmp_path: Path) -> No
         second.wait_for_end()
         assert notifier.close(5).delivered == 1
     assert first.messages == [] and [m.last_segment for m in second.messages] == [1]
+
+
+def test_a_daemon_that_takes_messages_and_never_answers_is_left_after_the_failover_reply_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A host that hangs: its connection is open, nothing answers (a single daemon would get 15 s).
+    first_port, second_port = free_ports(2)
+    notifier = Notifier([("127.0.0.1", first_port), ("127.0.0.1", second_port)], v1=False,
+                        outbox_path=tmp_path / ".sample.outbox")
+    with Listener(first_port, reply=lambda sent: None) as hung, Listener(second_port) as second:
+        notifier.start()
+        notifier.put(message(1, end=True))
+        began = time.monotonic()
+        second.wait_for_end(timeout_s=20)
+        waited_s = time.monotonic() - began
+        assert notifier.close(5).delivered == 1
+    assert [m.last_segment for m in hung.messages] == [1] and [m.last_segment for m in second.messages] == [1]
+    assert FAILOVER_REPLY_TIMEOUT_S <= waited_s < REPLY_TIMEOUT_S, waited_s
+    assert any("no answer in time" in r.getMessage() for r in caplog.records)
 
 
 def test_the_daemons_are_tried_in_an_order_fixed_by_the_program() -> None:

@@ -73,15 +73,21 @@ def published(daemon: UploaderDaemon, directory: Path, bucket: str, source: Path
     wait_for(lambda: lists(poller, last), timeout=30, message=f"{last} in the playlist")
 
 
+def replaced(start_uploader: StartUploader, directory: Path, bucket: str, source: Path,
+             poller: PlaylistPoller) -> UploaderDaemon:
+    """A daemon that published segments 1 to 5 killed, and a new one with an empty spool started."""
+    first = start_uploader("--allow-dir", str(directory), "--keep-segment-files")
+    published(first, directory, bucket, source, range(1, 6), poller)
+    first.kill()
+    return start_uploader("--allow-dir", str(directory), "--keep-segment-files", name="replacement")
+
+
 def test_a_fresh_spool_goes_on_from_the_playlist_in_the_store(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
     poller: PlaylistPoller, s3: object,
 ) -> None:
     # The operator replaces the machine: a new daemon, an empty spool, the same stream.
-    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-    published(first, segments_dir, bucket, segment_source, range(1, 6), poller)
-    first.kill()
-    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
+    second = replaced(start_uploader, segments_dir, bucket, segment_source, poller)
     # The segmenter re-sends the last segment (its acknowledgement was lost), then goes on.
     send(second, segments_dir, bucket, segment_source, range(5, 9), end_at=8)
     wait_for(lambda: "#EXT-X-ENDLIST" in (poller.texts or [""])[-1], timeout=30, message="the ended playlist")
@@ -102,10 +108,7 @@ def test_the_window_read_from_the_store_is_kept_when_the_stream_goes_on_later(
     # The new daemon's first message is a re-send, then the stream waits a while (its worker
     # ends and a new one loads the state from the spool): the next segment extends the window
     # read from the store, not a window of the one segment this spool saw.
-    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
-    published(first, segments_dir, bucket, segment_source, range(1, 6), poller)
-    first.kill()
-    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="replacement")
+    second = replaced(start_uploader, segments_dir, bucket, segment_source, poller)
     send(second, segments_dir, bucket, segment_source, range(5, 6))
     wait_for(lambda: "segment seg-00005.ts: listed already" in second.log(), timeout=30, message="the re-send")
     time.sleep(0.5)
@@ -191,6 +194,8 @@ def test_a_daemon_another_overtook_is_refused_by_the_store_and_stops_writing_the
         reply = client.send(ext_message(segments_dir, bucket, 5))
         assert isinstance(reply, Reject) and reply.is_transient, reply
         assert "another daemon writes stream" in reply.reason and "send to another daemon" in reply.reason
+        probe = dataclasses.replace(ext_message(segments_dir, bucket, 0), writer="ab" * 16, confirm=True, probe=True)
+        assert client.send(probe) == reply  # its queue will not be published: asking it how far is no use
     published(new, segments_dir, bucket, segment_source, range(7, 8), poller)
     assert poller.texts.index(taken_over) < len(poller.texts) - 1
     assert "published" not in old.log().split("another writer replaced its playlist")[-1]

@@ -64,7 +64,7 @@ class _Live(Collector):
                                     "Seconds since the input last delivered anything.", value=self.silent_s())
         if self.owed is not None:
             yield GaugeMetricFamily("hls_segment_messages_owed",
-                                    "Index messages written to the outbox and not yet acknowledged by hls-uploadd.",
+                                    "Index messages written to the outbox and not yet confirmed published by hls-uploadd.",
                                     value=self.owed())
 
 

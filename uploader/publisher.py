@@ -601,7 +601,8 @@ class Publisher:
             removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=time.time(),
             allowance_s=self._config.cdn_allowance_s)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
-                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item)))
+                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item),
+                                       listed=listed or listed_as is not None))
         if listed or listed_as is not None:  # once the spool has it: a redo after a SpoolError would count it again
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
             waiting.clear()
@@ -736,7 +737,8 @@ class Publisher:
         if listed:
             new_state = await self._put_playlist(label, item, new_state)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason,
-                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item)))
+                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item),
+                                       listed=listed))
         if listed:
             waiting = self._unlisted.pop(message.stream_id, {})
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())

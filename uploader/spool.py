@@ -92,6 +92,8 @@ _ADDED_COLUMNS = (
     ("deletions", "size", "INTEGER"),
     # The entity tag of the stream's playlist as last written or read (StreamState.version).
     ("streams", "playlist_version", "TEXT"),
+    # The LAST_SEGMENT of the newest message whose segment a playlist in the store lists.
+    ("streams", "listed_through", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 _SCHEMA = """
@@ -509,18 +511,14 @@ class Spool:
         return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
 
     def published_through(self, key: StreamKey) -> int:
-        """The highest segment number N such that no message of stream ``key`` numbered up to N
-        is still queued here: published, or failed for good (``confirm=1``'s ``published=``,
-        docs/protocol.md "Confirmed publication"). Messages are published in the order queued and
-        a writer's numbers grow, so N is one below the oldest queued message's number, or the
-        stream's highest queued number when nothing is queued (0 for a stream never seen)."""
-        row = self._db.execute(
-            "SELECT line FROM messages WHERE bucket=? AND key_prefix=? AND idx=? AND state='queued' ORDER BY id LIMIT 1",
-            key,
-        ).fetchone()
-        if row is not None:
-            return max(0, parse_message(row[0]).last_segment - 1)
-        row = self._db.execute("SELECT last_queued FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
+        """The highest segment number N such that every message of stream ``key`` numbered up to
+        N is through: its segment listed by a playlist version the store took, or failed for good
+        before a listed one (``confirm=1``'s ``published=``, docs/protocol.md "Confirmed
+        publication"). Messages are published in the order queued and a writer's numbers grow, so
+        N is the LAST_SEGMENT of the newest message ``complete`` was told is listed (0 for a stream
+        never listed here). A message taken off the queue without a playlist PUT (a newer one was
+        queued; a VOD playlist before its end) does not count until a later PUT lists it."""
+        row = self._db.execute("SELECT listed_through FROM streams WHERE bucket=? AND key_prefix=? AND idx=?",
                                key).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -579,11 +577,12 @@ class Spool:
 
     def complete(
         self, item: QueuedItem, state: StreamState, *, failure: str | None = None, deletions: Sequence[Deletion] = (),
-        usage: Usage = Usage(), window: bool = False,
+        usage: Usage = Usage(), window: bool = False, listed: bool = False,
     ) -> None:
         """Mark ``item`` done (or failed, with the reason) and store the stream's new state: of its
         segments, the newest (the rest are recorded already), or with ``window`` every one (a
-        state read from the store, whose segments this spool never had).
+        state read from the store, whose segments this spool never had). ``listed``: a playlist
+        the store took lists ``item``'s segment (``published_through``).
 
         ``deletions``: objects of segments the new state removed from its live window, queued in
         the same transaction (uploader/retention.py). A queued deletion of the object just
@@ -628,6 +627,9 @@ class Spool:
                 [(*key, s.media_sequence, s.uri, s.duration_s, s.discontinuity, s.key, s.size_bytes)
                  for s in (state.segments if window else state.segments[-1:])],
             )
+            if listed:
+                self._db.execute("UPDATE streams SET listed_through=? WHERE bucket=? AND key_prefix=? AND idx=?",
+                                 (item.message.last_segment, *key))
             bucket = item.message.bucket
             if failure is None and not item.end_only:
                 self._db.execute("DELETE FROM deletions WHERE bucket=? AND object_key=?",

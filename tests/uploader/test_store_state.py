@@ -306,3 +306,23 @@ def test_a_confirming_sender_is_told_how_far_its_stream_is_published_and_a_probe
         place_segment(segment_source, segments_dir, "seg", 4)
         assert client.send(dataclasses.replace(ext_message(segments_dir, bucket, 4), writer=writer)) == Ack(4)
     assert "taken over" not in daemon.log()
+
+
+def test_published_counts_only_what_a_playlist_in_the_store_lists(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    # A VOD playlist goes out once, complete: until then its segments are stored but listed by no
+    # playlist, and a daemon lost with its disk would take the only record of them with it.
+    writer = "ab" * 16
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--playlist-type", "vod")
+    with daemon.connect() as client:
+        for number in (1, 2, 3):
+            place_segment(segment_source, segments_dir, "seg", number)
+            client.send(dataclasses.replace(ext_message(segments_dir, bucket, number), writer=writer, confirm=True))
+        wait_for(lambda: "segment seg-00003.ts published" in daemon.log(), timeout=30, message="seg 3 through")
+        probe = dataclasses.replace(ext_message(segments_dir, bucket, 0), writer=writer, confirm=True, probe=True)
+        assert client.send(probe) == Ack(0, None, 0)
+        place_segment(segment_source, segments_dir, "seg", 4)
+        client.send(dataclasses.replace(ext_message(segments_dir, bucket, 4, end=True), writer=writer, confirm=True))
+        wait_for(lambda: client.send(probe) == Ack(0, None, 4), timeout=30, message="published=4 once the VOD is out")
+    assert "#EXT-X-ENDLIST" in http_get(seaweed.object_url(bucket, PLAYLIST)).text

@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -122,10 +122,12 @@ class Notifier:
         self._report = DeliveryReport()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
-    def start(self, startup: IndexMessage | None = None) -> int | None:
+    def start(self, startup: IndexMessage | None = None, *, unfinished: Collection[str] = ()) -> int | None:
         """Send ``startup`` (a start-up message) once, then start sending it (until answered), what an
-        earlier run left owed, then this run's messages. Returns the daemon's ``stream_last`` for
-        ``startup`` (None when it did not answer with one). When it refused this writer,
+        earlier run left owed, then this run's messages. ``unfinished``: the segment names whose
+        ``.part`` files this start removed (an earlier run stopped before their rename); the
+        newest owed message, if it names one, is dropped. Returns the daemon's ``stream_last``
+        for ``startup`` (None when it did not answer with one). When it refused this writer,
         ``not_writer`` says why and nothing is sent. Raises OutboxError (an OSError)."""
         if startup is not None:
             self._probe = replace(startup, takeover=False, probe=True)
@@ -134,9 +136,10 @@ class Notifier:
             return None
         outbox = self._outbox
         newest = outbox.newest()
-        if newest is not None and not _segment_named(newest.message):
+        if newest is not None and newest.message.last_segment and newest.message.segment_name in unfinished:
             # Recorded just before its file's rename: a run killed in between left only a .part
-            # (removed at start), and the number goes to this run's next segment.
+            # (removed at start), and the number goes to this run's next segment. A file missing
+            # without a .part was renamed, sent, and removed once stored: it stays owed.
             log.info("segment %s was never finished (the run stopped before its rename): not announced",
                      newest.message.segment_name)
             outbox.remove(newest.id, settle=False)
@@ -407,8 +410,3 @@ def _remove_segment(message: IndexMessage) -> None:
         path.unlink(missing_ok=True)
     except OSError as error:
         log.warning("segment %s delivered, but its file stays: %s", path, error.strerror or error)
-
-
-def _segment_named(message: IndexMessage) -> bool:
-    """Whether the segment ``message`` announces has its real name (a start-up message has none)."""
-    return not message.last_segment or (Path(message.output_directory) / message.segment_name).exists()

@@ -123,7 +123,8 @@ class Segmenter:
         config = self.config
         try:
             config.output_dir.mkdir(parents=True, exist_ok=True)
-            for name in remove_stale_parts(config.output_dir, config.output_prefix):
+            unfinished = remove_stale_parts(config.output_dir, config.output_prefix)
+            for name in unfinished:
                 log.info("removed %s, left unfinished by an earlier run", name)
         except OSError as error:
             raise ConfigError(f"output directory {config.output_dir}: {error.strerror or error}") from None
@@ -145,7 +146,8 @@ class Segmenter:
         if notifier.writer is not None:
             startup = config.message(first_segment=1, last_segment=0, end=False, writer=notifier.writer,
                                      takeover=config.take_over)
-        stream_last = notifier.start(startup)
+        stream_last = notifier.start(startup, unfinished={name.removeprefix(".").removesuffix(".part")
+                                                          for name in unfinished})
         if notifier.not_writer is not None:
             notifier.close(0.0)
             raise NotTheWriter(notifier.not_writer, notifier.writer)

@@ -572,6 +572,24 @@ def test_a_run_killed_before_a_rename_does_not_announce_that_segment(
     assert owed_segments(tmp_path) == []
 
 
+def test_a_segment_whose_file_the_daemon_removed_before_its_publication_was_confirmed_stays_owed(
+    tmp_path: Path, media: MediaCache, free_port: int
+) -> None:
+    """The outbox owes 3 and 4, renamed, sent and published; the daemon removed their files (path
+    mode) and the run was killed before a reply confirmed it. No .part: they are re-sent (the
+    daemon takes them as duplicates), and the new run numbers after them, never reusing 4."""
+    source = media.ts(seconds=4, gop_seconds=2, fps=25)
+    outbox = Outbox.open(tmp_path / ".sample.outbox")
+    for n in (3, 4):
+        outbox.add(dataclasses.replace(message(n), output_directory=f"{tmp_path}/"))
+    outbox.close()
+    listener, result = segment_from_stdin(source, tmp_path, free_port)
+    assert "never finished" not in result.stderr
+    numbers = [m.last_segment for m in listener.messages]
+    assert numbers == [3, 4, 5, 6], numbers
+    assert owed_segments(tmp_path) == []
+
+
 def test_what_the_previous_version_s_files_owed_is_sent_first(
     tmp_path: Path, media: MediaCache, free_port: int
 ) -> None:

@@ -594,7 +594,7 @@ class Publisher:
             waiting[item.id] = item.received_at
         listed = should_publish(new_state, self._options) and not superseded and new_state is not state
         if listed:
-            new_state = await self._put_playlist(label, item, new_state)
+            new_state, listed = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
         due = [] if self._config.keep_segment_objects else deletions(
@@ -735,7 +735,7 @@ class Publisher:
         newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
         listed = not state.ended and not newer and should_publish(new_state, self._options)
         if listed:
-            new_state = await self._put_playlist(label, item, new_state)
+            new_state, listed = await self._put_playlist(label, item, new_state)
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, failure=reason,
                                        usage=self._usage_of(message.stream_id), window=self._window_to_record(item),
                                        listed=listed))
@@ -846,21 +846,21 @@ class Publisher:
         if last_message is not None:
             await self._update_master(stream_label(key), last_message, None)
 
-    async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
+    async def _put_playlist(self, label: str, item: QueuedItem, state: StreamState) -> tuple[StreamState, bool]:
         """PUT the playlist of ``state``, held until it goes out. After each refusal the operator
         must correct (the bucket may have been deleted and made again meanwhile), the segments it
         names are checked and restored (``_restore``) and the playlist made again from what is
         left, so it never names an object the store lost. Returns the state the playlist that went
-        out (or is held back while refilling) was made from."""
+        out (or is held back while refilling) was made from, and whether it went out."""
         message = item.message
         while True:
             self._check_url_ttl(label, message.stream_id, state)
             held, state = await self._put_media_playlist(message, state)
             if not held:
-                return state
+                return state, True
             state = await self._restore(label, item, state)
             if not should_publish(state, self._options):
-                return state
+                return state, False
 
     async def _restore(self, label: str, item: QueuedItem, state: StreamState) -> StreamState:
         """After the store refused the stream's uploads for a reason the operator corrects (its

@@ -465,8 +465,12 @@ class Spool:
                     return Admitted(Queued.IGNORED, last_queued, took_over)
             starts_epoch = end_only = False
             known = last_queued > 0  # a segment of it was queued (a start-up message queues none)
-            if known and message.discontinuity and number == last_queued:
-                return Admitted(Queued.DUPLICATE, last_queued, took_over)  # the message that opened this epoch, re-sent
+            # A writer numbers its segments upwards for good (its outbox keeps the highest), so its
+            # own discontinuity at or below the stream's number is a re-send, not a new run: the
+            # message that opened this epoch, or one of a backlog sent again to be confirmed.
+            own = row is not None and message.writer is not None and message.writer == row[3]
+            if known and message.discontinuity and (number == last_queued or (own and number < last_queued)):
+                return Admitted(Queued.DUPLICATE, last_queued, took_over)
             if known and message.discontinuity:
                 starts_epoch = True
             elif known and number < last_queued and is_v1(message):

@@ -85,11 +85,12 @@ def test_an_ended_stream_is_not_reopened_by_a_replay_nor_a_takeover(
              and "#EXT-X-ENDLIST" in playlist(store), timeout=20, message="the stream's end published")
     final = playlist(store)
     with daemon.connect() as client:
-        replayed = client.send(first)  # a run's first message again
+        replayed = client.send(first)  # a run's first message again: a re-send, nothing added
         startup = client.send(message(segments_dir, 0, B, takeover=True))
         taken = client.send(message(segments_dir, 4, B, takeover=True, discontinuity=True))
         same_writer = client.send(message(segments_dir, 4, A, discontinuity=True))
-    for reply in (replayed, startup, taken, same_writer):
+    assert replayed == Ack(1)
+    for reply in (startup, taken, same_writer):
         assert isinstance(reply, Reject) and "has ended and its playlist is final" in reply.reason, reply
     assert "taken over" not in daemon.log()
     # Still the one final version.

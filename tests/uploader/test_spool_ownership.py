@@ -83,6 +83,24 @@ def test_a_takeover_records_the_new_writer_and_the_former(spool: Spool) -> None:
     assert admit(spool, message(2, B), 102.0, peer="10.0.0.9").queued is Queued.NEW
 
 
+def test_a_writers_own_discontinuity_sent_again_is_a_duplicate_and_another_writers_opens_a_run(
+    spool: Spool,
+) -> None:
+    # A segmenter re-sends what a daemon has not confirmed published: its first segment, marked
+    # as a discontinuity, must not start the stream over. A new writer's (a wiped OUTPUT_DIR, a
+    # takeover) is a new run.
+    assert admit(spool, message(1, discontinuity=True), 100.0).queued is Queued.NEW
+    for number in (2, 3):
+        assert admit(spool, message(number), 100.0).queued is Queued.NEW
+    assert admit(spool, message(1, discontinuity=True), 101.0).queued is Queued.DUPLICATE
+    assert admit(spool, message(3, discontinuity=True), 101.0).queued is Queued.DUPLICATE
+    new_run = message(1, B, discontinuity=True, takeover=True)
+    assert admit(spool, new_run, 102.0, may_take_over=True).queued is Queued.NEW
+    admit(spool, message(2, B, end=True), 103.0)
+    # Once ended, its writer's re-send of a message is still a re-send: OK, nothing added.
+    assert admit(spool, message(1, B, discontinuity=True), 104.0).queued is Queued.DUPLICATE
+
+
 def test_start_up_messages_alone_claim_no_stream(spool: Spool) -> None:
     # A squatter repeating start-up messages for a stream name before its segmenter starts.
     for at in (100.0, 105.0, 110.0):
@@ -108,7 +126,7 @@ def test_v1_messages_on_an_owned_live_stream_are_refused_and_work_on_an_unowned_
     pytest.param(message(0, B, takeover=True), id="takeover"),
     pytest.param(message(0, B), id="start-up-of-another-writer"),
     pytest.param(message(0), id="start-up-of-its-writer"),
-    pytest.param(message(1, discontinuity=True), id="replay-of-the-first-message"),
+    pytest.param(message(1, B, discontinuity=True), id="a-new-run-of-another-writer"),
     pytest.param(message(4, B, discontinuity=True), id="another-writers-segment-after-silence"),
 ])
 def test_an_ended_stream_is_not_reopened(spool: Spool, late: IndexMessage) -> None:

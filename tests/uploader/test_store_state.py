@@ -296,7 +296,7 @@ def test_a_confirming_sender_is_told_how_far_its_stream_is_published_and_a_probe
             reply = client.send(dataclasses.replace(ext_message(segments_dir, bucket, number), writer=writer,
                                                     confirm=True))
             assert isinstance(reply, Ack) and reply.last_segment == number and reply.published is not None
-            assert reply.published < number  # queued, not yet published when the OK goes out
+            assert reply.published <= number  # queued; published too, if the store was quick
         wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="seg 3 in the playlist")
         probe = dataclasses.replace(ext_message(segments_dir, bucket, 0), first_segment=1, writer=other,
                                     confirm=True, probe=True)

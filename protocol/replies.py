@@ -44,8 +44,9 @@ class Ack:
     """The message naming ``last_segment`` is on the daemon's disk. ``stream_last``: in the reply
     to a start-up message with a writer, the stream's highest queued segment number (0: none).
     ``published``: in the reply to a message with ``confirm=1``, the highest segment number N such
-    that every message of the stream up to N is through the daemon's queue (published, or failed
-    for good with an ERROR in its log); None from a daemon that does not confirm."""
+    that every message of the stream up to N is listed by a playlist version the store took (or
+    failed for good, with an ERROR in the daemon's log, before a listed one); None from a daemon
+    that does not confirm."""
 
     last_segment: int
     stream_last: int | None = None

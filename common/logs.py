@@ -93,3 +93,27 @@ class _Text(logging.Formatter):
 def logs_json() -> bool:
     """Whether the root logger writes JSON lines (a program's last words go the same way)."""
     return any(isinstance(handler.formatter, JsonFormatter) for handler in logging.getLogger().handlers)
+
+
+class Throttle:
+    """At most one report per ``interval_s`` per key; the next one counts those left out.
+
+    ``due(key, now)`` returns None when a report for ``key`` was made less than ``interval_s``
+    seconds before ``now`` (monotonic seconds; the call is counted as left out), else the number
+    of calls left out since the last report (the caller reports now).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def due(self, key: object, now: float) -> int | None:
+        logged_at, unlogged = self._last.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < self._interval_s:
+            self._last[key] = (logged_at, unlogged + 1)
+            return None
+        self._last[key] = (now, 0)
+        return unlogged
+
+    def forget(self, key: object) -> None:
+        self._last.pop(key, None)

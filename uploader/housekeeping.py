@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 
 from .config import UploaderConfig
-from common.logs import DESTINATION
+from common.logs import DESTINATION, Throttle
 
 from .metrics import DaemonMetrics, DestinationMetrics
-from .publisher import Publisher, Throttle
+from .publisher import Publisher
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
 from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError

@@ -7,7 +7,15 @@ from .auth import DEFAULT_KEY_ID, NONCE_BYTES, AuthRefused, ChallengeSession, co
 from .decoder import CLOSED, HELLO_REQUEST, NEED_DATA, Event, Hello, MessageDecoder, PayloadData, PayloadEnd, Signal
 from .errors import ProtocolError
 from .limits import CLOCK_WARNING_MS, DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S, MAX_LINE_BYTES
-from .message import V1_FIELD_NAMES, IndexMessage, encode_message, parse_message, segment_file_name, writer_label
+from .message import (
+    V1_FIELD_NAMES,
+    IndexMessage,
+    encode_message,
+    parse_message,
+    segment_file_name,
+    segment_number,
+    writer_label,
+)
 from .replies import (
     NOT_WRITER_PREFIX,
     TRY_AGAIN_PREFIX,
@@ -56,6 +64,7 @@ __all__ = [
     "parse_message",
     "parse_reply",
     "segment_file_name",
+    "segment_number",
     "sign",
     "tag_input",
     "verify",

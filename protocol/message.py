@@ -80,6 +80,15 @@ def segment_file_name(output_prefix: str, number: int) -> str:
     return f"{output_prefix}-{number:05d}.ts"
 
 
+def segment_number(name: str, output_prefix: str) -> int | None:
+    """The number in ``name`` when ``segment_file_name(output_prefix, number)`` makes it, else None."""
+    digits = name.removeprefix(f"{output_prefix}-").removesuffix(".ts")
+    if len(digits) + len(output_prefix) + 4 != len(name) or len(digits) < 5 or not digits.isdigit() \
+            or not digits.isascii() or segment_file_name(output_prefix, int(digits)) != name:
+        return None
+    return int(digits)
+
+
 @dataclass(frozen=True, slots=True)
 class IndexMessage:
     """One index message. Validates itself; any violation raises ProtocolError."""

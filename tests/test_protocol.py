@@ -36,6 +36,7 @@ from protocol import (
     parse_message,
     parse_reply,
     segment_file_name,
+    segment_number,
     sign,
     verify,
     writer_label,
@@ -152,6 +153,14 @@ def test_segment_names_are_five_digits_then_wider() -> None:
     assert ORIGINAL_MESSAGE.segment_key == "stream0001/sample_128k-00005.ts"
     assert ORIGINAL_MESSAGE.playlist_key == "stream0001/stream-128k.m3u8"
     assert dataclasses.replace(ORIGINAL_MESSAGE, key_prefix="").playlist_key == "stream-128k.m3u8"
+
+
+def test_a_segment_name_gives_its_number_back_only_for_its_own_prefix() -> None:
+    for number in (1, 99999, 100000):
+        assert segment_number(segment_file_name("low-a", number), "low-a") == number
+    for name in ("low-a-0001.ts", "low-a-000001.ts", "low-00001.ts", "low-a-00001.ts.part", "low-a-0000x.ts",
+                 "low-a-\u0661\u0662\u0663\u0664\u0665.ts", "other-00001.ts", "low-a-00001.mp4"):
+        assert segment_number(name, "low-a") is None, name
 
 
 # Extensions.

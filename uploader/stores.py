@@ -23,11 +23,14 @@ daemons").
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import errno
 import fcntl
 import hashlib
 import io
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -221,6 +224,9 @@ class Version:
     etag: str  # the store's entity tag, quoted as the store gives it (RFC 9110 8.8.3)
     body: bytes
     metadata: Mapping[str, str]  # what ``put_version`` wrote beside it (S3 user metadata); {} if none
+    # Seconds since it was written, by the store's own clock (S3: the reply's Date less the
+    # object's Last-Modified, both whole seconds); None when the store does not say.
+    age_s: float | None = None
 
 
 class Store(Protocol):
@@ -435,7 +441,7 @@ class S3Store:
                 raise
             with contextlib.closing(reply["Body"]) as stored:
                 body = stored.read()
-        return Version(reply["ETag"], body, dict(reply.get("Metadata") or {}))
+        return Version(reply["ETag"], body, dict(reply.get("Metadata") or {}), _age_s(reply))
 
     def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
                     metadata: Mapping[str, str], replaces: str | None) -> str:
@@ -462,6 +468,21 @@ class S3Store:
 
     def close(self) -> None:
         """Nothing: the client's connections close with the process (a PUT may still run)."""
+
+
+def _age_s(reply: Mapping[str, Any]) -> float | None:
+    """A GetObject reply's object age by the store's clock: its Date header less LastModified."""
+    header = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    modified = reply.get("LastModified")
+    if not header or modified is None:
+        return None
+    try:
+        now = email.utils.parsedate_to_datetime(header)
+        if now.tzinfo is None or modified.tzinfo is None:  # "-0000", or a clone's bare timestamp: UTC
+            now, modified = now.replace(tzinfo=datetime.timezone.utc), modified.replace(tzinfo=datetime.timezone.utc)
+        return max(0.0, (now - modified).total_seconds())
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager
@@ -605,9 +626,10 @@ class FileStore:
             try:
                 with target.open("rb") as file:
                     body = file.read()
+                    modified = os.fstat(file.fileno()).st_mtime
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None  # none there; a PUT finds out why it cannot write one
-        return Version(file_etag(body), body, {})
+        return Version(file_etag(body), body, {}, max(0.0, time.time() - modified))
 
     def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
                     metadata: Mapping[str, str], replaces: str | None) -> str:

@@ -1,6 +1,6 @@
 """Takeover time: how long viewers wait when the daemon a live stream goes through dies.
 
-    python benchmarks/takeover.py [--kills 10] [--segment-seconds 1] [--silent]
+    python benchmarks/takeover.py [--kills 10] [--segment-seconds 1] [--silent] [--lease-ttl 6]
 
 Starts a loopback SeaweedFS (examples.embedded_s3), two hls-uploadd with spools of their own, and
 one real hls-segment fed a live ffmpeg test picture (lavfi, -re), given both daemons
@@ -13,6 +13,10 @@ With --silent the daemon is stopped with SIGSTOP instead, as a host that hangs o
 the network: its connections stay open and nothing answers, so the segmenter waits for its
 reply timeout (5 s with several daemons) before it moves; the daemon is then killed and started
 again, empty, as after a SIGKILL.
+
+With --lease-ttl the daemons hold the program's lease in the store (uploader/lease.py): the other
+daemon publishes only once the dead one's lease has lapsed, its time to live after its last
+renewal (and up to a second of the store's clock).
 
 Per kill it measures the takeover: the signal to the first playlist version that lists a
 segment the dead daemon had not published. The same interval between two playlist versions with new
@@ -82,6 +86,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--segment-seconds", type=float, default=1.0)
     parser.add_argument("--silent", action="store_true", help="SIGSTOP the daemon (a hung host), not SIGKILL")
+    parser.add_argument("--lease-ttl", type=float, default=0.0, help="the daemons' --lease-ttl (0: no leases)")
     parser.add_argument("--keep", help="work directory to keep (new or empty)")
     args = parser.parse_args()
     work, temp = work_directory(args.keep, "takeover-")
@@ -94,7 +99,7 @@ def main() -> None:
             ports = free_ports(2)
             daemons = {port: UploaderDaemon(work / f"daemon-{port}", [
                 "--listen", f"127.0.0.1:{port}", "--allow-dir", str(segments), "--bucket", BUCKET,
-                "--endpoint-url", weed.endpoint_url, "--keep-segment-files"], env=daemon_env(weed.client_environment()))
+                "--endpoint-url", weed.endpoint_url, "--keep-segment-files", "--lease-ttl", f"{args.lease_ttl:g}"], env=daemon_env(weed.client_environment()))
                 for port in ports}
             for daemon in daemons.values():
                 daemon.start()
@@ -139,7 +144,9 @@ def main() -> None:
         if temp is not None:
             temp.cleanup()  # type: ignore[attr-defined]
     median, worst = statistics.median(takeovers), max(takeovers)
-    print(f"\n{len(takeovers)} kills ({'SIGSTOP' if args.silent else 'SIGKILL'}), {args.segment_seconds:g}-s segments")
+    leases = f"leases of {args.lease_ttl:g} s" if args.lease_ttl else "no leases"
+    print(f"\n{len(takeovers)} kills ({'SIGSTOP' if args.silent else 'SIGKILL'}), {args.segment_seconds:g}-s segments,"
+          f" {leases}")
     print(f"takeover (the signal to a new segment listed): median {median:.2f} s, max {worst:.2f} s;"
           f" ratio to the {BOUND_S:g}-s bound: {median / BOUND_S:.2f} (median), {worst / BOUND_S:.2f} (max)")
     print(f"baseline (between new segments, no fault): median {statistics.median(baseline):.2f} s,"

@@ -111,14 +111,15 @@ TWO_DAEMONS = ROOT / "deploy" / "compose.two-daemons.yml"
 
 
 def test_compose_with_two_daemons(compose: list[str], compose_config: dict[str, Any]) -> None:
-    """The override adds a second daemon like the first but for its own spool, and gives the
-    encoder both; its hls-segment reads the list as two daemons."""
+    """The override adds a second daemon like the first but for its own spool, both holding
+    leases, and gives the encoder both; its hls-segment reads the list as two daemons."""
     done = _run([*compose, "-f", str(TWO_DAEMONS), "config", "--format", "json"])
     assert done.returncode == 0, done.stderr
     services = json.loads(done.stdout)["services"]
     assert set(services) == SERVICES | {"uploadd2"}
     first, second = services["uploadd"], services["uploadd2"]
     assert first["command"] == second["command"] and first["environment"] == second["environment"]
+    assert first["environment"]["HLS_UPLOADD_LEASE_TTL"] == "6"  # one publishes a program at a time
     mounts = [{(m["source"], m["target"]) for m in service["volumes"]} for service in (first, second)]
     assert mounts == [{("segments", "/segments"), ("spool", "/var/lib/hls-uploadd")},
                       {("segments", "/segments"), ("spool2", "/var/lib/hls-uploadd")}]

@@ -94,6 +94,14 @@ def _within(low: float, high: float, unit: str = "") -> Callable[[str, float], f
     return check
 
 
+def _lease_ttl(flag: str, value: float) -> float:
+    """0 (no leases) or 2..300 seconds: a lease renewed every third of it, with a second of the
+    store's clock's step allowed (uploader/lease.py)."""
+    if value != 0 and not 2 <= value <= 300:
+        raise ConfigError(f"{flag} {value} is neither 0 (no leases) nor within 2..300 seconds")
+    return value
+
+
 def _window(flag: str, value: int) -> int:
     """--window: at least 3, since a live playlist of fewer segments than 3 cannot hold 3 target
     durations of media (RFC 8216 6.2.2) whatever the segments' lengths; at most MAX_WINDOW."""
@@ -341,6 +349,12 @@ OPTIONS = (
         "drain_timeout", SECONDS, 10.0, "On SIGTERM, how long running uploads may finish, seconds.",
         convert=_within(0, 3600, "seconds"), fields=("drain_timeout_s",), metavar="SECONDS",
     ),
+    Option(
+        "lease_ttl", SECONDS, 0.0,
+        "With several daemons: publish a program only while holding its lease in the store, renewed every third of"
+        " this time to live; another daemon takes it over this long after its last renewal. 0: no leases (one daemon).",
+        convert=_lease_ttl, fields=("lease_ttl_s",), metavar="SECONDS",
+    ),
     Option("log_level", TEXT, "INFO", "DEBUG, INFO, WARNING or ERROR.", convert=_log_level, metavar="LEVEL"),
     LOG_FORMAT,
     metrics_listen("/metrics (Prometheus), /healthz and /readyz"),
@@ -493,6 +507,7 @@ class UploaderConfig:
     max_inflight: int
     retry_max_delay_s: float
     drain_timeout_s: float
+    lease_ttl_s: float  # 0: no leases
     log_level: str
     log_format: str  # "text" or "json"
     port_file: Path | None
@@ -544,6 +559,9 @@ class UploaderConfig:
                 " FILE) so peers are authenticated (or --insecure-no-auth to accept anyone who can reach the port)"
             )
         self._check_url_mode()
+        if self.lease_ttl_s and (plain := [store for store in self.stores if store.scheme not in ("s3", "file")]):
+            raise ConfigError(f"--lease-ttl needs conditional writes, which --store {plain[0]} has none of: use S3 or"
+                              " a local directory, or leave --lease-ttl 0")
         if not self.buckets and not self.any_bucket and not self.peers:
             raise ConfigError("no bucket is allowed: give --bucket NAME (repeatable) for the buckets messages may"
                               " write, or --any-bucket for every bucket the store's credentials reach")

@@ -221,11 +221,11 @@ class Intake:
         """
         label = stream_label(message.stream_id)
         segment = message.segment_name
-        if any(publisher.fenced(message.stream_id) for publisher in self._publishers):
-            # Its queue here will not be published: a probe too is told to look elsewhere.
-            self._metrics.refused(Refusal.DAEMON)
-            return Reject.try_again(f"another daemon writes stream {label} now (its playlist was replaced over this"
-                                    " daemon's version): send to another daemon"), False
+        for publisher in self._publishers:
+            if (elsewhere := await publisher.elsewhere(message)) is not None:
+                # Its queue here would not be published: a probe too is told to look elsewhere.
+                self._metrics.refused(Refusal.DAEMON)
+                return Reject.try_again(f"{elsewhere}: send to another daemon"), False
         if message.probe:
             return await self._ack(message), False
         if message.last_segment == 0 and message.writer is None:

@@ -27,8 +27,8 @@ from dataclasses import replace
 from functools import partial
 from typing import BinaryIO, TypeVar
 
-from common.logs import DESTINATION, SEGMENT, STREAM
-from protocol import IndexMessage
+from common.logs import DESTINATION, SEGMENT, STREAM, Throttle
+from protocol import IndexMessage, segment_number
 
 from .config import UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
@@ -41,6 +41,7 @@ from .player import (
     player_script,
     render_player_page,
 )
+from .leases import Leases
 from .master import Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
@@ -113,30 +114,6 @@ OVER_TARGET_LOG_INTERVAL_S = 60.0
 HELD_LOG_INTERVAL_S = 30.0
 
 
-class Throttle:
-    """At most one report per ``interval_s`` per key; the next one counts those left out.
-
-    ``due(key, now)`` returns None when a report for ``key`` was made less than ``interval_s``
-    seconds before ``now`` (monotonic seconds; the call is counted as left out), else the number
-    of calls left out since the last report (the caller reports now).
-    """
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._last: dict[object, tuple[float, int]] = {}
-
-    def due(self, key: object, now: float) -> int | None:
-        logged_at, unlogged = self._last.get(key, (None, 0))
-        if logged_at is not None and now - logged_at < self._interval_s:
-            self._last[key] = (logged_at, unlogged + 1)
-            return None
-        self._last[key] = (now, 0)
-        return unlogged
-
-    def forget(self, key: object) -> None:
-        self._last.pop(key, None)
-
-
 def _due(signed_at: float | None, ttl_s: float) -> bool:
     """Whether URLs signed at ``signed_at`` (wall clock; None: not in this run) for ``ttl_s`` are
     to be signed again: ``urls.REUSE_FRACTION`` of it has passed, or the clock went back."""
@@ -190,7 +167,8 @@ class Publisher:
         lines (``common.logs.DESTINATION``), when the daemon has several. ``removes_segment_files``:
         a segment file read from --allow-dir is removed once stored (unless --keep-segment-files);
         False with several destinations, where each has its own link to the bytes and the intake
-        removes the file (``intake.Intake``)."""
+        removes the file (``intake.Intake``). With --lease-ttl (several daemons), a program is
+        published only while this daemon holds its lease in ``store`` (``leases.Leases``)."""
         self._config = config
         self._destination = destination
         self._removes_segment_files = removes_segment_files and not config.keep_segment_files
@@ -246,6 +224,11 @@ class Publisher:
         self._adopted: set[StreamKey] = set()
         self._unrecorded_window: set[StreamKey] = set()
         self._fenced: set[StreamKey] = set()
+        # With leases: the fencing number of the program's lease each stream was last read back
+        # from the store under (``_sync``); a new one means another daemon may have written it.
+        self._leases = Leases(store, self._store_call, ttl_s=config.lease_ttl_s) \
+            if config.lease_ttl_s and store.versions else None
+        self._fences: dict[StreamKey, int] = {}
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
         self._stopping = False
         self._running_lock = threading.Lock()
@@ -307,9 +290,17 @@ class Publisher:
         else:
             self._workers[key] = asyncio.create_task(self._run_stream(key), name=f"stream {stream_label(key)}")
 
-    def fenced(self, key: StreamKey) -> bool:
-        """Whether another writer overtook this daemon on stream ``key`` this run (``_fence``)."""
-        return key in self._fenced
+    async def elsewhere(self, message: IndexMessage) -> str | None:
+        """Why ``message``'s stream is to be sent to another daemon, or None: another writer
+        overtook this daemon on it this run (``_fence``), or (``Leases.elsewhere``) another daemon
+        holds its program's lease and renews it, or this daemon cannot read the lease."""
+        key = message.stream_id
+        if key in self._fenced:
+            return f"another daemon writes stream {stream_label(key)} now (its playlist was replaced over this" \
+                   " daemon's version)"
+        if self._leases is not None:
+            return await self._leases.elsewhere(message.bucket, message.key_prefix)
+        return None
 
     async def drain(self, timeout_s: float) -> int:
         """Finish the messages being published, for at most ``timeout_s``; the rest stays queued.
@@ -325,6 +316,8 @@ class Publisher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if self._leases is not None:
+            await self._leases.release_all()
         for stream in list(self._usage):  # the master's and player page's PUTs after the last message
             try:
                 await self._spool.call(Spool.add_usage, self._spool.spool, stream, self._usage_of(stream))
@@ -373,17 +366,25 @@ class Publisher:
                         state = await self._spool.call(Spool.load_state, self._spool.spool, key)
                     item = await self._spool.call(Spool.next_queued, self._spool.spool, key)
                     if item is None:
-                        if (last := self._resign.pop(key, None)) is not None:
+                        if (last := self._resign.pop(key, None)) is not None and (
+                                self._leases is None or self._leases.holds(key[0], key[1])):
                             state = await self._sign_again(label, last, state)
                         if key in self._woken:
                             continue
                         return
+                    if self._leases is not None:
+                        await self._hold_lease(item.message)
                     state = await self._publish(label, item, state)
                     errors = 0
                     continue
                 except VersionConflict as error:
-                    await self._fence(label, key, error)
-                    return
+                    if self._leases is None:
+                        await self._fence(label, key, error)
+                        return
+                    # Written over since this daemon read it: read its lease and playlist again.
+                    log.warning("stream %s: %s; its lease and playlist are read again", label, error)
+                    self._leases.lost(key[0], key[1])
+                    self._synced.discard(key)
                 except SpoolBroken:
                     return  # the daemon logs it once and stops
                 except SpoolError as error:
@@ -486,14 +487,20 @@ class Publisher:
                         " from (%s): it is replaced", label, message.playlist_key, reason)
             return None
 
-    def _listed_already(self, message: IndexMessage, state: StreamState) -> int | None:
-        """The media sequence number under which a stream whose state came from the store
-        (``_sync``) lists ``message``'s segment already (a segmenter re-sending what the daemon
-        before this one published), or None."""
+    def _listed_already(self, message: IndexMessage, state: StreamState) -> str | None:
+        """How a stream whose state came from the store (``_sync``) lists ``message``'s segment
+        already: "as media sequence N" (a segmenter re-sending what the daemon before this one
+        published), or "before its window" when the playlist lists a later segment of the same
+        output prefix (a message queued here while another daemon held the lease, which
+        published it since); None when it does not."""
         if message.stream_id not in self._adopted:
             return None
         uri = message.http_prefix + message.segment_name
-        return next((segment.media_sequence for segment in state.segments if segment.uri == uri), None)
+        if (number := next((s.media_sequence for s in state.segments if s.uri == uri), None)) is not None:
+            return f"as media sequence {number}"
+        later = [n for s in state.segments if (n := segment_number(segment_name(s.uri), message.output_prefix))
+                 is not None and n > message.last_segment]
+        return "before its window" if later else None
 
     async def _read_version(self, stream: StreamKey, bucket: str, key: str) -> Version | None:
         """``Store.get_version``, retried for as long as the store fails transiently or for a
@@ -522,6 +529,16 @@ class Publisher:
         self._unrecorded_window.discard(key)
         return whole
 
+    async def _hold_lease(self, message: IndexMessage) -> None:
+        """Return once this daemon holds the lease of ``message``'s program (``Leases.hold``); when
+        its fencing number is not the one the stream was last read back under, read it again."""
+        assert self._leases is not None
+        key = message.stream_id
+        fence = await self._leases.hold(message.bucket, message.key_prefix)
+        if self._fences.get(key) != fence:
+            self._fences[key] = fence
+            self._synced.discard(key)
+
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
         """Another writer replaced the playlist version this daemon last wrote: stop writing the
         stream for the rest of this run. Its queued messages stay queued; it is held (``hls-uploadd
@@ -545,8 +562,8 @@ class Publisher:
         if item.end_only:
             new_state = with_end(state, promised_s=message.segment_duration)
         elif listed_as is not None:
-            log.info("stream %s segment %s: listed already as media sequence %d, by the playlist this daemon went on"
-                     " from; not listed again", label, segment, listed_as)
+            log.info("stream %s segment %s: listed already %s, by the playlist this daemon went on from; not listed"
+                     " again", label, segment, listed_as)
             new_state = with_end(state, promised_s=message.segment_duration) if message.end and not state.ended else state
         elif state.ended:
             # Queued before the end was (a spool from an older daemon): the playlist is final.
@@ -610,7 +627,8 @@ class Publisher:
         if not item.end_only:
             self._remove_file(label, item)
         await self._update_master(label, message, new_state)
-        number = new_state.segments[-1].media_sequence if new_state.segments and not item.end_only else None
+        listed_now = new_state.segments and not item.end_only and listed_as is None
+        number = new_state.segments[-1].media_sequence if listed_now else None
         log.info(
             "stream %s segment %s published%s%s%s in %.3f s",
             label,
@@ -782,6 +800,8 @@ class Publisher:
         name = self._config.master_name
         if not name or message.index == name:
             return  # a stream named like the master is not one of its renditions
+        if self._leases is not None and not self._leases.holds(message.bucket, message.key_prefix):
+            return  # the program's master is its lease holder's to write
         group = (message.bucket, message.key_prefix)
         lock = self._master_locks.setdefault(group, asyncio.Lock())
         async with lock:

@@ -84,8 +84,9 @@ class FfmpegViewer(threading.Thread):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("leases", [(), ("--lease-ttl", "3")], ids=["segmenters-move", "with-leases"])
 def test_the_daemons_host_lost_mid_stream_the_other_daemon_goes_on_losing_nothing(
-    live: Live, media: MediaCache, tmp_path: Path, request: pytest.FixtureRequest,
+    live: Live, media: MediaCache, tmp_path: Path, request: pytest.FixtureRequest, leases: tuple[str, ...],
 ) -> None:
     clip = live_clip(media, 24)
     addresses = [("127.0.0.1", live.daemon_port), ("127.0.0.1", free_port())]
@@ -93,8 +94,8 @@ def test_the_daemons_host_lost_mid_stream_the_other_daemon_goes_on_losing_nothin
     # The first daemon reaches the store through a link the test can cut, so that when its host
     # dies it holds messages it acknowledged and has not published: what it takes with it.
     link = live.proxy(("127.0.0.1", live.server.s3_port))
-    first = live.daemon(name="first", port=first_port, endpoint_url=link.url)
-    other = live.daemon(name="other", port=other_port)
+    first = live.daemon(*leases, name="first", port=first_port, endpoint_url=link.url)
+    other = live.daemon(*leases, name="other", port=other_port)
     pollers = {name: live.poller(index=f"{name}.m3u8") for name in RENDITIONS}
     for name in RENDITIONS:
         live.segmenter(clip, 24, "--uploader", ",".join(f"{host}:{port}" for host, port in addresses),
@@ -149,3 +150,6 @@ def test_the_daemons_host_lost_mid_stream_the_other_daemon_goes_on_losing_nothin
         assert listed[-1] == result.produced[-1], (name, listed[-1], result.produced[-1])
     for segmenter in live.segmenters:
         assert "moving from the daemon at" in segmenter.log(), segmenter.log()[-2000:]
+    if leases:  # the program's lease lapsed with the first daemon's renewals, and the other took it
+        assert "its lease taken over from daemon" in other.log()
+        assert "its lease taken (fencing number 1)" in first.log()

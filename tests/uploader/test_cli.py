@@ -118,6 +118,24 @@ def test_a_window_under_three_segments_is_refused_naming_the_rfc_rule(tmp_path: 
     assert result.returncode == 2 and f"--window {window} is below 3" in result.stderr
 
 
+@pytest.mark.parametrize(("value", "accepted"), [("0", 0.0), ("2", 2.0), ("300", 300.0), ("1", None), ("301", None),
+                                               ("-1", None)])
+def test_a_lease_time_to_live_is_none_or_two_seconds_to_five_minutes(tmp_path: Path, value: str,
+                                                                     accepted: float | None) -> None:
+    if accepted is not None:
+        assert build(spool_dir=str(tmp_path), bucket=["live"], lease_ttl=value).lease_ttl_s == accepted
+        return
+    with pytest.raises(ConfigError, match=f"^--lease-ttl {float(value)} is neither 0 \\(no leases\\) nor within 2..300"):
+        build(spool_dir=str(tmp_path), bucket=["live"], lease_ttl=value)
+
+
+def test_leases_need_a_store_with_conditional_writes(tmp_path: Path) -> None:
+    assert build(spool_dir=str(tmp_path), bucket=["live"]).lease_ttl_s == 0  # one daemon: no leases
+    build(spool_dir=str(tmp_path), bucket=["live"], lease_ttl="6", store=[f"file://{tmp_path}/www"])
+    with pytest.raises(ConfigError, match="^--lease-ttl needs conditional writes, which --store ftp://"):
+        build(spool_dir=str(tmp_path), bucket=["live"], lease_ttl="6", store=["ftp://example.net/live"])
+
+
 def test_payload_budget_below_the_largest_payload_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run_cli("--spool-dir", str(tmp_path), "--max-payload-inflight", "1000",
                      env={"HLS_UPLOADD_MAX_PAYLOAD_SIZE": "2000"})

@@ -1,0 +1,249 @@
+"""The leases one daemon holds in one store: taken before a program is published, renewed in the
+background while it is, given up when it goes quiet or the daemon stops. The rules are
+``uploader/lease.py``'s; this is the I/O around them (docs/architecture.md, "Leases")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from common.logs import Throttle
+
+from .lease import (
+    LEASE_NAME,
+    SAFE_FRACTION,
+    Lease,
+    Standing,
+    alive,
+    lease_body,
+    read_lease,
+    released,
+    renewed,
+    standing,
+    taken,
+)
+from .stores import Store, StoreError, VersionConflict
+
+log = logging.getLogger("uploader.leases")
+
+T = TypeVar("T")
+Program = tuple[str, str]  # (bucket, key prefix)
+
+# A program none of whose messages was published for this long (and at least this many times
+# the time to live) gives its lease up, so that a daemon its segmenters moved to takes it at once.
+IDLE_RELEASE_S = 30.0
+IDLE_RELEASE_TTLS = 5
+
+# How long another daemon's lease, as read, answers whether it holds the program (at most a third
+# of the time to live): a segmenter told to send elsewhere tries again within seconds.
+SEEN_FOR_S = 1.0
+
+# A lease that cannot be read or renewed is reported at most this often per program.
+WARN_INTERVAL_S = 30.0
+
+LEASE_CONTENT_TYPE = "application/json"
+
+
+def daemon_id() -> str:
+    """This run's name in the leases it holds: host, process and a random part (a restart, or a
+    second daemon in the same process, is another holder)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True)
+class _Held:
+    lease: Lease
+    etag: str
+    renewed_at: float  # monotonic: when the PUT the store last took of it was sent
+    used_at: float  # monotonic: when a message of the program was last published
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """Another daemon's lease as last read."""
+
+    owner: str
+    ttl_s: float
+    age_s: float | None
+    at: float  # monotonic
+
+
+class Leases:
+    def __init__(self, store: Store, call: Callable[[Callable[[], T]], Awaitable[T]], *, ttl_s: float,
+                 me: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """The leases this daemon (``me``, default ``daemon_id()``) holds in ``store``, each with a
+        time to live of ``ttl_s`` seconds; ``call`` runs one store request off the event loop
+        (``Publisher._store_call``)."""
+        self._store = store
+        self._call = call
+        self.me = me or daemon_id()
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._held: dict[Program, _Held] = {}
+        self._seen: dict[Program, _Seen] = {}
+        self._locks: dict[Program, asyncio.Lock] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._failing = Throttle(WARN_INTERVAL_S)  # per program
+
+    # What the publisher and the intake ask.
+
+    async def hold(self, bucket: str, key_prefix: str) -> int:
+        """Return once this daemon holds the lease of program (``bucket``, ``key_prefix``) for long
+        enough to publish: at once when it is held and renewed, else after taking it (free, or
+        lapsed) or waiting for its holder to give it up or stop renewing it. A store that fails
+        is asked again, each failure logged. Returns the lease's fencing number: a new one means
+        another daemon may have written the program since this one last did."""
+        program = (bucket, key_prefix)
+        while True:
+            held = self._held.get(program)
+            if held is not None and self._safe(held):
+                held.used_at = self._clock()
+                return held.lease.fence
+            async with self._locks.setdefault(program, asyncio.Lock()):
+                try:
+                    wait_s = await self._claim(program)
+                except StoreError as error:
+                    self._warn(program, "cannot be read or written", error)
+                    wait_s = self.ttl_s / 3
+            if wait_s:
+                await asyncio.sleep(wait_s)
+
+    def holds(self, bucket: str, key_prefix: str) -> bool:
+        """Whether this daemon may write program (``bucket``, ``key_prefix``) now."""
+        held = self._held.get((bucket, key_prefix))
+        return held is not None and self._safe(held)
+
+    async def elsewhere(self, bucket: str, key_prefix: str) -> str | None:
+        """Why a message of program (``bucket``, ``key_prefix``) is better sent to another daemon,
+        or None: another daemon holds its lease and still renews it (``lease.alive``), as last
+        read (read again when older than ``SEEN_FOR_S``), or this daemon, not holding it, cannot
+        read it (the store is out of its reach, not perhaps of another's). None when this daemon
+        holds it, or it is free or lapsing (the message waits here for it)."""
+        program = (bucket, key_prefix)
+        if self.holds(bucket, key_prefix):
+            return None
+        seen = self._seen.get(program)
+        if seen is None or self._clock() - seen.at > min(SEEN_FOR_S, self.ttl_s / 3):
+            try:
+                await self._read(program)
+            except StoreError as error:
+                return f"this daemon cannot read the lease of program {bucket}/{key_prefix}: {error}"
+            seen = self._seen.get(program)
+        if seen is None or not alive(seen.age_s, seen.ttl_s):
+            return None
+        return f"daemon {seen.owner} holds the lease of program {bucket}/{key_prefix}"
+
+    def lost(self, bucket: str, key_prefix: str) -> None:
+        """A write of the program was refused (another writer's version there): read its lease
+        again before the next."""
+        self._held.pop((bucket, key_prefix), None)
+
+    async def release_all(self) -> None:
+        """Give up every lease held (at the daemon's stop), so that another daemon takes them at once."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+        for program, held in list(self._held.items()):
+            try:
+                await self._call(partial(self._put, program, released(held.lease), held.etag))
+                log.info("program %s/%s: its lease given up", *program)
+            except StoreError as error:
+                log.warning("program %s/%s: its lease could not be given up (another daemon takes it when it lapses,"
+                            " in %.0f s): %s", *program, self.ttl_s, error)
+        self._held.clear()
+
+    # The requests.
+
+    def _key(self, program: Program) -> str:
+        return f"{program[1]}/{LEASE_NAME}" if program[1] else LEASE_NAME
+
+    def _put(self, program: Program, lease: Lease, replaces: str | None) -> str:
+        return self._store.put_version(program[0], self._key(program), lease_body(lease),
+                                       content_type=LEASE_CONTENT_TYPE, cache_control="no-store", metadata={},
+                                       replaces=replaces)
+
+    async def _read(self, program: Program) -> tuple[Standing, Lease | None, str | None, float | None]:
+        found = await self._call(partial(self._store.get_version, program[0], self._key(program)))
+        lease = read_lease(found.body) if found is not None else None
+        age_s = found.age_s if found is not None else None
+        verdict = standing(lease, exists=found is not None, age_s=age_s, me=self.me, ttl_s=self.ttl_s)
+        if verdict is Standing.HELD:
+            self._seen[program] = _Seen(lease.owner if lease is not None else "?", lease.ttl_s if lease else self.ttl_s,
+                                        age_s, self._clock())
+        else:
+            self._seen.pop(program, None)
+        return verdict, lease, found.etag if found is not None else None, age_s
+
+    async def _claim(self, program: Program) -> float:
+        """Read the program's lease and take or renew it when this daemon may. Returns how long
+        to wait before asking again (0: held now, or read again at once)."""
+        verdict, found, etag, age_s = await self._read(program)
+        if verdict is Standing.HELD:
+            lives_s = found.ttl_s if found is not None else self.ttl_s
+            return min(self.ttl_s / 3, max(0.1, lives_s + 1.0 - (age_s or 0.0)))
+        lease = renewed(found) if verdict is Standing.OURS and found is not None else taken(found, self.me, self.ttl_s)
+        sent = self._clock()
+        try:
+            new_etag = await self._call(partial(self._put, program, lease, etag))
+        except VersionConflict:
+            return 0.0  # another daemon wrote it first: read what it wrote
+        self._held[program] = _Held(lease, new_etag, sent, sent)
+        self._start_renewing()
+        if verdict is Standing.LAPSED:
+            log.warning("program %s/%s: its lease taken over from daemon %s, which stopped renewing it %.0f s ago"
+                        " (fencing number %d)", *program, found.owner if found else "?", age_s or 0.0, lease.fence)
+        elif verdict is Standing.FREE:
+            log.info("program %s/%s: its lease taken (fencing number %d)", *program, lease.fence)
+        return 0.0
+
+    def _warn(self, program: Program, what: str, error: StoreError, then: str = "") -> None:
+        if (left_out := self._failing.due(program, self._clock())) is not None:
+            log.warning("program %s/%s: its lease %s: %s%s%s", *program, what, error, then,
+                        f" ({left_out} more such failure(s) since the last report)" if left_out else "")
+
+    def _safe(self, held: _Held) -> bool:
+        return self._clock() - held.renewed_at < self.ttl_s * SAFE_FRACTION
+
+    # Renewing.
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_all(), name="leases")
+
+    async def _renew_all(self) -> None:
+        """Every third of the time to live: renew each lease held, or give it up once its program
+        has been quiet (``IDLE_RELEASE_S``). A lease found taken is dropped, with a WARNING."""
+        idle_s = max(IDLE_RELEASE_S, IDLE_RELEASE_TTLS * self.ttl_s)
+        while self._held:
+            await asyncio.sleep(self.ttl_s / 3)
+            for program, held in list(self._held.items()):
+                quiet = self._clock() - held.used_at > idle_s
+                lease = released(held.lease) if quiet else renewed(held.lease)
+                sent = self._clock()
+                try:
+                    async with self._locks.setdefault(program, asyncio.Lock()):
+                        if self._held.get(program) is not held:
+                            continue
+                        etag = await self._call(partial(self._put, program, lease, held.etag))
+                except VersionConflict:
+                    self._held.pop(program, None)
+                    log.warning("program %s/%s: its lease was taken by another daemon (this one had not renewed it for"
+                                " %.1f s): this daemon stops writing the program", *program, self._clock() - held.renewed_at)
+                    continue
+                except StoreError as error:
+                    self._warn(program, "could not be renewed", error,
+                               "" if self._safe(held) else "; the program is not written until it is")
+                    continue
+                if quiet:
+                    self._held.pop(program, None)
+                    log.info("program %s/%s: its lease given up (nothing published for %.0f s)", *program, idle_s)
+                else:
+                    held.lease, held.etag, held.renewed_at = lease, etag, sent
+

@@ -270,6 +270,9 @@ class SegmenterConfig:
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments or self.take_over):
             raise ConfigError("--wire v1 carries no extensions: --secret-file, --send-segments and --take-over"
                               " need --wire ext")
+        if self.wire is WireMode.V1 and len(self.uploaders) > 1:
+            raise ConfigError("--wire v1 has no replies, so no daemon can say a message is published: several"
+                              " --uploader addresses need --wire ext")
         if self.key_id is not None and self.secret is None:
             raise ConfigError("--key-id names the peer whose secret signs: give --secret-file too")
         check_pair(self.tls_cert, self.tls_key)

@@ -659,6 +659,15 @@ def test_an_uploader_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Pa
     assert not (tmp_path / "out").exists()
 
 
+def test_several_daemons_on_the_v1_wire_are_refused_in_one_line(tmp_path: Path) -> None:
+    # v1 has no reply: a message is done once written, so failover could not keep what a lost
+    # daemon had taken.
+    result = run_segmenter(None, "2", tmp_path / "out", 1, "--uploader", "127.0.0.1:1,127.0.0.1:2", "--wire", "v1")
+    assert (result.returncode, result.stderr.splitlines()) == (2, [
+        "hls-segment: --wire v1 has no replies, so no daemon can say a message is published: several --uploader"
+        " addresses need --wire ext"])
+
+
 def test_a_url_whose_protocol_the_bundled_ffmpeg_lacks_is_refused_with_the_pipe_that_reads_it(
     tmp_path: Path, free_port: int,
 ) -> None:

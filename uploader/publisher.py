@@ -28,7 +28,7 @@ from functools import partial
 from typing import BinaryIO, TypeVar
 
 from common.logs import DESTINATION, SEGMENT, STREAM, Throttle
-from protocol import IndexMessage, segment_number
+from protocol import IndexMessage, ProtocolError, segment_number
 
 from .config import UploaderConfig
 from .files import AllowedDirs, DirectoryRefused, SegmentFileError
@@ -203,6 +203,9 @@ class Publisher:
         # Per program (bucket, key_prefix): its renditions and its master as last uploaded this
         # run (read from the spool once, then kept up to date), and a lock so its PUTs go out in order.
         self._programs: dict[tuple[str, str], Program] = {}
+        # Programs whose master in the store was read this run (and, with leases, since this
+        # daemon last took the program's lease): ``_add_stored_renditions``.
+        self._masters_read: set[tuple[str, str]] = set()
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
@@ -538,6 +541,7 @@ class Publisher:
         if self._fences.get(key) != fence:
             self._fences[key] = fence
             self._synced.discard(key)
+            self._masters_read.discard((message.bucket, message.key_prefix))
 
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
         """Another writer replaced the playlist version this daemon last wrote: stop writing the
@@ -808,6 +812,9 @@ class Publisher:
             program = self._programs.get(group)
             if program is None:
                 program = self._programs[group] = await self._spool.call(self._load_program, group)
+            if self._versions and group not in self._masters_read:
+                self._masters_read.add(group)
+                await self._add_stored_renditions(label, message, program)
             listed = state is not None and message.stream_id not in self._forgotten and should_publish(state, self._options)
             found = variant(message.index, state) if listed else None
             changed = program.update(message.index, found)
@@ -835,6 +842,37 @@ class Publisher:
             )
             if first and self._config.player_page and self._pages.get(group) != name:
                 await self._put_player_page(label, message, name)
+
+    async def _add_stored_renditions(self, label: str, message: IndexMessage, program: Program) -> None:
+        """Add to ``program`` (``message``'s) each rendition its master in the store lists that it
+        has no variant of, as that rendition's playlist in the store says it is: renditions
+        another daemon published, or a fresh spool's, so that the next master lists them rather
+        than only those that reached this daemon so far (each rendition's segmenter moves to it
+        in its own time). Nothing when the store has no master or may not be read."""
+        name = self._config.master_name
+        try:
+            found = await self._read_version(message.stream_id, message.bucket, message.key_for(name))
+        except ReadRefused:
+            return
+        if found is None:
+            return
+        known = {variant.uri for variant in program.variants()} | {message.index, name}
+        for line in found.body.decode("ascii", "replace").splitlines():
+            rendition = segment_name(line.strip())
+            if not line.strip() or line.startswith("#") or rendition in known:
+                continue
+            known.add(rendition)
+            try:
+                other = replace(message, index=rendition)
+            except ProtocolError:
+                continue  # not a name a stream may have
+            stored = await self._read_version(other.stream_id, message.bucket, other.playlist_key)
+            state = await self._stored_state(label, other, stored) if stored is not None else None
+            if state is not None and should_publish(state, self._options) \
+                    and (found_variant := variant(rendition, state)) is not None:
+                program.update(rendition, found_variant)
+                log.info("program %s: rendition %s, listed by the master in the store, kept in it",
+                         stream_label((*message.stream_id[:2], name)), rendition)
 
     def _load_program(self, group: tuple[str, str]) -> Program:
         """The renditions of a program as the spool holds them (on the spool's thread), read once

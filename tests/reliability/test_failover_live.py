@@ -150,6 +150,10 @@ def test_the_daemons_host_lost_mid_stream_the_other_daemon_goes_on_losing_nothin
         assert listed[-1] == result.produced[-1], (name, listed[-1], result.produced[-1])
     for segmenter in live.segmenters:
         assert "moving from the daemon at" in segmenter.log(), segmenter.log()[-2000:]
+    # The other daemon's master lists every rendition from its first upload, read back from the
+    # store's master, not only the renditions whose segmenters had moved to it by then.
+    uploads = re.findall(r"master playlist uploaded with (\d+) rendition", other.log())
+    assert uploads and set(uploads) == {str(len(RENDITIONS))}, uploads
     if leases:  # the program's lease lapsed with the first daemon's renewals, and the other took it
         assert "its lease taken over from daemon" in other.log()
         assert "its lease taken (fencing number 1)" in first.log()

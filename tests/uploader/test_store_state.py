@@ -326,3 +326,35 @@ def test_published_counts_only_what_a_playlist_in_the_store_lists(
         client.send(dataclasses.replace(ext_message(segments_dir, bucket, 4, end=True), writer=writer, confirm=True))
         wait_for(lambda: client.send(probe) == Ack(0, None, 4), timeout=30, message="published=4 once the VOD is out")
     assert "#EXT-X-ENDLIST" in http_get(seaweed.object_url(bucket, PLAYLIST)).text
+
+
+def test_a_fresh_spool_keeps_the_renditions_the_master_in_the_store_lists_and_ignores_what_is_no_rendition(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    s3: Any,
+) -> None:
+    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files")
+    with first.connect() as client:
+        for number in range(1, 4):
+            for name in ("a", "b"):
+                place_segment(segment_source, segments_dir, name, number)
+                message = ext_message(segments_dir, bucket, number, index=f"{name}.m3u8", output_prefix=name)
+                assert client.send(message) == Ack(number)
+    master_key = "live/one/master.m3u8"
+    wait_for(lambda: "b.m3u8" in http_get(seaweed.object_url(bucket, master_key)).text, timeout=30,
+             message="a master of a and b")
+    first.kill()
+    # Someone edits the master by hand: a rendition that has no playlist, names that are no
+    # stream's, a signed URL of b's playlist.
+    text = s3.get_object(Bucket=bucket, Key=master_key)["Body"].read().decode()
+    text += "#EXT-X-STREAM-INF:BANDWIDTH=1\nc.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\n..\n\n"
+    text += "#EXT-X-STREAM-INF:BANDWIDTH=1\nhttps://cdn.example/live/one/b.m3u8?Expires=1&Signature=x\n\u00e9.m3u8\n"
+    s3.put_object(Bucket=bucket, Key=master_key, Body=text.encode())
+    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="fresh")
+    with second.connect() as client:  # only a's segmenter has moved to it
+        place_segment(segment_source, segments_dir, "a", 4)
+        assert client.send(ext_message(segments_dir, bucket, 4, index="a.m3u8", output_prefix="a")) == Ack(4)
+    wait_for(lambda: "master playlist uploaded" in second.log(), timeout=30, message="the fresh daemon's master")
+    master = m3u8.loads(http_get(seaweed.object_url(bucket, master_key)).text)
+    assert sorted(playlist.uri for playlist in master.playlists) == ["a.m3u8", "b.m3u8"]
+    assert all(playlist.stream_info.bandwidth > 1 for playlist in master.playlists)
+    assert "rendition b.m3u8, listed by the master in the store, kept in it" in second.log()

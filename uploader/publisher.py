@@ -204,8 +204,11 @@ class Publisher:
         # run (read from the spool once, then kept up to date), and a lock so its PUTs go out in order.
         self._programs: dict[tuple[str, str], Program] = {}
         # Programs whose master in the store was read this run (and, with leases, since this
-        # daemon last took the program's lease): ``_add_stored_renditions``.
+        # daemon last took the program's lease): ``_add_stored_renditions``; the version of each
+        # program's master this daemon last read or wrote, which its next master PUT replaces
+        # (None: none there), absent for a master this daemon may not read (then replaced as is).
         self._masters_read: set[tuple[str, str]] = set()
+        self._master_versions: dict[tuple[str, str], str | None] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
@@ -824,14 +827,28 @@ class Publisher:
                       and _due(self._master_signed_at.get(group), self._config.playlist_url_ttl_s))
             if not changed and not resign:
                 return
-            current = program.variants()
-            text = master_playlist(current, self._playlist_uri(message))
-            try:
-                await self._put(message.stream_id, name, message.bucket, message.key_for(name), text.encode("ascii"),
-                                PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist)
-            except PermanentStoreError as error:
-                log.error("program %s: master playlist failed permanently: %s", stream_label((*group, name)), error)
-                return
+            for attempt in range(1, MAX_VERSION_RETRIES + 1):
+                current = program.variants()
+                text = master_playlist(current, self._playlist_uri(message))
+                request = partial(self._put_master_version, message.bucket, message.key_for(name), group) \
+                    if group in self._master_versions else None
+                try:
+                    await self._put(message.stream_id, name, message.bucket, message.key_for(name),
+                                    text.encode("ascii"), PLAYLIST_CONTENT_TYPE, self._config.cache_control_playlist,
+                                    request=request)
+                    break
+                except PermanentStoreError as error:
+                    log.error("program %s: master playlist failed permanently: %s", stream_label((*group, name)), error)
+                    return
+                except VersionConflict as error:
+                    # Another writer replaced the master since this daemon read or wrote it (a
+                    # holder whose lease lapsed, or a daemon without leases): read it again and
+                    # keep what it lists that this program lacks.
+                    if attempt == MAX_VERSION_RETRIES:
+                        log.warning("program %s: its master was replaced by another writer %d times running; left as"
+                                    " the store has it: %s", stream_label((*group, name)), attempt, error)
+                        return
+                    await self._add_stored_renditions(label, message, program)
             first = not program.ever_uploaded
             program.uploaded(current)
             self._master_signed_at[group] = time.time()
@@ -850,10 +867,13 @@ class Publisher:
         than only those that reached this daemon so far (each rendition's segmenter moves to it
         in its own time). Nothing when the store has no master or may not be read."""
         name = self._config.master_name
+        group = (message.bucket, message.key_prefix)
         try:
             found = await self._read_version(message.stream_id, message.bucket, message.key_for(name))
         except ReadRefused:
+            self._master_versions.pop(group, None)
             return
+        self._master_versions[group] = found.etag if found is not None else None
         if found is None:
             return
         known = {variant.uri for variant in program.variants()} | {message.index, name}
@@ -873,6 +893,15 @@ class Publisher:
                 program.update(rendition, found_variant)
                 log.info("program %s: rendition %s, listed by the master in the store, kept in it",
                          stream_label((*message.stream_id[:2], name)), rendition)
+
+    def _put_master_version(self, bucket: str, key: str, group: tuple[str, str], body: Body, *, content_type: str,
+                            cache_control: str) -> None:
+        """A master PUT that replaces only the version of it this daemon last read or wrote (on an
+        I/O thread); the new entity tag recorded. Raises VersionConflict."""
+        assert isinstance(body, bytes)
+        self._master_versions[group] = self._store.put_version(
+            bucket, key, body, content_type=content_type, cache_control=cache_control, metadata={},
+            replaces=self._master_versions[group])
 
     def _load_program(self, group: tuple[str, str]) -> Program:
         """The renditions of a program as the spool holds them (on the spool's thread), read once

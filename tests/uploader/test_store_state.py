@@ -358,3 +358,31 @@ def test_a_fresh_spool_keeps_the_renditions_the_master_in_the_store_lists_and_ig
     assert sorted(playlist.uri for playlist in master.playlists) == ["a.m3u8", "b.m3u8"]
     assert all(playlist.stream_info.bandwidth > 1 for playlist in master.playlists)
     assert "rendition b.m3u8, listed by the master in the store, kept in it" in second.log()
+
+
+def test_a_master_put_replaces_only_the_version_its_daemon_last_saw(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+) -> None:
+    # Two daemons without leases each publish renditions of one program: each master PUT names
+    # the version it replaces, so neither drops a rendition only the other knows.
+    def publish(daemon: UploaderDaemon, name: str, numbers: range) -> None:
+        with daemon.connect() as client:
+            for number in numbers:
+                place_segment(segment_source, segments_dir, name, number)
+                message = ext_message(segments_dir, bucket, number, index=f"{name}.m3u8", output_prefix=name)
+                assert client.send(message) == Ack(number)
+
+    def listed() -> list[str]:
+        reply = http_get(seaweed.object_url(bucket, "live/one/master.m3u8"))
+        return sorted(p.uri for p in m3u8.loads(reply.text).playlists) if reply.status == 200 else []
+
+    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="first")
+    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", name="second")
+    publish(first, "a", range(1, 3))
+    publish(first, "b", range(1, 3))
+    wait_for(lambda: listed() == ["a.m3u8", "b.m3u8"], timeout=30, message="the first daemon's master of a and b")
+    publish(second, "c", range(1, 3))  # reads the master, keeps a and b
+    wait_for(lambda: listed() == ["a.m3u8", "b.m3u8", "c.m3u8"], timeout=30, message="the second daemon's master")
+    publish(first, "d", range(1, 3))  # its master version is stale: refused, read again, c kept
+    wait_for(lambda: listed() == ["a.m3u8", "b.m3u8", "c.m3u8", "d.m3u8"], timeout=30, message="a master of all four")
+    assert "rendition c.m3u8, listed by the master in the store, kept in it" in first.log()

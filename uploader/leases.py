@@ -150,9 +150,17 @@ class Leases:
         """Give up every lease held (at the daemon's stop), so that another daemon takes them at once."""
         if self._renewer is not None:
             self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
         for program, held in list(self._held.items()):
             try:
-                await self._call(partial(self._put, program, released(held.lease), held.etag))
+                try:
+                    await self._call(partial(self._put, program, released(held.lease), held.etag))
+                except VersionConflict:
+                    # A renewal cut off above may have gone out: give up the version there if it is ours.
+                    verdict, found, etag, _ = await self._read(program)
+                    if verdict is not Standing.OURS or found is None:
+                        continue
+                    await self._call(partial(self._put, program, released(found), etag))
                 log.info("program %s/%s: its lease given up", *program)
             except StoreError as error:
                 log.warning("program %s/%s: its lease could not be given up (another daemon takes it when it lapses,"

@@ -322,8 +322,9 @@ class Publisher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if self._leases is not None:
-            await self._leases.release_all()
+        if self._leases is not None:  # bounded too: a lease not given up lapses by itself
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leases.release_all(), timeout=max(1.0, timeout_s))
         for stream in list(self._usage):  # the master's and player page's PUTs after the last message
             try:
                 await self._spool.call(Spool.add_usage, self._spool.spool, stream, self._usage_of(stream))

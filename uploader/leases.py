@@ -78,15 +78,18 @@ class _Seen:
 
 class Leases:
     def __init__(self, store: Store, call: Callable[[Callable[[], T]], Awaitable[T]], *, ttl_s: float,
-                 me: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 me: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 count: Callable[[str], None] = lambda event: None) -> None:
         """The leases this daemon (``me``, default ``daemon_id()``) holds in ``store``, each with a
         time to live of ``ttl_s`` seconds; ``call`` runs one store request off the event loop
-        (``Publisher._store_call``)."""
+        (``Publisher._store_call``); ``count(event)`` is told each lease "taken", "taken_over",
+        "lost" and "released" (``DestinationMetrics.lease``)."""
         self._store = store
         self._call = call
         self.me = me or daemon_id()
         self.ttl_s = ttl_s
         self._clock = clock
+        self._count = count
         self._held: dict[Program, _Held] = {}
         self._seen: dict[Program, _Seen] = {}
         self._locks: dict[Program, asyncio.Lock] = {}
@@ -162,6 +165,7 @@ class Leases:
                         continue
                     await self._call(partial(self._put, program, released(found), etag))
                 log.info("program %s/%s: its lease given up", *program)
+                self._count("released")
             except StoreError as error:
                 log.warning("program %s/%s: its lease could not be given up (another daemon takes it when it lapses,"
                             " in %.0f s): %s", *program, self.ttl_s, error)
@@ -204,6 +208,8 @@ class Leases:
             return 0.0  # another daemon wrote it first: read what it wrote
         self._held[program] = _Held(lease, new_etag, sent, sent)
         self._start_renewing()
+        if verdict is not Standing.OURS:
+            self._count("taken_over" if verdict is Standing.LAPSED else "taken")
         if verdict is Standing.LAPSED:
             log.warning("program %s/%s: its lease taken over from daemon %s, which stopped renewing it %.0f s ago"
                         " (fencing number %d)", *program, found.owner if found else "?", age_s or 0.0, lease.fence)
@@ -242,6 +248,7 @@ class Leases:
                         etag = await self._call(partial(self._put, program, lease, held.etag))
                 except VersionConflict:
                     self._held.pop(program, None)
+                    self._count("lost")
                     log.warning("program %s/%s: its lease was taken by another daemon (this one had not renewed it for"
                                 " %.1f s): this daemon stops writing the program", *program, self._clock() - held.renewed_at)
                     continue
@@ -251,6 +258,7 @@ class Leases:
                     continue
                 if quiet:
                     self._held.pop(program, None)
+                    self._count("released")
                     log.info("program %s/%s: its lease given up (nothing published for %.0f s)", *program, idle_s)
                 else:
                     held.lease, held.etag, held.renewed_at = lease, etag, sent

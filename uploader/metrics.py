@@ -107,6 +107,9 @@ class DaemonMetrics:
                                     (DESTINATION_LABEL, "operation", "kind"), registry=registry)
         self.store_retries = Counter("hls_uploadd_store_retries", "Failed store requests that are tried again.",
                                      (DESTINATION_LABEL, "operation"), registry=registry)
+        self.leases = Counter("hls_uploadd_leases", "Program leases (--lease-ttl) taken, renewed and lost or given"
+                              " up, by event: taken (free), taken_over (lapsed), lost (taken by another daemon),"
+                              " released.", (DESTINATION_LABEL, "event"), registry=registry)
         self.refusals = Counter("hls_uploadd_refusals", "Messages and connections refused, by reason.",
                                 ("reason",), registry=registry)
         for reason in Refusal:
@@ -155,6 +158,10 @@ class DestinationMetrics:
 
     def store_retry(self, operation: str) -> None:
         self.metrics.store_retries.labels(self.name, operation).inc()
+
+    def lease(self, event: str) -> None:
+        """A program's lease was taken, ``taken_over``, ``lost`` or ``released``."""
+        self.metrics.leases.labels(self.name, event).inc()
 
     def forget(self, key: StreamKey) -> None:
         """The destination forgot the stream: its series go."""

@@ -232,7 +232,7 @@ class Publisher:
         self._fenced: set[StreamKey] = set()
         # With leases: the fencing number of the program's lease each stream was last read back
         # from the store under (``_sync``); a new one means another daemon may have written it.
-        self._leases = Leases(store, self._store_call, ttl_s=config.lease_ttl_s) \
+        self._leases = Leases(store, self._store_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
             if config.lease_ttl_s and store.versions else None
         self._fences: dict[StreamKey, int] = {}
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)

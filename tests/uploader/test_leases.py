@@ -21,6 +21,7 @@ from protocol import Ack, IndexMessage, Reject, Reply
 from tests.support.daemon import Client, place_segment
 from tests.support.pipeline import PlaylistPoller
 from tests.support.proxy import DelayProxy
+from tests.support.scrape import endpoint_of, scrape
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
 from uploader.lease import LEASE_NAME, read_lease
@@ -120,8 +121,9 @@ def test_a_daemon_paused_past_its_lease_has_its_late_writes_refused_by_the_store
     link.start()
     try:
         old = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                             "--endpoint-url", link.url, name="old")
-        new = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL, name="new")
+                             "--endpoint-url", link.url, "--metrics-listen", "127.0.0.1:0", name="old")
+        new = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
+                             "--metrics-listen", "127.0.0.1:0", name="new")
         with old.connect() as client:
             for number in range(1, 5):
                 place_segment(segment_source, segments_dir, "seg", number)
@@ -155,6 +157,10 @@ def test_a_daemon_paused_past_its_lease_has_its_late_writes_refused_by_the_store
         assert final.segments[-1].uri == "seg-00007.ts"
         assert "seg-00005.ts published as media sequence" not in old.log()
         assert lease_of(s3, bucket)[1] == 2
+        counted = {name: {event: scrape(endpoint_of(daemon.log())).value("hls_uploadd_leases_total", event=event)
+                          for event in ("taken", "taken_over", "lost")} for name, daemon in (("old", old), ("new", new))}
+        assert counted["old"]["taken"] == 1 and counted["new"]["taken_over"] == 1, counted
+        assert counted["new"]["taken"] is None and counted["old"]["taken_over"] is None, counted
         with new.connect() as client:  # and the program goes on at the new holder
             place_segment(segment_source, segments_dir, "seg", 8)
             assert client.send(ext_message(segments_dir, bucket, 8, end=True)) == Ack(8)

@@ -31,6 +31,7 @@ from protocol.limits import DEFAULT_MAX_PAYLOAD_BYTES, IDLE_TIMEOUT_S
 from protocol import DEFAULT_KEY_ID
 from protocol.message import is_bucket_name, is_key_prefix
 
+from .lease import MAX_TTL_S, MIN_TTL_S
 from .peers import UNSIGNED, Peers, Scope, read_peers_file
 from .playlist import PlaylistType
 from .remote import StoreUrl, parse_store_url
@@ -95,10 +96,9 @@ def _within(low: float, high: float, unit: str = "") -> Callable[[str, float], f
 
 
 def _lease_ttl(flag: str, value: float) -> float:
-    """0 (no leases) or 2..300 seconds: a lease renewed every third of it, with a second of the
-    store's clock's step allowed (uploader/lease.py)."""
-    if value != 0 and not 2 <= value <= 300:
-        raise ConfigError(f"{flag} {value} is neither 0 (no leases) nor within 2..300 seconds")
+    """0 (no leases) or ``lease.MIN_TTL_S``..``MAX_TTL_S`` seconds (uploader/lease.py)."""
+    if value != 0 and not MIN_TTL_S <= value <= MAX_TTL_S:
+        raise ConfigError(f"{flag} {value} is neither 0 (no leases) nor within {MIN_TTL_S:g}..{MAX_TTL_S:g} seconds")
     return value
 
 

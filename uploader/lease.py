@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 
 # The lease object's name, under the program's key prefix (``IndexMessage.key_for``).
@@ -26,6 +27,20 @@ LEASE_NAME = "hls-lease.json"
 
 # S3's Last-Modified and Date are whole seconds: an age read off them can be up to 1 s over.
 CLOCK_STEP_S = 1.0
+
+# A lease's time to live, seconds (--lease-ttl): renewed every third of it, with the clock's step
+# allowed; at most five minutes, so that a lease object someone else wrote cannot stall a
+# program for longer.
+MIN_TTL_S = 2.0
+MAX_TTL_S = 300.0
+
+# The largest lease object read as one (``lease_body`` writes about 100 bytes), and its holder's
+# id: printable ASCII, no spaces (``leases.daemon_id``), so that it goes into a log line as is.
+MAX_BODY_BYTES = 1024
+_OWNER = re.compile(r"[\x21-\x7e]{0,200}")
+
+# Fencing numbers stay below this (JSON numbers every reader keeps exact); past it, 1 again.
+MAX_FENCE = 2**53
 
 # A holder counts its lease as its own for this part of the time to live after it sent its last
 # renewal that the store took; a taker waits the whole time to live plus ``CLOCK_STEP_S``.
@@ -69,18 +84,25 @@ def lease_body(lease: Lease) -> bytes:
 
 
 def read_lease(body: bytes) -> Lease | None:
-    """The lease ``body`` holds; None when it is no lease (not JSON, a field missing or of the
-    wrong type, a fence below 1, a time to live that is not a positive finite number)."""
+    """The lease ``body`` holds; None when it is no lease: over ``MAX_BODY_BYTES``, not JSON (or
+    nested too deep to read), a field missing or of the wrong type, an owner that is not
+    printable ASCII without spaces, a fence outside 1..``MAX_FENCE``, a time to live outside
+    ``MIN_TTL_S``..``MAX_TTL_S``."""
+    if len(body) > MAX_BODY_BYTES:
+        return None
     try:
         fields = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(fields, dict):
         return None
     owner, fence, ttl_s, renewal = (fields.get(name) for name in ("owner", "fence", "ttl_s", "renewal"))
-    if not isinstance(owner, str) or not _count(fence) or not _count(renewal, least=0):
+    if not isinstance(owner, str) or not _OWNER.fullmatch(owner):
         return None
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not math.isfinite(ttl_s) or ttl_s <= 0:
+    if not _count(fence, least=1, most=MAX_FENCE) or not _count(renewal, least=0, most=MAX_FENCE):
+        return None
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not math.isfinite(ttl_s) \
+            or not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
         return None
     return Lease(owner, fence, float(ttl_s), renewal)
 
@@ -113,19 +135,21 @@ def alive(age_s: float | None, ttl_s: float) -> bool:
 
 def taken(found: Lease | None, me: str, ttl_s: float) -> Lease:
     """The lease daemon ``me`` writes to take a program whose lease object holds ``found``
-    (None: none, or unreadable): the next fencing number."""
-    return Lease(me, (found.fence if found is not None else 0) + 1, ttl_s)
+    (None: none, or unreadable): the next fencing number (1 after ``MAX_FENCE``, or when there
+    was none to go on from)."""
+    fence = found.fence if found is not None else 0
+    return Lease(me, fence + 1 if fence < MAX_FENCE else 1, ttl_s)
 
 
 def renewed(lease: Lease) -> Lease:
     """``lease`` renewed by its holder: a new version, the same fencing number."""
-    return replace(lease, renewal=lease.renewal + 1)
+    return replace(lease, renewal=lease.renewal + 1 if lease.renewal < MAX_FENCE else 0)
 
 
 def released(lease: Lease) -> Lease:
     """``lease`` given up by its holder: any daemon may take it at once."""
-    return replace(lease, owner="", renewal=lease.renewal + 1)
+    return replace(renewed(lease), owner="")
 
 
-def _count(value: object, *, least: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 10**15
+def _count(value: object, *, least: int, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most

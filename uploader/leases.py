@@ -70,7 +70,7 @@ class _Held:
 class _Seen:
     """Another daemon's lease as last read."""
 
-    owner: str
+    owner: str | None  # None: an object that is no lease (``lease.read_lease``)
     ttl_s: float
     age_s: float | None
     at: float  # monotonic
@@ -95,6 +95,7 @@ class Leases:
         self._locks: dict[Program, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._failing = Throttle(WARN_INTERVAL_S)  # per program
+        self._unreadable = Throttle(WARN_INTERVAL_S)  # per program
 
     # What the publisher and the intake ask.
 
@@ -142,6 +143,9 @@ class Leases:
             seen = self._seen.get(program)
         if seen is None or not alive(seen.age_s, seen.ttl_s):
             return None
+        if seen.owner is None:
+            return f"the lease of program {bucket}/{key_prefix} is an object this daemon cannot read (it is taken once" \
+                   f" it is {seen.ttl_s + 1:g} s old)"
         return f"daemon {seen.owner} holds the lease of program {bucket}/{key_prefix}"
 
     def lost(self, bucket: str, key_prefix: str) -> None:
@@ -186,9 +190,14 @@ class Leases:
         lease = read_lease(found.body) if found is not None else None
         age_s = found.age_s if found is not None else None
         verdict = standing(lease, exists=found is not None, age_s=age_s, me=self.me, ttl_s=self.ttl_s)
+        if found is not None and lease is None and \
+                (left_out := self._unreadable.due(program, self._clock())) is not None:
+            log.warning("program %s/%s: its lease object %s is no lease this daemon can read (%d bytes%s); it is taken"
+                        " once it is %g s old", *program, self._key(program), len(found.body),
+                        f", {left_out} more such reads since the last report" if left_out else "", self.ttl_s + 1)
         if verdict is Standing.HELD:
-            self._seen[program] = _Seen(lease.owner if lease is not None else "?", lease.ttl_s if lease else self.ttl_s,
-                                        age_s, self._clock())
+            self._seen[program] = _Seen(lease.owner if lease is not None else None,
+                                        lease.ttl_s if lease is not None else self.ttl_s, age_s, self._clock())
         else:
             self._seen.pop(program, None)
         return verdict, lease, found.etag if found is not None else None, age_s
@@ -211,8 +220,9 @@ class Leases:
         if verdict is not Standing.OURS:
             self._count("taken_over" if verdict is Standing.LAPSED else "taken")
         if verdict is Standing.LAPSED:
-            log.warning("program %s/%s: its lease taken over from daemon %s, which stopped renewing it %.0f s ago"
-                        " (fencing number %d)", *program, found.owner if found else "?", age_s or 0.0, lease.fence)
+            log.warning("program %s/%s: its lease taken over from %s, which stopped renewing it %.0f s ago"
+                        " (fencing number %d)", *program, f"daemon {found.owner}" if found else "an unreadable lease",
+                        age_s or 0.0, lease.fence)
         elif verdict is Standing.FREE:
             log.info("program %s/%s: its lease taken (fencing number %d)", *program, lease.fence)
         return 0.0

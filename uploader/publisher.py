@@ -42,7 +42,7 @@ from .player import (
     render_player_page,
 )
 from .leases import Leases
-from .master import Program, master_playlist, variant
+from .master import MIN_RENDITIONS, Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
 from .resume import UnreadablePlaylist, follows, new_run, segment_name, state_metadata, stored_state
@@ -808,20 +808,23 @@ class Publisher:
         name = self._config.master_name
         if not name or message.index == name:
             return  # a stream named like the master is not one of its renditions
-        if self._leases is not None and not self._leases.holds(message.bucket, message.key_prefix):
-            return  # the program's master is its lease holder's to write
         group = (message.bucket, message.key_prefix)
         lock = self._master_locks.setdefault(group, asyncio.Lock())
         async with lock:
+            if self._leases is not None and not self._leases.holds(message.bucket, message.key_prefix):
+                return  # the program's master is its lease holder's to write (asked again after the wait)
             program = self._programs.get(group)
             if program is None:
                 program = self._programs[group] = await self._spool.call(self._load_program, group)
-            if self._versions and group not in self._masters_read:
+            # Read the master in the store once per run and after each take of the lease; then
+            # write it even if this rendition did not change it: what a late writer put there goes.
+            read_now = self._versions and group not in self._masters_read
+            if read_now:
                 self._masters_read.add(group)
                 await self._add_stored_renditions(label, message, program)
             listed = state is not None and message.stream_id not in self._forgotten and should_publish(state, self._options)
             found = variant(message.index, state) if listed else None
-            changed = program.update(message.index, found)
+            changed = program.update(message.index, found) or (read_now and len(program.variants()) >= MIN_RENDITIONS)
             # Private streams: a master uploaded before goes again, its URLs signed afresh (with
             # the renditions it has now, even one: its old URLs must not outlive their TTL).
             resign = (self._signer is not None and program.ever_uploaded and bool(program.variants())

@@ -7,6 +7,7 @@ import pytest
 
 from uploader.lease import (
     CLOCK_STEP_S,
+    MAX_FENCE,
     Lease,
     Standing,
     alive,
@@ -42,7 +43,15 @@ def test_a_lease_reads_back_as_written() -> None:
     b'{"owner":"a","fence":1,"ttl_s":true,"renewal":0}',
     b'{"owner":"a","fence":1,"ttl_s":Infinity,"renewal":0}',
     b'{"owner":"a","fence":1,"ttl_s":NaN,"renewal":0}',
-    b'{"owner":"a","fence":1000000000000000,"ttl_s":6,"renewal":0}',
+    b'{"owner":"a","fence":9007199254740993,"ttl_s":6,"renewal":0}',  # past MAX_FENCE
+    b'{"owner":"a","fence":1,"ttl_s":1,"renewal":0}',  # time to live outside --lease-ttl's 2..300
+    b'{"owner":"a","fence":1,"ttl_s":301,"renewal":0}',
+    b'{"owner":"a","fence":1,"ttl_s":1e308,"renewal":0}',  # a program stalled for ever
+    b'{"owner":"a b","fence":1,"ttl_s":6,"renewal":0}',  # an owner goes into log lines as is
+    b'{"owner":"a\\nFAKE LOG LINE","fence":1,"ttl_s":6,"renewal":0}',
+    b'{"owner":"\\u00e9","fence":1,"ttl_s":6,"renewal":0}',
+    b"[" * 100_000,  # nested past the JSON reader's recursion limit
+    b'{"owner":"a","fence":1,"ttl_s":6,"renewal":0,"pad":"' + b"x" * 2000 + b'"}',  # over MAX_BODY_BYTES
 ])
 def test_anything_else_is_no_lease(body: bytes) -> None:
     assert read_lease(body) is None
@@ -51,6 +60,13 @@ def test_anything_else_is_no_lease(body: bytes) -> None:
 def test_none_there_is_free_and_the_first_taker_gets_fencing_number_1() -> None:
     assert standing(None, exists=False, age_s=None, me=ME, ttl_s=6) is Standing.FREE
     assert taken(None, ME, 6.0) == Lease(ME, 1, 6.0, 0)
+
+
+def test_fencing_numbers_and_renewals_wrap_before_a_reader_would_refuse_them() -> None:
+    last = Lease(OTHER, MAX_FENCE, 6.0, MAX_FENCE)
+    assert read_lease(lease_body(last)) == last
+    assert taken(last, ME, 6.0).fence == 1
+    assert renewed(last).renewal == 0 and read_lease(lease_body(released(last))) is not None
 
 
 def test_a_lease_of_this_daemon_is_renewed_keeping_its_fencing_number() -> None:

@@ -12,13 +12,14 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import m3u8
 import pytest
 
 from protocol import Ack, IndexMessage, Reject, Reply
-from tests.support.daemon import Client, place_segment
+from tests.support.daemon import Client, UploaderDaemon, place_segment
 from tests.support.pipeline import PlaylistPoller
 from tests.support.proxy import DelayProxy
 from tests.support.scrape import endpoint_of, scrape
@@ -28,7 +29,7 @@ from uploader.lease import LEASE_NAME, read_lease
 
 from .conftest import StartUploader
 from .test_daemon import ext_message
-from .test_store_state import PLAYLIST, lists, watched
+from .test_store_state import PLAYLIST, lists, published, watched
 
 LEASE = f"live/one/{LEASE_NAME}"
 TTL = "2"  # seconds: a lease lapses 3 s after its last renewal (a second for the store clock's step)
@@ -38,6 +39,12 @@ TTL = "2"  # seconds: a lease lapses 3 s after its last renewal (a second for th
 def poller(seaweed: SeaweedServer, bucket: str) -> Iterator[PlaylistPoller]:
     with watched(seaweed, bucket) as watching:
         yield watching
+
+
+def leased(start_uploader: StartUploader, segments_dir: Path, *options: str, ttl: str, name: str) -> UploaderDaemon:
+    """A daemon holding leases of ``ttl`` seconds, reading ``segments_dir`` and keeping its files."""
+    return start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", ttl, *options,
+                          name=name)
 
 
 def lease_of(s3: object, bucket: str) -> tuple[str, int]:
@@ -67,8 +74,7 @@ def test_eight_daemons_racing_for_one_program_exactly_one_publishes_at_a_time(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
     poller: PlaylistPoller, s3: object,
 ) -> None:
-    daemons = [start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                              name=f"racer{n}") for n in range(8)]
+    daemons = [leased(start_uploader, segments_dir, ttl=TTL, name=f"racer{n}") for n in range(8)]
     with contextlib.ExitStack() as stack:
         clients = {n: stack.enter_context(daemon.connect()) for n, daemon in enumerate(daemons)}
         # Every daemon is sent every message: the one holding the lease takes it; the others
@@ -98,14 +104,14 @@ def test_eight_daemons_racing_for_one_program_exactly_one_publishes_at_a_time(
     assert not any("fencing number 3" in log for log in logs)
     # No two daemons ever wrote the playlist at once: none had a write refused over another's version.
     assert not any("its lease and playlist are read again" in log for log in logs)
-    published = [re.findall(r"segment (seg-\d+\.ts) published as media sequence (\d+)", log) for log in logs]
-    writers = [n for n, found in enumerate(published) if found]
+    listed_by = [re.findall(r"segment (seg-\d+\.ts) published as media sequence (\d+)", log) for log in logs]
+    writers = [n for n, found in enumerate(listed_by) if found]
     assert sorted(writers) == sorted({killed, *takeovers}), writers
     final = m3u8.loads(poller.texts[-1])
     numbered = [(segment.uri, number) for number, segment in enumerate(final.segments, final.media_sequence)]
     assert numbered == [(f"seg-{n:05d}.ts", n) for n in range(15 - len(numbered), 15)], numbered
     # Each segment published once, by one daemon, at its own number.
-    everything = [pair for found in published for pair in found]
+    everything = [pair for found in listed_by for pair in found]
     assert sorted(everything, key=lambda pair: int(pair[1])) == [(f"seg-{n:05d}.ts", str(n)) for n in range(1, 15)]
     assert lease_of(s3, bucket)[1] == 2
 
@@ -120,10 +126,9 @@ def test_a_daemon_paused_past_its_lease_has_its_late_writes_refused_by_the_store
     link = DelayProxy(("127.0.0.1", seaweed.s3_port))
     link.start()
     try:
-        old = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                             "--endpoint-url", link.url, "--metrics-listen", "127.0.0.1:0", name="old")
-        new = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                             "--metrics-listen", "127.0.0.1:0", name="new")
+        old = leased(start_uploader, segments_dir, "--endpoint-url", link.url, "--metrics-listen", "127.0.0.1:0",
+                     ttl=TTL, name="old")
+        new = leased(start_uploader, segments_dir, "--metrics-listen", "127.0.0.1:0", ttl=TTL, name="new")
         with old.connect() as client:
             for number in range(1, 5):
                 place_segment(segment_source, segments_dir, "seg", number)
@@ -173,9 +178,8 @@ def test_a_daemon_stopping_gives_its_lease_up_and_another_takes_it_at_once(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
     poller: PlaylistPoller, s3: object,
 ) -> None:
-    first = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", "60", name="first")
-    second = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", "60",
-                            name="second")
+    first = leased(start_uploader, segments_dir, ttl="60", name="first")
+    second = leased(start_uploader, segments_dir, ttl="60", name="second")
     with first.connect() as client:
         for number in range(1, 4):
             place_segment(segment_source, segments_dir, "seg", number)
@@ -207,15 +211,10 @@ def test_a_message_queued_while_another_daemon_held_the_lease_is_not_listed_agai
     # the lease. The holder comes back, publishes that segment and five more, then dies: the
     # other takes over with a message in its queue the playlist has listed and slid past.
     ttl = "10"  # renewed every 3.3 s; alive while read at most 6 s old, lapsed at 11
-    holder = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", ttl,
-                            name="holder")
-    other = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", ttl, name="other")
-    for number in range(1, 8):
-        place_segment(segment_source, segments_dir, "seg", number)
-    with holder.connect() as client:
-        for number in range(1, 7):
-            assert client.send(ext_message(segments_dir, bucket, number)) == Ack(number)
-    wait_for(lambda: lists(poller, "seg-00006.ts"), timeout=30, message="segment 6 listed")
+    holder = leased(start_uploader, segments_dir, ttl=ttl, name="holder")
+    other = leased(start_uploader, segments_dir, ttl=ttl, name="other")
+    published(holder, segments_dir, bucket, segment_source, range(1, 7), poller)
+    place_segment(segment_source, segments_dir, "seg", 7)
     assert holder.proc is not None
     holder.proc.send_signal(signal.SIGSTOP)
     try:
@@ -253,16 +252,12 @@ def test_a_daemon_cut_off_from_the_store_sends_its_segmenters_to_another_which_t
     link = DelayProxy(("127.0.0.1", seaweed.s3_port))
     link.start()
     try:
-        cut_off = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                                 "--endpoint-url", link.url, name="cut-off")
-        other = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--lease-ttl", TTL,
-                               name="other")
-        for number in range(1, 6):
+        cut_off = leased(start_uploader, segments_dir, "--endpoint-url", link.url, ttl=TTL, name="cut-off")
+        other = leased(start_uploader, segments_dir, ttl=TTL, name="other")
+        published(cut_off, segments_dir, bucket, segment_source, range(1, 4), poller)
+        for number in (4, 5):
             place_segment(segment_source, segments_dir, "seg", number)
         with cut_off.connect() as client:
-            for number in range(1, 4):
-                assert client.send(ext_message(segments_dir, bucket, number)) == Ack(number)
-            wait_for(lambda: lists(poller, "seg-00003.ts"), timeout=30, message="segment 3 listed")
             link.refuse = True
             link.drop_connections()
             # Once its lease is no longer surely its own, it cannot say who holds the program.
@@ -286,3 +281,29 @@ def test_a_daemon_cut_off_from_the_store_sends_its_segmenters_to_another_which_t
         assert [s.uri for s in final.segments][-3:] == ["seg-00003.ts", "seg-00004.ts", "seg-00005.ts"]
     finally:
         link.stop()
+
+
+@pytest.mark.parametrize("garbage", [b"[" * 100_000, b'{"owner":"x","fence":1,"ttl_s":1e308,"renewal":0}',
+                                     b'{"owner":"a\\nFAKE LOG LINE","fence":1,"ttl_s":6,"renewal":0}'],
+                         ids=["nested", "endless", "hostile-owner"])
+def test_an_object_that_is_no_lease_is_reported_once_and_taken_when_it_is_the_time_to_live_old(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller, s3: Any, garbage: bytes,
+) -> None:
+    s3.put_object(Bucket=bucket, Key=LEASE, Body=garbage)
+    daemon = leased(start_uploader, segments_dir, ttl=TTL, name="daemon")
+    place_segment(segment_source, segments_dir, "seg", 1)
+    message = ext_message(segments_dir, bucket, 1, end=True)
+    replies: list[Reply] = []
+    with daemon.connect() as client:
+        wait_for(lambda: replies.append(client.send(message)) or replies[-1] == Ack(1), timeout=15, interval=0.2,
+                 message="the daemon taking the message")
+    refused = [reply for reply in replies if reply != Ack(1)]
+    assert all(isinstance(r, Reject) and r.is_transient and "is an object this daemon cannot read" in r.reason
+               for r in refused), refused
+    wait_for(lambda: lists(poller, "#EXT-X-ENDLIST"), timeout=30, message="the ended playlist")
+    log = daemon.log()
+    assert log.count("is no lease this daemon can read") == 1, log
+    assert "its lease taken over from an unreadable lease" in log and "Traceback" not in log
+    assert "FAKE LOG LINE" not in log
+    assert lease_of(s3, bucket)[1] == 1

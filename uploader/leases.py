@@ -242,34 +242,38 @@ class Leases:
             self._renewer = asyncio.create_task(self._renew_all(), name="leases")
 
     async def _renew_all(self) -> None:
-        """Every third of the time to live: renew each lease held, or give it up once its program
-        has been quiet (``IDLE_RELEASE_S``). A lease found taken is dropped, with a WARNING."""
+        """Every third of the time to live: renew each lease held, all at once, or give it up once
+        its program has been quiet (``IDLE_RELEASE_S``)."""
         idle_s = max(IDLE_RELEASE_S, IDLE_RELEASE_TTLS * self.ttl_s)
         while self._held:
             await asyncio.sleep(self.ttl_s / 3)
-            for program, held in list(self._held.items()):
-                quiet = self._clock() - held.used_at > idle_s
-                lease = released(held.lease) if quiet else renewed(held.lease)
-                sent = self._clock()
-                try:
-                    async with self._locks.setdefault(program, asyncio.Lock()):
-                        if self._held.get(program) is not held:
-                            continue
-                        etag = await self._call(partial(self._put, program, lease, held.etag))
-                except VersionConflict:
-                    self._held.pop(program, None)
-                    self._count("lost")
-                    log.warning("program %s/%s: its lease was taken by another daemon (this one had not renewed it for"
-                                " %.1f s): this daemon stops writing the program", *program, self._clock() - held.renewed_at)
-                    continue
-                except StoreError as error:
-                    self._warn(program, "could not be renewed", error,
-                               "" if self._safe(held) else "; the program is not written until it is")
-                    continue
-                if quiet:
-                    self._held.pop(program, None)
-                    self._count("released")
-                    log.info("program %s/%s: its lease given up (nothing published for %.0f s)", *program, idle_s)
-                else:
-                    held.lease, held.etag, held.renewed_at = lease, etag, sent
+            await asyncio.gather(*(self._renew(program, held, idle_s) for program, held in list(self._held.items())))
+
+    async def _renew(self, program: Program, held: _Held, idle_s: float) -> None:
+        """Renew one lease, or give it up when quiet for ``idle_s``. A lease found taken is
+        dropped, with a WARNING."""
+        quiet = self._clock() - held.used_at > idle_s
+        lease = released(held.lease) if quiet else renewed(held.lease)
+        sent = self._clock()
+        try:
+            async with self._locks.setdefault(program, asyncio.Lock()):
+                if self._held.get(program) is not held:
+                    return
+                etag = await self._call(partial(self._put, program, lease, held.etag))
+        except VersionConflict:
+            self._held.pop(program, None)
+            self._count("lost")
+            log.warning("program %s/%s: its lease was taken by another daemon (this one had not renewed it for"
+                        " %.1f s): this daemon stops writing the program", *program, self._clock() - held.renewed_at)
+            return
+        except StoreError as error:
+            self._warn(program, "could not be renewed", error,
+                       "" if self._safe(held) else "; the program is not written until it is")
+            return
+        if quiet:
+            self._held.pop(program, None)
+            self._count("released")
+            log.info("program %s/%s: its lease given up (nothing published for %.0f s)", *program, idle_s)
+        else:
+            held.lease, held.etag, held.renewed_at = lease, etag, sent
 

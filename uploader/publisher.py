@@ -102,6 +102,9 @@ RETRY_LOG_EVERY = 10
 # over the version found at most this many times in all; then the stream is taken as overtaken.
 MAX_VERSION_RETRIES = 3
 
+# Threads for the lease requests (``Leases``), beside the --max-inflight upload threads.
+LEASE_THREADS = 4
+
 # A store request's operation (its metrics label) as log lines name it.
 _REQUESTS = {"put": "upload", "get": "read"}
 
@@ -232,7 +235,9 @@ class Publisher:
         self._fenced: set[StreamKey] = set()
         # With leases: the fencing number of the program's lease each stream was last read back
         # from the store under (``_sync``); a new one means another daemon may have written it.
-        self._leases = Leases(store, self._store_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
+        # Lease requests have threads of their own: a renewal must not wait behind the uploads.
+        self._lease_io = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="lease")
+        self._leases = Leases(store, self._lease_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
             if config.lease_ttl_s and store.versions else None
         self._fences: dict[StreamKey, int] = {}
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
@@ -352,9 +357,14 @@ class Publisher:
             with self._running_lock:
                 self._running -= 1
 
+    async def _lease_call(self, call: Callable[[], T]) -> T:
+        """``call`` (one request on a lease) on the lease threads, outside the in-flight bound."""
+        return await asyncio.get_running_loop().run_in_executor(self._lease_io, self._counted, call)
+
     def close(self) -> None:
         # A PUT still running in a thread cannot be interrupted; do not wait for it.
         self._io.shutdown(wait=False, cancel_futures=True)
+        self._lease_io.shutdown(wait=False, cancel_futures=True)
 
     # One stream.
 

@@ -239,6 +239,9 @@ class Publisher:
         self._lease_io = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="lease")
         self._leases = Leases(store, self._lease_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
             if config.lease_ttl_s and store.versions else None
+        if self._leases is not None:
+            log.info("programs are published under leases of %g s in %s, as holder %s", config.lease_ttl_s,
+                     store.description, self._leases.me)
         self._fences: dict[StreamKey, int] = {}
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
         self._stopping = False

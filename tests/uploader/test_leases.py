@@ -189,6 +189,7 @@ def test_a_daemon_stopping_gives_its_lease_up_and_another_takes_it_at_once(
         place_segment(segment_source, segments_dir, "seg", 4)
         reply = client.send(ext_message(segments_dir, bucket, 4))
         assert is_try_again_elsewhere(reply), reply
+    assert "programs are published under leases of 60 s in" in first.log()
     first.stop()  # SIGTERM: drained, and the lease given up
     assert "its lease given up" in first.log()
     owner, fence = lease_of(s3, bucket)

@@ -11,9 +11,14 @@ recorded the removal, which is after the playlist without it was uploaded.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import math
+import posixpath
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from protocol import segment_file_name, segment_number
+
+from .resume import segment_name
 from .stream import PublishedSegment
 
 
@@ -43,6 +48,32 @@ def deletions(
         for segment in removed
         if segment.key is not None
     ]
+
+
+# The most deletions ``left_behind`` queues after one takeover.
+MAX_LEFT_BEHIND = 1000
+
+
+def left_behind(window: Sequence[PublishedSegment], *, output_prefix: str, longest_playlist_s: float,
+                allowance_s: float, now: float) -> list[Deletion]:
+    """After going on from a playlist another daemon wrote (``window``, its segments as read back
+    from the store): the deletions that daemon had queued and lost with its spool. Those are the
+    objects of ``output_prefix`` numbered just below the window's first segment of it, as many as
+    can have left a live window within RFC 8216 6.2.2's time plus ``allowance_s`` (one per
+    shortest segment of the window, at most MAX_LEFT_BEHIND), each due as if it left at ``now``.
+    Only segments whose object key is known (a playlist this program wrote) count; a key already
+    deleted is deleted again, which a store answers as done."""
+    numbered = [(number, segment) for segment in window if segment.key is not None
+                and (number := segment_number(segment_name(segment.uri), output_prefix)) is not None]
+    if not numbered:
+        return []
+    first, segment = min(numbered, key=lambda pair: pair[0])
+    shortest_s = max(0.1, min(s.duration_s for _, s in numbered))
+    count = min(MAX_LEFT_BEHIND, math.ceil((longest_playlist_s + allowance_s) / shortest_s))
+    folder = posixpath.dirname(segment.key or "")
+    due_at = now + shortest_s + longest_playlist_s + allowance_s
+    return [Deletion(posixpath.join(folder, segment_file_name(output_prefix, number)), due_at)
+            for number in range(max(1, first - count), first)]
 
 
 # A deletion the store refused waits this long before its next attempt at most, seconds.

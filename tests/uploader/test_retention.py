@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from uploader.master import Program, Variant, needs_upload, sorted_variants
 from uploader.retention import (
     MAX_DELETION_RETRY_DELAY_S,
+    MAX_LEFT_BEHIND,
     Deletion,
     Silence,
     deletions,
+    left_behind,
     retry_at,
     silence_verdict,
 )
@@ -145,3 +147,30 @@ def test_a_program_judged_per_rendition_uploads_when_the_whole_comparison_would(
         if expected and upload_succeeds:
             published = program.variants()
             program.uploaded(published)
+
+
+def _listed(numbers: range, *, prefix: str = "seg", duration_s: float = 2.0, keyed: bool = True) -> list[PublishedSegment]:
+    return [PublishedSegment(number, f"{prefix}-{number:05d}.ts", duration_s, False,
+                             f"live/one/{prefix}-{number:05d}.ts" if keyed else None) for number in numbers]
+
+
+def test_the_deletions_a_lost_daemon_had_queued_are_those_just_below_the_window_it_left() -> None:
+    # Window 21..25 of 2-s segments, the longest playlist 10 s, an allowance of 60 s: segments
+    # that left up to 70 s ago may still wait for deletion, 35 of them at most (each due from now).
+    due = left_behind(_listed(range(21, 26)), output_prefix="seg", longest_playlist_s=10.0, allowance_s=60.0,
+                      now=1000.0)
+    assert [d.key for d in due] == [f"live/one/seg-{n:05d}.ts" for n in range(1, 21)]  # not below 1
+    assert {d.due_at for d in due} == {1000.0 + 2.0 + 10.0 + 60.0}
+    due = left_behind(_listed(range(101, 106)), output_prefix="seg", longest_playlist_s=10.0, allowance_s=60.0,
+                      now=0.0)
+    assert [d.key for d in due] == [f"live/one/seg-{n:05d}.ts" for n in range(66, 101)]
+
+
+def test_nothing_is_left_behind_for_objects_this_program_did_not_write_or_of_another_prefix() -> None:
+    kept = {"longest_playlist_s": 10.0, "allowance_s": 0.0, "now": 0.0}
+    assert left_behind(_listed(range(5, 10), keyed=False), output_prefix="seg", **kept) == []  # another tool's
+    assert left_behind(_listed(range(5, 10), prefix="low"), output_prefix="seg", **kept) == []
+    assert left_behind([], output_prefix="seg", **kept) == []
+    many = left_behind(_listed(range(5000, 5005), duration_s=0.001), output_prefix="seg", longest_playlist_s=3600.0,
+                       allowance_s=0.0, now=0.0)
+    assert len(many) == MAX_LEFT_BEHIND

@@ -386,3 +386,26 @@ def test_a_master_put_replaces_only_the_version_its_daemon_last_saw(
     publish(first, "d", range(1, 3))  # its master version is stale: refused, read again, c kept
     wait_for(lambda: listed() == ["a.m3u8", "b.m3u8", "c.m3u8", "d.m3u8"], timeout=30, message="a master of all four")
     assert "rendition c.m3u8, listed by the master in the store, kept in it" in first.log()
+
+
+def test_a_daemon_going_on_from_another_ones_playlist_deletes_what_that_one_had_queued_for_deletion(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    poller: PlaylistPoller, s3: Any,
+) -> None:
+    # Retention on, no CDN allowance: segments 1-3 leave the window of 5 and wait their RFC 8216
+    # 6.2.2 time for deletion in the first daemon's spool, which is lost with its host.
+    def stored() -> set[str]:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix="live/one/seg-")
+        return {item["Key"].rsplit("/", 1)[1] for item in listing.get("Contents", [])}
+
+    options = ("--allow-dir", str(segments_dir), "--keep-segment-files", "--cdn-allowance", "0")
+    first = start_uploader(*options)
+    published(first, segments_dir, bucket, segment_source, range(1, 9), poller)
+    first.kill()
+    assert {f"seg-{n:05d}.ts" for n in range(1, 4)} <= stored()
+    second = start_uploader(*options, name="replacement")
+    published(second, segments_dir, bucket, segment_source, range(9, 10), poller)
+    # Due the window's length (10 s) and a segment after the takeover: 1-3 go, and 4, which 9
+    # pushed out of the window; 5-9 stay.
+    wait_for(lambda: stored() == {f"seg-{n:05d}.ts" for n in range(5, 10)}, timeout=40, interval=0.5,
+             message="segments 1-4 deleted")

@@ -48,7 +48,7 @@ from .payloads import PayloadStore
 from .resume import UnreadablePlaylist, follows, new_run, segment_name, state_metadata, stored_state
 from .playlist import PlaylistOptions, PlaylistType, listed_segments, media_playlist, should_publish
 from .cost import Usage
-from .retention import deletions
+from .retention import deletions, left_behind
 from .spool import QueuedItem, Spool, SpoolBroken, SpoolError, SpoolThread
 from .stores import (
     PLAYLIST_CONTENT_TYPE,
@@ -392,8 +392,8 @@ class Publisher:
                         if key in self._woken:
                             continue
                         return
-                    if self._leases is not None:
-                        await self._hold_lease(item.message)
+                    if self._leases is not None and not await self._hold_lease(item.message):
+                        return  # the daemon stops while another daemon holds the lease: stays queued
                     state = await self._publish(label, item, state)
                     errors = 0
                     continue
@@ -549,16 +549,20 @@ class Publisher:
         self._unrecorded_window.discard(key)
         return whole
 
-    async def _hold_lease(self, message: IndexMessage) -> None:
-        """Return once this daemon holds the lease of ``message``'s program (``Leases.hold``); when
-        its fencing number is not the one the stream was last read back under, read it again."""
+    async def _hold_lease(self, message: IndexMessage) -> bool:
+        """Return True once this daemon holds the lease of ``message``'s program (``Leases.hold``),
+        False when the daemon stops meanwhile; when the lease's fencing number is not the one the
+        stream was last read back under, read it again."""
         assert self._leases is not None
         key = message.stream_id
-        fence = await self._leases.hold(message.bucket, message.key_prefix)
+        fence = await self._leases.hold(message.bucket, message.key_prefix, stopping=lambda: self._stopping)
+        if fence is None:
+            return False
         if self._fences.get(key) != fence:
             self._fences[key] = fence
             self._synced.discard(key)
             self._masters_read.discard((message.bucket, message.key_prefix))
+        return True
 
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
         """Another writer replaced the playlist version this daemon last wrote: stop writing the
@@ -635,11 +639,18 @@ class Publisher:
             new_state, listed = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
-        due = [] if self._config.keep_segment_objects else deletions(
-            removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=time.time(),
-            allowance_s=self._config.cdn_allowance_s)
+        window = self._window_to_record(item)
+        now = time.time()
+        due = [] if self._config.keep_segment_objects else [
+            *deletions(removed, longest_playlist_s=new_state.longest_playlist_s, removed_at=now,
+                       allowance_s=self._config.cdn_allowance_s),
+            # Gone on from another daemon's playlist: what it had queued for deletion went with it.
+            *(left_behind(state.segments, output_prefix=message.output_prefix, now=now,
+                          longest_playlist_s=new_state.longest_playlist_s, allowance_s=self._config.cdn_allowance_s)
+              if window else ()),
+        ]
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
-                                       usage=self._usage_of(message.stream_id), window=self._window_to_record(item),
+                                       usage=self._usage_of(message.stream_id), window=window,
                                        listed=listed or listed_as is not None))
         if listed or listed_as is not None:  # once the spool has it: a redo after a SpoolError would count it again
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())

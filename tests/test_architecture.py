@@ -92,7 +92,8 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
         "segmenter.randomaccess",
         "segmenter.silence", "segmenter.tsfast",
         "uploader.alignment", "uploader.errors", "uploader.master", "uploader.mpegts", "uploader.playlist",
-        "uploader.cost", "uploader.ownership", "uploader.resume", "uploader.retention", "uploader.status", "uploader.stream",
+        "uploader.cost", "uploader.lease", "uploader.ownership", "uploader.resume", "uploader.retention", "uploader.status",
+        "uploader.stream",
     }
 
 

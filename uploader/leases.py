@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -46,6 +47,9 @@ IDLE_RELEASE_TTLS = 5
 # of the time to live): a segmenter told to send elsewhere tries again within seconds.
 SEEN_FOR_S = 1.0
 
+# While it waits for a lease, a worker looks this often whether the daemon stops.
+STOP_CHECK_S = 0.5
+
 # A lease that cannot be read or renewed is reported at most this often per program.
 WARN_INTERVAL_S = 30.0
 
@@ -54,8 +58,10 @@ LEASE_CONTENT_TYPE = "application/json"
 
 def daemon_id() -> str:
     """This run's name in the leases it holds: host, process and a random part (a restart, or a
-    second daemon in the same process, is another holder)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    second daemon in the same process, is another holder). Printable ASCII without spaces, as
+    ``lease.read_lease`` takes a holder id: anything else in the host name becomes "?"."""
+    host = re.sub(r"[^\x21-\x7e]", "?", socket.gethostname())[:100]
+    return f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)
@@ -99,14 +105,16 @@ class Leases:
 
     # What the publisher and the intake ask.
 
-    async def hold(self, bucket: str, key_prefix: str) -> int:
+    async def hold(self, bucket: str, key_prefix: str, *,
+                   stopping: Callable[[], bool] = lambda: False) -> int | None:
         """Return once this daemon holds the lease of program (``bucket``, ``key_prefix``) for long
         enough to publish: at once when it is held and renewed, else after taking it (free, or
         lapsed) or waiting for its holder to give it up or stop renewing it. A store that fails
         is asked again, each failure logged. Returns the lease's fencing number: a new one means
-        another daemon may have written the program since this one last did."""
+        another daemon may have written the program since this one last did; None when
+        ``stopping()`` became true while it waited (the daemon stops: nothing is published)."""
         program = (bucket, key_prefix)
-        while True:
+        while not stopping():
             held = self._held.get(program)
             if held is not None and self._safe(held):
                 held.used_at = self._clock()
@@ -117,8 +125,10 @@ class Leases:
                 except StoreError as error:
                     self._warn(program, "cannot be read or written", error)
                     wait_s = self.ttl_s / 3
-            if wait_s:
-                await asyncio.sleep(wait_s)
+            while wait_s > 0 and not stopping():
+                await asyncio.sleep(min(wait_s, STOP_CHECK_S))
+                wait_s -= STOP_CHECK_S
+        return None
 
     def holds(self, bucket: str, key_prefix: str) -> bool:
         """Whether this daemon may write program (``bucket``, ``key_prefix``) now."""

@@ -231,6 +231,11 @@ def test_a_message_queued_while_another_daemon_held_the_lease_is_not_listed_agai
             assert client.send(ext_message(segments_dir, bucket, number)) == Ack(number)
     wait_for(lambda: lists(poller, "seg-00012.ts"), timeout=30, message="segment 12 listed by the holder")
     assert "taken over" not in other.log()
+    # The other daemon, waiting for the lease with segment 7 queued, is restarted: it stops at
+    # once (nothing cut off at the drain's deadline), and the message stays queued.
+    assert other.stop() == 0
+    assert "stream(s) stopped mid-upload" not in other.log() and "1 message(s) left queued" in other.log()
+    other.start()
     holder.kill()
     with other.connect() as client:
         place_segment(segment_source, segments_dir, "seg", 13)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from uploader.lease import LEASE_NAME, read_lease
-from uploader.leases import IDLE_RELEASE_S, Leases
+import pytest
+
+from uploader.lease import LEASE_NAME, Lease, lease_body, read_lease
+from uploader.leases import IDLE_RELEASE_S, Leases, daemon_id
 from uploader.stores import FileStore
 
 T = TypeVar("T")
@@ -109,3 +112,11 @@ def test_a_renewal_the_store_refuses_stops_the_holder_writing_until_one_goes_thr
 
     asyncio.run(run())
     assert events == ["taken", "released"], events
+
+
+def test_a_holder_id_made_of_any_host_name_reads_back_as_this_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "caf\u00e9 host\n" + "x" * 300)
+    me = daemon_id()
+    assert me.startswith("caf?" + "?host?") and len(me) < 200
+    lease = read_lease(lease_body(Lease(me, 1, TTL_S)))
+    assert lease is not None and lease.owner == me

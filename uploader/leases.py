@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import re
 import secrets
 import socket
@@ -50,6 +51,13 @@ SEEN_FOR_S = 1.0
 # While it waits for a lease, a worker looks this often whether the daemon stops.
 STOP_CHECK_S = 0.5
 
+# The renewer looks at least this often which leases are due (seconds).
+RENEW_CHECK_S = 0.25
+
+# Threads for the lease requests, beside the --max-inflight upload threads (and as many more
+# connections in the S3 client's pool).
+LEASE_THREADS = 4
+
 # A lease that cannot be read or renewed is reported at most this often per program.
 WARN_INTERVAL_S = 30.0
 
@@ -70,6 +78,7 @@ class _Held:
     etag: str
     renewed_at: float  # monotonic: when the PUT the store last took of it was sent
     used_at: float  # monotonic: when a message of the program was last published
+    due_at: float  # monotonic: when it is renewed next
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +110,7 @@ class Leases:
         self._locks: dict[Program, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._failing = Throttle(WARN_INTERVAL_S)  # per program
+        self._rng = random.Random()
         self._unreadable = Throttle(WARN_INTERVAL_S)  # per program
 
     # What the publisher and the intake ask.
@@ -225,7 +235,9 @@ class Leases:
             new_etag = await self._call(partial(self._put, program, lease, etag))
         except VersionConflict:
             return 0.0  # another daemon wrote it first: read what it wrote
-        self._held[program] = _Held(lease, new_etag, sent, sent)
+        # The first renewal comes after a random part of the period, so that leases taken together
+        # (a daemon's start) are renewed spread over it, not in one burst of PUTs.
+        self._held[program] = _Held(lease, new_etag, sent, sent, sent + self.ttl_s / 3 * (1 - self._rng.random() / 2))
         self._start_renewing()
         if verdict is not Standing.OURS:
             self._count("taken_over" if verdict is Standing.LAPSED else "taken")
@@ -252,12 +264,16 @@ class Leases:
             self._renewer = asyncio.create_task(self._renew_all(), name="leases")
 
     async def _renew_all(self) -> None:
-        """Every third of the time to live: renew each lease held, all at once, or give it up once
-        its program has been quiet (``IDLE_RELEASE_S``)."""
+        """Renew each lease held a third of the time to live after its last renewal was sent (the
+        leases due together at once), or give it up once its program has been quiet
+        (``IDLE_RELEASE_S``)."""
         idle_s = max(IDLE_RELEASE_S, IDLE_RELEASE_TTLS * self.ttl_s)
         while self._held:
-            await asyncio.sleep(self.ttl_s / 3)
-            await asyncio.gather(*(self._renew(program, held, idle_s) for program, held in list(self._held.items())))
+            next_due = min(held.due_at for held in self._held.values())
+            await asyncio.sleep(min(RENEW_CHECK_S, max(0.0, next_due - self._clock())))
+            now = self._clock()
+            due = [(program, held) for program, held in list(self._held.items()) if held.due_at <= now]
+            await asyncio.gather(*(self._renew(program, held, idle_s) for program, held in due))
 
     async def _renew(self, program: Program, held: _Held, idle_s: float) -> None:
         """Renew one lease, or give it up when quiet for ``idle_s``. A lease found taken is
@@ -279,11 +295,12 @@ class Leases:
         except StoreError as error:
             self._warn(program, "could not be renewed", error,
                        "" if self._safe(held) else "; the program is not written until it is")
+            held.due_at = self._clock() + min(1.0, self.ttl_s / 6)  # tried again soon, not at once
             return
         if quiet:
             self._held.pop(program, None)
             self._count("released")
             log.info("program %s/%s: its lease given up (nothing published for %.0f s)", *program, idle_s)
         else:
-            held.lease, held.etag, held.renewed_at = lease, etag, sent
+            held.lease, held.etag, held.renewed_at, held.due_at = lease, etag, sent, sent + self.ttl_s / 3
 

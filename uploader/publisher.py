@@ -41,7 +41,7 @@ from .player import (
     player_script,
     render_player_page,
 )
-from .leases import Leases
+from .leases import LEASE_THREADS, Leases
 from .master import MIN_RENDITIONS, Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
@@ -101,9 +101,6 @@ RETRY_LOG_EVERY = 10
 # A playlist PUT refused (412) over a version it may replace (``resume.follows``) is tried again
 # over the version found at most this many times in all; then the stream is taken as overtaken.
 MAX_VERSION_RETRIES = 3
-
-# Threads for the lease requests (``Leases``), beside the --max-inflight upload threads.
-LEASE_THREADS = 4
 
 # A store request's operation (its metrics label) as log lines name it.
 _REQUESTS = {"put": "upload", "get": "read"}

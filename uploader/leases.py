@@ -48,7 +48,8 @@ IDLE_RELEASE_TTLS = 5
 # of the time to live): a segmenter told to send elsewhere tries again within seconds.
 SEEN_FOR_S = 1.0
 
-# While it waits for a lease, a worker looks this often whether the daemon stops.
+# While it waits for a lease, a worker looks this often whether the daemon stops, or whether
+# another read found the lease given up.
 STOP_CHECK_S = 0.5
 
 # The renewer looks at least this often which leases are due (seconds).
@@ -107,6 +108,7 @@ class Leases:
         self._count = count
         self._held: dict[Program, _Held] = {}
         self._seen: dict[Program, _Seen] = {}
+        self._known: set[Program] = set()  # programs whose lease this daemon read or tried to take this run
         self._locks: dict[Program, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._failing = Throttle(WARN_INTERVAL_S)  # per program
@@ -135,9 +137,12 @@ class Leases:
                 except StoreError as error:
                     self._warn(program, "cannot be read or written", error)
                     wait_s = self.ttl_s / 3
+            held_elsewhere = program in self._seen
             while wait_s > 0 and not stopping():
                 await asyncio.sleep(min(wait_s, STOP_CHECK_S))
                 wait_s -= STOP_CHECK_S
+                if held_elsewhere and program not in self._seen:
+                    break  # another read (a new message's) found it given up or lapsed: take it now
         return None
 
     def holds(self, bucket: str, key_prefix: str) -> bool:
@@ -150,9 +155,11 @@ class Leases:
         or None: another daemon holds its lease and still renews it (``lease.alive``), as last
         read (read again when older than ``SEEN_FOR_S``), or this daemon, not holding it, cannot
         read it (the store is out of its reach, not perhaps of another's). None when this daemon
-        holds it, or it is free or lapsing (the message waits here for it)."""
+        holds it, or it is free or lapsing (the message waits here for it), or the daemon has not
+        dealt with the program yet this run: its worker tries to take the lease, and the
+        program's next message is answered by what it found (no read per new program at start)."""
         program = (bucket, key_prefix)
-        if self.holds(bucket, key_prefix):
+        if self.holds(bucket, key_prefix) or program not in self._known:
             return None
         seen = self._seen.get(program)
         if seen is None or self._clock() - seen.at > min(SEEN_FOR_S, self.ttl_s / 3):
@@ -206,6 +213,7 @@ class Leases:
                                        replaces=replaces)
 
     async def _read(self, program: Program) -> tuple[Standing, Lease | None, str | None, float | None]:
+        self._known.add(program)
         found = await self._call(partial(self._store.get_version, program[0], self._key(program)))
         lease = read_lease(found.body) if found is not None else None
         age_s = found.age_s if found is not None else None
@@ -223,18 +231,30 @@ class Leases:
         return verdict, lease, found.etag if found is not None else None, age_s
 
     async def _claim(self, program: Program) -> float:
-        """Read the program's lease and take or renew it when this daemon may. Returns how long
-        to wait before asking again (0: held now, or read again at once)."""
+        """Read the program's lease and take or renew it when this daemon may; the first time in
+        a run, try to create it first (one conditional PUT for a program nobody holds). Returns
+        how long to wait before asking again (0: held now, or read again at once)."""
+        if program not in self._known:
+            self._known.add(program)
+            if await self._take(program, Standing.FREE, None, None, None):
+                return 0.0
         verdict, found, etag, age_s = await self._read(program)
         if verdict is Standing.HELD:
             lives_s = found.ttl_s if found is not None else self.ttl_s
             return min(self.ttl_s / 3, max(0.1, lives_s + 1.0 - (age_s or 0.0)))
+        await self._take(program, verdict, found, etag, age_s)
+        return 0.0  # held now, or another daemon wrote it first: read what it wrote
+
+    async def _take(self, program: Program, verdict: Standing, found: Lease | None, etag: str | None,
+                    age_s: float | None) -> bool:
+        """Write the lease ``verdict`` allows over version ``etag`` of ``found`` (None: create
+        it). Returns whether this daemon holds it now (False: another daemon wrote first)."""
         lease = renewed(found) if verdict is Standing.OURS and found is not None else taken(found, self.me, self.ttl_s)
         sent = self._clock()
         try:
             new_etag = await self._call(partial(self._put, program, lease, etag))
         except VersionConflict:
-            return 0.0  # another daemon wrote it first: read what it wrote
+            return False
         # The first renewal comes after a random part of the period, so that leases taken together
         # (a daemon's start) are renewed spread over it, not in one burst of PUTs.
         self._held[program] = _Held(lease, new_etag, sent, sent, sent + self.ttl_s / 3 * (1 - self._rng.random() / 2))
@@ -247,7 +267,7 @@ class Leases:
                         age_s or 0.0, lease.fence)
         elif verdict is Standing.FREE:
             log.info("program %s/%s: its lease taken (fencing number %d)", *program, lease.fence)
-        return 0.0
+        return True
 
     def _warn(self, program: Program, what: str, error: StoreError, then: str = "") -> None:
         if (left_out := self._failing.due(program, self._clock())) is not None:

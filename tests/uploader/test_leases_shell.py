@@ -6,6 +6,7 @@ make a holder look gone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -52,6 +53,9 @@ def test_a_holder_is_seen_alive_until_it_stops_renewing_then_its_lease_is_taken_
         first, second = daemon(store, "host-a:1:aa", clock, events), daemon(store, "host-b:2:bb", clock, events)
         assert await first.hold("bucket", "live") == 1
         assert first.holds("bucket", "live")
+        assert await second.elsewhere("bucket", "live") is None  # a program new to it: its worker tries
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(second.hold("bucket", "live"), 0.2)  # and waits
         assert await second.elsewhere("bucket", "live") == "daemon host-a:1:aa holds the lease of program bucket/live"
         # The first stops renewing: its lease file grows old (the store's clock), and its own
         # clock says it may no longer count the lease as its own.

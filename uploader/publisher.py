@@ -203,11 +203,11 @@ class Publisher:
         # Per program (bucket, key_prefix): its renditions and its master as last uploaded this
         # run (read from the spool once, then kept up to date), and a lock so its PUTs go out in order.
         self._programs: dict[tuple[str, str], Program] = {}
-        # Programs whose master in the store was read this run (and, with leases, since this
-        # daemon last took the program's lease): ``_add_stored_renditions``; the version of each
-        # program's master this daemon last read or wrote, which its next master PUT replaces
-        # (None: none there), absent for a master this daemon may not read (then replaced as is).
-        self._masters_read: set[tuple[str, str]] = set()
+        # Per program, the lease's fencing number (0 without leases) under which its master in the
+        # store was last read this run (``_add_stored_renditions``); the version of each program's
+        # master this daemon last read or wrote, which its next master PUT replaces (None: none
+        # there), absent for a master this daemon may not read (then replaced as is).
+        self._masters_read: dict[tuple[str, str], int] = {}
         self._master_versions: dict[tuple[str, str], str | None] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
@@ -230,8 +230,6 @@ class Publisher:
         self._adopted: set[StreamKey] = set()
         self._unrecorded_window: set[StreamKey] = set()
         self._fenced: set[StreamKey] = set()
-        # With leases: the fencing number of the program's lease each stream was last read back
-        # from the store under (``_sync``); a new one means another daemon may have written it.
         # Lease requests have threads of their own: a renewal must not wait behind the uploads.
         self._lease_io = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="lease")
         self._leases = Leases(store, self._lease_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
@@ -239,6 +237,8 @@ class Publisher:
         if self._leases is not None:
             log.info("programs are published under leases of %g s in %s, as holder %s", config.lease_ttl_s,
                      store.description, self._leases.me)
+        # With leases: the fencing number of the program's lease each stream was last read back
+        # from the store under (``_sync``); a new one means another daemon may have written it.
         self._fences: dict[StreamKey, int] = {}
         self._unreadable: set[str] = set()  # buckets whose playlists this daemon may not read (logged once)
         self._stopping = False
@@ -515,8 +515,8 @@ class Publisher:
         uri = message.http_prefix + message.segment_name
         if (number := next((s.media_sequence for s in state.segments if s.uri == uri), None)) is not None:
             return f"as media sequence {number}"
-        later = [n for s in state.segments if (n := segment_number(segment_name(s.uri), message.output_prefix))
-                 is not None and n > message.last_segment]
+        later = any((n := segment_number(segment_name(s.uri), message.output_prefix)) is not None
+                    and n > message.last_segment for s in state.segments)
         return "before its window" if later else None
 
     async def _read_version(self, stream: StreamKey, bucket: str, key: str) -> Version | None:
@@ -558,7 +558,6 @@ class Publisher:
         if self._fences.get(key) != fence:
             self._fences[key] = fence
             self._synced.discard(key)
-            self._masters_read.discard((message.bucket, message.key_prefix))
         return True
 
     async def _fence(self, label: str, key: StreamKey, error: VersionConflict) -> None:
@@ -839,9 +838,10 @@ class Publisher:
                 program = self._programs[group] = await self._spool.call(self._load_program, group)
             # Read the master in the store once per run and after each take of the lease; then
             # write it even if this rendition did not change it: what a late writer put there goes.
-            read_now = self._versions and group not in self._masters_read
+            fence = self._fences.get(message.stream_id, 0)
+            read_now = self._versions and self._masters_read.get(group) != fence
             if read_now:
-                self._masters_read.add(group)
+                self._masters_read[group] = fence
                 await self._add_stored_renditions(label, message, program)
             listed = state is not None and message.stream_id not in self._forgotten and should_publish(state, self._options)
             found = variant(message.index, state) if listed else None
@@ -903,8 +903,8 @@ class Publisher:
             return
         known = {variant.uri for variant in program.variants()} | {message.index, name}
         for line in found.body.decode("ascii", "replace").splitlines():
-            rendition = segment_name(line.strip())
-            if not line.strip() or line.startswith("#") or rendition in known:
+            uri = line.strip()
+            if not uri or uri.startswith("#") or (rendition := segment_name(uri)) in known:
                 continue
             known.add(rendition)
             try:

@@ -70,7 +70,7 @@ def left_behind(window: Sequence[PublishedSegment], *, output_prefix: str, longe
     first, segment = min(numbered, key=lambda pair: pair[0])
     shortest_s = max(0.1, min(s.duration_s for _, s in numbered))
     count = min(MAX_LEFT_BEHIND, math.ceil((longest_playlist_s + allowance_s) / shortest_s))
-    folder = posixpath.dirname(segment.key or "")
+    folder = posixpath.dirname(segment.key)  # type: ignore[arg-type]  # not None: filtered above
     due_at = now + shortest_s + longest_playlist_s + allowance_s
     return [Deletion(posixpath.join(folder, segment_file_name(output_prefix, number)), due_at)
             for number in range(max(1, first - count), first)]

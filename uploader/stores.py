@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, Protocol
 from common.durable import write_file
 
 from .errors import UploaderError
+from .s3wire import S3ErrorReply, S3Reply, S3Wire
 
 SEGMENT_CONTENT_TYPE = "video/MP2T"
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
@@ -316,12 +317,14 @@ def taken(where: str) -> ObjectTakenError:
 
 
 class S3Store:
-    """PUTs through an injected boto3 S3 client (its retries off: the publisher retries)."""
+    """Requests through an ``S3Wire`` on an injected boto3 S3 client (its retries off: the
+    publisher retries)."""
 
     versions = True
 
     def __init__(self, client: Any, *, acl: str | None = None, description: str = "s3") -> None:
         self._client = client
+        self._wire = S3Wire(client)
         self._acl = acl
         self.description = description
         self._unconditional: set[str] = set()  # buckets whose store ignores If-None-Match
@@ -331,74 +334,63 @@ class S3Store:
         """PutObject; ``create_only``: with ``If-None-Match: *`` (a HEAD first in a bucket whose
         store ignores it), a 412 answered by a GET of the stored object compared with ``body``.
         Needs s3:PutObject, and s3:GetObject for the comparison."""
-        import botocore.exceptions as bx
-
+        data = read_body(body)
         condition: dict[str, str] = {}
         if create_only:
             if bucket in self._unconditional:
                 if self.exists(bucket, key):
-                    self._compare(bucket, key, body)
+                    self._compare(bucket, key, data)
                     return
             else:
-                condition["IfNoneMatch"] = "*"
+                condition["If-None-Match"] = "*"
         with _s3_errors(bucket, key):
             try:
-                self._put_object(bucket, key, body, content_type, cache_control, **condition)
+                self._put_object(bucket, key, data, content_type, cache_control, condition)
                 return
-            except bx.ClientError as error:
-                if not create_only or _reply(error)[1] != 412:
+            except S3ErrorReply as error:
+                if not create_only or error.status != 412:
                     raise
-        self._compare(bucket, key, body)
+        self._compare(bucket, key, data)
 
-    def _put_object(self, bucket: str, key: str, body: Body, content_type: str, cache_control: str,
-                    **extra: Any) -> dict[str, Any]:
-        """PutObject with the store's ACL and ``extra`` parameters (conditions, metadata); its reply."""
-        if self._acl:
-            extra["ACL"] = self._acl
-        if isinstance(body, bytes):
-            return self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type,
-                                           CacheControl=cache_control, **extra)
-        with body() as file:
-            return self._client.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type,
-                                           CacheControl=cache_control, **extra)
+    def _put_object(self, bucket: str, key: str, body: bytes, content_type: str, cache_control: str,
+                    headers: Mapping[str, str]) -> S3Reply:
+        """PutObject with the store's ACL and ``headers`` (conditions, metadata); its reply."""
+        extra = {"x-amz-acl": self._acl} if self._acl else {}
+        return self._wire.request("PUT", bucket, key, body=body, headers={
+            "Content-Type": content_type, "Cache-Control": cache_control, **extra, **headers})
 
-    def _compare(self, bucket: str, key: str, body: Body) -> None:
+    def _compare(self, bucket: str, key: str, body: bytes) -> None:
         """GET the object a create-only PUT found under ``key``: return when it holds ``body``'s
         bytes, else raise ObjectTakenError; gone meanwhile is transient (the PUT is tried again),
         a refused GET correctable (s3:GetObject)."""
-        import botocore.exceptions as bx
-
         where = f"s3://{bucket}/{key}"
         try:
             with _s3_errors(bucket, key):
                 try:
-                    stored = self._client.get_object(Bucket=bucket, Key=key)["Body"]
-                except bx.ClientError as error:
-                    if _reply(error)[0] == "NoSuchKey":
+                    stored = self._wire.request("GET", bucket, key).body
+                except S3ErrorReply as error:
+                    if error.code == "NoSuchKey":
                         raise TransientStoreError(f"{where}: there at the create-only PUT, gone at the GET that"
                                                   " compares it; the PUT is tried again") from None
                     raise
-                with contextlib.closing(stored):
-                    same = body_digest(stored) == body_digest(body)
         except CorrectableStoreError as error:
             raise TakenUnreadableError(
                 f"{where} is already there (create-only PUT) and cannot be read to compare it: {error}",
                 fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a redo"
                     " from a segment name reused") from None
-        if not same:
+        if stored != body:
             raise taken(where)
 
     def check_create_only(self, bucket: str) -> bool:
         """A create-only PUT of ``WRITE_CHECK_KEY``: True on a 412; False when the store ignores
         If-None-Match (and replaced the object), remembered: its create-only PUTs in ``bucket``
         HEAD first, which two writers racing for one key can still both pass."""
-        import botocore.exceptions as bx
-
         with _s3_errors(bucket, WRITE_CHECK_KEY):
             try:
-                self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store", IfNoneMatch="*")
-            except bx.ClientError as error:
-                if _reply(error)[1] == 412:
+                self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store",
+                                 {"If-None-Match": "*"})
+            except S3ErrorReply as error:
+                if error.status == 412:
                     self._unconditional.discard(bucket)
                     return True
                 raise
@@ -407,13 +399,11 @@ class S3Store:
 
     def exists(self, bucket: str, key: str) -> bool:
         """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
-        import botocore.exceptions as bx
-
         with _s3_errors(bucket, key):
             try:
-                self._client.head_object(Bucket=bucket, Key=key)
-            except bx.ClientError as error:
-                if _reply(error)[1] == 404:
+                self._wire.request("HEAD", bucket, key)
+            except S3ErrorReply as error:
+                if error.status == 404:
                     return False
                 raise
         return True
@@ -421,27 +411,24 @@ class S3Store:
     def delete(self, bucket: str, key: str) -> None:
         """DeleteObject (needs s3:DeleteObject); S3 answers 204 for a missing key too."""
         with _s3_errors(bucket, key):
-            self._client.delete_object(Bucket=bucket, Key=key)
+            self._wire.request("DELETE", bucket, key)
 
     def get_version(self, bucket: str, key: str) -> Version | None:
         """GetObject: the body, ETag and user metadata; None on NoSuchKey. Needs s3:GetObject:
         refused, ReadRefused."""
-        import botocore.exceptions as bx
-
         with _s3_errors(bucket, key):
             try:
-                reply = self._client.get_object(Bucket=bucket, Key=key)
-            except bx.ClientError as error:
-                code, status, message = _reply(error)
-                if code == "NoSuchKey":
+                reply = self._wire.request("GET", bucket, key)
+            except S3ErrorReply as error:
+                if error.code == "NoSuchKey":
                     return None
-                if status == 403:
-                    raise ReadRefused(f"s3://{bucket}/{key}: {code} (HTTP 403): {message}",
+                if error.status == 403:
+                    raise ReadRefused(f"s3://{bucket}/{key}: {error}",
                                       fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*")
                 raise
-            with contextlib.closing(reply["Body"]) as stored:
-                body = stored.read()
-        return Version(reply["ETag"], body, dict(reply.get("Metadata") or {}), _age_s(reply))
+        headers = reply.headers
+        return Version(headers.get("ETag", ""), reply.body, reply.metadata,
+                       age_s(headers.get("Date"), headers.get("Last-Modified")))
 
     def put_version(self, bucket: str, key: str, body: bytes, *, content_type: str, cache_control: str,
                     metadata: Mapping[str, str], replaces: str | None) -> str:
@@ -449,36 +436,41 @@ class S3Store:
         as ``x-amz-meta-*``; a 412, or NoSuchKey to an If-Match, is a VersionConflict. A store
         that ignores conditions replaces whatever is there (the start-up check of create-only PUTs
         warns of such a store)."""
-        import botocore.exceptions as bx
-
-        condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
+        headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+        headers.update({"If-Match": replaces} if replaces is not None else {"If-None-Match": "*"})
         with _s3_errors(bucket, key):
             try:
-                reply = self._put_object(bucket, key, body, content_type, cache_control, Metadata=dict(metadata),
-                                         **condition)
-            except bx.ClientError as error:
-                code, status, _ = _reply(error)
+                reply = self._put_object(bucket, key, body, content_type, cache_control, headers)
+            except S3ErrorReply as error:
                 # AWS answers an If-Match on a missing key 404 NoSuchKey, SeaweedFS 412: either way
                 # the version named is not there.
-                if status == 412 or (replaces is not None and code == "NoSuchKey"):
+                if error.status == 412 or (replaces is not None and error.code == "NoSuchKey"):
                     raise VersionConflict(f"s3://{bucket}/{key}: the version stored is not "
                                           f"{replaces or 'absent'}: another writer wrote it") from None
                 raise
-        return str(reply["ETag"])
+        return str(reply.headers.get("ETag", ""))
 
     def close(self) -> None:
         """Nothing: the client's connections close with the process (a PUT may still run)."""
 
 
-def _age_s(reply: Mapping[str, Any]) -> float | None:
-    """A GetObject reply's object age by the store's clock: its Date header less LastModified."""
-    header = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    modified = reply.get("LastModified")
-    if not header or modified is None:
+def read_body(body: Body) -> bytes:
+    """A body's bytes (a callable's file read whole: a segment is a few MB, and its checksum,
+    payload hash and send read it three times)."""
+    if isinstance(body, bytes):
+        return body
+    with body() as file:
+        return file.read()
+
+
+def age_s(date: str | None, last_modified: str | None) -> float | None:
+    """An object's age by the store's clock: a reply's Date header less its Last-Modified (both
+    RFC 9110 HTTP-dates, whole seconds); None when either is missing or unreadable."""
+    if not date or not last_modified:
         return None
     try:
-        now = email.utils.parsedate_to_datetime(header)
-        if now.tzinfo is None or modified.tzinfo is None:  # "-0000", or a clone's bare timestamp: UTC
+        now, modified = email.utils.parsedate_to_datetime(date), email.utils.parsedate_to_datetime(last_modified)
+        if now.tzinfo is None or modified.tzinfo is None:  # "-0000": UTC
             now, modified = now.replace(tzinfo=datetime.timezone.utc), modified.replace(tzinfo=datetime.timezone.utc)
         return max(0.0, (now - modified).total_seconds())
     except (TypeError, ValueError, AttributeError):
@@ -487,13 +479,13 @@ def _age_s(reply: Mapping[str, Any]) -> float | None:
 
 @contextlib.contextmanager
 def _s3_errors(bucket: str, key: str) -> Iterator[None]:
-    """botocore's errors of one request on ``key`` as a StoreError of the right kind."""
+    """An S3 request's errors on ``key`` as a StoreError of the right kind."""
     import botocore.exceptions as bx
 
     try:
         yield
-    except bx.ClientError as error:
-        raise classify_client_error(error, bucket, key) from None
+    except S3ErrorReply as error:
+        raise classify_s3_error(error, bucket, key) from None
     except (bx.ConnectionError, bx.HTTPClientError) as error:
         # Refused, reset, DNS, connect/read timeouts: the store may come back.
         raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
@@ -518,15 +510,6 @@ def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreEr
     return PermanentStoreError(f"s3://{bucket}/{key}: {error}")
 
 
-def _reply(error: Any) -> tuple[str, int, str]:
-    """An S3 error reply's code ("Unknown" when it has none), HTTP status (0 when unknown) and
-    message (the code when it has none)."""
-    response = getattr(error, "response", {}) or {}
-    code = str(response.get("Error", {}).get("Code", "Unknown"))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code, status, str(response.get("Error", {}).get("Message", "")) or code
-
-
 def _refuses_checksums(code: str, message: str) -> bool:
     """Whether an S3 error reply refuses boto3's checksums, which --s3-checksums when_required
     leaves out: a header (x-amz-checksum-*, x-amz-sdk-checksum-algorithm, sent with every PUT since
@@ -539,13 +522,13 @@ def _refuses_checksums(code: str, message: str) -> bool:
     return any(code == refused and piece in text for refused, piece in _TRAILER_REFUSALS)
 
 
-def classify_client_error(error: Any, bucket: str, key: str) -> StoreError:
+def classify_s3_error(error: S3ErrorReply, bucket: str, key: str) -> StoreError:
     """An S3 error reply as transient (5xx, 429, throttling, timeouts; a body damaged in transit:
     BadDigest, XAmzContentSHA256Mismatch, DigestMismatchError), correctable (credentials, permissions, tokens, a
     missing bucket, a wrong region: ``_CORRECTABLE_CODES``, or a 301, 307, 401, 403 or 404 without
     a known code; a store that does not take boto3's checksum headers or trailer:
     ``_refuses_checksums``) or permanent (any other 4xx)."""
-    code, status, message = _reply(error)
+    code, status, message = error.code, error.status, error.message
     reason = f"s3://{bucket}/{key}: {code} (HTTP {status or '?'}): {message}"
     if _refuses_checksums(code, message):
         return CorrectableStoreError(reason, fix=_FIX_CHECKSUMS)

@@ -42,6 +42,7 @@ class S3ErrorProxy:
         self.target = target
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         self.stored: list[tuple[str, int]] = []  # (path, payload bytes) of every PUT the store took
+        self.headers: list[tuple[str, dict[str, str]]] = []  # (method, headers by lower-case name) of every request
         self.drop_headers: frozenset[str] = frozenset()  # lower-case names
         self.refuse_headers: dict[str, Answer] = {}  # lower-case name -> the answer to a request with it
         self._queued: list[tuple[frozenset[str], str, Answer]] = []
@@ -117,6 +118,8 @@ class S3ErrorProxy:
 
             def _serve(self) -> None:
                 body = self._body()
+                with proxy._lock:
+                    proxy.headers.append((self.command, {name.lower(): value for name, value in self.headers.items()}))
                 answer = next((refusal for name, refusal in proxy.refuse_headers.items() if name in self.headers),
                               None) or proxy._take(self.command, self.path)
                 if answer is not None and answer.forward:

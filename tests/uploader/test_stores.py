@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.seaweed import SeaweedServer
+from uploader.s3wire import S3ErrorReply
 from uploader.stores import (
     WRITE_CHECK_KEY,
     CorrectableStoreError,
@@ -18,7 +19,7 @@ from uploader.stores import (
     S3Store,
     TransientStoreError,
     check_writable,
-    classify_client_error,
+    classify_s3_error,
 )
 
 
@@ -52,11 +53,6 @@ def test_file_store_failure_leaves_no_temp_file(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "b") == []
 
 
-class FakeClientError(Exception):
-    def __init__(self, code: str, status: int) -> None:
-        self.response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
-
-
 # Who can make the same PUT succeed: time (transient), the operator (correctable: held and
 # retried with the fix in the log; issue 14 A: these used to fail the segment for good), nobody
 # (permanent: only that request fails).
@@ -82,7 +78,7 @@ class FakeClientError(Exception):
     ],
 )
 def test_s3_error_classification(code: str, status: int, kind: type) -> None:
-    error = classify_client_error(FakeClientError(code, status), "b", "k")
+    error = classify_s3_error(S3ErrorReply(code, status, code), "b", "k")
     assert type(error) is kind
     assert code in str(error) and "s3://b/k" in str(error)
     if kind is CorrectableStoreError:
@@ -112,9 +108,8 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
     code: str, status: int, message: str,
 ) -> None:
     # 501 would be transient (retried for ever, the fix never said); 400 permanent (segments lost).
-    error = FakeClientError(code, status)
-    error.response["Error"]["Message"] = message
-    refused = classify_client_error(error, "b", "k")
+    error = S3ErrorReply(code, status, message)
+    refused = classify_s3_error(error, "b", "k")
     assert isinstance(refused, CorrectableStoreError) and "--s3-checksums when_required" in refused.fix
     assert message in str(refused)
 
@@ -125,9 +120,8 @@ def test_a_store_refusing_the_checksum_headers_is_correctable_with_the_option_th
     ("InternalError", 500, TransientStoreError),
 ])
 def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: str, status: int, kind: type) -> None:
-    error = FakeClientError(code, status)
-    error.response["Error"]["Message"] = "The CRC32 you specified did not match the calculated checksum."
-    assert type(classify_client_error(error, "b", "k")) is kind
+    error = S3ErrorReply(code, status, "The CRC32 you specified did not match the calculated checksum.")
+    assert type(classify_s3_error(error, "b", "k")) is kind
 
 
 @pytest.mark.parametrize(("code", "message", "kind"), [
@@ -142,17 +136,16 @@ def test_a_checksum_that_did_not_match_is_not_taken_for_a_refused_header(code: s
 ])
 def test_a_body_damaged_in_transit_is_retried_and_a_malformed_digest_is_not(code: str, message: str,
                                                                             kind: type) -> None:
-    error = FakeClientError(code, 400)
-    error.response["Error"]["Message"] = message
-    classified = classify_client_error(error, "b", "k")
+    error = S3ErrorReply(code, 400, message)
+    classified = classify_s3_error(error, "b", "k")
     assert type(classified) is kind
     assert str(classified) == f"s3://b/k: {code} (HTTP 400): {message}"
 
 
 def test_a_digest_mismatch_on_every_attempt_is_held_with_the_checksum_option_as_its_fix() -> None:
     # Some S3 clones answer every PUT with boto3 1.36+'s checksums so (boto/boto3#4400).
-    error = FakeClientError("XAmzContentSHA256Mismatch", 400)
-    mismatch = classify_client_error(error, "b", "k")
+    error = S3ErrorReply("XAmzContentSHA256Mismatch", 400, "XAmzContentSHA256Mismatch")
+    mismatch = classify_s3_error(error, "b", "k")
     assert isinstance(mismatch, DigestMismatchError) and not isinstance(mismatch, CorrectableStoreError)
     held = mismatch.held()
     assert isinstance(held, CorrectableStoreError) and str(held) == str(mismatch)
@@ -160,15 +153,14 @@ def test_a_digest_mismatch_on_every_attempt_is_held_with_the_checksum_option_as_
 
 
 def test_a_store_requiring_a_checksum_is_not_told_to_send_fewer() -> None:
-    error = FakeClientError("InvalidRequest", 400)
-    error.response["Error"]["Message"] = ("Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object"
-                                          " requests with Object Lock parameters")
-    assert type(classify_client_error(error, "b", "k")) is PermanentStoreError
+    error = S3ErrorReply("InvalidRequest", 400, "Content-MD5 OR x-amz-checksum- HTTP header is required for Put"
+                                                " Object requests with Object Lock parameters")
+    assert type(classify_s3_error(error, "b", "k")) is PermanentStoreError
 
 
 def test_a_missing_bucket_and_a_denied_put_say_what_to_do() -> None:
-    missing = classify_client_error(FakeClientError("NoSuchBucket", 404), "media", "k")
-    denied = classify_client_error(FakeClientError("AccessDenied", 403), "media", "k")
+    missing = classify_s3_error(S3ErrorReply("NoSuchBucket", 404, "NoSuchBucket"), "media", "k")
+    denied = classify_s3_error(S3ErrorReply("AccessDenied", 403, "AccessDenied"), "media", "k")
     assert isinstance(missing, CorrectableStoreError) and "create bucket media" in missing.fix
     assert isinstance(denied, CorrectableStoreError) and "s3:PutObject on arn:aws:s3:::media/*" in denied.fix
     assert "bucket media exists" in denied.fix

@@ -1,0 +1,170 @@
+"""uploader/s3wire.py: the daemon's S3 requests go out as boto3's would (the same URL, signature,
+checksum and conditions), through a real SeaweedFS, and an error reply of any shape is read into
+one code, status and message."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+
+from examples.embedded_s3 import EmbeddedS3
+from tests.support.s3_errors import S3ErrorProxy
+from tests.support.seaweed import SeaweedServer
+from uploader.s3wire import S3Wire, error_of
+from uploader.stores import CorrectableStoreError, S3Store
+
+IDENTITY = ("AKIDWIRECHAIN", "wire-chain-secret-0123456789")
+
+# What differs between two requests by design: boto3's user agent and invocation ids, the
+# signature of another instant, and the Expect header S3Wire leaves out.
+UNCOMPARED = frozenset({"user-agent", "amz-sdk-invocation-id", "amz-sdk-request", "x-amz-date", "authorization",
+                        "expect", "accept-encoding", "connection"})
+
+
+def client(endpoint_url: str | None, *, region: str = "us-east-1", style: str = "path",
+           checksums: str | None = None) -> object:
+    session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
+    config = botocore.config.Config(s3={"addressing_style": style}, signature_version="s3v4",
+                                    retries={"total_max_attempts": 1}, request_checksum_calculation=checksums)
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def signed_headers(headers: dict[str, str]) -> list[str]:
+    return headers["authorization"].partition("SignedHeaders=")[2].partition(",")[0].split(";")
+
+
+@pytest.mark.parametrize("checksums", [None, "when_required"])
+def test_a_put_carries_what_a_boto3_put_carries(proxy: S3ErrorProxy, bucket: str, checksums: str | None,
+                                                tmp_path: Path) -> None:
+    s3 = client(proxy.url, checksums=checksums)
+    body = b"G" * 188 * 1000
+    s3.put_object(Bucket=bucket, Key="a/boto.ts", Body=body, ContentType="video/MP2T", CacheControl="max-age=60",
+                  IfNoneMatch="*")
+    source = tmp_path / "s.ts"
+    source.write_bytes(body)
+    S3Store(s3).put(bucket, "a/wire.ts", lambda: source.open("rb"), content_type="video/MP2T",
+                    cache_control="max-age=60", create_only=True)
+    (_, boto), (_, wire) = proxy.headers
+    assert {name: value for name, value in wire.items() if name not in UNCOMPARED} == {
+        name: value for name, value in boto.items() if name not in UNCOMPARED}
+    assert signed_headers(wire) == signed_headers(boto)
+    assert "expect" not in wire
+    crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    assert wire.get("x-amz-checksum-crc32") == (crc32 if checksums is None else None)
+    assert wire["x-amz-content-sha256"] != "UNSIGNED-PAYLOAD"  # plain HTTP: the payload is signed
+    assert s3.get_object(Bucket=bucket, Key="a/wire.ts")["Body"].read() == body
+
+
+def test_a_playlist_version_carries_its_condition_and_metadata(proxy: S3ErrorProxy, bucket: str) -> None:
+    store = S3Store(client(proxy.url))
+    first = store.put_version(bucket, "p/index.m3u8", b"#EXTM3U\n", content_type="application/vnd.apple.mpegurl",
+                              cache_control="no-cache", metadata={"hls-state": '{"sequence":1}'}, replaces=None)
+    second = store.put_version(bucket, "p/index.m3u8", b"#EXTM3U\n#\n", content_type="application/vnd.apple.mpegurl",
+                               cache_control="no-cache", metadata={"hls-state": '{"sequence":2}'}, replaces=first)
+    (_, created), (_, replaced) = proxy.headers
+    assert created["if-none-match"] == "*" and replaced["if-match"] == first
+    assert replaced["x-amz-meta-hls-state"] == '{"sequence":2}' and "x-amz-meta-hls-state" in signed_headers(replaced)
+    version = store.get_version(bucket, "p/index.m3u8")
+    assert version is not None
+    assert (version.etag, version.body, dict(version.metadata)) == (second, b"#EXTM3U\n#\n",
+                                                                     {"hls-state": '{"sequence":2}'})
+    assert version.age_s is not None and 0 <= version.age_s < 60
+
+
+@pytest.mark.parametrize(("style", "region", "endpoint", "base", "signing_region"), [
+    # AWS, no endpoint given: the regional virtual host, as boto3 addresses it.
+    ("virtual", "eu-west-1", None, "https://media.s3.eu-west-1.amazonaws.com", "eu-west-1"),
+    ("path", "eu-west-1", None, "https://s3.eu-west-1.amazonaws.com/media", "eu-west-1"),
+    ("path", "auto", "https://0123.r2.cloudflarestorage.com", "https://0123.r2.cloudflarestorage.com/media", "auto"),
+    # "auto" with an endpoint given: boto3 addresses by path.
+    ("auto", "us-west-004", "https://s3.us-west-004.backblazeb2.com",
+     "https://s3.us-west-004.backblazeb2.com/media", "us-west-004"),
+])
+def test_each_bucket_is_addressed_and_signed_as_boto3_resolves_it(style: str, region: str, endpoint: str | None,
+                                                                   base: str, signing_region: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    wire = S3Wire(client(endpoint, region=region, style=style))
+    assert wire._base("media") == (base, signing_region, "s3")
+
+
+def test_a_client_that_presigns_with_sigv2_still_signs_with_sigv4(seaweed: SeaweedServer, bucket: str) -> None:
+    s3 = boto3.session.Session(aws_access_key_id="t", aws_secret_access_key="t", region_name="us-east-1").client(
+        "s3", endpoint_url=seaweed.endpoint_url)
+    store = S3Store(s3)
+    store.put(bucket, "v2/x", b"x", content_type="text/plain", cache_control="no-store")
+    assert store.exists(bucket, "v2/x") and not store.exists(bucket, "v2/y")
+
+
+BOMB = (b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">'
+        b'<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">'
+        b'<!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">]>'
+        b'<Error><Code>&h;</Code></Error>')
+
+
+@pytest.mark.parametrize(("status", "body", "code", "message"), [
+    (404, b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code><Message>The key does not exist.</Message>"
+          b"<Key>k</Key></Error>", "NoSuchKey", "The key does not exist."),
+    (503, b"<Error><Code>SlowDown</Code></Error>", "SlowDown", "SlowDown"),
+    (502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "Unknown", "Unknown"),
+    (403, b"", "Unknown", "Unknown"),  # a HEAD has no body
+    (400, b"<Error><Code>Trunc", "Unknown", "Unknown"),
+    (500, b"\xff\xfe not xml", "Unknown", "Unknown"),
+])
+def test_an_error_reply_of_any_shape_is_one_code_status_and_message(status: int, body: bytes, code: str,
+                                                                     message: str) -> None:
+    error = error_of(status, body)
+    assert (error.code, error.status, error.message) == (code, status, message)
+
+
+def test_an_error_reply_that_expands_entities_is_not_expanded() -> None:
+    # 10^8 bytes if expanded; expat refuses the amplification, and the reply is no S3 code.
+    error = error_of(400, BOMB)
+    assert error.status == 400 and len(error.code) < 100
+
+
+def test_each_request_signs_with_the_credentials_the_chain_gives_then(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile's credential_process (as an SSO or role helper is) that gives the identity the
+    store knows, then, once they expired, a revoked one: the first request is signed with the
+    first, the next with the one fetched again (refused, and correctable), not a cached copy."""
+    fetched, revoked = tmp_path / "fetched", tmp_path / "revoked"
+    helper = tmp_path / "helper.py"
+    helper.write_text(textwrap.dedent(f"""
+        import datetime, json, pathlib
+        fetched = pathlib.Path({str(fetched)!r})
+        count = int(fetched.read_text()) if fetched.exists() else 0
+        fetched.write_text(str(count + 1))
+        revoked = pathlib.Path({str(revoked)!r}).exists()
+        key, secret = ("AKIDREVOKED", "revoked") if revoked else {IDENTITY!r}
+        # Less than botocore's 10-minute mandatory refresh: fetched again for the next request.
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        print(json.dumps({{"Version": 1, "AccessKeyId": key, "SecretAccessKey": secret,
+                           "Expiration": expires.isoformat()}}))
+    """))
+    config = tmp_path / "config"
+    config.write_text(f"[profile helper]\ncredential_process = {sys.executable} {helper}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with EmbeddedS3(tmp_path / "s3", identity=IDENTITY) as server:
+        bucket = "credentials"
+        server.client().create_bucket(Bucket=bucket)
+        session = boto3.session.Session(profile_name="helper", region_name="us-east-1")
+        store = S3Store(session.client("s3", endpoint_url=server.endpoint_url,
+                                       config=botocore.config.Config(s3={"addressing_style": "path"})))
+        store.put(bucket, "a.ts", b"first", content_type="video/MP2T", cache_control="no-store")
+        revoked.touch()
+        with pytest.raises(CorrectableStoreError) as refused:
+            store.put(bucket, "b.ts", b"second", content_type="video/MP2T", cache_control="no-store")
+    assert "InvalidAccessKeyId" in str(refused.value) and "credentials" in refused.value.fix
+    assert int(fetched.read_text()) >= 2

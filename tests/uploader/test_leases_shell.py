@@ -1,7 +1,7 @@
 """The lease shell (uploader/leases.py) on a real local-directory store, its clock driven by the
-test: taking, renewing, a holder seen alive or gone, a lease lost to another daemon, giving up
-when quiet. A lease's age comes from the file's mtime (``FileStore.get_version``), set here to
-make a holder look gone."""
+test: taking, renewing the heartbeat, a holder seen alive or gone, leases lost to another daemon,
+giving up when quiet. A heartbeat's age comes from the file's mtime (``FileStore.get_version``),
+set here to make a holder look gone."""
 
 from __future__ import annotations
 
@@ -16,12 +16,23 @@ from typing import TypeVar
 
 import pytest
 
-from uploader.lease import LEASE_NAME, Lease, lease_body, read_lease
+from uploader.lease import (
+    HEARTBEAT_PREFIX,
+    LEASE_NAME,
+    Lease,
+    beaten,
+    heartbeat_body,
+    heartbeat_key,
+    lease_body,
+    read_heartbeat,
+    read_lease,
+)
 from uploader.leases import IDLE_RELEASE_S, Leases, daemon_id
-from uploader.stores import FileStore
+from uploader.stores import FileStore, Version
 
 T = TypeVar("T")
 TTL_S = 2.0
+RENEWER_PASS_S = 0.3  # longer than the renewer's look (RENEW_CHECK_S)
 
 
 async def direct(call: Callable[[], T]) -> T:
@@ -40,33 +51,45 @@ def daemon(store: FileStore, name: str, clock: Clock, events: list[str]) -> Leas
     return Leases(store, direct, ttl_s=TTL_S, me=name, clock=clock, count=events.append)
 
 
-def lease_file(root: Path) -> Path:
-    return root / "bucket" / "live" / LEASE_NAME
+def lease_file(root: Path, prefix: str = "live") -> Path:
+    return root / "bucket" / prefix / LEASE_NAME
+
+
+def heartbeat_file(root: Path, owner: str) -> Path:
+    return root / "bucket" / heartbeat_key(owner)
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
 
 
 def test_a_holder_is_seen_alive_until_it_stops_renewing_then_its_lease_is_taken_over_and_it_learns_so(
     tmp_path: Path,
 ) -> None:
-    store, clock, events = FileStore(tmp_path), Clock(), []
+    store, events = FileStore(tmp_path), []
+    paused, running = Clock(), Clock()  # the first's clock stands still while it is paused
 
     async def run() -> None:
-        first, second = daemon(store, "host-a:1:aa", clock, events), daemon(store, "host-b:2:bb", clock, events)
+        first, second = daemon(store, "host-a:1:aa", paused, events), daemon(store, "host-b:2:bb", running, events)
         assert await first.hold("bucket", "live") == 1
         assert first.holds("bucket", "live")
         assert await second.elsewhere("bucket", "live") is None  # a program new to it: its worker tries
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(second.hold("bucket", "live"), 0.2)  # and waits
         assert await second.elsewhere("bucket", "live") == "daemon host-a:1:aa holds the lease of program bucket/live"
-        # The first stops renewing: its lease file grows old (the store's clock), and its own
-        # clock says it may no longer count the lease as its own.
-        old = time.time() - (TTL_S + 2)
-        os.utime(lease_file(tmp_path), (old, old))
-        clock.now += TTL_S
-        assert not first.holds("bucket", "live")
+        # The first is paused: its heartbeat grows old (the store's clock) while the second runs on.
+        age(heartbeat_file(tmp_path, "host-a:1:aa"), TTL_S + 2)
+        running.now += TTL_S
         assert await second.elsewhere("bucket", "live") is None  # gone: messages are taken, and wait
         assert await second.hold("bucket", "live") == 2
-        # The first's next renewal is refused by the store: it drops the lease.
-        await asyncio.sleep(TTL_S / 3 + 0.3)
+        heartbeat = read_heartbeat(heartbeat_file(tmp_path, "host-a:1:aa").read_bytes())
+        assert heartbeat is not None and heartbeat.dead  # written over by the taker
+        # The first wakes: its own clock says it may no longer count its leases as its own, and
+        # its next renewal is refused by the store: it drops the lease.
+        paused.now += TTL_S
+        assert not first.holds("bucket", "live")
+        await asyncio.sleep(RENEWER_PASS_S)
         assert not first.holds("bucket", "live")
         assert await first.elsewhere("bucket", "live") == "daemon host-b:2:bb holds the lease of program bucket/live"
         await first.release_all()
@@ -77,6 +100,7 @@ def test_a_holder_is_seen_alive_until_it_stops_renewing_then_its_lease_is_taken_
     assert events.count("released") == 1  # the second's; the first held nothing any more
     lease = read_lease(lease_file(tmp_path).read_bytes())
     assert lease is not None and lease.released and lease.fence == 2
+    assert not heartbeat_file(tmp_path, "host-b:2:bb").exists()  # removed at the stop
 
 
 def test_a_program_quiet_for_long_gives_its_lease_up_and_the_next_message_takes_it_again(tmp_path: Path) -> None:
@@ -102,9 +126,9 @@ def test_a_renewal_the_store_refuses_stops_the_holder_writing_until_one_goes_thr
     async def run() -> None:
         leases = daemon(store, "host-a:1:aa", clock, events)
         assert await leases.hold("bucket", "live") == 1
-        folder = lease_file(tmp_path).parent
+        folder = heartbeat_file(tmp_path, "host-a:1:aa").parent
         folder.rename(tmp_path / "aside")
-        folder.write_bytes(b"")  # a file where the program's folder was: every write there fails
+        folder.write_bytes(b"")  # a file where the heartbeats' folder was: every write there fails
         clock.now += TTL_S * 0.8
         await asyncio.sleep(TTL_S / 3 + 0.3)  # a renewal, refused
         assert not leases.holds("bucket", "live")  # nothing of the program is written meanwhile
@@ -119,8 +143,82 @@ def test_a_renewal_the_store_refuses_stops_the_holder_writing_until_one_goes_thr
 
 
 def test_a_holder_id_made_of_any_host_name_reads_back_as_this_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "caf\u00e9 host\n" + "x" * 300)
+    monkeypatch.setattr(socket, "gethostname", lambda: "caf\u00e9 host\n/../" + "x" * 300)
     me = daemon_id()
-    assert me.startswith("caf?" + "?host?") and len(me) < 200
-    lease = read_lease(lease_body(Lease(me, 1, TTL_S)))
+    assert me.startswith("caf?" + "?host??..?") and len(me) < 200
+    assert "/" not in heartbeat_key(me).removeprefix(HEARTBEAT_PREFIX)
+    lease = read_lease(lease_body(Lease(me, 1)))
     assert lease is not None and lease.owner == me
+
+
+class CountingStore(FileStore):
+    """A local-directory store that counts the versions written under each key, and can run a
+    step the test gives between reading a key and handing the version back."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.writes: dict[str, int] = {}
+        self.after_read: dict[str, Callable[[], None]] = {}
+
+    def put_version(self, bucket: str, key: str, body: bytes, **kwargs: object) -> str:
+        self.writes[key] = self.writes.get(key, 0) + 1
+        return super().put_version(bucket, key, body, **kwargs)  # type: ignore[arg-type]
+
+    def get_version(self, bucket: str, key: str) -> Version | None:
+        found = super().get_version(bucket, key)
+        if (step := self.after_read.pop(key, None)) is not None:
+            step()
+        return found
+
+
+def test_a_daemon_holding_many_programs_renews_one_heartbeat_not_each_lease(tmp_path: Path) -> None:
+    store, clock, events = CountingStore(tmp_path), Clock(), []
+    programs = [f"live/p{n:03d}" for n in range(50)]
+
+    async def run() -> None:
+        leases = daemon(store, "host-a:1:aa", clock, events)
+        for prefix in programs:
+            assert await leases.hold("bucket", prefix) == 1
+        for _ in range(6):  # two times to live, each program publishing meanwhile
+            clock.now += TTL_S / 3
+            for prefix in programs:
+                assert await leases.hold("bucket", prefix) == 1
+            await asyncio.sleep(RENEWER_PASS_S)
+        assert all(leases.holds("bucket", prefix) for prefix in programs)
+        await leases.release_all()
+
+    asyncio.run(run())
+    assert all(store.writes[f"{prefix}/{LEASE_NAME}"] == 2 for prefix in programs), store.writes  # taken, given up
+    assert 5 <= store.writes[heartbeat_key("host-a:1:aa")] <= 8, store.writes  # written, then one per third
+    assert events == ["taken"] * 50 + ["released"] * 50
+
+
+def test_a_holder_renewing_between_a_takers_read_and_its_write_keeps_its_leases(tmp_path: Path) -> None:
+    store, clock, events = CountingStore(tmp_path), Clock(), []
+
+    async def run() -> None:
+        first, second = daemon(store, "host-a:1:aa", clock, events), daemon(store, "host-b:2:bb", clock, events)
+        assert await first.hold("bucket", "live") == 1
+        beat = heartbeat_file(tmp_path, "host-a:1:aa")
+        age(beat, TTL_S + 2)  # looks lapsed to the second ...
+
+        def renewal_lands() -> None:  # ... which reads it; then the first's renewal reaches the store
+            state = first._beats["bucket"]
+            state.heartbeat = beaten(state.heartbeat)
+            state.etag = store.put_version("bucket", heartbeat_key("host-a:1:aa"), heartbeat_body(state.heartbeat),
+                                           content_type="application/json", cache_control="no-store", metadata={},
+                                           replaces=state.etag)
+
+        store.after_read[heartbeat_key("host-a:1:aa")] = renewal_lands
+        with contextlib.suppress(TimeoutError):  # and the second's write over it as dead is refused
+            await asyncio.wait_for(second.hold("bucket", "live"), 0.3)
+        assert first.holds("bucket", "live") and not second.holds("bucket", "live")
+        heartbeat = read_heartbeat(beat.read_bytes())
+        assert heartbeat is not None and not heartbeat.dead
+        assert await second.elsewhere("bucket", "live") == "daemon host-a:1:aa holds the lease of program bucket/live"
+        await first.release_all()
+        await second.release_all()
+
+    asyncio.run(run())
+    assert events == ["taken", "released"], events
+    assert read_lease(lease_file(tmp_path).read_bytes()) == Lease("", 1)

@@ -23,7 +23,7 @@ from common.settings import ConfigError
 
 from .config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig, check_cloudfront, spool_directory
 from .daemon import SpoolDamaged, SpoolInUse, SpoolOfAnotherStore, StartupError, run_daemon
-from .leases import LEASE_THREADS
+from .leases import LEASE_CONNECTIONS
 from .cost import Audience, Prices, cost_sheet, render, sheet_json
 from .player import PAGE_NAME
 from .spool import SPOOL_FILE_NAME, Spool, SpoolBusy, SpoolError, open_read_only, read_summaries, read_usage
@@ -144,7 +144,7 @@ def s3_client(config: UploaderConfig | SigningSettings, addressing_style: str | 
         read_timeout=S3_READ_TIMEOUT_S,
         # Room for every in-flight PUT plus the playlist PUT that follows it, and the lease
         # requests' own threads.
-        max_pool_connections=config.max_inflight + 2 + LEASE_THREADS,
+        max_pool_connections=config.max_inflight + 2 + LEASE_CONNECTIONS,
         # The publisher retries with its own backoff and logs; no hidden second layer.
         retries={"mode": "standard", "total_max_attempts": 1},
         s3={"addressing_style": addressing_style or config.s3_addressing_style},

@@ -63,9 +63,12 @@ STOP_CHECK_S = 0.5
 # The renewer looks at least this often which heartbeats are due and which programs are quiet (seconds).
 RENEW_CHECK_S = 0.25
 
-# Threads for the lease requests, beside the --max-inflight upload threads (and as many more
-# connections in the S3 client's pool).
+# Threads for the lease requests (taking, reading, giving up), and for the heartbeats' alone, so
+# that no renewal waits behind another request; beside the --max-inflight upload threads, with
+# as many more connections in the S3 client's pool (``LEASE_CONNECTIONS``).
 LEASE_THREADS = 4
+HEARTBEAT_THREADS = 2
+LEASE_CONNECTIONS = LEASE_THREADS + HEARTBEAT_THREADS
 
 # A lease or heartbeat that cannot be read or renewed is reported at most this often per object.
 WARN_INTERVAL_S = 30.0
@@ -101,6 +104,11 @@ class _Beat:
     empty_since: float | None = None
     claims: int = 0  # claims under way in the bucket: it is not removed meanwhile
     programs: set[Program] = field(default_factory=set)
+    # A renewal whose reply was lost: the version sent (sent again, so that a 412 can tell a PUT
+    # that landed from another daemon's write) and when it was first sent.
+    attempt: tuple[Heartbeat, float] | None = None
+    renewing: bool = False  # a renewal task is under way
+    removing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,15 +136,18 @@ class _Look:
 
 class Leases:
     def __init__(self, store: Store, call: Callable[[Callable[[], T]], Awaitable[T]], *, ttl_s: float,
-                 me: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 beat_call: Callable[[Callable[[], T]], Awaitable[T]] | None = None, me: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  count: Callable[[str], None] = lambda event: None) -> None:
         """The leases this daemon (``me``, default ``daemon_id()``: its id in the first heartbeat it
         writes in each bucket) holds in ``store``, its heartbeats with a time to live of ``ttl_s``
-        seconds; ``call`` runs one store request off the event loop (``Publisher._store_call``);
+        seconds; ``call`` runs one store request off the event loop (``Publisher._lease_call``),
+        ``beat_call`` one heartbeat request (on threads of its own; default ``call``);
         ``count(event)`` is told each lease "taken", "taken_over", "lost" and "released"
         (``DestinationMetrics.lease``)."""
         self._store = store
         self._call = call
+        self._beat_call = beat_call or call
         self.me = me or daemon_id()
         self.ttl_s = ttl_s
         self._clock = clock
@@ -144,9 +155,12 @@ class Leases:
         self._held: dict[Program, _Held] = {}
         self._beats: dict[str, _Beat] = {}
         self._beat_locks: dict[str, asyncio.Lock] = {}
-        self._ids_used: set[str] = set()
+        self._ids_used: set[tuple[str, str]] = set()  # (bucket, id) of every heartbeat written
+        self._releasing: set[Program] = set()
+        self._chores: set[asyncio.Task[None]] = set()  # the renewer's renewals, releases, removals
         self._seen: dict[Program, _Seen] = {}
-        self._known: set[Program] = set()  # programs whose lease this daemon read or tried to take this run
+        # Programs whose lease this daemon read or tried to take this run, and when it last did.
+        self._known: dict[Program, float] = {}
         self._locks: dict[Program, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._failing = Throttle(WARN_INTERVAL_S)  # per program or bucket
@@ -186,9 +200,10 @@ class Leases:
 
     def holds(self, bucket: str, key_prefix: str) -> bool:
         """Whether this daemon may write program (``bucket``, ``key_prefix``) now: it holds the
-        lease, and its heartbeat in the bucket was renewed recently enough (``SAFE_FRACTION``)."""
-        beat = self._beats.get(bucket)
-        return (bucket, key_prefix) in self._held and beat is not None and self._safe(beat)
+        lease under the id of its heartbeat in the bucket, renewed recently enough (``SAFE_FRACTION``)."""
+        held, beat = self._held.get((bucket, key_prefix)), self._beats.get(bucket)
+        return held is not None and beat is not None and held.lease.owner == beat.heartbeat.owner and \
+            self._safe(beat)
 
     async def elsewhere(self, bucket: str, key_prefix: str) -> str | None:
         """Why a message of program (``bucket``, ``key_prefix``) is better sent to another daemon,
@@ -215,18 +230,21 @@ class Leases:
     def lost(self, bucket: str, key_prefix: str) -> None:
         """A write of the program was refused (another writer's version there): read its lease
         again before the next."""
+        if (bucket, key_prefix) in self._held:
+            self._count("lost")
         self._drop((bucket, key_prefix))
 
     async def release_all(self) -> None:
-        """Give up every lease held and remove the heartbeats (at the daemon's stop), so that
-        another daemon takes the programs at once."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-        for program in list(self._held):
-            await self._release(program, "")
+        """Give up every lease held, together, while the heartbeats are still renewed; then remove
+        the heartbeats (at the daemon's stop), so that another daemon takes the programs at once."""
+        await asyncio.gather(*(self._release(program) for program in list(self._held)))
+        for task in [self._renewer, *self._chores]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[task for task in [self._renewer, *self._chores] if task is not None],
+                             return_exceptions=True)
         for bucket in list(self._beats):
-            await self._remove_beat(bucket)
+            await self._remove_beat(bucket, force=True)
 
     # The requests.
 
@@ -246,7 +264,7 @@ class Leases:
     async def _look(self, program: Program) -> _Look:
         """Read the program's lease and, when another daemon's, that daemon's heartbeat; remember
         what was seen of a holder alive (for ``elsewhere``)."""
-        self._known.add(program)
+        self._known[program] = self._clock()
         bucket = program[0]
         beat = self._beats.get(bucket)
         found = await self._call(partial(self._store.get_version, bucket, self._key(program)))
@@ -288,7 +306,7 @@ class Leases:
         create it first (one conditional PUT for a program nobody holds). Returns how long to
         wait before asking again (0: held now, or read again at once)."""
         bucket, first_time = program[0], program not in self._known
-        self._known.add(program)  # from now on its messages are answered by what is found
+        self._known[program] = self._clock()  # from now on its messages are answered by what is found
         beat = await self._beating(bucket)
         if beat is None:
             return min(1.0, self.ttl_s / 6)  # its heartbeat could not be written: tried again
@@ -301,7 +319,7 @@ class Leases:
             if look.verdict is Standing.OURS:
                 assert look.lease is not None and look.etag is not None
                 self._keep(program, beat, look.lease, look.etag)
-                return 0.0
+                return 0.0  # kept, or its heartbeat was lost meanwhile: read again
             if look.verdict is Standing.HELD:
                 ttl_s = look.beat.ttl_s if look.beat is not None else self.ttl_s
                 return min(self.ttl_s / 3, max(0.1, ttl_s + 1.0 - (look.age_s or 0.0)))
@@ -335,20 +353,25 @@ class Leases:
             etag = await self._call(partial(self._put_lease, program, lease, look.etag))
         except VersionConflict:
             return False
-        self._keep(program, beat, lease, etag)
+        if not self._keep(program, beat, lease, etag):
+            return False  # taken under an id its heartbeat lost meanwhile: read again, and taken over
         self._count("taken_over" if verdict is Standing.LAPSED else "taken")
         if verdict is Standing.LAPSED:
-            log.warning("program %s/%s: its lease taken over from %s, which stopped %.0f s ago (fencing number %d)",
-                        *program, f"daemon {look.lease.owner}" if look.lease else "an unreadable lease",
-                        look.age_s or 0.0, lease.fence)
+            log.warning("program %s/%s: its lease taken over from %s (fencing number %d)", *program,
+                        _whose(look), lease.fence)
         else:
             log.info("program %s/%s: its lease taken (fencing number %d)", *program, lease.fence)
         return True
 
-    def _keep(self, program: Program, beat: _Beat, lease: Lease, etag: str) -> None:
+    def _keep(self, program: Program, beat: _Beat, lease: Lease, etag: str) -> bool:
+        """Hold ``lease`` under ``beat``, unless that heartbeat is no longer this daemon's in the
+        bucket (declared dead or removed while the lease was written). Returns whether it is held."""
+        if self._beats.get(program[0]) is not beat:
+            return False
         self._held[program] = _Held(lease, etag, self._clock())
         beat.programs.add(program)
         beat.empty_since = None
+        return True
 
     def _drop(self, program: Program) -> None:
         self._held.pop(program, None)
@@ -358,32 +381,45 @@ class Leases:
             if not beat.programs:
                 beat.empty_since = self._clock()
 
-    async def _release(self, program: Program, why: str) -> None:
-        """Give the program's lease up (a WARNING when the store refuses); ``why``: for the log line."""
+    async def _release(self, program: Program, quiet_s: float | None = None) -> None:
+        """Give the program's lease up: when the daemon stops (``quiet_s`` None), or when none of its
+        messages was published for ``quiet_s`` (asked again under its lock: a message that came
+        meanwhile keeps it). It is held no more while the PUT is on its way, so that a message
+        arriving meanwhile waits for the lock and takes it afresh; a WARNING when the store
+        refuses (a quiet one is then held again and given up later)."""
         held = self._held.get(program)
-        if held is None:
+        if held is None or program in self._releasing:
             return
+        self._releasing.add(program)
         try:
             async with self._locks.setdefault(program, asyncio.Lock()):
-                if self._held.get(program) is not held:
+                if self._held.get(program) is not held or (
+                        quiet_s is not None and self._clock() - held.used_at <= quiet_s):
                     return
-                await self._call(partial(self._put_lease, program, released(held.lease), held.etag))
-        except VersionConflict:
-            self._drop(program)
-            self._count("lost")
-            log.warning("program %s/%s: its lease was taken by another daemon", *program)
-            return
-        except StoreError as error:
-            if why:
-                self._warn(program, f"program {program[0]}/{program[1]}: its lease could not be given up", error)
-                return  # tried again at the renewer's next look
-            log.warning("program %s/%s: its lease could not be given up (another daemon takes it once this daemon's"
-                        " heartbeat is removed or lapses): %s", *program, error)
-            self._drop(program)
-            return
-        self._drop(program)
-        self._count("released")
-        log.info("program %s/%s: its lease given up%s", *program, why)
+                del self._held[program]
+                try:
+                    await self._call(partial(self._put_lease, program, released(held.lease), held.etag))
+                except VersionConflict:
+                    self._drop(program)
+                    self._count("lost")
+                    log.warning("program %s/%s: its lease was taken by another daemon", *program)
+                    return
+                except StoreError as error:
+                    if quiet_s is not None:
+                        self._held[program] = held
+                        self._warn(program, f"program {program[0]}/{program[1]}: its lease could not be given up",
+                                   error)
+                        return
+                    self._drop(program)
+                    log.warning("program %s/%s: its lease could not be given up (another daemon takes it once this"
+                                " daemon's heartbeat is removed or lapses): %s", *program, error)
+                    return
+                self._drop(program)
+                self._count("released")
+                log.info("program %s/%s: its lease given up%s", *program,
+                         f" (nothing published for {quiet_s:.0f} s)" if quiet_s is not None else "")
+        finally:
+            self._releasing.discard(program)
 
     def _report_unreadable(self, bucket: str, key: str, size: int, what: str) -> None:
         if (left_out := self._unreadable.due((bucket, key), self._clock())) is not None:
@@ -414,11 +450,11 @@ class Leases:
         async with self._beat_locks.setdefault(bucket, asyncio.Lock()):
             if (beat := self._beats.get(bucket)) is not None:  # written meanwhile
                 return beat if self._safe(beat) else None
-            owner = self.me if self.me not in self._ids_used else daemon_id()
-            self._ids_used.add(owner)
+            owner = self.me if (bucket, self.me) not in self._ids_used else daemon_id()
+            self._ids_used.add((bucket, owner))
             heartbeat = Heartbeat(owner, self.ttl_s)
             sent = self._clock()
-            etag = await self._call(partial(self._put_beat, bucket, heartbeat, None))
+            etag = await self._beat_call(partial(self._put_beat, bucket, heartbeat, None))
             # The first renewal comes after a random part of the period, so that daemons started
             # together renew spread over it, not in one burst of PUTs.
             first_due = sent + self.ttl_s / 3 * (1 - self._rng.random() / 2)
@@ -428,16 +464,21 @@ class Leases:
             self._start_renewing()
             return beat
 
-    async def _remove_beat(self, bucket: str) -> None:
+    async def _remove_beat(self, bucket: str, beat: _Beat | None = None, *, force: bool = False) -> None:
+        """Remove this daemon's heartbeat in ``bucket`` (``beat``, when given, and only while it is
+        the one there): at the stop (``force``), or when no lease of the bucket is held and no
+        claim is under way (asked again under its lock)."""
         async with self._beat_locks.setdefault(bucket, asyncio.Lock()):
-            beat = self._beats.pop(bucket, None)
-        if beat is None:
-            return
+            current = self._beats.get(bucket)
+            if current is None or (beat is not None and current is not beat) or (
+                    not force and (current.claims or current.programs)):
+                return
+            del self._beats[bucket]
         try:
-            await self._call(partial(self._store.delete, bucket, heartbeat_key(beat.heartbeat.owner)))
+            await self._beat_call(partial(self._store.delete, bucket, heartbeat_key(current.heartbeat.owner)))
         except StoreError as error:
             log.warning("bucket %s: heartbeat %s could not be removed (it lapses in %.0f s): %s", bucket,
-                        heartbeat_key(beat.heartbeat.owner), self.ttl_s, error)
+                        heartbeat_key(current.heartbeat.owner), self.ttl_s, error)
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
@@ -446,45 +487,99 @@ class Leases:
     async def _renew_all(self) -> None:
         """Renew each heartbeat a third of the time to live after its last renewal was sent; give
         up the lease of each program quiet for ``IDLE_RELEASE_S``, and remove a heartbeat with no
-        lease behind it for as long."""
+        lease behind it for as long. Each of these runs as a task of its own, so that a request
+        that hangs (up to the client's read timeout) delays nothing else."""
         idle_s = max(IDLE_RELEASE_S, IDLE_RELEASE_TTLS * self.ttl_s)
         while self._beats:
             next_due = min(beat.due_at for beat in self._beats.values())
             await asyncio.sleep(min(RENEW_CHECK_S, max(0.0, next_due - self._clock())))
             now = self._clock()
-            due = [(bucket, beat) for bucket, beat in list(self._beats.items()) if beat.due_at <= now]
-            await asyncio.gather(*(self._renew(bucket, beat) for bucket, beat in due))
-            quiet = [program for program, held in list(self._held.items()) if now - held.used_at > idle_s]
-            for program in quiet:
-                await self._release(program, f" (nothing published for {idle_s:.0f} s)")
             for bucket, beat in list(self._beats.items()):
-                if beat.claims == 0 and beat.empty_since is not None and now - beat.empty_since > idle_s:
-                    await self._remove_beat(bucket)
+                if beat.due_at <= now and not beat.renewing:
+                    beat.renewing = True
+                    self._chore(self._renewing(bucket, beat))
+                elif beat.claims == 0 and beat.empty_since is not None and now - beat.empty_since > idle_s \
+                        and not beat.removing:
+                    beat.removing = True
+                    self._chore(self._remove_beat(bucket, beat))
+            for program, held in list(self._held.items()):
+                if now - held.used_at > idle_s and program not in self._releasing:
+                    self._chore(self._release(program, idle_s))
+            self._forget(now - idle_s)
+
+    def _chore(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chore_done)
+
+    def _chore_done(self, task: asyncio.Task[None]) -> None:
+        self._chores.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("leases: %s", error, exc_info=error)
+
+    def _forget(self, before: float) -> None:
+        """Drop what is remembered of programs neither held nor read since ``before`` (monotonic)."""
+        for program, at in list(self._known.items()):
+            lock = self._locks.get(program)
+            if program in self._held or at >= before or (lock is not None and lock.locked()):
+                continue
+            del self._known[program]
+            self._seen.pop(program, None)
+            self._locks.pop(program, None)
+
+    async def _renewing(self, bucket: str, beat: _Beat) -> None:
+        try:
+            await self._renew(bucket, beat)
+        finally:
+            beat.renewing = False
 
     async def _renew(self, bucket: str, beat: _Beat) -> None:
         """Renew one heartbeat, unless it was renewed meanwhile (the renewer and a claim finding it
-        unsafe may both ask). Found written over (declared dead by another daemon), every lease of
-        the bucket is dropped, with a WARNING: the next message of each program reads it again."""
+        unsafe may both ask). Refused (412), it reads what is there: the version it sent (a
+        renewal whose reply was lost landed) is taken as renewed; anything else means another
+        daemon declared it dead, and every lease of the bucket is dropped, with a WARNING: the
+        next message of each program reads it again."""
         async with self._beat_locks.setdefault(bucket, asyncio.Lock()):
             if self._beats.get(bucket) is not beat or (self._clock() < beat.due_at and self._safe(beat)):
                 return
-            heartbeat = beaten(beat.heartbeat)
-            sent = self._clock()
+            heartbeat, first_sent = beat.attempt or (beaten(beat.heartbeat), self._clock())
+            key = heartbeat_key(heartbeat.owner)
             try:
-                etag = await self._call(partial(self._put_beat, bucket, heartbeat, beat.etag))
-            except VersionConflict:
-                del self._beats[bucket]
-                held = [program for program in self._held if program[0] == bucket]
-                for program in held:
-                    self._drop(program)
-                    self._count("lost")
-                log.warning("bucket %s: another daemon found this daemon's heartbeat not renewed for %.1f s and"
-                            " declared it dead: this daemon stops writing the %d program(s) it held there until it"
-                            " reads their leases again", bucket, self._clock() - beat.renewed_at, len(held))
-                return
+                try:
+                    etag = await self._beat_call(partial(self._put_beat, bucket, heartbeat, beat.etag))
+                except VersionConflict:
+                    found = await self._beat_call(partial(self._store.get_version, bucket, key)) \
+                        if beat.attempt is not None else None
+                    if found is None or read_heartbeat(found.body) != heartbeat:
+                        self._declared_dead(bucket, beat)
+                        return
+                    etag = found.etag
             except StoreError as error:
-                self._warn(bucket, f"bucket {bucket}: heartbeat {heartbeat_key(beat.heartbeat.owner)} could not be"
-                           " renewed", error, "" if self._safe(beat) else "; its programs are not written until it is")
+                beat.attempt = (heartbeat, first_sent)
+                self._warn(bucket, f"bucket {bucket}: heartbeat {key} could not be renewed", error,
+                           "" if self._safe(beat) else "; its programs are not written until it is")
                 beat.due_at = self._clock() + min(1.0, self.ttl_s / 6)  # tried again soon, not at once
                 return
-            beat.heartbeat, beat.etag, beat.renewed_at, beat.due_at = heartbeat, etag, sent, sent + self.ttl_s / 3
+            beat.heartbeat, beat.etag, beat.renewed_at, beat.attempt = heartbeat, etag, first_sent, None
+            beat.due_at = first_sent + self.ttl_s / 3
+
+    def _declared_dead(self, bucket: str, beat: _Beat) -> None:
+        self._beats.pop(bucket, None)
+        held = [program for program in self._held if program[0] == bucket]
+        for program in held:
+            self._drop(program)
+            self._count("lost")
+        log.warning("bucket %s: another daemon found this daemon's heartbeat not renewed for %.1f s and declared it"
+                    " dead: this daemon stops writing the %d program(s) it held there until it reads their leases"
+                    " again", bucket, self._clock() - beat.renewed_at, len(held))
+
+
+def _whose(look: _Look) -> str:
+    """Whose lease a take over ``look`` took, and why, for its log line."""
+    if look.lease is None:
+        return "an unreadable lease"
+    if look.beat_etag is not None:
+        return f"daemon {look.lease.owner}, whose heartbeat was not renewed for {look.age_s or 0.0:.0f} s"
+    if look.beat is not None and look.beat.dead:
+        return f"daemon {look.lease.owner}, whose heartbeat another daemon declared dead"
+    return f"daemon {look.lease.owner}, whose heartbeat is gone (it stopped) or is no heartbeat"

@@ -41,7 +41,7 @@ from .player import (
     player_script,
     render_player_page,
 )
-from .leases import LEASE_THREADS, Leases
+from .leases import HEARTBEAT_THREADS, LEASE_THREADS, Leases
 from .master import MIN_RENDITIONS, Program, master_playlist, variant
 from .metrics import DaemonMetrics, DestinationMetrics, store_error_kind
 from .payloads import PayloadStore
@@ -232,7 +232,9 @@ class Publisher:
         self._fenced: set[StreamKey] = set()
         # Lease requests have threads of their own: a renewal must not wait behind the uploads.
         self._lease_io = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="lease")
-        self._leases = Leases(store, self._lease_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease) \
+        self._beat_io = ThreadPoolExecutor(max_workers=HEARTBEAT_THREADS, thread_name_prefix="heartbeat")
+        self._leases = Leases(store, self._lease_call, ttl_s=config.lease_ttl_s, count=self._metrics.lease,
+                              beat_call=self._beat_call) \
             if config.lease_ttl_s and store.versions else None
         if self._leases is not None:
             log.info("programs are published under leases of %g s in %s, as holder %s", config.lease_ttl_s,
@@ -361,10 +363,15 @@ class Publisher:
         """``call`` (one request on a lease) on the lease threads, outside the in-flight bound."""
         return await asyncio.get_running_loop().run_in_executor(self._lease_io, self._counted, call)
 
+    async def _beat_call(self, call: Callable[[], T]) -> T:
+        """``call`` (one request on a heartbeat) on threads of its own: it never waits behind another."""
+        return await asyncio.get_running_loop().run_in_executor(self._beat_io, self._counted, call)
+
     def close(self) -> None:
         # A PUT still running in a thread cannot be interrupted; do not wait for it.
         self._io.shutdown(wait=False, cancel_futures=True)
         self._lease_io.shutdown(wait=False, cancel_futures=True)
+        self._beat_io.shutdown(wait=False, cancel_futures=True)
 
     # One stream.
 

@@ -28,7 +28,7 @@ from uploader.lease import (
     read_lease,
 )
 from uploader.leases import IDLE_RELEASE_S, Leases, daemon_id
-from uploader.stores import FileStore, Version
+from uploader.stores import FileStore, TransientStoreError, Version
 
 T = TypeVar("T")
 TTL_S = 2.0
@@ -222,3 +222,121 @@ def test_a_holder_renewing_between_a_takers_read_and_its_write_keeps_its_leases(
     asyncio.run(run())
     assert events == ["taken", "released"], events
     assert read_lease(lease_file(tmp_path).read_bytes()) == Lease("", 1)
+
+
+class Gate:
+    """A ``call`` for the shell that can hold a request of a given kind (``_put_lease``,
+    ``_put_beat``, ``get_version``) until the test opens it, fail it before it reaches the store,
+    or fail it after (a reply lost: the store took it)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, asyncio.Event] = {}
+        self.fail_before: set[str] = set()
+        self.fail_after: set[str] = set()
+
+    async def __call__(self, call: Callable[[], T]) -> T:
+        name = getattr(getattr(call, "func", None), "__name__", "")
+        if name in self.fail_before:
+            self.fail_before.discard(name)
+            raise TransientStoreError("the store is down")
+        if (gate := self.held.pop(name, None)) is not None:
+            await gate.wait()
+        result = call()
+        if name in self.fail_after:
+            self.fail_after.discard(name)
+            raise TransientStoreError("the reply was lost")
+        return result
+
+
+def test_a_lease_written_after_its_heartbeat_was_declared_dead_is_not_held(tmp_path: Path) -> None:
+    store, paused, running, gate, events = FileStore(tmp_path), Clock(), Clock(), Gate(), []
+
+    async def run() -> None:
+        first = Leases(store, gate, ttl_s=6, me="host-a:1:aa", clock=paused, count=events.append)
+        second = daemon(store, "host-b:2:bb", running, [])
+        assert await first.hold("bucket", "p1") == 1
+        opened = gate.held["_put_lease"] = asyncio.Event()
+        taking = asyncio.create_task(first.hold("bucket", "p2"))  # its lease PUT is on its way ...
+        await asyncio.sleep(0.05)
+        age(heartbeat_file(tmp_path, "host-a:1:aa"), 10)  # ... when the first hangs
+        assert await second.hold("bucket", "p1") == 2  # its heartbeat declared dead
+        paused.now += 5
+        await asyncio.sleep(RENEWER_PASS_S)  # the first wakes: its renewal refused
+        assert await first.hold("bucket", "p3") == 1  # under a new heartbeat
+        new_id = first._beats["bucket"].heartbeat.owner
+        opened.set()  # the p2 PUT, in the dead heartbeat's name, lands now: not held under it ...
+        assert await asyncio.wait_for(taking, 5) == 3  # ... but taken over from it, under the new one
+        assert read_lease(lease_file(tmp_path, "p2").read_bytes()) == Lease(new_id, 3)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(second.hold("bucket", "p2"), 0.3)
+        assert first.holds("bucket", "p2") and not second.holds("bucket", "p2")
+        await first.release_all()
+        await second.release_all()
+
+    asyncio.run(run())
+
+
+def test_a_renewal_whose_reply_was_lost_is_taken_as_renewed(tmp_path: Path) -> None:
+    store, clock, gate, events = FileStore(tmp_path), Clock(), Gate(), []
+
+    async def run() -> None:
+        leases = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock, count=events.append)
+        assert await leases.hold("bucket", "live") == 1
+        gate.fail_after.add("_put_beat")
+        clock.now += 0.7
+        await asyncio.sleep(RENEWER_PASS_S)  # the renewal lands, its reply is lost
+        clock.now += 1.0
+        await asyncio.sleep(RENEWER_PASS_S)  # sent again: 412, and the version there is the one sent
+        assert leases.holds("bucket", "live")
+        assert await leases.elsewhere("bucket", "live") is None
+        assert await leases.hold("bucket", "live") == 1
+        await leases.release_all()
+
+    asyncio.run(run())
+    assert events == ["taken", "released"], events
+
+
+def test_a_request_that_hangs_delays_no_heartbeat(tmp_path: Path) -> None:
+    store, clock, gate = FileStore(tmp_path), Clock(), Gate()
+
+    async def run() -> None:
+        leases = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock)
+        await leases.hold("x", "quiet")
+        await leases.hold("y", "busy")
+        opened = asyncio.Event()
+        for second in range(40):
+            clock.now += 1
+            if second == 25:
+                gate.held["_put_lease"] = opened  # the quiet program's release hangs (read timeout: 30 s)
+            await asyncio.sleep(RENEWER_PASS_S)
+            assert leases.holds("y", "busy"), second  # renewed all along
+            assert await leases.hold("y", "busy") == 1
+        opened.set()
+        await leases.release_all()
+
+    asyncio.run(run())
+
+
+def test_a_message_during_an_idle_release_takes_the_lease_afresh_and_no_other_daemon_gets_it(tmp_path: Path) -> None:
+    store, clock, gate, events = FileStore(tmp_path), Clock(), Gate(), []
+
+    async def run() -> None:
+        first = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock, count=events.append)
+        second = daemon(store, "host-b:2:bb", Clock(), [])
+        assert await first.hold("bucket", "live") == 1
+        opened = gate.held["_put_lease"] = asyncio.Event()
+        clock.now += IDLE_RELEASE_S + 1
+        await asyncio.sleep(RENEWER_PASS_S)  # its release is on its way ...
+        assert not first.holds("bucket", "live")
+        publishing = asyncio.create_task(first.hold("bucket", "live"))  # ... when a message comes
+        await asyncio.sleep(0.05)
+        opened.set()
+        assert await asyncio.wait_for(publishing, 5) == 2  # taken afresh: its playlists are read again
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(second.hold("bucket", "live"), 0.3)
+        assert first.holds("bucket", "live") and not second.holds("bucket", "live")
+        await first.release_all()
+        await second.release_all()
+
+    asyncio.run(run())
+    assert events == ["taken", "released", "taken", "released"], events

@@ -104,7 +104,8 @@ def build_stores(config: UploaderConfig) -> list[Store]:
 
 def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
     """The store ``url`` names (uploader/remote.py has the forms): S3 through a boto3 client
-    (``s3_client``; its requests go out through uploader/s3wire.py), a directory, an FTP(S), SFTP or HTTP server. Raises ConfigError."""
+    (``s3_client``; its requests go out through uploader/s3wire.py), a directory, an FTP(S),
+    SFTP or HTTP server. Raises ConfigError."""
     if url.scheme == "s3":
         client = s3_client(config)
         return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")

@@ -130,7 +130,7 @@ class _Look:
     lease: Lease | None
     etag: str | None  # the lease object's version; None: none there
     age_s: float | None  # the heartbeat's age (of the lease object when it is unreadable)
-    beat: Heartbeat | None = None  # the holder's heartbeat as read, when it lapsed
+    beat: Heartbeat | None = None  # another holder's heartbeat as read (None: none, or no heartbeat)
     beat_etag: str | None = None  # its version; None: none there, or written over as dead already
 
 

@@ -107,8 +107,6 @@ class _Beat:
     # A renewal whose reply was lost: the version sent (sent again, so that a 412 can tell a PUT
     # that landed from another daemon's write) and when it was first sent.
     attempt: tuple[Heartbeat, float] | None = None
-    renewing: bool = False  # a renewal task is under way
-    removing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +154,8 @@ class Leases:
         self._beats: dict[str, _Beat] = {}
         self._beat_locks: dict[str, asyncio.Lock] = {}
         self._ids_used: set[tuple[str, str]] = set()  # (bucket, id) of every heartbeat written
-        self._releasing: set[Program] = set()
-        self._chores: set[asyncio.Task[None]] = set()  # the renewer's renewals, releases, removals
+        # The renewer's renewals, releases and removals under way, by what each works on.
+        self._chores: dict[tuple[str, object], asyncio.Task[None]] = {}
         self._seen: dict[Program, _Seen] = {}
         # Programs whose lease this daemon read or tried to take this run, and when it last did.
         self._known: dict[Program, float] = {}
@@ -238,11 +236,10 @@ class Leases:
         """Give up every lease held, together, while the heartbeats are still renewed; then remove
         the heartbeats (at the daemon's stop), so that another daemon takes the programs at once."""
         await asyncio.gather(*(self._release(program) for program in list(self._held)))
-        for task in [self._renewer, *self._chores]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*[task for task in [self._renewer, *self._chores] if task is not None],
-                             return_exceptions=True)
+        tasks = [task for task in [self._renewer, *self._chores.values()] if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for bucket in list(self._beats):
             await self._remove_beat(bucket, force=True)
 
@@ -388,38 +385,33 @@ class Leases:
         arriving meanwhile waits for the lock and takes it afresh; a WARNING when the store
         refuses (a quiet one is then held again and given up later)."""
         held = self._held.get(program)
-        if held is None or program in self._releasing:
+        if held is None:
             return
-        self._releasing.add(program)
-        try:
-            async with self._locks.setdefault(program, asyncio.Lock()):
-                if self._held.get(program) is not held or (
-                        quiet_s is not None and self._clock() - held.used_at <= quiet_s):
-                    return
-                del self._held[program]
-                try:
-                    await self._call(partial(self._put_lease, program, released(held.lease), held.etag))
-                except VersionConflict:
-                    self._drop(program)
-                    self._count("lost")
-                    log.warning("program %s/%s: its lease was taken by another daemon", *program)
-                    return
-                except StoreError as error:
-                    if quiet_s is not None:
-                        self._held[program] = held
-                        self._warn(program, f"program {program[0]}/{program[1]}: its lease could not be given up",
-                                   error)
-                        return
-                    self._drop(program)
-                    log.warning("program %s/%s: its lease could not be given up (another daemon takes it once this"
-                                " daemon's heartbeat is removed or lapses): %s", *program, error)
+        async with self._locks.setdefault(program, asyncio.Lock()):
+            if self._held.get(program) is not held or (
+                    quiet_s is not None and self._clock() - held.used_at <= quiet_s):
+                return  # given up meanwhile, or used again
+            del self._held[program]
+            try:
+                await self._call(partial(self._put_lease, program, released(held.lease), held.etag))
+            except VersionConflict:
+                self._drop(program)
+                self._count("lost")
+                log.warning("program %s/%s: its lease was taken by another daemon", *program)
+                return
+            except StoreError as error:
+                if quiet_s is not None:
+                    self._held[program] = held
+                    self._warn(program, f"program {program[0]}/{program[1]}: its lease could not be given up", error)
                     return
                 self._drop(program)
-                self._count("released")
-                log.info("program %s/%s: its lease given up%s", *program,
-                         f" (nothing published for {quiet_s:.0f} s)" if quiet_s is not None else "")
-        finally:
-            self._releasing.discard(program)
+                log.warning("program %s/%s: its lease could not be given up (another daemon takes it once this"
+                            " daemon's heartbeat is removed or lapses): %s", *program, error)
+                return
+            self._drop(program)
+            self._count("released")
+            log.info("program %s/%s: its lease given up%s", *program,
+                     f" (nothing published for {quiet_s:.0f} s)" if quiet_s is not None else "")
 
     def _report_unreadable(self, bucket: str, key: str, size: int, what: str) -> None:
         if (left_out := self._unreadable.due((bucket, key), self._clock())) is not None:
@@ -495,25 +487,25 @@ class Leases:
             await asyncio.sleep(min(RENEW_CHECK_S, max(0.0, next_due - self._clock())))
             now = self._clock()
             for bucket, beat in list(self._beats.items()):
-                if beat.due_at <= now and not beat.renewing:
-                    beat.renewing = True
-                    self._chore(self._renewing(bucket, beat))
-                elif beat.claims == 0 and beat.empty_since is not None and now - beat.empty_since > idle_s \
-                        and not beat.removing:
-                    beat.removing = True
-                    self._chore(self._remove_beat(bucket, beat))
+                if beat.due_at <= now:
+                    self._chore(("renew", bucket), partial(self._renew, bucket, beat))
+                elif beat.claims == 0 and beat.empty_since is not None and now - beat.empty_since > idle_s:
+                    self._chore(("remove", bucket), partial(self._remove_beat, bucket, beat))
             for program, held in list(self._held.items()):
-                if now - held.used_at > idle_s and program not in self._releasing:
-                    self._chore(self._release(program, idle_s))
+                if now - held.used_at > idle_s:
+                    self._chore(("release", program), partial(self._release, program, idle_s))
             self._forget(now - idle_s)
 
-    def _chore(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._chores.add(task)
-        task.add_done_callback(self._chore_done)
+    def _chore(self, key: tuple[str, object], work: Callable[[], Awaitable[None]]) -> None:
+        """Start ``work()`` as a task of its own, unless one for ``key`` is under way."""
+        if key in self._chores:
+            return
+        task = self._chores[key] = asyncio.ensure_future(work())
+        task.add_done_callback(partial(self._chore_done, key))
 
-    def _chore_done(self, task: asyncio.Task[None]) -> None:
-        self._chores.discard(task)
+    def _chore_done(self, key: tuple[str, object], task: asyncio.Task[None]) -> None:
+        if self._chores.get(key) is task:
+            del self._chores[key]
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("leases: %s", error, exc_info=error)
 
@@ -526,12 +518,6 @@ class Leases:
             del self._known[program]
             self._seen.pop(program, None)
             self._locks.pop(program, None)
-
-    async def _renewing(self, bucket: str, beat: _Beat) -> None:
-        try:
-            await self._renew(bucket, beat)
-        finally:
-            beat.renewing = False
 
     async def _renew(self, bucket: str, beat: _Beat) -> None:
         """Renew one heartbeat, unless it was renewed meanwhile (the renewer and a claim finding it

@@ -10,7 +10,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,8 +47,10 @@ class Clock:
         return self.now
 
 
-def daemon(store: FileStore, name: str, clock: Clock, events: list[str]) -> Leases:
-    return Leases(store, direct, ttl_s=TTL_S, me=name, clock=clock, count=events.append)
+def daemon(store: FileStore, name: str, clock: Clock, events: list[str], *,
+           call: Callable[[Callable[[], T]], Awaitable[T]] = direct, ttl_s: float = TTL_S) -> Leases:
+    """The leases of daemon ``name`` in ``store``, its requests made by ``call`` (at once by default)."""
+    return Leases(store, call, ttl_s=ttl_s, me=name, clock=clock, count=events.append)
 
 
 def lease_file(root: Path, prefix: str = "live") -> Path:
@@ -252,7 +254,7 @@ def test_a_lease_written_after_its_heartbeat_was_declared_dead_is_not_held(tmp_p
     store, paused, running, gate, events = FileStore(tmp_path), Clock(), Clock(), Gate(), []
 
     async def run() -> None:
-        first = Leases(store, gate, ttl_s=6, me="host-a:1:aa", clock=paused, count=events.append)
+        first = daemon(store, "host-a:1:aa", paused, events, call=gate, ttl_s=6)
         second = daemon(store, "host-b:2:bb", running, [])
         assert await first.hold("bucket", "p1") == 1
         opened = gate.held["_put_lease"] = asyncio.Event()
@@ -280,7 +282,7 @@ def test_a_renewal_whose_reply_was_lost_is_taken_as_renewed(tmp_path: Path) -> N
     store, clock, gate, events = FileStore(tmp_path), Clock(), Gate(), []
 
     async def run() -> None:
-        leases = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock, count=events.append)
+        leases = daemon(store, "host-a:1:aa", clock, events, call=gate)
         assert await leases.hold("bucket", "live") == 1
         gate.fail_after.add("_put_beat")
         clock.now += 0.7
@@ -300,7 +302,7 @@ def test_a_request_that_hangs_delays_no_heartbeat(tmp_path: Path) -> None:
     store, clock, gate = FileStore(tmp_path), Clock(), Gate()
 
     async def run() -> None:
-        leases = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock)
+        leases = daemon(store, "host-a:1:aa", clock, [], call=gate)
         await leases.hold("x", "quiet")
         await leases.hold("y", "busy")
         opened = asyncio.Event()
@@ -321,7 +323,7 @@ def test_a_message_during_an_idle_release_takes_the_lease_afresh_and_no_other_da
     store, clock, gate, events = FileStore(tmp_path), Clock(), Gate(), []
 
     async def run() -> None:
-        first = Leases(store, gate, ttl_s=TTL_S, me="host-a:1:aa", clock=clock, count=events.append)
+        first = daemon(store, "host-a:1:aa", clock, events, call=gate)
         second = daemon(store, "host-b:2:bb", Clock(), [])
         assert await first.hold("bucket", "live") == 1
         opened = gate.held["_put_lease"] = asyncio.Event()

@@ -38,6 +38,8 @@ PLAYLIST = "stream.m3u8"
 SEGMENT_PREFIX = "demo"
 # What the segmenter and daemon may take to wind down after the source stops.
 SHUTDOWN_TIMEOUT_S = 30.0
+# Ports tried for the daemon's --metrics-listen before the demo gives up.
+METRICS_PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -122,16 +124,19 @@ class Pipeline:
     playlist_url: str
     page_url: str
     source_started: float
+    metrics_url: str | None
 
 
 @contextmanager
 def live_pipeline(workdir: Path, segment_seconds: float, source: list[str], *, key_prefix: str = KEY_PREFIX,
-                  daemon_options: tuple[str, ...] = (), segmenter_options: tuple[str, ...] = ()) -> Iterator[Pipeline]:
+                  metrics: bool = False, daemon_options: tuple[str, ...] = (),
+                  segmenter_options: tuple[str, ...] = ()) -> Iterator[Pipeline]:
     """Start SeaweedFS (data under ``workdir``/s3) with bucket ``BUCKET``, hls-uploadd with its
-    player page, and the ``source`` command piped into hls-segment, which cuts
-    ``segment_seconds`` segments into ``workdir``/segments and publishes them under
-    ``key_prefix``. On leaving, what is still running is stopped (newest first, Ctrl-C ignored
-    meanwhile) and SeaweedFS with it. Raises SystemExit when the daemon does not start."""
+    player page (and with ``metrics``, its --metrics-listen endpoint on a free loopback port), and
+    the ``source`` command piped into hls-segment, which cuts ``segment_seconds`` segments into
+    ``workdir``/segments and publishes them under ``key_prefix``. On leaving, what is still
+    running is stopped (newest first, Ctrl-C ignored meanwhile) and SeaweedFS with it. Raises
+    SystemExit when the daemon does not start."""
     segments = workdir / "segments"
     segments.mkdir(parents=True)
     s3 = EmbeddedS3(workdir / "s3")
@@ -141,15 +146,27 @@ def live_pipeline(workdir: Path, segment_seconds: float, source: list[str], *, k
         s3.create_bucket(BUCKET)
         env = {**os.environ, **s3.client_environment()}
         port_file = workdir / "uploadd.port"
-        # Own process groups: Ctrl-C reaches only this script, which stops the others in order.
-        daemon = subprocess.Popen(
-            [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-             "--spool-dir", str(workdir / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
-             "--endpoint-url", s3.endpoint_url, "--player-page", *daemon_options],
-            env=env, start_new_session=True,
-        )
-        children.append(daemon)
-        port = wait_port_file(port_file, daemon, 30)
+        # The metrics port was free a moment ago; another process may take it before the daemon
+        # binds it, which ends that daemon at once: then another port is tried.
+        for attempt in range(1, METRICS_PORT_ATTEMPTS + 1):
+            metrics_port = free_port() if metrics else None
+            # Own process groups: Ctrl-C reaches only this script, which stops the others in order.
+            daemon = subprocess.Popen(
+                [bin_path("hls-uploadd"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+                 "--spool-dir", str(workdir / "spool"), "--allow-dir", str(segments), "--bucket", BUCKET,
+                 "--endpoint-url", s3.endpoint_url, "--player-page",
+                 *(("--metrics-listen", f"127.0.0.1:{metrics_port}") if metrics_port else ()), *daemon_options],
+                env=env, start_new_session=True,
+            )
+            children.append(daemon)
+            try:
+                port = wait_port_file(port_file, daemon, 30)
+                break
+            except SystemExit:
+                if daemon.poll() is None or not metrics or attempt == METRICS_PORT_ATTEMPTS:
+                    raise
+                children.remove(daemon)  # it exited
+                print("trying another port for hls-uploadd's metrics", file=sys.stderr, flush=True)
         source_started = time.time()
         source_process = subprocess.Popen(source, stdout=subprocess.PIPE, start_new_session=True)
         children.append(source_process)
@@ -162,7 +179,8 @@ def live_pipeline(workdir: Path, segment_seconds: float, source: list[str], *, k
         assert source_process.stdout is not None
         source_process.stdout.close()  # the segmenter owns the pipe now
         yield Pipeline(s3, daemon, source_process, segmenter, s3.object_url(BUCKET, f"{key_prefix}/{PLAYLIST}"),
-                       s3.object_url(BUCKET, f"{key_prefix}/index.html"), source_started)
+                       s3.object_url(BUCKET, f"{key_prefix}/index.html"), source_started,
+                       f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C must not cut the clean-up short
         for child in reversed(children):
@@ -175,10 +193,8 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
     started = time.monotonic()
     print("starting the embedded S3 (SeaweedFS) ...", flush=True)
     command, description = source_command(segment_seconds, source_kind)
-    metrics_port = free_port()
     try:
-        with live_pipeline(workdir, segment_seconds, command,
-                           daemon_options=("--metrics-listen", f"127.0.0.1:{metrics_port}")) as live:
+        with live_pipeline(workdir, segment_seconds, command, metrics=True) as live:
             print(f"source: {description}, {segment_seconds:g}-s segments", flush=True)
             # The player page goes up just after the first playlist: both are there before the URLs are.
             if not wait_for_http(live.playlist_url, 60):
@@ -192,7 +208,7 @@ def run(workdir: Path, seconds: float | None, segment_seconds: float, source_kin
                 f"  playlist: {live.playlist_url}\n"
                 f"  player:   {live.page_url}\n"
                 f"  ffplay {live.playlist_url}\n"
-                f"  metrics:  http://127.0.0.1:{metrics_port}/metrics (health: /healthz, /readyz)\n"
+                f"  metrics:  {live.metrics_url} (health: /healthz, /readyz)\n"
                 f"  status:   {bin_path('hls-uploadd')} status --spool-dir {workdir / 'spool'}\n"
                 f"Ctrl-C ends the stream.\n",
                 flush=True,

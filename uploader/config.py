@@ -364,7 +364,7 @@ OPTIONS = (
         convert=_within(0, 86400, "seconds"), fields=("not_ready_after_s",), metavar="SECONDS",
     ),
     Option(
-        "port_file", TEXT, None, "Write the port actually listened on to this file.",
+        "port_file", TEXT, None, "Write the port actually listened on to this file, once started.",
         convert=_port_file, metavar="PATH",
     ),
     # Private streams (uploader/urls.py; docs/deploy.md, "Private streams").

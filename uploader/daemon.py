@@ -251,11 +251,6 @@ async def _serve(config: UploaderConfig, destinations: list[Destination], metric
             host, port = await server.start(config.listen_host, config.listen_port)
         except OSError as error:
             raise StartupError(f"cannot listen on {config.listen_host}:{config.listen_port}: {error.strerror}") from None
-        if config.port_file is not None:
-            try:
-                write_file(config.port_file, f"{port}\n".encode())
-            except OSError as error:
-                raise StartupError(f"cannot write --port-file {config.port_file}: {error.strerror or error}") from None
         status = _Status(config, f"{host}:{port}", server, destinations)
         _install_signal_handlers(stop, status)
         if endpoint is not None:
@@ -267,6 +262,12 @@ async def _serve(config: UploaderConfig, destinations: list[Destination], metric
                                    f"{config.metrics_address[1]}: {error.strerror}") from None
             log.info("metrics on http://%s/metrics, health on /healthz and /readyz",
                      f"[{metrics_host}]:{metrics_port}" if ":" in metrics_host else f"{metrics_host}:{metrics_port}")
+        # Written once every address is bound: whoever waits for the file finds a daemon that started.
+        if config.port_file is not None:
+            try:
+                write_file(config.port_file, f"{port}\n".encode())
+            except OSError as error:
+                raise StartupError(f"cannot write --port-file {config.port_file}: {error.strerror or error}") from None
         announce(startup_line(config, host, port, destinations))
         if insecure:
             # Chosen with --insecure-no-auth: anyone who reaches the port can queue messages

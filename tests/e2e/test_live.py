@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -307,3 +308,25 @@ def test_dev_s3_serves_a_bucket_that_the_printed_environment_and_command_publish
             s3.wait()
         if s3.stdout is not None:
             s3.stdout.close()
+
+
+@pytest.mark.slow
+def test_the_demo_tries_another_metrics_port_when_its_first_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo picks a free port for the daemon's metrics; another process can bind it first (as
+    a parallel test run did): the daemon then exits at start, and the demo tries another port."""
+    from examples import demo
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        picks = iter([taken_port])
+        free_port = demo.free_port
+        monkeypatch.setattr(demo, "free_port", lambda: next(picks, None) or free_port())
+        command, _ = demo.source_command(SEGMENT_SECONDS, "ffmpeg")
+        with demo.live_pipeline(tmp_path / "demo", SEGMENT_SECONDS, command, metrics=True) as live:
+            assert live.metrics_url is not None and f":{taken_port}/" not in live.metrics_url
+            assert http_get(live.metrics_url).status == 200
+    assert "trying another port for hls-uploadd's metrics" in capsys.readouterr().err

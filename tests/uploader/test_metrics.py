@@ -184,17 +184,21 @@ def test_a_forgotten_stream_s_series_are_removed(
     assert scrape(base).labelled(bucket=bucket) == []
 
 
-def test_a_metrics_address_in_use_stops_the_start_with_one_line(
+def test_a_metrics_address_in_use_stops_the_start_with_one_line_and_no_port_file(
     start_uploader: StartUploader, tmp_path: Path, bucket: str,
 ) -> None:
     _, base = started(start_uploader, "--bucket", bucket)
     taken = base.removeprefix("http://")
+    port_file = tmp_path / "uploadd.port"
     done = subprocess.run([sys.executable, "-m", "uploader", "--bucket", bucket, "--listen", "127.0.0.1:0",
-                           "--spool-dir", str(tmp_path / "other"), "--metrics-listen", taken],
+                           "--spool-dir", str(tmp_path / "other"), "--metrics-listen", taken,
+                           "--port-file", str(port_file)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         f"hls-uploadd: cannot start: cannot serve --metrics-listen {taken}: Address already in use")
+    # Whoever waits for the port file (a supervisor, the demo) must not take this daemon as started.
+    assert not port_file.exists()
 
 
 @pytest.mark.parametrize("value", ["nowhere", "127.0.0.1:http", "127.0.0.1:70000"])

@@ -74,7 +74,8 @@ _PAGE = """<!doctype html>
   }});
   function playWithHlsJs() {{
     engine = "hls.js";
-    const hls = new Hls({{ liveSyncDurationCount: {live_sync_segments} }});
+    // window.hls: the player, for a look from the browser's console (levels, currentLevel).
+    const hls = window.hls = new Hls({{ liveSyncDurationCount: {live_sync_segments} }});
     hls.on(Hls.Events.ERROR, (event, data) => {{
       if (data.fatal) status.textContent = "Error: " + data.details;
     }});

@@ -75,7 +75,7 @@ class StreamState:
     # A segment failed or the numbering restarted: the next published segment gets a tag.
     pending_discontinuity: bool = False
     # Measured over every published segment of the stream (for the master playlist).
-    peak_bps: int = 0  # max over segments of bits / duration
+    peak_bps: int = 0  # the peak segment bit rate (RFC 8216 4.3.4.2; peak_segment_bps)
     total_bits: int = 0
     total_seconds: float = 0.0
     independent: bool = True  # every published segment said it starts with a keyframe
@@ -129,6 +129,26 @@ class StreamSummary:
 def segment_bps(size_bytes: int, duration_s: float) -> int:
     """A segment's bit rate: its bits over its duration, rounded up (BANDWIDTH is an upper bound)."""
     return math.ceil(size_bytes * 8 / duration_s) if duration_s > 0 else 0
+
+
+def peak_segment_bps(segments: Sequence[PublishedSegment], target_duration_s: int) -> int | None:
+    """The highest bit rate (bits / seconds, rounded up) of a contiguous set of ``segments`` that
+    ends with the last one and lasts 0.5 to 1.5 times ``target_duration_s`` (RFC 8216 4.3.4.2,
+    the "peak segment bit rate"); None when no such set ends there (the stream's first short
+    segments, one segment longer than that, a segment not measured)."""
+    low, high = 0.5 * target_duration_s, 1.5 * target_duration_s
+    bits, seconds = 0, 0.0
+    best = None
+    for segment in reversed(segments):
+        if segment.size_bytes is None or segment.duration_s <= 0:
+            break
+        bits += segment.size_bytes * 8
+        seconds += segment.duration_s
+        if seconds > high:
+            break
+        if seconds >= low:
+            best = max(best or 0, math.ceil(bits / seconds))
+    return best
 
 
 def first_kept(segments: Sequence[PublishedSegment], window: int, target_duration_s: int) -> int:
@@ -210,7 +230,7 @@ def with_segment(
             f" most {target} s"
         )
     segment = PublishedSegment(state.next_media_sequence, uri, duration_s, tagged, key, size_bytes)
-    segments = state.segments + (segment,)
+    segments = segments_before_removal = state.segments + (segment,)
     removed: tuple[PublishedSegment, ...] = ()
     if keep is not None:
         first = first_kept(segments, keep, target)
@@ -224,7 +244,7 @@ def with_segment(
         target_duration_s=target,
         ended=end,
         pending_discontinuity=False,
-        peak_bps=max(state.peak_bps, segment_bps(size_bytes, duration_s)) if measured else state.peak_bps,
+        peak_bps=_peak(state, segments_before_removal, target, size_bytes, duration_s) if measured else state.peak_bps,
         total_bits=state.total_bits + (size_bytes * 8 if measured else 0),
         total_seconds=state.total_seconds + (duration_s if measured else 0.0),
         independent=state.independent and independent,
@@ -233,6 +253,17 @@ def with_segment(
         version=state.version,
     )
     return Transition(new_state, removed, over_target)
+
+
+def _peak(state: StreamState, segments: Sequence[PublishedSegment], target_duration_s: int, size_bytes: int,
+          duration_s: float) -> int:
+    """``state``'s peak bit rate with the last of ``segments`` published: RFC 8216 4.3.4.2's sets;
+    the segment's own rate when none qualifies and it is the first measure, or longer than any
+    set may be (an upper bound is what BANDWIDTH must be)."""
+    peak = peak_segment_bps(segments, target_duration_s)
+    if peak is None and (state.peak_bps == 0 or duration_s > 1.5 * target_duration_s):
+        peak = segment_bps(size_bytes, duration_s)
+    return max(state.peak_bps, peak or 0)
 
 
 def with_failure(state: StreamState, *, promised_s: int, end: bool) -> StreamState:

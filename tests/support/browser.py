@@ -18,7 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -102,6 +102,21 @@ def browser() -> Iterator[DevTools]:
             process.wait()
             for fd in (command_write, reply_read):
                 os.close(fd)
+
+
+@contextlib.contextmanager
+def open_page(url: str) -> Iterator[Callable[[str], object]]:
+    """``url`` open in a fresh headless Chromium; yields ``evaluate(expression)``, which runs
+    JavaScript in the page and returns its value (JSON-able values only)."""
+    with browser() as devtools:
+        target = devtools.call("Target.createTarget", url=url)["targetId"]
+        session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+        def evaluate(expression: str) -> object:
+            reply = devtools.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+            return reply.get("result", {}).get("value")
+
+        yield evaluate
 
 
 def page_status(url: str, want: str, wait_s: float = 45, *, playback_rate: float = 1.0) -> str:

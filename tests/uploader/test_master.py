@@ -31,6 +31,18 @@ def test_measured_peak_and_average() -> None:
     assert segment_bps(1, 3.0) == 3  # rounded up: BANDWIDTH is an upper bound
 
 
+def test_the_peak_is_over_sets_of_half_to_one_and_a_half_target_durations() -> None:
+    """RFC 8216 4.3.4.2: a short segment (the last of a stream, one cut short by an encoder that
+    died) counts together with its neighbours, not alone: alone, its keyframe over a fraction of
+    a second would make BANDWIDTH several times what any viewer needs."""
+    state = published([(50_000, 2.0), (50_000, 2.0), (30_000, 0.3)], LOW)
+    assert state.peak_bps == 278_261  # (50000 + 30000) B * 8 / 2.3 s, rounded up; alone: 800000
+    state = published([(30_000, 0.3), (50_000, 2.0)], LOW)
+    assert state.peak_bps == 800_000  # a first segment alone, before any set qualifies: an upper bound
+    state = published([(50_000, 2.0), (90_000, 3.2)], LOW)  # longer than 1.5 x 2 s: measured alone
+    assert state.peak_bps == 225_000
+
+
 def test_master_text_sorted_with_every_attribute() -> None:
     high = variant("high.m3u8", published([(500_000, 2.0)] * 2, HIGH))  # two: evidence of independence
     low = variant("low.m3u8", published([(30_000, 2.0), (34_000, 2.0)], LOW))

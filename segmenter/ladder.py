@@ -150,17 +150,18 @@ def ladder_from_toml(text: str, *, source: str) -> tuple[Rendition, ...]:
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{source}: no [[rendition]] tables")
     return check_ladder(tuple(_rendition(f"{source}: rendition {number}", table)
-                              for number, table in enumerate(tables, 1)))
+                              for number, table in enumerate(tables, 1)), where=f"{source}: ")
 
 
-def check_ladder(renditions: tuple[Rendition, ...]) -> tuple[Rendition, ...]:
-    """``renditions`` when they make a ladder: 1..MAX_RENDITIONS, names unique. Raises ConfigError."""
+def check_ladder(renditions: tuple[Rendition, ...], *, where: str = "") -> tuple[Rendition, ...]:
+    """``renditions`` when they make a ladder: 1..MAX_RENDITIONS, names unique. Raises ConfigError,
+    its message starting with ``where``."""
     if not 1 <= len(renditions) <= MAX_RENDITIONS:
-        raise ConfigError(f"a ladder has 1 to {MAX_RENDITIONS} renditions, not {len(renditions)}")
+        raise ConfigError(f"{where}a ladder has 1 to {MAX_RENDITIONS} renditions, not {len(renditions)}")
     names = [r.name for r in renditions]
     doubled = sorted({name for name in names if names.count(name) > 1})
     if doubled:
-        raise ConfigError(f"rendition name(s) used twice: {', '.join(doubled)}")
+        raise ConfigError(f"{where}rendition name(s) used twice: {', '.join(doubled)}")
     return renditions
 
 

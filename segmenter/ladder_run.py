@@ -51,6 +51,7 @@ SETTLED_S = 10.0
 # After the source ended: how long encoders may take to flush, and segmenters to send their
 # last messages (hls-segment's own --drain-timeout is 10 s).
 ENCODER_FLUSH_S = 15.0
+DECODER_STOP_S = 5.0  # from SIGINT to SIGKILL for a decoder that does not stop
 SEGMENTER_END_S = 40.0
 POLL_S = 0.2
 # The clusters a rung keeps for an encoder's successor, ms of the source: more than an encoder's
@@ -426,7 +427,7 @@ class Ladder:
     # -- supervising ----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        asked = False
+        asked = 0.0  # when the decoder was asked to stop (time.monotonic())
         progress = (0, time.monotonic())
         warned = False
         while True:
@@ -437,8 +438,12 @@ class Ladder:
             decoder = self.decoder
             assert decoder is not None
             if self._stopping.is_set() and not asked:
-                asked = True
+                asked = time.monotonic()
                 _signal(decoder, signal.SIGINT)
+            elif asked and decoder.poll() is None and time.monotonic() - asked > DECODER_STOP_S:
+                # Blocked reading a source that sends nothing, it may never see the SIGINT.
+                log.warning("the decoder did not stop within %.0f s of SIGINT: killing it", DECODER_STOP_S)
+                _signal(decoder, signal.SIGKILL)
             if all(rung.ended.is_set() for rung in self.rungs):
                 code = decoder.wait()
                 if code and not asked:
@@ -451,6 +456,9 @@ class Ladder:
                 self._check_encoder(rung)
             total = sum(rung.bytes_in for rung in self.rungs)
             now = time.monotonic()
+            if not total:  # still opening and probing the source: the segmenters' --probe-timeout
+                progress = (0, now)
+                continue
             if total != progress[0]:
                 if warned:
                     log.warning("the source sends again after %.0f s", now - progress[1])

@@ -1,0 +1,271 @@
+"""hls-ladder: its pure core (ladders, command lines, Matroska framing, the keyframe grid) on
+real FFmpeg output, and its process tree against a fake daemon (tests/support/listener.py):
+a source that ends or stalls ends every rendition, bad settings are one line, exit 2.
+
+The live run with a real daemon, S3 and players is tests/e2e/test_ladder_live.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from common.settings import ConfigError
+from segmenter.ladder import (
+    CLUSTER_ID,
+    ENCODERS,
+    PRESETS,
+    Rendition,
+    decoder_command,
+    element_header,
+    encoder_command,
+    grid_point_after,
+    keyframe_expression,
+    keyframes_in,
+    ladder_from_toml,
+    parse_bitrate,
+    read_cluster,
+    rendition_from_spec,
+    service_id,
+)
+from segmenter.ladder_run import SourceEnded, segment_children
+from tests.support.listener import Listener
+from tests.support.media import MediaCache
+from tests.support.net import free_port
+
+LADDER = str(Path(sys.executable).parent / "hls-ladder")
+SMALL = ("--rendition=a:160x90:100k:32k", "--rendition=b:320x180:200k:32k")
+
+
+# -- the ladder and its settings (pure) --------------------------------------------------------
+
+def test_the_presets_are_the_originals_rates_and_a_modern_ladder() -> None:
+    assert [r.bitrate for r in PRESETS["original"]] == [128_000, 256_000, 364_000]
+    assert [(r.width, r.height) for r in PRESETS["modern"]] == [(1920, 1080), (1280, 720), (854, 480), (640, 360)]
+
+
+def test_a_ladder_file_and_a_spec_give_the_same_rendition() -> None:
+    text = '[[rendition]]\nname = "720p"\nsize = "1280x720"\nvideo_bitrate = "2800k"\naudio_bitrate = 128000\n'
+    assert ladder_from_toml(text, source="l.toml") == (Rendition("720p", 720, 2_800_000, 128_000, 1280),)
+    assert rendition_from_spec("720p:1280x720:2.8M") == Rendition("720p", 720, 2_800_000, 128_000, 1280)
+    assert rendition_from_spec("tall:720p:800k:64k").width is None  # the source's aspect ratio
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("[[rendition]]\nname = 'a'\nsize = '720p'\n", "l.toml: rendition 1: missing video_bitrate"),
+    ("[[rendition]]\nname = 'a'\nsize = '721p'\nvideo_bitrate = '1M'\n", "sides must be even"),
+    ("[[rendition]]\nname = 'a b'\nsize = '720p'\nvideo_bitrate = '1M'\n", "name 'a b' must be"),
+    ("[[rendition]]\nname = 'a'\nsize = '720p'\nvideo_bitrate = 'fast'\n", "'fast' is not a bitrate"),
+    ("[[rendition]]\nname = 'a'\nsize = '720p'\nvideo_bitrate = '1M'\ncrf = 20\n", "unknown key(s): crf"),
+    ("[[rendition]]\nname = 'a'\nsize = '720p'\nvideo_bitrate = '1M'\n" * 2, "used twice: a"),
+    ("[ladder]\n", "unknown table(s): ladder"),
+    ("", "no [[rendition]] tables"),
+    ("[[rendition]\n", "not TOML"),
+])
+def test_a_bad_ladder_file_is_refused_naming_what(text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ladder_from_toml(text, source="l.toml")
+    assert error in str(raised.value) and str(raised.value).startswith("l.toml")
+
+
+def test_bitrates_are_bits_per_second_within_bounds() -> None:
+    assert parse_bitrate("x", "800k") == 800_000 and parse_bitrate("x", 96000) == 96_000
+    for bad in ("0", "300M", True, "1e6", -5):
+        with pytest.raises(ConfigError):
+            parse_bitrate("x", bad)
+
+
+# -- command lines and the grid (pure) -----------------------------------------------------------
+
+def test_the_decoder_writes_each_rendition_scaled_to_its_own_pipe() -> None:
+    command = decoder_command("ffmpeg", "udp://0:1", PRESETS["original"], (7, 8, 9), frame_rate=Fraction(25))
+    graph = command[command.index("-filter_complex") + 1]
+    assert graph.startswith("[0:v:0]fps=25/1,split=3") and "scale=640:480" in graph
+    assert [arg for arg in command if arg.startswith("pipe:")] == ["pipe:7", "pipe:8", "pipe:9"]
+    assert "0:a:0?" in command and "0:a:0?" not in decoder_command("ffmpeg", "-", PRESETS["original"], (3, 4, 5),
+                                                                    audio=False)
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_every_encoder_keeps_to_the_grid_alone(encoder: str) -> None:
+    command = encoder_command("ffmpeg", PRESETS["modern"][1], Fraction(2), encoder=encoder, service_id=7)
+    assert command[command.index("-c:v") + 1] == ENCODERS[encoder].codec
+    assert command[command.index("-force_key_frames") + 1] == keyframe_expression(Fraction(2))
+    assert command[command.index("-mpegts_service_id") + 1] == "7" and "-copyts" in command
+    assert set(ENCODERS[encoder].grid_options) <= set(command)
+
+
+def test_program_numbers_change_with_every_encoder_and_stay_valid() -> None:
+    numbers = [service_id(n) for n in range(70_000)]
+    assert min(numbers) == 1 and max(numbers) == 65_535
+    assert all(a != b for a, b in zip(numbers, numbers[1:]))
+
+
+def test_a_successor_joins_at_the_next_grid_point_of_the_streams_origin() -> None:
+    assert grid_point_after(5_000, Fraction(2), 520) == 6_520
+    assert grid_point_after(6_520, Fraction(2), 520) == 8_520  # strictly after
+    assert grid_point_after(100, Fraction(5, 2), 0) == 2_500
+
+
+def test_keyframes_fall_on_the_grid_for_a_late_encoder_too(tmp_path: Path) -> None:
+    """FFmpeg's ``t`` counts from an encoder's own first frame: the offset puts an encoder that
+    joined 0.52 s after the first frame on the same grid (keyframes at 0.52 + 2k)."""
+    late = tmp_path / "late.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-t", "6", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=25", "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
+                    "-sc_threshold", "0", "-force_key_frames", keyframe_expression(Fraction(2), Fraction(13, 25)),
+                    "-f", "mpegts", str(late)], check=True)
+    keys = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time,flags",
+                           "-of", "csv=p=0", str(late)], capture_output=True, text=True, check=True).stdout
+    times = [round(float(line.split(",")[0]) - 1.4, 2) for line in keys.split() if ",K" in line]
+    assert times == [0.0, 1.48, 3.48, 5.48]  # the first frame, then 2 - 0.52 + 2k
+
+
+# -- Matroska framing and MPEG-TS keyframes, on FFmpeg's own bytes -------------------------------
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds as the decoder writes a rendition: raw video and PCM in live Matroska."""
+    path = tmp_path_factory.mktemp("ladder") / "rendition.mkv"
+    command = decoder_command("ffmpeg", "testsrc2=size=320x240:rate=25", (Rendition("a", 90, 100_000, 32_000, 160),),
+                              (1,))
+    at = command.index("-i")
+    command[at:at + 2] = ["-t", "2", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2", "-f", "lavfi",
+                          "-i", "sine=sample_rate=48000"]
+    command[command.index("0:a:0?")] = "1:a:0"
+    with open(path, "wb") as out:
+        subprocess.run(command, stdout=out, check=True)
+    return path
+
+
+def test_the_decoders_matroska_reads_as_header_then_one_frame_per_cluster(decoded: Path) -> None:
+    clusters = []
+    with open(decoded, "rb") as stream:
+        with pytest.raises(SourceEnded):
+            for element_id, head, payload in segment_children(stream):
+                if element_id == CLUSTER_ID:
+                    clusters.append(read_cluster(payload))
+    frames = [cluster.video_ms for cluster in clusters if cluster is not None and cluster.video_ms is not None]
+    assert frames == list(range(0, 2000, 40))  # 25 fps, every frame its own cluster
+    assert all(cluster is not None for cluster in clusters) and len(clusters) > len(frames)  # PCM ones too
+
+
+def test_ebml_headers_wait_for_their_bytes_and_refuse_what_is_no_ebml() -> None:
+    assert element_header(b"\x1f\x43\xb6") is None  # a cluster ID cut short
+    header = element_header(b"\x1f\x43\xb6\x75\x01\xff\xff\xff\xff\xff\xff\xff")
+    assert header is not None and header.id == CLUSTER_ID and header.size is None and header.length == 12
+    with pytest.raises(ValueError):
+        element_header(b"\x00\x01")
+
+
+def test_keyframes_are_counted_in_an_encoders_output(decoded: Path, tmp_path: Path) -> None:
+    command = encoder_command("ffmpeg", Rendition("a", 90, 100_000, 32_000, 160), Fraction(1, 2))
+    with open(decoded, "rb") as source:
+        output = subprocess.run(command, stdin=source, capture_output=True, check=True).stdout
+    assert keyframes_in(output) == 4  # 2 s on a half-second grid
+    assert keyframes_in(output[:-1]) == 4 and keyframes_in(b"") == 0
+
+
+# -- the process tree against a fake daemon ------------------------------------------------------
+
+def ladder(tmp_path: Path, source: str, port: int, *extra: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
+    """hls-ladder with the SMALL ladder on 1-s segments; its log in ``tmp_path``/ladder.log."""
+    with open(tmp_path / "ladder.log", "wb") as log:
+        return subprocess.Popen([LADDER, source, str(tmp_path / "out"), "bucket", "prog", "--uploader",
+                                 f"127.0.0.1:{port}", "--segment-seconds", "1", *SMALL, *extra],
+                                stdin=stdin, stderr=log)
+
+
+def first_video_pts(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                          "-read_intervals", "%+#1", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[0].strip(","))
+
+
+def test_a_source_that_ends_ends_every_rendition_cut_at_the_same_times(tmp_path: Path, media: MediaCache) -> None:
+    clip = media.ts(seconds=6)
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, str(clip), daemon.port)
+        assert process.wait(120) == 0, (tmp_path / "ladder.log").read_text()
+        messages = daemon.messages
+    by_index = {name: [m for m in messages if m.index == f"{name}.m3u8"] for name in ("a", "b")}
+    assert all(sent and sent[-1].end and not any(m.end for m in sent[:-1]) for sent in by_index.values()), messages
+    counts = {name: len(sent) for name, sent in by_index.items()}
+    assert counts["a"] == counts["b"] >= 5, counts
+    for number in range(1, counts["a"] + 1):
+        starts = {first_video_pts(tmp_path / "out" / name / f"{name}-{number:05d}.ts") for name in ("a", "b")}
+        assert len(starts) == 1, (number, starts)
+    assert "the source ended" in (tmp_path / "ladder.log").read_text()
+
+
+def test_a_stalled_source_is_warned_about_then_ends_the_stream(tmp_path: Path, media: MediaCache) -> None:
+    read_end, write_end = os.pipe()
+    # Longer than FFmpeg's probe (5 s of media), which waits for more before it decodes.
+    with Listener(free_port()) as daemon, open(media.ts(seconds=8), "rb") as clip:
+        process = ladder(tmp_path, "-", daemon.port, "--stall-warning", "1", "--stall-end", "4", stdin=read_end)
+        os.close(read_end)
+        try:
+            os.write(write_end, clip.read())  # then nothing more, the pipe still open: a stall
+            assert process.wait(90) == 0, (tmp_path / "ladder.log").read_text()
+        finally:
+            os.close(write_end)
+            if process.poll() is None:
+                process.kill()
+        ended = [m.index for m in daemon.messages if m.end]
+    log = (tmp_path / "ladder.log").read_text()
+    assert sorted(ended) == ["a.m3u8", "b.m3u8"], log
+    assert "the source has sent nothing for 1 s; the stream ends at 4 s" in log
+    assert "the source has sent nothing for 4 s: ending the stream" in log
+
+
+def test_a_second_signal_stops_at_once_and_the_renditions_still_end(tmp_path: Path, media: MediaCache) -> None:
+    read_end, write_end = os.pipe()
+    with Listener(free_port()) as daemon, open(media.ts(seconds=8), "rb") as clip:
+        process = ladder(tmp_path, "-", daemon.port, stdin=read_end)
+        os.close(read_end)
+        try:
+            os.write(write_end, clip.read())
+            daemon.wait_for(lambda heard: len(heard.messages) >= 2, 60)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 130, (tmp_path / "ladder.log").read_text()
+        finally:
+            os.close(write_end)
+            if process.poll() is None:
+                process.kill()
+        daemon.wait_for(lambda heard: sum(m.end for m in heard.messages) == 2, 30)
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (("--ladder", "nope"), "--ladder 'nope' is neither a preset (original, modern) nor a TOML file"),
+    (("--ladder", "missing.toml"), "--ladder: cannot read missing.toml: No such file or directory"),
+    (("--rendition", "a:abc:1k"), "--rendition 'a:abc:1k': size: 'abc' is not a size (WIDTHxHEIGHT, or HEIGHT like 720p)"),
+    (("--rendition", "a:720p:1M", "--rendition", "a:360p:500k"), "rendition name(s) used twice: a"),
+    (("--encoder", "x265"), "--encoder 'x265' is not one of libx264, h264_nvenc, h264_qsv, h264_vaapi"),
+    (("--frame-rate", "0"), "--frame-rate '0' is outside 1..240 frames per second"),
+    (("--segment-seconds", "0"), "--segment-seconds '0' must be more than 0 and at most 3600 s"),
+    (("--ffmpeg", "/nonexistent/ffmpeg"), "--ffmpeg '/nonexistent/ffmpeg': no such program"),
+])
+def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path, options: tuple[str, ...], error: str) -> None:
+    done = subprocess.run([LADDER, "udp://127.0.0.1:9", str(tmp_path / "out"), "b", "p", *options],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"hls-ladder: {error}"], done.stderr
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_a_segmenter_refusing_its_options_stops_the_ladder_with_exit_2(tmp_path: Path, media: MediaCache) -> None:
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, str(media.ts(seconds=4)), daemon.port, "--segment-option=--wire=carrier-pigeon")
+        assert process.wait(60) == 2
+    log = (tmp_path / "ladder.log").read_text()
+    assert "hls-segment: --wire must be ext or v1, not 'carrier-pigeon'" in log and log.rstrip().endswith(
+        "hls-ladder: a segmenter refused its configuration (its message is above)"), log

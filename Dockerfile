@@ -1,4 +1,5 @@
-# hls-distributor: hls-segment and hls-uploadd, with Debian's ffmpeg for a live encoder.
+# hls-distributor: hls-segment, hls-uploadd and hls-ladder, with Debian's ffmpeg for a live encoder
+# (and hls-ladder's decoder and encoders).
 #   docker build -t hls-distributor .
 #   docker run --rm hls-distributor hls-uploadd --help
 # docker-compose.yml builds this image for the daemon, the encoder and the bucket set-up.
@@ -15,7 +16,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The project: its packages (common, protocol, segmenter, uploader), two console scripts (hls-segment, hls-uploadd).
+# The project: its packages (common, protocol, segmenter, uploader), three console scripts (hls-segment,
+# hls-uploadd, hls-ladder).
 # README.md* : copied when present (pyproject.toml names it as the long description).
 COPY pyproject.toml README.md* /tmp/build/
 COPY common /tmp/build/common

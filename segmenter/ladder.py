@@ -1,5 +1,5 @@
-"""hls-ladder's pure core: the bitrate ladder, its presets and TOML form, the command lines of
-the processes it runs, and the Matroska framing its relay reads. No I/O.
+"""hls-ladder's core. Pure: the bitrate ladder, its presets and TOML form, the command lines of
+the processes it runs, the Matroska framing its relay reads and the keyframes it counts.
 
 One source becomes several renditions (RFC 8216 4.3.4.2 variant streams) in this shape::
 
@@ -28,6 +28,8 @@ from fractions import Fraction
 from typing import Any
 
 from common.settings import ConfigError
+
+from .psi import TS_PACKET_BYTES
 
 # A rendition's name: its playlist is NAME.m3u8, its segments NAME-%05u.ts in OUTPUT_DIR/NAME.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
@@ -231,7 +233,8 @@ def decoder_command(ffmpeg: str, source: str, renditions: tuple[Rendition, ...],
         command += ["-map", f"[v{i}]"]
         if audio:
             command += ["-map", "0:a:0?", "-c:a", "pcm_s16le", "-ar", "48000", "-ac", "2"]
-        command += ["-c:v", "rawvideo", "-f", "matroska", "-live", "1",
+        # No CRC-32 per cluster: a pipe does not corrupt, and it costs a pass over every frame.
+        command += ["-c:v", "rawvideo", "-f", "matroska", "-live", "1", "-write_crc32", "0",
                     "-cluster_time_limit", "0", "-cluster_size_limit", "0", f"pipe:{fd}"]
     return command
 
@@ -262,7 +265,6 @@ def encoder_command(ffmpeg: str, rendition: Rendition, segment_seconds: Fraction
 
 # The encoders' video PID: the first elementary stream (-mpegts_start_pid), video mapped first.
 VIDEO_PID = 0x100
-_TS_PACKET_BYTES = 188
 
 
 def keyframes_in(data: bytes | bytearray) -> int:
@@ -270,7 +272,7 @@ def keyframes_in(data: bytes | bytearray) -> int:
     output): packets of VIDEO_PID with payload_unit_start_indicator and the adaptation field's
     random_access_indicator (ISO/IEC 13818-1 2.4.3.5), which FFmpeg sets on keyframes."""
     count = 0
-    for at in range(0, len(data) - _TS_PACKET_BYTES + 1, _TS_PACKET_BYTES):
+    for at in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES):
         if (data[at + 1] & 0x40 and ((data[at + 1] & 0x1F) << 8 | data[at + 2]) == VIDEO_PID
                 and data[at + 3] & 0x20 and data[at + 4] and data[at + 5] & 0x40):
             count += 1

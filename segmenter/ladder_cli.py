@@ -196,8 +196,10 @@ def _decimal(seconds: Fraction) -> str:
 
 
 def _installed(name: str) -> str:
-    beside = Path(sys.argv[0]).resolve().parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
+    """The console script ``name`` of this installation (beside hls-ladder or this Python), else
+    PATH's. Raises ConfigError."""
+    beside = (Path(sys.argv[0]).absolute().parent / name, Path(sys.executable).parent / name)
+    found = next((str(path) for path in beside if path.exists()), None) or shutil.which(name)
     if found is None:
         raise ConfigError(f"{name} is not installed beside hls-ladder nor on PATH (--hls-segment PATH)")
     return found

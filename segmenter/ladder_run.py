@@ -30,18 +30,18 @@ from .ladder import (
     SEGMENT_ID,
     Cluster,
     Rendition,
-    read_cluster,
     decoder_command,
     element_header,
     encoder_command,
     grid_point_after,
     keyframes_in,
+    read_cluster,
     service_id,
 )
+from .psi import TS_PACKET_BYTES
 
 log = logging.getLogger(__name__)
 
-TS_PACKET_BYTES = 188
 READ_BYTES = 188 * 349  # about 64 KiB of whole packets
 # An encoder that dies within this long of its start waits before the next try, doubling up to
 # RESTART_DELAY_MAX_S: a setting it refuses does not become a busy loop.
@@ -71,9 +71,13 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
 
 
 def read_element(stream: BinaryIO) -> tuple[int, int | None, bytes]:
-    """The next EBML element header of ``stream``: (id, size or None, its bytes). Raises
-    SourceEnded at the end, ValueError for bytes that are no EBML."""
-    head = b""
+    """The next EBML element header of ``stream`` (a buffered reader): (id, size or None, its
+    bytes). Raises SourceEnded at the end, ValueError for bytes that are no EBML."""
+    header = element_header(stream.peek(12)[:12])  # type: ignore[attr-defined]
+    if header is not None:
+        head = _read_exact(stream, header.length)
+        return header.id, header.size, head
+    head = b""  # fewer bytes buffered than the header has
     while True:
         header = element_header(head)
         if header is not None:

@@ -88,7 +88,8 @@ def test_the_pure_cores_are_the_ones_the_architecture_names() -> None:
     pure = {name for name in MODULES if is_pure(name) and not name.startswith("protocol")}
     assert pure == {
         "common.settings",
-        "segmenter.audioframes", "segmenter.codecs", "segmenter.cutter", "segmenter.errors", "segmenter.psi",
+        "segmenter.audioframes", "segmenter.codecs", "segmenter.cutter", "segmenter.errors", "segmenter.ladder",
+        "segmenter.psi",
         "segmenter.randomaccess",
         "segmenter.silence", "segmenter.tsfast",
         "uploader.alignment", "uploader.errors", "uploader.master", "uploader.mpegts", "uploader.playlist",

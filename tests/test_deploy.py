@@ -19,6 +19,7 @@ import pytest
 
 from common.options import settings_from_file
 from tests.support.options import command_settings
+from segmenter import ladder_cli, ladder_run
 from segmenter.config import SegmenterConfig
 from uploader.cli import EXIT_CONFIG, EXIT_SPOOL, app
 from uploader.config import ENV_PREFIX, OPTIONS, SECTION, UploaderConfig
@@ -28,6 +29,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 UNIT = ROOT / "deploy" / "hls-uploadd.service"
 TOML = ROOT / "deploy" / "uploadd.toml"
+LADDER_UNIT = ROOT / "deploy" / "hls-ladder.service"
+LADDER_TOML = ROOT / "deploy" / "ladder.toml"
+CLOUD_INIT = ROOT / "deploy" / "cloud-init-ladder.yaml"
 SERVICES = {"s3", "createbucket", "uploadd", "encoder"}
 SETTINGS = {option.name for option in OPTIONS}
 
@@ -164,10 +168,10 @@ def test_dockerfile_basics() -> None:
     assert {".venv", ".demo", "benchmarks/.cache", ".git"} <= set(ignored)
 
 
-def _unit_sections() -> dict[str, dict[str, list[str]]]:
+def _unit_sections(unit: Path = UNIT) -> dict[str, dict[str, list[str]]]:
     sections: dict[str, dict[str, list[str]]] = {}
     current = None
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -206,14 +210,63 @@ def test_the_unit_has_one_copy_the_docs_point_at() -> None:
     assert "deploy/hls-uploadd.service" in (ROOT / "docs" / "uploader.md").read_text()
 
 
+def test_the_ladder_unit_ends_the_channel_through_hls_ladder_alone() -> None:
+    service = _unit_sections(LADDER_UNIT)["Service"]
+    (exec_start,) = service["ExecStart"]
+    words = exec_start.split()
+    assert Path(words[0]).name == "hls-ladder" and words[1:5] == [
+        "${SOURCE}", "/var/lib/hls-ladder/${KEY_PREFIX}", "${BUCKET}", "${KEY_PREFIX}"]
+    assert words[words.index("--config") + 1] == "/etc/hls-ladder/ladder.toml"
+    # SIGTERM reaches hls-ladder only, which stops its children in order (segmentation ends with ENDLIST).
+    assert service["KillMode"] == ["mixed"] and service["KillSignal"] == ["SIGTERM"]
+    assert int(service["TimeoutStopSec"][0]) > ladder_run.ENCODER_FLUSH_S + ladder_run.SEGMENTER_END_S / 2
+    assert service["RestartPreventExitStatus"] == [str(ladder_cli.EXIT_BAD_INPUT)]
+    assert service["StateDirectory"] == ["hls-ladder"]
+    variables = set(re.findall(r"\$\{(\w+)\}", exec_start))
+    assert variables == {"SOURCE", "BUCKET", "KEY_PREFIX"}
+
+
+def test_ladder_toml_is_a_valid_config() -> None:
+    settings = settings_from_file(ladder_cli.OPTIONS, LADDER_TOML, section=ladder_cli.SECTION)
+    config = ladder_cli.LadderConfig.from_settings(source="udp://0:5000", output_dir="/tmp/x", bucket="b",
+                                                   key_prefix="p", settings=settings)
+    assert [r.name for r in config.renditions] == ["1080p", "720p", "480p", "360p"] and config.stall_end_s > 0
+    commented = re.findall(r"^#\s*([a-z_]+)\s*=", LADDER_TOML.read_text(), flags=re.M)
+    assert set(commented) <= {option.name for option in ladder_cli.OPTIONS}
+
+
+def test_the_cloud_init_recipe_installs_both_units_and_a_valid_config(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    text = CLOUD_INIT.read_text()
+    assert text.startswith("#cloud-config\n")
+    document = yaml.safe_load(text)
+    files = {entry["path"]: entry["content"] for entry in document["write_files"]}
+    # The channel names every variable the ladder unit uses; the daemon's config is a valid one
+    # that allows the ladder's directory and the channel's bucket.
+    channel = dict(line.split("=", 1) for line in files["/etc/hls-ladder/channel.env"].splitlines())
+    assert set(channel) == {"SOURCE", "BUCKET", "KEY_PREFIX"}
+    uploadd_toml = tmp_path / "uploadd.toml"
+    uploadd_toml.write_text(files["/etc/hls-uploadd/uploadd.toml"])
+    settings = settings_from_file(OPTIONS, uploadd_toml, section=SECTION)
+    assert settings["allow_dir"] == ["/var/lib/hls-ladder"] and settings["bucket"] == [channel["BUCKET"]]
+    assert not any(key.startswith("aws_") for key in settings)  # credentials: the instance role
+    script = files["/usr/local/sbin/install-hls-distributor"]
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    for name in re.findall(r"deploy/(\S+?)[\"\s]", script) + ["hls-uploadd.service", "hls-ladder.service"]:
+        assert (ROOT / "deploy" / name.replace("$unit.service", "hls-ladder.service")).exists(), name
+    assert document["runcmd"] == [["/usr/local/sbin/install-hls-distributor"]]
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit_path", [UNIT, LADDER_UNIT], ids=lambda path: path.name)
+def test_systemd_unit_verifies(tmp_path: Path, unit_path: Path) -> None:
     """`systemd-analyze verify` (offline) with ExecStart pointed at an executable that exists here."""
-    stand_in = tmp_path / "hls-uploadd"
+    stand_in = tmp_path / "program"
     stand_in.write_text("#!/bin/sh\nexit 0\n")
     stand_in.chmod(0o755)
-    text = re.sub(r"^ExecStart=\S+", f"ExecStart={stand_in}", UNIT.read_text(), flags=re.M)
-    unit = tmp_path / UNIT.name
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={stand_in}", unit_path.read_text(), flags=re.M)
+    text = text.replace("EnvironmentFile=/etc/hls-ladder/channel.env", "EnvironmentFile=-/etc/hls-ladder/channel.env")
+    unit = tmp_path / unit_path.name
     unit.write_text(text)
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     output = done.stdout + done.stderr

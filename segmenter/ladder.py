@@ -29,7 +29,7 @@ from typing import Any
 
 from common.settings import ConfigError
 
-from .psi import TS_PACKET_BYTES
+from .psi import TS_PACKET_BYTES, pes_timestamp
 
 # A rendition's name: its playlist is NAME.m3u8, its segments NAME-%05u.ts in OUTPUT_DIR/NAME.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
@@ -195,18 +195,21 @@ ENCODERS: Mapping[str, Encoder] = {
 }
 
 
-def keyframe_expression(segment_seconds: Fraction, offset: Fraction = Fraction(0)) -> str:
+def keyframe_expression(segment_seconds: Fraction, shift_ms: int = 0) -> str:
     """ffmpeg's ``-force_key_frames`` expression for the grid: a keyframe at an encoder's first
     frame and at the first frame at or after each multiple of ``segment_seconds`` from the
     ladder's first video frame. FFmpeg's ``t`` counts from an encoder's own first frame;
-    ``offset`` (seconds) is how far that frame is from the ladder's first, for an encoder that
-    joined later."""
-    def exact(value: Fraction) -> str:
-        return f"({value.numerator}/{value.denominator})"
+    ``shift_ms`` is how far that frame is from the ladder's first, for an encoder that joined
+    later. In whole milliseconds (the encoders' time base, ``-enc_time_base 1:1000``, and the
+    Matroska timecodes') and integer arithmetic, so that every encoder, and ``grid_point_after``,
+    put a frame on the same side of a grid point: the grid index of ms ``m`` is
+    floor(m x den / (num x 1000)) for ``segment_seconds`` = num/den."""
+    scale, step = segment_seconds.denominator, segment_seconds.numerator * 1000
 
-    step, shift = exact(segment_seconds), exact(offset)
-    return (f"expr:if(isnan(prev_forced_t),1,"
-            f"gte(floor((t+{shift})/{step}),floor((prev_forced_t+{shift})/{step})+1))")
+    def index(time: str) -> str:
+        return f"floor((round({time}*1000)+{shift_ms})*{scale}/{step})"
+
+    return f"expr:if(isnan(prev_forced_t),1,gte({index('t')},{index('prev_forced_t')}+1))"
 
 
 def grid_point_after(timecode_ms: int, segment_seconds: Fraction, origin_ms: int) -> int:
@@ -240,10 +243,10 @@ def decoder_command(ffmpeg: str, source: str, renditions: tuple[Rendition, ...],
 
 
 def encoder_command(ffmpeg: str, rendition: Rendition, segment_seconds: Fraction, *, encoder: str = "libx264",
-                    preset: str | None = None, service_id: int = 1, grid_offset: Fraction = Fraction(0)) -> list[str]:
+                    preset: str | None = None, service_id: int = 1, shift_ms: int = 0) -> list[str]:
     """The ffmpeg that encodes one rendition: live Matroska of raw frames on stdin, MPEG-TS (H.264
     and AAC) on stdout, keyframes on the grid, the source's timestamps kept, program number
-    ``service_id`` (1..65535; a new one tells hls-segment a new encoder began); ``grid_offset``:
+    ``service_id`` (1..65535; a new one tells hls-segment a new encoder began); ``shift_ms``:
     see ``keyframe_expression``. Raises KeyError
     for an encoder not in ENCODERS."""
     kind = ENCODERS[encoder]
@@ -257,7 +260,8 @@ def encoder_command(ffmpeg: str, rendition: Rendition, segment_seconds: Fraction
     if kind.preset_option and chosen:
         command += [kind.preset_option, chosen]
     # No keyframe but the forced ones: a GOP may not end before the grid does.
-    command += ["-g", "100000", *kind.grid_options, "-force_key_frames", keyframe_expression(segment_seconds, grid_offset),
+    command += ["-enc_time_base:v", "1:1000", "-g", "100000", *kind.grid_options,
+                "-force_key_frames", keyframe_expression(segment_seconds, shift_ms),
                 "-c:a", "aac", "-b:a", str(rendition.audio_bitrate),
                 "-f", "mpegts", "-mpegts_service_id", str(service_id), "-mpegts_start_pid", str(VIDEO_PID), "pipe:1"]
     return command
@@ -267,16 +271,20 @@ def encoder_command(ffmpeg: str, rendition: Rendition, segment_seconds: Fraction
 VIDEO_PID = 0x100
 
 
-def keyframes_in(data: bytes | bytearray) -> int:
-    """How many video keyframes start in ``data`` (whole 188-byte MPEG-TS packets of an encoder's
-    output): packets of VIDEO_PID with payload_unit_start_indicator and the adaptation field's
-    random_access_indicator (ISO/IEC 13818-1 2.4.3.5), which FFmpeg sets on keyframes."""
-    count = 0
+def keyframe_pts(data: bytes | bytearray) -> list[int]:
+    """The PTS (90 kHz) of each video keyframe that starts in ``data`` (whole 188-byte MPEG-TS
+    packets of an encoder's output): packets of VIDEO_PID with payload_unit_start_indicator and
+    the adaptation field's random_access_indicator (ISO/IEC 13818-1 2.4.3.5), which FFmpeg sets
+    on keyframes, whose PES header carries a PTS (2.4.3.7)."""
+    found = []
     for at in range(0, len(data) - TS_PACKET_BYTES + 1, TS_PACKET_BYTES):
-        if (data[at + 1] & 0x40 and ((data[at + 1] & 0x1F) << 8 | data[at + 2]) == VIDEO_PID
+        if not (data[at + 1] & 0x40 and ((data[at + 1] & 0x1F) << 8 | data[at + 2]) == VIDEO_PID
                 and data[at + 3] & 0x20 and data[at + 4] and data[at + 5] & 0x40):
-            count += 1
-    return count
+            continue
+        start = at + 5 + data[at + 4]  # after the adaptation field
+        if start + 14 <= at + TS_PACKET_BYTES and data[start:start + 3] == b"\x00\x00\x01" and data[start + 7] & 0x80:
+            found.append(pes_timestamp(data, start + 9))
+    return found
 
 
 def service_id(incarnation: int) -> int:

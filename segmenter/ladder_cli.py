@@ -164,6 +164,8 @@ class LadderConfig:
             if shutil.which(fields[program]) is None:
                 raise ConfigError(f"--{program} {fields[program]!r}: no such program")
         fields["hls_segment"] = fields["hls_segment"] or _installed("hls-segment")
+        if shutil.which(fields["hls_segment"]) is None:
+            raise ConfigError(f"--hls-segment {fields['hls_segment']!r}: no such program")
         return cls(source=source, output_dir=Path(output_dir).absolute(), bucket=bucket, key_prefix=key_prefix,
                    renditions=given or ladder, **fields)
 
@@ -252,11 +254,14 @@ def run(
 
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, handle)
-    result = ladder.run()
+    try:
+        result = ladder.run()
+    except OSError as error:  # a rendition's directory, a program that cannot be started
+        _fail(f"cannot start: {error}", EXIT_BAD_INPUT)
     codes = result.segmenter_codes
     if stops > 1:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if any(code == EXIT_BAD_INPUT for code in codes.values()):
+    if result.refused:
         _fail("a segmenter refused its configuration (its message is above)", EXIT_BAD_INPUT)
     failed = sorted(name for name, code in codes.items() if code)
     if result.failure or failed:

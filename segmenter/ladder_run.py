@@ -11,7 +11,6 @@ ladder ends the stream. The main thread supervises (``Ladder.run``).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from .ladder import (
     element_header,
     encoder_command,
     grid_point_after,
-    keyframes_in,
+    keyframe_pts,
     read_cluster,
     service_id,
 )
@@ -43,11 +42,16 @@ from .psi import TS_PACKET_BYTES
 log = logging.getLogger(__name__)
 
 READ_BYTES = 188 * 349  # about 64 KiB of whole packets
-# An encoder that dies within this long of its start waits before the next try, doubling up to
-# RESTART_DELAY_MAX_S: a setting it refuses does not become a busy loop.
-RESTART_DELAY_S = 1.0
+# An encoder that dies within SETTLED_S of its start waits before the next try, doubling up to
+# RESTART_DELAY_MAX_S: a setting it refuses does not become a busy loop; after MAX_FAILURES such
+# deaths in a row the ladder gives up (its supervisor starts it again).
+RESTART_DELAY_S = 0.5
 RESTART_DELAY_MAX_S = 30.0
 SETTLED_S = 10.0
+MAX_FAILURES = 5
+# A process that takes no bytes for this long while the relay has some for it is hung: an
+# encoder is killed (and replaced), a segmenter too (which ends the ladder).
+STUCK_S = 10.0
 # After the source ended: how long encoders may take to flush, and segmenters to send their
 # last messages (hls-segment's own --drain-timeout is 10 s).
 ENCODER_FLUSH_S = 15.0
@@ -55,8 +59,11 @@ DECODER_STOP_S = 5.0  # from SIGINT to SIGKILL for a decoder that does not stop
 SEGMENTER_END_S = 40.0
 POLL_S = 0.2
 # The clusters a rung keeps for an encoder's successor, ms of the source: more than an encoder's
-# lag between a frame in and its bytes out (libx264 -tune zerolatency: a frame or two).
+# lag between a frame in and its bytes out (libx264 -tune zerolatency: a frame or two). After a
+# death, the frames from the successor's join point are kept up to HOLD_MS while it starts.
 BACKLOG_MS = 1000
+HOLD_MS = 3000
+PTS_WRAP = 1 << 33  # MPEG-TS timestamps: 33 bits of 90 kHz, 26.5 hours
 
 
 class SourceEnded(Exception):
@@ -108,22 +115,33 @@ def segment_children(stream: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
 
 @dataclass
 class Encoder:
-    """One incarnation of a rendition's encoder."""
+    """One incarnation of a rendition's encoder: its process, where it joined the stream (the
+    grid point, and the ms of its first frame), and the keyframes its drain has seen go out."""
 
     process: subprocess.Popen[bytes]
     started: float  # time.monotonic()
     incarnation: int
+    grid_ms: int  # the grid point it joined at
+    first_ms: int  # its first frame, ms of the stream (Matroska timecode)
     drain: threading.Thread | None = None
+    first_key_pts: int | None = None  # 90 kHz, its first keyframe out: first_ms
+    last_key_pts: int | None = None  # its latest keyframe out
+
+    def last_keyframe_ms(self) -> int | None:
+        """The stream time (ms) of the last keyframe it put out, None before the first."""
+        if self.first_key_pts is None or self.last_key_pts is None:
+            return None
+        return self.first_ms + ((self.last_key_pts - self.first_key_pts) % PTS_WRAP) // 90
 
 
 class Rung:
-    """A rendition's processes and relays: the decoder pipe it reads, its encoder (restarted as
+    """A rendition's processes and relays: the decoder pipe it reads, its encoder (replaced as
     needed), its segmenter and the pipe into it.
 
     The feeder keeps the last BACKLOG_MS of clusters. An encoder that dies has put out the
-    keyframes of some grid points (the drain counts them); its successor joins at the next grid
-    point, replayed from the backlog when that point is already past, so the rendition gets the
-    same segments, and segment numbers, as the others from there on."""
+    keyframes of some grid points (the drain reads their PTS); its successor joins at the grid
+    point after the last of them, replayed from the backlog when that point has passed, so the
+    rendition gets the same segments, and segment numbers, as the others from there on."""
 
     def __init__(self, rendition: Rendition, decoder_out: int, segment_seconds: Fraction) -> None:
         self.rendition = rendition
@@ -131,21 +149,23 @@ class Rung:
         self._decoder_out = os.fdopen(decoder_out, "rb", buffering=1 << 20)
         self._lock = threading.Lock()
         self._encoder_in: BinaryIO | None = None
-        self._spawn: Callable[[Fraction], BinaryIO] | None = None  # starts the next encoder (arm)
-        self._join_ms = 0  # the armed encoder starts at the first video frame at or after this
+        self._spawn: Callable[[int, int, int], BinaryIO] | None = None  # starts the next encoder (arm)
+        self._join_ms = 0  # the next encoder starts at the first video frame at or after this
+        self._hold_ms: int | None = None  # after a death: keep the backlog from here (up to HOLD_MS)
         self._origin_ms: int | None = None  # the first video frame of the stream: the grid's origin
-        self._joined_ms = 0  # the grid point the current encoder started at
-        self.keyframes_out = 0  # keyframes the current encoder has put out (the drain counts)
         self._header = b""  # the stream's bytes before its first Cluster
         self._started = False  # the first Cluster was read
         self._backlog: deque[tuple[Cluster | None, bytes, bytes]] = deque()
         self._last_ms: int | None = None  # the newest video frame read
         self.bytes_in = 0  # from the decoder, for the stall watch
-        self.ended = threading.Event()  # the decoder's pipe ended
+        self.ended = threading.Event()  # the decoder's pipe ended, or could not be read
         self.encoder: Encoder | None = None
-        self.incarnations = 0  # encoders started or armed so far
+        self.incarnations = 0  # encoders armed so far
         self.failures = 0  # deaths in a row within SETTLED_S of a start
+        self.spawn_failed = False  # the last armed encoder could not be started
         self.next_start = 0.0
+        self.feeding_since: float | None = None  # a write to the encoder under way since (monotonic)
+        self.draining_since: float | None = None  # a write to the segmenter under way since
         self.segmenter: subprocess.Popen[bytes] | None = None
         self.segmenter_in: BinaryIO | None = None
         self._segmenter_lock = threading.Lock()
@@ -153,30 +173,37 @@ class Rung:
 
     # -- the feeder: decoder -> encoder ---------------------------------------------------
 
-    def arm(self, spawn: Callable[[Fraction], BinaryIO]) -> None:
-        """Have the next encoder started where the grid lets it: at the first video frame (the
-        first encoder), else at the grid point after the last keyframe the previous encoder put
-        out. ``spawn(offset)`` is called from the feeder's thread with how far (seconds) the
-        joining frame is from the stream's first, and returns the new encoder's stdin, which gets
-        the Matroska header and the stream from that frame on. Raises RuntimeError when an
-        encoder is attached or armed already."""
+    def died(self, encoder: Encoder) -> None:
+        """``encoder`` is gone (its drain finished): its successor joins at the grid point after
+        the last keyframe it put out (at its own grid point when it put out none), and the
+        frames from there are held while the successor starts."""
+        with self._lock:
+            last = encoder.last_keyframe_ms()
+            self._join_ms = encoder.grid_ms if last is None else (
+                grid_point_after(last, self.segment_seconds, self._origin_ms or 0))
+            self._hold_ms = self._join_ms
+
+    def arm(self, spawn: Callable[[int, int, int], BinaryIO]) -> None:
+        """Have the next encoder started at the first video frame at or after the join point (the
+        stream's first frame for the first encoder; see ``died``), replayed from the backlog when
+        it has passed. ``spawn(shift_ms, grid_ms, first_ms)`` is called from the feeder's thread
+        and returns the new encoder's stdin, which gets the Matroska header and the stream from
+        that frame on. When the backlog no longer holds the join point, the encoder starts at
+        the next grid point instead (logged: the rendition's segment numbers fall behind). Raises
+        RuntimeError when an encoder is attached or armed already."""
         with self._lock:
             if self._encoder_in is not None or self._spawn is not None:
                 raise RuntimeError(f"rendition {self.rendition.name}: an encoder is attached or armed already")
             self._spawn = spawn
-            if self._origin_ms is not None:
-                step_ms = self.segment_seconds * 1000
-                self._join_ms = self._joined_ms + math.ceil(self.keyframes_out * step_ms)
-                oldest = next((c.video_ms for c, _, _ in self._backlog if c is not None and c.video_ms is not None),
-                              None)
-                if oldest is None or oldest > self._join_ms:
-                    if self._last_ms is not None and self._last_ms >= self._join_ms:
-                        later = grid_point_after(self._last_ms, self.segment_seconds, self._origin_ms)
-                        log.warning("rendition %s: the frames from %.3f s are gone; the new encoder starts at %.3f s"
-                                    " (this rendition's segment numbers fall behind the others')",
-                                    self.rendition.name, (self._join_ms - self._origin_ms) / 1000,
-                                    (later - self._origin_ms) / 1000)
-                        self._join_ms = later
+            if self._origin_ms is None or self._last_ms is None or self._last_ms < self._join_ms:
+                return  # the join point is still to come
+            oldest = next((c.video_ms for c, _, _ in self._backlog if c is not None and c.video_ms is not None), None)
+            if oldest is None or oldest > self._join_ms:
+                later = grid_point_after(self._last_ms, self.segment_seconds, self._origin_ms)
+                log.warning("rendition %s: the frames from %.3f s are gone; the new encoder starts at %.3f s"
+                            " (this rendition's segment numbers fall one behind the others')", self.rendition.name,
+                            (self._join_ms - self._origin_ms) / 1000, (later - self._origin_ms) / 1000)
+                self._join_ms = later
 
     @property
     def armed(self) -> bool:
@@ -213,10 +240,15 @@ class Rung:
     def _keep(self, cluster: Cluster | None, head: bytes, payload: bytes) -> None:
         backlog = self._backlog
         backlog.append((cluster, head, payload))
-        if cluster is not None and cluster.video_ms is not None:
-            self._last_ms = cluster.video_ms
-            while backlog and (backlog[0][0] is None or backlog[0][0].timecode < cluster.video_ms - BACKLOG_MS):
-                backlog.popleft()
+        if cluster is None or cluster.video_ms is None:
+            return
+        self._last_ms = now = cluster.video_ms
+        cutoff = now - BACKLOG_MS
+        with self._lock:
+            if self._hold_ms is not None:
+                cutoff = max(min(cutoff, self._hold_ms), now - HOLD_MS)
+        while backlog and (backlog[0][0] is None or backlog[0][0].timecode < cutoff):
+            backlog.popleft()
 
     def _pass(self, head: bytes, payload: bytes) -> None:
         with self._lock:
@@ -230,17 +262,16 @@ class Rung:
                 assert joining is not None and joining.video_ms is not None
                 if self._origin_ms is None:
                     self._origin_ms = joining.video_ms
-                self._joined_ms = max(self._join_ms, self._origin_ms)
-                offset = Fraction(joining.video_ms - self._origin_ms, 1000)
+                grid_ms, first_ms = max(self._join_ms, self._origin_ms), joining.video_ms
                 replay = [(h, p) for _, h, p in list(self._backlog)[start:]]
-                self.keyframes_out = 0
+                self._hold_ms = None
         if spawn is not None:  # armed until the new encoder is attached: the supervisor waits
             try:
-                target = spawn(offset)
+                target = spawn(first_ms - (self._origin_ms or 0), grid_ms, first_ms)
             except OSError as error:
                 log.error("rendition %s: cannot start its encoder: %s", self.rendition.name, error)
                 with self._lock:
-                    self._spawn = None
+                    self._spawn, self.spawn_failed = None, True
                 return
             with self._lock:
                 self._encoder_in, self._spawn = target, None
@@ -250,6 +281,7 @@ class Rung:
             self._write(target, [(head, payload)])
 
     def _write(self, target: BinaryIO, parts: list[tuple[bytes, bytes]]) -> None:
+        self.feeding_since = time.monotonic()
         try:
             for head, payload in parts:
                 target.write(head)
@@ -259,12 +291,19 @@ class Rung:
             with self._lock:
                 if self._encoder_in is target:
                     self._encoder_in = None  # dead: the supervisor arms another
+                    # Keep what its successor may need from now on, before the feeder reads on
+                    # (``died`` says exactly where, once the encoder's last bytes are read).
+                    encoder = self.encoder
+                    if encoder is not None:
+                        self._hold_ms = encoder.last_keyframe_ms() or encoder.grid_ms
+        finally:
+            self.feeding_since = None
 
     # -- the drain: encoder -> segmenter --------------------------------------------------
 
-    def drain(self, stdout: BinaryIO) -> None:
-        """Copy whole TS packets from an encoder's ``stdout`` to the segmenter until it ends; the
-        part packet a killed encoder leaves is dropped."""
+    def drain(self, encoder: Encoder, stdout: BinaryIO) -> None:
+        """Copy whole TS packets from ``encoder``'s ``stdout`` to the segmenter until it ends,
+        noting the PTS of its keyframes; the part packet a killed encoder leaves is dropped."""
         held = b""
         try:
             while True:
@@ -275,7 +314,11 @@ class Rung:
                 whole = len(data) - len(data) % TS_PACKET_BYTES
                 held = data[whole:]
                 if whole:
-                    self.keyframes_out += keyframes_in(data[:whole])
+                    keys = keyframe_pts(data[:whole])
+                    if keys:
+                        if encoder.first_key_pts is None:
+                            encoder.first_key_pts = keys[0]
+                        encoder.last_key_pts = keys[-1]
                     self._to_segmenter(data[:whole])
         except (OSError, ValueError):
             pass
@@ -290,12 +333,15 @@ class Rung:
             target = self.segmenter_in
             if target is None:
                 return
+            self.draining_since = time.monotonic()
             try:
                 target.write(data)
                 target.flush()
             except (OSError, ValueError):
                 self.segmenter_in = None
                 _close_quietly(target)
+            finally:
+                self.draining_since = None
 
     def end_segmenter_input(self) -> None:
         """The segmenter reads the end of its input: it finishes its segment and ends the stream."""
@@ -337,40 +383,47 @@ class LadderResult:
 
     segmenter_codes: dict[str, int | None]
     failure: str | None
+    refused: bool = False  # what ended it first: a segmenter that refused its options (exit 2)
 
 
 class Ladder:
     """The process tree of one ladder, from ``run()`` until every rendition has ended.
 
-    ``stop()`` (a signal handler may call it) ends the stream: the decoder is asked to stop
-    (SIGINT: it finishes its outputs), every encoder flushes, every segmenter reads the end of
-    its input and ends its stream (ENDLIST). A second ``stop()`` stops at once: the ffmpegs are
-    killed, the segmenters get SIGTERM (which still ends their streams)."""
+    ``stop()`` (a signal handler may call it: it only counts) ends the stream: the decoder is
+    asked to stop (SIGINT: it finishes its outputs), every encoder flushes, every segmenter reads
+    the end of its input and ends its stream (ENDLIST). A second ``stop()`` stops at once: the
+    ffmpegs are killed, the segmenters get SIGTERM (which still ends their streams)."""
 
     def __init__(self, plan: LadderPlan) -> None:
         self.plan = plan
         self.rungs: list[Rung] = []
         self.decoder: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._hurry = threading.Event()
-        self._wake = threading.Event()
+        self._stops = 0  # stop() calls: 1 ends the stream, 2 stops at once
         self._failure: str | None = None
+        self._refused = False
 
     def stop(self) -> None:
-        if self._stopping.is_set():
-            self._hurry.set()
-        self._stopping.set()
-        self._wake.set()
+        self._stops += 1
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stops >= 1
+
+    @property
+    def _hurry(self) -> bool:
+        return self._stops >= 2
 
     def run(self) -> LadderResult:
-        """Start everything, supervise until the stream ended, and say how it ended."""
+        """Start everything, supervise until the stream ended, and say how it ended. Raises
+        OSError when a rendition's directory cannot be made or a program cannot be started
+        (what was started is stopped first)."""
         try:
             self._start()
             self._supervise()
         finally:
             self._finish()
         codes = {rung.rendition.name: (rung.segmenter.returncode if rung.segmenter else None) for rung in self.rungs}
-        return LadderResult(codes, self._failure)
+        return LadderResult(codes, self._failure, self._refused)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -379,20 +432,20 @@ class Ladder:
         pipes = [os.pipe() for _ in plan.renditions]
         self.rungs = [Rung(rendition, read_end, plan.segment_seconds)
                       for rendition, (read_end, _) in zip(plan.renditions, pipes, strict=True)]
-        for rung in self.rungs:
-            directory = plan.output_dir / rung.rendition.name
-            directory.mkdir(parents=True, exist_ok=True)
-            read_end, write_end = os.pipe()
-            try:
-                rung.segmenter = subprocess.Popen(plan.segmenter(rung.rendition, directory), stdin=read_end,
-                                                  start_new_session=True)
-            finally:
-                os.close(read_end)
-            rung.segmenter_in = os.fdopen(write_end, "wb", buffering=0)
         write_ends = tuple(write_end for _, write_end in pipes)
-        command = decoder_command(plan.ffmpeg, plan.source, plan.renditions, write_ends,
-                                  frame_rate=plan.frame_rate, audio=plan.audio)
         try:
+            for rung in self.rungs:
+                directory = plan.output_dir / rung.rendition.name
+                directory.mkdir(parents=True, exist_ok=True)
+                read_end, write_end = os.pipe()
+                try:
+                    rung.segmenter = subprocess.Popen(plan.segmenter(rung.rendition, directory), stdin=read_end,
+                                                      start_new_session=True)
+                finally:
+                    os.close(read_end)
+                rung.segmenter_in = os.fdopen(write_end, "wb", buffering=0)
+            command = decoder_command(plan.ffmpeg, plan.source, plan.renditions, write_ends,
+                                      frame_rate=plan.frame_rate, audio=plan.audio)
             # The source "-" is this process's stdin, which the decoder inherits.
             self.decoder = subprocess.Popen(command, pass_fds=write_ends, start_new_session=True)
         finally:
@@ -411,19 +464,20 @@ class Ladder:
         incarnation = rung.incarnations
         rung.incarnations += 1
 
-        def spawn(offset: Fraction) -> BinaryIO:
+        def spawn(shift_ms: int, grid_ms: int, first_ms: int) -> BinaryIO:
             command = encoder_command(plan.ffmpeg, rung.rendition, plan.segment_seconds, encoder=plan.encoder,
                                       preset=plan.encoder_preset, service_id=service_id(incarnation),
-                                      grid_offset=offset)
+                                      shift_ms=shift_ms)
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
             assert process.stdin is not None and process.stdout is not None
-            drain = threading.Thread(target=rung.drain, args=(process.stdout,), name=f"drain-{rung.rendition.name}",
-                                     daemon=True)
-            drain.start()
-            rung.encoder = Encoder(process, time.monotonic(), incarnation, drain)
+            encoder = Encoder(process, time.monotonic(), incarnation, grid_ms, first_ms)
+            encoder.drain = threading.Thread(target=rung.drain, args=(encoder, process.stdout),
+                                             name=f"drain-{rung.rendition.name}", daemon=True)
+            encoder.drain.start()
+            rung.encoder = encoder
             if incarnation:
                 log.info("rendition %s: encoder %d joined at %.3f s of the source", rung.rendition.name,
-                         incarnation + 1, float(offset))
+                         incarnation + 1, shift_ms / 1000)
             return process.stdin
 
         rung.arm(spawn)
@@ -435,16 +489,16 @@ class Ladder:
         progress = (0, time.monotonic())
         warned = False
         while True:
-            self._wake.wait(POLL_S)
-            self._wake.clear()
-            if self._hurry.is_set():
+            time.sleep(POLL_S)
+            if self._hurry:
                 return
             decoder = self.decoder
             assert decoder is not None
-            if self._stopping.is_set() and not asked:
-                asked = time.monotonic()
+            now = time.monotonic()
+            if self._stopping and not asked:
+                asked = now
                 _signal(decoder, signal.SIGINT)
-            elif asked and decoder.poll() is None and time.monotonic() - asked > DECODER_STOP_S:
+            elif asked and decoder.poll() is None and now - asked > DECODER_STOP_S:
                 # Blocked reading a source that sends nothing, it may never see the SIGINT.
                 log.warning("the decoder did not stop within %.0f s of SIGINT: killing it", DECODER_STOP_S)
                 _signal(decoder, signal.SIGKILL)
@@ -456,10 +510,12 @@ class Ladder:
                     log.info("the source ended")
                 return
             for rung in self.rungs:
-                self._check_segmenter(rung)
-                self._check_encoder(rung)
+                if rung.ended.is_set() and decoder.poll() is None and not self._stopping:
+                    self._fail(f"rendition {rung.rendition.name}: the decoder's output for it ended; ending the others")
+                    self.stop()
+                self._check_segmenter(rung, now)
+                self._check_encoder(rung, now)
             total = sum(rung.bytes_in for rung in self.rungs)
-            now = time.monotonic()
             if not total:  # still opening and probing the source: the segmenters' --probe-timeout
                 progress = (0, now)
                 continue
@@ -473,38 +529,63 @@ class Ladder:
                 warned = True
                 log.warning("the source has sent nothing for %.0f s%s", silent,
                             f"; the stream ends at {self.plan.stall_end_s:g} s" if self.plan.stall_end_s else "")
-            if self.plan.stall_end_s and silent >= self.plan.stall_end_s and not self._stopping.is_set():
+            if self.plan.stall_end_s and silent >= self.plan.stall_end_s and not self._stopping:
                 log.warning("the source has sent nothing for %.0f s: ending the stream", silent)
                 self.stop()
 
-    def _check_segmenter(self, rung: Rung) -> None:
+    def _check_segmenter(self, rung: Rung, now: float) -> None:
         segmenter = rung.segmenter
-        if segmenter is None or segmenter.poll() is None or self._stopping.is_set():
+        if segmenter is None:
             return
+        since = rung.draining_since
+        if since is not None and now - since > 3 * STUCK_S and segmenter.poll() is None:
+            log.error("rendition %s: hls-segment took no input for %.0f s: killing it", rung.rendition.name, now - since)
+            _signal(segmenter, signal.SIGKILL)
+        if segmenter.poll() is None or self._stopping:
+            return
+        self._refused = segmenter.returncode == 2 and self._failure is None
         self._fail(f"hls-segment of rendition {rung.rendition.name} exited with code {segmenter.returncode}"
                    " before the stream ended; ending the others")
         self.stop()
 
-    def _check_encoder(self, rung: Rung) -> None:
-        now = time.monotonic()
+    def _check_encoder(self, rung: Rung, now: float) -> None:
         encoder = rung.encoder
         if encoder is not None:
+            since = rung.feeding_since
+            if since is not None and now - since > STUCK_S and encoder.process.poll() is None:
+                log.warning("rendition %s: the encoder took no input for %.0f s: killing it", rung.rendition.name,
+                            now - since)
+                _signal(encoder.process, signal.SIGKILL)
             code = encoder.process.poll()
-            if code is None or rung.ended.is_set() or self._stopping.is_set():
+            if code is None or rung.ended.is_set() or self._stopping:
                 return
             rung.detach()
-            if encoder.drain is not None:
-                encoder.drain.join(5)
+            if encoder.drain is not None and encoder.drain.is_alive():
+                encoder.drain.join(POLL_S)
+                if encoder.drain.is_alive():
+                    return  # its last bytes still go to the segmenter: the successor waits for them
             rung.encoder = None
-            rung.failures = rung.failures + 1 if now - encoder.started < SETTLED_S else 0
-            delay = min(RESTART_DELAY_S * 2 ** (rung.failures - 1), RESTART_DELAY_MAX_S) if rung.failures else 0.0
-            rung.next_start = now + delay
-            log.warning("rendition %s: the encoder exited with code %s; %s (the rendition's next segment starts"
-                        " a discontinuity)", rung.rendition.name, code,
-                        f"starting another in {delay:g} s" if delay else "starting another")
+            rung.died(encoder)
+            self._count_failure(rung, now, settled=now - encoder.started >= SETTLED_S,
+                                why=f"the encoder exited with code {code}")
+        elif rung.spawn_failed:
+            rung.spawn_failed = False
+            self._count_failure(rung, now, settled=False, why="the encoder could not be started")
         if (rung.encoder is None and not rung.armed and now >= rung.next_start and not rung.ended.is_set()
-                and not self._stopping.is_set()):
+                and not self._stopping):
             self._arm_encoder(rung)
+
+    def _count_failure(self, rung: Rung, now: float, *, settled: bool, why: str) -> None:
+        rung.failures = 0 if settled else rung.failures + 1
+        if rung.failures >= MAX_FAILURES:
+            self._fail(f"rendition {rung.rendition.name}: {why}, {rung.failures} times in a row within"
+                       f" {SETTLED_S:g} s of a start; ending every rendition")
+            self.stop()
+            return
+        delay = min(RESTART_DELAY_S * 2 ** (rung.failures - 1), RESTART_DELAY_MAX_S) if rung.failures else 0.0
+        rung.next_start = now + delay
+        log.warning("rendition %s: %s; %s (the rendition's next segment starts a discontinuity)",
+                    rung.rendition.name, why, f"starting another in {delay:g} s" if delay else "starting another")
 
     def _fail(self, why: str) -> None:
         if self._failure is None:
@@ -514,46 +595,61 @@ class Ladder:
     # -- ending ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        """Bring every process down in order: decoder, encoders, then segmenters (end of input)."""
-        hurry = self._hurry
+        """Bring every process down in order: decoder, encoders, then segmenters (end of input).
+        Stuck ones are killed on the way; with a second stop(), every ffmpeg at once."""
         decoder = self.decoder
+        encoders = [rung.encoder.process for rung in self.rungs if rung.encoder is not None]
+        if self._hurry:
+            for process in [decoder, *encoders]:
+                if process is not None:
+                    _signal(process, signal.SIGKILL)
         if decoder is not None:
-            if hurry.is_set():
-                _signal(decoder, signal.SIGKILL)
-            elif decoder.poll() is None:
+            if decoder.poll() is None:
                 _signal(decoder, signal.SIGINT)
-            if not _wait(decoder, ENCODER_FLUSH_S, hurry):
+            if not self._wait(decoder, DECODER_STOP_S):
                 _signal(decoder, signal.SIGKILL)
                 decoder.wait()
         for rung in self.rungs:
-            if rung.feeder.is_alive():
-                rung.feeder.join(ENCODER_FLUSH_S)
+            deadline = time.monotonic() + ENCODER_FLUSH_S
+            while rung.feeder.is_alive() and time.monotonic() < deadline and not self._hurry:
+                rung.feeder.join(POLL_S)
+            if rung.feeder.is_alive() and rung.encoder is not None:  # blocked on an encoder that takes nothing
+                _signal(rung.encoder.process, signal.SIGKILL)
+                rung.feeder.join(5)
             rung.detach()
         for rung in self.rungs:
             encoder = rung.encoder
             if encoder is None:
                 continue
-            if hurry.is_set() or not _wait(encoder.process, ENCODER_FLUSH_S, hurry):
+            if not self._wait(encoder.process, ENCODER_FLUSH_S):
                 _signal(encoder.process, signal.SIGKILL)
                 encoder.process.wait()
             if encoder.drain is not None:
-                encoder.drain.join(5)
+                encoder.drain.join(ENCODER_FLUSH_S)  # its last bytes, while the segmenter reads
         for rung in self.rungs:
             rung.end_segmenter_input()
-            if rung.segmenter is not None and hurry.is_set():
+            if rung.segmenter is not None and self._hurry:
                 _signal(rung.segmenter, signal.SIGTERM)
         deadline = time.monotonic() + SEGMENTER_END_S
         for rung in self.rungs:
             segmenter = rung.segmenter
             if segmenter is None:
                 continue
-            if not _wait(segmenter, max(0.0, deadline - time.monotonic()), None):
+            if not _wait(segmenter, max(0.0, deadline - time.monotonic())):
                 log.warning("hls-segment of rendition %s did not end within %.0f s: SIGTERM",
                             rung.rendition.name, SEGMENTER_END_S)
                 _signal(segmenter, signal.SIGTERM)
-                if not _wait(segmenter, 15, None):
+                if not _wait(segmenter, 15):
                     _signal(segmenter, signal.SIGKILL)
                     segmenter.wait()
+
+    def _wait(self, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+        """Whether ``process`` exited within ``timeout_s``, cut short by a second stop()."""
+        deadline = time.monotonic() + timeout_s
+        while not _wait(process, min(POLL_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or self._hurry:
+                return False
+        return True
 
 
 def _signal(process: subprocess.Popen[bytes], number: int) -> None:
@@ -564,13 +660,10 @@ def _signal(process: subprocess.Popen[bytes], number: int) -> None:
             pass
 
 
-def _wait(process: subprocess.Popen[bytes], timeout_s: float, hurry: threading.Event | None) -> bool:
-    """Whether ``process`` exited within ``timeout_s`` (cut short when ``hurry`` is set)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            process.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
-            return True
-        except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
-                return False
+def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether ``process`` exited within ``timeout_s``."""
+    try:
+        process.wait(timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        return False

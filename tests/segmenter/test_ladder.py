@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +29,7 @@ from segmenter.ladder import (
     encoder_command,
     grid_point_after,
     keyframe_expression,
-    keyframes_in,
+    keyframe_pts,
     ladder_from_toml,
     parse_bitrate,
     read_cluster,
@@ -120,7 +121,7 @@ def test_keyframes_fall_on_the_grid_for_a_late_encoder_too(tmp_path: Path) -> No
     late = tmp_path / "late.ts"
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-t", "6", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=25", "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000",
-                    "-sc_threshold", "0", "-force_key_frames", keyframe_expression(Fraction(2), Fraction(13, 25)),
+                    "-sc_threshold", "0", "-force_key_frames", keyframe_expression(Fraction(2), 520),
                     "-f", "mpegts", str(late)], check=True)
     keys = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time,flags",
                            "-of", "csv=p=0", str(late)], capture_output=True, text=True, check=True).stdout
@@ -165,12 +166,51 @@ def test_ebml_headers_wait_for_their_bytes_and_refuse_what_is_no_ebml() -> None:
         element_header(b"\x00\x01")
 
 
-def test_keyframes_are_counted_in_an_encoders_output(decoded: Path, tmp_path: Path) -> None:
+def test_keyframes_are_found_in_an_encoders_output_with_their_pts(decoded: Path, tmp_path: Path) -> None:
     command = encoder_command("ffmpeg", Rendition("a", 90, 100_000, 32_000, 160), Fraction(1, 2))
     with open(decoded, "rb") as source:
         output = subprocess.run(command, stdin=source, capture_output=True, check=True).stdout
-    assert keyframes_in(output) == 4  # 2 s on a half-second grid
-    assert keyframes_in(output[:-1]) == 4 and keyframes_in(b"") == 0
+    keys = keyframe_pts(output)
+    assert [round((pts - keys[0]) / 90) for pts in keys] == [0, 520, 1000, 1520]  # ms; video starts at 40 ms
+    assert keyframe_pts(output[:-1]) == keys and keyframe_pts(b"") == []
+
+
+@pytest.mark.parametrize(("rate", "segment"), [("30000/1001", Fraction(2)), ("25", Fraction(16, 5))],
+                         ids=["29.97-fps-2-s", "25-fps-3.2-s"])
+def test_an_encoder_that_joins_later_keys_the_same_frames(tmp_path: Path, rate: str, segment: Fraction) -> None:
+    """The grid in whole milliseconds: an encoder fed from a grid point on (as a successor is)
+    makes its keyframes on exactly the frames the first encoder made them on, at frame rates
+    whose frames fall a fraction of a millisecond from a grid point, and on segment durations
+    that are no whole number of frames."""
+    decoded = tmp_path / "rendition.mkv"
+    command = decoder_command("ffmpeg", "src", (Rendition("a", 90, 100_000, 32_000, 160),), (1,), audio=False)
+    at = command.index("-i")
+    command[at:at + 2] = ["-t", "30", "-f", "lavfi", "-i", f"testsrc2=size=160x90:rate={rate}"]
+    with open(decoded, "wb") as out:
+        subprocess.run(command, stdout=out, check=True)
+    with open(decoded, "rb") as stream:
+        elements = []
+        with pytest.raises(SourceEnded):
+            for element in segment_children(stream):
+                elements.append(element)
+    header = b"".join(head + payload for element_id, head, payload in elements if element_id != CLUSTER_ID)
+    clusters = [(read_cluster(payload), head + payload) for element_id, head, payload in elements
+                if element_id == CLUSTER_ID]
+    origin = clusters[0][0].video_ms  # type: ignore[union-attr]
+
+    def keys(start_ms: int) -> list[int]:
+        """Keyframe PTS of an encoder fed from the first frame at or after ``start_ms``."""
+        first = next(i for i, (c, _) in enumerate(clusters) if c is not None and c.video_ms >= start_ms)
+        shift = clusters[first][0].video_ms - origin  # type: ignore[union-attr]
+        encode = encoder_command("ffmpeg", Rendition("a", 90, 100_000, 32_000, 160), segment, shift_ms=shift)
+        fed = header + b"".join(data for _, data in clusters[first:])
+        return keyframe_pts(subprocess.run(encode, input=fed, capture_output=True, check=True).stdout)
+
+    whole = keys(origin)
+    assert len(whole) == int(30 / segment) + (30 % segment > 0)
+    for grid_index in range(1, len(whole) - 1, 2):
+        joined = keys(grid_point_after(origin + int(grid_index * segment * 1000) - 1, segment, origin))
+        assert joined == whole[grid_index:], (grid_index, joined, whole)
 
 
 # -- the process tree against a fake daemon ------------------------------------------------------
@@ -269,3 +309,79 @@ def test_a_segmenter_refusing_its_options_stops_the_ladder_with_exit_2(tmp_path:
     log = (tmp_path / "ladder.log").read_text()
     assert "hls-segment: --wire must be ext or v1, not 'carrier-pigeon'" in log and log.rstrip().endswith(
         "hls-ladder: a segmenter refused its configuration (its message is above)"), log
+
+
+def paced_feed(write_end: int, clip: Path) -> threading.Thread:
+    """A thread writing ``clip`` to ``write_end`` a little faster than real time, as a live
+    source with some jitter (a 1-s clip in 0.8 s), then closing it (the source ends)."""
+    data = clip.read_bytes()
+
+    def feed() -> None:
+        chunk = len(data) // 96
+        try:
+            for at in range(0, len(data), chunk):
+                os.write(write_end, data[at:at + chunk])
+                time.sleep(0.2)
+        except BrokenPipeError:
+            pass  # the ladder ended first
+        finally:
+            os.close(write_end)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return writer
+
+
+def encoder_pid(video_bitrate: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-mpegts_service_id" in arguments and b"-b:v" in arguments and (
+                arguments[arguments.index(b"-b:v") + 1] == str(video_bitrate).encode()):
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_hung_encoder_is_killed_and_replaced_and_the_channel_goes_on(tmp_path: Path, media: MediaCache) -> None:
+    """An encoder that stops reading (here SIGSTOP; a driver hang in the field) holds the relay,
+    and so the decoder and every rendition, for STUCK_S at most: then it is killed, replaced at
+    the next grid point, and the stream goes on to its end with the same segments in both."""
+    read_end, write_end = os.pipe()
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, "-", daemon.port, stdin=read_end)
+        os.close(read_end)
+        writer = paced_feed(write_end, media.ts(seconds=24))
+        daemon.wait_for(lambda heard: sum(m.index == "a.m3u8" for m in heard.messages) >= 4, 60)
+        hung = encoder_pid(100_000)
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            assert process.wait(120) == 0, (tmp_path / "ladder.log").read_text()
+        finally:
+            os.kill(hung, signal.SIGKILL) if Path(f"/proc/{hung}").exists() else None
+            writer.join(30)
+        messages = daemon.messages
+    log = (tmp_path / "ladder.log").read_text()
+    assert "rendition a: the encoder took no input for" in log and "rendition a: encoder 2 joined at" in log, log
+    sent = {name: [m for m in messages if m.index == f"{name}.m3u8"] for name in ("a", "b")}
+    assert [m.last_segment for m in sent["a"]] == [m.last_segment for m in sent["b"]], sent
+    assert sum(m.discontinuity for m in sent["a"]) == sum(m.discontinuity for m in sent["b"]) + 1, sent
+
+
+def test_an_encoder_that_keeps_failing_ends_the_ladder_after_five_tries(tmp_path: Path, media: MediaCache) -> None:
+    """A setting the encoder refuses: it is tried again with a growing delay, then the ladder
+    gives up (exit 1, one line saying why) and its supervisor can start it again."""
+    read_end, write_end = os.pipe()
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, "-", daemon.port, "--encoder-preset", "no-such-preset", stdin=read_end)
+        os.close(read_end)
+        writer = paced_feed(write_end, media.ts(seconds=24))
+        assert process.wait(90) == 1
+        writer.join(30)
+    log = (tmp_path / "ladder.log").read_text()
+    assert log.count("the encoder exited with code 1; starting another in") == 2 * 4, log  # four retries each
+    assert log.rstrip().splitlines()[-1].startswith("hls-ladder: rendition "), log
+    assert "5 times in a row within 10 s of a start; ending every rendition" in log, log

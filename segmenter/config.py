@@ -111,7 +111,8 @@ def _positive_seconds(flag: str, seconds: float) -> float:
     return seconds
 
 
-def _seconds_or_zero(flag: str, seconds: float) -> float:
+def seconds_or_zero(flag: str, seconds: float) -> float:
+    """Convert for a setting in seconds where 0 means never; raises ConfigError."""
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ConfigError(f"{flag} must be zero or a positive number of seconds")
     return seconds
@@ -143,7 +144,7 @@ OPTIONS = (
     # reconnect attempts, not so long that a service manager's stop timeout kills us first.
     Option(
         "drain_timeout", SECONDS, 10.0, "Seconds to wait at exit for acknowledgements.",
-        convert=_seconds_or_zero, fields=("drain_timeout_s",), metavar="SECONDS",
+        convert=seconds_or_zero, fields=("drain_timeout_s",), metavar="SECONDS",
     ),
     Option(
         "secret_file", TEXT, None,
@@ -204,7 +205,7 @@ OPTIONS = (
     Option(
         "stall_end", SECONDS, 0.0,
         "End the stream (ENDLIST) when the input has sent nothing for this many seconds; 0: never.",
-        convert=_seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
+        convert=seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS",
     ),
     LOG_FORMAT,
     metrics_listen("/metrics (Prometheus) and /healthz"),

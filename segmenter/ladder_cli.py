@@ -11,7 +11,6 @@ once (the segmenters still end their streams).
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import signal
 import sys
@@ -29,7 +28,7 @@ from common.options import (
 )
 from common.settings import ConfigError
 
-from .config import parse_segment_seconds
+from .config import parse_segment_seconds, seconds_or_zero
 from .ladder import ENCODERS, PRESETS, Rendition, check_ladder, ladder_from_toml, rendition_from_spec
 from .ladder_run import Ladder, LadderPlan
 
@@ -81,12 +80,6 @@ def _frame_rate(flag: str, value: str | None) -> Fraction | None:
     return rate
 
 
-def _seconds(flag: str, value: float) -> float:
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{flag} must be zero or a positive number of seconds")
-    return value
-
-
 def _segment_seconds(flag: str, value: str) -> Fraction:
     try:
         return parse_segment_seconds(value)
@@ -119,9 +112,9 @@ OPTIONS = (
            "--segment-option=--tls-ca=/etc/hls/ca.pem.", convert=lambda flag, value: tuple(value or ()),
            metavar="OPTION", shown_default="none"),
     Option("stall_warning", SECONDS, 10.0, "Warn when the source has sent nothing for this many seconds.",
-           convert=_seconds, fields=("stall_warning_s",), metavar="SECONDS"),
+           convert=seconds_or_zero, fields=("stall_warning_s",), metavar="SECONDS"),
     Option("stall_end", SECONDS, 0.0, "End the stream (ENDLIST) when the source has sent nothing for this many"
-           " seconds; 0: never.", convert=_seconds, fields=("stall_end_s",), metavar="SECONDS"),
+           " seconds; 0: never.", convert=seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS"),
     Option("ffmpeg", TEXT, "ffmpeg", "The ffmpeg program that decodes and encodes.", metavar="PATH"),
     Option("hls_segment", TEXT, None, "The hls-segment program.", metavar="PATH",
            convert=optional_text, shown_default="the one installed beside hls-ladder"),

@@ -5,12 +5,18 @@ kernel handed out for bind(0) is also what it hands out as the local port of out
 connections, so one chosen that way can be taken, between the choice and the server's bind, by
 any connection a test's processes open (EADDRINUSE). The embedded S3 picks its own ports with
 ``free_ports`` and retries on such a loss.
+
+Each pytest-xdist worker draws from a slice of its own, in order, and never hands a port out
+twice: a port chosen for a daemon that binds it only later cannot be chosen meanwhile for
+another server, by this worker or the other.
 """
 
 from __future__ import annotations
 
-import random
+import itertools
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from examples.embedded_s3 import LOOPBACK, free_ports
@@ -28,18 +34,31 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default
 
 
-def free_port() -> int:
-    """A loopback port below the ephemeral range that was free a moment ago; if none of a
-    hundred draws binds, one the kernel picks."""
+def _worker_ports() -> Iterator[int]:
+    """This worker's slice of the test ports, in order, then again from its start."""
     top = _ephemeral_start()
-    if top > LOWEST_TEST_PORT:
-        for port in random.sample(range(LOWEST_TEST_PORT, top), min(100, top - LOWEST_TEST_PORT)):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    size = max(0, top - LOWEST_TEST_PORT) // max(1, workers)
+    first = LOWEST_TEST_PORT + index * size
+    return itertools.cycle(range(first, first + size))
+
+
+_ports = _worker_ports()
+
+
+def free_port() -> int:
+    """A loopback port below the ephemeral range, from this worker's slice, that was free a
+    moment ago and was not handed out before (unless the slice has wrapped round); if none of a
+    hundred draws binds, one the kernel picks."""
+    for port in itertools.islice(_ports, 100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
     return free_ports(1)[0]
 
 

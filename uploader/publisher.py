@@ -210,6 +210,8 @@ class Publisher:
         self._masters_read: dict[tuple[str, str], int] = {}
         self._master_versions: dict[tuple[str, str], str | None] = {}
         self._master_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # One player page PUT at a time per (bucket, key_prefix): the last to finish is the newest.
+        self._page_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._woken: set[StreamKey] = set()
         self._over_target = Throttle(OVER_TARGET_LOG_INTERVAL_S)  # per stream
         self._held = Throttle(HELD_LOG_INTERVAL_S)  # per stream label
@@ -1049,24 +1051,31 @@ class Publisher:
     async def _put_player_page(self, label: str, message: IndexMessage, playlist: str) -> None:
         """index.html and hls.js beside the first stream that publishes under a key prefix; the
         page plays that stream, or the program's master once there is one. A private stream's
-        page holds hls.js and plays the signed URL its own URL gives (uploader/player.py)."""
+        page holds hls.js and plays the signed URL its own URL gives (uploader/player.py).
+
+        One page PUT at a time per key prefix, and what it plays is decided once the PUT before
+        has finished: a page of the first stream still on its way when the master is first
+        uploaded cannot land after the master's page and leave viewers on one rendition."""
         group = (message.bucket, message.key_prefix)
-        program = self._programs.get(group)
-        if program is not None and program.ever_uploaded and self._config.master_name:
-            playlist = self._config.master_name
-        self._pages[group] = playlist
-        title = label if playlist == message.index else stream_label((*group, playlist))
-        private = self._signer is not None  # one object, hls.js inside: reached by one signed URL
-        page = render_player_page(playlist, title=title, private=private).encode("utf-8")
-        try:
-            if not private:
-                await self._put(message.stream_id, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME),
-                                player_script(), SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
-            await self._put(message.stream_id, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
-                            PAGE_CONTENT_TYPE, self._config.cache_control_playlist)
-        except PermanentStoreError as error:
-            log.error("stream %s: player page failed permanently: %s", label, error)
-            return
+        async with self._page_locks.setdefault(group, asyncio.Lock()):
+            program = self._programs.get(group)
+            if program is not None and program.ever_uploaded and self._config.master_name:
+                playlist = self._config.master_name
+            if self._pages.get(group) == playlist:
+                return  # put (or given up on) already
+            self._pages[group] = playlist
+            title = label if playlist == message.index else stream_label((*group, playlist))
+            private = self._signer is not None  # one object, hls.js inside: reached by one signed URL
+            page = render_player_page(playlist, title=title, private=private).encode("utf-8")
+            try:
+                if not private:
+                    await self._put(message.stream_id, SCRIPT_NAME, message.bucket, message.key_for(SCRIPT_NAME),
+                                    player_script(), SCRIPT_CONTENT_TYPE, SCRIPT_CACHE_CONTROL)
+                await self._put(message.stream_id, PAGE_NAME, message.bucket, message.key_for(PAGE_NAME), page,
+                                PAGE_CONTENT_TYPE, self._config.cache_control_playlist)
+            except PermanentStoreError as error:
+                log.error("stream %s: player page failed permanently: %s", label, error)
+                return
         log.info("stream %s: player page %s uploaded", label, message.key_for(PAGE_NAME))
 
     async def _put_media_playlist(self, message: IndexMessage, state: StreamState) -> tuple[bool, StreamState]:

@@ -9,18 +9,12 @@ the rest of the stream (found by the live ladder test: two PUTs of index.html 12
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import threading
 from pathlib import Path
 
 from tests.support.daemon import legit_message, place_segment
-from uploader.config import UploaderConfig
-from uploader.files import AllowedDirs
-from uploader.metrics import DaemonMetrics
-from uploader.payloads import PayloadStore
-from uploader.publisher import Publisher
-from uploader.spool import Spool, SpoolThread
+from tests.support.publisher import LocalPublisher
 from uploader.stores import FileStore
 
 RENDITIONS = ("low", "mid", "high")
@@ -71,48 +65,28 @@ class FirstPageHeldStore(FileStore):
 def test_the_page_put_before_the_master_cannot_land_after_the_master_s_page(
     tmp_path: Path, segment_source: Path,
 ) -> None:
-    segments, root = tmp_path / "segments", tmp_path / "store"
-    segments.mkdir()
-    (root / "live").mkdir(parents=True)
-    config = UploaderConfig.from_settings({"spool_dir": str(tmp_path / "spool"), "bucket": ["live"],
-                                          "allow_dir": [str(segments)], "store": f"file://{root}",
-                                          "player_page": True, "max_inflight": 4})
-    store = FirstPageHeldStore(root)
-    spool = Spool.open(config.spool_dir)
-    payloads = PayloadStore(config.spool_dir, max_inflight_bytes=config.max_payload_inflight_bytes)
-    payloads.open()
-    spool_thread = SpoolThread(spool)
-    publisher = Publisher(config=config, spool=spool_thread, store=store, allowed=AllowedDirs(config.allow_dirs),
-                          payloads=payloads, metrics=DaemonMetrics().destination("files"), rng=random.Random(1))
+    with LocalPublisher(tmp_path, FirstPageHeldStore, player_page=True, max_inflight=4) as local:
+        store = local.store
+        assert isinstance(store, FirstPageHeldStore)
 
-    async def publish() -> None:
-        # The first rendition's window fills first: its page goes out (and is held) before the
-        # other two make the master (which the first, held at its page, is not in yet).
-        for name in RENDITIONS:
-            for number in range(1, SEGMENTS + 1):
-                message = legit_message(segments / name, "live", number, end=number == SEGMENTS, key_prefix="ch1",
-                                        index=f"{name}.m3u8", prefix=name)
-                place_segment(segment_source, segments / name, name, number)
-                await spool_thread.call(Spool.enqueue, spool, message)
-                publisher.notify(message.stream_id)
-            if name == RENDITIONS[0]:
-                for _ in range(100):
-                    if store.held.is_set():
-                        break
-                    await asyncio.sleep(0.1)
-        for _ in range(300):
-            await asyncio.sleep(0.1)
-            if not await spool_thread.call(Spool.streams_with_work, spool):
-                break
-        await publisher.drain(30)
+        async def publish() -> None:
+            # The first rendition's window fills first: its page goes out (and is held) before the
+            # other two make the master (which the first, held at its page, is not in yet).
+            for name in RENDITIONS:
+                for number in range(1, SEGMENTS + 1):
+                    place_segment(segment_source, local.segments / name, name, number)
+                    await local.queue(legit_message(local.segments / name, "live", number, end=number == SEGMENTS,
+                                                    key_prefix="ch1", index=f"{name}.m3u8", prefix=name))
+                if name == RENDITIONS[0]:
+                    for _ in range(100):
+                        if store.held.is_set():
+                            break
+                        await asyncio.sleep(0.1)
+            await local.settle()
 
-    try:
         asyncio.run(publish())
-    finally:
-        spool_thread.close()
-        spool.close()
     assert store.held.is_set() and store.master_put.is_set(), "the race was not set up"
     assert len(store.pages) >= 2, store.pages
     assert b'href="low.m3u8"' in store.held_page, "the held page was not the first rendition's"
-    final = (root / "live" / "ch1" / "index.html").read_bytes()
+    final = (local.root / "live" / "ch1" / "index.html").read_bytes()
     assert b'href="master.m3u8"' in final, re.findall(rb'id="stream" href="[^"]*"', final)

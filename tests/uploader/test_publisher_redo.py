@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import legit_message, place_segment
-from uploader.config import UploaderConfig
-from uploader.files import AllowedDirs
-from uploader.metrics import DaemonMetrics
-from uploader.payloads import PayloadStore
-from uploader.publisher import Publisher
-from uploader.spool import Spool, SpoolError, SpoolThread
-from uploader.stores import FileStore
+from tests.support.publisher import LocalPublisher
+from uploader.spool import Spool, SpoolError
 
 
 def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counted_once(
@@ -24,13 +18,6 @@ def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counte
     # No real spool can be made to fail exactly between a message's playlist PUT and its
     # Spool.complete, so the first complete fails here: the publisher reloads and redoes it
     # (the PUTs are idempotent). Its segment is listed once, so it is counted once.
-    segments, root = tmp_path / "segments", tmp_path / "store"
-    segments.mkdir()
-    root.mkdir()
-    (root / "live").mkdir()
-    config = UploaderConfig.from_settings({"spool_dir": str(tmp_path / "spool"), "bucket": ["live"],
-                                          "allow_dir": [str(segments)], "store": f"file://{root}",
-                                          "retry_max_delay_s": 0.2})
     complete = Spool.complete
     failures: list[int] = []
 
@@ -41,31 +28,16 @@ def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counte
         return complete(spool, *args, **kwargs)
 
     monkeypatch.setattr(Spool, "complete", complete_failing_once)
-    metrics = DaemonMetrics()
-    spool = Spool.open(config.spool_dir)
-    payloads = PayloadStore(config.spool_dir, max_inflight_bytes=config.max_payload_inflight_bytes)
-    payloads.open()
-    spool_thread = SpoolThread(spool)
-    publisher = Publisher(config=config, spool=spool_thread, store=FileStore(root),
-                          allowed=AllowedDirs(config.allow_dirs), payloads=payloads, metrics=metrics.destination("files"),
-                          rng=random.Random(1))
-    message = legit_message(segments, "live", 1, end=True)
-    place_segment(segment_source, segments, "legit", 1)
+    with LocalPublisher(tmp_path, retry_max_delay_s=0.2) as local:
+        message = legit_message(local.segments, "live", 1, end=True)
+        place_segment(segment_source, local.segments, "legit", 1)
 
-    async def publish() -> None:
-        await spool_thread.call(Spool.enqueue, spool, message)
-        publisher.notify(message.stream_id)
-        for _ in range(300):  # until nothing of the stream is left queued: at most 30 s
-            await asyncio.sleep(0.1)
-            if not await spool_thread.call(Spool.streams_with_work, spool):
-                break
-        await publisher.drain(30)
+        async def publish() -> None:
+            await local.queue(message)
+            await local.settle()
 
-    try:
         asyncio.run(publish())
-    finally:
-        spool_thread.close()
-        spool.close()
+    root, metrics = local.root, local.metrics
     assert failures, "Spool.complete never failed: the redo was not exercised"
     playlist = (root / "live" / "legit" / "legit.m3u8").read_bytes()
     labels = {"destination": "files", **dict(zip(("bucket", "key_prefix", "index"), message.stream_id))}

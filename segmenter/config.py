@@ -105,7 +105,8 @@ def _key_id(flag: str, value: str | None) -> str | None:
     return value or None
 
 
-def _positive_seconds(flag: str, seconds: float) -> float:
+def positive_seconds(flag: str, seconds: float) -> float:
+    """Convert for a setting in seconds that must be more than 0; raises ConfigError."""
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"{flag} must be a positive number of seconds")
     return seconds
@@ -138,7 +139,7 @@ OPTIONS = (
     # its first bytes; short enough that a forgotten pipe is reported within a minute.
     Option(
         "probe_timeout", SECONDS, 30.0, "Seconds to wait for the input to start.",
-        convert=_positive_seconds, fields=("probe_timeout_s",), metavar="SECONDS",
+        convert=positive_seconds, fields=("probe_timeout_s",), metavar="SECONDS",
     ),
     # At exit, how long to keep trying to deliver what the daemon has not acknowledged: a few
     # reconnect attempts, not so long that a service manager's stop timeout kills us first.
@@ -200,7 +201,7 @@ OPTIONS = (
     # the input may resume. Ending the stream on silence is the operator's choice (0: never).
     Option(
         "stall_warning", SECONDS, 10.0, "Warn when the input has sent nothing for this many seconds.",
-        convert=_positive_seconds, fields=("stall_warning_s",), metavar="SECONDS",
+        convert=positive_seconds, fields=("stall_warning_s",), metavar="SECONDS",
     ),
     Option(
         "stall_end", SECONDS, 0.0,

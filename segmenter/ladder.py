@@ -33,6 +33,9 @@ from .psi import TS_PACKET_BYTES, pes_timestamp
 
 # A rendition's name: its playlist is NAME.m3u8, its segments NAME-%05u.ts in OUTPUT_DIR/NAME.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+# NAME.m3u8 of this name is hls-uploadd's master playlist (its default --master-name), which the
+# daemon refuses a rendition's stream to take.
+MASTER_STEM = "master"
 _BITRATE = re.compile(r"(\d+(?:\.\d+)?)([kKmM]?)")
 _SIZE = re.compile(r"(?:(\d+)x)?(\d+)p?")
 
@@ -126,6 +129,8 @@ def _rendition(where: str, table: Mapping[str, Any]) -> Rendition:
     name = table["name"]
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: name {name!r} must be 1-40 letters, digits, '_' or '-'")
+    if name.lower() == MASTER_STEM:
+        raise ConfigError(f"{where}: name {name!r} is taken: {MASTER_STEM}.m3u8 is the master playlist")
     width, height = _size(f"{where}: size", table["size"])
     return Rendition(name, height, parse_bitrate(f"{where}: video_bitrate", table["video_bitrate"]),
                      parse_bitrate(f"{where}: audio_bitrate", table.get("audio_bitrate", "128k")), width)

@@ -28,7 +28,7 @@ from common.options import (
 )
 from common.settings import ConfigError
 
-from .config import parse_segment_seconds, seconds_or_zero
+from .config import parse_segment_seconds, positive_seconds, seconds_or_zero
 from .ladder import ENCODERS, PRESETS, Rendition, check_ladder, ladder_from_toml, rendition_from_spec
 from .ladder_run import Ladder, LadderPlan
 
@@ -112,7 +112,7 @@ OPTIONS = (
            "--segment-option=--tls-ca=/etc/hls/ca.pem.", convert=lambda flag, value: tuple(value or ()),
            metavar="OPTION", shown_default="none"),
     Option("stall_warning", SECONDS, 10.0, "Warn when the source has sent nothing for this many seconds.",
-           convert=seconds_or_zero, fields=("stall_warning_s",), metavar="SECONDS"),
+           convert=positive_seconds, fields=("stall_warning_s",), metavar="SECONDS"),
     Option("stall_end", SECONDS, 0.0, "End the stream (ENDLIST) when the source has sent nothing for this many"
            " seconds; 0: never.", convert=seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS"),
     Option("ffmpeg", TEXT, "ffmpeg", "The ffmpeg program that decodes and encodes.", metavar="PATH"),
@@ -121,6 +121,11 @@ OPTIONS = (
     LOG_FORMAT,
     Option("quiet", SWITCH, False, "Warnings and errors only (hls-segment too).", flags=("--quiet", "-q")),
 )
+
+
+# The segmenters wait this long for their first bytes: the ladder watches the source itself
+# (--stall-warning, --stall-end), from its start.
+SEGMENTER_PROBE_TIMEOUT_S = 365 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,10 @@ class LadderConfig:
     log_format: str
     quiet: bool
 
+    def __post_init__(self) -> None:
+        if 0 < self.stall_end_s <= self.stall_warning_s:
+            raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
+
     @classmethod
     def from_settings(cls, *, source: str, output_dir: str, bucket: str, key_prefix: str,
                       settings: dict[str, Any]) -> LadderConfig:
@@ -165,9 +174,11 @@ class LadderConfig:
     def segmenter_command(self, rendition: Rendition, directory: Path) -> list[str]:
         """hls-segment for ``rendition``, reading stdin, its segments in ``directory``, its playlist
         NAME.m3u8 under KEY_PREFIX (the daemon lists every rendition of the key prefix in the
-        master playlist). Stalls are the ladder's to handle: the segmenter never ends on one."""
+        master playlist). Stalls are the ladder's to handle, a source silent from the start too:
+        the segmenter never ends on one."""
         command = [self.hls_segment, "-", _decimal(self.segment_seconds), str(directory), rendition.name,
-                   f"{rendition.name}.m3u8", "", self.bucket, self.key_prefix, "--stall-end", "0"]
+                   f"{rendition.name}.m3u8", "", self.bucket, self.key_prefix, "--stall-end", "0",
+                   "--probe-timeout", f"{SEGMENTER_PROBE_TIMEOUT_S:g}"]
         if self.uploader:
             command += ["--uploader", self.uploader]
         if self.secret_file:

@@ -49,15 +49,20 @@ RESTART_DELAY_S = 0.5
 RESTART_DELAY_MAX_S = 30.0
 SETTLED_S = 10.0
 MAX_FAILURES = 5
-# A process that takes no bytes for this long while the relay has some for it is hung: an
-# encoder is killed (and replaced), a segmenter too (which ends the ladder).
+# An encoder that takes no bytes for this long while the relay has some for it is hung: it is
+# killed and replaced.
 STUCK_S = 10.0
+# An hls-segment that takes no input for this long is killed (it ends the ladder).
+SEGMENTER_STUCK_S = 3 * STUCK_S
 # After the source ended: how long encoders may take to flush, and segmenters to send their
 # last messages (hls-segment's own --drain-timeout is 10 s).
 ENCODER_FLUSH_S = 15.0
 DECODER_STOP_S = 5.0  # from SIGINT to SIGKILL for a decoder that does not stop
 SEGMENTER_END_S = 40.0
 POLL_S = 0.2
+# A segmenter that exits with code 2 (bad settings or input) this soon after its start refused
+# its options; later, code 2 is about its input, which a restart may mend.
+REFUSAL_S = 10.0
 # The clusters a rung keeps for an encoder's successor, ms of the source: more than an encoder's
 # lag between a frame in and its bytes out (libx264 -tune zerolatency: a frame or two). After a
 # death, the frames from the successor's join point are kept up to HOLD_MS while it starts.
@@ -124,14 +129,22 @@ class Encoder:
     grid_ms: int  # the grid point it joined at
     first_ms: int  # its first frame, ms of the stream (Matroska timecode)
     drain: threading.Thread | None = None
-    first_key_pts: int | None = None  # 90 kHz, its first keyframe out: first_ms
-    last_key_pts: int | None = None  # its latest keyframe out
+    last_key_pts: int | None = None  # 90 kHz, its latest keyframe out (None before the first)
+    key_ticks: int = 0  # 90 kHz from its first keyframe out (at first_ms) to its latest, unwrapped
+
+    def keyframes_out(self, pts: list[int]) -> None:
+        """The drain saw keyframes with these PTS (90 kHz, 33 bits, in output order) go out.
+        Each step is taken modulo 2^33, so the count survives any number of wraps (26.5 h each)."""
+        for value in pts:
+            if self.last_key_pts is not None:
+                self.key_ticks += (value - self.last_key_pts) % PTS_WRAP
+            self.last_key_pts = value
 
     def last_keyframe_ms(self) -> int | None:
         """The stream time (ms) of the last keyframe it put out, None before the first."""
-        if self.first_key_pts is None or self.last_key_pts is None:
+        if self.last_key_pts is None:
             return None
-        return self.first_ms + ((self.last_key_pts - self.first_key_pts) % PTS_WRAP) // 90
+        return self.first_ms + self.key_ticks // 90
 
 
 class Rung:
@@ -167,6 +180,7 @@ class Rung:
         self.feeding_since: float | None = None  # a write to the encoder under way since (monotonic)
         self.draining_since: float | None = None  # a write to the segmenter under way since
         self.segmenter: subprocess.Popen[bytes] | None = None
+        self.segmenter_started = 0.0  # time.monotonic()
         self.segmenter_in: BinaryIO | None = None
         self._segmenter_lock = threading.Lock()
         self.feeder = threading.Thread(target=self._feed, name=f"feed-{rendition.name}", daemon=True)
@@ -238,17 +252,19 @@ class Rung:
             _close_quietly(stream)
 
     def _keep(self, cluster: Cluster | None, head: bytes, payload: bytes) -> None:
-        backlog = self._backlog
-        backlog.append((cluster, head, payload))
-        if cluster is None or cluster.video_ms is None:
-            return
-        self._last_ms = now = cluster.video_ms
-        cutoff = now - BACKLOG_MS
+        """Add a cluster to the backlog and drop what is older than it needs; under the lock,
+        as ``arm`` reads the backlog from the supervisor's thread."""
         with self._lock:
+            backlog = self._backlog
+            backlog.append((cluster, head, payload))
+            if cluster is None or cluster.video_ms is None:
+                return
+            self._last_ms = now = cluster.video_ms
+            cutoff = now - BACKLOG_MS
             if self._hold_ms is not None:
                 cutoff = max(min(cutoff, self._hold_ms), now - HOLD_MS)
-        while backlog and (backlog[0][0] is None or backlog[0][0].timecode < cutoff):
-            backlog.popleft()
+            while backlog and (backlog[0][0] is None or backlog[0][0].timecode < cutoff):
+                backlog.popleft()
 
     def _pass(self, head: bytes, payload: bytes) -> None:
         with self._lock:
@@ -314,11 +330,7 @@ class Rung:
                 whole = len(data) - len(data) % TS_PACKET_BYTES
                 held = data[whole:]
                 if whole:
-                    keys = keyframe_pts(data[:whole])
-                    if keys:
-                        if encoder.first_key_pts is None:
-                            encoder.first_key_pts = keys[0]
-                        encoder.last_key_pts = keys[-1]
+                    encoder.keyframes_out(keyframe_pts(data[:whole]))
                     self._to_segmenter(data[:whole])
         except (OSError, ValueError):
             pass
@@ -343,10 +355,27 @@ class Rung:
             finally:
                 self.draining_since = None
 
-    def end_segmenter_input(self) -> None:
-        """The segmenter reads the end of its input: it finishes its segment and ends the stream."""
-        with self._segmenter_lock:
+    def end_segmenter_input(self, hurry: Callable[[], bool]) -> None:
+        """The segmenter reads the end of its input: it finishes its segment and ends the stream.
+        While the drain's write to it does not return, the segmenter gets SIGTERM when ``hurry()``
+        (it ends its stream and exits, which fails the write), and SIGKILL once it has taken
+        nothing for SEGMENTER_STUCK_S (hung: SIGSTOP, a dead disk)."""
+        sent: set[signal.Signals] = set()
+        while not self._segmenter_lock.acquire(timeout=POLL_S):
+            since, segmenter = self.draining_since, self.segmenter
+            if segmenter is None or segmenter.poll() is not None:
+                continue  # gone: the write fails now
+            if since is not None and time.monotonic() - since > SEGMENTER_STUCK_S and signal.SIGKILL not in sent:
+                sent.add(signal.SIGKILL)
+                log.error("rendition %s: hls-segment takes no input: killing it", self.rendition.name)
+                _signal(segmenter, signal.SIGKILL)
+            elif hurry() and not sent:
+                sent.add(signal.SIGTERM)
+                _signal(segmenter, signal.SIGTERM)
+        try:
             target, self.segmenter_in = self.segmenter_in, None
+        finally:
+            self._segmenter_lock.release()
         if target is not None:
             _close_quietly(target)
 
@@ -398,16 +427,22 @@ class Ladder:
         self.plan = plan
         self.rungs: list[Rung] = []
         self.decoder: subprocess.Popen[bytes] | None = None
-        self._stops = 0  # stop() calls: 1 ends the stream, 2 stops at once
+        self._stops = 0  # stop() calls (signals): 1 ends the stream, 2 stops at once
+        self._ending = False  # the ladder ends the stream itself (_end): a failure, a stall
         self._failure: str | None = None
         self._refused = False
 
     def stop(self) -> None:
         self._stops += 1
 
+    def _end(self) -> None:
+        """End the stream as one stop() does, without counting as a signal: a later signal is
+        the first, not the second."""
+        self._ending = True
+
     @property
     def _stopping(self) -> bool:
-        return self._stops >= 1
+        return self._stops >= 1 or self._ending
 
     @property
     def _hurry(self) -> bool:
@@ -443,7 +478,9 @@ class Ladder:
                                                       start_new_session=True)
                 finally:
                     os.close(read_end)
-                rung.segmenter_in = os.fdopen(write_end, "wb", buffering=0)
+                rung.segmenter_started = time.monotonic()
+                # Buffered: a write interrupted by a signal is carried on, never cut short.
+                rung.segmenter_in = os.fdopen(write_end, "wb")
             command = decoder_command(plan.ffmpeg, plan.source, plan.renditions, write_ends,
                                       frame_rate=plan.frame_rate, audio=plan.audio)
             # The source "-" is this process's stdin, which the decoder inherits.
@@ -502,7 +539,13 @@ class Ladder:
                 # Blocked reading a source that sends nothing, it may never see the SIGINT.
                 log.warning("the decoder did not stop within %.0f s of SIGINT: killing it", DECODER_STOP_S)
                 _signal(decoder, signal.SIGKILL)
+            for rung in self.rungs:  # before the end of the source: it may have ended them
+                self._check_segmenter(rung, now)
             if all(rung.ended.is_set() for rung in self.rungs):
+                if not self._wait(decoder, DECODER_STOP_S):
+                    log.warning("the decoder did not exit within %.0f s of closing its outputs: killing it",
+                                DECODER_STOP_S)
+                    _signal(decoder, signal.SIGKILL)
                 code = decoder.wait()
                 if code and not asked:
                     self._fail(f"the decoder (ffmpeg) exited with code {code}; its messages are above")
@@ -512,41 +555,48 @@ class Ladder:
             for rung in self.rungs:
                 if rung.ended.is_set() and decoder.poll() is None and not self._stopping:
                     self._fail(f"rendition {rung.rendition.name}: the decoder's output for it ended; ending the others")
-                    self.stop()
-                self._check_segmenter(rung, now)
+                    self._end()
                 self._check_encoder(rung, now)
             total = sum(rung.bytes_in for rung in self.rungs)
-            if not total:  # still opening and probing the source: the segmenters' --probe-timeout
-                progress = (0, now)
-                continue
             if total != progress[0]:
                 if warned:
-                    log.warning("the source sends again after %.0f s", now - progress[1])
+                    log.warning("the source sends %s after %.0f s", "again" if progress[0] else "its first bytes",
+                                now - progress[1])
                 progress, warned = (total, now), False
                 continue
-            silent = now - progress[1]
+            if any(rung.feeding_since is not None for rung in self.rungs):
+                # A feeder waits on its encoder (a hung one until STUCK_S), which holds the
+                # decoder: a silence now is not the source's.
+                progress = (total, now)
+                continue
+            # Silent since the start (a listener waiting for its caller) or since its last bytes.
+            silent, what = now - progress[1], "sent nothing" if total else "sent nothing yet"
             if not warned and silent >= self.plan.stall_warning_s:
                 warned = True
-                log.warning("the source has sent nothing for %.0f s%s", silent,
+                log.warning("the source has %s for %.0f s%s", what, silent,
                             f"; the stream ends at {self.plan.stall_end_s:g} s" if self.plan.stall_end_s else "")
             if self.plan.stall_end_s and silent >= self.plan.stall_end_s and not self._stopping:
-                log.warning("the source has sent nothing for %.0f s: ending the stream", silent)
-                self.stop()
+                if total:
+                    log.warning("the source has sent nothing for %.0f s: ending the stream", silent)
+                else:
+                    self._fail(f"the source sent nothing in {silent:.0f} s from the start (--stall-end)")
+                self._end()
 
     def _check_segmenter(self, rung: Rung, now: float) -> None:
         segmenter = rung.segmenter
         if segmenter is None:
             return
         since = rung.draining_since
-        if since is not None and now - since > 3 * STUCK_S and segmenter.poll() is None:
+        if since is not None and now - since > SEGMENTER_STUCK_S and segmenter.poll() is None:
             log.error("rendition %s: hls-segment took no input for %.0f s: killing it", rung.rendition.name, now - since)
             _signal(segmenter, signal.SIGKILL)
         if segmenter.poll() is None or self._stopping:
             return
-        self._refused = segmenter.returncode == 2 and self._failure is None
+        self._refused = (segmenter.returncode == 2 and self._failure is None
+                         and now - rung.segmenter_started < REFUSAL_S)
         self._fail(f"hls-segment of rendition {rung.rendition.name} exited with code {segmenter.returncode}"
                    " before the stream ended; ending the others")
-        self.stop()
+        self._end()
 
     def _check_encoder(self, rung: Rung, now: float) -> None:
         encoder = rung.encoder
@@ -580,7 +630,7 @@ class Ladder:
         if rung.failures >= MAX_FAILURES:
             self._fail(f"rendition {rung.rendition.name}: {why}, {rung.failures} times in a row within"
                        f" {SETTLED_S:g} s of a start; ending every rendition")
-            self.stop()
+            self._end()
             return
         delay = min(RESTART_DELAY_S * 2 ** (rung.failures - 1), RESTART_DELAY_MAX_S) if rung.failures else 0.0
         rung.next_start = now + delay
@@ -627,7 +677,7 @@ class Ladder:
             if encoder.drain is not None:
                 encoder.drain.join(ENCODER_FLUSH_S)  # its last bytes, while the segmenter reads
         for rung in self.rungs:
-            rung.end_segmenter_input()
+            rung.end_segmenter_input(lambda: self._hurry)
             if rung.segmenter is not None and self._hurry:
                 _signal(rung.segmenter, signal.SIGTERM)
         deadline = time.monotonic() + SEGMENTER_END_S

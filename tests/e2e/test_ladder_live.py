@@ -25,6 +25,7 @@ from botocore.client import BaseClient
 from tests.support.browser import open_page
 from tests.support.daemon import UploaderDaemon
 from tests.support.pipeline import PlaylistPoller
+from tests.support.processes import encoder_pids
 from tests.support.rfc8216 import master_playlist_problems
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
@@ -51,22 +52,6 @@ def source_command(port: int) -> list[str]:
             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
             "-t", "300", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-b:v", "2M",
             "-c:a", "aac", "-b:a", "96k", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
-
-
-def encoder_pids(video_bitrate: int) -> list[int]:
-    """The pids of the running encoders of the rendition with ``video_bitrate``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-mpegts_service_id" in arguments and b"-b:v" in arguments:
-            if arguments[arguments.index(b"-b:v") + 1] == str(video_bitrate).encode():
-                found.append(int(entry.name))
-    return found
 
 
 class SegmentCopier(threading.Thread):
@@ -169,12 +154,12 @@ def test_a_live_source_becomes_an_aligned_ladder_that_survives_an_encoder(
                          timeout=45, message=f"hls.js on level {level} ({heights[level]}p)")  # type: ignore[index]
 
         # One encoder dies: its rendition goes on after a discontinuity, the others do not notice.
-        victims = encoder_pids(RENDITIONS[KILLED][1])
+        victims = encoder_pids(ladder.pid, RENDITIONS[KILLED][1])
         assert len(victims) == 1, victims
         before = listed(KILLED)
         os.kill(victims[0], signal.SIGKILL)
         wait_for(lambda: listed(KILLED) >= before + 4, timeout=60, message="four segments after the restart")
-        assert encoder_pids(RENDITIONS[KILLED][1]) not in ([], victims)
+        assert encoder_pids(ladder.pid, RENDITIONS[KILLED][1]) not in ([], victims)
 
         ladder.send_signal(signal.SIGINT)
         assert ladder.wait(90) == 0, log_path.read_text()

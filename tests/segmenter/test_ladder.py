@@ -36,10 +36,11 @@ from segmenter.ladder import (
     rendition_from_spec,
     service_id,
 )
-from segmenter.ladder_run import SourceEnded, segment_children
+from segmenter.ladder_run import PTS_WRAP, Encoder, Ladder, LadderPlan, SourceEnded, segment_children
 from tests.support.listener import Listener
 from tests.support.media import MediaCache
 from tests.support.net import free_port
+from tests.support.processes import children, encoder_pids
 
 LADDER = str(Path(sys.executable).parent / "hls-ladder")
 SMALL = ("--rendition=a:160x90:100k:32k", "--rendition=b:320x180:200k:32k")
@@ -113,6 +114,30 @@ def test_a_successor_joins_at_the_next_grid_point_of_the_streams_origin() -> Non
     assert grid_point_after(5_000, Fraction(2), 520) == 6_520
     assert grid_point_after(6_520, Fraction(2), 520) == 8_520  # strictly after
     assert grid_point_after(100, Fraction(5, 2), 0) == 2_500
+
+
+def test_an_encoders_last_keyframe_is_counted_across_any_number_of_pts_wraps() -> None:
+    """MPEG-TS PTS wrap every 2^33 ticks (26.5 h); a channel runs for weeks. An encoder alive for
+    30 h, its first keyframe 1 s before a wrap, has put its last out 30 h after its first."""
+    encoder = Encoder(process=None, started=0.0, incarnation=0, grid_ms=7_000, first_ms=7_000)  # type: ignore[arg-type]
+    assert encoder.last_keyframe_ms() is None
+    pts = PTS_WRAP - 90_000
+    encoder.keyframes_out([pts])
+    for _ in range(30 * 1800):  # a keyframe every 2 s for 30 hours
+        pts = (pts + 180_000) % PTS_WRAP
+        encoder.keyframes_out([pts])
+    assert encoder.last_keyframe_ms() == 7_000 + 30 * 3600 * 1000
+
+
+def test_only_a_second_signal_hurries_not_the_ladders_own_end() -> None:
+    """A ladder that ends the stream itself (a stall, a failure) ends it as one signal does; a
+    signal then is the first, which lets every rendition finish (no SIGKILL, exit not 130)."""
+    ladder = Ladder(LadderPlan("-", (), Fraction(2), Path("/"), lambda rendition, path: []))
+    ladder._end()
+    ladder.stop()
+    assert ladder._stopping and not ladder._hurry
+    ladder.stop()
+    assert ladder._hurry
 
 
 def test_keyframes_fall_on_the_grid_for_a_late_encoder_too(tmp_path: Path) -> None:
@@ -266,6 +291,78 @@ def test_a_stalled_source_is_warned_about_then_ends_the_stream(tmp_path: Path, m
     assert "the source has sent nothing for 4 s: ending the stream" in log
 
 
+def test_a_source_silent_from_the_start_is_warned_about_and_ends_the_ladder_with_exit_1(tmp_path: Path) -> None:
+    """No byte ever comes (a listener without a caller): warned about after --stall-warning,
+    given up after --stall-end, exit 1 (its supervisor starts it again), one line saying why."""
+    read_end, write_end = os.pipe()
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, "-", daemon.port, "--stall-warning", "1", "--stall-end", "3", stdin=read_end)
+        os.close(read_end)
+        try:
+            assert process.wait(60) == 1, (tmp_path / "ladder.log").read_text()
+        finally:
+            os.close(write_end)
+            if process.poll() is None:
+                process.kill()
+    log = (tmp_path / "ladder.log").read_text()
+    assert "the source has sent nothing yet for 1 s; the stream ends at 3 s" in log, log
+    assert log.rstrip().splitlines()[-1] == "hls-ladder: the source sent nothing in 3 s from the start (--stall-end)", log
+
+
+@pytest.mark.slow
+def test_a_source_that_starts_late_is_waited_for_past_the_segmenters_probe_timeout(
+    tmp_path: Path, media: MediaCache,
+) -> None:
+    """hls-segment alone gives up (exit 2) when no byte comes within its --probe-timeout (30 s);
+    under hls-ladder, which watches the source itself, a source that starts 32 s late is a
+    channel like any other, warned about meanwhile."""
+    read_end, write_end = os.pipe()
+    with Listener(free_port()) as daemon:
+        process = ladder(tmp_path, "-", daemon.port, stdin=read_end)
+        os.close(read_end)
+        try:
+            time.sleep(32)
+            assert process.poll() is None, (tmp_path / "ladder.log").read_text()
+            with open(media.ts(seconds=6), "rb") as clip:
+                os.write(write_end, clip.read())
+        finally:
+            os.close(write_end)
+        try:
+            assert process.wait(90) == 0, (tmp_path / "ladder.log").read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+        ended = sorted(m.index for m in daemon.messages if m.end)
+    log = (tmp_path / "ladder.log").read_text()
+    assert ended == ["a.m3u8", "b.m3u8"], log
+    assert "the source has sent nothing yet for 10 s" in log and "the source sends its first bytes after 3" in log, log
+
+
+@pytest.mark.slow
+def test_a_segmenter_that_stops_reading_cannot_hold_the_end_of_the_ladder(tmp_path: Path, media: MediaCache) -> None:
+    """One SIGTERM while a rendition's hls-segment takes no input (here SIGSTOP; a hung disk in
+    the field): the ladder still ends, the stuck segmenter killed, the other rendition ended."""
+    with Listener(free_port()) as daemon:
+        process, writer = paced_ladder(tmp_path, daemon, media.ts(seconds=60), segments=2)
+        stuck = segmenter_pid(process.pid, "a")
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)
+        time.sleep(3)  # the relay fills the pipe into it and blocks
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(120) == 1, (tmp_path / "ladder.log").read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+            if Path(f"/proc/{stuck}").exists():
+                os.kill(stuck, signal.SIGKILL)
+            writer.join(30)
+        ended = [m.index for m in daemon.messages if m.end]
+    log = (tmp_path / "ladder.log").read_text()
+    assert ended == ["b.m3u8"], log
+    assert "rendition a: hls-segment takes no input: killing it" in log, log
+
+
 def test_a_second_signal_stops_at_once_and_the_renditions_still_end(tmp_path: Path, media: MediaCache) -> None:
     read_end, write_end = os.pipe()
     with Listener(free_port()) as daemon, open(media.ts(seconds=8), "rb") as clip:
@@ -294,6 +391,10 @@ def test_a_second_signal_stops_at_once_and_the_renditions_still_end(tmp_path: Pa
     (("--frame-rate", "0"), "--frame-rate '0' is outside 1..240 frames per second"),
     (("--segment-seconds", "0"), "--segment-seconds '0' must be more than 0 and at most 3600 s"),
     (("--ffmpeg", "/nonexistent/ffmpeg"), "--ffmpeg '/nonexistent/ffmpeg': no such program"),
+    (("--rendition", "master:360p:500k"),
+     "--rendition 'master:360p:500k': name 'master' is taken: master.m3u8 is the master playlist"),
+    (("--stall-warning", "0"), "--stall-warning must be a positive number of seconds"),
+    (("--stall-warning", "5", "--stall-end", "5"), "--stall-end must be longer than --stall-warning (or 0: never)"),
 ])
 def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path, options: tuple[str, ...], error: str) -> None:
     done = subprocess.run([LADDER, "udp://127.0.0.1:9", str(tmp_path / "out"), "b", "p", *options],
@@ -332,16 +433,23 @@ def paced_feed(write_end: int, clip: Path) -> threading.Thread:
     return writer
 
 
-def encoder_pid(video_bitrate: int) -> int | None:
-    for entry in Path("/proc").iterdir():
-        try:
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-mpegts_service_id" in arguments and b"-b:v" in arguments and (
-                arguments[arguments.index(b"-b:v") + 1] == str(video_bitrate).encode()):
-            return int(entry.name)
-    return None
+def paced_ladder(tmp_path: Path, daemon: Listener, clip: Path, *, segments: int,
+                 ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """hls-ladder reading ``clip`` from stdin at about real time (``paced_feed``), returned once
+    ``daemon`` has heard of ``segments`` segments of rendition a."""
+    read_end, write_end = os.pipe()
+    process = ladder(tmp_path, "-", daemon.port, stdin=read_end)
+    os.close(read_end)
+    writer = paced_feed(write_end, clip)
+    daemon.wait_for(lambda heard: sum(m.index == "a.m3u8" for m in heard.messages) >= segments, 60)
+    return process, writer
+
+
+def segmenter_pid(ladder_pid: int, rendition: str) -> int | None:
+    """The pid of the hls-segment writing ``rendition``'s playlist."""
+    found = children(ladder_pid, lambda arguments: f"{rendition}.m3u8".encode() in arguments
+                     and any(argument.endswith(b"hls-segment") for argument in arguments[:2]))
+    return found[0] if found else None
 
 
 @pytest.mark.slow
@@ -349,13 +457,9 @@ def test_a_hung_encoder_is_killed_and_replaced_and_the_channel_goes_on(tmp_path:
     """An encoder that stops reading (here SIGSTOP; a driver hang in the field) holds the relay,
     and so the decoder and every rendition, for STUCK_S at most: then it is killed, replaced at
     the next grid point, and the stream goes on to its end with the same segments in both."""
-    read_end, write_end = os.pipe()
     with Listener(free_port()) as daemon:
-        process = ladder(tmp_path, "-", daemon.port, stdin=read_end)
-        os.close(read_end)
-        writer = paced_feed(write_end, media.ts(seconds=24))
-        daemon.wait_for(lambda heard: sum(m.index == "a.m3u8" for m in heard.messages) >= 4, 60)
-        hung = encoder_pid(100_000)
+        process, writer = paced_ladder(tmp_path, daemon, media.ts(seconds=24), segments=4)
+        hung = next(iter(encoder_pids(process.pid, 100_000)), None)
         assert hung is not None
         os.kill(hung, signal.SIGSTOP)
         try:

@@ -119,6 +119,12 @@ def seconds_or_zero(flag: str, seconds: float) -> float:
     return seconds
 
 
+def check_stalls(stall_warning_s: float, stall_end_s: float) -> None:
+    """--stall-end (0: never) must come after --stall-warning; raises ConfigError."""
+    if 0 < stall_end_s <= stall_warning_s:
+        raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
+
+
 # Every option of hls-segment, in the order --help lists them (after the positional arguments).
 OPTIONS = (
     Option(
@@ -267,8 +273,7 @@ class SegmenterConfig:
             raise ConfigError(f"SEGMENT_DURATION must be more than 0 and at most {MAX_SEGMENT_DURATION_S} s")
         if not self.output_dir.is_absolute():
             raise ConfigError("output_dir must be absolute")
-        if 0 < self.stall_end_s <= self.stall_warning_s:
-            raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
+        check_stalls(self.stall_warning_s, self.stall_end_s)
         if self.wire is WireMode.V1 and (self.secret is not None or self.send_segments or self.take_over):
             raise ConfigError("--wire v1 carries no extensions: --secret-file, --send-segments and --take-over"
                               " need --wire ext")

@@ -28,7 +28,7 @@ from common.options import (
 )
 from common.settings import ConfigError
 
-from .config import parse_segment_seconds, positive_seconds, seconds_or_zero
+from .config import check_stalls, parse_segment_seconds, positive_seconds, seconds_or_zero
 from .ladder import ENCODERS, PRESETS, Rendition, check_ladder, ladder_from_toml, rendition_from_spec
 from .ladder_run import Ladder, LadderPlan
 
@@ -153,8 +153,7 @@ class LadderConfig:
     quiet: bool
 
     def __post_init__(self) -> None:
-        if 0 < self.stall_end_s <= self.stall_warning_s:
-            raise ConfigError("--stall-end must be longer than --stall-warning (or 0: never)")
+        check_stalls(self.stall_warning_s, self.stall_end_s)
 
     @classmethod
     def from_settings(cls, *, source: str, output_dir: str, bucket: str, key_prefix: str,
@@ -178,7 +177,7 @@ class LadderConfig:
         the segmenter never ends on one."""
         command = [self.hls_segment, "-", _decimal(self.segment_seconds), str(directory), rendition.name,
                    f"{rendition.name}.m3u8", "", self.bucket, self.key_prefix, "--stall-end", "0",
-                   "--probe-timeout", f"{SEGMENTER_PROBE_TIMEOUT_S:g}"]
+                   "--probe-timeout", str(SEGMENTER_PROBE_TIMEOUT_S)]
         if self.uploader:
             command += ["--uploader", self.uploader]
         if self.secret_file:

@@ -357,21 +357,23 @@ class Rung:
 
     def end_segmenter_input(self, hurry: Callable[[], bool]) -> None:
         """The segmenter reads the end of its input: it finishes its segment and ends the stream.
-        While the drain's write to it does not return, the segmenter gets SIGTERM when ``hurry()``
-        (it ends its stream and exits, which fails the write), and SIGKILL once it has taken
-        nothing for SEGMENTER_STUCK_S (hung: SIGSTOP, a dead disk)."""
-        sent: set[signal.Signals] = set()
-        while not self._segmenter_lock.acquire(timeout=POLL_S):
-            since, segmenter = self.draining_since, self.segmenter
-            if segmenter is None or segmenter.poll() is not None:
-                continue  # gone: the write fails now
-            if since is not None and time.monotonic() - since > SEGMENTER_STUCK_S and signal.SIGKILL not in sent:
-                sent.add(signal.SIGKILL)
+        When ``hurry()``, now or while the drain's write to it does not return, it gets SIGTERM,
+        once (it ends its stream and exits; a second would abort it); once it has taken nothing
+        for SEGMENTER_STUCK_S (hung: SIGSTOP, a dead disk), SIGKILL, which fails that write."""
+        termed = killed = False
+        while True:
+            segmenter = self.segmenter
+            alive = segmenter is not None and segmenter.poll() is None
+            if alive and hurry() and not termed:
+                termed = True
+                _signal(segmenter, signal.SIGTERM)  # type: ignore[arg-type]
+            if self._segmenter_lock.acquire(timeout=POLL_S):
+                break
+            since = self.draining_since
+            if alive and not killed and since is not None and time.monotonic() - since > SEGMENTER_STUCK_S:
+                killed = True
                 log.error("rendition %s: hls-segment takes no input: killing it", self.rendition.name)
-                _signal(segmenter, signal.SIGKILL)
-            elif hurry() and not sent:
-                sent.add(signal.SIGTERM)
-                _signal(segmenter, signal.SIGTERM)
+                _signal(segmenter, signal.SIGKILL)  # type: ignore[arg-type]
         try:
             target, self.segmenter_in = self.segmenter_in, None
         finally:
@@ -678,8 +680,6 @@ class Ladder:
                 encoder.drain.join(ENCODER_FLUSH_S)  # its last bytes, while the segmenter reads
         for rung in self.rungs:
             rung.end_segmenter_input(lambda: self._hurry)
-            if rung.segmenter is not None and self._hurry:
-                _signal(rung.segmenter, signal.SIGTERM)
         deadline = time.monotonic() + SEGMENTER_END_S
         for rung in self.rungs:
             segmenter = rung.segmenter

@@ -891,7 +891,7 @@ class Publisher:
                 stream_label((*group, name)), len(current),
                 ", ".join(f"{v.uri} {v.bandwidth} bit/s" for v in current),
             )
-            if first and self._config.player_page and self._pages.get(group) != name:
+            if first and self._config.player_page:
                 await self._put_player_page(label, message, name)
 
     async def _add_stored_renditions(self, label: str, message: IndexMessage, program: Program) -> None:

@@ -318,8 +318,8 @@ OPTIONS = (
         convert=_addressing_style, metavar="STYLE",
     ),
     Option(
-        "s3_checksums", TEXT, None, "when_supported (boto3's default: a CRC32 on every PUT) or when_required (only"
-        " where S3 demands one: for stores that refuse the checksum headers).",
+        "s3_checksums", TEXT, None, "when_supported (boto3's default: a checksum on every PUT, x-amz-checksum-sha256; CRC32"
+        " with --acl) or when_required (only where S3 demands one: for stores that refuse the checksum headers).",
         convert=_checksums, metavar="WHEN",
         shown_default="boto3's (AWS_REQUEST_CHECKSUM_CALCULATION, else when_supported)",
     ),

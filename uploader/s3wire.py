@@ -1,32 +1,44 @@
-"""One S3 request at a time through botocore's own signer and connection pool, without the rest
-of its per-call machinery.
+"""One S3 request at a time: PUTs through object_store (Rust, via obstore), the others through
+botocore's own signer and connection pool, both without boto3's per-call machinery.
 
 A boto3 ``put_object`` spends about 1.2 ms of CPU on a 150-byte playlist before a byte leaves:
-parameter validation, serialization, some 30 event hooks, the response parser. The daemon needs
-five requests (PUT, GET, HEAD, DELETE of one key), each of which is a URL, a few headers and a
-status. ``S3Wire`` keeps from botocore what matters and costs little: the URL each bucket is
-addressed at (endpoint rules, addressing style, region: resolved once per bucket by presigning a
-request, so every rule boto3 applies applies here), the SigV4 signer with the credential chain
-behind it (environment, profile, instance or container role, refreshed before they expire), and
-the client's HTTP session (TLS verification, proxies, timeouts, pool size, TCP_NODELAY). It
-sends the headers a boto3 PUT sends (``x-amz-checksum-crc32`` and ``x-amz-sdk-checksum-algorithm``
-unless the client's ``request_checksum_calculation`` is ``when_required``; the payload signed over
-plain HTTP, ``UNSIGNED-PAYLOAD`` with the checksum over HTTPS, as botocore decides), but no
-``Expect: 100-continue``: the round trip it costs buys nothing when bodies are a few MB.
-docs/performance.md has the measurements.
+parameter validation, serialization, some 30 event hooks, the response parser; even botocore's
+signer and urllib3 alone cost 2 ms for a segment and its playlist. The daemon needs five
+requests (PUT, GET, HEAD, DELETE of one key), each of which is a URL, a few headers and a status.
+What stays boto3's, whichever path a request takes: the URL each bucket is addressed at
+(endpoint rules, addressing style, region: resolved once per bucket by presigning a request, so
+every rule boto3 applies applies here), the credential chain (environment, profile, instance or
+container role, asked at every request, refreshed before they expire), the timeouts, pool size
+and TLS trust of the client.
+
+PUTs, the daemon's hot path (a segment and its playlist per message), go out through an obstore
+``S3Store`` per bucket whose endpoint is that bucket's URL: Content-Type, Cache-Control, the
+conditions (``If-None-Match: *``, ``If-Match``), ``x-amz-meta-*``, SigV4 with the payload signed
+over plain HTTP (``UNSIGNED-PAYLOAD`` over HTTPS, as botocore decides), and unless the client's
+``request_checksum_calculation`` is ``when_required`` an ``x-amz-checksum-sha256`` (object_store
+knows no CRC32). A PUT with a header object_store cannot send (``x-amz-acl``) takes botocore's
+path, with the headers a boto3 PUT sends (``x-amz-checksum-crc32``) but no ``Expect:
+100-continue``. GET, HEAD and DELETE take botocore's path: they are rare, and a GET's ``Date``
+header (the store's clock, for leases) is not in object_store's reply. docs/performance.md has
+the measurements.
 
 Errors: an S3 error reply raises ``S3ErrorReply`` (its code and message from the XML body, the
-HTTP status); a connection that fails raises botocore's own exceptions (``EndpointConnectionError``,
-``ReadTimeoutError``...), missing credentials ``NoCredentialsError``. uploader/stores.py classifies
-both.
+HTTP status), whichever path it came by; no reply at all (refused, reset, timed out) raises
+``S3NoReply`` from the object_store path and botocore's own exceptions (``EndpointConnectionError``,
+``ReadTimeoutError``...) from the other; a key object_store cannot name (an empty segment,
+``..``) ``S3KeyRefused``; missing credentials botocore's ``NoCredentialsError``.
+uploader/stores.py classifies them all.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
@@ -37,6 +49,17 @@ _PROBE_KEY = "hls-uploadd-probe"
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _METADATA_PREFIX = "x-amz-meta-"
 _CRC32_HEADER = "x-amz-checksum-crc32"
+# object_store's words for an error reply: "... non-2xx status code: 412 Precondition Failed: BODY",
+# then (in obstore's text) a debug dump after a blank line.
+_STATUS_REPLY = re.compile(r"non-2xx status code: (\d{3})[^:\n]*: ?(.*?)(?:\n\nDebug source:|\Z)", re.S)
+
+
+class S3NoReply(Exception):
+    """A request that got no reply: refused, reset, timed out (its one-line reason)."""
+
+
+class S3KeyRefused(Exception):
+    """A key no request can name (object_store refuses an empty path segment, ``.`` or ``..``)."""
 
 
 class S3ErrorReply(Exception):
@@ -81,12 +104,19 @@ def crc32_header(body: bytes) -> str:
     return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
-class S3Wire:
-    """Signed S3 requests on the signer, HTTP session and settings of a boto3 S3 ``client``.
+# The headers of a PUT object_store can send, by lower-case name: its attribute's name.
+_PUT_HEADERS = {"content-type": "Content-Type", "cache-control": "Cache-Control", "if-none-match": "",
+                "if-match": ""}
 
-    Thread-safe as the client is (the session is a pool). Two private attributes of botocore are
-    read here and nowhere else: the client's ``_request_signer`` and ``_endpoint.http_session``
-    (both there since 2015); a botocore without them fails the first request with AttributeError.
+
+class S3Wire:
+    """Signed S3 requests on the credentials, endpoint and settings of a boto3 S3 ``client``.
+
+    Thread-safe as the client is (its session is a pool; obstore's stores are shared by threads).
+    Private attributes of botocore are read here and nowhere else: the client's
+    ``_request_signer`` (and its ``_credentials``) and ``_endpoint.http_session`` (and its
+    ``_verify``), all there since 2015; a botocore without them fails the first request with
+    AttributeError.
     """
 
     def __init__(self, client: Any) -> None:
@@ -95,16 +125,24 @@ class S3Wire:
         self._http = client._endpoint.http_session
         self._checksums = getattr(client.meta.config, "request_checksum_calculation", None) != "when_required"
         self._bases: dict[str, tuple[str, str, str]] = {}  # bucket -> (base URL, signing region, service)
+        self._writers: dict[str, Any] = {}  # bucket -> its obstore S3Store
+        # What the credential chain gave the latest PUT, just before it (any thread's: each is the
+        # chain's answer of that instant), for obstore's credential provider.
+        self._latest_credentials: Any = None
 
     def request(self, method: str, bucket: str, key: str, *, body: bytes = b"",
                 headers: Mapping[str, str] | None = None) -> S3Reply:
         """Send ``method`` on ``key`` in ``bucket`` with ``headers`` (and for a PUT, ``body`` with
         its checksum); the 2xx reply. Raises S3ErrorReply, botocore's connection and credential
         errors."""
+        headers = headers or {}
+        if method == "PUT" and all(name.lower() in _PUT_HEADERS or name.lower().startswith(_METADATA_PREFIX)
+                                   for name in headers):
+            return self._put(bucket, key, body, headers)
         from botocore.awsrequest import AWSRequest
 
         base, region, service = self._base(bucket)
-        request = AWSRequest(method, f"{base}/{quote(key, safe='/~')}", data=body, headers=dict(headers or {}))
+        request = AWSRequest(method, f"{base}/{quote(key, safe='/~')}", data=body, headers=dict(headers))
         if method == "PUT":
             request.context["has_streaming_input"] = True
             if self._checksums:
@@ -119,6 +157,92 @@ class S3Wire:
         if reply.status_code >= 300:
             raise error_of(reply.status_code, content)
         return S3Reply(reply.status_code, reply.headers, content)
+
+    def _put(self, bucket: str, key: str, body: bytes, headers: Mapping[str, str]) -> S3Reply:
+        """PUT through object_store (``_PUT_HEADERS`` and ``x-amz-meta-*`` only); the reply's
+        status and ETag. Raises S3ErrorReply, S3NoReply, S3KeyRefused, botocore's credential
+        errors."""
+        import obstore
+
+        attributes: dict[str, str] = {}
+        mode: Any = "overwrite"
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower == "if-none-match":
+                mode = "create"  # object_store sends If-None-Match: *, the only condition it has
+            elif lower == "if-match":
+                mode = {"e_tag": value}
+            elif lower.startswith(_METADATA_PREFIX):
+                attributes[lower[len(_METADATA_PREFIX):]] = value
+            else:
+                attributes[_PUT_HEADERS[lower]] = value
+        writer = self._writer(bucket)
+        # Asked here, so the chain's own errors are raised here, and the request is signed with
+        # what it gives now (obstore asks _credential at every request: expires_at is now).
+        self._latest_credentials = self._frozen_credentials()
+        try:
+            result = obstore.put(writer, key, body, attributes=attributes, mode=mode)
+        except ValueError as error:  # obstore's Path refused the key
+            raise S3KeyRefused(f"s3://{bucket}/{key}: {error}") from None
+        except (obstore.exceptions.BaseError, OSError) as error:  # a 404 comes as FileNotFoundError
+            text = str(error)
+            reply = _STATUS_REPLY.search(text)
+            if reply is None:
+                raise S3NoReply(text.partition("\n\nDebug source:")[0].replace("\n", " ")) from None
+            raise error_of(int(reply.group(1)), reply.group(2).encode()) from None
+        return S3Reply(200, {"ETag": result["e_tag"] or ""}, b"")
+
+    def _frozen_credentials(self) -> Any:
+        """The credentials the client's chain gives now (botocore refreshes them before they
+        expire). Raises botocore's NoCredentialsError when there are none, and the chain's own
+        errors."""
+        from botocore.exceptions import NoCredentialsError
+
+        if self._signer._credentials is None:
+            raise NoCredentialsError()
+        return self._signer._credentials.get_frozen_credentials()
+
+    def _credential(self) -> dict[str, Any]:
+        """obstore's credential provider: the credentials ``_put`` was given just before it,
+        expiring now, so that every request asks again."""
+        frozen = self._latest_credentials
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                "token": frozen.token, "expires_at": datetime.datetime.now(datetime.timezone.utc)}
+
+    def _writer(self, bucket: str) -> Any:
+        """``bucket``'s obstore S3Store: its endpoint the bucket's own URL (``_base``), with the
+        client's timeouts, pool size, TLS trust and checksum setting; object_store's retries off
+        (the publisher retries)."""
+        writer = self._writers.get(bucket)
+        if writer is None:
+            from obstore.store import S3Store as ObjectStoreS3
+
+            base, region, _ = self._base(bucket)
+            config = self._client.meta.config
+            https = base.startswith("https:")
+            options: dict[str, Any] = {"allow_http": not https, "pool_max_idle_per_host": str(config.max_pool_connections)}
+            if config.connect_timeout is not None:
+                options["connect_timeout"] = datetime.timedelta(seconds=config.connect_timeout)
+            if config.read_timeout is not None:
+                options["read_timeout"] = datetime.timedelta(seconds=config.read_timeout)
+            verify = getattr(self._http, "_verify", True) if https else True
+            if verify is False:
+                options["allow_invalid_certificates"] = True
+            elif isinstance(verify, str):  # the client's CA bundle (AWS_CA_BUNDLE, ca_bundle)
+                options["root_certificate"] = Path(verify).read_bytes()
+            proxy = (config.proxies or {}).get("https" if https else "http")
+            if proxy:
+                options["proxy_url"] = proxy
+            store_config: dict[str, Any] = {
+                # The endpoint is taken as the bucket's URL as it is (path or virtual-host style).
+                "endpoint": base, "virtual_hosted_style_request": True, "region": region,
+                "unsigned_payload": https}
+            if self._checksums:
+                store_config["checksum_algorithm"] = "sha256"
+            writer = self._writers[bucket] = ObjectStoreS3(
+                bucket, config=store_config, client_options=options, retry_config={"max_retries": 0},
+                credential_provider=self._credential)
+        return writer
 
     def _base(self, bucket: str) -> tuple[str, str, str]:
         """``bucket``'s base URL, signing region and service, as boto3 resolves them (a

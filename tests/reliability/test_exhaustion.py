@@ -18,7 +18,7 @@ from botocore.client import BaseClient
 from protocol import Ack, encode_message
 from tests.support.daemon import UploaderDaemon, daemon_with_segments, place_segment
 from tests.support.daemon import legit_message as message
-from tests.support.pipeline import process_figures, record
+from tests.support.pipeline import STORE_CONNECTIONS_BOUND, peer_fds, process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
@@ -58,6 +58,14 @@ def daemon_setup(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterato
     assert "Traceback" not in daemon.log(all_runs=True)
 
 
+def in_service(legit: Legit, seaweed: SeaweedServer, pid: int) -> dict[str, int]:
+    """The daemon's figures once its first segment is published: its S3 client's runtime and
+    first pooled connection are part of the daemon in service, not growth."""
+    legit.send()
+    wait_for(lambda: legit.published(seaweed), timeout=20, message="the legitimate stream's first segment")
+    return process_figures(pid, seaweed.s3_port)
+
+
 def pid_of(daemon: UploaderDaemon) -> int:
     assert daemon.proc is not None
     return daemon.proc.pid
@@ -69,9 +77,8 @@ def test_500_idle_connections_then_the_cap_refuses_clearly(
 ) -> None:
     daemon, directory = daemon_setup
     pid = pid_of(daemon)
-    before = process_figures(pid)
     legit = Legit(daemon, directory, segment_source, bucket)
-    legit.send()
+    before = in_service(legit, seaweed, pid)
     held: list[socket.socket] = []
     try:
         # Slowloris: each connection sends the start of a line and then nothing.
@@ -104,7 +111,7 @@ def test_500_idle_connections_then_the_cap_refuses_clearly(
     finally:
         for sock in held:
             sock.close()
-    wait_for(lambda: process_figures(pid)["fds"] <= before["fds"] + 5, timeout=20,
+    wait_for(lambda: peer_fds(process_figures(pid, seaweed.s3_port)) <= peer_fds(before) + 5, timeout=20,
              message="every connection closed again")
     legit.send(end=True)
     wait_for(lambda: "#EXT-X-ENDLIST" in http_get(seaweed.object_url(bucket, "legit/legit.m3u8")).text, timeout=20)
@@ -196,13 +203,13 @@ def test_a_flood_of_1000_streams(
 ) -> None:
     daemon, directory = daemon_setup
     pid = pid_of(daemon)
-    before = process_figures(pid)
     streams = 1000
     flood_dir = directory / "flood"
     place_segment(segment_source, flood_dir, "seed", 1)
     for number in range(streams):  # hard links: real regular files, one copy on disk
         os.link(flood_dir / "seed-00001.ts", flood_dir / f"s{number:04d}-00001.ts")
     legit = Legit(daemon, directory, segment_source, bucket)
+    before = in_service(legit, seaweed, pid)
     errors: list[BaseException] = []
     acked = [0]
     lock = threading.Lock()
@@ -237,13 +244,15 @@ def test_a_flood_of_1000_streams(
     published_s = time.monotonic() - began
     legit.send(end=True)
     wait_for(lambda: "#EXT-X-ENDLIST" in http_get(seaweed.object_url(bucket, "legit/legit.m3u8")).text, timeout=30)
-    after = process_figures(pid)
+    after = process_figures(pid, seaweed.s3_port)
     for number in (0, 499, 999):
         assert http_get(seaweed.object_url(bucket, f"ch{number:04d}/s{number:04d}-00001.ts")).status == 200
     assert after["VmHWM"] - before["VmRSS"] < RSS_GROWTH_LIMIT_KB, (before, after)
-    assert after["fds"] <= before["fds"] + 10, (before, after)
+    assert peer_fds(after) <= peer_fds(before) + 10, (before, after)
+    assert after["store_connections"] <= STORE_CONNECTIONS_BOUND, (before, after)
     assert max(legit.latencies) < 10, legit.latencies
     record("flood of 1000 streams", streams=streams, queued_in_s=round(queued_s, 1),
            all_published_in_s=round(published_s, 1), daemon_rss_kb_before=before["VmRSS"],
-           daemon_peak_rss_kb=after["VmHWM"], daemon_fds_after=after["fds"], legit_messages=legit.number,
+           daemon_peak_rss_kb=after["VmHWM"], daemon_fds_after=after["fds"],
+           daemon_store_connections_after=after["store_connections"], legit_messages=legit.number,
            legit_worst_ok_s=round(max(legit.latencies), 3))

@@ -35,7 +35,7 @@ from protocol import (
     sign,
 )
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
-from tests.support.pipeline import process_figures, record
+from tests.support.pipeline import STORE_CONNECTIONS_BOUND, peer_fds, process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
@@ -315,9 +315,12 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     daemon, segments_dir, signed = fuzz_daemon
     assert daemon.proc is not None
     pid = daemon.proc.pid
-    before = process_figures(pid)
     legit = LegitimateStream(daemon, segments_dir, segment_source, bucket, signed=signed)
     legit.start()
+    # In service (its S3 client's runtime and first pooled connection there) before it is measured.
+    url = seaweed.object_url(bucket, "legit/legit.m3u8")
+    wait_for(lambda: "legit-00001.ts" in http_get(url).text, timeout=30, message="the legitimate stream's first segment")
+    before = process_figures(pid, seaweed.s3_port)
     client = FuzzClient(daemon.address)
     began = time.monotonic()
     written = [*hand_written(segments_dir, bucket), *(signed_forgeries(segments_dir, bucket) if signed else ())]
@@ -357,11 +360,10 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     legit.join(30)
     assert legit.error is None, legit.error
     assert daemon.running, "the daemon died"
-    url = seaweed.object_url(bucket, "legit/legit.m3u8")
     wait_for(lambda: "#EXT-X-ENDLIST" in http_get(url).text, timeout=30, message="the legitimate stream's end")
     for number in range(max(1, legit.sent - 4), legit.sent + 1):
         assert http_get(seaweed.object_url(bucket, f"legit/legit-{number:05d}.ts")).status == 200
-    after = process_figures(pid)
+    after = process_figures(pid, seaweed.s3_port)
     log = daemon.log()
     assert "Traceback" not in log
     assert " ERROR " not in log, [line for line in log.splitlines() if " ERROR " in line][:5]
@@ -369,8 +371,10 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     assert client.errs + client.closed == client.sent
     # Bounded: a few MB more than at start at most, and every fuzz connection closed again.
     assert during["VmHWM"] - before["VmRSS"] < 64 * 1024, (before, during)
-    assert after["fds"] <= before["fds"] + 5, (before, after)
+    assert peer_fds(after) <= peer_fds(before) + 5, (before, after)
+    assert after["store_connections"] <= STORE_CONNECTIONS_BOUND, (before, after)
     record(f"fuzz corpus ({'signed' if signed else 'unsigned'})", messages_fuzzed=fuzzed, hand_written=len(corpus), hypothesis=client.sent - len(corpus),
            without_end=without_end, refused_err=client.errs, closed=client.closed,
            connections=client.connections + without_end, legit_segments=legit.sent, seconds=round(elapsed, 1),
-           daemon_rss_kb_before=before["VmRSS"], daemon_peak_rss_kb=after["VmHWM"], daemon_fds_after=after["fds"])
+           daemon_rss_kb_before=before["VmRSS"], daemon_peak_rss_kb=after["VmHWM"], daemon_fds_after=after["fds"],
+           daemon_store_connections_after=after["store_connections"])

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import m3u8
 from botocore.client import BaseClient
+
+from uploader.leases import LEASE_CONNECTIONS
 
 from .rfc8216 import History, resource
 from .viewer import http_get
@@ -320,16 +323,41 @@ def audit(s3: BaseClient, bucket: str, key_prefix: str, out_dirs: list[Path], pr
     )
 
 
-def process_figures(pid: int) -> dict[str, int]:
-    """Resident memory now and at its peak (kB), and open file descriptors, of process ``pid``."""
+# What a daemon with the default --max-inflight (8) may keep open to its S3 store: botocore's pool
+# and object_store's idle pool, each of the client's max_pool_connections (uploader/cli.py).
+STORE_CONNECTIONS_BOUND = 2 * (8 + 2 + LEASE_CONNECTIONS)
+
+
+def process_figures(pid: int, store_port: int | None = None) -> dict[str, int]:
+    """Resident memory now and at its peak (kB), open file descriptors, and of those the TCP
+    connections to ``store_port`` (the store's pooled connections, 0 without a port), of ``pid``."""
     figures: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             name, _, value = line.partition(":")
             if name in ("VmRSS", "VmHWM"):
                 figures[name] = int(value.split()[0])
-    figures["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    figures["fds"] = len(links)
+    to_store: set[str] = set()
+    if store_port is not None:
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/{pid}/net/{table}") as sockets:
+                for line in list(sockets)[1:]:
+                    fields = line.split()  # sl local_address rem_address st ... uid timeout inode
+                    if int(fields[2].rpartition(":")[2], 16) == store_port:
+                        to_store.add(f"socket:[{fields[9]}]")
+    figures["store_connections"] = sum(link in to_store for link in links)
     return figures
+
+
+def peer_fds(figures: dict[str, int]) -> int:
+    """``process_figures``' open descriptors but the pooled connections to the store (bounded on
+    their own, by ``STORE_CONNECTIONS_BOUND``)."""
+    return figures["fds"] - figures["store_connections"]
 
 
 def record(case: str, **figures: object) -> None:

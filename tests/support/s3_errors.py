@@ -9,11 +9,13 @@ its reply relayed. ``drop_headers``: request headers left out when forwarding, e
 ``{"if-none-match"}`` for an S3 clone that ignores conditional writes. ``refuse_headers``:
 requests carrying one of these headers get its answer, as an S3 clone that does not implement a
 header refuses it (Backblaze B2 and Cloudflare R2 with boto3's CRC32 checksum headers, 2025).
+``tls``: a server-side SSL context, for an HTTPS endpoint in front of the plain-HTTP store.
 """
 
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +40,7 @@ class Answer:
 class S3ErrorProxy:
     """``with S3ErrorProxy((host, port)) as proxy: proxy.fail_next(2, Answer(502, b"<html>..."))``."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, tls: ssl.SSLContext | None = None) -> None:
         self.target = target
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         self.stored: list[tuple[str, int]] = []  # (path, payload bytes) of every PUT the store took
@@ -50,11 +52,14 @@ class S3ErrorProxy:
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
+        self._scheme = "https" if tls else "http"
+        if tls:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{self._scheme}://{LOOPBACK}:{self.port}"
 
     def __enter__(self) -> S3ErrorProxy:
         self._thread.start()

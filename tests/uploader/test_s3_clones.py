@@ -24,7 +24,11 @@ from .test_faults import assert_published, send_all
 
 DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
-# Refused as B2 refused it (x-amz-sdk-checksum-algorithm is sent with every checksummed PUT).
+# The checksum header the daemon's PUTs carry unless --s3-checksums when_required (object_store's
+# SHA-256; boto3 sends x-amz-sdk-checksum-algorithm and a CRC32): a store that refuses flexible
+# checksums is made to refuse a request carrying it, with the answers stores gave boto3's.
+CHECKSUM_HEADER = "x-amz-checksum-sha256"
+# Refused as B2 refused it (x-amz-sdk-checksum-algorithm is sent with every checksummed boto3 PUT).
 UNSUPPORTED_CHECKSUM = Answer(
     400, b"<Error><Code>InvalidArgument</Code><Message>Unsupported header 'x-amz-sdk-checksum-algorithm' received"
          b" for this API call.</Message></Error>", "application/xml")
@@ -126,7 +130,7 @@ def test_a_store_refusing_the_checksum_headers_is_published_to_with_checksums_wh
 ) -> None:
     message = answer.body.decode().partition("<Message>")[2].partition("</Message>")[0]
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": answer}
+        proxy.refuse_headers = {CHECKSUM_HEADER: answer}
         # boto3's default: the start-up write check is refused, and the ERROR says the fix.
         log = held_then_published(proxy, start_uploader, seaweed, bucket, segments_dir, segment_source)
         assert f"bucket {bucket} cannot be written" in log and message in log, log
@@ -165,7 +169,7 @@ def test_a_store_that_finds_every_checksummed_body_mismatched_is_held_with_the_f
     mismatch = refusal(400, "XAmzContentSHA256Mismatch",
                        "The provided 'x-amz-content-sha256' header does not match what was computed.")
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port)) as proxy:
-        proxy.refuse_headers = {"x-amz-sdk-checksum-algorithm": mismatch}
+        proxy.refuse_headers = {CHECKSUM_HEADER: mismatch}
         log = held_then_published(proxy, start_uploader, seaweed, bucket, segments_dir, segment_source,
                                   "--retry-max-delay", "0.2")
     assert f"bucket {bucket} could not be checked: the store found the body unlike its checksum" in log, log

@@ -1,10 +1,13 @@
 """uploader/s3wire.py: the daemon's S3 requests go out as boto3's would (the same URL, signature,
-checksum and conditions), through a real SeaweedFS, and an error reply of any shape is read into
-one code, status and message."""
+headers and conditions; a PUT through object_store with its SHA-256 checksum where boto3 sends a
+CRC32), through a real SeaweedFS, and an error reply of any shape is read into one code, status
+and message."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import ssl
 import sys
 import textwrap
 import zlib
@@ -13,19 +16,29 @@ from pathlib import Path
 import boto3
 import botocore.config
 import pytest
+import trustme
 
 from examples.embedded_s3 import EmbeddedS3
-from tests.support.s3_errors import S3ErrorProxy
 from tests.support.seaweed import SeaweedServer
+from tests.support.net import free_port
+from tests.support.s3_errors import Answer, S3ErrorProxy
 from uploader.s3wire import S3Wire, error_of
-from uploader.stores import CorrectableStoreError, S3Store
+from uploader.stores import (
+    CorrectableStoreError,
+    PermanentStoreError,
+    S3Store,
+    TransientStoreError,
+    VersionConflict,
+)
 
 IDENTITY = ("AKIDWIRECHAIN", "wire-chain-secret-0123456789")
 
 # What differs between two requests by design: boto3's user agent and invocation ids, the
-# signature of another instant, and the Expect header S3Wire leaves out.
+# signature of another instant, the Expect header S3Wire leaves out, and the checksum (CRC32
+# from botocore, SHA-256 from object_store), compared on its own.
 UNCOMPARED = frozenset({"user-agent", "amz-sdk-invocation-id", "amz-sdk-request", "x-amz-date", "authorization",
-                        "expect", "accept-encoding", "connection"})
+                        "expect", "accept-encoding", "accept", "connection", "x-amz-checksum-crc32",
+                        "x-amz-checksum-sha256", "x-amz-sdk-checksum-algorithm"})
 
 
 def client(endpoint_url: str | None, *, region: str = "us-east-1", style: str = "path",
@@ -41,24 +54,33 @@ def signed_headers(headers: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("checksums", [None, "when_required"])
+@pytest.mark.parametrize("acl", [None, "bucket-owner-full-control"])
 def test_a_put_carries_what_a_boto3_put_carries(proxy: S3ErrorProxy, bucket: str, checksums: str | None,
-                                                tmp_path: Path) -> None:
+                                                acl: str | None, tmp_path: Path) -> None:
+    """Without an ACL through object_store, with one (a header object_store cannot send) through
+    botocore: the same headers and signed headers as boto3's own PUT either way, and a checksum."""
     s3 = client(proxy.url, checksums=checksums)
     body = b"G" * 188 * 1000
     s3.put_object(Bucket=bucket, Key="a/boto.ts", Body=body, ContentType="video/MP2T", CacheControl="max-age=60",
-                  IfNoneMatch="*")
+                  IfNoneMatch="*", **({"ACL": acl} if acl else {}))
     source = tmp_path / "s.ts"
     source.write_bytes(body)
-    S3Store(s3).put(bucket, "a/wire.ts", lambda: source.open("rb"), content_type="video/MP2T",
-                    cache_control="max-age=60", create_only=True)
+    S3Store(s3, acl=acl).put(bucket, "a/wire.ts", lambda: source.open("rb"), content_type="video/MP2T",
+                             cache_control="max-age=60", create_only=True)
     (_, boto), (_, wire) = proxy.headers
     assert {name: value for name, value in wire.items() if name not in UNCOMPARED} == {
         name: value for name, value in boto.items() if name not in UNCOMPARED}
-    assert signed_headers(wire) == signed_headers(boto)
+    assert [name for name in signed_headers(wire) if name not in UNCOMPARED] == [
+        name for name in signed_headers(boto) if name not in UNCOMPARED]
     assert "expect" not in wire
     crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
-    assert wire.get("x-amz-checksum-crc32") == (crc32 if checksums is None else None)
-    assert wire["x-amz-content-sha256"] != "UNSIGNED-PAYLOAD"  # plain HTTP: the payload is signed
+    sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    checksum = ("x-amz-checksum-crc32", crc32) if acl else ("x-amz-checksum-sha256", sha256)
+    assert [(name, value) for name, value in wire.items() if name.startswith("x-amz-checksum-")] == (
+        [checksum] if checksums is None else [])
+    if checksums is None:
+        assert checksum[0] in signed_headers(wire)
+    assert wire["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()  # plain HTTP: the payload is signed
     assert s3.get_object(Bucket=bucket, Key="a/wire.ts")["Body"].read() == body
 
 
@@ -168,3 +190,75 @@ def test_each_request_signs_with_the_credentials_the_chain_gives_then(tmp_path: 
             store.put(bucket, "b.ts", b"second", content_type="video/MP2T", cache_control="no-store")
     assert "InvalidAccessKeyId" in str(refused.value) and "credentials" in refused.value.fix
     assert int(fetched.read_text()) >= 2
+
+
+@pytest.mark.parametrize(("answer", "kind", "words"), [
+    (Answer(503, b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"),
+     TransientStoreError, "SlowDown (HTTP 503): Reduce your request rate."),
+    (Answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>"), TransientStoreError, "Unknown (HTTP 502)"),
+    (Answer(404, b"<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"),
+     CorrectableStoreError, "NoSuchBucket (HTTP 404)"),
+    (Answer(403, b"<Error><Code>SignatureDoesNotMatch</Code><Message>Check your key.</Message></Error>"),
+     CorrectableStoreError, "SignatureDoesNotMatch (HTTP 403): Check your key."),
+    (Answer(400, b"<Error><Code>InvalidStorageClass</Code></Error>"), PermanentStoreError, "InvalidStorageClass"),
+])
+def test_an_error_reply_to_a_put_is_classified_by_its_code_and_status(
+        proxy: S3ErrorProxy, bucket: str, answer: Answer, kind: type, words: str) -> None:
+    """A PUT's error replies, as object_store reports them (a 404 as FileNotFoundError, a 403 as
+    PermissionDeniedError...): the same one-line code, status and message as botocore's path."""
+    proxy.fail_next(1, answer)
+    with pytest.raises(kind) as raised:
+        S3Store(client(proxy.url)).put(bucket, "e/a.ts", b"x", content_type="video/MP2T", cache_control="no-store")
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_playlist_version_a_store_refuses_is_a_version_conflict(proxy: S3ErrorProxy, bucket: str) -> None:
+    store = S3Store(client(proxy.url))
+    first = store.put_version(bucket, "c/index.m3u8", b"#EXTM3U\n", content_type="application/vnd.apple.mpegurl",
+                              cache_control="no-cache", metadata={}, replaces=None)
+    for replaces in (None, '"not-the-etag"'):  # created already; replacing a version not stored
+        with pytest.raises(VersionConflict):
+            store.put_version(bucket, "c/index.m3u8", b"#EXTM3U\n#\n", content_type="application/vnd.apple.mpegurl",
+                              cache_control="no-cache", metadata={}, replaces=replaces)
+    assert store.get_version(bucket, "c/index.m3u8").etag == first
+
+
+def test_a_put_without_a_reply_is_transient_in_one_line(bucket: str) -> None:
+    store = S3Store(client(f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    with pytest.raises(TransientStoreError) as raised:
+        store.put(bucket, "n/a.ts", b"x", content_type="video/MP2T", cache_control="no-store")
+    assert "error sending request" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["a//b.ts", "a/../b.ts", "a/./b.ts"])
+def test_a_key_no_request_can_name_is_permanent(proxy: S3ErrorProxy, bucket: str, key: str) -> None:
+    with pytest.raises(PermanentStoreError) as raised:
+        S3Store(client(proxy.url)).put(bucket, key, b"x", content_type="video/MP2T", cache_control="no-store")
+    assert key in str(raised.value)
+    assert proxy.answered == []  # refused before a request left
+
+
+def test_a_put_over_https_trusts_what_the_client_trusts(seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> None:
+    """An HTTPS endpoint whose certificate a private CA signed: refused (transient, as botocore's
+    SSLError was) by a client that does not trust that CA, taken with the client's CA bundle
+    (``verify``, as AWS_CA_BUNDLE sets it) or with verification off; the payload unsigned, as
+    botocore sends it over HTTPS, and its SHA-256 checksum sent instead."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    config = botocore.config.Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                                    retries={"total_max_attempts": 1})
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
+        with pytest.raises(TransientStoreError):
+            S3Store(session.client("s3", endpoint_url=proxy.url, config=config)).put(
+                bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
+        for verify in (str(bundle), False):
+            S3Store(session.client("s3", endpoint_url=proxy.url, config=config, verify=verify)).put(
+                bucket, "tls/b.ts", b"b", content_type="video/MP2T", cache_control="no-store")
+        (_, put), *_ = [(method, headers) for method, headers in proxy.headers if method == "PUT"]
+    assert put["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert put["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(b"b").digest()).decode()
+    assert len(proxy.stored) == 2

@@ -176,6 +176,13 @@ class DaemonRun:
         done = threading.Event()
         poller = threading.Thread(target=self._poll, args=(done,), daemon=True)
         try:
+            # Idle = in service: after the start-up write check, whose PUT loads the S3 client
+            # (object_store's runtime and pool: some 10 MiB once, not per stream).
+            deadline = time.monotonic() + 30
+            while f"bucket {BUCKET} can be written" not in self.daemon.log_path.read_text():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the daemon did not check bucket {BUCKET}; its log: {self.daemon.log_path}")
+                time.sleep(0.05)
             self.idle = proc_figures(pid)
             spy = PySpy(pid, self.py_spy[0], mode=self.py_spy[1])
             poller.start()

@@ -99,14 +99,20 @@ def error_of(status: int, body: bytes) -> S3ErrorReply:
     return S3ErrorReply(code, status, message or code)
 
 
+def _object_store_sends(header: str) -> bool:
+    """Whether object_store can send ``header`` (lower case) on a PUT."""
+    return header in _PUT_ATTRIBUTES or header in _PUT_CONDITIONS or header.startswith(_METADATA_PREFIX)
+
+
 def crc32_header(body: bytes) -> str:
     """``x-amz-checksum-crc32``'s value: the CRC32 of ``body``, 4 bytes big-endian, base64."""
     return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
-# The headers of a PUT object_store can send, by lower-case name: its attribute's name.
-_PUT_HEADERS = {"content-type": "Content-Type", "cache-control": "Cache-Control", "if-none-match": "",
-                "if-match": ""}
+# The headers of a PUT object_store sends as attributes, by lower-case name (the conditions are
+# its put modes, x-amz-meta-* its other attributes).
+_PUT_ATTRIBUTES = {"content-type": "Content-Type", "cache-control": "Cache-Control"}
+_PUT_CONDITIONS = frozenset({"if-none-match", "if-match"})
 
 
 class S3Wire:
@@ -136,8 +142,7 @@ class S3Wire:
         its checksum); the 2xx reply. Raises S3ErrorReply, botocore's connection and credential
         errors."""
         headers = headers or {}
-        if method == "PUT" and all(name.lower() in _PUT_HEADERS or name.lower().startswith(_METADATA_PREFIX)
-                                   for name in headers):
+        if method == "PUT" and all(_object_store_sends(name.lower()) for name in headers):
             return self._put(bucket, key, body, headers)
         from botocore.awsrequest import AWSRequest
 
@@ -159,7 +164,7 @@ class S3Wire:
         return S3Reply(reply.status_code, reply.headers, content)
 
     def _put(self, bucket: str, key: str, body: bytes, headers: Mapping[str, str]) -> S3Reply:
-        """PUT through object_store (``_PUT_HEADERS`` and ``x-amz-meta-*`` only); the reply's
+        """PUT through object_store (headers ``_object_store_sends`` only); the reply's
         status and ETag. Raises S3ErrorReply, S3NoReply, S3KeyRefused, botocore's credential
         errors."""
         import obstore
@@ -175,7 +180,7 @@ class S3Wire:
             elif lower.startswith(_METADATA_PREFIX):
                 attributes[lower[len(_METADATA_PREFIX):]] = value
             else:
-                attributes[_PUT_HEADERS[lower]] = value
+                attributes[_PUT_ATTRIBUTES[lower]] = value
         writer = self._writer(bucket)
         # Asked here, so the chain's own errors are raised here, and the request is signed with
         # what it gives now (obstore asks _credential at every request: expires_at is now).

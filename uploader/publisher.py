@@ -644,6 +644,7 @@ class Publisher:
             new_state, listed = await self._put_playlist(label, item, new_state)
             if self._config.player_page and (message.bucket, message.key_prefix) not in self._pages:
                 await self._put_player_page(label, message, message.index)
+        in_store = listed or listed_as is not None  # a playlist in the store lists this segment
         window = self._window_to_record(item)
         now = time.time()
         due = [] if self._config.keep_segment_objects else [
@@ -656,14 +657,14 @@ class Publisher:
         ]
         await self._spool.call(partial(Spool.complete, self._spool.spool, item, new_state, deletions=due,
                                        usage=self._usage_of(message.stream_id), window=window,
-                                       listed=listed or listed_as is not None))
-        if listed or listed_as is not None:  # once the spool has it: a redo after a SpoolError would count it again
+                                       listed=in_store))
+        if in_store:  # once the spool has it: a redo after a SpoolError would count it again
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
             waiting.clear()
         self._drop_payload(item)
         if not item.end_only:
             self._remove_file(label, item)
-        await self._update_master(label, message, new_state)
+        await self._master_follows(label, message, new_state, listed=in_store)
         listed_now = new_state.segments and not item.end_only and listed_as is None
         number = new_state.segments[-1].media_sequence if listed_now else None
         log.info(
@@ -798,7 +799,7 @@ class Publisher:
             waiting = self._unlisted.pop(message.stream_id, {})
             self._metrics.published_segment(message.stream_id, waiting.values(), time.time())
         self._drop_payload(item)
-        await self._update_master(label, message, new_state)
+        await self._master_follows(label, message, new_state, listed=listed)
         return new_state
 
     def _open_segment(self, item: QueuedItem, sizes: list[int]) -> BinaryIO:
@@ -829,6 +830,15 @@ class Publisher:
             self._allowed.remove_segment(message.output_directory, message.segment_name)
         except (DirectoryRefused, SegmentFileError) as error:
             log.warning("stream %s: segment %s stored, but its file stays: %s", label, message.segment_name, error)
+
+    async def _master_follows(self, label: str, message: IndexMessage, state: StreamState, *, listed: bool) -> None:
+        """After a message is done: the master judges its rendition by ``state`` once the playlist
+        of ``state`` is in the store (``listed``), or when ``state`` has no playlist to list. A
+        playlist left to the next message (superseded, or one newer already queued) leaves the
+        master as it is until then, so that the master never names a playlist the store has not
+        got yet (a viewer would get 404 for it, and keep getting it if the daemon died between)."""
+        if listed or not should_publish(state, self._options):
+            await self._update_master(label, message, state)
 
     async def _update_master(self, label: str, message: IndexMessage, state: StreamState | None) -> None:
         """Re-upload the program's master when a rendition appeared, ended, changed or (``state``

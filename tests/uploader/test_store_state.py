@@ -339,9 +339,12 @@ def test_a_fresh_spool_keeps_the_renditions_the_master_in_the_store_lists_and_ig
                 place_segment(segment_source, segments_dir, name, number)
                 message = ext_message(segments_dir, bucket, number, index=f"{name}.m3u8", output_prefix=name)
                 assert client.send(message) == Ack(number)
+    # Killed once done: a PUT of the killed daemon that the store takes late would be another
+    # writer's to the fresh daemon, which then stops writing the stream (as when overtaken).
+    wait_for(lambda: all(f"segment {name}-00003.ts published" in first.log() for name in "ab"), timeout=30,
+             message="the first daemon done with what it was sent")
     master_key = "live/one/master.m3u8"
-    wait_for(lambda: "b.m3u8" in http_get(seaweed.object_url(bucket, master_key)).text, timeout=30,
-             message="a master of a and b")
+    assert "b.m3u8" in http_get(seaweed.object_url(bucket, master_key)).text
     first.kill()
     # Someone edits the master by hand: a rendition that has no playlist, names that are no
     # stream's, a signed URL of b's playlist.
@@ -358,6 +361,44 @@ def test_a_fresh_spool_keeps_the_renditions_the_master_in_the_store_lists_and_ig
     assert sorted(playlist.uri for playlist in master.playlists) == ["a.m3u8", "b.m3u8"]
     assert all(playlist.stream_info.bandwidth > 1 for playlist in master.playlists)
     assert "rendition b.m3u8, listed by the master in the store, kept in it" in second.log()
+
+
+def test_the_master_names_a_rendition_only_once_its_playlist_is_in_the_store(
+    start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segments_dir: Path, segment_source: Path,
+    proxy: S3ErrorProxy,
+) -> None:
+    # a-00001's segment PUT is retried long enough for a-00002 to be queued, so its playlist is
+    # left to a-00002's, which the store refuses a while: meanwhile no master names a.m3u8 (a
+    # viewer would get 404 for it, for good if the daemon died then).
+    daemon = start_uploader("--allow-dir", str(segments_dir), "--keep-segment-files", "--endpoint-url", proxy.url)
+
+    def send(name: str, numbers: range) -> None:
+        with daemon.connect() as client:
+            for number in numbers:
+                place_segment(segment_source, segments_dir, name, number)
+                message = ext_message(segments_dir, bucket, number, index=f"{name}.m3u8", output_prefix=name)
+                assert client.send(message) == Ack(number)
+
+    def refused_playlists() -> int:
+        return sum(1 for method, path, status in list(proxy.answered)
+                   if method == "PUT" and path.split("?")[0].endswith("/a.m3u8") and status == 503)
+
+    def stored(key: str) -> str | None:
+        reply = http_get(seaweed.object_url(bucket, f"live/one/{key}"))
+        return reply.text if reply.status == 200 else None
+
+    send("b", range(1, 3))
+    proxy.fail_next(2, s3_error(503, "SlowDown"), path_ends="/a-00001.ts")
+    proxy.fail_next(4, s3_error(503, "SlowDown"), path_ends="/a.m3u8")
+    send("a", range(1, 3))
+    wait_for(lambda: "a-00001.ts published as media sequence 1 (listed by the next playlist)" in daemon.log(),
+             timeout=30, message="a-00001 left to the next playlist")
+    while refused_playlists() < 4:
+        assert stored("a.m3u8") is None
+        assert "a.m3u8" not in (stored("master.m3u8") or ""), "the master names a playlist the store has not got"
+        time.sleep(0.02)
+    wait_for(lambda: "a.m3u8" in (stored("master.m3u8") or ""), timeout=30, message="a master naming a and b")
+    assert stored("a.m3u8") is not None
 
 
 def test_a_master_put_replaces_only_the_version_its_daemon_last_saw(

@@ -53,9 +53,15 @@ def start_uploader(tmp_path: Path, seaweed: object) -> Iterator[StartUploader]:
     stop_all(daemons)
 
 
+LOG_TAIL_LINES = 200
+
+
 def stop_all(daemons: list[UploaderDaemon]) -> None:
-    """Kill each daemon a test started; a traceback in any of their logs fails the test."""
+    """Kill each daemon a test started; a traceback in any of their logs fails the test. The last
+    ``LOG_TAIL_LINES`` lines of each log go to stdout, which pytest shows with a failure."""
     for daemon in daemons:
         daemon.kill()
+        tail = daemon.log(all_runs=True).splitlines()[-LOG_TAIL_LINES:]
+        print(f"--- {daemon.log_path} (last {len(tail)} lines) ---", *tail, sep="\n")
         if "Traceback" in daemon.log(all_runs=True):
             pytest.fail(f"traceback in the log of hls-uploadd:\n{daemon.log(all_runs=True)}")

@@ -133,6 +133,13 @@ def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:
     return None
 
 
+def s3_pool_connections(max_inflight: int) -> int:
+    """The connections an S3 client's pool keeps to its store, for --max-inflight uploads: room
+    for every in-flight PUT plus the playlist PUT that follows it, and the lease requests' own
+    threads (``leases.LEASE_CONNECTIONS``). object_store's idle pool has the same bound."""
+    return max_inflight + 2 + LEASE_CONNECTIONS
+
+
 def s3_client(config: UploaderConfig | SigningSettings, addressing_style: str | None = None) -> Any:
     """A boto3 S3 client for --endpoint-url, --region, --s3-addressing-style (or
     ``addressing_style``) and --s3-checksums, with boto3's own retries off (the publisher
@@ -143,9 +150,7 @@ def s3_client(config: UploaderConfig | SigningSettings, addressing_style: str | 
     client_config = botocore.config.Config(
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
-        # Room for every in-flight PUT plus the playlist PUT that follows it, and the lease
-        # requests' own threads.
-        max_pool_connections=config.max_inflight + 2 + LEASE_CONNECTIONS,
+        max_pool_connections=s3_pool_connections(config.max_inflight),
         # The publisher retries with its own backoff and logs; no hidden second layer.
         retries={"mode": "standard", "total_max_attempts": 1},
         s3={"addressing_style": addressing_style or config.s3_addressing_style},

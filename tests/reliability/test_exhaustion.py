@@ -18,7 +18,7 @@ from botocore.client import BaseClient
 from protocol import Ack, encode_message
 from tests.support.daemon import UploaderDaemon, daemon_with_segments, place_segment
 from tests.support.daemon import legit_message as message
-from tests.support.pipeline import STORE_CONNECTIONS_BOUND, peer_fds, process_figures, record
+from tests.support.pipeline import STORE_CONNECTIONS_BOUND, figures_in_service, peer_fds, process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
@@ -59,11 +59,10 @@ def daemon_setup(tmp_path: Path, seaweed: SeaweedServer, bucket: str) -> Iterato
 
 
 def in_service(legit: Legit, seaweed: SeaweedServer, pid: int) -> dict[str, int]:
-    """The daemon's figures once its first segment is published: its S3 client's runtime and
-    first pooled connection are part of the daemon in service, not growth."""
+    """The daemon's figures once the legitimate stream's first segment is published."""
     legit.send()
-    wait_for(lambda: legit.published(seaweed), timeout=20, message="the legitimate stream's first segment")
-    return process_figures(pid, seaweed.s3_port)
+    return figures_in_service(pid, seaweed.s3_port, seaweed.object_url(legit.bucket, "legit/legit.m3u8"),
+                              "legit-00001.ts")
 
 
 def pid_of(daemon: UploaderDaemon) -> int:

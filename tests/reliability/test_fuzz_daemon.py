@@ -35,7 +35,7 @@ from protocol import (
     sign,
 )
 from tests.support.daemon import UploaderDaemon, legit_message, place_segment
-from tests.support.pipeline import STORE_CONNECTIONS_BOUND, peer_fds, process_figures, record
+from tests.support.pipeline import STORE_CONNECTIONS_BOUND, figures_in_service, peer_fds, process_figures, record
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import http_get, wait_for
 
@@ -317,10 +317,8 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     pid = daemon.proc.pid
     legit = LegitimateStream(daemon, segments_dir, segment_source, bucket, signed=signed)
     legit.start()
-    # In service (its S3 client's runtime and first pooled connection there) before it is measured.
     url = seaweed.object_url(bucket, "legit/legit.m3u8")
-    wait_for(lambda: "legit-00001.ts" in http_get(url).text, timeout=30, message="the legitimate stream's first segment")
-    before = process_figures(pid, seaweed.s3_port)
+    before = figures_in_service(pid, seaweed.s3_port, url, "legit-00001.ts")
     client = FuzzClient(daemon.address)
     began = time.monotonic()
     written = [*hand_written(segments_dir, bucket), *(signed_forgeries(segments_dir, bucket) if signed else ())]

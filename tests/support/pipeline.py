@@ -30,10 +30,11 @@ from pathlib import Path
 import m3u8
 from botocore.client import BaseClient
 
-from uploader.leases import LEASE_CONNECTIONS
+from uploader.cli import s3_pool_connections
+from uploader.config import OPTIONS
 
 from .rfc8216 import History, resource
-from .viewer import http_get
+from .viewer import http_get, wait_for
 
 HLS_SEGMENT = [sys.executable, "-m", "segmenter"]
 TS_PACKET = 188
@@ -323,9 +324,9 @@ def audit(s3: BaseClient, bucket: str, key_prefix: str, out_dirs: list[Path], pr
     )
 
 
-# What a daemon with the default --max-inflight (8) may keep open to its S3 store: botocore's pool
-# and object_store's idle pool, each of the client's max_pool_connections (uploader/cli.py).
-STORE_CONNECTIONS_BOUND = 2 * (8 + 2 + LEASE_CONNECTIONS)
+# What a daemon with the default --max-inflight may keep open to its S3 store: botocore's pool and
+# object_store's idle pool, each of s3_pool_connections.
+STORE_CONNECTIONS_BOUND = 2 * s3_pool_connections(next(o.default for o in OPTIONS if o.name == "max_inflight"))
 
 
 def process_figures(pid: int, store_port: int | None = None) -> dict[str, int]:
@@ -352,6 +353,14 @@ def process_figures(pid: int, store_port: int | None = None) -> dict[str, int]:
                         to_store.add(f"socket:[{fields[9]}]")
     figures["store_connections"] = sum(link in to_store for link in links)
     return figures
+
+
+def figures_in_service(pid: int, store_port: int, playlist_url: str, first_segment: str) -> dict[str, int]:
+    """``process_figures`` once the playlist at ``playlist_url`` lists ``first_segment``: the
+    daemon's S3 client runtime and first pooled connections are part of the daemon in service,
+    not growth a later figure should be blamed for."""
+    wait_for(lambda: first_segment in http_get(playlist_url).text, timeout=30, message=f"{first_segment} published")
+    return process_figures(pid, store_port)
 
 
 def peer_fds(figures: dict[str, int]) -> int:

@@ -16,7 +16,9 @@ Starts a loopback SeaweedFS (examples.embedded_s3) and then, in the same run:
 Latency per segment: message sent -> the daemon's log line saying its playlist PUT completed
 (asctime, ms resolution); a few streams are also polled over plain HTTP to check that the
 playlist is readable then. Prints p50/p95/p99/max of both, the ratio, and the daemon's CPU
-seconds and peak RSS (/proc/PID/stat, VmHWM), per stream.
+seconds and peak RSS (/proc/PID/stat, VmHWM), per stream; then, of the CPU per segment, the S3
+client's own share: the same segment and playlist PUTs made in this process through the daemon's
+store code (``client_alone``), so the rest is the daemon's own work.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from tests.support.daemon import UploaderDaemon  # noqa: E402
 from examples.embedded_s3 import EmbeddedS3  # noqa: E402
 
 INDEX = "index.m3u8"
+CLIENT_PAIRS = 200  # segment + playlist PUTs timed for the S3 client's own CPU
 PREFIX = "seg"
 RENDITIONS_PER_CHANNEL = 4
 CODECS = "avc1.64001f,mp4a.40.2"
@@ -265,6 +268,51 @@ def warm_up(weed: EmbeddedS3) -> None:
         client.close()
 
 
+def client_alone(weed: EmbeddedS3, files: list[Path], pairs: int) -> float:
+    """CPU seconds (this process: the calling thread and object_store's runtime) per segment PUT
+    (create-only) plus playlist PUT (replacing the version before it, with state metadata) through
+    the daemon's own store code (``uploader.stores.S3Store`` on ``uploader.cli.s3_client``, the
+    default settings) in one thread, with the same segments: the S3 client's share of a published
+    segment's CPU, which no work in the daemon can save."""
+    import resource
+
+    from uploader.cli import s3_client
+    from uploader.config import OPTIONS
+    from uploader.resume import STATE_METADATA
+    from uploader.stores import S3Store
+
+    config = argparse.Namespace(**{**{option.name: option.default for option in OPTIONS},
+                                   "endpoint_url": weed.endpoint_url})
+    saved = dict(os.environ)
+    os.environ.update(weed.client_environment())
+    try:
+        store = S3Store(s3_client(config))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    bodies = [f.read_bytes() for f in files]
+    playlist = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n" + b"#EXTINF:2.000,\nseg-00001.ts\n" * 5
+    metadata = {STATE_METADATA: "x" * 200}  # about what resume.state_metadata puts beside a playlist
+    version: dict[str, str | None] = {}
+
+    def put_pair(number: int, prefix: str) -> None:
+        store.put(BUCKET, f"{prefix}/seg-{number:05d}.ts", bodies[number % len(bodies)], content_type="video/mp2t",
+                  cache_control="max-age=31536000, immutable", create_only=True)
+        version[prefix] = store.put_version(
+            BUCKET, f"{prefix}/index.m3u8", playlist, content_type="application/vnd.apple.mpegurl",
+            cache_control="max-age=1", metadata=metadata, replaces=version.get(prefix))
+
+    for number in range(10):  # the client's runtime loaded, its connections made
+        put_pair(number, "client-warm-up")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    before = usage.ru_utime + usage.ru_stime
+    for number in range(pairs):
+        put_pair(number, "client-alone")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    store.close()
+    return (usage.ru_utime + usage.ru_stime - before) / pairs
+
+
 def row(name: str, values_ms: tuple[float, float, float, float], count: int) -> str:
     return f"{name:44}{count:>7}" + "".join(f"{v:9.1f}" for v in values_ms)
 
@@ -296,6 +344,7 @@ def main() -> None:
             run = DaemonRun(weed, work, schedule, files, args.daemon_arg, args.sample, args.py_spy, args.py_spy_mode)
             run.run()
             weed_cpu.append(proc_figures(weed.pid).cpu_s)
+            client_s = client_alone(weed, files, CLIENT_PAIRS)
     finally:
         if temp is not None:
             temp.cleanup()  # type: ignore[attr-defined]
@@ -330,6 +379,10 @@ def main() -> None:
               f"({(run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions) * 1000:.2f} ms per segment); "
               f"RSS idle {run.idle.rss_kib / 1024:.1f} MiB, peak {run.final.hwm_kib / 1024:.1f} MiB, "
               f"growth {grown_kib / 1024:.1f} MiB = {grown_kib / args.renditions:.0f} KiB per stream (goal < 1024)")
+        per_segment_s = (run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions)
+        print(f"of which the S3 client alone (uploader.stores.S3Store, {CLIENT_PAIRS} segment + playlist PUTs in one"
+              f" thread): {client_s * 1000:.2f} ms per segment; the daemon's own work: "
+              f"{(per_segment_s - client_s) * 1000:.2f} ms per segment (goal: <= 2 ms per segment in all)")
 
 
 if __name__ == "__main__":

@@ -286,6 +286,8 @@ class Publisher:
             except StoreError as error:
                 log.error("bucket %s cannot be written: %s", bucket, error)
                 report(bucket, str(error))
+            except Exception:  # a defect: said, and the other buckets still checked
+                log.exception("bucket %s could not be checked: internal error", bucket)
             else:
                 report(bucket, None)
                 log.info("bucket %s can be written (checked with %s)", bucket, WRITE_CHECK_KEY)

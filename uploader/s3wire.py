@@ -16,29 +16,45 @@ PUTs, the daemon's hot path (a segment and its playlist per message), go out thr
 conditions (``If-None-Match: *``, ``If-Match``), ``x-amz-meta-*``, SigV4 with the payload signed
 over plain HTTP (``UNSIGNED-PAYLOAD`` over HTTPS, as botocore decides), and unless the client's
 ``request_checksum_calculation`` is ``when_required`` an ``x-amz-checksum-sha256`` (object_store
-knows no CRC32). A PUT with a header object_store cannot send (``x-amz-acl``) takes botocore's
-path, with the headers a boto3 PUT sends (``x-amz-checksum-crc32``) but no ``Expect:
-100-continue``. GET, HEAD and DELETE take botocore's path: they are rare, and a GET's ``Date``
-header (the store's clock, for leases) is not in object_store's reply. docs/performance.md has
-the measurements.
+knows no CRC32); always one request (never a multipart upload). docs/performance.md has the
+measurements.
+
+A PUT takes botocore's path instead, with the headers a boto3 PUT sends (``x-amz-checksum-crc32``)
+but no ``Expect: 100-continue``, wherever object_store would not do what botocore does:
+
+- a header object_store cannot send (``x-amz-acl``), or metadata named like one of its own
+  attributes (``x-amz-meta-content-type``: it would send that as the header itself);
+- a key object_store would change (a leading or trailing ``/``: it drops them) or cannot name
+  (an empty segment, ``.``, ``..``);
+- a bucket over HTTPS whose TLS trust object_store cannot make the same: a CA bundle
+  (``AWS_CA_BUNDLE``, ``ca_bundle``; object_store adds it to the system's roots, botocore trusts
+  it alone), ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` set (which object_store heeds and botocore
+  does not), or a store object_store cannot be made for (logged once);
+- a PUT object_store could not complete without an HTTP status it can tell (no reply, a reply it
+  cannot read: a body that is no UTF-8, cut off, a redirect without ``Location``, no ETag, its
+  own ``OBJECT_STORE_TIMEOUT_S``): it is sent again through botocore, whose reply or error
+  stands. Sending it again is safe: the conditions make a PUT the store already took answer 412,
+  which the callers take for their own (``stores.S3Store``).
+
+GET, HEAD and DELETE take botocore's path: they are rare, and a GET's ``Date`` header (the
+store's clock, for leases) is not in object_store's reply.
 
 Errors: an S3 error reply raises ``S3ErrorReply`` (its code and message from the XML body, the
-HTTP status), whichever path it came by; no reply at all (refused, reset, timed out) raises
-``S3NoReply`` from the object_store path and botocore's own exceptions (``EndpointConnectionError``,
-``ReadTimeoutError``...) from the other; a key object_store cannot name (an empty segment,
-``..``) ``S3KeyRefused``; missing credentials botocore's ``NoCredentialsError``.
-uploader/stores.py classifies them all.
+HTTP status), whichever path it came by; no reply at all (refused, reset, timed out) botocore's
+own exceptions (``EndpointConnectionError``, ``ReadTimeoutError``...); missing credentials
+botocore's ``NoCredentialsError``. uploader/stores.py classifies them all.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import logging
+import os
 import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
@@ -54,12 +70,19 @@ _CRC32_HEADER = "x-amz-checksum-crc32"
 _STATUS_REPLY = re.compile(r"non-2xx status code: (\d{3})[^:\n]*: ?(.*?)(?:\n\nDebug source:|\Z)", re.S)
 
 
-class S3NoReply(Exception):
-    """A request that got no reply: refused, reset, timed out (its one-line reason)."""
+log = logging.getLogger(__name__)
+
+# object_store's limit on a whole PUT, from connecting to the end of the reply (its own default is
+# 30 s): a segment on a slow uplink must not fail at every attempt. A PUT that takes longer is
+# sent again through botocore, whose timeouts are per socket operation.
+OBJECT_STORE_TIMEOUT_S = 120.0
+# Environment variables object_store's TLS heeds and botocore's does not.
+_TLS_ENVIRONMENT = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
-class S3KeyRefused(Exception):
-    """A key no request can name (object_store refuses an empty path segment, ``.`` or ``..``)."""
+class _Unanswered(Exception):
+    """object_store could not complete a PUT and gave no HTTP status it can tell: it is sent
+    again through botocore (``S3Wire.request``)."""
 
 
 class S3ErrorReply(Exception):
@@ -100,8 +123,16 @@ def error_of(status: int, body: bytes) -> S3ErrorReply:
 
 
 def _object_store_sends(header: str) -> bool:
-    """Whether object_store can send ``header`` (lower case) on a PUT."""
-    return header in _PUT_ATTRIBUTES or header in _PUT_CONDITIONS or header.startswith(_METADATA_PREFIX)
+    """Whether object_store sends ``header`` (lower case) on a PUT as botocore does (metadata
+    named like one of its attributes, ``_OBJECT_STORE_ATTRIBUTES``, it sends as that header)."""
+    if header.startswith(_METADATA_PREFIX):
+        return header[len(_METADATA_PREFIX):] not in _OBJECT_STORE_ATTRIBUTES
+    return header in _PUT_ATTRIBUTES or header in _PUT_CONDITIONS
+
+
+def _object_store_keeps(key: str) -> bool:
+    """Whether object_store names ``key`` as it is (it drops a leading or trailing ``/``)."""
+    return not (key.startswith("/") or key.endswith("/"))
 
 
 def crc32_header(body: bytes) -> str:
@@ -113,6 +144,9 @@ def crc32_header(body: bytes) -> str:
 # its put modes, x-amz-meta-* its other attributes).
 _PUT_ATTRIBUTES = {"content-type": "Content-Type", "cache-control": "Cache-Control"}
 _PUT_CONDITIONS = frozenset({"if-none-match", "if-match"})
+# object_store's attributes (obstore's ``Attribute``), by lower-case name: sent as headers.
+_OBJECT_STORE_ATTRIBUTES = frozenset({
+    "content-disposition", "content-encoding", "content-language", "content-type", "cache-control", "storage-class"})
 
 
 class S3Wire:
@@ -131,7 +165,7 @@ class S3Wire:
         self._http = client._endpoint.http_session
         self._checksums = getattr(client.meta.config, "request_checksum_calculation", None) != "when_required"
         self._bases: dict[str, tuple[str, str, str]] = {}  # bucket -> (base URL, signing region, service)
-        self._writers: dict[str, Any] = {}  # bucket -> its obstore S3Store
+        self._writers: dict[str, Any] = {}  # bucket -> its obstore S3Store, None: botocore's path
         # What the credential chain gave the latest PUT, just before it (any thread's: each is the
         # chain's answer of that instant), for obstore's credential provider.
         self._latest_credentials: Any = None
@@ -142,8 +176,12 @@ class S3Wire:
         its checksum); the 2xx reply. Raises S3ErrorReply, botocore's connection and credential
         errors."""
         headers = headers or {}
-        if method == "PUT" and all(_object_store_sends(name.lower()) for name in headers):
-            return self._put(bucket, key, body, headers)
+        if method == "PUT" and all(_object_store_sends(name.lower()) for name in headers) \
+                and _object_store_keeps(key) and (writer := self._writer(bucket)) is not None:
+            try:
+                return self._put(writer, bucket, key, body, headers)
+            except _Unanswered as error:
+                log.debug("s3://%s/%s: %s; sent again through botocore", bucket, key, error)
         from botocore.awsrequest import AWSRequest
 
         base, region, service = self._base(bucket)
@@ -163,10 +201,10 @@ class S3Wire:
             raise error_of(reply.status_code, content)
         return S3Reply(reply.status_code, reply.headers, content)
 
-    def _put(self, bucket: str, key: str, body: bytes, headers: Mapping[str, str]) -> S3Reply:
-        """PUT through object_store (headers ``_object_store_sends`` only); the reply's
-        status and ETag. Raises S3ErrorReply, S3NoReply, S3KeyRefused, botocore's credential
-        errors."""
+    def _put(self, writer: Any, bucket: str, key: str, body: bytes, headers: Mapping[str, str]) -> S3Reply:
+        """PUT through object_store's ``writer`` for ``bucket`` (headers ``_object_store_sends``
+        only); the reply's status and ETag. Raises S3ErrorReply, _Unanswered, botocore's
+        credential errors."""
         import obstore
 
         attributes: dict[str, str] = {}
@@ -181,19 +219,18 @@ class S3Wire:
                 attributes[lower[len(_METADATA_PREFIX):]] = value
             else:
                 attributes[_PUT_ATTRIBUTES[lower]] = value
-        writer = self._writer(bucket)
         # Asked here, so the chain's own errors are raised here, and the request is signed with
         # what it gives now (obstore asks _credential at every request: expires_at is now).
         self._latest_credentials = self._frozen_credentials()
         try:
-            result = obstore.put(writer, key, body, attributes=attributes, mode=mode)
-        except ValueError as error:  # obstore's Path refused the key
-            raise S3KeyRefused(f"s3://{bucket}/{key}: {error}") from None
+            result = obstore.put(writer, key, body, attributes=attributes, mode=mode, use_multipart=False)
+        except ValueError as error:  # a key object_store cannot name (an empty segment, ``.``, ``..``)
+            raise _Unanswered(f"object_store cannot name the key: {error}") from None
         except (obstore.exceptions.BaseError, OSError) as error:  # a 404 comes as FileNotFoundError
             text = str(error)
             reply = _STATUS_REPLY.search(text)
             if reply is None:
-                raise S3NoReply(text.partition("\n\nDebug source:")[0].replace("\n", " ")) from None
+                raise _Unanswered(text.partition("\n\nDebug source:")[0].replace("\n", " ")) from None
             raise error_of(int(reply.group(1)), reply.group(2).encode()) from None
         return S3Reply(200, {"ETag": result["e_tag"] or ""}, b"")
 
@@ -216,37 +253,47 @@ class S3Wire:
 
     def _writer(self, bucket: str) -> Any:
         """``bucket``'s obstore S3Store: its endpoint the bucket's own URL (``_base``), with the
-        client's timeouts, pool size, TLS trust and checksum setting; object_store's retries off
-        (the publisher retries)."""
-        writer = self._writers.get(bucket)
-        if writer is None:
-            from obstore.store import S3Store as ObjectStoreS3
+        client's timeouts, pool size, proxy and checksum setting; object_store's retries off (the
+        publisher retries). None when its PUTs take botocore's path: over HTTPS, a TLS trust
+        object_store cannot make botocore's (the module's docstring), or a store it cannot make
+        (logged once). Kept per bucket. Raises what ``_base`` raises."""
+        if bucket in self._writers:
+            return self._writers[bucket]
+        import obstore
+        from obstore.store import S3Store as ObjectStoreS3
 
-            base, region, _ = self._base(bucket)
-            config = self._client.meta.config
-            https = base.startswith("https:")
-            options: dict[str, Any] = {"allow_http": not https, "pool_max_idle_per_host": str(config.max_pool_connections)}
-            if config.connect_timeout is not None:
-                options["connect_timeout"] = datetime.timedelta(seconds=config.connect_timeout)
-            if config.read_timeout is not None:
-                options["read_timeout"] = datetime.timedelta(seconds=config.read_timeout)
-            verify = getattr(self._http, "_verify", True) if https else True
-            if verify is False:
-                options["allow_invalid_certificates"] = True
-            elif isinstance(verify, str):  # the client's CA bundle (AWS_CA_BUNDLE, ca_bundle)
-                options["root_certificate"] = Path(verify).read_bytes()
-            proxy = (config.proxies or {}).get("https" if https else "http")
-            if proxy:
-                options["proxy_url"] = proxy
-            store_config: dict[str, Any] = {
-                # The endpoint is taken as the bucket's URL as it is (path or virtual-host style).
-                "endpoint": base, "virtual_hosted_style_request": True, "region": region,
-                "unsigned_payload": https}
-            if self._checksums:
-                store_config["checksum_algorithm"] = "sha256"
-            writer = self._writers[bucket] = ObjectStoreS3(
-                bucket, config=store_config, client_options=options, retry_config={"max_retries": 0},
-                credential_provider=self._credential)
+        base, region, _ = self._base(bucket)
+        config = self._client.meta.config
+        https = base.startswith("https:")
+        verify = getattr(self._http, "_verify", True) if https else True
+        if https and (isinstance(verify, str) or (verify is True and any(map(os.environ.get, _TLS_ENVIRONMENT)))):
+            self._writers[bucket] = None  # a CA bundle, or trust settings botocore ignores
+            return None
+        options: dict[str, Any] = {
+            "allow_http": not https, "pool_max_idle_per_host": str(config.max_pool_connections),
+            "timeout": datetime.timedelta(seconds=OBJECT_STORE_TIMEOUT_S)}
+        if config.connect_timeout is not None:
+            options["connect_timeout"] = datetime.timedelta(seconds=config.connect_timeout)
+        if config.read_timeout is not None:
+            options["read_timeout"] = datetime.timedelta(seconds=config.read_timeout)
+        if verify is False:
+            options["allow_invalid_certificates"] = True
+        proxy = (config.proxies or {}).get("https" if https else "http")
+        if proxy:
+            options["proxy_url"] = proxy
+        store_config: dict[str, Any] = {
+            # The endpoint is taken as the bucket's URL as it is (path or virtual-host style).
+            "endpoint": base, "virtual_hosted_style_request": True, "region": region, "unsigned_payload": https}
+        if self._checksums:
+            store_config["checksum_algorithm"] = "sha256"
+        try:
+            writer = ObjectStoreS3(bucket, config=store_config, client_options=options,
+                                   retry_config={"max_retries": 0}, credential_provider=self._credential)
+        except (ValueError, obstore.exceptions.BaseError) as error:  # settings it refuses
+            log.warning("bucket %s: its PUTs go through botocore: object_store refused its settings (%s)",
+                        bucket, str(error).partition("\n")[0])
+            writer = None
+        self._writers[bucket] = writer
         return writer
 
     def _base(self, bucket: str) -> tuple[str, str, str]:

@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, Protocol
 from common.durable import write_file
 
 from .errors import UploaderError
-from .s3wire import S3ErrorReply, S3KeyRefused, S3NoReply, S3Reply, S3Wire
+from .s3wire import S3ErrorReply, S3Reply, S3Wire
 
 SEGMENT_CONTENT_TYPE = "video/MP2T"
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
@@ -486,9 +486,7 @@ def _s3_errors(bucket: str, key: str) -> Iterator[None]:
         yield
     except S3ErrorReply as error:
         raise classify_s3_error(error, bucket, key) from None
-    except S3KeyRefused as error:
-        raise PermanentStoreError(str(error)) from None
-    except (S3NoReply, bx.ConnectionError, bx.HTTPClientError) as error:
+    except (bx.ConnectionError, bx.HTTPClientError) as error:
         # Refused, reset, DNS, connect/read timeouts: the store may come back.
         raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
     except bx.BotoCoreError as error:

@@ -1,4 +1,5 @@
-"""A message published again after the spool failed to record it (a redo) is counted once."""
+"""A message published again after the spool failed to record it (a redo) is counted once; a
+defect in the start-up write check is said, and the other buckets are still checked."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tests.support.daemon import legit_message, place_segment
 from tests.support.publisher import LocalPublisher
 from uploader.spool import Spool, SpoolError
+from uploader.stores import WRITE_CHECK_KEY, FileStore
 
 
 def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counted_once(
@@ -49,3 +51,26 @@ def test_a_segment_published_again_after_the_spool_failed_to_record_it_is_counte
     # the playlist back from the store (the spool's state is one PUT behind it), finds the
     # segment listed, and PUTs nothing again.
     assert value("hls_uploadd_uploaded_bytes_total", labels) == segment_source.stat().st_size + len(playlist)
+
+
+class DefectiveStore(FileStore):
+    """A file:// store whose write check of bucket ``live`` raises what no StoreError is."""
+
+    def put(self, bucket: str, key: str, body, **options):  # type: ignore[no-untyped-def]
+        if bucket == "live" and key == WRITE_CHECK_KEY:
+            raise RuntimeError("a defect")
+        return super().put(bucket, key, body, **options)
+
+
+def test_a_defect_in_one_bucket_s_write_check_is_said_and_the_others_are_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before, the check's task ended on it without a word, and no later bucket was checked.
+    with LocalPublisher(tmp_path, DefectiveStore) as local:
+        (local.root / "other").mkdir()
+        reports: list[tuple[str, str | None]] = []
+        asyncio.run(local.publisher.check_buckets(frozenset({"live", "other"}),
+                                                  lambda bucket, refusal: reports.append((bucket, refusal))))
+    assert reports == [("other", None)]
+    assert any(record.levelname == "ERROR" and "bucket live could not be checked: internal error" in record.message
+               and record.exc_info is not None for record in caplog.records)

@@ -6,15 +6,19 @@ and message."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ssl
+import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import botocore.config
+from botocore.exceptions import ClientError
 import pytest
 import trustme
 
@@ -227,38 +231,146 @@ def test_a_put_without_a_reply_is_transient_in_one_line(bucket: str) -> None:
     store = S3Store(client(f"http://127.0.0.1:{free_port()}"))  # nothing listens there
     with pytest.raises(TransientStoreError) as raised:
         store.put(bucket, "n/a.ts", b"x", content_type="video/MP2T", cache_control="no-store")
-    assert "error sending request" in str(raised.value) and "\n" not in str(raised.value)
+    assert "Could not connect" in str(raised.value) and "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize("key", ["a//b.ts", "a/../b.ts", "a/./b.ts"])
-def test_a_key_no_request_can_name_is_permanent(proxy: S3ErrorProxy, bucket: str, key: str) -> None:
-    with pytest.raises(PermanentStoreError) as raised:
-        S3Store(client(proxy.url)).put(bucket, key, b"x", content_type="video/MP2T", cache_control="no-store")
-    assert key in str(raised.value)
-    assert proxy.answered == []  # refused before a request left
+def puts(proxy: S3ErrorProxy) -> list[dict[str, str]]:
+    """The headers of each PUT the proxy saw, in order."""
+    return [headers for method, headers in proxy.headers if method == "PUT"]
 
 
-def test_a_put_over_https_trusts_what_the_client_trusts(seaweed: SeaweedServer, bucket: str, tmp_path: Path) -> None:
-    """An HTTPS endpoint whose certificate a private CA signed: refused (transient, as botocore's
-    SSLError was) by a client that does not trust that CA, taken with the client's CA bundle
-    (``verify``, as AWS_CA_BUNDLE sets it) or with verification off; the payload unsigned, as
-    botocore sends it over HTTPS, and its SHA-256 checksum sent instead."""
+def by_botocore(headers: dict[str, str]) -> bool:
+    """Whether a PUT went out through botocore (its CRC32 checksum) rather than object_store."""
+    return "x-amz-checksum-crc32" in headers
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    # AWS to a client of the wrong region: no Location, so object_store says "redirect without LOCATION".
+    (Answer(301, b"<Error><Code>PermanentRedirect</Code><Message>Use the bucket's endpoint.</Message></Error>",
+            "application/xml"), "PermanentRedirect (HTTP 301)"),
+    # A filtering proxy's page in Latin-1: object_store stops at the first byte that is no UTF-8.
+    (Answer(403, "<html><body>Accès refusé</body></html>".encode("latin-1"), "text/html; charset=iso-8859-1"),
+     "Unknown (HTTP 403)"),
+])
+def test_a_reply_object_store_cannot_read_is_read_by_botocore(
+        proxy: S3ErrorProxy, bucket: str, answer: Answer, words: str) -> None:
+    """The PUT is sent again through botocore, whose reading of the reply stands: correctable, as
+    it was before PUTs went through object_store, not "no reply" (transient, no fix)."""
+    proxy.fail_next(2, answer)
+    with pytest.raises(CorrectableStoreError) as raised:
+        S3Store(client(proxy.url)).put(bucket, "e/a.ts", b"x", content_type="video/MP2T", cache_control="no-store")
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+    assert [by_botocore(headers) for headers in puts(proxy)] == [False, True]
+
+
+def test_a_put_the_store_took_without_an_etag_is_done(proxy: S3ErrorProxy, bucket: str, s3: object) -> None:
+    """A store that answers 200 with no ETag (filen-s3 does): object_store calls that an error; the
+    PUT sent again through botocore is taken, so it is not retried for ever."""
+    proxy.fail_next(1, Answer(200, forward=True))  # stored, then the reply replaced by one without ETag
+    S3Store(client(proxy.url)).put(bucket, "e/no-etag.ts", b"kept", content_type="video/MP2T",
+                                   cache_control="no-store")
+    assert s3.get_object(Bucket=bucket, Key="e/no-etag.ts")["Body"].read() == b"kept"
+    assert [by_botocore(headers) for headers in puts(proxy)] == [False, True]
+
+
+@pytest.mark.parametrize("key", ["/lead.ts", "trail/", "a//b.ts", "a/../b.ts", "a/./b.ts"])
+def test_a_key_object_store_would_change_or_cannot_name_goes_through_botocore(
+        proxy: S3ErrorProxy, bucket: str, key: str) -> None:
+    """object_store drops a leading or trailing "/" and refuses an empty segment, "." and "..":
+    such a PUT names the key as boto3's own PUT does (whatever the store then makes of it)."""
+    with contextlib.suppress(ClientError):
+        client(proxy.url).put_object(Bucket=bucket, Key=key, Body=b"k")
+    with contextlib.suppress(PermanentStoreError):
+        S3Store(client(proxy.url)).put(bucket, key, b"k", content_type="video/MP2T", cache_control="no-store")
+    (_, boto_path, _), (_, wire_path, _) = proxy.answered
+    assert wire_path == boto_path
+    assert by_botocore(puts(proxy)[1])
+
+
+def test_metadata_named_like_a_header_is_kept_as_metadata(proxy: S3ErrorProxy, bucket: str) -> None:
+    """object_store would send metadata named content-type as the Content-Type header itself."""
+    store = S3Store(client(proxy.url))
+    store.put_version(bucket, "m/index.m3u8", b"#EXTM3U\n", content_type="application/vnd.apple.mpegurl",
+                      cache_control="no-cache", metadata={"content-type": "text/evil", "state": "1"}, replaces=None)
+    found = store.get_version(bucket, "m/index.m3u8")
+    assert found is not None and found.metadata == {"content-type": "text/evil", "state": "1"}
+    assert [by_botocore(headers) for headers in puts(proxy)] == [True]
+    assert puts(proxy)[0]["content-type"] == "application/vnd.apple.mpegurl"
+
+
+def test_a_large_put_without_a_condition_is_one_request(proxy: S3ErrorProxy, bucket: str, s3: object) -> None:
+    """Not a multipart upload (object_store's default above 5 MiB): one request on one connection,
+    no s3:AbortMultipartUpload needed, nothing left half-uploaded by a daemon killed meanwhile."""
+    body = bytes(range(256)) * (6 * 4096)  # 6 MiB
+    S3Store(client(proxy.url)).put(bucket, "big/a.ts", body, content_type="video/MP2T", cache_control="no-store")
+    assert [(method, status) for method, _, status in proxy.answered] == [("PUT", 200)]
+    assert [by_botocore(headers) for headers in puts(proxy)] == [False]
+    assert s3.get_object(Bucket=bucket, Key="big/a.ts")["Body"].read() == body
+
+
+@pytest.fixture
+def private_ca(seaweed: SeaweedServer, tmp_path: Path) -> Iterator[tuple[S3ErrorProxy, Path]]:
+    """An HTTPS endpoint in front of the session's SeaweedFS whose certificate a private CA
+    signed, and that CA's certificate in a PEM file."""
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
+        yield proxy, bundle
+
+
+def https_store(endpoint_url: str, verify: str | bool | None = None) -> S3Store:
     session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
     config = botocore.config.Config(s3={"addressing_style": "path"}, signature_version="s3v4",
                                     retries={"total_max_attempts": 1})
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
-        with pytest.raises(TransientStoreError):
-            S3Store(session.client("s3", endpoint_url=proxy.url, config=config)).put(
-                bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
-        for verify in (str(bundle), False):
-            S3Store(session.client("s3", endpoint_url=proxy.url, config=config, verify=verify)).put(
-                bucket, "tls/b.ts", b"b", content_type="video/MP2T", cache_control="no-store")
-        (_, put), *_ = [(method, headers) for method, headers in proxy.headers if method == "PUT"]
-    assert put["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
-    assert put["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(b"b").digest()).decode()
+    return S3Store(session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify))
+
+
+def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3ErrorProxy, Path], bucket: str) -> None:
+    """Refused (transient, as botocore's SSLError was) by a client that does not trust the private
+    CA; taken with the client's CA bundle (``verify``, as AWS_CA_BUNDLE sets it: through botocore,
+    since object_store would add it to the system's roots rather than trust it alone) and with
+    verification off (through object_store); the payload unsigned either way, as botocore sends it
+    over HTTPS."""
+    proxy, bundle = private_ca
+    with pytest.raises(TransientStoreError):
+        https_store(proxy.url).put(bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
+    for verify in (str(bundle), False):
+        https_store(proxy.url, verify).put(bucket, "tls/b.ts", b"b", content_type="video/MP2T",
+                                           cache_control="no-store")
+    bundled, unverified = puts(proxy)
+    assert by_botocore(bundled) and not by_botocore(unverified)
+    assert bundled["x-amz-content-sha256"] == unverified["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert unverified["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(b"b").digest()).decode()
     assert len(proxy.stored) == 2
+
+
+def test_a_ca_bundle_only_botocore_reads_still_lets_puts_through(
+        private_ca: tuple[S3ErrorProxy, Path], bucket: str, tmp_path: Path) -> None:
+    """OpenSSL's TRUSTED CERTIFICATE form (RHEL's ca-bundle.trust.crt), which Python's ssl reads
+    and object_store does not: PUTs go out (before: every segment failed as an internal error)."""
+    proxy, bundle = private_ca
+    trusted = tmp_path / "ca.trust.crt"
+    subprocess.run(["openssl", "x509", "-in", str(bundle), "-addtrust", "serverAuth", "-out", str(trusted)],
+                   check=True, capture_output=True)
+    assert b"BEGIN TRUSTED CERTIFICATE" in trusted.read_bytes()
+    https_store(proxy.url, str(trusted)).put(bucket, "tls/t.ts", b"t", content_type="video/MP2T",
+                                             cache_control="no-store")
+    assert [by_botocore(headers) for headers in puts(proxy)] == [True]
+    missing = https_store(proxy.url, str(tmp_path / "no-such-bundle.pem"))
+    with pytest.raises(TransientStoreError) as raised:  # as botocore said it: retried until it is there
+        missing.put(bucket, "tls/m.ts", b"m", content_type="video/MP2T", cache_control="no-store")
+    assert "No such file or directory" in str(raised.value)
+
+
+def test_ssl_cert_file_which_botocore_ignores_does_not_let_puts_through_either(
+        private_ca: tuple[S3ErrorProxy, Path], bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """object_store heeds SSL_CERT_FILE, botocore does not: PUTs trust what every other request
+    trusts, so the write check cannot pass where the streams' GETs then fail."""
+    proxy, bundle = private_ca
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    with pytest.raises(TransientStoreError):
+        https_store(proxy.url).put(bucket, "tls/s.ts", b"s", content_type="video/MP2T", cache_control="no-store")
+    assert proxy.stored == []

@@ -54,9 +54,16 @@ def test_the_daemon_writes_json_lines_with_the_stream_segment_and_error_kind(
             with daemon.connect() as client:
                 client.send(ext_message(segments, "elsewhere-" + bucket, 1))
             assert_published(seaweed, bucket, 2)
-            lines = wait_for(lambda: (found := daemon_log(daemon)) and any(
-                "refused" in str(line["message"]) and line.get("error_kind") == "scope" for line in found) and found,
-                message="the refusal's line")
+
+            def logged() -> list[dict[str, object]] | None:
+                # The published line comes once the spool has recorded it, after the playlist is out.
+                found = daemon_log(daemon)
+                refused = any("refused" in str(line["message"]) and line.get("error_kind") == "scope" for line in found)
+                done = any(" published" in str(line["message"]) and line.get("segment") == "seg-00002.ts"
+                           for line in found)
+                return found if refused and done else None
+
+            lines = wait_for(logged, message="the refusal's line and seg-00002.ts's published line")
         finally:
             daemon.kill()
     stream = f"{bucket}/live/one/index.m3u8"

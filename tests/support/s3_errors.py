@@ -129,19 +129,22 @@ class S3ErrorProxy:
                               None) or proxy._take(self.command, self.path)
                 if answer is not None and answer.forward:
                     self._forward(body)
+                # Each request is recorded before its reply goes out: a client holding the reply
+                # finds it in ``answered``.
                 if answer is not None:
+                    proxy._record(self.command, self.path, answer.status)
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
                     self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
                     self.wfile.write(answer.body)
-                    proxy._record(self.command, self.path, answer.status)
                     return
                 reply, data = self._forward(body)
                 if self.command == "PUT" and 200 <= reply.status < 300:
                     size = self.headers.get("x-amz-decoded-content-length") or self.headers.get("Content-Length")
                     with proxy._lock:
                         proxy.stored.append((self.path.split("?")[0], int(size or 0)))
+                proxy._record(self.command, self.path, reply.status)
                 self.send_response(reply.status, reply.reason)
                 for name, value in reply.getheaders():
                     if name.lower() not in _HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):
@@ -151,7 +154,6 @@ class S3ErrorProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                proxy._record(self.command, self.path, reply.status)
 
             def _forward(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
                 upstream = http.client.HTTPConnection(*proxy.target, timeout=30)

@@ -54,6 +54,7 @@ from _support import (  # noqa: E402
 
 from protocol import Ack, IndexMessage, ReplyDecoder, encode_message  # noqa: E402
 from tests.support.daemon import UploaderDaemon  # noqa: E402
+from tests.support.viewer import wait_for  # noqa: E402
 from examples.embedded_s3 import EmbeddedS3  # noqa: E402
 
 INDEX = "index.m3u8"
@@ -181,11 +182,8 @@ class DaemonRun:
         try:
             # Idle = in service: after the start-up write check, whose PUT loads the S3 client
             # (object_store's runtime and pool: some 10 MiB once, not per stream).
-            deadline = time.monotonic() + 30
-            while f"bucket {BUCKET} can be written" not in self.daemon.log_path.read_text():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the daemon did not check bucket {BUCKET}; its log: {self.daemon.log_path}")
-                time.sleep(0.05)
+            wait_for(lambda: f"bucket {BUCKET} can be written" in self.daemon.log_path.read_text(), timeout=30,
+                     message=f"the daemon's check of bucket {BUCKET} (its log: {self.daemon.log_path})")
             self.idle = proc_figures(pid)
             spy = PySpy(pid, self.py_spy[0], mode=self.py_spy[1])
             poller.start()
@@ -375,11 +373,11 @@ def main() -> None:
           f"daemon phase; {os.cpu_count()} CPUs, load average {load:.1f} at the start")
     if run.idle and run.final:
         grown_kib = run.final.hwm_kib - run.idle.rss_kib
+        per_segment_s = (run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions)
         print(f"daemon: CPU {run.final.cpu_s - run.idle.cpu_s:.1f} s over {args.minutes:g} min "
-              f"({(run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions) * 1000:.2f} ms per segment); "
+              f"({per_segment_s * 1000:.2f} ms per segment); "
               f"RSS idle {run.idle.rss_kib / 1024:.1f} MiB, peak {run.final.hwm_kib / 1024:.1f} MiB, "
               f"growth {grown_kib / 1024:.1f} MiB = {grown_kib / args.renditions:.0f} KiB per stream (goal < 1024)")
-        per_segment_s = (run.final.cpu_s - run.idle.cpu_s) / (schedule.count * args.renditions)
         print(f"of which the S3 client alone (uploader.stores.S3Store, {CLIENT_PAIRS} segment + playlist PUTs in one"
               f" thread): {client_s * 1000:.2f} ms per segment; the daemon's own work: "
               f"{(per_segment_s - client_s) * 1000:.2f} ms per segment (goal: <= 2 ms per segment in all)")

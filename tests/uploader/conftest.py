@@ -61,7 +61,8 @@ def stop_all(daemons: list[UploaderDaemon]) -> None:
     ``LOG_TAIL_LINES`` lines of each log go to stdout, which pytest shows with a failure."""
     for daemon in daemons:
         daemon.kill()
-        tail = daemon.log(all_runs=True).splitlines()[-LOG_TAIL_LINES:]
+        log = daemon.log(all_runs=True)
+        tail = log.splitlines()[-LOG_TAIL_LINES:]
         print(f"--- {daemon.log_path} (last {len(tail)} lines) ---", *tail, sep="\n")
-        if "Traceback" in daemon.log(all_runs=True):
-            pytest.fail(f"traceback in the log of hls-uploadd:\n{daemon.log(all_runs=True)}")
+        if "Traceback" in log:
+            pytest.fail(f"traceback in the log of hls-uploadd:\n{log}")

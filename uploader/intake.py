@@ -209,7 +209,7 @@ class Intake:
         if message.last_segment == 0:
             return None
         try:
-            self._allowed.resolve(message.output_directory)
+            self._allowed.check(message.output_directory)
         except DirectoryRefused as error:
             return self._refuse(peer, message, str(error), Refusal.SCOPE)
         return None
@@ -294,7 +294,7 @@ class Intake:
         published = []
         for spool in [self._spool, *(replica.spool for replica in self._replicas)]:
             try:
-                published.append(await spool.call(Spool.published_through, spool.spool, message.stream_id))
+                published.append(spool.read(Spool.published_through, message.stream_id))
             except SpoolError as error:
                 log.error("stream %s: how far it is published cannot be read: %s", stream_label(message.stream_id),
                           error)

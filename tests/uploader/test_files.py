@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from uploader.files import AllowedDirs, DirectoryRefused, SegmentFileError
+from uploader.files import AllowedDirs, DirectoryRefused, OpenDirectories, SegmentFileError
 
 NAME = "seg-00001.ts"
 
@@ -145,3 +145,69 @@ def test_allowed_root_given_through_a_symlink(tmp_path: Path, tree: dict[str, Pa
     allowed = dirs(tmp_path / "alias")  # resolved at startup, as the config does
     assert read(allowed, tmp_path / "alias") == b"inside"
     assert read(allowed, tree["allowed"]) == b"inside"
+
+
+# -- directories kept open ------------------------------------------------------------------------
+
+def counting_resolves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real_resolve = AllowedDirs.resolve
+
+    def resolve(self: AllowedDirs, directory: str) -> tuple[Path, tuple[str, ...]]:
+        calls.append(directory)
+        return real_resolve(self, directory)
+
+    monkeypatch.setattr(AllowedDirs, "resolve", resolve)
+    return calls
+
+
+def test_a_directory_is_resolved_once_while_its_path_names_it(tree: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting_resolves(monkeypatch)
+    allowed = dirs(tree["allowed"])
+    sub = str(tree["allowed"] / "sub")
+    assert read(allowed, sub) == b"inside-sub"
+    (tree["allowed"] / "sub" / "seg-00002.ts").write_bytes(b"second")
+    assert read(allowed, sub, "seg-00002.ts") == b"second"
+    allowed.check(sub)
+    allowed.remove_segment(sub, "seg-00002.ts")
+    assert not (tree["allowed"] / "sub" / "seg-00002.ts").exists()
+    assert calls == [sub]
+
+
+def test_a_path_that_names_another_directory_since_is_checked_again(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    sub = tree["allowed"] / "sub"
+    assert read(allowed, sub) == b"inside-sub"
+    # Replaced by a new directory: its file is read, not the kept one's.
+    os.rename(sub, tree["allowed"] / "sub.old")
+    sub.mkdir()
+    (sub / NAME).write_bytes(b"new-sub")
+    assert read(allowed, sub) == b"new-sub"
+    # Replaced by a symlink out of the roots: refused, though the path was checked before.
+    os.rename(sub, tree["allowed"] / "sub.new")
+    sub.symlink_to(tree["outside"])
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        allowed.check(str(sub))
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        read(allowed, sub)
+    # Gone: said as before.
+    sub.unlink()
+    with pytest.raises(SegmentFileError, match="does not exist"):
+        read(allowed, sub)
+
+
+def test_the_least_recently_used_directory_is_closed_past_the_limit(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for n in range(5):
+        (root / f"d{n}").mkdir(parents=True)
+        (root / f"d{n}" / NAME).write_bytes(b"%d" % n)
+    allowed = AllowedDirs((root.resolve(),), OpenDirectories(limit=3))
+    before = len(os.listdir("/proc/self/fd"))
+    for n in range(5):
+        assert read(allowed, root / f"d{n}") == b"%d" % n
+    assert len(allowed.opened) == 3
+    assert len(os.listdir("/proc/self/fd")) == before + 3
+    assert allowed.opened.get(str(root / "d0")) is None  # closed first
+    allowed.opened.close()
+    assert len(os.listdir("/proc/self/fd")) == before

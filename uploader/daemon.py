@@ -171,7 +171,7 @@ async def run_daemon(config: UploaderConfig, stores: Sequence[Store], *, announc
     stop = asyncio.Event()
     failure: list[str] = []
 
-    def on_broken(error: SpoolBroken) -> None:  # on a spool thread
+    def on_broken(error: SpoolBroken) -> None:  # on a spool thread or the event loop
         def stop_accepting() -> None:
             log.error("%s; nothing more is acknowledged, the daemon stops", error)
             failure.append(str(error))

@@ -391,8 +391,8 @@ class Publisher:
                 item: QueuedItem | None = None
                 try:
                     if state is None:
-                        state = await self._spool.call(Spool.load_state, self._spool.spool, key)
-                    item = await self._spool.call(Spool.next_queued, self._spool.spool, key)
+                        state = self._spool.read(Spool.load_state, key)
+                    item = self._spool.read(Spool.next_queued, key)
                     if item is None:
                         if (last := self._resign.pop(key, None)) is not None and (
                                 self._leases is None or self._leases.holds(key[0], key[1])):
@@ -637,7 +637,7 @@ class Publisher:
         # this one is not PUT. Half the PUTs while catching up; at live pace nothing changes.
         superseded = key_woken = message.stream_id in self._woken
         if key_woken:
-            superseded = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
+            superseded = self._spool.read(Spool.has_newer_queued, item)
         waiting = self._unlisted.setdefault(message.stream_id, {})
         if not item.end_only:
             waiting[item.id] = item.received_at
@@ -790,7 +790,7 @@ class Publisher:
         )
         self._metrics.failed_segment(message.stream_id)
         new_state = with_failure(state, promised_s=message.segment_duration, end=message.end)
-        newer = await self._spool.call(Spool.has_newer_queued, self._spool.spool, item)
+        newer = self._spool.read(Spool.has_newer_queued, item)
         listed = not state.ended and not newer and should_publish(new_state, self._options)
         if listed:
             new_state, listed = await self._put_playlist(label, item, new_state)

@@ -12,9 +12,10 @@ import pytest
 
 from protocol import IndexMessage
 from tests.support.messages import ORIGINAL_MESSAGE
-from uploader.spool import Queued, Spool, SpoolError, SpoolThread, _transaction
+from uploader.spool import SPOOL_FILE_NAME, Queued, Spool, SpoolBroken, SpoolError, SpoolThread, _transaction
 
 MESSAGE = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1, duration=9.96)
+PAGE_BYTES = 4096  # SQLite's default page size
 
 
 def message(stream: int, last: int) -> IndexMessage:
@@ -145,3 +146,91 @@ def test_no_call_of_a_group_is_answered_before_its_commit_and_a_failed_commit_fa
         assert reopened.queued_count() == 0
     finally:
         reopened.close()
+
+
+# -- reads on the caller's thread -------------------------------------------------------------------
+
+def test_a_read_sees_each_call_that_returned_and_no_transaction_in_progress(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path / "spool")
+    thread = SpoolThread(spool)
+    first = message(1, 1)
+    inside, release = threading.Event(), threading.Event()
+
+    def queue_and_wait(target: Spool) -> None:
+        with _transaction(target._db):
+            target.enqueue(message(1, 2))
+            inside.set()
+            release.wait(10)
+
+    async def main() -> None:
+        assert thread.read(Spool.next_queued, first.stream_id) is None
+        await thread.call(Spool.enqueue, spool, first)
+        item = thread.read(Spool.next_queued, first.stream_id)
+        assert item is not None and item.message == first
+        assert not thread.read(Spool.has_newer_queued, item)
+        pending = thread.call(queue_and_wait, spool)
+        waiting = asyncio.ensure_future(pending)
+        await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+        assert not thread.read(Spool.has_newer_queued, item)  # not committed yet
+        release.set()
+        await waiting
+        assert thread.read(Spool.has_newer_queued, item)
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+        thread.close()
+
+
+def test_a_read_cannot_write_and_says_why_it_failed(tmp_path: Path) -> None:
+    thread = SpoolThread(Spool.open(tmp_path / "spool"))
+    try:
+        with pytest.raises(SpoolError, match="spool read failed: attempt to write a readonly database"):
+            thread.read(lambda spool: spool._db.execute("DELETE FROM messages"))
+        assert thread.broken is None
+    finally:
+        thread.close()
+
+
+def test_a_damaged_page_met_by_a_read_stops_the_spool_once(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    spool = Spool.open(path)
+    told: list[SpoolBroken] = []
+    thread = SpoolThread(spool, on_broken=told.append)
+
+    async def main() -> None:
+        for stream in range(40):
+            await thread.call(Spool.enqueue, spool, message(stream, 1))
+        assert thread.read(Spool.queued_count) == 40
+        spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = (path / SPOOL_FILE_NAME).stat().st_size
+        with open(path / SPOOL_FILE_NAME, "r+b") as file:
+            for offset in range(PAGE_BYTES, size, PAGE_BYTES):
+                file.seek(offset)
+                file.write(b"\xa5" * PAGE_BYTES)
+        # Another connection's commit: the reader's pages are read from the file again.
+        other = sqlite3.connect(path / SPOOL_FILE_NAME, isolation_level=None)
+        other.execute("PRAGMA user_version=2")
+        other.close()
+        with pytest.raises(SpoolBroken, match="is damaged"):
+            thread.read(Spool.queued_count)
+        with pytest.raises(SpoolBroken, match="is damaged"):
+            await thread.call(Spool.enqueue, spool, message(99, 1))
+
+    try:
+        asyncio.run(main())
+    finally:
+        thread.close()
+    assert len(told) == 1 and "is damaged" in str(told[0])
+
+
+def test_a_read_of_a_spool_whose_file_went_fails_without_making_a_new_one(tmp_path: Path) -> None:
+    thread = SpoolThread(Spool.open(tmp_path / "spool"))
+    try:
+        (tmp_path / "spool" / SPOOL_FILE_NAME).unlink()
+        with pytest.raises(SpoolError, match="spool read failed: unable to open database file"):
+            thread.read(Spool.queued_count)
+        assert not (tmp_path / "spool" / SPOOL_FILE_NAME).exists()
+    finally:
+        thread.close()

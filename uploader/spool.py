@@ -156,6 +156,9 @@ T = TypeVar("T")
 # a message's insert may need a new page of the database and of its WAL, and a payload more.
 MIN_FREE_BYTES = 1 << 20
 
+# Messages queued lately, kept by their stored line so that reading one back costs no parse.
+REMEMBERED_MESSAGES = 1024
+
 
 class SpoolError(UploaderError):
     """The spool cannot be opened or written (disk full, permissions, corrupt file)."""
@@ -320,6 +323,8 @@ class Spool:
         self._db = connection
         self.path = path
         self._lock_fd = lock_fd
+        # The messages ``admit`` stored lately, by line: written by one thread, read by any.
+        self._queued_lines: dict[bytes, IndexMessage] = {}
         opened = os.stat(path)
         self._identity = (opened.st_dev, opened.st_ino)
 
@@ -370,7 +375,9 @@ class Spool:
         db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA query_only=1")
         db.execute("PRAGMA busy_timeout=5000")
-        return Spool(db, self.path)
+        view = Spool(db, self.path)
+        view._queued_lines = self._queued_lines
+        return view
 
     def close(self) -> None:
         self._db.close()
@@ -494,18 +501,33 @@ class Spool:
                 return Admitted(Queued.ENDED, last_queued)
             if starts_epoch:
                 epoch += 1
+            line = encode_message(message)
             self._db.execute(
                 "UPDATE streams SET epoch=?, last_queued=?, end_queued=?, last_line=?, active_at=?"
                 " WHERE bucket=? AND key_prefix=? AND idx=?",
                 (epoch, number if not end_only else last_queued, end_queued or message.end,
-                 encode_message(message.unsigned()), time.time(), *key),
+                 line if message.tag is None else encode_message(message.unsigned()), time.time(), *key),
             )
             self._db.execute(
                 "INSERT INTO messages (bucket, key_prefix, idx, line, epoch, starts_epoch, end_only, state,"
                 " received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (*key, encode_message(message), epoch, starts_epoch, end_only, time.time(), payload),
+                (*key, line, epoch, starts_epoch, end_only, time.time(), payload),
             )
+        self._remember(line, message)
         return Admitted(Queued.NEW, last_queued if end_only else number, took_over)
+
+    def _remember(self, line: bytes, message: IndexMessage) -> None:
+        """Keep ``message``, stored as ``line`` (the newest ``REMEMBERED_MESSAGES``), for
+        ``_message_of``: a message parses back to itself (protocol.encode_message)."""
+        lines = self._queued_lines
+        lines[line] = message
+        if len(lines) > REMEMBERED_MESSAGES:
+            del lines[next(iter(lines))]
+
+    def _message_of(self, line: bytes) -> IndexMessage:
+        """The message a stored ``line`` holds: remembered, or parsed."""
+        message = self._queued_lines.get(line)
+        return message if message is not None else parse_message(line)
 
     # Publish side.
 
@@ -523,7 +545,7 @@ class Spool:
         ).fetchone()
         if row is None:
             return None
-        return QueuedItem(row[0], parse_message(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
+        return QueuedItem(row[0], self._message_of(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
 
     def published_through(self, key: StreamKey) -> int:
         """The highest segment number N such that every message of stream ``key`` numbered up to

@@ -12,6 +12,7 @@ import pytest
 
 from protocol import IndexMessage
 from tests.support.messages import ORIGINAL_MESSAGE
+from uploader import spool as spool_module
 from uploader.spool import SPOOL_FILE_NAME, Queued, Spool, SpoolBroken, SpoolError, SpoolThread, _transaction
 
 MESSAGE = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1, duration=9.96)
@@ -234,3 +235,23 @@ def test_a_read_of_a_spool_whose_file_went_fails_without_making_a_new_one(tmp_pa
         assert not (tmp_path / "spool" / SPOOL_FILE_NAME).exists()
     finally:
         thread.close()
+
+
+def test_a_message_queued_lately_is_read_back_without_a_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_module, "REMEMBERED_MESSAGES", 2)
+    spool = Spool.open(tmp_path / "spool")
+    thread = SpoolThread(spool)
+    queued = [message(stream, 1) for stream in range(3)]
+
+    async def main() -> None:
+        for one in queued:
+            await thread.call(Spool.enqueue, spool, one)
+
+    try:
+        asyncio.run(main())
+        read_back = [thread.read(Spool.next_queued, one.stream_id) for one in queued]
+    finally:
+        thread.close()
+    assert [item.message if item else None for item in read_back] == queued
+    assert read_back[0].message is not queued[0]  # forgotten: parsed from its line
+    assert read_back[1].message is queued[1] and read_back[2].message is queued[2]

@@ -19,7 +19,7 @@ from common.settings import is_loopback
 
 from .config import UploaderConfig
 from .errors import UploaderError
-from .files import AllowedDirs
+from .files import IDLE_DIRECTORY_S, AllowedDirs
 from .health import Readiness, on_loop, spool_health
 from .housekeeping import Housekeeper
 from .metrics import DaemonMetrics, LiveSources, MeteredStore
@@ -293,6 +293,7 @@ async def _serve(config: UploaderConfig, destinations: list[Destination], metric
                                       destination=destination.name if len(destinations) > 1 else None,
                                       followers=followers)
             tasks += [checking, asyncio.create_task(housekeeper.run(), name=f"housekeeping {destination.name}")]
+        tasks.append(asyncio.create_task(_close_idle_directories(allowed), name="idle directories"))
         systemd = SystemdNotifier()
         systemd.notify("READY=1")
         spool_threads = [d.spool_thread for d in destinations]
@@ -327,6 +328,13 @@ def _warn_of_left_destinations(config: UploaderConfig, destinations: Sequence[De
             if directory not in used:
                 log.warning("spool %s is of a destination no --store names now: what it has queued is not"
                             " published (give that --store again, or remove the directory)", directory)
+
+
+async def _close_idle_directories(allowed: AllowedDirs) -> None:
+    """Close the segment directories no message named for a while (``files.IDLE_DIRECTORY_S``)."""
+    while True:
+        await asyncio.sleep(IDLE_DIRECTORY_S)
+        allowed.opened.close_idle()
 
 
 async def _watchdog(systemd: SystemdNotifier, spool_threads: Sequence[SpoolThread]) -> None:

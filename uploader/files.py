@@ -6,8 +6,8 @@ a time from the root's descriptor with O_NOFOLLOW, and the file itself with O_NO
 fstat check. A symlink or directory swapped in after the check therefore fails the open instead of
 leading the read outside the roots (no time-of-check/time-of-use gap).
 
-A directory so opened is kept open (``OpenDirectories``, the most recently used few) and used
-again while its path still names it: ``stat`` of the path gives the same device and inode. One
+A directory so opened is kept open (``OpenDirectories``, the most recently used few, for a minute
+after its last use) and used again while its path still names it: ``stat`` of the path gives the same device and inode. One
 ``stat`` then stands for the resolve and the walk, which cost some 0.4 ms per segment; a path
 that names another directory since (renamed, replaced, re-linked) is resolved and walked afresh.
 """
@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ _CHECK_CHUNK = 188 * 4096  # whole packets: no piece carries a cut packet over t
 
 # Directories kept open: a descriptor each, so a bound well under the usual 1024 of RLIMIT_NOFILE.
 OPEN_DIRECTORIES = 128
+# A directory no message named for this long is closed (``OpenDirectories.close_idle``), seconds:
+# a file system whose streams ended can be unmounted.
+IDLE_DIRECTORY_S = 60.0
 
 
 class DirectoryRefused(UploaderError):
@@ -61,7 +65,8 @@ class OpenDirectories:
     def __init__(self, limit: int = OPEN_DIRECTORIES) -> None:
         self._limit = limit
         self._lock = threading.Lock()
-        self._open: OrderedDict[str, tuple[int, tuple[int, int]]] = OrderedDict()  # path -> (fd, (st_dev, st_ino))
+        # path -> (fd, (st_dev, st_ino), time.monotonic() of its last use), least recently used first
+        self._open: OrderedDict[str, tuple[int, tuple[int, int], float]] = OrderedDict()
 
     def get(self, path: str) -> int | None:
         """A new descriptor (the caller's to close) of the directory ``path`` was checked as, if
@@ -74,6 +79,7 @@ class OpenDirectories:
             kept = self._open.get(path)
             if kept is None or kept[1] != (info.st_dev, info.st_ino):
                 return None
+            self._open[path] = (kept[0], kept[1], time.monotonic())
             self._open.move_to_end(path)
             return os.dup(kept[0])
 
@@ -84,8 +90,16 @@ class OpenDirectories:
             old = self._open.pop(path, None)
             if old is not None:
                 os.close(old[0])
-            self._open[path] = (os.dup(fd), (info.st_dev, info.st_ino))
+            self._open[path] = (os.dup(fd), (info.st_dev, info.st_ino), time.monotonic())
             while len(self._open) > self._limit:
+                os.close(self._open.popitem(last=False)[1][0])
+
+    def close_idle(self, idle_s: float = IDLE_DIRECTORY_S) -> None:
+        """Close the directories not used for ``idle_s`` seconds (hls-uploadd calls it every
+        ``IDLE_DIRECTORY_S``)."""
+        before = time.monotonic() - idle_s
+        with self._lock:
+            while self._open and next(iter(self._open.values()))[2] <= before:
                 os.close(self._open.popitem(last=False)[1][0])
 
     def __len__(self) -> int:

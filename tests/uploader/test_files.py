@@ -211,3 +211,15 @@ def test_the_least_recently_used_directory_is_closed_past_the_limit(tmp_path: Pa
     assert allowed.opened.get(str(root / "d0")) is None  # closed first
     allowed.opened.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_directory_not_used_for_a_while_is_closed(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    assert read(allowed, tree["allowed"]) == b"inside"
+    assert read(allowed, tree["allowed"] / "sub") == b"inside-sub"
+    before = len(os.listdir("/proc/self/fd"))
+    allowed.opened.close_idle(3600.0)
+    assert len(allowed.opened) == 2
+    allowed.opened.close_idle(0.0)
+    assert len(allowed.opened) == 0 and len(os.listdir("/proc/self/fd")) == before - 2
+    assert read(allowed, tree["allowed"]) == b"inside"  # opened again when named again

@@ -43,6 +43,15 @@ OPEN_DIRECTORIES = 128
 IDLE_DIRECTORY_S = 60.0
 
 
+# preadv2's flag for "only what the page cache holds" (Linux 4.14); None where there is none.
+_CACHED_ONLY = getattr(os, "RWF_NOWAIT", None)
+
+
+class WouldBlock(Exception):
+    """Reading the segment would wait for storage (its bytes are not all in the page cache, or
+    the file system cannot say): read it where waiting is fine, off the event loop."""
+
+
 class DirectoryRefused(UploaderError):
     """A message names a directory the daemon may not read: the peer's request is refused."""
 
@@ -203,19 +212,44 @@ class AllowedDirs:
             pass  # out of descriptors: this one still serves, unkept
         return fd
 
-    def not_mpegts(self, output_directory: str, name: str) -> str | None:
+    def not_mpegts(self, output_directory: str, name: str, *, cached_only: bool = False) -> str | None:
         """Why the segment file is not MPEG-TS (mpegts.py), one line naming it; None when it is,
         or when it cannot be opened now (its upload then fails and says why, as for a file that
-        goes away later). Reads the file once, in chunks; blocking, run it off the event loop."""
+        goes away later). Reads the file once, in chunks; blocking, run it off the event loop,
+        unless ``cached_only``: then only bytes the page cache holds are read (``preadv2`` with
+        ``RWF_NOWAIT``; a segment just written is there), and WouldBlock is raised when one is
+        not. The file's metadata (opening it) is still read either way."""
         check = TransportStreamCheck()
         try:
             with self.open_segment(output_directory, name) as file:
-                while piece := file.read(_CHECK_CHUNK):
-                    check.feed(piece)
+                if cached_only:
+                    _feed_cached(file.fileno(), check)
+                else:
+                    while piece := file.read(_CHECK_CHUNK):
+                        check.feed(piece)
         except (UploaderError, OSError):
             return None
         reason = check.refusal()
         return None if reason is None else f"segment {os.path.join(output_directory, name)} is not MPEG-TS: {reason}"
+
+
+def _feed_cached(fd: int, check: TransportStreamCheck) -> None:
+    """Feed ``check`` the whole file ``fd`` from the page cache; raises WouldBlock as soon as
+    a chunk is not all there (preadv2 returns the part that is, then EAGAIN)."""
+    if _CACHED_ONLY is None:
+        raise WouldBlock
+    offset = 0
+    while True:
+        piece = bytearray(_CHECK_CHUNK)
+        try:
+            count = os.preadv(fd, [piece], offset, _CACHED_ONLY)
+        except OSError:  # EAGAIN: not in the cache; EOPNOTSUPP: a file system that cannot say
+            raise WouldBlock from None
+        if count == 0:
+            return
+        del piece[count:]
+        check.feed(piece)
+        offset += count
 
 
 def _open_below(root: Path, parts: tuple[str, ...], shown: str) -> int:

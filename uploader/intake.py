@@ -35,7 +35,7 @@ from common.logs import SEGMENT, STREAM
 from protocol import Ack, ChallengeSession, IndexMessage, Reject, Reply, writer_label
 
 from .alignment import AlignmentTracker
-from .files import AllowedDirs, DirectoryRefused, SegmentFileError
+from .files import AllowedDirs, DirectoryRefused, SegmentFileError, WouldBlock
 from .metrics import DaemonMetrics, Refusal
 from .ownership import Claim, OwnershipRule
 from .payloads import PayloadError, PayloadFile, PayloadsBusy, PayloadStore
@@ -134,8 +134,11 @@ class Intake:
             return refused
         if message.size is None:
             if message.last_segment > 0:
-                reason = await asyncio.get_running_loop().run_in_executor(
-                    None, self._allowed.not_mpegts, message.output_directory, message.segment_name)
+                try:  # here when the page cache has the file (a hand-off to a thread costs more)
+                    reason = self._allowed.not_mpegts(message.output_directory, message.segment_name, cached_only=True)
+                except WouldBlock:
+                    reason = await asyncio.get_running_loop().run_in_executor(
+                        None, self._allowed.not_mpegts, message.output_directory, message.segment_name)
                 if reason is not None:
                     return self._refuse(peer, message, reason, Refusal.PAYLOAD)
             reply, _ = await self._queue(peer, message)

@@ -244,3 +244,20 @@ def place_segment(source: Path, directory: Path, output_prefix: str, number: int
     shutil.copyfile(source, temp)
     os.replace(temp, target)
     return target
+
+
+def drop_from_page_cache(path: Path) -> bool:
+    """Write ``path`` to disk and drop its pages from the page cache, as a segment written long
+    ago or on another host is: a read must then wait for storage. False where the file system
+    keeps its pages (tmpfs, /proc/self/mounts says)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    mounts = [line.split()[1:3] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    real = os.path.realpath(path)
+    _, kind = max(((point, kind) for point, kind in mounts if real == point or real.startswith(point.rstrip("/") + "/")),
+                  key=lambda mount: len(mount[0]))
+    return kind != "tmpfs"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from uploader.files import AllowedDirs, DirectoryRefused, OpenDirectories, SegmentFileError
+from tests.support.daemon import drop_from_page_cache
+from uploader.files import AllowedDirs, DirectoryRefused, OpenDirectories, SegmentFileError, WouldBlock
 
 NAME = "seg-00001.ts"
 
@@ -223,3 +224,31 @@ def test_a_directory_not_used_for_a_while_is_closed(tree: dict[str, Path]) -> No
     allowed.opened.close_idle(0.0)
     assert len(allowed.opened) == 0 and len(os.listdir("/proc/self/fd")) == before - 2
     assert read(allowed, tree["allowed"]) == b"inside"  # opened again when named again
+
+
+# -- the MPEG-TS check from the page cache (on the event loop) ------------------------------------
+
+def test_the_check_from_the_page_cache_gives_the_verdict_of_a_read(tree: dict[str, Path], segment_source: Path) -> None:
+    allowed = dirs(tree["allowed"])
+    # Three times a real segment: whole packets over more than one chunk of the check.
+    (tree["allowed"] / "seg-00002.ts").write_bytes(segment_source.read_bytes() * 3)
+    (tree["allowed"] / "seg-00003.ts").write_bytes(segment_source.read_bytes()[:-100])
+    for name, expected in [("seg-00002.ts", None), ("seg-00003.ts", "not a whole number of 188-byte packets"), (NAME, "not a whole number")]:
+        cached = allowed.not_mpegts(str(tree["allowed"]), name, cached_only=True)
+        assert cached == allowed.not_mpegts(str(tree["allowed"]), name)
+        assert cached is None if expected is None else expected in cached
+    assert allowed.not_mpegts(str(tree["allowed"]), "seg-00009.ts", cached_only=True) is None  # missing: said at upload
+
+
+def test_the_check_from_the_page_cache_would_block_on_a_file_the_cache_has_not(
+    tree: dict[str, Path], segment_source: Path
+) -> None:
+    allowed = dirs(tree["allowed"])
+    path = tree["allowed"] / "seg-00002.ts"
+    path.write_bytes(segment_source.read_bytes())
+    if not drop_from_page_cache(path):
+        pytest.skip(f"the file system of {path} is tmpfs: its pages never leave the cache")
+    with pytest.raises(WouldBlock):
+        allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts", cached_only=True)
+    assert allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts") is None  # read, so now cached
+    assert allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts", cached_only=True) is None

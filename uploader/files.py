@@ -6,10 +6,11 @@ a time from the root's descriptor with O_NOFOLLOW, and the file itself with O_NO
 fstat check. A symlink or directory swapped in after the check therefore fails the open instead of
 leading the read outside the roots (no time-of-check/time-of-use gap).
 
-A directory so opened is kept open (``OpenDirectories``, the most recently used few, for a minute
-after its last use) and used again while its path still names it: ``stat`` of the path gives the same device and inode. One
-``stat`` then stands for the resolve and the walk, which cost some 0.4 ms per segment; a path
-that names another directory since (renamed, replaced, re-linked) is resolved and walked afresh.
+A directory so opened is kept open (``OpenDirectories``: the most recently used few, for a minute
+after their last use) and used again while its path still names it, i.e. ``stat`` of the path
+gives the same device and inode. One ``stat`` then stands for the resolve and the walk, which cost
+some 0.4 ms per segment; a path that names another directory since (renamed, replaced, re-linked)
+is resolved and walked afresh.
 """
 
 from __future__ import annotations

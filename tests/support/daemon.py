@@ -258,6 +258,6 @@ def drop_from_page_cache(path: Path) -> bool:
         os.close(fd)
     mounts = [line.split()[1:3] for line in Path("/proc/self/mounts").read_text().splitlines()]
     real = os.path.realpath(path)
-    _, kind = max(((point, kind) for point, kind in mounts if real == point or real.startswith(point.rstrip("/") + "/")),
-                  key=lambda mount: len(mount[0]))
+    under = [(point, kind) for point, kind in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
+    _, kind = max(under, key=lambda mount: len(mount[0]))
     return kind != "tmpfs"

@@ -233,7 +233,9 @@ def test_the_check_from_the_page_cache_gives_the_verdict_of_a_read(tree: dict[st
     # Three times a real segment: whole packets over more than one chunk of the check.
     (tree["allowed"] / "seg-00002.ts").write_bytes(segment_source.read_bytes() * 3)
     (tree["allowed"] / "seg-00003.ts").write_bytes(segment_source.read_bytes()[:-100])
-    for name, expected in [("seg-00002.ts", None), ("seg-00003.ts", "not a whole number of 188-byte packets"), (NAME, "not a whole number")]:
+    expected_reasons = [("seg-00002.ts", None), ("seg-00003.ts", "not a whole number of 188-byte packets"),
+                        (NAME, "not a whole number")]
+    for name, expected in expected_reasons:
         cached = allowed.not_mpegts(str(tree["allowed"]), name, cached_only=True)
         assert cached == allowed.not_mpegts(str(tree["allowed"]), name)
         assert cached is None if expected is None else expected in cached

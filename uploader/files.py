@@ -22,7 +22,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,6 +46,10 @@ IDLE_DIRECTORY_S = 60.0
 
 # preadv2's flag for "only what the page cache holds" (Linux 4.14); None where there is none.
 _CACHED_ONLY = getattr(os, "RWF_NOWAIT", None)
+# A segment file larger than this is checked on a thread even when cached, bytes: a read on the
+# event loop stays within a few ms (a 6-s segment at 5 Mbit/s is 3.6 MiB). Holes of a sparse
+# file read without waiting for storage, so the cache alone would not bound it.
+MAX_CACHED_CHECK_BYTES = 4 << 20
 
 
 class WouldBlock(Exception):
@@ -66,51 +70,68 @@ class SegmentFileError(UploaderError):
         self.errno = errno
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    fd: int
+    identity: tuple[int, int]  # st_dev, st_ino
+    real: str  # where it was when checked: its path as the kernel names it (/proc/self/fd/N)
+    used_at: float  # time.monotonic()
+
+
 class OpenDirectories:
     """Descriptors of checked directories, by the path a message named them with: up to
-    ``limit``, the least recently used closed first. Safe to share between threads: each use
-    gets its own duplicate of the descriptor, so closing one here never pulls it from under a
-    reader."""
+    ``limit``, the least recently used closed first. One is used again only while the path
+    still names it (``stat``: the same device and inode) and it is still where it was checked
+    (the kernel's name of the descriptor, ``/proc/self/fd/N``: a directory moved out of the
+    roots, or removed, is not). Safe to share between threads: each use gets its own duplicate
+    of the descriptor, so closing one here never pulls it from under a reader."""
 
     def __init__(self, limit: int = OPEN_DIRECTORIES) -> None:
         self._limit = limit
         self._lock = threading.Lock()
-        # path -> (fd, (st_dev, st_ino), time.monotonic() of its last use), least recently used first
-        self._open: OrderedDict[str, tuple[int, tuple[int, int], float]] = OrderedDict()
+        self._open: OrderedDict[str, _Kept] = OrderedDict()  # by path, least recently used first
 
     def get(self, path: str) -> int | None:
         """A new descriptor (the caller's to close) of the directory ``path`` was checked as, if
-        ``path`` still names it; else None."""
+        ``path`` still names it and it is where it was; else None (also when no descriptor is
+        left to duplicate it: the caller checks the path afresh)."""
         try:
             info = os.stat(path)
         except OSError:
             return None
         with self._lock:
             kept = self._open.get(path)
-            if kept is None or kept[1] != (info.st_dev, info.st_ino):
+            if kept is None or kept.identity != (info.st_dev, info.st_ino) or _real_name(kept.fd) != kept.real:
                 return None
-            self._open[path] = (kept[0], kept[1], time.monotonic())
+            self._open[path] = replace(kept, used_at=time.monotonic())
             self._open.move_to_end(path)
-            return os.dup(kept[0])
+            try:
+                return os.dup(kept.fd)
+            except OSError:
+                return None
 
     def keep(self, path: str, fd: int) -> None:
-        """Keep a duplicate of ``fd``, the checked directory ``path`` names, for ``get``."""
+        """Keep a duplicate of ``fd``, the checked directory ``path`` names, for ``get``; nothing
+        where the kernel does not name descriptors (no /proc). Raises OSError (EMFILE)."""
+        real = _real_name(fd)
+        if real is None:
+            return
         info = os.fstat(fd)
         with self._lock:
             old = self._open.pop(path, None)
             if old is not None:
-                os.close(old[0])
-            self._open[path] = (os.dup(fd), (info.st_dev, info.st_ino), time.monotonic())
+                os.close(old.fd)
+            self._open[path] = _Kept(os.dup(fd), (info.st_dev, info.st_ino), real, time.monotonic())
             while len(self._open) > self._limit:
-                os.close(self._open.popitem(last=False)[1][0])
+                os.close(self._open.popitem(last=False)[1].fd)
 
     def close_idle(self, idle_s: float = IDLE_DIRECTORY_S) -> None:
         """Close the directories not used for ``idle_s`` seconds (hls-uploadd calls it every
         ``IDLE_DIRECTORY_S``)."""
         before = time.monotonic() - idle_s
         with self._lock:
-            while self._open and next(iter(self._open.values()))[2] <= before:
-                os.close(self._open.popitem(last=False)[1][0])
+            while self._open and next(iter(self._open.values())).used_at <= before:
+                os.close(self._open.popitem(last=False)[1].fd)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -119,9 +140,18 @@ class OpenDirectories:
         """Close every descriptor kept."""
         with self._lock:
             while self._open:
-                os.close(self._open.popitem()[1][0])
+                os.close(self._open.popitem()[1].fd)
 
     __del__ = close
+
+
+def _real_name(fd: int) -> str | None:
+    """The path the kernel gives the open directory ``fd`` now ("... (deleted)" once removed);
+    None without /proc."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +256,7 @@ class AllowedDirs:
                 if cached_only:
                     _feed_cached(file.fileno(), check)
                 else:
-                    while piece := file.read(_CHECK_CHUNK):
+                    while not check.settled and (piece := file.read(_CHECK_CHUNK)):
                         check.feed(piece)
         except (UploaderError, OSError):
             return None
@@ -235,12 +265,13 @@ class AllowedDirs:
 
 
 def _feed_cached(fd: int, check: TransportStreamCheck) -> None:
-    """Feed ``check`` the whole file ``fd`` from the page cache; raises WouldBlock as soon as
-    a chunk is not all there (preadv2 returns the part that is, then EAGAIN)."""
-    if _CACHED_ONLY is None:
+    """Feed ``check`` the whole file ``fd`` from the page cache (until its verdict is settled);
+    raises WouldBlock as soon as a chunk is not all there (preadv2 returns the part that is,
+    then EAGAIN), and for a file over ``MAX_CACHED_CHECK_BYTES``."""
+    if _CACHED_ONLY is None or os.fstat(fd).st_size > MAX_CACHED_CHECK_BYTES:
         raise WouldBlock
     offset = 0
-    while True:
+    while not check.settled:
         piece = bytearray(_CHECK_CHUNK)
         try:
             count = os.preadv(fd, [piece], offset, _CACHED_ONLY)
@@ -248,6 +279,8 @@ def _feed_cached(fd: int, check: TransportStreamCheck) -> None:
             raise WouldBlock from None
         if count == 0:
             return
+        if offset + count > MAX_CACHED_CHECK_BYTES:  # grown since its fstat
+            raise WouldBlock
         del piece[count:]
         check.feed(piece)
         offset += count

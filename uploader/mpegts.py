@@ -50,6 +50,12 @@ class TransportStreamCheck:
             self._has_pat = _find_pat(data, whole)
         self._offset += whole
 
+    @property
+    def settled(self) -> bool:
+        """Whether the verdict is refusal already (a packet without its sync byte): nothing fed
+        later can change it, so the rest need not be read."""
+        return self._bad_sync is not None
+
     def refusal(self) -> str | None:
         """None for a transport stream with a PAT; else one line naming what is wrong."""
         if self._bad_sync is not None:

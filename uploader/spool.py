@@ -158,6 +158,8 @@ MIN_FREE_BYTES = 1 << 20
 
 # Messages queued lately, kept by their stored line so that reading one back costs no parse.
 REMEMBERED_MESSAGES = 1024
+# How long a read beside the writing thread waits for a lock, ms (``Spool.reader``).
+READER_BUSY_TIMEOUT_MS = 1000
 
 
 class SpoolError(UploaderError):
@@ -371,11 +373,20 @@ class Spool:
         """A view of this spool through a connection of its own that cannot write (``PRAGMA
         query_only``), for reads beside the writing thread. WAL: each read sees every transaction
         committed before it began, never one in progress. Never creates the file. Raises
-        sqlite3.Error."""
+        sqlite3.Error, OSError, and SpoolBroken when the file at the path is not the one this
+        spool writes (replaced since)."""
         db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA query_only=1")
-        db.execute("PRAGMA busy_timeout=5000")
-        view = Spool(db, self.path)
+        try:
+            db.execute("PRAGMA query_only=1")
+            # Short: a read waits on the event loop (a WAL reader is kept waiting only while a
+            # crashed writer's log is recovered); past it the caller tries again later.
+            db.execute(f"PRAGMA busy_timeout={READER_BUSY_TIMEOUT_MS}")
+            view = Spool(db, self.path)
+            if view._identity != self._identity:
+                raise SpoolBroken(f"spool {self.path} was replaced by another file: stopped accepting messages")
+        except BaseException:
+            db.close()
+            raise
         view._queued_lines = self._queued_lines
         return view
 
@@ -935,7 +946,10 @@ class SpoolThread:
         self._on_broken = on_broken  # told once, from the thread that met it
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
-        self._reader: Spool | None = None  # opened on the first read
+        self._breaking = threading.Lock()
+        self._reader: Spool | None = None
+        with contextlib.suppress(sqlite3.Error, OSError, SpoolError):
+            self._reader = spool.reader()  # now, beside the writer; else at the first read, which says why not
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
         self._thread.start()
 
@@ -955,15 +969,19 @@ class SpoolThread:
         """``function(spool, *args)`` run here, on the caller's thread, with ``spool`` a read-only
         view of the spool (``Spool.reader``): for a read of a few rows, which sees every call
         whose ``call`` returned. Raises what ``function`` raises, SQLite's and the file system's
-        errors as SpoolError; SpoolBroken once the spool failed for good, or when the read meets a damaged page."""
+        errors as SpoolError; SpoolBroken once the spool failed for good, or when the read finds
+        the file removed or replaced (``Spool.check_identity``) or meets a damaged page."""
         if self._closed:
             raise RuntimeError("the spool is closed")
         if self.broken is not None:
             raise self.broken
         try:
+            self.spool.check_identity()  # one stat: the file is still the one written
             if self._reader is None:
                 self._reader = self.spool.reader()
             return function(self._reader, *args)
+        except SpoolBroken as error:
+            raise self._break(error) from None
         except sqlite3.Error as error:
             failed = _write_failed(error, self.spool.path, "read")
             if isinstance(failed, SpoolBroken):
@@ -1034,9 +1052,13 @@ class SpoolThread:
 
     def _break(self, error: SpoolBroken) -> SpoolBroken:
         """The spool failed for good: the first such error is kept (and told), and returned."""
-        if self.broken is None:
-            self.broken = error
+        with self._breaking:
+            first = self.broken is None
+            if first:
+                self.broken = error
+        if first:
             self._on_broken(error)
+        assert self.broken is not None
         return self.broken
 
     def _broken_by(self, outcomes: list[tuple[bool, Any]]) -> SpoolBroken | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,62 @@ def test_the_check_from_the_page_cache_would_block_on_a_file_the_cache_has_not(
         allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts", cached_only=True)
     assert allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts") is None  # read, so now cached
     assert allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts", cached_only=True) is None
+
+
+def test_a_directory_moved_out_of_the_roots_is_not_used_again(tree: dict[str, Path]) -> None:
+    """A hostile local user moves a checked directory out of the roots and puts a symlink to
+    it where it was: the path still names the kept directory, which is no longer under a root."""
+    allowed = dirs(tree["allowed"])
+    sub = tree["allowed"] / "sub"
+    assert read(allowed, sub) == b"inside-sub"
+    os.rename(sub, tree["outside"] / "sub")
+    (tree["outside"] / "sub" / NAME).write_bytes(b"SECRET")
+    sub.symlink_to(tree["outside"] / "sub")
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        allowed.check(str(sub))
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        read(allowed, sub)
+    with pytest.raises(DirectoryRefused, match="not allowed"):
+        allowed.remove_segment(str(sub), NAME)
+    assert (tree["outside"] / "sub" / NAME).read_bytes() == b"SECRET"
+
+
+def test_out_of_descriptors_a_kept_directory_is_checked_afresh_and_a_read_fails_as_a_segment_file_error(
+    tree: dict[str, Path],
+) -> None:
+    # In a process of its own: the descriptor limit is lowered until nothing more can be opened.
+    script = f"""
+import os, resource
+from pathlib import Path
+from uploader.files import AllowedDirs, SegmentFileError
+allowed = AllowedDirs((Path({str(tree["allowed"].resolve())!r}),))
+directory = {str(tree["allowed"] / "sub")!r}
+with allowed.open_segment(directory, {NAME!r}) as file:
+    assert file.read() == b"inside-sub"
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+allowed.check(directory)  # no descriptor needed
+try:
+    allowed.open_segment(directory, {NAME!r})
+except SegmentFileError as error:
+    print("SegmentFileError", error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0 and done.stdout.startswith("SegmentFileError"), done.stdout + done.stderr
+    assert "Too many open files" in done.stdout
+
+
+def test_a_huge_or_sparse_file_is_not_read_on_the_event_loop_nor_past_its_first_bad_packet(tree: dict[str, Path]) -> None:
+    allowed = dirs(tree["allowed"])
+    with open(tree["allowed"] / "seg-00002.ts", "wb") as file:
+        file.truncate(1 << 40)  # 1 TiB of holes: read without waiting for storage, for hours
+    with pytest.raises(WouldBlock):
+        allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts", cached_only=True)
+    reason = allowed.not_mpegts(str(tree["allowed"]), "seg-00002.ts")  # returns: stops at byte 0
+    assert reason is not None and "no sync byte 0x47 at byte 0" in reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -226,13 +227,30 @@ def test_a_damaged_page_met_by_a_read_stops_the_spool_once(tmp_path: Path) -> No
     assert len(told) == 1 and "is damaged" in str(told[0])
 
 
-def test_a_read_of_a_spool_whose_file_went_fails_without_making_a_new_one(tmp_path: Path) -> None:
-    thread = SpoolThread(Spool.open(tmp_path / "spool"))
+@pytest.mark.parametrize("fault", ["removed", "replaced"])
+@pytest.mark.parametrize("reader", ["opened", "first-read"])
+def test_a_read_of_a_spool_whose_file_went_stops_the_spool_without_making_a_new_one(
+    tmp_path: Path, fault: str, reader: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "spool" / SPOOL_FILE_NAME
+    spool = Spool.open(tmp_path / "spool")
+    if reader == "first-read":  # the reader could not be opened with the spool: it is at the first read
+        monkeypatch.setattr(Spool, "reader", lambda self: (_ for _ in ()).throw(sqlite3.OperationalError("busy")))
+    told: list[SpoolBroken] = []
+    thread = SpoolThread(spool, on_broken=told.append)
+    monkeypatch.undo()
     try:
-        (tmp_path / "spool" / SPOOL_FILE_NAME).unlink()
-        with pytest.raises(SpoolError, match="spool read failed: unable to open database file"):
+        path.unlink()
+        if fault == "replaced":  # another database at the path: never read in place of the spool
+            other = sqlite3.connect(path)
+            other.execute("CREATE TABLE messages (id INTEGER)")
+            other.close()
+        with pytest.raises(SpoolBroken, match="is gone" if fault == "removed" else "was replaced"):
             thread.read(Spool.queued_count)
-        assert not (tmp_path / "spool" / SPOOL_FILE_NAME).exists()
+        assert path.exists() == (fault == "replaced")
+        assert len(told) == 1
+        with pytest.raises(SpoolBroken):
+            asyncio.run(thread.call(Spool.queued_count, spool))
     finally:
         thread.close()
 
@@ -255,3 +273,15 @@ def test_a_message_queued_lately_is_read_back_without_a_parse(tmp_path: Path, mo
     assert [item.message if item else None for item in read_back] == queued
     assert read_back[0].message is not queued[0]  # forgotten: parsed from its line
     assert read_back[1].message is queued[1] and read_back[2].message is queued[2]
+
+
+def test_a_reader_is_never_opened_on_another_file_than_the_spool_s(tmp_path: Path) -> None:
+    spool = Spool.open(tmp_path / "spool")
+    try:
+        path = tmp_path / "spool" / SPOOL_FILE_NAME
+        os.replace(path, tmp_path / "moved")
+        sqlite3.connect(path).close()
+        with pytest.raises(SpoolBroken, match="was replaced"):
+            spool.reader()
+    finally:
+        spool.close()

@@ -187,8 +187,8 @@ class SpoolBroken(SpoolError):
     transient = False
 
 
-def _write_failed(error: sqlite3.Error, path: Path, doing: str = "write") -> SpoolError:
-    """The SpoolError for ``error`` raised by a write (or ``doing``) of the spool at ``path``:
+def _failed(error: sqlite3.Error, path: Path, doing: str = "write") -> SpoolError:
+    """The SpoolError for ``error`` raised by a ``doing`` (write, read) of the spool at ``path``:
     SpoolBroken when SQLite says the file is damaged, else a transient SpoolError (disk full, I/O)."""
     if _is_damage(error):
         return SpoolBroken(f"spool {path} is damaged ({error}): stopped")
@@ -399,12 +399,12 @@ class Spool:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """One transaction (``_transaction``); SQLite's errors leave it as SpoolError
-        (``_write_failed``: SpoolBroken for a damaged file)."""
+        (``_failed``: SpoolBroken for a damaged file)."""
         try:
             with _transaction(self._db):
                 yield
         except sqlite3.Error as error:
-            raise _write_failed(error, self.path) from None
+            raise _failed(error, self.path) from None
 
     def check_identity(self) -> None:
         """Raise SpoolBroken when the spool's file is no longer the one opened (removed, replaced,
@@ -983,7 +983,7 @@ class SpoolThread:
         except SpoolBroken as error:
             raise self._break(error) from None
         except sqlite3.Error as error:
-            failed = _write_failed(error, self.spool.path, "read")
+            failed = _failed(error, self.spool.path, "read")
             if isinstance(failed, SpoolBroken):
                 failed = self._break(failed)
             raise failed from None
@@ -1028,7 +1028,7 @@ class SpoolThread:
                 db.execute("BEGIN IMMEDIATE")
                 began = True
         except sqlite3.Error as error:
-            outcomes = [(False, _write_failed(error, self.spool.path))] * len(group)
+            outcomes = [(False, _failed(error, self.spool.path))] * len(group)
         else:
             for job in group:
                 try:
@@ -1041,7 +1041,7 @@ class SpoolThread:
                 except sqlite3.Error as error:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
-                    outcomes = [(False, _write_failed(error, self.spool.path))] * len(group)
+                    outcomes = [(False, _failed(error, self.spool.path))] * len(group)
         broken = self._broken_by(outcomes)
         if broken is not None:
             # Nothing of this group is answered as done: an OK now could be lost with the file.

@@ -235,7 +235,10 @@ def test_a_read_of_a_spool_whose_file_went_stops_the_spool_without_making_a_new_
     path = tmp_path / "spool" / SPOOL_FILE_NAME
     spool = Spool.open(tmp_path / "spool")
     if reader == "first-read":  # the reader could not be opened with the spool: it is at the first read
-        monkeypatch.setattr(Spool, "reader", lambda self: (_ for _ in ()).throw(sqlite3.OperationalError("busy")))
+        def busy(self: Spool) -> Spool:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(Spool, "reader", busy)
     told: list[SpoolBroken] = []
     thread = SpoolThread(spool, on_broken=told.append)
     monkeypatch.undo()

@@ -7,10 +7,11 @@ fstat check. A symlink or directory swapped in after the check therefore fails t
 leading the read outside the roots (no time-of-check/time-of-use gap).
 
 A directory so opened is kept open (``OpenDirectories``: the most recently used few, for a minute
-after their last use) and used again while its path still names it, i.e. ``stat`` of the path
-gives the same device and inode. One ``stat`` then stands for the resolve and the walk, which cost
-some 0.4 ms per segment; a path that names another directory since (renamed, replaced, re-linked)
-is resolved and walked afresh.
+or two after their last use) and used again while its path still names it (``stat`` of the path
+gives the same device and inode) and it is still where it was checked (``/proc/self/fd/N``). Those
+two calls then stand for the resolve and the walk, which cost some 0.4 ms per segment; a path that
+names another directory since (renamed, replaced, re-linked), and a directory moved elsewhere or
+removed, are resolved and walked afresh.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ import stat
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from .errors import UploaderError
-from .mpegts import TransportStreamCheck
+from .mpegts import PACKET_SIZE, TransportStreamCheck
 
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]{5,10}\.ts")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK so that opening a FIFO planted under the segment's name cannot block the daemon.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+T = TypeVar("T")
 
 _CHECK_CHUNK = 188 * 4096  # whole packets: no piece carries a cut packet over to the next
 
@@ -91,10 +95,20 @@ class OpenDirectories:
         self._lock = threading.Lock()
         self._open: OrderedDict[str, _Kept] = OrderedDict()  # by path, least recently used first
 
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` still names a directory kept, which is where it was checked."""
+        return self._use(path, lambda kept: True) is not None
+
     def get(self, path: str) -> int | None:
         """A new descriptor (the caller's to close) of the directory ``path`` was checked as, if
         ``path`` still names it and it is where it was; else None (also when no descriptor is
         left to duplicate it: the caller checks the path afresh)."""
+        return self._use(path, _duplicate)
+
+    def _use(self, path: str, take: Callable[[_Kept], T]) -> T | None:
+        """``take(kept)``, under the lock (no descriptor is closed meanwhile), of the directory
+        kept for ``path`` if ``path`` still names it and it is where it was checked, marked as
+        used now; else None."""
         try:
             info = os.stat(path)
         except OSError:
@@ -105,10 +119,7 @@ class OpenDirectories:
                 return None
             self._open[path] = replace(kept, used_at=time.monotonic())
             self._open.move_to_end(path)
-            try:
-                return os.dup(kept.fd)
-            except OSError:
-                return None
+            return take(kept)
 
     def keep(self, path: str, fd: int) -> None:
         """Keep a duplicate of ``fd``, the checked directory ``path`` names, for ``get``; nothing
@@ -145,6 +156,13 @@ class OpenDirectories:
     __del__ = close
 
 
+def _duplicate(kept: _Kept) -> int | None:
+    try:
+        return os.dup(kept.fd)
+    except OSError:  # out of descriptors
+        return None
+
+
 def _real_name(fd: int) -> str | None:
     """The path the kernel gives the open directory ``fd`` now ("... (deleted)" once removed);
     None without /proc."""
@@ -165,11 +183,8 @@ class AllowedDirs:
     def check(self, output_directory: str) -> None:
         """Raise DirectoryRefused unless a message's directory is under one of the roots:
         ``resolve``, unless the path still names a directory checked and kept open before."""
-        kept = self.opened.get(output_directory)
-        if kept is None:
+        if not self.opened.holds(output_directory):
             self.resolve(output_directory)
-        else:
-            os.close(kept)
 
     def resolve(self, output_directory: str) -> tuple[Path, tuple[str, ...]]:
         """(root, components below it) of a message's directory, resolved with realpath.
@@ -268,11 +283,14 @@ def _feed_cached(fd: int, check: TransportStreamCheck) -> None:
     """Feed ``check`` the whole file ``fd`` from the page cache (until its verdict is settled);
     raises WouldBlock as soon as a chunk is not all there (preadv2 returns the part that is,
     then EAGAIN), and for a file over ``MAX_CACHED_CHECK_BYTES``."""
-    if _CACHED_ONLY is None or os.fstat(fd).st_size > MAX_CACHED_CHECK_BYTES:
+    size = os.fstat(fd).st_size
+    if _CACHED_ONLY is None or size > MAX_CACHED_CHECK_BYTES:
         raise WouldBlock
     offset = 0
     while not check.settled:
-        piece = bytearray(_CHECK_CHUNK)
+        # What the file has left and a packet more, to meet its end (or that it grew): a buffer
+        # cut down after the read costs some 0.9 ms here, twenty times the read itself.
+        piece = bytearray(min(_CHECK_CHUNK, max(size - offset, 0) + PACKET_SIZE))
         try:
             count = os.preadv(fd, [piece], offset, _CACHED_ONLY)
         except OSError:  # EAGAIN: not in the cache; EOPNOTSUPP: a file system that cannot say

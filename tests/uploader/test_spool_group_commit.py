@@ -16,8 +16,9 @@ from tests.support.messages import ORIGINAL_MESSAGE
 from uploader import spool as spool_module
 from uploader.spool import SPOOL_FILE_NAME, Queued, Spool, SpoolBroken, SpoolError, SpoolThread, _transaction
 
+from .test_spool_safety import damage_pages
+
 MESSAGE = dataclasses.replace(ORIGINAL_MESSAGE, last_segment=1, duration=9.96)
-PAGE_BYTES = 4096  # SQLite's default page size
 
 
 def message(stream: int, last: int) -> IndexMessage:
@@ -206,11 +207,7 @@ def test_a_damaged_page_met_by_a_read_stops_the_spool_once(tmp_path: Path) -> No
             await thread.call(Spool.enqueue, spool, message(stream, 1))
         assert thread.read(Spool.queued_count) == 40
         spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = (path / SPOOL_FILE_NAME).stat().st_size
-        with open(path / SPOOL_FILE_NAME, "r+b") as file:
-            for offset in range(PAGE_BYTES, size, PAGE_BYTES):
-                file.seek(offset)
-                file.write(b"\xa5" * PAGE_BYTES)
+        damage_pages(path / SPOOL_FILE_NAME)
         # Another connection's commit: the reader's pages are read from the file again.
         other = sqlite3.connect(path / SPOOL_FILE_NAME, isolation_level=None)
         other.execute("PRAGMA user_version=2")

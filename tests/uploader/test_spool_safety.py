@@ -74,7 +74,7 @@ def _one_line(text: str) -> str:
     return lines[0]
 
 
-def _damage_pages(path: Path) -> None:
+def damage_pages(path: Path) -> None:
     """Overwrite every page after the first (the header and schema) with bytes no page holds."""
     size = path.stat().st_size
     assert size > PAGE_BYTES, "the spool has no page to damage"
@@ -150,7 +150,7 @@ def test_a_damaged_page_is_found_at_start_with_one_line(
     assert daemon.stop() == 0
     spool_file = daemon.spool_dir / SPOOL_FILE_NAME
     _checkpoint(spool_file)
-    _damage_pages(spool_file)
+    damage_pages(spool_file)
     done = _run_on_spool(daemon.spool_dir)
     assert done.returncode == EXIT_SPOOL
     line = _one_line(done.stderr)
@@ -167,7 +167,7 @@ def test_a_page_damaged_mid_run_stops_the_daemon_with_one_line(
         assert client.send(legit_message(segments_dir, "bucket", 1)) == Ack(1)
         wait_for(playlist.exists, message="the first playlist")
         _checkpoint(spool_file)
-        _damage_pages(spool_file)
+        damage_pages(spool_file)
         # Another writer's commit: the daemon's SQLite reads its pages from the file again.
         with sqlite3.connect(spool_file, isolation_level=None) as other:
             other.execute("PRAGMA user_version=2")

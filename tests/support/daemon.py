@@ -8,6 +8,8 @@ for the process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import re
 import selectors
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from protocol import HELLO_REQUEST, Challenge, IndexMessage, Reply, ReplyDecoder, encode_message, sign
 from tests.support.net import LOOPBACK
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -246,18 +250,45 @@ def place_segment(source: Path, directory: Path, output_prefix: str, number: int
     return target
 
 
-def drop_from_page_cache(path: Path) -> bool:
+def drop_from_page_cache(path: Path, *, attempts: int = 50) -> bool:
     """Write ``path`` to disk and drop its pages from the page cache, as a segment written long
-    ago or on another host is: a read must then wait for storage. False where the file system
-    keeps its pages (tmpfs, /proc/self/mounts says)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    ago or on another host is: a read must then wait for storage. The drop (``fadvise``
+    DONTNEED) is advice the kernel may not take at once, so it is asked again until ``mincore``
+    finds none of the file's pages resident. False where the file system keeps its pages (tmpfs,
+    /proc/self/mounts says). Raises AssertionError when the kernel kept them through every
+    attempt."""
     mounts = [line.split()[1:3] for line in Path("/proc/self/mounts").read_text().splitlines()]
     real = os.path.realpath(path)
     under = [(point, kind) for point, kind in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
     _, kind = max(under, key=lambda mount: len(mount[0]))
-    return kind != "tmpfs"
+    if kind == "tmpfs":
+        return False
+    for _ in range(attempts):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        if resident_pages(path) == 0:
+            return True
+        time.sleep(0.02)
+    raise AssertionError(f"the kernel kept {resident_pages(path)} pages of {path} in its cache")
+
+
+def resident_pages(path: Path) -> int:
+    """How many of ``path``'s pages the page cache holds now (mincore(2) on a private mapping,
+    which reads nothing)."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    residency = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapping:
+        start = ctypes.c_char.from_buffer(mapping)
+        try:
+            if _LIBC.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), residency) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore of {path}: {os.strerror(ctypes.get_errno())}")
+        finally:
+            del start  # a buffer exported from the mapping keeps it from closing
+    return sum(page & 1 for page in residency)

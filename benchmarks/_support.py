@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import math
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,20 +137,51 @@ class ProcFigures:
     cpu_s: float
     rss_kib: int
     hwm_kib: int
+    # Thread id -> (name, user CPU s, system CPU s), from /proc/PID/task/TID/stat.
+    threads: dict[int, tuple[str, float, float]] = field(default_factory=dict)
+
+
+def _stat_of(path: str) -> tuple[str, float, float]:
+    """A /proc stat file's command name, user and system CPU seconds (fields 2, 14 and 15)."""
+    with open(path) as file:
+        text = file.read()
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text.rsplit(")", 1)[1].split()
+    return name, int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
 def proc_figures(pid: int) -> ProcFigures:
-    """CPU seconds (user + system, from /proc/PID/stat), VmRSS and VmHWM (peak RSS)."""
-    with open(f"/proc/{pid}/stat") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15
+    """CPU seconds (user + system, from /proc/PID/stat), VmRSS and VmHWM (peak RSS), and the CPU
+    of each thread alive now."""
+    _, user_s, system_s = _stat_of(f"/proc/{pid}/stat")
+    cpu_s = user_s + system_s
+    threads = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            threads[int(task)] = _stat_of(f"/proc/{pid}/task/{task}/stat")
     values = {}
     with open(f"/proc/{pid}/status") as file:
         for line in file:
             name, _, rest = line.partition(":")
             if name in ("VmRSS", "VmHWM"):
                 values[name] = int(rest.split()[0])
-    return ProcFigures(cpu_s, values["VmRSS"], values["VmHWM"])
+    return ProcFigures(cpu_s, values["VmRSS"], values["VmHWM"], threads)
+
+
+def thread_cpu(pid: int, before: ProcFigures, after: ProcFigures, per: int) -> list[str]:
+    """Lines of the CPU each kind of thread spent between ``before`` and ``after``, in ms per one
+    of ``per`` (segments), user + system: the main thread (``pid``), then the others by name
+    (threads that ended meanwhile are missing)."""
+    kinds: dict[str, list[float]] = {}
+    for tid, (name, user_s, system_s) in after.threads.items():
+        _, user_0, system_0 = before.threads.get(tid, (name, 0.0, 0.0))
+        kind = "main (event loop)" if tid == pid else name
+        totals = kinds.setdefault(kind, [0.0, 0.0, 0])
+        totals[0] += user_s - user_0
+        totals[1] += system_s - system_0
+        totals[2] += 1
+    return [f"  {kind:24} x{int(count):<3} {user * 1000 / per:6.2f} user + {system * 1000 / per:5.2f} system ms"
+            for kind, (user, system, count) in sorted(kinds.items(), key=lambda item: -(item[1][0] + item[1][1]))]
 
 
 # -- the daemon's log: when each segment's playlist PUT completed ------------------------------

@@ -18,7 +18,9 @@ Latency per segment: message sent -> the daemon's log line saying its playlist P
 playlist is readable then. Prints p50/p95/p99/max of both, the ratio, and the daemon's CPU
 seconds and peak RSS (/proc/PID/stat, VmHWM), per stream; then, of the CPU per segment, the S3
 client's own share: the same segment and playlist PUTs made in this process through the daemon's
-store code (``client_alone``), so the rest is the daemon's own work.
+store code (``client_alone``), so the rest is the daemon's own work; and the daemon's CPU per
+segment by thread (/proc/PID/task: the event loop, object_store's runtime, the other threads by
+their kernel name, which Python 3.11 leaves as the process's own).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from _support import (  # noqa: E402
     pooled_client,
     proc_figures,
     read_reply,
+    thread_cpu,
     segment_files,
     summary_ms,
     work_directory,
@@ -171,11 +174,12 @@ class DaemonRun:
         self.refused: list[str] = []
         self.idle: ProcFigures | None = None
         self.final: ProcFigures | None = None
+        self.pid = 0
 
     def run(self) -> None:
         self.daemon.start()
         assert self.daemon.proc is not None
-        pid = self.daemon.proc.pid
+        pid = self.pid = self.daemon.proc.pid
         log = PublishedLog(self.daemon.log_path)
         done = threading.Event()
         poller = threading.Thread(target=self._poll, args=(done,), daemon=True)
@@ -381,6 +385,8 @@ def main() -> None:
         print(f"of which the S3 client alone (uploader.stores.S3Store, {CLIENT_PAIRS} segment + playlist PUTs in one"
               f" thread): {client_s * 1000:.2f} ms per segment; the daemon's own work: "
               f"{(per_segment_s - client_s) * 1000:.2f} ms per segment (goal: <= 2 ms per segment in all)")
+        print("the daemon's CPU per segment by thread:")
+        print("\n".join(thread_cpu(run.pid, run.idle, run.final, schedule.count * args.renditions)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import posixpath
 import re
 import sqlite3
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -108,7 +109,10 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
     SFTP or HTTP server. Raises ConfigError."""
     if url.scheme == "s3":
         client = s3_client(config)
-        return S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
+        store = S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
+        if client.meta.endpoint_url.startswith("https:") and store.ca_bundle is not None:
+            _check_ca_bundle(store.ca_bundle)
+        return store
     if url.scheme == "file":
         return FileStore(Path(url.path))
     if url.scheme in ("ftp", "ftps"):
@@ -116,6 +120,21 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
     if url.scheme == "sftp":
         return SftpStore(url)
     return HttpStore(url, connections=config.max_inflight + 2)
+
+
+def _check_ca_bundle(path: str) -> None:
+    """Load the CA bundle the S3 client would check the store's certificate with, as it would
+    (a file, or a directory of hashed certificates); ConfigError when it cannot: every request
+    over HTTPS would fail."""
+    source = "AWS_CA_BUNDLE" if os.environ.get("AWS_CA_BUNDLE") == path else "ca_bundle in the shared config file"
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(f"the CA bundle {path} ({source}) cannot be read: {reason}") from None
 
 
 def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:

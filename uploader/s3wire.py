@@ -170,6 +170,13 @@ class S3Wire:
         # chain's answer of that instant), for obstore's credential provider.
         self._latest_credentials: Any = None
 
+    @property
+    def verify(self) -> str | bool:
+        """How the client checks a store's TLS certificate: the path of a CA bundle (from
+        AWS_CA_BUNDLE, ``ca_bundle`` in the shared config file or the client's ``verify``), True
+        for the default trust, False for no check."""
+        return getattr(self._http, "_verify", True)
+
     def request(self, method: str, bucket: str, key: str, *, body: bytes = b"",
                 headers: Mapping[str, str] | None = None) -> S3Reply:
         """Send ``method`` on ``key`` in ``bucket`` with ``headers`` (and for a PUT, ``body`` with
@@ -265,7 +272,7 @@ class S3Wire:
         base, region, _ = self._base(bucket)
         config = self._client.meta.config
         https = base.startswith("https:")
-        verify = getattr(self._http, "_verify", True) if https else True
+        verify = self.verify if https else True
         if https and (isinstance(verify, str) or (verify is True and any(map(os.environ.get, _TLS_ENVIRONMENT)))):
             self._writers[bucket] = None  # a CA bundle, or trust settings botocore ignores
             return None

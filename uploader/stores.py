@@ -30,12 +30,14 @@ import fcntl
 import hashlib
 import io
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+from urllib.parse import urlsplit
 
 from common.durable import write_file
 
@@ -81,6 +83,8 @@ _FIX_CREDENTIALS = (
     " and restart it if they come from its environment"
 )
 _FIX_TOKEN = "renew the daemon's session token (its role, profile or environment); it is retried meanwhile"
+# Where the S3 client's trust in a store's certificate comes from, in botocore's order.
+_TRUST_SOURCES = "AWS_CA_BUNDLE, ca_bundle in the shared config file, else the system's CA store"
 _FIX_REGION = "the bucket is in another region or behind another endpoint: fix --region or --endpoint-url"
 # The codes S3 clones refuse a request header they do not implement with.
 _HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
@@ -329,6 +333,13 @@ class S3Store:
         self.description = description
         self._unconditional: set[str] = set()  # buckets whose store ignores If-None-Match
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle file (or directory) the client checks the store's certificate with; None
+        for the system's trust or no check."""
+        verify = self._wire.verify
+        return verify if isinstance(verify, str) else None
+
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
             create_only: bool = False) -> None:
         """PutObject; ``create_only``: with ``If-None-Match: *`` (a HEAD first in a bucket whose
@@ -486,11 +497,35 @@ def _s3_errors(bucket: str, key: str) -> Iterator[None]:
         yield
     except S3ErrorReply as error:
         raise classify_s3_error(error, bucket, key) from None
+    except bx.SSLError as error:
+        raise _classify_tls_error(error, bucket, key) from None
     except (bx.ConnectionError, bx.HTTPClientError) as error:
         # Refused, reset, DNS, connect/read timeouts: the store may come back.
         raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
     except bx.BotoCoreError as error:
         raise _classify_botocore_error(error, bucket, key) from None
+
+
+def _classify_tls_error(error: Exception, bucket: str, key: str) -> StoreError:
+    """botocore's SSLError (a TLS connection to the store that failed): the operator's to correct
+    when the store's certificate is not trusted (CERTIFICATE_VERIFY_FAILED), when the CA bundle
+    cannot be read, or when the endpoint does not answer TLS (WRONG_VERSION_NUMBER: an http://
+    port); transient otherwise (a handshake cut off). Either way it is retried."""
+    cause: BaseException = getattr(error, "kwargs", {}).get("error") or error  # urllib3's SSLError
+    cause = cause.__cause__ or cause.__context__ or cause  # what ssl or the CA file's open raised
+    reason = f"s3://{bucket}/{key}: {error}"
+    host = urlsplit(getattr(error, "kwargs", {}).get("endpoint_url", "")).netloc or "the store"
+    text = str(cause)
+    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return CorrectableStoreError(reason, fix=f"give the daemon the CA that signed {host}'s certificate"
+                                                 f" ({_TRUST_SOURCES}), or fix --endpoint-url")
+    if "WRONG_VERSION_NUMBER" in text:
+        return CorrectableStoreError(reason, fix=f"{host} does not answer TLS: is --endpoint-url http://, or"
+                                                 " another port?")
+    if "NO_CERTIFICATE_OR_CRL_FOUND" in text or (isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError)):
+        return CorrectableStoreError(f"{reason}: {cause}", fix=f"the CA bundle ({_TRUST_SOURCES}) cannot be"
+                                                              " read: name a readable PEM file of CA certificates")
+    return TransientStoreError(reason)
 
 
 def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreError:

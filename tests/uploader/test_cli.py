@@ -90,10 +90,12 @@ def test_bad_settings_are_config_errors(tmp_path: Path, values: dict[str, object
     assert message in str(error.value)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """hls-uploadd with ``args``, this environment with ``env`` and without ``unset``."""
     return subprocess.run(
         [sys.executable, "-m", "uploader", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        env={name: value for name, value in {**os.environ, **(env or {})}.items() if name not in unset},
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -222,3 +224,38 @@ def test_an_empty_allow_dir_is_named_as_given_not_as_the_current_directory(tmp_p
 def test_a_listen_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_cli("--spool-dir", str(tmp_path / "spool"), *args)
     assert (result.returncode, result.stderr) == (2, f"hls-uploadd: configuration error: {message}\n")
+
+
+@pytest.mark.parametrize("where", ["AWS_CA_BUNDLE", "ca_bundle in the shared config file"])
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "No such file or directory"),
+    ("not a certificate\n", "no certificate or crl found"),
+])
+def test_a_ca_bundle_that_cannot_be_read_is_one_line_and_exit_2(
+        tmp_path: Path, where: str, content: str | None, reason: str) -> None:
+    """Every request over HTTPS would fail (before: retried for ever as "the store did not answer",
+    naming neither the file nor where it was set)."""
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_text(content)
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    if where == "AWS_CA_BUNDLE":
+        env["AWS_CA_BUNDLE"] = str(bundle)
+    else:
+        (tmp_path / "aws-config").write_text(f"[default]\nca_bundle = {bundle}\n")
+        env["AWS_CONFIG_FILE"] = str(tmp_path / "aws-config")
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), "--bucket", "live", "--listen", "127.0.0.1:0",
+                     "--endpoint-url", "https://127.0.0.1:9", env=env,
+                     unset=() if where == "AWS_CA_BUNDLE" else ("AWS_CA_BUNDLE",))  # it would win over the file
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"hls-uploadd: configuration error: the CA bundle {bundle} ({where}) cannot be"
+                                    " read: ") and reason in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_ca_bundle_is_not_read_for_a_store_over_plain_http(tmp_path: Path) -> None:
+    daemon = UploaderDaemon(tmp_path / "d", ["--listen", "127.0.0.1:0", "--endpoint-url", "http://127.0.0.1:9"],
+                            env={**os.environ, "AWS_CA_BUNDLE": str(tmp_path / "missing.pem")}).start()
+    try:
+        assert "hls-uploadd listening on 127.0.0.1:" in daemon.startup_line
+    finally:
+        daemon.kill()

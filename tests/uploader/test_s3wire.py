@@ -329,14 +329,17 @@ def https_store(endpoint_url: str, verify: str | bool | None = None) -> S3Store:
 
 
 def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3ErrorProxy, Path], bucket: str) -> None:
-    """Refused (transient, as botocore's SSLError was) by a client that does not trust the private
-    CA; taken with the client's CA bundle (``verify``, as AWS_CA_BUNDLE sets it: through botocore,
+    """Refused by a client that does not trust the private CA (retried, and the operator's to
+    correct: the fix names where the client's trust comes from); taken with the client's CA bundle (``verify``, as AWS_CA_BUNDLE sets it: through botocore,
     since object_store would add it to the system's roots rather than trust it alone) and with
     verification off (through object_store); the payload unsigned either way, as botocore sends it
     over HTTPS."""
     proxy, bundle = private_ca
-    with pytest.raises(TransientStoreError):
+    with pytest.raises(CorrectableStoreError, match="CERTIFICATE_VERIFY_FAILED") as refused:
         https_store(proxy.url).put(bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
+    assert refused.value.fix == ("give the daemon the CA that signed 127.0.0.1:%d's certificate (AWS_CA_BUNDLE,"
+                                 " ca_bundle in the shared config file, else the system's CA store), or fix"
+                                 " --endpoint-url" % proxy.port)
     for verify in (str(bundle), False):
         https_store(proxy.url, verify).put(bucket, "tls/b.ts", b"b", content_type="video/MP2T",
                                            cache_control="no-store")
@@ -374,3 +377,24 @@ def test_ssl_cert_file_which_botocore_ignores_does_not_let_puts_through_either(
     with pytest.raises(TransientStoreError):
         https_store(proxy.url).put(bucket, "tls/s.ts", b"s", content_type="video/MP2T", cache_control="no-store")
     assert proxy.stored == []
+
+
+def test_a_ca_bundle_gone_after_the_start_is_the_operator_s_to_correct(
+        private_ca: tuple[S3ErrorProxy, Path], bucket: str, tmp_path: Path) -> None:
+    """The start-up check reads the bundle (test_cli.py); one removed or emptied later fails every
+    request: retried, held with the fix (before: "the store did not answer")."""
+    proxy, _ = private_ca
+    for bundle in (tmp_path / "gone.pem", Path("/dev/null")):
+        with pytest.raises(CorrectableStoreError) as refused:
+            https_store(proxy.url, str(bundle)).put(bucket, "tls/g.ts", b"g", content_type="video/MP2T",
+                                                     cache_control="no-store")
+        assert refused.value.fix.startswith("the CA bundle (AWS_CA_BUNDLE, ca_bundle in the shared config file")
+    assert proxy.stored == []
+
+
+def test_an_https_endpoint_on_a_plain_http_port_is_the_operator_s_to_correct(seaweed: SeaweedServer,
+                                                                            bucket: str) -> None:
+    with pytest.raises(CorrectableStoreError) as refused:
+        https_store(f"https://127.0.0.1:{seaweed.s3_port}").put(bucket, "tls/h.ts", b"h", content_type="video/MP2T",
+                                                              cache_control="no-store")
+    assert refused.value.fix == f"127.0.0.1:{seaweed.s3_port} does not answer TLS: is --endpoint-url http://, or another port?"

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import typer
 
@@ -110,7 +110,7 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
     if url.scheme == "s3":
         client = s3_client(config)
         store = S3Store(client, acl=config.acl, description=f"s3 ({client.meta.endpoint_url})")
-        if client.meta.endpoint_url.startswith("https:") and store.ca_bundle is not None:
+        if urlsplit(client.meta.endpoint_url).scheme.lower() == "https" and store.ca_bundle is not None:
             _check_ca_bundle(store.ca_bundle)
         return store
     if url.scheme == "file":
@@ -123,15 +123,20 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
 
 
 def _check_ca_bundle(path: str) -> None:
-    """Load the CA bundle the S3 client would check the store's certificate with, as it would
-    (a file, or a directory of hashed certificates); ConfigError when it cannot: every request
-    over HTTPS would fail."""
-    source = "AWS_CA_BUNDLE" if os.environ.get("AWS_CA_BUNDLE") == path else "ca_bundle in the shared config file"
+    """Load the CA bundle the S3 client would check the store's certificate with, as it would (one
+    PEM file: botocore passes a directory to OpenSSL as a file too); ConfigError naming the file
+    and where it was set when it cannot: every request over HTTPS would fail."""
+    if os.environ.get("AWS_CA_BUNDLE") == path:
+        source = "AWS_CA_BUNDLE"
+    elif os.environ.get("REQUESTS_CA_BUNDLE") == path:
+        source = "REQUESTS_CA_BUNDLE"  # botocore's fallback when neither of the others names one
+    else:
+        source = (f"ca_bundle of profile {os.environ.get('AWS_PROFILE') or 'default'} in"
+                  f" {os.environ.get('AWS_CONFIG_FILE') or '~/.aws/config'}")
+    if os.path.isdir(path):
+        raise ConfigError(f"the CA bundle {path} ({source}) is a directory: the S3 client reads one PEM file")
     try:
-        if os.path.isdir(path):
-            os.listdir(path)
-        else:
-            ssl.create_default_context(cafile=path)
+        ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise ConfigError(f"the CA bundle {path} ({source}) cannot be read: {reason}") from None

@@ -29,6 +29,7 @@ from .stores import (
     CorrectableStoreError,
     PermanentStoreError,
     StoreError,
+    TlsRefusedError,
     TransientStoreError,
     body_digest,
     opened,
@@ -170,7 +171,7 @@ class FtpStore:
                 self._directories.clear()  # one may have been removed since
             raise _classified(reply, self._where(path), self._url) from None
         except ssl.SSLCertVerificationError as error:
-            raise CorrectableStoreError(
+            raise TlsRefusedError(
                 f"{self._where(path)}: {error.verify_message}",
                 fix=f"give the daemon a CA that signed {self._url.host}'s certificate (SSL_CERT_FILE or the system's"
                     " store), or name the host its certificate names in --store") from None

@@ -21,7 +21,7 @@ from .metrics import DaemonMetrics, DestinationMetrics
 from .publisher import Publisher
 from .retention import Silence, retry_at, silence_verdict
 from .spool import QueuedDeletion, Spool, SpoolError, SpoolThread
-from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError
+from .stores import CorrectableStoreError, PermanentStoreError, Store, StoreError, TlsRefusedError
 from .stream import stream_label
 from .urls import CHECK_FRACTION, UrlMode
 
@@ -44,6 +44,16 @@ SILENCE_CHECK_MAX_INTERVAL_S = 10.0
 # Private streams: streams are looked at for URLs due to be signed again at least this often
 # (and at least every ``urls.CHECK_FRACTION`` of --url-ttl), seconds.
 SIGNING_CHECK_MAX_INTERVAL_S = 60.0
+
+
+def deletion_fix(error: StoreError) -> str:
+    """What a failed deletion's log line adds: a refusal (not a store that is down or slow) is most
+    often a missing s3:DeleteObject; a TLS refusal has its own fix; "" for a transient failure."""
+    if isinstance(error, TlsRefusedError):
+        return f"; fix: {error.fix}"
+    if isinstance(error, (PermanentStoreError, CorrectableStoreError)):
+        return " (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md; or run with --keep-segment-objects)"
+    return ""
 
 
 class Housekeeper:
@@ -110,13 +120,9 @@ class Housekeeper:
         unlogged = self._errors.due("deletions", time.monotonic())
         if unlogged is None:
             return
-        # A refusal (not a store that is down or slow) is most often a missing permission.
-        refused = isinstance(error, (PermanentStoreError, CorrectableStoreError))
-        fix = (" (the daemon needs s3:DeleteObject on the bucket, docs/deploy.md;"
-               " or run with --keep-segment-objects)" if refused else "")
         more = f"; {unlogged} more failed deletion(s) since the last report" if unlogged else ""
         log.error("deleting %s/%s failed (attempt %d), retrying in %.0f s: %s%s%s",
-                  deletion.bucket, deletion.key, attempts, when - time.time(), error, fix, more)
+                  deletion.bucket, deletion.key, attempts, when - time.time(), error, deletion_fix(error), more)
 
     async def _sign_idle_streams(self) -> None:
         """Private streams: offer each stream of the spool to ``Publisher.sign_again``."""

@@ -32,13 +32,14 @@ from urllib.parse import quote
 
 from .remote import REMOTE_TIMEOUT_S, StoreUrl, object_parts, temporary_name
 from .stores import (
-    WRITE_CHECK_BODY,
-    WRITE_CHECK_KEY,
     Body,
     CorrectableStoreError,
     PermanentStoreError,
     StoreError,
+    TlsRefusedError,
     TransientStoreError,
+    WRITE_CHECK_BODY,
+    WRITE_CHECK_KEY,
     body_digest,
     opened,
     taken,
@@ -267,12 +268,12 @@ class HttpStore:
         except ux.HTTPError as error:
             cause = error.reason if isinstance(error, ux.MaxRetryError) else error
             if isinstance(cause, ux.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(cause):
-                raise CorrectableStoreError(
+                raise TlsRefusedError(
                     f"{url}: {cause}",
                     fix=f"give the daemon a CA that signed {self._url.host}'s certificate (SSL_CERT_FILE or the"
                         " system's store), or name the host its certificate names in --store") from None
             if isinstance(cause, ux.SSLError) and "WRONG_VERSION_NUMBER" in str(cause):
-                raise CorrectableStoreError(
+                raise TlsRefusedError(
                     f"{url}: {cause}", fix=f"{self._origin} does not answer TLS: is it http://, or another port?"
                 ) from None
             raise TransientStoreError(f"{url}: {cause}") from None

@@ -83,8 +83,11 @@ _FIX_CREDENTIALS = (
     " and restart it if they come from its environment"
 )
 _FIX_TOKEN = "renew the daemon's session token (its role, profile or environment); it is retried meanwhile"
-# Where the S3 client's trust in a store's certificate comes from, in botocore's order.
-_TRUST_SOURCES = "AWS_CA_BUNDLE, ca_bundle in the shared config file, else the system's CA store"
+# What the S3 client trusts is one CA bundle, named by the first of these, else botocore's own.
+_NAME_A_BUNDLE = ("name a PEM file holding the store's CA in AWS_CA_BUNDLE (or ca_bundle in the shared config file,"
+                  " or REQUESTS_CA_BUNDLE) and restart the daemon")
+# OpenSSL's verify codes of a certificate outside its dates (X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED).
+_CERTIFICATE_DATES = {9: "is not valid yet", 10: "has expired"}
 _FIX_REGION = "the bucket is in another region or behind another endpoint: fix --region or --endpoint-url"
 # The codes S3 clones refuse a request header they do not implement with.
 _HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
@@ -183,6 +186,13 @@ class CorrectableStoreError(TransientStoreError):
     def __init__(self, reason: str, *, fix: str) -> None:
         super().__init__(reason)
         self.fix = fix
+
+
+class TlsRefusedError(CorrectableStoreError):
+    """A TLS connection to the store failed on a setting of this side: a certificate the client
+    does not trust, has expired or does not name the host, a CA bundle that cannot be read, a
+    port that does not speak TLS. Its ``fix`` is in the daemon's settings (or the store's
+    certificate), never a permission."""
 
 
 class DigestMismatchError(TransientStoreError):
@@ -354,7 +364,7 @@ class S3Store:
                     return
             else:
                 condition["If-None-Match"] = "*"
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, self.ca_bundle):
             try:
                 self._put_object(bucket, key, data, content_type, cache_control, condition)
                 return
@@ -375,20 +385,20 @@ class S3Store:
         bytes, else raise ObjectTakenError; gone meanwhile is transient (the PUT is tried again),
         a refused GET correctable (s3:GetObject)."""
         where = f"s3://{bucket}/{key}"
-        try:
-            with _s3_errors(bucket, key):
-                try:
-                    stored = self._wire.request("GET", bucket, key).body
-                except S3ErrorReply as error:
-                    if error.code == "NoSuchKey":
-                        raise TransientStoreError(f"{where}: there at the create-only PUT, gone at the GET that"
-                                                  " compares it; the PUT is tried again") from None
-                    raise
-        except CorrectableStoreError as error:
-            raise TakenUnreadableError(
-                f"{where} is already there (create-only PUT) and cannot be read to compare it: {error}",
-                fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a redo"
-                    " from a segment name reused") from None
+        with _s3_errors(bucket, key, self.ca_bundle):
+            try:
+                stored = self._wire.request("GET", bucket, key).body
+            except S3ErrorReply as error:
+                if error.code == "NoSuchKey":
+                    raise TransientStoreError(f"{where}: there at the create-only PUT, gone at the GET that"
+                                              " compares it; the PUT is tried again") from None
+                if error.status == 403:
+                    raise TakenUnreadableError(
+                        f"{where} is already there (create-only PUT) and cannot be read to compare it:"
+                        f" {classify_s3_error(error, bucket, key)}",
+                        fix=f"grant the daemon's credentials s3:GetObject on arn:aws:s3:::{bucket}/*: it tells a"
+                            " redo from a segment name reused") from None
+                raise
         if stored != body:
             raise taken(where)
 
@@ -396,7 +406,7 @@ class S3Store:
         """A create-only PUT of ``WRITE_CHECK_KEY``: True on a 412; False when the store ignores
         If-None-Match (and replaced the object), remembered: its create-only PUTs in ``bucket``
         HEAD first, which two writers racing for one key can still both pass."""
-        with _s3_errors(bucket, WRITE_CHECK_KEY):
+        with _s3_errors(bucket, WRITE_CHECK_KEY, self.ca_bundle):
             try:
                 self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store",
                                  {"If-None-Match": "*"})
@@ -410,7 +420,7 @@ class S3Store:
 
     def exists(self, bucket: str, key: str) -> bool:
         """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, self.ca_bundle):
             try:
                 self._wire.request("HEAD", bucket, key)
             except S3ErrorReply as error:
@@ -421,13 +431,13 @@ class S3Store:
 
     def delete(self, bucket: str, key: str) -> None:
         """DeleteObject (needs s3:DeleteObject); S3 answers 204 for a missing key too."""
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, self.ca_bundle):
             self._wire.request("DELETE", bucket, key)
 
     def get_version(self, bucket: str, key: str) -> Version | None:
         """GetObject: the body, ETag and user metadata; None on NoSuchKey. Needs s3:GetObject:
         refused, ReadRefused."""
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, self.ca_bundle):
             try:
                 reply = self._wire.request("GET", bucket, key)
             except S3ErrorReply as error:
@@ -449,7 +459,7 @@ class S3Store:
         warns of such a store)."""
         headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
         headers.update({"If-Match": replaces} if replaces is not None else {"If-None-Match": "*"})
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, self.ca_bundle):
             try:
                 reply = self._put_object(bucket, key, body, content_type, cache_control, headers)
             except S3ErrorReply as error:
@@ -489,8 +499,9 @@ def age_s(date: str | None, last_modified: str | None) -> float | None:
 
 
 @contextlib.contextmanager
-def _s3_errors(bucket: str, key: str) -> Iterator[None]:
-    """An S3 request's errors on ``key`` as a StoreError of the right kind."""
+def _s3_errors(bucket: str, key: str, ca_bundle: str | None = None) -> Iterator[None]:
+    """An S3 request's errors on ``key`` as a StoreError of the right kind (``ca_bundle``: the
+    file the client trusts, None for botocore's own, to name in a TLS failure's fix)."""
     import botocore.exceptions as bx
 
     try:
@@ -498,7 +509,7 @@ def _s3_errors(bucket: str, key: str) -> Iterator[None]:
     except S3ErrorReply as error:
         raise classify_s3_error(error, bucket, key) from None
     except bx.SSLError as error:
-        raise _classify_tls_error(error, bucket, key) from None
+        raise _classify_tls_error(error, bucket, key, ca_bundle) from None
     except (bx.ConnectionError, bx.HTTPClientError) as error:
         # Refused, reset, DNS, connect/read timeouts: the store may come back.
         raise TransientStoreError(f"s3://{bucket}/{key}: {error}") from None
@@ -506,26 +517,38 @@ def _s3_errors(bucket: str, key: str) -> Iterator[None]:
         raise _classify_botocore_error(error, bucket, key) from None
 
 
-def _classify_tls_error(error: Exception, bucket: str, key: str) -> StoreError:
-    """botocore's SSLError (a TLS connection to the store that failed): the operator's to correct
-    when the store's certificate is not trusted (CERTIFICATE_VERIFY_FAILED), when the CA bundle
-    cannot be read, or when the endpoint does not answer TLS (WRONG_VERSION_NUMBER: an http://
-    port); transient otherwise (a handshake cut off). Either way it is retried."""
+def _classify_tls_error(error: Exception, bucket: str, key: str, ca_bundle: str | None) -> StoreError:
+    """botocore's SSLError (a TLS connection to the store that failed) as a TlsRefusedError when
+    this side refused it: a certificate not trusted, expired or not yet valid, or naming another
+    host (urllib3 2 matches names itself); a CA bundle that cannot be read (an OS error, or
+    OpenSSL's X509 or PEM library refusing the file); an endpoint that does not answer TLS
+    (WRONG_VERSION_NUMBER). Anything else (a handshake cut off, reset, timed out) is transient.
+    Either way it is retried."""
     cause: BaseException = getattr(error, "kwargs", {}).get("error") or error  # urllib3's SSLError
-    cause = cause.__cause__ or cause.__context__ or cause  # what ssl or the CA file's open raised
+    cause = cause.__cause__ or cause.__context__ or cause  # what ssl, urllib3 or the CA file's open raised
     reason = f"s3://{bucket}/{key}: {error}"
     host = urlsplit(getattr(error, "kwargs", {}).get("endpoint_url", "")).netloc or "the store"
     text = str(cause)
+    if (type(cause).__name__ == "CertificateError" and not isinstance(cause, ssl.SSLError)) or "Hostname mismatch" in text:
+        return TlsRefusedError(reason, fix=f"the certificate of {host} does not name it: fix --endpoint-url, or give"
+                                            " --s3-addressing-style path for a bucket name its certificate does not"
+                                            " cover (one with dots)")
+    if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _CERTIFICATE_DATES:
+        return TlsRefusedError(reason, fix=f"the certificate of {host} {_CERTIFICATE_DATES[cause.verify_code]}: renew"
+                                            " it, or check this host's clock")
     if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-        return CorrectableStoreError(reason, fix=f"give the daemon the CA that signed {host}'s certificate"
-                                                 f" ({_TRUST_SOURCES}), or fix --endpoint-url")
+        return TlsRefusedError(reason, fix=f"the S3 client trusts {_trusted(ca_bundle)} alone, and no CA there signed"
+                                            f" the certificate of {host}: {_NAME_A_BUNDLE}, or fix --endpoint-url")
     if "WRONG_VERSION_NUMBER" in text:
-        return CorrectableStoreError(reason, fix=f"{host} does not answer TLS: is --endpoint-url http://, or"
-                                                 " another port?")
-    if "NO_CERTIFICATE_OR_CRL_FOUND" in text or (isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError)):
-        return CorrectableStoreError(f"{reason}: {cause}", fix=f"the CA bundle ({_TRUST_SOURCES}) cannot be"
-                                                              " read: name a readable PEM file of CA certificates")
+        return TlsRefusedError(reason, fix=f"{host} does not answer TLS: is --endpoint-url http://, or another port?")
+    if getattr(cause, "library", None) in ("X509", "PEM") or (isinstance(cause, OSError)
+                                                               and not isinstance(cause, ssl.SSLError)):
+        return TlsRefusedError(reason, fix=f"{_trusted(ca_bundle)} cannot be read: {_NAME_A_BUNDLE}")
     return TransientStoreError(reason)
+
+
+def _trusted(ca_bundle: str | None) -> str:
+    return f"the CA bundle {ca_bundle}" if ca_bundle else "botocore's own CA bundle (not the system's)"
 
 
 def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreError:

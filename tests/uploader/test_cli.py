@@ -226,30 +226,38 @@ def test_a_listen_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path,
     assert (result.returncode, result.stderr) == (2, f"hls-uploadd: configuration error: {message}\n")
 
 
-@pytest.mark.parametrize("where", ["AWS_CA_BUNDLE", "ca_bundle in the shared config file"])
+@pytest.mark.parametrize("where", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "ca_bundle of profile live"])
 @pytest.mark.parametrize(("content", "reason"), [
     (None, "No such file or directory"),
     ("not a certificate\n", "no certificate or crl found"),
+    ("directory", "is a directory: the S3 client reads one PEM file"),
 ])
 def test_a_ca_bundle_that_cannot_be_read_is_one_line_and_exit_2(
         tmp_path: Path, where: str, content: str | None, reason: str) -> None:
     """Every request over HTTPS would fail (before: retried for ever as "the store did not answer",
-    naming neither the file nor where it was set)."""
+    naming neither the file nor where it was set). botocore passes a directory to OpenSSL as a
+    file: one with every certificate hashed in it fails the same."""
     bundle = tmp_path / "ca.pem"
-    if content is not None:
+    if content == "directory":
+        bundle.mkdir()
+    elif content is not None:
         bundle.write_text(content)
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    if where == "AWS_CA_BUNDLE":
-        env["AWS_CA_BUNDLE"] = str(bundle)
+    unset = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE")  # each would win over the ones after it
+    source = where
+    if where == "ca_bundle of profile live":
+        config = tmp_path / "aws-config"
+        config.write_text(f"[profile live]\nca_bundle = {bundle}\n")
+        env.update(AWS_CONFIG_FILE=str(config), AWS_PROFILE="live")
+        source = f"ca_bundle of profile live in {config}"
     else:
-        (tmp_path / "aws-config").write_text(f"[default]\nca_bundle = {bundle}\n")
-        env["AWS_CONFIG_FILE"] = str(tmp_path / "aws-config")
+        env[where] = str(bundle)
     result = run_cli("--spool-dir", str(tmp_path / "spool"), "--bucket", "live", "--listen", "127.0.0.1:0",
-                     "--endpoint-url", "https://127.0.0.1:9", env=env,
-                     unset=() if where == "AWS_CA_BUNDLE" else ("AWS_CA_BUNDLE",))  # it would win over the file
+                     "--endpoint-url", "HTTPS://127.0.0.1:9", env=env,  # a scheme's case is no matter
+                     unset=tuple(name for name in unset if name not in env))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(f"hls-uploadd: configuration error: the CA bundle {bundle} ({where}) cannot be"
-                                    " read: ") and reason in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"hls-uploadd: configuration error: the CA bundle {bundle} ({source}) ")
+    assert reason in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_a_ca_bundle_is_not_read_for_a_store_over_plain_http(tmp_path: Path) -> None:

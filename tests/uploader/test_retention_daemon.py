@@ -18,7 +18,14 @@ from tests.support.s3_errors import Answer, S3ErrorProxy
 from tests.support.seaweed import SeaweedServer
 from tests.support.viewer import wait_for
 from uploader.files import AllowedDirs, DirectoryRefused, SegmentFileError
-from uploader.stores import FileStore, PermanentStoreError
+from uploader.housekeeping import deletion_fix
+from uploader.stores import (
+    CorrectableStoreError,
+    FileStore,
+    PermanentStoreError,
+    TlsRefusedError,
+    TransientStoreError,
+)
 
 from .conftest import StartUploader
 from .test_daemon import fetch_playlist_or_none
@@ -129,3 +136,13 @@ def test_a_segment_file_that_cannot_be_removed_is_published_and_stays_with_one_w
         assert "failed permanently" not in log
     finally:
         subprocess.run(["umount", "-l", str(segments_dir)], check=False)
+
+
+def test_a_failed_deletion_s_line_gives_the_fix_its_kind_of_failure_has() -> None:
+    """A refusal asks for s3:DeleteObject; a TLS refusal gives its own fix (not a permission); a
+    store that is down or slow, nothing."""
+    assert "needs s3:DeleteObject" in deletion_fix(CorrectableStoreError("AccessDenied", fix="grant s3:PutObject"))
+    assert "needs s3:DeleteObject" in deletion_fix(PermanentStoreError("InvalidArgument"))
+    tls = deletion_fix(TlsRefusedError("CERTIFICATE_VERIFY_FAILED", fix="name a PEM file in AWS_CA_BUNDLE"))
+    assert tls == "; fix: name a PEM file in AWS_CA_BUNDLE"
+    assert deletion_fix(TransientStoreError("read timeout")) == ""

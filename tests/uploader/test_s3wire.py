@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import ssl
 import subprocess
@@ -31,6 +32,8 @@ from uploader.stores import (
     CorrectableStoreError,
     PermanentStoreError,
     S3Store,
+    TakenUnreadableError,
+    TlsRefusedError,
     TransientStoreError,
     VersionConflict,
 )
@@ -335,11 +338,10 @@ def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3Erro
     verification off (through object_store); the payload unsigned either way, as botocore sends it
     over HTTPS."""
     proxy, bundle = private_ca
-    with pytest.raises(CorrectableStoreError, match="CERTIFICATE_VERIFY_FAILED") as refused:
+    with pytest.raises(TlsRefusedError, match="CERTIFICATE_VERIFY_FAILED") as refused:
         https_store(proxy.url).put(bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
-    assert refused.value.fix == ("give the daemon the CA that signed 127.0.0.1:%d's certificate (AWS_CA_BUNDLE,"
-                                 " ca_bundle in the shared config file, else the system's CA store), or fix"
-                                 " --endpoint-url" % proxy.port)
+    assert f"no CA there signed the certificate of 127.0.0.1:{proxy.port}: name a PEM file holding the store's CA in" \
+           " AWS_CA_BUNDLE" in refused.value.fix
     for verify in (str(bundle), False):
         https_store(proxy.url, verify).put(bucket, "tls/b.ts", b"b", content_type="video/MP2T",
                                            cache_control="no-store")
@@ -381,20 +383,59 @@ def test_ssl_cert_file_which_botocore_ignores_does_not_let_puts_through_either(
 
 def test_a_ca_bundle_gone_after_the_start_is_the_operator_s_to_correct(
         private_ca: tuple[S3ErrorProxy, Path], bucket: str, tmp_path: Path) -> None:
-    """The start-up check reads the bundle (test_cli.py); one removed or emptied later fails every
-    request: retried, held with the fix (before: "the store did not answer")."""
+    """The start-up check reads the bundle (test_cli.py); one removed, emptied or damaged later
+    fails every request: retried, held with a fix naming the file (before: "the store did not
+    answer")."""
     proxy, _ = private_ca
-    for bundle in (tmp_path / "gone.pem", Path("/dev/null")):
-        with pytest.raises(CorrectableStoreError) as refused:
+    damaged = tmp_path / "damaged.pem"
+    damaged.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    for bundle in (tmp_path / "gone.pem", Path("/dev/null"), damaged):
+        with pytest.raises(TlsRefusedError) as refused:
             https_store(proxy.url, str(bundle)).put(bucket, "tls/g.ts", b"g", content_type="video/MP2T",
                                                      cache_control="no-store")
-        assert refused.value.fix.startswith("the CA bundle (AWS_CA_BUNDLE, ca_bundle in the shared config file")
+        assert refused.value.fix.startswith(f"the CA bundle {bundle} cannot be read: name a PEM file"), bundle
     assert proxy.stored == []
+
+
+@pytest.mark.parametrize(("issued", "fix"), [
+    ({"identities": ("store.example.com",)}, "the certificate of 127.0.0.1:{port} does not name it: fix --endpoint-url"),
+    ({"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
+     "the certificate of 127.0.0.1:{port} has expired: renew it, or check this host's clock"),
+    ({"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
+     "the certificate of 127.0.0.1:{port} is not valid yet: renew it, or check this host's clock"),
+])
+def test_a_certificate_of_a_trusted_ca_that_is_no_good_is_said_as_such(
+        seaweed: SeaweedServer, bucket: str, tmp_path: Path, issued: dict[str, object], fix: str) -> None:
+    """Its CA is trusted: the fix is the certificate's name, or its dates, not another CA."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*issued.pop("identities", ("127.0.0.1",)), **issued).configure_cert(context)  # type: ignore[arg-type]
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
+        with pytest.raises(TlsRefusedError) as refused:
+            https_store(proxy.url, str(bundle)).put(bucket, "tls/c.ts", b"c", content_type="video/MP2T",
+                                                     cache_control="no-store")
+        assert refused.value.fix.startswith(fix.format(port=proxy.port)), refused.value.fix
+        assert proxy.stored == []
+
+
+def test_only_a_refused_get_makes_a_taken_name_unreadable(proxy: S3ErrorProxy, bucket: str) -> None:
+    """A create-only PUT answered 412 is compared by a GET: refused (403), the name is taken and
+    unreadable (the fix: s3:GetObject); answered 401 (credentials), the credentials' own fix."""
+    store = S3Store(client(proxy.url))
+    for status, kind, fix in ((403, TakenUnreadableError, "s3:GetObject"), (401, CorrectableStoreError, "credentials")):
+        proxy.fail_next(1, Answer(412, b"<Error><Code>PreconditionFailed</Code></Error>", "application/xml"))
+        proxy.fail_next(1, Answer(status, b""), methods=("GET",))
+        with pytest.raises(CorrectableStoreError) as refused:
+            store.put(bucket, f"taken/{status}.ts", b"t", content_type="video/MP2T", cache_control="no-store",
+                      create_only=True)
+        assert type(refused.value) is kind and fix in refused.value.fix, refused.value
 
 
 def test_an_https_endpoint_on_a_plain_http_port_is_the_operator_s_to_correct(seaweed: SeaweedServer,
                                                                             bucket: str) -> None:
-    with pytest.raises(CorrectableStoreError) as refused:
+    with pytest.raises(TlsRefusedError) as refused:
         https_store(f"https://127.0.0.1:{seaweed.s3_port}").put(bucket, "tls/h.ts", b"h", content_type="video/MP2T",
                                                               cache_control="no-store")
     assert refused.value.fix == f"127.0.0.1:{seaweed.s3_port} does not answer TLS: is --endpoint-url http://, or another port?"

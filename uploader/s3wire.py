@@ -173,8 +173,8 @@ class S3Wire:
     @property
     def verify(self) -> str | bool:
         """How the client checks a store's TLS certificate: the path of a CA bundle (from
-        AWS_CA_BUNDLE, ``ca_bundle`` in the shared config file or the client's ``verify``), True
-        for the default trust, False for no check."""
+        AWS_CA_BUNDLE, ``ca_bundle`` in the shared config file, the client's ``verify`` or
+        REQUESTS_CA_BUNDLE), True for botocore's own bundle, False for no check."""
         return getattr(self._http, "_verify", True)
 
     def request(self, method: str, bucket: str, key: str, *, body: bytes = b"",

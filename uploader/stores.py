@@ -345,8 +345,8 @@ class S3Store:
 
     @property
     def ca_bundle(self) -> str | None:
-        """The CA bundle file (or directory) the client checks the store's certificate with; None
-        for the system's trust or no check."""
+        """The CA bundle the client checks the store's certificate with (a path); None for
+        botocore's own bundle or no check."""
         verify = self._wire.verify
         return verify if isinstance(verify, str) else None
 
@@ -383,7 +383,7 @@ class S3Store:
     def _compare(self, bucket: str, key: str, body: bytes) -> None:
         """GET the object a create-only PUT found under ``key``: return when it holds ``body``'s
         bytes, else raise ObjectTakenError; gone meanwhile is transient (the PUT is tried again),
-        a refused GET correctable (s3:GetObject)."""
+        a GET refused 403 TakenUnreadableError (s3:GetObject), any other error as ``put`` raises."""
         where = f"s3://{bucket}/{key}"
         with _s3_errors(bucket, key, self.ca_bundle):
             try:

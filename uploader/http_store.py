@@ -32,14 +32,14 @@ from urllib.parse import quote
 
 from .remote import REMOTE_TIMEOUT_S, StoreUrl, object_parts, temporary_name
 from .stores import (
+    WRITE_CHECK_BODY,
+    WRITE_CHECK_KEY,
     Body,
     CorrectableStoreError,
     PermanentStoreError,
     StoreError,
     TlsRefusedError,
     TransientStoreError,
-    WRITE_CHECK_BODY,
-    WRITE_CHECK_KEY,
     body_digest,
     opened,
     taken,

@@ -350,6 +350,11 @@ class S3Store:
         verify = self._wire.verify
         return verify if isinstance(verify, str) else None
 
+    def _errors(self, bucket: str, key: str) -> contextlib.AbstractContextManager[None]:
+        """A request's errors on ``key`` as StoreErrors (``_s3_errors``, a TLS failure's fix naming
+        this client's CA bundle)."""
+        return _s3_errors(bucket, key, self.ca_bundle)
+
     def put(self, bucket: str, key: str, body: Body, *, content_type: str, cache_control: str,
             create_only: bool = False) -> None:
         """PutObject; ``create_only``: with ``If-None-Match: *`` (a HEAD first in a bucket whose
@@ -364,7 +369,7 @@ class S3Store:
                     return
             else:
                 condition["If-None-Match"] = "*"
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             try:
                 self._put_object(bucket, key, data, content_type, cache_control, condition)
                 return
@@ -385,7 +390,7 @@ class S3Store:
         bytes, else raise ObjectTakenError; gone meanwhile is transient (the PUT is tried again),
         a GET refused 403 TakenUnreadableError (s3:GetObject), any other error as ``put`` raises."""
         where = f"s3://{bucket}/{key}"
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             try:
                 stored = self._wire.request("GET", bucket, key).body
             except S3ErrorReply as error:
@@ -406,7 +411,7 @@ class S3Store:
         """A create-only PUT of ``WRITE_CHECK_KEY``: True on a 412; False when the store ignores
         If-None-Match (and replaced the object), remembered: its create-only PUTs in ``bucket``
         HEAD first, which two writers racing for one key can still both pass."""
-        with _s3_errors(bucket, WRITE_CHECK_KEY, self.ca_bundle):
+        with self._errors(bucket, WRITE_CHECK_KEY):
             try:
                 self._put_object(bucket, WRITE_CHECK_KEY, WRITE_CHECK_BODY, "text/plain", "no-store",
                                  {"If-None-Match": "*"})
@@ -420,7 +425,7 @@ class S3Store:
 
     def exists(self, bucket: str, key: str) -> bool:
         """HEAD the object: True when found, False on 404; otherwise raises as ``put`` does."""
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             try:
                 self._wire.request("HEAD", bucket, key)
             except S3ErrorReply as error:
@@ -431,13 +436,13 @@ class S3Store:
 
     def delete(self, bucket: str, key: str) -> None:
         """DeleteObject (needs s3:DeleteObject); S3 answers 204 for a missing key too."""
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             self._wire.request("DELETE", bucket, key)
 
     def get_version(self, bucket: str, key: str) -> Version | None:
         """GetObject: the body, ETag and user metadata; None on NoSuchKey. Needs s3:GetObject:
         refused, ReadRefused."""
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             try:
                 reply = self._wire.request("GET", bucket, key)
             except S3ErrorReply as error:
@@ -459,7 +464,7 @@ class S3Store:
         warns of such a store)."""
         headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
         headers.update({"If-Match": replaces} if replaces is not None else {"If-None-Match": "*"})
-        with _s3_errors(bucket, key, self.ca_bundle):
+        with self._errors(bucket, key):
             try:
                 reply = self._put_object(bucket, key, body, content_type, cache_control, headers)
             except S3ErrorReply as error:
@@ -499,7 +504,7 @@ def age_s(date: str | None, last_modified: str | None) -> float | None:
 
 
 @contextlib.contextmanager
-def _s3_errors(bucket: str, key: str, ca_bundle: str | None = None) -> Iterator[None]:
+def _s3_errors(bucket: str, key: str, ca_bundle: str | None) -> Iterator[None]:
     """An S3 request's errors on ``key`` as a StoreError of the right kind (``ca_bundle``: the
     file the client trusts, None for botocore's own, to name in a TLS failure's fix)."""
     import botocore.exceptions as bx
@@ -529,7 +534,8 @@ def _classify_tls_error(error: Exception, bucket: str, key: str, ca_bundle: str 
     reason = f"s3://{bucket}/{key}: {error}"
     host = urlsplit(getattr(error, "kwargs", {}).get("endpoint_url", "")).netloc or "the store"
     text = str(cause)
-    if (type(cause).__name__ == "CertificateError" and not isinstance(cause, ssl.SSLError)) or "Hostname mismatch" in text:
+    # urllib3 2's own CertificateError (ssl's is named SSLCertVerificationError), or ssl's words.
+    if type(cause).__name__ == "CertificateError" or "Hostname mismatch" in text:
         return TlsRefusedError(reason, fix=f"the certificate of {host} does not name it: fix --endpoint-url, or give"
                                             " --s3-addressing-style path for a bucket name its certificate does not"
                                             " cover (one with dots)")

@@ -315,13 +315,21 @@ def test_a_large_put_without_a_condition_is_one_request(proxy: S3ErrorProxy, buc
 def private_ca(seaweed: SeaweedServer, tmp_path: Path) -> Iterator[tuple[S3ErrorProxy, Path]]:
     """An HTTPS endpoint in front of the session's SeaweedFS whose certificate a private CA
     signed, and that CA's certificate in a PEM file."""
+    with https_proxy(seaweed, tmp_path / "ca.pem") as proxy:
+        yield proxy, tmp_path / "ca.pem"
+
+
+@contextlib.contextmanager
+def https_proxy(seaweed: SeaweedServer, bundle: Path, identities: tuple[str, ...] = ("127.0.0.1",),
+                **dates: datetime.datetime) -> Iterator[S3ErrorProxy]:
+    """An S3ErrorProxy over TLS in front of ``seaweed``, its certificate for ``identities`` (and
+    trustme's ``not_before``/``not_after``) signed by a new CA whose certificate goes to ``bundle``."""
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    bundle = tmp_path / "ca.pem"
+    ca.issue_cert(*identities, **dates).configure_cert(context)
     ca.cert_pem.write_to_path(str(bundle))
     with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
-        yield proxy, bundle
+        yield proxy
 
 
 def https_store(endpoint_url: str, verify: str | bool | None = None) -> S3Store:
@@ -333,8 +341,9 @@ def https_store(endpoint_url: str, verify: str | bool | None = None) -> S3Store:
 
 def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3ErrorProxy, Path], bucket: str) -> None:
     """Refused by a client that does not trust the private CA (retried, and the operator's to
-    correct: the fix names where the client's trust comes from); taken with the client's CA bundle (``verify``, as AWS_CA_BUNDLE sets it: through botocore,
-    since object_store would add it to the system's roots rather than trust it alone) and with
+    correct: the fix names where the client's trust comes from); taken with the client's CA
+    bundle (``verify``, as AWS_CA_BUNDLE sets it: through botocore, since object_store would add
+    it to the system's roots rather than trust it alone) and with
     verification off (through object_store); the payload unsigned either way, as botocore sends it
     over HTTPS."""
     proxy, bundle = private_ca
@@ -397,22 +406,19 @@ def test_a_ca_bundle_gone_after_the_start_is_the_operator_s_to_correct(
     assert proxy.stored == []
 
 
-@pytest.mark.parametrize(("issued", "fix"), [
-    ({"identities": ("store.example.com",)}, "the certificate of 127.0.0.1:{port} does not name it: fix --endpoint-url"),
-    ({"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
+@pytest.mark.parametrize(("identities", "dates", "fix"), [
+    (("store.example.com",), {}, "the certificate of 127.0.0.1:{port} does not name it: fix --endpoint-url"),
+    (("127.0.0.1",), {"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
      "the certificate of 127.0.0.1:{port} has expired: renew it, or check this host's clock"),
-    ({"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
+    (("127.0.0.1",), {"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
      "the certificate of 127.0.0.1:{port} is not valid yet: renew it, or check this host's clock"),
 ])
 def test_a_certificate_of_a_trusted_ca_that_is_no_good_is_said_as_such(
-        seaweed: SeaweedServer, bucket: str, tmp_path: Path, issued: dict[str, object], fix: str) -> None:
+        seaweed: SeaweedServer, bucket: str, tmp_path: Path, identities: tuple[str, ...],
+        dates: dict[str, datetime.datetime], fix: str) -> None:
     """Its CA is trusted: the fix is the certificate's name, or its dates, not another CA."""
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*issued.pop("identities", ("127.0.0.1",)), **issued).configure_cert(context)  # type: ignore[arg-type]
     bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    with S3ErrorProxy(("127.0.0.1", seaweed.s3_port), tls=context) as proxy:
+    with https_proxy(seaweed, bundle, identities, **dates) as proxy:
         with pytest.raises(TlsRefusedError) as refused:
             https_store(proxy.url, str(bundle)).put(bucket, "tls/c.ts", b"c", content_type="video/MP2T",
                                                      cache_control="no-store")

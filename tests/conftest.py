@@ -10,7 +10,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 from hypothesis import settings
 
-from tests.support import net
+from tests.support import net, process_logs
 from tests.support.media import MediaCache
 from tests.support.seaweed import SeaweedServer, bucket_name
 from tests.support.viewer import SEEN, NonConformant
@@ -113,6 +113,18 @@ def free_port() -> int:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     SEEN.clear()  # before the fixtures: what they read is checked with the test
+    process_logs.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test's report ends with the tail of each daemon's and segmenter's log it
+    started (tests/support/process_logs.py): an intermittent failure keeps its cause."""
+    report = yield
+    if report.failed:
+        for title, tail in process_logs.tails():
+            report.sections.append((title, tail))
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from protocol import HELLO_REQUEST, Challenge, IndexMessage, Reply, ReplyDecoder, encode_message, sign
+from tests.support import process_logs
 from tests.support.net import LOOPBACK
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -81,6 +82,7 @@ class UploaderDaemon:
         if self.running:
             raise DaemonError("already running")
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        process_logs.watch(self.log_path)
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.log_path, "ab") as log:

@@ -33,6 +33,7 @@ from botocore.client import BaseClient
 from uploader.cli import s3_pool_connections
 from uploader.config import OPTIONS
 
+from . import process_logs
 from .rfc8216 import History, resource
 from .viewer import http_get, wait_for
 
@@ -90,6 +91,7 @@ class Segmenter:
     def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.log_path = log_path
+        process_logs.watch(log_path)
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=log,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})

@@ -9,12 +9,45 @@ trusts those CAs alone, never the system's.
 
 from __future__ import annotations
 
+import enum
 import ssl
 from pathlib import Path
 
 from .settings import ConfigError
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+
+# OpenSSL's verify codes (openssl/x509_vfy.h) of a certificate outside its dates
+# (X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED) and of one naming another host or IP address
+# (X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH).
+_NOT_YET_VALID, _EXPIRED = 9, 10
+_NAME_MISMATCHES = frozenset({62, 64})
+
+
+class CertificateRefusal(enum.Enum):
+    """Why this side refused a peer's TLS certificate; the value ends "the certificate of X ..."."""
+
+    OTHER_NAME = "does not name it"
+    EXPIRED = "has expired"
+    NOT_YET_VALID = "is not valid yet"
+    UNTRUSTED = "is signed by no CA trusted here"
+
+
+def certificate_refusal(error: BaseException) -> CertificateRefusal | None:
+    """What ``error`` (raised by ssl, or urllib3 2, during a handshake) says was wrong with the
+    peer's certificate; None when it is no verification failure (a reset, a cut-off handshake,
+    a plaintext peer). urllib3 2 matches host names itself and raises its own CertificateError;
+    any other verification failure (CERTIFICATE_VERIFY_FAILED) is a chain no trusted CA signed."""
+    code = error.verify_code if isinstance(error, ssl.SSLCertVerificationError) else None
+    if type(error).__name__ == "CertificateError" or code in _NAME_MISMATCHES:
+        return CertificateRefusal.OTHER_NAME
+    if code == _EXPIRED:
+        return CertificateRefusal.EXPIRED
+    if code == _NOT_YET_VALID:
+        return CertificateRefusal.NOT_YET_VALID
+    if code is not None or "CERTIFICATE_VERIFY_FAILED" in str(error):
+        return CertificateRefusal.UNTRUSTED
+    return None
 
 
 def server_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from common.tls import CertificateRefusal, certificate_refusal
 from protocol import (
     V1_FIELD_NAMES,
     CLOCK_WARNING_MS,
@@ -368,8 +369,14 @@ def _describe(error: Exception) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, ssl.SSLCertVerificationError):
-        return (f"its TLS certificate is refused: {error.verify_message}"
-                " (check --tls-ca, and --tls-server-name against the names the certificate carries)")
+        refused = certificate_refusal(error)
+        if refused is CertificateRefusal.OTHER_NAME:
+            fix = "check --tls-server-name against the names the certificate carries"
+        elif refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
+            fix = "renew it, or check this host's clock"
+        else:
+            fix = "check --tls-ca"
+        return f"its TLS certificate is refused: {error.verify_message} ({fix})"
     if isinstance(error, ssl.SSLError):
         return f"TLS failed: {error.reason or error} (does the daemon speak TLS, hls-uploadd --tls-cert?)"
     if isinstance(error, TimeoutError | socket.timeout):

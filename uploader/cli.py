@@ -115,6 +115,8 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
         return store
     if url.scheme == "file":
         return FileStore(Path(url.path))
+    if url.scheme in ("ftps", "https"):
+        _check_system_trust()
     if url.scheme in ("ftp", "ftps"):
         return FtpStore(url)
     if url.scheme == "sftp":
@@ -133,13 +135,33 @@ def _check_ca_bundle(path: str) -> None:
     else:
         source = (f"ca_bundle of profile {os.environ.get('AWS_PROFILE') or 'default'} in"
                   f" {os.environ.get('AWS_CONFIG_FILE') or '~/.aws/config'}")
+    _check_ca_file(path, f"the CA bundle {path} ({source})", "the S3 client reads one PEM file")
+
+
+def _check_system_trust() -> None:
+    """Read the CA file and directories SSL_CERT_FILE and SSL_CERT_DIR (':'-separated) name, which
+    the ftps and https stores trust in place of OpenSSL's defaults (remote.system_trust);
+    ConfigError naming the one that cannot be: OpenSSL would skip it without a word, and refuse
+    every certificate its CA signed."""
+    if path := os.environ.get("SSL_CERT_FILE"):
+        _check_ca_file(path, f"the CA file {path} (SSL_CERT_FILE)", "name a directory in SSL_CERT_DIR")
+    for directory in filter(None, os.environ.get("SSL_CERT_DIR", "").split(os.pathsep)):
+        try:
+            os.listdir(directory)
+        except OSError as error:
+            raise ConfigError(f"the CA directory {directory} (SSL_CERT_DIR) cannot be read: {error.strerror}") from None
+
+
+def _check_ca_file(path: str, named: str, if_a_directory: str) -> None:
+    """Load the PEM file ``path`` as OpenSSL would to check a certificate; ConfigError naming it
+    (``named``: what it is and where it was set) when it cannot, or is a directory."""
     if os.path.isdir(path):
-        raise ConfigError(f"the CA bundle {path} ({source}) is a directory: the S3 client reads one PEM file")
+        raise ConfigError(f"{named} is a directory: {if_a_directory}")
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise ConfigError(f"the CA bundle {path} ({source}) cannot be read: {reason}") from None
+        raise ConfigError(f"{named} cannot be read: {reason}") from None
 
 
 def build_signer(config: UploaderConfig | SigningSettings) -> UrlSigner | None:

@@ -23,15 +23,15 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
-from .remote import REMOTE_TIMEOUT_S, Sessions, StoreUrl, joined, object_parts, temporary_name
+from .remote import REMOTE_TIMEOUT_S, Sessions, StoreUrl, joined, object_parts, system_trust, temporary_name
 from .stores import (
     Body,
     CorrectableStoreError,
     PermanentStoreError,
     StoreError,
-    TlsRefusedError,
     TransientStoreError,
     body_digest,
+    classify_tls_error,
     opened,
     taken,
 )
@@ -64,6 +64,7 @@ class FtpStore:
         self.description = str(url)
         self._sessions: Sessions[ftplib.FTP] = Sessions(self._connect, _close, _LOST)
         self._directories: set[str] = set()  # made, or found there, in this run
+        self._trust = system_trust(url.scheme)
 
     def _connect(self) -> ftplib.FTP:
         url = self._url
@@ -170,11 +171,9 @@ class FtpStore:
             if reply.startswith("550"):
                 self._directories.clear()  # one may have been removed since
             raise _classified(reply, self._where(path), self._url) from None
-        except ssl.SSLCertVerificationError as error:
-            raise TlsRefusedError(
-                f"{self._where(path)}: {error.verify_message}",
-                fix=f"give the daemon a CA that signed {self._url.host}'s certificate (SSL_CERT_FILE or the system's"
-                    " store), or name the host its certificate names in --store") from None
+        except ssl.SSLError as error:
+            raise classify_tls_error(error, f"{self._where(path)}: {error}", f"{self._url.host}:{self._url.port}",
+                                     self._trust) from None
         except (OSError, EOFError) as error:
             raise TransientStoreError(f"{self._where(path)}: {error or type(error).__name__}") from None
 

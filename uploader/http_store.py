@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .remote import REMOTE_TIMEOUT_S, StoreUrl, object_parts, temporary_name
+from .remote import REMOTE_TIMEOUT_S, StoreUrl, object_parts, system_trust, temporary_name
 from .stores import (
     WRITE_CHECK_BODY,
     WRITE_CHECK_KEY,
@@ -38,9 +38,9 @@ from .stores import (
     CorrectableStoreError,
     PermanentStoreError,
     StoreError,
-    TlsRefusedError,
     TransientStoreError,
     body_digest,
+    classify_tls_error,
     opened,
     taken,
 )
@@ -68,6 +68,7 @@ class HttpStore:
         self._headers = (urllib3.make_headers(basic_auth=f"{url.username}:{url.password or ''}")
                          if url.username else {})
         context = ssl.create_default_context() if url.scheme == "https" else None
+        self._trust = system_trust(url.scheme)
         self._pool = urllib3.PoolManager(maxsize=connections, block=False, retries=False, ssl_context=context,
                                          timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
         self._moves: bool | None = None  # whether the server takes MOVE; None: not asked yet
@@ -259,21 +260,16 @@ class HttpStore:
 
     @contextlib.contextmanager
     def _errors(self, url: str) -> Iterator[None]:
-        """urllib3's errors as a StoreError: an untrusted certificate is correctable, anything else
-        (refused, reset, timed out) transient."""
+        """urllib3's errors as a StoreError: a TLS failure as stores.classify_tls_error sorts it,
+        anything else (refused, reset, timed out) transient."""
         import urllib3.exceptions as ux
 
         try:
             yield
         except ux.HTTPError as error:
             cause = error.reason if isinstance(error, ux.MaxRetryError) else error
-            if isinstance(cause, ux.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(cause):
-                raise TlsRefusedError(
-                    f"{url}: {cause}",
-                    fix=f"give the daemon a CA that signed {self._url.host}'s certificate (SSL_CERT_FILE or the"
-                        " system's store), or name the host its certificate names in --store") from None
-            if isinstance(cause, ux.SSLError) and "WRONG_VERSION_NUMBER" in str(cause):
-                raise TlsRefusedError(
-                    f"{url}: {cause}", fix=f"{self._origin} does not answer TLS: is it http://, or another port?"
-                ) from None
+            if isinstance(cause, ux.SSLError):
+                inner = next((arg for arg in cause.args if isinstance(arg, BaseException)), cause)
+                raise classify_tls_error(inner, f"{url}: {cause}", self._origin.partition("://")[2],
+                                         self._trust) from None
             raise TransientStoreError(f"{url}: {cause}") from None

@@ -22,6 +22,7 @@ import netrc
 import os
 import posixpath
 import re
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from common.settings import ConfigError
 
-from .stores import PermanentStoreError
+from .stores import PermanentStoreError, TlsTrust
 
 # Connect and per-operation timeout of the network stores, seconds: an answer slower than this is
 # a transient failure, retried with the publisher's backoff.
@@ -203,6 +204,23 @@ def _redacted(text: str) -> str:
 
 def _has_control(text: str) -> bool:
     return any(ord(c) < 32 or c == "\x7f" for c in text)
+
+
+def system_trust(scheme: str) -> TlsTrust:
+    """What ``ssl.create_default_context()`` trusts, which the ``https`` and ``ftps`` stores check
+    certificates with (``scheme``), for a TLS refusal's fix (stores.classify_tls_error): OpenSSL's
+    CA file and CA directory, each its default or what SSL_CERT_FILE and SSL_CERT_DIR name."""
+    paths = ssl.get_default_verify_paths()
+    where = []
+    for kind, variable, default in (("file", paths.openssl_cafile_env, paths.openssl_cafile),
+                                    ("directory", paths.openssl_capath_env, paths.openssl_capath)):
+        named = os.environ.get(variable)
+        where.append(f"the CA {kind} {named} ({variable})" if named else f"the CA {kind} {default}")
+    source = " and ".join(where)
+    return TlsTrust(source=source, trusts=f"the daemon trusts {source}",
+                    name_a_ca="add the store's CA to the system's CA store, or name a PEM file holding it in"
+                              " SSL_CERT_FILE, and restart the daemon",
+                    endpoint="--store", plain_scheme="ftp://" if scheme == "ftps" else "http://")
 
 
 def object_parts(bucket: str, key: str) -> list[str]:

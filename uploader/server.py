@@ -25,6 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from common.tls import CertificateRefusal, certificate_refusal
 from protocol import (
     CLOSED,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -146,9 +147,7 @@ class UploadServer:
                 self._tls, ssl_handshake_timeout=min(TLS_HANDSHAKE_TIMEOUT_S, self._limits.idle_timeout_s))
             return True
         except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
-            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
-            log.warning("peer %s: closed: TLS handshake failed (%s); this listener speaks TLS only"
-                        " (hls-segment --tls)", _peer_name(writer), reason)
+            log.warning("peer %s: closed: TLS handshake failed: %s", _peer_name(writer), handshake_failure(error))
             self._metrics.refused(Refusal.AUTHENTICATION)
         except asyncio.CancelledError:
             pass  # shutting down
@@ -327,6 +326,22 @@ class _Connection:
         assert message is not None and payload is not None
         self.receiving = self.payload = None
         return message, payload
+
+
+def handshake_failure(error: BaseException) -> str:
+    """Why a peer failed the daemon's TLS handshake, and what it should do, for the one WARNING
+    line: its client certificate refused (mutual TLS, --tls-client-ca: out of its dates, or no
+    CA of that file signed it), none sent, or no TLS spoken at all."""
+    refused = certificate_refusal(error)
+    detail = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
+    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
+        return f"its client certificate {refused.value}: renew it (hls-segment --tls-cert), or check the clocks"
+    if refused is not None:
+        return (f"its client certificate is refused: {detail}; sign it with a CA of --tls-client-ca"
+                " (hls-segment --tls-cert)")
+    if detail == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return "it sent no client certificate, which --tls-client-ca asks for (hls-segment --tls-cert, --tls-key)"
+    return f"{detail or type(error).__name__}; this listener speaks TLS only (hls-segment --tls)"
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from common.durable import write_file
+from common.tls import CertificateRefusal, certificate_refusal
 
 from .errors import UploaderError
 from .s3wire import S3ErrorReply, S3Reply, S3Wire
@@ -86,8 +87,6 @@ _FIX_TOKEN = "renew the daemon's session token (its role, profile or environment
 # What the S3 client trusts is one CA bundle, named by the first of these, else botocore's own.
 _NAME_A_BUNDLE = ("name a PEM file holding the store's CA in AWS_CA_BUNDLE (or ca_bundle in the shared config file,"
                   " or REQUESTS_CA_BUNDLE) and restart the daemon")
-# OpenSSL's verify codes of a certificate outside its dates (X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED).
-_CERTIFICATE_DATES = {9: "is not valid yet", 10: "has expired"}
 _FIX_REGION = "the bucket is in another region or behind another endpoint: fix --region or --endpoint-url"
 # The codes S3 clones refuse a request header they do not implement with.
 _HEADER_REFUSALS = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest"})
@@ -523,38 +522,64 @@ def _s3_errors(bucket: str, key: str, ca_bundle: str | None) -> Iterator[None]:
 
 
 def _classify_tls_error(error: Exception, bucket: str, key: str, ca_bundle: str | None) -> StoreError:
-    """botocore's SSLError (a TLS connection to the store that failed) as a TlsRefusedError when
-    this side refused it: a certificate not trusted, expired or not yet valid, or naming another
-    host (urllib3 2 matches names itself); a CA bundle that cannot be read (an OS error, or
-    OpenSSL's X509 or PEM library refusing the file); an endpoint that does not answer TLS
-    (WRONG_VERSION_NUMBER). Anything else (a handshake cut off, reset, timed out) is transient.
-    Either way it is retried."""
+    """botocore's SSLError (a TLS connection to the store that failed) through
+    ``classify_tls_error``, with what the S3 client trusts (``ca_bundle``; None: botocore's own)."""
     cause: BaseException = getattr(error, "kwargs", {}).get("error") or error  # urllib3's SSLError
     cause = cause.__cause__ or cause.__context__ or cause  # what ssl, urllib3 or the CA file's open raised
-    reason = f"s3://{bucket}/{key}: {error}"
     host = urlsplit(getattr(error, "kwargs", {}).get("endpoint_url", "")).netloc or "the store"
+    source = f"the CA bundle {ca_bundle}" if ca_bundle else "botocore's own CA bundle (not the system's)"
+    trust = TlsTrust(
+        source=source, trusts=f"the S3 client trusts {source} alone", name_a_ca=_NAME_A_BUNDLE,
+        endpoint="--endpoint-url", plain_scheme="http://",
+        other_name="give --s3-addressing-style path for a bucket name its certificate does not cover (one with dots)")
+    return classify_tls_error(cause, f"s3://{bucket}/{key}: {error}", host, trust)
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    """Where one store client's trust in certificates comes from, for a TLS refusal's fix.
+
+    ``source``: the CA file(s) it trusts, named ("the CA bundle /etc/ca.pem"); ``trusts``: that
+    as a sentence ("the S3 client trusts ... alone"); ``name_a_ca``: how the operator makes it
+    trust another CA; ``endpoint``: the setting that names the store's URL ("--endpoint-url");
+    ``plain_scheme``: its scheme without TLS ("http://");
+    ``other_name``: another remedy for a certificate naming another host, if the store has one.
+    """
+
+    source: str
+    trusts: str
+    name_a_ca: str
+    endpoint: str
+    plain_scheme: str
+    other_name: str = ""
+
+
+def classify_tls_error(cause: BaseException, reason: str, host: str, trust: TlsTrust) -> StoreError:
+    """A TLS connection to ``host`` that failed with ``cause`` (what ssl, urllib3 or the CA file's
+    open raised) as a TlsRefusedError when this side refused it, each with its fix: a certificate
+    naming another host, expired or not yet valid, or signed by no CA ``trust`` names
+    (common.tls.certificate_refusal); a CA file that cannot be read (an OS error, or OpenSSL's
+    X509 or PEM library refusing the file); a port that does not answer TLS
+    (WRONG_VERSION_NUMBER). Anything else (a handshake cut off, reset, timed out) is a
+    TransientStoreError. ``reason`` is the error's text. Either way the request is retried."""
     text = str(cause)
-    # urllib3 2's own CertificateError (ssl's is named SSLCertVerificationError), or ssl's words.
-    if type(cause).__name__ == "CertificateError" or "Hostname mismatch" in text:
-        return TlsRefusedError(reason, fix=f"the certificate of {host} does not name it: fix --endpoint-url, or give"
-                                            " --s3-addressing-style path for a bucket name its certificate does not"
-                                            " cover (one with dots)")
-    if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _CERTIFICATE_DATES:
-        return TlsRefusedError(reason, fix=f"the certificate of {host} {_CERTIFICATE_DATES[cause.verify_code]}: renew"
-                                            " it, or check this host's clock")
-    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-        return TlsRefusedError(reason, fix=f"the S3 client trusts {_trusted(ca_bundle)} alone, and no CA there signed"
-                                            f" the certificate of {host}: {_NAME_A_BUNDLE}, or fix --endpoint-url")
+    refused = certificate_refusal(cause)
+    if refused is CertificateRefusal.OTHER_NAME:
+        other = f", or {trust.other_name}" if trust.other_name else ""
+        return TlsRefusedError(reason, fix=f"the certificate of {host} does not name it: fix {trust.endpoint}{other}")
+    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
+        return TlsRefusedError(reason, fix=f"the certificate of {host} {refused.value}: renew it, or check this host's"
+                                            " clock")
+    if refused is CertificateRefusal.UNTRUSTED:
+        return TlsRefusedError(reason, fix=f"{trust.trusts}, and no CA there signed the certificate of {host}:"
+                                            f" {trust.name_a_ca}, or fix {trust.endpoint}")
     if "WRONG_VERSION_NUMBER" in text:
-        return TlsRefusedError(reason, fix=f"{host} does not answer TLS: is --endpoint-url http://, or another port?")
+        return TlsRefusedError(reason, fix=f"{host} does not answer TLS: is {trust.endpoint} {trust.plain_scheme},"
+                                            " or another port?")
     if getattr(cause, "library", None) in ("X509", "PEM") or (isinstance(cause, OSError)
                                                                and not isinstance(cause, ssl.SSLError)):
-        return TlsRefusedError(reason, fix=f"{_trusted(ca_bundle)} cannot be read: {_NAME_A_BUNDLE}")
+        return TlsRefusedError(reason, fix=f"{trust.source} cannot be read: {trust.name_a_ca}")
     return TransientStoreError(reason)
-
-
-def _trusted(ca_bundle: str | None) -> str:
-    return f"the CA bundle {ca_bundle}" if ca_bundle else "botocore's own CA bundle (not the system's)"
 
 
 def _classify_botocore_error(error: Exception, bucket: str, key: str) -> StoreError:

@@ -11,6 +11,7 @@ object is garbage (or the test process exits); a server still running then is ki
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -303,9 +304,11 @@ class DavServer(_PasswordServer):
 FileServer = FtpServer | SftpServer | DavServer
 
 
-def new_file_server(kind: str, root: Path, ca: trustme.CA) -> FileServer:
-    """A server (not started) for a --store scheme: ftp, ftps, sftp, http or https (WebDAV)."""
-    tls = ca.issue_cert(LOOPBACK) if kind in ("ftps", "https") else None
+def new_file_server(kind: str, root: Path, ca: trustme.CA, identities: tuple[str, ...] = (LOOPBACK,),
+                    **dates: datetime.datetime) -> FileServer:
+    """A server (not started) for a --store scheme: ftp, ftps, sftp, http or https (WebDAV); with
+    TLS, its certificate from ``ca`` for ``identities`` (and trustme's ``not_before``/``not_after``)."""
+    tls = ca.issue_cert(*identities, **dates) if kind in ("ftps", "https") else None
     if kind in ("ftp", "ftps"):
         return FtpServer(root, tls=tls)
     if kind == "sftp":

@@ -260,6 +260,42 @@ def test_a_ca_bundle_that_cannot_be_read_is_one_line_and_exit_2(
     assert reason in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.parametrize("scheme", ["https", "ftps"])
+@pytest.mark.parametrize(("variable", "content", "message"), [
+    ("SSL_CERT_FILE", None, "the CA file {path} (SSL_CERT_FILE) cannot be read: No such file or directory"),
+    ("SSL_CERT_FILE", "not a certificate\n", "the CA file {path} (SSL_CERT_FILE) cannot be read: [X509: NO_CERTIFICATE"),
+    ("SSL_CERT_FILE", "directory", "the CA file {path} (SSL_CERT_FILE) is a directory: name a directory in SSL_CERT_DIR"),
+    ("SSL_CERT_DIR", None, "the CA directory {path} (SSL_CERT_DIR) cannot be read: No such file or directory"),
+    ("SSL_CERT_DIR", "a file", "the CA directory {path} (SSL_CERT_DIR) cannot be read: Not a directory"),
+])
+def test_a_ca_file_or_directory_the_daemon_cannot_read_is_one_line_and_exit_2(
+        tmp_path: Path, scheme: str, variable: str, content: str | None, message: str) -> None:
+    """The ftps and https stores trust what SSL_CERT_FILE and SSL_CERT_DIR name in place of the
+    system's CAs; OpenSSL skips one it cannot read without a word, and every request would then be
+    refused as signed by no trusted CA. SSL_CERT_DIR may name several, ':'-separated."""
+    path = tmp_path / "ca"
+    if content == "directory":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    value = str(path) if variable == "SSL_CERT_FILE" else f"{tmp_path}:{path}"
+    result = run_cli("--spool-dir", str(tmp_path / "spool"), "--bucket", "live", "--listen", "127.0.0.1:0",
+                     "--store", f"{scheme}://127.0.0.1:9/live", env={variable: value},
+                     unset=tuple({"SSL_CERT_FILE", "SSL_CERT_DIR"} - {variable}))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"hls-uploadd: configuration error: {message.format(path=path)}"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_ssl_cert_file_is_not_read_for_a_store_without_tls(tmp_path: Path) -> None:
+    daemon = UploaderDaemon(tmp_path / "d", ["--store", "ftp://127.0.0.1:9/live"],
+                            env={**os.environ, "SSL_CERT_FILE": str(tmp_path / "missing.pem")}).start()
+    try:
+        assert "hls-uploadd listening on 127.0.0.1:" in daemon.startup_line
+    finally:
+        daemon.kill()
+
+
 def test_a_ca_bundle_is_not_read_for_a_store_over_plain_http(tmp_path: Path) -> None:
     daemon = UploaderDaemon(tmp_path / "d", ["--listen", "127.0.0.1:0", "--endpoint-url", "http://127.0.0.1:9"],
                             env={**os.environ, "AWS_CA_BUNDLE": str(tmp_path / "missing.pem")}).start()

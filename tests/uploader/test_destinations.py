@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.server
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from uploader.stores import (
     ObjectTakenError,
     PermanentStoreError,
     Store,
+    TlsRefusedError,
     TransientStoreError,
     check_writable,
 )
@@ -180,13 +183,61 @@ def test_a_password_from_netrc_is_used(tmp_path: Path, ca: trustme.CA, monkeypat
 
 
 @pytest.mark.parametrize("kind", ["ftps", "https"])
-def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, tmp_path: Path, ca: trustme.CA,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+@pytest.mark.parametrize("trusting", ["system", "other file"])
+def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, trusting: str, tmp_path: Path,
+                                                              ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fix names what the daemon trusts (OpenSSL's CA file and directory, or the ones
+    SSL_CERT_FILE and SSL_CERT_DIR name) and how to add a CA."""
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if trusting == "system":
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        paths = ssl.get_default_verify_paths()
+        trusted = f"the CA file {paths.openssl_cafile} and the CA directory {paths.openssl_capath}"
+    else:
+        other = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        monkeypatch.setenv("SSL_CERT_FILE", str(other))
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+        trusted = f"the CA file {other} (SSL_CERT_FILE) and the CA directory {tmp_path} (SSL_CERT_DIR)"
     with new_file_server(kind, tmp_path, ca) as server:
-        with pytest.raises(CorrectableStoreError, match="certificate") as refused:
+        with pytest.raises(TlsRefusedError, match="certificate") as refused:
             new_store(store_url(server)).put("b", "k.ts", b"x", content_type="t", cache_control="c")
-    assert "SSL_CERT_FILE" in refused.value.fix
+    assert refused.value.fix == (f"the daemon trusts {trusted}, and no CA there signed the certificate of"
+                                 f" 127.0.0.1:{server.port}: add the store's CA to the system's CA store, or name a"
+                                 " PEM file holding it in SSL_CERT_FILE, and restart the daemon, or fix --store")
+
+
+@pytest.mark.parametrize("kind", ["ftps", "https"])
+@pytest.mark.parametrize(("identities", "host", "dates", "fix"), [
+    (("store.example.com",), "127.0.0.1", {}, "the certificate of 127.0.0.1:{port} does not name it: fix --store"),
+    (("127.0.0.1",), "localhost", {}, "the certificate of localhost:{port} does not name it: fix --store"),
+    (("127.0.0.1",), "127.0.0.1", {"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
+     "the certificate of 127.0.0.1:{port} has expired: renew it, or check this host's clock"),
+    (("127.0.0.1",), "127.0.0.1",
+     {"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
+     "the certificate of 127.0.0.1:{port} is not valid yet: renew it, or check this host's clock"),
+])
+def test_a_certificate_of_a_trusted_ca_that_is_no_good_is_said_as_such(
+        kind: str, identities: tuple[str, ...], host: str, dates: dict[str, datetime.datetime], fix: str,
+        tmp_path: Path, ca: trustme.CA, trusted: None) -> None:
+    """Its CA is trusted: the fix is the certificate's name (an IP address or a host name it does
+    not give), or its dates, not another CA (as for S3: stores.classify_tls_error)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with new_file_server(kind, root, ca, identities, **dates) as server:
+        with pytest.raises(TlsRefusedError) as refused:
+            url = store_url(server).replace("127.0.0.1", host)
+            new_store(url).put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert refused.value.fix == fix.format(port=server.port)
+    assert files_under(root) == []
+
+
+def test_an_https_store_on_a_plain_http_port_is_the_operator_s_to_correct(tmp_path: Path, ca: trustme.CA) -> None:
+    with new_file_server("http", tmp_path, ca) as server:
+        url = store_url(server).replace("http://", "https://")
+        with pytest.raises(TlsRefusedError) as refused:
+            new_store(url).put("b", "k.ts", b"x", content_type="t", cache_control="c")
+    assert refused.value.fix == f"127.0.0.1:{server.port} does not answer TLS: is --store http://, or another port?"
 
 
 def sftp_refusal(server: SftpServer, **changes: str) -> CorrectableStoreError:

@@ -3,6 +3,7 @@ checked, and a peer's TLS mistake (none, a wrong CA, no client certificate) lose
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import socket
 import ssl
@@ -33,7 +34,8 @@ HANDSHAKE_FAILED = "TLS handshake failed"
 @dataclass(frozen=True)
 class Certificates:
     """PEM files made for one test: a CA, the daemon's certificate for 127.0.0.1 signed by it, a
-    client certificate signed by it, and another CA that signed nothing here."""
+    client certificate signed by it, another CA, a client certificate that CA signed, and a
+    client certificate the first CA signed that has expired."""
 
     ca: Path
     cert: Path
@@ -41,6 +43,10 @@ class Certificates:
     client_cert: Path
     client_key: Path
     other_ca: Path
+    stranger_cert: Path
+    stranger_key: Path
+    expired_cert: Path
+    expired_key: Path
 
     def daemon_args(self, *extra: str) -> tuple[str, ...]:
         # The segmenters here send their segments inline, unsigned: TLS alone protects them.
@@ -54,14 +60,18 @@ def certificates(tmp_path: Path) -> Certificates:
     ca, other = trustme.CA(), trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     client = ca.issue_cert("segmenter.example")
+    stranger = other.issue_cert("segmenter.example")
+    expired = ca.issue_cert("segmenter.example", not_after=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
     files = Certificates(*(directory / name for name in (
-        "ca.pem", "daemon.pem", "daemon.key", "client.pem", "client.key", "other-ca.pem")))
+        "ca.pem", "daemon.pem", "daemon.key", "client.pem", "client.key", "other-ca.pem", "stranger.pem",
+        "stranger.key", "expired.pem", "expired.key")))
     ca.cert_pem.write_to_path(str(files.ca))
-    server.cert_chain_pems[0].write_to_path(str(files.cert))
-    server.private_key_pem.write_to_path(str(files.key))
-    client.cert_chain_pems[0].write_to_path(str(files.client_cert))
-    client.private_key_pem.write_to_path(str(files.client_key))
     other.cert_pem.write_to_path(str(files.other_ca))
+    for leaf, cert, key in ((server, files.cert, files.key), (client, files.client_cert, files.client_key),
+                            (stranger, files.stranger_cert, files.stranger_key),
+                            (expired, files.expired_cert, files.expired_key)):
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
     return files
 
 
@@ -154,7 +164,8 @@ def test_a_segmenter_s_tls_mistakes_lose_nothing(
                                "--tls-ca", str(certificates.ca), "--tls-server-name", "uploader.example", index="c.m3u8")
     assert wrong_name.returncode == 3, wrong_name.stderr
     refused = [line for line in wrong_name.stderr.splitlines() if "TLS certificate is refused" in line]
-    assert len(refused) == 1 and "uploader.example" in refused[0], wrong_name.stderr
+    assert len(refused) == 1 and "uploader.example" in refused[0] and "check --tls-server-name" in refused[0], \
+        wrong_name.stderr
     assert [number for _, number in owed(out_dir)] == [1, 2, 3, 4, 5, 6], wrong_name.stderr
     for index in ("a.m3u8", "b.m3u8", "c.m3u8"):
         assert http_get(url(index)).status == 404  # nothing got through
@@ -169,6 +180,32 @@ def test_a_segmenter_s_tls_mistakes_lose_nothing(
         for n in numbers:
             body = http_get(seaweed.object_url(bucket, f"live/tls/cam-{n:05d}.ts")).body
             assert body == (out_dir / f"cam-{n:05d}.ts").read_bytes()
+
+
+@pytest.mark.parametrize(("dates", "said"), [
+    ({"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)}, "certificate has expired"),
+    ({"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
+     "certificate is not yet valid"),
+])
+def test_a_segmenter_says_a_daemon_certificate_out_of_its_dates_is_to_renew(
+    start_uploader: StartUploader, bucket: str, media: MediaCache, tmp_path: Path,
+    dates: dict[str, datetime.datetime], said: str,
+) -> None:
+    """A certificate its CA signed, but expired or not valid yet: the fix is the certificate (or
+    the clock), not --tls-ca (common.tls.certificate_refusal, which the stores' TLS refusals use too)."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", **dates)
+    files = [tmp_path / name for name in ("ca.pem", "daemon.pem", "daemon.key")]
+    for pem, path in zip((ca.cert_pem, leaf.cert_chain_pems[0], leaf.private_key_pem), files, strict=True):
+        pem.write_to_path(str(path))
+    daemon = start_uploader("--tls-cert", str(files[1]), "--tls-key", str(files[2]), "--allow-unsigned-inline")
+    out_dir = tmp_path / "out"
+    result = run_segmenter(media.ts(seconds=4.0, gop_seconds=1.0), out_dir, daemon.port, bucket,
+                           "--drain-timeout", "1", "--tls-ca", str(files[0]))
+    assert result.returncode == 3, result.stderr
+    refused = [line for line in result.stderr.splitlines() if "TLS certificate is refused" in line]
+    assert len(refused) == 1 and f"{said} (renew it, or check this host's clock)" in refused[0], result.stderr
+    assert owed(out_dir) == [("index.m3u8", 1), ("index.m3u8", 2)]
 
 
 def test_a_tls_segmenter_meeting_a_plaintext_daemon_sends_nothing_in_clear_and_loses_nothing(
@@ -190,8 +227,9 @@ def test_peers_that_fail_the_handshake_are_closed_with_one_line_and_no_reply(
     start_uploader: StartUploader, seaweed: SeaweedServer, bucket: str, segment_source: Path,
     certificates: Certificates,
 ) -> None:
-    """A plaintext client, then (mutual TLS) a TLS client without a certificate: each is closed
-    with one log line; a client with a certificate the CA signed is served."""
+    """A plaintext client, then (mutual TLS) a TLS client without a certificate, with one another
+    CA signed, with an expired one: each is closed with one log line saying what it lacks; a
+    client with a certificate the CA signed is served."""
     daemon = start_uploader(*certificates.daemon_args("--tls-client-ca", str(certificates.ca)))
     assert "peer authentication: TLS client certificate; transport: TLS" in daemon.startup_line
     data = segment_source.read_bytes()
@@ -205,9 +243,23 @@ def test_peers_that_fail_the_handshake_are_closed_with_one_line_and_no_reply(
         assert b"OK" not in received and b"ERR" not in received  # no reply in clear
     wait_for(lambda: daemon.log().count(HANDSHAKE_FAILED) == 1, message="the plaintext client's line", timeout=30)
 
-    no_certificate = ssl.create_default_context(cafile=certificates.ca)
-    assert tls_exchange(daemon.address, no_certificate, message) is None
-    wait_for(lambda: daemon.log().count(HANDSHAKE_FAILED) == 2, message="the uncertified client's line", timeout=30)
+    failures = [("the plaintext client", "this listener speaks TLS only (hls-segment --tls)")]
+    for name, certificate, said in (
+            ("no certificate", None, "it sent no client certificate, which --tls-client-ca asks for"),
+            ("another CA's", (certificates.stranger_cert, certificates.stranger_key),
+             "its client certificate is refused: unable to get local issuer certificate; sign it with a CA of"
+             " --tls-client-ca"),
+            ("an expired one", (certificates.expired_cert, certificates.expired_key),
+             "its client certificate has expired: renew it (hls-segment --tls-cert), or check the clocks")):
+        context = ssl.create_default_context(cafile=certificates.ca)
+        if certificate is not None:
+            context.load_cert_chain(*certificate)
+        assert tls_exchange(daemon.address, context, message) is None, name
+        failures.append((name, said))
+        wait_for(lambda: daemon.log().count(HANDSHAKE_FAILED) == len(failures), message=f"{name}'s line", timeout=30)
+    lines = [line for line in daemon.log().splitlines() if HANDSHAKE_FAILED in line]
+    for (name, said), line in zip(failures, lines, strict=True):
+        assert said in line, (name, line)
 
     with_certificate = ssl.create_default_context(cafile=certificates.ca)
     with_certificate.load_cert_chain(certificates.client_cert, certificates.client_key)
@@ -215,7 +267,7 @@ def test_peers_that_fail_the_handshake_are_closed_with_one_line_and_no_reply(
     final_url = seaweed.object_url(bucket, "live/one/index.m3u8")
     wait_for(lambda: (p := fetch_playlist_or_none(final_url)) is not None and p.is_endlist, timeout=30)
     assert http_get(seaweed.object_url(bucket, "live/one/seg-00001.ts")).body == data
-    assert daemon.log().count(HANDSHAKE_FAILED) == 2
+    assert daemon.log().count(HANDSHAKE_FAILED) == len(failures)
 
 
 def test_tls_settings_that_cannot_work_are_refused_with_one_line(certificates: Certificates, tmp_path: Path) -> None:

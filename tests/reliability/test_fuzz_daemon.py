@@ -318,7 +318,10 @@ def test_fuzz_corpus_is_refused_while_a_legitimate_stream_publishes(
     legit = LegitimateStream(daemon, segments_dir, segment_source, bucket, signed=signed)
     legit.start()
     url = seaweed.object_url(bucket, "legit/legit.m3u8")
-    before = figures_in_service(pid, seaweed.s3_port, url, "legit-00001.ts")
+    try:
+        before = figures_in_service(pid, seaweed.s3_port, url, "legit-00001.ts")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the legitimate stream sent {legit.sent}, error {legit.error!r}") from None
     client = FuzzClient(daemon.address)
     began = time.monotonic()
     written = [*hand_written(segments_dir, bucket), *(signed_forgeries(segments_dir, bucket) if signed else ())]

@@ -78,6 +78,12 @@ def client_context(ca: Path | None = None, cert: Path | None = None, key: Path |
     return context
 
 
+def check_cas(flag: str, path: Path) -> None:
+    """Load the CA certificate(s) of ``path`` (PEM) as a verifying client would; ConfigError
+    naming ``flag`` when the file cannot be used."""
+    _load_cas(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), flag, path)
+
+
 def check_pair(cert: Path | None, key: Path | None) -> None:
     """--tls-cert and --tls-key go together: ConfigError when only one is given."""
     if (cert is None) != (key is None):

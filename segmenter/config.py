@@ -27,7 +27,7 @@ from common.options import (
     read_secret,
 )
 from common.settings import DEFAULT_ADDRESS, ConfigError, is_loopback, option_address
-from common.tls import check_pair, client_context
+from common.tls import check_cas, check_pair, client_context
 from protocol import IndexMessage, ProtocolError
 from protocol.limits import MAX_SEGMENT_DURATION_S, MAX_SEGMENT_NUMBER
 from protocol.message import is_key_id
@@ -164,6 +164,11 @@ OPTIONS = (
         convert=_key_id, metavar="ID", shown_default="default: the daemon's --secret-file",
     ),
     Option(
+        "input_ca", TEXT, None,
+        "CA certificate(s) (PEM) that sign a URL INPUT's TLS certificate (https://, or http:// redirected to it).",
+        convert=optional_path, metavar="FILE", shown_default="the system's CAs",
+    ),
+    Option(
         "tls", SWITCH, None,
         "Speak TLS to the daemon (hls-uploadd --tls-cert) and verify its certificate: chain and name.",
         flags=("--tls/--no-tls",), shown_default="on when --tls-ca is given",
@@ -258,6 +263,7 @@ class SegmenterConfig:
     log_format: str  # "text" or "json"
     fast_path: bool  # MPEG-TS inputs cut at packet level when they allow it
     quiet: bool
+    input_ca: Path | None  # the CAs an https INPUT's certificate is checked against; None: the system's
     tls: bool  # the control channel is TLS
     tls_ca: Path | None  # None: the system's CAs
     tls_server_name: str | None  # None: each daemon's host
@@ -282,6 +288,10 @@ class SegmenterConfig:
                               " --uploader addresses need --wire ext")
         if self.key_id is not None and self.secret is None:
             raise ConfigError("--key-id names the peer whose secret signs: give --secret-file too")
+        if self.input_ca is not None:
+            if "://" not in self.input:
+                raise ConfigError("--input-ca applies to a URL INPUT (https://...), not to stdin or a file")
+            check_cas("--input-ca", self.input_ca)
         check_pair(self.tls_cert, self.tls_key)
         if self.tls:
             if self.wire is WireMode.V1:

@@ -7,17 +7,22 @@ import math
 import os
 import re
 import select
+import socket
+import ssl
 import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.container
 import av.logging
+
+from common.tls import CertificateRefusal, certificate_refusal
 
 from . import metrics
 from .codecs import codec_string, codecs_list
@@ -369,9 +374,10 @@ def _program_name(program: Program) -> str:
 
 def open_input(
     target: str, *, probe_timeout_s: float, stop: threading.Event,
-    stall_warning_s: float = math.inf, stall_end_s: float = 0.0,
+    stall_warning_s: float = math.inf, stall_end_s: float = 0.0, ca_file: Path | None = None,
 ) -> tuple[av.container.InputContainer, ByteSource | None]:
-    """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input.
+    """Open and probe INPUT. Raises InputError for an empty, silent or unrecognisable input, or
+    a TLS input whose certificate is refused (``ca_file``: --input-ca; ``tls_options``).
 
     stdin, a FIFO, and a regular file that starts with MPEG-TS packets, are read through a
     ByteSource (the fast path's bytes, the program watch, the probe timeout); anything else is
@@ -393,7 +399,18 @@ def open_input(
             name = target
         else:
             url = _ffmpeg_url(target, exists=mode != 0)
-            return av.open(url, "r", timeout=(probe_timeout_s, stall_end_s or None)), None
+            level = av.logging.get_level()  # FFmpeg's error lines on for the open: its error names the last one
+            av.logging.set_level(av.logging.ERROR if level is None or level < av.logging.ERROR else level)
+            try:
+                container = av.open(url, "r", timeout=(probe_timeout_s, stall_end_s or None),
+                                    options=tls_options(url, ca_file))
+            finally:
+                av.logging.set_level(level)
+            if container.format.name == "hls":
+                log.warning("%s is HLS: FFmpeg's HLS reader fetches the playlists and segments it names without"
+                            " checking their TLS certificates (it does not pass --input-ca on to them); read HLS"
+                            " only from a source and network you trust", shown_input(target))
+            return container, None
         source = ByteSource(fd, name, probe_timeout_s=probe_timeout_s, stop=stop,
                             stall_warning_s=stall_warning_s, stall_end_s=stall_end_s)
         try:
@@ -410,6 +427,15 @@ def open_input(
                          f"hls-segment - SEGMENT_DURATION ...") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
+        log_line = getattr(error, "log", None)  # (level, FFmpeg's component, message) of its last error line
+        if log_line and log_line[1] == "tls":
+            said = log_line[2].strip()
+            fix = _certificate_fix(target, ca_file)
+            if fix is None:
+                raise InputError(f"cannot open {shown_input(target)}: TLS failed ({said}); if its certificate is"
+                                 " signed by a private CA, --input-ca names it") from None
+            raise InputError(f"cannot open {shown_input(target)}: its TLS certificate is refused ({said}): {fix}"
+                             ) from None
         if isinstance(error, (OSError, av.error.HTTPClientError, av.error.HTTPServerError, av.error.HTTPError)):
             # The system's or the server's answer (a refused connection, a timeout, no such file,
             # HTTP 404): nothing was read to judge the media by.
@@ -417,6 +443,45 @@ def open_input(
         raise InputError(f"{shown_input(target)} is not MPEG-TS or any media FFmpeg recognises ({reason})") from None
     except OSError as error:  # a file that cannot be opened
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None
+
+
+def tls_options(url: str, ca_file: Path | None) -> dict[str, str]:
+    """FFmpeg's options that make it verify the TLS certificate of a URL input (chain, dates and
+    host name; FFmpeg's own default is to verify nothing): against ``ca_file`` (--input-ca), else
+    the CA file Python's ssl trusts (SSL_CERT_FILE, or OpenSSL's default: the GnuTLS in PyAV's
+    wheels would look where its build host keeps one, /etc/pki/tls/cert.pem). Given for every
+    URL, so that an http:// input redirected to https:// is verified too; protocols without TLS
+    leave them unused. {} for a file (``file:``)."""
+    if url.startswith("file:"):
+        return {}
+    cafile = str(ca_file) if ca_file is not None else ssl.get_default_verify_paths().cafile
+    return {"tls_verify": "1", **({"ca_file": cafile} if cafile else {})}
+
+
+def _certificate_fix(url: str, ca_file: Path | None) -> str | None:
+    """What is wrong with the certificate of an https:// ``url``'s server, found by a handshake of
+    Python's ssl against the CAs FFmpeg was given (``tls_options``), as the operator's fix; None
+    when that handshake finds nothing wrong, or cannot be made (another scheme, no answer).
+    FFmpeg's GnuTLS says only "Peer certificate failed verification" for most of these."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return None
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=parts.hostname):
+            return None
+    except (OSError, ValueError) as error:
+        refused = certificate_refusal(error)
+    if refused is CertificateRefusal.OTHER_NAME:
+        return f"it does not name {parts.hostname}: give INPUT a host name its certificate carries"
+    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
+        return f"it {refused.value}: renew it, or check this host's clock"
+    if refused is CertificateRefusal.UNTRUSTED:
+        if ca_file is not None:
+            return f"no CA in --input-ca {ca_file} signed it: name the one that does"
+        return "no CA the system trusts signed it: --input-ca names the one that does"
+    return None
 
 
 # Query parameters whose values are secrets, by the end of their name (SRT's passphrase, a signed

@@ -164,7 +164,8 @@ class Segmenter:
         last = first - 1
         try:
             container, source = open_input(config.input, probe_timeout_s=config.probe_timeout_s, stop=self._stop,
-                                           stall_warning_s=config.stall_warning_s, stall_end_s=config.stall_end_s)
+                                           stall_warning_s=config.stall_warning_s, stall_end_s=config.stall_end_s,
+                                           ca_file=config.input_ca)
             context = RunContext(config, notifier, self._progress, self._stop, partial(_program_changed, source),
                                  first)
             try:

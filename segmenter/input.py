@@ -445,6 +445,11 @@ def open_input(
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None
 
 
+# The schemes of FFmpeg's protocols that are TLS themselves (rtmps and the like run TLS underneath,
+# and the ffmpeg command line takes no TLS option for them).
+TLS_SCHEMES = frozenset({"https", "tls"})
+
+
 def tls_options(url: str, ca_file: Path | None) -> dict[str, str]:
     """FFmpeg's options that make it verify the TLS certificate of a URL input (chain, dates and
     host name; FFmpeg's own default is to verify nothing): against ``ca_file`` (--input-ca), else

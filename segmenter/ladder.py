@@ -225,17 +225,19 @@ def grid_point_after(timecode_ms: int, segment_seconds: Fraction, origin_ms: int
 
 
 def decoder_command(ffmpeg: str, source: str, renditions: tuple[Rendition, ...], fds: tuple[int, ...], *,
-                    frame_rate: Fraction | None = None, audio: bool = True) -> list[str]:
+                    frame_rate: Fraction | None = None, audio: bool = True,
+                    source_options: tuple[str, ...] = ()) -> list[str]:
     """The one ffmpeg that reads and decodes ``source`` (a URL, a file, or "-" for stdin) and writes
     each rendition's frames, scaled, as raw video (yuv420p) and 48-kHz stereo PCM in live
     Matroska, one cluster per packet, to the pipe ``fds[i]`` (``pipe:N``). ``frame_rate``:
-    frames made constant-rate at it first; ``audio`` False: video only."""
+    frames made constant-rate at it first; ``audio`` False: video only; ``source_options``:
+    ffmpeg's options for opening ``source`` (its TLS certificate check)."""
     head = f"fps={frame_rate.numerator}/{frame_rate.denominator}," if frame_rate else ""
     labels = [f"s{i}" for i in range(len(renditions))]
     graph = [f"[0:v:0]{head}split={len(renditions)}" + "".join(f"[{label}]" for label in labels)]
     for i, (label, rendition) in enumerate(zip(labels, renditions, strict=True)):
         graph.append(f"[{label}]scale={rendition.width or -2}:{rendition.height},format=yuv420p[v{i}]")
-    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-i", source,
+    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", *source_options, "-i", source,
                "-filter_complex", ";".join(graph)]
     for i, fd in enumerate(fds):
         command += ["-map", f"[v{i}]"]

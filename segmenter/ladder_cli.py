@@ -19,16 +19,19 @@ from fractions import Fraction
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 
 from common.logs import format_handler, logs_json
 from common.options import (
-    LOG_FORMAT, SECONDS, SWITCH, TEXT, TEXT_LIST, Option, config_fields, optional_text, with_options,
+    LOG_FORMAT, SECONDS, SWITCH, TEXT, TEXT_LIST, Option, config_fields, optional_path, optional_text, with_options,
 )
 from common.settings import ConfigError
+from common.tls import check_cas
 
 from .config import check_stalls, parse_segment_seconds, positive_seconds, seconds_or_zero
+from .input import TLS_SCHEMES, tls_options
 from .ladder import ENCODERS, PRESETS, Rendition, check_ladder, ladder_from_toml, rendition_from_spec
 from .ladder_run import Ladder, LadderPlan
 
@@ -115,6 +118,8 @@ OPTIONS = (
            convert=positive_seconds, fields=("stall_warning_s",), metavar="SECONDS"),
     Option("stall_end", SECONDS, 0.0, "End the stream (ENDLIST) when the source has sent nothing for this many"
            " seconds; 0: never.", convert=seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS"),
+    Option("input_ca", TEXT, None, "CA certificate(s) (PEM) that sign an https:// INPUT's TLS certificate.",
+           convert=optional_path, metavar="FILE", shown_default="the system's CAs"),
     Option("ffmpeg", TEXT, "ffmpeg", "The ffmpeg program that decodes and encodes.", metavar="PATH"),
     Option("hls_segment", TEXT, None, "The hls-segment program.", metavar="PATH",
            convert=optional_text, shown_default="the one installed beside hls-ladder"),
@@ -147,6 +152,7 @@ class LadderConfig:
     segment_option: tuple[str, ...]
     stall_warning_s: float
     stall_end_s: float
+    input_ca: Path | None  # the CAs an https INPUT's certificate is checked against; None: the system's
     ffmpeg: str
     hls_segment: str
     log_format: str
@@ -154,6 +160,20 @@ class LadderConfig:
 
     def __post_init__(self) -> None:
         check_stalls(self.stall_warning_s, self.stall_end_s)
+        if self.input_ca is not None:
+            if urlsplit(self.source).scheme not in TLS_SCHEMES:
+                raise ConfigError("--input-ca applies to an https:// INPUT, not to stdin, a file or another URL")
+            check_cas("--input-ca", self.input_ca)
+
+    @property
+    def source_options(self) -> tuple[str, ...]:
+        """ffmpeg's options that make it check the TLS certificate of an https:// or tls:// INPUT
+        (segmenter.input.tls_options: ffmpeg checks none by default); none for anything else,
+        which the ffmpeg command line refuses them for."""
+        if urlsplit(self.source).scheme not in TLS_SCHEMES:
+            return ()
+        return tuple(arg for name, value in tls_options(self.source, self.input_ca).items()
+                     for arg in (f"-{name}", value))
 
     @classmethod
     def from_settings(cls, *, source: str, output_dir: str, bucket: str, key_prefix: str,
@@ -192,7 +212,8 @@ class LadderConfig:
         return LadderPlan(source=self.source, renditions=self.renditions, segment_seconds=self.segment_seconds,
                           output_dir=self.output_dir, segmenter=self.segmenter_command, ffmpeg=self.ffmpeg,
                           encoder=self.encoder, encoder_preset=self.encoder_preset, frame_rate=self.frame_rate,
-                          audio=self.audio, stall_warning_s=self.stall_warning_s, stall_end_s=self.stall_end_s)
+                          audio=self.audio, stall_warning_s=self.stall_warning_s, stall_end_s=self.stall_end_s,
+                          source_options=self.source_options)
 
 
 def _decimal(seconds: Fraction) -> str:

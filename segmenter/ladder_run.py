@@ -405,6 +405,7 @@ class LadderPlan:
     audio: bool = True
     stall_warning_s: float = 10.0
     stall_end_s: float = 0.0  # 0: never
+    source_options: tuple[str, ...] = ()  # ffmpeg's options for opening the source (ladder.decoder_command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +485,8 @@ class Ladder:
                 # Buffered: a write interrupted by a signal is carried on, never cut short.
                 rung.segmenter_in = os.fdopen(write_end, "wb")
             command = decoder_command(plan.ffmpeg, plan.source, plan.renditions, write_ends,
-                                      frame_rate=plan.frame_rate, audio=plan.audio)
+                                      frame_rate=plan.frame_rate, audio=plan.audio,
+                                      source_options=plan.source_options)
             # The source "-" is this process's stdin, which the decoder inherits.
             self.decoder = subprocess.Popen(command, pass_fds=write_ends, start_new_session=True)
         finally:

@@ -10,6 +10,8 @@ import functools
 import http.server
 import logging
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ from common.settings import ConfigError
 from segmenter.config import SegmenterConfig
 from segmenter.errors import InputError
 from segmenter.input import open_input, tls_options
+from tests.support.listener import Listener
 from tests.support.media import make_ts
+from tests.support.net import free_port
 
 EXPIRED = {"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)}
 
@@ -158,3 +162,25 @@ def test_an_input_ca_that_cannot_apply_is_one_line(tmp_path: Path, input: str, c
                                       output_prefix="cam", index_name="i.m3u8", http_prefix="", bucket="bucket-a",
                                       key_prefix="k", settings={"input_ca": str(path)})
     assert str(refused.value).startswith(message.format(path=path)), refused.value
+
+
+def test_hls_ladder_checks_an_https_source_s_certificate(served: Path, tmp_path: Path) -> None:
+    """The decoder is the ffmpeg command line, which checks no certificate by default either:
+    refused without the source's CA (FFmpeg's line in the log), read to its end with --input-ca."""
+    ladder = str(Path(sys.executable).parent / "hls-ladder")
+    ca = trustme.CA()
+    with server(files(served), ca) as port, Listener(free_port()) as daemon:
+        def run(*options: str) -> tuple[int, str]:
+            log_path = tmp_path / "ladder.log"
+            with open(log_path, "wb") as log:
+                code = subprocess.run([ladder, f"https://127.0.0.1:{port}/in.ts", str(tmp_path / "out"), "bucket",
+                                       "prog", "--uploader", f"127.0.0.1:{daemon.port}", "--segment-seconds", "1",
+                                       "--rendition", "a:96:100k:32k", *options], stderr=log, timeout=120).returncode
+            return code, log_path.read_text()
+
+        code, log = run()
+        assert code != 0 and "Peer certificate failed verification" in log, log
+        assert daemon.messages == []
+        code, log = run("--input-ca", str(ca_file(ca, tmp_path)))
+        assert code == 0, log
+        assert daemon.messages and daemon.messages[-1].end, daemon.messages

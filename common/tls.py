@@ -17,37 +17,71 @@ from .settings import ConfigError
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
-# OpenSSL's verify codes (openssl/x509_vfy.h) of a certificate outside its dates
-# (X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED) and of one naming another host or IP address
-# (X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH).
-_NOT_YET_VALID, _EXPIRED = 9, 10
+# OpenSSL's verify codes (openssl/x509_vfy.h): a certificate out of its dates
+# (X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED, for any certificate of the chain, CAs too), one
+# naming another host or IP address (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH), one not for this
+# use (_INVALID_PURPOSE: its extendedKeyUsage), and a chain that ends at no trusted CA
+# (_UNABLE_TO_GET_ISSUER_CERT, _DEPTH_ZERO_SELF_SIGNED_CERT, _SELF_SIGNED_CERT_IN_CHAIN,
+# _UNABLE_TO_GET_ISSUER_CERT_LOCALLY, _UNABLE_TO_VERIFY_LEAF_SIGNATURE, _CERT_UNTRUSTED).
+_OUT_OF_DATES = frozenset({9, 10})
 _NAME_MISMATCHES = frozenset({62, 64})
+_INVALID_PURPOSE = 26
+_NO_TRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21, 27})
+# The end of OpenSSL's reason for an alert the peer sent (RFC 8446 6.2; "SSLV3_ALERT_BAD_CERTIFICATE",
+# "TLSV1_ALERT_UNKNOWN_CA", "TLSV13_ALERT_CERTIFICATE_REQUIRED"), and its own reasons for a peer
+# that speaks an old TLS or none (OpenSSL 3.2 and later say RECORD_LAYER_FAILURE for the latter).
+_OURS_REFUSED = ("ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_EXPIRED",
+                 "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN", "ALERT_CERTIFICATE_REVOKED")
+_PROTOCOL_VERSION = ("ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL")
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
 
 
-class CertificateRefusal(enum.Enum):
-    """Why this side refused a peer's TLS certificate; the value ends "the certificate of X ..."."""
+class TlsFailure(enum.Enum):
+    """What a failed TLS handshake says went wrong, as far as it says: this side's refusal of the
+    peer's certificate (OpenSSL's verify codes), the alert the peer sent (RFC 8446 6.2), or bytes
+    that are no TLS."""
 
-    OTHER_NAME = "does not name it"
-    EXPIRED = "has expired"
-    NOT_YET_VALID = "is not valid yet"
-    UNTRUSTED = "is signed by no CA trusted here"
+    OTHER_NAME = enum.auto()  # the peer's certificate names another host or IP address
+    OUT_OF_DATES = enum.auto()  # it, or a CA certificate of its chain, has expired or is not valid yet
+    WRONG_PURPOSE = enum.auto()  # its extendedKeyUsage does not allow this use (serverAuth, clientAuth)
+    UNTRUSTED = enum.auto()  # its chain ends at no trusted CA (or the peer does not send its intermediate)
+    REFUSED = enum.auto()  # another verification failure: the error's verify_message says which
+    OURS_REFUSED = enum.auto()  # the peer refused this side's certificate
+    CERTIFICATE_REQUIRED = enum.auto()  # the peer wants a client certificate this side did not give
+    PROTOCOL_VERSION = enum.auto()  # no TLS version both speak (this side: 1.2 or later)
+    NOT_TLS = enum.auto()  # the peer does not speak TLS
 
 
-def certificate_refusal(error: BaseException) -> CertificateRefusal | None:
-    """What ``error`` (raised by ssl, or urllib3 2, during a handshake) says was wrong with the
-    peer's certificate; None when it is no verification failure (a reset, a cut-off handshake,
-    a plaintext peer). urllib3 2 matches host names itself and raises its own CertificateError;
-    any other verification failure (CERTIFICATE_VERIFY_FAILED) is a chain no trusted CA signed."""
-    code = error.verify_code if isinstance(error, ssl.SSLCertVerificationError) else None
-    if type(error).__name__ == "CertificateError" or code in _NAME_MISMATCHES:
-        return CertificateRefusal.OTHER_NAME
-    if code == _EXPIRED:
-        return CertificateRefusal.EXPIRED
-    if code == _NOT_YET_VALID:
-        return CertificateRefusal.NOT_YET_VALID
-    if code is not None or "CERTIFICATE_VERIFY_FAILED" in str(error):
-        return CertificateRefusal.UNTRUSTED
+def tls_failure(error: BaseException) -> TlsFailure | None:
+    """What ``error`` (raised by ssl, or urllib3 2, in a handshake) says went wrong; None when it
+    says nothing of either side's settings (a reset, a handshake cut off or timed out), which
+    may pass. urllib3 2 matches host names itself and raises its own CertificateError."""
+    if type(error).__name__ == "CertificateError":
+        return TlsFailure.OTHER_NAME
+    if isinstance(error, ssl.SSLCertVerificationError):
+        code = error.verify_code
+        if code in _NAME_MISMATCHES:
+            return TlsFailure.OTHER_NAME
+        if code in _OUT_OF_DATES:
+            return TlsFailure.OUT_OF_DATES
+        if code == _INVALID_PURPOSE:
+            return TlsFailure.WRONG_PURPOSE
+        return TlsFailure.UNTRUSTED if code in _NO_TRUSTED_ISSUER else TlsFailure.REFUSED
+    reason = str(getattr(error, "reason", None) or error)
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return TlsFailure.REFUSED
+    for ends, failure in ((_OURS_REFUSED, TlsFailure.OURS_REFUSED), (("ALERT_CERTIFICATE_REQUIRED",),
+                          TlsFailure.CERTIFICATE_REQUIRED), (_PROTOCOL_VERSION, TlsFailure.PROTOCOL_VERSION),
+                          (_NOT_TLS, TlsFailure.NOT_TLS)):
+        if any(end in reason for end in ends):
+            return failure
     return None
+
+
+def detail(error: BaseException) -> str:
+    """The most precise words ``error`` has for itself: OpenSSL's verify message, its reason, or
+    its text."""
+    return getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
 
 
 def server_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:

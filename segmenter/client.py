@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from common.tls import CertificateRefusal, certificate_refusal
+from common.tls import TlsFailure, detail, tls_failure
 from protocol import (
     V1_FIELD_NAMES,
     CLOCK_WARNING_MS,
@@ -193,10 +193,16 @@ class DaemonClient:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 described = _describe(error)
-                if (fresh and self._tls is None and isinstance(error, ConnectionError)
+                if (fresh and isinstance(error, ConnectionError)
                         and not isinstance(error, ConnectionRefusedError)):
-                    # A daemon with --tls-cert drops a plaintext peer at its first bytes.
-                    described += " (a daemon with --tls-cert closes plaintext peers: give --tls)"
+                    if self._tls is None:
+                        # A daemon with --tls-cert drops a plaintext peer at its first bytes.
+                        described += " (a daemon with --tls-cert closes plaintext peers: give --tls)"
+                    else:
+                        # With TLS 1.3 a client certificate is checked after the client's handshake:
+                        # the daemon refusing it closes the connection at the first read.
+                        described += (" (a daemon with --tls-client-ca closes a peer whose --tls-cert it refuses"
+                                      " or misses: its log says why)")
                 log.warning(
                     "daemon at %s: %s; keeping %d message(s) and retrying (segment %d of %s waits)",
                     self.peer, described, self._backlog(), message.last_segment, message.index,
@@ -365,20 +371,27 @@ def _measure(file: BinaryIO) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+# The segmenter's fix for each kind of TLS failure with a daemon (common.tls.tls_failure).
+_TLS_FIXES = {
+    TlsFailure.OTHER_NAME: "check --tls-server-name against the names the certificate carries",
+    TlsFailure.OUT_OF_DATES: "it, or a CA certificate of its chain, is out of its dates: renew it, or check the clocks",
+    TlsFailure.WRONG_PURPOSE: "the daemon's --tls-cert is no server certificate: its extendedKeyUsage needs serverAuth",
+    TlsFailure.UNTRUSTED: "check --tls-ca, and that the daemon's --tls-cert holds its intermediate certificates",
+    TlsFailure.REFUSED: "check --tls-ca and the daemon's --tls-cert",
+    TlsFailure.OURS_REFUSED: "the daemon refused --tls-cert: signed by a CA of its --tls-client-ca, in its dates?",
+    TlsFailure.CERTIFICATE_REQUIRED: "the daemon asks for a client certificate: --tls-cert, --tls-key",
+    TlsFailure.PROTOCOL_VERSION: "the daemon and this segmenter share no TLS version",
+}
+
+
 def _describe(error: Exception) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        refused = certificate_refusal(error)
-        if refused is CertificateRefusal.OTHER_NAME:
-            fix = "check --tls-server-name against the names the certificate carries"
-        elif refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
-            fix = "renew it, or check this host's clock"
-        else:
-            fix = "check --tls-ca"
-        return f"its TLS certificate is refused: {error.verify_message} ({fix})"
     if isinstance(error, ssl.SSLError):
-        return f"TLS failed: {error.reason or error} (does the daemon speak TLS, hls-uploadd --tls-cert?)"
+        fix = _TLS_FIXES.get(tls_failure(error), "does the daemon speak TLS, hls-uploadd --tls-cert?")
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return f"its TLS certificate is refused: {error.verify_message} ({fix})"
+        return f"TLS failed: {detail(error)} ({fix})"
     if isinstance(error, TimeoutError | socket.timeout):
         return "no answer in time"
     return str(error) or type(error).__name__

@@ -22,7 +22,7 @@ import av
 import av.container
 import av.logging
 
-from common.tls import CertificateRefusal, certificate_refusal
+from common.tls import TlsFailure, detail, tls_failure
 
 from . import metrics
 from .codecs import codec_string, codecs_list
@@ -477,16 +477,21 @@ def _certificate_fix(url: str, ca_file: Path | None) -> str | None:
                 context.wrap_socket(raw, server_hostname=parts.hostname):
             return None
     except (OSError, ValueError) as error:
-        refused = certificate_refusal(error)
-    if refused is CertificateRefusal.OTHER_NAME:
-        return f"it does not name {parts.hostname}: give INPUT a host name its certificate carries"
-    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
-        return f"it {refused.value}: renew it, or check this host's clock"
-    if refused is CertificateRefusal.UNTRUSTED:
-        if ca_file is not None:
-            return f"no CA in --input-ca {ca_file} signed it: name the one that does"
-        return "no CA the system trusts signed it: --input-ca names the one that does"
-    return None
+        failure, said = tls_failure(error), detail(error)
+    trusted = f"in --input-ca {ca_file}" if ca_file is not None else "the system trusts"
+    fixes = {
+        TlsFailure.OTHER_NAME: f"it does not name {parts.hostname}: give INPUT a host name its certificate carries",
+        TlsFailure.OUT_OF_DATES: f"it, or a CA certificate of its chain, is out of its dates ({said}): renew it, or"
+                                 " check this host's clock",
+        TlsFailure.WRONG_PURPOSE: "it is no server certificate (its extendedKeyUsage has no serverAuth)",
+        TlsFailure.UNTRUSTED: f"no CA {trusted} signed it (or the server does not send its intermediate"
+                              " certificate): --input-ca names the CA that does",
+        TlsFailure.REFUSED: f"{said}",
+        TlsFailure.CERTIFICATE_REQUIRED: "the server asks for a client certificate, which hls-segment does not give",
+        TlsFailure.PROTOCOL_VERSION: "the server and hls-segment share no TLS version",
+        TlsFailure.NOT_TLS: "the server does not speak TLS on that port: http://, or another port?",
+    }
+    return fixes.get(failure) if failure is not None else None
 
 
 # Query parameters whose values are secrets, by the end of their name (SRT's passphrase, a signed

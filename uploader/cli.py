@@ -124,6 +124,10 @@ def build_store(config: UploaderConfig, url: StoreUrl) -> Store:
     return HttpStore(url, connections=config.max_inflight + 2)
 
 
+# How OpenSSL finds a CA in a directory: by the hash of its subject, HASH.N (openssl rehash).
+_HASH_LINK = re.compile(r"[0-9a-f]{8}\.[0-9]+")
+
+
 def _check_ca_bundle(path: str) -> None:
     """Load the CA bundle the S3 client would check the store's certificate with, as it would (one
     PEM file: botocore passes a directory to OpenSSL as a file too); ConfigError naming the file
@@ -141,15 +145,23 @@ def _check_ca_bundle(path: str) -> None:
 def _check_system_trust() -> None:
     """Read the CA file and directories SSL_CERT_FILE and SSL_CERT_DIR (':'-separated) name, which
     the ftps and https stores trust in place of OpenSSL's defaults (remote.system_trust);
-    ConfigError naming the one that cannot be: OpenSSL would skip it without a word, and refuse
-    every certificate its CA signed."""
+    ConfigError naming the one that cannot be used (OpenSSL would skip it without a word, and
+    refuse every certificate its CA signed): set but empty, missing, no certificate in it, a
+    directory without OpenSSL's hash links (``openssl rehash``)."""
+    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if os.environ.get(variable) == "":
+            raise ConfigError(f"{variable} is set but empty, so OpenSSL reads no CA from it: unset it, or name"
+                              f" a {'file' if variable == 'SSL_CERT_FILE' else 'directory'}")
     if path := os.environ.get("SSL_CERT_FILE"):
-        _check_ca_file(path, f"the CA file {path} (SSL_CERT_FILE)", "name a directory in SSL_CERT_DIR")
+        _check_ca_file(path, f"the CA file {path} (SSL_CERT_FILE)", "name a directory in SSL_CERT_DIR (after openssl rehash)")
     for directory in filter(None, os.environ.get("SSL_CERT_DIR", "").split(os.pathsep)):
         try:
-            os.listdir(directory)
+            names = os.listdir(directory)
         except OSError as error:
             raise ConfigError(f"the CA directory {directory} (SSL_CERT_DIR) cannot be read: {error.strerror}") from None
+        if not any(_HASH_LINK.fullmatch(name) for name in names):
+            raise ConfigError(f"the CA directory {directory} (SSL_CERT_DIR) has no certificate OpenSSL looks up (no"
+                              f" HASH.0 names): run openssl rehash {directory}")
 
 
 def _check_ca_file(path: str, named: str, if_a_directory: str) -> None:

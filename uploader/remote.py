@@ -211,16 +211,20 @@ def system_trust(scheme: str) -> TlsTrust:
     certificates with (``scheme``), for a TLS refusal's fix (stores.classify_tls_error): OpenSSL's
     CA file and CA directory, each its default or what SSL_CERT_FILE and SSL_CERT_DIR name."""
     paths = ssl.get_default_verify_paths()
-    where = []
-    for kind, variable, default in (("file", paths.openssl_cafile_env, paths.openssl_cafile),
-                                    ("directory", paths.openssl_capath_env, paths.openssl_capath)):
-        named = os.environ.get(variable)
-        where.append(f"the CA {kind} {named} ({variable})" if named else f"the CA {kind} {default}")
-    source = " and ".join(where)
-    return TlsTrust(source=source, trusts=f"the daemon trusts {source}",
-                    name_a_ca="add the store's CA to the system's CA store, or name a PEM file holding it in"
-                              " SSL_CERT_FILE, and restart the daemon",
-                    endpoint="--store", plain_scheme="ftp://" if scheme == "ftps" else "http://")
+    named_file, named_directory = os.environ.get(paths.openssl_cafile_env), os.environ.get(paths.openssl_capath_env)
+    file = (f"the CA file {named_file} ({paths.openssl_cafile_env})" if named_file is not None
+            else f"the CA file {paths.openssl_cafile}")
+    directories = "directories" if named_directory and os.pathsep in named_directory else "directory"
+    directory = (f"the CA {directories} {named_directory} ({paths.openssl_capath_env})" if named_directory is not None
+                 else f"the CA directory {paths.openssl_capath}")
+    if named_file is not None:
+        name_a_ca = f"add the store's CA to {named_file}, and restart the daemon"
+    else:
+        name_a_ca = ("add the store's CA to the system's CA store, or name a PEM file holding it and the other CAs"
+                     f" the daemon needs in {paths.openssl_cafile_env}, and restart the daemon")
+    source = f"{file} and {directory}"
+    return TlsTrust(source=source, trusts=f"the daemon trusts {source}", name_a_ca=name_a_ca, endpoint="--store",
+                    plain_scheme="ftp://" if scheme == "ftps" else "http://")
 
 
 def object_parts(bucket: str, key: str) -> list[str]:

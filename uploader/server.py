@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from common.tls import CertificateRefusal, certificate_refusal
+from common.tls import TlsFailure, detail, tls_failure
 from protocol import (
     CLOSED,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -329,19 +329,29 @@ class _Connection:
 
 
 def handshake_failure(error: BaseException) -> str:
-    """Why a peer failed the daemon's TLS handshake, and what it should do, for the one WARNING
-    line: its client certificate refused (mutual TLS, --tls-client-ca: out of its dates, or no
-    CA of that file signed it), none sent, or no TLS spoken at all."""
-    refused = certificate_refusal(error)
-    detail = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
-    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
-        return f"its client certificate {refused.value}: renew it (hls-segment --tls-cert), or check the clocks"
-    if refused is not None:
-        return (f"its client certificate is refused: {detail}; sign it with a CA of --tls-client-ca"
-                " (hls-segment --tls-cert)")
-    if detail == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+    """Why a peer failed the daemon's TLS handshake, and what to do, for the one WARNING line
+    (common.tls.tls_failure): its client certificate refused (mutual TLS, --tls-client-ca) or not
+    sent, the daemon's own certificate refused by the peer, no TLS version in common, or no TLS
+    spoken at all."""
+    said = detail(error) or type(error).__name__
+    client = "its client certificate"
+    fixes = {
+        TlsFailure.OUT_OF_DATES: f"{client}, or a CA certificate of its chain, is out of its dates ({said}): renew it"
+                                 " (hls-segment --tls-cert), or check the clocks",
+        TlsFailure.WRONG_PURPOSE: f"{client} is not one for a client (its extendedKeyUsage has no clientAuth)",
+        TlsFailure.UNTRUSTED: f"{client} is refused: {said}; sign it with a CA of --tls-client-ca (hls-segment"
+                              " --tls-cert, with its intermediate certificates)",
+        TlsFailure.REFUSED: f"{client} is refused: {said}",
+        TlsFailure.OURS_REFUSED: f"it refused this daemon's certificate ({said}): check its --tls-ca and"
+                                 " --tls-server-name against --tls-cert (chain, names, dates)",
+        TlsFailure.PROTOCOL_VERSION: f"it shares no TLS version with this daemon, which speaks 1.2 or later ({said})",
+    }
+    failure = tls_failure(error)
+    if failure in fixes:
+        return fixes[failure]
+    if said == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return "it sent no client certificate, which --tls-client-ca asks for (hls-segment --tls-cert, --tls-key)"
-    return f"{detail or type(error).__name__}; this listener speaks TLS only (hls-segment --tls)"
+    return f"{said}; this listener speaks TLS only (hls-segment --tls)"
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

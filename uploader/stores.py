@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from common.durable import write_file
-from common.tls import CertificateRefusal, certificate_refusal
+from common.tls import TlsFailure, detail, tls_failure
 
 from .errors import UploaderError
 from .s3wire import S3ErrorReply, S3Reply, S3Wire
@@ -556,26 +556,33 @@ class TlsTrust:
 
 def classify_tls_error(cause: BaseException, reason: str, host: str, trust: TlsTrust) -> StoreError:
     """A TLS connection to ``host`` that failed with ``cause`` (what ssl, urllib3 or the CA file's
-    open raised) as a TlsRefusedError when this side refused it, each with its fix: a certificate
-    naming another host, expired or not yet valid, or signed by no CA ``trust`` names
-    (common.tls.certificate_refusal); a CA file that cannot be read (an OS error, or OpenSSL's
-    X509 or PEM library refusing the file); a port that does not answer TLS
-    (WRONG_VERSION_NUMBER). Anything else (a handshake cut off, reset, timed out) is a
-    TransientStoreError. ``reason`` is the error's text. Either way the request is retried."""
-    text = str(cause)
-    refused = certificate_refusal(cause)
-    if refused is CertificateRefusal.OTHER_NAME:
-        other = f", or {trust.other_name}" if trust.other_name else ""
-        return TlsRefusedError(reason, fix=f"the certificate of {host} does not name it: fix {trust.endpoint}{other}")
-    if refused in (CertificateRefusal.EXPIRED, CertificateRefusal.NOT_YET_VALID):
-        return TlsRefusedError(reason, fix=f"the certificate of {host} {refused.value}: renew it, or check this host's"
-                                            " clock")
-    if refused is CertificateRefusal.UNTRUSTED:
-        return TlsRefusedError(reason, fix=f"{trust.trusts}, and no CA there signed the certificate of {host}:"
-                                            f" {trust.name_a_ca}, or fix {trust.endpoint}")
-    if "WRONG_VERSION_NUMBER" in text:
-        return TlsRefusedError(reason, fix=f"{host} does not answer TLS: is {trust.endpoint} {trust.plain_scheme},"
-                                            " or another port?")
+    open raised) as a TlsRefusedError when a setting of either side refused it, with its fix
+    (common.tls.tls_failure: a certificate naming another host, out of its dates, not for a
+    server, signed by no CA ``trust`` names or refused otherwise; the store wanting a client
+    certificate or an older TLS; a port without TLS), or a CA file that cannot be read (an OS
+    error, or OpenSSL's X509 or PEM library refusing the file). Anything else (a handshake cut
+    off, reset, timed out) is a TransientStoreError. ``reason`` is the error's text. Either way
+    the request is retried."""
+    certificate = f"the certificate of {host}"
+    fixes = {
+        TlsFailure.OTHER_NAME: f"{certificate} does not name it: fix {trust.endpoint}"
+                               + (f", or {trust.other_name}" if trust.other_name else ""),
+        TlsFailure.OUT_OF_DATES: f"{certificate}, or a CA certificate of its chain, is out of its dates"
+                                 f" ({detail(cause)}): renew it, or check this host's clock",
+        TlsFailure.WRONG_PURPOSE: f"{certificate} is not one for a server (its extendedKeyUsage has no serverAuth):"
+                                  " issue one that is",
+        TlsFailure.UNTRUSTED: f"{trust.trusts}, and no CA there signed {certificate} (or {host} does not send its"
+                              f" intermediate certificate): {trust.name_a_ca}, or fix {trust.endpoint}",
+        TlsFailure.REFUSED: f"{certificate} is refused ({detail(cause)}): fix it, or {trust.endpoint}",
+        TlsFailure.CERTIFICATE_REQUIRED: f"{host} asks for a client certificate, which the daemon does not present:"
+                                         " let it serve the daemon without one",
+        TlsFailure.PROTOCOL_VERSION: f"{host} and the daemon share no TLS version (the daemon speaks 1.2 or"
+                                     " later): upgrade the server's TLS",
+        TlsFailure.NOT_TLS: f"{host} does not answer TLS: is {trust.endpoint} {trust.plain_scheme}, or another port?",
+    }
+    failure = tls_failure(cause)
+    if failure in fixes:
+        return TlsRefusedError(reason, fix=fixes[failure])
     if getattr(cause, "library", None) in ("X509", "PEM") or (isinstance(cause, OSError)
                                                                and not isinstance(cause, ssl.SSLError)):
         return TlsRefusedError(reason, fix=f"{trust.source} cannot be read: {trust.name_a_ca}")

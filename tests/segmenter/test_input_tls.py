@@ -84,18 +84,22 @@ def test_an_https_input_is_read_when_its_ca_is_named_and_refused_when_not(served
         url = f"https://127.0.0.1:{port}/in.ts"
         assert opened(url, ca_file(ca, tmp_path)) == "mpegts"
         assert refusal(url) == (f"cannot open {url}: its TLS certificate is refused (Peer certificate failed"
-                                " verification): no CA the system trusts signed it: --input-ca names the one that does")
+                                " verification): no CA the system trusts signed it (or the server does not send its"
+                                " intermediate certificate): --input-ca names the CA that does")
         other = tmp_path / "other"
         other.mkdir()
         assert refusal(url, ca_file(trustme.CA(), other)).endswith(
-            f": no CA in --input-ca {other / 'ca.pem'} signed it: name the one that does")
+            f": no CA in --input-ca {other / 'ca.pem'} signed it (or the server does not send its intermediate"
+            " certificate): --input-ca names the CA that does")
 
 
 @pytest.mark.parametrize(("names", "dates", "fix"), [
     (("store.example.com",), {}, "it does not name 127.0.0.1: give INPUT a host name its certificate carries"),
-    (("127.0.0.1",), EXPIRED, "it has expired: renew it, or check this host's clock"),
+    (("127.0.0.1",), EXPIRED, "it, or a CA certificate of its chain, is out of its dates (certificate has expired):"
+     " renew it, or check this host's clock"),
     (("127.0.0.1",), {"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
-     "it is not valid yet: renew it, or check this host's clock"),
+     "it, or a CA certificate of its chain, is out of its dates (certificate is not yet valid): renew it, or check"
+     " this host's clock"),
 ])
 def test_a_certificate_its_ca_signed_that_is_no_good_is_said_as_such(
         served: Path, tmp_path: Path, names: tuple[str, ...], dates: dict[str, datetime.datetime], fix: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 from common.options import settings_from_file
 from common.settings import ConfigError
@@ -267,18 +268,29 @@ def test_a_ca_bundle_that_cannot_be_read_is_one_line_and_exit_2(
     ("SSL_CERT_FILE", "directory", "the CA file {path} (SSL_CERT_FILE) is a directory: name a directory in SSL_CERT_DIR"),
     ("SSL_CERT_DIR", None, "the CA directory {path} (SSL_CERT_DIR) cannot be read: No such file or directory"),
     ("SSL_CERT_DIR", "a file", "the CA directory {path} (SSL_CERT_DIR) cannot be read: Not a directory"),
+    ("SSL_CERT_DIR", "directory", "the CA directory {path} (SSL_CERT_DIR) has no certificate OpenSSL looks up (no"
+     " HASH.0 names): run openssl rehash {path}"),
+    ("SSL_CERT_FILE", "", "SSL_CERT_FILE is set but empty, so OpenSSL reads no CA from it: unset it, or name a file"),
+    ("SSL_CERT_DIR", "", "SSL_CERT_DIR is set but empty, so OpenSSL reads no CA from it: unset it, or name a"
+     " directory"),
 ])
 def test_a_ca_file_or_directory_the_daemon_cannot_read_is_one_line_and_exit_2(
         tmp_path: Path, scheme: str, variable: str, content: str | None, message: str) -> None:
     """The ftps and https stores trust what SSL_CERT_FILE and SSL_CERT_DIR name in place of the
     system's CAs; OpenSSL skips one it cannot read without a word, and every request would then be
-    refused as signed by no trusted CA. SSL_CERT_DIR may name several, ':'-separated."""
+    refused as signed by no trusted CA. SSL_CERT_DIR may name several, ':'-separated; OpenSSL finds a
+    CA in one by the hash of its name (`openssl rehash`). Set but empty, OpenSSL reads none."""
     path = tmp_path / "ca"
     if content == "directory":
         path.mkdir()
+        if variable == "SSL_CERT_DIR":
+            trustme.CA().cert_pem.write_to_path(str(path / "ca.pem"))  # there, but not where OpenSSL looks
     elif content is not None:
         path.write_text(content)
-    value = str(path) if variable == "SSL_CERT_FILE" else f"{tmp_path}:{path}"
+    hashed = tmp_path / "hashed"  # a directory as `openssl rehash` leaves it, before the one refused
+    hashed.mkdir()
+    trustme.CA().cert_pem.write_to_path(str(hashed / "0123abcd.0"))
+    value = "" if content == "" else str(path) if variable == "SSL_CERT_FILE" else f"{hashed}:{path}"
     result = run_cli("--spool-dir", str(tmp_path / "spool"), "--bucket", "live", "--listen", "127.0.0.1:0",
                      "--store", f"{scheme}://127.0.0.1:9/live", env={variable: value},
                      unset=tuple({"SSL_CERT_FILE", "SSL_CERT_DIR"} - {variable}))

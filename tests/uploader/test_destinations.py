@@ -193,18 +193,23 @@ def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, trusti
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         paths = ssl.get_default_verify_paths()
         trusted = f"the CA file {paths.openssl_cafile} and the CA directory {paths.openssl_capath}"
+        add = ("add the store's CA to the system's CA store, or name a PEM file holding it and the other CAs the"
+               " daemon needs in SSL_CERT_FILE")
     else:
         other = tmp_path / "other-ca.pem"
         trustme.CA().cert_pem.write_to_path(str(other))
         monkeypatch.setenv("SSL_CERT_FILE", str(other))
-        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-        trusted = f"the CA file {other} (SSL_CERT_FILE) and the CA directory {tmp_path} (SSL_CERT_DIR)"
+        monkeypatch.setenv("SSL_CERT_DIR", f"{tmp_path}:{tmp_path}")
+        trusted = (f"the CA file {other} (SSL_CERT_FILE) and the CA directories {tmp_path}:{tmp_path}"
+                   " (SSL_CERT_DIR)")
+        add = f"add the store's CA to {other}"  # the system's store is not read at all
     with new_file_server(kind, tmp_path, ca) as server:
         with pytest.raises(TlsRefusedError, match="certificate") as refused:
             new_store(store_url(server)).put("b", "k.ts", b"x", content_type="t", cache_control="c")
-    assert refused.value.fix == (f"the daemon trusts {trusted}, and no CA there signed the certificate of"
-                                 f" 127.0.0.1:{server.port}: add the store's CA to the system's CA store, or name a"
-                                 " PEM file holding it in SSL_CERT_FILE, and restart the daemon, or fix --store")
+    host = f"127.0.0.1:{server.port}"
+    assert refused.value.fix == (f"the daemon trusts {trusted}, and no CA there signed the certificate of {host} (or"
+                                 f" {host} does not send its intermediate certificate): {add}, and restart the"
+                                 " daemon, or fix --store")
 
 
 @pytest.mark.parametrize("kind", ["ftps", "https"])
@@ -212,10 +217,12 @@ def test_a_certificate_not_trusted_is_the_operators_to_correct(kind: str, trusti
     (("store.example.com",), "127.0.0.1", {}, "the certificate of 127.0.0.1:{port} does not name it: fix --store"),
     (("127.0.0.1",), "localhost", {}, "the certificate of localhost:{port} does not name it: fix --store"),
     (("127.0.0.1",), "127.0.0.1", {"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
-     "the certificate of 127.0.0.1:{port} has expired: renew it, or check this host's clock"),
+     "the certificate of 127.0.0.1:{port}, or a CA certificate of its chain, is out of its dates (certificate has"
+     " expired): renew it, or check this host's clock"),
     (("127.0.0.1",), "127.0.0.1",
      {"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
-     "the certificate of 127.0.0.1:{port} is not valid yet: renew it, or check this host's clock"),
+     "the certificate of 127.0.0.1:{port}, or a CA certificate of its chain, is out of its dates (certificate is"
+     " not yet valid): renew it, or check this host's clock"),
 ])
 def test_a_certificate_of_a_trusted_ca_that_is_no_good_is_said_as_such(
         kind: str, identities: tuple[str, ...], host: str, dates: dict[str, datetime.datetime], fix: str,

@@ -349,8 +349,8 @@ def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3Erro
     proxy, bundle = private_ca
     with pytest.raises(TlsRefusedError, match="CERTIFICATE_VERIFY_FAILED") as refused:
         https_store(proxy.url).put(bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
-    assert f"no CA there signed the certificate of 127.0.0.1:{proxy.port}: name a PEM file holding the store's CA in" \
-           " AWS_CA_BUNDLE" in refused.value.fix
+    assert f"no CA there signed the certificate of 127.0.0.1:{proxy.port} (or 127.0.0.1:{proxy.port} does not send" \
+           " its intermediate certificate): name a PEM file holding the store's CA in AWS_CA_BUNDLE" in refused.value.fix
     for verify in (str(bundle), False):
         https_store(proxy.url, verify).put(bucket, "tls/b.ts", b"b", content_type="video/MP2T",
                                            cache_control="no-store")
@@ -409,9 +409,11 @@ def test_a_ca_bundle_gone_after_the_start_is_the_operator_s_to_correct(
 @pytest.mark.parametrize(("identities", "dates", "fix"), [
     (("store.example.com",), {}, "the certificate of 127.0.0.1:{port} does not name it: fix --endpoint-url"),
     (("127.0.0.1",), {"not_after": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)},
-     "the certificate of 127.0.0.1:{port} has expired: renew it, or check this host's clock"),
+     "the certificate of 127.0.0.1:{port}, or a CA certificate of its chain, is out of its dates (certificate has"
+     " expired): renew it, or check this host's clock"),
     (("127.0.0.1",), {"not_before": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)},
-     "the certificate of 127.0.0.1:{port} is not valid yet: renew it, or check this host's clock"),
+     "the certificate of 127.0.0.1:{port}, or a CA certificate of its chain, is out of its dates (certificate is not"
+     " yet valid): renew it, or check this host's clock"),
 ])
 def test_a_certificate_of_a_trusted_ca_that_is_no_good_is_said_as_such(
         seaweed: SeaweedServer, bucket: str, tmp_path: Path, identities: tuple[str, ...],

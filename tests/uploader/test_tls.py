@@ -167,6 +167,10 @@ def test_a_segmenter_s_tls_mistakes_lose_nothing(
     assert len(refused) == 1 and "uploader.example" in refused[0] and "check --tls-server-name" in refused[0], \
         wrong_name.stderr
     assert [number for _, number in owed(out_dir)] == [1, 2, 3, 4, 5, 6], wrong_name.stderr
+    # The daemon's side of the last two: the peer refused the daemon's certificate, not "no TLS".
+    lines = [line for line in daemon.log().splitlines() if HANDSHAKE_FAILED in line]
+    refusals = [line for line in lines if "WRONG_VERSION_NUMBER" not in line]  # the plaintext run's retries
+    assert refusals and all("it refused this daemon's certificate" in line for line in refusals), lines
     for index in ("a.m3u8", "b.m3u8", "c.m3u8"):
         assert http_get(url(index)).status == 404  # nothing got through
 
@@ -192,7 +196,7 @@ def test_a_segmenter_says_a_daemon_certificate_out_of_its_dates_is_to_renew(
     dates: dict[str, datetime.datetime], said: str,
 ) -> None:
     """A certificate its CA signed, but expired or not valid yet: the fix is the certificate (or
-    the clock), not --tls-ca (common.tls.certificate_refusal, which the stores' TLS refusals use too)."""
+    the clock), not --tls-ca (common.tls.tls_failure, which the stores' TLS refusals use too)."""
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1", **dates)
     files = [tmp_path / name for name in ("ca.pem", "daemon.pem", "daemon.key")]
@@ -204,8 +208,28 @@ def test_a_segmenter_says_a_daemon_certificate_out_of_its_dates_is_to_renew(
                            "--drain-timeout", "1", "--tls-ca", str(files[0]))
     assert result.returncode == 3, result.stderr
     refused = [line for line in result.stderr.splitlines() if "TLS certificate is refused" in line]
-    assert len(refused) == 1 and f"{said} (renew it, or check this host's clock)" in refused[0], result.stderr
+    assert len(refused) == 1 and f"{said} (it, or a CA certificate of its chain, is out of its dates: renew it, or" \
+        " check the clocks)" in refused[0], result.stderr
     assert owed(out_dir) == [("index.m3u8", 1), ("index.m3u8", 2)]
+
+
+@pytest.mark.parametrize("client", ["none", "expired"])
+def test_a_segmenter_whose_client_certificate_the_daemon_refuses_is_told_where_to_look(
+    start_uploader: StartUploader, bucket: str, media: MediaCache, certificates: Certificates, tmp_path: Path,
+    client: str,
+) -> None:
+    """With TLS 1.3 the daemon checks a client certificate after the segmenter's side of the
+    handshake: the segmenter sees only a closed connection, and its line says what that means."""
+    daemon = start_uploader(*certificates.daemon_args("--tls-client-ca", str(certificates.ca)))
+    extra = () if client == "none" else ("--tls-cert", str(certificates.expired_cert),
+                                         "--tls-key", str(certificates.expired_key))
+    result = run_segmenter(media.ts(seconds=4.0, gop_seconds=1.0), tmp_path / "out", daemon.port, bucket,
+                           "--drain-timeout", "1", "--tls-ca", str(certificates.ca), *extra)
+    assert result.returncode == 3, result.stderr
+    closed = [line for line in result.stderr.splitlines() if "keeping" in line]
+    assert len(closed) == 1 and "a daemon with --tls-client-ca closes a peer whose --tls-cert it refuses or misses" \
+        in closed[0], result.stderr
+    assert owed(tmp_path / "out") == [("index.m3u8", 1), ("index.m3u8", 2)]
 
 
 def test_a_tls_segmenter_meeting_a_plaintext_daemon_sends_nothing_in_clear_and_loses_nothing(
@@ -250,7 +274,8 @@ def test_peers_that_fail_the_handshake_are_closed_with_one_line_and_no_reply(
              "its client certificate is refused: unable to get local issuer certificate; sign it with a CA of"
              " --tls-client-ca"),
             ("an expired one", (certificates.expired_cert, certificates.expired_key),
-             "its client certificate has expired: renew it (hls-segment --tls-cert), or check the clocks")):
+             "its client certificate, or a CA certificate of its chain, is out of its dates (certificate has"
+             " expired): renew it (hls-segment --tls-cert), or check the clocks")):
         context = ssl.create_default_context(cafile=certificates.ca)
         if certificate is not None:
             context.load_cert_chain(*certificate)

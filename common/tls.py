@@ -27,7 +27,7 @@ _OUT_OF_DATES = frozenset({9, 10})
 _NAME_MISMATCHES = frozenset({62, 64})
 _INVALID_PURPOSE = 26
 _NO_TRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21, 27})
-# The end of OpenSSL's reason for an alert the peer sent (RFC 8446 6.2; "SSLV3_ALERT_BAD_CERTIFICATE",
+# What OpenSSL's reason holds for an alert the peer sent (RFC 8446 6.2; "SSLV3_ALERT_BAD_CERTIFICATE",
 # "TLSV1_ALERT_UNKNOWN_CA", "TLSV13_ALERT_CERTIFICATE_REQUIRED"), and its own reasons for a peer
 # that speaks an old TLS or none (OpenSSL 3.2 and later say RECORD_LAYER_FAILURE for the latter).
 _OURS_REFUSED = ("ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_EXPIRED",

@@ -153,7 +153,8 @@ def _check_system_trust() -> None:
             raise ConfigError(f"{variable} is set but empty, so OpenSSL reads no CA from it: unset it, or name"
                               f" a {'file' if variable == 'SSL_CERT_FILE' else 'directory'}")
     if path := os.environ.get("SSL_CERT_FILE"):
-        _check_ca_file(path, f"the CA file {path} (SSL_CERT_FILE)", "name a directory in SSL_CERT_DIR (after openssl rehash)")
+        _check_ca_file(path, f"the CA file {path} (SSL_CERT_FILE)",
+                       "name a directory in SSL_CERT_DIR (after openssl rehash)")
     for directory in filter(None, os.environ.get("SSL_CERT_DIR", "").split(os.pathsep)):
         try:
             names = os.listdir(directory)

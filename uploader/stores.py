@@ -573,7 +573,7 @@ def classify_tls_error(cause: BaseException, reason: str, host: str, trust: TlsT
                                   " issue one that is",
         TlsFailure.UNTRUSTED: f"{trust.trusts}, and no CA there signed {certificate} (or {host} does not send its"
                               f" intermediate certificate): {trust.name_a_ca}, or fix {trust.endpoint}",
-        TlsFailure.REFUSED: f"{certificate} is refused ({detail(cause)}): fix it, or {trust.endpoint}",
+        TlsFailure.REFUSED: f"{certificate} is refused ({detail(cause)}): fix the certificate, or {trust.endpoint}",
         TlsFailure.CERTIFICATE_REQUIRED: f"{host} asks for a client certificate, which the daemon does not present:"
                                          " let it serve the daemon without one",
         TlsFailure.PROTOCOL_VERSION: f"{host} and the daemon share no TLS version (the daemon speaks 1.2 or"

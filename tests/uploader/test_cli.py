@@ -264,8 +264,10 @@ def test_a_ca_bundle_that_cannot_be_read_is_one_line_and_exit_2(
 @pytest.mark.parametrize("scheme", ["https", "ftps"])
 @pytest.mark.parametrize(("variable", "content", "message"), [
     ("SSL_CERT_FILE", None, "the CA file {path} (SSL_CERT_FILE) cannot be read: No such file or directory"),
-    ("SSL_CERT_FILE", "not a certificate\n", "the CA file {path} (SSL_CERT_FILE) cannot be read: [X509: NO_CERTIFICATE"),
-    ("SSL_CERT_FILE", "directory", "the CA file {path} (SSL_CERT_FILE) is a directory: name a directory in SSL_CERT_DIR"),
+    ("SSL_CERT_FILE", "not a certificate\n",
+     "the CA file {path} (SSL_CERT_FILE) cannot be read: [X509: NO_CERTIFICATE"),
+    ("SSL_CERT_FILE", "directory",
+     "the CA file {path} (SSL_CERT_FILE) is a directory: name a directory in SSL_CERT_DIR (after openssl rehash)"),
     ("SSL_CERT_DIR", None, "the CA directory {path} (SSL_CERT_DIR) cannot be read: No such file or directory"),
     ("SSL_CERT_DIR", "a file", "the CA directory {path} (SSL_CERT_DIR) cannot be read: Not a directory"),
     ("SSL_CERT_DIR", "directory", "the CA directory {path} (SSL_CERT_DIR) has no certificate OpenSSL looks up (no"

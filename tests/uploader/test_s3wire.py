@@ -349,8 +349,8 @@ def test_a_put_over_https_trusts_what_the_client_trusts(private_ca: tuple[S3Erro
     proxy, bundle = private_ca
     with pytest.raises(TlsRefusedError, match="CERTIFICATE_VERIFY_FAILED") as refused:
         https_store(proxy.url).put(bucket, "tls/a.ts", b"a", content_type="video/MP2T", cache_control="no-store")
-    assert f"no CA there signed the certificate of 127.0.0.1:{proxy.port} (or 127.0.0.1:{proxy.port} does not send" \
-           " its intermediate certificate): name a PEM file holding the store's CA in AWS_CA_BUNDLE" in refused.value.fix
+    assert (f"no CA there signed the certificate of 127.0.0.1:{proxy.port} (or 127.0.0.1:{proxy.port} does not send"
+            " its intermediate certificate): name a PEM file holding the store's CA in AWS_CA_BUNDLE") in refused.value.fix
     for verify in (str(bundle), False):
         https_store(proxy.url, verify).put(bucket, "tls/b.ts", b"b", content_type="video/MP2T",
                                            cache_control="no-store")

@@ -114,8 +114,12 @@ def client_context(ca: Path | None = None, cert: Path | None = None, key: Path |
 
 def check_cas(flag: str, path: Path) -> None:
     """Load the CA certificate(s) of ``path`` (PEM) as a verifying client would; ConfigError
-    naming ``flag`` when the file cannot be used."""
+    naming ``flag`` when the file cannot be used, or holds no ``BEGIN CERTIFICATE`` block (an
+    OpenSSL ``TRUSTED CERTIFICATE`` or a CRL alone, which FFmpeg's GnuTLS reads no CA from)."""
     _load_cas(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), flag, path)
+    if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+        raise ConfigError(f"{flag} {path} cannot be used: no -----BEGIN CERTIFICATE----- block in it (an OpenSSL"
+                          " TRUSTED CERTIFICATE or a CRL alone is not read as a CA)")
 
 
 def check_pair(cert: Path | None, key: Path | None) -> None:

@@ -428,14 +428,15 @@ def open_input(
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
         log_line = getattr(error, "log", None)  # (level, FFmpeg's component, message) of its last error line
-        if log_line and log_line[1] == "tls":
-            said = log_line[2].strip()
-            fix = _certificate_fix(target, ca_file)
-            if fix is None:
-                raise InputError(f"cannot open {shown_input(target)}: TLS failed ({said}); if its certificate is"
-                                 " signed by a private CA, --input-ca names it") from None
-            raise InputError(f"cannot open {shown_input(target)}: its TLS certificate is refused ({said}): {fix}"
-                             ) from None
+        said = log_line[2].strip() if log_line else reason
+        if (log_line and log_line[1] == "tls") or urlsplit(target).scheme in TLS_SCHEMES:
+            refused, fix = _tls_diagnosis(target, ca_file, said)
+            if fix is not None:
+                what = "its TLS certificate is refused" if refused else "TLS failed"
+                raise InputError(f"cannot open {shown_input(target)}: {what} ({said}): {fix}") from None
+            if log_line and log_line[1] == "tls":
+                raise InputError(f"cannot open {shown_input(target)}: TLS failed ({said}) against"
+                                 f" {_trusted(ca_file)}") from None
         if isinstance(error, (OSError, av.error.HTTPClientError, av.error.HTTPServerError, av.error.HTTPError)):
             # The system's or the server's answer (a refused connection, a timeout, no such file,
             # HTTP 404): nothing was read to judge the media by.
@@ -445,53 +446,82 @@ def open_input(
         raise InputError(f"cannot open {target}: {error.strerror or error}") from None
 
 
-# The schemes of FFmpeg's protocols that are TLS themselves (rtmps and the like run TLS underneath,
-# and the ffmpeg command line takes no TLS option for them).
-TLS_SCHEMES = frozenset({"https", "tls"})
+# The schemes of FFmpeg's protocols that speak TLS from their first byte, with their default
+# ports: the ffmpeg command line takes its TLS options for these alone.
+TLS_SCHEMES = {"https": 443, "tls": None, "rtmps": 443}
+# Where distributions keep their CA bundle, for when Python's ssl names no CA file
+# (ssl.get_default_verify_paths): Debian and Ubuntu, Fedora and RHEL, Alpine and macOS, SUSE.
+_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem",
+               "/etc/ssl/ca-bundle.pem")
+
+
+def input_ca_file(ca_file: Path | None) -> str | None:
+    """The CA file a URL input's certificate is checked against: ``ca_file`` (--input-ca), else the
+    one Python's ssl trusts (SSL_CERT_FILE, or OpenSSL's default), else a distribution's bundle;
+    None when there is none. The GnuTLS in PyAV's wheels must be given one: its own default is
+    where its build host keeps one (/etc/pki/tls/cert.pem)."""
+    if ca_file is not None:
+        return str(ca_file)
+    return ssl.get_default_verify_paths().cafile or next((path for path in _CA_BUNDLES if os.path.isfile(path)), None)
 
 
 def tls_options(url: str, ca_file: Path | None) -> dict[str, str]:
     """FFmpeg's options that make it verify the TLS certificate of a URL input (chain, dates and
-    host name; FFmpeg's own default is to verify nothing): against ``ca_file`` (--input-ca), else
-    the CA file Python's ssl trusts (SSL_CERT_FILE, or OpenSSL's default: the GnuTLS in PyAV's
-    wheels would look where its build host keeps one, /etc/pki/tls/cert.pem). Given for every
-    URL, so that an http:// input redirected to https:// is verified too; protocols without TLS
-    leave them unused. {} for a file (``file:``)."""
+    host name; FFmpeg's own default is to verify nothing) against ``input_ca_file(ca_file)``.
+    Given for every URL, so that an http:// input redirected to https:// is verified too;
+    protocols without TLS leave them unused. {} for a file (``file:``)."""
     if url.startswith("file:"):
         return {}
-    cafile = str(ca_file) if ca_file is not None else ssl.get_default_verify_paths().cafile
+    cafile = input_ca_file(ca_file)
     return {"tls_verify": "1", **({"ca_file": cafile} if cafile else {})}
 
 
-def _certificate_fix(url: str, ca_file: Path | None) -> str | None:
-    """What is wrong with the certificate of an https:// ``url``'s server, found by a handshake of
-    Python's ssl against the CAs FFmpeg was given (``tls_options``), as the operator's fix; None
-    when that handshake finds nothing wrong, or cannot be made (another scheme, no answer).
-    FFmpeg's GnuTLS says only "Peer certificate failed verification" for most of these."""
+def _trusted(ca_file: Path | None) -> str:
+    """The CA file a URL input is checked against, as an error names it."""
+    if ca_file is not None:
+        return f"--input-ca {ca_file}"
+    cafile = input_ca_file(None)
+    return f"the CA file {cafile}" if cafile else "no CA file (give --input-ca)"
+
+
+def _tls_diagnosis(url: str, ca_file: Path | None, said: str) -> tuple[bool, str | None]:
+    """What is wrong with the TLS of an https://, rtmps:// or tls:// ``url``'s server, found by a
+    handshake of Python's ssl against the CA file FFmpeg was given (``input_ca_file``; an
+    intermediate there is an anchor, as GnuTLS takes it): (whether its certificate is refused,
+    the operator's fix), or (False, None) when that handshake finds nothing wrong or cannot be
+    made. FFmpeg's GnuTLS says only "Peer certificate failed verification" for most of these;
+    its ``said`` line is believed where it is precise (a name it does not carry)."""
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        return None
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    port = parts.port or TLS_SCHEMES.get(parts.scheme)
+    if "does not match hostname" in said:
+        return True, f"it does not name {parts.hostname}: give INPUT a host name its certificate carries"
+    if parts.scheme not in TLS_SCHEMES or not parts.hostname or port is None:
+        return False, None  # (an http:// input redirected: the server refused is another one)
+    cafile = input_ca_file(ca_file)
+    context = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     try:
-        with socket.create_connection((parts.hostname, parts.port or 443), timeout=5) as raw, \
+        with socket.create_connection((parts.hostname, port), timeout=5) as raw, \
                 context.wrap_socket(raw, server_hostname=parts.hostname):
-            return None
+            return False, None
     except (OSError, ValueError) as error:
-        failure, said = tls_failure(error), detail(error)
-    trusted = f"in --input-ca {ca_file}" if ca_file is not None else "the system trusts"
-    fixes = {
+        failure, detailed = tls_failure(error), detail(error)
+    refusals = {
         TlsFailure.OTHER_NAME: f"it does not name {parts.hostname}: give INPUT a host name its certificate carries",
-        TlsFailure.OUT_OF_DATES: f"it, or a CA certificate of its chain, is out of its dates ({said}): renew it, or"
+        TlsFailure.OUT_OF_DATES: f"it, or a CA certificate of its chain, is out of its dates ({detailed}): renew it, or"
                                  " check this host's clock",
-        TlsFailure.WRONG_PURPOSE: "it is no server certificate (its extendedKeyUsage has no serverAuth)",
-        TlsFailure.UNTRUSTED: f"no CA {trusted} signed it (or the server does not send its intermediate"
-                              " certificate): --input-ca names the CA that does",
-        TlsFailure.REFUSED: f"{said}",
+        TlsFailure.UNTRUSTED: f"no CA in {_trusted(ca_file)} signed it (or the server does not send its intermediate"
+                              " certificate)" + ("" if ca_file else ": --input-ca names the CA that does"),
+        TlsFailure.REFUSED: detailed,
+    }
+    others = {
         TlsFailure.CERTIFICATE_REQUIRED: "the server asks for a client certificate, which hls-segment does not give",
         TlsFailure.PROTOCOL_VERSION: "the server and hls-segment share no TLS version",
         TlsFailure.NOT_TLS: "the server does not speak TLS on that port: http://, or another port?",
     }
-    return fixes.get(failure) if failure is not None else None
+    if failure in refusals:
+        return True, refusals[failure]
+    return False, others.get(failure) if failure is not None else None
 
 
 # Query parameters whose values are secrets, by the end of their name (SRT's passphrase, a signed

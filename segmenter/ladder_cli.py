@@ -118,7 +118,7 @@ OPTIONS = (
            convert=positive_seconds, fields=("stall_warning_s",), metavar="SECONDS"),
     Option("stall_end", SECONDS, 0.0, "End the stream (ENDLIST) when the source has sent nothing for this many"
            " seconds; 0: never.", convert=seconds_or_zero, fields=("stall_end_s",), metavar="SECONDS"),
-    Option("input_ca", TEXT, None, "CA certificate(s) (PEM) that sign an https:// INPUT's TLS certificate.",
+    Option("input_ca", TEXT, None, "CA certificate(s) (PEM) that sign an https:// (rtmps://, tls://) INPUT's TLS certificate.",
            convert=optional_path, metavar="FILE", shown_default="the system's CAs"),
     Option("ffmpeg", TEXT, "ffmpeg", "The ffmpeg program that decodes and encodes.", metavar="PATH"),
     Option("hls_segment", TEXT, None, "The hls-segment program.", metavar="PATH",
@@ -162,12 +162,13 @@ class LadderConfig:
         check_stalls(self.stall_warning_s, self.stall_end_s)
         if self.input_ca is not None:
             if urlsplit(self.source).scheme not in TLS_SCHEMES:
-                raise ConfigError("--input-ca applies to an https:// INPUT, not to stdin, a file or another URL")
+                raise ConfigError("--input-ca applies to an https://, rtmps:// or tls:// INPUT, not to stdin, a file or another"
+                                  " URL")
             check_cas("--input-ca", self.input_ca)
 
     @property
     def source_options(self) -> tuple[str, ...]:
-        """ffmpeg's options that make it check the TLS certificate of an https:// or tls:// INPUT
+        """ffmpeg's options that make it check the TLS certificate of an https://, rtmps:// or tls:// INPUT
         (segmenter.input.tls_options: ffmpeg checks none by default); none for anything else,
         which the ffmpeg command line refuses them for."""
         if urlsplit(self.source).scheme not in TLS_SCHEMES:

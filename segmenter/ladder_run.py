@@ -408,6 +408,12 @@ class LadderPlan:
     source_options: tuple[str, ...] = ()  # ffmpeg's options for opening the source (ladder.decoder_command)
 
 
+def _segmenter_env() -> dict[str, str]:
+    """The segmenters' environment: this one's, but HLS_SEGMENT_INPUT_CA (the ladder's INPUT is
+    its own; each segmenter reads stdin, where --input-ca is refused)."""
+    return {name: value for name, value in os.environ.items() if name != "HLS_SEGMENT_INPUT_CA"}
+
+
 @dataclass(frozen=True, slots=True)
 class LadderResult:
     """How a ladder ended: each rendition's segmenter exit code (None: never started), and why
@@ -478,7 +484,7 @@ class Ladder:
                 read_end, write_end = os.pipe()
                 try:
                     rung.segmenter = subprocess.Popen(plan.segmenter(rung.rendition, directory), stdin=read_end,
-                                                      start_new_session=True)
+                                                      start_new_session=True, env=_segmenter_env())
                 finally:
                     os.close(read_end)
                 rung.segmenter_started = time.monotonic()

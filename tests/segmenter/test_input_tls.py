@@ -9,6 +9,7 @@ import datetime
 import functools
 import http.server
 import logging
+import os
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import trustme
 from common.settings import ConfigError
 from segmenter.config import SegmenterConfig
 from segmenter.errors import InputError
-from segmenter.input import open_input, tls_options
+from segmenter.input import input_ca_file, open_input, tls_options
 from tests.support.listener import Listener
 from tests.support.media import make_ts
 from tests.support.net import free_port
@@ -84,13 +85,38 @@ def test_an_https_input_is_read_when_its_ca_is_named_and_refused_when_not(served
         url = f"https://127.0.0.1:{port}/in.ts"
         assert opened(url, ca_file(ca, tmp_path)) == "mpegts"
         assert refusal(url) == (f"cannot open {url}: its TLS certificate is refused (Peer certificate failed"
-                                " verification): no CA the system trusts signed it (or the server does not send its"
-                                " intermediate certificate): --input-ca names the CA that does")
+                                f" verification): no CA in the CA file {input_ca_file(None)} signed it (or the server"
+                                " does not send its intermediate certificate): --input-ca names the CA that does")
         other = tmp_path / "other"
         other.mkdir()
         assert refusal(url, ca_file(trustme.CA(), other)).endswith(
             f": no CA in --input-ca {other / 'ca.pem'} signed it (or the server does not send its intermediate"
-            " certificate): --input-ca names the CA that does")
+            " certificate)")
+
+
+def test_without_a_ca_file_from_python_a_distribution_s_bundle_is_used(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Python's ssl may name no CA file (SSL_CERT_FILE naming one that is not there, a Python built
+    elsewhere); the wheel's GnuTLS would then look for /etc/pki/tls/cert.pem, which Debian lacks."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    found = input_ca_file(None)
+    assert found is None or Path(found).is_file()
+    assert tls_options("https://cam/in.ts", None) == {"tls_verify": "1", **({"ca_file": found} if found else {})}
+    if Path("/etc/ssl/certs/ca-certificates.crt").is_file():
+        assert found == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_a_ca_file_gnutls_reads_no_ca_from_is_refused_at_start(tmp_path: Path) -> None:
+    """OpenSSL's TRUSTED CERTIFICATE form loads in Python's ssl, but FFmpeg's GnuTLS reads no CA
+    from it: every connection would be refused."""
+    ca = ca_file(trustme.CA(), tmp_path)
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_text(ca.read_text().replace("BEGIN CERTIFICATE", "BEGIN TRUSTED CERTIFICATE")
+                       .replace("END CERTIFICATE", "END TRUSTED CERTIFICATE"))
+    with pytest.raises(ConfigError, match="no -----BEGIN CERTIFICATE----- block in it"):
+        SegmenterConfig.from_settings(input="https://cam/in.ts", segment_duration="2", output_dir=str(tmp_path),
+                                      output_prefix="cam", index_name="i.m3u8", http_prefix="", bucket="bucket-a",
+                                      key_prefix="k", settings={"input_ca": str(trusted)})
 
 
 @pytest.mark.parametrize(("names", "dates", "fix"), [
@@ -120,8 +146,8 @@ def test_an_http_input_redirected_to_https_is_checked_too(served: Path) -> None:
 
         with server(Redirect) as port:
             said = refusal(f"http://127.0.0.1:{port}/in.ts")
-    assert said == (f"cannot open http://127.0.0.1:{port}/in.ts: TLS failed (Peer certificate failed verification);"
-                    " if its certificate is signed by a private CA, --input-ca names it")
+    assert said == (f"cannot open http://127.0.0.1:{port}/in.ts: TLS failed (Peer certificate failed verification)"
+                    f" against the CA file {input_ca_file(None)}")
 
 
 def test_an_hls_input_warns_that_what_it_names_is_fetched_unchecked(
@@ -145,7 +171,7 @@ def test_tls_options_check_every_url_and_no_file(tmp_path: Path) -> None:
     assert tls_options("file:/srv/in.ts", ca) == {}
     for url in ("https://cam/in.ts", "http://cam/in.ts", "tls://cam:9000", "rtmps://cam/live"):
         assert tls_options(url, ca) == {"tls_verify": "1", "ca_file": str(ca)}
-    default = ssl.get_default_verify_paths().cafile
+    default = input_ca_file(None)
     assert tls_options("https://cam/in.ts", None) == {"tls_verify": "1", **({"ca_file": default} if default else {})}
 
 
@@ -174,17 +200,19 @@ def test_hls_ladder_checks_an_https_source_s_certificate(served: Path, tmp_path:
     ladder = str(Path(sys.executable).parent / "hls-ladder")
     ca = trustme.CA()
     with server(files(served), ca) as port, Listener(free_port()) as daemon:
-        def run(*options: str) -> tuple[int, str]:
+        def run(*options: str, env: dict[str, str] | None = None) -> tuple[int, str]:
             log_path = tmp_path / "ladder.log"
             with open(log_path, "wb") as log:
                 code = subprocess.run([ladder, f"https://127.0.0.1:{port}/in.ts", str(tmp_path / "out"), "bucket",
                                        "prog", "--uploader", f"127.0.0.1:{daemon.port}", "--segment-seconds", "1",
-                                       "--rendition", "a:96:100k:32k", *options], stderr=log, timeout=120).returncode
+                                       "--rendition", "a:96:100k:32k", *options], stderr=log, timeout=120,
+                                      env=env).returncode
             return code, log_path.read_text()
 
         code, log = run()
         assert code != 0 and "Peer certificate failed verification" in log, log
         assert daemon.messages == []
-        code, log = run("--input-ca", str(ca_file(ca, tmp_path)))
+        # A segmenter's variable is not the ladder's: its segmenters read stdin, which --input-ca refuses.
+        code, log = run("--input-ca", str(ca_file(ca, tmp_path)), env={**os.environ, "HLS_SEGMENT_INPUT_CA": "/x"})
         assert code == 0, log
         assert daemon.messages and daemon.messages[-1].end, daemon.messages

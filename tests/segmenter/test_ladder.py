@@ -395,7 +395,8 @@ def test_a_second_signal_stops_at_once_and_the_renditions_still_end(tmp_path: Pa
      "--rendition 'master:360p:500k': name 'master' is taken: master.m3u8 is the master playlist"),
     (("--stall-warning", "0"), "--stall-warning must be a positive number of seconds"),
     (("--stall-warning", "5", "--stall-end", "5"), "--stall-end must be longer than --stall-warning (or 0: never)"),
-    (("--input-ca", "ca.pem"), "--input-ca applies to an https:// INPUT, not to stdin, a file or another URL"),
+    (("--input-ca", "ca.pem"),
+     "--input-ca applies to an https://, rtmps:// or tls:// INPUT, not to stdin, a file or another URL"),
 ])
 def test_bad_settings_are_one_line_and_exit_2(tmp_path: Path, options: tuple[str, ...], error: str) -> None:
     done = subprocess.run([LADDER, "udp://127.0.0.1:9", str(tmp_path / "out"), "b", "p", *options],

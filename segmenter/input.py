@@ -493,12 +493,12 @@ def _tls_diagnosis(url: str, ca_file: Path | None, said: str) -> tuple[bool, str
     its ``said`` line is believed where it is precise (a name it does not carry)."""
     parts = urlsplit(url)
     port = parts.port or TLS_SCHEMES.get(parts.scheme)
+    other_name = f"it does not name {parts.hostname}: give INPUT a host name its certificate carries"
     if "does not match hostname" in said:
-        return True, f"it does not name {parts.hostname}: give INPUT a host name its certificate carries"
+        return True, other_name
     if parts.scheme not in TLS_SCHEMES or not parts.hostname or port is None:
         return False, None  # (an http:// input redirected: the server refused is another one)
-    cafile = input_ca_file(ca_file)
-    context = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+    context = ssl.create_default_context(cafile=input_ca_file(ca_file))
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     try:
         with socket.create_connection((parts.hostname, port), timeout=5) as raw, \
@@ -507,7 +507,7 @@ def _tls_diagnosis(url: str, ca_file: Path | None, said: str) -> tuple[bool, str
     except (OSError, ValueError) as error:
         failure, detailed = tls_failure(error), detail(error)
     refusals = {
-        TlsFailure.OTHER_NAME: f"it does not name {parts.hostname}: give INPUT a host name its certificate carries",
+        TlsFailure.OTHER_NAME: other_name,
         TlsFailure.OUT_OF_DATES: f"it, or a CA certificate of its chain, is out of its dates ({detailed}): renew it, or"
                                  " check this host's clock",
         TlsFailure.UNTRUSTED: f"no CA in {_trusted(ca_file)} signed it (or the server does not send its intermediate"
